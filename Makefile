@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: MIT
+# The front door: `make demo` runs halo's main job on one machine, `make check` runs the tests.
+BUILD ?= build
+BUILD_SAN ?= build-san
+
+.PHONY: all deps build demo check check-fast check-sanitize bench clean
+
+all: build
+
+deps:
+	@./tools/install-deps
+
+$(BUILD)/build.ninja: | deps
+	meson setup $(BUILD) -Dwerror=true
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+demo: build
+	@./examples/demo.sh $(BUILD)
+
+# Unit and integration tests, then once more under ASan+UBSan.
+check: build
+	@./test/run-all $(BUILD) $(BUILD_SAN)
+
+check-fast: build
+	@./test/run-all $(BUILD)
+
+bench: build
+	./bench/failover 50 && ./bench/coldstart 10 && ./bench/footprint
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libhalo: the component side of the HA link, modelled on the SA Forum AMF API.
+ *
+ * A component links libhalo, opens a handle with halo_open(), registers, and
+ * then polls halo_fd() and calls halo_dispatch() when it is readable (the SA
+ * Forum selection-object pattern).  libhalo never creates threads: callbacks
+ * run on the thread that calls halo_dispatch().  Every call is safe from any
+ * thread, and callbacks may call back into libhalo.
+ *
+ * Errors are negative errno values, or negative HALO_E* values from the table
+ * below; halo_strerror() names both.  A call that fails never runs its callback.
+ */
+#ifndef HALO_HALO_H
+#define HALO_HALO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HALO_VERSION_MAJOR 0
+#define HALO_VERSION_MINOR 1
+
+/* Project errors extend errno; values are chosen far above any errno. */
+#define HALO_ERRNO_MAP(X)                                                        \
+    X(HALO_EBADSTATE, 10001, "operation not allowed in the current state")       \
+    X(HALO_ENOTREG, 10002, "component is not registered")                        \
+    X(HALO_EUNKNOWN, 10003, "no such object in the cluster model")              \
+    X(HALO_EPROTO, 10004, "HA link protocol violation")                          \
+    X(HALO_EVERSION, 10005, "HA link protocol version not supported")            \
+    X(HALO_EBADINVOCATION, 10006, "unknown or already answered invocation")      \
+    X(HALO_ETRYAGAIN, 10007, "try again later")                                  \
+    X(HALO_EEXIST, 10008, "already exists or already done")                       \
+    X(HALO_ECOMPFAILED, 10009, "component reported a failure")
+
+enum {
+#define HALO__ERRNO_ENUM(name, value, text) name = (value),
+    HALO_ERRNO_MAP(HALO__ERRNO_ENUM)
+#undef HALO__ERRNO_ENUM
+};
+
+/* Returns a static description of a negative errno or HALO_E* value. */
+const char *halo_strerror(int err);
+
+/* HA state of a component for a CSI; the values are the SA Forum ones. */
+typedef enum halo_ha_state {
+    HALO_HA_ACTIVE = 1,
+    HALO_HA_STANDBY = 2,
+    HALO_HA_QUIESCED = 3,
+    HALO_HA_QUIESCING = 4,
+} halo_ha_state;
+
+/* Returns "ACTIVE", "STANDBY", ...; "UNKNOWN" for any other value. */
+const char *halo_ha_state_to_string(halo_ha_state s);
+
+typedef enum halo_dispatch_flags {
+    HALO_DISPATCH_ONE = 1,      /* run at most one pending callback */
+    HALO_DISPATCH_ALL = 2,      /* run every pending callback, then return */
+    HALO_DISPATCH_BLOCKING = 3, /* run callbacks until halo_close() or link loss */
+} halo_dispatch_flags;
+
+/* Recovery a component recommends with an error report or a health check. */
+typedef enum halo_recovery {
+    HALO_RECOVERY_NONE = 1,
+    HALO_RECOVERY_COMPONENT_RESTART = 2,
+    HALO_RECOVERY_COMPONENT_FAILOVER = 3,
+    HALO_RECOVERY_NODE_SWITCHOVER = 4,
+    HALO_RECOVERY_NODE_FAILOVER = 5,
+} halo_recovery;
+
+/* Who drives a health check. */
+typedef enum halo_hc_invoked {
+    HALO_HC_AMF_INVOKED = 1,       /* halod calls the healthcheck callback */
+    HALO_HC_COMPONENT_INVOKED = 2, /* the component calls halo_healthcheck_confirm() */
+} halo_hc_invoked;
+
+/* Flags of a CSI set or remove. */
+enum {
+    HALO_CSI_ADD_ONE = 1,    /* this one CSI */
+    HALO_CSI_TARGET_ONE = 2, /* an existing assignment of this one CSI changes */
+    HALO_CSI_TARGET_ALL = 4, /* every CSI assigned to the component */
+};
+
+/* Why a CSI went ACTIVE, as in SaAmfCSITransitionDescriptorT. */
+typedef enum halo_csi_transition {
+    HALO_CSI_NEW_ASSIGN = 1,
+    HALO_CSI_QUIESCED = 2,     /* the previous active was quiesced (switchover) */
+    HALO_CSI_NOT_QUIESCED = 3, /* the previous active failed (failover) */
+    HALO_CSI_STILL_ACTIVE = 4,
+} halo_csi_transition;
+
+typedef struct halo_csi_attr {
+    const char *name;
+    const char *value;
+} halo_csi_attr;
+
+/* Valid only during the callback that receives it. */
+typedef struct halo_csi_descriptor {
+    unsigned flags;       /* HALO_CSI_* */
+    const char *csi_name; /* NULL with HALO_CSI_TARGET_ALL */
+    const char *si_name;
+    size_t n_attrs;
+    const halo_csi_attr *attrs;
+    halo_csi_transition transition; /* meaningful for ACTIVE only */
+    const char *active_comp;        /* the ACTIVE component, for STANDBY; may be NULL */
+} halo_csi_descriptor;
+
+/* Protection-group tracking. */
+enum {
+    HALO_TRACK_CURRENT = 1,      /* report the current members once */
+    HALO_TRACK_CHANGES = 2,      /* report all members on every change */
+    HALO_TRACK_CHANGES_ONLY = 4, /* report only the changed members */
+};
+
+typedef enum halo_pg_change {
+    HALO_PG_NO_CHANGE = 1,
+    HALO_PG_ADDED = 2,
+    HALO_PG_REMOVED = 3,
+    HALO_PG_STATE_CHANGED = 4,
+} halo_pg_change;
+
+typedef struct halo_pg_member {
+    const char *comp_name;
+    halo_ha_state ha_state;
+    halo_pg_change change;
+} halo_pg_member;
+
+typedef struct halo halo;
+typedef uint64_t halo_invocation;
+
+/*
+ * Callbacks.  Any may be NULL when the component does not use it; a NULL
+ * csi_set or terminate makes halo_register() fail with -EINVAL, since halod
+ * could not drive such a component.  Strings and arrays passed in are valid only
+ * during the callback.
+ */
+typedef struct halo_callbacks {
+    /* Assign (or change) a CSI; answer with halo_response(), or for QUIESCING
+     * with halo_quiescing_complete() once the work in progress is done. */
+    void (*csi_set)(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
+                    const halo_csi_descriptor *csi, void *userdata);
+    /* Remove a CSI (csi_name NULL with HALO_CSI_TARGET_ALL); answer with halo_response(). */
+    void (*csi_remove)(halo *h, halo_invocation inv, const char *comp, const char *csi_name,
+                       unsigned flags, void *userdata);
+    /* Terminate: release resources, answer with halo_response(), then exit. */
+    void (*terminate)(halo *h, halo_invocation inv, const char *comp, void *userdata);
+    /* AMF-invoked health check; answer with halo_response(inv, 0) if healthy. */
+    void (*healthcheck)(halo *h, halo_invocation inv, const char *comp, const char *key,
+                        void *userdata);
+    /* Protection-group change for a tracked CSI.  members lists n_members
+     * entries; error is 0 or a negative error (the group can no longer be tracked). */
+    void (*pg_track)(halo *h, const char *csi_name, const halo_pg_member *members, size_t n_members,
+                     int error, void *userdata);
+} halo_callbacks;
+
+/*
+ * Opens the HA link to the local halod at $HALO_SOCKET (or socket_path when
+ * not NULL) and negotiates the protocol version.  callbacks is copied.
+ * Returns 0 and *ret, or -EINVAL, -ENOENT (no socket given), -ECONNREFUSED,
+ * -ENOMEM, -HALO_EVERSION.
+ */
+int halo_open(const char *socket_path, const halo_callbacks *callbacks, void *userdata, halo **ret);
+
+/* Closes the link and frees the handle; accepts NULL; returns NULL. */
+halo *halo_close(halo *h);
+
+/*
+ * The selection object: a file descriptor that polls readable while a callback
+ * is pending.  Owned by the handle.  Returns the fd or -EINVAL.
+ */
+int halo_fd(halo *h);
+
+/*
+ * Runs pending callbacks on the calling thread.  Returns the number of
+ * callbacks run (>= 0), or -ENOTCONN when halod closed the link, -EINVAL, -EBADF
+ * after halo_close().
+ */
+int halo_dispatch(halo *h, halo_dispatch_flags flags);
+
+/*
+ * Registers a component (comp NULL: $HALO_COMPONENT) with halod; from then on
+ * halod may assign CSIs to it.  proxy is reserved and must be NULL.
+ * Returns 0, -EINVAL, -HALO_EUNKNOWN (not in the model), -HALO_EEXIST (already
+ * registered), -ENOTCONN.
+ */
+int halo_register(halo *h, const char *comp, const char *proxy);
+
+/* Unregisters; halod removes the component's assignments first. Returns 0, -HALO_ENOTREG, -ENOTCONN. */
+int halo_unregister(halo *h, const char *comp);
+
+/* Answers a callback: error 0 for success, or a negative error.
+ * Returns 0, -HALO_EBADINVOCATION (unknown or already answered), -ENOTCONN. */
+int halo_response(halo *h, halo_invocation inv, int error);
+
+/* Ends a QUIESCING assignment: the component has finished its work in progress.
+ * Returns as halo_response(). */
+int halo_quiescing_complete(halo *h, halo_invocation inv, int error);
+
+/*
+ * Starts a health check named key (NULL: "default") on a component (NULL: the
+ * registered one).  Period and timeout come from the cluster description.
+ * recommended is the recovery when the check fails.
+ * Returns 0, -HALO_EEXIST (already started), -HALO_ENOTREG, -EINVAL, -ENOTCONN.
+ */
+int halo_healthcheck_start(halo *h, const char *comp, const char *key, halo_hc_invoked invoked,
+                           halo_recovery recommended);
+
+/* Confirms a component-invoked check; result 0 is healthy, negative reports a failure. */
+int halo_healthcheck_confirm(halo *h, const char *comp, const char *key, int result);
+
+/* Stops a health check.  Returns 0, -ENOENT (not started), -ENOTCONN. */
+int halo_healthcheck_stop(halo *h, const char *comp, const char *key);
+
+/* Reports an error detected by the component itself; halod runs the recovery
+ * (at least the one recommended).  Returns 0, -HALO_EUNKNOWN, -ENOTCONN. */
+int halo_error_report(halo *h, const char *comp, halo_recovery recommended);
+
+/*
+ * Tracks the protection group of a CSI.  With HALO_TRACK_CURRENT the current
+ * members are delivered through the pg_track callback by the next dispatch;
+ * with CHANGES or CHANGES_ONLY every later change is too.
+ * Returns 0, -HALO_EUNKNOWN, -EINVAL (no pg_track callback, bad flags), -ENOTCONN.
+ */
+int halo_pg_track(halo *h, const char *csi_name, unsigned flags);
+
+/* Stops tracking.  Returns 0, -ENOENT (not tracked), -ENOTCONN. */
+int halo_pg_track_stop(halo *h, const char *csi_name);
+
+/*
+ * The HA state of a component (NULL: the registered one) for a CSI.
+ * Returns 0 and *ret_state, -ENOENT (no assignment), -HALO_EUNKNOWN, -ENOTCONN.
+ */
+int halo_ha_state_get(halo *h, const char *comp, const char *csi_name, halo_ha_state *ret_state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* halo_strerror(): names for errno values and the project's HALO_E* codes. */
+#include <string.h>
+
+#include "halo/halo.h"
+
+const char *halo_strerror(int err) {
+    int e = err < 0 ? -err : err;
+
+    switch (e) {
+#define HALO__ERRNO_CASE(name, value, text)                                                        \
+    case value:                                                                                    \
+        return text;
+        HALO_ERRNO_MAP(HALO__ERRNO_CASE)
+#undef HALO__ERRNO_CASE
+    default:
+        /* strerror() names every errno value in glibc and is thread-safe there
+         * for known values; for unknown ones it returns a shared buffer, which
+         * is acceptable for a diagnostic string. */
+        return strerror(e);
+    }
+}
+
+const char *halo_ha_state_to_string(halo_ha_state s) {
+    switch (s) {
+    case HALO_HA_ACTIVE:
+        return "ACTIVE";
+    case HALO_HA_STANDBY:
+        return "STANDBY";
+    case HALO_HA_QUIESCED:
+        return "QUIESCED";
+    case HALO_HA_QUIESCING:
+        return "QUIESCING";
+    }
+    return "UNKNOWN";
+}

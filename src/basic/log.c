@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/* Logging for the daemons: one line per message on stderr, levels per area. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "halo/halo.h"
+
+int log_levels[_LOG_AREA_MAX] = {LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_};
+
+static const char *const area_names[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store"};
+static const char *const level_names[] = {[LOG_ERR_] = "error",   [LOG_WARNING_] = "warning",
+                                          [LOG_NOTICE_] = "notice", [LOG_INFO_] = "info",
+                                          [LOG_DEBUG_] = "debug"};
+static const char *log_prefix = "halo";
+
+void log_set_prefix(const char *prefix) {
+    log_prefix = prefix;
+}
+
+void log_set_level(int level) {
+    for (size_t i = 0; i < _LOG_AREA_MAX; i++)
+        log_levels[i] = level;
+}
+
+int log_set_level_area(const char *area, int level) {
+    for (size_t i = 0; i < _LOG_AREA_MAX; i++)
+        if (strcmp(area, area_names[i]) == 0) {
+            log_levels[i] = level;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+int log_level_from_string(const char *s) {
+    for (int i = LOG_ERR_; i <= LOG_DEBUG_; i++)
+        if (strcmp(s, level_names[i]) == 0)
+            return i;
+    return -EINVAL;
+}
+
+int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...) {
+    char buf[2048];
+    char out[2304];
+    size_t j = 0;
+    int e = err < 0 ? -err : err;
+
+    /* Expand %m ourselves so the caller's errno is irrelevant. */
+    for (const char *p = fmt; *p && j < sizeof(buf) - 1; p++) {
+        if (p[0] == '%' && p[1] == 'm') {
+            const char *s = e ? halo_strerror(-e) : "Success";
+            size_t n = strlen(s);
+            if (n > sizeof(buf) - 1 - j)
+                n = sizeof(buf) - 1 - j;
+            memcpy(buf + j, s, n);
+            j += n;
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            if (j + 2 < sizeof(buf)) {
+                buf[j++] = '%';
+                buf[j++] = '%';
+            }
+            p++;
+        } else
+            buf[j++] = *p;
+    }
+    buf[j] = 0;
+
+    va_list ap;
+    va_start(ap, fmt);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    vsnprintf(out, sizeof(out), buf, ap);
+#pragma GCC diagnostic pop
+    va_end(ap);
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r(&ts.tv_sec, &tm);
+    if (level >= LOG_DEBUG_)
+        fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s (%s:%d)\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                ts.tv_nsec / 1000000, log_prefix, area_names[area], level_names[level], out, file, line);
+    else
+        fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                ts.tv_nsec / 1000000, log_prefix, area_names[area], level_names[level], out);
+    return -e;
+}

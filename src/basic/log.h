@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/* Logging for the daemons: levels per area, checked before arguments are evaluated. */
+#pragma once
+
+#include <stdarg.h>
+
+#include "macro.h"
+
+enum log_level { LOG_ERR_ = 3, LOG_WARNING_ = 4, LOG_NOTICE_ = 5, LOG_INFO_ = 6, LOG_DEBUG_ = 7 };
+
+/* Areas whose level can be changed at runtime independently. */
+enum log_area { LOG_AREA_MAIN, LOG_AREA_AMF, LOG_AREA_LINK, LOG_AREA_SUPERVISOR, LOG_AREA_STORE, _LOG_AREA_MAX };
+
+extern int log_levels[_LOG_AREA_MAX];
+
+void log_set_level(int level);                   /* all areas */
+int log_set_level_area(const char *area, int level); /* -EINVAL on unknown area */
+int log_level_from_string(const char *s);        /* -EINVAL on unknown */
+void log_set_prefix(const char *prefix);         /* program name shown on each line */
+
+/* Logs and returns -abs(err); %m in fmt prints strerror(err). */
+int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...)
+    _printf_(6, 7);
+
+#ifndef LOG_AREA
+#define LOG_AREA LOG_AREA_MAIN
+#endif
+
+#define log_full_errno(level, err, ...)                                                            \
+    ({                                                                                             \
+        int _e = (err);                                                                            \
+        log_levels[LOG_AREA] >= (level) ? log_internal((level), LOG_AREA, _e, __FILE__, __LINE__, __VA_ARGS__) \
+                                        : -(_e < 0 ? -_e : _e);                                    \
+    })
+
+#define log_debug(...) (void)log_full_errno(LOG_DEBUG_, 0, __VA_ARGS__)
+#define log_info(...) (void)log_full_errno(LOG_INFO_, 0, __VA_ARGS__)
+#define log_notice(...) (void)log_full_errno(LOG_NOTICE_, 0, __VA_ARGS__)
+#define log_warning(...) (void)log_full_errno(LOG_WARNING_, 0, __VA_ARGS__)
+#define log_error(...) (void)log_full_errno(LOG_ERR_, 0, __VA_ARGS__)
+#define log_error_errno(err, ...) log_full_errno(LOG_ERR_, (err), __VA_ARGS__)
+#define log_warning_errno(err, ...) log_full_errno(LOG_WARNING_, (err), __VA_ARGS__)
+#define log_debug_errno(err, ...) log_full_errno(LOG_DEBUG_, (err), __VA_ARGS__)

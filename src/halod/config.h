@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cluster description: parsed from YAML, verified as a whole, then handed
+ * to the AMF.  Plain data; no runtime state lives here.
+ *
+ * Defaults are inherited in this order (later wins):
+ *   built-in defaults -> top-level `defaults.component` -> the SG's
+ *   `component` template -> the SU's `component` -> the component's own keys.
+ * An SU without a `components` map gets one component named after the SU.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "time-util.h"
+
+#define CONFIG_NAME_MAX 255
+
+/* Where an item came from, for error messages. */
+struct config_pos {
+    unsigned line;   /* 1-based; 0 = unknown */
+    unsigned column; /* 1-based */
+};
+
+struct config_kv {
+    char *name;
+    char *value;
+};
+
+struct config_healthcheck {
+    usec_t period;  /* how often halod asks (AMF-invoked) or expects a confirm */
+    usec_t timeout; /* no answer or confirm within this: the component failed */
+};
+
+struct config_restart {
+    unsigned max;      /* restarts allowed within window before the SU is disabled */
+    usec_t window;     /* sliding window for max */
+    usec_t delay;      /* first restart delay */
+    usec_t delay_max;  /* backoff doubles up to this */
+    usec_t stable;     /* a run this long resets the backoff */
+};
+
+struct config_timeouts {
+    usec_t instantiate; /* spawn -> registered */
+    usec_t csi_set;     /* CSI set -> response */
+    usec_t csi_remove;
+    usec_t quiescing;   /* QUIESCING -> quiescing complete */
+    usec_t terminate;   /* terminate callback -> exit; then SIGKILL (cleanup) */
+};
+
+struct config_component {
+    char *name;
+    struct config_pos pos;
+    char *command;       /* absolute, or relative to the description file's directory */
+    char **args;         /* NULL-terminated, without argv[0] */
+    size_t n_args;
+    struct config_kv *env;
+    size_t n_env;
+    char *workdir;       /* NULL: the description file's directory */
+    char **csi_types;    /* CSI types this component takes; NULL: any */
+    size_t n_csi_types;
+    struct config_healthcheck healthcheck;
+    struct config_restart restart;
+    struct config_timeouts timeouts;
+};
+
+struct config_su {
+    char *name;
+    struct config_pos pos;
+    char *node;
+    unsigned rank; /* order in the description; lower is preferred for ACTIVE */
+    struct config_component *components;
+    size_t n_components;
+};
+
+struct config_csi {
+    char *name;
+    struct config_pos pos;
+    char *type; /* NULL: goes to the SU's only component */
+    struct config_kv *attrs;
+    size_t n_attrs;
+};
+
+struct config_si {
+    char *name;
+    struct config_pos pos;
+    struct config_csi *csis;
+    size_t n_csis;
+};
+
+enum config_redundancy {
+    CONFIG_REDUNDANCY_2N,
+};
+
+struct config_sg {
+    char *name;
+    struct config_pos pos;
+    enum config_redundancy redundancy;
+    bool auto_failback; /* move ACTIVE back to the most preferred SU when it returns */
+    struct config_su *sus;
+    size_t n_sus;
+    struct config_si *sis;
+    size_t n_sis;
+};
+
+struct config_node {
+    char *name;
+    struct config_pos pos;
+};
+
+struct config {
+    char *path;    /* the description file */
+    char *basedir; /* its directory, for relative commands */
+    char *cluster; /* cluster name, default "halo" */
+    struct config_node *nodes;
+    size_t n_nodes;
+    struct config_sg *sgs;
+    size_t n_sgs;
+};
+
+/*
+ * Parses and verifies a description.  On success returns 0 and *ret.  On
+ * failure returns -EINVAL (or -ENOENT, -ENOMEM, ...) and, when errors is not
+ * NULL, appends one line per problem to *errors (malloc'ed, caller frees):
+ *   "FILE:LINE:COLUMN: message\n"
+ * Every problem is reported, not only the first.
+ */
+int config_load(const char *path, struct config **ret, char **errors);
+
+struct config *config_free(struct config *c); /* accepts NULL; returns NULL */
+
+/* Lookups; NULL when absent. */
+const struct config_node *config_find_node(const struct config *c, const char *name);

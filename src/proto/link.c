@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/* The HA link codec: size-checked, validated protobuf messages over SOCK_SEQPACKET. */
+#include "link.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "halo/halo.h"
+#include "macro.h"
+
+int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size) {
+    size_t n = halo__link__msg__get_packed_size(msg);
+    if (n > size || n > LINK_MSG_MAX)
+        return -EMSGSIZE;
+    return (int)halo__link__msg__pack(msg, buf);
+}
+
+int link_send(int fd, const LinkMsg *msg) {
+    uint8_t buf[LINK_MSG_MAX];
+    int n = link_encode(msg, buf, sizeof(buf));
+    if (n < 0)
+        return n;
+    for (;;) {
+        ssize_t k = send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k >= 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* A name: present, not empty when required, bounded, no control characters. */
+static int check_name(const char *s, int required) {
+    if (!s || !*s)
+        return required ? -EBADMSG : 0;
+    size_t n = strnlen(s, LINK_NAME_MAX + 1);
+    if (n > LINK_NAME_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return -EBADMSG;
+    return 0;
+}
+
+static int check_range(uint32_t v, uint32_t lo, uint32_t hi) {
+    return v >= lo && v <= hi ? 0 : -EBADMSG;
+}
+
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if ((x) < 0)                                                                               \
+            return -EBADMSG;                                                                       \
+    } while (0)
+
+int link_validate(const LinkMsg *m) {
+    switch (m->body_case) {
+    case HALO__LINK__MSG__BODY_HELLO:
+        CHECK(check_name(m->hello->client, 0));
+        return 0;
+    case HALO__LINK__MSG__BODY_HELLO_REPLY:
+        CHECK(check_name(m->hello_reply->node, 0));
+        return 0;
+    case HALO__LINK__MSG__BODY_REPLY:
+        if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX)
+            return -EBADMSG;
+        return 0;
+    case HALO__LINK__MSG__BODY_REGISTER:
+        CHECK(check_name(m->register_->comp, 1));
+        CHECK(check_name(m->register_->proxy, 0));
+        return 0;
+    case HALO__LINK__MSG__BODY_UNREGISTER:
+        CHECK(check_name(m->unregister->comp, 1));
+        return 0;
+    case HALO__LINK__MSG__BODY_RESPONSE:
+        if (m->response->invocation == 0)
+            return -EBADMSG;
+        return 0;
+    case HALO__LINK__MSG__BODY_HC_START:
+        CHECK(check_name(m->hc_start->comp, 1));
+        CHECK(check_name(m->hc_start->key, 1));
+        CHECK(check_range(m->hc_start->invoked, HALO_HC_AMF_INVOKED, HALO_HC_COMPONENT_INVOKED));
+        CHECK(check_range(m->hc_start->recovery, HALO_RECOVERY_NONE, HALO_RECOVERY_NODE_FAILOVER));
+        return 0;
+    case HALO__LINK__MSG__BODY_HC_CONFIRM:
+        CHECK(check_name(m->hc_confirm->comp, 1));
+        CHECK(check_name(m->hc_confirm->key, 1));
+        return 0;
+    case HALO__LINK__MSG__BODY_HC_STOP:
+        CHECK(check_name(m->hc_stop->comp, 1));
+        CHECK(check_name(m->hc_stop->key, 1));
+        return 0;
+    case HALO__LINK__MSG__BODY_ERROR_REPORT:
+        CHECK(check_name(m->error_report->comp, 1));
+        CHECK(check_range(m->error_report->recovery, HALO_RECOVERY_NONE, HALO_RECOVERY_NODE_FAILOVER));
+        return 0;
+    case HALO__LINK__MSG__BODY_PG_TRACK:
+        CHECK(check_name(m->pg_track->csi, 1));
+        if (m->pg_track->flags == 0 ||
+            (m->pg_track->flags & ~(unsigned)(HALO_TRACK_CURRENT | HALO_TRACK_CHANGES | HALO_TRACK_CHANGES_ONLY)) ||
+            ((m->pg_track->flags & HALO_TRACK_CHANGES) && (m->pg_track->flags & HALO_TRACK_CHANGES_ONLY)))
+            return -EBADMSG;
+        return 0;
+    case HALO__LINK__MSG__BODY_PG_TRACK_STOP:
+        CHECK(check_name(m->pg_track_stop->csi, 1));
+        return 0;
+    case HALO__LINK__MSG__BODY_HA_STATE_GET:
+        CHECK(check_name(m->ha_state_get->comp, 1));
+        CHECK(check_name(m->ha_state_get->csi, 1));
+        return 0;
+    case HALO__LINK__MSG__BODY_CSI_SET: {
+        const Halo__Link__CsiSet *c = m->csi_set;
+        CHECK(check_name(c->comp, 1));
+        CHECK(check_name(c->csi, !(c->flags & HALO_CSI_TARGET_ALL)));
+        CHECK(check_name(c->si, 0));
+        CHECK(check_name(c->active_comp, 0));
+        CHECK(check_range(c->ha_state, HALO_HA_ACTIVE, HALO_HA_QUIESCING));
+        if (c->invocation == 0 || c->n_attrs > LINK_ATTRS_MAX)
+            return -EBADMSG;
+        for (size_t i = 0; i < c->n_attrs; i++) {
+            CHECK(check_name(c->attrs[i]->name, 1));
+            if (strnlen(c->attrs[i]->value, LINK_VALUE_MAX + 1) > LINK_VALUE_MAX)
+                return -EBADMSG;
+        }
+        return 0;
+    }
+    case HALO__LINK__MSG__BODY_CSI_REMOVE:
+        CHECK(check_name(m->csi_remove->comp, 1));
+        CHECK(check_name(m->csi_remove->csi, !(m->csi_remove->flags & HALO_CSI_TARGET_ALL)));
+        return m->csi_remove->invocation ? 0 : -EBADMSG;
+    case HALO__LINK__MSG__BODY_TERMINATE:
+        CHECK(check_name(m->terminate->comp, 1));
+        return m->terminate->invocation ? 0 : -EBADMSG;
+    case HALO__LINK__MSG__BODY_HEALTHCHECK:
+        CHECK(check_name(m->healthcheck->comp, 1));
+        CHECK(check_name(m->healthcheck->key, 1));
+        return m->healthcheck->invocation ? 0 : -EBADMSG;
+    case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
+        CHECK(check_name(m->pg_track_notify->csi, 1));
+        if (m->pg_track_notify->n_members > LINK_ATTRS_MAX)
+            return -EBADMSG;
+        for (size_t i = 0; i < m->pg_track_notify->n_members; i++) {
+            CHECK(check_name(m->pg_track_notify->members[i]->comp, 1));
+            CHECK(check_range(m->pg_track_notify->members[i]->ha_state, HALO_HA_ACTIVE, HALO_HA_QUIESCING));
+            CHECK(check_range(m->pg_track_notify->members[i]->change, HALO_PG_NO_CHANGE, HALO_PG_STATE_CHANGED));
+        }
+        return 0;
+    case HALO__LINK__MSG__BODY_ADMIN:
+        if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED || m->admin->op > HALO__LINK__ADMIN__OP__REPAIR)
+            return -EBADMSG;
+        CHECK(check_name(m->admin->target, 0));
+        return 0;
+    default:
+        /* Unknown oneof (a newer peer) or no body at all. */
+        return -EBADMSG;
+    }
+}
+
+int link_decode(const uint8_t *buf, size_t len, LinkMsg **ret) {
+    if (len > LINK_MSG_MAX)
+        return -EMSGSIZE;
+    LinkMsg *m = halo__link__msg__unpack(NULL, len, buf);
+    if (!m)
+        return -EBADMSG;
+    if (link_validate(m) < 0) {
+        halo__link__msg__free_unpacked(m, NULL);
+        return -EBADMSG;
+    }
+    *ret = m;
+    return 0;
+}
+
+int link_recv(int fd, LinkMsg **ret) {
+    uint8_t buf[LINK_MSG_MAX + 1];
+    ssize_t n;
+
+    do
+        n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return 0;
+    if ((size_t)n > LINK_MSG_MAX)
+        return -EMSGSIZE;
+    int r = link_decode(buf, (size_t)n, ret);
+    return r < 0 ? r : 1;
+}
+
+LinkMsg *link_msg_free(LinkMsg *m) {
+    if (m)
+        halo__link__msg__free_unpacked(m, NULL);
+    return NULL;
+}
+
+const char *link_msg_type_name(const LinkMsg *m) {
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&halo__link__msg__descriptor, m->body_case);
+    return f ? f->name : "unknown";
+}

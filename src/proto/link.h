@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* The HA link codec: size-checked, validated protobuf messages over SOCK_SEQPACKET. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "halo.pb-c.h"
+
+#define LINK_PROTOCOL_VERSION 1
+#define LINK_MSG_MAX (64 * 1024) /* largest packet either side accepts */
+#define LINK_NAME_MAX 255        /* longest object name (component, CSI, SI, key) */
+#define LINK_VALUE_MAX 4096      /* longest CSI attribute value */
+#define LINK_ATTRS_MAX 256       /* most attributes per CSI */
+
+typedef Halo__Link__Msg LinkMsg;
+
+/*
+ * Encodes msg into buf (at least LINK_MSG_MAX bytes).  Returns the length, or
+ * -EMSGSIZE when the message would not fit.
+ */
+int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size);
+
+/* Encodes and sends one packet.  Returns 0, -EMSGSIZE, -EAGAIN, or -errno of send(). */
+int link_send(int fd, const LinkMsg *msg);
+
+/*
+ * Decodes and validates one packet.  Returns 0 and *ret (free with
+ * link_msg_free()), or -EBADMSG (malformed, truncated or a field out of range),
+ * -EMSGSIZE (over LINK_MSG_MAX), -ENOMEM.
+ */
+int link_decode(const uint8_t *buf, size_t len, LinkMsg **ret);
+
+/* Validates the fields of a decoded message: names non-empty where required and
+ * within LINK_NAME_MAX, enums in range, sizes bounded.  Returns 0 or -EBADMSG. */
+int link_validate(const LinkMsg *msg);
+
+/*
+ * Receives one packet (MSG_DONTWAIT) into a LINK_MSG_MAX+1 buffer and decodes
+ * it.  Returns 1 and *ret, 0 on orderly EOF, -EAGAIN, -EMSGSIZE (packet was
+ * truncated: too big), -EBADMSG, or -errno.
+ */
+int link_recv(int fd, LinkMsg **ret);
+
+LinkMsg *link_msg_free(LinkMsg *m);
+
+/* Name of the oneof case, for logs ("csi_set"). */
+const char *link_msg_type_name(const LinkMsg *m);

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store: a revisioned key-value store with transactions, leases and prefix
+ * watches, behind one table of operations with a backend per file
+ * (store-memory.c, store-sqlite.c, later store-etcd.c).  Its semantics follow
+ * etcd v3 so that every backend passes one conformance suite:
+ *
+ *  - One revision counter for the whole store, starting at 1 for an empty
+ *    store; every successful write transaction (put, delete or txn that
+ *    changed at least one key) increments it by exactly one.
+ *  - Each key has create_revision, mod_revision and version (1 on creation,
+ *    +1 per put; a deleted key is gone, a re-created one starts at version 1).
+ *  - Range by exact key or by prefix, returned in key order.
+ *  - Transactions: all compares hold -> the success ops, else the failure ops,
+ *    applied atomically at one revision.
+ *  - Leases: grant with a TTL in seconds, keepalive, revoke; keys put with a
+ *    lease are deleted (one revision, DELETE events) when it expires or is revoked.
+ *  - Watches by prefix from a start revision: every change with revision >=
+ *    start, in order, with no gap, then live changes.  A start revision older
+ *    than the oldest kept history gives -ESTALE (etcd's "compacted").
+ *
+ * Calls are asynchronous so that a networked backend never blocks the loop:
+ * each takes a callback that runs later from the loop, never from inside the
+ * call, and never if the call returned an error.  The local backends complete
+ * on the next loop iteration.  Keys and values are byte strings (values may
+ * contain NUL); keys are at most STORE_KEY_MAX bytes, values STORE_VALUE_MAX.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define STORE_KEY_MAX 1024
+#define STORE_VALUE_MAX (1024 * 1024)
+#define STORE_TXN_OPS_MAX 128
+
+typedef struct store store;
+
+typedef struct store_kv {
+    char *key;
+    size_t key_len;
+    char *value;
+    size_t value_len;
+    int64_t create_revision;
+    int64_t mod_revision;
+    int64_t version;
+    int64_t lease;
+} store_kv;
+
+typedef enum store_compare_target {
+    STORE_CMP_VALUE,
+    STORE_CMP_VERSION,
+    STORE_CMP_CREATE,
+    STORE_CMP_MOD,
+} store_compare_target;
+
+typedef enum store_compare_result {
+    STORE_CMP_EQUAL,
+    STORE_CMP_NOT_EQUAL,
+    STORE_CMP_LESS,
+    STORE_CMP_GREATER,
+} store_compare_result;
+
+/* A missing key compares as version 0, create 0, mod 0 and never equal by value. */
+typedef struct store_compare {
+    const char *key;
+    size_t key_len;
+    store_compare_target target;
+    store_compare_result result;
+    const char *value; /* STORE_CMP_VALUE */
+    size_t value_len;
+    int64_t number; /* VERSION, CREATE, MOD */
+} store_compare;
+
+typedef enum store_op_type {
+    STORE_OP_PUT,
+    STORE_OP_DELETE,       /* one key */
+    STORE_OP_DELETE_PREFIX,
+    STORE_OP_GET,          /* one key, result in the txn result */
+    STORE_OP_GET_PREFIX,
+} store_op_type;
+
+typedef struct store_op {
+    store_op_type type;
+    const char *key;
+    size_t key_len;
+    const char *value; /* PUT */
+    size_t value_len;
+    int64_t lease; /* PUT: 0 = none */
+} store_op;
+
+typedef struct store_txn {
+    const store_compare *compares;
+    size_t n_compares;
+    const store_op *success;
+    size_t n_success;
+    const store_op *failure;
+    size_t n_failure;
+} store_txn;
+
+/* Result of a get, range or txn; valid only during the callback. */
+typedef struct store_result {
+    int64_t revision;     /* store revision after the call */
+    bool succeeded;       /* txn: whether the compares held */
+    const store_kv *kvs;  /* get/range: the keys; txn: concatenated results of its GET ops */
+    size_t n_kvs;
+    int64_t n_deleted;    /* delete ops: keys removed */
+} store_result;
+
+/* error is 0 or a negative errno; result is NULL when error < 0. */
+typedef void (*store_cb)(store *s, int error, const store_result *result, void *userdata);
+
+typedef enum store_event_type {
+    STORE_EVENT_PUT,
+    STORE_EVENT_DELETE,
+} store_event_type;
+
+typedef struct store_event {
+    store_event_type type;
+    store_kv kv; /* DELETE: key, mod_revision = the delete's revision, empty value */
+} store_event;
+
+typedef struct store_watch store_watch;
+
+/*
+ * Watch callback: events in revision order (several per call when one txn
+ * changed several keys, or when replaying history).  error < 0 ends the watch
+ * (-ESTALE: history compacted; -ECANCELED: store closed); no call follows it.
+ */
+typedef void (*store_watch_cb)(store_watch *w, int error, const store_event *events, size_t n_events,
+                               void *userdata);
+
+typedef void (*store_lease_cb)(store *s, int error, int64_t lease, int64_t ttl, void *userdata);
+
+/* Operations of a backend.  Every function returns 0 or a negative errno. */
+typedef struct store_ops {
+    const char *name;
+    void (*free)(store *s);
+    int (*get)(store *s, const char *key, size_t key_len, bool prefix, store_cb cb, void *userdata);
+    int (*txn)(store *s, const store_txn *txn, store_cb cb, void *userdata);
+    int (*lease_grant)(store *s, int64_t ttl, store_lease_cb cb, void *userdata);
+    int (*lease_keepalive)(store *s, int64_t lease, store_lease_cb cb, void *userdata);
+    int (*lease_revoke)(store *s, int64_t lease, store_lease_cb cb, void *userdata);
+    int (*watch)(store *s, const char *prefix, size_t prefix_len, int64_t start_revision, store_watch_cb cb,
+                 void *userdata, store_watch **ret);
+    void (*watch_cancel)(store_watch *w);
+    int64_t (*revision)(store *s); /* last known revision, without a round trip */
+} store_ops;
+
+/* The common head of every backend's struct. */
+struct store {
+    const store_ops *ops;
+    uv_loop_t *loop;
+};
+
+/* Backends. */
+int store_memory_new(uv_loop_t *loop, store **ret);
+/* path: the database file, created if missing (its directory must exist). */
+int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
+
+/* Dispatch helpers: thin wrappers so callers never touch ops directly. */
+store *store_free(store *s); /* accepts NULL; cancels watches (-ECANCELED) and pending calls */
+int store_get(store *s, const char *key, store_cb cb, void *userdata);
+int store_range(store *s, const char *prefix, store_cb cb, void *userdata);
+int store_put(store *s, const char *key, const char *value, size_t value_len, int64_t lease, store_cb cb,
+              void *userdata);
+int store_delete(store *s, const char *key, store_cb cb, void *userdata);
+int store_delete_prefix(store *s, const char *prefix, store_cb cb, void *userdata);
+int store_txn(store *s, const store_txn *txn, store_cb cb, void *userdata);
+int store_lease_grant(store *s, int64_t ttl, store_lease_cb cb, void *userdata);
+int store_lease_keepalive(store *s, int64_t lease, store_lease_cb cb, void *userdata);
+int store_lease_revoke(store *s, int64_t lease, store_lease_cb cb, void *userdata);
+int store_watch_prefix(store *s, const char *prefix, int64_t start_revision, store_watch_cb cb, void *userdata,
+                       store_watch **ret);
+store_watch *store_watch_cancel(store_watch *w); /* accepts NULL; no callback runs after it */
+int64_t store_revision(store *s);
+const char *store_backend_name(store *s);
