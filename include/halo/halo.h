@@ -10,6 +10,10 @@
  *
  * Errors are negative errno values, or negative HALO_E* values from the table
  * below; halo_strerror() names both.  A call that fails never runs its callback.
+ * Besides the codes listed per function, every call that asks halod something
+ * waits at most 5 seconds for the answer (-ETIMEDOUT), returns -ENOTCONN once
+ * halod closed the link, and rejects a name longer than 255 bytes with
+ * -ENAMETOOLONG.
  */
 #ifndef HALO_HALO_H
 #define HALO_HALO_H
@@ -159,12 +163,18 @@ typedef struct halo_callbacks {
 /*
  * Opens the HA link to the local halod at $HALO_SOCKET (or socket_path when
  * not NULL) and negotiates the protocol version.  callbacks is copied.
- * Returns 0 and *ret, or -EINVAL, -ENOENT (no socket given), -ECONNREFUSED,
- * -ENOMEM, -HALO_EVERSION.
+ * Returns 0 and *ret, or -EINVAL, -ENOENT (no socket given, or no such file),
+ * -ECONNREFUSED, -ENOMEM, -ETIMEDOUT (no answer to the version handshake),
+ * -HALO_EVERSION, -HALO_EPROTO.
  */
 int halo_open(const char *socket_path, const halo_callbacks *callbacks, void *userdata, halo **ret);
 
-/* Closes the link and frees the handle; accepts NULL; returns NULL. */
+/*
+ * Closes the link and frees the handle; accepts NULL; returns NULL.  May be
+ * called from a callback or while another thread is inside a call: those calls
+ * return -EBADF and the handle is freed when the last one returns.  The handle
+ * must not be passed to a new call afterwards.
+ */
 halo *halo_close(halo *h);
 
 /*
@@ -176,7 +186,7 @@ int halo_fd(halo *h);
 /*
  * Runs pending callbacks on the calling thread.  Returns the number of
  * callbacks run (>= 0), or -ENOTCONN when halod closed the link, -EINVAL, -EBADF
- * after halo_close().
+ * when halo_close() was called meanwhile (by a callback or another thread).
  */
 int halo_dispatch(halo *h, halo_dispatch_flags flags);
 
@@ -192,7 +202,8 @@ int halo_register(halo *h, const char *comp, const char *proxy);
 int halo_unregister(halo *h, const char *comp);
 
 /* Answers a callback: error 0 for success, or a negative error.
- * Returns 0, -HALO_EBADINVOCATION (unknown or already answered), -ENOTCONN. */
+ * Returns 0, -HALO_EBADINVOCATION (unknown or already answered), -EINVAL
+ * (invocation 0, error > 0), -ENOTCONN. */
 int halo_response(halo *h, halo_invocation inv, int error);
 
 /* Ends a QUIESCING assignment: the component has finished its work in progress.

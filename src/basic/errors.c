@@ -4,7 +4,10 @@
 
 #include "halo/halo.h"
 
-const char *halo_strerror(int err) {
+/* Part of libhalo's ABI (src/libhalo/libhalo.sym): visible despite -fvisibility=hidden. */
+#define HALO_EXPORT __attribute__((visibility("default")))
+
+HALO_EXPORT const char *halo_strerror(int err) {
     int e = err < 0 ? -err : err;
 
     switch (e) {
@@ -21,7 +24,7 @@ const char *halo_strerror(int err) {
     }
 }
 
-const char *halo_ha_state_to_string(halo_ha_state s) {
+HALO_EXPORT const char *halo_ha_state_to_string(halo_ha_state s) {
     switch (s) {
     case HALO_HA_ACTIVE:
         return "ACTIVE";

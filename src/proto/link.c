@@ -11,6 +11,9 @@
 #include "macro.h"
 
 int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size) {
+    /* A Msg without a body packs to zero bytes, which the peer would read as EOF. */
+    if (msg->body_case == HALO__LINK__MSG__BODY__NOT_SET)
+        return -EINVAL;
     size_t n = halo__link__msg__get_packed_size(msg);
     if (n > size || n > LINK_MSG_MAX)
         return -EMSGSIZE;
@@ -47,6 +50,8 @@ static int check_name(const char *s, int required) {
 static int check_range(uint32_t v, uint32_t lo, uint32_t hi) {
     return v >= lo && v <= hi ? 0 : -EBADMSG;
 }
+
+#define CSI_FLAGS_KNOWN (HALO_CSI_ADD_ONE | HALO_CSI_TARGET_ONE | HALO_CSI_TARGET_ALL)
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -116,6 +121,10 @@ int link_validate(const LinkMsg *m) {
         CHECK(check_name(c->si, 0));
         CHECK(check_name(c->active_comp, 0));
         CHECK(check_range(c->ha_state, HALO_HA_ACTIVE, HALO_HA_QUIESCING));
+        /* transition is 0 (unset) unless the state is ACTIVE; flags carry only known bits. */
+        CHECK(check_range(c->transition, 0, HALO_CSI_STILL_ACTIVE));
+        if (c->flags & ~(unsigned)CSI_FLAGS_KNOWN)
+            return -EBADMSG;
         if (c->invocation == 0 || c->n_attrs > LINK_ATTRS_MAX)
             return -EBADMSG;
         for (size_t i = 0; i < c->n_attrs; i++) {
@@ -128,6 +137,8 @@ int link_validate(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_CSI_REMOVE:
         CHECK(check_name(m->csi_remove->comp, 1));
         CHECK(check_name(m->csi_remove->csi, !(m->csi_remove->flags & HALO_CSI_TARGET_ALL)));
+        if (m->csi_remove->flags & ~(unsigned)CSI_FLAGS_KNOWN)
+            return -EBADMSG;
         return m->csi_remove->invocation ? 0 : -EBADMSG;
     case HALO__LINK__MSG__BODY_TERMINATE:
         CHECK(check_name(m->terminate->comp, 1));

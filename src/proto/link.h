@@ -17,11 +17,11 @@ typedef Halo__Link__Msg LinkMsg;
 
 /*
  * Encodes msg into buf (at least LINK_MSG_MAX bytes).  Returns the length, or
- * -EMSGSIZE when the message would not fit.
+ * -EMSGSIZE when the message would not fit, -EINVAL when it has no body.
  */
 int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size);
 
-/* Encodes and sends one packet.  Returns 0, -EMSGSIZE, -EAGAIN, or -errno of send(). */
+/* Encodes and sends one packet.  Returns 0, -EMSGSIZE, -EINVAL, -EAGAIN, or -errno of send(). */
 int link_send(int fd, const LinkMsg *msg);
 
 /*

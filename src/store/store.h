@@ -24,6 +24,15 @@
  * call, and never if the call returned an error.  The local backends complete
  * on the next loop iteration.  Keys and values are byte strings (values may
  * contain NUL); keys are at most STORE_KEY_MAX bytes, values STORE_VALUE_MAX.
+ *
+ * Errors: a call returns -EINVAL for bad arguments (a key that is empty or too
+ * long, a value too large, more than STORE_TXN_OPS_MAX compares or ops, a txn
+ * branch that writes one key twice or puts a key inside a prefix it deletes,
+ * a TTL < 1, a negative lease or start revision), -ECANCELED once store_free()
+ * has started, -ENOMEM; then no callback runs.  Once a call returned 0 its
+ * callback runs exactly once, with 0 or with what went wrong while executing
+ * it: -ENOENT (unknown lease), -EBUSY/-EIO/-ENOSPC/... (the backend could not
+ * persist the write, which is then not applied), -ENOMEM.
  */
 #pragma once
 
@@ -63,7 +72,8 @@ typedef enum store_compare_result {
     STORE_CMP_GREATER,
 } store_compare_result;
 
-/* A missing key compares as version 0, create 0, mod 0 and never equal by value. */
+/* A missing key compares as version 0, create 0, mod 0; any VALUE compare on a
+ * missing key is false, whatever the result asked for (as in etcd). */
 typedef struct store_compare {
     const char *key;
     size_t key_len;
@@ -122,7 +132,11 @@ typedef struct store_event {
     store_kv kv; /* DELETE: key, mod_revision = the delete's revision, empty value */
 } store_event;
 
-typedef struct store_watch store_watch;
+/* The common head of every backend's watch, so that store_watch_cancel() can
+ * find the backend. */
+typedef struct store_watch {
+    store *store;
+} store_watch;
 
 /*
  * Watch callback: events in revision order (several per call when one txn
@@ -160,20 +174,38 @@ int store_memory_new(uv_loop_t *loop, store **ret);
 /* path: the database file, created if missing (its directory must exist). */
 int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
 
-/* Dispatch helpers: thin wrappers so callers never touch ops directly. */
-store *store_free(store *s); /* accepts NULL; cancels watches (-ECANCELED) and pending calls */
+/*
+ * Dispatch helpers: thin wrappers so callers never touch ops directly.  The
+ * callback may be NULL for writes and lease calls (fire and forget), not for
+ * reads and watches.
+ *
+ * store_free() accepts NULL.  Before it returns, every pending callback runs:
+ * calls the backend has already executed (the local ones execute each call
+ * at once) report their real outcome, calls still in flight get -ECANCELED,
+ * and every watch not yet ended gets -ECANCELED.  No callback runs after it
+ * returns (except, when it is called from a watch callback, that watch's
+ * -ECANCELED, right after its callback returns).  Watch handles are invalid
+ * once it returns.  Backends close libuv handles: run the loop once more
+ * (uv_run(loop, UV_RUN_DEFAULT) or until uv_loop_close() stops returning
+ * UV_EBUSY) to release their memory.
+ */
+store *store_free(store *s);
 int store_get(store *s, const char *key, store_cb cb, void *userdata);
 int store_range(store *s, const char *prefix, store_cb cb, void *userdata);
 int store_put(store *s, const char *key, const char *value, size_t value_len, int64_t lease, store_cb cb,
               void *userdata);
 int store_delete(store *s, const char *key, store_cb cb, void *userdata);
 int store_delete_prefix(store *s, const char *prefix, store_cb cb, void *userdata);
-int store_txn(store *s, const store_txn *txn, store_cb cb, void *userdata);
+int store_transaction(store *s, const store_txn *txn, store_cb cb, void *userdata);
 int store_lease_grant(store *s, int64_t ttl, store_lease_cb cb, void *userdata);
 int store_lease_keepalive(store *s, int64_t lease, store_lease_cb cb, void *userdata);
 int store_lease_revoke(store *s, int64_t lease, store_lease_cb cb, void *userdata);
+/* A watch stays allocated, even after its error callback, until
+ * store_watch_cancel() or store_free(); *ret is written before any callback. */
 int store_watch_prefix(store *s, const char *prefix, int64_t start_revision, store_watch_cb cb, void *userdata,
                        store_watch **ret);
-store_watch *store_watch_cancel(store_watch *w); /* accepts NULL; no callback runs after it */
+/* Accepts NULL; may be called from any callback, including the watch's own;
+ * no callback of this watch runs after it. */
+store_watch *store_watch_cancel(store_watch *w);
 int64_t store_revision(store *s);
 const char *store_backend_name(store *s);

@@ -1,0 +1,676 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests of the HA link codec: round trips, validation, hostile input, and the socket edge cases. */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "halo/halo.h"
+#include "link.h"
+#include "macro.h"
+#include "tests.h"
+
+/* Every body case the protocol defines. */
+static const int all_cases[] = {
+    HALO__LINK__MSG__BODY_HELLO,          HALO__LINK__MSG__BODY_HELLO_REPLY,   HALO__LINK__MSG__BODY_REPLY,
+    HALO__LINK__MSG__BODY_REGISTER,       HALO__LINK__MSG__BODY_UNREGISTER,    HALO__LINK__MSG__BODY_RESPONSE,
+    HALO__LINK__MSG__BODY_HC_START,       HALO__LINK__MSG__BODY_HC_CONFIRM,    HALO__LINK__MSG__BODY_HC_STOP,
+    HALO__LINK__MSG__BODY_ERROR_REPORT,   HALO__LINK__MSG__BODY_PG_TRACK,      HALO__LINK__MSG__BODY_PG_TRACK_STOP,
+    HALO__LINK__MSG__BODY_HA_STATE_GET,   HALO__LINK__MSG__BODY_CSI_SET,       HALO__LINK__MSG__BODY_CSI_REMOVE,
+    HALO__LINK__MSG__BODY_TERMINATE,      HALO__LINK__MSG__BODY_HEALTHCHECK,   HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
+    HALO__LINK__MSG__BODY_ADMIN,
+};
+
+/*
+ * Builds a valid message of body case `which` with every field set to a
+ * non-default value, and encodes it into buf.  Returns the length.
+ */
+static size_t build(int which, uint8_t *buf) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__Hello hello = HALO__LINK__HELLO__INIT;
+    Halo__Link__HelloReply hello_reply = HALO__LINK__HELLO_REPLY__INIT;
+    Halo__Link__Reply reply = HALO__LINK__REPLY__INIT;
+    Halo__Link__Register reg = HALO__LINK__REGISTER__INIT;
+    Halo__Link__Unregister unreg = HALO__LINK__UNREGISTER__INIT;
+    Halo__Link__Response resp = HALO__LINK__RESPONSE__INIT;
+    Halo__Link__HealthcheckStart hcs = HALO__LINK__HEALTHCHECK_START__INIT;
+    Halo__Link__HealthcheckConfirm hcc = HALO__LINK__HEALTHCHECK_CONFIRM__INIT;
+    Halo__Link__HealthcheckStop hcx = HALO__LINK__HEALTHCHECK_STOP__INIT;
+    Halo__Link__ErrorReport er = HALO__LINK__ERROR_REPORT__INIT;
+    Halo__Link__PgTrack pt = HALO__LINK__PG_TRACK__INIT;
+    Halo__Link__PgTrackStop pts = HALO__LINK__PG_TRACK_STOP__INIT;
+    Halo__Link__HaStateGet hsg = HALO__LINK__HA_STATE_GET__INIT;
+    Halo__Link__CsiSet cs = HALO__LINK__CSI_SET__INIT;
+    Halo__Link__Attr a1 = HALO__LINK__ATTR__INIT, a2 = HALO__LINK__ATTR__INIT;
+    Halo__Link__Attr *attrs[] = {&a1, &a2};
+    Halo__Link__CsiRemove cr = HALO__LINK__CSI_REMOVE__INIT;
+    Halo__Link__Terminate term = HALO__LINK__TERMINATE__INIT;
+    Halo__Link__Healthcheck hc = HALO__LINK__HEALTHCHECK__INIT;
+    Halo__Link__PgTrackNotify pn = HALO__LINK__PG_TRACK_NOTIFY__INIT;
+    Halo__Link__PgMember p1 = HALO__LINK__PG_MEMBER__INIT, p2 = HALO__LINK__PG_MEMBER__INIT;
+    Halo__Link__PgMember *members[] = {&p1, &p2};
+    Halo__Link__Admin adm = HALO__LINK__ADMIN__INIT;
+
+    m.body_case = (Halo__Link__Msg__BodyCase)which;
+    switch (which) {
+    case HALO__LINK__MSG__BODY_HELLO:
+        hello.version = LINK_PROTOCOL_VERSION;
+        hello.pid = 4242;
+        hello.client = (char *)"libhalo/0.1";
+        m.hello = &hello;
+        break;
+    case HALO__LINK__MSG__BODY_HELLO_REPLY:
+        hello_reply.error = -HALO_EVERSION;
+        hello_reply.version = 7;
+        hello_reply.node = (char *)"node-1";
+        m.hello_reply = &hello_reply;
+        break;
+    case HALO__LINK__MSG__BODY_REPLY:
+        reply.seq = UINT64_MAX;
+        reply.error = -HALO_EBADINVOCATION;
+        reply.json = (char *)"{\"nodes\":[]}";
+        reply.ha_state = HALO_HA_QUIESCING;
+        m.reply = &reply;
+        break;
+    case HALO__LINK__MSG__BODY_REGISTER:
+        reg.seq = 1;
+        reg.comp = (char *)"web-a";
+        reg.proxy = (char *)"proxy-a";
+        m.register_ = &reg;
+        break;
+    case HALO__LINK__MSG__BODY_UNREGISTER:
+        unreg.seq = 2;
+        unreg.comp = (char *)"web-a";
+        m.unregister = &unreg;
+        break;
+    case HALO__LINK__MSG__BODY_RESPONSE:
+        resp.invocation = 1234567890123ULL;
+        resp.error = -ENOSPC;
+        resp.quiescing_complete = 1;
+        resp.seq = 3;
+        m.response = &resp;
+        break;
+    case HALO__LINK__MSG__BODY_HC_START:
+        hcs.seq = 4;
+        hcs.comp = (char *)"web-a";
+        hcs.key = (char *)"default";
+        hcs.invoked = HALO_HC_COMPONENT_INVOKED;
+        hcs.recovery = HALO_RECOVERY_NODE_FAILOVER;
+        m.hc_start = &hcs;
+        break;
+    case HALO__LINK__MSG__BODY_HC_CONFIRM:
+        hcc.seq = 5;
+        hcc.comp = (char *)"web-a";
+        hcc.key = (char *)"deep";
+        hcc.result = -EIO;
+        m.hc_confirm = &hcc;
+        break;
+    case HALO__LINK__MSG__BODY_HC_STOP:
+        hcx.seq = 6;
+        hcx.comp = (char *)"web-a";
+        hcx.key = (char *)"deep";
+        m.hc_stop = &hcx;
+        break;
+    case HALO__LINK__MSG__BODY_ERROR_REPORT:
+        er.seq = 7;
+        er.comp = (char *)"web-a";
+        er.recovery = HALO_RECOVERY_COMPONENT_RESTART;
+        m.error_report = &er;
+        break;
+    case HALO__LINK__MSG__BODY_PG_TRACK:
+        pt.seq = 8;
+        pt.csi = (char *)"web-csi";
+        pt.flags = HALO_TRACK_CURRENT | HALO_TRACK_CHANGES_ONLY;
+        m.pg_track = &pt;
+        break;
+    case HALO__LINK__MSG__BODY_PG_TRACK_STOP:
+        pts.seq = 9;
+        pts.csi = (char *)"web-csi";
+        m.pg_track_stop = &pts;
+        break;
+    case HALO__LINK__MSG__BODY_HA_STATE_GET:
+        hsg.seq = 10;
+        hsg.comp = (char *)"web-a";
+        hsg.csi = (char *)"web-csi";
+        m.ha_state_get = &hsg;
+        break;
+    case HALO__LINK__MSG__BODY_CSI_SET:
+        a1.name = (char *)"port";
+        a1.value = (char *)"7700";
+        a2.name = (char *)"empty";
+        a2.value = (char *)"";
+        cs.invocation = 11;
+        cs.comp = (char *)"web-a";
+        cs.ha_state = HALO_HA_ACTIVE;
+        cs.flags = HALO_CSI_ADD_ONE;
+        cs.csi = (char *)"web-csi";
+        cs.si = (char *)"web-si";
+        cs.n_attrs = 2;
+        cs.attrs = attrs;
+        cs.transition = HALO_CSI_NOT_QUIESCED;
+        cs.active_comp = (char *)"web-b";
+        m.csi_set = &cs;
+        break;
+    case HALO__LINK__MSG__BODY_CSI_REMOVE:
+        cr.invocation = 12;
+        cr.comp = (char *)"web-a";
+        cr.csi = (char *)"web-csi";
+        cr.flags = HALO_CSI_TARGET_ONE;
+        m.csi_remove = &cr;
+        break;
+    case HALO__LINK__MSG__BODY_TERMINATE:
+        term.invocation = 13;
+        term.comp = (char *)"web-a";
+        m.terminate = &term;
+        break;
+    case HALO__LINK__MSG__BODY_HEALTHCHECK:
+        hc.invocation = 14;
+        hc.comp = (char *)"web-a";
+        hc.key = (char *)"default";
+        m.healthcheck = &hc;
+        break;
+    case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
+        p1.comp = (char *)"web-a";
+        p1.ha_state = HALO_HA_ACTIVE;
+        p1.change = HALO_PG_STATE_CHANGED;
+        p2.comp = (char *)"web-b";
+        p2.ha_state = HALO_HA_STANDBY;
+        p2.change = HALO_PG_ADDED;
+        pn.csi = (char *)"web-csi";
+        pn.n_members = 2;
+        pn.members = members;
+        pn.error = -HALO_EUNKNOWN;
+        m.pg_track_notify = &pn;
+        break;
+    case HALO__LINK__MSG__BODY_ADMIN:
+        adm.seq = 15;
+        adm.op = HALO__LINK__ADMIN__OP__REPAIR;
+        adm.target = (char *)"su-a";
+        m.admin = &adm;
+        break;
+    default:
+        CHECK_FAIL("unknown case %d", which);
+    }
+    ASSERT_EQ(link_validate(&m), 0);
+    int n = link_encode(&m, buf, LINK_MSG_MAX);
+    ASSERT(n > 0);
+    return (size_t)n;
+}
+
+static LinkMsg *decode_ok(const uint8_t *buf, size_t n) {
+    LinkMsg *m = NULL;
+    ASSERT_EQ(link_decode(buf, n, &m), 0);
+    ASSERT(m);
+    return m;
+}
+
+TEST(roundtrip_every_type_is_byte_identical) {
+    static uint8_t a[LINK_MSG_MAX], b[LINK_MSG_MAX];
+    for (size_t i = 0; i < ELEMENTSOF(all_cases); i++) {
+        size_t n = build(all_cases[i], a);
+        LinkMsg *m = decode_ok(a, n);
+        ASSERT_EQ(m->body_case, all_cases[i]);
+        int k = link_encode(m, b, sizeof(b));
+        ASSERT_EQ(k, (long long)n);
+        ASSERT(memcmp(a, b, n) == 0);
+        ASSERT(strcmp(link_msg_type_name(m), "unknown") != 0);
+        link_msg_free(m);
+    }
+}
+
+TEST(roundtrip_fields) {
+    static uint8_t buf[LINK_MSG_MAX];
+    LinkMsg *m;
+
+    m = decode_ok(buf, build(HALO__LINK__MSG__BODY_CSI_SET, buf));
+    ASSERT_STREQ(link_msg_type_name(m), "csi_set");
+    ASSERT_EQ(m->csi_set->invocation, 11);
+    ASSERT_STREQ(m->csi_set->comp, "web-a");
+    ASSERT_EQ(m->csi_set->ha_state, HALO_HA_ACTIVE);
+    ASSERT_EQ(m->csi_set->flags, HALO_CSI_ADD_ONE);
+    ASSERT_STREQ(m->csi_set->csi, "web-csi");
+    ASSERT_STREQ(m->csi_set->si, "web-si");
+    ASSERT_EQ(m->csi_set->n_attrs, 2);
+    ASSERT_STREQ(m->csi_set->attrs[0]->name, "port");
+    ASSERT_STREQ(m->csi_set->attrs[0]->value, "7700");
+    ASSERT_STREQ(m->csi_set->attrs[1]->name, "empty");
+    ASSERT_STREQ(m->csi_set->attrs[1]->value, "");
+    ASSERT_EQ(m->csi_set->transition, HALO_CSI_NOT_QUIESCED);
+    ASSERT_STREQ(m->csi_set->active_comp, "web-b");
+    link_msg_free(m);
+
+    m = decode_ok(buf, build(HALO__LINK__MSG__BODY_RESPONSE, buf));
+    ASSERT_EQ(m->response->invocation, 1234567890123LL);
+    ASSERT_EQ(m->response->error, -ENOSPC); /* sint32 keeps negative errors small and intact */
+    ASSERT_EQ(m->response->quiescing_complete, 1);
+    ASSERT_EQ(m->response->seq, 3);
+    link_msg_free(m);
+
+    m = decode_ok(buf, build(HALO__LINK__MSG__BODY_REPLY, buf));
+    ASSERT(m->reply->seq == UINT64_MAX);
+    ASSERT_EQ(m->reply->error, -HALO_EBADINVOCATION);
+    ASSERT_STREQ(m->reply->json, "{\"nodes\":[]}");
+    ASSERT_EQ(m->reply->ha_state, HALO_HA_QUIESCING);
+    link_msg_free(m);
+
+    m = decode_ok(buf, build(HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY, buf));
+    ASSERT_STREQ(m->pg_track_notify->csi, "web-csi");
+    ASSERT_EQ(m->pg_track_notify->n_members, 2);
+    ASSERT_STREQ(m->pg_track_notify->members[1]->comp, "web-b");
+    ASSERT_EQ(m->pg_track_notify->members[1]->ha_state, HALO_HA_STANDBY);
+    ASSERT_EQ(m->pg_track_notify->members[1]->change, HALO_PG_ADDED);
+    ASSERT_EQ(m->pg_track_notify->error, -HALO_EUNKNOWN);
+    link_msg_free(m);
+
+    m = decode_ok(buf, build(HALO__LINK__MSG__BODY_HELLO, buf));
+    ASSERT_EQ(m->hello->version, LINK_PROTOCOL_VERSION);
+    ASSERT_EQ(m->hello->pid, 4242);
+    ASSERT_STREQ(m->hello->client, "libhalo/0.1");
+    link_msg_free(m);
+}
+
+/* ---- link_validate ------------------------------------------------------- */
+
+static LinkMsg reg_msg(Halo__Link__Register *r, const char *comp) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    r->comp = (char *)comp;
+    m.body_case = HALO__LINK__MSG__BODY_REGISTER;
+    m.register_ = r;
+    return m;
+}
+
+TEST(validate_names) {
+    Halo__Link__Register r = HALO__LINK__REGISTER__INIT;
+    char name[LINK_NAME_MAX + 2];
+    LinkMsg m;
+
+    m = reg_msg(&r, "");
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* required name empty */
+
+    memset(name, 'x', sizeof(name) - 1);
+    name[LINK_NAME_MAX] = '\0';
+    m = reg_msg(&r, name);
+    ASSERT_EQ(link_validate(&m), 0); /* exactly LINK_NAME_MAX is fine */
+    name[LINK_NAME_MAX] = 'x';
+    name[LINK_NAME_MAX + 1] = '\0';
+    m = reg_msg(&r, name);
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    const char *bad[] = {"a\nb", "tab\there", "\x01", "del\x7f", "esc\x1b[0m"};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        m = reg_msg(&r, bad[i]);
+        ASSERT_EQ(link_validate(&m), -EBADMSG);
+    }
+    m = reg_msg(&r, "ok-name_1.2:\xc3\xa9"); /* UTF-8 is not a control character */
+    ASSERT_EQ(link_validate(&m), 0);
+
+    /* Optional names may be empty, but not malformed. */
+    r.proxy = (char *)"";
+    m = reg_msg(&r, "web-a");
+    ASSERT_EQ(link_validate(&m), 0);
+    r.proxy = (char *)"p\r";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+}
+
+TEST(validate_enums) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+
+    Halo__Link__HealthcheckStart hcs = HALO__LINK__HEALTHCHECK_START__INIT;
+    hcs.comp = (char *)"c";
+    hcs.key = (char *)"k";
+    hcs.invoked = HALO_HC_AMF_INVOKED;
+    hcs.recovery = HALO_RECOVERY_NONE;
+    m.body_case = HALO__LINK__MSG__BODY_HC_START;
+    m.hc_start = &hcs;
+    ASSERT_EQ(link_validate(&m), 0);
+    hcs.invoked = 0;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    hcs.invoked = HALO_HC_COMPONENT_INVOKED + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    hcs.invoked = HALO_HC_AMF_INVOKED;
+    hcs.recovery = 0;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    hcs.recovery = HALO_RECOVERY_NODE_FAILOVER + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    Halo__Link__ErrorReport er = HALO__LINK__ERROR_REPORT__INIT;
+    er.comp = (char *)"c";
+    er.recovery = 99;
+    m.body_case = HALO__LINK__MSG__BODY_ERROR_REPORT;
+    m.error_report = &er;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    Halo__Link__CsiSet cs = HALO__LINK__CSI_SET__INIT;
+    cs.invocation = 1;
+    cs.comp = (char *)"c";
+    cs.csi = (char *)"x";
+    cs.flags = HALO_CSI_ADD_ONE;
+    m.body_case = HALO__LINK__MSG__BODY_CSI_SET;
+    m.csi_set = &cs;
+    for (uint32_t s = 0; s <= 6; s++) {
+        cs.ha_state = s;
+        ASSERT_EQ(link_validate(&m), s >= HALO_HA_ACTIVE && s <= HALO_HA_QUIESCING ? 0 : -EBADMSG);
+    }
+    cs.ha_state = HALO_HA_ACTIVE;
+    cs.transition = HALO_CSI_STILL_ACTIVE + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    cs.transition = 0;
+    cs.flags = 8;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    /* TARGET_ALL needs no CSI name; otherwise one is required. */
+    cs.flags = HALO_CSI_TARGET_ALL;
+    cs.csi = (char *)"";
+    ASSERT_EQ(link_validate(&m), 0);
+    cs.flags = HALO_CSI_TARGET_ONE;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    Halo__Link__PgTrack pt = HALO__LINK__PG_TRACK__INIT;
+    pt.csi = (char *)"x";
+    m.body_case = HALO__LINK__MSG__BODY_PG_TRACK;
+    m.pg_track = &pt;
+    unsigned bad_flags[] = {0, 8, HALO_TRACK_CHANGES | HALO_TRACK_CHANGES_ONLY};
+    for (size_t i = 0; i < ELEMENTSOF(bad_flags); i++) {
+        pt.flags = bad_flags[i];
+        ASSERT_EQ(link_validate(&m), -EBADMSG);
+    }
+    pt.flags = HALO_TRACK_CURRENT | HALO_TRACK_CHANGES;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    Halo__Link__PgTrackNotify pn = HALO__LINK__PG_TRACK_NOTIFY__INIT;
+    Halo__Link__PgMember pm = HALO__LINK__PG_MEMBER__INIT;
+    Halo__Link__PgMember *pms[] = {&pm};
+    pm.comp = (char *)"c";
+    pm.ha_state = HALO_HA_ACTIVE;
+    pm.change = HALO_PG_STATE_CHANGED + 1;
+    pn.csi = (char *)"x";
+    pn.n_members = 1;
+    pn.members = pms;
+    m.body_case = HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY;
+    m.pg_track_notify = &pn;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pm.change = HALO_PG_ADDED;
+    pm.ha_state = 0;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pm.ha_state = HALO_HA_QUIESCED;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    Halo__Link__Admin adm = HALO__LINK__ADMIN__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_ADMIN;
+    m.admin = &adm;
+    adm.op = HALO__LINK__ADMIN__OP__OP_UNSPECIFIED;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__REPAIR + 1);
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    adm.op = HALO__LINK__ADMIN__OP__STATUS;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    /* No body at all: nothing to act on. */
+    LinkMsg empty = HALO__LINK__MSG__INIT;
+    ASSERT_EQ(link_validate(&empty), -EBADMSG);
+}
+
+TEST(validate_zero_invocations) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__Response resp = HALO__LINK__RESPONSE__INIT;
+    Halo__Link__CsiSet cs = HALO__LINK__CSI_SET__INIT;
+    Halo__Link__CsiRemove cr = HALO__LINK__CSI_REMOVE__INIT;
+    Halo__Link__Terminate t = HALO__LINK__TERMINATE__INIT;
+    Halo__Link__Healthcheck hc = HALO__LINK__HEALTHCHECK__INIT;
+
+    m.body_case = HALO__LINK__MSG__BODY_RESPONSE;
+    m.response = &resp;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    resp.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    cs.comp = cs.csi = (char *)"c";
+    cs.ha_state = HALO_HA_STANDBY;
+    m.body_case = HALO__LINK__MSG__BODY_CSI_SET;
+    m.csi_set = &cs;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    cs.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    cr.comp = cr.csi = (char *)"c";
+    m.body_case = HALO__LINK__MSG__BODY_CSI_REMOVE;
+    m.csi_remove = &cr;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    cr.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    t.comp = (char *)"c";
+    m.body_case = HALO__LINK__MSG__BODY_TERMINATE;
+    m.terminate = &t;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    t.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    hc.comp = hc.key = (char *)"c";
+    m.body_case = HALO__LINK__MSG__BODY_HEALTHCHECK;
+    m.healthcheck = &hc;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    hc.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+}
+
+TEST(validate_attrs) {
+    static Halo__Link__Attr attr[LINK_ATTRS_MAX + 1];
+    static Halo__Link__Attr *attrs[LINK_ATTRS_MAX + 1];
+    static char value[LINK_VALUE_MAX + 2];
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__CsiSet cs = HALO__LINK__CSI_SET__INIT;
+
+    for (size_t i = 0; i < ELEMENTSOF(attr); i++) {
+        attr[i] = (Halo__Link__Attr)HALO__LINK__ATTR__INIT;
+        attr[i].name = (char *)"k";
+        attr[i].value = (char *)"v";
+        attrs[i] = &attr[i];
+    }
+    cs.invocation = 1;
+    cs.comp = cs.csi = (char *)"c";
+    cs.ha_state = HALO_HA_ACTIVE;
+    cs.attrs = attrs;
+    m.body_case = HALO__LINK__MSG__BODY_CSI_SET;
+    m.csi_set = &cs;
+
+    cs.n_attrs = LINK_ATTRS_MAX;
+    ASSERT_EQ(link_validate(&m), 0);
+    cs.n_attrs = LINK_ATTRS_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    cs.n_attrs = 1;
+    memset(value, 'v', LINK_VALUE_MAX);
+    attr[0].value = value;
+    ASSERT_EQ(link_validate(&m), 0);
+    value[LINK_VALUE_MAX] = 'v';
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    attr[0].value = (char *)"v";
+    attr[0].name = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* attribute names are required */
+}
+
+/* ---- link_encode / link_decode on hostile input -------------------------- */
+
+TEST(encode_rejects_oversized_and_empty) {
+    static uint8_t buf[LINK_MSG_MAX];
+    static char json[LINK_MSG_MAX + 16];
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__Reply reply = HALO__LINK__REPLY__INIT;
+
+    memset(json, 'j', sizeof(json) - 1);
+    reply.json = json;
+    m.body_case = HALO__LINK__MSG__BODY_REPLY;
+    m.reply = &reply;
+    ASSERT_EQ(link_encode(&m, buf, sizeof(buf)), -EMSGSIZE);
+    json[100] = '\0';
+    ASSERT_EQ(link_encode(&m, buf, 50), -EMSGSIZE); /* the caller's buffer is respected too */
+    ASSERT(link_encode(&m, buf, sizeof(buf)) > 100);
+
+    LinkMsg empty = HALO__LINK__MSG__INIT;
+    ASSERT_EQ(link_encode(&empty, buf, sizeof(buf)), -EINVAL);
+}
+
+TEST(decode_rejects_oversized) {
+    static uint8_t buf[LINK_MSG_MAX + 1];
+    LinkMsg *m = NULL;
+    size_t n = build(HALO__LINK__MSG__BODY_HELLO, buf);
+    ASSERT_EQ(link_decode(buf, LINK_MSG_MAX + 1, &m), -EMSGSIZE);
+    ASSERT(!m);
+    /* The length check comes before parsing: a valid prefix does not help. */
+    ASSERT(n < 64);
+    ASSERT_EQ(link_decode(buf, 1 << 20, &m), -EMSGSIZE);
+    ASSERT(!m);
+}
+
+/* Decodes hostile bytes: either a message that validates, or -EBADMSG; never anything else. */
+static unsigned decode_any(const uint8_t *buf, size_t n) {
+    LinkMsg *m = NULL;
+    int r = link_decode(buf, n, &m);
+    if (r == 0) {
+        ASSERT(m);
+        ASSERT_EQ(link_validate(m), 0);
+        link_msg_free(m);
+        return 1;
+    }
+    ASSERT_EQ(r, -EBADMSG);
+    ASSERT(!m);
+    return 0;
+}
+
+TEST(decode_every_prefix) {
+    static uint8_t buf[LINK_MSG_MAX];
+    unsigned accepted = 0, total = 0;
+    for (size_t i = 0; i < ELEMENTSOF(all_cases); i++) {
+        size_t n = build(all_cases[i], buf);
+        for (size_t len = 0; len < n; len++) {
+            /* A copy of exactly len bytes, so ASan sees any read past the end. */
+            uint8_t *p = malloc(len ? len : 1);
+            ASSERT(p);
+            memcpy(p, buf, len);
+            accepted += decode_any(p, len);
+            total++;
+            free(p);
+        }
+    }
+    /* Most prefixes cut a field in half; the empty prefix has no body. */
+    ASSERT(accepted < total);
+    ASSERT_EQ(decode_any(buf, 0), 0);
+}
+
+TEST(decode_mutations_and_garbage) {
+    static uint8_t buf[LINK_MSG_MAX];
+    uint32_t seed = 12345;
+#define RAND() (seed = seed * 1103515245u + 12345u, (seed >> 16) & 0x7fff)
+
+    /* Every single-byte corruption of every valid packet. */
+    for (size_t i = 0; i < ELEMENTSOF(all_cases); i++) {
+        size_t n = build(all_cases[i], buf);
+        for (size_t pos = 0; pos < n; pos++) {
+            const uint8_t vals[] = {0x00, 0xff, 0x80, (uint8_t)(buf[pos] ^ 0x01), (uint8_t)RAND()};
+            uint8_t *p = malloc(n);
+            ASSERT(p);
+            for (size_t v = 0; v < ELEMENTSOF(vals); v++) {
+                memcpy(p, buf, n);
+                p[pos] = vals[v];
+                (void)decode_any(p, n);
+            }
+            free(p);
+        }
+    }
+
+    /* Random bytes of random lengths. */
+    for (unsigned iter = 0; iter < 20000; iter++) {
+        size_t n = RAND() % 300;
+        uint8_t *p = malloc(n ? n : 1);
+        ASSERT(p);
+        for (size_t j = 0; j < n; j++)
+            p[j] = (uint8_t)RAND();
+        (void)decode_any(p, n);
+        free(p);
+    }
+
+    /* A length prefix claiming far more than there is. */
+    const uint8_t huge_len[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x08, 0x01};
+    ASSERT_EQ(decode_any(huge_len, sizeof(huge_len)), 0);
+#undef RAND
+}
+
+/* ---- link_send / link_recv over a real socket ---------------------------- */
+
+static void seqpacket_pair(int fds[2]) {
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds));
+    int big = 4 * LINK_MSG_MAX;
+    ASSERT_OK(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)));
+    ASSERT_OK(setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)));
+}
+
+TEST(recv_roundtrip_and_eagain) {
+    static uint8_t buf[LINK_MSG_MAX];
+    int fds[2];
+    LinkMsg *m = NULL;
+
+    seqpacket_pair(fds);
+    ASSERT_EQ(link_recv(fds[1], &m), -EAGAIN);
+
+    size_t n = build(HALO__LINK__MSG__BODY_CSI_SET, buf);
+    LinkMsg *orig = decode_ok(buf, n);
+    ASSERT_EQ(link_send(fds[0], orig), 0);
+    link_msg_free(orig);
+
+    ASSERT_EQ(link_recv(fds[1], &m), 1);
+    ASSERT_EQ(m->body_case, HALO__LINK__MSG__BODY_CSI_SET);
+    ASSERT_STREQ(m->csi_set->attrs[0]->value, "7700");
+    link_msg_free(m);
+    ASSERT_EQ(link_recv(fds[1], &m), -EAGAIN);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(recv_oversized_packet_is_emsgsize_and_consumed) {
+    static uint8_t big[LINK_MSG_MAX + 100];
+    static uint8_t buf[LINK_MSG_MAX];
+    int fds[2];
+    LinkMsg *m = NULL;
+
+    seqpacket_pair(fds);
+    memset(big, 0, sizeof(big));
+    ASSERT_EQ(send(fds[0], big, LINK_MSG_MAX + 1, 0), LINK_MSG_MAX + 1);
+    ASSERT_EQ(send(fds[0], big, sizeof(big), 0), (long long)sizeof(big));
+    size_t n = build(HALO__LINK__MSG__BODY_HELLO, buf);
+    ASSERT_EQ(send(fds[0], buf, n, 0), (long long)n);
+    /* A packet of exactly LINK_MSG_MAX bytes is accepted by size (and then parsed). */
+    ASSERT_EQ(send(fds[0], big, LINK_MSG_MAX, 0), LINK_MSG_MAX);
+
+    ASSERT_EQ(link_recv(fds[1], &m), -EMSGSIZE);
+    ASSERT_EQ(link_recv(fds[1], &m), -EMSGSIZE);
+    /* The oversized packets were consumed whole: the next one is intact. */
+    ASSERT_EQ(link_recv(fds[1], &m), 1);
+    ASSERT_EQ(m->body_case, HALO__LINK__MSG__BODY_HELLO);
+    link_msg_free(m);
+    m = NULL;
+    ASSERT_EQ(link_recv(fds[1], &m), -EBADMSG); /* zeros: field number 0 is invalid protobuf */
+    ASSERT(!m);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(recv_garbage_then_eof) {
+    int fds[2];
+    LinkMsg *m = NULL;
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
+
+    seqpacket_pair(fds);
+    ASSERT_EQ(send(fds[0], junk, sizeof(junk), 0), (long long)sizeof(junk));
+    close(fds[0]);
+    ASSERT_EQ(link_recv(fds[1], &m), -EBADMSG);
+    ASSERT_EQ(link_recv(fds[1], &m), 0);
+    ASSERT_EQ(link_recv(fds[1], &m), 0); /* EOF stays EOF */
+    ASSERT(!m);
+
+    /* And sending to a closed peer is an error, not SIGPIPE. */
+    static uint8_t buf[LINK_MSG_MAX];
+    LinkMsg *hello = decode_ok(buf, build(HALO__LINK__MSG__BODY_HELLO, buf));
+    ASSERT_EQ(link_send(fds[1], hello), -EPIPE);
+    link_msg_free(hello);
+    close(fds[1]);
+}
