@@ -52,13 +52,13 @@ struct config_timeouts {
 struct config_component {
     char *name;
     struct config_pos pos;
-    char *command;       /* absolute, or relative to the description file's directory */
-    char **args;         /* NULL-terminated, without argv[0] */
+    char *command;       /* absolute path, resolved and checked executable at load time */
+    char **args;         /* NULL-terminated (never NULL), without argv[0] */
     size_t n_args;
     struct config_kv *env;
     size_t n_env;
-    char *workdir;       /* NULL: the description file's directory */
-    char **csi_types;    /* CSI types this component takes; NULL: any */
+    char *workdir;       /* absolute; defaults to the description file's directory */
+    char **csi_types;    /* CSI types this component takes (never empty); NULL: any */
     size_t n_csi_types;
     struct config_healthcheck healthcheck;
     struct config_restart restart;
@@ -68,7 +68,8 @@ struct config_component {
 struct config_su {
     char *name;
     struct config_pos pos;
-    char *node;
+    char *node;                /* never NULL: defaults to the only node */
+    struct config_pos node_pos; /* of the `node` value; line 0 when defaulted */
     unsigned rank; /* order in the description; lower is preferred for ACTIVE */
     struct config_component *components;
     size_t n_components;
@@ -78,6 +79,7 @@ struct config_csi {
     char *name;
     struct config_pos pos;
     char *type; /* NULL: goes to the SU's only component */
+    struct config_pos type_pos; /* of the `type` value; line 0 when absent */
     struct config_kv *attrs;
     size_t n_attrs;
 };
@@ -120,11 +122,15 @@ struct config {
 };
 
 /*
- * Parses and verifies a description.  On success returns 0 and *ret.  On
- * failure returns -EINVAL (or -ENOENT, -ENOMEM, ...) and, when errors is not
- * NULL, appends one line per problem to *errors (malloc'ed, caller frees):
- *   "FILE:LINE:COLUMN: message\n"
- * Every problem is reported, not only the first.
+ * Parses and verifies a description.  On success returns 0 and *ret (the
+ * caller frees it with config_free()).  On failure returns -EINVAL for a
+ * description with problems, -EFBIG for a file larger than 1 MiB, -errno when
+ * the file cannot be read (-ENOENT, -EISDIR, ...), or -ENOMEM; and, when errors
+ * is not NULL, appends one line per problem to *errors (NULL or a malloc'ed
+ * string; realloc'ed, caller frees), sorted by position:
+ *   "FILE:LINE:COLUMN: message\n"   (LINE and COLUMN 1-based)
+ *   "FILE: message\n"               (the file cannot be opened or read)
+ * Every problem is reported, not only the first.  Nothing is started.
  */
 int config_load(const char *path, struct config **ret, char **errors);
 

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The benchmarks' component: registers, answers every callback at once, and
+ * after answering a CSI set ACTIVE appends "ACTIVE <component> <CLOCK_MONOTONIC ns>"
+ * to the file named by $HALO_BENCH_LOG (one write(2) with O_APPEND, so lines
+ * from several components never interleave).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "halo/halo.h"
+
+static int log_fd = -1;
+static int done;
+
+static void note(const char *what, const char *comp) {
+    struct timespec ts;
+    char line[512];
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int n = snprintf(line, sizeof(line), "%s %s %lld\n", what, comp,
+                     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    if (log_fd >= 0 && n > 0 && (size_t)n < sizeof(line))
+        (void)!write(log_fd, line, (size_t)n);
+}
+
+static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
+                       const halo_csi_descriptor *csi, void *userdata) {
+    if (state == HALO_HA_QUIESCING) {
+        halo_quiescing_complete(h, inv, 0);
+        return;
+    }
+    halo_response(h, inv, 0);
+    if (state == HALO_HA_ACTIVE)
+        note("ACTIVE", comp);
+}
+
+static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags,
+                          void *userdata) {
+    halo_response(h, inv, 0);
+}
+
+static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    halo_response(h, inv, 0);
+    done = 1;
+}
+
+static void on_healthcheck(halo *h, halo_invocation inv, const char *comp, const char *key, void *userdata) {
+    halo_response(h, inv, 0);
+}
+
+int main(void) {
+    const char *path = getenv("HALO_BENCH_LOG");
+    if (path)
+        log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+    halo_callbacks cb = {.csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate,
+                         .healthcheck = on_healthcheck};
+    halo *h;
+    int r = halo_open(NULL, &cb, NULL, &h);
+    if (r < 0) {
+        fprintf(stderr, "bench-component: halo_open: %s\n", halo_strerror(r));
+        return 1;
+    }
+    r = halo_register(h, NULL, NULL);
+    if (r < 0) {
+        fprintf(stderr, "bench-component: halo_register: %s\n", halo_strerror(r));
+        return 1;
+    }
+    while (!done) {
+        struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            break;
+        if (halo_dispatch(h, HALO_DISPATCH_ALL) < 0)
+            break;
+    }
+    halo_close(h);
+    return 0;
+}

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/* haloctl: the command-line client of halod, over the HA link. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "halo/halo.h"
+#include "link.h"
+#include "macro.h"
+
+static const char *arg_socket;
+static bool arg_json;
+static int arg_timeout_ms = 30000;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for one packet until the deadline.  Returns 1 and *ret, or -errno. */
+static int recv_until(int fd, int64_t deadline, LinkMsg **ret) {
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0)
+            continue;
+        r = link_recv(fd, ret);
+        if (r == -EAGAIN)
+            continue;
+        if (r == 0)
+            return -ECONNRESET;
+        return r;
+    }
+}
+
+static int connect_halod(int *ret_fd) {
+    const char *path = arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock";
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int r = -errno;
+        fprintf(stderr, "haloctl: cannot reach halod at '%s': %s\n", path, strerror(-r));
+        return r;
+    }
+    Halo__Link__Hello h = HALO__LINK__HELLO__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    h.version = LINK_PROTOCOL_VERSION;
+    h.pid = (uint32_t)getpid();
+    h.client = "haloctl/0.1";
+    m.body_case = HALO__LINK__MSG__BODY_HELLO;
+    m.hello = &h;
+    int r = link_send(fd, &m);
+    if (r < 0)
+        return r;
+    LinkMsg *rep = NULL;
+    r = recv_until(fd, now_ms() + 5000, &rep);
+    if (r < 0)
+        return r;
+    if (rep->body_case != HALO__LINK__MSG__BODY_HELLO_REPLY || rep->hello_reply->error) {
+        r = rep->body_case == HALO__LINK__MSG__BODY_HELLO_REPLY ? rep->hello_reply->error : -EPROTO;
+        link_msg_free(rep);
+        fprintf(stderr, "haloctl: halod refused the connection: %s\n", halo_strerror(r));
+        return r;
+    }
+    link_msg_free(rep);
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}
+
+/* Sends one admin request and waits for its reply.  *ret_json gets the reply's JSON. */
+static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) {
+    _cleanup_close_ int fd = -1;
+    int r = connect_halod(&fd);
+    if (r < 0)
+        return r;
+    Halo__Link__Admin a = HALO__LINK__ADMIN__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    a.seq = 1;
+    a.op = op;
+    a.target = (char *)(target ?: "");
+    m.body_case = HALO__LINK__MSG__BODY_ADMIN;
+    m.admin = &a;
+    r = link_send(fd, &m);
+    if (r < 0)
+        return r;
+    int64_t deadline = now_ms() + arg_timeout_ms;
+    for (;;) {
+        LinkMsg *rep = NULL;
+        r = recv_until(fd, deadline, &rep);
+        if (r < 0)
+            return r;
+        if (rep->body_case == HALO__LINK__MSG__BODY_REPLY && rep->reply->seq == 1) {
+            r = rep->reply->error;
+            if (r == 0 && ret_json)
+                *ret_json = strdup(rep->reply->json ?: "");
+            link_msg_free(rep);
+            return r;
+        }
+        link_msg_free(rep);
+    }
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static const char *jstr(json_t *o, const char *k) {
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ?: "-";
+}
+
+static void print_status(json_t *root) {
+    size_t i, j, k, l;
+    json_t *n, *sg, *su, *c, *si;
+
+    printf("Cluster %s, node %s\n\n", jstr(root, "cluster"), jstr(root, "node"));
+    printf("%-20s %s\n", "NODE", "STATE");
+    json_array_foreach(json_object_get(root, "nodes"), i, n)
+        printf("%-20s %s%s\n", jstr(n, "name"), jstr(n, "state"), json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
+
+    json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
+        printf("\nService group %s (%s)\n", jstr(sg, "name"), jstr(sg, "redundancy"));
+        printf("  %-22s %-10s %-9s %-8s %-15s %s\n", "SERVICE UNIT", "NODE", "ADMIN", "OPER", "READINESS", "HA STATE");
+        json_array_foreach(json_object_get(sg, "service_units"), j, su) {
+            /* The SU's roles, from the SIs. */
+            char roles[256] = "";
+            json_array_foreach(json_object_get(sg, "service_instances"), k, si) {
+                json_t *a;
+                json_array_foreach(json_object_get(si, "assignments"), l, a) {
+                    if (strcmp(jstr(a, "su"), jstr(su, "name")) != 0)
+                        continue;
+                    size_t len = strlen(roles);
+                    snprintf(roles + len, sizeof(roles) - len, "%s%s(%s)%s", len ? " " : "", jstr(a, "ha_state"),
+                             jstr(si, "name"), json_is_true(json_object_get(a, "pending")) ? "*" : "");
+                }
+            }
+            printf("  %-22s %-10s %-9s %-8s %-15s %s\n", jstr(su, "name"), jstr(su, "node"), jstr(su, "admin"),
+                   jstr(su, "oper"), jstr(su, "readiness"), *roles ? roles : "-");
+        }
+        printf("\n  %-22s %-15s %-8s %s\n", "COMPONENT", "PRESENCE", "PID", "LAST EXIT");
+        json_array_foreach(json_object_get(sg, "service_units"), j, su) {
+            json_array_foreach(json_object_get(su, "components"), k, c) {
+                char pid[16] = "-";
+                if (json_is_integer(json_object_get(c, "pid")))
+                    snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(c, "pid")));
+                printf("  %-22s %-15s %-8s %s\n", jstr(c, "name"), jstr(c, "presence"), pid, jstr(c, "last_exit"));
+            }
+        }
+        printf("\n  %-22s %-19s %-20s %s\n", "SERVICE INSTANCE", "ASSIGNMENT", "ACTIVE", "STANDBY");
+        json_array_foreach(json_object_get(sg, "service_instances"), k, si)
+            printf("  %-22s %-19s %-20s %s\n", jstr(si, "name"), jstr(si, "assignment"), jstr(si, "active"),
+                   jstr(si, "standby"));
+    }
+}
+
+static int cmd_status(int argc, char **argv) {
+    _cleanup_free_ char *json = NULL;
+    int r = admin(HALO__LINK__ADMIN__OP__STATUS, NULL, &json);
+    if (r < 0)
+        return r;
+    if (arg_json) {
+        printf("%s\n", json);
+        return 0;
+    }
+    json_error_t err;
+    json_t *root = json_loads(json, 0, &err);
+    if (!root) {
+        fprintf(stderr, "haloctl: halod sent a status that is not JSON: %s\n", err.text);
+        return -EBADMSG;
+    }
+    print_status(root);
+    json_decref(root);
+    return 0;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+struct verb {
+    const char *name;
+    const char *arg; /* NULL: takes no argument */
+    Halo__Link__Admin__Op op;
+    const char *done;
+    const char *help;
+};
+
+static const struct verb verbs[] = {
+    {"status", NULL, HALO__LINK__ADMIN__OP__STATUS, NULL, "show nodes, service groups, units, components, instances"},
+    {"switchover", "SI", HALO__LINK__ADMIN__OP__SWITCHOVER, "switched over", "move ACTIVE of SI to its standby, gracefully"},
+    {"lock", "SU", HALO__LINK__ADMIN__OP__LOCK, "locked", "take SU out of service (its work moves away)"},
+    {"unlock", "SU", HALO__LINK__ADMIN__OP__UNLOCK, "unlocked", "put SU back into service"},
+    {"restart", "COMPONENT", HALO__LINK__ADMIN__OP__RESTART, "restart requested for", "restart a component (its SU fails over)"},
+    {"repair", "SU", HALO__LINK__ADMIN__OP__REPAIR, "repaired", "clear a disabled SU and start it again"},
+    {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping", "stop halod and every component"},
+};
+
+static void help(void) {
+    printf("Usage: haloctl [OPTIONS] COMMAND [ARG]\n\nCommands:\n");
+    for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+        printf("  %-12s %-10s %s\n", verbs[i].name, verbs[i].arg ?: "", verbs[i].help);
+    printf("\nOptions:\n"
+           "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
+           "  -j, --json          print JSON (read commands)\n"
+           "  -t, --timeout SEC   how long to wait for halod (default 30)\n"
+           "  -h, --help          this text\n");
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "s:jt:h", opts, NULL)) >= 0) {
+        switch (c) {
+        case 's':
+            arg_socket = optarg;
+            break;
+        case 'j':
+            arg_json = true;
+            break;
+        case 't': {
+            char *end;
+            double t = strtod(optarg, &end);
+            if (*end || t <= 0 || t > 86400) {
+                fprintf(stderr, "haloctl: bad timeout '%s'\n", optarg);
+                return 2;
+            }
+            arg_timeout_ms = (int)(t * 1000);
+            break;
+        }
+        case 'h':
+            help();
+            return 0;
+        default:
+            fprintf(stderr, "Try 'haloctl --help'.\n");
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "haloctl: missing command. Try 'haloctl --help'.\n");
+        return 2;
+    }
+    const char *cmd = argv[optind];
+    const struct verb *v = NULL;
+    for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+        if (streq(verbs[i].name, cmd))
+            v = &verbs[i];
+    if (!v) {
+        fprintf(stderr, "haloctl: unknown command '%s'. Try 'haloctl --help'.\n", cmd);
+        return 2;
+    }
+    int nargs = argc - optind - 1;
+    if ((v->arg && nargs != 1) || (!v->arg && nargs != 0)) {
+        fprintf(stderr, v->arg ? "haloctl: '%s' takes one argument, %s.\n" : "haloctl: '%s' takes no argument.\n",
+                v->name, v->arg);
+        return 2;
+    }
+    int r;
+    if (v->op == HALO__LINK__ADMIN__OP__STATUS)
+        r = cmd_status(argc, argv);
+    else {
+        const char *target = v->arg ? argv[optind + 1] : NULL;
+        r = admin(v->op, target, NULL);
+        if (r == 0) {
+            if (arg_json)
+                printf("{\"ok\":true}\n");
+            else if (target)
+                printf("%s: %s '%s'\n", v->name, v->done, target);
+            else
+                printf("%s\n", v->done);
+        } else if (r != -ECONNREFUSED && r != -ENOENT)
+            fprintf(stderr, "haloctl: %s%s%s%s: %s\n", v->name, target ? " '" : "", target ?: "", target ? "'" : "",
+                    halo_strerror(r));
+    }
+    if (r < 0 && v->op == HALO__LINK__ADMIN__OP__STATUS && r != -ECONNREFUSED && r != -ENOENT)
+        fprintf(stderr, "haloctl: status: %s\n", halo_strerror(r));
+    return r < 0 ? 1 : 0;
+}

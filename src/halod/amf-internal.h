@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* AMF runtime objects, shared by amf.c, the redundancy models (amf-2n.c) and status.c only. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "amf.h"
+#include "halo/halo.h"
+#include "time-util.h"
+
+enum presence {
+    PRESENCE_UNINSTANTIATED,
+    PRESENCE_INSTANTIATING, /* spawned, not registered yet */
+    PRESENCE_INSTANTIATED,  /* registered */
+    PRESENCE_TERMINATING,   /* terminate callback sent or being killed */
+    PRESENCE_RESTARTING,    /* dead, waiting for the restart delay */
+    PRESENCE_FAILED,        /* not restarted: restart limit reached or spawn failed */
+};
+
+enum su_admin { SU_UNLOCKED, SU_LOCKED };
+enum su_oper { SU_ENABLED, SU_DISABLED };
+
+struct admin_waiter {
+    struct conn *conn; /* NULL: nobody waits */
+    uint64_t seq;
+};
+
+struct hc {
+    struct hc *next;
+    struct comp *comp;
+    char *key;
+    halo_hc_invoked invoked;
+    halo_recovery recovery;
+    uv_timer_t period; /* AMF-invoked: next check */
+    uv_timer_t timeout;
+    uint64_t pending; /* invocation of the check in flight */
+    bool stopped;
+};
+
+struct comp {
+    struct amf *amf;
+    struct su *su;
+    const struct config_component *cfg;
+    const char *name;
+    enum presence presence;
+    struct proc *proc;
+    pid_t pid;
+    struct conn *conn; /* the link it registered on */
+    uv_timer_t timer;  /* instantiate or terminate timeout */
+    struct hc *hcs;
+    usec_t spawned_at;
+    unsigned restarts; /* total, for status */
+    char *last_exit;
+};
+
+struct su {
+    struct amf *amf;
+    struct sg *sg;
+    const struct config_su *cfg;
+    const char *name;
+    bool local; /* on this node */
+    struct comp *comps;
+    size_t n_comps;
+    enum su_admin admin;
+    enum su_oper oper;
+    bool failing;             /* a failure is being recovered: waiting for its processes to end */
+    bool admin_restart;       /* the failure is an operator's restart: no backoff, not counted */
+    usec_t fail_times[16];    /* recent failures, for the restart limit */
+    unsigned n_fail_times;
+    usec_t delay;             /* next restart delay */
+    uv_timer_t restart_timer;
+    char *last_failure;
+    struct admin_waiter waiter; /* lock: replied when the SU holds no assignment */
+};
+
+struct assignment {
+    struct su *su;         /* NULL: slot unused */
+    halo_ha_state state;   /* confirmed */
+    halo_ha_state target;  /* requested; == state when nothing is in flight */
+    unsigned pending;      /* invocations in flight */
+    bool removing;         /* CSI remove in flight: the slot frees when pending reaches 0 */
+    bool confirmed;        /* state was confirmed at least once */
+};
+
+#define SI_ASSIGNMENTS_MAX 2
+
+struct si {
+    struct amf *amf;
+    struct sg *sg;
+    const struct config_si *cfg;
+    const char *name;
+    struct assignment asg[SI_ASSIGNMENTS_MAX];
+    bool switchover;       /* an operator asked to move ACTIVE to the standby */
+    uint64_t generation;   /* bumped on every confirmed change, persisted */
+    char *preferred_active; /* from the store after a restart */
+    struct admin_waiter waiter;
+    usec_t unassigned_since;
+};
+
+struct redundancy_ops {
+    const char *name;
+    /* Looks at the SG and issues the next actions; called after every change. */
+    void (*evaluate)(struct sg *sg);
+};
+
+struct sg {
+    struct amf *amf;
+    const struct config_sg *cfg;
+    const char *name;
+    struct su *sus;
+    size_t n_sus;
+    struct si *sis;
+    size_t n_sis;
+    const struct redundancy_ops *ops;
+};
+
+extern const struct redundancy_ops amf_2n_ops;
+
+/* Helpers the redundancy models use. */
+bool amf_su_in_service(const struct su *su);
+struct assignment *amf_si_find(struct si *si, halo_ha_state state); /* by target, NULL if none */
+struct assignment *amf_si_find_su(struct si *si, const struct su *su);
+bool amf_si_busy(const struct si *si); /* an invocation is in flight */
+/* Sends CSI set for every CSI of si to su's components; returns 0 or -errno. */
+int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_transition transition);
+/* Sends CSI remove to the assignment's components. */
+int amf_unassign(struct si *si, struct assignment *a);
+/* Called by the model when a switchover it drove has completed or was abandoned. */
+void amf_switchover_done(struct si *si, int error);
+/* Lock waiters: called when an SU may have lost its last assignment. */
+void amf_su_check_lock_done(struct su *su);
+
+/* Accessors for status.c. */
+struct amf_view {
+    const char *node;
+    const char *cluster;
+    const struct config *config;
+    struct sg *sgs;
+    size_t n_sgs;
+};
+void amf_view(struct amf *a, struct amf_view *ret);
+const char *presence_to_string(enum presence p);

@@ -1,0 +1,1617 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Availability Management Framework: component life cycle (spawn,
+ * register, health checks, terminate, restart with backoff), invocations and
+ * their timeouts, assignments of SIs to SUs, failure recovery, protection-group
+ * tracking, operator commands, and the state kept in the store.  Which SU gets
+ * which role is the redundancy model's decision (amf-2n.c); this file carries
+ * the decisions out.
+ *
+ * Failover is the hot path: a component's death is seen on its HA link (EOF)
+ * or its pidfd, whichever comes first; su_fail() fences the SU (SIGKILL to its
+ * process groups), drops its assignments and asks the model, which sends
+ * CSI set ACTIVE to the standby in the same loop iteration.  The store is
+ * written after, asynchronously.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include "amf.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+
+enum inv_kind { INV_CSI_SET, INV_CSI_REMOVE, INV_TERMINATE, INV_HEALTHCHECK };
+
+struct invocation {
+    struct invocation *next, **pprev;
+    struct amf *amf;
+    uint64_t id;
+    enum inv_kind kind;
+    struct comp *comp;
+    struct si *si;      /* CSI set/remove */
+    struct su *su;      /* the assignment's SU (the slot is found again by SU) */
+    halo_ha_state state;
+    struct hc *hc;      /* health check */
+    bool acked;         /* QUIESCING: answered, waiting for quiescing complete */
+    uv_timer_t timer;
+};
+
+struct tracker {
+    struct tracker *next;
+    struct conn *conn;
+    char *csi;
+    unsigned flags;
+    size_t n_last;
+    char **last_comp; /* members last reported */
+    halo_ha_state *last_state;
+};
+
+struct amf {
+    uv_loop_t *loop;
+    const struct config *config;
+    char *node;
+    char *socket_path;
+    char *prefix; /* "/halo/<cluster>/" */
+    struct supervisor *sup;
+    store *store;
+    struct sg *sgs;
+    size_t n_sgs;
+    struct invocation *invs;
+    uint64_t next_inv;
+    struct tracker *trackers;
+    bool stopping;
+    amf_stopped_cb stopped_cb;
+    void *stopped_userdata;
+    uv_idle_t stop_check;
+};
+
+static void su_fail(struct su *su, const char *why);
+static void comp_instantiate(struct comp *c);
+static void sg_evaluate(struct sg *sg);
+static void pg_notify(struct amf *a, struct si *si);
+static void persist_si(struct si *si);
+static void persist_su(struct su *su);
+static void persist_comp(struct comp *c);
+static void stop_check(struct amf *a);
+
+const char *presence_to_string(enum presence p) {
+    static const char *const s[] = {"UNINSTANTIATED", "INSTANTIATING", "INSTANTIATED",
+                                    "TERMINATING",    "RESTARTING",    "FAILED"};
+    return p < ELEMENTSOF(s) ? s[p] : "?";
+}
+
+/* ---- lookups ------------------------------------------------------------ */
+
+static struct comp *find_comp(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            for (size_t i = 0; i < su->n_comps; i++)
+                if (streq(su->comps[i].name, name))
+                    return &su->comps[i];
+        }
+    return NULL;
+}
+
+static struct su *find_su(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            if (streq(a->sgs[g].sus[u].name, name))
+                return &a->sgs[g].sus[u];
+    return NULL;
+}
+
+static struct si *find_si(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t i = 0; i < a->sgs[g].n_sis; i++)
+            if (streq(a->sgs[g].sis[i].name, name))
+                return &a->sgs[g].sis[i];
+    return NULL;
+}
+
+/* The SI owning a CSI, and the CSI's config. */
+static struct si *find_csi(struct amf *a, const char *csi, const struct config_csi **ret) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t i = 0; i < a->sgs[g].n_sis; i++) {
+            struct si *si = &a->sgs[g].sis[i];
+            for (size_t k = 0; k < si->cfg->n_csis; k++)
+                if (streq(si->cfg->csis[k].name, csi)) {
+                    *ret = &si->cfg->csis[k];
+                    return si;
+                }
+        }
+    return NULL;
+}
+
+/* The component of su that takes csi: the one listing its type, or the only one. */
+static struct comp *csi_comp(struct su *su, const struct config_csi *csi) {
+    if (su->n_comps == 1)
+        return &su->comps[0];
+    for (size_t i = 0; i < su->n_comps; i++) {
+        const struct config_component *cc = su->comps[i].cfg;
+        for (size_t t = 0; t < cc->n_csi_types; t++)
+            if (csi->type && streq(cc->csi_types[t], csi->type))
+                return &su->comps[i];
+    }
+    return NULL;
+}
+
+bool amf_su_in_service(const struct su *su) {
+    if (!su->local || su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing ||
+        su->amf->stopping)
+        return false;
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].presence != PRESENCE_INSTANTIATED || !su->comps[i].conn)
+            return false;
+    return true;
+}
+
+struct assignment *amf_si_find(struct si *si, halo_ha_state state) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].target == state)
+            return &si->asg[i];
+    return NULL;
+}
+
+struct assignment *amf_si_find_su(struct si *si, const struct su *su) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su == su)
+            return &si->asg[i];
+    return NULL;
+}
+
+bool amf_si_busy(const struct si *si) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].pending)
+            return true;
+    return false;
+}
+
+/* ---- invocations -------------------------------------------------------- */
+
+static void inv_close_cb(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void inv_free(struct invocation *inv) {
+    *inv->pprev = inv->next;
+    if (inv->next)
+        inv->next->pprev = inv->pprev;
+    uv_timer_stop(&inv->timer);
+    uv_close((uv_handle_t *)&inv->timer, inv_close_cb);
+}
+
+static struct invocation *inv_find(struct amf *a, uint64_t id) {
+    for (struct invocation *i = a->invs; i; i = i->next)
+        if (i->id == id)
+            return i;
+    return NULL;
+}
+
+static void on_inv_timeout(uv_timer_t *t);
+
+static struct invocation *inv_new(struct comp *c, enum inv_kind kind, usec_t timeout) {
+    struct amf *a = c->amf;
+    struct invocation *inv = calloc(1, sizeof(*inv));
+    if (!inv)
+        return NULL;
+    inv->amf = a;
+    inv->id = a->next_inv++;
+    inv->kind = kind;
+    inv->comp = c;
+    uv_timer_init(a->loop, &inv->timer);
+    inv->timer.data = inv;
+    uv_timer_start(&inv->timer, on_inv_timeout, (timeout + 999) / 1000, 0);
+    inv->next = a->invs;
+    if (a->invs)
+        a->invs->pprev = &inv->next;
+    inv->pprev = &a->invs;
+    a->invs = inv;
+    return inv;
+}
+
+/* Forgets every invocation of a component (it failed or went away). */
+static void inv_cancel_comp(struct comp *c) {
+    struct invocation *i = c->amf->invs, *next;
+    for (; i; i = next) {
+        next = i->next;
+        if (i->comp == c)
+            inv_free(i);
+    }
+}
+
+/* ---- assignments -------------------------------------------------------- */
+
+static struct assignment *asg_slot(struct si *si, struct su *su) {
+    struct assignment *a = amf_si_find_su(si, su);
+    if (a)
+        return a;
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (!si->asg[i].su) {
+            si->asg[i] = (struct assignment){.su = su};
+            return &si->asg[i];
+        }
+    return NULL;
+}
+
+static void asg_clear(struct si *si, struct assignment *a) {
+    struct su *su = a->su;
+    *a = (struct assignment){0};
+    if (su)
+        amf_su_check_lock_done(su);
+    (void)si;
+}
+
+static int send_csi_set(struct si *si, struct comp *c, const struct config_csi *csi, halo_ha_state state,
+                        halo_csi_transition transition, const char *active_comp) {
+    struct amf *a = si->amf;
+    usec_t timeout = state == HALO_HA_QUIESCING ? c->cfg->timeouts.quiescing : c->cfg->timeouts.csi_set;
+    struct invocation *inv = inv_new(c, INV_CSI_SET, timeout);
+    if (!inv)
+        return -ENOMEM;
+    inv->si = si;
+    inv->su = c->su;
+    inv->state = state;
+
+    Halo__Link__CsiSet cs = HALO__LINK__CSI_SET__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__Attr attrs[LINK_ATTRS_MAX];
+    Halo__Link__Attr *pattrs[LINK_ATTRS_MAX];
+    size_t n = MIN(csi->n_attrs, (size_t)LINK_ATTRS_MAX);
+
+    for (size_t i = 0; i < n; i++) {
+        halo__link__attr__init(&attrs[i]);
+        attrs[i].name = csi->attrs[i].name;
+        attrs[i].value = csi->attrs[i].value;
+        pattrs[i] = &attrs[i];
+    }
+    cs.invocation = inv->id;
+    cs.comp = (char *)c->name;
+    cs.ha_state = state;
+    cs.flags = HALO_CSI_ADD_ONE;
+    cs.csi = csi->name;
+    cs.si = (char *)si->name;
+    cs.n_attrs = n;
+    cs.attrs = pattrs;
+    cs.transition = state == HALO_HA_ACTIVE ? transition : 0;
+    cs.active_comp = (char *)(active_comp ?: "");
+    m.body_case = HALO__LINK__MSG__BODY_CSI_SET;
+    m.csi_set = &cs;
+    log_debug("CSI set '%s' %s -> '%s' (invocation %" PRIu64 ")", csi->name, halo_ha_state_to_string(state),
+              c->name, inv->id);
+    /* A send failure closes the link, which fails the component: the
+     * invocation is cancelled there. */
+    (void)server_conn_send(c->conn, &m);
+    (void)a;
+    return 0;
+}
+
+/* The component of the active assignment holding csi, for a STANDBY's descriptor. */
+static const char *active_comp_for(struct si *si, const struct config_csi *csi) {
+    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
+    if (!act)
+        return NULL;
+    struct comp *c = csi_comp(act->su, csi);
+    return c ? c->name : NULL;
+}
+
+int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_transition transition) {
+    struct assignment *a = asg_slot(si, su);
+    if (!a)
+        return -ENOSPC;
+    log_info("Assigning '%s' to '%s' as %s", si->name, su->name, halo_ha_state_to_string(state));
+    a->target = state;
+    a->removing = false;
+    if (!si->cfg->n_csis)
+        return 0;
+    for (size_t k = 0; k < si->cfg->n_csis; k++) {
+        const struct config_csi *csi = &si->cfg->csis[k];
+        struct comp *c = csi_comp(su, csi);
+        if (!c || !c->conn)
+            continue;
+        a->pending++;
+        int r = send_csi_set(si, c, csi, state, transition,
+                             state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        if (r < 0) {
+            a->pending--;
+            return r;
+        }
+        if (!a->su) /* the send failed and the SU failed with it */
+            return -ENOTCONN;
+    }
+    return 0;
+}
+
+int amf_unassign(struct si *si, struct assignment *a) {
+    struct su *su = a->su;
+    log_info("Removing '%s' from '%s'", si->name, su->name);
+    a->removing = true;
+    for (size_t k = 0; k < si->cfg->n_csis && a->su; k++) {
+        const struct config_csi *csi = &si->cfg->csis[k];
+        struct comp *c = csi_comp(su, csi);
+        if (!c || !c->conn)
+            continue;
+        struct invocation *inv = inv_new(c, INV_CSI_REMOVE, c->cfg->timeouts.csi_remove);
+        if (!inv)
+            return -ENOMEM;
+        inv->si = si;
+        inv->su = su;
+        a->pending++;
+        Halo__Link__CsiRemove cr = HALO__LINK__CSI_REMOVE__INIT;
+        LinkMsg m = HALO__LINK__MSG__INIT;
+        cr.invocation = inv->id;
+        cr.comp = (char *)c->name;
+        cr.csi = csi->name;
+        cr.flags = HALO_CSI_TARGET_ONE;
+        m.body_case = HALO__LINK__MSG__BODY_CSI_REMOVE;
+        m.csi_remove = &cr;
+        (void)server_conn_send(c->conn, &m);
+    }
+    if (a->su && a->pending == 0) {
+        asg_clear(si, a);
+        persist_si(si);
+        pg_notify(si->amf, si);
+    }
+    return 0;
+}
+
+/* One CSI set or remove finished well. */
+static void asg_step_done(struct invocation *inv) {
+    struct si *si = inv->si;
+    struct assignment *a = amf_si_find_su(si, inv->su);
+    if (!a || a->pending == 0)
+        return;
+    if (--a->pending > 0)
+        return;
+    if (a->removing) {
+        asg_clear(si, a);
+    } else {
+        a->state = a->target == HALO_HA_QUIESCING ? HALO_HA_QUIESCED : a->target;
+        a->target = a->state;
+        a->confirmed = true;
+        log_info("'%s' is %s for '%s'", inv->su->name, halo_ha_state_to_string(a->state), si->name);
+    }
+    si->generation++;
+    persist_si(si);
+    pg_notify(si->amf, si);
+    sg_evaluate(si->sg);
+}
+
+static void reply_waiter(struct admin_waiter *w, int error) {
+    if (!w->conn)
+        return;
+    (void)server_conn_reply(w->conn, w->seq, error, NULL);
+    w->conn = NULL;
+}
+
+void amf_switchover_done(struct si *si, int error) {
+    si->switchover = false;
+    reply_waiter(&si->waiter, error);
+}
+
+void amf_su_check_lock_done(struct su *su) {
+    if (!su->waiter.conn)
+        return;
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        if (amf_si_find_su(&sg->sis[i], su))
+            return;
+    reply_waiter(&su->waiter, 0);
+}
+
+/* ---- failures and restarts ---------------------------------------------- */
+
+static void on_restart_timer(uv_timer_t *t) {
+    struct su *su = t->data;
+    if (su->amf->stopping || su->oper == SU_DISABLED)
+        return;
+    su->failing = false;
+    su->admin_restart = false;
+    log_info("Restarting service unit '%s'", su->name);
+    for (size_t i = 0; i < su->n_comps; i++)
+        comp_instantiate(&su->comps[i]);
+}
+
+/* All processes of a failed SU are gone: schedule its restart, or disable it. */
+static void su_failure_settled(struct su *su) {
+    struct amf *a = su->amf;
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].proc)
+            return;
+    if (a->stopping) {
+        stop_check(a);
+        return;
+    }
+    if (su->oper == SU_DISABLED)
+        return;
+    usec_t delay = 0;
+    if (!su->admin_restart) {
+        const struct config_restart *rc = &su->comps[0].cfg->restart;
+        delay = su->delay;
+        su->delay = su->delay ? MIN(su->delay * 2, rc->delay_max) : rc->delay;
+        if (delay == 0)
+            delay = 0;
+    }
+    char buf[32];
+    log_info("Service unit '%s' restarts in %s", su->name, format_duration(buf, sizeof(buf), delay));
+    for (size_t i = 0; i < su->n_comps; i++)
+        su->comps[i].presence = PRESENCE_RESTARTING;
+    uv_timer_start(&su->restart_timer, on_restart_timer, delay / 1000, 0);
+}
+
+/* Counts a failure against the restart limit; returns true if the SU may restart. */
+static bool su_count_failure(struct su *su) {
+    const struct config_restart *rc = &su->comps[0].cfg->restart;
+    usec_t now = now_monotonic_usec();
+    unsigned k = 0;
+
+    for (unsigned i = 0; i < su->n_fail_times; i++)
+        if (now - su->fail_times[i] < rc->window)
+            su->fail_times[k++] = su->fail_times[i];
+    su->n_fail_times = k;
+    if (su->n_fail_times < ELEMENTSOF(su->fail_times))
+        su->fail_times[su->n_fail_times++] = now;
+    /* A run longer than `stable` resets the backoff. */
+    bool stable = true;
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].spawned_at && now - su->comps[i].spawned_at < rc->stable)
+            stable = false;
+    if (stable)
+        su->delay = 0;
+    return su->n_fail_times <= rc->max;
+}
+
+static void hc_stop_all(struct comp *c);
+
+/*
+ * Recovery of an SU (SU failover, the 2N default): fence it, drop its
+ * assignments so the model promotes the standby at once, then restart it.
+ */
+static void su_fail(struct su *su, const char *why) {
+    struct amf *a = su->amf;
+    if (su->failing)
+        return;
+    su->failing = true;
+    free(su->last_failure);
+    su->last_failure = strdup(why);
+    if (!a->stopping)
+        log_warning("Service unit '%s' failed: %s", su->name, why);
+
+    /* Fence first: nothing of the failed SU may run once the standby is ACTIVE. */
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        if (c->proc)
+            (void)proc_kill(c->proc, SIGKILL);
+        uv_timer_stop(&c->timer);
+        hc_stop_all(c);
+        inv_cancel_comp(c);
+        if (c->conn) {
+            struct conn *conn = c->conn;
+            c->conn = NULL;
+            /* The link of a fenced process is of no further use. */
+            server_conn_set_data(conn, NULL);
+        }
+        c->presence = c->proc ? PRESENCE_TERMINATING : PRESENCE_RESTARTING;
+    }
+
+    bool may_restart = su->admin_restart || a->stopping || su_count_failure(su);
+    if (!may_restart) {
+        su->oper = SU_DISABLED;
+        log_error("Service unit '%s' failed %u times within its restart window; disabled until 'haloctl repair %s'",
+                  su->name, su->n_fail_times, su->name);
+        for (size_t i = 0; i < su->n_comps; i++)
+            if (!su->comps[i].proc)
+                su->comps[i].presence = PRESENCE_FAILED;
+        persist_su(su);
+    }
+
+    /* Drop every assignment of the SU; the model reacts in sg_evaluate(). */
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        struct si *si = &sg->sis[i];
+        struct assignment *as = amf_si_find_su(si, su);
+        if (!as)
+            continue;
+        asg_clear(si, as);
+        si->generation++;
+        if (si->switchover)
+            amf_switchover_done(si, -HALO_ECOMPFAILED);
+    }
+    sg_evaluate(sg);
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        persist_si(&sg->sis[i]);
+        pg_notify(a, &sg->sis[i]);
+    }
+    su_failure_settled(su);
+}
+
+static void comp_fail(struct comp *c, const char *why) {
+    char buf[512];
+    snprintf(buf, sizeof(buf), "component '%s' %s", c->name, why);
+    su_fail(c->su, buf);
+}
+
+static void on_proc_exit(struct proc *p, int status, void *userdata) {
+    struct comp *c = userdata;
+    char buf[128];
+
+    proc_status_to_string(status, buf, sizeof(buf));
+    free(c->last_exit);
+    c->last_exit = strdup(buf);
+    c->proc = NULL;
+    c->pid = 0;
+    uv_timer_stop(&c->timer);
+    persist_comp(c);
+    if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING) {
+        log_debug("Component '%s' (%s) %s", c->name, c->su->name, buf);
+        c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
+        if (c->amf->stopping)
+            stop_check(c->amf);
+        else if (c->su->failing)
+            su_failure_settled(c->su);
+        else
+            comp_fail(c, "ended after terminate");
+        return;
+    }
+    comp_fail(c, buf);
+}
+
+static void on_comp_timer(uv_timer_t *t) {
+    struct comp *c = t->data;
+    char buf[32];
+    if (c->presence == PRESENCE_INSTANTIATING)
+        comp_fail(c, "did not register within its instantiate timeout");
+    else if (c->presence == PRESENCE_TERMINATING && c->proc) {
+        log_warning("Component '%s' did not exit within %s of terminate; killing it", c->name,
+                    format_duration(buf, sizeof(buf), c->cfg->timeouts.terminate));
+        (void)proc_kill(c->proc, SIGKILL);
+    }
+}
+
+static void comp_instantiate(struct comp *c) {
+    struct amf *a = c->amf;
+    const struct config_component *cc = c->cfg;
+    char **argv = calloc(cc->n_args + 2, sizeof(char *));
+    char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
+    char **env = calloc(cc->n_env + 4, sizeof(char *));
+    char **envbufs = calloc(cc->n_env + 1, sizeof(char *));
+    int r = -ENOMEM;
+
+    if (!argv || !env || !envbufs)
+        goto out;
+    argv[0] = cc->command;
+    for (size_t i = 0; i < cc->n_args; i++)
+        argv[i + 1] = cc->args[i];
+    size_t k = 0;
+    for (size_t i = 0; i < cc->n_env; i++) {
+        if (asprintf(&envbufs[i], "%s=%s", cc->env[i].name, cc->env[i].value) < 0) {
+            envbufs[i] = NULL;
+            goto out;
+        }
+        env[k++] = envbufs[i];
+    }
+    snprintf(env_sock, sizeof(env_sock), "HALO_SOCKET=%s", a->socket_path);
+    snprintf(env_comp, sizeof(env_comp), "HALO_COMPONENT=%s", c->name);
+    snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
+    env[k++] = env_sock;
+    env[k++] = env_comp;
+    env[k++] = env_node;
+
+    struct spawn_params sp = {.path = cc->command, .argv = argv, .env = env, .workdir = cc->workdir};
+    r = supervisor_spawn(a->sup, &sp, on_proc_exit, c, &c->proc);
+out:
+    if (envbufs)
+        for (size_t i = 0; i < cc->n_env; i++)
+            free(envbufs[i]);
+    free(envbufs);
+    free(env);
+    free(argv);
+    if (r < 0) {
+        log_error_errno(r, "Failed to spawn component '%s': %m", c->name);
+        c->proc = NULL;
+        su_fail(c->su, "spawn failed");
+        return;
+    }
+    c->pid = proc_pid(c->proc);
+    c->presence = PRESENCE_INSTANTIATING;
+    c->spawned_at = now_monotonic_usec();
+    c->restarts++;
+    log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    uv_timer_start(&c->timer, on_comp_timer, cc->timeouts.instantiate / 1000, 0);
+    persist_comp(c);
+}
+
+/* ---- health checks ------------------------------------------------------ */
+
+static void hc_close_cb(uv_handle_t *h) {
+    struct hc *hc = h->data;
+    if (h == (uv_handle_t *)&hc->timeout) {
+        free(hc->key);
+        free(hc);
+    }
+}
+
+static void hc_free(struct hc *hc) {
+    struct invocation *inv = hc->pending ? inv_find(hc->comp->amf, hc->pending) : NULL;
+    if (inv)
+        inv_free(inv);
+    uv_timer_stop(&hc->period);
+    uv_timer_stop(&hc->timeout);
+    uv_close((uv_handle_t *)&hc->period, hc_close_cb);
+    uv_close((uv_handle_t *)&hc->timeout, hc_close_cb);
+}
+
+static void hc_stop_all(struct comp *c) {
+    while (c->hcs) {
+        struct hc *hc = c->hcs;
+        c->hcs = hc->next;
+        hc_free(hc);
+    }
+}
+
+static void on_hc_timeout(uv_timer_t *t) {
+    struct hc *hc = t->data;
+    char buf[160], d[32];
+    snprintf(buf, sizeof(buf), "missed health check '%s' (no answer within %s)", hc->key,
+             format_duration(d, sizeof(d), hc->comp->cfg->healthcheck.timeout));
+    comp_fail(hc->comp, buf);
+}
+
+static void on_hc_period(uv_timer_t *t) {
+    struct hc *hc = t->data;
+    struct comp *c = hc->comp;
+    if (hc->pending || !c->conn)
+        return; /* the previous check is still out; its timeout decides */
+    struct invocation *inv = inv_new(c, INV_HEALTHCHECK, c->cfg->healthcheck.timeout + USEC_PER_SEC);
+    if (!inv)
+        return;
+    inv->hc = hc;
+    hc->pending = inv->id;
+    uv_timer_start(&hc->timeout, on_hc_timeout, c->cfg->healthcheck.timeout / 1000, 0);
+    Halo__Link__Healthcheck h = HALO__LINK__HEALTHCHECK__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    h.invocation = inv->id;
+    h.comp = (char *)c->name;
+    h.key = hc->key;
+    m.body_case = HALO__LINK__MSG__BODY_HEALTHCHECK;
+    m.healthcheck = &h;
+    (void)server_conn_send(c->conn, &m);
+}
+
+static struct hc *hc_find(struct comp *c, const char *key) {
+    for (struct hc *hc = c->hcs; hc; hc = hc->next)
+        if (streq(hc->key, key))
+            return hc;
+    return NULL;
+}
+
+static int hc_start(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery) {
+    if (hc_find(c, key))
+        return -HALO_EEXIST;
+    struct hc *hc = calloc(1, sizeof(*hc));
+    if (!hc || !(hc->key = strdup(key))) {
+        free(hc);
+        return -ENOMEM;
+    }
+    hc->comp = c;
+    hc->invoked = invoked;
+    hc->recovery = recovery;
+    uv_timer_init(c->amf->loop, &hc->period);
+    uv_timer_init(c->amf->loop, &hc->timeout);
+    hc->period.data = hc->timeout.data = hc;
+    hc->next = c->hcs;
+    c->hcs = hc;
+    uint64_t period = c->cfg->healthcheck.period / 1000;
+    if (invoked == HALO_HC_AMF_INVOKED)
+        uv_timer_start(&hc->period, on_hc_period, period, period);
+    else
+        uv_timer_start(&hc->timeout, on_hc_timeout, (c->cfg->healthcheck.period + c->cfg->healthcheck.timeout) / 1000, 0);
+    log_debug("Health check '%s' of '%s' started (%s-invoked)", key, c->name,
+              invoked == HALO_HC_AMF_INVOKED ? "AMF" : "component");
+    return 0;
+}
+
+static int hc_stop(struct comp *c, const char *key) {
+    for (struct hc **p = &c->hcs; *p; p = &(*p)->next)
+        if (streq((*p)->key, key)) {
+            struct hc *hc = *p;
+            *p = hc->next;
+            hc_free(hc);
+            return 0;
+        }
+    return -ENOENT;
+}
+
+/* ---- protection-group tracking ------------------------------------------ */
+
+static void tracker_free(struct tracker *t) {
+    for (size_t i = 0; i < t->n_last; i++)
+        free(t->last_comp[i]);
+    free(t->last_comp);
+    free(t->last_state);
+    free(t->csi);
+    free(t);
+}
+
+/* Current members of a CSI's protection group. */
+static size_t pg_members(struct si *si, const struct config_csi *csi, const char **comps, halo_ha_state *states) {
+    size_t n = 0;
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++) {
+        struct assignment *a = &si->asg[i];
+        if (!a->su || !a->confirmed || a->removing)
+            continue;
+        struct comp *c = csi_comp(a->su, csi);
+        if (!c)
+            continue;
+        comps[n] = c->name;
+        states[n] = a->state;
+        n++;
+    }
+    return n;
+}
+
+static void tracker_send(struct amf *a, struct tracker *t, bool initial) {
+    const struct config_csi *csi;
+    struct si *si = find_csi(a, t->csi, &csi);
+    const char *comps[SI_ASSIGNMENTS_MAX];
+    halo_ha_state states[SI_ASSIGNMENTS_MAX];
+    size_t n = si ? pg_members(si, csi, comps, states) : 0;
+
+    Halo__Link__PgMember mem[2 * SI_ASSIGNMENTS_MAX], *pm[2 * SI_ASSIGNMENTS_MAX];
+    size_t k = 0;
+    bool changed = initial;
+    for (size_t i = 0; i < n; i++) {
+        halo_pg_change ch = HALO_PG_ADDED;
+        for (size_t j = 0; j < t->n_last; j++)
+            if (streq(t->last_comp[j], comps[i]))
+                ch = t->last_state[j] == states[i] ? HALO_PG_NO_CHANGE : HALO_PG_STATE_CHANGED;
+        if (initial)
+            ch = HALO_PG_NO_CHANGE;
+        if (ch != HALO_PG_NO_CHANGE)
+            changed = true;
+        if (ch == HALO_PG_NO_CHANGE && (t->flags & HALO_TRACK_CHANGES_ONLY) && !initial)
+            continue;
+        halo__link__pg_member__init(&mem[k]);
+        mem[k].comp = (char *)comps[i];
+        mem[k].ha_state = states[i];
+        mem[k].change = ch;
+        pm[k] = &mem[k];
+        k++;
+    }
+    for (size_t j = 0; j < t->n_last && !initial; j++) {
+        bool still = false;
+        for (size_t i = 0; i < n; i++)
+            still = still || streq(t->last_comp[j], comps[i]);
+        if (still || k >= ELEMENTSOF(mem))
+            continue;
+        changed = true;
+        halo__link__pg_member__init(&mem[k]);
+        mem[k].comp = t->last_comp[j];
+        mem[k].ha_state = t->last_state[j];
+        mem[k].change = HALO_PG_REMOVED;
+        pm[k] = &mem[k];
+        k++;
+    }
+    if (changed) {
+        Halo__Link__PgTrackNotify pn = HALO__LINK__PG_TRACK_NOTIFY__INIT;
+        LinkMsg m = HALO__LINK__MSG__INIT;
+        pn.csi = t->csi;
+        pn.n_members = k;
+        pn.members = pm;
+        m.body_case = HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY;
+        m.pg_track_notify = &pn;
+        (void)server_conn_send(t->conn, &m);
+    }
+    /* Remember what was reported (the send above may have closed the conn,
+     * which frees t: only touch t if it is still listed). */
+    for (struct tracker *x = a->trackers; x; x = x->next)
+        if (x == t) {
+            for (size_t j = 0; j < t->n_last; j++)
+                free(t->last_comp[j]);
+            t->n_last = 0;
+            char **lc = realloc(t->last_comp, (n ?: 1) * sizeof(char *));
+            halo_ha_state *ls = realloc(t->last_state, (n ?: 1) * sizeof(halo_ha_state));
+            if (lc)
+                t->last_comp = lc;
+            if (ls)
+                t->last_state = ls;
+            if (!lc || !ls)
+                return;
+            for (size_t i = 0; i < n; i++) {
+                t->last_comp[i] = strdup(comps[i]);
+                t->last_state[i] = states[i];
+                if (t->last_comp[i])
+                    t->n_last++;
+            }
+            break;
+        }
+}
+
+static void pg_notify(struct amf *a, struct si *si) {
+    struct tracker *t, *next;
+    for (t = a->trackers; t; t = next) {
+        next = t->next;
+        if (!(t->flags & (HALO_TRACK_CHANGES | HALO_TRACK_CHANGES_ONLY)))
+            continue;
+        const struct config_csi *csi;
+        if (find_csi(a, t->csi, &csi) == si)
+            tracker_send(a, t, false);
+    }
+}
+
+/* ---- the model ---------------------------------------------------------- */
+
+static void sg_evaluate(struct sg *sg) {
+    if (sg->amf->stopping)
+        return;
+    sg->ops->evaluate(sg);
+}
+
+/* ---- persistence -------------------------------------------------------- */
+
+static void on_persisted(store *s, int error, const store_result *r, void *userdata) {
+    if (error < 0)
+        log_warning_errno(error, "Failed to write state to the store: %m");
+}
+
+static void persist_json(struct amf *a, const char *kind, const char *name, json_t *j) {
+    char key[STORE_KEY_MAX];
+    if (!j)
+        return;
+    char *v = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!v)
+        return;
+    snprintf(key, sizeof(key), "%s%s/%s", a->prefix, kind, name);
+    int r = store_put(a->store, key, v, strlen(v), 0, on_persisted, NULL);
+    if (r < 0)
+        log_warning_errno(r, "Failed to write '%s' to the store: %m", key);
+    free(v);
+}
+
+static void persist_si(struct si *si) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].confirmed)
+            json_array_append_new(arr, json_pack("{s:s, s:s}", "su", si->asg[i].su->name, "ha_state",
+                                                 halo_ha_state_to_string(si->asg[i].state)));
+    persist_json(si->amf, "assignments", si->name,
+                 json_pack("{s:s, s:I, s:o}", "si", si->name, "generation", (json_int_t)si->generation,
+                           "assignments", arr));
+}
+
+static void persist_su(struct su *su) {
+    persist_json(su->amf, "su", su->name,
+                 json_pack("{s:s, s:s, s:s}", "su", su->name, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED",
+                           "oper", su->oper == SU_DISABLED ? "DISABLED" : "ENABLED"));
+}
+
+/* Start time of a process in clock ticks since boot, from /proc; 0 if unknown. */
+static unsigned long long proc_starttime(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    unsigned long long st = 0;
+    /* Field 22 (starttime); p points at field 2's end. */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &st) != 1)
+        return 0;
+    return st;
+}
+
+static void persist_comp(struct comp *c) {
+    persist_json(c->amf, "components", c->name,
+                 json_pack("{s:s, s:s, s:i, s:I}", "component", c->name, "node", c->amf->node, "pid", (int)c->pid,
+                           "starttime", (json_int_t)(c->pid ? proc_starttime(c->pid) : 0)));
+}
+
+/* A previous halod died and left component processes behind (they are ours
+ * by pid and start time): stop them, or two instances would serve. */
+static void restore_comp(struct amf *a, json_t *j) {
+    const char *name = json_string_value(json_object_get(j, "component"));
+    json_int_t pid = json_integer_value(json_object_get(j, "pid"));
+    json_int_t st = json_integer_value(json_object_get(j, "starttime"));
+    if (!name || pid <= 1 || st <= 0 || !find_comp(a, name))
+        return;
+    if (proc_starttime((pid_t)pid) != (unsigned long long)st)
+        return;
+    log_warning("Component '%s' (pid %d) survived a previous halod; stopping it", name, (int)pid);
+    if (kill(-(pid_t)pid, SIGKILL) < 0)
+        (void)kill((pid_t)pid, SIGKILL);
+}
+
+static void restore_su(struct amf *a, json_t *j) {
+    struct su *su = find_su(a, json_string_value(json_object_get(j, "su")) ?: "");
+    const char *admin = json_string_value(json_object_get(j, "admin"));
+    if (su && admin && streq(admin, "LOCKED")) {
+        su->admin = SU_LOCKED;
+        log_info("Service unit '%s' stays locked, as it was before the restart", su->name);
+    }
+}
+
+static void restore_si(struct amf *a, json_t *j) {
+    struct si *si = find_si(a, json_string_value(json_object_get(j, "si")) ?: "");
+    if (!si)
+        return;
+    si->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "assignments"), i, e) {
+        const char *st = json_string_value(json_object_get(e, "ha_state"));
+        const char *su = json_string_value(json_object_get(e, "su"));
+        if (st && su && streq(st, "ACTIVE") && find_su(a, su)) {
+            free(si->preferred_active);
+            si->preferred_active = strdup(su);
+        }
+    }
+}
+
+static void instantiate_all(struct amf *a) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            if (!su->local)
+                continue;
+            for (size_t i = 0; i < su->n_comps; i++)
+                comp_instantiate(&su->comps[i]);
+        }
+}
+
+static void on_restored(store *s, int error, const store_result *r, void *userdata) {
+    struct amf *a = userdata;
+    if (error < 0)
+        log_warning_errno(error, "Failed to read the previous state from the store, starting afresh: %m");
+    for (size_t i = 0; r && i < r->n_kvs; i++) {
+        const store_kv *kv = &r->kvs[i];
+        json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
+        const char *rest = kv->key + strlen(a->prefix);
+        if (!j)
+            continue;
+        if (strncmp(rest, "components/", 11) == 0)
+            restore_comp(a, j);
+        else if (strncmp(rest, "su/", 3) == 0)
+            restore_su(a, j);
+        else if (strncmp(rest, "assignments/", 12) == 0)
+            restore_si(a, j);
+        json_decref(j);
+    }
+    if (!a->stopping)
+        instantiate_all(a);
+}
+
+int amf_start(struct amf *a) {
+    return store_range(a->store, a->prefix, on_restored, a);
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+/* The component c names, if this connection registered it. */
+static struct comp *conn_comp(struct amf *a, struct conn *conn, const char *name, int *ret_err) {
+    struct comp *c = find_comp(a, name);
+    if (!c) {
+        *ret_err = -HALO_EUNKNOWN;
+        return NULL;
+    }
+    if (c->conn != conn) {
+        *ret_err = -HALO_ENOTREG;
+        return NULL;
+    }
+    return c;
+}
+
+static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__Register *m) {
+    struct comp *c = find_comp(a, m->comp);
+    if (!c || !c->su->local)
+        return -HALO_EUNKNOWN;
+    if (m->proxy && *m->proxy)
+        return -EOPNOTSUPP;
+    if (c->conn)
+        return -HALO_EEXIST;
+    if (c->presence != PRESENCE_INSTANTIATING || !c->proc)
+        return -HALO_EBADSTATE;
+    /* Only the process halod started for this component (or one of its
+     * process group) may register it. */
+    pid_t pid = server_conn_pid(conn);
+    if (pid != c->pid && getpgid(pid) != c->pid) {
+        log_warning("Process %d tried to register '%s', which runs as pid %d; refused", (int)pid, c->name,
+                    (int)c->pid);
+        return -EPERM;
+    }
+    c->conn = conn;
+    c->presence = PRESENCE_INSTANTIATED;
+    uv_timer_stop(&c->timer);
+    log_info("Component '%s' registered (pid %d)", c->name, (int)c->pid);
+    return 0;
+}
+
+static void handle_response(struct amf *a, struct conn *conn, const Halo__Link__Response *m) {
+    struct invocation *inv = inv_find(a, m->invocation);
+    if (!inv || inv->comp->conn != conn) {
+        log_debug("Response for unknown invocation %" PRIu64 " from %s", m->invocation, server_conn_name(conn));
+        if (m->seq)
+            (void)server_conn_reply(conn, m->seq, -HALO_EBADINVOCATION, NULL);
+        return;
+    }
+    if (m->seq)
+        (void)server_conn_reply(conn, m->seq, 0, NULL);
+    struct comp *c = inv->comp;
+    char buf[160];
+
+    switch (inv->kind) {
+    case INV_CSI_SET:
+        if (m->error != 0) {
+            snprintf(buf, sizeof(buf), "answered CSI set %s with error: %s", halo_ha_state_to_string(inv->state),
+                     halo_strerror(m->error));
+            comp_fail(c, buf);
+            return;
+        }
+        if (inv->state == HALO_HA_QUIESCING && !m->quiescing_complete) {
+            inv->acked = true; /* wait for quiescing complete */
+            return;
+        }
+        inv_free(inv);
+        asg_step_done(inv);
+        return;
+    case INV_CSI_REMOVE:
+        inv_free(inv);
+        if (m->error != 0) {
+            comp_fail(c, "failed a CSI remove");
+            return;
+        }
+        asg_step_done(inv);
+        return;
+    case INV_TERMINATE:
+        inv_free(inv);
+        /* Now it should exit; the terminate timer still runs and kills it if not. */
+        return;
+    case INV_HEALTHCHECK: {
+        struct hc *hc = inv->hc;
+        inv_free(inv);
+        hc->pending = 0;
+        uv_timer_stop(&hc->timeout);
+        if (m->error != 0) {
+            snprintf(buf, sizeof(buf), "failed health check '%s'", hc->key);
+            comp_fail(c, buf);
+        }
+        return;
+    }
+    }
+}
+
+/* Note: asg_step_done() reads inv fields after inv_free(): inv_free only
+ * schedules the free (uv_close), so the memory stays valid until the loop
+ * runs the close callback. */
+
+static void on_inv_timeout(uv_timer_t *t) {
+    struct invocation *inv = t->data;
+    struct comp *c = inv->comp;
+    char buf[128];
+    switch (inv->kind) {
+    case INV_CSI_SET:
+        snprintf(buf, sizeof(buf), "did not answer CSI set %s in time", halo_ha_state_to_string(inv->state));
+        comp_fail(c, buf);
+        break;
+    case INV_CSI_REMOVE:
+        comp_fail(c, "did not answer CSI remove in time");
+        break;
+    case INV_TERMINATE:
+    case INV_HEALTHCHECK:
+        inv_free(inv); /* the terminate / health check timers decide */
+        break;
+    }
+}
+
+static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Admin *m);
+
+void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
+    int r = 0;
+    uint64_t seq = 0;
+    struct comp *c;
+
+    switch (m->body_case) {
+    case HALO__LINK__MSG__BODY_REGISTER:
+        seq = m->register_->seq;
+        r = handle_register(a, conn, m->register_);
+        (void)server_conn_reply(conn, seq, r, NULL);
+        if (r == 0)
+            sg_evaluate(find_comp(a, m->register_->comp)->su->sg);
+        return;
+    case HALO__LINK__MSG__BODY_UNREGISTER:
+        seq = m->unregister->seq;
+        c = conn_comp(a, conn, m->unregister->comp, &r);
+        if (c) {
+            /* From now on the component may exit; if it still holds work, that is a failure. */
+            c->conn = NULL;
+            hc_stop_all(c);
+            log_info("Component '%s' unregistered", c->name);
+        }
+        break;
+    case HALO__LINK__MSG__BODY_RESPONSE:
+        handle_response(a, conn, m->response);
+        return;
+    case HALO__LINK__MSG__BODY_HC_START:
+        seq = m->hc_start->seq;
+        c = conn_comp(a, conn, m->hc_start->comp, &r);
+        if (c)
+            r = hc_start(c, m->hc_start->key, m->hc_start->invoked, m->hc_start->recovery);
+        break;
+    case HALO__LINK__MSG__BODY_HC_CONFIRM: {
+        seq = m->hc_confirm->seq;
+        c = conn_comp(a, conn, m->hc_confirm->comp, &r);
+        struct hc *hc = c ? hc_find(c, m->hc_confirm->key) : NULL;
+        if (c && !hc)
+            r = -ENOENT;
+        else if (hc && hc->invoked != HALO_HC_COMPONENT_INVOKED)
+            r = -HALO_EBADSTATE;
+        if (r == 0 && hc) {
+            (void)server_conn_reply(conn, seq, 0, NULL);
+            if (m->hc_confirm->result < 0) {
+                comp_fail(c, "reported a failed health check");
+                return;
+            }
+            uv_timer_start(&hc->timeout, on_hc_timeout,
+                           (c->cfg->healthcheck.period + c->cfg->healthcheck.timeout) / 1000, 0);
+            return;
+        }
+        break;
+    }
+    case HALO__LINK__MSG__BODY_HC_STOP:
+        seq = m->hc_stop->seq;
+        c = conn_comp(a, conn, m->hc_stop->comp, &r);
+        if (c)
+            r = hc_stop(c, m->hc_stop->key);
+        break;
+    case HALO__LINK__MSG__BODY_ERROR_REPORT:
+        seq = m->error_report->seq;
+        c = find_comp(a, m->error_report->comp);
+        if (!c || !c->su->local)
+            r = -HALO_EUNKNOWN;
+        else if (!c->proc)
+            r = -HALO_EBADSTATE;
+        (void)server_conn_reply(conn, seq, r, NULL);
+        if (r == 0)
+            comp_fail(c, "reported an error");
+        return;
+    case HALO__LINK__MSG__BODY_PG_TRACK: {
+        seq = m->pg_track->seq;
+        const struct config_csi *csi;
+        if (!find_csi(a, m->pg_track->csi, &csi)) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        struct tracker *t = NULL;
+        for (struct tracker *x = a->trackers; x; x = x->next)
+            if (x->conn == conn && streq(x->csi, m->pg_track->csi))
+                t = x;
+        if (!t) {
+            t = calloc(1, sizeof(*t));
+            if (!t || !(t->csi = strdup(m->pg_track->csi))) {
+                free(t);
+                r = -ENOMEM;
+                break;
+            }
+            t->conn = conn;
+            t->next = a->trackers;
+            a->trackers = t;
+        }
+        t->flags = m->pg_track->flags;
+        (void)server_conn_reply(conn, seq, 0, NULL);
+        tracker_send(a, t, true);
+        if (!(t->flags & (HALO_TRACK_CHANGES | HALO_TRACK_CHANGES_ONLY))) {
+            for (struct tracker **p = &a->trackers; *p; p = &(*p)->next)
+                if (*p == t) {
+                    *p = t->next;
+                    tracker_free(t);
+                    break;
+                }
+        }
+        return;
+    }
+    case HALO__LINK__MSG__BODY_PG_TRACK_STOP:
+        seq = m->pg_track_stop->seq;
+        r = -ENOENT;
+        for (struct tracker **p = &a->trackers; *p; p = &(*p)->next)
+            if ((*p)->conn == conn && streq((*p)->csi, m->pg_track_stop->csi)) {
+                struct tracker *t = *p;
+                *p = t->next;
+                tracker_free(t);
+                r = 0;
+                break;
+            }
+        break;
+    case HALO__LINK__MSG__BODY_HA_STATE_GET: {
+        seq = m->ha_state_get->seq;
+        const struct config_csi *csi;
+        struct si *si = find_csi(a, m->ha_state_get->csi, &csi);
+        c = find_comp(a, m->ha_state_get->comp);
+        if (!si || !c) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        struct assignment *as = amf_si_find_su(si, c->su);
+        if (!as || !as->confirmed || csi_comp(c->su, csi) != c) {
+            r = -ENOENT;
+            break;
+        }
+        Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
+        LinkMsg out = HALO__LINK__MSG__INIT;
+        rep.seq = seq;
+        rep.ha_state = as->state;
+        out.body_case = HALO__LINK__MSG__BODY_REPLY;
+        out.reply = &rep;
+        (void)server_conn_send(conn, &out);
+        return;
+    }
+    case HALO__LINK__MSG__BODY_ADMIN:
+        if (!server_conn_is_admin(conn)) {
+            (void)server_conn_reply(conn, m->admin->seq, -EPERM, NULL);
+            return;
+        }
+        handle_admin(a, conn, m->admin);
+        return;
+    default:
+        /* Messages only halod sends, or types this version does not know. */
+        log_warning("%s sent unexpected %s; disconnecting", server_conn_name(conn), link_msg_type_name(m));
+        server_conn_close(conn, "unexpected message");
+        return;
+    }
+    (void)server_conn_reply(conn, seq, r, NULL);
+}
+
+void amf_conn_closed(struct amf *a, struct conn *conn, const char *reason) {
+    /* Trackers and waiters of this connection go away with it. */
+    for (struct tracker **p = &a->trackers; *p;) {
+        if ((*p)->conn == conn) {
+            struct tracker *t = *p;
+            *p = t->next;
+            tracker_free(t);
+        } else
+            p = &(*p)->next;
+    }
+    for (size_t g = 0; g < a->n_sgs; g++) {
+        struct sg *sg = &a->sgs[g];
+        for (size_t i = 0; i < sg->n_sis; i++)
+            if (sg->sis[i].waiter.conn == conn)
+                sg->sis[i].waiter.conn = NULL;
+        for (size_t u = 0; u < sg->n_sus; u++)
+            if (sg->sus[u].waiter.conn == conn)
+                sg->sus[u].waiter.conn = NULL;
+    }
+    /* A registered component whose link broke has failed: this is usually the
+     * first sign of a crash, before the pidfd reports the exit. */
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            for (size_t i = 0; i < su->n_comps; i++)
+                if (su->comps[i].conn == conn) {
+                    su->comps[i].conn = NULL;
+                    if (!a->stopping && su->comps[i].presence != PRESENCE_TERMINATING) {
+                        char buf[128];
+                        snprintf(buf, sizeof(buf), "lost its HA link (%s)", reason);
+                        comp_fail(&su->comps[i], buf);
+                    }
+                }
+        }
+}
+
+/* ---- operator commands -------------------------------------------------- */
+
+static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Admin *m) {
+    const char *target = m->target ?: "";
+    struct si *si;
+    struct su *su;
+    struct comp *c;
+    int r = 0;
+
+    switch (m->op) {
+    case HALO__LINK__ADMIN__OP__STATUS: {
+        char *json = amf_status_json(a);
+        (void)server_conn_reply(conn, m->seq, json ? 0 : -ENOMEM, json);
+        free(json);
+        return;
+    }
+    case HALO__LINK__ADMIN__OP__SWITCHOVER: {
+        if (!(si = find_si(a, target))) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
+        if (si->switchover || amf_si_busy(si) || !act || !act->confirmed || !sb || !sb->confirmed ||
+            !amf_su_in_service(sb->su)) {
+            r = -HALO_EBADSTATE; /* nothing to switch to, or a change is already under way */
+            break;
+        }
+        log_info("Switchover of '%s' from '%s' to '%s' requested", si->name, act->su->name, sb->su->name);
+        si->switchover = true;
+        si->waiter = (struct admin_waiter){conn, m->seq};
+        sg_evaluate(si->sg);
+        return;
+    }
+    case HALO__LINK__ADMIN__OP__LOCK:
+        if (!(su = find_su(a, target))) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        if (su->admin == SU_LOCKED) {
+            r = -HALO_EEXIST;
+            break;
+        }
+        log_info("Locking service unit '%s'", su->name);
+        su->admin = SU_LOCKED;
+        persist_su(su);
+        su->waiter = (struct admin_waiter){conn, m->seq};
+        sg_evaluate(su->sg);
+        amf_su_check_lock_done(su);
+        return;
+    case HALO__LINK__ADMIN__OP__UNLOCK:
+        if (!(su = find_su(a, target))) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        if (su->admin == SU_UNLOCKED) {
+            r = -HALO_EEXIST;
+            break;
+        }
+        log_info("Unlocking service unit '%s'", su->name);
+        su->admin = SU_UNLOCKED;
+        persist_su(su);
+        sg_evaluate(su->sg);
+        break;
+    case HALO__LINK__ADMIN__OP__RESTART:
+        if (!(c = find_comp(a, target)) || !c->su->local) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        if (c->presence != PRESENCE_INSTANTIATED || c->su->failing) {
+            r = -HALO_EBADSTATE;
+            break;
+        }
+        log_info("Restart of component '%s' requested", c->name);
+        c->su->admin_restart = true;
+        comp_fail(c, "restarted by the operator");
+        break;
+    case HALO__LINK__ADMIN__OP__REPAIR:
+        if (!(su = find_su(a, target)) || !su->local) {
+            r = -HALO_EUNKNOWN;
+            break;
+        }
+        if (su->oper != SU_DISABLED) {
+            r = -HALO_EBADSTATE;
+            break;
+        }
+        log_info("Service unit '%s' repaired by the operator", su->name);
+        su->oper = SU_ENABLED;
+        su->n_fail_times = 0;
+        su->delay = 0;
+        su->failing = false;
+        persist_su(su);
+        for (size_t i = 0; i < su->n_comps; i++)
+            if (!su->comps[i].proc)
+                comp_instantiate(&su->comps[i]);
+        break;
+    case HALO__LINK__ADMIN__OP__SHUTDOWN:
+        (void)server_conn_reply(conn, m->seq, 0, NULL);
+        raise(SIGTERM);
+        return;
+    default:
+        r = -EOPNOTSUPP;
+        break;
+    }
+    (void)server_conn_reply(conn, m->seq, r, NULL);
+}
+
+/* ---- stop --------------------------------------------------------------- */
+
+static void on_stop_idle(uv_idle_t *h) {
+    struct amf *a = h->data;
+    uv_idle_stop(h);
+    if (a->stopped_cb) {
+        amf_stopped_cb cb = a->stopped_cb;
+        a->stopped_cb = NULL;
+        cb(a, a->stopped_userdata);
+    }
+}
+
+static void stop_check(struct amf *a) {
+    if (!a->stopping)
+        return;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
+                if (a->sgs[g].sus[u].comps[i].proc)
+                    return;
+    /* Report from the loop, not from inside whatever callback got us here. */
+    uv_idle_start(&a->stop_check, on_stop_idle);
+}
+
+static void comp_terminate(struct comp *c) {
+    if (!c->proc)
+        return;
+    c->presence = PRESENCE_TERMINATING;
+    hc_stop_all(c);
+    uv_timer_start(&c->timer, on_comp_timer, c->cfg->timeouts.terminate / 1000, 0);
+    if (!c->conn) {
+        (void)proc_kill(c->proc, SIGTERM);
+        return;
+    }
+    struct invocation *inv = inv_new(c, INV_TERMINATE, c->cfg->timeouts.terminate);
+    if (!inv) {
+        (void)proc_kill(c->proc, SIGKILL);
+        return;
+    }
+    Halo__Link__Terminate t = HALO__LINK__TERMINATE__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    t.invocation = inv->id;
+    t.comp = (char *)c->name;
+    m.body_case = HALO__LINK__MSG__BODY_TERMINATE;
+    m.terminate = &t;
+    (void)server_conn_send(c->conn, &m);
+}
+
+void amf_stop(struct amf *a, amf_stopped_cb cb, void *userdata) {
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    a->stopped_cb = cb;
+    a->stopped_userdata = userdata;
+    log_info("Stopping all components");
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            uv_timer_stop(&su->restart_timer);
+            for (size_t i = 0; i < su->n_comps; i++)
+                comp_terminate(&su->comps[i]);
+        }
+    stop_check(a);
+}
+
+void amf_kill_all(struct amf *a) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
+                if (a->sgs[g].sus[u].comps[i].proc)
+                    (void)proc_kill(a->sgs[g].sus[u].comps[i].proc, SIGKILL);
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+void amf_view(struct amf *a, struct amf_view *ret) {
+    *ret = (struct amf_view){.node = a->node, .cluster = a->config->cluster, .config = a->config,
+                             .sgs = a->sgs, .n_sgs = a->n_sgs};
+}
+
+int amf_new(const struct amf_params *p, struct amf **ret) {
+    struct amf *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->loop = p->loop;
+    a->config = p->config;
+    a->sup = p->sup;
+    a->store = p->store;
+    a->node = strdup(p->node);
+    a->socket_path = strdup(p->socket_path);
+    a->next_inv = now_realtime_usec(); /* never reuse a previous halod's ids */
+    if (asprintf(&a->prefix, "/halo/%s/", p->config->cluster) < 0)
+        a->prefix = NULL;
+    a->sgs = calloc(p->config->n_sgs ?: 1, sizeof(struct sg));
+    if (!a->node || !a->socket_path || !a->prefix || !a->sgs)
+        return amf_free(a), -ENOMEM; /* no handle started yet */
+    uv_idle_init(a->loop, &a->stop_check);
+    a->stop_check.data = a;
+    a->n_sgs = p->config->n_sgs;
+    for (size_t g = 0; g < a->n_sgs; g++) {
+        const struct config_sg *cg = &p->config->sgs[g];
+        struct sg *sg = &a->sgs[g];
+        sg->amf = a;
+        sg->cfg = cg;
+        sg->name = cg->name;
+        sg->ops = &amf_2n_ops;
+        sg->sus = calloc(cg->n_sus ?: 1, sizeof(struct su));
+        sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
+        if (!sg->sus || !sg->sis)
+            return amf_free(a), -ENOMEM; /* no handle started yet */
+        sg->n_sus = cg->n_sus;
+        sg->n_sis = cg->n_sis;
+        for (size_t u = 0; u < cg->n_sus; u++) {
+            struct su *su = &sg->sus[u];
+            su->amf = a;
+            su->sg = sg;
+            su->cfg = &cg->sus[u];
+            su->name = su->cfg->name;
+            su->local = streq(su->cfg->node, a->node);
+            uv_timer_init(a->loop, &su->restart_timer);
+            su->restart_timer.data = su;
+            su->comps = calloc(su->cfg->n_components ?: 1, sizeof(struct comp));
+            if (!su->comps)
+                return amf_free(a), -ENOMEM; /* no handle started yet */
+            su->n_comps = su->cfg->n_components;
+            for (size_t i = 0; i < su->n_comps; i++) {
+                struct comp *c = &su->comps[i];
+                c->amf = a;
+                c->su = su;
+                c->cfg = &su->cfg->components[i];
+                c->name = c->cfg->name;
+                uv_timer_init(a->loop, &c->timer);
+                c->timer.data = c;
+            }
+        }
+        for (size_t i = 0; i < cg->n_sis; i++) {
+            struct si *si = &sg->sis[i];
+            si->amf = a;
+            si->sg = sg;
+            si->cfg = &cg->sis[i];
+            si->name = si->cfg->name;
+        }
+    }
+    *ret = a;
+    return 0;
+}
+
+static void noop_close(uv_handle_t *h) {
+}
+
+void amf_close(struct amf *a) {
+    while (a->invs)
+        inv_free(a->invs);
+    for (size_t g = 0; g < a->n_sgs; g++) {
+        struct sg *sg = &a->sgs[g];
+        for (size_t u = 0; sg->sus && u < sg->n_sus; u++) {
+            struct su *su = &sg->sus[u];
+            uv_close((uv_handle_t *)&su->restart_timer, noop_close);
+            for (size_t i = 0; su->comps && i < su->n_comps; i++) {
+                struct comp *c = &su->comps[i];
+                hc_stop_all(c);
+                if (c->proc)
+                    proc_detach(c->proc);
+                uv_close((uv_handle_t *)&c->timer, noop_close);
+            }
+        }
+    }
+    uv_close((uv_handle_t *)&a->stop_check, noop_close);
+}
+
+struct amf *amf_free(struct amf *a) {
+    if (!a)
+        return NULL;
+    while (a->trackers) {
+        struct tracker *t = a->trackers;
+        a->trackers = t->next;
+        tracker_free(t);
+    }
+    for (size_t g = 0; a->sgs && g < a->n_sgs; g++) {
+        struct sg *sg = &a->sgs[g];
+        for (size_t u = 0; sg->sus && u < sg->n_sus; u++) {
+            struct su *su = &sg->sus[u];
+            free(su->last_failure);
+            for (size_t i = 0; su->comps && i < su->n_comps; i++)
+                free(su->comps[i].last_exit);
+            free(su->comps);
+        }
+        for (size_t i = 0; sg->sis && i < sg->n_sis; i++)
+            free(sg->sis[i].preferred_active);
+        free(sg->sus);
+        free(sg->sis);
+    }
+    free(a->sgs);
+    free(a->node);
+    free(a->socket_path);
+    free(a->prefix);
+    free(a);
+    return NULL;
+}

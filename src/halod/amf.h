@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* The Availability Management Framework: component life cycle, assignments, failover. */
+#pragma once
+
+#include <uv.h>
+
+#include "config.h"
+#include "link.h"
+#include "server.h"
+#include "store.h"
+#include "supervisor.h"
+
+struct amf;
+
+struct amf_params {
+    uv_loop_t *loop;
+    const struct config *config;
+    const char *node;        /* this node's name */
+    const char *socket_path; /* given to components as HALO_SOCKET */
+    struct supervisor *sup;
+    store *store;
+};
+
+int amf_new(const struct amf_params *p, struct amf **ret);
+/* Closes the AMF's libuv handles; run the loop until they are closed, then amf_free(). */
+void amf_close(struct amf *a);
+struct amf *amf_free(struct amf *a);
+
+/* Reads the state a previous halod left in the store, then instantiates the
+ * components of this node.  Returns 0 or -errno (the store read failed to start). */
+int amf_start(struct amf *a);
+
+/* Messages from components and haloctl, after the server validated them. */
+void amf_handle_msg(struct amf *a, struct conn *c, const LinkMsg *m);
+void amf_conn_closed(struct amf *a, struct conn *c, const char *reason);
+
+/* Graceful stop: terminate callbacks, then SIGKILL after each component's
+ * terminate timeout.  cb runs once every component process has exited. */
+typedef void (*amf_stopped_cb)(struct amf *a, void *userdata);
+void amf_stop(struct amf *a, amf_stopped_cb cb, void *userdata);
+/* Immediate stop: SIGKILL every component now (second SIGTERM). */
+void amf_kill_all(struct amf *a);
+
+/* The cluster status as JSON (malloc'ed), the document haloctl and the HTTP API show. */
+char *amf_status_json(struct amf *a);

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/* halod: the halo node daemon.  Parses options, builds the manager, runs the loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "amf.h"
+#include "config.h"
+#include "halo/halo.h"
+#include "log.h"
+#include "macro.h"
+#include "server.h"
+#include "store.h"
+#include "supervisor.h"
+
+/* The daemon's context: owns the loop and one pointer per module. */
+struct manager {
+    uv_loop_t *loop;
+    struct config *config;
+    const char *node;
+    store *store;
+    struct supervisor *sup;
+    struct server *server;
+    struct amf *amf;
+    uv_signal_t sigterm, sigint;
+    unsigned n_term;
+    int lock_fd;
+};
+
+static const char *arg_check;
+static const char *arg_config;
+static const char *arg_state_dir = "/var/lib/halo";
+static const char *arg_socket;
+static const char *arg_node;
+
+static void help(void) {
+    printf("Usage: halod [OPTIONS] CLUSTER.yaml\n"
+           "       halod --check CLUSTER.yaml\n\n"
+           "The halo node daemon: supervises the components of this node and assigns their roles.\n\n"
+           "  -n, --check             validate the description, print 'configuration OK' or every error\n"
+           "  -d, --state-dir DIR     where the store and the socket live (default /var/lib/halo)\n"
+           "  -s, --socket PATH       HA link socket (default STATE_DIR/halod.sock)\n"
+           "      --node NAME         this node's name (default: the only node of the description)\n"
+           "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
+           "                          (areas: main amf link supervisor store); may be repeated\n"
+           "  -h, --help              this text\n"
+           "      --version           print the version\n");
+}
+
+static int parse_argv(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"check", required_argument, NULL, 'n'},  {"state-dir", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'}, {"node", required_argument, NULL, 'N'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "n:d:s:l:h", opts, NULL)) >= 0) {
+        switch (c) {
+        case 'n':
+            arg_check = optarg;
+            break;
+        case 'd':
+            arg_state_dir = optarg;
+            break;
+        case 's':
+            arg_socket = optarg;
+            break;
+        case 'N':
+            arg_node = optarg;
+            break;
+        case 'l': {
+            char *eq = strchr(optarg, '=');
+            int lvl = log_level_from_string(eq ? eq + 1 : optarg);
+            if (lvl < 0) {
+                fprintf(stderr, "halod: unknown log level '%s'\n", eq ? eq + 1 : optarg);
+                return -EINVAL;
+            }
+            if (eq) {
+                *eq = 0;
+                if (log_set_level_area(optarg, lvl) < 0) {
+                    fprintf(stderr, "halod: unknown log area '%s'\n", optarg);
+                    return -EINVAL;
+                }
+            } else
+                log_set_level(lvl);
+            break;
+        }
+        case 'h':
+            help();
+            return 0;
+        case 'V':
+            printf("halod %d.%d\n", HALO_VERSION_MAJOR, HALO_VERSION_MINOR);
+            return 0;
+        default:
+            fprintf(stderr, "Try 'halod --help'.\n");
+            return -EINVAL;
+        }
+    }
+    if (!arg_check) {
+        if (optind != argc - 1) {
+            fprintf(stderr, "halod: expected one cluster description file. Try 'halod --help'.\n");
+            return -EINVAL;
+        }
+        arg_config = argv[optind];
+    } else if (optind != argc) {
+        fprintf(stderr, "halod: --check takes the file as its argument.\n");
+        return -EINVAL;
+    }
+    return 1;
+}
+
+static int run_check(void) {
+    struct config *c = NULL;
+    _cleanup_free_ char *errors = NULL;
+    int r = config_load(arg_check, &c, &errors);
+    if (r < 0) {
+        if (errors && *errors)
+            fputs(errors, stderr);
+        else
+            fprintf(stderr, "%s: %s\n", arg_check, halo_strerror(r));
+        return EXIT_FAILURE;
+    }
+    config_free(c);
+    printf("configuration OK\n");
+    return EXIT_SUCCESS;
+}
+
+static void on_server_msg(struct conn *c, const LinkMsg *m, void *userdata) {
+    struct manager *mgr = userdata;
+    amf_handle_msg(mgr->amf, c, m);
+}
+
+static void on_server_close(struct conn *c, const char *reason, void *userdata) {
+    struct manager *mgr = userdata;
+    if (mgr->amf)
+        amf_conn_closed(mgr->amf, c, reason);
+}
+
+static void on_stopped(struct amf *a, void *userdata) {
+    struct manager *m = userdata;
+    log_info("All components stopped; exiting");
+    m->server = server_free(m->server);
+    amf_close(m->amf);
+    m->sup = supervisor_free(m->sup);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    /* The store goes last: pending writes of the final state complete first. */
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct manager *m = h->data;
+    if (m->n_term++ == 0) {
+        log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        amf_stop(m->amf, on_stopped, m);
+    } else {
+        log_warning("Received %s again, killing every component now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        amf_kill_all(m->amf);
+    }
+}
+
+/* Exactly one halod per state directory. */
+static int take_lock(const char *dir, int *ret_fd) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/halod.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+static const char *pick_node(const struct config *c) {
+    if (arg_node)
+        return config_find_node(c, arg_node) ? arg_node : NULL;
+    if (c->n_nodes == 1)
+        return c->nodes[0].name;
+    static char host[HOST_NAME_MAX + 1];
+    if (gethostname(host, sizeof(host)) == 0 && config_find_node(c, host))
+        return host;
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    struct manager m = {.lock_fd = -1};
+    _cleanup_free_ char *errors = NULL;
+    char path[PATH_MAX], sock[PATH_MAX];
+    int r;
+
+    log_set_prefix("halod");
+    r = parse_argv(argc, argv);
+    if (r <= 0)
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (arg_check)
+        return run_check();
+
+    signal(SIGPIPE, SIG_IGN);
+    r = config_load(arg_config, &m.config, &errors);
+    if (r < 0) {
+        if (errors && *errors)
+            fputs(errors, stderr);
+        log_error_errno(r, "Failed to load the cluster description '%s': %m", arg_config);
+        return EXIT_FAILURE;
+    }
+    m.node = pick_node(m.config);
+    if (!m.node) {
+        log_error(arg_node ? "Node '%s' is not in the cluster description" :
+                             "Cannot tell which node this is; pass --node NAME%s",
+                  arg_node ?: "");
+        return EXIT_FAILURE;
+    }
+    if (mkdir(arg_state_dir, 0700) < 0 && errno != EEXIST) {
+        log_error_errno(errno, "Failed to create the state directory '%s': %m", arg_state_dir);
+        return EXIT_FAILURE;
+    }
+    r = take_lock(arg_state_dir, &m.lock_fd);
+    if (r < 0) {
+        log_error_errno(r, r == -EBUSY ? "Another halod runs on state directory '%s'" :
+                                         "Failed to lock the state directory '%s': %m",
+                        arg_state_dir);
+        return EXIT_FAILURE;
+    }
+
+    m.loop = uv_default_loop();
+    snprintf(path, sizeof(path), "%s/store.db", arg_state_dir);
+    r = store_sqlite_new(m.loop, path, &m.store);
+    if (r < 0) {
+        log_error_errno(r, "Failed to open the store '%s': %m", path);
+        return EXIT_FAILURE;
+    }
+    r = supervisor_new(m.loop, &m.sup);
+    if (r < 0)
+        return log_error_errno(r, "Failed to start the supervisor: %m"), EXIT_FAILURE;
+
+    if (arg_socket)
+        snprintf(sock, sizeof(sock), "%s", arg_socket);
+    else
+        snprintf(sock, sizeof(sock), "%s/halod.sock", arg_state_dir);
+    /* Components get the socket path in their environment: make it absolute. */
+    if (sock[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) + 1 + strlen(sock) >= sizeof(sock)) {
+            log_error("Socket path '%s' is too long", sock);
+            return EXIT_FAILURE;
+        }
+        memmove(sock + strlen(cwd) + 1, sock, strlen(sock) + 1);
+        memcpy(sock, cwd, strlen(cwd));
+        sock[strlen(cwd)] = '/';
+    }
+
+    struct amf_params ap = {
+        .loop = m.loop, .config = m.config, .node = m.node, .socket_path = sock, .sup = m.sup, .store = m.store};
+    r = amf_new(&ap, &m.amf);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the AMF: %m"), EXIT_FAILURE;
+
+    struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close};
+    r = server_new(m.loop, sock, m.node, &h, &m, &m.server);
+    if (r < 0)
+        return log_error_errno(r, "Failed to listen on '%s': %m", sock), EXIT_FAILURE;
+
+    uv_signal_init(m.loop, &m.sigterm);
+    uv_signal_init(m.loop, &m.sigint);
+    m.sigterm.data = m.sigint.data = &m;
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+
+    r = amf_start(m.amf);
+    if (r < 0)
+        return log_error_errno(r, "Failed to start: %m"), EXIT_FAILURE;
+    log_info("halod %d.%d on node '%s', cluster '%s', socket '%s', store '%s'", HALO_VERSION_MAJOR,
+             HALO_VERSION_MINOR, m.node, m.config->cluster, sock, path);
+
+    uv_run(m.loop, UV_RUN_DEFAULT);
+
+    /* Every handle but the store's is closed; flush the store and leave. */
+    m.store = store_free(m.store);
+    uv_run(m.loop, UV_RUN_DEFAULT);
+    m.amf = amf_free(m.amf);
+    m.config = config_free(m.config);
+    (void)uv_loop_close(m.loop);
+    safe_close(m.lock_fd);
+    return EXIT_SUCCESS;
+}

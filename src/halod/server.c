@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/* The HA link server: accepts components and haloctl on an AF_UNIX SOCK_SEQPACKET socket. */
+#define LOG_AREA LOG_AREA_LINK
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "halo/halo.h"
+#include "log.h"
+#include "macro.h"
+
+#define CONNS_MAX 4096
+
+struct conn {
+    struct server *srv;
+    struct conn *next, **pprev;
+    uv_poll_t poll;
+    int fd;
+    pid_t pid;
+    uid_t uid;
+    bool hello_done;
+    bool admin;
+    bool closing;
+    void *data;
+    char name[64];
+};
+
+struct server {
+    uv_loop_t *loop;
+    uv_poll_t poll;
+    int fd;
+    char *path;
+    char *node;
+    struct server_handlers h;
+    void *userdata;
+    struct conn *conns;
+    unsigned n_conns;
+};
+
+static void conn_close_cb(uv_handle_t *h) {
+    struct conn *c = h->data;
+    safe_close(c->fd);
+    free(c);
+}
+
+void server_conn_close(struct conn *c, const char *reason) {
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->hello_done && c->srv->h.on_close)
+        c->srv->h.on_close(c, reason, c->srv->userdata);
+    *c->pprev = c->next;
+    if (c->next)
+        c->next->pprev = c->pprev;
+    c->srv->n_conns--;
+    uv_poll_stop(&c->poll);
+    /* Shut down now so the peer sees EOF at once, not when the loop closes the fd. */
+    (void)shutdown(c->fd, SHUT_RDWR);
+    uv_close((uv_handle_t *)&c->poll, conn_close_cb);
+}
+
+int server_conn_send(struct conn *c, const LinkMsg *m) {
+    if (c->closing)
+        return -ENOTCONN;
+    int r = link_send(c->fd, m);
+    if (r == -EAGAIN) {
+        /* The peer stopped reading its link: a full socket buffer means
+         * hundreds of unread messages.  Treat it as hung. */
+        log_warning("%s is not reading its HA link, disconnecting", c->name);
+        server_conn_close(c, "not reading its HA link");
+    } else if (r < 0) {
+        log_debug_errno(r, "Failed to send %s to %s: %m", link_msg_type_name(m), c->name);
+        server_conn_close(c, "send failed");
+    }
+    return r;
+}
+
+int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json) {
+    Halo__Link__Reply r = HALO__LINK__REPLY__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    r.seq = seq;
+    r.error = error;
+    r.json = (char *)(json ?: "");
+    m.body_case = HALO__LINK__MSG__BODY_REPLY;
+    m.reply = &r;
+    return server_conn_send(c, &m);
+}
+
+static void handle_hello(struct conn *c, const LinkMsg *m) {
+    Halo__Link__HelloReply hr = HALO__LINK__HELLO_REPLY__INIT;
+    LinkMsg out = HALO__LINK__MSG__INIT;
+
+    out.body_case = HALO__LINK__MSG__BODY_HELLO_REPLY;
+    out.hello_reply = &hr;
+    hr.version = LINK_PROTOCOL_VERSION;
+    hr.node = c->srv->node;
+    if (m->body_case != HALO__LINK__MSG__BODY_HELLO) {
+        log_warning("%s sent %s before hello, disconnecting", c->name, link_msg_type_name(m));
+        server_conn_close(c, "no hello");
+        return;
+    }
+    if (m->hello->version != LINK_PROTOCOL_VERSION) {
+        log_warning("%s speaks HA link version %u, this halod speaks %u; disconnecting", c->name,
+                    m->hello->version, LINK_PROTOCOL_VERSION);
+        hr.error = -HALO_EVERSION;
+        (void)server_conn_send(c, &out);
+        server_conn_close(c, "version mismatch");
+        return;
+    }
+    c->admin = m->hello->client && strncmp(m->hello->client, "haloctl", 7) == 0;
+    if (server_conn_send(c, &out) < 0)
+        return;
+    c->hello_done = true;
+}
+
+static void on_conn(uv_poll_t *h, int status, int events) {
+    struct conn *c = h->data;
+
+    /* Bounded per wake-up so one chatty client cannot starve the others. */
+    for (int i = 0; i < 64 && !c->closing; i++) {
+        LinkMsg *m = NULL;
+        int r = link_recv(c->fd, &m);
+        if (r == -EAGAIN)
+            return;
+        if (r == 0) {
+            server_conn_close(c, "closed the link");
+            return;
+        }
+        if (r < 0) {
+            const char *why = r == -EMSGSIZE ? "oversize message" : r == -EBADMSG ? "malformed message" : "receive error";
+            log_warning("%s sent a %s, disconnecting", c->name, why);
+            server_conn_close(c, why);
+            return;
+        }
+        if (!c->hello_done)
+            handle_hello(c, m);
+        else
+            c->srv->h.on_msg(c, m, c->srv->userdata);
+        link_msg_free(m);
+    }
+}
+
+static void on_listen(uv_poll_t *h, int status, int events) {
+    struct server *s = h->data;
+
+    for (;;) {
+        int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                log_warning_errno(errno, "accept() failed: %m");
+            return;
+        }
+        if (s->n_conns >= CONNS_MAX) {
+            log_warning("Too many HA link connections (%u), refusing one", s->n_conns);
+            close(fd);
+            continue;
+        }
+        struct conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            c->pid = cred.pid;
+            c->uid = cred.uid;
+        }
+        snprintf(c->name, sizeof(c->name), "client pid %d", (int)c->pid);
+        c->fd = fd;
+        c->srv = s;
+        if (uv_poll_init(s->loop, &c->poll, fd) < 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->poll.data = c;
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->pprev = &c->next;
+        c->pprev = &s->conns;
+        s->conns = c;
+        s->n_conns++;
+        uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_conn);
+    }
+}
+
+int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h,
+               void *userdata, struct server **ret) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    (void)unlink(path);
+    mode_t old = umask(0117);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0)
+        return -errno;
+    if (listen(fd, 128) < 0)
+        return -errno;
+
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->path = strdup(path);
+    s->node = strdup(node);
+    if (!s->path || !s->node) {
+        free(s->path);
+        free(s->node);
+        free(s);
+        return -ENOMEM;
+    }
+    s->loop = loop;
+    s->h = *h;
+    s->userdata = userdata;
+    s->fd = TAKE_FD(fd);
+    uv_poll_init(loop, &s->poll, s->fd);
+    s->poll.data = s;
+    uv_poll_start(&s->poll, UV_READABLE, on_listen);
+    *ret = s;
+    return 0;
+}
+
+static void server_close_cb(uv_handle_t *h) {
+    struct server *s = h->data;
+    safe_close(s->fd);
+    free(s->path);
+    free(s->node);
+    free(s);
+}
+
+struct server *server_free(struct server *s) {
+    if (!s)
+        return NULL;
+    while (s->conns)
+        server_conn_close(s->conns, "halod is stopping");
+    (void)unlink(s->path);
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, server_close_cb);
+    return NULL;
+}
+
+pid_t server_conn_pid(const struct conn *c) {
+    return c->pid;
+}
+bool server_conn_is_admin(const struct conn *c) {
+    return c->admin;
+}
+const char *server_conn_name(const struct conn *c) {
+    return c->name;
+}
+void server_conn_set_data(struct conn *c, void *data) {
+    c->data = data;
+}
+void *server_conn_get_data(const struct conn *c) {
+    return c->data;
+}

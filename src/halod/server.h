@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* The HA link server: accepts components and haloctl on an AF_UNIX SOCK_SEQPACKET socket. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "link.h"
+
+struct server;
+struct conn;
+
+struct server_handlers {
+    /* A validated message from a connection that finished its Hello. */
+    void (*on_msg)(struct conn *c, const LinkMsg *m, void *userdata);
+    /* The connection is going away (EOF, error, bad input, server_conn_close);
+     * c is still valid during the call and never after. */
+    void (*on_close)(struct conn *c, const char *reason, void *userdata);
+};
+
+/* Binds path (an existing socket file there is replaced), mode 0660. */
+int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h,
+               void *userdata, struct server **ret);
+/* Closes every connection (on_close runs for each) and the listener. */
+struct server *server_free(struct server *s);
+
+int server_conn_send(struct conn *c, const LinkMsg *m); /* on failure the conn is closed */
+void server_conn_close(struct conn *c, const char *reason);
+pid_t server_conn_pid(const struct conn *c);
+bool server_conn_is_admin(const struct conn *c);
+const char *server_conn_name(const struct conn *c); /* "pid 123" for logs */
+void server_conn_set_data(struct conn *c, void *data);
+void *server_conn_get_data(const struct conn *c);
+/* Sends a Reply{seq,error,json}. */
+int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json);

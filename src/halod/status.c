@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster status document (JSON): what haloctl status and the HTTP API show. */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "amf-internal.h"
+#include "macro.h"
+
+static json_t *comp_json(const struct comp *c) {
+    json_t *j = json_pack("{s:s, s:s, s:b}", "name", c->name, "presence", presence_to_string(c->presence),
+                          "registered", c->conn != NULL);
+    if (c->pid)
+        json_object_set_new(j, "pid", json_integer(c->pid));
+    else
+        json_object_set_new(j, "pid", json_null());
+    json_object_set_new(j, "instantiations", json_integer(c->restarts));
+    if (c->last_exit)
+        json_object_set_new(j, "last_exit", json_string(c->last_exit));
+    json_t *hcs = json_array();
+    for (const struct hc *hc = c->hcs; hc; hc = hc->next)
+        json_array_append_new(hcs, json_pack("{s:s, s:s}", "key", hc->key, "invoked",
+                                             hc->invoked == HALO_HC_AMF_INVOKED ? "amf" : "component"));
+    json_object_set_new(j, "health_checks", hcs);
+    return j;
+}
+
+static const char *su_readiness(const struct su *su) {
+    if (!su->local)
+        return "OTHER-NODE";
+    return amf_su_in_service(su) ? "IN-SERVICE" : "OUT-OF-SERVICE";
+}
+
+static json_t *su_json(const struct su *su) {
+    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "name", su->name, "node", su->cfg->node, "rank",
+                          (int)su->cfg->rank, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED", "oper",
+                          su->oper == SU_DISABLED ? "DISABLED" : "ENABLED", "readiness", su_readiness(su));
+    if (su->last_failure)
+        json_object_set_new(j, "last_failure", json_string(su->last_failure));
+    json_object_set_new(j, "recent_failures", json_integer(su->n_fail_times));
+    json_t *comps = json_array();
+    for (size_t i = 0; i < su->n_comps; i++)
+        json_array_append_new(comps, comp_json(&su->comps[i]));
+    json_object_set_new(j, "components", comps);
+    return j;
+}
+
+static json_t *si_json(const struct si *si) {
+    json_t *asg = json_array();
+    const char *active = NULL, *standby = NULL;
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++) {
+        const struct assignment *a = &si->asg[i];
+        if (!a->su)
+            continue;
+        json_t *e = json_pack("{s:s, s:s, s:b}", "su", a->su->name, "ha_state",
+                              a->confirmed || a->state ? halo_ha_state_to_string(a->state) : "NONE", "pending",
+                              a->pending > 0);
+        if (a->pending)
+            json_object_set_new(e, "target", json_string(a->removing ? "REMOVED" : halo_ha_state_to_string(a->target)));
+        json_array_append_new(asg, e);
+        if (a->confirmed && a->state == HALO_HA_ACTIVE)
+            active = a->su->name;
+        if (a->confirmed && a->state == HALO_HA_STANDBY)
+            standby = a->su->name;
+    }
+    json_t *csis = json_array();
+    for (size_t k = 0; k < si->cfg->n_csis; k++)
+        json_array_append_new(csis, json_string(si->cfg->csis[k].name));
+    const char *state = active ? (standby ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "assignment", state, "active",
+                     active ? json_string(active) : json_null(), "standby", standby ? json_string(standby) : json_null(),
+                     "assignments", asg, "csis", csis, "generation", (json_int_t)si->generation, "switchover",
+                     si->switchover);
+}
+
+char *amf_status_json(struct amf *a) {
+    struct amf_view v;
+    amf_view(a, &v);
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < v.config->n_nodes; i++) {
+        const char *n = v.config->nodes[i].name;
+        json_array_append_new(nodes, json_pack("{s:s, s:s, s:b}", "name", n, "state",
+                                               streq(n, v.node) ? "ONLINE" : "UNKNOWN", "local", streq(n, v.node)));
+    }
+    json_t *sgs = json_array();
+    for (size_t g = 0; g < v.n_sgs; g++) {
+        const struct sg *sg = &v.sgs[g];
+        json_t *sus = json_array(), *sis = json_array();
+        for (size_t u = 0; u < sg->n_sus; u++)
+            json_array_append_new(sus, su_json(&sg->sus[u]));
+        for (size_t i = 0; i < sg->n_sis; i++)
+            json_array_append_new(sis, si_json(&sg->sis[i]));
+        json_array_append_new(sgs, json_pack("{s:s, s:s, s:o, s:o}", "name", sg->name, "redundancy",
+                                             sg->ops->name, "service_units", sus, "service_instances", sis));
+    }
+    json_t *root = json_pack("{s:s, s:s, s:o, s:o}", "cluster", v.cluster, "node", v.node, "nodes", nodes,
+                             "service_groups", sgs);
+    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return s;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* Spawns and watches child processes: one pidfd each, a new process group each, and orphan reaping. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <uv.h>
+
+struct supervisor;
+struct proc;
+
+struct spawn_params {
+    const char *path;      /* absolute path of the executable */
+    char *const *argv;     /* argv[0] included, NULL-terminated */
+    char *const *env;      /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
+    const char *workdir;   /* NULL: inherit */
+};
+
+/* status is a wait status as from waitpid(); the proc is freed after the callback returns. */
+typedef void (*proc_exit_cb)(struct proc *p, int status, void *userdata);
+
+/* Makes halod a child subreaper and starts reaping orphans on SIGCHLD. */
+int supervisor_new(uv_loop_t *loop, struct supervisor **ret);
+struct supervisor *supervisor_free(struct supervisor *s);
+
+/*
+ * Forks and execs.  The child gets a new session (so its whole tree can be
+ * killed as a group), default signal dispositions, an empty signal mask,
+ * stdin from /dev/null, and no fds but 0-2.  Returns 0 and *ret (owned by the
+ * supervisor until the exit callback returned), or -errno (e.g. when fork
+ * fails; an exec failure shows as exit status 127 instead).
+ */
+int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
+                     struct proc **ret);
+
+pid_t proc_pid(const struct proc *p);
+/* Sends sig to the process group (the child and what it forked). Returns 0 or -errno. */
+int proc_kill(struct proc *p, int sig);
+/* Forgets the exit callback (used when its owner goes away; the proc is still reaped). */
+void proc_detach(struct proc *p);
+
+/* Number of live children (for status). */
+unsigned supervisor_count(const struct supervisor *s);
+
+/* Describes a wait status: "exited with status 3", "killed by signal 9 (KILL)". */
+char *proc_status_to_string(int status, char *buf, size_t n);

@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: MIT
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from halo_harness import Halod  # noqa: E402
+
+
+@pytest.fixture
+def halod_factory():
+    """Starts halods for a test; kills whatever is left when it ends."""
+    started = []
+
+    def make(yaml_text, **kw):
+        h = Halod(yaml_text, **kw)
+        started.append(h)
+        return h
+
+    yield make
+    for h in started:
+        h.kill_all()

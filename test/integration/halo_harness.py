@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: MIT
+"""Integration-test harness: runs real halod processes and their components.
+
+Each Halod writes its cluster description into a fresh temporary directory,
+starts halod with its own state directory and socket, and talks to it with
+the real haloctl.  stop() checks that no process halod started outlives it
+(and that none is left a zombie).
+"""
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("HALO_BUILD") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build")
+BUILD = os.path.abspath(BUILD)
+HALOD = os.path.join(BUILD, "src", "halod", "halod")
+HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
+COUNTER = os.path.join(BUILD, "examples", "counter")
+TESTCOMP = os.path.join(BUILD, "test", "helpers", "testcomp")
+
+
+def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
+    """Polls pred() until it returns a true value; returns it, or raises."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+        except Exception as e:  # the daemon may be between states
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def descendants(pid):
+    """Pids of every process whose ancestry leads to pid (via /proc)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            ppid = int(st[st.rindex(")") + 2:].split()[1])
+            parent[int(d)] = ppid
+        except (OSError, ValueError):
+            pass
+    out = set()
+    changed = True
+    while changed:
+        changed = False
+        for p, pp in parent.items():
+            if p not in out and (pp == pid or pp in out):
+                out.add(p)
+                changed = True
+    return out
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        return st[st.rindex(")") + 2]
+    except OSError:
+        return None
+
+
+def pid_alive(pid):
+    s = proc_state(pid)
+    return s is not None and s != "Z"
+
+
+class Halod:
+    def __init__(self, yaml_text, name="halo", extra_args=(), log_level="debug"):
+        self.dir = tempfile.mkdtemp(prefix=f"halo-test-{name}-")
+        self.state = os.path.join(self.dir, "state")
+        self.socket = os.path.join(self.dir, "halod.sock")
+        self.config = os.path.join(self.dir, "cluster.yaml")
+        self.log_path = os.path.join(self.dir, "halod.log")
+        with open(self.config, "w") as f:
+            f.write(yaml_text)
+        self.extra_args = list(extra_args)
+        self.log_level = log_level
+        self.proc = None
+        self.known_pids = set()
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [HALOD, "--state-dir", self.state, "--socket", self.socket,
+             "--log-level", self.log_level, *self.extra_args, self.config],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if wait:
+            wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None,
+                     what="halod socket")
+            assert self.proc.poll() is None, "halod exited at start:\n" + self.logtext()
+        return self
+
+    def logtext(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def remember_children(self):
+        if self.proc and self.proc.poll() is None:
+            self.known_pids |= descendants(self.proc.pid)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Stops halod; asserts it exits 0 and leaves no process behind."""
+        if not self.proc:
+            return None
+        self.remember_children()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_all()
+            raise AssertionError("halod did not stop within %ss:\n%s" % (timeout, self.logtext()[-4000:]))
+        self.log.close()
+        left = [p for p in self.known_pids if pid_alive(p)]
+        self.kill_pids(left)
+        assert not left, f"processes left behind by halod: {left}"
+        zombies = [p for p in self.known_pids if proc_state(p) == "Z"]
+        assert not zombies, f"zombies left behind: {zombies}"
+        return rc
+
+    def kill_pids(self, pids):
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def kill_all(self):
+        """Last-resort cleanup: SIGKILL halod and everything it started."""
+        if self.proc and self.proc.poll() is None:
+            self.remember_children()
+            self.proc.kill()
+            self.proc.wait()
+        self.kill_pids(self.known_pids)
+
+    # -- haloctl ----------------------------------------------------------
+    def ctl(self, *args, check=True, timeout=30):
+        r = subprocess.run([HALOCTL, "--socket", self.socket, *args],
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"haloctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def status(self):
+        return json.loads(self.ctl("status", "--json").stdout)
+
+    # -- views over status -------------------------------------------------
+    def si(self, name):
+        for sg in self.status()["service_groups"]:
+            for si in sg["service_instances"]:
+                if si["name"] == name:
+                    return si
+        raise KeyError(name)
+
+    def comp(self, name):
+        for sg in self.status()["service_groups"]:
+            for su in sg["service_units"]:
+                for c in su["components"]:
+                    if c["name"] == name:
+                        return c
+        raise KeyError(name)
+
+    def su(self, name):
+        for sg in self.status()["service_groups"]:
+            for su in sg["service_units"]:
+                if su["name"] == name:
+                    return su
+        raise KeyError(name)
+
+    def wait_assigned(self, si, timeout=15):
+        """Waits until si has a confirmed ACTIVE and STANDBY; returns (active, standby)."""
+        s = wait_for(lambda: (lambda x: x if x["active"] and x["standby"] and
+                              not any(a["pending"] for a in x["assignments"]) else None)(self.si(si)),
+                     timeout=timeout, what=f"{si} fully assigned")
+        return s["active"], s["standby"]
+
+    def pid_of(self, comp):
+        return self.comp(comp)["pid"]
