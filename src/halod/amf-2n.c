@@ -75,7 +75,9 @@ static struct su *best_su(struct si *si, halo_ha_state role) {
 }
 
 static void evaluate_si(struct si *si) {
-    if (amf_si_busy(si))
+    /* Never two ACTIVEs: while the failed former ACTIVE is still dying
+     * (SIGKILL sent, not yet reaped) it may hold the service's resources. */
+    if (amf_si_busy(si) || si->fencing)
         return;
 
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);

@@ -35,7 +35,7 @@ struct hc {
     uv_timer_t period; /* AMF-invoked: next check */
     uv_timer_t timeout;
     uint64_t pending; /* invocation of the check in flight */
-    bool stopped;
+    unsigned closing; /* timers still closing */
 };
 
 struct comp {
@@ -70,6 +70,7 @@ struct su {
     unsigned n_fail_times;
     usec_t delay;             /* next restart delay */
     uv_timer_t restart_timer;
+    uv_timer_t fence_timer; /* bounds the wait for fenced processes to die */
     char *last_failure;
     struct admin_waiter waiter; /* lock: replied when the SU holds no assignment */
 };
@@ -96,6 +97,7 @@ struct si {
     char *preferred_active; /* from the store after a restart */
     struct admin_waiter waiter;
     usec_t unassigned_since;
+    struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
 };
 
 struct redundancy_ops {

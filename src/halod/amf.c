@@ -75,6 +75,7 @@ struct amf {
 };
 
 static void su_fail(struct su *su, const char *why);
+static void on_fence_timeout(uv_timer_t *t);
 static void comp_instantiate(struct comp *c);
 static void sg_evaluate(struct sg *sg);
 static void pg_notify(struct amf *a, struct si *si);
@@ -421,12 +422,34 @@ static void on_restart_timer(uv_timer_t *t) {
         comp_instantiate(&su->comps[i]);
 }
 
+/* The SIs waiting for su's processes to be gone may now fail over. */
+static void su_fence_done(struct su *su) {
+    struct sg *sg = su->sg;
+    bool any = false;
+    uv_timer_stop(&su->fence_timer);
+    for (size_t i = 0; i < sg->n_sis; i++)
+        if (sg->sis[i].fencing == su) {
+            sg->sis[i].fencing = NULL;
+            any = true;
+        }
+    if (any)
+        sg_evaluate(sg);
+}
+
+static void on_fence_timeout(uv_timer_t *t) {
+    struct su *su = t->data;
+    log_error("Processes of service unit '%s' did not die within its terminate timeout after SIGKILL; "
+              "failing over anyway", su->name);
+    su_fence_done(su);
+}
+
 /* All processes of a failed SU are gone: schedule its restart, or disable it. */
 static void su_failure_settled(struct su *su) {
     struct amf *a = su->amf;
     for (size_t i = 0; i < su->n_comps; i++)
         if (su->comps[i].proc)
             return;
+    su_fence_done(su);
     if (a->stopping) {
         stop_check(a);
         return;
@@ -436,10 +459,8 @@ static void su_failure_settled(struct su *su) {
     usec_t delay = 0;
     if (!su->admin_restart) {
         const struct config_restart *rc = &su->comps[0].cfg->restart;
-        delay = su->delay;
-        su->delay = su->delay ? MIN(su->delay * 2, rc->delay_max) : rc->delay;
-        if (delay == 0)
-            delay = 0;
+        delay = su->delay ? su->delay : rc->delay;
+        su->delay = MIN(delay * 2, rc->delay_max);
     }
     char buf[32];
     log_info("Service unit '%s' restarts in %s", su->name, format_duration(buf, sizeof(buf), delay));
@@ -514,6 +535,10 @@ static void su_fail(struct su *su, const char *why) {
         persist_su(su);
     }
 
+    bool alive = false;
+    for (size_t i = 0; i < su->n_comps; i++)
+        alive = alive || su->comps[i].proc;
+
     /* Drop every assignment of the SU; the model reacts in sg_evaluate(). */
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++) {
@@ -521,6 +546,10 @@ static void su_fail(struct su *su, const char *why) {
         struct assignment *as = amf_si_find_su(si, su);
         if (!as)
             continue;
+        if (alive && as->target != HALO_HA_STANDBY && !a->stopping) {
+            si->fencing = su;
+            uv_timer_start(&su->fence_timer, on_fence_timeout, su->comps[0].cfg->timeouts.terminate / 1000, 0);
+        }
         asg_clear(si, as);
         si->generation++;
         if (si->switchover)
@@ -632,9 +661,11 @@ out:
 
 /* ---- health checks ------------------------------------------------------ */
 
+/* Both timers must be closed before the struct goes; libuv does not promise
+ * the order of close callbacks. */
 static void hc_close_cb(uv_handle_t *h) {
     struct hc *hc = h->data;
-    if (h == (uv_handle_t *)&hc->timeout) {
+    if (--hc->closing == 0) {
         free(hc->key);
         free(hc);
     }
@@ -646,6 +677,7 @@ static void hc_free(struct hc *hc) {
         inv_free(inv);
     uv_timer_stop(&hc->period);
     uv_timer_stop(&hc->timeout);
+    hc->closing = 2;
     uv_close((uv_handle_t *)&hc->period, hc_close_cb);
     uv_close((uv_handle_t *)&hc->timeout, hc_close_cb);
 }
@@ -1537,6 +1569,8 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
             su->local = streq(su->cfg->node, a->node);
             uv_timer_init(a->loop, &su->restart_timer);
             su->restart_timer.data = su;
+            uv_timer_init(a->loop, &su->fence_timer);
+            su->fence_timer.data = su;
             su->comps = calloc(su->cfg->n_components ?: 1, sizeof(struct comp));
             if (!su->comps)
                 return amf_free(a), -ENOMEM; /* no handle started yet */
@@ -1574,6 +1608,7 @@ void amf_close(struct amf *a) {
         for (size_t u = 0; sg->sus && u < sg->n_sus; u++) {
             struct su *su = &sg->sus[u];
             uv_close((uv_handle_t *)&su->restart_timer, noop_close);
+            uv_close((uv_handle_t *)&su->fence_timer, noop_close);
             for (size_t i = 0; su->comps && i < su->n_comps; i++) {
                 struct comp *c = &su->comps[i];
                 hc_stop_all(c);

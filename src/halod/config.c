@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Loads the cluster description: YAML in, a verified struct config out, every problem reported as FILE:LINE:COLUMN. */
+/* Loads the cluster description: YAML in, a verified struct config out, problems as FILE:LINE:COL.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -78,7 +79,8 @@ static struct config_pos node_pos(const yaml_node_t *n) {
 }
 
 /* Records a problem.  Never fails: an allocation failure is remembered in l->oom. */
-_printf_(3, 0) static void vproblem(struct loader *l, struct config_pos pos, const char *fmt, va_list ap) {
+_printf_(3, 0) static void vproblem(struct loader *l, struct config_pos pos, const char *fmt,
+                                    va_list ap) {
     char buf[MESSAGE_MAX];
 
     if (l->oom)
@@ -117,7 +119,8 @@ _printf_(3, 0) static void vproblem(struct loader *l, struct config_pos pos, con
     l->work += strlen(msg) + COST_NODE;
 }
 
-_printf_(3, 4) static void problem_pos(struct loader *l, struct config_pos pos, const char *fmt, ...) {
+_printf_(3, 4) static void problem_pos(struct loader *l, struct config_pos pos, const char *fmt,
+                                       ...) {
     va_list ap;
     va_start(ap, fmt);
     vproblem(l, pos, fmt, ap);
@@ -162,7 +165,8 @@ static bool is_null(const yaml_node_t *n) {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *s = (const char *)n->data.scalar.value;
-    return streq(s, "") || streq(s, "~") || streq(s, "null") || streq(s, "Null") || streq(s, "NULL");
+    return streq(s, "") || streq(s, "~") || streq(s, "null") || streq(s, "Null") ||
+           streq(s, "NULL");
 }
 
 static const char *describe(char *buf, size_t size, const yaml_node_t *n) {
@@ -239,8 +243,10 @@ static bool parse_uint_node(const yaml_node_t *n, unsigned *ret) {
 }
 
 static bool parse_bool_node(const yaml_node_t *n, bool *ret) {
-    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-    static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes",
+                                      "YES",  "on",   "On",   "ON"};
+    static const char *const no[] = {"false", "False", "FALSE", "no", "No",
+                                     "NO",    "off",   "Off",   "OFF"};
 
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -254,7 +260,8 @@ static bool parse_bool_node(const yaml_node_t *n, bool *ret) {
 }
 
 static bool parse_duration_node(const yaml_node_t *n, usec_t *ret) {
-    if (n->type != YAML_SCALAR_NODE || strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
+    if (n->type != YAML_SCALAR_NODE ||
+        strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
         return false;
     return parse_duration((const char *)n->data.scalar.value, ret) >= 0;
 }
@@ -322,8 +329,9 @@ static int map_entries(struct loader *l, yaml_node_t *n, const char *what, struc
                 continue;
             }
             struct config_pos fp = node_pos(first->key_node);
-            problem(l, sorted[i]->key_node, "duplicate key '%s' (first defined at line %u column %u)",
-                    Q(sorted[i]->key), fp.line, fp.column);
+            problem(l, sorted[i]->key_node,
+                    "duplicate key '%s' (first defined at line %u column %u)", Q(sorted[i]->key),
+                    fp.line, fp.column);
             sorted[i]->key_node = NULL;
         }
         size_t j = 0;
@@ -342,8 +350,9 @@ static int map_entries(struct loader *l, yaml_node_t *n, const char *what, struc
  * A map with a fixed set of keys (allowed, NULL-terminated): ret_keys[i] and ret_values[i] are
  * the nodes of allowed[i] or NULL.  Unknown keys are reported.  Returns like map_entries().
  */
-static int map_fields(struct loader *l, yaml_node_t *n, const char *what, const char *const allowed[],
-                      yaml_node_t *ret_keys[], yaml_node_t *ret_values[]) {
+static int map_fields(struct loader *l, yaml_node_t *n, const char *what,
+                      const char *const allowed[], yaml_node_t *ret_keys[],
+                      yaml_node_t *ret_values[]) {
     _cleanup_free_ struct entry *e = NULL;
     size_t n_e, n_allowed = 0;
 
@@ -381,7 +390,8 @@ static int map_fields(struct loader *l, yaml_node_t *n, const char *what, const 
     return 1;
 }
 
-/* The items of a list; a null value is an empty list.  False (problem recorded) for anything else. */
+/* The items of a list; a null value is an empty list.  False (problem recorded) for anything else
+ */
 static bool seq_items(struct loader *l, yaml_node_t *n, const char *what, yaml_node_item_t **ret,
                       size_t *ret_n) {
     *ret = NULL;
@@ -492,22 +502,22 @@ enum value_type {
     VALUE_POSITIVE, /* duration, must be > 0 */
 };
 
-/* The keys of restart/health-check/timeouts, in this order in numeric_fields[]. */
+/* The keys of restart/health-check/timeouts; keys[i] is numeric_fields[first + i]. */
 static const struct section {
     const char *name;
+    size_t first;
     const char *const keys[6]; /* NULL-terminated */
 } sections[] = {
-    {"restart", {"max", "window", "delay", "delay-max", "stable", NULL}},
-    {"health-check", {"period", "timeout", NULL}},
-    {"timeouts", {"instantiate", "csi-set", "csi-remove", "quiescing", "terminate", NULL}},
+    {"restart", 0, {"max", "window", "delay", "delay-max", "stable", NULL}},
+    {"health-check", 5, {"period", "timeout", NULL}},
+    {"timeouts", 7, {"instantiate", "csi-set", "csi-remove", "quiescing", "terminate", NULL}},
 };
 
-#define N_NUMERIC 12
 static const struct numeric_field {
     enum value_type type;
     size_t offset; /* in struct config_component */
     uint64_t def;  /* built-in default */
-} numeric_fields[N_NUMERIC] = {
+} numeric_fields[] = {
     {VALUE_COUNT, offsetof(struct config_component, restart.max), 3},
     {VALUE_POSITIVE, offsetof(struct config_component, restart.window), 60 * USEC_PER_SEC},
     {VALUE_DURATION, offsetof(struct config_component, restart.delay), 100 * USEC_PER_MSEC},
@@ -533,15 +543,15 @@ enum {
     CK_RESTART,
     CK_HEALTH_CHECK,
     CK_TIMEOUTS,
-    _CK_KEYS,                     /* the keys of a component map end here */
-    CK_NUMERIC = CK_RESTART,      /* numeric_fields[i] lives at v[CK_NUMERIC + i] */
-    _CK_MAX = CK_NUMERIC + N_NUMERIC,
+    _CK_KEYS,              /* the keys of a component map end here */
+    CK_NUMERIC = _CK_KEYS, /* then numeric_fields[i] is setting CK_NUMERIC + i */
+    _CK_MAX = CK_NUMERIC + ELEMENTSOF(numeric_fields),
 };
 
 static const char *const component_keys[] = {
-    [CK_COMMAND] = "command",   [CK_ARGS] = "args",       [CK_ENV] = "env",
-    [CK_WORKDIR] = "workdir",   [CK_CSI_TYPES] = "csi-types", [CK_RESTART] = "restart",
-    [CK_HEALTH_CHECK] = "health-check", [CK_TIMEOUTS] = "timeouts", [_CK_KEYS] = NULL,
+    [CK_COMMAND] = "command",           [CK_ARGS] = "args",           [CK_ENV] = "env",
+    [CK_WORKDIR] = "workdir",           [CK_CSI_TYPES] = "csi-types", [CK_RESTART] = "restart",
+    [CK_HEALTH_CHECK] = "health-check", [CK_TIMEOUTS] = "timeouts",   [_CK_KEYS] = NULL,
 };
 
 /*
@@ -559,8 +569,10 @@ static bool env_name_is_valid(const char *s) {
     return *s && !strchr(s, '=');
 }
 
-static int layer_numeric(struct loader *l, yaml_node_t *n, size_t section, size_t first, struct layer *layer) {
+/* Reads restart, health-check or timeouts (sections[section]) into layer, key by key. */
+static int layer_numeric(struct loader *l, yaml_node_t *n, size_t section, struct layer *layer) {
     yaml_node_t *keys[6], *values[6];
+    size_t first = sections[section].first;
     char what[64];
 
     snprintf(what, sizeof(what), "'%s'", sections[section].name);
@@ -585,7 +597,8 @@ static int layer_numeric(struct loader *l, yaml_node_t *n, size_t section, size_
         } else {
             ok = parse_duration_node(v, &d);
             if (!ok)
-                problem(l, v, "'%s' must be a duration such as 500ms, 2s or 1m, got %s", key, DESCRIBE(v));
+                problem(l, v, "'%s' must be a duration such as 500ms, 2s or 1m, got %s", key,
+                        DESCRIBE(v));
             else if (f->type == VALUE_POSITIVE && d == 0) {
                 problem(l, v, "'%s' must be longer than 0", key);
                 ok = false;
@@ -629,7 +642,7 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
             break;
         case CK_ARGS:
             ok = seq_items(l, v, "'args'", &items, &n_items);
-            for (size_t i = 0; ok && i < n_items; i++) {
+            for (size_t i = 0; i < n_items; i++) {
                 yaml_node_t *item = node_get(l, items[i]);
                 if (!item || !scalar_text(l, item, item_what))
                     ok = false;
@@ -641,7 +654,7 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
                 problem(l, v, "'csi-types' must not be empty (leave it out to take any CSI type)");
                 ok = false;
             }
-            for (size_t i = 0; ok && i < n_items; i++) {
+            for (size_t i = 0; i < n_items; i++) {
                 yaml_node_t *item = node_get(l, items[i]);
                 if (!item || !name_get(l, item, "CSI type"))
                     ok = false;
@@ -656,7 +669,8 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
             ok = r > 0;
             for (size_t i = 0; i < n_e; i++) {
                 if (!env_name_is_valid(e[i].key)) {
-                    problem(l, e[i].key_node, "invalid environment variable name '%s'", Q(e[i].key));
+                    problem(l, e[i].key_node, "invalid environment variable name '%s'",
+                            Q(e[i].key));
                     ok = false;
                 }
                 char vwhat[QUOTE_MAX + 32];
@@ -671,16 +685,12 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
         layer.bad[k] = !ok;
     }
 
-    size_t first = 0;
-    for (size_t s = 0; s < ELEMENTSOF(sections); s++) {
+    for (size_t s = 0; s < ELEMENTSOF(sections); s++)
         if (values[CK_RESTART + s]) {
-            r = layer_numeric(l, values[CK_RESTART + s], s, first, &layer);
+            r = layer_numeric(l, values[CK_RESTART + s], s, &layer);
             if (r < 0)
                 return r;
         }
-        for (size_t i = 0; sections[s].keys[i]; i++)
-            first++; /* numeric_fields[] continues with the next section */
-    }
 
     *ret = layer;
     return 0;
@@ -711,6 +721,30 @@ static char *path_join(const char *basedir, const char *rel) {
     if (asprintf(&p, "%s%s%s", basedir, sep, rel) < 0)
         return NULL;
     return p;
+}
+
+/*
+ * An existing file's path with its directory canonical ("dir/../bin/x" -> "/abs/bin/x"); the file
+ * name itself stays, so that a program reached through a symlink keeps the name it was given.
+ */
+static int path_tidy(const char *p, char **ret) {
+    _cleanup_free_ char *dir = strdup(p), *real = NULL;
+    char *slash;
+
+    if (!dir)
+        return -ENOMEM;
+    slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        real = NULL;
+    else {
+        *slash = 0;
+        real = realpath(dir, NULL);
+    }
+    if (!real)
+        /* Cannot happen for a file that was just found; keep the path as it is. */
+        return (*ret = strdup(p)) ? 0 : -ENOMEM;
+    *ret = path_join(real, strrchr(p, '/') + 1);
+    return *ret ? 0 : -ENOMEM;
 }
 
 static const char *executable_error(int r) {
@@ -749,6 +783,8 @@ static int command_resolve(struct loader *l, yaml_node_t *n, const char *cmd, ch
                 problem(l, n, "command '%s' ('%s') %s", Q(cmd), Q(p), executable_error(r));
             return 0;
         }
+        if (cmd[0] != '/')
+            return path_tidy(p, ret);
         *ret = TAKE_PTR(p);
         return 0;
     }
@@ -793,9 +829,19 @@ static int workdir_resolve(struct loader *l, yaml_node_t *n, const char *dir, ch
     if (!p)
         return -ENOMEM;
     if (stat(p, &st) < 0)
-        problem(l, n, "workdir '%s' %s", Q(p), errno == ENOENT || errno == ENOTDIR ? "does not exist" : strerror(errno));
+        problem(l, n, "workdir '%s' %s", Q(p),
+                errno == ENOENT || errno == ENOTDIR ? "does not exist" : strerror(errno));
     else if (!S_ISDIR(st.st_mode))
         problem(l, n, "workdir '%s' is not a directory", Q(p));
+    else if (dir[0] != '/') {
+        /* "../data" relative to the description: give the daemon a clean absolute path. */
+        char *real = realpath(p, NULL);
+        if (real) {
+            free(p);
+            p = real;
+        } else if (errno == ENOMEM)
+            return -ENOMEM;
+    }
     *ret = TAKE_PTR(p);
     return 0;
 }
@@ -825,7 +871,7 @@ static int strv_from_seq(struct loader *l, yaml_node_t *n, char ***ret, size_t *
     return 0;
 }
 
-/* A map of scalars to scalars as config_kv; entries that are not scalars are skipped (reported already). */
+/* A map of scalars to scalars as config_kv; entries that are not scalars (reported) are skipped. */
 static int kv_from_map(struct loader *l, yaml_node_t *n, const char *what, struct config_kv **ret,
                        size_t *ret_n) {
     _cleanup_free_ struct entry *e = NULL;
@@ -875,7 +921,7 @@ static int component_build(struct loader *l, const struct layer *const layers[],
     if (!c->name)
         return -ENOMEM;
 
-    for (size_t i = 0; i < N_NUMERIC; i++) {
+    for (size_t i = 0; i < ELEMENTSOF(numeric_fields); i++) {
         const struct numeric_field *f = &numeric_fields[i];
         yaml_node_t *v = m.bad[CK_NUMERIC + i] ? NULL : m.v[CK_NUMERIC + i];
         void *p = (uint8_t *)c + f->offset;
@@ -897,9 +943,10 @@ static int component_build(struct loader *l, const struct layer *const layers[],
         if (!v || m.bad[CK_NUMERIC + NUMERIC_RESTART_DELAY])
             v = m.v[CK_NUMERIC + NUMERIC_RESTART_DELAY_MAX];
         char a[32], b[32];
-        problem_pos(l, v ? node_pos(v) : pos, "restart 'delay' (%s) is longer than 'delay-max' (%s)",
-                format_duration(a, sizeof(a), c->restart.delay),
-                format_duration(b, sizeof(b), c->restart.delay_max));
+        problem_pos(l, v ? node_pos(v) : pos,
+                    "restart 'delay' (%s) is longer than 'delay-max' (%s)",
+                    format_duration(a, sizeof(a), c->restart.delay),
+                    format_duration(b, sizeof(b), c->restart.delay_max));
     }
 
     if (!m.v[CK_COMMAND])
@@ -974,7 +1021,8 @@ static int csi_parse(struct loader *l, const struct entry *e, struct config_csi 
             return r;
         for (size_t i = 0; i < n_a; i++) {
             if (strlen(a[i].key) == 0 || strlen(a[i].key) > CONFIG_NAME_MAX)
-                problem(l, a[i].key_node, "attribute names must have 1 to %d characters", CONFIG_NAME_MAX);
+                problem(l, a[i].key_node, "attribute names must have 1 to %d characters",
+                        CONFIG_NAME_MAX);
             char awhat[QUOTE_MAX + 32];
             snprintf(awhat, sizeof(awhat), "attribute '%s'", Q(a[i].key));
             (void)scalar_text(l, a[i].value, awhat);
@@ -1010,7 +1058,8 @@ static int si_parse(struct loader *l, const struct entry *e, struct config_si *s
         if (r > 0 && n_csis == 0)
             problem(l, v[0], "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
     } else
-        problem(l, e->key_node, "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
+        problem(l, e->key_node, "service instance '%s' needs at least one CSI in 'csis'",
+                Q(e->key));
     if (n_csis == 0)
         return 0;
 
@@ -1063,7 +1112,8 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
         if (!su->components)
             return -ENOMEM;
         su->n_components = 1;
-        return component_build(l, layers, ELEMENTSOF(layers), su->name, su->pos, &su->components[0]);
+        return component_build(l, layers, ELEMENTSOF(layers), su->name, su->pos,
+                               &su->components[0]);
     }
 
     _cleanup_free_ struct entry *comps = NULL;
@@ -1073,7 +1123,8 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
         return r;
     if (r > 0 && n_comps == 0)
         problem(l, v[SU_COMPONENTS],
-                "'components' must not be empty (leave it out for one component named after the service unit)");
+                "'components' must not be empty (leave it out for one component named after the "
+                "service unit)");
     if (n_comps == 0)
         return 0;
 
@@ -1090,8 +1141,8 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
             return -ENOMEM;
         }
         if (strlen(qualified) > CONFIG_NAME_MAX)
-            problem(l, comps[i].key_node, "component name '%s' is longer than %d characters", Q(qualified),
-                    CONFIG_NAME_MAX);
+            problem(l, comps[i].key_node, "component name '%s' is longer than %d characters",
+                    Q(qualified), CONFIG_NAME_MAX);
         snprintf(what, sizeof(what), "component '%s'", Q(qualified));
         r = layer_parse(l, comps[i].value, what, &own);
         if (r < 0)
@@ -1107,8 +1158,8 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
 }
 
 static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg *sg) {
-    static const char *const later[] = {"N+M", "NWay", "N-Way", "NWayActive", "N-Way-Active",
-                                        "NoRedundancy", "No-Redundancy"};
+    static const char *const later[] = {
+        "N+M", "NWay", "N-Way", "NWayActive", "N-Way-Active", "NoRedundancy", "No-Redundancy"};
     const char *s = scalar_text(l, n, "'redundancy'");
 
     if (!s)
@@ -1125,10 +1176,11 @@ static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg 
     problem(l, n, "unknown redundancy model '%s' (supported: 2N)", Q(s));
 }
 
-static int sg_parse(struct loader *l, const struct entry *e, const struct layer *defaults, struct config_sg *sg) {
+static int sg_parse(struct loader *l, const struct entry *e, const struct layer *defaults,
+                    struct config_sg *sg) {
     enum { SG_REDUNDANCY, SG_AUTO_FAILBACK, SG_COMPONENT, SG_SUS, SG_SIS, _SG_MAX };
-    static const char *const keys[] = {"redundancy", "auto-failback", "component", "service-units",
-                                       "service-instances", NULL};
+    static const char *const keys[] = {"redundancy",    "auto-failback",     "component",
+                                       "service-units", "service-instances", NULL};
     yaml_node_t *k[_SG_MAX], *v[_SG_MAX];
     _cleanup_free_ struct entry *sus = NULL, *sis = NULL;
     size_t n_sus = 0, n_sis = 0;
@@ -1161,11 +1213,12 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
         if (r < 0)
             return r;
         if (r > 0 && n_sus == 0)
-            problem(l, v[SG_SUS], "service group '%s' needs at least one service unit in 'service-units'",
+            problem(l, v[SG_SUS],
+                    "service group '%s' needs at least one service unit in 'service-units'",
                     Q(e->key));
     } else
-        problem(l, e->key_node, "service group '%s' needs at least one service unit in 'service-units'",
-                Q(e->key));
+        problem(l, e->key_node,
+                "service group '%s' needs at least one service unit in 'service-units'", Q(e->key));
     if (n_sus > 0) {
         sg->sus = calloc(n_sus, sizeof(*sg->sus));
         if (!sg->sus)
@@ -1188,7 +1241,8 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
                     Q(e->key));
     } else
         problem(l, e->key_node,
-                "service group '%s' needs at least one service instance in 'service-instances'", Q(e->key));
+                "service group '%s' needs at least one service instance in 'service-instances'",
+                Q(e->key));
     if (n_sis > 0) {
         sg->sis = calloc(n_sis, sizeof(*sg->sis));
         if (!sg->sis)
@@ -1218,7 +1272,8 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     if (r < 0)
         return r;
     if (r > 0 && n_e == 0)
-        problem(l, n, "'nodes' must name at least one node (leave it out for one node named 'local')");
+        problem(l, n,
+                "'nodes' must name at least one node (leave it out for one node named 'local')");
     if (n_e == 0)
         return 0;
 
@@ -1332,8 +1387,8 @@ static void names_check(struct loader *l, struct named *v, size_t n, const char 
             first = i;
             continue;
         }
-        problem_pos(l, v[i].pos, "duplicate %s name '%s' (first defined at line %u column %u)", kind,
-                    Q(v[i].name), v[first].pos.line, v[first].pos.column);
+        problem_pos(l, v[i].pos, "duplicate %s name '%s' (first defined at line %u column %u)",
+                    kind, Q(v[i].name), v[first].pos.line, v[first].pos.column);
     }
 }
 
@@ -1391,7 +1446,8 @@ static int su_nodes_verify(struct loader *l, struct config *c) {
             struct config_su *su = &c->sgs[g].sus[i];
             if (su->node) {
                 if (!config_find_node(c, su->node))
-                    problem_pos(l, su->node_pos, "service unit '%s': node '%s' is not defined in 'nodes'",
+                    problem_pos(l, su->node_pos,
+                                "service unit '%s': node '%s' is not defined in 'nodes'",
                                 Q(su->name), Q(su->node));
             } else if (su->node_pos.line > 0)
                 continue; /* given but wrong: reported already */
@@ -1408,7 +1464,8 @@ static int su_nodes_verify(struct loader *l, struct config *c) {
 
 static void sg_verify(struct loader *l, const struct config_sg *sg) {
     if (sg->redundancy == CONFIG_REDUNDANCY_2N && sg->n_sus == 1)
-        problem_pos(l, sg->pos, "service group '%s': redundancy 2N needs at least 2 service units, found 1",
+        problem_pos(l, sg->pos,
+                    "service group '%s': redundancy 2N needs at least 2 service units, found 1",
                     Q(sg->name));
 
     for (size_t i = 0; i < sg->n_sis; i++)
@@ -1426,10 +1483,11 @@ static void sg_verify(struct loader *l, const struct config_sg *sg) {
                     continue;
                 if (!csi->type) {
                     if (su->n_components > 1) {
-                        problem_pos(l, csi->pos,
-                                    "CSI '%s' has no 'type', but service unit '%s' has %zu components: "
-                                    "set 'type' to choose one",
-                                    Q(csi->name), Q(su->name), su->n_components);
+                        problem_pos(
+                            l, csi->pos,
+                            "CSI '%s' has no 'type', but service unit '%s' has %zu components: "
+                            "set 'type' to choose one",
+                            Q(csi->name), Q(su->name), su->n_components);
                         break;
                     }
                     continue;
@@ -1437,7 +1495,8 @@ static void sg_verify(struct loader *l, const struct config_sg *sg) {
                 for (size_t k = 0; k < su->n_components && !taken; k++)
                     taken = component_takes(&su->components[k], csi->type);
                 if (!taken) {
-                    problem_pos(l, csi->type_pos, "CSI '%s': no component of service unit '%s' takes type '%s'",
+                    problem_pos(l, csi->type_pos,
+                                "CSI '%s': no component of service unit '%s' takes type '%s'",
                                 Q(csi->name), Q(su->name), Q(csi->type));
                     break;
                 }
@@ -1478,8 +1537,8 @@ static int file_read(struct loader *l, char **ret, size_t *ret_size) {
         return -EISDIR;
     }
     if (S_ISREG(st.st_mode) && st.st_size > CONFIG_FILE_MAX) {
-        problem_pos(l, (struct config_pos){1, 1}, "the description is larger than 1 MiB (%lld bytes)",
-                    (long long)st.st_size);
+        problem_pos(l, (struct config_pos){1, 1},
+                    "the description is larger than 1 MiB (%lld bytes)", (long long)st.st_size);
         return -EFBIG;
     }
 
@@ -1526,16 +1585,16 @@ static void yaml_problem(struct loader *l, const yaml_parser_t *p, const char *b
             else if (((unsigned char)buf[i] & 0xc0) != 0x80)
                 pos.column++;
         if (p->problem_value != -1)
-            problem_pos(l, pos, "invalid YAML: %s (byte 0x%02x)", p->problem ? p->problem : "cannot read",
-                        (unsigned)p->problem_value & 0xff);
+            problem_pos(l, pos, "invalid YAML: %s (byte 0x%02x)",
+                        p->problem ? p->problem : "cannot read", (unsigned)p->problem_value & 0xff);
         else
             problem_pos(l, pos, "invalid YAML: %s", p->problem ? p->problem : "cannot read");
         return;
     }
     if (p->context) {
         struct config_pos cp = mark_pos(p->context_mark);
-        problem_pos(l, pos, "invalid YAML: %s (%s at line %u column %u)", p->problem ? p->problem : "error",
-                    p->context, cp.line, cp.column);
+        problem_pos(l, pos, "invalid YAML: %s (%s at line %u column %u)",
+                    p->problem ? p->problem : "error", p->context, cp.line, cp.column);
     } else
         problem_pos(l, pos, "invalid YAML: %s", p->problem ? p->problem : "error");
 }
@@ -1574,10 +1633,12 @@ static bool yaml_precheck(struct loader *l, const char *buf, size_t size) {
             break;
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT:
-            anchor = ev.type == YAML_SEQUENCE_START_EVENT ? (const char *)ev.data.sequence_start.anchor
-                                                          : (const char *)ev.data.mapping_start.anchor;
+            anchor = ev.type == YAML_SEQUENCE_START_EVENT
+                         ? (const char *)ev.data.sequence_start.anchor
+                         : (const char *)ev.data.mapping_start.anchor;
             if (++depth > CONFIG_DEPTH_MAX) {
-                problem_pos(l, mark_pos(ev.start_mark), "nesting deeper than %d levels", CONFIG_DEPTH_MAX);
+                problem_pos(l, mark_pos(ev.start_mark), "nesting deeper than %d levels",
+                            CONFIG_DEPTH_MAX);
                 done = true;
             }
             break;

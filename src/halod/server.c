@@ -129,7 +129,7 @@ static void on_conn(uv_poll_t *h, int status, int events) {
         int r = link_recv(c->fd, &m);
         if (r == -EAGAIN)
             return;
-        if (r == 0) {
+        if (r == 0 || r == -ECONNRESET) {
             server_conn_close(c, "closed the link");
             return;
         }

@@ -5,7 +5,9 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from halo_harness import Halod  # noqa: E402
+from halo_harness import Halod, become_subreaper  # noqa: E402
+
+become_subreaper()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ starts halod with its own state directory and socket, and talks to it with
 the real haloctl.  stop() checks that no process halod started outlives it
 (and that none is left a zombie).
 """
+import ctypes
 import json
 import os
 import signal
@@ -20,6 +21,22 @@ HALOD = os.path.join(BUILD, "src", "halod", "halod")
 HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
 COUNTER = os.path.join(BUILD, "examples", "counter")
 TESTCOMP = os.path.join(BUILD, "test", "helpers", "testcomp")
+
+
+def become_subreaper():
+    """Orphans of a halod a test SIGKILLs come to us, not to a PID 1 that reaps late."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_CHILD_SUBREAPER = 36
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap(pids):
+    """Reaps those of pids that were re-parented to us and have ended."""
+    for p in pids:
+        try:
+            os.waitpid(p, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
@@ -119,6 +136,9 @@ class Halod:
             return None
         self.remember_children()
         if self.proc.poll() is None:
+            # While halod runs, reaping its children is its job: no zombie may linger.
+            wait_for(lambda: not [p for p in descendants(self.proc.pid) if proc_state(p) == "Z"],
+                     timeout=5, what="halod to reap its children")
             self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout)
@@ -126,6 +146,7 @@ class Halod:
             self.kill_all()
             raise AssertionError("halod did not stop within %ss:\n%s" % (timeout, self.logtext()[-4000:]))
         self.log.close()
+        reap(self.known_pids)
         left = [p for p in self.known_pids if pid_alive(p)]
         self.kill_pids(left)
         assert not left, f"processes left behind by halod: {left}"
@@ -147,6 +168,8 @@ class Halod:
             self.proc.kill()
             self.proc.wait()
         self.kill_pids(self.known_pids)
+        time.sleep(0.05)
+        reap(self.known_pids)
 
     # -- haloctl ----------------------------------------------------------
     def ctl(self, *args, check=True, timeout=30):

@@ -1,0 +1,270 @@
+# SPDX-License-Identifier: MIT
+"""2N on one node, end to end: real halod, real counter components, real sockets."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from halo_harness import COUNTER, HALOD, pid_alive, proc_state, wait_for
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def counter_yaml(tmpdir, port, hc_period="200ms", hc_timeout="600ms", extra_sg=""):
+    return f"""
+cluster: test
+nodes:
+  local: {{}}
+defaults:
+  component:
+    health-check: {{period: {hc_period}, timeout: {hc_timeout}}}
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
+    timeouts: {{terminate: 2s}}
+service-groups:
+  counter:
+    redundancy: 2N
+    component:
+      command: {COUNTER}
+    service-units:
+      counter-a: {{node: local, component: {{args: ["--standby-port", "{port + 1}"]}}}}
+      counter-b: {{node: local, component: {{args: ["--standby-port", "{port + 2}"]}}}}
+    service-instances:
+      counter:
+        csis:
+          counter:
+            attributes: {{port: "{port}", state-file: "{tmpdir}/counter.state"}}
+{extra_sg}"""
+
+
+def ask(port, line, timeout=2):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall((line + "\n").encode())
+        return s.makefile().readline().strip()
+
+
+@pytest.fixture
+def cluster(halod_factory, tmp_path):
+    port = free_port()
+    h = halod_factory(counter_yaml(tmp_path, port)).start()
+    h.port = port
+    h.wait_assigned("counter")
+    yield h
+    h.stop()
+
+
+def test_initial_assignment_is_deterministic_and_serves(cluster):
+    active, standby = cluster.wait_assigned("counter")
+    assert (active, standby) == ("counter-a", "counter-b")  # rank order
+    assert ask(cluster.port, "PING") == "PONG"
+    assert ask(cluster.port, "INCR k") == "1"
+    # The STANDBY refuses writes on its own port.
+    assert "ERR" in ask(cluster.port + 2, "INCR k")
+
+
+def test_kill9_of_active_fails_over_and_returns_as_standby(cluster):
+    assert ask(cluster.port, "INCR hits") == "1"
+    victim = cluster.pid_of("counter-a")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: cluster.si("counter")["active"] == "counter-b", timeout=5, what="counter-b ACTIVE")
+    assert ask(cluster.port, "INCR hits") == "2"  # served by the new ACTIVE, state carried over
+    # The failed unit is restarted as a new process and made STANDBY.
+    active, standby = cluster.wait_assigned("counter")
+    assert (active, standby) == ("counter-b", "counter-a")
+    new_pid = cluster.pid_of("counter-a")
+    assert new_pid != victim
+    assert not pid_alive(victim)
+    assert "killed by signal 9" in cluster.comp("counter-a")["last_exit"]
+
+
+def test_hung_component_is_detected_by_health_check(cluster):
+    victim = cluster.pid_of("counter-a")
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        wait_for(lambda: cluster.si("counter")["active"] == "counter-b", timeout=10,
+                 what="failover after a missed health check")
+        assert "health check" in cluster.su("counter-a")["last_failure"]
+        # The hung process was killed (fenced), not left stopped.
+        wait_for(lambda: not pid_alive(victim), timeout=5, what="hung process killed")
+        active, standby = cluster.wait_assigned("counter")
+        assert standby == "counter-a"
+    finally:
+        if pid_alive(victim):
+            os.kill(victim, signal.SIGCONT)
+
+
+def test_switchover_moves_active_gracefully(cluster):
+    assert ask(cluster.port, "INCR s") == "1"
+    pids = (cluster.pid_of("counter-a"), cluster.pid_of("counter-b"))
+    r = cluster.ctl("switchover", "counter")
+    assert "switched over" in r.stdout
+    si = cluster.si("counter")
+    assert (si["active"], si["standby"]) == ("counter-b", "counter-a")
+    # Nothing was restarted: a switchover is not a failure.
+    assert (cluster.pid_of("counter-a"), cluster.pid_of("counter-b")) == pids
+    assert ask(cluster.port, "INCR s") == "2"
+    # And back.
+    cluster.ctl("switchover", "counter")
+    assert cluster.si("counter")["active"] == "counter-a"
+    assert "QUIESCING" in cluster.logtext()
+
+
+def test_switchover_refused_without_standby(cluster):
+    cluster.ctl("lock", "counter-b")
+    r = cluster.ctl("switchover", "counter", check=False)
+    assert r.returncode != 0
+    assert "not allowed" in r.stderr
+    assert cluster.si("counter")["active"] == "counter-a"
+
+
+def test_lock_and_unlock(cluster):
+    pid_a = cluster.pid_of("counter-a")
+    cluster.ctl("lock", "counter-a")
+    si = cluster.si("counter")
+    assert si["active"] == "counter-b"
+    assert si["standby"] is None
+    assert si["assignment"] == "PARTIALLY-ASSIGNED"
+    su = cluster.su("counter-a")
+    assert su["admin"] == "LOCKED"
+    assert su["readiness"] == "OUT-OF-SERVICE"
+    assert cluster.pid_of("counter-a") == pid_a  # locked, not killed
+    # A second lock is refused with a clear error.
+    r = cluster.ctl("lock", "counter-a", check=False)
+    assert r.returncode != 0 and "already" in r.stderr
+    cluster.ctl("unlock", "counter-a")
+    active, standby = cluster.wait_assigned("counter")
+    assert (active, standby) == ("counter-b", "counter-a")
+
+
+def test_restart_component(cluster):
+    old = cluster.pid_of("counter-b")
+    cluster.ctl("restart", "counter-b")
+    wait_for(lambda: cluster.pid_of("counter-b") not in (None, old), timeout=10, what="new counter-b pid")
+    active, standby = cluster.wait_assigned("counter")
+    assert (active, standby) == ("counter-a", "counter-b")
+    assert not pid_alive(old)
+
+
+def test_unknown_objects_give_errors(cluster):
+    for args in (("switchover", "nope"), ("lock", "nope"), ("restart", "nope")):
+        r = cluster.ctl(*args, check=False)
+        assert r.returncode != 0
+        assert "no such object" in r.stderr
+    r = cluster.ctl("frobnicate", check=False)
+    assert r.returncode != 0 and "unknown command" in r.stderr
+
+
+def test_sigterm_stops_everything(halod_factory, tmp_path):
+    port = free_port()
+    h = halod_factory(counter_yaml(tmp_path, port)).start()
+    h.wait_assigned("counter")
+    pids = [h.pid_of("counter-a"), h.pid_of("counter-b")]
+    assert h.stop() == 0  # stop() also asserts nothing is left behind, zombies included
+    assert all(not pid_alive(p) for p in pids)
+    assert not os.path.exists(h.socket)
+
+
+def test_restart_limit_disables_then_repair(halod_factory, tmp_path):
+    bad = tmp_path / "crash.sh"
+    bad.write_text("#!/bin/sh\nexit 3\n")
+    bad.chmod(0o755)
+    port = free_port()
+    extra = f"""  crashy:
+    component:
+      command: {bad}
+      restart: {{max: 2, window: 60s, delay: 10ms, delay-max: 20ms}}
+    service-units:
+      crashy-a: {{node: local}}
+      crashy-b: {{node: local}}
+    service-instances:
+      crashy:
+        csis:
+          crashy: {{}}
+"""
+    h = halod_factory(counter_yaml(tmp_path, port, extra_sg=extra)).start()
+    wait_for(lambda: h.su("crashy-a")["oper"] == "DISABLED" and h.su("crashy-b")["oper"] == "DISABLED",
+             timeout=15, what="crashy units disabled")
+    assert "exited with status 3" in h.comp("crashy-a")["last_exit"]
+    # The healthy service group is untouched.
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    # Repair restarts it (and it fails again, as the command still exits 3).
+    h.ctl("repair", "crashy-a")
+    wait_for(lambda: h.comp("crashy-a")["instantiations"] > 3, timeout=10, what="repair restarted crashy-a")
+    h.stop()
+
+
+def test_halod_crash_then_restart_opens_store_and_keeps_lock(halod_factory, tmp_path):
+    port = free_port()
+    h = halod_factory(counter_yaml(tmp_path, port)).start()
+    h.wait_assigned("counter")
+    h.ctl("lock", "counter-b")
+    orphans = [h.pid_of("counter-a"), h.pid_of("counter-b")]
+    h.remember_children()
+    h.proc.kill()  # SIGKILL: no chance to clean up
+    h.proc.wait()
+    # A new halod on the same state directory opens the store, stops the
+    # orphaned components of the dead one, and restores the lock.
+    h.start()
+    wait_for(lambda: h.si("counter")["active"] == "counter-a", timeout=10, what="ACTIVE after restart")
+    wait_for(lambda: all(not pid_alive(p) for p in orphans), timeout=5, what="orphans stopped")
+    assert h.su("counter-b")["admin"] == "LOCKED"
+    assert h.si("counter")["standby"] is None
+    h.ctl("unlock", "counter-b")
+    h.wait_assigned("counter")
+    assert h.stop() == 0
+
+
+def test_check_reports_every_error_with_position(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""cluster: test
+service-groups:
+  g:
+    redundancy: 2N
+    colour: blue
+    service-units:
+      a: {node: local}
+    service-instances:
+      si: {csis: {c: {}}}
+""")
+    r = subprocess.run([HALOD, "--check", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "configuration OK" not in r.stdout
+    lines = [l for l in r.stderr.splitlines() if l.startswith(str(bad) + ":")]
+    assert len(lines) >= 2, r.stderr  # unknown key and too few units, at least
+    assert any(":5:5:" in l and "colour" in l for l in lines), r.stderr
+    assert any("command" in l for l in lines), r.stderr
+
+
+def test_bad_description_starts_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("service-groups: [1, 2\n")  # malformed YAML
+    sock = tmp_path / "s.sock"
+    r = subprocess.run([HALOD, "--state-dir", str(tmp_path / "state"), "--socket", str(sock), str(bad)],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert f"{bad}:" in r.stderr
+    assert not sock.exists()
+
+
+def test_good_description_checks_ok(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(counter_yaml(tmp_path, 7000))
+    r = subprocess.run([HALOD, "--check", str(good)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "configuration OK"
+
+
+def test_second_halod_on_same_state_dir_is_refused(cluster):
+    r = subprocess.run([HALOD, "--state-dir", cluster.state, "--socket", cluster.socket + "2", cluster.config],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert "Another halod" in r.stderr
+    assert cluster.wait_assigned("counter") == ("counter-a", "counter-b")

@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: MIT
+"""Bad input on the HA link: halod cuts the offender off and keeps serving the others."""
+import os
+import sys
+
+from halo_harness import wait_for
+from rawlink import RawLink, register, response
+from test_2n import cluster, counter_yaml, free_port  # noqa: F401  (fixture)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_garbage_from_a_client_disconnects_it_only(cluster):
+    pids = (cluster.pid_of("counter-a"), cluster.pid_of("counter-b"))
+    for junk in (b"\xff\xfe\xfd garbage", b"\x0a\x05\x08", b"\x00" * 10):
+        link = RawLink(cluster.socket)
+        assert link.hello() == 0
+        link.send(junk)
+        assert link.closed_by_peer(), f"halod kept a client that sent {junk!r}"
+        link.close()
+    # Before hello, too.
+    link = RawLink(cluster.socket)
+    link.send(b"\x08\x01 not a hello")
+    assert link.closed_by_peer()
+    assert cluster.wait_assigned("counter") == ("counter-a", "counter-b")
+    assert (cluster.pid_of("counter-a"), cluster.pid_of("counter-b")) == pids
+
+
+def test_oversize_message_disconnects(cluster):
+    link = RawLink(cluster.socket)
+    assert link.hello() == 0
+    link.send(b"\x0a" + b"\xff" * (70 * 1024))
+    assert link.closed_by_peer()
+    assert cluster.status()["cluster"] == "test"
+
+
+def test_wrong_version_is_refused(cluster):
+    link = RawLink(cluster.socket)
+    err = link.hello(version=99)
+    assert err == -10005  # HALO_EVERSION
+    assert link.closed_by_peer()
+
+
+def test_response_with_unknown_invocation_gets_an_error(cluster):
+    link = RawLink(cluster.socket)
+    assert link.hello() == 0
+    link.send(response(invocation=123456789, error=0, seq=7))
+    assert link.reply() == (7, -10006)  # HALO_EBADINVOCATION
+    # The client stays connected: an unknown invocation is an error, not an attack.
+    link.send(response(invocation=987654321, error=0, seq=8))
+    assert link.reply() == (8, -10006)
+
+
+def test_register_of_a_component_halod_did_not_start_is_refused(cluster):
+    link = RawLink(cluster.socket)
+    assert link.hello() == 0
+    link.send(register("counter-a", seq=3))
+    seq, err = link.reply()
+    assert seq == 3 and err < 0  # already registered by the real process
+    link.send(register("no-such-component", seq=4))
+    assert link.reply() == (4, -10003)  # HALO_EUNKNOWN
+
+
+def test_component_sending_garbage_is_failed_and_others_keep_running(halod_factory, tmp_path):
+    script = tmp_path / "garbage.py"
+    script.write_text(f"""#!/usr/bin/env python3
+import os, sys, time
+sys.path.insert(0, {HERE!r})
+from rawlink import RawLink, register
+link = RawLink(os.environ["HALO_SOCKET"])
+link.hello()
+link.send(register(os.environ["HALO_COMPONENT"]))
+link.reply()
+time.sleep(0.3)
+link.send(b"\\xff\\xff\\xff garbage")
+time.sleep(30)
+""")
+    script.chmod(0o755)
+    port = free_port()
+    extra = f"""  bad:
+    component:
+      command: {script}
+      restart: {{max: 1, window: 60s, delay: 10ms}}
+    service-units:
+      bad-a: {{node: local}}
+      bad-b: {{node: local}}
+    service-instances:
+      bad:
+        csis:
+          bad: {{}}
+"""
+    h = halod_factory(counter_yaml(tmp_path, port, extra_sg=extra)).start()
+    h.wait_assigned("counter")
+    good = (h.pid_of("counter-a"), h.pid_of("counter-b"))
+    wait_for(lambda: "malformed message" in (h.su("bad-a").get("last_failure") or ""), timeout=10,
+             what="bad-a failed for its garbage")
+    wait_for(lambda: h.su("bad-a")["oper"] == "DISABLED", timeout=10, what="bad-a disabled")
+    # The counter service never noticed.
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    assert (h.pid_of("counter-a"), h.pid_of("counter-b")) == good
+    assert h.stop() == 0
