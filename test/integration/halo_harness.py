@@ -20,7 +20,7 @@ BUILD = os.path.abspath(BUILD)
 HALOD = os.path.join(BUILD, "src", "halod", "halod")
 HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
 COUNTER = os.path.join(BUILD, "examples", "counter")
-TESTCOMP = os.path.join(BUILD, "test", "helpers", "testcomp")
+TESTCOMP = os.path.join(BUILD, "test", "testcomp")
 
 
 def become_subreaper():

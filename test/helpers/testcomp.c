@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A component for the integration tests: it logs every callback it gets to
+ * $TESTCOMP_LOG ("<comp> <EVENT> ..." one line each, one write(2) each) and
+ * misbehaves on request.  $TESTCOMP holds comma-separated modes:
+ *   refuse-active       answer CSI set ACTIVE with -EIO
+ *   error-report        200 ms after becoming ACTIVE, report an error
+ *   component-hc        run a component-invoked health check, confirming every
+ *                       100 ms while the file $TESTCOMP_LOG.stop-confirm is absent
+ *   track=CSI           track CSI's protection group (current and changes)
+ *   state-get           after each CSI set, log halo_ha_state_get()'s answer
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "halo/halo.h"
+
+static int log_fd = -1;
+static const char *me;
+static char stop_file[4096];
+static bool refuse_active, error_report, component_hc, state_get, terminated;
+static const char *track;
+static long long report_at; /* ms, 0 = none */
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void logf_(const char *fmt, ...) {
+    char line[2048];
+    int n = snprintf(line, sizeof(line), "%s ", me);
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    if (log_fd >= 0)
+        (void)!write(log_fd, line, (size_t)n);
+}
+
+static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
+                       const halo_csi_descriptor *csi, void *userdata) {
+    logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-",
+          halo_ha_state_to_string(state), (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
+    if (state == HALO_HA_QUIESCING) {
+        halo_quiescing_complete(h, inv, 0);
+        return;
+    }
+    int r = state == HALO_HA_ACTIVE && refuse_active ? -EIO : 0;
+    halo_response(h, inv, r);
+    if (state == HALO_HA_ACTIVE && error_report && r == 0)
+        report_at = now_ms() + 200;
+    if (state_get && csi->csi_name) {
+        halo_ha_state s = 0;
+        r = halo_ha_state_get(h, NULL, csi->csi_name, &s);
+        logf_("STATE_GET %s %s %d", csi->csi_name, r == 0 ? halo_ha_state_to_string(s) : "-", r);
+    }
+}
+
+static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags,
+                          void *userdata) {
+    logf_("CSI_REMOVE %s", csi ?: "-");
+    halo_response(h, inv, 0);
+}
+
+static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    logf_("TERMINATE");
+    halo_response(h, inv, 0);
+    terminated = true;
+}
+
+static void on_healthcheck(halo *h, halo_invocation inv, const char *comp, const char *key, void *userdata) {
+    halo_response(h, inv, 0);
+}
+
+static void on_pg(halo *h, const char *csi, const halo_pg_member *m, size_t n, int error, void *userdata) {
+    char buf[1024] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof(buf) - 100; i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, " %s:%s:%d", m[i].comp_name,
+                                halo_ha_state_to_string(m[i].ha_state), (int)m[i].change);
+    logf_("PG %s n=%zu error=%d%s", csi, n, error, buf);
+}
+
+int main(void) {
+    me = getenv("HALO_COMPONENT") ?: "?";
+    const char *path = getenv("TESTCOMP_LOG");
+    if (path) {
+        log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        snprintf(stop_file, sizeof(stop_file), "%s.stop-confirm", path);
+    }
+    char *modes = strdup(getenv("TESTCOMP") ?: "");
+    for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (strcmp(t, "refuse-active") == 0)
+            refuse_active = true;
+        else if (strcmp(t, "error-report") == 0)
+            error_report = true;
+        else if (strcmp(t, "component-hc") == 0)
+            component_hc = true;
+        else if (strcmp(t, "state-get") == 0)
+            state_get = true;
+        else if (strncmp(t, "track=", 6) == 0)
+            track = t + 6;
+    }
+
+    halo_callbacks cb = {.csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate,
+                         .healthcheck = on_healthcheck, .pg_track = on_pg};
+    halo *h;
+    int r = halo_open(NULL, &cb, NULL, &h);
+    if (r == 0)
+        r = halo_register(h, NULL, NULL);
+    if (r < 0) {
+        fprintf(stderr, "testcomp: %s\n", halo_strerror(r));
+        return 1;
+    }
+    logf_("REGISTERED");
+    if (component_hc && (r = halo_healthcheck_start(h, NULL, "self", HALO_HC_COMPONENT_INVOKED,
+                                                    HALO_RECOVERY_COMPONENT_FAILOVER)) < 0)
+        logf_("HC_START_FAILED %d", r);
+    if (track) {
+        r = halo_pg_track(h, track, HALO_TRACK_CURRENT | HALO_TRACK_CHANGES);
+        logf_("TRACK %s %d", track, r);
+    }
+    long long next_confirm = now_ms();
+    while (!terminated) {
+        long long now = now_ms();
+        if (component_hc && now >= next_confirm) {
+            if (access(stop_file, F_OK) != 0)
+                halo_healthcheck_confirm(h, NULL, "self", 0);
+            next_confirm = now + 100;
+        }
+        if (report_at && now >= report_at) {
+            report_at = 0;
+            r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
+            logf_("ERROR_REPORT %d", r);
+        }
+        struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
+        if (poll(&p, 1, 50) < 0 && errno != EINTR)
+            break;
+        if (halo_dispatch(h, HALO_DISPATCH_ALL) < 0)
+            break;
+    }
+    halo_close(h);
+    free(modes);
+    return 0;
+}

@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: MIT
+"""The component API against a real halod: what a component sees and what halod does with its calls."""
+import os
+import signal
+
+from halo_harness import TESTCOMP, wait_for
+
+
+def svc_yaml(log, modes_a="", modes_b="", extra_sg=""):
+    return f"""
+cluster: api
+defaults:
+  component:
+    health-check: {{period: 200ms, timeout: 600ms}}
+    restart: {{max: 10, window: 60s, delay: 20ms}}
+service-groups:
+  svc:
+    component:
+      command: {TESTCOMP}
+    service-units:
+      svc-a: {{component: {{env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "{modes_a}"}}}}}}
+      svc-b: {{component: {{env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "{modes_b}"}}}}}}
+    service-instances:
+      svc:
+        csis:
+          svc-csi: {{attributes: {{colour: blue, size: "3"}}}}
+{extra_sg}"""
+
+
+def events(log, comp=None, kind=None):
+    try:
+        with open(log) as f:
+            lines = [l.split() for l in f.read().splitlines()]
+    except FileNotFoundError:
+        return []
+    return [l for l in lines if (comp is None or l[0] == comp) and (kind is None or l[1] == kind)]
+
+
+def test_descriptor_carries_attributes_transitions_and_active_name(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(svc_yaml(log)).start()
+    assert h.wait_assigned("svc") == ("svc-a", "svc-b")
+    a = events(log, "svc-a", "CSI_SET")
+    b = events(log, "svc-b", "CSI_SET")
+    assert a[0][2:5] == ["svc-csi", "ACTIVE", "transition=1"]  # NEW_ASSIGN
+    assert a[0][6] == "attrs=2"
+    assert b[0][2:4] == ["svc-csi", "STANDBY"]
+    assert b[0][5] == "active_comp=svc-a"  # the STANDBY learns who is ACTIVE
+    # Failover: NOT_QUIESCED.
+    os.kill(h.pid_of("svc-a"), signal.SIGKILL)
+    wait_for(lambda: len(events(log, "svc-b", "CSI_SET")) >= 2, what="svc-b ACTIVE")
+    assert events(log, "svc-b", "CSI_SET")[1][3:5] == ["ACTIVE", "transition=3"]
+    # Switchover: QUIESCING first, then the new ACTIVE hears QUIESCED.
+    h.wait_assigned("svc")
+    h.ctl("switchover", "svc")
+    a = events(log, "svc-a", "CSI_SET")
+    b = events(log, "svc-b", "CSI_SET")
+    assert b[-2][3] == "QUIESCING" and b[-1][3] == "STANDBY"
+    assert a[-1][3:5] == ["ACTIVE", "transition=2"]  # QUIESCED
+    h.stop()
+    # SIGTERM gives every component its terminate callback.
+    assert len(events(log, None, "TERMINATE")) == 2
+
+
+def test_error_report_fails_over(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(svc_yaml(log, modes_a="error-report")).start()
+    wait_for(lambda: events(log, "svc-a", "ERROR_REPORT"), what="the error report")
+    assert events(log, "svc-a", "ERROR_REPORT")[0][2] == "0"
+    wait_for(lambda: h.si("svc")["active"] == "svc-b", what="failover after the error report")
+    assert "reported an error" in h.su("svc-a")["last_failure"]
+    h.stop()
+
+
+def test_refused_csi_set_fails_the_unit(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(svc_yaml(log, modes_a="refuse-active")).start()
+    wait_for(lambda: h.si("svc")["active"] == "svc-b", what="svc-b ACTIVE")
+    assert "CSI set ACTIVE with error" in h.su("svc-a")["last_failure"]
+    h.stop()
+
+
+def test_component_invoked_health_check(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(svc_yaml(log, modes_a="component-hc", modes_b="component-hc")).start()
+    assert h.wait_assigned("svc") == ("svc-a", "svc-b")
+    assert not events(log, None, "HC_START_FAILED")
+    hcs = h.comp("svc-a")["health_checks"]
+    assert {"key": "self", "invoked": "component"} in hcs
+    # Confirming keeps it healthy well past period + timeout...
+    pid = h.pid_of("svc-a")
+    import time
+    time.sleep(1.5)
+    assert h.pid_of("svc-a") == pid and h.si("svc")["active"] == "svc-a"
+    # ... and stopping the confirms fails it.
+    open(log + ".stop-confirm", "w").close()
+    wait_for(lambda: h.si("svc")["active"] == "svc-b", timeout=5, what="failover after missed confirms")
+    assert "health check 'self'" in h.su("svc-a")["last_failure"]
+    os.unlink(log + ".stop-confirm")
+    h.stop()
+
+
+def test_protection_group_tracking_and_ha_state_get(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    watcher = f"""  watch:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "track=svc-csi"}}
+    service-units:
+      watch-a: {{}}
+      watch-b: {{}}
+    service-instances:
+      watch:
+        csis:
+          watch-csi: {{}}
+"""
+    h = halod_factory(svc_yaml(log, modes_a="state-get", modes_b="state-get", extra_sg=watcher)).start()
+    h.wait_assigned("svc")
+    h.wait_assigned("watch")
+    # halo_ha_state_get() agrees with the CSI set each component got.
+    wait_for(lambda: events(log, "svc-b", "STATE_GET"), what="svc-b state get")
+    assert events(log, "svc-a", "STATE_GET")[0][2:5] == ["svc-csi", "ACTIVE", "0"]
+    assert events(log, "svc-b", "STATE_GET")[0][2:5] == ["svc-csi", "STANDBY", "0"]
+    assert all(e[3] == "0" for e in events(log, None, "TRACK"))
+    # Each watcher got the group's members, and every later change.
+    wait_for(lambda: any("svc-a:ACTIVE" in " ".join(e) and "svc-b:STANDBY" in " ".join(e)
+                         for e in events(log, "watch-a", "PG")), what="the full group reported")
+    n_before = len(events(log, "watch-a", "PG"))
+    os.kill(h.pid_of("svc-a"), signal.SIGKILL)
+    wait_for(lambda: any("svc-a:ACTIVE:3" in " ".join(e) for e in events(log, "watch-a", "PG")[n_before:]),
+             what="svc-a reported REMOVED")
+    wait_for(lambda: any("svc-b:ACTIVE:4" in " ".join(e) for e in events(log, "watch-a", "PG")[n_before:]),
+             what="svc-b reported STATE_CHANGED to ACTIVE")
+    h.stop()
