@@ -134,16 +134,21 @@ static struct si *find_csi(struct amf *a, const char *csi, const struct config_c
 }
 
 /* The component of su that takes csi: the one listing its type, or the only one. */
+/* The component of su that takes csi: the only one, else the first listing
+ * the CSI's type, else the first that takes any type (no csi-types). */
 static struct comp *csi_comp(struct su *su, const struct config_csi *csi) {
+    struct comp *any = NULL;
     if (su->n_comps == 1)
         return &su->comps[0];
     for (size_t i = 0; i < su->n_comps; i++) {
         const struct config_component *cc = su->comps[i].cfg;
+        if (cc->n_csi_types == 0 && !any)
+            any = &su->comps[i];
         for (size_t t = 0; t < cc->n_csi_types; t++)
             if (csi->type && streq(cc->csi_types[t], csi->type))
                 return &su->comps[i];
     }
-    return NULL;
+    return any;
 }
 
 bool amf_su_in_service(const struct su *su) {

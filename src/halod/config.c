@@ -901,6 +901,33 @@ static int kv_from_map(struct loader *l, yaml_node_t *n, const char *what, struc
     return 0;
 }
 
+/* Moves the n_add entries of add into *kv (add's array is left for the caller
+ * to free, its strings are taken); an entry with an existing name replaces it. */
+static int kv_merge(struct config_kv **kv, size_t *n, struct config_kv *add, size_t n_add) {
+    struct config_kv *m = realloc(*kv, (*n + n_add) * sizeof(*m) ?: 1);
+    if (!m) {
+        for (size_t i = 0; i < n_add; i++) {
+            free(add[i].name);
+            free(add[i].value);
+        }
+        return -ENOMEM;
+    }
+    *kv = m;
+    for (size_t i = 0; i < n_add; i++) {
+        size_t j;
+        for (j = 0; j < *n; j++)
+            if (strcmp(m[j].name, add[i].name) == 0)
+                break;
+        if (j < *n) {
+            free(m[j].name);
+            free(m[j].value);
+        } else
+            (*n)++;
+        m[j] = add[i];
+    }
+    return 0;
+}
+
 /* Builds one component from its layers (later wins, setting by setting). */
 static int component_build(struct loader *l, const struct layer *const layers[], size_t n_layers,
                            const char *name, struct config_pos pos, struct config_component *c) {
@@ -967,8 +994,17 @@ static int component_build(struct loader *l, const struct layer *const layers[],
     if (r < 0)
         return r;
 
-    if (m.v[CK_ENV] && !m.bad[CK_ENV]) {
-        r = kv_from_map(l, m.v[CK_ENV], "'env'", &c->env, &c->n_env);
+    /* env merges variable by variable across the layers (later wins), so a
+     * unit can add one variable to its group's environment. */
+    for (size_t i = 0; i < n_layers; i++) {
+        if (!layers[i] || !layers[i]->v[CK_ENV] || layers[i]->bad[CK_ENV])
+            continue;
+        struct config_kv *add = NULL;
+        size_t n_add = 0;
+        r = kv_from_map(l, layers[i]->v[CK_ENV], "'env'", &add, &n_add);
+        if (r >= 0)
+            r = kv_merge(&c->env, &c->n_env, add, n_add);
+        free(add);
         if (r < 0)
             return r;
     }

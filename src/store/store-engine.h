@@ -58,7 +58,9 @@
 #include "store.h"
 
 /* Events kept for watches that start in the past. */
-#define STORE_ENGINE_HISTORY_MAX 10000
+/* Bounds memory: ~225 bytes an event for halod's small JSON values.  A watcher
+ * further behind than this gets -ESTALE and re-reads by range (etcd compaction). */
+#define STORE_ENGINE_HISTORY_MAX 2000
 
 /* After a failed expiry (the hook could not persist it), retry this much later. */
 #define STORE_ENGINE_LEASE_RETRY_MSEC 1000

@@ -26,7 +26,7 @@
  *       type 0 = PUT (the key's new state), 1 = DELETE (key, mod_rev = rev,
  *       empty value, other columns 0).  Trimmed in the same transaction as
  *       each write, with the engine's bound: the last STORE_ENGINE_HISTORY_MAX
- *       (10000) events, whole revisions at a time.
+ *       (2000) events, whole revisions at a time.
  *
  * Writes: one SQLite transaction per store write (BEGIN IMMEDIATE; kv and
  * leases rows; history rows; meta; history trim; COMMIT) with cached prepared

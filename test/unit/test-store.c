@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "store-engine.h"
+
 #include "macro.h"
 #include "store.h"
 #include "tests.h"
@@ -20,7 +22,7 @@
 #endif
 
 /* The local backends keep this many events of history (store-engine.h). */
-#define HISTORY_MAX 10000
+#define HISTORY_MAX STORE_ENGINE_HISTORY_MAX
 #define WREC_MAX 20000
 
 /* ---- fixture: one store on its own loop, its files in a fresh directory ---- */

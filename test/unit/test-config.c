@@ -1,0 +1,1003 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests for the cluster description loader: inheritance, defaults, every error and its position. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "macro.h"
+#include "tests.h"
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+/*
+ * The runner forks each test and ends it with _exit(), so a test cannot clean up after itself on
+ * success.  The runner process therefore owns one root directory, removed when it exits, and each
+ * test makes its own directory inside it.
+ */
+static char root[64];
+static pid_t root_owner;
+static char dir[PATH_MAX]; /* this test's directory */
+
+static int remove_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    return remove(p);
+}
+
+static void remove_root(void) {
+    if (root[0] && getpid() == root_owner)
+        (void)nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+__attribute__((constructor)) static void make_root(void) {
+    snprintf(root, sizeof(root), "/tmp/halo-test-config.XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    root_owner = getpid();
+    atexit(remove_root);
+}
+
+static const char *tmpdir(void) {
+    if (!dir[0]) {
+        snprintf(dir, sizeof(dir), "%s/XXXXXX", root);
+        ASSERT(mkdtemp(dir));
+    }
+    return dir;
+}
+
+/* Writes content to name in the test's directory; returns the path (static buffer per slot). */
+static const char *write_file_mode(const char *name, const char *content, size_t size,
+                                   mode_t mode) {
+    static char paths[4][PATH_MAX];
+    static unsigned slot;
+    char *p = paths[slot++ % 4];
+
+    snprintf(p, PATH_MAX, "%s/%s", tmpdir(), name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    ASSERT(fd >= 0);
+    for (size_t off = 0; off < size;) {
+        ssize_t k = write(fd, content + off, size - off);
+        ASSERT(k > 0);
+        off += (size_t)k;
+    }
+    ASSERT_OK(fchmod(fd, mode));
+    close(fd);
+    return p;
+}
+
+static const char *write_yaml(const char *content) {
+    return write_file_mode("halo.yaml", content, strlen(content), 0644);
+}
+
+/* Loads content; the returned errors string is freed by the caller. */
+static int load(const char *content, struct config **ret, char **errors, const char **ret_path) {
+    const char *p = write_yaml(content);
+    if (ret_path)
+        *ret_path = p;
+    return config_load(p, ret, errors);
+}
+
+static struct config *load_ok(const char *content) {
+    struct config *c = NULL;
+    char *errors = NULL;
+    int r = load(content, &c, &errors, NULL);
+    if (r < 0)
+        CHECK_FAIL("config_load failed: %s\n%s", strerror(-r), errors ? errors : "");
+    ASSERT(!errors);
+    ASSERT(c);
+    return c;
+}
+
+/* Loads content, which must fail with -EINVAL; returns the errors (caller frees). */
+static char *load_fail(const char *content, const char **ret_path) {
+    struct config *c = NULL;
+    char *errors = NULL;
+    ASSERT_EQ(load(content, &c, &errors, ret_path), -EINVAL);
+    ASSERT(!c);
+    ASSERT(errors && *errors);
+    return errors;
+}
+
+static size_t count_lines(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Asserts that errors has a line "PATH:LINE:COLUMN: ..." containing text. */
+#define ASSERT_ERROR(errors, path, line, column, text)                                             \
+    do {                                                                                           \
+        char _prefix[PATH_MAX + 64];                                                               \
+        snprintf(_prefix, sizeof(_prefix), "%s:%d:%d: ", (path), (line), (column));                \
+        if (!has_error((errors), _prefix, (text)))                                                 \
+            CHECK_FAIL("no error \"%s...%s\" in:\n%s", _prefix, (text), (errors));                 \
+    } while (0)
+
+static bool has_error(const char *errors, const char *prefix, const char *text) {
+    for (const char *s = errors; s && *s;) {
+        const char *end = strchr(s, '\n');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (strncmp(s, prefix, strlen(prefix)) == 0) {
+            char *line = strndup(s, len);
+            bool found = line && strstr(line, text);
+            free(line);
+            if (found)
+                return true;
+        }
+        s += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
+/* One valid service group; prepend or append lines to make variants. */
+#define SG_OK                                                                                      \
+    "service-groups:\n"                                                                            \
+    "  g:\n"                                                                                       \
+    "    component: {command: /bin/sleep}\n"                                                       \
+    "    service-units: {a: {}, b: {}}\n"                                                          \
+    "    service-instances: {si: {csis: {csi: {}}}}\n"
+
+static const struct config_su *find_su(const struct config *c, const char *name) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t i = 0; i < c->sgs[g].n_sus; i++)
+            if (streq(c->sgs[g].sus[i].name, name))
+                return &c->sgs[g].sus[i];
+    CHECK_FAIL("no service unit '%s'", name);
+}
+
+/* ---- loading and inheritance ------------------------------------------------------------ */
+
+TEST(example_2n_inherits) {
+    setenv("PATH", "/bin", 1);
+    struct config *c =
+        load_ok("cluster: demo\n"
+                "nodes: {n1: {}, n2: ~}\n"
+                "defaults:\n"
+                "  component:\n"
+                "    restart: {max: 5, delay: 200ms}\n"
+                "    timeouts: {terminate: 2s}\n"
+                "service-groups:\n"
+                "  counter:\n"
+                "    auto-failback: true\n"
+                "    component:\n"
+                "      command: sleep\n"
+                "      args: [\"600\"]\n"
+                "      env: {FOO: bar, N: 1}\n"
+                "      restart: {delay: 300ms, window: 2m}\n"
+                "      health-check: {period: 250ms}\n"
+                "    service-units:\n"
+                "      counter-b: {node: n2}\n"
+                "      counter-a:\n"
+                "        node: n1\n"
+                "        component: {args: [\"--port\", 7700], restart: {max: 0}}\n"
+                "    service-instances:\n"
+                "      counter-si:\n"
+                "        csis:\n"
+                "          counter-csi: {attributes: {port: 7700, bind: \"127.0.0.1\"}}\n");
+    char base[PATH_MAX];
+    ASSERT(realpath(tmpdir(), base));
+
+    ASSERT_STREQ(c->cluster, "demo");
+    ASSERT_STREQ(c->basedir, base);
+    ASSERT_EQ(c->n_nodes, 2);
+    ASSERT_STREQ(c->nodes[0].name, "n1");
+    ASSERT_STREQ(c->nodes[1].name, "n2");
+    ASSERT(config_find_node(c, "n2") == &c->nodes[1]);
+    ASSERT(!config_find_node(c, "n3"));
+    ASSERT_EQ(c->n_sgs, 1);
+
+    const struct config_sg *sg = &c->sgs[0];
+    ASSERT_STREQ(sg->name, "counter");
+    ASSERT_EQ(sg->pos.line, 8);
+    ASSERT_EQ(sg->pos.column, 3);
+    ASSERT_EQ(sg->redundancy, CONFIG_REDUNDANCY_2N);
+    ASSERT(sg->auto_failback);
+    ASSERT_EQ(sg->n_sus, 2);
+
+    /* rank is the order in the file, not alphabetical */
+    const struct config_su *b = &sg->sus[0], *a = &sg->sus[1];
+    ASSERT_STREQ(b->name, "counter-b");
+    ASSERT_EQ(b->rank, 0);
+    ASSERT_STREQ(b->node, "n2");
+    ASSERT_STREQ(a->name, "counter-a");
+    ASSERT_EQ(a->rank, 1);
+    ASSERT_STREQ(a->node, "n1");
+    ASSERT_EQ(a->pos.line, 18);
+    ASSERT_EQ(a->pos.column, 7);
+
+    /* counter-b: the SG template over defaults over built-ins */
+    ASSERT_EQ(b->n_components, 1);
+    const struct config_component *cb = &b->components[0];
+    ASSERT_STREQ(cb->name, "counter-b");
+    ASSERT_STREQ(cb->command, "/bin/sleep");
+    ASSERT_EQ(cb->n_args, 1);
+    ASSERT_STREQ(cb->args[0], "600");
+    ASSERT(cb->args[1] == NULL);
+    ASSERT_EQ(cb->n_env, 2);
+    ASSERT_STREQ(cb->env[0].name, "FOO");
+    ASSERT_STREQ(cb->env[0].value, "bar");
+    ASSERT_STREQ(cb->env[1].name, "N");
+    ASSERT_STREQ(cb->env[1].value, "1");
+    ASSERT_STREQ(cb->workdir, base);
+    ASSERT(cb->csi_types == NULL);
+    ASSERT_EQ(cb->restart.max, 5);                          /* defaults.component */
+    ASSERT_EQ(cb->restart.delay, 300 * USEC_PER_MSEC);      /* SG wins over defaults */
+    ASSERT_EQ(cb->restart.window, 120 * USEC_PER_SEC);      /* SG */
+    ASSERT_EQ(cb->restart.delay_max, 5 * USEC_PER_SEC);     /* built-in */
+    ASSERT_EQ(cb->restart.stable, 10 * USEC_PER_SEC);       /* built-in */
+    ASSERT_EQ(cb->healthcheck.period, 250 * USEC_PER_MSEC); /* SG */
+    ASSERT_EQ(cb->healthcheck.timeout, 3 * USEC_PER_SEC);   /* built-in, same map as period */
+    ASSERT_EQ(cb->timeouts.terminate, 2 * USEC_PER_SEC);    /* defaults.component */
+    ASSERT_EQ(cb->timeouts.instantiate, 10 * USEC_PER_SEC);
+    ASSERT_EQ(cb->timeouts.csi_set, 5 * USEC_PER_SEC);
+
+    /* counter-a: its own `component` wins over the SG template, key by key */
+    const struct config_component *ca = &a->components[0];
+    ASSERT_STREQ(ca->name, "counter-a");
+    ASSERT_STREQ(ca->command, "/bin/sleep");
+    ASSERT_EQ(ca->n_args, 2);
+    ASSERT_STREQ(ca->args[0], "--port");
+    ASSERT_STREQ(ca->args[1], "7700");
+    ASSERT(ca->args[2] == NULL);
+    ASSERT_EQ(ca->restart.max, 0);
+    ASSERT_EQ(ca->restart.delay, 300 * USEC_PER_MSEC);
+    ASSERT_EQ(ca->n_env, 2);
+
+    ASSERT_EQ(sg->n_sis, 1);
+    ASSERT_STREQ(sg->sis[0].name, "counter-si");
+    ASSERT_EQ(sg->sis[0].n_csis, 1);
+    const struct config_csi *csi = &sg->sis[0].csis[0];
+    ASSERT_STREQ(csi->name, "counter-csi");
+    ASSERT(csi->type == NULL);
+    ASSERT_EQ(csi->n_attrs, 2);
+    ASSERT_STREQ(csi->attrs[0].name, "port");
+    ASSERT_STREQ(csi->attrs[0].value, "7700");
+    ASSERT_STREQ(csi->attrs[1].value, "127.0.0.1");
+    config_free(c);
+}
+
+TEST(builtin_defaults) {
+    struct config *c = load_ok("# only what is required\n" SG_OK);
+    ASSERT_STREQ(c->cluster, "halo");
+    ASSERT_EQ(c->n_nodes, 1);
+    ASSERT_STREQ(c->nodes[0].name, "local");
+    const struct config_sg *sg = &c->sgs[0];
+    ASSERT_EQ(sg->redundancy, CONFIG_REDUNDANCY_2N);
+    ASSERT(!sg->auto_failback);
+    ASSERT_STREQ(sg->sus[0].node, "local");
+    ASSERT_STREQ(sg->sus[1].node, "local");
+    const struct config_component *cc = &sg->sus[1].components[0];
+    ASSERT_EQ(cc->n_args, 0);
+    ASSERT(cc->args && cc->args[0] == NULL);
+    ASSERT_EQ(cc->n_env, 0);
+    ASSERT_EQ(cc->restart.max, 3);
+    ASSERT_EQ(cc->restart.window, 60 * USEC_PER_SEC);
+    ASSERT_EQ(cc->restart.delay, 100 * USEC_PER_MSEC);
+    ASSERT_EQ(cc->restart.delay_max, 5 * USEC_PER_SEC);
+    ASSERT_EQ(cc->restart.stable, 10 * USEC_PER_SEC);
+    ASSERT_EQ(cc->healthcheck.period, 1 * USEC_PER_SEC);
+    ASSERT_EQ(cc->healthcheck.timeout, 3 * USEC_PER_SEC);
+    ASSERT_EQ(cc->timeouts.instantiate, 10 * USEC_PER_SEC);
+    ASSERT_EQ(cc->timeouts.csi_set, 5 * USEC_PER_SEC);
+    ASSERT_EQ(cc->timeouts.csi_remove, 5 * USEC_PER_SEC);
+    ASSERT_EQ(cc->timeouts.quiescing, 5 * USEC_PER_SEC);
+    ASSERT_EQ(cc->timeouts.terminate, 5 * USEC_PER_SEC);
+    config_free(c);
+}
+
+TEST(explicit_components_are_qualified) {
+    struct config *c =
+        load_ok("service-groups:\n"
+                "  g:\n"
+                "    component: {command: /bin/sleep, args: [\"1\"], restart: {max: 7}}\n"
+                "    service-units:\n"
+                "      a:\n"
+                "        component: {args: [\"2\"]}\n"
+                "        components:\n"
+                "          db: {csi-types: [db], restart: {max: 1}}\n"
+                "          web: {csi-types: [web, db]}\n"
+                "      b:\n"
+                "        components:\n"
+                "          db: {csi-types: [db]}\n"
+                "          web: {args: [], csi-types: [web]}\n"
+                "    service-instances:\n"
+                "      si: {csis: {c-db: {type: db}, c-web: {type: web}}}\n");
+    const struct config_su *a = find_su(c, "a"), *b = find_su(c, "b");
+    ASSERT_EQ(a->n_components, 2);
+    ASSERT_STREQ(a->components[0].name, "a/db");
+    ASSERT_STREQ(a->components[1].name, "a/web");
+    ASSERT_STREQ(b->components[0].name, "b/db");
+    ASSERT_EQ(a->components[0].pos.line, 8);
+    ASSERT_EQ(a->components[0].pos.column, 11);
+    /* SG template -> SU component -> the component's own keys */
+    ASSERT_EQ(a->components[0].restart.max, 1);
+    ASSERT_EQ(a->components[1].restart.max, 7);
+    ASSERT_STREQ(a->components[0].args[0], "2");
+    ASSERT_STREQ(b->components[0].args[0], "1");
+    ASSERT_EQ(b->components[1].n_args, 0);
+    ASSERT_EQ(a->components[1].n_csi_types, 2);
+    ASSERT_STREQ(a->components[1].csi_types[1], "db");
+    ASSERT_STREQ(c->sgs[0].sis[0].csis[0].type, "db");
+    ASSERT_EQ(c->sgs[0].sis[0].csis[0].type_pos.line, 15);
+    config_free(c);
+}
+
+TEST(command_resolution) {
+    const char *script = "#!/bin/sh\nexit 0\n";
+    char base[PATH_MAX], expect[PATH_MAX + 32];
+    ASSERT(realpath(tmpdir(), base));
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof(sub), "%s/bin", tmpdir());
+    ASSERT_OK(mkdir(sub, 0755));
+    write_file_mode("bin/tool", script, strlen(script), 0755);
+    write_file_mode("sleep", script, strlen(script), 0755); /* shadows $PATH's sleep */
+    setenv("PATH", "/bin", 1);
+
+    struct config *c = load_ok("service-groups:\n"
+                               "  g:\n"
+                               "    component: {command: ./bin/tool, workdir: bin}\n"
+                               "    service-units:\n"
+                               "      a: {}\n"
+                               "      b: {component: {command: sleep}}\n"
+                               "      c: {component: {command: bin/tool, workdir: /}}\n"
+                               "      d: {component: {command: true}}\n"
+        "      e: {component: {command: ./bin/../bin/./tool, workdir: bin/..}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n");
+    snprintf(expect, sizeof(expect), "%s/bin/tool", base);
+    ASSERT_STREQ(find_su(c, "a")->components[0].command, expect);
+    ASSERT_STREQ(find_su(c, "c")->components[0].command, expect);
+    ASSERT_STREQ(find_su(c, "e")->components[0].command, expect); /* tidied */
+    snprintf(expect, sizeof(expect), "%s/sleep", base); /* the description's directory first */
+    ASSERT_STREQ(find_su(c, "b")->components[0].command, expect);
+    ASSERT_STREQ(find_su(c, "d")->components[0].command, "/bin/true"); /* then $PATH */
+    snprintf(expect, sizeof(expect), "%s/bin", base);
+    ASSERT_STREQ(find_su(c, "a")->components[0].workdir, expect);
+    ASSERT_STREQ(find_su(c, "c")->components[0].workdir, "/");
+    ASSERT_STREQ(find_su(c, "e")->components[0].workdir, base);
+    config_free(c);
+}
+
+TEST(null_values_are_empty) {
+    /* "key:" with nothing after it is an empty map or list where one is expected */
+    struct config *c = load_ok("nodes:\n"
+                               "  n1:\n"
+                               "defaults:\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    component: {command: /bin/sleep, args: ~}\n"
+                               "    service-units:\n"
+                               "      a:\n"
+                               "      b:\n"
+                               "    service-instances: {si: {csis: {csi: }}}\n");
+    ASSERT_STREQ(find_su(c, "a")->node, "n1");
+    ASSERT_EQ(find_su(c, "b")->components[0].n_args, 0);
+    config_free(c);
+}
+
+TEST(aliases_are_expanded) {
+    struct config *c = load_ok("defaults:\n"
+                               "  component: &tmpl {command: /bin/sleep, args: [\"5\"]}\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    service-units: {a: {component: *tmpl}, b: {}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n");
+    ASSERT_STREQ(find_su(c, "a")->components[0].args[0], "5");
+    ASSERT_STREQ(find_su(c, "b")->components[0].args[0], "5");
+    config_free(c);
+}
+
+/* ---- errors ----------------------------------------------------------------------------- */
+
+TEST(error_not_a_map) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  - g\n",
+                        &p);
+    ASSERT_ERROR(e, p, 2, 3, "'service-groups' must be a map, got a list");
+    free(e);
+
+    e = load_fail("just a string\n", &p);
+    ASSERT_ERROR(e, p, 1, 1, "the description must be a map, got 'just a string'");
+    free(e);
+
+    e = load_fail("nodes: [a]\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 8, "'nodes' must be a map, got a list");
+    free(e);
+}
+
+TEST(error_wrong_scalar_type) {
+    const char *p;
+    char *e = load_fail("defaults:\n"
+                        "  component:\n"
+                        "    restart: {max: -1}\n"
+                        "    args: [[x], {y: z}]\n"
+                        "    command: {a: b}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    auto-failback: maybe\n"
+                        "    component: {command: /bin/sleep, restart: {max: 1.5}}\n"
+                        "    service-units: {a: {component: {restart: {max: \"3\"}}}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {attributes: {k: [1]}}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 20, "'max' must be a non-negative integer (without quotes), got '-1'");
+    ASSERT_ERROR(e, p, 4, 12, "each item of 'args' must be a single value, got a list");
+    ASSERT_ERROR(e, p, 4, 17, "each item of 'args' must be a single value, got a map");
+    ASSERT_ERROR(e, p, 5, 14, "'command' must be a single value, got a map");
+    ASSERT_ERROR(e, p, 8, 20, "'auto-failback' must be true or false, got 'maybe'");
+    ASSERT_ERROR(e, p, 9, 53, "'max' must be a non-negative integer (without quotes), got '1.5'");
+    ASSERT_ERROR(e, p, 10, 52, "'max' must be a non-negative integer (without quotes), got '3'");
+    ASSERT_ERROR(e, p, 11, 59, "attribute 'k' must be a single value, got a list");
+    ASSERT_EQ(count_lines(e), 8);
+    free(e);
+}
+
+TEST(error_malformed_yaml) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep\n"
+                        "    service-units: {}\n",
+                        &p);
+    ASSERT(strstr(e, "invalid YAML: "));
+    ASSERT_ERROR(e, p, 4, 18,
+                 "invalid YAML: did not find expected ',' or '}' (while parsing a flow mapping at "
+                 "line 3 column 16)");
+    ASSERT_EQ(count_lines(e), 1);
+    free(e);
+
+    e = load_fail("a: b\n c: d\n", &p);
+    ASSERT_ERROR(e, p, 2, 3, "invalid YAML: mapping values are not allowed in this context");
+    free(e);
+
+    e = load_fail("a: \"\xff\"\n", &p);
+    ASSERT_ERROR(e, p, 1, 5, "invalid YAML: invalid leading UTF-8 octet");
+    free(e);
+
+    e = load_fail("a: *nothing\n", &p);
+    ASSERT_ERROR(e, p, 1, 4, "invalid YAML: found undefined alias");
+    free(e);
+
+    e = load_fail(SG_OK "---\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 6, 1, "only one YAML document is allowed");
+    free(e);
+}
+
+TEST(error_unknown_keys) {
+    const char *p;
+    char *e =
+        load_fail("clster: demo\n"
+                  "nodes: {n1: {address: 10.0.0.1}}\n"
+                  "service-groups:\n"
+                  "  g:\n"
+                  "    component: {command: /bin/sleep, restart: {maxx: 3}, healthcheck: {}}\n"
+                  "    service-units: {a: {nod: n1}, b: {}}\n"
+                  "    service-instances: {si: {csis: {csi: {attrs: {}}}}}\n",
+                  &p);
+    ASSERT_ERROR(e, p, 1, 1,
+                 "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
+                 "service-groups)");
+    ASSERT_ERROR(e, p, 2, 14,
+                 "unknown key 'address' in node 'n1' (no keys are supported here yet)");
+    ASSERT_ERROR(
+        e, p, 5, 48,
+        "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
+    ASSERT_ERROR(e, p, 5, 58,
+                 "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
+                 "csi-types, restart, health-check, timeouts)");
+    ASSERT_ERROR(e, p, 6, 25,
+                 "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
+    ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
+    ASSERT_EQ(count_lines(e), 6);
+    free(e);
+}
+
+TEST(error_duplicate_keys) {
+    const char *p;
+    char *e = load_fail("cluster: a\n"
+                        "cluster: b\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep, env: {A: 1, A: 2}}\n"
+                        "    service-units: {a: {}, b: {}, a: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n"
+                        "  g:\n"
+                        "    bogus: 1\n",
+                        &p);
+    ASSERT_ERROR(e, p, 2, 1, "duplicate key 'cluster' (first defined at line 1 column 1)");
+    ASSERT_ERROR(e, p, 5, 50, "duplicate key 'A' (first defined at line 5 column 44)");
+    ASSERT_ERROR(e, p, 6, 35, "duplicate key 'a' (first defined at line 6 column 21)");
+    ASSERT_ERROR(e, p, 8, 3, "duplicate key 'g' (first defined at line 4 column 3)");
+    /* the duplicate is dropped, so its contents are not reported */
+    ASSERT_EQ(count_lines(e), 4);
+    free(e);
+}
+
+TEST(error_duplicate_names_across_groups) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g1:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n"
+                        "  g2:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {c: {}, a: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 8, 28,
+                 "duplicate service unit name 'a' (first defined at line 4 column 21)");
+    ASSERT_ERROR(e, p, 9, 25,
+                 "duplicate service instance name 'si' (first defined at line 5 column 25)");
+    ASSERT_ERROR(e, p, 9, 37, "duplicate CSI name 'csi' (first defined at line 5 column 37)");
+    ASSERT_EQ(count_lines(e), 3);
+    free(e);
+}
+
+TEST(error_invalid_names) {
+    char longname[300];
+    memset(longname, 'x', 256);
+    longname[256] = 0;
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "cluster: \"my cluster\"\n"
+             "nodes: {..: {}}\n"
+             "service-groups:\n"
+             "  %s:\n"
+             "    component: {command: /bin/sleep, csi-types: [\"a b\"]}\n"
+             "    service-units:\n"
+             "      \"a/b\": {node: ..}\n"
+             "      b: {components: {\"db!\": {}}}\n"
+             "    service-instances: {si: {csis: {\"\": {}}}}\n",
+             longname);
+    const char *p;
+    char *e = load_fail(yaml, &p);
+    ASSERT_ERROR(
+        e, p, 1, 10,
+        "invalid cluster name 'my cluster': use 1 to 255 of the characters A-Z a-z 0-9 . _ -");
+    ASSERT_ERROR(e, p, 2, 9, "invalid node name '..'");
+    ASSERT_ERROR(e, p, 4, 3, "invalid service group name 'xxxxxxxx");
+    ASSERT_ERROR(e, p, 5, 50, "invalid CSI type name 'a b'");
+    ASSERT_ERROR(e, p, 7, 7, "invalid service unit name 'a/b'");
+    ASSERT_ERROR(e, p, 8, 24, "invalid component name 'db!'");
+    ASSERT_ERROR(e, p, 9, 37, "invalid CSI name ''");
+    free(e);
+
+    /* a qualified component name is limited like any other name */
+    memset(longname, 'y', 200);
+    longname[200] = 0;
+    snprintf(yaml, sizeof(yaml),
+             "service-groups:\n"
+             "  g:\n"
+             "    component: {command: /bin/sleep}\n"
+             "    service-units:\n"
+             "      %s: {components: {%s: {}}}\n"
+             "      b: {}\n"
+             "    service-instances: {si: {csis: {csi: {}}}}\n",
+             longname, longname);
+    e = load_fail(yaml, &p);
+    ASSERT_ERROR(e, p, 5, 223, "component name 'yyyy");
+    ASSERT(strstr(e, "is longer than 255 characters"));
+    free(e);
+}
+
+TEST(error_missing_command) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    service-units:\n"
+                        "      a: {component: {command: /bin/sleep}}\n"
+                        "      b: {components: {x: {command: /bin/sleep}, y: {}}}\n"
+                        "    service-instances: {si: {csis: {csi: {type: t}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 5, 50, "component 'b/y' has no 'command'");
+    ASSERT_EQ(count_lines(e), 1);
+    free(e);
+}
+
+TEST(error_command_does_not_resolve) {
+    write_file_mode("data.txt", "x\n", 2, 0644);
+    setenv("PATH", "/bin:relative/dir", 1);
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: no-such-command-halo}\n"
+                        "    service-units:\n"
+                        "      a: {component: {command: /no/such/file}}\n"
+                        "      b: {component: {command: ./data.txt}}\n"
+                        "      c: {component: {command: /tmp}}\n"
+                        "      d: {}\n"
+                        "      e: {}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 26, "command 'no-such-command-halo' not found in '");
+    ASSERT_ERROR(e, p, 5, 32, "command '/no/such/file' does not exist");
+    ASSERT_ERROR(e, p, 6, 32, "command './data.txt' ('");
+    ASSERT_ERROR(e, p, 6, 32, "/data.txt') is not an executable file");
+    ASSERT_ERROR(e, p, 7, 32, "command '/tmp' is a directory");
+    /* reported once, although d and e both inherit it */
+    ASSERT_EQ(count_lines(e), 4);
+    free(e);
+}
+
+TEST(error_workdir_not_a_directory) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep, workdir: halo.yaml}\n"
+                        "    service-units: {a: {component: {workdir: /no/such/dir}}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 47, "/halo.yaml' is not a directory");
+    ASSERT_ERROR(e, p, 4, 46, "workdir '/no/such/dir' does not exist");
+    ASSERT_EQ(count_lines(e), 2);
+    free(e);
+}
+
+TEST(error_durations) {
+    const char *p;
+    char *e = load_fail("defaults:\n"
+                        "  component:\n"
+                        "    health-check: {period: 0, timeout: 5 s}\n"
+                        "    timeouts: {instantiate: 0ms, terminate: -1s, csi-set: 1y}\n"
+                        "    restart: {delay: 10s, delay-max: 1s, window: 0}\n" SG_OK,
+                        &p);
+    ASSERT_ERROR(e, p, 3, 28, "'period' must be longer than 0");
+    ASSERT_ERROR(e, p, 3, 40, "'timeout' must be a duration such as 500ms, 2s or 1m, got '5 s'");
+    ASSERT_ERROR(e, p, 4, 29, "'instantiate' must be longer than 0");
+    ASSERT_ERROR(e, p, 4, 45, "'terminate' must be a duration such as 500ms, 2s or 1m, got '-1s'");
+    ASSERT_ERROR(e, p, 4, 59, "'csi-set' must be a duration");
+    ASSERT_ERROR(e, p, 5, 22, "restart 'delay' (10s) is longer than 'delay-max' (1s)");
+    ASSERT_ERROR(e, p, 5, 50, "'window' must be longer than 0");
+    ASSERT_EQ(count_lines(e), 7);
+    free(e);
+}
+
+TEST(error_nodes) {
+    const char *p;
+    char *e = load_fail("nodes: {n1: {}, n2: {}}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {node: n3}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 5, 31, "service unit 'a': node 'n3' is not defined in 'nodes'");
+    ASSERT_ERROR(e, p, 5, 36, "service unit 'b' needs a 'node' (2 nodes are defined)");
+    ASSERT_EQ(count_lines(e), 2);
+    free(e);
+
+    /* without `nodes` the only node is "local" */
+    e = load_fail("service-groups:\n"
+                  "  g:\n"
+                  "    component: {command: /bin/sleep}\n"
+                  "    service-units: {a: {node: n1}, b: {}}\n"
+                  "    service-instances: {si: {csis: {csi: {}}}}\n",
+                  &p);
+    ASSERT_ERROR(e, p, 4, 31, "node 'n1' is not defined in 'nodes'");
+    free(e);
+
+    e = load_fail("nodes: {}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 8, "'nodes' must name at least one node");
+    free(e);
+}
+
+TEST(error_2n_needs_two_units) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 2, 3,
+                 "service group 'g': redundancy 2N needs at least 2 service units, found 1");
+    ASSERT_EQ(count_lines(e), 1);
+    free(e);
+}
+
+TEST(error_redundancy_not_supported) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    redundancy: N+M\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n"
+                        "  h:\n"
+                        "    redundancy: 3N\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 17, "redundancy model 'N+M' is not supported yet (supported: 2N)");
+    ASSERT_ERROR(e, p, 8, 17, "unknown redundancy model '3N' (supported: 2N)");
+    ASSERT_ERROR(e, p, 7, 3,
+                 "service group 'h' needs at least one service unit in 'service-units'");
+    ASSERT_ERROR(e, p, 7, 3,
+                 "service group 'h' needs at least one service instance in 'service-instances'");
+    ASSERT_EQ(count_lines(e), 4);
+    free(e);
+}
+
+TEST(error_required_maps) {
+    const char *p;
+    char *e = load_fail("cluster: x\n", &p);
+    ASSERT_ERROR(e, p, 1, 1, "the description has no 'service-groups'");
+    free(e);
+
+    e = load_fail("service-groups: {}\n", &p);
+    ASSERT_ERROR(e, p, 1, 17, "'service-groups' must define at least one service group");
+    free(e);
+
+    e = load_fail("service-groups:\n"
+                  "  g:\n"
+                  "    component: {command: /bin/sleep}\n"
+                  "    service-units: {a: {}, b: {components: {}}}\n"
+                  "    service-instances:\n"
+                  "      si1: {}\n"
+                  "      si2: {csis: {}}\n",
+                  &p);
+    ASSERT_ERROR(e, p, 4, 44, "'components' must not be empty");
+    ASSERT_ERROR(e, p, 6, 7, "service instance 'si1' needs at least one CSI in 'csis'");
+    ASSERT_ERROR(e, p, 7, 19, "service instance 'si2' needs at least one CSI in 'csis'");
+    ASSERT_EQ(count_lines(e), 3);
+    free(e);
+}
+
+TEST(error_csi_types) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units:\n"
+                        "      a: {components: {db: {csi-types: [db]}, web: {csi-types: [web]}}}\n"
+                        "      b: {components: {db: {csi-types: [db]}, web: {csi-types: []}}}\n"
+                        "    service-instances:\n"
+                        "      si:\n"
+                        "        csis:\n"
+                        "          c1: {type: web}\n"
+                        "          c2: {}\n"
+                        "          c3: {type: db}\n"
+                        "  h:\n"
+                        "    component: {command: /bin/sleep, csi-types: [x]}\n"
+                        "    service-units: {c: {}, d: {component: {csi-types: [y]}}}\n"
+                        "    service-instances: {si2: {csis: {c4: {type: x}, c5: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 6, 64, "'csi-types' must not be empty (leave it out to take any CSI type)");
+    /* b/web takes any type, since its csi-types was wrong: no second error for c1 */
+    ASSERT_ERROR(e, p, 11, 11,
+                 "CSI 'c2' has no 'type', but service unit 'a' has 2 components: set 'type'");
+    ASSERT_ERROR(e, p, 16, 49, "CSI 'c4': no component of service unit 'd' takes type 'x'");
+    ASSERT_EQ(count_lines(e), 3);
+    free(e);
+}
+
+TEST(error_empty_file) {
+    const char *p;
+    char *e = load_fail("", &p);
+    ASSERT_ERROR(e, p, 1, 1, "the description is empty");
+    free(e);
+    e = load_fail("# nothing but a comment\n\n", &p);
+    ASSERT_ERROR(e, p, 1, 1, "the description is empty");
+    free(e);
+    e = load_fail("---\n", &p);
+    ASSERT_ERROR(e, p, 1, 1, "the description is empty");
+    free(e);
+}
+
+TEST(error_file_cannot_be_read) {
+    struct config *c = NULL;
+    char *e = NULL;
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/missing.yaml", tmpdir());
+    ASSERT_EQ(config_load(p, &c, &e), -ENOENT);
+    ASSERT(!c);
+    char expect[PATH_MAX + 64];
+    snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory\n", p);
+    ASSERT_STREQ(e, expect);
+    free(e);
+    e = NULL;
+    ASSERT_EQ(config_load(tmpdir(), &c, &e), -EISDIR);
+    free(e);
+    ASSERT_EQ(config_load(p, &c, NULL), -ENOENT);
+    ASSERT_EQ(config_load(NULL, &c, NULL), -EINVAL);
+    ASSERT_EQ(config_load(p, NULL, NULL), -EINVAL);
+}
+
+TEST(error_file_too_large) {
+    size_t size = 1024 * 1024 + 1;
+    char *big = malloc(size);
+    ASSERT(big);
+    memset(big, '#', size);
+    big[size - 1] = '\n';
+    const char *p = write_file_mode("big.yaml", big, size, 0644);
+    free(big);
+    struct config *c = NULL;
+    char *e = NULL;
+    ASSERT_EQ(config_load(p, &c, &e), -EFBIG);
+    ASSERT_ERROR(e, p, 1, 1, "the description is larger than 1 MiB");
+    free(e);
+}
+
+static double elapsed(const struct timespec *a) {
+    struct timespec b;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a->tv_sec) + (double)(b.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+TEST(error_nesting_too_deep) {
+    const char *p;
+    char *e =
+        load_fail("service-groups:\n"
+                  "  g: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+                  &p);
+    ASSERT_ERROR(e, p, 2, 36, "nesting deeper than 32 levels");
+    ASSERT_EQ(count_lines(e), 1);
+    free(e);
+
+    /* libyaml alone takes minutes on this: it must be refused fast */
+    size_t size = 1024 * 1024;
+    char *deep = malloc(size + 1);
+    ASSERT(deep);
+    memset(deep, '[', size);
+    deep[size] = 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    e = load_fail(deep, &p);
+    ASSERT(elapsed(&t) < 2.0);
+    ASSERT_ERROR(e, p, 1, 33, "nesting deeper than 32 levels");
+    free(deep);
+    free(e);
+
+    /* block style: one "- " per level */
+    char block[256] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(block, "- ");
+    strcat(block, "x\n");
+    e = load_fail(block, &p);
+    ASSERT_ERROR(e, p, 1, 65, "nesting deeper than 32 levels");
+    free(e);
+}
+
+TEST(error_alias_bombs) {
+    /* 100 groups x 100 units x 100 components x 100 variables from about 60 KB of aliases */
+    size_t size = 128 * 1024, n = 0;
+    char *yaml = malloc(size);
+    ASSERT(yaml);
+    n += (size_t)snprintf(yaml + n, size - n, "e: &e {");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(yaml + n, size - n, "%sV%d: x", i ? ", " : "", i);
+    n += (size_t)snprintf(yaml + n, size - n, "}\nc: &c {");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(yaml + n, size - n, "%sc%d: {command: /bin/sleep, env: *e}",
+                              i ? ", " : "", i);
+    n += (size_t)snprintf(yaml + n, size - n, "}\ns: &s {");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(yaml + n, size - n, "%ss%d: {components: *c}", i ? ", " : "", i);
+    n += (size_t)snprintf(yaml + n, size - n, "}\nservice-groups: {");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(yaml + n, size - n, "%sg%d: {service-units: *s}", i ? ", " : "", i);
+    n += (size_t)snprintf(yaml + n, size - n, "}\n");
+    ASSERT(n < size);
+
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    const char *p;
+    char *e = load_fail(yaml, &p);
+    ASSERT(elapsed(&t) < 5.0);
+    ASSERT_ERROR(e, p, 1, 1,
+                 "the description is too large to process: aliases, inherited settings or many "
+                 "service units times many CSIs multiply it beyond the limit");
+    free(yaml);
+    free(e);
+
+    /* the same through inheritance alone: one long argument copied into many components */
+    size = 1000 * 1000;
+    yaml = malloc(size);
+    ASSERT(yaml);
+    n = (size_t)snprintf(yaml, size, "defaults: {component: {command: /bin/sleep, args: [");
+    memset(yaml + n, 'a', 500 * 1000);
+    n += 500 * 1000;
+    n += (size_t)snprintf(yaml + n, size - n, "]}}\nservice-groups: {g: {service-units: {");
+    for (int i = 0; n < size - 100; i++)
+        n += (size_t)snprintf(yaml + n, size - n, "%su%d: ~", i ? ", " : "", i);
+    n += (size_t)snprintf(yaml + n, size - n, "}}}\n");
+    ASSERT(n < size);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    e = load_fail(yaml, &p);
+    ASSERT(elapsed(&t) < 5.0);
+    ASSERT_ERROR(e, p, 1, 1, "the description is too large to process");
+    free(yaml);
+    free(e);
+
+    /* too many anchors would make libyaml's loader quadratic */
+    size = 1001 * 16 + 1;
+    char *many = malloc(size);
+    ASSERT(many);
+    many[0] = 0;
+    for (int i = 0; i < 1001; i++)
+        sprintf(many + strlen(many), "k%d: &a%d 1\n", i, i);
+    e = load_fail(many, &p);
+    ASSERT(strstr(e, "more than 1000 anchors"));
+    free(many);
+    free(e);
+}
+
+TEST(several_errors_all_reported_in_order) {
+    const char *p;
+    char *e = load_fail("cluster: bad!\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep, restart: {window: soon}}\n"
+                        "    service-units: {a: {node: elsewhere}}\n"
+                        "    service-instances: {si: {csis: {}}}\n"
+                        "    extra: 1\n",
+                        &p);
+    ASSERT_ERROR(e, p, 1, 10, "invalid cluster name 'bad!'");
+    ASSERT_ERROR(e, p, 3, 3, "redundancy 2N needs at least 2 service units, found 1");
+    ASSERT_ERROR(e, p, 4, 56, "'window' must be a duration");
+    ASSERT_ERROR(e, p, 5, 31, "node 'elsewhere' is not defined in 'nodes'");
+    ASSERT_ERROR(e, p, 6, 36, "service instance 'si' needs at least one CSI");
+    ASSERT_ERROR(e, p, 7, 5, "unknown key 'extra' in service group 'g'");
+    ASSERT_EQ(count_lines(e), 6);
+    /* sorted by position */
+    ASSERT(strstr(e, ":1:10:") < strstr(e, ":3:3:"));
+    ASSERT(strstr(e, ":3:3:") < strstr(e, ":4:56:"));
+    ASSERT(strstr(e, ":6:36:") < strstr(e, ":7:5:"));
+    free(e);
+}
+
+TEST(errors_are_appended) {
+    struct config *c = NULL;
+    char *e = strdup("earlier\n");
+    ASSERT(e);
+    const char *p;
+    ASSERT_EQ(load("service-groups: 1\n", &c, &e, &p), -EINVAL);
+    ASSERT(strncmp(e, "earlier\n", 8) == 0);
+    ASSERT_ERROR(e + 8, p, 1, 17, "'service-groups' must be a map, got '1'");
+    free(e);
+}
+
+TEST(control_characters_stay_on_one_line) {
+    const char *p;
+    char *e = load_fail("\"bad\\nkey\": 1\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 1, "unknown key 'bad?key'");
+    ASSERT_EQ(count_lines(e), 1);
+    free(e);
+}
+
+static const char *env_of(const struct config_component *c, const char *name) {
+    for (size_t i = 0; i < c->n_env; i++)
+        if (strcmp(c->env[i].name, name) == 0)
+            return c->env[i].value;
+    return NULL;
+}
+
+TEST(env_merges_variable_by_variable) {
+    setenv("PATH", "/bin", 1);
+    struct config *c = load_ok("defaults:\n"
+                               "  component: {env: {LEVEL: defaults, KEEP: d}}\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    component: {command: sleep, env: {LEVEL: group, GROUP: g}}\n"
+                               "    service-units:\n"
+                               "      a: {component: {env: {LEVEL: unit, UNIT: a}}}\n"
+                               "      b: {}\n"
+                               "    service-instances:\n"
+                               "      si: {csis: {c: {}}}\n");
+    const struct config_component *a = &find_su(c, "a")->components[0];
+    const struct config_component *b = &find_su(c, "b")->components[0];
+    ASSERT_EQ(a->n_env, 4);
+    ASSERT_STREQ(env_of(a, "LEVEL"), "unit");
+    ASSERT_STREQ(env_of(a, "KEEP"), "d");
+    ASSERT_STREQ(env_of(a, "GROUP"), "g");
+    ASSERT_STREQ(env_of(a, "UNIT"), "a");
+    ASSERT_EQ(b->n_env, 3);
+    ASSERT_STREQ(env_of(b, "LEVEL"), "group");
+    ASSERT(env_of(b, "UNIT") == NULL);
+    config_free(c);
+}
