@@ -23,8 +23,7 @@ static void note(const char *what, const char *comp) {
     struct timespec ts;
     char line[512];
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int n = snprintf(line, sizeof(line), "%s %s %lld\n", what, comp,
-                     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    int n = snprintf(line, sizeof(line), "%s %s %lld\n", what, comp, (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
     if (log_fd >= 0 && n > 0 && (size_t)n < sizeof(line))
         (void)!write(log_fd, line, (size_t)n);
 }
@@ -59,8 +58,8 @@ int main(void) {
     if (path)
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 
-    halo_callbacks cb = {.csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate,
-                         .healthcheck = on_healthcheck};
+    halo_callbacks cb = {
+        .csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate, .healthcheck = on_healthcheck};
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r < 0) {

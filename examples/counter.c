@@ -64,10 +64,10 @@ struct counter {
     size_t n_clients;
     struct entry kv[MAX_KEYS];
     size_t n_kv;
-    FILE *journal;                /* the state file, appended to while ACTIVE */
-    bool in_interval;             /* --log-intervals: an ACTIVE line without its END */
-    halo_invocation quiesce_inv;  /* QUIESCING not yet complete */
-    bool done;                    /* terminated */
+    FILE *journal;               /* the state file, appended to while ACTIVE */
+    bool in_interval;            /* --log-intervals: an ACTIVE line without its END */
+    halo_invocation quiesce_inv; /* QUIESCING not yet complete */
+    bool done;                   /* terminated */
 };
 
 static volatile sig_atomic_t got_sigterm;

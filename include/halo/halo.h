@@ -29,15 +29,15 @@ extern "C" {
 #define HALO_VERSION_MINOR 1
 
 /* Project errors extend errno; values are chosen far above any errno. */
-#define HALO_ERRNO_MAP(X)                                                        \
-    X(HALO_EBADSTATE, 10001, "operation not allowed in the current state")       \
-    X(HALO_ENOTREG, 10002, "component is not registered")                        \
-    X(HALO_EUNKNOWN, 10003, "no such object in the cluster model")              \
-    X(HALO_EPROTO, 10004, "HA link protocol violation")                          \
-    X(HALO_EVERSION, 10005, "HA link protocol version not supported")            \
-    X(HALO_EBADINVOCATION, 10006, "unknown or already answered invocation")      \
-    X(HALO_ETRYAGAIN, 10007, "try again later")                                  \
-    X(HALO_EEXIST, 10008, "already exists or already done")                       \
+#define HALO_ERRNO_MAP(X)                                                   \
+    X(HALO_EBADSTATE, 10001, "operation not allowed in the current state")  \
+    X(HALO_ENOTREG, 10002, "component is not registered")                   \
+    X(HALO_EUNKNOWN, 10003, "no such object in the cluster model")          \
+    X(HALO_EPROTO, 10004, "HA link protocol violation")                     \
+    X(HALO_EVERSION, 10005, "HA link protocol version not supported")       \
+    X(HALO_EBADINVOCATION, 10006, "unknown or already answered invocation") \
+    X(HALO_ETRYAGAIN, 10007, "try again later")                             \
+    X(HALO_EEXIST, 10008, "already exists or already done")                 \
     X(HALO_ECOMPFAILED, 10009, "component reported a failure")
 
 enum {
@@ -144,20 +144,19 @@ typedef uint64_t halo_invocation;
 typedef struct halo_callbacks {
     /* Assign (or change) a CSI; answer with halo_response(), or for QUIESCING
      * with halo_quiescing_complete() once the work in progress is done. */
-    void (*csi_set)(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
-                    const halo_csi_descriptor *csi, void *userdata);
+    void (*csi_set)(halo *h, halo_invocation inv, const char *comp, halo_ha_state state, const halo_csi_descriptor *csi,
+                    void *userdata);
     /* Remove a CSI (csi_name NULL with HALO_CSI_TARGET_ALL); answer with halo_response(). */
-    void (*csi_remove)(halo *h, halo_invocation inv, const char *comp, const char *csi_name,
-                       unsigned flags, void *userdata);
+    void (*csi_remove)(halo *h, halo_invocation inv, const char *comp, const char *csi_name, unsigned flags,
+                       void *userdata);
     /* Terminate: release resources, answer with halo_response(), then exit. */
     void (*terminate)(halo *h, halo_invocation inv, const char *comp, void *userdata);
     /* AMF-invoked health check; answer with halo_response(inv, 0) if healthy. */
-    void (*healthcheck)(halo *h, halo_invocation inv, const char *comp, const char *key,
-                        void *userdata);
+    void (*healthcheck)(halo *h, halo_invocation inv, const char *comp, const char *key, void *userdata);
     /* Protection-group change for a tracked CSI.  members lists n_members
      * entries; error is 0 or a negative error (the group can no longer be tracked). */
-    void (*pg_track)(halo *h, const char *csi_name, const halo_pg_member *members, size_t n_members,
-                     int error, void *userdata);
+    void (*pg_track)(halo *h, const char *csi_name, const halo_pg_member *members, size_t n_members, int error,
+                     void *userdata);
 } halo_callbacks;
 
 /*

@@ -11,8 +11,8 @@ HALO_EXPORT const char *halo_strerror(int err) {
     int e = err < 0 ? -err : err;
 
     switch (e) {
-#define HALO__ERRNO_CASE(name, value, text)                                                        \
-    case value:                                                                                    \
+#define HALO__ERRNO_CASE(name, value, text) \
+    case value:                             \
         return text;
         HALO_ERRNO_MAP(HALO__ERRNO_CASE)
 #undef HALO__ERRNO_CASE

@@ -12,8 +12,10 @@
 int log_levels[_LOG_AREA_MAX] = {LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_};
 
 static const char *const area_names[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store"};
-static const char *const level_names[] = {[LOG_ERR_] = "error",   [LOG_WARNING_] = "warning",
-                                          [LOG_NOTICE_] = "notice", [LOG_INFO_] = "info",
+static const char *const level_names[] = {[LOG_ERR_] = "error",
+                                          [LOG_WARNING_] = "warning",
+                                          [LOG_NOTICE_] = "notice",
+                                          [LOG_INFO_] = "info",
                                           [LOG_DEBUG_] = "debug"};
 static const char *log_prefix = "halo";
 
@@ -85,7 +87,7 @@ int log_internal(int level, enum log_area area, int err, const char *file, int l
         fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s (%s:%d)\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
                 ts.tv_nsec / 1000000, log_prefix, area_names[area], level_names[level], out, file, line);
     else
-        fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                ts.tv_nsec / 1000000, log_prefix, area_names[area], level_names[level], out);
+        fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                log_prefix, area_names[area], level_names[level], out);
     return -e;
 }

@@ -13,10 +13,10 @@ enum log_area { LOG_AREA_MAIN, LOG_AREA_AMF, LOG_AREA_LINK, LOG_AREA_SUPERVISOR,
 
 extern int log_levels[_LOG_AREA_MAX];
 
-void log_set_level(int level);                   /* all areas */
+void log_set_level(int level);                       /* all areas */
 int log_set_level_area(const char *area, int level); /* -EINVAL on unknown area */
-int log_level_from_string(const char *s);        /* -EINVAL on unknown */
-void log_set_prefix(const char *prefix);         /* program name shown on each line */
+int log_level_from_string(const char *s);            /* -EINVAL on unknown */
+void log_set_prefix(const char *prefix);             /* program name shown on each line */
 
 /* Logs and returns -abs(err); %m in fmt prints strerror(err). */
 int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...)
@@ -26,11 +26,11 @@ int log_internal(int level, enum log_area area, int err, const char *file, int l
 #define LOG_AREA LOG_AREA_MAIN
 #endif
 
-#define log_full_errno(level, err, ...)                                                            \
-    ({                                                                                             \
-        int _e = (err);                                                                            \
+#define log_full_errno(level, err, ...)                                                                        \
+    ({                                                                                                         \
+        int _e = (err);                                                                                        \
         log_levels[LOG_AREA] >= (level) ? log_internal((level), LOG_AREA, _e, __FILE__, __LINE__, __VA_ARGS__) \
-                                        : -(_e < 0 ? -_e : _e);                                    \
+                                        : -(_e < 0 ? -_e : _e);                                                \
     })
 
 #define log_debug(...) (void)log_full_errno(LOG_DEBUG_, 0, __VA_ARGS__)

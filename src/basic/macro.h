@@ -22,17 +22,17 @@
 #endif
 
 /* Moves ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                                                                                \
-    ({                                                                                             \
-        __typeof__(p) _ptr_ = (p);                                                                 \
-        (p) = NULL;                                                                                \
-        _ptr_;                                                                                     \
+#define TAKE_PTR(p)                \
+    ({                             \
+        __typeof__(p) _ptr_ = (p); \
+        (p) = NULL;                \
+        _ptr_;                     \
     })
-#define TAKE_FD(fd)                                                                                \
-    ({                                                                                             \
-        int _fd_ = (fd);                                                                           \
-        (fd) = -1;                                                                                 \
-        _fd_;                                                                                      \
+#define TAKE_FD(fd)      \
+    ({                   \
+        int _fd_ = (fd); \
+        (fd) = -1;       \
+        _fd_;            \
     })
 
 static inline void freep(void *p) {
@@ -54,17 +54,17 @@ static inline void closep(int *fd) {
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Public entry points: check an argument and return -EINVAL (or r) when it fails. */
-#define assert_return(expr, r)                                                                     \
-    do {                                                                                           \
-        if (_unlikely_(!(expr)))                                                                   \
-            return (r);                                                                            \
+#define assert_return(expr, r)   \
+    do {                         \
+        if (_unlikely_(!(expr))) \
+            return (r);          \
     } while (0)
 
 /* Defines a freep-style helper for a type with a NULL-accepting destructor. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
-    static inline void func##p(type *p) {                                                          \
-        if (*p)                                                                                    \
-            func(*p);                                                                              \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+    static inline void func##p(type *p) {       \
+        if (*p)                                 \
+            func(*p);                           \
     }
 
 static inline int negative_errno(void) {

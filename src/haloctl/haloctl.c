@@ -135,7 +135,8 @@ static void print_status(json_t *root) {
     printf("Cluster %s, node %s\n\n", jstr(root, "cluster"), jstr(root, "node"));
     printf("%-20s %s\n", "NODE", "STATE");
     json_array_foreach(json_object_get(root, "nodes"), i, n)
-        printf("%-20s %s%s\n", jstr(n, "name"), jstr(n, "state"), json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
+        printf("%-20s %s%s\n", jstr(n, "name"), jstr(n, "state"),
+               json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
 
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
         printf("\nService group %s (%s)\n", jstr(sg, "name"), jstr(sg, "redundancy"));
@@ -204,10 +205,12 @@ struct verb {
 
 static const struct verb verbs[] = {
     {"status", NULL, HALO__LINK__ADMIN__OP__STATUS, NULL, "show nodes, service groups, units, components, instances"},
-    {"switchover", "SI", HALO__LINK__ADMIN__OP__SWITCHOVER, "switched over", "move ACTIVE of SI to its standby, gracefully"},
+    {"switchover", "SI", HALO__LINK__ADMIN__OP__SWITCHOVER, "switched over",
+     "move ACTIVE of SI to its standby, gracefully"},
     {"lock", "SU", HALO__LINK__ADMIN__OP__LOCK, "locked", "take SU out of service (its work moves away)"},
     {"unlock", "SU", HALO__LINK__ADMIN__OP__UNLOCK, "unlocked", "put SU back into service"},
-    {"restart", "COMPONENT", HALO__LINK__ADMIN__OP__RESTART, "restart requested for", "restart a component (its SU fails over)"},
+    {"restart", "COMPONENT", HALO__LINK__ADMIN__OP__RESTART, "restart requested for",
+     "restart a component (its SU fails over)"},
     {"repair", "SU", HALO__LINK__ADMIN__OP__REPAIR, "repaired", "clear a disabled SU and start it again"},
     {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping", "stop halod and every component"},
 };
@@ -225,8 +228,11 @@ static void help(void) {
 
 int main(int argc, char **argv) {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {},
+        {"socket", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {},
     };
     int c;
     while ((c = getopt_long(argc, argv, "s:jt:h", opts, NULL)) >= 0) {

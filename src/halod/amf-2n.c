@@ -66,9 +66,8 @@ static struct su *best_su(struct si *si, halo_ha_state role) {
     if (best && role == HALO_HA_ACTIVE)
         for (size_t u = 0; u < sg->n_sus; u++) {
             struct su *o = &sg->sus[u];
-            if (o != best && o->local && o->admin == SU_UNLOCKED && !o->failing &&
-                o->comps[0].restarts <= 1 && o->comps[0].presence == PRESENCE_INSTANTIATING &&
-                su_preference(si, o) > su_preference(si, best))
+            if (o != best && o->local && o->admin == SU_UNLOCKED && !o->failing && o->comps[0].restarts <= 1 &&
+                o->comps[0].presence == PRESENCE_INSTANTIATING && su_preference(si, o) > su_preference(si, best))
                 return NULL;
         }
     return best;

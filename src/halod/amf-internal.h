@@ -64,11 +64,11 @@ struct su {
     size_t n_comps;
     enum su_admin admin;
     enum su_oper oper;
-    bool failing;             /* a failure is being recovered: waiting for its processes to end */
-    bool admin_restart;       /* the failure is an operator's restart: no backoff, not counted */
-    usec_t fail_times[16];    /* recent failures, for the restart limit */
+    bool failing;          /* a failure is being recovered: waiting for its processes to end */
+    bool admin_restart;    /* the failure is an operator's restart: no backoff, not counted */
+    usec_t fail_times[16]; /* recent failures, for the restart limit */
     unsigned n_fail_times;
-    usec_t delay;             /* next restart delay */
+    usec_t delay; /* next restart delay */
     uv_timer_t restart_timer;
     uv_timer_t fence_timer; /* bounds the wait for fenced processes to die */
     char *last_failure;
@@ -76,12 +76,12 @@ struct su {
 };
 
 struct assignment {
-    struct su *su;         /* NULL: slot unused */
-    halo_ha_state state;   /* confirmed */
-    halo_ha_state target;  /* requested; == state when nothing is in flight */
-    unsigned pending;      /* invocations in flight */
-    bool removing;         /* CSI remove in flight: the slot frees when pending reaches 0 */
-    bool confirmed;        /* state was confirmed at least once */
+    struct su *su;        /* NULL: slot unused */
+    halo_ha_state state;  /* confirmed */
+    halo_ha_state target; /* requested; == state when nothing is in flight */
+    unsigned pending;     /* invocations in flight */
+    bool removing;        /* CSI remove in flight: the slot frees when pending reaches 0 */
+    bool confirmed;       /* state was confirmed at least once */
 };
 
 #define SI_ASSIGNMENTS_MAX 2
@@ -92,8 +92,8 @@ struct si {
     const struct config_si *cfg;
     const char *name;
     struct assignment asg[SI_ASSIGNMENTS_MAX];
-    bool switchover;       /* an operator asked to move ACTIVE to the standby */
-    uint64_t generation;   /* bumped on every confirmed change, persisted */
+    bool switchover;        /* an operator asked to move ACTIVE to the standby */
+    uint64_t generation;    /* bumped on every confirmed change, persisted */
     char *preferred_active; /* from the store after a restart */
     struct admin_waiter waiter;
     usec_t unassigned_since;

@@ -37,11 +37,11 @@ struct invocation {
     uint64_t id;
     enum inv_kind kind;
     struct comp *comp;
-    struct si *si;      /* CSI set/remove */
-    struct su *su;      /* the assignment's SU (the slot is found again by SU) */
+    struct si *si; /* CSI set/remove */
+    struct su *su; /* the assignment's SU (the slot is found again by SU) */
     halo_ha_state state;
-    struct hc *hc;      /* health check */
-    bool acked;         /* QUIESCING: answered, waiting for quiescing complete */
+    struct hc *hc; /* health check */
+    bool acked;    /* QUIESCING: answered, waiting for quiescing complete */
     uv_timer_t timer;
 };
 
@@ -152,8 +152,7 @@ static struct comp *csi_comp(struct su *su, const struct config_csi *csi) {
 }
 
 bool amf_su_in_service(const struct su *su) {
-    if (!su->local || su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing ||
-        su->amf->stopping)
+    if (!su->local || su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
         return false;
     for (size_t i = 0; i < su->n_comps; i++)
         if (su->comps[i].presence != PRESENCE_INSTANTIATED || !su->comps[i].conn)
@@ -292,8 +291,8 @@ static int send_csi_set(struct si *si, struct comp *c, const struct config_csi *
     cs.active_comp = (char *)(active_comp ?: "");
     m.body_case = HALO__LINK__MSG__BODY_CSI_SET;
     m.csi_set = &cs;
-    log_debug("CSI set '%s' %s -> '%s' (invocation %" PRIu64 ")", csi->name, halo_ha_state_to_string(state),
-              c->name, inv->id);
+    log_debug("CSI set '%s' %s -> '%s' (invocation %" PRIu64 ")", csi->name, halo_ha_state_to_string(state), c->name,
+              inv->id);
     /* A send failure closes the link, which fails the component: the
      * invocation is cancelled there. */
     (void)server_conn_send(c->conn, &m);
@@ -325,8 +324,7 @@ int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_trans
         if (!c || !c->conn)
             continue;
         a->pending++;
-        int r = send_csi_set(si, c, csi, state, transition,
-                             state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        int r = send_csi_set(si, c, csi, state, transition, state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
         if (r < 0) {
             a->pending--;
             return r;
@@ -444,7 +442,8 @@ static void su_fence_done(struct su *su) {
 static void on_fence_timeout(uv_timer_t *t) {
     struct su *su = t->data;
     log_error("Processes of service unit '%s' did not die within its terminate timeout after SIGKILL; "
-              "failing over anyway", su->name);
+              "failing over anyway",
+              su->name);
     su_fence_done(su);
 }
 
@@ -751,7 +750,8 @@ static int hc_start(struct comp *c, const char *key, halo_hc_invoked invoked, ha
     if (invoked == HALO_HC_AMF_INVOKED)
         uv_timer_start(&hc->period, on_hc_period, period, period);
     else
-        uv_timer_start(&hc->timeout, on_hc_timeout, (c->cfg->healthcheck.period + c->cfg->healthcheck.timeout) / 1000, 0);
+        uv_timer_start(&hc->timeout, on_hc_timeout, (c->cfg->healthcheck.period + c->cfg->healthcheck.timeout) / 1000,
+                       0);
     log_debug("Health check '%s' of '%s' started (%s-invoked)", key, c->name,
               invoked == HALO_HC_AMF_INVOKED ? "AMF" : "component");
     return 0;
@@ -921,9 +921,9 @@ static void persist_si(struct si *si) {
         if (si->asg[i].su && si->asg[i].confirmed)
             json_array_append_new(arr, json_pack("{s:s, s:s}", "su", si->asg[i].su->name, "ha_state",
                                                  halo_ha_state_to_string(si->asg[i].state)));
-    persist_json(si->amf, "assignments", si->name,
-                 json_pack("{s:s, s:I, s:o}", "si", si->name, "generation", (json_int_t)si->generation,
-                           "assignments", arr));
+    persist_json(
+        si->amf, "assignments", si->name,
+        json_pack("{s:s, s:I, s:o}", "si", si->name, "generation", (json_int_t)si->generation, "assignments", arr));
 }
 
 static void persist_su(struct su *su) {
@@ -1066,8 +1066,7 @@ static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__R
      * process group) may register it. */
     pid_t pid = server_conn_pid(conn);
     if (pid != c->pid && getpgid(pid) != c->pid) {
-        log_warning("Process %d tried to register '%s', which runs as pid %d; refused", (int)pid, c->name,
-                    (int)c->pid);
+        log_warning("Process %d tried to register '%s', which runs as pid %d; refused", (int)pid, c->name, (int)c->pid);
         return -EPERM;
     }
     c->conn = conn;
@@ -1529,8 +1528,8 @@ void amf_kill_all(struct amf *a) {
 /* ---- construction ------------------------------------------------------- */
 
 void amf_view(struct amf *a, struct amf_view *ret) {
-    *ret = (struct amf_view){.node = a->node, .cluster = a->config->cluster, .config = a->config,
-                             .sgs = a->sgs, .n_sgs = a->n_sgs};
+    *ret = (struct amf_view){
+        .node = a->node, .cluster = a->config->cluster, .config = a->config, .sgs = a->sgs, .n_sgs = a->n_sgs};
 }
 
 int amf_new(const struct amf_params *p, struct amf **ret) {

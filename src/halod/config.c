@@ -79,8 +79,7 @@ static struct config_pos node_pos(const yaml_node_t *n) {
 }
 
 /* Records a problem.  Never fails: an allocation failure is remembered in l->oom. */
-_printf_(3, 0) static void vproblem(struct loader *l, struct config_pos pos, const char *fmt,
-                                    va_list ap) {
+_printf_(3, 0) static void vproblem(struct loader *l, struct config_pos pos, const char *fmt, va_list ap) {
     char buf[MESSAGE_MAX];
 
     if (l->oom)
@@ -119,8 +118,7 @@ _printf_(3, 0) static void vproblem(struct loader *l, struct config_pos pos, con
     l->work += strlen(msg) + COST_NODE;
 }
 
-_printf_(3, 4) static void problem_pos(struct loader *l, struct config_pos pos, const char *fmt,
-                                       ...) {
+_printf_(3, 4) static void problem_pos(struct loader *l, struct config_pos pos, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vproblem(l, pos, fmt, ap);
@@ -165,8 +163,7 @@ static bool is_null(const yaml_node_t *n) {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *s = (const char *)n->data.scalar.value;
-    return streq(s, "") || streq(s, "~") || streq(s, "null") || streq(s, "Null") ||
-           streq(s, "NULL");
+    return streq(s, "") || streq(s, "~") || streq(s, "null") || streq(s, "Null") || streq(s, "NULL");
 }
 
 static const char *describe(char *buf, size_t size, const yaml_node_t *n) {
@@ -212,8 +209,7 @@ static const char *string_get(struct loader *l, const yaml_node_t *n, const char
 
 static bool name_is_valid(const char *s) {
     size_t n = strlen(s);
-    return n >= 1 && n <= CONFIG_NAME_MAX && strspn(s, NAME_CHARS) == n && !streq(s, ".") &&
-           !streq(s, "..");
+    return n >= 1 && n <= CONFIG_NAME_MAX && strspn(s, NAME_CHARS) == n && !streq(s, ".") && !streq(s, "..");
 }
 
 /* A name (of a service group, a node, ...); NULL with a problem when it is not one. */
@@ -243,10 +239,8 @@ static bool parse_uint_node(const yaml_node_t *n, unsigned *ret) {
 }
 
 static bool parse_bool_node(const yaml_node_t *n, bool *ret) {
-    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes",
-                                      "YES",  "on",   "On",   "ON"};
-    static const char *const no[] = {"false", "False", "FALSE", "no", "No",
-                                     "NO",    "off",   "Off",   "OFF"};
+    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
 
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -260,8 +254,7 @@ static bool parse_bool_node(const yaml_node_t *n, bool *ret) {
 }
 
 static bool parse_duration_node(const yaml_node_t *n, usec_t *ret) {
-    if (n->type != YAML_SCALAR_NODE ||
-        strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
+    if (n->type != YAML_SCALAR_NODE || strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
         return false;
     return parse_duration((const char *)n->data.scalar.value, ret) >= 0;
 }
@@ -285,8 +278,7 @@ static int entry_ptr_cmp(const void *a, const void *b) {
  * first one wins).  A null value counts as an empty map.  Returns 1 for a map, 0 when n is not a
  * map (problem recorded, no entries), -ENOMEM.
  */
-static int map_entries(struct loader *l, yaml_node_t *n, const char *what, struct entry **ret,
-                       size_t *ret_n) {
+static int map_entries(struct loader *l, yaml_node_t *n, const char *what, struct entry **ret, size_t *ret_n) {
     *ret = NULL;
     *ret_n = 0;
     if (is_null(n))
@@ -329,9 +321,8 @@ static int map_entries(struct loader *l, yaml_node_t *n, const char *what, struc
                 continue;
             }
             struct config_pos fp = node_pos(first->key_node);
-            problem(l, sorted[i]->key_node,
-                    "duplicate key '%s' (first defined at line %u column %u)", Q(sorted[i]->key),
-                    fp.line, fp.column);
+            problem(l, sorted[i]->key_node, "duplicate key '%s' (first defined at line %u column %u)",
+                    Q(sorted[i]->key), fp.line, fp.column);
             sorted[i]->key_node = NULL;
         }
         size_t j = 0;
@@ -350,9 +341,8 @@ static int map_entries(struct loader *l, yaml_node_t *n, const char *what, struc
  * A map with a fixed set of keys (allowed, NULL-terminated): ret_keys[i] and ret_values[i] are
  * the nodes of allowed[i] or NULL.  Unknown keys are reported.  Returns like map_entries().
  */
-static int map_fields(struct loader *l, yaml_node_t *n, const char *what,
-                      const char *const allowed[], yaml_node_t *ret_keys[],
-                      yaml_node_t *ret_values[]) {
+static int map_fields(struct loader *l, yaml_node_t *n, const char *what, const char *const allowed[],
+                      yaml_node_t *ret_keys[], yaml_node_t *ret_values[]) {
     _cleanup_free_ struct entry *e = NULL;
     size_t n_e, n_allowed = 0;
 
@@ -375,8 +365,7 @@ static int map_fields(struct loader *l, yaml_node_t *n, const char *what,
             continue;
         }
         if (n_allowed == 0) {
-            problem(l, e[i].key_node, "unknown key '%s' in %s (no keys are supported here yet)",
-                    Q(e[i].key), what);
+            problem(l, e[i].key_node, "unknown key '%s' in %s (no keys are supported here yet)", Q(e[i].key), what);
             continue;
         }
         char list[256] = "";
@@ -392,8 +381,7 @@ static int map_fields(struct loader *l, yaml_node_t *n, const char *what,
 
 /* The items of a list; a null value is an empty list.  False (problem recorded) for anything else
  */
-static bool seq_items(struct loader *l, yaml_node_t *n, const char *what, yaml_node_item_t **ret,
-                      size_t *ret_n) {
+static bool seq_items(struct loader *l, yaml_node_t *n, const char *what, yaml_node_item_t **ret, size_t *ret_n) {
     *ret = NULL;
     *ret_n = 0;
     if (is_null(n))
@@ -592,13 +580,11 @@ static int layer_numeric(struct loader *l, yaml_node_t *n, size_t section, struc
         if (f->type == VALUE_COUNT) {
             ok = parse_uint_node(v, &u);
             if (!ok)
-                problem(l, v, "'%s' must be a non-negative integer (without quotes), got %s", key,
-                        DESCRIBE(v));
+                problem(l, v, "'%s' must be a non-negative integer (without quotes), got %s", key, DESCRIBE(v));
         } else {
             ok = parse_duration_node(v, &d);
             if (!ok)
-                problem(l, v, "'%s' must be a duration such as 500ms, 2s or 1m, got %s", key,
-                        DESCRIBE(v));
+                problem(l, v, "'%s' must be a duration such as 500ms, 2s or 1m, got %s", key, DESCRIBE(v));
             else if (f->type == VALUE_POSITIVE && d == 0) {
                 problem(l, v, "'%s' must be longer than 0", key);
                 ok = false;
@@ -669,8 +655,7 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
             ok = r > 0;
             for (size_t i = 0; i < n_e; i++) {
                 if (!env_name_is_valid(e[i].key)) {
-                    problem(l, e[i].key_node, "invalid environment variable name '%s'",
-                            Q(e[i].key));
+                    problem(l, e[i].key_node, "invalid environment variable name '%s'", Q(e[i].key));
                     ok = false;
                 }
                 char vwhat[QUOTE_MAX + 32];
@@ -872,8 +857,7 @@ static int strv_from_seq(struct loader *l, yaml_node_t *n, char ***ret, size_t *
 }
 
 /* A map of scalars to scalars as config_kv; entries that are not scalars (reported) are skipped. */
-static int kv_from_map(struct loader *l, yaml_node_t *n, const char *what, struct config_kv **ret,
-                       size_t *ret_n) {
+static int kv_from_map(struct loader *l, yaml_node_t *n, const char *what, struct config_kv **ret, size_t *ret_n) {
     _cleanup_free_ struct entry *e = NULL;
     size_t n_e, k = 0;
 
@@ -929,8 +913,8 @@ static int kv_merge(struct config_kv **kv, size_t *n, struct config_kv *add, siz
 }
 
 /* Builds one component from its layers (later wins, setting by setting). */
-static int component_build(struct loader *l, const struct layer *const layers[], size_t n_layers,
-                           const char *name, struct config_pos pos, struct config_component *c) {
+static int component_build(struct loader *l, const struct layer *const layers[], size_t n_layers, const char *name,
+                           struct config_pos pos, struct config_component *c) {
     struct layer m = {};
     int r;
 
@@ -970,8 +954,7 @@ static int component_build(struct loader *l, const struct layer *const layers[],
         if (!v || m.bad[CK_NUMERIC + NUMERIC_RESTART_DELAY])
             v = m.v[CK_NUMERIC + NUMERIC_RESTART_DELAY_MAX];
         char a[32], b[32];
-        problem_pos(l, v ? node_pos(v) : pos,
-                    "restart 'delay' (%s) is longer than 'delay-max' (%s)",
+        problem_pos(l, v ? node_pos(v) : pos, "restart 'delay' (%s) is longer than 'delay-max' (%s)",
                     format_duration(a, sizeof(a), c->restart.delay),
                     format_duration(b, sizeof(b), c->restart.delay_max));
     }
@@ -979,8 +962,7 @@ static int component_build(struct loader *l, const struct layer *const layers[],
     if (!m.v[CK_COMMAND])
         problem_pos(l, pos, "component '%s' has no 'command'", Q(name));
     else if (!m.bad[CK_COMMAND]) {
-        r = command_resolve(l, m.v[CK_COMMAND], (const char *)m.v[CK_COMMAND]->data.scalar.value,
-                            &c->command);
+        r = command_resolve(l, m.v[CK_COMMAND], (const char *)m.v[CK_COMMAND]->data.scalar.value, &c->command);
         if (r < 0)
             return r;
     }
@@ -1010,8 +992,7 @@ static int component_build(struct loader *l, const struct layer *const layers[],
     }
 
     if (m.v[CK_WORKDIR] && !m.bad[CK_WORKDIR])
-        r = workdir_resolve(l, m.v[CK_WORKDIR], (const char *)m.v[CK_WORKDIR]->data.scalar.value,
-                            &c->workdir);
+        r = workdir_resolve(l, m.v[CK_WORKDIR], (const char *)m.v[CK_WORKDIR]->data.scalar.value, &c->workdir);
     else
         r = (c->workdir = strdup(l->basedir)) ? 0 : -ENOMEM;
     if (r < 0)
@@ -1057,8 +1038,7 @@ static int csi_parse(struct loader *l, const struct entry *e, struct config_csi 
             return r;
         for (size_t i = 0; i < n_a; i++) {
             if (strlen(a[i].key) == 0 || strlen(a[i].key) > CONFIG_NAME_MAX)
-                problem(l, a[i].key_node, "attribute names must have 1 to %d characters",
-                        CONFIG_NAME_MAX);
+                problem(l, a[i].key_node, "attribute names must have 1 to %d characters", CONFIG_NAME_MAX);
             char awhat[QUOTE_MAX + 32];
             snprintf(awhat, sizeof(awhat), "attribute '%s'", Q(a[i].key));
             (void)scalar_text(l, a[i].value, awhat);
@@ -1094,8 +1074,7 @@ static int si_parse(struct loader *l, const struct entry *e, struct config_si *s
         if (r > 0 && n_csis == 0)
             problem(l, v[0], "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
     } else
-        problem(l, e->key_node, "service instance '%s' needs at least one CSI in 'csis'",
-                Q(e->key));
+        problem(l, e->key_node, "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
     if (n_csis == 0)
         return 0;
 
@@ -1111,8 +1090,8 @@ static int si_parse(struct loader *l, const struct entry *e, struct config_si *s
     return 0;
 }
 
-static int su_parse(struct loader *l, const struct entry *e, const struct layer *defaults,
-                    const struct layer *sg_layer, unsigned rank, struct config_su *su) {
+static int su_parse(struct loader *l, const struct entry *e, const struct layer *defaults, const struct layer *sg_layer,
+                    unsigned rank, struct config_su *su) {
     enum { SU_NODE, SU_COMPONENT, SU_COMPONENTS, _SU_MAX };
     static const char *const keys[] = {"node", "component", "components", NULL};
     yaml_node_t *k[_SU_MAX], *v[_SU_MAX];
@@ -1148,8 +1127,7 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
         if (!su->components)
             return -ENOMEM;
         su->n_components = 1;
-        return component_build(l, layers, ELEMENTSOF(layers), su->name, su->pos,
-                               &su->components[0]);
+        return component_build(l, layers, ELEMENTSOF(layers), su->name, su->pos, &su->components[0]);
     }
 
     _cleanup_free_ struct entry *comps = NULL;
@@ -1177,16 +1155,15 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
             return -ENOMEM;
         }
         if (strlen(qualified) > CONFIG_NAME_MAX)
-            problem(l, comps[i].key_node, "component name '%s' is longer than %d characters",
-                    Q(qualified), CONFIG_NAME_MAX);
+            problem(l, comps[i].key_node, "component name '%s' is longer than %d characters", Q(qualified),
+                    CONFIG_NAME_MAX);
         snprintf(what, sizeof(what), "component '%s'", Q(qualified));
         r = layer_parse(l, comps[i].value, what, &own);
         if (r < 0)
             return r;
         const struct layer *layers[] = {defaults, sg_layer, &su_layer, &own};
         su->n_components++;
-        r = component_build(l, layers, ELEMENTSOF(layers), qualified, node_pos(comps[i].key_node),
-                            &su->components[i]);
+        r = component_build(l, layers, ELEMENTSOF(layers), qualified, node_pos(comps[i].key_node), &su->components[i]);
         if (r < 0)
             return r;
     }
@@ -1194,8 +1171,8 @@ static int su_parse(struct loader *l, const struct entry *e, const struct layer 
 }
 
 static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg *sg) {
-    static const char *const later[] = {
-        "N+M", "NWay", "N-Way", "NWayActive", "N-Way-Active", "NoRedundancy", "No-Redundancy"};
+    static const char *const later[] = {"N+M",          "NWay",         "N-Way",        "NWayActive",
+                                        "N-Way-Active", "NoRedundancy", "No-Redundancy"};
     const char *s = scalar_text(l, n, "'redundancy'");
 
     if (!s)
@@ -1212,8 +1189,7 @@ static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg 
     problem(l, n, "unknown redundancy model '%s' (supported: 2N)", Q(s));
 }
 
-static int sg_parse(struct loader *l, const struct entry *e, const struct layer *defaults,
-                    struct config_sg *sg) {
+static int sg_parse(struct loader *l, const struct entry *e, const struct layer *defaults, struct config_sg *sg) {
     enum { SG_REDUNDANCY, SG_AUTO_FAILBACK, SG_COMPONENT, SG_SUS, SG_SIS, _SG_MAX };
     static const char *const keys[] = {"redundancy",    "auto-failback",     "component",
                                        "service-units", "service-instances", NULL};
@@ -1238,8 +1214,7 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
     if (v[SG_REDUNDANCY])
         redundancy_parse(l, v[SG_REDUNDANCY], sg);
     if (v[SG_AUTO_FAILBACK] && !parse_bool_node(v[SG_AUTO_FAILBACK], &sg->auto_failback))
-        problem(l, v[SG_AUTO_FAILBACK], "'auto-failback' must be true or false, got %s",
-                DESCRIBE(v[SG_AUTO_FAILBACK]));
+        problem(l, v[SG_AUTO_FAILBACK], "'auto-failback' must be true or false, got %s", DESCRIBE(v[SG_AUTO_FAILBACK]));
     r = layer_parse(l, v[SG_COMPONENT], "'component'", &sg_layer);
     if (r < 0)
         return r;
@@ -1249,12 +1224,9 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
         if (r < 0)
             return r;
         if (r > 0 && n_sus == 0)
-            problem(l, v[SG_SUS],
-                    "service group '%s' needs at least one service unit in 'service-units'",
-                    Q(e->key));
+            problem(l, v[SG_SUS], "service group '%s' needs at least one service unit in 'service-units'", Q(e->key));
     } else
-        problem(l, e->key_node,
-                "service group '%s' needs at least one service unit in 'service-units'", Q(e->key));
+        problem(l, e->key_node, "service group '%s' needs at least one service unit in 'service-units'", Q(e->key));
     if (n_sus > 0) {
         sg->sus = calloc(n_sus, sizeof(*sg->sus));
         if (!sg->sus)
@@ -1272,12 +1244,10 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
         if (r < 0)
             return r;
         if (r > 0 && n_sis == 0)
-            problem(l, v[SG_SIS],
-                    "service group '%s' needs at least one service instance in 'service-instances'",
+            problem(l, v[SG_SIS], "service group '%s' needs at least one service instance in 'service-instances'",
                     Q(e->key));
     } else
-        problem(l, e->key_node,
-                "service group '%s' needs at least one service instance in 'service-instances'",
+        problem(l, e->key_node, "service group '%s' needs at least one service instance in 'service-instances'",
                 Q(e->key));
     if (n_sis > 0) {
         sg->sis = calloc(n_sis, sizeof(*sg->sis));
@@ -1308,8 +1278,7 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     if (r < 0)
         return r;
     if (r > 0 && n_e == 0)
-        problem(l, n,
-                "'nodes' must name at least one node (leave it out for one node named 'local')");
+        problem(l, n, "'nodes' must name at least one node (leave it out for one node named 'local')");
     if (n_e == 0)
         return 0;
 
@@ -1423,8 +1392,8 @@ static void names_check(struct loader *l, struct named *v, size_t n, const char 
             first = i;
             continue;
         }
-        problem_pos(l, v[i].pos, "duplicate %s name '%s' (first defined at line %u column %u)",
-                    kind, Q(v[i].name), v[first].pos.line, v[first].pos.column);
+        problem_pos(l, v[i].pos, "duplicate %s name '%s' (first defined at line %u column %u)", kind, Q(v[i].name),
+                    v[first].pos.line, v[first].pos.column);
     }
 }
 
@@ -1482,9 +1451,8 @@ static int su_nodes_verify(struct loader *l, struct config *c) {
             struct config_su *su = &c->sgs[g].sus[i];
             if (su->node) {
                 if (!config_find_node(c, su->node))
-                    problem_pos(l, su->node_pos,
-                                "service unit '%s': node '%s' is not defined in 'nodes'",
-                                Q(su->name), Q(su->node));
+                    problem_pos(l, su->node_pos, "service unit '%s': node '%s' is not defined in 'nodes'", Q(su->name),
+                                Q(su->node));
             } else if (su->node_pos.line > 0)
                 continue; /* given but wrong: reported already */
             else if (c->n_nodes == 1) {
@@ -1492,16 +1460,15 @@ static int su_nodes_verify(struct loader *l, struct config *c) {
                 if (!su->node)
                     return -ENOMEM;
             } else if (c->n_nodes > 1)
-                problem_pos(l, su->pos, "service unit '%s' needs a 'node' (%zu nodes are defined)",
-                            Q(su->name), c->n_nodes);
+                problem_pos(l, su->pos, "service unit '%s' needs a 'node' (%zu nodes are defined)", Q(su->name),
+                            c->n_nodes);
         }
     return 0;
 }
 
 static void sg_verify(struct loader *l, const struct config_sg *sg) {
     if (sg->redundancy == CONFIG_REDUNDANCY_2N && sg->n_sus == 1)
-        problem_pos(l, sg->pos,
-                    "service group '%s': redundancy 2N needs at least 2 service units, found 1",
+        problem_pos(l, sg->pos, "service group '%s': redundancy 2N needs at least 2 service units, found 1",
                     Q(sg->name));
 
     for (size_t i = 0; i < sg->n_sis; i++)
@@ -1519,11 +1486,10 @@ static void sg_verify(struct loader *l, const struct config_sg *sg) {
                     continue;
                 if (!csi->type) {
                     if (su->n_components > 1) {
-                        problem_pos(
-                            l, csi->pos,
-                            "CSI '%s' has no 'type', but service unit '%s' has %zu components: "
-                            "set 'type' to choose one",
-                            Q(csi->name), Q(su->name), su->n_components);
+                        problem_pos(l, csi->pos,
+                                    "CSI '%s' has no 'type', but service unit '%s' has %zu components: "
+                                    "set 'type' to choose one",
+                                    Q(csi->name), Q(su->name), su->n_components);
                         break;
                     }
                     continue;
@@ -1531,8 +1497,7 @@ static void sg_verify(struct loader *l, const struct config_sg *sg) {
                 for (size_t k = 0; k < su->n_components && !taken; k++)
                     taken = component_takes(&su->components[k], csi->type);
                 if (!taken) {
-                    problem_pos(l, csi->type_pos,
-                                "CSI '%s': no component of service unit '%s' takes type '%s'",
+                    problem_pos(l, csi->type_pos, "CSI '%s': no component of service unit '%s' takes type '%s'",
                                 Q(csi->name), Q(su->name), Q(csi->type));
                     break;
                 }
@@ -1573,8 +1538,8 @@ static int file_read(struct loader *l, char **ret, size_t *ret_size) {
         return -EISDIR;
     }
     if (S_ISREG(st.st_mode) && st.st_size > CONFIG_FILE_MAX) {
-        problem_pos(l, (struct config_pos){1, 1},
-                    "the description is larger than 1 MiB (%lld bytes)", (long long)st.st_size);
+        problem_pos(l, (struct config_pos){1, 1}, "the description is larger than 1 MiB (%lld bytes)",
+                    (long long)st.st_size);
         return -EFBIG;
     }
 
@@ -1621,16 +1586,16 @@ static void yaml_problem(struct loader *l, const yaml_parser_t *p, const char *b
             else if (((unsigned char)buf[i] & 0xc0) != 0x80)
                 pos.column++;
         if (p->problem_value != -1)
-            problem_pos(l, pos, "invalid YAML: %s (byte 0x%02x)",
-                        p->problem ? p->problem : "cannot read", (unsigned)p->problem_value & 0xff);
+            problem_pos(l, pos, "invalid YAML: %s (byte 0x%02x)", p->problem ? p->problem : "cannot read",
+                        (unsigned)p->problem_value & 0xff);
         else
             problem_pos(l, pos, "invalid YAML: %s", p->problem ? p->problem : "cannot read");
         return;
     }
     if (p->context) {
         struct config_pos cp = mark_pos(p->context_mark);
-        problem_pos(l, pos, "invalid YAML: %s (%s at line %u column %u)",
-                    p->problem ? p->problem : "error", p->context, cp.line, cp.column);
+        problem_pos(l, pos, "invalid YAML: %s (%s at line %u column %u)", p->problem ? p->problem : "error", p->context,
+                    cp.line, cp.column);
     } else
         problem_pos(l, pos, "invalid YAML: %s", p->problem ? p->problem : "error");
 }
@@ -1669,12 +1634,10 @@ static bool yaml_precheck(struct loader *l, const char *buf, size_t size) {
             break;
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT:
-            anchor = ev.type == YAML_SEQUENCE_START_EVENT
-                         ? (const char *)ev.data.sequence_start.anchor
-                         : (const char *)ev.data.mapping_start.anchor;
+            anchor = ev.type == YAML_SEQUENCE_START_EVENT ? (const char *)ev.data.sequence_start.anchor
+                                                          : (const char *)ev.data.mapping_start.anchor;
             if (++depth > CONFIG_DEPTH_MAX) {
-                problem_pos(l, mark_pos(ev.start_mark), "nesting deeper than %d levels",
-                            CONFIG_DEPTH_MAX);
+                problem_pos(l, mark_pos(ev.start_mark), "nesting deeper than %d levels", CONFIG_DEPTH_MAX);
                 done = true;
             }
             break;

@@ -34,31 +34,31 @@ struct config_healthcheck {
 };
 
 struct config_restart {
-    unsigned max;      /* restarts allowed within window before the SU is disabled */
-    usec_t window;     /* sliding window for max */
-    usec_t delay;      /* first restart delay */
-    usec_t delay_max;  /* backoff doubles up to this */
-    usec_t stable;     /* a run this long resets the backoff */
+    unsigned max;     /* restarts allowed within window before the SU is disabled */
+    usec_t window;    /* sliding window for max */
+    usec_t delay;     /* first restart delay */
+    usec_t delay_max; /* backoff doubles up to this */
+    usec_t stable;    /* a run this long resets the backoff */
 };
 
 struct config_timeouts {
     usec_t instantiate; /* spawn -> registered */
     usec_t csi_set;     /* CSI set -> response */
     usec_t csi_remove;
-    usec_t quiescing;   /* QUIESCING -> quiescing complete */
-    usec_t terminate;   /* terminate callback -> exit; then SIGKILL (cleanup) */
+    usec_t quiescing; /* QUIESCING -> quiescing complete */
+    usec_t terminate; /* terminate callback -> exit; then SIGKILL (cleanup) */
 };
 
 struct config_component {
     char *name;
     struct config_pos pos;
-    char *command;       /* absolute path, resolved and checked executable at load time */
-    char **args;         /* NULL-terminated (never NULL), without argv[0] */
+    char *command; /* absolute path, resolved and checked executable at load time */
+    char **args;   /* NULL-terminated (never NULL), without argv[0] */
     size_t n_args;
     struct config_kv *env;
     size_t n_env;
-    char *workdir;       /* absolute; defaults to the description file's directory */
-    char **csi_types;    /* CSI types this component takes (never empty); NULL: any */
+    char *workdir;    /* absolute; defaults to the description file's directory */
+    char **csi_types; /* CSI types this component takes (never empty); NULL: any */
     size_t n_csi_types;
     struct config_healthcheck healthcheck;
     struct config_restart restart;
@@ -68,9 +68,9 @@ struct config_component {
 struct config_su {
     char *name;
     struct config_pos pos;
-    char *node;                /* never NULL: defaults to the only node */
+    char *node;                 /* never NULL: defaults to the only node */
     struct config_pos node_pos; /* of the `node` value; line 0 when defaulted */
-    unsigned rank; /* order in the description; lower is preferred for ACTIVE */
+    unsigned rank;              /* order in the description; lower is preferred for ACTIVE */
     struct config_component *components;
     size_t n_components;
 };
@@ -78,7 +78,7 @@ struct config_su {
 struct config_csi {
     char *name;
     struct config_pos pos;
-    char *type; /* NULL: goes to the SU's only component */
+    char *type;                 /* NULL: goes to the SU's only component */
     struct config_pos type_pos; /* of the `type` value; line 0 when absent */
     struct config_kv *attrs;
     size_t n_attrs;

@@ -58,10 +58,10 @@ static void help(void) {
 
 static int parse_argv(int argc, char **argv) {
     static const struct option opts[] = {
-        {"check", required_argument, NULL, 'n'},  {"state-dir", required_argument, NULL, 'd'},
-        {"socket", required_argument, NULL, 's'}, {"node", required_argument, NULL, 'N'},
+        {"check", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},    {"node", required_argument, NULL, 'N'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {},
+        {"version", no_argument, NULL, 'V'},         {},
     };
     int c;
     while ((c = getopt_long(argc, argv, "n:d:s:l:h", opts, NULL)) >= 0) {
@@ -218,8 +218,8 @@ int main(int argc, char **argv) {
     }
     m.node = pick_node(m.config);
     if (!m.node) {
-        log_error(arg_node ? "Node '%s' is not in the cluster description" :
-                             "Cannot tell which node this is; pass --node NAME%s",
+        log_error(arg_node ? "Node '%s' is not in the cluster description"
+                           : "Cannot tell which node this is; pass --node NAME%s",
                   arg_node ?: "");
         return EXIT_FAILURE;
     }
@@ -229,8 +229,9 @@ int main(int argc, char **argv) {
     }
     r = take_lock(arg_state_dir, &m.lock_fd);
     if (r < 0) {
-        log_error_errno(r, r == -EBUSY ? "Another halod runs on state directory '%s'" :
-                                         "Failed to lock the state directory '%s': %m",
+        log_error_errno(r,
+                        r == -EBUSY ? "Another halod runs on state directory '%s'"
+                                    : "Failed to lock the state directory '%s': %m",
                         arg_state_dir);
         return EXIT_FAILURE;
     }
@@ -282,8 +283,8 @@ int main(int argc, char **argv) {
     r = amf_start(m.amf);
     if (r < 0)
         return log_error_errno(r, "Failed to start: %m"), EXIT_FAILURE;
-    log_info("halod %d.%d on node '%s', cluster '%s', socket '%s', store '%s'", HALO_VERSION_MAJOR,
-             HALO_VERSION_MINOR, m.node, m.config->cluster, sock, path);
+    log_info("halod %d.%d on node '%s', cluster '%s', socket '%s', store '%s'", HALO_VERSION_MAJOR, HALO_VERSION_MINOR,
+             m.node, m.config->cluster, sock, path);
 
     uv_run(m.loop, UV_RUN_DEFAULT);
 

@@ -107,8 +107,8 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
         return;
     }
     if (m->hello->version != LINK_PROTOCOL_VERSION) {
-        log_warning("%s speaks HA link version %u, this halod speaks %u; disconnecting", c->name,
-                    m->hello->version, LINK_PROTOCOL_VERSION);
+        log_warning("%s speaks HA link version %u, this halod speaks %u; disconnecting", c->name, m->hello->version,
+                    LINK_PROTOCOL_VERSION);
         hr.error = -HALO_EVERSION;
         (void)server_conn_send(c, &out);
         server_conn_close(c, "version mismatch");
@@ -134,7 +134,9 @@ static void on_conn(uv_poll_t *h, int status, int events) {
             return;
         }
         if (r < 0) {
-            const char *why = r == -EMSGSIZE ? "oversize message" : r == -EBADMSG ? "malformed message" : "receive error";
+            const char *why = r == -EMSGSIZE  ? "oversize message"
+                              : r == -EBADMSG ? "malformed message"
+                                              : "receive error";
             log_warning("%s sent a %s, disconnecting", c->name, why);
             server_conn_close(c, why);
             return;
@@ -192,8 +194,8 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     }
 }
 
-int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h,
-               void *userdata, struct server **ret) {
+int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h, void *userdata,
+               struct server **ret) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;

@@ -20,8 +20,8 @@ struct server_handlers {
 };
 
 /* Binds path (an existing socket file there is replaced), mode 0660. */
-int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h,
-               void *userdata, struct server **ret);
+int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h, void *userdata,
+               struct server **ret);
 /* Closes every connection (on_close runs for each) and the listener. */
 struct server *server_free(struct server *s);
 

@@ -7,8 +7,8 @@
 #include "macro.h"
 
 static json_t *comp_json(const struct comp *c) {
-    json_t *j = json_pack("{s:s, s:s, s:b}", "name", c->name, "presence", presence_to_string(c->presence),
-                          "registered", c->conn != NULL);
+    json_t *j = json_pack("{s:s, s:s, s:b}", "name", c->name, "presence", presence_to_string(c->presence), "registered",
+                          c->conn != NULL);
     if (c->pid)
         json_object_set_new(j, "pid", json_integer(c->pid));
     else
@@ -51,9 +51,9 @@ static json_t *si_json(const struct si *si) {
         const struct assignment *a = &si->asg[i];
         if (!a->su)
             continue;
-        json_t *e = json_pack("{s:s, s:s, s:b}", "su", a->su->name, "ha_state",
-                              a->confirmed || a->state ? halo_ha_state_to_string(a->state) : "NONE", "pending",
-                              a->pending > 0);
+        json_t *e =
+            json_pack("{s:s, s:s, s:b}", "su", a->su->name, "ha_state",
+                      a->confirmed || a->state ? halo_ha_state_to_string(a->state) : "NONE", "pending", a->pending > 0);
         if (a->pending)
             json_object_set_new(e, "target", json_string(a->removing ? "REMOVED" : halo_ha_state_to_string(a->target)));
         json_array_append_new(asg, e);
@@ -67,9 +67,9 @@ static json_t *si_json(const struct si *si) {
         json_array_append_new(csis, json_string(si->cfg->csis[k].name));
     const char *state = active ? (standby ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "assignment", state, "active",
-                     active ? json_string(active) : json_null(), "standby", standby ? json_string(standby) : json_null(),
-                     "assignments", asg, "csis", csis, "generation", (json_int_t)si->generation, "switchover",
-                     si->switchover);
+                     active ? json_string(active) : json_null(), "standby",
+                     standby ? json_string(standby) : json_null(), "assignments", asg, "csis", csis, "generation",
+                     (json_int_t)si->generation, "switchover", si->switchover);
 }
 
 char *amf_status_json(struct amf *a) {
@@ -89,11 +89,11 @@ char *amf_status_json(struct amf *a) {
             json_array_append_new(sus, su_json(&sg->sus[u]));
         for (size_t i = 0; i < sg->n_sis; i++)
             json_array_append_new(sis, si_json(&sg->sis[i]));
-        json_array_append_new(sgs, json_pack("{s:s, s:s, s:o, s:o}", "name", sg->name, "redundancy",
-                                             sg->ops->name, "service_units", sus, "service_instances", sis));
+        json_array_append_new(sgs, json_pack("{s:s, s:s, s:o, s:o}", "name", sg->name, "redundancy", sg->ops->name,
+                                             "service_units", sus, "service_instances", sis));
     }
-    json_t *root = json_pack("{s:s, s:s, s:o, s:o}", "cluster", v.cluster, "node", v.node, "nodes", nodes,
-                             "service_groups", sgs);
+    json_t *root =
+        json_pack("{s:s, s:s, s:o, s:o}", "cluster", v.cluster, "node", v.node, "nodes", nodes, "service_groups", sgs);
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;

@@ -10,10 +10,10 @@ struct supervisor;
 struct proc;
 
 struct spawn_params {
-    const char *path;      /* absolute path of the executable */
-    char *const *argv;     /* argv[0] included, NULL-terminated */
-    char *const *env;      /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
-    const char *workdir;   /* NULL: inherit */
+    const char *path;    /* absolute path of the executable */
+    char *const *argv;   /* argv[0] included, NULL-terminated */
+    char *const *env;    /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
+    const char *workdir; /* NULL: inherit */
 };
 
 /* status is a wait status as from waitpid(); the proc is freed after the callback returns. */

@@ -629,8 +629,7 @@ HALO_EXPORT int halo_dispatch(halo *h, halo_dispatch_flags flags) {
     int n = 0, r;
 
     assert_return(h, -EINVAL);
-    assert_return(flags == HALO_DISPATCH_ONE || flags == HALO_DISPATCH_ALL || flags == HALO_DISPATCH_BLOCKING,
-                  -EINVAL);
+    assert_return(flags == HALO_DISPATCH_ONE || flags == HALO_DISPATCH_ALL || flags == HALO_DISPATCH_BLOCKING, -EINVAL);
     r = enter(h);
     if (r < 0)
         return r;

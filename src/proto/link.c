@@ -53,10 +53,10 @@ static int check_range(uint32_t v, uint32_t lo, uint32_t hi) {
 
 #define CSI_FLAGS_KNOWN (HALO_CSI_ADD_ONE | HALO_CSI_TARGET_ONE | HALO_CSI_TARGET_ALL)
 
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if ((x) < 0)                                                                               \
-            return -EBADMSG;                                                                       \
+#define CHECK(x)             \
+    do {                     \
+        if ((x) < 0)         \
+            return -EBADMSG; \
     } while (0)
 
 int link_validate(const LinkMsg *m) {

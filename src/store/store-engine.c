@@ -9,7 +9,7 @@
 
 #include "macro.h"
 
-#define engine_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define engine_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Intrusive circular doubly-linked list. */
 struct link {
@@ -648,8 +648,8 @@ static int write_get(store_engine *e, struct write *w, const char *key, size_t k
     if (!prefix)
         return index_search(e, key, key_len, &pos) ? write_get_add(w, e->index[pos]) : 0;
 
-    for (pos = index_lower_bound(e, key, key_len);
-         pos < e->n_index && has_prefix(&e->index[pos]->kv, key, key_len); pos++) {
+    for (pos = index_lower_bound(e, key, key_len); pos < e->n_index && has_prefix(&e->index[pos]->kv, key, key_len);
+         pos++) {
         int r = write_get_add(w, e->index[pos]);
         if (r < 0)
             return r;
@@ -1071,8 +1071,8 @@ static void on_handle_closed(uv_handle_t *h) {
 
 /* ---- life cycle ---- */
 
-int store_engine_new(uv_loop_t *loop, const store_ops *ops, const store_engine_persist *persist,
-                     void *persist_userdata, store_engine **ret) {
+int store_engine_new(uv_loop_t *loop, const store_ops *ops, const store_engine_persist *persist, void *persist_userdata,
+                     store_engine **ret) {
     assert(loop && ops && ret);
 
     store_engine *e = calloc(1, sizeof(*e));
@@ -1102,8 +1102,8 @@ int store_engine_load_kv(store_engine *e, const store_kv *kv) {
     size_t pos;
 
     assert(!e->started);
-    if (!kv_sizes_ok(kv) || kv->version < 1 || kv->create_revision < 2 ||
-        kv->mod_revision < kv->create_revision || kv->lease < 0)
+    if (!kv_sizes_ok(kv) || kv->version < 1 || kv->create_revision < 2 || kv->mod_revision < kv->create_revision ||
+        kv->lease < 0)
         return -EBADMSG;
     if (index_search(e, kv->key, kv->key_len, &pos))
         return -EBADMSG;
@@ -1140,8 +1140,8 @@ int store_engine_load_event(store_engine *e, store_event_type type, const store_
         return -EBADMSG;
     if (e->n_hist > 0 && hist_rev(e, e->n_hist - 1) > kv->mod_revision)
         return -EBADMSG;
-    if (type == STORE_EVENT_PUT && (kv->version < 1 || kv->create_revision < 2 ||
-                                    kv->create_revision > kv->mod_revision))
+    if (type == STORE_EVENT_PUT &&
+        (kv->version < 1 || kv->create_revision < 2 || kv->create_revision > kv->mod_revision))
         return -EBADMSG;
     if (history_reserve(e, e->n_hist + 1) < 0)
         return -ENOMEM;

@@ -83,9 +83,9 @@ typedef struct store_change {
 
 /* One write, to be made durable as a whole or not at all. */
 typedef struct store_commit {
-    int64_t revision;         /* store revision after the write (unchanged if no key changed) */
-    int64_t compact_revision; /* history keeps every event of revisions >= this one */
-    int64_t lease_max;        /* highest lease id ever granted, including this write's */
+    int64_t revision;            /* store revision after the write (unchanged if no key changed) */
+    int64_t compact_revision;    /* history keeps every event of revisions >= this one */
+    int64_t lease_max;           /* highest lease id ever granted, including this write's */
     const store_change *changes; /* key changes in event order; lease changes after them */
     size_t n_changes;
 } store_commit;
@@ -107,8 +107,8 @@ typedef struct store_engine_persist {
  * when it is freed.  The engine is not usable before store_engine_start().
  * Returns 0 or -ENOMEM.
  */
-int store_engine_new(uv_loop_t *loop, const store_ops *ops, const store_engine_persist *persist,
-                     void *persist_userdata, store_engine **ret);
+int store_engine_new(uv_loop_t *loop, const store_ops *ops, const store_engine_persist *persist, void *persist_userdata,
+                     store_engine **ret);
 
 /* The store this engine implements (its head); the engine is freed by store_free() on it. */
 store *store_engine_store(store_engine *e);

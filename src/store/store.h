@@ -86,9 +86,9 @@ typedef struct store_compare {
 
 typedef enum store_op_type {
     STORE_OP_PUT,
-    STORE_OP_DELETE,       /* one key */
+    STORE_OP_DELETE, /* one key */
     STORE_OP_DELETE_PREFIX,
-    STORE_OP_GET,          /* one key, result in the txn result */
+    STORE_OP_GET, /* one key, result in the txn result */
     STORE_OP_GET_PREFIX,
 } store_op_type;
 
@@ -112,11 +112,11 @@ typedef struct store_txn {
 
 /* Result of a get, range or txn; valid only during the callback. */
 typedef struct store_result {
-    int64_t revision;     /* store revision after the call */
-    bool succeeded;       /* txn: whether the compares held */
-    const store_kv *kvs;  /* get/range: the keys; txn: concatenated results of its GET ops */
+    int64_t revision;    /* store revision after the call */
+    bool succeeded;      /* txn: whether the compares held */
+    const store_kv *kvs; /* get/range: the keys; txn: concatenated results of its GET ops */
     size_t n_kvs;
-    int64_t n_deleted;    /* delete ops: keys removed */
+    int64_t n_deleted; /* delete ops: keys removed */
 } store_result;
 
 /* error is 0 or a negative errno; result is NULL when error < 0. */
@@ -143,8 +143,7 @@ typedef struct store_watch {
  * changed several keys, or when replaying history).  error < 0 ends the watch
  * (-ESTALE: history compacted; -ECANCELED: store closed); no call follows it.
  */
-typedef void (*store_watch_cb)(store_watch *w, int error, const store_event *events, size_t n_events,
-                               void *userdata);
+typedef void (*store_watch_cb)(store_watch *w, int error, const store_event *events, size_t n_events, void *userdata);
 
 typedef void (*store_lease_cb)(store *s, int error, int64_t lease, int64_t ttl, void *userdata);
 

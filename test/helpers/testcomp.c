@@ -9,6 +9,7 @@
  *                       100 ms while the file $TESTCOMP_LOG.stop-confirm is absent
  *   track=CSI           track CSI's protection group (current and changes)
  *   state-get           after each CSI set, log halo_ha_state_get()'s answer
+ *   ignore-terminate    log the terminate callback but neither answer nor exit
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +27,7 @@
 static int log_fd = -1;
 static const char *me;
 static char stop_file[4096];
-static bool refuse_active, error_report, component_hc, state_get, terminated;
+static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated;
 static const char *track;
 static long long report_at; /* ms, 0 = none */
 
@@ -52,8 +53,8 @@ static void logf_(const char *fmt, ...) {
 
 static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
                        const halo_csi_descriptor *csi, void *userdata) {
-    logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-",
-          halo_ha_state_to_string(state), (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
+    logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
+          (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
     if (state == HALO_HA_QUIESCING) {
         halo_quiescing_complete(h, inv, 0);
         return;
@@ -77,6 +78,8 @@ static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const 
 
 static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
     logf_("TERMINATE");
+    if (ignore_terminate)
+        return;
     halo_response(h, inv, 0);
     terminated = true;
 }
@@ -111,12 +114,17 @@ int main(void) {
             component_hc = true;
         else if (strcmp(t, "state-get") == 0)
             state_get = true;
+        else if (strcmp(t, "ignore-terminate") == 0)
+            ignore_terminate = true;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }
 
-    halo_callbacks cb = {.csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate,
-                         .healthcheck = on_healthcheck, .pg_track = on_pg};
+    halo_callbacks cb = {.csi_set = on_csi_set,
+                         .csi_remove = on_csi_remove,
+                         .terminate = on_terminate,
+                         .healthcheck = on_healthcheck,
+                         .pg_track = on_pg};
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r == 0)
@@ -126,8 +134,8 @@ int main(void) {
         return 1;
     }
     logf_("REGISTERED");
-    if (component_hc && (r = halo_healthcheck_start(h, NULL, "self", HALO_HC_COMPONENT_INVOKED,
-                                                    HALO_RECOVERY_COMPONENT_FAILOVER)) < 0)
+    if (component_hc &&
+        (r = halo_healthcheck_start(h, NULL, "self", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_COMPONENT_FAILOVER)) < 0)
         logf_("HC_START_FAILED %d", r);
     if (track) {
         r = halo_pg_track(h, track, HALO_TRACK_CURRENT | HALO_TRACK_CHANGES);

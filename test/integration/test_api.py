@@ -3,7 +3,7 @@
 import os
 import signal
 
-from halo_harness import TESTCOMP, wait_for
+from halo_harness import TESTCOMP, proc_state, wait_for
 
 
 def svc_yaml(log, modes_a="", modes_b="", extra_sg=""):
@@ -132,3 +132,21 @@ def test_protection_group_tracking_and_ha_state_get(halod_factory, tmp_path):
     wait_for(lambda: any("svc-b:ACTIVE:4" in " ".join(e) for e in events(log, "watch-a", "PG")[n_before:]),
              what="svc-b reported STATE_CHANGED to ACTIVE")
     h.stop()
+
+
+def test_component_ignoring_terminate_is_killed_after_the_timeout(halod_factory, tmp_path):
+    import time
+    log = str(tmp_path / "comp.log")
+    yaml = svc_yaml(log, modes_a="ignore-terminate").replace(
+        "restart: {max: 10, window: 60s, delay: 20ms}",
+        "restart: {max: 10, window: 60s, delay: 20ms}\n    timeouts: {terminate: 700ms}")
+    h = halod_factory(yaml).start()
+    h.wait_assigned("svc")
+    stubborn = h.pid_of("svc-a")
+    t0 = time.monotonic()
+    assert h.stop() == 0  # asserts nothing is left behind
+    took = time.monotonic() - t0
+    assert len(events(log, None, "TERMINATE")) == 2  # both were asked politely first
+    assert took >= 0.6, f"halod did not wait for the terminate timeout ({took:.2f}s)"
+    assert "did not exit within" in h.logtext()
+    assert proc_state(stubborn) is None

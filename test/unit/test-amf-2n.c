@@ -114,10 +114,10 @@ static void setup(size_t n_sus) {
     sg.ops = &amf_2n_ops;
     for (size_t i = 0; i < n_sus; i++) {
         su_cfg[i] = (struct config_su){.name = (char *)names[i], .rank = (unsigned)i};
-        sus[i] = (struct su){.sg = &sg, .cfg = &su_cfg[i], .name = names[i], .local = true, .comps = &comps[i],
-                             .n_comps = 1};
-        comps[i] = (struct comp){.su = &sus[i], .cfg = &fake_comp_cfg, .name = names[i],
-                                 .presence = PRESENCE_INSTANTIATED, .restarts = 1};
+        sus[i] = (struct su){
+            .sg = &sg, .cfg = &su_cfg[i], .name = names[i], .local = true, .comps = &comps[i], .n_comps = 1};
+        comps[i] = (struct comp){
+            .su = &sus[i], .cfg = &fake_comp_cfg, .name = names[i], .presence = PRESENCE_INSTANTIATED, .restarts = 1};
     }
     si = (struct si){.sg = &sg, .cfg = &si_cfg, .name = "si"};
 }

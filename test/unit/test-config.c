@@ -52,8 +52,7 @@ static const char *tmpdir(void) {
 }
 
 /* Writes content to name in the test's directory; returns the path (static buffer per slot). */
-static const char *write_file_mode(const char *name, const char *content, size_t size,
-                                   mode_t mode) {
+static const char *write_file_mode(const char *name, const char *content, size_t size, mode_t mode) {
     static char paths[4][PATH_MAX];
     static unsigned slot;
     char *p = paths[slot++ % 4];
@@ -112,12 +111,12 @@ static size_t count_lines(const char *s) {
 }
 
 /* Asserts that errors has a line "PATH:LINE:COLUMN: ..." containing text. */
-#define ASSERT_ERROR(errors, path, line, column, text)                                             \
-    do {                                                                                           \
-        char _prefix[PATH_MAX + 64];                                                               \
-        snprintf(_prefix, sizeof(_prefix), "%s:%d:%d: ", (path), (line), (column));                \
-        if (!has_error((errors), _prefix, (text)))                                                 \
-            CHECK_FAIL("no error \"%s...%s\" in:\n%s", _prefix, (text), (errors));                 \
+#define ASSERT_ERROR(errors, path, line, column, text)                              \
+    do {                                                                            \
+        char _prefix[PATH_MAX + 64];                                                \
+        snprintf(_prefix, sizeof(_prefix), "%s:%d:%d: ", (path), (line), (column)); \
+        if (!has_error((errors), _prefix, (text)))                                  \
+            CHECK_FAIL("no error \"%s...%s\" in:\n%s", _prefix, (text), (errors));  \
     } while (0)
 
 static bool has_error(const char *errors, const char *prefix, const char *text) {
@@ -137,11 +136,11 @@ static bool has_error(const char *errors, const char *prefix, const char *text) 
 }
 
 /* One valid service group; prepend or append lines to make variants. */
-#define SG_OK                                                                                      \
-    "service-groups:\n"                                                                            \
-    "  g:\n"                                                                                       \
-    "    component: {command: /bin/sleep}\n"                                                       \
-    "    service-units: {a: {}, b: {}}\n"                                                          \
+#define SG_OK                                \
+    "service-groups:\n"                      \
+    "  g:\n"                                 \
+    "    component: {command: /bin/sleep}\n" \
+    "    service-units: {a: {}, b: {}}\n"    \
     "    service-instances: {si: {csis: {csi: {}}}}\n"
 
 static const struct config_su *find_su(const struct config *c, const char *name) {
@@ -156,31 +155,30 @@ static const struct config_su *find_su(const struct config *c, const char *name)
 
 TEST(example_2n_inherits) {
     setenv("PATH", "/bin", 1);
-    struct config *c =
-        load_ok("cluster: demo\n"
-                "nodes: {n1: {}, n2: ~}\n"
-                "defaults:\n"
-                "  component:\n"
-                "    restart: {max: 5, delay: 200ms}\n"
-                "    timeouts: {terminate: 2s}\n"
-                "service-groups:\n"
-                "  counter:\n"
-                "    auto-failback: true\n"
-                "    component:\n"
-                "      command: sleep\n"
-                "      args: [\"600\"]\n"
-                "      env: {FOO: bar, N: 1}\n"
-                "      restart: {delay: 300ms, window: 2m}\n"
-                "      health-check: {period: 250ms}\n"
-                "    service-units:\n"
-                "      counter-b: {node: n2}\n"
-                "      counter-a:\n"
-                "        node: n1\n"
-                "        component: {args: [\"--port\", 7700], restart: {max: 0}}\n"
-                "    service-instances:\n"
-                "      counter-si:\n"
-                "        csis:\n"
-                "          counter-csi: {attributes: {port: 7700, bind: \"127.0.0.1\"}}\n");
+    struct config *c = load_ok("cluster: demo\n"
+                               "nodes: {n1: {}, n2: ~}\n"
+                               "defaults:\n"
+                               "  component:\n"
+                               "    restart: {max: 5, delay: 200ms}\n"
+                               "    timeouts: {terminate: 2s}\n"
+                               "service-groups:\n"
+                               "  counter:\n"
+                               "    auto-failback: true\n"
+                               "    component:\n"
+                               "      command: sleep\n"
+                               "      args: [\"600\"]\n"
+                               "      env: {FOO: bar, N: 1}\n"
+                               "      restart: {delay: 300ms, window: 2m}\n"
+                               "      health-check: {period: 250ms}\n"
+                               "    service-units:\n"
+                               "      counter-b: {node: n2}\n"
+                               "      counter-a:\n"
+                               "        node: n1\n"
+                               "        component: {args: [\"--port\", 7700], restart: {max: 0}}\n"
+                               "    service-instances:\n"
+                               "      counter-si:\n"
+                               "        csis:\n"
+                               "          counter-csi: {attributes: {port: 7700, bind: \"127.0.0.1\"}}\n");
     char base[PATH_MAX];
     ASSERT(realpath(tmpdir(), base));
 
@@ -293,22 +291,21 @@ TEST(builtin_defaults) {
 }
 
 TEST(explicit_components_are_qualified) {
-    struct config *c =
-        load_ok("service-groups:\n"
-                "  g:\n"
-                "    component: {command: /bin/sleep, args: [\"1\"], restart: {max: 7}}\n"
-                "    service-units:\n"
-                "      a:\n"
-                "        component: {args: [\"2\"]}\n"
-                "        components:\n"
-                "          db: {csi-types: [db], restart: {max: 1}}\n"
-                "          web: {csi-types: [web, db]}\n"
-                "      b:\n"
-                "        components:\n"
-                "          db: {csi-types: [db]}\n"
-                "          web: {args: [], csi-types: [web]}\n"
-                "    service-instances:\n"
-                "      si: {csis: {c-db: {type: db}, c-web: {type: web}}}\n");
+    struct config *c = load_ok("service-groups:\n"
+                               "  g:\n"
+                               "    component: {command: /bin/sleep, args: [\"1\"], restart: {max: 7}}\n"
+                               "    service-units:\n"
+                               "      a:\n"
+                               "        component: {args: [\"2\"]}\n"
+                               "        components:\n"
+                               "          db: {csi-types: [db], restart: {max: 1}}\n"
+                               "          web: {csi-types: [web, db]}\n"
+                               "      b:\n"
+                               "        components:\n"
+                               "          db: {csi-types: [db]}\n"
+                               "          web: {args: [], csi-types: [web]}\n"
+                               "    service-instances:\n"
+                               "      si: {csis: {c-db: {type: db}, c-web: {type: web}}}\n");
     const struct config_su *a = find_su(c, "a"), *b = find_su(c, "b");
     ASSERT_EQ(a->n_components, 2);
     ASSERT_STREQ(a->components[0].name, "a/db");
@@ -348,13 +345,13 @@ TEST(command_resolution) {
                                "      b: {component: {command: sleep}}\n"
                                "      c: {component: {command: bin/tool, workdir: /}}\n"
                                "      d: {component: {command: true}}\n"
-        "      e: {component: {command: ./bin/../bin/./tool, workdir: bin/..}}\n"
+                               "      e: {component: {command: ./bin/../bin/./tool, workdir: bin/..}}\n"
                                "    service-instances: {si: {csis: {csi: {}}}}\n");
     snprintf(expect, sizeof(expect), "%s/bin/tool", base);
     ASSERT_STREQ(find_su(c, "a")->components[0].command, expect);
     ASSERT_STREQ(find_su(c, "c")->components[0].command, expect);
     ASSERT_STREQ(find_su(c, "e")->components[0].command, expect); /* tidied */
-    snprintf(expect, sizeof(expect), "%s/sleep", base); /* the description's directory first */
+    snprintf(expect, sizeof(expect), "%s/sleep", base);           /* the description's directory first */
     ASSERT_STREQ(find_su(c, "b")->components[0].command, expect);
     ASSERT_STREQ(find_su(c, "d")->components[0].command, "/bin/true"); /* then $PATH */
     snprintf(expect, sizeof(expect), "%s/bin", base);
@@ -471,28 +468,23 @@ TEST(error_malformed_yaml) {
 
 TEST(error_unknown_keys) {
     const char *p;
-    char *e =
-        load_fail("clster: demo\n"
-                  "nodes: {n1: {address: 10.0.0.1}}\n"
-                  "service-groups:\n"
-                  "  g:\n"
-                  "    component: {command: /bin/sleep, restart: {maxx: 3}, healthcheck: {}}\n"
-                  "    service-units: {a: {nod: n1}, b: {}}\n"
-                  "    service-instances: {si: {csis: {csi: {attrs: {}}}}}\n",
-                  &p);
+    char *e = load_fail("clster: demo\n"
+                        "nodes: {n1: {address: 10.0.0.1}}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep, restart: {maxx: 3}, healthcheck: {}}\n"
+                        "    service-units: {a: {nod: n1}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {attrs: {}}}}}\n",
+                        &p);
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
                  "service-groups)");
-    ASSERT_ERROR(e, p, 2, 14,
-                 "unknown key 'address' in node 'n1' (no keys are supported here yet)");
-    ASSERT_ERROR(
-        e, p, 5, 48,
-        "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
+    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (no keys are supported here yet)");
+    ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(e, p, 5, 58,
                  "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
                  "csi-types, restart, health-check, timeouts)");
-    ASSERT_ERROR(e, p, 6, 25,
-                 "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
+    ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
     free(e);
@@ -531,10 +523,8 @@ TEST(error_duplicate_names_across_groups) {
                         "    service-units: {c: {}, a: {}}\n"
                         "    service-instances: {si: {csis: {csi: {}}}}\n",
                         &p);
-    ASSERT_ERROR(e, p, 8, 28,
-                 "duplicate service unit name 'a' (first defined at line 4 column 21)");
-    ASSERT_ERROR(e, p, 9, 25,
-                 "duplicate service instance name 'si' (first defined at line 5 column 25)");
+    ASSERT_ERROR(e, p, 8, 28, "duplicate service unit name 'a' (first defined at line 4 column 21)");
+    ASSERT_ERROR(e, p, 9, 25, "duplicate service instance name 'si' (first defined at line 5 column 25)");
     ASSERT_ERROR(e, p, 9, 37, "duplicate CSI name 'csi' (first defined at line 5 column 37)");
     ASSERT_EQ(count_lines(e), 3);
     free(e);
@@ -558,9 +548,7 @@ TEST(error_invalid_names) {
              longname);
     const char *p;
     char *e = load_fail(yaml, &p);
-    ASSERT_ERROR(
-        e, p, 1, 10,
-        "invalid cluster name 'my cluster': use 1 to 255 of the characters A-Z a-z 0-9 . _ -");
+    ASSERT_ERROR(e, p, 1, 10, "invalid cluster name 'my cluster': use 1 to 255 of the characters A-Z a-z 0-9 . _ -");
     ASSERT_ERROR(e, p, 2, 9, "invalid node name '..'");
     ASSERT_ERROR(e, p, 4, 3, "invalid service group name 'xxxxxxxx");
     ASSERT_ERROR(e, p, 5, 50, "invalid CSI type name 'a b'");
@@ -696,8 +684,7 @@ TEST(error_2n_needs_two_units) {
                         "    service-units: {a: {}}\n"
                         "    service-instances: {si: {csis: {csi: {}}}}\n",
                         &p);
-    ASSERT_ERROR(e, p, 2, 3,
-                 "service group 'g': redundancy 2N needs at least 2 service units, found 1");
+    ASSERT_ERROR(e, p, 2, 3, "service group 'g': redundancy 2N needs at least 2 service units, found 1");
     ASSERT_EQ(count_lines(e), 1);
     free(e);
 }
@@ -715,10 +702,8 @@ TEST(error_redundancy_not_supported) {
                         &p);
     ASSERT_ERROR(e, p, 3, 17, "redundancy model 'N+M' is not supported yet (supported: 2N)");
     ASSERT_ERROR(e, p, 8, 17, "unknown redundancy model '3N' (supported: 2N)");
-    ASSERT_ERROR(e, p, 7, 3,
-                 "service group 'h' needs at least one service unit in 'service-units'");
-    ASSERT_ERROR(e, p, 7, 3,
-                 "service group 'h' needs at least one service instance in 'service-instances'");
+    ASSERT_ERROR(e, p, 7, 3, "service group 'h' needs at least one service unit in 'service-units'");
+    ASSERT_ERROR(e, p, 7, 3, "service group 'h' needs at least one service instance in 'service-instances'");
     ASSERT_EQ(count_lines(e), 4);
     free(e);
 }
@@ -769,8 +754,7 @@ TEST(error_csi_types) {
                         &p);
     ASSERT_ERROR(e, p, 6, 64, "'csi-types' must not be empty (leave it out to take any CSI type)");
     /* b/web takes any type, since its csi-types was wrong: no second error for c1 */
-    ASSERT_ERROR(e, p, 11, 11,
-                 "CSI 'c2' has no 'type', but service unit 'a' has 2 components: set 'type'");
+    ASSERT_ERROR(e, p, 11, 11, "CSI 'c2' has no 'type', but service unit 'a' has 2 components: set 'type'");
     ASSERT_ERROR(e, p, 16, 49, "CSI 'c4': no component of service unit 'd' takes type 'x'");
     ASSERT_EQ(count_lines(e), 3);
     free(e);
@@ -831,10 +815,9 @@ static double elapsed(const struct timespec *a) {
 
 TEST(error_nesting_too_deep) {
     const char *p;
-    char *e =
-        load_fail("service-groups:\n"
-                  "  g: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
-                  &p);
+    char *e = load_fail("service-groups:\n"
+                        "  g: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+                        &p);
     ASSERT_ERROR(e, p, 2, 36, "nesting deeper than 32 levels");
     ASSERT_EQ(count_lines(e), 1);
     free(e);
@@ -873,8 +856,7 @@ TEST(error_alias_bombs) {
         n += (size_t)snprintf(yaml + n, size - n, "%sV%d: x", i ? ", " : "", i);
     n += (size_t)snprintf(yaml + n, size - n, "}\nc: &c {");
     for (int i = 0; i < 100; i++)
-        n += (size_t)snprintf(yaml + n, size - n, "%sc%d: {command: /bin/sleep, env: *e}",
-                              i ? ", " : "", i);
+        n += (size_t)snprintf(yaml + n, size - n, "%sc%d: {command: /bin/sleep, env: *e}", i ? ", " : "", i);
     n += (size_t)snprintf(yaml + n, size - n, "}\ns: &s {");
     for (int i = 0; i < 100; i++)
         n += (size_t)snprintf(yaml + n, size - n, "%ss%d: {components: *c}", i ? ", " : "", i);

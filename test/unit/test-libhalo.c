@@ -34,12 +34,12 @@ struct fake {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int cfd;               /* the accepted connection, -1 before */
-    bool hung_up;          /* fake_hangup() was called: sends may fail */
-    int32_t hello_error;   /* sent in HelloReply */
+    int cfd;             /* the accepted connection, -1 before */
+    bool hung_up;        /* fake_hangup() was called: sends may fail */
+    int32_t hello_error; /* sent in HelloReply */
     uint32_t hello_version;
-    bool hello_hangup;     /* close instead of answering Hello */
-    bool reverse;          /* answer each batch of requests in reverse order */
+    bool hello_hangup; /* close instead of answering Hello */
+    bool reverse;      /* answer each batch of requests in reverse order */
     fake_hook hook;
     void *data;            /* for hooks */
     LinkMsg *log[LOG_MAX]; /* everything received, Hello first */
@@ -544,7 +544,7 @@ TEST(bad_arguments_send_nothing) {
     halo_close(h);
     pthread_join(f->thread, NULL); /* the fake saw the link close... */
     f->thread = 0;
-    ASSERT_EQ(fake_count(f), 1);   /* ...and nothing but Hello */
+    ASSERT_EQ(fake_count(f), 1); /* ...and nothing but Hello */
     fake_free(f);
 
     f = fake_new(NULL);

@@ -335,14 +335,14 @@ static bool kv_is(const struct tkv *kv, const char *key, const char *value) {
            (!value || (kv->value_len == strlen(value) && memcmp(kv->value, value, kv->value_len) == 0));
 }
 
-#define ASSERT_KV(kv_, k_, v_)                                                                     \
-    do {                                                                                           \
-        const struct tkv *_kv = (kv_);                                                             \
-        const char *_k = (k_), *_v = (v_);                                                         \
-        if (!_kv || !kv_is(_kv, _k, _v))                                                           \
-            CHECK_FAIL("expected key '%s' = '%s', got '%.*s' = '%.*s'", _k, _v ? _v : "*",         \
+#define ASSERT_KV(kv_, k_, v_)                                                                          \
+    do {                                                                                                \
+        const struct tkv *_kv = (kv_);                                                                  \
+        const char *_k = (k_), *_v = (v_);                                                              \
+        if (!_kv || !kv_is(_kv, _k, _v))                                                                \
+            CHECK_FAIL("expected key '%s' = '%s', got '%.*s' = '%.*s'", _k, _v ? _v : "*",              \
                        _kv ? (int)_kv->key_len : 0, _kv ? _kv->key : "", _kv ? (int)_kv->value_len : 0, \
-                       _kv ? _kv->value : "");                                                     \
+                       _kv ? _kv->value : "");                                                          \
     } while (0)
 
 /* The value of key, or NULL if it is missing. */
@@ -354,8 +354,12 @@ static const struct tkv *get_kv(struct fixture *f, const char *key) {
 }
 
 static store_op op_put(const char *key, const char *value, int64_t lease) {
-    return (store_op){.type = STORE_OP_PUT, .key = key, .key_len = strlen(key), .value = value,
-                      .value_len = strlen(value), .lease = lease};
+    return (store_op){.type = STORE_OP_PUT,
+                      .key = key,
+                      .key_len = strlen(key),
+                      .value = value,
+                      .value_len = strlen(value),
+                      .lease = lease};
 }
 
 static store_op op_key(store_op_type type, const char *key) {
@@ -377,7 +381,7 @@ struct wrec {
     bool ended;
     struct tevent *events;
     size_t n_events;
-    int cancel_self_after;   /* cancel from inside the callback after this many calls */
+    int cancel_self_after;      /* cancel from inside the callback after this many calls */
     store_watch **cancel_other; /* cancel this watch from inside our first callback */
     int64_t last_revision;
 };
@@ -475,8 +479,8 @@ static void check_revisions(struct fixture *f) {
     r = txn(f, &(store_txn){.success = gets, .n_success = ELEMENTSOF(gets)});
     ASSERT_EQ(r->revision, 4);
     ASSERT_EQ(r->n_kvs, 4); /* b, then b c d */
-    store_compare never = {.key = "b", .key_len = 1, .target = STORE_CMP_VERSION, .result = STORE_CMP_EQUAL,
-                           .number = 99};
+    store_compare never = {
+        .key = "b", .key_len = 1, .target = STORE_CMP_VERSION, .result = STORE_CMP_EQUAL, .number = 99};
     r = txn(f, &(store_txn){.compares = &never, .n_compares = 1, .success = ops, .n_success = 2});
     ASSERT_EQ(r->error, 0);
     ASSERT(!r->succeeded);
@@ -500,8 +504,7 @@ TEST(revisions) {
 
 static void check_get_range(struct fixture *f) {
     static const char *const keys[] = {"app/b", "b", "app/a", "app0", "app/c/x", "ap", "app", "apq", "app/\xff"};
-    static const char *const all_sorted[] = {"ap",   "app", "app/a", "app/b", "app/c/x",
-                                             "app/\xff", "app0", "apq", "b"};
+    static const char *const all_sorted[] = {"ap", "app", "app/a", "app/b", "app/c/x", "app/\xff", "app0", "apq", "b"};
     struct reply *r;
 
     for (size_t i = 0; i < ELEMENTSOF(keys); i++)
@@ -691,8 +694,9 @@ static void check_txn_compares(struct fixture *f) {
         };
         store_op yes = op_put("out", "success", 0), no = op_put("out", "failure", 0);
         int64_t before = store_revision(f->s);
-        struct reply *r = txn(f, &(store_txn){.compares = &cmp, .n_compares = 1, .success = &yes, .n_success = 1,
-                                              .failure = &no, .n_failure = 1});
+        struct reply *r = txn(
+            f, &(store_txn){
+                   .compares = &cmp, .n_compares = 1, .success = &yes, .n_success = 1, .failure = &no, .n_failure = 1});
         ASSERT_EQ(r->error, 0);
         if (r->succeeded != c->holds)
             CHECK_FAIL("compare case %zu: expected %s", i, c->holds ? "success" : "failure");
@@ -738,11 +742,15 @@ static void check_txn_atomic(struct fixture *f) {
     ASSERT(!get_kv(f, "c"));
 
     /* A failed compare runs the failure branch, atomically too. */
-    store_compare cmp = {.key = "a", .key_len = 1, .target = STORE_CMP_VALUE, .result = STORE_CMP_EQUAL,
-                         .value = "old", .value_len = 3};
+    store_compare cmp = {
+        .key = "a", .key_len = 1, .target = STORE_CMP_VALUE, .result = STORE_CMP_EQUAL, .value = "old", .value_len = 3};
     store_op yes[] = {op_put("x", "1", 0)};
     store_op no[] = {op_put("y", "1", 0), op_put("z", "1", 0), op_key(STORE_OP_GET, "a")};
-    r = txn(f, &(store_txn){.compares = &cmp, .n_compares = 1, .success = yes, .n_success = 1, .failure = no,
+    r = txn(f, &(store_txn){.compares = &cmp,
+                            .n_compares = 1,
+                            .success = yes,
+                            .n_success = 1,
+                            .failure = no,
                             .n_failure = ELEMENTSOF(no)});
     ASSERT_EQ(r->error, 0);
     ASSERT(!r->succeeded);
@@ -1513,7 +1521,10 @@ static void check_crash_consistent(struct fixture *f, int64_t last_reported) {
     struct wrec *w = watch(f, "crash/", rev - 9);
     run_until_events(f, w, 30);
     for (int i = 0; i < 30; i++)
-        assert_event(w, (size_t)i, STORE_EVENT_PUT, i % 3 == 0 ? "crash/a" : i % 3 == 1 ? "crash/b" : "crash/n",
+        assert_event(w, (size_t)i, STORE_EVENT_PUT,
+                     i % 3 == 0   ? "crash/a"
+                     : i % 3 == 1 ? "crash/b"
+                                  : "crash/n",
                      rev - 9 + i / 3);
     w->w = store_watch_cancel(w->w);
 }
