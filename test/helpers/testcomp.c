@@ -6,7 +6,7 @@
  *   refuse-active       answer CSI set ACTIVE with -EIO
  *   error-report        200 ms after becoming ACTIVE, report an error
  *   component-hc        run a component-invoked health check, confirming every
- *                       100 ms while the file $TESTCOMP_LOG.stop-confirm is absent
+ *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
  *   track=CSI           track CSI's protection group (current and changes)
  *   state-get           after each CSI set, log halo_ha_state_get()'s answer
  *   ignore-terminate    log the terminate callback but neither answer nor exit
@@ -102,7 +102,7 @@ int main(void) {
     const char *path = getenv("TESTCOMP_LOG");
     if (path) {
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        snprintf(stop_file, sizeof(stop_file), "%s.stop-confirm", path);
+        snprintf(stop_file, sizeof(stop_file), "%s.%s.stop-confirm", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

@@ -93,10 +93,10 @@ def test_component_invoked_health_check(halod_factory, tmp_path):
     time.sleep(1.5)
     assert h.pid_of("svc-a") == pid and h.si("svc")["active"] == "svc-a"
     # ... and stopping the confirms fails it.
-    open(log + ".stop-confirm", "w").close()
+    open(log + ".svc-a.stop-confirm", "w").close()
     wait_for(lambda: h.si("svc")["active"] == "svc-b", timeout=5, what="failover after missed confirms")
     assert "health check 'self'" in h.su("svc-a")["last_failure"]
-    os.unlink(log + ".stop-confirm")
+    os.unlink(log + ".svc-a.stop-confirm")
     h.stop()
 
 
