@@ -150,3 +150,27 @@ def test_component_ignoring_terminate_is_killed_after_the_timeout(halod_factory,
     assert took >= 0.6, f"halod did not wait for the terminate timeout ({took:.2f}s)"
     assert "did not exit within" in h.logtext()
     assert proc_state(stubborn) is None
+
+
+def test_components_start_clean(halod_factory, tmp_path):
+    """No fd of halod leaks into a component; signals are reset; each runs in its own session."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(svc_yaml(log)).start()
+    h.wait_assigned("svc")
+    pid = h.pid_of("svc-a")
+    # stdin is /dev/null; stdout and stderr are halod's, by design (the component's output
+    # goes where halod's goes); nothing else of halod's may be open in the component.
+    assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+    targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd") if int(fd) > 2]
+    assert not [t for t in targets if h.state in t or t.endswith("halod.log")], targets
+    halod_fds = {os.readlink(f"/proc/{h.proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{h.proc.pid}/fd")}
+    shared = [t for t in targets if t.startswith("socket:") and t in halod_fds]
+    assert not shared, f"component shares halod's sockets {shared}"
+    status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitlines() if ":" in l)
+    assert int(status["SigBlk"].strip(), 16) == 0
+    assert int(status["SigIgn"].strip(), 16) == 0  # halod ignores SIGPIPE; its children must not
+    assert os.getsid(pid) == pid and os.getpgid(pid) == pid
+    env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    assert f"HALO_COMPONENT=svc-a".encode() in env
+    assert f"HALO_SOCKET={h.socket}".encode() in env
+    h.stop()
