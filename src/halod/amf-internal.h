@@ -121,9 +121,30 @@ extern const struct redundancy_ops amf_2n_ops;
 
 /* Helpers the redundancy models use. */
 bool amf_su_in_service(const struct su *su);
-struct assignment *amf_si_find(struct si *si, halo_ha_state state); /* by target, NULL if none */
-struct assignment *amf_si_find_su(struct si *si, const struct su *su);
-bool amf_si_busy(const struct si *si); /* an invocation is in flight */
+
+/* The SI's assignment whose target is state, or NULL. */
+static inline struct assignment *amf_si_find(struct si *si, halo_ha_state state) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].target == state)
+            return &si->asg[i];
+    return NULL;
+}
+
+/* The SI's assignment on su, or NULL. */
+static inline struct assignment *amf_si_find_su(struct si *si, const struct su *su) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su == su)
+            return &si->asg[i];
+    return NULL;
+}
+
+/* Whether an invocation for one of the SI's assignments is in flight. */
+static inline bool amf_si_busy(const struct si *si) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].pending)
+            return true;
+    return false;
+}
 /* Sends CSI set for every CSI of si to su's components; returns 0 or -errno. */
 int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_transition transition);
 /* Sends CSI remove to the assignment's components. */

@@ -160,27 +160,6 @@ bool amf_su_in_service(const struct su *su) {
     return true;
 }
 
-struct assignment *amf_si_find(struct si *si, halo_ha_state state) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
-        if (si->asg[i].su && si->asg[i].target == state)
-            return &si->asg[i];
-    return NULL;
-}
-
-struct assignment *amf_si_find_su(struct si *si, const struct su *su) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
-        if (si->asg[i].su == su)
-            return &si->asg[i];
-    return NULL;
-}
-
-bool amf_si_busy(const struct si *si) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
-        if (si->asg[i].su && si->asg[i].pending)
-            return true;
-    return false;
-}
-
 /* ---- invocations -------------------------------------------------------- */
 
 static void inv_close_cb(uv_handle_t *h) {

@@ -30,27 +30,6 @@ bool amf_su_in_service(const struct su *su) {
            su->comps[0].presence == PRESENCE_INSTANTIATED;
 }
 
-struct assignment *amf_si_find(struct si *si, halo_ha_state state) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
-        if (si->asg[i].su && si->asg[i].target == state)
-            return &si->asg[i];
-    return NULL;
-}
-
-struct assignment *amf_si_find_su(struct si *si, const struct su *su) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
-        if (si->asg[i].su == su)
-            return &si->asg[i];
-    return NULL;
-}
-
-bool amf_si_busy(const struct si *si) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
-        if (si->asg[i].su && si->asg[i].pending)
-            return true;
-    return false;
-}
-
 /* Like amf.c: the assignment goes in flight (pending) until the test confirms it. */
 int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_transition transition) {
     struct assignment *a = amf_si_find_su(si, su);
