@@ -16,7 +16,7 @@ export HALO_SOCKET=$sock
 halod_pid=
 
 step() {
-    printf '\n\033[1m== %s\033[0m\n' "$*"
+    if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi
     if [ -t 0 ]; then read -r -p "   (press Enter) " _; fi
 }
 cleanup() {

@@ -268,3 +268,28 @@ def test_second_halod_on_same_state_dir_is_refused(cluster):
     assert r.returncode != 0
     assert "Another halod" in r.stderr
     assert cluster.wait_assigned("counter") == ("counter-a", "counter-b")
+
+
+def test_halod_killed_at_random_moments_always_restarts_on_its_store(halod_factory, tmp_path):
+    """SIGKILL halod at arbitrary points (start-up, assignment, failover); each next halod
+    opens the same store and brings the service back."""
+    import random
+    rng = random.Random(1234)
+    port = free_port()
+    h = halod_factory(counter_yaml(tmp_path, port)).start()
+    for round_ in range(6):
+        time.sleep(rng.uniform(0, 0.15))
+        if round_ % 2 and h.proc.poll() is None:
+            try:  # make it busy with a failover when it dies
+                os.kill(h.pid_of("counter-a"), signal.SIGKILL)
+            except Exception:
+                pass
+        h.remember_children()
+        h.proc.kill()
+        h.proc.wait()
+        h.log.close()
+        h.start()
+    assert h.wait_assigned("counter", timeout=20)
+    assert ask(port, "PING") == "PONG"
+    assert "Failed to open the store" not in h.logtext()
+    assert h.stop() == 0
