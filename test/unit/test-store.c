@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* Store conformance suite: every test runs against every backend (memory, SQLite), plus SQLite's own tests. */
+/* Store conformance suite: every test runs against every backend (memory, SQLite, etcd), plus SQLite's own tests. */
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,10 +34,15 @@
 
 struct fixture;
 
+static uint64_t now_msec(void) {
+    return uv_hrtime() / 1000000;
+}
+
 struct backend {
     const char *name;
     bool persistent; /* can be closed and reopened with its data */
     int (*open)(struct fixture *f);
+    bool etcd; /* a real etcd server, started for the fixture */
 };
 
 struct fixture {
@@ -43,6 +53,9 @@ struct fixture {
     char path[128];
     void **garbage; /* test allocations, freed with the fixture */
     size_t n_garbage, cap_garbage;
+    pid_t etcd_pid;    /* etcd: the server, its files in dir */
+    int etcd_ports[2]; /* client, peer: kept across a restart */
+    char endpoint[64];
 };
 
 static int open_memory(struct fixture *f) {
@@ -53,9 +66,15 @@ static int open_sqlite(struct fixture *f) {
     return store_sqlite_new(&f->loop, f->path, &f->s);
 }
 
+static int open_etcd(struct fixture *f) {
+    const char *const endpoints[] = {f->endpoint};
+    return store_etcd_new(&f->loop, endpoints, 1, &f->s);
+}
+
 static const struct backend backends[] = {
-    {"memory", false, open_memory},
-    {"sqlite", true, open_sqlite},
+    {"memory", false, open_memory, false},
+    {"sqlite", true, open_sqlite, false},
+    {"etcd", false, open_etcd, true},
 };
 
 static const struct backend *backend_sqlite = &backends[1];
@@ -88,20 +107,142 @@ static char *tdup(struct fixture *f, const char *p, size_t n) {
     return c;
 }
 
+/* ---- etcd: one fresh single-member server per fixture, on free loopback ports ---- */
+
+/* A port that was free a moment ago (etcd binds it right after). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof(a);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof(a)));
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)&a, &n));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static size_t on_discard(char *p, size_t size, size_t n, void *userdata) {
+    return size * n;
+}
+
+/* A blocking POST (or GET without body) to the fixture's etcd; returns the HTTP status or -1. */
+static long etcd_http(struct fixture *f, const char *path, const char *body) {
+    char url[128];
+    long status = -1;
+    snprintf(url, sizeof(url), "%s%s", f->endpoint, path);
+    CURL *e = curl_easy_init();
+    ASSERT(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 1000L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_discard);
+    if (body)
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    return status;
+}
+
+static const char *etcd_binary(void) {
+    const char *p = getenv("HALO_TEST_ETCD");
+    return p ? p : "/usr/bin/etcd";
+}
+
+static void etcd_start(struct fixture *f) {
+    char client[64], peer[64], cluster[96], data[128], log[128];
+    if (!f->etcd_ports[0]) {
+        f->etcd_ports[0] = free_port();
+        do
+            f->etcd_ports[1] = free_port();
+        while (f->etcd_ports[1] == f->etcd_ports[0]);
+    }
+    int cport = f->etcd_ports[0], pport = f->etcd_ports[1];
+    snprintf(client, sizeof(client), "http://127.0.0.1:%d", cport);
+    snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", pport);
+    snprintf(cluster, sizeof(cluster), "t=%s", peer);
+    snprintf(data, sizeof(data), "%s/data", f->dir);
+    snprintf(log, sizeof(log), "%s/etcd.log", f->dir);
+    snprintf(f->endpoint, sizeof(f->endpoint), "%s", client);
+
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        /* Dies with the test child, even one killed by its timeout. */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            (void)dup2(fd, 1);
+            (void)dup2(fd, 2);
+        }
+        /* Short election timeout: leases down to 1 s (min TTL = 1.5 x election timeout). */
+        execl(etcd_binary(), "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", client,
+              "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+              "--initial-cluster", cluster, "--initial-cluster-state", "new", "--heartbeat-interval", "50",
+              "--election-timeout", "500", "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    f->etcd_pid = pid;
+    uint64_t t0 = now_msec();
+    while (etcd_http(f, "/health", NULL) != 200) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            f->etcd_pid = 0;
+            CHECK_FAIL("etcd exited (status %d) before answering; see %s", status, log);
+        }
+        if (now_msec() - t0 > 10000)
+            CHECK_FAIL("etcd did not answer /health in 10 s; see %s", log);
+        usleep(20 * 1000);
+    }
+}
+
+static void etcd_stop(struct fixture *f) {
+    if (f->etcd_pid <= 0)
+        return;
+    int status;
+    (void)kill(f->etcd_pid, SIGTERM);
+    for (int i = 0; i < 300; i++) {
+        if (waitpid(f->etcd_pid, &status, WNOHANG) == f->etcd_pid) {
+            f->etcd_pid = 0;
+            return;
+        }
+        usleep(10 * 1000);
+    }
+    (void)kill(f->etcd_pid, SIGKILL);
+    (void)waitpid(f->etcd_pid, &status, 0);
+    f->etcd_pid = 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
 static struct fixture *fixture_open(const struct backend *b) {
     struct fixture *f = calloc(1, sizeof(*f));
     ASSERT(f);
     f->b = b;
     ASSERT_OK(uv_loop_init(&f->loop));
-    if (b->persistent) {
+    if (b->persistent || b->etcd) {
         snprintf(f->dir, sizeof(f->dir), "/tmp/halo-test-store-XXXXXX");
         ASSERT(mkdtemp(f->dir));
         snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
     }
     current_backend = b->name;
     current_dir = f->dir;
+    if (b->etcd) {
+        if (access(etcd_binary(), X_OK) < 0) {
+            (void)rmdir(f->dir);
+            CHECK_FAIL("'%s' not found: the etcd tests need etcd-server (tools/install-deps)", etcd_binary());
+        }
+        etcd_start(f);
+    }
     ASSERT_OK(b->open(f));
     ASSERT_STREQ(store_backend_name(f->s), b->name);
+    /* etcd: store_revision() is 0 until the store's first answer. */
+    while (store_revision(f->s) == 0)
+        if (uv_run(&f->loop, UV_RUN_ONCE) == 0 && store_revision(f->s) == 0)
+            CHECK_FAIL("the store never learned its revision");
     return f;
 }
 
@@ -128,7 +269,10 @@ static void fixture_free(struct fixture *f) {
     fixture_close_store(f);
     /* Fails with UV_EBUSY if the store left a handle open. */
     ASSERT_EQ(uv_loop_close(&f->loop), 0);
-    if (f->dir[0]) {
+    if (f->b->etcd) {
+        etcd_stop(f);
+        ASSERT_OK(nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS));
+    } else if (f->dir[0]) {
         static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
             char p[160];
@@ -152,10 +296,6 @@ static void for_each_backend(void (*check)(struct fixture *f)) {
         check(f);
         fixture_free(f);
     }
-}
-
-static uint64_t now_msec(void) {
-    return uv_hrtime() / 1000000;
 }
 
 /* Runs the loop until *calls is non-zero; fails if the loop runs dry first. */
@@ -954,6 +1094,9 @@ static void check_lease_keepalive(struct fixture *f) {
     run_for(f, 2500); /* 2.5 TTLs */
     uv_close((uv_handle_t *)&t, NULL);
     run_briefly(f);
+    /* etcd: the last keepalive may still be on the wire. */
+    while (f->b->etcd && k.ok < k.sent)
+        ASSERT(uv_run(&f->loop, UV_RUN_ONCE) != 0 || k.ok == k.sent);
     ASSERT(k.sent >= 6);
     ASSERT_EQ(k.ok, k.sent);
     ASSERT_KV(get_kv(f, "ka"), "ka", "1");
@@ -1126,7 +1269,42 @@ static void check_stale(struct fixture *f, bool reopened) {
     (void)reopened;
 }
 
+/* etcd keeps all history until compacted: compact, then the same checks. */
+static void check_watch_stale_etcd(struct fixture *f) {
+    int64_t rev = put_many(f, "s/", 150);
+    ASSERT_EQ(rev, 151);
+    char body[64];
+    snprintf(body, sizeof(body), "{\"revision\":\"%lld\"}", (long long)(rev - 99));
+    ASSERT_EQ(etcd_http(f, "/v3/kv/compaction", body), 200);
+
+    struct wrec *old = watch(f, "s/", 2);
+    run_until(f, &old->calls);
+    ASSERT(old->ended);
+    ASSERT_EQ(old->error, -ESTALE);
+    ASSERT_EQ(old->n_events, 0);
+
+    struct wrec *edge = watch(f, "s/", rev - 99); /* the compaction revision itself is kept */
+    struct wrec *past = watch(f, "s/", rev - 100);
+    run_until_events(f, edge, 100);
+    for (int i = 0; i < 100; i++)
+        ASSERT_EQ(edge->events[i].kv.mod_revision, rev - 99 + i);
+    run_until(f, &past->calls);
+    ASSERT_EQ(past->error, -ESTALE);
+
+    /* An ended watch is still the caller's to cancel; no callback follows. */
+    run_briefly(f);
+    ASSERT_EQ(old->calls, 1);
+    ASSERT_EQ(past->calls, 1);
+    old->w = store_watch_cancel(old->w);
+    past->w = store_watch_cancel(past->w);
+    edge->w = store_watch_cancel(edge->w);
+}
+
 static void check_watch_stale(struct fixture *f) {
+    if (f->b->etcd) {
+        check_watch_stale_etcd(f);
+        return;
+    }
     ASSERT_EQ(put_many(f, "s/", HISTORY_MAX + 50), HISTORY_MAX + 50 + 1);
     check_stale(f, false);
     if (!f->b->persistent)
@@ -1176,7 +1354,11 @@ static void check_watch_cancel(struct fixture *f) {
     ASSERT_EQ(self->calls, 1);
     ASSERT_EQ(self->n_events, 1);
     ASSERT(!self->w);
-    ASSERT_EQ(b->calls, 0);
+    /* etcd: each watch has its own stream, so b's event may come before a's. */
+    if (f->b->etcd)
+        ASSERT(b->calls <= 1);
+    else
+        ASSERT_EQ(b->calls, 0);
     ASSERT(!b->w);
     ASSERT(store_watch_cancel(NULL) == NULL);
     a->w = store_watch_cancel(a->w);
@@ -1242,15 +1424,25 @@ static void check_free(struct fixture *f, bool from_callback) {
 
     /* Before store_free() returned: results of executed calls, -ECANCELED for watches. */
     ASSERT_EQ(p.put->calls, 1);
-    ASSERT_EQ(p.put->error, 0);
-    ASSERT_EQ(p.put->revision, 3);
     ASSERT_EQ(p.get->calls, 1);
-    ASSERT_EQ(p.get->error, 0);
-    ASSERT_EQ(p.get->n_kvs, 1);
+    if (f->b->etcd) {
+        /* etcd: calls not answered yet are in flight or queued: -ECANCELED.
+         * The put's own answer may come after its watch event. */
+        ASSERT_EQ(p.put->error, from_callback ? 0 : -ECANCELED);
+        if (from_callback)
+            ASSERT_EQ(p.put->revision, 3);
+        ASSERT_EQ(p.get->error, -ECANCELED);
+        ASSERT(p.busy->n_events == 1 || (from_callback && p.busy->n_events == 2));
+    } else {
+        ASSERT_EQ(p.put->error, 0);
+        ASSERT_EQ(p.put->revision, 3);
+        ASSERT_EQ(p.get->error, 0);
+        ASSERT_EQ(p.get->n_kvs, 1);
+        ASSERT_EQ(p.busy->n_events, 1); /* x0; x1 was pending and is dropped */
+    }
     ASSERT_EQ(p.live->calls, 1);
     ASSERT_EQ(p.live->error, -ECANCELED);
     ASSERT_EQ(p.busy->error, -ECANCELED);
-    ASSERT_EQ(p.busy->n_events, 1); /* x0; x1 was pending and is dropped */
     ASSERT_EQ(p.put_after_free, -ECANCELED);
     ASSERT_EQ(gone->calls, 0);
 
@@ -1278,6 +1470,101 @@ TEST(free_runs_pending_callbacks) {
 
 TEST(free_from_a_callback) {
     for_each_backend(check_free_from_callback);
+}
+
+/* ==== etcd ==== */
+
+static const struct backend *backend_etcd = &backends[2];
+
+static void run_etcd(void (*check)(struct fixture *f)) {
+    atexit(report_backend);
+    struct fixture *f = fixture_open(backend_etcd);
+    check(f);
+    fixture_free(f);
+}
+
+/* A listening socket that never accepts: requests to it time out. */
+static int hung_listener(int *ret_port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof(a);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof(a)));
+    ASSERT_OK(listen(fd, 16));
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)&a, &n));
+    *ret_port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void check_etcd_endpoints(struct fixture *f) {
+    int hung_port, hung = hung_listener(&hung_port);
+    char dead[64], slow[64];
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", free_port());
+    snprintf(slow, sizeof(slow), "http://127.0.0.1:%d/", hung_port);
+    const char *const eps[] = {dead, slow, f->endpoint};
+
+    fixture_close_store(f);
+    uint64_t t0 = now_msec();
+    ASSERT_OK(store_etcd_new(&f->loop, eps, ELEMENTSOF(eps), &f->s));
+    ASSERT_EQ(store_revision(f->s), 0);
+    /* The first read: refused, then timed out after 1 s, then answered. */
+    struct reply *r = get(f, "k");
+    uint64_t elapsed = now_msec() - t0;
+    ASSERT_EQ(r->error, 0);
+    ASSERT_EQ(r->revision, 1);
+    if (elapsed < 900 || elapsed > 3000)
+        CHECK_FAIL("first answer after %llu ms, expected about one request timeout", (unsigned long long)elapsed);
+    /* The store stays on the endpoint that answered. */
+    t0 = now_msec();
+    ASSERT_EQ(put_ok(f, "k", "v"), 2);
+    ASSERT_KV(get_kv(f, "k"), "k", "v");
+    ASSERT(now_msec() - t0 < 500);
+
+    /* A write that times out is not retried (etcd may have applied it). */
+    const char *const only_slow[] = {slow};
+    fixture_close_store(f);
+    ASSERT_OK(store_etcd_new(&f->loop, only_slow, 1, &f->s));
+    r = put(f, "k", "w");
+    ASSERT_EQ(r->error, -ETIMEDOUT);
+    close(hung);
+}
+TEST(etcd_retries_across_endpoints) {
+    run_etcd(check_etcd_endpoints);
+}
+
+static void check_etcd_watch_resume(struct fixture *f) {
+    struct reply *g = lease_grant(f, 60);
+    ASSERT_EQ(g->error, 0);
+    ASSERT_EQ(lease_keepalive(f, g->lease)->ttl, 60);
+    struct wrec *w = watch(f, "r/", 0);
+    ASSERT_EQ(put_ok(f, "r/1", "1"), 2);
+    run_until_events(f, w, 1);
+
+    /* etcd goes away and comes back on the same port with the same data. */
+    etcd_stop(f);
+    run_for(f, 300);
+    ASSERT_EQ(get(f, "r/1")->error, -ECONNREFUSED);
+    etcd_start(f);
+    /* The lease survived the restart (with a fresh TTL, as after a leader change). */
+    struct reply *k = lease_keepalive(f, g->lease);
+    ASSERT_EQ(k->error, 0);
+    ASSERT(k->ttl > 50 && k->ttl <= 60);
+    ASSERT_EQ(put_ok(f, "r/2", "2"), 3);
+    ASSERT_EQ(put_ok(f, "x", "x"), 4);
+    ASSERT_EQ(put_ok(f, "r/3", "3"), 5);
+
+    /* The watch reconnects from the revision after its last event: no gap, no repeat. */
+    run_until_events(f, w, 3);
+    assert_event(w, 0, STORE_EVENT_PUT, "r/1", 2);
+    assert_event(w, 1, STORE_EVENT_PUT, "r/2", 3);
+    assert_event(w, 2, STORE_EVENT_PUT, "r/3", 5);
+    run_for(f, 100);
+    ASSERT_EQ(w->n_events, 3);
+    ASSERT(!w->ended);
+    w->w = store_watch_cancel(w->w);
+}
+TEST(etcd_watch_and_keepalive_survive_restart) {
+    run_etcd(check_etcd_watch_resume);
 }
 
 /* ==== SQLite ==== */
