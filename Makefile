@@ -3,7 +3,7 @@
 BUILD ?= build
 BUILD_SAN ?= build-san
 
-.PHONY: all deps build demo check check-fast check-sanitize bench clean
+.PHONY: all deps build demo check check-fast check-etcd bench clean
 
 all: build
 
@@ -25,6 +25,11 @@ check: build
 
 check-fast: build
 	@./test/run-all $(BUILD)
+
+# The store conformance suite against a real etcd (the etcd backend is groundwork
+# for the multi-node work and has a known intermittent hang, so it is not in check yet).
+check-etcd: build
+	./$(BUILD)/test/unit/check-store-etcd
 
 bench: build
 	./bench/failover 50 && ./bench/coldstart 10 && ./bench/footprint

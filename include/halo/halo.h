@@ -193,11 +193,15 @@ int halo_dispatch(halo *h, halo_dispatch_flags flags);
  * Registers a component (comp NULL: $HALO_COMPONENT) with halod; from then on
  * halod may assign CSIs to it.  proxy is reserved and must be NULL.
  * Returns 0, -EINVAL, -HALO_EUNKNOWN (not in the model), -HALO_EEXIST (already
- * registered), -ENOTCONN.
+ * registered), -EPERM (the caller is not the process halod started for comp, nor
+ * in its process group), -HALO_EBADSTATE (comp is not being started),
+ * -EOPNOTSUPP (proxy given), -ENOTCONN.
  */
 int halo_register(halo *h, const char *comp, const char *proxy);
 
-/* Unregisters; halod removes the component's assignments first. Returns 0, -HALO_ENOTREG, -ENOTCONN. */
+/* Unregisters: halod stops health checks and expects the process to exit; its
+ * assignments stay until it does, and its exit is then handled as a failure
+ * (the standby takes over).  Returns 0, -HALO_ENOTREG, -ENOTCONN. */
 int halo_unregister(halo *h, const char *comp);
 
 /* Answers a callback: error 0 for success, or a negative error.
@@ -225,7 +229,8 @@ int halo_healthcheck_confirm(halo *h, const char *comp, const char *key, int res
 int halo_healthcheck_stop(halo *h, const char *comp, const char *key);
 
 /* Reports an error detected by the component itself; halod runs the recovery
- * (at least the one recommended).  Returns 0, -HALO_EUNKNOWN, -ENOTCONN. */
+ * (this version always fails the SU over to its standby and restarts it, whatever
+ * is recommended; the value is validated).  Returns 0, -HALO_EUNKNOWN, -ENOTCONN. */
 int halo_error_report(halo *h, const char *comp, halo_recovery recommended);
 
 /*

@@ -16,6 +16,8 @@
  *      remove it if its SU is out of service.
  *   5. A STANDBY on an SU out of service: remove it.
  *   6. No STANDBY: assign one to the best other in-service SU.
+ *   7. With auto-failback, a STANDBY that ranks before the ACTIVE gets ACTIVE
+ *      back through a switchover.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <string.h>
@@ -144,6 +146,14 @@ static void evaluate_si(struct si *si) {
         struct su *su = best_su(si, HALO_HA_STANDBY);
         if (su)
             (void)amf_assign(si, su, HALO_HA_STANDBY, 0);
+        return;
+    }
+    /* 7. auto-failback: the STANDBY ranks before the ACTIVE (it came back after a
+     * failure): hand ACTIVE back to it, gracefully, as a switchover would. */
+    if (si->sg->cfg->auto_failback && sb_ok && !si->switchover && sb->su->cfg->rank < act->su->cfg->rank) {
+        log_notice("Failing '%s' back to '%s'", si->name, sb->su->name);
+        si->switchover = true;
+        evaluate_si(si);
     }
 }
 

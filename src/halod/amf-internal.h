@@ -64,9 +64,9 @@ struct su {
     size_t n_comps;
     enum su_admin admin;
     enum su_oper oper;
-    bool failing;          /* a failure is being recovered: waiting for its processes to end */
-    bool admin_restart;    /* the failure is an operator's restart: no backoff, not counted */
-    usec_t fail_times[16]; /* recent failures, for the restart limit */
+    bool failing;       /* a failure is being recovered: waiting for its processes to end */
+    bool admin_restart; /* the failure is an operator's restart: no backoff, not counted */
+    usec_t *fail_times; /* recent failures within the restart window, at most restart.max + 1 */
     unsigned n_fail_times;
     usec_t delay; /* next restart delay */
     uv_timer_t restart_timer;

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "amf-internal.h"
@@ -462,7 +464,7 @@ static bool su_count_failure(struct su *su) {
         if (now - su->fail_times[i] < rc->window)
             su->fail_times[k++] = su->fail_times[i];
     su->n_fail_times = k;
-    if (su->n_fail_times < ELEMENTSOF(su->fail_times))
+    if (su->n_fail_times < rc->max + 1)
         su->fail_times[su->n_fail_times++] = now;
     /* A run longer than `stable` resets the backoff. */
     bool stable = true;
@@ -948,16 +950,34 @@ static void restore_comp(struct amf *a, json_t *j) {
     if (proc_starttime((pid_t)pid) != (unsigned long long)st)
         return;
     log_warning("Component '%s' (pid %d) survived a previous halod; stopping it", name, (int)pid);
+    /* Its pidfd polls readable once it has exited, reaped or not (it is not our child). */
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
     if (kill(-(pid_t)pid, SIGKILL) < 0)
         (void)kill((pid_t)pid, SIGKILL);
+    if (pidfd < 0)
+        return;
+    /* Wait before anything new starts, or the old and the new instance would overlap:
+     * this runs once at start, before the loop serves anyone, and is bounded. */
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    if (poll(&p, 1, 2000) == 0)
+        log_error("Leftover component '%s' (pid %d) did not die within 2 s of SIGKILL", name, (int)pid);
+    close(pidfd);
 }
 
 static void restore_su(struct amf *a, json_t *j) {
     struct su *su = find_su(a, json_string_value(json_object_get(j, "su")) ?: "");
     const char *admin = json_string_value(json_object_get(j, "admin"));
+    const char *oper = json_string_value(json_object_get(j, "oper"));
     if (su && admin && streq(admin, "LOCKED")) {
         su->admin = SU_LOCKED;
         log_info("Service unit '%s' stays locked, as it was before the restart", su->name);
+    }
+    if (su && oper && streq(oper, "DISABLED")) {
+        su->oper = SU_DISABLED;
+        for (size_t i = 0; i < su->n_comps; i++)
+            su->comps[i].presence = PRESENCE_FAILED;
+        log_warning("Service unit '%s' stays disabled, as it was before the restart; 'haloctl repair %s' starts it",
+                    su->name, su->name);
     }
 }
 
@@ -982,7 +1002,7 @@ static void instantiate_all(struct amf *a) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
-            if (!su->local)
+            if (!su->local || su->oper == SU_DISABLED)
                 continue;
             for (size_t i = 0; i < su->n_comps; i++)
                 comp_instantiate(&su->comps[i]);
@@ -1555,7 +1575,8 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
             uv_timer_init(a->loop, &su->fence_timer);
             su->fence_timer.data = su;
             su->comps = calloc(su->cfg->n_components ?: 1, sizeof(struct comp));
-            if (!su->comps)
+            su->fail_times = calloc(su->cfg->n_components ? su->cfg->components[0].restart.max + 1 : 1, sizeof(usec_t));
+            if (!su->comps || !su->fail_times)
                 return amf_free(a), -ENOMEM; /* no handle started yet */
             su->n_comps = su->cfg->n_components;
             for (size_t i = 0; i < su->n_comps; i++) {
@@ -1617,6 +1638,7 @@ struct amf *amf_free(struct amf *a) {
         for (size_t u = 0; sg->sus && u < sg->n_sus; u++) {
             struct su *su = &sg->sus[u];
             free(su->last_failure);
+            free(su->fail_times);
             for (size_t i = 0; su->comps && i < su->n_comps; i++)
                 free(su->comps[i].last_exit);
             free(su->comps);

@@ -114,7 +114,8 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
         server_conn_close(c, "version mismatch");
         return;
     }
-    c->admin = m->hello->client && strncmp(m->hello->client, "haloctl", 7) == 0;
+    /* Operator commands only from root or halod's own user, whatever the client calls itself. */
+    c->admin = m->hello->client && strncmp(m->hello->client, "haloctl", 7) == 0 && (c->uid == 0 || c->uid == geteuid());
     if (server_conn_send(c, &out) < 0)
         return;
     c->hello_done = true;
@@ -132,6 +133,11 @@ static void on_conn(uv_poll_t *h, int status, int events) {
         if (r == 0 || r == -ECONNRESET) {
             server_conn_close(c, "closed the link");
             return;
+        }
+        if (r == -EPROTONOSUPPORT) {
+            /* A newer peer's message: dropped, as the protocol's compatibility rule says. */
+            log_warning("%s sent a message type this halod does not know; dropped", c->name);
+            continue;
         }
         if (r < 0) {
             const char *why = r == -EMSGSIZE  ? "oversize message"

@@ -146,11 +146,25 @@ static _Noreturn void child_exec(const struct spawn_params *p, char **envp) {
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             (void)signal(sig, SIG_DFL);
+    /* glibc's signal() refuses its internal signals (32, 33), which halod may have
+     * inherited as ignored; ignored, they would break pthread_cancel() and setuid()
+     * in the component.  The raw syscall resets them. */
+    for (int sig = 32; sig < SIGRTMIN; sig++) {
+        struct {
+            void *handler;
+            unsigned long flags;
+            void *restorer;
+            unsigned long mask;
+        } ksa = {SIG_DFL, 0, NULL, 0};
+        (void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+    }
     sigprocmask(SIG_SETMASK, &all, NULL);
     (void)setsid();
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null >= 0 && null != 0)
-        (void)dup2(null, 0);
+    if (null > 0)
+        (void)dup2(null, 0); /* dup2 clears O_CLOEXEC on the copy */
+    else if (null == 0)
+        (void)fcntl(0, F_SETFD, 0); /* halod ran with fd 0 closed */
     /* Everything of ours is O_CLOEXEC, but fds a library opened without it must not leak. */
     (void)syscall(SYS_close_range, 3U, ~0U, 0U);
     if (p->workdir && chdir(p->workdir) < 0)

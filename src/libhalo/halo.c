@@ -239,7 +239,7 @@ static int pump(halo *h) {
         int r = link_recv(h->fd, &m);
         if (r == -EAGAIN)
             break;
-        if (r == -EBADMSG || r == -EMSGSIZE || r == -ENOMEM)
+        if (r == -EBADMSG || r == -EMSGSIZE || r == -ENOMEM || r == -EPROTONOSUPPORT)
             continue;
         if (r <= 0) {
             mark_disconnected(h);
@@ -439,7 +439,7 @@ static int hello(halo *h) {
             continue;
         if (r == 0)
             return -ECONNRESET;
-        if (r == -EBADMSG || r == -EMSGSIZE)
+        if (r == -EBADMSG || r == -EMSGSIZE || r == -EPROTONOSUPPORT)
             return -HALO_EPROTO;
         if (r < 0)
             return r;

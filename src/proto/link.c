@@ -174,6 +174,11 @@ int link_decode(const uint8_t *buf, size_t len, LinkMsg **ret) {
     LinkMsg *m = halo__link__msg__unpack(NULL, len, buf);
     if (!m)
         return -EBADMSG;
+    if (m->body_case == HALO__LINK__MSG__BODY__NOT_SET && m->base.n_unknown_fields > 0) {
+        /* Well-formed, of a type a newer peer knows and we do not. */
+        halo__link__msg__free_unpacked(m, NULL);
+        return -EPROTONOSUPPORT;
+    }
     if (link_validate(m) < 0) {
         halo__link__msg__free_unpacked(m, NULL);
         return -EBADMSG;

@@ -27,7 +27,8 @@ int link_send(int fd, const LinkMsg *msg);
 /*
  * Decodes and validates one packet.  Returns 0 and *ret (free with
  * link_msg_free()), or -EBADMSG (malformed, truncated or a field out of range),
- * -EMSGSIZE (over LINK_MSG_MAX), -ENOMEM.
+ * -EPROTONOSUPPORT (well-formed, but of a message type this version does not
+ * know: drop it and go on), -EMSGSIZE (over LINK_MSG_MAX), -ENOMEM.
  */
 int link_decode(const uint8_t *buf, size_t len, LinkMsg **ret);
 

@@ -99,3 +99,14 @@ time.sleep(30)
     assert h.wait_assigned("counter") == ("counter-a", "counter-b")
     assert (h.pid_of("counter-a"), h.pid_of("counter-b")) == good
     assert h.stop() == 0
+
+
+def test_unknown_message_type_is_dropped_and_the_client_kept(cluster):
+    from rawlink import field_bytes
+    link = RawLink(cluster.socket)
+    assert link.hello() == 0
+    link.send(field_bytes(99, b""))  # a message type from a newer protocol
+    assert not link.closed_by_peer(timeout=0.5)
+    link.send(response(invocation=5, error=0, seq=11))  # and the link still works
+    assert link.reply() == (11, -10006)
+    assert "does not know; dropped" in cluster.logtext()

@@ -75,6 +75,7 @@ static struct su sus[3];
 static struct config_su su_cfg[3];
 static struct si si;
 static struct config_si si_cfg = {.name = "si"};
+static struct config_sg sg_cfg = {.name = "sg"};
 static struct sg sg;
 
 static void setup(size_t n_sus) {
@@ -86,6 +87,8 @@ static void setup(size_t n_sus) {
     memset(&sg, 0, sizeof(sg));
     n_actions = 0;
     sg.name = "sg";
+    sg_cfg.auto_failback = false;
+    sg.cfg = &sg_cfg;
     sg.sus = sus;
     sg.n_sus = n_sus;
     sg.sis = &si;
@@ -360,4 +363,33 @@ TEST(units_on_other_nodes_are_never_assigned_here) {
     settle();
     ASSERT_STREQ(role_of("a"), "NONE");
     ASSERT_STREQ(role_of("b"), "ACTIVE");
+}
+
+TEST(auto_failback_returns_active_to_the_preferred_unit) {
+    setup(2);
+    sg_cfg.auto_failback = true;
+    settle();
+    fail_su(&sus[0]);
+    settle();
+    ASSERT_STREQ(role_of("b"), "ACTIVE");
+    sus[0].failing = false; /* a is back: STANDBY first, then ACTIVE again, gracefully */
+    size_t base = n_actions;
+    settle();
+    expect(base, "assign", "a", HALO_HA_STANDBY);
+    expect(base + 1, "assign", "b", HALO_HA_QUIESCING);
+    expect(base + 2, "assign", "a", HALO_HA_ACTIVE);
+    ASSERT_EQ(actions[base + 2].transition, HALO_CSI_QUIESCED);
+    ASSERT_STREQ(role_of("a"), "ACTIVE");
+    ASSERT_STREQ(role_of("b"), "STANDBY");
+}
+
+TEST(no_failback_without_auto_failback) {
+    setup(2);
+    settle();
+    fail_su(&sus[0]);
+    settle();
+    sus[0].failing = false;
+    settle();
+    ASSERT_STREQ(role_of("b"), "ACTIVE");
+    ASSERT_STREQ(role_of("a"), "STANDBY");
 }

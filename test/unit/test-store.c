@@ -66,15 +66,19 @@ static int open_sqlite(struct fixture *f) {
     return store_sqlite_new(&f->loop, f->path, &f->s);
 }
 
+#ifdef STORE_TEST_ETCD
 static int open_etcd(struct fixture *f) {
     const char *const endpoints[] = {f->endpoint};
     return store_etcd_new(&f->loop, endpoints, 1, &f->s);
 }
+#endif
 
 static const struct backend backends[] = {
     {"memory", false, open_memory, false},
     {"sqlite", true, open_sqlite, false},
+#ifdef STORE_TEST_ETCD
     {"etcd", false, open_etcd, true},
+#endif
 };
 
 static const struct backend *backend_sqlite = &backends[1];
@@ -1474,6 +1478,7 @@ TEST(free_from_a_callback) {
 
 /* ==== etcd ==== */
 
+#ifdef STORE_TEST_ETCD
 static const struct backend *backend_etcd = &backends[2];
 
 static void run_etcd(void (*check)(struct fixture *f)) {
@@ -1566,6 +1571,8 @@ static void check_etcd_watch_resume(struct fixture *f) {
 TEST(etcd_watch_and_keepalive_survive_restart) {
     run_etcd(check_etcd_watch_resume);
 }
+
+#endif /* STORE_TEST_ETCD */
 
 /* ==== SQLite ==== */
 
