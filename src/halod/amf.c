@@ -135,7 +135,6 @@ static struct si *find_csi(struct amf *a, const char *csi, const struct config_c
     return NULL;
 }
 
-/* The component of su that takes csi: the one listing its type, or the only one. */
 /* The component of su that takes csi: the only one, else the first listing
  * the CSI's type, else the first that takes any type (no csi-types). */
 static struct comp *csi_comp(struct su *su, const struct config_csi *csi) {
@@ -349,10 +348,9 @@ int amf_unassign(struct si *si, struct assignment *a) {
     return 0;
 }
 
-/* One CSI set or remove finished well. */
-static void asg_step_done(struct invocation *inv) {
-    struct si *si = inv->si;
-    struct assignment *a = amf_si_find_su(si, inv->su);
+/* One CSI set or remove for su's assignment of si finished well. */
+static void asg_step_done(struct si *si, struct su *su) {
+    struct assignment *a = amf_si_find_su(si, su);
     if (!a || a->pending == 0)
         return;
     if (--a->pending > 0)
@@ -363,7 +361,7 @@ static void asg_step_done(struct invocation *inv) {
         a->state = a->target == HALO_HA_QUIESCING ? HALO_HA_QUIESCED : a->target;
         a->target = a->state;
         a->confirmed = true;
-        log_info("'%s' is %s for '%s'", inv->su->name, halo_ha_state_to_string(a->state), si->name);
+        log_info("'%s' is %s for '%s'", su->name, halo_ha_state_to_string(a->state), si->name);
     }
     si->generation++;
     persist_si(si);
@@ -1086,6 +1084,8 @@ static void handle_response(struct amf *a, struct conn *conn, const Halo__Link__
     if (m->seq)
         (void)server_conn_reply(conn, m->seq, 0, NULL);
     struct comp *c = inv->comp;
+    struct si *si = inv->si;
+    struct su *su = inv->su;
     char buf[160];
 
     switch (inv->kind) {
@@ -1101,7 +1101,7 @@ static void handle_response(struct amf *a, struct conn *conn, const Halo__Link__
             return;
         }
         inv_free(inv);
-        asg_step_done(inv);
+        asg_step_done(si, su);
         return;
     case INV_CSI_REMOVE:
         inv_free(inv);
@@ -1109,7 +1109,7 @@ static void handle_response(struct amf *a, struct conn *conn, const Halo__Link__
             comp_fail(c, "failed a CSI remove");
             return;
         }
-        asg_step_done(inv);
+        asg_step_done(si, su);
         return;
     case INV_TERMINATE:
         inv_free(inv);
@@ -1128,10 +1128,6 @@ static void handle_response(struct amf *a, struct conn *conn, const Halo__Link__
     }
     }
 }
-
-/* Note: asg_step_done() reads inv fields after inv_free(): inv_free only
- * schedules the free (uv_close), so the memory stays valid until the loop
- * runs the close callback. */
 
 static void on_inv_timeout(uv_timer_t *t) {
     struct invocation *inv = t->data;

@@ -144,3 +144,13 @@ int store_engine_watch(store *s, const char *prefix, size_t prefix_len, int64_t 
                        void *userdata, store_watch **ret);
 void store_engine_watch_cancel(store_watch *w);
 int64_t store_engine_revision(store *s);
+
+/* The ops table of a backend built on the engine (they differ only by name and
+ * by the persistence hook given to store_engine_new()). */
+#define STORE_ENGINE_OPS(backend_name)                                                                       \
+    {                                                                                                        \
+        .name = (backend_name), .free = store_engine_free, .get = store_engine_get, .txn = store_engine_txn, \
+        .lease_grant = store_engine_lease_grant, .lease_keepalive = store_engine_lease_keepalive,            \
+        .lease_revoke = store_engine_lease_revoke, .watch = store_engine_watch,                              \
+        .watch_cancel = store_engine_watch_cancel, .revision = store_engine_revision,                        \
+    }

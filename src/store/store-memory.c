@@ -4,18 +4,7 @@
 #include "store-engine.h"
 #include "store.h"
 
-static const store_ops store_memory_ops = {
-    .name = "memory",
-    .free = store_engine_free,
-    .get = store_engine_get,
-    .txn = store_engine_txn,
-    .lease_grant = store_engine_lease_grant,
-    .lease_keepalive = store_engine_lease_keepalive,
-    .lease_revoke = store_engine_lease_revoke,
-    .watch = store_engine_watch,
-    .watch_cancel = store_engine_watch_cancel,
-    .revision = store_engine_revision,
-};
+static const store_ops store_memory_ops = STORE_ENGINE_OPS("memory");
 
 /* Returns 0 and a store at revision 1, -EINVAL or -ENOMEM.  Free with store_free(). */
 int store_memory_new(uv_loop_t *loop, store **ret) {

@@ -288,18 +288,7 @@ static const store_engine_persist store_sqlite_persist = {
     .close = store_sqlite_close,
 };
 
-static const store_ops store_sqlite_ops = {
-    .name = "sqlite",
-    .free = store_engine_free,
-    .get = store_engine_get,
-    .txn = store_engine_txn,
-    .lease_grant = store_engine_lease_grant,
-    .lease_keepalive = store_engine_lease_keepalive,
-    .lease_revoke = store_engine_lease_revoke,
-    .watch = store_engine_watch,
-    .watch_cancel = store_engine_watch_cancel,
-    .revision = store_engine_revision,
-};
+static const store_ops store_sqlite_ops = STORE_ENGINE_OPS("sqlite");
 
 static int exec_sql(sqlite3 *db, const char *sql) {
     return sqlite_errno(db, sqlite3_exec(db, sql, NULL, NULL, NULL));
