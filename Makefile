@@ -29,7 +29,7 @@ check-fast: build
 # The store conformance suite against a real etcd (the etcd backend is groundwork
 # for the multi-node work and has a known intermittent hang, so it is not in check yet).
 check-etcd: build
-	./$(BUILD)/test/unit/check-store-etcd
+	./$(BUILD)/test/unit/test-store-etcd
 
 bench: build
 	./bench/failover 50 && ./bench/coldstart 10 && ./bench/footprint
