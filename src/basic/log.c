@@ -9,9 +9,9 @@
 
 #include "halo/halo.h"
 
-int log_levels[_LOG_AREA_MAX] = {LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_};
+int log_levels[_LOG_AREA_MAX] = {LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_};
 
-static const char *const area_names[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store"};
+static const char *const area_names[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store", "cluster"};
 static const char *const level_names[] = {[LOG_ERR_] = "error",
                                           [LOG_WARNING_] = "warning",
                                           [LOG_NOTICE_] = "notice",

@@ -9,7 +9,15 @@
 enum log_level { LOG_ERR_ = 3, LOG_WARNING_ = 4, LOG_NOTICE_ = 5, LOG_INFO_ = 6, LOG_DEBUG_ = 7 };
 
 /* Areas whose level can be changed at runtime independently. */
-enum log_area { LOG_AREA_MAIN, LOG_AREA_AMF, LOG_AREA_LINK, LOG_AREA_SUPERVISOR, LOG_AREA_STORE, _LOG_AREA_MAX };
+enum log_area {
+    LOG_AREA_MAIN,
+    LOG_AREA_AMF,
+    LOG_AREA_LINK,
+    LOG_AREA_SUPERVISOR,
+    LOG_AREA_STORE,
+    LOG_AREA_CLUSTER,
+    _LOG_AREA_MAX
+};
 
 extern int log_levels[_LOG_AREA_MAX];
 

@@ -132,10 +132,12 @@ static void print_status(json_t *root) {
     size_t i, j, k, l;
     json_t *n, *sg, *su, *c, *si;
 
-    printf("Cluster %s, node %s\n\n", jstr(root, "cluster"), jstr(root, "node"));
+    printf("Cluster %s, node %s, store %s, coordinator %s\n\n", jstr(root, "cluster"), jstr(root, "node"),
+           jstr(root, "store"), jstr(root, "coordinator"));
     printf("%-20s %s\n", "NODE", "STATE");
     json_array_foreach(json_object_get(root, "nodes"), i, n)
-        printf("%-20s %s%s\n", jstr(n, "name"), jstr(n, "state"),
+        printf("%-20s %s%s%s\n", jstr(n, "name"), jstr(n, "state"),
+               json_is_true(json_object_get(n, "coordinator")) ? " (coordinator)" : "",
                json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
 
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
@@ -159,6 +161,8 @@ static void print_status(json_t *root) {
         }
         printf("\n  %-22s %-15s %-8s %s\n", "COMPONENT", "PRESENCE", "PID", "LAST EXIT");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
+            if (strcmp(jstr(su, "node"), jstr(root, "node")) != 0)
+                continue; /* another node's processes: ask that node */
             json_array_foreach(json_object_get(su, "components"), k, c) {
                 char pid[16] = "-";
                 if (json_is_integer(json_object_get(c, "pid")))

@@ -73,6 +73,15 @@ struct su {
     uv_timer_t fence_timer; /* bounds the wait for fenced processes to die */
     char *last_failure;
     struct admin_waiter waiter; /* lock: replied when the SU holds no assignment */
+
+    /* Several nodes.  A local SU: what was last published in sustate/<su>.
+     * A remote one: what its node published there. */
+    struct su_report {
+        bool known; /* published (local) / the key exists (remote) */
+        bool in_service;
+        bool failing; /* fencing or restarting after a failure */
+        bool fenced;  /* none of its processes runs */
+    } report;
 };
 
 struct assignment {
@@ -82,6 +91,7 @@ struct assignment {
     unsigned pending;     /* invocations in flight */
     bool removing;        /* CSI remove in flight: the slot frees when pending reaches 0 */
     bool confirmed;       /* state was confirmed at least once */
+    uint64_t gen;         /* several nodes: the generation of the target (target/<si>/<su>) */
 };
 
 #define SI_ASSIGNMENTS_MAX 2
@@ -98,6 +108,41 @@ struct si {
     struct admin_waiter waiter;
     usec_t unassigned_since;
     struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
+};
+
+struct node_info {
+    char *name;
+    bool alive; /* its node key exists (its lease is held) */
+};
+
+struct invocation;
+struct tracker;
+
+struct amf {
+    uv_loop_t *loop;
+    const struct config *config;
+    char *node;
+    char *socket_path;
+    char *prefix; /* "/halo/<cluster>/" */
+    struct supervisor *sup;
+    store *store;
+    struct sg *sgs;
+    size_t n_sgs;
+    struct invocation *invs;
+    uint64_t next_inv;
+    struct tracker *trackers;
+    bool stopping;
+    amf_stopped_cb stopped_cb;
+    void *stopped_userdata;
+    uv_idle_t stop_check;
+
+    /* Several nodes (etcd): NULL on a single node, where this halod decides everything. */
+    struct cluster *cluster;
+    bool coordinator; /* this halod runs the redundancy models: always true on a single node */
+    store_watch *watch;
+    int64_t loaded_revision;
+    struct node_info *nodes; /* nodes seen in the store */
+    size_t n_nodes;
 };
 
 struct redundancy_ops {
@@ -154,9 +199,33 @@ void amf_switchover_done(struct si *si, int error);
 /* Lock waiters: called when an SU may have lost its last assignment. */
 void amf_su_check_lock_done(struct su *su);
 
+/* Several nodes (amf-cluster.c). */
+struct su *amf_find_su(struct amf *a, const char *name);
+struct si *amf_find_si(struct amf *a, const char *name);
+void amf_asg_clear(struct si *si, struct assignment *a);
+void amf_asg_step_done(struct si *si, struct su *su);
+void amf_su_fail(struct su *su, const char *why, bool counted);
+void amf_sg_changed(struct sg *sg);
+/* The coordinator decided: publish the target of su's assignment of si. */
+void cl_publish_target(struct si *si, struct assignment *a);
+/* This node finished applying a target to its SU: publish what it holds now
+ * (removed: it holds nothing). */
+void cl_publish_confirmed(struct si *si, struct assignment *a, bool removed);
+/* The coordinator forgot an assignment: delete its keys. */
+void cl_forget(struct si *si, struct su *su);
+/* Publishes the local SUs' in-service state if it changed. */
+void cl_publish_sustate(struct su *su);
+/* Handles a key under the cluster prefix, from the first read or the watch. */
+void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted);
+/* The first read is done: start watching from the revision after it. */
+int cl_watch_start(struct amf *a, int64_t revision);
+void cl_close(struct amf *a);
+void cl_free(struct amf *a);
+
 /* Accessors for status.c. */
 struct amf_view {
     const char *node;
+    const char *coordinator; /* NULL: none known */
     const char *cluster;
     const struct config *config;
     struct sg *sgs;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "amf-internal.h"
+#include "cluster.h"
 #include "log.h"
 #include "macro.h"
 
@@ -55,25 +56,6 @@ struct tracker {
     size_t n_last;
     char **last_comp; /* members last reported */
     halo_ha_state *last_state;
-};
-
-struct amf {
-    uv_loop_t *loop;
-    const struct config *config;
-    char *node;
-    char *socket_path;
-    char *prefix; /* "/halo/<cluster>/" */
-    struct supervisor *sup;
-    store *store;
-    struct sg *sgs;
-    size_t n_sgs;
-    struct invocation *invs;
-    uint64_t next_inv;
-    struct tracker *trackers;
-    bool stopping;
-    amf_stopped_cb stopped_cb;
-    void *stopped_userdata;
-    uv_idle_t stop_check;
 };
 
 static void su_fail(struct su *su, const char *why);
@@ -122,6 +104,14 @@ static struct si *find_si(struct amf *a, const char *name) {
 }
 
 /* The SI owning a CSI, and the CSI's config. */
+struct su *amf_find_su(struct amf *a, const char *name) {
+    return find_su(a, name);
+}
+
+struct si *amf_find_si(struct amf *a, const char *name) {
+    return find_si(a, name);
+}
+
 static struct si *find_csi(struct amf *a, const char *csi, const struct config_csi **ret) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t i = 0; i < a->sgs[g].n_sis; i++) {
@@ -153,7 +143,9 @@ static struct comp *csi_comp(struct su *su, const struct config_csi *csi) {
 }
 
 bool amf_su_in_service(const struct su *su) {
-    if (!su->local || su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
+    if (!su->local)
+        return su->report.known && su->report.in_service && !su->report.failing && !su->amf->stopping;
+    if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
         return false;
     for (size_t i = 0; i < su->n_comps; i++)
         if (su->comps[i].presence != PRESENCE_INSTANTIATED || !su->comps[i].conn)
@@ -230,6 +222,8 @@ static struct assignment *asg_slot(struct si *si, struct su *su) {
 
 static void asg_clear(struct si *si, struct assignment *a) {
     struct su *su = a->su;
+    if (su && si->amf->cluster && si->amf->coordinator)
+        cl_forget(si, su);
     *a = (struct assignment){0};
     if (su)
         amf_su_check_lock_done(su);
@@ -296,6 +290,14 @@ int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_trans
     log_info("Assigning '%s' to '%s' as %s", si->name, su->name, halo_ha_state_to_string(state));
     a->target = state;
     a->removing = false;
+    if (si->amf->cluster && si->amf->coordinator) {
+        a->gen = ++si->generation;
+        cl_publish_target(si, a);
+        if (!su->local) { /* its node applies it and confirms */
+            a->pending = 1;
+            return 0;
+        }
+    }
     if (!si->cfg->n_csis)
         return 0;
     for (size_t k = 0; k < si->cfg->n_csis; k++) {
@@ -319,6 +321,14 @@ int amf_unassign(struct si *si, struct assignment *a) {
     struct su *su = a->su;
     log_info("Removing '%s' from '%s'", si->name, su->name);
     a->removing = true;
+    if (si->amf->cluster && si->amf->coordinator) {
+        a->gen = ++si->generation;
+        cl_publish_target(si, a);
+        if (!su->local) {
+            a->pending = 1;
+            return 0;
+        }
+    }
     for (size_t k = 0; k < si->cfg->n_csis && a->su; k++) {
         const struct config_csi *csi = &si->cfg->csis[k];
         struct comp *c = csi_comp(su, csi);
@@ -341,6 +351,8 @@ int amf_unassign(struct si *si, struct assignment *a) {
         (void)server_conn_send(c->conn, &m);
     }
     if (a->su && a->pending == 0) {
+        if (si->amf->cluster)
+            cl_publish_confirmed(si, a, true);
         asg_clear(si, a);
         persist_si(si);
         pg_notify(si->amf, si);
@@ -356,17 +368,26 @@ static void asg_step_done(struct si *si, struct su *su) {
     if (--a->pending > 0)
         return;
     if (a->removing) {
+        if (si->amf->cluster && su->local)
+            cl_publish_confirmed(si, a, true);
         asg_clear(si, a);
     } else {
         a->state = a->target == HALO_HA_QUIESCING ? HALO_HA_QUIESCED : a->target;
         a->target = a->state;
         a->confirmed = true;
         log_info("'%s' is %s for '%s'", su->name, halo_ha_state_to_string(a->state), si->name);
+        if (si->amf->cluster && su->local)
+            cl_publish_confirmed(si, a, false);
     }
-    si->generation++;
+    if (!si->amf->cluster)
+        si->generation++;
     persist_si(si);
     pg_notify(si->amf, si);
     sg_evaluate(si->sg);
+}
+
+void amf_asg_step_done(struct si *si, struct su *su) {
+    asg_step_done(si, su);
 }
 
 static void reply_waiter(struct admin_waiter *w, int error) {
@@ -391,6 +412,10 @@ void amf_su_check_lock_done(struct su *su) {
     reply_waiter(&su->waiter, 0);
 }
 
+void amf_asg_clear(struct si *si, struct assignment *a) {
+    asg_clear(si, a);
+}
+
 /* ---- failures and restarts ---------------------------------------------- */
 
 static void on_restart_timer(uv_timer_t *t) {
@@ -409,12 +434,14 @@ static void su_fence_done(struct su *su) {
     struct sg *sg = su->sg;
     bool any = false;
     uv_timer_stop(&su->fence_timer);
+    if (su->amf->cluster)
+        cl_publish_sustate(su);
     for (size_t i = 0; i < sg->n_sis; i++)
         if (sg->sis[i].fencing == su) {
             sg->sis[i].fencing = NULL;
             any = true;
         }
-    if (any)
+    if (any && su->amf->coordinator)
         sg_evaluate(sg);
 }
 
@@ -544,6 +571,13 @@ static void su_fail(struct su *su, const char *why) {
         pg_notify(a, &sg->sis[i]);
     }
     su_failure_settled(su);
+}
+
+void amf_su_fail(struct su *su, const char *why, bool counted) {
+    if (su->failing)
+        return;
+    su->admin_restart = !counted;
+    su_fail(su, why);
 }
 
 static void comp_fail(struct comp *c, const char *why) {
@@ -867,9 +901,17 @@ static void pg_notify(struct amf *a, struct si *si) {
 /* ---- the model ---------------------------------------------------------- */
 
 static void sg_evaluate(struct sg *sg) {
-    if (sg->amf->stopping)
+    if (sg->amf->cluster)
+        for (size_t u = 0; u < sg->n_sus; u++)
+            if (sg->sus[u].local)
+                cl_publish_sustate(&sg->sus[u]);
+    if (sg->amf->stopping || !sg->amf->coordinator)
         return;
     sg->ops->evaluate(sg);
+}
+
+void amf_sg_changed(struct sg *sg) {
+    sg_evaluate(sg);
 }
 
 /* ---- persistence -------------------------------------------------------- */
@@ -895,6 +937,8 @@ static void persist_json(struct amf *a, const char *kind, const char *name, json
 }
 
 static void persist_si(struct si *si) {
+    if (!si->amf->coordinator)
+        return; /* several nodes: only the coordinator writes the SI's record */
     json_t *arr = json_array();
     for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
         if (si->asg[i].su && si->asg[i].confirmed)
@@ -943,7 +987,8 @@ static void restore_comp(struct amf *a, json_t *j) {
     const char *name = json_string_value(json_object_get(j, "component"));
     json_int_t pid = json_integer_value(json_object_get(j, "pid"));
     json_int_t st = json_integer_value(json_object_get(j, "starttime"));
-    if (!name || pid <= 1 || st <= 0 || !find_comp(a, name))
+    struct comp *c = name ? find_comp(a, name) : NULL;
+    if (!c || !c->su->local || pid <= 1 || st <= 0)
         return;
     if (proc_starttime((pid_t)pid) != (unsigned long long)st)
         return;
@@ -1024,6 +1069,20 @@ static void on_restored(store *s, int error, const store_result *r, void *userda
         else if (strncmp(rest, "assignments/", 12) == 0)
             restore_si(a, j);
         json_decref(j);
+    }
+    if (a->cluster) {
+        /* SU reports first: a target is only taken for an SU whose state is known. */
+        for (int pass = 0; pass < 3; pass++)
+            for (size_t i = 0; r && i < r->n_kvs; i++) {
+                const char *rest = r->kvs[i].key + strlen(a->prefix);
+                bool first = strncmp(rest, "sustate/", 8) == 0 || strncmp(rest, "nodes/", 6) == 0;
+                bool second = strncmp(rest, "target/", 7) == 0;
+                if ((pass == 0 && first) || (pass == 1 && second) || (pass == 2 && !first && !second))
+                    cl_handle_kv(a, &r->kvs[i], false);
+            }
+        int w = cl_watch_start(a, r ? r->revision + 1 : 0);
+        if (w < 0)
+            log_error_errno(w, "Failed to watch the cluster's keys: %m");
     }
     if (!a->stopping)
         instantiate_all(a);
@@ -1523,8 +1582,12 @@ void amf_kill_all(struct amf *a) {
 /* ---- construction ------------------------------------------------------- */
 
 void amf_view(struct amf *a, struct amf_view *ret) {
-    *ret = (struct amf_view){
-        .node = a->node, .cluster = a->config->cluster, .config = a->config, .sgs = a->sgs, .n_sgs = a->n_sgs};
+    *ret = (struct amf_view){.node = a->node,
+                             .coordinator = a->cluster ? cluster_coordinator(a->cluster) : a->node,
+                             .cluster = a->config->cluster,
+                             .config = a->config,
+                             .sgs = a->sgs,
+                             .n_sgs = a->n_sgs};
 }
 
 int amf_new(const struct amf_params *p, struct amf **ret) {
@@ -1535,6 +1598,7 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     a->config = p->config;
     a->sup = p->sup;
     a->store = p->store;
+    a->coordinator = true; /* until amf_set_cluster() */
     a->node = strdup(p->node);
     a->socket_path = strdup(p->socket_path);
     a->next_inv = now_realtime_usec(); /* never reuse a previous halod's ids */
@@ -1619,11 +1683,13 @@ void amf_close(struct amf *a) {
         }
     }
     uv_close((uv_handle_t *)&a->stop_check, noop_close);
+    cl_close(a);
 }
 
 struct amf *amf_free(struct amf *a) {
     if (!a)
         return NULL;
+    cl_free(a);
     while (a->trackers) {
         struct tracker *t = a->trackers;
         a->trackers = t->next;

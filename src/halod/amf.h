@@ -41,5 +41,12 @@ void amf_stop(struct amf *a, amf_stopped_cb cb, void *userdata);
 /* Immediate stop: SIGKILL every component now (second SIGTERM). */
 void amf_kill_all(struct amf *a);
 
+/* Several nodes: the membership module's events (cluster.h). */
+struct cluster;
+void amf_set_cluster(struct amf *a, struct cluster *c);
+void amf_cluster_joined(struct amf *a);
+void amf_cluster_coordinator(struct amf *a, bool coordinator);
+void amf_cluster_fence(struct amf *a);
+
 /* The cluster status as JSON (malloc'ed), the document haloctl and the HTTP API show. */
 char *amf_status_json(struct amf *a);

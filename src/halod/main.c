@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "amf.h"
+#include "cluster.h"
 #include "config.h"
 #include "halo/halo.h"
 #include "log.h"
@@ -31,6 +32,7 @@ struct manager {
     struct supervisor *sup;
     struct server *server;
     struct amf *amf;
+    struct cluster *cluster; /* several nodes (etcd) */
     uv_signal_t sigterm, sigint;
     unsigned n_term;
     int lock_fd;
@@ -41,6 +43,8 @@ static const char *arg_config;
 static const char *arg_state_dir = "/var/lib/halo";
 static const char *arg_socket;
 static const char *arg_node;
+static char *arg_etcd;
+static int64_t arg_lease_ttl = 2;
 
 static void help(void) {
     printf("Usage: halod [OPTIONS] CLUSTER.yaml\n"
@@ -50,6 +54,9 @@ static void help(void) {
            "  -d, --state-dir DIR     where the store and the socket live (default /var/lib/halo)\n"
            "  -s, --socket PATH       HA link socket (default STATE_DIR/halod.sock)\n"
            "      --node NAME         this node's name (default: the only node of the description)\n"
+           "      --etcd URL[,URL...] share the cluster through etcd (several nodes) instead of the\n"
+           "                          local SQLite store; also $HALO_ETCD\n"
+           "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
            "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
            "                          (areas: main amf link supervisor store); may be repeated\n"
            "  -h, --help              this text\n"
@@ -61,7 +68,8 @@ static int parse_argv(int argc, char **argv) {
         {"check", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
         {"socket", required_argument, NULL, 's'},    {"node", required_argument, NULL, 'N'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {},
+        {"version", no_argument, NULL, 'V'},         {"etcd", required_argument, NULL, 'E'},
+        {"lease-ttl", required_argument, NULL, 'T'}, {},
     };
     int c;
     while ((c = getopt_long(argc, argv, "n:d:s:l:h", opts, NULL)) >= 0) {
@@ -78,6 +86,19 @@ static int parse_argv(int argc, char **argv) {
         case 'N':
             arg_node = optarg;
             break;
+        case 'E':
+            arg_etcd = optarg;
+            break;
+        case 'T': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 3600) {
+                fprintf(stderr, "halod: --lease-ttl wants whole seconds from 1 to 3600, not '%s'\n", optarg);
+                return -EINVAL;
+            }
+            arg_lease_ttl = v;
+            break;
+        }
         case 'l': {
             char *eq = strchr(optarg, '=');
             int lvl = log_level_from_string(eq ? eq + 1 : optarg);
@@ -146,15 +167,30 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
         amf_conn_closed(mgr->amf, c, reason);
 }
 
+/* Every write queued before this read has completed (the backends run
+ * requests in order): the store may close now.  A networked store keeps
+ * idle connections polled, so the loop would not end by itself. */
+static void on_flushed(store *s, int error, const store_result *r, void *userdata) {
+    struct manager *m = userdata;
+    m->cluster = cluster_free(m->cluster);
+    m->store = store_free(m->store);
+}
+
 static void on_stopped(struct amf *a, void *userdata) {
     struct manager *m = userdata;
     log_info("All components stopped; exiting");
+    if (m->cluster) {
+        cluster_leave(m->cluster); /* the others take over now, not when the lease runs out */
+        cluster_close(m->cluster);
+    }
     m->server = server_free(m->server);
     amf_close(m->amf);
     m->sup = supervisor_free(m->sup);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     /* The store goes last: pending writes of the final state complete first. */
+    if (store_get(m->store, "/halo/", on_flushed, m) < 0)
+        on_flushed(m->store, -ECANCELED, NULL, m);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -166,6 +202,36 @@ static void on_signal(uv_signal_t *h, int signum) {
         log_warning("Received %s again, killing every component now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
         amf_kill_all(m->amf);
     }
+}
+
+static void on_cluster_joined(struct cluster *c, void *userdata) {
+    struct manager *m = userdata;
+    amf_cluster_joined(m->amf);
+}
+
+static void on_cluster_coordinator(struct cluster *c, bool coordinator, void *userdata) {
+    struct manager *m = userdata;
+    amf_cluster_coordinator(m->amf, coordinator);
+}
+
+static void on_cluster_fence(struct cluster *c, void *userdata) {
+    struct manager *m = userdata;
+    amf_cluster_fence(m->amf);
+}
+
+static const struct cluster_handlers cluster_handlers = {
+    .on_joined = on_cluster_joined,
+    .on_coordinator = on_cluster_coordinator,
+    .on_fence = on_cluster_fence,
+};
+
+/* "URL,URL,..." -> endpoints (pointers into s, which is modified). */
+static size_t split_endpoints(char *s, const char **out, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+        if (*t)
+            out[n++] = t;
+    return n;
 }
 
 /* Exactly one halod per state directory. */
@@ -237,8 +303,22 @@ int main(int argc, char **argv) {
     }
 
     m.loop = uv_default_loop();
-    snprintf(path, sizeof(path), "%s/store.db", arg_state_dir);
-    r = store_sqlite_new(m.loop, path, &m.store);
+    if (!arg_etcd && getenv("HALO_ETCD") && *getenv("HALO_ETCD"))
+        arg_etcd = getenv("HALO_ETCD");
+    if (arg_etcd) {
+        const char *eps[16];
+        _cleanup_free_ char *copy = strdup(arg_etcd);
+        size_t n = copy ? split_endpoints(copy, eps, ELEMENTSOF(eps)) : 0;
+        if (n == 0) {
+            log_error("--etcd wants one or more URLs separated by commas, like http://127.0.0.1:2379");
+            return EXIT_FAILURE;
+        }
+        snprintf(path, sizeof(path), "etcd %s", arg_etcd);
+        r = store_etcd_new(m.loop, eps, n, &m.store);
+    } else {
+        snprintf(path, sizeof(path), "%s/store.db", arg_state_dir);
+        r = store_sqlite_new(m.loop, path, &m.store);
+    }
     if (r < 0) {
         log_error_errno(r, "Failed to open the store '%s': %m", path);
         return EXIT_FAILURE;
@@ -268,6 +348,21 @@ int main(int argc, char **argv) {
     r = amf_new(&ap, &m.amf);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m"), EXIT_FAILURE;
+    if (arg_etcd) {
+        char prefix[512];
+        snprintf(prefix, sizeof(prefix), "/halo/%s/", m.config->cluster);
+        struct cluster_params cp = {.loop = m.loop,
+                                    .store = m.store,
+                                    .prefix = prefix,
+                                    .node = m.node,
+                                    .ttl = arg_lease_ttl,
+                                    .handlers = &cluster_handlers,
+                                    .userdata = &m};
+        r = cluster_new(&cp, &m.cluster);
+        if (r < 0)
+            return log_error_errno(r, "Failed to set up the membership: %m"), EXIT_FAILURE;
+        amf_set_cluster(m.amf, m.cluster);
+    }
 
     struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close};
     r = server_new(m.loop, sock, m.node, &h, &m, &m.server);
@@ -281,6 +376,8 @@ int main(int argc, char **argv) {
     uv_signal_start(&m.sigint, on_signal, SIGINT);
 
     r = amf_start(m.amf);
+    if (r >= 0 && m.cluster)
+        r = cluster_start(m.cluster);
     if (r < 0)
         return log_error_errno(r, "Failed to start: %m"), EXIT_FAILURE;
     log_info("halod %d.%d on node '%s', cluster '%s', socket '%s', store '%s'", HALO_VERSION_MAJOR, HALO_VERSION_MINOR,
@@ -289,6 +386,7 @@ int main(int argc, char **argv) {
     uv_run(m.loop, UV_RUN_DEFAULT);
 
     /* Every handle but the store's is closed; flush the store and leave. */
+    m.cluster = cluster_free(m.cluster);
     m.store = store_free(m.store);
     uv_run(m.loop, UV_RUN_DEFAULT);
     m.amf = amf_free(m.amf);

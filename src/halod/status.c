@@ -25,8 +25,10 @@ static json_t *comp_json(const struct comp *c) {
 }
 
 static const char *su_readiness(const struct su *su) {
-    if (!su->local)
+    if (!su->local && !su->amf->cluster)
         return "OTHER-NODE";
+    if (!su->local && !su->report.known)
+        return "UNKNOWN";
     return amf_su_in_service(su) ? "IN-SERVICE" : "OUT-OF-SERVICE";
 }
 
@@ -77,9 +79,18 @@ char *amf_status_json(struct amf *a) {
     amf_view(a, &v);
     json_t *nodes = json_array();
     for (size_t i = 0; i < v.config->n_nodes; i++) {
-        const char *n = v.config->nodes[i].name;
-        json_array_append_new(nodes, json_pack("{s:s, s:s, s:b}", "name", n, "state",
-                                               streq(n, v.node) ? "ONLINE" : "UNKNOWN", "local", streq(n, v.node)));
+        const char *n = v.config->nodes[i].name, *state = "UNKNOWN";
+        if (!a->cluster)
+            state = streq(n, v.node) ? "ONLINE" : "UNKNOWN";
+        else {
+            state = "OFFLINE";
+            for (size_t k = 0; k < a->n_nodes; k++)
+                if (streq(a->nodes[k].name, n) && a->nodes[k].alive)
+                    state = "ONLINE";
+        }
+        json_array_append_new(nodes,
+                              json_pack("{s:s, s:s, s:b, s:b}", "name", n, "state", state, "local", streq(n, v.node),
+                                        "coordinator", v.coordinator && streq(n, v.coordinator)));
     }
     json_t *sgs = json_array();
     for (size_t g = 0; g < v.n_sgs; g++) {
@@ -92,8 +103,9 @@ char *amf_status_json(struct amf *a) {
         json_array_append_new(sgs, json_pack("{s:s, s:s, s:o, s:o}", "name", sg->name, "redundancy", sg->ops->name,
                                              "service_units", sus, "service_instances", sis));
     }
-    json_t *root =
-        json_pack("{s:s, s:s, s:o, s:o}", "cluster", v.cluster, "node", v.node, "nodes", nodes, "service_groups", sgs);
+    json_t *root = json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o}", "cluster", v.cluster, "node", v.node, "store", a->cluster ? "etcd" : "sqlite",
+        "coordinator", v.coordinator ? json_string(v.coordinator) : json_null(), "nodes", nodes, "service_groups", sgs);
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;

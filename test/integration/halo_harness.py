@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +22,15 @@ HALOD = os.path.join(BUILD, "src", "halod", "halod")
 HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
 COUNTER = os.path.join(BUILD, "examples", "counter")
 TESTCOMP = os.path.join(BUILD, "test", "testcomp")
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
 
 
 def become_subreaper():

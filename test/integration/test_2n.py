@@ -8,15 +8,7 @@ import time
 
 import pytest
 
-from halo_harness import COUNTER, HALOD, pid_alive, proc_state, wait_for
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from halo_harness import COUNTER, HALOD, free_port, pid_alive, proc_state, wait_for
 
 
 def counter_yaml(tmpdir, port, hc_period="200ms", hc_timeout="600ms", extra_sg=""):

@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Membership, coordinator election and self-fencing (see cluster.h).
+ *
+ * The fence deadline is computed from the moment the last successful
+ * keepalive was *sent*: etcd starts the lease's new TTL when it receives the
+ * request, which is later, so the lease cannot expire in etcd before
+ * sent + TTL.  We fence CLUSTER_FENCE_MARGIN before that.  After a fence the
+ * node never reuses its lease: it revokes it (if etcd answers) and joins anew,
+ * so every other node sees it leave and come back.
+ */
+#define LOG_AREA LOG_AREA_CLUSTER
+#include "cluster.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "time-util.h"
+
+#define CLUSTER_RETRY_MSEC 100
+#define CLUSTER_FENCE_MARGIN_USEC (250 * USEC_PER_MSEC)
+
+enum cluster_phase {
+    PHASE_IDLE,
+    PHASE_GRANTING,
+    PHASE_REGISTERING, /* node key being put */
+    PHASE_JOINED,
+    PHASE_FENCED, /* waiting for the store to answer, then a new lease */
+    PHASE_LEAVING,
+};
+
+struct cluster {
+    uv_loop_t *loop;
+    store *store;
+    char *prefix;
+    char *node;
+    char *node_key, *leader_key;
+    int64_t ttl_asked, ttl;
+    const struct cluster_handlers *h;
+    void *userdata;
+
+    enum cluster_phase phase;
+    int64_t lease;
+    unsigned epoch; /* bumped on each new lease: callbacks of an older one are ignored */
+    usec_t renewed; /* when the last successful keepalive (or the grant) was sent */
+    usec_t ka_sent;
+    bool ka_inflight, lead_inflight;
+    unsigned inflight; /* store calls whose callbacks still refer to us */
+    bool closing;
+
+    bool coordinator;
+    int64_t leader_rev; /* create revision of the leader key we won */
+    char *leader_name;
+
+    store_watch *watch;
+    uv_timer_t keepalive, fence, retry;
+};
+
+struct call {
+    struct cluster *c;
+    unsigned epoch;
+    usec_t sent;
+};
+
+static void join(struct cluster *c);
+static void try_lead(struct cluster *c);
+
+static void on_retry_join(uv_timer_t *t) {
+    join(t->data);
+}
+
+static void on_retry_lead(uv_timer_t *t) {
+    try_lead(t->data);
+}
+
+static struct call *call_new(struct cluster *c) {
+    struct call *k = malloc(sizeof(*k));
+    if (!k)
+        return NULL;
+    *k = (struct call){.c = c, .epoch = c->epoch, .sent = now_monotonic_usec()};
+    c->inflight++;
+    return k;
+}
+
+/* Ends a call; returns the cluster if its answer still matters, else NULL. */
+static struct cluster *call_end(struct call *k, struct call *out) {
+    struct cluster *c = k->c;
+    *out = *k;
+    free(k);
+    c->inflight--;
+    if (c->closing) {
+        if (c->inflight == 0 && !c->watch)
+            free(c); /* cluster_free() ran while calls were in flight */
+        return NULL;
+    }
+    return out->epoch == c->epoch ? c : NULL;
+}
+
+static void set_coordinator(struct cluster *c, bool on) {
+    if (c->coordinator == on)
+        return;
+    c->coordinator = on;
+    if (on) {
+        free(c->leader_name);
+        c->leader_name = strdup(c->node);
+        log_notice("Node '%s' is the coordinator", c->node);
+    } else
+        log_notice("Node '%s' is no longer the coordinator", c->node);
+    if (c->h->on_coordinator)
+        c->h->on_coordinator(c, on, c->userdata);
+}
+
+static void arm_fence(struct cluster *c);
+
+static void fence(struct cluster *c, const char *why) {
+    if (c->phase == PHASE_FENCED || c->phase == PHASE_LEAVING)
+        return;
+    log_error("Fencing node '%s': %s", c->node, why);
+    c->phase = PHASE_FENCED;
+    uv_timer_stop(&c->fence);
+    uv_timer_stop(&c->keepalive);
+    set_coordinator(c, false);
+    if (c->h->on_fence)
+        c->h->on_fence(c, c->userdata);
+    /* Rejoin with a new lease as soon as the store answers. */
+    uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+}
+
+static void on_fence_timer(uv_timer_t *t) {
+    fence(t->data, "the node lease could not be renewed in time");
+}
+
+static void arm_fence(struct cluster *c) {
+    usec_t deadline = c->renewed + (usec_t)c->ttl * USEC_PER_SEC - CLUSTER_FENCE_MARGIN_USEC;
+    usec_t now = now_monotonic_usec();
+    uv_timer_start(&c->fence, on_fence_timer, deadline > now ? (deadline - now + 999) / 1000 : 0, 0);
+}
+
+static void send_keepalive(uv_timer_t *t);
+
+static void on_keepalive(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c)
+        return;
+    c->ka_inflight = false;
+    if (c->phase != PHASE_JOINED && c->phase != PHASE_REGISTERING)
+        return;
+    if (error == -ENOENT || (error == 0 && ttl <= 0)) {
+        fence(c, "the node lease expired");
+        return;
+    }
+    if (error < 0) {
+        log_warning_errno(error, "Node lease keepalive failed: %m");
+        uv_timer_start(&c->keepalive, send_keepalive, CLUSTER_RETRY_MSEC, 0);
+        return;
+    }
+    if (k.sent > c->renewed)
+        c->renewed = k.sent;
+    arm_fence(c);
+    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+}
+
+static void send_keepalive(uv_timer_t *t) {
+    struct cluster *c = t->data;
+    if (c->ka_inflight || !c->lease)
+        return;
+    struct call *k = call_new(c);
+    if (!k || store_lease_keepalive(c->store, c->lease, on_keepalive, k) < 0) {
+        if (k) {
+            free(k);
+            c->inflight--;
+        }
+        uv_timer_start(&c->keepalive, send_keepalive, CLUSTER_RETRY_MSEC, 0);
+        return;
+    }
+    c->ka_inflight = true;
+}
+
+/* ---- the coordinator ---- */
+
+static void on_lead(store *s, int error, const store_result *r, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c)
+        return;
+    c->lead_inflight = false;
+    if (c->phase != PHASE_JOINED)
+        return;
+    if (error < 0) {
+        log_warning_errno(error, "Coordinator election failed: %m");
+        uv_timer_start(&c->retry, on_retry_lead, CLUSTER_RETRY_MSEC, 0);
+        return;
+    }
+    if (r->succeeded) {
+        c->leader_rev = r->revision;
+        set_coordinator(c, true);
+        return;
+    }
+    /* Someone else leads: remember who (the watch tells us when that ends). */
+    for (size_t i = 0; i < r->n_kvs; i++) {
+        json_t *j = json_loadb(r->kvs[i].value, r->kvs[i].value_len, 0, NULL);
+        const char *n = json_string_value(json_object_get(j, "node"));
+        if (n) {
+            free(c->leader_name);
+            c->leader_name = strdup(n);
+            if (streq(n, c->node) && r->kvs[i].lease == c->lease) {
+                /* Our own key from before (the answer to an earlier try was lost). */
+                c->leader_rev = r->kvs[i].create_revision;
+                set_coordinator(c, true);
+            }
+        }
+        json_decref(j);
+    }
+    if (!r->n_kvs) /* it went away in between */
+        uv_timer_start(&c->retry, on_retry_lead, 0, 0);
+}
+
+static void try_lead(struct cluster *c) {
+    if (c->phase != PHASE_JOINED || c->coordinator || c->lead_inflight)
+        return;
+    char value[512];
+    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"pid\":%d}", c->node, (int)getpid());
+    store_compare cmp = {.key = c->leader_key,
+                         .key_len = strlen(c->leader_key),
+                         .target = STORE_CMP_CREATE,
+                         .result = STORE_CMP_EQUAL,
+                         .number = 0};
+    store_op put = {.type = STORE_OP_PUT,
+                    .key = c->leader_key,
+                    .key_len = strlen(c->leader_key),
+                    .value = value,
+                    .value_len = strlen(value),
+                    .lease = c->lease};
+    store_op get = {.type = STORE_OP_GET, .key = c->leader_key, .key_len = strlen(c->leader_key)};
+    store_txn txn = {
+        .compares = &cmp, .n_compares = 1, .success = &put, .n_success = 1, .failure = &get, .n_failure = 1};
+    struct call *k = call_new(c);
+    if (!k || store_transaction(c->store, &txn, on_lead, k) < 0) {
+        if (k) {
+            free(k);
+            c->inflight--;
+        }
+        uv_timer_start(&c->retry, on_retry_lead, CLUSTER_RETRY_MSEC, 0);
+        return;
+    }
+    c->lead_inflight = true;
+}
+
+static void on_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+    struct cluster *c = userdata;
+    if (error < 0) {
+        log_warning_errno(error, "Watch of the leader key ended: %m");
+        c->watch = NULL;
+        if (c->closing) {
+            if (c->inflight == 0)
+                free(c);
+            return;
+        }
+        /* Start again from now, and find out who leads. */
+        if (store_watch_prefix(c->store, c->leader_key, 0, on_watch, c, &c->watch) < 0)
+            c->watch = NULL;
+        if (!c->coordinator)
+            try_lead(c);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].kv.key_len != strlen(c->leader_key) || memcmp(ev[i].kv.key, c->leader_key, ev[i].kv.key_len) != 0)
+            continue;
+        if (ev[i].type == STORE_EVENT_DELETE) {
+            log_info("The coordinator '%s' left", c->leader_name ?: "?");
+            free(c->leader_name);
+            c->leader_name = NULL;
+            if (c->coordinator) /* our lease ended in etcd before we noticed */
+                fence(c, "the leader key was deleted under us");
+            else
+                try_lead(c);
+        } else {
+            json_t *j = json_loadb(ev[i].kv.value, ev[i].kv.value_len, 0, NULL);
+            const char *nm = json_string_value(json_object_get(j, "node"));
+            if (nm && (!c->leader_name || !streq(nm, c->leader_name))) {
+                free(c->leader_name);
+                c->leader_name = strdup(nm);
+                log_info("Node '%s' is the coordinator", nm);
+            }
+            json_decref(j);
+        }
+    }
+}
+
+/* ---- joining ---- */
+
+static void on_registered(store *s, int error, const store_result *r, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c || c->phase != PHASE_REGISTERING)
+        return;
+    if (error < 0) {
+        log_warning_errno(error, "Failed to register node '%s': %m", c->node);
+        c->phase = PHASE_FENCED;
+        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+        return;
+    }
+    c->phase = PHASE_JOINED;
+    log_notice("Node '%s' joined (lease %lld, TTL %llds)", c->node, (long long)c->lease, (long long)c->ttl);
+    if (c->h->on_joined)
+        c->h->on_joined(c, c->userdata);
+    if (c->phase == PHASE_JOINED)
+        try_lead(c);
+}
+
+static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c || c->phase != PHASE_GRANTING)
+        return;
+    if (error < 0 || ttl <= 0) {
+        log_warning_errno(error ?: -EIO, "Failed to get a node lease: %m");
+        c->phase = PHASE_FENCED;
+        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+        return;
+    }
+    c->lease = lease;
+    c->ttl = ttl;
+    c->renewed = k.sent;
+    arm_fence(c);
+    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+
+    char value[512];
+    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld}", c->node,
+             (int)getpid(), (long long)lease, (long long)ttl);
+    c->phase = PHASE_REGISTERING;
+    struct call *k2 = call_new(c);
+    if (!k2 || store_put(c->store, c->node_key, value, strlen(value), lease, on_registered, k2) < 0) {
+        if (k2) {
+            free(k2);
+            c->inflight--;
+        }
+        c->phase = PHASE_FENCED;
+        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+    }
+}
+
+static void on_revoked(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
+    struct call k;
+    (void)call_end(userdata, &k);
+}
+
+static void lease_end(struct cluster *c) {
+    if (!c->lease)
+        return;
+    struct call *k = call_new(c);
+    if (k && store_lease_revoke(c->store, c->lease, on_revoked, k) < 0) {
+        free(k);
+        c->inflight--;
+    }
+    c->lease = 0;
+}
+
+static void join(struct cluster *c) {
+    if (c->closing || c->phase == PHASE_LEAVING)
+        return;
+    lease_end(c); /* after a fence: never reuse a lease we stopped trusting */
+    c->epoch++;
+    c->ka_inflight = c->lead_inflight = false;
+    c->phase = PHASE_GRANTING;
+    struct call *k = call_new(c);
+    if (!k || store_lease_grant(c->store, c->ttl_asked, on_granted, k) < 0) {
+        if (k) {
+            free(k);
+            c->inflight--;
+        }
+        c->phase = PHASE_FENCED;
+        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+    }
+}
+
+/* ---- public ---- */
+
+int cluster_new(const struct cluster_params *p, struct cluster **ret) {
+    struct cluster *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->loop = p->loop;
+    c->store = p->store;
+    c->h = p->handlers;
+    c->userdata = p->userdata;
+    c->ttl_asked = c->ttl = p->ttl > 0 ? p->ttl : 2;
+    c->prefix = strdup(p->prefix);
+    c->node = strdup(p->node);
+    if (!c->prefix || !c->node || asprintf(&c->node_key, "%snodes/%s", p->prefix, p->node) < 0 ||
+        asprintf(&c->leader_key, "%sleader", p->prefix) < 0) {
+        c->node_key = c->leader_key = NULL;
+        free(c->prefix);
+        free(c->node);
+        free(c->node_key);
+        free(c);
+        return -ENOMEM;
+    }
+    uv_timer_init(c->loop, &c->keepalive);
+    uv_timer_init(c->loop, &c->fence);
+    uv_timer_init(c->loop, &c->retry);
+    c->keepalive.data = c->fence.data = c->retry.data = c;
+    *ret = c;
+    return 0;
+}
+
+/* A previous halod of this node may have died within its lease: end that
+ * lease first, so that every node sees the old incarnation leave at once. */
+static void on_old_node(store *s, int error, const store_result *r, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c)
+        return;
+    if (error == 0 && r->n_kvs == 1 && r->kvs[0].lease) {
+        log_notice("Ending the lease of this node's previous halod");
+        c->lease = r->kvs[0].lease; /* join() ends it */
+    }
+    join(c);
+}
+
+int cluster_start(struct cluster *c) {
+    int r = store_watch_prefix(c->store, c->leader_key, 0, on_watch, c, &c->watch);
+    if (r < 0)
+        return r;
+    struct call *k = call_new(c);
+    if (!k)
+        return -ENOMEM;
+    r = store_get(c->store, c->node_key, on_old_node, k);
+    if (r < 0) {
+        free(k);
+        c->inflight--;
+        return r;
+    }
+    return 0;
+}
+
+void cluster_leave(struct cluster *c) {
+    if (!c)
+        return;
+    set_coordinator(c, false);
+    c->phase = PHASE_LEAVING;
+    lease_end(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+}
+
+void cluster_close(struct cluster *c) {
+    if (!c)
+        return;
+    if (c->watch)
+        c->watch = store_watch_cancel(c->watch);
+    uv_close((uv_handle_t *)&c->keepalive, on_timer_closed);
+    uv_close((uv_handle_t *)&c->fence, on_timer_closed);
+    uv_close((uv_handle_t *)&c->retry, on_timer_closed);
+}
+
+struct cluster *cluster_free(struct cluster *c) {
+    if (!c)
+        return NULL;
+    c->closing = true;
+    if (c->watch)
+        c->watch = store_watch_cancel(c->watch);
+    free(c->prefix);
+    free(c->node);
+    free(c->node_key);
+    free(c->leader_key);
+    free(c->leader_name);
+    c->prefix = c->node = c->node_key = c->leader_key = c->leader_name = NULL;
+    if (c->inflight == 0)
+        free(c);
+    return NULL;
+}
+
+bool cluster_joined(const struct cluster *c) {
+    return c && c->phase == PHASE_JOINED;
+}
+
+bool cluster_is_coordinator(const struct cluster *c) {
+    return c && c->coordinator;
+}
+
+int64_t cluster_lease(const struct cluster *c) {
+    return c && c->phase == PHASE_JOINED ? c->lease : 0;
+}
+
+int64_t cluster_ttl(const struct cluster *c) {
+    return c->ttl;
+}
+
+const char *cluster_coordinator(const struct cluster *c) {
+    return c ? c->leader_name : NULL;
+}
+
+void cluster_guard(const struct cluster *c, store_compare *cmp) {
+    *cmp = (store_compare){.key = c->leader_key,
+                           .key_len = strlen(c->leader_key),
+                           .target = STORE_CMP_CREATE,
+                           .result = STORE_CMP_EQUAL,
+                           .number = c->leader_rev};
+}
+
+void cluster_deposed(struct cluster *c) {
+    if (c->coordinator)
+        fence(c, "a coordinator write was refused: another node leads");
+}

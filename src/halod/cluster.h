@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Membership and the coordinator, for halods that share an etcd store.
+ *
+ * Each halod holds a node lease and puts its node key under it; one halod
+ * wins the leader key by compare-and-swap (create revision 0) under its lease
+ * and is the coordinator until its lease ends.  A halod that cannot renew its
+ * lease fences itself before the lease can expire in etcd (on_fence), stops
+ * being the coordinator, and once the store answers again takes a new lease
+ * and rejoins (on_joined).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "store.h"
+
+struct cluster;
+
+struct cluster_handlers {
+    /* The lease is held (first time, or again after a fence): keys may be put under it. */
+    void (*on_joined)(struct cluster *c, void *userdata);
+    /* This node became the coordinator, or stopped being it. */
+    void (*on_coordinator)(struct cluster *c, bool coordinator, void *userdata);
+    /* The lease may expire before the next renewal: stop every ACTIVE now. */
+    void (*on_fence)(struct cluster *c, void *userdata);
+};
+
+struct cluster_params {
+    uv_loop_t *loop;
+    store *store;
+    const char *prefix; /* "/halo/<cluster>/" */
+    const char *node;
+    int64_t ttl; /* node lease TTL asked for, seconds; etcd may grant more */
+    const struct cluster_handlers *handlers;
+    void *userdata;
+};
+
+int cluster_new(const struct cluster_params *p, struct cluster **ret);
+int cluster_start(struct cluster *c);
+/* Revokes the lease (a clean leave: the others take over at once), then closes. */
+void cluster_leave(struct cluster *c);
+void cluster_close(struct cluster *c);
+struct cluster *cluster_free(struct cluster *c);
+
+bool cluster_joined(const struct cluster *c);
+bool cluster_is_coordinator(const struct cluster *c);
+int64_t cluster_lease(const struct cluster *c); /* 0 while none is held */
+int64_t cluster_ttl(const struct cluster *c);   /* the TTL etcd granted */
+/* The coordinator's node name as last seen, or NULL. */
+const char *cluster_coordinator(const struct cluster *c);
+/* A compare that holds only while this node still is the coordinator it won
+ * as (the leader key's create revision); for the writes only it may do. */
+void cluster_guard(const struct cluster *c, store_compare *cmp);
+/* The coordinator's write was refused by the guard: it was deposed. */
+void cluster_deposed(struct cluster *c);
