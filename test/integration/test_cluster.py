@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from etcd_harness import Etcd
-from halo_harness import COUNTER, free_port, wait_for
+from halo_harness import COUNTER, free_port, pid_alive, wait_for
 
 
 def cluster_yaml(tmpdir, port, nodes=("n1", "n2")):
@@ -152,3 +152,149 @@ def test_node_failover_and_coordinator_takeover(etcd, halod_factory, tmp_path):
     assert wait_for(lambda: c.settled(ha) == (sb, act), timeout=20, what="the returning node is STANDBY")
     for h in (ha, hd2):
         assert h.stop() == 0
+
+
+class Proxy:
+    """A TCP proxy of the test's own between one node and etcd.  cut() makes a
+    partition: every connection is dropped and new ones are accepted but
+    never answered (a black hole, so the node sees timeouts, not refusals)."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.cut_off = False
+        self.socks = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.socks.append(c)
+                if self.cut_off:
+                    continue  # held open, never answered
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks.append(u)
+            threading.Thread(target=self.pump, args=(c, u), daemon=True).start()
+            threading.Thread(target=self.pump, args=(u, c), daemon=True).start()
+
+    def pump(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d or self.cut_off:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            self.cut_off = True
+            for s in self.socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.socks = []
+
+    def heal(self):
+        with self.lock:
+            self.cut_off = False
+            for s in self.socks:  # the held ones: let the node reconnect
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.socks = []
+
+    def close(self):
+        self.closed = True
+        self.cut()
+        self.lsock.close()
+
+
+def read_intervals(path):
+    """[(kind, usec)] from a counter's --log-intervals file."""
+    try:
+        with open(path) as f:
+            return [(k, int(t)) for k, t in (line.split() for line in f if line.strip())]
+    except FileNotFoundError:
+        return []
+
+
+def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
+    """n1 holds ACTIVE and loses etcd: it must stop its ACTIVE before n2's
+    starts; an external checker compares the ACTIVE intervals the counters log."""
+    import time
+    proxy = Proxy(etcd.members[0]["client"])
+    try:
+        port = free_port()
+        logs = {n: str(tmp_path / f"intervals-{n}") for n in ("n1", "n2")}
+        yaml = cluster_yaml(tmp_path, port)
+        for i, n in enumerate(("n1", "n2")):
+            yaml = yaml.replace(f'"--standby-port", "{port + 1 + i}"]',
+                                f'"--standby-port", "{port + 1 + i}", "--log-intervals", "{logs[n]}"]')
+        h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd",
+                                                        f"http://127.0.0.1:{proxy.port}", "--lease-ttl", "1"])
+        h1.start()
+        wait_for(lambda: h1.status()["coordinator"] == "n1", timeout=20, what="n1 coordinator")
+        h2 = halod_factory(yaml, name="n2", extra_args=["--node", "n2", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
+        h2.start()
+        act_sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and
+                                   not any(a["pending"] for a in s["assignments"]) else None)(h2.si("counter")),
+                          timeout=20, what="SI assigned")
+        assert act_sb == ("counter-0", "counter-1")
+        victim = h1.pid_of("counter-0")
+        h1.remember_children()
+
+        proxy.cut()
+        # Watch the ACTIVE process of the cut-off node from outside.
+        died = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and died is None:
+            if not pid_alive(victim):
+                died = time.time_ns() // 1000
+            time.sleep(0.002)
+        assert died, "the cut-off node never stopped its ACTIVE component"
+        # The other node takes over, after that.
+        wait_for(lambda: h2.si("counter")["active"] == "counter-1", timeout=20, what="n2 ACTIVE")
+        wait_for(lambda: any(k == "ACTIVE" for k, _ in read_intervals(logs["n2"])), what="n2 logs ACTIVE")
+        n2_start = [t for k, t in read_intervals(logs["n2"]) if k == "ACTIVE"][0]
+        n1_starts = [t for k, t in read_intervals(logs["n1"]) if k == "ACTIVE"]
+        assert n1_starts and n1_starts[0] < died
+        print(f"n1 ACTIVE died {died}, n2 ACTIVE from {n2_start} (+{(n2_start - died) / 1000:.1f} ms)")
+        assert n2_start > died, f"ACTIVE intervals overlap: n2 began at {n2_start}, n1 died at {died} (usec)"
+        assert "lost its lease" in h1.logtext() or "Fencing node" in h1.logtext()
+
+        # Healed, n1 rejoins as STANDBY; ACTIVE stays on n2.
+        proxy.heal()
+        wait_for(lambda: (lambda s: s["active"] == "counter-1" and s["standby"] == "counter-0" and
+                          not any(a["pending"] for a in s["assignments"]))(h2.si("counter")),
+                 timeout=30, what="n1 back as STANDBY")
+        assert ask(port, "PING") == "PONG"
+        for h in (h1, h2):
+            assert h.stop() == 0
+    finally:
+        proxy.close()
