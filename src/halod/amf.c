@@ -1421,6 +1421,11 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
             r = -HALO_EUNKNOWN;
             break;
         }
+        if (!a->coordinator) {
+            log_warning("Switchover of '%s' refused: only the coordinator's halod moves roles", si->name);
+            r = -HALO_EBADSTATE;
+            break;
+        }
         struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
         if (si->switchover || amf_si_busy(si) || !act || !act->confirmed || !sb || !sb->confirmed ||
             !amf_su_in_service(sb->su)) {
@@ -1438,6 +1443,11 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
             r = -HALO_EUNKNOWN;
             break;
         }
+        if (!su->local && a->cluster) {
+            log_warning("Lock or unlock of '%s' refused: send it to its node, '%s'", su->name, su->cfg->node);
+            r = -HALO_EBADSTATE;
+            break;
+        }
         if (su->admin == SU_LOCKED) {
             r = -HALO_EEXIST;
             break;
@@ -1452,6 +1462,11 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
     case HALO__LINK__ADMIN__OP__UNLOCK:
         if (!(su = find_su(a, target))) {
             r = -HALO_EUNKNOWN;
+            break;
+        }
+        if (!su->local && a->cluster) {
+            log_warning("Lock or unlock of '%s' refused: send it to its node, '%s'", su->name, su->cfg->node);
+            r = -HALO_EBADSTATE;
             break;
         }
         if (su->admin == SU_UNLOCKED) {

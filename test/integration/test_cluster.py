@@ -298,3 +298,33 @@ def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
             assert h.stop() == 0
     finally:
         proxy.close()
+
+
+def test_switchover_across_nodes(etcd, halod_factory, tmp_path):
+    c = Cluster(etcd, halod_factory, tmp_path).start()
+    h1, h2 = c.nodes["n1"], c.nodes["n2"]
+    act, sb = wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
+    assert ask(c.port, "INCR k") == "1"
+    coord = c.nodes[c.coordinator(h1)]
+    other = h2 if coord is h1 else h1
+    # Only the coordinator's halod moves roles; the other says so at once.
+    r = other.ctl("switchover", "counter", check=False)
+    assert r.returncode != 0
+    # Through the coordinator: QUIESCING on one node, ACTIVE on the other, state kept.
+    coord.ctl("switchover", "counter")
+    assert wait_for(lambda: c.settled(h1) == (sb, act) and c.settled(h2) == (sb, act), timeout=20,
+                    what="roles swapped on both nodes")
+    assert wait_for(lambda: ask(c.port, "GET k") == "1", what="the new ACTIVE serves the state")
+    # Lock is for the SU's own node.
+    owner_of_sb = c.nodes[node_of(sb)]
+    not_owner = h2 if owner_of_sb is h1 else h1
+    assert not_owner.ctl("lock", sb, check=False).returncode != 0
+    # On its node, locking the ACTIVE unit moves ACTIVE back and returns once the unit holds nothing.
+    owner_of_sb.ctl("lock", sb)
+    assert wait_for(lambda: (lambda s: s["active"] == act and not s["standby"])(h1.si("counter")), timeout=20,
+                    what="ACTIVE back, no standby while locked")
+    assert ask(c.port, "GET k") == "1"
+    owner_of_sb.ctl("unlock", sb)
+    assert wait_for(lambda: c.settled(h1) == (act, sb), timeout=20, what="standby again after unlock")
+    for h in (h1, h2):
+        assert h.stop() == 0
