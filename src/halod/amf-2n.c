@@ -80,6 +80,10 @@ static void evaluate_si(struct si *si) {
      * (SIGKILL sent, not yet reaped) it may hold the service's resources. */
     if (amf_si_busy(si) || si->fencing)
         return;
+    /* A restarted halod adopted running processes: their roles stand until they registered again. */
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].su->adopting)
+            return;
 
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
     struct assignment *q = amf_si_find(si, HALO_HA_QUIESCED);

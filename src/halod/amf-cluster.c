@@ -136,7 +136,7 @@ static void publish_sustate(struct su *su, bool force) {
             fenced = false;
     struct su_report now = {
         .known = true,
-        .in_service = amf_su_in_service(su),
+        .in_service = amf_su_in_service(su) || su->adopting, /* adopted: it still serves */
         .failing = su->failing,
         .fenced = fenced,
     };
@@ -289,11 +289,30 @@ static void handle_target(struct amf *a, struct si *si, struct su *su, json_t *j
 }
 
 static void handle_confirmed(struct amf *a, struct si *si, struct su *su, json_t *j, bool deleted) {
-    if (su->local || deleted)
+    if (deleted)
         return;
     struct assignment *as = amf_si_find_su(si, su);
     int st = ha_from_string(json_string_value(json_object_get(j, "state")));
     json_int_t gen = json_integer_value(json_object_get(j, "gen"));
+    if (su->local) {
+        /* What our adopted processes hold, as the previous halod confirmed it. */
+        if (su->adopting && !as && (st == HALO_HA_ACTIVE || st == HALO_HA_STANDBY) && gen > 0) {
+            for (size_t i = 0; i < SI_ASSIGNMENTS_MAX && !as; i++)
+                if (!si->asg[i].su)
+                    as = &si->asg[i];
+            if (!as)
+                return;
+            *as = (struct assignment){.su = su,
+                                      .state = (halo_ha_state)st,
+                                      .target = (halo_ha_state)st,
+                                      .confirmed = true,
+                                      .gen = (uint64_t)gen};
+            if ((uint64_t)gen > si->generation)
+                si->generation = (uint64_t)gen;
+            log_info("'%s' stays %s for '%s' (adopted)", su->name, ha_names[st], si->name);
+        }
+        return;
+    }
     if (!as || st < 0 || (uint64_t)gen != as->gen || !as->pending)
         return;
     if (a->coordinator) {
@@ -391,6 +410,26 @@ void cl_free(struct amf *a) {
     a->n_nodes = 0;
 }
 
+static void on_targets(store *s, int error, const store_result *r, void *userdata) {
+    struct amf *a = userdata;
+    if (error < 0) {
+        if (error != -ECANCELED)
+            log_warning_errno(error, "Failed to read the targets after an adoption: %m");
+        return;
+    }
+    for (size_t i = 0; i < r->n_kvs; i++)
+        cl_handle_kv(a, &r->kvs[i], false);
+}
+
+void cl_adopted(struct su *su) {
+    /* A target may have changed while nobody could apply it. */
+    char key[STORE_KEY_MAX];
+    snprintf(key, sizeof(key), "%starget/", su->amf->prefix);
+    int r = store_range(su->amf->store, key, on_targets, su->amf);
+    if (r < 0)
+        log_warning_errno(r, "Failed to read the targets after an adoption: %m");
+}
+
 /* ---- the membership module's events ---- */
 
 void amf_set_cluster(struct amf *a, struct cluster *c) {
@@ -431,6 +470,10 @@ void amf_cluster_fence(struct amf *a) {
             if (!su->local)
                 continue;
             su->report = (struct su_report){0}; /* republished in full on rejoin */
+            if (su->adopting) {                 /* what it holds is not ours to trust any more */
+                amf_su_fail(su, "this node lost its lease", false);
+                continue;
+            }
             for (size_t i = 0; i < sg->n_sis; i++) {
                 struct assignment *as = amf_si_find_su(&sg->sis[i], su);
                 if (as && as->target != HALO_HA_STANDBY) {

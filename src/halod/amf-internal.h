@@ -52,6 +52,7 @@ struct comp {
     usec_t spawned_at;
     unsigned restarts; /* total, for status */
     char *last_exit;
+    bool adopted; /* started by a previous halod, watched through a pidfd */
 };
 
 struct su {
@@ -66,6 +67,8 @@ struct su {
     enum su_oper oper;
     bool failing;       /* a failure is being recovered: waiting for its processes to end */
     bool admin_restart; /* the failure is an operator's restart: no backoff, not counted */
+    bool adopting;      /* its processes outlived a previous halod: waiting for them to register
+                         * again; its assignments were restored and stand still meanwhile */
     usec_t *fail_times; /* recent failures within the restart window, at most restart.max + 1 */
     unsigned n_fail_times;
     usec_t delay; /* next restart delay */
@@ -206,6 +209,8 @@ void amf_asg_clear(struct si *si, struct assignment *a);
 void amf_asg_step_done(struct si *si, struct su *su);
 void amf_su_fail(struct su *su, const char *why, bool counted);
 void amf_sg_changed(struct sg *sg);
+/* Several nodes: an adopted SU registered again; bring its targets up to date. */
+void cl_adopted(struct su *su);
 /* The coordinator decided: publish the target of su's assignment of si. */
 void cl_publish_target(struct si *si, struct assignment *a);
 /* This node finished applying a target to its SU: publish what it holds now

@@ -512,6 +512,7 @@ static void su_fail(struct su *su, const char *why) {
     if (su->failing)
         return;
     su->failing = true;
+    su->adopting = false;
     free(su->last_failure);
     su->last_failure = strdup(why);
     if (!a->stopping)
@@ -625,6 +626,7 @@ static void on_comp_timer(uv_timer_t *t) {
 
 static void comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    c->adopted = false;
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
     char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
@@ -982,7 +984,10 @@ static void persist_comp(struct comp *c) {
 }
 
 /* A previous halod died and left component processes behind (they are ours
- * by pid and start time): stop them, or two instances would serve. */
+ * by pid and start time).  Adopt them: they keep running and serving, their
+ * assignments are restored, and they have their instantiate timeout to
+ * register again (libhalo reconnects by itself).  A process that cannot be
+ * adopted is killed and waited for, or two instances would serve. */
 static void restore_comp(struct amf *a, json_t *j) {
     const char *name = json_string_value(json_object_get(j, "component"));
     json_int_t pid = json_integer_value(json_object_get(j, "pid"));
@@ -992,7 +997,18 @@ static void restore_comp(struct amf *a, json_t *j) {
         return;
     if (proc_starttime((pid_t)pid) != (unsigned long long)st)
         return;
-    log_warning("Component '%s' (pid %d) survived a previous halod; stopping it", name, (int)pid);
+    if (c->su->oper != SU_DISABLED && c->su->admin == SU_UNLOCKED && !c->proc &&
+        supervisor_adopt(a->sup, (pid_t)pid, on_proc_exit, c, &c->proc) == 0) {
+        log_notice("Adopting component '%s' (pid %d), left running by the previous halod", name, (int)pid);
+        c->pid = (pid_t)pid;
+        c->adopted = true;
+        c->presence = PRESENCE_INSTANTIATING;
+        c->su->adopting = true;
+        c->spawned_at = now_monotonic_usec();
+        uv_timer_start(&c->timer, on_comp_timer, c->cfg->timeouts.instantiate / 1000, 0);
+        return;
+    }
+    log_warning("Component '%s' (pid %d) survived a previous halod and cannot be adopted; stopping it", name, (int)pid);
     /* Its pidfd polls readable once it has exited, reaped or not (it is not our child). */
     int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
     if (kill(-(pid_t)pid, SIGKILL) < 0)
@@ -1038,6 +1054,15 @@ static void restore_si(struct amf *a, json_t *j) {
             free(si->preferred_active);
             si->preferred_active = strdup(su);
         }
+        struct su *u = su ? find_su(a, su) : NULL;
+        if (u && u->adopting && !a->cluster && st && (streq(st, "ACTIVE") || streq(st, "STANDBY"))) {
+            struct assignment *as = asg_slot(si, u);
+            if (as) {
+                as->state = as->target = streq(st, "ACTIVE") ? HALO_HA_ACTIVE : HALO_HA_STANDBY;
+                as->confirmed = true;
+                log_info("'%s' stays %s for '%s' (adopted)", u->name, st, si->name);
+            }
+        }
     }
 }
 
@@ -1048,7 +1073,8 @@ static void instantiate_all(struct amf *a) {
             if (!su->local || su->oper == SU_DISABLED)
                 continue;
             for (size_t i = 0; i < su->n_comps; i++)
-                comp_instantiate(&su->comps[i]);
+                if (!su->comps[i].proc)
+                    comp_instantiate(&su->comps[i]);
         }
 }
 
@@ -1056,20 +1082,29 @@ static void on_restored(store *s, int error, const store_result *r, void *userda
     struct amf *a = userdata;
     if (error < 0)
         log_warning_errno(error, "Failed to read the previous state from the store, starting afresh: %m");
-    for (size_t i = 0; r && i < r->n_kvs; i++) {
-        const store_kv *kv = &r->kvs[i];
-        json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
-        const char *rest = kv->key + strlen(a->prefix);
-        if (!j)
-            continue;
-        if (strncmp(rest, "components/", 11) == 0)
-            restore_comp(a, j);
-        else if (strncmp(rest, "su/", 3) == 0)
-            restore_su(a, j);
-        else if (strncmp(rest, "assignments/", 12) == 0)
-            restore_si(a, j);
-        json_decref(j);
-    }
+    /* Units first (a locked or disabled one is not adopted), then the
+     * processes to adopt, then the assignments they hold. */
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t i = 0; r && i < r->n_kvs; i++) {
+            const store_kv *kv = &r->kvs[i];
+            const char *rest = kv->key + strlen(a->prefix);
+            int want = strncmp(rest, "su/", 3) == 0             ? 0
+                       : strncmp(rest, "components/", 11) == 0  ? 1
+                       : strncmp(rest, "assignments/", 12) == 0 ? 2
+                                                                : -1;
+            if (want != pass)
+                continue;
+            json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
+            if (!j)
+                continue;
+            if (pass == 0)
+                restore_su(a, j);
+            else if (pass == 1)
+                restore_comp(a, j);
+            else
+                restore_si(a, j);
+            json_decref(j);
+        }
     if (a->cluster) {
         /* SU reports first: a target is only taken for an SU whose state is known. */
         for (int pass = 0; pass < 3; pass++)
@@ -1118,6 +1153,10 @@ static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__R
         return -HALO_EEXIST;
     if (c->presence != PRESENCE_INSTANTIATING || !c->proc)
         return -HALO_EBADSTATE;
+    if (m->resume && !c->adopted) {
+        log_warning("Component '%s' asked to resume, but this halod did not adopt it; refused", c->name);
+        return -HALO_EBADSTATE;
+    }
     /* Only the process halod started for this component (or one of its
      * process group) may register it. */
     pid_t pid = server_conn_pid(conn);
@@ -1128,7 +1167,19 @@ static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__R
     c->conn = conn;
     c->presence = PRESENCE_INSTANTIATED;
     uv_timer_stop(&c->timer);
-    log_info("Component '%s' registered (pid %d)", c->name, (int)c->pid);
+    log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
+    if (c->su->adopting) {
+        bool all = true;
+        for (size_t i = 0; i < c->su->n_comps; i++)
+            if (c->su->comps[i].presence != PRESENCE_INSTANTIATED)
+                all = false;
+        if (all) {
+            c->su->adopting = false;
+            log_notice("Service unit '%s' adopted with its assignments", c->su->name);
+            if (a->cluster)
+                cl_adopted(c->su);
+        }
+    }
     return 0;
 }
 

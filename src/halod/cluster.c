@@ -315,6 +315,23 @@ static void on_registered(store *s, int error, const store_result *r, void *user
         try_lead(c);
 }
 
+/* Puts the node key under the lease held. */
+static void register_node(struct cluster *c) {
+    char value[512];
+    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld}", c->node,
+             (int)getpid(), (long long)c->lease, (long long)c->ttl);
+    c->phase = PHASE_REGISTERING;
+    struct call *k = call_new(c);
+    if (!k || store_put(c->store, c->node_key, value, strlen(value), c->lease, on_registered, k) < 0) {
+        if (k) {
+            free(k);
+            c->inflight--;
+        }
+        c->phase = PHASE_FENCED;
+        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+    }
+}
+
 static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
     struct call k;
     struct cluster *c = call_end(userdata, &k);
@@ -331,20 +348,7 @@ static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *us
     c->renewed = k.sent;
     arm_fence(c);
     uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
-
-    char value[512];
-    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld}", c->node,
-             (int)getpid(), (long long)lease, (long long)ttl);
-    c->phase = PHASE_REGISTERING;
-    struct call *k2 = call_new(c);
-    if (!k2 || store_put(c->store, c->node_key, value, strlen(value), lease, on_registered, k2) < 0) {
-        if (k2) {
-            free(k2);
-            c->inflight--;
-        }
-        c->phase = PHASE_FENCED;
-        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
-    }
+    register_node(c);
 }
 
 static void on_revoked(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
@@ -411,16 +415,44 @@ int cluster_new(const struct cluster_params *p, struct cluster **ret) {
     return 0;
 }
 
-/* A previous halod of this node may have died within its lease: end that
- * lease first, so that every node sees the old incarnation leave at once. */
+/* The previous halod of this node died and its lease still runs: take it
+ * over, so that nothing changes for the other nodes (its components were
+ * adopted).  If it is gone, the others failed over: fence what was adopted. */
+static void on_old_lease(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c)
+        return;
+    if (error < 0 || ttl <= 0) {
+        log_notice("The lease of this node's previous halod has ended%s", error < 0 ? " or is unknown" : "");
+        if (c->h->on_fence)
+            c->h->on_fence(c, c->userdata);
+        join(c);
+        return;
+    }
+    log_notice("Taking over the lease of this node's previous halod (TTL %llds)", (long long)ttl);
+    c->epoch++;
+    c->lease = lease;
+    c->ttl = ttl;
+    c->renewed = k.sent;
+    arm_fence(c);
+    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+    register_node(c);
+}
+
 static void on_old_node(store *s, int error, const store_result *r, void *userdata) {
     struct call k;
     struct cluster *c = call_end(userdata, &k);
     if (!c)
         return;
     if (error == 0 && r->n_kvs == 1 && r->kvs[0].lease) {
-        log_notice("Ending the lease of this node's previous halod");
-        c->lease = r->kvs[0].lease; /* join() ends it */
+        struct call *k2 = call_new(c);
+        if (k2 && store_lease_keepalive(c->store, r->kvs[0].lease, on_old_lease, k2) == 0)
+            return;
+        if (k2) {
+            free(k2);
+            c->inflight--;
+        }
     }
     join(c);
 }

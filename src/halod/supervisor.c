@@ -30,6 +30,7 @@ struct proc {
     proc_exit_cb cb;
     void *userdata;
     bool exited;
+    bool adopted; /* not our child: its exit shows on the pidfd, someone else reaps it */
 };
 
 struct supervisor {
@@ -69,6 +70,11 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
     struct proc *p = h->data;
     siginfo_t si = {0};
 
+    if (p->adopted) {
+        /* A pidfd of a process that is not our child polls readable once it has exited. */
+        proc_finish(p, PROC_STATUS_UNKNOWN);
+        return;
+    }
     if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
         /* Already reaped by the SIGCHLD path, which handled it. */
         return;
@@ -199,6 +205,15 @@ static char **build_env(char *const *extra) {
     return e;
 }
 
+static void proc_link(struct supervisor *s, struct proc *pr) {
+    pr->next = s->procs;
+    if (s->procs)
+        s->procs->pprev = &pr->next;
+    pr->pprev = &s->procs;
+    s->procs = pr;
+    s->n_procs++;
+}
+
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret) {
     _cleanup_free_ char **envp = build_env(p->env);
@@ -241,12 +256,36 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
     pr->cb = cb;
     pr->userdata = userdata;
     uv_poll_start(&pr->poll, UV_READABLE, on_pidfd);
-    pr->next = s->procs;
-    if (s->procs)
-        s->procs->pprev = &pr->next;
-    pr->pprev = &s->procs;
-    s->procs = pr;
-    s->n_procs++;
+    proc_link(s, pr);
+    *ret = pr;
+    return 0;
+}
+
+int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *userdata, struct proc **ret) {
+    struct proc *pr = calloc(1, sizeof(*pr));
+    if (!pr)
+        return -ENOMEM;
+    pr->pidfd = pidfd_open_(pid);
+    if (pr->pidfd < 0) {
+        int r = -errno;
+        free(pr);
+        return r;
+    }
+    (void)fcntl(pr->pidfd, F_SETFD, FD_CLOEXEC);
+    int r = uv_poll_init(s->loop, &pr->poll, pr->pidfd);
+    if (r < 0) {
+        close(pr->pidfd);
+        free(pr);
+        return r;
+    }
+    pr->poll.data = pr;
+    pr->sup = s;
+    pr->pid = pid;
+    pr->cb = cb;
+    pr->userdata = userdata;
+    pr->adopted = true;
+    uv_poll_start(&pr->poll, UV_READABLE, on_pidfd);
+    proc_link(s, pr);
     *ret = pr;
     return 0;
 }
@@ -260,6 +299,15 @@ int proc_kill(struct proc *p, int sig) {
         return -ESRCH;
     /* The group first (the child's whole tree); fall back to the pid if the
      * child has not yet called setsid(). */
+    if (p->adopted) {
+        /* The pid may have been reused once the process ended and its new
+         * parent reaped it: signal it through the pidfd, which cannot hit
+         * another process; then its group (our component made it). */
+        if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+            return -errno;
+        (void)kill(-p->pid, sig);
+        return 0;
+    }
     if (kill(-p->pid, sig) < 0 && kill(p->pid, sig) < 0)
         return -errno;
     return 0;
@@ -275,7 +323,9 @@ unsigned supervisor_count(const struct supervisor *s) {
 }
 
 char *proc_status_to_string(int status, char *buf, size_t n) {
-    if (WIFEXITED(status))
+    if (status == PROC_STATUS_UNKNOWN)
+        snprintf(buf, n, "ended (status unknown: started by a previous halod)");
+    else if (WIFEXITED(status))
         snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
         snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?: "?");

@@ -33,6 +33,17 @@ struct supervisor *supervisor_free(struct supervisor *s);
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret);
 
+/* The exit status passed for an adopted process: it was not our child, so
+ * its wait status goes to whoever reaps it. */
+#define PROC_STATUS_UNKNOWN (-1)
+
+/*
+ * Watches a running process that a previous halod started (found by pid and
+ * start time in the store): its exit shows on a pidfd; it is not reaped here.
+ * Returns 0 and *ret, or -errno (-ESRCH: it is gone).
+ */
+int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *userdata, struct proc **ret);
+
 pid_t proc_pid(const struct proc *p);
 /* Sends sig to the process group (the child and what it forked). Returns 0 or -errno. */
 int proc_kill(struct proc *p, int sig);
