@@ -1,0 +1,862 @@
+/* SPDX-License-Identifier: MIT */
+/* The HTTP/JSON bridge of halod: libmicrohttpd without threads, its epoll fd watched by the loop. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "macro.h"
+
+#define HTTP_CONNECTIONS_MAX 64
+#define HTTP_PER_IP_MAX 32
+#define HTTP_IDLE_TIMEOUT_SEC 10
+#define HTTP_REQUEST_TIMEOUT_MS 30000
+#define HTTP_CONNECTION_MEMORY (32 * 1024)
+#define HTTP_LISTEN_BACKLOG 64
+
+#define CT_JSON "application/json"
+#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+/* ---- a growable string ---- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static int sbuf_add(struct sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = MAX(b->cap * 2, b->len + n + 1);
+        cap = MAX(cap, (size_t)256);
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int sbuf_adds(struct sbuf *b, const char *s) {
+    return sbuf_add(b, s, strlen(s));
+}
+
+/* ---- Prometheus text exposition ---- */
+
+struct http_metrics_family {
+    char *name;
+    const char *type; /* one of the static names in metric_types */
+    struct sbuf text; /* HELP and TYPE lines, then the samples */
+};
+
+static const char *const metric_types[] = {"counter", "gauge", "untyped"};
+
+static bool metric_name_valid(const char *s) {
+    if (!s || !*s)
+        return false;
+    for (const char *c = s; *c; c++) {
+        bool alpha = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' || *c == ':';
+        if (!alpha && !(c > s && *c >= '0' && *c <= '9'))
+            return false;
+    }
+    return true;
+}
+
+/* Skips a label name at *p: [a-zA-Z_][a-zA-Z0-9_]*. */
+static bool label_name_skip(const char **p) {
+    const char *s = *p, *c = s;
+    for (; (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' || (c > s && *c >= '0' && *c <= '9'); c++)
+        ;
+    *p = c;
+    return c > s;
+}
+
+/* A labels string as the format wants it: name="value" pairs, values escaped, joined by commas. */
+static bool labels_valid(const char *l) {
+    if (!l || !*l)
+        return true;
+    for (;;) {
+        if (!label_name_skip(&l) || *l++ != '=' || *l++ != '"')
+            return false;
+        for (;;) {
+            char c = *l++;
+            if (c == '\0' || c == '\n')
+                return false;
+            if (c == '"')
+                break;
+            if (c == '\\') {
+                char e = *l++;
+                if (e != '\\' && e != '"' && e != 'n')
+                    return false;
+            }
+        }
+        if (*l == '\0')
+            return true;
+        if (*l++ != ',')
+            return false;
+    }
+}
+
+/* Appends s with backslash and newline escaped, and double quotes too when quotes is set. */
+static int add_escaped(struct sbuf *b, const char *s, bool quotes) {
+    int r = 0;
+    for (const char *c = s; *c && r >= 0; c++) {
+        if (*c == '\\')
+            r = sbuf_adds(b, "\\\\");
+        else if (*c == '\n')
+            r = sbuf_adds(b, "\\n");
+        else if (*c == '"' && quotes)
+            r = sbuf_adds(b, "\\\"");
+        else
+            r = sbuf_add(b, c, 1);
+    }
+    return r;
+}
+
+/* The shortest of %.15g/%.17g that reads back as v; NaN and ±Inf as the format spells them. */
+static void format_value(char *buf, size_t size, double v) {
+    if (isnan(v))
+        snprintf(buf, size, "NaN");
+    else if (isinf(v))
+        snprintf(buf, size, "%s", v > 0 ? "+Inf" : "-Inf");
+    else {
+        snprintf(buf, size, "%.15g", v);
+        if (strtod(buf, NULL) != v)
+            snprintf(buf, size, "%.17g", v);
+    }
+}
+
+static struct http_metrics_family *family_get(struct http_metrics_buf *b, const char *name, const char *help,
+                                              const char *type, int *ret_error) {
+    for (size_t i = 0; i < b->n_families; i++)
+        if (streq(b->families[i].name, name)) {
+            if (!streq(b->families[i].type, type)) {
+                *ret_error = -EINVAL;
+                return NULL;
+            }
+            return &b->families[i];
+        }
+
+    if (b->n_families == b->cap_families) {
+        size_t cap = b->cap_families ? b->cap_families * 2 : 16;
+        struct http_metrics_family *f = realloc(b->families, cap * sizeof(*f));
+        if (!f)
+            goto oom;
+        b->families = f;
+        b->cap_families = cap;
+    }
+    struct http_metrics_family *f = &b->families[b->n_families];
+    *f = (struct http_metrics_family){.type = type, .name = strdup(name)};
+    if (!f->name)
+        goto oom;
+    int r = 0;
+    if (help) {
+        r = sbuf_adds(&f->text, "# HELP ");
+        r = r < 0 ? r : sbuf_adds(&f->text, name);
+        r = r < 0 ? r : sbuf_adds(&f->text, " ");
+        r = r < 0 ? r : add_escaped(&f->text, help, false);
+        r = r < 0 ? r : sbuf_adds(&f->text, "\n");
+    }
+    r = r < 0 ? r : sbuf_adds(&f->text, "# TYPE ");
+    r = r < 0 ? r : sbuf_adds(&f->text, name);
+    r = r < 0 ? r : sbuf_adds(&f->text, " ");
+    r = r < 0 ? r : sbuf_adds(&f->text, type);
+    r = r < 0 ? r : sbuf_adds(&f->text, "\n");
+    if (r < 0) {
+        free(f->name);
+        free(f->text.p);
+        goto oom;
+    }
+    b->n_families++;
+    return f;
+
+oom:
+    *ret_error = -ENOMEM;
+    return NULL;
+}
+
+static int metrics_add(struct http_metrics_buf *b, const char *name, const char *help, const char *type,
+                       const char *labels, double value) {
+    const char *t = NULL;
+    for (size_t i = 0; i < ELEMENTSOF(metric_types); i++)
+        if (type && streq(type, metric_types[i]))
+            t = metric_types[i];
+    if (!t || !metric_name_valid(name) || !labels_valid(labels))
+        return -EINVAL;
+
+    int r = 0;
+    struct http_metrics_family *f = family_get(b, name, help, t, &r);
+    if (!f)
+        return r;
+
+    char v[64];
+    format_value(v, sizeof(v), value);
+    size_t undo = f->text.len;
+    r = sbuf_adds(&f->text, name);
+    if (labels && *labels) {
+        r = r < 0 ? r : sbuf_adds(&f->text, "{");
+        r = r < 0 ? r : sbuf_adds(&f->text, labels);
+        r = r < 0 ? r : sbuf_adds(&f->text, "}");
+    }
+    r = r < 0 ? r : sbuf_adds(&f->text, " ");
+    r = r < 0 ? r : sbuf_adds(&f->text, v);
+    r = r < 0 ? r : sbuf_adds(&f->text, "\n");
+    if (r < 0) {
+        f->text.len = undo; /* no half sample */
+        f->text.p[undo] = '\0';
+    }
+    return r;
+}
+
+int http_metrics_add(struct http_metrics_buf *b, const char *name, const char *help, const char *type,
+                     const char *labels, double value) {
+    assert_return(b, -EINVAL);
+    int r = metrics_add(b, name, help, type, labels, value);
+    if (r < 0 && b->error == 0)
+        b->error = r;
+    return r;
+}
+
+int http_metrics_labels(char *buf, size_t size, ...) {
+    assert_return(buf && size > 0, -EINVAL);
+    struct sbuf b = {0};
+    int r = 0;
+    va_list ap;
+    va_start(ap, size);
+    for (const char *k; r >= 0 && (k = va_arg(ap, const char *));) {
+        const char *v = va_arg(ap, const char *), *end = k;
+        if (!v || !label_name_skip(&end) || *end != '\0' || strncmp(k, "__", 2) == 0) {
+            r = -EINVAL;
+            break;
+        }
+        r = b.len > 0 ? sbuf_adds(&b, ",") : 0;
+        r = r < 0 ? r : sbuf_adds(&b, k);
+        r = r < 0 ? r : sbuf_adds(&b, "=\"");
+        r = r < 0 ? r : add_escaped(&b, v, true);
+        r = r < 0 ? r : sbuf_adds(&b, "\"");
+    }
+    va_end(ap);
+
+    buf[0] = '\0';
+    if (r >= 0 && b.len >= size)
+        r = -ENOBUFS;
+    if (r >= 0 && b.len > 0)
+        memcpy(buf, b.p, b.len + 1);
+    if (r >= 0)
+        r = (int)MIN(b.len, (size_t)INT32_MAX);
+    free(b.p);
+    return r;
+}
+
+void http_metrics_done(struct http_metrics_buf *b) {
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n_families; i++) {
+        free(b->families[i].name);
+        free(b->families[i].text.p);
+    }
+    free(b->families);
+    *b = (struct http_metrics_buf){0};
+}
+
+int http_metrics_finish(struct http_metrics_buf *b, char **ret_text) {
+    assert_return(b && ret_text, -EINVAL);
+    int r = b->error;
+    struct sbuf out = {0};
+    for (size_t i = 0; r >= 0 && i < b->n_families; i++)
+        r = sbuf_add(&out, b->families[i].text.p, b->families[i].text.len);
+    if (r >= 0 && !out.p)
+        r = (out.p = strdup("")) ? 0 : -ENOMEM;
+    http_metrics_done(b);
+    if (r < 0) {
+        free(out.p);
+        return r;
+    }
+    *ret_text = out.p;
+    return 0;
+}
+
+/* ---- the server ---- */
+
+enum route {
+    ROUTE_NONE,
+    ROUTE_STATUS,
+    ROUTE_METRICS,
+    ROUTE_EVENTS,
+    ROUTE_ENTRYPOINT,
+};
+
+static const struct {
+    const char *path;
+    enum route route;
+} routes[] = {
+    {"/", ROUTE_STATUS},          {"/v1/status", ROUTE_STATUS},         {"/metrics", ROUTE_METRICS},
+    {"/v1/events", ROUTE_EVENTS}, {"/v1/entrypoint", ROUTE_ENTRYPOINT},
+};
+
+/* The status codes counted one by one in halo_http_requests_total; the rest count as "other". */
+static const unsigned counted_codes[] = {200, 202, 400, 404, 405, 413, 415, 500, 503};
+
+/* One TCP connection libmicrohttpd holds: its request deadline. */
+struct hconn {
+    struct MHD_Connection *mc;
+    uint64_t deadline; /* uv_now() ms by which the current request must be answered */
+    bool used;
+    bool cut; /* shut down for missing its deadline, waiting for libmicrohttpd to close it */
+};
+
+/* One POST /v1/events being received. */
+struct req {
+    struct sbuf body;
+    bool too_large; /* the rest is discarded, the answer is 413 */
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    unsigned open_handles; /* freed when the last one's close callback ran */
+    struct http_handlers h;
+    void *userdata;
+    struct http_limits limits;
+    uint16_t port;
+
+    struct hconn *conns; /* limits.connections_max slots */
+    unsigned n_conns;
+
+    uint64_t requests[ELEMENTSOF(counted_codes) + 1];
+    uint64_t cut_total; /* connections shut down for missing their deadline */
+
+    bool closed_some;  /* a connection closed during this MHD_run() */
+    bool in_run;       /* inside MHD_run(): handlers may be on the stack */
+    bool free_pending; /* http_server_free() was called from a handler */
+    bool freed;
+};
+
+static void count_code(struct http_server *s, unsigned code) {
+    size_t i = 0;
+    while (i < ELEMENTSOF(counted_codes) && counted_codes[i] != code)
+        i++;
+    s->requests[i]++;
+}
+
+/* Queues body (malloc'ed, taken in every case) as the answer. */
+static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *mc, unsigned code, const char *type,
+                               char *body, const char *allow, bool retry) {
+    if (!body)
+        return MHD_NO; /* out of memory: drop the connection rather than answer nothing */
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type) == MHD_YES &&
+              MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
+              (!allow || MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES) &&
+              (!retry || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") == MHD_YES);
+    enum MHD_Result r = ok ? MHD_queue_response(mc, code, resp) : MHD_NO;
+    MHD_destroy_response(resp);
+    if (r == MHD_YES)
+        count_code(s, code);
+    return r;
+}
+
+static enum MHD_Result respond_error_full(struct http_server *s, struct MHD_Connection *mc, unsigned code,
+                                          const char *error, const char *message, const char *allow, bool retry) {
+    json_t *o = json_pack("{s:s, s:s}", "error", error, "message", message);
+    if (!o) /* a handler's message that is not UTF-8 */
+        o = json_pack("{s:s, s:s}", "error", error, "message", "(the message is not valid UTF-8)");
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return respond(s, mc, code, CT_JSON, body, allow, retry);
+}
+
+static enum MHD_Result respond_error(struct http_server *s, struct MHD_Connection *mc, unsigned code, const char *error,
+                                     const char *message) {
+    return respond_error_full(s, mc, code, error, message, NULL, false);
+}
+
+/* Maps a handler's failure to its answer. */
+static enum MHD_Result respond_handler_error(struct http_server *s, struct MHD_Connection *mc, int r,
+                                             const char *message) {
+    switch (r) {
+    case -EINVAL:
+        return respond_error(s, mc, MHD_HTTP_BAD_REQUEST, "invalid", message ? message : "the request is invalid");
+    case -ENOENT:
+        return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "unknown_object", message ? message : "unknown object");
+    case -EAGAIN:
+        return respond_error_full(s, mc, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                  message ? message : "not available yet, try again", NULL, true);
+    default:
+        return respond_error(s, mc, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", message ? message : "internal error");
+    }
+}
+
+static enum MHD_Result serve_json(struct http_server *s, struct MHD_Connection *mc,
+                                  int (*fn)(void *userdata, char **ret_json)) {
+    if (!fn)
+        return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "not provided by this node");
+    char *json = NULL;
+    int r = fn(s->userdata, &json);
+    if (r < 0)
+        return respond_handler_error(s, mc, r, NULL);
+    if (!json)
+        return respond_error(s, mc, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "the handler produced nothing");
+    return respond(s, mc, MHD_HTTP_OK, CT_JSON, json, NULL, false);
+}
+
+/* http.c's own families, appended to what the handler wrote. */
+static int own_metrics(struct http_server *s, char **ret_text) {
+    struct http_metrics_buf m = {0};
+    for (size_t i = 0; i < ELEMENTSOF(s->requests); i++) {
+        if (s->requests[i] == 0)
+            continue;
+        char code[16], labels[32];
+        if (i < ELEMENTSOF(counted_codes))
+            snprintf(code, sizeof(code), "%u", counted_codes[i]);
+        else
+            snprintf(code, sizeof(code), "other");
+        (void)http_metrics_labels(labels, sizeof(labels), "code", code, NULL);
+        (void)http_metrics_add(&m, "halo_http_requests_total", "HTTP requests answered by halod, by status code.",
+                               "counter", labels, (double)s->requests[i]);
+    }
+    (void)http_metrics_add(&m, "halo_http_connections", "HTTP connections open now.", "gauge", NULL,
+                           (double)s->n_conns);
+    (void)http_metrics_add(&m, "halo_http_connections_cut_total",
+                           "HTTP connections closed for not completing a request in time.", "counter", NULL,
+                           (double)s->cut_total);
+    return http_metrics_finish(&m, ret_text);
+}
+
+static enum MHD_Result serve_metrics(struct http_server *s, struct MHD_Connection *mc) {
+    _cleanup_free_ char *text = NULL, *own = NULL;
+    if (s->h.metrics) {
+        int r = s->h.metrics(s->userdata, &text);
+        if (r < 0)
+            return respond_handler_error(s, mc, r, NULL);
+    }
+    if (own_metrics(s, &own) < 0)
+        return MHD_NO;
+
+    struct sbuf out = {0};
+    size_t n = text ? strlen(text) : 0;
+    int r = sbuf_add(&out, "", 0);
+    r = r < 0 || n == 0 ? r : sbuf_add(&out, text, n);
+    r = r < 0 || n == 0 || text[n - 1] == '\n' ? r : sbuf_adds(&out, "\n");
+    r = r < 0 ? r : sbuf_adds(&out, own);
+    if (r < 0) {
+        free(out.p);
+        return MHD_NO;
+    }
+    return respond(s, mc, MHD_HTTP_OK, CT_METRICS, out.p, NULL, false);
+}
+
+/* "application/json", any case, optionally followed by parameters ("; charset=utf-8"). */
+static bool is_json_type(const char *ct) {
+    static const char json[] = CT_JSON;
+    if (!ct)
+        return false;
+    ct += strspn(ct, " \t");
+    if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
+        return false;
+    ct += sizeof(json) - 1;
+    ct += strspn(ct, " \t");
+    return *ct == '\0' || *ct == ';';
+}
+
+static enum MHD_Result events_start(struct http_server *s, struct MHD_Connection *mc, void **con_cls) {
+    if (!s->h.events)
+        return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "not provided by this node");
+    if (!is_json_type(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return respond_error(s, mc, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                             "the body must be sent as Content-Type: application/json");
+
+    /* A declared length over the limit is refused before any of the body is read (and before
+     * "100 Continue" is sent to a client that asked for it). */
+    const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > HTTP_BODY_MAX)
+        return respond_error(s, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "the body is larger than 64 KiB");
+
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return MHD_NO;
+    *con_cls = r;
+    return MHD_YES;
+}
+
+static void events_data(struct req *r, const char *data, size_t n) {
+    if (r->too_large)
+        return;
+    if (r->body.len + n > HTTP_BODY_MAX || sbuf_add(&r->body, data, n) < 0) {
+        /* A chunked body has no declared length: keep reading, discard, answer 413 at the end (an
+         * answer cannot be queued in the middle of the body).  The request deadline bounds how long. */
+        r->too_large = true;
+        free(r->body.p);
+        r->body = (struct sbuf){0};
+    }
+}
+
+static enum MHD_Result events_end(struct http_server *s, struct MHD_Connection *mc, struct req *r) {
+    if (r->too_large)
+        return respond_error(s, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "the body is larger than 64 KiB");
+
+    json_error_t err;
+    json_t *j = json_loadb(r->body.p ? r->body.p : "", r->body.len, JSON_REJECT_DUPLICATES, &err);
+    bool shape = j && (json_is_object(j) || json_is_array(j));
+    json_decref(j);
+    if (!j) {
+        char msg[256 + JSON_ERROR_TEXT_LENGTH];
+        snprintf(msg, sizeof(msg), "the body is not valid JSON: %s at line %d column %d", err.text, err.line,
+                 err.column);
+        return respond_error(s, mc, MHD_HTTP_BAD_REQUEST, "bad_json", msg);
+    }
+    if (!shape)
+        return respond_error(s, mc, MHD_HTTP_BAD_REQUEST, "bad_json", "the body must be a JSON object or array");
+
+    char *reply = NULL;
+    const char *msg = NULL;
+    int k = s->h.events(s->userdata, r->body.p, r->body.len, &reply, &msg);
+    if (k < 0) {
+        free(reply);
+        return respond_handler_error(s, mc, k, msg);
+    }
+    return respond(s, mc, MHD_HTTP_ACCEPTED, CT_JSON, reply ? reply : strdup("{\"accepted\":true}"), NULL, false);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+
+    /* http_server_free() ran from a handler earlier in this MHD_run(): call no more handlers. */
+    if (s->free_pending)
+        return MHD_NO;
+
+    if (r) { /* the body of POST /v1/events, then its end */
+        if (*upload_data_size > 0) {
+            events_data(r, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return events_end(s, mc, r);
+    }
+
+    /* The headers are in: route, then answer at once unless a body must be read. */
+    enum route route = ROUTE_NONE;
+    for (size_t i = 0; i < ELEMENTSOF(routes) && route == ROUTE_NONE; i++)
+        if (streq(url, routes[i].path))
+            route = routes[i].route;
+    if (route == ROUTE_NONE)
+        return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+
+    bool get = streq(method, MHD_HTTP_METHOD_GET) || streq(method, MHD_HTTP_METHOD_HEAD);
+    if (route == ROUTE_EVENTS && !streq(method, MHD_HTTP_METHOD_POST))
+        return respond_error_full(s, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "this path takes POST only",
+                                  "POST", false);
+    if (route != ROUTE_EVENTS && !get)
+        return respond_error_full(s, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                  "this path takes GET and HEAD only", "GET, HEAD", false);
+
+    switch (route) {
+    case ROUTE_STATUS:
+        return serve_json(s, mc, s->h.status);
+    case ROUTE_ENTRYPOINT:
+        return serve_json(s, mc, s->h.entrypoint);
+    case ROUTE_METRICS:
+        return serve_metrics(s, mc);
+    case ROUTE_EVENTS:
+        return events_start(s, mc, con_cls);
+    case ROUTE_NONE:
+        break;
+    }
+    return MHD_NO;
+}
+
+static struct hconn *hconn_of(struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    if (r) {
+        free(r->body.p);
+        free(r);
+        *con_cls = NULL;
+    }
+    /* The next request on this connection has its own time. */
+    struct hconn *c = hconn_of(mc);
+    if (c)
+        c->deadline = uv_now(s->loop) + s->limits.request_timeout_ms;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    struct http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        s->n_conns++;
+        for (unsigned i = 0; i < s->limits.connections_max; i++)
+            if (!s->conns[i].used) {
+                s->conns[i] =
+                    (struct hconn){.mc = mc, .used = true, .deadline = uv_now(s->loop) + s->limits.request_timeout_ms};
+                *socket_context = &s->conns[i];
+                return;
+            }
+        /* No free slot (libmicrohttpd holds more than its limit?): left without a deadline. */
+        *socket_context = NULL;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        s->n_conns--;
+        s->closed_some = true;
+        struct hconn *c = *socket_context;
+        if (c)
+            *c = (struct hconn){0};
+        *socket_context = NULL;
+    }
+}
+
+/* Shuts down the connections past their deadline; libmicrohttpd then sees them end and closes them. */
+static void cut_late(struct http_server *s) {
+    uint64_t now = uv_now(s->loop);
+    for (unsigned i = 0; i < s->limits.connections_max; i++) {
+        struct hconn *c = &s->conns[i];
+        if (!c->used || c->cut || c->deadline > now)
+            continue;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+            continue;
+        log_debug("HTTP connection fd %d took longer than %u ms for a request, closing it", ci->connect_fd,
+                  s->limits.request_timeout_ms);
+        (void)shutdown(ci->connect_fd, SHUT_RDWR);
+        c->cut = true;
+        s->cut_total++;
+    }
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Arms the timer for libmicrohttpd's own timeout or the nearest request deadline, whichever is first. */
+static void arm(struct http_server *s) {
+    uint64_t wait = UINT64_MAX, now = uv_now(s->loop);
+    MHD_UNSIGNED_LONG_LONG t;
+    if (MHD_get_timeout(s->mhd, &t) == MHD_YES)
+        wait = t;
+    /* libmicrohttpd (0.9.75) stops watching the listening socket at its connection limit and watches it
+     * again only at the start of its next MHD_run(), without saying so through MHD_get_timeout(): after a
+     * connection closed, run it once more, or the clients waiting in the backlog wait forever. */
+    if (s->closed_some)
+        wait = 0;
+    s->closed_some = false;
+    for (unsigned i = 0; i < s->limits.connections_max; i++)
+        if (s->conns[i].used && !s->conns[i].cut)
+            wait = MIN(wait, s->conns[i].deadline > now ? s->conns[i].deadline - now : 0);
+    if (wait == UINT64_MAX)
+        (void)uv_timer_stop(&s->timer);
+    else
+        (void)uv_timer_start(&s->timer, on_timer, wait, 0);
+}
+
+static void run(struct http_server *s) {
+    s->in_run = true;
+    (void)MHD_run(s->mhd);
+    s->in_run = false;
+    if (s->free_pending)
+        (void)http_server_free(s);
+    else
+        arm(s);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+    run(p->data);
+}
+
+static void on_timer(uv_timer_t *t) {
+    struct http_server *s = t->data;
+    cut_late(s);
+    run(s);
+}
+
+static void on_close(uv_handle_t *h) {
+    struct http_server *s = h->data;
+    if (--s->open_handles == 0) {
+        free(s->conns);
+        free(s);
+    }
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    if (log_levels[LOG_AREA] < LOG_DEBUG_)
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_debug("libmicrohttpd: %s", msg);
+}
+#pragma GCC diagnostic pop
+
+/* A bound, listening, non-blocking socket on address:port. */
+static int listen_on(const char *address, uint16_t port, int *ret_fd, uint16_t *ret_port) {
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, address, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        len = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        len = sizeof(*in6);
+    } else
+        return -EINVAL;
+
+    _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    /* SO_REUSEADDR: a restarted halod gets its port back despite connections in TIME_WAIT; it does not
+     * let two listeners share a port on Linux. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+        return -errno;
+    if (listen(fd, HTTP_LISTEN_BACKLOG) < 0)
+        return -errno;
+    len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    *ret_port = ntohs(ss.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}
+
+/* Whether fd is still the socket whose identity st holds: libmicrohttpd closes the listening socket it
+ * was given on some of its failure paths and not on others. */
+static bool fd_is(int fd, const struct stat *st) {
+    struct stat now;
+    return fstat(fd, &now) == 0 && now.st_dev == st->st_dev && now.st_ino == st->st_ino;
+}
+
+int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t port, const struct http_handlers *h,
+                                void *userdata, const struct http_limits *limits, struct http_server **ret) {
+    assert_return(loop, -EINVAL);
+    assert_return(ret, -EINVAL);
+
+    struct http_limits l = limits ? *limits : (struct http_limits){0};
+    l.connections_max = l.connections_max ? l.connections_max : HTTP_CONNECTIONS_MAX;
+    l.per_ip_max = l.per_ip_max ? l.per_ip_max : HTTP_PER_IP_MAX;
+    l.idle_timeout_sec = l.idle_timeout_sec ? l.idle_timeout_sec : HTTP_IDLE_TIMEOUT_SEC;
+    l.request_timeout_ms = l.request_timeout_ms ? l.request_timeout_ms : HTTP_REQUEST_TIMEOUT_MS;
+    l.connection_memory = l.connection_memory ? l.connection_memory : HTTP_CONNECTION_MEMORY;
+    assert_return(l.connections_max <= 65536, -EINVAL);
+
+    int fd = -1;
+    uint16_t bound = 0;
+    int r = listen_on(address ? address : "127.0.0.1", port, &fd, &bound);
+    if (r < 0)
+        return r;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        safe_close(fd);
+        return r;
+    }
+
+    struct http_server *s = calloc(1, sizeof(*s));
+    if (!s || !(s->conns = calloc(l.connections_max, sizeof(*s->conns)))) {
+        free(s);
+        safe_close(fd);
+        return -ENOMEM;
+    }
+    s->loop = loop;
+    s->h = h ? *h : (struct http_handlers){0};
+    s->userdata = userdata;
+    s->limits = l;
+    s->port = bound;
+
+    errno = 0;
+    s->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, l.connections_max,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, l.per_ip_max, MHD_OPTION_CONNECTION_TIMEOUT, l.idle_timeout_sec,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, l.connection_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+    if (!s->mhd) {
+        r = errno == ENOMEM || errno == EMFILE || errno == ENFILE ? -errno : -EIO;
+        if (fd_is(fd, &st))
+            safe_close(fd);
+        free(s->conns);
+        free(s);
+        return r;
+    }
+
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    r = di ? uv_poll_init(loop, &s->poll, di->epoll_fd) : -EIO;
+    if (r < 0) {
+        MHD_stop_daemon(s->mhd);
+        free(s->conns);
+        free(s);
+        return r;
+    }
+    s->poll.data = s;
+    (void)uv_timer_init(loop, &s->timer); /* cannot fail */
+    s->timer.data = s;
+    s->open_handles = 2;
+    r = uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    if (r < 0) {
+        (void)http_server_free(s);
+        return r;
+    }
+    arm(s);
+    *ret = s;
+    return 0;
+}
+
+int http_server_new(uv_loop_t *loop, const char *address, uint16_t port, const struct http_handlers *h, void *userdata,
+                    struct http_server **ret) {
+    return http_server_new_with_limits(loop, address, port, h, userdata, NULL, ret);
+}
+
+uint16_t http_server_port(const struct http_server *s) {
+    return s ? s->port : 0;
+}
+
+struct http_server *http_server_free(struct http_server *s) {
+    if (!s || s->freed)
+        return NULL;
+    if (s->in_run) {
+        /* Called from a handler: libmicrohttpd is on the stack; finish when MHD_run() returns. */
+        s->free_pending = true;
+        return NULL;
+    }
+    s->freed = true;
+    /* Stop watching the epoll fd before libmicrohttpd closes it. */
+    uv_close((uv_handle_t *)&s->poll, on_close);
+    uv_close((uv_handle_t *)&s->timer, on_close);
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+    return NULL;
+}
