@@ -17,6 +17,7 @@
 #include "halo/halo.h"
 #include "link.h"
 #include "macro.h"
+#include "sim.h"
 
 static const char *arg_socket;
 static bool arg_json;
@@ -223,6 +224,12 @@ static void help(void) {
     printf("Usage: haloctl [OPTIONS] COMMAND [ARG]\n\nCommands:\n");
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         printf("  %-12s %-10s %s\n", verbs[i].name, verbs[i].arg ?: "", verbs[i].help);
+    printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE]\n"
+           "                          run a cluster on this machine: M etcd members (default 1), N halods\n"
+           "                          n1..nN (default 3), the example counter service unless --config\n"
+           "  sim down [--dir DIR]    stop that cluster and remove DIR\n"
+           "  sim status [--dir DIR]  status through the first of its halods that answers\n"
+           "                          (DIR defaults to $XDG_RUNTIME_DIR/halo-sim, else /tmp/halo-sim-$UID)\n");
     printf("\nOptions:\n"
            "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
            "  -j, --json          print JSON (read commands)\n"
@@ -230,7 +237,8 @@ static void help(void) {
            "  -h, --help          this text\n");
 }
 
-int main(int argc, char **argv) {
+/* Parses the global options.  Returns -1 to go on, or the exit status. */
+static int parse_options(int argc, char **argv, const char *optstring) {
     static const struct option opts[] = {
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
@@ -239,7 +247,7 @@ int main(int argc, char **argv) {
         {},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "s:jt:h", opts, NULL)) >= 0) {
+    while ((c = getopt_long(argc, argv, optstring, opts, NULL)) >= 0) {
         switch (c) {
         case 's':
             arg_socket = optarg;
@@ -265,6 +273,21 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    /* Up to the command only ('+'): 'sim' has options of its own. */
+    int r = parse_options(argc, argv, "+s:jt:h");
+    if (r >= 0)
+        return r;
+    if (optind < argc && streq(argv[optind], "sim"))
+        return sim_main(argc - optind, argv + optind, arg_json);
+    /* The other commands take the global options after them too ('haloctl status --json'). */
+    optind = 0;
+    r = parse_options(argc, argv, "s:jt:h");
+    if (r >= 0)
+        return r;
     if (optind >= argc) {
         fprintf(stderr, "haloctl: missing command. Try 'haloctl --help'.\n");
         return 2;
@@ -284,7 +307,6 @@ int main(int argc, char **argv) {
                 v->name, v->arg);
         return 2;
     }
-    int r;
     if (v->op == HALO__LINK__ADMIN__OP__STATUS)
         r = cmd_status(argc, argv);
     else {

@@ -50,3 +50,8 @@ void amf_cluster_fence(struct amf *a);
 
 /* The cluster status as JSON (malloc'ed), the document haloctl and the HTTP API show. */
 char *amf_status_json(struct amf *a);
+/* The entrypoint document (coordinator, quorum, the ACTIVE of every SI marked
+ * `entrypoint`); -EAGAIN while no coordinator is known. */
+int amf_entrypoint_json(struct amf *a, char **ret);
+/* Prometheus text exposition of the cluster as this node sees it. */
+int amf_metrics_text(struct amf *a, char **ret);

@@ -1051,8 +1051,8 @@ static int csi_parse(struct loader *l, const struct entry *e, struct config_csi 
 }
 
 static int si_parse(struct loader *l, const struct entry *e, struct config_si *si) {
-    static const char *const keys[] = {"csis", NULL};
-    yaml_node_t *k[1], *v[1];
+    static const char *const keys[] = {"csis", "entrypoint", NULL};
+    yaml_node_t *k[2], *v[2];
     _cleanup_free_ struct entry *csis = NULL;
     size_t n_csis = 0;
     char what[QUOTE_MAX + 32];
@@ -1067,6 +1067,8 @@ static int si_parse(struct loader *l, const struct entry *e, struct config_si *s
     if (r <= 0)
         return r;
 
+    if (v[1] && !parse_bool_node(v[1], &si->entrypoint))
+        problem(l, v[1], "'entrypoint' must be true or false, got %s", DESCRIBE(v[1]));
     if (v[0]) {
         r = map_entries(l, v[0], "'csis'", &csis, &n_csis);
         if (r < 0)

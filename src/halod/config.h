@@ -87,6 +87,7 @@ struct config_csi {
 struct config_si {
     char *name;
     struct config_pos pos;
+    bool entrypoint; /* listed by the entrypoint query (the seeds' confd list) */
     struct config_csi *csis;
     size_t n_csis;
 };

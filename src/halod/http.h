@@ -7,6 +7,9 @@
 #include <uv.h>
 
 /* The largest request body POST /v1/events accepts; more is answered 413. */
+/* halod's HTTP API port when --http does not say (as a string, for messages). */
+#define HTTP_DEFAULT_PORT "7680"
+
 #define HTTP_BODY_MAX (64 * 1024)
 
 struct http_server;

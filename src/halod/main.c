@@ -15,6 +15,7 @@
 
 #include "amf.h"
 #include "cluster.h"
+#include "http.h"
 #include "config.h"
 #include "halo/halo.h"
 #include "log.h"
@@ -33,6 +34,7 @@ struct manager {
     struct server *server;
     struct amf *amf;
     struct cluster *cluster; /* several nodes (etcd) */
+    struct http_server *http;
     uv_signal_t sigterm, sigint;
     unsigned n_term;
     int lock_fd;
@@ -45,6 +47,8 @@ static const char *arg_socket;
 static const char *arg_node;
 static char *arg_etcd;
 static int64_t arg_lease_ttl = 2;
+static const char *arg_http = "127.0.0.1:" HTTP_DEFAULT_PORT;
+static bool arg_http_given;
 
 static void help(void) {
     printf("Usage: halod [OPTIONS] CLUSTER.yaml\n"
@@ -57,6 +61,7 @@ static void help(void) {
            "      --etcd URL[,URL...] share the cluster through etcd (several nodes) instead of the\n"
            "                          local SQLite store; also $HALO_ETCD\n"
            "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
+           "      --http ADDR:PORT    the HTTP/JSON API (default 127.0.0.1:" HTTP_DEFAULT_PORT "; 'none': off)\n"
            "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
            "                          (areas: main amf link supervisor store); may be repeated\n"
            "  -h, --help              this text\n"
@@ -65,11 +70,17 @@ static void help(void) {
 
 static int parse_argv(int argc, char **argv) {
     static const struct option opts[] = {
-        {"check", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
-        {"socket", required_argument, NULL, 's'},    {"node", required_argument, NULL, 'N'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {"etcd", required_argument, NULL, 'E'},
-        {"lease-ttl", required_argument, NULL, 'T'}, {},
+        {"check", required_argument, NULL, 'n'},
+        {"state-dir", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},
+        {"node", required_argument, NULL, 'N'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"etcd", required_argument, NULL, 'E'},
+        {"lease-ttl", required_argument, NULL, 'T'},
+        {"http", required_argument, NULL, 'H'},
+        {},
     };
     int c;
     while ((c = getopt_long(argc, argv, "n:d:s:l:h", opts, NULL)) >= 0) {
@@ -88,6 +99,10 @@ static int parse_argv(int argc, char **argv) {
             break;
         case 'E':
             arg_etcd = optarg;
+            break;
+        case 'H':
+            arg_http = optarg;
+            arg_http_given = true;
             break;
         case 'T': {
             char *end;
@@ -179,6 +194,7 @@ static void on_flushed(store *s, int error, const store_result *r, void *userdat
 static void on_stopped(struct amf *a, void *userdata) {
     struct manager *m = userdata;
     log_info("All components stopped; exiting");
+    m->http = http_server_free(m->http);
     if (m->cluster) {
         cluster_leave(m->cluster); /* the others take over now, not when the lease runs out */
         cluster_close(m->cluster);
@@ -217,6 +233,48 @@ static void on_cluster_coordinator(struct cluster *c, bool coordinator, void *us
 static void on_cluster_fence(struct cluster *c, void *userdata) {
     struct manager *m = userdata;
     amf_cluster_fence(m->amf);
+}
+
+static int on_http_status(void *userdata, char **json) {
+    struct manager *m = userdata;
+    *json = amf_status_json(m->amf);
+    return *json ? 0 : -ENOMEM;
+}
+
+static int on_http_metrics(void *userdata, char **text) {
+    struct manager *m = userdata;
+    return amf_metrics_text(m->amf, text);
+}
+
+static int on_http_entrypoint(void *userdata, char **json) {
+    struct manager *m = userdata;
+    return amf_entrypoint_json(m->amf, json);
+}
+
+static const struct http_handlers http_handlers = {
+    .status = on_http_status,
+    .metrics = on_http_metrics,
+    .entrypoint = on_http_entrypoint,
+};
+
+/* "ADDR:PORT", "[::1]:PORT" or "none".  Returns 0 (off), 1, or -EINVAL. */
+static int parse_http(const char *s, char *addr, size_t n, uint16_t *port) {
+    if (streq(s, "none"))
+        return 0;
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -EINVAL;
+    const char *a = s, *e = colon;
+    if (*a == '[' && e[-1] == ']')
+        a++, e--;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || (size_t)(e - a) >= n || e == a)
+        return -EINVAL;
+    memcpy(addr, a, (size_t)(e - a));
+    addr[e - a] = 0;
+    *port = (uint16_t)p;
+    return 1;
 }
 
 static const struct cluster_handlers cluster_handlers = {
@@ -374,6 +432,23 @@ int main(int argc, char **argv) {
     m.sigterm.data = m.sigint.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
+
+    char http_addr[128];
+    uint16_t http_port = 0;
+    r = parse_http(arg_http, http_addr, sizeof(http_addr), &http_port);
+    if (r < 0)
+        return log_error("--http wants ADDR:PORT (like 127.0.0.1:7680 or [::1]:7680) or 'none', not '%s'", arg_http),
+               EXIT_FAILURE;
+    if (r > 0) {
+        r = http_server_new(m.loop, http_addr, http_port, &http_handlers, &m, &m.http);
+        if (r < 0 && arg_http_given)
+            return log_error_errno(r, "Failed to serve HTTP on %s: %m", arg_http), EXIT_FAILURE;
+        if (r < 0)
+            log_warning_errno(r, "No HTTP API: cannot listen on %s (another halod?): %m; pick one with --http",
+                              arg_http);
+        else
+            log_info("HTTP API on http://%s:%u/", http_addr, (unsigned)http_server_port(m.http));
+    }
 
     r = amf_start(m.amf);
     if (r >= 0 && m.cluster)

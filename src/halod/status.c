@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The cluster status document (JSON): what haloctl status and the HTTP API show. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 
 #include "amf-internal.h"
+#include "http.h"
 #include "macro.h"
 
 static json_t *comp_json(const struct comp *c) {
@@ -109,4 +111,110 @@ char *amf_status_json(struct amf *a) {
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;
+}
+
+/* ---- entrypoint ---------------------------------------------------------- */
+
+int amf_entrypoint_json(struct amf *a, char **ret) {
+    struct amf_view v;
+    amf_view(a, &v);
+    if (!v.coordinator)
+        return -EAGAIN; /* no coordinator yet: ask again shortly */
+    size_t online = 0;
+    if (!a->cluster)
+        online = 1;
+    for (size_t k = 0; a->cluster && k < a->n_nodes; k++)
+        online += a->nodes[k].alive;
+    json_t *eps = json_array();
+    for (size_t g = 0; g < v.n_sgs; g++)
+        for (size_t i = 0; i < v.sgs[g].n_sis; i++) {
+            const struct si *si = &v.sgs[g].sis[i];
+            if (!si->cfg->entrypoint)
+                continue;
+            const struct assignment *act = NULL;
+            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
+                if (si->asg[k].su && si->asg[k].confirmed && si->asg[k].state == HALO_HA_ACTIVE)
+                    act = &si->asg[k];
+            json_t *csis = json_array();
+            for (size_t k = 0; k < si->cfg->n_csis; k++) {
+                const struct config_csi *csi = &si->cfg->csis[k];
+                json_t *attrs = json_object();
+                for (size_t n = 0; n < csi->n_attrs; n++)
+                    json_object_set_new(attrs, csi->attrs[n].name, json_string(csi->attrs[n].value));
+                json_array_append_new(csis, json_pack("{s:s, s:o}", "name", csi->name, "attributes", attrs));
+            }
+            json_array_append_new(eps, json_pack("{s:s, s:o, s:o, s:o}", "si", si->name, "active",
+                                                 act ? json_string(act->su->name) : json_null(), "node",
+                                                 act ? json_string(act->su->cfg->node) : json_null(), "csis", csis));
+        }
+    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:o}", "coordinator", v.coordinator, "nodes", (int)v.config->n_nodes,
+                             "online", (int)online, "quorum", (int)(v.config->n_nodes / 2 + 1), "entrypoints", eps);
+    *ret = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- metrics (Prometheus) -------------------------------------------------- */
+
+int amf_metrics_text(struct amf *a, char **ret) {
+    struct amf_view v;
+    struct http_metrics_buf b = {0};
+    char l[512];
+    int r = 0;
+    amf_view(a, &v);
+
+#define ADD(name, help, type, value)                              \
+    do {                                                          \
+        if (r >= 0)                                               \
+            r = http_metrics_add(&b, name, help, type, l, value); \
+    } while (0)
+    for (size_t i = 0; i < v.config->n_nodes; i++) {
+        const char *n = v.config->nodes[i].name;
+        bool up = streq(n, v.node);
+        for (size_t k = 0; a->cluster && k < a->n_nodes; k++)
+            if (streq(a->nodes[k].name, n))
+                up = a->nodes[k].alive;
+        http_metrics_labels(l, sizeof(l), "node", n, NULL);
+        ADD("halo_node_up", "Whether the node holds its lease (1) or not (0).", "gauge", up);
+        ADD("halo_node_coordinator", "Whether the node is the coordinator.", "gauge",
+            v.coordinator && streq(n, v.coordinator));
+    }
+    for (size_t g = 0; g < v.n_sgs; g++) {
+        const struct sg *sg = &v.sgs[g];
+        for (size_t u = 0; u < sg->n_sus; u++) {
+            const struct su *su = &sg->sus[u];
+            http_metrics_labels(l, sizeof(l), "su", su->name, "node", su->cfg->node, NULL);
+            ADD("halo_su_in_service", "Whether the service unit is in service.", "gauge", amf_su_in_service(su));
+            if (!su->local)
+                continue;
+            for (size_t c = 0; c < su->n_comps; c++) {
+                http_metrics_labels(l, sizeof(l), "component", su->comps[c].name, NULL);
+                ADD("halo_component_registered", "Whether the component is registered on its HA link.", "gauge",
+                    su->comps[c].conn != NULL);
+                ADD("halo_component_instantiations_total", "Processes started for the component.", "counter",
+                    su->comps[c].restarts);
+            }
+        }
+        for (size_t i = 0; i < sg->n_sis; i++) {
+            const struct si *si = &sg->sis[i];
+            unsigned act = 0, sb = 0;
+            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
+                if (si->asg[k].su && si->asg[k].confirmed) {
+                    act += si->asg[k].state == HALO_HA_ACTIVE;
+                    sb += si->asg[k].state == HALO_HA_STANDBY;
+                }
+            http_metrics_labels(l, sizeof(l), "si", si->name, "role", "active", NULL);
+            ADD("halo_si_assignments", "Confirmed assignments of the service instance, by role.", "gauge", act);
+            http_metrics_labels(l, sizeof(l), "si", si->name, "role", "standby", NULL);
+            ADD("halo_si_assignments", "Confirmed assignments of the service instance, by role.", "gauge", sb);
+            http_metrics_labels(l, sizeof(l), "si", si->name, NULL);
+            ADD("halo_si_generation", "Changes of the service instance's assignments.", "counter",
+                (double)si->generation);
+        }
+    }
+#undef ADD
+    if (r >= 0)
+        r = http_metrics_finish(&b, ret);
+    http_metrics_done(&b);
+    return r;
 }
