@@ -313,7 +313,8 @@ static int write_cluster_yaml(const struct sim *s, const char *counter, const in
             "      counter-%s:\n        node: %s\n        component:\n          args: [\"--standby-port\", \"%d\"]\n",
             s->nodes[i].proc.name, s->nodes[i].proc.name, standby_ports[i]);
     fprintf(f,
-            "    service-instances:\n      counter:\n        entrypoint: true\n        csis:\n          counter:\n            attributes:\n"
+            "    service-instances:\n      counter:\n        entrypoint: true\n        csis:\n          counter:\n     "
+            "       attributes:\n"
             "              port: \"%d\"\n              bind: 127.0.0.1\n              state-file: ",
             s->port);
     yaml_quoted(f, state);
