@@ -12,8 +12,13 @@
  * below; halo_strerror() names both.  A call that fails never runs its callback.
  * Besides the codes listed per function, every call that asks halod something
  * waits at most 5 seconds for the answer (-ETIMEDOUT), returns -ENOTCONN once
- * halod closed the link, and rejects a name longer than 255 bytes with
+ * the link is gone for good, and rejects a name longer than 255 bytes with
  * -ENAMETOOLONG.
+ *
+ * When halod goes away from a handle with a registered component, libhalo
+ * reconnects (see halo_link_state): meanwhile those calls return
+ * -HALO_ETRYAGAIN, and answers to invocations received before
+ * -HALO_EBADINVOCATION.
  */
 #ifndef HALO_HALO_H
 #define HALO_HALO_H
@@ -63,7 +68,7 @@ const char *halo_ha_state_to_string(halo_ha_state s);
 typedef enum halo_dispatch_flags {
     HALO_DISPATCH_ONE = 1,      /* run at most one pending callback */
     HALO_DISPATCH_ALL = 2,      /* run every pending callback, then return */
-    HALO_DISPATCH_BLOCKING = 3, /* run callbacks until halo_close() or link loss */
+    HALO_DISPATCH_BLOCKING = 3, /* run callbacks until halo_close() or the link is gone for good */
 } halo_dispatch_flags;
 
 /* Recovery a component recommends with an error report or a health check. */
@@ -136,6 +141,32 @@ typedef struct halo halo;
 typedef uint64_t halo_invocation;
 
 /*
+ * The HA link of a handle with a registered component, as the link_state
+ * callback reports it.  When halod goes away (it crashed or is restarted),
+ * libhalo reconnects to the same socket from halo_dispatch(): first after
+ * about 10 ms, then backing off to one attempt a second.  Once connected it
+ * registers the component again, saying it resumes (a restarted halod adopts
+ * the processes its predecessor started, with their assignments: no CSI set
+ * follows), and starts the component-invoked health checks and the
+ * protection-group tracks (CHANGES or CHANGES_ONLY) it had started again;
+ * halod restarts AMF-invoked checks itself.  While it reconnects, calls that
+ * need halod return -HALO_ETRYAGAIN, and answers to invocations received
+ * before the loss -HALO_EBADINVOCATION (halod forgot them).
+ */
+typedef enum halo_link_state {
+    HALO_LINK_LOST = 1,     /* halod went away; libhalo reconnects.  error: why the link ended */
+    HALO_LINK_RESTORED = 2, /* connected and registered again; error is 0 */
+    HALO_LINK_FAILED = 3,   /* libhalo gave up, every call returns -ENOTCONN from now on.  error:
+                             * halod's refusal of the registration (such as -HALO_EBADSTATE or
+                             * -EPERM: it did not adopt this process), -HALO_EVERSION or
+                             * -HALO_EPROTO, or -ETIMEDOUT (no halod took it back within
+                             * HALO_RECONNECT_MAX_MSEC) */
+} halo_link_state;
+
+/* How long libhalo tries to reconnect before HALO_LINK_FAILED. */
+#define HALO_RECONNECT_MAX_MSEC 30000
+
+/*
  * Callbacks.  Any may be NULL when the component does not use it; a NULL
  * csi_set or terminate makes halo_register() fail with -EINVAL, since halod
  * could not drive such a component.  Strings and arrays passed in are valid only
@@ -157,11 +188,18 @@ typedef struct halo_callbacks {
      * entries; error is 0 or a negative error (the group can no longer be tracked). */
     void (*pg_track)(halo *h, const char *csi_name, const halo_pg_member *members, size_t n_members, int error,
                      void *userdata);
+    /* The HA link of a registered component was lost, restored, or given up
+     * (since 0.2; see halo_link_state).  Delivered by halo_dispatch() like the
+     * others; a handle without a registered component never gets it. */
+    void (*link_state)(halo *h, halo_link_state state, int error, void *userdata);
 } halo_callbacks;
 
 /*
  * Opens the HA link to the local halod at $HALO_SOCKET (or socket_path when
- * not NULL) and negotiates the protocol version.  callbacks is copied.
+ * not NULL) and negotiates the protocol version.  callbacks is copied: a
+ * program built against the 0.1 header, whose struct has no link_state, is
+ * linked to the HALO_0.1 version of this function, which copies only the
+ * fields the 0.1 struct has.
  * Returns 0 and *ret, or -EINVAL, -ENOENT (no socket given, or no such file),
  * -ECONNREFUSED, -ENOMEM, -ETIMEDOUT (no answer to the version handshake),
  * -HALO_EVERSION, -HALO_EPROTO.
@@ -178,14 +216,18 @@ halo *halo_close(halo *h);
 
 /*
  * The selection object: a file descriptor that polls readable while a callback
- * is pending.  Owned by the handle.  Returns the fd or -EINVAL.
+ * is pending or a reconnection attempt is due.  Owned by the handle; the same
+ * fd for the handle's whole life, across reconnections.  Returns the fd or
+ * -EINVAL.
  */
 int halo_fd(halo *h);
 
 /*
- * Runs pending callbacks on the calling thread.  Returns the number of
- * callbacks run (>= 0), or -ENOTCONN when halod closed the link, -EINVAL, -EBADF
- * when halo_close() was called meanwhile (by a callback or another thread).
+ * Runs pending callbacks on the calling thread, and reconnects when an attempt
+ * is due.  Returns the number of callbacks run (>= 0), or -ENOTCONN when the
+ * link is gone for good (halod closed it and the handle has no registered
+ * component, or reconnecting failed), -EINVAL, -EBADF when halo_close() was
+ * called meanwhile (by a callback or another thread).
  */
 int halo_dispatch(halo *h, halo_dispatch_flags flags);
 

@@ -205,15 +205,15 @@ def test_halod_crash_then_restart_opens_store_and_keeps_lock(halod_factory, tmp_
     h = halod_factory(counter_yaml(tmp_path, port)).start()
     h.wait_assigned("counter")
     h.ctl("lock", "counter-b")
-    orphans = [h.pid_of("counter-a"), h.pid_of("counter-b")]
+    active_pid = h.pid_of("counter-a")
     h.remember_children()
     h.proc.kill()  # SIGKILL: no chance to clean up
     h.proc.wait()
-    # A new halod on the same state directory opens the store, stops the
-    # orphaned components of the dead one, and restores the lock.
+    # A new halod on the same state directory opens the store, adopts the
+    # running ACTIVE, and restores the lock (a locked unit is not running).
     h.start()
     wait_for(lambda: h.si("counter")["active"] == "counter-a", timeout=10, what="ACTIVE after restart")
-    wait_for(lambda: all(not pid_alive(p) for p in orphans), timeout=5, what="orphans stopped")
+    assert h.pid_of("counter-a") == active_pid
     assert h.su("counter-b")["admin"] == "LOCKED"
     assert h.si("counter")["standby"] is None
     h.ctl("unlock", "counter-b")
@@ -291,4 +291,31 @@ def test_halod_killed_at_random_moments_always_restarts_on_its_store(halod_facto
     assert h.wait_assigned("counter", timeout=20)
     assert ask(port, "PING") == "PONG"
     assert "Failed to open the store" not in h.logtext()
+    assert h.stop() == 0
+
+
+def test_halod_restart_keeps_components_and_roles(cluster):
+    """SIGKILL of halod alone: the components keep serving; the next halod adopts
+    them with their roles: same processes, no CSI change, no failover."""
+    h = cluster
+    assert ask(h.port, "INCR k") == "1"
+    pids = {c: h.pid_of(c) for c in ("counter-a", "counter-b")}
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    # Nobody supervises them now, and the ACTIVE still serves.
+    assert ask(h.port, "INCR k") == "2"
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: all(h.comp(c)["registered"] for c in pids), timeout=15, what="components registered again")
+    assert {c: h.pid_of(c) for c in pids} == pids
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    assert ask(h.port, "INCR k") == "3"
+    after = h.logtext()[mark:]
+    assert "adopted with its assignments" in after
+    assert "Assigning 'counter'" not in after and "CSI set" not in after, after
+    # It is a normal unit again: a failure is still a failover.
+    os.kill(pids["counter-a"], signal.SIGKILL)
+    wait_for(lambda: h.si("counter")["active"] == "counter-b", timeout=10, what="failover after adoption")
     assert h.stop() == 0

@@ -51,8 +51,9 @@ def etcd():
 
 
 class Cluster:
-    def __init__(self, etcd, factory, tmp_path, nodes=("n1", "n2")):
+    def __init__(self, etcd, factory, tmp_path, nodes=("n1", "n2"), ttl=1):
         self.etcd = etcd
+        self.ttl = ttl
         self.port = free_port()
         self.yaml = cluster_yaml(tmp_path, self.port, nodes)
         self.nodes = {}
@@ -62,7 +63,7 @@ class Cluster:
 
     def make(self, n):
         return self.factory(self.yaml, name=n,
-                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "1"])
+                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", str(self.ttl)])
 
     def start(self):
         for h in self.nodes.values():
@@ -327,4 +328,32 @@ def test_switchover_across_nodes(etcd, halod_factory, tmp_path):
     owner_of_sb.ctl("unlock", sb)
     assert wait_for(lambda: c.settled(h1) == (act, sb), timeout=20, what="standby again after unlock")
     for h in (h1, h2):
+        assert h.stop() == 0
+
+
+def test_halod_restart_within_the_lease_changes_nothing(etcd, halod_factory, tmp_path):
+    """SIGKILL of the ACTIVE node's halod alone, back within its lease: the
+    components keep serving, nobody fails over, the roles and processes stay."""
+    c = Cluster(etcd, halod_factory, tmp_path, ttl=3).start()
+    h1 = c.nodes["n1"]
+    act, sb = wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
+    owner = c.nodes[node_of(act)]
+    other = c.nodes[node_of(sb)]
+    pid = owner.pid_of(act)
+    gen = other.si("counter")["generation"]
+    assert ask(c.port, "INCR k") == "1"
+    owner.remember_children()
+    owner.proc.kill()
+    owner.proc.wait()
+    owner.log.close()
+    assert ask(c.port, "INCR k") == "2"
+    owner.start()
+    wait_for(lambda: owner.comp(act)["registered"], timeout=15, what="ACTIVE registered again")
+    assert owner.pid_of(act) == pid
+    assert wait_for(lambda: c.settled(owner) == (act, sb), what="roles restored on the restarted node")
+    assert c.settled(other) == (act, sb)
+    assert other.si("counter")["generation"] == gen, "the other node saw a change of assignment"
+    assert "Taking over the lease" in owner.logtext()
+    assert ask(c.port, "INCR k") == "3"
+    for h in c.nodes.values():
         assert h.stop() == 0

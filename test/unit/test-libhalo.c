@@ -2,7 +2,8 @@
 /*
  * Tests of libhalo against a fake halod: a thread serving a real AF_UNIX
  * SOCK_SEQPACKET socket in a temporary directory, which records every request
- * and answers it as the test's hook says.
+ * and answers it as the test's hook says.  fake_die() and fake_respawn() play
+ * a halod that crashes and one that is started again on the same socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -165,6 +166,18 @@ static void fake_cleanup_at_exit(void) {
     }
 }
 
+/* A listening SOCK_SEQPACKET socket at path. */
+static int listen_at(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ASSERT(strlen(path) < sizeof(sa.sun_path));
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    ASSERT_OK(listen(fd, 4));
+    return fd;
+}
+
 static struct fake *fake_new(fake_hook hook) {
     struct fake *f = calloc(1, sizeof(*f));
     ASSERT(f);
@@ -179,13 +192,7 @@ static struct fake *fake_new(fake_hook hook) {
     f->hook = hook;
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->cond, NULL);
-
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, f->path);
-    f->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    ASSERT(f->lfd >= 0);
-    ASSERT_OK(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)));
-    ASSERT_OK(listen(f->lfd, 4));
+    f->lfd = listen_at(f->path);
     return f;
 }
 
@@ -203,6 +210,32 @@ static void fake_hangup(struct fake *f) {
     pthread_mutex_unlock(&f->lock);
     pthread_join(f->thread, NULL);
     f->thread = 0;
+}
+
+/* halod dies: its end of the link closes, and nobody listens on the socket any more. */
+static void fake_die(struct fake *f) {
+    pthread_mutex_lock(&f->lock);
+    f->hung_up = true;
+    if (f->cfd >= 0)
+        shutdown(f->cfd, SHUT_RDWR);
+    pthread_mutex_unlock(&f->lock);
+    if (f->thread) {
+        pthread_join(f->thread, NULL);
+        f->thread = 0;
+    }
+    f->lfd = safe_close(f->lfd);
+    unlink(f->path);
+}
+
+/* After fake_die(): a new halod on the same socket, with the same hook and an empty log; fake_start() it. */
+static void fake_respawn(struct fake *f) {
+    ASSERT(!f->thread);
+    f->cfd = safe_close(f->cfd);
+    f->hung_up = false;
+    for (size_t i = 0; i < f->n_log; i++)
+        link_msg_free(f->log[i]);
+    f->n_log = 0;
+    f->lfd = listen_at(f->path);
 }
 
 static void fake_free(struct fake *f) {
@@ -312,7 +345,15 @@ struct seen {
     halo_invocation last_inv;
     bool close_in_terminate;
     pthread_mutex_t lock; /* the concurrency test dispatches on another thread */
+    int lost, restored, failed, link_error;
+    char order[64]; /* L, R, F: link states; P: pg_track; C: csi_set, in the order they ran */
 };
+
+static void seen_append(struct seen *s, char c) {
+    size_t n = strlen(s->order);
+    ASSERT(n + 1 < sizeof(s->order));
+    s->order[n] = c;
+}
 
 static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
                        const halo_csi_descriptor *csi, void *userdata) {
@@ -331,9 +372,13 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
         ASSERT(csi->active_comp == NULL);
     } else if (state == HALO_HA_STANDBY)
         ASSERT_STREQ(csi->active_comp, "comp-b");
+    int r = halo_response(h, inv, 0);
+    pthread_mutex_lock(&s->lock);
     s->csi_set++;
     s->last_inv = inv;
-    s->response_result = halo_response(h, inv, 0);
+    s->response_result = r;
+    seen_append(s, 'C');
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
@@ -364,7 +409,34 @@ static void on_pg_track(halo *h, const char *csi_name, const halo_pg_member *mem
     ASSERT_EQ(members[0].ha_state, HALO_HA_ACTIVE);
     ASSERT_EQ(members[1].change, HALO_PG_ADDED);
     ASSERT_EQ(error, 0);
+    pthread_mutex_lock(&s->lock);
     s->pg_track++;
+    seen_append(s, 'P');
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_link_state(halo *h, halo_link_state state, int error, void *userdata) {
+    struct seen *s = userdata;
+    pthread_mutex_lock(&s->lock);
+    switch (state) {
+    case HALO_LINK_LOST:
+        s->lost++;
+        seen_append(s, 'L');
+        break;
+    case HALO_LINK_RESTORED:
+        ASSERT_EQ(error, 0);
+        s->restored++;
+        seen_append(s, 'R');
+        break;
+    case HALO_LINK_FAILED:
+        s->failed++;
+        seen_append(s, 'F');
+        break;
+    default:
+        CHECK_FAIL("link state %d", state);
+    }
+    s->link_error = error;
+    pthread_mutex_unlock(&s->lock);
 }
 
 static const halo_callbacks all_callbacks = {
@@ -372,6 +444,14 @@ static const halo_callbacks all_callbacks = {
     .terminate = on_terminate,
     .healthcheck = on_healthcheck,
     .pg_track = on_pg_track,
+};
+
+static const halo_callbacks reconnect_callbacks = {
+    .csi_set = on_csi_set,
+    .terminate = on_terminate,
+    .healthcheck = on_healthcheck,
+    .pg_track = on_pg_track,
+    .link_state = on_link_state,
 };
 
 static struct seen *seen_new(void) {
@@ -769,8 +849,10 @@ TEST(link_closed_is_enotconn) {
     struct fake *f = fake_new(NULL);
     struct seen *s = seen_new();
     halo_ha_state st;
+    halo *h = NULL;
     fake_start(f);
-    halo *h = open_registered(f, &all_callbacks, s);
+    /* Without a registered component there is nothing to reconnect for. */
+    ASSERT_EQ(halo_open(f->path, &reconnect_callbacks, s, &h), 0);
 
     /* A CSI set that arrives just before the link dies is never run: nobody could hear the answer. */
     send_csi_set(f, 3, HALO_HA_ACTIVE);
@@ -783,6 +865,7 @@ TEST(link_closed_is_enotconn) {
     ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), -ENOTCONN);
     ASSERT_EQ(halo_unregister(h, NULL), -ENOTCONN);
     ASSERT_EQ(s->csi_set, 0);
+    ASSERT_EQ(s->lost + s->failed, 0); /* and no link-state callback */
     /* The application's loop keeps waking up to notice. */
     ASSERT_EQ(readable(h), 1);
     halo_close(h);
@@ -813,8 +896,10 @@ TEST(blocking_dispatch_runs_callbacks_until_link_loss) {
     struct fake *f = fake_new(NULL);
     struct seen *s = seen_new();
     struct dispatcher d;
+    halo *h = NULL;
     fake_start(f);
-    halo *h = open_registered(f, &all_callbacks, s);
+    /* Not registered: the link loss is final (a registered one reconnects, see below). */
+    ASSERT_EQ(halo_open(f->path, &all_callbacks, s, &h), 0);
 
     dispatcher_start(&d, h);
     send_csi_set(f, 3, HALO_HA_ACTIVE);
@@ -984,6 +1069,451 @@ TEST(call_times_out_and_late_reply_is_ignored) {
     ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), 0);
     ASSERT_EQ(st, HALO_HA_ACTIVE);
     ASSERT_EQ(readable(h), 0);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+/* ---- reconnecting to a restarted halod ------------------------------------ */
+
+static long long now_msec(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static bool restored(struct seen *s) {
+    pthread_mutex_lock(&s->lock);
+    bool r = s->restored > 0;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static bool failed(struct seen *s) {
+    pthread_mutex_lock(&s->lock);
+    bool r = s->failed > 0;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/*
+ * The application's loop: polls the selection object and dispatches when it
+ * is readable, until done(s) or msec passed.  Returns how often it woke up.
+ */
+static int run_loop(halo *h, struct seen *s, bool (*done)(struct seen *), int msec) {
+    long long end = now_msec() + msec;
+    int wakeups = 0;
+    for (;;) {
+        if (done && done(s))
+            return wakeups;
+        long long left = end - now_msec();
+        if (left <= 0)
+            return wakeups;
+        struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
+        int r = poll(&p, 1, (int)left);
+        ASSERT(r >= 0);
+        if (r == 0)
+            continue;
+        wakeups++;
+        r = halo_dispatch(h, HALO_DISPATCH_ALL);
+        ASSERT(r >= 0 || r == -ENOTCONN);
+    }
+}
+
+/* A restarted halod: refuses a resumed registration with *(int *)f->data if set, tracks as pg_hook. */
+static bool resume_hook(struct fake *f, const LinkMsg *req, Halo__Link__Reply *reply) {
+    if (req->body_case == HALO__LINK__MSG__BODY_REGISTER && req->register_->resume && f->data)
+        reply->error = *(int *)f->data;
+    return pg_hook(f, req, reply);
+}
+
+TEST(reconnects_to_a_restarted_halod_and_resumes) {
+    struct fake *f = fake_new(resume_hook);
+    struct seen *s = seen_new();
+    halo_ha_state st;
+    fake_start(f);
+    halo *h = open_registered(f, &reconnect_callbacks, s);
+
+    ASSERT_EQ(halo_healthcheck_start(h, NULL, "self", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_COMPONENT_RESTART), 0);
+    ASSERT_EQ(halo_healthcheck_start(h, NULL, NULL, HALO_HC_AMF_INVOKED, HALO_RECOVERY_COMPONENT_FAILOVER), 0);
+    ASSERT_EQ(halo_healthcheck_start(h, NULL, "stopped", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_NONE), 0);
+    ASSERT_EQ(halo_healthcheck_stop(h, NULL, "stopped"), 0);
+    ASSERT_EQ(halo_pg_track(h, "csi-1", HALO_TRACK_CURRENT | HALO_TRACK_CHANGES), 0);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 1);
+    ASSERT_STREQ(s->order, "P");
+    int fd = halo_fd(h);
+
+    /* A CSI set the dying halod sent is dropped: nobody could take the answer. */
+    send_csi_set(f, 3, HALO_HA_ACTIVE);
+    fake_die(f);
+    ASSERT_EQ(run_loop(h, s, NULL, 30) >= 1, 1);
+    ASSERT_EQ(s->lost, 1);
+    ASSERT_EQ(s->link_error, -ECONNRESET);
+    ASSERT_EQ(s->csi_set, 0);
+
+    /* While it reconnects, calls that need halod say "try again"; answers to the old halod are moot. */
+    ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), -HALO_ETRYAGAIN);
+    ASSERT_EQ(halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_RESTART), -HALO_ETRYAGAIN);
+    ASSERT_EQ(halo_healthcheck_confirm(h, NULL, "self", 0), -HALO_ETRYAGAIN);
+    ASSERT_EQ(halo_pg_track(h, "csi-2", HALO_TRACK_CURRENT), -HALO_ETRYAGAIN);
+    ASSERT_EQ(halo_unregister(h, NULL), -HALO_ETRYAGAIN);
+    ASSERT_EQ(halo_response(h, 3, 0), -HALO_EBADINVOCATION);
+    ASSERT_EQ(halo_quiescing_complete(h, 3, 0), -HALO_EBADINVOCATION);
+    ASSERT_EQ(halo_register(h, "comp-a", NULL), -HALO_EEXIST);
+
+    /* No halod for a while: attempts fail quietly. */
+    run_loop(h, s, NULL, 100);
+    ASSERT_EQ(s->restored + s->failed, 0);
+
+    fake_respawn(f);
+    fake_start(f);
+    run_loop(h, s, restored, 5000);
+    ASSERT_EQ(s->restored, 1);
+    ASSERT_EQ(s->lost, 1);
+    ASSERT_EQ(halo_fd(h), fd);
+
+    /* The new halod heard exactly: Hello, Register with resume, the component-invoked check, the track. */
+    ASSERT_EQ(fake_count(f), 4);
+    ASSERT_EQ(fake_log(f, 0)->body_case, HALO__LINK__MSG__BODY_HELLO);
+    const LinkMsg *m = fake_log(f, 1);
+    ASSERT_EQ(m->body_case, HALO__LINK__MSG__BODY_REGISTER);
+    ASSERT_STREQ(m->register_->comp, "comp-a");
+    ASSERT(m->register_->resume);
+    m = fake_log(f, 2);
+    ASSERT_EQ(m->body_case, HALO__LINK__MSG__BODY_HC_START);
+    ASSERT_STREQ(m->hc_start->comp, "comp-a");
+    ASSERT_STREQ(m->hc_start->key, "self");
+    ASSERT_EQ(m->hc_start->invoked, HALO_HC_COMPONENT_INVOKED);
+    ASSERT_EQ(m->hc_start->recovery, HALO_RECOVERY_COMPONENT_RESTART);
+    m = fake_log(f, 3);
+    ASSERT_EQ(m->body_case, HALO__LINK__MSG__BODY_PG_TRACK);
+    ASSERT_STREQ(m->pg_track->csi, "csi-1");
+    ASSERT_EQ(m->pg_track->flags, HALO_TRACK_CURRENT | HALO_TRACK_CHANGES);
+
+    /* RESTORED came before what the new halod sent meanwhile (the current members). */
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 0);
+    ASSERT_STREQ(s->order, "PLRP");
+    ASSERT_EQ(readable(h), 0); /* the dead link is out of the selection object */
+
+    /* Business as usual with the new halod. */
+    ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), 0);
+    ASSERT_EQ(st, HALO_HA_STANDBY);
+    send_csi_set(f, 4, HALO_HA_ACTIVE);
+    ASSERT_EQ(run_loop(h, s, NULL, 50) >= 1, 1);
+    ASSERT_EQ(s->csi_set, 1);
+    ASSERT_EQ(s->response_result, 0);
+    ASSERT_EQ(fake_wait(f, HALO__LINK__MSG__BODY_RESPONSE, 1)->response->invocation, 4);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+TEST(refused_resume_fails_for_good) {
+    const int refusals[] = {-HALO_EBADSTATE, -EPERM};
+    for (size_t i = 0; i < ELEMENTSOF(refusals); i++) {
+        struct fake *f = fake_new(resume_hook);
+        struct seen *s = seen_new();
+        halo_ha_state st;
+        f->data = (void *)&refusals[i];
+        fake_start(f);
+        halo *h = open_registered(f, &reconnect_callbacks, s);
+
+        fake_die(f);
+        fake_respawn(f);
+        fake_start(f);
+        run_loop(h, s, failed, 5000);
+        ASSERT_STREQ(s->order, "LF");
+        ASSERT_EQ(s->link_error, refusals[i]);
+        ASSERT(fake_wait(f, HALO__LINK__MSG__BODY_REGISTER, 1)->register_->resume);
+
+        ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), -ENOTCONN);
+        ASSERT_EQ(halo_response(h, 3, 0), -ENOTCONN);
+        ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), -ENOTCONN);
+        ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_BLOCKING), -ENOTCONN);
+        ASSERT_EQ(readable(h), 1); /* the loop keeps waking up to notice */
+        ASSERT_EQ(s->failed, 1);
+        /* libhalo hung up on the halod that refused it. */
+        pthread_join(f->thread, NULL);
+        f->thread = 0;
+        halo_close(h);
+        fake_free(f);
+        free(s);
+    }
+}
+
+TEST(gives_up_after_the_bound) {
+    struct fake *f = fake_new(NULL);
+    struct seen *s = seen_new();
+    halo_ha_state st;
+    setenv("HALO_RECONNECT_MAX_MSEC", "300", 1); /* read by halo_open() */
+    fake_start(f);
+    halo *h = open_registered(f, &reconnect_callbacks, s);
+    unsetenv("HALO_RECONNECT_MAX_MSEC");
+
+    long long start = now_msec();
+    fake_die(f);
+    run_loop(h, s, failed, 5000);
+    long long ms = now_msec() - start;
+    ASSERT_STREQ(s->order, "LF");
+    ASSERT_EQ(s->link_error, -ETIMEDOUT);
+    ASSERT(ms >= 300 && ms < 1500);
+    ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), -ENOTCONN);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), -ENOTCONN);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+/* A halod that accepts and closes at once, counting the connections. */
+struct slammer {
+    int lfd;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    int n;
+    bool stop;
+};
+
+static void *slammer_main(void *arg) {
+    struct slammer *sl = arg;
+    for (;;) {
+        pthread_mutex_lock(&sl->lock);
+        bool stop = sl->stop;
+        pthread_mutex_unlock(&sl->lock);
+        if (stop)
+            return NULL;
+        struct pollfd p = {.fd = sl->lfd, .events = POLLIN};
+        if (poll(&p, 1, 5) <= 0)
+            continue;
+        int fd = accept4(sl->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        close(fd);
+        pthread_mutex_lock(&sl->lock);
+        sl->n++;
+        pthread_mutex_unlock(&sl->lock);
+    }
+}
+
+TEST(reconnect_backs_off) {
+    struct fake *f = fake_new(NULL);
+    struct seen *s = seen_new();
+    struct slammer sl = {.n = 0};
+    fake_start(f);
+    halo *h = open_registered(f, &reconnect_callbacks, s);
+
+    fake_die(f);
+    sl.lfd = listen_at(f->path);
+    pthread_mutex_init(&sl.lock, NULL);
+    ASSERT_EQ(pthread_create(&sl.thread, NULL, slammer_main, &sl), 0);
+
+    /* Attempts after about 10, 30, 70 and 150 ms (the next at 310): not a busy loop. */
+    int wakeups = run_loop(h, s, NULL, 300);
+    pthread_mutex_lock(&sl.lock);
+    int n = sl.n;
+    sl.stop = true;
+    pthread_mutex_unlock(&sl.lock);
+    pthread_join(sl.thread, NULL);
+    fprintf(stderr, "%d connections, %d wakeups in 300 ms\n", n, wakeups);
+    ASSERT(n >= 3 && n <= 6);
+    ASSERT(wakeups <= 2 * n + 2);
+    ASSERT_STREQ(s->order, "L");
+    safe_close(sl.lfd);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+/* halod dies while it handles an HaStateGet for "die", or the answer to invocation 66. */
+static bool dying_hook(struct fake *f, const LinkMsg *req, Halo__Link__Reply *reply) {
+    if ((req->body_case == HALO__LINK__MSG__BODY_HA_STATE_GET && streq(req->ha_state_get->csi, "die")) ||
+        (req->body_case == HALO__LINK__MSG__BODY_RESPONSE && req->response->invocation == 66)) {
+        pthread_mutex_lock(&f->lock);
+        f->hung_up = true;
+        shutdown(f->cfd, SHUT_RDWR);
+        pthread_mutex_unlock(&f->lock);
+        return false;
+    }
+    return pg_hook(f, req, reply);
+}
+
+TEST(call_in_flight_when_halod_dies) {
+    struct fake *f = fake_new(dying_hook);
+    struct seen *s = seen_new();
+    halo_ha_state st;
+    fake_start(f);
+    halo *h = open_registered(f, &reconnect_callbacks, s);
+
+    ASSERT_EQ(halo_ha_state_get(h, NULL, "die", &st), -HALO_ETRYAGAIN);
+    fake_die(f);
+    fake_respawn(f);
+    fake_start(f);
+    run_loop(h, s, restored, 5000);
+    ASSERT_STREQ(s->order, "LR");
+
+    ASSERT_EQ(halo_ha_state_get(h, NULL, "csi-1", &st), 0);
+    ASSERT_EQ(halo_response(h, 66, 0), -HALO_EBADINVOCATION);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+TEST(unregistered_component_does_not_reconnect) {
+    struct fake *f = fake_new(NULL);
+    struct seen *s = seen_new();
+    fake_start(f);
+    halo *h = open_registered(f, &reconnect_callbacks, s);
+
+    ASSERT_EQ(halo_unregister(h, NULL), 0);
+    fake_die(f);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), -ENOTCONN);
+    ASSERT_EQ(s->lost + s->failed, 0);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+TEST(blocking_dispatch_carries_on_across_a_restart) {
+    struct fake *f = fake_new(NULL);
+    struct seen *s = seen_new();
+    struct dispatcher d;
+    fake_start(f);
+    halo *h = open_registered(f, &reconnect_callbacks, s);
+
+    dispatcher_start(&d, h);
+    fake_die(f);
+    usleep(50 * 1000);
+    fake_respawn(f);
+    fake_start(f);
+    for (int waited = 0; !restored(s); waited++) {
+        ASSERT(waited < 5000);
+        usleep(1000);
+    }
+    fake_wait(f, HALO__LINK__MSG__BODY_REGISTER, 1);
+    send_csi_set(f, 8, HALO_HA_ACTIVE);
+    ASSERT_EQ(fake_wait(f, HALO__LINK__MSG__BODY_RESPONSE, 1)->response->invocation, 8);
+    /* The callback is done once halo_response() got its Reply. */
+    for (int waited = 0;; waited++) {
+        pthread_mutex_lock(&s->lock);
+        int n = s->csi_set;
+        pthread_mutex_unlock(&s->lock);
+        if (n == 1)
+            break;
+        ASSERT(waited < 5000);
+        usleep(1000);
+    }
+    ASSERT_EQ(s->response_result, 0);
+    halo_close(h);
+    pthread_join(d.thread, NULL);
+    ASSERT_EQ(d.r, -EBADF);
+    ASSERT_STREQ(s->order, "LRC");
+    fake_free(f);
+    free(s);
+}
+
+/* halo_open as programs built against the 0.1 header were linked to it. */
+int halo_open_0_1(const char *socket_path, const halo_callbacks *callbacks, void *userdata, halo **ret);
+__asm__(".symver halo_open_0_1, halo_open@HALO_0.1");
+
+TEST(old_binaries_pass_a_shorter_callbacks_struct) {
+    struct fake *f = fake_new(NULL);
+    struct seen *s = seen_new();
+    halo_ha_state st;
+    halo *h = NULL;
+    /* Exactly the 0.1 struct: reading past it is caught by AddressSanitizer. */
+    size_t size = offsetof(halo_callbacks, link_state);
+    halo_callbacks *old = malloc(size);
+    ASSERT(old);
+    memcpy(old, &reconnect_callbacks, size);
+    fake_start(f);
+    ASSERT_EQ(halo_open_0_1(f->path, old, s, &h), 0);
+    free(old);
+    ASSERT_EQ(halo_register(h, "comp-a", NULL), 0);
+
+    /* It reconnects all the same, without telling (no link_state in its struct). */
+    fake_die(f);
+    fake_respawn(f);
+    fake_start(f);
+    long long end = now_msec() + 5000;
+    int r;
+    while ((r = halo_ha_state_get(h, NULL, "csi-1", &st)) == -HALO_ETRYAGAIN) {
+        ASSERT(now_msec() < end);
+        run_loop(h, s, NULL, 5);
+    }
+    ASSERT_EQ(r, -HALO_EPROTO); /* the fake answers ha_state 0: it did get there */
+    ASSERT(fake_log(f, 1)->register_->resume);
+    ASSERT_EQ(s->lost + s->restored, 0);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+/* A restarted halod that no longer knows the check "gone" nor the group "csi-gone", once f->data is set. */
+static bool forgetful_hook(struct fake *f, const LinkMsg *req, Halo__Link__Reply *reply) {
+    if (f->data && req->body_case == HALO__LINK__MSG__BODY_HC_START && streq(req->hc_start->key, "gone")) {
+        reply->error = -HALO_EUNKNOWN;
+        return true;
+    }
+    if (f->data && req->body_case == HALO__LINK__MSG__BODY_PG_TRACK && streq(req->pg_track->csi, "csi-gone")) {
+        reply->error = -HALO_EUNKNOWN;
+        return true;
+    }
+    return pg_hook(f, req, reply);
+}
+
+/* Records P for members of any group, E and the error for a group that can no longer be tracked. */
+static void on_pg_any(halo *h, const char *csi_name, const halo_pg_member *members, size_t n_members, int error,
+                      void *userdata) {
+    struct seen *s = userdata;
+    pthread_mutex_lock(&s->lock);
+    if (error < 0) {
+        ASSERT_STREQ(csi_name, "csi-gone");
+        ASSERT_EQ(n_members, 0);
+        s->link_error = error;
+        seen_append(s, 'E');
+    } else {
+        ASSERT_EQ(n_members, 2);
+        seen_append(s, 'P');
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+TEST(what_the_new_halod_refuses_is_dropped_and_told) {
+    static int forgetful = 1;
+    const halo_callbacks cb = {
+        .csi_set = on_csi_set, .terminate = on_terminate, .pg_track = on_pg_any, .link_state = on_link_state};
+    struct fake *f = fake_new(forgetful_hook);
+    struct seen *s = seen_new();
+    fake_start(f);
+    halo *h = open_registered(f, &cb, s);
+
+    ASSERT_EQ(halo_healthcheck_start(h, NULL, "gone", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_NONE), 0);
+    ASSERT_EQ(halo_healthcheck_start(h, NULL, "kept", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_NONE), 0);
+    ASSERT_EQ(halo_pg_track(h, "csi-gone", HALO_TRACK_CHANGES_ONLY), 0);
+    ASSERT_EQ(halo_pg_track(h, "csi-1", HALO_TRACK_CHANGES), 0);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 2);
+
+    f->data = &forgetful;
+    fake_die(f);
+    fake_respawn(f);
+    fake_start(f);
+    run_loop(h, s, restored, 5000);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 0);
+    /* Restored, the members of csi-1 again, then the news that csi-gone is no more. */
+    ASSERT_STREQ(s->order, "PPLRPE");
+    ASSERT_EQ(s->link_error, -HALO_EUNKNOWN);
+    ASSERT_EQ(fake_count(f), 6); /* Hello, Register, both checks, both tracks */
+
+    /* The next restart asks only for what is left. */
+    fake_die(f);
+    fake_respawn(f);
+    fake_start(f);
+    s->restored = 0;
+    run_loop(h, s, restored, 5000);
+    ASSERT_EQ(fake_count(f), 4);
+    ASSERT_EQ(fake_log(f, 1)->body_case, HALO__LINK__MSG__BODY_REGISTER);
+    ASSERT_STREQ(fake_log(f, 2)->hc_start->key, "kept");
+    ASSERT_STREQ(fake_log(f, 3)->pg_track->csi, "csi-1");
+    ASSERT_EQ(fake_log(f, 3)->pg_track->flags, HALO_TRACK_CHANGES);
     halo_close(h);
     fake_free(f);
     free(s);
