@@ -172,6 +172,16 @@ typedef enum halo_link_state {
  * could not drive such a component.  Strings and arrays passed in are valid only
  * during the callback.
  */
+/* The HA state of a cluster object as the broadcast queue published it (0.2). */
+#define HALO_OBJECT_MAX 273 /* "kind:name" and its NUL */
+typedef struct halo_object_state {
+    char object[HALO_OBJECT_MAX]; /* "node:n1", "process:counter-a", ... */
+    char state[17];               /* "ONLINE", "FAILED", "TRANSIENT", "REPAIR", "REPAIRED", "REBALANCE",
+                                   * "RECOVERING", "OFFLINE"; "" when unknown */
+    uint64_t hlc;                 /* when it happened (hybrid logical clock), 0 if unknown */
+    uint64_t seq;                 /* the broadcast-queue entry that published it, 0 if unknown */
+} halo_object_state;
+
 typedef struct halo_callbacks {
     /* Assign (or change) a CSI; answer with halo_response(), or for QUIESCING
      * with halo_quiescing_complete() once the work in progress is done. */
@@ -192,6 +202,10 @@ typedef struct halo_callbacks {
      * (since 0.2; see halo_link_state).  Delivered by halo_dispatch() like the
      * others; a handle without a registered component never gets it. */
     void (*link_state)(halo *h, halo_link_state state, int error, void *userdata);
+    /* HA states of cluster objects (nodes, processes, ...), in the order the
+     * coordinator's broadcast queue published them: the seeds' nvec set
+     * (since 0.2).  Setting it asks halod, at registration, to send them. */
+    void (*object_states)(halo *h, const halo_object_state *states, size_t n_states, void *userdata);
 } halo_callbacks;
 
 /*
@@ -291,6 +305,14 @@ int halo_pg_track_stop(halo *h, const char *csi_name);
  * Returns 0 and *ret_state, -ENOENT (no assignment), -HALO_EUNKNOWN, -ENOTCONN.
  */
 int halo_ha_state_get(halo *h, const char *comp, const char *csi_name, halo_ha_state *ret_state);
+
+/*
+ * The current HA states of n cluster objects ("kind:name", 1 <= n <= 256): the
+ * seeds' nvec get.  Fills ret_states[0 .. n-1] in the order asked; an object
+ * with no published state gets state "".  Any connected handle may ask.
+ * Returns 0, -EINVAL (a bad name or count), -ENOTCONN, -HALO_ETRYAGAIN (since 0.2).
+ */
+int halo_object_state_get(halo *h, const char *const *objects, size_t n, halo_object_state *ret_states);
 
 #ifdef __cplusplus
 }

@@ -334,8 +334,12 @@ static void handle_node(struct amf *a, const char *name, bool deleted) {
     if (!n || n->alive == !deleted)
         return;
     n->alive = !deleted;
-    if (!streq(name, a->node))
+    if (!streq(name, a->node)) {
         log_notice("Node '%s' %s", name, deleted ? "left the cluster" : "joined the cluster");
+        /* Every node that sees it reports it; the coordinator publishes it once. */
+        if (deleted)
+            amf_event(a, "node", name, "FAILED", "its lease ended");
+    }
 }
 
 void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted) {
@@ -438,6 +442,7 @@ void amf_set_cluster(struct amf *a, struct cluster *c) {
 }
 
 void amf_cluster_joined(struct amf *a) {
+    amf_event(a, "node", a->node, "ONLINE", NULL);
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
             if (a->sgs[g].sus[u].local)
@@ -446,6 +451,7 @@ void amf_cluster_joined(struct amf *a) {
 
 void amf_cluster_coordinator(struct amf *a, bool coordinator) {
     a->coordinator = coordinator;
+    amf_events_coordinator(a, coordinator);
     if (!coordinator)
         return;
     /* Take over: what other nodes hold is known from the store; decide from
@@ -463,6 +469,7 @@ void amf_cluster_coordinator(struct amf *a, bool coordinator) {
 
 void amf_cluster_fence(struct amf *a) {
     a->coordinator = false;
+    amf_events_coordinator(a, false);
     for (size_t g = 0; g < a->n_sgs; g++) {
         struct sg *sg = &a->sgs[g];
         for (size_t u = 0; u < sg->n_sus; u++) {

@@ -52,7 +52,8 @@ struct comp {
     usec_t spawned_at;
     unsigned restarts; /* total, for status */
     char *last_exit;
-    bool adopted; /* started by a previous halod, watched through a pidfd */
+    bool adopted;       /* started by a previous halod, watched through a pidfd */
+    bool object_states; /* it wants the BQ's object states (Register.object_states) */
 };
 
 struct su {
@@ -146,6 +147,7 @@ struct amf {
     int64_t loaded_revision;
     struct node_info *nodes; /* nodes seen in the store */
     size_t n_nodes;
+    struct events *events; /* the EQ and the BQ (amf-events.c) */
 };
 
 struct redundancy_ops {
@@ -226,6 +228,17 @@ void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted);
 int cl_watch_start(struct amf *a, int64_t revision);
 void cl_close(struct amf *a);
 void cl_free(struct amf *a);
+
+/* HA events (amf-events.c).  kind: "node", "process", "su"; state: "ONLINE", "FAILED", ... */
+void amf_event(struct amf *a, const char *kind, const char *name, const char *state, const char *reason);
+int amf_events_start(struct amf *a);
+void amf_events_snapshot(struct amf *a, struct conn *conn);
+void amf_events_coordinator(struct amf *a, bool on);
+int amf_object_states(struct amf *a, char *const *objects, size_t n, Halo__Link__ObjectState *out);
+struct queue_stats;
+void amf_events_stats(struct amf *a, struct queue_stats *ret, uint64_t *dropped);
+void amf_events_close(struct amf *a);
+void amf_events_free(struct amf *a);
 
 /* Accessors for status.c. */
 struct amf_view {

@@ -584,6 +584,8 @@ void amf_su_fail(struct su *su, const char *why, bool counted) {
 static void comp_fail(struct comp *c, const char *why) {
     char buf[512];
     snprintf(buf, sizeof(buf), "component '%s' %s", c->name, why);
+    if (!c->su->failing)
+        amf_event(c->amf, "process", c->name, "FAILED", why);
     su_fail(c->su, buf);
 }
 
@@ -627,6 +629,7 @@ static void on_comp_timer(uv_timer_t *t) {
 static void comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
     c->adopted = false;
+    c->object_states = false;
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
     char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
@@ -1119,6 +1122,11 @@ static void on_restored(store *s, int error, const store_result *r, void *userda
         if (w < 0)
             log_error_errno(w, "Failed to watch the cluster's keys: %m");
     }
+    if (!a->events) {
+        int e = amf_events_start(a);
+        if (e < 0)
+            log_error_errno(e, "Failed to start the event queues: %m");
+    }
     if (!a->stopping)
         instantiate_all(a);
 }
@@ -1167,6 +1175,7 @@ static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__R
     c->conn = conn;
     c->presence = PRESENCE_INSTANTIATED;
     uv_timer_stop(&c->timer);
+    amf_event(a, "process", c->name, "ONLINE", NULL);
     log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
     if (c->su->adopting) {
         bool all = true;
@@ -1270,8 +1279,14 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
         seq = m->register_->seq;
         r = handle_register(a, conn, m->register_);
         (void)server_conn_reply(conn, seq, r, NULL);
-        if (r == 0)
-            sg_evaluate(find_comp(a, m->register_->comp)->su->sg);
+        if (r == 0) {
+            c = find_comp(a, m->register_->comp);
+            if (m->register_->object_states) { /* what is known now; the BQ follows */
+                amf_events_snapshot(a, conn);
+                c->object_states = true;
+            }
+            sg_evaluate(c->su->sg);
+        }
         return;
     case HALO__LINK__MSG__BODY_UNREGISTER:
         seq = m->unregister->seq;
@@ -1394,6 +1409,24 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
         LinkMsg out = HALO__LINK__MSG__INIT;
         rep.seq = seq;
         rep.ha_state = as->state;
+        out.body_case = HALO__LINK__MSG__BODY_REPLY;
+        out.reply = &rep;
+        (void)server_conn_send(conn, &out);
+        return;
+    }
+    case HALO__LINK__MSG__BODY_OBJECT_STATE_GET: {
+        /* Any connected process may ask (the seeds' nvec get); the link validated the names. */
+        const Halo__Link__ObjectStateGet *g = m->object_state_get;
+        Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
+        size_t n = MIN(g->n_objects, (size_t)LINK_OBJECTS_MAX);
+        (void)amf_object_states(a, g->objects, n, st);
+        for (size_t i = 0; i < n; i++)
+            pst[i] = &st[i];
+        Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
+        LinkMsg out = HALO__LINK__MSG__INIT;
+        rep.seq = g->seq;
+        rep.states = pst;
+        rep.n_states = n;
         out.body_case = HALO__LINK__MSG__BODY_REPLY;
         out.reply = &rep;
         (void)server_conn_send(conn, &out);
@@ -1750,12 +1783,14 @@ void amf_close(struct amf *a) {
     }
     uv_close((uv_handle_t *)&a->stop_check, noop_close);
     cl_close(a);
+    amf_events_close(a);
 }
 
 struct amf *amf_free(struct amf *a) {
     if (!a)
         return NULL;
     cl_free(a);
+    amf_events_free(a);
     while (a->trackers) {
         struct tracker *t = a->trackers;
         a->trackers = t->next;

@@ -50,6 +50,11 @@ void amf_cluster_fence(struct amf *a);
 
 /* The cluster status as JSON (malloc'ed), the document haloctl and the HTTP API show. */
 char *amf_status_json(struct amf *a);
+/* POST /v1/events: an event, an array of them, or {"events": [...]}, checked
+ * against the model and appended to the event queue.  0 (*reply: JSON),
+ * -EINVAL / -ENOENT / -EAGAIN with *error set. */
+int amf_events_post(struct amf *a, const char *body, size_t len, char **reply, const char **error);
+
 /* The entrypoint document (coordinator, quorum, the ACTIVE of every SI marked
  * `entrypoint`); -EAGAIN while no coordinator is known. */
 int amf_entrypoint_json(struct amf *a, char **ret);

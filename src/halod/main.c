@@ -251,8 +251,14 @@ static int on_http_entrypoint(void *userdata, char **json) {
     return amf_entrypoint_json(m->amf, json);
 }
 
+static int on_http_events(void *userdata, const char *body, size_t len, char **reply, const char **error) {
+    struct manager *m = userdata;
+    return amf_events_post(m->amf, body, len, reply, error);
+}
+
 static const struct http_handlers http_handlers = {
     .status = on_http_status,
+    .events = on_http_events,
     .metrics = on_http_metrics,
     .entrypoint = on_http_entrypoint,
 };

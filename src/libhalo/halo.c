@@ -39,6 +39,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -422,10 +423,18 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_TERMINATE:
     case HALO__LINK__MSG__BODY_HEALTHCHECK:
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
+    case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
         return true;
     default:
         return false;
     }
+}
+
+static void object_state_copy(halo_object_state *d, const Halo__Link__ObjectState *s) {
+    snprintf(d->object, sizeof(d->object), "%s", s->object);
+    snprintf(d->state, sizeof(d->state), "%s", s->state);
+    d->hlc = s->hlc;
+    d->seq = s->seq;
 }
 
 /* Hands a Reply to the thread waiting for its seq; one nobody waits for (the caller timed out) is dropped. */
@@ -767,6 +776,7 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
 
     reg.comp = h->comp;
     reg.resume = true;
+    reg.object_states = h->cb.object_states != NULL;
     m.body_case = HALO__LINK__MSG__BODY_REGISTER;
     m.register_ = &reg;
     r = resume_call(h, &m, &reg.seq, deadline, &e);
@@ -1106,6 +1116,19 @@ static bool run_callback(halo *h, const LinkMsg *m) {
         h->cb.pg_track(h, p->csi, p->n_members ? members : NULL, p->n_members, negative(p->error), h->userdata);
         return true;
     }
+    case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE: {
+        const Halo__Link__ObjectStateNote *note = m->object_state_note;
+        if (!h->cb.object_states || note->n_states == 0)
+            return false;
+        halo_object_state *st = calloc(note->n_states, sizeof(*st)); /* link_validate() bounds it */
+        if (!st)
+            return false;
+        for (size_t i = 0; i < note->n_states; i++)
+            object_state_copy(&st[i], note->states[i]);
+        h->cb.object_states(h, st, note->n_states, h->userdata);
+        free(st);
+        return true;
+    }
     default:
         return false; /* is_callback() let nothing else in */
     }
@@ -1231,6 +1254,7 @@ HALO_EXPORT int halo_register(halo *h, const char *comp, const char *proxy) {
         return -HALO_EEXIST;
 
     reg.comp = (char *)comp;
+    reg.object_states = h->cb.object_states != NULL;
     m.body_case = HALO__LINK__MSG__BODY_REGISTER;
     m.register_ = &reg;
     /* The name is the handle's from the moment halod accepts it: a link lost
@@ -1494,6 +1518,35 @@ HALO_EXPORT int halo_pg_track_stop(halo *h, const char *csi_name) {
     m.body_case = HALO__LINK__MSG__BODY_PG_TRACK_STOP;
     m.pg_track_stop = &ps;
     return request(h, &m, &ps.seq, NULL, commit_pg_track_stop, (void *)csi_name, NULL);
+}
+
+HALO_EXPORT int halo_object_state_get(halo *h, const char *const *objects, size_t n, halo_object_state *ret_states) {
+    Halo__Link__ObjectStateGet g = HALO__LINK__OBJECT_STATE_GET__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    LinkMsg *reply = NULL;
+
+    assert_return(h, -EINVAL);
+    assert_return(objects && ret_states && n >= 1 && n <= LINK_OBJECTS_MAX, -EINVAL);
+    for (size_t i = 0; i < n; i++)
+        if (!objects[i] || !*objects[i] || strlen(objects[i]) >= HALO_OBJECT_MAX || !strchr(objects[i], ':') ||
+            strchr(objects[i], '/'))
+            return -EINVAL;
+    g.objects = (char **)objects;
+    g.n_objects = n;
+    m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_GET;
+    m.object_state_get = &g;
+    int r = request(h, &m, &g.seq, NULL, NULL, NULL, &reply);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        memset(&ret_states[i], 0, sizeof(ret_states[i]));
+        snprintf(ret_states[i].object, sizeof(ret_states[i].object), "%s", objects[i]);
+        /* halod answers in the order asked; trust nothing it did not say. */
+        if (i < reply->reply->n_states && streq(reply->reply->states[i]->object, objects[i]))
+            object_state_copy(&ret_states[i], reply->reply->states[i]);
+    }
+    link_msg_free(reply);
+    return 0;
 }
 
 HALO_EXPORT int halo_ha_state_get(halo *h, const char *comp, const char *csi_name, halo_ha_state *ret_state) {

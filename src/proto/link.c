@@ -59,6 +59,28 @@ static int check_range(uint32_t v, uint32_t lo, uint32_t hi) {
             return -EBADMSG; \
     } while (0)
 
+/* "kind:name": a short kind, then a name. */
+static int check_object(const char *s) {
+    if (!s || !*s || strnlen(s, LINK_OBJECT_MAX + 1) > LINK_OBJECT_MAX || !strchr(s, ':'))
+        return -EBADMSG;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '/')
+            return -EBADMSG;
+    return 0;
+}
+
+static int check_object_states(Halo__Link__ObjectState *const *st, size_t n) {
+    if (n > LINK_OBJECTS_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(check_object(st[i]->object));
+        CHECK(check_name(st[i]->state, 0));
+        if (strlen(st[i]->state) > 16)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 int link_validate(const LinkMsg *m) {
     switch (m->body_case) {
     case HALO__LINK__MSG__BODY_HELLO:
@@ -70,7 +92,7 @@ int link_validate(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_REPLY:
         if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX)
             return -EBADMSG;
-        return 0;
+        return check_object_states(m->reply->states, m->reply->n_states);
     case HALO__LINK__MSG__BODY_REGISTER:
         CHECK(check_name(m->register_->comp, 1));
         CHECK(check_name(m->register_->proxy, 0));
@@ -147,6 +169,14 @@ int link_validate(const LinkMsg *m) {
         CHECK(check_name(m->healthcheck->comp, 1));
         CHECK(check_name(m->healthcheck->key, 1));
         return m->healthcheck->invocation ? 0 : -EBADMSG;
+    case HALO__LINK__MSG__BODY_OBJECT_STATE_GET:
+        if (m->object_state_get->n_objects == 0 || m->object_state_get->n_objects > LINK_OBJECTS_MAX)
+            return -EBADMSG;
+        for (size_t i = 0; i < m->object_state_get->n_objects; i++)
+            CHECK(check_object(m->object_state_get->objects[i]));
+        return 0;
+    case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
+        return check_object_states(m->object_state_note->states, m->object_state_note->n_states);
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
         CHECK(check_name(m->pg_track_notify->csi, 1));
         if (m->pg_track_notify->n_members > LINK_ATTRS_MAX)

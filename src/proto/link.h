@@ -12,6 +12,8 @@
 #define LINK_NAME_MAX 255        /* longest object name (component, CSI, SI, key) */
 #define LINK_VALUE_MAX 4096      /* longest CSI attribute value */
 #define LINK_ATTRS_MAX 256       /* most attributes per CSI */
+#define LINK_OBJECT_MAX 272      /* longest "kind:name" of a cluster object */
+#define LINK_OBJECTS_MAX 256     /* most objects in one state note, query or reply */
 
 typedef Halo__Link__Msg LinkMsg;
 

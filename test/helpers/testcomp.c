@@ -10,6 +10,10 @@
  *   track=CSI           track CSI's protection group (current and changes)
  *   state-get           after each CSI set, log halo_ha_state_get()'s answer
  *   ignore-terminate    log the terminate callback but neither answer nor exit
+ *   object-states       log every object state the broadcast queue delivers
+ *                       ("OBJ <object> <state> <seq>"); and when the file
+ *                       $TESTCOMP_LOG.<comp>.query holds object names (one per
+ *                       line), ask halod for them once and log "QUERY <object> <state>"
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +31,8 @@
 static int log_fd = -1;
 static const char *me;
 static char stop_file[4096];
-static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated;
+static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
+static char query_file[4096];
 static const char *track;
 static long long report_at; /* ms, 0 = none */
 
@@ -97,12 +102,42 @@ static void on_pg(halo *h, const char *csi, const halo_pg_member *m, size_t n, i
     logf_("PG %s n=%zu error=%d%s", csi, n, error, buf);
 }
 
+static void on_object_states(halo *h, const halo_object_state *st, size_t n, void *userdata) {
+    for (size_t i = 0; i < n; i++)
+        logf_("OBJ %s %s %llu", st[i].object, st[i].state, (unsigned long long)st[i].seq);
+}
+
+static void run_query(halo *h) {
+    FILE *f = fopen(query_file, "re");
+    if (!f)
+        return;
+    char lines[16][300];
+    const char *names[16];
+    size_t n = 0;
+    while (n < 16 && fgets(lines[n], sizeof(lines[n]), f)) {
+        lines[n][strcspn(lines[n], "\n")] = 0;
+        if (*lines[n]) {
+            names[n] = lines[n];
+            n++;
+        }
+    }
+    fclose(f);
+    unlink(query_file);
+    halo_object_state st[16];
+    int r = n ? halo_object_state_get(h, names, n, st) : -EINVAL;
+    if (r < 0)
+        logf_("QUERY_FAILED %d", r);
+    for (size_t i = 0; r == 0 && i < n; i++)
+        logf_("QUERY %s %s", st[i].object, *st[i].state ? st[i].state : "-");
+}
+
 int main(void) {
     me = getenv("HALO_COMPONENT") ?: "?";
     const char *path = getenv("TESTCOMP_LOG");
     if (path) {
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         snprintf(stop_file, sizeof(stop_file), "%s.%s.stop-confirm", path, me);
+        snprintf(query_file, sizeof(query_file), "%s.%s.query", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -116,6 +151,8 @@ int main(void) {
             state_get = true;
         else if (strcmp(t, "ignore-terminate") == 0)
             ignore_terminate = true;
+        else if (strcmp(t, "object-states") == 0)
+            object_states = true;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }
@@ -124,7 +161,8 @@ int main(void) {
                          .csi_remove = on_csi_remove,
                          .terminate = on_terminate,
                          .healthcheck = on_healthcheck,
-                         .pg_track = on_pg};
+                         .pg_track = on_pg,
+                         .object_states = object_states ? on_object_states : NULL};
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r == 0)
@@ -149,6 +187,8 @@ int main(void) {
                 halo_healthcheck_confirm(h, NULL, "self", 0);
             next_confirm = now + 100;
         }
+        if (object_states && query_file[0])
+            run_query(h);
         if (report_at && now >= report_at) {
             report_at = 0;
             r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * HA events in halod: what this node reports to the event queue (EQ), the
+ * coordinator's consumer, and the broadcast queue (BQ) delivered to the
+ * local processes that asked for object states (queue.h has the queues).
+ *
+ * Reported: a component registered (process ONLINE) or failed (process
+ * FAILED, with the reason), this node joined (node ONLINE), another node's
+ * lease ended (node FAILED: every node that sees it reports it, the
+ * coordinator publishes it once), and what external monitors POST to the
+ * HTTP API.  Reports made in one loop iteration go out in one transaction.
+ *
+ * Delivery: the BQ entries delivered in one loop iteration are sent to each
+ * interested process as one ObjectStateNote (LINK_OBJECTS_MAX states each), so
+ * a burst costs one message per process, not one per event.  Nothing here
+ * waits: appends, consumption and delivery run on their own store calls and
+ * never behind one another.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amf-internal.h"
+#include "cluster.h"
+#include "log.h"
+#include "macro.h"
+#include "queue.h"
+
+#define EVENTS_PENDING_MAX 4096 /* reports waiting for the next flush */
+#define EVENTS_PRUNE_MSEC 1000  /* the coordinator prunes the BQ this often */
+#define EVENTS_NOTE_MAX 65536   /* BQ entries waiting to be sent to processes */
+
+struct events {
+    struct amf *amf;
+    struct queue *q;
+    struct hlc clock;
+    struct queue_event *pending; /* reports of this iteration */
+    size_t n_pending;
+    struct queue_event *notes; /* delivered entries not yet sent to processes */
+    uint64_t *note_seqs;
+    size_t n_notes;
+    uv_timer_t flush, prune;
+    uint64_t dropped; /* reports lost to a full buffer or a failed append */
+};
+
+static void on_flush(uv_timer_t *t);
+
+/* Object names have no '/': a component "su/name" is reported as "su:name". */
+static void object_name(char *out, size_t n, const char *name) {
+    snprintf(out, n, "%s", name);
+    for (char *p = out; *p; p++)
+        if (*p == '/')
+            *p = ':';
+}
+
+static void schedule(struct events *e) {
+    if (!uv_is_active((uv_handle_t *)&e->flush))
+        uv_timer_start(&e->flush, on_flush, 0, 0);
+}
+
+void amf_event(struct amf *a, const char *kind, const char *name, const char *state, const char *reason) {
+    struct events *e = a->events;
+    if (!e)
+        return;
+    if (e->n_pending >= EVENTS_PENDING_MAX) {
+        e->dropped++;
+        return;
+    }
+    char object[QUEUE_OBJECT_MAX], n[QUEUE_NAME_MAX + 1];
+    object_name(n, sizeof(n), name);
+    snprintf(object, sizeof(object), "%s:%s", kind, n);
+    struct queue_event *ev = &e->pending[e->n_pending];
+    int st = queue_ha_state_from_string(state);
+    if (st < 0 || queue_event_init(ev, object, (enum queue_ha_state)st) < 0)
+        return;
+    snprintf(ev->node, sizeof(ev->node), "%s", a->node);
+    if (reason)
+        snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
+    e->n_pending++;
+    schedule(e);
+}
+
+static void on_appended(struct queue *q, int error, size_t n, void *userdata) {
+    struct events *e = userdata;
+    if (error < 0 && error != -ECANCELED) {
+        log_warning_errno(error, "Failed to append HA events to the event queue: %m");
+        e->dropped++;
+    }
+}
+
+static void send_notes(struct events *e) {
+    struct amf *a = e->amf;
+    Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
+    char objects[LINK_OBJECTS_MAX][QUEUE_OBJECT_MAX];
+
+    for (size_t off = 0; off < e->n_notes; off += LINK_OBJECTS_MAX) {
+        size_t n = MIN(e->n_notes - off, (size_t)LINK_OBJECTS_MAX);
+        for (size_t i = 0; i < n; i++) {
+            const struct queue_event *ev = &e->notes[off + i];
+            halo__link__object_state__init(&st[i]);
+            (void)queue_event_object(ev, objects[i]);
+            st[i].object = objects[i];
+            st[i].state = (char *)queue_ha_state_to_string(ev->state);
+            st[i].hlc = ev->hlc;
+            st[i].seq = e->note_seqs[off + i];
+            pst[i] = &st[i];
+        }
+        Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
+        note.states = pst;
+        note.n_states = n;
+        LinkMsg m = HALO__LINK__MSG__INIT;
+        m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE;
+        m.object_state_note = &note;
+        for (size_t g = 0; g < a->n_sgs; g++)
+            for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+                struct su *su = &a->sgs[g].sus[u];
+                for (size_t c = 0; su->local && c < su->n_comps; c++)
+                    if (su->comps[c].conn && su->comps[c].object_states)
+                        (void)server_conn_send(su->comps[c].conn, &m);
+            }
+    }
+    e->n_notes = 0;
+}
+
+struct snap_entry {
+    char object[QUEUE_OBJECT_MAX];
+    enum queue_ha_state state;
+    uint64_t seq;
+};
+
+struct snapshot {
+    struct snap_entry *e;
+    size_t n, cap;
+    bool failed;
+};
+
+static void snapshot_add(const char *object, enum queue_ha_state state, uint64_t seq, void *userdata) {
+    struct snapshot *s = userdata;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct snap_entry *e = realloc(s->e, cap * sizeof(*e));
+        if (!e) {
+            s->failed = true;
+            return;
+        }
+        s->e = e;
+        s->cap = cap;
+    }
+    snprintf(s->e[s->n].object, sizeof(s->e[s->n].object), "%s", object);
+    s->e[s->n].state = state;
+    s->e[s->n].seq = seq;
+    s->n++;
+}
+
+static int snap_cmp(const void *x, const void *y) {
+    const struct snap_entry *a = x, *b = y;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* A process that asked for object states gets what is known now, in BQ
+ * order, then the BQ as it goes. */
+void amf_events_snapshot(struct amf *a, struct conn *conn) {
+    struct events *e = a->events;
+    struct snapshot s = {0};
+    if (!e)
+        return;
+    /* Entries delivered but not sent yet go to the others first: the snapshot has them. */
+    if (e->n_notes)
+        send_notes(e);
+    queue_state_foreach(e->q, snapshot_add, &s);
+    if (s.failed)
+        log_warning("Out of memory: a process gets no snapshot of the object states");
+    else
+        qsort(s.e, s.n, sizeof(*s.e), snap_cmp);
+    Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
+    for (size_t off = 0; !s.failed && off < s.n; off += LINK_OBJECTS_MAX) {
+        size_t n = MIN(s.n - off, (size_t)LINK_OBJECTS_MAX);
+        for (size_t k = 0; k < n; k++) {
+            halo__link__object_state__init(&st[k]);
+            st[k].object = s.e[off + k].object;
+            st[k].state = (char *)queue_ha_state_to_string(s.e[off + k].state);
+            st[k].seq = s.e[off + k].seq;
+            pst[k] = &st[k];
+        }
+        Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
+        note.states = pst;
+        note.n_states = n;
+        LinkMsg m = HALO__LINK__MSG__INIT;
+        m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE;
+        m.object_state_note = &note;
+        (void)server_conn_send(conn, &m);
+    }
+    free(s.e);
+}
+
+static void on_flush(uv_timer_t *t) {
+    struct events *e = t->data;
+    if (e->n_pending) {
+        int r = eq_append(e->q, e->pending, e->n_pending, on_appended, e);
+        if (r < 0 && r != -ECANCELED) {
+            log_warning_errno(r, "Failed to append %zu HA events to the event queue: %m", e->n_pending);
+            e->dropped += e->n_pending;
+        }
+        e->n_pending = 0;
+    }
+    if (e->n_notes)
+        send_notes(e);
+}
+
+static void on_deliver(struct queue *q, uint64_t seq, const struct queue_event *ev, void *userdata) {
+    struct events *e = userdata;
+    char object[QUEUE_OBJECT_MAX];
+    (void)queue_event_object(ev, object);
+    log_debug("BQ %llu: %s is %s (reported by %s)", (unsigned long long)seq, object,
+              queue_ha_state_to_string(ev->state), ev->node);
+    if (e->n_notes >= EVENTS_NOTE_MAX)
+        send_notes(e); /* a long replay: send what we have now */
+    e->notes[e->n_notes] = *ev;
+    e->note_seqs[e->n_notes] = seq;
+    e->n_notes++;
+    schedule(e);
+}
+
+static void on_stopped(struct queue *q, int error, void *userdata) {
+    struct events *e = userdata;
+    if (error == -EPERM && e->amf->cluster)
+        cluster_deposed(e->amf->cluster);
+}
+
+static void on_pruned(struct queue *q, int error, uint64_t n, void *userdata) {
+    if (error < 0 && error != -ECANCELED && error != -EBUSY)
+        log_debug_errno(error, "Pruning the broadcast queue stopped: %m");
+}
+
+static void on_prune(uv_timer_t *t) {
+    struct events *e = t->data;
+    struct amf *a = e->amf;
+    const char *live[64];
+    size_t n = 0;
+    if (!a->cluster)
+        live[n++] = a->node;
+    for (size_t i = 0; a->cluster && i < a->n_nodes && n < ELEMENTSOF(live); i++)
+        if (a->nodes[i].alive)
+            live[n++] = a->nodes[i].name;
+    if (n)
+        (void)bq_prune(e->q, live, n, on_pruned, e);
+}
+
+int amf_events_start(struct amf *a) {
+    struct events *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->amf = a;
+    e->pending = calloc(EVENTS_PENDING_MAX, sizeof(*e->pending));
+    e->notes = calloc(EVENTS_NOTE_MAX, sizeof(*e->notes));
+    e->note_seqs = calloc(EVENTS_NOTE_MAX, sizeof(*e->note_seqs));
+    hlc_init(&e->clock, NULL, NULL);
+    struct queue_params p = {
+        .loop = a->loop, .store = a->store, .prefix = a->prefix, .node = a->node, .clock = &e->clock};
+    int r = !e->pending || !e->notes || !e->note_seqs ? -ENOMEM : queue_new(&p, &e->q);
+    if (r < 0) {
+        free(e->pending);
+        free(e->notes);
+        free(e->note_seqs);
+        free(e);
+        return r;
+    }
+    uv_timer_init(a->loop, &e->flush);
+    uv_timer_init(a->loop, &e->prune);
+    e->flush.data = e->prune.data = e;
+    a->events = e;
+    r = bq_reader_start(e->q, on_deliver, on_stopped, e);
+    if (r < 0)
+        return r;
+    if (a->coordinator)
+        amf_events_coordinator(a, true);
+    return 0;
+}
+
+void amf_events_coordinator(struct amf *a, bool on) {
+    struct events *e = a->events;
+    if (!e)
+        return;
+    if (!on) {
+        eq_consumer_stop(e->q);
+        uv_timer_stop(&e->prune);
+        return;
+    }
+    store_compare guard;
+    if (a->cluster)
+        cluster_guard(a->cluster, &guard);
+    int r = eq_consumer_start(e->q, a->cluster ? &guard : NULL, NULL, on_stopped, e);
+    if (r < 0 && r != -EBUSY)
+        log_error_errno(r, "Failed to start consuming the event queue: %m");
+    uv_timer_start(&e->prune, on_prune, EVENTS_PRUNE_MSEC, EVENTS_PRUNE_MSEC);
+}
+
+/* The objects an outside report may name. */
+static bool object_known(struct amf *a, const struct queue_event *ev) {
+    switch (ev->kind) {
+    case QUEUE_KIND_NODE:
+        return config_find_node(a->config, ev->name) != NULL;
+    case QUEUE_KIND_SU:
+        return amf_find_su(a, ev->name) != NULL;
+    case QUEUE_KIND_PROCESS:
+    case QUEUE_KIND_COMP:
+        for (size_t g = 0; g < a->n_sgs; g++)
+            for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+                for (size_t c = 0; c < a->sgs[g].sus[u].n_comps; c++) {
+                    char n[QUEUE_NAME_MAX + 1];
+                    object_name(n, sizeof(n), a->sgs[g].sus[u].comps[c].name);
+                    if (streq(n, ev->name))
+                        return true;
+                }
+        return false;
+    default:
+        return false; /* services and devices come with the recovery model */
+    }
+}
+
+int amf_events_post(struct amf *a, const char *body, size_t len, char **reply, const char **error) {
+    struct events *e = a->events;
+    if (!e) {
+        *error = "events are not available";
+        return -EAGAIN;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *list = json_is_array(j) ? j : json_object_get(j, "events");
+    if (!list && json_is_object(j) && json_object_get(j, "object"))
+        list = j;
+    size_t n = json_is_array(list) ? json_array_size(list) : list ? 1 : 0;
+    if (n == 0 || n > EVENTS_PENDING_MAX) {
+        json_decref(j);
+        *error = n ? "too many events in one request" : "expected an event, an array of events, or {\"events\": [...]}";
+        return -EINVAL;
+    }
+    struct queue_event *evs = calloc(n, sizeof(*evs));
+    if (!evs) {
+        json_decref(j);
+        return -ENOMEM;
+    }
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        json_t *o = json_is_array(list) ? json_array_get(list, i) : list;
+        /* The reporting node defaults to this one. */
+        if (json_is_object(o) && !json_object_get(o, "node"))
+            json_object_set_new(o, "node", json_string(a->node));
+        if (queue_event_from_json(o, &evs[i]) < 0) {
+            *error = "an event is not valid: it needs \"object\" (kind:name; kind node, process, su) and "
+                     "\"state\" (ONLINE, FAILED, ...)";
+            r = -EINVAL;
+        } else if (!object_known(a, &evs[i])) {
+            *error = "an event names an object that is not in the cluster description";
+            r = -ENOENT;
+        }
+    }
+    json_decref(j);
+    if (r == 0) {
+        r = eq_append(e->q, evs, n, on_appended, e);
+        if (r == -EBUSY || r == -ERANGE) {
+            *error = r == -EBUSY ? "the event queue is busy; retry" : "an event's hlc is too far ahead";
+            r = r == -EBUSY ? -EAGAIN : -EINVAL;
+        }
+    }
+    free(evs);
+    if (r == 0) {
+        json_t *ok = json_pack("{s:b, s:i}", "accepted", 1, "events", (int)n);
+        *reply = ok ? json_dumps(ok, JSON_COMPACT) : NULL;
+        json_decref(ok);
+    }
+    return r;
+}
+
+int amf_object_states(struct amf *a, char *const *objects, size_t n, Halo__Link__ObjectState *out) {
+    struct events *e = a->events;
+    for (size_t i = 0; i < n; i++) {
+        halo__link__object_state__init(&out[i]);
+        out[i].object = objects[i];
+        int st = e ? queue_state_get(e->q, objects[i]) : -ENOENT;
+        out[i].state = st >= 0 ? (char *)queue_ha_state_to_string((enum queue_ha_state)st) : "";
+    }
+    return 0;
+}
+
+void amf_events_stats(struct amf *a, struct queue_stats *ret, uint64_t *dropped) {
+    *ret = (struct queue_stats){0};
+    *dropped = 0;
+    if (a->events) {
+        queue_get_stats(a->events->q, ret);
+        *dropped = a->events->dropped;
+    }
+}
+
+static void noop_close(uv_handle_t *h) {
+}
+
+void amf_events_close(struct amf *a) {
+    struct events *e = a->events;
+    if (!e)
+        return;
+    e->q = queue_free(e->q);
+    uv_close((uv_handle_t *)&e->flush, noop_close);
+    uv_close((uv_handle_t *)&e->prune, noop_close);
+}
+
+void amf_events_free(struct amf *a) {
+    struct events *e = a->events;
+    if (!e)
+        return;
+    free(e->pending);
+    free(e->notes);
+    free(e->note_seqs);
+    free(e);
+    a->events = NULL;
+}

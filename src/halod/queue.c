@@ -1,0 +1,1978 @@
+/* SPDX-License-Identifier: MIT */
+/* The cluster's event queue and broadcast queue over the store: append, consume once, deliver in order (see queue.h). */
+#define LOG_AREA LOG_AREA_CLUSTER
+#include "queue.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "macro.h"
+
+#define QUEUE_PREFIX_MAX 512
+/* Width of the zero-padded numbers in keys: every uint64_t fits. */
+#define KEY_NUMBER_DIGITS 20
+#define RETRY_MIN_MSEC 100
+#define RETRY_MAX_MSEC 2000
+/* Attempts of one append transaction before its error is reported. */
+#define APPEND_ATTEMPTS 5
+/* A batch needs at most this many ops for one more event: its delete, the
+ * object's state put, the BQ entry and the bq-seq put. */
+#define OPS_PER_EVENT 4
+
+static const char *const kind_names[_QUEUE_KIND_MAX] = {
+    [QUEUE_KIND_NODE] = "node",       [QUEUE_KIND_PROCESS] = "process", [QUEUE_KIND_SERVICE] = "service",
+    [QUEUE_KIND_DEVICE] = "device",   [QUEUE_KIND_SU] = "su",           [QUEUE_KIND_COMP] = "comp",
+};
+
+static const char *const state_names[_QUEUE_HA_MAX] = {
+    [QUEUE_HA_ONLINE] = "ONLINE",         [QUEUE_HA_FAILED] = "FAILED",       [QUEUE_HA_TRANSIENT] = "TRANSIENT",
+    [QUEUE_HA_REPAIR] = "REPAIR",         [QUEUE_HA_REPAIRED] = "REPAIRED",   [QUEUE_HA_REBALANCE] = "REBALANCE",
+    [QUEUE_HA_RECOVERING] = "RECOVERING", [QUEUE_HA_OFFLINE] = "OFFLINE",
+};
+
+/* ---- events ---- */
+
+const char *queue_kind_to_string(enum queue_kind k) {
+    return (unsigned)k < _QUEUE_KIND_MAX ? kind_names[k] : NULL;
+}
+
+const char *queue_ha_state_to_string(enum queue_ha_state s) {
+    return (unsigned)s < _QUEUE_HA_MAX ? state_names[s] : NULL;
+}
+
+static int lookup(const char *const *names, size_t n, const char *s, size_t len) {
+    if (!s)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
+int queue_kind_from_string(const char *s) {
+    return lookup(kind_names, _QUEUE_KIND_MAX, s, s ? strlen(s) : 0);
+}
+
+int queue_ha_state_from_string(const char *s) {
+    return lookup(state_names, _QUEUE_HA_MAX, s, s ? strlen(s) : 0);
+}
+
+static bool name_valid_n(const char *name, size_t n) {
+    if (n == 0 || n > QUEUE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= ' ' || c >= 0x7f || c == '/')
+            return false;
+    }
+    return true;
+}
+
+bool queue_name_valid(const char *name) {
+    return name && name_valid_n(name, strnlen(name, QUEUE_NAME_MAX + 1));
+}
+
+/* Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else
+            return false;
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* At most QUEUE_REASON_MAX bytes of UTF-8 without control characters. */
+static bool reason_valid_n(const char *s, size_t n) {
+    if (n > QUEUE_REASON_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < ' ' || c == 0x7f)
+            return false;
+    }
+    return utf8_valid((const unsigned char *)s, n);
+}
+
+/* Splits "kind:name" (name may itself contain ':'). */
+static int object_parse(const char *object, size_t n, enum queue_kind *ret_kind, const char **ret_name,
+                        size_t *ret_name_len) {
+    const char *colon = memchr(object, ':', n);
+    if (!colon)
+        return -EINVAL;
+    int k = lookup(kind_names, _QUEUE_KIND_MAX, object, (size_t)(colon - object));
+    if (k < 0)
+        return k;
+    size_t name_len = n - (size_t)(colon - object) - 1;
+    if (!name_valid_n(colon + 1, name_len))
+        return -EINVAL;
+    *ret_kind = (enum queue_kind)k;
+    *ret_name = colon + 1;
+    *ret_name_len = name_len;
+    return 0;
+}
+
+int queue_event_init(struct queue_event *ev, const char *object, enum queue_ha_state state) {
+    enum queue_kind kind;
+    const char *name;
+    size_t name_len;
+
+    assert_return(ev, -EINVAL);
+    assert_return(object, -EINVAL);
+    assert_return((unsigned)state < _QUEUE_HA_MAX, -EINVAL);
+    if (object_parse(object, strlen(object), &kind, &name, &name_len) < 0)
+        return -EINVAL;
+    *ev = (struct queue_event){.kind = kind, .state = state, .epoch = QUEUE_EPOCH_NONE};
+    memcpy(ev->name, name, name_len);
+    return 0;
+}
+
+int queue_event_validate(const struct queue_event *ev, bool allow_no_node) {
+    assert_return(ev, -EINVAL);
+    if ((unsigned)ev->kind >= _QUEUE_KIND_MAX || (unsigned)ev->state >= _QUEUE_HA_MAX)
+        return -EINVAL;
+    if (!name_valid_n(ev->name, strnlen(ev->name, sizeof(ev->name))))
+        return -EINVAL;
+    size_t node_len = strnlen(ev->node, sizeof(ev->node));
+    if (!(allow_no_node && node_len == 0) && !name_valid_n(ev->node, node_len))
+        return -EINVAL;
+    if (!reason_valid_n(ev->reason, strnlen(ev->reason, sizeof(ev->reason))))
+        return -EINVAL;
+    if (ev->epoch < 0 && ev->epoch != QUEUE_EPOCH_NONE)
+        return -EINVAL;
+    return 0;
+}
+
+int queue_event_object(const struct queue_event *ev, char buf[static QUEUE_OBJECT_MAX]) {
+    assert_return(ev, -EINVAL);
+    assert_return((unsigned)ev->kind < _QUEUE_KIND_MAX, -EINVAL);
+    size_t n = strnlen(ev->name, sizeof(ev->name));
+    assert_return(name_valid_n(ev->name, n), -EINVAL);
+    snprintf(buf, QUEUE_OBJECT_MAX, "%s:%.*s", kind_names[ev->kind], (int)n, ev->name);
+    return 0;
+}
+
+static int set_string(json_t *o, const char *key, const char *value) {
+    json_t *v = json_string(value);
+    return v && json_object_set_new(o, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+int queue_event_to_json(const struct queue_event *ev, json_t **ret) {
+    char object[QUEUE_OBJECT_MAX], hlc[HLC_DECIMAL_MAX];
+    int r;
+
+    assert_return(ret, -EINVAL);
+    r = queue_event_validate(ev, false);
+    if (r < 0)
+        return r;
+    (void)queue_event_object(ev, object);
+    snprintf(hlc, sizeof(hlc), "%" PRIu64, ev->hlc);
+
+    json_t *o = json_object();
+    if (!o)
+        return -ENOMEM;
+    r = set_string(o, "object", object);
+    if (r >= 0)
+        r = set_string(o, "state", state_names[ev->state]);
+    if (r >= 0)
+        r = set_string(o, "node", ev->node);
+    if (r >= 0)
+        r = set_string(o, "hlc", hlc);
+    if (r >= 0 && ev->reason[0])
+        r = set_string(o, "reason", ev->reason);
+    if (r >= 0 && ev->epoch != QUEUE_EPOCH_NONE) {
+        json_t *e = json_integer((json_int_t)ev->epoch);
+        r = e && json_object_set_new(o, "epoch", e) == 0 ? 0 : -ENOMEM;
+    }
+    if (r < 0) {
+        json_decref(o);
+        return r;
+    }
+    *ret = o;
+    return 0;
+}
+
+/* A JSON string without NUL bytes, or NULL. */
+static const char *json_cstring(const json_t *v, size_t *ret_len) {
+    if (!json_is_string(v))
+        return NULL;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (strlen(s) != n)
+        return NULL;
+    *ret_len = n;
+    return s;
+}
+
+/* The decimal form only: 1 to 20 digits that fit a uint64_t. */
+static int parse_u64(const char *s, size_t n, uint64_t *ret) {
+    uint64_t v = 0;
+    if (n == 0 || n > KEY_NUMBER_DIGITS)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    *ret = v;
+    return 0;
+}
+
+int queue_event_from_json(const json_t *j, struct queue_event *ret) {
+    struct queue_event ev = {.epoch = QUEUE_EPOCH_NONE};
+    const char *s, *name;
+    size_t n, name_len;
+    const json_t *v;
+    int r;
+
+    assert_return(ret, -EINVAL);
+    if (!json_is_object(j))
+        return -EINVAL;
+
+    s = json_cstring(json_object_get(j, "object"), &n);
+    if (!s || object_parse(s, n, &ev.kind, &name, &name_len) < 0)
+        return -EINVAL;
+    memcpy(ev.name, name, name_len);
+
+    s = json_cstring(json_object_get(j, "state"), &n);
+    if (!s || (r = lookup(state_names, _QUEUE_HA_MAX, s, n)) < 0)
+        return -EINVAL;
+    ev.state = (enum queue_ha_state)r;
+
+    s = json_cstring(json_object_get(j, "node"), &n);
+    if (!s || !name_valid_n(s, n))
+        return -EINVAL;
+    memcpy(ev.node, s, n);
+
+    v = json_object_get(j, "hlc");
+    if (v) {
+        s = json_cstring(v, &n);
+        if (!s || parse_u64(s, n, &ev.hlc) < 0)
+            return -EINVAL;
+    }
+
+    v = json_object_get(j, "reason");
+    if (v) {
+        s = json_cstring(v, &n);
+        if (!s || !reason_valid_n(s, n))
+            return -EINVAL;
+        memcpy(ev.reason, s, n);
+    }
+
+    v = json_object_get(j, "epoch");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return -EINVAL;
+        ev.epoch = (int64_t)json_integer_value(v);
+    }
+
+    *ret = ev;
+    return 0;
+}
+
+int queue_event_parse(const char *buf, size_t len, struct queue_event *ret) {
+    assert_return(buf || len == 0, -EINVAL);
+    assert_return(ret, -EINVAL);
+    if (len == 0 || len > QUEUE_EVENT_JSON_MAX)
+        return -EINVAL;
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!j)
+        return -EINVAL;
+    int r = queue_event_from_json(j, ret);
+    json_decref(j);
+    return r;
+}
+
+/* The compact, key-sorted text of ev, with "seq" when seq > 0.  Caller frees. */
+static int event_dump(const struct queue_event *ev, uint64_t seq, char **ret) {
+    json_t *j;
+    int r = queue_event_to_json(ev, &j);
+    if (r < 0)
+        return r;
+    if (seq > 0) {
+        json_t *s = json_integer((json_int_t)seq);
+        if (!s || json_object_set_new(j, "seq", s) < 0) {
+            json_decref(j);
+            return -ENOMEM;
+        }
+    }
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!text)
+        return -ENOMEM;
+    *ret = text;
+    return 0;
+}
+
+/* A published event (BQ entry or state/ value) and its "seq" (0 if absent). */
+static int published_parse(const char *buf, size_t len, struct queue_event *ev, uint64_t *ret_seq) {
+    if (len == 0 || len > QUEUE_EVENT_JSON_MAX)
+        return -EINVAL;
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!j)
+        return -EINVAL;
+    int r = queue_event_from_json(j, ev);
+    json_t *s = json_object_get(j, "seq");
+    *ret_seq = r >= 0 && json_is_integer(s) && json_integer_value(s) > 0 ? (uint64_t)json_integer_value(s) : 0;
+    json_decref(j);
+    return r;
+}
+
+/* A JSON integer >= 0 as written for bq-seq and bq-delivered/<node>. */
+static int counter_parse(const char *buf, size_t len, uint64_t *ret) {
+    json_t *j = json_loadb(buf, len, JSON_DECODE_ANY, NULL);
+    int r = json_is_integer(j) && json_integer_value(j) >= 0 ? 0 : -EINVAL;
+    if (r == 0)
+        *ret = (uint64_t)json_integer_value(j);
+    json_decref(j);
+    return r;
+}
+
+/* ---- object states: a small chained hash table ---- */
+
+struct obj_state {
+    struct obj_state *next;
+    uint64_t seq; /* the BQ entry that set it; 0 if unknown */
+    int state;
+    char object[];
+};
+
+struct objmap {
+    struct obj_state **buckets;
+    size_t n_buckets, n;
+};
+
+static uint64_t hash_string(const char *s) {
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+    return h;
+}
+
+static struct obj_state *objmap_find(const struct objmap *m, const char *object) {
+    if (m->n_buckets == 0)
+        return NULL;
+    for (struct obj_state *o = m->buckets[hash_string(object) & (m->n_buckets - 1)]; o; o = o->next)
+        if (streq(o->object, object))
+            return o;
+    return NULL;
+}
+
+static int objmap_grow(struct objmap *m) {
+    size_t nb = m->n_buckets ? m->n_buckets * 2 : 64;
+    struct obj_state **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->n_buckets; i++)
+        for (struct obj_state *o = m->buckets[i], *next; o; o = next) {
+            next = o->next;
+            size_t k = hash_string(o->object) & (nb - 1);
+            o->next = b[k];
+            b[k] = o;
+        }
+    free(m->buckets);
+    m->buckets = b;
+    m->n_buckets = nb;
+    return 0;
+}
+
+/* Records a state unless a later one (greater seq) is known already. */
+static int objmap_set(struct objmap *m, const char *object, int state, uint64_t seq) {
+    struct obj_state *o = objmap_find(m, object);
+    if (o) {
+        if (seq >= o->seq) {
+            o->state = state;
+            o->seq = seq;
+        }
+        return 0;
+    }
+    if (m->n >= m->n_buckets && objmap_grow(m) < 0)
+        return -ENOMEM;
+    size_t len = strlen(object);
+    o = malloc(sizeof(*o) + len + 1);
+    if (!o)
+        return -ENOMEM;
+    o->seq = seq;
+    o->state = state;
+    memcpy(o->object, object, len + 1);
+    size_t k = hash_string(object) & (m->n_buckets - 1);
+    o->next = m->buckets[k];
+    m->buckets[k] = o;
+    m->n++;
+    return 0;
+}
+
+static void objmap_done(struct objmap *m) {
+    for (size_t i = 0; i < m->n_buckets; i++)
+        for (struct obj_state *o = m->buckets[i], *next; o; o = next) {
+            next = o->next;
+            free(o);
+        }
+    free(m->buckets);
+    *m = (struct objmap){0};
+}
+
+/* ---- the queue ---- */
+
+/* An EQ entry waiting for the consumer, or consumed by a batch in flight. */
+struct pending {
+    struct pending *next;
+    int64_t revision;
+    size_t key_len, value_len;
+    char *key, *value; /* in data[], each NUL-terminated */
+    char data[];
+};
+
+/* A state put of a batch: the object's latest decision in it. */
+struct batch_obj {
+    char object[QUEUE_OBJECT_MAX];
+    int state;
+    uint64_t seq;
+    size_t op; /* index of its put in ops */
+};
+
+/* One transaction of the consumer. */
+struct batch {
+    struct pending *events; /* consumed, in order; the delete ops point into them */
+    struct pending **tail;
+    size_t n_events;
+    store_op ops[STORE_TXN_OPS_MAX];
+    size_t n_ops;
+    char *strings[2 * STORE_TXN_OPS_MAX]; /* owned keys and values of the put ops */
+    size_t n_strings;
+    struct batch_obj objs[STORE_TXN_OPS_MAX];
+    size_t n_objs;
+    size_t n_published; /* seqs consumer.seq + 1 ... + n_published */
+    uint64_t n_duplicates, n_dropped;
+    char seq_value[HLC_DECIMAL_MAX];
+};
+
+struct consumer {
+    bool running, loading, reload;
+    unsigned gen; /* bumped on every stop: older callbacks are ignored */
+    store_compare guard;
+    bool has_guard;
+    char *guard_key, *guard_value;
+    eq_decide_cb decide;
+    queue_stopped_cb stopped;
+    void *userdata;
+    store_watch *watch;
+    struct pending *head, **tail;
+    size_t n_pending;
+    uint64_t seq;      /* the last seq published (bq-seq) */
+    int64_t seq_mod;   /* bq-seq's mod revision as last read or written; 0: missing */
+    struct batch *batch; /* in flight */
+    unsigned backoff_msec;
+};
+
+struct reader {
+    bool running, loading;
+    unsigned gen;
+    bq_deliver_cb deliver;
+    queue_stopped_cb stopped;
+    void *userdata;
+    store_watch *watch;
+    uint64_t delivered; /* kept across stop/start: never deliver a seq twice */
+    uint64_t saved;     /* the offset in the store, as far as we know */
+    bool save_inflight;
+    unsigned backoff_msec;
+};
+
+struct append_op {
+    struct append_op *next; /* in queue.appends */
+    struct queue *q;
+    eq_append_cb cb;
+    void *userdata;
+    char **values;
+    size_t *value_lens;
+    size_t n, done, chunk;
+    char *keys; /* chunk keys, key_size bytes each */
+    size_t key_size;
+    bool stamped, inflight, waiting, cancelled;
+    unsigned attempts, collisions;
+};
+
+struct prune_op {
+    struct queue *q;
+    bq_prune_cb cb;
+    void *userdata;
+    char **nodes;
+    size_t n_nodes;
+    uint64_t *seqs; /* entries to delete, ascending */
+    size_t n_seqs, next, chunk;
+    char *keys;
+    size_t key_size;
+    uint64_t deleted;
+    bool inflight, cancelled;
+};
+
+struct queue {
+    uv_loop_t *loop;
+    store *store;
+    char *node;
+    struct hlc own_clock;
+    struct hlc *clock;
+    char *eq_prefix, *eq_node_prefix, *state_prefix, *bq_prefix, *bq_seq_key, *delivered_prefix, *delivered_key;
+
+    /* Store calls in flight, callbacks in progress and open timers: the memory
+     * is released when this drops to 0 after queue_free(). */
+    unsigned refs;
+    bool closing;
+    bool store_gone; /* the store said -ECANCELED: never call it again */
+
+    struct objmap states;
+    struct queue_stats stats;
+    struct consumer consumer;
+    struct reader reader;
+    struct append_op *appends;
+    size_t n_appends;
+    struct prune_op *prune;
+    uv_timer_t consumer_timer, reader_timer, append_timer;
+};
+
+/* One store call: holds a reference on the queue until its callback ends. */
+struct call {
+    struct queue *q;
+    unsigned gen;
+    void *data;
+};
+
+static void queue_destroy(struct queue *q) {
+    objmap_done(&q->states);
+    free(q->consumer.guard_key);
+    free(q->consumer.guard_value);
+    free(q->node);
+    free(q->eq_prefix);
+    free(q->eq_node_prefix);
+    free(q->state_prefix);
+    free(q->bq_prefix);
+    free(q->bq_seq_key);
+    free(q->delivered_prefix);
+    free(q->delivered_key);
+    free(q);
+}
+
+static void queue_ref(struct queue *q) {
+    q->refs++;
+}
+
+static void queue_unref(struct queue *q) {
+    assert(q->refs > 0);
+    if (--q->refs == 0 && q->closing)
+        queue_destroy(q);
+}
+
+static struct call *call_new(struct queue *q, unsigned gen, void *data) {
+    struct call *k = malloc(sizeof(*k));
+    if (!k)
+        return NULL;
+    *k = (struct call){.q = q, .gen = gen, .data = data};
+    queue_ref(q);
+    return k;
+}
+
+/* For a call that could not be made: its callback will not run. */
+static void call_drop(struct call *k) {
+    if (k) {
+        struct queue *q = k->q;
+        free(k);
+        queue_unref(q);
+    }
+}
+
+/* Whether the store may still be called; records its -ECANCELED. */
+static bool store_usable(struct queue *q, int error) {
+    if (error == -ECANCELED)
+        q->store_gone = true;
+    return !q->store_gone && !q->closing;
+}
+
+static unsigned backoff_next(unsigned *msec) {
+    unsigned now = *msec ? *msec : RETRY_MIN_MSEC;
+    *msec = MIN(now * 2, RETRY_MAX_MSEC);
+    return now;
+}
+
+static size_t key_number(char *buf, size_t size, const char *prefix, uint64_t n) {
+    return (size_t)snprintf(buf, size, "%s%0*" PRIu64, prefix, KEY_NUMBER_DIGITS, n);
+}
+
+/* The number at the end of key after prefix (exactly KEY_NUMBER_DIGITS digits). */
+static int key_number_parse(const char *key, size_t key_len, const char *prefix, uint64_t *ret) {
+    size_t p = strlen(prefix);
+    if (key_len != p + KEY_NUMBER_DIGITS || memcmp(key, prefix, p) != 0)
+        return -EINVAL;
+    return parse_u64(key + p, KEY_NUMBER_DIGITS, ret);
+}
+
+static bool has_prefix(const store_kv *kv, const char *prefix) {
+    size_t n = strlen(prefix);
+    return kv->key_len >= n && memcmp(kv->key, prefix, n) == 0;
+}
+
+static bool key_is(const store_kv *kv, const char *key) {
+    return kv->key_len == strlen(key) && memcmp(kv->key, key, kv->key_len) == 0;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    queue_unref(h->data);
+}
+
+static int make_key(char **ret, const char *a, const char *b, const char *c) {
+    return asprintf(ret, "%s%s%s", a, b, c) < 0 ? -ENOMEM : 0;
+}
+
+int queue_new(const struct queue_params *p, struct queue **ret) {
+    assert_return(p && ret, -EINVAL);
+    assert_return(p->loop && p->store && p->prefix, -EINVAL);
+    assert_return(strlen(p->prefix) <= QUEUE_PREFIX_MAX, -EINVAL);
+    assert_return(queue_name_valid(p->node), -EINVAL);
+
+    struct queue *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->loop = p->loop;
+    q->store = p->store;
+    hlc_init(&q->own_clock, NULL, NULL);
+    q->clock = p->clock ? p->clock : &q->own_clock;
+    q->consumer.tail = &q->consumer.head;
+    q->node = strdup(p->node);
+    if (!q->node || make_key(&q->eq_prefix, p->prefix, "eq/", "") < 0 ||
+        asprintf(&q->eq_node_prefix, "%seq/%s/", p->prefix, p->node) < 0 ||
+        make_key(&q->state_prefix, p->prefix, "state/", "") < 0 || make_key(&q->bq_prefix, p->prefix, "bq/", "") < 0 ||
+        make_key(&q->bq_seq_key, p->prefix, "bq-seq", "") < 0 ||
+        make_key(&q->delivered_prefix, p->prefix, "bq-delivered/", "") < 0 ||
+        make_key(&q->delivered_key, p->prefix, "bq-delivered/", p->node) < 0) {
+        queue_destroy(q);
+        return -ENOMEM;
+    }
+    uv_timer_t *timers[] = {&q->consumer_timer, &q->reader_timer, &q->append_timer};
+    for (size_t i = 0; i < ELEMENTSOF(timers); i++) {
+        (void)uv_timer_init(q->loop, timers[i]);
+        timers[i]->data = q;
+        queue_ref(q); /* released when the timer has closed */
+    }
+    *ret = q;
+    return 0;
+}
+
+int queue_state_get(const struct queue *q, const char *object) {
+    assert_return(q && object, -EINVAL);
+    const struct obj_state *o = objmap_find(&q->states, object);
+    return o ? o->state : -ENOENT;
+}
+
+void queue_state_foreach(const struct queue *q, queue_state_cb cb, void *userdata) {
+    for (size_t i = 0; q && i < q->states.n_buckets; i++)
+        for (const struct obj_state *o = q->states.buckets[i]; o; o = o->next)
+            cb(o->object, (enum queue_ha_state)o->state, o->seq, userdata);
+}
+
+void queue_get_stats(const struct queue *q, struct queue_stats *ret) {
+    *ret = q->stats;
+    ret->last_seq = q->consumer.seq;
+}
+
+/* ---- the consumer ---- */
+
+static void pending_free_list(struct pending *p) {
+    while (p) {
+        struct pending *next = p->next;
+        free(p);
+        p = next;
+    }
+}
+
+static struct pending *pending_new(const store_kv *kv) {
+    struct pending *p = malloc(sizeof(*p) + kv->key_len + 1 + kv->value_len + 1);
+    if (!p)
+        return NULL;
+    p->next = NULL;
+    p->revision = kv->mod_revision;
+    p->key_len = kv->key_len;
+    p->value_len = kv->value_len;
+    p->key = p->data;
+    p->value = p->data + kv->key_len + 1;
+    memcpy(p->key, kv->key, kv->key_len);
+    p->key[kv->key_len] = '\0';
+    if (kv->value_len)
+        memcpy(p->value, kv->value, kv->value_len);
+    p->value[kv->value_len] = '\0';
+    return p;
+}
+
+static void pending_push(struct consumer *c, struct pending *p) {
+    *c->tail = p;
+    c->tail = &p->next;
+    c->n_pending++;
+}
+
+static struct pending *pending_pop(struct consumer *c) {
+    struct pending *p = c->head;
+    c->head = p->next;
+    if (!c->head)
+        c->tail = &c->head;
+    p->next = NULL;
+    c->n_pending--;
+    return p;
+}
+
+static void pending_clear(struct consumer *c) {
+    pending_free_list(c->head);
+    c->head = NULL;
+    c->tail = &c->head;
+    c->n_pending = 0;
+}
+
+static struct batch *batch_free(struct batch *b) {
+    if (!b)
+        return NULL;
+    pending_free_list(b->events);
+    for (size_t i = 0; i < b->n_strings; i++)
+        free(b->strings[i]);
+    free(b);
+    return NULL;
+}
+
+/* Stops without telling anyone; a batch in flight is left to its callback. */
+static void consumer_halt(struct queue *q) {
+    struct consumer *c = &q->consumer;
+    c->running = c->loading = c->reload = false;
+    c->gen++;
+    c->watch = store_watch_cancel(c->watch);
+    pending_clear(c);
+    c->batch = NULL; /* owned by the call in flight */
+    uv_timer_stop(&q->consumer_timer);
+}
+
+static void consumer_fail(struct queue *q, int error) {
+    struct consumer *c = &q->consumer;
+    consumer_halt(q);
+    if (c->stopped && !q->closing)
+        c->stopped(q, error, c->userdata);
+}
+
+static void consumer_load(struct queue *q);
+static void consumer_kick(struct queue *q);
+static void on_consumer_timer(uv_timer_t *t);
+
+/* Re-reads everything after backoff (error < 0) or at once. */
+static void consumer_schedule_reload(struct queue *q, int error) {
+    struct consumer *c = &q->consumer;
+    c->reload = true;
+    c->watch = store_watch_cancel(c->watch);
+    pending_clear(c);
+    if (c->batch || c->loading)
+        return; /* its callback reloads */
+    uv_timer_start(&q->consumer_timer, on_consumer_timer, error < 0 ? backoff_next(&c->backoff_msec) : 0, 0);
+}
+
+static void on_consumer_timer(uv_timer_t *t) {
+    struct queue *q = t->data;
+    queue_ref(q);
+    if (q->consumer.running && !q->closing)
+        consumer_kick(q);
+    queue_unref(q);
+}
+
+static int pending_cmp(const void *a, const void *b) {
+    const struct pending *x = *(struct pending *const *)a, *y = *(struct pending *const *)b;
+    if (x->revision != y->revision)
+        return x->revision < y->revision ? -1 : 1;
+    return strcmp(x->key, y->key);
+}
+
+static void on_consumer_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+    struct queue *q = userdata;
+    struct consumer *c = &q->consumer;
+    queue_ref(q);
+    if (error < 0) {
+        c->watch = store_watch_cancel(c->watch);
+        if (!store_usable(q, error))
+            consumer_fail(q, -ECANCELED);
+        else {
+            log_warning_errno(error, "The event queue's watch ended, reading it again: %m");
+            consumer_schedule_reload(q, error == -ESTALE ? 0 : error);
+        }
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].type != STORE_EVENT_PUT || !has_prefix(&ev[i].kv, q->eq_prefix))
+            continue;
+        struct pending *p = pending_new(&ev[i].kv);
+        if (!p) {
+            log_warning("Out of memory queueing EQ events, reading the EQ again later");
+            consumer_schedule_reload(q, -ENOMEM);
+            goto out;
+        }
+        pending_push(c, p);
+    }
+    consumer_kick(q);
+out:
+    queue_unref(q);
+}
+
+static void consumer_loaded(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct consumer *c = &q->consumer;
+    if (q->closing || k->gen != c->gen)
+        return;
+    c->loading = false;
+    if (!store_usable(q, error)) {
+        consumer_fail(q, -ECANCELED);
+        return;
+    }
+    if (error < 0) {
+        log_warning_errno(error, "Failed to read the event queue: %m");
+        consumer_schedule_reload(q, error);
+        return;
+    }
+
+    /* The unconsumed events, in the order they were appended. */
+    size_t n_eq = 0;
+    for (size_t i = 0; i < r->n_kvs; i++)
+        n_eq += has_prefix(&r->kvs[i], q->eq_prefix);
+    struct pending **sorted = calloc(n_eq ? n_eq : 1, sizeof(*sorted));
+    if (!sorted) {
+        consumer_schedule_reload(q, -ENOMEM);
+        return;
+    }
+    size_t m = 0;
+    c->seq = 0;
+    c->seq_mod = 0;
+    for (size_t i = 0; i < r->n_kvs; i++) {
+        const store_kv *kv = &r->kvs[i];
+        if (has_prefix(kv, q->eq_prefix)) {
+            struct pending *p = pending_new(kv);
+            if (!p)
+                break;
+            sorted[m++] = p;
+        } else if (has_prefix(kv, q->state_prefix)) {
+            struct queue_event ev;
+            uint64_t seq;
+            char object[QUEUE_OBJECT_MAX];
+            if (published_parse(kv->value, kv->value_len, &ev, &seq) < 0) {
+                log_warning("Ignoring the invalid state value of '%s'", kv->key);
+                continue;
+            }
+            (void)queue_event_object(&ev, object);
+            if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
+                break;
+        } else if (key_is(kv, q->bq_seq_key)) {
+            if (counter_parse(kv->value, kv->value_len, &c->seq) < 0)
+                log_warning("Ignoring the invalid value of '%s'", kv->key);
+            c->seq_mod = kv->mod_revision;
+        }
+    }
+    if (m < n_eq) {
+        for (size_t i = 0; i < m; i++)
+            free(sorted[i]);
+        free(sorted);
+        consumer_schedule_reload(q, -ENOMEM);
+        return;
+    }
+    qsort(sorted, m, sizeof(*sorted), pending_cmp);
+    for (size_t i = 0; i < m; i++)
+        pending_push(c, sorted[i]);
+    free(sorted);
+
+    int ret = store_watch_prefix(q->store, q->eq_prefix, r->revision + 1, on_consumer_watch, q, &c->watch);
+    if (ret < 0) {
+        c->watch = NULL;
+        if (!store_usable(q, ret))
+            consumer_fail(q, -ECANCELED);
+        else
+            consumer_schedule_reload(q, ret);
+        return;
+    }
+    c->reload = false;
+    log_debug("Event queue loaded: %zu events pending, last seq %" PRIu64, c->n_pending, c->seq);
+    consumer_kick(q);
+}
+
+static void on_consumer_loaded(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    consumer_loaded(q, k, error, r);
+    free(k);
+    queue_unref(q);
+}
+
+static void consumer_load(struct queue *q) {
+    struct consumer *c = &q->consumer;
+    store_op ops[] = {
+        {.type = STORE_OP_GET_PREFIX, .key = q->eq_prefix, .key_len = strlen(q->eq_prefix)},
+        {.type = STORE_OP_GET_PREFIX, .key = q->state_prefix, .key_len = strlen(q->state_prefix)},
+        {.type = STORE_OP_GET, .key = q->bq_seq_key, .key_len = strlen(q->bq_seq_key)},
+    };
+    store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
+    pending_clear(c);
+    struct call *k = call_new(q, c->gen, NULL);
+    int r = k ? store_transaction(q->store, &txn, on_consumer_loaded, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        if (!store_usable(q, r))
+            consumer_fail(q, -ECANCELED);
+        else
+            consumer_schedule_reload(q, r);
+        return;
+    }
+    c->loading = true;
+}
+
+/* Whether compare holds for kv (NULL: the key is missing), as the store decides it. */
+static bool compare_holds(const store_compare *cmp, const store_kv *kv) {
+    int d;
+    if (cmp->target == STORE_CMP_VALUE) {
+        if (!kv)
+            return false;
+        size_t n = MIN(kv->value_len, cmp->value_len);
+        d = n ? memcmp(kv->value, cmp->value, n) : 0;
+        if (d == 0)
+            d = kv->value_len < cmp->value_len ? -1 : kv->value_len > cmp->value_len;
+    } else {
+        int64_t have = !kv                                  ? 0
+                       : cmp->target == STORE_CMP_VERSION ? kv->version
+                       : cmp->target == STORE_CMP_CREATE  ? kv->create_revision
+                                                          : kv->mod_revision;
+        d = have < cmp->number ? -1 : have > cmp->number;
+    }
+    switch (cmp->result) {
+    case STORE_CMP_EQUAL:
+        return d == 0;
+    case STORE_CMP_NOT_EQUAL:
+        return d != 0;
+    case STORE_CMP_LESS:
+        return d < 0;
+    case STORE_CMP_GREATER:
+        return d > 0;
+    }
+    return false;
+}
+
+static int batch_string(struct batch *b, char *s) {
+    if (!s)
+        return -ENOMEM;
+    assert(b->n_strings < ELEMENTSOF(b->strings));
+    b->strings[b->n_strings++] = s;
+    return 0;
+}
+
+static struct batch_obj *batch_obj_find(struct batch *b, const char *object) {
+    for (size_t i = 0; i < b->n_objs; i++)
+        if (streq(b->objs[i].object, object))
+            return &b->objs[i];
+    return NULL;
+}
+
+/* Adds the publication of ev (its state already the decided one) to b. */
+static int batch_publish(struct queue *q, struct batch *b, const struct queue_event *ev, const char *object) {
+    uint64_t seq = q->consumer.seq + b->n_published + 1;
+    char key[STORE_KEY_MAX + 1], *value, *bq_key, *state_key;
+    int r = event_dump(ev, seq, &value);
+    if (r < 0 || batch_string(b, value) < 0)
+        return r < 0 ? r : -ENOMEM;
+    key_number(key, sizeof(key), q->bq_prefix, seq);
+    if (batch_string(b, bq_key = strdup(key)) < 0)
+        return -ENOMEM;
+    b->ops[b->n_ops++] = (store_op){
+        .type = STORE_OP_PUT, .key = bq_key, .key_len = strlen(bq_key), .value = value, .value_len = strlen(value)};
+
+    struct batch_obj *o = batch_obj_find(b, object);
+    if (o) {
+        /* Decided twice in one batch: one put of its latest state. */
+        b->ops[o->op].value = value;
+        b->ops[o->op].value_len = strlen(value);
+    } else {
+        if (make_key(&state_key, q->state_prefix, object, "") < 0 || batch_string(b, state_key) < 0)
+            return -ENOMEM;
+        o = &b->objs[b->n_objs++];
+        snprintf(o->object, sizeof(o->object), "%s", object);
+        o->op = b->n_ops;
+        b->ops[b->n_ops++] = (store_op){.type = STORE_OP_PUT,
+                                        .key = state_key,
+                                        .key_len = strlen(state_key),
+                                        .value = value,
+                                        .value_len = strlen(value)};
+    }
+    o->state = (int)ev->state;
+    o->seq = seq;
+    b->n_published++;
+    return 0;
+}
+
+static void on_consumer_batch(store *s, int error, const store_result *r, void *userdata);
+
+/* Sends b, the consumer's batch. */
+static void consumer_send(struct queue *q, struct batch *b) {
+    struct consumer *c = &q->consumer;
+    store_compare cmps[2];
+    size_t n_cmps = 0;
+    if (c->has_guard)
+        cmps[n_cmps++] = c->guard;
+    cmps[n_cmps++] = (store_compare){.key = q->bq_seq_key,
+                                     .key_len = strlen(q->bq_seq_key),
+                                     .target = STORE_CMP_MOD,
+                                     .result = STORE_CMP_EQUAL,
+                                     .number = c->seq_mod};
+    /* Tells a deposed coordinator from a moved bq-seq. */
+    store_op failure[2];
+    size_t n_failure = 0;
+    if (c->has_guard)
+        failure[n_failure++] = (store_op){.type = STORE_OP_GET, .key = c->guard.key, .key_len = c->guard.key_len};
+    failure[n_failure++] =
+        (store_op){.type = STORE_OP_GET, .key = q->bq_seq_key, .key_len = strlen(q->bq_seq_key)};
+
+    if (b->n_published > 0) {
+        snprintf(b->seq_value, sizeof(b->seq_value), "%" PRIu64, c->seq + b->n_published);
+        b->ops[b->n_ops++] = (store_op){.type = STORE_OP_PUT,
+                                        .key = q->bq_seq_key,
+                                        .key_len = strlen(q->bq_seq_key),
+                                        .value = b->seq_value,
+                                        .value_len = strlen(b->seq_value)};
+    }
+    store_txn txn = {.compares = cmps,
+                     .n_compares = n_cmps,
+                     .success = b->ops,
+                     .n_success = b->n_ops,
+                     .failure = failure,
+                     .n_failure = n_failure};
+    struct call *k = call_new(q, c->gen, b);
+    int r = k ? store_transaction(q->store, &txn, on_consumer_batch, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        batch_free(b);
+        if (!store_usable(q, r))
+            consumer_fail(q, -ECANCELED);
+        else {
+            log_warning_errno(r, "Failed to send a batch of the event queue: %m");
+            consumer_schedule_reload(q, r);
+        }
+        return;
+    }
+    c->batch = b;
+}
+
+/* Builds the next batch from the pending events and sends it. */
+static void consumer_kick(struct queue *q) {
+    struct consumer *c = &q->consumer;
+    if (!c->running || q->closing || c->loading || c->batch)
+        return;
+    if (c->reload) {
+        consumer_load(q);
+        return;
+    }
+    if (!c->head)
+        return;
+
+    struct batch *b = calloc(1, sizeof(*b));
+    if (!b) {
+        consumer_schedule_reload(q, -ENOMEM);
+        return;
+    }
+    b->tail = &b->events;
+    unsigned gen = c->gen;
+    int r = 0;
+    while (c->head && b->n_ops + OPS_PER_EVENT <= STORE_TXN_OPS_MAX) {
+        struct pending *p = c->head;
+        struct queue_event ev;
+        char object[QUEUE_OBJECT_MAX];
+        bool publish = false;
+
+        if (queue_event_parse(p->value, p->value_len, &ev) < 0) {
+            log_warning("Dropping the invalid event '%s' from the event queue", p->key);
+            b->n_dropped++;
+        } else {
+            (void)queue_event_object(&ev, object);
+            struct batch_obj *o = batch_obj_find(b, object);
+            const struct obj_state *st = o ? NULL : objmap_find(&q->states, object);
+            int current = o ? o->state : st ? st->state : -ENOENT;
+            if ((int)ev.state == current)
+                b->n_duplicates++;
+            else {
+                enum queue_ha_state decided = ev.state;
+                int d = 1;
+                if (c->decide) {
+                    d = c->decide(q, &ev, current, &decided, c->userdata);
+                    if (q->closing || c->gen != gen) {
+                        batch_free(b); /* stopped from inside decide */
+                        return;
+                    }
+                }
+                if (d < 0) {
+                    /* Not now: keep it at the head, send what we have, retry later. */
+                    log_debug_errno(d, "Deciding on '%s' failed, retrying later: %m", object);
+                    uv_timer_start(&q->consumer_timer, on_consumer_timer, backoff_next(&c->backoff_msec), 0);
+                    break;
+                }
+                if (d == 0 || (unsigned)decided >= _QUEUE_HA_MAX)
+                    b->n_dropped++;
+                else if ((int)decided == current)
+                    b->n_duplicates++;
+                else {
+                    ev.state = decided;
+                    publish = true;
+                }
+            }
+        }
+        if (publish && (r = batch_publish(q, b, &ev, object)) < 0)
+            break;
+        /* Consumed: deleted by this batch. */
+        p = pending_pop(c);
+        *b->tail = p;
+        b->tail = &p->next;
+        b->n_events++;
+        b->ops[b->n_ops++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
+    }
+    if (r < 0) {
+        batch_free(b);
+        consumer_schedule_reload(q, r);
+        return;
+    }
+    if (b->n_events == 0) {
+        batch_free(b);
+        return;
+    }
+    consumer_send(q, b);
+}
+
+static void consumer_batch_done(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct consumer *c = &q->consumer;
+    struct batch *b = k->data;
+    if (q->closing || k->gen != c->gen) {
+        batch_free(b);
+        return;
+    }
+    c->batch = NULL;
+    if (!store_usable(q, error)) {
+        batch_free(b);
+        consumer_fail(q, -ECANCELED);
+        return;
+    }
+    if (error < 0) {
+        /* It may or may not have been applied: read the truth back. */
+        log_warning_errno(error, "A batch of the event queue failed, reading it again: %m");
+        batch_free(b);
+        consumer_schedule_reload(q, error);
+        return;
+    }
+    if (!r->succeeded) {
+        const store_kv *guard_kv = NULL;
+        for (size_t i = 0; c->has_guard && i < r->n_kvs; i++)
+            if (r->kvs[i].key_len == c->guard.key_len && memcmp(r->kvs[i].key, c->guard.key, c->guard.key_len) == 0)
+                guard_kv = &r->kvs[i];
+        batch_free(b);
+        if (c->has_guard && !compare_holds(&c->guard, guard_kv)) {
+            log_warning("The event queue's guard failed: no longer the coordinator");
+            consumer_fail(q, -EPERM);
+        } else {
+            log_notice("bq-seq moved under the event queue's consumer, reading it again");
+            consumer_schedule_reload(q, 0);
+        }
+        return;
+    }
+
+    /* Committed. */
+    c->seq += b->n_published;
+    if (b->n_published > 0)
+        c->seq_mod = r->revision;
+    for (size_t i = 0; i < b->n_objs; i++)
+        if (objmap_set(&q->states, b->objs[i].object, b->objs[i].state, b->objs[i].seq) < 0)
+            log_warning("Out of memory recording the state of '%s'", b->objs[i].object);
+    q->stats.consumed += b->n_events;
+    q->stats.duplicates += b->n_duplicates;
+    q->stats.dropped += b->n_dropped;
+    q->stats.published += b->n_published;
+    q->stats.consumer_txns++;
+    c->backoff_msec = 0;
+    batch_free(b);
+    consumer_kick(q);
+}
+
+static void on_consumer_batch(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    consumer_batch_done(q, k, error, r);
+    free(k);
+    queue_unref(q);
+}
+
+int eq_consumer_start(struct queue *q, const store_compare *guard, eq_decide_cb decide, queue_stopped_cb stopped,
+                      void *userdata) {
+    assert_return(q, -EINVAL);
+    assert_return(!guard || (guard->key && guard->key_len > 0 && guard->key_len <= STORE_KEY_MAX), -EINVAL);
+    assert_return(!guard || guard->target != STORE_CMP_VALUE || guard->value || guard->value_len == 0, -EINVAL);
+    if (q->closing || q->store_gone)
+        return -ECANCELED;
+    struct consumer *c = &q->consumer;
+    if (c->running)
+        return -EBUSY;
+
+    char *key = NULL, *value = NULL;
+    if (guard) {
+        key = malloc(guard->key_len + 1);
+        value = malloc(guard->value_len + 1);
+        if (!key || !value) {
+            free(key);
+            free(value);
+            return -ENOMEM;
+        }
+        memcpy(key, guard->key, guard->key_len);
+        key[guard->key_len] = '\0';
+        if (guard->value_len)
+            memcpy(value, guard->value, guard->value_len);
+        value[guard->value_len] = '\0';
+    }
+    free(c->guard_key);
+    free(c->guard_value);
+    c->guard_key = key;
+    c->guard_value = value;
+    c->has_guard = guard != NULL;
+    if (guard) {
+        c->guard = *guard;
+        c->guard.key = key;
+        c->guard.value = value;
+    }
+    c->decide = decide;
+    c->stopped = stopped;
+    c->userdata = userdata;
+    c->running = true;
+    c->backoff_msec = 0;
+    c->reload = true;
+    consumer_kick(q); /* a failure here is retried by the timer, or ends in stopped */
+    return 0;
+}
+
+void eq_consumer_stop(struct queue *q) {
+    if (q && q->consumer.running)
+        consumer_halt(q);
+}
+
+bool eq_consumer_running(const struct queue *q) {
+    return q && q->consumer.running;
+}
+
+/* ---- the BQ reader ---- */
+
+static void reader_load(struct queue *q);
+static void reader_save(struct queue *q);
+
+static void reader_halt(struct queue *q) {
+    struct reader *rd = &q->reader;
+    rd->running = rd->loading = false;
+    rd->gen++;
+    rd->watch = store_watch_cancel(rd->watch);
+}
+
+static void reader_fail(struct queue *q, int error) {
+    struct reader *rd = &q->reader;
+    reader_halt(q);
+    if (rd->stopped && !q->closing)
+        rd->stopped(q, error, rd->userdata);
+}
+
+static void on_reader_timer(uv_timer_t *t) {
+    struct queue *q = t->data;
+    queue_ref(q);
+    if (!q->closing) {
+        if (q->reader.running && !q->reader.loading && !q->reader.watch)
+            reader_load(q);
+        reader_save(q);
+    }
+    queue_unref(q);
+}
+
+static void reader_retry_later(struct queue *q, unsigned *backoff) {
+    if (!q->closing && !q->store_gone && !uv_is_active((uv_handle_t *)&q->reader_timer))
+        uv_timer_start(&q->reader_timer, on_reader_timer, backoff_next(backoff), 0);
+}
+
+/* Delivers one BQ entry if it is the next; returns false if the reader was
+ * stopped by the callback. */
+static bool reader_deliver(struct queue *q, unsigned gen, const store_kv *kv) {
+    struct reader *rd = &q->reader;
+    uint64_t seq;
+    struct queue_event ev;
+    uint64_t value_seq;
+    char object[QUEUE_OBJECT_MAX];
+
+    if (key_number_parse(kv->key, kv->key_len, q->bq_prefix, &seq) < 0 || seq == 0) {
+        log_warning("Ignoring the unexpected key '%s' in the broadcast queue", kv->key);
+        return true;
+    }
+    if (seq <= rd->delivered)
+        return true; /* delivered already (a rewrite, or read at start and then seen again) */
+    if (seq > rd->delivered + 1)
+        log_warning("Broadcast queue entries %" PRIu64 "-%" PRIu64 " were pruned before node '%s' read them",
+                    rd->delivered + 1, seq - 1, q->node);
+    rd->delivered = seq;
+    if (published_parse(kv->value, kv->value_len, &ev, &value_seq) < 0) {
+        log_warning("Skipping the invalid broadcast queue entry '%s'", kv->key);
+        return true;
+    }
+    (void)queue_event_object(&ev, object);
+    if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
+        log_warning("Out of memory recording the state of '%s'", object);
+    q->stats.delivered++;
+    if (rd->deliver)
+        rd->deliver(q, seq, &ev, rd->userdata);
+    return !q->closing && rd->gen == gen;
+}
+
+static void on_reader_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+    struct queue *q = userdata;
+    struct reader *rd = &q->reader;
+    queue_ref(q);
+    if (error < 0) {
+        rd->watch = store_watch_cancel(rd->watch);
+        if (!store_usable(q, error))
+            reader_fail(q, -ECANCELED);
+        else {
+            log_warning_errno(error, "The broadcast queue's watch ended, reading it again: %m");
+            if (error == -ESTALE)
+                reader_load(q);
+            else
+                reader_retry_later(q, &rd->backoff_msec);
+        }
+        goto out;
+    }
+    unsigned gen = rd->gen;
+    for (size_t i = 0; i < n; i++)
+        if (ev[i].type == STORE_EVENT_PUT && !reader_deliver(q, gen, &ev[i].kv))
+            break;
+    reader_save(q);
+out:
+    queue_unref(q);
+}
+
+static void reader_loaded(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct reader *rd = &q->reader;
+    if (q->closing || k->gen != rd->gen)
+        return;
+    rd->loading = false;
+    if (!store_usable(q, error)) {
+        reader_fail(q, -ECANCELED);
+        return;
+    }
+    if (error < 0) {
+        log_warning_errno(error, "Failed to read the broadcast queue: %m");
+        reader_retry_later(q, &rd->backoff_msec);
+        return;
+    }
+    rd->backoff_msec = 0;
+
+    /* The offset and the snapshot first, then the entries after the offset, in seq (key) order. */
+    rd->saved = 0;
+    for (size_t i = 0; i < r->n_kvs; i++) {
+        const store_kv *kv = &r->kvs[i];
+        if (key_is(kv, q->delivered_key)) {
+            uint64_t offset;
+            if (counter_parse(kv->value, kv->value_len, &offset) < 0)
+                log_warning("Ignoring the invalid offset in '%s'", kv->key);
+            else {
+                rd->saved = offset;
+                rd->delivered = MAX(rd->delivered, offset);
+            }
+        } else if (has_prefix(kv, q->state_prefix)) {
+            struct queue_event ev;
+            uint64_t seq;
+            char object[QUEUE_OBJECT_MAX];
+            if (published_parse(kv->value, kv->value_len, &ev, &seq) < 0)
+                continue;
+            (void)queue_event_object(&ev, object);
+            if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
+                log_warning("Out of memory recording the state of '%s'", object);
+        }
+    }
+    unsigned gen = rd->gen;
+    for (size_t i = 0; i < r->n_kvs; i++)
+        if (has_prefix(&r->kvs[i], q->bq_prefix) && !reader_deliver(q, gen, &r->kvs[i]))
+            goto save; /* stopped by the callback */
+
+    int ret = store_watch_prefix(q->store, q->bq_prefix, r->revision + 1, on_reader_watch, q, &rd->watch);
+    if (ret < 0) {
+        rd->watch = NULL;
+        if (!store_usable(q, ret)) {
+            reader_fail(q, -ECANCELED);
+            return;
+        }
+        reader_retry_later(q, &rd->backoff_msec);
+    }
+save:
+    reader_save(q);
+}
+
+static void on_reader_loaded(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    reader_loaded(q, k, error, r);
+    free(k);
+    queue_unref(q);
+}
+
+static void reader_load(struct queue *q) {
+    struct reader *rd = &q->reader;
+    store_op ops[] = {
+        {.type = STORE_OP_GET, .key = q->delivered_key, .key_len = strlen(q->delivered_key)},
+        {.type = STORE_OP_GET_PREFIX, .key = q->bq_prefix, .key_len = strlen(q->bq_prefix)},
+        {.type = STORE_OP_GET_PREFIX, .key = q->state_prefix, .key_len = strlen(q->state_prefix)},
+    };
+    store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
+    struct call *k = call_new(q, rd->gen, NULL);
+    int r = k ? store_transaction(q->store, &txn, on_reader_loaded, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        if (!store_usable(q, r))
+            reader_fail(q, -ECANCELED);
+        else
+            reader_retry_later(q, &rd->backoff_msec);
+        return;
+    }
+    rd->loading = true;
+}
+
+static void on_offset_saved(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    struct reader *rd = &q->reader;
+    uint64_t offset = (uint64_t)(uintptr_t)k->data;
+    free(k);
+    rd->save_inflight = false;
+    if (!store_usable(q, error))
+        goto out;
+    if (error < 0) {
+        log_warning_errno(error, "Failed to save the broadcast queue offset of node '%s': %m", q->node);
+        reader_retry_later(q, &rd->backoff_msec);
+        goto out;
+    }
+    rd->saved = MAX(rd->saved, offset);
+    q->stats.offset_writes++;
+    reader_save(q); /* the latest, if more was delivered meanwhile */
+out:
+    queue_unref(q);
+}
+
+/* Writes the offset if it moved, one write at a time; the latest wins. */
+static void reader_save(struct queue *q) {
+    struct reader *rd = &q->reader;
+    if (q->closing || q->store_gone || rd->save_inflight || rd->delivered <= rd->saved)
+        return;
+    char value[HLC_DECIMAL_MAX];
+    snprintf(value, sizeof(value), "%" PRIu64, rd->delivered);
+    /* The offset travels in the pointer: uintptr_t holds a uint64_t on the 64-bit targets halo supports. */
+    static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "offsets travel in a pointer");
+    struct call *k = call_new(q, rd->gen, (void *)(uintptr_t)rd->delivered);
+    int r = k ? store_put(q->store, q->delivered_key, value, strlen(value), 0, on_offset_saved, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        if (store_usable(q, r))
+            reader_retry_later(q, &rd->backoff_msec);
+        return;
+    }
+    rd->save_inflight = true;
+}
+
+int bq_reader_start(struct queue *q, bq_deliver_cb deliver, queue_stopped_cb stopped, void *userdata) {
+    assert_return(q, -EINVAL);
+    if (q->closing || q->store_gone)
+        return -ECANCELED;
+    struct reader *rd = &q->reader;
+    if (rd->running)
+        return -EBUSY;
+    rd->deliver = deliver;
+    rd->stopped = stopped;
+    rd->userdata = userdata;
+    rd->running = true;
+    rd->backoff_msec = 0;
+    reader_load(q);
+    return 0;
+}
+
+void bq_reader_stop(struct queue *q) {
+    if (q && q->reader.running)
+        reader_halt(q);
+}
+
+uint64_t bq_reader_delivered(const struct queue *q) {
+    return q ? q->reader.delivered : 0;
+}
+
+/* ---- appending ---- */
+
+static struct append_op *append_op_free(struct append_op *op) {
+    if (!op)
+        return NULL;
+    for (size_t i = 0; i < op->n; i++)
+        free(op->values[i]);
+    free(op->values);
+    free(op->value_lens);
+    free(op->keys);
+    free(op);
+    return NULL;
+}
+
+static void append_unlink(struct queue *q, struct append_op *op) {
+    for (struct append_op **p = &q->appends; *p; p = &(*p)->next)
+        if (*p == op) {
+            *p = op->next;
+            q->n_appends--;
+            return;
+        }
+}
+
+/* Reports the outcome and frees op (not in flight). */
+static void append_finish(struct queue *q, struct append_op *op, int error) {
+    append_unlink(q, op);
+    eq_append_cb cb = op->cb;
+    void *userdata = op->userdata;
+    size_t done = op->done;
+    append_op_free(op);
+    if (cb)
+        cb(q, error, done, userdata);
+}
+
+static char *append_key(struct append_op *op, size_t i) {
+    return op->keys + i * op->key_size;
+}
+
+static void append_send(struct queue *q, struct append_op *op);
+
+static void on_append_timer(uv_timer_t *t) {
+    struct queue *q = t->data;
+    queue_ref(q);
+    /* Sending may finish (and free) ops: restart from the head after each. */
+    bool again = true;
+    while (again && !q->closing) {
+        again = false;
+        for (struct append_op *op = q->appends; op; op = op->next)
+            if (op->waiting) {
+                op->waiting = false;
+                append_send(q, op);
+                again = true;
+                break;
+            }
+    }
+    queue_unref(q);
+}
+
+static void append_retry_later(struct queue *q, struct append_op *op) {
+    op->waiting = true;
+    unsigned msec = RETRY_MIN_MSEC << MIN(op->attempts, 4u);
+    if (!uv_is_active((uv_handle_t *)&q->append_timer) || uv_timer_get_due_in(&q->append_timer) > msec)
+        uv_timer_start(&q->append_timer, on_append_timer, msec, 0);
+}
+
+static void on_appended(store *s, int error, const store_result *r, void *userdata);
+
+static void append_send(struct queue *q, struct append_op *op) {
+    store_compare cmps[STORE_TXN_OPS_MAX];
+    store_op puts[STORE_TXN_OPS_MAX], gets[STORE_TXN_OPS_MAX];
+
+    op->chunk = MIN(op->n - op->done, (size_t)STORE_TXN_OPS_MAX);
+    if (!op->stamped) {
+        for (size_t i = 0; i < op->chunk; i++)
+            key_number(append_key(op, i), op->key_size, q->eq_node_prefix, hlc_now(q->clock));
+        op->stamped = true;
+    }
+    for (size_t i = 0; i < op->chunk; i++) {
+        const char *key = append_key(op, i);
+        size_t key_len = strlen(key);
+        cmps[i] = (store_compare){
+            .key = key, .key_len = key_len, .target = STORE_CMP_CREATE, .result = STORE_CMP_EQUAL, .number = 0};
+        puts[i] = (store_op){.type = STORE_OP_PUT,
+                             .key = key,
+                             .key_len = key_len,
+                             .value = op->values[op->done + i],
+                             .value_len = op->value_lens[op->done + i]};
+        gets[i] = (store_op){.type = STORE_OP_GET, .key = key, .key_len = key_len};
+    }
+    store_txn txn = {.compares = cmps,
+                     .n_compares = op->chunk,
+                     .success = puts,
+                     .n_success = op->chunk,
+                     .failure = gets,
+                     .n_failure = op->chunk};
+    struct call *k = call_new(q, 0, op);
+    int r = k ? store_transaction(q->store, &txn, on_appended, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        if (!store_usable(q, r) || ++op->attempts >= APPEND_ATTEMPTS)
+            append_finish(q, op, store_usable(q, r) ? r : -ECANCELED);
+        else
+            append_retry_later(q, op);
+        return;
+    }
+    op->inflight = true;
+}
+
+/* The chunk's transaction found keys taken: ours from an earlier attempt
+ * whose answer was lost (all of them, same values), or another incarnation's. */
+static bool append_was_applied(struct append_op *op, const store_result *r) {
+    if (r->n_kvs != op->chunk)
+        return false;
+    for (size_t i = 0; i < op->chunk; i++) {
+        const store_kv *kv = &r->kvs[i];
+        if (!key_is(kv, append_key(op, i)) || kv->value_len != op->value_lens[op->done + i] ||
+            memcmp(kv->value, op->values[op->done + i], kv->value_len) != 0)
+            return false;
+    }
+    return true;
+}
+
+static void appended(struct queue *q, struct append_op *op, int error, const store_result *r) {
+    op->inflight = false;
+    if (op->cancelled) {
+        append_op_free(op); /* queue_free() reported it already */
+        return;
+    }
+    if (!store_usable(q, error)) {
+        append_finish(q, op, -ECANCELED);
+        return;
+    }
+    if (error < 0) {
+        log_warning_errno(error, "Failed to append to the event queue (attempt %u): %m", op->attempts + 1);
+        if (++op->attempts >= APPEND_ATTEMPTS)
+            append_finish(q, op, error);
+        else
+            append_retry_later(q, op);
+        return;
+    }
+    if (!r->succeeded && !(op->attempts > 0 && append_was_applied(op, r))) {
+        /* Keys of an earlier incarnation of this node with a clock that ran
+         * ahead: move our clock past them and stamp the chunk again. */
+        uint64_t max = 0, t;
+        for (size_t i = 0; i < r->n_kvs; i++)
+            if (key_number_parse(r->kvs[i].key, r->kvs[i].key_len, q->eq_node_prefix, &t) == 0)
+                max = MAX(max, t);
+        hlc_witness(q->clock, max);
+        op->stamped = false;
+        if (++op->collisions >= APPEND_ATTEMPTS) {
+            append_finish(q, op, -EEXIST);
+            return;
+        }
+        append_send(q, op);
+        return;
+    }
+    op->done += op->chunk;
+    q->stats.appended += op->chunk;
+    q->stats.append_txns++;
+    op->attempts = op->collisions = 0;
+    op->stamped = false;
+    if (op->done == op->n)
+        append_finish(q, op, 0);
+    else
+        append_send(q, op);
+}
+
+static void on_appended(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    appended(q, k->data, error, r);
+    free(k);
+    queue_unref(q);
+}
+
+int eq_append(struct queue *q, const struct queue_event *events, size_t n, eq_append_cb cb, void *userdata) {
+    assert_return(q, -EINVAL);
+    assert_return(events && n > 0, -EINVAL);
+    for (size_t i = 0; i < n; i++)
+        if (queue_event_validate(&events[i], true) < 0)
+            return -EINVAL;
+    if (q->closing || q->store_gone)
+        return -ECANCELED;
+    if (q->n_appends >= QUEUE_APPENDS_MAX)
+        return -EBUSY;
+    for (size_t i = 0; i < n; i++)
+        if (events[i].hlc && hlc_update(q->clock, events[i].hlc, NULL) < 0)
+            return -ERANGE;
+
+    struct append_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -ENOMEM;
+    op->q = q;
+    op->cb = cb;
+    op->userdata = userdata;
+    op->key_size = strlen(q->eq_node_prefix) + KEY_NUMBER_DIGITS + 1;
+    op->values = calloc(n, sizeof(*op->values));
+    op->value_lens = calloc(n, sizeof(*op->value_lens));
+    op->keys = malloc(MIN(n, (size_t)STORE_TXN_OPS_MAX) * op->key_size);
+    if (!op->values || !op->value_lens || !op->keys) {
+        append_op_free(op);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++, op->n++) {
+        struct queue_event ev = events[i];
+        if (!ev.node[0])
+            snprintf(ev.node, sizeof(ev.node), "%s", q->node);
+        if (!ev.hlc)
+            ev.hlc = hlc_now(q->clock);
+        if (event_dump(&ev, 0, &op->values[i]) < 0) {
+            append_op_free(op);
+            return -ENOMEM;
+        }
+        op->value_lens[i] = strlen(op->values[i]);
+    }
+    op->next = q->appends;
+    q->appends = op;
+    q->n_appends++;
+    append_send(q, op);
+    return 0;
+}
+
+/* ---- pruning ---- */
+
+static struct prune_op *prune_op_free(struct prune_op *op) {
+    if (!op)
+        return NULL;
+    for (size_t i = 0; i < op->n_nodes; i++)
+        free(op->nodes[i]);
+    free(op->nodes);
+    free(op->seqs);
+    free(op->keys);
+    free(op);
+    return NULL;
+}
+
+static void prune_finish(struct queue *q, struct prune_op *op, int error) {
+    if (q->prune == op)
+        q->prune = NULL;
+    bq_prune_cb cb = op->cb;
+    void *userdata = op->userdata;
+    uint64_t deleted = op->deleted;
+    prune_op_free(op);
+    if (cb)
+        cb(q, error, deleted, userdata);
+}
+
+static void on_pruned(store *s, int error, const store_result *r, void *userdata);
+
+static void prune_send(struct queue *q, struct prune_op *op) {
+    store_op dels[STORE_TXN_OPS_MAX];
+    op->chunk = MIN(op->n_seqs - op->next, (size_t)STORE_TXN_OPS_MAX);
+    for (size_t i = 0; i < op->chunk; i++) {
+        char *key = op->keys + i * op->key_size;
+        size_t n = key_number(key, op->key_size, q->bq_prefix, op->seqs[op->next + i]);
+        dels[i] = (store_op){.type = STORE_OP_DELETE, .key = key, .key_len = n};
+    }
+    store_txn txn = {.success = dels, .n_success = op->chunk};
+    struct call *k = call_new(q, 0, op);
+    int r = k ? store_transaction(q->store, &txn, on_pruned, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        prune_finish(q, op, store_usable(q, r) ? r : -ECANCELED);
+        return;
+    }
+    op->inflight = true;
+}
+
+static void pruned(struct queue *q, struct prune_op *op, int error, const store_result *r) {
+    op->inflight = false;
+    if (op->cancelled) {
+        prune_op_free(op);
+        return;
+    }
+    if (!store_usable(q, error) || error < 0) {
+        prune_finish(q, op, store_usable(q, error) ? error : -ECANCELED);
+        return;
+    }
+    op->deleted += (uint64_t)MAX(r->n_deleted, 0);
+    q->stats.pruned += (uint64_t)MAX(r->n_deleted, 0);
+    op->next += op->chunk;
+    if (op->next >= op->n_seqs)
+        prune_finish(q, op, 0);
+    else
+        prune_send(q, op);
+}
+
+static void on_pruned(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    pruned(q, k->data, error, r);
+    free(k);
+    queue_unref(q);
+}
+
+/* The offsets are read: what is below all of them goes. */
+static void prune_read(struct queue *q, struct prune_op *op, int error, const store_result *r) {
+    op->inflight = false;
+    if (op->cancelled) {
+        prune_op_free(op);
+        return;
+    }
+    if (!store_usable(q, error) || error < 0) {
+        prune_finish(q, op, store_usable(q, error) ? error : -ECANCELED);
+        return;
+    }
+    uint64_t min = UINT64_MAX;
+    size_t plen = strlen(q->delivered_prefix);
+    for (size_t i = 0; i < op->n_nodes && min > 0; i++) {
+        bool found = false;
+        for (size_t j = 0; j < r->n_kvs; j++) {
+            const store_kv *kv = &r->kvs[j];
+            uint64_t offset;
+            if (!has_prefix(kv, q->delivered_prefix) || kv->key_len - plen != strlen(op->nodes[i]) ||
+                memcmp(kv->key + plen, op->nodes[i], kv->key_len - plen) != 0)
+                continue;
+            found = counter_parse(kv->value, kv->value_len, &offset) == 0;
+            if (found)
+                min = MIN(min, offset);
+            break;
+        }
+        if (!found)
+            min = 0; /* nothing read (or unreadable): nothing to prune */
+    }
+    if (min == 0 || min == UINT64_MAX) {
+        prune_finish(q, op, 0);
+        return;
+    }
+    size_t n = 0;
+    for (size_t j = 0; j < r->n_kvs; j++) {
+        uint64_t seq;
+        n += key_number_parse(r->kvs[j].key, r->kvs[j].key_len, q->bq_prefix, &seq) == 0 && seq <= min;
+    }
+    if (n == 0) {
+        prune_finish(q, op, 0);
+        return;
+    }
+    op->key_size = strlen(q->bq_prefix) + KEY_NUMBER_DIGITS + 1;
+    op->seqs = calloc(n, sizeof(*op->seqs));
+    op->keys = malloc(MIN(n, (size_t)STORE_TXN_OPS_MAX) * op->key_size);
+    if (!op->seqs || !op->keys) {
+        prune_finish(q, op, -ENOMEM);
+        return;
+    }
+    for (size_t j = 0; j < r->n_kvs; j++) {
+        uint64_t seq;
+        if (key_number_parse(r->kvs[j].key, r->kvs[j].key_len, q->bq_prefix, &seq) == 0 && seq <= min)
+            op->seqs[op->n_seqs++] = seq;
+    }
+    prune_send(q, op);
+}
+
+static void on_prune_read(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    prune_read(q, k->data, error, r);
+    free(k);
+    queue_unref(q);
+}
+
+int bq_prune(struct queue *q, const char *const *live_nodes, size_t n, bq_prune_cb cb, void *userdata) {
+    assert_return(q, -EINVAL);
+    assert_return(live_nodes && n > 0, -EINVAL);
+    for (size_t i = 0; i < n; i++)
+        assert_return(queue_name_valid(live_nodes[i]), -EINVAL);
+    if (q->closing || q->store_gone)
+        return -ECANCELED;
+    if (q->prune)
+        return -EBUSY;
+
+    struct prune_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return -ENOMEM;
+    op->q = q;
+    op->cb = cb;
+    op->userdata = userdata;
+    op->nodes = calloc(n, sizeof(*op->nodes));
+    if (!op->nodes) {
+        prune_op_free(op);
+        return -ENOMEM;
+    }
+    for (; op->n_nodes < n; op->n_nodes++)
+        if (!(op->nodes[op->n_nodes] = strdup(live_nodes[op->n_nodes]))) {
+            prune_op_free(op);
+            return -ENOMEM;
+        }
+
+    store_op ops[] = {
+        {.type = STORE_OP_GET_PREFIX, .key = q->delivered_prefix, .key_len = strlen(q->delivered_prefix)},
+        {.type = STORE_OP_GET_PREFIX, .key = q->bq_prefix, .key_len = strlen(q->bq_prefix)},
+    };
+    store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
+    struct call *k = call_new(q, 0, op);
+    int r = k ? store_transaction(q->store, &txn, on_prune_read, k) : -ENOMEM;
+    if (r < 0) {
+        call_drop(k);
+        prune_op_free(op);
+        if (r == -ECANCELED)
+            q->store_gone = true;
+        return r;
+    }
+    op->inflight = true;
+    q->prune = op;
+    return 0;
+}
+
+/* ---- freeing ---- */
+
+struct queue *queue_free(struct queue *q) {
+    if (!q || q->closing)
+        return NULL;
+    queue_ref(q); /* callbacks below may not free it under us */
+    q->closing = true;
+    consumer_halt(q);
+    reader_halt(q);
+
+    /* The callbacks of calls in progress run now, with -ECANCELED. */
+    while (q->appends) {
+        struct append_op *op = q->appends;
+        q->appends = op->next;
+        q->n_appends--;
+        eq_append_cb cb = op->cb;
+        void *userdata = op->userdata;
+        size_t done = op->done;
+        if (op->inflight)
+            op->cancelled = true; /* freed by its store callback */
+        else
+            append_op_free(op);
+        if (cb)
+            cb(q, -ECANCELED, done, userdata);
+    }
+    if (q->prune) {
+        struct prune_op *op = TAKE_PTR(q->prune);
+        bq_prune_cb cb = op->cb;
+        void *userdata = op->userdata;
+        uint64_t deleted = op->deleted;
+        if (op->inflight)
+            op->cancelled = true;
+        else
+            prune_op_free(op);
+        if (cb)
+            cb(q, -ECANCELED, deleted, userdata);
+    }
+
+    uv_close((uv_handle_t *)&q->consumer_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&q->reader_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&q->append_timer, on_timer_closed);
+    queue_unref(q);
+    return NULL;
+}

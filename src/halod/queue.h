@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The event queue (EQ) and the broadcast queue (BQ) of the cluster, kept in
+ * the store (seed 003: Hare's EQ/BQ and recovery coordinator).
+ *
+ * Any halod appends HA events (an object failed, came back, ...) to the EQ.
+ * The coordinator alone consumes the EQ in order, drops duplicates (the same
+ * failure reported by several nodes), decides the new HA state of each object
+ * and publishes its decisions on the BQ, a totally ordered log that every
+ * halod reads in order.  Each halod records how far it has read, so that the
+ * coordinator can prune what everyone has read.
+ *
+ * Key layout, under the caller's prefix P ("/halo/<cluster>/"); every value is
+ * compact JSON with sorted keys, readable with `etcdctl get`:
+ *
+ *   P eq/<node>/<hlc>      an event appended by <node>; <hlc> is a hybrid
+ *                          logical clock timestamp of that node, 20 decimal
+ *                          digits, zero-padded.  The value is an event (below).
+ *                          Deleted by the coordinator once consumed.
+ *   P state/<kind>:<name>  the object's current HA state as last published:
+ *                          the event that set it, with the decided state and
+ *                          "seq" (the BQ entry that published it).
+ *   P bq/<seq>             a BQ entry: seq (1, 2, ...; 20 digits, zero-padded)
+ *                          and the event as published (decided state), with
+ *                          "seq".  Deleted by bq_prune() once every live node
+ *                          has read it.
+ *   P bq-seq               the last seq published, a JSON integer.  Written in
+ *                          the same transaction as the entries, so a new
+ *                          coordinator continues the numbering even when
+ *                          pruning has emptied bq/.
+ *   P bq-delivered/<node>  the last seq <node> has delivered, a JSON integer.
+ *
+ * An event:
+ *
+ *   {"object":"process:ios2","state":"FAILED","node":"n1",
+ *    "hlc":"116567895638343683","reason":"exit status 1","epoch":3}
+ *
+ *   object  "<kind>:<name>"; kind is one of node, process, service, device,
+ *           su, comp; name is 1 to 255 printable ASCII characters without
+ *           space or '/'.
+ *   state   ONLINE, FAILED, TRANSIENT, REPAIR, REPAIRED, REBALANCE, RECOVERING
+ *           or OFFLINE.
+ *   node    the reporting node, a name as above.
+ *   hlc     when it happened: an HLC timestamp (hlc.h) as a decimal string
+ *           (JSON numbers lose precision above 2^53).  Optional on input.
+ *   reason  optional free text, at most 511 bytes, no control characters.
+ *   epoch   optional integer >= 0 (the object's epoch, recovery protocol).
+ *
+ * Fields not listed are ignored (so that new ones can be added); a listed
+ * field with a wrong type or value makes the whole event invalid.
+ *
+ * Order and guarantees:
+ *
+ *  - eq_append() writes a batch of events in one transaction (several beyond
+ *    STORE_TXN_OPS_MAX, one after the other); the EQ's order is the store's
+ *    revision order.  Each key is created under a "create revision = 0"
+ *    compare, so an event is never overwritten, even by this node after a
+ *    restart with its clock set back.
+ *  - The consumer (the coordinator) reads the EQ from the store at start,
+ *    then follows it with a watch.  It consumes events in order in batches:
+ *    all that has arrived, up to what one transaction holds.  An event whose
+ *    state is the object's current state is a duplicate and is dropped; the
+ *    others go to the caller's decide callback, which returns the state to
+ *    publish or "drop".  Per batch, one transaction deletes the consumed EQ
+ *    keys, puts the new state/ values, appends the BQ entries and bq-seq.  It
+ *    is guarded by the caller's compare (the coordinator passes "the leader
+ *    key still has the create revision I won it at") and by "bq-seq has not
+ *    changed since I read it", so a deposed coordinator writes nothing and
+ *    two consumers can never publish the same seq; the consumer then stops
+ *    with -EPERM.  One batch is in flight at a time.
+ *  - The BQ reader reads its offset, the state/ snapshot and the BQ at start,
+ *    delivers the entries after its offset in seq order, then follows the BQ
+ *    with a watch.  It never delivers a seq twice in one process (across
+ *    stop/start too).  It saves its offset after delivering, with at most one
+ *    write in flight (the latest offset is written when it completes), so
+ *    after a crash or restart delivery resumes after the saved offset: an
+ *    entry delivered but not yet saved is delivered again.  Delivery is
+ *    therefore at least once across restarts, exactly once within a process.
+ *    A node that starts with no offset (a new node) gets the state/ snapshot
+ *    and every entry still in the BQ.
+ *  - bq_prune() deletes the entries every listed node has delivered; a node
+ *    listed without an offset blocks pruning.  A node left out of the list
+ *    (it left the cluster) may find a gap when it comes back: it is logged,
+ *    and the state/ snapshot it reads at start is complete.
+ *
+ * Errors on the store paths: -ECANCELED (the store is closing) stops
+ * everything for good; -ESTALE (a watch fell behind the store's history)
+ * makes the consumer or reader read everything again and go on; other errors
+ * are logged and retried with a bounded backoff.  Nothing blocks the loop.
+ *
+ * Callbacks (decide, deliver, stopped, append and prune callbacks) may call
+ * any function of this module, queue_free() included.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "hlc.h"
+#include "store.h"
+
+#define QUEUE_NAME_MAX 255
+#define QUEUE_REASON_MAX 511
+/* "process:<name>" and its NUL. */
+#define QUEUE_OBJECT_MAX (sizeof("process:") + QUEUE_NAME_MAX)
+/* queue_event_parse() refuses longer input. */
+#define QUEUE_EVENT_JSON_MAX 4096
+#define QUEUE_EPOCH_NONE INT64_C(-1)
+/* eq_append() calls in flight at once. */
+#define QUEUE_APPENDS_MAX 64
+
+enum queue_kind {
+    QUEUE_KIND_NODE,
+    QUEUE_KIND_PROCESS,
+    QUEUE_KIND_SERVICE,
+    QUEUE_KIND_DEVICE,
+    QUEUE_KIND_SU,
+    QUEUE_KIND_COMP,
+    _QUEUE_KIND_MAX,
+};
+
+/* Motr's M0_NC_* set, with RECOVERING (DTM) and OFFLINE. */
+enum queue_ha_state {
+    QUEUE_HA_ONLINE,
+    QUEUE_HA_FAILED,
+    QUEUE_HA_TRANSIENT,
+    QUEUE_HA_REPAIR,
+    QUEUE_HA_REPAIRED,
+    QUEUE_HA_REBALANCE,
+    QUEUE_HA_RECOVERING,
+    QUEUE_HA_OFFLINE,
+    _QUEUE_HA_MAX,
+};
+
+struct queue_event {
+    enum queue_kind kind;
+    char name[QUEUE_NAME_MAX + 1];
+    enum queue_ha_state state;
+    char node[QUEUE_NAME_MAX + 1]; /* the reporting node */
+    uint64_t hlc;                  /* 0: none (eq_append() stamps it) */
+    char reason[QUEUE_REASON_MAX + 1];
+    int64_t epoch; /* QUEUE_EPOCH_NONE or >= 0 */
+};
+
+struct queue;
+
+/* ---- events ---- */
+
+/* NULL for a value out of range. */
+const char *queue_kind_to_string(enum queue_kind k);
+const char *queue_ha_state_to_string(enum queue_ha_state s);
+/* The enum value, or -EINVAL. */
+int queue_kind_from_string(const char *s);
+int queue_ha_state_from_string(const char *s);
+
+/* 1 to QUEUE_NAME_MAX bytes of printable ASCII without space or '/'. */
+bool queue_name_valid(const char *name);
+
+/* Fills ev with defaults: empty strings, hlc 0, epoch QUEUE_EPOCH_NONE, then
+ * the object ("kind:name") and state.  Returns 0 or -EINVAL. */
+int queue_event_init(struct queue_event *ev, const char *object, enum queue_ha_state state);
+/* Writes "kind:name" into buf; returns 0 or -EINVAL. */
+int queue_event_object(const struct queue_event *ev, char buf[static QUEUE_OBJECT_MAX]);
+/* 0 if ev is a valid event (an empty node is allowed only if allow_no_node), else -EINVAL. */
+int queue_event_validate(const struct queue_event *ev, bool allow_no_node);
+
+/* A new JSON object for ev (the caller owns it); 0, -EINVAL (invalid event) or -ENOMEM. */
+int queue_event_to_json(const struct queue_event *ev, json_t **ret);
+/* Reads and validates an event; 0, or -EINVAL for anything wrong (never a
+ * crash, whatever j is).  *ret is written only on success. */
+int queue_event_from_json(const json_t *j, struct queue_event *ret);
+/* The same from text: at most QUEUE_EVENT_JSON_MAX bytes of one JSON object
+ * (duplicate keys refused).  0 or -EINVAL. */
+int queue_event_parse(const char *buf, size_t len, struct queue_event *ret);
+
+/* ---- the queue ---- */
+
+struct queue_params {
+    uv_loop_t *loop;
+    store *store;       /* must outlive the queue, or be freed first (see queue_free()) */
+    const char *prefix; /* "/halo/<cluster>/", copied; at most 512 bytes */
+    const char *node;   /* this node's name, copied */
+    struct hlc *clock;  /* not owned; NULL: the queue's own on CLOCK_REALTIME */
+};
+
+/* Returns 0, -EINVAL or -ENOMEM. */
+int queue_new(const struct queue_params *p, struct queue **ret);
+
+/*
+ * Stops the consumer and the reader; the callbacks of eq_append() and
+ * bq_prune() calls still in progress run with -ECANCELED before it returns
+ * (stopped callbacks do not run).  No callback runs after it returns.  The
+ * memory is released once the store's callbacks of calls in flight have come
+ * back and the queue's timers have closed: run the loop once more.  Accepts
+ * NULL; returns NULL.  The store may be freed before or after.
+ */
+struct queue *queue_free(struct queue *q);
+
+/* The HA state last published for object ("kind:name"), as delivered by the
+ * reader or decided by the consumer of this queue: an enum queue_ha_state,
+ * -ENOENT if none is known, -EINVAL. */
+int queue_state_get(const struct queue *q, const char *object);
+
+/* Calls cb for every object whose state is known (in no particular order);
+ * cb must not change the queue. */
+typedef void (*queue_state_cb)(const char *object, enum queue_ha_state state, uint64_t seq, void *userdata);
+void queue_state_foreach(const struct queue *q, queue_state_cb cb, void *userdata);
+
+/* ---- the event queue ---- */
+
+typedef void (*eq_append_cb)(struct queue *q, int error, size_t n_appended, void *userdata);
+
+/*
+ * Appends n events (n >= 1) to the EQ under eq/<this node>/.  Each event is
+ * validated; an empty node becomes this queue's node, a zero hlc becomes
+ * hlc_now(), a non-zero one is merged into the clock (hlc_update()).  Events
+ * are copied.  Returns 0, or -EINVAL (an invalid event, n == 0), -ERANGE (an
+ * hlc too far ahead), -EBUSY (QUEUE_APPENDS_MAX calls in progress),
+ * -ECANCELED (the store is closing), -ENOMEM; then nothing was appended and
+ * cb does not run.  Otherwise cb (may be NULL) runs once: 0 when all are
+ * appended, or an error with how many were (a prefix of events, whole
+ * transactions).  Transient store errors are retried a few times first.
+ */
+int eq_append(struct queue *q, const struct queue_event *events, size_t n, eq_append_cb cb, void *userdata);
+
+/*
+ * The coordinator's decision for one event that is not a duplicate: current is
+ * the object's state (an enum queue_ha_state) or -ENOENT.  Return 1 and set
+ * *ret_state to publish a state (if it equals current, nothing is published),
+ * 0 to drop the event, or a negative errno for a transient failure: the event
+ * is kept and offered again later.
+ */
+typedef int (*eq_decide_cb)(struct queue *q, const struct queue_event *ev, int current, enum queue_ha_state *ret_state,
+                            void *userdata);
+
+/* The consumer or the reader stopped by itself: -EPERM (the consumer's guard
+ * failed: deposed) or -ECANCELED (the store is closing). */
+typedef void (*queue_stopped_cb)(struct queue *q, int error, void *userdata);
+
+/*
+ * Starts consuming the EQ.  guard (copied; NULL for none) is a compare added
+ * to every batch's transaction.  decide NULL publishes each event's own
+ * state.  stopped may be NULL.  Returns 0, -EBUSY (already running),
+ * -EINVAL, -ECANCELED, -ENOMEM.
+ */
+int eq_consumer_start(struct queue *q, const store_compare *guard, eq_decide_cb decide, queue_stopped_cb stopped,
+                      void *userdata);
+/* Stops consuming; a batch in flight may still be applied in the store.  No
+ * callback of the consumer runs after it.  Accepts a stopped consumer. */
+void eq_consumer_stop(struct queue *q);
+bool eq_consumer_running(const struct queue *q);
+
+/* ---- the broadcast queue ---- */
+
+typedef void (*bq_deliver_cb)(struct queue *q, uint64_t seq, const struct queue_event *ev, void *userdata);
+
+/* Starts reading the BQ as this queue's node.  Returns 0, -EBUSY, -EINVAL,
+ * -ECANCELED, -ENOMEM. */
+int bq_reader_start(struct queue *q, bq_deliver_cb deliver, queue_stopped_cb stopped, void *userdata);
+/* Stops delivering (an offset write in flight still completes).  Accepts a stopped reader. */
+void bq_reader_stop(struct queue *q);
+/* The last seq delivered (or read back as this node's offset), 0 if none. */
+uint64_t bq_reader_delivered(const struct queue *q);
+
+typedef void (*bq_prune_cb)(struct queue *q, int error, uint64_t n_deleted, void *userdata);
+
+/*
+ * Deletes the BQ entries that every node of live_nodes (copied) has
+ * delivered, in transactions of at most STORE_TXN_OPS_MAX deletes.  Returns
+ * 0, -EINVAL, -EBUSY (a prune is in progress), -ECANCELED, -ENOMEM; then cb
+ * does not run.  Otherwise cb (may be NULL) runs once with the number of
+ * entries deleted, and an error if one stopped it.
+ */
+int bq_prune(struct queue *q, const char *const *live_nodes, size_t n, bq_prune_cb cb, void *userdata);
+
+/* ---- counters, for tests and metrics ---- */
+
+struct queue_stats {
+    uint64_t appended;      /* events appended by this queue */
+    uint64_t append_txns;   /* successful append transactions */
+    uint64_t consumed;      /* EQ events consumed (deleted) by the consumer */
+    uint64_t duplicates;    /* of those, dropped as duplicates */
+    uint64_t dropped;       /* of those, dropped by decide or as invalid */
+    uint64_t published;     /* BQ entries written */
+    uint64_t consumer_txns; /* successful batch transactions */
+    uint64_t delivered;     /* BQ entries delivered by the reader */
+    uint64_t offset_writes; /* successful offset writes */
+    uint64_t pruned;        /* BQ entries deleted by bq_prune() */
+    uint64_t last_seq;      /* the consumer's last published seq */
+};
+
+void queue_get_stats(const struct queue *q, struct queue_stats *ret);

@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: MIT
+"""The event queue and the broadcast queue on real halods sharing a real etcd:
+events reported by several nodes are published once, every node delivers the
+same entries in the same order, processes can ask for object states."""
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+from etcd_harness import Etcd
+from halo_harness import TESTCOMP, free_port, wait_for
+
+
+def yaml(log):
+    return f"""
+cluster: ev
+nodes:
+  n1: {{}}
+  n2: {{}}
+  n3: {{}}
+service-groups:
+  svc:
+    redundancy: 2N
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP: "object-states", TESTCOMP_LOG: "{log}"}}
+    service-units:
+      svc-a: {{node: n1}}
+      svc-b: {{node: n2}}
+    service-instances:
+      si: {{csis: {{c: {{}}}}}}
+"""
+
+
+def post(port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def notes(log, comp):
+    """[(object, state, seq)] that comp logged, in order."""
+    out = []
+    try:
+        with open(log) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 5 and p[0] == comp and p[1] == "OBJ":
+                    out.append((p[2], p[3], int(p[4])))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+@pytest.fixture
+def etcd():
+    e = Etcd(members=1).start()
+    yield e
+    e.stop()
+
+
+def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    http = {n: free_port() for n in ("n1", "n2")}
+    hs = {}
+    for n in ("n1", "n2"):
+        hs[n] = halod_factory(yaml(log), name=n, extra_args=[
+            "--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1", "--http", f"127.0.0.1:{http[n]}"]).start()
+    wait_for(lambda: (lambda s: s["active"] and s["standby"])(hs["n1"].si("si")), timeout=20, what="SI assigned")
+    # Both processes registered: their ONLINE went through the queues.
+    for c in ("svc-a", "svc-b"):
+        wait_for(lambda c=c: ("process:svc-a", "ONLINE") in [(o, s) for o, s, _ in notes(log, c)] and
+                 ("process:svc-b", "ONLINE") in [(o, s) for o, s, _ in notes(log, c)], timeout=20,
+                 what=f"{c} told both processes are ONLINE")
+
+    # The same failure reported through both nodes is published once.
+    ev = {"object": "node:n3", "state": "FAILED", "reason": "monitor says so"}
+    assert post(http["n1"], ev)[0] == 202
+    assert post(http["n2"], {"events": [ev]})[0] == 202
+    assert post(http["n2"], [ev])[0] == 202
+    for c in ("svc-a", "svc-b"):
+        wait_for(lambda c=c: ("node:n3", "FAILED") in [(o, s) for o, s, _ in notes(log, c)], timeout=10,
+                 what=f"{c} told node:n3 FAILED")
+    assert post(http["n1"], {"object": "node:n3", "state": "ONLINE"})[0] == 202
+    for c in ("svc-a", "svc-b"):
+        wait_for(lambda c=c: [(o, s) for o, s, _ in notes(log, c)].count(("node:n3", "ONLINE")) == 1, timeout=10,
+                 what=f"{c} told node:n3 ONLINE")
+    for c in ("svc-a", "svc-b"):
+        assert [(o, s) for o, s, _ in notes(log, c)].count(("node:n3", "FAILED")) == 1, notes(log, c)
+
+    # A process asks for the current states (nvec get).
+    with open(f"{log}.svc-a.query", "w") as f:
+        f.write("node:n3\nprocess:svc-b\nnode:nobody\n")
+    wait_for(lambda: "svc-a QUERY node:nobody -" in open(log).read(), what="query answered")
+    text = open(log).read()
+    assert "svc-a QUERY node:n3 ONLINE" in text and "svc-a QUERY process:svc-b ONLINE" in text
+
+    # A real node failure: n2 dies; n1 reports it, and its process is told.
+    hs["n2"].kill_all()
+    wait_for(lambda: ("node:n2", "FAILED") in [(o, s) for o, s, _ in notes(log, "svc-a")], timeout=20,
+             what="svc-a told node:n2 FAILED")
+
+    # Every node delivered the same entries in the same order, each once.
+    a, b = notes(log, "svc-a"), notes(log, "svc-b")
+    for seq_list in (a, b):
+        seqs = [s for _, _, s in seq_list]
+        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seq_list
+    common = {s for _, _, s in a} & {s for _, _, s in b}
+    assert len(common) >= 3
+    assert [e for e in a if e[2] in common] == [e for e in b if e[2] in common]
+
+    # Bad input on the HTTP API: clear errors, nothing published.
+    code, err = post(http["n1"], {"object": "device:disk9", "state": "FAILED"})
+    assert code == 404 and "not in the cluster description" in err["message"]
+    code, err = post(http["n1"], {"object": "node:n3", "state": "SLEEPY"})
+    assert code == 400 and err["error"]
+    code, err = post(http["n1"], {"object": "node:../x", "state": "FAILED"})
+    assert code == 400
+    assert hs["n1"].stop() == 0
