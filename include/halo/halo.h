@@ -314,6 +314,17 @@ int halo_ha_state_get(halo *h, const char *comp, const char *csi_name, halo_ha_s
  */
 int halo_object_state_get(halo *h, const char *const *objects, size_t n, halo_object_state *ret_states);
 
+/*
+ * Where the cluster's services are (the seeds' entrypoint): *ret_json (free()
+ * it) is a JSON object {"coordinator": node, "nodes": N, "online": K,
+ * "quorum": N/2+1, "entrypoints": [{"si", "active", "node", "csis": [{"name",
+ * "attributes": {...}}]}]} listing the SIs the description marks
+ * `entrypoint: true` (active and node are null while the SI has no ACTIVE).
+ * Returns 0, -HALO_ETRYAGAIN while the cluster has no coordinator (then
+ * *ret_retry_msec, if not NULL, says when to ask again), -ENOTCONN (since 0.2).
+ */
+int halo_entrypoint(halo *h, char **ret_json, unsigned *ret_retry_msec);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1414,6 +1414,20 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
         (void)server_conn_send(conn, &out);
         return;
     }
+    case HALO__LINK__MSG__BODY_ENTRYPOINT_GET: {
+        _cleanup_free_ char *json = NULL;
+        r = amf_entrypoint_json(a, &json);
+        Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
+        LinkMsg out = HALO__LINK__MSG__INIT;
+        rep.seq = m->entrypoint_get->seq;
+        rep.error = r == -EAGAIN ? -HALO_ETRYAGAIN : r;
+        rep.json = json ?: "";
+        rep.retry_msec = r == -EAGAIN ? 100 : 0; /* an election takes a round trip or two */
+        out.body_case = HALO__LINK__MSG__BODY_REPLY;
+        out.reply = &rep;
+        (void)server_conn_send(conn, &out);
+        return;
+    }
     case HALO__LINK__MSG__BODY_OBJECT_STATE_GET: {
         /* Any connected process may ask (the seeds' nvec get); the link validated the names. */
         const Halo__Link__ObjectStateGet *g = m->object_state_get;

@@ -69,7 +69,7 @@ struct queued {
  * negative).  Runs under the lock when the Reply is read, before any later
  * packet of the link (its end included) is looked at.  arg is the request's.
  */
-typedef void (*commit_fn)(halo *h, int error, void *arg);
+typedef void (*commit_fn)(halo *h, int error, const Halo__Link__Reply *reply, void *arg);
 
 /* A thread waiting for the Reply that carries seq; lives on that thread's stack. */
 struct waiter {
@@ -443,7 +443,7 @@ static void deliver_reply(halo *h, LinkMsg *m) {
         if (w->seq == m->reply->seq && !w->reply) {
             w->reply = m;
             if (w->commit)
-                w->commit(h, negative(m->reply->error), w->arg);
+                w->commit(h, negative(m->reply->error), m->reply, w->arg);
             pthread_cond_broadcast(&h->cond);
             return;
         }
@@ -1223,7 +1223,7 @@ HALO_EXPORT int halo_dispatch(halo *h, halo_dispatch_flags flags) {
 
 /* ---- calls --------------------------------------------------------------- */
 
-static void commit_register(halo *h, int error, void *arg) {
+static void commit_register(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     char **comp = arg;
     if (error == 0 && !h->comp)
         h->comp = TAKE_PTR(*comp);
@@ -1262,7 +1262,7 @@ HALO_EXPORT int halo_register(halo *h, const char *comp, const char *proxy) {
     return request(h, &m, &reg.seq, NULL, commit_register, &copy, NULL);
 }
 
-static void commit_unregister(halo *h, int error, void *arg) {
+static void commit_unregister(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     const char *comp = arg;
     if (error == 0 && h->comp && (!comp || streq(comp, h->comp))) {
         free(h->comp);
@@ -1330,7 +1330,7 @@ static bool hc_is(halo *h, const struct hc *c, const char *comp, const char *key
     return a && b && streq(a, b) && streq(c->key, key);
 }
 
-static void commit_hc_start(halo *h, int error, void *arg) {
+static void commit_hc_start(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     struct hc **c = arg;
     if (error != 0)
         return;
@@ -1399,7 +1399,7 @@ struct hc_name {
     const char *comp, *key;
 };
 
-static void commit_hc_stop(halo *h, int error, void *arg) {
+static void commit_hc_stop(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     const struct hc_name *n = arg;
     if (error != 0 && error != -ENOENT)
         return;
@@ -1448,7 +1448,7 @@ HALO_EXPORT int halo_error_report(halo *h, const char *comp, halo_recovery recom
     return request(h, &m, &er.seq, &er.comp, NULL, NULL, NULL);
 }
 
-static void commit_pg_track(halo *h, int error, void *arg) {
+static void commit_pg_track(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     struct pg **g = arg;
     if (error != 0)
         return;
@@ -1492,7 +1492,7 @@ HALO_EXPORT int halo_pg_track(halo *h, const char *csi_name, unsigned flags) {
     return request(h, &m, &pt.seq, NULL, g ? commit_pg_track : NULL, &g, NULL);
 }
 
-static void commit_pg_track_stop(halo *h, int error, void *arg) {
+static void commit_pg_track_stop(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     const char *csi = arg;
     if (error != 0 && error != -ENOENT)
         return;
@@ -1547,6 +1547,34 @@ HALO_EXPORT int halo_object_state_get(halo *h, const char *const *objects, size_
     }
     link_msg_free(reply);
     return 0;
+}
+
+struct retry_hint {
+    unsigned msec;
+};
+
+static void commit_retry_hint(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
+    ((struct retry_hint *)arg)->msec = reply->retry_msec;
+}
+
+HALO_EXPORT int halo_entrypoint(halo *h, char **ret_json, unsigned *ret_retry_msec) {
+    Halo__Link__EntrypointGet g = HALO__LINK__ENTRYPOINT_GET__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    LinkMsg *reply = NULL;
+
+    assert_return(h && ret_json, -EINVAL);
+    m.body_case = HALO__LINK__MSG__BODY_ENTRYPOINT_GET;
+    m.entrypoint_get = &g;
+    /* request() returns the Reply only on success: read the hint through commit. */
+    struct retry_hint hint = {0};
+    int r = request(h, &m, &g.seq, NULL, commit_retry_hint, &hint, &reply);
+    if (ret_retry_msec)
+        *ret_retry_msec = hint.msec;
+    if (r < 0)
+        return r;
+    *ret_json = strdup(reply->reply->json);
+    link_msg_free(reply);
+    return *ret_json ? 0 : -ENOMEM;
 }
 
 HALO_EXPORT int halo_ha_state_get(halo *h, const char *comp, const char *csi_name, halo_ha_state *ret_state) {

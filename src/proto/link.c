@@ -175,6 +175,8 @@ int link_validate(const LinkMsg *m) {
         for (size_t i = 0; i < m->object_state_get->n_objects; i++)
             CHECK(check_object(m->object_state_get->objects[i]));
         return 0;
+    case HALO__LINK__MSG__BODY_ENTRYPOINT_GET:
+        return 0;
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
         return check_object_states(m->object_state_note->states, m->object_state_note->n_states);
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:

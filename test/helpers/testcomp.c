@@ -14,6 +14,8 @@
  *                       ("OBJ <object> <state> <seq>"); and when the file
  *                       $TESTCOMP_LOG.<comp>.query holds object names (one per
  *                       line), ask halod for them once and log "QUERY <object> <state>"
+ *   entrypoint          after registering, log halo_entrypoint()'s answer once there is a
+ *                       coordinator ("ENTRYPOINT <json>"), retrying as it says
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,8 @@ static const char *me;
 static char stop_file[4096];
 static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
 static char query_file[4096];
+static bool entrypoint;
+static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
 static long long report_at; /* ms, 0 = none */
 
@@ -153,6 +157,8 @@ int main(void) {
             ignore_terminate = true;
         else if (strcmp(t, "object-states") == 0)
             object_states = true;
+        else if (strcmp(t, "entrypoint") == 0)
+            entrypoint = true;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }
@@ -189,6 +195,26 @@ int main(void) {
         }
         if (object_states && query_file[0])
             run_query(h);
+        if (entrypoint && !entrypoint_at)
+            entrypoint_at = now;
+        if (entrypoint_at && now >= entrypoint_at) {
+            char *json = NULL;
+            unsigned retry = 0;
+            r = halo_entrypoint(h, &json, &retry);
+            if (r == 0) {
+                logf_("ENTRYPOINT %s", json);
+                free(json);
+                entrypoint = false;
+                entrypoint_at = 0;
+            } else if (r == -HALO_ETRYAGAIN) {
+                logf_("ENTRYPOINT_RETRY %u", retry);
+                entrypoint_at = now + (retry ? retry : 100);
+            } else {
+                logf_("ENTRYPOINT_FAILED %d", r);
+                entrypoint = false;
+                entrypoint_at = 0;
+            }
+        }
         if (report_at && now >= report_at) {
             report_at = 0;
             r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);

@@ -25,12 +25,12 @@ service-groups:
     redundancy: 2N
     component:
       command: {TESTCOMP}
-      env: {{TESTCOMP: "object-states", TESTCOMP_LOG: "{log}"}}
+      env: {{TESTCOMP: "object-states,entrypoint", TESTCOMP_LOG: "{log}"}}
     service-units:
       svc-a: {{node: n1}}
       svc-b: {{node: n2}}
     service-instances:
-      si: {{csis: {{c: {{}}}}}}
+      si: {{entrypoint: true, csis: {{c: {{attributes: {{port: "7999"}}}}}}}}
 """
 
 
@@ -78,6 +78,17 @@ def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
         wait_for(lambda c=c: ("process:svc-a", "ONLINE") in [(o, s) for o, s, _ in notes(log, c)] and
                  ("process:svc-b", "ONLINE") in [(o, s) for o, s, _ in notes(log, c)], timeout=20,
                  what=f"{c} told both processes are ONLINE")
+
+    # The entrypoint, through libhalo: the coordinator, the quorum, where the SI's ACTIVE runs.
+    def entrypoint():
+        for line in open(log):
+            if line.startswith("svc-b ENTRYPOINT {"):
+                return json.loads(line.split(" ", 2)[2])
+    ep = wait_for(entrypoint, what="svc-b got the entrypoint")
+    assert ep["coordinator"] in ("n1", "n2") and ep["nodes"] == 3 and ep["quorum"] == 2
+    # Asked before the election was over, it was told when to ask again.
+    assert all(int(line.split()[2]) > 0 for line in open(log) if " ENTRYPOINT_RETRY " in line)
+    assert ep["entrypoints"][0]["si"] == "si" and ep["entrypoints"][0]["csis"][0]["attributes"]["port"] == "7999"
 
     # The same failure reported through both nodes is published once.
     ev = {"object": "node:n3", "state": "FAILED", "reason": "monitor says so"}
