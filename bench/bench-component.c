@@ -4,10 +4,15 @@
  * after answering a CSI set ACTIVE appends "ACTIVE <component> <CLOCK_MONOTONIC ns>"
  * to the file named by $HALO_BENCH_LOG (one write(2) with O_APPEND, so lines
  * from several components never interleave).
+ *
+ * With $HALO_BENCH_STATES it also asks for the cluster's object states:
+ * "count" just takes them, "log" appends "S <object> <state> <ns>" per state
+ * (one write(2) per note), for bench/events.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,13 +58,37 @@ static void on_healthcheck(halo *h, halo_invocation inv, const char *comp, const
     halo_response(h, inv, 0);
 }
 
+static bool log_states;
+
+static void on_object_states(halo *h, const halo_object_state *st, size_t n, void *userdata) {
+    static char buf[256 * 320];
+    struct timespec ts;
+    size_t len = 0;
+    if (!log_states || log_fd < 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(buf + len, sizeof(buf) - len, "S %s %s %lld\n", st[i].object, st[i].state, ns);
+        if (k < 0 || (size_t)k >= sizeof(buf) - len)
+            break;
+        len += (size_t)k;
+    }
+    (void)!write(log_fd, buf, len);
+}
+
 int main(void) {
     const char *path = getenv("HALO_BENCH_LOG");
     if (path)
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 
-    halo_callbacks cb = {
-        .csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate, .healthcheck = on_healthcheck};
+    const char *states = getenv("HALO_BENCH_STATES");
+    log_states = states && strcmp(states, "log") == 0;
+    halo_callbacks cb = {.csi_set = on_csi_set,
+                         .csi_remove = on_csi_remove,
+                         .terminate = on_terminate,
+                         .healthcheck = on_healthcheck,
+                         .object_states = states ? on_object_states : NULL};
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r < 0) {

@@ -11,6 +11,7 @@ import benchlib as B
 
 sys.path.insert(0, os.path.join(B.TOP, "test", "integration"))
 from etcd_harness import Etcd  # noqa: E402
+from halo_harness import free_port  # noqa: E402,F401
 
 PLACEMENT = {"svc-a": "n1", "svc-b": "n2"}
 NODE_OF = {"svc-a": "n1", "svc-b": "n2"}

@@ -103,6 +103,7 @@ struct etcd_request {
     CURL *easy;
     struct etcd_buf resp;
     unsigned attempts;
+    bool side; /* a keepalive: sent at once beside the ordered requests, on the s->side list */
 };
 
 struct etcd_watch {
@@ -140,6 +141,7 @@ struct store_etcd {
     int64_t revision;
     struct etcd_request *queue_head, *queue_tail;
     struct etcd_request *current; /* in flight */
+    struct etcd_request *side;    /* keepalives in flight, linked by next: never behind other requests */
     struct etcd_watch *watches;
     struct etcd_poll *polls;
     struct etcd_watch *delivering; /* whose callback is running */
@@ -428,13 +430,23 @@ static bool retryable(struct etcd_request *r, CURLcode cc, int error) {
 
 static int request_send(struct etcd_request *r);
 
+static void side_unlink(struct store_etcd *s, struct etcd_request *r) {
+    for (struct etcd_request **p = &s->side; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            r->next = NULL;
+            return;
+        }
+}
+
 /* The in-flight request's transfer ended. */
 static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode cc) {
     long status = 0;
     json_t *j = NULL;
     int error = 0;
 
-    s->current = NULL;
+    if (s->current == r)
+        s->current = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(s->multi, r->easy);
     curl_easy_cleanup(r->easy);
@@ -460,10 +472,13 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
         s->endpoint = (s->endpoint + 1) % (unsigned)s->n_endpoints;
         buf_done(&r->resp);
         if (request_send(r) >= 0) {
-            s->current = r;
+            if (!r->side)
+                s->current = r;
             return;
         }
     }
+    if (r->side)
+        side_unlink(s, r);
 
     if (error < 0) {
         if (error == -EAGAIN)
@@ -889,7 +904,12 @@ static void etcd_dispatch(struct store_etcd *s) {
             continue;
         CURL *e = m->easy_handle;
         CURLcode cc = m->data.result;
-        if (s->current && s->current->easy == e)
+        struct etcd_request *sr = s->side;
+        while (sr && sr->easy != e)
+            sr = sr->next;
+        if (sr)
+            request_done(s, sr, cc);
+        else if (s->current && s->current->easy == e)
             request_done(s, s->current, cc);
         else
             for (struct etcd_watch *w = s->watches; w; w = w->next)
@@ -1084,10 +1104,32 @@ static int lease_call(store *st, etcd_request_kind kind, const char *path, const
         json_decref(o);
         return -ENOMEM;
     }
+    if (kind == REQ_LEASE_KEEPALIVE) {
+        /* Renewals never wait behind other requests: a node whose renewal
+         * queued behind a burst of writes would fence itself for nothing.
+         * Their order does not matter; each goes out at once on its own transfer. */
+        r = calloc(1, sizeof(*r));
+        char *body = dump_free(o);
+        if (!r || !body) {
+            free(r);
+            free(body);
+            return -ENOMEM;
+        }
+        *r = (struct etcd_request){.s = s, .kind = kind, .path = path, .body = body, .side = true, .lease = v};
+        r->lease_cb = cb;
+        r->userdata = userdata;
+        if (request_send(r) < 0) {
+            request_free(r);
+            return -ENOMEM;
+        }
+        r->next = s->side;
+        s->side = r;
+        return 0;
+    }
     ret = request_queue(s, kind, path, dump_free(o), &r);
     if (ret < 0)
         return ret;
-    r->writes = kind != REQ_LEASE_KEEPALIVE;
+    r->writes = true;
     r->lease = kind == REQ_LEASE_GRANT ? 0 : v;
     r->lease_cb = cb;
     r->userdata = userdata;
@@ -1257,6 +1299,12 @@ static void etcd_free(store *st) {
 
     if (s->current) {
         struct etcd_request *r = TAKE_PTR(s->current);
+        request_complete(r, -ECANCELED, NULL, 0, 0);
+        request_free(r);
+    }
+    while (s->side) {
+        struct etcd_request *r = s->side;
+        s->side = r->next;
         request_complete(r, -ECANCELED, NULL, 0, 0);
         request_free(r);
     }
