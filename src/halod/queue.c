@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The cluster's event queue and broadcast queue over the store: append, consume once, deliver in order (see queue.h). */
+/* The cluster's event queue and broadcast queue over the store: append, consume once, deliver in order (see queue.h).
+ */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "queue.h"
 
@@ -25,13 +26,13 @@
 #define OPS_PER_EVENT 4
 
 static const char *const kind_names[_QUEUE_KIND_MAX] = {
-    [QUEUE_KIND_NODE] = "node",       [QUEUE_KIND_PROCESS] = "process", [QUEUE_KIND_SERVICE] = "service",
-    [QUEUE_KIND_DEVICE] = "device",   [QUEUE_KIND_SU] = "su",           [QUEUE_KIND_COMP] = "comp",
+    [QUEUE_KIND_NODE] = "node",     [QUEUE_KIND_PROCESS] = "process", [QUEUE_KIND_SERVICE] = "service",
+    [QUEUE_KIND_DEVICE] = "device", [QUEUE_KIND_SU] = "su",           [QUEUE_KIND_COMP] = "comp",
 };
 
 static const char *const state_names[_QUEUE_HA_MAX] = {
-    [QUEUE_HA_ONLINE] = "ONLINE",         [QUEUE_HA_FAILED] = "FAILED",       [QUEUE_HA_TRANSIENT] = "TRANSIENT",
-    [QUEUE_HA_REPAIR] = "REPAIR",         [QUEUE_HA_REPAIRED] = "REPAIRED",   [QUEUE_HA_REBALANCE] = "REBALANCE",
+    [QUEUE_HA_ONLINE] = "ONLINE",         [QUEUE_HA_FAILED] = "FAILED",     [QUEUE_HA_TRANSIENT] = "TRANSIENT",
+    [QUEUE_HA_REPAIR] = "REPAIR",         [QUEUE_HA_REPAIRED] = "REPAIRED", [QUEUE_HA_REBALANCE] = "REBALANCE",
     [QUEUE_HA_RECOVERING] = "RECOVERING", [QUEUE_HA_OFFLINE] = "OFFLINE",
 };
 
@@ -489,8 +490,8 @@ struct consumer {
     store_watch *watch;
     struct pending *head, **tail;
     size_t n_pending;
-    uint64_t seq;      /* the last seq published (bq-seq) */
-    int64_t seq_mod;   /* bq-seq's mod revision as last read or written; 0: missing */
+    uint64_t seq;        /* the last seq published (bq-seq) */
+    int64_t seq_mod;     /* bq-seq's mod revision as last read or written; 0: missing */
     struct batch *batch; /* in flight */
     unsigned backoff_msec;
 };
@@ -960,7 +961,7 @@ static bool compare_holds(const store_compare *cmp, const store_kv *kv) {
         if (d == 0)
             d = kv->value_len < cmp->value_len ? -1 : kv->value_len > cmp->value_len;
     } else {
-        int64_t have = !kv                                  ? 0
+        int64_t have = !kv                                ? 0
                        : cmp->target == STORE_CMP_VERSION ? kv->version
                        : cmp->target == STORE_CMP_CREATE  ? kv->create_revision
                                                           : kv->mod_revision;
@@ -1049,8 +1050,7 @@ static void consumer_send(struct queue *q, struct batch *b) {
     size_t n_failure = 0;
     if (c->has_guard)
         failure[n_failure++] = (store_op){.type = STORE_OP_GET, .key = c->guard.key, .key_len = c->guard.key_len};
-    failure[n_failure++] =
-        (store_op){.type = STORE_OP_GET, .key = q->bq_seq_key, .key_len = strlen(q->bq_seq_key)};
+    failure[n_failure++] = (store_op){.type = STORE_OP_GET, .key = q->bq_seq_key, .key_len = strlen(q->bq_seq_key)};
 
     if (b->n_published > 0) {
         snprintf(b->seq_value, sizeof(b->seq_value), "%" PRIu64, c->seq + b->n_published);
