@@ -6,6 +6,7 @@
 
 #include "amf-internal.h"
 #include "http.h"
+#include "queue.h"
 #include "macro.h"
 
 static json_t *comp_json(const struct comp *c) {
@@ -212,6 +213,16 @@ int amf_metrics_text(struct amf *a, char **ret) {
                 (double)si->generation);
         }
     }
+    struct queue_stats qs;
+    uint64_t lost;
+    amf_events_stats(a, &qs, &lost);
+    l[0] = 0;
+    ADD("halo_events_appended_total", "Events this node appended to the event queue.", "counter", (double)qs.appended);
+    ADD("halo_events_consumed_total", "Events this node consumed as the coordinator.", "counter", (double)qs.consumed);
+    ADD("halo_events_duplicates_total", "Consumed events dropped as duplicates.", "counter", (double)qs.duplicates);
+    ADD("halo_events_published_total", "Broadcast-queue entries this node published.", "counter", (double)qs.published);
+    ADD("halo_events_delivered_total", "Broadcast-queue entries this node delivered.", "counter", (double)qs.delivered);
+    ADD("halo_events_lost_total", "Reports this node could not append.", "counter", (double)lost);
 #undef ADD
     if (r >= 0)
         r = http_metrics_finish(&b, ret);
