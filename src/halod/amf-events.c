@@ -171,7 +171,7 @@ void amf_events_snapshot(struct amf *a, struct conn *conn) {
     queue_state_foreach(e->q, snapshot_add, &s);
     if (s.failed)
         log_warning("Out of memory: a process gets no snapshot of the object states");
-    else
+    else if (s.n > 0)
         qsort(s.e, s.n, sizeof(*s.e), snap_cmp);
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
     for (size_t off = 0; !s.failed && off < s.n; off += LINK_OBJECTS_MAX) {

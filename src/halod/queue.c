@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The cluster's event queue and broadcast queue over the store: append, consume once, deliver in order (see queue.h).
- */
+/* The cluster's event and broadcast queues in the store: append, consume once, deliver in order (see queue.h). */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "queue.h"
 
@@ -566,6 +565,7 @@ struct call {
     struct queue *q;
     unsigned gen;
     void *data;
+    uint64_t offset; /* an offset write: the offset written */
 };
 
 static void queue_destroy(struct queue *q) {
@@ -1464,7 +1464,7 @@ static void on_offset_saved(store *s, int error, const store_result *r, void *us
     struct call *k = userdata;
     struct queue *q = k->q;
     struct reader *rd = &q->reader;
-    uint64_t offset = (uint64_t)(uintptr_t)k->data;
+    uint64_t offset = k->offset;
     free(k);
     rd->save_inflight = false;
     if (!store_usable(q, error))
@@ -1488,9 +1488,9 @@ static void reader_save(struct queue *q) {
         return;
     char value[HLC_DECIMAL_MAX];
     snprintf(value, sizeof(value), "%" PRIu64, rd->delivered);
-    /* The offset travels in the pointer: uintptr_t holds a uint64_t on the 64-bit targets halo supports. */
-    static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "offsets travel in a pointer");
-    struct call *k = call_new(q, rd->gen, (void *)(uintptr_t)rd->delivered);
+    struct call *k = call_new(q, rd->gen, NULL);
+    if (k)
+        k->offset = rd->delivered;
     int r = k ? store_put(q->store, q->delivered_key, value, strlen(value), 0, on_offset_saved, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
