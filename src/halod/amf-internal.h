@@ -148,6 +148,7 @@ struct amf {
     struct node_info *nodes; /* nodes seen in the store */
     size_t n_nodes;
     struct events *events; /* the EQ and the BQ (amf-events.c) */
+    bool restored;         /* the previous state was read back: registrations are taken */
 };
 
 struct redundancy_ops {

@@ -1122,6 +1122,7 @@ static void on_restored(store *s, int error, const store_result *r, void *userda
         if (w < 0)
             log_error_errno(w, "Failed to watch the cluster's keys: %m");
     }
+    a->restored = true;
     if (!a->events) {
         int e = amf_events_start(a);
         if (e < 0)
@@ -1152,6 +1153,10 @@ static struct comp *conn_comp(struct amf *a, struct conn *conn, const char *name
 }
 
 static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__Register *m) {
+    /* Until the previous state is read back we do not know whom we adopt:
+     * a process resuming early asks again (libhalo retries on ETRYAGAIN). */
+    if (!a->restored)
+        return -HALO_ETRYAGAIN;
     struct comp *c = find_comp(a, m->comp);
     if (!c || !c->su->local)
         return -HALO_EUNKNOWN;
