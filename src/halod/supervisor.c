@@ -214,6 +214,21 @@ static void proc_link(struct supervisor *s, struct proc *pr) {
     s->n_procs++;
 }
 
+/* Watches pr->pidfd from the loop and links pr into the supervisor. */
+static int proc_watch(struct supervisor *s, struct proc *pr, pid_t pid, proc_exit_cb cb, void *userdata) {
+    int r = uv_poll_init(s->loop, &pr->poll, pr->pidfd);
+    if (r < 0)
+        return r;
+    pr->poll.data = pr;
+    pr->sup = s;
+    pr->pid = pid;
+    pr->cb = cb;
+    pr->userdata = userdata;
+    uv_poll_start(&pr->poll, UV_READABLE, on_pidfd);
+    proc_link(s, pr);
+    return 0;
+}
+
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret) {
     _cleanup_free_ char **envp = build_env(p->env);
@@ -242,7 +257,7 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         return r;
     }
     (void)fcntl(pr->pidfd, F_SETFD, FD_CLOEXEC);
-    int r = uv_poll_init(s->loop, &pr->poll, pr->pidfd);
+    int r = proc_watch(s, pr, pid, cb, userdata);
     if (r < 0) {
         kill(pid, SIGKILL);
         (void)waitpid(pid, NULL, 0);
@@ -250,13 +265,6 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         free(pr);
         return r;
     }
-    pr->poll.data = pr;
-    pr->sup = s;
-    pr->pid = pid;
-    pr->cb = cb;
-    pr->userdata = userdata;
-    uv_poll_start(&pr->poll, UV_READABLE, on_pidfd);
-    proc_link(s, pr);
     *ret = pr;
     return 0;
 }
@@ -272,20 +280,13 @@ int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *use
         return r;
     }
     (void)fcntl(pr->pidfd, F_SETFD, FD_CLOEXEC);
-    int r = uv_poll_init(s->loop, &pr->poll, pr->pidfd);
+    pr->adopted = true;
+    int r = proc_watch(s, pr, pid, cb, userdata);
     if (r < 0) {
         close(pr->pidfd);
         free(pr);
         return r;
     }
-    pr->poll.data = pr;
-    pr->sup = s;
-    pr->pid = pid;
-    pr->cb = cb;
-    pr->userdata = userdata;
-    pr->adopted = true;
-    uv_poll_start(&pr->poll, UV_READABLE, on_pidfd);
-    proc_link(s, pr);
     *ret = pr;
     return 0;
 }
