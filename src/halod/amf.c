@@ -1411,26 +1411,20 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
             break;
         }
         Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
-        LinkMsg out = HALO__LINK__MSG__INIT;
         rep.seq = seq;
         rep.ha_state = as->state;
-        out.body_case = HALO__LINK__MSG__BODY_REPLY;
-        out.reply = &rep;
-        (void)server_conn_send(conn, &out);
+        (void)server_conn_send_reply(conn, &rep);
         return;
     }
     case HALO__LINK__MSG__BODY_ENTRYPOINT_GET: {
         _cleanup_free_ char *json = NULL;
         r = amf_entrypoint_json(a, &json);
         Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
-        LinkMsg out = HALO__LINK__MSG__INIT;
         rep.seq = m->entrypoint_get->seq;
         rep.error = r == -EAGAIN ? -HALO_ETRYAGAIN : r;
         rep.json = json ?: "";
         rep.retry_msec = r == -EAGAIN ? 100 : 0; /* an election takes a round trip or two */
-        out.body_case = HALO__LINK__MSG__BODY_REPLY;
-        out.reply = &rep;
-        (void)server_conn_send(conn, &out);
+        (void)server_conn_send_reply(conn, &rep);
         return;
     }
     case HALO__LINK__MSG__BODY_OBJECT_STATE_GET: {
@@ -1442,13 +1436,10 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
         for (size_t i = 0; i < n; i++)
             pst[i] = &st[i];
         Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
-        LinkMsg out = HALO__LINK__MSG__INIT;
         rep.seq = g->seq;
         rep.states = pst;
         rep.n_states = n;
-        out.body_case = HALO__LINK__MSG__BODY_REPLY;
-        out.reply = &rep;
-        (void)server_conn_send(conn, &out);
+        (void)server_conn_send_reply(conn, &rep);
         return;
     }
     case HALO__LINK__MSG__BODY_ADMIN:

@@ -82,15 +82,19 @@ int server_conn_send(struct conn *c, const LinkMsg *m) {
     return r;
 }
 
+int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_REPLY;
+    m.reply = r;
+    return server_conn_send(c, &m);
+}
+
 int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json) {
     Halo__Link__Reply r = HALO__LINK__REPLY__INIT;
-    LinkMsg m = HALO__LINK__MSG__INIT;
     r.seq = seq;
     r.error = error;
     r.json = (char *)(json ?: "");
-    m.body_case = HALO__LINK__MSG__BODY_REPLY;
-    m.reply = &r;
-    return server_conn_send(c, &m);
+    return server_conn_send_reply(c, &r);
 }
 
 static void handle_hello(struct conn *c, const LinkMsg *m) {

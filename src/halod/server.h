@@ -34,3 +34,5 @@ void server_conn_set_data(struct conn *c, void *data);
 void *server_conn_get_data(const struct conn *c);
 /* Sends a Reply{seq,error,json}. */
 int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json);
+/* Sends a Reply the caller filled in (states, HA state, retry hint...). */
+int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r);
