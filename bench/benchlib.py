@@ -308,7 +308,10 @@ class Run:
             if self.proc is not None:
                 self.kill_leftovers()
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if os.environ.get("HALO_BENCH_KEEP"):
+                print(f"kept {self.dir}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     # haloctl
     def status(self):

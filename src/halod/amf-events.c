@@ -42,6 +42,7 @@ struct events {
     size_t n_notes;
     uv_timer_t flush, prune;
     uint64_t dropped; /* reports lost to a full buffer or a failed append */
+    uint8_t *packet;  /* LINK_MSG_MAX bytes: a note packed once for every process */
 };
 
 static void on_flush(uv_timer_t *t);
@@ -89,8 +90,46 @@ static void on_appended(struct queue *q, int error, size_t n, void *userdata) {
     }
 }
 
-static void send_notes(struct events *e) {
+/* Sends states as object state notes to conn, or when conn is NULL to every
+ * local process that asked for them: each note is packed once, as many
+ * states as fit one packet, and the same bytes go to every process. */
+static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectState **states, size_t n_states) {
     struct amf *a = e->amf;
+    for (size_t off = 0, n; off < n_states; off += n) {
+        Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
+        LinkMsg m = HALO__LINK__MSG__INIT;
+        m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE;
+        m.object_state_note = &note;
+        note.states = states + off;
+        n = MIN(n_states - off, (size_t)LINK_OBJECTS_MAX);
+        int len;
+        for (;;) { /* long object names: fewer per note */
+            note.n_states = n;
+            len = link_encode(&m, e->packet, LINK_MSG_MAX);
+            if (len != -EMSGSIZE || n == 1)
+                break;
+            n /= 2;
+        }
+        if (len < 0) {
+            log_warning_errno(len, "Failed to encode an object state note: %m");
+            continue;
+        }
+        if (conn) {
+            (void)server_conn_send_packed(conn, e->packet, (size_t)len);
+            continue;
+        }
+        for (size_t g = 0; g < a->n_sgs; g++)
+            for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+                struct su *su = &a->sgs[g].sus[u];
+                for (size_t c = 0; su->local && c < su->n_comps; c++)
+                    if (su->comps[c].conn && su->comps[c].object_states)
+                        (void)server_conn_send_packed(su->comps[c].conn, e->packet, (size_t)len);
+            }
+    }
+}
+
+/* Sends the delivered entries to the processes that asked for object states. */
+static void send_notes(struct events *e) {
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
     char objects[LINK_OBJECTS_MAX][QUEUE_OBJECT_MAX];
 
@@ -106,19 +145,7 @@ static void send_notes(struct events *e) {
             st[i].seq = e->note_seqs[off + i];
             pst[i] = &st[i];
         }
-        Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
-        note.states = pst;
-        note.n_states = n;
-        LinkMsg m = HALO__LINK__MSG__INIT;
-        m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE;
-        m.object_state_note = &note;
-        for (size_t g = 0; g < a->n_sgs; g++)
-            for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
-                struct su *su = &a->sgs[g].sus[u];
-                for (size_t c = 0; su->local && c < su->n_comps; c++)
-                    if (su->comps[c].conn && su->comps[c].object_states)
-                        (void)server_conn_send(su->comps[c].conn, &m);
-            }
+        send_states(e, NULL, pst, n);
     }
     e->n_notes = 0;
 }
@@ -183,13 +210,7 @@ void amf_events_snapshot(struct amf *a, struct conn *conn) {
             st[k].seq = s.e[off + k].seq;
             pst[k] = &st[k];
         }
-        Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
-        note.states = pst;
-        note.n_states = n;
-        LinkMsg m = HALO__LINK__MSG__INIT;
-        m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE;
-        m.object_state_note = &note;
-        (void)server_conn_send(conn, &m);
+        send_states(e, conn, pst, n);
     }
     free(s.e);
 }
@@ -255,11 +276,13 @@ int amf_events_start(struct amf *a) {
     e->pending = calloc(EVENTS_PENDING_MAX, sizeof(*e->pending));
     e->notes = calloc(EVENTS_NOTE_MAX, sizeof(*e->notes));
     e->note_seqs = calloc(EVENTS_NOTE_MAX, sizeof(*e->note_seqs));
+    e->packet = malloc(LINK_MSG_MAX);
     hlc_init(&e->clock, NULL, NULL);
     struct queue_params p = {
         .loop = a->loop, .store = a->store, .prefix = a->prefix, .node = a->node, .clock = &e->clock};
-    int r = !e->pending || !e->notes || !e->note_seqs ? -ENOMEM : queue_new(&p, &e->q);
+    int r = !e->pending || !e->notes || !e->note_seqs || !e->packet ? -ENOMEM : queue_new(&p, &e->q);
     if (r < 0) {
+        free(e->packet);
         free(e->pending);
         free(e->notes);
         free(e->note_seqs);
@@ -412,6 +435,7 @@ void amf_events_free(struct amf *a) {
     free(e->pending);
     free(e->notes);
     free(e->note_seqs);
+    free(e->packet);
     free(e);
     a->events = NULL;
 }

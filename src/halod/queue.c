@@ -20,9 +20,18 @@
 #define RETRY_MAX_MSEC 2000
 /* Attempts of one append transaction before its error is reported. */
 #define APPEND_ATTEMPTS 5
-/* A batch needs at most this many ops for one more event: its delete, the
- * object's state put, the BQ entry and the bq-seq put. */
-#define OPS_PER_EVENT 4
+/* EQ entries in one append transaction, and the bytes of their values: well
+ * under etcd's default request limit (1.5 MiB, base64 in the gateway). */
+#define APPEND_TXN_ENTRIES 16
+#define APPEND_TXN_BYTES (512 * 1024)
+/* Events published by one consumer transaction, and the bytes of the BQ
+ * entry (the state/ values repeat them). */
+#define BATCH_EVENTS_MAX 2048
+#define BATCH_BYTES (256 * 1024)
+/* Ops of a batch besides the deletes and state puts: the BQ entry and bq-seq. */
+#define BATCH_FIXED_OPS 2
+/* The longest entry text parsed: a full entry of the longest events. */
+#define ENTRY_JSON_MAX ((size_t)QUEUE_ENTRY_EVENTS_MAX * (QUEUE_EVENT_JSON_MAX + 32))
 
 static const char *const kind_names[_QUEUE_KIND_MAX] = {
     [QUEUE_KIND_NODE] = "node",     [QUEUE_KIND_PROCESS] = "process", [QUEUE_KIND_SERVICE] = "service",
@@ -348,6 +357,69 @@ static int published_parse(const char *buf, size_t len, struct queue_event *ev, 
     return r;
 }
 
+/* The events of an EQ entry, into evs (room for QUEUE_ENTRY_EVENTS_MAX): a
+ * JSON array of 1 to QUEUE_ENTRY_EVENTS_MAX events, or one event object (as
+ * an operator may write by hand).  An invalid event in an array gets kind
+ * _QUEUE_KIND_MAX and the others are kept.  Returns how many, or -EINVAL. */
+static int entry_parse(const char *buf, size_t len, struct queue_event *evs) {
+    if (len == 0 || len > ENTRY_JSON_MAX)
+        return -EINVAL;
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    int r = -EINVAL;
+    if (json_is_object(j))
+        r = queue_event_from_json(j, &evs[0]) < 0 ? -EINVAL : 1;
+    else if (json_is_array(j) && json_array_size(j) >= 1 && json_array_size(j) <= QUEUE_ENTRY_EVENTS_MAX) {
+        r = (int)json_array_size(j);
+        for (size_t i = 0; i < json_array_size(j); i++)
+            if (queue_event_from_json(json_array_get(j, i), &evs[i]) < 0)
+                evs[i].kind = _QUEUE_KIND_MAX;
+    }
+    json_decref(j);
+    return r;
+}
+
+/* The "seq" of a published event, 0 if absent or invalid. */
+static uint64_t event_seq(const json_t *o) {
+    json_t *s = json_object_get(o, "seq");
+    return json_is_integer(s) && json_integer_value(s) > 0 ? (uint64_t)json_integer_value(s) : 0;
+}
+
+/* A BQ entry bq/<key_seq>: an array of published events whose seqs ascend
+ * and end at key_seq (or, as written by hand, one event with seq key_seq).
+ * Returns the JSON (caller decrefs) or NULL if it is not one. */
+static json_t *bq_entry_load(const char *buf, size_t len, uint64_t key_seq) {
+    if (len == 0 || len > STORE_VALUE_MAX)
+        return NULL;
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    if (json_is_object(j)) {
+        json_t *a = json_array();
+        if (!a || json_array_append_new(a, j) < 0) {
+            json_decref(a);
+            json_decref(j);
+            return NULL;
+        }
+        j = a;
+    }
+    if (!json_is_array(j) || json_array_size(j) == 0) {
+        json_decref(j);
+        return NULL;
+    }
+    uint64_t last = 0;
+    for (size_t i = 0; i < json_array_size(j); i++) {
+        uint64_t seq = event_seq(json_array_get(j, i));
+        if (seq <= last) {
+            json_decref(j);
+            return NULL;
+        }
+        last = seq;
+    }
+    if (last != key_seq) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
 /* A JSON integer >= 0 as written for bq-seq and bq-delivered/<node>. */
 static int counter_parse(const char *buf, size_t len, uint64_t *ret) {
     json_t *j = json_loadb(buf, len, JSON_DECODE_ANY, NULL);
@@ -453,27 +525,29 @@ struct pending {
     char data[];
 };
 
-/* A state put of a batch: the object's latest decision in it. */
+/* An object whose state a batch changes: one state put, its latest decision. */
 struct batch_obj {
     char object[QUEUE_OBJECT_MAX];
     int state;
     uint64_t seq;
-    size_t op; /* index of its put in ops */
+    size_t dump; /* index in dumps of the event that set it */
 };
 
-/* One transaction of the consumer. */
+/* One transaction of the consumer: whole EQ entries, one BQ entry. */
 struct batch {
-    struct pending *events; /* consumed, in order; the delete ops point into them */
+    struct pending *entries; /* consumed, in order; deleted by this batch */
     struct pending **tail;
-    size_t n_events;
-    store_op ops[STORE_TXN_OPS_MAX];
-    size_t n_ops;
-    char *strings[2 * STORE_TXN_OPS_MAX]; /* owned keys and values of the put ops */
-    size_t n_strings;
+    size_t n_entries, n_events;
+    char **dumps; /* the published events, with their seqs, in order */
+    size_t n_dumps, cap_dumps, dump_bytes;
     struct batch_obj objs[STORE_TXN_OPS_MAX];
     size_t n_objs;
     size_t n_published; /* seqs consumer.seq + 1 ... + n_published */
     uint64_t n_duplicates, n_dropped;
+    store_op ops[STORE_TXN_OPS_MAX];
+    char *keys[STORE_TXN_OPS_MAX]; /* owned keys of the put ops */
+    size_t n_keys;
+    char *bq_value;
     char seq_value[HLC_DECIMAL_MAX];
 };
 
@@ -489,9 +563,10 @@ struct consumer {
     store_watch *watch;
     struct pending *head, **tail;
     size_t n_pending;
-    uint64_t seq;        /* the last seq published (bq-seq) */
-    int64_t seq_mod;     /* bq-seq's mod revision as last read or written; 0: missing */
-    struct batch *batch; /* in flight */
+    uint64_t seq;            /* the last seq published (bq-seq) */
+    int64_t seq_mod;         /* bq-seq's mod revision as last read or written; 0: missing */
+    struct batch *batch;     /* in flight */
+    struct queue_event *evs; /* QUEUE_ENTRY_EVENTS_MAX, for parsing an entry */
     unsigned backoff_msec;
 };
 
@@ -508,17 +583,25 @@ struct reader {
     unsigned backoff_msec;
 };
 
+/* An eq_append() call: its events wait in the FIFO until transactions have
+ * taken all of them. */
 struct append_op {
-    struct append_op *next; /* in queue.appends */
-    struct queue *q;
+    struct append_op *next; /* in queue.appends, in call order */
     eq_append_cb cb;
     void *userdata;
-    char **values;
+    char **values; /* each event's JSON */
     size_t *value_lens;
-    size_t n, done, chunk;
-    char *keys; /* chunk keys, key_size bytes each */
-    size_t key_size;
-    bool stamped, inflight, waiting, cancelled;
+    size_t n, done; /* done: appended (a prefix) */
+};
+
+/* The one append transaction in flight or waiting to be sent again: EQ
+ * entries made of the next events of the FIFO, in order. */
+struct append_txn {
+    size_t n_entries, n_events;
+    char keys[APPEND_TXN_ENTRIES][STORE_KEY_MAX + 1];
+    char *values[APPEND_TXN_ENTRIES];
+    size_t value_lens[APPEND_TXN_ENTRIES];
+    bool stamped, waiting;
     unsigned attempts, collisions;
 };
 
@@ -554,8 +637,9 @@ struct queue {
     struct queue_stats stats;
     struct consumer consumer;
     struct reader reader;
-    struct append_op *appends;
+    struct append_op *appends, **appends_tail; /* FIFO */
     size_t n_appends;
+    struct append_txn *append_txn; /* NULL: none */
     struct prune_op *prune;
     uv_timer_t consumer_timer, reader_timer, append_timer;
 };
@@ -570,6 +654,7 @@ struct call {
 
 static void queue_destroy(struct queue *q) {
     objmap_done(&q->states);
+    free(q->consumer.evs);
     free(q->consumer.guard_key);
     free(q->consumer.guard_value);
     free(q->node);
@@ -667,6 +752,7 @@ int queue_new(const struct queue_params *p, struct queue **ret) {
     hlc_init(&q->own_clock, NULL, NULL);
     q->clock = p->clock ? p->clock : &q->own_clock;
     q->consumer.tail = &q->consumer.head;
+    q->appends_tail = &q->appends;
     q->node = strdup(p->node);
     if (!q->node || make_key(&q->eq_prefix, p->prefix, "eq/", "") < 0 ||
         asprintf(&q->eq_node_prefix, "%seq/%s/", p->prefix, p->node) < 0 ||
@@ -758,9 +844,13 @@ static void pending_clear(struct consumer *c) {
 static struct batch *batch_free(struct batch *b) {
     if (!b)
         return NULL;
-    pending_free_list(b->events);
-    for (size_t i = 0; i < b->n_strings; i++)
-        free(b->strings[i]);
+    pending_free_list(b->entries);
+    for (size_t i = 0; i < b->n_dumps; i++)
+        free(b->dumps[i]);
+    free(b->dumps);
+    for (size_t i = 0; i < b->n_keys; i++)
+        free(b->keys[i]);
+    free(b->bq_value);
     free(b);
     return NULL;
 }
@@ -980,14 +1070,6 @@ static bool compare_holds(const store_compare *cmp, const store_kv *kv) {
     return false;
 }
 
-static int batch_string(struct batch *b, char *s) {
-    if (!s)
-        return -ENOMEM;
-    assert(b->n_strings < ELEMENTSOF(b->strings));
-    b->strings[b->n_strings++] = s;
-    return 0;
-}
-
 static struct batch_obj *batch_obj_find(struct batch *b, const char *object) {
     for (size_t i = 0; i < b->n_objs; i++)
         if (streq(b->objs[i].object, object))
@@ -995,49 +1077,206 @@ static struct batch_obj *batch_obj_find(struct batch *b, const char *object) {
     return NULL;
 }
 
-/* Adds the publication of ev (its state already the decided one) to b. */
-static int batch_publish(struct queue *q, struct batch *b, const struct queue_event *ev, const char *object) {
-    uint64_t seq = q->consumer.seq + b->n_published + 1;
-    char key[STORE_KEY_MAX + 1], *value, *bq_key, *state_key;
-    int r = event_dump(ev, seq, &value);
-    if (r < 0 || batch_string(b, value) < 0)
-        return r < 0 ? r : -ENOMEM;
-    key_number(key, sizeof(key), q->bq_prefix, seq);
-    if (batch_string(b, bq_key = strdup(key)) < 0)
+/* Adds the text of a published event; takes text (NULL: out of memory). */
+static int batch_push_dump(struct batch *b, char *text) {
+    if (!text)
         return -ENOMEM;
-    b->ops[b->n_ops++] = (store_op){
-        .type = STORE_OP_PUT, .key = bq_key, .key_len = strlen(bq_key), .value = value, .value_len = strlen(value)};
-
-    struct batch_obj *o = batch_obj_find(b, object);
-    if (o) {
-        /* Decided twice in one batch: one put of its latest state. */
-        b->ops[o->op].value = value;
-        b->ops[o->op].value_len = strlen(value);
-    } else {
-        if (make_key(&state_key, q->state_prefix, object, "") < 0 || batch_string(b, state_key) < 0)
+    if (b->n_dumps == b->cap_dumps) {
+        size_t cap = b->cap_dumps ? b->cap_dumps * 2 : 64;
+        char **d = realloc(b->dumps, cap * sizeof(*d));
+        if (!d) {
+            free(text);
             return -ENOMEM;
-        o = &b->objs[b->n_objs++];
-        snprintf(o->object, sizeof(o->object), "%s", object);
-        o->op = b->n_ops;
-        b->ops[b->n_ops++] = (store_op){.type = STORE_OP_PUT,
-                                        .key = state_key,
-                                        .key_len = strlen(state_key),
-                                        .value = value,
-                                        .value_len = strlen(value)};
+        }
+        b->dumps = d;
+        b->cap_dumps = cap;
     }
-    o->state = (int)ev->state;
-    o->seq = seq;
-    b->n_published++;
+    b->dumps[b->n_dumps++] = text;
+    b->dump_bytes += strlen(text) + 1;
     return 0;
 }
 
+/* Moves the head of the pending entries into b. */
+static void batch_consume_head(struct consumer *c, struct batch *b, size_t n_events) {
+    struct pending *p = pending_pop(c);
+    *b->tail = p;
+    b->tail = &p->next;
+    b->n_entries++;
+    b->n_events += n_events;
+}
+
+enum { TAKE_DUPLICATE, TAKE_DROP, TAKE_PUBLISH };
+
+/*
+ * Adds the next EQ entry (the head of the pending ones) to b if it fits:
+ * its delete, the state puts of the objects it changes, its events on the
+ * BQ entry.  An entry always fits an empty batch.  Returns 1 (taken), 0 (it
+ * does not fit: send b first), -EAGAIN (decide failed for one of its events:
+ * b is unchanged, retry later), -ECANCELED (decide stopped the consumer),
+ * -ENOMEM.
+ */
+static int batch_take(struct queue *q, struct batch *b) {
+    struct consumer *c = &q->consumer;
+    struct pending *p = c->head;
+    struct queue_event *evs = c->evs;
+    char objects[QUEUE_ENTRY_EVENTS_MAX][QUEUE_OBJECT_MAX];
+    size_t first[QUEUE_ENTRY_EVENTS_MAX]; /* the event that first names the same object */
+    int current[QUEUE_ENTRY_EVENTS_MAX];  /* by first: the object's state so far */
+    unsigned char what[QUEUE_ENTRY_EVENTS_MAX];
+    size_t n_new = 0;
+    unsigned gen = c->gen;
+
+    int n = entry_parse(p->value, p->value_len, evs);
+    if (n < 0) {
+        if (b->n_entries + 1 + b->n_objs + BATCH_FIXED_OPS > STORE_TXN_OPS_MAX)
+            return 0;
+        log_warning("Dropping the invalid entry '%s' from the event queue", p->key);
+        b->n_dropped++;
+        batch_consume_head(c, b, 1);
+        return 1;
+    }
+
+    for (size_t i = 0; i < (size_t)n; i++) {
+        if (evs[i].kind == _QUEUE_KIND_MAX)
+            continue;
+        (void)queue_event_object(&evs[i], objects[i]);
+        first[i] = i;
+        for (size_t k = 0; k < i; k++)
+            if (evs[k].kind != _QUEUE_KIND_MAX && streq(objects[k], objects[i])) {
+                first[i] = first[k];
+                break;
+            }
+        if (first[i] != i)
+            continue;
+        const struct batch_obj *o = batch_obj_find(b, objects[i]);
+        const struct obj_state *st = o ? NULL : objmap_find(&q->states, objects[i]);
+        current[i] = o ? o->state : st ? st->state : -ENOENT;
+        n_new += !o;
+    }
+    if (b->n_entries > 0 &&
+        (b->n_entries + 1 + b->n_objs + n_new + BATCH_FIXED_OPS > STORE_TXN_OPS_MAX ||
+         b->n_published + (size_t)n > BATCH_EVENTS_MAX || b->dump_bytes + p->value_len + 32 * (size_t)n > BATCH_BYTES))
+        return 0;
+
+    /* Decide every event first: a failure leaves b as it was. */
+    for (size_t i = 0; i < (size_t)n; i++) {
+        if (evs[i].kind == _QUEUE_KIND_MAX) {
+            log_warning("Dropping an invalid event of '%s' from the event queue", p->key);
+            what[i] = TAKE_DROP;
+            continue;
+        }
+        int cur = current[first[i]];
+        if ((int)evs[i].state == cur) {
+            what[i] = TAKE_DUPLICATE;
+            continue;
+        }
+        enum queue_ha_state decided = evs[i].state;
+        int d = 1;
+        if (c->decide) {
+            d = c->decide(q, &evs[i], cur, &decided, c->userdata);
+            if (q->closing || c->gen != gen)
+                return -ECANCELED;
+        }
+        if (d < 0) {
+            log_debug_errno(d, "Deciding on '%s' failed, retrying later: %m", objects[i]);
+            return -EAGAIN;
+        }
+        if (d == 0 || (unsigned)decided >= _QUEUE_HA_MAX)
+            what[i] = TAKE_DROP;
+        else if ((int)decided == cur)
+            what[i] = TAKE_DUPLICATE;
+        else {
+            what[i] = TAKE_PUBLISH;
+            evs[i].state = decided;
+            current[first[i]] = (int)decided;
+        }
+    }
+
+    for (size_t i = 0; i < (size_t)n; i++) {
+        if (what[i] == TAKE_DUPLICATE) {
+            b->n_duplicates++;
+            continue;
+        }
+        if (what[i] == TAKE_DROP) {
+            b->n_dropped++;
+            continue;
+        }
+        uint64_t seq = c->seq + b->n_published + 1;
+        char *text = NULL;
+        int r = event_dump(&evs[i], seq, &text);
+        if (r < 0 || (r = batch_push_dump(b, text)) < 0)
+            return r;
+        struct batch_obj *o = batch_obj_find(b, objects[i]);
+        if (!o) {
+            assert(b->n_objs < ELEMENTSOF(b->objs));
+            o = &b->objs[b->n_objs++];
+            memcpy(o->object, objects[i], sizeof(o->object));
+        }
+        o->state = (int)evs[i].state;
+        o->seq = seq;
+        o->dump = b->n_dumps - 1;
+        b->n_published++;
+    }
+    batch_consume_head(c, b, (size_t)n);
+    return 1;
+}
+
 static void on_consumer_batch(store *s, int error, const store_result *r, void *userdata);
+
+/* The ops of b: its entries' deletes, the state puts, the BQ entry, bq-seq. */
+static int batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
+    struct consumer *c = &q->consumer;
+    size_t n = 0;
+    for (struct pending *p = b->entries; p; p = p->next)
+        b->ops[n++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
+    for (size_t i = 0; i < b->n_objs; i++) {
+        char *key;
+        if (make_key(&key, q->state_prefix, b->objs[i].object, "") < 0)
+            return -ENOMEM;
+        b->keys[b->n_keys++] = key;
+        const char *value = b->dumps[b->objs[i].dump];
+        b->ops[n++] = (store_op){
+            .type = STORE_OP_PUT, .key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value)};
+    }
+    if (b->n_published > 0) {
+        /* bq/<the last seq>: the events as one JSON array. */
+        char *v = malloc(b->dump_bytes + 2), *at = v;
+        char key[STORE_KEY_MAX + 1];
+        if (!v)
+            return -ENOMEM;
+        b->bq_value = v;
+        *at++ = '[';
+        for (size_t i = 0; i < b->n_dumps; i++) {
+            size_t len = strlen(b->dumps[i]);
+            if (i > 0)
+                *at++ = ',';
+            memcpy(at, b->dumps[i], len);
+            at += len;
+        }
+        *at++ = ']';
+        key_number(key, sizeof(key), q->bq_prefix, c->seq + b->n_published);
+        if (!(b->keys[b->n_keys] = strdup(key)))
+            return -ENOMEM;
+        const char *k = b->keys[b->n_keys++];
+        b->ops[n++] =
+            (store_op){.type = STORE_OP_PUT, .key = k, .key_len = strlen(k), .value = v, .value_len = (size_t)(at - v)};
+        snprintf(b->seq_value, sizeof(b->seq_value), "%" PRIu64, c->seq + b->n_published);
+        b->ops[n++] = (store_op){.type = STORE_OP_PUT,
+                                 .key = q->bq_seq_key,
+                                 .key_len = strlen(q->bq_seq_key),
+                                 .value = b->seq_value,
+                                 .value_len = strlen(b->seq_value)};
+    }
+    assert(n <= STORE_TXN_OPS_MAX);
+    *ret_n = n;
+    return 0;
+}
 
 /* Sends b, the consumer's batch. */
 static void consumer_send(struct queue *q, struct batch *b) {
     struct consumer *c = &q->consumer;
     store_compare cmps[2];
-    size_t n_cmps = 0;
+    size_t n_cmps = 0, n_ops = 0;
     if (c->has_guard)
         cmps[n_cmps++] = c->guard;
     cmps[n_cmps++] = (store_compare){.key = q->bq_seq_key,
@@ -1052,22 +1291,15 @@ static void consumer_send(struct queue *q, struct batch *b) {
         failure[n_failure++] = (store_op){.type = STORE_OP_GET, .key = c->guard.key, .key_len = c->guard.key_len};
     failure[n_failure++] = (store_op){.type = STORE_OP_GET, .key = q->bq_seq_key, .key_len = strlen(q->bq_seq_key)};
 
-    if (b->n_published > 0) {
-        snprintf(b->seq_value, sizeof(b->seq_value), "%" PRIu64, c->seq + b->n_published);
-        b->ops[b->n_ops++] = (store_op){.type = STORE_OP_PUT,
-                                        .key = q->bq_seq_key,
-                                        .key_len = strlen(q->bq_seq_key),
-                                        .value = b->seq_value,
-                                        .value_len = strlen(b->seq_value)};
-    }
+    int r = batch_ops(q, b, &n_ops);
     store_txn txn = {.compares = cmps,
                      .n_compares = n_cmps,
                      .success = b->ops,
-                     .n_success = b->n_ops,
+                     .n_success = n_ops,
                      .failure = failure,
                      .n_failure = n_failure};
-    struct call *k = call_new(q, c->gen, b);
-    int r = k ? store_transaction(q->store, &txn, on_consumer_batch, k) : -ENOMEM;
+    struct call *k = r < 0 ? NULL : call_new(q, c->gen, b);
+    r = r < 0 ? r : k ? store_transaction(q->store, &txn, on_consumer_batch, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         batch_free(b);
@@ -1082,7 +1314,7 @@ static void consumer_send(struct queue *q, struct batch *b) {
     c->batch = b;
 }
 
-/* Builds the next batch from the pending events and sends it. */
+/* Builds the next batch from the pending entries and sends it. */
 static void consumer_kick(struct queue *q) {
     struct consumer *c = &q->consumer;
     if (!c->running || q->closing || c->loading || c->batch)
@@ -1095,70 +1327,36 @@ static void consumer_kick(struct queue *q) {
         return;
 
     struct batch *b = calloc(1, sizeof(*b));
-    if (!b) {
+    if (!c->evs)
+        c->evs = calloc(QUEUE_ENTRY_EVENTS_MAX, sizeof(*c->evs));
+    if (!b || !c->evs) {
+        free(b);
         consumer_schedule_reload(q, -ENOMEM);
         return;
     }
-    b->tail = &b->events;
-    unsigned gen = c->gen;
+    b->tail = &b->entries;
     int r = 0;
-    while (c->head && b->n_ops + OPS_PER_EVENT <= STORE_TXN_OPS_MAX) {
-        struct pending *p = c->head;
-        struct queue_event ev;
-        char object[QUEUE_OBJECT_MAX];
-        bool publish = false;
-
-        if (queue_event_parse(p->value, p->value_len, &ev) < 0) {
-            log_warning("Dropping the invalid event '%s' from the event queue", p->key);
-            b->n_dropped++;
-        } else {
-            (void)queue_event_object(&ev, object);
-            struct batch_obj *o = batch_obj_find(b, object);
-            const struct obj_state *st = o ? NULL : objmap_find(&q->states, object);
-            int current = o ? o->state : st ? st->state : -ENOENT;
-            if ((int)ev.state == current)
-                b->n_duplicates++;
-            else {
-                enum queue_ha_state decided = ev.state;
-                int d = 1;
-                if (c->decide) {
-                    d = c->decide(q, &ev, current, &decided, c->userdata);
-                    if (q->closing || c->gen != gen) {
-                        batch_free(b); /* stopped from inside decide */
-                        return;
-                    }
-                }
-                if (d < 0) {
-                    /* Not now: keep it at the head, send what we have, retry later. */
-                    log_debug_errno(d, "Deciding on '%s' failed, retrying later: %m", object);
-                    uv_timer_start(&q->consumer_timer, on_consumer_timer, backoff_next(&c->backoff_msec), 0);
-                    break;
-                }
-                if (d == 0 || (unsigned)decided >= _QUEUE_HA_MAX)
-                    b->n_dropped++;
-                else if ((int)decided == current)
-                    b->n_duplicates++;
-                else {
-                    ev.state = decided;
-                    publish = true;
-                }
-            }
+    while (c->head) {
+        r = batch_take(q, b);
+        if (r == -ECANCELED) {
+            batch_free(b); /* stopped from inside decide */
+            return;
         }
-        if (publish && (r = batch_publish(q, b, &ev, object)) < 0)
+        if (r == -EAGAIN) {
+            /* Not now: keep the entry at the head, send what we have, retry later. */
+            uv_timer_start(&q->consumer_timer, on_consumer_timer, backoff_next(&c->backoff_msec), 0);
+            r = 0;
             break;
-        /* Consumed: deleted by this batch. */
-        p = pending_pop(c);
-        *b->tail = p;
-        b->tail = &p->next;
-        b->n_events++;
-        b->ops[b->n_ops++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
+        }
+        if (r <= 0)
+            break;
     }
     if (r < 0) {
         batch_free(b);
         consumer_schedule_reload(q, r);
         return;
     }
-    if (b->n_events == 0) {
+    if (b->n_entries == 0) {
         batch_free(b);
         return;
     }
@@ -1316,36 +1514,50 @@ static void reader_retry_later(struct queue *q, unsigned *backoff) {
         uv_timer_start(&q->reader_timer, on_reader_timer, backoff_next(backoff), 0);
 }
 
-/* Delivers one BQ entry if it is the next; returns false if the reader was
- * stopped by the callback. */
+/* Delivers the events of one BQ entry after the last delivered; returns
+ * false if the reader was stopped by the callback. */
 static bool reader_deliver(struct queue *q, unsigned gen, const store_kv *kv) {
     struct reader *rd = &q->reader;
-    uint64_t seq;
-    struct queue_event ev;
-    uint64_t value_seq;
-    char object[QUEUE_OBJECT_MAX];
+    uint64_t key_seq;
 
-    if (key_number_parse(kv->key, kv->key_len, q->bq_prefix, &seq) < 0 || seq == 0) {
+    if (key_number_parse(kv->key, kv->key_len, q->bq_prefix, &key_seq) < 0 || key_seq == 0) {
         log_warning("Ignoring the unexpected key '%s' in the broadcast queue", kv->key);
         return true;
     }
-    if (seq <= rd->delivered)
+    if (key_seq <= rd->delivered)
         return true; /* delivered already (a rewrite, or read at start and then seen again) */
-    if (seq > rd->delivered + 1)
-        log_warning("Broadcast queue entries %" PRIu64 "-%" PRIu64 " were pruned before node '%s' read them",
-                    rd->delivered + 1, seq - 1, q->node);
-    rd->delivered = seq;
-    if (published_parse(kv->value, kv->value_len, &ev, &value_seq) < 0) {
+    json_t *j = bq_entry_load(kv->value, kv->value_len, key_seq);
+    if (!j) {
         log_warning("Skipping the invalid broadcast queue entry '%s'", kv->key);
+        rd->delivered = key_seq;
         return true;
     }
-    (void)queue_event_object(&ev, object);
-    if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
-        log_warning("Out of memory recording the state of '%s'", object);
-    q->stats.delivered++;
-    if (rd->deliver)
-        rd->deliver(q, seq, &ev, rd->userdata);
-    return !q->closing && rd->gen == gen;
+    bool going = true;
+    for (size_t i = 0; i < json_array_size(j) && going; i++) {
+        const json_t *o = json_array_get(j, i);
+        uint64_t seq = event_seq(o);
+        struct queue_event ev;
+        char object[QUEUE_OBJECT_MAX];
+        if (seq <= rd->delivered)
+            continue;
+        if (seq > rd->delivered + 1)
+            log_warning("Broadcast queue entries %" PRIu64 "-%" PRIu64 " were pruned before node '%s' read them",
+                        rd->delivered + 1, seq - 1, q->node);
+        rd->delivered = seq;
+        if (queue_event_from_json(o, &ev) < 0) {
+            log_warning("Skipping the invalid event %" PRIu64 " of the broadcast queue", seq);
+            continue;
+        }
+        (void)queue_event_object(&ev, object);
+        if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
+            log_warning("Out of memory recording the state of '%s'", object);
+        q->stats.delivered++;
+        if (rd->deliver)
+            rd->deliver(q, seq, &ev, rd->userdata);
+        going = !q->closing && rd->gen == gen;
+    }
+    json_decref(j);
+    return going;
 }
 
 static void on_reader_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
@@ -1528,6 +1740,13 @@ uint64_t bq_reader_delivered(const struct queue *q) {
 
 /* ---- appending ---- */
 
+/*
+ * One append transaction at a time, taking the next events of the FIFO of
+ * eq_append() calls (group commit): the EQ's order is then the order of the
+ * calls, even when a transaction is retried, and keys stamped later are
+ * committed later.
+ */
+
 static struct append_op *append_op_free(struct append_op *op) {
     if (!op)
         return NULL;
@@ -1535,162 +1754,246 @@ static struct append_op *append_op_free(struct append_op *op) {
         free(op->values[i]);
     free(op->values);
     free(op->value_lens);
-    free(op->keys);
     free(op);
     return NULL;
 }
 
-static void append_unlink(struct queue *q, struct append_op *op) {
-    for (struct append_op **p = &q->appends; *p; p = &(*p)->next)
-        if (*p == op) {
-            *p = op->next;
-            q->n_appends--;
-            return;
+static struct append_txn *append_txn_free(struct append_txn *t) {
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < t->n_entries; i++)
+        free(t->values[i]);
+    free(t);
+    return NULL;
+}
+
+/* Takes the head op off the FIFO. */
+static struct append_op *append_pop(struct queue *q) {
+    struct append_op *op = q->appends;
+    q->appends = op->next;
+    if (!q->appends)
+        q->appends_tail = &q->appends;
+    op->next = NULL;
+    q->n_appends--;
+    return op;
+}
+
+/* Runs the callbacks of finished ops (a list), and frees them. */
+static void append_report(struct queue *q, struct append_op *list, int error) {
+    while (list) {
+        struct append_op *op = list;
+        list = op->next;
+        eq_append_cb cb = op->cb;
+        void *userdata = op->userdata;
+        size_t done = op->done;
+        append_op_free(op);
+        if (cb)
+            cb(q, error, done, userdata);
+    }
+}
+
+/* The next transaction: entries of at most QUEUE_ENTRY_EVENTS_MAX events. */
+static struct append_txn *append_txn_build(struct queue *q) {
+    struct append_txn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    struct append_op *op = q->appends;
+    size_t at = op ? op->done : 0, bytes = 0;
+    while (op && t->n_entries < APPEND_TXN_ENTRIES) {
+        /* One entry: "[e1,e2,...]". */
+        size_t n = 0, len = 2;
+        struct append_op *o = op;
+        size_t k = at;
+        while (o && n < QUEUE_ENTRY_EVENTS_MAX) {
+            size_t add = o->value_lens[k] + (n > 0);
+            if (n > 0 && bytes + len + add > APPEND_TXN_BYTES)
+                break;
+            len += add;
+            n++;
+            if (++k == o->n) {
+                o = o->next;
+                k = 0;
+            }
         }
+        if (n == 0 || (t->n_entries > 0 && bytes + len > APPEND_TXN_BYTES))
+            break;
+        char *v = malloc(len + 1), *p = v;
+        if (!v)
+            return append_txn_free(t);
+        *p++ = '[';
+        for (size_t e = 0; e < n; e++) {
+            if (e > 0)
+                *p++ = ',';
+            memcpy(p, op->values[at], op->value_lens[at]);
+            p += op->value_lens[at];
+            if (++at == op->n) {
+                op = op->next;
+                at = 0;
+            }
+        }
+        *p++ = ']';
+        *p = '\0';
+        t->values[t->n_entries] = v;
+        t->value_lens[t->n_entries] = len;
+        t->n_entries++;
+        t->n_events += n;
+        bytes += len;
+    }
+    return t;
 }
 
-/* Reports the outcome and frees op (not in flight). */
-static void append_finish(struct queue *q, struct append_op *op, int error) {
-    append_unlink(q, op);
-    eq_append_cb cb = op->cb;
-    void *userdata = op->userdata;
-    size_t done = op->done;
-    append_op_free(op);
-    if (cb)
-        cb(q, error, done, userdata);
-}
-
-static char *append_key(struct append_op *op, size_t i) {
-    return op->keys + i * op->key_size;
-}
-
-static void append_send(struct queue *q, struct append_op *op);
+static void append_send(struct queue *q);
 
 static void on_append_timer(uv_timer_t *t) {
     struct queue *q = t->data;
     queue_ref(q);
-    /* Sending may finish (and free) ops: restart from the head after each. */
-    bool again = true;
-    while (again && !q->closing) {
-        again = false;
-        for (struct append_op *op = q->appends; op; op = op->next)
-            if (op->waiting) {
-                op->waiting = false;
-                append_send(q, op);
-                again = true;
-                break;
-            }
+    if (!q->closing && q->append_txn && q->append_txn->waiting) {
+        q->append_txn->waiting = false;
+        append_send(q);
     }
     queue_unref(q);
 }
 
-static void append_retry_later(struct queue *q, struct append_op *op) {
-    op->waiting = true;
-    unsigned msec = RETRY_MIN_MSEC << MIN(op->attempts, 4u);
-    if (!uv_is_active((uv_handle_t *)&q->append_timer) || uv_timer_get_due_in(&q->append_timer) > msec)
-        uv_timer_start(&q->append_timer, on_append_timer, msec, 0);
+static void append_retry_later(struct queue *q) {
+    struct append_txn *t = q->append_txn;
+    t->waiting = true;
+    uv_timer_start(&q->append_timer, on_append_timer, RETRY_MIN_MSEC << MIN(t->attempts, 4u), 0);
+}
+
+/* The transaction failed for good: the calls whose events it holds fail. */
+static void append_fail(struct queue *q, int error) {
+    struct append_txn *t = TAKE_PTR(q->append_txn);
+    struct append_op *failed = NULL, **tail = &failed;
+    /* With the store gone, every call fails. */
+    size_t left = q->store_gone || q->closing ? SIZE_MAX : t->n_events;
+    while (left > 0 && q->appends) {
+        if (left != SIZE_MAX)
+            left -= MIN(left, q->appends->n - q->appends->done);
+        *tail = append_pop(q);
+        tail = &(*tail)->next;
+    }
+    append_txn_free(t);
+    append_send(q); /* the calls after it go on */
+    append_report(q, failed, error);
 }
 
 static void on_appended(store *s, int error, const store_result *r, void *userdata);
 
-static void append_send(struct queue *q, struct append_op *op) {
-    store_compare cmps[STORE_TXN_OPS_MAX];
-    store_op puts[STORE_TXN_OPS_MAX], gets[STORE_TXN_OPS_MAX];
+/* Sends the transaction in progress, or the next one. */
+static void append_send(struct queue *q) {
+    store_compare cmps[APPEND_TXN_ENTRIES];
+    store_op puts[APPEND_TXN_ENTRIES], gets[APPEND_TXN_ENTRIES];
 
-    op->chunk = MIN(op->n - op->done, (size_t)STORE_TXN_OPS_MAX);
-    if (!op->stamped) {
-        for (size_t i = 0; i < op->chunk; i++)
-            key_number(append_key(op, i), op->key_size, q->eq_node_prefix, hlc_now(q->clock));
-        op->stamped = true;
+    if (q->closing || q->store_gone)
+        return;
+    if (!q->append_txn) {
+        if (!q->appends)
+            return;
+        if (!(q->append_txn = append_txn_build(q))) {
+            log_warning("Out of memory appending to the event queue, retrying");
+            uv_timer_start(&q->append_timer, on_append_timer, RETRY_MIN_MSEC, 0);
+            return;
+        }
     }
-    for (size_t i = 0; i < op->chunk; i++) {
-        const char *key = append_key(op, i);
-        size_t key_len = strlen(key);
+    struct append_txn *t = q->append_txn;
+    if (!t->stamped) {
+        for (size_t i = 0; i < t->n_entries; i++)
+            key_number(t->keys[i], sizeof(t->keys[i]), q->eq_node_prefix, hlc_now(q->clock));
+        t->stamped = true;
+    }
+    for (size_t i = 0; i < t->n_entries; i++) {
+        size_t key_len = strlen(t->keys[i]);
         cmps[i] = (store_compare){
-            .key = key, .key_len = key_len, .target = STORE_CMP_CREATE, .result = STORE_CMP_EQUAL, .number = 0};
+            .key = t->keys[i], .key_len = key_len, .target = STORE_CMP_CREATE, .result = STORE_CMP_EQUAL, .number = 0};
         puts[i] = (store_op){.type = STORE_OP_PUT,
-                             .key = key,
+                             .key = t->keys[i],
                              .key_len = key_len,
-                             .value = op->values[op->done + i],
-                             .value_len = op->value_lens[op->done + i]};
-        gets[i] = (store_op){.type = STORE_OP_GET, .key = key, .key_len = key_len};
+                             .value = t->values[i],
+                             .value_len = t->value_lens[i]};
+        gets[i] = (store_op){.type = STORE_OP_GET, .key = t->keys[i], .key_len = key_len};
     }
     store_txn txn = {.compares = cmps,
-                     .n_compares = op->chunk,
+                     .n_compares = t->n_entries,
                      .success = puts,
-                     .n_success = op->chunk,
+                     .n_success = t->n_entries,
                      .failure = gets,
-                     .n_failure = op->chunk};
-    struct call *k = call_new(q, 0, op);
+                     .n_failure = t->n_entries};
+    struct call *k = call_new(q, 0, t);
     int r = k ? store_transaction(q->store, &txn, on_appended, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
-        if (!store_usable(q, r) || ++op->attempts >= APPEND_ATTEMPTS)
-            append_finish(q, op, store_usable(q, r) ? r : -ECANCELED);
+        if (!store_usable(q, r) || ++t->attempts >= APPEND_ATTEMPTS)
+            append_fail(q, store_usable(q, r) ? r : -ECANCELED);
         else
-            append_retry_later(q, op);
-        return;
+            append_retry_later(q);
     }
-    op->inflight = true;
 }
 
-/* The chunk's transaction found keys taken: ours from an earlier attempt
- * whose answer was lost (all of them, same values), or another incarnation's. */
-static bool append_was_applied(struct append_op *op, const store_result *r) {
-    if (r->n_kvs != op->chunk)
+/* The transaction's keys were taken: ours from an earlier attempt whose
+ * answer was lost (all of them, same values), or another incarnation's. */
+static bool append_was_applied(const struct append_txn *t, const store_result *r) {
+    if (r->n_kvs != t->n_entries)
         return false;
-    for (size_t i = 0; i < op->chunk; i++) {
+    for (size_t i = 0; i < t->n_entries; i++) {
         const store_kv *kv = &r->kvs[i];
-        if (!key_is(kv, append_key(op, i)) || kv->value_len != op->value_lens[op->done + i] ||
-            memcmp(kv->value, op->values[op->done + i], kv->value_len) != 0)
+        if (!key_is(kv, t->keys[i]) || kv->value_len != t->value_lens[i] ||
+            memcmp(kv->value, t->values[i], kv->value_len) != 0)
             return false;
     }
     return true;
 }
 
-static void appended(struct queue *q, struct append_op *op, int error, const store_result *r) {
-    op->inflight = false;
-    if (op->cancelled) {
-        append_op_free(op); /* queue_free() reported it already */
+static void appended(struct queue *q, struct append_txn *t, int error, const store_result *r) {
+    if (q->closing || q->append_txn != t) {
+        append_txn_free(t); /* queue_free() reported its calls already */
         return;
     }
     if (!store_usable(q, error)) {
-        append_finish(q, op, -ECANCELED);
+        append_fail(q, -ECANCELED);
         return;
     }
     if (error < 0) {
-        log_warning_errno(error, "Failed to append to the event queue (attempt %u): %m", op->attempts + 1);
-        if (++op->attempts >= APPEND_ATTEMPTS)
-            append_finish(q, op, error);
+        log_warning_errno(error, "Failed to append to the event queue (attempt %u): %m", t->attempts + 1);
+        if (++t->attempts >= APPEND_ATTEMPTS)
+            append_fail(q, error);
         else
-            append_retry_later(q, op);
+            append_retry_later(q);
         return;
     }
-    if (!r->succeeded && !(op->attempts > 0 && append_was_applied(op, r))) {
+    if (!r->succeeded && !(t->attempts > 0 && append_was_applied(t, r))) {
         /* Keys of an earlier incarnation of this node with a clock that ran
-         * ahead: move our clock past them and stamp the chunk again. */
-        uint64_t max = 0, t;
+         * ahead: move our clock past them and stamp the entries again. */
+        uint64_t max = 0, stamp;
         for (size_t i = 0; i < r->n_kvs; i++)
-            if (key_number_parse(r->kvs[i].key, r->kvs[i].key_len, q->eq_node_prefix, &t) == 0)
-                max = MAX(max, t);
+            if (key_number_parse(r->kvs[i].key, r->kvs[i].key_len, q->eq_node_prefix, &stamp) == 0)
+                max = MAX(max, stamp);
         hlc_witness(q->clock, max);
-        op->stamped = false;
-        if (++op->collisions >= APPEND_ATTEMPTS) {
-            append_finish(q, op, -EEXIST);
-            return;
-        }
-        append_send(q, op);
+        t->stamped = false;
+        if (++t->collisions >= APPEND_ATTEMPTS)
+            append_fail(q, -EEXIST);
+        else
+            append_send(q);
         return;
     }
-    op->done += op->chunk;
-    q->stats.appended += op->chunk;
+
+    /* Committed: the calls it completes are done. */
+    q->stats.appended += t->n_events;
     q->stats.append_txns++;
-    op->attempts = op->collisions = 0;
-    op->stamped = false;
-    if (op->done == op->n)
-        append_finish(q, op, 0);
-    else
-        append_send(q, op);
+    struct append_op *finished = NULL, **tail = &finished;
+    size_t left = t->n_events;
+    while (left > 0 && q->appends) {
+        struct append_op *op = q->appends;
+        size_t k = MIN(left, op->n - op->done);
+        op->done += k;
+        left -= k;
+        if (op->done < op->n)
+            break;
+        *tail = append_pop(q);
+        tail = &(*tail)->next;
+    }
+    q->append_txn = append_txn_free(t);
+    append_send(q);
+    append_report(q, finished, 0);
 }
 
 static void on_appended(store *s, int error, const store_result *r, void *userdata) {
@@ -1718,14 +2021,11 @@ int eq_append(struct queue *q, const struct queue_event *events, size_t n, eq_ap
     struct append_op *op = calloc(1, sizeof(*op));
     if (!op)
         return -ENOMEM;
-    op->q = q;
     op->cb = cb;
     op->userdata = userdata;
-    op->key_size = strlen(q->eq_node_prefix) + KEY_NUMBER_DIGITS + 1;
     op->values = calloc(n, sizeof(*op->values));
     op->value_lens = calloc(n, sizeof(*op->value_lens));
-    op->keys = malloc(MIN(n, (size_t)STORE_TXN_OPS_MAX) * op->key_size);
-    if (!op->values || !op->value_lens || !op->keys) {
+    if (!op->values || !op->value_lens) {
         append_op_free(op);
         return -ENOMEM;
     }
@@ -1741,10 +2041,11 @@ int eq_append(struct queue *q, const struct queue_event *events, size_t n, eq_ap
         }
         op->value_lens[i] = strlen(op->values[i]);
     }
-    op->next = q->appends;
-    q->appends = op;
+    *q->appends_tail = op;
+    q->appends_tail = &op->next;
     q->n_appends++;
-    append_send(q, op);
+    if (!q->append_txn)
+        append_send(q);
     return 0;
 }
 
@@ -1942,21 +2243,15 @@ struct queue *queue_free(struct queue *q) {
     consumer_halt(q);
     reader_halt(q);
 
-    /* The callbacks of calls in progress run now, with -ECANCELED. */
-    while (q->appends) {
-        struct append_op *op = q->appends;
-        q->appends = op->next;
-        q->n_appends--;
-        eq_append_cb cb = op->cb;
-        void *userdata = op->userdata;
-        size_t done = op->done;
-        if (op->inflight)
-            op->cancelled = true; /* freed by its store callback */
-        else
-            append_op_free(op);
-        if (cb)
-            cb(q, -ECANCELED, done, userdata);
-    }
+    /* The callbacks of calls in progress run now, with -ECANCELED; a
+     * transaction in flight is freed by its store callback. */
+    struct append_txn *t = TAKE_PTR(q->append_txn);
+    if (t && t->waiting)
+        append_txn_free(t);
+    struct append_op *ops = TAKE_PTR(q->appends);
+    q->appends_tail = &q->appends;
+    q->n_appends = 0;
+    append_report(q, ops, -ECANCELED);
     if (q->prune) {
         struct prune_op *op = TAKE_PTR(q->prune);
         bq_prune_cb cb = op->cb;

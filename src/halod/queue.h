@@ -111,6 +111,8 @@
 #define QUEUE_EPOCH_NONE INT64_C(-1)
 /* eq_append() calls in flight at once. */
 #define QUEUE_APPENDS_MAX 64
+/* Events in one EQ entry: its state puts and delete fit one transaction. */
+#define QUEUE_ENTRY_EVENTS_MAX 100
 
 enum queue_kind {
     QUEUE_KIND_NODE,

@@ -66,20 +66,28 @@ void server_conn_close(struct conn *c, const char *reason) {
     uv_close((uv_handle_t *)&c->poll, conn_close_cb);
 }
 
-int server_conn_send(struct conn *c, const LinkMsg *m) {
-    if (c->closing)
-        return -ENOTCONN;
-    int r = link_send(c->fd, m);
+/* A send's outcome: a full socket buffer means hundreds of unread messages (hung). */
+static int conn_sent(struct conn *c, int r, const char *what) {
     if (r == -EAGAIN) {
-        /* The peer stopped reading its link: a full socket buffer means
-         * hundreds of unread messages.  Treat it as hung. */
         log_warning("%s is not reading its HA link, disconnecting", c->name);
         server_conn_close(c, "not reading its HA link");
     } else if (r < 0) {
-        log_debug_errno(r, "Failed to send %s to %s: %m", link_msg_type_name(m), c->name);
+        log_debug_errno(r, "Failed to send %s to %s: %m", what, c->name);
         server_conn_close(c, "send failed");
     }
     return r;
+}
+
+int server_conn_send(struct conn *c, const LinkMsg *m) {
+    if (c->closing)
+        return -ENOTCONN;
+    return conn_sent(c, link_send(c->fd, m), link_msg_type_name(m));
+}
+
+int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n) {
+    if (c->closing)
+        return -ENOTCONN;
+    return conn_sent(c, link_send_packed(c->fd, buf, n), "a message");
 }
 
 int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r) {

@@ -26,6 +26,8 @@ int server_new(uv_loop_t *loop, const char *path, const char *node, const struct
 struct server *server_free(struct server *s);
 
 int server_conn_send(struct conn *c, const LinkMsg *m); /* on failure the conn is closed */
+/* The same for a message packed once with link_encode(), sent to many. */
+int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n);
 void server_conn_close(struct conn *c, const char *reason);
 pid_t server_conn_pid(const struct conn *c);
 bool server_conn_is_admin(const struct conn *c);

@@ -20,18 +20,24 @@ int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size) {
     return (int)halo__link__msg__pack(msg, buf);
 }
 
-int link_send(int fd, const LinkMsg *msg) {
-    uint8_t buf[LINK_MSG_MAX];
-    int n = link_encode(msg, buf, sizeof(buf));
-    if (n < 0)
-        return n;
+int link_send_packed(int fd, const uint8_t *buf, size_t n) {
+    if (n == 0 || n > LINK_MSG_MAX)
+        return -EMSGSIZE;
     for (;;) {
-        ssize_t k = send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t k = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k >= 0)
             return 0;
         if (errno != EINTR)
             return -errno;
     }
+}
+
+int link_send(int fd, const LinkMsg *msg) {
+    uint8_t buf[LINK_MSG_MAX];
+    int n = link_encode(msg, buf, sizeof(buf));
+    if (n < 0)
+        return n;
+    return link_send_packed(fd, buf, (size_t)n);
 }
 
 /* A name: present, not empty when required, bounded, no control characters. */

@@ -25,6 +25,8 @@ int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size);
 
 /* Encodes and sends one packet.  Returns 0, -EMSGSIZE, -EINVAL, -EAGAIN, or -errno of send(). */
 int link_send(int fd, const LinkMsg *msg);
+/* Sends a message link_encode() packed (one packet to many peers: encode once). */
+int link_send_packed(int fd, const uint8_t *buf, size_t n);
 
 /*
  * Decodes and validates one packet.  Returns 0 and *ret (free with
