@@ -6,7 +6,7 @@
  * from several components never interleave).
  *
  * With $HALO_BENCH_STATES it also asks for the cluster's object states:
- * "count" just takes them, "log" appends "S <object> <state> <ns>" per state
+ * "count" just takes them, "log" appends "S <object> <state> <ns> <pid>" per state
  * (one write(2) per note), for bench/events.
  */
 #include <errno.h>
@@ -69,7 +69,8 @@ static void on_object_states(halo *h, const halo_object_state *st, size_t n, voi
     clock_gettime(CLOCK_MONOTONIC, &ts);
     long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     for (size_t i = 0; i < n; i++) {
-        int k = snprintf(buf + len, sizeof(buf) - len, "S %s %s %lld\n", st[i].object, st[i].state, ns);
+        int k =
+            snprintf(buf + len, sizeof(buf) - len, "S %s %s %lld %d\n", st[i].object, st[i].state, ns, (int)getpid());
         if (k < 0 || (size_t)k >= sizeof(buf) - len)
             break;
         len += (size_t)k;

@@ -30,6 +30,10 @@
 #define BATCH_BYTES (256 * 1024)
 /* Ops of a batch besides the deletes and state puts: the BQ entry and bq-seq. */
 #define BATCH_FIXED_OPS 2
+/* State puts per checkpoint transaction (and state-seq), and how long a round
+ * waits for more changes. */
+#define CHECKPOINT_PUTS (STORE_TXN_OPS_MAX - 1)
+#define CHECKPOINT_MSEC 50
 /* The longest entry text parsed: a full entry of the longest events. */
 #define ENTRY_JSON_MAX ((size_t)QUEUE_ENTRY_EVENTS_MAX * (QUEUE_EVENT_JSON_MAX + 32))
 
@@ -436,6 +440,9 @@ struct obj_state {
     struct obj_state *next;
     uint64_t seq; /* the BQ entry that set it; 0 if unknown */
     int state;
+    /* Only in the consumer's map of states not yet written to state/: */
+    char *value;   /* the event as published (owned) */
+    bool in_round; /* to be written before the round's state-seq */
     char object[];
 };
 
@@ -478,24 +485,31 @@ static int objmap_grow(struct objmap *m) {
     return 0;
 }
 
-/* Records a state unless a later one (greater seq) is known already. */
-static int objmap_set(struct objmap *m, const char *object, int state, uint64_t seq) {
+/* Records a state unless a later one (greater seq) is known already; takes
+ * value (may be NULL), freed if not kept. */
+static int objmap_put(struct objmap *m, const char *object, int state, uint64_t seq, char *value) {
     struct obj_state *o = objmap_find(m, object);
     if (o) {
         if (seq >= o->seq) {
             o->state = state;
             o->seq = seq;
-        }
+            free(o->value);
+            o->value = value;
+        } else
+            free(value);
         return 0;
     }
-    if (m->n >= m->n_buckets && objmap_grow(m) < 0)
+    if (m->n >= m->n_buckets && objmap_grow(m) < 0) {
+        free(value);
         return -ENOMEM;
+    }
     size_t len = strlen(object);
     o = malloc(sizeof(*o) + len + 1);
-    if (!o)
+    if (!o) {
+        free(value);
         return -ENOMEM;
-    o->seq = seq;
-    o->state = state;
+    }
+    *o = (struct obj_state){.seq = seq, .state = state, .value = value};
     memcpy(o->object, object, len + 1);
     size_t k = hash_string(object) & (m->n_buckets - 1);
     o->next = m->buckets[k];
@@ -504,10 +518,26 @@ static int objmap_set(struct objmap *m, const char *object, int state, uint64_t 
     return 0;
 }
 
+static int objmap_set(struct objmap *m, const char *object, int state, uint64_t seq) {
+    return objmap_put(m, object, state, seq, NULL);
+}
+
+static void objmap_remove(struct objmap *m, struct obj_state *gone) {
+    for (struct obj_state **p = &m->buckets[hash_string(gone->object) & (m->n_buckets - 1)]; *p; p = &(*p)->next)
+        if (*p == gone) {
+            *p = gone->next;
+            free(gone->value);
+            free(gone);
+            m->n--;
+            return;
+        }
+}
+
 static void objmap_done(struct objmap *m) {
     for (size_t i = 0; i < m->n_buckets; i++)
         for (struct obj_state *o = m->buckets[i], *next; o; o = next) {
             next = o->next;
+            free(o->value);
             free(o);
         }
     free(m->buckets);
@@ -525,12 +555,12 @@ struct pending {
     char data[];
 };
 
-/* An object whose state a batch changes: one state put, its latest decision. */
-struct batch_obj {
-    char object[QUEUE_OBJECT_MAX];
+/* An event a batch publishes. */
+struct pub {
+    char *text; /* the event as published, with its seq */
+    char *object;
     int state;
     uint64_t seq;
-    size_t dump; /* index in dumps of the event that set it */
 };
 
 /* One transaction of the consumer: whole EQ entries, one BQ entry. */
@@ -538,17 +568,25 @@ struct batch {
     struct pending *entries; /* consumed, in order; deleted by this batch */
     struct pending **tail;
     size_t n_entries, n_events;
-    char **dumps; /* the published events, with their seqs, in order */
-    size_t n_dumps, cap_dumps, dump_bytes;
-    struct batch_obj objs[STORE_TXN_OPS_MAX];
-    size_t n_objs;
-    size_t n_published; /* seqs consumer.seq + 1 ... + n_published */
+    struct pub *pubs; /* seqs consumer.seq + 1 ... + n_pubs */
+    size_t n_pubs, cap_pubs, pub_bytes;
     uint64_t n_duplicates, n_dropped;
     store_op ops[STORE_TXN_OPS_MAX];
-    char *keys[STORE_TXN_OPS_MAX]; /* owned keys of the put ops */
-    size_t n_keys;
+    char bq_key[STORE_KEY_MAX + 1];
     char *bq_value;
     char seq_value[HLC_DECIMAL_MAX];
+};
+
+/* The coordinator writes the published states to state/ behind the BQ, in
+ * rounds: the objects changed since the last round, in transactions of
+ * CHECKPOINT_PUTS, the last one with state-seq (the seq every state up to
+ * which is in state/).  Pruning keeps the BQ after state-seq. */
+struct checkpoint {
+    struct objmap dirty; /* published, not yet written; value set */
+    bool round, inflight;
+    uint64_t round_seq; /* state-seq once the round's objects are written */
+    size_t n_in_round;
+    unsigned backoff_msec;
 };
 
 struct consumer {
@@ -563,11 +601,13 @@ struct consumer {
     store_watch *watch;
     struct pending *head, **tail;
     size_t n_pending;
+    struct objmap decided;   /* each object's last published state, as this consumer knows it */
     uint64_t seq;            /* the last seq published (bq-seq) */
     int64_t seq_mod;         /* bq-seq's mod revision as last read or written; 0: missing */
     struct batch *batch;     /* in flight */
     struct queue_event *evs; /* QUEUE_ENTRY_EVENTS_MAX, for parsing an entry */
     unsigned backoff_msec;
+    struct checkpoint cp;
 };
 
 struct reader {
@@ -625,7 +665,8 @@ struct queue {
     char *node;
     struct hlc own_clock;
     struct hlc *clock;
-    char *eq_prefix, *eq_node_prefix, *state_prefix, *bq_prefix, *bq_seq_key, *delivered_prefix, *delivered_key;
+    char *eq_prefix, *eq_node_prefix, *state_prefix, *state_seq_key, *bq_prefix, *bq_seq_key, *delivered_prefix,
+        *delivered_key;
 
     /* Store calls in flight, callbacks in progress and open timers: the memory
      * is released when this drops to 0 after queue_free(). */
@@ -641,7 +682,7 @@ struct queue {
     size_t n_appends;
     struct append_txn *append_txn; /* NULL: none */
     struct prune_op *prune;
-    uv_timer_t consumer_timer, reader_timer, append_timer;
+    uv_timer_t consumer_timer, reader_timer, append_timer, checkpoint_timer;
 };
 
 /* One store call: holds a reference on the queue until its callback ends. */
@@ -654,6 +695,8 @@ struct call {
 
 static void queue_destroy(struct queue *q) {
     objmap_done(&q->states);
+    objmap_done(&q->consumer.decided);
+    objmap_done(&q->consumer.cp.dirty);
     free(q->consumer.evs);
     free(q->consumer.guard_key);
     free(q->consumer.guard_value);
@@ -661,6 +704,7 @@ static void queue_destroy(struct queue *q) {
     free(q->eq_prefix);
     free(q->eq_node_prefix);
     free(q->state_prefix);
+    free(q->state_seq_key);
     free(q->bq_prefix);
     free(q->bq_seq_key);
     free(q->delivered_prefix);
@@ -730,6 +774,47 @@ static bool key_is(const store_kv *kv, const char *key) {
     return kv->key_len == strlen(key) && memcmp(kv->key, key, kv->key_len) == 0;
 }
 
+/* Records the state in a state/ value; -EINVAL (logged) or -ENOMEM. */
+static int state_value_apply(struct objmap *m, const store_kv *kv) {
+    struct queue_event ev;
+    uint64_t seq;
+    char object[QUEUE_OBJECT_MAX];
+    if (published_parse(kv->value, kv->value_len, &ev, &seq) < 0) {
+        log_warning("Ignoring the invalid state value of '%.*s'", (int)kv->key_len, kv->key);
+        return -EINVAL;
+    }
+    (void)queue_event_object(&ev, object);
+    return objmap_set(m, object, (int)ev.state, seq);
+}
+
+/* Records the states a BQ entry published; with dirty, also the events after
+ * state_seq, as published (not in state/ yet).  -EINVAL or -ENOMEM. */
+static int bq_entry_apply(struct objmap *m, const store_kv *kv, const char *bq_prefix, struct objmap *dirty,
+                          uint64_t state_seq) {
+    uint64_t key_seq;
+    json_t *j;
+    int r = 0;
+    if (key_number_parse(kv->key, kv->key_len, bq_prefix, &key_seq) < 0 ||
+        !(j = bq_entry_load(kv->value, kv->value_len, key_seq)))
+        return -EINVAL;
+    for (size_t i = 0; i < json_array_size(j) && r != -ENOMEM; i++) {
+        struct queue_event ev;
+        char object[QUEUE_OBJECT_MAX];
+        const json_t *o = json_array_get(j, i);
+        if (queue_event_from_json(o, &ev) < 0)
+            continue;
+        (void)queue_event_object(&ev, object);
+        uint64_t seq = event_seq(o);
+        r = objmap_set(m, object, (int)ev.state, seq);
+        if (r >= 0 && dirty && seq > state_seq) {
+            char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+            r = text ? objmap_put(dirty, object, (int)ev.state, seq, text) : -ENOMEM;
+        }
+    }
+    json_decref(j);
+    return r;
+}
+
 static void on_timer_closed(uv_handle_t *h) {
     queue_unref(h->data);
 }
@@ -758,12 +843,13 @@ int queue_new(const struct queue_params *p, struct queue **ret) {
         asprintf(&q->eq_node_prefix, "%seq/%s/", p->prefix, p->node) < 0 ||
         make_key(&q->state_prefix, p->prefix, "state/", "") < 0 || make_key(&q->bq_prefix, p->prefix, "bq/", "") < 0 ||
         make_key(&q->bq_seq_key, p->prefix, "bq-seq", "") < 0 ||
+        make_key(&q->state_seq_key, p->prefix, "state-seq", "") < 0 ||
         make_key(&q->delivered_prefix, p->prefix, "bq-delivered/", "") < 0 ||
         make_key(&q->delivered_key, p->prefix, "bq-delivered/", p->node) < 0) {
         queue_destroy(q);
         return -ENOMEM;
     }
-    uv_timer_t *timers[] = {&q->consumer_timer, &q->reader_timer, &q->append_timer};
+    uv_timer_t *timers[] = {&q->consumer_timer, &q->reader_timer, &q->append_timer, &q->checkpoint_timer};
     for (size_t i = 0; i < ELEMENTSOF(timers); i++) {
         (void)uv_timer_init(q->loop, timers[i]);
         timers[i]->data = q;
@@ -776,6 +862,9 @@ int queue_new(const struct queue_params *p, struct queue **ret) {
 int queue_state_get(const struct queue *q, const char *object) {
     assert_return(q && object, -EINVAL);
     const struct obj_state *o = objmap_find(&q->states, object);
+    const struct obj_state *d = objmap_find(&q->consumer.decided, object);
+    if (d && (!o || d->seq > o->seq))
+        o = d; /* decided by this node's consumer, not yet delivered here */
     return o ? o->state : -ENOENT;
 }
 
@@ -845,11 +934,11 @@ static struct batch *batch_free(struct batch *b) {
     if (!b)
         return NULL;
     pending_free_list(b->entries);
-    for (size_t i = 0; i < b->n_dumps; i++)
-        free(b->dumps[i]);
-    free(b->dumps);
-    for (size_t i = 0; i < b->n_keys; i++)
-        free(b->keys[i]);
+    for (size_t i = 0; i < b->n_pubs; i++) {
+        free(b->pubs[i].text);
+        free(b->pubs[i].object);
+    }
+    free(b->pubs);
     free(b->bq_value);
     free(b);
     return NULL;
@@ -864,6 +953,10 @@ static void consumer_halt(struct queue *q) {
     pending_clear(c);
     c->batch = NULL; /* owned by the call in flight */
     uv_timer_stop(&q->consumer_timer);
+    /* What is not in state/ yet is on the BQ, which the next coordinator reads. */
+    objmap_done(&c->cp.dirty);
+    c->cp = (struct checkpoint){0};
+    uv_timer_stop(&q->checkpoint_timer);
 }
 
 static void consumer_fail(struct queue *q, int error) {
@@ -875,6 +968,7 @@ static void consumer_fail(struct queue *q, int error) {
 
 static void consumer_load(struct queue *q);
 static void consumer_kick(struct queue *q);
+static void checkpoint_schedule(struct queue *q);
 static void on_consumer_timer(uv_timer_t *t);
 
 /* Re-reads everything after backoff (error < 0) or at once. */
@@ -960,31 +1054,33 @@ static void consumer_loaded(struct queue *q, struct call *k, int error, const st
     size_t m = 0;
     c->seq = 0;
     c->seq_mod = 0;
-    for (size_t i = 0; i < r->n_kvs; i++) {
+    /* The published states: state/ and, newer, the BQ after state-seq, whose
+     * states this consumer writes to state/ (again, maybe) before it moves
+     * state-seq. */
+    objmap_done(&c->decided);
+    bool nomem = false;
+    uint64_t state_seq = 0;
+    for (size_t i = 0; i < r->n_kvs; i++)
+        if (key_is(&r->kvs[i], q->state_seq_key) && counter_parse(r->kvs[i].value, r->kvs[i].value_len, &state_seq) < 0)
+            state_seq = 0;
+    for (size_t i = 0; i < r->n_kvs && !nomem; i++) {
         const store_kv *kv = &r->kvs[i];
         if (has_prefix(kv, q->eq_prefix)) {
             struct pending *p = pending_new(kv);
             if (!p)
                 break;
             sorted[m++] = p;
-        } else if (has_prefix(kv, q->state_prefix)) {
-            struct queue_event ev;
-            uint64_t seq;
-            char object[QUEUE_OBJECT_MAX];
-            if (published_parse(kv->value, kv->value_len, &ev, &seq) < 0) {
-                log_warning("Ignoring the invalid state value of '%s'", kv->key);
-                continue;
-            }
-            (void)queue_event_object(&ev, object);
-            if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
-                break;
-        } else if (key_is(kv, q->bq_seq_key)) {
+        } else if (has_prefix(kv, q->state_prefix))
+            nomem = state_value_apply(&c->decided, kv) == -ENOMEM;
+        else if (has_prefix(kv, q->bq_prefix))
+            nomem = bq_entry_apply(&c->decided, kv, q->bq_prefix, &c->cp.dirty, state_seq) == -ENOMEM;
+        else if (key_is(kv, q->bq_seq_key)) {
             if (counter_parse(kv->value, kv->value_len, &c->seq) < 0)
                 log_warning("Ignoring the invalid value of '%s'", kv->key);
             c->seq_mod = kv->mod_revision;
         }
     }
-    if (m < n_eq) {
+    if (m < n_eq || nomem) {
         for (size_t i = 0; i < m; i++)
             free(sorted[i]);
         free(sorted);
@@ -1007,6 +1103,7 @@ static void consumer_loaded(struct queue *q, struct call *k, int error, const st
     }
     c->reload = false;
     log_debug("Event queue loaded: %zu events pending, last seq %" PRIu64, c->n_pending, c->seq);
+    checkpoint_schedule(q);
     consumer_kick(q);
 }
 
@@ -1023,7 +1120,9 @@ static void consumer_load(struct queue *q) {
     store_op ops[] = {
         {.type = STORE_OP_GET_PREFIX, .key = q->eq_prefix, .key_len = strlen(q->eq_prefix)},
         {.type = STORE_OP_GET_PREFIX, .key = q->state_prefix, .key_len = strlen(q->state_prefix)},
+        {.type = STORE_OP_GET_PREFIX, .key = q->bq_prefix, .key_len = strlen(q->bq_prefix)},
         {.type = STORE_OP_GET, .key = q->bq_seq_key, .key_len = strlen(q->bq_seq_key)},
+        {.type = STORE_OP_GET, .key = q->state_seq_key, .key_len = strlen(q->state_seq_key)},
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
     pending_clear(c);
@@ -1070,29 +1169,26 @@ static bool compare_holds(const store_compare *cmp, const store_kv *kv) {
     return false;
 }
 
-static struct batch_obj *batch_obj_find(struct batch *b, const char *object) {
-    for (size_t i = 0; i < b->n_objs; i++)
-        if (streq(b->objs[i].object, object))
-            return &b->objs[i];
-    return NULL;
-}
-
-/* Adds the text of a published event; takes text (NULL: out of memory). */
-static int batch_push_dump(struct batch *b, char *text) {
-    if (!text)
+/* Adds a published event; takes text (NULL: out of memory). */
+static int batch_push(struct batch *b, char *text, const char *object, int state, uint64_t seq) {
+    char *o = text ? strdup(object) : NULL;
+    if (!o) {
+        free(text);
         return -ENOMEM;
-    if (b->n_dumps == b->cap_dumps) {
-        size_t cap = b->cap_dumps ? b->cap_dumps * 2 : 64;
-        char **d = realloc(b->dumps, cap * sizeof(*d));
-        if (!d) {
+    }
+    if (b->n_pubs == b->cap_pubs) {
+        size_t cap = b->cap_pubs ? b->cap_pubs * 2 : 64;
+        struct pub *p = realloc(b->pubs, cap * sizeof(*p));
+        if (!p) {
             free(text);
+            free(o);
             return -ENOMEM;
         }
-        b->dumps = d;
-        b->cap_dumps = cap;
+        b->pubs = p;
+        b->cap_pubs = cap;
     }
-    b->dumps[b->n_dumps++] = text;
-    b->dump_bytes += strlen(text) + 1;
+    b->pubs[b->n_pubs++] = (struct pub){.text = text, .object = o, .state = state, .seq = seq};
+    b->pub_bytes += strlen(text) + 1;
     return 0;
 }
 
@@ -1108,12 +1204,12 @@ static void batch_consume_head(struct consumer *c, struct batch *b, size_t n_eve
 enum { TAKE_DUPLICATE, TAKE_DROP, TAKE_PUBLISH };
 
 /*
- * Adds the next EQ entry (the head of the pending ones) to b if it fits:
- * its delete, the state puts of the objects it changes, its events on the
- * BQ entry.  An entry always fits an empty batch.  Returns 1 (taken), 0 (it
- * does not fit: send b first), -EAGAIN (decide failed for one of its events:
- * b is unchanged, retry later), -ECANCELED (decide stopped the consumer),
- * -ENOMEM.
+ * Adds the next EQ entry (the head of the pending ones) to b if it fits: its
+ * delete, and its events on the BQ entry.  An entry always fits an empty
+ * batch.  The decisions go into the consumer's map of states at once (a
+ * failed batch reads everything again).  Returns 1 (taken), 0 (it does not
+ * fit: send b first), -EAGAIN (decide failed for one of its events: nothing
+ * changed, retry later), -ECANCELED (decide stopped the consumer), -ENOMEM.
  */
 static int batch_take(struct queue *q, struct batch *b) {
     struct consumer *c = &q->consumer;
@@ -1123,22 +1219,28 @@ static int batch_take(struct queue *q, struct batch *b) {
     size_t first[QUEUE_ENTRY_EVENTS_MAX]; /* the event that first names the same object */
     int current[QUEUE_ENTRY_EVENTS_MAX];  /* by first: the object's state so far */
     unsigned char what[QUEUE_ENTRY_EVENTS_MAX];
-    size_t n_new = 0;
     unsigned gen = c->gen;
 
+    if (b->n_entries + 1 + BATCH_FIXED_OPS > STORE_TXN_OPS_MAX)
+        return 0;
     int n = entry_parse(p->value, p->value_len, evs);
     if (n < 0) {
-        if (b->n_entries + 1 + b->n_objs + BATCH_FIXED_OPS > STORE_TXN_OPS_MAX)
-            return 0;
         log_warning("Dropping the invalid entry '%s' from the event queue", p->key);
         b->n_dropped++;
         batch_consume_head(c, b, 1);
         return 1;
     }
+    if (b->n_entries > 0 &&
+        (b->n_pubs + (size_t)n > BATCH_EVENTS_MAX || b->pub_bytes + p->value_len + 32 * (size_t)n > BATCH_BYTES))
+        return 0;
 
+    /* Decide every event first: a failure changes nothing. */
     for (size_t i = 0; i < (size_t)n; i++) {
-        if (evs[i].kind == _QUEUE_KIND_MAX)
+        if (evs[i].kind == _QUEUE_KIND_MAX) {
+            log_warning("Dropping an invalid event of '%s' from the event queue", p->key);
+            what[i] = TAKE_DROP;
             continue;
+        }
         (void)queue_event_object(&evs[i], objects[i]);
         first[i] = i;
         for (size_t k = 0; k < i; k++)
@@ -1146,24 +1248,9 @@ static int batch_take(struct queue *q, struct batch *b) {
                 first[i] = first[k];
                 break;
             }
-        if (first[i] != i)
-            continue;
-        const struct batch_obj *o = batch_obj_find(b, objects[i]);
-        const struct obj_state *st = o ? NULL : objmap_find(&q->states, objects[i]);
-        current[i] = o ? o->state : st ? st->state : -ENOENT;
-        n_new += !o;
-    }
-    if (b->n_entries > 0 &&
-        (b->n_entries + 1 + b->n_objs + n_new + BATCH_FIXED_OPS > STORE_TXN_OPS_MAX ||
-         b->n_published + (size_t)n > BATCH_EVENTS_MAX || b->dump_bytes + p->value_len + 32 * (size_t)n > BATCH_BYTES))
-        return 0;
-
-    /* Decide every event first: a failure leaves b as it was. */
-    for (size_t i = 0; i < (size_t)n; i++) {
-        if (evs[i].kind == _QUEUE_KIND_MAX) {
-            log_warning("Dropping an invalid event of '%s' from the event queue", p->key);
-            what[i] = TAKE_DROP;
-            continue;
+        if (first[i] == i) {
+            const struct obj_state *o = objmap_find(&c->decided, objects[i]);
+            current[i] = o ? o->state : -ENOENT;
         }
         int cur = current[first[i]];
         if ((int)evs[i].state == cur) {
@@ -1193,29 +1280,17 @@ static int batch_take(struct queue *q, struct batch *b) {
     }
 
     for (size_t i = 0; i < (size_t)n; i++) {
-        if (what[i] == TAKE_DUPLICATE) {
-            b->n_duplicates++;
+        if (what[i] != TAKE_PUBLISH) {
+            b->n_duplicates += what[i] == TAKE_DUPLICATE;
+            b->n_dropped += what[i] == TAKE_DROP;
             continue;
         }
-        if (what[i] == TAKE_DROP) {
-            b->n_dropped++;
-            continue;
-        }
-        uint64_t seq = c->seq + b->n_published + 1;
+        uint64_t seq = c->seq + b->n_pubs + 1;
         char *text = NULL;
         int r = event_dump(&evs[i], seq, &text);
-        if (r < 0 || (r = batch_push_dump(b, text)) < 0)
+        if (r < 0 || (r = batch_push(b, text, objects[i], (int)evs[i].state, seq)) < 0 ||
+            (r = objmap_set(&c->decided, objects[i], (int)evs[i].state, seq)) < 0)
             return r;
-        struct batch_obj *o = batch_obj_find(b, objects[i]);
-        if (!o) {
-            assert(b->n_objs < ELEMENTSOF(b->objs));
-            o = &b->objs[b->n_objs++];
-            memcpy(o->object, objects[i], sizeof(o->object));
-        }
-        o->state = (int)evs[i].state;
-        o->seq = seq;
-        o->dump = b->n_dumps - 1;
-        b->n_published++;
     }
     batch_consume_head(c, b, (size_t)n);
     return 1;
@@ -1223,44 +1298,34 @@ static int batch_take(struct queue *q, struct batch *b) {
 
 static void on_consumer_batch(store *s, int error, const store_result *r, void *userdata);
 
-/* The ops of b: its entries' deletes, the state puts, the BQ entry, bq-seq. */
+/* The ops of b: its entries' deletes, the BQ entry, bq-seq. */
 static int batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
     struct consumer *c = &q->consumer;
     size_t n = 0;
     for (struct pending *p = b->entries; p; p = p->next)
         b->ops[n++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
-    for (size_t i = 0; i < b->n_objs; i++) {
-        char *key;
-        if (make_key(&key, q->state_prefix, b->objs[i].object, "") < 0)
-            return -ENOMEM;
-        b->keys[b->n_keys++] = key;
-        const char *value = b->dumps[b->objs[i].dump];
-        b->ops[n++] = (store_op){
-            .type = STORE_OP_PUT, .key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value)};
-    }
-    if (b->n_published > 0) {
+    if (b->n_pubs > 0) {
         /* bq/<the last seq>: the events as one JSON array. */
-        char *v = malloc(b->dump_bytes + 2), *at = v;
-        char key[STORE_KEY_MAX + 1];
+        char *v = malloc(b->pub_bytes + 2), *at = v;
         if (!v)
             return -ENOMEM;
         b->bq_value = v;
         *at++ = '[';
-        for (size_t i = 0; i < b->n_dumps; i++) {
-            size_t len = strlen(b->dumps[i]);
+        for (size_t i = 0; i < b->n_pubs; i++) {
+            size_t len = strlen(b->pubs[i].text);
             if (i > 0)
                 *at++ = ',';
-            memcpy(at, b->dumps[i], len);
+            memcpy(at, b->pubs[i].text, len);
             at += len;
         }
         *at++ = ']';
-        key_number(key, sizeof(key), q->bq_prefix, c->seq + b->n_published);
-        if (!(b->keys[b->n_keys] = strdup(key)))
-            return -ENOMEM;
-        const char *k = b->keys[b->n_keys++];
-        b->ops[n++] =
-            (store_op){.type = STORE_OP_PUT, .key = k, .key_len = strlen(k), .value = v, .value_len = (size_t)(at - v)};
-        snprintf(b->seq_value, sizeof(b->seq_value), "%" PRIu64, c->seq + b->n_published);
+        key_number(b->bq_key, sizeof(b->bq_key), q->bq_prefix, c->seq + b->n_pubs);
+        b->ops[n++] = (store_op){.type = STORE_OP_PUT,
+                                 .key = b->bq_key,
+                                 .key_len = strlen(b->bq_key),
+                                 .value = v,
+                                 .value_len = (size_t)(at - v)};
+        snprintf(b->seq_value, sizeof(b->seq_value), "%" PRIu64, c->seq + b->n_pubs);
         b->ops[n++] = (store_op){.type = STORE_OP_PUT,
                                  .key = q->bq_seq_key,
                                  .key_len = strlen(q->bq_seq_key),
@@ -1363,6 +1428,165 @@ static void consumer_kick(struct queue *q) {
     consumer_send(q, b);
 }
 
+/* ---- the consumer's checkpoints of state/ ---- */
+
+static void checkpoint_send(struct queue *q);
+
+static void on_checkpoint_timer(uv_timer_t *t) {
+    struct queue *q = t->data;
+    queue_ref(q);
+    if (q->consumer.running && !q->closing)
+        checkpoint_send(q);
+    queue_unref(q);
+}
+
+/* A round starts CHECKPOINT_MSEC after the first state it has to write, so
+ * that an object changed many times is written once. */
+static void checkpoint_schedule(struct queue *q) {
+    struct checkpoint *cp = &q->consumer.cp;
+    if (cp->inflight || uv_is_active((uv_handle_t *)&q->checkpoint_timer) || (!cp->round && cp->dirty.n == 0))
+        return;
+    uv_timer_start(&q->checkpoint_timer, on_checkpoint_timer, cp->round ? 0 : CHECKPOINT_MSEC, 0);
+}
+
+/* One transaction of a checkpoint: the keys it wrote and the seqs they had. */
+struct checkpoint_call {
+    size_t n;
+    bool last; /* it writes state-seq: the round ends */
+    uint64_t seqs[CHECKPOINT_PUTS];
+    char objects[CHECKPOINT_PUTS][QUEUE_OBJECT_MAX];
+};
+
+static void checkpoint_done(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct consumer *c = &q->consumer;
+    struct checkpoint *cp = &c->cp;
+    struct checkpoint_call *w = k->data;
+    if (q->closing || k->gen != c->gen)
+        return; /* a stopped consumer's: the next coordinator reads the BQ */
+    cp->inflight = false;
+    if (!store_usable(q, error)) {
+        consumer_fail(q, -ECANCELED);
+        return;
+    }
+    if (error < 0) {
+        log_warning_errno(error, "Failed to write object states to the store, retrying: %m");
+        uv_timer_start(&q->checkpoint_timer, on_checkpoint_timer, backoff_next(&cp->backoff_msec), 0);
+        return;
+    }
+    if (!r->succeeded) {
+        log_warning("The event queue's guard failed: no longer the coordinator");
+        consumer_fail(q, -EPERM);
+        return;
+    }
+    cp->backoff_msec = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        struct obj_state *o = objmap_find(&cp->dirty, w->objects[i]);
+        if (!o)
+            continue;
+        if (o->in_round)
+            cp->n_in_round--;
+        if (o->seq == w->seqs[i])
+            objmap_remove(&cp->dirty, o);
+        else
+            o->in_round = false; /* changed since: the next round writes it */
+    }
+    if (w->last) {
+        cp->round = false;
+        q->stats.checkpoints++;
+        q->stats.state_seq = cp->round_seq;
+    }
+    checkpoint_schedule(q);
+}
+
+static void on_checkpoint(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    checkpoint_done(q, k, error, r);
+    free(k->data);
+    free(k);
+    queue_unref(q);
+}
+
+static void checkpoint_send(struct queue *q) {
+    struct consumer *c = &q->consumer;
+    struct checkpoint *cp = &c->cp;
+    store_op ops[CHECKPOINT_PUTS + 1];
+    char *keys[CHECKPOINT_PUTS];
+    char seq_value[HLC_DECIMAL_MAX];
+    size_t n = 0;
+
+    if (cp->inflight)
+        return;
+    if (!cp->round) {
+        if (cp->dirty.n == 0)
+            return;
+        /* Everything published up to now. */
+        cp->round = true;
+        cp->round_seq = c->seq;
+        cp->n_in_round = 0;
+        for (size_t i = 0; i < cp->dirty.n_buckets; i++)
+            for (struct obj_state *o = cp->dirty.buckets[i]; o; o = o->next)
+                if (o->seq <= c->seq) {
+                    o->in_round = true;
+                    cp->n_in_round++;
+                }
+    }
+    struct checkpoint_call *w = malloc(sizeof(*w));
+    if (!w) {
+        uv_timer_start(&q->checkpoint_timer, on_checkpoint_timer, backoff_next(&cp->backoff_msec), 0);
+        return;
+    }
+    int r = 0;
+    for (size_t i = 0; i < cp->dirty.n_buckets && n < CHECKPOINT_PUTS; i++)
+        for (struct obj_state *o = cp->dirty.buckets[i]; o && n < CHECKPOINT_PUTS; o = o->next) {
+            if (!o->in_round)
+                continue;
+            if (make_key(&keys[n], q->state_prefix, o->object, "") < 0) {
+                r = -ENOMEM;
+                goto out;
+            }
+            ops[n] = (store_op){.type = STORE_OP_PUT,
+                                .key = keys[n],
+                                .key_len = strlen(keys[n]),
+                                .value = o->value,
+                                .value_len = strlen(o->value)};
+            snprintf(w->objects[n], sizeof(w->objects[n]), "%s", o->object);
+            w->seqs[n] = o->seq;
+            n++;
+        }
+    w->n = n;
+    w->last = n == cp->n_in_round;
+    size_t n_ops = n;
+    if (w->last) {
+        snprintf(seq_value, sizeof(seq_value), "%" PRIu64, cp->round_seq);
+        ops[n_ops++] = (store_op){.type = STORE_OP_PUT,
+                                  .key = q->state_seq_key,
+                                  .key_len = strlen(q->state_seq_key),
+                                  .value = seq_value,
+                                  .value_len = strlen(seq_value)};
+    }
+    store_txn txn = {
+        .compares = c->has_guard ? &c->guard : NULL, .n_compares = c->has_guard, .success = ops, .n_success = n_ops};
+    struct call *k = call_new(q, c->gen, w);
+    r = k ? store_transaction(q->store, &txn, on_checkpoint, k) : -ENOMEM;
+    if (r < 0)
+        call_drop(k);
+    else {
+        cp->inflight = true;
+        w = NULL;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(w);
+    if (r < 0) {
+        if (!store_usable(q, r))
+            consumer_fail(q, -ECANCELED);
+        else
+            uv_timer_start(&q->checkpoint_timer, on_checkpoint_timer, backoff_next(&cp->backoff_msec), 0);
+    }
+}
+
 static void consumer_batch_done(struct queue *q, struct call *k, int error, const store_result *r) {
     struct consumer *c = &q->consumer;
     struct batch *b = k->data;
@@ -1399,20 +1623,22 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
         return;
     }
 
-    /* Committed. */
-    c->seq += b->n_published;
-    if (b->n_published > 0)
+    /* Committed: the new states go to state/ behind it. */
+    c->seq += b->n_pubs;
+    if (b->n_pubs > 0)
         c->seq_mod = r->revision;
-    for (size_t i = 0; i < b->n_objs; i++)
-        if (objmap_set(&q->states, b->objs[i].object, b->objs[i].state, b->objs[i].seq) < 0)
-            log_warning("Out of memory recording the state of '%s'", b->objs[i].object);
+    for (size_t i = 0; i < b->n_pubs; i++)
+        if (objmap_put(&c->cp.dirty, b->pubs[i].object, b->pubs[i].state, b->pubs[i].seq, TAKE_PTR(b->pubs[i].text)) <
+            0)
+            log_warning("Out of memory recording the state of '%s'", b->pubs[i].object);
     q->stats.consumed += b->n_events;
     q->stats.duplicates += b->n_duplicates;
     q->stats.dropped += b->n_dropped;
-    q->stats.published += b->n_published;
+    q->stats.published += b->n_pubs;
     q->stats.consumer_txns++;
     c->backoff_msec = 0;
     batch_free(b);
+    checkpoint_schedule(q);
     consumer_kick(q);
 }
 
@@ -1614,16 +1840,10 @@ static void reader_loaded(struct queue *q, struct call *k, int error, const stor
                 rd->saved = offset;
                 rd->delivered = MAX(rd->delivered, offset);
             }
-        } else if (has_prefix(kv, q->state_prefix)) {
-            struct queue_event ev;
-            uint64_t seq;
-            char object[QUEUE_OBJECT_MAX];
-            if (published_parse(kv->value, kv->value_len, &ev, &seq) < 0)
-                continue;
-            (void)queue_event_object(&ev, object);
-            if (objmap_set(&q->states, object, (int)ev.state, seq) < 0)
-                log_warning("Out of memory recording the state of '%s'", object);
-        }
+        } else if ((has_prefix(kv, q->state_prefix) && state_value_apply(&q->states, kv) == -ENOMEM) ||
+                   (has_prefix(kv, q->bq_prefix) && bq_entry_apply(&q->states, kv, q->bq_prefix, NULL, 0) == -ENOMEM))
+            /* state/ lags the BQ (state-seq): the snapshot is both. */
+            log_warning("Out of memory reading the object states");
     }
     unsigned gen = rd->gen;
     for (size_t i = 0; i < r->n_kvs; i++)
@@ -2151,6 +2371,12 @@ static void prune_read(struct queue *q, struct prune_op *op, int error, const st
         if (!found)
             min = 0; /* nothing read (or unreadable): nothing to prune */
     }
+    /* And what state/ holds: the BQ after state-seq is the rest of the snapshot. */
+    uint64_t state_seq = 0;
+    for (size_t j = 0; j < r->n_kvs; j++)
+        if (key_is(&r->kvs[j], q->state_seq_key) && counter_parse(r->kvs[j].value, r->kvs[j].value_len, &state_seq) < 0)
+            state_seq = 0;
+    min = MIN(min, state_seq);
     if (min == 0 || min == UINT64_MAX) {
         prune_finish(q, op, 0);
         return;
@@ -2217,6 +2443,7 @@ int bq_prune(struct queue *q, const char *const *live_nodes, size_t n, bq_prune_
     store_op ops[] = {
         {.type = STORE_OP_GET_PREFIX, .key = q->delivered_prefix, .key_len = strlen(q->delivered_prefix)},
         {.type = STORE_OP_GET_PREFIX, .key = q->bq_prefix, .key_len = strlen(q->bq_prefix)},
+        {.type = STORE_OP_GET, .key = q->state_seq_key, .key_len = strlen(q->state_seq_key)},
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
     struct call *k = call_new(q, 0, op);
@@ -2268,6 +2495,7 @@ struct queue *queue_free(struct queue *q) {
     uv_close((uv_handle_t *)&q->consumer_timer, on_timer_closed);
     uv_close((uv_handle_t *)&q->reader_timer, on_timer_closed);
     uv_close((uv_handle_t *)&q->append_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&q->checkpoint_timer, on_timer_closed);
     queue_unref(q);
     return NULL;
 }

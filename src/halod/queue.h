@@ -13,22 +13,27 @@
  * Key layout, under the caller's prefix P ("/halo/<cluster>/"); every value is
  * compact JSON with sorted keys, readable with `etcdctl get`:
  *
- *   P eq/<node>/<hlc>      an event appended by <node>; <hlc> is a hybrid
+ *   P eq/<node>/<hlc>      an EQ entry appended by <node>; <hlc> is a hybrid
  *                          logical clock timestamp of that node, 20 decimal
- *                          digits, zero-padded.  The value is an event (below).
+ *                          digits, zero-padded.  The value is a JSON array of
+ *                          1 to QUEUE_ENTRY_EVENTS_MAX events (below); one
+ *                          event object alone is read as an entry of one.
  *                          Deleted by the coordinator once consumed.
- *   P state/<kind>:<name>  the object's current HA state as last published:
- *                          the event that set it, with the decided state and
- *                          "seq" (the BQ entry that published it).
- *   P bq/<seq>             a BQ entry: seq (1, 2, ...; 20 digits, zero-padded)
- *                          and the event as published (decided state), with
- *                          "seq".  Deleted by bq_prune() once every live node
- *                          has read it.
+ *   P bq/<seq>             a BQ entry: the events one batch of the consumer
+ *                          published, a JSON array in seq order, each event as
+ *                          published (decided state) with "seq"; <seq> is the
+ *                          last one's (1, 2, ...; 20 digits, zero-padded).
+ *                          Deleted by bq_prune() once every live node has read
+ *                          it and state-seq has passed it.
  *   P bq-seq               the last seq published, a JSON integer.  Written in
  *                          the same transaction as the entries, so a new
  *                          coordinator continues the numbering even when
  *                          pruning has emptied bq/.
  *   P bq-delivered/<node>  the last seq <node> has delivered, a JSON integer.
+ *   P state/<kind>:<name>  the object's state as last published: the event
+ *                          that set it, with the decided state and its "seq".
+ *                          Written by the consumer behind the BQ (below).
+ *   P state-seq            every state published up to this seq is in state/.
  *
  * An event:
  *
@@ -51,24 +56,31 @@
  *
  * Order and guarantees:
  *
- *  - eq_append() writes a batch of events in one transaction (several beyond
- *    STORE_TXN_OPS_MAX, one after the other); the EQ's order is the store's
- *    revision order.  Each key is created under a "create revision = 0"
- *    compare, so an event is never overwritten, even by this node after a
- *    restart with its clock set back.
+ *  - eq_append() calls are appended in call order: one transaction at a time
+ *    per queue, each taking the next events of the calls waiting (group
+ *    commit) as entries of up to QUEUE_ENTRY_EVENTS_MAX events.  The EQ's
+ *    order is the store's revision order, and a node's events keep the order
+ *    of its calls even when a transaction is retried.  Each key is created
+ *    under a "create revision = 0" compare, so an entry is never overwritten,
+ *    even by this node after a restart with its clock set back.
  *  - The consumer (the coordinator) reads the EQ from the store at start,
- *    then follows it with a watch.  It consumes events in order in batches:
- *    all that has arrived, up to what one transaction holds.  An event whose
- *    state is the object's current state is a duplicate and is dropped; the
- *    others go to the caller's decide callback, which returns the state to
- *    publish or "drop".  Per batch, one transaction deletes the consumed EQ
- *    keys, puts the new state/ values, appends the BQ entries and bq-seq.  It
- *    is guarded by the caller's compare (the coordinator passes "the leader
- *    key still has the create revision I won it at") and by "bq-seq has not
- *    changed since I read it", so a deposed coordinator writes nothing and
- *    two consumers can never publish the same seq; the consumer then stops
- *    with -EPERM.  One batch is in flight at a time.
- *  - The BQ reader reads its offset, the state/ snapshot and the BQ at start,
+ *    then follows it with a watch.  It consumes whole entries in order, in
+ *    batches: all that has arrived, up to what one transaction holds.  An
+ *    event whose state is the object's current state is a duplicate and is
+ *    dropped; the others go to the caller's decide callback, which returns
+ *    the state to publish or "drop".  Per batch, one transaction deletes the
+ *    consumed entries and writes one BQ entry and bq-seq.  It is guarded by
+ *    the caller's compare (the coordinator passes "the leader key still has
+ *    the create revision I won it at") and by "bq-seq has not changed since I
+ *    read it", so a deposed coordinator writes nothing and two consumers can
+ *    never publish the same seq; the consumer then stops with -EPERM.  One
+ *    batch is in flight at a time.
+ *  - The consumer writes the published states to state/ behind the BQ, in
+ *    rounds (the objects changed since the last round, each once, the last
+ *    transaction with state-seq), under the same guard.  The current state of
+ *    every object is state/ plus the BQ after state-seq: the consumer and the
+ *    reader read both at start, and bq_prune() keeps the BQ after state-seq.
+ *  - The BQ reader reads its offset, state/ and the BQ at start,
  *    delivers the entries after its offset in seq order, then follows the BQ
  *    with a watch.  It never delivers a seq twice in one process (across
  *    stop/start too).  It saves its offset after delivering, with at most one
@@ -81,7 +93,7 @@
  *  - bq_prune() deletes the entries every listed node has delivered; a node
  *    listed without an offset blocks pruning.  A node left out of the list
  *    (it left the cluster) may find a gap when it comes back: it is logged,
- *    and the state/ snapshot it reads at start is complete.
+ *    and the states it reads at start (state/ and the BQ) are complete.
  *
  * Errors on the store paths: -ECANCELED (the store is closing) stops
  * everything for good; -ESTALE (a watch fell behind the store's history)
@@ -233,7 +245,8 @@ int eq_append(struct queue *q, const struct queue_event *events, size_t n, eq_ap
  * the object's state (an enum queue_ha_state) or -ENOENT.  Return 1 and set
  * *ret_state to publish a state (if it equals current, nothing is published),
  * 0 to drop the event, or a negative errno for a transient failure: the event
- * is kept and offered again later.
+ * is kept and offered again later (with the events of its entry before it:
+ * an entry is consumed whole, so decide may see an event more than once).
  */
 typedef int (*eq_decide_cb)(struct queue *q, const struct queue_event *ev, int current, enum queue_ha_state *ret_state,
                             void *userdata);
@@ -271,7 +284,7 @@ typedef void (*bq_prune_cb)(struct queue *q, int error, uint64_t n_deleted, void
 
 /*
  * Deletes the BQ entries that every node of live_nodes (copied) has
- * delivered, in transactions of at most STORE_TXN_OPS_MAX deletes.  Returns
+ * delivered and state-seq has passed, in transactions of at most STORE_TXN_OPS_MAX deletes.  Returns
  * 0, -EINVAL, -EBUSY (a prune is in progress), -ECANCELED, -ENOMEM; then cb
  * does not run.  Otherwise cb (may be NULL) runs once with the number of
  * entries deleted, and an error if one stopped it.
@@ -286,12 +299,14 @@ struct queue_stats {
     uint64_t consumed;      /* EQ events consumed (deleted) by the consumer */
     uint64_t duplicates;    /* of those, dropped as duplicates */
     uint64_t dropped;       /* of those, dropped by decide or as invalid */
-    uint64_t published;     /* BQ entries written */
+    uint64_t published;     /* events published on the BQ */
     uint64_t consumer_txns; /* successful batch transactions */
-    uint64_t delivered;     /* BQ entries delivered by the reader */
+    uint64_t delivered;     /* events delivered by the reader */
     uint64_t offset_writes; /* successful offset writes */
     uint64_t pruned;        /* BQ entries deleted by bq_prune() */
     uint64_t last_seq;      /* the consumer's last published seq */
+    uint64_t checkpoints;   /* rounds of state/ writes completed by the consumer */
+    uint64_t state_seq;     /* the state-seq the last of them wrote */
 };
 
 void queue_get_stats(const struct queue *q, struct queue_stats *ret);

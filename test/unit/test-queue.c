@@ -280,6 +280,19 @@ static void run_until_delivered(struct node *n, uint64_t upto) {
             CHECK_FAIL("node '%s' delivered up to %" PRIu64 ", not %" PRIu64, n->name, bq_reader_delivered(n->q), upto);
 }
 
+static uint64_t state_seq_of(const struct node *n) {
+    struct queue_stats st;
+    queue_get_stats(n->q, &st);
+    return st.state_seq;
+}
+
+/* Until the consumer on n has written every state up to seq to state/. */
+static void run_until_checkpointed(struct node *n, uint64_t upto) {
+    while (state_seq_of(n) < upto)
+        if (uv_run(&n->w->loop, UV_RUN_ONCE) == 0 && state_seq_of(n) < upto)
+            CHECK_FAIL("node '%s' checkpointed up to %" PRIu64 ", not %" PRIu64, n->name, state_seq_of(n), upto);
+}
+
 struct append_result {
     bool done;
     int error;
@@ -605,12 +618,17 @@ TEST(queue_append_consume_deliver_same_order_on_two_nodes) {
         ASSERT_EQ(a.states[i], QUEUE_HA_FAILED);
     }
 
-    /* The store: EQ consumed, one state per object, the BQ and its counter, both offsets. */
+    /* The store: EQ consumed, one state per object (written behind the BQ),
+     * the BQ and its counter, both offsets. */
+    run_until_checkpointed(&a, expected);
     ASSERT_EQ(count_keys(w, PREFIX "eq/"), 0);
     ASSERT_EQ(count_keys(w, PREFIX "state/"), ELEMENTSOF(objects));
     ASSERT_EQ(bq_events(w, NULL), expected);
     ASSERT(count_keys(w, PREFIX "bq/") < expected); /* batched */
     char *v = get_value(w, PREFIX "bq-seq");
+    ASSERT(v && strtoull(v, NULL, 10) == expected);
+    free(v);
+    v = get_value(w, PREFIX "state-seq");
     ASSERT(v && strtoull(v, NULL, 10) == expected);
     free(v);
     run_for(w, 10); /* offset writes settle */
@@ -971,6 +989,7 @@ TEST(queue_prune_deletes_only_what_every_node_read) {
         append_one(&a, object, QUEUE_HA_FAILED);
         run_until_delivered(&a, 4 + (uint64_t)i + 1);
     }
+    run_until_checkpointed(&a, 304); /* pruning keeps what state/ does not hold yet */
     run_for(w, 20);
     ASSERT_EQ(count_keys(w, PREFIX "bq/"), 304);
     ASSERT_EQ(bq_events(w, NULL), 304);
@@ -1017,6 +1036,60 @@ TEST(queue_prune_deletes_only_what_every_node_read) {
     world_free(w);
 }
 
+/* The coordinator goes before it wrote the states to state/: the next one
+ * and a new node find them on the BQ, and pruning keeps that part. */
+TEST(queue_states_not_yet_in_state_are_read_from_the_bq) {
+    struct world *w = world_new();
+    struct node a, b, c;
+    node_open(&a, w, "a", NULL);
+    node_open(&b, w, "b", NULL);
+    ASSERT_OK(eq_consumer_start(a.q, NULL, NULL, on_stopped, &a));
+    node_read(&b);
+    append_one(&a, "process:x", QUEUE_HA_FAILED);
+    run_until_delivered(&b, 1);
+    eq_consumer_stop(a.q); /* before its checkpoint timer */
+    run_for(w, 120);
+    ASSERT_EQ(count_keys(w, PREFIX "state/"), 0);
+    const char *ab[] = {"a", "b"};
+    node_read(&a);
+    run_until_delivered(&a, 1);
+    run_for(w, 20);
+    ASSERT_EQ(prune_wait(&a, ab, 2), 0); /* both read it, but state/ does not have it */
+    ASSERT_EQ(count_keys(w, PREFIX "bq/"), 1);
+
+    /* b takes over: the same report again is a duplicate. */
+    ASSERT_OK(eq_consumer_start(b.q, NULL, NULL, on_stopped, &b));
+    append_one(&a, "process:x", QUEUE_HA_FAILED);
+    append_one(&a, "process:y", QUEUE_HA_FAILED);
+    run_until_delivered(&b, 2);
+    run_for(w, 20);
+    ASSERT_EQ(b.n, 2);
+    ASSERT_STREQ(b.objects[1], "process:y");
+    struct queue_stats st;
+    queue_get_stats(b.q, &st);
+    ASSERT_EQ(st.duplicates, 1);
+
+    /* A new node's snapshot has x from the BQ. */
+    node_open(&c, w, "c", NULL);
+    node_read(&c);
+    run_until_delivered(&c, 2);
+    ASSERT_EQ(queue_state_get(c.q, "process:x"), QUEUE_HA_FAILED);
+
+    /* Once b's checkpoint is written, the BQ can go. */
+    run_until_checkpointed(&b, 2);
+    run_for(w, 20);
+    ASSERT_EQ(count_keys(w, PREFIX "state/"), 2);
+    const char *abc[] = {"a", "b", "c"};
+    run_until_delivered(&a, 2);
+    run_for(w, 20);
+    ASSERT_EQ(prune_wait(&b, abc, 3), 2);
+    ASSERT_EQ(count_keys(w, PREFIX "bq/"), 0);
+    node_close(&a);
+    node_close(&b);
+    node_close(&c);
+    world_free(w);
+}
+
 TEST(queue_batching_10000_events) {
     struct world *w = world_new();
     struct node a, b;
@@ -1041,6 +1114,7 @@ TEST(queue_batching_10000_events) {
     run_until_delivered(&a, N);
     run_until_delivered(&b, N);
     run_for(w, 20);
+    run_until_checkpointed(&a, N);
     unsigned batches = w->w->guarded_txns, appends = w->w->append_txns;
     fprintf(stderr, "  %u events: %u append txns, %u consumer txns, %u txns in all\n", N, appends, batches,
             w->w->txns - txns0);
