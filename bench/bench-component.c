@@ -89,7 +89,7 @@ int main(void) {
                          .csi_remove = on_csi_remove,
                          .terminate = on_terminate,
                          .healthcheck = on_healthcheck,
-                         .object_states = states ? on_object_states : NULL};
+                         .object_states = states && strcmp(states, "none") != 0 ? on_object_states : NULL};
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r < 0) {

@@ -342,6 +342,10 @@ static void handle_node(struct amf *a, const char *name, bool deleted) {
     }
 }
 
+/* The parts of the prefix the model follows: the event queues' entries,
+ * large and many, are not even parsed. */
+static const char *const watched[] = {"confirmed/", "nodes/", "sustate/", "target/"};
+
 void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted) {
     size_t plen = strlen(a->prefix);
     if (kv->key_len <= plen || kv->key_len >= STORE_KEY_MAX)
@@ -350,6 +354,11 @@ void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted) {
     memcpy(rest, kv->key + plen, kv->key_len - plen);
     rest[kv->key_len - plen] = 0;
 
+    bool ours = false;
+    for (size_t i = 0; i < ELEMENTSOF(watched) && !ours; i++)
+        ours = strncmp(rest, watched[i], strlen(watched[i])) == 0;
+    if (!ours)
+        return; /* the event queues' keys, among others: not parsed for nothing */
     json_t *j = deleted ? NULL : json_loadb(kv->value, kv->value_len, 0, NULL);
     if (!deleted && !json_is_object(j)) {
         json_decref(j);
@@ -381,7 +390,7 @@ void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted) {
 static void on_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
     struct amf *a = userdata;
     if (error < 0) {
-        a->watch = NULL;
+        a->watch = store_watch_cancel(a->watch);
         if (error == -ECANCELED)
             return;
         /* Compacted past us: start over from the current state. */
@@ -395,6 +404,9 @@ static void on_watch(store_watch *w, int error, const store_event *ev, size_t n,
         cl_handle_kv(a, &ev[i].kv, ev[i].type == STORE_EVENT_DELETE);
 }
 
+/* One watch of the whole prefix: the model needs its keys' changes in
+ * revision order (a confirmation after its target), which separate watches
+ * of the parts it follows would not keep. */
 int cl_watch_start(struct amf *a, int64_t revision) {
     if (a->watch)
         return 0;

@@ -33,7 +33,10 @@
 /* State puts per checkpoint transaction (and state-seq), and how long a round
  * waits for more changes. */
 #define CHECKPOINT_PUTS (STORE_TXN_OPS_MAX - 1)
-#define CHECKPOINT_MSEC 50
+#define CHECKPOINT_MSEC 200
+/* A reader writes its offset at most this often: a restart delivers again at
+ * most this much (delivery is at least once across restarts). */
+#define OFFSET_SAVE_MSEC 200
 /* The longest entry text parsed: a full entry of the longest events. */
 #define ENTRY_JSON_MAX ((size_t)QUEUE_ENTRY_EVENTS_MAX * (QUEUE_EVENT_JSON_MAX + 32))
 
@@ -619,6 +622,7 @@ struct reader {
     store_watch *watch;
     uint64_t delivered; /* kept across stop/start: never deliver a seq twice */
     uint64_t saved;     /* the offset in the store, as far as we know */
+    uint64_t saved_at;  /* uv_now() of the last offset write sent */
     bool save_inflight;
     unsigned backoff_msec;
 };
@@ -1913,11 +1917,19 @@ out:
     queue_unref(q);
 }
 
-/* Writes the offset if it moved, one write at a time; the latest wins. */
+/* Writes the offset if it moved, one write at a time and at most one per
+ * OFFSET_SAVE_MSEC; the latest wins. */
 static void reader_save(struct queue *q) {
     struct reader *rd = &q->reader;
     if (q->closing || q->store_gone || rd->save_inflight || rd->delivered <= rd->saved)
         return;
+    uint64_t now = uv_now(q->loop);
+    if (rd->saved_at && now < rd->saved_at + OFFSET_SAVE_MSEC) {
+        if (!uv_is_active((uv_handle_t *)&q->reader_timer))
+            uv_timer_start(&q->reader_timer, on_reader_timer, rd->saved_at + OFFSET_SAVE_MSEC - now, 0);
+        return;
+    }
+    rd->saved_at = now;
     char value[HLC_DECIMAL_MAX];
     snprintf(value, sizeof(value), "%" PRIu64, rd->delivered);
     struct call *k = call_new(q, rd->gen, NULL);
