@@ -136,10 +136,13 @@ static void on_fence_timer(uv_timer_t *t) {
     fence(t->data, "the node lease could not be renewed in time");
 }
 
+/* After each renewal: the fence timer, and the processes' deadline. */
 static void arm_fence(struct cluster *c) {
     usec_t deadline = c->renewed + (usec_t)c->ttl * USEC_PER_SEC - CLUSTER_FENCE_MARGIN_USEC;
     usec_t now = now_monotonic_usec();
     uv_timer_start(&c->fence, on_fence_timer, deadline > now ? (deadline - now + 999) / 1000 : 0, 0);
+    if (c->h->on_renewed)
+        c->h->on_renewed(c, c->renewed + (usec_t)c->ttl * USEC_PER_SEC - CLUSTER_PROCESS_MARGIN_USEC, c->userdata);
 }
 
 static void send_keepalive(uv_timer_t *t);

@@ -19,6 +19,11 @@
 
 struct cluster;
 
+/* How long before the lease can expire the local processes must be gone if
+ * halod is: later than halod's own fence, so that a living halod fences
+ * first and its STANDBY processes survive. */
+#define CLUSTER_PROCESS_MARGIN_USEC (100 * 1000)
+
 struct cluster_handlers {
     /* The lease is held (first time, or again after a fence): keys may be put under it. */
     void (*on_joined)(struct cluster *c, void *userdata);
@@ -26,6 +31,10 @@ struct cluster_handlers {
     void (*on_coordinator)(struct cluster *c, bool coordinator, void *userdata);
     /* The lease may expire before the next renewal: stop every ACTIVE now. */
     void (*on_fence)(struct cluster *c, void *userdata);
+    /* The lease was renewed: it is held at least until deadline_usec
+     * (CLOCK_MONOTONIC), CLUSTER_PROCESS_MARGIN_USEC before it can expire
+     * and after this node would fence itself. */
+    void (*on_renewed)(struct cluster *c, uint64_t deadline_usec, void *userdata);
 };
 
 struct cluster_params {

@@ -16,6 +16,7 @@
 #include "amf.h"
 #include "cluster.h"
 #include "http.h"
+#include "lease-file.h"
 #include "config.h"
 #include "halo/halo.h"
 #include "log.h"
@@ -35,6 +36,7 @@ struct manager {
     struct amf *amf;
     struct cluster *cluster; /* several nodes (etcd) */
     struct http_server *http;
+    struct lease_file *lease; /* several nodes: the deadline the processes enforce */
     uv_signal_t sigterm, sigint;
     unsigned n_term;
     int lock_fd;
@@ -233,6 +235,13 @@ static void on_cluster_coordinator(struct cluster *c, bool coordinator, void *us
 static void on_cluster_fence(struct cluster *c, void *userdata) {
     struct manager *m = userdata;
     amf_cluster_fence(m->amf);
+    /* Its ACTIVE processes are killed: the others may stay while halod is here. */
+    lease_file_set(m->lease, LINK_LEASE_NONE);
+}
+
+static void on_cluster_renewed(struct cluster *c, uint64_t deadline_usec, void *userdata) {
+    struct manager *m = userdata;
+    lease_file_set(m->lease, deadline_usec);
 }
 
 static int on_http_status(void *userdata, char **json) {
@@ -287,6 +296,7 @@ static const struct cluster_handlers cluster_handlers = {
     .on_joined = on_cluster_joined,
     .on_coordinator = on_cluster_coordinator,
     .on_fence = on_cluster_fence,
+    .on_renewed = on_cluster_renewed,
 };
 
 /* "URL,URL,..." -> endpoints (pointers into s, which is modified). */
@@ -432,6 +442,17 @@ int main(int argc, char **argv) {
     r = server_new(m.loop, sock, m.node, &h, &m, &m.server);
     if (r < 0)
         return log_error_errno(r, "Failed to listen on '%s': %m", sock), EXIT_FAILURE;
+    if (m.cluster) {
+        /* Next to the socket, which the processes reach; the same file across restarts. */
+        char lease[PATH_MAX];
+        if (snprintf(lease, sizeof(lease), "%s.lease", sock) >= (int)sizeof(lease))
+            return log_error("The socket path '%s' is too long", sock), EXIT_FAILURE;
+        r = lease_file_open(lease, &m.lease);
+        if (r >= 0)
+            r = server_set_lease_file(m.server, lease);
+        if (r < 0)
+            return log_error_errno(r, "Failed to set up the lease file '%s': %m", lease), EXIT_FAILURE;
+    }
 
     uv_signal_init(m.loop, &m.sigterm);
     uv_signal_init(m.loop, &m.sigint);
@@ -471,6 +492,7 @@ int main(int argc, char **argv) {
     m.store = store_free(m.store);
     uv_run(m.loop, UV_RUN_DEFAULT);
     m.amf = amf_free(m.amf);
+    m.lease = lease_file_close(m.lease);
     m.config = config_free(m.config);
     (void)uv_loop_close(m.loop);
     safe_close(m.lock_fd);

@@ -42,6 +42,7 @@ struct server {
     void *userdata;
     struct conn *conns;
     unsigned n_conns;
+    char *lease_file; /* named in HelloReply; NULL on one node */
 };
 
 static void conn_close_cb(uv_handle_t *h) {
@@ -113,6 +114,7 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
     out.hello_reply = &hr;
     hr.version = LINK_PROTOCOL_VERSION;
     hr.node = c->srv->node;
+    hr.lease_file = c->srv->lease_file ?: (char *)"";
     if (m->body_case != HALO__LINK__MSG__BODY_HELLO) {
         log_warning("%s sent %s before hello, disconnecting", c->name, link_msg_type_name(m));
         server_conn_close(c, "no hello");
@@ -212,6 +214,15 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     }
 }
 
+int server_set_lease_file(struct server *s, const char *path) {
+    char *p = path ? strdup(path) : NULL;
+    if (path && !p)
+        return -ENOMEM;
+    free(s->lease_file);
+    s->lease_file = p;
+    return 0;
+}
+
 int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h, void *userdata,
                struct server **ret) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -239,6 +250,7 @@ int server_new(uv_loop_t *loop, const char *path, const char *node, const struct
     if (!s->path || !s->node) {
         free(s->path);
         free(s->node);
+        free(s->lease_file);
         free(s);
         return -ENOMEM;
     }
@@ -258,6 +270,7 @@ static void server_close_cb(uv_handle_t *h) {
     safe_close(s->fd);
     free(s->path);
     free(s->node);
+    free(s->lease_file);
     free(s);
 }
 

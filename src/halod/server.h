@@ -25,6 +25,8 @@ int server_new(uv_loop_t *loop, const char *path, const char *node, const struct
 /* Closes every connection (on_close runs for each) and the listener. */
 struct server *server_free(struct server *s);
 
+/* The lease file the processes must watch (several nodes); copied. */
+int server_set_lease_file(struct server *s, const char *path);
 int server_conn_send(struct conn *c, const LinkMsg *m); /* on failure the conn is closed */
 /* The same for a message packed once with link_encode(), sent to many. */
 int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n);

@@ -14,6 +14,8 @@
 #define LINK_ATTRS_MAX 256       /* most attributes per CSI */
 #define LINK_OBJECT_MAX 272      /* longest "kind:name" of a cluster object */
 #define LINK_OBJECTS_MAX 256     /* most objects in one state note, query or reply */
+/* The lease file's value when no deadline runs (one node, halod fenced or starting). */
+#define LINK_LEASE_NONE 0
 
 typedef Halo__Link__Msg LinkMsg;
 

@@ -301,6 +301,51 @@ def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
         proxy.close()
 
 
+def test_processes_stop_when_halod_stays_away_past_the_lease(etcd, halod_factory, tmp_path):
+    """SIGKILL of the ACTIVE node's halod alone, not restarted: its processes
+    keep running for a while, but libhalo stops them before the lease can
+    expire, so the other node's ACTIVE never overlaps them (an external
+    checker reads the intervals the counters log)."""
+    import time
+    port = free_port()
+    logs = {n: str(tmp_path / f"intervals-{n}") for n in ("n1", "n2")}
+    yaml = cluster_yaml(tmp_path, port)
+    for i, n in enumerate(("n1", "n2")):
+        yaml = yaml.replace(f'"--standby-port", "{port + 1 + i}"]',
+                            f'"--standby-port", "{port + 1 + i}", "--log-intervals", "{logs[n]}"]')
+    h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
+    h1.start()
+    wait_for(lambda: h1.status()["coordinator"] == "n1", timeout=20, what="n1 coordinator")
+    h2 = halod_factory(yaml, name="n2", extra_args=["--node", "n2", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
+    h2.start()
+    act_sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and
+                               not any(a["pending"] for a in s["assignments"]) else None)(h2.si("counter")),
+                      timeout=20, what="SI assigned")
+    assert act_sb == ("counter-0", "counter-1")
+    victim = h1.pid_of("counter-0")
+    h1.remember_children()
+    killed = time.time_ns() // 1000
+    h1.proc.kill()
+    h1.proc.wait()
+    h1.log.close()
+
+    died = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and died is None:
+        if not pid_alive(victim):
+            died = time.time_ns() // 1000
+        time.sleep(0.002)
+    assert died, "the ACTIVE process of a node whose halod is gone outlived the lease"
+    wait_for(lambda: h2.si("counter")["active"] == "counter-1", timeout=20, what="n2 ACTIVE")
+    wait_for(lambda: any(k == "ACTIVE" for k, _ in read_intervals(logs["n2"])), what="n2 logs ACTIVE")
+    n2_start = [t for k, t in read_intervals(logs["n2"]) if k == "ACTIVE"][0]
+    print(f"halod killed {killed}, its ACTIVE died +{(died - killed) / 1000:.1f} ms, "
+          f"n2 ACTIVE +{(n2_start - killed) / 1000:.1f} ms")
+    assert died - killed > 100_000, "the process stopped at once: it should outlive halod within the lease"
+    assert n2_start > died, f"ACTIVE intervals overlap: n2 began at {n2_start}, n1's died at {died} (usec)"
+    assert h2.stop() == 0
+
+
 def test_switchover_across_nodes(etcd, halod_factory, tmp_path):
     c = Cluster(etcd, halod_factory, tmp_path).start()
     h1, h2 = c.nodes["n1"], c.nodes["n2"]
