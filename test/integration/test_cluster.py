@@ -245,30 +245,38 @@ def read_intervals(path):
         return []
 
 
+def two_nodes_logging_intervals(etcd, halod_factory, tmp_path, n1_etcd):
+    """n1 (reaching etcd at n1_etcd) holds counter's ACTIVE, n2 its STANDBY,
+    lease TTL 1 s; each counter logs its ACTIVE intervals.  Returns h1, h2,
+    the log paths by node, and the ACTIVE process's pid."""
+    port = free_port()
+    logs = {n: str(tmp_path / f"intervals-{n}") for n in ("n1", "n2")}
+    yaml = cluster_yaml(tmp_path, port)
+    for i, n in enumerate(("n1", "n2")):
+        yaml = yaml.replace(f'"--standby-port", "{port + 1 + i}"]',
+                            f'"--standby-port", "{port + 1 + i}", "--log-intervals", "{logs[n]}"]')
+    h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd", n1_etcd, "--lease-ttl", "1"])
+    h1.start()
+    wait_for(lambda: h1.status()["coordinator"] == "n1", timeout=20, what="n1 coordinator")
+    h2 = halod_factory(yaml, name="n2", extra_args=["--node", "n2", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
+    h2.start()
+    act_sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and
+                               not any(a["pending"] for a in s["assignments"]) else None)(h2.si("counter")),
+                      timeout=20, what="SI assigned")
+    assert act_sb == ("counter-0", "counter-1")
+    victim = h1.pid_of("counter-0")
+    h1.remember_children()
+    return h1, h2, logs, victim, port
+
+
 def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
     """n1 holds ACTIVE and loses etcd: it must stop its ACTIVE before n2's
     starts; an external checker compares the ACTIVE intervals the counters log."""
     import time
     proxy = Proxy(etcd.members[0]["client"])
     try:
-        port = free_port()
-        logs = {n: str(tmp_path / f"intervals-{n}") for n in ("n1", "n2")}
-        yaml = cluster_yaml(tmp_path, port)
-        for i, n in enumerate(("n1", "n2")):
-            yaml = yaml.replace(f'"--standby-port", "{port + 1 + i}"]',
-                                f'"--standby-port", "{port + 1 + i}", "--log-intervals", "{logs[n]}"]')
-        h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd",
-                                                        f"http://127.0.0.1:{proxy.port}", "--lease-ttl", "1"])
-        h1.start()
-        wait_for(lambda: h1.status()["coordinator"] == "n1", timeout=20, what="n1 coordinator")
-        h2 = halod_factory(yaml, name="n2", extra_args=["--node", "n2", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
-        h2.start()
-        act_sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and
-                                   not any(a["pending"] for a in s["assignments"]) else None)(h2.si("counter")),
-                          timeout=20, what="SI assigned")
-        assert act_sb == ("counter-0", "counter-1")
-        victim = h1.pid_of("counter-0")
-        h1.remember_children()
+        h1, h2, logs, victim, port = two_nodes_logging_intervals(etcd, halod_factory, tmp_path,
+                                                                 f"http://127.0.0.1:{proxy.port}")
 
         proxy.cut()
         # Watch the ACTIVE process of the cut-off node from outside.
@@ -307,23 +315,7 @@ def test_processes_stop_when_halod_stays_away_past_the_lease(etcd, halod_factory
     expire, so the other node's ACTIVE never overlaps them (an external
     checker reads the intervals the counters log)."""
     import time
-    port = free_port()
-    logs = {n: str(tmp_path / f"intervals-{n}") for n in ("n1", "n2")}
-    yaml = cluster_yaml(tmp_path, port)
-    for i, n in enumerate(("n1", "n2")):
-        yaml = yaml.replace(f'"--standby-port", "{port + 1 + i}"]',
-                            f'"--standby-port", "{port + 1 + i}", "--log-intervals", "{logs[n]}"]')
-    h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
-    h1.start()
-    wait_for(lambda: h1.status()["coordinator"] == "n1", timeout=20, what="n1 coordinator")
-    h2 = halod_factory(yaml, name="n2", extra_args=["--node", "n2", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
-    h2.start()
-    act_sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and
-                               not any(a["pending"] for a in s["assignments"]) else None)(h2.si("counter")),
-                      timeout=20, what="SI assigned")
-    assert act_sb == ("counter-0", "counter-1")
-    victim = h1.pid_of("counter-0")
-    h1.remember_children()
+    h1, h2, logs, victim, _ = two_nodes_logging_intervals(etcd, halod_factory, tmp_path, etcd.endpoints)
     killed = time.time_ns() // 1000
     h1.proc.kill()
     h1.proc.wait()
