@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define HALO_VERSION_MAJOR 0
-#define HALO_VERSION_MINOR 1
+#define HALO_VERSION_MINOR 2
 
 /* Project errors extend errno; values are chosen far above any errno. */
 #define HALO_ERRNO_MAP(X)                                                   \

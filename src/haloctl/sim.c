@@ -1045,28 +1045,13 @@ static int start_member(struct sim *s, size_t i, const char *etcd) {
     snprintf(client, sizeof(client), "http://127.0.0.1:%d", m->client_port);
     snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", m->peer_port);
     /* Tuned as the tests and benchmarks tune it: with a 500 ms election timeout a lease of 1 s is safe. */
-    char *argv[] = {"etcd",
-                    "--name",
-                    m->proc.name,
-                    "--data-dir",
-                    m->data_dir,
-                    "--listen-client-urls",
-                    client,
-                    "--advertise-client-urls",
-                    client,
-                    "--listen-peer-urls",
-                    peer,
-                    "--initial-advertise-peer-urls",
-                    peer,
-                    "--initial-cluster",
-                    cluster,
-                    "--initial-cluster-state",
-                    "new",
-                    "--heartbeat-interval=50",
+    char *argv[] = {"etcd", "--name", m->proc.name, "--data-dir", m->data_dir, "--listen-client-urls", client,
+                    "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls",
+                    peer, "--initial-cluster", cluster, "--initial-cluster-state", "new", "--heartbeat-interval=50",
                     "--election-timeout=500",
-                    "--logger=zap",
-                    "--log-level=warn",
-                    NULL};
+                    /* halod writes all the time (events, offsets): keep etcd's history bounded. */
+                    "--auto-compaction-mode=periodic", "--auto-compaction-retention=5m", "--logger=zap",
+                    "--log-level=warn", NULL};
     return start_proc(&m->proc, etcd, argv);
 }
 

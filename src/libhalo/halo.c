@@ -797,7 +797,7 @@ static int hello(halo *h, const struct timespec *deadline) {
 
     hi.version = LINK_PROTOCOL_VERSION;
     hi.pid = (uint32_t)getpid();
-    hi.client = (char *)"libhalo/0.1";
+    hi.client = (char *)"libhalo/0.2";
     m.body_case = HALO__LINK__MSG__BODY_HELLO;
     m.hello = &hi;
     r = send_locked(h, &m, deadline);

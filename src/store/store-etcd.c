@@ -55,7 +55,7 @@
  * particular order relative to each other.
  */
 
-#include <curl/curl.h>
+#include "curl-dl.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -1360,6 +1360,9 @@ int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpo
                           strlen(endpoints[i]) < 256,
                       -EINVAL);
 
+    k = curl_dl_load();
+    if (k < 0)
+        return k;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -EIO;
     s = calloc(1, sizeof(*s));

@@ -39,6 +39,7 @@ class Etcd:
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{m['peer']}",
              "--initial-cluster", cluster, "--initial-cluster-state", "new",
              "--heartbeat-interval", str(self.heartbeat), "--election-timeout", str(self.election),
+             "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
              "--log-level", "error"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
