@@ -89,6 +89,9 @@ static int connect_halod(int *ret_fd) {
     return 0;
 }
 
+/* The longest answer haloctl takes (a status of tens of thousands of components). */
+#define HALOCTL_REPLY_MAX (64 * 1024 * 1024)
+
 /* Sends one admin request and waits for its reply.  *ret_json gets the reply's JSON. */
 static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) {
     _cleanup_close_ int fd = -1;
@@ -106,20 +109,41 @@ static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) 
     if (r < 0)
         return r;
     int64_t deadline = now_ms() + arg_timeout_ms;
+    /* A long answer comes in parts: each Reply with "more" asks for the next. */
+    _cleanup_free_ char *json = NULL;
+    size_t len = 0;
     for (;;) {
         LinkMsg *rep = NULL;
         r = recv_until(fd, deadline, &rep);
         if (r < 0)
             return r;
-        if (rep->body_case == HALO__LINK__MSG__BODY_REPLY && rep->reply->seq == 1) {
-            r = rep->reply->error;
-            if (r == 0 && ret_json)
-                *ret_json = strdup(rep->reply->json ?: "");
+        if (rep->body_case != HALO__LINK__MSG__BODY_REPLY || rep->reply->seq != a.seq) {
             link_msg_free(rep);
-            return r;
+            continue;
         }
+        r = rep->reply->error;
+        const char *part = rep->reply->json ?: "";
+        size_t n = strlen(part);
+        bool more = rep->reply->more;
+        char *grown = r == 0 && len + n < HALOCTL_REPLY_MAX ? realloc(json, len + n + 1) : NULL;
+        if (grown) {
+            memcpy(grown + len, part, n + 1);
+            json = grown;
+            len += n;
+        } else if (r == 0)
+            r = len + n >= HALOCTL_REPLY_MAX ? -EMSGSIZE : -ENOMEM;
         link_msg_free(rep);
+        if (r < 0 || !more)
+            break;
+        a.seq++;
+        a.op = HALO__LINK__ADMIN__OP__STATUS_MORE;
+        r = link_send(fd, &m);
+        if (r < 0)
+            return r;
     }
+    if (r == 0 && ret_json)
+        *ret_json = TAKE_PTR(json);
+    return r;
 }
 
 /* ---- status ------------------------------------------------------------- */

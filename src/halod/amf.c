@@ -1506,10 +1506,15 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
     switch (m->op) {
     case HALO__LINK__ADMIN__OP__STATUS: {
         char *json = amf_status_json(a);
-        (void)server_conn_reply(conn, m->seq, json ? 0 : -ENOMEM, json);
-        free(json);
+        if (json)
+            (void)server_conn_reply_parts(conn, m->seq, json);
+        else
+            (void)server_conn_reply(conn, m->seq, -ENOMEM, NULL);
         return;
     }
+    case HALO__LINK__ADMIN__OP__STATUS_MORE:
+        (void)server_conn_reply_next_part(conn, m->seq);
+        return;
     case HALO__LINK__ADMIN__OP__SWITCHOVER: {
         if (!(si = find_si(a, target))) {
             r = -HALO_EUNKNOWN;

@@ -30,6 +30,8 @@ struct conn {
     bool closing;
     void *data;
     char name[64];
+    char *parts; /* the rest of a JSON reply sent in parts (server_conn_reply_parts()) */
+    size_t parts_len, parts_off;
 };
 
 struct server {
@@ -48,6 +50,7 @@ struct server {
 static void conn_close_cb(uv_handle_t *h) {
     struct conn *c = h->data;
     safe_close(c->fd);
+    free(c->parts);
     free(c);
 }
 
@@ -96,6 +99,42 @@ int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r) {
     m.body_case = HALO__LINK__MSG__BODY_REPLY;
     m.reply = r;
     return server_conn_send(c, &m);
+}
+
+/* The next part of c->parts, cut before LINK_REPLY_PART_MAX bytes and never
+ * inside a UTF-8 sequence. */
+int server_conn_reply_next_part(struct conn *c, uint64_t seq) {
+    if (!c->parts)
+        return server_conn_reply(c, seq, -HALO_EBADSTATE, NULL);
+    size_t n = c->parts_len - c->parts_off;
+    if (n > LINK_REPLY_PART_MAX) {
+        n = LINK_REPLY_PART_MAX;
+        while (n > 0 && ((unsigned char)c->parts[c->parts_off + n] & 0xc0) == 0x80)
+            n--;
+    }
+    Halo__Link__Reply r = HALO__LINK__REPLY__INIT;
+    char saved = c->parts[c->parts_off + n];
+    c->parts[c->parts_off + n] = '\0';
+    r.seq = seq;
+    r.json = c->parts + c->parts_off;
+    r.more = c->parts_off + n < c->parts_len;
+    int ret = server_conn_send_reply(c, &r);
+    if (ret < 0 || !r.more) {
+        free(c->parts);
+        c->parts = NULL;
+        return ret;
+    }
+    c->parts[c->parts_off + n] = saved;
+    c->parts_off += n;
+    return 0;
+}
+
+int server_conn_reply_parts(struct conn *c, uint64_t seq, char *json) {
+    free(c->parts);
+    c->parts = json;
+    c->parts_len = strlen(json);
+    c->parts_off = 0;
+    return server_conn_reply_next_part(c, seq);
 }
 
 int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json) {

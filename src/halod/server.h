@@ -38,5 +38,10 @@ void server_conn_set_data(struct conn *c, void *data);
 void *server_conn_get_data(const struct conn *c);
 /* Sends a Reply{seq,error,json}. */
 int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json);
+/* A JSON reply that may not fit one packet (takes json): the first part now,
+ * the next on each server_conn_reply_next_part() (the client's STATUS_MORE);
+ * Reply.more says whether more follows.  One such reply per connection. */
+int server_conn_reply_parts(struct conn *c, uint64_t seq, char *json);
+int server_conn_reply_next_part(struct conn *c, uint64_t seq);
 /* Sends a Reply the caller filled in (states, HA state, retry hint...). */
 int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r);

@@ -8,12 +8,13 @@
 #include "halo.pb-c.h"
 
 #define LINK_PROTOCOL_VERSION 1
-#define LINK_MSG_MAX (64 * 1024) /* largest packet either side accepts */
-#define LINK_NAME_MAX 255        /* longest object name (component, CSI, SI, key) */
-#define LINK_VALUE_MAX 4096      /* longest CSI attribute value */
-#define LINK_ATTRS_MAX 256       /* most attributes per CSI */
-#define LINK_OBJECT_MAX 272      /* longest "kind:name" of a cluster object */
-#define LINK_OBJECTS_MAX 256     /* most objects in one state note, query or reply */
+#define LINK_MSG_MAX (64 * 1024)        /* largest packet either side accepts */
+#define LINK_NAME_MAX 255               /* longest object name (component, CSI, SI, key) */
+#define LINK_VALUE_MAX 4096             /* longest CSI attribute value */
+#define LINK_ATTRS_MAX 256              /* most attributes per CSI */
+#define LINK_OBJECT_MAX 272             /* longest "kind:name" of a cluster object */
+#define LINK_OBJECTS_MAX 256            /* most objects in one state note, query or reply */
+#define LINK_REPLY_PART_MAX (60 * 1024) /* JSON bytes per part of a reply sent in parts */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 

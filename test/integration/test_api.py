@@ -175,3 +175,29 @@ def test_components_start_clean(halod_factory, tmp_path):
     assert f"HALO_COMPONENT=svc-a".encode() in env
     assert f"HALO_SOCKET={h.socket}".encode() in env
     h.stop()
+
+
+def test_status_longer_than_one_packet(halod_factory, tmp_path):
+    """haloctl status of a cluster whose status JSON is past one HA-link packet
+    (64 KiB): halod sends it in parts, haloctl puts them together."""
+    import json
+    long = "x" * 180
+    sgs = []
+    for g in range(40):
+        sgs.append(f"""  g{g}{long}:
+    component:
+      command: {TESTCOMP}
+    service-units:
+      u{g}a{long}: {{}}
+      u{g}b{long}: {{}}
+    service-instances:
+      s{g}{long}: {{csis: {{c{g}: {{}}}}}}""")
+    h = halod_factory("cluster: big\nservice-groups:\n" + "\n".join(sgs) + "\n").start()
+    wait_for(lambda: h.si(f"s39{long}")["active"], timeout=30, what="the last SI assigned")
+    text = h.ctl("status", "--json").stdout
+    assert len(text.encode()) > 64 * 1024
+    st = json.loads(text)
+    assert len(st["service_groups"]) == 40
+    assert all(sg["service_instances"][0]["active"] for sg in st["service_groups"])
+    assert f"s39{long}" in h.ctl("status").stdout  # the text form too
+    assert h.stop() == 0

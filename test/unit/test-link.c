@@ -399,7 +399,7 @@ TEST(validate_enums) {
     m.admin = &adm;
     adm.op = HALO__LINK__ADMIN__OP__OP_UNSPECIFIED;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
-    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__REPAIR + 1);
+    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__STATUS_MORE + 1);
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     adm.op = HALO__LINK__ADMIN__OP__STATUS;
     ASSERT_EQ(link_validate(&m), 0);
