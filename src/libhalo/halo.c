@@ -552,9 +552,17 @@ static bool is_callback(const LinkMsg *m) {
     }
 }
 
+/* Copies a string known to be NUL-terminated, truncated to size - 1 bytes. */
+static void copy_string(char *d, size_t size, const char *s) {
+    size_t n = strnlen(s, size - 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+}
+
+/* Every field written: the states of a note are delivered straight from malloc(). */
 static void object_state_copy(halo_object_state *d, const Halo__Link__ObjectState *s) {
-    snprintf(d->object, sizeof(d->object), "%s", s->object);
-    snprintf(d->state, sizeof(d->state), "%s", s->state);
+    copy_string(d->object, sizeof(d->object), s->object);
+    copy_string(d->state, sizeof(d->state), s->state);
     d->hlc = s->hlc;
     d->seq = s->seq;
 }
@@ -1244,7 +1252,7 @@ static bool run_callback(halo *h, const LinkMsg *m) {
         const Halo__Link__ObjectStateNote *note = m->object_state_note;
         if (!h->cb.object_states || note->n_states == 0)
             return false;
-        halo_object_state *st = calloc(note->n_states, sizeof(*st)); /* link_validate() bounds it */
+        halo_object_state *st = malloc(note->n_states * sizeof(*st)); /* link_validate() bounds it */
         if (!st)
             return false;
         for (size_t i = 0; i < note->n_states; i++)
