@@ -2,7 +2,9 @@
 /* The HA link codec: size-checked, validated protobuf messages over SOCK_SEQPACKET. */
 #include "link.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -206,19 +208,80 @@ int link_validate(const LinkMsg *m) {
     }
 }
 
+/*
+ * A decoded message and everything protobuf-c allocates for it live in one
+ * block, handed out by a bump allocator (what does not fit, malloc() takes):
+ * a note of 256 object states is one allocation instead of about 800.  The
+ * message is the block's first allocation, so link_msg_free() finds the
+ * block in front of it.
+ */
+#define BLOCK_MAGIC UINT64_C(0x68616c6f6d736731) /* "halomsg1" */
+
+struct msg_block {
+    uint64_t magic;
+    size_t size, used;
+    ProtobufCAllocator alloc;
+    max_align_t data[];
+};
+
+static void *block_alloc(void *data, size_t n) {
+    struct msg_block *b = data;
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (b->size - b->used < n)
+        return malloc(n);
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static void block_free(void *data, void *p) {
+    struct msg_block *b = data;
+    if ((char *)p >= (char *)b->data && (char *)p < (char *)b->data + b->size)
+        return;
+    free(p);
+}
+
+static struct msg_block *block_of(LinkMsg *m) {
+    struct msg_block *b = (struct msg_block *)((char *)m - offsetof(struct msg_block, data));
+    assert(b->magic == BLOCK_MAGIC);
+    return b;
+}
+
+static void msg_free(LinkMsg *m) {
+    struct msg_block *b = block_of(m);
+    halo__link__msg__free_unpacked(m, &b->alloc);
+    b->magic = 0;
+    free(b);
+}
+
 int link_decode(const uint8_t *buf, size_t len, LinkMsg **ret) {
     if (len > LINK_MSG_MAX)
         return -EMSGSIZE;
-    LinkMsg *m = halo__link__msg__unpack(NULL, len, buf);
-    if (!m)
+    /* The unpacked form of a packet takes at most a few times its size. */
+    size_t size = 4 * len + 1024;
+    struct msg_block *b = malloc(sizeof(*b) + size);
+    if (!b)
+        return -ENOMEM;
+    *b = (struct msg_block){.magic = BLOCK_MAGIC, .size = size};
+    b->alloc = (ProtobufCAllocator){.alloc = block_alloc, .free = block_free, .allocator_data = b};
+    LinkMsg *m = halo__link__msg__unpack(&b->alloc, len, buf);
+    if (!m) {
+        free(b);
         return -EBADMSG;
+    }
+    if ((void *)m != (void *)b->data) {
+        /* Not protobuf-c's first allocation: cannot be found again.  Never seen. */
+        halo__link__msg__free_unpacked(m, &b->alloc);
+        free(b);
+        return -ENOTSUP;
+    }
     if (m->body_case == HALO__LINK__MSG__BODY__NOT_SET && m->base.n_unknown_fields > 0) {
         /* Well-formed, of a type a newer peer knows and we do not. */
-        halo__link__msg__free_unpacked(m, NULL);
+        msg_free(m);
         return -EPROTONOSUPPORT;
     }
     if (link_validate(m) < 0) {
-        halo__link__msg__free_unpacked(m, NULL);
+        msg_free(m);
         return -EBADMSG;
     }
     *ret = m;
@@ -244,7 +307,7 @@ int link_recv(int fd, LinkMsg **ret) {
 
 LinkMsg *link_msg_free(LinkMsg *m) {
     if (m)
-        halo__link__msg__free_unpacked(m, NULL);
+        msg_free(m);
     return NULL;
 }
 
