@@ -30,6 +30,8 @@
 #define EVENTS_PENDING_MAX 4096 /* reports waiting for the next flush */
 #define EVENTS_PRUNE_MSEC 1000  /* the coordinator prunes the BQ this often */
 #define EVENTS_NOTE_MAX 65536   /* BQ entries waiting to be sent to processes */
+/* Notes queued for one process (not yet read) past which the next are held back. */
+#define EVENTS_QUEUE_SOFT (1024 * 1024)
 
 struct events {
     struct amf *amf;
@@ -121,9 +123,21 @@ static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectS
         for (size_t g = 0; g < a->n_sgs; g++)
             for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
                 struct su *su = &a->sgs[g].sus[u];
-                for (size_t c = 0; su->local && c < su->n_comps; c++)
-                    if (su->comps[c].conn && su->comps[c].object_states)
-                        (void)server_conn_send_packed(su->comps[c].conn, e->packet, (size_t)len);
+                for (size_t c = 0; su->local && c < su->n_comps; c++) {
+                    struct comp *cp = &su->comps[c];
+                    if (!cp->conn || !cp->object_states || cp->states_resync)
+                        continue;
+                    if (server_conn_queued(cp->conn) > EVENTS_QUEUE_SOFT) {
+                        /* Not read for a while (busy, stopped in a debugger): hold the
+                         * notes back rather than queue without end; it gets the current
+                         * states once it has read the rest. */
+                        log_notice("'%s' reads its object states slowly: a snapshot follows when it catches up",
+                                   cp->name);
+                        cp->states_resync = true;
+                        continue;
+                    }
+                    (void)server_conn_send_packed(cp->conn, e->packet, (size_t)len);
+                }
             }
     }
 }
@@ -213,6 +227,20 @@ void amf_events_snapshot(struct amf *a, struct conn *conn) {
         send_states(e, conn, pst, n);
     }
     free(s.e);
+}
+
+void amf_events_drained(struct amf *a, struct conn *conn) {
+    for (size_t g = 0; a->events && g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            for (size_t c = 0; c < su->n_comps; c++)
+                if (su->comps[c].conn == conn && su->comps[c].states_resync) {
+                    su->comps[c].states_resync = false;
+                    log_info("'%s' caught up: sending it the current object states", su->comps[c].name);
+                    amf_events_snapshot(a, conn);
+                    return;
+                }
+        }
 }
 
 static void on_flush(uv_timer_t *t) {

@@ -54,6 +54,7 @@ struct comp {
     char *last_exit;
     bool adopted;       /* started by a previous halod, watched through a pidfd */
     bool object_states; /* it wants the BQ's object states (Register.object_states) */
+    bool states_resync; /* notes held back from a slow reader: a snapshot follows once it caught up */
 };
 
 struct su {
@@ -234,6 +235,8 @@ void cl_free(struct amf *a);
 void amf_event(struct amf *a, const char *kind, const char *name, const char *state, const char *reason);
 int amf_events_start(struct amf *a);
 void amf_events_snapshot(struct amf *a, struct conn *conn);
+/* A slow reader read what was queued for it: the snapshot it missed notes for. */
+void amf_events_drained(struct amf *a, struct conn *conn);
 void amf_events_coordinator(struct amf *a, bool on);
 int amf_object_states(struct amf *a, char *const *objects, size_t n, Halo__Link__ObjectState *out);
 struct queue_stats;

@@ -629,7 +629,7 @@ static void on_comp_timer(uv_timer_t *t) {
 static void comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
     c->adopted = false;
-    c->object_states = false;
+    c->object_states = c->states_resync = false;
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
     char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
@@ -1289,6 +1289,7 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
             if (m->register_->object_states) { /* what is known now; the BQ follows */
                 amf_events_snapshot(a, conn);
                 c->object_states = true;
+                c->states_resync = false;
             }
             sg_evaluate(c->su->sg);
         }
@@ -1492,6 +1493,10 @@ void amf_conn_closed(struct amf *a, struct conn *conn, const char *reason) {
                     }
                 }
         }
+}
+
+void amf_conn_drained(struct amf *a, struct conn *c) {
+    amf_events_drained(a, c);
 }
 
 /* ---- operator commands -------------------------------------------------- */

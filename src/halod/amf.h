@@ -33,6 +33,8 @@ int amf_start(struct amf *a);
 /* Messages from components and haloctl, after the server validated them. */
 void amf_handle_msg(struct amf *a, struct conn *c, const LinkMsg *m);
 void amf_conn_closed(struct amf *a, struct conn *c, const char *reason);
+/* Everything queued for c was sent (server_handlers.on_drained). */
+void amf_conn_drained(struct amf *a, struct conn *c);
 
 /* Graceful stop: terminate callbacks, then SIGKILL after each component's
  * terminate timeout.  cb runs once every component process has exited. */

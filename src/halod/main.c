@@ -292,6 +292,12 @@ static int parse_http(const char *s, char *addr, size_t n, uint16_t *port) {
     return 1;
 }
 
+static void on_server_drained(struct conn *c, void *userdata) {
+    struct manager *m = userdata;
+    if (m->amf)
+        amf_conn_drained(m->amf, c);
+}
+
 static const struct cluster_handlers cluster_handlers = {
     .on_joined = on_cluster_joined,
     .on_coordinator = on_cluster_coordinator,
@@ -438,7 +444,7 @@ int main(int argc, char **argv) {
         amf_set_cluster(m.amf, m.cluster);
     }
 
-    struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close};
+    struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close, .on_drained = on_server_drained};
     r = server_new(m.loop, sock, m.node, &h, &m, &m.server);
     if (r < 0)
         return log_error_errno(r, "Failed to listen on '%s': %m", sock), EXIT_FAILURE;

@@ -32,6 +32,14 @@ struct conn {
     char name[64];
     char *parts; /* the rest of a JSON reply sent in parts (server_conn_reply_parts()) */
     size_t parts_len, parts_off;
+    struct outbuf *out_head, **out_tail; /* packets its socket could not take yet */
+    size_t out_bytes;
+};
+
+struct outbuf {
+    struct outbuf *next;
+    size_t len;
+    uint8_t data[];
 };
 
 struct server {
@@ -51,7 +59,18 @@ static void conn_close_cb(uv_handle_t *h) {
     struct conn *c = h->data;
     safe_close(c->fd);
     free(c->parts);
+    for (struct outbuf *o = c->out_head, *next; o; o = next) {
+        next = o->next;
+        free(o);
+    }
     free(c);
+}
+
+static void on_conn(uv_poll_t *h, int status, int events);
+
+/* Readable always; writable while packets wait. */
+static void conn_poll(struct conn *c) {
+    (void)uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT | (c->out_head ? UV_WRITABLE : 0), on_conn);
 }
 
 void server_conn_close(struct conn *c, const char *reason) {
@@ -70,12 +89,52 @@ void server_conn_close(struct conn *c, const char *reason) {
     uv_close((uv_handle_t *)&c->poll, conn_close_cb);
 }
 
-/* A send's outcome: a full socket buffer means hundreds of unread messages (hung). */
-static int conn_sent(struct conn *c, int r, const char *what) {
+/* Sends what waits, in order, until the socket is full again.  0 or -errno. */
+static int conn_flush(struct conn *c) {
+    while (c->out_head) {
+        struct outbuf *o = c->out_head;
+        int r = link_send_packed(c->fd, o->data, o->len);
+        if (r == -EAGAIN)
+            return 0;
+        if (r < 0)
+            return r;
+        c->out_head = o->next;
+        if (!c->out_head)
+            c->out_tail = &c->out_head;
+        c->out_bytes -= o->len;
+        free(o);
+    }
+    return 0;
+}
+
+/* Sends one packet, or queues it behind those waiting. */
+static int conn_write(struct conn *c, const uint8_t *buf, size_t n, const char *what) {
+    if (c->closing)
+        return -ENOTCONN;
+    int r = c->out_head ? -EAGAIN : link_send_packed(c->fd, buf, n);
     if (r == -EAGAIN) {
-        log_warning("%s is not reading its HA link, disconnecting", c->name);
-        server_conn_close(c, "not reading its HA link");
-    } else if (r < 0) {
+        if (c->out_bytes + n > SERVER_CONN_QUEUE_MAX) {
+            log_warning("%s is not reading its HA link (%zu bytes waiting), disconnecting", c->name, c->out_bytes);
+            server_conn_close(c, "not reading its HA link");
+            return -EAGAIN;
+        }
+        struct outbuf *o = malloc(sizeof(*o) + n);
+        if (!o) {
+            server_conn_close(c, "out of memory");
+            return -ENOMEM;
+        }
+        o->next = NULL;
+        o->len = n;
+        memcpy(o->data, buf, n);
+        bool first = !c->out_head;
+        *c->out_tail = o;
+        c->out_tail = &o->next;
+        c->out_bytes += n;
+        if (first)
+            conn_poll(c);
+        return 0;
+    }
+    if (r < 0) {
         log_debug_errno(r, "Failed to send %s to %s: %m", what, c->name);
         server_conn_close(c, "send failed");
     }
@@ -83,15 +142,21 @@ static int conn_sent(struct conn *c, int r, const char *what) {
 }
 
 int server_conn_send(struct conn *c, const LinkMsg *m) {
-    if (c->closing)
-        return -ENOTCONN;
-    return conn_sent(c, link_send(c->fd, m), link_msg_type_name(m));
+    uint8_t buf[LINK_MSG_MAX];
+    int n = link_encode(m, buf, sizeof(buf));
+    if (n < 0) {
+        log_warning_errno(n, "Cannot encode %s for %s: %m", link_msg_type_name(m), c->name);
+        return n;
+    }
+    return conn_write(c, buf, (size_t)n, link_msg_type_name(m));
 }
 
 int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n) {
-    if (c->closing)
-        return -ENOTCONN;
-    return conn_sent(c, link_send_packed(c->fd, buf, n), "a message");
+    return conn_write(c, buf, n, "a message");
+}
+
+size_t server_conn_queued(const struct conn *c) {
+    return c->out_bytes;
 }
 
 int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r) {
@@ -177,6 +242,21 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
 static void on_conn(uv_poll_t *h, int status, int events) {
     struct conn *c = h->data;
 
+    if ((events & UV_WRITABLE) && c->out_head) {
+        int r = conn_flush(c);
+        if (r < 0) {
+            log_debug_errno(r, "Failed to send to %s: %m", c->name);
+            server_conn_close(c, "send failed");
+            return;
+        }
+        if (!c->out_head) {
+            conn_poll(c);
+            if (c->srv->h.on_drained)
+                c->srv->h.on_drained(c, c->srv->userdata);
+            if (c->closing)
+                return;
+        }
+    }
     /* Bounded per wake-up so one chatty client cannot starve the others. */
     for (int i = 0; i < 64 && !c->closing; i++) {
         LinkMsg *m = NULL;
@@ -237,6 +317,7 @@ static void on_listen(uv_poll_t *h, int status, int events) {
         snprintf(c->name, sizeof(c->name), "client pid %d", (int)c->pid);
         c->fd = fd;
         c->srv = s;
+        c->out_tail = &c->out_head;
         if (uv_poll_init(s->loop, &c->poll, fd) < 0) {
             close(fd);
             free(c);
@@ -249,7 +330,7 @@ static void on_listen(uv_poll_t *h, int status, int events) {
         c->pprev = &s->conns;
         s->conns = c;
         s->n_conns++;
-        uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, on_conn);
+        conn_poll(c);
     }
 }
 

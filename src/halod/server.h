@@ -17,6 +17,8 @@ struct server_handlers {
     /* The connection is going away (EOF, error, bad input, server_conn_close);
      * c is still valid during the call and never after. */
     void (*on_close)(struct conn *c, const char *reason, void *userdata);
+    /* What was queued for a slow reader has all been sent (optional). */
+    void (*on_drained)(struct conn *c, void *userdata);
 };
 
 /* Binds path (an existing socket file there is replaced), mode 0660. */
@@ -27,9 +29,15 @@ struct server *server_free(struct server *s);
 
 /* The lease file the processes must watch (several nodes); copied. */
 int server_set_lease_file(struct server *s, const char *path);
-int server_conn_send(struct conn *c, const LinkMsg *m); /* on failure the conn is closed */
+/* Sends, or queues what the peer's socket cannot take now (sent, in order,
+ * as it reads); a peer with SERVER_CONN_QUEUE_MAX bytes waiting is taken as
+ * hung and closed, as on any send failure. */
+#define SERVER_CONN_QUEUE_MAX (16 * 1024 * 1024)
+int server_conn_send(struct conn *c, const LinkMsg *m);
 /* The same for a message packed once with link_encode(), sent to many. */
 int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n);
+/* Bytes queued for c, waiting for it to read. */
+size_t server_conn_queued(const struct conn *c);
 void server_conn_close(struct conn *c, const char *reason);
 pid_t server_conn_pid(const struct conn *c);
 bool server_conn_is_admin(const struct conn *c);

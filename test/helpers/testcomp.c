@@ -14,6 +14,9 @@
  *                       ("OBJ <object> <state> <seq>"); and when the file
  *                       $TESTCOMP_LOG.<comp>.query holds object names (one per
  *                       line), ask halod for them once and log "QUERY <object> <state>"
+ *   stall-states        with object-states: while the file $TESTCOMP_LOG.<comp>.stall
+ *                       exists, stay in the object-states callback (a process that
+ *                       stops reading its link for a while)
  *   entrypoint          after registering, log halo_entrypoint()'s answer once there is a
  *                       coordinator ("ENTRYPOINT <json>"), retrying as it says
  */
@@ -34,7 +37,8 @@ static int log_fd = -1;
 static const char *me;
 static char stop_file[4096];
 static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
-static char query_file[4096];
+static char query_file[4096], stall_file[4096];
+static bool stall_states;
 static bool entrypoint;
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
@@ -107,6 +111,8 @@ static void on_pg(halo *h, const char *csi, const halo_pg_member *m, size_t n, i
 }
 
 static void on_object_states(halo *h, const halo_object_state *st, size_t n, void *userdata) {
+    while (stall_states && access(stall_file, F_OK) == 0)
+        usleep(20000);
     for (size_t i = 0; i < n; i++)
         logf_("OBJ %s %s %llu", st[i].object, st[i].state, (unsigned long long)st[i].seq);
 }
@@ -142,6 +148,7 @@ int main(void) {
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         snprintf(stop_file, sizeof(stop_file), "%s.%s.stop-confirm", path, me);
         snprintf(query_file, sizeof(query_file), "%s.%s.query", path, me);
+        snprintf(stall_file, sizeof(stall_file), "%s.%s.stall", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -159,6 +166,8 @@ int main(void) {
             object_states = true;
         else if (strcmp(t, "entrypoint") == 0)
             entrypoint = true;
+        else if (strcmp(t, "stall-states") == 0)
+            stall_states = true;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }

@@ -134,3 +134,58 @@ def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
     code, err = post(http["n1"], {"object": "node:../x", "state": "FAILED"})
     assert code == 400
     assert hs["n1"].stop() == 0
+
+
+def test_a_slow_reader_is_held_back_then_resynced_not_cut_off(etcd, halod_factory, tmp_path):
+    """A process that stops reading its link while a burst of object states
+    arrives is not disconnected (it would fail over): halod queues a bounded
+    amount, holds the rest back, and sends it the current states once it has
+    read what was queued."""
+    import os
+    log = str(tmp_path / "comp.log")
+    long = "L" * 200  # long object names: fewer events fill the queue
+    cfg = f"""
+cluster: slow
+service-groups:
+  svc:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP: "object-states,stall-states", TESTCOMP_LOG: "{log}"}}
+    service-units:
+      svc-a: {{}}
+      svc-b: {{}}
+    service-instances:
+      si: {{csis: {{c: {{}}}}}}
+  other:
+    component:
+      command: {TESTCOMP}
+    service-units:
+      {long}-a: {{}}
+      {long}-b: {{}}
+    service-instances:
+      other-si: {{csis: {{oc: {{}}}}}}
+"""
+    port = free_port()
+    h = halod_factory(cfg, extra_args=["--etcd", etcd.endpoints, "--http", f"127.0.0.1:{port}"]).start()
+    wait_for(lambda: h.si("si")["active"] and h.si("other-si")["active"], timeout=20, what="SIs assigned")
+    wait_for(lambda: notes(log, "svc-a"), timeout=20, what="svc-a got its snapshot")
+    pid = h.pid_of("svc-a")
+    stall = f"{log}.svc-a.stall"
+    open(stall, "w").close()
+    obj = f"process:{long}-a"
+    state = "ONLINE"
+    for _ in range(50):  # 12,000 flips of one long-named object, in requests under the 64 KiB body limit
+        evs = []
+        for _ in range(240):
+            state = "FAILED" if state == "ONLINE" else "ONLINE"
+            evs.append({"object": obj, "state": state})
+        assert post(port, {"events": evs})[0] == 202
+    wait_for(lambda: "reads its object states slowly" in h.logtext(), timeout=30,
+             what="halod held notes back for the stalled process")
+    os.unlink(stall)
+    wait_for(lambda: "caught up" in h.logtext(), timeout=30, what="the process caught up")
+    wait_for(lambda: [s for o, s, _ in notes(log, "svc-a") if o == obj][-1:] == [state], timeout=30,
+             what="the process has the final state")
+    assert h.pid_of("svc-a") == pid, "the slow process was restarted"
+    assert "not reading its HA link" not in h.logtext()
+    assert h.stop() == 0
