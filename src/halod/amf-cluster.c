@@ -21,6 +21,8 @@
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,7 +346,9 @@ static void handle_node(struct amf *a, const char *name, bool deleted) {
 
 /* The parts of the prefix the model follows: the event queues' entries,
  * large and many, are not even parsed. */
-static const char *const watched[] = {"confirmed/", "nodes/", "sustate/", "target/"};
+static const char *const watched[] = {"admin/", "confirmed/", "nodes/", "sustate/", "target/"};
+
+static void handle_admin_key(struct amf *a, const store_kv *kv, const char *rest, json_t *j, bool deleted);
 
 void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted) {
     size_t plen = strlen(a->prefix);
@@ -365,7 +369,9 @@ void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted) {
         return;
     }
     char *slash;
-    if (strncmp(rest, "nodes/", 6) == 0)
+    if (strncmp(rest, "admin/", 6) == 0)
+        handle_admin_key(a, kv, rest, j, deleted);
+    else if (strncmp(rest, "nodes/", 6) == 0)
         handle_node(a, rest + 6, deleted);
     else if (strncmp(rest, "sustate/", 8) == 0) {
         struct su *su = amf_find_su(a, rest + 8);
@@ -419,6 +425,18 @@ void cl_close(struct amf *a) {
 }
 
 void cl_free(struct amf *a) {
+    while (a->forwards) {
+        struct forward *f = a->forwards;
+        a->forwards = f->next;
+        free(f->key);
+        free(f);
+    }
+    for (size_t g = 0; g < a->n_sgs; g++) {
+        for (size_t i = 0; i < a->sgs[g].n_sis; i++)
+            free(a->sgs[g].sis[i].waiter.request);
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            free(a->sgs[g].sus[u].waiter.request);
+    }
     for (size_t i = 0; i < a->n_nodes; i++)
         free(a->nodes[i].name);
     free(a->nodes);
@@ -444,6 +462,115 @@ void cl_adopted(struct su *su) {
     int r = store_range(su->amf->store, key, on_targets, su->amf);
     if (r < 0)
         log_warning_errno(r, "Failed to read the targets after an adoption: %m");
+}
+
+/* ---- operator commands run on another node ----
+ *
+ * admin/<from>/<n>: {"op": 2, "target": "si", "to": "n2" or "" (the
+ * coordinator)}, put under the sending node's lease; the node it names runs
+ * the command and writes {"result": errno} into the same key (same lease);
+ * the sender answers haloctl and deletes the key.  A key whose sender died
+ * goes with its lease. */
+
+static void on_admin_written(store *s, int error, const store_result *r, void *userdata) {
+    if (error < 0 && error != -ECANCELED)
+        log_warning_errno(error, "Failed to write an operator command to the store: %m");
+}
+
+int cl_admin_forward(struct amf *a, struct conn *conn, uint64_t seq, int op, const char *target, const char *to) {
+    int64_t lease = cluster_lease(a->cluster);
+    if (!lease)
+        return -HALO_ETRYAGAIN; /* not in the cluster right now */
+    struct forward *f = calloc(1, sizeof(*f));
+    json_t *j = json_pack("{s:i, s:s, s:s}", "op", op, "target", target, "to", to);
+    char *value = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!f || !value || asprintf(&f->key, "%sadmin/%s/%" PRIu64, a->prefix, a->node, ++a->n_forwarded) < 0) {
+        free(f);
+        free(value);
+        return -ENOMEM;
+    }
+    int r = store_put(a->store, f->key, value, strlen(value), lease, on_admin_written, NULL);
+    free(value);
+    if (r < 0) {
+        free(f->key);
+        free(f);
+        return r;
+    }
+    log_info("Operator command for '%s' sent to %s%s", target, *to ? "node " : "the coordinator", to);
+    f->conn = conn;
+    f->seq = seq;
+    f->next = a->forwards;
+    a->forwards = f;
+    return 0;
+}
+
+void cl_admin_result(struct admin_waiter *w, int error) {
+    struct amf *a = w->amf;
+    json_t *j = json_pack("{s:i}", "result", error);
+    char *value = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    int r = value ? store_put(a->store, w->request, value, strlen(value), w->lease, on_admin_written, NULL) : -ENOMEM;
+    if (r < 0)
+        log_warning_errno(r, "Failed to answer the operator command '%s': %m", w->request);
+    free(value);
+    free(w->request);
+    *w = (struct admin_waiter){0};
+}
+
+void cl_admin_conn_closed(struct amf *a, struct conn *conn) {
+    /* Nobody waits for these any more (haloctl timed out or was stopped). */
+    for (struct forward **p = &a->forwards; *p;) {
+        struct forward *f = *p;
+        if (f->conn != conn) {
+            p = &f->next;
+            continue;
+        }
+        if (store_delete(a->store, f->key, on_admin_written, NULL) < 0)
+            log_debug("Cannot delete the abandoned command '%s'", f->key);
+        *p = f->next;
+        free(f->key);
+        free(f);
+    }
+}
+
+static void handle_admin_key(struct amf *a, const store_kv *kv, const char *rest, json_t *j, bool deleted) {
+    if (deleted)
+        return;
+    json_t *res = json_object_get(j, "result");
+    if (res) {
+        /* The answer to one of ours. */
+        for (struct forward **p = &a->forwards; *p; p = &(*p)->next) {
+            struct forward *f = *p;
+            if (strlen(f->key) != kv->key_len || memcmp(f->key, kv->key, kv->key_len) != 0)
+                continue;
+            if (f->conn)
+                (void)server_conn_reply(f->conn, f->seq, json_is_integer(res) ? (int)json_integer_value(res) : -EIO,
+                                        NULL);
+            (void)store_delete(a->store, f->key, on_admin_written, NULL);
+            *p = f->next;
+            free(f->key);
+            free(f);
+            return;
+        }
+        return;
+    }
+    const char *to = json_string_value(json_object_get(j, "to"));
+    const char *target = json_string_value(json_object_get(j, "target"));
+    json_t *op = json_object_get(j, "op");
+    if (!to || !target || !json_is_integer(op) || !(*to ? streq(to, a->node) : a->coordinator))
+        return;
+    /* Run once: the key gets its result right after, or when the command completes. */
+    for (size_t i = 0; i < ELEMENTSOF(a->ran); i++)
+        if (a->ran[i] == kv->create_revision)
+            return;
+    a->ran[a->ran_next++ % ELEMENTSOF(a->ran)] = kv->create_revision;
+    char *key = strndup(kv->key, kv->key_len);
+    if (!key)
+        return;
+    log_info("Running the operator command %s forwarded by another node", rest);
+    amf_admin_run(a, (int)json_integer_value(op), target,
+                  (struct admin_waiter){.request = key, .lease = kv->lease, .amf = a});
 }
 
 /* ---- the membership module's events ---- */

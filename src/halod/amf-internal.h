@@ -22,7 +22,18 @@ enum su_admin { SU_UNLOCKED, SU_LOCKED };
 enum su_oper { SU_ENABLED, SU_DISABLED };
 
 struct admin_waiter {
-    struct conn *conn; /* NULL: nobody waits */
+    struct conn *conn; /* NULL: nobody waits here */
+    uint64_t seq;
+    char *request; /* or: the key of a command another node forwarded, answered in the store */
+    int64_t lease; /* that key's lease (its node's) */
+    struct amf *amf;
+};
+
+/* A command this halod forwarded to another node (amf-cluster.c), waiting for its result. */
+struct forward {
+    struct forward *next;
+    char *key;
+    struct conn *conn; /* haloctl, waiting */
     uint64_t seq;
 };
 
@@ -148,8 +159,12 @@ struct amf {
     int64_t loaded_revision;
     struct node_info *nodes; /* nodes seen in the store */
     size_t n_nodes;
-    struct events *events; /* the EQ and the BQ (amf-events.c) */
-    bool restored;         /* the previous state was read back: registrations are taken */
+    struct events *events;    /* the EQ and the BQ (amf-events.c) */
+    struct forward *forwards; /* commands sent to the node that runs them */
+    uint64_t n_forwarded;
+    int64_t ran[16]; /* create revisions of the forwarded commands run lately */
+    size_t ran_next;
+    bool restored; /* the previous state was read back: registrations are taken */
 };
 
 struct redundancy_ops {
@@ -228,6 +243,15 @@ void cl_publish_sustate(struct su *su);
 void cl_handle_kv(struct amf *a, const store_kv *kv, bool deleted);
 /* The first read is done: start watching from the revision after it. */
 int cl_watch_start(struct amf *a, int64_t revision);
+/* Sends an operator command to the node that runs it (to: a node, or "" for the
+ * coordinator); the reply to conn follows when that node has run it. */
+int cl_admin_forward(struct amf *a, struct conn *conn, uint64_t seq, int op, const char *target, const char *to);
+/* The result of a forwarded command this node ran. */
+void cl_admin_result(struct admin_waiter *w, int error);
+/* haloctl closed its connection: forget what it waits for. */
+void cl_admin_conn_closed(struct amf *a, struct conn *conn);
+/* Runs an operator command that changes the model; replies through w. */
+void amf_admin_run(struct amf *a, int op, const char *target, struct admin_waiter w);
 void cl_close(struct amf *a);
 void cl_free(struct amf *a);
 

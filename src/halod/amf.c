@@ -391,6 +391,10 @@ void amf_asg_step_done(struct si *si, struct su *su) {
 }
 
 static void reply_waiter(struct admin_waiter *w, int error) {
+    if (w->request) {
+        cl_admin_result(w, error);
+        return;
+    }
     if (!w->conn)
         return;
     (void)server_conn_reply(w->conn, w->seq, error, NULL);
@@ -403,7 +407,7 @@ void amf_switchover_done(struct si *si, int error) {
 }
 
 void amf_su_check_lock_done(struct su *su) {
-    if (!su->waiter.conn)
+    if (!su->waiter.conn && !su->waiter.request)
         return;
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++)
@@ -1460,6 +1464,7 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
 }
 
 void amf_conn_closed(struct amf *a, struct conn *conn, const char *reason) {
+    cl_admin_conn_closed(a, conn);
     /* Trackers and waiters of this connection go away with it. */
     for (struct tracker **p = &a->trackers; *p;) {
         if ((*p)->conn == conn) {
@@ -1501,25 +1506,13 @@ void amf_conn_drained(struct amf *a, struct conn *c) {
 
 /* ---- operator commands -------------------------------------------------- */
 
-static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Admin *m) {
-    const char *target = m->target ?: "";
+void amf_admin_run(struct amf *a, int op, const char *target, struct admin_waiter w) {
     struct si *si;
     struct su *su;
     struct comp *c;
     int r = 0;
 
-    switch (m->op) {
-    case HALO__LINK__ADMIN__OP__STATUS: {
-        char *json = amf_status_json(a);
-        if (json)
-            (void)server_conn_reply_parts(conn, m->seq, json);
-        else
-            (void)server_conn_reply(conn, m->seq, -ENOMEM, NULL);
-        return;
-    }
-    case HALO__LINK__ADMIN__OP__STATUS_MORE:
-        (void)server_conn_reply_next_part(conn, m->seq);
-        return;
+    switch (op) {
     case HALO__LINK__ADMIN__OP__SWITCHOVER: {
         if (!(si = find_si(a, target))) {
             r = -HALO_EUNKNOWN;
@@ -1538,7 +1531,7 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
         }
         log_info("Switchover of '%s' from '%s' to '%s' requested", si->name, act->su->name, sb->su->name);
         si->switchover = true;
-        si->waiter = (struct admin_waiter){conn, m->seq};
+        si->waiter = w;
         sg_evaluate(si->sg);
         return;
     }
@@ -1559,7 +1552,7 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
         log_info("Locking service unit '%s'", su->name);
         su->admin = SU_LOCKED;
         persist_su(su);
-        su->waiter = (struct admin_waiter){conn, m->seq};
+        su->waiter = w;
         sg_evaluate(su->sg);
         amf_su_check_lock_done(su);
         return;
@@ -1614,6 +1607,55 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
             if (!su->comps[i].proc)
                 comp_instantiate(&su->comps[i]);
         break;
+    default:
+        r = -EOPNOTSUPP;
+        break;
+    }
+    reply_waiter(&w, r);
+}
+
+static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Admin *m) {
+    const char *target = m->target ?: "";
+    struct su *su;
+    struct comp *c;
+    int r = 0;
+
+    switch (m->op) {
+    case HALO__LINK__ADMIN__OP__STATUS: {
+        char *json = amf_status_json(a);
+        if (json)
+            (void)server_conn_reply_parts(conn, m->seq, json);
+        else
+            (void)server_conn_reply(conn, m->seq, -ENOMEM, NULL);
+        return;
+    }
+    case HALO__LINK__ADMIN__OP__STATUS_MORE:
+        (void)server_conn_reply_next_part(conn, m->seq);
+        return;
+    case HALO__LINK__ADMIN__OP__SWITCHOVER:
+    case HALO__LINK__ADMIN__OP__LOCK:
+    case HALO__LINK__ADMIN__OP__UNLOCK:
+    case HALO__LINK__ADMIN__OP__RESTART:
+    case HALO__LINK__ADMIN__OP__REPAIR: {
+        /* On several nodes a command goes to the node that runs it: the
+         * coordinator moves roles, an SU's own node locks or restarts it. */
+        const char *to = NULL;
+        if (a->cluster && m->op == HALO__LINK__ADMIN__OP__SWITCHOVER && find_si(a, target) && !a->coordinator)
+            to = "";
+        else if (a->cluster && m->op == HALO__LINK__ADMIN__OP__RESTART && (c = find_comp(a, target)) && !c->su->local)
+            to = c->su->cfg->node;
+        else if (a->cluster && m->op != HALO__LINK__ADMIN__OP__SWITCHOVER && m->op != HALO__LINK__ADMIN__OP__RESTART &&
+                 (su = find_su(a, target)) && !su->local)
+            to = su->cfg->node;
+        if (to) {
+            r = cl_admin_forward(a, conn, m->seq, m->op, target, to);
+            if (r >= 0)
+                return;
+            break;
+        }
+        amf_admin_run(a, m->op, target, (struct admin_waiter){.conn = conn, .seq = m->seq});
+        return;
+    }
     case HALO__LINK__ADMIN__OP__SHUTDOWN:
         (void)server_conn_reply(conn, m->seq, 0, NULL);
         raise(SIGTERM);

@@ -345,20 +345,29 @@ def test_switchover_across_nodes(etcd, halod_factory, tmp_path):
     assert ask(c.port, "INCR k") == "1"
     coord = c.nodes[c.coordinator(h1)]
     other = h2 if coord is h1 else h1
-    # Only the coordinator's halod moves roles; the other says so at once.
-    r = other.ctl("switchover", "counter", check=False)
-    assert r.returncode != 0
     # Through the coordinator: QUIESCING on one node, ACTIVE on the other, state kept.
     coord.ctl("switchover", "counter")
     assert wait_for(lambda: c.settled(h1) == (sb, act) and c.settled(h2) == (sb, act), timeout=20,
                     what="roles swapped on both nodes")
     assert wait_for(lambda: ask(c.port, "GET k") == "1", what="the new ACTIVE serves the state")
-    # Lock is for the SU's own node.
+    # Through the other node: it sends the command to the coordinator and
+    # answers once the coordinator has run it.
+    other.ctl("switchover", "counter")
+    assert c.settled(h1) == (act, sb) or wait_for(lambda: c.settled(h1) == (act, sb), timeout=20,
+                                                  what="roles swapped back")
+    assert "sent to the coordinator" in other.logtext()
+    assert "forwarded by another node" in coord.logtext()
+    # An unknown SI is refused at once, wherever it is asked.
+    assert other.ctl("switchover", "nope", check=False).returncode != 0
+    # Lock from the other node: the SU's own node runs it, and the answer
+    # comes once the unit holds nothing (ACTIVE moved back, no standby).
+    act, sb = sb, act
+    coord.ctl("switchover", "counter")
+    assert wait_for(lambda: c.settled(h1) == (act, sb), timeout=20, what="roles swapped again")
     owner_of_sb = c.nodes[node_of(sb)]
     not_owner = h2 if owner_of_sb is h1 else h1
-    assert not_owner.ctl("lock", sb, check=False).returncode != 0
-    # On its node, locking the ACTIVE unit moves ACTIVE back and returns once the unit holds nothing.
-    owner_of_sb.ctl("lock", sb)
+    not_owner.ctl("lock", sb)
+    assert (lambda s: s["active"] == act and not s["standby"])(owner_of_sb.si("counter"))
     assert wait_for(lambda: (lambda s: s["active"] == act and not s["standby"])(h1.si("counter")), timeout=20,
                     what="ACTIVE back, no standby while locked")
     assert ask(c.port, "GET k") == "1"
