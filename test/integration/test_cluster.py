@@ -269,6 +269,25 @@ def two_nodes_logging_intervals(etcd, halod_factory, tmp_path, n1_etcd):
     return h1, h2, logs, victim, port
 
 
+def n1_dies_before_n2_takes_over(h2, logs, victim, why):
+    """Watches n1's ACTIVE process (victim) from outside until it is gone,
+    then n2's counter until it logs ACTIVE; asserts the intervals do not
+    overlap.  Returns (n1's ACTIVE died, n2's ACTIVE began), in usec."""
+    import time
+    died = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and died is None:
+        if not pid_alive(victim):
+            died = time.time_ns() // 1000
+        time.sleep(0.002)
+    assert died, why
+    wait_for(lambda: h2.si("counter")["active"] == "counter-1", timeout=20, what="n2 ACTIVE")
+    wait_for(lambda: any(k == "ACTIVE" for k, _ in read_intervals(logs["n2"])), what="n2 logs ACTIVE")
+    n2_start = [t for k, t in read_intervals(logs["n2"]) if k == "ACTIVE"][0]
+    assert n2_start > died, f"ACTIVE intervals overlap: n2 began at {n2_start}, n1's died at {died} (usec)"
+    return died, n2_start
+
+
 def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
     """n1 holds ACTIVE and loses etcd: it must stop its ACTIVE before n2's
     starts; an external checker compares the ACTIVE intervals the counters log."""
@@ -279,22 +298,12 @@ def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
                                                                  f"http://127.0.0.1:{proxy.port}")
 
         proxy.cut()
-        # Watch the ACTIVE process of the cut-off node from outside.
-        died = None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and died is None:
-            if not pid_alive(victim):
-                died = time.time_ns() // 1000
-            time.sleep(0.002)
-        assert died, "the cut-off node never stopped its ACTIVE component"
-        # The other node takes over, after that.
-        wait_for(lambda: h2.si("counter")["active"] == "counter-1", timeout=20, what="n2 ACTIVE")
-        wait_for(lambda: any(k == "ACTIVE" for k, _ in read_intervals(logs["n2"])), what="n2 logs ACTIVE")
-        n2_start = [t for k, t in read_intervals(logs["n2"]) if k == "ACTIVE"][0]
+        # The cut-off node's ACTIVE stops, then the other node takes over.
+        died, n2_start = n1_dies_before_n2_takes_over(h2, logs, victim,
+                                                      "the cut-off node never stopped its ACTIVE component")
         n1_starts = [t for k, t in read_intervals(logs["n1"]) if k == "ACTIVE"]
         assert n1_starts and n1_starts[0] < died
         print(f"n1 ACTIVE died {died}, n2 ACTIVE from {n2_start} (+{(n2_start - died) / 1000:.1f} ms)")
-        assert n2_start > died, f"ACTIVE intervals overlap: n2 began at {n2_start}, n1 died at {died} (usec)"
         assert "lost its lease" in h1.logtext() or "Fencing node" in h1.logtext()
 
         # Healed, n1 rejoins as STANDBY; ACTIVE stays on n2.
@@ -321,20 +330,11 @@ def test_processes_stop_when_halod_stays_away_past_the_lease(etcd, halod_factory
     h1.proc.wait()
     h1.log.close()
 
-    died = None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and died is None:
-        if not pid_alive(victim):
-            died = time.time_ns() // 1000
-        time.sleep(0.002)
-    assert died, "the ACTIVE process of a node whose halod is gone outlived the lease"
-    wait_for(lambda: h2.si("counter")["active"] == "counter-1", timeout=20, what="n2 ACTIVE")
-    wait_for(lambda: any(k == "ACTIVE" for k, _ in read_intervals(logs["n2"])), what="n2 logs ACTIVE")
-    n2_start = [t for k, t in read_intervals(logs["n2"]) if k == "ACTIVE"][0]
+    died, n2_start = n1_dies_before_n2_takes_over(h2, logs, victim,
+                                                  "the ACTIVE process of a node whose halod is gone outlived the lease")
     print(f"halod killed {killed}, its ACTIVE died +{(died - killed) / 1000:.1f} ms, "
           f"n2 ACTIVE +{(n2_start - killed) / 1000:.1f} ms")
     assert died - killed > 100_000, "the process stopped at once: it should outlive halod within the lease"
-    assert n2_start > died, f"ACTIVE intervals overlap: n2 began at {n2_start}, n1's died at {died} (usec)"
     assert h2.stop() == 0
 
 
