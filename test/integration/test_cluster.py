@@ -291,7 +291,6 @@ def n1_dies_before_n2_takes_over(h2, logs, victim, why):
 def test_partition_fences_the_cut_off_node(etcd, halod_factory, tmp_path):
     """n1 holds ACTIVE and loses etcd: it must stop its ACTIVE before n2's
     starts; an external checker compares the ACTIVE intervals the counters log."""
-    import time
     proxy = Proxy(etcd.members[0]["client"])
     try:
         h1, h2, logs, victim, port = two_nodes_logging_intervals(etcd, halod_factory, tmp_path,
