@@ -129,7 +129,7 @@ def test_component_crash_fails_over_to_the_other_node(etcd, halod_factory, tmp_p
 
 def test_node_failover_and_coordinator_takeover(etcd, halod_factory, tmp_path):
     c = Cluster(etcd, halod_factory, tmp_path).start()
-    h1, h2 = c.nodes["n1"], c.nodes["n2"]
+    h1 = c.nodes["n1"]
     act, sb = wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
     dead = node_of(act)
     alive = "n2" if dead == "n1" else "n1"
@@ -144,8 +144,9 @@ def test_node_failover_and_coordinator_takeover(etcd, halod_factory, tmp_path):
     assert c.coordinator(ha) == alive
     st = {n["name"]: n["state"] for n in ha.status()["nodes"]}
     assert st[dead] == "OFFLINE" and st[alive] == "ONLINE"
-    if coord_before == dead:
-        pass  # the takeover was exercised as well
+    # n1 starts first and is the coordinator when it holds ACTIVE too; either
+    # way the survivor coordinates now.
+    print(f"coordinator before: {coord_before}, killed: {dead}")
     # The dead node comes back and gets STANDBY; ACTIVE does not move.
     hd2 = c.make(dead)
     c.nodes[dead] = hd2
