@@ -29,9 +29,18 @@
 
 #define EVENTS_PENDING_MAX 4096 /* reports waiting for the next flush */
 #define EVENTS_PRUNE_MSEC 1000  /* the coordinator prunes the BQ this often */
-#define EVENTS_NOTE_MAX 65536   /* BQ entries waiting to be sent to processes */
+/* BQ entries waiting to be sent to processes: past this (a long replay) they
+ * go out at once.  A multiple of LINK_OBJECTS_MAX. */
+#define EVENTS_NOTE_MAX 4096
 /* Notes queued for one process (not yet read) past which the next are held back. */
 #define EVENTS_QUEUE_SOFT (1024 * 1024)
+
+/* What a process is told of a BQ entry. */
+struct note {
+    char object[QUEUE_OBJECT_MAX];
+    enum queue_ha_state state;
+    uint64_t hlc, seq;
+};
 
 struct events {
     struct amf *amf;
@@ -39,8 +48,7 @@ struct events {
     struct hlc clock;
     struct queue_event *pending; /* reports of this iteration */
     size_t n_pending;
-    struct queue_event *notes; /* delivered entries not yet sent to processes */
-    uint64_t *note_seqs;
+    struct note *notes; /* delivered entries not yet sent to processes */
     size_t n_notes;
     uv_timer_t flush, prune;
     uint64_t dropped; /* reports lost to a full buffer or a failed append */
@@ -145,18 +153,16 @@ static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectS
 /* Sends the delivered entries to the processes that asked for object states. */
 static void send_notes(struct events *e) {
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
-    char objects[LINK_OBJECTS_MAX][QUEUE_OBJECT_MAX];
 
     for (size_t off = 0; off < e->n_notes; off += LINK_OBJECTS_MAX) {
         size_t n = MIN(e->n_notes - off, (size_t)LINK_OBJECTS_MAX);
         for (size_t i = 0; i < n; i++) {
-            const struct queue_event *ev = &e->notes[off + i];
+            const struct note *nt = &e->notes[off + i];
             halo__link__object_state__init(&st[i]);
-            (void)queue_event_object(ev, objects[i]);
-            st[i].object = objects[i];
-            st[i].state = (char *)queue_ha_state_to_string(ev->state);
-            st[i].hlc = ev->hlc;
-            st[i].seq = e->note_seqs[off + i];
+            st[i].object = (char *)nt->object;
+            st[i].state = (char *)queue_ha_state_to_string(nt->state);
+            st[i].hlc = nt->hlc;
+            st[i].seq = nt->seq;
             pst[i] = &st[i];
         }
         send_states(e, NULL, pst, n);
@@ -265,9 +271,11 @@ static void on_deliver(struct queue *q, uint64_t seq, const struct queue_event *
               queue_ha_state_to_string(ev->state), ev->node);
     if (e->n_notes >= EVENTS_NOTE_MAX)
         send_notes(e); /* a long replay: send what we have now */
-    e->notes[e->n_notes] = *ev;
-    e->note_seqs[e->n_notes] = seq;
-    e->n_notes++;
+    struct note *nt = &e->notes[e->n_notes++];
+    memcpy(nt->object, object, sizeof(nt->object));
+    nt->state = ev->state;
+    nt->hlc = ev->hlc;
+    nt->seq = seq;
     schedule(e);
 }
 
@@ -303,17 +311,15 @@ int amf_events_start(struct amf *a) {
     e->amf = a;
     e->pending = calloc(EVENTS_PENDING_MAX, sizeof(*e->pending));
     e->notes = calloc(EVENTS_NOTE_MAX, sizeof(*e->notes));
-    e->note_seqs = calloc(EVENTS_NOTE_MAX, sizeof(*e->note_seqs));
     e->packet = malloc(LINK_MSG_MAX);
     hlc_init(&e->clock, NULL, NULL);
     struct queue_params p = {
         .loop = a->loop, .store = a->store, .prefix = a->prefix, .node = a->node, .clock = &e->clock};
-    int r = !e->pending || !e->notes || !e->note_seqs || !e->packet ? -ENOMEM : queue_new(&p, &e->q);
+    int r = !e->pending || !e->notes || !e->packet ? -ENOMEM : queue_new(&p, &e->q);
     if (r < 0) {
         free(e->packet);
         free(e->pending);
         free(e->notes);
-        free(e->note_seqs);
         free(e);
         return r;
     }
@@ -462,7 +468,6 @@ void amf_events_free(struct amf *a) {
         return;
     free(e->pending);
     free(e->notes);
-    free(e->note_seqs);
     free(e->packet);
     free(e);
     a->events = NULL;
