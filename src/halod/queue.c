@@ -690,8 +690,12 @@ struct queue {
 };
 
 /* One store call: holds a reference on the queue until its callback ends. */
+struct call;
+typedef void (*call_fn)(struct queue *q, struct call *k, int error, const store_result *r);
+
 struct call {
     struct queue *q;
+    call_fn done; /* runs from the store's callback; the call is freed after it */
     unsigned gen;
     void *data;
     uint64_t offset; /* an offset write: the offset written */
@@ -726,13 +730,22 @@ static void queue_unref(struct queue *q) {
         queue_destroy(q);
 }
 
-static struct call *call_new(struct queue *q, unsigned gen, void *data) {
+static struct call *call_new(struct queue *q, call_fn done, unsigned gen, void *data) {
     struct call *k = malloc(sizeof(*k));
     if (!k)
         return NULL;
-    *k = (struct call){.q = q, .gen = gen, .data = data};
+    *k = (struct call){.q = q, .done = done, .gen = gen, .data = data};
     queue_ref(q);
     return k;
+}
+
+/* The store callback of every call: its handler, then the call's reference goes. */
+static void on_call(store *s, int error, const store_result *r, void *userdata) {
+    struct call *k = userdata;
+    struct queue *q = k->q;
+    k->done(q, k, error, r);
+    free(k);
+    queue_unref(q);
 }
 
 /* For a call that could not be made: its callback will not run. */
@@ -1111,14 +1124,6 @@ static void consumer_loaded(struct queue *q, struct call *k, int error, const st
     consumer_kick(q);
 }
 
-static void on_consumer_loaded(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
-    consumer_loaded(q, k, error, r);
-    free(k);
-    queue_unref(q);
-}
-
 static void consumer_load(struct queue *q) {
     struct consumer *c = &q->consumer;
     store_op ops[] = {
@@ -1130,8 +1135,8 @@ static void consumer_load(struct queue *q) {
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
     pending_clear(c);
-    struct call *k = call_new(q, c->gen, NULL);
-    int r = k ? store_transaction(q->store, &txn, on_consumer_loaded, k) : -ENOMEM;
+    struct call *k = call_new(q, consumer_loaded, c->gen, NULL);
+    int r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         if (!store_usable(q, r))
@@ -1300,8 +1305,6 @@ static int batch_take(struct queue *q, struct batch *b) {
     return 1;
 }
 
-static void on_consumer_batch(store *s, int error, const store_result *r, void *userdata);
-
 /* The ops of b: its entries' deletes, the BQ entry, bq-seq. */
 static int batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
     struct consumer *c = &q->consumer;
@@ -1341,6 +1344,8 @@ static int batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
     return 0;
 }
 
+static void consumer_batch_done(struct queue *q, struct call *k, int error, const store_result *r);
+
 /* Sends b, the consumer's batch. */
 static void consumer_send(struct queue *q, struct batch *b) {
     struct consumer *c = &q->consumer;
@@ -1367,8 +1372,8 @@ static void consumer_send(struct queue *q, struct batch *b) {
                      .n_success = n_ops,
                      .failure = failure,
                      .n_failure = n_failure};
-    struct call *k = r < 0 ? NULL : call_new(q, c->gen, b);
-    r = r < 0 ? r : k ? store_transaction(q->store, &txn, on_consumer_batch, k) : -ENOMEM;
+    struct call *k = r < 0 ? NULL : call_new(q, consumer_batch_done, c->gen, b);
+    r = r < 0 ? r : k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         batch_free(b);
@@ -1502,13 +1507,9 @@ static void checkpoint_done(struct queue *q, struct call *k, int error, const st
     checkpoint_schedule(q);
 }
 
-static void on_checkpoint(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
+static void checkpoint_call_done(struct queue *q, struct call *k, int error, const store_result *r) {
     checkpoint_done(q, k, error, r);
     free(k->data);
-    free(k);
-    queue_unref(q);
 }
 
 static void checkpoint_send(struct queue *q) {
@@ -1571,8 +1572,8 @@ static void checkpoint_send(struct queue *q) {
     }
     store_txn txn = {
         .compares = c->has_guard ? &c->guard : NULL, .n_compares = c->has_guard, .success = ops, .n_success = n_ops};
-    struct call *k = call_new(q, c->gen, w);
-    r = k ? store_transaction(q->store, &txn, on_checkpoint, k) : -ENOMEM;
+    struct call *k = call_new(q, checkpoint_call_done, c->gen, w);
+    r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0)
         call_drop(k);
     else {
@@ -1644,14 +1645,6 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
     batch_free(b);
     checkpoint_schedule(q);
     consumer_kick(q);
-}
-
-static void on_consumer_batch(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
-    consumer_batch_done(q, k, error, r);
-    free(k);
-    queue_unref(q);
 }
 
 int eq_consumer_start(struct queue *q, const store_compare *guard, eq_decide_cb decide, queue_stopped_cb stopped,
@@ -1867,14 +1860,6 @@ save:
     reader_save(q);
 }
 
-static void on_reader_loaded(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
-    reader_loaded(q, k, error, r);
-    free(k);
-    queue_unref(q);
-}
-
 static void reader_load(struct queue *q) {
     struct reader *rd = &q->reader;
     store_op ops[] = {
@@ -1883,8 +1868,8 @@ static void reader_load(struct queue *q) {
         {.type = STORE_OP_GET_PREFIX, .key = q->state_prefix, .key_len = strlen(q->state_prefix)},
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
-    struct call *k = call_new(q, rd->gen, NULL);
-    int r = k ? store_transaction(q->store, &txn, on_reader_loaded, k) : -ENOMEM;
+    struct call *k = call_new(q, reader_loaded, rd->gen, NULL);
+    int r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         if (!store_usable(q, r))
@@ -1896,25 +1881,20 @@ static void reader_load(struct queue *q) {
     rd->loading = true;
 }
 
-static void on_offset_saved(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
+static void offset_saved(struct queue *q, struct call *k, int error, const store_result *r) {
     struct reader *rd = &q->reader;
     uint64_t offset = k->offset;
-    free(k);
     rd->save_inflight = false;
     if (!store_usable(q, error))
-        goto out;
+        return;
     if (error < 0) {
         log_warning_errno(error, "Failed to save the broadcast queue offset of node '%s': %m", q->node);
         reader_retry_later(q, &rd->backoff_msec);
-        goto out;
+        return;
     }
     rd->saved = MAX(rd->saved, offset);
     q->stats.offset_writes++;
     reader_save(q); /* the latest, if more was delivered meanwhile */
-out:
-    queue_unref(q);
 }
 
 /* Writes the offset if it moved, one write at a time and at most one per
@@ -1932,10 +1912,10 @@ static void reader_save(struct queue *q) {
     rd->saved_at = now;
     char value[HLC_DECIMAL_MAX];
     snprintf(value, sizeof(value), "%" PRIu64, rd->delivered);
-    struct call *k = call_new(q, rd->gen, NULL);
+    struct call *k = call_new(q, offset_saved, rd->gen, NULL);
     if (k)
         k->offset = rd->delivered;
-    int r = k ? store_put(q->store, q->delivered_key, value, strlen(value), 0, on_offset_saved, k) : -ENOMEM;
+    int r = k ? store_put(q->store, q->delivered_key, value, strlen(value), 0, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         if (store_usable(q, r))
@@ -2109,7 +2089,7 @@ static void append_fail(struct queue *q, int error) {
     append_report(q, failed, error);
 }
 
-static void on_appended(store *s, int error, const store_result *r, void *userdata);
+static void appended(struct queue *q, struct call *k, int error, const store_result *r);
 
 /* Sends the transaction in progress, or the next one. */
 static void append_send(struct queue *q) {
@@ -2150,8 +2130,8 @@ static void append_send(struct queue *q) {
                      .n_success = t->n_entries,
                      .failure = gets,
                      .n_failure = t->n_entries};
-    struct call *k = call_new(q, 0, t);
-    int r = k ? store_transaction(q->store, &txn, on_appended, k) : -ENOMEM;
+    struct call *k = call_new(q, appended, 0, t);
+    int r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         if (!store_usable(q, r) || ++t->attempts >= APPEND_ATTEMPTS)
@@ -2175,7 +2155,8 @@ static bool append_was_applied(const struct append_txn *t, const store_result *r
     return true;
 }
 
-static void appended(struct queue *q, struct append_txn *t, int error, const store_result *r) {
+static void appended(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct append_txn *t = k->data;
     if (q->closing || q->append_txn != t) {
         append_txn_free(t); /* queue_free() reported its calls already */
         return;
@@ -2215,9 +2196,9 @@ static void appended(struct queue *q, struct append_txn *t, int error, const sto
     size_t left = t->n_events;
     while (left > 0 && q->appends) {
         struct append_op *op = q->appends;
-        size_t k = MIN(left, op->n - op->done);
-        op->done += k;
-        left -= k;
+        size_t taken = MIN(left, op->n - op->done);
+        op->done += taken;
+        left -= taken;
         if (op->done < op->n)
             break;
         *tail = append_pop(q);
@@ -2226,14 +2207,6 @@ static void appended(struct queue *q, struct append_txn *t, int error, const sto
     q->append_txn = append_txn_free(t);
     append_send(q);
     append_report(q, finished, 0);
-}
-
-static void on_appended(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
-    appended(q, k->data, error, r);
-    free(k);
-    queue_unref(q);
 }
 
 int eq_append(struct queue *q, const struct queue_event *events, size_t n, eq_append_cb cb, void *userdata) {
@@ -2306,7 +2279,7 @@ static void prune_finish(struct queue *q, struct prune_op *op, int error) {
         cb(q, error, deleted, userdata);
 }
 
-static void on_pruned(store *s, int error, const store_result *r, void *userdata);
+static void pruned(struct queue *q, struct call *k, int error, const store_result *r);
 
 static void prune_send(struct queue *q, struct prune_op *op) {
     store_op dels[STORE_TXN_OPS_MAX];
@@ -2317,8 +2290,8 @@ static void prune_send(struct queue *q, struct prune_op *op) {
         dels[i] = (store_op){.type = STORE_OP_DELETE, .key = key, .key_len = n};
     }
     store_txn txn = {.success = dels, .n_success = op->chunk};
-    struct call *k = call_new(q, 0, op);
-    int r = k ? store_transaction(q->store, &txn, on_pruned, k) : -ENOMEM;
+    struct call *k = call_new(q, pruned, 0, op);
+    int r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         prune_finish(q, op, store_usable(q, r) ? r : -ECANCELED);
@@ -2327,7 +2300,8 @@ static void prune_send(struct queue *q, struct prune_op *op) {
     op->inflight = true;
 }
 
-static void pruned(struct queue *q, struct prune_op *op, int error, const store_result *r) {
+static void pruned(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct prune_op *op = k->data;
     op->inflight = false;
     if (op->cancelled) {
         prune_op_free(op);
@@ -2346,16 +2320,9 @@ static void pruned(struct queue *q, struct prune_op *op, int error, const store_
         prune_send(q, op);
 }
 
-static void on_pruned(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
-    pruned(q, k->data, error, r);
-    free(k);
-    queue_unref(q);
-}
-
 /* The offsets are read: what is below all of them goes. */
-static void prune_read(struct queue *q, struct prune_op *op, int error, const store_result *r) {
+static void prune_read(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct prune_op *op = k->data;
     op->inflight = false;
     if (op->cancelled) {
         prune_op_free(op);
@@ -2417,14 +2384,6 @@ static void prune_read(struct queue *q, struct prune_op *op, int error, const st
     prune_send(q, op);
 }
 
-static void on_prune_read(store *s, int error, const store_result *r, void *userdata) {
-    struct call *k = userdata;
-    struct queue *q = k->q;
-    prune_read(q, k->data, error, r);
-    free(k);
-    queue_unref(q);
-}
-
 int bq_prune(struct queue *q, const char *const *live_nodes, size_t n, bq_prune_cb cb, void *userdata) {
     assert_return(q, -EINVAL);
     assert_return(live_nodes && n > 0, -EINVAL);
@@ -2458,8 +2417,8 @@ int bq_prune(struct queue *q, const char *const *live_nodes, size_t n, bq_prune_
         {.type = STORE_OP_GET, .key = q->state_seq_key, .key_len = strlen(q->state_seq_key)},
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
-    struct call *k = call_new(q, 0, op);
-    int r = k ? store_transaction(q->store, &txn, on_prune_read, k) : -ENOMEM;
+    struct call *k = call_new(q, prune_read, 0, op);
+    int r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
         prune_op_free(op);
