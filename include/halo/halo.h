@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define HALO_VERSION_MAJOR 0
-#define HALO_VERSION_MINOR 2
+#define HALO_VERSION_MINOR 3
 
 /* Project errors extend errno; values are chosen far above any errno. */
 #define HALO_ERRNO_MAP(X)                                                   \
@@ -43,7 +43,8 @@ extern "C" {
     X(HALO_EBADINVOCATION, 10006, "unknown or already answered invocation") \
     X(HALO_ETRYAGAIN, 10007, "try again later")                             \
     X(HALO_EEXIST, 10008, "already exists or already done")                 \
-    X(HALO_ECOMPFAILED, 10009, "component reported a failure")
+    X(HALO_ECOMPFAILED, 10009, "component reported a failure")              \
+    X(HALO_EREADONLY, 10010, "the configuration database is read-only on a secondary")
 
 enum {
 #define HALO__ERRNO_ENUM(name, value, text) name = (value),

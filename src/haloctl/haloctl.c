@@ -17,6 +17,7 @@
 #include "halo/halo.h"
 #include "link.h"
 #include "macro.h"
+#include "cdb.h"
 #include "sim.h"
 
 static const char *arg_socket;
@@ -253,7 +254,12 @@ static void help(void) {
            "                          n1..nN (default 3), the example counter service unless --config\n"
            "  sim down [--dir DIR]    stop that cluster and remove DIR\n"
            "  sim status [--dir DIR]  status through the first of its halods that answers\n"
-           "                          (DIR defaults to $XDG_RUNTIME_DIR/halo-sim, else /tmp/halo-sim-$UID)\n");
+           "                          (DIR defaults to $XDG_RUNTIME_DIR/halo-sim, else /tmp/halo-sim-$UID)\n"
+           "  cdb get PATH            the configuration database: a value\n"
+           "  cdb list [PATH]         PATH and everything under it (default /)\n"
+           "  cdb set PATH VALUE...   set one or more paths, in one transaction\n"
+           "  cdb delete PATH...      delete paths and everything under them, in one transaction\n"
+           "  cdb watch [PATH]        print every change under PATH as it is committed, until ^C\n");
     printf("\nOptions:\n"
            "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
            "  -j, --json          print JSON (read commands)\n"
@@ -317,6 +323,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[optind];
+    if (streq(cmd, "cdb"))
+        return cdb_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
+                        argv + optind, arg_json);
     const struct verb *v = NULL;
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         if (streq(verbs[i].name, cmd))

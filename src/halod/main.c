@@ -14,6 +14,8 @@
 #include <uv.h>
 
 #include "amf.h"
+#include "cdb-link.h"
+#include "cdb.h"
 #include "cluster.h"
 #include "http.h"
 #include "lease-file.h"
@@ -37,6 +39,8 @@ struct manager {
     struct cluster *cluster; /* several nodes (etcd) */
     struct http_server *http;
     struct lease_file *lease; /* several nodes: the deadline the processes enforce */
+    struct cdb *cdb;
+    struct cdb_link *cdb_link;
     uv_signal_t sigterm, sigint;
     unsigned n_term;
     int lock_fd;
@@ -175,11 +179,15 @@ static int run_check(void) {
 
 static void on_server_msg(struct conn *c, const LinkMsg *m, void *userdata) {
     struct manager *mgr = userdata;
+    if (mgr->cdb_link && cdb_link_handle_msg(mgr->cdb_link, c, m))
+        return;
     amf_handle_msg(mgr->amf, c, m);
 }
 
 static void on_server_close(struct conn *c, const char *reason, void *userdata) {
     struct manager *mgr = userdata;
+    if (mgr->cdb_link)
+        cdb_link_conn_closed(mgr->cdb_link, c);
     if (mgr->amf)
         amf_conn_closed(mgr->amf, c, reason);
 }
@@ -403,6 +411,15 @@ int main(int argc, char **argv) {
         log_error_errno(r, "Failed to open the store '%s': %m", path);
         return EXIT_FAILURE;
     }
+    {
+        char cdb_path[PATH_MAX];
+        snprintf(cdb_path, sizeof(cdb_path), "%s/cdb.db", arg_state_dir);
+        r = cdb_open(m.loop, cdb_path, m.node, &m.cdb);
+        if (r >= 0)
+            r = cdb_link_new(m.cdb, &m.cdb_link);
+        if (r < 0)
+            return log_error_errno(r, "Failed to open the configuration database '%s': %m", cdb_path), EXIT_FAILURE;
+    }
     r = supervisor_new(m.loop, &m.sup);
     if (r < 0)
         return log_error_errno(r, "Failed to start the supervisor: %m"), EXIT_FAILURE;
@@ -496,7 +513,9 @@ int main(int argc, char **argv) {
     /* Every handle but the store's is closed; flush the store and leave. */
     m.cluster = cluster_free(m.cluster);
     m.store = store_free(m.store);
+    m.cdb = cdb_close(m.cdb); /* commits what is pending; the link's requests see it */
     uv_run(m.loop, UV_RUN_DEFAULT);
+    m.cdb_link = cdb_link_free(m.cdb_link);
     m.amf = amf_free(m.amf);
     m.lease = lease_file_close(m.lease);
     m.config = config_free(m.config);

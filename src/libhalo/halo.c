@@ -34,6 +34,7 @@
  * everything queued belongs to the newest link.
  */
 #include "halo/halo.h"
+#include "halo/cdb.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -53,10 +54,9 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "halo-internal.h"
 #include "link.h"
 #include "macro.h"
-
-#define HALO_EXPORT __attribute__((visibility("default")))
 
 #define CALL_TIMEOUT_MSEC 5000 /* hello, and every request waiting for its Reply */
 #define PUMP_BATCH 64          /* packets read in one go before callbacks get a turn */
@@ -131,9 +131,10 @@ struct halo {
     struct waiter *waiters;
     struct hc *hcs;
     struct pg *pgs;
-    bool reading; /* a thread is polling the socket without the lock */
-    bool closed;  /* halo_close() was called */
-    bool leased;  /* counted in lease.users */
+    struct halo_cdb_sub *cdb_subs; /* cdb.c's */
+    bool reading;                  /* a thread is polling the socket without the lock */
+    bool closed;                   /* halo_close() was called */
+    bool leased;                   /* counted in lease.users */
     bool evfd_on;
 
     enum link_state state;
@@ -296,6 +297,7 @@ static halo *halo_free(halo *h) {
     lease_unwatch(h);
     queue_flush(h);
     tracked_clear(h);
+    halo__cdb_free(h);
     safe_close(h->epfd);
     safe_close(h->tfd);
     safe_close(h->evfd);
@@ -546,6 +548,7 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_HEALTHCHECK:
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
+    case HALO__LINK__MSG__BODY_CDB_CHANGE:
         return true;
     default:
         return false;
@@ -768,6 +771,22 @@ finish:
     return r;
 }
 
+int halo__request(halo *h, LinkMsg *req, uint64_t *seq, LinkMsg **ret_reply) {
+    return request(h, req, seq, NULL, NULL, NULL, ret_reply);
+}
+
+void halo__lock(halo *h) {
+    pthread_mutex_lock(&h->lock);
+}
+
+void halo__unlock(halo *h) {
+    pthread_mutex_unlock(&h->lock);
+}
+
+struct halo_cdb_sub **halo__cdb_subs(halo *h) {
+    return &h->cdb_subs;
+}
+
 /* ---- open and close ------------------------------------------------------ */
 
 static int connect_unix(const char *path, int flags) {
@@ -805,7 +824,7 @@ static int hello(halo *h, const struct timespec *deadline) {
 
     hi.version = LINK_PROTOCOL_VERSION;
     hi.pid = (uint32_t)getpid();
-    hi.client = (char *)"libhalo/0.2";
+    hi.client = (char *)"libhalo/0.3";
     m.body_case = HALO__LINK__MSG__BODY_HELLO;
     m.hello = &hi;
     r = send_locked(h, &m, deadline);
@@ -945,6 +964,9 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
             return r;
         g->refused = e;
     }
+    r = halo__cdb_resume(h, resume_call, deadline);
+    if (r < 0)
+        return r;
 
     /* A check halod will not run: the next halo_healthcheck_confirm() says why. */
     for (struct hc **p = &h->hcs; *p;)
@@ -1261,6 +1283,8 @@ static bool run_callback(halo *h, const LinkMsg *m) {
         free(st);
         return true;
     }
+    case HALO__LINK__MSG__BODY_CDB_CHANGE:
+        return halo__cdb_change(h, m->cdb_change);
     default:
         return false; /* is_callback() let nothing else in */
     }

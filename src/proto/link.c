@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,25 @@ static int check_name(const char *s, int required) {
     return 0;
 }
 
+int link_cdb_path_check(const char *s, int root_ok) {
+    if (!s || s[0] != '/')
+        return -EINVAL;
+    size_t n = strnlen(s, LINK_CDB_PATH_MAX + 1);
+    if (n > LINK_CDB_PATH_MAX)
+        return -EINVAL;
+    if (n == 1)
+        return root_ok ? 0 : -EINVAL;
+    if (s[n - 1] == '/')
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return -EINVAL;
+        if (s[i] == '/' && s[i + 1] == '/')
+            return -EINVAL;
+    }
+    return 0;
+}
+
 static int check_range(uint32_t v, uint32_t lo, uint32_t hi) {
     return v >= lo && v <= hi ? 0 : -EBADMSG;
 }
@@ -89,6 +109,18 @@ static int check_object_states(Halo__Link__ObjectState *const *st, size_t n) {
     return 0;
 }
 
+/* CDB ops: valid paths (the root only in a delete), a delete carries no value,
+ * bounded counts.  items: a list's answer, every one a set. */
+static int check_cdb_ops(Halo__Link__CdbOp *const *ops, size_t n, bool items) {
+    if (n > LINK_CDB_OPS_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < n; i++) {
+        if (link_cdb_path_check(ops[i]->path, ops[i]->del) < 0 || (ops[i]->del && (items || ops[i]->value.len)))
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 int link_validate(const LinkMsg *m) {
     switch (m->body_case) {
     case HALO__LINK__MSG__BODY_HELLO:
@@ -98,8 +130,9 @@ int link_validate(const LinkMsg *m) {
         CHECK(check_name(m->hello_reply->node, 0));
         return 0;
     case HALO__LINK__MSG__BODY_REPLY:
-        if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX)
+        if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX || strlen(m->reply->txid) > LINK_CDB_TXID_MAX)
             return -EBADMSG;
+        CHECK(check_cdb_ops(m->reply->items, m->reply->n_items, true));
         return check_object_states(m->reply->states, m->reply->n_states);
     case HALO__LINK__MSG__BODY_REGISTER:
         CHECK(check_name(m->register_->comp, 1));
@@ -185,6 +218,26 @@ int link_validate(const LinkMsg *m) {
         return 0;
     case HALO__LINK__MSG__BODY_ENTRYPOINT_GET:
         return 0;
+    case HALO__LINK__MSG__BODY_CDB_GET:
+        return link_cdb_path_check(m->cdb_get->path, 0) < 0 ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_CDB_LIST:
+        if (link_cdb_path_check(m->cdb_list->path, 1) < 0 ||
+            (*m->cdb_list->after && link_cdb_path_check(m->cdb_list->after, 0) < 0))
+            return -EBADMSG;
+        return 0;
+    case HALO__LINK__MSG__BODY_CDB_COMMIT:
+        if (m->cdb_commit->n_ops == 0)
+            return -EBADMSG;
+        return check_cdb_ops(m->cdb_commit->ops, m->cdb_commit->n_ops, false);
+    case HALO__LINK__MSG__BODY_CDB_SUBSCRIBE:
+        return link_cdb_path_check(m->cdb_subscribe->path, 1) < 0 || m->cdb_subscribe->id == 0 ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE:
+        return m->cdb_unsubscribe->id == 0 ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_CDB_CHANGE:
+        if (m->cdb_change->id == 0 || strlen(m->cdb_change->txid) > LINK_CDB_TXID_MAX ||
+            (m->cdb_change->reset && m->cdb_change->n_ops))
+            return -EBADMSG;
+        return check_cdb_ops(m->cdb_change->ops, m->cdb_change->n_ops, false);
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
         return check_object_states(m->object_state_note->states, m->object_state_note->n_states);
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:

@@ -15,6 +15,15 @@
 #define LINK_OBJECT_MAX 272             /* longest "kind:name" of a cluster object */
 #define LINK_OBJECTS_MAX 256            /* most objects in one state note, query or reply */
 #define LINK_REPLY_PART_MAX (60 * 1024) /* JSON bytes per part of a reply sent in parts */
+/* The configuration database (CDB): a path is "/a/b" (LINK_CDB_PATH_MAX
+ * bytes at most), a transaction at most LINK_CDB_OPS_MAX ops whose paths and
+ * values together take at most LINK_CDB_TXN_MAX bytes, so that any change
+ * note fits one packet. */
+#define LINK_CDB_PATH_MAX 1024
+#define LINK_CDB_OPS_MAX 1024
+#define LINK_CDB_TXN_MAX (LINK_MSG_MAX - 4096)
+#define LINK_CDB_SUBS_MAX 64                       /* subscriptions per connection */
+#define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 
@@ -51,6 +60,11 @@ int link_validate(const LinkMsg *msg);
 int link_recv(int fd, LinkMsg **ret);
 
 LinkMsg *link_msg_free(LinkMsg *m);
+
+/* A CDB path: "/" (only when root_ok) or '/'-separated non-empty components,
+ * no trailing '/', no control characters, at most LINK_CDB_PATH_MAX bytes.
+ * Returns 0 or -EINVAL. */
+int link_cdb_path_check(const char *path, int root_ok);
 
 /* Name of the oneof case, for logs ("csi_set"). */
 const char *link_msg_type_name(const LinkMsg *m);

@@ -65,6 +65,7 @@
 
 #include "macro.h"
 #include "store-engine.h"
+#include "sqlite-errno.h"
 #include "store.h"
 
 #define STORE_SQLITE_SCHEMA_VERSION 1
@@ -127,41 +128,6 @@ static struct store_sqlite *store_sqlite_free(struct store_sqlite *q) {
     return NULL;
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct store_sqlite *, store_sqlite_free);
-
-/* A SQLite result code as a negative errno; 0 for success codes. */
-static int sqlite_errno(sqlite3 *db, int rc) {
-    int sys;
-
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_ROW:
-    case SQLITE_DONE:
-        return 0;
-    case SQLITE_NOMEM:
-        return -ENOMEM;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return -EBUSY;
-    case SQLITE_READONLY:
-        return -EROFS;
-    case SQLITE_FULL:
-        return -ENOSPC;
-    case SQLITE_TOOBIG:
-        return -E2BIG;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-        return -EBADMSG;
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-        return -EACCES;
-    case SQLITE_IOERR:
-    case SQLITE_CANTOPEN:
-        sys = db ? sqlite3_system_errno(db) : 0;
-        return sys > 0 ? -sys : (rc & 0xff) == SQLITE_CANTOPEN ? -ENOENT : -EIO;
-    default:
-        return -EIO;
-    }
-}
 
 /* Runs a statement that returns no rows, then resets it. */
 static int stmt_run(struct store_sqlite *q, int id) {

@@ -22,6 +22,7 @@ HALOD = os.path.join(BUILD, "src", "halod", "halod")
 HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
 COUNTER = os.path.join(BUILD, "examples", "counter")
 TESTCOMP = os.path.join(BUILD, "test", "testcomp")
+CDBCLIENT = os.path.join(BUILD, "test", "cdbclient")
 
 
 def free_port():
@@ -118,6 +119,9 @@ class Halod:
 
     # -- lifecycle --------------------------------------------------------
     def start(self, wait=True):
+        # A halod killed before leaves its socket file: wait for the new one's.
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [HALOD, "--state-dir", self.state, "--socket", self.socket,

@@ -489,7 +489,7 @@ TEST(open_sends_hello) {
     ASSERT_EQ(m->body_case, HALO__LINK__MSG__BODY_HELLO);
     ASSERT_EQ(m->hello->version, LINK_PROTOCOL_VERSION);
     ASSERT_EQ(m->hello->pid, getpid());
-    ASSERT_STREQ(m->hello->client, "libhalo/0.2");
+    ASSERT_STREQ(m->hello->client, "libhalo/0.3");
 
     int fd = halo_fd(h);
     ASSERT(fd >= 0);

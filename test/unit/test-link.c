@@ -12,13 +12,15 @@
 
 /* Every body case the protocol defines. */
 static const int all_cases[] = {
-    HALO__LINK__MSG__BODY_HELLO,        HALO__LINK__MSG__BODY_HELLO_REPLY, HALO__LINK__MSG__BODY_REPLY,
-    HALO__LINK__MSG__BODY_REGISTER,     HALO__LINK__MSG__BODY_UNREGISTER,  HALO__LINK__MSG__BODY_RESPONSE,
-    HALO__LINK__MSG__BODY_HC_START,     HALO__LINK__MSG__BODY_HC_CONFIRM,  HALO__LINK__MSG__BODY_HC_STOP,
-    HALO__LINK__MSG__BODY_ERROR_REPORT, HALO__LINK__MSG__BODY_PG_TRACK,    HALO__LINK__MSG__BODY_PG_TRACK_STOP,
-    HALO__LINK__MSG__BODY_HA_STATE_GET, HALO__LINK__MSG__BODY_CSI_SET,     HALO__LINK__MSG__BODY_CSI_REMOVE,
-    HALO__LINK__MSG__BODY_TERMINATE,    HALO__LINK__MSG__BODY_HEALTHCHECK, HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
-    HALO__LINK__MSG__BODY_ADMIN,
+    HALO__LINK__MSG__BODY_HELLO,        HALO__LINK__MSG__BODY_HELLO_REPLY,   HALO__LINK__MSG__BODY_REPLY,
+    HALO__LINK__MSG__BODY_REGISTER,     HALO__LINK__MSG__BODY_UNREGISTER,    HALO__LINK__MSG__BODY_RESPONSE,
+    HALO__LINK__MSG__BODY_HC_START,     HALO__LINK__MSG__BODY_HC_CONFIRM,    HALO__LINK__MSG__BODY_HC_STOP,
+    HALO__LINK__MSG__BODY_ERROR_REPORT, HALO__LINK__MSG__BODY_PG_TRACK,      HALO__LINK__MSG__BODY_PG_TRACK_STOP,
+    HALO__LINK__MSG__BODY_HA_STATE_GET, HALO__LINK__MSG__BODY_CSI_SET,       HALO__LINK__MSG__BODY_CSI_REMOVE,
+    HALO__LINK__MSG__BODY_TERMINATE,    HALO__LINK__MSG__BODY_HEALTHCHECK,   HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
+    HALO__LINK__MSG__BODY_ADMIN,        HALO__LINK__MSG__BODY_CDB_GET,       HALO__LINK__MSG__BODY_CDB_LIST,
+    HALO__LINK__MSG__BODY_CDB_COMMIT,   HALO__LINK__MSG__BODY_CDB_SUBSCRIBE, HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE,
+    HALO__LINK__MSG__BODY_CDB_CHANGE,
 };
 
 /*
@@ -50,6 +52,14 @@ static size_t build(int which, uint8_t *buf) {
     Halo__Link__PgMember p1 = HALO__LINK__PG_MEMBER__INIT, p2 = HALO__LINK__PG_MEMBER__INIT;
     Halo__Link__PgMember *members[] = {&p1, &p2};
     Halo__Link__Admin adm = HALO__LINK__ADMIN__INIT;
+    Halo__Link__CdbGet cg = HALO__LINK__CDB_GET__INIT;
+    Halo__Link__CdbList cl = HALO__LINK__CDB_LIST__INIT;
+    Halo__Link__CdbCommit cc = HALO__LINK__CDB_COMMIT__INIT;
+    Halo__Link__CdbSubscribe csub = HALO__LINK__CDB_SUBSCRIBE__INIT;
+    Halo__Link__CdbUnsubscribe cun = HALO__LINK__CDB_UNSUBSCRIBE__INIT;
+    Halo__Link__CdbChange cch = HALO__LINK__CDB_CHANGE__INIT;
+    Halo__Link__CdbOp o1 = HALO__LINK__CDB_OP__INIT, o2 = HALO__LINK__CDB_OP__INIT;
+    Halo__Link__CdbOp *cops[] = {&o1, &o2};
 
     m.body_case = (Halo__Link__Msg__BodyCase)which;
     switch (which) {
@@ -187,6 +197,48 @@ static size_t build(int which, uint8_t *buf) {
         adm.op = HALO__LINK__ADMIN__OP__REPAIR;
         adm.target = (char *)"su-a";
         m.admin = &adm;
+        break;
+    case HALO__LINK__MSG__BODY_CDB_GET:
+        cg.seq = 16;
+        cg.path = (char *)"/a/b";
+        m.cdb_get = &cg;
+        break;
+    case HALO__LINK__MSG__BODY_CDB_LIST:
+        cl.seq = 17;
+        cl.path = (char *)"/a";
+        cl.after = (char *)"/a/b";
+        m.cdb_list = &cl;
+        break;
+    case HALO__LINK__MSG__BODY_CDB_COMMIT:
+    case HALO__LINK__MSG__BODY_CDB_CHANGE:
+        o1.path = (char *)"/a/b";
+        o1.value.data = (uint8_t *)"\0binary\xff";
+        o1.value.len = 9;
+        o2.path = (char *)"/a";
+        o2.del = 1;
+        if (which == HALO__LINK__MSG__BODY_CDB_COMMIT) {
+            cc.seq = 18;
+            cc.ops = cops;
+            cc.n_ops = 2;
+            m.cdb_commit = &cc;
+        } else {
+            cch.id = 3;
+            cch.txid = (char *)"117663894132686848@n1";
+            cch.ops = cops;
+            cch.n_ops = 2;
+            m.cdb_change = &cch;
+        }
+        break;
+    case HALO__LINK__MSG__BODY_CDB_SUBSCRIBE:
+        csub.seq = 19;
+        csub.id = 7;
+        csub.path = (char *)"/";
+        m.cdb_subscribe = &csub;
+        break;
+    case HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE:
+        cun.seq = 20;
+        cun.id = 7;
+        m.cdb_unsubscribe = &cun;
         break;
     default:
         CHECK_FAIL("unknown case %d", which);
@@ -407,6 +459,50 @@ TEST(validate_enums) {
     /* No body at all: nothing to act on. */
     LinkMsg empty = HALO__LINK__MSG__INIT;
     ASSERT_EQ(link_validate(&empty), -EBADMSG);
+}
+
+TEST(validate_cdb_paths_and_ops) {
+    const char *good[] = {"/a", "/a/b", "/a b/c-d.e", "/\xc3\xa9t\xc3\xa9"};
+    const char *bad[] = {NULL, "", "a", "a/b", "//", "/a/", "/a//b", "/a\tb", "/a\x7f"};
+    for (size_t i = 0; i < ELEMENTSOF(good); i++)
+        ASSERT_EQ(link_cdb_path_check(good[i], 0), 0);
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+        ASSERT_EQ(link_cdb_path_check(bad[i], 1), -EINVAL);
+    ASSERT_EQ(link_cdb_path_check("/", 0), -EINVAL);
+    ASSERT_EQ(link_cdb_path_check("/", 1), 0);
+    char longest[LINK_CDB_PATH_MAX + 2];
+    memset(longest, 'x', sizeof(longest));
+    longest[0] = '/';
+    longest[LINK_CDB_PATH_MAX] = '\0';
+    ASSERT_EQ(link_cdb_path_check(longest, 0), 0);
+    longest[LINK_CDB_PATH_MAX] = 'x';
+    longest[LINK_CDB_PATH_MAX + 1] = '\0';
+    ASSERT_EQ(link_cdb_path_check(longest, 0), -EINVAL);
+
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__CdbCommit cc = HALO__LINK__CDB_COMMIT__INIT;
+    Halo__Link__CdbOp op = HALO__LINK__CDB_OP__INIT;
+    Halo__Link__CdbOp *ops[] = {&op};
+    m.body_case = HALO__LINK__MSG__BODY_CDB_COMMIT;
+    m.cdb_commit = &cc;
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* no ops */
+    cc.ops = ops;
+    cc.n_ops = 1;
+    op.path = (char *)"/";
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* the root cannot be set */
+    op.del = 1;
+    ASSERT_EQ(link_validate(&m), 0); /* but it can be deleted */
+    op.value.data = (uint8_t *)"x";
+    op.value.len = 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* a delete carries no value */
+
+    Halo__Link__CdbSubscribe sub = HALO__LINK__CDB_SUBSCRIBE__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_CDB_SUBSCRIBE;
+    m.cdb_subscribe = &sub;
+    sub.path = (char *)"/a";
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* id 0 */
+    sub.id = 1;
+    ASSERT_EQ(link_validate(&m), 0);
 }
 
 TEST(validate_zero_invocations) {

@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+/* haloctl cdb: read, write and watch the configuration database through libhalo. */
+#pragma once
+
+#include <stdbool.h>
+
+/* argv[0] is "cdb".  Returns the exit status. */
+int cdb_main(const char *socket, int argc, char **argv, bool json);

@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: MIT
+"""The configuration database (CDB) of one halod, through haloctl and libhalo."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, wait_for
+
+YAML = f"""
+cluster: cdb
+service-groups:
+  svc:
+    component: {{command: {TESTCOMP}}}
+    service-units:
+      svc-a: {{}}
+      svc-b: {{}}
+    service-instances:
+      svc: {{csis: {{svc-csi: {{}}}}}}
+"""
+
+
+def test_set_get_list_delete_through_haloctl(halod_factory):
+    h = halod_factory(YAML, name="cdb").start()
+    r = h.ctl("cdb", "set", "/net/eth0/mtu", "9000", "/net/eth0/up", "true", "/net-x", "sibling")
+    assert r.stdout.startswith("committed "), r.stdout
+    txid = r.stdout.split()[1]
+    hlc, node = txid.split("@")
+    assert node == "local" and int(hlc) > 0
+
+    assert h.ctl("cdb", "get", "/net/eth0/mtu").stdout == "9000\n"
+    # A subtree is the path and what is under it, not a sibling that shares its prefix.
+    items = json.loads(h.ctl("cdb", "list", "/net", "--json").stdout)
+    assert items == [{"path": "/net/eth0/mtu", "value": "9000"}, {"path": "/net/eth0/up", "value": "true"}]
+
+    h.ctl("cdb", "delete", "/net")
+    assert json.loads(h.ctl("cdb", "list", "--json").stdout) == [{"path": "/net-x", "value": "sibling"}]
+
+    missing = h.ctl("cdb", "get", "/net/eth0/mtu", check=False)
+    assert missing.returncode == 1 and "'/net/eth0/mtu': no value at this path" in missing.stderr
+    for bad in ("net", "/a//b", "/a/", "/"):
+        r = h.ctl("cdb", "set", bad, "v", check=False)
+        assert r.returncode == 2 and "not a valid path" in r.stderr, (bad, r.stderr)
+    assert h.stop() == 0
+
+
+def test_a_watcher_sees_each_commit_under_its_path_in_order(halod_factory):
+    h = halod_factory(YAML, name="cdb").start()
+    watch = subprocess.Popen([HALOCTL, "--socket", h.socket, "cdb", "watch", "/app", "--json"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        # The watch is live once a commit under /app shows up in it.
+        h.ctl("cdb", "set", "/app/probe", "0")
+        first = json.loads(watch.stdout.readline())
+        assert first["changes"] == [{"op": "set", "path": "/app/probe", "value": "0"}]
+
+        ids = []
+        for i in range(1, 6):
+            ids.append(h.ctl("cdb", "set", f"/app/k{i}", str(i), "/other/k", str(i)).stdout.split()[1])
+        ids.append(h.ctl("cdb", "delete", "/app").stdout.split()[1])
+        got = [json.loads(watch.stdout.readline()) for _ in range(6)]
+        assert [g["txid"] for g in got] == ids
+        for i, g in enumerate(got[:5], start=1):
+            # Only what is under /app, not the same transaction's /other/k.
+            assert g["changes"] == [{"op": "set", "path": f"/app/k{i}", "value": str(i)}]
+        assert got[5]["changes"] == [{"op": "delete", "path": "/app"}]
+    finally:
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 0
+    assert h.stop() == 0
+
+
+def test_every_acknowledged_commit_survives_sigkill_of_halod(halod_factory):
+    h = halod_factory(YAML, name="cdb").start()
+    env = dict(os.environ, HALO_SOCKET=h.socket)
+    client = subprocess.Popen([CDBCLIENT, "commit", "/load", "100000"], stdout=subprocess.PIPE, text=True, env=env)
+    acked = []
+    for line in client.stdout:
+        word = line.split()
+        if word[0] != "ok":
+            break
+        acked.append(int(word[1]))
+        if len(acked) == 300:
+            h.remember_children()
+            h.proc.send_signal(signal.SIGKILL)
+            h.proc.wait()
+    client.wait(10)
+    assert len(acked) >= 300
+    # halod's components outlive it (they are adopted again): stop them with the next halod.
+    h.start()
+    items = json.loads(h.ctl("cdb", "list", "/load", "--json").stdout)
+    have = {int(i["path"].rsplit("/", 1)[1]) for i in items}
+    missing = [i for i in acked if i not in have]
+    assert not missing, f"acknowledged but lost: {missing[:10]}"
+    # Commits go on from where they were.
+    h.ctl("cdb", "set", "/after", "restart")
+    assert h.ctl("cdb", "get", "/after").stdout == "restart\n"
+    assert h.stop() == 0
+
+
+def test_a_value_of_any_bytes_and_size_limits(halod_factory, tmp_path):
+    h = halod_factory(YAML, name="cdb").start()
+    big = "x" * (60 * 1024 - len("/big"))
+    h.ctl("cdb", "set", "/big", big)
+    assert h.ctl("cdb", "get", "/big").stdout == big + "\n"
+    r = h.ctl("cdb", "set", "/big", big + "y", check=False)
+    assert r.returncode == 1 and "too big" in r.stderr, r.stderr
+    assert h.ctl("cdb", "get", "/big").stdout == big + "\n"  # the refused write changed nothing
+    # Many paths come back whole, read in several parts.
+    paths = [f"/many/{i:05d}" for i in range(3000)]
+    for chunk in range(0, 3000, 500):
+        args = []
+        for p in paths[chunk:chunk + 500]:
+            args += [p, "v" * 30]
+        h.ctl("cdb", "set", *args)
+    items = json.loads(h.ctl("cdb", "list", "/many", "--json").stdout)
+    assert [i["path"] for i in items] == paths
+    assert h.stop() == 0

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests for the configuration database (cdb.c) on a real SQLite file. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cdb.h"
+#include "macro.h"
+#include "tests.h"
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    uv_loop_t loop;
+    struct cdb *db;
+};
+
+static void setup(struct fixture *f) {
+    snprintf(f->dir, sizeof(f->dir), "/tmp/halo-test-cdb-XXXXXX");
+    ASSERT(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/cdb.db", f->dir);
+    ASSERT_OK(uv_loop_init(&f->loop));
+    ASSERT_OK(cdb_open(&f->loop, f->path, "n1", &f->db));
+}
+
+static void reopen(struct fixture *f, const char *node) {
+    f->db = cdb_close(f->db);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    ASSERT_OK(cdb_open(&f->loop, f->path, node, &f->db));
+}
+
+static void teardown(struct fixture *f) {
+    char cmd[128];
+    f->db = cdb_close(f->db);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    ASSERT_OK(uv_loop_close(&f->loop));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+struct result {
+    int calls, error;
+    cdb_txid id;
+};
+
+static void on_commit(struct cdb *c, int error, const cdb_txid *id, void *userdata) {
+    struct result *r = userdata;
+    r->calls++;
+    r->error = error;
+    if (id)
+        r->id = *id;
+}
+
+static cdb_txid commit(struct fixture *f, const struct cdb_op *ops, size_t n) {
+    struct result r = {0};
+    ASSERT_OK(cdb_commit(f->db, NULL, ops, n, on_commit, &r));
+    ASSERT_EQ(r.calls, 0); /* never from inside the call */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    ASSERT_EQ(r.calls, 1);
+    ASSERT_OK(r.error);
+    return r.id;
+}
+
+#define SET(p, v) ((struct cdb_op){.path = (p), .value = (const uint8_t *)(v), .len = strlen(v)})
+#define DEL(p) ((struct cdb_op){.path = (p), .del = true})
+
+static char *get(struct fixture *f, const char *path) {
+    uint8_t *v = NULL;
+    size_t n = 0;
+    int r = cdb_get(f->db, path, &v, &n);
+    if (r == -ENOENT)
+        return NULL;
+    ASSERT_OK(r);
+    ASSERT_EQ(strlen((char *)v), n);
+    return (char *)v;
+}
+
+static int collect(const char *path, const uint8_t *value, size_t len, void *userdata) {
+    char *out = userdata;
+    size_t n = strlen(out);
+    snprintf(out + n, 4096 - n, "%s=%.*s;", path, (int)len, (const char *)value);
+    return 0;
+}
+
+static char *list(struct fixture *f, const char *path) {
+    static char out[4096];
+    out[0] = '\0';
+    ASSERT_EQ(cdb_list(f->db, path, NULL, collect, out), 0);
+    return out;
+}
+
+TEST(cdb_sets_gets_lists_and_deletes_subtrees) {
+    struct fixture f;
+    setup(&f);
+    struct cdb_op ops[] = {SET("/a/b", "1"), SET("/a/c/d", "2"), SET("/a-x", "3"), SET("/ab", "4"), SET("/a", "0")};
+    commit(&f, ops, ELEMENTSOF(ops));
+
+    _cleanup_free_ char *v = get(&f, "/a/c/d");
+    ASSERT_STREQ(v, "2");
+    ASSERT(!get(&f, "/a/c"));
+    /* The subtree of /a is /a and what is under "/a/", not its siblings "/a-x" and "/ab". */
+    ASSERT_STREQ(list(&f, "/a"), "/a=0;/a/b=1;/a/c/d=2;");
+    ASSERT_STREQ(list(&f, "/"), "/a=0;/a-x=3;/a/b=1;/a/c/d=2;/ab=4;"); /* byte order: '-' < '/' */
+    ASSERT_STREQ(list(&f, "/nothing"), "");
+
+    struct cdb_op del[] = {DEL("/a")};
+    commit(&f, del, 1);
+    ASSERT_STREQ(list(&f, "/"), "/a-x=3;/ab=4;");
+    struct cdb_op all[] = {DEL("/")};
+    commit(&f, all, 1);
+    ASSERT_STREQ(list(&f, "/"), "");
+    teardown(&f);
+}
+
+static int stop_after_two(const char *path, const uint8_t *value, size_t len, void *userdata) {
+    int *n = userdata;
+    return ++*n == 2 ? 1 : 0;
+}
+
+TEST(cdb_list_goes_on_after_a_path) {
+    struct fixture f;
+    setup(&f);
+    struct cdb_op ops[] = {SET("/l/1", "a"), SET("/l/2", "b"), SET("/l/3", "c")};
+    commit(&f, ops, 3);
+    int n = 0;
+    ASSERT_EQ(cdb_list(f.db, "/l", NULL, stop_after_two, &n), 1);
+    char out[4096] = "";
+    ASSERT_EQ(cdb_list(f.db, "/l", "/l/2", collect, out), 0);
+    ASSERT_STREQ(out, "/l/3=c;");
+    teardown(&f);
+}
+
+TEST(cdb_transactions_in_one_iteration_commit_together_in_order) {
+    struct fixture f;
+    setup(&f);
+    struct result r[3] = {0};
+    struct cdb_op a[] = {SET("/k", "1")}, b[] = {SET("/k", "2"), SET("/j", "x")}, c[] = {DEL("/j")};
+    ASSERT_OK(cdb_commit(f.db, NULL, a, 1, on_commit, &r[0]));
+    ASSERT_OK(cdb_commit(f.db, NULL, b, 2, on_commit, &r[1]));
+    ASSERT_OK(cdb_commit(f.db, NULL, c, 1, on_commit, &r[2]));
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(r[i].calls, 1);
+        ASSERT_OK(r[i].error);
+        ASSERT_STREQ(r[i].id.node, "n1");
+    }
+    /* Ids grow in commit order, and the last is the database's. */
+    ASSERT(r[0].id.hlc < r[1].id.hlc && r[1].id.hlc < r[2].id.hlc);
+    ASSERT(cdb_txid_equal(cdb_last(f.db), &r[2].id));
+    _cleanup_free_ char *k = get(&f, "/k");
+    ASSERT_STREQ(k, "2");
+    ASSERT(!get(&f, "/j"));
+    teardown(&f);
+}
+
+TEST(cdb_refuses_bad_paths_and_empty_transactions) {
+    struct fixture f;
+    setup(&f);
+    struct result r = {0};
+    const char *bad[] = {"", "a", "/", "//a", "/a/", "/a//b", "/a\nb"};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        struct cdb_op op = SET(bad[i], "v");
+        ASSERT_EQ(cdb_commit(f.db, NULL, &op, 1, on_commit, &r), -EINVAL);
+    }
+    struct cdb_op op = SET("/ok", "v");
+    ASSERT_EQ(cdb_commit(f.db, NULL, &op, 0, on_commit, &r), -EINVAL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    ASSERT_EQ(r.calls, 0); /* a failed call never calls back */
+    teardown(&f);
+}
+
+TEST(cdb_keeps_values_and_the_last_id_across_a_reopen) {
+    struct fixture f;
+    setup(&f);
+    struct cdb_op ops[] = {SET("/p", "persisted")};
+    cdb_txid id = commit(&f, ops, 1);
+    reopen(&f, "n2");
+    ASSERT(cdb_txid_equal(cdb_last(f.db), &id));
+    _cleanup_free_ char *v = get(&f, "/p");
+    ASSERT_STREQ(v, "persisted");
+    /* This node's next id is greater, even though another node made the last one. */
+    cdb_txid next = commit(&f, ops, 1);
+    ASSERT(next.hlc > id.hlc);
+    ASSERT_STREQ(next.node, "n2");
+    teardown(&f);
+}
+
+TEST(cdb_applies_a_primary_transaction_with_its_id) {
+    struct fixture f;
+    setup(&f);
+    cdb_txid theirs = {.hlc = 123456789, .node = "primary"};
+    struct result r = {0};
+    struct cdb_op ops[] = {SET("/from", "primary")};
+    ASSERT_OK(cdb_commit(f.db, &theirs, ops, 1, on_commit, &r));
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    ASSERT_OK(r.error);
+    ASSERT(cdb_txid_equal(&r.id, &theirs));
+    ASSERT(cdb_txid_equal(cdb_last(f.db), &theirs));
+    teardown(&f);
+}
+
+struct seen {
+    int calls;
+    size_t ops;
+    char last_path[64];
+};
+
+static void on_observe(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, size_t n, void *userdata) {
+    struct seen *s = userdata;
+    s->calls++;
+    s->ops = n;
+    if (n)
+        snprintf(s->last_path, sizeof(s->last_path), "%s", ops[n - 1].path);
+}
+
+TEST(cdb_snapshot_is_consistent_while_commits_go_on_and_replaces_another_database) {
+    struct fixture f, g;
+    setup(&f);
+    setup(&g);
+    struct cdb_op ops[] = {SET("/s/1", "one"), SET("/s/2", "two")};
+    cdb_txid id = commit(&f, ops, 2);
+
+    struct cdb_snapshot *snap;
+    cdb_txid snap_id;
+    uint64_t paths;
+    ASSERT_OK(cdb_snapshot_open(f.db, &snap, &snap_id, &paths));
+    ASSERT(cdb_txid_equal(&snap_id, &id));
+    ASSERT_EQ(paths, 2);
+    /* A commit after the snapshot does not show in it. */
+    struct cdb_op later[] = {SET("/s/3", "three"), DEL("/s/1")};
+    commit(&f, later, 2);
+
+    struct seen seen = {0};
+    ASSERT_OK(cdb_observe(g.db, on_observe, &seen));
+    struct cdb_op old[] = {SET("/old", "gone after the copy")};
+    commit(&g, old, 1);
+    ASSERT_OK(cdb_replace_begin(g.db));
+    struct result r = {0};
+    ASSERT_EQ(cdb_commit(g.db, NULL, old, 1, on_commit, &r), -EBUSY);
+    char rows[4096] = "";
+    int k;
+    while ((k = cdb_snapshot_next(snap, 1, collect, rows)) > 0)
+        ;
+    ASSERT_OK(k);
+    ASSERT_STREQ(rows, "/s/1=one;/s/2=two;");
+    cdb_snapshot_close(snap);
+    ASSERT_OK(cdb_replace_add(g.db, "/s/1", (const uint8_t *)"one", 3));
+    ASSERT_OK(cdb_replace_add(g.db, "/s/2", (const uint8_t *)"two", 3));
+    ASSERT_OK(cdb_replace_end(g.db, &snap_id));
+    ASSERT_STREQ(list(&g, "/"), "/s/1=one;/s/2=two;");
+    ASSERT(cdb_txid_equal(cdb_last(g.db), &snap_id));
+    ASSERT_EQ(seen.calls, 2); /* the commit, then the copy as one change with no ops */
+    ASSERT_EQ(seen.ops, 0);
+    /* It stays after a reopen, and commits work again. */
+    reopen(&g, "n1");
+    ASSERT_STREQ(list(&g, "/"), "/s/1=one;/s/2=two;");
+    commit(&g, old, 1);
+    teardown(&g);
+    teardown(&f);
+}
+
+TEST(cdb_replace_abort_keeps_the_old_database) {
+    struct fixture f;
+    setup(&f);
+    struct cdb_op ops[] = {SET("/keep", "me")};
+    cdb_txid id = commit(&f, ops, 1);
+    ASSERT_OK(cdb_replace_begin(f.db));
+    ASSERT_OK(cdb_replace_add(f.db, "/other", (const uint8_t *)"x", 1));
+    cdb_replace_abort(f.db);
+    ASSERT_STREQ(list(&f, "/"), "/keep=me;");
+    ASSERT(cdb_txid_equal(cdb_last(f.db), &id));
+    commit(&f, ops, 1);
+    teardown(&f);
+}
+
+TEST(cdb_txid_text_form_round_trips_and_rejects_garbage) {
+    cdb_txid id = {.hlc = 117663894132686848ULL, .node = "n1"}, back;
+    char buf[CDB_TXID_STRING_MAX];
+    ASSERT_STREQ(cdb_txid_format(&id, buf), "117663894132686848@n1");
+    ASSERT_OK(cdb_txid_parse(buf, &back));
+    ASSERT(cdb_txid_equal(&id, &back));
+    cdb_txid none = {0};
+    ASSERT_OK(cdb_txid_parse(cdb_txid_format(&none, buf), &back));
+    ASSERT(cdb_txid_equal(&none, &back));
+    const char *bad[] = {"", "@", "12", "x@n1", "1@", "0@n1", "99999999999999999999999@n1", "-1@n1"};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+        ASSERT_EQ(cdb_txid_parse(bad[i], &back), -EINVAL);
+}
+
+TEST(cdb_refuses_a_file_that_is_not_a_database) {
+    char dir[] = "/tmp/halo-test-cdb-XXXXXX", path[64], cmd[96];
+    uv_loop_t loop;
+    struct cdb *db = NULL;
+    ASSERT(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cdb.db", dir);
+    FILE *fp = fopen(path, "w");
+    ASSERT(fp);
+    fputs("this is not SQLite, and it is long enough to have a header of its own.............", fp);
+    fclose(fp);
+    ASSERT_OK(uv_loop_init(&loop));
+    ASSERT_EQ(cdb_open(&loop, path, "n1", &db), -EBADMSG);
+    ASSERT_OK(uv_loop_close(&loop));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ASSERT_EQ(system(cmd), 0);
+}
