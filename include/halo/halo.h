@@ -34,17 +34,22 @@ extern "C" {
 #define HALO_VERSION_MINOR 3
 
 /* Project errors extend errno; values are chosen far above any errno. */
-#define HALO_ERRNO_MAP(X)                                                   \
-    X(HALO_EBADSTATE, 10001, "operation not allowed in the current state")  \
-    X(HALO_ENOTREG, 10002, "component is not registered")                   \
-    X(HALO_EUNKNOWN, 10003, "no such object in the cluster model")          \
-    X(HALO_EPROTO, 10004, "HA link protocol violation")                     \
-    X(HALO_EVERSION, 10005, "HA link protocol version not supported")       \
-    X(HALO_EBADINVOCATION, 10006, "unknown or already answered invocation") \
-    X(HALO_ETRYAGAIN, 10007, "try again later")                             \
-    X(HALO_EEXIST, 10008, "already exists or already done")                 \
-    X(HALO_ECOMPFAILED, 10009, "component reported a failure")              \
-    X(HALO_EREADONLY, 10010, "the configuration database is read-only on a secondary")
+#define HALO_ERRNO_MAP(X)                                                                   \
+    X(HALO_EBADSTATE, 10001, "operation not allowed in the current state")                  \
+    X(HALO_ENOTREG, 10002, "component is not registered")                                   \
+    X(HALO_EUNKNOWN, 10003, "no such object in the cluster model")                          \
+    X(HALO_EPROTO, 10004, "HA link protocol violation")                                     \
+    X(HALO_EVERSION, 10005, "HA link protocol version not supported")                       \
+    X(HALO_EBADINVOCATION, 10006, "unknown or already answered invocation")                 \
+    X(HALO_ETRYAGAIN, 10007, "try again later")                                             \
+    X(HALO_EEXIST, 10008, "already exists or already done")                                 \
+    X(HALO_ECOMPFAILED, 10009, "component reported a failure")                              \
+    X(HALO_EREADONLY, 10010, "the configuration database is read-only on a secondary")      \
+    X(HALO_EBADTOKEN, 10011, "HA: bad token (the nodes' tokens differ, or no token given)") \
+    X(HALO_EBADNAME, 10012, "HA: bad node name (not the primary named, or empty)")          \
+    X(HALO_ECONNECT, 10013, "HA: cannot connect to the primary")                            \
+    X(HALO_EBIND, 10014, "HA: cannot listen on the replication address")                    \
+    X(HALO_ECLOSED, 10015, "HA: the connection was closed")
 
 enum {
 #define HALO__ERRNO_ENUM(name, value, text) name = (value),

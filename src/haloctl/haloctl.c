@@ -18,6 +18,7 @@
 #include "link.h"
 #include "macro.h"
 #include "cdb.h"
+#include "ha.h"
 #include "sim.h"
 
 static const char *arg_socket;
@@ -259,7 +260,12 @@ static void help(void) {
            "  cdb list [PATH]         PATH and everything under it (default /)\n"
            "  cdb set PATH VALUE...   set one or more paths, in one transaction\n"
            "  cdb delete PATH...      delete paths and everything under them, in one transaction\n"
-           "  cdb watch [PATH]        print every change under PATH as it is committed, until ^C\n");
+           "  cdb watch [PATH]        print every change under PATH as it is committed, until ^C\n"
+           "  ha [--token T] [--ha-socket PATH] COMMAND\n"
+           "                          the CDB's HA roles (token: also $HALO_HA_TOKEN; this connection\n"
+           "                          takes over from the application's):\n"
+           "      status | beprimary NODEID | besecondary NODEID PRIMARY_ID PRIMARY_ADDR [--nowait]\n"
+           "      | berelay | benone | secondary-dead NODEID | notifications (until ^C)\n");
     printf("\nOptions:\n"
            "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
            "  -j, --json          print JSON (read commands)\n"
@@ -313,6 +319,9 @@ int main(int argc, char **argv) {
         return r;
     if (optind < argc && streq(argv[optind], "sim"))
         return sim_main(argc - optind, argv + optind, arg_json);
+    if (optind < argc && streq(argv[optind], "ha"))
+        return ha_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
+                       argv + optind, arg_json);
     /* The other commands take the global options after them too ('haloctl status --json'). */
     optind = 0;
     r = parse_options(argc, argv, "s:jt:h");

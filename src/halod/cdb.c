@@ -581,6 +581,8 @@ int cdb_snapshot_next(struct cdb_snapshot *s, size_t max_bytes, cdb_list_fn fn, 
         if (r < 0)
             return r;
         sent += strlen(path) + n + 8;
+        if (r > 0)
+            return 1; /* fn took the row and wants no more now */
     }
     if (rc == SQLITE_ROW)
         return 1;

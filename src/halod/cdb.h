@@ -81,8 +81,9 @@ int cdb_observe(struct cdb *c, cdb_observer_fn fn, void *userdata);
 /*
  * A full copy, primary side: a consistent snapshot read through a second
  * connection while commits go on.  cdb_snapshot_next() calls fn for the next
- * rows until about max_bytes were passed; returns 1 while rows remain, 0 at
- * the end, or an error.
+ * rows until about max_bytes were passed or fn returned > 0 (it took the row
+ * and wants no more now); returns 1 while rows may remain, 0 at the end, or
+ * an error.
  */
 struct cdb_snapshot;
 int cdb_snapshot_open(struct cdb *c, struct cdb_snapshot **ret, cdb_txid *ret_id, uint64_t *ret_paths);

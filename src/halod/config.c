@@ -1306,9 +1306,36 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     return 0;
 }
 
+/* cdb: {replication: sync|async, tick: DURATION, dead-after: DURATION} */
+static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) {
+    enum { CDB_REPLICATION, CDB_TICK, CDB_DEAD_AFTER, _CDB_MAX };
+    static const char *const keys[] = {"replication", "tick", "dead-after", NULL};
+    yaml_node_t *k[_CDB_MAX], *v[_CDB_MAX];
+
+    cdb->tick = 500 * USEC_PER_MSEC;
+    cdb->dead_after = 2 * USEC_PER_SEC;
+    if (!n || map_fields(l, n, "'cdb'", keys, k, v) <= 0)
+        return;
+    if (v[CDB_REPLICATION]) {
+        const char *s =
+            v[CDB_REPLICATION]->type == YAML_SCALAR_NODE ? (const char *)v[CDB_REPLICATION]->data.scalar.value : "";
+        if (streq(s, "async"))
+            cdb->async = true;
+        else if (!streq(s, "sync"))
+            problem(l, v[CDB_REPLICATION], "'replication' must be sync or async, got %s", DESCRIBE(v[CDB_REPLICATION]));
+    }
+    if (v[CDB_TICK] && (!parse_duration_node(v[CDB_TICK], &cdb->tick) || cdb->tick < 10 * USEC_PER_MSEC))
+        problem(l, v[CDB_TICK], "'tick' must be a duration of at least 10ms, such as 500ms, got %s",
+                DESCRIBE(v[CDB_TICK]));
+    if (v[CDB_DEAD_AFTER] &&
+        (!parse_duration_node(v[CDB_DEAD_AFTER], &cdb->dead_after) || cdb->dead_after < 2 * cdb->tick))
+        problem(l, v[CDB_DEAD_AFTER], "'dead-after' must be a duration of at least twice 'tick', got %s",
+                DESCRIBE(v[CDB_DEAD_AFTER]));
+}
+
 static int description_parse(struct loader *l, yaml_node_t *root, struct config *c) {
-    enum { TOP_CLUSTER, TOP_NODES, TOP_DEFAULTS, TOP_SGS, _TOP_MAX };
-    static const char *const keys[] = {"cluster", "nodes", "defaults", "service-groups", NULL};
+    enum { TOP_CLUSTER, TOP_NODES, TOP_DEFAULTS, TOP_SGS, TOP_CDB, _TOP_MAX };
+    static const char *const keys[] = {"cluster", "nodes", "defaults", "service-groups", "cdb", NULL};
     static const char *const defaults_keys[] = {"component", NULL};
     yaml_node_t *k[_TOP_MAX], *v[_TOP_MAX], *dk[1], *dv[1] = {NULL};
     _cleanup_free_ struct entry *sgs = NULL;
@@ -1333,6 +1360,7 @@ static int description_parse(struct loader *l, yaml_node_t *root, struct config 
     r = nodes_parse(l, v[TOP_NODES], c);
     if (r < 0)
         return r;
+    cdb_parse(l, v[TOP_CDB], &c->cdb);
 
     if (v[TOP_DEFAULTS]) {
         r = map_fields(l, v[TOP_DEFAULTS], "'defaults'", defaults_keys, dk, dv);

@@ -112,6 +112,13 @@ struct config_node {
     struct config_pos pos;
 };
 
+/* The configuration database's replication (the 'cdb' section). */
+struct config_cdb {
+    bool async;        /* replication: async (default sync: a commit waits for the secondaries) */
+    usec_t tick;       /* a replication peer idle this long sends a tick (default 500ms) */
+    usec_t dead_after; /* a peer silent this long is dead (default 2s) */
+};
+
 struct config {
     char *path;    /* the description file */
     char *basedir; /* its directory, for relative commands */
@@ -120,6 +127,7 @@ struct config {
     size_t n_nodes;
     struct config_sg *sgs;
     size_t n_sgs;
+    struct config_cdb cdb;
 };
 
 /*

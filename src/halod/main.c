@@ -16,6 +16,7 @@
 #include "amf.h"
 #include "cdb-link.h"
 #include "cdb.h"
+#include "ha.h"
 #include "cluster.h"
 #include "http.h"
 #include "lease-file.h"
@@ -41,6 +42,7 @@ struct manager {
     struct lease_file *lease; /* several nodes: the deadline the processes enforce */
     struct cdb *cdb;
     struct cdb_link *cdb_link;
+    struct ha *ha;
     uv_signal_t sigterm, sigint;
     unsigned n_term;
     int lock_fd;
@@ -55,6 +57,9 @@ static char *arg_etcd;
 static int64_t arg_lease_ttl = 2;
 static const char *arg_http = "127.0.0.1:" HTTP_DEFAULT_PORT;
 static bool arg_http_given;
+static const char *arg_ha_socket;
+static const char *arg_ha_control;
+static const char *arg_cdb_listen = "0.0.0.0:4570";
 
 static void help(void) {
     printf("Usage: halod [OPTIONS] CLUSTER.yaml\n"
@@ -68,6 +73,11 @@ static void help(void) {
            "                          local SQLite store; also $HALO_ETCD\n"
            "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
            "      --http ADDR:PORT    the HTTP/JSON API (default 127.0.0.1:" HTTP_DEFAULT_PORT "; 'none': off)\n"
+           "      --ha-socket PATH    the HA control socket of the CDB roles (default: ha.sock next to the\n"
+           "                          HA link socket)\n"
+           "      --ha-control ADDR:PORT  the HA control socket on TCP too (loopback addresses only)\n"
+           "      --cdb-listen ADDR:PORT  where this node, as CDB primary, takes secondaries\n"
+           "                          (default 0.0.0.0:4570)\n"
            "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
            "                          (areas: main amf link supervisor store); may be repeated\n"
            "  -h, --help              this text\n"
@@ -76,17 +86,13 @@ static void help(void) {
 
 static int parse_argv(int argc, char **argv) {
     static const struct option opts[] = {
-        {"check", required_argument, NULL, 'n'},
-        {"state-dir", required_argument, NULL, 'd'},
-        {"socket", required_argument, NULL, 's'},
-        {"node", required_argument, NULL, 'N'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {"etcd", required_argument, NULL, 'E'},
-        {"lease-ttl", required_argument, NULL, 'T'},
-        {"http", required_argument, NULL, 'H'},
-        {},
+        {"check", required_argument, NULL, 'n'},      {"state-dir", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},     {"node", required_argument, NULL, 'N'},
+        {"log-level", required_argument, NULL, 'l'},  {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},          {"etcd", required_argument, NULL, 'E'},
+        {"lease-ttl", required_argument, NULL, 'T'},  {"http", required_argument, NULL, 'H'},
+        {"ha-socket", required_argument, NULL, 'A'},  {"ha-control", required_argument, NULL, 'C'},
+        {"cdb-listen", required_argument, NULL, 'L'}, {},
     };
     int c;
     while ((c = getopt_long(argc, argv, "n:d:s:l:h", opts, NULL)) >= 0) {
@@ -109,6 +115,15 @@ static int parse_argv(int argc, char **argv) {
         case 'H':
             arg_http = optarg;
             arg_http_given = true;
+            break;
+        case 'A':
+            arg_ha_socket = optarg;
+            break;
+        case 'C':
+            arg_ha_control = optarg;
+            break;
+        case 'L':
+            arg_cdb_listen = optarg;
             break;
         case 'T': {
             char *end;
@@ -209,6 +224,7 @@ static void on_stopped(struct amf *a, void *userdata) {
         cluster_leave(m->cluster); /* the others take over now, not when the lease runs out */
         cluster_close(m->cluster);
     }
+    m->ha = ha_free(m->ha); /* commits waiting for secondaries are answered while their clients are there */
     m->server = server_free(m->server);
     amf_close(m->amf);
     m->sup = supervisor_free(m->sup);
@@ -411,15 +427,6 @@ int main(int argc, char **argv) {
         log_error_errno(r, "Failed to open the store '%s': %m", path);
         return EXIT_FAILURE;
     }
-    {
-        char cdb_path[PATH_MAX];
-        snprintf(cdb_path, sizeof(cdb_path), "%s/cdb.db", arg_state_dir);
-        r = cdb_open(m.loop, cdb_path, m.node, &m.cdb);
-        if (r >= 0)
-            r = cdb_link_new(m.cdb, &m.cdb_link);
-        if (r < 0)
-            return log_error_errno(r, "Failed to open the configuration database '%s': %m", cdb_path), EXIT_FAILURE;
-    }
     r = supervisor_new(m.loop, &m.sup);
     if (r < 0)
         return log_error_errno(r, "Failed to start the supervisor: %m"), EXIT_FAILURE;
@@ -440,6 +447,43 @@ int main(int argc, char **argv) {
         sock[strlen(cwd)] = '/';
     }
 
+    {
+        char cdb_path[PATH_MAX];
+        snprintf(cdb_path, sizeof(cdb_path), "%s/cdb.db", arg_state_dir);
+        r = cdb_open(m.loop, cdb_path, m.node, &m.cdb);
+        if (r >= 0)
+            r = cdb_link_new(m.cdb, &m.cdb_link);
+        if (r < 0)
+            return log_error_errno(r, "Failed to open the configuration database '%s': %m", cdb_path), EXIT_FAILURE;
+        /* Next to the HA link's socket by default, where haloctl looks for it. */
+        char ha_path[PATH_MAX];
+        if (arg_ha_socket)
+            snprintf(ha_path, sizeof(ha_path), "%s", arg_ha_socket);
+        else {
+            const char *slash = strrchr(sock, '/');
+            snprintf(ha_path, sizeof(ha_path), "%.*s/ha.sock", slash ? (int)(slash - sock) : 1, slash ? sock : ".");
+        }
+        struct ha_params hp = {.loop = m.loop,
+                               .db = m.cdb,
+                               .link = m.cdb_link,
+                               .control_path = ha_path,
+                               .control_tcp = arg_ha_control,
+                               .repl_listen = arg_cdb_listen,
+                               .tick_msec = m.config->cdb.tick / USEC_PER_MSEC,
+                               .dead_msec = m.config->cdb.dead_after / USEC_PER_MSEC,
+                               .async = m.config->cdb.async};
+        r = ha_new(&hp, &m.ha);
+        if (r == -EINVAL)
+            return log_error("--cdb-listen and --ha-control want ADDR:PORT with a numeric address, like "
+                             "127.0.0.1:4570 or [::1]:4570"),
+                   EXIT_FAILURE;
+        if (r == -EADDRNOTAVAIL)
+            return log_error("--ha-control must be a loopback address (127.0.0.0/8 or ::1): it sets the "
+                             "cluster's token"),
+                   EXIT_FAILURE;
+        if (r < 0)
+            return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path), EXIT_FAILURE;
+    }
     struct amf_params ap = {
         .loop = m.loop, .config = m.config, .node = m.node, .socket_path = sock, .sup = m.sup, .store = m.store};
     r = amf_new(&ap, &m.amf);

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/* HA roles of the configuration database (NONE, SECONDARY, PRIMARY, SECONDARY_RELAY) and the HA control socket. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cdb-link.h"
+#include "cdb.h"
+
+/* The states of seed 002 (ConfD's numbers). */
+enum ha_state {
+    HA_STATE_NONE = 1,
+    HA_STATE_SECONDARY = 2,
+    HA_STATE_PRIMARY = 3,
+    HA_STATE_SECONDARY_RELAY = 4,
+};
+
+struct ha_params {
+    uv_loop_t *loop;
+    struct cdb *db;
+    struct cdb_link *link;    /* told whether writes are allowed, and to wait for replication */
+    const char *control_path; /* the HA control socket (AF_UNIX stream), mode 0600 */
+    const char *control_tcp;  /* also on this loopback "ADDR:PORT", or NULL */
+    const char *repl_listen;  /* where a primary listens for secondaries, "ADDR:PORT" */
+    uint64_t tick_msec, dead_msec;
+    bool async;
+};
+
+struct ha;
+
+int ha_new(const struct ha_params *p, struct ha **ret);
+struct ha *ha_free(struct ha *h);
+
+enum ha_state ha_state(const struct ha *h);
+const char *ha_state_name(enum ha_state s);
+
+/*
+ * The role calls, as the control socket runs them (and the AMF, for a
+ * service group that drives the roles).  Each returns 0 or a negative
+ * HALO_E* error: -HALO_EBADSTATE (not allowed in this state), -HALO_EBADNAME,
+ * -HALO_EBIND, -HALO_ECONNECT, -EINVAL.  besecondary's outcome comes later
+ * (done, if not NULL, and a BESECONDARY_RESULT notification).
+ */
+int ha_beprimary(struct ha *h, const char *nodeid);
+int ha_besecondary(struct ha *h, const char *nodeid, const char *primary_id, const char *primary_addr,
+                   void (*done)(void *arg, int error), void *arg);
+int ha_berelay(struct ha *h);
+int ha_benone(struct ha *h);
+int ha_secondary_dead(struct ha *h, const char *nodeid);
+/* The token the nodes authenticate each other with (copied). */
+int ha_set_token(struct ha *h, const char *token);
+
+/* A JSON object for halod's status: {"state", "nodeid", "primary", "secondaries": [...], "last_txid"}. */
+char *ha_status_json(struct ha *h);

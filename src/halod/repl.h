@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* Replication of the configuration database between nodes: primary (and relay) to secondaries over TCP. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cdb.h"
+
+struct repl;
+
+struct repl_handlers {
+    /* Serving side (primary or relay). */
+    void (*secondary_arrived)(void *userdata, const char *nodeid);
+    void (*secondary_died)(void *userdata, const char *nodeid, const char *reason);
+    /* Following side: the join ended, 0 once the database is initialized
+     * (full_copy says how), or why it failed. */
+    void (*joined)(void *userdata, int error, bool full_copy, const char *reason);
+    /* Following side, after joined(0): the primary is gone. */
+    void (*lost)(void *userdata, int error, const char *reason);
+};
+
+struct repl_params {
+    uv_loop_t *loop;
+    struct cdb *db;
+    const char *listen; /* "ADDR:PORT" the primary listens on for secondaries */
+    uint64_t tick_msec; /* send a tick when idle this long */
+    uint64_t dead_msec; /* a peer silent this long is dead */
+    bool async;         /* commits do not wait for the secondaries */
+    const struct repl_handlers *handlers;
+    void *userdata;
+};
+
+int repl_new(const struct repl_params *p, struct repl **ret);
+struct repl *repl_free(struct repl *r);
+
+/* The shared secret (copied); never sent.  Connections made before keep theirs. */
+int repl_set_token(struct repl *r, const char *token);
+/* This node's name in the HA cluster (copied). */
+int repl_set_nodeid(struct repl *r, const char *nodeid);
+
+/* Starts listening for secondaries.  Returns 0, -HALO_EBIND, -ENOMEM. */
+int repl_serve(struct repl *r);
+/* Closes the listener and every secondary's connection (reason sent to them). */
+void repl_stop_serving(struct repl *r, const char *reason);
+bool repl_serving(const struct repl *r);
+
+/* Joins primary_id at addr ("host", "host:port", "[v6]:port"; the port
+ * defaults to this node's listen port).  The result comes through joined().
+ * Returns 0, -EINVAL (bad address), -ENOMEM. */
+int repl_follow(struct repl *r, const char *primary_id, const char *addr);
+/* Leaves the primary; no callback follows. */
+void repl_unfollow(struct repl *r);
+/* The primary followed, joined or joining; NULL if none. */
+const char *repl_primary(const struct repl *r, const char **ret_addr);
+
+/* The application says a secondary is dead: its connection is closed. */
+void repl_secondary_dead(struct repl *r, const char *nodeid);
+/* The connected secondaries: calls fn for each. */
+void repl_secondaries(struct repl *r, void (*fn)(const char *nodeid, const char *addr, void *ud), void *ud);
+
+/* done(arg, 0) once every secondary in sync has the transaction this node
+ * committed as id (at once when asynchronous or without secondaries);
+ * done(arg, -ESHUTDOWN) if the engine goes away first. */
+void repl_wait(struct repl *r, const cdb_txid *id, void (*done)(void *arg, int error), void *arg);

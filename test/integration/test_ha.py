@@ -1,0 +1,337 @@
+# SPDX-License-Identifier: MIT
+"""HA roles of the configuration database: real halods on loopback, driven through haloctl ha."""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, free_port, wait_for
+
+TOKEN = "s3cret"
+
+YAML = f"""
+cluster: ha
+cdb: {{tick: 100ms, dead-after: 600ms}}
+service-groups:
+  svc:
+    component: {{command: {TESTCOMP}}}
+    service-units:
+      svc-a: {{}}
+      svc-b: {{}}
+    service-instances:
+      svc: {{csis: {{svc-csi: {{}}}}}}
+"""
+
+
+class Node:
+    """One halod and its replication port."""
+
+    def __init__(self, factory, name):
+        self.name = name
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.h = factory(YAML, name=f"ha-{name}",
+                         extra_args=["--http", "none", "--cdb-listen", self.addr]).start()
+
+    def ha(self, *args, token=TOKEN, check=True):
+        r = self.h.ctl("ha", "--token", token, *args, check=False)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{self.name}: haloctl ha {' '.join(args)}: {r.stderr}")
+        return r
+
+    def state(self):
+        return json.loads(self.ha("status", "--json").stdout)
+
+    def cdb(self, *args, check=True):
+        return self.h.ctl("cdb", *args, check=check)
+
+    def items(self, path="/"):
+        return {i["path"]: i["value"] for i in json.loads(self.cdb("list", path, "--json").stdout)}
+
+
+class Notifications:
+    """haloctl ha notifications --json of a node, read line by line."""
+
+    def __init__(self, node):
+        self.p = subprocess.Popen([HALOCTL, "--socket", node.h.socket, "ha", "notifications", "--json",
+                                   "--token", TOKEN], stdout=subprocess.PIPE, text=True)
+        self.seen = []
+
+    def next(self, kind, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            n = json.loads(line)
+            self.seen.append(n)
+            if n["type"] == kind:
+                return n
+        raise AssertionError(f"no {kind} notification; saw {self.seen}")
+
+    def close(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(10)
+
+
+def primary_and_secondary(factory):
+    a, b = Node(factory, "a"), Node(factory, "b")
+    a.ha("beprimary", "n1")
+    b.ha("besecondary", "n2", "n1", a.addr)
+    return a, b
+
+
+def test_transitions_allowed_and_refused(halod_factory):
+    a, b = Node(halod_factory, "a"), Node(halod_factory, "b")
+    assert a.state() == {"state": "NONE", "nodes": []}
+
+    # From NONE: berelay and secondary-dead are refused; benone is allowed and changes nothing.
+    for args in (("berelay",), ("secondary-dead", "n9")):
+        r = a.ha(*args, check=False)
+        assert r.returncode == 1 and "not allowed in the current state" in r.stderr, (args, r.stderr)
+    a.ha("benone")
+    assert a.state()["state"] == "NONE"
+
+    a.ha("beprimary", "n1")
+    assert a.state()["state"] == "PRIMARY"
+    a.ha("beprimary", "n1")  # again, same name: nothing changes
+    r = a.ha("beprimary", "other", check=False)
+    assert r.returncode == 1 and "bad node name" in r.stderr
+    assert a.ha("berelay", check=False).returncode == 1  # a primary is no relay
+    a.ha("secondary-dead", "nobody")  # allowed on a primary
+
+    b.ha("besecondary", "n2", "n1", a.addr)
+    assert b.state() == {"state": "SECONDARY", "nodes": [{"nodeid": "n1", "addr": a.addr}]}
+    wait_for(lambda: [n["nodeid"] for n in a.state()["nodes"]] == ["n2"], what="n2 listed by the primary")
+    assert b.ha("secondary-dead", "n1", check=False).returncode == 1  # a secondary has no secondaries
+    r = b.ha("besecondary", "n2", "n2", a.addr, check=False)
+    assert r.returncode == 1 and "bad node name" in r.stderr  # its own primary
+    b.ha("berelay")
+    assert b.state()["state"] == "SECONDARY_RELAY"
+    b.ha("berelay")  # already a relay
+
+    # A relay and a secondary may become primary; a primary may become secondary.
+    b.ha("beprimary", "n2")
+    assert b.state()["state"] == "PRIMARY"
+    a.ha("besecondary", "n1", "n2", b.addr)
+    assert a.state()["state"] == "SECONDARY"
+    a.ha("benone")
+    assert a.state() == {"state": "NONE", "nodes": []}
+    b.ha("benone")
+    assert b.state()["state"] == "NONE"
+
+    # The database is writable in NONE and PRIMARY, read-only in SECONDARY.
+    b.cdb("set", "/own", "1")
+    b.ha("beprimary", "n2")
+    b.cdb("set", "/own", "2")
+    a.ha("besecondary", "n1", "n2", b.addr)
+    r = a.cdb("set", "/x", "1", check=False)
+    assert r.returncode == 1 and "read-only on a secondary" in r.stderr
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_commits_reach_the_secondary_and_a_new_connection_replaces_the_token(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    a.cdb("set", "/net/mtu", "9000")
+    # Synchronous by default: once the commit returned, the secondary has it.
+    assert b.items() == {"/net/mtu": "9000"}
+    a.cdb("delete", "/net")
+    assert b.items() == {}
+
+    # A new controlling connection with another token: the nodes' tokens now differ.
+    a.ha("status", token="other")
+    b.ha("benone")
+    r = b.ha("besecondary", "n2", "n1", a.addr, check=False)
+    assert r.returncode == 1 and "bad token" in r.stderr, r.stderr
+    assert b.state()["state"] == "NONE"
+    # With the primary's token again, it joins.
+    b.ha("status", token="other")
+    b.ha("besecondary", "n2", "n1", a.addr, token="other")
+    assert b.state()["state"] == "SECONDARY"
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_the_older_control_connection_is_closed(halod_factory, tmp_path):
+    a = Node(halod_factory, "a")
+    ha_sock = os.path.join(os.path.dirname(a.h.socket), "ha.sock")
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    first.connect(ha_sock)
+    # CONNECT with a token: Request{op=1, token} in a Control{request=1}.
+    def frame(op, token=b""):
+        req = bytes([0x08, op]) + (bytes([0x12, len(token)]) + token if token else b"")
+        ctl = bytes([0x0A, len(req)]) + req
+        return struct.pack(">I", len(ctl)) + ctl
+    first.sendall(frame(1, b"tok"))
+    assert first.recv(100)  # the Reply
+    a.ha("status")  # haloctl takes over
+    first.settimeout(5)
+    assert first.recv(100) == b""  # halod closed the older one
+    first.close()
+    assert a.h.stop() == 0
+
+
+def test_full_copy_only_when_the_last_transactions_differ(halod_factory):
+    a, b = Node(halod_factory, "a"), Node(halod_factory, "b")
+    a.ha("beprimary", "n1")
+    for i in range(50):
+        a.cdb("set", f"/k/{i}", str(i))
+    b.cdb("set", "/b/only", "lost in the copy")
+    notes = Notifications(b)
+    try:
+        b.ha("besecondary", "n2", "n1", a.addr)
+        n = notes.next("SECONDARY_INITIALIZED")
+        assert n["full_copy"] is True and n["nodeid"] == "n1"
+        assert b.items() == {f"/k/{i}": str(i) for i in range(50)}
+
+        # Leave and come back with the same last transaction: no copy.
+        b.ha("benone")
+        notes.next("IS_NONE")
+        b.ha("besecondary", "n2", "n1", a.addr)
+        n = notes.next("SECONDARY_INITIALIZED")
+        assert n["full_copy"] is False
+
+        # Leave, let the primary move on, come back: a copy again.
+        b.ha("benone")
+        a.cdb("set", "/k/new", "x")
+        b.ha("besecondary", "n2", "n1", a.addr)
+        assert notes.next("SECONDARY_INITIALIZED")["full_copy"] is True
+        assert b.items()["/k/new"] == "x"
+    finally:
+        notes.close()
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_besecondary_without_waiting_reports_through_a_notification(halod_factory):
+    a, b = Node(halod_factory, "a"), Node(halod_factory, "b")
+    notes = Notifications(b)
+    try:
+        # Nobody listens there yet: cannot connect.
+        b.ha("besecondary", "n2", "n1", a.addr, "--nowait")
+        n = notes.next("BESECONDARY_RESULT")
+        assert n["error"] != 0 and "connect" in n["reason"], n
+        assert b.state()["state"] == "NONE"
+        a.ha("beprimary", "n1")
+        b.ha("besecondary", "n2", "n1", a.addr, "--nowait")
+        n = notes.next("BESECONDARY_RESULT")
+        assert n["error"] == 0 and n["nodeid"] == "n1"
+        # The primary is not the one named.
+        b.ha("besecondary", "n2", "someone-else", a.addr, "--nowait")
+        n = notes.next("BESECONDARY_RESULT")
+        assert n["error"] != 0 and "'n1'" in n["reason"], n
+    finally:
+        notes.close()
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_relay_chain_and_losing_the_primary(halod_factory):
+    a, b, c = Node(halod_factory, "a"), Node(halod_factory, "b"), Node(halod_factory, "c")
+    a.ha("beprimary", "n1")
+    a.cdb("set", "/before", "1")
+    b.ha("besecondary", "n2", "n1", a.addr)
+    b.ha("berelay")
+    c.ha("besecondary", "n3", "n2", b.addr)
+    a.cdb("set", "/after", "2")
+    wait_for(lambda: c.items() == {"/before": "1", "/after": "2"}, what="the relay's secondary to have both")
+    assert c.cdb("set", "/x", "1", check=False).returncode == 1  # read-only down the chain
+
+    notes_c = Notifications(c)
+    try:
+        a.h.remember_children()
+        a.h.proc.send_signal(signal.SIGKILL)
+        a.h.proc.wait()
+        # The relay loses its primary (ticks stop) and drops to NONE; so does its secondary.
+        wait_for(lambda: b.state()["state"] == "NONE", timeout=10, what="the relay to drop to NONE")
+        n = notes_c.next("NOPRIMARY")
+        assert n["error"] != 0
+        assert c.state()["state"] == "NONE"
+    finally:
+        notes_c.close()
+    a.h.kill_all()
+    assert b.h.stop() == 0 and c.h.stop() == 0
+
+
+def test_a_secondary_killed_mid_stream_rejoins_with_everything(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    env = dict(os.environ, HALO_SOCKET=a.h.socket)
+    client = subprocess.Popen([CDBCLIENT, "commit", "/s", "3000"], stdout=subprocess.PIPE, text=True, env=env)
+    killed = False
+    for line in client.stdout:
+        if not killed and line.startswith("ok 500 "):
+            b.h.remember_children()
+            b.h.proc.send_signal(signal.SIGKILL)
+            b.h.proc.wait()
+            killed = True
+    assert client.wait(60) == 0
+    assert killed
+    # Commits went on without it; it comes back, rejoins and catches up.
+    b.h.start()
+    b.ha("besecondary", "n2", "n1", a.addr)
+    items = b.items("/s")
+    assert len(items) == 3000 and items["/s/2999"] == "2999"
+    assert a.items("/s") == items
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_failover_loses_no_acknowledged_commit(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    env = dict(os.environ, HALO_SOCKET=a.h.socket)
+    client = subprocess.Popen([CDBCLIENT, "commit", "/f", "1000000"], stdout=subprocess.PIPE, text=True, env=env)
+    acked = []
+    for line in client.stdout:
+        w = line.split()
+        if w[0] != "ok":
+            break
+        acked.append(w[1])
+        if len(acked) == 2000:
+            a.h.remember_children()
+            a.h.proc.send_signal(signal.SIGKILL)
+            a.h.proc.wait()
+    client.wait(10)
+    # The application promotes the secondary: every commit the old primary acknowledged is there.
+    wait_for(lambda: b.state()["state"] == "NONE", timeout=10, what="the secondary to notice")
+    b.ha("beprimary", "n2")
+    have = b.items("/f")
+    lost = [i for i in acked if f"/f/{i}" not in have]
+    assert not lost, f"{len(lost)} acknowledged commits lost, first {lost[:5]}"
+    a.h.kill_all()
+    assert b.h.stop() == 0
+
+
+def hello_frame(nodeid, nonce=b"\0" * 32):
+    hello = bytes([0x08, 1, 0x12, len(nodeid)]) + nodeid + bytes([0x1A, len(nonce)]) + nonce
+    repl = bytes([0x0A, len(hello)]) + hello
+    return struct.pack(">I", len(repl)) + repl
+
+
+def test_garbage_and_bad_tokens_on_the_replication_port(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    host, port = "127.0.0.1", a.port
+
+    def closed_by_halod(payload):
+        s = socket.create_connection((host, port), timeout=5)
+        try:
+            s.sendall(payload)
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        finally:
+            s.close()
+
+    assert closed_by_halod(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")          # not our protocol
+    assert closed_by_halod(struct.pack(">I", 0xFFFFFFF0) + b"x" * 100)   # announces 4 GB
+    assert closed_by_halod(hello_frame(b"evil") + struct.pack(">I", 3) + b"\xff\xff\xff")  # garbage after a hello
+    # A hello, then an Auth with a MAC made without the token.
+    auth = bytes([0x0A, 32]) + b"\x01" * 32
+    assert closed_by_halod(hello_frame(b"evil") + struct.pack(">I", len(auth) + 2) + bytes([0x12, len(auth)]) + auth)
+
+    # The primary kept serving its real secondary all along.
+    a.cdb("set", "/still", "here")
+    assert b.items() == {"/still": "here"}
+    assert [n["nodeid"] for n in a.state()["nodes"]] == ["n2"]
+    assert a.h.stop() == 0 and b.h.stop() == 0
