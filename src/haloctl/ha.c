@@ -65,6 +65,8 @@ static int follow_notifications(int fd, bool json) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Everything from now on will be seen: say so, for scripts that act next. */
+    fprintf(stderr, "haloctl: following HA notifications (^C to stop)\n");
     while (!stop) {
         halo_ha_info in;
         int r = halo_ha_notification_read(fd, &in);

@@ -41,7 +41,7 @@ int cdb_link_new(struct cdb *db, struct cdb_link **ret) {
     if (!l)
         return -ENOMEM;
     l->db = db;
-    int r = cdb_observe(db, on_change, l);
+    int r = cdb_observe(db, on_change, NULL, l);
     if (r < 0) {
         free(l);
         return r;

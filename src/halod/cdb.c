@@ -21,9 +21,14 @@
  * store-sqlite.c), never leaving a torn database.
  *
  * The writes run on the loop: a group is a few small B-tree updates in the
- * page cache.  A full copy's reads go through a second, read-only connection
- * whose read transaction pins a snapshot while commits go on (WAL readers
- * never block the writer).
+ * page cache.  The WAL checkpoints, which copy the WAL into the database file
+ * and fsync both, do not: automatic checkpoints are off, a WAL hook notes the
+ * WAL's size after each commit, and past CDB_CHECKPOINT_PAGES a PASSIVE
+ * checkpoint runs in libuv's thread pool on a connection of its own (it never
+ * blocks the writer; the writer starts the WAL over once it is all copied).
+ * A full copy's reads go through another read-only connection whose read
+ * transaction pins a snapshot while commits go on (WAL readers never block
+ * the writer).
  */
 
 #include "cdb.h"
@@ -40,6 +45,7 @@
 
 #define CDB_OBSERVERS_MAX 4
 #define CDB_BUSY_TIMEOUT_MSEC 100
+#define CDB_CHECKPOINT_PAGES 1000 /* SQLite's own automatic threshold */
 
 struct pending {
     struct pending *next;
@@ -60,9 +66,16 @@ struct cdb {
     cdb_txid last;
     uv_timer_t flush;
     bool flush_open, closing, replacing;
+    /* checkpoints in the thread pool */
+    sqlite3 *ckpt_db; /* used by the worker thread only */
+    uv_work_t ckpt;
+    bool ckpt_running;
+    int wal_pages; /* the WAL's size after the last commit */
+    unsigned refs; /* the flush timer and a running checkpoint: the last to end frees c */
     struct pending *head, *tail;
     struct {
         cdb_observer_fn fn;
+        cdb_group_end_fn group_end;
         void *userdata;
     } observers[CDB_OBSERVERS_MAX];
     size_t n_observers;
@@ -177,6 +190,44 @@ static int read_last(struct cdb *c) {
 
 static void on_flush(uv_timer_t *t);
 
+static void cdb_unref(struct cdb *c) {
+    if (--c->refs == 0) {
+        sqlite3_close_v2(c->ckpt_db);
+        free(c);
+    }
+}
+
+static void on_checkpoint(uv_work_t *w) {
+    struct cdb *c = w->data;
+    /* PASSIVE: copies what it can without waiting for the writer or the readers. */
+    (void)sqlite3_wal_checkpoint_v2(c->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
+static void on_checkpoint_done(uv_work_t *w, int status) {
+    struct cdb *c = w->data;
+    c->ckpt_running = false;
+    cdb_unref(c);
+}
+
+static void checkpoint_start(struct cdb *c) {
+    if (c->ckpt_running || c->closing)
+        return;
+    c->ckpt.data = c;
+    if (uv_queue_work(c->loop, &c->ckpt, on_checkpoint, on_checkpoint_done) < 0)
+        return; /* the next commit tries again */
+    c->ckpt_running = true;
+    c->refs++;
+}
+
+/* SQLite's WAL hook: after each commit, the WAL's size in pages. */
+static int on_wal(void *userdata, sqlite3 *db, const char *name, int pages) {
+    struct cdb *c = userdata;
+    c->wal_pages = pages;
+    if (pages >= CDB_CHECKPOINT_PAGES)
+        checkpoint_start(c);
+    return SQLITE_OK;
+}
+
 int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **ret) {
     struct cdb *c;
     int r, version = -1;
@@ -212,9 +263,14 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
                             "PRAGMA synchronous = NORMAL;"
                             "PRAGMA cache_size = -2048;"
                             "PRAGMA mmap_size = 0;"
-                            "PRAGMA journal_size_limit = 16777216;");
+                            "PRAGMA journal_size_limit = 16777216;"
+                            "PRAGMA wal_autocheckpoint = 0;");
     if (r >= 0)
         r = exec_sql(c->db, schema);
+    if (r >= 0)
+        r = sqlite_errno(NULL, sqlite3_open_v2(path, &c->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL));
+    if (r >= 0)
+        r = sqlite_errno(c->ckpt_db, sqlite3_busy_timeout(c->ckpt_db, CDB_BUSY_TIMEOUT_MSEC));
     if (r >= 0)
         r = read_last(c);
     if (r >= 0)
@@ -240,9 +296,11 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
     }
     if (c->last.hlc)
         hlc_witness(&c->clock, c->last.hlc);
+    sqlite3_wal_hook(c->db, on_wal, c);
     uv_timer_init(loop, &c->flush);
     c->flush.data = c;
     c->flush_open = true;
+    c->refs = 1;
     *ret = c;
     return 0;
 }
@@ -255,8 +313,7 @@ static void pending_free(struct pending *p) {
 }
 
 static void on_flush_closed(uv_handle_t *h) {
-    struct cdb *c = h->data;
-    free(c);
+    cdb_unref(h->data);
 }
 
 static void flush_now(struct cdb *c);
@@ -276,12 +333,16 @@ struct cdb *cdb_close(struct cdb *c) {
     sqlite3_finalize(c->list_range);
     sqlite3_finalize(c->meta_set);
     sqlite3_finalize(c->stage_add);
-    sqlite3_close_v2(c->db);
+    sqlite3_close_v2(c->db); /* the last connection out checkpoints and removes the WAL */
+    c->db = NULL;
     free(c->path);
+    c->path = NULL;
     if (c->flush_open)
         uv_close((uv_handle_t *)&c->flush, on_flush_closed);
-    else
+    else {
+        sqlite3_close_v2(c->ckpt_db);
         free(c);
+    }
     return NULL;
 }
 
@@ -371,10 +432,11 @@ int cdb_size(struct cdb *c, uint64_t *ret_paths, uint64_t *ret_bytes) {
 
 /* ---- commits ------------------------------------------------------------- */
 
-int cdb_observe(struct cdb *c, cdb_observer_fn fn, void *userdata) {
+int cdb_observe(struct cdb *c, cdb_observer_fn fn, cdb_group_end_fn group_end, void *userdata) {
     if (c->n_observers >= CDB_OBSERVERS_MAX)
         return -ENOSPC;
     c->observers[c->n_observers].fn = fn;
+    c->observers[c->n_observers].group_end = group_end;
     c->observers[c->n_observers].userdata = userdata;
     c->n_observers++;
     return 0;
@@ -470,6 +532,12 @@ static void notify(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, 
         c->observers[i].fn(c, id, ops, n, c->observers[i].userdata);
 }
 
+static void group_end(struct cdb *c) {
+    for (size_t i = 0; i < c->n_observers; i++)
+        if (c->observers[i].group_end)
+            c->observers[i].group_end(c, c->observers[i].userdata);
+}
+
 /* Writes every queued transaction in one SQLite transaction, then reports them. */
 static void flush_now(struct cdb *c) {
     struct pending *batch = c->head;
@@ -511,6 +579,8 @@ static void flush_now(struct cdb *c) {
             p->cb(c, r < 0 ? r : 0, r < 0 ? NULL : &p->id, p->userdata);
         pending_free(p);
     }
+    if (r >= 0)
+        group_end(c);
 }
 
 static void on_flush(uv_timer_t *t) {
@@ -647,6 +717,7 @@ int cdb_replace_end(struct cdb *c, const cdb_txid *id) {
     c->last = *id;
     (void)hlc_update(&c->clock, id->hlc, NULL);
     notify(c, id, NULL, 0);
+    group_end(c);
     return 0;
 }
 

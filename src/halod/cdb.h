@@ -76,7 +76,10 @@ int cdb_commit(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, size
  * its commit callback runs: the HA link's subscriptions and replication.
  */
 typedef void (*cdb_observer_fn)(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, size_t n, void *userdata);
-int cdb_observe(struct cdb *c, cdb_observer_fn fn, void *userdata);
+/* Runs after the last transaction of a group written together (may be NULL), so that an
+ * observer can send what it gathered in one go. */
+typedef void (*cdb_group_end_fn)(struct cdb *c, void *userdata);
+int cdb_observe(struct cdb *c, cdb_observer_fn fn, cdb_group_end_fn group_end, void *userdata);
 
 /*
  * A full copy, primary side: a consistent snapshot read through a second

@@ -1375,10 +1375,11 @@ static int description_parse(struct loader *l, yaml_node_t *root, struct config 
         r = map_entries(l, v[TOP_SGS], "'service-groups'", &sgs, &n_sgs);
         if (r < 0)
             return r;
-        if (r > 0 && n_sgs == 0)
-            problem(l, v[TOP_SGS], "'service-groups' must define at least one service group");
+        /* An empty map is allowed: a node that only serves the configuration database. */
     } else
-        problem(l, root, "the description has no 'service-groups'");
+        problem(l, root,
+                "the description has no 'service-groups' (write 'service-groups: {}' for a node that only serves "
+                "the configuration database)");
     if (n_sgs == 0)
         return 0;
 

@@ -57,10 +57,12 @@ struct blob {
     uint8_t data[];
 };
 
+/* One write of one or more blobs (a group's transactions go out in one writev). */
 struct write_req {
     uv_write_t req;
-    struct blob *blob;
     struct peer *peer;
+    size_t n;
+    struct blob *blobs[];
 };
 
 enum peer_role { PEER_DOWN, PEER_UP }; /* a secondary of ours, or our primary */
@@ -100,6 +102,9 @@ struct peer {
     bool full_copy;
     bool authed;  /* down: its Auth was right; a Join may follow */
     uint64_t gen; /* up: which join this is */
+    /* down, streaming: the transactions of the group being committed, written at its end */
+    struct blob **cork;
+    size_t n_cork, cap_cork;
     /* down, copying: the snapshot and what committed after it */
     struct cdb_snapshot *snap;
     struct queued_txn *q_head, *q_tail;
@@ -144,6 +149,7 @@ struct repl {
 
 static void peer_close(struct peer *p, int error, const char *reason);
 static void pump_copy(struct peer *p);
+static void cork_drop(struct peer *p);
 
 static uint64_t now_ms(struct repl *r) {
     return uv_now(r->loop);
@@ -175,7 +181,8 @@ static struct blob *pack_repl(const HaRepl *m) {
 static void on_written(uv_write_t *req, int status) {
     struct write_req *w = (struct write_req *)req;
     struct peer *p = w->peer;
-    blob_unref(w->blob);
+    for (size_t i = 0; i < w->n; i++)
+        blob_unref(w->blobs[i]);
     free(w);
     if (p->phase == PHASE_CLOSING)
         return;
@@ -187,22 +194,38 @@ static void on_written(uv_write_t *req, int status) {
         pump_copy(p);
 }
 
-static int send_blob(struct peer *p, struct blob *b) {
-    struct write_req *w = malloc(sizeof(*w));
-    if (!w)
+/* Writes n blobs in one request (each gets a reference). */
+static int send_blobs(struct peer *p, struct blob *const *b, size_t n) {
+    struct write_req *w = malloc(sizeof(*w) + n * sizeof(w->blobs[0]));
+    uv_buf_t stack[16] = {{0}}, *bufs = n <= ELEMENTSOF(stack) ? stack : malloc(n * sizeof(*bufs));
+    if (!w || !bufs) {
+        free(w);
+        if (bufs != stack)
+            free(bufs);
         return -ENOMEM;
-    w->blob = b;
-    b->refs++;
+    }
     w->peer = p;
-    uv_buf_t buf = uv_buf_init((char *)b->data, (unsigned)b->len);
-    int r = uv_write(&w->req, (uv_stream_t *)&p->tcp, &buf, 1, on_written);
+    w->n = n;
+    for (size_t i = 0; i < n; i++) {
+        w->blobs[i] = b[i];
+        b[i]->refs++;
+        bufs[i] = uv_buf_init((char *)b[i]->data, (unsigned)b[i]->len);
+    }
+    int r = uv_write(&w->req, (uv_stream_t *)&p->tcp, bufs, (unsigned)n, on_written);
+    if (bufs != stack)
+        free(bufs);
     if (r < 0) {
-        b->refs--;
+        for (size_t i = 0; i < n; i++)
+            b[i]->refs--;
         free(w);
         return r;
     }
     p->last_tx = now_ms(p->r);
     return 0;
+}
+
+static int send_blob(struct peer *p, struct blob *b) {
+    return send_blobs(p, &b, 1);
 }
 
 static int send_msg(struct peer *p, const HaRepl *m) {
@@ -293,6 +316,8 @@ static void repl_unref(struct repl *r) {
 
 static void peer_release(struct peer *p) {
     struct repl *r = p->r;
+    cork_drop(p);
+    free(p->cork);
     frame_reader_done(&p->reader);
     p->snap = cdb_snapshot_close(p->snap);
     while (p->q_head) {
@@ -521,6 +546,40 @@ static void pump_copy(struct peer *p) {
     }
 }
 
+static int cork_add(struct peer *p, struct blob *b) {
+    if (p->n_cork == p->cap_cork) {
+        size_t cap = p->cap_cork ? 2 * p->cap_cork : 64;
+        struct blob **v = realloc(p->cork, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        p->cork = v;
+        p->cap_cork = cap;
+    }
+    p->cork[p->n_cork++] = b;
+    b->refs++;
+    return 0;
+}
+
+static void cork_drop(struct peer *p) {
+    for (size_t i = 0; i < p->n_cork; i++)
+        blob_unref(p->cork[i]);
+    p->n_cork = 0;
+}
+
+/* The end of a group of commits: each secondary gets its transactions in one write. */
+static void on_group_end(struct cdb *db, void *userdata) {
+    struct repl *r = userdata;
+    for (struct peer *d = r->downs, *next; d; d = next) {
+        next = d->next;
+        if (!d->n_cork)
+            continue;
+        int k = send_blobs(d, d->cork, d->n_cork);
+        cork_drop(d);
+        if (k < 0)
+            peer_close(d, k, "failed to send transactions");
+    }
+}
+
 static void on_commit_observed(struct cdb *db, const cdb_txid *id, const struct cdb_op *ops, size_t n, void *userdata) {
     struct repl *r = userdata;
     char txid[CDB_TXID_STRING_MAX];
@@ -560,7 +619,7 @@ static void on_commit_observed(struct cdb *db, const cdb_txid *id, const struct 
         next = d->next;
         int k = b ? 0 : -ENOMEM;
         if (k == 0 && d->phase == PHASE_STREAM)
-            k = send_blob(d, b);
+            k = cork_add(d, b);
         else if (k == 0 && d->phase == PHASE_COPY) {
             struct queued_txn *q = malloc(sizeof(*q));
             if (!q)
@@ -1030,7 +1089,7 @@ int repl_new(const struct repl_params *p, struct repl **ret) {
     }
     r->listen_port = ntohs(r->listen_sa.ss_family == AF_INET ? ((struct sockaddr_in *)&r->listen_sa)->sin_port
                                                              : ((struct sockaddr_in6 *)&r->listen_sa)->sin6_port);
-    k = cdb_observe(r->db, on_commit_observed, r);
+    k = cdb_observe(r->db, on_commit_observed, on_group_end, r);
     if (k < 0) {
         free(r);
         return k;

@@ -9,6 +9,7 @@ the real haloctl.  stop() checks that no process halod started outlives it
 import ctypes
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -228,3 +229,24 @@ class Halod:
 
     def pid_of(self, comp):
         return self.comp(comp)["pid"]
+
+
+class Lines:
+    """Lines of a child's stdout, each read with a timeout (no hidden buffering)."""
+
+    def __init__(self, fd):
+        self.fd, self.buf = fd, b""
+
+    def ready(self, timeout):
+        return b"\n" in self.buf or bool(select.select([self.fd], [], [], timeout)[0])
+
+    def next(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([self.fd], [], [], left)[0], "nothing printed in time"
+            data = os.read(self.fd, 65536)
+            assert data, "the child closed its output"
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, wait_for
+from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, Lines
 
 YAML = f"""
 cluster: cdb
@@ -48,18 +48,25 @@ def test_set_get_list_delete_through_haloctl(halod_factory):
 def test_a_watcher_sees_each_commit_under_its_path_in_order(halod_factory):
     h = halod_factory(YAML, name="cdb").start()
     watch = subprocess.Popen([HALOCTL, "--socket", h.socket, "cdb", "watch", "/app", "--json"],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE)
+    out = Lines(watch.stdout.fileno())
     try:
-        # The watch is live once a commit under /app shows up in it.
-        h.ctl("cdb", "set", "/app/probe", "0")
-        first = json.loads(watch.stdout.readline())
-        assert first["changes"] == [{"op": "set", "path": "/app/probe", "value": "0"}]
+        # The watch is live once a commit under /app shows up in it: probe until one does,
+        # then read up to a marker, past any probe committed meanwhile.
+        deadline = time.monotonic() + 10
+        while not out.ready(0.1):
+            assert time.monotonic() < deadline, "the watch never saw a commit"
+            h.ctl("cdb", "set", "/app/probe", "0")
+        assert out.next()["changes"] == [{"op": "set", "path": "/app/probe", "value": "0"}]
+        h.ctl("cdb", "set", "/app/probe", "marker")
+        while out.next()["changes"] != [{"op": "set", "path": "/app/probe", "value": "marker"}]:
+            pass
 
         ids = []
         for i in range(1, 6):
             ids.append(h.ctl("cdb", "set", f"/app/k{i}", str(i), "/other/k", str(i)).stdout.split()[1])
         ids.append(h.ctl("cdb", "delete", "/app").stdout.split()[1])
-        got = [json.loads(watch.stdout.readline()) for _ in range(6)]
+        got = [out.next() for _ in range(6)]
         assert [g["txid"] for g in got] == ids
         for i, g in enumerate(got[:5], start=1):
             # Only what is under /app, not the same transaction's /other/k.

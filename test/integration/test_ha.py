@@ -2,13 +2,14 @@
 """HA roles of the configuration database: real halods on loopback, driven through haloctl ha."""
 import json
 import os
+import select
 import signal
 import socket
 import struct
 import subprocess
 import time
 
-from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, free_port, wait_for
+from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, Lines, free_port, wait_for
 
 TOKEN = "s3cret"
 
@@ -53,20 +54,20 @@ class Node:
 
 
 class Notifications:
-    """haloctl ha notifications --json of a node, read line by line."""
+    """haloctl ha notifications --json of a node, once it follows them."""
 
     def __init__(self, node):
         self.p = subprocess.Popen([HALOCTL, "--socket", node.h.socket, "ha", "notifications", "--json",
-                                   "--token", TOKEN], stdout=subprocess.PIPE, text=True)
+                                   "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = Lines(self.p.stdout.fileno())
+        r, _, _ = select.select([self.p.stderr], [], [], 10)
+        assert r and b"following" in self.p.stderr.readline(), "haloctl ha notifications did not start"
         self.seen = []
 
     def next(self, kind, timeout=10):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            line = self.p.stdout.readline()
-            if not line:
-                break
-            n = json.loads(line)
+            n = self.out.next(deadline - time.monotonic())
             self.seen.append(n)
             if n["type"] == kind:
                 return n

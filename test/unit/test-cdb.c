@@ -235,7 +235,7 @@ TEST(cdb_snapshot_is_consistent_while_commits_go_on_and_replaces_another_databas
     commit(&f, later, 2);
 
     struct seen seen = {0};
-    ASSERT_OK(cdb_observe(g.db, on_observe, &seen));
+    ASSERT_OK(cdb_observe(g.db, on_observe, NULL, &seen));
     struct cdb_op old[] = {SET("/old", "gone after the copy")};
     commit(&g, old, 1);
     ASSERT_OK(cdb_replace_begin(g.db));

@@ -478,7 +478,7 @@ TEST(error_unknown_keys) {
                         &p);
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
-                 "service-groups)");
+                 "service-groups, cdb)");
     ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (no keys are supported here yet)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(e, p, 5, 58,
@@ -647,6 +647,30 @@ TEST(error_durations) {
     free(e);
 }
 
+TEST(cdb_settings_and_their_defaults) {
+    struct config *c = load_ok(SG_OK);
+    ASSERT(!c->cdb.async);
+    ASSERT_EQ(c->cdb.tick, 500 * USEC_PER_MSEC);
+    ASSERT_EQ(c->cdb.dead_after, 2 * USEC_PER_SEC);
+    config_free(c);
+    c = load_ok("cdb: {replication: async, tick: 100ms, dead-after: 1s}\n" SG_OK);
+    ASSERT(c->cdb.async);
+    ASSERT_EQ(c->cdb.tick, 100 * USEC_PER_MSEC);
+    ASSERT_EQ(c->cdb.dead_after, USEC_PER_SEC);
+    config_free(c);
+
+    const char *p;
+    char *e = load_fail("cdb: {replication: eventually, tick: 1ms, dead-after: 1s, port: 1}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 59, "unknown key 'port' in 'cdb' (allowed: replication, tick, dead-after)");
+    ASSERT_ERROR(e, p, 1, 20, "'replication' must be sync or async, got 'eventually'");
+    ASSERT_ERROR(e, p, 1, 38, "'tick' must be a duration of at least 10ms, such as 500ms, got '1ms'");
+    ASSERT_EQ(count_lines(e), 3);
+    free(e);
+    e = load_fail("cdb: {tick: 1s, dead-after: 1s}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 29, "'dead-after' must be a duration of at least twice 'tick', got '1s'");
+    free(e);
+}
+
 TEST(error_nodes) {
     const char *p;
     char *e = load_fail("nodes: {n1: {}, n2: {}}\n"
@@ -711,12 +735,15 @@ TEST(error_redundancy_not_supported) {
 TEST(error_required_maps) {
     const char *p;
     char *e = load_fail("cluster: x\n", &p);
-    ASSERT_ERROR(e, p, 1, 1, "the description has no 'service-groups'");
+    ASSERT_ERROR(e, p, 1, 1,
+                 "the description has no 'service-groups' (write 'service-groups: {}' for a node that only serves "
+                 "the configuration database)");
     free(e);
 
-    e = load_fail("service-groups: {}\n", &p);
-    ASSERT_ERROR(e, p, 1, 17, "'service-groups' must define at least one service group");
-    free(e);
+    /* Written out empty, it is a node that only serves the configuration database. */
+    struct config *c = load_ok("service-groups: {}\n");
+    ASSERT_EQ(c->n_sgs, 0);
+    config_free(c);
 
     e = load_fail("service-groups:\n"
                   "  g:\n"
