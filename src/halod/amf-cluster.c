@@ -323,6 +323,8 @@ static void handle_confirmed(struct amf *a, struct si *si, struct su *su, json_t
     }
     /* A mirror. */
     as->pending = 0;
+    if (si->sg == a->cdb_sg)
+        amf_cdb_roles_schedule(a, 0);
     if (st == 0) {
         amf_asg_clear(si, as);
         return;

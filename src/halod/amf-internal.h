@@ -165,6 +165,11 @@ struct amf {
     int64_t ran[16]; /* create revisions of the forwarded commands run lately */
     size_t ran_next;
     bool restored; /* the previous state was read back: registrations are taken */
+
+    /* CDB roles driven by a service group (amf-cdb.c) */
+    struct ha *ha;
+    struct sg *cdb_sg;
+    uv_timer_t cdb_timer;
 };
 
 struct redundancy_ops {
@@ -185,6 +190,12 @@ struct sg {
 };
 
 extern const struct redundancy_ops amf_2n_ops;
+
+/* amf-cdb.c */
+struct ha;
+int amf_cdb_roles_init(struct amf *a, struct ha *ha, const char *token);
+void amf_cdb_roles_schedule(struct amf *a, uint64_t delay_msec);
+void amf_cdb_roles_evaluate(struct amf *a);
 
 /* Helpers the redundancy models use. */
 bool amf_su_in_service(const struct su *su);

@@ -289,6 +289,8 @@ int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_trans
         return -ENOSPC;
     log_info("Assigning '%s' to '%s' as %s", si->name, su->name, halo_ha_state_to_string(state));
     a->target = state;
+    if (si->sg == si->amf->cdb_sg)
+        amf_cdb_roles_schedule(si->amf, 0); /* before the component can act on its new role */
     a->removing = false;
     if (si->amf->cluster && si->amf->coordinator) {
         a->gen = ++si->generation;
@@ -321,6 +323,8 @@ int amf_unassign(struct si *si, struct assignment *a) {
     struct su *su = a->su;
     log_info("Removing '%s' from '%s'", si->name, su->name);
     a->removing = true;
+    if (si->sg == si->amf->cdb_sg)
+        amf_cdb_roles_schedule(si->amf, 0);
     if (si->amf->cluster && si->amf->coordinator) {
         a->gen = ++si->generation;
         cl_publish_target(si, a);
@@ -910,6 +914,8 @@ static void pg_notify(struct amf *a, struct si *si) {
 /* ---- the model ---------------------------------------------------------- */
 
 static void sg_evaluate(struct sg *sg) {
+    if (sg->amf->cdb_sg == sg)
+        amf_cdb_roles_schedule(sg->amf, 0);
     if (sg->amf->cluster)
         for (size_t u = 0; u < sg->n_sus; u++)
             if (sg->sus[u].local)
@@ -1769,6 +1775,8 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     if (!a->node || !a->socket_path || !a->prefix || !a->sgs)
         return amf_free(a), -ENOMEM; /* no handle started yet */
     uv_idle_init(a->loop, &a->stop_check);
+    uv_timer_init(a->loop, &a->cdb_timer);
+    a->cdb_timer.data = a;
     a->stop_check.data = a;
     a->n_sgs = p->config->n_sgs;
     for (size_t g = 0; g < a->n_sgs; g++) {
@@ -1844,8 +1852,13 @@ void amf_close(struct amf *a) {
         }
     }
     uv_close((uv_handle_t *)&a->stop_check, noop_close);
+    uv_close((uv_handle_t *)&a->cdb_timer, noop_close);
     cl_close(a);
     amf_events_close(a);
+}
+
+int amf_set_cdb(struct amf *a, struct ha *ha, const char *token) {
+    return amf_cdb_roles_init(a, ha, token);
 }
 
 struct amf *amf_free(struct amf *a) {

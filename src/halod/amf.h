@@ -26,6 +26,11 @@ int amf_new(const struct amf_params *p, struct amf **ret);
 void amf_close(struct amf *a);
 struct amf *amf_free(struct amf *a);
 
+/* A service group with cdb-roles drives ha's roles; token: the nodes' shared one
+ * (from cdb.token-file).  Call once after amf_new().  Returns 0 or -ENOMEM. */
+struct ha;
+int amf_set_cdb(struct amf *a, struct ha *ha, const char *token);
+
 /* Reads the state a previous halod left in the store, then instantiates the
  * components of this node.  Returns 0 or -errno (the store read failed to start). */
 int amf_start(struct amf *a);

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -461,9 +462,12 @@ struct config *config_free(struct config *c) {
     free(c->path);
     free(c->basedir);
     free(c->cluster);
-    for (size_t i = 0; i < c->n_nodes; i++)
+    for (size_t i = 0; i < c->n_nodes; i++) {
         free(c->nodes[i].name);
+        free(c->nodes[i].cdb_address);
+    }
     free(c->nodes);
+    free(c->cdb.token_file);
     for (size_t i = 0; i < c->n_sgs; i++)
         sg_done(&c->sgs[i]);
     free(c->sgs);
@@ -1192,9 +1196,9 @@ static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg 
 }
 
 static int sg_parse(struct loader *l, const struct entry *e, const struct layer *defaults, struct config_sg *sg) {
-    enum { SG_REDUNDANCY, SG_AUTO_FAILBACK, SG_COMPONENT, SG_SUS, SG_SIS, _SG_MAX };
-    static const char *const keys[] = {"redundancy",    "auto-failback",     "component",
-                                       "service-units", "service-instances", NULL};
+    enum { SG_REDUNDANCY, SG_AUTO_FAILBACK, SG_COMPONENT, SG_SUS, SG_SIS, SG_CDB_ROLES, _SG_MAX };
+    static const char *const keys[] = {"redundancy",        "auto-failback", "component", "service-units",
+                                       "service-instances", "cdb-roles",     NULL};
     yaml_node_t *k[_SG_MAX], *v[_SG_MAX];
     _cleanup_free_ struct entry *sus = NULL, *sis = NULL;
     size_t n_sus = 0, n_sis = 0;
@@ -1217,6 +1221,11 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
         redundancy_parse(l, v[SG_REDUNDANCY], sg);
     if (v[SG_AUTO_FAILBACK] && !parse_bool_node(v[SG_AUTO_FAILBACK], &sg->auto_failback))
         problem(l, v[SG_AUTO_FAILBACK], "'auto-failback' must be true or false, got %s", DESCRIBE(v[SG_AUTO_FAILBACK]));
+    if (v[SG_CDB_ROLES]) {
+        sg->cdb_roles_pos = node_pos(v[SG_CDB_ROLES]);
+        if (!parse_bool_node(v[SG_CDB_ROLES], &sg->cdb_roles))
+            problem(l, v[SG_CDB_ROLES], "'cdb-roles' must be true or false, got %s", DESCRIBE(v[SG_CDB_ROLES]));
+    }
     r = layer_parse(l, v[SG_COMPONENT], "'component'", &sg_layer);
     if (r < 0)
         return r;
@@ -1265,6 +1274,29 @@ static int sg_parse(struct loader *l, const struct entry *e, const struct layer 
     return 0;
 }
 
+/* "1.2.3.4:5" or "[::1]:5": a numeric address and a port. */
+static bool address_is_valid(const char *s) {
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(s, ':');
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host))
+        return false;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 1 || port > 65535)
+        return false;
+    if (host[0] == '[') {
+        size_t n = strlen(host);
+        if (n < 3 || host[n - 1] != ']')
+            return false;
+        host[n - 1] = '\0';
+        return inet_pton(AF_INET6, host + 1, buf) == 1;
+    }
+    return inet_pton(AF_INET, host, buf) == 1;
+}
+
 static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     _cleanup_free_ struct entry *e = NULL;
     size_t n_e = 0;
@@ -1288,9 +1320,9 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     if (!c->nodes)
         return -ENOMEM;
     for (size_t i = 0; i < n_e; i++) {
-        yaml_node_t *k[1], *v[1];
+        yaml_node_t *k[1], *v[1] = {NULL};
         char what[QUOTE_MAX + 16];
-        static const char *const keys[] = {NULL};
+        static const char *const keys[] = {"cdb-address", NULL};
 
         (void)name_get(l, e[i].key_node, "node");
         c->nodes[i].pos = node_pos(e[i].key_node);
@@ -1302,14 +1334,23 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
         r = map_fields(l, e[i].value, what, keys, k, v);
         if (r < 0)
             return r;
+        if (v[0]) {
+            const char *a = string_get(l, v[0], "'cdb-address'");
+            if (a && !address_is_valid(a))
+                problem(l, v[0],
+                        "'cdb-address' must be a numeric ADDR:PORT such as 10.0.0.1:4570 or [fd00::1]:4570, got %s",
+                        DESCRIBE(v[0]));
+            else if (a && !(c->nodes[i].cdb_address = l_strdup(l, a)))
+                return -ENOMEM;
+        }
     }
     return 0;
 }
 
 /* cdb: {replication: sync|async, tick: DURATION, dead-after: DURATION} */
 static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) {
-    enum { CDB_REPLICATION, CDB_TICK, CDB_DEAD_AFTER, _CDB_MAX };
-    static const char *const keys[] = {"replication", "tick", "dead-after", NULL};
+    enum { CDB_REPLICATION, CDB_TICK, CDB_DEAD_AFTER, CDB_TOKEN_FILE, _CDB_MAX };
+    static const char *const keys[] = {"replication", "tick", "dead-after", "token-file", NULL};
     yaml_node_t *k[_CDB_MAX], *v[_CDB_MAX];
 
     cdb->tick = 500 * USEC_PER_MSEC;
@@ -1327,6 +1368,11 @@ static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) 
     if (v[CDB_TICK] && (!parse_duration_node(v[CDB_TICK], &cdb->tick) || cdb->tick < 10 * USEC_PER_MSEC))
         problem(l, v[CDB_TICK], "'tick' must be a duration of at least 10ms, such as 500ms, got %s",
                 DESCRIBE(v[CDB_TICK]));
+    if (v[CDB_TOKEN_FILE]) {
+        const char *f = string_get(l, v[CDB_TOKEN_FILE], "'token-file'");
+        if (f && !(cdb->token_file = l_strdup(l, f)))
+            l->oom = true;
+    }
     if (v[CDB_DEAD_AFTER] &&
         (!parse_duration_node(v[CDB_DEAD_AFTER], &cdb->dead_after) || cdb->dead_after < 2 * cdb->tick))
         problem(l, v[CDB_DEAD_AFTER], "'dead-after' must be a duration of at least twice 'tick', got %s",
@@ -1536,12 +1582,49 @@ static void sg_verify(struct loader *l, const struct config_sg *sg) {
         }
 }
 
+/* cdb-roles: one 2N group whose units sit on different nodes, each with a cdb-address, and a token. */
+static void cdb_roles_verify(struct loader *l, const struct config *c) {
+    const struct config_sg *first = NULL;
+    for (size_t g = 0; g < c->n_sgs; g++) {
+        const struct config_sg *sg = &c->sgs[g];
+        if (!sg->cdb_roles)
+            continue;
+        if (first) {
+            problem_pos(l, sg->cdb_roles_pos,
+                        "service group '%s': 'cdb-roles' is already set by service group '%s' (a node has one role)",
+                        Q(sg->name), Q(first->name));
+            continue;
+        }
+        first = sg;
+        if (!c->cdb.token_file)
+            problem_pos(l, sg->cdb_roles_pos,
+                        "service group '%s': 'cdb-roles' needs the nodes' shared token: set 'token-file' in 'cdb'",
+                        Q(sg->name));
+        for (size_t u = 0; u < sg->n_sus; u++) {
+            const struct config_su *su = &sg->sus[u];
+            const struct config_node *node = su->node ? config_find_node(c, su->node) : NULL;
+            if (!node)
+                continue; /* reported already */
+            if (!node->cdb_address)
+                problem_pos(l, su->pos, "service unit '%s' of '%s' (cdb-roles): node '%s' needs a 'cdb-address'",
+                            Q(su->name), Q(sg->name), Q(node->name));
+            for (size_t v = 0; v < u; v++)
+                if (sg->sus[v].node && streq(sg->sus[v].node, su->node))
+                    problem_pos(l, su->pos,
+                                "service unit '%s' of '%s' (cdb-roles) is on node '%s' like '%s': the roles need "
+                                "one unit per node",
+                                Q(su->name), Q(sg->name), Q(su->node), Q(sg->sus[v].name));
+        }
+    }
+}
+
 static int description_verify(struct loader *l, struct config *c) {
     int r = su_nodes_verify(l, c);
     if (r < 0)
         return r;
     for (size_t g = 0; g < c->n_sgs && !l->too_big; g++)
         sg_verify(l, &c->sgs[g]);
+    cdb_roles_verify(l, c);
     return names_verify(l, c);
 }
 

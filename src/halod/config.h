@@ -101,6 +101,8 @@ struct config_sg {
     struct config_pos pos;
     enum config_redundancy redundancy;
     bool auto_failback; /* move ACTIVE back to the most preferred SU when it returns */
+    bool cdb_roles;     /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    struct config_pos cdb_roles_pos;
     struct config_su *sus;
     size_t n_sus;
     struct config_si *sis;
@@ -110,6 +112,7 @@ struct config_sg {
 struct config_node {
     char *name;
     struct config_pos pos;
+    char *cdb_address; /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
 };
 
 /* The configuration database's replication (the 'cdb' section). */
@@ -117,6 +120,7 @@ struct config_cdb {
     bool async;        /* replication: async (default sync: a commit waits for the secondaries) */
     usec_t tick;       /* a replication peer idle this long sends a tick (default 500ms) */
     usec_t dead_after; /* a peer silent this long is dead (default 2s) */
+    char *token_file;  /* the token, for roles the AMF drives; NULL if not given */
 };
 
 struct config {

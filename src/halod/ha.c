@@ -90,6 +90,11 @@ struct ha {
     /* besecondary's waiter */
     void (*join_done)(void *arg, int error);
     void *join_arg;
+
+    /* roles driven by the AMF */
+    char *driven_by; /* the service group; NULL: the control socket sets the roles */
+    void (*changed)(void *userdata);
+    void *changed_userdata;
 };
 
 static void notify(struct ha *h, Halo__Ha__Notification__Type type, const char *nodeid, int error, bool full_copy,
@@ -248,6 +253,8 @@ static void on_joined(void *userdata, int error, bool full_copy, const char *rea
     if (error < 0) {
         set_state(h, HA_STATE_NONE);
         notify(h, HALO__HA__NOTIFICATION__TYPE__BESECONDARY_RESULT, primary, error, false, reason);
+        if (h->changed)
+            h->changed(h->changed_userdata);
     } else {
         h->initialized = true;
         notify(h, HALO__HA__NOTIFICATION__TYPE__SECONDARY_INITIALIZED, primary, 0, full_copy, NULL);
@@ -263,6 +270,8 @@ static void on_lost(void *userdata, int error, const char *reason) {
     set_state(h, HA_STATE_NONE);
     h->initialized = false;
     notify(h, HALO__HA__NOTIFICATION__TYPE__NOPRIMARY, "", error, false, reason);
+    if (h->changed)
+        h->changed(h->changed_userdata);
 }
 
 static const struct repl_handlers repl_handlers = {
@@ -409,11 +418,11 @@ static void handle_request(struct ctl *c, const Halo__Ha__Request *q) {
 
     if (c->kind == CONN_NEW) {
         if (q->op == HALO__HA__REQUEST__OP__CONNECT) {
-            if (!*q->token) {
+            if (!*q->token || (h->driven_by && !streq(q->token, h->token))) {
                 reply(c, -HALO_EBADTOKEN, false);
                 return;
             }
-            r = ha_set_token(h, q->token);
+            r = h->driven_by ? 0 : ha_set_token(h, q->token);
             if (r < 0) {
                 reply(c, r, false);
                 return;
@@ -441,6 +450,11 @@ static void handle_request(struct ctl *c, const Halo__Ha__Request *q) {
     }
     if (c->kind != CONN_CONTROL) {
         ctl_close(c); /* a notifications connection only reads */
+        return;
+    }
+    if (h->driven_by && q->op != HALO__HA__REQUEST__OP__STATUS) {
+        log_warning("HA control: a role call refused: the roles follow service group '%s' (cdb-roles)", h->driven_by);
+        reply(c, -HALO_EBADSTATE, false);
         return;
     }
     switch (q->op) {
@@ -660,7 +674,8 @@ struct ha *ha_free(struct ha *h) {
         (void)unlink(h->control_path);
     free(h->control_path);
     free(h->token);
-    h->control_path = h->token = NULL;
+    free(h->driven_by);
+    h->control_path = h->token = h->driven_by = NULL;
     h->freeing = true;
     /* The listeners live in h: the last close callback frees it. */
     if (h->pipe_open)
@@ -670,6 +685,41 @@ struct ha *ha_free(struct ha *h) {
     if (h->open_handles == 0)
         free(h);
     return NULL;
+}
+
+int ha_set_driven(struct ha *h, const char *sg, const char *token, void (*changed)(void *userdata), void *userdata) {
+    char *s = strdup(sg);
+    if (!s)
+        return -ENOMEM;
+    int r = ha_set_token(h, token);
+    if (r < 0) {
+        free(s);
+        return r;
+    }
+    free(h->driven_by);
+    h->driven_by = s;
+    h->changed = changed;
+    h->changed_userdata = userdata;
+    return 0;
+}
+
+int ha_follow(struct ha *h, enum ha_state want, const char *self, const char *primary, const char *addr) {
+    const char *following = repl_primary(h->repl, NULL);
+    switch (want) {
+    case HA_STATE_PRIMARY:
+        return h->state == HA_STATE_PRIMARY ? 0 : ha_beprimary(h, self);
+    case HA_STATE_SECONDARY:
+        if (h->state == HA_STATE_SECONDARY && following && streq(following, primary))
+            return 0; /* joined, or joining */
+        if (h->state == HA_STATE_PRIMARY)
+            (void)ha_benone(h); /* first stop taking writes, then join */
+        return ha_besecondary(h, self, primary, addr, NULL, NULL);
+    case HA_STATE_NONE:
+        return h->state == HA_STATE_NONE ? 0 : ha_benone(h);
+    case HA_STATE_SECONDARY_RELAY:
+    default:
+        return -EINVAL;
+    }
 }
 
 char *ha_status_json(struct ha *h) {

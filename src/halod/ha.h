@@ -52,5 +52,17 @@ int ha_secondary_dead(struct ha *h, const char *nodeid);
 /* The token the nodes authenticate each other with (copied). */
 int ha_set_token(struct ha *h, const char *token);
 
+/*
+ * Roles the AMF drives (a service group with cdb-roles): the token is fixed
+ * (a control connection must present it), the control socket's role calls
+ * are refused with -HALO_EBADSTATE, and ha_follow() sets the role.
+ * changed(userdata) runs when the role ended by itself (a join failed, the
+ * primary was lost), so that the AMF can look again.
+ */
+int ha_set_driven(struct ha *h, const char *sg, const char *token, void (*changed)(void *userdata), void *userdata);
+/* Makes the role want (the primary named primary at addr, for SECONDARY),
+ * doing nothing when it is already so. */
+int ha_follow(struct ha *h, enum ha_state want, const char *self, const char *primary, const char *addr);
+
 /* A JSON object for halod's status: {"state", "nodeid", "primary", "secondaries": [...], "last_txid"}. */
 char *ha_status_json(struct ha *h);

@@ -59,7 +59,7 @@ static const char *arg_http = "127.0.0.1:" HTTP_DEFAULT_PORT;
 static bool arg_http_given;
 static const char *arg_ha_socket;
 static const char *arg_ha_control;
-static const char *arg_cdb_listen = "0.0.0.0:4570";
+static const char *arg_cdb_listen; /* default: this node's cdb-address, else 0.0.0.0:4570 */
 
 static void help(void) {
     printf("Usage: halod [OPTIONS] CLUSTER.yaml\n"
@@ -77,7 +77,7 @@ static void help(void) {
            "                          HA link socket)\n"
            "      --ha-control ADDR:PORT  the HA control socket on TCP too (loopback addresses only)\n"
            "      --cdb-listen ADDR:PORT  where this node, as CDB primary, takes secondaries\n"
-           "                          (default 0.0.0.0:4570)\n"
+           "                          (default: the node's cdb-address, else 0.0.0.0:4570)\n"
            "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
            "                          (areas: main amf link supervisor store); may be repeated\n"
            "  -h, --help              this text\n"
@@ -174,6 +174,25 @@ static int parse_argv(int argc, char **argv) {
         return -EINVAL;
     }
     return 1;
+}
+
+/* The token file: one line of 1 to LINK_NAME_MAX printable bytes (a trailing newline is dropped). */
+static int read_token(const char *path, char *buf, size_t size) {
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, size - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n == 0 || (size_t)n > LINK_NAME_MAX)
+        return -EINVAL;
+    for (ssize_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+            return -EINVAL;
+    return 0;
 }
 
 static int run_check(void) {
@@ -463,12 +482,14 @@ int main(int argc, char **argv) {
             const char *slash = strrchr(sock, '/');
             snprintf(ha_path, sizeof(ha_path), "%.*s/ha.sock", slash ? (int)(slash - sock) : 1, slash ? sock : ".");
         }
+        const struct config_node *self = config_find_node(m.config, m.node);
+        const char *listen = arg_cdb_listen ?: self && self->cdb_address ? self->cdb_address : "0.0.0.0:4570";
         struct ha_params hp = {.loop = m.loop,
                                .db = m.cdb,
                                .link = m.cdb_link,
                                .control_path = ha_path,
                                .control_tcp = arg_ha_control,
-                               .repl_listen = arg_cdb_listen,
+                               .repl_listen = listen,
                                .tick_msec = m.config->cdb.tick / USEC_PER_MSEC,
                                .dead_msec = m.config->cdb.dead_after / USEC_PER_MSEC,
                                .async = m.config->cdb.async};
@@ -489,6 +510,16 @@ int main(int argc, char **argv) {
     r = amf_new(&ap, &m.amf);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m"), EXIT_FAILURE;
+    if (m.config->cdb.token_file) {
+        char token[LINK_NAME_MAX + 2];
+        r = read_token(m.config->cdb.token_file, token, sizeof(token));
+        if (r < 0)
+            return log_error_errno(r, "Failed to read the CDB token from '%s': %m", m.config->cdb.token_file),
+                   EXIT_FAILURE;
+        r = amf_set_cdb(m.amf, m.ha, token);
+        if (r < 0)
+            return log_error_errno(r, "Failed to set up the CDB roles: %m"), EXIT_FAILURE;
+    }
     if (arg_etcd) {
         char prefix[512];
         snprintf(prefix, sizeof(prefix), "/halo/%s/", m.config->cluster);

@@ -250,3 +250,21 @@ class Lines:
             self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
+
+
+def commits_until(socket_path, prefix, n, on_nth):
+    """cdbclient commits PREFIX/<i> = <i> through the halod at socket_path, one transaction each;
+    once n are acknowledged, on_nth() runs (it kills something).  Returns the indexes acknowledged,
+    as strings, once the client stopped (its next commit failed)."""
+    client = subprocess.Popen([CDBCLIENT, "commit", prefix, "1000000"], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, HALO_SOCKET=socket_path))
+    acked = []
+    for line in client.stdout:
+        w = line.split()
+        if w[0] != "ok":
+            break
+        acked.append(w[1])
+        if len(acked) == n:
+            on_nth()
+    client.wait(10)
+    return acked

@@ -9,7 +9,7 @@ import struct
 import subprocess
 import time
 
-from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, Lines, free_port, wait_for
+from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, Lines, commits_until, free_port, wait_for
 
 TOKEN = "s3cret"
 
@@ -278,19 +278,14 @@ def test_a_secondary_killed_mid_stream_rejoins_with_everything(halod_factory):
 
 def test_failover_loses_no_acknowledged_commit(halod_factory):
     a, b = primary_and_secondary(halod_factory)
-    env = dict(os.environ, HALO_SOCKET=a.h.socket)
-    client = subprocess.Popen([CDBCLIENT, "commit", "/f", "1000000"], stdout=subprocess.PIPE, text=True, env=env)
-    acked = []
-    for line in client.stdout:
-        w = line.split()
-        if w[0] != "ok":
-            break
-        acked.append(w[1])
-        if len(acked) == 2000:
-            a.h.remember_children()
-            a.h.proc.send_signal(signal.SIGKILL)
-            a.h.proc.wait()
-    client.wait(10)
+
+    def kill_primary():
+        a.h.remember_children()
+        a.h.proc.send_signal(signal.SIGKILL)
+        a.h.proc.wait()
+
+    acked = commits_until(a.h.socket, "/f", 2000, kill_primary)
+    assert len(acked) >= 2000
     # The application promotes the secondary: every commit the old primary acknowledged is there.
     wait_for(lambda: b.state()["state"] == "NONE", timeout=10, what="the secondary to notice")
     b.ha("beprimary", "n2")

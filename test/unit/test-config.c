@@ -479,7 +479,7 @@ TEST(error_unknown_keys) {
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
                  "service-groups, cdb)");
-    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (no keys are supported here yet)");
+    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(e, p, 5, 58,
                  "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
@@ -661,13 +661,54 @@ TEST(cdb_settings_and_their_defaults) {
 
     const char *p;
     char *e = load_fail("cdb: {replication: eventually, tick: 1ms, dead-after: 1s, port: 1}\n" SG_OK, &p);
-    ASSERT_ERROR(e, p, 1, 59, "unknown key 'port' in 'cdb' (allowed: replication, tick, dead-after)");
+    ASSERT_ERROR(e, p, 1, 59, "unknown key 'port' in 'cdb' (allowed: replication, tick, dead-after, token-file)");
     ASSERT_ERROR(e, p, 1, 20, "'replication' must be sync or async, got 'eventually'");
     ASSERT_ERROR(e, p, 1, 38, "'tick' must be a duration of at least 10ms, such as 500ms, got '1ms'");
     ASSERT_EQ(count_lines(e), 3);
     free(e);
     e = load_fail("cdb: {tick: 1s, dead-after: 1s}\n" SG_OK, &p);
     ASSERT_ERROR(e, p, 1, 29, "'dead-after' must be a duration of at least twice 'tick', got '1s'");
+    free(e);
+}
+
+TEST(cdb_roles_and_their_checks) {
+    struct config *c = load_ok("nodes: {n1: {cdb-address: 127.0.0.1:4571}, n2: {cdb-address: '[::1]:4572'}}\n"
+                               "cdb: {token-file: /etc/halo/token}\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    cdb-roles: true\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {a: {node: n1}, b: {node: n2}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n");
+    ASSERT(c->sgs[0].cdb_roles);
+    ASSERT_STREQ(c->nodes[0].cdb_address, "127.0.0.1:4571");
+    ASSERT_STREQ(c->nodes[1].cdb_address, "[::1]:4572");
+    ASSERT_STREQ(c->cdb.token_file, "/etc/halo/token");
+    config_free(c);
+
+    const char *p;
+    char *e = load_fail("nodes: {n1: {cdb-address: 'db1:4571'}, n2: {}}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    cdb-roles: true\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {node: n1}, b: {node: n2}, c: {node: n2}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n"
+                        "  h:\n"
+                        "    cdb-roles: yes\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {d: {node: n1}, f: {node: n2}}\n"
+                        "    service-instances: {si2: {csis: {csi2: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 1, 27,
+                 "'cdb-address' must be a numeric ADDR:PORT such as 10.0.0.1:4570 or [fd00::1]:4570, got 'db1:4571'");
+    ASSERT_ERROR(e, p, 4, 16,
+                 "service group 'g': 'cdb-roles' needs the nodes' shared token: set 'token-file' in 'cdb'");
+    ASSERT_ERROR(e, p, 6, 36, "service unit 'b' of 'g' (cdb-roles): node 'n2' needs a 'cdb-address'");
+    ASSERT_ERROR(e, p, 6, 51,
+                 "service unit 'c' of 'g' (cdb-roles) is on node 'n2' like 'b': the roles need one unit per node");
+    ASSERT_ERROR(e, p, 9, 16,
+                 "service group 'h': 'cdb-roles' is already set by service group 'g' (a node has one role)");
     free(e);
 }
 
