@@ -167,6 +167,21 @@ static void print_status(json_t *root) {
                json_is_true(json_object_get(n, "coordinator")) ? " (coordinator)" : "",
                json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
 
+    json_t *cdb = json_object_get(root, "cdb");
+    if (json_is_object(cdb)) {
+        json_t *sec;
+        printf("\nConfiguration database: %s", jstr(cdb, "state"));
+        if (json_is_string(json_object_get(cdb, "nodeid")))
+            printf(" as %s", jstr(cdb, "nodeid"));
+        if (json_is_string(json_object_get(cdb, "primary")))
+            printf(", primary %s", jstr(cdb, "primary"));
+        json_array_foreach(json_object_get(cdb, "secondaries"), j, sec)
+            printf("%s%s", j ? ", " : ", secondaries ", jstr(sec, "nodeid"));
+        if (json_is_string(json_object_get(cdb, "roles_follow")))
+            printf(" (roles follow service group %s)", jstr(cdb, "roles_follow"));
+        printf("; last transaction %s\n", jstr(cdb, "last_txid"));
+    }
+
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
         printf("\nService group %s (%s)\n", jstr(sg, "name"), jstr(sg, "redundancy"));
         printf("  %-22s %-10s %-9s %-8s %-15s %s\n", "SERVICE UNIT", "NODE", "ADMIN", "OPER", "READINESS", "HA STATE");

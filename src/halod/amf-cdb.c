@@ -75,12 +75,12 @@ void amf_cdb_roles_evaluate(struct amf *a) {
 }
 
 int amf_cdb_roles_init(struct amf *a, struct ha *ha, const char *token) {
+    a->ha = ha; /* for the status, in any case */
     for (size_t g = 0; g < a->n_sgs; g++)
         if (a->sgs[g].cfg->cdb_roles)
             a->cdb_sg = &a->sgs[g];
-    if (!a->cdb_sg || !ha)
+    if (!a->cdb_sg || !ha || !token)
         return 0;
-    a->ha = ha;
     log_info("The CDB roles follow service group '%s'", a->cdb_sg->name);
     return ha_set_driven(ha, a->cdb_sg->name, token, on_ha_changed, a);
 }

@@ -26,8 +26,9 @@ int amf_new(const struct amf_params *p, struct amf **ret);
 void amf_close(struct amf *a);
 struct amf *amf_free(struct amf *a);
 
-/* A service group with cdb-roles drives ha's roles; token: the nodes' shared one
- * (from cdb.token-file).  Call once after amf_new().  Returns 0 or -ENOMEM. */
+/* The configuration database's roles (shown in the status); a service group with
+ * cdb-roles drives them, with token, the nodes' shared one (cdb.token-file;
+ * NULL when not set).  Call once after amf_new().  Returns 0 or -ENOMEM. */
 struct ha;
 int amf_set_cdb(struct amf *a, struct ha *ha, const char *token);
 

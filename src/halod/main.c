@@ -510,16 +510,16 @@ int main(int argc, char **argv) {
     r = amf_new(&ap, &m.amf);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m"), EXIT_FAILURE;
+    char token[LINK_NAME_MAX + 2] = "";
     if (m.config->cdb.token_file) {
-        char token[LINK_NAME_MAX + 2];
         r = read_token(m.config->cdb.token_file, token, sizeof(token));
         if (r < 0)
             return log_error_errno(r, "Failed to read the CDB token from '%s': %m", m.config->cdb.token_file),
                    EXIT_FAILURE;
-        r = amf_set_cdb(m.amf, m.ha, token);
-        if (r < 0)
-            return log_error_errno(r, "Failed to set up the CDB roles: %m"), EXIT_FAILURE;
     }
+    r = amf_set_cdb(m.amf, m.ha, *token ? token : NULL);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the CDB roles: %m"), EXIT_FAILURE;
     if (arg_etcd) {
         char prefix[512];
         snprintf(prefix, sizeof(prefix), "/halo/%s/", m.config->cluster);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "amf-internal.h"
+#include "ha.h"
 #include "http.h"
 #include "queue.h"
 #include "macro.h"
@@ -109,6 +110,16 @@ char *amf_status_json(struct amf *a) {
     json_t *root = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:o}", "cluster", v.cluster, "node", v.node, "store", a->cluster ? "etcd" : "sqlite",
         "coordinator", v.coordinator ? json_string(v.coordinator) : json_null(), "nodes", nodes, "service_groups", sgs);
+    if (root && a->ha) {
+        /* The configuration database's role on this node. */
+        char *cdb = ha_status_json(a->ha);
+        json_t *j = cdb ? json_loads(cdb, 0, NULL) : NULL;
+        free(cdb);
+        if (j && a->cdb_sg)
+            json_object_set_new(j, "roles_follow", json_string(a->cdb_sg->name));
+        if (j)
+            json_object_set_new(root, "cdb", j);
+    }
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;

@@ -59,6 +59,13 @@ class Roles:
         r = self.nodes[n].ctl("ha", "--token", TOKEN, "status", "--json", check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
+    def start(self):
+        """Starts both halods; returns the nodes of the ACTIVE and the STANDBY unit once settled."""
+        for h in self.nodes.values():
+            h.start()
+        act, sb = wait_for(self.settled, timeout=20, what="the SI assigned")
+        return node_of(act), node_of(sb)
+
     def settled(self):
         s = self.nodes["n1"].si("db")
         if s["active"] and s["standby"] and not any(a["pending"] for a in s["assignments"]):
@@ -72,10 +79,8 @@ def node_of(su):
 
 def test_roles_follow_the_active_unit_and_survive_node_failover(etcd, halod_factory, tmp_path):
     r = Roles(etcd, halod_factory, tmp_path)
-    for h in r.nodes.values():
-        h.start()
-    act, sb = wait_for(r.settled, timeout=20, what="the SI assigned")
-    primary, secondary = node_of(act), node_of(sb)
+    primary, secondary = r.start()
+    sb = {"n1": "db-a", "n2": "db-b"}[secondary]
     wait_for(lambda: (r.ha_state(primary) or {}).get("state") == "PRIMARY", timeout=10, what="ACTIVE's node PRIMARY")
     wait_for(lambda: r.ha_state(secondary) == {"state": "SECONDARY",
                                                "nodes": [{"nodeid": primary,
@@ -116,3 +121,20 @@ def test_roles_follow_the_active_unit_and_survive_node_failover(etcd, halod_fact
     assert back.ctl("cdb", "get", "/later").stdout == "x\n"
     for h in (hs, back):
         assert h.stop() == 0
+
+
+def test_status_shows_the_roles(etcd, halod_factory, tmp_path):
+    r = Roles(etcd, halod_factory, tmp_path)
+    primary, secondary = r.start()
+    h = r.nodes[primary]
+    wait_for(lambda: h.status()["cdb"]["secondaries"], timeout=10, what="the secondary listed")
+    cdb = h.status()["cdb"]
+    assert cdb["state"] == "PRIMARY" and cdb["nodeid"] == primary and cdb["roles_follow"] == "db"
+    assert [s["nodeid"] for s in cdb["secondaries"]] == [secondary]
+    text = h.ctl("status").stdout
+    assert f"Configuration database: PRIMARY as {primary}, secondaries {secondary} (roles follow service group db)" \
+        in text, text
+    other = r.nodes[secondary].status()["cdb"]
+    assert other["state"] == "SECONDARY" and other["primary"] == primary
+    for n in r.nodes.values():
+        assert n.stop() == 0

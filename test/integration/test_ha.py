@@ -331,3 +331,59 @@ def test_garbage_and_bad_tokens_on_the_replication_port(halod_factory):
     assert b.items() == {"/still": "here"}
     assert [n["nodeid"] for n in a.state()["nodes"]] == ["n2"]
     assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_bind_failure_and_a_dead_secondary_notified(halod_factory):
+    a, b = Node(halod_factory, "a"), Node(halod_factory, "b")
+    # Something else holds a's replication port: beprimary cannot listen.
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", a.port))
+    squatter.listen(1)
+    r = a.ha("beprimary", "n1", check=False)
+    assert r.returncode == 1 and "cannot listen on the replication address" in r.stderr, r.stderr
+    assert a.state()["state"] == "NONE"
+    squatter.close()
+    a.ha("beprimary", "n1")
+
+    notes = Notifications(a)
+    try:
+        b.ha("besecondary", "n2", "n1", a.addr)
+        assert notes.next("SECONDARY_ARRIVED")["nodeid"] == "n2"
+        # The secondary's node dies: the primary notices within dead-after (600 ms here).
+        b.h.remember_children()
+        b.h.proc.send_signal(signal.SIGSTOP)  # silent, its connection still open
+        n = notes.next("SECONDARY_DIED", timeout=10)
+        assert n["nodeid"] == "n2" and "silent" in n["reason"], n
+        assert a.state()["nodes"] == []
+        # Commits do not wait for a dead secondary.
+        a.cdb("set", "/alone", "1")
+        b.h.proc.send_signal(signal.SIGCONT)
+    finally:
+        notes.close()
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_asynchronous_replication(halod_factory):
+    yaml = YAML.replace("cdb: {tick: 100ms, dead-after: 600ms}", "cdb: {replication: async}")
+    assert "replication: async" in yaml
+
+    class AsyncNode(Node):
+        def __init__(self, factory, name):
+            self.name = name
+            self.port = free_port()
+            self.addr = f"127.0.0.1:{self.port}"
+            self.h = factory(yaml, name=f"ha-{name}", extra_args=["--http", "none", "--cdb-listen", self.addr]).start()
+
+    a, b = AsyncNode(halod_factory, "a"), AsyncNode(halod_factory, "b")
+    a.ha("beprimary", "n1")
+    b.ha("besecondary", "n2", "n1", a.addr)
+    # A stopped secondary does not hold an asynchronous commit back ...
+    b.h.proc.send_signal(signal.SIGSTOP)
+    t0 = time.monotonic()
+    a.cdb("set", "/async", "1")
+    assert time.monotonic() - t0 < 1.0
+    b.h.proc.send_signal(signal.SIGCONT)
+    # ... and the commit reaches it all the same.
+    wait_for(lambda: b.items() == {"/async": "1"}, what="the commit on the secondary")
+    assert a.h.stop() == 0 and b.h.stop() == 0
