@@ -68,6 +68,7 @@ struct cdb {
     bool flush_open, closing, replacing;
     /* checkpoints in the thread pool */
     sqlite3 *ckpt_db; /* used by the worker thread only */
+    char *ckpt_path;  /* the file, for the worker to open */
     uv_work_t ckpt;
     bool ckpt_running;
     int wal_pages; /* the WAL's size after the last commit */
@@ -193,12 +194,21 @@ static void on_flush(uv_timer_t *t);
 static void cdb_unref(struct cdb *c) {
     if (--c->refs == 0) {
         sqlite3_close_v2(c->ckpt_db);
+        free(c->ckpt_path);
         free(c);
     }
 }
 
 static void on_checkpoint(uv_work_t *w) {
     struct cdb *c = w->data;
+    /* Opened here, at the first checkpoint, and used only by the worker (closed once it is done). */
+    if (!c->ckpt_db &&
+        sqlite3_open_v2(c->ckpt_path, &c->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        sqlite3_close_v2(c->ckpt_db);
+        c->ckpt_db = NULL;
+        return;
+    }
+    (void)sqlite3_busy_timeout(c->ckpt_db, CDB_BUSY_TIMEOUT_MSEC);
     /* PASSIVE: copies what it can without waiting for the writer or the readers. */
     (void)sqlite3_wal_checkpoint_v2(c->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
@@ -241,7 +251,10 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
     snprintf(c->node, sizeof(c->node), "%s", node);
     hlc_init(&c->clock, NULL, NULL);
     c->path = strdup(path);
-    if (!c->path) {
+    c->ckpt_path = strdup(path);
+    if (!c->path || !c->ckpt_path) {
+        free(c->path);
+        free(c->ckpt_path);
         free(c);
         return -ENOMEM;
     }
@@ -267,10 +280,7 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
                             "PRAGMA wal_autocheckpoint = 0;");
     if (r >= 0)
         r = exec_sql(c->db, schema);
-    if (r >= 0)
-        r = sqlite_errno(NULL, sqlite3_open_v2(path, &c->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL));
-    if (r >= 0)
-        r = sqlite_errno(c->ckpt_db, sqlite3_busy_timeout(c->ckpt_db, CDB_BUSY_TIMEOUT_MSEC));
+
     if (r >= 0)
         r = read_last(c);
     if (r >= 0)
@@ -340,7 +350,7 @@ struct cdb *cdb_close(struct cdb *c) {
     if (c->flush_open)
         uv_close((uv_handle_t *)&c->flush, on_flush_closed);
     else {
-        sqlite3_close_v2(c->ckpt_db);
+        free(c->ckpt_path);
         free(c);
     }
     return NULL;

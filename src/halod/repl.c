@@ -49,6 +49,7 @@
 #define REPL_CONNECT_TIMEOUT_MSEC 2000
 #define REPL_DEFAULT_PORT 4570
 #define REPL_ROWS_MAX 16384 /* rows in one Rows message */
+#define REPL_DOWNS_MAX 64   /* connections a primary keeps, authenticated or not */
 
 /* A packed frame shared by several connections' writes. */
 struct blob {
@@ -989,10 +990,23 @@ static void on_connection(uv_stream_t *server, int status) {
     struct repl *r = server->data;
     if (status < 0)
         return;
+    size_t n = 0;
+    for (struct peer *d = r->downs; d; d = d->next)
+        n++;
     struct peer *p = peer_new(r, PEER_DOWN);
     if (!p)
         return;
     p->phase = PHASE_HELLO;
+    if (n >= REPL_DOWNS_MAX) {
+        /* Taken and closed at once, so that the backlog does not fill with what we refuse. */
+        if (uv_accept(server, (uv_stream_t *)&p->tcp) == 0)
+            log_warning("CDB: %zu connections already; one more refused", n);
+        p->phase = PHASE_CLOSING;
+        uv_timer_stop(&p->timer);
+        uv_close((uv_handle_t *)&p->timer, on_peer_handle_closed);
+        uv_close((uv_handle_t *)&p->tcp, on_peer_handle_closed);
+        return;
+    }
     p->next = r->downs;
     if (r->downs)
         r->downs->prev = p;
@@ -1018,6 +1032,9 @@ static void on_connected(uv_connect_t *req, int status) {
     (void)uv_tcp_nodelay(&p->tcp, 1);
     p->phase = PHASE_HELLO;
     p->last_rx = now_ms(p->r);
+    /* The connect timeout is over: from now on ticks and the dead check, as on every connection. */
+    uint64_t every = MIN(p->r->tick_msec, p->r->dead_msec) / 2 + 1;
+    uv_timer_start(&p->timer, on_peer_timer, every, every);
     if (uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read) < 0 || send_hello(p) < 0)
         peer_close(p, -HALO_ECONNECT, "cannot use the connection");
 }

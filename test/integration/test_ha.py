@@ -387,3 +387,31 @@ def test_asynchronous_replication(halod_factory):
     # ... and the commit reaches it all the same.
     wait_for(lambda: b.items() == {"/async": "1"}, what="the commit on the secondary")
     assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_a_flood_of_connections_is_bounded_and_the_secondary_kept(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    idle = []
+    try:
+        for _ in range(100):  # more than the 64 a primary keeps
+            idle.append(socket.create_connection(("127.0.0.1", a.port), timeout=5))
+        # The ones over the limit are closed at once; the secondary keeps replicating.
+        closed = 0
+        for s in idle[64:]:
+            s.settimeout(5)
+            try:
+                closed += s.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 36 - 1, closed  # the secondary's own connection counts among the 64
+        a.cdb("set", "/flood", "1")
+        assert b.items() == {"/flood": "1"}
+    finally:
+        for s in idle:
+            s.close()
+    # Once they are gone, a secondary connects again.
+    b.ha("benone")
+    b.ha("besecondary", "n2", "n1", a.addr)
+    a.cdb("set", "/flood", "2")
+    assert b.items() == {"/flood": "2"}
+    assert a.h.stop() == 0 and b.h.stop() == 0
