@@ -45,7 +45,8 @@
 
 #define CDB_OBSERVERS_MAX 4
 #define CDB_BUSY_TIMEOUT_MSEC 100
-#define CDB_CHECKPOINT_PAGES 1000 /* SQLite's own automatic threshold */
+#define CDB_CHECKPOINT_PAGES 1000  /* SQLite's own automatic threshold */
+#define CDB_WAL_RESTART_PAGES 4000 /* past this the loop copies the rest itself, so that the WAL starts over */
 
 struct pending {
     struct pending *next;
@@ -209,6 +210,9 @@ static void on_checkpoint(uv_work_t *w) {
         return;
     }
     (void)sqlite3_busy_timeout(c->ckpt_db, CDB_BUSY_TIMEOUT_MSEC);
+    /* A connection that has read nothing does not know the file is in WAL mode yet, and its
+     * checkpoint would do nothing: read something first. */
+    (void)sqlite3_exec(c->ckpt_db, "SELECT count(*) FROM meta", NULL, NULL, NULL);
     /* PASSIVE: copies what it can without waiting for the writer or the readers. */
     (void)sqlite3_wal_checkpoint_v2(c->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
@@ -559,6 +563,12 @@ static void flush_now(struct cdb *c) {
     c->head = c->tail = NULL;
     uv_timer_stop(&c->flush);
 
+    /* Under a steady stream of commits the pool's checkpoints never quite catch up (new frames come
+     * in while they copy), and the WAL only starts over when a write begins with every frame copied.
+     * Past CDB_WAL_RESTART_PAGES, and while no pool checkpoint runs, copy the few frames left here:
+     * this write then starts the WAL over, and the file stays bounded. */
+    if (c->wal_pages >= CDB_WAL_RESTART_PAGES && !c->ckpt_running)
+        (void)sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     r = exec_sql(c->db, "BEGIN IMMEDIATE");
     for (struct pending *p = batch; r >= 0 && p; p = p->next) {
         if (p->fixed_id)
