@@ -45,8 +45,8 @@
 
 #define CDB_OBSERVERS_MAX 4
 #define CDB_BUSY_TIMEOUT_MSEC 100
-#define CDB_CHECKPOINT_PAGES 1000  /* SQLite's own automatic threshold */
-#define CDB_WAL_RESTART_PAGES 4000 /* past this the loop copies the rest itself, so that the WAL starts over */
+#define CDB_CHECKPOINT_PAGES 4000 /* 16 MB: a hot page rewritten many times is copied once */
+#define CDB_WAL_RESTART_PAGES 16000 /* past this the loop copies the rest itself, so that the WAL starts over */
 
 struct pending {
     struct pending *next;
@@ -280,7 +280,7 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
                             "PRAGMA synchronous = NORMAL;"
                             "PRAGMA cache_size = -2048;"
                             "PRAGMA mmap_size = 0;"
-                            "PRAGMA journal_size_limit = 16777216;"
+                            "PRAGMA journal_size_limit = 67108864;"
                             "PRAGMA wal_autocheckpoint = 0;");
     if (r >= 0)
         r = exec_sql(c->db, schema);
