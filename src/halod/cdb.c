@@ -45,7 +45,7 @@
 
 #define CDB_OBSERVERS_MAX 4
 #define CDB_BUSY_TIMEOUT_MSEC 100
-#define CDB_CHECKPOINT_PAGES 4000 /* 16 MB: a hot page rewritten many times is copied once */
+#define CDB_CHECKPOINT_PAGES 4000   /* 16 MB: a hot page rewritten many times is copied once */
 #define CDB_WAL_RESTART_PAGES 16000 /* past this the loop copies the rest itself, so that the WAL starts over */
 
 struct pending {
