@@ -268,3 +268,8 @@ def commits_until(socket_path, prefix, n, on_nth):
             on_nth()
     client.wait(10)
     return acked
+
+
+def cdb_only_yaml(cluster, cdb=None):
+    """A description of nodes that only serve the configuration database (no service group)."""
+    return f"cluster: {cluster}\n" + (f"cdb: {cdb}\n" if cdb else "") + "service-groups: {}\n"

@@ -6,19 +6,9 @@ import signal
 import subprocess
 import time
 
-from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, Lines
+from halo_harness import CDBCLIENT, HALOCTL, Lines, cdb_only_yaml
 
-YAML = f"""
-cluster: cdb
-service-groups:
-  svc:
-    component: {{command: {TESTCOMP}}}
-    service-units:
-      svc-a: {{}}
-      svc-b: {{}}
-    service-instances:
-      svc: {{csis: {{svc-csi: {{}}}}}}
-"""
+YAML = cdb_only_yaml("cdb")
 
 
 def test_set_get_list_delete_through_haloctl(halod_factory):
@@ -94,7 +84,6 @@ def test_every_acknowledged_commit_survives_sigkill_of_halod(halod_factory):
             h.proc.wait()
     client.wait(10)
     assert len(acked) >= 300
-    # halod's components outlive it (they are adopted again): stop them with the next halod.
     h.start()
     items = json.loads(h.ctl("cdb", "list", "/load", "--json").stdout)
     have = {int(i["path"].rsplit("/", 1)[1]) for i in items}

@@ -9,22 +9,11 @@ import struct
 import subprocess
 import time
 
-from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, Lines, commits_until, free_port, wait_for
+from halo_harness import CDBCLIENT, HALOCTL, Lines, cdb_only_yaml, commits_until, free_port, wait_for
 
 TOKEN = "s3cret"
 
-YAML = f"""
-cluster: ha
-cdb: {{tick: 100ms, dead-after: 600ms}}
-service-groups:
-  svc:
-    component: {{command: {TESTCOMP}}}
-    service-units:
-      svc-a: {{}}
-      svc-b: {{}}
-    service-instances:
-      svc: {{csis: {{svc-csi: {{}}}}}}
-"""
+YAML = cdb_only_yaml("ha", "{tick: 100ms, dead-after: 600ms}")
 
 
 class Node:
@@ -365,8 +354,7 @@ def test_bind_failure_and_a_dead_secondary_notified(halod_factory):
 
 
 def test_asynchronous_replication(halod_factory):
-    yaml = YAML.replace("cdb: {tick: 100ms, dead-after: 600ms}", "cdb: {replication: async}")
-    assert "replication: async" in yaml
+    yaml = cdb_only_yaml("ha", "{replication: async}")
 
     class AsyncNode(Node):
         def __init__(self, factory, name):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from halo_harness import BUILD, TESTCOMP, free_port
+from halo_harness import BUILD, cdb_only_yaml, free_port
 
 sys.path.insert(0, os.path.join(BUILD, "src", "python"))
 from halo import ha  # noqa: E402
@@ -28,15 +28,7 @@ SEED_FUNCTIONS = {
 SEED_CONSTANTS = {"STATE_MASTER": 3, "STATE_NONE": 1, "STATE_PRIMARY": 3, "STATE_SECONDARY": 2,
                   "STATE_SECONDARY_RELAY": 4, "STATE_SLAVE": 2, "STATE_SLAVE_RELAY": 4}
 
-YAML = f"""
-cluster: py
-cdb: {{tick: 100ms, dead-after: 600ms}}
-service-groups:
-  svc:
-    component: {{command: {TESTCOMP}}}
-    service-units: {{svc-a: {{}}, svc-b: {{}}}}
-    service-instances: {{svc: {{csis: {{svc-csi: {{}}}}}}}}
-"""
+YAML = cdb_only_yaml("py", "{tick: 100ms, dead-after: 600ms}")
 
 
 def test_functions_and_constants_have_the_seed_signatures():
