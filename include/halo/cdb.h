@@ -73,7 +73,9 @@ int halo_cdb_txn_delete(halo_cdb_txn *t, const char *path);
  * in sync; its id goes to ret_txid if not NULL.
  * Returns 0, -HALO_EREADONLY (this node is a secondary), -EINVAL (no
  * changes), -ENOTCONN, -HALO_ETRYAGAIN, -ETIMEDOUT (no answer in time: it may
- * or may not be committed), -ENOMEM, or the database's error (-EIO, -ENOSPC).
+ * or may not be committed), -ESHUTDOWN or -HALO_ECLOSED (committed here, but
+ * halod stopped, or the node left its primary role, before the secondaries
+ * confirmed it), -ENOMEM, or the database's error (-EIO, -ENOSPC).
  */
 int halo_cdb_txn_commit(halo_cdb_txn *t, char ret_txid[HALO_CDB_TXID_MAX]);
 /* Drops t without committing; accepts NULL; returns NULL. */

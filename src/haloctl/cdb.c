@@ -108,7 +108,11 @@ static int do_write(halo *h, int argc, char **argv, bool del, bool json) {
     }
     r = halo_cdb_txn_commit(t, txid);
     if (r < 0) {
-        fprintf(stderr, "haloctl: cdb %s: %s\n", what, halo_strerror(r));
+        fprintf(stderr, "haloctl: cdb %s: %s\n", what,
+                r == -ESHUTDOWN || r == -HALO_ECLOSED
+                    ? "durable on this node, but not confirmed by the secondaries (halod stopped, or this node "
+                      "left its primary role, first)"
+                    : halo_strerror(r));
         return r;
     }
     if (json)

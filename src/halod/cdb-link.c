@@ -53,6 +53,7 @@ int cdb_link_new(struct cdb *db, struct cdb_link **ret) {
 struct cdb_link *cdb_link_free(struct cdb_link *l) {
     if (!l)
         return NULL;
+    cdb_unobserve(l->db, on_change, l);
     while (l->subs) {
         struct sub *s = l->subs;
         l->subs = s->next;

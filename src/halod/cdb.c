@@ -546,6 +546,15 @@ static void notify(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, 
         c->observers[i].fn(c, id, ops, n, c->observers[i].userdata);
 }
 
+void cdb_unobserve(struct cdb *c, cdb_observer_fn fn, void *userdata) {
+    for (size_t i = 0; i < c->n_observers; i++)
+        if (c->observers[i].fn == fn && c->observers[i].userdata == userdata) {
+            memmove(&c->observers[i], &c->observers[i + 1], (c->n_observers - i - 1) * sizeof(c->observers[0]));
+            c->n_observers--;
+            return;
+        }
+}
+
 static void group_end(struct cdb *c) {
     for (size_t i = 0; i < c->n_observers; i++)
         if (c->observers[i].group_end)

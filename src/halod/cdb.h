@@ -80,6 +80,8 @@ typedef void (*cdb_observer_fn)(struct cdb *c, const cdb_txid *id, const struct 
  * observer can send what it gathered in one go. */
 typedef void (*cdb_group_end_fn)(struct cdb *c, void *userdata);
 int cdb_observe(struct cdb *c, cdb_observer_fn fn, cdb_group_end_fn group_end, void *userdata);
+/* Removes an observer (one going away before the database). */
+void cdb_unobserve(struct cdb *c, cdb_observer_fn fn, void *userdata);
 
 /*
  * A full copy, primary side: a consistent snapshot read through a second

@@ -588,9 +588,11 @@ int main(int argc, char **argv) {
     /* Every handle but the store's is closed; flush the store and leave. */
     m.cluster = cluster_free(m.cluster);
     m.store = store_free(m.store);
-    m.cdb = cdb_close(m.cdb); /* commits what is pending; the link's requests see it */
-    uv_run(m.loop, UV_RUN_DEFAULT);
+    /* The link goes first (its connections are closed: nobody waits for an answer), then the
+     * database, which commits what is still queued. */
     m.cdb_link = cdb_link_free(m.cdb_link);
+    m.cdb = cdb_close(m.cdb);
+    uv_run(m.loop, UV_RUN_DEFAULT);
     m.amf = amf_free(m.amf);
     m.lease = lease_file_close(m.lease);
     m.config = config_free(m.config);

@@ -454,6 +454,16 @@ static void release_waiters(struct repl *r) {
     }
 }
 
+/* Commits still waiting for the secondaries get error: their replication is not known. */
+static void fail_waiters(struct repl *r, int error) {
+    while (r->waiters) {
+        struct waiter *w = r->waiters;
+        r->waiters = w->next;
+        w->done(w->arg, error);
+        free(w);
+    }
+}
+
 void repl_wait(struct repl *r, const cdb_txid *id, void (*done)(void *arg, int error), void *arg) {
     /* The observer ran just before the commit's callback: its seq is the last given.  Anything
      * else (asynchronous, no secondary, not the last transaction) needs no wait. */
@@ -1133,15 +1143,11 @@ struct repl *repl_free(struct repl *r) {
     if (!r)
         return NULL;
     r->freeing = true;
+    cdb_unobserve(r->db, on_commit_observed, r); /* the database may commit after us, at its close */
+    fail_waiters(r, -ESHUTDOWN);
     repl_unfollow(r);
     while (r->downs)
         peer_close(r->downs, -ESHUTDOWN, "shutting down");
-    while (r->waiters) {
-        struct waiter *w = r->waiters;
-        r->waiters = w->next;
-        w->done(w->arg, -ESHUTDOWN);
-        free(w);
-    }
     free(r->token);
     r->token = NULL;
     listener_close(r);
@@ -1192,6 +1198,7 @@ bool repl_serving(const struct repl *r) {
 }
 
 void repl_stop_serving(struct repl *r, const char *reason) {
+    fail_waiters(r, -HALO_ECLOSED); /* before the secondaries go: they would release them as replicated */
     for (struct peer *d = r->downs, *next; d; d = next) {
         next = d->next;
         send_error(d, -HALO_ECLOSED, reason);

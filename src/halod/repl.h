@@ -61,6 +61,8 @@ void repl_secondary_dead(struct repl *r, const char *nodeid);
 void repl_secondaries(struct repl *r, void (*fn)(const char *nodeid, const char *addr, void *ud), void *ud);
 
 /* done(arg, 0) once every secondary in sync has the transaction this node
- * committed as id (at once when asynchronous or without secondaries);
- * done(arg, -ESHUTDOWN) if the engine goes away first. */
+ * committed as id (at once when asynchronous or without secondaries; a
+ * secondary that dies no longer counts); done(arg, -HALO_ECLOSED) if this node
+ * stops serving first, -ESHUTDOWN if the engine goes away: the commit is
+ * durable here, its replication is not known. */
 void repl_wait(struct repl *r, const cdb_txid *id, void (*done)(void *arg, int error), void *arg);

@@ -403,3 +403,20 @@ def test_a_flood_of_connections_is_bounded_and_the_secondary_kept(halod_factory)
     a.cdb("set", "/flood", "2")
     assert b.items() == {"/flood": "2"}
     assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_halod_stops_cleanly_with_a_commit_waiting_for_a_secondary(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    b.h.remember_children()
+    b.h.proc.send_signal(signal.SIGSTOP)  # its acknowledgement never comes
+    try:
+        waiting = subprocess.Popen([HALOCTL, "--socket", a.h.socket, "cdb", "set", "/pending", "1"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.2)
+        assert waiting.poll() is None  # synchronous: held back by the stopped secondary
+        assert a.h.stop() == 0          # SIGTERM: answered, then gone, with nothing left behind
+        out, err = waiting.communicate(timeout=10)
+        assert waiting.returncode == 1 and "not confirmed by the secondaries" in err, (out, err)
+    finally:
+        b.h.proc.send_signal(signal.SIGCONT)
+    assert b.h.stop() == 0
