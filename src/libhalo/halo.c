@@ -136,6 +136,7 @@ struct halo {
     bool closed;                   /* halo_close() was called */
     bool leased;                   /* counted in lease.users */
     bool evfd_on;
+    unsigned dispatching; /* threads in halo_dispatch(): the eventfd is brought up to date when they leave */
 
     enum link_state state;
     uint64_t epoch; /* counts link losses */
@@ -388,6 +389,10 @@ static void update_evfd(halo *h) {
         h->closed || h->state == LINK_DOWN || h->lost_pending || h->outcome_pending || (h->head && h->state == LINK_UP);
     eventfd_t v;
 
+    /* A dispatcher takes what is queued itself; signalling it on every push and clearing it on every
+     * pop would cost two system calls per message. */
+    if (h->dispatching && !h->closed)
+        return;
     if (on == h->evfd_on || h->evfd < 0)
         return;
     if (on)
@@ -1298,6 +1303,10 @@ HALO_EXPORT int halo_dispatch(halo *h, halo_dispatch_flags flags) {
     r = enter(h);
     if (r < 0)
         return r;
+    h->dispatching++;
+    /* The socket was read to its end (EAGAIN) in this call: what arrives later wakes the caller's
+     * poll again, so there is no need to ask the socket once more before returning. */
+    bool drained = false;
 
     for (;;) {
         halo_link_state state;
@@ -1343,13 +1352,14 @@ HALO_EXPORT int halo_dispatch(halo *h, halo_dispatch_flags flags) {
             continue;
         }
 
-        if (h->state == LINK_UP && !h->reading) {
+        if (h->state == LINK_UP && !h->reading && !drained) {
             /* Non-blocking, under the lock: nobody else reads meanwhile. */
             r = pump(h);
             if (r == -ENOMEM) {
                 r = n > 0 ? n : -ENOMEM;
                 break;
             }
+            drained = r >= 0 && r < PUMP_BATCH;
             if (r != 0)
                 continue; /* read something, or the link is gone */
         }
@@ -1361,18 +1371,28 @@ HALO_EXPORT int halo_dispatch(halo *h, halo_dispatch_flags flags) {
         if ((h->state == LINK_UP || h->state == LINK_RECONNECTING) && !h->reading) {
             /* Wait for a packet, a callback queued by another thread's call,
              * the next reconnection attempt, or halo_close(). */
+            h->dispatching--;
+            update_evfd(h); /* others polling must see what is queued while this thread sleeps */
             pthread_mutex_unlock(&h->lock);
             r = poll_one(h->epfd, POLLIN, NULL);
             pthread_mutex_lock(&h->lock);
+            h->dispatching++;
+            drained = false;
             if (r < 0)
                 break;
             continue;
         }
 
         /* Another thread reads or reconnects: it queues what arrives and wakes us when done. */
+        h->dispatching--;
+        update_evfd(h);
         pthread_cond_wait(&h->cond, &h->lock);
+        h->dispatching++;
+        drained = false;
     }
 
+    h->dispatching--;
+    update_evfd(h); /* what is left (HALO_DISPATCH_ONE) keeps the selection object readable */
     leave(h);
     return r;
 }
