@@ -1256,7 +1256,8 @@ void repl_unfollow(struct repl *r) {
 }
 
 const char *repl_primary(const struct repl *r, const char **ret_addr) {
-    if (!r->up)
+    /* Also while a failed join is being reported (the connection is gone, the names not yet). */
+    if (!r->up_primary[0])
         return NULL;
     if (ret_addr)
         *ret_addr = r->up_addr;

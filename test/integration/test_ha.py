@@ -201,7 +201,7 @@ def test_besecondary_without_waiting_reports_through_a_notification(halod_factor
         # Nobody listens there yet: cannot connect.
         b.ha("besecondary", "n2", "n1", a.addr, "--nowait")
         n = notes.next("BESECONDARY_RESULT")
-        assert n["error"] != 0 and "connect" in n["reason"], n
+        assert n["error"] != 0 and "connect" in n["reason"] and n["nodeid"] == "n1", n
         assert b.state()["state"] == "NONE"
         a.ha("beprimary", "n1")
         b.ha("besecondary", "n2", "n1", a.addr, "--nowait")
