@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define HALO_CDB_PATH_MAX 1024
-/* Paths and values of one transaction together, and of one value. */
+/* Paths and values of one transaction together, each change counting 16 bytes more. */
 #define HALO_CDB_TXN_MAX (60 * 1024)
 /* A transaction id and its NUL. */
 #define HALO_CDB_TXID_MAX 277

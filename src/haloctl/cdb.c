@@ -98,9 +98,11 @@ static int do_write(halo *h, int argc, char **argv, bool del, bool json) {
         r = del ? halo_cdb_txn_delete(t, argv[i]) : halo_cdb_txn_set(t, argv[i], argv[i + 1], strlen(argv[i + 1]));
         if (r < 0)
             fprintf(stderr, "haloctl: cdb %s '%s': %s\n", what, argv[i],
-                    r == -EINVAL  ? "not a valid path"
-                    : r == -E2BIG ? "the transaction is too big (at most 60 KiB of paths and values, 1,024 changes)"
-                                  : halo_strerror(r));
+                    r == -EINVAL ? "not a valid path"
+                    : r == -E2BIG
+                        ? "the transaction is too big (at most 60 KiB of paths and values, 16 bytes more per change, "
+                          "and 1,024 changes)"
+                        : halo_strerror(r));
     }
     if (r < 0) {
         halo_cdb_txn_abort(t);

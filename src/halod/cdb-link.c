@@ -196,7 +196,7 @@ static int handle_commit(struct cdb_link *l, struct conn *c, const Halo__Link__C
             return r;
     }
     for (size_t i = 0; i < m->n_ops; i++)
-        bytes += strlen(m->ops[i]->path) + m->ops[i]->value.len;
+        bytes += strlen(m->ops[i]->path) + m->ops[i]->value.len + LINK_CDB_OP_FRAMING;
     if (bytes > LINK_CDB_TXN_MAX)
         return -E2BIG;
     _cleanup_free_ struct cdb_op *ops = calloc(m->n_ops, sizeof(*ops));
@@ -225,23 +225,29 @@ static int handle_commit(struct cdb_link *l, struct conn *c, const Halo__Link__C
     return 0;
 }
 
+/* What one list reply may hold: a packet, less the Reply's own fields.  Any one item fits (a
+ * path of LINK_CDB_PATH_MAX and a value of LINK_CDB_TXN_MAX, the most a commit can set). */
+#define LIST_REPLY_MAX (LINK_MSG_MAX - 256)
+#define LIST_ITEM_FRAMING 16 /* tags and lengths of an item, its path and its value */
+
 struct list_ctx {
     Halo__Link__CdbOp *ops;
     Halo__Link__CdbOp **pops;
     uint8_t *store; /* copies of paths and values: SQLite's are valid only per row */
-    size_t n, used, cap;
+    size_t n, used, encoded;
 };
 
 static int list_one(const char *path, const uint8_t *value, size_t len, void *userdata) {
     struct list_ctx *x = userdata;
     size_t pl = strlen(path) + 1;
-    if (x->n == LINK_CDB_OPS_MAX || x->used + pl + len > x->cap)
+    if (x->n == LINK_CDB_OPS_MAX || x->encoded + pl + len + LIST_ITEM_FRAMING > LIST_REPLY_MAX)
         return x->n ? 1 : -E2BIG;
     uint8_t *p = x->store + x->used;
     memcpy(p, path, pl);
     if (len)
         memcpy(p + pl, value, len);
     x->used += pl + len;
+    x->encoded += pl + len + LIST_ITEM_FRAMING;
     halo__link__cdb_op__init(&x->ops[x->n]);
     x->ops[x->n].path = (char *)p;
     x->ops[x->n].value.data = p + pl;
@@ -252,17 +258,14 @@ static int list_one(const char *path, const uint8_t *value, size_t len, void *us
 }
 
 static int handle_list(struct cdb_link *l, struct conn *c, const Halo__Link__CdbList *m) {
-    struct list_ctx x = {.cap = LINK_CDB_TXN_MAX};
+    struct list_ctx x = {0};
     int r = -ENOMEM;
 
     x.ops = calloc(LINK_CDB_OPS_MAX, sizeof(*x.ops));
     x.pops = calloc(LINK_CDB_OPS_MAX, sizeof(*x.pops));
-    x.store = malloc(x.cap);
-    if (x.ops && x.pops && x.store) {
-        /* Each item costs a few bytes of framing on top of its path and value. */
-        x.cap -= LINK_CDB_OPS_MAX * 8;
+    x.store = malloc(LIST_REPLY_MAX);
+    if (x.ops && x.pops && x.store)
         r = cdb_list(l->db, m->path, *m->after ? m->after : NULL, list_one, &x);
-    }
     if (r >= 0) {
         Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
         rep.seq = m->seq;

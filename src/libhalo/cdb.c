@@ -162,8 +162,8 @@ HALO_EXPORT halo_cdb_txn *halo_cdb_txn_abort(halo_cdb_txn *t) {
 static int txn_add(halo_cdb_txn *t, const char *path, const void *value, size_t len, bool del) {
     if (link_cdb_path_check(path, del) < 0)
         return -EINVAL;
-    size_t bytes = strlen(path) + len;
-    if (t->n >= LINK_CDB_OPS_MAX || t->bytes + bytes > HALO_CDB_TXN_MAX)
+    size_t bytes = strlen(path) + len + LINK_CDB_OP_FRAMING;
+    if (t->n >= LINK_CDB_OPS_MAX || t->bytes + bytes > LINK_CDB_TXN_MAX)
         return -E2BIG;
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 8;

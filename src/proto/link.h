@@ -16,13 +16,14 @@
 #define LINK_OBJECTS_MAX 256            /* most objects in one state note, query or reply */
 #define LINK_REPLY_PART_MAX (60 * 1024) /* JSON bytes per part of a reply sent in parts */
 /* The configuration database (CDB): a path is "/a/b" (LINK_CDB_PATH_MAX
- * bytes at most), a transaction at most LINK_CDB_OPS_MAX ops whose paths and
- * values together take at most LINK_CDB_TXN_MAX bytes, so that any change
- * note fits one packet. */
+ * bytes at most), a transaction at most LINK_CDB_OPS_MAX ops whose paths,
+ * values and LINK_CDB_OP_FRAMING each take at most LINK_CDB_TXN_MAX bytes, so
+ * that the commit and any change note fit one packet. */
 #define LINK_CDB_PATH_MAX 1024
 #define LINK_CDB_OPS_MAX 1024
 #define LINK_CDB_TXN_MAX (LINK_MSG_MAX - 4096)
-#define LINK_CDB_SUBS_MAX 64                       /* subscriptions per connection */
+#define LINK_CDB_OP_FRAMING 16 /* what an op costs on top of its path and value, counted in LINK_CDB_TXN_MAX */
+#define LINK_CDB_SUBS_MAX 64   /* subscriptions per connection */
 #define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0

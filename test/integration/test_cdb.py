@@ -97,12 +97,24 @@ def test_every_acknowledged_commit_survives_sigkill_of_halod(halod_factory):
 
 def test_a_value_of_any_bytes_and_size_limits(halod_factory, tmp_path):
     h = halod_factory(YAML, name="cdb").start()
-    big = "x" * (60 * 1024 - len("/big"))
+    big = "x" * (60 * 1024 - len("/big") - 16)  # the most one change may set: 16 bytes go to its framing
     h.ctl("cdb", "set", "/big", big)
     assert h.ctl("cdb", "get", "/big").stdout == big + "\n"
     r = h.ctl("cdb", "set", "/big", big + "y", check=False)
     assert r.returncode == 1 and "too big" in r.stderr, r.stderr
     assert h.ctl("cdb", "get", "/big").stdout == big + "\n"  # the refused write changed nothing
+    # The largest value there can be is listed too (alone in its part), with its neighbours.
+    h.ctl("cdb", "set", "/big0", "a", "/big1", "b")
+    items = json.loads(h.ctl("cdb", "list", "/", "--json").stdout)
+    assert [(i["path"], len(i["value"])) for i in items] == [("/big", len(big)), ("/big0", 1), ("/big1", 1)]
+    # 1,024 changes in one transaction, and not one more.
+    args = []
+    for i in range(1024):
+        args += [f"/ops/{i:04d}", "v"]
+    h.ctl("cdb", "set", *args)
+    assert len(json.loads(h.ctl("cdb", "list", "/ops", "--json").stdout)) == 1024
+    r = h.ctl("cdb", "set", *args, "/ops/x", "v", check=False)
+    assert r.returncode == 1 and "too big" in r.stderr, r.stderr
     # Many paths come back whole, read in several parts.
     paths = [f"/many/{i:05d}" for i in range(3000)]
     for chunk in range(0, 3000, 500):
