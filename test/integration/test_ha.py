@@ -420,3 +420,21 @@ def test_halod_stops_cleanly_with_a_commit_waiting_for_a_secondary(halod_factory
     finally:
         b.h.proc.send_signal(signal.SIGCONT)
     assert b.h.stop() == 0
+
+
+def test_a_secondary_notices_a_silent_primary(halod_factory):
+    a, b = primary_and_secondary(halod_factory)
+    notes = Notifications(b)
+    try:
+        a.h.remember_children()
+        a.h.proc.send_signal(signal.SIGSTOP)  # no ticks, its connection still open
+        t0 = time.monotonic()
+        n = notes.next("NOPRIMARY", timeout=10)
+        assert "silent" in n["reason"] and n["error"] != 0, n
+        assert time.monotonic() - t0 < 5  # dead-after is 600 ms here
+        assert b.state()["state"] == "NONE"
+        b.cdb("set", "/own", "1")  # a database of its own again
+    finally:
+        a.h.proc.send_signal(signal.SIGCONT)
+        notes.close()
+    assert a.h.stop() == 0 and b.h.stop() == 0
