@@ -118,7 +118,7 @@ static int do_write(halo *h, int argc, char **argv, bool del, bool json) {
         return r;
     }
     if (json)
-        printf("{\"txid\":\"%s\"}\n", txid);
+        printf("{\"txid\":\"%s\"}\n", txid); /* digits, '@' and a node name of printable characters */
     else
         printf("committed %s\n", txid);
     return 0;

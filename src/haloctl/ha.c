@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,14 @@ static int open_socket(const char *path, bool notifications, const char *token, 
     return 0;
 }
 
+/* Prints o as one line of JSON (jansson escapes what a name may hold) and frees it. */
+static void print_json(json_t *o) {
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    printf("%s\n", s ? s : "null");
+    free(s);
+    json_decref(o);
+}
+
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig) {
@@ -75,10 +84,11 @@ static int follow_notifications(int fd, bool json) {
         if (r < 0)
             return r;
         const char *name = in.type < ELEMENTSOF(info_names) && info_names[in.type] ? info_names[in.type] : "UNKNOWN";
-        if (json)
-            printf("{\"type\":\"%s\",\"nodeid\":\"%s\",\"error\":%d,\"full_copy\":%s,\"reason\":\"%s\"}\n", name,
-                   in.nodeid, in.error, in.full_copy ? "true" : "false", in.reason);
-        else {
+        if (json) {
+            json_t *o = json_pack("{s:s, s:s, s:i, s:b, s:s}", "type", name, "nodeid", in.nodeid, "error", in.error,
+                                  "full_copy", in.full_copy, "reason", in.reason);
+            print_json(o);
+        } else {
             printf("%s", name);
             if (*in.nodeid)
                 printf(" %s", in.nodeid);
@@ -173,10 +183,11 @@ int ha_main(const char *socket, int argc, char **argv, bool json) {
         halo_ha_status st;
         r = halo_ha_status_get(fd, &st);
         if (r >= 0 && json) {
-            printf("{\"state\":\"%s\",\"nodes\":[", halo_ha_role_to_string(st.state));
+            json_t *nodes = json_array();
             for (size_t i = 0; i < st.n_nodes; i++)
-                printf("%s{\"nodeid\":\"%s\",\"addr\":\"%s\"}", i ? "," : "", st.nodes[i].nodeid, st.nodes[i].addr);
-            printf("]}\n");
+                json_array_append_new(nodes,
+                                      json_pack("{s:s, s:s}", "nodeid", st.nodes[i].nodeid, "addr", st.nodes[i].addr));
+            print_json(json_pack("{s:s, s:o}", "state", halo_ha_role_to_string(st.state), "nodes", nodes));
         } else if (r >= 0) {
             printf("%s\n", halo_ha_role_to_string(st.state));
             for (size_t i = 0; i < st.n_nodes; i++)
