@@ -590,11 +590,30 @@ void amf_cluster_joined(struct amf *a) {
                 publish_sustate(&a->sgs[g].sus[u], true);
 }
 
+static void on_admin_pending(store *s, int error, const store_result *r, void *userdata) {
+    struct amf *a = userdata;
+    if (error < 0) {
+        if (error != -ECANCELED)
+            log_warning_errno(error, "Failed to read the operator commands waiting for a coordinator: %m");
+        return;
+    }
+    for (size_t i = 0; i < r->n_kvs; i++)
+        cl_handle_kv(a, &r->kvs[i], false);
+}
+
 void amf_cluster_coordinator(struct amf *a, bool coordinator) {
     a->coordinator = coordinator;
     amf_events_coordinator(a, coordinator);
     if (!coordinator)
         return;
+    /* Commands forwarded to the coordinator that the previous one never answered (it died, or
+     * they came while there was none) wait in admin/: run them now.  Answered ones have a result
+     * and are skipped; the watch brings whatever comes next. */
+    char key[STORE_KEY_MAX];
+    snprintf(key, sizeof(key), "%sadmin/", a->prefix);
+    int r = store_range(a->store, key, on_admin_pending, a);
+    if (r < 0)
+        log_warning_errno(r, "Failed to read the operator commands waiting for a coordinator: %m");
     /* Take over: what other nodes hold is known from the store; decide from
      * there.  Keys of pairs with no assignment in our view are left over
      * (a node restarted, a coordinator died mid-change): delete them. */

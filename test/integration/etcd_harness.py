@@ -78,6 +78,17 @@ class Etcd:
         return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
                 for kv in doc.get("kvs", [])}
 
+    def put(self, key, value):
+        """Writes key = value (no lease) through the JSON gateway."""
+        import base64
+        import json
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                           "value": base64.b64encode(value.encode()).decode()}).encode()
+        m = self.members[0]
+        req = urllib.request.Request(f"http://127.0.0.1:{m['client']}/v3/kv/put", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=2) as r:
+            r.read()
+
     def stop(self):
         for m in self.members:
             p = m["proc"]

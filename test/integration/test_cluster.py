@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: MIT
 """halo on several nodes: real halods sharing a real etcd, real counter components."""
+import json
+import signal
 import socket
 
 import pytest
@@ -403,3 +405,24 @@ def test_halod_restart_within_the_lease_changes_nothing(etcd, halod_factory, tmp
     assert ask(c.port, "INCR k") == "3"
     for h in c.nodes.values():
         assert h.stop() == 0
+
+
+def test_a_new_coordinator_runs_the_commands_the_old_one_left(etcd, halod_factory, tmp_path):
+    """A switchover forwarded to the coordinator (admin/<node>/<n> in the store) that the coordinator
+    never ran, because it stopped: the next coordinator runs it and answers in the key."""
+    c = Cluster(etcd, halod_factory, tmp_path).start()
+    h1 = c.nodes["n1"]
+    wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
+    coord = c.coordinator(h1)
+    other = "n2" if coord == "n1" else "n1"
+    hc, ho = c.nodes[coord], c.nodes[other]
+    hc.remember_children()
+    hc.proc.send_signal(signal.SIGSTOP)  # the coordinator sees nothing more
+    key = f"/halo/test/admin/{other}/999"
+    etcd.put(key, json.dumps({"op": 2, "target": "counter", "to": ""}))  # as a forwarded switchover
+    hc.kill_all()                        # its lease runs out; the other node takes over
+    wait_for(lambda: c.coordinator(ho) == other, timeout=20, what="the other node coordinating")
+    answered = wait_for(lambda: "result" in json.loads(etcd.get_prefix(key).get(key, "{}")), timeout=20,
+                        what="the command answered by the new coordinator")
+    assert answered
+    assert ho.stop() == 0
