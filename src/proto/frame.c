@@ -139,30 +139,40 @@ static int validate_repl(const HaRepl *m) {
     }
 }
 
+/* Decodes a message of the given type, at most max bytes, and validates it; NULL if any fails. */
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, size_t max, const uint8_t *buf, size_t len,
+                                int (*validate)(const void *m)) {
+    if (len > max)
+        return NULL;
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
+    if (m && validate(m) < 0) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return NULL;
+    }
+    return m;
+}
+
+static int validate_control_any(const void *m) {
+    return validate_control(m);
+}
+
+static int validate_repl_any(const void *m) {
+    return validate_repl(m);
+}
+
 int frame_unpack_control(const uint8_t *buf, size_t len, HaControl **ret) {
-    if (len > FRAME_CONTROL_MAX)
-        return -EBADMSG;
-    HaControl *m = halo__ha__control__unpack(NULL, len, buf);
+    HaControl *m =
+        (HaControl *)unpack(&halo__ha__control__descriptor, FRAME_CONTROL_MAX, buf, len, validate_control_any);
     if (!m)
         return -EBADMSG;
-    if (validate_control(m) < 0) {
-        halo__ha__control__free_unpacked(m, NULL);
-        return -EBADMSG;
-    }
     *ret = m;
     return 0;
 }
 
 int frame_unpack_repl(const uint8_t *buf, size_t len, HaRepl **ret) {
-    if (len > FRAME_REPL_MAX)
-        return -EBADMSG;
-    HaRepl *m = halo__ha__repl__unpack(NULL, len, buf);
+    HaRepl *m = (HaRepl *)unpack(&halo__ha__repl__descriptor, FRAME_REPL_MAX, buf, len, validate_repl_any);
     if (!m)
         return -EBADMSG;
-    if (validate_repl(m) < 0) {
-        halo__ha__repl__free_unpacked(m, NULL);
-        return -EBADMSG;
-    }
     *ret = m;
     return 0;
 }
