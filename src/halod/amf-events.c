@@ -26,6 +26,7 @@
 #include "log.h"
 #include "macro.h"
 #include "queue.h"
+#include "recovery.h"
 
 #define EVENTS_PENDING_MAX 4096 /* reports waiting for the next flush */
 #define EVENTS_PRUNE_MSEC 1000  /* the coordinator prunes the BQ this often */
@@ -53,6 +54,7 @@ struct events {
     uv_timer_t flush, prune;
     uint64_t dropped; /* reports lost to a full buffer or a failed append */
     uint8_t *packet;  /* LINK_MSG_MAX bytes: a note packed once for every process */
+    struct recovery_model *model;
 };
 
 static void on_flush(uv_timer_t *t);
@@ -285,6 +287,29 @@ static void on_stopped(struct queue *q, int error, void *userdata) {
         cluster_deposed(e->amf->cluster);
 }
 
+/* The coordinator's rules (recovery.h); a refused event is logged and dropped. */
+static int on_decide(struct queue *q, const struct queue_event *ev, int current, enum queue_ha_state *ret_state,
+                     void *userdata) {
+    struct events *e = userdata;
+    const char *why = NULL;
+    int r = rm_decide(e->model, ev, current, QUEUE_EPOCH_NONE, &why);
+    if (r == 0) {
+        char object[QUEUE_OBJECT_MAX];
+        (void)queue_event_object(ev, object);
+        log_info("Refused %s %s -> %s (reported by %s): %s", object,
+                 current >= 0 ? queue_ha_state_to_string((enum queue_ha_state)current) : "(none)",
+                 queue_ha_state_to_string(ev->state), ev->node, why);
+    }
+    *ret_state = ev->state;
+    return r;
+}
+
+static size_t on_expand(struct queue *q, const struct queue_event *ev, struct queue_event *out, size_t max,
+                        void *userdata) {
+    struct events *e = userdata;
+    return rm_expand(e->model, ev, out, max);
+}
+
 static void on_pruned(struct queue *q, int error, uint64_t n, void *userdata) {
     if (error < 0 && error != -ECANCELED && error != -EBUSY)
         log_debug_errno(error, "Pruning the broadcast queue stopped: %m");
@@ -312,6 +337,9 @@ int amf_events_start(struct amf *a) {
     e->pending = calloc(EVENTS_PENDING_MAX, sizeof(*e->pending));
     e->notes = calloc(EVENTS_NOTE_MAX, sizeof(*e->notes));
     e->packet = malloc(LINK_MSG_MAX);
+    int rm = rm_new(a->config, &e->model);
+    if (rm < 0)
+        log_warning_errno(rm, "No recovery model (HA state rules and failure expansion are off): %m");
     hlc_init(&e->clock, NULL, NULL);
     struct queue_params p = {
         .loop = a->loop, .store = a->store, .prefix = a->prefix, .node = a->node, .clock = &e->clock};
@@ -347,7 +375,8 @@ void amf_events_coordinator(struct amf *a, bool on) {
     store_compare guard;
     if (a->cluster)
         cluster_guard(a->cluster, &guard);
-    int r = eq_consumer_start(e->q, a->cluster ? &guard : NULL, NULL, on_stopped, e);
+    eq_consumer_set_expand(e->q, e->model ? on_expand : NULL);
+    int r = eq_consumer_start(e->q, a->cluster ? &guard : NULL, e->model ? on_decide : NULL, on_stopped, e);
     if (r < 0 && r != -EBUSY)
         log_error_errno(r, "Failed to start consuming the event queue: %m");
     uv_timer_start(&e->prune, on_prune, EVENTS_PRUNE_MSEC, EVENTS_PRUNE_MSEC);
@@ -358,6 +387,11 @@ static bool object_known(struct amf *a, const struct queue_event *ev) {
     switch (ev->kind) {
     case QUEUE_KIND_NODE:
         return config_find_node(a->config, ev->name) != NULL;
+    case QUEUE_KIND_SERVICE:
+    case QUEUE_KIND_DEVICE: {
+        char object[QUEUE_OBJECT_MAX];
+        return a->events->model && queue_event_object(ev, object) == 0 && rm_known(a->events->model, object);
+    }
     case QUEUE_KIND_SU:
         return amf_find_su(a, ev->name) != NULL;
     case QUEUE_KIND_PROCESS:
@@ -372,7 +406,7 @@ static bool object_known(struct amf *a, const struct queue_event *ev) {
                 }
         return false;
     default:
-        return false; /* services and devices come with the recovery model */
+        return false;
     }
 }
 
@@ -405,8 +439,9 @@ int amf_events_post(struct amf *a, const char *body, size_t len, char **reply, c
         if (json_is_object(o) && !json_object_get(o, "node"))
             json_object_set_new(o, "node", json_string(a->node));
         if (queue_event_from_json(o, &evs[i]) < 0) {
-            *error = "an event is not valid: it needs \"object\" (kind:name; kind node, process, su) and "
-                     "\"state\" (ONLINE, FAILED, ...)";
+            *error =
+                "an event is not valid: it needs \"object\" (kind:name; kind node, process, service, device, su) and "
+                "\"state\" (ONLINE, FAILED, ...)";
             r = -EINVAL;
         } else if (!object_known(a, &evs[i])) {
             *error = "an event names an object that is not in the cluster description";
@@ -469,6 +504,7 @@ void amf_events_free(struct amf *a) {
     free(e->pending);
     free(e->notes);
     free(e->packet);
+    rm_free(e->model);
     free(e);
     a->events = NULL;
 }

@@ -426,6 +426,8 @@ static void component_done(struct config_component *c) {
     kv_free(c->env, c->n_env);
     free(c->workdir);
     strv_free(c->csi_types, c->n_csi_types);
+    strv_free(c->services, c->n_services);
+    strv_free(c->devices, c->n_devices);
 }
 
 static void su_done(struct config_su *su) {
@@ -471,6 +473,11 @@ struct config *config_free(struct config *c) {
     for (size_t i = 0; i < c->n_sgs; i++)
         sg_done(&c->sgs[i]);
     free(c->sgs);
+    for (size_t i = 0; i < c->n_pools; i++) {
+        free(c->pools[i].name);
+        strv_free(c->pools[i].processes, c->pools[i].n_processes);
+    }
+    free(c->pools);
     free(c);
     return NULL;
 }
@@ -483,6 +490,26 @@ const struct config_node *config_find_node(const struct config *c, const char *n
     for (size_t i = 0; i < c->n_nodes; i++)
         if (streq(c->nodes[i].name, name))
             return &c->nodes[i];
+    return NULL;
+}
+
+const struct config_component *config_find_component(const struct config *c, const char *name, const char **ret_node) {
+    for (size_t g = 0; c && name && g < c->n_sgs; g++)
+        for (size_t u = 0; u < c->sgs[g].n_sus; u++)
+            for (size_t k = 0; k < c->sgs[g].sus[u].n_components; k++)
+                if (streq(c->sgs[g].sus[u].components[k].name, name)) {
+                    if (ret_node)
+                        *ret_node = c->sgs[g].sus[u].node;
+                    return &c->sgs[g].sus[u].components[k];
+                }
+    return NULL;
+}
+
+const struct config_pool *config_find_pool_of(const struct config *c, const char *component) {
+    for (size_t i = 0; c && component && i < c->n_pools; i++)
+        for (size_t k = 0; k < c->pools[i].n_processes; k++)
+            if (streq(c->pools[i].processes[k], component))
+                return &c->pools[i];
     return NULL;
 }
 
@@ -532,6 +559,8 @@ enum {
     CK_ENV,
     CK_WORKDIR,
     CK_CSI_TYPES,
+    CK_SERVICES,
+    CK_DEVICES,
     CK_RESTART,
     CK_HEALTH_CHECK,
     CK_TIMEOUTS,
@@ -541,9 +570,9 @@ enum {
 };
 
 static const char *const component_keys[] = {
-    [CK_COMMAND] = "command",           [CK_ARGS] = "args",           [CK_ENV] = "env",
-    [CK_WORKDIR] = "workdir",           [CK_CSI_TYPES] = "csi-types", [CK_RESTART] = "restart",
-    [CK_HEALTH_CHECK] = "health-check", [CK_TIMEOUTS] = "timeouts",   [_CK_KEYS] = NULL,
+    [CK_COMMAND] = "command",           [CK_ARGS] = "args",         [CK_ENV] = "env",         [CK_WORKDIR] = "workdir",
+    [CK_CSI_TYPES] = "csi-types",       [CK_SERVICES] = "services", [CK_DEVICES] = "devices", [CK_RESTART] = "restart",
+    [CK_HEALTH_CHECK] = "health-check", [CK_TIMEOUTS] = "timeouts", [_CK_KEYS] = NULL,
 };
 
 /*
@@ -613,7 +642,7 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
     if (r <= 0)
         return r;
 
-    for (size_t k = CK_COMMAND; k <= CK_CSI_TYPES; k++) {
+    for (size_t k = CK_COMMAND; k <= CK_DEVICES; k++) {
         yaml_node_t *v = values[k];
         yaml_node_item_t *items;
         size_t n_items;
@@ -650,6 +679,27 @@ static int layer_parse(struct loader *l, yaml_node_t *n, const char *what, struc
                     ok = false;
             }
             break;
+        case CK_SERVICES:
+        case CK_DEVICES: {
+            const char *kind = k == CK_SERVICES ? "service" : "device";
+            snprintf(item_what, sizeof(item_what), "'%s'", component_keys[k]);
+            ok = seq_items(l, v, item_what, &items, &n_items);
+            for (size_t i = 0; i < n_items; i++) {
+                yaml_node_t *item = node_get(l, items[i]);
+                const char *name = item ? name_get(l, item, kind) : NULL;
+                if (!name)
+                    ok = false;
+                for (size_t j = 0; name && j < i; j++) {
+                    yaml_node_t *prev = node_get(l, items[j]);
+                    if (prev && prev->type == YAML_SCALAR_NODE && streq((const char *)prev->data.scalar.value, name)) {
+                        problem(l, item, "%s '%s' is listed twice", kind, Q(name));
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            break;
+        }
         case CK_ENV: {
             _cleanup_free_ struct entry *e = NULL;
             size_t n_e;
@@ -1004,6 +1054,16 @@ static int component_build(struct loader *l, const struct layer *const layers[],
 
     if (m.v[CK_CSI_TYPES] && !m.bad[CK_CSI_TYPES]) {
         r = strv_from_seq(l, m.v[CK_CSI_TYPES], &c->csi_types, &c->n_csi_types);
+        if (r < 0)
+            return r;
+    }
+    if (m.v[CK_SERVICES] && !m.bad[CK_SERVICES]) {
+        r = strv_from_seq(l, m.v[CK_SERVICES], &c->services, &c->n_services);
+        if (r < 0)
+            return r;
+    }
+    if (m.v[CK_DEVICES] && !m.bad[CK_DEVICES]) {
+        r = strv_from_seq(l, m.v[CK_DEVICES], &c->devices, &c->n_devices);
         if (r < 0)
             return r;
     }
@@ -1379,9 +1439,70 @@ static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) 
                 DESCRIBE(v[CDB_DEAD_AFTER]));
 }
 
+/* pools: {NAME: {processes: [COMPONENT, ...], tolerate: N}} */
+static int pools_parse(struct loader *l, yaml_node_t *n, struct config *c) {
+    enum { POOL_PROCESSES, POOL_TOLERATE, _POOL_MAX };
+    static const char *const keys[] = {"processes", "tolerate", NULL};
+    _cleanup_free_ struct entry *e = NULL;
+    size_t n_e = 0;
+
+    if (!n)
+        return 0;
+    int r = map_entries(l, n, "'pools'", &e, &n_e);
+    if (r <= 0 || n_e == 0)
+        return r < 0 ? r : 0;
+    c->pools = calloc(n_e, sizeof(*c->pools));
+    if (!c->pools)
+        return -ENOMEM;
+    for (size_t i = 0; i < n_e; i++) {
+        struct config_pool *pool = &c->pools[c->n_pools++];
+        yaml_node_t *k[_POOL_MAX], *v[_POOL_MAX] = {NULL};
+        char what[QUOTE_MAX + 16];
+
+        (void)name_get(l, e[i].key_node, "pool");
+        pool->pos = node_pos(e[i].key_node);
+        pool->name = l_strdup(l, e[i].key);
+        if (!pool->name)
+            return -ENOMEM;
+        pool->tolerate = 1;
+        snprintf(what, sizeof(what), "pool '%s'", Q(e[i].key));
+        r = map_fields(l, e[i].value, what, keys, k, v);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            continue;
+        if (!v[POOL_PROCESSES])
+            problem(l, e[i].value, "pool '%s' has no 'processes'", Q(e[i].key));
+        else {
+            yaml_node_item_t *items;
+            size_t n_items;
+            bool ok = seq_items(l, v[POOL_PROCESSES], "'processes'", &items, &n_items);
+            for (size_t j = 0; ok && j < n_items; j++) {
+                yaml_node_t *item = node_get(l, items[j]);
+                if (!item || !scalar_text(l, item, "each item of 'processes'"))
+                    ok = false;
+            }
+            if (ok && n_items == 0)
+                problem(l, v[POOL_PROCESSES], "pool '%s' has no processes", Q(e[i].key));
+            else if (ok && n_items > CONFIG_POOL_PROCESSES_MAX)
+                problem(l, v[POOL_PROCESSES], "pool '%s' has %zu processes; at most %d are allowed", Q(e[i].key),
+                        n_items, CONFIG_POOL_PROCESSES_MAX);
+            else if (ok) {
+                r = strv_from_seq(l, v[POOL_PROCESSES], &pool->processes, &pool->n_processes);
+                if (r < 0)
+                    return r;
+            }
+        }
+        if (v[POOL_TOLERATE] && !parse_uint_node(v[POOL_TOLERATE], &pool->tolerate) && !(pool->tolerate = 0))
+            problem(l, v[POOL_TOLERATE], "'tolerate' must be a non-negative integer (without quotes), got %s",
+                    DESCRIBE(v[POOL_TOLERATE]));
+    }
+    return 0;
+}
+
 static int description_parse(struct loader *l, yaml_node_t *root, struct config *c) {
-    enum { TOP_CLUSTER, TOP_NODES, TOP_DEFAULTS, TOP_SGS, TOP_CDB, _TOP_MAX };
-    static const char *const keys[] = {"cluster", "nodes", "defaults", "service-groups", "cdb", NULL};
+    enum { TOP_CLUSTER, TOP_NODES, TOP_DEFAULTS, TOP_SGS, TOP_CDB, TOP_POOLS, _TOP_MAX };
+    static const char *const keys[] = {"cluster", "nodes", "defaults", "service-groups", "cdb", "pools", NULL};
     static const char *const defaults_keys[] = {"component", NULL};
     yaml_node_t *k[_TOP_MAX], *v[_TOP_MAX], *dk[1], *dv[1] = {NULL};
     _cleanup_free_ struct entry *sgs = NULL;
@@ -1407,6 +1528,9 @@ static int description_parse(struct loader *l, yaml_node_t *root, struct config 
     if (r < 0)
         return r;
     cdb_parse(l, v[TOP_CDB], &c->cdb);
+    r = pools_parse(l, v[TOP_POOLS], c);
+    if (r < 0)
+        return r;
 
     if (v[TOP_DEFAULTS]) {
         r = map_fields(l, v[TOP_DEFAULTS], "'defaults'", defaults_keys, dk, dv);
@@ -1618,6 +1742,49 @@ static void cdb_roles_verify(struct loader *l, const struct config *c) {
     }
 }
 
+/* Every pool process is a component of the description, in one pool only; 'tolerate' leaves one to recover from. */
+static void pools_verify(struct loader *l, const struct config *c) {
+    /* Object names ("service:<su>:<comp>:<service>" and the like) have at most 255 characters after the kind. */
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t u = 0; u < c->sgs[g].n_sus; u++)
+            for (size_t k = 0; k < c->sgs[g].sus[u].n_components; k++) {
+                const struct config_component *cc = &c->sgs[g].sus[u].components[k];
+                size_t len = strlen(cc->name), longest = len;
+                for (size_t i = 0; i < cc->n_services; i++)
+                    longest = MAX(longest, len + 1 + strlen(cc->services[i]));
+                for (size_t i = 0; i < cc->n_devices; i++)
+                    longest = MAX(longest, len + 1 + strlen(cc->devices[i]));
+                if ((cc->n_services || cc->n_devices || config_find_pool_of(c, cc->name)) && longest > CONFIG_NAME_MAX)
+                    problem_pos(l, cc->pos,
+                                "component '%s': its service and device object names ('%s:' and a name) would be "
+                                "longer than %d characters",
+                                Q(cc->name), Q(cc->name), CONFIG_NAME_MAX);
+            }
+    for (size_t i = 0; i < c->n_pools && !l->too_big; i++) {
+        const struct config_pool *pool = &c->pools[i];
+        if (pool->n_processes > 0 && pool->tolerate >= pool->n_processes)
+            problem_pos(l, pool->pos, "pool '%s': 'tolerate' (%u) must be below its number of processes (%zu)",
+                        Q(pool->name), pool->tolerate, pool->n_processes);
+        for (size_t k = 0; k < pool->n_processes; k++) {
+            const char *p = pool->processes[k];
+            if (!charge(l, c->n_sgs + i + k + 1))
+                return;
+            if (!config_find_component(c, p, NULL)) {
+                problem_pos(l, pool->pos, "pool '%s': process '%s' is not a component of the description",
+                            Q(pool->name), Q(p));
+                continue;
+            }
+            for (size_t j = 0; j < k; j++)
+                if (streq(pool->processes[j], p))
+                    problem_pos(l, pool->pos, "pool '%s' lists process '%s' twice", Q(pool->name), Q(p));
+            const struct config_pool *first = config_find_pool_of(c, p);
+            if (first && first != pool && first < pool)
+                problem_pos(l, pool->pos, "process '%s' is in pool '%s' and in pool '%s' (a process is in one pool)",
+                            Q(p), Q(first->name), Q(pool->name));
+        }
+    }
+}
+
 static int description_verify(struct loader *l, struct config *c) {
     int r = su_nodes_verify(l, c);
     if (r < 0)
@@ -1625,6 +1792,7 @@ static int description_verify(struct loader *l, struct config *c) {
     for (size_t g = 0; g < c->n_sgs && !l->too_big; g++)
         sg_verify(l, &c->sgs[g]);
     cdb_roles_verify(l, c);
+    pools_verify(l, c);
     return names_verify(l, c);
 }
 

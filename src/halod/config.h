@@ -60,6 +60,10 @@ struct config_component {
     char *workdir;    /* absolute; defaults to the description file's directory */
     char **csi_types; /* CSI types this component takes (never empty); NULL: any */
     size_t n_csi_types;
+    char **services; /* the services this process runs (recovery model), names unique in it */
+    size_t n_services;
+    char **devices; /* the storage devices it uses (recovery model), names unique in it */
+    size_t n_devices;
     struct config_healthcheck healthcheck;
     struct config_restart restart;
     struct config_timeouts timeouts;
@@ -115,6 +119,19 @@ struct config_node {
     char *cdb_address; /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
 };
 
+/* Most processes in one pool: a pool member's event is written to every
+ * member's failure vector in the transaction that publishes it. */
+#define CONFIG_POOL_PROCESSES_MAX 32
+
+/* A recovery pool: processes that take part in each other's recovery. */
+struct config_pool {
+    char *name;
+    struct config_pos pos;
+    char **processes; /* component names ("su" or "su/comp"), each in one pool at most */
+    size_t n_processes;
+    unsigned tolerate; /* failures among the others the pool survives (default 1) */
+};
+
 /* The configuration database's replication (the 'cdb' section). */
 struct config_cdb {
     bool async;        /* replication: async (default sync: a commit waits for the secondaries) */
@@ -132,6 +149,8 @@ struct config {
     struct config_sg *sgs;
     size_t n_sgs;
     struct config_cdb cdb;
+    struct config_pool *pools;
+    size_t n_pools;
 };
 
 /*
@@ -151,3 +170,7 @@ struct config *config_free(struct config *c); /* accepts NULL; returns NULL */
 
 /* Lookups; NULL when absent. */
 const struct config_node *config_find_node(const struct config *c, const char *name);
+/* The component named "su" or "su/comp", and its SU's node. */
+const struct config_component *config_find_component(const struct config *c, const char *name, const char **ret_node);
+/* The pool a component belongs to. */
+const struct config_pool *config_find_pool_of(const struct config *c, const char *component);

@@ -599,6 +599,7 @@ struct consumer {
     bool has_guard;
     char *guard_key, *guard_value;
     eq_decide_cb decide;
+    eq_expand_cb expand;
     queue_stopped_cb stopped;
     void *userdata;
     store_watch *watch;
@@ -1212,6 +1213,49 @@ static void batch_consume_head(struct consumer *c, struct batch *b, size_t n_eve
 
 enum { TAKE_DUPLICATE, TAKE_DROP, TAKE_PUBLISH };
 
+/* Publishes one event in b (the next seq) and records its state. */
+static int batch_publish(struct consumer *c, struct batch *b, const struct queue_event *ev, const char *object) {
+    uint64_t seq = c->seq + b->n_pubs + 1;
+    char *text = NULL;
+    int r = event_dump(ev, seq, &text);
+    if (r < 0 || (r = batch_push(b, text, object, (int)ev->state, seq)) < 0 ||
+        (r = objmap_set(&c->decided, object, (int)ev->state, seq)) < 0)
+        return r;
+    return 0;
+}
+
+/* Publishes the events ev implies, each decided like an EQ event against the
+ * state published so far. */
+static int batch_expand(struct queue *q, struct batch *b, const struct queue_event *ev) {
+    struct consumer *c = &q->consumer;
+    size_t n = c->expand(q, ev, NULL, 0, c->userdata);
+    if (n == 0)
+        return 0;
+    struct queue_event *d = calloc(n, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    n = MIN(n, c->expand(q, ev, d, n, c->userdata));
+    int r = 0;
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        char object[QUEUE_OBJECT_MAX];
+        if (queue_event_validate(&d[i], false) < 0 || queue_event_object(&d[i], object) < 0)
+            continue;
+        const struct obj_state *o = objmap_find(&c->decided, object);
+        int cur = o ? o->state : -ENOENT;
+        if ((int)d[i].state == cur)
+            continue;
+        enum queue_ha_state decided = d[i].state;
+        if (c->decide && c->decide(q, &d[i], cur, &decided, c->userdata) <= 0)
+            continue; /* refused, or cannot say now: a derived event is not retried */
+        if ((unsigned)decided >= _QUEUE_HA_MAX || (int)decided == cur)
+            continue;
+        d[i].state = decided;
+        r = batch_publish(c, b, &d[i], object);
+    }
+    free(d);
+    return r;
+}
+
 /*
  * Adds the next EQ entry (the head of the pending ones) to b if it fits: its
  * delete, and its events on the BQ entry.  An entry always fits an empty
@@ -1294,11 +1338,18 @@ static int batch_take(struct queue *q, struct batch *b) {
             b->n_dropped += what[i] == TAKE_DROP;
             continue;
         }
-        uint64_t seq = c->seq + b->n_pubs + 1;
-        char *text = NULL;
-        int r = event_dump(&evs[i], seq, &text);
-        if (r < 0 || (r = batch_push(b, text, objects[i], (int)evs[i].state, seq)) < 0 ||
-            (r = objmap_set(&c->decided, objects[i], (int)evs[i].state, seq)) < 0)
+        if (c->expand) {
+            /* An earlier event's expansion may have published this state already. */
+            const struct obj_state *o = objmap_find(&c->decided, objects[i]);
+            if (o && o->state == (int)evs[i].state) {
+                b->n_duplicates++;
+                continue;
+            }
+        }
+        int r = batch_publish(c, b, &evs[i], objects[i]);
+        if (r >= 0 && c->expand)
+            r = batch_expand(q, b, &evs[i]);
+        if (r < 0)
             return r;
     }
     batch_consume_head(c, b, (size_t)n);
@@ -1691,6 +1742,11 @@ int eq_consumer_start(struct queue *q, const store_compare *guard, eq_decide_cb 
     c->reload = true;
     consumer_kick(q); /* a failure here is retried by the timer, or ends in stopped */
     return 0;
+}
+
+void eq_consumer_set_expand(struct queue *q, eq_expand_cb expand) {
+    if (q)
+        q->consumer.expand = expand;
 }
 
 void eq_consumer_stop(struct queue *q) {

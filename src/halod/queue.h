@@ -263,6 +263,17 @@ typedef void (*queue_stopped_cb)(struct queue *q, int error, void *userdata);
  */
 int eq_consumer_start(struct queue *q, const store_compare *guard, eq_decide_cb decide, queue_stopped_cb stopped,
                       void *userdata);
+/*
+ * The events a published one implies (failure expansion): writes at most max
+ * into out and returns how many there are (called with max 0 to count).  Each
+ * is published right after ev, in the same BQ entry, if decide accepts it and
+ * it changes its object's state; derived events are not expanded again.
+ */
+typedef size_t (*eq_expand_cb)(struct queue *q, const struct queue_event *ev, struct queue_event *out, size_t max,
+                               void *userdata);
+/* Sets the consumer's expansion (NULL: none); the consumer's userdata is passed. */
+void eq_consumer_set_expand(struct queue *q, eq_expand_cb expand);
+
 /* Stops consuming; a batch in flight may still be applied in the store.  No
  * callback of the consumer runs after it.  Accepts a stopped consumer. */
 void eq_consumer_stop(struct queue *q);

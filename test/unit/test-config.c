@@ -478,12 +478,12 @@ TEST(error_unknown_keys) {
                         &p);
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
-                 "service-groups, cdb)");
+                 "service-groups, cdb, pools)");
     ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(e, p, 5, 58,
                  "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-                 "csi-types, restart, health-check, timeouts)");
+                 "csi-types, services, devices, restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1052,4 +1052,74 @@ TEST(env_merges_variable_by_variable) {
     ASSERT_STREQ(env_of(b, "LEVEL"), "group");
     ASSERT(env_of(b, "UNIT") == NULL);
     config_free(c);
+}
+
+#include "pooled.h"
+
+TEST(pools_services_and_devices) {
+    setenv("PATH", "/bin", 1);
+    struct config *c = load_ok(POOLED);
+    const struct config_component *a = &find_su(c, "a")->components[0];
+    ASSERT_EQ(a->n_services, 2);
+    ASSERT_STREQ(a->services[1], "dtm");
+    ASSERT_EQ(a->n_devices, 2);
+    ASSERT_STREQ(a->devices[0], "sda");
+    ASSERT_EQ(find_su(c, "b")->components[0].n_devices, 0);
+    ASSERT_EQ(c->n_pools, 2);
+    ASSERT_STREQ(c->pools[0].name, "p1");
+    ASSERT_EQ(c->pools[0].tolerate, 1); /* the default */
+    ASSERT_EQ(c->pools[0].n_processes, 3);
+    ASSERT_EQ(c->pools[1].tolerate, 0);
+    const char *node = NULL;
+    ASSERT(config_find_component(c, "d/x", &node) != NULL);
+    ASSERT_STREQ(node, "n1");
+    ASSERT(config_find_pool_of(c, "d/y") == &c->pools[1]);
+    ASSERT(config_find_pool_of(c, "d/x") == NULL);
+    ASSERT(config_find_pool_of(c, "a") == &c->pools[0]);
+    ASSERT(config_find_component(c, "d", NULL) == NULL);
+    config_free(c);
+}
+
+TEST(pool_errors) {
+    setenv("PATH", "/bin", 1);
+    const char *path;
+    char *e = load_fail("nodes: {n1: {}, n2: {}}\n"
+                        "defaults:\n"
+                        "  component: {command: sleep, services: [ios, ios, 'x y'], devices: 3}\n"
+                        "service-groups:\n"
+                        "  s1:\n"
+                        "    service-units: {a: {node: n1}, b: {node: n2}}\n"
+                        "    service-instances: {si: {csis: {c: {}}}}\n"
+                        "pools:\n"
+                        "  p1: {processes: [a, b, zz, a], tolerate: 2}\n"
+                        "  p2: {processes: [b], tolerate: x}\n"
+                        "  p3: {}\n"
+                        "  p4: {processes: []}\n"
+                        "  p5: {processes: [a], tolerate: 0, members: 1}\n",
+                        &path);
+    ASSERT(has_error(e, path, "3:47: service 'ios' is listed twice"));
+    ASSERT(has_error(e, path, "3:52: invalid service name 'x y'"));
+    ASSERT(has_error(e, path, "3:69: 'devices' must be a list"));
+    ASSERT(has_error(e, path, "9:3: pool 'p1': process 'zz' is not a component of the description"));
+    ASSERT(has_error(e, path, "9:3: pool 'p1' lists process 'a' twice"));
+    ASSERT(has_error(e, path, "10:3: process 'b' is in pool 'p1' and in pool 'p2'"));
+    ASSERT(has_error(e, path, "10:34: 'tolerate' must be a non-negative integer"));
+    ASSERT(has_error(e, path, "11:7: pool 'p3' has no 'processes'"));
+    ASSERT(has_error(e, path, "12:19: pool 'p4' has no processes"));
+    ASSERT(has_error(e, path, "13:37: unknown key 'members'"));
+    /* 'tolerate: 2' of a pool of 4 listed names is fine; 'tolerate: x' is reported once. */
+    ASSERT(!strstr(e, "'tolerate' (2)"));
+    ASSERT(!strstr(e, "'tolerate' (1)"));
+    free(e);
+
+    e = load_fail("defaults: {component: {command: sleep}}\n"
+                  "service-groups:\n"
+                  "  s1:\n"
+                  "    service-units: {a: {}, b: {}}\n"
+                  "    service-instances: {si: {csis: {c: {}}}}\n"
+                  "pools:\n"
+                  "  p: {processes: [a, b], tolerate: 2}\n",
+                  &path);
+    ASSERT(has_error(e, path, "7:3: pool 'p': 'tolerate' (2) must be below its number of processes (2)"));
+    free(e);
 }

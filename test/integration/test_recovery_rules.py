@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: MIT
+"""The coordinator's HA state rules and failure expansion (docs/recovery.md) on
+real halods over a real etcd: what the processes are told, in order."""
+from etcd_harness import Etcd
+from halo_harness import TESTCOMP, free_port, wait_for
+from test_events import notes, post
+
+import pytest
+
+
+def yaml(log):
+    return f"""
+cluster: rr
+nodes: {{n1: {{}}, n2: {{}}, n3: {{}}}}
+defaults:
+  component:
+    command: {TESTCOMP}
+    env: {{TESTCOMP: "object-states", TESTCOMP_LOG: "{log}"}}
+    services: [ios, dtm]
+service-groups:
+  svc:
+    service-units:
+      svc-a: {{node: n1, component: {{devices: [sda]}}}}
+      svc-b: {{node: n2}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+  solo:
+    service-units:
+      solo-a: {{node: n1, component: {{services: []}}}}
+      solo-b: {{node: n2, component: {{services: []}}}}
+    service-instances: {{si2: {{csis: {{c2: {{}}}}}}}}
+pools:
+  p: {{processes: [svc-a, svc-b]}}
+"""
+
+
+@pytest.fixture
+def etcd():
+    e = Etcd(members=1).start()
+    yield e
+    e.stop()
+
+
+def told(log, comp):
+    return [(o, s) for o, s, _ in notes(log, comp)]
+
+
+def after(log, comp, obj, state):
+    """What comp was told after the last (obj, state), with seqs."""
+    n = notes(log, comp)
+    last = max(i for i, (o, s, _) in enumerate(n) if (o, s) == (obj, state))
+    return n[last:]
+
+
+def test_rules_and_expansion(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    http = {n: free_port() for n in ("n1", "n2")}
+    hs = {}
+    for n in ("n1", "n2"):
+        hs[n] = halod_factory(yaml(log), name=n, extra_args=[
+            "--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1", "--http", f"127.0.0.1:{http[n]}"]).start()
+    # A process that registers is ONLINE, and its services with it (expansion).
+    want = [("process:svc-a", "ONLINE"), ("service:svc-a:ios", "ONLINE"), ("service:svc-a:dtm", "ONLINE"),
+            ("process:svc-b", "ONLINE"), ("service:svc-b:dtm", "ONLINE")]
+    wait_for(lambda: all(w in told(log, "solo-a") for w in want), timeout=30, what="processes and services ONLINE")
+    n = after(log, "solo-a", "process:svc-a", "ONLINE")
+    assert [(o, s) for o, s, _ in n[:3]] == want[:3], n
+    assert [q for _, _, q in n[:3]] == [n[0][2], n[0][2] + 1, n[0][2] + 2], "expansion is published right after"
+
+    # A device: FAILED -> ONLINE is refused; the repair path is taken.
+    def dev():
+        return [s for o, s in told(log, "solo-a") if o == "device:svc-a:sda"]
+    # One node's reports are consumed in the order posted: the refused ONLINE before REPAIR.
+    for i, st in enumerate(("FAILED", "ONLINE", "REPAIR", "REPAIRED", "ONLINE")):
+        assert post(http["n2"], {"object": "device:svc-a:sda", "state": st})[0] == 202
+        if i != 1:
+            wait_for(lambda st=st: dev()[-1:] == [st], timeout=10, what=f"device {st}")
+    dev = dev()
+    assert dev == ["FAILED", "REPAIR", "REPAIRED", "ONLINE"], dev
+
+    # A pool process: a monitor cannot make it TRANSIENT or bring it back ONLINE; a failure
+    # takes its services along, once, however many nodes report it.
+    assert post(http["n1"], {"object": "process:svc-b", "state": "TRANSIENT"})[0] == 202
+    for h in ("n1", "n2"):
+        assert post(http[h], {"object": "process:svc-b", "state": "FAILED", "reason": "monitor"})[0] == 202
+    wait_for(lambda: ("service:svc-b:dtm", "FAILED") in told(log, "solo-a"), timeout=10, what="svc-b FAILED")
+    assert post(http["n2"], {"object": "process:svc-b", "state": "ONLINE"})[0] == 202
+    # A process outside every pool takes a monitor's word both ways.
+    for st in ("FAILED", "ONLINE"):
+        assert post(http["n2"], {"object": "process:solo-b", "state": st})[0] == 202
+        wait_for(lambda st=st: ("process:solo-b", st) in told(log, "solo-a")[-2:], timeout=10, what=f"solo-b {st}")
+    t = told(log, "solo-a")
+    b = [s for o, s in t if o == "process:svc-b"]
+    assert b == ["ONLINE", "FAILED"], b  # no TRANSIENT, no ONLINE from the monitor, FAILED once
+    assert [s for o, s in t if o == "service:svc-b:ios"] == ["ONLINE", "FAILED"]
+    n = after(log, "solo-a", "process:svc-b", "FAILED")
+    assert [(o, s) for o, s, _ in n[:3]] == [("process:svc-b", "FAILED"), ("service:svc-b:ios", "FAILED"),
+                                             ("service:svc-b:dtm", "FAILED")], n
+
+    # A node failure fails its processes and their services (not its devices).
+    assert post(http["n2"], {"object": "node:n1", "state": "FAILED", "reason": "monitor"})[0] == 202
+    wait_for(lambda: ("process:solo-a", "FAILED") in told(log, "solo-b"), timeout=10, what="n1's processes FAILED")
+    n = after(log, "solo-b", "node:n1", "FAILED")
+    assert [(o, s) for o, s, _ in n[:5]] == [("node:n1", "FAILED"), ("process:svc-a", "FAILED"),
+                                             ("service:svc-a:ios", "FAILED"), ("service:svc-a:dtm", "FAILED"),
+                                             ("process:solo-a", "FAILED")], n
+    assert [s for o, s in told(log, "solo-b") if o == "device:svc-a:sda"][-1] == "ONLINE"
+
+    # Unknown services and devices are refused at the door.
+    code, err = post(http["n1"], {"object": "service:svc-a:nfs", "state": "FAILED"})
+    assert code == 404 and "not in the cluster description" in err["message"]
+    code, err = post(http["n1"], {"object": "device:svc-b:sda", "state": "FAILED"})
+    assert code == 404
+    for h in hs.values():
+        assert h.stop() == 0
