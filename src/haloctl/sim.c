@@ -38,6 +38,7 @@
 
 #include "macro.h"
 #include "sim.h"
+#include "strprintf.h"
 #include "time-util.h"
 
 #define SIM_NODES_MAX 16
@@ -94,15 +95,6 @@ static volatile sig_atomic_t interrupted;
 static void fclosep(FILE **f) {
     if (*f)
         fclose(*f);
-}
-
-static _printf_(1, 2) char *strprintf(const char *fmt, ...) {
-    va_list ap;
-    char *s;
-    va_start(ap, fmt);
-    int r = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    return r < 0 ? NULL : s;
 }
 
 static void sleep_msec(unsigned ms) {

@@ -25,6 +25,7 @@
 #include "cluster.h"
 #include "log.h"
 #include "macro.h"
+#include "failvec.h"
 #include "queue.h"
 #include "recovery.h"
 
@@ -55,6 +56,7 @@ struct events {
     uint64_t dropped; /* reports lost to a full buffer or a failed append */
     uint8_t *packet;  /* LINK_MSG_MAX bytes: a note packed once for every process */
     struct recovery_model *model;
+    struct failvec *fv; /* the coordinator's epochs and failure vectors; NULL without pools */
 };
 
 static void on_flush(uv_timer_t *t);
@@ -292,10 +294,10 @@ static int on_decide(struct queue *q, const struct queue_event *ev, int current,
                      void *userdata) {
     struct events *e = userdata;
     const char *why = NULL;
-    int r = rm_decide(e->model, ev, current, QUEUE_EPOCH_NONE, &why);
+    char object[QUEUE_OBJECT_MAX];
+    (void)queue_event_object(ev, object);
+    int r = rm_decide(e->model, ev, current, failvec_epoch(e->fv, rm_owner(e->model, object)), &why);
     if (r == 0) {
-        char object[QUEUE_OBJECT_MAX];
-        (void)queue_event_object(ev, object);
         log_info("Refused %s %s -> %s (reported by %s): %s", object,
                  current >= 0 ? queue_ha_state_to_string((enum queue_ha_state)current) : "(none)",
                  queue_ha_state_to_string(ev->state), ev->node, why);
@@ -351,6 +353,8 @@ int amf_events_start(struct amf *a) {
         free(e);
         return r;
     }
+    if (e->model && a->config->n_pools > 0 && failvec_new(a->store, e->q, a->prefix, e->model, &e->fv) < 0)
+        log_warning("Out of memory: no failure vectors");
     uv_timer_init(a->loop, &e->flush);
     uv_timer_init(a->loop, &e->prune);
     e->flush.data = e->prune.data = e;
@@ -376,6 +380,7 @@ void amf_events_coordinator(struct amf *a, bool on) {
     if (a->cluster)
         cluster_guard(a->cluster, &guard);
     eq_consumer_set_expand(e->q, e->model ? on_expand : NULL);
+    eq_consumer_set_writer(e->q, e->fv ? &failvec_writer : NULL, e->fv);
     int r = eq_consumer_start(e->q, a->cluster ? &guard : NULL, e->model ? on_decide : NULL, on_stopped, e);
     if (r < 0 && r != -EBUSY)
         log_error_errno(r, "Failed to start consuming the event queue: %m");
@@ -493,6 +498,8 @@ void amf_events_close(struct amf *a) {
     if (!e)
         return;
     e->q = queue_free(e->q);
+    failvec_free(e->fv);
+    e->fv = NULL;
     uv_close((uv_handle_t *)&e->flush, noop_close);
     uv_close((uv_handle_t *)&e->prune, noop_close);
 }

@@ -574,6 +574,11 @@ struct batch {
     struct pub *pubs; /* seqs consumer.seq + 1 ... + n_pubs */
     size_t n_pubs, cap_pubs, pub_bytes;
     uint64_t n_duplicates, n_dropped;
+    size_t writer_ops;       /* ops the writer adds (its cost() so far) */
+    bool writer_used;        /* the writer took events: tell it the outcome */
+    struct pending *partial; /* the head entry, partly consumed: rewritten with rest */
+    char *rest;              /* its events not published yet, a JSON array */
+    size_t n_rest_consumed;  /* events of it consumed by this batch */
     store_op ops[STORE_TXN_OPS_MAX];
     char bq_key[STORE_KEY_MAX + 1];
     char *bq_value;
@@ -600,6 +605,8 @@ struct consumer {
     char *guard_key, *guard_value;
     eq_decide_cb decide;
     eq_expand_cb expand;
+    const struct eq_writer *writer;
+    void *writer_userdata;
     queue_stopped_cb stopped;
     void *userdata;
     store_watch *watch;
@@ -912,7 +919,8 @@ static struct pending *pending_new(const store_kv *kv) {
     if (!p)
         return NULL;
     p->next = NULL;
-    p->revision = kv->mod_revision;
+    /* EQ order: when the entry was appended (a rest rewritten by the consumer keeps its place). */
+    p->revision = kv->create_revision ? kv->create_revision : kv->mod_revision;
     p->key_len = kv->key_len;
     p->value_len = kv->value_len;
     p->key = p->data;
@@ -952,6 +960,7 @@ static struct batch *batch_free(struct batch *b) {
     if (!b)
         return NULL;
     pending_free_list(b->entries);
+    free(b->rest);
     for (size_t i = 0; i < b->n_pubs; i++) {
         free(b->pubs[i].text);
         free(b->pubs[i].object);
@@ -960,6 +969,14 @@ static struct batch *batch_free(struct batch *b) {
     free(b->bq_value);
     free(b);
     return NULL;
+}
+
+/* Frees a batch that was not committed, telling the writer. */
+static struct batch *batch_drop(struct queue *q, struct batch *b) {
+    struct consumer *c = &q->consumer;
+    if (b && b->writer_used && c->writer)
+        c->writer->done(q, false, c->writer_userdata);
+    return batch_free(b);
 }
 
 /* Stops without telling anyone; a batch in flight is left to its callback. */
@@ -1030,7 +1047,8 @@ static void on_consumer_watch(store_watch *w, int error, const store_event *ev, 
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        if (ev[i].type != STORE_EVENT_PUT || !has_prefix(&ev[i].kv, q->eq_prefix))
+        /* version > 1: the consumer's own rewrite of a partly consumed entry, which it holds already. */
+        if (ev[i].type != STORE_EVENT_PUT || !has_prefix(&ev[i].kv, q->eq_prefix) || ev[i].kv.version > 1)
             continue;
         struct pending *p = pending_new(&ev[i].kv);
         if (!p) {
@@ -1136,6 +1154,8 @@ static void consumer_load(struct queue *q) {
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
     pending_clear(c);
+    if (c->writer)
+        c->writer->reset(q, c->writer_userdata); /* it reads its part again */
     struct call *k = call_new(q, consumer_loaded, c->gen, NULL);
     int r = k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
@@ -1213,47 +1233,64 @@ static void batch_consume_head(struct consumer *c, struct batch *b, size_t n_eve
 
 enum { TAKE_DUPLICATE, TAKE_DROP, TAKE_PUBLISH };
 
-/* Publishes one event in b (the next seq) and records its state. */
-static int batch_publish(struct consumer *c, struct batch *b, const struct queue_event *ev, const char *object) {
+/* Publishes one event in b (the next seq) and records its state, if its
+ * writes fit the transaction: 1, 0 (full: nothing done), or -errno. */
+static int batch_publish(struct queue *q, struct batch *b, struct queue_event *ev, const char *object) {
+    struct consumer *c = &q->consumer;
+    size_t cost = 0;
+    if (c->writer) {
+        cost = c->writer->cost(q, ev, c->writer_userdata);
+        if (b->n_entries + 1 + BATCH_FIXED_OPS + b->writer_ops + cost > STORE_TXN_OPS_MAX)
+            return 0;
+    }
     uint64_t seq = c->seq + b->n_pubs + 1;
     char *text = NULL;
     int r = event_dump(ev, seq, &text);
     if (r < 0 || (r = batch_push(b, text, object, (int)ev->state, seq)) < 0 ||
         (r = objmap_set(&c->decided, object, (int)ev->state, seq)) < 0)
         return r;
-    return 0;
+    if (c->writer) {
+        c->writer->add(q, ev, seq, b->pubs[b->n_pubs - 1].text, c->writer_userdata);
+        b->writer_ops += cost;
+        b->writer_used = true;
+    }
+    return 1;
 }
 
-/* Publishes the events ev implies, each decided like an EQ event against the
- * state published so far. */
-static int batch_expand(struct queue *q, struct batch *b, const struct queue_event *ev) {
+/* What a derived event does: 1 publish, 0 skip (a duplicate, or refused). */
+static int derived_decide(struct queue *q, struct queue_event *d, char object[static QUEUE_OBJECT_MAX]) {
     struct consumer *c = &q->consumer;
-    size_t n = c->expand(q, ev, NULL, 0, c->userdata);
-    if (n == 0)
+    if (queue_event_validate(d, false) < 0 || queue_event_object(d, object) < 0)
         return 0;
-    struct queue_event *d = calloc(n, sizeof(*d));
-    if (!d)
+    const struct obj_state *o = objmap_find(&c->decided, object);
+    int cur = o ? o->state : -ENOENT;
+    if ((int)d->state == cur)
+        return 0;
+    enum queue_ha_state decided = d->state;
+    if (c->decide && c->decide(q, d, cur, &decided, c->userdata) <= 0)
+        return 0; /* refused, or cannot say now: a derived event is not retried */
+    if ((unsigned)decided >= _QUEUE_HA_MAX || (int)decided == cur)
+        return 0;
+    d->state = decided;
+    return 1;
+}
+
+/* The events not published yet, as an entry's value (a JSON array). */
+static int rest_dump(const struct queue_event *a, size_t n_a, const struct queue_event *b, size_t n_b, char **ret) {
+    json_t *arr = json_array();
+    if (!arr)
         return -ENOMEM;
-    n = MIN(n, c->expand(q, ev, d, n, c->userdata));
-    int r = 0;
-    for (size_t i = 0; i < n && r >= 0; i++) {
-        char object[QUEUE_OBJECT_MAX];
-        if (queue_event_validate(&d[i], false) < 0 || queue_event_object(&d[i], object) < 0)
-            continue;
-        const struct obj_state *o = objmap_find(&c->decided, object);
-        int cur = o ? o->state : -ENOENT;
-        if ((int)d[i].state == cur)
-            continue;
-        enum queue_ha_state decided = d[i].state;
-        if (c->decide && c->decide(q, &d[i], cur, &decided, c->userdata) <= 0)
-            continue; /* refused, or cannot say now: a derived event is not retried */
-        if ((unsigned)decided >= _QUEUE_HA_MAX || (int)decided == cur)
-            continue;
-        d[i].state = decided;
-        r = batch_publish(c, b, &d[i], object);
+    for (size_t i = 0; i < n_a + n_b; i++) {
+        json_t *j;
+        int r = queue_event_to_json(i < n_a ? &a[i] : &b[i - n_a], &j);
+        if (r < 0 || json_array_append_new(arr, j) < 0) {
+            json_decref(arr);
+            return r < 0 ? r : -ENOMEM;
+        }
     }
-    free(d);
-    return r;
+    *ret = json_dumps(arr, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(arr);
+    return *ret ? 0 : -ENOMEM;
 }
 
 /*
@@ -1274,7 +1311,7 @@ static int batch_take(struct queue *q, struct batch *b) {
     unsigned char what[QUEUE_ENTRY_EVENTS_MAX];
     unsigned gen = c->gen;
 
-    if (b->n_entries + 1 + BATCH_FIXED_OPS > STORE_TXN_OPS_MAX)
+    if (b->n_entries + 1 + BATCH_FIXED_OPS + b->writer_ops >= STORE_TXN_OPS_MAX)
         return 0;
     int n = entry_parse(p->value, p->value_len, evs);
     if (n < 0) {
@@ -1332,25 +1369,85 @@ static int batch_take(struct queue *q, struct batch *b) {
         }
     }
 
-    for (size_t i = 0; i < (size_t)n; i++) {
+    /* Publish in order, each event followed by what it implies, while the
+     * writes fit one transaction; what does not fit stays in the entry. */
+    uint64_t dups = 0, drops = 0;
+    bool any = false;
+    struct queue_event *derived = NULL;
+    size_t n_derived = 0, at = 0, i;
+    int r = 1;
+    for (i = 0; i < (size_t)n; i++) {
         if (what[i] != TAKE_PUBLISH) {
-            b->n_duplicates += what[i] == TAKE_DUPLICATE;
-            b->n_dropped += what[i] == TAKE_DROP;
+            dups += what[i] == TAKE_DUPLICATE;
+            drops += what[i] == TAKE_DROP;
             continue;
         }
         if (c->expand) {
             /* An earlier event's expansion may have published this state already. */
             const struct obj_state *o = objmap_find(&c->decided, objects[i]);
             if (o && o->state == (int)evs[i].state) {
-                b->n_duplicates++;
+                dups++;
                 continue;
             }
         }
-        int r = batch_publish(c, b, &evs[i], objects[i]);
-        if (r >= 0 && c->expand)
-            r = batch_expand(q, b, &evs[i]);
+        r = batch_publish(q, b, &evs[i], objects[i]);
+        if (r <= 0)
+            break;
+        any = true;
+        if (!c->expand)
+            continue;
+        n_derived = c->expand(q, &evs[i], NULL, 0, c->userdata);
+        if (n_derived == 0)
+            continue;
+        derived = calloc(n_derived, sizeof(*derived));
+        if (!derived) {
+            r = -ENOMEM;
+            break;
+        }
+        n_derived = MIN(n_derived, c->expand(q, &evs[i], derived, n_derived, c->userdata));
+        for (at = 0; at < n_derived; at++) {
+            char object[QUEUE_OBJECT_MAX];
+            if (derived_decide(q, &derived[at], object) == 0)
+                continue;
+            r = batch_publish(q, b, &derived[at], object);
+            if (r <= 0)
+                break;
+        }
+        if (r <= 0)
+            break;
+        free(derived);
+        derived = NULL;
+        n_derived = at = 0;
+    }
+    if (r < 0) {
+        free(derived);
+        return r;
+    }
+    if (r == 0 && !any && b->n_entries > 0) {
+        free(derived);
+        return 0; /* the entry waits for the next batch, untouched */
+    }
+    b->n_duplicates += dups;
+    b->n_dropped += drops;
+    if (r == 0) {
+        /* Full: the rest of the entry (the derived events not published, then
+         * its events after the last published one) is written back in its place. */
+        size_t from = i + (n_derived > 0);
+        if (!any && b->n_pubs == 0) {
+            /* Cannot happen within the description's limits (a pool's size bounds an event's writes). */
+            log_error("Dropping an event of '%s' whose writes exceed one transaction", p->key);
+            b->n_dropped++;
+            from = i + 1;
+        }
+        r = rest_dump(derived ? derived + at : NULL, derived ? n_derived - at : 0, evs + from,
+                      from < (size_t)n ? (size_t)n - from : 0, &b->rest);
+        free(derived);
         if (r < 0)
             return r;
+        b->partial = c->head;
+        b->n_rest_consumed = i;
+        b->n_events += i;
+        return 0;
     }
     batch_consume_head(c, b, (size_t)n);
     return 1;
@@ -1362,6 +1459,12 @@ static int batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
     size_t n = 0;
     for (struct pending *p = b->entries; p; p = p->next)
         b->ops[n++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
+    if (b->partial)
+        b->ops[n++] = (store_op){.type = STORE_OP_PUT,
+                                 .key = b->partial->key,
+                                 .key_len = b->partial->key_len,
+                                 .value = b->rest,
+                                 .value_len = strlen(b->rest)};
     if (b->n_pubs > 0) {
         /* bq/<the last seq>: the events as one JSON array. */
         char *v = malloc(b->pub_bytes + 2), *at = v;
@@ -1389,6 +1492,12 @@ static int batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
                                  .key_len = strlen(q->bq_seq_key),
                                  .value = b->seq_value,
                                  .value_len = strlen(b->seq_value)};
+    }
+    if (b->writer_used) {
+        int k = c->writer->ops(q, b->ops + n, STORE_TXN_OPS_MAX - n, c->writer_userdata);
+        if (k < 0)
+            return k;
+        n += (size_t)k;
     }
     assert(n <= STORE_TXN_OPS_MAX);
     *ret_n = n;
@@ -1427,7 +1536,7 @@ static void consumer_send(struct queue *q, struct batch *b) {
     r = r < 0 ? r : k ? store_transaction(q->store, &txn, on_call, k) : -ENOMEM;
     if (r < 0) {
         call_drop(k);
-        batch_free(b);
+        batch_drop(q, b);
         if (!store_usable(q, r))
             consumer_fail(q, -ECANCELED);
         else {
@@ -1450,6 +1559,8 @@ static void consumer_kick(struct queue *q) {
     }
     if (!c->head)
         return;
+    if (c->writer && !c->writer->ready(q, c->writer_userdata))
+        return; /* it calls eq_consumer_kick() when it is */
 
     struct batch *b = calloc(1, sizeof(*b));
     if (!c->evs)
@@ -1464,7 +1575,7 @@ static void consumer_kick(struct queue *q) {
     while (c->head) {
         r = batch_take(q, b);
         if (r == -ECANCELED) {
-            batch_free(b); /* stopped from inside decide */
+            batch_drop(q, b); /* stopped from inside decide */
             return;
         }
         if (r == -EAGAIN) {
@@ -1477,12 +1588,12 @@ static void consumer_kick(struct queue *q) {
             break;
     }
     if (r < 0) {
-        batch_free(b);
+        batch_drop(q, b);
         consumer_schedule_reload(q, r);
         return;
     }
-    if (b->n_entries == 0) {
-        batch_free(b);
+    if (b->n_entries == 0 && !b->partial) {
+        batch_drop(q, b);
         return;
     }
     consumer_send(q, b);
@@ -1652,14 +1763,14 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
     }
     c->batch = NULL;
     if (!store_usable(q, error)) {
-        batch_free(b);
+        batch_drop(q, b);
         consumer_fail(q, -ECANCELED);
         return;
     }
     if (error < 0) {
         /* It may or may not have been applied: read the truth back. */
         log_warning_errno(error, "A batch of the event queue failed, reading it again: %m");
-        batch_free(b);
+        batch_drop(q, b);
         consumer_schedule_reload(q, error);
         return;
     }
@@ -1668,7 +1779,7 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
         for (size_t i = 0; c->has_guard && i < r->n_kvs; i++)
             if (r->kvs[i].key_len == c->guard.key_len && memcmp(r->kvs[i].key, c->guard.key, c->guard.key_len) == 0)
                 guard_kv = &r->kvs[i];
-        batch_free(b);
+        batch_drop(q, b);
         if (c->has_guard && !compare_holds(&c->guard, guard_kv)) {
             log_warning("The event queue's guard failed: no longer the coordinator");
             consumer_fail(q, -EPERM);
@@ -1680,6 +1791,27 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
     }
 
     /* Committed: the new states go to state/ behind it. */
+    if (b->writer_used)
+        c->writer->done(q, true, c->writer_userdata);
+    if (b->partial && c->head == b->partial) {
+        /* The entry keeps its place with what remains of it. */
+        store_kv kv = {.key = b->partial->key,
+                       .key_len = b->partial->key_len,
+                       .value = b->rest,
+                       .value_len = strlen(b->rest),
+                       .create_revision = b->partial->revision};
+        struct pending *rest = pending_new(&kv);
+        if (!rest) {
+            batch_free(b);
+            consumer_schedule_reload(q, -ENOMEM);
+            return;
+        }
+        rest->next = b->partial->next;
+        if (c->tail == &b->partial->next)
+            c->tail = &rest->next;
+        free(c->head);
+        c->head = rest;
+    }
     c->seq += b->n_pubs;
     if (b->n_pubs > 0)
         c->seq_mod = r->revision;
@@ -1747,6 +1879,18 @@ int eq_consumer_start(struct queue *q, const store_compare *guard, eq_decide_cb 
 void eq_consumer_set_expand(struct queue *q, eq_expand_cb expand) {
     if (q)
         q->consumer.expand = expand;
+}
+
+void eq_consumer_set_writer(struct queue *q, const struct eq_writer *w, void *userdata) {
+    if (q) {
+        q->consumer.writer = w;
+        q->consumer.writer_userdata = userdata;
+    }
+}
+
+void eq_consumer_kick(struct queue *q) {
+    if (q && q->consumer.running)
+        consumer_kick(q);
 }
 
 void eq_consumer_stop(struct queue *q) {

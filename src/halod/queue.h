@@ -274,6 +274,32 @@ typedef size_t (*eq_expand_cb)(struct queue *q, const struct queue_event *ev, st
 /* Sets the consumer's expansion (NULL: none); the consumer's userdata is passed. */
 void eq_consumer_set_expand(struct queue *q, eq_expand_cb expand);
 
+/*
+ * More writes in the consumer's transactions, atomic with the BQ entry that
+ * publishes their events (the recovery protocol's epochs and failure
+ * vectors, failvec.h).  Published events are offered one by one: cost()
+ * says how many ops adding ev to the batch being built would take (it may
+ * set ev->epoch, and changes nothing else); if they fit, the event is
+ * published and add() takes it (json: the event as published).  ops() writes
+ * the batch's ops (at most room; their memory is the writer's until done());
+ * done() tells whether the batch committed.  reset(): the consumer reads the
+ * store again, and so should the writer; until ready() is true the consumer
+ * waits, and the writer calls eq_consumer_kick() when it is.  An EQ entry
+ * whose events do not fit one transaction is consumed over several: what
+ * remains of it is written back in its place.
+ */
+struct eq_writer {
+    bool (*ready)(struct queue *q, void *userdata);
+    size_t (*cost)(struct queue *q, struct queue_event *ev, void *userdata);
+    void (*add)(struct queue *q, const struct queue_event *ev, uint64_t seq, const char *json, void *userdata);
+    int (*ops)(struct queue *q, store_op *ops, size_t room, void *userdata);
+    void (*done)(struct queue *q, bool committed, void *userdata);
+    void (*reset)(struct queue *q, void *userdata);
+};
+void eq_consumer_set_writer(struct queue *q, const struct eq_writer *w, void *userdata);
+/* The consumer looks at its pending entries again (a writer became ready). */
+void eq_consumer_kick(struct queue *q);
+
 /* Stops consuming; a batch in flight may still be applied in the store.  No
  * callback of the consumer runs after it.  Accepts a stopped consumer. */
 void eq_consumer_stop(struct queue *q);

@@ -68,6 +68,7 @@ int rm_new(const struct config *c, struct recovery_model **ret) {
                 p->node = c->sgs[g].sus[u].node;
                 p->cc = cc;
                 p->pool = config_find_pool_of(c, cc->name);
+                p->index = m->n_procs;
                 m->sorted[m->n_procs++] = p;
             }
     qsort(m->sorted, m->n_procs, sizeof(*m->sorted), proc_cmp);
@@ -82,6 +83,14 @@ struct recovery_model *rm_free(struct recovery_model *m) {
         free(m);
     }
     return NULL;
+}
+
+size_t rm_n_processes(const struct recovery_model *m) {
+    return m ? m->n_procs : 0;
+}
+
+const struct rm_process *rm_process_at(const struct recovery_model *m, size_t i) {
+    return m && i < m->n_procs ? &m->procs[i] : NULL;
 }
 
 const struct rm_process *rm_find(const struct recovery_model *m, const char *object) {

@@ -28,6 +28,7 @@ struct rm_process {
     const char *node;
     const struct config_component *cc;
     const struct config_pool *pool; /* NULL: not in a pool */
+    size_t index;                   /* its position in the model: 0 .. rm_n_processes() - 1 */
 };
 
 struct recovery_model;
@@ -41,6 +42,9 @@ struct recovery_model *rm_free(struct recovery_model *m); /* accepts NULL; retur
  * nodes and objects outside the model. */
 const struct rm_process *rm_owner(const struct recovery_model *m, const char *object);
 const struct rm_process *rm_find(const struct recovery_model *m, const char *process_object);
+/* Every component, in description order. */
+size_t rm_n_processes(const struct recovery_model *m);
+const struct rm_process *rm_process_at(const struct recovery_model *m, size_t i);
 /* The pool's processes, in description order. */
 size_t rm_pool_members(const struct recovery_model *m, const struct config_pool *pool, const struct rm_process **out,
                        size_t max);

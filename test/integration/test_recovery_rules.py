@@ -5,6 +5,8 @@ from etcd_harness import Etcd
 from halo_harness import TESTCOMP, free_port, wait_for
 from test_events import notes, post
 
+import json
+
 import pytest
 
 
@@ -110,5 +112,37 @@ def test_rules_and_expansion(etcd, halod_factory, tmp_path):
     assert code == 404 and "not in the cluster description" in err["message"]
     code, err = post(http["n1"], {"object": "device:svc-b:sda", "state": "FAILED"})
     assert code == 404
+
+    # Epochs and failure vectors (docs/recovery.md's layout), written with the events.
+    P = "/halo/rr/"
+    kv = etcd.get_prefix(P)
+    assert kv[P + "process:svc-a/current_epoch"] == "0" and kv[P + "process:svc-b/current_epoch"] == "0"
+    assert P + "process:solo-a/current_epoch" not in kv  # in no pool
+    rec = json.loads(kv[P + "failvec/process:svc-b/0"])
+    assert rec["epoch"] == 0 and rec["seq"] > 0 and int(rec["hlc"]) > 0
+
+    def vector(proc, epoch):
+        under = f"{P}failvec/{proc}/{epoch}/"
+        chunks = sorted(k for k in kv if k.startswith(under) and not k.endswith("/nr_failures"))
+        evs = [e for k in chunks for e in json.loads(kv[k])]
+        assert int(kv[under + "nr_failures"]) == len(evs)
+        seqs = [e["seq"] for e in evs]
+        assert seqs == sorted(set(seqs)), "ordered, each event once"
+        return [(e["object"], e["state"]) for e in evs], evs
+
+    b, evs_b = vector("process:svc-b", 0)
+    # svc-b's vector: the device's path, its own failure, then node n1's failure and what it took.
+    tail = [("device:svc-a:sda", "FAILED"), ("device:svc-a:sda", "REPAIR"), ("device:svc-a:sda", "REPAIRED"),
+            ("device:svc-a:sda", "ONLINE"), ("process:svc-b", "FAILED"), ("service:svc-b:ios", "FAILED"),
+            ("service:svc-b:dtm", "FAILED"), ("process:svc-a", "FAILED"), ("service:svc-a:ios", "FAILED"),
+            ("service:svc-a:dtm", "FAILED")]
+    assert b[-len(tail):] == tail, b
+    assert ("process:solo-b", "FAILED") not in b and ("node:n1", "FAILED") not in b  # not its pool, not its node
+    # Events about svc-a's objects carry svc-a's epoch.
+    assert all(e.get("epoch") == 0 for e in evs_b if e["object"].endswith(":svc-a") or ":svc-a:" in e["object"])
+    a, _ = vector("process:svc-a", 0)
+    assert ("node:n1", "FAILED") in a and a[-3:] == tail[-3:]
+    assert ("service:svc-a:ios", "ONLINE") not in a  # its epoch started with them
+
     for h in hs.values():
         assert h.stop() == 0

@@ -5,11 +5,15 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include "config.h"
+#include "failvec.h"
 #include "hlc.h"
 #include "macro.h"
 #include "queue.h"
+#include "recovery.h"
 #include "store-engine.h"
 #include "store.h"
 #include "tests.h"
@@ -1436,5 +1440,195 @@ TEST(queue_store_freed_first) {
     run_for(w, 200);
     node_close(&a);
     node_close(&b);
+    world_free(w);
+}
+
+/* ---- the recovery writer: epochs and failure vectors in the consumer's transactions ---- */
+
+/* Two pools of 32 processes (p0 .. p31, p32 .. p63), one 2N group per pair. */
+static struct config *two_pools(void) {
+    size_t cap = 64 * 1024, len = 0;
+    char *text = malloc(cap);
+    ASSERT(text);
+    len += (size_t)snprintf(text + len, cap - len, "defaults: {component: {command: sleep}}\nservice-groups:\n");
+    for (int g = 0; g < 32; g++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "  g%d:\n    service-units: {p%d: {}, p%d: {}}\n"
+                                "    service-instances: {si%d: {csis: {c%d: {}}}}\n",
+                                g, g, g + 32, g, g);
+    len += (size_t)snprintf(text + len, cap - len, "pools:\n  a: {processes: [");
+    for (int i = 0; i < 32; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%sp%d", i ? ", " : "", i);
+    len += (size_t)snprintf(text + len, cap - len, "]}\n  b: {processes: [");
+    for (int i = 32; i < 64; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%sp%d", i > 32 ? ", " : "", i);
+    len += (size_t)snprintf(text + len, cap - len, "]}\n");
+    char path[] = "/tmp/halo-test-queue-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, text, len), (long long)len);
+    close(fd);
+    free(text);
+    setenv("PATH", "/bin", 1);
+    struct config *c = NULL;
+    char *errors = NULL;
+    int r = config_load(path, &c, &errors);
+    unlink(path);
+    if (r < 0)
+        CHECK_FAIL("config_load: %s\n%s", strerror(-r), errors ? errors : "");
+    return c;
+}
+
+struct recov {
+    struct recovery_model *m;
+    struct failvec *fv;
+};
+
+static int decide_recov(struct queue *q, const struct queue_event *ev, int current, enum queue_ha_state *ret,
+                        void *userdata) {
+    struct recov *r = userdata;
+    char object[QUEUE_OBJECT_MAX];
+    const char *why;
+    ASSERT_OK(queue_event_object(ev, object));
+    *ret = ev->state;
+    return rm_decide(r->m, ev, current, failvec_epoch(r->fv, rm_owner(r->m, object)), &why);
+}
+
+static size_t expand_recov(struct queue *q, const struct queue_event *ev, struct queue_event *out, size_t max,
+                           void *userdata) {
+    struct recov *r = userdata;
+    return rm_expand(r->m, ev, out, max);
+}
+
+/* The value of PREFIX "process:p<i>" + what, or PREFIX "failvec/process:p<i>" + what when vec. */
+static char *value_of(struct world *w, bool vec, int i, const char *what) {
+    char key[256];
+    snprintf(key, sizeof(key), "%s%sprocess:p%d%s", PREFIX, vec ? "failvec/" : "", i, what);
+    return get_value(w, key);
+}
+
+TEST(queue_writer_failure_vectors_over_several_transactions) {
+    struct world *w = world_new();
+    struct config *c = two_pools();
+    struct recov rc = {0};
+    struct node a;
+    ASSERT_OK(rm_new(c, &rc.m));
+    node_open(&a, w, "a", NULL);
+    ASSERT_OK(failvec_new(w->s, a.q, PREFIX, rc.m, &rc.fv));
+    eq_consumer_set_expand(a.q, expand_recov);
+    eq_consumer_set_writer(a.q, &failvec_writer, rc.fv);
+    ASSERT_OK(eq_consumer_start(a.q, NULL, decide_recov, NULL, &rc));
+    node_read(&a);
+
+    /* One entry of 64 first reports, alternating between the pools: each opens
+     * its process's epoch and joins the vectors of the pool's processes before
+     * it; 64 * 3 + 2 * 64 writes do not fit one transaction. */
+    struct queue_event evs[64];
+    for (int i = 0; i < 64; i++) {
+        char object[32];
+        int p = i % 2 ? 32 + i / 2 : i / 2;
+        snprintf(object, sizeof(object), "process:p%d", p);
+        ASSERT_OK(queue_event_init(&evs[i], object, QUEUE_HA_ONLINE));
+    }
+    unsigned before = w->w->guarded_txns;
+    append_wait(&a, evs, 64);
+    run_until_delivered(&a, 64);
+    ASSERT(w->w->guarded_txns - before >= 3);
+    for (size_t i = 0; i < a.n; i++) {
+        ASSERT_EQ(a.seqs[i], i + 1); /* each once, in the order reported */
+        char want[32];
+        snprintf(want, sizeof(want), "process:p%d", i % 2 ? 32 + (int)i / 2 : (int)i / 2);
+        ASSERT_STREQ(a.objects[i], want);
+    }
+    run_for(w, 20);
+    ASSERT_EQ(count_keys(w, PREFIX "eq/"), 0); /* the rewritten rest consumed too */
+
+    /* p_k's vector (epoch 0) holds the ONLINE of the pool's processes after it, in order. */
+    for (int p = 0; p < 64; p++) {
+        char *e = value_of(w, false, p, "/current_epoch");
+        ASSERT_STREQ(e, "0");
+        free(e);
+        char *nr = value_of(w, true, p, "/0/nr_failures");
+        int later = p < 32 ? 31 - p : 63 - p;
+        ASSERT(nr);
+        ASSERT_EQ(atoi(nr), later);
+        free(nr);
+        char under[128];
+        snprintf(under, sizeof(under), PREFIX "failvec/process:p%d/0/", p);
+        struct read_result x;
+        range(w, under, &x);
+        int seen = 0, next = p + 1;
+        uint64_t last_seq = 0;
+        for (size_t k = 0; k < x.n_kvs; k++) {
+            if (strstr(x.keys[k], "nr_failures"))
+                continue;
+            json_t *arr = json_loads(x.values[k], 0, NULL);
+            ASSERT(json_is_array(arr));
+            for (size_t j = 0; j < json_array_size(arr); j++) {
+                json_t *ev = json_array_get(arr, j);
+                char want[32];
+                snprintf(want, sizeof(want), "process:p%d", next++);
+                ASSERT_STREQ(json_string_value(json_object_get(ev, "object")), want);
+                ASSERT_EQ(json_integer_value(json_object_get(ev, "epoch")), 0);
+                uint64_t seq = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
+                ASSERT(seq > last_seq);
+                last_seq = seq;
+                seen++;
+            }
+            json_decref(arr);
+        }
+        read_done(&x);
+        ASSERT_EQ(seen, later);
+    }
+
+    /* A failure reaches the whole pool's vectors (and no other); a second epoch
+     * opens with the next ONLINE, which the rules let only a recovery make. */
+    append_one(&a, "process:p3", QUEUE_HA_FAILED);
+    run_until_delivered(&a, 65);
+    run_for(w, 20);
+    char *nr = value_of(w, true, 0, "/0/nr_failures");
+    ASSERT_STREQ(nr, "32");
+    free(nr);
+    nr = value_of(w, true, 32, "/0/nr_failures");
+    ASSERT_STREQ(nr, "31");
+    free(nr);
+    struct queue_event ev;
+    ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_ONLINE));
+    append_wait(&a, &ev, 1); /* refused: a pool process comes back by recovering */
+    ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_TRANSIENT));
+    snprintf(ev.node, sizeof(ev.node), "local");
+    ev.epoch = 0;
+    append_wait(&a, &ev, 1);
+    ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_RECOVERING));
+    snprintf(ev.node, sizeof(ev.node), "local");
+    ev.epoch = 0;
+    append_wait(&a, &ev, 1);
+    ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_ONLINE));
+    snprintf(ev.node, sizeof(ev.node), "local");
+    ev.epoch = 0;
+    append_wait(&a, &ev, 1);
+    run_until_delivered(&a, 68);
+    run_for(w, 20);
+    ASSERT_EQ(a.states[65], QUEUE_HA_TRANSIENT);
+    ASSERT_EQ(a.states[66], QUEUE_HA_RECOVERING);
+    ASSERT_EQ(a.states[67], QUEUE_HA_ONLINE);
+    char *e = value_of(w, false, 3, "/current_epoch");
+    ASSERT_STREQ(e, "1");
+    free(e);
+    e = value_of(w, true, 3, "/1");
+    ASSERT(e && strstr(e, "\"epoch\":1") && strstr(e, "\"seq\":68"));
+    free(e);
+    nr = value_of(w, true, 3, "/1/nr_failures");
+    ASSERT_STREQ(nr, "0");
+    free(nr);
+    /* Epoch 0 of p3: the later ONLINEs, then its own failure and recovery steps. */
+    nr = value_of(w, true, 3, "/0/nr_failures");
+    ASSERT_STREQ(nr, "31");
+    free(nr);
+
+    node_close(&a);
+    failvec_free(rc.fv);
+    rm_free(rc.m);
+    config_free(c);
     world_free(w);
 }

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Epochs and failure vectors of the pool processes (seed 003; the layout is
+ * docs/recovery.md's contract), kept by the coordinator: an eq_writer whose
+ * writes go into the consumer's transactions, atomic with the BQ entry that
+ * publishes the events.  Under the prefix P:
+ *
+ *   P <process>/current_epoch               the epoch, an integer
+ *   P failvec/<process>/<epoch>             the epoch's record {"epoch","seq","hlc"}
+ *   P failvec/<process>/<epoch>/<seq>       the events of one BQ entry that concern
+ *                                           the process, a JSON array in seq order
+ *   P failvec/<process>/<epoch>/nr_failures how many events the vector holds
+ *
+ * <process> is the object name ("process:ios-a"), <seq> the first event's
+ * seq (20 digits).  An epoch opens when the process goes ONLINE (that event
+ * and its services' ONLINE are not in its vector), or at its own first event
+ * if it has no epoch yet; events about others are recorded for a process
+ * from then on.  The epoch two before is deleted when one opens, so a
+ * process keeps its current and previous vectors.  Writes that do not fit
+ * one transaction with the rest of the batch close it (queue.h).
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "queue.h"
+#include "recovery.h"
+#include "store.h"
+
+struct failvec;
+
+/* prefix is copied; store, q and model must outlive it. */
+int failvec_new(store *s, struct queue *q, const char *prefix, const struct recovery_model *model,
+                struct failvec **ret);
+/* Stops; the memory goes when the store's callbacks in flight have run. */
+void failvec_free(struct failvec *f);
+
+/* The writer to give eq_consumer_set_writer() with f as its userdata. */
+extern const struct eq_writer failvec_writer;
+
+/* A pool process's epoch as the consumer sees it now (the batch being built
+ * included), QUEUE_EPOCH_NONE if it has none or is not known yet. */
+int64_t failvec_epoch(const struct failvec *f, const struct rm_process *p);
+
+/* Keys, for readers (haloctl, the local recovery): malloc'ed, NULL on -ENOMEM. */
+char *failvec_epoch_key(const char *prefix, const char *process_object);
+char *failvec_prefix(const char *prefix, const char *process_object, int64_t epoch);
