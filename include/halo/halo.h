@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define HALO_VERSION_MAJOR 0
-#define HALO_VERSION_MINOR 3
+#define HALO_VERSION_MINOR 4
 
 /* Project errors extend errno; values are chosen far above any errno. */
 #define HALO_ERRNO_MAP(X)                                                                   \
@@ -330,6 +330,48 @@ int halo_object_state_get(halo *h, const char *const *objects, size_t n, halo_ob
  * *ret_retry_msec, if not NULL, says when to ask again), -ENOTCONN (since 0.2).
  */
 int halo_entrypoint(halo *h, char **ret_json, unsigned *ret_retry_msec);
+
+/* ---- recovery of a restarted pool process (since 0.4; docs/recovery.md) ---- */
+
+/* Where a pool process is in its life, told with halo_process_event(). */
+typedef enum halo_lifecycle {
+    HALO_PROCESS_STARTING = 1,        /* recovering: the cluster is told RECOVERING */
+    HALO_PROCESS_STARTED = 2,         /* serving; after a recovery, the same as RECOVERED */
+    HALO_PROCESS_STOPPING = 3,        /* for the record; its exit tells the rest */
+    HALO_PROCESS_STOPPED = 4,         /* for the record; its exit tells the rest */
+    HALO_PROCESS_RECOVERED = 5,       /* caught up: the cluster is told ONLINE */
+    HALO_PROCESS_RECOVERY_FAILED = 6, /* back to TRANSIENT; the next STARTING tries again */
+} halo_lifecycle;
+
+/* What halod says of a restarted pool process's recovery, after its
+ * entrypoint request: "recover" with its failure vector (the HA events of its
+ * epoch that concern it, in order, in parts: last is set on the final part),
+ * or "refused" with the reason (a FAILED device, or more failures in its pool
+ * than the pool tolerates); the next entrypoint request asks again. */
+typedef struct halo_recovery_note {
+    uint64_t epoch;                  /* the epoch the vector belongs to */
+    const char *state;               /* "recover" or "refused" */
+    const char *reason;              /* refused: why; "" otherwise */
+    const halo_object_state *events; /* this part of the vector */
+    size_t n_events;
+    uint64_t nr_failures; /* the whole vector's length */
+    int last;             /* 1 on the vector's last part */
+} halo_recovery_note;
+
+typedef void (*halo_recovery_cb)(halo *h, const halo_recovery_note *note, void *userdata);
+
+/* Sets the callback halo_dispatch() calls with recovery notes (NULL: none;
+ * the notes are then dropped).  userdata is the handle's.  Returns 0, -EINVAL. */
+int halo_recovery_set_callback(halo *h, halo_recovery_cb cb);
+
+/*
+ * Tells halod where the registered pool process is: STARTING once it has its
+ * failure vector and begins catching up, RECOVERED when it has, or
+ * RECOVERY_FAILED.  Returns 0, -HALO_EBADSTATE (not now: STARTING before the
+ * vector came, RECOVERED while not recovering, or a process in no pool asked
+ * RECOVERED or RECOVERY_FAILED), -HALO_ENOTREG, -EINVAL, -ENOTCONN.
+ */
+int halo_process_event(halo *h, halo_lifecycle event, const char *reason);
 
 #ifdef __cplusplus
 }

@@ -210,6 +210,12 @@ static void print_status(json_t *root) {
                 if (json_is_integer(json_object_get(c, "pid")))
                     snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(c, "pid")));
                 printf("  %-22s %-15s %-8s %s\n", jstr(c, "name"), jstr(c, "presence"), pid, jstr(c, "last_exit"));
+                json_t *rec = json_object_get(c, "recovery");
+                if (rec)
+                    printf("  %-22s recovery in pool '%s': %s, epoch %lld%s%s\n", "", jstr(rec, "pool"),
+                           jstr(rec, "state"), (long long)json_integer_value(json_object_get(rec, "epoch")),
+                           json_object_get(rec, "reason") ? ": " : "",
+                           json_object_get(rec, "reason") ? jstr(rec, "reason") : "");
             }
         }
         printf("\n  %-22s %-19s %-20s %s\n", "SERVICE INSTANCE", "ASSIGNMENT", "ACTIVE", "STANDBY");

@@ -75,6 +75,19 @@ static void schedule(struct events *e) {
 }
 
 void amf_event(struct amf *a, const char *kind, const char *name, const char *state, const char *reason) {
+    amf_event_epoch(a, kind, name, state, reason, QUEUE_EPOCH_NONE);
+}
+
+int amf_events_state(struct amf *a, const char *object) {
+    return a->events ? queue_state_get(a->events->q, object) : -ENOENT;
+}
+
+const struct recovery_model *amf_events_model(struct amf *a) {
+    return a->events ? a->events->model : NULL;
+}
+
+void amf_event_epoch(struct amf *a, const char *kind, const char *name, const char *state, const char *reason,
+                     int64_t epoch) {
     struct events *e = a->events;
     if (!e)
         return;
@@ -90,6 +103,7 @@ void amf_event(struct amf *a, const char *kind, const char *name, const char *st
     if (st < 0 || queue_event_init(ev, object, (enum queue_ha_state)st) < 0)
         return;
     snprintf(ev->node, sizeof(ev->node), "%s", a->node);
+    ev->epoch = epoch;
     if (reason)
         snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
     e->n_pending++;
@@ -107,7 +121,31 @@ static void on_appended(struct queue *q, int error, size_t n, void *userdata) {
 /* Sends states as object state notes to conn, or when conn is NULL to every
  * local process that asked for them: each note is packed once, as many
  * states as fit one packet, and the same bytes go to every process. */
+/* The pool of a local component's process, NULL if none. */
+static const struct config_pool *comp_pool(struct events *e, const struct comp *cp) {
+    return e->amf->config->n_pools ? config_find_pool_of(e->amf->config, cp->name) : NULL;
+}
+
+/* A note only the pool's processes get (seed 003, DTM participants): a pool
+ * process's recovery steps.  Returns the pool, or NULL for a note for all. */
+static const struct config_pool *note_pool(struct events *e, const char *object, const char *state) {
+    if (!e->model || (!streq(state, "TRANSIENT") && !streq(state, "RECOVERING")))
+        return NULL;
+    const struct rm_process *p = rm_owner(e->model, object);
+    return p ? p->pool : NULL;
+}
+
+/* Sends states to conn, or to every local process that asked for them and
+ * whose pool is `pool` (any pool when all is true). */
+static void send_states_to(struct events *e, struct conn *conn, bool all, const struct config_pool *pool,
+                           Halo__Link__ObjectState **states, size_t n_states);
+
 static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectState **states, size_t n_states) {
+    send_states_to(e, conn, true, NULL, states, n_states);
+}
+
+static void send_states_to(struct events *e, struct conn *conn, bool all, const struct config_pool *pool,
+                           Halo__Link__ObjectState **states, size_t n_states) {
     struct amf *a = e->amf;
     for (size_t off = 0, n; off < n_states; off += n) {
         Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
@@ -137,7 +175,7 @@ static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectS
                 struct su *su = &a->sgs[g].sus[u];
                 for (size_t c = 0; su->local && c < su->n_comps; c++) {
                     struct comp *cp = &su->comps[c];
-                    if (!cp->conn || !cp->object_states || cp->states_resync)
+                    if (!cp->conn || !cp->object_states || cp->states_resync || (!all && comp_pool(e, cp) != pool))
                         continue;
                     if (server_conn_queued(cp->conn) > EVENTS_QUEUE_SOFT) {
                         /* Not read for a while (busy, stopped in a debugger): hold the
@@ -155,8 +193,44 @@ static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectS
 }
 
 /* Sends the delivered entries to the processes that asked for object states. */
+/* The notes as the processes of `pool` (NULL: of no pool) see them: the
+ * others' pools' recovery steps left out. */
+static void send_notes_filtered(struct events *e, const struct config_pool *pool) {
+    Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_notes; i++) {
+        const struct note *nt = &e->notes[i];
+        const char *state = queue_ha_state_to_string(nt->state);
+        const struct config_pool *only = note_pool(e, nt->object, state);
+        if (only && only != pool)
+            continue;
+        halo__link__object_state__init(&st[n]);
+        st[n].object = (char *)nt->object;
+        st[n].state = (char *)state;
+        st[n].hlc = nt->hlc;
+        st[n].seq = nt->seq;
+        pst[n] = &st[n];
+        if (++n == LINK_OBJECTS_MAX) {
+            send_states_to(e, NULL, false, pool, pst, n);
+            n = 0;
+        }
+    }
+    if (n)
+        send_states_to(e, NULL, false, pool, pst, n);
+}
+
 static void send_notes(struct events *e) {
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
+    bool restricted = false;
+    for (size_t i = 0; i < e->n_notes && !restricted; i++)
+        restricted = note_pool(e, e->notes[i].object, queue_ha_state_to_string(e->notes[i].state)) != NULL;
+    if (restricted) {
+        send_notes_filtered(e, NULL);
+        for (size_t p = 0; p < e->amf->config->n_pools; p++)
+            send_notes_filtered(e, &e->amf->config->pools[p]);
+        e->n_notes = 0;
+        return;
+    }
 
     for (size_t off = 0; off < e->n_notes; off += LINK_OBJECTS_MAX) {
         size_t n = MIN(e->n_notes - off, (size_t)LINK_OBJECTS_MAX);

@@ -2,6 +2,7 @@
 /* AMF runtime objects, shared by amf.c, the redundancy models (amf-2n.c) and status.c only. */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -159,8 +160,9 @@ struct amf {
     int64_t loaded_revision;
     struct node_info *nodes; /* nodes seen in the store */
     size_t n_nodes;
-    struct events *events;    /* the EQ and the BQ (amf-events.c) */
-    struct forward *forwards; /* commands sent to the node that runs them */
+    struct events *events;     /* the EQ and the BQ (amf-events.c) */
+    struct recovery *recovery; /* this node's pool processes (amf-recovery.c); NULL without pools */
+    struct forward *forwards;  /* commands sent to the node that runs them */
     uint64_t n_forwarded;
     int64_t ran[16]; /* create revisions of the forwarded commands run lately */
     size_t ran_next;
@@ -268,6 +270,26 @@ void cl_free(struct amf *a);
 
 /* HA events (amf-events.c).  kind: "node", "process", "su"; state: "ONLINE", "FAILED", ... */
 void amf_event(struct amf *a, const char *kind, const char *name, const char *state, const char *reason);
+/* The same with the object's epoch (the recovery protocol's reports). */
+void amf_event_epoch(struct amf *a, const char *kind, const char *name, const char *state, const char *reason,
+                     int64_t epoch);
+/* The state the BQ last published for object (an enum queue_ha_state), or -ENOENT. */
+int amf_events_state(struct amf *a, const char *object);
+const struct recovery_model *amf_events_model(struct amf *a);
+
+/* amf-recovery.c: the local recovery of this node's pool processes (docs/recovery.md). */
+int amf_recovery_start(struct amf *a);
+void amf_recovery_close(struct amf *a);
+/* A pool process registered: true if it must recover before it is ONLINE (no ONLINE report now). */
+bool amf_recovery_registered(struct amf *a, struct comp *c);
+/* Its process ended. */
+void amf_recovery_failed(struct amf *a, struct comp *c);
+/* It asked for its entrypoint: true if a recovery (or its refusal) follows by RecoveryNote. */
+bool amf_recovery_entrypoint(struct amf *a, struct comp *c);
+/* A ProcessEvent (its Event value): 0 or -HALO_EBADSTATE. */
+int amf_recovery_event(struct amf *a, struct comp *c, int event, const char *reason);
+/* Adds "recovery": {pool, state, epoch, reason} to a component's status object. */
+void amf_recovery_status(struct amf *a, const struct comp *c, json_t *obj);
 int amf_events_start(struct amf *a);
 void amf_events_snapshot(struct amf *a, struct conn *conn);
 /* A slow reader read what was queued for it: the snapshot it missed notes for. */

@@ -87,6 +87,18 @@ static struct comp *find_comp(struct amf *a, const char *name) {
     return NULL;
 }
 
+/* The local component registered on conn (a process registers one component). */
+static struct comp *find_comp_by_conn(struct amf *a, const struct conn *conn) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            for (size_t i = 0; su->local && i < su->n_comps; i++)
+                if (su->comps[i].conn == conn && su->comps[i].presence == PRESENCE_INSTANTIATED)
+                    return &su->comps[i];
+        }
+    return NULL;
+}
+
 static struct su *find_su(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
@@ -608,6 +620,8 @@ static void on_proc_exit(struct proc *p, int status, void *userdata) {
     c->pid = 0;
     uv_timer_stop(&c->timer);
     persist_comp(c);
+    if (!c->amf->stopping)
+        amf_recovery_failed(c->amf, c);
     if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING) {
         log_debug("Component '%s' (%s) %s", c->name, c->su->name, buf);
         c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
@@ -1137,6 +1151,8 @@ static void on_restored(store *s, int error, const store_result *r, void *userda
         int e = amf_events_start(a);
         if (e < 0)
             log_error_errno(e, "Failed to start the event queues: %m");
+        else if ((e = amf_recovery_start(a)) < 0)
+            log_error_errno(e, "Failed to start the recovery of this node's pool processes: %m");
     }
     if (!a->stopping)
         instantiate_all(a);
@@ -1190,7 +1206,8 @@ static int handle_register(struct amf *a, struct conn *conn, const Halo__Link__R
     c->conn = conn;
     c->presence = PRESENCE_INSTANTIATED;
     uv_timer_stop(&c->timer);
-    amf_event(a, "process", c->name, "ONLINE", NULL);
+    if (!amf_recovery_registered(a, c))
+        amf_event(a, "process", c->name, "ONLINE", NULL);
     log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
     if (c->su->adopting) {
         bool all = true;
@@ -1436,8 +1453,17 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
         rep.json = json ?: "";
         rep.retry_msec = r == -EAGAIN ? 100 : 0; /* an election takes a round trip or two */
         (void)server_conn_send_reply(conn, &rep);
+        /* A restarted pool process: its recovery (the vector, then TRANSIENT) follows the answer. */
+        c = r == 0 ? find_comp_by_conn(a, conn) : NULL;
+        if (c)
+            (void)amf_recovery_entrypoint(a, c);
         return;
     }
+    case HALO__LINK__MSG__BODY_PROCESS_EVENT:
+        seq = m->process_event->seq;
+        c = find_comp_by_conn(a, conn);
+        r = c ? amf_recovery_event(a, c, (int)m->process_event->event, m->process_event->reason) : -HALO_ENOTREG;
+        break;
     case HALO__LINK__MSG__BODY_OBJECT_STATE_GET: {
         /* Any connected process may ask (the seeds' nvec get); the link validated the names. */
         const Halo__Link__ObjectStateGet *g = m->object_state_get;
@@ -1854,6 +1880,7 @@ void amf_close(struct amf *a) {
     uv_close((uv_handle_t *)&a->stop_check, noop_close);
     uv_close((uv_handle_t *)&a->cdb_timer, noop_close);
     cl_close(a);
+    amf_recovery_close(a);
     amf_events_close(a);
 }
 

@@ -25,6 +25,7 @@ static json_t *comp_json(const struct comp *c) {
         json_array_append_new(hcs, json_pack("{s:s, s:s}", "key", hc->key, "invoked",
                                              hc->invoked == HALO_HC_AMF_INVOKED ? "amf" : "component"));
     json_object_set_new(j, "health_checks", hcs);
+    amf_recovery_status(c->amf, c, j);
     return j;
 }
 

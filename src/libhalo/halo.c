@@ -121,6 +121,7 @@ struct halo {
     int epfd; /* the selection object: fd + evfd + tfd */
 
     halo_callbacks cb;
+    halo_recovery_cb recovery_cb; /* since 0.4 */
     void *userdata;
     char *path; /* halod's socket, for reconnecting */
     int reconnect_max_msec;
@@ -554,6 +555,7 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
+    case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
         return true;
     default:
         return false;
@@ -1290,6 +1292,27 @@ static bool run_callback(halo *h, const LinkMsg *m) {
     }
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
         return halo__cdb_change(h, m->cdb_change);
+    case HALO__LINK__MSG__BODY_RECOVERY_NOTE: {
+        const Halo__Link__RecoveryNote *rn = m->recovery_note;
+        if (!h->recovery_cb)
+            return false;
+        halo_object_state *st =
+            rn->n_events ? malloc(rn->n_events * sizeof(*st)) : NULL; /* bounded by link_validate() */
+        if (rn->n_events && !st)
+            return false;
+        for (size_t i = 0; i < rn->n_events; i++)
+            object_state_copy(&st[i], rn->events[i]);
+        halo_recovery_note note = {.epoch = rn->epoch,
+                                   .state = rn->state,
+                                   .reason = rn->reason,
+                                   .events = st,
+                                   .n_events = rn->n_events,
+                                   .nr_failures = rn->nr_failures,
+                                   .last = rn->last};
+        h->recovery_cb(h, &note, h->userdata);
+        free(st);
+        return true;
+    }
     default:
         return false; /* is_callback() let nothing else in */
     }
@@ -1731,6 +1754,33 @@ struct retry_hint {
 
 static void commit_retry_hint(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
     ((struct retry_hint *)arg)->msec = reply->retry_msec;
+}
+
+HALO_EXPORT int halo_recovery_set_callback(halo *h, halo_recovery_cb cb) {
+    assert_return(h, -EINVAL);
+    pthread_mutex_lock(&h->lock);
+    h->recovery_cb = cb;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+HALO_EXPORT int halo_process_event(halo *h, halo_lifecycle event, const char *reason) {
+    Halo__Link__ProcessEvent e = HALO__LINK__PROCESS_EVENT__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    LinkMsg *reply = NULL;
+
+    assert_return(h, -EINVAL);
+    assert_return(event >= HALO_PROCESS_STARTING && event <= HALO_PROCESS_RECOVERY_FAILED, -EINVAL);
+    assert_return(!reason || strlen(reason) <= LINK_REASON_MAX, -EINVAL);
+    e.event = (Halo__Link__ProcessEvent__Event)event;
+    e.reason = (char *)(reason ? reason : "");
+    m.body_case = HALO__LINK__MSG__BODY_PROCESS_EVENT;
+    m.process_event = &e;
+    int r = request(h, &m, &e.seq, NULL, NULL, NULL, &reply);
+    if (r < 0)
+        return r;
+    link_msg_free(reply);
+    return 0;
 }
 
 HALO_EXPORT int halo_entrypoint(halo *h, char **ret_json, unsigned *ret_retry_msec) {

@@ -240,6 +240,15 @@ int link_validate(const LinkMsg *m) {
         return check_cdb_ops(m->cdb_change->ops, m->cdb_change->n_ops, false);
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
         return check_object_states(m->object_state_note->states, m->object_state_note->n_states);
+    case HALO__LINK__MSG__BODY_PROCESS_EVENT:
+        CHECK(check_range(m->process_event->event, HALO__LINK__PROCESS_EVENT__EVENT__STARTING,
+                          HALO__LINK__PROCESS_EVENT__EVENT__RECOVERY_FAILED));
+        return strnlen(m->process_event->reason, LINK_REASON_MAX + 1) > LINK_REASON_MAX ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
+        CHECK(check_name(m->recovery_note->state, 1));
+        if (strnlen(m->recovery_note->reason, LINK_REASON_MAX + 1) > LINK_REASON_MAX)
+            return -EBADMSG;
+        return check_object_states(m->recovery_note->events, m->recovery_note->n_events);
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
         CHECK(check_name(m->pg_track_notify->csi, 1));
         if (m->pg_track_notify->n_members > LINK_ATTRS_MAX)

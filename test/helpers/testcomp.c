@@ -19,6 +19,12 @@
  *                       stops reading its link for a while)
  *   entrypoint          after registering, log halo_entrypoint()'s answer once there is a
  *                       coordinator ("ENTRYPOINT <json>"), retrying as it says
+ *   recovery            (with entrypoint) log the recovery notes ("RECOVERY <state> <epoch>
+ *                       <nr_failures> <reason>", then "FV <object> <state> <seq>" for each
+ *                       event of the vector); once the vector is complete report STARTING,
+ *                       then RECOVERED as soon as the file $TESTCOMP_LOG.<comp>.hold is
+ *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists
+ *                       ("PROCESS_EVENT <event> <result>" each)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +43,9 @@ static int log_fd = -1;
 static const char *me;
 static char stop_file[4096];
 static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
-static char query_file[4096], stall_file[4096];
+static char query_file[4096], stall_file[4096], hold_file[4096], fail_file[4096];
+static bool recovery;
+static int recovery_step; /* 1: the vector is complete, report STARTING; 2: then RECOVERED */
 static bool stall_states;
 static bool entrypoint;
 static long long entrypoint_at; /* ms, 0 = done */
@@ -141,6 +149,29 @@ static void run_query(halo *h) {
         logf_("QUERY %s %s", st[i].object, *st[i].state ? st[i].state : "-");
 }
 
+static void on_recovery(halo *h, const halo_recovery_note *n, void *userdata) {
+    logf_("RECOVERY %s %llu %llu %s", n->state, (unsigned long long)n->epoch, (unsigned long long)n->nr_failures,
+          *n->reason ? n->reason : "-");
+    for (size_t i = 0; i < n->n_events; i++)
+        logf_("FV %s %s %llu", n->events[i].object, n->events[i].state, (unsigned long long)n->events[i].seq);
+    if (n->last && strcmp(n->state, "recover") == 0)
+        recovery_step = 1;
+}
+
+static void recovery_run(halo *h) {
+    if (recovery_step == 1) {
+        int r = halo_process_event(h, HALO_PROCESS_STARTING, NULL);
+        logf_("PROCESS_EVENT STARTING %d", r);
+        recovery_step = r == 0 ? 2 : 0;
+    } else if (recovery_step == 2 && access(hold_file, F_OK) != 0) {
+        bool fail = access(fail_file, F_OK) == 0;
+        int r = halo_process_event(h, fail ? HALO_PROCESS_RECOVERY_FAILED : HALO_PROCESS_RECOVERED,
+                                   fail ? "testcomp was told to fail" : NULL);
+        logf_("PROCESS_EVENT %s %d", fail ? "RECOVERY_FAILED" : "RECOVERED", r);
+        recovery_step = 0;
+    }
+}
+
 int main(void) {
     me = getenv("HALO_COMPONENT") ?: "?";
     const char *path = getenv("TESTCOMP_LOG");
@@ -149,6 +180,8 @@ int main(void) {
         snprintf(stop_file, sizeof(stop_file), "%s.%s.stop-confirm", path, me);
         snprintf(query_file, sizeof(query_file), "%s.%s.query", path, me);
         snprintf(stall_file, sizeof(stall_file), "%s.%s.stall", path, me);
+        snprintf(hold_file, sizeof(hold_file), "%s.%s.hold", path, me);
+        snprintf(fail_file, sizeof(fail_file), "%s.%s.fail", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -168,6 +201,8 @@ int main(void) {
             entrypoint = true;
         else if (strcmp(t, "stall-states") == 0)
             stall_states = true;
+        else if (strcmp(t, "recovery") == 0)
+            recovery = true;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }
@@ -180,6 +215,8 @@ int main(void) {
                          .object_states = object_states ? on_object_states : NULL};
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
+    if (r == 0 && recovery)
+        r = halo_recovery_set_callback(h, on_recovery);
     if (r == 0)
         r = halo_register(h, NULL, NULL);
     if (r < 0) {
@@ -224,6 +261,8 @@ int main(void) {
                 entrypoint_at = 0;
             }
         }
+        if (recovery)
+            recovery_run(h);
         if (report_at && now >= report_at) {
             report_at = 0;
             r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
