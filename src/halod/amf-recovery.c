@@ -45,7 +45,8 @@ struct rl {
     int64_t epoch;
     char *reason;
     bool loaded, entrypoint_waiting, reading;
-    unsigned gen; /* bumped when a vector read goes stale */
+    bool online_waiting; /* registered before its state was read: ONLINE, if idle, once it is */
+    unsigned gen;        /* bumped when a vector read goes stale */
 };
 
 struct recovery {
@@ -347,9 +348,15 @@ static void on_loaded(store *s, int error, const store_result *res, void *userda
     if (error < 0 && error != -ECANCELED)
         log_warning_errno(error, "Failed to read the recovery states: %m");
     for (size_t j = 0; j < r->n; j++) {
-        r->rls[j].loaded = true;
-        if (r->rls[j].entrypoint_waiting)
-            amf_recovery_entrypoint(r->a, r->rls[j].c);
+        struct rl *rl = &r->rls[j];
+        rl->loaded = true;
+        if (rl->online_waiting && rl->c->conn) {
+            rl->online_waiting = false;
+            if (!amf_recovery_registered(r->a, rl->c))
+                amf_event(r->a, "process", rl->c->name, "ONLINE", NULL);
+        }
+        if (rl->entrypoint_waiting)
+            amf_recovery_entrypoint(r->a, rl->c);
     }
 out:
     free(k);
@@ -424,6 +431,10 @@ bool amf_recovery_registered(struct amf *a, struct comp *c) {
     struct rl *rl = rl_of(a, c);
     if (!rl)
         return false;
+    if (!rl->loaded) {
+        rl->online_waiting = true; /* decided once its recovery state is read */
+        return true;
+    }
     if (rl->state == RL_IDLE) {
         int st = published(a, rl->p->object);
         if (st < 0 || st == QUEUE_HA_ONLINE || st == QUEUE_HA_OFFLINE)

@@ -23,7 +23,8 @@
  *                       <nr_failures> <reason>", then "FV <object> <state> <seq>" for each
  *                       event of the vector); once the vector is complete report STARTING,
  *                       then RECOVERED as soon as the file $TESTCOMP_LOG.<comp>.hold is
- *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists
+ *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists, and
+ *                       then STARTING again once that file is gone (a new attempt)
  *                       ("PROCESS_EVENT <event> <result>" each)
  */
 #include <errno.h>
@@ -45,7 +46,8 @@ static char stop_file[4096];
 static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
 static char query_file[4096], stall_file[4096], hold_file[4096], fail_file[4096];
 static bool recovery;
-static int recovery_step; /* 1: the vector is complete, report STARTING; 2: then RECOVERED */
+/* 1: the vector is complete, report STARTING; 2: then RECOVERED; 3: failed, STARTING again once allowed */
+static int recovery_step;
 static bool stall_states;
 static bool entrypoint;
 static long long entrypoint_at; /* ms, 0 = done */
@@ -168,8 +170,9 @@ static void recovery_run(halo *h) {
         int r = halo_process_event(h, fail ? HALO_PROCESS_RECOVERY_FAILED : HALO_PROCESS_RECOVERED,
                                    fail ? "testcomp was told to fail" : NULL);
         logf_("PROCESS_EVENT %s %d", fail ? "RECOVERY_FAILED" : "RECOVERED", r);
-        recovery_step = 0;
-    }
+        recovery_step = fail && r == 0 ? 3 : 0;
+    } else if (recovery_step == 3 && access(fail_file, F_OK) != 0)
+        recovery_step = 1;
 }
 
 int main(void) {
