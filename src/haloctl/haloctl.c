@@ -23,6 +23,7 @@
 
 static const char *arg_socket;
 static bool arg_json;
+static bool arg_follow;
 static int arg_timeout_ms = 30000;
 
 static int64_t now_ms(void) {
@@ -245,6 +246,158 @@ static int cmd_status(int argc, char **argv) {
     return 0;
 }
 
+/* ---- events and failure vectors ----------------------------------------- */
+
+static void print_event_row(json_t *ev) {
+    json_t *ep = json_object_get(ev, "epoch");
+    char epoch[24] = "-";
+    if (json_is_integer(ep))
+        snprintf(epoch, sizeof(epoch), "%lld", (long long)json_integer_value(ep));
+    printf("%-8lld %-28s %-32s %-10s %-8s %-6s %s\n", (long long)json_integer_value(json_object_get(ev, "seq")),
+           json_string_value(json_object_get(ev, "time")) ?: "-", jstr(ev, "object"), jstr(ev, "state"),
+           json_string_value(json_object_get(ev, "node")) ?: "-", epoch,
+           json_string_value(json_object_get(ev, "reason")) ?: "");
+}
+
+static void print_event_header(void) {
+    printf("%-8s %-28s %-32s %-10s %-8s %-6s %s\n", "SEQ", "TIME", "OBJECT", "STATE", "NODE", "EPOCH", "REASON");
+}
+
+/* Prints the events of doc ({"events": [...]}) after seq *last; *last becomes the highest printed. */
+static void print_events(json_t *doc, uint64_t *last) {
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(doc, "events"), i, ev) {
+        uint64_t seq = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
+        if (seq <= *last)
+            continue;
+        *last = seq;
+        if (arg_json) {
+            char *t = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+            printf("%s\n", t ?: "{}");
+            free(t);
+        } else
+            print_event_row(ev);
+    }
+    fflush(stdout);
+}
+
+static int cmd_events(bool follow) {
+    _cleanup_close_ int fd = -1;
+    int r;
+    /* Following starts first, so that nothing falls between the dump and the notes. */
+    if (follow) {
+        r = connect_halod(&fd);
+        if (r < 0)
+            return r;
+        Halo__Link__Admin a = HALO__LINK__ADMIN__INIT;
+        LinkMsg m = HALO__LINK__MSG__INIT;
+        a.seq = 1;
+        a.op = HALO__LINK__ADMIN__OP__EVENTS_FOLLOW;
+        a.target = "";
+        m.body_case = HALO__LINK__MSG__BODY_ADMIN;
+        m.admin = &a;
+        r = link_send(fd, &m);
+        LinkMsg *rep = NULL;
+        while (r >= 0) {
+            r = recv_until(fd, now_ms() + arg_timeout_ms, &rep);
+            if (r < 0)
+                break;
+            bool mine = rep->body_case == HALO__LINK__MSG__BODY_REPLY && rep->reply->seq == 1;
+            r = mine ? rep->reply->error : 0;
+            link_msg_free(rep);
+            if (mine)
+                break;
+        }
+        if (r < 0)
+            return r;
+    }
+    _cleanup_free_ char *json = NULL;
+    r = admin(HALO__LINK__ADMIN__OP__EVENTS, NULL, &json);
+    if (r < 0)
+        return r;
+    json_t *doc = json_loads(json, 0, NULL);
+    if (!doc)
+        return -EBADMSG;
+    uint64_t last = 0;
+    if (!arg_json)
+        print_event_header();
+    if (arg_json && !follow) {
+        printf("%s\n", json);
+        json_decref(doc);
+        return 0;
+    }
+    print_events(doc, &last);
+    json_decref(doc);
+    while (follow) {
+        LinkMsg *m = NULL;
+        r = recv_until(fd, INT64_MAX, &m);
+        if (r < 0)
+            return r == -ECONNRESET ? 0 : r;
+        if (m->body_case == HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE) {
+            json_t *evs = json_array();
+            for (size_t i = 0; i < m->object_state_note->n_states; i++) {
+                const Halo__Link__ObjectState *st = m->object_state_note->states[i];
+                char when[64];
+                json_t *ev =
+                    json_pack("{s:s, s:s, s:I}", "object", st->object, "state", st->state, "seq", (json_int_t)st->seq);
+                if (st->hlc) {
+                    /* hlc: milliseconds since the epoch above 16 bits of a logical counter. */
+                    time_t secs = (time_t)((st->hlc >> 16) / 1000);
+                    struct tm tm;
+                    gmtime_r(&secs, &tm);
+                    size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+                    snprintf(when + n, sizeof(when) - n, ".%03uZ+%u", (unsigned)((st->hlc >> 16) % 1000),
+                             (unsigned)(st->hlc & 0xffff));
+                    json_object_set_new(ev, "time", json_string(when));
+                }
+                json_array_append_new(evs, ev);
+            }
+            json_t *d = json_pack("{s:o}", "events", evs);
+            print_events(d, &last);
+            json_decref(d);
+        }
+        link_msg_free(m);
+    }
+    return 0;
+}
+
+static int cmd_failvec(const char *process) {
+    _cleanup_free_ char *json = NULL;
+    int r = admin(HALO__LINK__ADMIN__OP__FAILVEC, process, &json);
+    if (r < 0)
+        return r;
+    if (arg_json) {
+        printf("%s\n", json);
+        return 0;
+    }
+    json_t *doc = json_loads(json, 0, NULL);
+    if (!doc)
+        return -EBADMSG;
+    json_t *cur = json_object_get(doc, "current_epoch");
+    if (json_is_integer(cur))
+        printf("%s: current epoch %lld\n", jstr(doc, "process"), (long long)json_integer_value(cur));
+    else
+        printf("%s: no epoch yet\n", jstr(doc, "process"));
+    size_t i;
+    json_t *ep;
+    json_array_foreach(json_object_get(doc, "epochs"), i, ep) {
+        json_t *rec = json_object_get(ep, "record");
+        printf("\nepoch %lld: %lld events", (long long)json_integer_value(json_object_get(ep, "epoch")),
+               (long long)json_integer_value(json_object_get(ep, "nr_failures")));
+        if (json_is_object(rec))
+            printf(" (opened by seq %lld)", (long long)json_integer_value(json_object_get(rec, "seq")));
+        printf("\n");
+        if (json_array_size(json_object_get(ep, "events")) > 0) {
+            print_event_header();
+            uint64_t last = 0;
+            print_events(ep, &last);
+        }
+    }
+    json_decref(doc);
+    return 0;
+}
+
 /* ---- commands ----------------------------------------------------------- */
 
 struct verb {
@@ -265,12 +418,16 @@ static const struct verb verbs[] = {
      "restart a component (its SU fails over)"},
     {"repair", "SU", HALO__LINK__ADMIN__OP__REPAIR, "repaired", "clear a disabled SU and start it again"},
     {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping", "stop halod and every component"},
+    {"failvec", "PROCESS", HALO__LINK__ADMIN__OP__FAILVEC, NULL,
+     "a pool process's epochs and failure vectors (docs/recovery.md)"},
 };
 
 static void help(void) {
     printf("Usage: haloctl [OPTIONS] COMMAND [ARG]\n\nCommands:\n");
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         printf("  %-12s %-10s %s\n", verbs[i].name, verbs[i].arg ?: "", verbs[i].help);
+    printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
+           "                          --follow: then every entry as it is delivered, until ^C\n");
     printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE]\n"
            "                          run a cluster on this machine: M etcd members (default 1), N halods\n"
            "                          n1..nN (default 3), the example counter service unless --config\n"
@@ -289,7 +446,8 @@ static void help(void) {
            "      | berelay | benone | secondary-dead NODEID | notifications (until ^C)\n");
     printf("\nOptions:\n"
            "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
-           "  -j, --json          print JSON (read commands)\n"
+           "  -j, --json          print JSON (read commands; events --follow: one object a line)\n"
+           "  -f, --follow        events: keep printing them as they come\n"
            "  -t, --timeout SEC   how long to wait for halod (default 30)\n"
            "  -h, --help          this text\n");
 }
@@ -297,11 +455,8 @@ static void help(void) {
 /* Parses the global options.  Returns -1 to go on, or the exit status. */
 static int parse_options(int argc, char **argv, const char *optstring) {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {},
+        {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'}, {"follow", no_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {},
     };
     int c;
     while ((c = getopt_long(argc, argv, optstring, opts, NULL)) >= 0) {
@@ -311,6 +466,9 @@ static int parse_options(int argc, char **argv, const char *optstring) {
             break;
         case 'j':
             arg_json = true;
+            break;
+        case 'f':
+            arg_follow = true;
             break;
         case 't': {
             char *end;
@@ -335,7 +493,7 @@ static int parse_options(int argc, char **argv, const char *optstring) {
 
 int main(int argc, char **argv) {
     /* Up to the command only ('+'): 'sim' has options of its own. */
-    int r = parse_options(argc, argv, "+s:jt:h");
+    int r = parse_options(argc, argv, "+s:jft:h");
     if (r >= 0)
         return r;
     if (optind < argc && streq(argv[optind], "sim"))
@@ -345,7 +503,7 @@ int main(int argc, char **argv) {
                        argv + optind, arg_json);
     /* The other commands take the global options after them too ('haloctl status --json'). */
     optind = 0;
-    r = parse_options(argc, argv, "s:jt:h");
+    r = parse_options(argc, argv, "s:jft:h");
     if (r >= 0)
         return r;
     if (optind >= argc) {
@@ -353,6 +511,20 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[optind];
+    if (arg_follow && !streq(cmd, "events")) {
+        fprintf(stderr, "haloctl: --follow goes with 'events' only.\n");
+        return 2;
+    }
+    if (streq(cmd, "events")) {
+        if (optind + 1 < argc) {
+            fprintf(stderr, "haloctl: 'events' takes no argument.\n");
+            return 2;
+        }
+        r = cmd_events(arg_follow);
+        if (r < 0 && r != -ECONNREFUSED && r != -ENOENT)
+            fprintf(stderr, "haloctl: events: %s\n", halo_strerror(r));
+        return r < 0 ? 1 : 0;
+    }
     if (streq(cmd, "cdb"))
         return cdb_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
                         argv + optind, arg_json);
@@ -372,7 +544,14 @@ int main(int argc, char **argv) {
     }
     if (v->op == HALO__LINK__ADMIN__OP__STATUS)
         r = cmd_status(argc, argv);
-    else {
+    else if (v->op == HALO__LINK__ADMIN__OP__FAILVEC) {
+        r = cmd_failvec(argv[optind + 1]);
+        if (r < 0 && r != -ECONNREFUSED && r != -ENOENT)
+            fprintf(stderr, "haloctl: failvec '%s': %s\n", argv[optind + 1],
+                    r == -HALO_EUNKNOWN ? "no such process"
+                    : r == -EINVAL      ? "not a pool process"
+                                        : halo_strerror(r));
+    } else {
         const char *target = v->arg ? argv[optind + 1] : NULL;
         r = admin(v->op, target, NULL);
         if (r == 0) {

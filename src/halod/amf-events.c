@@ -28,6 +28,7 @@
 #include "failvec.h"
 #include "queue.h"
 #include "recovery.h"
+#include "strprintf.h"
 
 #define EVENTS_PENDING_MAX 4096 /* reports waiting for the next flush */
 #define EVENTS_PRUNE_MSEC 1000  /* the coordinator prunes the BQ this often */
@@ -36,6 +37,8 @@
 #define EVENTS_NOTE_MAX 4096
 /* Notes queued for one process (not yet read) past which the next are held back. */
 #define EVENTS_QUEUE_SOFT (1024 * 1024)
+/* haloctl events --follow at once. */
+#define EVENTS_FOLLOWERS_MAX 16
 
 /* What a process is told of a BQ entry. */
 struct note {
@@ -56,7 +59,19 @@ struct events {
     uint64_t dropped; /* reports lost to a full buffer or a failed append */
     uint8_t *packet;  /* LINK_MSG_MAX bytes: a note packed once for every process */
     struct recovery_model *model;
-    struct failvec *fv; /* the coordinator's epochs and failure vectors; NULL without pools */
+    struct failvec *fv;                           /* the coordinator's epochs and failure vectors; NULL without pools */
+    struct admin_read *reads;                     /* haloctl's reads in flight */
+    struct conn *followers[EVENTS_FOLLOWERS_MAX]; /* haloctl events --follow */
+};
+
+/* A read of the store for haloctl (events, failvec); conn NULL once it closed. */
+struct admin_read {
+    struct admin_read *next;
+    struct events *e;
+    struct conn *conn;
+    uint64_t seq;
+    int op;
+    char object[QUEUE_OBJECT_MAX];
 };
 
 static void on_flush(uv_timer_t *t);
@@ -219,19 +234,10 @@ static void send_notes_filtered(struct events *e, const struct config_pool *pool
         send_states_to(e, NULL, false, pool, pst, n);
 }
 
-static void send_notes(struct events *e) {
+/* Every delivered note, to the followers (haloctl events --follow) or to
+ * every process that asked (followers false). */
+static void send_all_notes(struct events *e, bool followers) {
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
-    bool restricted = false;
-    for (size_t i = 0; i < e->n_notes && !restricted; i++)
-        restricted = note_pool(e, e->notes[i].object, queue_ha_state_to_string(e->notes[i].state)) != NULL;
-    if (restricted) {
-        send_notes_filtered(e, NULL);
-        for (size_t p = 0; p < e->amf->config->n_pools; p++)
-            send_notes_filtered(e, &e->amf->config->pools[p]);
-        e->n_notes = 0;
-        return;
-    }
-
     for (size_t off = 0; off < e->n_notes; off += LINK_OBJECTS_MAX) {
         size_t n = MIN(e->n_notes - off, (size_t)LINK_OBJECTS_MAX);
         for (size_t i = 0; i < n; i++) {
@@ -243,8 +249,28 @@ static void send_notes(struct events *e) {
             st[i].seq = nt->seq;
             pst[i] = &st[i];
         }
-        send_states(e, NULL, pst, n);
+        for (size_t f = 0; followers && f < EVENTS_FOLLOWERS_MAX; f++)
+            if (e->followers[f])
+                send_states(e, e->followers[f], pst, n);
+        if (!followers)
+            send_states(e, NULL, pst, n);
     }
+}
+
+static void send_notes(struct events *e) {
+    bool restricted = false, following = false;
+    for (size_t i = 0; i < EVENTS_FOLLOWERS_MAX; i++)
+        following |= e->followers[i] != NULL;
+    if (following)
+        send_all_notes(e, true);
+    for (size_t i = 0; i < e->n_notes && !restricted; i++)
+        restricted = note_pool(e, e->notes[i].object, queue_ha_state_to_string(e->notes[i].state)) != NULL;
+    if (restricted) {
+        send_notes_filtered(e, NULL);
+        for (size_t p = 0; p < e->amf->config->n_pools; p++)
+            send_notes_filtered(e, &e->amf->config->pools[p]);
+    } else
+        send_all_notes(e, false);
     e->n_notes = 0;
 }
 
@@ -588,4 +614,215 @@ void amf_events_free(struct amf *a) {
     rm_free(e->model);
     free(e);
     a->events = NULL;
+}
+
+/* ---- haloctl: events and failure vectors, read from the store ---- */
+
+static void admin_read_free(struct admin_read *r) {
+    for (struct admin_read **p = &r->e->reads; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    free(r);
+}
+
+/* The published events of BQ entries or failure-vector chunks (JSON arrays), appended to out. */
+static void append_events(json_t *out, const char *value, size_t len) {
+    json_t *arr = json_loadb(value, len, 0, NULL);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(arr, i, ev) {
+        struct queue_event qe;
+        if (!json_is_object(ev) || queue_event_from_json(ev, &qe) < 0)
+            continue;
+        char when[HLC_STRING_MAX];
+        json_t *copy = json_deep_copy(ev);
+        if (copy && qe.hlc)
+            json_object_set_new(copy, "time", json_string(hlc_format(qe.hlc, when)));
+        json_array_append_new(out, copy);
+    }
+    json_decref(arr);
+}
+
+static bool key_ends(const store_kv *kv, const char *suffix) {
+    size_t n = strlen(suffix);
+    return kv->key_len >= n && memcmp(kv->key + kv->key_len - n, suffix, n) == 0;
+}
+
+static int64_t key_number_after(const store_kv *kv, size_t prefix_len) {
+    char buf[32];
+    size_t n = 0;
+    while (prefix_len + n < kv->key_len && n < sizeof(buf) - 1 && kv->key[prefix_len + n] != '/') {
+        buf[n] = kv->key[prefix_len + n];
+        n++;
+    }
+    buf[n] = 0;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    return n && !*end ? v : -1;
+}
+
+static int epoch_cmp(const void *x, const void *y) {
+    json_int_t a = json_integer_value(json_object_get(*(json_t *const *)x, "epoch"));
+    json_int_t b = json_integer_value(json_object_get(*(json_t *const *)y, "epoch"));
+    return a < b ? -1 : a > b;
+}
+
+static json_t *failvec_json(struct events *e, const char *object, const store_result *res) {
+    struct amf *a = e->amf;
+    char prefix[STORE_KEY_MAX + 1];
+    snprintf(prefix, sizeof(prefix), "%sfailvec/%s/", a->prefix, object);
+    size_t plen = strlen(prefix);
+    json_t *epochs = json_object(), *root = json_pack("{s:s, s:n}", "process", object, "current_epoch");
+    for (size_t i = 0; i < res->n_kvs; i++) {
+        const store_kv *kv = &res->kvs[i];
+        if (key_ends(kv, "/current_epoch")) {
+            json_t *v = json_loadb(kv->value, kv->value_len, JSON_DECODE_ANY, NULL);
+            json_object_set_new(root, "current_epoch", json_is_integer(v) ? v : json_null());
+            if (!json_is_integer(v))
+                json_decref(v);
+            continue;
+        }
+        if (kv->key_len <= plen || memcmp(kv->key, prefix, plen) != 0)
+            continue;
+        int64_t ep = key_number_after(kv, plen);
+        if (ep < 0)
+            continue;
+        char name[32];
+        snprintf(name, sizeof(name), "%lld", (long long)ep);
+        json_t *o = json_object_get(epochs, name);
+        if (!o) {
+            o = json_pack("{s:I, s:n, s:I, s:[]}", "epoch", (json_int_t)ep, "record", "nr_failures", (json_int_t)0,
+                          "events");
+            json_object_set_new(epochs, name, o);
+        }
+        const char *rest = kv->key + plen + strlen(name);
+        size_t rest_len = kv->key_len - plen - strlen(name);
+        if (rest_len == 0)
+            json_object_set_new(o, "record", json_loadb(kv->value, kv->value_len, 0, NULL) ?: json_null());
+        else if (rest_len == strlen("/nr_failures") && memcmp(rest, "/nr_failures", rest_len) == 0) {
+            json_t *v = json_loadb(kv->value, kv->value_len, JSON_DECODE_ANY, NULL);
+            if (json_is_integer(v))
+                json_object_set(o, "nr_failures", v);
+            json_decref(v);
+        } else
+            append_events(json_object_get(o, "events"), kv->value, kv->value_len);
+    }
+    /* The epochs in order (the store's key order puts 10 before 9). */
+    json_t *list = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(epochs, k, v) json_array_append(list, v);
+    size_t n = json_array_size(list);
+    json_t **sorted = n ? calloc(n, sizeof(*sorted)) : NULL;
+    for (size_t i = 0; sorted && i < n; i++)
+        sorted[i] = json_array_get(list, i);
+    if (sorted)
+        qsort(sorted, n, sizeof(*sorted), epoch_cmp);
+    json_t *out = json_array();
+    for (size_t i = 0; sorted && i < n; i++)
+        json_array_append(out, sorted[i]);
+    free(sorted);
+    json_decref(list);
+    json_decref(epochs);
+    json_object_set_new(root, "epochs", out);
+    return root;
+}
+
+static void on_admin_read(store *s, int error, const store_result *res, void *userdata) {
+    struct admin_read *r = userdata;
+    struct conn *conn = r->conn;
+    if (!conn) {
+        admin_read_free(r);
+        return;
+    }
+    if (error < 0) {
+        (void)server_conn_reply(conn, r->seq, error, NULL);
+        admin_read_free(r);
+        return;
+    }
+    json_t *j;
+    if (r->op == HALO__LINK__ADMIN__OP__FAILVEC)
+        j = failvec_json(r->e, r->object, res);
+    else {
+        json_t *evs = json_array();
+        for (size_t i = 0; i < res->n_kvs; i++)
+            append_events(evs, res->kvs[i].value, res->kvs[i].value_len);
+        j = json_pack("{s:o}", "events", evs);
+    }
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (text)
+        (void)server_conn_reply_parts(conn, r->seq, text);
+    else
+        (void)server_conn_reply(conn, r->seq, -ENOMEM, NULL);
+    admin_read_free(r);
+}
+
+void amf_events_admin(struct amf *a, struct conn *conn, int op, uint64_t seq, const char *target) {
+    struct events *e = a->events;
+    if (!e) {
+        (void)server_conn_reply(conn, seq, -EAGAIN, NULL);
+        return;
+    }
+    if (op == HALO__LINK__ADMIN__OP__EVENTS_FOLLOW) {
+        for (size_t i = 0; i < EVENTS_FOLLOWERS_MAX; i++)
+            if (!e->followers[i] || e->followers[i] == conn) {
+                e->followers[i] = conn;
+                (void)server_conn_reply(conn, seq, 0, NULL);
+                return;
+            }
+        (void)server_conn_reply(conn, seq, -EBUSY, NULL);
+        return;
+    }
+    struct admin_read *r = calloc(1, sizeof(*r));
+    if (!r) {
+        (void)server_conn_reply(conn, seq, -ENOMEM, NULL);
+        return;
+    }
+    *r = (struct admin_read){.e = e, .conn = conn, .seq = seq, .op = op};
+    int ret;
+    if (op == HALO__LINK__ADMIN__OP__FAILVEC) {
+        /* A process by its component name ("su/comp") or its object name. */
+        char name[QUEUE_OBJECT_MAX];
+        snprintf(name, sizeof(name), "%s%s", strncmp(target, "process:", 8) == 0 ? "" : "process:", target);
+        object_name(r->object, sizeof(r->object), name);
+        const struct rm_process *p = e->model ? rm_find(e->model, r->object) : NULL;
+        if (!p || !p->pool) {
+            free(r);
+            (void)server_conn_reply(conn, seq, p ? -EINVAL : -HALO_EUNKNOWN, NULL);
+            return;
+        }
+        char *ek = failvec_epoch_key(a->prefix, r->object), *under = strprintf("%sfailvec/%s/", a->prefix, r->object);
+        store_op ops[] = {{.type = STORE_OP_GET, .key = ek, .key_len = ek ? strlen(ek) : 0},
+                          {.type = STORE_OP_GET_PREFIX, .key = under, .key_len = under ? strlen(under) : 0}};
+        store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
+        ret = ek && under ? store_transaction(a->store, &txn, on_admin_read, r) : -ENOMEM;
+        free(ek);
+        free(under);
+    } else {
+        char *bq = strprintf("%sbq/", a->prefix);
+        ret = bq ? store_range(a->store, bq, on_admin_read, r) : -ENOMEM;
+        free(bq);
+    }
+    if (ret < 0) {
+        free(r);
+        (void)server_conn_reply(conn, seq, ret, NULL);
+        return;
+    }
+    r->next = e->reads;
+    e->reads = r;
+}
+
+void amf_events_conn_closed(struct amf *a, struct conn *conn) {
+    struct events *e = a->events;
+    if (!e)
+        return;
+    for (struct admin_read *r = e->reads; r; r = r->next)
+        if (r->conn == conn)
+            r->conn = NULL;
+    for (size_t i = 0; i < EVENTS_FOLLOWERS_MAX; i++)
+        if (e->followers[i] == conn)
+            e->followers[i] = NULL;
 }

@@ -276,6 +276,9 @@ void amf_event_epoch(struct amf *a, const char *kind, const char *name, const ch
 /* The state the BQ last published for object (an enum queue_ha_state), or -ENOENT. */
 int amf_events_state(struct amf *a, const char *object);
 const struct recovery_model *amf_events_model(struct amf *a);
+/* haloctl events [--follow], haloctl failvec: answered from the store (Admin ops EVENTS, EVENTS_FOLLOW, FAILVEC). */
+void amf_events_admin(struct amf *a, struct conn *conn, int op, uint64_t seq, const char *target);
+void amf_events_conn_closed(struct amf *a, struct conn *conn);
 
 /* amf-recovery.c: the local recovery of this node's pool processes (docs/recovery.md). */
 int amf_recovery_start(struct amf *a);

@@ -498,6 +498,7 @@ int amf_recovery_event(struct amf *a, struct comp *c, int event, const char *rea
         if (rl->state != RL_RECOVERING)
             return -HALO_EBADSTATE;
         report(a, rl, "ONLINE");
+        rl->epoch++; /* the ONLINE opens the next epoch */
         rl_set(a, rl, RL_IDLE, NULL);
         return 0;
     case HALO__LINK__PROCESS_EVENT__EVENT__RECOVERY_FAILED:

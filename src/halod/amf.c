@@ -1497,6 +1497,7 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
 
 void amf_conn_closed(struct amf *a, struct conn *conn, const char *reason) {
     cl_admin_conn_closed(a, conn);
+    amf_events_conn_closed(a, conn);
     /* Trackers and waiters of this connection go away with it. */
     for (struct tracker **p = &a->trackers; *p;) {
         if ((*p)->conn == conn) {
@@ -1663,6 +1664,11 @@ static void handle_admin(struct amf *a, struct conn *conn, const Halo__Link__Adm
     }
     case HALO__LINK__ADMIN__OP__STATUS_MORE:
         (void)server_conn_reply_next_part(conn, m->seq);
+        return;
+    case HALO__LINK__ADMIN__OP__EVENTS:
+    case HALO__LINK__ADMIN__OP__EVENTS_FOLLOW:
+    case HALO__LINK__ADMIN__OP__FAILVEC:
+        amf_events_admin(a, conn, m->op, m->seq, target);
         return;
     case HALO__LINK__ADMIN__OP__SWITCHOVER:
     case HALO__LINK__ADMIN__OP__LOCK:

@@ -4,11 +4,12 @@ halods over a real etcd: what each process is told, and in which order."""
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 
 from etcd_harness import Etcd
-from halo_harness import TESTCOMP, free_port, wait_for
+from halo_harness import HALOCTL, TESTCOMP, free_port, wait_for
 from test_events import notes, post
 
 NODES = ("n1", "n2", "n3")
@@ -105,9 +106,37 @@ def test_happy_path_trigger_once_and_participants_only(etcd, halod_factory, tmp_
     # Trigger once: only n2's halod reported the recovery steps; the next epoch is open.
     kv = etcd.get_prefix("/halo/rc/")
     assert kv["/halo/rc/process:ios-b/current_epoch"] == "1"
-    assert '"state":"idle"' in kv["/halo/rc/recovery/process:ios-b"]
-    st = hs["n2"].comp("ios-b")
-    assert st["recovery"]["state"] == "idle" and st["recovery"]["pool"] == "storage"
+    assert json.loads(kv["/halo/rc/recovery/process:ios-b"]) == {"state": "idle", "epoch": 1}
+    assert hs["n2"].comp("ios-b")["recovery"] == {"pool": "storage", "state": "idle", "epoch": 1}
+
+    # What an operator sees: the vectors, the broadcast queue (also as it goes), the recovery states.
+    out = hs["n1"].ctl("failvec", "ios-b").stdout
+    assert "process:ios-b: current epoch 1" in out and "epoch 0: " in out and "epoch 1: 0 events" in out, out
+    assert "process:ios-b" in out and "FAILED" in out and "TRANSIENT" in out
+    doc = json.loads(hs["n3"].ctl("--json", "failvec", "process:ios-b").stdout)
+    assert doc["current_epoch"] == 1 and [e["epoch"] for e in doc["epochs"]] == [0, 1]
+    assert doc["epochs"][0]["nr_failures"] == len(doc["epochs"][0]["events"]) > 0
+    bad = hs["n1"].ctl("failvec", "outsider", check=False)
+    assert bad.returncode == 1 and "not a pool process" in bad.stderr
+    bad = hs["n1"].ctl("failvec", "nobody", check=False)
+    assert bad.returncode == 1 and "no such process" in bad.stderr
+    out = hs["n1"].ctl("events").stdout
+    rows = [ln.split() for ln in out.splitlines()[1:]]
+    b = [r[3] for r in rows if r[2] == "process:ios-b"]
+    assert b[-4:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"], out
+    assert all(r[1].startswith("20") and r[1].endswith("Z") or "Z+" in r[1] for r in rows), out
+    assert "recovery in pool 'storage': idle, epoch 1" in hs["n2"].ctl("status").stdout
+    follow = subprocess.Popen([HALOCTL, "--socket", hs["n3"].socket, "events", "--follow", "--json"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert post(http["n1"], {"object": "device:ios-a:sda", "state": "FAILED"})[0] == 202
+        seen = []
+        while not any(e["object"] == "device:ios-a:sda" for e in seen):
+            seen.append(json.loads(follow.stdout.readline()))
+        assert seen[-1]["state"] == "FAILED" and seen[-1]["seq"] > max(e["seq"] for e in seen[:-1])
+    finally:
+        follow.kill()
+        follow.wait()
     for h in hs.values():
         assert h.stop() == 0
 
