@@ -18,6 +18,7 @@ build: deps $(BUILD)/build.ninja
 
 demo: build
 	@./examples/demo.sh $(BUILD)
+	@./examples/recovery-demo.sh $(BUILD)
 
 # Unit and integration tests, then once more under ASan+UBSan.
 check: build

@@ -1447,16 +1447,25 @@ void amf_handle_msg(struct amf *a, struct conn *conn, const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_ENTRYPOINT_GET: {
         _cleanup_free_ char *json = NULL;
         r = amf_entrypoint_json(a, &json);
+        /* A restarted pool process: "recovery": true, and its recovery (the
+         * vector by RecoveryNote, then TRANSIENT) follows the answer. */
+        c = r == 0 ? find_comp_by_conn(a, conn) : NULL;
+        if (c && amf_recovery_entrypoint(a, c)) {
+            json_t *j = json_loads(json, 0, NULL);
+            if (j && json_object_set_new(j, "recovery", json_true()) == 0) {
+                free(json);
+                json = json_dumps(j, JSON_COMPACT);
+            }
+            json_decref(j);
+            if (!json)
+                r = -ENOMEM;
+        }
         Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
         rep.seq = m->entrypoint_get->seq;
         rep.error = r == -EAGAIN ? -HALO_ETRYAGAIN : r;
         rep.json = json ?: "";
         rep.retry_msec = r == -EAGAIN ? 100 : 0; /* an election takes a round trip or two */
         (void)server_conn_send_reply(conn, &rep);
-        /* A restarted pool process: its recovery (the vector, then TRANSIENT) follows the answer. */
-        c = r == 0 ? find_comp_by_conn(a, conn) : NULL;
-        if (c)
-            (void)amf_recovery_entrypoint(a, c);
         return;
     }
     case HALO__LINK__MSG__BODY_PROCESS_EVENT:

@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: MIT
+"""The demos of `make demo` run as a user would run them (no terminal: no pauses)."""
+import os
+import socket
+import subprocess
+
+from halo_harness import BUILD
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def free_block(n):
+    """A base port with the n ports from it free on loopback."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                t = socket.socket()
+                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                t.bind(("127.0.0.1", p))
+                socks.append(t)
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free block of ports")
+
+
+def test_recovery_demo_shows_a_catch_up():
+    env = dict(os.environ, HALO_DEMO_REPLOG_PORT=str(free_block(3)))
+    r = subprocess.run([os.path.join(TOP, "examples", "recovery-demo.sh"), BUILD], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    # replog-b missed entries 4..8 while it was down, replayed them before serving, and the cluster recorded it.
+    assert "replog replog-b: restarted after a failure: waiting for my failure vector" in out, out
+    assert "caught up: replayed 5 entries (3 -> 8) from replog-a" in out, out
+    assert out.count("COUNT -> 8") == 3 and "entry 6 -> entry-6" in out, out
+    assert "process:replog-b: current epoch 1" in out and "TRANSIENT" in out and "RECOVERING" in out, out
+    assert "Recovery demo complete." in out
+
+
+def test_failover_demo():
+    env = dict(os.environ, HALO_DEMO_PORT=str(free_block(1)))
+    r = subprocess.run([os.path.join(TOP, "examples", "demo.sh"), BUILD], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "answered CSI set ACTIVE" in r.stdout and "(the count survived the failover)" in r.stdout, r.stdout
+    assert "no component process is left" in r.stdout and "Demo complete." in r.stdout
