@@ -8,6 +8,13 @@
  * With $HALO_BENCH_STATES it also asks for the cluster's object states:
  * "count" just takes them, "log" appends "S <object> <state> <ns> <pid>" per state
  * (one write(2) per note), for bench/events.
+ *
+ * With $HALO_BENCH_RECOVERY (a pool process, bench/recovery) it asks for its
+ * entrypoint after registering and, when halod says it must recover, takes
+ * its failure vector, reports STARTING then RECOVERED at once, appending
+ * "R <step> <component> <ns> <count>" for each step: REGISTERED, ENTRYPOINT
+ * (count 1 if a recovery follows), VECTOR_FIRST, VECTOR_LAST (count: the
+ * events received), STARTING, RECOVERED.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +30,34 @@
 
 static int log_fd = -1;
 static int done;
+static const char *me;
+static bool recovery, vector_done, vector_started;
+static unsigned long long vector_events;
+
+static long long mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void rnote(const char *step, unsigned long long count) {
+    char line[256];
+    int n = snprintf(line, sizeof(line), "R %s %s %lld %llu\n", step, me, mono_ns(), count);
+    if (log_fd >= 0 && n > 0 && (size_t)n < sizeof(line))
+        (void)!write(log_fd, line, (size_t)n);
+}
+
+static void on_recovery(halo *h, const halo_recovery_note *n, void *userdata) {
+    if (!vector_started) {
+        vector_started = true;
+        rnote("VECTOR_FIRST", n->nr_failures);
+    }
+    vector_events += n->n_events;
+    if (n->last) {
+        rnote("VECTOR_LAST", vector_events);
+        vector_done = true;
+    }
+}
 
 static void note(const char *what, const char *comp) {
     struct timespec ts;
@@ -90,8 +125,12 @@ int main(void) {
                          .terminate = on_terminate,
                          .healthcheck = on_healthcheck,
                          .object_states = states && strcmp(states, "none") != 0 ? on_object_states : NULL};
+    me = getenv("HALO_COMPONENT") ?: "?";
+    recovery = getenv("HALO_BENCH_RECOVERY") != NULL;
     halo *h;
     int r = halo_open(NULL, &cb, NULL, &h);
+    if (r == 0 && recovery)
+        r = halo_recovery_set_callback(h, on_recovery);
     if (r < 0) {
         fprintf(stderr, "bench-component: halo_open: %s\n", halo_strerror(r));
         return 1;
@@ -101,7 +140,28 @@ int main(void) {
         fprintf(stderr, "bench-component: halo_register: %s\n", halo_strerror(r));
         return 1;
     }
+    if (recovery) {
+        rnote("REGISTERED", 0);
+        for (;;) {
+            char *json = NULL;
+            unsigned retry = 0;
+            r = halo_entrypoint(h, &json, &retry);
+            if (r != -HALO_ETRYAGAIN) {
+                rnote("ENTRYPOINT", r == 0 && strstr(json, "\"recovery\":true") ? 1 : 0);
+                free(json);
+                break;
+            }
+            usleep((retry ? retry : 100) * 1000);
+        }
+    }
     while (!done) {
+        if (vector_done) {
+            vector_done = false;
+            r = halo_process_event(h, HALO_PROCESS_STARTING, NULL);
+            rnote("STARTING", r < 0 ? 0 : 1);
+            r = halo_process_event(h, HALO_PROCESS_RECOVERED, NULL);
+            rnote("RECOVERED", r < 0 ? 0 : 1);
+        }
         struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
         if (poll(&p, 1, -1) < 0 && errno != EINTR)
             break;

@@ -326,6 +326,8 @@ int halo_object_state_get(halo *h, const char *const *objects, size_t n, halo_ob
  * "quorum": N/2+1, "entrypoints": [{"si", "active", "node", "csis": [{"name",
  * "attributes": {...}}]}]} listing the SIs the description marks
  * `entrypoint: true` (active and node are null while the SI has no ACTIVE).
+ * For a pool process that restarted after a failure (since 0.4), the object
+ * also has "recovery": true, and its recovery notes follow (see below).
  * Returns 0, -HALO_ETRYAGAIN while the cluster has no coordinator (then
  * *ret_retry_msec, if not NULL, says when to ask again), -ENOTCONN (since 0.2).
  */

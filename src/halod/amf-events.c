@@ -141,12 +141,13 @@ static const struct config_pool *comp_pool(struct events *e, const struct comp *
     return e->amf->config->n_pools ? config_find_pool_of(e->amf->config, cp->name) : NULL;
 }
 
-/* A note only the pool's processes get (seed 003, DTM participants): a pool
- * process's recovery steps.  Returns the pool, or NULL for a note for all. */
+/* A note only the pool's processes get (seed 003, "DTM participants"): a
+ * pool process RECOVERING (its TRANSIENT goes to all, as in "DTM trigger
+ * once").  Returns the pool, or NULL for a note for all. */
 static const struct config_pool *note_pool(struct events *e, const char *object, const char *state) {
-    if (!e->model || (!streq(state, "TRANSIENT") && !streq(state, "RECOVERING")))
+    if (!e->model || !streq(state, "RECOVERING") || strncmp(object, "process:", 8) != 0)
         return NULL;
-    const struct rm_process *p = rm_owner(e->model, object);
+    const struct rm_process *p = rm_find(e->model, object);
     return p ? p->pool : NULL;
 }
 

@@ -20,7 +20,7 @@ static const int all_cases[] = {
     HALO__LINK__MSG__BODY_TERMINATE,    HALO__LINK__MSG__BODY_HEALTHCHECK,   HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
     HALO__LINK__MSG__BODY_ADMIN,        HALO__LINK__MSG__BODY_CDB_GET,       HALO__LINK__MSG__BODY_CDB_LIST,
     HALO__LINK__MSG__BODY_CDB_COMMIT,   HALO__LINK__MSG__BODY_CDB_SUBSCRIBE, HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE,
-    HALO__LINK__MSG__BODY_CDB_CHANGE,
+    HALO__LINK__MSG__BODY_CDB_CHANGE,   HALO__LINK__MSG__BODY_PROCESS_EVENT, HALO__LINK__MSG__BODY_RECOVERY_NOTE,
 };
 
 /*
@@ -57,6 +57,9 @@ static size_t build(int which, uint8_t *buf) {
     Halo__Link__CdbCommit cc = HALO__LINK__CDB_COMMIT__INIT;
     Halo__Link__CdbSubscribe csub = HALO__LINK__CDB_SUBSCRIBE__INIT;
     Halo__Link__CdbUnsubscribe cun = HALO__LINK__CDB_UNSUBSCRIBE__INIT;
+    Halo__Link__ProcessEvent pev = HALO__LINK__PROCESS_EVENT__INIT;
+    Halo__Link__ObjectState ost = HALO__LINK__OBJECT_STATE__INIT, *posts[] = {&ost};
+    Halo__Link__RecoveryNote rnote = HALO__LINK__RECOVERY_NOTE__INIT;
     Halo__Link__CdbChange cch = HALO__LINK__CDB_CHANGE__INIT;
     Halo__Link__CdbOp o1 = HALO__LINK__CDB_OP__INIT, o2 = HALO__LINK__CDB_OP__INIT;
     Halo__Link__CdbOp *cops[] = {&o1, &o2};
@@ -239,6 +242,26 @@ static size_t build(int which, uint8_t *buf) {
         cun.seq = 20;
         cun.id = 7;
         m.cdb_unsubscribe = &cun;
+        break;
+    case HALO__LINK__MSG__BODY_PROCESS_EVENT:
+        pev.seq = 21;
+        pev.event = HALO__LINK__PROCESS_EVENT__EVENT__RECOVERED;
+        pev.reason = (char *)"caught up";
+        m.process_event = &pev;
+        break;
+    case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
+        ost.object = (char *)"process:ios-b";
+        ost.state = (char *)"FAILED";
+        ost.hlc = 117663894132686848ULL;
+        ost.seq = 12;
+        rnote.epoch = 2;
+        rnote.state = (char *)"recover";
+        rnote.reason = (char *)"";
+        rnote.events = posts;
+        rnote.n_events = 1;
+        rnote.last = 1;
+        rnote.nr_failures = 1;
+        m.recovery_note = &rnote;
         break;
     default:
         CHECK_FAIL("unknown case %d", which);
@@ -451,7 +474,7 @@ TEST(validate_enums) {
     m.admin = &adm;
     adm.op = HALO__LINK__ADMIN__OP__OP_UNSPECIFIED;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
-    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__STATUS_MORE + 1);
+    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__FAILVEC + 1);
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     adm.op = HALO__LINK__ADMIN__OP__STATUS;
     ASSERT_EQ(link_validate(&m), 0);
@@ -780,4 +803,65 @@ TEST(recv_garbage_then_eof) {
     ASSERT_EQ(link_send(fds[1], hello), -EPIPE);
     link_msg_free(hello);
     close(fds[1]);
+}
+
+TEST(validate_recovery_messages) {
+    static uint8_t buf[LINK_MSG_MAX];
+    LinkMsg m = HALO__LINK__MSG__INIT;
+
+    Halo__Link__ProcessEvent pe = HALO__LINK__PROCESS_EVENT__INIT;
+    pe.seq = 1;
+    pe.event = HALO__LINK__PROCESS_EVENT__EVENT__STARTING;
+    pe.reason = (char *)"";
+    m.body_case = HALO__LINK__MSG__BODY_PROCESS_EVENT;
+    m.process_event = &pe;
+    ASSERT_EQ(link_validate(&m), 0);
+    pe.event = HALO__LINK__PROCESS_EVENT__EVENT__RECOVERY_FAILED;
+    ASSERT_EQ(link_validate(&m), 0);
+    pe.event = HALO__LINK__PROCESS_EVENT__EVENT__EVENT_UNSPECIFIED;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pe.event = (Halo__Link__ProcessEvent__Event)7;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pe.event = HALO__LINK__PROCESS_EVENT__EVENT__RECOVERED;
+    char reason[LINK_REASON_MAX + 2];
+    memset(reason, 'r', sizeof(reason) - 1);
+    reason[sizeof(reason) - 1] = 0;
+    pe.reason = reason;
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* one byte too long */
+    reason[LINK_REASON_MAX] = 0;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    Halo__Link__ObjectState st = HALO__LINK__OBJECT_STATE__INIT, *pst[LINK_OBJECTS_MAX + 1];
+    st.object = (char *)"process:ios-a";
+    st.state = (char *)"FAILED";
+    st.seq = 7;
+    for (size_t i = 0; i < ELEMENTSOF(pst); i++)
+        pst[i] = &st;
+    Halo__Link__RecoveryNote rn = HALO__LINK__RECOVERY_NOTE__INIT;
+    rn.epoch = 3;
+    rn.state = (char *)"recover";
+    rn.reason = (char *)"";
+    rn.events = pst;
+    rn.n_events = LINK_OBJECTS_MAX;
+    rn.last = 1;
+    rn.nr_failures = LINK_OBJECTS_MAX;
+    m.body_case = HALO__LINK__MSG__BODY_RECOVERY_NOTE;
+    m.recovery_note = &rn;
+    ASSERT_EQ(link_validate(&m), 0);
+    int n = link_encode(&m, buf, sizeof(buf));
+    ASSERT(n > 0); /* a full part fits one packet */
+    LinkMsg *d = NULL;
+    ASSERT_EQ(link_decode(buf, (size_t)n, &d), 0);
+    ASSERT_EQ(d->recovery_note->n_events, LINK_OBJECTS_MAX);
+    ASSERT_EQ(d->recovery_note->epoch, 3);
+    ASSERT_STREQ(d->recovery_note->events[5]->object, "process:ios-a");
+    link_msg_free(d);
+    rn.n_events = LINK_OBJECTS_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    rn.n_events = 1;
+    rn.state = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    rn.state = (char *)"refused";
+    st.object = (char *)"no-colon";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
 }
