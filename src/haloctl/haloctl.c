@@ -433,6 +433,8 @@ static void help(void) {
            "                          n1..nN (default 3), the example counter service unless --config\n"
            "  sim down [--dir DIR]    stop that cluster and remove DIR\n"
            "  sim status [--dir DIR]  status through the first of its halods that answers\n"
+           "  sim start-node NODE [--dir DIR]\n"
+           "                          start a node's halod again after it died or was killed\n"
            "                          (DIR defaults to $XDG_RUNTIME_DIR/halo-sim, else /tmp/halo-sim-$UID)\n"
            "  cdb get PATH            the configuration database: a value\n"
            "  cdb list [PATH]         PATH and everything under it (default /)\n"

@@ -86,6 +86,7 @@ struct sim {
 struct sim_args {
     unsigned nodes, members;
     const char *dir, *config;
+    const char *node; /* start-node */
     bool json;
 };
 
@@ -692,6 +693,9 @@ static int sim_load(struct sim *s) {
             goto out;
         if (member && (json_unpack(o, "{s:s}", "client_url", &client) < 0 ||
                        sscanf(client, "http://127.0.0.1:%d", &s->members[i].client_port) != 1))
+            goto out;
+        if (!member && (json_unpack(o, "{s:s}", "http", &client) < 0 ||
+                        sscanf(client, "http://127.0.0.1:%d", &s->nodes[i - s->n_members].http_port) != 1))
             goto out;
         p->pid = pid;
         p->start_time = (unsigned long long)start;
@@ -1305,6 +1309,54 @@ static int cmd_status(const struct sim_args *a) {
     return -ECONNREFUSED;
 }
 
+/* Starts a node's halod again (after it died or was killed), as sim up started it. */
+static int cmd_start_node(const struct sim_args *a) {
+    static const char *const halod_paths[] = {"../halod/halod", "halod"};
+    _cleanup_(sim_done) struct sim s = {};
+    _cleanup_free_ char *self = NULL, *halod = NULL, *eps = NULL;
+    int r = load_or_say(&s, a);
+    if (r < 0)
+        return r;
+    struct node *n = NULL;
+    for (size_t i = 0; i < s.n_nodes; i++)
+        if (streq(s.nodes[i].proc.name, a->node))
+            n = &s.nodes[i];
+    if (!n) {
+        fprintf(stderr, "haloctl: the simulation in '%s' has no node '%s' (n1..n%zu)\n", s.dir, a->node, s.n_nodes);
+        return -ENOENT;
+    }
+    if (proc_alive(&n->proc)) {
+        fprintf(stderr, "haloctl: the halod of node '%s' runs already (pid %d)\n", a->node, (int)n->proc.pid);
+        return -EEXIST;
+    }
+    r = self_exe(&self);
+    if (r >= 0 && find_program("HALO_HALOD", self, halod_paths, ELEMENTSOF(halod_paths), &halod) < 0) {
+        fprintf(stderr, "haloctl: cannot find halod beside '%s'; set $HALO_HALOD\n", self);
+        r = -ENOENT;
+    }
+    if (r < 0)
+        return r;
+    if (!(eps = endpoints(&s)))
+        return -ENOMEM;
+    (void)unlink(n->socket); /* a killed halod leaves it: wait for the new one's */
+    r = start_node(&s, (size_t)(n - s.nodes), halod, eps);
+    if (r < 0 || (r = save_or_say(&s)) < 0)
+        return r;
+    for (int i = 0; i < 200 && !socket_answers(n->socket); i++) {
+        if (!proc_alive(&n->proc)) {
+            fprintf(stderr, "haloctl: the halod of node '%s' exited at start; see '%s'\n", a->node, n->proc.log);
+            return -ECHILD;
+        }
+        sleep_msec(50);
+    }
+    if (!socket_answers(n->socket)) {
+        fprintf(stderr, "haloctl: the halod of node '%s' does not answer on '%s'\n", a->node, n->socket);
+        return -ETIMEDOUT;
+    }
+    printf("started the halod of node '%s' (pid %d)\n", a->node, (int)n->proc.pid);
+    return 0;
+}
+
 /* ---- the command ----------------------------------------------------------------- */
 
 struct sim_verb {
@@ -1317,6 +1369,7 @@ static const struct sim_verb sim_verbs[] = {
     {"up", "nmdc", cmd_up},
     {"down", "d", cmd_down},
     {"status", "dj", cmd_status},
+    {"start-node", "d", cmd_start_node},
 };
 
 static int parse_count(const char *s, const char *opt, unsigned max, unsigned *ret) {
@@ -1342,7 +1395,7 @@ int sim_main(int argc, char **argv, bool json) {
     int c;
 
     if (argc < 2) {
-        fprintf(stderr, "haloctl: 'sim' wants up, down or status. Try 'haloctl --help'.\n");
+        fprintf(stderr, "haloctl: 'sim' wants up, down, status or start-node. Try 'haloctl --help'.\n");
         return 2;
     }
     for (size_t i = 0; i < ELEMENTSOF(sim_verbs); i++)
@@ -1393,6 +1446,13 @@ int sim_main(int argc, char **argv, bool json) {
             a.json = true;
             break;
         }
+    }
+    if (v->run == cmd_start_node) {
+        if (optind + 1 != argc) {
+            fprintf(stderr, "haloctl: 'sim start-node' takes one node name (n1, n2, ...)\n");
+            return 2;
+        }
+        a.node = argv[optind++];
     }
     if (optind < argc) {
         fprintf(stderr, "haloctl: 'sim %s' takes no argument '%s'\n", v->name, argv[optind]);

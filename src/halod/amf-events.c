@@ -544,6 +544,10 @@ int amf_events_post(struct amf *a, const char *body, size_t len, char **reply, c
         /* The reporting node defaults to this one. */
         if (json_is_object(o) && !json_object_get(o, "node"))
             json_object_set_new(o, "node", json_string(a->node));
+        /* Epochs are halo's own (the recovery protocol's steps carry them): one posted from
+         * outside could pass for a step of the local recovery, so it is ignored. */
+        if (json_is_object(o))
+            json_object_del(o, "epoch");
         if (queue_event_from_json(o, &evs[i]) < 0) {
             *error =
                 "an event is not valid: it needs \"object\" (kind:name; kind node, process, service, device, su) and "

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Recovery of a restarted pool process (seed 003's sequence diagrams) on real
-halods over a real etcd: what each process is told, and in which order."""
+"""Recovery of a restarted pool process (seed 003's sequence diagrams), each on
+a `haloctl sim` cluster (a real etcd, three real halods): what each process is
+told, and in which order."""
 import json
 import os
 import signal
@@ -9,8 +10,9 @@ import subprocess
 import pytest
 
 from etcd_harness import Etcd
-from halo_harness import HALOCTL, TESTCOMP, free_port, wait_for
+from halo_harness import HALOCTL, TESTCOMP, proc_state, wait_for
 from test_events import notes, post
+from test_sim import Sim
 
 NODES = ("n1", "n2", "n3")
 
@@ -42,10 +44,61 @@ pools:
 
 
 @pytest.fixture
-def etcd():
-    e = Etcd(members=1).start()
-    yield e
-    e.stop()
+def sim(tmp_path):
+    s = Sim(tmp_path / "sim")
+    yield s
+    s.kill_leftovers()
+
+
+class SimNode:
+    """One node of the simulation, as the tests use it."""
+
+    def __init__(self, sim, name):
+        self.sim, self.name = sim, name
+        self.socket = sim.socket(name)
+
+    def record(self):
+        return next(n for n in self.sim.record()["nodes"] if n["name"] == self.name)
+
+    def ctl(self, *args, check=True, timeout=30):
+        r = subprocess.run([HALOCTL, "--socket", self.socket, *args], capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"haloctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def comp(self, name):
+        st = json.loads(self.ctl("status", "--json").stdout)
+        return next(c for sg in st["service_groups"] for su in sg["service_units"] for c in su["components"]
+                    if c["name"] == name)
+
+    def pid_of(self, comp):
+        return self.comp(comp)["pid"]
+
+    def kill_halod(self):
+        """SIGKILL of this node's halod alone: its components keep running."""
+        self.sim.remember()
+        pid = self.record()["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: proc_state(pid) in (None, "Z"), what="halod gone")
+
+    def start(self):
+        r = self.sim.run("start-node", self.name)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def logtext(self):
+        with open(self.record()["log"], errors="replace") as f:
+            return f.read()
+
+
+class SimStore:
+    """Reads the simulation's etcd (the test harness's client, pointed at it)."""
+
+    def __init__(self, sim):
+        self.e = Etcd(members=1)
+        self.e.members[0]["client"] = int(sim.record()["etcd"][0]["client_url"].rsplit(":", 1)[1])
+
+    def get_prefix(self, prefix):
+        return self.e.get_prefix(prefix)
 
 
 def lines(log, comp, kind):
@@ -60,15 +113,21 @@ def told(log, comp, obj):
     return [s for o, s, _ in notes(log, comp) if o == obj]
 
 
-def cluster(etcd, halod_factory, log, tolerate=1, ttl=1):
-    http = {n: free_port() for n in NODES}
-    hs = {}
-    for n in NODES:
-        hs[n] = halod_factory(yaml(log, tolerate), name=n, extra_args=[
-            "--node", n, "--etcd", etcd.endpoints, "--lease-ttl", str(ttl), "--http", f"127.0.0.1:{http[n]}"]).start()
+def cluster(sim, log, tolerate=1):
+    """haloctl sim up --nodes 3 with this test's description; the nodes and their HTTP ports."""
+    cfg = sim.dir.parent / "rc.yaml"
+    cfg.write_text(yaml(log, tolerate))
+    sim.up("--nodes", "3", "--config", str(cfg))
+    hs = {n: SimNode(sim, n) for n in NODES}
+    http = {n["name"]: int(n["http"].rstrip("/").rsplit(":", 1)[1]) for n in sim.record()["nodes"]}
     for p in ("ios-a", "ios-b", "ios-c"):
         wait_for(lambda p=p: "ONLINE" in told(log, "outsider", f"process:{p}"), timeout=30, what=f"{p} ONLINE")
     return hs, http
+
+
+def down(sim):
+    r = sim.run("down")
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def kill(h, comp):
@@ -77,34 +136,32 @@ def kill(h, comp):
     return pid
 
 
-def test_happy_path_trigger_once_and_participants_only(etcd, halod_factory, tmp_path):
-    log = str(tmp_path / "comp.log")
-    hs, http = cluster(etcd, halod_factory, log)
-    # A first start needs no recovery.
-    assert lines(log, "ios-b", "RECOVERY") == []
+def recovered(log, p="ios-b"):
+    """Waits until every pool process was told p's whole recovery; returns what ios-a was told."""
+    want = ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
+    for q in ("ios-a", "ios-b", "ios-c"):
+        if q != p:
+            wait_for(lambda q=q: told(log, q, f"process:{p}")[-1:] == ["ONLINE"] and
+                     len(told(log, q, f"process:{p}")) >= len(want), timeout=30, what=f"{q} told {p} ONLINE")
+    return told(log, "ios-a", f"process:{p}")
 
-    # ios-b crashes; its halod restarts it; it asks for its entrypoint and recovers.
+
+def test_happy_path(sim, tmp_path):
+    """Seed 003, the happy path: ios-b crashes, is restarted, asks for its
+    entrypoint, gets its failure vector, STARTING, RECOVERED: every pool
+    process is told FAILED, TRANSIENT, RECOVERING, ONLINE in that order; the
+    next epoch opens.  And what an operator sees of it."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    assert lines(log, "ios-b", "RECOVERY") == []  # a first start needs no recovery
     kill(hs["n2"], "ios-b")
-    wait_for(lambda: ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"] ==
-             told(log, "ios-a", "process:ios-b"), timeout=30, what="ios-a told ios-b's whole recovery")
+    assert recovered(log) == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
+    assert told(log, "ios-c", "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
     rec = lines(log, "ios-b", "RECOVERY")
     assert len(rec) == 1 and rec[0][0] == "recover" and rec[0][1] == "0", rec
-    # Its failure vector (epoch 0): its own failure and its services', in order, each once.
-    fv = [(o, s) for o, s, _ in lines(log, "ios-b", "FV")]
-    assert ("process:ios-b", "FAILED") in fv and ("service:ios-b:ios", "FAILED") in fv, fv
-    assert int(rec[0][2]) == len(fv) and len(fv) == len(set(lines_seq(log)))
     ev = [x[0] + " " + x[1] for x in lines(log, "ios-b", "PROCESS_EVENT")]
     assert ev == ["STARTING 0", "RECOVERED 0"], ev
-
-    # Every pool process was told each step once; the outsider got all but RECOVERING (the pool's only).
-    for p in ("ios-a", "ios-c"):
-        wait_for(lambda p=p: told(log, p, "process:ios-b")[-1:] == ["ONLINE"], timeout=10, what=f"{p} told ONLINE")
-        assert told(log, p, "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
-    wait_for(lambda: told(log, "outsider", "process:ios-b")[-1:] == ["ONLINE"], timeout=10, what="outsider ONLINE")
-    assert told(log, "outsider", "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "ONLINE"]
-
-    # Trigger once: only n2's halod reported the recovery steps; the next epoch is open.
-    kv = etcd.get_prefix("/halo/rc/")
+    kv = SimStore(sim).get_prefix("/halo/rc/")
     assert kv["/halo/rc/process:ios-b/current_epoch"] == "1"
     assert json.loads(kv["/halo/rc/recovery/process:ios-b"]) == {"state": "idle", "epoch": 1}
     assert hs["n2"].comp("ios-b")["recovery"] == {"pool": "storage", "state": "idle", "epoch": 1}
@@ -124,7 +181,7 @@ def test_happy_path_trigger_once_and_participants_only(etcd, halod_factory, tmp_
     rows = [ln.split() for ln in out.splitlines()[1:]]
     b = [r[3] for r in rows if r[2] == "process:ios-b"]
     assert b[-4:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"], out
-    assert all(r[1].startswith("20") and r[1].endswith("Z") or "Z+" in r[1] for r in rows), out
+    assert all("Z" in r[1] and r[1].startswith("20") for r in rows), out
     assert "recovery in pool 'storage': idle, epoch 1" in hs["n2"].ctl("status").stdout
     follow = subprocess.Popen([HALOCTL, "--socket", hs["n3"].socket, "events", "--follow", "--json"],
                               stdout=subprocess.PIPE, text=True)
@@ -137,17 +194,55 @@ def test_happy_path_trigger_once_and_participants_only(etcd, halod_factory, tmp_
     finally:
         follow.kill()
         follow.wait()
-    for h in hs.values():
-        assert h.stop() == 0
+    down(sim)
+
+
+def test_trigger_once(sim, tmp_path):
+    """Seed 003, "DTM trigger once": every node's monitor reports ios-b's
+    restart (ONLINE) and tries to move its recovery on; only the halod of
+    ios-b's node drives it: each step is published once, reported by n2."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    hold = f"{log}.ios-b.hold"
+    open(hold, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="RECOVERING")
+    for n in NODES:
+        assert post(http[n], {"object": "process:ios-b", "state": "ONLINE"})[0] == 202
+        assert post(http[n], {"object": "process:ios-b", "state": "TRANSIENT", "epoch": 0})[0] == 202
+    assert post(http["n1"], {"object": "process:ios-b", "state": "ONLINE", "epoch": 0})[0] == 202
+    os.unlink(hold)
+    assert recovered(log) == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
+    doc = json.loads(hs["n1"].ctl("--json", "events").stdout)
+    steps = [(e["state"], e["node"], e.get("epoch")) for e in doc["events"] if e["object"] == "process:ios-b"]
+    assert steps[-3:] == [("TRANSIENT", "n2", 0), ("RECOVERING", "n2", 0), ("ONLINE", "n2", 1)], steps
+    assert len(lines(log, "ios-b", "RECOVERY")) == 1
+    down(sim)
+
+
+def test_participants_only(sim, tmp_path):
+    """Seed 003, "DTM participants": RECOVERING goes to the pool's processes
+    only; the outsider (a process of no pool) is told FAILED, TRANSIENT and
+    ONLINE, not RECOVERING."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    kill(hs["n2"], "ios-b")
+    recovered(log)
+    wait_for(lambda: told(log, "outsider", "process:ios-b")[-1:] == ["ONLINE"] and
+             len(told(log, "outsider", "process:ios-b")) > 1, timeout=10, what="outsider ONLINE")
+    assert told(log, "outsider", "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "ONLINE"]
+    for p in ("ios-a", "ios-c"):
+        assert "RECOVERING" in told(log, p, "process:ios-b")
+    down(sim)
 
 
 def lines_seq(log):
     return [x[2] for x in lines(log, "ios-b", "FV")]
 
 
-def test_refused_with_a_failed_device_and_past_tolerance(etcd, halod_factory, tmp_path):
+def test_refused_with_a_failed_device_and_past_tolerance(sim, tmp_path):
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(etcd, halod_factory, log, tolerate=0)
+    hs, http = cluster(sim, log, tolerate=0)
 
     # Its own device FAILED: a permanent failure, not recovered by the protocol.
     assert post(http["n1"], {"object": "device:ios-b:sda", "state": "FAILED"})[0] == 202
@@ -170,22 +265,21 @@ def test_refused_with_a_failed_device_and_past_tolerance(etcd, halod_factory, tm
     assert "ios-b FAILED" in reason and "which tolerates 0" in reason, reason
     out = hs["n3"].ctl("status").stdout
     assert "refused" in out, out
-    for h in hs.values():
-        assert h.stop() == 0
+    down(sim)
 
 
-def test_recovering_process_failure_recovers_again(etcd, halod_factory, tmp_path):
+def test_recovering_process_failure_recovers_again(sim, tmp_path):
     """Seed 003, "recovering process failure" and "DTM recovery states": the
     recovering process dies; it stays RECOVERING (the failure reports are
     dropped); its next start recovers again."""
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(etcd, halod_factory, log)
+    hs, http = cluster(sim, log)
     hold = f"{log}.ios-b.hold"
     open(hold, "w").close()
     kill(hs["n2"], "ios-b")
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30,
              what="ios-b RECOVERING")
-    assert '"state":"recovering"' in etcd.get_prefix("/halo/rc/recovery/")["/halo/rc/recovery/process:ios-b"]
+    assert '"state":"recovering"' in SimStore(sim).get_prefix("/halo/rc/recovery/")["/halo/rc/recovery/process:ios-b"]
     # It dies while recovering: its halod reports the failure, and so does a monitor on n1; both dropped.
     kill(hs["n2"], "ios-b")
     assert post(http["n1"], {"object": "process:ios-b", "state": "FAILED"})[0] == 202
@@ -199,16 +293,15 @@ def test_recovering_process_failure_recovers_again(etcd, halod_factory, tmp_path
                                                    "RECOVERING", "ONLINE"]
     # Both attempts had the vector of epoch 0, with its failure once.
     assert [r[1] for r in lines(log, "ios-b", "RECOVERY")] == ["0", "0"]
-    for h in hs.values():
-        assert h.stop() == 0
+    down(sim)
 
 
-def test_participant_failure_during_recovery(etcd, halod_factory, tmp_path):
+def test_participant_failure_during_recovery(sim, tmp_path):
     """Seed 003, "participating process failure": a participant fails while
     ios-b recovers; FAILED is broadcast to the pool; ios-b's recovery fails,
     it goes back to TRANSIENT and recovers on its next attempt."""
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(etcd, halod_factory, log)
+    hs, http = cluster(sim, log)
     hold, fail = f"{log}.ios-b.hold", f"{log}.ios-b.fail"
     open(hold, "w").close()
     kill(hs["n2"], "ios-b")
@@ -231,16 +324,15 @@ def test_participant_failure_during_recovery(etcd, halod_factory, tmp_path):
                                                    "RECOVERING", "ONLINE"]
     ev = [x[0] for x in lines(log, "ios-b", "PROCESS_EVENT")]
     assert ev == ["STARTING", "RECOVERY_FAILED", "STARTING", "RECOVERED"], ev
-    for h in hs.values():
-        assert h.stop() == 0
+    down(sim)
 
 
-def test_halod_failure_during_recovery(etcd, halod_factory, tmp_path):
+def test_halod_failure_during_recovery(sim, tmp_path):
     """Seed 003, "hax failure": the halod driving a recovery is killed; the
     new one reads the persisted state and carries on; the process keeps
     running and its RECOVERED ends the recovery."""
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(etcd, halod_factory, log, ttl=3)
+    hs, http = cluster(sim, log)
     hold = f"{log}.ios-b.hold"
     open(hold, "w").close()
     kill(hs["n2"], "ios-b")
@@ -248,10 +340,7 @@ def test_halod_failure_during_recovery(etcd, halod_factory, tmp_path):
              what="ios-b RECOVERING")
     h2 = hs["n2"]
     pid = h2.pid_of("ios-b")
-    h2.remember_children()
-    h2.proc.kill()
-    h2.proc.wait()
-    h2.log.close()
+    h2.kill_halod()
     h2.start()
     wait_for(lambda: h2.comp("ios-b")["registered"], timeout=15, what="ios-b registered again")
     assert h2.pid_of("ios-b") == pid, "the process kept running"
@@ -261,16 +350,15 @@ def test_halod_failure_during_recovery(etcd, halod_factory, tmp_path):
     os.unlink(hold)
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
     assert told(log, "ios-a", "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
-    for h in hs.values():
-        assert h.stop() == 0
+    down(sim)
 
 
-def test_failvec_update_with_duplicate_reports(etcd, halod_factory, tmp_path):
+def test_failvec_update_with_duplicate_reports(sim, tmp_path):
     """Seed 003, "failvec update": the same failure reported by every node is
     one event of the vector; "failvec build": the restarted process gets the
     events of its epoch, in order."""
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(etcd, halod_factory, log)
+    hs, http = cluster(sim, log)
     hold = f"{log}.ios-b.hold"
     open(hold, "w").close()
 
@@ -292,7 +380,7 @@ def test_failvec_update_with_duplicate_reports(etcd, halod_factory, tmp_path):
     assert int(lines(log, "ios-b", "RECOVERY")[0][2]) == len(fv)
     # The stored vector: what was sent, then the recovery's own steps (the epoch is still 0).
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="RECOVERING")
-    kv = etcd.get_prefix("/halo/rc/failvec/process:ios-b/0/")
+    kv = SimStore(sim).get_prefix("/halo/rc/failvec/process:ios-b/0/")
     stored = [(e["object"], e["state"]) for k in sorted(kv) if not k.endswith("nr_failures")
               for e in json.loads(kv[k])]
     assert int(kv["/halo/rc/failvec/process:ios-b/0/nr_failures"]) == len(stored)
@@ -300,5 +388,4 @@ def test_failvec_update_with_duplicate_reports(etcd, halod_factory, tmp_path):
                                                            ("process:ios-b", "RECOVERING")], stored
     os.unlink(hold)
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
-    for h in hs.values():
-        assert h.stop() == 0
+    down(sim)

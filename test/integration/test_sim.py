@@ -212,6 +212,27 @@ def test_sim_down_after_a_halod_died(sim):
     assert not sim.dir.exists()
 
 
+def test_sim_start_node_after_a_halod_died(sim):
+    sim.up("--nodes", "2")
+    r = sim.run("start-node", "n2")
+    assert r.returncode == 1 and "runs already" in r.stderr, r.stderr
+    r = sim.run("start-node", "n9")
+    assert r.returncode == 1 and "has no node 'n9'" in r.stderr, r.stderr
+    r = sim.run("start-node")
+    assert r.returncode == 2 and "one node name" in r.stderr
+    old = sim.record()["nodes"][1]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: proc_state(old) in (None, "Z"), what="n2 to die")
+    reap([old])
+    r = sim.run("start-node", "n2")
+    assert r.returncode == 0 and "started the halod of node 'n2'" in r.stdout, r.stderr
+    new = sim.record()["nodes"][1]["pid"]
+    assert new != old and proc_state(new) not in (None, "Z")
+    assert sim.status("n2")["node"] == "n2"
+    r = sim.run("down", timeout=120)
+    assert r.returncode == 0 and r.stdout.count("stopped") == 3, r.stdout + r.stderr
+
+
 def test_sim_config_must_name_the_nodes(sim, tmp_path):
     cfg = tmp_path / "two.yaml"
     cfg.write_text("""
