@@ -15,6 +15,20 @@ from halo_harness import free_port
 ETCD = os.environ.get("HALO_ETCD_BINARY", "/usr/bin/etcd")
 
 
+def get_prefix(client_port, prefix):
+    """{key: value} of every key under prefix of the etcd at client_port, read through the JSON gateway."""
+    import base64
+    import json
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                       "range_end": base64.b64encode(end.encode()).decode()}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{client_port}/v3/kv/range", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=2) as r:
+        doc = json.loads(r.read())
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+            for kv in doc.get("kvs", [])}
+
+
 class Etcd:
     def __init__(self, members=1, heartbeat=50, election=500):
         self.dir = tempfile.mkdtemp(prefix="halo-etcd-")
@@ -66,17 +80,7 @@ class Etcd:
 
     def get_prefix(self, prefix):
         """{key: value} of every key under prefix, read through the JSON gateway."""
-        import base64
-        import json
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
-                           "range_end": base64.b64encode(end.encode()).decode()}).encode()
-        m = self.members[0]
-        req = urllib.request.Request(f"http://127.0.0.1:{m['client']}/v3/kv/range", data=body, method="POST")
-        with urllib.request.urlopen(req, timeout=2) as r:
-            doc = json.loads(r.read())
-        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
-                for kv in doc.get("kvs", [])}
+        return get_prefix(self.members[0]["client"], prefix)
 
     def put(self, key, value):
         """Writes key = value (no lease) through the JSON gateway."""

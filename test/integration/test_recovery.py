@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from etcd_harness import Etcd
+from etcd_harness import get_prefix
 from halo_harness import HALOCTL, TESTCOMP, proc_state, wait_for
 from test_events import notes, post
 from test_sim import Sim
@@ -91,14 +91,13 @@ class SimNode:
 
 
 class SimStore:
-    """Reads the simulation's etcd (the test harness's client, pointed at it)."""
+    """Reads the simulation's etcd."""
 
     def __init__(self, sim):
-        self.e = Etcd(members=1)
-        self.e.members[0]["client"] = int(sim.record()["etcd"][0]["client_url"].rsplit(":", 1)[1])
+        self.port = int(sim.record()["etcd"][0]["client_url"].rsplit(":", 1)[1])
 
     def get_prefix(self, prefix):
-        return self.e.get_prefix(prefix)
+        return get_prefix(self.port, prefix)
 
 
 def lines(log, comp, kind):
@@ -268,10 +267,38 @@ def test_refused_with_a_failed_device_and_past_tolerance(sim, tmp_path):
     down(sim)
 
 
+def test_recovery_states(sim, tmp_path):
+    """Seed 003, "DTM recovery states": the local recovery state is written
+    to the store at each step (and shown by haloctl status), before the step
+    is reported: failed, transient, recovering, then idle in the next epoch."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    store = SimStore(sim)
+
+    def state():
+        v = store.get_prefix("/halo/rc/recovery/").get("/halo/rc/recovery/process:ios-b")
+        return json.loads(v) if v else None
+    assert state() is None  # never failed: nothing written
+    hold = f"{log}.ios-b.hold"
+    open(hold, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="RECOVERING")
+    assert state() == {"state": "recovering", "epoch": 0}
+    assert hs["n2"].comp("ios-b")["recovery"] == {"pool": "storage", "state": "recovering", "epoch": 0}
+    # The steps' order in ios-b's halod log: failed, transient, recovering.
+    steps = [ln.split("Recovery of 'ios-b': ")[1].strip() for ln in hs["n2"].logtext().splitlines()
+             if "Recovery of 'ios-b': " in ln]
+    assert steps == ["idle -> failed", "failed -> transient", "transient -> recovering"], steps
+    os.unlink(hold)
+    recovered(log)
+    wait_for(lambda: state() == {"state": "idle", "epoch": 1}, timeout=10, what="idle in epoch 1")
+    down(sim)
+
+
 def test_recovering_process_failure_recovers_again(sim, tmp_path):
-    """Seed 003, "recovering process failure" and "DTM recovery states": the
-    recovering process dies; it stays RECOVERING (the failure reports are
-    dropped); its next start recovers again."""
+    """Seed 003, "recovering process failure": the recovering process dies;
+    it stays RECOVERING (the failure reports are dropped); its next start
+    recovers again."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
     hold = f"{log}.ios-b.hold"
@@ -353,10 +380,32 @@ def test_halod_failure_during_recovery(sim, tmp_path):
     down(sim)
 
 
+def test_failvec_build_on_restart(sim, tmp_path):
+    """Seed 003, "failvec build": the restarted process gets, on its
+    entrypoint request, the events of its current epoch that concern it, in
+    order: what happened to its pool while it was up, then its own failure."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    # ios-c fails and recovers, then ios-b fails: ios-b's vector holds both, in that order.
+    kill(hs["n3"], "ios-c")
+    recovered(log, "ios-c")
+    kill(hs["n2"], "ios-b")
+    recovered(log)
+    fv = [(o, s) for o, s, _ in lines(log, "ios-b", "FV")]
+    c = [s for o, s in fv if o == "process:ios-c"]
+    assert c[-4:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"], fv
+    assert fv.index(("process:ios-c", "FAILED")) < fv.index(("process:ios-b", "FAILED")), fv
+    assert fv[-2:] == [("process:ios-b", "FAILED"), ("service:ios-b:ios", "FAILED")], fv
+    seqs = [int(q) for _, _, q in lines(log, "ios-b", "FV")]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert int(lines(log, "ios-b", "RECOVERY")[0][2]) == len(fv)
+    down(sim)
+
+
 def test_failvec_update_with_duplicate_reports(sim, tmp_path):
     """Seed 003, "failvec update": the same failure reported by every node is
-    one event of the vector; "failvec build": the restarted process gets the
-    events of its epoch, in order."""
+    one event of the vector, and the vector the restarted process gets is the
+    stored one."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
     hold = f"{log}.ios-b.hold"
