@@ -39,7 +39,7 @@ static int recv_until(int fd, int64_t deadline, LinkMsg **ret) {
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, (int)left);
+        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left); /* INT64_MAX: no deadline (events --follow) */
         if (r < 0 && errno != EINTR)
             return -errno;
         if (r <= 0)

@@ -578,7 +578,6 @@ struct batch {
     bool writer_used;        /* the writer took events: tell it the outcome */
     struct pending *partial; /* the head entry, partly consumed: rewritten with rest */
     char *rest;              /* its events not published yet, a JSON array */
-    size_t n_rest_consumed;  /* events of it consumed by this batch */
     store_op ops[STORE_TXN_OPS_MAX];
     char bq_key[STORE_KEY_MAX + 1];
     char *bq_value;
@@ -1445,7 +1444,6 @@ static int batch_take(struct queue *q, struct batch *b) {
         if (r < 0)
             return r;
         b->partial = c->head;
-        b->n_rest_consumed = i;
         b->n_events += i;
         return 0;
     }
