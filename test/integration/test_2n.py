@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from halo_harness import COUNTER, HALOD, free_port, pid_alive, proc_state, wait_for
+from halo_harness import COUNTER, HALOD, free_port, pid_alive, wait_for
 
 
 def counter_yaml(tmpdir, port, hc_period="200ms", hc_timeout="600ms", extra_sg=""):

@@ -172,7 +172,7 @@ def test_components_start_clean(halod_factory, tmp_path):
     assert int(status["SigIgn"].strip(), 16) == 0  # halod ignores SIGPIPE; its children must not
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid
     env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-    assert f"HALO_COMPONENT=svc-a".encode() in env
+    assert b"HALO_COMPONENT=svc-a" in env
     assert f"HALO_SOCKET={h.socket}".encode() in env
     h.stop()
 

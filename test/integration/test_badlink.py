@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Bad input on the HA link: halod cuts the offender off and keeps serving the others."""
 import os
-import sys
 
 from halo_harness import wait_for
 from rawlink import RawLink, register, response

@@ -141,7 +141,6 @@ def test_a_slow_reader_is_held_back_then_resynced_not_cut_off(etcd, halod_factor
     arrives is not disconnected (it would fail over): halod queues a bounded
     amount, holds the rest back, and sends it the current states once it has
     read what was queued."""
-    import os
     log = str(tmp_path / "comp.log")
     long = "L" * 200  # long object names: fewer events fill the queue
     cfg = f"""

@@ -4,7 +4,7 @@ import json
 import urllib.error
 import urllib.request
 
-from halo_harness import free_port, wait_for
+from halo_harness import free_port
 from test_2n import counter_yaml
 
 
