@@ -26,6 +26,9 @@
  *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists, and
  *                       then STARTING again once that file is gone (a new attempt)
  *                       ("PROCESS_EVENT <event> <result>" each)
+ *   lifecycle           right after registering (before the entrypoint), report every
+ *                       process event once and log "LIFECYCLE <event> <result>" for each:
+ *                       what halod accepts depends on where the process is
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +48,7 @@ static const char *me;
 static char stop_file[4096];
 static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
 static char query_file[4096], stall_file[4096], hold_file[4096], fail_file[4096];
-static bool recovery;
+static bool recovery, lifecycle;
 /* 1: the vector is complete, report STARTING; 2: then RECOVERED; 3: failed, STARTING again once allowed */
 static int recovery_step;
 static bool stall_states;
@@ -206,6 +209,8 @@ int main(void) {
             stall_states = true;
         else if (strcmp(t, "recovery") == 0)
             recovery = true;
+        else if (strcmp(t, "lifecycle") == 0)
+            lifecycle = true;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }
@@ -227,6 +232,20 @@ int main(void) {
         return 1;
     }
     logf_("REGISTERED");
+    if (lifecycle) {
+        static const struct {
+            halo_lifecycle ev;
+            const char *name;
+        } evs[] = {{HALO_PROCESS_STARTING, "STARTING"},
+                   {HALO_PROCESS_RECOVERED, "RECOVERED"},
+                   {HALO_PROCESS_RECOVERY_FAILED, "RECOVERY_FAILED"},
+                   {HALO_PROCESS_STARTED, "STARTED"},
+                   {HALO_PROCESS_STOPPING, "STOPPING"},
+                   {HALO_PROCESS_STOPPED, "STOPPED"}};
+        for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+            logf_("LIFECYCLE %s %d", evs[i].name, halo_process_event(h, evs[i].ev, NULL));
+        logf_("LIFECYCLE BAD %d", halo_process_event(h, (halo_lifecycle)99, NULL));
+    }
     if (component_hc &&
         (r = halo_healthcheck_start(h, NULL, "self", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_COMPONENT_FAILOVER)) < 0)
         logf_("HC_START_FAILED %d", r);

@@ -17,14 +17,14 @@ from test_sim import Sim
 NODES = ("n1", "n2", "n3")
 
 
-def yaml(log, tolerate=1):
+def yaml(log, tolerate=1, modes="object-states,entrypoint,recovery"):
     return f"""
 cluster: rc
 nodes: {{n1: {{}}, n2: {{}}, n3: {{}}}}
 defaults:
   component:
     command: {TESTCOMP}
-    env: {{TESTCOMP: "object-states,entrypoint,recovery", TESTCOMP_LOG: "{log}"}}
+    env: {{TESTCOMP: "{modes}", TESTCOMP_LOG: "{log}"}}
     services: [ios]
     restart: {{max: 100, delay: 100ms}}
 service-groups:
@@ -112,10 +112,10 @@ def told(log, comp, obj):
     return [s for o, s, _ in notes(log, comp) if o == obj]
 
 
-def cluster(sim, log, tolerate=1):
+def cluster(sim, log, tolerate=1, modes="object-states,entrypoint,recovery"):
     """haloctl sim up --nodes 3 with this test's description; the nodes and their HTTP ports."""
     cfg = sim.dir.parent / "rc.yaml"
-    cfg.write_text(yaml(log, tolerate))
+    cfg.write_text(yaml(log, tolerate, modes))
     sim.up("--nodes", "3", "--config", str(cfg))
     hs = {n: SimNode(sim, n) for n in NODES}
     http = {n["name"]: int(n["http"].rstrip("/").rsplit(":", 1)[1]) for n in sim.record()["nodes"]}
@@ -437,4 +437,34 @@ def test_failvec_update_with_duplicate_reports(sim, tmp_path):
                                                            ("process:ios-b", "RECOVERING")], stored
     os.unlink(hold)
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
+    down(sim)
+
+
+def test_process_events_refused_out_of_place(sim, tmp_path):
+    """The local recovery's state machine refuses what does not fit where the
+    process is (HALO_EBADSTATE = -10001): a restarted pool process that has
+    not asked for its entrypoint cannot start recovering or say it recovered;
+    a process in no pool has nothing to recover."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, modes="object-states,entrypoint,recovery,lifecycle")
+    EBADSTATE, EINVAL = "-10001", "-22"
+
+    def lifecycle(comp, nth):
+        got = {}
+        for ev, r in lines(log, comp, "LIFECYCLE")[7 * nth:7 * nth + 7]:
+            got[ev] = r
+        return got
+    wait_for(lambda: len(lines(log, "outsider", "LIFECYCLE")) == 7, timeout=10, what="outsider's lifecycle")
+    assert lifecycle("outsider", 0) == {"STARTING": "0", "RECOVERED": EBADSTATE, "RECOVERY_FAILED": EBADSTATE,
+                                        "STARTED": "0", "STOPPING": "0", "STOPPED": "0", "BAD": EINVAL}
+    wait_for(lambda: len(lines(log, "ios-b", "LIFECYCLE")) == 7, timeout=10, what="ios-b's lifecycle")
+    assert lifecycle("ios-b", 0) == {"STARTING": "0", "RECOVERED": "0", "RECOVERY_FAILED": EBADSTATE,
+                                     "STARTED": "0", "STOPPING": "0", "STOPPED": "0", "BAD": EINVAL}
+    # Restarted after a failure, before its entrypoint request: nothing moves the recovery on.
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: len(lines(log, "ios-b", "LIFECYCLE")) == 14, timeout=30, what="the restarted ios-b's lifecycle")
+    assert lifecycle("ios-b", 1) == {"STARTING": EBADSTATE, "RECOVERED": EBADSTATE, "RECOVERY_FAILED": EBADSTATE,
+                                     "STARTED": EBADSTATE, "STOPPING": "0", "STOPPED": "0", "BAD": EINVAL}
+    # Then its entrypoint request starts the recovery as usual.
+    assert recovered(log) == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
     down(sim)
