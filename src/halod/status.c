@@ -234,6 +234,12 @@ int amf_metrics_text(struct amf *a, char **ret) {
     ADD("halo_events_duplicates_total", "Consumed events dropped as duplicates.", "counter", (double)qs.duplicates);
     ADD("halo_events_published_total", "Broadcast-queue entries this node published.", "counter", (double)qs.published);
     ADD("halo_events_delivered_total", "Broadcast-queue entries this node delivered.", "counter", (double)qs.delivered);
+    ADD("halo_events_append_txns_total", "Transactions that appended this node's events.", "counter",
+        (double)qs.append_txns);
+    ADD("halo_events_consumer_txns_total", "Transactions that published consumed events (coordinator).", "counter",
+        (double)qs.consumer_txns);
+    ADD("halo_events_dropped_total", "Consumed events dropped by the coordinator's rules or as invalid.", "counter",
+        (double)qs.dropped);
     ADD("halo_events_lost_total", "Reports this node could not append.", "counter", (double)lost);
 #undef ADD
     if (r >= 0)
