@@ -33,8 +33,9 @@ struct fv_proc {
     int64_t old_epoch;
     uint64_t old_nr, old_first;
     char *old_chunk;
+    char *state; /* its own latest state published in the batch (the event as published), for state/ */
     /* the ops' memory, until done() */
-    char *k[8], *v[8];
+    char *k[9], *v[9];
 };
 
 struct failvec {
@@ -64,6 +65,8 @@ static void batch_clear(struct fv_proc *fp) {
     fp->chunk_len = 0;
     free(fp->old_chunk);
     fp->old_chunk = NULL;
+    free(fp->state);
+    fp->state = NULL;
     proc_ops_free(fp);
 }
 
@@ -288,6 +291,8 @@ static size_t proc_ops(const struct fv_proc *fp) {
         n++;
     if (fp->touched)
         n++; /* nr_failures */
+    if (fp->state)
+        n++; /* state/<process> */
     return n;
 }
 
@@ -310,7 +315,21 @@ static size_t apply(struct failvec *f, struct queue_event *ev, uint64_t seq, con
         const struct fv_proc *o = &f->procs[owner->index];
         ev->epoch = opens ? (o->b_epoch < 0 ? 0 : o->b_epoch + 1) : (o->b_epoch < 0 ? 0 : o->b_epoch);
     }
+    /* The process's own state goes to state/ in the same transaction as its epoch and vector. */
+    bool own_state = ev->kind == QUEUE_KIND_PROCESS && owner && owner->pool;
     size_t cost = 0;
+    if (own_state && !f->procs[owner->index].state) {
+        if (!apply)
+            cost++;
+        else if (!(f->procs[owner->index].state = strdup(json)))
+            log_warning("Out of memory recording the state of '%s'", owner->object);
+    } else if (own_state && apply) {
+        char *dup = strdup(json);
+        if (dup) {
+            free(f->procs[owner->index].state);
+            f->procs[owner->index].state = dup;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         struct fv_proc *fp = &f->procs[in[i]->index];
         struct fv_proc t = *fp; /* what it becomes */
@@ -405,7 +424,7 @@ static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
     int r = 0;
     for (size_t i = 0; i < f->n_procs && r >= 0; i++) {
         struct fv_proc *fp = &f->procs[i];
-        if (!fp->p || (!fp->touched && !fp->opened && !fp->has_old))
+        if (!fp->p || (!fp->touched && !fp->opened && !fp->has_old && !fp->state))
             continue;
         const char *o = fp->p->object;
         size_t s = 0;
@@ -459,6 +478,9 @@ static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
             r = put(ops, &n, room, &fp->k[s], &fp->v[s],
                     strprintf("%sfailvec/%s/%" PRId64 "/nr_failures", f->prefix, o, fp->b_epoch),
                     strprintf("%" PRIu64, fp->b_nr));
+        s++;
+        if (r >= 0 && fp->state)
+            r = put(ops, &n, room, &fp->k[s], &fp->v[s], strprintf("%sstate/%s", f->prefix, o), strdup(fp->state));
     }
     if (r < 0)
         log_warning_errno(r, "Failed to write the failure vectors of a batch: %m");

@@ -11,6 +11,10 @@
  *                                           the process, a JSON array in seq order
  *   P failvec/<process>/<epoch>/nr_failures how many events the vector holds
  *
+ *   P state/<process>                       the process's own state (the event that set
+ *                                           it), written here too, so that the epoch, the
+ *                                           vector and the state are one transaction
+ *
  * <process> is the object name ("process:ios-a"), <seq> the first event's
  * seq (20 digits).  An epoch opens when the process goes ONLINE (that event
  * and its services' ONLINE are not in its vector), or at its own first event

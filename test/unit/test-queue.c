@@ -1608,6 +1608,12 @@ TEST(queue_writer_failure_vectors_over_several_transactions) {
     ev.epoch = 0;
     append_wait(&a, &ev, 1);
     run_until_delivered(&a, 68);
+    /* The process's state is in state/ at once, with its epoch and vector (before a checkpoint round
+     * has passed seq 68). */
+    ASSERT(state_seq_of(&a) < 68);
+    char *sv = get_value(w, PREFIX "state/process:p3");
+    ASSERT(sv && strstr(sv, "\"state\":\"ONLINE\"") && strstr(sv, "\"seq\":68") && strstr(sv, "\"epoch\":1"));
+    free(sv);
     run_for(w, 20);
     ASSERT_EQ(a.states[65], QUEUE_HA_TRANSIENT);
     ASSERT_EQ(a.states[66], QUEUE_HA_RECOVERING);
