@@ -129,6 +129,16 @@ def down(sim):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def held_recovering(hs, log):
+    """Kills ios-b with its hold file in place: it recovers up to RECOVERING and stays there
+    until the test removes the file (returned)."""
+    hold = f"{log}.ios-b.hold"
+    open(hold, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="ios-b RECOVERING")
+    return hold
+
+
 def kill(h, comp):
     pid = h.pid_of(comp)
     os.kill(pid, signal.SIGKILL)
@@ -202,10 +212,7 @@ def test_trigger_once(sim, tmp_path):
     ios-b's node drives it: each step is published once, reported by n2."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
-    hold = f"{log}.ios-b.hold"
-    open(hold, "w").close()
-    kill(hs["n2"], "ios-b")
-    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="RECOVERING")
+    hold = held_recovering(hs, log)
     for n in NODES:
         assert post(http[n], {"object": "process:ios-b", "state": "ONLINE"})[0] == 202
         assert post(http[n], {"object": "process:ios-b", "state": "TRANSIENT", "epoch": 0})[0] == 202
@@ -279,10 +286,7 @@ def test_recovery_states(sim, tmp_path):
         v = store.get_prefix("/halo/rc/recovery/").get("/halo/rc/recovery/process:ios-b")
         return json.loads(v) if v else None
     assert state() is None  # never failed: nothing written
-    hold = f"{log}.ios-b.hold"
-    open(hold, "w").close()
-    kill(hs["n2"], "ios-b")
-    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="RECOVERING")
+    hold = held_recovering(hs, log)
     assert state() == {"state": "recovering", "epoch": 0}
     assert hs["n2"].comp("ios-b")["recovery"] == {"pool": "storage", "state": "recovering", "epoch": 0}
     # The steps' order in ios-b's halod log: failed, transient, recovering.
@@ -301,11 +305,7 @@ def test_recovering_process_failure_recovers_again(sim, tmp_path):
     recovers again."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
-    hold = f"{log}.ios-b.hold"
-    open(hold, "w").close()
-    kill(hs["n2"], "ios-b")
-    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30,
-             what="ios-b RECOVERING")
+    hold = held_recovering(hs, log)
     assert '"state":"recovering"' in SimStore(sim).get_prefix("/halo/rc/recovery/")["/halo/rc/recovery/process:ios-b"]
     # It dies while recovering: its halod reports the failure, and so does a monitor on n1; both dropped.
     kill(hs["n2"], "ios-b")
@@ -329,11 +329,8 @@ def test_participant_failure_during_recovery(sim, tmp_path):
     it goes back to TRANSIENT and recovers on its next attempt."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
-    hold, fail = f"{log}.ios-b.hold", f"{log}.ios-b.fail"
-    open(hold, "w").close()
-    kill(hs["n2"], "ios-b")
-    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30,
-             what="ios-b RECOVERING")
+    fail = f"{log}.ios-b.fail"
+    hold = held_recovering(hs, log)
     before = len(told(log, "ios-b", "process:ios-c"))
     kill(hs["n3"], "ios-c")
     wait_for(lambda: "FAILED" in told(log, "ios-b", "process:ios-c")[before:], timeout=30,
@@ -360,11 +357,7 @@ def test_halod_failure_during_recovery(sim, tmp_path):
     running and its RECOVERED ends the recovery."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
-    hold = f"{log}.ios-b.hold"
-    open(hold, "w").close()
-    kill(hs["n2"], "ios-b")
-    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30,
-             what="ios-b RECOVERING")
+    hold = held_recovering(hs, log)
     h2 = hs["n2"]
     pid = h2.pid_of("ios-b")
     h2.kill_halod()
