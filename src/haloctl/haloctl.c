@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "halo/halo.h"
+#include "hlc.h"
 #include "link.h"
 #include "macro.h"
 #include "cdb.h"
@@ -338,19 +339,11 @@ static int cmd_events(bool follow) {
             json_t *evs = json_array();
             for (size_t i = 0; i < m->object_state_note->n_states; i++) {
                 const Halo__Link__ObjectState *st = m->object_state_note->states[i];
-                char when[64];
+                char when[HLC_STRING_MAX];
                 json_t *ev =
                     json_pack("{s:s, s:s, s:I}", "object", st->object, "state", st->state, "seq", (json_int_t)st->seq);
-                if (st->hlc) {
-                    /* hlc: milliseconds since the epoch above 16 bits of a logical counter. */
-                    time_t secs = (time_t)((st->hlc >> 16) / 1000);
-                    struct tm tm;
-                    gmtime_r(&secs, &tm);
-                    size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-                    snprintf(when + n, sizeof(when) - n, ".%03uZ+%u", (unsigned)((st->hlc >> 16) % 1000),
-                             (unsigned)(st->hlc & 0xffff));
-                    json_object_set_new(ev, "time", json_string(when));
-                }
+                if (st->hlc)
+                    json_object_set_new(ev, "time", json_string(hlc_format(st->hlc, when)));
                 json_array_append_new(evs, ev);
             }
             json_t *d = json_pack("{s:o}", "events", evs);

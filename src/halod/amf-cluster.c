@@ -446,15 +446,19 @@ void cl_free(struct amf *a) {
     a->n_nodes = 0;
 }
 
-static void on_targets(store *s, int error, const store_result *r, void *userdata) {
-    struct amf *a = userdata;
+/* Keys read again (a range), handled as the watch would have. */
+static void handle_read(struct amf *a, int error, const store_result *r, const char *what) {
     if (error < 0) {
         if (error != -ECANCELED)
-            log_warning_errno(error, "Failed to read the targets after an adoption: %m");
+            log_warning_errno(error, "Failed to read %s: %m", what);
         return;
     }
     for (size_t i = 0; i < r->n_kvs; i++)
         cl_handle_kv(a, &r->kvs[i], false);
+}
+
+static void on_targets(store *s, int error, const store_result *r, void *userdata) {
+    handle_read(userdata, error, r, "the targets after an adoption");
 }
 
 void cl_adopted(struct su *su) {
@@ -591,14 +595,7 @@ void amf_cluster_joined(struct amf *a) {
 }
 
 static void on_admin_pending(store *s, int error, const store_result *r, void *userdata) {
-    struct amf *a = userdata;
-    if (error < 0) {
-        if (error != -ECANCELED)
-            log_warning_errno(error, "Failed to read the operator commands waiting for a coordinator: %m");
-        return;
-    }
-    for (size_t i = 0; i < r->n_kvs; i++)
-        cl_handle_kv(a, &r->kvs[i], false);
+    handle_read(userdata, error, r, "the operator commands waiting for a coordinator");
 }
 
 void amf_cluster_coordinator(struct amf *a, bool coordinator) {

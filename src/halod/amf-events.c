@@ -76,14 +76,6 @@ struct admin_read {
 
 static void on_flush(uv_timer_t *t);
 
-/* Object names have no '/': a component "su/name" is reported as "su:name". */
-static void object_name(char *out, size_t n, const char *name) {
-    snprintf(out, n, "%s", name);
-    for (char *p = out; *p; p++)
-        if (*p == '/')
-            *p = ':';
-}
-
 static void schedule(struct events *e) {
     if (!uv_is_active((uv_handle_t *)&e->flush))
         uv_timer_start(&e->flush, on_flush, 0, 0);
@@ -111,7 +103,7 @@ void amf_event_epoch(struct amf *a, const char *kind, const char *name, const ch
         return;
     }
     char object[QUEUE_OBJECT_MAX], n[QUEUE_NAME_MAX + 1];
-    object_name(n, sizeof(n), name);
+    rm_object_part(n, sizeof(n), name);
     snprintf(object, sizeof(object), "%s:%s", kind, n);
     struct queue_event *ev = &e->pending[e->n_pending];
     int st = queue_ha_state_from_string(state);
@@ -209,15 +201,31 @@ static void send_states_to(struct events *e, struct conn *conn, bool all, const 
 }
 
 /* Sends the delivered entries to the processes that asked for object states. */
-/* The notes as the processes of `pool` (NULL: of no pool) see them: the
- * others' pools' recovery steps left out. */
-static void send_notes_filtered(struct events *e, const struct config_pool *pool) {
+/* Who a round of notes goes to. */
+enum audience {
+    TO_FOLLOWERS, /* haloctl events --follow: everything */
+    TO_ALL,       /* every process that asked: everything */
+    TO_POOL,      /* the processes of one pool (or of none): the other pools' RECOVERING left out */
+};
+
+static void send_round(struct events *e, enum audience to, const struct config_pool *pool,
+                       Halo__Link__ObjectState **pst, size_t n) {
+    if (to == TO_FOLLOWERS) {
+        for (size_t f = 0; f < EVENTS_FOLLOWERS_MAX; f++)
+            if (e->followers[f])
+                send_states(e, e->followers[f], pst, n);
+    } else
+        send_states_to(e, NULL, to == TO_ALL, pool, pst, n);
+}
+
+/* The delivered notes to an audience, as many a packet as fit. */
+static void send_notes_to(struct events *e, enum audience to, const struct config_pool *pool) {
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
     size_t n = 0;
     for (size_t i = 0; i < e->n_notes; i++) {
         const struct note *nt = &e->notes[i];
         const char *state = queue_ha_state_to_string(nt->state);
-        const struct config_pool *only = note_pool(e, nt->object, state);
+        const struct config_pool *only = to == TO_POOL ? note_pool(e, nt->object, state) : NULL;
         if (only && only != pool)
             continue;
         halo__link__object_state__init(&st[n]);
@@ -227,35 +235,12 @@ static void send_notes_filtered(struct events *e, const struct config_pool *pool
         st[n].seq = nt->seq;
         pst[n] = &st[n];
         if (++n == LINK_OBJECTS_MAX) {
-            send_states_to(e, NULL, false, pool, pst, n);
+            send_round(e, to, pool, pst, n);
             n = 0;
         }
     }
     if (n)
-        send_states_to(e, NULL, false, pool, pst, n);
-}
-
-/* Every delivered note, to the followers (haloctl events --follow) or to
- * every process that asked (followers false). */
-static void send_all_notes(struct events *e, bool followers) {
-    Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
-    for (size_t off = 0; off < e->n_notes; off += LINK_OBJECTS_MAX) {
-        size_t n = MIN(e->n_notes - off, (size_t)LINK_OBJECTS_MAX);
-        for (size_t i = 0; i < n; i++) {
-            const struct note *nt = &e->notes[off + i];
-            halo__link__object_state__init(&st[i]);
-            st[i].object = (char *)nt->object;
-            st[i].state = (char *)queue_ha_state_to_string(nt->state);
-            st[i].hlc = nt->hlc;
-            st[i].seq = nt->seq;
-            pst[i] = &st[i];
-        }
-        for (size_t f = 0; followers && f < EVENTS_FOLLOWERS_MAX; f++)
-            if (e->followers[f])
-                send_states(e, e->followers[f], pst, n);
-        if (!followers)
-            send_states(e, NULL, pst, n);
-    }
+        send_round(e, to, pool, pst, n);
 }
 
 static void send_notes(struct events *e) {
@@ -263,15 +248,15 @@ static void send_notes(struct events *e) {
     for (size_t i = 0; i < EVENTS_FOLLOWERS_MAX; i++)
         following |= e->followers[i] != NULL;
     if (following)
-        send_all_notes(e, true);
+        send_notes_to(e, TO_FOLLOWERS, NULL);
     for (size_t i = 0; i < e->n_notes && !restricted; i++)
         restricted = note_pool(e, e->notes[i].object, queue_ha_state_to_string(e->notes[i].state)) != NULL;
     if (restricted) {
-        send_notes_filtered(e, NULL);
+        send_notes_to(e, TO_POOL, NULL);
         for (size_t p = 0; p < e->amf->config->n_pools; p++)
-            send_notes_filtered(e, &e->amf->config->pools[p]);
+            send_notes_to(e, TO_POOL, &e->amf->config->pools[p]);
     } else
-        send_all_notes(e, false);
+        send_notes_to(e, TO_ALL, NULL);
     e->n_notes = 0;
 }
 
@@ -506,7 +491,7 @@ static bool object_known(struct amf *a, const struct queue_event *ev) {
             for (size_t u = 0; u < a->sgs[g].n_sus; u++)
                 for (size_t c = 0; c < a->sgs[g].sus[u].n_comps; c++) {
                     char n[QUEUE_NAME_MAX + 1];
-                    object_name(n, sizeof(n), a->sgs[g].sus[u].comps[c].name);
+                    rm_object_part(n, sizeof(n), a->sgs[g].sus[u].comps[c].name);
                     if (streq(n, ev->name))
                         return true;
                 }
@@ -792,7 +777,7 @@ void amf_events_admin(struct amf *a, struct conn *conn, int op, uint64_t seq, co
         /* A process by its component name ("su/comp") or its object name. */
         char name[QUEUE_OBJECT_MAX];
         snprintf(name, sizeof(name), "%s%s", strncmp(target, "process:", 8) == 0 ? "" : "process:", target);
-        object_name(r->object, sizeof(r->object), name);
+        rm_object_part(r->object, sizeof(r->object), name);
         const struct rm_process *p = e->model ? rm_find(e->model, r->object) : NULL;
         if (!p || !p->pool) {
             free(r);

@@ -148,21 +148,28 @@ struct read_call {
 
 static void read_vector(struct amf *a, struct rl *rl, int step);
 
+static bool is_count(const store_kv *kv) {
+    static const char suffix[] = "/nr_failures";
+    size_t n = sizeof(suffix) - 1;
+    return kv->key_len >= n && memcmp(kv->key + kv->key_len - n, suffix, n) == 0;
+}
+
 static void vector_send(struct rl *rl, const store_result *res) {
     /* The chunks in key order (seq, 20 digits); each a JSON array of published events. */
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
     char objects[LINK_OBJECTS_MAX][QUEUE_OBJECT_MAX], states[LINK_OBJECTS_MAX][17];
+    /* The vector's length, written with its keys (the range has it: "nr_failures" sorts after the digits). */
     uint64_t total = 0;
     for (size_t i = 0; i < res->n_kvs; i++)
-        if (res->kvs[i].key_len < 12 || memcmp(res->kvs[i].key + res->kvs[i].key_len - 12, "/nr_failures", 12) != 0) {
-            json_t *arr = json_loadb(res->kvs[i].value, res->kvs[i].value_len, 0, NULL);
-            total += json_is_array(arr) ? json_array_size(arr) : 0;
-            json_decref(arr);
+        if (is_count(&res->kvs[i])) {
+            char buf[24] = "";
+            memcpy(buf, res->kvs[i].value, MIN(res->kvs[i].value_len, sizeof(buf) - 1));
+            total = strtoull(buf, NULL, 10);
         }
     size_t n = 0;
     for (size_t i = 0; i < res->n_kvs; i++) {
         const store_kv *kv = &res->kvs[i];
-        if (kv->key_len >= 12 && memcmp(kv->key + kv->key_len - 12, "/nr_failures", 12) == 0)
+        if (is_count(kv))
             continue;
         json_t *arr = json_loadb(kv->value, kv->value_len, 0, NULL);
         size_t k;
@@ -382,12 +389,7 @@ int amf_recovery_start(struct amf *a) {
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
             for (size_t i = 0; su->local && i < su->n_comps; i++) {
-                char obj[QUEUE_OBJECT_MAX];
-                snprintf(obj, sizeof(obj), "process:%s", su->comps[i].name);
-                for (char *c = obj; *c; c++)
-                    if (*c == '/')
-                        *c = ':';
-                const struct rm_process *p = rm_find(m, obj);
+                const struct rm_process *p = rm_component(m, su->comps[i].name);
                 if (!p || !p->pool)
                     continue;
                 struct rl *rl = &r->rls[r->n++];

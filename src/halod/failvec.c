@@ -46,6 +46,7 @@ struct failvec {
     struct fv_proc *procs; /* by rm_process index; p NULL for processes in no pool */
     size_t n_procs;
     bool loaded, closed;
+    bool nomem; /* the batch being built lost a write to memory: ops() fails it */
     unsigned gen, refs;
     size_t load_step, load_at; /* 0: epochs, 1: counts; the next process to ask for */
 };
@@ -271,6 +272,7 @@ static void fv_reset(struct queue *q, void *userdata) {
     struct failvec *f = userdata;
     f->gen++;
     f->loaded = false;
+    f->nomem = false;
     f->load_step = f->load_at = 0;
     for (size_t i = 0; i < f->n_procs; i++) {
         f->procs[i].epoch = QUEUE_EPOCH_NONE;
@@ -296,8 +298,50 @@ static size_t proc_ops(const struct fv_proc *fp) {
     return n;
 }
 
+/* Opens the next epoch of fp in the batch (the events gathered before it
+ * keep their epoch, in old_*). */
+static void open_epoch(struct failvec *f, struct fv_proc *fp, uint64_t seq, uint64_t hlc) {
+    if (fp->chunk_len > 0) {
+        fp->has_old = true;
+        fp->old_epoch = fp->b_epoch;
+        fp->old_nr = fp->b_nr;
+        fp->old_first = fp->b_first;
+        if (!(fp->old_chunk = strndup(fp->chunk, fp->chunk_len)))
+            f->nomem = true;
+    }
+    fp->opened = fp->touched = true;
+    fp->b_epoch = fp->b_epoch < 0 ? 0 : fp->b_epoch + 1;
+    fp->b_nr = 0;
+    fp->b_open_seq = seq;
+    fp->b_hlc = hlc;
+    fp->chunk_len = 0;
+}
+
+static void append_event(struct failvec *f, struct fv_proc *fp, const char *json, uint64_t seq) {
+    size_t len = strlen(json), need = fp->chunk_len + len + 2;
+    if (need > fp->chunk_cap) {
+        size_t cap = MAX(need, fp->chunk_cap * 2);
+        char *c = realloc(fp->chunk, cap);
+        if (!c) {
+            f->nomem = true; /* ops() fails the batch */
+            return;
+        }
+        fp->chunk = c;
+        fp->chunk_cap = cap;
+    }
+    if (fp->chunk_len == 0)
+        fp->b_first = seq;
+    else
+        fp->chunk[fp->chunk_len++] = ',';
+    memcpy(fp->chunk + fp->chunk_len, json, len + 1);
+    fp->chunk_len += len;
+    fp->b_nr++;
+    fp->touched = true;
+}
+
 /* What ev does to the pool processes it concerns.  apply false: only says
- * how many more ops; SIZE_MAX when it cannot join this batch. */
+ * how many more ops (and stamps ev's epoch); SIZE_MAX when it cannot join
+ * this batch.  apply true: does it. */
 static size_t apply(struct failvec *f, struct queue_event *ev, uint64_t seq, const char *json, bool apply) {
     char object[QUEUE_OBJECT_MAX];
     const struct rm_process *in[CONFIG_POOL_PROCESSES_MAX * 4];
@@ -307,91 +351,55 @@ static size_t apply(struct failvec *f, struct queue_event *ev, uint64_t seq, con
     if (n > ELEMENTSOF(in))
         return SIZE_MAX;
     const struct rm_process *owner = rm_owner(f->m, object);
-    bool opens = ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_ONLINE && owner && owner->pool;
+    bool pooled = owner && owner->pool;
+    bool opens = ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_ONLINE && pooled;
     /* Its services coming ONLINE with it start the epoch too: not in its own vector. */
     bool own_online = ev->kind == QUEUE_KIND_SERVICE && ev->state == QUEUE_HA_ONLINE;
     /* The event carries its process's epoch (the new one for the ONLINE that opens it). */
-    if (owner && owner->pool) {
-        const struct fv_proc *o = &f->procs[owner->index];
-        ev->epoch = opens ? (o->b_epoch < 0 ? 0 : o->b_epoch + 1) : (o->b_epoch < 0 ? 0 : o->b_epoch);
+    if (pooled) {
+        int64_t e = f->procs[owner->index].b_epoch;
+        ev->epoch = e < 0 ? 0 : e + (opens ? 1 : 0);
     }
-    /* The process's own state goes to state/ in the same transaction as its epoch and vector. */
-    bool own_state = ev->kind == QUEUE_KIND_PROCESS && owner && owner->pool;
     size_t cost = 0;
-    if (own_state && !f->procs[owner->index].state) {
+    /* The process's own state goes to state/ in the same transaction as its epoch and vector. */
+    if (ev->kind == QUEUE_KIND_PROCESS && pooled) {
+        struct fv_proc *o = &f->procs[owner->index];
         if (!apply)
-            cost++;
-        else if (!(f->procs[owner->index].state = strdup(json)))
-            log_warning("Out of memory recording the state of '%s'", owner->object);
-    } else if (own_state && apply) {
-        char *dup = strdup(json);
-        if (dup) {
-            free(f->procs[owner->index].state);
-            f->procs[owner->index].state = dup;
+            cost += o->state ? 0 : 1;
+        else {
+            free(o->state);
+            if (!(o->state = strdup(json)))
+                f->nomem = true;
         }
     }
     for (size_t i = 0; i < n; i++) {
         struct fv_proc *fp = &f->procs[in[i]->index];
-        struct fv_proc t = *fp; /* what it becomes */
-        bool own_open = opens && in[i] == owner;
-        if (fp->b_epoch < 0 && in[i] != owner)
+        bool is_owner = in[i] == owner;
+        if (fp->b_epoch < 0 && !is_owner)
             continue; /* its vector starts with its own first event */
-        if (own_open || t.b_epoch < 0) {
-            if (t.opened)
-                return SIZE_MAX; /* one new epoch per process and batch */
-            if (t.chunk_len > 0) {
-                if (t.has_old)
-                    return SIZE_MAX;
-                t.has_old = true;
-            }
+        bool open = (opens && is_owner) || fp->b_epoch < 0;
+        bool add = !(opens && is_owner) && !(own_online && is_owner);
+        if (open && (fp->opened || (fp->chunk_len > 0 && fp->has_old)))
+            return SIZE_MAX; /* one new epoch per process and batch */
+        if (apply) {
+            if (open)
+                open_epoch(f, fp, seq, ev->hlc);
+            if (add)
+                append_event(f, fp, json, seq);
+            continue;
+        }
+        struct fv_proc t = *fp; /* the flags it would have, for the count */
+        if (open) {
+            t.has_old = t.has_old || t.chunk_len > 0;
             t.opened = t.touched = true;
             t.b_epoch = t.b_epoch < 0 ? 0 : t.b_epoch + 1;
             t.chunk_len = 0;
         }
-        bool skip = own_open || (own_online && in[i] == owner);
-        if (!skip) {
+        if (add) {
             t.touched = true;
-            t.chunk_len = 1; /* non-empty */
+            t.chunk_len = 1;
         }
         cost += proc_ops(&t) - proc_ops(fp);
-        if (!apply)
-            continue;
-        /* The same, for real. */
-        if (own_open || fp->b_epoch < 0) {
-            if (fp->chunk_len > 0) {
-                fp->has_old = true;
-                fp->old_epoch = fp->b_epoch;
-                fp->old_nr = fp->b_nr;
-                fp->old_first = fp->b_first;
-                fp->old_chunk = strndup(fp->chunk, fp->chunk_len);
-            }
-            fp->opened = fp->touched = true;
-            fp->b_epoch = fp->b_epoch < 0 ? 0 : fp->b_epoch + 1;
-            fp->b_nr = 0;
-            fp->b_open_seq = seq;
-            fp->b_hlc = ev->hlc;
-            fp->chunk_len = 0;
-        }
-        if (skip)
-            continue;
-        size_t len = strlen(json), need = fp->chunk_len + len + 2;
-        if (need > fp->chunk_cap) {
-            size_t cap = MAX(need, fp->chunk_cap * 2);
-            char *c = realloc(fp->chunk, cap);
-            if (!c)
-                continue; /* ops() fails the batch: see the NULL check there */
-            fp->chunk = c;
-            fp->chunk_cap = cap;
-        }
-        if (fp->chunk_len == 0)
-            fp->b_first = seq;
-        else
-            fp->chunk[fp->chunk_len++] = ',';
-        memcpy(fp->chunk + fp->chunk_len, json, len);
-        fp->chunk_len += len;
-        fp->chunk[fp->chunk_len] = 0;
-        fp->b_nr++;
-        fp->touched = true;
     }
     return cost;
 }
@@ -421,7 +429,7 @@ static int put(store_op *ops, size_t *n, size_t room, char **k, char **v, char *
 static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
     struct failvec *f = userdata;
     size_t n = 0;
-    int r = 0;
+    int r = f->nomem ? -ENOMEM : 0;
     for (size_t i = 0; i < f->n_procs && r >= 0; i++) {
         struct fv_proc *fp = &f->procs[i];
         if (!fp->p || (!fp->touched && !fp->opened && !fp->has_old && !fp->state))
@@ -489,6 +497,7 @@ static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
 
 static void fv_done(struct queue *q, bool committed, void *userdata) {
     struct failvec *f = userdata;
+    f->nomem = false;
     for (size_t i = 0; i < f->n_procs; i++) {
         struct fv_proc *fp = &f->procs[i];
         if (!fp->p)

@@ -24,8 +24,7 @@ static int proc_cmp(const void *a, const void *b) {
     return strcmp((*x)->object, (*y)->object);
 }
 
-/* "<P>" of a component name: '/' written ':'. */
-static void process_part(char *out, size_t n, const char *name) {
+void rm_object_part(char *out, size_t n, const char *name) {
     snprintf(out, n, "%s", name);
     for (char *p = out; *p; p++)
         if (*p == '/')
@@ -53,7 +52,7 @@ int rm_new(const struct config *c, struct recovery_model **ret) {
                 const struct config_component *cc = &c->sgs[g].sus[u].components[k];
                 struct rm_process *p = &m->procs[m->n_procs];
                 char part[QUEUE_OBJECT_MAX];
-                process_part(part, sizeof(part), cc->name);
+                rm_object_part(part, sizeof(part), cc->name);
                 size_t longest = strlen(part);
                 for (size_t i = 0; i < cc->n_services; i++)
                     longest = MAX(longest, strlen(part) + 1 + strlen(cc->services[i]));
@@ -82,6 +81,13 @@ struct recovery_model *rm_free(struct recovery_model *m) {
         free(m->sorted);
         free(m);
     }
+    return NULL;
+}
+
+const struct rm_process *rm_component(const struct recovery_model *m, const char *component) {
+    for (size_t i = 0; m && i < m->n_procs; i++)
+        if (streq(m->procs[i].name, component))
+            return &m->procs[i];
     return NULL;
 }
 

@@ -104,7 +104,43 @@ def pid_alive(pid):
     return s is not None and s != "Z"
 
 
-class Halod:
+class StatusViews:
+    """Views over a halod's status; the class provides status()."""
+
+    def si(self, name):
+        for sg in self.status()["service_groups"]:
+            for si in sg["service_instances"]:
+                if si["name"] == name:
+                    return si
+        raise KeyError(name)
+
+    def comp(self, name):
+        for sg in self.status()["service_groups"]:
+            for su in sg["service_units"]:
+                for c in su["components"]:
+                    if c["name"] == name:
+                        return c
+        raise KeyError(name)
+
+    def su(self, name):
+        for sg in self.status()["service_groups"]:
+            for su in sg["service_units"]:
+                if su["name"] == name:
+                    return su
+        raise KeyError(name)
+
+    def wait_assigned(self, si, timeout=15):
+        """Waits until si has a confirmed ACTIVE and STANDBY; returns (active, standby)."""
+        s = wait_for(lambda: (lambda x: x if x["active"] and x["standby"] and
+                              not any(a["pending"] for a in x["assignments"]) else None)(self.si(si)),
+                     timeout=timeout, what=f"{si} fully assigned")
+        return s["active"], s["standby"]
+
+    def pid_of(self, comp):
+        return self.comp(comp)["pid"]
+
+
+class Halod(StatusViews):
     def __init__(self, yaml_text, name="halo", extra_args=(), log_level="debug"):
         self.dir = tempfile.mkdtemp(prefix=f"halo-test-{name}-")
         self.state = os.path.join(self.dir, "state")
@@ -196,40 +232,6 @@ class Halod:
 
     def status(self):
         return json.loads(self.ctl("status", "--json").stdout)
-
-    # -- views over status -------------------------------------------------
-    def si(self, name):
-        for sg in self.status()["service_groups"]:
-            for si in sg["service_instances"]:
-                if si["name"] == name:
-                    return si
-        raise KeyError(name)
-
-    def comp(self, name):
-        for sg in self.status()["service_groups"]:
-            for su in sg["service_units"]:
-                for c in su["components"]:
-                    if c["name"] == name:
-                        return c
-        raise KeyError(name)
-
-    def su(self, name):
-        for sg in self.status()["service_groups"]:
-            for su in sg["service_units"]:
-                if su["name"] == name:
-                    return su
-        raise KeyError(name)
-
-    def wait_assigned(self, si, timeout=15):
-        """Waits until si has a confirmed ACTIVE and STANDBY; returns (active, standby)."""
-        s = wait_for(lambda: (lambda x: x if x["active"] and x["standby"] and
-                              not any(a["pending"] for a in x["assignments"]) else None)(self.si(si)),
-                     timeout=timeout, what=f"{si} fully assigned")
-        return s["active"], s["standby"]
-
-    def pid_of(self, comp):
-        return self.comp(comp)["pid"]
-
 
 class Lines:
     """Lines of a child's stdout, each read with a timeout (no hidden buffering)."""

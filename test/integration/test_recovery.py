@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from etcd_harness import get_prefix
-from halo_harness import HALOCTL, TESTCOMP, proc_state, wait_for
+from halo_harness import HALOCTL, TESTCOMP, StatusViews, proc_state, wait_for
 from test_events import notes, post
 from test_sim import Sim
 
@@ -50,7 +50,7 @@ def sim(tmp_path):
     s.kill_leftovers()
 
 
-class SimNode:
+class SimNode(StatusViews):
     """One node of the simulation, as the tests use it."""
 
     def __init__(self, sim, name):
@@ -66,13 +66,8 @@ class SimNode:
             raise AssertionError(f"haloctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
         return r
 
-    def comp(self, name):
-        st = json.loads(self.ctl("status", "--json").stdout)
-        return next(c for sg in st["service_groups"] for su in sg["service_units"] for c in su["components"]
-                    if c["name"] == name)
-
-    def pid_of(self, comp):
-        return self.comp(comp)["pid"]
+    def status(self):
+        return json.loads(self.ctl("status", "--json").stdout)
 
     def kill_halod(self):
         """SIGKILL of this node's halod alone: its components keep running."""
