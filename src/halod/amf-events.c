@@ -11,8 +11,9 @@
  * HTTP API.  Reports made in one loop iteration go out in one transaction.
  *
  * Delivery: the BQ entries delivered in one loop iteration are sent to each
- * interested process as one ObjectStateNote (LINK_OBJECTS_MAX states each), so
- * a burst costs one message per process, not one per event.  Nothing here
+ * interested process as ObjectStateNotes (LINK_OBJECTS_MAX states each),
+ * packed once and handed to each process's socket together, so a burst costs
+ * one wake-up per process, not one per event or per note.  Nothing here
  * waits: appends, consumption and delivery run on their own store calls and
  * never behind one another.
  */
@@ -57,7 +58,14 @@ struct events {
     size_t n_notes;
     uv_timer_t flush, prune;
     uint64_t dropped; /* reports lost to a full buffer or a failed append */
-    uint8_t *packet;  /* LINK_MSG_MAX bytes: a note packed once for every process */
+    /* A round of notes, packed once for every process: packets laid end to
+     * end in pk_buf, pkts pointing at each; st and pst (EVENTS_NOTE_MAX each)
+     * hold the round's states while it is packed. */
+    uint8_t *pk_buf;
+    size_t pk_cap;
+    struct iovec *pkts;
+    size_t n_pkts, pkts_cap;
+    Halo__Link__ObjectState *st, **pst;
     struct recovery_model *model;
     struct failvec *fv;                           /* the coordinator's epochs and failure vectors; NULL without pools */
     struct admin_read *reads;                     /* haloctl's reads in flight */
@@ -125,9 +133,6 @@ static void on_appended(struct queue *q, int error, size_t n, void *userdata) {
     }
 }
 
-/* Sends states as object state notes to conn, or when conn is NULL to every
- * local process that asked for them: each note is packed once, as many
- * states as fit one packet, and the same bytes go to every process. */
 /* The pool of a local component's process, NULL if none. */
 static const struct config_pool *comp_pool(struct events *e, const struct comp *cp) {
     return e->amf->config->n_pools ? config_find_pool_of(e->amf->config, cp->name) : NULL;
@@ -143,19 +148,28 @@ static const struct config_pool *note_pool(struct events *e, const char *object,
     return p ? p->pool : NULL;
 }
 
-/* Sends states to conn, or to every local process that asked for them and
- * whose pool is `pool` (any pool when all is true). */
-static void send_states_to(struct events *e, struct conn *conn, bool all, const struct config_pool *pool,
-                           Halo__Link__ObjectState **states, size_t n_states);
-
-static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectState **states, size_t n_states) {
-    send_states_to(e, conn, true, NULL, states, n_states);
-}
-
-static void send_states_to(struct events *e, struct conn *conn, bool all, const struct config_pool *pool,
-                           Halo__Link__ObjectState **states, size_t n_states) {
-    struct amf *a = e->amf;
+/* Packs states into e->pkts: notes of as many states as fit one packet.
+ * Returns 0 or -ENOMEM. */
+static int pack_states(struct events *e, Halo__Link__ObjectState **states, size_t n_states) {
+    size_t used = 0;
+    e->n_pkts = 0;
     for (size_t off = 0, n; off < n_states; off += n) {
+        if (e->pk_cap - used < LINK_MSG_MAX) {
+            size_t cap = MAX(e->pk_cap * 2, used + LINK_MSG_MAX);
+            uint8_t *b = realloc(e->pk_buf, cap);
+            if (!b)
+                return -ENOMEM;
+            e->pk_buf = b;
+            e->pk_cap = cap;
+        }
+        if (e->n_pkts == e->pkts_cap) {
+            size_t cap = e->pkts_cap ? e->pkts_cap * 2 : 16;
+            struct iovec *v = reallocarray(e->pkts, cap, sizeof(*v));
+            if (!v)
+                return -ENOMEM;
+            e->pkts = v;
+            e->pkts_cap = cap;
+        }
         Halo__Link__ObjectStateNote note = HALO__LINK__OBJECT_STATE_NOTE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
         m.body_case = HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE;
@@ -165,7 +179,7 @@ static void send_states_to(struct events *e, struct conn *conn, bool all, const 
         int len;
         for (;;) { /* long object names: fewer per note */
             note.n_states = n;
-            len = link_encode(&m, e->packet, LINK_MSG_MAX);
+            len = link_encode(&m, e->pk_buf + used, LINK_MSG_MAX);
             if (len != -EMSGSIZE || n == 1)
                 break;
             n /= 2;
@@ -174,30 +188,57 @@ static void send_states_to(struct events *e, struct conn *conn, bool all, const 
             log_warning_errno(len, "Failed to encode an object state note: %m");
             continue;
         }
-        if (conn) {
-            (void)server_conn_send_packed(conn, e->packet, (size_t)len);
-            continue;
-        }
-        for (size_t g = 0; g < a->n_sgs; g++)
-            for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
-                struct su *su = &a->sgs[g].sus[u];
-                for (size_t c = 0; su->local && c < su->n_comps; c++) {
-                    struct comp *cp = &su->comps[c];
-                    if (!cp->conn || !cp->object_states || cp->states_resync || (!all && comp_pool(e, cp) != pool))
-                        continue;
-                    if (server_conn_queued(cp->conn) > EVENTS_QUEUE_SOFT) {
-                        /* Not read for a while (busy, stopped in a debugger): hold the
-                         * notes back rather than queue without end; it gets the current
-                         * states once it has read the rest. */
-                        log_notice("'%s' reads its object states slowly: a snapshot follows when it catches up",
-                                   cp->name);
-                        cp->states_resync = true;
-                        continue;
-                    }
-                    (void)server_conn_send_packed(cp->conn, e->packet, (size_t)len);
-                }
-            }
+        e->pkts[e->n_pkts++].iov_len = (size_t)len;
+        used += (size_t)len;
     }
+    /* Laid end to end: pointed at once pk_buf has stopped moving. */
+    used = 0;
+    for (size_t i = 0; i < e->n_pkts; i++) {
+        e->pkts[i].iov_base = e->pk_buf + used;
+        used += e->pkts[i].iov_len;
+    }
+    return 0;
+}
+
+/* Sends states (at most EVENTS_NOTE_MAX) to conn, or to every local process
+ * that asked for them and whose pool is `pool` (any pool when all is true).
+ * The notes are packed once and the same bytes go to every process, all of
+ * them at once: one wake-up per process for a round, not one per note. */
+static void send_states_to(struct events *e, struct conn *conn, bool all, const struct config_pool *pool,
+                           Halo__Link__ObjectState **states, size_t n_states) {
+    struct amf *a = e->amf;
+    if (pack_states(e, states, n_states) < 0) {
+        log_warning("Out of memory: %zu object states not sent", n_states);
+        return;
+    }
+    if (e->n_pkts == 0)
+        return;
+    if (conn) {
+        (void)server_conn_send_packets(conn, e->pkts, e->n_pkts);
+        return;
+    }
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            for (size_t c = 0; su->local && c < su->n_comps; c++) {
+                struct comp *cp = &su->comps[c];
+                if (!cp->conn || !cp->object_states || cp->states_resync || (!all && comp_pool(e, cp) != pool))
+                    continue;
+                if (server_conn_queued(cp->conn) > EVENTS_QUEUE_SOFT) {
+                    /* Not read for a while (busy, stopped in a debugger): hold the
+                     * notes back rather than queue without end; it gets the current
+                     * states once it has read the rest. */
+                    log_notice("'%s' reads its object states slowly: a snapshot follows when it catches up", cp->name);
+                    cp->states_resync = true;
+                    continue;
+                }
+                (void)server_conn_send_packets(cp->conn, e->pkts, e->n_pkts);
+            }
+        }
+}
+
+static void send_states(struct events *e, struct conn *conn, Halo__Link__ObjectState **states, size_t n_states) {
+    send_states_to(e, conn, true, NULL, states, n_states);
 }
 
 /* Sends the delivered entries to the processes that asked for object states. */
@@ -218,9 +259,8 @@ static void send_round(struct events *e, enum audience to, const struct config_p
         send_states_to(e, NULL, to == TO_ALL, pool, pst, n);
 }
 
-/* The delivered notes to an audience, as many a packet as fit. */
+/* The delivered notes to an audience, in one round. */
 static void send_notes_to(struct events *e, enum audience to, const struct config_pool *pool) {
-    Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
     size_t n = 0;
     for (size_t i = 0; i < e->n_notes; i++) {
         const struct note *nt = &e->notes[i];
@@ -228,19 +268,16 @@ static void send_notes_to(struct events *e, enum audience to, const struct confi
         const struct config_pool *only = to == TO_POOL ? note_pool(e, nt->object, state) : NULL;
         if (only && only != pool)
             continue;
-        halo__link__object_state__init(&st[n]);
-        st[n].object = (char *)nt->object;
-        st[n].state = (char *)state;
-        st[n].hlc = nt->hlc;
-        st[n].seq = nt->seq;
-        pst[n] = &st[n];
-        if (++n == LINK_OBJECTS_MAX) {
-            send_round(e, to, pool, pst, n);
-            n = 0;
-        }
+        Halo__Link__ObjectState *st = &e->st[n];
+        halo__link__object_state__init(st);
+        st->object = (char *)nt->object;
+        st->state = (char *)state;
+        st->hlc = nt->hlc;
+        st->seq = nt->seq;
+        e->pst[n++] = st;
     }
     if (n)
-        send_round(e, to, pool, pst, n);
+        send_round(e, to, pool, e->pst, n);
 }
 
 static void send_notes(struct events *e) {
@@ -310,17 +347,17 @@ void amf_events_snapshot(struct amf *a, struct conn *conn) {
         log_warning("Out of memory: a process gets no snapshot of the object states");
     else if (s.n > 0)
         qsort(s.e, s.n, sizeof(*s.e), snap_cmp);
-    Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
-    for (size_t off = 0; !s.failed && off < s.n; off += LINK_OBJECTS_MAX) {
-        size_t n = MIN(s.n - off, (size_t)LINK_OBJECTS_MAX);
+    for (size_t off = 0; !s.failed && off < s.n; off += EVENTS_NOTE_MAX) {
+        size_t n = MIN(s.n - off, (size_t)EVENTS_NOTE_MAX);
         for (size_t k = 0; k < n; k++) {
-            halo__link__object_state__init(&st[k]);
-            st[k].object = s.e[off + k].object;
-            st[k].state = (char *)queue_ha_state_to_string(s.e[off + k].state);
-            st[k].seq = s.e[off + k].seq;
-            pst[k] = &st[k];
+            Halo__Link__ObjectState *st = &e->st[k];
+            halo__link__object_state__init(st);
+            st->object = s.e[off + k].object;
+            st->state = (char *)queue_ha_state_to_string(s.e[off + k].state);
+            st->seq = s.e[off + k].seq;
+            e->pst[k] = st;
         }
-        send_states(e, conn, pst, n);
+        send_states(e, conn, e->pst, n);
     }
     free(s.e);
 }
@@ -424,16 +461,18 @@ int amf_events_start(struct amf *a) {
     e->amf = a;
     e->pending = calloc(EVENTS_PENDING_MAX, sizeof(*e->pending));
     e->notes = calloc(EVENTS_NOTE_MAX, sizeof(*e->notes));
-    e->packet = malloc(LINK_MSG_MAX);
+    e->st = calloc(EVENTS_NOTE_MAX, sizeof(*e->st));
+    e->pst = calloc(EVENTS_NOTE_MAX, sizeof(*e->pst));
     int rm = rm_new(a->config, &e->model);
     if (rm < 0)
         log_warning_errno(rm, "No recovery model (HA state rules and failure expansion are off): %m");
     hlc_init(&e->clock, NULL, NULL);
     struct queue_params p = {
         .loop = a->loop, .store = a->store, .prefix = a->prefix, .node = a->node, .clock = &e->clock};
-    int r = !e->pending || !e->notes || !e->packet ? -ENOMEM : queue_new(&p, &e->q);
+    int r = !e->pending || !e->notes || !e->st || !e->pst ? -ENOMEM : queue_new(&p, &e->q);
     if (r < 0) {
-        free(e->packet);
+        free(e->st);
+        free(e->pst);
         free(e->pending);
         free(e->notes);
         free(e);
@@ -600,7 +639,10 @@ void amf_events_free(struct amf *a) {
         return;
     free(e->pending);
     free(e->notes);
-    free(e->packet);
+    free(e->st);
+    free(e->pst);
+    free(e->pk_buf);
+    free(e->pkts);
     rm_free(e->model);
     free(e);
     a->events = NULL;

@@ -107,38 +107,45 @@ static int conn_flush(struct conn *c) {
     return 0;
 }
 
+/* Queues a packet behind those waiting; a peer past SERVER_CONN_QUEUE_MAX is
+ * closed.  0, or -EAGAIN or -ENOMEM once c is closed. */
+static int conn_queue(struct conn *c, const uint8_t *buf, size_t n) {
+    if (c->out_bytes + n > SERVER_CONN_QUEUE_MAX) {
+        log_warning("%s is not reading its HA link (%zu bytes waiting), disconnecting", c->name, c->out_bytes);
+        server_conn_close(c, "not reading its HA link");
+        return -EAGAIN;
+    }
+    struct outbuf *o = malloc(sizeof(*o) + n);
+    if (!o) {
+        server_conn_close(c, "out of memory");
+        return -ENOMEM;
+    }
+    o->next = NULL;
+    o->len = n;
+    memcpy(o->data, buf, n);
+    bool first = !c->out_head;
+    *c->out_tail = o;
+    c->out_tail = &o->next;
+    c->out_bytes += n;
+    if (first)
+        conn_poll(c);
+    return 0;
+}
+
+static int conn_send_failed(struct conn *c, int r, const char *what) {
+    log_debug_errno(r, "Failed to send %s to %s: %m", what, c->name);
+    server_conn_close(c, "send failed");
+    return r;
+}
+
 /* Sends one packet, or queues it behind those waiting. */
 static int conn_write(struct conn *c, const uint8_t *buf, size_t n, const char *what) {
     if (c->closing)
         return -ENOTCONN;
     int r = c->out_head ? -EAGAIN : link_send_packed(c->fd, buf, n);
-    if (r == -EAGAIN) {
-        if (c->out_bytes + n > SERVER_CONN_QUEUE_MAX) {
-            log_warning("%s is not reading its HA link (%zu bytes waiting), disconnecting", c->name, c->out_bytes);
-            server_conn_close(c, "not reading its HA link");
-            return -EAGAIN;
-        }
-        struct outbuf *o = malloc(sizeof(*o) + n);
-        if (!o) {
-            server_conn_close(c, "out of memory");
-            return -ENOMEM;
-        }
-        o->next = NULL;
-        o->len = n;
-        memcpy(o->data, buf, n);
-        bool first = !c->out_head;
-        *c->out_tail = o;
-        c->out_tail = &o->next;
-        c->out_bytes += n;
-        if (first)
-            conn_poll(c);
-        return 0;
-    }
-    if (r < 0) {
-        log_debug_errno(r, "Failed to send %s to %s: %m", what, c->name);
-        server_conn_close(c, "send failed");
-    }
-    return r;
+    if (r == -EAGAIN)
+        return conn_queue(c, buf, n);
+    return r < 0 ? conn_send_failed(c, r, what) : r;
 }
 
 int server_conn_send(struct conn *c, const LinkMsg *m) {
@@ -153,6 +160,24 @@ int server_conn_send(struct conn *c, const LinkMsg *m) {
 
 int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n) {
     return conn_write(c, buf, n, "a message");
+}
+
+int server_conn_send_packets(struct conn *c, const struct iovec *pkts, size_t n) {
+    if (c->closing)
+        return -ENOTCONN;
+    size_t i = 0;
+    if (!c->out_head) {
+        int r = link_send_packed_many(c->fd, pkts, n);
+        if (r < 0)
+            return conn_send_failed(c, r, "messages");
+        i = (size_t)r;
+    }
+    for (; i < n; i++) {
+        int r = conn_queue(c, pkts[i].iov_base, pkts[i].iov_len);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 size_t server_conn_queued(const struct conn *c) {

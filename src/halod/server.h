@@ -36,6 +36,9 @@ int server_set_lease_file(struct server *s, const char *path);
 int server_conn_send(struct conn *c, const LinkMsg *m);
 /* The same for a message packed once with link_encode(), sent to many. */
 int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n);
+/* Several packed messages in order, with one system call where the socket
+ * takes them all: the peer is woken once, not once per message. */
+int server_conn_send_packets(struct conn *c, const struct iovec *pkts, size_t n);
 /* Bytes queued for c, waiting for it to read. */
 size_t server_conn_queued(const struct conn *c);
 void server_conn_close(struct conn *c, const char *reason);

@@ -35,6 +35,34 @@ int link_send_packed(int fd, const uint8_t *buf, size_t n) {
     }
 }
 
+/* Packets per sendmmsg(2) call. */
+#define LINK_SEND_BATCH 64
+
+int link_send_packed_many(int fd, const struct iovec *pkts, size_t n) {
+    struct mmsghdr msgs[LINK_SEND_BATCH];
+    size_t sent = 0;
+    for (size_t i = 0; i < n; i++)
+        if (pkts[i].iov_len == 0 || pkts[i].iov_len > LINK_MSG_MAX)
+            return -EMSGSIZE;
+    while (sent < n) {
+        size_t k = MIN(n - sent, (size_t)LINK_SEND_BATCH);
+        for (size_t i = 0; i < k; i++)
+            msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = (struct iovec *)&pkts[sent + i], .msg_iovlen = 1}};
+        int r = sendmmsg(fd, msgs, (unsigned)k, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || sent > 0)
+                return (int)sent;
+            return -errno;
+        }
+        sent += (size_t)r;
+        if ((size_t)r < k)
+            break; /* full; an error, if that is what stopped it, comes with the next send */
+    }
+    return (int)sent;
+}
+
 int link_send(int fd, const LinkMsg *msg) {
     uint8_t buf[LINK_MSG_MAX];
     int n = link_encode(msg, buf, sizeof(buf));

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "halo.pb-c.h"
 
@@ -41,6 +42,12 @@ int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size);
 int link_send(int fd, const LinkMsg *msg);
 /* Sends a message link_encode() packed (one packet to many peers: encode once). */
 int link_send_packed(int fd, const uint8_t *buf, size_t n);
+/* Sends packed messages, one packet each, with as few system calls as it can
+ * (sendmmsg(2)): a peer woken by the first finds the rest already there.
+ * Returns how many were sent, fewer than n when the socket filled up (the
+ * caller keeps the rest), or -errno when none could be, -EMSGSIZE for an
+ * empty or oversized packet. */
+int link_send_packed_many(int fd, const struct iovec *pkts, size_t n);
 
 /*
  * Decodes and validates one packet.  Returns 0 and *ret (free with

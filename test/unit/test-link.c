@@ -2,6 +2,7 @@
 /* Tests of the HA link codec: round trips, validation, hostile input, and the socket edge cases. */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -754,6 +755,50 @@ TEST(recv_roundtrip_and_eagain) {
     ASSERT_EQ(link_recv(fds[1], &m), -EAGAIN);
     close(fds[0]);
     close(fds[1]);
+}
+
+/* Several packets in one call arrive whole and in order; a full socket takes
+ * a prefix and says how many; bad sizes send nothing; a closed peer is an error. */
+TEST(send_packed_many) {
+    enum { N = 600, LEN = 3000 };
+    static uint8_t data[N][LEN], got[LINK_MSG_MAX + 1];
+    static struct iovec pkts[N];
+    int fds[2];
+
+    for (size_t i = 0; i < N; i++) {
+        memset(data[i], (int)(i % 251), LEN);
+        pkts[i] = (struct iovec){.iov_base = data[i], .iov_len = 100 + i % 7};
+    }
+    seqpacket_pair(fds);
+    ASSERT_EQ(link_send_packed_many(fds[0], pkts, 5), 5);
+    for (size_t i = 0; i < 5; i++) {
+        ASSERT_EQ(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), (ssize_t)(100 + i % 7));
+        ASSERT_EQ(got[0], (uint8_t)i);
+    }
+    ASSERT_EQ(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), -1);
+
+    /* More than the socket holds (and more than one sendmmsg batch). */
+    for (size_t i = 0; i < N; i++)
+        pkts[i].iov_len = LEN;
+    int k = link_send_packed_many(fds[0], pkts, N);
+    ASSERT(k > 64 && k < N);
+    for (int i = 0; i < k; i++) {
+        ASSERT_EQ(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), (ssize_t)LEN);
+        ASSERT_EQ(got[LEN - 1], (uint8_t)(i % 251));
+    }
+    ASSERT_EQ(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), -1);
+    ASSERT_EQ(errno, EAGAIN);
+
+    /* An empty or oversized packet anywhere: nothing goes. */
+    pkts[2].iov_len = 0;
+    ASSERT_EQ(link_send_packed_many(fds[0], pkts, 3), -EMSGSIZE);
+    pkts[2].iov_len = LINK_MSG_MAX + 1;
+    ASSERT_EQ(link_send_packed_many(fds[0], pkts, 3), -EMSGSIZE);
+    ASSERT_EQ(recv(fds[1], got, sizeof(got), MSG_DONTWAIT), -1);
+
+    close(fds[1]);
+    ASSERT_EQ(link_send_packed_many(fds[0], pkts, 1), -EPIPE);
+    close(fds[0]);
 }
 
 TEST(recv_oversized_packet_is_emsgsize_and_consumed) {
