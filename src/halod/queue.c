@@ -2611,7 +2611,9 @@ int bq_prune(struct queue *q, const char *const *live_nodes, size_t n, bq_prune_
 
     store_op ops[] = {
         {.type = STORE_OP_GET_PREFIX, .key = q->delivered_prefix, .key_len = strlen(q->delivered_prefix)},
-        {.type = STORE_OP_GET_PREFIX, .key = q->bq_prefix, .key_len = strlen(q->bq_prefix)},
+        /* Only the keys: after a burst the entries hold megabytes that etcd
+         * would encode and this loop parse, holding appends and the consumer. */
+        {.type = STORE_OP_GET_PREFIX, .key = q->bq_prefix, .key_len = strlen(q->bq_prefix), .keys_only = true},
         {.type = STORE_OP_GET, .key = q->state_seq_key, .key_len = strlen(q->state_seq_key)},
     };
     store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};

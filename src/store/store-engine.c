@@ -635,22 +635,29 @@ static int write_delete(store_engine *e, struct write *w, const char *key, size_
     return 0;
 }
 
-static int write_get_add(struct write *w, struct kv_entry *x) {
+static int write_get_add(struct write *w, struct kv_entry *x, bool keys_only) {
+    static char empty[1];
     if (grow((void **)&w->kvs, &w->cap_kvs, w->n_kvs + 1, sizeof(w->kvs[0])) < 0)
         return -ENOMEM;
-    w->kvs[w->n_kvs++] = entry_ref(x)->kv;
+    store_kv *kv = &w->kvs[w->n_kvs++];
+    *kv = entry_ref(x)->kv;
+    if (keys_only) { /* the entry is found again by its key, never its value */
+        kv->value = empty;
+        kv->value_len = 0;
+    }
     return 0;
 }
 
-static int write_get(store_engine *e, struct write *w, const char *key, size_t key_len, bool prefix) {
-    size_t pos;
+static int write_get(store_engine *e, struct write *w, const store_op *op) {
+    const char *key = op->key;
+    size_t key_len = op->key_len, pos;
 
-    if (!prefix)
-        return index_search(e, key, key_len, &pos) ? write_get_add(w, e->index[pos]) : 0;
+    if (op->type == STORE_OP_GET)
+        return index_search(e, key, key_len, &pos) ? write_get_add(w, e->index[pos], op->keys_only) : 0;
 
     for (pos = index_lower_bound(e, key, key_len); pos < e->n_index && has_prefix(&e->index[pos]->kv, key, key_len);
          pos++) {
-        int r = write_get_add(w, e->index[pos]);
+        int r = write_get_add(w, e->index[pos], op->keys_only);
         if (r < 0)
             return r;
     }
@@ -666,9 +673,8 @@ static int write_op(store_engine *e, struct write *w, const store_op *op) {
     case STORE_OP_DELETE_PREFIX:
         return write_delete(e, w, op->key, op->key_len, true);
     case STORE_OP_GET:
-        return write_get(e, w, op->key, op->key_len, false);
     case STORE_OP_GET_PREFIX:
-        return write_get(e, w, op->key, op->key_len, true);
+        return write_get(e, w, op);
     }
     return -EINVAL;
 }

@@ -1027,6 +1027,8 @@ static json_t *op_json(const store_op *op) {
     default:
         name = "request_range";
         r = set_range(inner, op->key, op->key_len, op->type == STORE_OP_GET_PREFIX);
+        if (r == 0 && op->keys_only)
+            r = json_object_set_new(inner, "keys_only", json_true());
         break;
     }
     if (r < 0 || json_object_set_new(o, name, inner) < 0) {

@@ -41,6 +41,8 @@ static bool ops_conflict(const store_op *put, const store_op *other) {
 }
 
 static bool op_ok(const store_op *op) {
+    if (op->keys_only && op->type != STORE_OP_GET && op->type != STORE_OP_GET_PREFIX)
+        return false;
     switch (op->type) {
     case STORE_OP_PUT:
         return key_ok(op->key, op->key_len, false) && value_ok(op->value, op->value_len) && op->lease >= 0;

@@ -98,7 +98,8 @@ typedef struct store_op {
     size_t key_len;
     const char *value; /* PUT */
     size_t value_len;
-    int64_t lease; /* PUT: 0 = none */
+    int64_t lease;  /* PUT: 0 = none */
+    bool keys_only; /* GET, GET_PREFIX: keys and revisions, every value empty */
 } store_op;
 
 typedef struct store_txn {

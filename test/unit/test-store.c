@@ -732,6 +732,39 @@ TEST(get_and_range) {
     for_each_backend(check_get_range);
 }
 
+/* keys_only: the keys and revisions of a get or range, in order, with every value empty. */
+static void check_keys_only(struct fixture *f) {
+    struct reply *r;
+
+    put_ok(f, "q/1", "a long value, not wanted back");
+    put_ok(f, "q/2", "two");
+    int64_t rev = put_ok(f, "q/2", "two again");
+    put_ok(f, "qq", "outside");
+    put_ok(f, "qr", "wanted");
+    store_op gets[] = {op_key(STORE_OP_GET_PREFIX, "q/"), op_key(STORE_OP_GET, "qq"), op_key(STORE_OP_GET, "qr")};
+    gets[0].keys_only = gets[1].keys_only = true;
+    r = txn(f, &(store_txn){.success = gets, .n_success = ELEMENTSOF(gets)});
+    ASSERT_EQ(r->error, 0);
+    ASSERT_EQ(r->n_kvs, 4);
+    ASSERT_KV(&r->kvs[0], "q/1", "");
+    ASSERT_KV(&r->kvs[1], "q/2", "");
+    ASSERT_EQ(r->kvs[1].mod_revision, rev);
+    ASSERT_EQ(r->kvs[1].version, 2);
+    ASSERT_KV(&r->kvs[2], "qq", "");
+    ASSERT_KV(&r->kvs[3], "qr", "wanted"); /* without the flag, the value */
+
+    /* Only reads can leave values out. */
+    store_op put = op_put("q/3", "x", 0);
+    put.keys_only = true;
+    r = reply_new(f);
+    ASSERT_EQ(store_transaction(f->s, &(store_txn){.success = &put, .n_success = 1}, on_reply, r), -EINVAL);
+    ASSERT_EQ(r->calls, 0);
+    ASSERT(!get_kv(f, "q/3"));
+}
+TEST(keys_only) {
+    for_each_backend(check_keys_only);
+}
+
 static void check_versions(struct fixture *f) {
     const struct tkv *kv;
     struct reply *r;
