@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -41,6 +42,8 @@ int link_send_packed(int fd, const uint8_t *buf, size_t n) {
 int link_send_packed_many(int fd, const struct iovec *pkts, size_t n) {
     struct mmsghdr msgs[LINK_SEND_BATCH];
     size_t sent = 0;
+    if (n > INT_MAX)
+        return -EMSGSIZE;
     for (size_t i = 0; i < n; i++)
         if (pkts[i].iov_len == 0 || pkts[i].iov_len > LINK_MSG_MAX)
             return -EMSGSIZE;
