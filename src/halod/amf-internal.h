@@ -79,13 +79,13 @@ struct su {
     size_t n_comps;
     enum su_admin admin;
     enum su_oper oper;
-    bool failing;       /* a failure is being recovered: waiting for its processes to end */
-    bool admin_restart; /* the failure is an operator's restart: no backoff, not counted */
-    bool adopting;      /* its processes outlived a previous halod: waiting for them to register
-                         * again; its assignments were restored and stand still meanwhile */
-    usec_t *fail_times; /* recent failures within the restart window, at most restart.max + 1 */
-    unsigned n_fail_times;
-    usec_t delay; /* next restart delay */
+    bool failing;                          /* a failure is being recovered: waiting for its processes to end */
+    bool admin_restart;                    /* the failure is an operator's restart: no backoff, not counted */
+    bool adopting;                         /* its processes outlived a previous halod: waiting for them to register
+                                            * again; its assignments were restored and stand still meanwhile */
+    usec_t *fail_times;                    /* recent failures within the restart window, at most restart.max + 1 */
+    unsigned n_fail_times, cap_fail_times; /* grown as failures come: most units never fail */
+    usec_t delay;                          /* next restart delay */
     uv_timer_t restart_timer;
     uv_timer_t fence_timer; /* bounds the wait for fenced processes to die */
     char *last_failure;

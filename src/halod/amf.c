@@ -509,8 +509,20 @@ static bool su_count_failure(struct su *su) {
         if (now - su->fail_times[i] < rc->window)
             su->fail_times[k++] = su->fail_times[i];
     su->n_fail_times = k;
-    if (su->n_fail_times < rc->max + 1)
+    if (su->n_fail_times < rc->max + 1) {
+        if (su->n_fail_times == su->cap_fail_times) {
+            unsigned cap = MIN(MAX(su->cap_fail_times * 2, 4u), rc->max + 1);
+            usec_t *t = reallocarray(su->fail_times, cap, sizeof(*t));
+            if (!t) {
+                /* Never past the limit for want of memory: no restart. */
+                log_error("Out of memory counting the failures of service unit '%s': not restarting it", su->name);
+                return false;
+            }
+            su->fail_times = t;
+            su->cap_fail_times = cap;
+        }
         su->fail_times[su->n_fail_times++] = now;
+    }
     /* A run longer than `stable` resets the backoff. */
     bool stable = true;
     for (size_t i = 0; i < su->n_comps; i++)
@@ -1845,8 +1857,7 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
             uv_timer_init(a->loop, &su->fence_timer);
             su->fence_timer.data = su;
             su->comps = calloc(su->cfg->n_components ?: 1, sizeof(struct comp));
-            su->fail_times = calloc(su->cfg->n_components ? su->cfg->components[0].restart.max + 1 : 1, sizeof(usec_t));
-            if (!su->comps || !su->fail_times)
+            if (!su->comps)
                 return amf_free(a), -ENOMEM; /* no handle started yet */
             su->n_comps = su->cfg->n_components;
             for (size_t i = 0; i < su->n_comps; i++) {

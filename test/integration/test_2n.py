@@ -172,7 +172,7 @@ def test_restart_limit_disables_then_repair(halod_factory, tmp_path):
     extra = f"""  crashy:
     component:
       command: {bad}
-      restart: {{max: 2, window: 60s, delay: 10ms, delay-max: 20ms}}
+      restart: {{max: 9, window: 60s, delay: 10ms, delay-max: 20ms}}
     service-units:
       crashy-a: {{node: local}}
       crashy-b: {{node: local}}
@@ -185,6 +185,10 @@ def test_restart_limit_disables_then_repair(halod_factory, tmp_path):
     wait_for(lambda: h.su("crashy-a")["oper"] == "DISABLED" and h.su("crashy-b")["oper"] == "DISABLED",
              timeout=15, what="crashy units disabled")
     assert "exited with status 3" in h.comp("crashy-a")["last_exit"]
+    # Started once and restarted 9 times (max), then disabled: the limit holds
+    # however far the record of failures has to grow.
+    assert h.comp("crashy-a")["instantiations"] == 10
+    assert h.su("crashy-a")["recent_failures"] == 10
     # The healthy service group is untouched.
     assert h.wait_assigned("counter") == ("counter-a", "counter-b")
     # A restarted halod keeps the units disabled instead of crash-looping them again.
