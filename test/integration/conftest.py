@@ -5,9 +5,18 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from etcd_harness import Etcd  # noqa: E402
 from halo_harness import Halod, become_subreaper  # noqa: E402
 
 become_subreaper()
+
+
+@pytest.fixture
+def etcd():
+    """A one-member etcd of the test's own, on loopback."""
+    e = Etcd(members=1).start()
+    yield e
+    e.stop()
 
 
 @pytest.fixture

@@ -4,19 +4,9 @@ primary and its STANDBY unit's node the secondary; on node failover the new prim
 commit the old one acknowledged.  Two real halods over a real etcd."""
 import json
 
-import pytest
-
-from etcd_harness import Etcd
 from halo_harness import TESTCOMP, commits_until, free_port, wait_for
 
 TOKEN = "roles-token"
-
-
-@pytest.fixture
-def etcd():
-    e = Etcd(members=1).start()
-    yield e
-    e.stop()
 
 
 def roles_yaml(tmp_path, ports):

@@ -4,9 +4,6 @@ import json
 import signal
 import socket
 
-import pytest
-
-from etcd_harness import Etcd
 from halo_harness import COUNTER, free_port, pid_alive, wait_for
 
 
@@ -43,13 +40,6 @@ def ask(port, line, timeout=2):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall((line + "\n").encode())
         return s.makefile().readline().strip()
-
-
-@pytest.fixture
-def etcd():
-    e = Etcd(members=1).start()
-    yield e
-    e.stop()
 
 
 class Cluster:

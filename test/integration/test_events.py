@@ -7,10 +7,7 @@ import os
 import urllib.error
 import urllib.request
 
-import pytest
-
-from etcd_harness import Etcd
-from halo_harness import TESTCOMP, free_port, wait_for
+from halo_harness import TESTCOMP, free_port, start_nodes, wait_for
 
 
 def yaml(log):
@@ -58,20 +55,9 @@ def notes(log, comp):
     return out
 
 
-@pytest.fixture
-def etcd():
-    e = Etcd(members=1).start()
-    yield e
-    e.stop()
-
-
 def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
-    http = {n: free_port() for n in ("n1", "n2")}
-    hs = {}
-    for n in ("n1", "n2"):
-        hs[n] = halod_factory(yaml(log), name=n, extra_args=[
-            "--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1", "--http", f"127.0.0.1:{http[n]}"]).start()
+    hs, http = start_nodes(halod_factory, yaml(log), etcd.endpoints)
     wait_for(lambda: (lambda s: s["active"] and s["standby"])(hs["n1"].si("si")), timeout=20, what="SI assigned")
     # Both processes registered: their ONLINE went through the queues.
     for c in ("svc-a", "svc-b"):

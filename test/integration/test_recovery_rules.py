@@ -1,13 +1,10 @@
 # SPDX-License-Identifier: MIT
 """The coordinator's HA state rules and failure expansion (docs/recovery.md) on
 real halods over a real etcd: what the processes are told, in order."""
-from etcd_harness import Etcd
-from halo_harness import TESTCOMP, free_port, wait_for
-from test_events import notes, post
-
 import json
 
-import pytest
+from halo_harness import TESTCOMP, start_nodes, wait_for
+from test_events import notes, post
 
 
 def yaml(log):
@@ -35,13 +32,6 @@ pools:
 """
 
 
-@pytest.fixture
-def etcd():
-    e = Etcd(members=1).start()
-    yield e
-    e.stop()
-
-
 def told(log, comp):
     return [(o, s) for o, s, _ in notes(log, comp)]
 
@@ -55,11 +45,7 @@ def after(log, comp, obj, state):
 
 def test_rules_and_expansion(etcd, halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
-    http = {n: free_port() for n in ("n1", "n2")}
-    hs = {}
-    for n in ("n1", "n2"):
-        hs[n] = halod_factory(yaml(log), name=n, extra_args=[
-            "--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1", "--http", f"127.0.0.1:{http[n]}"]).start()
+    hs, http = start_nodes(halod_factory, yaml(log), etcd.endpoints)
     # A process that registers is ONLINE, and its services with it (expansion).
     want = [("process:svc-a", "ONLINE"), ("service:svc-a:ios", "ONLINE"), ("service:svc-a:dtm", "ONLINE"),
             ("process:svc-b", "ONLINE"), ("service:svc-b:dtm", "ONLINE")]
