@@ -13,7 +13,7 @@
 #include "hlc.h"
 #include "macro.h"
 #include "queue.h"
-#include "recovery.h"
+#include "recovery-model.h"
 #include "store-engine.h"
 #include "store.h"
 #include "tests.h"

@@ -8,7 +8,7 @@
 
 #include "config.h"
 #include "pooled.h"
-#include "recovery.h"
+#include "recovery-model.h"
 #include "tests.h"
 
 static struct config *config;

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "queue.h"
-#include "recovery.h"
+#include "recovery-model.h"
 #include "store.h"
 
 struct failvec;

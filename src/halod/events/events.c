@@ -28,7 +28,7 @@
 #include "macro.h"
 #include "failvec.h"
 #include "queue.h"
-#include "recovery.h"
+#include "recovery-model.h"
 #include "strprintf.h"
 
 #define EVENTS_PENDING_MAX 4096 /* reports waiting for the next flush */

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "macro.h"
-#include "recovery.h"
+#include "recovery-model.h"
 
 struct recovery_model {
     const struct config *config;

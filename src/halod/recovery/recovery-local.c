@@ -27,7 +27,7 @@
 #include "log.h"
 #include "macro.h"
 #include "queue.h"
-#include "recovery.h"
+#include "recovery-model.h"
 #include "strprintf.h"
 
 enum rl_state { RL_IDLE, RL_FAILED, RL_TRANSIENT, RL_RECOVERING, RL_REFUSED, _RL_MAX };
