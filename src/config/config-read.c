@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/* Reads the description file into a YAML document within limits: file size, nesting depth, anchors, aliases. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config-internal.h"
+
+/*
+ * Limits that keep a hostile or broken description from hurting the daemon.
+ * libyaml's scanner is quadratic in the flow nesting depth and its loader is
+ * quadratic in the number of anchors, so both are checked on the event stream
+ * before the document is built.  Aliases and inheritance can still multiply
+ * a small file into a lot of work (a "billion laughs"): that is the work
+ * budget of config-diag.c.
+ */
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_DEPTH_MAX 32
+#define CONFIG_ANCHORS_MAX 1000
+#define CONFIG_ALIASES_MAX 10000
+
+static int file_read(struct loader *l, char **ret, size_t *ret_size) {
+    _cleanup_close_ int fd = -1;
+    _cleanup_free_ char *buf = NULL;
+    size_t size = 0;
+    struct stat st;
+
+    fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int r = -errno;
+        config_diag_at(l, (struct config_pos){0, 0}, "cannot open: %s", strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) < 0) {
+        int r = -errno;
+        config_diag_at(l, (struct config_pos){0, 0}, "cannot read: %s", strerror(-r));
+        return r;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        config_diag_at(l, (struct config_pos){0, 0}, "is a directory, not a description file");
+        return -EISDIR;
+    }
+    if (S_ISREG(st.st_mode) && st.st_size > CONFIG_FILE_MAX) {
+        config_diag_at(l, (struct config_pos){1, 1}, "the description is larger than 1 MiB (%lld bytes)",
+                       (long long)st.st_size);
+        return -EFBIG;
+    }
+
+    buf = malloc(CONFIG_FILE_MAX + 1);
+    if (!buf)
+        return -ENOMEM;
+    while (size <= CONFIG_FILE_MAX) {
+        ssize_t k = read(fd, buf + size, CONFIG_FILE_MAX + 1 - size);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            config_diag_at(l, (struct config_pos){0, 0}, "cannot read: %s", strerror(-r));
+            return r;
+        }
+        if (k == 0)
+            break;
+        size += (size_t)k;
+    }
+    if (size > CONFIG_FILE_MAX) {
+        config_diag_at(l, (struct config_pos){1, 1}, "the description is larger than 1 MiB");
+        return -EFBIG;
+    }
+    *ret = TAKE_PTR(buf);
+    *ret_size = size;
+    return 0;
+}
+
+/* Reports libyaml's error with its position. */
+static void yaml_problem(struct loader *l, const yaml_parser_t *p, const char *buf, size_t size) {
+    struct config_pos pos = config_yaml_mark_pos(p->problem_mark);
+
+    if (p->error == YAML_MEMORY_ERROR) {
+        l->oom = true;
+        return;
+    }
+    if (p->error == YAML_READER_ERROR) {
+        /* The reader gives a byte offset, not a mark. */
+        size_t off = MIN(p->problem_offset, size);
+        pos = (struct config_pos){1, 1};
+        for (size_t i = 0; i < off; i++)
+            if (buf[i] == '\n')
+                pos = (struct config_pos){pos.line + 1, 1};
+            else if (((unsigned char)buf[i] & 0xc0) != 0x80)
+                pos.column++;
+        if (p->problem_value != -1)
+            config_diag_at(l, pos, "invalid YAML: %s (byte 0x%02x)", p->problem ? p->problem : "cannot read",
+                           (unsigned)p->problem_value & 0xff);
+        else
+            config_diag_at(l, pos, "invalid YAML: %s", p->problem ? p->problem : "cannot read");
+        return;
+    }
+    if (p->context) {
+        struct config_pos cp = config_yaml_mark_pos(p->context_mark);
+        config_diag_at(l, pos, "invalid YAML: %s (%s at line %u column %u)", p->problem ? p->problem : "error",
+                       p->context, cp.line, cp.column);
+    } else
+        config_diag_at(l, pos, "invalid YAML: %s", p->problem ? p->problem : "error");
+}
+
+/*
+ * Walks the event stream once before the document is built: syntax errors, nesting depth,
+ * anchors and aliases, the number of documents.  Returns true when the document may be loaded.
+ */
+static bool yaml_precheck(struct loader *l, const char *buf, size_t size) {
+    yaml_parser_t p;
+    unsigned depth = 0, anchors = 0, aliases = 0, documents = 0;
+    bool ok = false, done = false;
+
+    if (!yaml_parser_initialize(&p)) {
+        l->oom = true;
+        return false;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)buf, size);
+    while (!done) {
+        yaml_event_t ev;
+        const char *anchor = NULL;
+
+        if (!yaml_parser_parse(&p, &ev)) {
+            yaml_problem(l, &p, buf, size);
+            break;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            ok = done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++documents > 1) {
+                config_diag_at(l, config_yaml_mark_pos(ev.start_mark), "only one YAML document is allowed");
+                done = true;
+            }
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            anchor = ev.type == YAML_SEQUENCE_START_EVENT ? (const char *)ev.data.sequence_start.anchor
+                                                          : (const char *)ev.data.mapping_start.anchor;
+            if (++depth > CONFIG_DEPTH_MAX) {
+                config_diag_at(l, config_yaml_mark_pos(ev.start_mark), "nesting deeper than %d levels",
+                               CONFIG_DEPTH_MAX);
+                done = true;
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_SCALAR_EVENT:
+            anchor = (const char *)ev.data.scalar.anchor;
+            break;
+        case YAML_ALIAS_EVENT:
+            if (++aliases > CONFIG_ALIASES_MAX) {
+                config_diag_at(l, config_yaml_mark_pos(ev.start_mark), "more than %d aliases", CONFIG_ALIASES_MAX);
+                done = true;
+            }
+            break;
+        default:
+            break;
+        }
+        if (anchor && ++anchors > CONFIG_ANCHORS_MAX) {
+            config_diag_at(l, config_yaml_mark_pos(ev.start_mark), "more than %d anchors", CONFIG_ANCHORS_MAX);
+            done = true;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return ok;
+}
+
+int config_read(struct loader *l, yaml_document_t *ret_doc) {
+    _cleanup_free_ char *buf = NULL;
+    size_t size = 0;
+    yaml_parser_t p;
+    int r;
+
+    r = file_read(l, &buf, &size);
+    if (r < 0)
+        return r;
+    if (size == 0) {
+        config_diag_at(l, (struct config_pos){1, 1}, "the description is empty");
+        return 0;
+    }
+    if (!yaml_precheck(l, buf, size))
+        return 0;
+
+    if (!yaml_parser_initialize(&p))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&p, (const unsigned char *)buf, size);
+    if (!yaml_parser_load(&p, ret_doc)) {
+        yaml_problem(l, &p, buf, size);
+        yaml_parser_delete(&p);
+        return 0;
+    }
+    yaml_parser_delete(&p);
+    return 1;
+}

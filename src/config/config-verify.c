@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/* Checks of the parsed description as a whole: unique names, nodes, CSI types, cdb roles and pools. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config-internal.h"
+
+struct named {
+    const char *name;
+    struct config_pos pos;
+};
+
+static int named_cmp(const void *a, const void *b) {
+    const struct named *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c != 0)
+        return c;
+    if (x->pos.line != y->pos.line)
+        return x->pos.line < y->pos.line ? -1 : 1;
+    return x->pos.column < y->pos.column ? -1 : x->pos.column > y->pos.column;
+}
+
+/* Reports names used twice (sorted by name and position, so the first one is "first"). */
+static void names_check(struct loader *l, struct named *v, size_t n, const char *kind) {
+    if (n < 2)
+        return;
+    qsort(v, n, sizeof(*v), named_cmp);
+    size_t first = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (!streq(v[i].name, v[first].name)) {
+            first = i;
+            continue;
+        }
+        config_diag_at(l, v[i].pos, "duplicate %s name '%s' (first defined at line %u column %u)", kind, Q(v[i].name),
+                       v[first].pos.line, v[first].pos.column);
+    }
+}
+
+static int names_verify(struct loader *l, const struct config *c) {
+    size_t n_su = 0, n_si = 0, n_csi = 0;
+
+    for (size_t g = 0; g < c->n_sgs; g++) {
+        n_su += c->sgs[g].n_sus;
+        n_si += c->sgs[g].n_sis;
+        for (size_t i = 0; i < c->sgs[g].n_sis; i++)
+            n_csi += c->sgs[g].sis[i].n_csis;
+    }
+    _cleanup_free_ struct named *sgs = calloc(c->n_sgs + 1, sizeof(struct named));
+    _cleanup_free_ struct named *sus = calloc(n_su + 1, sizeof(struct named));
+    _cleanup_free_ struct named *sis = calloc(n_si + 1, sizeof(struct named));
+    _cleanup_free_ struct named *csis = calloc(n_csi + 1, sizeof(struct named));
+    if (!sgs || !sus || !sis || !csis)
+        return -ENOMEM;
+
+    n_su = n_si = n_csi = 0;
+    for (size_t g = 0; g < c->n_sgs; g++) {
+        const struct config_sg *sg = &c->sgs[g];
+        sgs[g] = (struct named){sg->name, sg->pos};
+        for (size_t i = 0; i < sg->n_sus; i++)
+            sus[n_su++] = (struct named){sg->sus[i].name, sg->sus[i].pos};
+        for (size_t i = 0; i < sg->n_sis; i++) {
+            sis[n_si++] = (struct named){sg->sis[i].name, sg->sis[i].pos};
+            for (size_t j = 0; j < sg->sis[i].n_csis; j++)
+                csis[n_csi++] = (struct named){sg->sis[i].csis[j].name, sg->sis[i].csis[j].pos};
+        }
+    }
+    /* Component names need no check: SU names are unique and carry no '/', the components of an
+     * SU are keys of one map, and an explicit component's name is "SU/name". */
+    names_check(l, sgs, c->n_sgs, "service group");
+    names_check(l, sus, n_su, "service unit");
+    names_check(l, sis, n_si, "service instance");
+    names_check(l, csis, n_csi, "CSI");
+    return 0;
+}
+
+static bool component_takes(const struct config_component *cc, const char *type) {
+    if (!cc->csi_types)
+        return true;
+    for (size_t i = 0; i < cc->n_csi_types; i++)
+        if (streq(cc->csi_types[i], type))
+            return true;
+    return false;
+}
+
+static int su_nodes_verify(struct loader *l, struct config *c) {
+    if (c->n_nodes == 0)
+        return 0; /* 'nodes' was wrong: reported already, and every check here would repeat it */
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t i = 0; i < c->sgs[g].n_sus; i++) {
+            struct config_su *su = &c->sgs[g].sus[i];
+            if (su->node) {
+                if (!config_find_node(c, su->node))
+                    config_diag_at(l, su->node_pos, "service unit '%s': node '%s' is not defined in 'nodes'",
+                                   Q(su->name), Q(su->node));
+            } else if (su->node_pos.line > 0)
+                continue; /* given but wrong: reported already */
+            else if (c->n_nodes == 1) {
+                su->node = strdup(c->nodes[0].name);
+                if (!su->node)
+                    return -ENOMEM;
+            } else if (c->n_nodes > 1)
+                config_diag_at(l, su->pos, "service unit '%s' needs a 'node' (%zu nodes are defined)", Q(su->name),
+                               c->n_nodes);
+        }
+    return 0;
+}
+
+static void sg_verify(struct loader *l, const struct config_sg *sg) {
+    if (sg->redundancy == CONFIG_REDUNDANCY_2N && sg->n_sus == 1)
+        config_diag_at(l, sg->pos, "service group '%s': redundancy 2N needs at least 2 service units, found 1",
+                       Q(sg->name));
+
+    for (size_t i = 0; i < sg->n_sis; i++)
+        for (size_t j = 0; j < sg->sis[i].n_csis; j++) {
+            const struct config_csi *csi = &sg->sis[i].csis[j];
+            if (!csi->type && csi->type_pos.line > 0)
+                continue; /* given but wrong: reported already */
+            for (size_t u = 0; u < sg->n_sus; u++) {
+                const struct config_su *su = &sg->sus[u];
+                bool taken = false;
+
+                if (!config_diag_charge(l, su->n_components + 1))
+                    return;
+                if (su->n_components == 0)
+                    continue;
+                if (!csi->type) {
+                    if (su->n_components > 1) {
+                        config_diag_at(l, csi->pos,
+                                       "CSI '%s' has no 'type', but service unit '%s' has %zu components: "
+                                       "set 'type' to choose one",
+                                       Q(csi->name), Q(su->name), su->n_components);
+                        break;
+                    }
+                    continue;
+                }
+                for (size_t k = 0; k < su->n_components && !taken; k++)
+                    taken = component_takes(&su->components[k], csi->type);
+                if (!taken) {
+                    config_diag_at(l, csi->type_pos, "CSI '%s': no component of service unit '%s' takes type '%s'",
+                                   Q(csi->name), Q(su->name), Q(csi->type));
+                    break;
+                }
+            }
+        }
+}
+
+/* cdb-roles: one 2N group whose units sit on different nodes, each with a cdb-address, and a token. */
+static void cdb_roles_verify(struct loader *l, const struct config *c) {
+    const struct config_sg *first = NULL;
+    for (size_t g = 0; g < c->n_sgs; g++) {
+        const struct config_sg *sg = &c->sgs[g];
+        if (!sg->cdb_roles)
+            continue;
+        if (first) {
+            config_diag_at(l, sg->cdb_roles_pos,
+                           "service group '%s': 'cdb-roles' is already set by service group '%s' (a node has one role)",
+                           Q(sg->name), Q(first->name));
+            continue;
+        }
+        first = sg;
+        if (!c->cdb.token_file)
+            config_diag_at(l, sg->cdb_roles_pos,
+                           "service group '%s': 'cdb-roles' needs the nodes' shared token: set 'token-file' in 'cdb'",
+                           Q(sg->name));
+        for (size_t u = 0; u < sg->n_sus; u++) {
+            const struct config_su *su = &sg->sus[u];
+            const struct config_node *node = su->node ? config_find_node(c, su->node) : NULL;
+            if (!node)
+                continue; /* reported already */
+            if (!node->cdb_address)
+                config_diag_at(l, su->pos, "service unit '%s' of '%s' (cdb-roles): node '%s' needs a 'cdb-address'",
+                               Q(su->name), Q(sg->name), Q(node->name));
+            for (size_t v = 0; v < u; v++)
+                if (sg->sus[v].node && streq(sg->sus[v].node, su->node))
+                    config_diag_at(l, su->pos,
+                                   "service unit '%s' of '%s' (cdb-roles) is on node '%s' like '%s': the roles need "
+                                   "one unit per node",
+                                   Q(su->name), Q(sg->name), Q(su->node), Q(sg->sus[v].name));
+        }
+    }
+}
+
+/* Every pool process is a component of the description, in one pool only; 'tolerate' leaves one to recover from. */
+static void pools_verify(struct loader *l, const struct config *c) {
+    /* Object names ("service:<su>:<comp>:<service>" and the like) have at most 255 characters after the kind. */
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t u = 0; u < c->sgs[g].n_sus; u++)
+            for (size_t k = 0; k < c->sgs[g].sus[u].n_components; k++) {
+                const struct config_component *cc = &c->sgs[g].sus[u].components[k];
+                size_t len = strlen(cc->name), longest = len;
+                for (size_t i = 0; i < cc->n_services; i++)
+                    longest = MAX(longest, len + 1 + strlen(cc->services[i]));
+                for (size_t i = 0; i < cc->n_devices; i++)
+                    longest = MAX(longest, len + 1 + strlen(cc->devices[i]));
+                if ((cc->n_services || cc->n_devices || config_find_pool_of(c, cc->name)) && longest > CONFIG_NAME_MAX)
+                    config_diag_at(l, cc->pos,
+                                   "component '%s': its service and device object names ('%s:' and a name) would be "
+                                   "longer than %d characters",
+                                   Q(cc->name), Q(cc->name), CONFIG_NAME_MAX);
+            }
+    for (size_t i = 0; i < c->n_pools && !l->too_big; i++) {
+        const struct config_pool *pool = &c->pools[i];
+        if (pool->n_processes > 0 && pool->tolerate >= pool->n_processes)
+            config_diag_at(l, pool->pos, "pool '%s': 'tolerate' (%u) must be below its number of processes (%zu)",
+                           Q(pool->name), pool->tolerate, pool->n_processes);
+        for (size_t k = 0; k < pool->n_processes; k++) {
+            const char *p = pool->processes[k];
+            if (!config_diag_charge(l, c->n_sgs + i + k + 1))
+                return;
+            if (!config_find_component(c, p, NULL)) {
+                config_diag_at(l, pool->pos, "pool '%s': process '%s' is not a component of the description",
+                               Q(pool->name), Q(p));
+                continue;
+            }
+            for (size_t j = 0; j < k; j++)
+                if (streq(pool->processes[j], p))
+                    config_diag_at(l, pool->pos, "pool '%s' lists process '%s' twice", Q(pool->name), Q(p));
+            const struct config_pool *first = config_find_pool_of(c, p);
+            if (first && first != pool && first < pool)
+                config_diag_at(l, pool->pos, "process '%s' is in pool '%s' and in pool '%s' (a process is in one pool)",
+                               Q(p), Q(first->name), Q(pool->name));
+        }
+    }
+}
+
+int config_verify(struct loader *l, struct config *c) {
+    int r = su_nodes_verify(l, c);
+    if (r < 0)
+        return r;
+    for (size_t g = 0; g < c->n_sgs && !l->too_big; g++)
+        sg_verify(l, &c->sgs[g]);
+    cdb_roles_verify(l, c);
+    pools_verify(l, c);
+    return names_verify(l, c);
+}
