@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "config-internal.h"
+#include "string-table.h"
 
 static int csi_parse(struct loader *l, const struct map_entry *e, struct config_csi *csi) {
     enum { CSI_TYPE, CSI_ATTRIBUTES, _CSI_MAX };
@@ -173,15 +174,22 @@ static int su_parse(struct loader *l, const struct map_entry *e, const struct co
     return 0;
 }
 
+static const char *const config_redundancy_table[] = {
+    [CONFIG_REDUNDANCY_2N] = "2N",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(config_redundancy, enum config_redundancy);
+
 static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg *sg) {
+    /* Models of the AMF specification halo does not implement (yet), told apart from typos. */
     static const char *const later[] = {"N+M",          "NWay",         "N-Way",        "NWayActive",
                                         "N-Way-Active", "NoRedundancy", "No-Redundancy"};
     const char *s = config_yaml_scalar(l, n, "'redundancy'");
 
     if (!s)
         return;
-    if (streq(s, "2N")) {
-        sg->redundancy = CONFIG_REDUNDANCY_2N;
+    int r = config_redundancy_from_string(s);
+    if (r >= 0) {
+        sg->redundancy = r;
         return;
     }
     for (size_t i = 0; i < ELEMENTSOF(later); i++)

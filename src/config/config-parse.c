@@ -7,28 +7,18 @@
 #include <string.h>
 
 #include "config-internal.h"
+#include "parse-util.h"
 
-/* "1.2.3.4:5" or "[::1]:5": a numeric address and a port. */
+/* "1.2.3.4:5" or "[::1]:5": a numeric address and a port other than 0. */
 static bool address_is_valid(const char *s) {
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(s, ':');
+    char host[INET6_ADDRSTRLEN];
     unsigned char buf[sizeof(struct in6_addr)];
-    if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host))
+    uint16_t port;
+
+    if (parse_host_port(s, host, sizeof(host), &port) < 0 || port == 0)
         return false;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || port < 1 || port > 65535)
-        return false;
-    if (host[0] == '[') {
-        size_t n = strlen(host);
-        if (n < 3 || host[n - 1] != ']')
-            return false;
-        host[n - 1] = '\0';
-        return inet_pton(AF_INET6, host + 1, buf) == 1;
-    }
-    return inet_pton(AF_INET, host, buf) == 1;
+    /* parse_host_port() removed the brackets, which only an IPv6 address has. */
+    return inet_pton(s[0] == '[' ? AF_INET6 : AF_INET, host, buf) == 1;
 }
 
 static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {

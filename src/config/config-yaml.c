@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "config-internal.h"
+#include "parse-util.h"
+#include "string-table.h"
 
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
@@ -89,13 +91,11 @@ const char *config_yaml_name(struct loader *l, const yaml_node_t *n, const char 
 }
 
 bool config_yaml_uint(const yaml_node_t *n, unsigned *ret) {
+    uint64_t v;
+
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
-    const char *s = (const char *)n->data.scalar.value;
-    if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 10)
-        return false;
-    unsigned long long v = strtoull(s, NULL, 10);
-    if (v > UINT_MAX)
+    if (parse_u64_n((const char *)n->data.scalar.value, n->data.scalar.length, &v) < 0 || v > UINT_MAX)
         return false;
     *ret = (unsigned)v;
     return true;
@@ -211,10 +211,8 @@ int config_yaml_fields(struct loader *l, yaml_node_t *n, const char *what, const
         return r;
 
     for (size_t i = 0; i < n_e; i++) {
-        size_t j = 0;
-        while (j < n_allowed && !streq(e[i].key, allowed[j]))
-            j++;
-        if (j < n_allowed) {
+        ssize_t j = string_table_lookup(allowed, n_allowed, e[i].key);
+        if (j >= 0) {
             ret_keys[j] = e[i].key_node;
             ret_values[j] = e[i].value;
             continue;
