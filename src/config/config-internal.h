@@ -89,7 +89,8 @@ const char *config_yaml_describe(char *buf, size_t size, const yaml_node_t *n);
 const char *config_yaml_scalar(struct loader *l, const yaml_node_t *n, const char *what);
 const char *config_yaml_string(struct loader *l, const yaml_node_t *n, const char *what);
 const char *config_yaml_name(struct loader *l, const yaml_node_t *n, const char *kind);
-/* Plain scalars as values; false (nothing recorded) when n is not one. */
+/* A count (decimal digits up to UINT_MAX), a boolean (true/yes/on, false/no/off) or a duration
+ * (time-util.h); counts and booleans without quotes.  False (nothing recorded) for anything else. */
 bool config_yaml_uint(const yaml_node_t *n, unsigned *ret);
 bool config_yaml_bool(const yaml_node_t *n, bool *ret);
 bool config_yaml_duration(const yaml_node_t *n, usec_t *ret);
