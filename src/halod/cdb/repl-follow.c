@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Replication, the following side (secondary or relay): joining a primary, receiving a full copy, applying its
- * transactions. */
+/* Replication, the following side (secondary or relay): join a primary, take a full copy, apply its transactions. */
 
 /*
  * The secondary applies each Txn with the primary's id through cdb_commit()

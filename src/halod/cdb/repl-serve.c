@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Replication, the serving side (primary or relay): secondaries, their acknowledgements and full copies, the commit
- * stream. */
+/* Replication, the serving side (primary or relay): secondaries, full copies, the commit stream and its acks. */
 
 /*
  * Every transaction the database commits (a client's on the primary, the
