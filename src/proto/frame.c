@@ -139,13 +139,46 @@ static int validate_repl(const HaRepl *m) {
     }
 }
 
+/*
+ * protobuf-c takes a field number 0, which protobuf forbids, as an unknown
+ * field when its tag is written as a longer varint (it refuses the one-byte
+ * form, so the message would not decode once re-encoded): such a message,
+ * or one nesting it, is refused with the other malformed ones.
+ */
+static bool field_numbers_ok(const ProtobufCMessage *m) {
+    const char *base = (const char *)m;
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return false;
+    for (unsigned i = 0; i < m->descriptor->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &m->descriptor->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (!field_numbers_ok(v[k]))
+                    return false;
+            continue;
+        }
+        /* The members of a oneof share their place: only the one set is there. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+        if (sub && !field_numbers_ok(sub))
+            return false;
+    }
+    return true;
+}
+
 /* Decodes a message of the given type, at most max bytes, and validates it; NULL if any fails. */
 static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, size_t max, const uint8_t *buf, size_t len,
                                 int (*validate)(const void *m)) {
     if (len > max)
         return NULL;
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
-    if (m && validate(m) < 0) {
+    if (m && (!field_numbers_ok(m) || validate(m) < 0)) {
         protobuf_c_message_free_unpacked(m, NULL);
         return NULL;
     }

@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include "halo/halo.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 
 struct sub {
-    struct sub *next;
+    LIST_FIELDS(struct sub, subs);
     struct conn *conn;
     uint32_t id;
     char path[];
@@ -19,7 +20,7 @@ struct sub {
 
 /* A commit waiting to be durable (and replicated); conn NULL once it closed. */
 struct req {
-    struct req *prev, *next;
+    LIST_FIELDS(struct req, reqs);
     struct cdb_link *link;
     struct conn *conn;
     uint64_t seq;
@@ -28,8 +29,8 @@ struct req {
 
 struct cdb_link {
     struct cdb *db;
-    struct sub *subs;
-    struct req *reqs;
+    LIST_HEAD(struct sub) subs; /* newest first */
+    LIST_HEAD(struct req) reqs;
     const struct cdb_link_role *role;
     void *role_userdata;
 };
@@ -54,13 +55,12 @@ struct cdb_link *cdb_link_free(struct cdb_link *l) {
     if (!l)
         return NULL;
     cdb_unobserve(l->db, on_change, l);
-    while (l->subs) {
-        struct sub *s = l->subs;
-        l->subs = s->next;
+    struct sub *s;
+    while ((s = LIST_POP(subs, &l->subs)))
         free(s);
-    }
     /* Requests still in flight end with their callbacks (cdb_close runs them): detach them. */
-    for (struct req *q = l->reqs; q; q = q->next) {
+    struct req *q;
+    while ((q = LIST_POP(reqs, &l->reqs))) {
         q->conn = NULL;
         q->link = NULL;
     }
@@ -74,16 +74,18 @@ void cdb_link_set_role(struct cdb_link *l, const struct cdb_link_role *role, voi
 }
 
 void cdb_link_conn_closed(struct cdb_link *l, struct conn *c) {
-    for (struct sub **p = &l->subs; *p;)
-        if ((*p)->conn == c) {
-            struct sub *s = *p;
-            *p = s->next;
+    struct sub *s, *next;
+    struct req *q;
+    LIST_FOREACH_SAFE(subs, s, next, &l->subs) {
+        if (s->conn == c) {
+            LIST_REMOVE(subs, &l->subs, s);
             free(s);
-        } else
-            p = &(*p)->next;
-    for (struct req *q = l->reqs; q; q = q->next)
+        }
+    }
+    LIST_FOREACH(reqs, q, &l->reqs) {
         if (q->conn == c)
             q->conn = NULL;
+    }
 }
 
 /* ---- change notes ---------------------------------------------------------- */
@@ -96,8 +98,9 @@ static void on_change(struct cdb *db, const cdb_txid *id, const struct cdb_op *o
     struct cdb_link *l = userdata;
     char txid[CDB_TXID_STRING_MAX];
     Halo__Link__CdbOp *mops = NULL, **pops = NULL;
+    struct sub *s;
 
-    if (!l->subs)
+    if (LIST_IS_EMPTY(&l->subs))
         return;
     cdb_txid_format(id, txid);
     if (n) {
@@ -108,7 +111,7 @@ static void on_change(struct cdb *db, const cdb_txid *id, const struct cdb_op *o
             goto finish;
         }
     }
-    for (struct sub *s = l->subs; s; s = s->next) {
+    LIST_FOREACH(subs, s, &l->subs) {
         Halo__Link__CdbChange ch = HALO__LINK__CDB_CHANGE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
         size_t k = 0;
@@ -144,14 +147,8 @@ finish:
 /* ---- requests ---------------------------------------------------------------- */
 
 static void req_free(struct req *q) {
-    if (q->link) {
-        if (q->prev)
-            q->prev->next = q->next;
-        else
-            q->link->reqs = q->next;
-        if (q->next)
-            q->next->prev = q->prev;
-    }
+    if (q->link)
+        LIST_REMOVE(reqs, &q->link->reqs, q);
     free(q);
 }
 
@@ -218,10 +215,7 @@ static int handle_commit(struct cdb_link *l, struct conn *c, const Halo__Link__C
         return r;
     }
     q->link = l;
-    q->next = l->reqs;
-    if (l->reqs)
-        l->reqs->prev = q;
-    l->reqs = q;
+    LIST_PREPEND(reqs, &l->reqs, q);
     return 0;
 }
 
@@ -299,34 +293,36 @@ static int handle_get(struct cdb_link *l, struct conn *c, const Halo__Link__CdbG
 }
 
 static int handle_subscribe(struct cdb_link *l, struct conn *c, const Halo__Link__CdbSubscribe *m) {
+    struct sub *s;
     size_t n = 0;
-    for (struct sub *s = l->subs; s; s = s->next)
+    LIST_FOREACH(subs, s, &l->subs) {
         if (s->conn == c) {
             if (s->id == m->id)
                 return -HALO_EEXIST;
             n++;
         }
+    }
     if (n >= LINK_CDB_SUBS_MAX)
         return -ENOSPC;
-    struct sub *s = malloc(sizeof(*s) + strlen(m->path) + 1);
+    s = malloc(sizeof(*s) + strlen(m->path) + 1);
     if (!s)
         return -ENOMEM;
     s->conn = c;
     s->id = m->id;
     strcpy(s->path, m->path);
-    s->next = l->subs;
-    l->subs = s;
+    LIST_PREPEND(subs, &l->subs, s);
     return 0;
 }
 
 static int handle_unsubscribe(struct cdb_link *l, struct conn *c, const Halo__Link__CdbUnsubscribe *m) {
-    for (struct sub **p = &l->subs; *p; p = &(*p)->next)
-        if ((*p)->conn == c && (*p)->id == m->id) {
-            struct sub *s = *p;
-            *p = s->next;
+    struct sub *s;
+    LIST_FOREACH(subs, s, &l->subs) {
+        if (s->conn == c && s->id == m->id) {
+            LIST_REMOVE(subs, &l->subs, s);
             free(s);
             return 0;
         }
+    }
     return -ENOENT;
 }
 

@@ -10,7 +10,7 @@
 struct cdb_link;
 
 /*
- * What the HA role says about writes (src/halod/ha.c): may_write returns 0, or
+ * What the HA role says about writes (ha-roles.c): may_write returns 0, or
  * -HALO_EREADONLY on a secondary; replicated runs done(arg, error) once
  * transaction id may be acknowledged (at once, or when every secondary in
  * sync has it).  Without a role, every write is allowed and acknowledged

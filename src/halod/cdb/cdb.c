@@ -40,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "macro.h"
+#include "parse-util.h"
 #include "sqlite-errno.h"
 
 #define CDB_OBSERVERS_MAX 4
@@ -49,7 +51,7 @@
 #define CDB_WAL_RESTART_PAGES 16000 /* past this the loop copies the rest itself, so that the WAL starts over */
 
 struct pending {
-    struct pending *next;
+    LIST_FIELDS(struct pending, pending);
     cdb_txid id;
     bool fixed_id; /* the primary's id, applied here */
     struct cdb_op *ops;
@@ -72,9 +74,9 @@ struct cdb {
     char *ckpt_path;  /* the file, for the worker to open */
     uv_work_t ckpt;
     bool ckpt_running;
-    int wal_pages; /* the WAL's size after the last commit */
-    unsigned refs; /* the flush timer and a running checkpoint: the last to end frees c */
-    struct pending *head, *tail;
+    int wal_pages;                     /* the WAL's size after the last commit */
+    unsigned refs;                     /* the flush timer and a running checkpoint: the last to end frees c */
+    LIST_HEAD(struct pending) pending; /* commits queued for the next flush, in order */
     struct {
         cdb_observer_fn fn;
         cdb_group_end_fn group_end;
@@ -129,21 +131,10 @@ char *cdb_txid_format(const cdb_txid *id, char buf[static CDB_TXID_STRING_MAX]) 
 
 int cdb_txid_parse(const char *s, cdb_txid *ret) {
     const char *at = s ? strchr(s, '@') : NULL;
-    char digits[HLC_DECIMAL_MAX];
     cdb_txid id = {0};
 
-    if (!at || at == s || (size_t)(at - s) >= sizeof(digits) || strlen(at + 1) > LINK_NAME_MAX)
+    if (!at || strlen(at + 1) > LINK_NAME_MAX || parse_u64_n(s, (size_t)(at - s), &id.hlc) < 0)
         return -EINVAL;
-    memcpy(digits, s, (size_t)(at - s));
-    digits[at - s] = '\0';
-    for (const char *p = digits; *p; p++)
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-    errno = 0;
-    unsigned long long v = strtoull(digits, NULL, 10);
-    if (errno == ERANGE)
-        return -EINVAL;
-    id.hlc = v;
     snprintf(id.node, sizeof(id.node), "%s", at + 1);
     if ((id.hlc == 0) != (id.node[0] == '\0'))
         return -EINVAL;
@@ -497,11 +488,7 @@ int cdb_commit(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, size
         p->id = *id;
         p->fixed_id = true;
     }
-    if (c->tail)
-        c->tail->next = p;
-    else
-        c->head = p;
-    c->tail = p;
+    LIST_APPEND(pending, &c->pending, p);
     if (!uv_is_active((uv_handle_t *)&c->flush))
         uv_timer_start(&c->flush, on_flush, 0, 0);
     return 0;
@@ -563,13 +550,14 @@ static void group_end(struct cdb *c) {
 
 /* Writes every queued transaction in one SQLite transaction, then reports them. */
 static void flush_now(struct cdb *c) {
-    struct pending *batch = c->head;
+    __typeof__(c->pending) batch = c->pending;
     cdb_txid last = c->last;
+    struct pending *p;
     int r;
 
-    if (!batch)
+    if (LIST_IS_EMPTY(&batch))
         return;
-    c->head = c->tail = NULL;
+    c->pending.first = c->pending.last = NULL;
     uv_timer_stop(&c->flush);
 
     /* Under a steady stream of commits the pool's checkpoints never quite catch up (new frames come
@@ -579,7 +567,9 @@ static void flush_now(struct cdb *c) {
     if (c->wal_pages >= CDB_WAL_RESTART_PAGES && !c->ckpt_running)
         (void)sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     r = exec_sql(c->db, "BEGIN IMMEDIATE");
-    for (struct pending *p = batch; r >= 0 && p; p = p->next) {
+    LIST_FOREACH(pending, p, &batch) {
+        if (r < 0)
+            break;
         if (p->fixed_id)
             (void)hlc_update(&c->clock, p->id.hlc, NULL);
         else {
@@ -599,9 +589,7 @@ static void flush_now(struct cdb *c) {
     else
         c->last = last;
 
-    while (batch) {
-        struct pending *p = batch;
-        batch = p->next;
+    while ((p = LIST_POP(pending, &batch))) {
         if (r >= 0)
             notify(c, &p->id, p->ops, p->n_ops);
         if (p->cb)
