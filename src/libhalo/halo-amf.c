@@ -34,6 +34,11 @@ static int check_name(const char *s) {
     return 0;
 }
 
+/* A component argument: NULL (the registered component) or a name. */
+static int check_comp(const char *comp) {
+    return comp ? check_name(comp) : 0;
+}
+
 static bool recovery_valid(halo_recovery r) {
     return r >= HALO_RECOVERY_NONE && r <= HALO_RECOVERY_NODE_FAILOVER;
 }
@@ -211,11 +216,9 @@ HALO_EXPORT int halo_unregister(halo *h, const char *comp) {
     int r;
 
     assert_return(h, -EINVAL);
-    if (comp) {
-        r = check_name(comp);
-        if (r < 0)
-            return r;
-    }
+    r = check_comp(comp);
+    if (r < 0)
+        return r;
     unreg.comp = (char *)comp;
     m.body_case = HALO__LINK__MSG__BODY_UNREGISTER;
     m.unregister = &unreg;
@@ -248,11 +251,9 @@ HALO_EXPORT int halo_quiescing_complete(halo *h, halo_invocation inv, int error)
 /* Checks an optional component name and a health-check key (NULL: "default"). */
 static int check_comp_key(const char *comp, const char **key) {
     int r;
-    if (comp) {
-        r = check_name(comp);
-        if (r < 0)
-            return r;
-    }
+    r = check_comp(comp);
+    if (r < 0)
+        return r;
     if (!*key)
         *key = "default";
     return check_name(*key);
@@ -370,11 +371,9 @@ HALO_EXPORT int halo_error_report(halo *h, const char *comp, halo_recovery recom
 
     assert_return(h, -EINVAL);
     assert_return(recovery_valid(recommended), -EINVAL);
-    if (comp) {
-        r = check_name(comp);
-        if (r < 0)
-            return r;
-    }
+    r = check_comp(comp);
+    if (r < 0)
+        return r;
     er.comp = (char *)comp;
     er.recovery = recommended;
     m.body_case = HALO__LINK__MSG__BODY_ERROR_REPORT;
@@ -537,11 +536,9 @@ HALO_EXPORT int halo_ha_state_get(halo *h, const char *comp, const char *csi_nam
 
     assert_return(h, -EINVAL);
     assert_return(ret_state, -EINVAL);
-    if (comp) {
-        r = check_name(comp);
-        if (r < 0)
-            return r;
-    }
+    r = check_comp(comp);
+    if (r < 0)
+        return r;
     r = check_name(csi_name);
     if (r < 0)
         return r;
