@@ -18,8 +18,8 @@
 #include "hlc.h"
 #include "link.h"
 #include "macro.h"
-#include "cdb.h"
-#include "ha.h"
+#include "ctl-cdb.h"
+#include "ctl-ha.h"
 #include "sim.h"
 
 static const char *arg_socket;
@@ -494,7 +494,7 @@ int main(int argc, char **argv) {
     if (optind < argc && streq(argv[optind], "sim"))
         return sim_main(argc - optind, argv + optind, arg_json);
     if (optind < argc && streq(argv[optind], "ha"))
-        return ha_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
+        return ctl_ha_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
                        argv + optind, arg_json);
     /* The other commands take the global options after them too ('haloctl status --json'). */
     optind = 0;
@@ -521,7 +521,7 @@ int main(int argc, char **argv) {
         return r < 0 ? 1 : 0;
     }
     if (streq(cmd, "cdb"))
-        return cdb_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
+        return ctl_cdb_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
                         argv + optind, arg_json);
     const struct verb *v = NULL;
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)

@@ -1,35 +1,252 @@
 /* SPDX-License-Identifier: MIT */
-/* What the parts of libhalo share: halo.c owns the handle and the link, cdb.c the database calls. */
+/*
+ * What the parts of libhalo share: the handle (struct halo) and the internal
+ * calls between its files.  halo-handle.c opens, closes and frees the handle;
+ * halo-link.c keeps its link to halod up (connect, Hello, receive, reconnect);
+ * halo-request.c sends a request and waits for its Reply; halo-dispatch.c
+ * queues what halod sends and runs the callbacks; halo-amf.c, halo-cdb.c and
+ * halo-ha.c are the calls of include/halo/halo.h, cdb.h and ha.h;
+ * halo-lease.c enforces the node lease.
+ *
+ * Locking: h->lock protects everything in struct halo but the fds and the
+ * callbacks, which do not change while the handle is open.  A function whose
+ * comment says "Lock held" is called with it and returns with it, even if it
+ * drops it meanwhile.
+ */
 #pragma once
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "halo/halo.h"
 #include "link.h"
+#include "list.h"
 
 #define HALO_EXPORT __attribute__((visibility("default")))
 
-/* Sends req, whose seq field is *seq, and waits for halod's Reply: returns its
- * error (0 or negative) and, on success, *ret_reply if asked for (free with
- * link_msg_free()); or -ETIMEDOUT, -ENOTCONN, -HALO_ETRYAGAIN, -EBADF, -ENOMEM. */
+#define CALL_TIMEOUT_MSEC 5000 /* hello, and every request waiting for its Reply */
+#define PUMP_BATCH 64          /* packets read in one go before callbacks get a turn */
+#define RECONNECT_FIRST_MSEC 10
+#define RECONNECT_BACKOFF_MAX_MSEC 1000
+
+/* A message received but not yet dispatched. */
+struct queued {
+    LinkMsg *msg;
+    LIST_FIELDS(struct queued, queue);
+};
+
+/*
+ * Applies a request's outcome to the handle's state, given halod's error (0 or
+ * negative).  Runs under the lock when the Reply is read, before any later
+ * packet of the link (its end included) is looked at.  arg is the request's.
+ */
+typedef void (*halo__commit_fn)(halo *h, int error, const Halo__Link__Reply *reply, void *arg);
+
+/* A thread waiting for the Reply that carries seq; lives on that thread's stack. */
+struct waiter {
+    uint64_t seq;
+    uint64_t epoch; /* of the link the request went out on */
+    LinkMsg *reply; /* set by whichever thread reads it */
+    halo__commit_fn commit;
+    void *arg;
+    LIST_FIELDS(struct waiter, waiters);
+};
+
+/* A component-invoked health check halod runs for us: started again after a reconnection. */
+struct hc {
+    LIST_FIELDS(struct hc, hcs);
+    char *comp; /* as given to halo_healthcheck_start(); NULL: the registered component */
+    char *key;
+    halo_recovery recovery;
+    int refused; /* halod's answer when started again, if an error */
+};
+
+/* A protection group tracked with CHANGES or CHANGES_ONLY: tracked again after a reconnection. */
+struct pg {
+    LIST_FIELDS(struct pg, pgs);
+    unsigned flags;
+    int refused; /* halod's answer when tracked again, if an error */
+    char csi[];
+};
+
+struct halo_cdb_sub; /* halo-cdb.c's */
+
+enum link_state {
+    LINK_UP,           /* connected */
+    LINK_RECONNECTING, /* halod went away; the timer says when halo_dispatch() tries again */
+    LINK_RESUMING,     /* one halo_dispatch() connects and registers again; nobody else uses fd */
+    LINK_DOWN,         /* for good: calls return -ENOTCONN */
+};
+
+struct halo {
+    pthread_mutex_t lock; /* protects everything below except the immutable fds and callbacks */
+    pthread_cond_t cond;  /* a reply arrived, the reader role was released, the link changed, or the handle closed */
+    unsigned n_refs;      /* 1 while open, plus 1 per call in progress */
+
+    int fd;   /* the HA link; replaced only in RESUMING, with no reader polling it */
+    int evfd; /* signalled while a callback is pending, when DOWN, and after halo_close() */
+    int tfd;  /* timerfd: expires when the next reconnection attempt is due */
+    int epfd; /* the selection object: fd + evfd + tfd */
+
+    halo_callbacks cb;
+    halo_recovery_cb recovery_cb; /* since 0.4 */
+    void *userdata;
+    char *path; /* halod's socket, for reconnecting */
+    int reconnect_max_msec;
+
+    char *comp;   /* the registered component; NULL if none */
+    uint64_t seq; /* last seq used */
+    LIST_HEAD(struct queued) queue;
+    LIST_HEAD(struct waiter) waiters;
+    LIST_HEAD(struct hc) hcs; /* newest first: started again in that order */
+    LIST_HEAD(struct pg) pgs; /* likewise */
+    LIST_HEAD(struct halo_cdb_sub) cdb_subs;
+    bool reading; /* a thread is polling the socket without the lock */
+    bool closed;  /* halo_close() was called */
+    bool leased;  /* counted in the lease's users */
+    bool evfd_on;
+    unsigned dispatching; /* threads in halo_dispatch(): the eventfd is brought up to date when they leave */
+
+    enum link_state state;
+    uint64_t epoch; /* counts link losses */
+    struct timespec next_attempt, give_up_at;
+    int backoff_msec;
+    uint32_t rnd; /* jitter */
+
+    /* Link-state callbacks not delivered yet: LOST first, then the outcome. */
+    bool lost_pending;
+    int lost_error;
+    halo_link_state outcome_pending; /* 0: none */
+    int outcome_error;
+};
+
+/* ---- time ------------------------------------------------------------------ */
+
+static inline struct timespec deadline_after_msec(int msec) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += msec / 1000;
+    t.tv_nsec += (long)(msec % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static inline bool timespec_after(const struct timespec *a, const struct timespec *b) {
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+/* Milliseconds left until deadline, rounded up; 0 once it passed. */
+static inline int msec_until(const struct timespec *deadline) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000LL + (deadline->tv_nsec - now.tv_nsec);
+    if (ns <= 0)
+        return 0;
+    return (int)((ns + 999999) / 1000000);
+}
+
+/* Polls one fd; returns > 0 ready, 0 timeout, -errno.  EINTR restarts with the time left. */
+static inline int poll_one(int fd, short events, const struct timespec *deadline) {
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, deadline ? msec_until(deadline) : -1);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* halod may send errors with either sign; callers always see them negative. */
+static inline int negative(int32_t e) {
+    return e > 0 ? -e : e;
+}
+
+/* ---- halo-handle.c: references ------------------------------------------- */
+
+/* Starts a call: returns 0 with the lock held and a reference taken, or -EBADF after halo_close(). */
+int halo__enter(halo *h);
+/* Ends a call: drops the lock and the reference; the last reference frees the handle. */
+void halo__leave(halo *h);
+
+/* ---- halo-lease.c --------------------------------------------------------- */
+
+/* Starts watching path (HelloReply.lease_file), or the same file again after a reconnection. */
+void halo__lease_watch(halo *h, const char *path);
+/* A handle closes: with the last one, nothing is enforced any more. */
+void halo__lease_unwatch(halo *h);
+
+/* ---- halo-link.c ---------------------------------------------------------- */
+
+/* Connects a SOCK_SEQPACKET socket to path ('@': abstract); flags as socket()'s.  Returns the fd or -errno. */
+int halo__link_connect(const char *path, int flags);
+/* Sends Hello and waits for HelloReply.  Lock held; released while waiting. */
+int halo__link_hello(halo *h, const struct timespec *deadline);
+/* Sends one packet, waiting for room until deadline.  Lock held.  -ENOTCONN: the link is gone. */
+int halo__link_send(halo *h, const LinkMsg *m, const struct timespec *deadline);
+/* The link ended: reconnect if a component is registered, else DOWN.  Lock held. */
+void halo__link_lost(halo *h, int error);
+/* Reads what waits on the socket.  Lock held, the caller the only reader.  Count, -ENOTCONN, -ENOMEM. */
+int halo__link_pump(halo *h);
+/* One reconnection attempt, when due.  Lock held, RECONNECTING, no reader. */
+void halo__link_reconnect(halo *h);
+
+/* ---- halo-request.c ------------------------------------------------------- */
+
+/*
+ * Sends req, whose seq field is *seq, and waits for halod's Reply.  When comp
+ * is not NULL and *comp is, *comp becomes the registered component
+ * (-HALO_ENOTREG if none).  commit, if not NULL, runs with arg when the Reply
+ * is read.  Returns the Reply's error (0 or negative) and, on success,
+ * *ret_reply if asked for (free with link_msg_free()); or -ETIMEDOUT,
+ * -ENOTCONN, -HALO_ETRYAGAIN or -HALO_EBADINVOCATION (the link went away),
+ * -EBADF, -ENOMEM.  Lock not held.
+ */
+int halo__request_full(halo *h, LinkMsg *req, uint64_t *seq, char **comp, halo__commit_fn commit, void *arg,
+                       LinkMsg **ret_reply);
+/* halo__request_full() without a component or a commit. */
 int halo__request(halo *h, LinkMsg *req, uint64_t *seq, LinkMsg **ret_reply);
+/* Sends one request of a reconnection and returns halod's verdict in *ret_error.  Lock held, RESUMING.
+ * Returns 0, or -ENOTCONN, -ETIMEDOUT, -EBADF, -ENOMEM. */
+int halo__request_resume(halo *h, LinkMsg *req, uint64_t *seq, const struct timespec *deadline, int *ret_error);
+/* Hands a Reply to the thread waiting for its seq, or drops it.  Lock held; takes m. */
+void halo__request_deliver(halo *h, LinkMsg *m);
 
-/* The handle's lock, for the lists cdb.c keeps in the handle. */
-void halo__lock(halo *h);
-void halo__unlock(halo *h);
+/* ---- halo-dispatch.c ------------------------------------------------------ */
 
-/* The head of the handle's CDB subscription list (lock held). */
-struct halo_cdb_sub;
-struct halo_cdb_sub **halo__cdb_subs(halo *h);
+/* Brings the eventfd up to date with what halo_dispatch() has to do.  Lock held. */
+void halo__dispatch_update(halo *h);
+/* Queues m for its callback, in q (which the queue takes).  Lock held. */
+void halo__dispatch_push(halo *h, struct queued *q, LinkMsg *m);
+/* Drops every queued message: its link is gone, so nobody could hear an answer.  Lock held. */
+void halo__dispatch_flush(halo *h);
+/* Records a link-state callback for halo_dispatch().  Lock held. */
+void halo__dispatch_notify(halo *h, halo_link_state state, int error);
 
-/* cdb.c, called by halo.c: */
+/* ---- halo-amf.c ----------------------------------------------------------- */
+
+/* Every field written: the states of a note are delivered straight from malloc(). */
+void halo__amf_object_state_copy(halo_object_state *d, const Halo__Link__ObjectState *s);
+/* The registered component forgot its checks and tracks.  Lock held (or the handle is going). */
+void halo__amf_tracked_clear(halo *h);
+/* Starts the kept health checks and tracks again on a new link, noting what halod refuses.  Lock held,
+ * RESUMING.  Returns 0 or the error of halo__request_resume(). */
+int halo__amf_resume(halo *h, const struct timespec *deadline);
+/* The reconnection succeeded: forgets what halod refused, and says so of each refused track. */
+void halo__amf_resume_done(halo *h);
+
+/* ---- halo-cdb.c ----------------------------------------------------------- */
+
 /* Runs the subscription's callback for a CdbChange (lock not held); false if none ran. */
 bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m);
-/* Subscribes again on a new link (lock held, RESUMING); sends with send_call. */
-typedef int (*halo__resume_call_fn)(halo *h, LinkMsg *req, uint64_t *seq, const struct timespec *deadline,
-                                    int *ret_error);
-int halo__cdb_resume(halo *h, halo__resume_call_fn call, const struct timespec *deadline);
+/* Subscribes again on a new link.  Lock held, RESUMING.  As halo__amf_resume(). */
+int halo__cdb_resume(halo *h, const struct timespec *deadline);
 /* Frees the subscription list (lock not needed: the handle is going). */
 void halo__cdb_free(halo *h);

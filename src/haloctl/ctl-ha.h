@@ -5,4 +5,4 @@
 #include <stdbool.h>
 
 /* argv[0] is "ha".  Returns the exit status. */
-int ha_main(const char *socket, int argc, char **argv, bool json);
+int ctl_ha_main(const char *socket, int argc, char **argv, bool json);

@@ -3,6 +3,7 @@
 #include "halo/cdb.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 #include "macro.h"
 
 struct halo_cdb_sub {
-    struct halo_cdb_sub *next;
+    LIST_FIELDS(struct halo_cdb_sub, subs);
     unsigned id;
     halo_cdb_change_cb cb;
     void *userdata;
@@ -246,6 +247,7 @@ static int send_subscribe(halo *h, unsigned id, const char *path) {
 HALO_EXPORT int halo_cdb_subscribe(halo *h, const char *path, halo_cdb_change_cb cb, void *userdata,
                                    unsigned *ret_sub) {
     static unsigned next_id; /* under the handle's lock per handle; ids need only differ per handle */
+    struct halo_cdb_sub *i;
     size_t n = 0;
     int r;
 
@@ -260,30 +262,25 @@ HALO_EXPORT int halo_cdb_subscribe(halo *h, const char *path, halo_cdb_change_cb
     s->userdata = userdata;
 
     /* Listed before asking, so that a note arriving right behind the Reply finds it. */
-    halo__lock(h);
-    for (struct halo_cdb_sub *i = *halo__cdb_subs(h); i; i = i->next)
-        n++;
+    pthread_mutex_lock(&h->lock);
+    LIST_FOREACH(subs, i, &h->cdb_subs)
+    n++;
     if (n >= LINK_CDB_SUBS_MAX) {
-        halo__unlock(h);
+        pthread_mutex_unlock(&h->lock);
         free(s);
         return -ENOSPC;
     }
     do
         s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     while (s->id == 0);
-    s->next = *halo__cdb_subs(h);
-    *halo__cdb_subs(h) = s;
-    halo__unlock(h);
+    LIST_PREPEND(subs, &h->cdb_subs, s);
+    pthread_mutex_unlock(&h->lock);
 
     r = send_subscribe(h, s->id, path);
     if (r < 0) {
-        halo__lock(h);
-        for (struct halo_cdb_sub **p = halo__cdb_subs(h); *p; p = &(*p)->next)
-            if (*p == s) {
-                *p = s->next;
-                break;
-            }
-        halo__unlock(h);
+        pthread_mutex_lock(&h->lock);
+        LIST_REMOVE(subs, &h->cdb_subs, s);
+        pthread_mutex_unlock(&h->lock);
         free(s);
         return r;
     }
@@ -294,17 +291,17 @@ HALO_EXPORT int halo_cdb_subscribe(halo *h, const char *path, halo_cdb_change_cb
 HALO_EXPORT int halo_cdb_unsubscribe(halo *h, unsigned sub) {
     Halo__Link__CdbUnsubscribe u = HALO__LINK__CDB_UNSUBSCRIBE__INIT;
     LinkMsg m = HALO__LINK__MSG__INIT;
-    struct halo_cdb_sub *found = NULL;
+    struct halo_cdb_sub *i, *found = NULL;
 
     assert_return(h, -EINVAL);
-    halo__lock(h);
-    for (struct halo_cdb_sub **p = halo__cdb_subs(h); *p; p = &(*p)->next)
-        if ((*p)->id == sub) {
-            found = *p;
-            *p = found->next;
-            break;
-        }
-    halo__unlock(h);
+    pthread_mutex_lock(&h->lock);
+    LIST_FOREACH(subs, i, &h->cdb_subs)
+    if (i->id == sub) {
+        found = i;
+        LIST_REMOVE(subs, &h->cdb_subs, found);
+        break;
+    }
+    pthread_mutex_unlock(&h->lock);
     if (!found)
         return -ENOENT;
     free(found);
@@ -319,15 +316,16 @@ HALO_EXPORT int halo_cdb_unsubscribe(halo *h, unsigned sub) {
 bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m) {
     halo_cdb_change_cb cb = NULL;
     void *userdata = NULL;
+    struct halo_cdb_sub *s;
 
-    halo__lock(h);
-    for (struct halo_cdb_sub *s = *halo__cdb_subs(h); s; s = s->next)
-        if (s->id == m->id) {
-            cb = s->cb;
-            userdata = s->userdata;
-            break;
-        }
-    halo__unlock(h);
+    pthread_mutex_lock(&h->lock);
+    LIST_FOREACH(subs, s, &h->cdb_subs)
+    if (s->id == m->id) {
+        cb = s->cb;
+        userdata = s->userdata;
+        break;
+    }
+    pthread_mutex_unlock(&h->lock);
     if (!cb)
         return false; /* unsubscribed meanwhile */
     /* The values get a NUL each, as promised: one block holds the array and the copies. */
@@ -352,8 +350,10 @@ bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m) {
     return true;
 }
 
-int halo__cdb_resume(halo *h, halo__resume_call_fn call, const struct timespec *deadline) {
-    for (struct halo_cdb_sub *s = *halo__cdb_subs(h); s; s = s->next) {
+int halo__cdb_resume(halo *h, const struct timespec *deadline) {
+    struct halo_cdb_sub *s;
+
+    LIST_FOREACH(subs, s, &h->cdb_subs) {
         Halo__Link__CdbSubscribe sub = HALO__LINK__CDB_SUBSCRIBE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
         int e = 0;
@@ -361,7 +361,7 @@ int halo__cdb_resume(halo *h, halo__resume_call_fn call, const struct timespec *
         sub.path = s->path;
         m.body_case = HALO__LINK__MSG__BODY_CDB_SUBSCRIBE;
         m.cdb_subscribe = &sub;
-        int r = call(h, &m, &sub.seq, deadline, &e);
+        int r = halo__request_resume(h, &m, &sub.seq, deadline, &e);
         if (r < 0)
             return r;
     }
@@ -369,10 +369,8 @@ int halo__cdb_resume(halo *h, halo__resume_call_fn call, const struct timespec *
 }
 
 void halo__cdb_free(halo *h) {
-    struct halo_cdb_sub **head = halo__cdb_subs(h);
-    while (*head) {
-        struct halo_cdb_sub *s = *head;
-        *head = s->next;
+    struct halo_cdb_sub *s;
+
+    while ((s = LIST_POP(subs, &h->cdb_subs)))
         free(s);
-    }
 }

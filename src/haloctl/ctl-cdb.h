@@ -5,4 +5,4 @@
 #include <stdbool.h>
 
 /* argv[0] is "cdb".  Returns the exit status. */
-int cdb_main(const char *socket, int argc, char **argv, bool json);
+int ctl_cdb_main(const char *socket, int argc, char **argv, bool json);

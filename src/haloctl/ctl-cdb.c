@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* haloctl cdb: read, write and watch the configuration database through libhalo. */
-#include "cdb.h"
+#include "ctl-cdb.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -189,7 +189,7 @@ static int do_watch(halo *h, int argc, char **argv, bool json) {
     return 0;
 }
 
-int cdb_main(const char *socket, int argc, char **argv, bool json) {
+int ctl_cdb_main(const char *socket, int argc, char **argv, bool json) {
     static const halo_callbacks cb = {0};
     halo *h = NULL;
     int r;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* haloctl ha: the HA control calls of the configuration database's roles, through libhalo. */
-#include "ha.h"
+#include "ctl-ha.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -109,7 +109,7 @@ static void usage_error(const char *what) {
     fprintf(stderr, "haloctl: %s. Try 'haloctl --help'.\n", what);
 }
 
-int ha_main(const char *socket, int argc, char **argv, bool json) {
+int ctl_ha_main(const char *socket, int argc, char **argv, bool json) {
     static const struct option opts[] = {
         {"token", required_argument, NULL, 'k'},
         {"ha-socket", required_argument, NULL, 'a'},

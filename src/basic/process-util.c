@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/* Starting a process with nothing of ours but what it is given, and knowing it again later: pidfds, start times. */
+#include "process-util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "parse-util.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+extern char **environ;
+
+/* Builds environ + extra, extra overriding entries with the same name.  The strings are not copied. */
+static char **env_merge(char *const *extra) {
+    size_t n = 0, m = 0;
+    while (environ[n])
+        n++;
+    while (extra[m])
+        m++;
+    char **e = calloc(n + m + 1, sizeof(char *));
+    if (!e)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(environ[i], "=");
+        bool overridden = false;
+        for (size_t j = 0; j < m && !overridden; j++)
+            overridden = strncmp(extra[j], environ[i], len) == 0 && extra[j][len] == '=';
+        if (!overridden)
+            e[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        e[k++] = extra[j];
+    e[k] = NULL;
+    return e;
+}
+
+/* The rest runs in the child: only async-signal-safe calls until execve. */
+
+/* Ends the child with status, telling the parent why through errfd if it listens. */
+static _Noreturn void child_fail(int errfd, int error, int status) {
+    if (errfd >= 0)
+        (void)!write(errfd, &error, sizeof(error));
+    _exit(status);
+}
+
+/* Makes fd the child's fd target, open across exec. */
+static int child_move_fd(int fd, int target) {
+    if (fd == target)
+        return fcntl(fd, F_SETFD, 0) < 0 ? -1 : 0; /* dup2() would leave O_CLOEXEC set */
+    return dup2(fd, target) < 0 ? -1 : 0;          /* the copy has no O_CLOEXEC */
+}
+
+static _Noreturn void child_exec(const struct process_spawn_options *o, char **envp, int errfd) {
+    sigset_t none;
+
+    /* Out of the way of the fds the child is given. */
+    if (errfd >= 0 && errfd <= STDERR_FILENO)
+        errfd = fcntl(errfd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+
+    /* Every signal is blocked (process_spawn() forked so): no handler of the parent runs here. */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)signal(sig, SIG_DFL);
+    /* glibc's signal() refuses its internal signals (32, 33), which the parent may have
+     * inherited as ignored; ignored, they would break pthread_cancel() and setuid()
+     * in the child.  The raw syscall resets them. */
+    for (int sig = 32; sig < SIGRTMIN; sig++) {
+        struct {
+            void *handler;
+            unsigned long flags;
+            void *restorer;
+            unsigned long mask;
+        } ksa = {SIG_DFL, 0, NULL, 0};
+        (void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+    }
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (o->new_session)
+        (void)setsid();
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null >= 0)
+        (void)child_move_fd(null, STDIN_FILENO); /* the parent may run with fd 0 closed: null is 0 then */
+    if (o->log) {
+        int fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0 || child_move_fd(fd, STDOUT_FILENO) < 0 || child_move_fd(STDOUT_FILENO, STDERR_FILENO) < 0)
+            child_fail(errfd, errno, 127);
+    } else {
+        if (o->stdout_fd >= 0 && child_move_fd(o->stdout_fd, STDOUT_FILENO) < 0)
+            child_fail(errfd, errno, 127);
+        if (o->stderr_fd >= 0 && child_move_fd(o->stderr_fd, STDERR_FILENO) < 0)
+            child_fail(errfd, errno, 127);
+    }
+    /* Everything of ours is O_CLOEXEC, but fds a library opened without it must not leak.  errfd stays
+     * open until the exec closes it, which tells the parent that the exec succeeded. */
+    if (errfd > STDERR_FILENO + 1)
+        (void)syscall(SYS_close_range, (unsigned)STDERR_FILENO + 1, (unsigned)errfd - 1, 0U);
+    (void)syscall(SYS_close_range, errfd >= 0 ? (unsigned)errfd + 1 : (unsigned)STDERR_FILENO + 1, ~0U, 0U);
+
+    if (o->workdir && chdir(o->workdir) < 0)
+        child_fail(errfd, errno, 126);
+    execve(o->path, o->argv, envp);
+    child_fail(errfd, errno, 127);
+}
+
+int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
+    _cleanup_free_ char **envp = NULL;
+    _cleanup_close_ int errfd_read = -1;
+    int errfd_write = -1;
+    sigset_t all, saved;
+
+    assert_return(o && o->path && o->argv && ret_pid, -EINVAL);
+    if (o->env) {
+        envp = env_merge(o->env);
+        if (!envp)
+            return -ENOMEM;
+    }
+    if (o->exec_error) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+            return -errno;
+        errfd_read = p[0];
+        errfd_write = p[1];
+    }
+
+    /* Blocked across fork(), so that no handler of ours (a loop's self-pipe, say) runs in the child before
+     * it has reset them; the child unblocks them then. */
+    sigfillset(&all);
+    (void)pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = fork();
+    int fork_errno = errno;
+    if (pid == 0)
+        child_exec(o, envp ? envp : environ, errfd_write);
+    (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    safe_close(errfd_write);
+    if (pid < 0)
+        return -fork_errno;
+
+    if (o->exec_error) {
+        int error = 0;
+        ssize_t n;
+        do
+            n = read(errfd_read, &error, sizeof(error));
+        while (n < 0 && errno == EINTR);
+        if (n == (ssize_t)sizeof(error)) {
+            (void)process_wait(pid, NULL);
+            return error > 0 ? -error : -EIO;
+        }
+        /* 0 bytes: the exec closed the pipe. */
+    }
+    *ret_pid = pid;
+    return 0;
+}
+
+int process_wait(pid_t pid, int *ret_status) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (ret_status)
+        *ret_status = st;
+    return 0;
+}
+
+int process_pidfd_open(pid_t pid) {
+    /* pidfd_open() always sets O_CLOEXEC. */
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+int process_pidfd_send_signal(int pidfd, int sig) {
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int process_pidfd_reap(int pidfd, int *ret_status) {
+    siginfo_t si = {0};
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) < 0)
+        return -errno;
+    if (si.si_pid == 0)
+        return 0; /* still running */
+    if (ret_status)
+        *ret_status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : si.si_status & 0x7f;
+    return 1;
+}
+
+int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time) {
+    char path[64], buf[1024];
+    uint64_t start;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return errno == ESRCH ? -ESRCH : -errno;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything, so count the fields from its last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return -EIO;
+    p += 2;
+    char state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return -EIO;
+        p++;
+    }
+    if (parse_u64_n(p, strcspn(p, " \n"), &start) < 0)
+        return -EIO;
+    if (ret_state)
+        *ret_state = state;
+    if (ret_start_time)
+        *ret_start_time = start;
+    return 0;
+}
+
+uint64_t process_start_time(pid_t pid) {
+    uint64_t t;
+    return process_get_stat(pid, NULL, &t) < 0 ? 0 : t;
+}
