@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The events of the queues and their JSON: names, validation, parsing. */
+/* The events of the queues and their JSON: names, validation, parsing, and the body of a POST of events. */
 #include "queue-event.h"
 
 #include <assert.h>
@@ -264,4 +264,51 @@ int queue_event_parse(const char *buf, size_t len, struct queue_event *ret) {
     int r = queue_event_from_json(j, ret);
     json_decref(j);
     return r;
+}
+
+int queue_events_parse_body(const char *body, size_t len, const char *default_node, size_t max,
+                            struct queue_event **ret_events, size_t *ret_n, const char **ret_error) {
+    assert_return(body || len == 0, -EINVAL);
+    assert_return(ret_events && ret_n && ret_error, -EINVAL);
+
+    json_t *j = len > 0 ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    /* An array, {"events": ...} (anything there is taken as the events), or one event. */
+    json_t *list = json_is_array(j) ? j : json_object_get(j, "events");
+    if (!list && json_is_object(j) && json_object_get(j, "object"))
+        list = j;
+    size_t n = json_is_array(list) ? json_array_size(list) : list ? 1 : 0;
+    if (n == 0 || n > max) {
+        json_decref(j);
+        *ret_error =
+            n ? "too many events in one request" : "expected an event, an array of events, or {\"events\": [...]}";
+        return -EINVAL;
+    }
+    struct queue_event *evs = calloc(n, sizeof(*evs));
+    if (!evs) {
+        json_decref(j);
+        return -ENOMEM;
+    }
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        json_t *o = json_is_array(list) ? json_array_get(list, i) : list;
+        if (json_is_object(o)) {
+            /* Should this fail, the event has no node and is refused below. */
+            if (default_node && !json_object_get(o, "node"))
+                (void)json_object_set_new(o, "node", json_string(default_node));
+            json_object_del(o, "epoch");
+        }
+        if (queue_event_from_json(o, &evs[i]) < 0) {
+            *ret_error = "an event is not valid: it needs \"object\" (kind:name; kind node, process, service, "
+                         "device, su) and \"state\" (ONLINE, FAILED, ...)";
+            r = -EINVAL;
+        }
+    }
+    json_decref(j);
+    if (r < 0) {
+        free(evs);
+        return r;
+    }
+    *ret_events = evs;
+    *ret_n = n;
+    return 0;
 }

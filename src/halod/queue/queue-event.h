@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The events of the queues (queue.h) and their JSON: names, validation,
- * parsing.
+ * The events of the queues (queue.h) and their JSON: names, validation, and
+ * the body of an HTTP POST of events.
  *
  * An event, as JSON:
  *
@@ -96,3 +96,20 @@ int queue_event_from_json(const json_t *j, struct queue_event *ret);
 /* The same from text: at most QUEUE_EVENT_JSON_MAX bytes of one JSON object
  * (duplicate keys refused).  0 or -EINVAL. */
 int queue_event_parse(const char *buf, size_t len, struct queue_event *ret);
+
+/*
+ * The body of an HTTP POST of events (POST /v1/events): one event, an array
+ * of events or {"events": [...]}, duplicate keys refused.  An event without
+ * "node" was reported by default_node (NULL: "node" is required).  An
+ * "epoch" is ignored: epochs are halo's own (the recovery protocol's steps
+ * carry them), and one posted from outside could pass for a step of the
+ * local recovery.  Whether the objects exist is the caller's to check.
+ *
+ * Returns 0 with *ret_events (*ret_n events, 1 to max, hlc 0 unless given,
+ * epoch QUEUE_EPOCH_NONE; the caller frees the array); -EINVAL with
+ * *ret_error, a static text for the client (no event or not one of those
+ * shapes, more than max events, an invalid event); or -ENOMEM.  Nothing is
+ * written on failure but *ret_error.
+ */
+int queue_events_parse_body(const char *body, size_t len, const char *default_node, size_t max,
+                            struct queue_event **ret_events, size_t *ret_n, const char **ret_error);
