@@ -72,17 +72,24 @@ static void prune_send(struct queue *q, struct prune_op *op) {
     op->inflight = true;
 }
 
-static void pruned(struct queue *q, struct call *k, int error, const store_result *r) {
-    struct prune_op *op = k->data;
+/* A call of op came back: false if op ended here (cancelled by queue_free(), or the call failed). */
+static bool prune_call_back(struct queue *q, struct prune_op *op, int error) {
     op->inflight = false;
     if (op->cancelled) {
         prune_op_free(op);
-        return;
+        return false;
     }
     if (!queue_store_usable(q, error) || error < 0) {
         prune_finish(q, op, queue_store_usable(q, error) ? error : -ECANCELED);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void pruned(struct queue *q, struct call *k, int error, const store_result *r) {
+    struct prune_op *op = k->data;
+    if (!prune_call_back(q, op, error))
+        return;
     op->deleted += (uint64_t)MAX(r->n_deleted, 0);
     q->stats.pruned += (uint64_t)MAX(r->n_deleted, 0);
     op->next += op->chunk;
@@ -95,15 +102,8 @@ static void pruned(struct queue *q, struct call *k, int error, const store_resul
 /* The offsets are read: what is below all of them goes. */
 static void prune_read(struct queue *q, struct call *k, int error, const store_result *r) {
     struct prune_op *op = k->data;
-    op->inflight = false;
-    if (op->cancelled) {
-        prune_op_free(op);
+    if (!prune_call_back(q, op, error))
         return;
-    }
-    if (!queue_store_usable(q, error) || error < 0) {
-        prune_finish(q, op, queue_store_usable(q, error) ? error : -ECANCELED);
-        return;
-    }
     uint64_t min = UINT64_MAX;
     for (size_t i = 0; i < op->n_nodes && min > 0; i++) {
         bool found = false;
