@@ -603,6 +603,191 @@ TEST(queue_event_invalid_json_rejected) {
     ASSERT(!queue_name_valid(NULL));
 }
 
+/* ---- the body of POST /v1/events ---- */
+
+#define BODY_EXPECTED "expected an event, an array of events, or {\"events\": [...]}"
+#define BODY_TOO_MANY "too many events in one request"
+#define BODY_INVALID                                                                                                 \
+    "an event is not valid: it needs \"object\" (kind:name; kind node, process, service, device, su) and \"state\" " \
+    "(ONLINE, FAILED, ...)"
+
+/* Parses body with default node "here" and at most max events: 0 with the events, or the error. */
+static int body_parse(const char *body, size_t max, struct queue_event **ret, size_t *ret_n, const char **ret_error) {
+    *ret = (struct queue_event *)0x1;
+    *ret_n = 77;
+    *ret_error = NULL;
+    int r = queue_events_parse_body(body, strlen(body), "here", max, ret, ret_n, ret_error);
+    if (r < 0) {
+        ASSERT(*ret == (struct queue_event *)0x1); /* not written */
+        ASSERT_EQ(*ret_n, 77);
+    } else
+        ASSERT(*ret_error == NULL);
+    return r;
+}
+
+static void body_refused(const char *body, size_t max, const char *error) {
+    struct queue_event *evs;
+    size_t n;
+    const char *e;
+    int r = body_parse(body, max, &evs, &n, &e);
+    if (r != -EINVAL)
+        CHECK_FAIL("queue_events_parse_body(%.80s) = %d, expected -EINVAL", body, r);
+    ASSERT_STREQ(e, error);
+}
+
+TEST(queue_events_body_shapes) {
+    struct queue_event *evs;
+    size_t n;
+    const char *e;
+
+    /* One event: the node defaults to this one, an epoch is ignored (even an invalid one). */
+    const char *one[] = {
+        "{\"object\":\"su:a\",\"state\":\"FAILED\",\"reason\":\"disk\",\"epoch\":3}",
+        "{\"object\":\"su:a\",\"state\":\"FAILED\",\"reason\":\"disk\",\"epoch\":\"x\"}",
+        "[{\"object\":\"su:a\",\"state\":\"FAILED\",\"reason\":\"disk\"}]",
+        "{\"events\":[{\"object\":\"su:a\",\"state\":\"FAILED\",\"reason\":\"disk\",\"epoch\":-5}]}",
+        /* Whatever "events" holds is taken as the events: here one object. */
+        "{\"events\":{\"object\":\"su:a\",\"state\":\"FAILED\",\"reason\":\"disk\"}}",
+        " \n[ {\"reason\":\"disk\",\"state\":\"FAILED\",\"object\":\"su:a\",\"future\":{}} ]\t",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(one); i++) {
+        ASSERT_OK(body_parse(one[i], 10, &evs, &n, &e));
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ(evs[0].kind, QUEUE_KIND_SU);
+        ASSERT_STREQ(evs[0].name, "a");
+        ASSERT_EQ(evs[0].state, QUEUE_HA_FAILED);
+        ASSERT_STREQ(evs[0].node, "here");
+        ASSERT_STREQ(evs[0].reason, "disk");
+        ASSERT_EQ(evs[0].hlc, 0);
+        ASSERT_EQ(evs[0].epoch, QUEUE_EPOCH_NONE);
+        free(evs);
+    }
+
+    /* Several, in order; a node and an hlc given are kept. */
+    const char *several[] = {
+        "[{\"object\":\"node:n2\",\"state\":\"FAILED\",\"node\":\"n1\",\"hlc\":\"42\"},"
+        "{\"object\":\"process:p\",\"state\":\"ONLINE\"},{\"object\":\"device:d\",\"state\":\"REPAIR\"}]",
+        "{\"events\":[{\"object\":\"node:n2\",\"state\":\"FAILED\",\"node\":\"n1\",\"hlc\":\"42\"},"
+        "{\"object\":\"process:p\",\"state\":\"ONLINE\"},{\"object\":\"device:d\",\"state\":\"REPAIR\"}],\"x\":1}",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(several); i++) {
+        ASSERT_OK(body_parse(several[i], 3, &evs, &n, &e));
+        ASSERT_EQ(n, 3);
+        ASSERT_EQ(evs[0].kind, QUEUE_KIND_NODE);
+        ASSERT_STREQ(evs[0].node, "n1");
+        ASSERT_EQ(evs[0].hlc, 42);
+        ASSERT_EQ(evs[1].kind, QUEUE_KIND_PROCESS);
+        ASSERT_EQ(evs[1].state, QUEUE_HA_ONLINE);
+        ASSERT_STREQ(evs[1].node, "here");
+        ASSERT_EQ(evs[2].kind, QUEUE_KIND_DEVICE);
+        ASSERT_EQ(evs[2].state, QUEUE_HA_REPAIR);
+        free(evs);
+    }
+
+    /* Without a default node, "node" is required. */
+    const char *no_node = "{\"object\":\"su:a\",\"state\":\"FAILED\"}";
+    e = NULL;
+    ASSERT_EQ(queue_events_parse_body(no_node, strlen(no_node), NULL, 1, &evs, &n, &e), -EINVAL);
+    ASSERT_STREQ(e, BODY_INVALID);
+    const char *with_node = "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":\"n\"}";
+    ASSERT_OK(queue_events_parse_body(with_node, strlen(with_node), NULL, 1, &evs, &n, &e));
+    ASSERT_STREQ(evs[0].node, "n");
+    free(evs);
+    ASSERT_EQ(queue_events_parse_body(NULL, 0, "here", 1, &evs, &n, &e), -EINVAL);
+    ASSERT_STREQ(e, BODY_EXPECTED);
+}
+
+TEST(queue_events_body_errors) {
+    const char *const expected[] = {
+        "",
+        "{not json",
+        "null",
+        "5",
+        "\"su:a\"",
+        "[]",
+        "{}",
+        "{\"events\":[]}",
+        "{\"state\":\"FAILED\"}", /* an object without "object" or "events" */
+        "{\"object\":\"su:a\",\"state\":\"FAILED\"} trailing",
+        "{\"object\":\"su:a\",\"object\":\"su:b\",\"state\":\"FAILED\"}", /* duplicate keys */
+        "[{\"object\":\"su:a\",\"state\":\"FAILED\",\"state\":\"ONLINE\"}]",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(expected); i++)
+        body_refused(expected[i], 10, BODY_EXPECTED);
+
+    const char *const invalid[] = {
+        "{\"object\":\"pool:a\",\"state\":\"FAILED\"}",
+        "{\"object\":\"su:a\",\"state\":\"BROKEN\"}",
+        "{\"object\":\"su:a\"}",
+        "{\"object\":\"su:a/b\",\"state\":\"FAILED\"}",
+        "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":null}",
+        "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":\"a b\"}",
+        "{\"object\":\"su:a\",\"state\":\"FAILED\",\"hlc\":7}",
+        "{\"object\":\"su:a\",\"state\":\"FAILED\",\"reason\":\"a\\u0001\"}",
+        "[{\"object\":\"su:a\",\"state\":\"FAILED\"},5]",
+        "[{\"object\":\"su:a\",\"state\":\"FAILED\"},{\"object\":\"su:b\",\"state\":\"ONLINE\",\"hlc\":\"x\"}]",
+        "[[]]",
+        "{\"events\":\"su:a\"}",
+        "{\"events\":null}",
+        "{\"events\":{}}",
+    };
+    for (size_t i = 0; i < ELEMENTSOF(invalid); i++)
+        body_refused(invalid[i], 10, BODY_INVALID);
+}
+
+TEST(queue_events_body_limits) {
+    struct queue_event *evs;
+    size_t n;
+    const char *e;
+    enum { MAX = 50 };
+    char *body = malloc(64 * (MAX + 2) + 64);
+    ASSERT(body);
+
+    /* MAX events pass, one more is too many (in both list shapes); 0 is refused as no event. */
+    for (size_t count = MAX; count <= MAX + 1; count++)
+        for (int wrapped = 0; wrapped < 2; wrapped++) {
+            size_t at = (size_t)sprintf(body, "%s[", wrapped ? "{\"events\":" : "");
+            for (size_t i = 0; i < count; i++)
+                at += (size_t)sprintf(body + at, "%s{\"object\":\"comp:c%zu\",\"state\":\"OFFLINE\"}", i ? "," : "", i);
+            sprintf(body + at, "]%s", wrapped ? "}" : "");
+            if (count > MAX) {
+                body_refused(body, MAX, BODY_TOO_MANY);
+                continue;
+            }
+            ASSERT_OK(body_parse(body, MAX, &evs, &n, &e));
+            ASSERT_EQ(n, MAX);
+            ASSERT_STREQ(evs[MAX - 1].name, "c49");
+            free(evs);
+        }
+    body_refused("{\"object\":\"su:a\",\"state\":\"FAILED\"}", 0, BODY_TOO_MANY);
+    free(body);
+
+    /* A name of 255 bytes and a reason of 511 pass; one byte more does not. */
+    char name[300], reason[600], text[1200];
+    for (int extra = 0; extra < 2; extra++) {
+        memset(name, 'n', 255 + extra);
+        name[255 + extra] = '\0';
+        memset(reason, 'r', 511);
+        reason[511] = '\0';
+        snprintf(text, sizeof(text), "{\"object\":\"su:%s\",\"state\":\"FAILED\",\"reason\":\"%s\"}", name, reason);
+        if (extra)
+            body_refused(text, 1, BODY_INVALID);
+        else {
+            ASSERT_OK(body_parse(text, 1, &evs, &n, &e));
+            ASSERT_EQ(strlen(evs[0].name), 255);
+            ASSERT_EQ(strlen(evs[0].reason), 511);
+            free(evs);
+        }
+        memset(name, 'n', 255);
+        name[255] = '\0';
+        memset(reason, 'r', 511 + extra);
+        reason[511 + extra] = '\0';
+        snprintf(text, sizeof(text), "{\"object\":\"su:%s\",\"state\":\"FAILED\",\"reason\":\"%s\"}", name, reason);
+        if (extra)
+            body_refused(text, 1, BODY_INVALID);
+    }
+}
+
 /* ---- the queues ---- */
 
 TEST(queue_append_consume_deliver_same_order_on_two_nodes) {

@@ -16,7 +16,7 @@
  *   P eq/<node>/<hlc>      an EQ entry appended by <node>; <hlc> is a hybrid
  *                          logical clock timestamp of that node, 20 decimal
  *                          digits, zero-padded.  The value is a JSON array of
- *                          1 to QUEUE_ENTRY_EVENTS_MAX events (below); one
+ *                          1 to QUEUE_ENTRY_EVENTS_MAX events (queue-event.h); one
  *                          event object alone is read as an entry of one.
  *                          Deleted by the coordinator once consumed.
  *   P bq/<seq>             a BQ entry: the events one batch of the consumer
@@ -35,24 +35,7 @@
  *                          Written by the consumer behind the BQ (below).
  *   P state-seq            every state published up to this seq is in state/.
  *
- * An event:
- *
- *   {"object":"process:ios2","state":"FAILED","node":"n1",
- *    "hlc":"116567895638343683","reason":"exit status 1","epoch":3}
- *
- *   object  "<kind>:<name>"; kind is one of node, process, service, device,
- *           su, comp; name is 1 to 255 printable ASCII characters without
- *           space or '/'.
- *   state   ONLINE, FAILED, TRANSIENT, REPAIR, REPAIRED, REBALANCE, RECOVERING
- *           or OFFLINE.
- *   node    the reporting node, a name as above.
- *   hlc     when it happened: an HLC timestamp (hlc.h) as a decimal string
- *           (JSON numbers lose precision above 2^53).  Optional on input.
- *   reason  optional free text, at most 511 bytes, no control characters.
- *   epoch   optional integer >= 0 (the object's epoch, recovery protocol).
- *
- * Fields not listed are ignored (so that new ones can be added); a listed
- * field with a wrong type or value makes the whole event invalid.
+ * An event is described in queue-event.h.
  *
  * Order and guarantees:
  *
@@ -112,83 +95,15 @@
 #include <uv.h>
 
 #include "hlc.h"
+#include "queue-event.h"
 #include "store.h"
 
-#define QUEUE_NAME_MAX 255
-#define QUEUE_REASON_MAX 511
-/* "process:<name>" and its NUL. */
-#define QUEUE_OBJECT_MAX (sizeof("process:") + QUEUE_NAME_MAX)
-/* queue_event_parse() refuses longer input. */
-#define QUEUE_EVENT_JSON_MAX 4096
-#define QUEUE_EPOCH_NONE INT64_C(-1)
 /* eq_append() calls in flight at once. */
 #define QUEUE_APPENDS_MAX 64
 /* Events in one EQ entry: its state puts and delete fit one transaction. */
 #define QUEUE_ENTRY_EVENTS_MAX 100
 
-enum queue_kind {
-    QUEUE_KIND_NODE,
-    QUEUE_KIND_PROCESS,
-    QUEUE_KIND_SERVICE,
-    QUEUE_KIND_DEVICE,
-    QUEUE_KIND_SU,
-    QUEUE_KIND_COMP,
-    _QUEUE_KIND_MAX,
-};
-
-/* Motr's M0_NC_* set, with RECOVERING (DTM) and OFFLINE. */
-enum queue_ha_state {
-    QUEUE_HA_ONLINE,
-    QUEUE_HA_FAILED,
-    QUEUE_HA_TRANSIENT,
-    QUEUE_HA_REPAIR,
-    QUEUE_HA_REPAIRED,
-    QUEUE_HA_REBALANCE,
-    QUEUE_HA_RECOVERING,
-    QUEUE_HA_OFFLINE,
-    _QUEUE_HA_MAX,
-};
-
-struct queue_event {
-    enum queue_kind kind;
-    char name[QUEUE_NAME_MAX + 1];
-    enum queue_ha_state state;
-    char node[QUEUE_NAME_MAX + 1]; /* the reporting node */
-    uint64_t hlc;                  /* 0: none (eq_append() stamps it) */
-    char reason[QUEUE_REASON_MAX + 1];
-    int64_t epoch; /* QUEUE_EPOCH_NONE or >= 0 */
-};
-
 struct queue;
-
-/* ---- events ---- */
-
-/* NULL for a value out of range. */
-const char *queue_kind_to_string(enum queue_kind k);
-const char *queue_ha_state_to_string(enum queue_ha_state s);
-/* The enum value, or -EINVAL. */
-int queue_kind_from_string(const char *s);
-int queue_ha_state_from_string(const char *s);
-
-/* 1 to QUEUE_NAME_MAX bytes of printable ASCII without space or '/'. */
-bool queue_name_valid(const char *name);
-
-/* Fills ev with defaults: empty strings, hlc 0, epoch QUEUE_EPOCH_NONE, then
- * the object ("kind:name") and state.  Returns 0 or -EINVAL. */
-int queue_event_init(struct queue_event *ev, const char *object, enum queue_ha_state state);
-/* Writes "kind:name" into buf; returns 0 or -EINVAL. */
-int queue_event_object(const struct queue_event *ev, char buf[static QUEUE_OBJECT_MAX]);
-/* 0 if ev is a valid event (an empty node is allowed only if allow_no_node), else -EINVAL. */
-int queue_event_validate(const struct queue_event *ev, bool allow_no_node);
-
-/* A new JSON object for ev (the caller owns it); 0, -EINVAL (invalid event) or -ENOMEM. */
-int queue_event_to_json(const struct queue_event *ev, json_t **ret);
-/* Reads and validates an event; 0, or -EINVAL for anything wrong (never a
- * crash, whatever j is).  *ret is written only on success. */
-int queue_event_from_json(const json_t *j, struct queue_event *ret);
-/* The same from text: at most QUEUE_EVENT_JSON_MAX bytes of one JSON object
- * (duplicate keys refused).  0 or -EINVAL. */
-int queue_event_parse(const char *buf, size_t len, struct queue_event *ret);
 
 /* ---- the queue ---- */
 
