@@ -113,7 +113,7 @@ int halo__amf_resume(halo *h, const struct timespec *deadline) {
     struct pg *g;
     int r, e = 0;
 
-    LIST_FOREACH(hcs, c, &h->hcs) {
+    LIST_FOREACH (hcs, c, &h->hcs) {
         Halo__Link__HealthcheckStart hc = HALO__LINK__HEALTHCHECK_START__INIT;
         hc.comp = c->comp ? c->comp : h->comp;
         hc.key = c->key;
@@ -127,7 +127,7 @@ int halo__amf_resume(halo *h, const struct timespec *deadline) {
         c->refused = e == -HALO_EEXIST ? 0 : e;
     }
 
-    LIST_FOREACH(pgs, g, &h->pgs) {
+    LIST_FOREACH (pgs, g, &h->pgs) {
         Halo__Link__PgTrack pt = HALO__LINK__PG_TRACK__INIT;
         pt.csi = g->csi;
         pt.flags = g->flags;
@@ -146,18 +146,18 @@ void halo__amf_resume_done(halo *h) {
     struct pg *g, *gn;
 
     /* A check halod will not run: the next halo_healthcheck_confirm() says why. */
-    LIST_FOREACH_SAFE(hcs, c, cn, &h->hcs)
-    if (c->refused < 0) {
-        LIST_REMOVE(hcs, &h->hcs, c);
-        hc_free(c);
-    }
+    LIST_FOREACH_SAFE (hcs, c, cn, &h->hcs)
+        if (c->refused < 0) {
+            LIST_REMOVE(hcs, &h->hcs, c);
+            hc_free(c);
+        }
     /* A group halod will not track: the pg_track callback says so with the error. */
-    LIST_FOREACH_SAFE(pgs, g, gn, &h->pgs)
-    if (g->refused < 0) {
-        queue_pg_error(h, g->csi, g->refused);
-        LIST_REMOVE(pgs, &h->pgs, g);
-        free(g);
-    }
+    LIST_FOREACH_SAFE (pgs, g, gn, &h->pgs)
+        if (g->refused < 0) {
+            queue_pg_error(h, g->csi, g->refused);
+            LIST_REMOVE(pgs, &h->pgs, g);
+            free(g);
+        }
 }
 
 /* ---- the calls ----------------------------------------------------------- */
@@ -269,11 +269,11 @@ static void commit_hc_start(halo *h, int error, const Halo__Link__Reply *reply, 
     struct hc **c = arg, *i;
     if (error != 0)
         return;
-    LIST_FOREACH(hcs, i, &h->hcs)
-    if (hc_is(h, i, (*c)->comp, (*c)->key)) {
-        i->recovery = (*c)->recovery;
-        return;
-    }
+    LIST_FOREACH (hcs, i, &h->hcs)
+        if (hc_is(h, i, (*c)->comp, (*c)->key)) {
+            i->recovery = (*c)->recovery;
+            return;
+        }
     LIST_PREPEND(hcs, &h->hcs, *c);
     *c = NULL; /* the list owns it */
 }
@@ -339,12 +339,12 @@ static void commit_hc_stop(halo *h, int error, const Halo__Link__Reply *reply, v
     struct hc *c;
     if (error != 0 && error != -ENOENT)
         return;
-    LIST_FOREACH(hcs, c, &h->hcs)
-    if (hc_is(h, c, n->comp, n->key)) {
-        LIST_REMOVE(hcs, &h->hcs, c);
-        hc_free(c);
-        return;
-    }
+    LIST_FOREACH (hcs, c, &h->hcs)
+        if (hc_is(h, c, n->comp, n->key)) {
+            LIST_REMOVE(hcs, &h->hcs, c);
+            hc_free(c);
+            return;
+        }
 }
 
 HALO_EXPORT int halo_healthcheck_stop(halo *h, const char *comp, const char *key) {
@@ -385,11 +385,11 @@ static void commit_pg_track(halo *h, int error, const Halo__Link__Reply *reply, 
     struct pg **g = arg, *i;
     if (error != 0)
         return;
-    LIST_FOREACH(pgs, i, &h->pgs)
-    if (streq(i->csi, (*g)->csi)) {
-        i->flags = (*g)->flags;
-        return;
-    }
+    LIST_FOREACH (pgs, i, &h->pgs)
+        if (streq(i->csi, (*g)->csi)) {
+            i->flags = (*g)->flags;
+            return;
+        }
     LIST_PREPEND(pgs, &h->pgs, *g);
     *g = NULL; /* the list owns it */
 }
@@ -429,12 +429,12 @@ static void commit_pg_track_stop(halo *h, int error, const Halo__Link__Reply *re
     struct pg *g;
     if (error != 0 && error != -ENOENT)
         return;
-    LIST_FOREACH(pgs, g, &h->pgs)
-    if (streq(g->csi, csi)) {
-        LIST_REMOVE(pgs, &h->pgs, g);
-        free(g);
-        return;
-    }
+    LIST_FOREACH (pgs, g, &h->pgs)
+        if (streq(g->csi, csi)) {
+            LIST_REMOVE(pgs, &h->pgs, g);
+            free(g);
+            return;
+        }
 }
 
 HALO_EXPORT int halo_pg_track_stop(halo *h, const char *csi_name) {

@@ -263,8 +263,8 @@ HALO_EXPORT int halo_cdb_subscribe(halo *h, const char *path, halo_cdb_change_cb
 
     /* Listed before asking, so that a note arriving right behind the Reply finds it. */
     pthread_mutex_lock(&h->lock);
-    LIST_FOREACH(subs, i, &h->cdb_subs)
-    n++;
+    LIST_FOREACH (subs, i, &h->cdb_subs)
+        n++;
     if (n >= LINK_CDB_SUBS_MAX) {
         pthread_mutex_unlock(&h->lock);
         free(s);
@@ -295,12 +295,12 @@ HALO_EXPORT int halo_cdb_unsubscribe(halo *h, unsigned sub) {
 
     assert_return(h, -EINVAL);
     pthread_mutex_lock(&h->lock);
-    LIST_FOREACH(subs, i, &h->cdb_subs)
-    if (i->id == sub) {
-        found = i;
-        LIST_REMOVE(subs, &h->cdb_subs, found);
-        break;
-    }
+    LIST_FOREACH (subs, i, &h->cdb_subs)
+        if (i->id == sub) {
+            found = i;
+            LIST_REMOVE(subs, &h->cdb_subs, found);
+            break;
+        }
     pthread_mutex_unlock(&h->lock);
     if (!found)
         return -ENOENT;
@@ -319,12 +319,12 @@ bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m) {
     struct halo_cdb_sub *s;
 
     pthread_mutex_lock(&h->lock);
-    LIST_FOREACH(subs, s, &h->cdb_subs)
-    if (s->id == m->id) {
-        cb = s->cb;
-        userdata = s->userdata;
-        break;
-    }
+    LIST_FOREACH (subs, s, &h->cdb_subs)
+        if (s->id == m->id) {
+            cb = s->cb;
+            userdata = s->userdata;
+            break;
+        }
     pthread_mutex_unlock(&h->lock);
     if (!cb)
         return false; /* unsubscribed meanwhile */
@@ -353,7 +353,7 @@ bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m) {
 int halo__cdb_resume(halo *h, const struct timespec *deadline) {
     struct halo_cdb_sub *s;
 
-    LIST_FOREACH(subs, s, &h->cdb_subs) {
+    LIST_FOREACH (subs, s, &h->cdb_subs) {
         Halo__Link__CdbSubscribe sub = HALO__LINK__CDB_SUBSCRIBE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
         int e = 0;

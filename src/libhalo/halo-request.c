@@ -31,14 +31,14 @@ static int link_gone_error(halo *h, const LinkMsg *req) {
 void halo__request_deliver(halo *h, LinkMsg *m) {
     struct waiter *w;
 
-    LIST_FOREACH(waiters, w, &h->waiters)
-    if (w->seq == m->reply->seq && !w->reply) {
-        w->reply = m;
-        if (w->commit)
-            w->commit(h, negative(m->reply->error), m->reply, w->arg);
-        pthread_cond_broadcast(&h->cond);
-        return;
-    }
+    LIST_FOREACH (waiters, w, &h->waiters)
+        if (w->seq == m->reply->seq && !w->reply) {
+            w->reply = m;
+            if (w->commit)
+                w->commit(h, negative(m->reply->error), m->reply, w->arg);
+            pthread_cond_broadcast(&h->cond);
+            return;
+        }
     link_msg_free(m);
 }
 

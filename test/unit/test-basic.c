@@ -20,7 +20,7 @@ typedef LIST_HEAD(struct item) item_list;
 static void check_order(item_list *h, const int *want, size_t n) {
     struct item *i;
     size_t k = 0;
-    LIST_FOREACH(a, i, h) {
+    LIST_FOREACH (a, i, h) {
         ASSERT(k < n);
         ASSERT_EQ(i->v, want[k]);
         k++;
@@ -52,7 +52,8 @@ TEST(list_fifo_and_removal) {
     ASSERT_EQ(LIST_POP(a, &h)->v, 0);
     check_order(&h, (int[]){1, 3}, 2);
     struct item *i, *n;
-    LIST_FOREACH_SAFE(a, i, n, &h) LIST_REMOVE(a, &h, i);
+    LIST_FOREACH_SAFE (a, i, n, &h)
+        LIST_REMOVE(a, &h, i);
     ASSERT(LIST_IS_EMPTY(&h));
     ASSERT(h.last == NULL);
 }

@@ -1,16 +1,26 @@
 /* SPDX-License-Identifier: MIT */
-/* The Availability Management Framework: component life cycle, assignments, failover. */
+/*
+ * The Availability Management Framework: component life cycle, assignments,
+ * failover, health checks, protection-group tracking and the operator's verbs.
+ *
+ * The AMF owns the model (amf-model.h) and nothing else.  What it decides it
+ * announces to its observers (persistence, cluster sync, CDB roles, recovery,
+ * events); where a decision is carried out is its placement's business: here
+ * on one node, or published for the unit's own node on several.  It talks to
+ * components through io/server and runs them through io/supervisor; it never
+ * touches the store.
+ */
 #pragma once
 
+#include <stdint.h>
 #include <uv.h>
 
+#include "amf-model.h"
 #include "config.h"
-#include "link.h"
-#include "server.h"
-#include "store.h"
 #include "supervisor.h"
 
 struct amf;
+struct conn;
 
 struct amf_params {
     uv_loop_t *loop;
@@ -18,53 +28,176 @@ struct amf_params {
     const char *node;        /* this node's name */
     const char *socket_path; /* given to components as HALO_SOCKET */
     struct supervisor *sup;
-    store *store;
 };
 
+/* Builds the model of config for node.  0, -ENOMEM. */
 int amf_new(const struct amf_params *p, struct amf **ret);
 /* Closes the AMF's libuv handles; run the loop until they are closed, then amf_free(). */
 void amf_close(struct amf *a);
+/* Every waiter still registered is done with -ECANCELED.  Accepts NULL; returns NULL. */
 struct amf *amf_free(struct amf *a);
 
-/* The configuration database's roles (shown in the status); a service group with
- * cdb-roles drives them, with token, the nodes' shared one (cdb.token-file;
- * NULL when not set).  Call once after amf_new().  Returns 0 or -ENOMEM. */
-struct ha;
-int amf_set_cdb(struct amf *a, struct ha *ha, const char *token);
+/* ---- observers ---------------------------------------------------------- */
 
-/* Reads the state a previous halod left in the store, then instantiates the
- * components of this node.  Returns 0 or -errno (the store read failed to start). */
-int amf_start(struct amf *a);
+enum amf_su_event {
+    AMF_SU_STATE,   /* in service, failing or fenced may have changed */
+    AMF_SU_ADMIN,   /* locked, unlocked, disabled or repaired */
+    AMF_SU_ADOPTED, /* every component of an adopted unit registered again */
+};
 
-/* Messages from components and haloctl, after the server validated them. */
-void amf_handle_msg(struct amf *a, struct conn *c, const LinkMsg *m);
-void amf_conn_closed(struct amf *a, struct conn *c, const char *reason);
-/* Everything queued for c was sent (server_handlers.on_drained). */
-void amf_conn_drained(struct amf *a, struct conn *c);
+enum amf_comp_event {
+    AMF_COMP_SPAWNED,    /* a process runs it (pid, start time) */
+    AMF_COMP_REGISTERED, /* it registered on its HA link (after the reply) */
+    AMF_COMP_FAILED,     /* the first failure of its unit's current recovery; reason says why */
+    AMF_COMP_EXITED,     /* its process ended (reason: how), or halod stopped watching it */
+};
+
+/*
+ * What the AMF tells whoever listens.  Every callback is optional and runs
+ * from inside the AMF's own processing: it reads the model and must not call
+ * a verb of this header (schedule the work instead).
+ */
+struct amf_observer {
+    /* A target or a confirmed role of si changed, or is about to (a decision,
+     * a target applied here, another node's assignment mirrored): called
+     * before any CSI set goes out, so read the outcome later. */
+    void (*assignment_changed)(void *userdata, struct si *si);
+    /* The confirmed assignments of si changed (its record). */
+    void (*si_changed)(void *userdata, struct si *si);
+    /* The model looked at sg again: the units' readiness may have changed. */
+    void (*sg_changed)(void *userdata, struct sg *sg);
+    void (*su_event)(void *userdata, struct su *su, enum amf_su_event ev);
+    void (*comp_event)(void *userdata, struct comp *c, enum amf_comp_event ev, const char *reason);
+};
+#define AMF_OBSERVERS_MAX 8
+/* Observers are called in the order they were added.  0, -ENOSPC. */
+int amf_observe(struct amf *a, const struct amf_observer *o, void *userdata);
+/* Removes an observer (o and userdata as added); nothing if it is not there. */
+void amf_unobserve(struct amf *a, const struct amf_observer *o, void *userdata);
+
+/* ---- placement: where a decision is carried out ------------------------- */
+
+struct amf_placement_ops {
+    /* Several nodes: other nodes' units are run by their own halod, and
+     * operator commands for them are refused here. */
+    bool distributed;
+    /* The deciding node set a's target: 0 to apply it here now (CSI set or
+     * remove to the unit's components), 1 when another node applies it (a
+     * waits for that node's confirmation: amf_confirmed()). */
+    int (*publish_target)(void *p, struct si *si, struct assignment *a);
+    /* This node has applied the target of one of its units: what it holds now (removed: nothing). */
+    void (*publish_confirmed)(void *p, struct si *si, const struct assignment *a, bool removed);
+    /* The deciding node dropped su's assignment of si. */
+    void (*forget)(void *p, struct si *si, struct su *su);
+};
+/* One node: everything is applied here (amf-placement-local.c); the default. */
+extern const struct amf_placement_ops amf_placement_local;
+void amf_set_placement(struct amf *a, const struct amf_placement_ops *ops, void *p);
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+/* The state a previous halod left is restored (amf_*_restore()): registrations
+ * are taken from now on, and this node's components are started. */
+void amf_set_ready(struct amf *a);
+/* Whether this AMF runs the redundancy models (one node: always; several: the coordinator). */
+void amf_set_deciding(struct amf *a, bool deciding);
+bool amf_deciding(const struct amf *a);
 
 /* Graceful stop: terminate callbacks, then SIGKILL after each component's
  * terminate timeout.  cb runs once every component process has exited. */
 typedef void (*amf_stopped_cb)(struct amf *a, void *userdata);
 void amf_stop(struct amf *a, amf_stopped_cb cb, void *userdata);
+bool amf_stopping(const struct amf *a);
 /* Immediate stop: SIGKILL every component now (second SIGTERM). */
 void amf_kill_all(struct amf *a);
 
-/* Several nodes: the membership module's events (cluster.h). */
-struct cluster;
-void amf_set_cluster(struct amf *a, struct cluster *c);
-void amf_cluster_joined(struct amf *a);
-void amf_cluster_coordinator(struct amf *a, bool coordinator);
-void amf_cluster_fence(struct amf *a);
+/* ---- the model, read-only ------------------------------------------------ */
 
-/* The cluster status as JSON (malloc'ed), the document haloctl and the HTTP API show. */
-char *amf_status_json(struct amf *a);
-/* POST /v1/events: an event, an array of them, or {"events": [...]}, checked
- * against the model and appended to the event queue.  0 (*reply: JSON),
- * -EINVAL / -ENOENT / -EAGAIN with *error set. */
-int amf_events_post(struct amf *a, const char *body, size_t len, char **reply, const char **error);
+const char *amf_node(const struct amf *a);
+const struct config *amf_config(const struct amf *a);
+struct sg *amf_sgs(struct amf *a, size_t *ret_n);
+struct su *amf_find_su(struct amf *a, const char *name);
+struct si *amf_find_si(struct amf *a, const char *name);
+struct comp *amf_find_comp(struct amf *a, const char *name);
+/* The SI owning a CSI, and the CSI's description; NULL if none. */
+struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi **ret);
+/* The registered component of this node on conn (a process registers one), or NULL. */
+struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn);
+/* The start time of c's process (clock ticks since boot, /proc/PID/stat), 0 if none or unknown. */
+unsigned long long amf_comp_starttime(const struct comp *c);
 
-/* The entrypoint document (coordinator, quorum, the ACTIVE of every SI marked
- * `entrypoint`); -EAGAIN while no coordinator is known. */
-int amf_entrypoint_json(struct amf *a, char **ret);
-/* Prometheus text exposition of the cluster as this node sees it. */
-int amf_metrics_text(struct amf *a, char **ret);
+/* ---- restoring a previous halod's state ------------------------------------ */
+
+/* Keeps a unit locked and/or disabled, as a previous halod left it. */
+void amf_su_restore(struct su *su, bool locked, bool disabled);
+/* A process a previous halod started for c (pid, start time in clock ticks
+ * since boot): adopted if it still runs and c may run, else killed and waited
+ * for.  Before amf_set_ready() only. */
+void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime);
+/* The SI's generation and its ACTIVE unit when the previous halod stopped. */
+void amf_si_restore(struct si *si, uint64_t generation, const char *active_su);
+/* One node: what an adopted unit held (ACTIVE or STANDBY) stands until it registers again. */
+void amf_si_restore_assignment(struct si *si, struct su *su, halo_ha_state state);
+
+/* ---- requests of components on the HA link (amf-link.c) --------------------
+ * Each answers on conn with the request's seq (io/server), then acts. */
+
+void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *proxy, bool resume,
+                       bool object_states);
+void amf_comp_unregister(struct amf *a, struct conn *conn, uint64_t seq, const char *comp);
+/* seq 0: no answer wanted. */
+void amf_response(struct amf *a, struct conn *conn, uint64_t seq, uint64_t invocation, int error,
+                  bool quiescing_complete);
+void amf_hc_start(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key,
+                  halo_hc_invoked invoked, halo_recovery recovery);
+void amf_hc_confirm(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key, int result);
+void amf_hc_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key);
+void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *comp);
+void amf_pg_track(struct amf *a, struct conn *conn, uint64_t seq, const char *csi, unsigned flags);
+void amf_pg_track_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *csi);
+void amf_ha_state_get(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *csi);
+/* conn is going away: its component has failed unless it unregistered. */
+void amf_conn_closed(struct amf *a, struct conn *conn, const char *reason);
+
+/* ---- operator verbs ---------------------------------------------------------
+ * Each returns 0 when done; 1 when w is told how it ends (switchover, lock:
+ * maybe already, from inside the call); or -HALO_EUNKNOWN, -HALO_EBADSTATE,
+ * -HALO_EEXIST, -ENOMEM, and then w is never called. */
+
+/* The commands, numbered as the HA link and the store's admin/ keys number them. */
+enum amf_op {
+    AMF_OP_SWITCHOVER = 2, /* target: an SI */
+    AMF_OP_LOCK = 3,       /* target: an SU */
+    AMF_OP_UNLOCK = 4,     /* target: an SU */
+    AMF_OP_RESTART = 5,    /* target: a component */
+    AMF_OP_REPAIR = 7,     /* target: an SU */
+};
+/* Runs op on target (the verbs below); -EOPNOTSUPP for another number. */
+int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w);
+/* Where op on target runs: NULL here, "" the deciding node (the coordinator), else a node's name. */
+const char *amf_op_where(struct amf *a, int op, const char *target);
+
+int amf_si_switchover(struct amf *a, const char *si, struct amf_waiter *w);
+int amf_su_lock(struct amf *a, const char *su, struct amf_waiter *w);
+int amf_su_unlock(struct amf *a, const char *su);
+int amf_comp_restart(struct amf *a, const char *comp);
+int amf_su_repair(struct amf *a, const char *su);
+/* A waiter's requester went away: the command goes on, nobody is told. */
+void amf_waiter_forget(struct amf *a, struct amf_waiter *w);
+
+/* ---- several nodes: what the store says (cluster/cluster-sync.c) ------------ */
+
+/* Another node's unit as its node published it (gone: its key is gone with the node's lease). */
+void amf_su_remote(struct su *su, const struct su_remote *r, bool gone);
+/* The deciding node's target for su's assignment of si: state, or 0 for
+ * REMOVED, with its generation.  A unit of this node applies it; another
+ * node's is mirrored. */
+void amf_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen);
+/* The deciding node deleted that target. */
+void amf_target_deleted(struct si *si, struct su *su);
+/* su's node confirmed it holds state (0: nothing) for gen. */
+void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t gen);
+/* This node lost its lease: the units holding more than a STANDBY (or adopted) fail now. */
+void amf_fence_local(struct amf *a, const char *why);
+/* The next generation of si, for a decision being published. */
+uint64_t amf_si_next_generation(struct si *si);

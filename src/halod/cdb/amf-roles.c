@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* CDB roles driven by the AMF: the node of a cdb-roles service group's ACTIVE unit is the primary, its STANDBY's a
- * secondary. */
-
 /*
- * Evaluated (on a zero timer, so once per loop turn whatever changed) after
- * every change of the group's assignments, as this node sees them:
+ * CDB roles driven by the AMF (amf-roles.h).  Evaluated on a zero timer, so
+ * once per loop turn whatever changed, after every change of the group's
+ * assignments as this node sees them:
  *
  *   this node's unit is the ACTIVE target           -> PRIMARY
  *   this node's unit is STANDBY, and another node's
@@ -15,35 +13,31 @@
  * The primary changes within the same loop turn as the CSI set ACTIVE is
  * sent, before the component can answer or commit.  A join that fails (the
  * new primary is not listening yet) or a primary lost makes ha.c call back,
- * and the roles are looked at again after AMF_CDB_RETRY_MSEC.
+ * and the roles are looked at again after AMF_ROLES_RETRY_MSEC.
  */
+#define LOG_AREA LOG_AREA_AMF
+#include "amf-roles.h"
+
+#include <errno.h>
 #include <stdlib.h>
 
-#include "amf-internal.h"
-#include "ha.h"
 #include "log.h"
 #include "macro.h"
 
-#define AMF_CDB_RETRY_MSEC 300
+#define AMF_ROLES_RETRY_MSEC 300
 
-static void on_roles_timer(uv_timer_t *t) {
-    amf_cdb_roles_evaluate(t->data);
-}
+struct amf_roles {
+    struct amf *amf;
+    struct ha *ha;
+    struct sg *sg;
+    uv_timer_t timer;
+};
 
-void amf_cdb_roles_schedule(struct amf *a, uint64_t delay_msec) {
-    if (!a->ha || !a->cdb_sg || a->stopping)
-        return;
-    if (delay_msec == 0 || !uv_is_active((uv_handle_t *)&a->cdb_timer))
-        uv_timer_start(&a->cdb_timer, on_roles_timer, delay_msec, 0);
-}
+static void schedule(struct amf_roles *r, uint64_t delay_msec);
 
-static void on_ha_changed(void *userdata) {
-    amf_cdb_roles_schedule(userdata, AMF_CDB_RETRY_MSEC);
-}
-
-void amf_cdb_roles_evaluate(struct amf *a) {
-    struct sg *sg = a->cdb_sg;
-    if (!a->ha || !sg || a->stopping || sg->n_sis == 0)
+static void evaluate(struct amf_roles *r) {
+    struct sg *sg = r->sg;
+    if (amf_stopping(r->amf) || sg->n_sis == 0)
         return;
     struct si *si = &sg->sis[0]; /* 2N: every SI of the group is ACTIVE on the same unit */
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
@@ -59,28 +53,95 @@ void amf_cdb_roles_evaluate(struct amf *a) {
         want = HA_STATE_PRIMARY;
     else if (local && act && act->confirmed && act->state == HALO_HA_ACTIVE) {
         struct assignment *mine = amf_si_find_su(si, local);
-        const struct config_node *n = config_find_node(a->config, act->su->cfg->node);
+        const struct config_node *n = config_find_node(amf_config(r->amf), act->su->cfg->node);
         if (mine && mine->target == HALO_HA_STANDBY && n && n->cdb_address) {
             want = HA_STATE_SECONDARY;
             primary = n->name;
             addr = n->cdb_address;
         }
     }
-    int r = ha_follow(a->ha, want, a->node, primary, addr);
-    if (r < 0) {
-        log_warning_errno(r, "Service group '%s': cannot make this node the CDB %s%s%s: %m", sg->name,
+    int e = ha_follow(r->ha, want, amf_node(r->amf), primary, addr);
+    if (e < 0) {
+        log_warning_errno(e, "Service group '%s': cannot make this node the CDB %s%s%s: %m", sg->name,
                           ha_state_name(want), primary ? " of " : "", primary ?: "");
-        amf_cdb_roles_schedule(a, AMF_CDB_RETRY_MSEC);
+        schedule(r, AMF_ROLES_RETRY_MSEC);
     }
 }
 
-int amf_cdb_roles_init(struct amf *a, struct ha *ha, const char *token) {
-    a->ha = ha; /* for the status, in any case */
-    for (size_t g = 0; g < a->n_sgs; g++)
-        if (a->sgs[g].cfg->cdb_roles)
-            a->cdb_sg = &a->sgs[g];
-    if (!a->cdb_sg || !ha || !token)
+static void on_timer(uv_timer_t *t) {
+    evaluate(t->data);
+}
+
+static void schedule(struct amf_roles *r, uint64_t delay_msec) {
+    if (amf_stopping(r->amf))
+        return;
+    if (delay_msec == 0 || !uv_is_active((uv_handle_t *)&r->timer))
+        uv_timer_start(&r->timer, on_timer, delay_msec, 0);
+}
+
+static void on_assignment_changed(void *userdata, struct si *si) {
+    struct amf_roles *r = userdata;
+    if (si->sg == r->sg)
+        schedule(r, 0); /* before the component can act on its new role */
+}
+
+static void on_sg_changed(void *userdata, struct sg *sg) {
+    struct amf_roles *r = userdata;
+    if (sg == r->sg)
+        schedule(r, 0);
+}
+
+static void on_ha_changed(void *userdata) {
+    schedule(userdata, AMF_ROLES_RETRY_MSEC);
+}
+
+static const struct amf_observer observer = {
+    .assignment_changed = on_assignment_changed,
+    .sg_changed = on_sg_changed,
+};
+
+int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, struct amf_roles **ret) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(a, &n_sgs), *sg = NULL;
+    *ret = NULL;
+    for (size_t g = 0; g < n_sgs; g++)
+        if (sgs[g].cfg->cdb_roles)
+            sg = &sgs[g];
+    if (!sg || !ha || !token)
         return 0;
-    log_info("The CDB roles follow service group '%s'", a->cdb_sg->name);
-    return ha_set_driven(ha, a->cdb_sg->name, token, on_ha_changed, a);
+    struct amf_roles *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    *r = (struct amf_roles){.amf = a, .ha = ha, .sg = sg};
+    int e = amf_observe(a, &observer, r);
+    if (e < 0) {
+        free(r);
+        return e;
+    }
+    uv_timer_init(loop, &r->timer);
+    r->timer.data = r;
+    log_info("The CDB roles follow service group '%s'", sg->name);
+    e = ha_set_driven(ha, sg->name, token, on_ha_changed, r);
+    if (e < 0) {
+        amf_roles_free(r);
+        return e;
+    }
+    *ret = r;
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+struct amf_roles *amf_roles_free(struct amf_roles *r) {
+    if (!r)
+        return NULL;
+    amf_unobserve(r->amf, &observer, r);
+    uv_close((uv_handle_t *)&r->timer, on_closed);
+    return NULL;
+}
+
+const char *amf_roles_sg(const struct amf_roles *r) {
+    return r ? r->sg->name : NULL;
 }

@@ -76,13 +76,13 @@ void cdb_link_set_role(struct cdb_link *l, const struct cdb_link_role *role, voi
 void cdb_link_conn_closed(struct cdb_link *l, struct conn *c) {
     struct sub *s, *next;
     struct req *q;
-    LIST_FOREACH_SAFE(subs, s, next, &l->subs) {
+    LIST_FOREACH_SAFE (subs, s, next, &l->subs) {
         if (s->conn == c) {
             LIST_REMOVE(subs, &l->subs, s);
             free(s);
         }
     }
-    LIST_FOREACH(reqs, q, &l->reqs) {
+    LIST_FOREACH (reqs, q, &l->reqs) {
         if (q->conn == c)
             q->conn = NULL;
     }
@@ -111,7 +111,7 @@ static void on_change(struct cdb *db, const cdb_txid *id, const struct cdb_op *o
             goto finish;
         }
     }
-    LIST_FOREACH(subs, s, &l->subs) {
+    LIST_FOREACH (subs, s, &l->subs) {
         Halo__Link__CdbChange ch = HALO__LINK__CDB_CHANGE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
         size_t k = 0;
@@ -295,7 +295,7 @@ static int handle_get(struct cdb_link *l, struct conn *c, const Halo__Link__CdbG
 static int handle_subscribe(struct cdb_link *l, struct conn *c, const Halo__Link__CdbSubscribe *m) {
     struct sub *s;
     size_t n = 0;
-    LIST_FOREACH(subs, s, &l->subs) {
+    LIST_FOREACH (subs, s, &l->subs) {
         if (s->conn == c) {
             if (s->id == m->id)
                 return -HALO_EEXIST;
@@ -316,7 +316,7 @@ static int handle_subscribe(struct cdb_link *l, struct conn *c, const Halo__Link
 
 static int handle_unsubscribe(struct cdb_link *l, struct conn *c, const Halo__Link__CdbUnsubscribe *m) {
     struct sub *s;
-    LIST_FOREACH(subs, s, &l->subs) {
+    LIST_FOREACH (subs, s, &l->subs) {
         if (s->conn == c && s->id == m->id) {
             LIST_REMOVE(subs, &l->subs, s);
             free(s);

@@ -567,7 +567,7 @@ static void flush_now(struct cdb *c) {
     if (c->wal_pages >= CDB_WAL_RESTART_PAGES && !c->ckpt_running)
         (void)sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     r = exec_sql(c->db, "BEGIN IMMEDIATE");
-    LIST_FOREACH(pending, p, &batch) {
+    LIST_FOREACH (pending, p, &batch) {
         if (r < 0)
             break;
         if (p->fixed_id)

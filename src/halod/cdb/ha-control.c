@@ -111,7 +111,7 @@ void ha_control_notify(struct ha *h, Halo__Ha__Notification__Type type, const ch
     n.reason = (char *)(reason ?: "");
     m.body_case = HALO__HA__CONTROL__BODY_NOTIFICATION;
     m.notification = &n;
-    LIST_FOREACH_SAFE(conns, c, next, &h->conns) {
+    LIST_FOREACH_SAFE (conns, c, next, &h->conns) {
         if (c->kind != CONN_NOTIFY)
             continue;
         if (uv_stream_get_write_queue_size(&c->u.stream) > HA_NOTIFY_QUEUE_MAX || ctl_send(c, &m) < 0) {

@@ -31,11 +31,11 @@ static void release_waiters(struct repl *r) {
     uint64_t upto = r->seq;
     struct peer *d;
     struct waiter *w, *next;
-    LIST_FOREACH(downs, d, &r->downs) {
+    LIST_FOREACH (downs, d, &r->downs) {
         if (d->phase == PHASE_STREAM) /* a secondary still copying holds nobody back */
             upto = MIN(upto, MAX(d->acked, d->base_seq));
     }
-    LIST_FOREACH_SAFE(waiters, w, next, &r->waiters) {
+    LIST_FOREACH_SAFE (waiters, w, next, &r->waiters) {
         if (w->seq <= upto) {
             LIST_REMOVE(waiters, &r->waiters, w);
             w->done(w->arg, 0);
@@ -185,7 +185,7 @@ static int queue_add(struct peer *p, struct blob *b) {
 void repl_serve_on_group_end(struct cdb *db, void *userdata) {
     struct repl *r = userdata;
     struct peer *d, *next;
-    LIST_FOREACH_SAFE(downs, d, next, &r->downs) {
+    LIST_FOREACH_SAFE (downs, d, next, &r->downs) {
         if (!d->n_cork)
             continue;
         int k = repl_conn_send_blobs(d, d->cork, d->n_cork);
@@ -231,7 +231,7 @@ void repl_serve_on_commit(struct cdb *db, const cdb_txid *id, const struct cdb_o
     m.body_case = HALO__HA__REPL__BODY_TXN;
     m.txn = &t;
     struct blob *b = repl_conn_blob_pack(&m);
-    LIST_FOREACH_SAFE(downs, d, next, &r->downs) {
+    LIST_FOREACH_SAFE (downs, d, next, &r->downs) {
         int k = b ? 0 : -ENOMEM;
         if (k == 0 && d->phase == PHASE_STREAM)
             k = cork_add(d, b);
@@ -298,7 +298,7 @@ static void down_hello(struct peer *p, const Halo__Ha__Hello *h) {
     struct repl *r = p->r;
     struct peer *d;
     /* Only one connection per secondary name: a newer one replaces it. */
-    LIST_FOREACH(downs, d, &r->downs) {
+    LIST_FOREACH (downs, d, &r->downs) {
         if (d != p && streq(d->nodeid, h->nodeid) && d->phase != PHASE_HELLO) {
             repl_conn_close(d, -HALO_ECLOSED, "it connected again");
             break;
@@ -388,8 +388,8 @@ static void on_connection(uv_stream_t *server, int status) {
     size_t n = 0;
     if (status < 0)
         return;
-    LIST_FOREACH(downs, d, &r->downs)
-    n++;
+    LIST_FOREACH (downs, d, &r->downs)
+        n++;
     struct peer *p = repl_conn_new(r, PEER_DOWN);
     if (!p)
         return;
@@ -454,7 +454,7 @@ bool repl_serving(const struct repl *r) {
 void repl_stop_serving(struct repl *r, const char *reason) {
     struct peer *d, *next;
     repl_serve_fail_waiters(r, -HALO_ECLOSED); /* before the secondaries go: they would release them as replicated */
-    LIST_FOREACH_SAFE(downs, d, next, &r->downs) {
+    LIST_FOREACH_SAFE (downs, d, next, &r->downs) {
         repl_conn_send_error(d, -HALO_ECLOSED, reason);
         repl_conn_close(d, -HALO_ECLOSED, reason);
     }
@@ -464,7 +464,7 @@ void repl_stop_serving(struct repl *r, const char *reason) {
 
 void repl_secondary_dead(struct repl *r, const char *nodeid) {
     struct peer *d, *next;
-    LIST_FOREACH_SAFE(downs, d, next, &r->downs) {
+    LIST_FOREACH_SAFE (downs, d, next, &r->downs) {
         if (streq(d->nodeid, nodeid))
             repl_conn_close(d, -HALO_ECLOSED, "declared dead by the application");
     }
@@ -472,7 +472,7 @@ void repl_secondary_dead(struct repl *r, const char *nodeid) {
 
 void repl_secondaries(struct repl *r, void (*fn)(const char *nodeid, const char *addr, void *ud), void *ud) {
     struct peer *d;
-    LIST_FOREACH(downs, d, &r->downs) {
+    LIST_FOREACH (downs, d, &r->downs) {
         if (d->phase == PHASE_COPY || d->phase == PHASE_STREAM)
             fn(d->nodeid, d->addr, ud);
     }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keys.h"
 #include "log.h"
 #include "macro.h"
 #include "time-util.h"
@@ -401,12 +402,16 @@ int cluster_new(const struct cluster_params *p, struct cluster **ret) {
     c->ttl_asked = c->ttl = p->ttl > 0 ? p->ttl : 2;
     c->prefix = strdup(p->prefix);
     c->node = strdup(p->node);
-    if (!c->prefix || !c->node || asprintf(&c->node_key, "%snodes/%s", p->prefix, p->node) < 0 ||
-        asprintf(&c->leader_key, "%sleader", p->prefix) < 0) {
-        c->node_key = c->leader_key = NULL;
+    char node_key[STORE_KEY_MAX], leader_key[STORE_KEY_MAX];
+    if (key_name(node_key, p->prefix, KEY_NODES, p->node) >= 0 && key_leader(leader_key, p->prefix) >= 0) {
+        c->node_key = strdup(node_key);
+        c->leader_key = strdup(leader_key);
+    }
+    if (!c->prefix || !c->node || !c->node_key || !c->leader_key) {
         free(c->prefix);
         free(c->node);
         free(c->node_key);
+        free(c->leader_key);
         free(c);
         return -ENOMEM;
     }

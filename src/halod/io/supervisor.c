@@ -70,9 +70,9 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
 
 static struct proc *find_proc(struct supervisor *s, pid_t pid) {
     struct proc *p;
-    LIST_FOREACH(procs, p, &s->procs)
-    if (p->pid == pid)
-        return p;
+    LIST_FOREACH (procs, p, &s->procs)
+        if (p->pid == pid)
+            return p;
     return NULL;
 }
 
@@ -124,8 +124,8 @@ struct supervisor *supervisor_free(struct supervisor *s) {
     if (!s)
         return NULL;
     struct proc *p;
-    LIST_FOREACH(procs, p, &s->procs)
-    p->cb = NULL;
+    LIST_FOREACH (procs, p, &s->procs)
+        p->cb = NULL;
     uv_close((uv_handle_t *)&s->sigchld, sup_close_cb);
     return NULL;
 }

@@ -308,8 +308,8 @@ int eq_batch_ops(struct queue *q, struct batch *b, size_t *ret_n) {
     struct consumer *c = &q->consumer;
     size_t n = 0;
     struct pending *p;
-    LIST_FOREACH(pending, p, &b->entries)
-    b->ops[n++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
+    LIST_FOREACH (pending, p, &b->entries)
+        b->ops[n++] = (store_op){.type = STORE_OP_DELETE, .key = p->key, .key_len = p->key_len};
     if (b->partial)
         b->ops[n++] = (store_op){.type = STORE_OP_PUT,
                                  .key = b->partial->key,

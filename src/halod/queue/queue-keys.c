@@ -6,13 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keys.h"
 #include "macro.h"
 #include "parse-util.h"
 #include "queue-internal.h"
 #include "strprintf.h"
-
-/* Width of the zero-padded numbers in keys: every uint64_t fits. */
-#define KEY_NUMBER_DIGITS 20
 
 void queue_keys_done(struct queue_keys *k) {
     char *all[] = {k->eq, k->eq_node, k->bq, k->bq_seq, k->delivered, k->delivered_node, k->state, k->state_seq};
@@ -21,16 +19,22 @@ void queue_keys_done(struct queue_keys *k) {
     *k = (struct queue_keys){0};
 }
 
+/* A key built into buf (n: the builder's result), copied; NULL on failure. */
+static char *dup_key(int n, const char *buf) {
+    return n < 0 ? NULL : strdup(buf);
+}
+
 int queue_keys_init(struct queue_keys *k, const char *prefix, const char *node) {
+    char b[STORE_KEY_MAX];
     *k = (struct queue_keys){
-        .eq = strprintf("%seq/", prefix),
-        .eq_node = strprintf("%seq/%s/", prefix, node),
-        .bq = strprintf("%sbq/", prefix),
-        .bq_seq = strprintf("%sbq-seq", prefix),
-        .delivered = strprintf("%sbq-delivered/", prefix),
-        .delivered_node = strprintf("%sbq-delivered/%s", prefix, node),
-        .state = strprintf("%sstate/", prefix),
-        .state_seq = strprintf("%sstate-seq", prefix),
+        .eq = dup_key(key_dir(b, prefix, KEY_EQ), b),
+        .eq_node = dup_key(key_eq_node(b, prefix, node), b),
+        .bq = dup_key(key_dir(b, prefix, KEY_BQ), b),
+        .bq_seq = dup_key(key_bq_seq(b, prefix), b),
+        .delivered = dup_key(key_dir(b, prefix, KEY_BQ_DELIVERED), b),
+        .delivered_node = dup_key(key_name(b, prefix, KEY_BQ_DELIVERED, node), b),
+        .state = dup_key(key_dir(b, prefix, KEY_STATE), b),
+        .state_seq = dup_key(key_state_seq(b, prefix), b),
     };
     if (!k->eq || !k->eq_node || !k->bq || !k->bq_seq || !k->delivered || !k->delivered_node || !k->state ||
         !k->state_seq) {

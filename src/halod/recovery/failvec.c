@@ -8,11 +8,12 @@
 #include <string.h>
 
 #include "failvec.h"
+#include "keys.h"
 #include "log.h"
 #include "macro.h"
+#include "parse-util.h"
 #include "strprintf.h"
 
-#define SEQ_DIGITS 20
 /* GETs in one load transaction. */
 #define LOAD_CHUNK 64
 
@@ -83,14 +84,9 @@ static void failvec_unref(struct failvec *f) {
     free(f);
 }
 
-char *failvec_epoch_key(const char *prefix, const char *process_object) {
-    char *k;
-    return asprintf(&k, "%s%s/current_epoch", prefix, process_object) < 0 ? NULL : k;
-}
-
-char *failvec_prefix(const char *prefix, const char *process_object, int64_t epoch) {
-    char *k;
-    return asprintf(&k, "%sfailvec/%s/%" PRId64, prefix, process_object, epoch) < 0 ? NULL : k;
+/* A key built into buf (n: the builder's result), copied for an op that outlives the call; NULL on failure. */
+static char *dup_key(int n, const char *buf) {
+    return n < 0 ? NULL : strdup(buf);
 }
 
 int failvec_new(store *s, struct queue *q, const char *prefix, const struct recovery_model *model,
@@ -151,15 +147,8 @@ static void load_call_free(struct load_call *lc) {
 }
 
 static bool parse_count(const store_kv *kv, uint64_t *ret) {
-    char buf[32];
-    if (kv->value_len == 0 || kv->value_len >= sizeof(buf))
-        return false;
-    memcpy(buf, kv->value, kv->value_len);
-    buf[kv->value_len] = 0;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(buf, &end, 10);
-    if (errno || *end || buf[0] == '-' || v > INT64_MAX)
+    uint64_t v;
+    if (parse_u64_n(kv->value, kv->value_len, &v) < 0 || v > INT64_MAX)
         return false;
     *ret = v;
     return true;
@@ -217,11 +206,9 @@ static void load_next(struct failvec *f) {
             struct fv_proc *fp = &f->procs[f->load_at];
             if (!fp->p || (lc->step == 1 && fp->epoch < 0))
                 continue;
-            char *k = NULL;
-            if (lc->step == 0)
-                k = failvec_epoch_key(f->prefix, fp->p->object);
-            else if (asprintf(&k, "%sfailvec/%s/%" PRId64 "/nr_failures", f->prefix, fp->p->object, fp->epoch) < 0)
-                k = NULL;
+            char kb[STORE_KEY_MAX];
+            char *k = lc->step == 0 ? dup_key(key_current_epoch(kb, f->prefix, fp->p->object), kb)
+                                    : dup_key(key_failvec_count(kb, f->prefix, fp->p->object, fp->epoch), kb);
             if (!k) {
                 nomem = true;
                 break;
@@ -435,34 +422,34 @@ static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
         if (!fp->p || (!fp->touched && !fp->opened && !fp->has_old && !fp->state))
             continue;
         const char *o = fp->p->object;
+        char kb[STORE_KEY_MAX];
         size_t s = 0;
         proc_ops_free(fp);
         if (fp->has_old) {
             r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                    strprintf("%sfailvec/%s/%" PRId64 "/%0*" PRIu64, f->prefix, o, fp->old_epoch, SEQ_DIGITS,
-                              fp->old_first),
+                    dup_key(key_failvec_chunk(kb, f->prefix, o, fp->old_epoch, fp->old_first), kb),
                     fp->old_chunk ? strprintf("[%s]", fp->old_chunk) : NULL);
             s++;
             if (r >= 0)
                 r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                        strprintf("%sfailvec/%s/%" PRId64 "/nr_failures", f->prefix, o, fp->old_epoch),
+                        dup_key(key_failvec_count(kb, f->prefix, o, fp->old_epoch), kb),
                         strprintf("%" PRIu64, fp->old_nr));
             s++;
         }
         if (r >= 0 && fp->opened) {
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s], failvec_epoch_key(f->prefix, o),
+            r = put(ops, &n, room, &fp->k[s], &fp->v[s], dup_key(key_current_epoch(kb, f->prefix, o), kb),
                     strprintf("%" PRId64, fp->b_epoch));
             s++;
             if (r >= 0)
-                r = put(ops, &n, room, &fp->k[s], &fp->v[s], failvec_prefix(f->prefix, o, fp->b_epoch),
+                r = put(ops, &n, room, &fp->k[s], &fp->v[s],
+                        dup_key(key_failvec_epoch(kb, f->prefix, o, fp->b_epoch), kb),
                         strprintf("{\"epoch\":%" PRId64 ",\"hlc\":\"%" PRIu64 "\",\"seq\":%" PRIu64 "}", fp->b_epoch,
                                   fp->b_hlc, fp->b_open_seq));
             s++;
             if (r >= 0 && fp->b_epoch >= 2) {
                 /* The epoch two before goes: its record, then everything under it. */
-                char *rec = failvec_prefix(f->prefix, o, fp->b_epoch - 2), *under = NULL;
-                if (rec && asprintf(&under, "%s/", rec) < 0)
-                    under = NULL;
+                char *rec = dup_key(key_failvec_epoch(kb, f->prefix, o, fp->b_epoch - 2), kb);
+                char *under = dup_key(key_failvec_chunks(kb, f->prefix, o, fp->b_epoch - 2), kb);
                 fp->k[s++] = rec;
                 fp->k[s++] = under;
                 if (!rec || !under)
@@ -476,19 +463,18 @@ static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
             }
         }
         if (r >= 0 && fp->chunk_len > 0) {
-            r = put(
-                ops, &n, room, &fp->k[s], &fp->v[s],
-                strprintf("%sfailvec/%s/%" PRId64 "/%0*" PRIu64, f->prefix, o, fp->b_epoch, SEQ_DIGITS, fp->b_first),
-                strprintf("[%s]", fp->chunk));
+            r = put(ops, &n, room, &fp->k[s], &fp->v[s],
+                    dup_key(key_failvec_chunk(kb, f->prefix, o, fp->b_epoch, fp->b_first), kb),
+                    strprintf("[%s]", fp->chunk));
             s++;
         }
         if (r >= 0 && fp->touched)
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                    strprintf("%sfailvec/%s/%" PRId64 "/nr_failures", f->prefix, o, fp->b_epoch),
+            r = put(ops, &n, room, &fp->k[s], &fp->v[s], dup_key(key_failvec_count(kb, f->prefix, o, fp->b_epoch), kb),
                     strprintf("%" PRIu64, fp->b_nr));
         s++;
         if (r >= 0 && fp->state)
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s], strprintf("%sstate/%s", f->prefix, o), strdup(fp->state));
+            r = put(ops, &n, room, &fp->k[s], &fp->v[s], dup_key(key_name(kb, f->prefix, KEY_STATE, o), kb),
+                    strdup(fp->state));
     }
     if (r < 0)
         log_warning_errno(r, "Failed to write the failure vectors of a batch: %m");

@@ -45,7 +45,3 @@ extern const struct eq_writer failvec_writer;
 /* A pool process's epoch as the consumer sees it now (the batch being built
  * included), QUEUE_EPOCH_NONE if it has none or is not known yet. */
 int64_t failvec_epoch(const struct failvec *f, const struct rm_process *p);
-
-/* Keys, for readers (haloctl, the local recovery): malloc'ed, NULL on -ENOMEM. */
-char *failvec_epoch_key(const char *prefix, const char *process_object);
-char *failvec_prefix(const char *prefix, const char *process_object, int64_t epoch);

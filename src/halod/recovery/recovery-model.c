@@ -24,13 +24,6 @@ static int proc_cmp(const void *a, const void *b) {
     return strcmp((*x)->object, (*y)->object);
 }
 
-void rm_object_part(char *out, size_t n, const char *name) {
-    snprintf(out, n, "%s", name);
-    for (char *p = out; *p; p++)
-        if (*p == '/')
-            *p = ':';
-}
-
 int rm_new(const struct config *c, struct recovery_model **ret) {
     size_t n = 0;
     for (size_t g = 0; g < c->n_sgs; g++)
@@ -52,7 +45,7 @@ int rm_new(const struct config *c, struct recovery_model **ret) {
                 const struct config_component *cc = &c->sgs[g].sus[u].components[k];
                 struct rm_process *p = &m->procs[m->n_procs];
                 char part[QUEUE_OBJECT_MAX];
-                rm_object_part(part, sizeof(part), cc->name);
+                queue_object_part(part, sizeof(part), cc->name);
                 size_t longest = strlen(part);
                 for (size_t i = 0; i < cc->n_services; i++)
                     longest = MAX(longest, strlen(part) + 1 + strlen(cc->services[i]));

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "queue-report.h"
 #include "queue.h"
 
 struct rm_process {
@@ -42,8 +43,6 @@ struct recovery_model *rm_free(struct recovery_model *m); /* accepts NULL; retur
  * nodes and objects outside the model. */
 const struct rm_process *rm_owner(const struct recovery_model *m, const char *object);
 const struct rm_process *rm_find(const struct recovery_model *m, const char *process_object);
-/* The part of an object name for a description name: '/' written ':' ("su/comp" -> "su:comp"). */
-void rm_object_part(char *out, size_t n, const char *name);
 /* The process of a component, by its name in the description. */
 const struct rm_process *rm_component(const struct recovery_model *m, const char *component);
 /* Every component, in description order. */

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The life cycle of a component's process: spawn with its environment, the
+ * instantiate and terminate timeouts, its exit.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "amf-internal.h"
+#include "link-pack.h"
+#include "log.h"
+#include "macro.h"
+
+void amf_proc_exited(struct proc *p, int status, void *userdata) {
+    struct comp *c = userdata;
+    char buf[128];
+
+    proc_status_to_string(status, buf, sizeof(buf));
+    free(c->last_exit);
+    c->last_exit = strdup(buf);
+    c->proc = NULL;
+    c->pid = 0;
+    uv_timer_stop(&c->timer);
+    amf_notify_comp(c, AMF_COMP_EXITED, buf);
+    if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING) {
+        log_debug("Component '%s' (%s) %s", c->name, c->su->name, buf);
+        c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
+        if (c->amf->stopping)
+            amf_stop_check(c->amf);
+        else if (c->su->failing)
+            amf_su_failure_settled(c->su);
+        else
+            amf_comp_fail(c, "ended after terminate");
+        return;
+    }
+    amf_comp_fail(c, buf);
+}
+
+void amf_comp_on_timer(uv_timer_t *t) {
+    struct comp *c = t->data;
+    char buf[32];
+    if (c->presence == PRESENCE_INSTANTIATING)
+        amf_comp_fail(c, "did not register within its instantiate timeout");
+    else if (c->presence == PRESENCE_TERMINATING && c->proc) {
+        log_warning("Component '%s' did not exit within %s of terminate; killing it", c->name,
+                    format_duration(buf, sizeof(buf), c->cfg->timeouts.terminate));
+        (void)proc_kill(c->proc, SIGKILL);
+    }
+}
+
+void amf_comp_instantiate(struct comp *c) {
+    struct amf *a = c->amf;
+    c->adopted = false;
+    c->object_states = false;
+    const struct config_component *cc = c->cfg;
+    char **argv = calloc(cc->n_args + 2, sizeof(char *));
+    char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
+    char **env = calloc(cc->n_env + 4, sizeof(char *));
+    char **envbufs = calloc(cc->n_env + 1, sizeof(char *));
+    int r = -ENOMEM;
+
+    if (!argv || !env || !envbufs)
+        goto out;
+    argv[0] = cc->command;
+    for (size_t i = 0; i < cc->n_args; i++)
+        argv[i + 1] = cc->args[i];
+    size_t k = 0;
+    for (size_t i = 0; i < cc->n_env; i++) {
+        if (asprintf(&envbufs[i], "%s=%s", cc->env[i].name, cc->env[i].value) < 0) {
+            envbufs[i] = NULL;
+            goto out;
+        }
+        env[k++] = envbufs[i];
+    }
+    snprintf(env_sock, sizeof(env_sock), "HALO_SOCKET=%s", a->socket_path);
+    snprintf(env_comp, sizeof(env_comp), "HALO_COMPONENT=%s", c->name);
+    snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
+    env[k++] = env_sock;
+    env[k++] = env_comp;
+    env[k++] = env_node;
+
+    struct spawn_params sp = {.path = cc->command, .argv = argv, .env = env, .workdir = cc->workdir};
+    r = supervisor_spawn(a->sup, &sp, amf_proc_exited, c, &c->proc);
+out:
+    if (envbufs)
+        for (size_t i = 0; i < cc->n_env; i++)
+            free(envbufs[i]);
+    free(envbufs);
+    free(env);
+    free(argv);
+    if (r < 0) {
+        log_error_errno(r, "Failed to spawn component '%s': %m", c->name);
+        c->proc = NULL;
+        amf_su_fail(c->su, "spawn failed");
+        return;
+    }
+    c->pid = proc_pid(c->proc);
+    c->presence = PRESENCE_INSTANTIATING;
+    c->spawned_at = now_monotonic_usec();
+    c->restarts++;
+    log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    uv_timer_start(&c->timer, amf_comp_on_timer, cc->timeouts.instantiate / 1000, 0);
+    amf_notify_comp(c, AMF_COMP_SPAWNED, NULL);
+}
+
+void amf_comp_terminate(struct comp *c) {
+    if (!c->proc)
+        return;
+    c->presence = PRESENCE_TERMINATING;
+    amf_hc_stop_all(c);
+    uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+    if (!c->conn) {
+        (void)proc_kill(c->proc, SIGTERM);
+        return;
+    }
+    struct invocation *inv = amf_inv_new(c, INV_TERMINATE, c->cfg->timeouts.terminate);
+    if (!inv) {
+        (void)proc_kill(c->proc, SIGKILL);
+        return;
+    }
+    uint8_t buf[LINK_MSG_MAX];
+    amf_comp_send(c, buf, link_pack_terminate(inv->id, c->name, buf, sizeof(buf)));
+}

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Failures of service units: fencing (SIGKILL to every process of the unit),
+ * dropping its assignments so the model promotes the standby at once, the
+ * restart limit with its window, and the restart with bounded backoff.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+#include "server.h"
+
+static void on_restart_timer(uv_timer_t *t) {
+    struct su *su = t->data;
+    if (su->amf->stopping || su->oper == SU_DISABLED)
+        return;
+    su->failing = false;
+    su->admin_restart = false;
+    log_info("Restarting service unit '%s'", su->name);
+    for (size_t i = 0; i < su->n_comps; i++)
+        amf_comp_instantiate(&su->comps[i]);
+}
+
+/* The SIs waiting for su's processes to be gone may now fail over. */
+static void su_fence_done(struct su *su) {
+    struct sg *sg = su->sg;
+    bool any = false;
+    uv_timer_stop(&su->fence_timer);
+    amf_notify_su(su, AMF_SU_STATE);
+    for (size_t i = 0; i < sg->n_sis; i++)
+        if (sg->sis[i].fencing == su) {
+            sg->sis[i].fencing = NULL;
+            any = true;
+        }
+    if (any && su->amf->deciding)
+        amf_sg_evaluate(sg);
+}
+
+static void on_fence_timeout(uv_timer_t *t) {
+    struct su *su = t->data;
+    log_error("Processes of service unit '%s' did not die within its terminate timeout after SIGKILL; "
+              "failing over anyway",
+              su->name);
+    su_fence_done(su);
+}
+
+void amf_su_failure_settled(struct su *su) {
+    struct amf *a = su->amf;
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].proc)
+            return;
+    su_fence_done(su);
+    if (a->stopping) {
+        amf_stop_check(a);
+        return;
+    }
+    if (su->oper == SU_DISABLED)
+        return;
+    usec_t delay = 0;
+    if (!su->admin_restart) {
+        const struct config_restart *rc = &su->comps[0].cfg->restart;
+        delay = su->delay ? su->delay : rc->delay;
+        su->delay = MIN(delay * 2, rc->delay_max);
+    }
+    char buf[32];
+    log_info("Service unit '%s' restarts in %s", su->name, format_duration(buf, sizeof(buf), delay));
+    for (size_t i = 0; i < su->n_comps; i++)
+        su->comps[i].presence = PRESENCE_RESTARTING;
+    uv_timer_start(&su->restart_timer, on_restart_timer, delay / 1000, 0);
+}
+
+/* Counts a failure against the restart limit; returns true if the SU may restart. */
+static bool su_count_failure(struct su *su) {
+    const struct config_restart *rc = &su->comps[0].cfg->restart;
+    usec_t now = now_monotonic_usec();
+    unsigned k = 0;
+
+    for (unsigned i = 0; i < su->n_fail_times; i++)
+        if (now - su->fail_times[i] < rc->window)
+            su->fail_times[k++] = su->fail_times[i];
+    su->n_fail_times = k;
+    if (su->n_fail_times < rc->max + 1) {
+        if (su->n_fail_times == su->cap_fail_times) {
+            unsigned cap = MIN(MAX(su->cap_fail_times * 2, 4u), rc->max + 1);
+            usec_t *t = reallocarray(su->fail_times, cap, sizeof(*t));
+            if (!t) {
+                /* Never past the limit for want of memory: no restart. */
+                log_error("Out of memory counting the failures of service unit '%s': not restarting it", su->name);
+                return false;
+            }
+            su->fail_times = t;
+            su->cap_fail_times = cap;
+        }
+        su->fail_times[su->n_fail_times++] = now;
+    }
+    /* A run longer than `stable` resets the backoff. */
+    bool stable = true;
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].spawned_at && now - su->comps[i].spawned_at < rc->stable)
+            stable = false;
+    if (stable)
+        su->delay = 0;
+    return su->n_fail_times <= rc->max;
+}
+
+/* Fence first: nothing of the failed SU may run once the standby is ACTIVE. */
+static void su_fence(struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        if (c->proc)
+            (void)proc_kill(c->proc, SIGKILL);
+        uv_timer_stop(&c->timer);
+        amf_hc_stop_all(c);
+        amf_inv_cancel_comp(c);
+        if (c->conn) {
+            struct conn *conn = c->conn;
+            c->conn = NULL;
+            /* The link of a fenced process is of no further use. */
+            server_conn_set_data(conn, NULL);
+        }
+        c->presence = c->proc ? PRESENCE_TERMINATING : PRESENCE_RESTARTING;
+    }
+}
+
+/*
+ * Recovery of an SU (SU failover, the 2N default): fence it, drop its
+ * assignments so the model promotes the standby at once, then restart it.
+ */
+void amf_su_fail(struct su *su, const char *why) {
+    struct amf *a = su->amf;
+    if (su->failing)
+        return;
+    su->failing = true;
+    su->adopting = false;
+    free(su->last_failure);
+    su->last_failure = strdup(why);
+    if (!a->stopping)
+        log_warning("Service unit '%s' failed: %s", su->name, why);
+    su_fence(su);
+
+    bool may_restart = su->admin_restart || a->stopping || su_count_failure(su);
+    if (!may_restart) {
+        su->oper = SU_DISABLED;
+        log_error("Service unit '%s' failed %u times within its restart window; disabled until 'haloctl repair %s'",
+                  su->name, su->n_fail_times, su->name);
+        for (size_t i = 0; i < su->n_comps; i++)
+            if (!su->comps[i].proc)
+                su->comps[i].presence = PRESENCE_FAILED;
+        amf_notify_su(su, AMF_SU_ADMIN);
+    }
+
+    bool alive = false;
+    for (size_t i = 0; i < su->n_comps; i++)
+        alive = alive || su->comps[i].proc;
+
+    /* Drop every assignment of the SU; the model reacts in amf_sg_evaluate(). */
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        struct si *si = &sg->sis[i];
+        struct assignment *as = amf_si_find_su(si, su);
+        if (!as)
+            continue;
+        if (alive && as->target != HALO_HA_STANDBY && !a->stopping) {
+            si->fencing = su;
+            uv_timer_start(&su->fence_timer, on_fence_timeout, su->comps[0].cfg->timeouts.terminate / 1000, 0);
+        }
+        amf_asg_clear(si, as);
+        si->generation++;
+        if (si->switchover)
+            amf_switchover_done(si, -HALO_ECOMPFAILED);
+    }
+    amf_sg_evaluate(sg);
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        amf_notify_si(&sg->sis[i]);
+        amf_pg_notify(a, &sg->sis[i]);
+    }
+    amf_su_failure_settled(su);
+}
+
+void amf_comp_fail(struct comp *c, const char *why) {
+    char buf[512];
+    snprintf(buf, sizeof(buf), "component '%s' %s", c->name, why);
+    if (!c->su->failing)
+        amf_notify_comp(c, AMF_COMP_FAILED, why);
+    amf_su_fail(c->su, buf);
+}
+
+/* ---- several nodes ---- */
+
+void amf_fence_local(struct amf *a, const char *why) {
+    for (size_t g = 0; g < a->n_sgs; g++) {
+        struct sg *sg = &a->sgs[g];
+        for (size_t u = 0; u < sg->n_sus; u++) {
+            struct su *su = &sg->sus[u];
+            if (!su->local || su->failing)
+                continue;
+            bool fail = su->adopting; /* what it holds is not ours to trust any more */
+            for (size_t i = 0; i < sg->n_sis && !fail; i++) {
+                struct assignment *as = amf_si_find_su(&sg->sis[i], su);
+                fail = as && as->target != HALO_HA_STANDBY;
+            }
+            if (fail) {
+                su->admin_restart = true; /* not counted against its restart limit */
+                amf_su_fail(su, why);
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The AMF's model as this node sees it: service groups, their service units
+ * and components, service instances and their assignments.
+ *
+ * The layers above the AMF (cluster sync, CDB roles, recovery, events,
+ * status) read these structures, in the observer callbacks and between
+ * them, and never write them: every change goes through a verb of amf.h, so
+ * that the AMF alone decides what a change implies.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+#include "halo/halo.h"
+#include "time-util.h"
+
+struct amf;
+struct conn;
+struct proc;
+struct hc;
+
+enum presence {
+    PRESENCE_UNINSTANTIATED,
+    PRESENCE_INSTANTIATING, /* spawned (or adopted), not registered yet */
+    PRESENCE_INSTANTIATED,  /* registered */
+    PRESENCE_TERMINATING,   /* terminate callback sent or being killed */
+    PRESENCE_RESTARTING,    /* dead, waiting for the restart delay */
+    PRESENCE_FAILED,        /* not restarted: restart limit reached or spawn failed */
+    _PRESENCE_MAX,
+};
+const char *presence_to_string(enum presence p);
+
+enum su_admin { SU_UNLOCKED, SU_LOCKED };
+enum su_oper { SU_ENABLED, SU_DISABLED };
+
+/*
+ * Someone waiting for an operator command to complete (haloctl on this node,
+ * or another node that forwarded the command).  The AMF calls done() exactly
+ * once, with 0 or -errno, and forgets the waiter: done() frees it if it must.
+ */
+struct amf_waiter {
+    void (*done)(struct amf_waiter *w, int error);
+};
+
+struct comp {
+    struct amf *amf;
+    struct su *su;
+    const struct config_component *cfg;
+    const char *name;
+    enum presence presence;
+    struct proc *proc;
+    pid_t pid;
+    struct conn *conn; /* the HA link it registered on; NULL when not registered */
+    uv_timer_t timer;  /* instantiate or terminate timeout */
+    struct hc *hcs;
+    usec_t spawned_at;
+    unsigned restarts; /* processes started, for status */
+    char *last_exit;
+    bool adopted;       /* started by a previous halod, watched through a pidfd */
+    bool object_states; /* its registration asked for the cluster's object states */
+};
+
+/* What another node's halod published of one of its units (several nodes). */
+struct su_remote {
+    bool known; /* its node published it */
+    bool in_service;
+    bool failing; /* fencing or restarting after a failure */
+    bool fenced;  /* none of its processes runs */
+};
+
+struct su {
+    struct amf *amf;
+    struct sg *sg;
+    const struct config_su *cfg;
+    const char *name;
+    bool local; /* on this node */
+    struct comp *comps;
+    size_t n_comps;
+    enum su_admin admin;
+    enum su_oper oper;
+    bool failing;                          /* a failure is being recovered: waiting for its processes to end */
+    bool admin_restart;                    /* the failure is an operator's restart: no backoff, not counted */
+    bool adopting;                         /* its processes outlived a previous halod: waiting for them to register
+                                            * again; its assignments were restored and stand still meanwhile */
+    usec_t *fail_times;                    /* recent failures within the restart window, at most restart.max + 1 */
+    unsigned n_fail_times, cap_fail_times; /* grown as failures come: most units never fail */
+    usec_t delay;                          /* next restart delay */
+    uv_timer_t restart_timer;
+    uv_timer_t fence_timer; /* bounds the wait for fenced processes to die */
+    char *last_failure;
+    struct amf_waiter *waiter; /* lock: done when the SU holds no assignment */
+    struct su_remote remote;   /* a unit of another node: what its node published */
+};
+
+struct assignment {
+    struct su *su;        /* NULL: slot unused */
+    halo_ha_state state;  /* confirmed */
+    halo_ha_state target; /* requested; == state when nothing is in flight */
+    unsigned pending;     /* invocations in flight (or: another node's confirmation awaited) */
+    bool removing;        /* CSI remove in flight: the slot frees when pending reaches 0 */
+    bool confirmed;       /* state was confirmed at least once */
+    uint64_t gen;         /* several nodes: the generation of the target (target/<si>/<su>) */
+};
+
+#define SI_ASSIGNMENTS_MAX 2
+
+struct si {
+    struct amf *amf;
+    struct sg *sg;
+    const struct config_si *cfg;
+    const char *name;
+    struct assignment asg[SI_ASSIGNMENTS_MAX];
+    bool switchover;        /* an operator asked to move ACTIVE to the standby */
+    uint64_t generation;    /* bumped on every confirmed change, persisted */
+    char *preferred_active; /* from the store after a restart */
+    struct amf_waiter *waiter;
+    usec_t unassigned_since;
+    struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
+};
+
+struct redundancy_ops;
+
+struct sg {
+    struct amf *amf;
+    const struct config_sg *cfg;
+    const char *name;
+    struct su *sus;
+    size_t n_sus;
+    struct si *sis;
+    size_t n_sis;
+    const struct redundancy_ops *ops;
+};
+
+/* The SI's assignment whose target is state, or NULL. */
+static inline struct assignment *amf_si_find(struct si *si, halo_ha_state state) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].target == state)
+            return &si->asg[i];
+    return NULL;
+}
+
+/* The SI's assignment on su, or NULL. */
+static inline struct assignment *amf_si_find_su(struct si *si, const struct su *su) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su == su)
+            return &si->asg[i];
+    return NULL;
+}
+
+/* Whether an invocation for one of the SI's assignments is in flight. */
+static inline bool amf_si_busy(const struct si *si) {
+    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+        if (si->asg[i].su && si->asg[i].pending)
+            return true;
+    return false;
+}
+
+/* Whether the unit can take an assignment now (on another node: as its node last published). */
+bool amf_su_in_service(const struct su *su);

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The AMF on several nodes: what the store says of other nodes' units and of
+ * the deciding node's targets, applied to the model.  Every halod keeps the
+ * same view of every SI's assignments; only the deciding one (the
+ * coordinator) runs the redundancy models over it, and each node applies the
+ * targets of its own units.
+ *
+ * A failover to another node: the failed unit's node fences it (SIGKILL,
+ * waits until reaped) and reports it failing, then fenced; the coordinator
+ * drops the unit's assignments at once but promotes the standby only once it
+ * is fenced (or once its node's lease is gone: a node that cannot renew its
+ * lease has fenced itself before etcd lets it expire).
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+
+/* A remote unit stopped being in service: forget its assignments; a non-STANDBY
+ * one blocks the SI until the unit is fenced. */
+static void remote_su_down(struct su *su, bool fenced) {
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        struct si *si = &sg->sis[i];
+        struct assignment *as = amf_si_find_su(si, su);
+        if (as) {
+            if (!fenced && as->target != HALO_HA_STANDBY)
+                si->fencing = su;
+            if (si->switchover)
+                amf_switchover_done(si, -HALO_ECOMPFAILED);
+            amf_asg_clear(si, as);
+        }
+        if (fenced && si->fencing == su)
+            si->fencing = NULL;
+    }
+}
+
+void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
+    if (su->local)
+        return; /* ours: we know better */
+    struct su_remote now = gone ? (struct su_remote){.fenced = true} : *r;
+    now.known = !gone;
+    if (memcmp(&now, &su->remote, sizeof(now)) == 0)
+        return;
+    su->remote = now;
+    if (gone)
+        log_info("Service unit '%s' is gone with its node", su->name);
+    if (!now.in_service)
+        remote_su_down(su, now.fenced);
+    amf_sg_evaluate(su->sg);
+}
+
+/* A mirror of another node's assignment, for status and for a takeover. */
+static void mirror_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
+    struct assignment *as = amf_asg_slot(si, su);
+    if (!as)
+        return;
+    as->gen = gen;
+    as->removing = state == 0;
+    if (state)
+        as->target = state;
+    as->pending = 1;
+    amf_notify_assignment(si);
+}
+
+static void apply_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
+    struct amf *a = si->amf;
+    struct assignment *as = amf_si_find_su(si, su);
+    if (state == 0) {
+        if (!as) {
+            struct assignment tmp = {.su = su, .gen = gen};
+            a->placement->publish_confirmed(a->placement_data, si, &tmp, true);
+            return;
+        }
+        log_info("Removing '%s' from '%s'", si->name, su->name);
+        as->gen = gen;
+        as->removing = true;
+        amf_notify_assignment(si);
+        (void)amf_asg_send_remove(si, as);
+        return;
+    }
+    if (!amf_su_in_service(su)) {
+        log_info("Target %s of '%s' for '%s' ignored: the unit is not in service", halo_ha_state_to_string(state),
+                 si->name, su->name);
+        return;
+    }
+    halo_csi_transition tr = HALO_CSI_NEW_ASSIGN;
+    if (state == HALO_HA_ACTIVE && as)
+        tr = as->state == HALO_HA_QUIESCED ? HALO_CSI_STILL_ACTIVE : HALO_CSI_NOT_QUIESCED;
+    else if (state == HALO_HA_ACTIVE && amf_si_find(si, HALO_HA_QUIESCED))
+        tr = HALO_CSI_QUIESCED;
+    as = amf_asg_slot(si, su);
+    if (!as)
+        return;
+    log_info("Assigning '%s' to '%s' as %s", si->name, su->name, halo_ha_state_to_string(state));
+    as->target = state;
+    as->removing = false;
+    as->gen = gen;
+    amf_notify_assignment(si);
+    (void)amf_asg_send_set(si, su, as, tr);
+}
+
+void amf_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
+    struct amf *a = si->amf;
+    if (gen > si->generation)
+        si->generation = gen;
+    if (a->deciding)
+        return; /* our own decision coming back */
+    struct assignment *as = amf_si_find_su(si, su);
+    if (as && as->gen >= gen)
+        return;
+    if (su->local)
+        apply_target(si, su, state, gen);
+    else
+        mirror_target(si, su, state, gen);
+}
+
+void amf_target_deleted(struct si *si, struct su *su) {
+    struct amf *a = si->amf;
+    struct assignment *as = amf_si_find_su(si, su);
+    if (!as || a->deciding)
+        return;
+    if (su->local && !su->failing) {
+        /* The coordinator dropped what we hold: it saw this node die. */
+        su->admin_restart = true;
+        amf_su_fail(su, "the coordinator withdrew its assignment");
+        return;
+    }
+    amf_asg_clear(si, as);
+    amf_sg_evaluate(si->sg);
+}
+
+/* What our adopted processes hold, as the previous halod confirmed it. */
+static void adopt_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
+    if (!su->adopting || amf_si_find_su(si, su) || (state != HALO_HA_ACTIVE && state != HALO_HA_STANDBY) || gen == 0)
+        return;
+    struct assignment *as = amf_asg_slot(si, su);
+    if (!as)
+        return;
+    *as = (struct assignment){.su = su, .state = state, .target = state, .confirmed = true, .gen = gen};
+    if (gen > si->generation)
+        si->generation = gen;
+    log_info("'%s' stays %s for '%s' (adopted)", su->name, halo_ha_state_to_string(state), si->name);
+}
+
+void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
+    struct amf *a = si->amf;
+    if (su->local) {
+        adopt_confirmed(si, su, state, gen);
+        return;
+    }
+    struct assignment *as = amf_si_find_su(si, su);
+    if (!as || gen != as->gen || !as->pending)
+        return;
+    if (a->deciding) {
+        amf_asg_step_done(si, su);
+        return;
+    }
+    /* A mirror. */
+    as->pending = 0;
+    if (state == 0)
+        amf_asg_clear(si, as);
+    else {
+        as->state = as->target = state;
+        as->confirmed = true;
+    }
+    amf_notify_assignment(si);
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a previous halod left, taken back before this one serves: locked and
+ * disabled units, the processes it started (adopted, or killed when they
+ * cannot be), the generation and ACTIVE unit of each SI.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+#include "process-util.h"
+
+unsigned long long amf_comp_starttime(const struct comp *c) {
+    return c->pid ? process_start_time(c->pid) : 0;
+}
+
+/* A previous halod died and left component processes behind (they are ours
+ * by pid and start time).  Adopt them: they keep running and serving, their
+ * assignments are restored, and they have their instantiate timeout to
+ * register again (libhalo reconnects by itself).  A process that cannot be
+ * adopted is killed and waited for, or two instances would serve. */
+void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
+    struct amf *a = c->amf;
+    if (!c->su->local || pid <= 1 || starttime == 0 || a->ready)
+        return;
+    if (process_start_time(pid) != starttime)
+        return;
+    if (c->su->oper != SU_DISABLED && c->su->admin == SU_UNLOCKED && !c->proc &&
+        supervisor_adopt(a->sup, pid, amf_proc_exited, c, &c->proc) == 0) {
+        log_notice("Adopting component '%s' (pid %d), left running by the previous halod", c->name, (int)pid);
+        c->pid = pid;
+        c->adopted = true;
+        c->presence = PRESENCE_INSTANTIATING;
+        c->su->adopting = true;
+        c->spawned_at = now_monotonic_usec();
+        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.instantiate / 1000, 0);
+        return;
+    }
+    log_warning("Component '%s' (pid %d) survived a previous halod and cannot be adopted; stopping it", c->name,
+                (int)pid);
+    /* Its pidfd polls readable once it has exited, reaped or not (it is not our child). */
+    int pidfd = process_pidfd_open(pid);
+    if (kill(-pid, SIGKILL) < 0)
+        (void)kill(pid, SIGKILL);
+    if (pidfd < 0)
+        return;
+    /* Wait before anything new starts, or the old and the new instance would overlap:
+     * this runs once at start, before the loop serves anyone, and is bounded. */
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    if (poll(&p, 1, 2000) == 0)
+        log_error("Leftover component '%s' (pid %d) did not die within 2 s of SIGKILL", c->name, (int)pid);
+    close(pidfd);
+}
+
+void amf_su_restore(struct su *su, bool locked, bool disabled) {
+    if (locked) {
+        su->admin = SU_LOCKED;
+        log_info("Service unit '%s' stays locked, as it was before the restart", su->name);
+    }
+    if (disabled) {
+        su->oper = SU_DISABLED;
+        for (size_t i = 0; i < su->n_comps; i++)
+            su->comps[i].presence = PRESENCE_FAILED;
+        log_warning("Service unit '%s' stays disabled, as it was before the restart; 'haloctl repair %s' starts it",
+                    su->name, su->name);
+    }
+}
+
+void amf_si_restore(struct si *si, uint64_t generation, const char *active_su) {
+    si->generation = generation;
+    if (active_su) {
+        free(si->preferred_active);
+        si->preferred_active = strdup(active_su);
+    }
+}
+
+void amf_si_restore_assignment(struct si *si, struct su *su, halo_ha_state state) {
+    if (!su->adopting || su->sg != si->sg)
+        return;
+    struct assignment *as = amf_asg_slot(si, su);
+    if (!as)
+        return;
+    as->state = as->target = state;
+    as->confirmed = true;
+    log_info("'%s' stays %s for '%s' (adopted)", su->name, halo_ha_state_to_string(state), si->name);
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CDB roles driven by the AMF: the node of a cdb-roles service group's ACTIVE
+ * unit is the configuration database's primary, its STANDBY's a secondary.
+ * An observer of the AMF's assignments of that group.
+ */
+#pragma once
+
+#include <uv.h>
+
+#include "amf.h"
+#include "ha.h"
+
+struct amf_roles;
+
+/* Follows the service group marked cdb-roles, if any, with token (the nodes'
+ * shared one; NULL when not set: then the roles are not driven).  *ret is
+ * NULL when nothing is driven.  0, -ENOMEM, -ENOSPC. */
+int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, struct amf_roles **ret);
+/* Accepts NULL; returns NULL.  Run the loop once more for its timer to close. */
+struct amf_roles *amf_roles_free(struct amf_roles *r);
+/* The service group the roles follow (for the status), NULL if none. */
+const char *amf_roles_sg(const struct amf_roles *r);

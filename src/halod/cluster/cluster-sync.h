@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The AMF on several nodes, kept in step through the store.  Every halod
+ * follows the cluster's keys (docs/store.md, Several nodes) and applies them
+ * to its AMF; it publishes what the AMF decides (targets, on the coordinator)
+ * and what it holds (confirmed roles, the units' state).  Registers itself as
+ * the AMF's placement and as one of its observers.
+ *
+ *   sustate/<su>        the SU's node: whether it is in service, failing, and
+ *                       whether its processes are all gone (under the node lease,
+ *                       so a dead node's SUs vanish with it)
+ *   target/<si>/<su>    the coordinator: the role su must hold for si, with a
+ *                       generation; written only while the leader key is still
+ *                       the one it won (a deposed coordinator's write is refused)
+ *   confirmed/<si>/<su> the SU's node: the role it holds after applying the
+ *                       target of that generation
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "amf.h"
+#include "cluster-forward.h"
+#include "cluster.h"
+#include "queue-report.h"
+#include "store.h"
+
+struct cluster_sync;
+
+struct cluster_sync_params {
+    store *store;
+    const char *prefix; /* copied */
+    const char *node;   /* copied */
+    struct amf *amf;
+    struct cluster *cluster;
+    struct cluster_forward *forward;
+    struct queue_reporter *reporter; /* nodes seen leaving are reported FAILED */
+};
+int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **ret);
+/* Stops following.  Accepts NULL; returns NULL. */
+struct cluster_sync *cluster_sync_free(struct cluster_sync *s);
+
+/* Reads the cluster's keys into the AMF, then follows them; cb runs once the
+ * first read is applied (error: it failed, and following goes on).  0 or -errno. */
+typedef void (*cluster_sync_loaded_cb)(void *userdata, int error);
+int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *userdata);
+
+/* The membership's events (cluster.h). */
+void cluster_sync_joined(struct cluster_sync *s);
+void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator);
+void cluster_sync_fenced(struct cluster_sync *s);
+
+/* Whether node holds its lease, as the store says: 1, 0 (it left), -ENOENT (never seen). */
+int cluster_sync_node(const struct cluster_sync *s, const char *node);
+/* The nodes holding their lease (at most max); how many. */
+size_t cluster_sync_live_nodes(const struct cluster_sync *s, const char **out, size_t max);

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/* The manager's state, read by the top layer's files: dispatch.c, status.c (not below them). */
+#pragma once
+
+#include "amf-persist.h"
+#include "amf-roles.h"
+#include "amf.h"
+#include "cdb-link.h"
+#include "cdb.h"
+#include "cluster-forward.h"
+#include "cluster-sync.h"
+#include "cluster.h"
+#include "config.h"
+#include "events.h"
+#include "ha.h"
+#include "http.h"
+#include "lease-file.h"
+#include "link.h"
+#include "list.h"
+#include "manager.h"
+#include "queue-report.h"
+#include "queue.h"
+#include "recovery-coord.h"
+#include "recovery-local.h"
+#include "recovery-model.h"
+#include "server.h"
+#include "store.h"
+#include "supervisor.h"
+
+struct admin_wait;
+
+struct manager {
+    uv_loop_t *loop;
+    struct manager_options opt;
+    struct config *config;
+    const char *node;
+    char prefix[STORE_KEY_MAX]; /* "/halo/<cluster>/" */
+    char socket[PATH_MAX];
+    char store_name[PATH_MAX];
+    store *store;
+    struct supervisor *sup;
+    struct server *server;
+    struct http_server *http;
+    struct lease_file *lease; /* several nodes: the deadline the processes enforce */
+    /* The AMF and its observers. */
+    struct amf *amf;
+    struct amf_persist *persist;
+    struct queue *queue;
+    struct queue_reporter *reporter;
+    struct recovery_model *model;
+    struct recovery_local *recovery;
+    struct recovery_coord *coord;
+    struct events *events;
+    /* Several nodes (etcd). */
+    struct cluster *cluster;
+    struct cluster_forward *forward;
+    struct cluster_sync *sync;
+    /* The configuration database. */
+    struct cdb *cdb;
+    struct cdb_link *cdb_link;
+    struct ha *ha;
+    struct amf_roles *roles;
+    /* haloctl's commands waiting for the AMF (dispatch.c). */
+    LIST_HEAD(struct admin_wait) waits;
+    uv_signal_t sigterm, sigint;
+    bool signals;        /* sigterm and sigint are open */
+    bool amf_closed;     /* its handles are closing */
+    bool cluster_closed; /* the lease is given up, the timers are closing */
+    unsigned n_term;
+    int lock_fd;
+};
+
+/* dispatch.c: the HA link's messages, one switch per peer. */
+void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg);
+void dispatch_conn_closed(struct manager *m, struct conn *c, const char *reason);
+void dispatch_conn_drained(struct manager *m, struct conn *c);
+void dispatch_free(struct manager *m);
+
+/* status.c: the documents composed from every subsystem. */
+/* The coordinator's name (one node: this one), NULL while none is known. */
+const char *status_coordinator(struct manager *m);
+char *status_json(struct manager *m);
+int status_metrics(struct manager *m, char **ret_text);
+/* The entrypoint document; recovery: the asking process must recover first. -EAGAIN while no coordinator is known. */
+int status_entrypoint(struct manager *m, bool recovery, char **ret_json);

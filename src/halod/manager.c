@@ -1,0 +1,546 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * halod's context (manager.h): builds every subsystem, wires them, starts
+ * them in the order the state is read back, stops them in reverse.
+ *
+ * Start: the AMF's own records (amf-persist) -> several nodes: the cluster's
+ * keys (cluster-sync) -> the recovery states and the BQ reader -> the AMF is
+ * ready: registrations are taken and this node's components start.
+ */
+#define LOG_AREA LOG_AREA_MAIN
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "keys.h"
+#include "log.h"
+#include "macro.h"
+#include "manager-internal.h"
+#include "parse-util.h"
+
+/* Exactly one halod per state directory. */
+static int take_lock(const char *dir, int *ret_fd) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/halod.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+static const char *pick_node(const struct config *c, const char *want) {
+    if (want)
+        return config_find_node(c, want) ? want : NULL;
+    if (c->n_nodes == 1)
+        return c->nodes[0].name;
+    static char host[HOST_NAME_MAX + 1];
+    if (gethostname(host, sizeof(host)) == 0 && config_find_node(c, host))
+        return host;
+    return NULL;
+}
+
+/* The token file: one line of 1 to LINK_NAME_MAX printable bytes (a trailing newline is dropped). */
+static int read_token(const char *path, char *buf, size_t size) {
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, size - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n == 0 || (size_t)n > LINK_NAME_MAX)
+        return -EINVAL;
+    for (ssize_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+            return -EINVAL;
+    return 0;
+}
+
+/* "URL,URL,..." -> endpoints (pointers into s, which is modified). */
+static size_t split_endpoints(char *s, const char **out, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+        if (*t)
+            out[n++] = t;
+    return n;
+}
+
+/* ---- the HA link and the HTTP API, to their owners ---- */
+
+static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
+    struct manager *m = userdata;
+    if (m->cdb_link && cdb_link_handle_msg(m->cdb_link, c, msg))
+        return;
+    dispatch_msg(m, c, msg);
+}
+
+static void on_server_close(struct conn *c, const char *reason, void *userdata) {
+    struct manager *m = userdata;
+    if (m->cdb_link)
+        cdb_link_conn_closed(m->cdb_link, c);
+    dispatch_conn_closed(m, c, reason);
+}
+
+static void on_server_drained(struct conn *c, void *userdata) {
+    dispatch_conn_drained(userdata, c);
+}
+
+static int on_http_status(void *userdata, char **json) {
+    *json = status_json(userdata);
+    return *json ? 0 : -ENOMEM;
+}
+
+static int on_http_metrics(void *userdata, char **text) {
+    return status_metrics(userdata, text);
+}
+
+static int on_http_entrypoint(void *userdata, char **json) {
+    return status_entrypoint(userdata, false, json);
+}
+
+static int on_http_events(void *userdata, const char *body, size_t len, char **reply, const char **error) {
+    struct manager *m = userdata;
+    return events_post(m->events, body, len, reply, error);
+}
+
+static const struct http_handlers http_handlers = {
+    .status = on_http_status,
+    .events = on_http_events,
+    .metrics = on_http_metrics,
+    .entrypoint = on_http_entrypoint,
+};
+
+/* ---- membership ---- */
+
+static void on_cluster_joined(struct cluster *c, void *userdata) {
+    struct manager *m = userdata;
+    cluster_sync_joined(m->sync);
+}
+
+static void on_cluster_coordinator(struct cluster *c, bool coordinator, void *userdata) {
+    struct manager *m = userdata;
+    recovery_coord_set(m->coord, coordinator);
+    cluster_sync_coordinator(m->sync, coordinator);
+}
+
+static void on_cluster_fence(struct cluster *c, void *userdata) {
+    struct manager *m = userdata;
+    recovery_coord_set(m->coord, false);
+    cluster_sync_fenced(m->sync);
+    /* Its ACTIVE processes are killed: the others may stay while halod is here. */
+    lease_file_set(m->lease, LINK_LEASE_NONE);
+}
+
+static void on_cluster_renewed(struct cluster *c, uint64_t deadline_usec, void *userdata) {
+    struct manager *m = userdata;
+    lease_file_set(m->lease, deadline_usec);
+}
+
+static const struct cluster_handlers cluster_handlers = {
+    .on_joined = on_cluster_joined,
+    .on_coordinator = on_cluster_coordinator,
+    .on_fence = on_cluster_fence,
+    .on_renewed = on_cluster_renewed,
+};
+
+/* ---- building ---- */
+
+static int open_store(struct manager *m) {
+    int r;
+    if (m->opt.etcd) {
+        const char *eps[16];
+        _cleanup_free_ char *copy = strdup(m->opt.etcd);
+        size_t n = copy ? split_endpoints(copy, eps, ELEMENTSOF(eps)) : 0;
+        if (n == 0)
+            return log_error("--etcd wants one or more URLs separated by commas, like http://127.0.0.1:2379"), -EINVAL;
+        snprintf(m->store_name, sizeof(m->store_name), "etcd %s", m->opt.etcd);
+        r = store_etcd_new(m->loop, eps, n, &m->store);
+    } else {
+        snprintf(m->store_name, sizeof(m->store_name), "%s/store.db", m->opt.state_dir);
+        r = store_sqlite_new(m->loop, m->store_name, &m->store);
+    }
+    if (r < 0)
+        return log_error_errno(r, "Failed to open the store '%s': %m", m->store_name);
+    return 0;
+}
+
+/* The socket path components get in their environment: absolute. */
+static int socket_path(struct manager *m) {
+    char *sock = m->socket;
+    if (m->opt.socket)
+        snprintf(sock, sizeof(m->socket), "%s", m->opt.socket);
+    else
+        snprintf(sock, sizeof(m->socket), "%s/halod.sock", m->opt.state_dir);
+    if (sock[0] == '/')
+        return 0;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) + 1 + strlen(sock) >= sizeof(m->socket))
+        return log_error("Socket path '%s' is too long", sock), -ENAMETOOLONG;
+    memmove(sock + strlen(cwd) + 1, sock, strlen(sock) + 1);
+    memcpy(sock, cwd, strlen(cwd));
+    sock[strlen(cwd)] = '/';
+    return 0;
+}
+
+static int open_cdb(struct manager *m) {
+    char cdb_path[PATH_MAX], ha_path[PATH_MAX];
+    snprintf(cdb_path, sizeof(cdb_path), "%s/cdb.db", m->opt.state_dir);
+    int r = cdb_open(m->loop, cdb_path, m->node, &m->cdb);
+    if (r >= 0)
+        r = cdb_link_new(m->cdb, &m->cdb_link);
+    if (r < 0)
+        return log_error_errno(r, "Failed to open the configuration database '%s': %m", cdb_path);
+    /* Next to the HA link's socket by default, where haloctl looks for it. */
+    if (m->opt.ha_socket)
+        snprintf(ha_path, sizeof(ha_path), "%s", m->opt.ha_socket);
+    else {
+        const char *slash = strrchr(m->socket, '/');
+        snprintf(ha_path, sizeof(ha_path), "%.*s/ha.sock", slash ? (int)(slash - m->socket) : 1,
+                 slash ? m->socket : ".");
+    }
+    const struct config_node *self = config_find_node(m->config, m->node);
+    const char *listen = m->opt.cdb_listen ?: self && self->cdb_address ? self->cdb_address : "0.0.0.0:4570";
+    struct ha_params hp = {.loop = m->loop,
+                           .db = m->cdb,
+                           .link = m->cdb_link,
+                           .control_path = ha_path,
+                           .control_tcp = m->opt.ha_control,
+                           .repl_listen = listen,
+                           .tick_msec = m->config->cdb.tick / USEC_PER_MSEC,
+                           .dead_msec = m->config->cdb.dead_after / USEC_PER_MSEC,
+                           .async = m->config->cdb.async};
+    r = ha_new(&hp, &m->ha);
+    if (r == -EINVAL)
+        return log_error("--cdb-listen and --ha-control want ADDR:PORT with a numeric address, like "
+                         "127.0.0.1:4570 or [::1]:4570"),
+               r;
+    if (r == -EADDRNOTAVAIL)
+        return log_error("--ha-control must be a loopback address (127.0.0.0/8 or ::1): it sets the "
+                         "cluster's token"),
+               r;
+    if (r < 0)
+        return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path);
+    char token[LINK_NAME_MAX + 2] = "";
+    if (m->config->cdb.token_file) {
+        r = read_token(m->config->cdb.token_file, token, sizeof(token));
+        if (r < 0)
+            return log_error_errno(r, "Failed to read the CDB token from '%s': %m", m->config->cdb.token_file);
+    }
+    r = amf_roles_new(m->loop, m->amf, m->ha, *token ? token : NULL, &m->roles);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the CDB roles: %m");
+    return 0;
+}
+
+/* The AMF, the event queues and the recovery around it. */
+static int build_amf(struct manager *m) {
+    struct amf_params ap = {
+        .loop = m->loop, .config = m->config, .node = m->node, .socket_path = m->socket, .sup = m->sup};
+    int r = amf_new(&ap, &m->amf);
+    if (r >= 0)
+        r = amf_persist_new(m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the AMF: %m");
+    struct queue_params qp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
+    r = queue_new(&qp, &m->queue);
+    if (r >= 0)
+        r = queue_reporter_new(m->loop, m->queue, m->node, &m->reporter);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the event queues: %m");
+    r = rm_new(m->config, &m->model);
+    if (r < 0) /* halod --check refuses what rm_new() would */
+        log_warning_errno(r, "No recovery model (HA state rules and failure expansion are off): %m");
+    struct recovery_local_params rp = {.amf = m->amf,
+                                       .store = m->store,
+                                       .prefix = m->prefix,
+                                       .queue = m->queue,
+                                       .reporter = m->reporter,
+                                       .model = m->model};
+    r = recovery_local_new(&rp, &m->recovery);
+    if (r >= 0) {
+        struct events_params ep = {.loop = m->loop,
+                                   .store = m->store,
+                                   .prefix = m->prefix,
+                                   .amf = m->amf,
+                                   .queue = m->queue,
+                                   .model = m->model};
+        r = events_new(&ep, &m->events);
+    }
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the recovery and the events: %m");
+    return 0;
+}
+
+/* Several nodes: membership, the forwarded commands, the sync of the AMF. */
+static int build_cluster(struct manager *m) {
+    struct cluster_params cp = {.loop = m->loop,
+                                .store = m->store,
+                                .prefix = m->prefix,
+                                .node = m->node,
+                                .ttl = m->opt.lease_ttl,
+                                .handlers = &cluster_handlers,
+                                .userdata = m};
+    int r = cluster_new(&cp, &m->cluster);
+    if (r >= 0) {
+        struct cluster_forward_params fp = {
+            .store = m->store, .prefix = m->prefix, .node = m->node, .amf = m->amf, .cluster = m->cluster};
+        r = cluster_forward_new(&fp, &m->forward);
+    }
+    if (r >= 0) {
+        struct cluster_sync_params sp = {.store = m->store,
+                                         .prefix = m->prefix,
+                                         .node = m->node,
+                                         .amf = m->amf,
+                                         .cluster = m->cluster,
+                                         .forward = m->forward,
+                                         .reporter = m->reporter};
+        r = cluster_sync_new(&sp, &m->sync);
+    }
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the membership: %m");
+    /* Next to the socket, which the processes reach; the same file across restarts. */
+    char lease[PATH_MAX];
+    if (snprintf(lease, sizeof(lease), "%s.lease", m->socket) >= (int)sizeof(lease))
+        return log_error("The socket path '%s' is too long", m->socket), -ENAMETOOLONG;
+    r = lease_file_open(lease, &m->lease);
+    if (r >= 0)
+        r = server_set_lease_file(m->server, lease);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the lease file '%s': %m", lease);
+    return 0;
+}
+
+static int build_coord(struct manager *m) {
+    struct recovery_coord_params cp = {.loop = m->loop,
+                                       .store = m->store,
+                                       .prefix = m->prefix,
+                                       .node = m->node,
+                                       .queue = m->queue,
+                                       .model = m->model,
+                                       .pools = m->config->n_pools > 0,
+                                       .cluster = m->cluster,
+                                       .sync = m->sync};
+    int r = recovery_coord_new(&cp, &m->coord);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the event queue's consumer: %m");
+    return 0;
+}
+
+static int open_http(struct manager *m) {
+    char addr[128];
+    uint16_t port = 0;
+    if (streq(m->opt.http, "none"))
+        return 0;
+    if (parse_host_port(m->opt.http, addr, sizeof(addr), &port) < 0 || !*addr)
+        return log_error("--http wants ADDR:PORT (like 127.0.0.1:7680 or [::1]:7680) or 'none', not '%s'", m->opt.http),
+               -EINVAL;
+    int r = http_server_new(m->loop, addr, port, &http_handlers, m, &m->http);
+    if (r < 0 && m->opt.http_given)
+        return log_error_errno(r, "Failed to serve HTTP on %s: %m", m->opt.http);
+    if (r < 0)
+        log_warning_errno(r, "No HTTP API: cannot listen on %s (another halod?): %m; pick one with --http",
+                          m->opt.http);
+    else
+        log_info("HTTP API on http://%s:%u/", addr, (unsigned)http_server_port(m->http));
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum);
+
+int manager_new(const struct manager_options *o, struct manager **ret) {
+    _cleanup_free_ char *errors = NULL;
+    struct manager *m = calloc(1, sizeof(*m));
+    if (!m)
+        return log_error_errno(-ENOMEM, "Out of memory");
+    m->opt = *o;
+    m->lock_fd = -1;
+    *ret = m; /* manager_free() takes what was built, whatever fails below */
+    int r = config_load(o->config_path, &m->config, &errors);
+    if (r < 0) {
+        if (errors && *errors)
+            fputs(errors, stderr);
+        return log_error_errno(r, "Failed to load the cluster description '%s': %m", o->config_path);
+    }
+    m->node = pick_node(m->config, o->node);
+    if (!m->node)
+        return log_error(o->node ? "Node '%s' is not in the cluster description"
+                                 : "Cannot tell which node this is; pass --node NAME%s",
+                         o->node ?: ""),
+               -ENOENT;
+    if (key_prefix(m->prefix, m->config->cluster) < 0)
+        return log_error("The cluster name '%s' is too long", m->config->cluster), -ENAMETOOLONG;
+    if (mkdir(o->state_dir, 0700) < 0 && errno != EEXIST)
+        return log_error_errno(errno, "Failed to create the state directory '%s': %m", o->state_dir);
+    r = take_lock(o->state_dir, &m->lock_fd);
+    if (r < 0)
+        return log_error_errno(r,
+                               r == -EBUSY ? "Another halod runs on state directory '%s'"
+                                           : "Failed to lock the state directory '%s': %m",
+                               o->state_dir);
+    m->loop = uv_default_loop();
+    if ((r = open_store(m)) < 0 || (r = socket_path(m)) < 0)
+        return r;
+    r = supervisor_new(m->loop, &m->sup);
+    if (r < 0)
+        return log_error_errno(r, "Failed to start the supervisor: %m");
+    if ((r = build_amf(m)) < 0 || (r = open_cdb(m)) < 0)
+        return r;
+    struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close, .on_drained = on_server_drained};
+    r = server_new(m->loop, m->socket, m->node, &h, m, &m->server);
+    if (r < 0)
+        return log_error_errno(r, "Failed to listen on '%s': %m", m->socket);
+    if (o->etcd && (r = build_cluster(m)) < 0)
+        return r;
+    if ((r = build_coord(m)) < 0)
+        return r;
+    uv_signal_init(m->loop, &m->sigterm);
+    uv_signal_init(m->loop, &m->sigint);
+    m->signals = true;
+    m->sigterm.data = m->sigint.data = m;
+    uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m->sigint, on_signal, SIGINT);
+    return open_http(m);
+}
+
+/* ---- starting ---- */
+
+static void ready(struct manager *m) {
+    int r = events_start(m->events);
+    if (r < 0)
+        log_error_errno(r, "Failed to start the event queues: %m");
+    else if ((r = recovery_local_start(m->recovery)) < 0)
+        log_error_errno(r, "Failed to start the recovery of this node's pool processes: %m");
+    /* One node decides everything, and consumes the queue it alone appends to. */
+    if (!m->cluster)
+        recovery_coord_set(m->coord, true);
+    amf_set_ready(m->amf);
+}
+
+static void on_synced(void *userdata, int error) {
+    ready(userdata);
+}
+
+static void on_restored(void *userdata, int error) {
+    struct manager *m = userdata;
+    if (!m->sync) {
+        ready(m);
+        return;
+    }
+    int r = cluster_sync_start(m->sync, on_synced, m);
+    if (r < 0) {
+        log_error_errno(r, "Failed to read the cluster's keys: %m");
+        ready(m);
+    }
+}
+
+/* ---- stopping ---- */
+
+/* Every write queued before this read has completed (the backends run
+ * requests in order): the store may close now.  A networked store keeps
+ * idle connections polled, so the loop would not end by itself. */
+static void on_flushed(store *s, int error, const store_result *r, void *userdata) {
+    struct manager *m = userdata;
+    m->cluster = cluster_free(m->cluster);
+    m->store = store_free(m->store);
+}
+
+/* Closes what holds the loop, in order; the store stays for the last writes. */
+static void close_all(struct manager *m) {
+    m->http = http_server_free(m->http);
+    if (m->cluster && !m->cluster_closed) {
+        cluster_leave(m->cluster); /* the others take over now, not when the lease runs out */
+        cluster_close(m->cluster);
+        m->cluster_closed = true;
+    }
+    m->roles = amf_roles_free(m->roles);
+    m->ha = ha_free(m->ha); /* commits waiting for secondaries are answered while their clients are there */
+    m->server = server_free(m->server);
+    m->sync = cluster_sync_free(m->sync);
+    m->queue = queue_free(m->queue); /* before the failure vectors, its consumer's writer */
+    m->coord = recovery_coord_free(m->coord);
+    m->events = events_free(m->events);
+    m->recovery = recovery_local_free(m->recovery);
+    m->reporter = queue_reporter_free(m->reporter);
+    if (m->amf && !m->amf_closed)
+        amf_close(m->amf);
+    m->amf_closed = true;
+    m->sup = supervisor_free(m->sup);
+    if (m->signals) {
+        uv_close((uv_handle_t *)&m->sigterm, NULL);
+        uv_close((uv_handle_t *)&m->sigint, NULL);
+        m->signals = false;
+    }
+}
+
+static void on_stopped(struct amf *a, void *userdata) {
+    struct manager *m = userdata;
+    log_info("All components stopped; exiting");
+    close_all(m);
+    /* The store goes last: pending writes of the final state complete first. */
+    if (store_get(m->store, "/halo/", on_flushed, m) < 0)
+        on_flushed(m->store, -ECANCELED, NULL, m);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct manager *m = h->data;
+    if (m->n_term++ == 0) {
+        log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        amf_stop(m->amf, on_stopped, m);
+    } else {
+        log_warning("Received %s again, killing every component now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        amf_kill_all(m->amf);
+    }
+}
+
+int manager_run(struct manager *m) {
+    int r = amf_persist_load(m->persist, on_restored, m);
+    if (r >= 0 && m->cluster)
+        r = cluster_start(m->cluster);
+    if (r < 0)
+        return log_error_errno(r, "Failed to start: %m");
+    log_info("halod %d.%d on node '%s', cluster '%s', socket '%s', store '%s'", HALO_VERSION_MAJOR, HALO_VERSION_MINOR,
+             m->node, m->config->cluster, m->socket, m->store_name);
+    uv_run(m->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+struct manager *manager_free(struct manager *m) {
+    if (!m)
+        return NULL;
+    /* Every handle but the store's is closed (after a failed start: closed
+     * here); flush the store and leave. */
+    close_all(m);
+    m->forward = cluster_forward_free(m->forward);
+    m->persist = amf_persist_free(m->persist);
+    m->cluster = cluster_free(m->cluster);
+    m->store = store_free(m->store);
+    /* The link goes first (its connections are closed: nobody waits for an answer), then the
+     * database, which commits what is still queued. */
+    m->cdb_link = cdb_link_free(m->cdb_link);
+    m->cdb = cdb_close(m->cdb);
+    if (m->loop)
+        uv_run(m->loop, UV_RUN_DEFAULT);
+    dispatch_free(m);
+    m->amf = amf_free(m->amf);
+    m->model = rm_free(m->model);
+    m->lease = lease_file_close(m->lease);
+    m->config = config_free(m->config);
+    if (m->loop)
+        (void)uv_loop_close(m->loop);
+    safe_close(m->lock_fd);
+    free(m);
+    return NULL;
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This node's reports to the event queue: typed, batched per loop iteration
+ * into one eq_append() (one store transaction for everything reported in a
+ * turn of the loop), in the order they were made.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "queue.h"
+
+/* Reports waiting for the next flush; past this they are dropped and counted lost. */
+#define QUEUE_REPORTS_PENDING_MAX 4096
+
+struct queue_reporter;
+
+/* q and loop must outlive it; node is copied.  0, -ENOMEM. */
+int queue_reporter_new(uv_loop_t *loop, struct queue *q, const char *node, struct queue_reporter **ret);
+/* Drops what was not flushed; the memory goes once its timer has closed (run the loop).  Accepts NULL. */
+struct queue_reporter *queue_reporter_free(struct queue_reporter *r);
+
+/* Reports that object kind:name is in state (epoch QUEUE_EPOCH_NONE when it
+ * has none; reason may be NULL).  A name from the description ("su/comp") is
+ * written as an object name ("su:comp").  Never fails: a report that cannot
+ * be queued is counted as lost. */
+void queue_report(struct queue_reporter *r, enum queue_kind kind, const char *name, enum queue_ha_state state,
+                  const char *reason, int64_t epoch);
+/* Reports lost to a full buffer or a failed append. */
+uint64_t queue_reporter_lost(const struct queue_reporter *r);
+
+/* The object-name form of a description name: '/' written ':' ("su/comp" -> "su:comp"). */
+void queue_object_part(char *out, size_t n, const char *name);

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The documents composed from every subsystem: the cluster status (what
+ * haloctl status and GET /v1/status show), the Prometheus metrics, and the
+ * entrypoint a process asks for.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "amf-status.h"
+#include "macro.h"
+#include "manager-internal.h"
+
+const char *status_coordinator(struct manager *m) {
+    return m->cluster ? cluster_coordinator(m->cluster) : m->node;
+}
+
+static bool node_up(struct manager *m, const char *name) {
+    return m->sync ? cluster_sync_node(m->sync, name) == 1 : streq(name, m->node);
+}
+
+static void decorate_comp(void *userdata, const struct comp *c, json_t *obj) {
+    struct manager *m = userdata;
+    if (m->recovery)
+        recovery_local_status(m->recovery, c, obj);
+}
+
+static json_t *nodes_json(struct manager *m) {
+    const char *coordinator = status_coordinator(m);
+    json_t *nodes = json_array();
+    for (size_t i = 0; nodes && i < m->config->n_nodes; i++) {
+        const char *n = m->config->nodes[i].name;
+        const char *state = node_up(m, n) ? "ONLINE" : m->cluster ? "OFFLINE" : "UNKNOWN";
+        json_array_append_new(nodes, json_pack("{s:s, s:s, s:b, s:b}", "name", n, "state", state, "local",
+                                               streq(n, m->node), "coordinator", coordinator && streq(n, coordinator)));
+    }
+    return nodes;
+}
+
+/* The configuration database's role on this node. */
+static json_t *cdb_json(struct manager *m) {
+    _cleanup_free_ char *cdb = m->ha ? ha_status_json(m->ha) : NULL;
+    json_t *j = cdb ? json_loads(cdb, 0, NULL) : NULL;
+    if (j && amf_roles_sg(m->roles))
+        json_object_set_new(j, "roles_follow", json_string(amf_roles_sg(m->roles)));
+    return j;
+}
+
+char *status_json(struct manager *m) {
+    const char *coordinator = status_coordinator(m);
+    json_t *root =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "cluster", m->config->cluster, "node", m->node, "store",
+                  m->cluster ? "etcd" : "sqlite", "coordinator", coordinator ? json_string(coordinator) : json_null(),
+                  "nodes", nodes_json(m), "service_groups", amf_status_sgs(m->amf, decorate_comp, m));
+    json_t *cdb = root ? cdb_json(m) : NULL;
+    if (cdb)
+        json_object_set_new(root, "cdb", cdb);
+    char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return s;
+}
+
+int status_entrypoint(struct manager *m, bool recovery, char **ret) {
+    const char *coordinator = status_coordinator(m);
+    if (!coordinator)
+        return -EAGAIN; /* no coordinator yet: ask again shortly */
+    size_t online = 0, n_sgs;
+    for (size_t i = 0; i < m->config->n_nodes; i++)
+        online += node_up(m, m->config->nodes[i].name);
+    json_t *eps = json_array();
+    struct sg *sgs = amf_sgs(m->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t i = 0; i < sgs[g].n_sis; i++) {
+            const struct si *si = &sgs[g].sis[i];
+            if (!si->cfg->entrypoint)
+                continue;
+            const struct assignment *act = NULL;
+            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
+                if (si->asg[k].su && si->asg[k].confirmed && si->asg[k].state == HALO_HA_ACTIVE)
+                    act = &si->asg[k];
+            json_t *csis = json_array();
+            for (size_t k = 0; k < si->cfg->n_csis; k++) {
+                const struct config_csi *csi = &si->cfg->csis[k];
+                json_t *attrs = json_object();
+                for (size_t n = 0; n < csi->n_attrs; n++)
+                    json_object_set_new(attrs, csi->attrs[n].name, json_string(csi->attrs[n].value));
+                json_array_append_new(csis, json_pack("{s:s, s:o}", "name", csi->name, "attributes", attrs));
+            }
+            json_array_append_new(eps, json_pack("{s:s, s:o, s:o, s:o}", "si", si->name, "active",
+                                                 act ? json_string(act->su->name) : json_null(), "node",
+                                                 act ? json_string(act->su->cfg->node) : json_null(), "csis", csis));
+        }
+    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:o}", "coordinator", coordinator, "nodes", (int)m->config->n_nodes,
+                             "online", (int)online, "quorum", (int)(m->config->n_nodes / 2 + 1), "entrypoints", eps);
+    if (root && recovery)
+        json_object_set_new(root, "recovery", json_true());
+    *ret = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return *ret ? 0 : -ENOMEM;
+}
+
+int status_metrics(struct manager *m, char **ret) {
+    const char *coordinator = status_coordinator(m);
+    struct http_metrics_buf b = {0};
+    char l[512];
+    int r = 0;
+#define ADD(name, help, type, value)                              \
+    do {                                                          \
+        if (r >= 0)                                               \
+            r = http_metrics_add(&b, name, help, type, l, value); \
+    } while (0)
+    for (size_t i = 0; i < m->config->n_nodes; i++) {
+        const char *n = m->config->nodes[i].name;
+        http_metrics_labels(l, sizeof(l), "node", n, NULL);
+        int up = m->sync ? cluster_sync_node(m->sync, n) : -ENOENT;
+        ADD("halo_node_up", "Whether the node holds its lease (1) or not (0).", "gauge",
+            up >= 0 ? up : streq(n, m->node));
+        ADD("halo_node_coordinator", "Whether the node is the coordinator.", "gauge",
+            coordinator && streq(n, coordinator));
+    }
+    if (r >= 0)
+        r = amf_status_metrics(m->amf, &b);
+    struct queue_stats qs = {0};
+    if (m->queue)
+        queue_get_stats(m->queue, &qs);
+    uint64_t lost = queue_reporter_lost(m->reporter) + events_lost(m->events);
+    l[0] = 0;
+    ADD("halo_events_appended_total", "Events this node appended to the event queue.", "counter", (double)qs.appended);
+    ADD("halo_events_consumed_total", "Events this node consumed as the coordinator.", "counter", (double)qs.consumed);
+    ADD("halo_events_duplicates_total", "Consumed events dropped as duplicates.", "counter", (double)qs.duplicates);
+    ADD("halo_events_published_total", "Broadcast-queue entries this node published.", "counter", (double)qs.published);
+    ADD("halo_events_delivered_total", "Broadcast-queue entries this node delivered.", "counter", (double)qs.delivered);
+    ADD("halo_events_append_txns_total", "Transactions that appended this node's events.", "counter",
+        (double)qs.append_txns);
+    ADD("halo_events_consumer_txns_total", "Transactions that published consumed events (coordinator).", "counter",
+        (double)qs.consumer_txns);
+    ADD("halo_events_dropped_total", "Consumed events dropped by the coordinator's rules or as invalid.", "counter",
+        (double)qs.dropped);
+    ADD("halo_events_lost_total", "Reports this node could not append.", "counter", (double)lost);
+#undef ADD
+    if (r >= 0)
+        r = http_metrics_finish(&b, ret);
+    http_metrics_done(&b);
+    return r;
+}

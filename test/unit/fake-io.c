@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/* Fakes of halod's io layer for unit tests (fake-io.h). */
+#include "fake-io.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "macro.h"
+#include "server.h"
+#include "tests.h"
+
+static pid_t next_pid = 1000;
+
+int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
+                     struct proc **ret) {
+    struct proc *pr = calloc(1, sizeof(*pr));
+    ASSERT(pr);
+    *pr = (struct proc){.pid = next_pid++, .cb = cb, .userdata = userdata};
+    *ret = pr;
+    return 0;
+}
+
+int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *userdata, struct proc **ret) {
+    return -ESRCH;
+}
+
+pid_t proc_pid(const struct proc *p) {
+    return p->pid;
+}
+
+int proc_kill(struct proc *p, int sig) {
+    p->killed = sig;
+    return 0;
+}
+
+void proc_detach(struct proc *p) {
+    /* The AMF forgets its process: the fake goes with it. */
+    free(p);
+}
+
+char *proc_status_to_string(int status, char *buf, size_t n) {
+    snprintf(buf, n, "status %d", status);
+    return buf;
+}
+
+void fake_proc_exit(struct proc *p, int status) {
+    ASSERT(p);
+    p->cb(p, status, p->userdata);
+    free(p); /* the supervisor frees it after the callback */
+}
+
+static void record_reply(struct conn *c, uint64_t seq, int error, const char *json) {
+    ASSERT(c->n_replies < FAKE_CONN_MSGS_MAX);
+    c->reply_seq[c->n_replies] = seq;
+    c->reply_err[c->n_replies] = error;
+    c->reply_json[c->n_replies] = json && *json ? strdup(json) : NULL;
+    c->n_replies++;
+}
+
+int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n) {
+    LinkMsg *m = NULL;
+    ASSERT_OK(link_decode(buf, n, &m));
+    if (m->body_case == HALO__LINK__MSG__BODY_REPLY) {
+        record_reply(c, m->reply->seq, m->reply->error, m->reply->json);
+        /* Replies with more than an error (states, HA state) are kept as messages too. */
+    }
+    ASSERT(c->n_msgs < FAKE_CONN_MSGS_MAX);
+    c->msgs[c->n_msgs++] = m;
+    return 0;
+}
+
+int server_conn_send_packets(struct conn *c, const struct iovec *pkts, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        (void)server_conn_send_packed(c, pkts[i].iov_base, pkts[i].iov_len);
+    return 0;
+}
+
+size_t server_conn_queued(const struct conn *c) {
+    return 0;
+}
+
+int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json) {
+    record_reply(c, seq, error, json);
+    return 0;
+}
+
+int server_conn_reply_parts(struct conn *c, uint64_t seq, char *json) {
+    record_reply(c, seq, 0, json);
+    free(json);
+    return 0;
+}
+
+int server_conn_reply_next_part(struct conn *c, uint64_t seq) {
+    record_reply(c, seq, -ENOENT, NULL);
+    return 0;
+}
+
+void server_conn_close(struct conn *c, const char *reason) {
+    c->closed = true;
+}
+
+pid_t server_conn_pid(const struct conn *c) {
+    return c->pid;
+}
+
+bool server_conn_is_admin(const struct conn *c) {
+    return c->admin;
+}
+
+const char *server_conn_name(const struct conn *c) {
+    return "fake";
+}
+
+void server_conn_set_data(struct conn *c, void *data) {
+    c->data = data;
+}
+
+/* Metrics are the io layer's text builder: counted here, not written. */
+int http_metrics_add(struct http_metrics_buf *b, const char *name, const char *help, const char *type,
+                     const char *labels, double value) {
+    return 0;
+}
+
+int http_metrics_labels(char *buf, size_t size, ...) {
+    if (size)
+        buf[0] = 0;
+    return 0;
+}
+
+LinkMsg *fake_conn_next(struct conn *c) {
+    return c->taken < c->n_msgs ? c->msgs[c->taken++] : NULL;
+}
+
+int fake_conn_last_reply(const struct conn *c, uint64_t *ret_seq, const char **ret_json) {
+    if (c->n_replies == 0)
+        CHECK_FAIL("no reply");
+    if (ret_seq)
+        *ret_seq = c->reply_seq[c->n_replies - 1];
+    if (ret_json)
+        *ret_json = c->reply_json[c->n_replies - 1];
+    return c->reply_err[c->n_replies - 1];
+}
+
+void fake_conn_done(struct conn *c) {
+    for (size_t i = 0; i < c->n_msgs; i++)
+        link_msg_free(c->msgs[i]);
+    for (size_t i = 0; i < c->n_replies; i++)
+        free(c->reply_json[i]);
+    *c = (struct conn){0};
+}

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the AMF core on its own (src/halod/amf): the library linked
+ * with no io, no cluster, no events, no recovery.  Processes and HA links are
+ * fakes (the supervisor and server functions the AMF calls are defined here),
+ * the observers and a placement of several nodes are recording stubs.  Each
+ * test drives the AMF as halod would (register, answer invocations, a process
+ * exits) and checks what a user would see: who gets which CSI set, in what
+ * order, what the observers and the placement are told.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "amf-internal.h"
+#include "fake-io.h"
+#include "link.h"
+#include "macro.h"
+#include "tests.h"
+
+/* The process of a component ends, as its pidfd would tell. */
+static void proc_exit(struct comp *c, int status) {
+    fake_proc_exit(c->proc, status);
+}
+
+static LinkMsg *next_msg(struct conn *c) {
+    return fake_conn_next(c);
+}
+
+static const Halo__Link__CsiSet *expect_csi_set(struct conn *c, halo_ha_state state) {
+    LinkMsg *m = next_msg(c);
+    if (!m || m->body_case != HALO__LINK__MSG__BODY_CSI_SET)
+        CHECK_FAIL("expected CSI set %s, got %s", halo_ha_state_to_string(state),
+                   m ? link_msg_type_name(m) : "nothing");
+    if (m->csi_set->ha_state != (uint32_t)state)
+        CHECK_FAIL("expected CSI set %s, got %s", halo_ha_state_to_string(state),
+                   halo_ha_state_to_string((halo_ha_state)m->csi_set->ha_state));
+    return m->csi_set;
+}
+
+/* ---- observers and placement: recording stubs ------------------------------ */
+
+static char events[256][96];
+static size_t n_events;
+
+_printf_(1, 2) static void record(const char *fmt, ...) {
+    va_list ap;
+    ASSERT(n_events < ELEMENTSOF(events));
+    va_start(ap, fmt);
+    vsnprintf(events[n_events++], sizeof(events[0]), fmt, ap);
+    va_end(ap);
+}
+
+static bool seen(const char *what) {
+    for (size_t i = 0; i < n_events; i++)
+        if (streq(events[i], what))
+            return true;
+    return false;
+}
+
+/* The index of what in the record, or -1. */
+static int seen_at(const char *what) {
+    for (size_t i = 0; i < n_events; i++)
+        if (streq(events[i], what))
+            return (int)i;
+    return -1;
+}
+
+static const char *const comp_event_names[] = {"spawned", "registered", "failed", "exited"};
+static const char *const su_event_names[] = {"state", "admin", "adopted"};
+
+static void obs_assignment(void *u, struct si *si) {
+    record("assignment %s", si->name);
+}
+
+static void obs_si(void *u, struct si *si) {
+    record("si %s", si->name);
+}
+
+static void obs_su(void *u, struct su *su, enum amf_su_event ev) {
+    record("su %s %s", su->name, su_event_names[ev]);
+}
+
+static void obs_comp(void *u, struct comp *c, enum amf_comp_event ev, const char *reason) {
+    record("comp %s %s", c->name, comp_event_names[ev]);
+}
+
+static const struct amf_observer observer = {
+    .assignment_changed = obs_assignment,
+    .si_changed = obs_si,
+    .su_event = obs_su,
+    .comp_event = obs_comp,
+};
+
+static int remote_publish_target(void *p, struct si *si, struct assignment *a) {
+    a->gen = amf_si_next_generation(si);
+    record("target %s %s", a->su->name, a->removing ? "REMOVED" : halo_ha_state_to_string(a->target));
+    return a->su->local ? 0 : 1;
+}
+
+static void remote_publish_confirmed(void *p, struct si *si, const struct assignment *a, bool removed) {
+    record("confirmed %s %s", a->su->name, removed ? "REMOVED" : halo_ha_state_to_string(a->state));
+}
+
+static void remote_forget(void *p, struct si *si, struct su *su) {
+    record("forget %s %s", si->name, su->name);
+}
+
+static const struct amf_placement_ops remote_placement = {
+    .distributed = true,
+    .publish_target = remote_publish_target,
+    .publish_confirmed = remote_publish_confirmed,
+    .forget = remote_forget,
+};
+
+/* ---- the fixture: a description, an AMF, two units' links ------------------- */
+
+struct fixture {
+    uv_loop_t loop;
+    struct config *cfg;
+    struct amf *amf;
+    char path[64];
+    struct conn conns[4];
+};
+
+static void fixture_start(struct fixture *f, const char *yaml) {
+    char *errors = NULL;
+    snprintf(f->path, sizeof(f->path), "/tmp/test-amf-%d.yaml", (int)getpid());
+    FILE *fp = fopen(f->path, "w");
+    ASSERT(fp);
+    fputs(yaml, fp);
+    fclose(fp);
+    if (config_load(f->path, &f->cfg, &errors) < 0)
+        CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
+    ASSERT_OK(uv_loop_init(&f->loop));
+    struct amf_params p = {.loop = &f->loop, .config = f->cfg, .node = "n1", .socket_path = "/x"};
+    ASSERT_OK(amf_new(&p, &f->amf));
+    ASSERT_OK(amf_observe(f->amf, &observer, NULL));
+    n_events = 0;
+}
+
+static void fixture_stop(struct fixture *f) {
+    amf_close(f->amf);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->amf = amf_free(f->amf);
+    f->cfg = config_free(f->cfg);
+    ASSERT_OK(uv_loop_close(&f->loop));
+    for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
+        fake_conn_done(&f->conns[i]);
+    unlink(f->path);
+}
+
+/* The component's process registers on the fixture's link i. */
+static struct conn *registered(struct fixture *f, size_t i, const char *comp) {
+    struct comp *c = amf_find_comp(f->amf, comp);
+    ASSERT(c && c->proc);
+    struct conn *conn = &f->conns[i];
+    conn->pid = c->pid;
+    size_t r = conn->n_replies;
+    amf_comp_register(f->amf, conn, 7, comp, NULL, false, false);
+    ASSERT_EQ(conn->n_replies, r + 1);
+    ASSERT_EQ(conn->reply_err[r], 0);
+    return conn;
+}
+
+/* The component answers the CSI set it was sent. */
+static void answer(struct fixture *f, struct conn *conn, const Halo__Link__CsiSet *cs) {
+    amf_response(f->amf, conn, 0, cs->invocation, 0, true);
+}
+
+#define TWO_UNITS(restart)         \
+    "cluster: t\n"                 \
+    "nodes:\n"                     \
+    "  n1: {}\n"                   \
+    "  n2: {}\n"                   \
+    "service-groups:\n"            \
+    "  g:\n"                       \
+    "    component:\n"             \
+    "      command: /bin/true\n"   \
+    "      restart: " restart "\n" \
+    "    service-units:\n"         \
+    "      a: {node: n1}\n"        \
+    "      b: {node: n1}\n"        \
+    "    service-instances:\n"     \
+    "      si:\n"                  \
+    "        csis:\n"              \
+    "          csi: {attributes: {port: \"7\"}}\n"
+
+/* Both units registered, a ACTIVE and b STANDBY, every CSI set answered. */
+static void fully_assigned(struct fixture *f, struct conn **ret_a, struct conn **ret_b) {
+    amf_set_ready(f->amf);
+    ASSERT(seen("comp a spawned") && seen("comp b spawned"));
+    struct conn *a = registered(f, 0, "a");
+    struct conn *b = registered(f, 1, "b");
+    answer(f, a, expect_csi_set(a, HALO_HA_ACTIVE));
+    answer(f, b, expect_csi_set(b, HALO_HA_STANDBY));
+    struct si *si = amf_find_si(f->amf, "si");
+    ASSERT(amf_si_find(si, HALO_HA_ACTIVE)->su == amf_find_su(f->amf, "a"));
+    ASSERT(amf_si_find(si, HALO_HA_ACTIVE)->confirmed && amf_si_find(si, HALO_HA_STANDBY)->confirmed);
+    *ret_a = a;
+    *ret_b = b;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+TEST(amf_first_assignment_waits_for_registration) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    amf_set_ready(f.amf);
+    /* Only b registered: a (rank 0, preferred) is still instantiating for
+     * the first time, so nobody is ACTIVE yet. */
+    struct conn *b = registered(&f, 1, "b");
+    ASSERT(next_msg(b) == NULL);
+    struct conn *a = registered(&f, 0, "a");
+    const Halo__Link__CsiSet *cs = expect_csi_set(a, HALO_HA_ACTIVE);
+    ASSERT_STREQ(cs->csi, "csi");
+    ASSERT_EQ(cs->transition, HALO_CSI_NEW_ASSIGN);
+    ASSERT(cs->n_attrs == 1 && streq(cs->attrs[0]->name, "port") && streq(cs->attrs[0]->value, "7"));
+    ASSERT(seen("comp a registered"));
+    /* The observers hear of the target before the component can act on it. */
+    ASSERT(seen_at("assignment si") >= 0 && seen_at("assignment si") < seen_at("comp a registered") + 3);
+    answer(&f, a, cs);
+    ASSERT(seen("si si"));
+    const Halo__Link__CsiSet *sb = expect_csi_set(b, HALO_HA_STANDBY);
+    ASSERT_STREQ(sb->active_comp, "a");
+    fixture_stop(&f);
+}
+
+TEST(amf_failover_promotes_the_standby_at_once) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    n_events = 0;
+    /* a's process dies: within this one call b is told ACTIVE. */
+    proc_exit(ca, 9);
+    const Halo__Link__CsiSet *cs = expect_csi_set(b, HALO_HA_ACTIVE);
+    ASSERT_EQ(cs->transition, HALO_CSI_NOT_QUIESCED);
+    ASSERT(seen("comp a exited") && seen("comp a failed"));
+    ASSERT(seen_at("comp a failed") < seen_at("assignment si"));
+    struct su *sa = amf_find_su(f.amf, "a");
+    ASSERT(sa->failing);
+    ASSERT_STREQ(presence_to_string(ca->presence), "RESTARTING");
+    answer(&f, b, cs);
+    struct si *si = amf_find_si(f.amf, "si");
+    ASSERT(amf_si_find(si, HALO_HA_ACTIVE)->su == amf_find_su(f.amf, "b"));
+    /* The restart comes after its delay; a comes back as STANDBY. */
+    uv_run(&f.loop, UV_RUN_ONCE);
+    while (!ca->proc)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    a = registered(&f, 2, "a");
+    answer(&f, a, expect_csi_set(a, HALO_HA_STANDBY));
+    ASSERT(amf_si_find(si, HALO_HA_STANDBY)->su == sa);
+    fixture_stop(&f);
+}
+
+static void waiter_done(struct amf_waiter *w, int error) {
+    record("waiter %s", error == 0 ? "ok" : "error");
+}
+
+TEST(amf_switchover_quiesces_then_hands_over) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_si_switchover(f.amf, "nope", &w), -HALO_EUNKNOWN);
+    ASSERT_EQ(amf_si_switchover(f.amf, "si", &w), 1);
+    ASSERT_EQ(amf_si_switchover(f.amf, "si", &w), -HALO_EBADSTATE); /* one at a time */
+    const Halo__Link__CsiSet *q = expect_csi_set(a, HALO_HA_QUIESCING);
+    /* Answered but not complete: nothing moves yet. */
+    amf_response(f.amf, a, 0, q->invocation, 0, false);
+    ASSERT(next_msg(b) == NULL);
+    amf_response(f.amf, a, 0, q->invocation, 0, true);
+    const Halo__Link__CsiSet *act = expect_csi_set(b, HALO_HA_ACTIVE);
+    ASSERT_EQ(act->transition, HALO_CSI_QUIESCED);
+    ASSERT(!seen("waiter ok"));
+    /* Done once the new ACTIVE confirmed; the old one is made STANDBY after. */
+    answer(&f, b, act);
+    ASSERT(seen("waiter ok"));
+    answer(&f, a, expect_csi_set(a, HALO_HA_STANDBY));
+    struct si *si = amf_find_si(f.amf, "si");
+    ASSERT(amf_si_find(si, HALO_HA_ACTIVE)->su == amf_find_su(f.amf, "b"));
+    ASSERT(!si->switchover);
+    fixture_stop(&f);
+}
+
+TEST(amf_lock_moves_the_work_away_and_replies_when_empty) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
+    ASSERT(seen("su a admin"));
+    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), -HALO_EEXIST);
+    amf_response(f.amf, a, 0, expect_csi_set(a, HALO_HA_QUIESCING)->invocation, 0, true);
+    answer(&f, b, expect_csi_set(b, HALO_HA_ACTIVE));
+    LinkMsg *m = next_msg(a);
+    ASSERT(m && m->body_case == HALO__LINK__MSG__BODY_CSI_REMOVE);
+    ASSERT(!seen("waiter ok"));
+    amf_response(f.amf, a, 0, m->csi_remove->invocation, 0, false);
+    ASSERT(seen("waiter ok"));
+    /* A locked unit gets nothing, even with no standby left. */
+    ASSERT(amf_si_find_su(amf_find_si(f.amf, "si"), amf_find_su(f.amf, "a")) == NULL);
+    ASSERT_EQ(amf_su_unlock(f.amf, "a"), 0);
+    answer(&f, a, expect_csi_set(a, HALO_HA_STANDBY));
+    fixture_stop(&f);
+}
+
+TEST(amf_restart_limit_disables_the_unit) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 1, window: 1m, delay: 1ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct comp *cb = amf_find_comp(f.amf, "b");
+    struct su *sb = amf_find_su(f.amf, "b");
+    /* First failure: restarted. */
+    proc_exit(cb, 1);
+    ASSERT(sb->oper == SU_ENABLED && sb->failing);
+    while (!cb->proc)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    b = registered(&f, 2, "b");
+    answer(&f, b, expect_csi_set(b, HALO_HA_STANDBY));
+    /* Second within the window: past max 1, disabled and not restarted. */
+    n_events = 0;
+    proc_exit(cb, 1);
+    ASSERT(sb->oper == SU_DISABLED);
+    ASSERT(seen("su b admin"));
+    ASSERT_STREQ(presence_to_string(cb->presence), "FAILED");
+    ASSERT(!uv_is_active((uv_handle_t *)&sb->restart_timer));
+    /* The operator repairs it: started again. */
+    ASSERT_EQ(amf_su_repair(f.amf, "a"), -HALO_EBADSTATE);
+    ASSERT_EQ(amf_su_repair(f.amf, "b"), 0);
+    ASSERT(cb->proc && sb->oper == SU_ENABLED);
+    fixture_stop(&f);
+}
+
+TEST(amf_pg_tracking_tells_the_changes) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct conn *watcher = &f.conns[3];
+    amf_pg_track(f.amf, watcher, 5, "csi", HALO_TRACK_CURRENT | HALO_TRACK_CHANGES_ONLY);
+    ASSERT(watcher->n_replies == 1 && watcher->reply_err[0] == 0);
+    LinkMsg *m = next_msg(watcher);
+    ASSERT(m && m->body_case == HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY);
+    ASSERT_EQ(m->pg_track_notify->n_members, 2);
+    /* a fails: a REMOVED (and b still STANDBY, unchanged: not told); then b ACTIVE. */
+    proc_exit(amf_find_comp(f.amf, "a"), 9);
+    m = next_msg(watcher);
+    ASSERT(m && m->pg_track_notify->n_members == 1);
+    ASSERT_STREQ(m->pg_track_notify->members[0]->comp, "a");
+    ASSERT_EQ(m->pg_track_notify->members[0]->change, HALO_PG_REMOVED);
+    answer(&f, b, expect_csi_set(b, HALO_HA_ACTIVE));
+    m = next_msg(watcher);
+    ASSERT(m && m->pg_track_notify->n_members == 1);
+    ASSERT_EQ(m->pg_track_notify->members[0]->change, HALO_PG_STATE_CHANGED);
+    ASSERT_EQ(m->pg_track_notify->members[0]->ha_state, HALO_HA_ACTIVE);
+    amf_pg_track_stop(f.amf, watcher, 6, "csi");
+    amf_pg_track_stop(f.amf, watcher, 7, "csi");
+    ASSERT(watcher->reply_err[1] == 0 && watcher->reply_err[2] == -ENOENT);
+    fixture_stop(&f);
+}
+
+TEST(amf_register_refused_when_not_ready_or_lying) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *c = &f.conns[0];
+    amf_comp_register(f.amf, c, 1, "a", NULL, false, false);
+    ASSERT_EQ(c->reply_err[0], -HALO_ETRYAGAIN); /* the previous state is not read back yet */
+    amf_set_ready(f.amf);
+    c->pid = 4242; /* not the process halod started for a */
+    amf_comp_register(f.amf, c, 2, "a", NULL, false, false);
+    ASSERT_EQ(c->reply_err[1], -EPERM);
+    amf_comp_register(f.amf, c, 3, "zz", NULL, false, false);
+    ASSERT_EQ(c->reply_err[2], -HALO_EUNKNOWN);
+    c->pid = amf_find_comp(f.amf, "a")->pid;
+    amf_comp_register(f.amf, c, 4, "a", NULL, true, false);
+    ASSERT_EQ(c->reply_err[3], -HALO_EBADSTATE); /* resume, but not adopted */
+    amf_comp_register(f.amf, c, 5, "a", "proxy", false, false);
+    ASSERT_EQ(c->reply_err[4], -EOPNOTSUPP);
+    ASSERT(!seen("comp a registered"));
+    fixture_stop(&f);
+}
+
+TEST(amf_placement_of_several_nodes) {
+    struct fixture f = {0};
+    fixture_start(&f, "cluster: t\n"
+                      "nodes:\n"
+                      "  n1: {}\n"
+                      "  n2: {}\n"
+                      "service-groups:\n"
+                      "  g:\n"
+                      "    component: {command: /bin/true}\n"
+                      "    service-units:\n"
+                      "      a: {node: n1}\n"
+                      "      b: {node: n2}\n"
+                      "    service-instances:\n"
+                      "      si: {csis: {csi: {}}}\n");
+    amf_set_placement(f.amf, &remote_placement, NULL);
+    amf_set_deciding(f.amf, false);
+    amf_set_ready(f.amf);
+    struct conn *a = registered(&f, 0, "a");
+    ASSERT(!seen("target a ACTIVE")); /* not the coordinator: it decides nothing */
+    /* b's node says b is in service; this node becomes the coordinator. */
+    struct su *sb = amf_find_su(f.amf, "b");
+    struct su_remote r = {.known = true, .in_service = true};
+    amf_su_remote(sb, &r, false);
+    amf_set_deciding(f.amf, true);
+    ASSERT(seen("target a ACTIVE"));
+    answer(&f, a, expect_csi_set(a, HALO_HA_ACTIVE));
+    ASSERT(seen("confirmed a ACTIVE"));
+    /* b is another node's: published, then pending until its node confirms. */
+    ASSERT(seen("target b STANDBY"));
+    struct si *si = amf_find_si(f.amf, "si");
+    struct assignment *as = amf_si_find_su(si, sb);
+    ASSERT(as && as->pending == 1 && !as->confirmed);
+    amf_confirmed(si, sb, HALO_HA_STANDBY, as->gen + 1); /* a stale or foreign generation: ignored */
+    ASSERT(as->pending == 1);
+    amf_confirmed(si, sb, HALO_HA_STANDBY, as->gen);
+    ASSERT(as->confirmed && as->state == HALO_HA_STANDBY && as->pending == 0);
+    /* Another node's unit is locked on its node, not here. */
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_su_lock(f.amf, "b", &w), -HALO_EBADSTATE);
+    ASSERT_STREQ(amf_op_where(f.amf, AMF_OP_LOCK, "b"), "n2");
+    ASSERT(amf_op_where(f.amf, AMF_OP_LOCK, "a") == NULL);
+    /* b's node goes: its assignment is dropped and forgotten. */
+    n_events = 0;
+    amf_su_remote(sb, NULL, true);
+    ASSERT(seen("forget si b"));
+    ASSERT(amf_si_find_su(si, sb) == NULL);
+    fixture_stop(&f);
+}
+
+TEST(amf_observers_come_and_go) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    for (size_t i = 1; i < AMF_OBSERVERS_MAX; i++)
+        ASSERT_OK(amf_observe(f.amf, &observer, (void *)i));
+    ASSERT_EQ(amf_observe(f.amf, &observer, (void *)99), -ENOSPC);
+    for (size_t i = 1; i < AMF_OBSERVERS_MAX; i++)
+        amf_unobserve(f.amf, &observer, (void *)i);
+    amf_set_ready(f.amf);
+    /* One observer left: each event recorded once. */
+    size_t spawned = 0;
+    for (size_t i = 0; i < n_events; i++)
+        spawned += streq(events[i], "comp a spawned");
+    ASSERT_EQ(spawned, 1);
+    fixture_stop(&f);
+}
