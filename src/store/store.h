@@ -2,7 +2,7 @@
 /*
  * The store: a revisioned key-value store with transactions, leases and prefix
  * watches, behind one table of operations with a backend per file
- * (store-memory.c, store-sqlite.c, store-etcd.c).  Its semantics follow
+ * (store-memory.c, store-sqlite.c, etcd/store-etcd.c).  Its semantics follow
  * etcd v3 so that every backend passes one conformance suite:
  *
  *  - One revision counter for the whole store, starting at 1 for an empty
@@ -182,7 +182,7 @@ int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
  * across the endpoints; a call still in flight when store_free() runs gets
  * -ECANCELED (a write may or may not have been applied).  Errors from etcd
  * map to -ENOENT (unknown lease), -ESTALE (compacted), -ETIMEDOUT,
- * -ECONNREFUSED, -E2BIG, -EIO.  See store-etcd.c for the details.
+ * -ECONNREFUSED, -E2BIG, -EIO.  See etcd/ for the details.
  */
 int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret);
 
