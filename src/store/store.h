@@ -41,6 +41,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "list.h"
+
 #define STORE_KEY_MAX 1024
 #define STORE_VALUE_MAX (1024 * 1024)
 #define STORE_TXN_OPS_MAX 128
@@ -163,10 +165,15 @@ typedef struct store_ops {
     int64_t (*revision)(store *s); /* last known revision, without a round trip */
 } store_ops;
 
-/* The common head of every backend's struct. */
+struct store_follow;
+
+/* The common head of every backend's struct.  The backend sets ops and loop
+ * and leaves the rest zero: store.c and store-follow.c keep it. */
 struct store {
     const store_ops *ops;
     uv_loop_t *loop;
+    LIST_HEAD(struct store_follow) follows; /* store-follow.h: ended by store_free() */
+    bool closing;                           /* store_free() has started */
 };
 
 /* Backends. */
@@ -192,6 +199,7 @@ int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpo
  * reads and watches.
  *
  * store_free() accepts NULL.  Before it returns, every pending callback runs:
+ * every follower (store-follow.h) gets stopped(-ECANCELED) first; then
  * calls the backend has already executed (the local ones execute each call
  * at once) report their real outcome, calls still in flight get -ECANCELED,
  * and every watch not yet ended gets -ECANCELED.  No callback runs after it
