@@ -241,6 +241,13 @@ void fixture_close_store(struct fixture *f) {
     run_dry(f);
 }
 
+void fixture_reopen_freed(struct fixture *f) {
+    run_dry(f);
+    ASSERT_EQ(uv_loop_close(&f->loop), 0);
+    ASSERT_OK(uv_loop_init(&f->loop));
+    ASSERT_OK(f->b->open(f));
+}
+
 void fixture_reopen(struct fixture *f) {
     fixture_close_store(f);
     ASSERT_OK(f->b->open(f));

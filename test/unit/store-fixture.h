@@ -110,6 +110,9 @@ struct fixture *fixture_open(const struct backend *b);
 /* Frees the store and runs the loop so that its handles close. */
 void fixture_close_store(struct fixture *f);
 void fixture_reopen(struct fixture *f);
+/* After a test freed f->s itself: checks that the loop runs dry and closes,
+ * then opens the store again on a fresh loop. */
+void fixture_reopen_freed(struct fixture *f);
 void fixture_free(struct fixture *f);
 /* Runs check on a fresh fixture of every backend, in turn. */
 void for_each_backend(void (*check)(struct fixture *f));

@@ -447,10 +447,7 @@ static void check_follow_close(struct fixture *f, bool from_callback) {
     ASSERT_EQ(p.b->stops + p.c->stops, 2);
     frec_free(p.b);
     frec_free(p.c);
-    run_dry(f);
-    ASSERT_EQ(uv_loop_close(&f->loop), 0);
-    ASSERT_OK(uv_loop_init(&f->loop));
-    ASSERT_OK(f->b->open(f));
+    fixture_reopen_freed(f);
     closing = NULL;
 }
 

@@ -877,9 +877,7 @@ static void check_free(struct fixture *f, bool from_callback) {
 
     run_dry(f);
     ASSERT_EQ(never_calls, 0);
-    ASSERT_EQ(uv_loop_close(&f->loop), 0);
-    ASSERT_OK(uv_loop_init(&f->loop));
-    ASSERT_OK(f->b->open(f));
+    fixture_reopen_freed(f);
     if (f->b->persistent)
         ASSERT_KV(get_kv(f, "x1"), "x1", "1"); /* reported as done, so durable */
     probe = NULL;
