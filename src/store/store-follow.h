@@ -32,10 +32,11 @@
  * and never touches its store again, but stays allocated until
  * store_follow_free(), which may come after store_free().
  *
- * Callbacks run from the store's loop, never from inside store_follow(); each
- * may call store_follow_free() on its own follower or another, store_free(),
- * and any store call.  A store_free() from inside loaded() or changed() ends
- * that follower with stopped(-ECANCELED) right after the callback returns.
+ * loaded() and changed() run from the store's loop, stopped() from inside
+ * store_free(); none from inside store_follow().  Each may call
+ * store_follow_free() on its own follower or another, store_free(), and any
+ * store call.  A store_free() from inside loaded() or changed() ends that
+ * follower with stopped(-ECANCELED) right after the callback returns.
  *
  * The follower uses a uv_timer on the store's loop; store_follow_free()
  * closes it, so, as after store_free(), run the loop once more to release it.
@@ -56,8 +57,8 @@ struct store_follow_ops {
     /* The read, done: r is a txn result (r->revision, r->kvs: the keys read,
      * in op order then key order).  Runs first, and again after a -ESTALE. */
     void (*loaded)(struct store_follow *f, const store_result *r, void *userdata);
-    /* The changes under the prefix after the read (a txn's changes come
-     * together), in revision order; n >= 1. */
+    /* The changes under the prefix after the read, in revision order; n >= 1
+     * (several when one txn changed several keys, or after a reconnect). */
     void (*changed)(struct store_follow *f, const store_event *events, size_t n, void *userdata);
     /* The follower gave up for good: error is -ECANCELED (the store is
      * closing); no callback follows.  May be NULL. */
