@@ -2,7 +2,7 @@
 /* The SQLite store backend: the engine's state kept durable in one SQLite database file. */
 
 /*
- * The whole store lives in memory (store-engine.c); SQLite only makes each
+ * The whole store lives in memory (engine/); SQLite only makes each
  * write durable before it is reported, and gives the state back at open.
  *
  * Schema (PRAGMA user_version = 1):

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "store-follow.h"
 #include "store.h"
 
 /* etcd's limit; 9e9 s in milliseconds still fits an int64_t with room to spare. */
@@ -96,8 +97,11 @@ static bool txn_ok(const store_txn *txn) {
 }
 
 store *store_free(store *s) {
-    if (s)
-        s->ops->free(s);
+    if (!s || s->closing)
+        return NULL;
+    s->closing = true;
+    store_follow_stop_all(s);
+    s->ops->free(s);
     return NULL;
 }
 

@@ -2,7 +2,7 @@
 /*
  * The store: a revisioned key-value store with transactions, leases and prefix
  * watches, behind one table of operations with a backend per file
- * (store-memory.c, store-sqlite.c, store-etcd.c).  Its semantics follow
+ * (store-memory.c, store-sqlite.c, etcd/store-etcd.c).  Its semantics follow
  * etcd v3 so that every backend passes one conformance suite:
  *
  *  - One revision counter for the whole store, starting at 1 for an empty
@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "list.h"
 
 #define STORE_KEY_MAX 1024
 #define STORE_VALUE_MAX (1024 * 1024)
@@ -163,10 +165,15 @@ typedef struct store_ops {
     int64_t (*revision)(store *s); /* last known revision, without a round trip */
 } store_ops;
 
-/* The common head of every backend's struct. */
+struct store_follow;
+
+/* The common head of every backend's struct.  The backend sets ops and loop
+ * and leaves the rest zero: store.c and store-follow.c keep it. */
 struct store {
     const store_ops *ops;
     uv_loop_t *loop;
+    LIST_HEAD(struct store_follow) follows; /* store-follow.h: ended by store_free() */
+    bool closing;                           /* store_free() has started */
 };
 
 /* Backends. */
@@ -182,7 +189,7 @@ int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
  * across the endpoints; a call still in flight when store_free() runs gets
  * -ECANCELED (a write may or may not have been applied).  Errors from etcd
  * map to -ENOENT (unknown lease), -ESTALE (compacted), -ETIMEDOUT,
- * -ECONNREFUSED, -E2BIG, -EIO.  See store-etcd.c for the details.
+ * -ECONNREFUSED, -E2BIG, -EIO.  See etcd/ for the details.
  */
 int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret);
 
@@ -192,6 +199,7 @@ int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpo
  * reads and watches.
  *
  * store_free() accepts NULL.  Before it returns, every pending callback runs:
+ * every follower (store-follow.h) gets stopped(-ECANCELED) first; then
  * calls the backend has already executed (the local ones execute each call
  * at once) report their real outcome, calls still in flight get -ECANCELED,
  * and every watch not yet ended gets -ECANCELED.  No callback runs after it

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/* The etcd backend's unary calls: one FIFO with one request in flight, retries and failover across the endpoints. */
+
+/*
+ * Unary calls (range, txn, lease grant/revoke) go through one FIFO with one
+ * request in flight at a time, so they reuse one kept-alive connection and
+ * are executed by etcd in the order they were made (a get after a put sees
+ * the put, as with the local backends).  Each has a short timeout
+ * (STORE_ETCD_REQUEST_TIMEOUT_MSEC); a failure to connect, an "unavailable"
+ * answer (no leader) or, for calls that change nothing, a timeout, moves to
+ * the next endpoint and retries, up to 2 x n_endpoints attempts.  A write that
+ * timed out is not retried (etcd may have applied it): its callback gets
+ * -ETIMEDOUT.
+ *
+ * Lease keepalives go out at once on their own transfers (the side list),
+ * never behind other requests, with the same retries.  A watch's start takes
+ * its turn in the FIFO without being sent (etcd-watch.c).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "etcd-internal.h"
+#include "macro.h"
+
+static struct etcd_request *request_free(struct etcd_request *r) {
+    if (!r)
+        return NULL;
+    etcd_curl_remove(r->s, &r->easy);
+    free(r->body);
+    etcd_buf_done(&r->resp);
+    free(r);
+    return NULL;
+}
+
+static void request_complete(struct etcd_request *r, int error, const store_result *res, int64_t lease, int64_t ttl) {
+    switch (r->kind) {
+    case REQ_RANGE:
+    case REQ_TXN:
+        if (r->cb)
+            r->cb(&r->s->head, error, error < 0 ? NULL : res, r->userdata);
+        break;
+    case REQ_LEASE_GRANT:
+    case REQ_LEASE_REVOKE:
+    case REQ_LEASE_KEEPALIVE:
+        if (r->lease_cb)
+            r->lease_cb(&r->s->head, error, error < 0 ? 0 : lease, error < 0 ? 0 : ttl, r->userdata);
+        break;
+    default:
+        break;
+    }
+}
+
+static void update_revision(struct store_etcd *s, const json_t *response) {
+    int64_t rev = etcd_json_revision(response);
+    if (rev > s->revision)
+        s->revision = rev;
+}
+
+/* Parses a successful answer and runs the callback. */
+static void request_answer(struct etcd_request *r, json_t *j) {
+    store_result res = {0};
+    store_kv *kvs = NULL;
+    int64_t lease = 0, ttl = 0;
+    int error = 0;
+
+    if (r->kind == REQ_LEASE_KEEPALIVE) {
+        json_t *e = json_object_get(j, "error");
+        if (e) {
+            request_complete(r, etcd_json_errno(e), NULL, 0, 0);
+            return;
+        }
+        j = json_object_get(j, "result");
+    }
+    update_revision(r->s, j);
+
+    switch (r->kind) {
+    case REQ_RANGE:
+    case REQ_TXN:
+        error = etcd_json_result(j, &res, &kvs);
+        break;
+    case REQ_LEASE_GRANT: {
+        const char *e = json_string_value(json_object_get(j, "error"));
+        lease = etcd_json_int64(j, "ID");
+        ttl = etcd_json_int64(j, "TTL");
+        if ((e && *e) || lease <= 0)
+            error = -EIO;
+        break;
+    }
+    case REQ_LEASE_REVOKE:
+        lease = r->lease;
+        break;
+    case REQ_LEASE_KEEPALIVE:
+        /* No TTL: the lease expired or never existed. */
+        lease = r->lease;
+        ttl = etcd_json_int64(j, "TTL");
+        if (!json_object_get(j, "TTL") || ttl <= 0)
+            error = -ENOENT;
+        break;
+    case REQ_REVISION:
+    case REQ_WATCH_START:
+        break;
+    }
+
+    request_complete(r, error, &res, lease, ttl);
+    etcd_json_kvs_free(kvs, res.n_kvs);
+}
+
+static bool retryable(struct etcd_request *r, CURLcode cc, int error) {
+    if (r->attempts >= 2 * r->s->n_endpoints)
+        return false;
+    if (error == -EAGAIN)
+        return true; /* etcd answered "unavailable": nothing was applied */
+    switch (cc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return true;
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return !r->writes;
+    default:
+        return false;
+    }
+}
+
+static int request_send(struct etcd_request *r) {
+    struct store_etcd *s = r->s;
+    r->easy = etcd_curl_post(s, s->endpoints[s->endpoint], r->path, r->body, &r->resp, false);
+    if (!r->easy)
+        return -ENOMEM;
+    r->attempts++;
+    return 0;
+}
+
+/* The request's transfer ended. */
+static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode cc) {
+    long status = 0;
+    json_t *j = NULL;
+    int error = 0;
+
+    if (s->current == r)
+        s->current = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    etcd_curl_remove(s, &r->easy);
+
+    if (cc == CURLE_OK) {
+        j = json_loadb(r->resp.data ? r->resp.data : "", r->resp.len, JSON_DECODE_ANY, NULL);
+        if (!json_is_object(j))
+            error = -EBADMSG;
+        else if (status != 200)
+            error = etcd_json_errno(j);
+    } else if (cc == CURLE_OPERATION_TIMEDOUT)
+        error = -ETIMEDOUT;
+    else if (cc == CURLE_COULDNT_CONNECT)
+        error = -ECONNREFUSED;
+    else if (cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR)
+        error = -ENOMEM;
+    else
+        error = -EIO;
+
+    if (error < 0 && retryable(r, cc, error)) {
+        json_decref(j);
+        s->endpoint = (s->endpoint + 1) % (unsigned)s->n_endpoints;
+        etcd_buf_done(&r->resp);
+        if (request_send(r) >= 0) {
+            if (!r->side)
+                s->current = r;
+            return;
+        }
+    }
+    if (r->side)
+        LIST_REMOVE(requests, &s->side, r);
+
+    if (error < 0) {
+        if (error == -EAGAIN)
+            error = -EIO;
+        request_complete(r, error, NULL, 0, 0);
+    } else
+        request_answer(r, j);
+    json_decref(j);
+    request_free(r);
+}
+
+bool etcd_request_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc) {
+    struct etcd_request *r;
+
+    LIST_FOREACH(requests, r, &s->side)
+    if (r->easy == e) {
+        request_done(s, r, cc);
+        return true;
+    }
+    if (s->current && s->current->easy == e) {
+        request_done(s, s->current, cc);
+        return true;
+    }
+    return false;
+}
+
+static void on_pump(uv_timer_t *t) {
+    store_etcd_dispatch(t->data);
+}
+
+void etcd_request_pump(struct store_etcd *s, bool may_call_back) {
+    while (!s->current && s->queue.first && !s->freeing) {
+        struct etcd_request *r = LIST_POP(requests, &s->queue);
+
+        if (r->kind == REQ_WATCH_START) {
+            etcd_watch_start(r->watch);
+            request_free(r);
+            continue;
+        }
+        if (request_send(r) < 0) {
+            if (!may_call_back) {
+                /* No callback may run here: the pump timer tries again from the loop. */
+                LIST_PREPEND(requests, &s->queue, r);
+                (void)uv_timer_start(&s->pump, on_pump, 0, 0);
+                return;
+            }
+            /* Out of memory: the call returned long ago, report it now. */
+            request_complete(r, -ENOMEM, NULL, 0, 0);
+            request_free(r);
+            continue;
+        }
+        s->current = r;
+    }
+}
+
+int etcd_request_new(struct store_etcd *s, etcd_request_kind kind, const char *path, char *body,
+                     struct etcd_request **ret) {
+    struct etcd_request *r;
+
+    if (!body)
+        return -ENOMEM;
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        free(body);
+        return -ENOMEM;
+    }
+    r->s = s;
+    r->kind = kind;
+    r->path = path;
+    r->body = body;
+    *ret = r;
+    return 0;
+}
+
+void etcd_request_enqueue(struct etcd_request *r) {
+    LIST_APPEND(requests, &r->s->queue, r);
+    etcd_request_pump(r->s, false);
+}
+
+int etcd_request_send_side(struct etcd_request *r) {
+    r->side = true;
+    if (request_send(r) < 0) {
+        request_free(r);
+        return -ENOMEM;
+    }
+    LIST_PREPEND(requests, &r->s->side, r);
+    return 0;
+}
+
+void etcd_request_drop_watch_start(struct store_etcd *s, const struct etcd_watch *w) {
+    struct etcd_request *r;
+
+    LIST_FOREACH(requests, r, &s->queue)
+    if (r->watch == w) {
+        LIST_REMOVE(requests, &s->queue, r);
+        request_free(r);
+        return;
+    }
+}
+
+void etcd_request_cancel_all(struct store_etcd *s) {
+    struct etcd_request *r;
+
+    if (s->current) {
+        r = TAKE_PTR(s->current);
+        request_complete(r, -ECANCELED, NULL, 0, 0);
+        request_free(r);
+    }
+    while ((r = LIST_POP(requests, &s->side)) || (r = LIST_POP(requests, &s->queue))) {
+        request_complete(r, -ECANCELED, NULL, 0, 0);
+        request_free(r);
+    }
+}

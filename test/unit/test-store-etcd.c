@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* The etcd backend's own tests: failover across endpoints, watches and leases across an etcd restart. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "macro.h"
+#include "store-fixture.h"
+#include "store.h"
+#include "tests.h"
+
+static void run_etcd(void (*check)(struct fixture *f)) {
+    run_backend(backend_etcd, check);
+}
+
+/* A listening socket that never accepts: requests to it time out. */
+static int hung_listener(int *ret_port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof(a);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof(a)));
+    ASSERT_OK(listen(fd, 16));
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)&a, &n));
+    *ret_port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void check_etcd_endpoints(struct fixture *f) {
+    int hung_port, hung = hung_listener(&hung_port);
+    char dead[64], slow[64];
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", free_port());
+    snprintf(slow, sizeof(slow), "http://127.0.0.1:%d/", hung_port);
+    const char *const eps[] = {dead, slow, f->endpoint};
+
+    fixture_close_store(f);
+    uint64_t t0 = now_msec();
+    ASSERT_OK(store_etcd_new(&f->loop, eps, ELEMENTSOF(eps), &f->s));
+    ASSERT_EQ(store_revision(f->s), 0);
+    /* The first read: refused, then timed out after 1 s, then answered. */
+    struct reply *r = get(f, "k");
+    uint64_t elapsed = now_msec() - t0;
+    ASSERT_EQ(r->error, 0);
+    ASSERT_EQ(r->revision, 1);
+    if (elapsed < 900 || elapsed > 3000)
+        CHECK_FAIL("first answer after %llu ms, expected about one request timeout", (unsigned long long)elapsed);
+    /* The store stays on the endpoint that answered. */
+    t0 = now_msec();
+    ASSERT_EQ(put_ok(f, "k", "v"), 2);
+    ASSERT_KV(get_kv(f, "k"), "k", "v");
+    ASSERT(now_msec() - t0 < 500);
+
+    /* A write that times out is not retried (etcd may have applied it). */
+    const char *const only_slow[] = {slow};
+    fixture_close_store(f);
+    ASSERT_OK(store_etcd_new(&f->loop, only_slow, 1, &f->s));
+    r = put(f, "k", "w");
+    ASSERT_EQ(r->error, -ETIMEDOUT);
+    close(hung);
+}
+TEST(etcd_retries_across_endpoints) {
+    run_etcd(check_etcd_endpoints);
+}
+
+static void check_etcd_watch_resume(struct fixture *f) {
+    struct reply *g = lease_grant(f, 60);
+    ASSERT_EQ(g->error, 0);
+    ASSERT_EQ(lease_keepalive(f, g->lease)->ttl, 60);
+    struct wrec *w = watch(f, "r/", 0);
+    ASSERT_EQ(put_ok(f, "r/1", "1"), 2);
+    run_until_events(f, w, 1);
+
+    /* etcd goes away and comes back on the same port with the same data. */
+    etcd_stop(f);
+    run_for(f, 300);
+    ASSERT_EQ(get(f, "r/1")->error, -ECONNREFUSED);
+    etcd_start(f);
+    /* The lease survived the restart (with a fresh TTL, as after a leader change). */
+    struct reply *k = lease_keepalive(f, g->lease);
+    ASSERT_EQ(k->error, 0);
+    ASSERT(k->ttl > 50 && k->ttl <= 60);
+    ASSERT_EQ(put_ok(f, "r/2", "2"), 3);
+    ASSERT_EQ(put_ok(f, "x", "x"), 4);
+    ASSERT_EQ(put_ok(f, "r/3", "3"), 5);
+
+    /* The watch reconnects from the revision after its last event: no gap, no repeat. */
+    run_until_events(f, w, 3);
+    assert_event(w, 0, STORE_EVENT_PUT, "r/1", 2);
+    assert_event(w, 1, STORE_EVENT_PUT, "r/2", 3);
+    assert_event(w, 2, STORE_EVENT_PUT, "r/3", 5);
+    run_for(f, 100);
+    ASSERT_EQ(w->n_events, 3);
+    ASSERT(!w->ended);
+    w->w = store_watch_cancel(w->w);
+}
+TEST(etcd_watch_and_keepalive_survive_restart) {
+    run_etcd(check_etcd_watch_resume);
+}
