@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "halo/halo.h"
@@ -155,6 +156,7 @@ static int run_check(void) {
 int main(int argc, char **argv) {
     struct manager *m = NULL;
     log_set_prefix("halod");
+    tzset(); /* now, not at the first log line, which may be a failover's */
     int r = parse_argv(argc, argv);
     if (r <= 0)
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

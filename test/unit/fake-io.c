@@ -37,6 +37,10 @@ int proc_kill(struct proc *p, int sig) {
     return 0;
 }
 
+bool proc_has_exited(const struct proc *p) {
+    return p->dead;
+}
+
 void proc_detach(struct proc *p) {
     /* The AMF forgets its process: the fake goes with it. */
     free(p);

@@ -20,6 +20,7 @@ struct proc {
     void *userdata;
     int killed; /* the last signal sent */
     bool detached;
+    bool dead; /* it has ended, its exit not told yet (proc_has_exited()) */
 };
 
 /* An HA link: what halod sent on it, decoded, and its replies. */

@@ -259,6 +259,43 @@ TEST(amf_failover_promotes_the_standby_at_once) {
     fixture_stop(&f);
 }
 
+TEST(amf_failover_waits_for_a_process_still_alive) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    struct proc *pa = ca->proc;
+    /* a's link breaks, but its process still runs (SIGKILL sent, not dead
+     * yet): never two ACTIVEs, so b waits... */
+    amf_conn_closed(f.amf, a, "test");
+    ASSERT_EQ(pa->killed, SIGKILL);
+    ASSERT(next_msg(b) == NULL);
+    ASSERT(amf_find_si(f.amf, "si")->fencing == amf_find_su(f.amf, "a"));
+    /* ...until it is gone. */
+    proc_exit(ca, 9);
+    ASSERT_EQ(expect_csi_set(b, HALO_HA_ACTIVE)->transition, HALO_CSI_NOT_QUIESCED);
+    fixture_stop(&f);
+}
+
+TEST(amf_failover_of_a_dead_process_does_not_wait_for_its_exit) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    /* The usual crash: the link breaks because the process died; its exit
+     * is not told yet, but it has ended.  b is ACTIVE within the same call. */
+    ca->proc->dead = true;
+    amf_conn_closed(f.amf, a, "test");
+    expect_csi_set(b, HALO_HA_ACTIVE);
+    ASSERT(amf_find_si(f.amf, "si")->fencing == NULL);
+    /* Its exit comes after: the unit restarts as usual. */
+    proc_exit(ca, 9);
+    ASSERT(uv_is_active((uv_handle_t *)&amf_find_su(f.amf, "a")->restart_timer));
+    fixture_stop(&f);
+}
+
 static void waiter_done(struct amf_waiter *w, int error) {
     record("waiter %s", error == 0 ? "ok" : "error");
 }

@@ -154,9 +154,12 @@ void amf_su_fail(struct su *su, const char *why) {
         amf_notify_su(su, AMF_SU_ADMIN);
     }
 
+    /* A process that has already ended (the usual case: its link broke
+     * because it died) holds nothing any more: its standby is promoted now,
+     * not once the loop has told us of its exit. */
     bool alive = false;
     for (size_t i = 0; i < su->n_comps; i++)
-        alive = alive || su->comps[i].proc;
+        alive = alive || (su->comps[i].proc && !proc_has_exited(su->comps[i].proc));
 
     /* Drop every assignment of the SU; the model reacts in amf_sg_evaluate(). */
     struct sg *sg = su->sg;

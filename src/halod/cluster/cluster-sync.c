@@ -171,9 +171,9 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
     int64_t lease = cluster_lease(s->cluster);
     if (!pb || !lease)
         return;
-    bool fenced = true;
+    bool fenced = true; /* none of its processes runs (an ended one may not be reaped yet) */
     for (size_t i = 0; i < su->n_comps; i++)
-        if (su->comps[i].proc)
+        if (su->comps[i].proc && !proc_has_exited(su->comps[i].proc))
             fenced = false;
     struct su_remote now = {
         .known = true,

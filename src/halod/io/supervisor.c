@@ -4,6 +4,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,11 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
     /* < 0: already reaped by the SIGCHLD path, which handled it; 0: spurious. */
     if (process_pidfd_reap(p->pidfd, &ws) > 0)
         proc_finish(p, ws);
+}
+
+bool proc_has_exited(const struct proc *p) {
+    struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+    return p->exited || (p->pidfd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN));
 }
 
 static struct proc *find_proc(struct supervisor *s, pid_t pid) {

@@ -47,6 +47,10 @@ int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *use
 pid_t proc_pid(const struct proc *p);
 /* Sends sig to the process group (the child and what it forked). Returns 0 or -errno. */
 int proc_kill(struct proc *p, int sig);
+/* Whether the process has ended (it may not be reaped yet: its exit callback
+ * is still to come).  Asks the kernel now, without waiting for the loop to
+ * tell: the pidfd polls readable from the moment the process is a zombie. */
+bool proc_has_exited(const struct proc *p);
 /* Forgets the exit callback (used when its owner goes away; the proc is still reaped). */
 void proc_detach(struct proc *p);
 

@@ -99,7 +99,7 @@ void engine_watch_run(store_engine *e, struct engine_watch *w) {
 void engine_watch_notify(store_engine *e, const struct write *w) {
     struct engine_watch *wt;
 
-    LIST_FOREACH(watches, wt, &e->watches) {
+    LIST_FOREACH (watches, wt, &e->watches) {
         if (wt->error < 0 || wt->cancelled || w->revision < wt->min_revision)
             continue;
         for (size_t i = 0; i < w->n_changes; i++) {

@@ -186,11 +186,11 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
 bool etcd_request_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc) {
     struct etcd_request *r;
 
-    LIST_FOREACH(requests, r, &s->side)
-    if (r->easy == e) {
-        request_done(s, r, cc);
-        return true;
-    }
+    LIST_FOREACH (requests, r, &s->side)
+        if (r->easy == e) {
+            request_done(s, r, cc);
+            return true;
+        }
     if (s->current && s->current->easy == e) {
         request_done(s, s->current, cc);
         return true;
@@ -264,12 +264,12 @@ int etcd_request_send_side(struct etcd_request *r) {
 void etcd_request_drop_watch_start(struct store_etcd *s, const struct etcd_watch *w) {
     struct etcd_request *r;
 
-    LIST_FOREACH(requests, r, &s->queue)
-    if (r->watch == w) {
-        LIST_REMOVE(requests, &s->queue, r);
-        request_free(r);
-        return;
-    }
+    LIST_FOREACH (requests, r, &s->queue)
+        if (r->watch == w) {
+            LIST_REMOVE(requests, &s->queue, r);
+            request_free(r);
+            return;
+        }
 }
 
 void etcd_request_cancel_all(struct store_etcd *s) {

@@ -173,7 +173,7 @@ void etcd_watch_deliver(struct store_etcd *s) {
     while (again && !s->freeing) {
         struct etcd_watch *w;
         again = false;
-        LIST_FOREACH(watches, w, &s->watches) {
+        LIST_FOREACH (watches, w, &s->watches) {
             if (w->ended || w->cancelled)
                 continue;
             if (watch_deliver_one(w)) {
@@ -190,13 +190,13 @@ void etcd_watch_deliver(struct store_etcd *s) {
 bool etcd_watch_transfer_done(struct store_etcd *s, CURL *e) {
     struct etcd_watch *w;
 
-    LIST_FOREACH(watches, w, &s->watches)
-    if (w->easy == e) {
-        /* Keep the buffer: its complete lines are still delivered, then
-         * etcd_watch_deliver() reconnects. */
-        etcd_curl_remove(s, &w->easy);
-        return true;
-    }
+    LIST_FOREACH (watches, w, &s->watches)
+        if (w->easy == e) {
+            /* Keep the buffer: its complete lines are still delivered, then
+             * etcd_watch_deliver() reconnects. */
+            etcd_curl_remove(s, &w->easy);
+            return true;
+        }
     return false;
 }
 
@@ -278,12 +278,12 @@ void etcd_watch_end_all(struct store_etcd *s) {
     while (again) {
         struct etcd_watch *w;
         again = false;
-        LIST_FOREACH(watches, w, &s->watches)
-        if (!w->ended && !w->cancelled && w != s->delivering) {
-            watch_end(w, -ECANCELED);
-            again = true;
-            break;
-        }
+        LIST_FOREACH (watches, w, &s->watches)
+            if (!w->ended && !w->cancelled && w != s->delivering) {
+                watch_end(w, -ECANCELED);
+                again = true;
+                break;
+            }
     }
 }
 
