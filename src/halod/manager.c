@@ -251,7 +251,7 @@ static int build_amf(struct manager *m) {
         .loop = m->loop, .config = m->config, .node = m->node, .socket_path = m->socket, .sup = m->sup};
     int r = amf_new(&ap, &m->amf);
     if (r >= 0)
-        r = amf_persist_new(m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
+        r = amf_persist_new(m->loop, m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
     struct queue_params qp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
@@ -474,6 +474,7 @@ static void close_all(struct manager *m) {
     m->events = events_free(m->events);
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);
+    m->persist = amf_persist_free(m->persist); /* its last records go before the store's final flush */
     if (m->amf && !m->amf_closed)
         amf_close(m->amf);
     m->amf_closed = true;
@@ -524,7 +525,6 @@ struct manager *manager_free(struct manager *m) {
      * here); flush the store and leave. */
     close_all(m);
     m->forward = cluster_forward_free(m->forward);
-    m->persist = amf_persist_free(m->persist);
     m->cluster = cluster_free(m->cluster);
     m->store = store_free(m->store);
     /* The link goes first (its connections are closed: nobody waits for an answer), then the

@@ -9,8 +9,16 @@
 #include <string.h>
 
 #include "keys.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
+
+/* An object whose record is to be written: built when it is, from the model as it is then. */
+struct record {
+    LIST_FIELDS(struct record, records);
+    enum key_dir dir;   /* KEY_ASSIGNMENTS, KEY_SU or KEY_COMPONENTS */
+    const void *object; /* struct si, su or comp */
+};
 
 struct amf_persist {
     struct amf *amf;
@@ -18,58 +26,169 @@ struct amf_persist {
     char *prefix;
     bool adopt_assignments;
     bool loading;
+    unsigned refs; /* the owner, the timer, a read in flight */
     amf_persist_loaded_cb loaded;
     void *loaded_userdata;
+    LIST_HEAD(struct record) records; /* one per object */
+    size_t n_records;
+    uv_timer_t timer;
 };
+
+static void persist_unref(struct amf_persist *p) {
+    if (--p->refs > 0)
+        return;
+    struct record *rec;
+    while ((rec = LIST_POP(records, &p->records)))
+        free(rec);
+    free(p->prefix);
+    free(p);
+}
 
 static void on_persisted(store *s, int error, const store_result *r, void *userdata) {
     if (error < 0 && error != -ECANCELED)
         log_warning_errno(error, "Failed to write state to the store: %m");
 }
 
-static void put_json(struct amf_persist *p, enum key_dir d, const char *name, json_t *j) {
-    char key[STORE_KEY_MAX];
-    if (!j)
-        return;
-    _cleanup_free_ char *v = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(j);
-    if (!v || key_name(key, p->prefix, d, name) < 0)
-        return;
-    int r = store_put(p->store, key, v, strlen(v), 0, on_persisted, NULL);
-    if (r < 0)
-        log_warning_errno(r, "Failed to write '%s' to the store: %m", key);
-}
-
-static void on_si_changed(void *userdata, struct si *si) {
-    struct amf_persist *p = userdata;
-    if (!amf_deciding(p->amf))
-        return; /* several nodes: only the coordinator writes the SI's record */
+static json_t *si_record(const struct si *si) {
     json_t *arr = json_array();
     for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
         if (si->asg[i].su && si->asg[i].confirmed)
             json_array_append_new(arr, json_pack("{s:s, s:s}", "su", si->asg[i].su->name, "ha_state",
                                                  halo_ha_state_to_string(si->asg[i].state)));
-    put_json(
-        p, KEY_ASSIGNMENTS, si->name,
-        json_pack("{s:s, s:I, s:o}", "si", si->name, "generation", (json_int_t)si->generation, "assignments", arr));
+    return json_pack("{s:s, s:I, s:o}", "si", si->name, "generation", (json_int_t)si->generation, "assignments", arr);
+}
+
+static json_t *su_record(const struct su *su) {
+    return json_pack("{s:s, s:s, s:s}", "su", su->name, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED", "oper",
+                     su->oper == SU_DISABLED ? "DISABLED" : "ENABLED");
+}
+
+static json_t *comp_record(const struct amf_persist *p, const struct comp *c) {
+    return json_pack("{s:s, s:s, s:i, s:I}", "component", c->name, "node", amf_node(p->amf), "pid", (int)c->pid,
+                     "starttime", (json_int_t)amf_comp_starttime(c));
+}
+
+/* The record's key and value (both malloc'ed), or -errno. */
+static int record_build(const struct amf_persist *p, const struct record *rec, char **ret_key, char **ret_value) {
+    char key[STORE_KEY_MAX];
+    const char *name;
+    json_t *j;
+    switch (rec->dir) {
+    case KEY_ASSIGNMENTS:
+        name = ((const struct si *)rec->object)->name;
+        j = si_record(rec->object);
+        break;
+    case KEY_SU:
+        name = ((const struct su *)rec->object)->name;
+        j = su_record(rec->object);
+        break;
+    default:
+        name = ((const struct comp *)rec->object)->name;
+        j = comp_record(p, rec->object);
+        break;
+    }
+    char *v = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    if (!v)
+        return -ENOMEM;
+    int r = key_name(key, p->prefix, rec->dir, name);
+    char *k = r >= 0 ? strdup(key) : NULL;
+    if (!k) {
+        free(v);
+        return r < 0 ? r : -ENOMEM;
+    }
+    *ret_key = k;
+    *ret_value = v;
+    return 0;
+}
+
+/* Writes the records waiting, in transactions of at most STORE_TXN_OPS_MAX puts. */
+static void flush(struct amf_persist *p) {
+    uv_timer_stop(&p->timer);
+    while (!LIST_IS_EMPTY(&p->records)) {
+        store_op ops[STORE_TXN_OPS_MAX];
+        char *keys[STORE_TXN_OPS_MAX], *values[STORE_TXN_OPS_MAX];
+        struct record *rec;
+        size_t n = 0;
+        while (n < ELEMENTSOF(ops) && (rec = LIST_POP(records, &p->records))) {
+            p->n_records--;
+            int r = record_build(p, rec, &keys[n], &values[n]);
+            free(rec);
+            if (r < 0) {
+                log_warning_errno(r, "Failed to build a record for the store: %m");
+                continue;
+            }
+            ops[n] = (store_op){.type = STORE_OP_PUT,
+                                .key = keys[n],
+                                .key_len = strlen(keys[n]),
+                                .value = values[n],
+                                .value_len = strlen(values[n])};
+            n++;
+        }
+        store_txn txn = {.success = ops, .n_success = n};
+        int r = n ? store_transaction(p->store, &txn, on_persisted, NULL) : 0;
+        if (r < 0)
+            log_warning_errno(r, "Failed to write %zu records to the store: %m", n);
+        for (size_t i = 0; i < n; i++) {
+            free(keys[i]);
+            free(values[i]);
+        }
+    }
+}
+
+static void on_timer(uv_timer_t *t) {
+    flush(t->data);
+}
+
+/*
+ * Records nobody waits for are grouped over PERSIST_GROUP_MSEC into one
+ * transaction, and built then: the turn of the loop that fails a unit over
+ * neither builds JSON nor touches the store, so the new ACTIVE's answer is
+ * read (and the component let go) before the bookkeeping is done.  now:
+ * write at once, with what waits.
+ */
+#define PERSIST_GROUP_MSEC 1
+
+static void mark(struct amf_persist *p, enum key_dir dir, const void *object, bool now) {
+    struct record *rec;
+    bool found = false;
+    LIST_FOREACH (records, rec, &p->records)
+        if (rec->object == object) {
+            found = true;
+            break;
+        }
+    if (!found) {
+        rec = calloc(1, sizeof(*rec));
+        if (!rec) {
+            log_warning("Out of memory: a record is not written to the store");
+            return;
+        }
+        *rec = (struct record){.dir = dir, .object = object};
+        LIST_APPEND(records, &p->records, rec);
+        p->n_records++;
+    }
+    if (now || p->n_records >= STORE_TXN_OPS_MAX)
+        flush(p);
+    else if (!uv_is_active((uv_handle_t *)&p->timer))
+        uv_timer_start(&p->timer, on_timer, PERSIST_GROUP_MSEC, 0);
+}
+
+static void on_si_changed(void *userdata, struct si *si) {
+    struct amf_persist *p = userdata;
+    if (amf_deciding(p->amf)) /* several nodes: only the coordinator writes the SI's record */
+        mark(p, KEY_ASSIGNMENTS, si, false);
 }
 
 static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
-    struct amf_persist *p = userdata;
-    if (ev != AMF_SU_ADMIN)
-        return;
-    put_json(p, KEY_SU, su->name,
-             json_pack("{s:s, s:s, s:s}", "su", su->name, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED",
-                       "oper", su->oper == SU_DISABLED ? "DISABLED" : "ENABLED"));
+    if (ev == AMF_SU_ADMIN)
+        mark(userdata, KEY_SU, su, false);
 }
 
 static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev, const char *reason) {
-    struct amf_persist *p = userdata;
-    if (ev != AMF_COMP_SPAWNED && ev != AMF_COMP_EXITED)
-        return;
-    put_json(p, KEY_COMPONENTS, c->name,
-             json_pack("{s:s, s:s, s:i, s:I}", "component", c->name, "node", amf_node(p->amf), "pid", (int)c->pid,
-                       "starttime", (json_int_t)amf_comp_starttime(c)));
+    /* A process halod started is recorded at once: a halod that dies right
+     * after must find it to adopt it (or kill it), or two would run. */
+    if (ev == AMF_COMP_SPAWNED || ev == AMF_COMP_EXITED)
+        mark(userdata, KEY_COMPONENTS, c, ev == AMF_COMP_SPAWNED);
 }
 
 static const struct amf_observer observer = {
@@ -78,32 +197,38 @@ static const struct amf_observer observer = {
     .comp_event = on_comp_event,
 };
 
-int amf_persist_new(struct amf *a, store *s, const char *prefix, bool adopt_assignments, struct amf_persist **ret) {
+int amf_persist_new(uv_loop_t *loop, struct amf *a, store *s, const char *prefix, bool adopt_assignments,
+                    struct amf_persist **ret) {
     struct amf_persist *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    *p = (struct amf_persist){.amf = a, .store = s, .adopt_assignments = adopt_assignments, .prefix = strdup(prefix)};
+    *p = (struct amf_persist){
+        .amf = a, .store = s, .adopt_assignments = adopt_assignments, .prefix = strdup(prefix), .refs = 1};
     int r = p->prefix ? amf_observe(a, &observer, p) : -ENOMEM;
     if (r < 0) {
         free(p->prefix);
         free(p);
         return r;
     }
+    uv_timer_init(loop, &p->timer);
+    p->timer.data = p;
+    p->refs++;
     *ret = p;
     return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    persist_unref(h->data);
 }
 
 struct amf_persist *amf_persist_free(struct amf_persist *p) {
     if (!p)
         return NULL;
-    if (p->amf)
-        amf_unobserve(p->amf, &observer, p);
-    if (p->loading) {
-        p->amf = NULL; /* the read's callback frees it */
-        return NULL;
-    }
-    free(p->prefix);
-    free(p);
+    flush(p);
+    amf_unobserve(p->amf, &observer, p);
+    p->amf = NULL; /* a read in flight ends with nobody told */
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    persist_unref(p);
     return NULL;
 }
 
@@ -156,7 +281,7 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
     struct amf_persist *p = userdata;
     p->loading = false;
     if (!p->amf) {
-        amf_persist_free(p);
+        persist_unref(p);
         return;
     }
     if (error < 0)
@@ -177,6 +302,7 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
         json_decref(j);
     }
     p->loaded(p->loaded_userdata, error < 0 ? error : 0);
+    persist_unref(p);
 }
 
 int amf_persist_load(struct amf_persist *p, amf_persist_loaded_cb cb, void *userdata) {
@@ -195,6 +321,7 @@ int amf_persist_load(struct amf_persist *p, amf_persist_loaded_cb cb, void *user
     if (r < 0)
         return r;
     p->loading = true;
+    p->refs++;
     p->loaded = cb;
     p->loaded_userdata = userdata;
     return 0;

@@ -67,7 +67,7 @@ void queue_report(struct queue_reporter *r, enum queue_kind kind, const char *na
         snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
     r->n_pending++;
     if (!uv_is_active((uv_handle_t *)&r->flush))
-        uv_timer_start(&r->flush, on_flush, 0, 0);
+        uv_timer_start(&r->flush, on_flush, QUEUE_REPORT_GROUP_MSEC, 0);
 }
 
 uint64_t queue_reporter_lost(const struct queue_reporter *r) {

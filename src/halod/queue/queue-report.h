@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This node's reports to the event queue: typed, batched per loop iteration
- * into one eq_append() (one store transaction for everything reported in a
- * turn of the loop), in the order they were made.
+ * This node's reports to the event queue: typed, grouped over
+ * QUEUE_REPORT_GROUP_MSEC into one eq_append() (one store transaction), in
+ * the order they were made.
  */
 #pragma once
 
@@ -11,6 +11,10 @@
 
 #include "queue.h"
 
+/* Reports are grouped over this long into one append: the turn of the loop
+ * that reports a failure (and fails its unit over) does not also write the
+ * store, so the new ACTIVE's answer is read first. */
+#define QUEUE_REPORT_GROUP_MSEC 1
 /* Reports waiting for the next flush; past this they are dropped and counted lost. */
 #define QUEUE_REPORTS_PENDING_MAX 4096
 
