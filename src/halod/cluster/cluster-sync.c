@@ -11,6 +11,7 @@
 #include "keys.h"
 #include "log.h"
 #include "macro.h"
+#include "store-follow.h"
 #include "string-table.h"
 
 /* The roles as target/ and confirmed/ spell them; 0 is REMOVED. */
@@ -42,8 +43,7 @@ struct cluster_sync {
     struct cluster *cluster;
     struct cluster_forward *forward;
     struct queue_reporter *reporter;
-    store_watch *watch;
-    bool reading;
+    struct store_follow *follow;
     unsigned refs; /* store calls in flight, and the owner */
     cluster_sync_loaded_cb loaded;
     void *loaded_userdata;
@@ -344,35 +344,12 @@ static void on_read_again(store *st, int error, const store_result *r, void *use
     sync_unref(s);
 }
 
-static void load(struct cluster_sync *s);
-
-static void on_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+/* The first read, or a read again after the watch fell behind the store's
+ * history: nodes and unit states first (a target is only taken for a unit
+ * whose state is known), then the targets, then the rest. */
+static void on_loaded(struct store_follow *f, const store_result *r, void *userdata) {
     struct cluster_sync *s = userdata;
-    if (error < 0) {
-        s->watch = store_watch_cancel(s->watch);
-        if (error == -ECANCELED)
-            return;
-        /* Compacted past us: start over from the current state. */
-        log_warning_errno(error, "Watch of the cluster's keys ended, reading them again: %m");
-        load(s);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        handle_kv(s, &ev[i].kv, ev[i].type == STORE_EVENT_DELETE);
-}
-
-static void on_loaded(store *st, int error, const store_result *r, void *userdata) {
-    struct cluster_sync *s = userdata;
-    s->reading = false;
-    if (!s->amf) {
-        sync_unref(s);
-        return;
-    }
-    if (error < 0)
-        log_warning_errno(error, "Failed to read the cluster's keys: %m");
-    /* Nodes and unit states first (a target is only taken for a unit whose
-     * state is known), then the targets, then the rest. */
-    for (int pass = 0; error >= 0 && pass < 3; pass++)
+    for (int pass = 0; pass < 3; pass++)
         for (size_t i = 0; i < r->n_kvs; i++) {
             const char *rest;
             size_t len;
@@ -381,44 +358,36 @@ static void on_loaded(store *st, int error, const store_result *r, void *userdat
             if (want == pass)
                 handle_kv(s, &r->kvs[i], false);
         }
-    if (!s->watch) {
-        int w = store_watch_prefix(s->store, s->prefix, error >= 0 ? r->revision + 1 : 0, on_watch, s, &s->watch);
-        if (w < 0)
-            log_error_errno(w, "Failed to watch the cluster's keys: %m");
-    }
     if (s->loaded) {
         cluster_sync_loaded_cb cb = s->loaded;
         s->loaded = NULL;
-        cb(s->loaded_userdata, error < 0 ? error : 0);
+        cb(s->loaded_userdata, 0);
     }
-    sync_unref(s);
 }
 
-static void load(struct cluster_sync *s) {
-    if (s->reading)
-        return;
-    s->refs++;
-    int r = store_range(s->store, s->prefix, on_loaded, s);
-    if (r < 0) {
-        s->refs--;
-        log_error_errno(r, "Failed to read the cluster's keys: %m");
-        return;
-    }
-    s->reading = true;
+static void on_changed(struct store_follow *f, const store_event *ev, size_t n, void *userdata) {
+    struct cluster_sync *s = userdata;
+    for (size_t i = 0; i < n; i++)
+        handle_kv(s, &ev[i].kv, ev[i].type == STORE_EVENT_DELETE);
 }
+
+static const struct store_follow_ops follow_ops = {
+    .loaded = on_loaded,
+    .changed = on_changed,
+};
 
 int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *userdata) {
+    /* One follower of the whole prefix: the model needs its keys' changes in
+     * revision order (a confirmation after its target), which followers of
+     * the parts it reads would not keep.  The event queues' keys come along
+     * and are dropped unparsed. */
+    struct store_follow_params p = {.prefix = s->prefix};
     s->loaded = cb;
     s->loaded_userdata = userdata;
-    s->refs++;
-    int r = store_range(s->store, s->prefix, on_loaded, s);
-    if (r < 0) {
-        s->refs--;
+    int r = store_follow(s->store, &p, &follow_ops, s, &s->follow);
+    if (r < 0)
         s->loaded = NULL;
-        return r;
-    }
-    s->reading = true;
-    return 0;
+    return r;
 }
 
 /* ---- membership ---- */
@@ -508,7 +477,7 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
 struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
     if (!s)
         return NULL;
-    s->watch = store_watch_cancel(s->watch);
+    s->follow = store_follow_free(s->follow);
     amf_unobserve(s->amf, &observer, s);
     amf_set_placement(s->amf, &amf_placement_local, NULL);
     s->amf = NULL;

@@ -41,8 +41,9 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
 /* Stops following.  Accepts NULL; returns NULL. */
 struct cluster_sync *cluster_sync_free(struct cluster_sync *s);
 
-/* Reads the cluster's keys into the AMF, then follows them; cb runs once the
- * first read is applied (error: it failed, and following goes on).  0 or -errno. */
+/* Reads the cluster's keys into the AMF, then follows them (store-follow.h:
+ * a failed read is retried, a watch that fell behind reads again); cb runs
+ * once the first read is applied (error is 0).  0 or -errno (cb does not run). */
 typedef void (*cluster_sync_loaded_cb)(void *userdata, int error);
 int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *userdata);
 

@@ -22,6 +22,7 @@
 #include "keys.h"
 #include "log.h"
 #include "macro.h"
+#include "store-follow.h"
 #include "time-util.h"
 
 #define CLUSTER_RETRY_MSEC 100
@@ -59,7 +60,7 @@ struct cluster {
     int64_t leader_rev; /* create revision of the leader key we won */
     char *leader_name;
 
-    store_watch *watch;
+    struct store_follow *follow; /* the leader key */
     uv_timer_t keepalive, fence, retry;
 };
 
@@ -96,7 +97,7 @@ static struct cluster *call_end(struct call *k, struct call *out) {
     free(k);
     c->inflight--;
     if (c->closing) {
-        if (c->inflight == 0 && !c->watch)
+        if (c->inflight == 0)
             free(c); /* cluster_free() ran while calls were in flight */
         return NULL;
     }
@@ -257,46 +258,61 @@ static void try_lead(struct cluster *c) {
     c->lead_inflight = true;
 }
 
-static void on_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+static bool is_leader_key(const struct cluster *c, const store_kv *kv) {
+    return kv->key_len == strlen(c->leader_key) && memcmp(kv->key, c->leader_key, kv->key_len) == 0;
+}
+
+static void leader_gone(struct cluster *c) {
+    log_info("The coordinator '%s' left", c->leader_name ?: "?");
+    free(c->leader_name);
+    c->leader_name = NULL;
+    if (c->coordinator) /* our lease ended in etcd before we noticed */
+        fence(c, "the leader key was deleted under us");
+    else
+        try_lead(c);
+}
+
+static void leader_is(struct cluster *c, const store_kv *kv) {
+    json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
+    const char *nm = json_string_value(json_object_get(j, "node"));
+    if (nm && (!c->leader_name || !streq(nm, c->leader_name))) {
+        free(c->leader_name);
+        c->leader_name = strdup(nm);
+        log_info("Node '%s' is the coordinator", nm);
+    }
+    json_decref(j);
+}
+
+/* The leader key as it is now: at start, and again after the watch fell behind. */
+static void on_leader_loaded(struct store_follow *f, const store_result *r, void *userdata) {
     struct cluster *c = userdata;
-    if (error < 0) {
-        log_warning_errno(error, "Watch of the leader key ended: %m");
-        c->watch = NULL;
-        if (c->closing) {
-            if (c->inflight == 0)
-                free(c);
+    for (size_t i = 0; i < r->n_kvs; i++)
+        if (is_leader_key(c, &r->kvs[i])) {
+            leader_is(c, &r->kvs[i]);
             return;
         }
-        /* Start again from now, and find out who leads. */
-        if (store_watch_prefix(c->store, c->leader_key, 0, on_watch, c, &c->watch) < 0)
-            c->watch = NULL;
-        if (!c->coordinator)
-            try_lead(c);
-        return;
-    }
+    if (c->leader_name || c->coordinator)
+        leader_gone(c);
+    else
+        try_lead(c);
+}
+
+static void on_leader_changed(struct store_follow *f, const store_event *ev, size_t n, void *userdata) {
+    struct cluster *c = userdata;
     for (size_t i = 0; i < n; i++) {
-        if (ev[i].kv.key_len != strlen(c->leader_key) || memcmp(ev[i].kv.key, c->leader_key, ev[i].kv.key_len) != 0)
+        if (!is_leader_key(c, &ev[i].kv))
             continue;
-        if (ev[i].type == STORE_EVENT_DELETE) {
-            log_info("The coordinator '%s' left", c->leader_name ?: "?");
-            free(c->leader_name);
-            c->leader_name = NULL;
-            if (c->coordinator) /* our lease ended in etcd before we noticed */
-                fence(c, "the leader key was deleted under us");
-            else
-                try_lead(c);
-        } else {
-            json_t *j = json_loadb(ev[i].kv.value, ev[i].kv.value_len, 0, NULL);
-            const char *nm = json_string_value(json_object_get(j, "node"));
-            if (nm && (!c->leader_name || !streq(nm, c->leader_name))) {
-                free(c->leader_name);
-                c->leader_name = strdup(nm);
-                log_info("Node '%s' is the coordinator", nm);
-            }
-            json_decref(j);
-        }
+        if (ev[i].type == STORE_EVENT_DELETE)
+            leader_gone(c);
+        else
+            leader_is(c, &ev[i].kv);
     }
 }
+
+static const struct store_follow_ops leader_ops = {
+    .loaded = on_leader_loaded,
+    .changed = on_leader_changed,
+};
 
 /* ---- joining ---- */
 
@@ -466,7 +482,8 @@ static void on_old_node(store *s, int error, const store_result *r, void *userda
 }
 
 int cluster_start(struct cluster *c) {
-    int r = store_watch_prefix(c->store, c->leader_key, 0, on_watch, c, &c->watch);
+    struct store_follow_params p = {.prefix = c->leader_key, .retry_min_msec = CLUSTER_RETRY_MSEC};
+    int r = store_follow(c->store, &p, &leader_ops, c, &c->follow);
     if (r < 0)
         return r;
     struct call *k = call_new(c);
@@ -495,8 +512,7 @@ static void on_timer_closed(uv_handle_t *h) {
 void cluster_close(struct cluster *c) {
     if (!c)
         return;
-    if (c->watch)
-        c->watch = store_watch_cancel(c->watch);
+    c->follow = store_follow_free(c->follow);
     uv_close((uv_handle_t *)&c->keepalive, on_timer_closed);
     uv_close((uv_handle_t *)&c->fence, on_timer_closed);
     uv_close((uv_handle_t *)&c->retry, on_timer_closed);
@@ -506,8 +522,7 @@ struct cluster *cluster_free(struct cluster *c) {
     if (!c)
         return NULL;
     c->closing = true;
-    if (c->watch)
-        c->watch = store_watch_cancel(c->watch);
+    c->follow = store_follow_free(c->follow);
     free(c->prefix);
     free(c->node);
     free(c->node_key);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The BQ reader: it reads its offset, state/ and the BQ at start, delivers
- * the entries after its offset in seq order, follows the BQ with a watch, and
- * saves its offset behind the deliveries, one write at a time.
+ * The BQ reader: it follows the BQ (store-follow.h: read with its offset and
+ * state/, then watched), delivers the entries after its offset in seq order,
+ * and saves its offset behind the deliveries, one write at a time.
  */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include <errno.h>
@@ -25,7 +25,7 @@ void bq_reader_halt(struct queue *q) {
     struct reader *rd = &q->reader;
     rd->running = rd->loading = false;
     rd->gen++;
-    rd->watch = store_watch_cancel(rd->watch);
+    rd->follow = store_follow_free(rd->follow);
 }
 
 static void reader_fail(struct queue *q, int error) {
@@ -39,7 +39,7 @@ static void on_reader_timer(uv_timer_t *t) {
     struct queue *q = t->data;
     queue_ref(q);
     if (!q->closing) {
-        if (q->reader.running && !q->reader.loading && !q->reader.watch)
+        if (q->reader.running && !q->reader.follow)
             reader_load(q);
         reader_save(q);
     }
@@ -97,46 +97,26 @@ static bool reader_deliver(struct queue *q, unsigned gen, const store_kv *kv) {
     return going;
 }
 
-static void on_reader_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+static void on_reader_changed(struct store_follow *f, const store_event *ev, size_t n, void *userdata) {
     struct queue *q = userdata;
     struct reader *rd = &q->reader;
     queue_ref(q);
-    if (error < 0) {
-        rd->watch = store_watch_cancel(rd->watch);
-        if (!queue_store_usable(q, error))
-            reader_fail(q, -ECANCELED);
-        else {
-            log_warning_errno(error, "The broadcast queue's watch ended, reading it again: %m");
-            if (error == -ESTALE)
-                reader_load(q);
-            else
-                reader_retry_later(q, &rd->backoff_msec);
-        }
-        goto out;
-    }
     unsigned gen = rd->gen;
     for (size_t i = 0; i < n; i++)
         if (ev[i].type == STORE_EVENT_PUT && !reader_deliver(q, gen, &ev[i].kv))
             break;
     reader_save(q);
-out:
     queue_unref(q);
 }
 
-static void reader_loaded(struct queue *q, struct call *k, int error, const store_result *r) {
+/* The first read, or a read again after the watch fell behind the store's history. */
+static void on_reader_loaded(struct store_follow *f, const store_result *r, void *userdata) {
+    struct queue *q = userdata;
     struct reader *rd = &q->reader;
-    if (q->closing || k->gen != rd->gen)
+    if (q->closing)
         return;
+    queue_ref(q);
     rd->loading = false;
-    if (!queue_store_usable(q, error)) {
-        reader_fail(q, -ECANCELED);
-        return;
-    }
-    if (error < 0) {
-        log_warning_errno(error, "Failed to read the broadcast queue: %m");
-        reader_retry_later(q, &rd->backoff_msec);
-        return;
-    }
     rd->backoff_msec = 0;
 
     /* The offset and the snapshot first, then the entries after the offset, in seq (key) order. */
@@ -161,20 +141,22 @@ static void reader_loaded(struct queue *q, struct call *k, int error, const stor
     unsigned gen = rd->gen;
     for (size_t i = 0; i < r->n_kvs; i++)
         if (queue_keys_match_prefix(&r->kvs[i], q->keys.bq) && !reader_deliver(q, gen, &r->kvs[i]))
-            goto save; /* stopped by the callback */
-
-    int ret = store_watch_prefix(q->store, q->keys.bq, r->revision + 1, on_reader_watch, q, &rd->watch);
-    if (ret < 0) {
-        rd->watch = NULL;
-        if (!queue_store_usable(q, ret)) {
-            reader_fail(q, -ECANCELED);
-            return;
-        }
-        reader_retry_later(q, &rd->backoff_msec);
-    }
-save:
+            break; /* stopped by the callback */
     reader_save(q);
+    queue_unref(q);
 }
+
+/* The store is closing. */
+static void on_reader_stopped(struct store_follow *f, int error, void *userdata) {
+    (void)queue_store_usable(userdata, error);
+    reader_fail(userdata, -ECANCELED);
+}
+
+static const struct store_follow_ops reader_follow_ops = {
+    .loaded = on_reader_loaded,
+    .changed = on_reader_changed,
+    .stopped = on_reader_stopped,
+};
 
 static void reader_load(struct queue *q) {
     struct reader *rd = &q->reader;
@@ -183,11 +165,9 @@ static void reader_load(struct queue *q) {
         {.type = STORE_OP_GET_PREFIX, .key = q->keys.bq, .key_len = strlen(q->keys.bq)},
         {.type = STORE_OP_GET_PREFIX, .key = q->keys.state, .key_len = strlen(q->keys.state)},
     };
-    store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
-    struct call *k = queue_call_new(q, reader_loaded, rd->gen, NULL);
-    int r = k ? store_transaction(q->store, &txn, queue_on_call, k) : -ENOMEM;
+    struct store_follow_params p = {.prefix = q->keys.bq, .read_ops = ops, .n_read_ops = ELEMENTSOF(ops)};
+    int r = store_follow(q->store, &p, &reader_follow_ops, q, &rd->follow);
     if (r < 0) {
-        queue_call_drop(k);
         if (!queue_store_usable(q, r))
             reader_fail(q, -ECANCELED);
         else

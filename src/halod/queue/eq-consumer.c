@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The consumer of the EQ (the coordinator's): it reads the EQ, state/ and the
- * BQ at start, follows the EQ with a watch, and sends one batch (eq-batch.c)
- * at a time under its guard; the published states go to state/ behind it
- * (queue-checkpoint.c).
+ * The consumer of the EQ (the coordinator's): it follows the EQ (store-follow.h:
+ * read with state/, the BQ and bq-seq, then watched), and sends one batch
+ * (eq-batch.c) at a time under its guard; the published states go to state/
+ * behind it (queue-checkpoint.c).  What the follower cannot recover by itself
+ * (a batch that found bq-seq moved, memory that ran out) reads everything
+ * again with a new follower.
  */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include <errno.h>
@@ -30,7 +32,7 @@ void eq_consumer_halt(struct queue *q) {
     struct consumer *c = &q->consumer;
     c->running = c->loading = c->reload = false;
     c->gen++;
-    c->watch = store_watch_cancel(c->watch);
+    c->follow = store_follow_free(c->follow);
     pending_clear(c);
     c->batch = NULL; /* owned by the call in flight */
     uv_timer_stop(&q->consumer_timer);
@@ -52,9 +54,10 @@ static void on_consumer_timer(uv_timer_t *t);
 static void consumer_schedule_reload(struct queue *q, int error) {
     struct consumer *c = &q->consumer;
     c->reload = true;
-    c->watch = store_watch_cancel(c->watch);
+    c->loading = false;
+    c->follow = store_follow_free(c->follow);
     pending_clear(c);
-    if (c->batch || c->loading)
+    if (c->batch)
         return; /* its callback reloads */
     uv_timer_start(&q->consumer_timer, on_consumer_timer, error < 0 ? queue_backoff_next(&c->backoff_msec) : 0, 0);
 }
@@ -74,20 +77,10 @@ static int pending_cmp(const void *a, const void *b) {
     return strcmp(x->key, y->key);
 }
 
-static void on_consumer_watch(store_watch *w, int error, const store_event *ev, size_t n, void *userdata) {
+static void on_consumer_changed(struct store_follow *f, const store_event *ev, size_t n, void *userdata) {
     struct queue *q = userdata;
     struct consumer *c = &q->consumer;
     queue_ref(q);
-    if (error < 0) {
-        c->watch = store_watch_cancel(c->watch);
-        if (!queue_store_usable(q, error))
-            eq_consumer_fail(q, -ECANCELED);
-        else {
-            log_warning_errno(error, "The event queue's watch ended, reading it again: %m");
-            consumer_schedule_reload(q, error == -ESTALE ? 0 : error);
-        }
-        goto out;
-    }
     for (size_t i = 0; i < n; i++) {
         /* version > 1: the consumer's own rewrite of a partly consumed entry, which it holds already. */
         if (ev[i].type != STORE_EVENT_PUT || !queue_keys_match_prefix(&ev[i].kv, q->keys.eq) || ev[i].kv.version > 1)
@@ -105,20 +98,25 @@ out:
     queue_unref(q);
 }
 
-static void consumer_loaded(struct queue *q, struct call *k, int error, const store_result *r) {
+/* The first read of a follower, or its read again after its watch fell behind. */
+static void on_consumer_loaded(struct store_follow *f, const store_result *r, void *userdata) {
+    struct queue *q = userdata;
     struct consumer *c = &q->consumer;
-    if (q->closing || k->gen != c->gen)
+    if (q->closing)
         return;
+    if (c->batch) {
+        /* Read again (-ESTALE) while a batch is in flight: its outcome
+         * decides what holds, so everything is read once it is in. */
+        consumer_schedule_reload(q, 0);
+        return;
+    }
+    if (!c->loading) { /* a read again: start over from it */
+        pending_clear(c);
+        if (c->writer)
+            c->writer->reset(q, c->writer_userdata);
+    }
     c->loading = false;
-    if (!queue_store_usable(q, error)) {
-        eq_consumer_fail(q, -ECANCELED);
-        return;
-    }
-    if (error < 0) {
-        log_warning_errno(error, "Failed to read the event queue: %m");
-        consumer_schedule_reload(q, error);
-        return;
-    }
+    c->backoff_msec = 0;
 
     /* The unconsumed events, in the order they were appended. */
     size_t n_eq = 0;
@@ -170,21 +168,23 @@ static void consumer_loaded(struct queue *q, struct call *k, int error, const st
     for (size_t i = 0; i < m; i++)
         pending_push(c, sorted[i]);
     free(sorted);
-
-    int ret = store_watch_prefix(q->store, q->keys.eq, r->revision + 1, on_consumer_watch, q, &c->watch);
-    if (ret < 0) {
-        c->watch = NULL;
-        if (!queue_store_usable(q, ret))
-            eq_consumer_fail(q, -ECANCELED);
-        else
-            consumer_schedule_reload(q, ret);
-        return;
-    }
     c->reload = false;
     log_debug("Event queue loaded: %zu events pending, last seq %" PRIu64, c->n_pending, c->seq);
     queue_checkpoint_schedule(q);
     consumer_kick(q);
 }
+
+/* The store is closing. */
+static void on_consumer_stopped(struct store_follow *f, int error, void *userdata) {
+    (void)queue_store_usable(userdata, error);
+    eq_consumer_fail(userdata, -ECANCELED);
+}
+
+static const struct store_follow_ops consumer_follow_ops = {
+    .loaded = on_consumer_loaded,
+    .changed = on_consumer_changed,
+    .stopped = on_consumer_stopped,
+};
 
 static void consumer_load(struct queue *q) {
     struct consumer *c = &q->consumer;
@@ -195,14 +195,13 @@ static void consumer_load(struct queue *q) {
         {.type = STORE_OP_GET, .key = q->keys.bq_seq, .key_len = strlen(q->keys.bq_seq)},
         {.type = STORE_OP_GET, .key = q->keys.state_seq, .key_len = strlen(q->keys.state_seq)},
     };
-    store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
+    struct store_follow_params p = {.prefix = q->keys.eq, .read_ops = ops, .n_read_ops = ELEMENTSOF(ops)};
+    c->follow = store_follow_free(c->follow);
     pending_clear(c);
     if (c->writer)
         c->writer->reset(q, c->writer_userdata); /* it reads its part again */
-    struct call *k = queue_call_new(q, consumer_loaded, c->gen, NULL);
-    int r = k ? store_transaction(q->store, &txn, queue_on_call, k) : -ENOMEM;
+    int r = store_follow(q->store, &p, &consumer_follow_ops, q, &c->follow);
     if (r < 0) {
-        queue_call_drop(k);
         if (!queue_store_usable(q, r))
             eq_consumer_fail(q, -ECANCELED);
         else
@@ -212,7 +211,6 @@ static void consumer_load(struct queue *q) {
     c->loading = true;
 }
 
-/* Whether compare holds for kv (NULL: the key is missing), as the store decides it. */
 static bool compare_holds(const store_compare *cmp, const store_kv *kv) {
     int d;
     if (cmp->target == STORE_CMP_VALUE) {

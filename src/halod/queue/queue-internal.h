@@ -24,6 +24,7 @@
 #include "hashmap.h"
 #include "list.h"
 #include "queue.h"
+#include "store-follow.h"
 
 #define QUEUE_PREFIX_MAX 512
 #define QUEUE_RETRY_MIN_MSEC 100
@@ -146,8 +147,8 @@ struct consumer {
     void *writer_userdata;
     queue_stopped_cb stopped;
     void *userdata;
-    store_watch *watch;
-    pending_list pending; /* the EQ entries not consumed yet, in EQ order */
+    struct store_follow *follow; /* the EQ (and, read with it, state/, the BQ, bq-seq, state-seq) */
+    pending_list pending;        /* the EQ entries not consumed yet, in EQ order */
     size_t n_pending;
     struct hashmap decided;  /* each object's last published state, as this consumer knows it */
     uint64_t seq;            /* the last seq published (bq-seq) */
@@ -164,10 +165,10 @@ struct reader {
     bq_deliver_cb deliver;
     queue_stopped_cb stopped;
     void *userdata;
-    store_watch *watch;
-    uint64_t delivered; /* kept across stop/start: never deliver a seq twice */
-    uint64_t saved;     /* the offset in the store, as far as we know */
-    uint64_t saved_at;  /* uv_now() of the last offset write sent */
+    struct store_follow *follow; /* the BQ (and, read with it, this node's offset and state/) */
+    uint64_t delivered;          /* kept across stop/start: never deliver a seq twice */
+    uint64_t saved;              /* the offset in the store, as far as we know */
+    uint64_t saved_at;           /* uv_now() of the last offset write sent */
     bool save_inflight;
     unsigned backoff_msec;
 };
