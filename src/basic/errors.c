@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "halo/halo.h"
+#include "string-table.h"
 
 /* Part of libhalo's ABI (src/libhalo/libhalo.sym): visible despite -fvisibility=hidden. */
 #define HALO_EXPORT __attribute__((visibility("default")))
@@ -24,16 +25,14 @@ HALO_EXPORT const char *halo_strerror(int err) {
     }
 }
 
+static const char *const ha_state_table[] = {
+    [HALO_HA_ACTIVE] = "ACTIVE",
+    [HALO_HA_STANDBY] = "STANDBY",
+    [HALO_HA_QUIESCED] = "QUIESCED",
+    [HALO_HA_QUIESCING] = "QUIESCING",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(ha_state, halo_ha_state);
+
 HALO_EXPORT const char *halo_ha_state_to_string(halo_ha_state s) {
-    switch (s) {
-    case HALO_HA_ACTIVE:
-        return "ACTIVE";
-    case HALO_HA_STANDBY:
-        return "STANDBY";
-    case HALO_HA_QUIESCED:
-        return "QUIESCED";
-    case HALO_HA_QUIESCING:
-        return "QUIESCING";
-    }
-    return "UNKNOWN";
+    return ha_state_to_string(s) ?: "UNKNOWN";
 }

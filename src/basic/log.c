@@ -8,15 +8,18 @@
 #include <time.h>
 
 #include "halo/halo.h"
+#include "string-table.h"
 
 int log_levels[_LOG_AREA_MAX] = {LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_};
 
-static const char *const area_names[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store", "cluster"};
-static const char *const level_names[] = {[LOG_ERR_] = "error",
-                                          [LOG_WARNING_] = "warning",
-                                          [LOG_NOTICE_] = "notice",
-                                          [LOG_INFO_] = "info",
-                                          [LOG_DEBUG_] = "debug"};
+static const char *const log_area_table[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store", "cluster"};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(log_area, enum log_area);
+static const char *const log_level_table[] = {[LOG_ERR_] = "error",
+                                              [LOG_WARNING_] = "warning",
+                                              [LOG_NOTICE_] = "notice",
+                                              [LOG_INFO_] = "info",
+                                              [LOG_DEBUG_] = "debug"};
+DEFINE_STRING_TABLE_FROM_STRING(log_level, enum log_level);
 static const char *log_prefix = "halo";
 
 void log_set_prefix(const char *prefix) {
@@ -29,19 +32,11 @@ void log_set_level(int level) {
 }
 
 int log_set_level_area(const char *area, int level) {
-    for (size_t i = 0; i < _LOG_AREA_MAX; i++)
-        if (strcmp(area, area_names[i]) == 0) {
-            log_levels[i] = level;
-            return 0;
-        }
-    return -EINVAL;
-}
-
-int log_level_from_string(const char *s) {
-    for (int i = LOG_ERR_; i <= LOG_DEBUG_; i++)
-        if (strcmp(s, level_names[i]) == 0)
-            return i;
-    return -EINVAL;
+    int a = log_area_from_string(area);
+    if (a < 0)
+        return a;
+    log_levels[a] = level;
+    return 0;
 }
 
 int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...) {
@@ -85,9 +80,9 @@ int log_internal(int level, enum log_area area, int err, const char *file, int l
     localtime_r(&ts.tv_sec, &tm);
     if (level >= LOG_DEBUG_)
         fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s (%s:%d)\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                ts.tv_nsec / 1000000, log_prefix, area_names[area], level_names[level], out, file, line);
+                ts.tv_nsec / 1000000, log_prefix, log_area_table[area], log_level_table[level], out, file, line);
     else
         fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                log_prefix, area_names[area], level_names[level], out);
+                log_prefix, log_area_table[area], log_level_table[level], out);
     return -e;
 }

@@ -30,8 +30,9 @@ ssize_t string_table_lookup(const char *const *table, size_t n, const char *s);
         return (int)string_table_lookup(name##_table, ELEMENTSOF(name##_table), s); \
     }
 
-/* Only name_to_string(), for enums that are never read from text. */
+/* Only name_to_string(), for enums that are never read from text; only name_from_string(). */
 #define DEFINE_STRING_TABLE_TO_STRING(name, type) _DEFINE_STRING_TABLE_TO_STRING(name, type, )
+#define DEFINE_STRING_TABLE_FROM_STRING(name, type) _DEFINE_STRING_TABLE_FROM_STRING(name, type, )
 #define DEFINE_STRING_TABLE_LOOKUP(name, type)   \
     _DEFINE_STRING_TABLE_TO_STRING(name, type, ) \
     _DEFINE_STRING_TABLE_FROM_STRING(name, type, )

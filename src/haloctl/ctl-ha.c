@@ -15,8 +15,9 @@
 
 #include "halo/ha.h"
 #include "macro.h"
+#include "string-table.h"
 
-static const char *const info_names[] = {
+static const char *const ha_info_table[] = {
     [HALO_HA_INFO_NOPRIMARY] = "NOPRIMARY",
     [HALO_HA_INFO_SECONDARY_DIED] = "SECONDARY_DIED",
     [HALO_HA_INFO_SECONDARY_ARRIVED] = "SECONDARY_ARRIVED",
@@ -25,6 +26,7 @@ static const char *const info_names[] = {
     [HALO_HA_INFO_IS_NONE] = "IS_NONE",
     [HALO_HA_INFO_BESECONDARY_RESULT] = "BESECONDARY_RESULT",
 };
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(ha_info, int);
 
 /* The HA control socket: --ha-socket, $HALO_HA_SOCKET, or ha.sock next to halod's socket. */
 static void ha_socket_path(const char *ha_socket, const char *socket, char *out, size_t n) {
@@ -83,7 +85,7 @@ static int follow_notifications(int fd, bool json) {
             continue;
         if (r < 0)
             return r;
-        const char *name = in.type < ELEMENTSOF(info_names) && info_names[in.type] ? info_names[in.type] : "UNKNOWN";
+        const char *name = ha_info_to_string((int)in.type) ?: "UNKNOWN";
         if (json) {
             json_t *o = json_pack("{s:s, s:s, s:i, s:b, s:s}", "type", name, "nodeid", in.nodeid, "error", in.error,
                                   "full_copy", in.full_copy, "reason", in.reason);

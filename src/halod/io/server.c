@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "halo/halo.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 
@@ -20,7 +21,7 @@
 
 struct conn {
     struct server *srv;
-    struct conn *next, **pprev;
+    LIST_FIELDS(struct conn, conns);
     uv_poll_t poll;
     int fd;
     pid_t pid;
@@ -32,12 +33,12 @@ struct conn {
     char name[64];
     char *parts; /* the rest of a JSON reply sent in parts (server_conn_reply_parts()) */
     size_t parts_len, parts_off;
-    struct outbuf *out_head, **out_tail; /* packets its socket could not take yet */
+    LIST_HEAD(struct outbuf) out; /* packets its socket could not take yet, in order */
     size_t out_bytes;
 };
 
 struct outbuf {
-    struct outbuf *next;
+    LIST_FIELDS(struct outbuf, out);
     size_t len;
     uint8_t data[];
 };
@@ -50,7 +51,7 @@ struct server {
     char *node;
     struct server_handlers h;
     void *userdata;
-    struct conn *conns;
+    LIST_HEAD(struct conn) conns;
     unsigned n_conns;
     char *lease_file; /* named in HelloReply; NULL on one node */
 };
@@ -59,10 +60,9 @@ static void conn_close_cb(uv_handle_t *h) {
     struct conn *c = h->data;
     safe_close(c->fd);
     free(c->parts);
-    for (struct outbuf *o = c->out_head, *next; o; o = next) {
-        next = o->next;
+    struct outbuf *o;
+    while ((o = LIST_POP(out, &c->out)))
         free(o);
-    }
     free(c);
 }
 
@@ -70,7 +70,7 @@ static void on_conn(uv_poll_t *h, int status, int events);
 
 /* Readable always; writable while packets wait. */
 static void conn_poll(struct conn *c) {
-    (void)uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT | (c->out_head ? UV_WRITABLE : 0), on_conn);
+    (void)uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT | (LIST_IS_EMPTY(&c->out) ? 0 : UV_WRITABLE), on_conn);
 }
 
 void server_conn_close(struct conn *c, const char *reason) {
@@ -79,9 +79,7 @@ void server_conn_close(struct conn *c, const char *reason) {
     c->closing = true;
     if (c->hello_done && c->srv->h.on_close)
         c->srv->h.on_close(c, reason, c->srv->userdata);
-    *c->pprev = c->next;
-    if (c->next)
-        c->next->pprev = c->pprev;
+    LIST_REMOVE(conns, &c->srv->conns, c);
     c->srv->n_conns--;
     uv_poll_stop(&c->poll);
     /* Shut down now so the peer sees EOF at once, not when the loop closes the fd. */
@@ -91,16 +89,14 @@ void server_conn_close(struct conn *c, const char *reason) {
 
 /* Sends what waits, in order, until the socket is full again.  0 or -errno. */
 static int conn_flush(struct conn *c) {
-    while (c->out_head) {
-        struct outbuf *o = c->out_head;
+    struct outbuf *o;
+    while ((o = c->out.first)) {
         int r = link_send_packed(c->fd, o->data, o->len);
         if (r == -EAGAIN)
             return 0;
         if (r < 0)
             return r;
-        c->out_head = o->next;
-        if (!c->out_head)
-            c->out_tail = &c->out_head;
+        LIST_REMOVE(out, &c->out, o);
         c->out_bytes -= o->len;
         free(o);
     }
@@ -120,12 +116,10 @@ static int conn_queue(struct conn *c, const uint8_t *buf, size_t n) {
         server_conn_close(c, "out of memory");
         return -ENOMEM;
     }
-    o->next = NULL;
     o->len = n;
     memcpy(o->data, buf, n);
-    bool first = !c->out_head;
-    *c->out_tail = o;
-    c->out_tail = &o->next;
+    bool first = LIST_IS_EMPTY(&c->out);
+    LIST_APPEND(out, &c->out, o);
     c->out_bytes += n;
     if (first)
         conn_poll(c);
@@ -142,7 +136,7 @@ static int conn_send_failed(struct conn *c, int r, const char *what) {
 static int conn_write(struct conn *c, const uint8_t *buf, size_t n, const char *what) {
     if (c->closing)
         return -ENOTCONN;
-    int r = c->out_head ? -EAGAIN : link_send_packed(c->fd, buf, n);
+    int r = !LIST_IS_EMPTY(&c->out) ? -EAGAIN : link_send_packed(c->fd, buf, n);
     if (r == -EAGAIN)
         return conn_queue(c, buf, n);
     return r < 0 ? conn_send_failed(c, r, what) : r;
@@ -166,7 +160,7 @@ int server_conn_send_packets(struct conn *c, const struct iovec *pkts, size_t n)
     if (c->closing)
         return -ENOTCONN;
     size_t i = 0;
-    if (!c->out_head) {
+    if (LIST_IS_EMPTY(&c->out)) {
         int r = link_send_packed_many(c->fd, pkts, n);
         if (r < 0)
             return conn_send_failed(c, r, "messages");
@@ -267,14 +261,14 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
 static void on_conn(uv_poll_t *h, int status, int events) {
     struct conn *c = h->data;
 
-    if ((events & UV_WRITABLE) && c->out_head) {
+    if ((events & UV_WRITABLE) && !LIST_IS_EMPTY(&c->out)) {
         int r = conn_flush(c);
         if (r < 0) {
             log_debug_errno(r, "Failed to send to %s: %m", c->name);
             server_conn_close(c, "send failed");
             return;
         }
-        if (!c->out_head) {
+        if (LIST_IS_EMPTY(&c->out)) {
             conn_poll(c);
             if (c->srv->h.on_drained)
                 c->srv->h.on_drained(c, c->srv->userdata);
@@ -342,18 +336,13 @@ static void on_listen(uv_poll_t *h, int status, int events) {
         snprintf(c->name, sizeof(c->name), "client pid %d", (int)c->pid);
         c->fd = fd;
         c->srv = s;
-        c->out_tail = &c->out_head;
         if (uv_poll_init(s->loop, &c->poll, fd) < 0) {
             close(fd);
             free(c);
             continue;
         }
         c->poll.data = c;
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->pprev = &c->next;
-        c->pprev = &s->conns;
-        s->conns = c;
+        LIST_PREPEND(conns, &s->conns, c);
         s->n_conns++;
         conn_poll(c);
     }
@@ -422,8 +411,8 @@ static void server_close_cb(uv_handle_t *h) {
 struct server *server_free(struct server *s) {
     if (!s)
         return NULL;
-    while (s->conns)
-        server_conn_close(s->conns, "halod is stopping");
+    while (s->conns.first)
+        server_conn_close(s->conns.first, "halod is stopping");
     (void)unlink(s->path);
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, server_close_cb);
