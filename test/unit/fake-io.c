@@ -156,3 +156,29 @@ void fake_conn_done(struct conn *c) {
         free(c->reply_json[i]);
     *c = (struct conn){0};
 }
+
+/* What the layers that are linked but not under test (the CDB's link) call. */
+int server_conn_send(struct conn *c, const LinkMsg *m) {
+    uint8_t buf[LINK_MSG_MAX];
+    int n = link_encode(m, buf, sizeof(buf));
+    return n < 0 ? n : server_conn_send_packed(c, buf, (size_t)n);
+}
+
+int server_conn_send_reply(struct conn *c, Halo__Link__Reply *r) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_REPLY;
+    m.reply = r;
+    return server_conn_send(c, &m);
+}
+
+void *server_conn_get_data(const struct conn *c) {
+    return c->data;
+}
+
+int http_metrics_finish(struct http_metrics_buf *b, char **ret_text) {
+    *ret_text = strdup("");
+    return *ret_text ? 0 : -ENOMEM;
+}
+
+void http_metrics_done(struct http_metrics_buf *b) {
+}
