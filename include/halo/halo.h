@@ -4,9 +4,13 @@
  *
  * A component links libhalo, opens a handle with halo_open(), registers, and
  * then polls halo_fd() and calls halo_dispatch() when it is readable (the SA
- * Forum selection-object pattern).  libhalo never creates threads: callbacks
- * run on the thread that calls halo_dispatch().  Every call is safe from any
- * thread, and callbacks may call back into libhalo.
+ * Forum selection-object pattern).  Callbacks run only on the thread that
+ * calls halo_dispatch().  libhalo starts one thread of its own, on several
+ * nodes only: the node lease's timer, which SIGKILLs the process when its
+ * halod is gone past the lease (so an application that does not dispatch, or
+ * is stuck, is stopped too); it runs no callback and touches nothing of the
+ * handle.  Every call is safe from any thread, and callbacks may call back
+ * into libhalo.
  *
  * Errors are negative errno values, or negative HALO_E* values from the table
  * below; halo_strerror() names both.  A call that fails never runs its callback.
