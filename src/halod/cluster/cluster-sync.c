@@ -347,8 +347,35 @@ static void on_read_again(store *st, int error, const store_result *r, void *use
 /* The first read, or a read again after the watch fell behind the store's
  * history: nodes and unit states first (a target is only taken for a unit
  * whose state is known), then the targets, then the rest. */
+/* Whether r holds the key dir/name. */
+static bool read_has(struct cluster_sync *s, const store_result *r, enum key_dir dir, const char *name) {
+    char key[STORE_KEY_MAX];
+    int n = key_name(key, s->prefix, dir, name);
+    for (size_t i = 0; n >= 0 && i < r->n_kvs; i++)
+        if (r->kvs[i].key_len == (size_t)n && memcmp(r->kvs[i].key, key, (size_t)n) == 0)
+            return true;
+    return false;
+}
+
+/* A read again after the watch fell behind: what is no longer there was
+ * deleted meanwhile (a node's lease ended with its unit states). */
+static void forget_missing(struct cluster_sync *s, const store_result *r) {
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (s->nodes[i].alive && !read_has(s, r, KEY_NODES, s->nodes[i].name))
+            handle_node(s, s->nodes[i].name, true);
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = 0; u < sgs[g].n_sus; u++) {
+            struct su *su = &sgs[g].sus[u];
+            if (!su->local && su->remote.known && !read_has(s, r, KEY_SUSTATE, su->name))
+                amf_su_remote(su, NULL, true);
+        }
+}
+
 static void on_loaded(struct store_follow *f, const store_result *r, void *userdata) {
     struct cluster_sync *s = userdata;
+    forget_missing(s, r);
     for (int pass = 0; pass < 3; pass++)
         for (size_t i = 0; i < r->n_kvs; i++) {
             const char *rest;
