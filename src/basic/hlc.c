@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Hybrid logical clock: monotonic timestamps close to wall-clock time, comparable across nodes (see hlc.h). */
 #include "hlc.h"
+#include "parse-util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -104,23 +105,6 @@ static int days_in_month(int64_t y, int64_t m) {
     return m == 2 && leap_year(y) ? 29 : days[m - 1];
 }
 
-static int parse_decimal(const char *s, uint64_t *ret) {
-    size_t n = strlen(s);
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return n > 20 && strspn(s, "0123456789") == n ? -ERANGE : -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i]))
-            return -EINVAL;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -ERANGE;
-        v = v * 10 + d;
-    }
-    *ret = v;
-    return 0;
-}
-
 static int parse_iso(const char *s, uint64_t *ret) {
     const char *p = s;
     size_t year_digits = strspn(p, "0123456789");
@@ -175,6 +159,6 @@ int hlc_parse(const char *s, uint64_t *ret) {
     assert_return(s, -EINVAL);
     assert_return(ret, -EINVAL);
     if (s[0] != '\0' && strspn(s, "0123456789") == strlen(s))
-        return parse_decimal(s, ret);
+        return parse_u64(s, ret);
     return parse_iso(s, ret);
 }

@@ -211,3 +211,32 @@ int64_t store_revision(store *s) {
 const char *store_backend_name(store *s) {
     return s ? s->ops->name : NULL;
 }
+
+bool store_compare_holds(const store_compare *cmp, const store_kv *kv) {
+    int d;
+    if (cmp->target == STORE_CMP_VALUE) {
+        if (!kv)
+            return false; /* as etcd: a value compare on a missing key always fails */
+        size_t n = MIN(kv->value_len, cmp->value_len);
+        d = n ? memcmp(kv->value, cmp->value, n) : 0;
+        if (d == 0)
+            d = kv->value_len < cmp->value_len ? -1 : kv->value_len > cmp->value_len;
+    } else {
+        int64_t have = !kv                                ? 0
+                       : cmp->target == STORE_CMP_VERSION ? kv->version
+                       : cmp->target == STORE_CMP_CREATE  ? kv->create_revision
+                                                          : kv->mod_revision;
+        d = have < cmp->number ? -1 : have > cmp->number;
+    }
+    switch (cmp->result) {
+    case STORE_CMP_EQUAL:
+        return d == 0;
+    case STORE_CMP_NOT_EQUAL:
+        return d != 0;
+    case STORE_CMP_LESS:
+        return d < 0;
+    case STORE_CMP_GREATER:
+        return d > 0;
+    }
+    return false;
+}

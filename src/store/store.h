@@ -217,6 +217,10 @@ int store_put(store *s, const char *key, const char *value, size_t value_len, in
 int store_delete(store *s, const char *key, store_cb cb, void *userdata);
 int store_delete_prefix(store *s, const char *prefix, store_cb cb, void *userdata);
 int store_transaction(store *s, const store_txn *txn, store_cb cb, void *userdata);
+/* Whether cmp holds for kv (NULL: the key is missing), as a transaction
+ * judges it: bytes compared for VALUE (false on a missing key, whatever the
+ * result asked), 0 for every number of a missing key. */
+bool store_compare_holds(const store_compare *cmp, const store_kv *kv);
 int store_lease_grant(store *s, int64_t ttl, store_lease_cb cb, void *userdata);
 int store_lease_keepalive(store *s, int64_t lease, store_lease_cb cb, void *userdata);
 int store_lease_revoke(store *s, int64_t lease, store_lease_cb cb, void *userdata);

@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "parse-util.h"
 
 #define HTTP_CONNECTIONS_MAX 64
 #define HTTP_PER_IP_MAX 32
@@ -491,7 +492,8 @@ static enum MHD_Result events_start(struct http_server *s, struct MHD_Connection
     /* A declared length over the limit is refused before any of the body is read (and before
      * "100 Continue" is sent to a client that asked for it). */
     const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > HTTP_BODY_MAX)
+    uint64_t declared = 0;
+    if (cl && (parse_u64(cl, &declared) == -ERANGE || declared > HTTP_BODY_MAX))
         return respond_error(s, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "the body is larger than 64 KiB");
 
     struct req *r = calloc(1, sizeof(*r));

@@ -211,35 +211,6 @@ static void consumer_load(struct queue *q) {
     c->loading = true;
 }
 
-static bool compare_holds(const store_compare *cmp, const store_kv *kv) {
-    int d;
-    if (cmp->target == STORE_CMP_VALUE) {
-        if (!kv)
-            return false;
-        size_t n = MIN(kv->value_len, cmp->value_len);
-        d = n ? memcmp(kv->value, cmp->value, n) : 0;
-        if (d == 0)
-            d = kv->value_len < cmp->value_len ? -1 : kv->value_len > cmp->value_len;
-    } else {
-        int64_t have = !kv                                ? 0
-                       : cmp->target == STORE_CMP_VERSION ? kv->version
-                       : cmp->target == STORE_CMP_CREATE  ? kv->create_revision
-                                                          : kv->mod_revision;
-        d = have < cmp->number ? -1 : have > cmp->number;
-    }
-    switch (cmp->result) {
-    case STORE_CMP_EQUAL:
-        return d == 0;
-    case STORE_CMP_NOT_EQUAL:
-        return d != 0;
-    case STORE_CMP_LESS:
-        return d < 0;
-    case STORE_CMP_GREATER:
-        return d > 0;
-    }
-    return false;
-}
-
 static void consumer_batch_done(struct queue *q, struct call *k, int error, const store_result *r);
 
 /* Sends b, the consumer's batch. */
@@ -360,7 +331,7 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
             if (r->kvs[i].key_len == c->guard.key_len && memcmp(r->kvs[i].key, c->guard.key, c->guard.key_len) == 0)
                 guard_kv = &r->kvs[i];
         eq_batch_drop(q, b);
-        if (c->has_guard && !compare_holds(&c->guard, guard_kv)) {
+        if (c->has_guard && !store_compare_holds(&c->guard, guard_kv)) {
             log_warning("The event queue's guard failed: no longer the coordinator");
             eq_consumer_fail(q, -EPERM);
         } else {

@@ -215,31 +215,7 @@ int engine_write_commit(store_engine *e, struct write *w, const store_change *le
 
 static bool compare_holds(const store_engine *e, const store_compare *cmp) {
     const struct kv_entry *x = engine_index_find(e, cmp->key, cmp->key_len);
-    int c;
-
-    if (cmp->target == STORE_CMP_VALUE) {
-        if (!x)
-            return false; /* as etcd: a value compare on a missing key always fails */
-        c = engine_bytes_cmp(x->kv.value, x->kv.value_len, cmp->value, cmp->value_len);
-    } else {
-        int64_t v = !x                                 ? 0
-                    : cmp->target == STORE_CMP_VERSION ? x->kv.version
-                    : cmp->target == STORE_CMP_CREATE  ? x->kv.create_revision
-                                                       : x->kv.mod_revision;
-        c = v < cmp->number ? -1 : v > cmp->number ? 1 : 0;
-    }
-
-    switch (cmp->result) {
-    case STORE_CMP_EQUAL:
-        return c == 0;
-    case STORE_CMP_NOT_EQUAL:
-        return c != 0;
-    case STORE_CMP_LESS:
-        return c < 0;
-    case STORE_CMP_GREATER:
-        return c > 0;
-    }
-    return false;
+    return store_compare_holds(cmp, x ? &x->kv : NULL);
 }
 
 /* Runs txn into c (its result or its error). */
