@@ -44,7 +44,9 @@ struct cluster_sync {
     struct cluster_forward *forward;
     struct queue_reporter *reporter;
     struct store_follow *follow;
-    unsigned refs; /* store calls in flight, and the owner */
+    bool synced;      /* the first read is applied */
+    bool taking_over; /* this node is the coordinator: take over once synced */
+    unsigned refs;    /* store calls in flight, and the owner */
     cluster_sync_loaded_cb loaded;
     void *loaded_userdata;
     struct node_info *nodes;
@@ -347,6 +349,8 @@ static void on_read_again(store *st, int error, const store_result *r, void *use
 /* The first read, or a read again after the watch fell behind the store's
  * history: nodes and unit states first (a target is only taken for a unit
  * whose state is known), then the targets, then the rest. */
+static void take_over(struct cluster_sync *s);
+
 /* Whether r holds the key dir/name. */
 static bool read_has(struct cluster_sync *s, const store_result *r, enum key_dir dir, const char *name) {
     char key[STORE_KEY_MAX];
@@ -385,6 +389,11 @@ static void on_loaded(struct store_follow *f, const store_result *r, void *userd
             if (want == pass)
                 handle_kv(s, &r->kvs[i], false);
         }
+    if (!s->synced) {
+        s->synced = true;
+        if (s->taking_over)
+            take_over(s);
+    }
     if (s->loaded) {
         cluster_sync_loaded_cb cb = s->loaded;
         s->loaded = NULL;
@@ -425,11 +434,8 @@ void cluster_sync_joined(struct cluster_sync *s) {
         publish_sustate(s, s->pub[i].su, true);
 }
 
-void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {
-    if (!coordinator) {
-        amf_set_deciding(s->amf, false);
-        return;
-    }
+static void take_over(struct cluster_sync *s) {
+    s->taking_over = false;
     if (s->forward)
         cluster_forward_run_waiting(s->forward);
     /* Take over: what other nodes hold is known from the store.  Keys of
@@ -443,6 +449,16 @@ void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {
                 if (!amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
                     forget(s, &sgs[g].sis[i], &sgs[g].sus[u]);
     amf_set_deciding(s->amf, true);
+}
+
+void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {
+    s->taking_over = coordinator;
+    if (!coordinator)
+        amf_set_deciding(s->amf, false);
+    else if (s->synced)
+        take_over(s);
+    /* else: once the first read is in; before, this node's view is empty, and
+     * every pair in the store would look left over. */
 }
 
 void cluster_sync_fenced(struct cluster_sync *s) {
