@@ -491,7 +491,7 @@ static void on_stopped(struct amf *a, void *userdata) {
     log_info("All components stopped; exiting");
     close_all(m);
     /* The store goes last: pending writes of the final state complete first. */
-    if (store_get(m->store, "/halo/", on_flushed, m) < 0)
+    if (store_get(m->store, m->prefix, on_flushed, m) < 0)
         on_flushed(m->store, -ECANCELED, NULL, m);
 }
 
