@@ -70,6 +70,13 @@ struct manager {
     int lock_fd;
 };
 
+/* manager.c, also for the unit tests that wire the layers above io as halod does:
+ * the AMF's observers (the event queues, the reporter, the recovery model,
+ * recovery-local, events) once m->amf exists, and the event queue's consumer
+ * (recovery-coord) once they and, with several nodes, the cluster exist. */
+int manager_build_observers(struct manager *m);
+int manager_build_coord(struct manager *m);
+
 /* dispatch.c: the HA link's messages, one switch per peer. */
 void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg);
 void dispatch_conn_closed(struct manager *m, struct conn *c, const char *reason);

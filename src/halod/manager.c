@@ -254,34 +254,7 @@ static int build_amf(struct manager *m) {
         r = amf_persist_new(m->loop, m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
-    struct queue_params qp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
-    r = queue_new(&qp, &m->queue);
-    if (r >= 0)
-        r = queue_reporter_new(m->loop, m->queue, m->node, &m->reporter);
-    if (r < 0)
-        return log_error_errno(r, "Failed to set up the event queues: %m");
-    r = rm_new(m->config, &m->model);
-    if (r < 0) /* halod --check refuses what rm_new() would */
-        log_warning_errno(r, "No recovery model (HA state rules and failure expansion are off): %m");
-    struct recovery_local_params rp = {.amf = m->amf,
-                                       .store = m->store,
-                                       .prefix = m->prefix,
-                                       .queue = m->queue,
-                                       .reporter = m->reporter,
-                                       .model = m->model};
-    r = recovery_local_new(&rp, &m->recovery);
-    if (r >= 0) {
-        struct events_params ep = {.loop = m->loop,
-                                   .store = m->store,
-                                   .prefix = m->prefix,
-                                   .amf = m->amf,
-                                   .queue = m->queue,
-                                   .model = m->model};
-        r = events_new(&ep, &m->events);
-    }
-    if (r < 0)
-        return log_error_errno(r, "Failed to set up the recovery and the events: %m");
-    return 0;
+    return manager_build_observers(m);
 }
 
 /* Several nodes: membership, the forwarded commands, the sync of the AMF. */
@@ -320,22 +293,6 @@ static int build_cluster(struct manager *m) {
         r = server_set_lease_file(m->server, lease);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the lease file '%s': %m", lease);
-    return 0;
-}
-
-static int build_coord(struct manager *m) {
-    struct recovery_coord_params cp = {.loop = m->loop,
-                                       .store = m->store,
-                                       .prefix = m->prefix,
-                                       .node = m->node,
-                                       .queue = m->queue,
-                                       .model = m->model,
-                                       .pools = m->config->n_pools > 0,
-                                       .cluster = m->cluster,
-                                       .sync = m->sync};
-    int r = recovery_coord_new(&cp, &m->coord);
-    if (r < 0)
-        return log_error_errno(r, "Failed to set up the event queue's consumer: %m");
     return 0;
 }
 
@@ -404,7 +361,7 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return log_error_errno(r, "Failed to listen on '%s': %m", m->socket);
     if (o->etcd && (r = build_cluster(m)) < 0)
         return r;
-    if ((r = build_coord(m)) < 0)
+    if ((r = manager_build_coord(m)) < 0)
         return r;
     uv_signal_init(m->loop, &m->sigterm);
     uv_signal_init(m->loop, &m->sigint);

@@ -64,23 +64,8 @@ static void fixture_start(struct fixture *f) {
     ASSERT_OK(store_memory_new(m->loop, &m->store));
     struct amf_params ap = {.loop = m->loop, .config = m->config, .node = m->node, .socket_path = "/x"};
     ASSERT_OK(amf_new(&ap, &m->amf));
-    struct queue_params qp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
-    ASSERT_OK(queue_new(&qp, &m->queue));
-    ASSERT_OK(queue_reporter_new(m->loop, m->queue, m->node, &m->reporter));
-    ASSERT_OK(rm_new(m->config, &m->model));
-    struct recovery_local_params rp = {.amf = m->amf,
-                                       .store = m->store,
-                                       .prefix = m->prefix,
-                                       .queue = m->queue,
-                                       .reporter = m->reporter,
-                                       .model = m->model};
-    ASSERT_OK(recovery_local_new(&rp, &m->recovery));
-    struct events_params ep = {
-        .loop = m->loop, .store = m->store, .prefix = m->prefix, .amf = m->amf, .queue = m->queue, .model = m->model};
-    ASSERT_OK(events_new(&ep, &m->events));
-    struct recovery_coord_params cp = {
-        .loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node, .queue = m->queue, .model = m->model};
-    ASSERT_OK(recovery_coord_new(&cp, &m->coord));
+    ASSERT_OK(manager_build_observers(m)); /* as halod wires them */
+    ASSERT_OK(manager_build_coord(m));
     ASSERT_OK(events_start(m->events));
     ASSERT_OK(recovery_local_start(m->recovery));
     recovery_coord_set(m->coord, true);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wiring of the layers above io that halod builds the same way on one
+ * node and on several: the AMF's observers and the event queue's consumer.
+ * Apart from manager.c so that test-dispatch wires them as halod does without
+ * linking the real io (manager-internal.h).
+ */
+#define LOG_AREA LOG_AREA_MAIN
+#include "log.h"
+#include "manager-internal.h"
+
+int manager_build_observers(struct manager *m) {
+    struct queue_params qp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
+    int r = queue_new(&qp, &m->queue);
+    if (r >= 0)
+        r = queue_reporter_new(m->loop, m->queue, m->node, &m->reporter);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the event queues: %m");
+    r = rm_new(m->config, &m->model);
+    if (r < 0) /* halod --check refuses what rm_new() would */
+        log_warning_errno(r, "No recovery model (HA state rules and failure expansion are off): %m");
+    struct recovery_local_params rp = {.amf = m->amf,
+                                       .store = m->store,
+                                       .prefix = m->prefix,
+                                       .queue = m->queue,
+                                       .reporter = m->reporter,
+                                       .model = m->model};
+    r = recovery_local_new(&rp, &m->recovery);
+    if (r >= 0) {
+        struct events_params ep = {.loop = m->loop,
+                                   .store = m->store,
+                                   .prefix = m->prefix,
+                                   .amf = m->amf,
+                                   .queue = m->queue,
+                                   .model = m->model};
+        r = events_new(&ep, &m->events);
+    }
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the recovery and the events: %m");
+    return 0;
+}
+
+int manager_build_coord(struct manager *m) {
+    struct recovery_coord_params cp = {.loop = m->loop,
+                                       .store = m->store,
+                                       .prefix = m->prefix,
+                                       .node = m->node,
+                                       .queue = m->queue,
+                                       .model = m->model,
+                                       .pools = m->config->n_pools > 0,
+                                       .cluster = m->cluster,
+                                       .sync = m->sync};
+    int r = recovery_coord_new(&cp, &m->coord);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the event queue's consumer: %m");
+    return 0;
+}
