@@ -90,6 +90,14 @@ static struct call *call_new(struct cluster *c) {
     return k;
 }
 
+/* Drops a call that could not be sent (k may be NULL: call_new() failed). */
+static void call_abandon(struct call *k) {
+    if (k) {
+        k->c->inflight--;
+        free(k);
+    }
+}
+
 /* Ends a call; returns the cluster if its answer still matters, else NULL. */
 static struct cluster *call_end(struct call *k, struct call *out) {
     struct cluster *c = k->c;
@@ -178,10 +186,7 @@ static void send_keepalive(uv_timer_t *t) {
         return;
     struct call *k = call_new(c);
     if (!k || store_lease_keepalive(c->store, c->lease, on_keepalive, k) < 0) {
-        if (k) {
-            free(k);
-            c->inflight--;
-        }
+        call_abandon(k);
         uv_timer_start(&c->keepalive, send_keepalive, CLUSTER_RETRY_MSEC, 0);
         return;
     }
@@ -248,10 +253,7 @@ static void try_lead(struct cluster *c) {
         .compares = &cmp, .n_compares = 1, .success = &put, .n_success = 1, .failure = &get, .n_failure = 1};
     struct call *k = call_new(c);
     if (!k || store_transaction(c->store, &txn, on_lead, k) < 0) {
-        if (k) {
-            free(k);
-            c->inflight--;
-        }
+        call_abandon(k);
         uv_timer_start(&c->retry, on_retry_lead, CLUSTER_RETRY_MSEC, 0);
         return;
     }
@@ -343,10 +345,7 @@ static void register_node(struct cluster *c) {
     c->phase = PHASE_REGISTERING;
     struct call *k = call_new(c);
     if (!k || store_put(c->store, c->node_key, value, strlen(value), c->lease, on_registered, k) < 0) {
-        if (k) {
-            free(k);
-            c->inflight--;
-        }
+        call_abandon(k);
         c->phase = PHASE_FENCED;
         uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
     }
@@ -380,10 +379,8 @@ static void lease_end(struct cluster *c) {
     if (!c->lease)
         return;
     struct call *k = call_new(c);
-    if (k && store_lease_revoke(c->store, c->lease, on_revoked, k) < 0) {
-        free(k);
-        c->inflight--;
-    }
+    if (k && store_lease_revoke(c->store, c->lease, on_revoked, k) < 0)
+        call_abandon(k);
     c->lease = 0;
 }
 
@@ -396,10 +393,7 @@ static void join(struct cluster *c) {
     c->phase = PHASE_GRANTING;
     struct call *k = call_new(c);
     if (!k || store_lease_grant(c->store, c->ttl_asked, on_granted, k) < 0) {
-        if (k) {
-            free(k);
-            c->inflight--;
-        }
+        call_abandon(k);
         c->phase = PHASE_FENCED;
         uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
     }
@@ -473,10 +467,7 @@ static void on_old_node(store *s, int error, const store_result *r, void *userda
         struct call *k2 = call_new(c);
         if (k2 && store_lease_keepalive(c->store, r->kvs[0].lease, on_old_lease, k2) == 0)
             return;
-        if (k2) {
-            free(k2);
-            c->inflight--;
-        }
+        call_abandon(k2);
     }
     join(c);
 }
@@ -490,12 +481,9 @@ int cluster_start(struct cluster *c) {
     if (!k)
         return -ENOMEM;
     r = store_get(c->store, c->node_key, on_old_node, k);
-    if (r < 0) {
-        free(k);
-        c->inflight--;
-        return r;
-    }
-    return 0;
+    if (r < 0)
+        call_abandon(k);
+    return r < 0 ? r : 0;
 }
 
 void cluster_leave(struct cluster *c) {

@@ -56,21 +56,33 @@ uint64_t engine_lease_deadline(int64_t ttl) {
 
 /* ---- leases ---- */
 
+/* A lease call's completion, queued: its callback runs from the idle handle
+ * with what the caller leaves in it. NULL with *ret_error set if none. */
+static struct completion *lease_call(store_engine *e, store_lease_cb cb, void *userdata, int *ret_error) {
+    if (e->closing) {
+        *ret_error = -ECANCELED;
+        return NULL;
+    }
+    struct completion *c = engine_completion_new(true, NULL, cb, userdata);
+    if (!c) {
+        *ret_error = -ENOMEM;
+        return NULL;
+    }
+    engine_queue_push(e, &c->work);
+    return c;
+}
+
 int store_engine_lease_grant(store *s, int64_t ttl, store_lease_cb cb, void *userdata) {
     store_engine *e = engine_of(s);
-
-    if (e->closing)
-        return -ECANCELED;
-    struct completion *c = engine_completion_new(true, NULL, cb, userdata);
+    int r;
+    struct completion *c = lease_call(e, cb, userdata, &r);
     if (!c)
-        return -ENOMEM;
-
-    engine_queue_push(e, &c->work);
+        return r;
     int64_t id = e->lease_max + 1;
     store_change change = {.type = STORE_CHANGE_LEASE_GRANT, .lease = id, .ttl = ttl};
     struct write w;
     engine_write_init(e, &w);
-    int r = engine_grow((void **)&e->leases, &e->cap_leases, e->n_leases + 1, sizeof(e->leases[0]));
+    r = engine_grow((void **)&e->leases, &e->cap_leases, e->n_leases + 1, sizeof(e->leases[0]));
     if (r >= 0)
         r = engine_write_commit(e, &w, &change, id);
     engine_write_release(&w);
@@ -89,14 +101,10 @@ int store_engine_lease_grant(store *s, int64_t ttl, store_lease_cb cb, void *use
 int store_engine_lease_keepalive(store *s, int64_t lease, store_lease_cb cb, void *userdata) {
     store_engine *e = engine_of(s);
     size_t pos;
-
-    if (e->closing)
-        return -ECANCELED;
-    struct completion *c = engine_completion_new(true, NULL, cb, userdata);
+    int r;
+    struct completion *c = lease_call(e, cb, userdata, &r);
     if (!c)
-        return -ENOMEM;
-
-    engine_queue_push(e, &c->work);
+        return r;
     c->lease = lease;
     if (!engine_lease_search(e, lease, &pos))
         c->error = -ENOENT;
@@ -139,14 +147,10 @@ static int lease_revoke_at(store_engine *e, size_t pos) {
 int store_engine_lease_revoke(store *s, int64_t lease, store_lease_cb cb, void *userdata) {
     store_engine *e = engine_of(s);
     size_t pos;
-
-    if (e->closing)
-        return -ECANCELED;
-    struct completion *c = engine_completion_new(true, NULL, cb, userdata);
+    int r;
+    struct completion *c = lease_call(e, cb, userdata, &r);
     if (!c)
-        return -ENOMEM;
-
-    engine_queue_push(e, &c->work);
+        return r;
     c->lease = lease;
     c->error = engine_lease_search(e, lease, &pos) ? lease_revoke_at(e, pos) : -ENOENT;
     return 0;
