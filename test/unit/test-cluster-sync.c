@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of cluster sync (src/halod/cluster/cluster-sync.c) on one node
+ * of two, with the real membership (cluster.c), the real AMF and the memory
+ * store; processes and HA links are fakes (fake-io.c).  The other node, n2,
+ * is keys in the store, written as its halod would (docs/store.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "amf-internal.h"
+#include "cluster-sync.h"
+#include "cluster.h"
+#include "fake-io.h"
+#include "keys.h"
+#include "macro.h"
+#include "queue-report.h"
+#include "queue.h"
+#include "store.h"
+#include "tests.h"
+
+#define DESCRIPTION                                      \
+    "cluster: t\n"                                       \
+    "nodes:\n"                                           \
+    "  n1: {}\n"                                         \
+    "  n2: {}\n"                                         \
+    "service-groups:\n"                                  \
+    "  g:\n"                                             \
+    "    component:\n"                                   \
+    "      command: /bin/true\n"                         \
+    "      restart: {max: 3, window: 1m, delay: 10ms}\n" \
+    "    service-units:\n"                               \
+    "      a: {node: n1}\n"                              \
+    "      b: {node: n2}\n"                              \
+    "    service-instances:\n"                           \
+    "      si:\n"                                        \
+    "        csis:\n"                                    \
+    "          csi: {}\n"
+
+struct fixture {
+    uv_loop_t loop;
+    char path[64];
+    char prefix[STORE_KEY_MAX];
+    struct config *cfg;
+    store *store;
+    struct amf *amf;
+    struct queue *queue;
+    struct queue_reporter *reporter;
+    struct cluster *cluster;
+    struct cluster_sync *sync;
+    bool started, loaded;
+    int64_t n2_lease;
+    struct conn a;
+};
+
+/* ---- the store, driven to completion ---- */
+
+static void on_done(store *s, int error, const store_result *r, void *userdata) {
+    ASSERT_OK(error);
+    *(bool *)userdata = true;
+}
+
+static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
+    ASSERT_OK(error);
+    *(int64_t *)userdata = lease;
+}
+
+static void run_until(struct fixture *f, const bool *done) {
+    for (int i = 0; i < 100000 && !*done; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    ASSERT(*done);
+}
+
+/* Runs the loop for about msec (the membership's timers keep it busy). */
+static void on_stop_timer(uv_timer_t *t) {
+    *(bool *)t->data = true;
+}
+static void run_for(struct fixture *f, uint64_t msec) {
+    bool done = false;
+    uv_timer_t t;
+    uv_timer_init(&f->loop, &t);
+    t.data = &done;
+    uv_timer_start(&t, on_stop_timer, msec, 0);
+    run_until(f, &done);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void put(struct fixture *f, enum key_dir dir, const char *a, const char *b, const char *value, int64_t lease) {
+    char key[STORE_KEY_MAX];
+    ASSERT(b ? key_pair(key, f->prefix, dir, a, b) >= 0 : key_name(key, f->prefix, dir, a) >= 0);
+    bool done = false;
+    ASSERT_OK(store_put(f->store, key, value, strlen(value), lease, on_done, &done));
+    run_until(f, &done);
+}
+
+struct got {
+    bool done;
+    char value[512];
+};
+
+static void on_got(store *s, int error, const store_result *r, void *userdata) {
+    struct got *g = userdata;
+    ASSERT_OK(error);
+    if (r->n_kvs == 1)
+        snprintf(g->value, sizeof(g->value), "%.*s", (int)r->kvs[0].value_len, r->kvs[0].value);
+    g->done = true;
+}
+
+/* The value of target/ or confirmed/<si>/<su>, "" if there is none. */
+static const char *pair(struct fixture *f, enum key_dir dir, const char *si, const char *su, struct got *g) {
+    char key[STORE_KEY_MAX];
+    ASSERT(key_pair(key, f->prefix, dir, si, su) >= 0);
+    *g = (struct got){0};
+    ASSERT_OK(store_get(f->store, key, on_got, g));
+    run_until(f, &g->done);
+    return g->value;
+}
+
+/* ---- this node's halod, as the manager wires it ---- */
+
+static void on_loaded(void *userdata, int error) {
+    struct fixture *f = userdata;
+    ASSERT_OK(error);
+    f->loaded = true;
+    amf_set_ready(f->amf);
+}
+
+static void on_joined(struct cluster *c, void *userdata) {
+    struct fixture *f = userdata;
+    cluster_sync_joined(f->sync);
+}
+
+/* The membership makes this node the coordinator before cluster sync has read
+ * the cluster's keys: in halod the sync's read waits for the AMF's own
+ * records, while the membership starts at once. */
+static void on_coordinator(struct cluster *c, bool coordinator, void *userdata) {
+    struct fixture *f = userdata;
+    cluster_sync_coordinator(f->sync, coordinator);
+    if (coordinator && !f->started) {
+        f->started = true;
+        ASSERT_OK(cluster_sync_start(f->sync, on_loaded, f));
+    }
+}
+
+static void on_fence(struct cluster *c, void *userdata) {
+    cluster_sync_fenced(((struct fixture *)userdata)->sync);
+}
+
+static void on_renewed(struct cluster *c, uint64_t deadline_usec, void *userdata) {
+}
+
+static const struct cluster_handlers handlers = {
+    .on_joined = on_joined, .on_coordinator = on_coordinator, .on_fence = on_fence, .on_renewed = on_renewed};
+
+static void fixture_start(struct fixture *f) {
+    char *errors = NULL;
+    snprintf(f->path, sizeof(f->path), "/tmp/test-cluster-sync-%d.yaml", (int)getpid());
+    FILE *fp = fopen(f->path, "w");
+    ASSERT(fp);
+    fputs(DESCRIPTION, fp);
+    fclose(fp);
+    if (config_load(f->path, &f->cfg, &errors) < 0)
+        CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
+    ASSERT_OK(uv_loop_init(&f->loop));
+    ASSERT_OK(key_prefix(f->prefix, "t"));
+    ASSERT_OK(store_memory_new(&f->loop, &f->store));
+
+    /* n2 is up, its unit b in service and ACTIVE for si, decided by the
+     * coordinator that was (n1's halod before it restarted). */
+    ASSERT_OK(store_lease_grant(f->store, 60, on_granted, &f->n2_lease));
+    while (!f->n2_lease)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    char node[128];
+    snprintf(node, sizeof(node), "{\"node\":\"n2\",\"pid\":4242,\"lease\":\"%lld\",\"ttl\":60}",
+             (long long)f->n2_lease);
+    put(f, KEY_NODES, "n2", NULL, node, f->n2_lease);
+    put(f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", f->n2_lease);
+    put(f, KEY_TARGET, "si", "b", "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":1}", 0);
+    put(f, KEY_CONFIRMED, "si", "b", "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":1}", 0);
+
+    struct amf_params ap = {.loop = &f->loop, .config = f->cfg, .node = "n1", .socket_path = "/x"};
+    ASSERT_OK(amf_new(&ap, &f->amf));
+    struct queue_params qp = {.loop = &f->loop, .store = f->store, .prefix = f->prefix, .node = "n1"};
+    ASSERT_OK(queue_new(&qp, &f->queue));
+    ASSERT_OK(queue_reporter_new(&f->loop, f->queue, "n1", &f->reporter));
+    struct cluster_params cp = {.loop = &f->loop,
+                                .store = f->store,
+                                .prefix = f->prefix,
+                                .node = "n1",
+                                .ttl = 60,
+                                .handlers = &handlers,
+                                .userdata = f};
+    ASSERT_OK(cluster_new(&cp, &f->cluster));
+    struct cluster_sync_params sp = {.store = f->store,
+                                     .prefix = f->prefix,
+                                     .node = "n1",
+                                     .amf = f->amf,
+                                     .cluster = f->cluster,
+                                     .reporter = f->reporter};
+    ASSERT_OK(cluster_sync_new(&sp, &f->sync));
+}
+
+static void fixture_stop(struct fixture *f) {
+    cluster_close(f->cluster);
+    f->sync = cluster_sync_free(f->sync);
+    f->queue = queue_free(f->queue);
+    f->reporter = queue_reporter_free(f->reporter);
+    amf_close(f->amf);
+    f->store = store_free(f->store);
+    f->cluster = cluster_free(f->cluster);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->amf = amf_free(f->amf);
+    f->cfg = config_free(f->cfg);
+    ASSERT_OK(uv_loop_close(&f->loop));
+    fake_conn_done(&f->a);
+    unlink(f->path);
+}
+
+/* ---- tests ---- */
+
+/*
+ * A coordinator that takes over before it has read the cluster's keys sees no
+ * assignment anywhere: it would delete every target as left over and place
+ * si's ACTIVE on its own unit while b still serves on n2 (two ACTIVEs).  It
+ * must take over only once the read is in: b stays ACTIVE, a becomes STANDBY.
+ */
+TEST(cluster_sync_takes_over_only_after_its_first_read) {
+    struct fixture f = {0};
+    fixture_start(&f);
+    ASSERT_OK(cluster_start(f.cluster));
+    run_until(&f, &f.loaded);
+    ASSERT(cluster_is_coordinator(f.cluster));
+    run_for(&f, 50);
+
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    ASSERT(strstr(pair(&f, KEY_CONFIRMED, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    struct si *si = amf_find_si(f.amf, "si");
+    struct assignment *active = amf_si_find(si, HALO_HA_ACTIVE);
+    ASSERT(active && active->su == amf_find_su(f.amf, "b"));
+
+    /* This node's unit registers: it is told STANDBY, never ACTIVE. */
+    struct comp *c = amf_find_comp(f.amf, "a");
+    ASSERT(c && c->proc);
+    f.a.pid = c->pid;
+    amf_comp_register(f.amf, &f.a, 7, "a", NULL, false, false);
+    run_for(&f, 50);
+    LinkMsg *m;
+    bool standby = false;
+    while ((m = fake_conn_next(&f.a)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
+            ASSERT(m->csi_set->ha_state != HALO_HA_ACTIVE);
+            standby |= m->csi_set->ha_state == HALO_HA_STANDBY;
+        }
+    ASSERT(standby);
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    fixture_stop(&f);
+}
