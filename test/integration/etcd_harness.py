@@ -78,9 +78,18 @@ class Etcd:
         except OSError:
             return False
 
+    def kill_member(self, i):
+        """SIGKILLs member i (by its pid) and reaps it; the others keep the quorum."""
+        p = self.members[i]["proc"]
+        p.kill()
+        p.wait(10)
+
+    def live_client(self):
+        return next(m["client"] for m in self.members if m["proc"] and m["proc"].poll() is None)
+
     def get_prefix(self, prefix):
-        """{key: value} of every key under prefix, read through the JSON gateway."""
-        return get_prefix(self.members[0]["client"], prefix)
+        """{key: value} of every key under prefix, read through the JSON gateway of a running member."""
+        return get_prefix(self.live_client(), prefix)
 
     def put(self, key, value):
         """Writes key = value (no lease) through the JSON gateway."""
@@ -88,8 +97,7 @@ class Etcd:
         import json
         body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
                            "value": base64.b64encode(value.encode()).decode()}).encode()
-        m = self.members[0]
-        req = urllib.request.Request(f"http://127.0.0.1:{m['client']}/v3/kv/put", data=body, method="POST")
+        req = urllib.request.Request(f"http://127.0.0.1:{self.live_client()}/v3/kv/put", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=2) as r:
             r.read()
 

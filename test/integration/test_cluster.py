@@ -416,3 +416,43 @@ def test_a_new_coordinator_runs_the_commands_the_old_one_left(etcd, halod_factor
                         what="the command answered by the new coordinator")
     assert answered
     assert ho.stop() == 0
+
+
+def test_one_etcd_member_killed_changes_nothing_and_failover_still_works(halod_factory, tmp_path):
+    """Three etcd members, every halod given all three, the first one each
+    halod talks to SIGKILLed: the halods move to the others without fencing
+    (both nodes stay ONLINE, nobody fails over), and a component crash after
+    that still moves the ACTIVE to the other node with its state."""
+    from etcd_harness import Etcd
+    etcd = Etcd(members=3).start()
+    try:
+        c = Cluster(etcd, halod_factory, tmp_path, ttl=3).start()
+        h1, h2 = c.nodes["n1"], c.nodes["n2"]
+        act, sb = wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
+        assert ask(c.port, "INCR k") == "1"
+        gen = h2.si("counter")["generation"]
+
+        etcd.kill_member(0)
+        # Several keepalive rounds (TTL 3 s, a renewal a second) on the two left.
+        import time
+        time.sleep(4)
+        for h in (h1, h2):
+            assert h.proc.poll() is None
+            assert {n["name"]: n["state"] for n in h.status()["nodes"]} == {"n1": "ONLINE", "n2": "ONLINE"}
+            assert "Fencing node" not in h.logtext() and "lost its lease" not in h.logtext()
+        assert c.settled(h1) == (act, sb) and c.settled(h2) == (act, sb)
+        assert h2.si("counter")["generation"] == gen, "an assignment changed while etcd lost a member"
+        assert ask(c.port, "INCR k") == "2"
+
+        owner = c.nodes[node_of(act)]
+        owner.remember_children()
+        owner.kill_pids([owner.pid_of(act)])
+        assert wait_for(lambda: c.settled(h1) == (sb, act), timeout=20, what="failover to the other node")
+        assert wait_for(lambda: c.settled(h2) == (sb, act), what="n2 agrees")
+        assert wait_for(lambda: ask(c.port, "GET k") == "2", what="the new ACTIVE serves the state")
+        keys = etcd.get_prefix("/halo/test/")
+        assert '"ACTIVE"' in keys[f"/halo/test/confirmed/counter/{sb}"]
+        for h in c.nodes.values():
+            assert h.stop() == 0
+    finally:
+        etcd.stop()
