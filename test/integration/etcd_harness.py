@@ -84,6 +84,32 @@ class Etcd:
         p.kill()
         p.wait(10)
 
+    def pause_member(self, i):
+        """SIGSTOPs member i: its port still accepts connections, nothing is answered."""
+        self.members[i]["proc"].send_signal(19)  # SIGSTOP
+
+    def resume_member(self, i):
+        self.members[i]["proc"].send_signal(18)  # SIGCONT
+
+    def leader(self):
+        """The index of the member that leads, as the running members' status says."""
+        import json
+        for m in self.members:
+            if not m["proc"] or m["proc"].poll() is not None:
+                continue
+            req = urllib.request.Request(f"http://127.0.0.1:{m['client']}/v3/maintenance/status", data=b"{}",
+                                         method="POST")
+            with urllib.request.urlopen(req, timeout=2) as r:
+                doc = json.loads(r.read())
+            if doc.get("leader") and doc["leader"] == doc["header"]["member_id"]:
+                return self.members.index(m)
+        return None
+
+    def endpoints_from(self, i):
+        """The client URLs with member i's first."""
+        order = self.members[i:] + self.members[:i]
+        return ",".join(f"http://127.0.0.1:{m['client']}" for m in order)
+
     def live_client(self):
         return next(m["client"] for m in self.members if m["proc"] and m["proc"].poll() is None)
 

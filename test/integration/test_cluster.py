@@ -43,8 +43,9 @@ def ask(port, line, timeout=2):
 
 
 class Cluster:
-    def __init__(self, etcd, factory, tmp_path, nodes=("n1", "n2"), ttl=1):
+    def __init__(self, etcd, factory, tmp_path, nodes=("n1", "n2"), ttl=1, endpoints=None):
         self.etcd = etcd
+        self.endpoints = endpoints or etcd.endpoints
         self.ttl = ttl
         self.port = free_port()
         self.yaml = cluster_yaml(tmp_path, self.port, nodes)
@@ -55,7 +56,7 @@ class Cluster:
 
     def make(self, n):
         return self.factory(self.yaml, name=n,
-                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", str(self.ttl)])
+                            extra_args=["--node", n, "--etcd", self.endpoints, "--lease-ttl", str(self.ttl)])
 
     def start(self):
         for h in self.nodes.values():
@@ -455,4 +456,59 @@ def test_one_etcd_member_killed_changes_nothing_and_failover_still_works(halod_f
         for h in c.nodes.values():
             assert h.stop() == 0
     finally:
+        etcd.stop()
+
+
+def test_stopped_etcd_follower_neither_fences_nor_freezes_the_cluster(halod_factory, tmp_path):
+    """Three etcd members, the one every halod talks to first is a follower,
+    SIGSTOPped for 8 s (quorum intact; a stopped member still accepts
+    connections and answers nothing).  With a 1 s lease (fence 750 ms after
+    the last renewal) no node may fence: renewals stuck on the member must move
+    to another well before that.  And the watches must move too: a component
+    crash during the stall fails over to the other node while the member is
+    still stopped, and both nodes see it."""
+    import time
+    from etcd_harness import Etcd
+    etcd = Etcd(members=3).start()
+    stopped = None
+    try:
+        leader = wait_for(lambda: etcd.leader() is not None, what="an etcd leader") and etcd.leader()
+        f = (leader + 1) % 3
+        c = Cluster(etcd, halod_factory, tmp_path, ttl=1, endpoints=etcd.endpoints_from(f)).start()
+        h1, h2 = c.nodes["n1"], c.nodes["n2"]
+        act, sb = wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
+        assert wait_for(lambda: c.settled(h2) == (act, sb), what="n2 agrees")
+        assert ask(c.port, "INCR k") == "1"
+        gen = h2.si("counter")["generation"]
+
+        etcd.pause_member(f)
+        stopped = f
+        t0 = time.monotonic()
+        time.sleep(2)  # several renewals (one every 333 ms)
+        for n, h in c.nodes.items():
+            assert "Fencing node" not in h.logtext(), f"{n} fenced itself while etcd kept its quorum"
+        assert c.settled(h1) == (act, sb) and c.settled(h2) == (act, sb)
+        assert h2.si("counter")["generation"] == gen, "an assignment changed while a follower was stopped"
+
+        owner = c.nodes[node_of(act)]
+        owner.remember_children()
+        owner.kill_pids([owner.pid_of(act)])
+        assert wait_for(lambda: c.settled(h1) == (sb, act), timeout=5, what="failover seen by n1 during the stall")
+        assert wait_for(lambda: c.settled(h2) == (sb, act), timeout=2, what="failover seen by n2 during the stall")
+        assert wait_for(lambda: ask(c.port, "GET k") == "1", what="the new ACTIVE serves the state")
+        assert time.monotonic() - t0 < 8, "the failover waited for the stopped member"
+        time.sleep(max(0.0, 8 - (time.monotonic() - t0)))
+        etcd.resume_member(f)
+        stopped = None
+        time.sleep(1)
+        for h in (h1, h2):
+            assert h.proc.poll() is None
+            assert "Fencing node" not in h.logtext()
+            assert {n["name"]: n["state"] for n in h.status()["nodes"]} == {"n1": "ONLINE", "n2": "ONLINE"}
+        assert c.settled(h1) == (sb, act) and c.settled(h2) == (sb, act)
+        for h in c.nodes.values():
+            assert h.stop() == 0
+    finally:
+        if stopped is not None:
+            etcd.resume_member(stopped)
         etcd.stop()

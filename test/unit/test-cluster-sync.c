@@ -52,6 +52,7 @@ struct fixture {
     struct cluster *cluster;
     struct cluster_sync *sync;
     bool started, loaded;
+    bool n2_leads; /* n2 holds the leader key: this node is not the coordinator */
     int64_t n2_lease;
     struct conn a;
 };
@@ -132,6 +133,10 @@ static void on_loaded(void *userdata, int error) {
 static void on_joined(struct cluster *c, void *userdata) {
     struct fixture *f = userdata;
     cluster_sync_joined(f->sync);
+    if (f->n2_leads && !f->started) {
+        f->started = true;
+        ASSERT_OK(cluster_sync_start(f->sync, on_loaded, f));
+    }
 }
 
 /* The membership makes this node the coordinator before cluster sync has read
@@ -180,8 +185,19 @@ static void fixture_start(struct fixture *f) {
     put(f, KEY_NODES, "n2", NULL, node, f->n2_lease);
     put(f, KEY_SUSTATE, "b", NULL,
         "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", f->n2_lease);
-    put(f, KEY_TARGET, "si", "b", "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":1}", 0);
-    put(f, KEY_CONFIRMED, "si", "b", "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":1}", 0);
+    char pair_value[256];
+    snprintf(pair_value, sizeof(pair_value),
+             "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":1,\"lease\":%lld}",
+             (long long)f->n2_lease);
+    put(f, KEY_TARGET, "si", "b", pair_value, 0);
+    put(f, KEY_CONFIRMED, "si", "b", pair_value, 0);
+    if (f->n2_leads) {
+        char leader[STORE_KEY_MAX];
+        ASSERT(key_leader(leader, f->prefix) >= 0);
+        bool done = false;
+        ASSERT_OK(store_put(f->store, leader, "{\"node\":\"n2\"}", 13, f->n2_lease, on_done, &done));
+        run_until(f, &done);
+    }
 
     struct amf_params ap = {.loop = &f->loop, .config = f->cfg, .node = "n1", .socket_path = "/x"};
     ASSERT_OK(amf_new(&ap, &f->amf));
@@ -260,5 +276,59 @@ TEST(cluster_sync_takes_over_only_after_its_first_read) {
     ASSERT(standby);
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    fixture_stop(&f);
+}
+
+/* What the fake connection of a's component was sent: the HA state of the
+ * last CSI set, 0 if none. */
+static halo_ha_state last_csi_set(struct fixture *f) {
+    LinkMsg *m;
+    halo_ha_state st = 0;
+    while ((m = fake_conn_next(&f->a)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET)
+            st = (halo_ha_state)m->csi_set->ha_state;
+    return st;
+}
+
+static void put_target_a(struct fixture *f, const char *state, int gen, int64_t lease) {
+    char v[256];
+    snprintf(v, sizeof(v), "{\"si\":\"si\",\"su\":\"a\",\"node\":\"n1\",\"state\":\"%s\",\"gen\":%d,\"lease\":%lld}",
+             state, gen, (long long)lease);
+    put(f, KEY_TARGET, "si", "a", v, 0);
+}
+
+/*
+ * A target is carried out only by the incarnation of the unit it was written
+ * for.  A node that lost its lease fenced what it held and rejoined with a new
+ * one; the coordinator has promoted another unit since the old lease ended.
+ * A target written for the old lease and delivered late (a watch stuck on a
+ * stopped etcd member catches up) must not make the unit ACTIVE: that was one
+ * of the two-ACTIVE overlaps of issue 14.  A target for the lease it holds is.
+ */
+TEST(cluster_sync_ignores_a_target_for_an_earlier_lease) {
+    struct fixture f = {.n2_leads = true};
+    fixture_start(&f);
+    ASSERT_OK(cluster_start(f.cluster));
+    run_until(&f, &f.loaded);
+    ASSERT(!cluster_is_coordinator(f.cluster));
+    int64_t lease = cluster_lease(f.cluster);
+    ASSERT(lease > 0);
+
+    struct comp *c = amf_find_comp(f.amf, "a");
+    ASSERT(c && c->proc);
+    f.a.pid = c->pid;
+    amf_comp_register(f.amf, &f.a, 7, "a", NULL, false, false);
+    run_for(&f, 50);
+    (void)last_csi_set(&f);
+
+    put_target_a(&f, "ACTIVE", 2, lease - 1);
+    run_for(&f, 50);
+    ASSERT_EQ((int)last_csi_set(&f), 0);
+    struct got g;
+    ASSERT_EQ(strlen(pair(&f, KEY_CONFIRMED, "si", "a", &g)), 0);
+
+    put_target_a(&f, "STANDBY", 3, lease);
+    run_for(&f, 50);
+    ASSERT_EQ((int)last_csi_set(&f), HALO_HA_STANDBY);
     fixture_stop(&f);
 }

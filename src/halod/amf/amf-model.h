@@ -69,8 +69,9 @@ struct comp {
 struct su_remote {
     bool known; /* its node published it */
     bool in_service;
-    bool failing; /* fencing or restarting after a failure */
-    bool fenced;  /* none of its processes runs */
+    bool failing;  /* fencing or restarting after a failure */
+    bool fenced;   /* none of its processes runs */
+    int64_t lease; /* the lease of its node when it published: the unit's incarnation */
 };
 
 struct su {

@@ -107,9 +107,17 @@ static char *dump(json_t *j) {
     return v;
 }
 
-static char *pair_value(const struct si *si, const struct su *su, const char *node, int state, uint64_t gen) {
-    return dump(json_pack("{s:s, s:s, s:s, s:s, s:I}", "si", si->name, "su", su->name, "node", node, "state",
-                          role_to_string(state) ?: "?", "gen", (json_int_t)gen));
+/* lease: the lease of the unit's node, its incarnation (docs/store.md). */
+static char *pair_value(const struct si *si, const struct su *su, const char *node, int state, uint64_t gen,
+                        int64_t lease) {
+    return dump(json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "si", si->name, "su", su->name, "node", node, "state",
+                          role_to_string(state) ?: "?", "gen", (json_int_t)gen, "lease", (json_int_t)lease));
+}
+
+/* The incarnation of a unit as this node knows it: for one of ours, the
+ * lease we hold; for another node's, the lease its state was published under. */
+static int64_t unit_lease(const struct cluster_sync *s, const struct su *su) {
+    return su->local ? cluster_lease(s->cluster) : su->remote.lease;
 }
 
 /* ---- the placement: what the AMF decides and holds, published ---- */
@@ -118,7 +126,8 @@ static int publish_target(void *p, struct si *si, struct assignment *as) {
     struct cluster_sync *s = p;
     char key[STORE_KEY_MAX];
     as->gen = amf_si_next_generation(si);
-    _cleanup_free_ char *v = pair_value(si, as->su, as->su->cfg->node, as->removing ? 0 : (int)as->target, as->gen);
+    _cleanup_free_ char *v =
+        pair_value(si, as->su, as->su->cfg->node, as->removing ? 0 : (int)as->target, as->gen, unit_lease(s, as->su));
     int n = key_pair(key, s->prefix, KEY_TARGET, si->name, as->su->name);
     if (v && n >= 0) {
         store_op op = {.type = STORE_OP_PUT, .key = key, .key_len = (size_t)n, .value = v, .value_len = strlen(v)};
@@ -130,7 +139,8 @@ static int publish_target(void *p, struct si *si, struct assignment *as) {
 static void publish_confirmed(void *p, struct si *si, const struct assignment *as, bool removed) {
     struct cluster_sync *s = p;
     char key[STORE_KEY_MAX];
-    _cleanup_free_ char *v = pair_value(si, as->su, s->node, removed ? 0 : (int)as->state, as->gen);
+    _cleanup_free_ char *v =
+        pair_value(si, as->su, s->node, removed ? 0 : (int)as->state, as->gen, cluster_lease(s->cluster));
     if (!v || key_pair(key, s->prefix, KEY_CONFIRMED, si->name, as->su->name) < 0)
         return;
     int r = store_put(s->store, key, v, strlen(v), 0, on_put, NULL);
@@ -182,6 +192,7 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
         .in_service = amf_su_in_service(su) || su->adopting, /* adopted: it still serves */
         .failing = su->failing,
         .fenced = fenced,
+        .lease = lease,
     };
     if (!force && pb->known && memcmp(&now, &pb->r, sizeof(now)) == 0)
         return;
@@ -264,7 +275,7 @@ static void handle_node(struct cluster_sync *s, const char *name, bool deleted) 
         queue_report(s->reporter, QUEUE_KIND_NODE, name, QUEUE_HA_FAILED, "its lease ended", QUEUE_EPOCH_NONE);
 }
 
-static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, bool deleted) {
+static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, bool deleted) {
     struct su *su = amf_find_su(s->amf, name);
     if (!su)
         return;
@@ -273,6 +284,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .in_service = json_is_true(json_object_get(j, "in_service")),
         .failing = json_is_true(json_object_get(j, "failing")),
         .fenced = json_is_true(json_object_get(j, "fenced")),
+        .lease = lease,
     };
     amf_su_remote(su, &r, deleted);
 }
@@ -294,6 +306,16 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
     json_int_t gen = json_integer_value(json_object_get(j, "gen"));
     if (st < 0)
         return;
+    if (d == KEY_TARGET && json_integer_value(json_object_get(j, "lease")) != unit_lease(s, su)) {
+        /* Written for an earlier incarnation of the unit: its node has since
+         * lost that lease (and fenced what it held), or this is a late copy.
+         * Carrying it out could make a second ACTIVE: the coordinator has
+         * promoted another unit since that lease ended. */
+        log_debug("Target %s of '%s' for '%s' ignored: written for lease %lld, the unit's is %lld",
+                  role_to_string(st) ?: "?", si->name, su->name,
+                  (long long)json_integer_value(json_object_get(j, "lease")), (long long)unit_lease(s, su));
+        return;
+    }
     if (d == KEY_TARGET) {
         if (gen > 0)
             amf_target(si, su, (halo_ha_state)st, (uint64_t)gen);
@@ -328,7 +350,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         handle_node(s, name, deleted);
         break;
     case KEY_SUSTATE:
-        handle_sustate(s, name, j, deleted);
+        handle_sustate(s, name, j, kv->lease, deleted);
         break;
     default:
         handle_pair(s, (enum key_dir)d, rest, len, j, deleted);

@@ -41,7 +41,7 @@ void etcd_buf_done(struct etcd_buf *b) {
 }
 
 CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *path, const char *body,
-                     struct etcd_buf *resp, bool stream) {
+                     struct etcd_buf *resp, long timeout_msec) {
     char url[512];
     CURL *e;
 
@@ -56,9 +56,11 @@ CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *pat
         curl_easy_setopt(e, CURLOPT_WRITEDATA, resp) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, STORE_ETCD_CONNECT_TIMEOUT_MSEC) != CURLE_OK ||
-        /* A watch stream lasts as long as the watch: TCP keepalives find a dead peer. */
-        (stream ? curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L)
-                : curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, STORE_ETCD_REQUEST_TIMEOUT_MSEC)) != CURLE_OK ||
+        /* A watch stream (no timeout) lasts as long as the watch: TCP
+         * keepalives find a dead peer, the keepalives of leases a stopped one
+         * (etcd_endpoint_failed()). */
+        (timeout_msec == 0 ? curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L)
+                           : curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_msec)) != CURLE_OK ||
         curl_multi_add_handle(s->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
         return NULL;

@@ -21,8 +21,15 @@
 #include "list.h"
 #include "store.h"
 
-#define STORE_ETCD_REQUEST_TIMEOUT_MSEC 1000L
-#define STORE_ETCD_CONNECT_TIMEOUT_MSEC 1000L
+/* How long one attempt may take before the member is given up for the next
+ * one.  A keepalive's is short: a node fences itself TTL - 250 ms after its
+ * last renewal was sent (1 s TTL: 750 ms), so a renewal stuck on a stopped
+ * member must move on, and succeed, well before that (docs/design.md,
+ * "Self-fencing"). */
+#define STORE_ETCD_REQUEST_TIMEOUT_MSEC 1000L  /* a write: not retried, may have been applied */
+#define STORE_ETCD_READ_TIMEOUT_MSEC 500L      /* a call that changes nothing: retried elsewhere */
+#define STORE_ETCD_KEEPALIVE_TIMEOUT_MSEC 200L /* a lease renewal: retried elsewhere */
+#define STORE_ETCD_CONNECT_TIMEOUT_MSEC 500L
 #define STORE_ETCD_WATCH_RETRY_MSEC 200
 
 typedef enum etcd_request_kind {
@@ -58,7 +65,8 @@ struct etcd_request {
     CURL *easy;
     struct etcd_buf resp;
     unsigned attempts;
-    bool side; /* a keepalive: sent at once beside the ordered requests, on s->side */
+    unsigned endpoint; /* where the attempt in flight went */
+    bool side;         /* a keepalive: sent at once beside the ordered requests, on s->side */
 };
 
 struct etcd_watch {
@@ -74,7 +82,8 @@ struct etcd_watch {
     struct etcd_buf buf;
     uv_timer_t retry;
     bool started, ended, cancelled, linked;
-    unsigned endpoint;
+    unsigned endpoint; /* where the stream is, or goes next */
+    unsigned failures; /* streams in a row that ended without delivering */
 };
 
 /* A socket libcurl wants watched. */
@@ -122,7 +131,7 @@ void etcd_curl_release(struct store_etcd *s);
 /* Starts a POST of body (copied) to endpoint + path, its answer into resp.
  * stream: a watch, with no overall timeout.  NULL when out of memory. */
 CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *path, const char *body,
-                     struct etcd_buf *resp, bool stream);
+                     struct etcd_buf *resp, long timeout_msec);
 /* Ends the transfer *e (accepts NULL) and sets *e to NULL. */
 void etcd_curl_remove(struct store_etcd *s, CURL **e);
 void etcd_buf_done(struct etcd_buf *b);
@@ -146,6 +155,7 @@ bool etcd_request_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc);
 void etcd_request_drop_watch_start(struct store_etcd *s, const struct etcd_watch *w);
 /* Every request in flight or queued gets -ECANCELED (store_free()). */
 void etcd_request_cancel_all(struct store_etcd *s);
+void etcd_endpoint_failed(struct store_etcd *s, unsigned e);
 
 /* etcd-watch.c */
 int etcd_watch_new(store *st, const char *prefix, size_t prefix_len, int64_t start_revision, store_watch_cb cb,
@@ -159,6 +169,7 @@ bool etcd_watch_transfer_done(struct store_etcd *s, CURL *e);
 void etcd_watch_deliver(struct store_etcd *s);
 /* Ends every watch with -ECANCELED, except the one whose callback runs (store_free()). */
 void etcd_watch_end_all(struct store_etcd *s);
+void etcd_watch_move(struct store_etcd *s, unsigned from);
 /* Frees every watch left (its retry timer closes first). */
 void etcd_watch_destroy_all(struct store_etcd *s);
 

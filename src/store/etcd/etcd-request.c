@@ -5,16 +5,23 @@
  * Unary calls (range, txn, lease grant/revoke) go through one FIFO with one
  * request in flight at a time, so they reuse one kept-alive connection and
  * are executed by etcd in the order they were made (a get after a put sees
- * the put, as with the local backends).  Each has a short timeout
- * (STORE_ETCD_REQUEST_TIMEOUT_MSEC); a failure to connect, an "unavailable"
- * answer (no leader) or, for calls that change nothing, a timeout, moves to
- * the next endpoint and retries, up to 2 x n_endpoints attempts.  A write that
- * timed out is not retried (etcd may have applied it): its callback gets
- * -ETIMEDOUT.
+ * the put, as with the local backends).  Each attempt has a short timeout
+ * (etcd-internal.h: a write 1 s, a read 500 ms, a keepalive 200 ms); a
+ * failure to connect, an "unavailable" answer (no leader) or, for calls that
+ * change nothing, a timeout, moves to the next endpoint and retries, up to
+ * 2 x n_endpoints attempts.  A write that timed out is not retried (etcd may
+ * have applied it): its callback gets -ETIMEDOUT.
  *
  * Lease keepalives go out at once on their own transfers (the side list),
  * never behind other requests, with the same retries.  A watch's start takes
  * its turn in the FIFO without being sent (etcd-watch.c).
+ *
+ * Everything uses one endpoint at a time.  When an attempt finds it dead or
+ * stuck (a stopped member still accepts connections, it just never answers),
+ * etcd_endpoint_failed() moves everything to the next one at once: the other
+ * calls in flight there, and the watches, whose streams would otherwise stay
+ * silent.  A keepalive goes out every TTL/3, so a stuck member is found within
+ * TTL/3 + 200 ms even when nothing else is asked.
  */
 
 #include <stdlib.h>
@@ -125,13 +132,27 @@ static bool retryable(struct etcd_request *r, CURLcode cc, int error) {
     }
 }
 
+static long request_timeout(const struct etcd_request *r) {
+    if (r->kind == REQ_LEASE_KEEPALIVE)
+        return STORE_ETCD_KEEPALIVE_TIMEOUT_MSEC;
+    return r->writes ? STORE_ETCD_REQUEST_TIMEOUT_MSEC : STORE_ETCD_READ_TIMEOUT_MSEC;
+}
+
 static int request_send(struct etcd_request *r) {
     struct store_etcd *s = r->s;
-    r->easy = etcd_curl_post(s, s->endpoints[s->endpoint], r->path, r->body, &r->resp, false);
+    r->endpoint = s->endpoint;
+    r->easy = etcd_curl_post(s, s->endpoints[s->endpoint], r->path, r->body, &r->resp, request_timeout(r));
     if (!r->easy)
         return -ENOMEM;
     r->attempts++;
     return 0;
+}
+
+/* Whether a failed attempt says its endpoint is dead, stuck or cut off (as
+ * opposed to an answer about the call itself). */
+static bool endpoint_fault(CURLcode cc, int error) {
+    return error == -EAGAIN || cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT ||
+           cc == CURLE_GOT_NOTHING || cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR;
 }
 
 /* The request's transfer ended. */
@@ -160,9 +181,10 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
     else
         error = -EIO;
 
+    if (error < 0 && endpoint_fault(cc, error))
+        etcd_endpoint_failed(s, r->endpoint);
     if (error < 0 && retryable(r, cc, error)) {
         json_decref(j);
-        s->endpoint = (s->endpoint + 1) % (unsigned)s->n_endpoints;
         etcd_buf_done(&r->resp);
         if (request_send(r) >= 0) {
             if (!r->side)
@@ -284,4 +306,43 @@ void etcd_request_cancel_all(struct store_etcd *s) {
         request_complete(r, -ECANCELED, NULL, 0, 0);
         request_free(r);
     }
+}
+
+/* Sends r again, on the store's endpoint now; a request that cannot be sent
+ * (out of memory) ends with -ENOMEM.  Returns false if it ended. */
+static bool request_resend(struct etcd_request *r) {
+    etcd_curl_remove(r->s, &r->easy);
+    etcd_buf_done(&r->resp);
+    if (request_send(r) >= 0)
+        return true;
+    request_complete(r, -ENOMEM, NULL, 0, 0);
+    return false;
+}
+
+void etcd_endpoint_failed(struct store_etcd *s, unsigned e) {
+    struct etcd_request *r, *next;
+
+    if (s->endpoint != e || s->n_endpoints < 2)
+        return; /* moved on already, or nowhere to go */
+    s->endpoint = (e + 1) % (unsigned)s->n_endpoints;
+    etcd_watch_move(s, e);
+    /* The keepalives in flight there go again (the one that found the fault
+     * has no transfer now: its caller retries it). */
+    LIST_FOREACH_SAFE (requests, r, next, &s->side)
+        if (r->easy && r->endpoint == e && !request_resend(r)) {
+            LIST_REMOVE(requests, &s->side, r);
+            request_free(r);
+        }
+    /* The unary call in flight there: a read goes again; a write may have
+     * been applied, so it ends as one that timed out, now rather than after
+     * its own timeout, and the FIFO moves on. */
+    r = s->current;
+    if (!r || !r->easy || r->endpoint != e)
+        return;
+    if (!r->writes && request_resend(r))
+        return;
+    s->current = NULL;
+    if (r->writes)
+        request_complete(r, -ETIMEDOUT, NULL, 0, 0);
+    request_free(r);
 }

@@ -17,6 +17,12 @@
  * STORE_ETCD_WATCH_RETRY_MSEC) from the revision after the last delivered
  * event, so nothing is missed or repeated.  A start revision below etcd's
  * compaction ends the watch with -ESTALE.
+ *
+ * A stream on a member that stopped (SIGSTOP, a hung disk) does not end: it
+ * just stays silent, and so would the watch, for as long as the member is
+ * stopped.  Streams therefore follow the endpoint the unary calls and lease
+ * keepalives use, and move with it when one of those finds it stuck
+ * (etcd_watch_move()): a keepalive every TTL/3 probes it.
  */
 
 #include <stdlib.h>
@@ -91,17 +97,35 @@ static void watch_connect(struct etcd_watch *w) {
     struct store_etcd *s = w->s;
     _cleanup_free_ char *body = etcd_json_watch_body(w->create_key, w->create_end, w->next_revision);
 
+    w->endpoint = s->endpoint;
     if (body)
-        w->easy = etcd_curl_post(s, s->endpoints[w->endpoint % s->n_endpoints], "/v3/watch", body, &w->buf, true);
+        w->easy = etcd_curl_post(s, s->endpoints[w->endpoint], "/v3/watch", body, &w->buf, 0);
     if (!w->easy)
         /* Out of memory: try again later rather than end the watch. */
         (void)uv_timer_start(&w->retry, on_watch_retry, STORE_ETCD_WATCH_RETRY_MSEC, 0);
 }
 
+/* The stream ended or failed: reconnect from where it stopped, on the next
+ * endpoint.  The first time at once, then after a pause, so that a store
+ * with every member down is not hammered. */
 static void watch_retry_later(struct etcd_watch *w) {
+    struct store_etcd *s = w->s;
+    unsigned e = w->endpoint;
     watch_stop_stream(w);
-    w->endpoint++;
-    (void)uv_timer_start(&w->retry, on_watch_retry, STORE_ETCD_WATCH_RETRY_MSEC, 0);
+    etcd_endpoint_failed(s, e);
+    (void)uv_timer_start(&w->retry, on_watch_retry, w->failures++ == 0 ? 0 : STORE_ETCD_WATCH_RETRY_MSEC, 0);
+}
+
+void etcd_watch_move(struct store_etcd *s, unsigned from) {
+    struct etcd_watch *w;
+
+    LIST_FOREACH (watches, w, &s->watches)
+        if (w->easy && w->endpoint == from) {
+            /* Complete lines still buffered are dropped with the stream: the
+             * new one starts after the last event delivered, and has them. */
+            watch_stop_stream(w);
+            (void)uv_timer_start(&w->retry, on_watch_retry, 0, 0);
+        }
 }
 
 /* Handles one line of a watch stream.  Returns true if a callback ran. */
@@ -118,6 +142,7 @@ static bool watch_line(struct etcd_watch *w, const char *line, size_t len) {
         watch_retry_later(w);
         return false;
     }
+    w->failures = 0; /* the member answers */
     int64_t rev = etcd_json_revision(res);
     if (rev > s->revision)
         s->revision = rev;
