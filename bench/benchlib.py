@@ -180,7 +180,7 @@ class Run:
         return os.path.join(self.dir, name)
 
     # lifecycle
-    def start(self, yaml_text, log_level="warning", extra_args=()):
+    def start(self, yaml_text, log_level=os.environ.get("HALO_BENCH_LOG_LEVEL", "warning"), extra_args=()):
         """Starts a halod with a fresh state directory; returns the Popen start time (ns)."""
         self.n += 1
         self.state = self.path(f"state{self.n}")

@@ -323,3 +323,49 @@ def test_halod_restart_keeps_components_and_roles(cluster):
     os.kill(pids["counter-a"], signal.SIGKILL)
     wait_for(lambda: h.si("counter")["active"] == "counter-b", timeout=10, what="failover after adoption")
     assert h.stop() == 0
+
+
+def _processes_with(*words):
+    """pids of the processes whose command line holds every word."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{d}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if all(w.encode() in argv for w in words):
+            out.append(int(d))
+    return out
+
+
+def test_halod_and_a_component_killed_together_restart_it_once(cluster):
+    """SIGKILL of halod together with the STANDBY's process: the next halod
+    finds the adopted process gone and restarts its unit exactly once; it never
+    starts a second copy beside the first (one copy used to be refused at
+    registration, its exit counted as a failure of the unit, and the other left
+    running unsupervised until its lease deadline)."""
+    h = cluster
+    sb_port = str(h.port + 2)
+    pid_b = h.pid_of("counter-b")
+    h.remember_children()
+    h.proc.kill()
+    os.kill(pid_b, signal.SIGKILL)
+    h.proc.wait()
+    h.log.close()
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: h.comp("counter-b")["registered"], timeout=15, what="counter-b registered again")
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    time.sleep(0.5)
+    after = h.logtext()[mark:]
+    assert after.count("Started component 'counter-b'") == 1, after
+    assert "tried to register" not in after, after
+    assert "exited with status" not in after, after
+    assert _processes_with(COUNTER, sb_port) == [h.pid_of("counter-b")]
+    assert h.stop() == 0

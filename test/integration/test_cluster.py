@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """halo on several nodes: real halods sharing a real etcd, real counter components."""
 import json
+import os
 import signal
 import socket
 
@@ -512,3 +513,39 @@ def test_stopped_etcd_follower_neither_fences_nor_freezes_the_cluster(halod_fact
         if stopped is not None:
             etcd.resume_member(stopped)
         etcd.stop()
+
+
+def test_node_killed_with_its_components_restarts_each_unit_once(etcd, halod_factory, tmp_path):
+    """SIGKILL of a node's halod and its component together, halod started
+    again after the lease ran out (bench/node-failover does this every trial):
+    the next halod finds the adopted process gone and restarts the unit exactly
+    once.  It used to start a second copy beside the first (once when the
+    store was read, once from the restart timer): one was refused at
+    registration, its exit counted as a failure of the unit, and the other was
+    left running unsupervised until its lease deadline killed it."""
+    import time
+    from test_2n import _processes_with
+    c = Cluster(etcd, halod_factory, tmp_path).start()
+    h1 = c.nodes["n1"]
+    act, sb = wait_for(lambda: c.settled(h1), timeout=20, what="SI assigned")
+    owner, other = c.nodes[node_of(act)], c.nodes[node_of(sb)]
+    owner.remember_children()
+    pid = owner.pid_of(act)
+    owner.proc.kill()
+    os.kill(pid, signal.SIGKILL)
+    owner.proc.wait()
+    owner.log.close()
+    assert wait_for(lambda: c.settled(other) == (sb, act) or c.si(other)["active"] == sb, timeout=20,
+                    what="failover to the other node")
+    mark = len(owner.logtext())
+    owner.start()
+    wait_for(lambda: owner.comp(act)["registered"], timeout=15, what="the unit back")
+    assert wait_for(lambda: c.settled(other) == (sb, act), timeout=20, what="it is STANDBY again")
+    time.sleep(0.5)
+    after = owner.logtext()[mark:]
+    assert after.count(f"Started component '{act}'") == 1, after
+    assert "tried to register" not in after, after
+    assert "exited with status" not in after, after
+    assert _processes_with(COUNTER, str(c.port + 1 + int(act.split("-")[1]))) == [owner.pid_of(act)]
+    for h in c.nodes.values():
+        assert h.stop() == 0

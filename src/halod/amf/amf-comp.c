@@ -54,6 +54,12 @@ void amf_comp_on_timer(uv_timer_t *t) {
 
 void amf_comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    if (c->proc) {
+        /* Never a second copy beside the first: the unit's restart starts it
+         * once the first is gone. */
+        log_warning("Component '%s' runs already as pid %d: not starting another copy", c->name, (int)c->pid);
+        return;
+    }
     c->adopted = false;
     c->object_states = false;
     const struct config_component *cc = c->cfg;

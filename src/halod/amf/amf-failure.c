@@ -23,7 +23,8 @@ static void on_restart_timer(uv_timer_t *t) {
     su->admin_restart = false;
     log_info("Restarting service unit '%s'", su->name);
     for (size_t i = 0; i < su->n_comps; i++)
-        amf_comp_instantiate(&su->comps[i]);
+        if (!su->comps[i].proc)
+            amf_comp_instantiate(&su->comps[i]);
 }
 
 /* The SIs waiting for su's processes to be gone may now fail over. */

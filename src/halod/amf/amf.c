@@ -207,7 +207,9 @@ void amf_set_ready(struct amf *a) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
-            if (!su->local || su->oper == SU_DISABLED)
+            /* A unit that failed (an adopted process found gone) is being
+             * fenced or waits for its restart, which starts it. */
+            if (!su->local || su->oper == SU_DISABLED || su->failing || uv_is_active((uv_handle_t *)&su->restart_timer))
                 continue;
             for (size_t i = 0; i < su->n_comps; i++)
                 if (!su->comps[i].proc)
