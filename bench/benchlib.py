@@ -314,6 +314,12 @@ class Run:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
     # haloctl
+    def ctl(self, *args):
+        r = subprocess.run([HALOCTL, "--socket", self.socket, *args], capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise BenchError(f"haloctl {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r.stdout
+
     def status(self):
         r = subprocess.run([HALOCTL, "--socket", self.socket, "status", "--json"], capture_output=True,
                            text=True, timeout=10)
