@@ -117,7 +117,7 @@ int halo__amf_resume(halo *h, const struct timespec *deadline) {
         Halo__Link__HealthcheckStart hc = HALO__LINK__HEALTHCHECK_START__INIT;
         hc.comp = c->comp ? c->comp : h->comp;
         hc.key = c->key;
-        hc.invoked = HALO_HC_COMPONENT_INVOKED;
+        hc.invoked = c->invoked;
         hc.recovery = c->recovery;
         m.body_case = HALO__LINK__MSG__BODY_HC_START;
         m.hc_start = &hc;
@@ -291,24 +291,24 @@ HALO_EXPORT int halo_healthcheck_start(halo *h, const char *comp, const char *ke
     r = check_comp_key(comp, &key);
     if (r < 0)
         return r;
-    if (invoked == HALO_HC_COMPONENT_INVOKED) {
-        /* Kept to start it again after a reconnection; halod restarts AMF-invoked checks itself. */
-        c = calloc(1, sizeof(*c));
-        if (!c)
-            return -ENOMEM;
-        c->key = strdup(key);
-        c->comp = comp ? strdup(comp) : NULL;
-        if (!c->key || (comp && !c->comp))
-            return -ENOMEM;
-        c->recovery = recommended;
-    }
+    /* Kept to start it again after a reconnection: a restarted halod knows
+     * nothing of the checks its predecessor ran. */
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->key = strdup(key);
+    c->comp = comp ? strdup(comp) : NULL;
+    if (!c->key || (comp && !c->comp))
+        return -ENOMEM;
+    c->invoked = invoked;
+    c->recovery = recommended;
     hc.comp = (char *)comp;
     hc.key = (char *)key;
     hc.invoked = invoked;
     hc.recovery = recommended;
     m.body_case = HALO__LINK__MSG__BODY_HC_START;
     m.hc_start = &hc;
-    return halo__request_full(h, &m, &hc.seq, &hc.comp, c ? commit_hc_start : NULL, &c, NULL);
+    return halo__request_full(h, &m, &hc.seq, &hc.comp, commit_hc_start, &c, NULL);
 }
 
 HALO_EXPORT int halo_healthcheck_confirm(halo *h, const char *comp, const char *key, int result) {

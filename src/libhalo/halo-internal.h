@@ -61,6 +61,7 @@ struct hc {
     LIST_FIELDS(struct hc, hcs);
     char *comp; /* as given to halo_healthcheck_start(); NULL: the registered component */
     char *key;
+    halo_hc_invoked invoked;
     halo_recovery recovery;
     int refused; /* halod's answer when started again, if an error */
 };

@@ -369,3 +369,31 @@ def test_halod_and_a_component_killed_together_restart_it_once(cluster):
     assert "exited with status" not in after, after
     assert _processes_with(COUNTER, sb_port) == [h.pid_of("counter-b")]
     assert h.stop() == 0
+
+
+def test_health_checks_survive_a_halod_restart(cluster):
+    """SIGKILL of halod alone, then a new halod adopts the components: their
+    AMF-invoked health checks (200 ms period, 600 ms timeout) run again, so a
+    hung (SIGSTOPped) ACTIVE is still failed over.  They used to be gone: the
+    new halod knew nothing of them and the hung ACTIVE stayed ACTIVE."""
+    h = cluster
+    pids = {c: h.pid_of(c) for c in ("counter-a", "counter-b")}
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    h.start()
+    wait_for(lambda: all(h.comp(c)["registered"] for c in pids), timeout=15, what="components registered again")
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    wait_for(lambda: all(h.comp(c)["health_checks"] for c in pids), timeout=5, what="health checks back")
+    os.kill(pids["counter-a"], signal.SIGSTOP)
+    try:
+        wait_for(lambda: h.si("counter")["active"] == "counter-b", timeout=8, what="the hung ACTIVE failed over")
+    finally:
+        try:
+            os.kill(pids["counter-a"], signal.SIGCONT)
+        except OSError:
+            pass
+    assert "missed health check" in h.logtext()
+    assert h.stop() == 0
+

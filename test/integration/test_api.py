@@ -201,3 +201,29 @@ def test_status_longer_than_one_packet(halod_factory, tmp_path):
     assert all(sg["service_instances"][0]["active"] for sg in st["service_groups"])
     assert f"s39{long}" in h.ctl("status").stdout  # the text form too
     assert h.stop() == 0
+
+
+def test_a_stalled_halod_does_not_count_confirms_it_could_not_read(halod_factory, tmp_path):
+    """halod SIGSTOPped for 3 s while its components keep confirming their
+    component-invoked checks (every 100 ms; period 200 ms, timeout 600 ms):
+    when it runs again its timers are late, and the confirmations are in its
+    sockets.  Nothing fails: no unit restarts, nobody fails over.  It used to
+    count the checks as missed and fail over healthy units."""
+    import time
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(svc_yaml(log, modes_a="component-hc", modes_b="component-hc")).start()
+    assert h.wait_assigned("svc") == ("svc-a", "svc-b")
+    pids = {c: h.pid_of(c) for c in ("svc-a", "svc-b")}
+    h.proc.send_signal(signal.SIGSTOP)
+    time.sleep(3)
+    h.proc.send_signal(signal.SIGCONT)
+    time.sleep(1.5)
+    assert {c: h.pid_of(c) for c in pids} == pids
+    assert h.si("svc")["active"] == "svc-a"
+    assert "missed health check" not in h.logtext()
+    assert "loop stalled" in h.logtext()
+    # A check that really stops confirming still fails after the stall.
+    open(log + ".svc-a.stop-confirm", "w").close()
+    wait_for(lambda: h.si("svc")["active"] == "svc-b", timeout=5, what="failover after missed confirms")
+    os.unlink(log + ".svc-a.stop-confirm")
+    h.stop()

@@ -4,9 +4,16 @@
  * waits up to the timeout for the answer) and component-invoked ones (the
  * component confirms every period; missing a period plus the timeout is a
  * failure).
+ *
+ * A timeout only counts when halod could have seen the answer.  If halod's
+ * own loop stalled (halod SIGSTOPped, or starved), its timers run late and
+ * before it reads what its sockets hold: the answers the components sent in
+ * time.  A timeout that fires more than HC_STALL_MSEC after it was due gives
+ * the check one more timeout instead (once until the next answer).
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +22,8 @@
 #include "link-pack.h"
 #include "log.h"
 #include "macro.h"
+
+#define HC_STALL_MSEC 250
 
 /* Both timers must be closed before the struct goes; libuv does not promise
  * the order of close callbacks. */
@@ -45,9 +54,24 @@ void amf_hc_stop_all(struct comp *c) {
     }
 }
 
+static void hc_arm(struct hc *hc, uint64_t msec);
+
 static void on_hc_timeout(uv_timer_t *t) {
     struct hc *hc = t->data;
     char buf[160], d[32];
+    uint64_t late = uv_now(t->loop) - hc->due;
+    if (late > HC_STALL_MSEC && !hc->grace) {
+        const struct config_healthcheck *h = &hc->comp->cfg->healthcheck;
+        uint64_t again = (hc->invoked == HALO_HC_AMF_INVOKED ? h->timeout : h->period + h->timeout) / 1000;
+        log_warning("halod's loop stalled for %" PRIu64 " ms: health check '%s' of '%s' gets another %" PRIu64 " ms",
+                    late, hc->key, hc->comp->name, again);
+        hc->grace = true;
+        struct invocation *inv = hc->pending ? amf_inv_find(hc->comp->amf, hc->pending) : NULL;
+        if (inv)
+            amf_inv_extend(inv, (again + 1000) * USEC_PER_MSEC);
+        hc_arm(hc, again);
+        return;
+    }
     snprintf(buf, sizeof(buf), "missed health check '%s' (no answer within %s)", hc->key,
              format_duration(d, sizeof(d), hc->comp->cfg->healthcheck.timeout));
     amf_comp_fail(hc->comp, buf);
@@ -63,7 +87,7 @@ static void on_hc_period(uv_timer_t *t) {
         return;
     inv->hc = hc;
     hc->pending = inv->id;
-    uv_timer_start(&hc->timeout, on_hc_timeout, c->cfg->healthcheck.timeout / 1000, 0);
+    hc_arm(hc, c->cfg->healthcheck.timeout / 1000);
     uint8_t buf[LINK_MSG_MAX];
     amf_comp_send(c, buf, link_pack_healthcheck(inv->id, c->name, hc->key, buf, sizeof(buf)));
 }
@@ -75,10 +99,23 @@ struct hc *amf_hc_find(struct comp *c, const char *key) {
     return NULL;
 }
 
+static void hc_arm(struct hc *hc, uint64_t msec) {
+    hc->due = uv_now(hc->comp->amf->loop) + msec;
+    uv_timer_start(&hc->timeout, on_hc_timeout, msec, 0);
+}
+
 /* A component-invoked check was confirmed: the next must come within a period plus the timeout. */
 void amf_hc_rearm(struct hc *hc) {
     const struct config_healthcheck *h = &hc->comp->cfg->healthcheck;
-    uv_timer_start(&hc->timeout, on_hc_timeout, (h->period + h->timeout) / 1000, 0);
+    hc->grace = false;
+    hc_arm(hc, (h->period + h->timeout) / 1000);
+}
+
+/* An AMF-invoked check was answered. */
+void amf_hc_answered(struct hc *hc) {
+    hc->pending = 0;
+    hc->grace = false;
+    uv_timer_stop(&hc->timeout);
 }
 
 int amf_hc_add(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery) {

@@ -47,6 +47,8 @@ struct hc {
     uv_timer_t period; /* AMF-invoked: next check */
     uv_timer_t timeout;
     uint64_t pending; /* invocation of the check in flight */
+    uint64_t due;     /* loop time (ms) the timeout is due */
+    bool grace;       /* given one more timeout after a stall of halod's loop */
     unsigned closing; /* timers still closing */
 };
 
@@ -103,6 +105,7 @@ struct invocation {
     uv_timer_t timer;
 };
 struct invocation *amf_inv_new(struct comp *c, enum inv_kind kind, usec_t timeout);
+void amf_inv_extend(struct invocation *inv, usec_t timeout);
 struct invocation *amf_inv_find(struct amf *a, uint64_t id);
 void amf_inv_free(struct invocation *inv);
 /* Forgets every invocation of a component (it failed or went away). */
@@ -125,6 +128,7 @@ void amf_stop_check(struct amf *a);
 int amf_hc_add(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery);
 int amf_hc_remove(struct comp *c, const char *key);
 struct hc *amf_hc_find(struct comp *c, const char *key);
+void amf_hc_answered(struct hc *hc);
 void amf_hc_rearm(struct hc *hc);
 void amf_hc_stop_all(struct comp *c);
 

@@ -67,6 +67,11 @@ struct invocation *amf_inv_new(struct comp *c, enum inv_kind kind, usec_t timeou
     return inv;
 }
 
+/* Gives an invocation in flight timeout more from now. */
+void amf_inv_extend(struct invocation *inv, usec_t timeout) {
+    uv_timer_start(&inv->timer, on_inv_timeout, (timeout + 999) / 1000, 0);
+}
+
 void amf_inv_cancel_comp(struct comp *c) {
     struct invocation *i, *next;
     LIST_FOREACH_SAFE (invs, i, next, &c->amf->invs)
@@ -120,8 +125,7 @@ void amf_response(struct amf *a, struct conn *conn, uint64_t seq, uint64_t invoc
     case INV_HEALTHCHECK: {
         struct hc *hc = inv->hc;
         amf_inv_free(inv);
-        hc->pending = 0;
-        uv_timer_stop(&hc->timeout);
+        amf_hc_answered(hc);
         if (error != 0) {
             snprintf(buf, sizeof(buf), "failed health check '%s'", hc->key);
             amf_comp_fail(c, buf);
