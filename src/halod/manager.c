@@ -111,9 +111,26 @@ static int on_http_entrypoint(void *userdata, char **json) {
     return status_entrypoint(userdata, false, json);
 }
 
+/* An outside report that comp FAILED: an error report on its own node. */
+static int owner_fail(void *userdata, const char *comp) {
+    struct manager *m = userdata;
+    const char *to = amf_op_where(m->amf, AMF_OP_FAIL, comp);
+    if (to && m->forward)
+        return cluster_forward_send(m->forward, NULL, 0, AMF_OP_FAIL, comp, to);
+    return amf_run_op(m->amf, AMF_OP_FAIL, comp, NULL);
+}
+
+static int owner_node_alive(void *userdata, const char *node) {
+    struct manager *m = userdata;
+    if (!m->sync) /* one node: this one */
+        return streq(node, amf_node(m->amf));
+    return cluster_sync_node(m->sync, node) > 0;
+}
+
 static int on_http_events(void *userdata, const char *body, size_t len, char **reply, const char **error) {
     struct manager *m = userdata;
-    return events_post(m->events, body, len, reply, error);
+    const struct events_owners owners = {.fail = owner_fail, .node_alive = owner_node_alive, .userdata = m};
+    return events_post(m->events, body, len, &owners, reply, error);
 }
 
 static const struct http_handlers http_handlers = {

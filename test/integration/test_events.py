@@ -84,10 +84,9 @@ def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
     for c in ("svc-a", "svc-b"):
         wait_for(lambda c=c: ("node:n3", "FAILED") in [(o, s) for o, s, _ in notes(log, c)], timeout=10,
                  what=f"{c} told node:n3 FAILED")
-    assert post(http["n1"], {"object": "node:n3", "state": "ONLINE"})[0] == 202
-    for c in ("svc-a", "svc-b"):
-        wait_for(lambda c=c: [(o, s) for o, s, _ in notes(log, c)].count(("node:n3", "ONLINE")) == 1, timeout=10,
-                 what=f"{c} told node:n3 ONLINE")
+    # n3 was never started: an outside ONLINE for it contradicts its (missing) lease.
+    code, err = post(http["n1"], {"object": "node:n3", "state": "ONLINE"})
+    assert code == 409 and "holds no lease" in err["message"], err
     for c in ("svc-a", "svc-b"):
         assert [(o, s) for o, s, _ in notes(log, c)].count(("node:n3", "FAILED")) == 1, notes(log, c)
 
@@ -96,7 +95,7 @@ def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
         f.write("node:n3\nprocess:svc-b\nnode:nobody\n")
     wait_for(lambda: "svc-a QUERY node:nobody -" in open(log).read(), what="query answered")
     text = open(log).read()
-    assert "svc-a QUERY node:n3 ONLINE" in text and "svc-a QUERY process:svc-b ONLINE" in text
+    assert "svc-a QUERY node:n3 FAILED" in text and "svc-a QUERY process:svc-b ONLINE" in text
 
     # A real node failure: n2 dies; n1 reports it, and its process is told.
     hs["n2"].kill_all()
@@ -144,6 +143,7 @@ service-groups:
   other:
     component:
       command: {TESTCOMP}
+      devices: [d]
     service-units:
       {long}-a: {{}}
       {long}-b: {{}}
@@ -157,12 +157,12 @@ service-groups:
     pid = h.pid_of("svc-a")
     stall = f"{log}.svc-a.stall"
     open(stall, "w").close()
-    obj = f"process:{long}-a"
+    obj = f"device:{long}-a:d"
     state = "ONLINE"
     for _ in range(50):  # 12,000 flips of one long-named object, in requests under the 64 KiB body limit
         evs = []
         for _ in range(240):
-            state = "FAILED" if state == "ONLINE" else "ONLINE"
+            state = "TRANSIENT" if state == "ONLINE" else "ONLINE"
             evs.append({"object": obj, "state": state})
         assert post(port, {"events": evs})[0] == 202
     wait_for(lambda: "reads its object states slowly" in h.logtext(), timeout=30,
@@ -174,3 +174,48 @@ service-groups:
     assert h.pid_of("svc-a") == pid, "the slow process was restarted"
     assert "not reading its HA link" not in h.logtext()
     assert h.stop() == 0
+
+
+def test_outside_reports_never_contradict_what_halo_knows(etcd, halod_factory, tmp_path):
+    """One source of truth.  A monitor's `process:svc-a FAILED`, posted to
+    another node's halod, is an error report on svc-a's node: its unit fails
+    over, and the FAILED every process is told is the one its halod publishes
+    when the process really ended, so it agrees with haloctl status.  It used
+    to be broadcast while svc-a stayed ACTIVE and serving.  A `node:n1 FAILED`
+    for a node that holds its lease, or a process state other than FAILED, is
+    refused (409) and nothing is published."""
+    log = str(tmp_path / "comp.log")
+    hs, http = start_nodes(halod_factory, yaml(log), etcd.endpoints)
+    si = wait_for(lambda: (lambda s: s if s["active"] and s["standby"] else None)(hs["n1"].si("si")), timeout=20,
+                  what="SI assigned")
+    act, sb = si["active"], si["standby"]
+    node_of = {"svc-a": "n1", "svc-b": "n2"}
+    for c in (act, sb):
+        wait_for(lambda c=c: ("process:" + act, "ONLINE") in [(o, s) for o, s, _ in notes(log, c)], timeout=20,
+                 what=f"{c} told {act} ONLINE")
+    pid = hs[node_of[act]].pid_of(act)
+
+    code, err = post(http["n1"], {"object": "node:n1", "state": "FAILED"})
+    assert code == 409 and "holds its lease" in err["message"], err
+    code, err = post(http["n2"], {"object": f"process:{act}", "state": "ONLINE"})
+    assert code == 409, err
+    # One refused event refuses the whole request: the device event is not taken either.
+    code, err = post(http["n1"], [{"object": "node:n2", "state": "FAILED"}, {"object": f"process:{sb}", "state": "ONLINE"}])
+    assert code == 409
+
+    other = "n2" if node_of[act] == "n1" else "n1"
+    code, body = post(http[other], {"object": f"process:{act}", "state": "FAILED", "reason": "probe timed out"})
+    assert code == 202 and body["error_reports"] == 1 and body["events"] == 0, body
+    # The unit fails over: its process was killed by its own halod, the standby is ACTIVE.
+    wait_for(lambda: hs["n1"].si("si")["active"] == sb, timeout=20, what="failover after the outside report")
+    assert wait_for(lambda: hs[node_of[act]].pid_of(act) not in (None, pid), timeout=20, what="the unit restarted")
+    assert "reported FAILED by an external monitor" in hs[node_of[act]].logtext()
+    # What the processes were told agrees with status: the FAILED came with the process's end,
+    # and no node was ever published FAILED.
+    for c in (act, sb):
+        seen = [(o, s) for o, s, _ in notes(log, c)]
+        assert ("node:n1", "FAILED") not in seen and ("node:n2", "FAILED") not in seen
+    wait_for(lambda: ("process:" + act, "FAILED") in [(o, s) for o, s, _ in notes(log, sb)], timeout=20,
+             what=f"{sb} told {act} FAILED")
+    for h in hs.values():
+        assert h.stop() == 0

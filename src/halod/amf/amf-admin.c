@@ -87,6 +87,16 @@ int amf_comp_restart(struct amf *a, const char *name) {
     return 0;
 }
 
+int amf_comp_report_failed(struct amf *a, const char *name) {
+    struct comp *c = amf_find_comp(a, name);
+    if (!c || !su_ours(a, c->su))
+        return -HALO_EUNKNOWN;
+    if (!c->proc || c->su->failing)
+        return 0; /* not running: its end was reported when it ended */
+    amf_comp_fail(c, "reported FAILED by an external monitor (POST /v1/events)");
+    return 0;
+}
+
 int amf_su_repair(struct amf *a, const char *name) {
     struct su *su = amf_find_su(a, name);
     if (!su || !su->local)
@@ -117,6 +127,8 @@ int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w) 
         return amf_comp_restart(a, target);
     case AMF_OP_REPAIR:
         return amf_su_repair(a, target);
+    case AMF_OP_FAIL:
+        return amf_comp_report_failed(a, target);
     default:
         return -EOPNOTSUPP;
     }
@@ -132,6 +144,7 @@ const char *amf_op_where(struct amf *a, int op, const char *target) {
         /* The coordinator moves roles. */
         return amf_find_si(a, target) && !a->deciding ? "" : NULL;
     case AMF_OP_RESTART:
+    case AMF_OP_FAIL:
         c = amf_find_comp(a, target);
         return c && !c->su->local ? c->su->cfg->node : NULL;
     case AMF_OP_LOCK:

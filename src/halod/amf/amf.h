@@ -171,6 +171,7 @@ enum amf_op {
     AMF_OP_UNLOCK = 4,     /* target: an SU */
     AMF_OP_RESTART = 5,    /* target: a component */
     AMF_OP_REPAIR = 7,     /* target: an SU */
+    AMF_OP_FAIL = 100,     /* target: a component; an outside report of its failure (never on the link) */
 };
 /* Runs op on target (the verbs below); -EOPNOTSUPP for another number. */
 int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w);
@@ -181,6 +182,10 @@ int amf_si_switchover(struct amf *a, const char *si, struct amf_waiter *w);
 int amf_su_lock(struct amf *a, const char *su, struct amf_waiter *w);
 int amf_su_unlock(struct amf *a, const char *su);
 int amf_comp_restart(struct amf *a, const char *comp);
+/* An outside report (POST /v1/events) that comp FAILED: an error report, with
+ * the same recovery and counted as one.  0 (also when it has no process: its
+ * end was published already), -HALO_EUNKNOWN. */
+int amf_comp_report_failed(struct amf *a, const char *comp);
 int amf_su_repair(struct amf *a, const char *su);
 /* A waiter's requester went away: the command goes on, nobody is told. */
 void amf_waiter_forget(struct amf *a, struct amf_waiter *w);

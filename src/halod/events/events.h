@@ -50,9 +50,25 @@ void events_conn_closed(struct events *e, struct conn *conn);
 void events_admin_events(struct events *e, struct conn *conn, uint64_t seq, bool follow);
 void events_admin_failvec(struct events *e, struct conn *conn, uint64_t seq, const char *process);
 
+/* What the rest of halod says of the objects the AMF and the membership own
+ * (their states come from their halods, never from outside). */
+struct events_owners {
+    /* An outside report that component comp FAILED: an error report into the
+     * AMF, on the component's node.  0 or -errno. */
+    int (*fail)(void *userdata, const char *comp);
+    /* Whether node holds its lease (is in the cluster): 1 or 0. */
+    int (*node_alive)(void *userdata, const char *node);
+    void *userdata;
+};
+
 /* POST /v1/events: an event, an array of them, or {"events": [...]}, checked
- * against the model and appended to the event queue.  0 (*reply: JSON),
- * -EINVAL / -ENOENT / -EAGAIN with *error set, -ENOMEM. */
-int events_post(struct events *e, const char *body, size_t len, char **reply, const char **error);
+ * against the model.  Events about devices and services are appended to the
+ * event queue; a FAILED about a process, component or unit is an error report
+ * into the AMF (owners->fail); a node's FAILED or OFFLINE is taken only for
+ * a node out of the cluster, its ONLINE only for one in it.  Nothing is done
+ * unless every event is taken.  0 (*reply: JSON), -EINVAL / -ENOENT / -EAGAIN
+ * / -EPERM (contradicts what halo knows) with *error set, -ENOMEM. */
+int events_post(struct events *e, const char *body, size_t len, const struct events_owners *owners, char **reply,
+                const char **error);
 /* Posted events whose append failed. */
 uint64_t events_lost(const struct events *e);

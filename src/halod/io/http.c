@@ -402,6 +402,9 @@ static enum MHD_Result respond_handler_error(struct http_server *s, struct MHD_C
         return respond_error(s, mc, MHD_HTTP_BAD_REQUEST, "invalid", message ? message : "the request is invalid");
     case -ENOENT:
         return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "unknown_object", message ? message : "unknown object");
+    case -EPERM:
+        return respond_error(s, mc, MHD_HTTP_CONFLICT, "contradicts_halo",
+                             message ? message : "the request contradicts what halo knows");
     case -EAGAIN:
         return respond_error_full(s, mc, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                                   message ? message : "not available yet, try again", NULL, true);
