@@ -17,7 +17,9 @@ const char *status_coordinator(struct manager *m) {
 }
 
 static bool node_up(struct manager *m, const char *name) {
-    return m->sync ? cluster_sync_node(m->sync, name) == 1 : streq(name, m->node);
+    if (streq(name, m->node)) /* this node: whether it holds its lease now, not what the watch has shown yet */
+        return !m->cluster || cluster_lease(m->cluster) > 0;
+    return m->sync && cluster_sync_node(m->sync, name) == 1;
 }
 
 static void decorate_comp(void *userdata, const struct comp *c, json_t *obj) {
@@ -92,7 +94,7 @@ int status_entrypoint(struct manager *m, bool recovery, char **ret) {
                                                  act ? json_string(act->su->cfg->node) : json_null(), "csis", csis));
         }
     json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:o}", "coordinator", coordinator, "nodes", (int)m->config->n_nodes,
-                             "online", (int)online, "quorum", (int)(m->config->n_nodes / 2 + 1), "entrypoints", eps);
+                             "online", (int)online, "quorum", (int)(online / 2 + 1), "entrypoints", eps);
     if (root && recovery)
         json_object_set_new(root, "recovery", json_true());
     *ret = root ? json_dumps(root, JSON_COMPACT) : NULL;

@@ -13,7 +13,7 @@
  *   object-states       log every object state the broadcast queue delivers
  *                       ("OBJ <object> <state> <seq>"); and when the file
  *                       $TESTCOMP_LOG.<comp>.query holds object names (one per
- *                       line), ask halod for them once and log "QUERY <object> <state>"
+ *                       line), ask halod for them once and log "QUERY <object> <state> <seq> <hlc>"
  *   stall-states        with object-states: while the file $TESTCOMP_LOG.<comp>.stall
  *                       exists, stay in the object-states callback (a process that
  *                       stops reading its link for a while)
@@ -151,7 +151,8 @@ static void run_query(halo *h) {
     if (r < 0)
         logf_("QUERY_FAILED %d", r);
     for (size_t i = 0; r == 0 && i < n; i++)
-        logf_("QUERY %s %s", st[i].object, *st[i].state ? st[i].state : "-");
+        logf_("QUERY %s %s %llu %llu", st[i].object, *st[i].state ? st[i].state : "-", (unsigned long long)st[i].seq,
+              (unsigned long long)st[i].hlc);
 }
 
 static void on_recovery(halo *h, const halo_recovery_note *n, void *userdata) {

@@ -71,7 +71,8 @@ def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
             if line.startswith("svc-b ENTRYPOINT {"):
                 return json.loads(line.split(" ", 2)[2])
     ep = wait_for(entrypoint, what="svc-b got the entrypoint")
-    assert ep["coordinator"] in ("n1", "n2") and ep["nodes"] == 3 and ep["quorum"] == 2
+    assert ep["coordinator"] in ("n1", "n2") and ep["nodes"] == 3 and ep["online"] in (1, 2)
+    assert ep["quorum"] == ep["online"] // 2 + 1
     # Asked before the election was over, it was told when to ask again.
     assert all(int(line.split()[2]) > 0 for line in open(log) if " ENTRYPOINT_RETRY " in line)
     assert ep["entrypoints"][0]["si"] == "si" and ep["entrypoints"][0]["csis"][0]["attributes"]["port"] == "7999"
@@ -96,6 +97,13 @@ def test_events_deduplicated_ordered_and_queried(etcd, halod_factory, tmp_path):
     wait_for(lambda: "svc-a QUERY node:nobody -" in open(log).read(), what="query answered")
     text = open(log).read()
     assert "svc-a QUERY node:n3 FAILED" in text and "svc-a QUERY process:svc-b ONLINE" in text
+    # With the seq and HLC time of the entry that set each state, as the notes carry them
+    # (they used to be 0 and 0).
+    q = {p[2]: p[3:] for p in (line.split() for line in text.splitlines()) if p[:2] == ["svc-a", "QUERY"]}
+    n3 = [(s, seq) for o, s, seq in notes(log, "svc-a") if o == "node:n3"][-1]
+    assert q["node:n3"][0] == "FAILED" and int(q["node:n3"][1]) == n3[1], (q, n3)
+    assert int(q["node:n3"][2]) > 0 and int(q["process:svc-b"][1]) > 0 and int(q["process:svc-b"][2]) > 0
+    assert q["node:nobody"] == ["-", "0", "0"]
 
     # A real node failure: n2 dies; n1 reports it, and its process is told.
     hs["n2"].kill_all()
@@ -219,3 +227,69 @@ def test_outside_reports_never_contradict_what_halo_knows(etcd, halod_factory, t
              what=f"{sb} told {act} FAILED")
     for h in hs.values():
         assert h.stop() == 0
+
+
+def test_every_process_of_a_failed_unit_is_published_failed_then_online(etcd, halod_factory, tmp_path):
+    """A unit of two components fails because one of them dies: halod kills
+    the other with it, and both are published FAILED, then ONLINE again once
+    the unit restarted.  Only the first used to be published; its sibling was
+    never FAILED, so its ONLINE after the restart was dropped as a duplicate."""
+    log = str(tmp_path / "comp.log")
+    cfg = f"""
+cluster: multi
+service-groups:
+  watch:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP: "object-states", TESTCOMP_LOG: "{log}"}}
+    service-units:
+      watch-a: {{}}
+      watch-b: {{}}
+    service-instances:
+      wsi: {{csis: {{w: {{}}}}}}
+  multi:
+    component:
+      command: {TESTCOMP}
+    service-units:
+      m-a: {{components: {{x: {{csi-types: [tx]}}, y: {{csi-types: [ty]}}}}}}
+      m-b: {{components: {{x: {{csi-types: [tx]}}, y: {{csi-types: [ty]}}}}}}
+    service-instances:
+      msi: {{csis: {{cx: {{type: tx}}, cy: {{type: ty}}}}}}
+"""
+    h = halod_factory(cfg, extra_args=["--etcd", etcd.endpoints]).start()
+    wait_for(lambda: h.si("msi")["active"] and h.si("msi")["standby"], timeout=20, what="msi assigned")
+
+    def told():
+        return [(o, s) for o, s, _ in notes(log, "watch-a")]
+    wait_for(lambda: {("process:m-a:x", "ONLINE"), ("process:m-a:y", "ONLINE")} <= set(told()), timeout=20,
+             what="both processes of m-a ONLINE")
+    pid_y = h.pid_of("m-a/y")
+    os.kill(h.pid_of("m-a/x"), 9)
+    wait_for(lambda: {("process:m-a:x", "FAILED"), ("process:m-a:y", "FAILED")} <= set(told()), timeout=20,
+             what="both processes of m-a FAILED")
+    wait_for(lambda: h.pid_of("m-a/y") not in (None, pid_y) and h.comp("m-a/y")["registered"], timeout=20,
+             what="m-a restarted")
+    for p in ("process:m-a:x", "process:m-a:y"):
+        wait_for(lambda p=p: [s for o, s in told() if o == p][-1:] == ["ONLINE"], timeout=20,
+                 what=f"{p} ONLINE again")
+        assert [s for o, s in told() if o == p] == ["ONLINE", "FAILED", "ONLINE"], told()
+    assert h.stop() == 0
+
+
+def test_entrypoint_quorum_counts_the_nodes_online(etcd, halod_factory, tmp_path):
+    """Three nodes described, one started: the entrypoint says 3 nodes, 1
+    online, quorum 1 (a majority of the nodes that can answer), not 2."""
+    import urllib.request
+    log = str(tmp_path / "comp.log")
+    hs, http = start_nodes(halod_factory, yaml(log).replace("      svc-b: {{node: n2}}", "      svc-b: {{node: n1}}")
+                           .replace("svc-b: {node: n2}", "svc-b: {node: n1}"), etcd.endpoints, nodes=("n1",))
+
+    def ep():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http['n1']}/v1/entrypoint", timeout=2) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError:
+            return None
+    doc = wait_for(ep, timeout=20, what="an entrypoint")
+    assert (doc["nodes"], doc["online"], doc["quorum"]) == (3, 1, 1), doc
+    assert hs["n1"].stop() == 0

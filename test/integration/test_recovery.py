@@ -430,7 +430,8 @@ def test_process_events_refused_out_of_place(sim, tmp_path):
     """The local recovery's state machine refuses what does not fit where the
     process is (HALO_EBADSTATE = -10001): a restarted pool process that has
     not asked for its entrypoint cannot start recovering or say it recovered;
-    a process in no pool has nothing to recover."""
+    a process in no pool has nothing to recover: every event is refused
+    (they used to be taken and dropped)."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log, modes="object-states,entrypoint,recovery,lifecycle")
     EBADSTATE, EINVAL = "-10001", "-22"
@@ -441,8 +442,9 @@ def test_process_events_refused_out_of_place(sim, tmp_path):
             got[ev] = r
         return got
     wait_for(lambda: len(lines(log, "outsider", "LIFECYCLE")) == 7, timeout=10, what="outsider's lifecycle")
-    assert lifecycle("outsider", 0) == {"STARTING": "0", "RECOVERED": EBADSTATE, "RECOVERY_FAILED": EBADSTATE,
-                                        "STARTED": "0", "STOPPING": "0", "STOPPED": "0", "BAD": EINVAL}
+    assert lifecycle("outsider", 0) == {"STARTING": EBADSTATE, "RECOVERED": EBADSTATE, "RECOVERY_FAILED": EBADSTATE,
+                                        "STARTED": EBADSTATE, "STOPPING": EBADSTATE, "STOPPED": EBADSTATE,
+                                        "BAD": EINVAL}
     wait_for(lambda: len(lines(log, "ios-b", "LIFECYCLE")) == 7, timeout=10, what="ios-b's lifecycle")
     assert lifecycle("ios-b", 0) == {"STARTING": "0", "RECOVERED": "0", "RECOVERY_FAILED": EBADSTATE,
                                      "STARTED": "0", "STOPPING": "0", "STOPPED": "0", "BAD": EINVAL}
@@ -451,6 +453,7 @@ def test_process_events_refused_out_of_place(sim, tmp_path):
     wait_for(lambda: len(lines(log, "ios-b", "LIFECYCLE")) == 14, timeout=30, what="the restarted ios-b's lifecycle")
     assert lifecycle("ios-b", 1) == {"STARTING": EBADSTATE, "RECOVERED": EBADSTATE, "RECOVERY_FAILED": EBADSTATE,
                                      "STARTED": EBADSTATE, "STOPPING": "0", "STOPPED": "0", "BAD": EINVAL}
+    assert "'ios-b' reports STOPPING" in hs["n2"].logtext()
     # Then its entrypoint request starts the recovery as usual.
     assert recovered(log) == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
     down(sim)

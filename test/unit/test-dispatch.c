@@ -276,8 +276,8 @@ TEST(dispatch_entrypoint_process_event_object_states) {
     dispatch_msg(&f.m, &f.stranger, &m); /* not a registered process */
     ASSERT_EQ(reply_to(&f.stranger, 31, NULL), -HALO_ENOTREG);
     pe.seq = 32;
-    dispatch_msg(&f.m, &f.b, &m); /* in no pool: for the record */
-    ASSERT_EQ(reply_to(&f.b, 32, NULL), 0);
+    dispatch_msg(&f.m, &f.b, &m); /* in no pool: refused, nothing to recover */
+    ASSERT_EQ(reply_to(&f.b, 32, NULL), -HALO_EBADSTATE);
     pe.seq = 33, pe.event = HALO__LINK__PROCESS_EVENT__EVENT__RECOVERED;
     dispatch_msg(&f.m, &f.b, &m); /* nothing to recover */
     ASSERT_EQ(reply_to(&f.b, 33, NULL), -HALO_EBADSTATE);

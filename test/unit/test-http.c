@@ -763,12 +763,17 @@ TEST(handler_errors) {
     ASSERT(strstr(c.resp.p, "\"message\":\"state: \\\"BOGUS\\\" is not a state\""));
     call_done(&c);
 
-    f.events_ret = -EPERM;
+    f.events_ret = -EPERM; /* contradicts what halo knows */
     f.events_msg = NULL;
+    post(&f, &c, "application/json", "{}", 2);
+    assert_error(&c, 409, "contradicts_halo");
+    call_done(&c);
+
+    f.events_ret = -EIO;
     post(&f, &c, "application/json", "{}", 2);
     assert_error(&c, 500, "internal");
     call_done(&c);
-    ASSERT_EQ(f.n_events, 4);
+    ASSERT_EQ(f.n_events, 5);
     fixture_done(&f);
 
     /* Missing handlers: those paths do not exist on this node. */

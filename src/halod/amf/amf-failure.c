@@ -132,7 +132,7 @@ static void su_fence(struct su *su) {
  * Recovery of an SU (SU failover, the 2N default): fence it, drop its
  * assignments so the model promotes the standby at once, then restart it.
  */
-void amf_su_fail(struct su *su, const char *why) {
+static void su_fail(struct su *su, const char *why, struct comp *failed, const char *failed_why) {
     struct amf *a = su->amf;
     if (su->failing)
         return;
@@ -142,6 +142,18 @@ void amf_su_fail(struct su *su, const char *why) {
     su->last_failure = strdup(why);
     if (!a->stopping)
         log_warning("Service unit '%s' failed: %s", su->name, why);
+    /* Every process the unit loses fails, not only the one that started it:
+     * each is published FAILED (and ONLINE again once it is back). */
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        if (c == failed)
+            amf_notify_comp(c, AMF_COMP_FAILED, failed_why);
+        else if (c->proc && !a->stopping) {
+            char buf[512];
+            snprintf(buf, sizeof(buf), "its service unit failed: %s", why);
+            amf_notify_comp(c, AMF_COMP_FAILED, buf);
+        }
+    }
     su_fence(su);
 
     bool may_restart = su->admin_restart || a->stopping || su_count_failure(su);
@@ -186,12 +198,14 @@ void amf_su_fail(struct su *su, const char *why) {
     amf_su_failure_settled(su);
 }
 
+void amf_su_fail(struct su *su, const char *why) {
+    su_fail(su, why, NULL, NULL);
+}
+
 void amf_comp_fail(struct comp *c, const char *why) {
     char buf[512];
     snprintf(buf, sizeof(buf), "component '%s' %s", c->name, why);
-    if (!c->su->failing)
-        amf_notify_comp(c, AMF_COMP_FAILED, why);
-    amf_su_fail(c->su, buf);
+    su_fail(c->su, buf, c, why);
 }
 
 /* ---- several nodes ---- */

@@ -245,9 +245,12 @@ void events_object_state_get(struct events *e, struct conn *conn, uint64_t seq, 
     struct link_object_state st[LINK_OBJECTS_MAX];
     n = MIN(n, (size_t)LINK_OBJECTS_MAX);
     for (size_t i = 0; i < n; i++) {
-        int s = queue_state_get(e->q, objects[i]);
+        uint64_t seq_i, hlc;
+        int s = queue_state_info(e->q, objects[i], &seq_i, &hlc);
         st[i] = (struct link_object_state){.object = objects[i],
-                                           .state = s >= 0 ? queue_ha_state_to_string((enum queue_ha_state)s) : ""};
+                                           .state = s >= 0 ? queue_ha_state_to_string((enum queue_ha_state)s) : "",
+                                           .hlc = s >= 0 ? hlc : 0,
+                                           .seq = s >= 0 ? seq_i : 0};
     }
     uint8_t buf[LINK_MSG_MAX];
     int len = link_pack_reply_states(seq, st, n, buf, sizeof(buf));

@@ -86,7 +86,7 @@ static bool reader_deliver(struct queue *q, unsigned gen, const store_kv *kv) {
             continue;
         }
         (void)queue_event_object(&ev, object);
-        if (queue_obj_set(&q->states, object, (int)ev.state, seq) < 0)
+        if (queue_obj_set(&q->states, object, (int)ev.state, seq, ev.hlc) < 0)
             log_warning("Out of memory recording the state of '%s'", object);
         q->stats.delivered++;
         if (rd->deliver)

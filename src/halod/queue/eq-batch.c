@@ -116,7 +116,7 @@ static int batch_publish(struct queue *q, struct batch *b, struct queue_event *e
     char *text = NULL;
     int r = queue_value_event_dump(ev, seq, &text);
     if (r < 0 || (r = batch_push(b, text, object, (int)ev->state, seq)) < 0 ||
-        (r = queue_obj_set(&c->decided, object, (int)ev->state, seq)) < 0)
+        (r = queue_obj_set(&c->decided, object, (int)ev->state, seq, ev->hlc)) < 0)
         return r;
     if (c->writer) {
         c->writer->add(q, ev, seq, b->pubs[b->n_pubs - 1].text, c->writer_userdata);

@@ -365,7 +365,7 @@ static void consumer_batch_done(struct queue *q, struct call *k, int error, cons
     if (b->n_pubs > 0)
         c->seq_mod = r->revision;
     for (size_t i = 0; i < b->n_pubs; i++)
-        if (queue_obj_put(&c->cp.dirty, b->pubs[i].object, b->pubs[i].state, b->pubs[i].seq,
+        if (queue_obj_put(&c->cp.dirty, b->pubs[i].object, b->pubs[i].state, b->pubs[i].seq, 0,
                           TAKE_PTR(b->pubs[i].text)) < 0)
             log_warning("Out of memory recording the state of '%s'", b->pubs[i].object);
     q->stats.consumed += b->n_events;

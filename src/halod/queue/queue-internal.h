@@ -92,6 +92,7 @@ void queue_value_counter(uint64_t n, char buf[static QUEUE_COUNTER_MAX]);
 /* An object's state, the value in a hashmap keyed by "kind:name". */
 struct queue_obj {
     uint64_t seq; /* the BQ entry that set it; 0 if unknown */
+    uint64_t hlc; /* when that event happened; 0 if unknown */
     int state;
     /* Only in the consumer's map of states not yet written to state/: */
     char *value;   /* the event as published (owned) */
@@ -101,8 +102,8 @@ struct queue_obj {
 struct queue_obj *queue_obj_find(const struct hashmap *m, const char *object);
 /* Records a state unless a later one (greater seq) is known already; takes
  * value (may be NULL), freed if not kept.  0 or -ENOMEM. */
-int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq, char *value);
-int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq);
+int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc, char *value);
+int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc);
 void queue_obj_remove(struct hashmap *m, const char *object);
 void queue_obj_done(struct hashmap *m);
 /* Records the state in a state/ value; -EINVAL (logged) or -ENOMEM. */

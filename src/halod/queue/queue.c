@@ -28,12 +28,13 @@ struct queue_obj *queue_obj_find(const struct hashmap *m, const char *object) {
     return hashmap_get(m, object);
 }
 
-int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq, char *value) {
+int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc, char *value) {
     struct queue_obj *o = hashmap_get(m, object);
     if (o) {
         if (seq >= o->seq) {
             o->state = state;
             o->seq = seq;
+            o->hlc = hlc;
             free(o->value);
             o->value = value;
         } else
@@ -45,7 +46,7 @@ int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq
         free(value);
         return -ENOMEM;
     }
-    *o = (struct queue_obj){.seq = seq, .state = state, .value = value};
+    *o = (struct queue_obj){.seq = seq, .hlc = hlc, .state = state, .value = value};
     if (hashmap_put(m, object, o) < 0) {
         queue_obj_free(o);
         return -ENOMEM;
@@ -53,8 +54,8 @@ int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq
     return 0;
 }
 
-int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq) {
-    return queue_obj_put(m, object, state, seq, NULL);
+int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc) {
+    return queue_obj_put(m, object, state, seq, hlc, NULL);
 }
 
 void queue_obj_remove(struct hashmap *m, const char *object) {
@@ -74,7 +75,7 @@ int queue_obj_apply_state_value(struct hashmap *m, const store_kv *kv) {
         return -EINVAL;
     }
     (void)queue_event_object(&ev, object);
-    return queue_obj_set(m, object, (int)ev.state, seq);
+    return queue_obj_set(m, object, (int)ev.state, seq, ev.hlc);
 }
 
 int queue_obj_apply_bq_entry(struct hashmap *m, const store_kv *kv, const struct queue_keys *keys,
@@ -93,10 +94,10 @@ int queue_obj_apply_bq_entry(struct hashmap *m, const store_kv *kv, const struct
             continue;
         (void)queue_event_object(&ev, object);
         uint64_t seq = queue_value_event_seq(o);
-        r = queue_obj_set(m, object, (int)ev.state, seq);
+        r = queue_obj_set(m, object, (int)ev.state, seq, ev.hlc);
         if (r >= 0 && dirty && seq > state_seq) {
             char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-            r = text ? queue_obj_put(dirty, object, (int)ev.state, seq, text) : -ENOMEM;
+            r = text ? queue_obj_put(dirty, object, (int)ev.state, seq, ev.hlc, text) : -ENOMEM;
         }
     }
     json_decref(j);
@@ -198,13 +199,21 @@ int queue_new(const struct queue_params *p, struct queue **ret) {
     return 0;
 }
 
-int queue_state_get(const struct queue *q, const char *object) {
+int queue_state_info(const struct queue *q, const char *object, uint64_t *ret_seq, uint64_t *ret_hlc) {
     assert_return(q && object, -EINVAL);
     const struct queue_obj *o = queue_obj_find(&q->states, object);
     const struct queue_obj *d = queue_obj_find(&q->consumer.decided, object);
     if (d && (!o || d->seq > o->seq))
         o = d; /* decided by this node's consumer, not yet delivered here */
+    if (ret_seq)
+        *ret_seq = o ? o->seq : 0;
+    if (ret_hlc)
+        *ret_hlc = o ? o->hlc : 0;
     return o ? o->state : -ENOENT;
+}
+
+int queue_state_get(const struct queue *q, const char *object) {
+    return queue_state_info(q, object, NULL, NULL);
 }
 
 void queue_state_foreach(const struct queue *q, queue_state_cb cb, void *userdata) {

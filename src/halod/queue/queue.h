@@ -132,6 +132,9 @@ struct queue *queue_free(struct queue *q);
  * reader or decided by the consumer of this queue: an enum queue_ha_state,
  * -ENOENT if none is known, -EINVAL. */
 int queue_state_get(const struct queue *q, const char *object);
+/* The same, with the seq of the BQ entry that set it and its HLC time (0 if
+ * unknown). */
+int queue_state_info(const struct queue *q, const char *object, uint64_t *ret_seq, uint64_t *ret_hlc);
 
 /* Calls cb for every object whose state is known (in no particular order);
  * cb must not change the queue. */

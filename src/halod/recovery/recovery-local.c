@@ -501,11 +501,12 @@ bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c) {
 
 int recovery_local_event(struct recovery_local *r, struct comp *c, halo_lifecycle event, const char *reason) {
     struct rl *rl = rl_of(r, c);
-    if (!rl)
-        return event == HALO_PROCESS_STARTED || event == HALO_PROCESS_STARTING || event == HALO_PROCESS_STOPPING ||
-                       event == HALO_PROCESS_STOPPED
-                   ? 0
-                   : -HALO_EBADSTATE; /* not a pool process: nothing to recover */
+    if (!rl) {
+        /* Not a pool process: nothing to recover, and its registration and
+         * its end say the rest.  Refused rather than taken and dropped. */
+        log_debug("Process event %d of '%s' refused: it is in no pool", (int)event, c->name);
+        return -HALO_EBADSTATE;
+    }
     switch (event) {
     case HALO_PROCESS_STARTING:
         if (rl->state == RL_IDLE || rl->state == RL_RECOVERING)
@@ -531,7 +532,8 @@ int recovery_local_event(struct recovery_local *r, struct comp *c, halo_lifecycl
         rl_set(r, rl, RL_TRANSIENT, reason && *reason ? reason : "the recovery failed");
         report(r, rl, QUEUE_HA_TRANSIENT);
         return 0;
-    default: /* STOPPING, STOPPED: its exit tells the rest */
+    default: /* STOPPING, STOPPED: for the record; its exit tells the rest */
+        log_info("'%s' reports %s", c->name, event == HALO_PROCESS_STOPPING ? "STOPPING" : "STOPPED");
         return 0;
     }
 }
