@@ -81,6 +81,26 @@ static int do_list(halo *h, int argc, char **argv, bool json) {
     return 0;
 }
 
+/* A write refused: names the node that takes them, as halod sees it. */
+static void print_not_primary(const char *what) {
+    _cleanup_free_ char *text = NULL;
+    json_t *root = ctl_status_json(&text) >= 0 ? json_loads(text, 0, NULL) : NULL;
+    json_t *cdb = json_object_get(root, "cdb");
+    const char *state = json_string_value(json_object_get(cdb, "state")) ?: "not the primary";
+    const char *primary = json_string_value(json_object_get(cdb, "writer"));
+    bool driven = json_object_get(cdb, "roles_follow") != NULL;
+    if (!driven)
+        primary = json_string_value(json_object_get(cdb, "primary"));
+    fprintf(stderr, "haloctl: cdb %s: not primary: ", what);
+    if (primary)
+        fprintf(stderr, "the primary is node '%s'", primary);
+    else
+        fprintf(stderr, "no node is the primary now");
+    fprintf(stderr, "; this node is %s (%s)\n", state,
+            driven ? "only the node of the ACTIVE unit takes writes" : halo_strerror(-HALO_EREADONLY));
+    json_decref(root);
+}
+
 /* set PATH VALUE [PATH VALUE]... or delete PATH...: one transaction. */
 static int do_write(halo *h, int argc, char **argv, bool del, bool json) {
     halo_cdb_txn *t = NULL;
@@ -109,6 +129,10 @@ static int do_write(halo *h, int argc, char **argv, bool del, bool json) {
         return r;
     }
     r = halo_cdb_txn_commit(t, txid);
+    if (r == -HALO_EREADONLY) {
+        print_not_primary(what);
+        return r;
+    }
     if (r < 0) {
         fprintf(stderr, "haloctl: cdb %s: %s\n", what,
                 r == -ESHUTDOWN || r == -HALO_ECLOSED

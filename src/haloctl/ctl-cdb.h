@@ -6,3 +6,5 @@
 
 /* argv[0] is "cdb".  Returns the exit status. */
 int ctl_cdb_main(const char *socket, int argc, char **argv, bool json);
+/* halod's status, as 'haloctl status --json' prints it (haloctl.c).  0 with *ret_json (free() it), or an error. */
+int ctl_status_json(char **ret_json);

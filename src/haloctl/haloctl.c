@@ -150,6 +150,10 @@ static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) 
     return r;
 }
 
+int ctl_status_json(char **ret_json) {
+    return admin(HALO__LINK__ADMIN__OP__STATUS, NULL, ret_json);
+}
+
 /* ---- status ------------------------------------------------------------- */
 
 static const char *jstr(json_t *o, const char *k) {

@@ -44,8 +44,11 @@ static json_t *nodes_json(struct manager *m) {
 static json_t *cdb_json(struct manager *m) {
     _cleanup_free_ char *cdb = m->ha ? ha_status_json(m->ha) : NULL;
     json_t *j = cdb ? json_loads(cdb, 0, NULL) : NULL;
-    if (j && amf_roles_sg(m->roles))
+    if (j && amf_roles_sg(m->roles)) {
+        const char *writer = amf_roles_writer(m->roles);
         json_object_set_new(j, "roles_follow", json_string(amf_roles_sg(m->roles)));
+        json_object_set_new(j, "writer", writer ? json_string(writer) : json_null());
+    }
     return j;
 }
 

@@ -119,7 +119,10 @@ static int validate_repl(const HaRepl *m) {
                    ? 0
                    : -EBADMSG;
     case HALO__HA__REPL__BODY_WELCOME:
-        return text_ok(m->welcome->txid, LINK_CDB_TXID_MAX, false) ? 0 : -EBADMSG;
+        return text_ok(m->welcome->txid, LINK_CDB_TXID_MAX, false) &&
+                       text_ok(m->welcome->upstream, LINK_CDB_TXID_MAX, false)
+                   ? 0
+                   : -EBADMSG;
     case HALO__HA__REPL__BODY_ROWS:
         return ops_ok(m->rows->rows, m->rows->n_rows, true) ? 0 : -EBADMSG;
     case HALO__HA__REPL__BODY_COPY_END:

@@ -3,10 +3,12 @@
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import time
 
-from halo_harness import CDBCLIENT, HALOCTL, Lines, cdb_only_yaml
+from halo_harness import CDBCLIENT, HALOCTL, Lines, cdb_only_yaml, free_port
 
 YAML = cdb_only_yaml("cdb")
 
@@ -124,4 +126,69 @@ def test_a_value_of_any_bytes_and_size_limits(halod_factory, tmp_path):
         h.ctl("cdb", "set", *args)
     items = json.loads(h.ctl("cdb", "list", "/many", "--json").stdout)
     assert [i["path"] for i in items] == paths
+    assert h.stop() == 0
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def closed_within(s, seconds):
+    """Whether the other end closes s within seconds (reading and dropping what it sends)."""
+    s.settimeout(seconds)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if not s.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        pass
+    return False
+
+
+def test_unauthenticated_replication_connections_hold_little_and_not_for_long(halod_factory):
+    port = free_port()
+    h = halod_factory(YAML, name="cdb", extra_args=["--cdb-listen", f"127.0.0.1:{port}"]).start()
+    h.ctl("ha", "--token", "secret", "beprimary", "n1")
+    before = peak_rss_mb(h.proc.pid)
+
+    # 70 strangers each announce a 2 MiB frame (a replication message may be that large once
+    # authenticated) and send all of it but the end.
+    conns = []
+    part = b"x" * (2 * 1024 * 1024 - 1024)
+    try:
+        for _ in range(70):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conns.append(s)
+            try:
+                s.sendall(struct.pack(">I", 2 * 1024 * 1024) + part)
+            except OSError:
+                pass  # already closed by halod
+        # Each is closed, and halod never held their frames.
+        assert all(closed_within(s, 5) for s in conns)
+        grown = peak_rss_mb(h.proc.pid) - before
+        assert grown < 40, f"halod grew by {grown:.0f} MB"
+    finally:
+        for s in conns:
+            s.close()
+
+    # One that trickles a small frame, a byte at a time, is closed once it has not authenticated
+    # within max(dead-after, 2 s).
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t0 = time.monotonic()
+    s.sendall(struct.pack(">I", 3000))
+    closed = False
+    while not closed and time.monotonic() - t0 < 8:
+        try:
+            s.sendall(b"x")
+        except OSError:
+            closed = True
+        closed = closed or closed_within(s, 0.1)
+    assert closed and time.monotonic() - t0 < 5, time.monotonic() - t0
+    s.close()
+
+    h.ctl("cdb", "set", "/still", "serving")
     assert h.stop() == 0

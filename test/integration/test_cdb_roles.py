@@ -3,8 +3,15 @@
 primary and its STANDBY unit's node the secondary; on node failover the new primary holds every
 commit the old one acknowledged.  Two real halods over a real etcd."""
 import json
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
 
-from halo_harness import TESTCOMP, commits_until, free_port, wait_for
+from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, commits_until, free_port, wait_for
 
 TOKEN = "roles-token"
 
@@ -33,9 +40,67 @@ service-groups:
 """
 
 
+class StallProxy:
+    """Forwards a port of its own to target_port, both ways, in one thread; stall() holds every byte
+    and every new connection until resume(): a replication link that goes silent without breaking."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        self.closed = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.closed:
+            if not self.flowing.wait(0.05):
+                continue
+            for key, _ in self.sel.select(0.05):
+                if key.fileobj.fileno() < 0:
+                    continue  # its pair ended earlier in this round
+                if key.fileobj is self.listener:
+                    a, _ = self.listener.accept()
+                    b = socket.create_connection(("127.0.0.1", self.target_port))
+                    self.sel.register(a, selectors.EVENT_READ, b)
+                    self.sel.register(b, selectors.EVENT_READ, a)
+                    continue
+                try:
+                    data = key.fileobj.recv(65536)
+                    if data:
+                        key.data.sendall(data)
+                        continue
+                except OSError:
+                    pass
+                for s in (key.fileobj, key.data):
+                    self.sel.unregister(s)
+                    s.close()
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+
+    def stall(self):
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
+
+    def close(self):
+        self.closed = True
+        self.thread.join(5)
+
+
 class Roles:
-    def __init__(self, etcd, factory, tmp_path):
-        self.ports = {"n1": free_port(), "n2": free_port()}
+    """Two halods over etcd with a cdb-roles group.  proxied: each node's cdb-address is a StallProxy
+    (self.proxies) in front of its --cdb-listen, so that a replication link can be made to stall."""
+
+    def __init__(self, etcd, factory, tmp_path, proxied=False):
+        self.listen = {"n1": free_port(), "n2": free_port()}
+        self.proxies = {n: StallProxy(p) for n, p in self.listen.items()} if proxied else {}
+        self.ports = {n: self.proxies[n].port for n in self.listen} if proxied else self.listen
         self.yaml = roles_yaml(tmp_path, self.ports)
         self.etcd, self.factory = etcd, factory
         self.nodes = {n: self.make(n) for n in ("n1", "n2")}
@@ -43,7 +108,11 @@ class Roles:
     def make(self, n):
         return self.factory(self.yaml, name=f"roles-{n}",
                             extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "1",
-                                        "--http", "none"])
+                                        "--http", "none", "--cdb-listen", f"127.0.0.1:{self.listen[n]}"])
+
+    def close(self):
+        for p in self.proxies.values():
+            p.close()
 
     def ha_state(self, n):
         r = self.nodes[n].ctl("ha", "--token", TOKEN, "status", "--json", check=False)
@@ -63,8 +132,42 @@ class Roles:
         return None
 
 
+    def settle_roles(self):
+        """Starts both halods; returns (primary, secondary) once the ACTIVE unit's node is PRIMARY and the
+        STANDBY unit's node its secondary."""
+        primary, secondary = self.start()
+        wait_for(lambda: (self.ha_state(primary) or {}).get("state") == "PRIMARY", timeout=10,
+                 what="ACTIVE's node PRIMARY")
+        wait_for(lambda: (self.ha_state(secondary) or {}).get("state") == "SECONDARY" and
+                 self.nodes[primary].status()["cdb"]["secondaries"], timeout=10, what="STANDBY's node SECONDARY")
+        return primary, secondary
+
+
 def node_of(su):
     return {"db-a": "n1", "db-b": "n2"}[su]
+
+
+def unit_of(node):
+    return {"n1": "db-a", "n2": "db-b"}[node]
+
+
+def notifications(h):
+    """haloctl ha notifications --json of halod h, once it follows them; read what it printed with
+    notifications_seen() after."""
+    p = subprocess.Popen([HALOCTL, "--socket", h.socket, "ha", "notifications", "--json", "--token", TOKEN],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "following" in p.stderr.readline(), "haloctl ha notifications did not start"
+    return p
+
+
+def notifications_seen(p):
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def items(h, path):
+    return {i["path"] for i in json.loads(h.ctl("cdb", "list", path, "--json").stdout)}
 
 
 def test_roles_follow_the_active_unit_and_survive_node_failover(etcd, halod_factory, tmp_path):
@@ -128,3 +231,139 @@ def test_status_shows_the_roles(etcd, halod_factory, tmp_path):
     assert other["state"] == "SECONDARY" and other["primary"] == primary
     for n in r.nodes.values():
         assert n.stop() == 0
+
+
+def test_a_standby_whose_link_stalls_takes_no_writes(etcd, halod_factory, tmp_path):
+    r = Roles(etcd, halod_factory, tmp_path, proxied=True)
+    try:
+        primary, secondary = r.settle_roles()
+        hp, hs = r.nodes[primary], r.nodes[secondary]
+        hp.ctl("cdb", "set", "/before", "1")
+
+        # The primary's replication link goes silent (its halod, its unit and etcd are fine): the
+        # standby's node leaves SECONDARY within dead-after (600 ms here) ...
+        r.proxies[primary].stall()
+        wait_for(lambda: (r.ha_state(secondary) or {}).get("state") == "NONE", timeout=10,
+                 what="the standby's node NONE")
+        # ... and takes no write in NONE: the ACTIVE never moved, its node is the only writer.
+        refused = hs.ctl("cdb", "set", "/standby", "x", check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert f"not primary: the primary is node '{primary}'; this node is NONE" in refused.stderr, refused.stderr
+        # Meanwhile a commit on the primary waits for its standby instead of being acknowledged alone.
+        waiting = subprocess.Popen([HALOCTL, "--socket", hp.socket, "cdb", "set", "/during", "2"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert waiting.poll() is None, "a commit was acknowledged while the standby could not have it"
+
+        # The link comes back: the standby joins again, the waiting commit is acknowledged, and the
+        # standby still takes no write.
+        r.proxies[primary].resume()
+        out, err = waiting.communicate(timeout=20)
+        assert waiting.returncode == 0, err
+        wait_for(lambda: (r.ha_state(secondary) or {}).get("state") == "SECONDARY", timeout=10,
+                 what="the standby's node SECONDARY again")
+        assert hs.ctl("cdb", "get", "/during").stdout == "2\n"
+        refused = hs.ctl("cdb", "set", "/standby", "y", check=False)
+        assert refused.returncode == 1 and f"the primary is node '{primary}'" in refused.stderr, refused.stderr
+        assert hs.si("db")["active"] == unit_of(primary)
+        assert items(hs, "/") == items(hp, "/") == {"/before", "/during"}
+        for h in r.nodes.values():
+            assert h.stop() == 0
+    finally:
+        r.close()
+
+
+def test_a_rejoin_keeps_every_acknowledged_commit_and_names_what_it_discards(etcd, halod_factory, tmp_path):
+    r = Roles(etcd, halod_factory, tmp_path, proxied=True)
+    try:
+        primary, secondary = r.settle_roles()
+        hp, hs = r.nodes[primary], r.nodes[secondary]
+        acked = subprocess.run([CDBCLIENT, "commit", "/acked", "200"], capture_output=True, text=True, timeout=60,
+                               env={"HALO_SOCKET": hp.socket}).stdout.split("\n")
+        acked = [line.split()[1] for line in acked if line.startswith("ok ")]
+        assert len(acked) == 200
+        notes = notifications(hp)
+
+        # The link stalls, and a commit on the primary waits for the standby (it is durable there only).
+        r.proxies[primary].stall()
+        wait_for(lambda: (r.ha_state(secondary) or {}).get("state") == "NONE", timeout=10,
+                 what="the standby's node NONE")
+        waiting = subprocess.Popen([HALOCTL, "--socket", hp.socket, "cdb", "set", "/unacked", "1"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert waiting.poll() is None, "a commit was acknowledged while the standby could not have it"
+
+        # The primary's halod stops: the standby's unit takes over, its node becomes the primary.
+        hp.remember_children()
+        hp.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: hs.si("db")["active"] == unit_of(secondary), timeout=20, what="failover")
+            wait_for(lambda: (r.ha_state(secondary) or {}).get("state") == "PRIMARY", timeout=10,
+                     what="the survivor PRIMARY")
+            hs.ctl("cdb", "set", "/after", "failover")
+        finally:
+            hp.proc.send_signal(signal.SIGCONT)
+
+        # The old primary finds it lost its lease: the waiting commit is not acknowledged (the client
+        # is told so, or, a process of the fenced node, stopped by libhalo) ...
+        out, err = waiting.communicate(timeout=20)
+        assert waiting.returncode != 0 and "committed" not in out, (out, err)
+        # ... its node joins the new primary with a full copy, which drops that commit, and says so.
+        wait_for(lambda: (r.ha_state(primary) or {}).get("state") == "SECONDARY", timeout=30,
+                 what="the old primary SECONDARY")
+        said = f"discarded 1 transaction of this node that primary '{secondary}' does not have: "
+        wait_for(lambda: said in hp.logtext(), timeout=10, what="the discarded commit named in the log")
+        init = [n for n in notifications_seen(notes) if n["type"] == "SECONDARY_INITIALIZED"]
+        assert init and init[-1]["full_copy"], init
+        assert said in init[-1]["reason"] and init[-1]["reason"].endswith(f"@{primary} (/unacked)"), init
+
+        # Every acknowledged commit is on both nodes; the unacknowledged one on neither.
+        for h in (hs, hp):
+            have = items(h, "/")
+            lost = [i for i in acked if f"/acked/{i}" not in have]
+            assert not lost, f"{len(lost)} acknowledged commits lost, first {lost[:5]}"
+            assert "/after" in have and "/unacked" not in have
+        for h in r.nodes.values():
+            assert h.stop() == 0
+    finally:
+        r.close()
+
+
+def hello_frame(nodeid, nonce=b"\0" * 32):
+    hello = bytes([0x08, 1, 0x12, len(nodeid)]) + nodeid + bytes([0x1A, len(nonce)]) + nonce
+    repl = bytes([0x0A, len(hello)]) + hello
+    return struct.pack(">I", len(repl)) + repl
+
+
+def test_a_hello_naming_the_secondary_without_the_token_changes_nothing(etcd, halod_factory, tmp_path):
+    r = Roles(etcd, halod_factory, tmp_path)
+    primary, secondary = r.settle_roles()
+    hp, hs = r.nodes[primary], r.nodes[secondary]
+    notes = notifications(hp)
+
+    # A stranger on the replication port names the connected secondary, and never authenticates.
+    s = socket.create_connection(("127.0.0.1", r.ports[primary]), timeout=5)
+    s.sendall(hello_frame(secondary.encode()))
+    assert s.recv(4), "the primary did not answer the Hello"  # it read the Hello
+    hp.ctl("cdb", "set", "/after-hello", "1")
+    # The real secondary is still connected and has the commit the primary acknowledged.
+    assert hs.ctl("cdb", "get", "/after-hello").stdout == "1\n"
+    assert [n["nodeid"] for n in hp.status()["cdb"]["secondaries"]] == [secondary]
+
+    # The stranger is closed once it has not authenticated within max(dead-after, 2 s).
+    t0 = time.monotonic()
+    s.settimeout(10)
+    while s.recv(65536):
+        pass
+    assert time.monotonic() - t0 < 5
+    s.close()
+    died = [n for n in notifications_seen(notes) if n["type"] == "SECONDARY_DIED"]
+    assert not died and "Lost the CDB primary" not in hs.logtext(), died
+
+    # The primary fails over: everything it acknowledged is on the new primary.
+    acked = commits_until(hp.socket, "/h", 200, hp.kill_all)
+    wait_for(lambda: (r.ha_state(secondary) or {}).get("state") == "PRIMARY", timeout=20, what="survivor PRIMARY")
+    have = items(hs, "/")
+    lost = [i for i in acked if f"/h/{i}" not in have]
+    assert not lost and "/after-hello" in have, f"{len(lost)} acknowledged commits lost, first {lost[:5]}"
+    assert hs.stop() == 0

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Tests for the configuration database (cdb.c) on a real SQLite file. */
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +276,121 @@ TEST(cdb_replace_abort_keeps_the_old_database) {
     ASSERT_STREQ(list(&f, "/"), "/keep=me;");
     ASSERT(cdb_txid_equal(cdb_last(f.db), &id));
     commit(&f, ops, 1);
+    teardown(&f);
+}
+
+static int collect_own(const cdb_txid *id, const char *paths, void *userdata) {
+    char *out = userdata;
+    size_t n = strlen(out);
+    ASSERT_STREQ(id->node, "n1");
+    snprintf(out + n, 4096 - n, "%s;", paths);
+    return 0;
+}
+
+static char *own_after(struct fixture *f, uint64_t hlc) {
+    static char out[4096];
+    out[0] = '\0';
+    ASSERT_OK(cdb_own_after(f->db, hlc, collect_own, out));
+    return out;
+}
+
+TEST(cdb_names_its_own_transactions_after_the_last_one_taken_from_another_node) {
+    struct fixture f;
+    setup(&f);
+    cdb_txid none = {0};
+    ASSERT(cdb_txid_equal(cdb_upstream(f.db), &none));
+    struct cdb_op first[] = {SET("/a", "1")};
+    cdb_txid a = commit(&f, first, 1);
+    /* A transaction of another node's: the upstream moves, nothing of ours is remembered for it. */
+    cdb_txid theirs = {.hlc = a.hlc + 65536, .node = "n2"};
+    struct result r = {0};
+    struct cdb_op applied[] = {SET("/b", "2")};
+    ASSERT_OK(cdb_commit(f.db, &theirs, applied, 1, on_commit, &r));
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    ASSERT(cdb_txid_equal(cdb_upstream(f.db), &theirs));
+    /* Ours after it: its paths, shortened when long. */
+    struct cdb_op second[] = {SET("/c", "3"), DEL("/a")};
+    commit(&f, second, 2);
+    struct cdb_op many[40];
+    char paths[40][16];
+    for (size_t i = 0; i < ELEMENTSOF(many); i++) {
+        snprintf(paths[i], sizeof(paths[i]), "/many/%02zu", i);
+        many[i] = SET(paths[i], "v");
+    }
+    commit(&f, many, ELEMENTSOF(many));
+    const char *long_paths = "/many/00 /many/01 /many/02 /many/03 /many/04 /many/05 /many/06 /many/07 /many/08 "
+                             "/many/09 /many/10 /many/11 /many/12 /many/13 /many/14 /many/15 /many/16 /many/17 "
+                             "/many/18 /many/19 /many/20 /many/21 +18 more;";
+    char want[1024];
+    snprintf(want, sizeof(want), "/a;/c /a;%s", long_paths);
+    ASSERT_STREQ(own_after(&f, 0), want);
+    snprintf(want, sizeof(want), "/c /a;%s", long_paths);
+    ASSERT_STREQ(own_after(&f, cdb_upstream(f.db)->hlc), want);
+    /* Both survive a restart. */
+    reopen(&f, "n1");
+    ASSERT(cdb_txid_equal(cdb_upstream(f.db), &theirs));
+    ASSERT_STREQ(own_after(&f, theirs.hlc), want);
+    /* A full copy: everything comes from it, nothing is ours any more. */
+    cdb_txid copy = {.hlc = theirs.hlc + 10 * 65536, .node = "n2"};
+    ASSERT_OK(cdb_replace_begin(f.db));
+    ASSERT_OK(cdb_replace_add(f.db, "/copied", (const uint8_t *)"x", 1));
+    ASSERT_OK(cdb_replace_end(f.db, &copy));
+    ASSERT(cdb_txid_equal(cdb_upstream(f.db), &copy));
+    ASSERT_STREQ(own_after(&f, 0), "");
+    teardown(&f);
+}
+
+static int count_own(const cdb_txid *id, const char *paths, void *userdata) {
+    uint64_t *n = userdata;
+    ++*n;
+    return 0;
+}
+
+TEST(cdb_remembers_a_bounded_number_of_its_own_transactions) {
+    struct fixture f;
+    setup(&f);
+    struct cdb_op ops[] = {SET("/k", "v")};
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 2000; i++)
+            ASSERT_OK(cdb_commit(f.db, NULL, ops, 1, NULL, NULL));
+        uv_run(&f.loop, UV_RUN_DEFAULT);
+    }
+    uint64_t n = 0;
+    ASSERT_OK(cdb_own_after(f.db, 0, count_own, &n));
+    ASSERT(n >= 4096 && n < 4096 + 1024);
+    /* The newest is among them. */
+    n = 0;
+    ASSERT_OK(cdb_own_after(f.db, cdb_last(f.db)->hlc - 1, count_own, &n));
+    ASSERT_EQ(n, 1);
+    teardown(&f);
+}
+
+TEST(cdb_opens_a_version_1_file_and_goes_on) {
+    char dir[] = "/tmp/halo-test-cdb-XXXXXX", path[64];
+    sqlite3 *old = NULL;
+    ASSERT(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/cdb.db", dir);
+    ASSERT_EQ(sqlite3_open(path, &old), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(old,
+                           "CREATE TABLE kv (path TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+                           "CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;"
+                           "INSERT INTO kv VALUES ('/old', 'v');"
+                           "INSERT INTO meta VALUES ('txid_hlc', 7), ('txid_node', 'n2');"
+                           "PRAGMA user_version = 1;",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(old);
+    struct fixture f = {0};
+    snprintf(f.dir, sizeof(f.dir), "%s", dir);
+    snprintf(f.path, sizeof(f.path), "%s", path);
+    ASSERT_OK(uv_loop_init(&f.loop));
+    ASSERT_OK(cdb_open(&f.loop, f.path, "n1", &f.db));
+    _cleanup_free_ char *v = get(&f, "/old");
+    ASSERT_STREQ(v, "v");
+    ASSERT_EQ(cdb_last(f.db)->hlc, 7);
+    struct cdb_op ops[] = {SET("/new", "w")};
+    commit(&f, ops, 1);
+    ASSERT_STREQ(own_after(&f, 0), "/new;");
     teardown(&f);
 }
 

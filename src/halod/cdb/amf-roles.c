@@ -1,19 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * CDB roles driven by the AMF (amf-roles.h).  Evaluated on a zero timer, so
- * once per loop turn whatever changed, after every change of the group's
- * assignments as this node sees them:
+ * CDB roles driven by the AMF (amf-roles.h), after every change of the
+ * group's assignments as this node sees them:
  *
- *   this node's unit is the ACTIVE target           -> PRIMARY
- *   this node's unit is STANDBY, and another node's
- *   unit is confirmed ACTIVE                        -> SECONDARY of that node
- *   anything else (QUIESCED, no assignment, ...)    -> NONE (writes refused
- *                                                      nowhere, replicated nowhere)
+ *   this node's unit is the ACTIVE target           -> PRIMARY, and every
+ *                                                      commit waits for the
+ *                                                      STANDBY unit's node
+ *   this node's unit is the STANDBY target, and
+ *   another node's unit the ACTIVE target           -> SECONDARY of that node
+ *   anything else (QUIESCED, no assignment, ...)    -> NONE
  *
- * The primary changes within the same loop turn as the CSI set ACTIVE is
- * sent, before the component can answer or commit.  A join that fails (the
- * new primary is not listening yet) or a primary lost makes ha.c call back,
- * and the roles are looked at again after AMF_ROLES_RETRY_MSEC.
+ * Only the PRIMARY takes writes (ha-roles.c refuses them in NONE when the
+ * roles are driven): so a node whose unit is not the ACTIVE target never
+ * commits, whatever its replication link does.  Leaving PRIMARY happens in
+ * the AMF's own call that took the ACTIVE away (a fence, a failure, a
+ * switchover), before the loop reads anything more; the other changes are
+ * looked at on a zero timer, once per loop turn whatever changed, so the
+ * primary changes within the same loop turn as the CSI set ACTIVE is sent,
+ * before the component can answer or commit.  A join that fails (the new
+ * primary is not listening yet) or a primary lost makes ha.c call back, and
+ * the roles are looked at again after AMF_ROLES_RETRY_MSEC.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include "amf-roles.h"
@@ -33,39 +39,78 @@ struct amf_roles {
     uv_timer_t timer;
 };
 
+/* What this node's role should be. */
+struct roles_want {
+    enum ha_state state;
+    const char *primary, *addr; /* SECONDARY: of whom, where */
+    const char *expect;         /* PRIMARY: the standby's node, whose acknowledgement every commit waits for */
+};
+
 static void schedule(struct amf_roles *r, uint64_t delay_msec);
 
-static void evaluate(struct amf_roles *r) {
+/* The node of su, if it takes secondaries (has a cdb-address). */
+static const struct config_node *cdb_node(struct amf_roles *r, const struct su *su) {
+    const struct config_node *n = config_find_node(amf_config(r->amf), su->cfg->node);
+    return n && n->cdb_address ? n : NULL;
+}
+
+/* The SI's assignment of target state that is not going away. */
+static struct assignment *live_target(struct si *si, halo_ha_state state) {
+    struct assignment *a = amf_si_find(si, state);
+    return a && !a->removing ? a : NULL;
+}
+
+static struct roles_want compute(struct amf_roles *r) {
+    struct roles_want w = {.state = HA_STATE_NONE};
     struct sg *sg = r->sg;
-    if (amf_stopping(r->amf) || sg->n_sis == 0)
-        return;
+    if (sg->n_sis == 0)
+        return w;
     struct si *si = &sg->sis[0]; /* 2N: every SI of the group is ACTIVE on the same unit */
-    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
-    if (act && act->removing)
-        act = NULL; /* its unit failed or was locked: no primary there any more */
-    struct su *local = NULL;
-    for (size_t u = 0; u < sg->n_sus; u++)
-        if (sg->sus[u].local)
-            local = &sg->sus[u];
-    enum ha_state want = HA_STATE_NONE;
-    const char *primary = NULL, *addr = NULL;
-    if (act && act->su->local)
-        want = HA_STATE_PRIMARY;
-    else if (local && act && act->confirmed && act->state == HALO_HA_ACTIVE) {
-        struct assignment *mine = amf_si_find_su(si, local);
-        const struct config_node *n = config_find_node(amf_config(r->amf), act->su->cfg->node);
-        if (mine && mine->target == HALO_HA_STANDBY && n && n->cdb_address) {
-            want = HA_STATE_SECONDARY;
-            primary = n->name;
-            addr = n->cdb_address;
+    struct assignment *act = live_target(si, HALO_HA_ACTIVE), *sb = live_target(si, HALO_HA_STANDBY);
+    if (!act)
+        return w; /* its unit failed or was locked: no primary anywhere */
+    if (act->su->local) {
+        const struct config_node *n = sb && !sb->su->local ? cdb_node(r, sb->su) : NULL;
+        w.state = HA_STATE_PRIMARY;
+        w.expect = n ? n->name : NULL;
+    } else if (sb && sb->su->local) {
+        const struct config_node *n = cdb_node(r, act->su);
+        if (n) {
+            w.state = HA_STATE_SECONDARY;
+            w.primary = n->name;
+            w.addr = n->cdb_address;
         }
     }
-    int e = ha_follow(r->ha, want, amf_node(r->amf), primary, addr);
+    return w;
+}
+
+static void apply(struct amf_roles *r, const struct roles_want *w) {
+    int e = ha_follow(r->ha, w->state, amf_node(r->amf), w->primary, w->addr);
     if (e < 0) {
-        log_warning_errno(e, "Service group '%s': cannot make this node the CDB %s%s%s: %m", sg->name,
-                          ha_state_name(want), primary ? " of " : "", primary ?: "");
+        log_warning_errno(e, "Service group '%s': cannot make this node the CDB %s%s%s: %m", r->sg->name,
+                          ha_state_name(w->state), w->primary ? " of " : "", w->primary ?: "");
         schedule(r, AMF_ROLES_RETRY_MSEC);
     }
+    ha_expect_secondary(r->ha, w->state == HA_STATE_PRIMARY ? w->expect : NULL);
+}
+
+static void evaluate(struct amf_roles *r) {
+    if (amf_stopping(r->amf))
+        return;
+    struct roles_want w = compute(r);
+    apply(r, &w);
+}
+
+/* Now if this node is the primary and should not be: no write may come in between. */
+static void changed(struct amf_roles *r) {
+    if (!amf_stopping(r->amf) && ha_state(r->ha) == HA_STATE_PRIMARY) {
+        struct roles_want w = compute(r);
+        if (w.state != HA_STATE_PRIMARY) {
+            apply(r, &w);
+            return;
+        }
+    }
+    schedule(r, 0); /* before the component can act on its new role */
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -82,13 +127,13 @@ static void schedule(struct amf_roles *r, uint64_t delay_msec) {
 static void on_assignment_changed(void *userdata, struct si *si) {
     struct amf_roles *r = userdata;
     if (si->sg == r->sg)
-        schedule(r, 0); /* before the component can act on its new role */
+        changed(r);
 }
 
 static void on_sg_changed(void *userdata, struct sg *sg) {
     struct amf_roles *r = userdata;
     if (sg == r->sg)
-        schedule(r, 0);
+        changed(r);
 }
 
 static void on_ha_changed(void *userdata) {
@@ -144,4 +189,11 @@ struct amf_roles *amf_roles_free(struct amf_roles *r) {
 
 const char *amf_roles_sg(const struct amf_roles *r) {
     return r ? r->sg->name : NULL;
+}
+
+const char *amf_roles_writer(const struct amf_roles *r) {
+    if (!r || r->sg->n_sis == 0)
+        return NULL;
+    struct assignment *act = live_target(&r->sg->sis[0], HALO_HA_ACTIVE);
+    return act ? act->su->cfg->node : NULL;
 }

@@ -21,3 +21,5 @@ int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *tok
 struct amf_roles *amf_roles_free(struct amf_roles *r);
 /* The service group the roles follow (for the status), NULL if none. */
 const char *amf_roles_sg(const struct amf_roles *r);
+/* The node that takes writes as this node sees it (its unit is the ACTIVE target), NULL if none. */
+const char *amf_roles_writer(const struct amf_roles *r);

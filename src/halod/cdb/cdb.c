@@ -2,12 +2,18 @@
 /* The configuration database (CDB): a persistent, transactional, hierarchical key-value database in SQLite. */
 
 /*
- * Schema (PRAGMA user_version = 1), in its own file (<state-dir>/cdb.db):
+ * Schema (PRAGMA user_version = 2; a version 1 file gains the own table), in
+ * its own file (<state-dir>/cdb.db):
  *
  *   CREATE TABLE kv (path TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
  *   CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
  *       'txid_hlc'   the last transaction's HLC time (an INTEGER, the uint64 bits)
  *       'txid_node'  the node that committed it first (TEXT)
+ *       'upstream_hlc', 'upstream_node'  the last transaction taken from
+ *                    another node (applied, or the end of a full copy)
+ *   CREATE TABLE own (hlc INTEGER PRIMARY KEY, paths TEXT NOT NULL);
+ *       the last CDB_OWN_MAX transactions this node committed itself, with
+ *       their paths (shortened): what a full copy would drop is named from it
  *
  * A subtree is a byte range: the paths under "/a" are those in ["/a/", "/a0")
  * ('0' follows '/'), so list and delete are index range scans.
@@ -49,6 +55,8 @@
 #define CDB_BUSY_TIMEOUT_MSEC 100
 #define CDB_CHECKPOINT_PAGES 4000   /* 16 MB: a hot page rewritten many times is copied once */
 #define CDB_WAL_RESTART_PAGES 16000 /* past this the loop copies the rest itself, so that the WAL starts over */
+#define CDB_OWN_MAX 4096            /* own transactions remembered (own table) */
+#define CDB_OWN_PATHS_MAX 200       /* bytes of paths remembered per transaction */
 
 struct pending {
     LIST_FIELDS(struct pending, pending);
@@ -67,6 +75,8 @@ struct cdb {
     char node[LINK_NAME_MAX + 1];
     struct hlc clock;
     cdb_txid last;
+    cdb_txid upstream; /* the last transaction taken from another node */
+    uint64_t n_own;    /* rows in the own table, about */
     uv_timer_t flush;
     bool flush_open, closing, replacing;
     /* checkpoints in the thread pool */
@@ -84,6 +94,7 @@ struct cdb {
     } observers[CDB_OBSERVERS_MAX];
     size_t n_observers;
     sqlite3_stmt *get, *set, *del_one, *del_range, *del_all, *list_range, *meta_set, *stage_add;
+    sqlite3_stmt *upstream_set, *own_add, *own_prune;
 };
 
 struct cdb_snapshot {
@@ -150,12 +161,38 @@ const cdb_txid *cdb_last(const struct cdb *c) {
     return &c->last;
 }
 
+const cdb_txid *cdb_upstream(const struct cdb *c) {
+    return &c->upstream;
+}
+
+int cdb_own_after(struct cdb *c, uint64_t hlc, cdb_own_fn fn, void *userdata) {
+    sqlite3_stmt *st = NULL;
+    int r = sqlite_errno(
+        NULL, sqlite3_prepare_v2(c->db, "SELECT hlc, paths FROM own WHERE hlc > ?1 ORDER BY hlc", -1, &st, NULL));
+    int rc = SQLITE_DONE;
+    if (r >= 0) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)hlc);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cdb_txid id = {.hlc = (uint64_t)sqlite3_column_int64(st, 0)};
+            snprintf(id.node, sizeof(id.node), "%s", c->node);
+            r = fn(&id, (const char *)sqlite3_column_text(st, 1), userdata);
+            if (r != 0)
+                break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+            r = sqlite_errno(NULL, rc);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
 /* ---- open and close ------------------------------------------------------ */
 
 static const char schema[] = "CREATE TABLE IF NOT EXISTS kv (path TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
                              "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;"
+                             "CREATE TABLE IF NOT EXISTS own (hlc INTEGER PRIMARY KEY, paths TEXT NOT NULL);"
                              "DROP TABLE IF EXISTS kv_new;"
-                             "PRAGMA user_version = 1;";
+                             "PRAGMA user_version = 2;";
 
 static int prepare(struct cdb *c, sqlite3_stmt **st, const char *sql) {
     return sqlite_errno(c->db, sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL));
@@ -172,13 +209,21 @@ static int read_last(struct cdb *c) {
             c->last.hlc = (uint64_t)sqlite3_column_int64(st, 1);
         else if (name && streq(name, "txid_node") && sqlite3_column_type(st, 1) == SQLITE_TEXT)
             snprintf(c->last.node, sizeof(c->last.node), "%s", (const char *)sqlite3_column_text(st, 1));
+        else if (name && streq(name, "upstream_hlc") && sqlite3_column_type(st, 1) == SQLITE_INTEGER)
+            c->upstream.hlc = (uint64_t)sqlite3_column_int64(st, 1);
+        else if (name && streq(name, "upstream_node") && sqlite3_column_type(st, 1) == SQLITE_TEXT)
+            snprintf(c->upstream.node, sizeof(c->upstream.node), "%s", (const char *)sqlite3_column_text(st, 1));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return sqlite_errno(NULL, rc);
-    if ((c->last.hlc == 0) != (c->last.node[0] == '\0'))
+    if ((c->last.hlc == 0) != (c->last.node[0] == '\0') || (c->upstream.hlc == 0) != (c->upstream.node[0] == '\0'))
         return -EBADMSG;
-    return 0;
+    rc = sqlite3_prepare_v2(c->db, "SELECT count(*) FROM own", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        c->n_own = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : sqlite_errno(NULL, rc);
 }
 
 static void on_flush(uv_timer_t *t);
@@ -263,7 +308,7 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
         if (r >= 0 && sqlite3_step(st) == SQLITE_ROW)
             version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
-        if (r >= 0 && version != 0 && version != 1)
+        if (r >= 0 && (version < 0 || version > 2))
             r = -EBADMSG;
     }
     if (r >= 0)
@@ -295,6 +340,15 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
         r = prepare(c, &c->meta_set,
                     "INSERT OR REPLACE INTO meta (name, value) VALUES ('txid_hlc', ?1), "
                     "('txid_node', ?2)");
+    if (r >= 0)
+        r = prepare(c, &c->upstream_set,
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('upstream_hlc', ?1), "
+                    "('upstream_node', ?2)");
+    if (r >= 0)
+        r = prepare(c, &c->own_add, "INSERT OR REPLACE INTO own (hlc, paths) VALUES (?1, ?2)");
+    if (r >= 0)
+        r = prepare(c, &c->own_prune,
+                    "DELETE FROM own WHERE hlc <= (SELECT hlc FROM own ORDER BY hlc DESC LIMIT 1 OFFSET ?1)");
     if (r < 0) {
         cdb_close(c);
         return r;
@@ -338,6 +392,9 @@ struct cdb *cdb_close(struct cdb *c) {
     sqlite3_finalize(c->list_range);
     sqlite3_finalize(c->meta_set);
     sqlite3_finalize(c->stage_add);
+    sqlite3_finalize(c->upstream_set);
+    sqlite3_finalize(c->own_add);
+    sqlite3_finalize(c->own_prune);
     sqlite3_close_v2(c->db); /* the last connection out checkpoints and removes the WAL */
     c->db = NULL;
     free(c->path);
@@ -522,10 +579,33 @@ static int apply_op(struct cdb *c, const struct cdb_op *op) {
     return step_reset(c->del_range);
 }
 
-static int write_last(struct cdb *c, const cdb_txid *id) {
-    sqlite3_bind_int64(c->meta_set, 1, (sqlite3_int64)id->hlc);
-    sqlite3_bind_text(c->meta_set, 2, id->node, -1, SQLITE_STATIC);
-    return step_reset(c->meta_set);
+static int write_txid(sqlite3_stmt *st, const cdb_txid *id) {
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id->hlc);
+    sqlite3_bind_text(st, 2, id->node, -1, SQLITE_STATIC);
+    return step_reset(st);
+}
+
+/* Remembers a transaction of this node's own with its paths ("/a /b +3 more"), the last CDB_OWN_MAX. */
+static int own_add(struct cdb *c, const struct pending *p) {
+    char paths[CDB_OWN_PATHS_MAX + 32];
+    size_t used = 0, i;
+    for (i = 0; i < p->n_ops; i++) {
+        size_t n = strlen(p->ops[i].path);
+        if (used + n + 1 > CDB_OWN_PATHS_MAX)
+            break;
+        used += (size_t)snprintf(paths + used, sizeof(paths) - used, "%s%s", used ? " " : "", p->ops[i].path);
+    }
+    if (i < p->n_ops)
+        snprintf(paths + used, sizeof(paths) - used, "%s+%zu more", used ? " " : "", p->n_ops - i);
+    sqlite3_bind_int64(c->own_add, 1, (sqlite3_int64)p->id.hlc);
+    sqlite3_bind_text(c->own_add, 2, paths, -1, SQLITE_STATIC);
+    int r = step_reset(c->own_add);
+    if (r >= 0 && ++c->n_own >= CDB_OWN_MAX + CDB_OWN_MAX / 4) { /* pruned now and then, not at every commit */
+        sqlite3_bind_int64(c->own_prune, 1, CDB_OWN_MAX - 1);
+        r = step_reset(c->own_prune);
+        c->n_own = CDB_OWN_MAX;
+    }
+    return r;
 }
 
 static void notify(struct cdb *c, const cdb_txid *id, const struct cdb_op *ops, size_t n) {
@@ -551,7 +631,7 @@ static void group_end(struct cdb *c) {
 /* Writes every queued transaction in one SQLite transaction, then reports them. */
 static void flush_now(struct cdb *c) {
     __typeof__(c->pending) batch = c->pending;
-    cdb_txid last = c->last;
+    cdb_txid last = c->last, upstream = c->upstream;
     struct pending *p;
     int r;
 
@@ -570,24 +650,30 @@ static void flush_now(struct cdb *c) {
     LIST_FOREACH (pending, p, &batch) {
         if (r < 0)
             break;
-        if (p->fixed_id)
+        if (p->fixed_id) {
             (void)hlc_update(&c->clock, p->id.hlc, NULL);
-        else {
+            upstream = p->id;
+        } else {
             p->id.hlc = hlc_now(&c->clock);
             snprintf(p->id.node, sizeof(p->id.node), "%s", c->node);
+            r = own_add(c, p);
         }
         for (size_t i = 0; r >= 0 && i < p->n_ops; i++)
             r = apply_op(c, &p->ops[i]);
         last = p->id;
     }
     if (r >= 0)
-        r = write_last(c, &last);
+        r = write_txid(c->meta_set, &last);
+    if (r >= 0 && !cdb_txid_equal(&upstream, &c->upstream))
+        r = write_txid(c->upstream_set, &upstream);
     if (r >= 0)
         r = exec_sql(c->db, "COMMIT");
     if (r < 0)
-        (void)exec_sql(c->db, "ROLLBACK");
-    else
+        (void)exec_sql(c->db, "ROLLBACK"); /* n_own may count a few rows too many: pruned a little early */
+    else {
         c->last = last;
+        c->upstream = upstream;
+    }
 
     while ((p = LIST_POP(pending, &batch))) {
         if (r >= 0)
@@ -724,9 +810,12 @@ int cdb_replace_end(struct cdb *c, const cdb_txid *id) {
     if (!c->replacing)
         return -EINVAL;
     /* The prepared statements name kv: SQLite re-prepares them after the schema change. */
-    r = exec_sql(c->db, "DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv;");
+    /* Everything comes from the copy: nothing is this node's own any more. */
+    r = exec_sql(c->db, "DROP TABLE kv; ALTER TABLE kv_new RENAME TO kv; DELETE FROM own;");
     if (r >= 0)
-        r = write_last(c, id);
+        r = write_txid(c->meta_set, id);
+    if (r >= 0)
+        r = write_txid(c->upstream_set, id);
     if (r >= 0)
         r = exec_sql(c->db, "COMMIT");
     c->replacing = false;
@@ -734,7 +823,8 @@ int cdb_replace_end(struct cdb *c, const cdb_txid *id) {
         (void)exec_sql(c->db, "ROLLBACK");
         return r;
     }
-    c->last = *id;
+    c->last = c->upstream = *id;
+    c->n_own = 0;
     (void)hlc_update(&c->clock, id->hlc, NULL);
     notify(c, id, NULL, 0);
     group_end(c);

@@ -41,6 +41,15 @@ struct cdb *cdb_close(struct cdb *c);
 
 /* The last transaction this database holds. */
 const cdb_txid *cdb_last(const struct cdb *c);
+/* The last transaction it took from another node (applied, or the end of a full
+ * copy); { 0, "" } if none.  What a primary's history has of other nodes ends there. */
+const cdb_txid *cdb_upstream(const struct cdb *c);
+/* Calls fn, oldest first, for each of the last 4,096 transactions this node
+ * committed itself (not applied from another) whose HLC time is after hlc,
+ * with their paths ("/a /b +3 more", shortened), until fn returns non-zero
+ * (returned).  A full copy forgets them all.  Returns 0 or an error. */
+typedef int (*cdb_own_fn)(const cdb_txid *id, const char *paths, void *userdata);
+int cdb_own_after(struct cdb *c, uint64_t hlc, cdb_own_fn fn, void *userdata);
 char *cdb_txid_format(const cdb_txid *id, char buf[static CDB_TXID_STRING_MAX]);
 int cdb_txid_parse(const char *s, cdb_txid *ret);
 bool cdb_txid_equal(const cdb_txid *a, const cdb_txid *b);

@@ -19,7 +19,8 @@
  * SECONDARY starts at besecondary (writes are refused from then on); a join
  * that fails ends in NONE.  A secondary or relay that loses its primary goes
  * to NONE, and a relay closes its own secondaries, which go to NONE too.
- * Writes are allowed in NONE (a database of its own) and PRIMARY.  The
+ * Writes are allowed in NONE (a database of its own) and PRIMARY; with
+ * roles driven by the AMF in PRIMARY only.  The
  * calls come from the control socket (ha-control.c) or, in driven mode,
  * from the AMF (ha_follow()).
  */
@@ -191,7 +192,8 @@ static void on_joined(void *userdata, int error, bool full_copy, const char *rea
             h->changed(h->changed_userdata);
     } else {
         h->initialized = true;
-        ha_control_notify(h, HALO__HA__NOTIFICATION__TYPE__SECONDARY_INITIALIZED, primary, 0, full_copy, NULL);
+        /* reason: what a full copy discarded of this node's own commits, if anything */
+        ha_control_notify(h, HALO__HA__NOTIFICATION__TYPE__SECONDARY_INITIALIZED, primary, 0, full_copy, reason);
         ha_control_notify(h, HALO__HA__NOTIFICATION__TYPE__BESECONDARY_RESULT, primary, 0, full_copy, NULL);
     }
     join_finish(h, error);
@@ -217,12 +219,16 @@ static const struct repl_handlers repl_handlers = {
 
 static int may_write(void *userdata) {
     struct ha *h = userdata;
+    if (h->driven_by && h->state != HA_STATE_PRIMARY)
+        return -HALO_EREADONLY; /* roles driven by the AMF: the ACTIVE unit's node only, never NONE */
     return h->state == HA_STATE_SECONDARY || h->state == HA_STATE_SECONDARY_RELAY ? -HALO_EREADONLY : 0;
 }
 
 static void replicated(void *userdata, const cdb_txid *id, void (*done)(void *arg, int error), void *arg) {
     struct ha *h = userdata;
-    if (h->state == HA_STATE_PRIMARY)
+    if (h->driven_by && h->state != HA_STATE_PRIMARY)
+        done(arg, -HALO_ECLOSED); /* taken as primary, written once it no longer was: not replicated */
+    else if (h->state == HA_STATE_PRIMARY)
         repl_wait(h->repl, id, done, arg);
     else
         done(arg, 0);
@@ -318,6 +324,10 @@ int ha_follow(struct ha *h, enum ha_state want, const char *self, const char *pr
     default:
         return -EINVAL;
     }
+}
+
+void ha_expect_secondary(struct ha *h, const char *nodeid) {
+    repl_expect(h->repl, nodeid);
 }
 
 /* ---- status ------------------------------------------------------------------------ */

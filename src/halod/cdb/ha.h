@@ -63,6 +63,9 @@ int ha_set_driven(struct ha *h, const char *sg, const char *token, void (*change
 /* Makes the role want (the primary named primary at addr, for SECONDARY),
  * doing nothing when it is already so. */
 int ha_follow(struct ha *h, enum ha_state want, const char *self, const char *primary, const char *addr);
+/* Driven roles, on the primary: every commit waits for secondary nodeid (the
+ * standby's node) until it has it, connected or not; NULL: none expected. */
+void ha_expect_secondary(struct ha *h, const char *nodeid);
 
 /* A JSON object for halod's status: {"state", "nodeid", "primary", "secondaries": [...], "last_txid"}. */
 char *ha_status_json(struct ha *h);

@@ -8,7 +8,10 @@
  * to every secondary without being packed again.  A side that sent nothing
  * for a tick interval sends a Tick, and a peer silent for the dead interval
  * is closed as dead.  Incoming messages are size-checked and validated
- * (frame.c) before the serving or following side sees them.
+ * (frame.c) before the serving or following side sees them.  Until the other
+ * side has authenticated, its frames are small (REPL_PREAUTH_FRAME_MAX) and
+ * it has max(dead interval, REPL_AUTH_TIMEOUT_MIN_MSEC) to do so: a stranger
+ * holds a few KiB for a few seconds, never a 2 MiB buffer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -125,6 +128,7 @@ static void peer_release(struct peer *p) {
     repl_serve_release(p);
     frame_reader_done(&p->reader);
     free(p->token);
+    free(p->discarded);
     if (r->up == p)
         r->up = NULL;
     free(p);
@@ -156,6 +160,11 @@ void repl_conn_close(struct peer *p, int error, const char *reason) {
     repl_conn_close_handles(p);
 }
 
+void repl_conn_authed(struct peer *p) {
+    p->authed = true;
+    p->reader.max = FRAME_REPL_MAX;
+}
+
 void repl_conn_on_timer(uv_timer_t *t) {
     struct peer *p = t->data;
     struct repl *r = p->r;
@@ -163,6 +172,13 @@ void repl_conn_on_timer(uv_timer_t *t) {
 
     if (p->phase == PHASE_CONNECTING) {
         repl_conn_close(p, -HALO_ECONNECT, "no answer to the connection");
+        return;
+    }
+    uint64_t auth_msec = MAX(r->dead_msec, REPL_AUTH_TIMEOUT_MIN_MSEC);
+    if (!p->authed && now - p->started >= auth_msec) {
+        char why[96];
+        snprintf(why, sizeof(why), "not authenticated within %llu ms", (unsigned long long)auth_msec);
+        repl_conn_close(p, -ETIMEDOUT, why);
         return;
     }
     if (now - p->last_rx >= r->dead_msec) {
@@ -191,13 +207,13 @@ struct peer *repl_conn_new(struct repl *r, enum peer_role role) {
         free(p);
         return NULL;
     }
-    frame_reader_init(&p->reader, FRAME_REPL_MAX);
+    frame_reader_init(&p->reader, REPL_PREAUTH_FRAME_MAX);
     uv_tcp_init(r->loop, &p->tcp);
     uv_timer_init(r->loop, &p->timer);
     p->tcp.data = p->timer.data = p;
     p->open_handles = 2;
     r->n_open++;
-    p->last_rx = p->last_tx = repl_now_ms(r);
+    p->started = p->last_rx = p->last_tx = repl_now_ms(r);
     uv_timer_start(&p->timer, repl_conn_on_timer, repl_check_msec(r), repl_check_msec(r));
     return p;
 }

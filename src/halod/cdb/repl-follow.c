@@ -17,6 +17,7 @@
 #include "repl-internal.h"
 
 #define REPL_CONNECT_TIMEOUT_MSEC 2000
+#define REPL_DISCARDED_LISTED 32 /* own transactions a dropping copy names (all are counted) */
 
 /* ---- applying transactions ------------------------------------------------------- */
 
@@ -104,6 +105,7 @@ static void up_auth(struct peer *p, const Halo__Ha__Auth *a) {
         repl_conn_close(p, -HALO_EBADNAME, why);
         return;
     }
+    repl_conn_authed(p);
     Halo__Ha__Join j = HALO__HA__JOIN__INIT;
     HaRepl jm = HALO__HA__REPL__INIT;
     char txid[CDB_TXID_STRING_MAX];
@@ -116,6 +118,47 @@ static void up_auth(struct peer *p, const Halo__Ha__Auth *a) {
         return;
     }
     p->phase = PHASE_WELCOME;
+}
+
+struct discard_ctx {
+    char *text;
+    size_t len, n;
+};
+
+static int discard_add(const cdb_txid *id, const char *paths, void *userdata) {
+    struct discard_ctx *x = userdata;
+    char txid[CDB_TXID_STRING_MAX];
+    if (x->n++ >= REPL_DISCARDED_LISTED)
+        return 0;
+    char *line = NULL;
+    int n = asprintf(&line, "%s%s (%s)", x->len ? ", " : "", cdb_txid_format(id, txid), paths);
+    char *grown = n >= 0 ? realloc(x->text, x->len + (size_t)n + 1) : NULL;
+    if (!grown) {
+        free(line);
+        return -ENOMEM;
+    }
+    memcpy(grown + x->len, line, (size_t)n + 1);
+    x->text = grown;
+    x->len += (size_t)n;
+    free(line);
+    return 0;
+}
+
+/* A full copy replaces the database: this node's own transactions after the primary's upstream
+ * (the last it took from elsewhere) are not in it.  Names them, or NULL when there are none. */
+static char *discarded_text(struct repl *r, const char *upstream) {
+    struct discard_ctx x = {0};
+    cdb_txid up;
+    char *text = NULL;
+    if (!upstream || !*upstream || cdb_txid_parse(upstream, &up) < 0)
+        return NULL; /* a primary that does not say: nothing can be named */
+    int k = cdb_own_after(r->db, up.hlc, discard_add, &x);
+    if (k >= 0 && x.n > 0 &&
+        asprintf(&text, "discarded %zu transaction%s of this node that primary '%s' does not have: %s%s", x.n,
+                 x.n == 1 ? "" : "s", r->up_primary, x.text, x.n > REPL_DISCARDED_LISTED ? ", ..." : "") < 0)
+        text = NULL;
+    free(x.text);
+    return text;
 }
 
 static void up_welcome(struct peer *p, const Halo__Ha__Welcome *w) {
@@ -135,6 +178,7 @@ static void up_welcome(struct peer *p, const Halo__Ha__Welcome *w) {
     }
     log_info("Joined the CDB primary '%s' at %s: receiving a full copy (%llu paths)", r->up_primary, r->up_addr,
              (unsigned long long)w->paths);
+    p->discarded = discarded_text(r, w->upstream);
     p->phase = PHASE_COPY;
 }
 
@@ -160,8 +204,19 @@ static void up_copy_end(struct peer *p, const Halo__Ha__CopyEnd *end) {
     }
     p->phase = PHASE_STREAM;
     log_info("Received the full copy from the CDB primary '%s'", r->up_primary);
+    p->applied = end->seq; /* the copy is durable: the primary may count it */
+    send_ack(p);
+    if (p->phase != PHASE_STREAM)
+        return;
+    char reason[LINK_NAME_MAX + 1] = ""; /* a notification's reason is at most this long */
+    if (p->discarded) {
+        log_warning("CDB: %s", p->discarded);
+        snprintf(reason, sizeof(reason), "%s", p->discarded);
+        if (strlen(p->discarded) >= sizeof(reason))
+            memcpy(reason + sizeof(reason) - 4, "...", 4);
+    }
     if (r->h->joined)
-        r->h->joined(r->userdata, 0, true, NULL);
+        r->h->joined(r->userdata, 0, true, *reason ? reason : NULL);
 }
 
 void repl_follow_msg(struct peer *p, const HaRepl *m) {
@@ -246,7 +301,7 @@ static void on_connected(uv_connect_t *req, int status) {
     }
     (void)uv_tcp_nodelay(&p->tcp, 1);
     p->phase = PHASE_HELLO;
-    p->last_rx = repl_now_ms(p->r);
+    p->started = p->last_rx = repl_now_ms(p->r);
     /* The connect timeout is over: from now on ticks and the dead check, as on every connection. */
     uint64_t every = repl_check_msec(p->r);
     uv_timer_start(&p->timer, repl_conn_on_timer, every, every);

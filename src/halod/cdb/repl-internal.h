@@ -53,11 +53,13 @@ struct peer {
     char *token; /* the secret in force when the connection started */
     uint8_t nonce_mine[FRAME_NONCE_LEN], nonce_theirs[FRAME_NONCE_LEN];
     uint64_t last_rx, last_tx; /* loop time, ms */
-    uint64_t acked;            /* down: highest seq acknowledged */
+    uint64_t started;          /* loop time, ms: accepted, or connected (up) */
+    uint64_t acked;            /* down: highest seq acknowledged (durable there) */
     uint64_t base_seq;         /* down: the stream seq when it joined */
     bool full_copy;
-    bool authed;  /* down: its Auth was right; a Join may follow */
-    uint64_t gen; /* up: which join this is */
+    bool authed;     /* the other side proved it holds the token: its name counts, large frames are taken */
+    uint64_t gen;    /* up: which join this is */
+    char *discarded; /* up, copying: this node's transactions the copy drops (text), or NULL */
     /* down, streaming: the transactions of the group being committed, written at its end */
     struct blob **cork;
     size_t n_cork, cap_cork;
@@ -99,10 +101,19 @@ struct repl {
 
     uint64_t up_gen;
     uint64_t seq; /* the stream: the last seq given to a committed transaction */
+    /* The secondary whose acknowledgement every commit needs, whether connected or not ("": none,
+     * the application's mode), and the highest seq it has durably. */
+    char expect[LINK_NAME_MAX + 1];
+    uint64_t expect_acked;
     cdb_txid seq_id;
     LIST_HEAD(struct waiter) waiters; /* newest first */
     bool freeing;
 };
+
+/* Until the other side authenticated, a frame holds at most this much (a Hello, an Auth, a Join, an Error). */
+#define REPL_PREAUTH_FRAME_MAX 4096
+/* A connection must authenticate within the dead interval, and at least this long. */
+#define REPL_AUTH_TIMEOUT_MIN_MSEC 2000
 
 static inline uint64_t repl_now_ms(struct repl *r) {
     return uv_now(r->loop);
@@ -126,6 +137,8 @@ void repl_conn_close(struct peer *p, int error, const char *reason);
 /* Closes the handles of a connection that was never linked or whose end is reported otherwise. */
 void repl_conn_close_handles(struct peer *p);
 void repl_conn_on_timer(uv_timer_t *t);
+/* The other side proved it holds the token: from now on its frames may be as large as any. */
+void repl_conn_authed(struct peer *p);
 /* Starts reading: every complete message goes to repl_serve_msg() or repl_follow_msg(). */
 int repl_conn_start_reading(struct peer *p);
 /* Where the other end of tcp is, "ADDR:PORT". */

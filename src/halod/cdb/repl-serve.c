@@ -11,7 +11,10 @@
  * queue is short, so a copy never holds the database in memory.
  * Synchronous replication: a commit is acknowledged to its client once every
  * streaming secondary acknowledged its seq (repl_wait); a secondary that
- * dies or is declared dead no longer holds anyone back.
+ * dies or is declared dead no longer holds anyone back, unless it is the
+ * expected one (repl_expect: the standby of roles driven by the AMF), which
+ * holds every commit back until it has it, connected or not.  A name counts
+ * only once its connection authenticated.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,6 +38,9 @@ static void release_waiters(struct repl *r) {
         if (d->phase == PHASE_STREAM) /* a secondary still copying holds nobody back */
             upto = MIN(upto, MAX(d->acked, d->base_seq));
     }
+    /* The expected secondary holds every commit back until it has it, connected or not. */
+    if (r->expect[0])
+        upto = MIN(upto, r->expect_acked);
     LIST_FOREACH_SAFE (waiters, w, next, &r->waiters) {
         if (w->seq <= upto) {
             LIST_REMOVE(waiters, &r->waiters, w);
@@ -42,6 +48,30 @@ static void release_waiters(struct repl *r) {
             free(w);
         }
     }
+}
+
+/* What secondary p has durably grew to seq. */
+static void note_durable(struct peer *p, uint64_t seq) {
+    struct repl *r = p->r;
+    p->acked = MAX(p->acked, seq);
+    if (r->expect[0] && streq(p->nodeid, r->expect))
+        r->expect_acked = MAX(r->expect_acked, seq);
+    release_waiters(r);
+}
+
+void repl_expect(struct repl *r, const char *nodeid) {
+    struct peer *d;
+    if (streq(r->expect, nodeid ?: ""))
+        return;
+    snprintf(r->expect, sizeof(r->expect), "%s", nodeid ?: "");
+    r->expect_acked = 0;
+    LIST_FOREACH (downs, d, &r->downs) {
+        if (d->phase == PHASE_STREAM && streq(d->nodeid, r->expect))
+            r->expect_acked = MAX(r->expect_acked, d->acked);
+    }
+    if (*r->expect)
+        log_info("CDB commits wait for secondary '%s'", r->expect);
+    release_waiters(r);
 }
 
 void repl_serve_fail_waiters(struct repl *r, int error) {
@@ -55,7 +85,7 @@ void repl_serve_fail_waiters(struct repl *r, int error) {
 void repl_wait(struct repl *r, const cdb_txid *id, void (*done)(void *arg, int error), void *arg) {
     /* The observer ran just before the commit's callback: its seq is the last given.  Anything
      * else (asynchronous, no secondary, not the last transaction) needs no wait. */
-    if (r->async || LIST_IS_EMPTY(&r->downs) || !cdb_txid_equal(id, &r->seq_id)) {
+    if (r->async || (LIST_IS_EMPTY(&r->downs) && !r->expect[0]) || !cdb_txid_equal(id, &r->seq_id)) {
         done(arg, 0);
         return;
     }
@@ -102,6 +132,7 @@ static void copy_end(struct peer *p) {
     HaRepl m = HALO__HA__REPL__INIT;
     struct queued_txn *q;
     end.txid = cdb_txid_format(&p->copy_id, txid);
+    end.seq = p->base_seq; /* the secondary acknowledges it once the copy is stored */
     m.body_case = HALO__HA__REPL__BODY_COPY_END;
     m.copy_end = &end;
     p->snap = cdb_snapshot_close(p->snap);
@@ -250,7 +281,7 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
     cdb_txid theirs;
     Halo__Ha__Welcome w = HALO__HA__WELCOME__INIT;
     HaRepl m = HALO__HA__REPL__INIT;
-    char txid[CDB_TXID_STRING_MAX];
+    char txid[CDB_TXID_STRING_MAX], upstream[CDB_TXID_STRING_MAX];
     uint64_t paths = 0;
 
     if (!streq(j->primary_id, r->nodeid)) {
@@ -263,8 +294,9 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
         return;
     }
     p->base_seq = r->seq;
-    p->acked = r->seq;
     w.full_copy = !cdb_txid_equal(&theirs, cdb_last(r->db));
+    /* In sync: it has every commit so far.  A copy counts once the secondary acknowledged it. */
+    p->acked = w.full_copy ? 0 : r->seq;
     if (w.full_copy) {
         int k = cdb_snapshot_open(r->db, &p->snap, &p->copy_id, &paths);
         if (k < 0) {
@@ -274,6 +306,7 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
         }
         w.txid = cdb_txid_format(&p->copy_id, txid);
         w.paths = paths;
+        w.upstream = cdb_txid_format(cdb_upstream(r->db), upstream);
     } else
         w.txid = cdb_txid_format(cdb_last(r->db), txid);
     m.body_case = HALO__HA__REPL__BODY_WELCOME;
@@ -290,20 +323,15 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
     if (p->phase == PHASE_CLOSING)
         return;
     p->phase = w.full_copy ? PHASE_COPY : PHASE_STREAM;
+    if (!w.full_copy)
+        note_durable(p, r->seq);
     if (p->snap)
         repl_serve_pump_copy(p);
 }
 
 static void down_hello(struct peer *p, const Halo__Ha__Hello *h) {
     struct repl *r = p->r;
-    struct peer *d;
-    /* Only one connection per secondary name: a newer one replaces it. */
-    LIST_FOREACH (downs, d, &r->downs) {
-        if (d != p && streq(d->nodeid, h->nodeid) && d->phase != PHASE_HELLO) {
-            repl_conn_close(d, -HALO_ECLOSED, "it connected again");
-            break;
-        }
-    }
+    /* The name is only a claim until its Auth proves it: nothing is done in its name before. */
     snprintf(p->nodeid, sizeof(p->nodeid), "%s", h->nodeid);
     memcpy(p->nonce_theirs, h->nonce.data, FRAME_NONCE_LEN);
     if (repl_auth_send_hello(p) < 0 || repl_auth_send(p, "primary", r->nodeid, p->nodeid) < 0) {
@@ -311,6 +339,16 @@ static void down_hello(struct peer *p, const Halo__Ha__Hello *h) {
         return;
     }
     p->phase = PHASE_AUTH;
+}
+
+/* p proved its name: an older connection of the same secondary is replaced (only one per name). */
+static void down_authed(struct peer *p) {
+    struct peer *d, *next;
+    repl_conn_authed(p);
+    LIST_FOREACH_SAFE (downs, d, next, &p->r->downs) {
+        if (d != p && d->authed && streq(d->nodeid, p->nodeid))
+            repl_conn_close(d, -HALO_ECLOSED, "it connected again");
+    }
 }
 
 void repl_serve_msg(struct peer *p, const HaRepl *m) {
@@ -329,7 +367,7 @@ void repl_serve_msg(struct peer *p, const HaRepl *m) {
                 repl_conn_close(p, -HALO_EBADTOKEN, "bad token");
                 return;
             }
-            p->authed = true;
+            down_authed(p);
             return;
         }
         if (m->body_case == HALO__HA__REPL__BODY_JOIN && p->authed) {
@@ -344,10 +382,8 @@ void repl_serve_msg(struct peer *p, const HaRepl *m) {
         if (m->body_case == HALO__HA__REPL__BODY_ACK) {
             if (m->ack->seq > r->seq)
                 break;
-            if (m->ack->seq > p->acked) {
-                p->acked = m->ack->seq;
-                release_waiters(r);
-            }
+            if (m->ack->seq > p->acked)
+                note_durable(p, m->ack->seq);
             return;
         }
         break;

@@ -57,12 +57,18 @@ const char *repl_primary(const struct repl *r, const char **ret_addr);
 
 /* The application says a secondary is dead: its connection is closed. */
 void repl_secondary_dead(struct repl *r, const char *nodeid);
+/* Synchronous replication with a known standby (roles driven by the AMF): no
+ * commit is acknowledged until secondary nodeid has it durably, whether it is
+ * connected or not.  NULL or "": none expected (a secondary that goes away
+ * then no longer holds commits back). */
+void repl_expect(struct repl *r, const char *nodeid);
 /* The connected secondaries: calls fn for each. */
 void repl_secondaries(struct repl *r, void (*fn)(const char *nodeid, const char *addr, void *ud), void *ud);
 
 /* done(arg, 0) once every secondary in sync has the transaction this node
  * committed as id (at once when asynchronous or without secondaries; a
- * secondary that dies no longer counts); done(arg, -HALO_ECLOSED) if this node
- * stops serving first, -ESHUTDOWN if the engine goes away: the commit is
- * durable here, its replication is not known. */
+ * secondary that dies no longer counts), and the expected secondary has it
+ * (repl_expect); done(arg, -HALO_ECLOSED) if this node stops serving first,
+ * -ESHUTDOWN if the engine goes away: the commit is durable here, its
+ * replication is not known. */
 void repl_wait(struct repl *r, const cdb_txid *id, void (*done)(void *arg, int error), void *arg);
