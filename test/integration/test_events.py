@@ -293,3 +293,57 @@ def test_entrypoint_quorum_counts_the_nodes_online(etcd, halod_factory, tmp_path
     doc = wait_for(ep, timeout=20, what="an entrypoint")
     assert (doc["nodes"], doc["online"], doc["quorum"]) == (3, 1, 1), doc
     assert hs["n1"].stop() == 0
+
+
+def test_protection_group_tracked_on_a_node_neither_coordinator_nor_member(etcd, halod_factory, tmp_path):
+    """A process on n3 tracks svc's protection group; svc's units run on n1
+    and n2, and n3 is not the coordinator.  A failover of svc reaches it: the
+    old ACTIVE removed, the standby ACTIVE.  It used to get no notification at
+    all and to believe the old ACTIVE was still active."""
+    import time
+    log = str(tmp_path / "comp.log")
+    cfg = f"""
+cluster: pg3
+nodes: {{n1: {{}}, n2: {{}}, n3: {{}}}}
+service-groups:
+  svc:
+    component:
+      command: {TESTCOMP}
+    service-units:
+      svc-a: {{node: n1}}
+      svc-b: {{node: n2}}
+    service-instances:
+      si: {{csis: {{svc-csi: {{}}}}}}
+  watch:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP: "track=svc-csi", TESTCOMP_LOG: "{log}"}}
+    service-units:
+      watch-a: {{node: n3}}
+      watch-b: {{node: n3}}
+    service-instances:
+      wsi: {{csis: {{w: {{}}}}}}
+"""
+    hs, http = start_nodes(halod_factory, cfg, etcd.endpoints, nodes=("n1", "n2"))
+    si = wait_for(lambda: (lambda s: s if s["active"] and s["standby"] else None)(hs["n1"].si("si")), timeout=20,
+                  what="si assigned")
+    coord = hs["n1"].status()["coordinator"]
+    assert coord in ("n1", "n2")
+    more, _ = start_nodes(halod_factory, cfg, etcd.endpoints, nodes=("n3",))
+    hs.update(more)
+
+    def pg():
+        with open(log) as f:
+            return [ln.split() for ln in f if ln.startswith("watch-a PG ")]
+    act, sb = si["active"], si["standby"]
+    wait_for(lambda: any(f"{act}:ACTIVE" in " ".join(p) and f"{sb}:STANDBY" in " ".join(p) for p in pg()),
+             timeout=20, what="the watcher got the group")
+    assert hs["n3"].status()["coordinator"] == coord
+    n = len(pg())
+    node_of = {"svc-a": "n1", "svc-b": "n2"}
+    os.kill(hs[node_of[act]].pid_of(act), 9)
+    wait_for(lambda: any(f"{sb}:ACTIVE" in " ".join(p) for p in pg()[n:]), timeout=20,
+             what="the watcher told the standby is ACTIVE")
+    assert any(f"{act}:ACTIVE:3" in " ".join(p) for p in pg()[n:]), pg()[n:]  # 3: HALO_PG_REMOVED
+    for h in hs.values():
+        assert h.stop() == 0

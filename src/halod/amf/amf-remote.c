@@ -30,6 +30,7 @@ static void remote_su_down(struct su *su, bool fenced) {
             if (si->switchover)
                 amf_switchover_done(si, -HALO_ECOMPFAILED);
             amf_asg_clear(si, as);
+            amf_pg_notify(su->amf, si);
         }
         if (fenced && si->fencing == su)
             si->fencing = NULL;
@@ -128,6 +129,7 @@ void amf_target_deleted(struct si *si, struct su *su) {
         return;
     }
     amf_asg_clear(si, as);
+    amf_pg_notify(a, si);
     amf_sg_evaluate(si->sg);
 }
 

@@ -60,6 +60,9 @@ void amf_unobserve(struct amf *a, const struct amf_observer *o, void *userdata) 
 
 void amf_notify_assignment(struct si *si) {
     NOTIFY(si->amf, assignment_changed, si);
+    /* Mirrors of other nodes' assignments change here too: a tracker on a
+     * node that is neither the coordinator nor a member hears of them. */
+    amf_pg_notify(si->amf, si);
 }
 
 void amf_notify_si(struct si *si) {
