@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@ struct fixture {
     struct cluster_sync *sync;
     bool started, loaded;
     bool n2_leads; /* n2 holds the leader key: this node is not the coordinator */
+    int64_t ttl;   /* this node's lease TTL; 60 s if 0 */
     int64_t n2_lease;
     struct conn a;
 };
@@ -208,7 +210,7 @@ static void fixture_start(struct fixture *f) {
                                 .store = f->store,
                                 .prefix = f->prefix,
                                 .node = "n1",
-                                .ttl = 60,
+                                .ttl = f->ttl ? f->ttl : 60,
                                 .handlers = &handlers,
                                 .userdata = f};
     ASSERT_OK(cluster_new(&cp, &f->cluster));
@@ -330,5 +332,47 @@ TEST(cluster_sync_ignores_a_target_for_an_earlier_lease) {
     put_target_a(&f, "STANDBY", 3, lease);
     run_for(&f, 50);
     ASSERT_EQ((int)last_csi_set(&f), HALO_HA_STANDBY);
+    fixture_stop(&f);
+}
+
+static void on_lease_done(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
+    *(bool *)userdata = true;
+}
+
+/*
+ * A node that fences itself revokes its old lease when it rejoins, which lets
+ * another node promote at once.  It must not do so while a process the fence
+ * killed is still running: the other node's unit would be ACTIVE beside it.
+ * It waits until the process is gone, then rejoins.
+ */
+TEST(cluster_sync_rejoins_only_once_the_fenced_processes_are_gone) {
+    struct fixture f = {.n2_leads = true, .ttl = 3};
+    fixture_start(&f);
+    ASSERT_OK(cluster_start(f.cluster));
+    run_until(&f, &f.loaded);
+    int64_t lease = cluster_lease(f.cluster);
+    ASSERT(lease > 0);
+    struct comp *c = amf_find_comp(f.amf, "a");
+    ASSERT(c && c->proc);
+    struct proc *p = c->proc;
+    f.a.pid = c->pid;
+    amf_comp_register(f.amf, &f.a, 7, "a", NULL, false, false);
+    put_target_a(&f, "ACTIVE", 2, lease);
+    run_for(&f, 50);
+    ASSERT_EQ((int)last_csi_set(&f), HALO_HA_ACTIVE);
+
+    /* The lease ends under it: the next renewal (every TTL/3) finds it gone. */
+    bool done = false;
+    ASSERT_OK(store_lease_revoke(f.store, lease, on_lease_done, &done));
+    run_until(&f, &done);
+    for (int i = 0; i < 40 && p->killed != SIGKILL; i++)
+        run_for(&f, 50);
+    ASSERT_EQ(p->killed, SIGKILL);
+    run_for(&f, 500);
+    ASSERT_EQ(cluster_lease(f.cluster), 0); /* still waiting for the process */
+    fake_proc_exit(p, SIGKILL);
+    for (int i = 0; i < 40 && cluster_lease(f.cluster) == 0; i++)
+        run_for(&f, 50);
+    ASSERT(cluster_lease(f.cluster) > 0 && cluster_lease(f.cluster) != lease);
     fixture_stop(&f);
 }

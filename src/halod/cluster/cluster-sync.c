@@ -53,6 +53,7 @@ struct cluster_sync {
     size_t n_nodes;
     struct published *pub;
     size_t n_pub;
+    bool fence_waiting; /* this node fenced itself; processes it killed still run */
 };
 
 static void sync_unref(struct cluster_sync *s) {
@@ -229,8 +230,26 @@ static void on_sg_changed(void *userdata, struct sg *sg) {
             publish_sustate(s, &sg->sus[u], false);
 }
 
+/* Whether every process of this node's failed units is gone. */
+static bool local_fenced(struct cluster_sync *s) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = 0; u < sgs[g].n_sus; u++) {
+            struct su *su = &sgs[g].sus[u];
+            for (size_t i = 0; su->local && su->failing && i < su->n_comps; i++)
+                if (su->comps[i].proc && !proc_has_exited(su->comps[i].proc))
+                    return false;
+        }
+    return true;
+}
+
 static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
     struct cluster_sync *s = userdata;
+    if (ev == AMF_SU_STATE && su->local && s->fence_waiting && local_fenced(s)) {
+        s->fence_waiting = false;
+        cluster_fence_done(s->cluster);
+    }
     if (ev == AMF_SU_STATE && su->local)
         publish_sustate(s, su, false);
     else if (ev == AMF_SU_ADOPTED) /* a target may have changed while nobody could apply it */
@@ -488,6 +507,9 @@ void cluster_sync_fenced(struct cluster_sync *s) {
         s->pub[i].known = false; /* republished in full on rejoin */
     amf_set_deciding(s->amf, false);
     amf_fence_local(s->amf, "this node lost its lease");
+    s->fence_waiting = !local_fenced(s);
+    if (s->fence_waiting)
+        cluster_fence_wait(s->cluster);
 }
 
 int cluster_sync_node(const struct cluster_sync *s, const char *node) {

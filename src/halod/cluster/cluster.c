@@ -27,6 +27,10 @@
 
 #define CLUSTER_RETRY_MSEC 100
 #define CLUSTER_FENCE_MARGIN_USEC (250 * USEC_PER_MSEC)
+/* How long a fence waits for the processes it killed before it gives up the
+ * lease anyway (a process stuck in the kernel); the lease ends by itself by
+ * then, since nothing renews it. */
+#define CLUSTER_FENCE_WAIT_MAX_MSEC 5000
 
 enum cluster_phase {
     PHASE_IDLE,
@@ -57,6 +61,7 @@ struct cluster {
     bool closing;
 
     bool coordinator;
+    bool fence_waiting; /* the fence's killed processes are not all gone: no revoke, no rejoin yet */
     int64_t leader_rev; /* create revision of the leader key we won */
     char *leader_name;
 
@@ -136,10 +141,26 @@ static void fence(struct cluster *c, const char *why) {
     uv_timer_stop(&c->fence);
     uv_timer_stop(&c->keepalive);
     set_coordinator(c, false);
+    c->fence_waiting = false;
     if (c->h->on_fence)
         c->h->on_fence(c, c->userdata);
-    /* Rejoin with a new lease as soon as the store answers. */
-    uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+    /* Rejoin with a new lease as soon as the store answers; the old one is
+     * revoked then, which lets another node promote at once: not before
+     * every process the fence killed is gone (cluster_fence_done()). */
+    uv_timer_start(&c->retry, on_retry_join, c->fence_waiting ? CLUSTER_FENCE_WAIT_MAX_MSEC : CLUSTER_RETRY_MSEC, 0);
+}
+
+void cluster_fence_wait(struct cluster *c) {
+    if (c->phase == PHASE_FENCED)
+        c->fence_waiting = true;
+}
+
+void cluster_fence_done(struct cluster *c) {
+    if (!c->fence_waiting)
+        return;
+    c->fence_waiting = false;
+    if (c->phase == PHASE_FENCED)
+        uv_timer_start(&c->retry, on_retry_join, 0, 0);
 }
 
 static void on_fence_timer(uv_timer_t *t) {
@@ -387,6 +408,11 @@ static void lease_end(struct cluster *c) {
 static void join(struct cluster *c) {
     if (c->closing || c->phase == PHASE_LEAVING)
         return;
+    if (c->fence_waiting) {
+        log_warning("Processes killed by the fence of node '%s' are not gone after %d ms; rejoining anyway", c->node,
+                    CLUSTER_FENCE_WAIT_MAX_MSEC);
+        c->fence_waiting = false;
+    }
     lease_end(c); /* after a fence: never reuse a lease we stopped trusting */
     c->epoch++;
     c->ka_inflight = c->lead_inflight = false;

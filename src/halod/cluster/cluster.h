@@ -29,7 +29,10 @@ struct cluster_handlers {
     void (*on_joined)(struct cluster *c, void *userdata);
     /* This node became the coordinator, or stopped being it. */
     void (*on_coordinator)(struct cluster *c, bool coordinator, void *userdata);
-    /* The lease may expire before the next renewal: stop every ACTIVE now. */
+    /* The lease may expire before the next renewal: stop every ACTIVE now.
+     * If some of the processes killed are not gone yet, call
+     * cluster_fence_wait() from here, and cluster_fence_done() once they
+     * are: the lease is revoked (and another node may promote) only then. */
     void (*on_fence)(struct cluster *c, void *userdata);
     /* The lease was renewed: it is held at least until deadline_usec
      * (CLOCK_MONOTONIC), CLUSTER_PROCESS_MARGIN_USEC before it can expire
@@ -53,6 +56,9 @@ int cluster_start(struct cluster *c);
 void cluster_leave(struct cluster *c);
 void cluster_close(struct cluster *c);
 struct cluster *cluster_free(struct cluster *c);
+
+void cluster_fence_wait(struct cluster *c);
+void cluster_fence_done(struct cluster *c);
 
 bool cluster_joined(const struct cluster *c);
 bool cluster_is_coordinator(const struct cluster *c);
