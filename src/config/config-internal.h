@@ -73,6 +73,21 @@ void config_diag_done(struct loader *l);
  */
 int config_read(struct loader *l, yaml_document_t *ret_doc);
 
+/*
+ * Opens path for reading, never waiting (a FIFO is refused, not waited on), and makes sure it is a
+ * regular file.  Returns 0 with its fd and size, or -errno with a problem recorded at pos, its
+ * message prefixed with what ("" or "'key' 'PATH': ").
+ */
+int config_open_regular(struct loader *l, struct config_pos pos, const char *what, const char *path, int *ret_fd,
+                        off_t *ret_size);
+/*
+ * Reads the token in path (relative to the description's directory): one line of 1 to
+ * CONFIG_TOKEN_MAX printable bytes, a trailing newline dropped.  0 and *ret (the caller frees it),
+ * or -errno with a problem recorded at n.  halod's start reads it through here too, so that
+ * --check opens exactly what the start will.
+ */
+int config_token_read(struct loader *l, const yaml_node_t *n, const char *path, char **ret);
+
 /* ---- config-yaml.c: nodes, scalars, maps and lists ---------------------------------------- */
 
 struct config_pos config_yaml_mark_pos(yaml_mark_t m);
@@ -144,6 +159,8 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
 int config_path_command(struct loader *l, yaml_node_t *n, const char *cmd, char **ret);
 /* The absolute path of directory dir in *ret (a problem recorded if it is none).  0 or -ENOMEM. */
 int config_path_workdir(struct loader *l, yaml_node_t *n, const char *dir, char **ret);
+/* path, or, when it is relative, the description's directory joined with it.  NULL on -ENOMEM. */
+char *config_path_resolve(struct loader *l, const char *path);
 
 /* ---- config-parse.c, config-parse-sg.c: the description, top down ------------------------- */
 

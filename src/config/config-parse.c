@@ -71,7 +71,7 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     return 0;
 }
 
-/* cdb: {replication: sync|async, tick: DURATION, dead-after: DURATION} */
+/* cdb: {replication: sync|async, tick: DURATION, dead-after: DURATION, token-file: PATH} */
 static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) {
     enum { CDB_REPLICATION, CDB_TICK, CDB_DEAD_AFTER, CDB_TOKEN_FILE, _CDB_MAX };
     static const char *const keys[] = {"replication", "tick", "dead-after", "token-file", NULL};
@@ -96,6 +96,8 @@ static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) 
     if (v[CDB_TOKEN_FILE]) {
         const char *f = config_yaml_string(l, v[CDB_TOKEN_FILE], "'token-file'");
         if (f && !(cdb->token_file = config_diag_strdup(l, f)))
+            l->oom = true;
+        else if (f && config_token_read(l, v[CDB_TOKEN_FILE], f, &cdb->token) == -ENOMEM)
             l->oom = true;
     }
     if (v[CDB_DEAD_AFTER] &&

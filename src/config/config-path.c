@@ -36,6 +36,10 @@ static char *path_join(const char *basedir, const char *rel) {
     return p;
 }
 
+char *config_path_resolve(struct loader *l, const char *path) {
+    return path[0] == '/' ? strdup(path) : path_join(l->basedir, path);
+}
+
 /*
  * An existing file's path with its directory canonical ("dir/../bin/x" -> "/abs/bin/x"); the file
  * name itself stays, so that a program reached through a symlink keeps the name it was given.

@@ -2,6 +2,7 @@
 /* Reads the description file into a YAML document within limits: file size, nesting depth, anchors, aliases. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,30 +23,55 @@
 #define CONFIG_ANCHORS_MAX 1000
 #define CONFIG_ALIASES_MAX 10000
 
-static int file_read(struct loader *l, char **ret, size_t *ret_size) {
-    _cleanup_close_ int fd = -1;
-    _cleanup_free_ char *buf = NULL;
-    size_t size = 0;
-    struct stat st;
+/* The kind of a file that is not a regular one, for a message. */
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return "not a regular file";
+}
 
-    fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+int config_open_regular(struct loader *l, struct config_pos pos, const char *what, const char *path, int *ret_fd,
+                        off_t *ret_size) {
+    struct stat st;
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer; it is refused below instead. */
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int r = -errno;
-        config_diag_at(l, (struct config_pos){0, 0}, "cannot open: %s", strerror(-r));
+        config_diag_at(l, pos, "%scannot open: %s", what, strerror(-r));
         return r;
     }
     if (fstat(fd, &st) < 0) {
         int r = -errno;
-        config_diag_at(l, (struct config_pos){0, 0}, "cannot read: %s", strerror(-r));
+        config_diag_at(l, pos, "%scannot read: %s", what, strerror(-r));
         return r;
     }
-    if (S_ISDIR(st.st_mode)) {
-        config_diag_at(l, (struct config_pos){0, 0}, "is a directory, not a description file");
-        return -EISDIR;
+    if (!S_ISREG(st.st_mode)) {
+        config_diag_at(l, pos, "%sis %s, not a regular file", what, file_kind(st.st_mode));
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
     }
-    if (S_ISREG(st.st_mode) && st.st_size > CONFIG_FILE_MAX) {
+    *ret_fd = TAKE_FD(fd);
+    *ret_size = st.st_size;
+    return 0;
+}
+
+static int file_read(struct loader *l, char **ret, size_t *ret_size) {
+    _cleanup_close_ int fd = -1;
+    _cleanup_free_ char *buf = NULL;
+    size_t size = 0;
+    off_t st_size;
+
+    int r = config_open_regular(l, (struct config_pos){0, 0}, "", l->path, &fd, &st_size);
+    if (r < 0)
+        return r;
+    if (st_size > CONFIG_FILE_MAX) {
         config_diag_at(l, (struct config_pos){1, 1}, "the description is larger than 1 MiB (%lld bytes)",
-                       (long long)st.st_size);
+                       (long long)st_size);
         return -EFBIG;
     }
 
@@ -57,7 +83,7 @@ static int file_read(struct loader *l, char **ret, size_t *ret_size) {
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            int r = -errno;
+            r = -errno;
             config_diag_at(l, (struct config_pos){0, 0}, "cannot read: %s", strerror(-r));
             return r;
         }
@@ -72,6 +98,43 @@ static int file_read(struct loader *l, char **ret, size_t *ret_size) {
     *ret = TAKE_PTR(buf);
     *ret_size = size;
     return 0;
+}
+
+int config_token_read(struct loader *l, const yaml_node_t *n, const char *path, char **ret) {
+    _cleanup_free_ char *p = config_path_resolve(l, path);
+    _cleanup_close_ int fd = -1;
+    char what[QUOTE_MAX + 32], buf[CONFIG_TOKEN_MAX + 2];
+    off_t size;
+    ssize_t k;
+
+    if (!p)
+        return -ENOMEM;
+    snprintf(what, sizeof(what), "'token-file' '%s': ", Q(path));
+    int r = config_open_regular(l, config_yaml_pos(n), what, p, &fd, &size);
+    if (r < 0)
+        return r;
+    do
+        k = read(fd, buf, sizeof(buf) - 1);
+    while (k < 0 && errno == EINTR);
+    if (k < 0) {
+        r = -errno;
+        config_diag(l, n, "%scannot read: %s", what, strerror(-r));
+        return r;
+    }
+    buf[k] = '\0';
+    if (k > 0 && buf[k - 1] == '\n')
+        buf[--k] = '\0';
+    bool printable = true;
+    for (ssize_t i = 0; i < k; i++)
+        printable = printable && (unsigned char)buf[i] >= 0x20 && buf[i] != 0x7f;
+    if (k == 0 || k > CONFIG_TOKEN_MAX || !printable || size > CONFIG_TOKEN_MAX + 1) {
+        config_diag(l, n, "%sthe token must be one line of 1 to %d printable bytes", what, CONFIG_TOKEN_MAX);
+        explicit_bzero(buf, sizeof(buf));
+        return -EINVAL;
+    }
+    *ret = strdup(buf);
+    explicit_bzero(buf, sizeof(buf));
+    return *ret ? 0 : -ENOMEM;
 }
 
 /* Reports libyaml's error with its position. */

@@ -77,6 +77,9 @@ struct config *config_free(struct config *c) {
     }
     free(c->nodes);
     free(c->cdb.token_file);
+    if (c->cdb.token)
+        explicit_bzero(c->cdb.token, strlen(c->cdb.token));
+    free(c->cdb.token);
     for (size_t i = 0; i < c->n_sgs; i++)
         sg_done(&c->sgs[i]);
     free(c->sgs);

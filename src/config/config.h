@@ -137,8 +137,12 @@ struct config_cdb {
     bool async;        /* replication: async (default sync: a commit waits for the secondaries) */
     usec_t tick;       /* a replication peer idle this long sends a tick (default 500ms) */
     usec_t dead_after; /* a peer silent this long is dead (default 2s) */
-    char *token_file;  /* the token, for roles the AMF drives; NULL if not given */
+    char *token_file;  /* where the token was read from, as written; NULL if not given */
+    char *token;       /* the nodes' shared token, read from token_file at load; NULL if not given */
 };
+
+/* The longest token (the 'token-file' holds one line of 1 to this many printable bytes). */
+#define CONFIG_TOKEN_MAX 255
 
 struct config {
     char *path;    /* the description file */

@@ -50,25 +50,6 @@ static const char *pick_node(const struct config *c, const char *want) {
     return NULL;
 }
 
-/* The token file: one line of 1 to LINK_NAME_MAX printable bytes (a trailing newline is dropped). */
-static int read_token(const char *path, char *buf, size_t size) {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, size - 1);
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    if (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    if (n == 0 || (size_t)n > LINK_NAME_MAX)
-        return -EINVAL;
-    for (ssize_t i = 0; i < n; i++)
-        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
-            return -EINVAL;
-    return 0;
-}
-
 /* "URL,URL,..." -> endpoints (pointers into s, which is modified). */
 static size_t split_endpoints(char *s, const char **out, size_t max) {
     size_t n = 0;
@@ -250,13 +231,7 @@ static int open_cdb(struct manager *m) {
                r;
     if (r < 0)
         return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path);
-    char token[LINK_NAME_MAX + 2] = "";
-    if (m->config->cdb.token_file) {
-        r = read_token(m->config->cdb.token_file, token, sizeof(token));
-        if (r < 0)
-            return log_error_errno(r, "Failed to read the CDB token from '%s': %m", m->config->cdb.token_file);
-    }
-    r = amf_roles_new(m->loop, m->amf, m->ha, *token ? token : NULL, &m->roles);
+    r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, &m->roles);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the CDB roles: %m");
     return 0;

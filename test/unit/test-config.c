@@ -672,8 +672,9 @@ TEST(cdb_settings_and_their_defaults) {
 }
 
 TEST(cdb_roles_and_their_checks) {
+    write_file_mode("token", "s3cret\n", 7, 0600);
     struct config *c = load_ok("nodes: {n1: {cdb-address: 127.0.0.1:4571}, n2: {cdb-address: '[::1]:4572'}}\n"
-                               "cdb: {token-file: /etc/halo/token}\n"
+                               "cdb: {token-file: token}\n"
                                "service-groups:\n"
                                "  g:\n"
                                "    cdb-roles: true\n"
@@ -683,7 +684,8 @@ TEST(cdb_roles_and_their_checks) {
     ASSERT(c->sgs[0].cdb_roles);
     ASSERT_STREQ(c->nodes[0].cdb_address, "127.0.0.1:4571");
     ASSERT_STREQ(c->nodes[1].cdb_address, "[::1]:4572");
-    ASSERT_STREQ(c->cdb.token_file, "/etc/halo/token");
+    ASSERT_STREQ(c->cdb.token_file, "token");
+    ASSERT_STREQ(c->cdb.token, "s3cret"); /* relative to the description's directory, the newline dropped */
     config_free(c);
 
     const char *p;
@@ -710,6 +712,48 @@ TEST(cdb_roles_and_their_checks) {
     ASSERT_ERROR(e, p, 9, 16,
                  "service group 'h': 'cdb-roles' is already set by service group 'g' (a node has one role)");
     free(e);
+}
+
+/* What the start opens, --check opens the same way: a token file that cannot be read is an error of the
+ * description, at its line, not a surprise at the start. */
+TEST(error_token_file) {
+    const char *p;
+    char path[PATH_MAX], yaml[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/loop", tmpdir());
+    ASSERT_OK(symlink(path, path)); /* a link to itself: ELOOP */
+    char *e = load_fail("cdb: {token-file: loop}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 19, "'token-file' 'loop': cannot open: Too many levels of symbolic links");
+    free(e);
+    e = load_fail("cdb: {token-file: missing}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 19, "'token-file' 'missing': cannot open: No such file or directory");
+    free(e);
+    snprintf(path, sizeof(path), "%s/fifo", tmpdir());
+    ASSERT_OK(mkfifo(path, 0600)); /* nobody writes it: opening it to read would wait forever */
+    e = load_fail("cdb: {token-file: fifo}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 19, "'token-file' 'fifo': is a FIFO, not a regular file");
+    free(e);
+    e = load_fail("cdb: {token-file: .}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 19, "'token-file' '.': is a directory, not a regular file");
+    free(e);
+    static const char *const bad[] = {"", "\n", "two\nlines\n", "tab\there\n"};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        write_file_mode("bad-token", bad[i], strlen(bad[i]), 0600);
+        e = load_fail("cdb: {token-file: bad-token}\n" SG_OK, &p);
+        ASSERT_ERROR(e, p, 1, 19, "'token-file' 'bad-token': the token must be one line of 1 to 255 printable bytes");
+        free(e);
+    }
+    char big[300];
+    memset(big, 'x', sizeof(big));
+    write_file_mode("big-token", big, sizeof(big), 0600);
+    e = load_fail("cdb: {token-file: big-token}\n" SG_OK, &p);
+    ASSERT_ERROR(e, p, 1, 19, "the token must be one line of 1 to 255 printable bytes");
+    free(e);
+    /* An absolute path is taken as it is. */
+    write_file_mode("abs-token", "abc", 3, 0600);
+    snprintf(yaml, sizeof(yaml), "cdb: {token-file: '%s/abs-token'}\n" SG_OK, tmpdir());
+    struct config *c = load_ok(yaml);
+    ASSERT_STREQ(c->cdb.token, "abc");
+    config_free(c);
 }
 
 TEST(error_nodes) {
@@ -855,6 +899,16 @@ TEST(error_file_cannot_be_read) {
     e = NULL;
     ASSERT_EQ(config_load(tmpdir(), &c, &e), -EISDIR);
     free(e);
+    /* A FIFO is refused at once: neither --check nor the start waits for a writer. */
+    snprintf(p, sizeof(p), "%s/fifo.yaml", tmpdir());
+    ASSERT_OK(mkfifo(p, 0600));
+    e = NULL;
+    ASSERT_EQ(config_load(p, &c, &e), -EINVAL);
+    snprintf(expect, sizeof(expect), "%s: is a FIFO, not a regular file\n", p);
+    ASSERT_STREQ(e, expect);
+    free(e);
+    e = NULL;
+    snprintf(p, sizeof(p), "%s/missing.yaml", tmpdir());
     ASSERT_EQ(config_load(p, &c, NULL), -ENOENT);
     ASSERT_EQ(config_load(NULL, &c, NULL), -EINVAL);
     ASSERT_EQ(config_load(p, NULL, NULL), -EINVAL);
