@@ -4,8 +4,10 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import time
 
-from halo_harness import COUNTER, free_port, pid_alive, wait_for
+from halo_harness import COUNTER, HALOCTL, free_port, pid_alive, wait_for
 
 
 def cluster_yaml(tmpdir, port, nodes=("n1", "n2")):
@@ -268,7 +270,6 @@ def n1_dies_before_n2_takes_over(h2, logs, victim, why):
     """Watches n1's ACTIVE process (victim) from outside until it is gone,
     then n2's counter until it logs ACTIVE; asserts the intervals do not
     overlap.  Returns (n1's ACTIVE died, n2's ACTIVE began), in usec."""
-    import time
     died = None
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and died is None:
@@ -317,7 +318,6 @@ def test_processes_stop_when_halod_stays_away_past_the_lease(etcd, halod_factory
     keep running for a while, but libhalo stops them before the lease can
     expire, so the other node's ACTIVE never overlaps them (an external
     checker reads the intervals the counters log)."""
-    import time
     h1, h2, logs, victim, _ = two_nodes_logging_intervals(etcd, halod_factory, tmp_path, etcd.endpoints)
     killed = time.time_ns() // 1000
     h1.proc.kill()
@@ -436,7 +436,6 @@ def test_one_etcd_member_killed_changes_nothing_and_failover_still_works(halod_f
 
         etcd.kill_member(0)
         # Several keepalive rounds (TTL 3 s, a renewal a second) on the two left.
-        import time
         time.sleep(4)
         for h in (h1, h2):
             assert h.proc.poll() is None
@@ -549,3 +548,53 @@ def test_node_killed_with_its_components_restarts_each_unit_once(etcd, halod_fac
     assert _processes_with(COUNTER, str(c.port + 1 + int(act.split("-")[1]))) == [owner.pid_of(act)]
     for h in c.nodes.values():
         assert h.stop() == 0
+
+
+def test_a_halod_restarted_after_its_lease_ran_out_does_not_fence_its_new_clients(etcd, halod_factory, tmp_path):
+    """SIGKILL of a node's halod, its lease runs out (its components stop themselves), and a new
+    halod starts on the node.  Until that halod holds a lease of its own, no deadline runs for the
+    processes it serves: a process that connects meanwhile must not find the dead halod's deadline,
+    long past, and kill itself at once ("halod did not renew this node's lease in time").  The new
+    halod cannot reach etcd here, so every client connects before it joins."""
+    proxy = Proxy(etcd.members[0]["client"])
+    try:
+        port = free_port()
+        yaml = cluster_yaml(tmp_path, port)
+        h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd", etcd.endpoints, "--lease-ttl", "1"])
+        h1.start()
+        n2_args = ["--node", "n2", "--etcd", f"http://127.0.0.1:{proxy.port}", "--lease-ttl", "1"]
+        h2 = halod_factory(yaml, name="n2", extra_args=n2_args).start()
+        wait_for(lambda: h1.si("counter")["standby"] and h1.si("counter")["active"], timeout=20, what="SI assigned")
+        h2.remember_children()
+        comps = set(h2.known_pids)
+        h2.proc.kill()
+        h2.proc.wait()
+        h2.log.close()
+        wait_for(lambda: not any(pid_alive(p) for p in comps), timeout=10,
+                 what="n2's components to stop at the lease deadline")
+        wait_for(lambda: {n["name"]: n["state"] for n in h1.status()["nodes"]}["n2"] != "ONLINE", timeout=15,
+                 what="n1 to see n2's lease end")
+
+        proxy.cut()
+        before = len(h2.logtext())
+        h2.start()  # the same state directory and socket: the same lease file
+        watch = subprocess.Popen([HALOCTL, "--socket", h2.socket, "cdb", "watch", "/"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.5)  # the client stays connected: far longer than a stale deadline takes to fire
+            assert watch.poll() is None, \
+                f"a client of the new halod was fenced by the old halod's lease ({watch.returncode}): " \
+                f"{watch.stderr.read()}"
+        finally:
+            watch.terminate()
+            watch.wait()
+
+        # Once it reaches etcd, the new halod joins and its component runs as STANDBY.
+        proxy.heal()
+        wait_for(lambda: h1.si("counter")["standby"] == "counter-1" and
+                 not any(a["pending"] for a in h1.si("counter")["assignments"]), timeout=30, what="n2 STANDBY again")
+        assert "did not renew" not in h2.logtext()[before:]
+        for h in (h1, h2):
+            assert h.stop() == 0
+    finally:
+        proxy.close()
