@@ -9,10 +9,13 @@
  *
  * The calls work on a socket the application creates (AF_UNIX or, with
  * `halod --ha-control`, AF_INET/AF_INET6; SOCK_STREAM, blocking) and
- * connects with halo_ha_connect().  One control connection per halod: a new
- * one closes the previous one and replaces the token.  The token is the
- * secret every node of the HA cluster shares: nodes prove they hold it when
- * they connect to each other, and it never crosses the wire.
+ * connects with halo_ha_connect().  The token is the secret every node of
+ * the HA cluster shares: nodes prove they hold it when they connect to each
+ * other, and a control connection proves it to its halod (HMAC over fresh
+ * nonces, both ways), so it never crosses the wire.  With the description's
+ * `cdb: {token-file}` that token is fixed; without one (AF_UNIX only) the
+ * token given is sent to halod and becomes the token, as with ConfD.  One
+ * control connection per halod: a new one closes the previous one.
  *
  * Every call returns 0 or a negative error: -HALO_EBADSTATE (not allowed in
  * the node's state), -HALO_EBADTOKEN, -HALO_EBADNAME, -HALO_ECONNECT,
@@ -49,7 +52,9 @@ typedef enum halo_ha_role {
 #define HALO_HA_NODES_MAX 64
 
 /* Connects sock to halod's HA control socket at addr (NULL: sock is
- * connected already) and makes it the controlling connection with token. */
+ * connected already) and makes it the controlling connection with token.
+ * -HALO_EBADTOKEN: halod holds another token (from its description), or
+ * holds none and sock is not AF_UNIX (the token is never sent over TCP). */
 int halo_ha_connect(int sock, const char *token, const struct sockaddr *addr, socklen_t addrlen);
 
 /* Be the primary, named nodeid; halod listens for secondaries. */
@@ -109,7 +114,7 @@ typedef struct halo_ha_info {
     char reason[HALO_HA_NAME_MAX];
 } halo_ha_info;
 
-/* Connects sock as a notifications stream (token: the one in force, if any). */
+/* Connects sock as a notifications stream (token: the one in force, if any; proved as by halo_ha_connect()). */
 int halo_ha_notifications_connect(int sock, const char *token, const struct sockaddr *addr, socklen_t addrlen);
 /* Blocks for the next notification.  Returns 0, -HALO_ECLOSED, -EBADMSG,
  * -EINTR (a signal came before any of it), -errno. */

@@ -217,6 +217,7 @@ static int open_cdb(struct manager *m) {
                            .control_path = ha_path,
                            .control_tcp = m->opt.ha_control,
                            .repl_listen = listen,
+                           .token = m->config->cdb.token,
                            .tick_msec = m->config->cdb.tick / USEC_PER_MSEC,
                            .dead_msec = m->config->cdb.dead_after / USEC_PER_MSEC,
                            .async = m->config->cdb.async};
@@ -226,8 +227,10 @@ static int open_cdb(struct manager *m) {
                          "127.0.0.1:4570 or [::1]:4570"),
                r;
     if (r == -EADDRNOTAVAIL)
-        return log_error("--ha-control must be a loopback address (127.0.0.0/8 or ::1): it sets the "
-                         "cluster's token"),
+        return log_error("--ha-control must be a loopback address (127.0.0.0/8 or ::1)"), r;
+    if (r == -ENOKEY)
+        return log_error("--ha-control needs the nodes' token, which a TCP client must prove: set 'token-file' "
+                         "in the description's 'cdb' section"),
                r;
     if (r < 0)
         return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control-auth.h"
 #include "frame.h"
 #include "halo-internal.h"
 #include "macro.h"
@@ -97,19 +98,59 @@ static bool text_ok(const char *s) {
     return s && *s && strlen(s) < HALO_HA_NAME_MAX;
 }
 
+/* Whether sock is an AF_UNIX socket (halod's, mode 0600), where a token may be given as it is. */
+static bool is_local(int sock) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    return getsockname(sock, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX;
+}
+
+/*
+ * The handshake of ha.proto: our nonce, halod's nonce and proof, then ours (or, to a halod
+ * without a configured token over AF_UNIX, the token itself).
+ */
 static int open_as(int sock, Halo__Ha__Request__Op op, const char *token, const struct sockaddr *addr,
                    socklen_t addrlen) {
     Halo__Ha__Request q = HALO__HA__REQUEST__INIT;
+    uint8_t nonce[FRAME_NONCE_LEN], mac[FRAME_MAC_LEN];
+    HaControl *rep = NULL;
     assert_return(sock >= 0, -EINVAL);
     if (op == HALO__HA__REQUEST__OP__CONNECT ? !text_ok(token) : (token && strlen(token) >= HALO_HA_NAME_MAX))
         return op == HALO__HA__REQUEST__OP__CONNECT ? -HALO_EBADTOKEN : -EINVAL;
+    token = token ?: "";
     if (addr)
         while (connect(sock, addr, addrlen) < 0)
             if (errno != EINTR)
                 return -errno;
+    int r = control_auth_nonce(nonce);
+    if (r < 0)
+        return r;
     q.op = op;
-    q.token = (char *)(token ?: "");
-    return call(sock, &q, NULL);
+    q.nonce.data = nonce;
+    q.nonce.len = sizeof(nonce);
+    r = call(sock, &q, &rep);
+    if (r < 0)
+        return r;
+    const Halo__Ha__Reply *p = rep->reply;
+    q = (Halo__Ha__Request)HALO__HA__REQUEST__INIT;
+    q.op = HALO__HA__REQUEST__OP__AUTH;
+    if (p->nonce.len != FRAME_NONCE_LEN)
+        r = -EBADMSG;
+    else if (p->mac.len) {
+        /* halod proved it holds our token (a listener that does not is told nothing); now we do. */
+        if (!*token || !control_auth_check(token, CONTROL_AUTH_HALOD, nonce, p->nonce.data, p->mac.data, p->mac.len))
+            r = -HALO_EBADTOKEN;
+        else {
+            control_auth_mac(token, CONTROL_AUTH_CLIENT, p->nonce.data, nonce, mac);
+            q.mac.data = mac;
+            q.mac.len = sizeof(mac);
+        }
+    } else if (!is_local(sock))
+        r = -HALO_EBADTOKEN; /* the token never crosses a TCP socket */
+    else
+        q.token = (char *)token;
+    frame_control_free(rep);
+    return r < 0 ? r : call(sock, &q, NULL);
 }
 
 HALO_EXPORT int halo_ha_connect(int sock, const char *token, const struct sockaddr *addr, socklen_t addrlen) {

@@ -81,7 +81,9 @@ static int validate_control(const HaControl *m) {
     switch (m->body_case) {
     case HALO__HA__CONTROL__BODY_REQUEST: {
         const Halo__Ha__Request *q = m->request;
-        if (q->op == HALO__HA__REQUEST__OP__OP_UNSPECIFIED || q->op > HALO__HA__REQUEST__OP__NOTIFICATIONS)
+        if (q->op == HALO__HA__REQUEST__OP__OP_UNSPECIFIED || q->op > HALO__HA__REQUEST__OP__AUTH)
+            return -EBADMSG;
+        if ((q->nonce.len && q->nonce.len != FRAME_NONCE_LEN) || (q->mac.len && q->mac.len != FRAME_MAC_LEN))
             return -EBADMSG;
         if (!text_ok(q->token, LINK_NAME_MAX, false) || !text_ok(q->nodeid, LINK_NAME_MAX, false) ||
             !text_ok(q->primary_id, LINK_NAME_MAX, false) || !text_ok(q->primary_addr, LINK_NAME_MAX, false))
@@ -89,7 +91,9 @@ static int validate_control(const HaControl *m) {
         return 0;
     }
     case HALO__HA__CONTROL__BODY_REPLY:
-        if (m->reply->n_nodes > FRAME_NODES_MAX || m->reply->state > 4)
+        if (m->reply->n_nodes > FRAME_NODES_MAX || m->reply->state > 4 ||
+            (m->reply->nonce.len && m->reply->nonce.len != FRAME_NONCE_LEN) ||
+            (m->reply->mac.len && m->reply->mac.len != FRAME_MAC_LEN))
             return -EBADMSG;
         for (size_t i = 0; i < m->reply->n_nodes; i++)
             if (!text_ok(m->reply->nodes[i]->nodeid, LINK_NAME_MAX, true) ||

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: MIT
 """HA roles of the configuration database: real halods on loopback, driven through haloctl ha."""
+import hashlib
+import hmac
 import json
 import os
 import select
@@ -10,6 +12,7 @@ import subprocess
 import time
 
 from halo_harness import CDBCLIENT, HALOCTL, Lines, cdb_only_yaml, commits_until, free_port, wait_for
+from rawlink import field_bytes, field_varint, parse, unzigzag
 
 TOKEN = "s3cret"
 
@@ -17,14 +20,21 @@ YAML = cdb_only_yaml("ha", "{tick: 100ms, dead-after: 600ms}")
 
 
 class Node:
-    """One halod and its replication port."""
+    """One halod and its replication port; with a token file, the token comes from the description
+    (and the HA control listens on TCP too, at self.control)."""
 
-    def __init__(self, factory, name):
+    def __init__(self, factory, name, token_file=None):
         self.name = name
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
-        self.h = factory(YAML, name=f"ha-{name}",
-                         extra_args=["--http", "none", "--cdb-listen", self.addr]).start()
+        args = ["--http", "none", "--cdb-listen", self.addr]
+        yaml = YAML
+        if token_file:
+            self.control = free_port()
+            args += ["--ha-control", f"127.0.0.1:{self.control}"]
+            yaml = cdb_only_yaml("ha", f"{{tick: 100ms, dead-after: 600ms, token-file: '{token_file}'}}")
+        self.h = factory(yaml, name=f"ha-{name}", extra_args=args).start()
+        self.ha_sock = os.path.join(os.path.dirname(self.h.socket), "ha.sock")
 
     def ha(self, *args, token=TOKEN, check=True):
         r = self.h.ctl("ha", "--token", token, *args, check=False)
@@ -144,23 +154,161 @@ def test_commits_reach_the_secondary_and_a_new_connection_replaces_the_token(hal
     assert a.h.stop() == 0 and b.h.stop() == 0
 
 
+# ---- the control protocol by hand (src/proto/ha.proto), as a client that is not libhalo would speak it ----
+
+CONNECT, BEPRIMARY, STATUS, AUTH = 1, 2, 7, 9
+
+
+def request(op, token=b"", nodeid=b"", nonce=b"", mac=b""):
+    """A framed Control{request: Request{op, token, nodeid, nonce, mac}}."""
+    req = field_varint(1, op)
+    for num, v in ((2, token), (3, nodeid), (7, nonce), (8, mac)):
+        if v:
+            req += field_bytes(num, v)
+    ctl = field_bytes(1, req)
+    return struct.pack(">I", len(ctl)) + ctl
+
+
+def read_reply(s):
+    """The next Reply's fields: {"error": int, "nonce": bytes, "mac": bytes}, or None when halod closed."""
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            d = s.recv(n - len(buf))
+            if not d:
+                return None
+            buf += d
+        return buf
+    hdr = exactly(4)
+    body = hdr and exactly(struct.unpack(">I", hdr)[0])
+    if body is None:
+        return None
+    rep = parse(parse(body)[2][0])
+    return {"error": unzigzag(rep.get(1, [0])[0]), "nonce": rep.get(4, [b""])[0], "mac": rep.get(5, [b""])[0]}
+
+
+HALO_EBADTOKEN = -10011
+
+
+def mac(token, label, first, second):
+    """control-auth.c's proof: HMAC-SHA256(token, each field length-prefixed)."""
+    m = hmac.new(token, digestmod=hashlib.sha256)
+    for f in (b"halo ha-control", label, first, second):
+        m.update(struct.pack(">H", len(f)) + f)
+    return m.digest()
+
+
+def control(sock, token):
+    """CONNECT proving token by hand; returns the last Reply."""
+    mine = os.urandom(32)
+    sock.sendall(request(CONNECT, nonce=mine))
+    rep = read_reply(sock)
+    if not rep or rep["error"]:
+        return rep
+    if rep["mac"]:
+        assert rep["mac"] == mac(token, b"halod", mine, rep["nonce"]), "halod's proof is wrong"
+        sock.sendall(request(AUTH, mac=mac(token, b"client", rep["nonce"], mine)))
+    else:
+        sock.sendall(request(AUTH, token=token))
+    return read_reply(sock)
+
+
 def test_the_older_control_connection_is_closed(halod_factory, tmp_path):
     a = Node(halod_factory, "a")
-    ha_sock = os.path.join(os.path.dirname(a.h.socket), "ha.sock")
     first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    first.connect(ha_sock)
-    # CONNECT with a token: Request{op=1, token} in a Control{request=1}.
-    def frame(op, token=b""):
-        req = bytes([0x08, op]) + (bytes([0x12, len(token)]) + token if token else b"")
-        ctl = bytes([0x0A, len(req)]) + req
-        return struct.pack(">I", len(ctl)) + ctl
-    first.sendall(frame(1, b"tok"))
-    assert first.recv(100)  # the Reply
-    a.ha("status")  # haloctl takes over
+    first.connect(a.ha_sock)
     first.settimeout(5)
+    assert control(first, b"tok")["error"] == 0
+    a.ha("status")  # haloctl takes over
     assert first.recv(100) == b""  # halod closed the older one
     first.close()
     assert a.h.stop() == 0
+
+
+def test_the_tcp_control_needs_the_token_from_the_description(halod_factory, tmp_path):
+    """With --ha-control on TCP any local user can connect: the token from the description is the
+    secret a client must prove (HMAC over fresh nonces).  A client that cannot gets HA_BADTOKEN and
+    runs nothing, and no CONNECT replaces the token: it cannot make a second node PRIMARY."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    a, b = Node(halod_factory, "a", str(token_file)), Node(halod_factory, "b", str(token_file))
+    a.ha("beprimary", "n1")  # haloctl proves the token on the AF_UNIX socket
+    b.ha("besecondary", "n2", "n1", a.addr)
+    a.cdb("set", "/k", "1")
+    assert b.items() == {"/k": "1"}
+
+    def attempt(*frames, family=socket.AF_INET):
+        """Sends frames on a new connection to b's control; returns halod's replies until it closed."""
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", b.control) if family == socket.AF_INET else b.ha_sock)
+        replies = []
+        try:
+            for f in frames:
+                s.sendall(f)
+                rep = read_reply(s)
+                if rep is None:
+                    break
+                replies.append(rep["error"])
+            else:
+                extra = read_reply(s)  # None: halod closed it
+                if extra is not None:
+                    replies.append(extra["error"])
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except socket.timeout:
+            replies.append("still open")
+        finally:
+            s.close()
+        return replies
+
+    # ConfD's way: CONNECT with a token of one's own choosing, then BEPRIMARY.  Refused, closed.
+    assert attempt(request(CONNECT, token=b"mine"), request(BEPRIMARY, nodeid=b"n2")) == [HALO_EBADTOKEN]
+    # A request with no CONNECT at all, and an AUTH with a proof made without the token.
+    assert attempt(request(BEPRIMARY, nodeid=b"n2")) == [HALO_EBADTOKEN]
+    s = socket.create_connection(("127.0.0.1", b.control), timeout=5)
+    s.sendall(request(CONNECT, nonce=os.urandom(32)))
+    rep = read_reply(s)
+    assert rep["error"] == 0 and len(rep["nonce"]) == 32 and len(rep["mac"]) == 32
+    s.sendall(request(AUTH, mac=b"\x01" * 32))
+    assert read_reply(s)["error"] == HALO_EBADTOKEN
+    assert read_reply(s) is None  # closed
+    s.close()
+    # The right handshake with a wrong token fails, over TCP and over the AF_UNIX socket alike.
+    for family in (socket.AF_INET, socket.AF_UNIX):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", b.control) if family == socket.AF_INET else b.ha_sock)
+        mine = os.urandom(32)
+        s.sendall(request(CONNECT, nonce=mine))
+        rep = read_reply(s)
+        assert rep["mac"] != mac(b"guess", b"halod", mine, rep["nonce"])  # halod proved another token
+        s.sendall(request(AUTH, mac=mac(b"guess", b"client", rep["nonce"], mine)))
+        assert read_reply(s)["error"] == HALO_EBADTOKEN
+        s.close()
+    r = b.ha("beprimary", "n2", token="guess", check=False)
+    assert r.returncode == 1 and "bad token" in r.stderr, r.stderr
+
+    # Nothing ran: one PRIMARY, b still its secondary, taking no writes, with the same token as a.
+    assert a.state()["state"] == "PRIMARY" and b.state()["state"] == "SECONDARY"
+    assert b.cdb("set", "/x", "2", check=False).returncode == 1
+    a.cdb("set", "/k", "3")
+    assert b.items() == {"/k": "3"}
+    # A client that knows the token gets control over TCP too.
+    s = socket.create_connection(("127.0.0.1", b.control), timeout=5)
+    assert control(s, TOKEN.encode())["error"] == 0
+    s.sendall(request(STATUS))
+    assert read_reply(s)["error"] == 0
+    s.close()
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
+def test_the_tcp_control_is_refused_without_a_token(halod_factory):
+    """--ha-control without a token in the description: halod does not start (TCP would have no secret)."""
+    h = halod_factory(YAML, name="ha-notoken", extra_args=["--http", "none", "--ha-control", f"127.0.0.1:{free_port()}"])
+    h.start(wait=False)
+    assert h.proc.wait(20) != 0
+    assert "--ha-control needs the nodes' token" in h.logtext()
 
 
 def test_full_copy_only_when_the_last_transactions_differ(halod_factory):

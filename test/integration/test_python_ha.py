@@ -48,19 +48,22 @@ def test_functions_and_constants_have_the_seed_signatures():
 
 
 class Node:
-    def __init__(self, factory, name, control_port=None):
+    def __init__(self, factory, name, control_port=None, token_file=None):
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         args = ["--http", "none", "--cdb-listen", self.addr]
-        if control_port:
+        yaml = YAML
+        if control_port:  # TCP: the token comes from the description, and a client proves it
             args += ["--ha-control", f"127.0.0.1:{control_port}"]
-        self.h = factory(YAML, name=f"py-{name}", extra_args=args).start()
+            yaml = cdb_only_yaml("py", f"{{tick: 100ms, dead-after: 600ms, token-file: '{token_file}'}}")
+        self.h = factory(yaml, name=f"py-{name}", extra_args=args).start()
         self.ha_sock = os.path.join(os.path.dirname(self.h.socket), "ha.sock")
 
 
-def test_a_confd_style_script_runs_with_only_its_import_changed(halod_factory):
+def test_a_confd_style_script_runs_with_only_its_import_changed(halod_factory, tmp_path):
     control = free_port()
-    a = Node(halod_factory, "a", control_port=control)
+    (tmp_path / "token").write_text("tok\n")
+    a = Node(halod_factory, "a", control_port=control, token_file=tmp_path / "token")
     b = Node(halod_factory, "b")
 
     # What a script written for _ncs.ha does, over TCP like NCS's IPC port.

@@ -2,11 +2,16 @@
 /* The HA control socket: listeners on AF_UNIX and loopback TCP, its connections, their token and requests. */
 
 /*
- * One controlling connection at a time; its CONNECT closes the previous one
- * and sets the token.  Requests are answered in order: while a besecondary
- * with waitreply waits, halod reads nothing more from that connection.
- * Notification connections (NOTIFICATIONS with the token in force) get every
- * Notification; one that does not read is cut off.
+ * A connection first proves it holds the token (ha.proto, control-auth.h):
+ * with the token from the description, by HMAC over both sides' nonces, so
+ * that the token never crosses the socket and a connection that cannot
+ * prove it runs nothing and is closed.  Without one (AF_UNIX only: its mode
+ * 0600 lets only halod's user in), CONNECT gives the token, which becomes
+ * the token, as with ConfD.  One controlling connection at a time: an
+ * authenticated CONNECT closes the previous one.  Requests are answered in
+ * order: while a besecondary with waitreply waits, halod reads nothing more
+ * from that connection.  Notification connections get every Notification;
+ * one that does not read is cut off.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control-auth.h"
 #include "halo/halo.h"
 #include "ha-internal.h"
 #include "log.h"
@@ -24,7 +30,7 @@
 #define HA_NOTIFY_QUEUE_MAX (1024 * 1024) /* a notification reader this far behind is cut off */
 #define HA_CONNS_MAX 64
 
-enum conn_kind { CONN_NEW, CONN_CONTROL, CONN_NOTIFY };
+enum conn_kind { CONN_NEW, CONN_CHALLENGED, CONN_CONTROL, CONN_NOTIFY };
 
 struct ctl {
     struct ha *h;
@@ -36,6 +42,9 @@ struct ctl {
     } u;
     struct frame_reader reader;
     enum conn_kind kind;
+    enum conn_kind want; /* CHALLENGED: what the connection becomes once it proved the token */
+    uint8_t nonce_theirs[FRAME_NONCE_LEN], nonce_mine[FRAME_NONCE_LEN];
+    bool tcp;
     bool closing;
     bool waiting; /* a besecondary answer is due: read nothing more meanwhile */
 };
@@ -187,40 +196,90 @@ static void on_join_reply(void *arg, int error) {
     resume_reading(c);
 }
 
-/* The first request of a connection: CONNECT (take control) or NOTIFICATIONS. */
+/* A connection that did not prove the token: it runs nothing more. */
+static void refuse(struct ctl *c, const char *why) {
+    log_warning("HA control: a connection on %s was refused: %s", c->tcp ? "TCP" : "the AF_UNIX socket", why);
+    reply(c, -HALO_EBADTOKEN, false);
+    ctl_close(c);
+}
+
+/* The first request: CONNECT or NOTIFICATIONS with the client's nonce; the answer carries halod's. */
 static void handle_first(struct ctl *c, const Halo__Ha__Request *q) {
     struct ha *h = c->h;
-    int r;
+    Halo__Ha__Reply rep = HALO__HA__REPLY__INIT;
+    HaControl m = HALO__HA__CONTROL__INIT;
+    uint8_t mac[FRAME_MAC_LEN];
 
-    if (q->op == HALO__HA__REQUEST__OP__CONNECT) {
-        if (!*q->token || (h->driven_by && !streq(q->token, h->token))) {
-            reply(c, -HALO_EBADTOKEN, false);
-            return;
-        }
-        r = h->driven_by ? 0 : ha_set_token(h, q->token);
-        if (r < 0) {
-            reply(c, r, false);
-            return;
-        }
-        if (h->control)
-            ctl_close(h->control); /* one controlling connection: the newest */
-        h->control = c;
-        c->kind = CONN_CONTROL;
-        log_info("A new HA control connection took over");
-        reply(c, 0, false);
+    if (q->op != HALO__HA__REQUEST__OP__CONNECT && q->op != HALO__HA__REQUEST__OP__NOTIFICATIONS) {
+        refuse(c, "a request before CONNECT");
         return;
     }
-    if (q->op == HALO__HA__REQUEST__OP__NOTIFICATIONS) {
-        if (h->token && !streq(h->token, q->token)) {
-            reply(c, -HALO_EBADTOKEN, false);
+    if (q->nonce.len != FRAME_NONCE_LEN) {
+        refuse(c, "no nonce (a client of an older libhalo?)");
+        return;
+    }
+    if (c->tcp && !h->token_fixed) {
+        refuse(c, "no token to prove on TCP");
+        return;
+    }
+    if (control_auth_nonce(c->nonce_mine) < 0) {
+        reply(c, -EIO, false);
+        ctl_close(c);
+        return;
+    }
+    memcpy(c->nonce_theirs, q->nonce.data, FRAME_NONCE_LEN);
+    c->want = q->op == HALO__HA__REQUEST__OP__CONNECT ? CONN_CONTROL : CONN_NOTIFY;
+    c->kind = CONN_CHALLENGED;
+    rep.nonce.data = c->nonce_mine;
+    rep.nonce.len = FRAME_NONCE_LEN;
+    if (h->token_fixed) {
+        control_auth_mac(h->token, CONTROL_AUTH_HALOD, c->nonce_theirs, c->nonce_mine, mac);
+        rep.mac.data = mac;
+        rep.mac.len = FRAME_MAC_LEN;
+    }
+    m.body_case = HALO__HA__CONTROL__BODY_REPLY;
+    m.reply = &rep;
+    if (ctl_send(c, &m) < 0)
+        ctl_close(c);
+}
+
+/* AUTH: the client's proof, or (AF_UNIX, no token from the description) the token itself. */
+static void handle_auth(struct ctl *c, const Halo__Ha__Request *q) {
+    struct ha *h = c->h;
+
+    if (q->op != HALO__HA__REQUEST__OP__AUTH) {
+        refuse(c, "a request before AUTH");
+        return;
+    }
+    if (h->token_fixed) {
+        if (!control_auth_check(h->token, CONTROL_AUTH_CLIENT, c->nonce_mine, c->nonce_theirs, q->mac.data,
+                                q->mac.len)) {
+            refuse(c, "it did not prove the token");
+            return;
+        }
+    } else if (c->want == CONN_CONTROL) {
+        if (!*q->token) {
+            refuse(c, "no token given");
+            return;
+        }
+        int r = ha_set_token(h, q->token);
+        if (r < 0) {
+            reply(c, r, false);
             ctl_close(c);
             return;
         }
-        c->kind = CONN_NOTIFY;
-        reply(c, 0, false);
+    } else if (h->token && !control_auth_equal(h->token, q->token)) {
+        refuse(c, "another token than the one in force");
         return;
     }
-    reply(c, -HALO_EBADTOKEN, false); /* connect with the token first */
+    c->kind = c->want;
+    if (c->kind == CONN_CONTROL) {
+        if (h->control)
+            ctl_close(h->control); /* one controlling connection: the newest */
+        h->control = c;
+        log_info("A new HA control connection took over");
+    }
+    reply(c, 0, false);
 }
 
 static void handle_request(struct ctl *c, const Halo__Ha__Request *q) {
@@ -229,6 +288,10 @@ static void handle_request(struct ctl *c, const Halo__Ha__Request *q) {
 
     if (c->kind == CONN_NEW) {
         handle_first(c, q);
+        return;
+    }
+    if (c->kind == CONN_CHALLENGED) {
+        handle_auth(c, q);
         return;
     }
     if (c->kind != CONN_CONTROL) {
@@ -269,6 +332,7 @@ static void handle_request(struct ctl *c, const Halo__Ha__Request *q) {
         return;
     case HALO__HA__REQUEST__OP__CONNECT:
     case HALO__HA__REQUEST__OP__NOTIFICATIONS:
+    case HALO__HA__REQUEST__OP__AUTH:
     default:
         r = -HALO_EBADSTATE; /* already connected */
         break;
@@ -317,10 +381,11 @@ static void on_ctl_connection(uv_stream_t *server, int status) {
         return;
     c->h = h;
     frame_reader_init(&c->reader, FRAME_CONTROL_MAX);
-    if (server == (uv_stream_t *)&h->pipe)
-        uv_pipe_init(h->loop, &c->u.pipe, 0);
-    else
+    c->tcp = server != (uv_stream_t *)&h->pipe;
+    if (c->tcp)
         uv_tcp_init(h->loop, &c->u.tcp);
+    else
+        uv_pipe_init(h->loop, &c->u.pipe, 0);
     c->u.stream.data = c;
     LIST_PREPEND(conns, &h->conns, c);
     h->n_conns++;
@@ -339,7 +404,7 @@ static int listen_tcp(struct ha *h, const char *addr) {
         return -EINVAL;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) == 0) {
         if ((ntohl(((struct sockaddr_in *)&sa)->sin_addr.s_addr) >> 24) != 127)
-            return -EADDRNOTAVAIL; /* loopback only: the control socket sets the cluster's token */
+            return -EADDRNOTAVAIL; /* loopback only, as a second guard beside the token */
     } else if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) == 0) {
         if (!IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&sa)->sin6_addr))
             return -EADDRNOTAVAIL;

@@ -21,6 +21,7 @@ struct ha {
     enum ha_state state;
     char nodeid[LINK_NAME_MAX + 1];
     char *token;
+    bool token_fixed; /* from the description: control connections prove it and never replace it */
     bool initialized; /* SECONDARY: the join completed */
 
     /* the control socket */

@@ -247,6 +247,10 @@ int ha_new(const struct ha_params *p, struct ha **ret) {
     h->db = p->db;
     h->link = p->link;
     h->state = HA_STATE_NONE;
+    if (p->control_tcp && !p->token) {
+        free(h);
+        return -ENOKEY;
+    }
     struct repl_params rp = {.loop = p->loop,
                              .db = p->db,
                              .listen = p->repl_listen,
@@ -259,6 +263,14 @@ int ha_new(const struct ha_params *p, struct ha **ret) {
     if (r < 0) {
         free(h);
         return r;
+    }
+    if (p->token) {
+        r = ha_set_token(h, p->token);
+        if (r < 0) {
+            ha_free(h);
+            return r;
+        }
+        h->token_fixed = true;
     }
     r = ha_control_listen(h, p->control_path, p->control_tcp);
     if (r < 0) {

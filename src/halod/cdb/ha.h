@@ -24,12 +24,20 @@ struct ha_params {
     const char *control_path; /* the HA control socket (AF_UNIX stream), mode 0600 */
     const char *control_tcp;  /* also on this loopback "ADDR:PORT", or NULL */
     const char *repl_listen;  /* where a primary listens for secondaries, "ADDR:PORT" */
+    const char *token;        /* the nodes' token from the description, or NULL: see ha_new() */
     uint64_t tick_msec, dead_msec;
     bool async;
 };
 
 struct ha;
 
+/*
+ * With p->token, every control connection must prove it holds that token
+ * (HMAC over fresh nonces, ha.proto) and none can replace it; without, a
+ * CONNECT on the AF_UNIX socket (mode 0600) sets the token, as ConfD's does.
+ * Returns 0, -ENOKEY (p->control_tcp without p->token: TCP needs a secret to
+ * prove), or the errors of ha_control_listen().
+ */
 int ha_new(const struct ha_params *p, struct ha **ret);
 struct ha *ha_free(struct ha *h);
 
