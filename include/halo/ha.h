@@ -66,14 +66,16 @@ int halo_ha_beprimary(int sock, const char *nodeid);
  * (copied whole from the primary if their last transactions differ), or
  * with the reason it could not be (-HALO_ECONNECT, -HALO_EBADTOKEN,
  * -HALO_EBADNAME, -HALO_ECLOSED); otherwise return at once, and the outcome
- * comes as a HALO_HA_INFO_BESECONDARY_RESULT notification.
+ * comes as a HALO_HA_INFO_BESECONDARY_RESULT notification.  Arguments are
+ * checked before the node's role changes: -EINVAL (primary_addr is no
+ * address) and -HALO_EBADNAME leave the node as it was.
  */
 int halo_ha_besecondary(int sock, const char *nodeid, const char *primary_id, const char *primary_addr, bool waitreply);
 /* An initialized secondary also serves secondaries of its own. */
 int halo_ha_berelay(int sock);
 /* Back to no role: the database is this node's own again. */
 int halo_ha_benone(int sock);
-/* On a primary or relay: the application knows secondary nodeid is dead; it is dropped now. */
+/* The application knows secondary nodeid is dead: a primary or relay drops it now; accepted in any state. */
 int halo_ha_secondary_dead(int sock, const char *nodeid);
 
 typedef struct halo_ha_node {

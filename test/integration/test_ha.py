@@ -88,10 +88,10 @@ def test_transitions_allowed_and_refused(halod_factory):
     a, b = Node(halod_factory, "a"), Node(halod_factory, "b")
     assert a.state() == {"state": "NONE", "nodes": []}
 
-    # From NONE: berelay and secondary-dead are refused; benone is allowed and changes nothing.
-    for args in (("berelay",), ("secondary-dead", "n9")):
-        r = a.ha(*args, check=False)
-        assert r.returncode == 1 and "not allowed in the current state" in r.stderr, (args, r.stderr)
+    # From NONE: berelay is refused; benone and secondary-dead (as ConfD: in any state) change nothing.
+    r = a.ha("berelay", check=False)
+    assert r.returncode == 1 and "not allowed in the current state" in r.stderr, r.stderr
+    a.ha("secondary-dead", "n9")
     a.ha("benone")
     assert a.state()["state"] == "NONE"
 
@@ -106,7 +106,12 @@ def test_transitions_allowed_and_refused(halod_factory):
     b.ha("besecondary", "n2", "n1", a.addr)
     assert b.state() == {"state": "SECONDARY", "nodes": [{"nodeid": "n1", "addr": a.addr}]}
     wait_for(lambda: [n["nodeid"] for n in a.state()["nodes"]] == ["n2"], what="n2 listed by the primary")
-    assert b.ha("secondary-dead", "n1", check=False).returncode == 1  # a secondary has no secondaries
+    b.ha("secondary-dead", "n9")  # a secondary has no secondaries to drop: accepted, nothing changes
+    assert b.state()["state"] == "SECONDARY"
+    # A typo in the address is refused before the role is touched: b stays n1's secondary.
+    r = b.ha("besecondary", "n2", "n1", "127.0.0.1:nope", check=False)
+    assert r.returncode == 1, r.stderr
+    assert b.state() == {"state": "SECONDARY", "nodes": [{"nodeid": "n1", "addr": a.addr}]}
     r = b.ha("besecondary", "n2", "n2", a.addr, check=False)
     assert r.returncode == 1 and "bad node name" in r.stderr  # its own primary
     b.ha("berelay")

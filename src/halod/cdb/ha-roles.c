@@ -13,7 +13,7 @@
  *   berelay          BADSTATE    RELAY (once        BADSTATE            RELAY (no change)
  *                                initialized)
  *   benone           NONE        NONE               NONE                NONE
- *   secondary_dead   BADSTATE    BADSTATE           closes it           closes it
+ *   secondary_dead   no change   no change          closes it           closes it
  *   status           any state
  *
  * SECONDARY starts at besecondary (writes are refused from then on); a join
@@ -34,6 +34,7 @@
 #include "ha-internal.h"
 #include "log.h"
 #include "macro.h"
+#include "repl-internal.h" /* repl_parse_addr(): besecondary checks its address first */
 #include "string-table.h"
 
 static const char *const ha_state_table[] = {
@@ -101,7 +102,9 @@ int ha_besecondary(struct ha *h, const char *nodeid, const char *primary_id, con
     if (!nodeid || !*nodeid || strlen(nodeid) > LINK_NAME_MAX || !primary_id || !*primary_id ||
         strlen(primary_id) > LINK_NAME_MAX || streq(nodeid, primary_id))
         return -HALO_EBADNAME;
-    if (!primary_addr || !*primary_addr)
+    /* Every argument is checked before the role is touched: a typo leaves the node as it was. */
+    struct sockaddr_storage sa;
+    if (!primary_addr || strlen(primary_addr) > LINK_NAME_MAX || repl_parse_addr(primary_addr, 1, &sa) < 0)
         return -EINVAL;
     if (!h->token)
         return -HALO_EBADTOKEN;
@@ -149,9 +152,9 @@ int ha_benone(struct ha *h) {
 int ha_secondary_dead(struct ha *h, const char *nodeid) {
     if (!nodeid || !*nodeid || strlen(nodeid) > LINK_NAME_MAX)
         return -HALO_EBADNAME;
-    if (h->state != HA_STATE_PRIMARY && h->state != HA_STATE_SECONDARY_RELAY)
-        return -HALO_EBADSTATE;
-    repl_secondary_dead(h->repl, nodeid);
+    /* Accepted in every state, as ConfD does: a node that serves no secondaries has none to drop. */
+    if (h->state == HA_STATE_PRIMARY || h->state == HA_STATE_SECONDARY_RELAY)
+        repl_secondary_dead(h->repl, nodeid);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """halo: Python bindings of the halo HA framework.
 
-halo.ha is the HA control API of the configuration database, with the
-functions and constants of NCS/ConfD's _ncs.ha module: a script written for
-that module needs only its import changed (``from halo import ha``).
+halo.ha is the HA control API of the configuration database, the drop-in for
+NCS/ConfD's _ncs.ha module, with halo.error (_ncs.error's Error) and
+halo.events (_ncs.events' HA notifications): a script written for those
+modules needs only its imports changed (``from halo import ha, error, events``).
 """

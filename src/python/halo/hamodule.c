@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* halo.ha: the HA control API for Python, with the signatures of NCS/ConfD's _ncs.ha (seed 002), over libhalo. */
+/* halo.ha: the HA control API for Python, the drop-in for NCS/ConfD's _ncs.ha (seed 002), over libhalo. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -15,13 +15,80 @@
 
 static PyObject *HaError;
 
-/* Raises halo.ha.error(errno, message) for a negative return of libhalo. */
+/* ConfD's confd_errno values (confd_errcode(3)), which _ncs.error.Error carries. */
+enum {
+    CONFD_ERR_BADSTATE = 17,
+    CONFD_ERR_INTERNAL = 18,
+    CONFD_ERR_OS = 24,
+    CONFD_ERR_HA_CONNECT = 25,
+    CONFD_ERR_HA_CLOSED = 26,
+    CONFD_ERR_HA_BADFXS = 27,
+    CONFD_ERR_HA_BADTOKEN = 28,
+    CONFD_ERR_HA_BADNAME = 29,
+    CONFD_ERR_HA_BIND = 30,
+    CONFD_ERR_HA_NOTICK = 31,
+};
+
+/* halo's errors and their ConfD counterparts, with the words str() gives. */
+static const struct {
+    int halo;
+    int confd;
+    const char *text;
+} confd_errors[] = {
+    {-HALO_EBADSTATE, CONFD_ERR_BADSTATE, "bad state"},
+    {-HALO_ECONNECT, CONFD_ERR_HA_CONNECT, "HA: cannot connect"},
+    {-HALO_ECLOSED, CONFD_ERR_HA_CLOSED, "HA: connection closed"},
+    {-HALO_EBADTOKEN, CONFD_ERR_HA_BADTOKEN, "HA: bad token"},
+    {-HALO_EBADNAME, CONFD_ERR_HA_BADNAME, "HA: bad node name"},
+    {-HALO_EBIND, CONFD_ERR_HA_BIND, "HA: cannot bind"},
+    {-ETIMEDOUT, CONFD_ERR_HA_NOTICK, "HA: no tick"}, /* a peer silent for dead-after */
+};
+
+/* The confd_errno of a negative return of libhalo (or of an error a notification carries). */
+static int confd_errno_of(int r) {
+    if (r == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(confd_errors) / sizeof(confd_errors[0]); i++)
+        if (confd_errors[i].halo == r)
+            return confd_errors[i].confd;
+    return r > -HALO_EBADSTATE ? CONFD_ERR_OS : CONFD_ERR_INTERNAL; /* below HALO_E*: an errno */
+}
+
+static const char *confd_strerror_of(int code) {
+    for (size_t i = 0; i < sizeof(confd_errors) / sizeof(confd_errors[0]); i++)
+        if (confd_errors[i].confd == code)
+            return confd_errors[i].text;
+    return code == CONFD_ERR_OS ? "system call failed" : "internal error";
+}
+
+/* Sets o.name = v and drops the reference to v; false (an exception set) if v is NULL or it failed. */
+static bool set_attr(PyObject *o, const char *name, PyObject *v) {
+    bool ok = v && PyObject_SetAttrString(o, name, v) == 0;
+    Py_XDECREF(v);
+    return ok;
+}
+
+/*
+ * Raises halo.error.Error as _ncs.error.Error is raised: the message "STRERROR (ERRNO):
+ * LASTERR", and the attributes confd_errno, confd_strerror, confd_lasterr, and errno for
+ * CONFD_ERR_OS.
+ */
 static PyObject *raise_error(int r) {
-    PyObject *args = Py_BuildValue("(is)", -r, halo_strerror(r));
-    if (args) {
-        PyErr_SetObject(HaError, args);
-        Py_DECREF(args);
-    }
+    int code = confd_errno_of(r);
+    const char *str = confd_strerror_of(code), *last = halo_strerror(r);
+    PyObject *e = PyObject_CallFunction(HaError, "s", "");
+    if (!e)
+        return NULL;
+    PyObject *msg = PyUnicode_FromFormat("%s (%d): %s", str, code, last);
+    bool ok = set_attr(e, "args", msg ? PyTuple_Pack(1, msg) : NULL) &&
+              set_attr(e, "confd_errno", PyLong_FromLong(code)) &&
+              set_attr(e, "confd_strerror", PyUnicode_FromString(str)) &&
+              set_attr(e, "confd_lasterr", PyUnicode_FromString(last)) &&
+              (code != CONFD_ERR_OS || set_attr(e, "errno", PyLong_FromLong(-r)));
+    Py_XDECREF(msg);
+    if (ok)
+        PyErr_SetObject(HaError, e);
+    Py_DECREF(e);
     return NULL;
 }
 
@@ -176,6 +243,11 @@ static PyObject *secondary_call(PyObject *args, PyObject *kw) {
     if (sa && sb && sc)
         r = CALL(halo_ha_besecondary(fd, sa, sb, sc, wait));
     bool ok = sa && sb && sc;
+    if (ok && r == -EINVAL) {
+        /* As _ncs.ha: halod refused the address before it touched the node's role. */
+        PyErr_Format(PyExc_ValueError, "Invalid primary_ip address: '%s'.", sc);
+        ok = false;
+    }
     Py_XDECREF(a);
     Py_XDECREF(b);
     Py_XDECREF(c);
@@ -188,6 +260,19 @@ static PyObject *ha_besecondary(PyObject *self, PyObject *args, PyObject *kw) {
 
 static PyObject *ha_beslave(PyObject *self, PyObject *args, PyObject *kw) {
     return secondary_call(args, kw);
+}
+
+/* The IP address in "ip", "ip:port" or "[ipv6]:port" (what _ncs.ha's status gives as 'address'), in buf. */
+static const char *address_of(const char *addr, char buf[HALO_HA_NAME_MAX]) {
+    const char *colon = strrchr(addr, ':');
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        snprintf(buf, HALO_HA_NAME_MAX, "%.*s", end ? (int)(end - addr - 1) : 0, addr + 1);
+    } else if (colon && colon == strchr(addr, ':'))
+        snprintf(buf, HALO_HA_NAME_MAX, "%.*s", (int)(colon - addr), addr);
+    else
+        snprintf(buf, HALO_HA_NAME_MAX, "%s", addr);
+    return buf;
 }
 
 static PyObject *ha_status(PyObject *self, PyObject *args, PyObject *kw) {
@@ -208,16 +293,68 @@ static PyObject *ha_status(PyObject *self, PyObject *args, PyObject *kw) {
     }
     PyObject *nodes = PyList_New((Py_ssize_t)st->n_nodes);
     for (size_t i = 0; nodes && i < st->n_nodes; i++) {
-        PyObject *s = PyUnicode_FromString(st->nodes[i].nodeid);
-        if (!s) {
+        char ip[HALO_HA_NAME_MAX];
+        PyObject *d =
+            Py_BuildValue("{s:s, s:s}", "nodeid", st->nodes[i].nodeid, "address", address_of(st->nodes[i].addr, ip));
+        if (!d) {
             Py_CLEAR(nodes);
             break;
         }
-        PyList_SET_ITEM(nodes, (Py_ssize_t)i, s);
+        PyList_SET_ITEM(nodes, (Py_ssize_t)i, d);
     }
     PyObject *ret = nodes ? Py_BuildValue("(iN)", (int)st->state, nodes) : NULL;
     PyMem_Free(st);
     return ret;
+}
+
+#define NOTIF_HA_INFO (1 << 6) /* ConfD's CONFD_NOTIF_HA_INFO */
+
+/* A node as _ncs.events gives it: halo's notifications name the node only (no address). */
+static int set_node(PyObject *hnot, const char *key, const char *old_key, const char *nodeid) {
+    PyObject *n = Py_BuildValue("{s:s, s:i, s:O}", "nodeid", nodeid, "af", AF_UNSPEC, "str", Py_None);
+    int r = n ? PyDict_SetItemString(hnot, key, n) | PyDict_SetItemString(hnot, old_key, n) : -1;
+    Py_XDECREF(n);
+    return r;
+}
+
+static int set_int(PyObject *hnot, const char *key, const char *old_key, long v) {
+    PyObject *n = PyLong_FromLong(v);
+    int r = n ? PyDict_SetItemString(hnot, key, n) | (old_key ? PyDict_SetItemString(hnot, old_key, n) : 0) : -1;
+    Py_XDECREF(n);
+    return r;
+}
+
+/* {'type': NOTIF_HA_INFO, 'hnot': {'type': HA_INFO_*, ...}}, the shape of _ncs.events.read_notification(). */
+static PyObject *notification_dict(const halo_ha_info *in) {
+    PyObject *hnot = Py_BuildValue("{s:i}", "type", (int)in->type);
+    int r = hnot ? 0 : -1;
+    switch (r == 0 ? in->type : 0) {
+    case HALO_HA_INFO_NOPRIMARY:
+        r = set_int(hnot, "noprimary", "nomaster", confd_errno_of(in->error));
+        break;
+    case HALO_HA_INFO_SECONDARY_DIED:
+        r = set_node(hnot, "secondary_died", "slave_died", in->nodeid);
+        break;
+    case HALO_HA_INFO_SECONDARY_ARRIVED:
+        r = set_node(hnot, "secondary_arrived", "slave_arrived", in->nodeid);
+        break;
+    case HALO_HA_INFO_SECONDARY_INITIALIZED:
+        r = set_int(hnot, "cdb_initialized_by_copy", NULL, in->full_copy);
+        break;
+    case HALO_HA_INFO_BESECONDARY_RESULT:
+        r = set_int(hnot, "besecondary_result", "beslave_result", confd_errno_of(in->error));
+        break;
+    default:
+        break;
+    }
+    if (r == 0 && *in->reason) { /* halo's addition: why, in words */
+        PyObject *why = PyUnicode_FromString(in->reason);
+        r = why ? PyDict_SetItemString(hnot, "reason", why) : -1;
+        Py_XDECREF(why);
+    }
+    PyObject *d = r == 0 ? Py_BuildValue("{s:i, s:O}", "type", NOTIF_HA_INFO, "hnot", hnot) : NULL;
+    Py_XDECREF(hnot);
+    return d;
 }
 
 static PyObject *ha_read_notification(PyObject *self, PyObject *args, PyObject *kw) {
@@ -236,8 +373,7 @@ static PyObject *ha_read_notification(PyObject *self, PyObject *args, PyObject *
     }
     if (r < 0)
         return raise_error(r);
-    return Py_BuildValue("{s:i, s:s, s:i, s:O, s:s}", "type", (int)in.type, "nodeid", in.nodeid, "error", in.error,
-                         "full_copy", in.full_copy ? Py_True : Py_False, "reason", in.reason);
+    return notification_dict(&in);
 }
 
 #define FN(name, doc) \
@@ -261,11 +397,13 @@ static PyMethodDef methods[] = {
                        "is dead."),
     FN(slave_dead, "slave_dead($module, /, sock, nodeid)\n--\n\nDeprecated: use secondary_dead()."),
     FN(status, "status($module, /, sock)\n--\n\nThe node's HA state and the primary or secondaries connected "
-               "to it:\n(State, [list_of_nodes])."),
+               "to it:\n(State, [{'nodeid': ..., 'address': IP}, ...]), as _ncs.ha.status()."),
     FN(notifications_connect, "notifications_connect($module, /, sock, token, ip=None, port=0, pstr=None)\n--\n\n"
-                              "Connects sock as a stream of HA notifications (halo's own)."),
-    FN(read_notification, "read_notification($module, /, sock)\n--\n\nThe next notification: a dict with type, "
-                          "nodeid, error, full_copy, reason (halo's own)."),
+                              "Connects sock as a stream of HA notifications (halo.events wraps it as\n"
+                              "_ncs.events.notifications_connect)."),
+    FN(read_notification, "read_notification($module, /, sock)\n--\n\nThe next notification, shaped as "
+                          "_ncs.events.read_notification()\ngives an HA one: {'type': NOTIF_HA_INFO, 'hnot': "
+                          "{'type': HA_INFO_*, ...}}."),
     {NULL, NULL, 0, NULL},
 };
 
@@ -283,7 +421,11 @@ PyMODINIT_FUNC PyInit_ha(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    HaError = PyErr_NewExceptionWithDoc("halo.ha.error", "An HA call failed: args are (errno, message).", NULL, NULL);
+    HaError = PyErr_NewExceptionWithDoc("halo.error.Error",
+                                        "An HA call failed, as _ncs.error.Error: str() is 'STRERROR (ERRNO): "
+                                        "LASTERR';\nattributes confd_errno, confd_strerror, confd_lasterr (and "
+                                        "errno for ERR_OS).",
+                                        NULL, NULL);
     if (!HaError || PyModule_AddObjectRef(m, "error", HaError) < 0) {
         Py_DECREF(m);
         return NULL;
@@ -299,12 +441,25 @@ PyMODINIT_FUNC PyInit_ha(void) {
         {"STATE_SECONDARY_RELAY", HALO_HA_STATE_SECONDARY_RELAY},
         {"STATE_SLAVE", HALO_HA_STATE_SLAVE},
         {"STATE_SLAVE_RELAY", HALO_HA_STATE_SLAVE_RELAY},
-        {"ERR_HA_BADSTATE", HALO_EBADSTATE},
-        {"ERR_HA_BADTOKEN", HALO_EBADTOKEN},
-        {"ERR_HA_BADNAME", HALO_EBADNAME},
-        {"ERR_HA_CONNECT", HALO_ECONNECT},
-        {"ERR_HA_BIND", HALO_EBIND},
-        {"ERR_HA_CLOSED", HALO_ECLOSED},
+        {"ERR_BADSTATE", CONFD_ERR_BADSTATE},
+        {"ERR_HA_BADSTATE", CONFD_ERR_BADSTATE},
+        {"ERR_INTERNAL", CONFD_ERR_INTERNAL},
+        {"ERR_OS", CONFD_ERR_OS},
+        {"ERR_HA_CONNECT", CONFD_ERR_HA_CONNECT},
+        {"ERR_HA_CLOSED", CONFD_ERR_HA_CLOSED},
+        {"ERR_HA_BADFXS", CONFD_ERR_HA_BADFXS},
+        {"ERR_HA_BADTOKEN", CONFD_ERR_HA_BADTOKEN},
+        {"ERR_HA_BADNAME", CONFD_ERR_HA_BADNAME},
+        {"ERR_HA_BIND", CONFD_ERR_HA_BIND},
+        {"ERR_HA_NOTICK", CONFD_ERR_HA_NOTICK},
+        {"NOTIF_HA_INFO", NOTIF_HA_INFO},
+        {"HA_INFO_NOPRIMARY", HALO_HA_INFO_NOPRIMARY},
+        {"HA_INFO_SECONDARY_DIED", HALO_HA_INFO_SECONDARY_DIED},
+        {"HA_INFO_SECONDARY_ARRIVED", HALO_HA_INFO_SECONDARY_ARRIVED},
+        {"HA_INFO_SECONDARY_INITIALIZED", HALO_HA_INFO_SECONDARY_INITIALIZED},
+        {"HA_INFO_IS_PRIMARY", HALO_HA_INFO_IS_PRIMARY},
+        {"HA_INFO_IS_NONE", HALO_HA_INFO_IS_NONE},
+        {"HA_INFO_BESECONDARY_RESULT", HALO_HA_INFO_BESECONDARY_RESULT},
         {"INFO_NOPRIMARY", HALO_HA_INFO_NOPRIMARY},
         {"INFO_SECONDARY_DIED", HALO_HA_INFO_SECONDARY_DIED},
         {"INFO_SECONDARY_ARRIVED", HALO_HA_INFO_SECONDARY_ARRIVED},
