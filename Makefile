@@ -3,7 +3,7 @@
 BUILD ?= build
 BUILD_SAN ?= build-san
 
-.PHONY: all deps build demo check check-fast check-etcd bench clean
+.PHONY: all deps build demo check check-fast check-etcd chaos bench clean
 
 all: build
 
@@ -31,6 +31,14 @@ check-fast: build
 # for the multi-node work and has a known intermittent hang, so it is not in check yet).
 check-etcd: build
 	./$(BUILD)/test/unit/test-store-etcd
+
+# The chaos checker (test/chaos/README.md): SECONDS of seeded faults on a 3-node cluster,
+# then an independent check of the components' ACTIVE intervals, the CDB and the pool.
+# SEED empty: a random one, printed first; a failed run's seed replays its faults.
+SECONDS ?= 120
+SEED ?=
+chaos: build
+	@HALO_BUILD=$(abspath $(BUILD)) ./test/chaos/run --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
 
 bench: build
 	./bench/failover 50 && ./bench/coldstart 10 && ./bench/footprint

@@ -5,6 +5,7 @@
  * misbehaves on request.  $TESTCOMP holds comma-separated modes:
  *   refuse-active       answer CSI set ACTIVE with -EIO
  *   error-report        200 ms after becoming ACTIVE, report an error
+ *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
  *   track=CSI           track CSI's protection group (current and changes)
@@ -29,11 +30,22 @@
  *   lifecycle           right after registering (before the entrypoint), report every
  *                       process event once and log "LIFECYCLE <event> <result>" for each:
  *                       what halod accepts depends on where the process is
+ *   intervals           log when this process holds an ACTIVE assignment, for an external
+ *                       checker (test/chaos): "ACTIVE <ns> <pid> <csi>" before answering the
+ *                       CSI set ACTIVE, "END <ns> <pid> <why>" before answering whatever ends
+ *                       it (STANDBY, QUIESCED, the QUIESCING completion, a removal, terminate,
+ *                       exit), <ns> on CLOCK_MONOTONIC, one O_APPEND write(2) each, to
+ *                       $TESTCOMP_LOG.<comp>.intervals.  With $TESTCOMP_WATCH (a Unix stream
+ *                       socket's path) it first connects there and sends "<comp> <pid>\n", and
+ *                       keeps the connection open: the checker sees its end when the process
+ *                       dies, SIGKILL included.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +67,10 @@ static bool stall_states;
 static bool entrypoint;
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
-static long long report_at; /* ms, 0 = none */
+static long long report_at;   /* ms, 0 = none */
+static int intervals_fd = -1; /* intervals: the log, and whether an ACTIVE line has no END yet */
+static bool holds_active;
+static bool amf_hc;
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -77,15 +92,54 @@ static void logf_(const char *fmt, ...) {
         (void)!write(log_fd, line, (size_t)n);
 }
 
+/* intervals: one line per change of "this process holds ACTIVE", written before halod hears of it. */
+static void interval(bool active, const char *what) {
+    struct timespec ts;
+    char line[512];
+
+    if (intervals_fd < 0 || holds_active == active)
+        return;
+    holds_active = active;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int n = snprintf(line, sizeof(line), "%s %lld %d %s\n", active ? "ACTIVE" : "END",
+                     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, (int)getpid(), what);
+    if (n > 0 && n < (int)sizeof(line))
+        (void)!write(intervals_fd, line, (size_t)n);
+}
+
+/* intervals: a connection to the checker's watcher, held open until this process ends. */
+static void watch_connect(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char hello[512];
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    int n = snprintf(hello, sizeof(hello), "%s %d\n", me, (int)getpid());
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || n <= 0 || n >= (int)sizeof(hello) ||
+        write(fd, hello, (size_t)n) != n) {
+        fprintf(stderr, "testcomp: cannot reach the watcher at %s\n", path);
+        close(fd);
+    } /* else: deliberately left open */
+}
+
 static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
                        const halo_csi_descriptor *csi, void *userdata) {
     logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
           (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
     if (state == HALO_HA_QUIESCING) {
+        interval(false, "QUIESCING-done");
         halo_quiescing_complete(h, inv, 0);
         return;
     }
     int r = state == HALO_HA_ACTIVE && refuse_active ? -EIO : 0;
+    if (state == HALO_HA_ACTIVE && r == 0)
+        interval(true, csi->csi_name ?: "-");
+    else if (state != HALO_HA_ACTIVE)
+        interval(false, halo_ha_state_to_string(state));
     halo_response(h, inv, r);
     if (state == HALO_HA_ACTIVE && error_report && r == 0)
         report_at = now_ms() + 200;
@@ -99,6 +153,7 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
 static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags,
                           void *userdata) {
     logf_("CSI_REMOVE %s", csi ?: "-");
+    interval(false, "REMOVE");
     halo_response(h, inv, 0);
 }
 
@@ -106,6 +161,7 @@ static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *u
     logf_("TERMINATE");
     if (ignore_terminate)
         return;
+    interval(false, "TERMINATE");
     halo_response(h, inv, 0);
     terminated = true;
 }
@@ -196,6 +252,8 @@ int main(void) {
             refuse_active = true;
         else if (strcmp(t, "error-report") == 0)
             error_report = true;
+        else if (strcmp(t, "amf-hc") == 0)
+            amf_hc = true;
         else if (strcmp(t, "component-hc") == 0)
             component_hc = true;
         else if (strcmp(t, "state-get") == 0)
@@ -212,7 +270,13 @@ int main(void) {
             recovery = true;
         else if (strcmp(t, "lifecycle") == 0)
             lifecycle = true;
-        else if (strncmp(t, "track=", 6) == 0)
+        else if (strcmp(t, "intervals") == 0 && path) {
+            char ipath[4096];
+            snprintf(ipath, sizeof(ipath), "%s.%s.intervals", path, me);
+            intervals_fd = open(ipath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+            if (getenv("TESTCOMP_WATCH"))
+                watch_connect(getenv("TESTCOMP_WATCH"));
+        } else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
     }
 
@@ -249,6 +313,9 @@ int main(void) {
     }
     if (component_hc &&
         (r = halo_healthcheck_start(h, NULL, "self", HALO_HC_COMPONENT_INVOKED, HALO_RECOVERY_COMPONENT_FAILOVER)) < 0)
+        logf_("HC_START_FAILED %d", r);
+    if (amf_hc &&
+        (r = halo_healthcheck_start(h, NULL, "amf", HALO_HC_AMF_INVOKED, HALO_RECOVERY_COMPONENT_FAILOVER)) < 0)
         logf_("HC_START_FAILED %d", r);
     if (track) {
         r = halo_pg_track(h, track, HALO_TRACK_CURRENT | HALO_TRACK_CHANGES);
@@ -297,6 +364,7 @@ int main(void) {
         if (halo_dispatch(h, HALO_DISPATCH_ALL) < 0)
             break;
     }
+    interval(false, "EXIT");
     halo_close(h);
     free(modes);
     return 0;

@@ -1,0 +1,400 @@
+# SPDX-License-Identifier: MIT
+"""The chaos checker's verdict, from the files of a run directory only: the
+components' own ACTIVE intervals, the death watcher's log, the nemesis's
+timeline, what CDB clients were told was committed, and what the cluster held
+at the end.  It does not ask halo whether halo was right.
+
+    /usr/bin/python3 test/chaos/checker.py RUNDIR             # checks a kept run again
+    /usr/bin/python3 test/chaos/checker.py RUNDIR --timeline  # faults and ACTIVE intervals in order
+
+Times are CLOCK_MONOTONIC seconds; reports show them relative to the run's t0."""
+import json
+import os
+import sys
+
+# The longest an SI may go without an ACTIVE while one of its units is healthy.
+# From docs/design.md "Several nodes" and docs/benchmarks.md "Several nodes"
+# (lease TTL 1 s, as the cluster here runs): a node failure is noticed when its
+# lease expires, the TTL plus up to 500 ms (etcd 3.4 sweeps expired leases twice
+# a second; bench/node-failover: max 1.45 s); an etcd leader lost on the way adds
+# one election (--election-timeout 500 ms, and etcd then extends every lease by
+# its TTL again: 1 s).  3 s covers both with 0.05 s to spare; a gap longer than
+# that while a healthy unit waits is a failure of the failover, not of the clock.
+MAX_GAP = 3.0
+
+# A unit counts as healthy once its process has run this long (spawn,
+# registration and, for a pool process, its recovery: milliseconds, see
+# docs/recovery.md) and was neither stopped nor killed by the nemesis meanwhile.
+COMP_SETTLE = 1.0
+
+# A node counts as healthy this long after its halod was restarted or continued
+# (or its link to etcd healed): a halod that missed its lease renews or joins
+# anew within one TTL (1 s), and its units then restart and register.
+NODE_SETTLE = 2.0
+
+# An etcd member counts as back this long after it was restarted or continued
+# (it catches up with the leader; an election takes 500 ms).
+ETCD_SETTLE = 1.0
+
+# An ACTIVE interval that ends by the process's death as the watcher saw it
+# ends at most this late (the watcher runs SCHED_FIFO and wakes on the closed
+# connection; a real handover needs at least one etcd round trip, several ms).
+# An overlap no longer than this, against such an end, is reported as a note.
+WATCH_SLACK = 0.002
+
+# Sampling step of the gap check.
+STEP = 0.01
+
+
+def read_jsonl(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def read_watcher(path):
+    """{pid: {"comp", "up", "down"}} from the watcher's log."""
+    procs = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                w = line.split()
+                if len(w) != 4 or w[0] not in ("UP", "DOWN"):
+                    continue
+                p = procs.setdefault(int(w[2]), {"comp": w[1], "up": None, "down": None})
+                p["up" if w[0] == "UP" else "down"] = float(w[3])
+    except FileNotFoundError:
+        pass
+    return procs
+
+
+def read_interval_lines(path):
+    """[(kind, t, pid, what)] of one component's intervals file."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 3 and w[0] in ("ACTIVE", "END"):
+                    out.append((w[0], int(w[1]) / 1e9, int(w[2]), w[3] if len(w) > 3 else "-"))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def kill_times(timeline):
+    """{pid: time of the nemesis's SIGKILL} for the components it killed."""
+    return {e["pid"]: e["t"] for e in timeline if e.get("kind") == "comp-kill" and e.get("pid")}
+
+
+def build_intervals(lines, procs, kills, t_end):
+    """One component's ACTIVE intervals: [{"start", "end", "pid", "end_by"}].  An
+    interval without its END line ends when its process died (the nemesis's
+    SIGKILL, or the watcher's view of the death, whichever is first), or is still
+    open at t_end."""
+    out = []
+    open_ = {}
+    for kind, t, pid, what in lines:
+        if kind == "ACTIVE":
+            open_.setdefault(pid, {"start": t, "end": None, "pid": pid, "end_by": None, "csi": what})
+        elif pid in open_:
+            iv = open_.pop(pid)
+            iv["end"], iv["end_by"] = t, "END " + what
+            out.append(iv)
+    for pid, iv in open_.items():
+        ends = []
+        if pid in kills and kills[pid] >= iv["start"]:
+            ends.append((kills[pid], "SIGKILL by the nemesis"))
+        down = procs.get(pid, {}).get("down")
+        if down is not None and down >= iv["start"]:
+            ends.append((down, "death seen by the watcher"))
+        if ends:
+            iv["end"], iv["end_by"] = min(ends)
+        else:
+            iv["end"], iv["end_by"] = t_end, "open at the end"
+        out.append(iv)
+    out = [iv for iv in out if iv["start"] < t_end]
+    for iv in out:  # what happened after t_end (the teardown) is not judged
+        if iv["end"] > t_end:
+            iv["end"], iv["end_by"] = t_end, "open at the end"
+    return sorted(out, key=lambda i: i["start"])
+
+
+class Faults:
+    """The nemesis's timeline as windows: when each target was disturbed."""
+
+    def __init__(self, timeline, t_end):
+        self.windows = []  # (kind, target, start, end_or_None, restored_at)
+        opened = {}
+        for e in timeline:
+            if e.get("phase") == "fault":
+                key = (e["kind"], e["target"])
+                w = [e["kind"], e["target"], e["t"], None]
+                self.windows.append(w)
+                if e["kind"] != "comp-kill":
+                    opened[key] = w
+            elif e.get("phase") == "restore":
+                w = opened.pop((e["fault"], e["target"]), None)
+                if w:
+                    w[3] = e["t"]
+        for w in self.windows:
+            if w[3] is None:
+                w[3] = t_end if w[0] != "comp-kill" else w[2]
+
+    def node_disturbed(self, node, t):
+        return any(w[1] == node and w[0] in ("halod-kill", "halod-stop", "cut") and
+                   w[2] <= t <= w[3] + NODE_SETTLE for w in self.windows)
+
+    def comp_disturbed(self, comp, t):
+        return any(w[1] == comp and w[0] in ("comp-kill", "comp-stop") and
+                   w[2] <= t <= w[3] + COMP_SETTLE for w in self.windows)
+
+    def etcd_down(self, t):
+        """How many etcd members are disturbed at t."""
+        return len({w[1] for w in self.windows if w[0] in ("etcd-kill", "etcd-stop") and
+                    w[2] <= t <= w[3] + ETCD_SETTLE})
+
+    def before(self, t, span=10.0):
+        """The faults that started or ended in the span before t."""
+        return [w for w in self.windows if t - span <= w[2] <= t or t - span <= w[3] <= t]
+
+
+class Run:
+    """A run directory, read."""
+
+    def __init__(self, d):
+        self.dir = d
+        with open(os.path.join(d, "meta.json")) as f:
+            self.meta = json.load(f)
+        self.t0 = self.meta["t0"]
+        self.t_end = self.meta["t_end"]
+        self.timeline = read_jsonl(os.path.join(d, "timeline.jsonl"))
+        self.procs = read_watcher(os.path.join(d, "watcher.log"))
+        kills = kill_times(self.timeline)
+        self.intervals = {}
+        for comp in self.meta["comps"]:
+            lines = read_interval_lines(os.path.join(d, f"comp.{comp}.intervals"))
+            self.intervals[comp] = build_intervals(lines, self.procs, kills, self.t_end)
+        self.faults = Faults(self.timeline, self.t_end)
+
+    def rel(self, t):
+        return f"{t - self.t0:.3f}"
+
+    def describe_faults(self, t, span=10.0):
+        out = []
+        for kind, target, s, e in self.faults.before(t, span):
+            dur = "" if kind == "comp-kill" else f" until {self.rel(e)}"
+            out.append(f"{kind} {target} at {self.rel(s)}{dur}")
+        return out or ["no fault in the 10 s before"]
+
+    def healthy_units(self, si, t):
+        """The units of si that are healthy at t (see COMP_SETTLE, NODE_SETTLE, ETCD_SETTLE)."""
+        if self.faults.etcd_down(t) > 1:
+            return []
+        units = []
+        for comp, node in self.meta["sis"][si]["units"].items():
+            if self.faults.node_disturbed(node, t) or self.faults.comp_disturbed(comp, t):
+                continue
+            if any(p["comp"] == comp and p["up"] is not None and p["up"] + COMP_SETTLE <= t and
+                   (p["down"] is None or p["down"] > t) for p in self.procs.values()):
+                units.append(comp)
+        return units
+
+
+def check_overlaps(run):
+    """No two ACTIVE intervals of one SI overlap."""
+    violations, notes = [], []
+    for si, d in run.meta["sis"].items():
+        ivs = [(iv, comp) for comp in d["units"] for iv in run.intervals[comp]]
+        ivs.sort(key=lambda x: x[0]["start"])
+        for i, (a, ca) in enumerate(ivs):
+            for b, cb in ivs[i + 1:]:
+                if b["start"] >= a["end"]:
+                    break
+                overlap = min(a["end"], b["end"]) - b["start"]
+                text = (f"OVERLAP si {si}: {ca} (pid {a['pid']}) ACTIVE {run.rel(a['start'])}-{run.rel(a['end'])} "
+                        f"({a['end_by']}) and {cb} (pid {b['pid']}) ACTIVE from {run.rel(b['start'])}-"
+                        f"{run.rel(b['end'])}: {overlap * 1000:.1f} ms both ACTIVE")
+                entry = {"kind": "overlap", "si": si, "text": text, "t": b["start"],
+                         "context": run.describe_faults(b["start"])}
+                if overlap <= WATCH_SLACK and a["end_by"] == "death seen by the watcher":
+                    notes.append(entry)
+                else:
+                    violations.append(entry)
+    return violations, notes
+
+
+def check_gaps(run):
+    """No SI without an ACTIVE for longer than MAX_GAP while a healthy unit waits."""
+    violations = []
+    start = run.meta["t_check"]
+    for si, d in run.meta["sis"].items():
+        ivs = sorted(((iv["start"], iv["end"]) for comp in d["units"] for iv in run.intervals[comp]))
+        gaps, cursor = [], start
+        for s, e in ivs:
+            if s > cursor:
+                gaps.append((cursor, s))
+            cursor = max(cursor, e)
+        if cursor < run.t_end:
+            gaps.append((cursor, run.t_end))
+        for g0, g1 in gaps:
+            if g1 - g0 <= MAX_GAP:
+                continue
+            best, run_start, t = (0.0, None, None), None, g0
+            while t <= g1:
+                if run.healthy_units(si, t):
+                    run_start = t if run_start is None else run_start
+                    if t - run_start > best[0]:
+                        best = (t - run_start, run_start, t)
+                else:
+                    run_start = None
+                t += STEP
+            if best[0] > MAX_GAP:
+                healthy = run.healthy_units(si, best[1] + MAX_GAP)
+                text = (f"NO ACTIVE si {si}: from {run.rel(g0)} to {run.rel(g1)} ({g1 - g0:.2f} s); "
+                        f"healthy unit(s) waiting {run.rel(best[1])}-{run.rel(best[2])} ({best[0]:.2f} s > "
+                        f"MAX_GAP {MAX_GAP} s), e.g. {', '.join(healthy)}")
+                violations.append({"kind": "gap", "si": si, "text": text, "t": g0,
+                                   "context": run.describe_faults(g0)})
+    return violations
+
+
+def check_end(run):
+    """At the end: every SI has one running ACTIVE, and every halod shows that one."""
+    violations = []
+    final = run.meta.get("final", {})
+    for si, d in run.meta["sis"].items():
+        active = [comp for comp in d["units"] for iv in run.intervals[comp] if iv["end_by"] == "open at the end"]
+        if len(active) != 1:
+            violations.append({"kind": "end", "si": si, "t": run.t_end, "context": [],
+                               "text": f"END si {si}: {len(active)} running ACTIVE components at the end {active}"})
+            continue
+        for node, view in final.get("views", {}).items():
+            if view.get(si) != active[0]:
+                violations.append({"kind": "view", "si": si, "t": run.t_end, "context": [],
+                                   "text": f"VIEW si {si}: halod {node} shows ACTIVE {view.get(si)!r}, the running "
+                                           f"ACTIVE component is {active[0]}"})
+    return violations
+
+
+def check_cdb(run):
+    """Every commit a client was told was committed is on the final primary."""
+    final = run.meta.get("final", {}).get("cdb")
+    if final is None:
+        return []
+    acks = [e for e in read_jsonl(os.path.join(run.dir, "cdb.jsonl")) if e["ok"]]
+    if final.get("error"):
+        return [{"kind": "cdb", "si": "-", "t": run.t_end, "context": [], "text": f"CDB {final['error']}"}]
+    held = set(final["paths"])
+    # Episodes: runs of lost acknowledgements, in the order the client got them.
+    episodes, cur = [], None
+    for e in sorted(acks, key=lambda e: e["t"]):
+        if e["path"] in held:
+            cur = None
+        elif cur and cur[-1]["node"] == e["node"]:
+            cur.append(e)
+        else:
+            cur = [e]
+            episodes.append(cur)
+    out = []
+    for es in episodes:
+        text = (f"CDB LOST {len(es)} acknowledged commit(s) made through {es[0]['node']} from {run.rel(es[0]['t'])} "
+                f"to {run.rel(es[-1]['t'])} ({es[0]['path']} .. {es[-1]['path']}) are missing on the final "
+                f"primary {final['primary']}")
+        out.append({"kind": "cdb", "si": "-", "t": es[0]["t"], "text": text, "context": run.describe_faults(es[0]["t"])})
+    return out
+
+
+def check_pools(run):
+    """Every pool process ends ONLINE, or halo states why it is not; and not every one that is
+    not ONLINE is refused only because the others are not ONLINE either (a pool that can never
+    recover by itself, issue 14 point 10)."""
+    out = []
+    pools = run.meta.get("final", {}).get("pools", {})
+    for proc, st in pools.items():
+        if st.get("state") == "ONLINE" or st.get("reason"):
+            continue
+        out.append({"kind": "pool", "si": "-", "t": run.t_end, "context": [],
+                    "text": f"POOL process:{proc} ends {st.get('state')!r} with no reason stated "
+                            f"(its halod's recovery state: {st.get('recovery')!r})"})
+    stuck = {p: st for p, st in pools.items() if st.get("state") != "ONLINE"}
+    if stuck and all("which tolerates" in (st.get("reason") or "") for st in stuck.values()):
+        out.append({"kind": "pool", "si": "-", "t": run.t_end, "context": [],
+                    "text": f"POOL STUCK: every pool process that is not ONLINE ({', '.join(sorted(stuck))}) is "
+                            f"refused its recovery because of the others' failures: none can ever recover; "
+                            f"e.g. {next(iter(stuck))}: {next(iter(stuck.values()))['reason']}"})
+    return out
+
+
+def check_settle(run):
+    return [{"kind": "settle", "si": "-", "t": run.t_end, "context": [], "text": f"SETTLE {why}"}
+            for why in run.meta.get("final", {}).get("unsettled", [])]
+
+
+def check(run):
+    """(violations, notes), each a list of dicts with "kind" and "text"."""
+    overlaps, notes = check_overlaps(run)
+    v = overlaps + check_gaps(run) + check_end(run) + check_cdb(run) + check_pools(run) + check_settle(run)
+    return v, notes
+
+
+def summary(run, violations, notes):
+    """The summary lines of a run."""
+    m = run.meta
+    kinds = {}
+    for e in run.timeline:
+        if e.get("phase") == "fault":
+            kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    skipped = sum(1 for e in run.timeline if e.get("phase") == "skipped")
+    n_iv = sum(len(v) for v in run.intervals.values())
+    acks = read_jsonl(os.path.join(run.dir, "cdb.jsonl"))
+    lines = [
+        f"seed {m['seed']}, {m['seconds']} s of faults, {m['t_end'] - m['t0']:.1f} s in all",
+        "faults: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none") +
+        (f" ({skipped} skipped: target not running)" if skipped else ""),
+        f"intervals: {n_iv} ACTIVE intervals of {len(m['comps'])} components over {len(m['sis'])} SIs",
+        f"cdb: {sum(1 for a in acks if a['ok'])} commits acknowledged, {sum(1 for a in acks if not a['ok'])} refused"
+        " or failed" if m.get("final", {}).get("cdb") is not None else "cdb: not part of this run",
+        f"pools: {len(m.get('final', {}).get('pools', {}))} pool processes checked",
+        f"violations: {len(violations)}" + (f" (and {len(notes)} notes)" if notes else ""),
+    ]
+    for v in violations + notes:
+        lines.append(("  NOTE " if v in notes else "  ") + v["text"])
+        for c in v["context"]:
+            lines.append("      after: " + c)
+    return lines
+
+
+def timeline(run):
+    """Every fault, restore and ACTIVE interval, in time order, relative to t0."""
+    rows = []
+    for e in run.timeline:
+        what = e.get("fault", e.get("kind", ""))
+        rows.append((e["t"], f"{e['phase']:8} {what} {e.get('target', '')} {e.get('role', '')} "
+                             f"pid {e.get('pid', '-')} {e.get('why', '')}".rstrip()))
+    for si, d in run.meta["sis"].items():
+        for comp in d["units"]:
+            for iv in run.intervals[comp]:
+                rows.append((iv["start"], f"ACTIVE   {si}: {comp} pid {iv['pid']} until {run.rel(iv['end'])} "
+                                          f"({iv['end_by']})"))
+                rows.append((iv["end"], f"ended    {si}: {comp} pid {iv['pid']} ({iv['end_by']})"))
+    for pid, p in sorted(run.procs.items()):
+        if p["down"] is not None:
+            rows.append((p["down"], f"died     {p['comp']} pid {pid}"))
+    return [f"{run.rel(t):>9} {text}" for t, text in sorted(rows, key=lambda r: r[0])]
+
+
+def main():
+    run = Run(sys.argv[1])
+    if "--timeline" in sys.argv[2:]:
+        print("\n".join(timeline(run)))
+        return
+    v, notes = check(run)
+    print("\n".join(summary(run, v, notes)))
+    sys.exit(1 if v else 0)
+
+
+if __name__ == "__main__":
+    main()

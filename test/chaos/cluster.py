@@ -1,0 +1,346 @@
+# SPDX-License-Identifier: MIT
+"""The chaos checker's cluster: 3 etcd members and 3 halods on loopback, built
+with the integration tests' harness (test/integration/etcd_harness.py and
+halo_harness.py), running test components that log their ACTIVE intervals,
+a death watcher, and a CDB client that logs what was acknowledged."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from etcd_harness import Etcd  # noqa: E402
+from halo_harness import HALOCTL, TESTCOMP, Halod, free_port, reap, wait_for  # noqa: E402
+
+NODES = ("n1", "n2", "n3")
+TOKEN = "chaos-token"
+
+# The service groups: 2N, their two units on two different nodes, each SI with
+# one CSI.  The g* units form one recovery pool; db drives the CDB's roles.
+GROUPS = {
+    "g1": {"g1-a": "n1", "g1-b": "n2"},
+    "g2": {"g2-a": "n2", "g2-b": "n3"},
+    "g3": {"g3-a": "n3", "g3-b": "n1"},
+    "db": {"db-a": "n1", "db-b": "n2"},
+}
+POOL = ["g1-a", "g1-b", "g2-a", "g2-b", "g3-a", "g3-b"]
+POOL_TOLERATE = 2  # one node down fails two of the six; one more may fail meanwhile
+CDB_NODES = ("n1", "n2")
+
+
+class KeptEtcd(Etcd):
+    """The harness's etcd; stop() keeps the members' logs as etcd-<member>.log in keep_dir."""
+
+    keep_dir = None
+
+    def stop(self):
+        for m in self.members:
+            if m["proc"] and m["proc"].poll() is None:
+                os.kill(m["proc"].pid, signal.SIGCONT)  # a stopped member would not see SIGTERM
+            log = os.path.join(self.dir, m["name"] + ".log")
+            if self.keep_dir and os.path.exists(log):
+                shutil.copy(log, os.path.join(self.keep_dir, f"etcd-{m['name']}.log"))
+        super().stop()
+
+    def status(self, m, timeout=0.3):
+        """(member_id, leader_id) from the member's /v3/maintenance/status, or None."""
+        req = urllib.request.Request(f"http://127.0.0.1:{m['client']}/v3/maintenance/status", data=b"{}",
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                doc = json.loads(r.read())
+            return str(doc["header"]["member_id"]), str(doc["leader"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def leader(self):
+        """The index of the member that says it is the leader, or None."""
+        for i, m in enumerate(self.members):
+            if m["proc"] and m["proc"].poll() is None:
+                st = self.status(m)
+                if st and st[0] == st[1]:
+                    return i
+        return None
+
+
+def description(d, cdb_ports, watch_sock):
+    log = os.path.join(d, "comp")
+    token = os.path.join(d, "token")
+    with open(token, "w") as f:
+        f.write(TOKEN + "\n")
+    nodes = "\n".join(f"  {n}: {{cdb-address: \"127.0.0.1:{cdb_ports[n]}\"}}" if n in CDB_NODES else f"  {n}: {{}}"
+                      for n in NODES)
+    groups = []
+    for g, units in GROUPS.items():
+        modes = "intervals,amf-hc" if g == "db" else "intervals,amf-hc,entrypoint,recovery"
+        unit_lines = "\n".join(f"      {u}: {{node: {n}}}" for u, n in units.items())
+        groups.append(f"""  {g}:
+{"    cdb-roles: true" if g == "db" else "    redundancy: 2N"}
+    component: {{env: {{TESTCOMP: "{modes}"}}}}
+    service-units:
+{unit_lines}
+    service-instances:
+      {g}: {{csis: {{{g}-csi: {{}}}}}}""")
+    return f"""cluster: chaos
+nodes:
+{nodes}
+cdb: {{token-file: "{token}", tick: 100ms, dead-after: 600ms}}
+defaults:
+  component:
+    command: {TESTCOMP}
+    env: {{TESTCOMP_LOG: "{log}", TESTCOMP_WATCH: "{watch_sock}"}}
+    health-check: {{period: 200ms, timeout: 600ms}}
+    restart: {{max: 1000, window: 60s, delay: 50ms, delay-max: 500ms}}
+    timeouts: {{terminate: 2s}}
+service-groups:
+{chr(10).join(groups)}
+pools:
+  storage: {{processes: [{", ".join(POOL)}], tolerate: {POOL_TOLERATE}}}
+"""
+
+
+class Watcher:
+    """The death watcher (watcher.py), a child of ours; keeps the live pid of each component."""
+
+    def __init__(self, d):
+        self.sock = os.path.join(d, "watch.sock")
+        self.log = open(os.path.join(d, "watcher.log"), "w")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "watcher.py"), self.sock],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "READY", "the watcher did not start"
+        self.live = {}  # comp -> pid
+        self.dead = set()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        for line in self.proc.stdout:
+            self.log.write(line)
+            self.log.flush()
+            w = line.split()
+            with self.lock:
+                if w[0] == "UP":
+                    self.live[w[1]] = int(w[2])
+                elif w[0] == "DOWN":
+                    if self.live.get(w[1]) == int(w[2]):
+                        del self.live[w[1]]
+                    self.dead.add(int(w[2]))
+
+    def pid(self, comp):
+        with self.lock:
+            return self.live.get(comp)
+
+    def reap(self):
+        """Reaps the components that died as orphans of a killed halod (we are their subreaper)."""
+        with self.lock:
+            dead = list(self.dead)
+        reap(dead)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.thread.join(5)
+        self.log.close()
+
+
+class CdbWriter:
+    """A CDB client: commits /chaos/c<i> = <i>, one transaction each (`haloctl cdb set`), through
+    the node that took the last one, else the next node of the cdb-roles group; logs every
+    acknowledgement and refusal to cdb.jsonl.  A commit that does not answer within 3 s counts
+    as not acknowledged (its haloctl is killed)."""
+
+    def __init__(self, cluster, pace=0.02):
+        self.c = cluster
+        self.pace = pace
+        self.log = open(os.path.join(cluster.dir, "cdb.jsonl"), "w")
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def run(self):
+        i, k = 0, 0
+        while not self.stopping.is_set():
+            node = CDB_NODES[k % len(CDB_NODES)]
+            path = f"/chaos/c{i}"
+            i += 1
+            t_sent = time.monotonic()
+            try:
+                r = subprocess.run([HALOCTL, "--socket", self.c.halods[node].socket, "cdb", "set", path, str(i)],
+                                   capture_output=True, text=True, timeout=3)
+                ok, why = r.returncode == 0, r.stderr.strip()
+            except subprocess.TimeoutExpired:
+                ok, why = False, "no answer in 3 s"
+            t = time.monotonic()
+            self.log.write(json.dumps({"path": path, "node": node, "ok": ok, "t_sent": t_sent, "t": t,
+                                       **({} if ok else {"why": why})}) + "\n")
+            self.log.flush()
+            if not ok:
+                k += 1
+                self.stopping.wait(0.1)
+            else:
+                self.stopping.wait(self.pace)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(10)
+        self.log.close()
+
+
+class Cluster:
+    def __init__(self, d):
+        self.dir = d
+        self.t0 = time.monotonic()
+        self.watcher = Watcher(d)
+        self.etcd = KeptEtcd(members=3)
+        self.etcd.keep_dir = d
+        cdb_ports = {n: free_port() for n in NODES}
+        self.yaml = description(d, cdb_ports, self.watcher.sock)
+        with open(os.path.join(d, "cluster.yaml"), "w") as f:
+            f.write(self.yaml)
+        self.halods = {}
+        for n in NODES:
+            self.halods[n] = Halod(self.yaml, name=n, extra_args=[
+                "--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "1", "--http", "none",
+                "--cdb-listen", f"127.0.0.1:{cdb_ports[n]}"])
+
+    def start(self):
+        self.etcd.start()
+        for h in self.halods.values():
+            h.start()
+        return self
+
+    def comps(self):
+        return [u for units in GROUPS.values() for u in units]
+
+    def node_of(self, comp):
+        return next(units[comp] for units in GROUPS.values() if comp in units)
+
+    def view(self, node):
+        """{si: ACTIVE unit} as node's halod shows it, or None if it does not answer."""
+        h = self.halods[node]
+        try:
+            st = h.status()
+        except Exception:
+            return None
+        return {si["name"]: si["active"] for sg in st["service_groups"] for si in sg["service_instances"]}
+
+    def settled(self):
+        """What still keeps the cluster from its settled state, as [(what, text)]: [] once every
+        SI has its ACTIVE and STANDBY with nothing pending on every node ("si"), every component
+        runs ("comp"), every pool process is ONLINE ("pool"), and the CDB has one PRIMARY and its
+        SECONDARY ("cdb")."""
+        why = []
+        for n, h in self.halods.items():
+            try:
+                st = h.status()
+            except Exception as e:
+                why.append(("si", f"halod {n} does not answer ({e})"))
+                continue
+            down = [x["name"] for x in st["nodes"] if x["state"] != "ONLINE"]
+            if down:
+                why.append(("si", f"{n} sees nodes {down} not ONLINE"))
+            for sg in st["service_groups"]:
+                for si in sg["service_instances"]:
+                    if not si["active"] or not si["standby"] or any(a["pending"] for a in si["assignments"]):
+                        why.append(("si", f"{n} sees SI {si['name']} active={si['active']} standby={si['standby']}"
+                                          f" pending={[a['su'] for a in si['assignments'] if a['pending']]}"))
+        missing = [c for c in self.comps() if not self.watcher.pid(c)]
+        if missing:
+            why.append(("comp", f"components not running: {missing}"))
+        not_online = {p: s["state"] for p, s in self.pool_states().items() if s["state"] != "ONLINE"}
+        if not_online:
+            why.append(("pool", f"pool processes not ONLINE: {not_online}"))
+        roles = {n: self.cdb_state(n) for n in CDB_NODES}
+        if sorted(str(r) for r in roles.values()) != ["PRIMARY", "SECONDARY"]:
+            why.append(("cdb", f"CDB roles {roles}"))
+        return why
+
+    def cdb_state(self, node):
+        try:
+            return self.halods[node].status().get("cdb", {}).get("state")
+        except Exception:
+            return None
+
+    def pool_states(self):
+        """{process: {"state": published state, "reason", "recovery"}} for the pool's processes."""
+        try:
+            keys = self.etcd.get_prefix("/halo/chaos/state/process:")
+        except OSError as e:
+            return {p: {"state": f"unreadable ({e})"} for p in POOL}
+        out = {}
+        for p in POOL:
+            raw = keys.get(f"/halo/chaos/state/process:{p}")
+            try:
+                state = json.loads(raw).get("state") if raw else None
+            except ValueError:
+                state = raw
+            rec = None
+            try:
+                rec = self.halods[self.node_of(p)].comp(p).get("recovery")
+            except Exception:
+                pass
+            out[p] = {"state": state, "recovery": rec, "reason": (rec or {}).get("reason")}
+        return out
+
+    def cdb_final(self):
+        """{"primary", "paths"} of the one PRIMARY of the cdb-roles group, or {"error"}."""
+        prim = [n for n in CDB_NODES if self.cdb_state(n) == "PRIMARY"]
+        if len(prim) != 1:
+            return {"error": f"not one PRIMARY at the end: {prim}"}
+        r = self.halods[prim[0]].ctl("cdb", "list", "/chaos", "--json", check=False, timeout=60)
+        if r.returncode != 0:
+            return {"error": f"cdb list on {prim[0]} failed: {r.stderr.strip()}"}
+        return {"primary": prim[0], "paths": [i["path"] for i in json.loads(r.stdout)]}
+
+    def dump_store(self):
+        try:
+            keys = self.etcd.get_prefix("/halo/")
+        except OSError as e:
+            keys = {"error": str(e)}
+        with open(os.path.join(self.dir, "store-at-end.json"), "w") as f:
+            json.dump(keys, f, indent=1, sort_keys=True)
+
+    def stop(self):
+        """Stops every halod (SIGTERM), then etcd and the watcher; returns what went wrong."""
+        problems = []
+        for n, h in self.halods.items():
+            if not h.proc:
+                continue
+            try:
+                if h.proc.poll() is None:
+                    os.kill(h.proc.pid, signal.SIGCONT)
+                rc = h.stop()
+                if rc != 0:
+                    problems.append(f"halod {n} exited {rc}")
+            except AssertionError as e:
+                problems.append(f"halod {n}: {str(e).splitlines()[0]}")
+                h.kill_all()
+        self.etcd.stop()
+        self.watcher.reap()
+        self.watcher.stop()
+        return problems
+
+
+def wait_settled(cluster, timeout):
+    """Waits up to timeout for cluster.settled() to be empty; returns what is left."""
+    deadline = time.monotonic() + timeout
+    why = cluster.settled()
+    while why and time.monotonic() < deadline:
+        time.sleep(0.25)
+        cluster.watcher.reap()
+        why = cluster.settled()
+    return why
+
+
+__all__ = ["Cluster", "wait_settled", "wait_for", "GROUPS", "POOL", "NODES"]
