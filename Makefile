@@ -35,10 +35,11 @@ check-etcd: build
 # The chaos checker (test/chaos/README.md): SECONDS of seeded faults on a 3-node cluster,
 # then an independent check of the components' ACTIVE intervals, the CDB and the pool.
 # SEED empty: a random one, printed first; a failed run's seed replays its faults.
+# CUT=1: the halods reach etcd through proxies, and nodes are cut off too.
 SECONDS ?= 120
 SEED ?=
 chaos: build
-	@HALO_BUILD=$(abspath $(BUILD)) ./test/chaos/run --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
+	@HALO_BUILD=$(abspath $(BUILD)) ./test/chaos/run --seconds $(SECONDS) $(if $(SEED),--seed $(SEED)) $(if $(CUT),--cut)
 
 bench: build
 	./bench/failover 50 && ./bench/coldstart 10 && ./bench/footprint

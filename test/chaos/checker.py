@@ -16,10 +16,10 @@ import sys
 # From docs/design.md "Several nodes" and docs/benchmarks.md "Several nodes"
 # (lease TTL 1 s, as the cluster here runs): a node failure is noticed when its
 # lease expires, the TTL plus up to 500 ms (etcd 3.4 sweeps expired leases twice
-# a second; bench/node-failover: max 1.45 s); an etcd leader lost on the way adds
-# one election (--election-timeout 500 ms, and etcd then extends every lease by
-# its TTL again: 1 s).  3 s covers both with 0.05 s to spare; a gap longer than
-# that while a healthy unit waits is a failure of the failover, not of the clock.
+# a second; bench/node-failover: max 1.45 s).  An etcd leader lost on the way
+# adds one election (--election-timeout 500 ms), and the new leader extends
+# every lease by its TTL (1 s): 1 + 0.5 + 0.5 + 1 = 3 s.  A longer gap while a
+# healthy unit waits is a failover that did not happen.
 MAX_GAP = 3.0
 
 # A unit counts as healthy once its process has run this long (spawn,
@@ -333,11 +333,23 @@ def check_settle(run):
             for why in run.meta.get("final", {}).get("unsettled", [])]
 
 
+def check_teardown(run):
+    """A halod that crashed (during the run or at the final SIGTERM) is a violation; processes
+    left behind at the final SIGTERM are notes."""
+    v, notes = [], []
+    for item in run.meta.get("final", {}).get("teardown", []):
+        what, text = ("crash", item) if isinstance(item, str) else item
+        e = {"kind": what, "si": "-", "t": run.t_end, "context": [], "text": f"{what.upper()} {text}"}
+        (v if what == "crash" else notes).append(e)
+    return v, notes
+
+
 def check(run):
     """(violations, notes), each a list of dicts with "kind" and "text"."""
     overlaps, notes = check_overlaps(run)
+    crashes, leftovers = check_teardown(run)
     v = overlaps + check_gaps(run) + check_end(run) + check_cdb(run) + check_pools(run) + check_settle(run)
-    return v, notes
+    return v + crashes, notes + leftovers
 
 
 def summary(run, violations, notes):

@@ -197,21 +197,45 @@ class CdbWriter:
         self.log.close()
 
 
+class Proxies:
+    """A node's way to etcd through proxy.py (one proxy per member), which can be cut."""
+
+    def __init__(self, etcd):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "proxy.py"),
+                                      *(str(m["client"]) for m in etcd.members)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ports = self.proc.stdout.readline().split()
+        assert len(ports) == len(etcd.members), "the proxies did not start"
+        self.endpoints = ",".join(f"http://127.0.0.1:{p}" for p in ports)
+
+    def tell(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "ok", f"the proxies did not {cmd}"
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
 class Cluster:
-    def __init__(self, d):
+    def __init__(self, d, cut=False):
         self.dir = d
         self.t0 = time.monotonic()
         self.watcher = Watcher(d)
         self.etcd = KeptEtcd(members=3)
         self.etcd.keep_dir = d
+        # With cut: each halod reaches etcd through proxies of its own, which the nemesis cuts.
+        self.proxies = {n: Proxies(self.etcd) for n in NODES} if cut else {}
         cdb_ports = {n: free_port() for n in NODES}
         self.yaml = description(d, cdb_ports, self.watcher.sock)
         with open(os.path.join(d, "cluster.yaml"), "w") as f:
             f.write(self.yaml)
         self.halods = {}
         for n in NODES:
+            endpoints = self.proxies[n].endpoints if cut else self.etcd.endpoints
             self.halods[n] = Halod(self.yaml, name=n, extra_args=[
-                "--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "1", "--http", "none",
+                "--node", n, "--etcd", endpoints, "--lease-ttl", "1", "--http", "none",
                 "--cdb-listen", f"127.0.0.1:{cdb_ports[n]}"])
 
     def start(self):
@@ -242,6 +266,9 @@ class Cluster:
         SECONDARY ("cdb")."""
         why = []
         for n, h in self.halods.items():
+            if h.proc.poll() is not None:
+                why.append(("crash", f"halod {n} exited by itself with status {h.proc.returncode}"))
+                continue
             try:
                 st = h.status()
             except Exception as e:
@@ -312,7 +339,8 @@ class Cluster:
             json.dump(keys, f, indent=1, sort_keys=True)
 
     def stop(self):
-        """Stops every halod (SIGTERM), then etcd and the watcher; returns what went wrong."""
+        """Stops every halod (SIGTERM), then etcd and the watcher; returns what went wrong, as
+        [(what, text)]: "crash" for a halod that did not exit 0, "teardown" for the rest."""
         problems = []
         for n, h in self.halods.items():
             if not h.proc:
@@ -320,13 +348,20 @@ class Cluster:
             try:
                 if h.proc.poll() is None:
                     os.kill(h.proc.pid, signal.SIGCONT)
+                else:
+                    problems.append(("crash", f"halod {n} had exited by itself with status {h.proc.returncode} "
+                                              "before the final SIGTERM"))
                 rc = h.stop()
                 if rc != 0:
-                    problems.append(f"halod {n} exited {rc}")
+                    how = f"signal {-rc} ({signal.Signals(-rc).name})" if rc < 0 else f"status {rc}"
+                    tail = [ln for ln in h.logtext().splitlines()[-3:]]
+                    problems.append(("crash", f"halod {n} ended by {how} at SIGTERM; its log ends: {tail}"))
             except AssertionError as e:
-                problems.append(f"halod {n}: {str(e).splitlines()[0]}")
+                problems.append(("teardown", f"halod {n}: {str(e).splitlines()[0]}"))
                 h.kill_all()
         self.etcd.stop()
+        for p in self.proxies.values():
+            p.stop()
         self.watcher.reap()
         self.watcher.stop()
         return problems

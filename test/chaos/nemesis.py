@@ -11,6 +11,8 @@ Faults, each undone after its duration (a kill by a restart, a stop by SIGCONT):
   comp-stop   SIGSTOP of a test component
   etcd-kill   SIGKILL of an etcd member, the leader or a follower, restarted later
   etcd-stop   SIGSTOP of an etcd member, the leader or a follower
+  cut         (with --cut only) a node's halod cut off from every etcd member by its
+              proxies (connections dropped, new ones black-holed), healed later
 At most one etcd member and at most one node (its halod) are disturbed at a time,
 so etcd keeps its quorum and every SI has a node left; components any time."""
 import heapq
@@ -30,18 +32,19 @@ KINDS = {  # kind: (weight, what it disturbs, shortest and longest duration in s
     "comp-stop": (2, "comp", 0.3, 3.0),
     "etcd-kill": (1.5, "etcd", 1.0, 5.0),
     "etcd-stop": (2, "etcd", 1.0, 8.0),
+    "cut": (2, "node", 1.0, 5.0),
 }
 GAP = (0.5, 3.0)  # between the starts of two faults, s
 REST = 1.0  # a node or etcd member rests this long after a fault before the next one on its class
 
 
-def schedule(seed, seconds, nodes, comps):
+def schedule(seed, seconds, nodes, comps, cut=False):
     """[{"at", "kind", "target", "duration"}], at relative to the start of the faults."""
     rng = random.Random(seed)
     busy = {"node": 0.0, "etcd": 0.0, "comp": 0.0}
     out = []
     t = rng.uniform(*GAP)
-    kinds = sorted(KINDS)
+    kinds = sorted(k for k in KINDS if cut or k != "cut")
     weights = [KINDS[k][0] for k in kinds]
     while t < seconds:
         kind = rng.choices(kinds, weights)[0]
@@ -154,6 +157,14 @@ class Nemesis:
                 os.kill(pid, signal.SIGSTOP)
                 self.record(phase="fault", kind=kind, target=target, pid=pid)
                 self.later(time.monotonic() + dur, lambda: self.cont(kind, target, pid, start_time(pid)))
+        elif kind == "cut":
+            c.proxies[target].tell("cut")
+            self.record(phase="fault", kind=kind, target=target)
+
+            def heal():
+                c.proxies[target].tell("heal")
+                self.record(phase="restore", fault=kind, target=target)
+            self.later(time.monotonic() + dur, heal)
         elif kind.startswith("comp-"):
             pid = c.watcher.pid(target)
             st = start_time(pid) if pid else None

@@ -11,9 +11,9 @@ import checker  # noqa: E402
 T0 = 1000.0
 
 
-def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None):
+def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=()):
     """A run directory: SI g1 with units g1-a on n1 and g1-b on n2; times relative to T0."""
-    final = {"views": {"n1": {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": []}
+    final = {"views": {"n1": {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": [], "teardown": list(teardown)}
     if cdb is not None:
         final["cdb"] = cdb
     meta = {"seed": 1, "seconds": end, "t0": T0, "t_check": T0, "t_end": T0 + end, "comps": ["g1-a", "g1-b"],
@@ -113,3 +113,11 @@ def test_pool_processes_end_online_or_with_a_reason_that_can_change(tmp_path):
     stuck = {"p1": {"state": "FAILED", "reason": why.format(2)}, "p2": {"state": "FAILED", "reason": why.format(1)}}
     k, _, v = kinds(make_run(tmp_path, ivs, watcher=UP, pools=stuck))
     assert k == ["pool"] and "POOL STUCK" in v[0]["text"]
+
+
+def test_a_halod_that_crashed_is_a_violation_processes_left_behind_a_note(tmp_path):
+    ivs = {"g1-b": [("ACTIVE", 1.0, 20)]}
+    run = make_run(tmp_path, ivs, watcher=UP, teardown=[("crash", "halod n1 ended by signal 6 (SIGABRT)"),
+                                                        ("teardown", "halod n2: processes left behind")])
+    k, notes, _ = kinds(run)
+    assert k == ["crash"] and notes == ["teardown"]
