@@ -60,7 +60,8 @@ def main():
     become_subreaper()
 
     c = chaos_cluster.Cluster(d, cut=a.cut)
-    meta = {"seed": seed, "seconds": a.seconds, "cut": a.cut, "t0": c.t0, "comps": comps,
+    wall_t0 = time.time() - (time.monotonic() - c.t0)  # the halods' logs show wall-clock times
+    meta = {"seed": seed, "seconds": a.seconds, "cut": a.cut, "t0": c.t0, "wall_t0": wall_t0, "comps": comps,
             "sis": {g: {"units": units} for g, units in chaos_cluster.GROUPS.items()},
             "halod_dirs": {}}
     nem = writer = None

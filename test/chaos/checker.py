@@ -11,6 +11,7 @@ Times are CLOCK_MONOTONIC seconds; reports show them relative to the run's t0.""
 import json
 import os
 import sys
+import time
 
 # The longest an SI may go without an ACTIVE while one of its units is healthy.
 # From docs/design.md "Several nodes" and docs/benchmarks.md "Several nodes"
@@ -128,15 +129,18 @@ class Faults:
     def __init__(self, timeline, t_end):
         self.windows = []  # (kind, target, start, end_or_None, restored_at)
         opened = {}
+        def key(kind, e):
+            # Two stops of one unit may overlap (halod killed the first stopped process and
+            # restarted it): those are told apart by pid.  A restart has a new pid.
+            return (kind, e["target"], e.get("pid") if kind == "comp-stop" else None)
         for e in timeline:
             if e.get("phase") == "fault":
-                key = (e["kind"], e["target"])
                 w = [e["kind"], e["target"], e["t"], None]
                 self.windows.append(w)
                 if e["kind"] != "comp-kill":
-                    opened[key] = w
+                    opened[key(e["kind"], e)] = w
             elif e.get("phase") == "restore":
-                w = opened.pop((e["fault"], e["target"]), None)
+                w = opened.pop(key(e["fault"], e), None)
                 if w:
                     w[3] = e["t"]
         for w in self.windows:
@@ -362,8 +366,13 @@ def summary(run, violations, notes):
     skipped = sum(1 for e in run.timeline if e.get("phase") == "skipped")
     n_iv = sum(len(v) for v in run.intervals.values())
     acks = read_jsonl(os.path.join(run.dir, "cdb.jsonl"))
+    wall = ""
+    if m.get("wall_t0"):
+        ms = int(m["wall_t0"] % 1 * 1000)
+        wall = f"; times are s after t0 = {time.strftime('%H:%M:%S', time.localtime(m['wall_t0']))}.{ms:03d} " \
+               "(the halods' log clock)"
     lines = [
-        f"seed {m['seed']}, {m['seconds']} s of faults, {m['t_end'] - m['t0']:.1f} s in all",
+        f"seed {m['seed']}, {m['seconds']} s of faults, {m['t_end'] - m['t0']:.1f} s in all{wall}",
         "faults: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none") +
         (f" ({skipped} skipped: target not running)" if skipped else ""),
         f"intervals: {n_iv} ACTIVE intervals of {len(m['comps'])} components over {len(m['sis'])} SIs",
