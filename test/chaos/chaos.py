@@ -90,7 +90,7 @@ def main():
             # A pool process that is not ONLINE is judged by the pool check (it may have a reason).
             "unsettled": [f"not settled {SETTLE_TIMEOUT} s after the last fault was undone: {w}"
                           for what, w in unsettled if what != "pool"],
-            "views": {n: c.view(n) or {} for n in c.halods},
+            "views": {n: v for n, v in ((n, c.view(n)) for n in c.halods) if v is not None},  # a dead one: CRASH
             "pools": c.pool_states(),
             "cdb": c.cdb_final(),
         }

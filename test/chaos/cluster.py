@@ -346,13 +346,15 @@ class Cluster:
             if not h.proc:
                 continue
             try:
-                if h.proc.poll() is None:
-                    os.kill(h.proc.pid, signal.SIGCONT)
-                else:
+                crashed = h.proc.poll() is not None
+                if crashed:
+                    tail = [ln for ln in h.logtext().splitlines()[-3:]]
                     problems.append(("crash", f"halod {n} had exited by itself with status {h.proc.returncode} "
-                                              "before the final SIGTERM"))
+                                              f"before the final SIGTERM; its log ends: {tail}"))
+                else:
+                    os.kill(h.proc.pid, signal.SIGCONT)
                 rc = h.stop()
-                if rc != 0:
+                if rc != 0 and not crashed:
                     how = f"signal {-rc} ({signal.Signals(-rc).name})" if rc < 0 else f"status {rc}"
                     tail = [ln for ln in h.logtext().splitlines()[-3:]]
                     problems.append(("crash", f"halod {n} ended by {how} at SIGTERM; its log ends: {tail}"))

@@ -82,6 +82,8 @@ class Nemesis:
         self.undo = []  # heap of (time, n, action)
         self.n = 0
         self.counts = {}
+        self.crashed = set()
+        self.killed = {}  # node: True while its halod is killed by the nemesis
         self.stopping = threading.Event()
 
     def record(self, **e):
@@ -100,11 +102,19 @@ class Nemesis:
             self.undo_until(t_start + step["at"])
             if self.stopping.is_set():
                 break
+            self.notice_crashes()
             try:
                 self.inject(step)
             except Exception as e:  # a fault that cannot be carried out is logged, not fatal
                 self.record(phase="skipped", kind=step["kind"], target=step["target"], why=f"error: {e!r}")
         self.undo_until(None)
+
+    def notice_crashes(self):
+        """Logs a halod that ended without the nemesis's doing (it is not restarted)."""
+        for n, h in self.c.halods.items():
+            if h.proc and h.proc.poll() is not None and n not in self.crashed and not self.killed.get(n):
+                self.crashed.add(n)
+                self.record(phase="crash", kind="halod", target=n, pid=h.proc.pid, why=f"exit status {h.proc.returncode}")
 
     def undo_until(self, until):
         """Runs the undo steps due before until (all of them when until is None), sleeping in between."""
@@ -143,6 +153,7 @@ class Nemesis:
             pid = h.proc.pid
             if kind == "halod-kill":
                 h.remember_children()
+                self.killed[target] = True
                 h.proc.kill()
                 t = time.monotonic()
                 h.proc.wait()
@@ -151,6 +162,7 @@ class Nemesis:
 
                 def restart():
                     h.start(wait=False)
+                    self.killed[target] = False
                     self.record(phase="restore", fault=kind, target=target, pid=h.proc.pid)
                 self.later(time.monotonic() + dur, restart)
             else:
