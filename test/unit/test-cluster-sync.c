@@ -376,3 +376,56 @@ TEST(cluster_sync_rejoins_only_once_the_fenced_processes_are_gone) {
     ASSERT(cluster_lease(f.cluster) > 0 && cluster_lease(f.cluster) != lease);
     fixture_stop(&f);
 }
+
+/* Answers every CSI set a's component was sent (as a component that takes
+ * them at once); the HA state of the last one, 0 if none. */
+static halo_ha_state answer_csi_sets(struct fixture *f) {
+    LinkMsg *m;
+    halo_ha_state st = 0;
+    while ((m = fake_conn_next(&f->a)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
+            st = (halo_ha_state)m->csi_set->ha_state;
+            amf_response(f->amf, &f->a, 0, m->csi_set->invocation, 0, false);
+        }
+    return st;
+}
+
+/*
+ * n2 fenced itself and rejoined under a new lease: its unit b publishes its
+ * state under that lease.  What b held under the old lease (ACTIVE) is void:
+ * the coordinator decides again.  It used to keep b's old ACTIVE, and a
+ * target it had written for the old lease stayed pending for ever (b's node
+ * ignores it): an SI with no ACTIVE for as long as that lasted.
+ */
+TEST(cluster_sync_decides_again_for_a_unit_back_under_a_new_lease) {
+    struct fixture f = {0};
+    fixture_start(&f);
+    ASSERT_OK(cluster_start(f.cluster));
+    run_until(&f, &f.loaded);
+    ASSERT(cluster_is_coordinator(f.cluster));
+    struct comp *c = amf_find_comp(f.amf, "a");
+    f.a.pid = c->pid;
+    amf_comp_register(f.amf, &f.a, 7, "a", NULL, false, false);
+    run_for(&f, 50);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_STANDBY);
+    run_for(&f, 50);
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *b = amf_find_su(f.amf, "b");
+    ASSERT(amf_si_find(si, HALO_HA_ACTIVE)->su == b);
+
+    int64_t l2 = 0;
+    ASSERT_OK(store_lease_grant(f.store, 60, on_granted, &l2));
+    while (!l2)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    put(&f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", l2);
+    run_for(&f, 100);
+    struct assignment *as = amf_si_find_su(si, b);
+    ASSERT(!as || as->gen > 1);
+    /* The SI is not left waiting: its ACTIVE goes to a, the standby (told
+     * directly: it is this node's unit). */
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
+    ASSERT(act && act->su == amf_find_su(f.amf, "a"));
+    fixture_stop(&f);
+}

@@ -27,14 +27,18 @@ struct assignment *amf_asg_slot(struct si *si, struct su *su) {
     return NULL;
 }
 
-void amf_asg_clear(struct si *si, struct assignment *a) {
-    struct amf *amf = si->amf;
+void amf_asg_drop(struct si *si, struct assignment *a) {
     struct su *su = a->su;
-    if (su && amf->deciding)
-        amf->placement->forget(amf->placement_data, si, su);
     *a = (struct assignment){0};
     if (su)
         amf_su_check_lock_done(su);
+}
+
+void amf_asg_clear(struct si *si, struct assignment *a) {
+    struct amf *amf = si->amf;
+    if (a->su && amf->deciding)
+        amf->placement->forget(amf->placement_data, si, a->su);
+    amf_asg_drop(si, a);
 }
 
 void amf_comp_send(struct comp *c, const uint8_t *buf, int len) {

@@ -82,6 +82,8 @@ void amf_su_check_lock_done(struct su *su);
 /* ---- assignments (amf-assign.c) ---- */
 struct assignment *amf_asg_slot(struct si *si, struct su *su);
 void amf_asg_clear(struct si *si, struct assignment *a);
+/* The same without deleting its keys in the store (the next target overwrites them). */
+void amf_asg_drop(struct si *si, struct assignment *a);
 /* One CSI set or remove of su's assignment of si finished well. */
 void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */

@@ -18,8 +18,10 @@
 #include "macro.h"
 
 /* A remote unit stopped being in service: forget its assignments; a non-STANDBY
- * one blocks the SI until the unit is fenced. */
-static void remote_su_down(struct su *su, bool fenced) {
+ * one blocks the SI until the unit is fenced.  keep_keys: its keys in the
+ * store are left for the next target to overwrite (a unit back under a new
+ * lease: deleting its target would make its node fail what it runs). */
+static void remote_su_down(struct su *su, bool fenced, bool keep_keys) {
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++) {
         struct si *si = &sg->sis[i];
@@ -29,7 +31,10 @@ static void remote_su_down(struct su *su, bool fenced) {
                 si->fencing = su;
             if (si->switchover)
                 amf_switchover_done(si, -HALO_ECOMPFAILED);
-            amf_asg_clear(si, as);
+            if (keep_keys)
+                amf_asg_drop(si, as);
+            else
+                amf_asg_clear(si, as);
             amf_pg_notify(su->amf, si);
         }
         if (fenced && si->fencing == su)
@@ -44,11 +49,20 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
     now.known = !gone;
     if (memcmp(&now, &su->remote, sizeof(now)) == 0)
         return;
+    /* Published under another lease of its node: a new incarnation.  Its
+     * node fenced itself and rejoined; what the old one held is void (its
+     * non-STANDBY processes are gone: a node revokes or loses a lease only
+     * once they are), and a target written for the old lease, still pending,
+     * will never be carried out (cluster-sync ignores it).  Decide again. */
+    bool reincarnated = !gone && su->remote.known && su->remote.lease && now.lease != su->remote.lease;
     su->remote = now;
     if (gone)
         log_info("Service unit '%s' is gone with its node", su->name);
-    if (!now.in_service)
-        remote_su_down(su, now.fenced);
+    if (reincarnated) {
+        log_info("Service unit '%s' is back under a new lease of its node: what it held is void", su->name);
+        remote_su_down(su, true, true);
+    } else if (!now.in_service)
+        remote_su_down(su, now.fenced, false);
     amf_sg_evaluate(su->sg);
 }
 
@@ -122,8 +136,16 @@ void amf_target_deleted(struct si *si, struct su *su) {
     struct assignment *as = amf_si_find_su(si, su);
     if (!as || a->deciding)
         return;
+    if (su->local && !su->failing && as->target == HALO_HA_STANDBY && as->state == HALO_HA_STANDBY && as->confirmed) {
+        /* A STANDBY withdrawn: nothing to fence, the CSI is removed. */
+        log_info("The coordinator withdrew '%s' from '%s' (STANDBY)", si->name, su->name);
+        as->removing = true;
+        amf_notify_assignment(si);
+        (void)amf_asg_send_remove(si, as);
+        return;
+    }
     if (su->local && !su->failing) {
-        /* The coordinator dropped what we hold: it saw this node die. */
+        /* The coordinator dropped what else we hold: it saw this node die. */
         su->admin_restart = true;
         amf_su_fail(su, "the coordinator withdrew its assignment");
         return;
