@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "link-pack.h"
 #include "log.h"
@@ -136,6 +137,31 @@ static void dispatch_process_event(struct manager *m, struct conn *conn, const H
     (void)server_conn_reply(conn, e->seq, r, NULL);
 }
 
+/*
+ * Whether conn may change the state of component name on its behalf (an
+ * error report fails it over): root and halod's own user may, and so may the
+ * component's own process or a member of its process group, as for Register.
+ * Anyone else in the socket's group may not.  A name the AMF does not know is
+ * left to it to refuse.
+ */
+static bool may_act_for(struct manager *m, struct conn *conn, const char *name) {
+    const struct comp *c = amf_find_comp(m->amf, name);
+    if (!c || server_conn_is_privileged(conn))
+        return true;
+    pid_t pid = server_conn_pid(conn);
+    return c->pid > 0 && (pid == c->pid || getpgid(pid) == c->pid);
+}
+
+static void dispatch_error_report(struct manager *m, struct conn *conn, const Halo__Link__ErrorReport *e) {
+    if (!may_act_for(m, conn, e->comp)) {
+        log_warning("%s reported an error of component '%s', which is not its own; refused", server_conn_name(conn),
+                    e->comp);
+        (void)server_conn_reply(conn, e->seq, -EPERM, NULL);
+        return;
+    }
+    amf_error_report(m->amf, conn, e->seq, e->comp);
+}
+
 void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg) {
     struct amf *a = m->amf;
     switch (msg->body_case) {
@@ -166,7 +192,7 @@ void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg) {
         amf_hc_stop(a, c, msg->hc_stop->seq, msg->hc_stop->comp, msg->hc_stop->key);
         return;
     case HALO__LINK__MSG__BODY_ERROR_REPORT:
-        amf_error_report(a, c, msg->error_report->seq, msg->error_report->comp);
+        dispatch_error_report(m, c, msg->error_report);
         return;
     case HALO__LINK__MSG__BODY_PG_TRACK:
         amf_pg_track(a, c, msg->pg_track->seq, msg->pg_track->csi, msg->pg_track->flags);

@@ -44,6 +44,10 @@ def register(comp, seq=1):
     return field_bytes(10, field_varint(1, seq) + field_bytes(2, comp))
 
 
+def error_report(comp, seq=1, recovery=3):  # HALO_RECOVERY_COMPONENT_FAILOVER
+    return field_bytes(16, field_varint(1, seq) + field_bytes(2, comp) + field_varint(3, recovery))
+
+
 def response(invocation, error=0, seq=0):
     body = field_varint(1, invocation) + field_varint(2, zigzag(error))
     if seq:

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
 """Bad input on the HA link: halod cuts the offender off and keeps serving the others."""
 import os
+import pwd
+import subprocess
 
 from halo_harness import wait_for
-from rawlink import RawLink, register, response
+from rawlink import RawLink, error_report, register, response
 from test_2n import cluster, counter_yaml, free_port  # noqa: F401  (fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -109,3 +111,34 @@ def test_unknown_message_type_is_dropped_and_the_client_kept(cluster):
     link.send(response(invocation=5, error=0, seq=11))  # and the link still works
     assert link.reply() == (11, -10006)
     assert "does not know; dropped" in cluster.logtext()
+
+
+def test_another_user_of_the_socket_group_cannot_fail_over_a_component(cluster):
+    """The socket is mode 0660: a user of its group may connect, but may not report an error of a
+    component that is not its own (it would fail it over).  Root, halod's user, still may."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    group = os.stat(cluster.socket).st_gid
+    os.chmod(cluster.dir, 0o750)  # the group may reach the socket (the test's directory is 0700)
+    pids = (cluster.pid_of("counter-a"), cluster.pid_of("counter-b"))
+    script = f"""
+import sys
+sys.path.insert(0, {HERE!r})
+from rawlink import RawLink, error_report
+link = RawLink({cluster.socket!r})
+assert link.hello() == 0
+link.send(error_report("counter-a", seq=5))
+print(*link.reply())
+"""
+    r = subprocess.run(["/usr/bin/python3", "-c", script], user=nobody, group=group, extra_groups=[],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["5", "-1"], r.stdout  # -EPERM
+    assert "reported an error of component 'counter-a', which is not its own; refused" in cluster.logtext()
+    assert cluster.wait_assigned("counter") == ("counter-a", "counter-b")
+    assert (cluster.pid_of("counter-a"), cluster.pid_of("counter-b")) == pids
+    # Root may report for any component: an external monitor's report still fails it over.
+    link = RawLink(cluster.socket)
+    assert link.hello() == 0
+    link.send(error_report("counter-a", seq=6))
+    assert link.reply() == (6, 0)
+    wait_for(lambda: cluster.si("counter")["active"] == "counter-b", timeout=10, what="failover to counter-b")

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "http.h"
@@ -109,6 +110,10 @@ void server_conn_close(struct conn *c, const char *reason) {
 
 pid_t server_conn_pid(const struct conn *c) {
     return c->pid;
+}
+
+bool server_conn_is_privileged(const struct conn *c) {
+    return c->uid == 0 || c->uid == geteuid();
 }
 
 bool server_conn_is_admin(const struct conn *c) {

@@ -27,6 +27,7 @@ struct proc {
 #define FAKE_CONN_MSGS_MAX 128
 struct conn {
     pid_t pid;
+    uid_t uid; /* 0 (root) unless a test says otherwise */
     bool admin;
     bool closed;
     LinkMsg *msgs[FAKE_CONN_MSGS_MAX];

@@ -196,6 +196,16 @@ TEST(dispatch_register_response_and_refusals) {
     fixture_stop(&f);
 }
 
+/* from reports an error of comp; returns halod's answer. */
+static int error_report(struct fixture *f, struct conn *from, uint64_t seq, const char *comp) {
+    Halo__Link__ErrorReport er = HALO__LINK__ERROR_REPORT__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    er.seq = seq, er.comp = (char *)comp, er.recovery = 1;
+    m.body_case = HALO__LINK__MSG__BODY_ERROR_REPORT, m.error_report = &er;
+    dispatch_msg(&f->m, from, &m);
+    return reply_to(from, seq, NULL);
+}
+
 TEST(dispatch_health_checks_and_error_report) {
     struct fixture f = {0};
     fixture_start(&f);
@@ -220,11 +230,7 @@ TEST(dispatch_health_checks_and_error_report) {
     dispatch_msg(&f.m, &f.a, &m);
     ASSERT_EQ(reply_to(&f.a, 13, NULL), 0);
     /* b's link reports a as failed: b is promoted. */
-    Halo__Link__ErrorReport er = HALO__LINK__ERROR_REPORT__INIT;
-    er.seq = 14, er.comp = "a", er.recovery = 1;
-    m.body_case = HALO__LINK__MSG__BODY_ERROR_REPORT, m.error_report = &er;
-    dispatch_msg(&f.m, &f.b, &m);
-    ASSERT_EQ(reply_to(&f.b, 14, NULL), 0);
+    ASSERT_EQ(error_report(&f, &f.b, 14, "a"), 0);
     ASSERT(amf_find_su(f.m.amf, "a")->failing);
     fixture_stop(&f);
 }
@@ -383,5 +389,21 @@ TEST(dispatch_drops_a_client_that_sends_what_only_halod_sends) {
     dispatch_msg(&f.m, &f.stranger, &m);
     ASSERT(f.stranger.closed);
     ASSERT(!f.a.closed);
+    fixture_stop(&f);
+}
+
+TEST(dispatch_error_report_for_another_component_needs_privilege) {
+    struct fixture f = {0};
+    fixture_start(&f);
+    assigned(&f);
+    /* Another user of the socket's group: neither root nor halod's user, not a's process. */
+    f.stranger.uid = f.b.uid = 65534;
+    ASSERT_EQ(error_report(&f, &f.stranger, 60, "a"), -EPERM);
+    ASSERT_EQ(error_report(&f, &f.b, 61, "a"), -EPERM);
+    ASSERT(!amf_find_su(f.m.amf, "a")->failing);
+    /* Its own process may, whatever its user. */
+    f.a.uid = 65534;
+    ASSERT_EQ(error_report(&f, &f.a, 62, "a"), 0);
+    ASSERT(amf_find_su(f.m.amf, "a")->failing);
     fixture_stop(&f);
 }

@@ -252,7 +252,7 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
         return;
     }
     /* Operator commands only from root or halod's own user, whatever the client calls itself. */
-    c->admin = m->hello->client && strncmp(m->hello->client, "haloctl", 7) == 0 && (c->uid == 0 || c->uid == geteuid());
+    c->admin = m->hello->client && strncmp(m->hello->client, "haloctl", 7) == 0 && server_conn_is_privileged(c);
     if (server_conn_send(c, &out) < 0)
         return;
     c->hello_done = true;
@@ -329,6 +329,7 @@ static void on_listen(uv_poll_t *h, int status, int events) {
         }
         struct ucred cred;
         socklen_t len = sizeof(cred);
+        c->uid = (uid_t)-1; /* unknown: no rights */
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
             c->pid = cred.pid;
             c->uid = cred.uid;
@@ -421,6 +422,9 @@ struct server *server_free(struct server *s) {
 
 pid_t server_conn_pid(const struct conn *c) {
     return c->pid;
+}
+bool server_conn_is_privileged(const struct conn *c) {
+    return c->uid == 0 || c->uid == geteuid();
 }
 bool server_conn_is_admin(const struct conn *c) {
     return c->admin;

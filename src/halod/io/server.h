@@ -43,6 +43,9 @@ int server_conn_send_packets(struct conn *c, const struct iovec *pkts, size_t n)
 size_t server_conn_queued(const struct conn *c);
 void server_conn_close(struct conn *c, const char *reason);
 pid_t server_conn_pid(const struct conn *c);
+/* Whether the peer (its SO_PEERCRED uid) is root or halod's own user: it may
+ * act for any component (error reports) and run operator commands. */
+bool server_conn_is_privileged(const struct conn *c);
 bool server_conn_is_admin(const struct conn *c);
 const char *server_conn_name(const struct conn *c); /* "pid 123" for logs */
 void server_conn_set_data(struct conn *c, void *data);
