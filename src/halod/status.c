@@ -143,6 +143,8 @@ int status_metrics(struct manager *m, char **ret) {
     ADD("halo_events_dropped_total", "Consumed events dropped by the coordinator's rules or as invalid.", "counter",
         (double)qs.dropped);
     ADD("halo_events_lost_total", "Reports this node could not append.", "counter", (double)lost);
+    ADD("halo_clients_cut_off_total", "HA-link clients disconnected for not reading what halod sent them.", "counter",
+        (double)(m->server ? server_cut_off_total(m->server) : 0));
 #undef ADD
     if (r >= 0)
         r = http_metrics_finish(&b, ret);

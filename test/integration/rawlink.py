@@ -48,6 +48,18 @@ def error_report(comp, seq=1, recovery=3):  # HALO_RECOVERY_COMPONENT_FAILOVER
     return field_bytes(16, field_varint(1, seq) + field_bytes(2, comp) + field_varint(3, recovery))
 
 
+def cdb_subscribe(sub_id, path, seq=1):
+    return field_bytes(25, field_varint(1, seq) + field_varint(2, sub_id) + field_bytes(3, path))
+
+
+def cdb_commit(ops, seq=1):
+    """ops: [(path, value)]"""
+    body = field_varint(1, seq)
+    for path, value in ops:
+        body += field_bytes(2, field_bytes(1, path) + field_bytes(2, value))
+    return field_bytes(24, body)
+
+
 def response(invocation, error=0, seq=0):
     body = field_varint(1, invocation) + field_varint(2, zigzag(error))
     if seq:

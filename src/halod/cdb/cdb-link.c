@@ -13,7 +13,7 @@
 
 struct sub {
     LIST_FIELDS(struct sub, subs);
-    struct conn *conn;
+    struct conn *conn; /* NULL: closed while notes were going out, freed after */
     uint32_t id;
     char path[];
 };
@@ -33,6 +33,7 @@ struct cdb_link {
     LIST_HEAD(struct req) reqs;
     const struct cdb_link_role *role;
     void *role_userdata;
+    bool notifying; /* in on_change(): a send may close any subscriber's connection */
 };
 
 static void on_change(struct cdb *db, const cdb_txid *id, const struct cdb_op *ops, size_t n, void *userdata);
@@ -77,10 +78,14 @@ void cdb_link_conn_closed(struct cdb_link *l, struct conn *c) {
     struct sub *s, *next;
     struct req *q;
     LIST_FOREACH_SAFE (subs, s, next, &l->subs) {
-        if (s->conn == c) {
-            LIST_REMOVE(subs, &l->subs, s);
-            free(s);
+        if (s->conn != c)
+            continue;
+        if (l->notifying) {
+            s->conn = NULL;
+            continue;
         }
+        LIST_REMOVE(subs, &l->subs, s);
+        free(s);
     }
     LIST_FOREACH (reqs, q, &l->reqs) {
         if (q->conn == c)
@@ -111,7 +116,10 @@ static void on_change(struct cdb *db, const cdb_txid *id, const struct cdb_op *o
             goto finish;
         }
     }
+    l->notifying = true;
     LIST_FOREACH (subs, s, &l->subs) {
+        if (!s->conn)
+            continue;
         Halo__Link__CdbChange ch = HALO__LINK__CDB_CHANGE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
         size_t k = 0;
@@ -135,10 +143,16 @@ static void on_change(struct cdb *db, const cdb_txid *id, const struct cdb_op *o
         ch.reset = n == 0;
         m.body_case = HALO__LINK__MSG__BODY_CDB_CHANGE;
         m.cdb_change = &ch;
-        int r = server_conn_send(s->conn, &m);
-        if (r < 0)
-            log_warning_errno(r, "Failed to send a CDB change note to %s: %m", server_conn_name(s->conn));
+        /* A failure closed the connection (and logged why). */
+        (void)server_conn_send(s->conn, &m);
     }
+    l->notifying = false;
+    struct sub *next;
+    LIST_FOREACH_SAFE (subs, s, next, &l->subs)
+        if (!s->conn) {
+            LIST_REMOVE(subs, &l->subs, s);
+            free(s);
+        }
 finish:
     free(mops);
     free(pops);

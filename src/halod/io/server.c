@@ -53,6 +53,8 @@ struct server {
     void *userdata;
     LIST_HEAD(struct conn) conns;
     unsigned n_conns;
+    size_t queued;    /* bytes waiting in every connection's queue */
+    uint64_t cut_off; /* connections closed for not reading */
     char *lease_file; /* named in HelloReply; NULL on one node */
 };
 
@@ -60,10 +62,16 @@ static void conn_close_cb(uv_handle_t *h) {
     struct conn *c = h->data;
     safe_close(c->fd);
     free(c->parts);
+    free(c);
+}
+
+/* Frees what waits for c (a closing connection sends nothing more). */
+static void conn_drop_queue(struct conn *c) {
     struct outbuf *o;
     while ((o = LIST_POP(out, &c->out)))
         free(o);
-    free(c);
+    c->srv->queued -= c->out_bytes;
+    c->out_bytes = 0;
 }
 
 static void on_conn(uv_poll_t *h, int status, int events);
@@ -81,6 +89,7 @@ void server_conn_close(struct conn *c, const char *reason) {
         c->srv->h.on_close(c, reason, c->srv->userdata);
     LIST_REMOVE(conns, &c->srv->conns, c);
     c->srv->n_conns--;
+    conn_drop_queue(c);
     uv_poll_stop(&c->poll);
     /* Shut down now so the peer sees EOF at once, not when the loop closes the fd. */
     (void)shutdown(c->fd, SHUT_RDWR);
@@ -98,18 +107,44 @@ static int conn_flush(struct conn *c) {
             return r;
         LIST_REMOVE(out, &c->out, o);
         c->out_bytes -= o->len;
+        c->srv->queued -= o->len;
         free(o);
     }
     return 0;
 }
 
+static void conn_cut_off(struct conn *c, const char *why) {
+    log_warning("%s is not reading its HA link (%zu bytes waiting%s), disconnecting", c->name, c->out_bytes, why);
+    c->srv->cut_off++;
+    server_conn_close(c, "not reading its HA link");
+}
+
+/* The connection with the most bytes waiting. */
+static struct conn *slowest_reader(struct server *s) {
+    struct conn *c, *worst = NULL;
+    LIST_FOREACH (conns, c, &s->conns)
+        if (!worst || c->out_bytes > worst->out_bytes)
+            worst = c;
+    return worst;
+}
+
 /* Queues a packet behind those waiting; a peer past SERVER_CONN_QUEUE_MAX is
- * closed.  0, or -EAGAIN or -ENOMEM once c is closed. */
+ * cut off, and so are the slowest readers while all queues together would
+ * pass SERVER_QUEUE_TOTAL_MAX.  0, or -EAGAIN or -ENOMEM once c is closed. */
 static int conn_queue(struct conn *c, const uint8_t *buf, size_t n) {
+    struct server *s = c->srv;
     if (c->out_bytes + n > SERVER_CONN_QUEUE_MAX) {
-        log_warning("%s is not reading its HA link (%zu bytes waiting), disconnecting", c->name, c->out_bytes);
-        server_conn_close(c, "not reading its HA link");
+        conn_cut_off(c, "");
         return -EAGAIN;
+    }
+    while (s->queued + n > SERVER_QUEUE_TOTAL_MAX) {
+        struct conn *worst = slowest_reader(s);
+        if (worst->out_bytes < c->out_bytes + n)
+            worst = c;
+        conn_cut_off(worst, ", the most of all while every queue together is full");
+        /* Its closing may have sent to others, and closed c. */
+        if (c->closing)
+            return -EAGAIN;
     }
     struct outbuf *o = malloc(sizeof(*o) + n);
     if (!o) {
@@ -121,6 +156,7 @@ static int conn_queue(struct conn *c, const uint8_t *buf, size_t n) {
     bool first = LIST_IS_EMPTY(&c->out);
     LIST_APPEND(out, &c->out, o);
     c->out_bytes += n;
+    s->queued += n;
     if (first)
         conn_poll(c);
     return 0;
@@ -253,6 +289,9 @@ static void handle_hello(struct conn *c, const LinkMsg *m) {
     }
     /* Operator commands only from root or halod's own user, whatever the client calls itself. */
     c->admin = m->hello->client && strncmp(m->hello->client, "haloctl", 7) == 0 && server_conn_is_privileged(c);
+    /* Logs name the client as it calls itself too (its pid is what counts). */
+    if (m->hello->client && *m->hello->client)
+        snprintf(c->name, sizeof(c->name), "client pid %d (%.32s)", (int)c->pid, m->hello->client);
     if (server_conn_send(c, &out) < 0)
         return;
     c->hello_done = true;
@@ -347,6 +386,10 @@ static void on_listen(uv_poll_t *h, int status, int events) {
         s->n_conns++;
         conn_poll(c);
     }
+}
+
+uint64_t server_cut_off_total(const struct server *s) {
+    return s->cut_off;
 }
 
 int server_set_lease_file(struct server *s, const char *path) {

@@ -27,12 +27,19 @@ int server_new(uv_loop_t *loop, const char *path, const char *node, const struct
 /* Closes every connection (on_close runs for each) and the listener. */
 struct server *server_free(struct server *s);
 
+/* Connections cut off for not reading what was queued for them, since start. */
+uint64_t server_cut_off_total(const struct server *s);
+
 /* The lease file the processes must watch (several nodes); copied. */
 int server_set_lease_file(struct server *s, const char *path);
 /* Sends, or queues what the peer's socket cannot take now (sent, in order,
- * as it reads); a peer with SERVER_CONN_QUEUE_MAX bytes waiting is taken as
- * hung and closed, as on any send failure. */
-#define SERVER_CONN_QUEUE_MAX (16 * 1024 * 1024)
+ * as it reads).  A peer with SERVER_CONN_QUEUE_MAX bytes waiting is taken as
+ * hung and cut off (closed, as on any send failure); so is the peer with the
+ * most waiting whenever all queues together pass SERVER_QUEUE_TOTAL_MAX, so
+ * that many slow readers cannot take halod's memory either.  The send that
+ * cuts its own peer off returns -EAGAIN. */
+#define SERVER_CONN_QUEUE_MAX (4 * 1024 * 1024)
+#define SERVER_QUEUE_TOTAL_MAX (32 * 1024 * 1024)
 int server_conn_send(struct conn *c, const LinkMsg *m);
 /* The same for a message packed once with link_encode(), sent to many. */
 int server_conn_send_packed(struct conn *c, const uint8_t *buf, size_t n);

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: MIT
+"""What one local client can hold of halod: its send queue, its connections, its file descriptors."""
+import os
+import re
+import threading
+import urllib.request
+
+from halo_harness import cdb_only_yaml, free_port
+from rawlink import RawLink, cdb_commit, cdb_subscribe, parse
+
+
+def proc_status(pid, field):
+    """A field of /proc/PID/status in kB (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def metric(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        m = re.search(rf"^{name} (\S+)$", r.read().decode(), re.M)
+    return float(m.group(1)) if m else None
+
+
+def subscribe(link, n, path):
+    """n subscriptions of path on link, each acknowledged."""
+    for i in range(n):
+        link.send(cdb_subscribe(i + 1, path, seq=i + 1))
+        assert link.reply() == (i + 1, 0)
+
+
+def test_cdb_subscribers_that_never_read_are_cut_off_and_the_others_keep_going(halod_factory):
+    """40 clients subscribe to the CDB and never read while large commits go on: halod's memory
+    stays bounded (each slow reader is cut off, with a log line that names it, and counted in
+    /metrics), and a subscriber that reads gets every change."""
+    http = free_port()
+    h = halod_factory(cdb_only_yaml("limits"), name="limits", log_level="info",
+                      extra_args=["--http", f"127.0.0.1:{http}"]).start()
+    stalled = []
+    for _ in range(40):
+        link = RawLink(h.socket)
+        assert link.hello() == 0
+        subscribe(link, 16, "/big")
+        stalled.append(link)
+
+    reader = RawLink(h.socket)
+    assert reader.hello() == 0
+    subscribe(reader, 1, "/big")
+    seen = []
+
+    def read():
+        reader.s.settimeout(30)
+        while len(seen) < commits:
+            msg = parse(reader.recv())
+            if 36 in msg:  # CdbChange
+                seen.append(parse(msg[36][0])[2][0].decode())
+
+    commits = 300
+    t = threading.Thread(target=read)
+    t.start()
+    writer = RawLink(h.socket)
+    assert writer.hello() == 0
+    value = b"v" * 50000
+    for i in range(commits):
+        writer.send(cdb_commit([("/big/k", value + str(i).encode())], seq=i + 1))
+        assert writer.reply() == (i + 1, 0)
+    t.join(30)
+    assert len(seen) == commits, f"the reading subscriber got {len(seen)} of {commits} changes"
+
+    peak = proc_status(h.proc.pid, "VmHWM")
+    assert peak < 100 * 1024, f"halod grew to {peak} kB"
+    assert metric(http, "halo_clients_cut_off_total") >= 1
+    assert f"client pid {os.getpid()}" in h.logtext() and "not reading its HA link" in h.logtext()
+    assert h.stop() == 0
