@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -109,6 +110,11 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         (void)syscall(SYS_close_range, (unsigned)STDERR_FILENO + 1, (unsigned)errfd - 1, 0U);
     (void)syscall(SYS_close_range, errfd >= 0 ? (unsigned)errfd + 1 : (unsigned)STDERR_FILENO + 1, ~0U, 0U);
 
+    struct rlimit rl;
+    if (o->nofile_soft && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = MIN((rlim_t)o->nofile_soft, rl.rlim_max);
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (o->workdir && chdir(o->workdir) < 0)
         child_fail(errfd, errno, 126);
     execve(o->path, o->argv, envp);

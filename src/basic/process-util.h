@@ -8,16 +8,17 @@
 
 /* What process_spawn() starts, and how. */
 struct process_spawn_options {
-    const char *path;    /* the executable (not looked up in $PATH) */
-    char *const *argv;   /* argv[0] included, NULL-terminated */
-    char *const *env;    /* "NAME=value" entries over our environment, replacing those of the same names;
-                          * NULL-terminated, or NULL: our environment as it is */
-    const char *workdir; /* the child's working directory; NULL: ours */
-    const char *log;     /* stdout and stderr appended to this file (created 0644); NULL: as below */
-    int stdout_fd;       /* without log: the fd of ours the child gets as stdout; -1: our stdout */
-    int stderr_fd;       /* likewise for stderr */
-    bool new_session;    /* setsid(): the child leads a session and a process group of its own */
-    bool exec_error;     /* see process_spawn() */
+    const char *path;          /* the executable (not looked up in $PATH) */
+    char *const *argv;         /* argv[0] included, NULL-terminated */
+    char *const *env;          /* "NAME=value" entries over our environment, replacing those of the same names;
+                                * NULL-terminated, or NULL: our environment as it is */
+    const char *workdir;       /* the child's working directory; NULL: ours */
+    const char *log;           /* stdout and stderr appended to this file (created 0644); NULL: as below */
+    int stdout_fd;             /* without log: the fd of ours the child gets as stdout; -1: our stdout */
+    int stderr_fd;             /* likewise for stderr */
+    bool new_session;          /* setsid(): the child leads a session and a process group of its own */
+    unsigned long nofile_soft; /* the child's soft RLIMIT_NOFILE (at most the hard one); 0: ours */
+    bool exec_error;           /* see process_spawn() */
 };
 
 /*

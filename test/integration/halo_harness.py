@@ -141,7 +141,7 @@ class StatusViews:
 
 
 class Halod(StatusViews):
-    def __init__(self, yaml_text, name="halo", extra_args=(), log_level="debug"):
+    def __init__(self, yaml_text, name="halo", extra_args=(), log_level="debug", preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix=f"halo-test-{name}-")
         self.state = os.path.join(self.dir, "state")
         self.socket = os.path.join(self.dir, "halod.sock")
@@ -151,6 +151,7 @@ class Halod(StatusViews):
             f.write(yaml_text)
         self.extra_args = list(extra_args)
         self.log_level = log_level
+        self.preexec_fn = preexec_fn  # runs in halod's process before the exec (limits, say)
         self.proc = None
         self.known_pids = set()
 
@@ -163,7 +164,7 @@ class Halod(StatusViews):
         self.proc = subprocess.Popen(
             [HALOD, "--state-dir", self.state, "--socket", self.socket,
              "--log-level", self.log_level, *self.extra_args, self.config],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=self.preexec_fn)
         if wait:
             wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None,
                      what="halod socket")

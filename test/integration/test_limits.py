@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: MIT
 """What one local client can hold of halod: its send queue, its connections, its file descriptors."""
+import errno
 import os
 import re
+import resource
+import signal
+import socket
 import threading
+import time
 import urllib.request
 
-from halo_harness import cdb_only_yaml, free_port
+from halo_harness import cdb_only_yaml, free_port, wait_for
 from rawlink import RawLink, cdb_commit, cdb_subscribe, parse
+from test_2n import counter_yaml
 
 
 def proc_status(pid, field):
@@ -70,4 +76,52 @@ def test_cdb_subscribers_that_never_read_are_cut_off_and_the_others_keep_going(h
     assert peak < 100 * 1024, f"halod grew to {peak} kB"
     assert metric(http, "halo_clients_cut_off_total") >= 1
     assert f"client pid {os.getpid()}" in h.logtext() and "not reading its HA link" in h.logtext()
+    assert h.stop() == 0
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_more_idle_links_than_descriptors_leave_halod_responsive(halod_factory, tmp_path):
+    """halod runs with 1,024 descriptors and a client opens more idle HA links than that: halod
+    keeps a reserve (it does not spin on accept, nor fill its log), haloctl still gets an answer,
+    and a crashed ACTIVE is restarted and registers again."""
+    port = free_port()
+    h = halod_factory(counter_yaml(tmp_path, port), name="fds", log_level="info",
+                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))).start()
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    log_size = os.path.getsize(h.log_path)
+
+    links = []
+    deadline = time.monotonic() + 60
+    while len(links) < 1100:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.setblocking(False)
+        while s.connect_ex(h.socket) == errno.EAGAIN:  # the backlog is full: halod accepts in turns
+            assert time.monotonic() < deadline, f"halod stopped accepting after {len(links)} links"
+            time.sleep(0.001)
+        links.append(s)
+    try:
+        cpu = cpu_seconds(h.proc.pid)
+        time.sleep(2)  # the window CPU time is measured over
+        assert cpu_seconds(h.proc.pid) - cpu < 0.5, "halod is spinning"
+
+        start = time.monotonic()
+        assert h.status()["cluster"] == "test"
+        assert time.monotonic() - start < 5, "haloctl status took too long"
+
+        old = h.pid_of("counter-a")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: h.pid_of("counter-a") not in (None, old) and h.comp("counter-a")["registered"],
+                 timeout=20, what="counter-a restarted and registered")
+        assert h.wait_assigned("counter") == ("counter-b", "counter-a")
+        assert "Too many open files" not in h.logtext()
+        assert os.path.getsize(h.log_path) - log_size < 64 * 1024, "halod's log grew too much"
+    finally:
+        for s in links:
+            s.close()
     assert h.stop() == 0

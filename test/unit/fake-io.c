@@ -15,9 +15,14 @@
 #include "tests.h"
 
 static pid_t next_pid = 1000;
+int fake_spawn_error;
+unsigned fake_spawn_calls;
 
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret) {
+    fake_spawn_calls++;
+    if (fake_spawn_error)
+        return fake_spawn_error;
     struct proc *pr = calloc(1, sizeof(*pr));
     ASSERT(pr);
     *pr = (struct proc){.pid = next_pid++, .cb = cb, .userdata = userdata};

@@ -39,6 +39,10 @@ struct conn {
     void *data;
 };
 
+/* supervisor_spawn() fails with this while it is non-zero; how often it was called. */
+extern int fake_spawn_error;
+extern unsigned fake_spawn_calls;
+
 /* The process of userdata's owner ends with status, as its pidfd would tell. */
 void fake_proc_exit(struct proc *p, int status);
 /* The next message halod sent on c that the test has not looked at, or NULL. */

@@ -259,6 +259,27 @@ TEST(amf_failover_promotes_the_standby_at_once) {
     fixture_stop(&f);
 }
 
+TEST(amf_a_failed_spawn_grows_the_restart_delay) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 20, window: 1m, delay: 10ms, delay-max: 10s, stable: 1s}"));
+    struct conn *a, *b;
+    fully_assigned(&f, &a, &b);
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    struct su *sa = amf_find_su(f.amf, "a");
+    ca->spawned_at -= 2 * USEC_PER_SEC; /* a ran longer than `stable`: its crash restarts it after `delay` */
+    proc_exit(ca, 9);
+    ASSERT_EQ(sa->delay, 20 * USEC_PER_MSEC);
+    /* Out of descriptors: every spawn fails, and each failure doubles the delay, as a crash does. */
+    fake_spawn_error = -EMFILE;
+    unsigned calls = fake_spawn_calls;
+    while (fake_spawn_calls < calls + 3)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT_EQ(sa->delay, 160 * USEC_PER_MSEC);
+    ASSERT(sa->oper != SU_DISABLED);
+    fake_spawn_error = 0;
+    fixture_stop(&f);
+}
+
 TEST(amf_failover_waits_for_a_process_still_alive) {
     struct fixture f = {0};
     fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));

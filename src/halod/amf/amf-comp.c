@@ -101,6 +101,8 @@ out:
     if (r < 0) {
         log_error_errno(r, "Failed to spawn component '%s': %m", c->name);
         c->proc = NULL;
+        /* A run that did not even start is no stable one: the restart delay grows as after a crash. */
+        c->spawned_at = now_monotonic_usec();
         amf_su_fail(c->su, "spawn failed");
         return;
     }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,10 +15,9 @@
 
 #include "halo/halo.h"
 #include "list.h"
+#include "listener.h"
 #include "log.h"
 #include "macro.h"
-
-#define CONNS_MAX 4096
 
 struct conn {
     struct server *srv;
@@ -45,17 +45,17 @@ struct outbuf {
 
 struct server {
     uv_loop_t *loop;
-    uv_poll_t poll;
-    int fd;
     char *path;
     char *node;
     struct server_handlers h;
     void *userdata;
+    struct listener *listener;
     LIST_HEAD(struct conn) conns;
-    unsigned n_conns;
-    size_t queued;    /* bytes waiting in every connection's queue */
-    uint64_t cut_off; /* connections closed for not reading */
-    char *lease_file; /* named in HelloReply; NULL on one node */
+    unsigned n_conns, conns_max;
+    uint64_t last_full_log; /* uv_now() of the last "too many connections" warning */
+    size_t queued;          /* bytes waiting in every connection's queue */
+    uint64_t cut_off;       /* connections closed for not reading */
+    char *lease_file;       /* named in HelloReply; NULL on one node */
 };
 
 static void conn_close_cb(uv_handle_t *h) {
@@ -94,6 +94,9 @@ void server_conn_close(struct conn *c, const char *reason) {
     /* Shut down now so the peer sees EOF at once, not when the loop closes the fd. */
     (void)shutdown(c->fd, SHUT_RDWR);
     uv_close((uv_handle_t *)&c->poll, conn_close_cb);
+    /* Its descriptor goes once the loop has closed the handle: a paused
+     * listener may try again (at worst it pauses once more). */
+    listener_resume(c->srv->listener);
 }
 
 /* Sends what waits, in order, until the socket is full again.  0 or -errno. */
@@ -346,46 +349,101 @@ static void on_conn(uv_poll_t *h, int status, int events) {
     }
 }
 
-static void on_listen(uv_poll_t *h, int status, int events) {
-    struct server *s = h->data;
+static int cmp_pid(const void *a, const void *b) {
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+    return (x > y) - (x < y);
+}
 
-    for (;;) {
-        int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                log_warning_errno(errno, "accept() failed: %m");
-            return;
+/* At the connection limit: the oldest connection of the process that holds
+ * the most, if it holds more than one; NULL when every process holds one. */
+static struct conn *fair_share_victim(struct server *s) {
+    _cleanup_free_ pid_t *pids = malloc(s->n_conns * sizeof(pid_t));
+    if (!pids || s->n_conns == 0)
+        return NULL;
+    size_t n = 0, best = 1, run = 0;
+    pid_t most = 0;
+    struct conn *c, *victim = NULL;
+    LIST_FOREACH (conns, c, &s->conns)
+        pids[n++] = c->pid;
+    qsort(pids, n, sizeof(pid_t), cmp_pid);
+    for (size_t i = 0; i < n; i++) {
+        run = i > 0 && pids[i] == pids[i - 1] ? run + 1 : 1;
+        if (run > best) {
+            best = run;
+            most = pids[i];
         }
-        if (s->n_conns >= CONNS_MAX) {
-            log_warning("Too many HA link connections (%u), refusing one", s->n_conns);
-            close(fd);
-            continue;
-        }
-        struct conn *c = calloc(1, sizeof(*c));
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        c->uid = (uid_t)-1; /* unknown: no rights */
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-            c->pid = cred.pid;
-            c->uid = cred.uid;
-        }
-        snprintf(c->name, sizeof(c->name), "client pid %d", (int)c->pid);
-        c->fd = fd;
-        c->srv = s;
-        if (uv_poll_init(s->loop, &c->poll, fd) < 0) {
-            close(fd);
-            free(c);
-            continue;
-        }
-        c->poll.data = c;
-        LIST_PREPEND(conns, &s->conns, c);
-        s->n_conns++;
-        conn_poll(c);
     }
+    if (best < 2)
+        return NULL;
+    LIST_FOREACH (conns, c, &s->conns) /* newest first: the last one is the oldest */
+        if (c->pid == most)
+            victim = c;
+    return victim;
+}
+
+/* Whether one more connection may come in, making room if a process holds several. */
+static bool make_room(struct server *s, pid_t pid) {
+    if (s->n_conns < s->conns_max)
+        return true;
+    struct conn *victim = fair_share_victim(s);
+    uint64_t now = uv_now(s->loop);
+    bool warn = now - s->last_full_log >= SERVER_FULL_LOG_INTERVAL_MS || !s->last_full_log;
+    if (warn)
+        s->last_full_log = now;
+    if (!victim) {
+        if (warn)
+            log_warning("%u HA link connections are open, one per process: refusing one from pid %d", s->n_conns,
+                        (int)pid);
+        return false;
+    }
+    if (warn)
+        log_warning("%u HA link connections are open; closing the oldest of %s, which holds the most, for pid %d",
+                    s->n_conns, victim->name, (int)pid);
+    server_conn_close(victim, "too many connections from its process");
+    return s->n_conns < s->conns_max;
+}
+
+static void on_accept(int fd, const struct sockaddr *addr, socklen_t addrlen, void *userdata) {
+    struct server *s = userdata;
+    struct ucred cred = {.uid = (uid_t)-1}; /* unknown: no rights */
+    socklen_t len = sizeof(cred);
+    (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+    if (!make_room(s, cred.pid)) {
+        close(fd);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->pid = cred.pid;
+    c->uid = cred.uid;
+    snprintf(c->name, sizeof(c->name), "client pid %d", (int)c->pid);
+    c->fd = fd;
+    c->srv = s;
+    if (uv_poll_init(s->loop, &c->poll, fd) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->poll.data = c;
+    LIST_PREPEND(conns, &s->conns, c);
+    s->n_conns++;
+    conn_poll(c);
+}
+
+/* The most connections to keep open: well below the open-file limit, so that
+ * a flood of clients leaves halod the descriptors to respawn a component,
+ * talk to its store and serve haloctl (SERVER_FD_RESERVE, or a quarter of the
+ * limit if that is more). */
+static unsigned conns_max(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return SERVER_CONNS_MAX;
+    rlim_t reserve = MAX((rlim_t)SERVER_FD_RESERVE, rl.rlim_cur / 4);
+    rlim_t n = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
+    return (unsigned)MIN(MAX(n, (rlim_t)SERVER_CONNS_MIN), (rlim_t)SERVER_CONNS_MAX);
 }
 
 uint64_t server_cut_off_total(const struct server *s) {
@@ -425,41 +483,33 @@ int server_new(uv_loop_t *loop, const char *path, const char *node, const struct
         return -ENOMEM;
     s->path = strdup(path);
     s->node = strdup(node);
-    if (!s->path || !s->node) {
-        free(s->path);
-        free(s->node);
-        free(s->lease_file);
-        free(s);
-        return -ENOMEM;
-    }
     s->loop = loop;
     s->h = *h;
     s->userdata = userdata;
-    s->fd = TAKE_FD(fd);
-    uv_poll_init(loop, &s->poll, s->fd);
-    s->poll.data = s;
-    uv_poll_start(&s->poll, UV_READABLE, on_listen);
+    s->conns_max = conns_max();
+    r = s->path && s->node ? listener_new(loop, TAKE_FD(fd), "HA link", on_accept, s, &s->listener) : -ENOMEM;
+    if (r < 0) {
+        free(s->path);
+        free(s->node);
+        free(s);
+        return r;
+    }
+    log_debug("At most %u HA link connections", s->conns_max);
     *ret = s;
     return 0;
-}
-
-static void server_close_cb(uv_handle_t *h) {
-    struct server *s = h->data;
-    safe_close(s->fd);
-    free(s->path);
-    free(s->node);
-    free(s->lease_file);
-    free(s);
 }
 
 struct server *server_free(struct server *s) {
     if (!s)
         return NULL;
+    s->listener = listener_free(s->listener);
     while (s->conns.first)
         server_conn_close(s->conns.first, "halod is stopping");
     (void)unlink(s->path);
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, server_close_cb);
+    free(s->path);
+    free(s->node);
+    free(s->lease_file);
+    free(s);
     return NULL;
 }
 

@@ -21,6 +21,16 @@ struct server_handlers {
     void (*on_drained)(struct conn *c, void *userdata);
 };
 
+/* Connections kept open at most: SERVER_CONNS_MAX, or fewer as the open-file
+ * limit (RLIMIT_NOFILE, soft) leaves room after SERVER_FD_RESERVE descriptors
+ * (or a quarter of the limit, if more) kept for everything else.  At the
+ * limit, the oldest connection of the process that holds the most makes room
+ * for the new one; when every process holds one, the new one is closed. */
+#define SERVER_CONNS_MAX 4096
+#define SERVER_CONNS_MIN 16
+#define SERVER_FD_RESERVE 256
+#define SERVER_FULL_LOG_INTERVAL_MS 10000
+
 /* Binds path (an existing socket file there is replaced), mode 0660. */
 int server_new(uv_loop_t *loop, const char *path, const char *node, const struct server_handlers *h, void *userdata,
                struct server **ret);

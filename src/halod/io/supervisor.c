@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@ struct proc {
 struct supervisor {
     uv_loop_t *loop;
     uv_signal_t sigchld;
+    unsigned long nofile_soft; /* the soft RLIMIT_NOFILE halod started with, its children's; 0: unchanged */
     LIST_HEAD(struct proc) procs;
     unsigned n_procs;
 };
@@ -99,11 +101,31 @@ static void on_sigchld(uv_signal_t *h, int signum) {
     }
 }
 
+/* Raises the soft open-file limit to the hard one, as systemd does for
+ * itself: halod's connections are bounded by it (server.h).  Returns the soft
+ * limit it was, for the children (select() cannot take fds past 1024), or 0
+ * when it did not change. */
+static unsigned long raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return 0;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warning_errno(errno, "Failed to raise the open-file limit from %llu to %llu: %m", (unsigned long long)was,
+                          (unsigned long long)rl.rlim_max);
+        return 0;
+    }
+    log_debug("Open-file limit raised from %llu to %llu", (unsigned long long)was, (unsigned long long)rl.rlim_max);
+    return (unsigned long)was;
+}
+
 int supervisor_new(uv_loop_t *loop, struct supervisor **ret) {
     struct supervisor *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     s->loop = loop;
+    s->nofile_soft = raise_nofile();
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
         log_warning_errno(errno, "Failed to become a child subreaper, orphans may linger: %m");
     int r = uv_signal_init(loop, &s->sigchld);
@@ -166,6 +188,7 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         .stdout_fd = -1,
         .stderr_fd = -1,
         .new_session = true, /* so that its whole tree can be killed as a group */
+        .nofile_soft = s->nofile_soft,
     };
     struct proc *pr = calloc(1, sizeof(*pr));
     if (!pr)

@@ -19,7 +19,9 @@ struct spawn_params {
 /* status is a wait status as from waitpid(); the proc is freed after the callback returns. */
 typedef void (*proc_exit_cb)(struct proc *p, int status, void *userdata);
 
-/* Makes halod a child subreaper and starts reaping orphans on SIGCHLD. */
+/* Makes halod a child subreaper and starts reaping orphans on SIGCHLD.
+ * Raises halod's soft open-file limit to the hard one; the children it spawns
+ * get the soft limit halod was started with. */
 int supervisor_new(uv_loop_t *loop, struct supervisor **ret);
 struct supervisor *supervisor_free(struct supervisor *s);
 
