@@ -77,3 +77,44 @@ def test_busy_default_port_is_not_fatal_but_explicit_is(halod_factory, tmp_path)
         assert "Failed to serve HTTP" in h.logtext()
     finally:
         s.close()
+
+
+def test_a_slowloris_from_loopback_leaves_the_api_available(halod_factory, tmp_path):
+    """64 connections from 127.0.0.1 that trickle the headers of a request and never finish it:
+    another client from the same address still gets GET /v1/status answered within seconds."""
+    import socket
+    import threading
+    import time
+    http = free_port()
+    h = halod_factory(counter_yaml(tmp_path, free_port()), extra_args=["--http", f"127.0.0.1:{http}"]).start()
+    assert get(http, "/v1/status")[0] == 200
+    def connect():
+        s = socket.create_connection(("127.0.0.1", http), timeout=5)
+        s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+        return s
+
+    slow = [connect() for _ in range(64)]
+    stop = threading.Event()
+
+    def trickle():  # a header byte on each every 100 ms: never idle, never done; one cut off comes back
+        while not stop.wait(0.1):
+            for i, s in enumerate(slow):
+                try:
+                    s.send(b"X")
+                except OSError:
+                    s.close()
+                    slow[i] = connect()
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    try:
+        for _ in range(3):
+            start = time.monotonic()
+            assert get(http, "/v1/status")[0] == 200
+            assert time.monotonic() - start < 3
+    finally:
+        stop.set()
+        t.join()
+        for s in slow:
+            s.close()
+    assert h.stop() == 0

@@ -292,13 +292,23 @@ static void assert_error(struct call *c, long status, const char *code) {
 
 /* ---- raw sockets ---- */
 
-static int raw_connect(struct fixture *f) {
+/* A connection from source address from (NULL: any). */
+static int raw_connect_from(struct fixture *f, const char *from) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT(fd >= 0);
+    if (from) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        ASSERT_EQ(inet_pton(AF_INET, from, &src.sin_addr), 1);
+        ASSERT_OK(bind(fd, (struct sockaddr *)&src, sizeof(src)));
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(f->port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ASSERT_OK(connect(fd, (struct sockaddr *)&a, sizeof(a)));
     return fd;
+}
+
+static int raw_connect(struct fixture *f) {
+    return raw_connect_from(f, NULL);
 }
 
 static void raw_send(int fd, const void *p, size_t n) {
@@ -930,45 +940,71 @@ TEST(slowloris_is_cut_off) {
 struct hold {
     struct call c;
     int n_raw;
+    const char *first_from; /* the first connection's source address (NULL: 127.0.0.1) */
+    int closed[8];          /* whether the server closed each, after the call */
 };
 
-/* Holds n_raw idle connections while one more client tries. */
+/* Holds n_raw connections that started a request and never finish it while one more client tries. */
 static void raw_hold(struct fixture *f, void *arg) {
     struct hold *h = arg;
     int fds[8];
+    ASSERT(h->n_raw <= 8);
     for (int i = 0; i < h->n_raw; i++) {
-        fds[i] = raw_connect(f);
+        fds[i] = raw_connect_from(f, i == 0 ? h->first_from : NULL);
         raw_sends(fds[i], "GET");
     }
-    usleep(100 * 1000); /* the server has accepted them */
     call_do(f, &h->c);
-    for (int i = 0; i < h->n_raw; i++)
+    for (int i = 0; i < h->n_raw; i++) {
+        h->closed[i] = raw_read_until_close(fds[i], NULL, 300);
         close(fds[i]);
+    }
 }
 
-TEST(connection_limits) {
+TEST(connection_limits_make_room_for_a_new_client) {
     struct fixture f;
-    struct call c;
     fixture_init(&f);
     fixture_start(&f, &handlers, &(struct http_limits){.connections_max = 2});
-
-    struct hold h = {.c = {.path = "/v1/status", .timeout_ms = 500}, .n_raw = 2};
+    /* Both slots held by clients that never finish a request: the one that waited longest makes room. */
+    struct hold h = {.c = {.path = "/v1/status", .timeout_ms = 2000}, .n_raw = 2};
     in_client(&f, raw_hold, &h);
-    ASSERT(h.c.rc != CURLE_OK || h.c.code != 200);
+    ASSERT_EQ(h.c.rc, CURLE_OK);
+    ASSERT_EQ(h.c.code, 200);
+    ASSERT_EQ(h.closed[0], 1);
+    ASSERT_EQ(h.closed[1], 0);
     call_done(&h.c);
-    get(&f, &c, "/v1/status"); /* the others gone, served again */
-    ASSERT_EQ(c.code, 200);
-    call_done(&c);
     fixture_done(&f);
+}
 
+TEST(connection_limits_per_address_leave_the_others_alone) {
+    struct fixture f;
     fixture_init(&f);
-    fixture_start(&f, &handlers, &(struct http_limits){.per_ip_max = 1});
-    h = (struct hold){.c = {.path = "/v1/status", .timeout_ms = 2000}, .n_raw = 1};
+    fixture_start(&f, &handlers, &(struct http_limits){.connections_max = 4, .per_ip_max = 2});
+    /* One client of 127.0.0.2, then more of 127.0.0.1 than it may hold: 127.0.0.1's make room among
+     * themselves, and 127.0.0.2's stays. */
+    struct hold h = {.c = {.path = "/v1/status", .timeout_ms = 2000}, .n_raw = 5, .first_from = "127.0.0.2"};
     in_client(&f, raw_hold, &h);
-    ASSERT(h.c.rc != CURLE_OK || h.c.code != 200);
+    ASSERT_EQ(h.c.rc, CURLE_OK);
+    ASSERT_EQ(h.c.code, 200);
+    ASSERT_EQ(h.closed[0], 0);
+    ASSERT_EQ(h.closed[1] + h.closed[2] + h.closed[3] + h.closed[4], 3);
+    ASSERT_EQ(h.closed[4], 0);
     call_done(&h.c);
-    get(&f, &c, "/v1/status");
-    ASSERT_EQ(c.code, 200);
+    fixture_done(&f);
+}
+
+TEST(headers_not_in_within_their_timeout_are_cut_off) {
+    struct fixture f;
+    struct call c;
+    struct slow s = {.c = {.path = "/v1/status"}};
+    fixture_init(&f);
+    fixture_start(&f, &handlers, &(struct http_limits){.header_timeout_ms = 300, .request_timeout_ms = 10000});
+    in_client(&f, raw_slowloris, &s);
+    ASSERT_EQ(s.c.code, 200);
+    call_done(&s.c);
+    ASSERT_EQ(s.closed, 1);
+    ASSERT(s.elapsed_ms >= 250 && s.elapsed_ms < 3000);
+    get(&f, &c, "/metrics");
+    ASSERT(strstr(c.resp.p, "halo_http_connections_cut_total 1\n"));
     call_done(&c);
     fixture_done(&f);
 }

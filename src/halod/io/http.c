@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "http-conns.h"
+#include "listener.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
@@ -25,6 +27,7 @@
 #define HTTP_PER_IP_MAX 32
 #define HTTP_IDLE_TIMEOUT_SEC 10
 #define HTTP_REQUEST_TIMEOUT_MS 30000
+#define HTTP_HEADER_TIMEOUT_MS 5000
 #define HTTP_CONNECTION_MEMORY (32 * 1024)
 #define HTTP_LISTEN_BACKLOG 64
 
@@ -314,14 +317,6 @@ static const struct {
 /* The status codes counted one by one in halo_http_requests_total; the rest count as "other". */
 static const unsigned counted_codes[] = {200, 202, 400, 404, 405, 413, 415, 500, 503};
 
-/* One TCP connection libmicrohttpd holds: its request deadline. */
-struct hconn {
-    struct MHD_Connection *mc;
-    uint64_t deadline; /* uv_now() ms by which the current request must be answered */
-    bool used;
-    bool cut; /* shut down for missing its deadline, waiting for libmicrohttpd to close it */
-};
-
 /* One POST /v1/events being received. */
 struct req {
     struct sbuf body;
@@ -331,6 +326,7 @@ struct req {
 struct http_server {
     uv_loop_t *loop;
     struct MHD_Daemon *mhd;
+    struct listener *listener;
     uv_poll_t poll;
     uv_timer_t timer;
     unsigned open_handles; /* freed when the last one's close callback ran */
@@ -339,13 +335,10 @@ struct http_server {
     struct http_limits limits;
     uint16_t port;
 
-    struct hconn *conns; /* limits.connections_max slots */
-    unsigned n_conns;
+    struct http_conns *conns;
 
     uint64_t requests[ELEMENTSOF(counted_codes) + 1];
-    uint64_t cut_total; /* connections shut down for missing their deadline */
 
-    bool closed_some;  /* a connection closed during this MHD_run() */
     bool in_run;       /* inside MHD_run(): handlers may be on the stack */
     bool free_pending; /* http_server_free() was called from a handler */
     bool freed;
@@ -442,10 +435,10 @@ static int own_metrics(struct http_server *s, char **ret_text) {
                                "counter", labels, (double)s->requests[i]);
     }
     (void)http_metrics_add(&m, "halo_http_connections", "HTTP connections open now.", "gauge", NULL,
-                           (double)s->n_conns);
+                           (double)http_conns_open(s->conns));
     (void)http_metrics_add(&m, "halo_http_connections_cut_total",
-                           "HTTP connections closed for not completing a request in time.", "counter", NULL,
-                           (double)s->cut_total);
+                           "HTTP connections closed for not completing a request in time, or to make room for another.",
+                           "counter", NULL, (double)http_conns_cut_total(s->conns));
     return http_metrics_finish(&m, ret_text);
 }
 
@@ -545,6 +538,11 @@ static enum MHD_Result events_end(struct http_server *s, struct MHD_Connection *
     return respond(s, mc, MHD_HTTP_ACCEPTED, CT_JSON, reply ? reply : strdup("{\"accepted\":true}"), NULL, false);
 }
 
+static struct hconn *hconn_of(struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
@@ -565,6 +563,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     }
 
     /* The headers are in: route, then answer at once unless a body must be read. */
+    http_conns_headers_in(s->conns, hconn_of(mc));
     enum route route = ROUTE_NONE;
     for (size_t i = 0; i < ELEMENTSOF(routes) && route == ROUTE_NONE; i++)
         if (streq(url, routes[i].path))
@@ -595,11 +594,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     return MHD_NO;
 }
 
-static struct hconn *hconn_of(struct MHD_Connection *mc) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
-}
-
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
     struct http_server *s = cls;
     struct req *r = *con_cls;
@@ -609,70 +603,30 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
         *con_cls = NULL;
     }
     /* The next request on this connection has its own time. */
-    struct hconn *c = hconn_of(mc);
-    if (c)
-        c->deadline = uv_now(s->loop) + s->limits.request_timeout_ms;
+    http_conns_request_done(s->conns, hconn_of(mc), uv_now(s->loop));
 }
 
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
     struct http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        s->n_conns++;
-        for (unsigned i = 0; i < s->limits.connections_max; i++)
-            if (!s->conns[i].used) {
-                s->conns[i] =
-                    (struct hconn){.mc = mc, .used = true, .deadline = uv_now(s->loop) + s->limits.request_timeout_ms};
-                *socket_context = &s->conns[i];
-                return;
-            }
-        /* No free slot (libmicrohttpd holds more than its limit?): left without a deadline. */
-        *socket_context = NULL;
+        *socket_context = http_conns_started(s->conns);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        s->n_conns--;
-        s->closed_some = true;
-        struct hconn *c = *socket_context;
-        if (c)
-            *c = (struct hconn){0};
+        http_conns_closed(s->conns, *socket_context);
         *socket_context = NULL;
-    }
-}
-
-/* Shuts down the connections past their deadline; libmicrohttpd then sees them end and closes them. */
-static void cut_late(struct http_server *s) {
-    uint64_t now = uv_now(s->loop);
-    for (unsigned i = 0; i < s->limits.connections_max; i++) {
-        struct hconn *c = &s->conns[i];
-        if (!c->used || c->cut || c->deadline > now)
-            continue;
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (!ci)
-            continue;
-        log_debug("HTTP connection fd %d took longer than %u ms for a request, closing it", ci->connect_fd,
-                  s->limits.request_timeout_ms);
-        (void)shutdown(ci->connect_fd, SHUT_RDWR);
-        c->cut = true;
-        s->cut_total++;
+        listener_resume(s->listener); /* a descriptor is free again */
     }
 }
 
 static void on_timer(uv_timer_t *t);
 
-/* Arms the timer for libmicrohttpd's own timeout or the nearest request deadline, whichever is first. */
+/* Arms the timer for libmicrohttpd's own timeout or the nearest request deadline, whichever is first;
+ * cuts off the connections past theirs. */
 static void arm(struct http_server *s) {
-    uint64_t wait = UINT64_MAX, now = uv_now(s->loop);
+    uint64_t wait = http_conns_cut_late(s->conns, uv_now(s->loop));
     MHD_UNSIGNED_LONG_LONG t;
     if (MHD_get_timeout(s->mhd, &t) == MHD_YES)
-        wait = t;
-    /* libmicrohttpd (0.9.75) stops watching the listening socket at its connection limit and watches it
-     * again only at the start of its next MHD_run(), without saying so through MHD_get_timeout(): after a
-     * connection closed, run it once more, or the clients waiting in the backlog wait forever. */
-    if (s->closed_some)
-        wait = 0;
-    s->closed_some = false;
-    for (unsigned i = 0; i < s->limits.connections_max; i++)
-        if (s->conns[i].used && !s->conns[i].cut)
-            wait = MIN(wait, s->conns[i].deadline > now ? s->conns[i].deadline - now : 0);
+        wait = MIN(wait, (uint64_t)t);
     if (wait == UINT64_MAX)
         (void)uv_timer_stop(&s->timer);
     else
@@ -694,15 +648,26 @@ static void on_poll(uv_poll_t *p, int status, int events) {
 }
 
 static void on_timer(uv_timer_t *t) {
-    struct http_server *s = t->data;
-    cut_late(s);
-    run(s);
+    run(t->data);
+}
+
+/* A connection came: room is made for it, libmicrohttpd takes it, and serves it on the next turn of the
+ * loop (not here: a handler may free the server, and the listener is still on the stack). */
+static void on_accept(int fd, const struct sockaddr *addr, socklen_t len, void *userdata) {
+    struct http_server *s = userdata;
+    if (http_conns_admit(s->conns, uv_now(s->loop), fd, addr, len) < 0) {
+        close(fd);
+        return;
+    }
+    if (MHD_add_connection(s->mhd, fd, addr, len) != MHD_YES) /* it closed fd */
+        http_conns_abandon(s->conns);
+    (void)uv_timer_start(&s->timer, on_timer, 0, 0);
 }
 
 static void on_close(uv_handle_t *h) {
     struct http_server *s = h->data;
     if (--s->open_handles == 0) {
-        free(s->conns);
+        http_conns_free(s->conns);
         free(s);
     }
 }
@@ -758,13 +723,6 @@ static int listen_on(const char *address, uint16_t port, int *ret_fd, uint16_t *
     return 0;
 }
 
-/* Whether fd is still the socket whose identity st holds: libmicrohttpd closes the listening socket it
- * was given on some of its failure paths and not on others. */
-static bool fd_is(int fd, const struct stat *st) {
-    struct stat now;
-    return fstat(fd, &now) == 0 && now.st_dev == st->st_dev && now.st_ino == st->st_ino;
-}
-
 int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t port, const struct http_handlers *h,
                                 void *userdata, const struct http_limits *limits, struct http_server **ret) {
     assert_return(loop, -EINVAL);
@@ -775,25 +733,18 @@ int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t p
     l.per_ip_max = l.per_ip_max ? l.per_ip_max : HTTP_PER_IP_MAX;
     l.idle_timeout_sec = l.idle_timeout_sec ? l.idle_timeout_sec : HTTP_IDLE_TIMEOUT_SEC;
     l.request_timeout_ms = l.request_timeout_ms ? l.request_timeout_ms : HTTP_REQUEST_TIMEOUT_MS;
+    l.header_timeout_ms = l.header_timeout_ms ? l.header_timeout_ms : HTTP_HEADER_TIMEOUT_MS;
     l.connection_memory = l.connection_memory ? l.connection_memory : HTTP_CONNECTION_MEMORY;
     assert_return(l.connections_max <= 65536, -EINVAL);
 
-    int fd = -1;
+    _cleanup_close_ int fd = -1;
     uint16_t bound = 0;
     int r = listen_on(address ? address : "127.0.0.1", port, &fd, &bound);
     if (r < 0)
         return r;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        safe_close(fd);
-        return r;
-    }
-
     struct http_server *s = calloc(1, sizeof(*s));
-    if (!s || !(s->conns = calloc(l.connections_max, sizeof(*s->conns)))) {
+    if (!s || http_conns_new(&l, &s->conns) < 0) {
         free(s);
-        safe_close(fd);
         return -ENOMEM;
     }
     s->loop = loop;
@@ -802,27 +753,23 @@ int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t p
     s->limits = l;
     s->port = bound;
 
+    /* The connections come from our own listener (io/listener.c), which makes room for each and pauses
+     * when out of descriptors; libmicrohttpd's own accept would spin on EMFILE with no connection open. */
     errno = 0;
-    s->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, l.connections_max,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, l.per_ip_max, MHD_OPTION_CONNECTION_TIMEOUT, l.idle_timeout_sec,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, l.connection_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
-    if (!s->mhd) {
-        r = errno == ENOMEM || errno == EMFILE || errno == ENFILE ? -errno : -EIO;
-        if (fd_is(fd, &st))
-            safe_close(fd);
-        free(s->conns);
-        free(s);
-        return r;
-    }
-
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    r = di ? uv_poll_init(loop, &s->poll, di->epoll_fd) : -EIO;
+    s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_access, s,
+                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_CONNECTION_LIMIT,
+                              l.connections_max + HTTP_CONNS_CLOSING_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+                              l.idle_timeout_sec, MHD_OPTION_CONNECTION_MEMORY_LIMIT, l.connection_memory,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+                              s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+    const union MHD_DaemonInfo *di = s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    r = !s->mhd ? (errno == ENOMEM || errno == EMFILE || errno == ENFILE ? -errno : -EIO)
+        : di    ? uv_poll_init(loop, &s->poll, di->epoll_fd)
+                : -EIO;
     if (r < 0) {
-        MHD_stop_daemon(s->mhd);
-        free(s->conns);
+        if (s->mhd)
+            MHD_stop_daemon(s->mhd);
+        http_conns_free(s->conns);
         free(s);
         return r;
     }
@@ -831,6 +778,8 @@ int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t p
     s->timer.data = s;
     s->open_handles = 2;
     r = uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    if (r >= 0)
+        r = listener_new(loop, TAKE_FD(fd), "HTTP", on_accept, s, &s->listener);
     if (r < 0) {
         (void)http_server_free(s);
         return r;
@@ -858,6 +807,7 @@ struct http_server *http_server_free(struct http_server *s) {
         return NULL;
     }
     s->freed = true;
+    s->listener = listener_free(s->listener);
     /* Stop watching the epoll fd before libmicrohttpd closes it. */
     uv_close((uv_handle_t *)&s->poll, on_close);
     uv_close((uv_handle_t *)&s->timer, on_close);

@@ -41,12 +41,17 @@ struct http_handlers {
 
 /* Bounds on what one client can hold.  A field left 0 takes the default named next to it. */
 struct http_limits {
-    unsigned connections_max;    /* 64: connections served at once; more are closed on accept */
-    unsigned per_ip_max;         /* 32: connections from one address (all of loopback is one) */
+    unsigned connections_max;    /* 64: connections served at once.  One more makes room: the
+                                  * connection that has waited longest for its request, of the
+                                  * address that holds the most, is closed */
+    unsigned per_ip_max;         /* 32: connections from one address (127.0.0.1 and 127.0.0.2 are
+                                  * two); one more closes the one of that address that has waited
+                                  * longest, so that others always have room */
     unsigned idle_timeout_sec;   /* 10: a connection silent that long is closed */
     unsigned request_timeout_ms; /* 30000: a request must be read and answered within this, counted
                                   * from the connection's start or its previous request's end;
                                   * a client that trickles bytes (slowloris) is cut off after it */
+    unsigned header_timeout_ms;  /* 5000: the same for the request line and headers alone */
     size_t connection_memory;    /* 32 KiB: per connection; bounds the request line and headers */
 };
 

@@ -23,6 +23,7 @@ struct listener {
     listener_accept_cb cb;
     void *userdata;
     bool paused;
+    bool closing; /* listener_free() ran (maybe from cb): accept no more */
     uint64_t pauses;
     uint64_t last_log; /* uv_now() of the last warning, 0: none yet */
     unsigned unlogged; /* pauses since that warning */
@@ -58,7 +59,7 @@ static void pause_accepting(struct listener *l, int error) {
 
 static void on_poll(uv_poll_t *h, int status, int events) {
     struct listener *l = h->data;
-    for (int i = 0; i < LISTENER_BATCH && !l->paused; i++) {
+    for (int i = 0; i < LISTENER_BATCH && !l->paused && !l->closing; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -82,7 +83,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 }
 
 void listener_resume(struct listener *l) {
-    if (!l || !l->paused)
+    if (!l || !l->paused || l->closing)
         return;
     l->paused = false;
     (void)uv_timer_stop(&l->timer);
@@ -134,6 +135,7 @@ static void on_close(uv_handle_t *h) {
 struct listener *listener_free(struct listener *l) {
     if (!l)
         return NULL;
+    l->closing = true;
     (void)uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_close);
     uv_close((uv_handle_t *)&l->timer, on_close);
