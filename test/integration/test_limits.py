@@ -128,3 +128,19 @@ def test_more_idle_links_than_descriptors_leave_halod_responsive(halod_factory, 
         for s in links:
             s.close()
     assert h.stop() == 0
+
+
+def nofile(pid):
+    """The (soft, hard) open-file limit of pid."""
+    with open(f"/proc/{pid}/limits") as f:
+        soft, hard = re.search(r"^Max open files\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+    return int(soft), int(hard)
+
+
+def test_halod_raises_its_descriptor_limit_and_its_components_keep_theirs(halod_factory, tmp_path):
+    h = halod_factory(counter_yaml(tmp_path, free_port()), name="nofile",
+                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))).start()
+    h.wait_assigned("counter")
+    assert nofile(h.proc.pid) == (4096, 4096)
+    assert nofile(h.pid_of("counter-a")) == (1024, 4096)
+    assert h.stop() == 0

@@ -17,6 +17,7 @@ struct hconn {
     uint8_t ip[16]; /* the peer's address: 4 bytes for IPv4, 16 for IPv6 */
     uint8_t ip_len;
     uint64_t since;    /* uv_now() ms when the wait for its current request began */
+    uint64_t order;    /* when, among the others: a counter (since has ties) */
     uint64_t deadline; /* since + header or request timeout */
     bool used;
     bool cut; /* shut down, waiting for libmicrohttpd to close it */
@@ -28,6 +29,7 @@ struct http_conns {
     struct hconn *slots;
     unsigned n_slots, open;
     struct hconn *pending; /* admitted, not yet taken by libmicrohttpd */
+    uint64_t order;
     uint64_t cut_total;
 };
 
@@ -75,7 +77,7 @@ static struct hconn *longest_waiting(struct http_conns *hc, const struct hconn *
     struct hconn *oldest = NULL;
     for (unsigned i = 0; i < hc->n_slots; i++) {
         struct hconn *c = &hc->slots[i];
-        if (live(c) && (!like || same_ip(c, like)) && (!oldest || c->since < oldest->since))
+        if (live(c) && (!like || same_ip(c, like)) && (!oldest || c->order < oldest->order))
             oldest = c;
     }
     return oldest;
@@ -121,6 +123,7 @@ int http_conns_admit(struct http_conns *hc, uint64_t now, int fd, const struct s
     for (unsigned i = 0; i < hc->n_slots; i++)
         if (!hc->slots[i].used) {
             new.deadline = now + MIN(hc->limits.header_timeout_ms, hc->limits.request_timeout_ms);
+            new.order = ++hc->order;
             hc->slots[i] = new;
             hc->pending = &hc->slots[i];
             hc->open++;
@@ -157,6 +160,7 @@ void http_conns_request_done(struct http_conns *hc, struct hconn *c, uint64_t no
         return;
     c->headers_in = false;
     c->since = now;
+    c->order = ++hc->order;
     c->deadline = now + MIN(hc->limits.header_timeout_ms, hc->limits.request_timeout_ms);
 }
 

@@ -101,22 +101,26 @@ static void on_sigchld(uv_signal_t *h, int signum) {
     }
 }
 
+/* More than halod can use (server.h keeps 4096 connections at most); what
+ * systemd raises its own limit to. */
+#define SUPERVISOR_NOFILE_MAX ((rlim_t)512 * 1024)
+
 /* Raises the soft open-file limit to the hard one, as systemd does for
  * itself: halod's connections are bounded by it (server.h).  Returns the soft
  * limit it was, for the children (select() cannot take fds past 1024), or 0
  * when it did not change. */
 static unsigned long raise_nofile(void) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= MIN(rl.rlim_max, SUPERVISOR_NOFILE_MAX))
         return 0;
     rlim_t was = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
+    rl.rlim_cur = MIN(rl.rlim_max, SUPERVISOR_NOFILE_MAX);
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
         log_warning_errno(errno, "Failed to raise the open-file limit from %llu to %llu: %m", (unsigned long long)was,
-                          (unsigned long long)rl.rlim_max);
+                          (unsigned long long)rl.rlim_cur);
         return 0;
     }
-    log_debug("Open-file limit raised from %llu to %llu", (unsigned long long)was, (unsigned long long)rl.rlim_max);
+    log_debug("Open-file limit raised from %llu to %llu", (unsigned long long)was, (unsigned long long)rl.rlim_cur);
     return (unsigned long)was;
 }
 
