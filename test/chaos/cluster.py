@@ -79,7 +79,7 @@ def description(d, cdb_ports, watch_sock):
                       for n in NODES)
     groups = []
     for g, units in GROUPS.items():
-        modes = "intervals,amf-hc" if g == "db" else "intervals,amf-hc,entrypoint,recovery"
+        modes = "intervals,amf-hc" if g == "db" else "intervals,amf-hc,entrypoint,recovery,ask-again"
         unit_lines = "\n".join(f"      {u}: {{node: {n}}}" for u, n in units.items())
         groups.append(f"""  {g}:
 {"    cdb-roles: true" if g == "db" else "    redundancy: 2N"}

@@ -27,6 +27,8 @@
  *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists, and
  *                       then STARTING again once that file is gone (a new attempt)
  *                       ("PROCESS_EVENT <event> <result>" each)
+ *   ask-again           (with recovery) after a "refused" note, ask for the entrypoint
+ *                       again 1 s later, as a component should
  *   lifecycle           right after registering (before the entrypoint), report every
  *                       process event once and log "LIFECYCLE <event> <result>" for each:
  *                       what halod accepts depends on where the process is
@@ -65,6 +67,8 @@ static bool recovery, lifecycle;
 static int recovery_step;
 static bool stall_states;
 static bool entrypoint;
+static bool ask_again;          /* a refused recovery asks for the entrypoint again (as api.md says to) */
+static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
 static long long report_at;   /* ms, 0 = none */
@@ -218,6 +222,8 @@ static void on_recovery(halo *h, const halo_recovery_note *n, void *userdata) {
         logf_("FV %s %s %llu", n->events[i].object, n->events[i].state, (unsigned long long)n->events[i].seq);
     if (n->last && strcmp(n->state, "recover") == 0)
         recovery_step = 1;
+    if (ask_again && strcmp(n->state, "refused") == 0)
+        ask_again_at = now_ms() + 1000;
 }
 
 static void recovery_run(halo *h) {
@@ -264,6 +270,8 @@ int main(void) {
             object_states = true;
         else if (strcmp(t, "entrypoint") == 0)
             entrypoint = true;
+        else if (strcmp(t, "ask-again") == 0)
+            ask_again = true;
         else if (strcmp(t, "stall-states") == 0)
             stall_states = true;
         else if (strcmp(t, "recovery") == 0)
@@ -331,6 +339,10 @@ int main(void) {
         }
         if (object_states && query_file[0])
             run_query(h);
+        if (ask_again_at && now >= ask_again_at) {
+            ask_again_at = 0;
+            entrypoint = true;
+        }
         if (entrypoint && !entrypoint_at)
             entrypoint_at = now;
         if (entrypoint_at && now >= entrypoint_at) {

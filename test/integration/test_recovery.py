@@ -457,3 +457,31 @@ def test_process_events_refused_out_of_place(sim, tmp_path):
     # Then its entrypoint request starts the recovery as usual.
     assert recovered(log) == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
     down(sim)
+
+
+def test_a_whole_pool_failure_recovers_newest_data_first(sim, tmp_path):
+    """All three pool processes die together (tolerate 1): each one's restart
+    sees two others failed, beyond the tolerance, and was refused for ever,
+    the pool stuck (issue 14, point 10).  Now the last one to fail (the
+    newest data) recovers first, then the others in turn, each once every
+    process that failed after it is back; they ask again as the API says."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, modes="object-states,entrypoint,recovery,ask-again")
+    where = {"ios-a": "n1", "ios-b": "n2", "ios-c": "n3"}
+    for p in ("ios-a", "ios-b", "ios-c"):
+        kill(hs[where[p]], p)
+
+    def state(p):
+        t = told(log, "outsider", f"process:{p}")
+        return t[-1] if t else None
+    wait_for(lambda: all(state(p) == "ONLINE" for p in where) and
+             all(len(told(log, "outsider", f"process:{p}")) >= 3 for p in where), timeout=60,
+             what="every pool process recovered and ONLINE")
+    # Who failed last (its FAILED had the highest seq) went ONLINE first.
+    seqs = {p: [q for o, s, q in notes(log, "outsider") if o == f"process:{p}" and s == "FAILED"][-1] for p in where}
+    online = {p: [q for o, s, q in notes(log, "outsider") if o == f"process:{p}" and s == "ONLINE"][-1] for p in where}
+    newest = max(where, key=lambda p: seqs[p])
+    assert min(where, key=lambda p: online[p]) == newest, (seqs, online)
+    text = "".join(hs[n].logtext() for n in NODES)
+    assert "newest data first" in text
+    down(sim)

@@ -259,6 +259,33 @@ static bool device_failed(int st) {
     return st == QUEUE_HA_FAILED || st == QUEUE_HA_REPAIR || st == QUEUE_HA_REPAIRED || st == QUEUE_HA_REBALANCE;
 }
 
+/*
+ * Newest data first.  Beyond its tolerance a pool could never recover the
+ * usual way: each process is refused because of the others (a pool that
+ * fails as a whole: a power cut, every node fenced at once).  Then the
+ * processes recover in the order they failed, the last one first: it holds
+ * the newest data.  p may recover once every member that failed after it
+ * (its state set by a later broadcast entry) is ONLINE again.  Ties go by
+ * name.
+ */
+static bool newest_first(struct recovery_local *r, const struct rm_process *p, const struct rm_process *const *members,
+                         size_t n) {
+    uint64_t mine;
+    if (queue_state_info(r->q, p->object, &mine, NULL) < 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq;
+        if (members[i] == p)
+            continue;
+        int st = queue_state_info(r->q, members[i]->object, &seq, NULL);
+        if (st == QUEUE_HA_ONLINE)
+            continue;
+        if (st < 0 || seq > mine || (seq == mine && strcmp(members[i]->name, p->name) < 0))
+            return false; /* newer data (or unknown) elsewhere, not back yet */
+    }
+    return true;
+}
+
 /* NULL if the recovery may start, else why not (malloc'ed). */
 static char *refusal(struct recovery_local *r, struct rl *rl) {
     const struct rm_process *p = rl->p;
@@ -292,9 +319,16 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
                      st >= 0 ? queue_ha_state_to_string((enum queue_ha_state)st) : "unknown");
         }
     }
+    if (failures > p->pool->tolerate && newest_first(r, p, members, n)) {
+        log_notice("'%s' recovers beyond the tolerance of pool '%s' (%u failures: %s): newest data first, and every "
+                   "process that failed after it is back",
+                   p->name, p->pool->name, failures, list);
+        return NULL;
+    }
     if (failures > p->pool->tolerate)
-        return strprintf("%u failures in pool '%s' (%s), which tolerates %u", failures, p->pool->name, list,
-                         p->pool->tolerate);
+        return strprintf("%u failures in pool '%s' (%s), which tolerates %u; it recovers once every process that "
+                         "failed after it is ONLINE (newest data first)",
+                         failures, p->pool->name, list, p->pool->tolerate);
     return NULL;
 }
 
