@@ -380,16 +380,17 @@ static int cmd_failvec(const char *process) {
     json_t *ep;
     json_array_foreach(json_object_get(doc, "epochs"), i, ep) {
         json_t *rec = json_object_get(ep, "record");
-        printf("\nepoch %lld: %lld events", (long long)json_integer_value(json_object_get(ep, "epoch")),
+        /* Compacted: one line per object, its last state in the epoch, in the order of its first event. */
+        printf("\nepoch %lld: %lld objects", (long long)json_integer_value(json_object_get(ep, "epoch")),
                (long long)json_integer_value(json_object_get(ep, "nr_failures")));
         if (json_is_object(rec))
             printf(" (opened by seq %lld)", (long long)json_integer_value(json_object_get(rec, "seq")));
         printf("\n");
-        if (json_array_size(json_object_get(ep, "events")) > 0) {
+        if (json_array_size(json_object_get(ep, "events")) > 0)
             print_event_header();
-            uint64_t last = 0;
-            print_events(ep, &last);
-        }
+        size_t k;
+        json_t *ev;
+        json_array_foreach(json_object_get(ep, "events"), k, ev) print_event_row(ev); /* seqs need not ascend */
     }
     json_decref(doc);
     return 0;

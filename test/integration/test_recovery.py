@@ -172,8 +172,9 @@ def test_happy_path(sim, tmp_path):
 
     # What an operator sees: the vectors, the broadcast queue (also as it goes), the recovery states.
     out = hs["n1"].ctl("failvec", "ios-b").stdout
-    assert "process:ios-b: current epoch 1" in out and "epoch 0: " in out and "epoch 1: 0 events" in out, out
-    assert "process:ios-b" in out and "FAILED" in out and "TRANSIENT" in out
+    assert "process:ios-b: current epoch 1" in out and "epoch 0: " in out and "epoch 1: 0 objects" in out, out
+    # Compacted per object: ios-b's own entry in epoch 0 is its last step (RECOVERING), its services' FAILED.
+    assert "process:ios-b" in out and "FAILED" in out and "RECOVERING" in out
     doc = json.loads(hs["n3"].ctl("--json", "failvec", "process:ios-b").stdout)
     assert doc["current_epoch"] == 1 and [e["epoch"] for e in doc["epochs"]] == [0, 1]
     assert doc["epochs"][0]["nr_failures"] == len(doc["epochs"][0]["events"]) > 0
@@ -380,12 +381,12 @@ def test_failvec_build_on_restart(sim, tmp_path):
     kill(hs["n2"], "ios-b")
     recovered(log)
     fv = [(o, s) for o, s, _ in lines(log, "ios-b", "FV")]
+    # Compacted per object (docs/recovery.md): ios-c once, with its last state, before ios-b's failure.
     c = [s for o, s in fv if o == "process:ios-c"]
-    assert c[-4:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"], fv
-    assert fv.index(("process:ios-c", "FAILED")) < fv.index(("process:ios-b", "FAILED")), fv
+    assert c == ["ONLINE"], fv
+    assert fv.index(("process:ios-c", "ONLINE")) < fv.index(("process:ios-b", "FAILED")), fv
     assert fv[-2:] == [("process:ios-b", "FAILED"), ("service:ios-b:ios", "FAILED")], fv
-    seqs = [int(q) for _, _, q in lines(log, "ios-b", "FV")]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert len(set(o for o, _ in fv)) == len(fv), "one entry per object"
     assert int(lines(log, "ios-b", "RECOVERY")[0][2]) == len(fv)
     down(sim)
 
@@ -407,11 +408,11 @@ def test_failvec_update_with_duplicate_reports(sim, tmp_path):
     kill(hs["n2"], "ios-b")
     wait_for(lambda: lines(log, "ios-b", "FV") and lines(log, "ios-b", "RECOVERY"), timeout=30, what="vector")
     fv = [(o, s) for o, s, _ in lines(log, "ios-b", "FV")]
-    assert fv.count(("device:ios-c:sda", "FAILED")) == 1 and fv.count(("process:ios-b", "FAILED")) == 1, fv
-    assert fv.index(("device:ios-c:sda", "FAILED")) < fv.index(("device:ios-c:sda", "REPAIR")) < \
-        fv.index(("process:ios-b", "FAILED")), fv
-    seqs = [int(q) for _, _, q in lines(log, "ios-b", "FV")]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    # Compacted per object: the device once, at its last state (REPAIR), before ios-b's own failure.
+    assert [s for o, s in fv if o == "device:ios-c:sda"] == ["REPAIR"], fv
+    assert fv.count(("process:ios-b", "FAILED")) == 1, fv
+    assert fv.index(("device:ios-c:sda", "REPAIR")) < fv.index(("process:ios-b", "FAILED")), fv
+    assert len(set(o for o, _ in fv)) == len(fv), "one entry per object"
     assert int(lines(log, "ios-b", "RECOVERY")[0][2]) == len(fv)
     # The stored vector: what was sent, then the recovery's own steps (the epoch is still 0).
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["RECOVERING"], timeout=30, what="RECOVERING")
@@ -419,8 +420,9 @@ def test_failvec_update_with_duplicate_reports(sim, tmp_path):
     stored = [(e["object"], e["state"]) for k in sorted(kv) if not k.endswith("nr_failures")
               for e in json.loads(kv[k])]
     assert int(kv["/halo/rc/failvec/process:ios-b/0/nr_failures"]) == len(stored)
-    assert stored[:len(fv)] == fv and stored[len(fv):] == [("process:ios-b", "TRANSIENT"),
-                                                           ("process:ios-b", "RECOVERING")], stored
+    # ios-b's own entry took its recovery's steps in its place: RECOVERING where FAILED was.
+    i = fv.index(("process:ios-b", "FAILED"))
+    assert stored == fv[:i] + [("process:ios-b", "RECOVERING")] + fv[i + 1:], stored
     os.unlink(hold)
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
     down(sim)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "description.h"
 #include "pooled.h"
 #include "recovery-model.h"
 #include "tests.h"
@@ -15,17 +16,7 @@ static struct config *config;
 static struct recovery_model *model;
 
 static void setup(void) {
-    char path[] = "/tmp/halo-test-recovery-XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT(fd >= 0);
-    ASSERT_EQ(write(fd, POOLED, strlen(POOLED)), (long long)strlen(POOLED));
-    close(fd);
-    setenv("PATH", "/bin", 1);
-    char *errors = NULL;
-    int r = config_load(path, &config, &errors);
-    unlink(path);
-    if (r < 0)
-        CHECK_FAIL("config_load: %s\n%s", strerror(-r), errors ? errors : "");
+    config = description_load(POOLED);
     ASSERT_OK(rm_new(config, &model));
 }
 
@@ -213,16 +204,9 @@ TEST(names_too_long_for_objects) {
              "    service-units: {%s: {}, b: {}}\n"
              "    service-instances: {si: {csis: {c: {}}}}\n",
              svc, su);
-    char path[] = "/tmp/halo-test-recovery-XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT(fd >= 0);
-    ASSERT_EQ(write(fd, text, strlen(text)), (long long)strlen(text));
-    close(fd);
-    setenv("PATH", "/bin", 1);
     char *errors = NULL;
     struct config *c = NULL;
-    ASSERT_EQ(config_load(path, &c, &errors), -EINVAL);
-    unlink(path);
+    ASSERT_EQ(description_load_errors(text, &c, &errors), -EINVAL);
     ASSERT(errors && strstr(errors, "would be longer than 255 characters"));
     free(errors);
 }

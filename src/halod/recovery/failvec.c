@@ -3,40 +3,51 @@
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "failvec.h"
+#include "hashmap.h"
 #include "keys.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
 #include "strprintf.h"
 
-/* GETs in one load transaction. */
+/* Reads in one load transaction. */
 #define LOAD_CHUNK 64
 
-/* A pool process: what the store holds (epoch, nr) and what the batch being
- * built adds (b_*).  An epoch opened in the batch moves the events gathered
- * before it to old_*, written under the epoch they belong to. */
+/* An object of a vector: its latest event, kept in the chunk named by the seq
+ * of the event that first put it there. */
+struct fv_entry {
+    char *json; /* the event as published */
+    uint64_t chunk;
+};
+
+/* A pool process: its committed epoch, and the vector of b_epoch as the
+ * store holds it plus what the batch being built changes (written by ops()).
+ * An epoch opened in the batch turns the writes of the one before into
+ * ready key/value pairs (old), and the vector starts empty. */
 struct fv_proc {
     const struct rm_process *p;
-    int64_t epoch; /* committed; QUEUE_EPOCH_NONE: none */
-    uint64_t nr;
+    int64_t epoch;            /* committed; QUEUE_EPOCH_NONE: none */
+    struct fv_entry *entries; /* in the order of each object's first event */
+    size_t n_entries, cap_entries;
+    struct hashmap index; /* object -> its position in entries + 1 */
     /* the batch */
-    bool touched, opened;
+    bool opened, count_dirty;
     int64_t b_epoch;
-    uint64_t b_nr, b_first, b_hlc, b_open_seq;
-    char *chunk; /* "ev,ev,..." without the brackets */
-    size_t chunk_len, chunk_cap;
-    bool has_old;
-    int64_t old_epoch;
-    uint64_t old_nr, old_first;
-    char *old_chunk;
+    uint64_t b_hlc, b_open_seq;
+    uint64_t new_chunk; /* the chunk the batch's new objects go to; 0: none yet */
+    uint64_t *dirty;    /* the chunks to write */
+    size_t n_dirty, cap_dirty;
+    char **old; /* key, value, key, value... of the epoch closed in the batch */
+    size_t n_old;
     char *state; /* its own latest state published in the batch (the event as published), for state/ */
-    /* the ops' memory, until done() */
-    char *k[9], *v[9];
 };
 
 struct failvec {
@@ -49,27 +60,57 @@ struct failvec {
     bool loaded, closed;
     bool nomem; /* the batch being built lost a write to memory: ops() fails it */
     unsigned gen, refs;
-    size_t load_step, load_at; /* 0: epochs, 1: counts; the next process to ask for */
+    size_t load_step, load_at; /* 0: epochs, 1: vectors; the next process to ask for */
+    char **mem;                /* the ops' memory, until done() */
+    size_t n_mem, cap_mem;
 };
 
-static void proc_ops_free(struct fv_proc *fp) {
-    for (size_t i = 0; i < ELEMENTSOF(fp->k); i++) {
-        free(fp->k[i]);
-        free(fp->v[i]);
-        fp->k[i] = fp->v[i] = NULL;
+static void mem_free(struct failvec *f) {
+    for (size_t i = 0; i < f->n_mem; i++)
+        free(f->mem[i]);
+    f->n_mem = 0;
+}
+
+/* Keeps s until done(); NULL stays NULL (and fails the batch). */
+static char *mem_keep(struct failvec *f, char *s) {
+    if (s && f->n_mem == f->cap_mem) {
+        size_t cap = f->cap_mem ? f->cap_mem * 2 : 64;
+        char **m = realloc(f->mem, cap * sizeof(*m));
+        if (!m) {
+            free(s);
+            return NULL;
+        }
+        f->mem = m;
+        f->cap_mem = cap;
     }
+    if (s)
+        f->mem[f->n_mem++] = s;
+    return s;
+}
+
+static void entries_clear(struct fv_proc *fp) {
+    for (size_t i = 0; i < fp->n_entries; i++)
+        free(fp->entries[i].json);
+    fp->n_entries = 0;
+    hashmap_done(&fp->index, NULL);
+}
+
+static void old_clear(struct fv_proc *fp) {
+    for (size_t i = 0; i < fp->n_old; i++)
+        free(fp->old[i]);
+    free(fp->old);
+    fp->old = NULL;
+    fp->n_old = 0;
 }
 
 static void batch_clear(struct fv_proc *fp) {
-    fp->touched = fp->opened = fp->has_old = false;
+    fp->opened = fp->count_dirty = false;
     fp->b_epoch = fp->epoch;
-    fp->b_nr = fp->nr;
-    fp->chunk_len = 0;
-    free(fp->old_chunk);
-    fp->old_chunk = NULL;
+    fp->new_chunk = 0;
+    fp->n_dirty = 0;
+    old_clear(fp);
     free(fp->state);
     fp->state = NULL;
-    proc_ops_free(fp);
 }
 
 static void failvec_unref(struct failvec *f) {
@@ -77,8 +118,12 @@ static void failvec_unref(struct failvec *f) {
         return;
     for (size_t i = 0; i < f->n_procs; i++) {
         batch_clear(&f->procs[i]);
-        free(f->procs[i].chunk);
+        entries_clear(&f->procs[i]);
+        free(f->procs[i].entries);
+        free(f->procs[i].dirty);
     }
+    mem_free(f);
+    free(f->mem);
     free(f->procs);
     free(f->prefix);
     free(f);
@@ -87,6 +132,80 @@ static void failvec_unref(struct failvec *f) {
 /* A key built into buf (n: the builder's result), copied for an op that outlives the call; NULL on failure. */
 static char *dup_key(int n, const char *buf) {
     return n < 0 ? NULL : strdup(buf);
+}
+
+/* ---- the vector in memory ---- */
+
+/* The position of object's entry, or -1. */
+static ssize_t entry_find(const struct fv_proc *fp, const char *object) {
+    void *v = hashmap_get(&fp->index, object);
+    return v ? (ssize_t)((uintptr_t)v - 1) : -1;
+}
+
+/* A new entry at the end (takes json): 0 or -ENOMEM (json freed). */
+static int entry_append(struct fv_proc *fp, const char *object, char *json, uint64_t chunk) {
+    if (fp->n_entries == fp->cap_entries) {
+        size_t cap = fp->cap_entries ? fp->cap_entries * 2 : 16;
+        struct fv_entry *e = realloc(fp->entries, cap * sizeof(*e));
+        if (!e) {
+            free(json);
+            return -ENOMEM;
+        }
+        fp->entries = e;
+        fp->cap_entries = cap;
+    }
+    if (hashmap_put(&fp->index, object, (void *)(uintptr_t)(fp->n_entries + 1)) < 0) {
+        free(json);
+        return -ENOMEM;
+    }
+    fp->entries[fp->n_entries++] = (struct fv_entry){.json = json, .chunk = chunk};
+    return 0;
+}
+
+static bool chunk_dirty(const struct fv_proc *fp, uint64_t chunk) {
+    for (size_t i = 0; i < fp->n_dirty; i++)
+        if (fp->dirty[i] == chunk)
+            return true;
+    return false;
+}
+
+static void mark_dirty(struct failvec *f, struct fv_proc *fp, uint64_t chunk) {
+    if (chunk_dirty(fp, chunk))
+        return;
+    if (fp->n_dirty == fp->cap_dirty) {
+        size_t cap = fp->cap_dirty ? fp->cap_dirty * 2 : 8;
+        uint64_t *d = realloc(fp->dirty, cap * sizeof(*d));
+        if (!d) {
+            f->nomem = true;
+            return;
+        }
+        fp->dirty = d;
+        fp->cap_dirty = cap;
+    }
+    fp->dirty[fp->n_dirty++] = chunk;
+}
+
+/* The value of a chunk: its entries in order, a JSON array (NULL: out of memory). */
+static char *chunk_value(const struct fv_proc *fp, uint64_t chunk) {
+    size_t len = 2;
+    for (size_t i = 0; i < fp->n_entries; i++)
+        if (fp->entries[i].chunk == chunk)
+            len += strlen(fp->entries[i].json) + 1;
+    char *v = malloc(len + 1), *at = v;
+    if (!v)
+        return NULL;
+    *at++ = '[';
+    for (size_t i = 0; i < fp->n_entries; i++)
+        if (fp->entries[i].chunk == chunk) {
+            size_t n = strlen(fp->entries[i].json);
+            if (at > v + 1)
+                *at++ = ',';
+            memcpy(at, fp->entries[i].json, n);
+            at += n;
+        }
+    *at++ = ']';
+    *at = '\0';
+    return v;
 }
 
 int failvec_new(store *s, struct queue *q, const char *prefix, const struct recovery_model *model,
@@ -128,7 +247,7 @@ int64_t failvec_epoch(const struct failvec *f, const struct rm_process *p) {
     return f->procs[p->index].b_epoch;
 }
 
-/* ---- loading: every pool process's epoch, then its vector's count ---- */
+/* ---- loading: every pool process's epoch, then its vector ---- */
 
 static void load_next(struct failvec *f);
 
@@ -137,7 +256,7 @@ struct load_call {
     unsigned gen;
     size_t step, from, n;
     size_t idx[LOAD_CHUNK];
-    char *keys[LOAD_CHUNK];
+    char *keys[LOAD_CHUNK]; /* step 1: the vector's prefix, failvec/<process>/<epoch>/ */
 };
 
 static void load_call_free(struct load_call *lc) {
@@ -152,6 +271,41 @@ static bool parse_count(const store_kv *kv, uint64_t *ret) {
         return false;
     *ret = v;
     return true;
+}
+
+/* One chunk of fp's vector as read: its objects join the entries (an object
+ * seen in an earlier chunk keeps its place and takes the later event). */
+static int load_chunk(struct fv_proc *fp, const store_kv *kv, size_t prefix_len) {
+    uint64_t chunk;
+    if (key_parse_number(kv->key + prefix_len, kv->key_len - prefix_len, &chunk) < 0) {
+        log_warning("Ignoring the unknown key '%.*s'", (int)kv->key_len, kv->key);
+        return 0;
+    }
+    json_t *arr = json_loadb(kv->value, kv->value_len, JSON_REJECT_DUPLICATES, NULL);
+    size_t i;
+    json_t *ev;
+    int r = 0;
+    if (!json_is_array(arr))
+        log_warning("Ignoring the invalid value of '%.*s'", (int)kv->key_len, kv->key);
+    json_array_foreach(arr, i, ev) {
+        struct queue_event qe;
+        char object[QUEUE_OBJECT_MAX];
+        if (queue_event_from_json(ev, &qe) < 0 || queue_event_object(&qe, object) < 0)
+            continue;
+        char *text = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!text) {
+            r = -ENOMEM;
+            break;
+        }
+        ssize_t at = entry_find(fp, object);
+        if (at >= 0) {
+            free(fp->entries[at].json);
+            fp->entries[at].json = text;
+        } else if ((r = entry_append(fp, object, text, chunk)) < 0)
+            break;
+    }
+    json_decref(arr);
+    return r;
 }
 
 static void on_loaded(store *s, int error, const store_result *r, void *userdata) {
@@ -169,19 +323,30 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
     }
     for (size_t i = 0; i < lc->n; i++) {
         struct fv_proc *fp = &f->procs[lc->idx[i]];
+        size_t klen = strlen(lc->keys[i]);
+        if (lc->step == 1) {
+            entries_clear(fp);
+            for (size_t j = 0; j < r->n_kvs; j++) {
+                const store_kv *kv = &r->kvs[j];
+                if (kv->key_len <= klen || memcmp(kv->key, lc->keys[i], klen) != 0 ||
+                    key_failvec_is_count(kv->key, kv->key_len))
+                    continue;
+                if (load_chunk(fp, kv, klen) < 0) {
+                    log_error("Out of memory reading the failure vectors");
+                    goto out; /* the consumer waits until its next reload */
+                }
+            }
+            continue;
+        }
         const store_kv *kv = NULL;
         for (size_t j = 0; j < r->n_kvs; j++)
-            if (r->kvs[j].key_len == strlen(lc->keys[i]) && memcmp(r->kvs[j].key, lc->keys[i], r->kvs[j].key_len) == 0)
+            if (r->kvs[j].key_len == klen && memcmp(r->kvs[j].key, lc->keys[i], klen) == 0)
                 kv = &r->kvs[j];
         uint64_t v = 0;
         if (kv && !parse_count(kv, &v))
             log_warning("Ignoring the invalid value of '%s'", lc->keys[i]);
-        if (lc->step == 0)
-            fp->epoch = kv && parse_count(kv, &v) ? (int64_t)v : QUEUE_EPOCH_NONE;
-        else
-            fp->nr = kv && parse_count(kv, &v) ? v : 0;
+        fp->epoch = kv && parse_count(kv, &v) ? (int64_t)v : QUEUE_EPOCH_NONE;
         fp->b_epoch = fp->epoch;
-        fp->b_nr = fp->nr;
     }
     load_next(f);
 out:
@@ -208,14 +373,15 @@ static void load_next(struct failvec *f) {
                 continue;
             char kb[STORE_KEY_MAX];
             char *k = lc->step == 0 ? dup_key(key_current_epoch(kb, f->prefix, fp->p->object), kb)
-                                    : dup_key(key_failvec_count(kb, f->prefix, fp->p->object, fp->epoch), kb);
+                                    : dup_key(key_failvec_chunks(kb, f->prefix, fp->p->object, fp->epoch), kb);
             if (!k) {
                 nomem = true;
                 break;
             }
             lc->idx[lc->n] = f->load_at;
             lc->keys[lc->n] = k;
-            ops[lc->n] = (store_op){.type = STORE_OP_GET, .key = k, .key_len = strlen(k)};
+            ops[lc->n] =
+                (store_op){.type = lc->step == 0 ? STORE_OP_GET : STORE_OP_GET_PREFIX, .key = k, .key_len = strlen(k)};
             lc->n++;
         }
         if (nomem) {
@@ -231,7 +397,7 @@ static void load_next(struct failvec *f) {
                 continue;
             }
             f->loaded = true;
-            log_debug("Epochs of the pool processes read");
+            log_debug("Epochs and failure vectors of the pool processes read");
             eq_consumer_kick(f->q);
             return;
         }
@@ -261,69 +427,74 @@ static void fv_reset(struct queue *q, void *userdata) {
     f->loaded = false;
     f->nomem = false;
     f->load_step = f->load_at = 0;
+    mem_free(f);
     for (size_t i = 0; i < f->n_procs; i++) {
         f->procs[i].epoch = QUEUE_EPOCH_NONE;
-        f->procs[i].nr = 0;
         batch_clear(&f->procs[i]);
+        entries_clear(&f->procs[i]);
     }
     load_next(f);
 }
 
-/* The ops fp's batch state takes. */
-static size_t proc_ops(const struct fv_proc *fp) {
-    size_t n = 0;
-    if (fp->has_old)
-        n += 2; /* its chunk and count */
-    if (fp->opened)
-        n += 2 + (fp->b_epoch >= 2 ? 2 : 0); /* current_epoch, the record, the deletes of epoch - 2 */
-    if (fp->chunk_len > 0)
-        n++;
-    if (fp->touched)
-        n++; /* nr_failures */
-    if (fp->state)
-        n++; /* state/<process> */
-    return n;
-}
-
-/* Opens the next epoch of fp in the batch (the events gathered before it
- * keep their epoch, in old_*). */
+/* Opens the next epoch of fp in the batch: the writes of the epoch it
+ * closes become ready pairs, and the new vector starts empty. */
 static void open_epoch(struct failvec *f, struct fv_proc *fp, uint64_t seq, uint64_t hlc) {
-    if (fp->chunk_len > 0) {
-        fp->has_old = true;
-        fp->old_epoch = fp->b_epoch;
-        fp->old_nr = fp->b_nr;
-        fp->old_first = fp->b_first;
-        if (!(fp->old_chunk = strndup(fp->chunk, fp->chunk_len)))
-            f->nomem = true;
+    size_t n = fp->b_epoch >= 0 ? 2 * (fp->n_dirty + fp->count_dirty) : 0;
+    if (n > 0 && !(fp->old = calloc(n, sizeof(*fp->old))))
+        f->nomem = true;
+    for (size_t i = 0; fp->old && i < fp->n_dirty; i++) {
+        char kb[STORE_KEY_MAX];
+        fp->old[fp->n_old++] = dup_key(key_failvec_chunk(kb, f->prefix, fp->p->object, fp->b_epoch, fp->dirty[i]), kb);
+        fp->old[fp->n_old++] = chunk_value(fp, fp->dirty[i]);
     }
-    fp->opened = fp->touched = true;
+    if (fp->old && fp->count_dirty) {
+        char kb[STORE_KEY_MAX];
+        fp->old[fp->n_old++] = dup_key(key_failvec_count(kb, f->prefix, fp->p->object, fp->b_epoch), kb);
+        fp->old[fp->n_old++] = strprintf("%zu", fp->n_entries);
+    }
+    for (size_t i = 0; i < fp->n_old; i++)
+        f->nomem = f->nomem || !fp->old[i];
+    entries_clear(fp);
+    fp->n_dirty = 0;
+    fp->new_chunk = 0;
+    fp->opened = fp->count_dirty = true;
     fp->b_epoch = fp->b_epoch < 0 ? 0 : fp->b_epoch + 1;
-    fp->b_nr = 0;
     fp->b_open_seq = seq;
     fp->b_hlc = hlc;
-    fp->chunk_len = 0;
 }
 
-static void append_event(struct failvec *f, struct fv_proc *fp, const char *json, uint64_t seq) {
-    size_t len = strlen(json), need = fp->chunk_len + len + 2;
-    if (need > fp->chunk_cap) {
-        size_t cap = MAX(need, fp->chunk_cap * 2);
-        char *c = realloc(fp->chunk, cap);
-        if (!c) {
-            f->nomem = true; /* ops() fails the batch */
-            return;
-        }
-        fp->chunk = c;
-        fp->chunk_cap = cap;
+/* The event json (as published, seq seq) on object becomes the object's
+ * entry in fp's vector: in its place if it has one, else at the end, in the
+ * batch's new chunk. */
+static void record(struct failvec *f, struct fv_proc *fp, const char *object, const char *json, uint64_t seq) {
+    char *text = strdup(json);
+    if (!text) {
+        f->nomem = true;
+        return;
     }
-    if (fp->chunk_len == 0)
-        fp->b_first = seq;
-    else
-        fp->chunk[fp->chunk_len++] = ',';
-    memcpy(fp->chunk + fp->chunk_len, json, len + 1);
-    fp->chunk_len += len;
-    fp->b_nr++;
-    fp->touched = true;
+    ssize_t at = entry_find(fp, object);
+    if (at >= 0) {
+        free(fp->entries[at].json);
+        fp->entries[at].json = text;
+        mark_dirty(f, fp, fp->entries[at].chunk);
+        return;
+    }
+    if (fp->new_chunk == 0)
+        fp->new_chunk = seq;
+    if (entry_append(fp, object, text, fp->new_chunk) < 0) {
+        f->nomem = true;
+        return;
+    }
+    mark_dirty(f, fp, fp->new_chunk);
+    fp->count_dirty = true;
+}
+
+/* The ops recording object in fp's vector would add to the batch. */
+static size_t record_cost(const struct fv_proc *fp, const char *object) {
+    ssize_t at = entry_find(fp, object);
+    if (at >= 0)
+        return chunk_dirty(fp, fp->entries[at].chunk) ? 0 : 1;
+    return (fp->new_chunk ? 0 : 1) + (fp->count_dirty ? 0 : 1);
 }
 
 /* What ev does to the pool processes it concerns.  apply false: only says
@@ -366,27 +537,17 @@ static size_t apply(struct failvec *f, struct queue_event *ev, uint64_t seq, con
             continue; /* its vector starts with its own first event */
         bool open = (opens && is_owner) || fp->b_epoch < 0;
         bool add = !(opens && is_owner) && !(own_online && is_owner);
-        if (open && (fp->opened || (fp->chunk_len > 0 && fp->has_old)))
+        if (open && fp->opened)
             return SIZE_MAX; /* one new epoch per process and batch */
         if (apply) {
             if (open)
                 open_epoch(f, fp, seq, ev->hlc);
             if (add)
-                append_event(f, fp, json, seq);
-            continue;
-        }
-        struct fv_proc t = *fp; /* the flags it would have, for the count */
-        if (open) {
-            t.has_old = t.has_old || t.chunk_len > 0;
-            t.opened = t.touched = true;
-            t.b_epoch = t.b_epoch < 0 ? 0 : t.b_epoch + 1;
-            t.chunk_len = 0;
-        }
-        if (add) {
-            t.touched = true;
-            t.chunk_len = 1;
-        }
-        cost += proc_ops(&t) - proc_ops(fp);
+                record(f, fp, object, json, seq);
+        } else if (open) /* current_epoch, the record, the new count (and the deletes of epoch - 2) */
+            cost += 3 + (fp->b_epoch + 1 >= 2 ? 2 : 0) + (add ? 1 : 0);
+        else if (add)
+            cost += record_cost(fp, object);
     }
     return cost;
 }
@@ -401,9 +562,10 @@ static void fv_add(struct queue *q, const struct queue_event *ev, uint64_t seq, 
     (void)apply(userdata, &e, seq, json, true);
 }
 
-static int put(store_op *ops, size_t *n, size_t room, char **k, char **v, char *key, char *value) {
-    *k = key;
-    *v = value;
+/* Adds a put of key = value (both kept until done()). */
+static int put(struct failvec *f, store_op *ops, size_t *n, size_t room, char *key, char *value) {
+    key = mem_keep(f, key);
+    value = mem_keep(f, value);
     if (!key || !value)
         return -ENOMEM;
     if (*n >= room)
@@ -413,69 +575,56 @@ static int put(store_op *ops, size_t *n, size_t room, char **k, char **v, char *
     return 0;
 }
 
+static int del(struct failvec *f, store_op *ops, size_t *n, size_t room, char *key, store_op_type type) {
+    if (!(key = mem_keep(f, key)))
+        return -ENOMEM;
+    if (*n >= room)
+        return -E2BIG;
+    ops[(*n)++] = (store_op){.type = type, .key = key, .key_len = strlen(key)};
+    return 0;
+}
+
+static int proc_ops(struct failvec *f, struct fv_proc *fp, store_op *ops, size_t *n, size_t room) {
+    const char *o = fp->p->object;
+    char kb[STORE_KEY_MAX];
+    int r = 0;
+    for (size_t i = 0; r >= 0 && i + 1 < fp->n_old; i += 2) {
+        r = put(f, ops, n, room, fp->old[i], fp->old[i + 1]);
+        fp->old[i] = fp->old[i + 1] = NULL; /* now the batch's */
+    }
+    if (r >= 0 && fp->opened) {
+        r = put(f, ops, n, room, dup_key(key_current_epoch(kb, f->prefix, o), kb), strprintf("%" PRId64, fp->b_epoch));
+        if (r >= 0)
+            r = put(f, ops, n, room, dup_key(key_failvec_epoch(kb, f->prefix, o, fp->b_epoch), kb),
+                    strprintf("{\"epoch\":%" PRId64 ",\"hlc\":\"%" PRIu64 "\",\"seq\":%" PRIu64 "}", fp->b_epoch,
+                              fp->b_hlc, fp->b_open_seq));
+        /* The epoch two before goes: its record, then everything under it. */
+        if (r >= 0 && fp->b_epoch >= 2)
+            r = del(f, ops, n, room, dup_key(key_failvec_epoch(kb, f->prefix, o, fp->b_epoch - 2), kb),
+                    STORE_OP_DELETE);
+        if (r >= 0 && fp->b_epoch >= 2)
+            r = del(f, ops, n, room, dup_key(key_failvec_chunks(kb, f->prefix, o, fp->b_epoch - 2), kb),
+                    STORE_OP_DELETE_PREFIX);
+    }
+    for (size_t i = 0; r >= 0 && i < fp->n_dirty; i++)
+        r = put(f, ops, n, room, dup_key(key_failvec_chunk(kb, f->prefix, o, fp->b_epoch, fp->dirty[i]), kb),
+                chunk_value(fp, fp->dirty[i]));
+    if (r >= 0 && fp->count_dirty)
+        r = put(f, ops, n, room, dup_key(key_failvec_count(kb, f->prefix, o, fp->b_epoch), kb),
+                strprintf("%zu", fp->n_entries));
+    if (r >= 0 && fp->state)
+        r = put(f, ops, n, room, dup_key(key_name(kb, f->prefix, KEY_STATE, o), kb), strdup(fp->state));
+    return r;
+}
+
 static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
     struct failvec *f = userdata;
     size_t n = 0;
     int r = f->nomem ? -ENOMEM : 0;
-    for (size_t i = 0; i < f->n_procs && r >= 0; i++) {
-        struct fv_proc *fp = &f->procs[i];
-        if (!fp->p || (!fp->touched && !fp->opened && !fp->has_old && !fp->state))
-            continue;
-        const char *o = fp->p->object;
-        char kb[STORE_KEY_MAX];
-        size_t s = 0;
-        proc_ops_free(fp);
-        if (fp->has_old) {
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                    dup_key(key_failvec_chunk(kb, f->prefix, o, fp->old_epoch, fp->old_first), kb),
-                    fp->old_chunk ? strprintf("[%s]", fp->old_chunk) : NULL);
-            s++;
-            if (r >= 0)
-                r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                        dup_key(key_failvec_count(kb, f->prefix, o, fp->old_epoch), kb),
-                        strprintf("%" PRIu64, fp->old_nr));
-            s++;
-        }
-        if (r >= 0 && fp->opened) {
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s], dup_key(key_current_epoch(kb, f->prefix, o), kb),
-                    strprintf("%" PRId64, fp->b_epoch));
-            s++;
-            if (r >= 0)
-                r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                        dup_key(key_failvec_epoch(kb, f->prefix, o, fp->b_epoch), kb),
-                        strprintf("{\"epoch\":%" PRId64 ",\"hlc\":\"%" PRIu64 "\",\"seq\":%" PRIu64 "}", fp->b_epoch,
-                                  fp->b_hlc, fp->b_open_seq));
-            s++;
-            if (r >= 0 && fp->b_epoch >= 2) {
-                /* The epoch two before goes: its record, then everything under it. */
-                char *rec = dup_key(key_failvec_epoch(kb, f->prefix, o, fp->b_epoch - 2), kb);
-                char *under = dup_key(key_failvec_chunks(kb, f->prefix, o, fp->b_epoch - 2), kb);
-                fp->k[s++] = rec;
-                fp->k[s++] = under;
-                if (!rec || !under)
-                    r = -ENOMEM;
-                else if (n + 2 > room)
-                    r = -E2BIG;
-                else {
-                    ops[n++] = (store_op){.type = STORE_OP_DELETE, .key = rec, .key_len = strlen(rec)};
-                    ops[n++] = (store_op){.type = STORE_OP_DELETE_PREFIX, .key = under, .key_len = strlen(under)};
-                }
-            }
-        }
-        if (r >= 0 && fp->chunk_len > 0) {
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s],
-                    dup_key(key_failvec_chunk(kb, f->prefix, o, fp->b_epoch, fp->b_first), kb),
-                    strprintf("[%s]", fp->chunk));
-            s++;
-        }
-        if (r >= 0 && fp->touched)
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s], dup_key(key_failvec_count(kb, f->prefix, o, fp->b_epoch), kb),
-                    strprintf("%" PRIu64, fp->b_nr));
-        s++;
-        if (r >= 0 && fp->state)
-            r = put(ops, &n, room, &fp->k[s], &fp->v[s], dup_key(key_name(kb, f->prefix, KEY_STATE, o), kb),
-                    strdup(fp->state));
-    }
+    mem_free(f);
+    for (size_t i = 0; i < f->n_procs && r >= 0; i++)
+        if (f->procs[i].p)
+            r = proc_ops(f, &f->procs[i], ops, &n, room);
     if (r < 0)
         log_warning_errno(r, "Failed to write the failure vectors of a batch: %m");
     return r < 0 ? r : (int)n;
@@ -483,15 +632,18 @@ static int fv_ops(struct queue *q, store_op *ops, size_t room, void *userdata) {
 
 static void fv_done(struct queue *q, bool committed, void *userdata) {
     struct failvec *f = userdata;
+    if (!committed) {
+        /* The vectors in memory took the batch: read them again. */
+        fv_reset(q, f);
+        return;
+    }
     f->nomem = false;
+    mem_free(f);
     for (size_t i = 0; i < f->n_procs; i++) {
         struct fv_proc *fp = &f->procs[i];
         if (!fp->p)
             continue;
-        if (committed) {
-            fp->epoch = fp->b_epoch;
-            fp->nr = fp->b_nr;
-        }
+        fp->epoch = fp->b_epoch;
         batch_clear(fp);
     }
 }
