@@ -40,6 +40,10 @@ int manager_build_observers(struct manager *m) {
     return 0;
 }
 
+static size_t live_nodes(void *userdata, const char **out, size_t max) {
+    return cluster_sync_live_nodes(userdata, out, max);
+}
+
 int manager_build_coord(struct manager *m) {
     struct recovery_coord_params cp = {.loop = m->loop,
                                        .store = m->store,
@@ -49,7 +53,8 @@ int manager_build_coord(struct manager *m) {
                                        .model = m->model,
                                        .pools = m->config->n_pools > 0,
                                        .cluster = m->cluster,
-                                       .sync = m->sync};
+                                       .live_nodes = m->sync ? live_nodes : NULL,
+                                       .live_userdata = m->sync};
     int r = recovery_coord_new(&cp, &m->coord);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the event queue's consumer: %m");

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "description.h"
 #include "pooled.h"
+#include "recovery-coord.h"
 #include "recovery-model.h"
 #include "tests.h"
 
@@ -209,4 +210,131 @@ TEST(names_too_long_for_objects) {
     ASSERT_EQ(description_load_errors(text, &c, &errors), -EINVAL);
     ASSERT(errors && strstr(errors, "would be longer than 255 characters"));
     free(errors);
+}
+
+/* ---- the coordinator's pruning of the broadcast queue ---- */
+
+#define LIVE_NODES 70
+
+static void on_store_done(store *s, int error, const store_result *r, void *userdata) {
+    ASSERT_OK(error);
+    *(bool *)userdata = true;
+}
+
+static void run_until_set(uv_loop_t *loop, const bool *flag) {
+    while (!*flag)
+        ASSERT(uv_run(loop, UV_RUN_ONCE) != 0 || *flag);
+}
+
+static void store_put_wait(uv_loop_t *loop, store *s, const char *key, const char *value) {
+    bool done = false;
+    ASSERT_OK(store_put(s, key, value, strlen(value), 0, on_store_done, &done));
+    run_until_set(loop, &done);
+}
+
+struct bq_count {
+    bool done;
+    size_t below, above; /* entries bq/<seq> with seq <= 3, > 3 */
+};
+
+static void on_bq_range(store *s, int error, const store_result *r, void *userdata) {
+    struct bq_count *c = userdata;
+    ASSERT_OK(error);
+    for (size_t i = 0; i < r->n_kvs; i++) {
+        uint64_t seq = strtoull(r->kvs[i].key + strlen("/halo/t/bq/"), NULL, 10);
+        *(seq <= 3 ? &c->below : &c->above) += 1;
+    }
+    c->done = true;
+}
+
+static struct bq_count bq_count(uv_loop_t *loop, store *s) {
+    struct bq_count c = {0};
+    ASSERT_OK(store_range(s, "/halo/t/bq/", on_bq_range, &c));
+    run_until_set(loop, &c.done);
+    return c;
+}
+
+static char live_names[LIVE_NODES][16];
+
+static size_t seventy_live(void *userdata, const char **out, size_t max) {
+    for (size_t i = 0; i < LIVE_NODES && i < max; i++)
+        out[i] = live_names[i];
+    return LIVE_NODES;
+}
+
+static void on_appended_one(struct queue *q, int error, size_t n, void *userdata) {
+    ASSERT_OK(error);
+    *(bool *)userdata = true;
+}
+
+static void on_tick(uv_timer_t *t) {
+    *(bool *)t->data = true;
+}
+
+static void run_msec(uv_loop_t *loop, uint64_t msec) {
+    bool done = false;
+    uv_timer_t t;
+    ASSERT_OK(uv_timer_init(loop, &t));
+    t.data = &done;
+    ASSERT_OK(uv_timer_start(&t, on_tick, msec, 0));
+    run_until_set(loop, &done);
+    uv_close((uv_handle_t *)&t, NULL);
+    (void)uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* The coordinator prunes only what every live node has read: with 70 live
+ * nodes, the last one's offset holds back the entries it has not read (the
+ * first 64 nodes alone were once asked). */
+TEST(prune_waits_for_every_live_node) {
+    uv_loop_t loop;
+    store *s;
+    struct queue *q;
+    struct recovery_coord *c;
+    ASSERT_OK(uv_loop_init(&loop));
+    ASSERT_OK(store_memory_new(&loop, &s));
+    struct queue_params qp = {.loop = &loop, .store = s, .prefix = "/halo/t/", .node = "n0"};
+    ASSERT_OK(queue_new(&qp, &q));
+    for (int i = 0; i < LIVE_NODES; i++)
+        snprintf(live_names[i], sizeof(live_names[i]), "n%d", i);
+    struct recovery_coord_params cp = {
+        .loop = &loop, .store = s, .prefix = "/halo/t/", .node = "n0", .queue = q, .live_nodes = seventy_live};
+    ASSERT_OK(recovery_coord_new(&cp, &c));
+    recovery_coord_set(c, true);
+
+    /* Ten BQ entries, one event each. */
+    for (int i = 0; i < 10; i++) {
+        struct queue_event ev;
+        ASSERT_OK(queue_event_init(&ev, "service:s", i % 2 ? QUEUE_HA_ONLINE : QUEUE_HA_FAILED));
+        bool done = false;
+        ASSERT_OK(eq_append(q, &ev, 1, on_appended_one, &done));
+        run_until_set(&loop, &done);
+        struct queue_stats st;
+        do {
+            (void)uv_run(&loop, UV_RUN_ONCE);
+            queue_get_stats(q, &st);
+        } while (st.last_seq < (uint64_t)i + 1);
+    }
+    /* Every node read them all but the last one, which read 3. */
+    for (int i = 0; i < LIVE_NODES; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "/halo/t/bq-delivered/n%d", i);
+        store_put_wait(&loop, s, key, i == LIVE_NODES - 1 ? "3" : "10");
+    }
+    struct queue_stats st;
+    do {
+        run_msec(&loop, 100);
+        queue_get_stats(q, &st);
+    } while (st.pruned < 3 || st.state_seq < 10);
+    run_msec(&loop, 1200); /* one more round of pruning at least */
+    struct bq_count n = bq_count(&loop, s);
+    ASSERT_EQ(n.below, 0);
+    ASSERT_EQ(n.above, 7);
+
+    recovery_coord_set(c, false);
+    c = recovery_coord_free(c);
+    q = queue_free(q);
+    s = store_free(s);
+    for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT); i++)
+        ;
+    ASSERT_OK(uv_loop_close(&loop));
 }

@@ -521,9 +521,12 @@ int cluster_sync_node(const struct cluster_sync *s, const char *node) {
 
 size_t cluster_sync_live_nodes(const struct cluster_sync *s, const char **out, size_t max) {
     size_t n = 0;
-    for (size_t i = 0; i < s->n_nodes && n < max; i++)
-        if (s->nodes[i].alive)
-            out[n++] = s->nodes[i].name;
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (s->nodes[i].alive) {
+            if (n < max)
+                out[n] = s->nodes[i].name;
+            n++;
+        }
     return n;
 }
 

@@ -12,14 +12,14 @@
 #include "macro.h"
 
 #define COORD_PRUNE_MSEC 1000 /* the coordinator prunes the BQ this often */
-#define COORD_LIVE_NODES_MAX 64
 
 struct recovery_coord {
     struct queue *q;
     const struct recovery_model *model;
     struct failvec *fv; /* the epochs and failure vectors; NULL without pools */
     struct cluster *cluster;
-    struct cluster_sync *sync;
+    size_t (*live_nodes)(void *userdata, const char **out, size_t max);
+    void *live_userdata;
     char *node;
     uv_timer_t prune;
 };
@@ -57,16 +57,24 @@ static void on_pruned(struct queue *q, int error, uint64_t n, void *userdata) {
         log_debug_errno(error, "Pruning the broadcast queue stopped: %m");
 }
 
+/* Prunes what every live node has read: all of them, however many. */
 static void on_prune(uv_timer_t *t) {
     struct recovery_coord *c = t->data;
-    const char *live[COORD_LIVE_NODES_MAX];
-    size_t n = 0;
-    if (c->sync)
-        n = cluster_sync_live_nodes(c->sync, live, ELEMENTSOF(live));
-    else
-        live[n++] = c->node;
-    if (n)
-        (void)bq_prune(c->q, live, n, on_pruned, c);
+    if (!c->live_nodes) {
+        const char *self = c->node;
+        (void)bq_prune(c->q, &self, 1, on_pruned, c);
+        return;
+    }
+    size_t n = c->live_nodes(c->live_userdata, NULL, 0);
+    const char **live = n ? calloc(n, sizeof(*live)) : NULL;
+    if (!live) {
+        if (n)
+            log_warning("Out of memory pruning the broadcast queue");
+        return;
+    }
+    n = MIN(n, c->live_nodes(c->live_userdata, live, n));
+    (void)bq_prune(c->q, live, n, on_pruned, c); /* copies the names */
+    free(live);
 }
 
 void recovery_coord_set(struct recovery_coord *c, bool coordinator) {
@@ -90,8 +98,12 @@ int recovery_coord_new(const struct recovery_coord_params *p, struct recovery_co
     struct recovery_coord *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    *c = (struct recovery_coord){
-        .q = p->queue, .model = p->model, .cluster = p->cluster, .sync = p->sync, .node = strdup(p->node)};
+    *c = (struct recovery_coord){.q = p->queue,
+                                 .model = p->model,
+                                 .cluster = p->cluster,
+                                 .live_nodes = p->live_nodes,
+                                 .live_userdata = p->live_userdata,
+                                 .node = strdup(p->node)};
     if (!c->node) {
         free(c);
         return -ENOMEM;

@@ -12,7 +12,6 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "cluster-sync.h"
 #include "cluster.h"
 #include "queue.h"
 #include "recovery-model.h"
@@ -29,7 +28,10 @@ struct recovery_coord_params {
     const struct recovery_model *model; /* NULL: every event's own state is published */
     bool pools;                         /* keep epochs and failure vectors */
     struct cluster *cluster;            /* several nodes: the guard; NULL on one node */
-    struct cluster_sync *sync;          /* several nodes: the live nodes; NULL on one node */
+    /* Several nodes: the live nodes, every one of them (writes at most max
+     * into out, returns how many there are); NULL on one node. */
+    size_t (*live_nodes)(void *userdata, const char **out, size_t max);
+    void *live_userdata;
 };
 int recovery_coord_new(const struct recovery_coord_params *p, struct recovery_coord **ret);
 /* Accepts NULL; returns NULL.  Run the loop once more for its timer to close. */
