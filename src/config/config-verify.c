@@ -224,6 +224,31 @@ static void pools_verify(struct loader *l, const struct config *c) {
     }
 }
 
+/* At most CONFIG_NODE_POOL_PROCESSES_MAX pool processes on one node. */
+static int node_pools_verify(struct loader *l, const struct config *c) {
+    if (c->n_pools == 0 || c->n_nodes == 0 || l->too_big)
+        return 0;
+    _cleanup_free_ size_t *count = calloc(c->n_nodes, sizeof(*count));
+    if (!count)
+        return -ENOMEM;
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t u = 0; u < c->sgs[g].n_sus; u++) {
+            const struct config_su *su = &c->sgs[g].sus[u];
+            size_t n = 0;
+            while (n < c->n_nodes && !streq(c->nodes[n].name, su->node))
+                n++;
+            for (size_t k = 0; n < c->n_nodes && k < su->n_components; k++)
+                count[n] += config_find_pool_of(c, su->components[k].name) != NULL;
+        }
+    for (size_t n = 0; n < c->n_nodes; n++)
+        if (count[n] > CONFIG_NODE_POOL_PROCESSES_MAX)
+            config_diag_at(l, c->nodes[n].pos,
+                           "node '%s' runs %zu pool processes; at most %d are allowed (its failure is written to "
+                           "each one's failure vector in one store transaction)",
+                           Q(c->nodes[n].name), count[n], CONFIG_NODE_POOL_PROCESSES_MAX);
+    return 0;
+}
+
 int config_verify(struct loader *l, struct config *c) {
     int r = su_nodes_verify(l, c);
     if (r < 0)
@@ -232,5 +257,8 @@ int config_verify(struct loader *l, struct config *c) {
         sg_verify(l, &c->sgs[g]);
     cdb_roles_verify(l, c);
     pools_verify(l, c);
+    r = node_pools_verify(l, c);
+    if (r < 0)
+        return r;
     return names_verify(l, c);
 }

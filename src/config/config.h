@@ -122,6 +122,11 @@ struct config_node {
 /* Most processes in one pool: a pool member's event is written to every
  * member's failure vector in the transaction that publishes it. */
 #define CONFIG_POOL_PROCESSES_MAX 32
+/* Most pool processes on one node: the node's failure is written to each
+ * one's failure vector (two writes each) in the transaction that publishes
+ * it, which holds at most 128 operations (etcd's --max-txn-ops) with its own
+ * three (failvec.c checks the sums). */
+#define CONFIG_NODE_POOL_PROCESSES_MAX 62
 
 /* A recovery pool: processes that take part in each other's recovery. */
 struct config_pool {

@@ -1177,3 +1177,52 @@ TEST(pool_errors) {
     ASSERT(has_error(e, path, "7:3: pool 'p': 'tolerate' (2) must be below its number of processes (2)"));
     free(e);
 }
+
+/* A description of n pool processes on node n1 in pools of at most 'per' (and one more SU on n2). */
+static char *many_pool_processes(int n, int per) {
+    size_t cap = 64 * 1024, len = 0;
+    char *t = malloc(cap);
+    ASSERT(t);
+    len += (size_t)snprintf(t + len, cap - len,
+                            "nodes: {n1: {}, n2: {}}\n"
+                            "defaults: {component: {command: sleep}}\n"
+                            "service-groups:\n"
+                            "  g:\n"
+                            "    service-units:\n"
+                            "      other: {node: n2}\n");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(t + len, cap - len, "      p%d: {node: n1}\n", i);
+    len += (size_t)snprintf(t + len, cap - len, "    service-instances: {si: {csis: {c: {}}}}\npools:\n");
+    for (int i = 0; i < n; i++) {
+        if (i % per == 0)
+            len += (size_t)snprintf(t + len, cap - len, "  pool%d: {processes: [p%d", i / per, i);
+        else
+            len += (size_t)snprintf(t + len, cap - len, ", p%d", i);
+        if ((i + 1) % per == 0 || i + 1 == n)
+            len += (size_t)snprintf(t + len, cap - len, "]}\n");
+    }
+    return t;
+}
+
+/* The caps of the recovery protocol are checked, each with its reason: 32
+ * processes in a pool, 62 pool processes on a node (its failure is written to
+ * each one's vector in one transaction); at the caps the description loads. */
+TEST(pool_caps) {
+    setenv("PATH", "/bin", 1);
+    const char *path;
+    char *t = many_pool_processes(33, 33);
+    char *e = load_fail(t, &path);
+    ASSERT(strstr(e, "pool 'pool0' has 33 processes; at most 32 are allowed"));
+    free(e);
+    free(t);
+    t = many_pool_processes(63, 32);
+    e = load_fail(t, &path);
+    ASSERT(has_error(e, path, "1:9: node 'n1' runs 63 pool processes; at most 62 are allowed"));
+    free(e);
+    free(t);
+    t = many_pool_processes(62, 31);
+    struct config *c = load_ok(t);
+    ASSERT_EQ(c->n_pools, 2);
+    config_free(c);
+    free(t);
+}

@@ -18,6 +18,12 @@
 #include "parse-util.h"
 #include "strprintf.h"
 
+/* One event's writes fit an empty batch (its EQ entry's delete or rewrite,
+ * the BQ entry and bq-seq besides): a pool member's event costs two per
+ * member and the member's state, a node's failure two per pool process on it. */
+_Static_assert(2 * CONFIG_POOL_PROCESSES_MAX + 1 + 5 + 3 <= STORE_TXN_OPS_MAX, "a pool's event fits a transaction");
+_Static_assert(2 * CONFIG_NODE_POOL_PROCESSES_MAX + 3 <= STORE_TXN_OPS_MAX, "a node's failure fits a transaction");
+
 /* Reads in one load transaction. */
 #define LOAD_CHUNK 64
 
