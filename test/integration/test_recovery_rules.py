@@ -4,6 +4,7 @@ real halods over a real etcd: what the processes are told, in order."""
 import json
 
 from halo_harness import TESTCOMP, start_nodes, wait_for
+from test_recovery import sim  # noqa: F401 (the fixture)
 from test_events import notes, post
 
 
@@ -140,3 +141,30 @@ def test_rules_and_expansion(etcd, halod_factory, tmp_path):
     assert ("service:svc-a:ios", "ONLINE") not in a  # its epoch started with them
 
     assert hs["n2"].stop() == 0
+
+
+def test_vector_compacted_under_device_flips(sim, tmp_path):
+    """Thousands of flips of a participant's device within one epoch: the failure
+    vectors in etcd stay bounded (one entry per object, docs/recovery.md), and the
+    restarted process still gets each object's last state, in first-event order."""
+    from test_recovery import SimStore, cluster, down, kill, lines, recovered, told as told_obj
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    flips = 2000  # TRANSIENT, ONLINE, ...: ends ONLINE
+    for start in range(0, flips, 100):
+        body = [{"object": "device:ios-c:sda", "state": "TRANSIENT" if i % 2 == 0 else "ONLINE"}
+                for i in range(start, start + 100)]
+        code, err = post(http["n1"], body)
+        assert code == 202, err
+    wait_for(lambda: len(told_obj(log, "ios-a", "device:ios-c:sda")) >= flips, timeout=60, what="every flip told")
+    kv = SimStore(sim).get_prefix("/halo/rc/failvec/")
+    size = sum(len(k) + len(v) for k, v in kv.items())
+    # Three processes' vectors of a few objects each (was ~150 bytes per flip per process: ~900 kB).
+    assert 0 < size < 16 * 1024, size
+    kill(hs["n2"], "ios-b")
+    recovered(log)
+    fv = [(o, s) for o, s, _ in lines(log, "ios-b", "FV")]
+    assert [s for o, s in fv if o == "device:ios-c:sda"] == ["ONLINE"], fv
+    assert fv.index(("device:ios-c:sda", "ONLINE")) < fv.index(("process:ios-b", "FAILED")), fv
+    assert len(set(o for o, _ in fv)) == len(fv) and int(lines(log, "ios-b", "RECOVERY")[0][2]) == len(fv)
+    down(sim)
