@@ -1631,15 +1631,16 @@ TEST(queue_store_freed_first) {
 
 /* ---- the recovery writer: epochs and failure vectors in the consumer's transactions ---- */
 
-/* Two pools of 32 processes (p0 .. p31, p32 .. p63), one 2N group per pair. */
+/* Two pools of 32 processes (p0 .. p31 on n1, p32 .. p63 on n2), one 2N group per pair. */
 static struct config *two_pools(void) {
     size_t cap = 64 * 1024, len = 0;
     char *text = malloc(cap);
     ASSERT(text);
-    len += (size_t)snprintf(text + len, cap - len, "defaults: {component: {command: sleep}}\nservice-groups:\n");
+    len += (size_t)snprintf(text + len, cap - len,
+                            "nodes: {n1: {}, n2: {}}\ndefaults: {component: {command: sleep}}\nservice-groups:\n");
     for (int g = 0; g < 32; g++)
         len += (size_t)snprintf(text + len, cap - len,
-                                "  g%d:\n    service-units: {p%d: {}, p%d: {}}\n"
+                                "  g%d:\n    service-units: {p%d: {node: n1}, p%d: {node: n2}}\n"
                                 "    service-instances: {si%d: {csis: {c%d: {}}}}\n",
                                 g, g, g + 32, g, g);
     len += (size_t)snprintf(text + len, cap - len, "pools:\n  a: {processes: [");
@@ -1789,15 +1790,15 @@ TEST(queue_writer_failure_vectors_over_several_transactions) {
     ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_ONLINE));
     append_wait(&a, &ev, 1); /* refused: a pool process comes back by recovering */
     ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_TRANSIENT));
-    snprintf(ev.node, sizeof(ev.node), "local");
+    snprintf(ev.node, sizeof(ev.node), "n1");
     ev.epoch = 0;
     append_wait(&a, &ev, 1);
     ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_RECOVERING));
-    snprintf(ev.node, sizeof(ev.node), "local");
+    snprintf(ev.node, sizeof(ev.node), "n1");
     ev.epoch = 0;
     append_wait(&a, &ev, 1);
     ASSERT_OK(queue_event_init(&ev, "process:p3", QUEUE_HA_ONLINE));
-    snprintf(ev.node, sizeof(ev.node), "local");
+    snprintf(ev.node, sizeof(ev.node), "n1");
     ev.epoch = 0;
     append_wait(&a, &ev, 1);
     run_until_delivered(&a, 68);
