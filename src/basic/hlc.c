@@ -6,14 +6,31 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "macro.h"
 #include "time-util.h"
 
+/* A test hook: HALO_TEST_CLOCK_OFFSET_MSEC (a signed number of milliseconds)
+ * moves this process's wall clock as the HLC reads it, so that a test can run
+ * one node with a clock behind or ahead of the others.  Read once. */
+static int64_t test_offset_ms(void) {
+    static bool known;
+    static int64_t offset;
+    if (!known) {
+        const char *s = getenv("HALO_TEST_CLOCK_OFFSET_MSEC");
+        if (!s || parse_i64(s, &offset) < 0)
+            offset = 0;
+        known = true;
+    }
+    return offset;
+}
+
 static uint64_t hlc_realtime_ms(void *userdata) {
-    return now_realtime_usec() / USEC_PER_MSEC;
+    int64_t ms = (int64_t)(now_realtime_usec() / USEC_PER_MSEC) + test_offset_ms();
+    return ms > 0 ? (uint64_t)ms : 1;
 }
 
 void hlc_init(struct hlc *c, hlc_clock_fn clock, void *userdata) {

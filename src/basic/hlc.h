@@ -62,7 +62,8 @@ static inline uint64_t hlc_logical(uint64_t t) {
     return t & HLC_LOGICAL_MAX;
 }
 
-/* clock: the physical clock, NULL for CLOCK_REALTIME (userdata unused then). */
+/* clock: the physical clock, NULL for CLOCK_REALTIME (userdata unused then;
+ * a test may move it by $HALO_TEST_CLOCK_OFFSET_MSEC milliseconds, read once). */
 void hlc_init(struct hlc *c, hlc_clock_fn clock, void *userdata);
 
 /* A timestamp for a local or send event: greater than every earlier one of

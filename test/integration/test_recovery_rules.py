@@ -5,6 +5,9 @@ import json
 
 from halo_harness import TESTCOMP, start_nodes, wait_for
 from test_recovery import sim  # noqa: F401 (the fixture)
+
+
+from halo_harness import TESTCOMP, free_port, start_nodes, wait_for
 from test_events import notes, post
 
 
@@ -168,3 +171,33 @@ def test_vector_compacted_under_device_flips(sim, tmp_path):
     assert fv.index(("device:ios-c:sda", "ONLINE")) < fv.index(("process:ios-b", "FAILED")), fv
     assert len(set(o for o, _ in fv)) == len(fv) and int(lines(log, "ios-b", "RECOVERY")[0][2]) == len(fv)
     down(sim)
+
+
+def test_bq_times_ascend_with_a_node_clock_behind(etcd, halod_factory, tmp_path, monkeypatch):
+    """r.outgoing.msg.timestamp: n2's wall clock is 50 s behind n1's.  Every
+    event published on the broadcast queue is at or after the one before it
+    (the coordinator merges each reporter's clock into its own), and n2's
+    own reports, once it has read the queue, come after what it read."""
+    log = str(tmp_path / "comp.log")
+    http = {n: free_port() for n in ("n1", "n2")}
+
+    def start(n):
+        return halod_factory(yaml(log), name=n, extra_args=[
+            "--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1", "--http", f"127.0.0.1:{http[n]}"]).start()
+    h1 = start("n1")
+    wait_for(lambda: "process:svc-a" in dict(told(log, "solo-a")), timeout=30, what="n1 up")
+    monkeypatch.setenv("HALO_TEST_CLOCK_OFFSET_MSEC", "-50000")
+    h2 = start("n2")
+    monkeypatch.delenv("HALO_TEST_CLOCK_OFFSET_MSEC")
+    wait_for(lambda: ("process:svc-b", "ONLINE") in told(log, "solo-a"), timeout=30, what="n2's processes ONLINE")
+    # The device's path, reported from both nodes in turn.
+    for n, st in (("n2", "FAILED"), ("n1", "REPAIR"), ("n2", "REPAIRED")):
+        assert post(http[n], {"object": "device:svc-a:sda", "state": st})[0] == 202
+        wait_for(lambda st=st: ("device:svc-a:sda", st) in told(log, "solo-b"), timeout=10, what=f"device {st}")
+    evs = json.loads(h1.ctl("--json", "events").stdout)["events"]
+    by_node = {e["node"] for e in evs}
+    assert {"n1", "n2"} <= by_node, by_node
+    times = [int(e["hlc"]) for e in sorted(evs, key=lambda e: e["seq"])]
+    back = [(i, times[i - 1] - times[i]) for i in range(1, len(times)) if times[i] < times[i - 1]]
+    assert not back, f"the broadcast queue's times go back: {back}"
+    assert h2.stop() == 0 and h1.stop() == 0

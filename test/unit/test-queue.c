@@ -917,6 +917,77 @@ TEST(queue_duplicates_from_two_nodes_become_one_entry) {
     world_free(w);
 }
 
+static uint64_t fixed_ms(void *userdata) {
+    return *(uint64_t *)userdata;
+}
+
+/* The hlcs of the BQ's events in seq order, into out (at most max); how many. */
+static size_t bq_hlcs(struct world *w, uint64_t *out, size_t max) {
+    struct read_result x;
+    range(w, PREFIX "bq/", &x);
+    size_t n = 0;
+    for (size_t i = 0; i < x.n_kvs; i++) {
+        json_t *j = json_loads(x.values[i], 0, NULL);
+        for (size_t k = 0; k < json_array_size(j) && n < max; k++) {
+            struct queue_event ev;
+            ASSERT_OK(queue_event_from_json(json_array_get(j, k), &ev));
+            out[n++] = ev.hlc;
+        }
+        json_decref(j);
+    }
+    read_done(&x);
+    return n;
+}
+
+TEST(queue_bq_times_ascend_whatever_the_reporters_clocks) {
+    /* r.outgoing.msg.timestamp: b's clock is 50 s behind the coordinator's, c's 70 s. */
+    struct world *w = world_new();
+    uint64_t now_a = UINT64_C(1795342272345), now_b = now_a - 50000, now_c = now_a - 70000;
+    struct hlc clock_a, clock_b, clock_c;
+    hlc_init(&clock_a, fixed_ms, &now_a);
+    hlc_init(&clock_b, fixed_ms, &now_b);
+    hlc_init(&clock_c, fixed_ms, &now_c);
+    struct node a, b, c;
+    node_open(&a, w, "a", &clock_a);
+    node_open(&b, w, "b", &clock_b);
+    node_open(&c, w, "c", &clock_c);
+    ASSERT_OK(eq_consumer_start(a.q, NULL, NULL, on_stopped, &a));
+    append_one(&a, "process:p1", QUEUE_HA_ONLINE);
+    run_for(w, 20);
+    /* b reports before it has read anything: its event's time is 50 s back. */
+    append_one(&b, "process:p2", QUEUE_HA_ONLINE);
+    append_one(&a, "process:p3", QUEUE_HA_ONLINE);
+    run_for(w, 20);
+    uint64_t t[16];
+    size_t n = bq_hlcs(w, t, ELEMENTSOF(t));
+    ASSERT_EQ(n, 3);
+    for (size_t i = 1; i < n; i++)
+        ASSERT(t[i] > t[i - 1]);
+
+    /* A node that read the BQ stamps its next reports after what it read. */
+    node_read(&b);
+    run_until_delivered(&b, 3);
+    ASSERT(hlc_now(&clock_b) > t[2]);
+    append_one(&b, "process:p2", QUEUE_HA_FAILED);
+    run_for(w, 20);
+
+    /* A new coordinator whose clock is further behind goes on from the last time published. */
+    eq_consumer_stop(a.q);
+    ASSERT_OK(eq_consumer_start(c.q, NULL, NULL, on_stopped, &c));
+    append_one(&c, "process:p3", QUEUE_HA_FAILED);
+    append_one(&a, "process:p1", QUEUE_HA_FAILED);
+    run_for(w, 50);
+    n = bq_hlcs(w, t, ELEMENTSOF(t));
+    ASSERT_EQ(n, 6);
+    for (size_t i = 1; i < n; i++)
+        ASSERT(t[i] > t[i - 1]);
+    ASSERT(!a.stopped && !c.stopped);
+    node_close(&a);
+    node_close(&b);
+    node_close(&c);
+    world_free(w);
+}
+
 /* Publishes FAILED as TRANSIENT, drops REPAIR, publishes the rest as is. */
 static int decide_transient(struct queue *q, const struct queue_event *ev, int current, enum queue_ha_state *ret,
                             void *userdata) {
@@ -1511,10 +1582,6 @@ TEST(queue_appends_keep_call_order_across_a_retry) {
     ASSERT(st.append_txns <= 2);
     node_close(&a);
     world_free(w);
-}
-
-static uint64_t fixed_ms(void *userdata) {
-    return *(uint64_t *)userdata;
 }
 
 TEST(queue_append_never_overwrites_an_earlier_key) {

@@ -86,6 +86,9 @@ static bool reader_deliver(struct queue *q, unsigned gen, const store_kv *kv) {
             continue;
         }
         (void)queue_event_object(&ev, object);
+        /* A received timestamp: this node's next events come after it. */
+        if (ev.hlc)
+            (void)hlc_update(q->clock, ev.hlc, NULL);
         if (queue_obj_set(&q->states, object, (int)ev.state, seq, ev.hlc) < 0)
             log_warning("Out of memory recording the state of '%s'", object);
         q->stats.delivered++;
@@ -138,6 +141,8 @@ static void on_reader_loaded(struct store_follow *f, const store_result *r, void
             /* state/ lags the BQ (state-seq): the snapshot is both. */
             log_warning("Out of memory reading the object states");
     }
+    /* The snapshot's times are received ones too (one too far ahead is not merged). */
+    (void)hlc_update(q->clock, queue_obj_max_hlc(&q->states), NULL);
     unsigned gen = rd->gen;
     for (size_t i = 0; i < r->n_kvs; i++)
         if (queue_keys_match_prefix(&r->kvs[i], q->keys.bq) && !reader_deliver(q, gen, &r->kvs[i]))

@@ -108,10 +108,18 @@ static int batch_publish(struct queue *q, struct batch *b, struct queue_event *e
     struct consumer *c = &q->consumer;
     size_t cost = 0;
     if (c->writer) {
+        int64_t epoch = ev->epoch;
         cost = c->writer->cost(q, ev, c->writer_userdata);
-        if (b->n_entries + 1 + BATCH_FIXED_OPS + b->writer_ops + cost > STORE_TXN_OPS_MAX)
+        if (b->n_entries + 1 + BATCH_FIXED_OPS + b->writer_ops + cost > STORE_TXN_OPS_MAX) {
+            ev->epoch = epoch; /* it waits as it was reported */
             return 0;
+        }
     }
+    /* Published at the coordinator's time: its clock has merged the
+     * reporter's (eq_batch_take()), so this is after the event as reported
+     * and after every event published before it, whatever the reporters'
+     * clocks: the BQ's HLCs ascend in seq order. */
+    ev->hlc = hlc_now(q->clock);
     uint64_t seq = c->seq + b->n_pubs + 1;
     char *text = NULL;
     int r = queue_value_event_dump(ev, seq, &text);
@@ -182,6 +190,10 @@ int eq_batch_take(struct queue *q, struct batch *b) {
             what[i] = TAKE_DROP;
             continue;
         }
+        /* A received timestamp: merged (one too far ahead is not, and the
+         * event is published at this node's time). */
+        if (evs[i].hlc && hlc_update(q->clock, evs[i].hlc, NULL) < 0)
+            log_debug("The time of an event of '%s' is too far ahead of this node's clock", p->key);
         (void)queue_event_object(&evs[i], objects[i]);
         first[i] = i;
         for (size_t k = 0; k < i; k++)

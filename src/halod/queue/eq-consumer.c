@@ -164,6 +164,9 @@ static void on_consumer_loaded(struct store_follow *f, const store_result *r, vo
         consumer_schedule_reload(q, -ENOMEM);
         return;
     }
+    /* Published events go on from the last one's time, whoever published it
+     * (a coordinator before this one, with a clock ahead). */
+    hlc_witness(q->clock, queue_obj_max_hlc(&c->decided));
     qsort(sorted, m, sizeof(*sorted), pending_cmp);
     for (size_t i = 0; i < m; i++)
         pending_push(c, sorted[i]);

@@ -16,6 +16,7 @@
  *   node    the reporting node, a name as above.
  *   hlc     when it happened: an HLC timestamp (hlc.h) as a decimal string
  *           (JSON numbers lose precision above 2^53).  Optional on input.
+ *           As published, the coordinator's time, after the reporter's.
  *   reason  optional free text, at most 511 bytes, no control characters.
  *   epoch   optional integer >= 0 (the object's epoch, recovery protocol).
  *

@@ -105,6 +105,8 @@ struct queue_obj *queue_obj_find(const struct hashmap *m, const char *object);
 int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc, char *value);
 int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc);
 void queue_obj_remove(struct hashmap *m, const char *object);
+/* The greatest hlc of the states in m, 0 if none. */
+uint64_t queue_obj_max_hlc(const struct hashmap *m);
 void queue_obj_done(struct hashmap *m);
 /* Records the state in a state/ value; -EINVAL (logged) or -ENOMEM. */
 int queue_obj_apply_state_value(struct hashmap *m, const store_kv *kv);

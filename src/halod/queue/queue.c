@@ -62,6 +62,16 @@ void queue_obj_remove(struct hashmap *m, const char *object) {
     queue_obj_free(hashmap_remove(m, object));
 }
 
+uint64_t queue_obj_max_hlc(const struct hashmap *m) {
+    struct hashmap_iter i = {0};
+    const char *object;
+    void *v;
+    uint64_t max = 0;
+    while (hashmap_iterate(m, &i, &object, &v))
+        max = MAX(max, ((const struct queue_obj *)v)->hlc);
+    return max;
+}
+
 void queue_obj_done(struct hashmap *m) {
     hashmap_done(m, queue_obj_free);
 }

@@ -21,8 +21,9 @@
  *                          Deleted by the coordinator once consumed.
  *   P bq/<seq>             a BQ entry: the events one batch of the consumer
  *                          published, a JSON array in seq order, each event as
- *                          published (decided state) with "seq"; <seq> is the
- *                          last one's (1, 2, ...; 20 digits, zero-padded).
+ *                          published (decided state, the consumer's hlc) with
+ *                          "seq"; <seq> is the last one's (1, 2, ...; 20
+ *                          digits, zero-padded).
  *                          Deleted by bq_prune() once every live node has read
  *                          it and state-seq has passed it.
  *   P bq-seq               the last seq published, a JSON integer.  Written in
@@ -58,6 +59,11 @@
  *    read it", so a deposed coordinator writes nothing and two consumers can
  *    never publish the same seq; the consumer then stops with -EPERM.  One
  *    batch is in flight at a time.
+ *  - Times (hlc.h): the consumer merges every event's hlc into the queue's
+ *    clock and publishes each event at the clock's next timestamp, so the
+ *    BQ's hlcs ascend in seq order whatever the reporters' clocks; at start
+ *    it goes on from the greatest hlc published.  The reader merges the hlc
+ *    of everything it reads, so this node's next appends come after it.
  *  - The consumer writes the published states to state/ behind the BQ, in
  *    rounds (the objects changed since the last round, each once, the last
  *    transaction with state-seq), under the same guard.  The current state of
