@@ -486,4 +486,93 @@ def test_a_whole_pool_failure_recovers_newest_data_first(sim, tmp_path):
     assert min(where, key=lambda p: online[p]) == newest, (seqs, online)
     text = "".join(hs[n].logtext() for n in NODES)
     assert "newest data first" in text
+
+
+def etcd_call(sim, path, doc):
+    """One call of the simulation's etcd JSON gateway (keys and values base64)."""
+    import base64
+    import urllib.request
+    for k in ("key", "value"):
+        if k in doc:
+            doc[k] = base64.b64encode(doc[k].encode()).decode()
+    req = urllib.request.Request(f"http://127.0.0.1:{SimStore(sim).port}/v3/{path}", data=json.dumps(doc).encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=2) as r:
+        return json.loads(r.read())
+
+
+def inject(sim, node, *events):
+    """Appends events to the event queue as node's halod would (a late report, written by the test)."""
+    inject.n = getattr(inject, "n", 0) + 1
+    etcd_call(sim, "kv/put", {"key": f"/halo/rc/eq/{node}/{inject.n:020d}", "value": json.dumps(list(events))})
+
+
+def node_lease(sim, node):
+    kvs = etcd_call(sim, "kv/range", {"key": f"/halo/rc/nodes/{node}"}).get("kvs", [])
+    return int(kvs[0]["lease"]) if kvs else 0
+
+
+def consumed(hs, http, log, n):
+    """Posts the n-th marker from n1 and waits until ios-a is told it: every event appended before is consumed."""
+    state = ("FAILED", "REPAIR", "REPAIRED", "ONLINE")[n % 4]
+    assert post(http["n1"], {"object": "device:ios-c:sda", "state": state})[0] == 202
+    wait_for(lambda: told(log, "ios-a", "device:ios-c:sda")[-1:] == [state], timeout=10, what=f"marker {state}")
+
+
+def refused(hs, what):
+    return any(what in h.logtext() for h in hs.values())
+
+
+def test_late_process_failure_is_refused_and_a_published_failure_is_followed(sim, tmp_path):
+    """A failure report carries the epoch it refers to: one of an epoch the
+    process has recovered from since (a slow monitor, a report delivered late)
+    is refused, and the running process stays ONLINE.  A FAILED of its current
+    epoch is published, and the process that runs and counts as recovered on
+    its node follows the cluster's view: it recovers again."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    kill(hs["n2"], "ios-b")
+    recovered(log)
+    wait_for(lambda: hs["n2"].comp("ios-b").get("recovery", {}).get("epoch") == 1, timeout=10, what="epoch 1")
+    before = told(log, "ios-a", "process:ios-b")
+    inject(sim, "n3", {"object": "process:ios-b", "state": "FAILED", "node": "n3", "epoch": 0, "reason": "late"})
+    consumed(hs, http, log, 0)
+    assert told(log, "ios-a", "process:ios-b") == before, "a late failure of epoch 0 was published"
+    assert refused(hs, "Refused process:ios-b ONLINE -> FAILED (reported by n3, epoch 0")
+    assert hs["n2"].comp("ios-b")["recovery"]["state"] == "idle"
+
+    # A failure of its current epoch: published; the running ios-b recovers again, as after a restart.
+    pid = hs["n2"].pid_of("ios-b")
+    inject(sim, "n3", {"object": "process:ios-b", "state": "FAILED", "node": "n3", "epoch": 1, "reason": "now"})
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[len(before):] == ["FAILED", "TRANSIENT", "RECOVERING",
+                                                                           "ONLINE"], timeout=30,
+             what="ios-b FAILED, then recovered again")
+    assert hs["n2"].pid_of("ios-b") == pid, "it kept running"
+    assert [r[1] for r in lines(log, "ios-b", "RECOVERY")] == ["0", "1"]
+    wait_for(lambda: hs["n2"].comp("ios-b")["recovery"] == {"pool": "storage", "state": "idle", "epoch": 2},
+             timeout=10, what="idle in epoch 2")
+    down(sim)
+
+
+def test_late_node_failure_of_an_earlier_lease_is_refused(sim, tmp_path):
+    """A node's FAILED carries the lease that ended.  n2's halod dies, its lease
+    ends (its processes fail with it), it comes back with a new lease and its
+    pool process recovers; a report of the old lease's end that arrives only
+    then (a node whose watch was stalled) is refused, and fails nothing."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    old = node_lease(sim, "n2")
+    assert old > 0
+    hs["n2"].kill_halod()
+    wait_for(lambda: "FAILED" in told(log, "ios-a", "node:n2"), timeout=30, what="n2's lease ended")
+    hs["n2"].start()
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"] and
+             told(log, "ios-a", "node:n2")[-1:] == ["ONLINE"], timeout=60, what="n2 back and ios-b recovered")
+    assert node_lease(sim, "n2") not in (0, old)
+    before = {o: told(log, "ios-a", o) for o in ("node:n2", "process:ios-b", "service:ios-b:ios")}
+    inject(sim, "n3", {"object": "node:n2", "state": "FAILED", "node": "n3", "lease": old,
+                       "reason": "its lease ended"})
+    consumed(hs, http, log, 1)
+    assert {o: told(log, "ios-a", o) for o in before} == before, "the old lease's end was published"
+    assert refused(hs, "Refused node:n2 ONLINE -> FAILED (reported by n3")
     down(sim)

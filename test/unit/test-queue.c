@@ -273,6 +273,13 @@ static void node_read(struct node *n) {
     ASSERT_OK(bq_reader_start(n->q, on_deliver, on_stopped, n));
 }
 
+/* A node that consumes the EQ (no rules) and reads the BQ. */
+static void node_open_coordinator(struct node *n, struct world *w, const char *name) {
+    node_open(n, w, name, NULL);
+    ASSERT_OK(eq_consumer_start(n->q, NULL, NULL, on_stopped, n));
+    node_read(n);
+}
+
 /* Runs the loop until the node delivered seq `upto`. */
 struct delivered_wait {
     struct node *n;
@@ -564,6 +571,8 @@ TEST(queue_event_invalid_json_rejected) {
         "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":\"n\",\"epoch\":1.5}",
         "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":\"n\",\"epoch\":\"1\"}",
         "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":\"n\",\"epoch\":true}",
+        "{\"object\":\"node:a\",\"state\":\"FAILED\",\"node\":\"n\",\"lease\":-1}",
+        "{\"object\":\"node:a\",\"state\":\"FAILED\",\"node\":\"n\",\"lease\":\"7\"}",
         "{\"object\":\"su:a\",\"object\":\"su:b\",\"state\":\"FAILED\",\"node\":\"n\"}", /* duplicate key */
         "{\"object\":\"su:a\",\"state\":\"FAILED\",\"node\":\"n\",\"reason\":\"\xff\"}", /* not UTF-8 */
         bad256,
@@ -985,6 +994,43 @@ TEST(queue_bq_times_ascend_whatever_the_reporters_clocks) {
     node_close(&a);
     node_close(&b);
     node_close(&c);
+    world_free(w);
+}
+
+TEST(queue_a_new_incarnation_is_not_a_duplicate) {
+    struct world *w = world_new();
+    struct node a;
+    node_open_coordinator(&a, w, "a");
+    /* A node ONLINE under lease 7, reported twice; then under lease 9 (it joined again). */
+    struct queue_event evs[3];
+    for (size_t i = 0; i < ELEMENTSOF(evs); i++) {
+        evs[i] = event("node:n2", QUEUE_HA_ONLINE);
+        evs[i].lease = i < 2 ? 7 : 9;
+    }
+    append_wait(&a, evs, ELEMENTSOF(evs));
+    run_until_delivered(&a, 2);
+    run_for(w, 20);
+    ASSERT_EQ(a.n, 2);
+    struct queue_state st;
+    ASSERT_OK(queue_state_of(a.q, "node:n2", &st));
+    ASSERT_EQ(st.state, QUEUE_HA_ONLINE);
+    ASSERT_EQ(st.lease, 9);
+    ASSERT_EQ(st.epoch, QUEUE_EPOCH_NONE);
+    ASSERT_EQ(queue_state_of(a.q, "node:n3", &st), -ENOENT);
+    /* The lease as published, and never taken from outside. */
+    char *v = get_value(w, PREFIX "bq/00000000000000000002");
+    ASSERT(v && strstr(v, "\"lease\":9"));
+    free(v);
+    const char *body = "{\"object\":\"node:n2\",\"state\":\"FAILED\",\"lease\":9,\"epoch\":1}";
+    struct queue_event *posted = NULL;
+    size_t n = 0;
+    const char *error = NULL;
+    ASSERT_OK(queue_events_parse_body(body, strlen(body), "n1", 10, &posted, &n, &error));
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(posted[0].lease, 0);
+    ASSERT_EQ(posted[0].epoch, QUEUE_EPOCH_NONE);
+    free(posted);
+    node_close(&a);
     world_free(w);
 }
 
@@ -1551,9 +1597,7 @@ TEST(queue_store_errors_are_retried) {
 TEST(queue_appends_keep_call_order_across_a_retry) {
     struct world *w = world_new();
     struct node a;
-    node_open(&a, w, "a", NULL);
-    ASSERT_OK(eq_consumer_start(a.q, NULL, NULL, on_stopped, &a));
-    node_read(&a);
+    node_open_coordinator(&a, w, "a");
     w->w->fail_prefix = PREFIX "eq/";
     w->w->fail_error = -EIO;
     w->w->fail_count = 1;

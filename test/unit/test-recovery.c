@@ -158,6 +158,40 @@ TEST(pool_process_transitions) {
     ASSERT_EQ(decide("process:a", "ONLINE", "OFFLINE", "n1", NONE, E), 1);
 }
 
+/* rm_decide() for a node's event carrying lease, its published state carrying latest. */
+static int decide_node(const char *from, const char *to, int64_t lease, int64_t latest) {
+    struct queue_event ev = event("node:n1", to, "n2", QUEUE_EPOCH_NONE);
+    ev.lease = lease;
+    const char *why = NULL;
+    int r = rm_decide(model, &ev, queue_ha_state_from_string(from), latest, &why);
+    ASSERT(r == 1 ? why == NULL : why != NULL && why[0] != 0);
+    return r;
+}
+
+TEST(late_reports_are_refused) {
+    setup();
+    const int64_t E = 3, NONE = QUEUE_EPOCH_NONE;
+    /* A process's failure in an earlier epoch: it has recovered since. */
+    ASSERT_EQ(decide("process:a", "ONLINE", "FAILED", "n1", E - 1, E), 0);
+    ASSERT_EQ(decide("process:a", "ONLINE", "FAILED", "n3", 0, E), 0);
+    ASSERT_EQ(decide("process:a", "TRANSIENT", "FAILED", "n1", E - 1, E), 0);
+    /* In its current epoch (or a later one, or without one): taken. */
+    ASSERT_EQ(decide("process:a", "ONLINE", "FAILED", "n1", E, E), 1);
+    ASSERT_EQ(decide("process:a", "ONLINE", "FAILED", "n1", E + 1, E), 1);
+    ASSERT_EQ(decide("process:a", "ONLINE", "FAILED", "n1", NONE, E), 1);
+    ASSERT_EQ(decide("process:a", "ONLINE", "FAILED", "n1", 0, NONE), 1);
+    /* A node's end for a lease it no longer holds: it joined again since. */
+    ASSERT_EQ(decide_node("ONLINE", "FAILED", 100, 200), 0);
+    ASSERT_EQ(decide_node("ONLINE", "FAILED", 200, 200), 1);
+    /* Unknown on either side, or the node FAILED already: taken. */
+    ASSERT_EQ(decide_node("ONLINE", "FAILED", 0, 200), 1);
+    ASSERT_EQ(decide_node("ONLINE", "FAILED", 100, 0), 1);
+    ASSERT_EQ(decide_node("FAILED", "FAILED", 100, 200), 1);
+    /* A new incarnation is always ONLINE. */
+    ASSERT_EQ(decide_node("ONLINE", "ONLINE", 300, 200), 1);
+    ASSERT_EQ(decide_node("FAILED", "ONLINE", 300, 200), 1);
+}
+
 TEST(other_objects) {
     setup();
     const int64_t NONE = QUEUE_EPOCH_NONE;

@@ -26,7 +26,8 @@ DEFINE_PRIVATE_STRING_TABLE_LOOKUP(role, int);
 
 struct node_info {
     char *name;
-    bool alive; /* its node key exists (its lease is held) */
+    bool alive;    /* its node key exists (its lease is held) */
+    int64_t lease; /* the lease its node key was last seen under: its incarnation */
 };
 
 /* What this node last published in sustate/<su> of one of its units. */
@@ -281,8 +282,10 @@ static struct node_info *node_find(struct cluster_sync *s, const char *name, boo
     return n;
 }
 
-static void handle_node(struct cluster_sync *s, const char *name, bool deleted) {
+static void handle_node(struct cluster_sync *s, const char *name, int64_t lease, bool deleted) {
     struct node_info *n = node_find(s, name, true);
+    if (n && !deleted)
+        n->lease = lease;
     if (!n || n->alive == !deleted)
         return;
     n->alive = !deleted;
@@ -291,7 +294,7 @@ static void handle_node(struct cluster_sync *s, const char *name, bool deleted) 
     log_notice("Node '%s' %s", name, deleted ? "left the cluster" : "joined the cluster");
     /* Every node that sees it reports it; the coordinator publishes it once. */
     if (deleted)
-        queue_report(s->reporter, QUEUE_KIND_NODE, name, QUEUE_HA_FAILED, "its lease ended", QUEUE_EPOCH_NONE);
+        queue_report_node(s->reporter, name, QUEUE_HA_FAILED, "its lease ended", n->lease);
 }
 
 static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, bool deleted) {
@@ -366,7 +369,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
             cluster_forward_key(s->forward, kv, j, deleted);
         break;
     case KEY_NODES:
-        handle_node(s, name, deleted);
+        handle_node(s, name, kv->lease, deleted);
         break;
     case KEY_SUSTATE:
         handle_sustate(s, name, j, kv->lease, deleted);
@@ -407,7 +410,7 @@ static bool read_has(struct cluster_sync *s, const store_result *r, enum key_dir
 static void forget_missing(struct cluster_sync *s, const store_result *r) {
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].alive && !read_has(s, r, KEY_NODES, s->nodes[i].name))
-            handle_node(s, s->nodes[i].name, true);
+            handle_node(s, s->nodes[i].name, 0, true);
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
@@ -470,7 +473,7 @@ int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *
 /* ---- membership ---- */
 
 void cluster_sync_joined(struct cluster_sync *s) {
-    queue_report(s->reporter, QUEUE_KIND_NODE, s->node, QUEUE_HA_ONLINE, NULL, QUEUE_EPOCH_NONE);
+    queue_report_node(s->reporter, s->node, QUEUE_HA_ONLINE, NULL, cluster_lease(s->cluster));
     for (size_t i = 0; i < s->n_pub; i++)
         publish_sustate(s, s->pub[i].su, true);
 }

@@ -89,9 +89,11 @@ static bool reader_deliver(struct queue *q, unsigned gen, const store_kv *kv) {
         /* A received timestamp: this node's next events come after it. */
         if (ev.hlc)
             (void)hlc_update(q->clock, ev.hlc, NULL);
-        if (queue_obj_set(&q->states, object, (int)ev.state, seq, ev.hlc) < 0)
+        if (queue_obj_set(&q->states, object, &ev, seq) < 0)
             log_warning("Out of memory recording the state of '%s'", object);
         q->stats.delivered++;
+        if (rd->watch)
+            rd->watch(q, seq, &ev, rd->watch_userdata);
         if (rd->deliver)
             rd->deliver(q, seq, &ev, rd->userdata);
         going = !q->closing && rd->gen == gen;
@@ -240,6 +242,13 @@ int bq_reader_start(struct queue *q, bq_deliver_cb deliver, queue_stopped_cb sto
     rd->backoff_msec = 0;
     reader_load(q);
     return 0;
+}
+
+void bq_reader_watch(struct queue *q, bq_deliver_cb cb, void *userdata) {
+    if (q) {
+        q->reader.watch = cb;
+        q->reader.watch_userdata = userdata;
+    }
 }
 
 void bq_reader_stop(struct queue *q) {

@@ -124,7 +124,7 @@ static int batch_publish(struct queue *q, struct batch *b, struct queue_event *e
     char *text = NULL;
     int r = queue_value_event_dump(ev, seq, &text);
     if (r < 0 || (r = batch_push(b, text, object, (int)ev->state, seq)) < 0 ||
-        (r = queue_obj_set(&c->decided, object, (int)ev->state, seq, ev->hlc)) < 0)
+        (r = queue_obj_set(&c->decided, object, ev, seq)) < 0)
         return r;
     if (c->writer) {
         c->writer->add(q, ev, seq, b->pubs[b->n_pubs - 1].text, c->writer_userdata);
@@ -165,8 +165,9 @@ int eq_batch_take(struct queue *q, struct batch *b) {
     struct pending *p = c->pending.first;
     struct queue_event *evs = c->evs;
     char objects[QUEUE_ENTRY_EVENTS_MAX][QUEUE_OBJECT_MAX];
-    size_t first[QUEUE_ENTRY_EVENTS_MAX]; /* the event that first names the same object */
-    int current[QUEUE_ENTRY_EVENTS_MAX];  /* by first: the object's state so far */
+    size_t first[QUEUE_ENTRY_EVENTS_MAX];  /* the event that first names the same object */
+    int current[QUEUE_ENTRY_EVENTS_MAX];   /* by first: the object's state so far */
+    int64_t lease[QUEUE_ENTRY_EVENTS_MAX]; /* by first: the lease its state carries (0: none) */
     unsigned char what[QUEUE_ENTRY_EVENTS_MAX];
     unsigned gen = c->gen;
 
@@ -204,9 +205,12 @@ int eq_batch_take(struct queue *q, struct batch *b) {
         if (first[i] == i) {
             const struct queue_obj *o = queue_obj_find(&c->decided, objects[i]);
             current[i] = o ? o->state : -ENOENT;
+            lease[i] = o ? o->lease : 0;
         }
         int cur = current[first[i]];
-        if ((int)evs[i].state == cur) {
+        /* The same state for another lease is a node's new incarnation, not a duplicate. */
+        bool again = evs[i].lease > 0 && evs[i].lease != lease[first[i]];
+        if ((int)evs[i].state == cur && !again) {
             what[i] = TAKE_DUPLICATE;
             continue;
         }
@@ -223,12 +227,13 @@ int eq_batch_take(struct queue *q, struct batch *b) {
         }
         if (d == 0 || (unsigned)decided >= _QUEUE_HA_MAX)
             what[i] = TAKE_DROP;
-        else if ((int)decided == cur)
+        else if ((int)decided == cur && !again)
             what[i] = TAKE_DUPLICATE;
         else {
             what[i] = TAKE_PUBLISH;
             evs[i].state = decided;
             current[first[i]] = (int)decided;
+            lease[first[i]] = evs[i].lease;
         }
     }
 
@@ -248,7 +253,7 @@ int eq_batch_take(struct queue *q, struct batch *b) {
         if (c->expand) {
             /* An earlier event's expansion may have published this state already. */
             const struct queue_obj *o = queue_obj_find(&c->decided, objects[i]);
-            if (o && o->state == (int)evs[i].state) {
+            if (o && o->state == (int)evs[i].state && (evs[i].lease == 0 || o->lease == evs[i].lease)) {
                 dups++;
                 continue;
             }

@@ -135,7 +135,7 @@ int queue_event_validate(const struct queue_event *ev, bool allow_no_node) {
         return -EINVAL;
     if (!reason_valid_n(ev->reason, strnlen(ev->reason, sizeof(ev->reason))))
         return -EINVAL;
-    if (ev->epoch < 0 && ev->epoch != QUEUE_EPOCH_NONE)
+    if ((ev->epoch < 0 && ev->epoch != QUEUE_EPOCH_NONE) || ev->lease < 0)
         return -EINVAL;
     return 0;
 }
@@ -180,6 +180,10 @@ int queue_event_to_json(const struct queue_event *ev, json_t **ret) {
     if (r >= 0 && ev->epoch != QUEUE_EPOCH_NONE) {
         json_t *e = json_integer((json_int_t)ev->epoch);
         r = e && json_object_set_new(o, "epoch", e) == 0 ? 0 : -ENOMEM;
+    }
+    if (r >= 0 && ev->lease > 0) {
+        json_t *e = json_integer((json_int_t)ev->lease);
+        r = e && json_object_set_new(o, "lease", e) == 0 ? 0 : -ENOMEM;
     }
     if (r < 0) {
         json_decref(o);
@@ -249,6 +253,13 @@ int queue_event_from_json(const json_t *j, struct queue_event *ret) {
         ev.epoch = (int64_t)json_integer_value(v);
     }
 
+    v = json_object_get(j, "lease");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return -EINVAL;
+        ev.lease = (int64_t)json_integer_value(v);
+    }
+
     *ret = ev;
     return 0;
 }
@@ -296,6 +307,7 @@ int queue_events_parse_body(const char *body, size_t len, const char *default_no
             if (default_node && !json_object_get(o, "node"))
                 (void)json_object_set_new(o, "node", json_string(default_node));
             json_object_del(o, "epoch");
+            json_object_del(o, "lease");
         }
         if (queue_event_from_json(o, &evs[i]) < 0) {
             *ret_error = "an event is not valid: it needs \"object\" (kind:name; kind node, process, service, "

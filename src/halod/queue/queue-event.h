@@ -18,7 +18,11 @@
  *           (JSON numbers lose precision above 2^53).  Optional on input.
  *           As published, the coordinator's time, after the reporter's.
  *   reason  optional free text, at most 511 bytes, no control characters.
- *   epoch   optional integer >= 0 (the object's epoch, recovery protocol).
+ *   epoch   optional integer >= 0: the epoch of the pool process the object
+ *           is or belongs to, as the reporter knows it (recovery protocol).
+ *   lease   optional integer > 0: a node's incarnation, the store lease under
+ *           which it is a member (its node key's), for a node's ONLINE and
+ *           FAILED.
  *
  * Fields not listed are ignored (so that new ones can be added); a listed
  * field with a wrong type or value makes the whole event invalid.
@@ -69,6 +73,7 @@ struct queue_event {
     uint64_t hlc;                  /* 0: none (eq_append() stamps it) */
     char reason[QUEUE_REASON_MAX + 1];
     int64_t epoch; /* QUEUE_EPOCH_NONE or >= 0 */
+    int64_t lease; /* 0: none */
 };
 
 /* NULL for a value out of range. */
@@ -102,9 +107,9 @@ int queue_event_parse(const char *buf, size_t len, struct queue_event *ret);
  * The body of an HTTP POST of events (POST /v1/events): one event, an array
  * of events or {"events": [...]}, duplicate keys refused.  An event without
  * "node" was reported by default_node (NULL: "node" is required).  An
- * "epoch" is ignored: epochs are halo's own (the recovery protocol's steps
- * carry them), and one posted from outside could pass for a step of the
- * local recovery.  Whether the objects exist is the caller's to check.
+ * "epoch" or "lease" is ignored: epochs and incarnations are halo's own (the
+ * recovery protocol's steps carry them), and one posted from outside could
+ * pass for a step of the local recovery.  Whether the objects exist is the caller's to check.
  *
  * Returns 0 with *ret_events (*ret_n events, 1 to max, hlc 0 unless given,
  * epoch QUEUE_EPOCH_NONE; the caller frees the array); -EINVAL with

@@ -91,8 +91,10 @@ void queue_value_counter(uint64_t n, char buf[static QUEUE_COUNTER_MAX]);
 
 /* An object's state, the value in a hashmap keyed by "kind:name". */
 struct queue_obj {
-    uint64_t seq; /* the BQ entry that set it; 0 if unknown */
-    uint64_t hlc; /* when that event happened; 0 if unknown */
+    uint64_t seq;  /* the BQ entry that set it; 0 if unknown */
+    uint64_t hlc;  /* when that event happened; 0 if unknown */
+    int64_t epoch; /* the epoch and lease that event carried: QUEUE_EPOCH_NONE, 0 if none */
+    int64_t lease;
     int state;
     /* Only in the consumer's map of states not yet written to state/: */
     char *value;   /* the event as published (owned) */
@@ -103,7 +105,8 @@ struct queue_obj *queue_obj_find(const struct hashmap *m, const char *object);
 /* Records a state unless a later one (greater seq) is known already; takes
  * value (may be NULL), freed if not kept.  0 or -ENOMEM. */
 int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc, char *value);
-int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc);
+/* Records the state ev published at seq, with its time, epoch and lease. */
+int queue_obj_set(struct hashmap *m, const char *object, const struct queue_event *ev, uint64_t seq);
 void queue_obj_remove(struct hashmap *m, const char *object);
 /* The greatest hlc of the states in m, 0 if none. */
 uint64_t queue_obj_max_hlc(const struct hashmap *m);
@@ -168,6 +171,8 @@ struct reader {
     bq_deliver_cb deliver;
     queue_stopped_cb stopped;
     void *userdata;
+    bq_deliver_cb watch; /* bq_reader_watch() */
+    void *watch_userdata;
     struct store_follow *follow; /* the BQ (and, read with it, this node's offset and state/) */
     uint64_t delivered;          /* kept across stop/start: never deliver a seq twice */
     uint64_t saved;              /* the offset in the store, as far as we know */

@@ -47,8 +47,8 @@ static void on_flush(uv_timer_t *t) {
     r->n_pending = 0;
 }
 
-void queue_report(struct queue_reporter *r, enum queue_kind kind, const char *name, enum queue_ha_state state,
-                  const char *reason, int64_t epoch) {
+static void report(struct queue_reporter *r, enum queue_kind kind, const char *name, enum queue_ha_state state,
+                   const char *reason, int64_t epoch, int64_t lease) {
     if (r->n_pending >= QUEUE_REPORTS_PENDING_MAX) {
         r->lost++;
         return;
@@ -63,11 +63,22 @@ void queue_report(struct queue_reporter *r, enum queue_kind kind, const char *na
     }
     snprintf(ev->node, sizeof(ev->node), "%s", r->node);
     ev->epoch = epoch;
+    ev->lease = lease;
     if (reason)
         snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
     r->n_pending++;
     if (!uv_is_active((uv_handle_t *)&r->flush))
         uv_timer_start(&r->flush, on_flush, QUEUE_REPORT_GROUP_MSEC, 0);
+}
+
+void queue_report(struct queue_reporter *r, enum queue_kind kind, const char *name, enum queue_ha_state state,
+                  const char *reason, int64_t epoch) {
+    report(r, kind, name, state, reason, epoch, 0);
+}
+
+void queue_report_node(struct queue_reporter *r, const char *node, enum queue_ha_state state, const char *reason,
+                       int64_t lease) {
+    report(r, QUEUE_KIND_NODE, node, state, reason, QUEUE_EPOCH_NONE, lease > 0 ? lease : 0);
 }
 
 uint64_t queue_reporter_lost(const struct queue_reporter *r) {

@@ -31,6 +31,11 @@ struct queue_reporter *queue_reporter_free(struct queue_reporter *r);
  * be queued is counted as lost. */
 void queue_report(struct queue_reporter *r, enum queue_kind kind, const char *name, enum queue_ha_state state,
                   const char *reason, int64_t epoch);
+/* Reports that node is in state, for its incarnation lease (the lease of its
+ * node key; 0 if unknown): the coordinator refuses a node's FAILED for a
+ * lease that is no longer the node's latest (docs/recovery.md). */
+void queue_report_node(struct queue_reporter *r, const char *node, enum queue_ha_state state, const char *reason,
+                       int64_t lease);
 /* Reports lost to a full buffer or a failed append. */
 uint64_t queue_reporter_lost(const struct queue_reporter *r);
 

@@ -46,7 +46,7 @@ int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq
         free(value);
         return -ENOMEM;
     }
-    *o = (struct queue_obj){.seq = seq, .hlc = hlc, .state = state, .value = value};
+    *o = (struct queue_obj){.seq = seq, .hlc = hlc, .epoch = QUEUE_EPOCH_NONE, .state = state, .value = value};
     if (hashmap_put(m, object, o) < 0) {
         queue_obj_free(o);
         return -ENOMEM;
@@ -54,8 +54,14 @@ int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq
     return 0;
 }
 
-int queue_obj_set(struct hashmap *m, const char *object, int state, uint64_t seq, uint64_t hlc) {
-    return queue_obj_put(m, object, state, seq, hlc, NULL);
+int queue_obj_set(struct hashmap *m, const char *object, const struct queue_event *ev, uint64_t seq) {
+    int r = queue_obj_put(m, object, (int)ev->state, seq, ev->hlc, NULL);
+    struct queue_obj *o = r < 0 ? NULL : hashmap_get(m, object);
+    if (o && o->seq == seq) {
+        o->epoch = ev->epoch;
+        o->lease = ev->lease;
+    }
+    return r;
 }
 
 void queue_obj_remove(struct hashmap *m, const char *object) {
@@ -85,7 +91,7 @@ int queue_obj_apply_state_value(struct hashmap *m, const store_kv *kv) {
         return -EINVAL;
     }
     (void)queue_event_object(&ev, object);
-    return queue_obj_set(m, object, (int)ev.state, seq, ev.hlc);
+    return queue_obj_set(m, object, &ev, seq);
 }
 
 int queue_obj_apply_bq_entry(struct hashmap *m, const store_kv *kv, const struct queue_keys *keys,
@@ -104,7 +110,7 @@ int queue_obj_apply_bq_entry(struct hashmap *m, const store_kv *kv, const struct
             continue;
         (void)queue_event_object(&ev, object);
         uint64_t seq = queue_value_event_seq(o);
-        r = queue_obj_set(m, object, (int)ev.state, seq, ev.hlc);
+        r = queue_obj_set(m, object, &ev, seq);
         if (r >= 0 && dirty && seq > state_seq) {
             char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
             r = text ? queue_obj_put(dirty, object, (int)ev.state, seq, ev.hlc, text) : -ENOMEM;
@@ -209,17 +215,28 @@ int queue_new(const struct queue_params *p, struct queue **ret) {
     return 0;
 }
 
-int queue_state_info(const struct queue *q, const char *object, uint64_t *ret_seq, uint64_t *ret_hlc) {
-    assert_return(q && object, -EINVAL);
+int queue_state_of(const struct queue *q, const char *object, struct queue_state *ret) {
+    assert_return(q && object && ret, -EINVAL);
     const struct queue_obj *o = queue_obj_find(&q->states, object);
     const struct queue_obj *d = queue_obj_find(&q->consumer.decided, object);
     if (d && (!o || d->seq > o->seq))
         o = d; /* decided by this node's consumer, not yet delivered here */
+    if (!o)
+        return -ENOENT;
+    *ret = (struct queue_state){.state = o->state, .seq = o->seq, .hlc = o->hlc, .epoch = o->epoch, .lease = o->lease};
+    return 0;
+}
+
+int queue_state_info(const struct queue *q, const char *object, uint64_t *ret_seq, uint64_t *ret_hlc) {
+    struct queue_state st = {.state = -ENOENT};
+    int r = queue_state_of(q, object, &st);
+    if (r < 0 && r != -ENOENT)
+        return r;
     if (ret_seq)
-        *ret_seq = o ? o->seq : 0;
+        *ret_seq = st.seq;
     if (ret_hlc)
-        *ret_hlc = o ? o->hlc : 0;
-    return o ? o->state : -ENOENT;
+        *ret_hlc = st.hlc;
+    return st.state;
 }
 
 int queue_state_get(const struct queue *q, const char *object) {

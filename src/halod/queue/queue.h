@@ -142,6 +142,18 @@ int queue_state_get(const struct queue *q, const char *object);
  * unknown). */
 int queue_state_info(const struct queue *q, const char *object, uint64_t *ret_seq, uint64_t *ret_hlc);
 
+/* An object's published state and what the event that set it carried. */
+struct queue_state {
+    int state;     /* an enum queue_ha_state */
+    uint64_t seq;  /* the BQ entry that set it, 0 if unknown */
+    uint64_t hlc;  /* its time, 0 if unknown */
+    int64_t epoch; /* the epoch it carried (its pool process's), QUEUE_EPOCH_NONE if none */
+    int64_t lease; /* the lease it carried (a node's incarnation), 0 if none */
+};
+/* The same as queue_state_info(), with the event's epoch and lease: 0 and
+ * *ret, -ENOENT if no state is known, -EINVAL. */
+int queue_state_of(const struct queue *q, const char *object, struct queue_state *ret);
+
 /* Calls cb for every object whose state is known (in no particular order);
  * cb must not change the queue. */
 typedef void (*queue_state_cb)(const char *object, enum queue_ha_state state, uint64_t seq, void *userdata);
@@ -236,6 +248,10 @@ typedef void (*bq_deliver_cb)(struct queue *q, uint64_t seq, const struct queue_
 /* Starts reading the BQ as this queue's node.  Returns 0, -EBUSY, -EINVAL,
  * -ECANCELED, -ENOMEM. */
 int bq_reader_start(struct queue *q, bq_deliver_cb deliver, queue_stopped_cb stopped, void *userdata);
+/* A second listener of the reader (NULL: none): called for every event the
+ * reader delivers, once its state is recorded, before the deliver callback.
+ * It must not stop the reader or free the queue. */
+void bq_reader_watch(struct queue *q, bq_deliver_cb cb, void *userdata);
 /* Stops delivering (an offset write in flight still completes).  Accepts a stopped reader. */
 void bq_reader_stop(struct queue *q);
 /* The last seq delivered (or read back as this node's offset), 0 if none. */

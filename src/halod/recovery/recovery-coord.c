@@ -37,11 +37,17 @@ static int on_decide(struct queue *q, const struct queue_event *ev, int current,
     const char *why = NULL;
     char object[QUEUE_OBJECT_MAX];
     (void)queue_event_object(ev, object);
-    int r = rm_decide(c->model, ev, current, failvec_epoch(c->fv, rm_owner(c->model, object)), &why);
+    /* What the event is checked against: a node's latest incarnation (the
+     * lease its published state carries), or the owner process's epoch. */
+    int64_t incarnation = failvec_epoch(c->fv, rm_owner(c->model, object));
+    struct queue_state st;
+    if (ev->kind == QUEUE_KIND_NODE)
+        incarnation = queue_state_of(q, object, &st) == 0 ? st.lease : 0;
+    int r = rm_decide(c->model, ev, current, incarnation, &why);
     if (r == 0)
-        log_info("Refused %s %s -> %s (reported by %s): %s", object,
+        log_info("Refused %s %s -> %s (reported by %s, epoch %lld, lease %lld): %s", object,
                  current >= 0 ? queue_ha_state_to_string((enum queue_ha_state)current) : "(none)",
-                 queue_ha_state_to_string(ev->state), ev->node, why);
+                 queue_ha_state_to_string(ev->state), ev->node, (long long)ev->epoch, (long long)ev->lease, why);
     *ret_state = ev->state;
     return r;
 }

@@ -124,6 +124,17 @@ static void rl_set(struct recovery_local *r, struct rl *rl, enum rl_state st, co
     free(text);
 }
 
+/* The process's current epoch as this node knows it: its recovery's, or the
+ * one its published state carries if that is later (a first start opened
+ * epoch 0 without a recovery here). */
+static int64_t current_epoch(struct recovery_local *r, const struct rl *rl) {
+    struct queue_state st;
+    int64_t e = rl->epoch;
+    if (queue_state_of(r->q, rl->p->object, &st) == 0 && st.epoch > e)
+        e = st.epoch;
+    return e < 0 ? QUEUE_EPOCH_NONE : e;
+}
+
 static void report(struct recovery_local *r, struct rl *rl, enum queue_ha_state state) {
     queue_report(r->reporter, QUEUE_KIND_PROCESS, rl->c->name, state, rl->reason, rl->epoch);
 }
@@ -385,9 +396,14 @@ static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev
         if (!must_recover(r, c))
             queue_report(r->reporter, QUEUE_KIND_PROCESS, c->name, QUEUE_HA_ONLINE, NULL, QUEUE_EPOCH_NONE);
         break;
-    case AMF_COMP_FAILED:
-        queue_report(r->reporter, QUEUE_KIND_PROCESS, c->name, QUEUE_HA_FAILED, reason, QUEUE_EPOCH_NONE);
+    case AMF_COMP_FAILED: {
+        /* With the epoch it failed in: the coordinator refuses the report if
+         * it arrives after the process has recovered (a later epoch). */
+        struct rl *rl = rl_of(r, c);
+        queue_report(r->reporter, QUEUE_KIND_PROCESS, c->name, QUEUE_HA_FAILED, reason,
+                     rl ? current_epoch(r, rl) : QUEUE_EPOCH_NONE);
         break;
+    }
     case AMF_COMP_EXITED:
         if (!amf_stopping(r->amf))
             process_ended(r, c);
@@ -400,6 +416,35 @@ static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev
 static const struct amf_observer observer = {
     .comp_event = on_comp_event,
 };
+
+/* ---- following the published states ---- */
+
+/* A FAILED published for one of this node's pool processes that runs and
+ * counts as recovered here (its node's lease ended, and the coordinator
+ * failed its processes with it): the cluster's view wins, and the process
+ * recovers again, as after a restart.  A FAILED of an earlier epoch than
+ * this node's is old news (delivered late; the process recovered since). */
+static void published_failed(struct recovery_local *r, struct rl *rl, const struct queue_event *ev) {
+    if (!rl->loaded || rl->state != RL_IDLE || !rl->c->conn)
+        return; /* not running, or its recovery is under way, or decided when its state is read */
+    if (ev->epoch != QUEUE_EPOCH_NONE && rl->epoch != QUEUE_EPOCH_NONE && ev->epoch < rl->epoch)
+        return;
+    log_notice("'%s' runs, but the cluster was told it FAILED (epoch %lld, reported by '%s'%s%s): it recovers again",
+               rl->c->name, (long long)ev->epoch, ev->node, ev->reason[0] ? ": " : "", ev->reason);
+    rl_set(r, rl, RL_FAILED, NULL);
+    begin(r, rl);
+}
+
+static void on_published(struct queue *q, uint64_t seq, const struct queue_event *ev, void *userdata) {
+    struct recovery_local *r = userdata;
+    char object[QUEUE_OBJECT_MAX];
+    if (ev->kind != QUEUE_KIND_PROCESS || ev->state != QUEUE_HA_FAILED || queue_event_object(ev, object) < 0)
+        return;
+    const struct rm_process *p = rm_find(r->model, object);
+    for (size_t i = 0; p && p->pool && i < r->n; i++)
+        if (r->rls[i].p == p)
+            published_failed(r, &r->rls[i], ev);
+}
 
 static void on_loaded(store *s, int error, const store_result *res, void *userdata) {
     struct read_call *k = userdata;
@@ -481,6 +526,8 @@ int recovery_local_new(const struct recovery_local_params *p, struct recovery_lo
         rec_unref(r);
         return e;
     }
+    if (r->n > 0)
+        bq_reader_watch(r->q, on_published, r);
     *ret = r;
     return 0;
 }
@@ -509,6 +556,8 @@ struct recovery_local *recovery_local_free(struct recovery_local *r) {
     if (!r)
         return NULL;
     amf_unobserve(r->amf, &observer, r);
+    if (r->n > 0)
+        bq_reader_watch(r->q, NULL, NULL);
     r->closed = true;
     rec_unref(r);
     return NULL;

@@ -239,8 +239,14 @@ static int decide_pool_process(const struct rm_process *p, const struct queue_ev
         return to == QUEUE_HA_ONLINE || to == QUEUE_HA_FAILED || to == QUEUE_HA_OFFLINE
                    ? 1
                    : refuse(why, "a pool process starts ONLINE or FAILED");
-    if (to == QUEUE_HA_FAILED)
-        return current == QUEUE_HA_RECOVERING ? refuse(why, "it is RECOVERING: it stays so until its next start") : 1;
+    if (to == QUEUE_HA_FAILED) {
+        if (current == QUEUE_HA_RECOVERING)
+            return refuse(why, "it is RECOVERING: it stays so until its next start");
+        /* A late report of a failure the process has recovered from since. */
+        if (ev->epoch != QUEUE_EPOCH_NONE && epoch != QUEUE_EPOCH_NONE && ev->epoch < epoch)
+            return refuse(why, "a failure in an earlier epoch: the process has recovered since");
+        return 1;
+    }
     if (to == QUEUE_HA_OFFLINE)
         return 1;
     if (to != QUEUE_HA_TRANSIENT && to != QUEUE_HA_RECOVERING && to != QUEUE_HA_ONLINE)
@@ -280,7 +286,7 @@ static int decide_device(const struct queue_event *ev, int current, const char *
                              "TRANSIENT");
 }
 
-int rm_decide(const struct recovery_model *m, const struct queue_event *ev, int current, int64_t epoch,
+int rm_decide(const struct recovery_model *m, const struct queue_event *ev, int current, int64_t incarnation,
               const char **why) {
     *why = NULL;
     char object[QUEUE_OBJECT_MAX];
@@ -288,13 +294,17 @@ int rm_decide(const struct recovery_model *m, const struct queue_event *ev, int 
         return refuse(why, "not a valid object");
     switch (ev->kind) {
     case QUEUE_KIND_NODE:
-        return ev->state == QUEUE_HA_ONLINE || ev->state == QUEUE_HA_FAILED || ev->state == QUEUE_HA_OFFLINE
-                   ? 1
-                   : refuse(why, "a node is ONLINE, FAILED or OFFLINE");
+        if (ev->state != QUEUE_HA_ONLINE && ev->state != QUEUE_HA_FAILED && ev->state != QUEUE_HA_OFFLINE)
+            return refuse(why, "a node is ONLINE, FAILED or OFFLINE");
+        /* The end of a lease the node no longer holds, reported late. */
+        if (ev->state == QUEUE_HA_FAILED && current == QUEUE_HA_ONLINE && ev->lease > 0 && incarnation > 0 &&
+            ev->lease != incarnation)
+            return refuse(why, "the end of an earlier incarnation: the node has joined again since");
+        return 1;
     case QUEUE_KIND_PROCESS: {
         const struct rm_process *p = rm_find(m, object);
         if (p && p->pool)
-            return decide_pool_process(p, ev, current, epoch, why);
+            return decide_pool_process(p, ev, current, incarnation, why);
         break;
     }
     case QUEUE_KIND_DEVICE:

@@ -75,9 +75,10 @@ size_t rm_expand(const struct recovery_model *m, const struct queue_event *ev, s
 /*
  * The coordinator's rule for an event that changes an object's state:
  * current is the object's published state (an enum queue_ha_state) or
- * -ENOENT; epoch is the owner process's current epoch (QUEUE_EPOCH_NONE if
- * it has none).  Returns 1 (publish ev->state) or 0 (refused: *why says
- * why, for the log).
+ * -ENOENT; incarnation is, for a node, the lease its published state
+ * carries (0 if none), else the owner process's current epoch
+ * (QUEUE_EPOCH_NONE if it has none).  Returns 1 (publish ev->state) or 0
+ * (refused: *why says why, for the log).
  *
  * Pool processes: a first report is taken as it comes; then
  *   ONLINE -> FAILED | TRANSIENT
@@ -87,10 +88,14 @@ size_t rm_expand(const struct recovery_model *m, const struct queue_event *ev, s
  * TRANSIENT, RECOVERING and the ONLINE that ends a recovery come only from
  * the process's own node with the current epoch (the halod that drives its
  * recovery; trigger once).  FAILED of a RECOVERING process is dropped: it
- * stays RECOVERING and its next start recovers again.
+ * stays RECOVERING and its next start recovers again.  A FAILED that names
+ * an epoch older than the current one is late (the process recovered
+ * since): refused.
  * Devices: FAILED -> REPAIR -> REPAIRED -> REBALANCE -> ONLINE; ONLINE <->
- * TRANSIENT; anything -> FAILED.  Nodes: ONLINE, FAILED, OFFLINE.  No
- * object but a pool process is RECOVERING.
+ * TRANSIENT; anything -> FAILED.  Nodes: ONLINE, FAILED, OFFLINE; the FAILED
+ * of an ONLINE node for a lease other than the one it is ONLINE with is late
+ * (it joined again since): refused.  No object but a pool process is
+ * RECOVERING.
  */
-int rm_decide(const struct recovery_model *m, const struct queue_event *ev, int current, int64_t epoch,
+int rm_decide(const struct recovery_model *m, const struct queue_event *ev, int current, int64_t incarnation,
               const char **why);
