@@ -576,3 +576,32 @@ def test_late_node_failure_of_an_earlier_lease_is_refused(sim, tmp_path):
     assert {o: told(log, "ios-a", o) for o in before} == before, "the old lease's end was published"
     assert refused(hs, "Refused node:n2 ONLINE -> FAILED (reported by n3")
     down(sim)
+
+
+def comp_lines(log, comp):
+    """comp's log lines (kind and words), in order."""
+    with open(log) as f:
+        return [ln.split()[1:] for ln in f if ln.startswith(f"{comp} ")]
+
+
+def test_a_recovering_unit_is_not_made_active(sim, tmp_path):
+    """A pool process that has not caught up (FAILED, TRANSIENT, RECOVERING)
+    is never given ACTIVE: ios-b, STANDBY of si1 and held RECOVERING, stays
+    STANDBY when the ACTIVE ios-a is locked (si1 waits without ACTIVE); it
+    takes ACTIVE once it has recovered and is ONLINE."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    hs["n1"].wait_assigned("si1")
+    hold = held_recovering(hs, log)
+    assert hs["n1"].wait_assigned("si1") == ("ios-a", "ios-b")
+    hs["n1"].ctl("lock", "ios-a")  # answers once ios-a holds nothing
+    assert not hs["n1"].si("si1")["active"], hs["n1"].si("si1")
+    os.unlink(hold)
+    wait_for(lambda: hs["n1"].si("si1")["active"] == "ios-b", timeout=30, what="ios-b ACTIVE once recovered")
+    # What the held incarnation of ios-b was told, in order: ACTIVE only after it recovered.
+    got = comp_lines(log, "ios-b")
+    recovered_at = got.index(["PROCESS_EVENT", "RECOVERED", "0"])
+    started = max(i for i, w in enumerate(got[:recovered_at]) if w[0] == "REGISTERED")
+    active = [i for i, w in enumerate(got) if i > started and w[:3] == ["CSI_SET", "c1", "ACTIVE"]]
+    assert active and all(i > recovered_at for i in active), got[started:]
+    down(sim)

@@ -30,6 +30,15 @@ bool amf_su_in_service(const struct su *su) {
            su->comps[0].presence == PRESENCE_INSTANTIATED;
 }
 
+static struct su sus[3];
+
+/* The readiness hook's answer, per unit (amf.c asks the hook the recovery sets). */
+static bool not_ready[3];
+
+bool amf_su_may_be_active(const struct su *su) {
+    return amf_su_in_service(su) && !not_ready[su - sus];
+}
+
 /* Like amf.c: the assignment goes in flight (pending) until the test confirms it. */
 int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_transition transition) {
     struct assignment *a = amf_si_find_su(si, su);
@@ -71,7 +80,6 @@ void amf_su_check_lock_done(struct su *su) {
 /* ---- fixture: one SG, SUs a (rank 0), b (rank 1), c (rank 2), one SI ---- */
 
 static struct comp comps[3];
-static struct su sus[3];
 static struct config_su su_cfg[3];
 static struct si si;
 static struct config_si si_cfg = {.name = "si"};
@@ -85,6 +93,7 @@ static void setup(size_t n_sus) {
     memset(sus, 0, sizeof(sus));
     memset(&si, 0, sizeof(si));
     memset(&sg, 0, sizeof(sg));
+    memset(not_ready, 0, sizeof(not_ready));
     n_actions = 0;
     sg.name = "sg";
     sg_cfg.auto_failback = false;
@@ -332,6 +341,33 @@ TEST(lock_active_moves_work_to_standby_and_removes_it) {
     sus[0].admin = SU_UNLOCKED;
     settle();
     ASSERT_STREQ(role_of("a"), "STANDBY");
+}
+
+TEST(a_standby_not_ready_is_not_made_active) {
+    /* b is STANDBY but not ready (a pool process still recovering): locking
+     * or losing a leaves the SI without ACTIVE until b is ready. */
+    setup(2);
+    settle();
+    not_ready[1] = true;
+    sus[0].admin = SU_LOCKED;
+    size_t base = n_actions;
+    settle();
+    expect(base, "assign", "a", HALO_HA_QUIESCING);
+    expect(base + 1, "unassign", "a", 0);
+    ASSERT_EQ(n_actions, base + 2);
+    ASSERT_STREQ(role_of("b"), "STANDBY");
+    not_ready[1] = false;
+    settle();
+    ASSERT_STREQ(role_of("b"), "ACTIVE");
+    /* Nor does a failover give ACTIVE to a STANDBY that is not ready. */
+    sus[0].admin = SU_UNLOCKED;
+    settle();
+    not_ready[0] = true;
+    ASSERT_STREQ(role_of("a"), "STANDBY");
+    fail_su(&sus[1]);
+    settle();
+    ASSERT_STREQ(role_of("a"), "STANDBY");
+    ASSERT_STREQ(role_of("b"), "NONE");
 }
 
 TEST(lock_standby_removes_it) {

@@ -30,6 +30,8 @@
 static int su_score(struct si *si, struct su *su, halo_ha_state role) {
     if (!amf_su_in_service(su) || amf_si_find_su(si, su))
         return -1;
+    if (role == HALO_HA_ACTIVE && !amf_su_may_be_active(su))
+        return -1;
     int score = 1000 - (int)su->cfg->rank;
     if (role == HALO_HA_ACTIVE && si->preferred_active && streq(si->preferred_active, su->name))
         score += 100000;
@@ -88,7 +90,8 @@ static void evaluate_si(struct si *si) {
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
     struct assignment *q = amf_si_find(si, HALO_HA_QUIESCED);
     struct assignment *sb = amf_si_find(si, HALO_HA_STANDBY);
-    bool sb_ok = sb && sb->confirmed && amf_su_in_service(sb->su);
+    /* Whether the STANDBY can take ACTIVE over (every use of it below gives ACTIVE). */
+    bool sb_ok = sb && sb->confirmed && amf_su_may_be_active(sb->su);
 
     /* 1. (Once an assignment is QUIESCED the hand-over is under way: step 4.) */
     if (act && !q && (!amf_su_in_service(act->su) || si->switchover)) {
@@ -103,7 +106,7 @@ static void evaluate_si(struct si *si) {
     if (q && !act) {
         if (sb_ok) {
             (void)amf_assign(si, sb->su, HALO_HA_ACTIVE, HALO_CSI_QUIESCED);
-        } else if (amf_su_in_service(q->su)) {
+        } else if (amf_su_may_be_active(q->su)) {
             if (si->switchover)
                 amf_switchover_done(si, -HALO_ECOMPFAILED);
             (void)amf_assign(si, q->su, HALO_HA_ACTIVE, HALO_CSI_STILL_ACTIVE);

@@ -22,7 +22,7 @@ int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
     }
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
     if (si->switchover || amf_si_busy(si) || !act || !act->confirmed || !sb || !sb->confirmed ||
-        !amf_su_in_service(sb->su))
+        !amf_su_may_be_active(sb->su))
         return -HALO_EBADSTATE; /* nothing to switch to, or a change is already under way */
     log_info("Switchover of '%s' from '%s' to '%s' requested", si->name, act->su->name, sb->su->name);
     si->switchover = true;

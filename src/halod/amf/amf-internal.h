@@ -35,6 +35,8 @@ struct amf {
     size_t n_observers;
     const struct amf_placement_ops *placement;
     void *placement_data;
+    amf_ready_fn active_ready; /* amf_set_active_readiness() */
+    void *active_ready_data;
 };
 
 /* A health check of a component (amf-health.c). */

@@ -178,6 +178,22 @@ bool amf_su_in_service(const struct su *su) {
     return true;
 }
 
+bool amf_su_may_be_active(const struct su *su) {
+    const struct amf *a = su->amf;
+    return amf_su_in_service(su) && (!a->active_ready || a->active_ready(a->active_ready_data, su));
+}
+
+void amf_set_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata) {
+    a->active_ready = fn;
+    a->active_ready_data = userdata;
+}
+
+void amf_readiness_changed(struct amf *a, const char *comp) {
+    struct comp *c = amf_find_comp(a, comp);
+    if (c)
+        amf_sg_evaluate(c->su->sg);
+}
+
 /* ---- the model ------------------------------------------------------------- */
 
 void amf_sg_evaluate(struct sg *sg) {

@@ -438,12 +438,41 @@ static void published_failed(struct recovery_local *r, struct rl *rl, const stru
 static void on_published(struct queue *q, uint64_t seq, const struct queue_event *ev, void *userdata) {
     struct recovery_local *r = userdata;
     char object[QUEUE_OBJECT_MAX];
-    if (ev->kind != QUEUE_KIND_PROCESS || ev->state != QUEUE_HA_FAILED || queue_event_object(ev, object) < 0)
+    if (ev->kind != QUEUE_KIND_PROCESS || queue_event_object(ev, object) < 0)
         return;
     const struct rm_process *p = rm_find(r->model, object);
-    for (size_t i = 0; p && p->pool && i < r->n; i++)
+    if (!p || !p->pool)
+        return;
+    if (ev->state == QUEUE_HA_ONLINE) /* it may be ACTIVE again */
+        amf_readiness_changed(r->amf, p->name);
+    for (size_t i = 0; ev->state == QUEUE_HA_FAILED && i < r->n; i++)
         if (r->rls[i].p == p)
             published_failed(r, &r->rls[i], ev);
+}
+
+/* ---- who may be ACTIVE ---- */
+
+static bool not_caught_up(int published_state) {
+    return published_state == QUEUE_HA_FAILED || published_state == QUEUE_HA_TRANSIENT ||
+           published_state == QUEUE_HA_RECOVERING;
+}
+
+/* The AMF's readiness hook: a unit may be given ACTIVE unless one of its pool
+ * processes has not caught up: FAILED, TRANSIENT or RECOVERING as published,
+ * or (one of this node's) its recovery here is not over. */
+static bool may_be_active(void *userdata, const struct su *su) {
+    struct recovery_local *r = userdata;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        const struct rm_process *p = rm_component(r->model, su->comps[i].name);
+        if (!p || !p->pool)
+            continue;
+        if (not_caught_up(published(r, p->object)))
+            return false;
+        const struct rl *rl = rl_of(r, &su->comps[i]);
+        if (rl && rl->loaded && rl->state != RL_IDLE)
+            return false;
+    }
+    return true;
 }
 
 static void on_loaded(store *s, int error, const store_result *res, void *userdata) {
@@ -526,8 +555,10 @@ int recovery_local_new(const struct recovery_local_params *p, struct recovery_lo
         rec_unref(r);
         return e;
     }
-    if (r->n > 0)
+    if (p->model) {
         bq_reader_watch(r->q, on_published, r);
+        amf_set_active_readiness(r->amf, may_be_active, r);
+    }
     *ret = r;
     return 0;
 }
@@ -556,8 +587,10 @@ struct recovery_local *recovery_local_free(struct recovery_local *r) {
     if (!r)
         return NULL;
     amf_unobserve(r->amf, &observer, r);
-    if (r->n > 0)
+    if (r->model) {
         bq_reader_watch(r->q, NULL, NULL);
+        amf_set_active_readiness(r->amf, NULL, NULL);
+    }
     r->closed = true;
     rec_unref(r);
     return NULL;
