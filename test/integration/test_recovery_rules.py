@@ -3,12 +3,9 @@
 real halods over a real etcd: what the processes are told, in order."""
 import json
 
-from halo_harness import TESTCOMP, start_nodes, wait_for
-from test_recovery import sim  # noqa: F401 (the fixture)
-
-
 from halo_harness import TESTCOMP, free_port, start_nodes, wait_for
 from test_events import notes, post
+from test_recovery import sim  # noqa: F401 (the fixture)
 
 
 def yaml(log):
