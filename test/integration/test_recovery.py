@@ -466,9 +466,10 @@ def test_a_whole_pool_failure_recovers_newest_data_first(sim, tmp_path):
     sees two others failed, beyond the tolerance, and was refused for ever,
     the pool stuck (issue 14, point 10).  Now the last one to fail (the
     newest data) recovers first, then the others in turn, each once every
-    process that failed after it is back; they ask again as the API says."""
+    process that failed after it is back: their halods look at them again
+    when a member of the pool is published ONLINE (they do not ask again)."""
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(sim, log, modes="object-states,entrypoint,recovery,ask-again")
+    hs, http = cluster(sim, log)
     where = {"ios-a": "n1", "ios-b": "n2", "ios-c": "n3"}
     for p in ("ios-a", "ios-b", "ios-c"):
         kill(hs[where[p]], p)

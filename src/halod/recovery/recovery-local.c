@@ -271,13 +271,14 @@ static bool device_failed(int st) {
 }
 
 /*
- * Newest data first.  Beyond its tolerance a pool could never recover the
- * usual way: each process is refused because of the others (a pool that
- * fails as a whole: a power cut, every node fenced at once).  Then the
- * processes recover in the order they failed, the last one first: it holds
- * the newest data.  p may recover once every member that failed after it
- * (its state set by a later broadcast entry) is ONLINE again.  Ties go by
- * name.
+ * Newest data first.  Beyond its tolerance a pool that failed as a whole (a
+ * power cut, every node fenced at once) could never recover the usual way:
+ * each process is refused because of the others.  Then the processes recover
+ * in the order they failed, the last one first: it holds the newest data.  p
+ * may recover once every member that failed after it is ONLINE again, and no
+ * member is ONLINE that has been so since before p failed (then the pool did
+ * not fail as a whole: the tolerance stands).  "After" is by the broadcast
+ * seq of the entry that set each state; ties go by name.
  */
 static bool newest_first(struct recovery_local *r, const struct rm_process *p, const struct rm_process *const *members,
                          size_t n) {
@@ -289,8 +290,10 @@ static bool newest_first(struct recovery_local *r, const struct rm_process *p, c
         if (members[i] == p)
             continue;
         int st = queue_state_info(r->q, members[i]->object, &seq, NULL);
+        if (st == QUEUE_HA_ONLINE && seq > mine)
+            continue; /* back after p failed: a newer one, recovered first */
         if (st == QUEUE_HA_ONLINE)
-            continue;
+            return false; /* ONLINE since before p failed: not a whole-pool failure */
         if (st < 0 || seq > mine || (seq == mine && strcmp(members[i]->name, p->name) < 0))
             return false; /* newer data (or unknown) elsewhere, not back yet */
     }
@@ -443,8 +446,14 @@ static void on_published(struct queue *q, uint64_t seq, const struct queue_event
     const struct rm_process *p = rm_find(r->model, object);
     if (!p || !p->pool)
         return;
-    if (ev->state == QUEUE_HA_ONLINE) /* it may be ACTIVE again */
+    if (ev->state == QUEUE_HA_ONLINE) { /* it may be ACTIVE again */
         amf_readiness_changed(r->amf, p->name);
+        /* A member is back: this node's processes refused because of the
+         * others are looked at again now, not only when they ask again. */
+        for (size_t i = 0; i < r->n; i++)
+            if (r->rls[i].p != p && r->rls[i].p->pool == p->pool && r->rls[i].state == RL_REFUSED && r->rls[i].c->conn)
+                begin(r, &r->rls[i]);
+    }
     for (size_t i = 0; ev->state == QUEUE_HA_FAILED && i < r->n; i++)
         if (r->rls[i].p == p)
             published_failed(r, &r->rls[i], ev);
