@@ -25,6 +25,7 @@
 static const char *arg_socket;
 static bool arg_json;
 static bool arg_follow;
+static bool arg_force;
 static int arg_timeout_ms = 30000;
 
 static int64_t now_ms(void) {
@@ -418,6 +419,8 @@ static const struct verb verbs[] = {
     {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping", "stop halod and every component"},
     {"failvec", "PROCESS", HALO__LINK__ADMIN__OP__FAILVEC, NULL,
      "a pool process's epochs and failure vectors (docs/recovery.md)"},
+    {"recover", "PROCESS", HALO__LINK__ADMIN__OP__RECOVER_FORCE, "forced the recovery of",
+     "with --force: a refused pool process recovers past its pool's tolerance"},
 };
 
 static void help(void) {
@@ -448,6 +451,7 @@ static void help(void) {
            "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
            "  -j, --json          print JSON (read commands; events --follow: one object a line)\n"
            "  -f, --follow        events: keep printing them as they come\n"
+           "      --force         recover: skip the pool's tolerance check\n"
            "  -t, --timeout SEC   how long to wait for halod (default 30)\n"
            "  -h, --help          this text\n");
 }
@@ -455,8 +459,13 @@ static void help(void) {
 /* Parses the global options.  Returns -1 to go on, or the exit status. */
 static int parse_options(int argc, char **argv, const char *optstring) {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'}, {"follow", no_argument, NULL, 'f'},
-        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {},
+        {"socket", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"follow", no_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"force", no_argument, NULL, 'F'},
+        {},
     };
     int c;
     while ((c = getopt_long(argc, argv, optstring, opts, NULL)) >= 0) {
@@ -469,6 +478,9 @@ static int parse_options(int argc, char **argv, const char *optstring) {
             break;
         case 'f':
             arg_follow = true;
+            break;
+        case 'F':
+            arg_force = true;
             break;
         case 't': {
             char *end;
@@ -540,6 +552,11 @@ int main(int argc, char **argv) {
     if ((v->arg && nargs != 1) || (!v->arg && nargs != 0)) {
         fprintf(stderr, v->arg ? "haloctl: '%s' takes one argument, %s.\n" : "haloctl: '%s' takes no argument.\n",
                 v->name, v->arg);
+        return 2;
+    }
+    if (v->op == HALO__LINK__ADMIN__OP__RECOVER_FORCE && !arg_force) {
+        fprintf(stderr, "haloctl: 'recover' needs --force: it skips the tolerance check of the process's pool, "
+                        "which is there to protect its data (docs/recovery.md).\n");
         return 2;
     }
     if (v->op == HALO__LINK__ADMIN__OP__STATUS)

@@ -64,6 +64,28 @@ static void admin_command(struct manager *m, struct conn *conn, uint64_t seq, in
         wait_done(&w->w, r);
 }
 
+/* An operator command that is not the AMF's, run here (forwarded, or asked of this node). */
+int dispatch_run_other(void *userdata, int op, const char *target) {
+    struct manager *m = userdata;
+    if (op == HALO__LINK__ADMIN__OP__RECOVER_FORCE)
+        return m->recovery ? recovery_local_force(m->recovery, target) : -HALO_EUNKNOWN;
+    return -EOPNOTSUPP;
+}
+
+/* haloctl recover --force: on the process's own node. */
+static void admin_recover_force(struct manager *m, struct conn *conn, uint64_t seq, const char *process) {
+    const char *to = amf_op_where(m->amf, AMF_OP_FAIL, process); /* where the component runs */
+    int r;
+    if (!amf_find_comp(m->amf, process))
+        r = -HALO_EUNKNOWN;
+    else if (to && m->forward)
+        r = cluster_forward_send(m->forward, conn, seq, HALO__LINK__ADMIN__OP__RECOVER_FORCE, process, to);
+    else
+        r = dispatch_run_other(m, HALO__LINK__ADMIN__OP__RECOVER_FORCE, process);
+    if (r != 0 || !to || !m->forward)
+        (void)server_conn_reply(conn, seq, r, NULL);
+}
+
 static void admin_status(struct manager *m, struct conn *conn, uint64_t seq) {
     char *json = status_json(m);
     if (json)
@@ -100,6 +122,9 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
     case HALO__LINK__ADMIN__OP__RESTART:
     case HALO__LINK__ADMIN__OP__REPAIR:
         admin_command(m, conn, a->seq, (int)a->op, target);
+        return;
+    case HALO__LINK__ADMIN__OP__RECOVER_FORCE:
+        admin_recover_force(m, conn, a->seq, target);
         return;
     case HALO__LINK__ADMIN__OP__SHUTDOWN:
         (void)server_conn_reply(conn, a->seq, 0, NULL);

@@ -75,6 +75,8 @@ struct manager {
  * recovery-local, events) once m->amf exists, and the event queue's consumer
  * (recovery-coord) once they and, with several nodes, the cluster exist. */
 int manager_build_observers(struct manager *m);
+/* dispatch.c: an operator command that is not the AMF's (for cluster-forward too). */
+int dispatch_run_other(void *userdata, int op, const char *target);
 int manager_build_coord(struct manager *m);
 
 /* dispatch.c: the HA link's messages, one switch per peer. */

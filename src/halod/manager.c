@@ -263,8 +263,13 @@ static int build_cluster(struct manager *m) {
                                 .userdata = m};
     int r = cluster_new(&cp, &m->cluster);
     if (r >= 0) {
-        struct cluster_forward_params fp = {
-            .store = m->store, .prefix = m->prefix, .node = m->node, .amf = m->amf, .cluster = m->cluster};
+        struct cluster_forward_params fp = {.store = m->store,
+                                            .prefix = m->prefix,
+                                            .node = m->node,
+                                            .amf = m->amf,
+                                            .cluster = m->cluster,
+                                            .run_other = dispatch_run_other,
+                                            .userdata = m};
         r = cluster_forward_new(&fp, &m->forward);
     }
     if (r >= 0) {

@@ -243,15 +243,20 @@ def lines_seq(log):
     return [x[2] for x in lines(log, "ios-b", "FV")]
 
 
+def device_failed_and_killed(hs, http, log):
+    """ios-b's device FAILED (a monitor says so), then ios-b killed: it is told its recovery is refused."""
+    assert post(http["n1"], {"object": "device:ios-b:sda", "state": "FAILED"})[0] == 202
+    wait_for(lambda: told(log, "ios-a", "device:ios-b:sda") == ["FAILED"], timeout=10, what="device FAILED")
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: lines(log, "ios-b", "RECOVERY"), timeout=30, what="ios-b told")
+
+
 def test_refused_with_a_failed_device_and_past_tolerance(sim, tmp_path):
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log, tolerate=0)
 
     # Its own device FAILED: a permanent failure, not recovered by the protocol.
-    assert post(http["n1"], {"object": "device:ios-b:sda", "state": "FAILED"})[0] == 202
-    wait_for(lambda: told(log, "ios-a", "device:ios-b:sda") == ["FAILED"], timeout=10, what="device FAILED")
-    kill(hs["n2"], "ios-b")
-    wait_for(lambda: lines(log, "ios-b", "RECOVERY"), timeout=30, what="ios-b told")
+    device_failed_and_killed(hs, http, log)
     rec = lines(log, "ios-b", "RECOVERY")[0]
     assert rec[0] == "refused" and "device:ios-b:sda is FAILED" in " ".join(rec[3:]), rec
     wait_for(lambda: hs["n2"].comp("ios-b").get("recovery", {}).get("state") == "refused", timeout=10,
@@ -605,4 +610,29 @@ def test_a_recovering_unit_is_not_made_active(sim, tmp_path):
     started = max(i for i, w in enumerate(got[:recovered_at]) if w[0] == "REGISTERED")
     active = [i for i, w in enumerate(got) if i > started and w[:3] == ["CSI_SET", "c1", "ACTIVE"]]
     assert active and all(i > recovered_at for i in active), got[started:]
+    down(sim)
+
+
+def test_an_operator_forces_a_refused_recovery(sim, tmp_path):
+    """Past its pool's tolerance a recovery is refused (ios-b's own device
+    FAILED: a permanent failure; ios-a ONLINE all along, so not a whole-pool
+    failure).  `haloctl recover --force ios-c`, asked of another node's halod,
+    makes ios-c recover now: the operator takes the risk the tolerance is
+    there for.  Without --force haloctl refuses to ask; a process that is not
+    waiting for a recovery cannot be forced."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, tolerate=0)
+    device_failed_and_killed(hs, http, log)
+    kill(hs["n3"], "ios-c")
+    wait_for(lambda: lines(log, "ios-c", "RECOVERY"), timeout=30, what="ios-c told")
+    assert lines(log, "ios-c", "RECOVERY")[0][0] == "refused"
+
+    r = hs["n1"].ctl("recover", "ios-c", check=False)
+    assert r.returncode == 2 and "--force" in r.stderr
+    r = hs["n1"].ctl("recover", "--force", "ios-a", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr  # ONLINE: nothing to force
+    r = hs["n1"].ctl("recover", "--force", "ios-c")
+    assert "forced the recovery of 'ios-c'" in r.stdout
+    wait_for(lambda: told(log, "ios-a", "process:ios-c")[-1:] == ["ONLINE"], timeout=30, what="ios-c ONLINE")
+    assert "forced by the operator" in hs["n3"].logtext()
     down(sim)

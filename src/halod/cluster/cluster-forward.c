@@ -38,6 +38,8 @@ struct cluster_forward {
     char *prefix, *node;
     struct amf *amf;
     struct cluster *cluster;
+    int (*run_other)(void *userdata, int op, const char *target);
+    void *userdata;
     LIST_HEAD(struct forward) forwards;
     uint64_t n_sent;
     int64_t ran[FORWARD_RAN_MAX];
@@ -162,6 +164,8 @@ void cluster_forward_key(struct cluster_forward *f, const store_kv *kv, json_t *
     run->lease = kv->lease;
     log_info("Running the operator command %.*s forwarded by another node", (int)kv->key_len, kv->key);
     int r = amf_run_op(f->amf, (int)json_integer_value(op), target, &run->w);
+    if (r == -EOPNOTSUPP && f->run_other)
+        r = f->run_other(f->userdata, (int)json_integer_value(op), target);
     if (r != 1)
         run_done(&run->w, r);
 }
@@ -201,7 +205,8 @@ int cluster_forward_new(const struct cluster_forward_params *p, struct cluster_f
     struct cluster_forward *f = calloc(1, sizeof(*f));
     if (!f)
         return -ENOMEM;
-    *f = (struct cluster_forward){.store = p->store, .amf = p->amf, .cluster = p->cluster};
+    *f = (struct cluster_forward){
+        .store = p->store, .amf = p->amf, .cluster = p->cluster, .run_other = p->run_other, .userdata = p->userdata};
     f->prefix = strdup(p->prefix);
     f->node = strdup(p->node);
     if (!f->prefix || !f->node) {

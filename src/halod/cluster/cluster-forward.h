@@ -29,6 +29,10 @@ struct cluster_forward_params {
     const char *node;   /* copied */
     struct amf *amf;
     struct cluster *cluster;
+    /* Runs a command that is not the AMF's (amf_run_op() says -EOPNOTSUPP):
+     * 0 or -errno.  May be NULL. */
+    int (*run_other)(void *userdata, int op, const char *target);
+    void *userdata;
 };
 int cluster_forward_new(const struct cluster_forward_params *p, struct cluster_forward **ret);
 /* Forgets the commands waiting for an answer.  Accepts NULL; returns NULL. */

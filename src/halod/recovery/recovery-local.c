@@ -51,6 +51,7 @@ struct rl {
     char *reason;
     bool loaded, entrypoint_waiting, reading;
     bool online_waiting; /* registered before its state was read: ONLINE, if idle, once it is */
+    bool force;          /* haloctl recover --force: the next recovery skips the pool's tolerance */
     unsigned gen;        /* bumped when a vector read goes stale */
 };
 
@@ -333,6 +334,11 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
                      st >= 0 ? queue_ha_state_to_string((enum queue_ha_state)st) : "unknown");
         }
     }
+    if (failures > p->pool->tolerate && rl->force) {
+        log_notice("'%s' recovers past the tolerance of pool '%s' (%u failures: %s): forced by the operator", p->name,
+                   p->pool->name, failures, list);
+        return NULL;
+    }
     if (failures > p->pool->tolerate && newest_first(r, p, members, n)) {
         log_notice("'%s' recovers beyond the tolerance of pool '%s' (%u failures: %s): newest data first, and every "
                    "process that failed after it is back",
@@ -349,6 +355,8 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
 static void begin(struct recovery_local *r, struct rl *rl) {
     rl->entrypoint_waiting = false;
     char *why = refusal(r, rl);
+    if (!why)
+        rl->force = false; /* used: it recovers now */
     if (why) {
         rl_set(r, rl, RL_REFUSED, why);
         send_note(rl, "refused", why, NULL, 0, true, 0);
@@ -603,6 +611,23 @@ struct recovery_local *recovery_local_free(struct recovery_local *r) {
     r->closed = true;
     rec_unref(r);
     return NULL;
+}
+
+int recovery_local_force(struct recovery_local *r, const char *comp) {
+    struct rl *rl = NULL;
+    for (size_t i = 0; r && i < r->n; i++)
+        if (streq(r->rls[i].c->name, comp))
+            rl = &r->rls[i];
+    if (!rl)
+        return -HALO_EUNKNOWN; /* not a pool process of this node */
+    if (rl->state != RL_REFUSED && rl->state != RL_FAILED)
+        return -HALO_EBADSTATE; /* not waiting for a recovery: nothing to force */
+    log_notice("Recovery of '%s' forced by the operator: the tolerance of pool '%s' is not checked", rl->c->name,
+               rl->p->pool->name);
+    rl->force = true;
+    if (rl->state == RL_REFUSED && rl->c->conn)
+        begin(r, rl); /* it asked already: now */
+    return 0;
 }
 
 bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c) {
