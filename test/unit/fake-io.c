@@ -94,6 +94,13 @@ size_t server_conn_queued(const struct conn *c) {
 }
 
 int server_conn_reply(struct conn *c, uint64_t seq, int error, const char *json) {
+    if (c->broken) {
+        void (*broken)(struct conn *) = c->broken;
+        c->broken = NULL;
+        c->closed = true;
+        broken(c);
+        return -EPIPE;
+    }
     record_reply(c, seq, error, json);
     return 0;
 }

@@ -30,6 +30,9 @@ struct conn {
     uid_t uid; /* 0 (root) unless a test says otherwise */
     bool admin;
     bool closed;
+    /* Set: the next reply cannot be sent (the peer is gone); the fake calls
+     * it, as the server calls its close handler, and the reply fails. */
+    void (*broken)(struct conn *c);
     LinkMsg *msgs[FAKE_CONN_MSGS_MAX];
     size_t n_msgs, taken;
     uint64_t reply_seq[FAKE_CONN_MSGS_MAX];

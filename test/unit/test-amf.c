@@ -259,6 +259,33 @@ TEST(amf_failover_promotes_the_standby_at_once) {
     fixture_stop(&f);
 }
 
+static struct amf *broken_amf;
+static void link_broke(struct conn *c) {
+    amf_conn_closed(broken_amf, c, "send failed");
+}
+
+/*
+ * A component answers a CSI set with a response that wants a reply, and the
+ * reply cannot be sent (it died right after writing): the failed send closes
+ * its link, which fails the unit and frees its invocations, the one being
+ * answered among them.  amf_response() must not go on with it.  It did: a
+ * second uv_close() of the invocation's timer aborted halod (the chaos
+ * checker, seeds 404 and 505).
+ */
+TEST(amf_a_reply_that_breaks_the_link_does_not_free_the_invocation_twice) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    amf_set_ready(f.amf);
+    struct conn *a = registered(&f, 0, "a");
+    const Halo__Link__CsiSet *cs = expect_csi_set(a, HALO_HA_ACTIVE);
+    broken_amf = f.amf;
+    a->broken = link_broke;
+    amf_response(f.amf, a, 42, cs->invocation, 0, true);
+    ASSERT(amf_find_su(f.amf, "a")->failing);
+    ASSERT(seen("comp a failed"));
+    fixture_stop(&f);
+}
+
 TEST(amf_a_failed_spawn_grows_the_restart_delay) {
     struct fixture f = {0};
     fixture_start(&f, TWO_UNITS("{max: 20, window: 1m, delay: 10ms, delay-max: 10s, stable: 1s}"));

@@ -88,8 +88,14 @@ void amf_response(struct amf *a, struct conn *conn, uint64_t seq, uint64_t invoc
             (void)server_conn_reply(conn, seq, -HALO_EBADINVOCATION, NULL);
         return;
     }
-    if (seq)
+    if (seq) {
         (void)server_conn_reply(conn, seq, 0, NULL);
+        /* A reply that cannot be sent closes the link, which fails the
+         * component and frees its invocations, this one among them. */
+        inv = amf_inv_find(a, invocation);
+        if (!inv)
+            return;
+    }
     struct comp *c = inv->comp;
     struct si *si = inv->si;
     struct su *su = inv->su;

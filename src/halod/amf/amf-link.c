@@ -118,13 +118,13 @@ void amf_hc_confirm(struct amf *a, struct conn *conn, uint64_t seq, const char *
         r = -ENOENT;
     else if (hc && hc->invoked != HALO_HC_COMPONENT_INVOKED)
         r = -HALO_EBADSTATE;
-    (void)server_conn_reply(conn, seq, r, NULL);
-    if (r < 0)
-        return;
-    if (result < 0)
+    if (r == 0 && result < 0)
         amf_comp_fail(c, "reported a failed health check");
-    else
+    else if (r == 0)
         amf_hc_rearm(hc);
+    /* Last: a reply that cannot be sent closes the link and fails the
+     * component, which frees its checks (hc among them). */
+    (void)server_conn_reply(conn, seq, r, NULL);
 }
 
 void amf_hc_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *name, const char *key) {
