@@ -27,8 +27,7 @@ check: build
 check-fast: build
 	@./test/run-all $(BUILD)
 
-# The store conformance suite against a real etcd (the etcd backend is groundwork
-# for the multi-node work and has a known intermittent hang, so it is not in check yet).
+# The store conformance suite against a real etcd alone (make check runs it too).
 check-etcd: build
 	./$(BUILD)/test/unit/test-store-etcd
 
