@@ -234,7 +234,8 @@ static int open_cdb(struct manager *m) {
                r;
     if (r < 0)
         return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path);
-    r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, &m->roles);
+    r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
+                      &m->roles);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the CDB roles: %m");
     return 0;

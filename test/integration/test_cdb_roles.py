@@ -3,6 +3,7 @@
 primary and its STANDBY unit's node the secondary; on node failover the new primary holds every
 commit the old one acknowledged.  Two real halods over a real etcd."""
 import json
+import os
 import selectors
 import signal
 import socket
@@ -367,3 +368,49 @@ def test_a_hello_naming_the_secondary_without_the_token_changes_nothing(etcd, ha
     lost = [i for i in acked if f"/h/{i}" not in have]
     assert not lost and "/after-hello" in have, f"{len(lost)} acknowledged commits lost, first {lost[:5]}"
     assert hs.stop() == 0
+
+
+def test_commits_acknowledged_alone_keep_the_active_on_their_node(etcd, halod_factory, tmp_path):
+    """The standby's node dies: the primary acknowledges commits alone, after it has recorded so
+    in the store (cdb-alone/db, its node).  The dead node comes back but cannot catch up (its
+    replication link to the primary stalls).  Now the primary's component dies: the ACTIVE must
+    not go to the other node, which lacks those commits (it used to: the other node became the
+    primary without them, and they were discarded when the old primary rejoined, as the chaos
+    checker found); the unit restarts in place and its node stays the primary with every commit.
+    Once the other node has them, the record goes and a failover may move the ACTIVE again."""
+    r = Roles(etcd, halod_factory, tmp_path, proxied=True)
+    try:
+        primary, secondary = r.settle_roles()
+        hp = r.nodes[primary]
+        key = "/halo/roles/cdb-alone/db"
+        r.nodes[secondary].kill_all()
+        wait_for(lambda: hp.si("db")["standby"] is None, timeout=20, what="no standby")
+        acked = [str(i) for i in range(20)]
+        for i in acked:
+            hp.ctl("cdb", "set", f"/alone/{i}", i, timeout=10)
+        assert json.loads(etcd.get_prefix(key)[key])["node"] == primary
+
+        r.proxies[primary].stall()  # the returning node cannot get the commits
+        back = r.make(secondary)
+        r.nodes[secondary] = back
+        back.start()
+        wait_for(lambda: hp.si("db")["standby"] == unit_of(secondary), timeout=20, what="the other unit STANDBY")
+        os.kill(hp.pid_of(unit_of(primary)), signal.SIGKILL)
+        time.sleep(3)  # a failover would have happened by now
+        assert (r.ha_state(secondary) or {}).get("state") != "PRIMARY"
+        wait_for(lambda: hp.si("db")["active"] == unit_of(primary), timeout=20, what="the ACTIVE back on its node")
+        wait_for(lambda: (r.ha_state(primary) or {}).get("state") == "PRIMARY", timeout=10, what="still PRIMARY")
+        assert {f"/alone/{i}" for i in acked} <= items(hp, "/alone")
+
+        # The link flows: the other node catches up, the record goes, and a failover works again.
+        r.proxies[primary].resume()
+        wait_for(lambda: key not in etcd.get_prefix(key), timeout=20, what="the record deleted")
+        assert {f"/alone/{i}" for i in acked} <= items(back, "/alone")
+        os.kill(hp.pid_of(unit_of(primary)), signal.SIGKILL)
+        wait_for(lambda: back.si("db")["active"] == unit_of(secondary), timeout=20, what="failover to the other node")
+        wait_for(lambda: (r.ha_state(secondary) or {}).get("state") == "PRIMARY", timeout=10, what="it is PRIMARY")
+        assert {f"/alone/{i}" for i in acked} <= items(back, "/alone")
+        for h in r.nodes.values():
+            assert h.stop() == 0
+    finally:
+        r.close()

@@ -35,8 +35,10 @@ struct amf {
     size_t n_observers;
     const struct amf_placement_ops *placement;
     void *placement_data;
-    amf_ready_fn active_ready; /* amf_set_active_readiness() */
-    void *active_ready_data;
+    struct {
+        amf_ready_fn fn;
+        void *data;
+    } active_ready[AMF_READINESS_MAX]; /* amf_add_active_readiness() */
 };
 
 /* A health check of a component (amf-health.c). */

@@ -164,5 +164,5 @@ static inline bool amf_si_busy(const struct si *si) {
 /* Whether the unit can take an assignment now (on another node: as its node last published). */
 bool amf_su_in_service(const struct su *su);
 /* Whether it can be given ACTIVE now: in service, and ready as the readiness
- * hook says (amf_set_active_readiness()); a unit that is not may be STANDBY. */
+ * hooks say (amf_add_active_readiness()); a unit that is not may be STANDBY. */
 bool amf_su_may_be_active(const struct su *su);

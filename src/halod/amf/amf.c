@@ -180,12 +180,28 @@ bool amf_su_in_service(const struct su *su) {
 
 bool amf_su_may_be_active(const struct su *su) {
     const struct amf *a = su->amf;
-    return amf_su_in_service(su) && (!a->active_ready || a->active_ready(a->active_ready_data, su));
+    if (!amf_su_in_service(su))
+        return false;
+    for (size_t i = 0; i < AMF_READINESS_MAX; i++)
+        if (a->active_ready[i].fn && !a->active_ready[i].fn(a->active_ready[i].data, su))
+            return false;
+    return true;
 }
 
-void amf_set_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata) {
-    a->active_ready = fn;
-    a->active_ready_data = userdata;
+int amf_add_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata) {
+    for (size_t i = 0; i < AMF_READINESS_MAX; i++)
+        if (!a->active_ready[i].fn) {
+            a->active_ready[i].fn = fn;
+            a->active_ready[i].data = userdata;
+            return 0;
+        }
+    return -ENOSPC;
+}
+
+void amf_remove_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata) {
+    for (size_t i = 0; i < AMF_READINESS_MAX; i++)
+        if (a->active_ready[i].fn == fn && a->active_ready[i].data == userdata)
+            a->active_ready[i].fn = NULL;
 }
 
 void amf_readiness_changed(struct amf *a, const char *comp) {

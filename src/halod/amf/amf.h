@@ -99,11 +99,15 @@ void amf_set_placement(struct amf *a, const struct amf_placement_ops *ops, void 
 /* Whether su may be given ACTIVE now.  The models ask it before they hand
  * ACTIVE to a unit (a switchover, a failover, a new assignment); a unit that
  * is not ready may still be STANDBY.  halod asks the recovery (a pool process
- * that has not caught up must not serve).  The answer must not change
+ * that has not caught up must not serve) and, for a cdb-roles group, whether
+ * the unit's node holds every commit acknowledged (cluster-sync).  The answer must not change
  * without amf_readiness_changed(). */
 typedef bool (*amf_ready_fn)(void *userdata, const struct su *su);
-/* Sets the hook (NULL: every unit in service is ready). */
-void amf_set_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata);
+/* Adds a hook: a unit is ready when every hook says so (and it is in
+ * service).  0, -ENOSPC (more than AMF_READINESS_MAX). */
+#define AMF_READINESS_MAX 4
+int amf_add_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata);
+void amf_remove_active_readiness(struct amf *a, amf_ready_fn fn, void *userdata);
 /* The readiness of the unit of component comp may have changed: its group
  * is looked at again (if this AMF decides).  Not from an observer callback. */
 void amf_readiness_changed(struct amf *a, const char *comp);

@@ -27,17 +27,40 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "keys.h"
 #include "log.h"
 #include "macro.h"
 
 #define AMF_ROLES_RETRY_MSEC 300
+
+/* The record that this node's CDB acknowledges commits alone (cdb-alone/<sg>). */
+enum alone {
+    ALONE_UNKNOWN,  /* a previous halod of this node may have left one */
+    ALONE_WRITING,  /* being put: commits wait for it */
+    ALONE_WRITTEN,  /* in the store: commits may be acknowledged alone */
+    ALONE_DELETING, /* the standby has every commit: being deleted */
+    ALONE_CLEAN,    /* none of ours in the store */
+};
 
 struct amf_roles {
     struct amf *amf;
     struct ha *ha;
     struct sg *sg;
     uv_timer_t timer;
+    store *store; /* NULL on one node: nobody else could take over */
+    char key[STORE_KEY_MAX], value[STORE_KEY_MAX];
+    enum alone alone;
+    unsigned refs; /* store calls in flight, and the owner */
 };
+
+/* A name no secondary has (node names have no parentheses): expected, it
+ * holds every commit back. */
+#define ALONE_HOLD "(alone-record)"
+
+static void roles_unref(struct amf_roles *r) {
+    if (--r->refs == 0)
+        free(r);
+}
 
 /* What this node's role should be. */
 struct roles_want {
@@ -84,6 +107,63 @@ static struct roles_want compute(struct amf_roles *r) {
     return w;
 }
 
+static void on_alone_done(store *s, int error, const store_result *res, void *userdata) {
+    struct amf_roles *r = userdata;
+    bool closed = r->refs == 1;
+    if (!closed && r->alone == ALONE_WRITING) {
+        if (error < 0)
+            log_warning_errno(error, "Failed to record that the CDB acknowledges commits alone (they wait): %m");
+        r->alone = error < 0 ? ALONE_UNKNOWN : ALONE_WRITTEN;
+        schedule(r, error < 0 ? AMF_ROLES_RETRY_MSEC : 0);
+    } else if (!closed && r->alone == ALONE_DELETING) {
+        r->alone = error < 0 ? ALONE_UNKNOWN : ALONE_CLEAN; /* deleted, or not ours any more */
+        if (error < 0)
+            schedule(r, AMF_ROLES_RETRY_MSEC);
+    }
+    roles_unref(r);
+}
+
+/*
+ * A primary with no standby acknowledges commits alone: first it records so
+ * in the store (cdb-alone/<sg>, its node), and commits wait until the record
+ * is in.  While it is, the group's ACTIVE goes only to this node's unit
+ * (cluster-sync's readiness hook): the other node lacks those commits.  Once
+ * a standby's node has every commit, the record goes (if it is still ours).
+ */
+static const char *alone_hold(struct amf_roles *r, const struct roles_want *w) {
+    if (!r->store || w->state != HA_STATE_PRIMARY)
+        return w->state == HA_STATE_PRIMARY ? w->expect : NULL;
+    if (w->expect) {
+        if ((r->alone == ALONE_WRITTEN || r->alone == ALONE_UNKNOWN) && ha_expected_caught_up(r->ha)) {
+            store_compare cmp = {.key = r->key,
+                                 .key_len = strlen(r->key),
+                                 .target = STORE_CMP_VALUE,
+                                 .result = STORE_CMP_EQUAL,
+                                 .value = r->value,
+                                 .value_len = strlen(r->value)};
+            store_op del = {.type = STORE_OP_DELETE, .key = r->key, .key_len = strlen(r->key)};
+            store_txn txn = {.compares = &cmp, .n_compares = 1, .success = &del, .n_success = 1};
+            r->refs++;
+            if (store_transaction(r->store, &txn, on_alone_done, r) < 0)
+                r->refs--;
+            else
+                r->alone = ALONE_DELETING;
+        }
+        return w->expect;
+    }
+    if (r->alone == ALONE_WRITTEN)
+        return NULL; /* acknowledged alone */
+    if (r->alone != ALONE_WRITING) {
+        r->refs++;
+        if (store_put(r->store, r->key, r->value, strlen(r->value), 0, on_alone_done, r) < 0) {
+            r->refs--;
+            schedule(r, AMF_ROLES_RETRY_MSEC);
+        } else
+            r->alone = ALONE_WRITING;
+    }
+    return ALONE_HOLD;
+}
+
 static void apply(struct amf_roles *r, const struct roles_want *w) {
     int e = ha_follow(r->ha, w->state, amf_node(r->amf), w->primary, w->addr);
     if (e < 0) {
@@ -91,7 +171,7 @@ static void apply(struct amf_roles *r, const struct roles_want *w) {
                           ha_state_name(w->state), w->primary ? " of " : "", w->primary ?: "");
         schedule(r, AMF_ROLES_RETRY_MSEC);
     }
-    ha_expect_secondary(r->ha, w->state == HA_STATE_PRIMARY ? w->expect : NULL);
+    ha_expect_secondary(r->ha, alone_hold(r, w));
 }
 
 static void evaluate(struct amf_roles *r) {
@@ -137,7 +217,10 @@ static void on_sg_changed(void *userdata, struct sg *sg) {
 }
 
 static void on_ha_changed(void *userdata) {
-    schedule(userdata, AMF_ROLES_RETRY_MSEC);
+    struct amf_roles *r = userdata;
+    /* A standby that caught up lets the record go at once; a failed join is retried later. */
+    bool release = (r->alone == ALONE_WRITTEN || r->alone == ALONE_UNKNOWN) && ha_expected_caught_up(r->ha);
+    schedule(r, release ? 0 : AMF_ROLES_RETRY_MSEC);
 }
 
 static const struct amf_observer observer = {
@@ -145,7 +228,8 @@ static const struct amf_observer observer = {
     .sg_changed = on_sg_changed,
 };
 
-int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, struct amf_roles **ret) {
+int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, store *st, const char *prefix,
+                  struct amf_roles **ret) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(a, &n_sgs), *sg = NULL;
     *ret = NULL;
@@ -157,7 +241,12 @@ int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *tok
     struct amf_roles *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
-    *r = (struct amf_roles){.amf = a, .ha = ha, .sg = sg};
+    *r = (struct amf_roles){.amf = a, .ha = ha, .sg = sg, .store = st, .refs = 1};
+    if (st && (key_name(r->key, prefix, KEY_CDB_ALONE, sg->name) < 0 ||
+               snprintf(r->value, sizeof(r->value), "{\"node\":\"%s\"}", amf_node(a)) >= (int)sizeof(r->value))) {
+        free(r);
+        return -ENAMETOOLONG;
+    }
     int e = amf_observe(a, &observer, r);
     if (e < 0) {
         free(r);
@@ -176,7 +265,7 @@ int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *tok
 }
 
 static void on_closed(uv_handle_t *h) {
-    free(h->data);
+    roles_unref(h->data);
 }
 
 struct amf_roles *amf_roles_free(struct amf_roles *r) {

@@ -10,13 +10,17 @@
 
 #include "amf.h"
 #include "ha.h"
+#include "store.h"
 
 struct amf_roles;
 
 /* Follows the service group marked cdb-roles, if any, with token (the nodes'
- * shared one; NULL when not set: then the roles are not driven).  *ret is
- * NULL when nothing is driven.  0, -ENOMEM, -ENOSPC. */
-int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, struct amf_roles **ret);
+ * shared one; NULL when not set: then the roles are not driven).  st and
+ * prefix: the cluster's store (several nodes), where a primary that
+ * acknowledges commits alone records so first (NULL on one node).  *ret is
+ * NULL when nothing is driven.  0, -ENOMEM, -ENOSPC, -ENAMETOOLONG. */
+int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, store *st, const char *prefix,
+                  struct amf_roles **ret);
 /* Accepts NULL; returns NULL.  Run the loop once more for its timer to close. */
 struct amf_roles *amf_roles_free(struct amf_roles *r);
 /* The service group the roles follow (for the status), NULL if none. */

@@ -213,7 +213,14 @@ static void on_lost(void *userdata, int error, const char *reason) {
         h->changed(h->changed_userdata);
 }
 
+static void on_expected_caught_up(void *userdata) {
+    struct ha *h = userdata;
+    if (h->changed)
+        h->changed(h->changed_userdata);
+}
+
 static const struct repl_handlers repl_handlers = {
+    .expected_caught_up = on_expected_caught_up,
     .secondary_arrived = on_secondary_arrived,
     .secondary_died = on_secondary_died,
     .joined = on_joined,
@@ -343,6 +350,10 @@ int ha_follow(struct ha *h, enum ha_state want, const char *self, const char *pr
 
 void ha_expect_secondary(struct ha *h, const char *nodeid) {
     repl_expect(h->repl, nodeid);
+}
+
+bool ha_expected_caught_up(const struct ha *h) {
+    return h->state == HA_STATE_PRIMARY && repl_expected_caught_up(h->repl);
 }
 
 /* ---- status ------------------------------------------------------------------------ */

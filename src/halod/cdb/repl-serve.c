@@ -54,9 +54,16 @@ static void release_waiters(struct repl *r) {
 static void note_durable(struct peer *p, uint64_t seq) {
     struct repl *r = p->r;
     p->acked = MAX(p->acked, seq);
+    bool was = repl_expected_caught_up(r);
     if (r->expect[0] && streq(p->nodeid, r->expect))
         r->expect_acked = MAX(r->expect_acked, seq);
     release_waiters(r);
+    if (!was && repl_expected_caught_up(r) && r->h->expected_caught_up)
+        r->h->expected_caught_up(r->userdata);
+}
+
+bool repl_expected_caught_up(const struct repl *r) {
+    return r->expect[0] && r->expect_acked >= r->seq;
 }
 
 void repl_expect(struct repl *r, const char *nodeid) {

@@ -14,6 +14,8 @@ struct repl_handlers {
     /* Serving side (primary or relay). */
     void (*secondary_arrived)(void *userdata, const char *nodeid);
     void (*secondary_died)(void *userdata, const char *nodeid, const char *reason);
+    /* Serving side: the expected secondary (repl_expect) has every commit so far. */
+    void (*expected_caught_up)(void *userdata);
     /* Following side: the join ended, 0 once the database is initialized
      * (full_copy says how), or why it failed. */
     void (*joined)(void *userdata, int error, bool full_copy, const char *reason);
@@ -62,6 +64,8 @@ void repl_secondary_dead(struct repl *r, const char *nodeid);
  * connected or not.  NULL or "": none expected (a secondary that goes away
  * then no longer holds commits back). */
 void repl_expect(struct repl *r, const char *nodeid);
+/* Whether the expected secondary has every commit so far. */
+bool repl_expected_caught_up(const struct repl *r);
 /* The connected secondaries: calls fn for each. */
 void repl_secondaries(struct repl *r, void (*fn)(const char *nodeid, const char *addr, void *ud), void *ud);
 

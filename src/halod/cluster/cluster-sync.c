@@ -55,11 +55,13 @@ struct cluster_sync {
     struct published *pub;
     size_t n_pub;
     bool fence_waiting; /* this node fenced itself; processes it killed still run */
+    char *cdb_alone;    /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
 };
 
 static void sync_unref(struct cluster_sync *s) {
     if (--s->refs > 0)
         return;
+    free(s->cdb_alone);
     for (size_t i = 0; i < s->n_nodes; i++)
         free(s->nodes[i].name);
     free(s->nodes);
@@ -311,6 +313,40 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
     amf_su_remote(su, &r, deleted);
 }
 
+/* The cdb-roles group whose primary acknowledged commits alone: its ACTIVE
+ * may go only to that node's unit until the other has them (amf-roles.c). */
+static struct sg *cdb_roles_sg(struct cluster_sync *s) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        if (sgs[g].cfg->cdb_roles)
+            return &sgs[g];
+    return NULL;
+}
+
+static void handle_cdb_alone(struct cluster_sync *s, const char *sg_name, json_t *j, bool deleted) {
+    struct sg *sg = cdb_roles_sg(s);
+    const char *node = deleted ? NULL : json_string_value(json_object_get(j, "node"));
+    if (!sg || !streq(sg->name, sg_name) || (!node && !s->cdb_alone) ||
+        (node && s->cdb_alone && streq(node, s->cdb_alone)))
+        return;
+    free(s->cdb_alone);
+    s->cdb_alone = node ? strdup(node) : NULL;
+    if (node)
+        log_notice("The CDB of node '%s' acknowledged commits alone: the ACTIVE of '%s' stays on its unit until "
+                   "the other node has them",
+                   node, sg->name);
+    else
+        log_info("Every node of '%s' holds every acknowledged CDB commit again", sg->name);
+    if (sg->n_sus && sg->sus[0].n_comps)
+        amf_readiness_changed(s->amf, sg->sus[0].comps[0].name);
+}
+
+static bool cdb_ready(void *userdata, const struct su *su) {
+    struct cluster_sync *s = userdata;
+    return !su->sg->cfg->cdb_roles || !s->cdb_alone || streq(s->cdb_alone, su->cfg->node);
+}
+
 static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest, size_t len, json_t *j, bool deleted) {
     char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
     if (key_split_pair(rest, len, a, b) < 0)
@@ -351,7 +387,8 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     const char *rest;
     size_t len;
     int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
-    if (d != KEY_ADMIN && d != KEY_NODES && d != KEY_SUSTATE && d != KEY_TARGET && d != KEY_CONFIRMED)
+    if (d != KEY_ADMIN && d != KEY_NODES && d != KEY_SUSTATE && d != KEY_TARGET && d != KEY_CONFIRMED &&
+        d != KEY_CDB_ALONE)
         return;
     if (len == 0 || len >= STORE_KEY_MAX)
         return;
@@ -373,6 +410,9 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         break;
     case KEY_SUSTATE:
         handle_sustate(s, name, j, kv->lease, deleted);
+        break;
+    case KEY_CDB_ALONE:
+        handle_cdb_alone(s, name, j, deleted);
         break;
     default:
         handle_pair(s, (enum key_dir)d, rest, len, j, deleted);
@@ -407,7 +447,13 @@ static bool read_has(struct cluster_sync *s, const store_result *r, enum key_dir
 
 /* A read again after the watch fell behind: what is no longer there was
  * deleted meanwhile (a node's lease ended with its unit states). */
+static void handle_cdb_alone(struct cluster_sync *s, const char *sg_name, json_t *j, bool deleted);
+static struct sg *cdb_roles_sg(struct cluster_sync *s);
+
 static void forget_missing(struct cluster_sync *s, const store_result *r) {
+    struct sg *cdb = cdb_roles_sg(s);
+    if (cdb && s->cdb_alone && !read_has(s, r, KEY_CDB_ALONE, cdb->name))
+        handle_cdb_alone(s, cdb->name, NULL, true);
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].alive && !read_has(s, r, KEY_NODES, s->nodes[i].name))
             handle_node(s, s->nodes[i].name, 0, true);
@@ -562,7 +608,8 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
             if (sgs[g].sus[u].local)
                 s->pub[s->n_pub++].su = &sgs[g].sus[u];
     amf_set_placement(p->amf, &placement, s);
-    amf_set_deciding(p->amf, false); /* until this node wins the leader key */
+    amf_set_deciding(p->amf, false);                      /* until this node wins the leader key */
+    (void)amf_add_active_readiness(p->amf, cdb_ready, s); /* at most one per layer: room enough */
     *ret = s;
     return 0;
 }
@@ -572,6 +619,7 @@ struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
         return NULL;
     s->follow = store_follow_free(s->follow);
     amf_unobserve(s->amf, &observer, s);
+    amf_remove_active_readiness(s->amf, cdb_ready, s);
     amf_set_placement(s->amf, &amf_placement_local, NULL);
     s->amf = NULL;
     s->cluster = NULL;

@@ -34,6 +34,7 @@ enum key_dir {
     KEY_STATE,        /* state/<kind>:<name>       an object's published state */
     KEY_FAILVEC,      /* failvec/<process>/...     epochs and failure vectors */
     KEY_RECOVERY,     /* recovery/<process>        a local recovery's state */
+    KEY_CDB_ALONE,    /* cdb-alone/<sg>            the node whose CDB acknowledged commits alone */
     _KEY_DIR_MAX,
 };
 

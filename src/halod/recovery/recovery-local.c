@@ -574,7 +574,7 @@ int recovery_local_new(const struct recovery_local_params *p, struct recovery_lo
     }
     if (p->model) {
         bq_reader_watch(r->q, on_published, r);
-        amf_set_active_readiness(r->amf, may_be_active, r);
+        (void)amf_add_active_readiness(r->amf, may_be_active, r);
     }
     *ret = r;
     return 0;
@@ -606,7 +606,7 @@ struct recovery_local *recovery_local_free(struct recovery_local *r) {
     amf_unobserve(r->amf, &observer, r);
     if (r->model) {
         bq_reader_watch(r->q, NULL, NULL);
-        amf_set_active_readiness(r->amf, NULL, NULL);
+        amf_remove_active_readiness(r->amf, may_be_active, r);
     }
     r->closed = true;
     rec_unref(r);
