@@ -53,10 +53,6 @@ struct amf_roles {
     unsigned refs; /* store calls in flight, and the owner */
 };
 
-/* A name no secondary has (node names have no parentheses): expected, it
- * holds every commit back. */
-#define ALONE_HOLD "(alone-record)"
-
 static void roles_unref(struct amf_roles *r) {
     if (--r->refs == 0)
         free(r);
@@ -130,9 +126,9 @@ static void on_alone_done(store *s, int error, const store_result *res, void *us
  * (cluster-sync's readiness hook): the other node lacks those commits.  Once
  * a standby's node has every commit, the record goes (if it is still ours).
  */
-static const char *alone_hold(struct amf_roles *r, const struct roles_want *w) {
+static bool alone_hold(struct amf_roles *r, const struct roles_want *w) {
     if (!r->store || w->state != HA_STATE_PRIMARY)
-        return w->state == HA_STATE_PRIMARY ? w->expect : NULL;
+        return false;
     if (w->expect) {
         if ((r->alone == ALONE_WRITTEN || r->alone == ALONE_UNKNOWN) && ha_expected_caught_up(r->ha)) {
             store_compare cmp = {.key = r->key,
@@ -149,10 +145,10 @@ static const char *alone_hold(struct amf_roles *r, const struct roles_want *w) {
             else
                 r->alone = ALONE_DELETING;
         }
-        return w->expect;
+        return false;
     }
     if (r->alone == ALONE_WRITTEN)
-        return NULL; /* acknowledged alone */
+        return false; /* acknowledged alone */
     if (r->alone != ALONE_WRITING) {
         r->refs++;
         if (store_put(r->store, r->key, r->value, strlen(r->value), 0, on_alone_done, r) < 0) {
@@ -161,7 +157,7 @@ static const char *alone_hold(struct amf_roles *r, const struct roles_want *w) {
         } else
             r->alone = ALONE_WRITING;
     }
-    return ALONE_HOLD;
+    return true;
 }
 
 static void apply(struct amf_roles *r, const struct roles_want *w) {
@@ -171,7 +167,13 @@ static void apply(struct amf_roles *r, const struct roles_want *w) {
                           ha_state_name(w->state), w->primary ? " of " : "", w->primary ?: "");
         schedule(r, AMF_ROLES_RETRY_MSEC);
     }
-    ha_expect_secondary(r->ha, alone_hold(r, w));
+    /* Held before the expected secondary changes (a change releases what it can). */
+    bool hold = alone_hold(r, w);
+    if (hold)
+        ha_hold_commits(r->ha, true);
+    ha_expect_secondary(r->ha, w->state == HA_STATE_PRIMARY ? w->expect : NULL);
+    if (!hold)
+        ha_hold_commits(r->ha, false);
 }
 
 static void evaluate(struct amf_roles *r) {

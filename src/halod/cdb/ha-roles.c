@@ -352,6 +352,10 @@ void ha_expect_secondary(struct ha *h, const char *nodeid) {
     repl_expect(h->repl, nodeid);
 }
 
+void ha_hold_commits(struct ha *h, bool hold) {
+    repl_hold(h->repl, hold);
+}
+
 bool ha_expected_caught_up(const struct ha *h) {
     return h->state == HA_STATE_PRIMARY && repl_expected_caught_up(h->repl);
 }

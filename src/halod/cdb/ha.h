@@ -74,6 +74,8 @@ int ha_follow(struct ha *h, enum ha_state want, const char *self, const char *pr
 /* Driven roles, on the primary: every commit waits for secondary nodeid (the
  * standby's node) until it has it, connected or not; NULL: none expected. */
 void ha_expect_secondary(struct ha *h, const char *nodeid);
+/* hold: commits wait, acknowledged to nobody, until released. */
+void ha_hold_commits(struct ha *h, bool hold);
 /* PRIMARY, and the expected secondary has every commit so far. */
 bool ha_expected_caught_up(const struct ha *h);
 

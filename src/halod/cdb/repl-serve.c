@@ -41,6 +41,8 @@ static void release_waiters(struct repl *r) {
     /* The expected secondary holds every commit back until it has it, connected or not. */
     if (r->expect[0])
         upto = MIN(upto, r->expect_acked);
+    if (r->hold)
+        upto = 0;
     LIST_FOREACH_SAFE (waiters, w, next, &r->waiters) {
         if (w->seq <= upto) {
             LIST_REMOVE(waiters, &r->waiters, w);
@@ -60,6 +62,14 @@ static void note_durable(struct peer *p, uint64_t seq) {
     release_waiters(r);
     if (!was && repl_expected_caught_up(r) && r->h->expected_caught_up)
         r->h->expected_caught_up(r->userdata);
+}
+
+void repl_hold(struct repl *r, bool hold) {
+    if (r->hold == hold)
+        return;
+    r->hold = hold;
+    if (!hold)
+        release_waiters(r);
 }
 
 bool repl_expected_caught_up(const struct repl *r) {
@@ -92,7 +102,7 @@ void repl_serve_fail_waiters(struct repl *r, int error) {
 void repl_wait(struct repl *r, const cdb_txid *id, void (*done)(void *arg, int error), void *arg) {
     /* The observer ran just before the commit's callback: its seq is the last given.  Anything
      * else (asynchronous, no secondary, not the last transaction) needs no wait. */
-    if (r->async || (LIST_IS_EMPTY(&r->downs) && !r->expect[0]) || !cdb_txid_equal(id, &r->seq_id)) {
+    if (r->async || (LIST_IS_EMPTY(&r->downs) && !r->expect[0] && !r->hold) || !cdb_txid_equal(id, &r->seq_id)) {
         done(arg, 0);
         return;
     }

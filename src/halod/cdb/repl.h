@@ -64,6 +64,8 @@ void repl_secondary_dead(struct repl *r, const char *nodeid);
  * connected or not.  NULL or "": none expected (a secondary that goes away
  * then no longer holds commits back). */
 void repl_expect(struct repl *r, const char *nodeid);
+/* hold: no commit is acknowledged (they wait) until it is released. */
+void repl_hold(struct repl *r, bool hold);
 /* Whether the expected secondary has every commit so far. */
 bool repl_expected_caught_up(const struct repl *r);
 /* The connected secondaries: calls fn for each. */

@@ -372,6 +372,17 @@ static void register_node(struct cluster *c) {
     }
 }
 
+/* The lease is ours (granted, or taken over from the previous halod): the
+ * fence, the renewals and the node key follow it. */
+static void lease_held(struct cluster *c, int64_t lease, int64_t ttl, usec_t sent) {
+    c->lease = lease;
+    c->ttl = ttl;
+    c->renewed = sent;
+    arm_fence(c);
+    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+    register_node(c);
+}
+
 static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
     struct call k;
     struct cluster *c = call_end(userdata, &k);
@@ -383,12 +394,7 @@ static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *us
         uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
         return;
     }
-    c->lease = lease;
-    c->ttl = ttl;
-    c->renewed = k.sent;
-    arm_fence(c);
-    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
-    register_node(c);
+    lease_held(c, lease, ttl, k.sent);
 }
 
 static void on_revoked(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
@@ -476,12 +482,7 @@ static void on_old_lease(store *s, int error, int64_t lease, int64_t ttl, void *
     }
     log_notice("Taking over the lease of this node's previous halod (TTL %llds)", (long long)ttl);
     c->epoch++;
-    c->lease = lease;
-    c->ttl = ttl;
-    c->renewed = k.sent;
-    arm_fence(c);
-    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
-    register_node(c);
+    lease_held(c, lease, ttl, k.sent);
 }
 
 static void on_old_node(store *s, int error, const store_result *r, void *userdata) {
