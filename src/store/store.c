@@ -208,6 +208,11 @@ int64_t store_revision(store *s) {
     return s->ops->revision(s);
 }
 
+bool store_lease_end_trusted(store *s, int64_t revision) {
+    assert_return(s, false);
+    return !s->ops->lease_end_trusted || s->ops->lease_end_trusted(s, revision);
+}
+
 const char *store_backend_name(store *s) {
     return s ? s->ops->name : NULL;
 }

@@ -162,7 +162,8 @@ typedef struct store_ops {
     int (*watch)(store *s, const char *prefix, size_t prefix_len, int64_t start_revision, store_watch_cb cb,
                  void *userdata, store_watch **ret);
     void (*watch_cancel)(store_watch *w);
-    int64_t (*revision)(store *s); /* last known revision, without a round trip */
+    int64_t (*revision)(store *s);                         /* last known revision, without a round trip */
+    bool (*lease_end_trusted)(store *s, int64_t revision); /* NULL: always */
 } store_ops;
 
 struct store_follow;
@@ -232,4 +233,14 @@ int store_watch_prefix(store *s, const char *prefix, int64_t start_revision, sto
  * no callback of this watch runs after it. */
 store_watch *store_watch_cancel(store_watch *w);
 int64_t store_revision(store *s);
+/*
+ * Whether the keys of a lease deleted at revision went because the lease was
+ * revoked by its holder or expired as the backend's rules say, so that its
+ * holder renewed it at least a TTL before (true for the local backends).
+ * etcd before the fix of its issue #15247 also lets a stalled leader revoke
+ * leases when it runs again: the etcd backend answers true only for a
+ * revision after every member it knows was seen in the current raft term for
+ * a while (etcd/etcd-members.c).  Answered from what is known, no round trip.
+ */
+bool store_lease_end_trusted(store *s, int64_t revision);
 const char *store_backend_name(store *s);

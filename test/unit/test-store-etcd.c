@@ -116,3 +116,51 @@ static void check_etcd_watch_resume(struct fixture *f) {
 TEST(etcd_watch_and_keepalive_survive_restart) {
     run_etcd(check_etcd_watch_resume);
 }
+
+static bool trusted_within(struct fixture *f, int64_t revision, uint64_t msec) {
+    uint64_t end = now_msec() + msec;
+    while (!store_lease_end_trusted(f->s, revision) && now_msec() < end)
+        run_for(f, 50);
+    return store_lease_end_trusted(f->s, revision);
+}
+
+/* A lease end is vouched for only once every member has answered in the
+ * current raft term, 2 s before (a stalled leader that runs again revokes
+ * leases within that: etcd #15247), and only for later revisions. */
+static void check_etcd_lease_trust(struct fixture *f) {
+    const int64_t later = INT64_MAX / 2; /* a revision after any settling */
+    uint64_t t0 = now_msec();
+    ASSERT(!store_lease_end_trusted(f->s, later));
+    ASSERT(trusted_within(f, later, 6000));
+    if (now_msec() - t0 < 1500)
+        CHECK_FAIL("lease ends trusted after %llu ms, before the 2 s grace", (unsigned long long)(now_msec() - t0));
+    /* What was deleted before the settling is not vouched for. */
+    ASSERT(!store_lease_end_trusted(f->s, store_revision(f->s) - 1));
+
+    /* A restart is a new raft term: nothing is vouched for until it settles. */
+    etcd_stop(f);
+    etcd_start(f);
+    ASSERT(put_ok(f, "k", "v") > 0);
+    ASSERT(!store_lease_end_trusted(f->s, later));
+    ASSERT(trusted_within(f, later, 6000));
+
+    /* A member that never answers may be a stalled leader: never vouched for. */
+    char dead[64];
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", free_port());
+    const char *const eps[] = {f->endpoint, dead};
+    fixture_close_store(f);
+    ASSERT_OK(store_etcd_new(&f->loop, eps, ELEMENTSOF(eps), &f->s));
+    ASSERT_EQ(get(f, "k")->error, 0);
+    ASSERT(!trusted_within(f, later, 3500));
+}
+TEST(etcd_lease_ends_trusted_once_every_member_settled) {
+    run_etcd(check_etcd_lease_trust);
+}
+
+/* A local backend vouches for every lease end. */
+static void check_local_lease_trust(struct fixture *f) {
+    ASSERT(store_lease_end_trusted(f->s, 1));
+}
+TEST(local_lease_ends_always_trusted) {
+    run_backend(backend_sqlite, check_local_lease_trust);
+}

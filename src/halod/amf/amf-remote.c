@@ -9,8 +9,10 @@
  * A failover to another node: the failed unit's node fences it (SIGKILL,
  * waits until reaped) and reports it failing, then fenced; the coordinator
  * drops the unit's assignments at once but promotes the standby only once it
- * is fenced (or once its node's lease is gone: a node that cannot renew its
- * lease has fenced itself before etcd lets it expire).
+ * is fenced: its node says so, or its node's lease is gone by the store's
+ * rules (a node that cannot renew its lease has fenced itself before etcd
+ * lets it expire), or a TTL after an end the store cannot vouch for
+ * (cluster-sync.c), or it is back under a new lease (it fenced itself first).
  */
 #define LOG_AREA LOG_AREA_AMF
 #include "amf-internal.h"
@@ -45,19 +47,28 @@ static void remote_su_down(struct su *su, bool fenced, bool keep_keys) {
 void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
     if (su->local)
         return; /* ours: we know better */
-    struct su_remote now = gone ? (struct su_remote){.fenced = true} : *r;
+    /* Gone: r (NULL: fenced) says whether its processes can be counted as
+     * dead; the lease it was last seen under is kept, to know it again. */
+    struct su_remote now = gone ? (struct su_remote){.fenced = !r || r->fenced, .lease = su->remote.lease} : *r;
     now.known = !gone;
     if (memcmp(&now, &su->remote, sizeof(now)) == 0)
         return;
     /* Published under another lease of its node: a new incarnation.  Its
      * node fenced itself and rejoined; what the old one held is void (its
-     * non-STANDBY processes are gone: a node revokes or loses a lease only
-     * once they are), and a target written for the old lease, still pending,
-     * will never be carried out (cluster-sync ignores it).  Decide again. */
-    bool reincarnated = !gone && su->remote.known && su->remote.lease && now.lease != su->remote.lease;
+     * non-STANDBY processes are gone: a node gives up a lease, or joins
+     * after losing one, only once they are), and a target written for the
+     * old lease, still pending, will never be carried out (cluster-sync
+     * ignores it).  Decide again.  Likewise for a unit gone with a lease end
+     * nobody could vouch for: the new lease says it fenced. */
+    bool reincarnated =
+        !gone && su->remote.lease && now.lease != su->remote.lease && (su->remote.known || !su->remote.fenced);
+    bool was_known = su->remote.known;
     su->remote = now;
-    if (gone)
-        log_info("Service unit '%s' is gone with its node", su->name);
+    if (gone && was_known)
+        log_info("Service unit '%s' is gone with its node%s", su->name,
+                 now.fenced ? "" : "; it counts as fenced only once its node's lease TTL has passed");
+    else if (gone && now.fenced)
+        log_info("Service unit '%s' counts as fenced: its node's lease TTL has passed", su->name);
     if (reincarnated) {
         log_info("Service unit '%s' is back under a new lease of its node: what it held is void", su->name);
         remote_su_down(su, true, true);

@@ -13,6 +13,7 @@
 #include "macro.h"
 #include "store-follow.h"
 #include "string-table.h"
+#include "time-util.h"
 
 /* The roles as target/ and confirmed/ spell them; 0 is REMOVED. */
 static const char *const role_table[] = {
@@ -26,8 +27,10 @@ DEFINE_PRIVATE_STRING_TABLE_LOOKUP(role, int);
 
 struct node_info {
     char *name;
-    bool alive;    /* its node key exists (its lease is held) */
-    int64_t lease; /* the lease its node key was last seen under: its incarnation */
+    bool alive;       /* its node key exists (its lease is held) */
+    int64_t lease;    /* the lease its node key was last seen under: its incarnation */
+    usec_t fenced_at; /* its lease ended in a way the store could not vouch for: its units count
+                       * as fenced from then on (0: no such wait) */
 };
 
 /* What this node last published in sustate/<su> of one of its units. */
@@ -54,8 +57,9 @@ struct cluster_sync {
     size_t n_nodes;
     struct published *pub;
     size_t n_pub;
-    bool fence_waiting; /* this node fenced itself; processes it killed still run */
-    char *cdb_alone;    /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
+    bool fence_waiting;   /* this node fenced itself; processes it killed still run */
+    char *cdb_alone;      /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
+    uv_timer_t untrusted; /* the earliest node_info.fenced_at */
 };
 
 static void sync_unref(struct cluster_sync *s) {
@@ -284,22 +288,77 @@ static struct node_info *node_find(struct cluster_sync *s, const char *name, boo
     return n;
 }
 
-static void handle_node(struct cluster_sync *s, const char *name, int64_t lease, bool deleted) {
+/* ---- lease ends the store cannot vouch for ---- */
+
+/* A node's lease that ended in a way the store cannot vouch for (a stalled
+ * etcd leader that ran again may have revoked it: store.h,
+ * store_lease_end_trusted()) may have been renewed a moment before: its
+ * processes are certainly gone only once a TTL has passed (the node fences
+ * itself, and libhalo kills them, a TTL after its last renewal), or once the
+ * node is back under a new lease (it rejoins only after its fence). */
+static void on_untrusted(uv_timer_t *t);
+
+static void arm_untrusted(struct cluster_sync *s) {
+    usec_t first = 0, now = now_monotonic_usec();
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
+            first = s->nodes[i].fenced_at;
+    if (!first)
+        uv_timer_stop(&s->untrusted);
+    else
+        uv_timer_start(&s->untrusted, on_untrusted, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
+}
+
+static void on_untrusted(uv_timer_t *t) {
+    struct cluster_sync *s = t->data;
+    usec_t now = now_monotonic_usec();
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        struct node_info *n = &s->nodes[i];
+        if (!n->fenced_at || n->fenced_at > now)
+            continue;
+        n->fenced_at = 0;
+        for (size_t g = 0; g < n_sgs; g++)
+            for (size_t u = 0; u < sgs[g].n_sus; u++) {
+                struct su *su = &sgs[g].sus[u];
+                if (!su->local && !su->remote.known && !su->remote.fenced && streq(su->cfg->node, n->name))
+                    amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
+            }
+    }
+    arm_untrusted(s);
+}
+
+static void handle_node(struct cluster_sync *s, const char *name, int64_t lease, bool deleted, bool trusted) {
     struct node_info *n = node_find(s, name, true);
     if (n && !deleted)
         n->lease = lease;
+    if (n && !deleted && n->fenced_at) {
+        n->fenced_at = 0; /* back: it fenced itself first (amf_su_remote() takes its units back) */
+        arm_untrusted(s);
+    }
     if (!n || n->alive == !deleted)
         return;
     n->alive = !deleted;
     if (streq(name, s->node))
         return;
     log_notice("Node '%s' %s", name, deleted ? "left the cluster" : "joined the cluster");
+    if (deleted && !trusted && s->cluster) {
+        int64_t ttl_ms = cluster_ttl(s->cluster) * 1000;
+        log_warning("The lease of node '%s' ended while etcd could not vouch for it (its raft term changed "
+                    "and not every member has answered since): its units count as fenced in %lld ms, or "
+                    "when it rejoins",
+                    name, (long long)ttl_ms);
+        n->fenced_at = now_monotonic_usec() + (usec_t)ttl_ms * USEC_PER_MSEC;
+        arm_untrusted(s);
+    }
     /* Every node that sees it reports it; the coordinator publishes it once. */
     if (deleted)
         queue_report_node(s->reporter, name, QUEUE_HA_FAILED, "its lease ended", n->lease);
 }
 
-static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, bool deleted) {
+static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, bool deleted,
+                           bool trusted) {
     struct su *su = amf_find_su(s->amf, name);
     if (!su)
         return;
@@ -307,7 +366,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .known = true,
         .in_service = json_is_true(json_object_get(j, "in_service")),
         .failing = json_is_true(json_object_get(j, "failing")),
-        .fenced = json_is_true(json_object_get(j, "fenced")),
+        .fenced = deleted ? trusted : json_is_true(json_object_get(j, "fenced")),
         .lease = lease,
     };
     amf_su_remote(su, &r, deleted);
@@ -400,16 +459,17 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     char name[STORE_KEY_MAX];
     memcpy(name, rest, len);
     name[len] = '\0';
+    bool trusted = !deleted || store_lease_end_trusted(s->store, kv->mod_revision);
     switch (d) {
     case KEY_ADMIN:
         if (s->forward)
             cluster_forward_key(s->forward, kv, j, deleted);
         break;
     case KEY_NODES:
-        handle_node(s, name, kv->lease, deleted);
+        handle_node(s, name, kv->lease, deleted, trusted);
         break;
     case KEY_SUSTATE:
-        handle_sustate(s, name, j, kv->lease, deleted);
+        handle_sustate(s, name, j, kv->lease, deleted, trusted);
         break;
     case KEY_CDB_ALONE:
         handle_cdb_alone(s, name, j, deleted);
@@ -454,16 +514,18 @@ static void forget_missing(struct cluster_sync *s, const store_result *r) {
     struct sg *cdb = cdb_roles_sg(s);
     if (cdb && s->cdb_alone && !read_has(s, r, KEY_CDB_ALONE, cdb->name))
         handle_cdb_alone(s, cdb->name, NULL, true);
+    /* When they went is not known: no lease end here is vouched for. */
+    bool trusted = store_lease_end_trusted(s->store, 0);
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].alive && !read_has(s, r, KEY_NODES, s->nodes[i].name))
-            handle_node(s, s->nodes[i].name, 0, true);
+            handle_node(s, s->nodes[i].name, 0, true, trusted);
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             struct su *su = &sgs[g].sus[u];
             if (!su->local && su->remote.known && !read_has(s, r, KEY_SUSTATE, su->name))
-                amf_su_remote(su, NULL, true);
+                amf_su_remote(su, &(struct su_remote){.fenced = trusted}, true);
         }
 }
 
@@ -610,13 +672,21 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
     amf_set_placement(p->amf, &placement, s);
     amf_set_deciding(p->amf, false);                      /* until this node wins the leader key */
     (void)amf_add_active_readiness(p->amf, cdb_ready, s); /* at most one per layer: room enough */
+    (void)uv_timer_init(p->store->loop, &s->untrusted);
+    s->untrusted.data = s;
+    s->refs++; /* the timer's, until it is closed */
     *ret = s;
     return 0;
+}
+
+static void on_untrusted_closed(uv_handle_t *h) {
+    sync_unref(h->data);
 }
 
 struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
     if (!s)
         return NULL;
+    uv_close((uv_handle_t *)&s->untrusted, on_untrusted_closed);
     s->follow = store_follow_free(s->follow);
     amf_unobserve(s->amf, &observer, s);
     amf_remove_active_readiness(s->amf, cdb_ready, s);

@@ -475,9 +475,16 @@ static void on_old_lease(store *s, int error, int64_t lease, int64_t ttl, void *
         return;
     if (error < 0 || ttl <= 0) {
         log_notice("The lease of this node's previous halod has ended%s", error < 0 ? " or is unknown" : "");
+        /* A fence of what was adopted: the new lease only once the processes
+         * it killed are gone (another node may count a new lease as proof). */
+        c->phase = PHASE_FENCED;
+        c->fence_waiting = false;
         if (c->h->on_fence)
             c->h->on_fence(c, c->userdata);
-        join(c);
+        if (c->fence_waiting)
+            uv_timer_start(&c->retry, on_retry_join, CLUSTER_FENCE_WAIT_MAX_MSEC, 0);
+        else
+            join(c);
         return;
     }
     log_notice("Taking over the lease of this node's previous halod (TTL %llds)", (long long)ttl);

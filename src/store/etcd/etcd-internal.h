@@ -8,6 +8,7 @@
  *   etcd-request.c  unary calls: the FIFO, endpoints, retries and failover
  *   etcd-watch.c    watch streams: one connection per watch, resumed after a failure
  *   etcd-json.c     the JSON gateway's bodies and answers (keys and values in base64)
+ *   etcd-members.c  the raft term, and whether a lease that ended can be trusted
  *   store-etcd.c    the store_ops table, the dispatch step, opening and closing
  */
 
@@ -31,6 +32,12 @@
 #define STORE_ETCD_KEEPALIVE_TIMEOUT_MSEC 200L /* a lease renewal: retried elsewhere */
 #define STORE_ETCD_CONNECT_TIMEOUT_MSEC 500L
 #define STORE_ETCD_WATCH_RETRY_MSEC 200
+/* After a raft term change: how often a member that has not answered in the
+ * new term is asked again, and how long after the last one did a lease end
+ * is trusted again (etcd-members.c; a stale leader revokes within its
+ * lessor's 500 ms tick of running again). */
+#define STORE_ETCD_MEMBER_RETRY_MSEC 500
+#define STORE_ETCD_SETTLE_MSEC 2000
 
 typedef enum etcd_request_kind {
     REQ_REVISION, /* the initial read of the store revision; no callback */
@@ -86,6 +93,13 @@ struct etcd_watch {
     unsigned failures; /* streams in a row that ended without delivering */
 };
 
+/* A member as etcd-members.c asks it: its status call in flight, the term it last answered in. */
+struct etcd_member {
+    CURL *easy;
+    struct etcd_buf resp;
+    int64_t term;
+};
+
 /* A socket libcurl wants watched. */
 struct etcd_poll {
     uv_poll_t poll;
@@ -110,8 +124,15 @@ struct store_etcd {
     LIST_HEAD(struct etcd_watch) watches; /* in creation order */
     LIST_HEAD(struct etcd_poll) polls;
     struct etcd_watch *delivering; /* whose callback is running */
-    unsigned depth;                /* nesting of dispatch and free */
-    unsigned n_handles;            /* open libuv handles; the last close frees the store */
+    /* etcd-members.c */
+    int64_t term;                /* the highest raft term in any answer */
+    int64_t settled_rev;         /* > 0: a lease end after this revision is trusted */
+    int64_t grace_term;          /* every member answered in this term: the grace runs or is over */
+    int64_t settle_term;         /* the settling read for this term is queued */
+    struct etcd_member *members; /* one per endpoint */
+    uv_timer_t members_timer;
+    unsigned depth;     /* nesting of dispatch and free */
+    unsigned n_handles; /* open libuv handles; the last close frees the store */
     bool freeing, released;
 };
 
@@ -172,6 +193,17 @@ void etcd_watch_end_all(struct store_etcd *s);
 void etcd_watch_move(struct store_etcd *s, unsigned from);
 /* Frees every watch left (its retry timer closes first). */
 void etcd_watch_destroy_all(struct store_etcd *s);
+
+/* etcd-members.c */
+int etcd_members_new(struct store_etcd *s);
+/* Ends the status calls and closes the timer (one libuv handle). */
+void etcd_members_release(struct store_etcd *s);
+/* An answer (unary, keepalive result or watch line) came: its header's raft term. */
+void etcd_members_seen(struct store_etcd *s, const json_t *response);
+/* Whether a lease whose keys were deleted at revision ended by the rules (see the file). */
+bool etcd_members_trusted(const struct store_etcd *s, int64_t revision);
+/* The transfer e ended: if it is a status call, returns true. */
+bool etcd_members_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc);
 
 /* etcd-json.c */
 /* An int64 field, as a decimal string (proto3 JSON) or a number; 0 if absent or invalid. */

@@ -62,6 +62,7 @@ static void update_revision(struct store_etcd *s, const json_t *response) {
     int64_t rev = etcd_json_revision(response);
     if (rev > s->revision)
         s->revision = rev;
+    etcd_members_seen(s, response);
 }
 
 /* Parses a successful answer and runs the callback. */

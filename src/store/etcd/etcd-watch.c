@@ -146,6 +146,7 @@ static bool watch_line(struct etcd_watch *w, const char *line, size_t len) {
     int64_t rev = etcd_json_revision(res);
     if (rev > s->revision)
         s->revision = rev;
+    etcd_members_seen(s, res); /* before the events: a lease end in a new term is not trusted */
     if (json_is_true(json_object_get(res, "canceled"))) {
         int64_t compact = etcd_json_int64(res, "compact_revision");
         json_decref(j);

@@ -54,7 +54,7 @@ void store_etcd_dispatch(struct store_etcd *s) {
         if (m->msg != CURLMSG_DONE)
             continue;
         CURL *e = m->easy_handle;
-        if (!etcd_request_transfer_done(s, e, m->data.result))
+        if (!etcd_request_transfer_done(s, e, m->data.result) && !etcd_members_transfer_done(s, e, m->data.result))
             (void)etcd_watch_transfer_done(s, e);
     }
     etcd_watch_deliver(s);
@@ -146,11 +146,16 @@ static int64_t etcd_revision(store *st) {
     return to_etcd(st)->revision;
 }
 
+static bool etcd_lease_end_trusted(store *st, int64_t revision) {
+    return etcd_members_trusted(to_etcd(st), revision);
+}
+
 /* ---- life cycle ---- */
 
 static void store_etcd_free_memory(struct store_etcd *s) {
     curl_multi_cleanup(s->multi);
     curl_slist_free_all(s->headers);
+    free(s->members);
     if (s->endpoints)
         for (size_t i = 0; i < s->n_endpoints; i++)
             free(s->endpoints[i]);
@@ -174,6 +179,7 @@ static void etcd_release(struct store_etcd *s) {
         return;
     s->released = true;
     etcd_watch_destroy_all(s);
+    etcd_members_release(s);
     etcd_curl_release(s);
     uv_close((uv_handle_t *)&s->pump, on_pump_closed);
 }
@@ -205,6 +211,7 @@ static const store_ops store_etcd_ops = {
     .watch = etcd_watch_new,
     .watch_cancel = etcd_watch_cancel,
     .revision = etcd_revision,
+    .lease_end_trusted = etcd_lease_end_trusted,
 };
 
 static bool endpoint_ok(const char *e) {
@@ -257,6 +264,11 @@ int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpo
     (void)uv_timer_init(loop, &s->pump); /* cannot fail once the first one did not */
     s->pump.data = s;
     s->n_handles++;
+    k = etcd_members_new(s);
+    if (k < 0) {
+        store_free(&s->head);
+        return k;
+    }
 
     /* The first request reads the revision. */
     k = etcd_request_new(s, REQ_REVISION, "/v3/kv/range", etcd_json_revision_body(), &r);
