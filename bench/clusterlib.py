@@ -42,6 +42,12 @@ class Cluster:
     def status(self, n):
         return self.runs[n].status()
 
+    def vouched(self):
+        """Every halod's etcd client vouches for lease ends again (docs/design.md, "A lease end etcd
+        cannot vouch for"): about 2 s after a halod starts; until then a node failover it sees waits
+        a lease TTL more."""
+        return all(self.status(n).get("lease_ends_vouched") for n in self.runs)
+
     def assigned(self, via):
         st = self.status(via)
         si = B.sis(st)["svc-si"]

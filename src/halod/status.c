@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "amf-status.h"
@@ -61,6 +62,8 @@ char *status_json(struct manager *m) {
     json_t *cdb = root ? cdb_json(m) : NULL;
     if (cdb)
         json_object_set_new(root, "cdb", cdb);
+    if (root && m->cluster) /* whether a node's lease end now counts as its fence (docs/design.md) */
+        json_object_set_new(root, "lease_ends_vouched", json_boolean(store_lease_end_trusted(m->store, INT64_MAX)));
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     return s;
@@ -123,6 +126,12 @@ int status_metrics(struct manager *m, char **ret) {
             up >= 0 ? up : streq(n, m->node));
         ADD("halo_node_coordinator", "Whether the node is the coordinator.", "gauge",
             coordinator && streq(n, coordinator));
+    }
+    if (m->cluster) {
+        l[0] = '\0';
+        ADD("halo_store_lease_ends_vouched",
+            "Whether etcd vouches now for how a node's lease ends (0: a node failover waits a lease TTL more).",
+            "gauge", store_lease_end_trusted(m->store, INT64_MAX));
     }
     if (r >= 0)
         r = amf_status_metrics(m->amf, &b);
