@@ -19,7 +19,8 @@ int manager_build_observers(struct manager *m) {
     r = rm_new(m->config, &m->model);
     if (r < 0) /* halod --check refuses what rm_new() would */
         log_warning_errno(r, "No recovery model (HA state rules and failure expansion are off): %m");
-    struct recovery_local_params rp = {.amf = m->amf,
+    struct recovery_local_params rp = {.loop = m->loop,
+                                       .amf = m->amf,
                                        .store = m->store,
                                        .prefix = m->prefix,
                                        .queue = m->queue,

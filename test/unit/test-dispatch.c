@@ -18,28 +18,36 @@
 #include "keys.h"
 #include "macro.h"
 #include "manager-internal.h"
+#include "store-engine.h"
 #include "tests.h"
 
-static const char description[] = "cluster: t\n"
-                                  "nodes:\n"
-                                  "  n1: {}\n"
-                                  "service-groups:\n"
-                                  "  g:\n"
-                                  "    component: {command: /bin/true}\n"
-                                  "    service-units:\n"
-                                  "      a: {}\n"
-                                  "      b: {}\n"
-                                  "    service-instances:\n"
-                                  "      si:\n"
-                                  "        entrypoint: true\n"
-                                  "        csis:\n"
-                                  "          csi: {attributes: {port: \"7\"}}\n";
+#define DESCRIPTION                         \
+    "cluster: t\n"                          \
+    "nodes:\n"                              \
+    "  n1: {}\n"                            \
+    "service-groups:\n"                     \
+    "  g:\n"                                \
+    "    component: {command: /bin/true}\n" \
+    "    service-units:\n"                  \
+    "      a: {}\n"                         \
+    "      b: {}\n"                         \
+    "    service-instances:\n"              \
+    "      si:\n"                           \
+    "        entrypoint: true\n"            \
+    "        csis:\n"                       \
+    "          csi: {attributes: {port: \"7\"}}\n"
+static const char description[] = DESCRIPTION;
+/* The same, a and b a pool: a restarted a recovers before it is ONLINE. */
+static const char pooled[] = DESCRIPTION "pools: {p: {processes: [a, b], tolerate: 1}}\n";
 
 struct fixture {
+    const char *description;                 /* NULL: description */
+    void (*before_start)(struct fixture *f); /* the store is open, nothing has read it yet */
     uv_loop_t loop;
     struct manager m;
     char path[64];
     struct conn a, b, admin, stranger;
+    struct conn a2; /* a's process after a restart */
 };
 
 static void run(struct fixture *f) {
@@ -53,7 +61,7 @@ static void fixture_start(struct fixture *f) {
     snprintf(f->path, sizeof(f->path), "/tmp/test-dispatch-%d.yaml", (int)getpid());
     FILE *fp = fopen(f->path, "w");
     ASSERT(fp);
-    fputs(description, fp);
+    fputs(f->description ?: description, fp);
     fclose(fp);
     if (config_load(f->path, &m->config, &errors) < 0)
         CHECK_FAIL("the description does not load: %s", errors ?: "?");
@@ -62,6 +70,8 @@ static void fixture_start(struct fixture *f) {
     m->node = "n1";
     ASSERT_OK(key_prefix(m->prefix, "t"));
     ASSERT_OK(store_memory_new(m->loop, &m->store));
+    if (f->before_start)
+        f->before_start(f);
     struct amf_params ap = {.loop = m->loop, .config = m->config, .node = m->node, .socket_path = "/x"};
     ASSERT_OK(amf_new(&ap, &m->amf));
     ASSERT_OK(manager_build_observers(m)); /* as halod wires them */
@@ -79,7 +89,7 @@ static void fixture_start(struct fixture *f) {
 
 static void fixture_stop(struct fixture *f) {
     struct manager *m = &f->m;
-    struct conn *conns[] = {&f->a, &f->b, &f->admin, &f->stranger};
+    struct conn *conns[] = {&f->a, &f->b, &f->admin, &f->stranger, &f->a2};
     for (size_t i = 0; i < ELEMENTSOF(conns); i++)
         dispatch_conn_closed(m, conns[i], "the test ends");
     m->queue = queue_free(m->queue);
@@ -151,6 +161,16 @@ static bool has_reply(const struct conn *c, uint64_t seq) {
         if (c->reply_seq[i] == seq)
             return true;
     return false;
+}
+
+/* c asks for its entrypoint: halod's answer (and its JSON). */
+static int entrypoint_get(struct fixture *f, struct conn *c, uint64_t seq, const char **ret_json) {
+    Halo__Link__EntrypointGet eg = HALO__LINK__ENTRYPOINT_GET__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    eg.seq = seq;
+    m.body_case = HALO__LINK__MSG__BODY_ENTRYPOINT_GET, m.entrypoint_get = &eg;
+    dispatch_msg(&f->m, c, &m);
+    return reply_to(c, seq, ret_json);
 }
 
 /* The next CSI set on c (messages that are not, skipped), which the test answers. */
@@ -268,13 +288,9 @@ TEST(dispatch_entrypoint_process_event_object_states) {
     struct fixture f = {0};
     fixture_start(&f);
     assigned(&f);
-    LinkMsg m = HALO__LINK__MSG__INIT;
-    Halo__Link__EntrypointGet eg = HALO__LINK__ENTRYPOINT_GET__INIT;
-    eg.seq = 30;
-    m.body_case = HALO__LINK__MSG__BODY_ENTRYPOINT_GET, m.entrypoint_get = &eg;
-    dispatch_msg(&f.m, &f.b, &m);
     const char *json = NULL;
-    ASSERT_EQ(reply_to(&f.b, 30, &json), 0);
+    ASSERT_EQ(entrypoint_get(&f, &f.b, 30, &json), 0);
+    LinkMsg m = HALO__LINK__MSG__INIT;
     ASSERT(json && strstr(json, "\"si\":\"si\"") && strstr(json, "\"active\":\"a\"") && !strstr(json, "recovery"));
     Halo__Link__ProcessEvent pe = HALO__LINK__PROCESS_EVENT__INIT;
     pe.seq = 31, pe.event = HALO__LINK__PROCESS_EVENT__EVENT__STARTED, pe.reason = "";
@@ -405,5 +421,128 @@ TEST(dispatch_error_report_for_another_component_needs_privilege) {
     f.a.uid = 65534;
     ASSERT_EQ(error_report(&f, &f.a, 62, "a"), 0);
     ASSERT(amf_find_su(f.m.amf, "a")->failing);
+    fixture_stop(&f);
+}
+
+/* ---- recovery ----------------------------------------------------------- */
+
+static void on_guard(uv_timer_t *t) {
+    *(bool *)t->data = true;
+}
+
+/* Runs the loop until done(f) or msec have passed; returns done(f). */
+static bool run_until(struct fixture *f, bool (*done)(struct fixture *f), uint64_t msec) {
+    bool expired = false;
+    uv_timer_t guard;
+    ASSERT_OK(uv_timer_init(&f->loop, &guard));
+    guard.data = &expired;
+    ASSERT_OK(uv_timer_start(&guard, on_guard, msec, 0));
+    while (!done(f) && !expired)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    return done(f);
+}
+
+static bool a_online(struct fixture *f) {
+    return queue_state_get(f->m.queue, "process:a") == QUEUE_HA_ONLINE;
+}
+
+static bool a_restarted(struct fixture *f) {
+    return amf_find_comp(f->m.amf, "a")->proc != NULL;
+}
+
+/* a's new process got its whole vector and the cluster was told TRANSIENT. */
+static bool a_transient(struct fixture *f) {
+    bool vector = false;
+    for (size_t i = 0; i < f->a2.n_msgs; i++) {
+        const LinkMsg *m = f->a2.msgs[i];
+        if (m->body_case == HALO__LINK__MSG__BODY_RECOVERY_NOTE && streq(m->recovery_note->state, "recover") &&
+            m->recovery_note->last)
+            vector = true;
+    }
+    return vector && queue_state_get(f->m.queue, "process:a") == QUEUE_HA_TRANSIENT;
+}
+
+static const char *admin_status(struct fixture *f, uint64_t seq) {
+    const char *json = NULL;
+    send_admin(f, &f->admin, seq, HALO__LINK__ADMIN__OP__STATUS, "");
+    ASSERT_EQ(reply_to(&f->admin, seq, &json), 0);
+    ASSERT(json);
+    return json;
+}
+
+/*
+ * A pool process restarts and asks for its entrypoint; the first read of its
+ * recovery (its current epoch) fails, as one to an etcd member that went
+ * away would.  That is no refusal: haloctl status says the read is tried
+ * again, it is, and the recovery goes on (the vector, TRANSIENT).  It did
+ * not: the failed read was dropped, and the process waited for ever.
+ */
+TEST(dispatch_recovery_retries_a_failed_store_read) {
+    struct fixture f = {.description = pooled};
+    fixture_start(&f);
+    assigned(&f);
+    ASSERT(run_until(&f, a_online, 5000));
+    struct comp *ca = amf_find_comp(f.m.amf, "a");
+    fake_proc_exit(ca->proc, 9);
+    dispatch_conn_closed(&f.m, &f.a, "its process died");
+    send_response(&f, &f.b, 3, next_csi_set(&f.b)->invocation, false); /* b: ACTIVE */
+    ASSERT(run_until(&f, a_restarted, 5000));
+    f.a2.pid = ca->pid;
+    send_register(&f, &f.a2, 1, "a");
+    ASSERT_EQ(reply_to(&f.a2, 1, NULL), 0);
+
+    char key[STORE_KEY_MAX];
+    ASSERT(key_current_epoch(key, f.m.prefix, "process:a") > 0);
+    ASSERT_OK(store_engine_fail_reads(f.m.store, key, 1, -ETIMEDOUT));
+    const char *json = NULL;
+    ASSERT_EQ(entrypoint_get(&f, &f.a2, 2, &json), 0);
+    ASSERT(json && strstr(json, "\"recovery\":true"));
+    run(&f); /* the read fails */
+    ASSERT(!a_transient(&f));
+    json = admin_status(&f, 70);
+    if (!strstr(json, "store read failed, retrying") || strstr(json, "refused"))
+        CHECK_FAIL("haloctl status does not say the read is tried again: %s", json);
+
+    ASSERT(run_until(&f, a_transient, 3000));
+    for (size_t i = 0; i < f.a2.n_msgs; i++)
+        ASSERT(f.a2.msgs[i]->body_case != HALO__LINK__MSG__BODY_RECOVERY_NOTE ||
+               !streq(f.a2.msgs[i]->recovery_note->state, "refused"));
+    json = admin_status(&f, 71);
+    ASSERT(strstr(json, "\"state\":\"transient\"") && !strstr(json, "store read failed"));
+    fixture_stop(&f);
+}
+
+/* a's recovery was under way when halod stopped; the first read of the recovery states will fail. */
+static void recovering_and_a_failing_read(struct fixture *f) {
+    char key[STORE_KEY_MAX];
+    const char *v = "{\"state\":\"recovering\",\"epoch\":3}";
+    ASSERT(key_name(key, f->m.prefix, KEY_RECOVERY, "process:a") > 0);
+    ASSERT_OK(store_put(f->m.store, key, v, strlen(v), 0, NULL, NULL));
+    ASSERT(key_dir(key, f->m.prefix, KEY_RECOVERY) > 0);
+    ASSERT_OK(store_engine_fail_reads(f->m.store, key, 1, -ETIMEDOUT));
+}
+
+static bool a_carries_on(struct fixture *f) {
+    json_t *j = json_object();
+    recovery_local_status(f->m.recovery, amf_find_comp(f->m.amf, "a"), j);
+    const char *st = json_string_value(json_object_get(json_object_get(j, "recovery"), "state"));
+    bool r = st && streq(st, "recovering");
+    json_decref(j);
+    return r;
+}
+
+/*
+ * halod starts while a's recovery is under way (recovery/process:a says
+ * RECOVERING), and its first read of the recovery states fails.  Not read is
+ * not "none": it reads them again and carries on (a RECOVERED then ends the
+ * recovery).  It took every process for idle.
+ */
+TEST(dispatch_recovery_states_are_read_again_after_a_failed_read) {
+    struct fixture f = {.description = pooled, .before_start = recovering_and_a_failing_read};
+    fixture_start(&f);
+    ASSERT(!a_carries_on(&f));
+    ASSERT(run_until(&f, a_carries_on, 3000));
     fixture_stop(&f);
 }

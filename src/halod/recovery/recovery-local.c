@@ -13,7 +13,9 @@
  * of a pool with more failures than it tolerates, is REFUSED (the reason is
  * in haloctl status; the next entrypoint request asks again).  Each state is
  * written to P recovery/<process> before it is reported, so a new halod (or
- * a restarted process) carries on from it.
+ * a restarted process) carries on from it.  A store read that fails (the
+ * vector, or the recovery states at the start) is no refusal: it is tried
+ * again after 100 ms, doubling to 2 s, until it succeeds or the process goes.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -34,6 +36,17 @@
 #include "strprintf.h"
 #include "string-table.h"
 
+/* A failed store read is tried again after this long, doubled each time up to the most. */
+#define RETRY_FIRST_MSEC 100
+#define RETRY_MAX_MSEC 2000
+
+/* The backoff of a read that failed; the timer is set up when first needed. */
+struct retry {
+    uv_timer_t timer; /* data: the struct recovery_local */
+    bool inited;
+    unsigned msec; /* the last delay; 0: no failure since the last success */
+};
+
 enum rl_state { RL_IDLE, RL_FAILED, RL_TRANSIENT, RL_RECOVERING, RL_REFUSED, _RL_MAX };
 
 static const char *const rl_state_table[_RL_MAX] = {
@@ -53,9 +66,11 @@ struct rl {
     bool online_waiting; /* registered before its state was read: ONLINE, if idle, once it is */
     bool force;          /* haloctl recover --force: the next recovery skips the pool's tolerance */
     unsigned gen;        /* bumped when a vector read goes stale */
+    struct retry retry;  /* the vector's read failed: tried again */
 };
 
 struct recovery_local {
+    uv_loop_t *loop;
     struct amf *amf;
     store *store;
     char *prefix;
@@ -64,8 +79,9 @@ struct recovery_local {
     const struct recovery_model *model;
     struct rl *rls;
     size_t n;
+    struct retry load_retry; /* the first read of the recovery states failed: tried again */
     bool closed;
-    unsigned refs;
+    unsigned refs; /* the owner, store calls in flight, retry timers not yet closed */
 };
 
 static void rec_unref(struct recovery_local *r) {
@@ -78,6 +94,42 @@ static void rec_unref(struct recovery_local *r) {
     free(r->rls);
     free(r->prefix);
     free(r);
+}
+
+/* ---- a failed read, tried again ---- */
+
+static void on_retry_closed(uv_handle_t *h) {
+    rec_unref(h->data);
+}
+
+/* Arms t for the next try (cb) after the next delay of its backoff; returns the delay in ms, 0 if it cannot. */
+static unsigned retry_arm(struct recovery_local *r, struct retry *t, uv_timer_cb cb) {
+    if (!t->inited) {
+        int e = uv_timer_init(r->loop, &t->timer);
+        if (e < 0) {
+            log_warning("Failed to set up a timer to read the store again: %s", uv_strerror(e));
+            return 0;
+        }
+        t->inited = true;
+        t->timer.data = r;
+        r->refs++; /* until the timer is closed */
+    }
+    t->msec = t->msec ? MIN(t->msec * 2, RETRY_MAX_MSEC) : RETRY_FIRST_MSEC;
+    (void)uv_timer_start(&t->timer, cb, t->msec, 0);
+    return t->msec;
+}
+
+/* The read succeeded, or is no longer wanted: the next failure waits the first delay again. */
+static void retry_reset(struct retry *t) {
+    t->msec = 0;
+    if (t->inited)
+        (void)uv_timer_stop(&t->timer);
+}
+
+static void retry_close(struct retry *t) {
+    if (t->inited)
+        uv_close((uv_handle_t *)&t->timer, on_retry_closed);
+    t->inited = false;
 }
 
 static struct rl *rl_of(struct recovery_local *r, const struct comp *c) {
@@ -171,6 +223,27 @@ struct read_call {
 };
 
 static void read_vector(struct recovery_local *r, struct rl *rl, int step);
+static void begin(struct recovery_local *r, struct rl *rl);
+
+static void on_read_retry(uv_timer_t *t) {
+    struct recovery_local *r = t->data;
+    struct rl *rl = (struct rl *)((char *)t - offsetof(struct rl, retry.timer));
+    if (!r->closed && rl->c->conn && rl->state != RL_IDLE)
+        begin(r, rl); /* the checks again (time has passed), then the read */
+}
+
+/* A read of the process's epoch or vector failed: not a refusal (nothing
+ * was checked and found wanting); the recovery waits and tries again. */
+static void read_failed(struct recovery_local *r, struct rl *rl, int error) {
+    unsigned msec = retry_arm(r, &rl->retry, on_read_retry);
+    log_warning_errno(error, "Failed to read the failure vector of '%s' (%m): store read failed, retrying in %u ms",
+                      rl->c->name, msec);
+    _cleanup_free_ char *why = strprintf("store read failed, retrying: %s", strerror(-error));
+    /* Said once (a state written as it changes), not at every try. */
+    enum rl_state st = rl->state == RL_REFUSED ? RL_FAILED : rl->state;
+    if (why && (st != rl->state || !rl->reason || !streq(rl->reason, why)))
+        rl_set(r, rl, st, why);
+}
 
 static bool is_count(const store_kv *kv) {
     return key_failvec_is_count(kv->key, kv->key_len);
@@ -221,9 +294,8 @@ static void on_read(store *s, int error, const store_result *res, void *userdata
         goto out;
     rl->reading = false;
     if (error < 0) {
-        log_warning_errno(error, "Failed to read the failure vector of '%s': %m", rl->c->name);
         if (error != -ECANCELED)
-            rl->entrypoint_waiting = true; /* the next entrypoint request tries again */
+            read_failed(r, rl, error);
         goto out;
     }
     if (k->step == 0) {
@@ -235,6 +307,7 @@ static void on_read(store *s, int error, const store_result *res, void *userdata
         goto out;
     }
     /* The vector is read: the process gets it, then the cluster is told TRANSIENT. */
+    retry_reset(&rl->retry);
     vector_send(rl, res);
     rl_set(r, rl, RL_TRANSIENT, NULL);
     report(r, rl, QUEUE_HA_TRANSIENT);
@@ -261,7 +334,7 @@ static void read_vector(struct recovery_local *r, struct rl *rl, int step) {
         r->refs--;
         rl->reading = false;
         free(k);
-        log_warning_errno(e, "Failed to read the failure vector of '%s': %m", rl->c->name);
+        read_failed(r, rl, e);
     }
 }
 
@@ -354,6 +427,8 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
 
 static void begin(struct recovery_local *r, struct rl *rl) {
     rl->entrypoint_waiting = false;
+    if (rl->retry.inited)
+        (void)uv_timer_stop(&rl->retry.timer); /* a try now; the backoff goes on if it fails too */
     char *why = refusal(r, rl);
     if (!why)
         rl->force = false; /* used: it recovers now */
@@ -393,7 +468,10 @@ static bool must_recover(struct recovery_local *r, struct comp *c) {
 /* Its process ended. */
 static void process_ended(struct recovery_local *r, struct comp *c) {
     struct rl *rl = rl_of(r, c);
-    if (!rl || rl->state == RL_RECOVERING || rl->state == RL_FAILED)
+    if (!rl)
+        return;
+    retry_reset(&rl->retry); /* no read to try again for a process that is gone */
+    if (rl->state == RL_RECOVERING || rl->state == RL_FAILED)
         return; /* RECOVERING stays: its next start recovers again */
     rl->gen++;  /* a vector being read is for a process that is gone */
     rl->reading = false;
@@ -492,6 +570,8 @@ static bool may_be_active(void *userdata, const struct su *su) {
     return true;
 }
 
+static void on_load_retry(uv_timer_t *t);
+
 static void on_loaded(store *s, int error, const store_result *res, void *userdata) {
     struct read_call *k = userdata;
     struct recovery_local *r = k->r;
@@ -518,8 +598,15 @@ static void on_loaded(store *s, int error, const store_result *res, void *userda
                          rl_state_to_string(rl->state), rl->epoch);
         }
     }
-    if (error < 0 && error != -ECANCELED)
-        log_warning_errno(error, "Failed to read the recovery states: %m");
+    if (error == -ECANCELED)
+        goto out;
+    if (error < 0) {
+        /* Not read is not "none": a process may be in the middle of its recovery. */
+        unsigned msec = retry_arm(r, &r->load_retry, on_load_retry);
+        log_warning_errno(error, "Failed to read the recovery states (%m): store read failed, retrying in %u ms", msec);
+        goto out;
+    }
+    retry_reset(&r->load_retry);
     for (size_t j = 0; j < r->n; j++) {
         struct rl *rl = &r->rls[j];
         rl->loaded = true;
@@ -540,7 +627,8 @@ int recovery_local_new(const struct recovery_local_params *p, struct recovery_lo
     struct recovery_local *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
-    *r = (struct recovery_local){.amf = p->amf,
+    *r = (struct recovery_local){.loop = p->loop,
+                                 .amf = p->amf,
                                  .store = p->store,
                                  .q = p->queue,
                                  .reporter = p->reporter,
@@ -580,10 +668,9 @@ int recovery_local_new(const struct recovery_local_params *p, struct recovery_lo
     return 0;
 }
 
-int recovery_local_start(struct recovery_local *r) {
+/* Reads every recovery state of this node's pool processes. */
+static int load(struct recovery_local *r) {
     char prefix[STORE_KEY_MAX];
-    if (r->n == 0) /* no pool process here: nothing to read */
-        return 0;
     struct read_call *k = calloc(1, sizeof(*k));
     if (!k || key_dir(prefix, r->prefix, KEY_RECOVERY) < 0) {
         free(k);
@@ -600,6 +687,21 @@ int recovery_local_start(struct recovery_local *r) {
     return 0;
 }
 
+static void on_load_retry(uv_timer_t *t) {
+    struct recovery_local *r = t->data;
+    int e = r->closed ? 0 : load(r);
+    if (e < 0) {
+        unsigned msec = retry_arm(r, &r->load_retry, on_load_retry);
+        log_warning_errno(e, "Failed to read the recovery states (%m): store read failed, retrying in %u ms", msec);
+    }
+}
+
+int recovery_local_start(struct recovery_local *r) {
+    if (r->n == 0) /* no pool process here: nothing to read */
+        return 0;
+    return load(r);
+}
+
 struct recovery_local *recovery_local_free(struct recovery_local *r) {
     if (!r)
         return NULL;
@@ -609,6 +711,9 @@ struct recovery_local *recovery_local_free(struct recovery_local *r) {
         amf_remove_active_readiness(r->amf, may_be_active, r);
     }
     r->closed = true;
+    retry_close(&r->load_retry);
+    for (size_t i = 0; i < r->n; i++)
+        retry_close(&r->rls[i].retry);
     rec_unref(r);
     return NULL;
 }

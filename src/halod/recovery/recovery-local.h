@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <uv.h>
 
 #include "amf.h"
 #include "queue-report.h"
@@ -21,6 +22,7 @@ struct recovery_local;
 struct conn;
 
 struct recovery_local_params {
+    uv_loop_t *loop; /* for the timers of reads tried again */
     struct amf *amf;
     store *store;
     const char *prefix;  /* copied */
@@ -32,7 +34,8 @@ struct recovery_local_params {
 int recovery_local_new(const struct recovery_local_params *p, struct recovery_local **ret);
 /* Reads this node's pool processes' recovery states (recovery/<process>).  0 or -errno. */
 int recovery_local_start(struct recovery_local *r);
-/* The memory goes when the store's callbacks in flight have run.  Accepts NULL; returns NULL. */
+/* The memory goes when the store's callbacks in flight have run and its
+ * timers are closed (run the loop).  Accepts NULL; returns NULL. */
 struct recovery_local *recovery_local_free(struct recovery_local *r);
 
 /* A registered process asked for its entrypoint: true if a recovery (or its

@@ -114,6 +114,11 @@ struct store_engine {
     uv_timer_t timer;
     unsigned n_handles_open;
     bool started, closing;
+
+    /* store_engine_fail_reads(): the next fail_reads reads under fail_prefix fail with fail_error. */
+    char *fail_prefix;
+    unsigned fail_reads;
+    int fail_error;
 };
 
 struct key_change {

@@ -267,7 +267,38 @@ int store_engine_txn(store *s, const store_txn *txn, store_cb cb, void *userdata
     return 0;
 }
 
+int store_engine_fail_reads(store *s, const char *prefix, unsigned n, int error) {
+    assert_return(s && s->ops->get == store_engine_get && prefix && error < 0, -EINVAL);
+    store_engine *e = engine_of(s);
+    char *p = strdup(prefix);
+    if (!p)
+        return -ENOMEM;
+    free(e->fail_prefix);
+    e->fail_prefix = p;
+    e->fail_reads = n;
+    e->fail_error = error;
+    return 0;
+}
+
+/* A read that store_engine_fail_reads() said must fail. */
+static bool read_fails(store_engine *e, const char *key, size_t key_len) {
+    size_t n = e->fail_reads > 0 ? strlen(e->fail_prefix) : 0;
+    if (e->fail_reads == 0 || key_len < n || memcmp(key, e->fail_prefix, n) != 0)
+        return false;
+    e->fail_reads--;
+    return true;
+}
+
 int store_engine_get(store *s, const char *key, size_t key_len, bool prefix, store_cb cb, void *userdata) {
+    store_engine *e = engine_of(s);
+    if (!e->closing && read_fails(e, key, key_len)) {
+        struct completion *c = engine_completion_new(false, cb, NULL, userdata);
+        if (!c)
+            return -ENOMEM;
+        c->error = e->fail_error;
+        engine_queue_push(e, &c->work);
+        return 0;
+    }
     store_op op = {.type = prefix ? STORE_OP_GET_PREFIX : STORE_OP_GET, .key = key, .key_len = key_len};
     store_txn txn = {.success = &op, .n_success = 1};
     return store_engine_txn(s, &txn, cb, userdata);

@@ -172,6 +172,8 @@ void store_engine_free(store *s) {
         engine_history_pop_front(e);
     free(e->hist);
     free(e->leases);
+    free(e->fail_prefix);
+    e->fail_prefix = NULL;
     e->index = NULL;
     e->hist = NULL;
     e->leases = NULL;

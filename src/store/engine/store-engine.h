@@ -145,6 +145,15 @@ int store_engine_watch(store *s, const char *prefix, size_t prefix_len, int64_t 
 void store_engine_watch_cancel(store_watch *w);
 int64_t store_engine_revision(store *s);
 
+/*
+ * A fault for tests: the next n reads (store_get(), store_range(); not reads
+ * within a transaction) of a key under prefix fail with error (a negative
+ * errno, such as -ETIMEDOUT from an etcd that went away), through their
+ * callback as usual.  n 0 ends it.  Returns 0, -EINVAL (not an engine's
+ * store, or error not negative), -ENOMEM.
+ */
+int store_engine_fail_reads(store *s, const char *prefix, unsigned n, int error);
+
 /* The ops table of a backend built on the engine (they differ only by name and
  * by the persistence hook given to store_engine_new()). */
 #define STORE_ENGINE_OPS(backend_name)                                                                       \
