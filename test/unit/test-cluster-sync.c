@@ -391,8 +391,9 @@ static halo_ha_state answer_csi_sets(struct fixture *f) {
     return st;
 }
 
-/* This node becomes the coordinator, and a (its unit) STANDBY beside b's ACTIVE. */
-static void coordinate_with_a_standby(struct fixture *f) {
+/* This node is the coordinator, its unit a registered and STANDBY, b ACTIVE on n2; a's component. */
+static struct comp *coordinator_with_a_standby(struct fixture *f) {
+    fixture_start(f);
     ASSERT_OK(cluster_start(f->cluster));
     run_until(f, &f->loaded);
     ASSERT(cluster_is_coordinator(f->cluster));
@@ -401,6 +402,18 @@ static void coordinate_with_a_standby(struct fixture *f) {
     amf_comp_register(f->amf, &f->a, 7, "a", NULL, false, false);
     run_for(f, 50);
     ASSERT_EQ((int)answer_csi_sets(f), HALO_HA_STANDBY);
+    return c;
+}
+
+/* n2 fenced itself and rejoined: b's state published under a new lease, returned. */
+static int64_t n2_back_under_a_new_lease(struct fixture *f) {
+    int64_t l2 = 0;
+    ASSERT_OK(store_lease_grant(f->store, 60, on_granted, &l2));
+    while (!l2)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    put(f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", l2);
+    return l2;
 }
 
 /*
@@ -412,19 +425,13 @@ static void coordinate_with_a_standby(struct fixture *f) {
  */
 TEST(cluster_sync_decides_again_for_a_unit_back_under_a_new_lease) {
     struct fixture f = {0};
-    fixture_start(&f);
-    coordinate_with_a_standby(&f);
+    coordinator_with_a_standby(&f);
     run_for(&f, 50);
     struct si *si = amf_find_si(f.amf, "si");
     struct su *b = amf_find_su(f.amf, "b");
     ASSERT(amf_si_find(si, HALO_HA_ACTIVE)->su == b);
 
-    int64_t l2 = 0;
-    ASSERT_OK(store_lease_grant(f.store, 60, on_granted, &l2));
-    while (!l2)
-        uv_run(&f.loop, UV_RUN_ONCE);
-    put(&f, KEY_SUSTATE, "b", NULL,
-        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", l2);
+    (void)n2_back_under_a_new_lease(&f);
     run_for(&f, 100);
     struct assignment *as = amf_si_find_su(si, b);
     ASSERT(!as || as->gen > 1);
@@ -464,9 +471,8 @@ static void revoke_n2(struct fixture *f) {
 TEST(cluster_sync_waits_a_ttl_for_a_lease_end_nobody_vouches_for) {
     struct fixture f = {.ttl = 2};
     store_ops ops;
-    fixture_start(&f);
+    coordinator_with_a_standby(&f);
     distrust_lease_ends(&f, &ops);
-    coordinate_with_a_standby(&f);
     int64_t ttl_ms = cluster_ttl(f.cluster) * 1000;
 
     uint64_t t0 = now_monotonic_usec();
@@ -488,9 +494,8 @@ TEST(cluster_sync_waits_a_ttl_for_a_lease_end_nobody_vouches_for) {
 TEST(cluster_sync_takes_a_new_lease_as_proof_of_the_fence) {
     struct fixture f = {.ttl = 5};
     store_ops ops;
-    fixture_start(&f);
+    coordinator_with_a_standby(&f);
     distrust_lease_ends(&f, &ops);
-    coordinate_with_a_standby(&f);
 
     revoke_n2(&f);
     run_for(&f, 200);
@@ -507,5 +512,77 @@ TEST(cluster_sync_takes_a_new_lease_as_proof_of_the_fence) {
         "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":false,\"failing\":false,\"fenced\":true}", l2);
     run_for(&f, 300);
     ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    fixture_stop(&f);
+}
+
+/* The gen of target/ or confirmed/<si>/<su> in the store. */
+static int pair_gen(struct fixture *f, enum key_dir dir, const char *si, const char *su) {
+    struct got g;
+    const char *v = strstr(pair(f, dir, si, su, &g), "\"gen\":");
+    ASSERT(v);
+    return atoi(v + strlen("\"gen\":"));
+}
+
+/*
+ * The coordinator (this node) is deposed before it knows it: its halod was
+ * stopped, its lease ran out, another node leads.  Still believing it decides,
+ * it fails si over to b (a's process is gone) with a gen that never reaches
+ * the store (its guarded write is refused), then learns it was deposed, fences
+ * itself and rejoins.  Its view of b must be the store's again: b STANDBY as
+ * confirmed.  It kept its own unwritten ACTIVE target for b pending for ever,
+ * no later target or confirmation matching its gen: haloctl status on this
+ * node showed si without ACTIVE (the chaos checker, seed 606).
+ */
+TEST(cluster_sync_forgets_its_unwritten_decisions_once_deposed) {
+    struct fixture f = {0};
+    struct comp *c = coordinator_with_a_standby(&f);
+    /* n2 comes back under a new lease: a is made ACTIVE, b STANDBY, which
+     * n2 confirms. */
+    int64_t l2 = n2_back_under_a_new_lease(&f);
+    run_for(&f, 50);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    run_for(&f, 50);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"STANDBY\""));
+    int gen = pair_gen(&f, KEY_TARGET, "si", "b");
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"STANDBY\",\"gen\":%d,\"lease\":%lld}", gen,
+             (long long)l2);
+    put(&f, KEY_CONFIRMED, "si", "b", v, 0);
+    run_for(&f, 50);
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *b = amf_find_su(f.amf, "b");
+    struct assignment *as = amf_si_find_su(si, b);
+    ASSERT(as && as->confirmed && as->state == HALO_HA_STANDBY && !as->pending);
+
+    /* n2 leads now (a new leader key), and nothing has told this node yet
+     * when a's process dies: it fails si over to b, and its write is refused. */
+    char leader[STORE_KEY_MAX];
+    ASSERT(key_leader(leader, f.prefix) >= 0);
+    bool deleted = false, put_done = false;
+    ASSERT_OK(store_delete(f.store, leader, on_done, &deleted));
+    ASSERT_OK(store_put(f.store, leader, "{\"node\":\"n2\"}", 13, l2, on_done, &put_done));
+    int64_t lease = cluster_lease(f.cluster);
+    fake_proc_exit(c->proc, 9);
+    as = amf_si_find_su(si, b);
+    ASSERT(as && as->pending && as->target == HALO_HA_ACTIVE && as->gen > (uint64_t)gen);
+
+    /* It learns it, fences itself (a's restarted process is killed and
+     * reaped) and rejoins under a new lease. */
+    for (int i = 0; i < 100 && (cluster_lease(f.cluster) == 0 || cluster_lease(f.cluster) == lease); i++) {
+        run_for(&f, 20);
+        if (c->proc && c->proc->killed == SIGKILL)
+            fake_proc_exit(c->proc, SIGKILL);
+    }
+    ASSERT(cluster_lease(f.cluster) != 0 && cluster_lease(f.cluster) != lease);
+    ASSERT(!cluster_is_coordinator(f.cluster));
+    run_for(&f, 100);
+    ASSERT_EQ(pair_gen(&f, KEY_TARGET, "si", "b"), gen); /* the refused write is not in the store */
+    as = amf_si_find_su(si, b);
+    if (!as || as->pending || !as->confirmed || as->state != HALO_HA_STANDBY || as->gen != (uint64_t)gen)
+        CHECK_FAIL("this node's view of b is not the store's (STANDBY, gen %d): %s%s, gen %llu", gen,
+                   as ? halo_ha_state_to_string(as->state) : "none", as && as->pending ? " (pending)" : "",
+                   as ? (unsigned long long)as->gen : 0ULL);
     fixture_stop(&f);
 }

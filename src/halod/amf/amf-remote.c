@@ -134,7 +134,11 @@ void amf_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen)
     if (a->deciding)
         return; /* our own decision coming back */
     struct assignment *as = amf_si_find_su(si, su);
-    if (as && as->gen >= gen)
+    /* Ours: an older target is a late copy.  Another node's unit: the store's
+     * target is the truth, even one older than what we hold, a decision of
+     * ours as a coordinator that was deposed before it was written
+     * (cluster-sync reads the targets again then). */
+    if (as && (su->local ? as->gen >= gen : as->gen == gen))
         return;
     if (su->local)
         apply_target(si, su, state, gen);

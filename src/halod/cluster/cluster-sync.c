@@ -58,6 +58,7 @@ struct cluster_sync {
     struct published *pub;
     size_t n_pub;
     bool fence_waiting;   /* this node fenced itself; processes it killed still run */
+    bool decided;         /* it decided as the coordinator since the targets were last read */
     char *cdb_alone;      /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
     uv_timer_t untrusted; /* the earliest node_info.fenced_at */
 };
@@ -580,10 +581,29 @@ int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *
 
 /* ---- membership ---- */
 
+/*
+ * This node decided as the coordinator and no longer does.  Some of its
+ * decisions may never have reached the store: once another node leads, its
+ * guarded writes are refused, and a node stalled (SIGSTOP, a frozen watch)
+ * decides on before it learns it was deposed.  Meanwhile it took the new
+ * coordinator's targets for its own and dropped them.  Its view of other
+ * nodes' units would keep such a decision pending for ever (its gen is never
+ * confirmed) and show the SI without its ACTIVE: the targets and their
+ * confirmations are read again, and the store's win (amf_target()).
+ */
+static void resync(struct cluster_sync *s) {
+    if (!s->decided)
+        return;
+    read_again(s, KEY_TARGET, "the targets after this node stopped deciding");
+    read_again(s, KEY_CONFIRMED, "the confirmations after this node stopped deciding");
+}
+
 void cluster_sync_joined(struct cluster_sync *s) {
     queue_report_node(s->reporter, s->node, QUEUE_HA_ONLINE, NULL, cluster_lease(s->cluster));
     for (size_t i = 0; i < s->n_pub; i++)
         publish_sustate(s, s->pub[i].su, true);
+    resync(s); /* again: when it was deposed, the store may not have answered */
+    s->decided = false;
 }
 
 static void take_over(struct cluster_sync *s) {
@@ -600,14 +620,16 @@ static void take_over(struct cluster_sync *s) {
             for (size_t u = 0; u < sgs[g].n_sus; u++)
                 if (!amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
                     forget(s, &sgs[g].sis[i], &sgs[g].sus[u]);
+    s->decided = true;
     amf_set_deciding(s->amf, true);
 }
 
 void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {
     s->taking_over = coordinator;
-    if (!coordinator)
+    if (!coordinator) {
         amf_set_deciding(s->amf, false);
-    else if (s->synced)
+        resync(s);
+    } else if (s->synced)
         take_over(s);
     /* else: once the first read is in; before, this node's view is empty, and
      * every pair in the store would look left over. */
