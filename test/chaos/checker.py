@@ -10,6 +10,7 @@ at the end.  It does not ask halo whether halo was right.
 Times are CLOCK_MONOTONIC seconds; reports show them relative to the run's t0."""
 import json
 import os
+import re
 import sys
 import time
 
@@ -83,6 +84,37 @@ def read_interval_lines(path):
                 w = line.split()
                 if len(w) >= 3 and w[0] in ("ACTIVE", "END"):
                     out.append((w[0], int(w[1]) / 1e9, int(w[2]), w[3] if len(w) > 3 else "-"))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+# "Recovery of 'X': A -> B" in a halod's log (recovery-local.c): X's recovery
+# state on its own node.  While it is not idle, the AMF gives X's unit no
+# ACTIVE (docs/recovery.md, "Who may be ACTIVE"): failed, refused (the pool
+# lost more than it tolerates, newest data first), transient, recovering.
+RECOVERY_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \S+ info: Recovery of '([^']+)': \w+ -> (\w+)")
+
+
+def read_recovery(path, wall_t0, t0):
+    """{process: [(t, state)]} from one halod log, on the run's clock: the log's
+    wall-clock times of day, taken on the day of wall_t0."""
+    out = {}
+    if not wall_t0:
+        return out
+    lt = time.localtime(wall_t0)
+    tod0 = lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + wall_t0 % 1
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = RECOVERY_LINE.match(line)
+                if not m:
+                    continue
+                tod = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) + int(m[4]) / 1000
+                d = tod - tod0
+                if d < -43200:
+                    d += 86400  # past midnight
+                out.setdefault(m[5], []).append((t0 + d, m[6]))
     except FileNotFoundError:
         pass
     return out
@@ -185,6 +217,20 @@ class Run:
             lines = read_interval_lines(os.path.join(d, f"comp.{comp}.intervals"))
             self.intervals[comp] = build_intervals(lines, self.procs, kills, self.t_end)
         self.faults = Faults(self.timeline, self.t_end)
+        self.recovery = {}
+        for node in sorted({n for d in self.meta["sis"].values() for n in d["units"].values()}):
+            self.recovery.update(read_recovery(os.path.join(d, f"halod-{node}.log"), self.meta.get("wall_t0"),
+                                               self.t0))
+
+    def held(self, comp, t):
+        """Whether the pool's rules keep comp's unit from ACTIVE at t: its recovery,
+        as its own halod logged it, is not over (not idle)."""
+        state = None
+        for ts, st in self.recovery.get(comp, ()):
+            if ts > t:
+                break
+            state = st
+        return state is not None and state != "idle"
 
     def rel(self, t):
         return f"{t - self.t0:.3f}"
@@ -197,12 +243,13 @@ class Run:
         return out or ["no fault in the 10 s before"]
 
     def healthy_units(self, si, t):
-        """The units of si that are healthy at t (see COMP_SETTLE, NODE_SETTLE, ETCD_SETTLE)."""
+        """The units of si that are healthy at t (see COMP_SETTLE, NODE_SETTLE, ETCD_SETTLE), and
+        that the pool's rules let be ACTIVE (held())."""
         if self.faults.etcd_down(t) > 1:
             return []
         units = []
         for comp, node in self.meta["sis"][si]["units"].items():
-            if self.faults.node_disturbed(node, t) or self.faults.comp_disturbed(comp, t):
+            if self.faults.node_disturbed(node, t) or self.faults.comp_disturbed(comp, t) or self.held(comp, t):
                 continue
             if any(p["comp"] == comp and p["up"] is not None and p["up"] + COMP_SETTLE <= t and
                    (p["down"] is None or p["down"] > t) for p in self.procs.values()):

@@ -4,6 +4,7 @@ violation is found, and a clean history gives none."""
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
@@ -11,13 +12,14 @@ import checker  # noqa: E402
 T0 = 1000.0
 
 
-def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=()):
+def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=(),
+             wall_t0=None):
     """A run directory: SI g1 with units g1-a on n1 and g1-b on n2; times relative to T0."""
     final = {"views": {"n1": {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": [], "teardown": list(teardown)}
     if cdb is not None:
         final["cdb"] = cdb
     meta = {"seed": 1, "seconds": end, "t0": T0, "t_check": T0, "t_end": T0 + end, "comps": ["g1-a", "g1-b"],
-            "sis": {"g1": {"units": {"g1-a": "n1", "g1-b": "n2"}}}, "final": final}
+            "sis": {"g1": {"units": {"g1-a": "n1", "g1-b": "n2"}}}, "final": final, "wall_t0": wall_t0}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     for comp, lines in intervals.items():
         (tmp_path / f"comp.{comp}.intervals").write_text(
@@ -121,3 +123,25 @@ def test_a_halod_that_crashed_is_a_violation_processes_left_behind_a_note(tmp_pa
                                                         ("teardown", "halod n2: processes left behind")])
     k, notes, _ = kinds(run)
     assert k == ["crash"] and notes == ["teardown"]
+
+
+def test_a_unit_the_pool_holds_back_is_not_a_healthy_one(tmp_path):
+    # g1-b runs but its recovery was refused (its pool lost more than it
+    # tolerates): the SI may wait without ACTIVE (docs/recovery.md).
+    ivs = {"g1-a": [("ACTIVE", 1.0, 10), ("END", 5.0, 10)], "g1-b": [("ACTIVE", 5.0 + checker.MAX_GAP + 1, 20)]}
+    timeline = [{"phase": "fault", "kind": "halod-stop", "target": "n1", "pid": 1, "t": 4.9},
+                {"phase": "restore", "fault": "halod-stop", "target": "n1", "pid": 1, "t": 60.0}]
+    wall_t0 = 1796550901.5
+
+    def log_line(t, state):
+        w = wall_t0 + t
+        hms = time.strftime("%H:%M:%S", time.localtime(w))
+        return f"{hms}.{int(w % 1 * 1000):03d} halod[amf] info: Recovery of 'g1-b': failed -> {state}: why\n"
+
+    (tmp_path / "halod-n2.log").write_text(log_line(4.0, "refused") + log_line(5.0 + checker.MAX_GAP + 0.5, "idle"))
+    run = make_run(tmp_path, ivs, watcher=UP, timeline=timeline, wall_t0=wall_t0)
+    assert run.held("g1-b", 6.0 + T0) and not run.held("g1-b", 5.0 + checker.MAX_GAP + 0.6 + T0)
+    assert kinds(run)[0] == []
+    # Without the refusal, the same history is a gap.
+    (tmp_path / "halod-n2.log").write_text("")
+    assert kinds(make_run(tmp_path, ivs, watcher=UP, timeline=timeline, wall_t0=wall_t0))[0] == ["gap"]
