@@ -209,6 +209,11 @@ int halo__link_connect(const char *path, int flags) {
  * held; released while waiting.  Nobody else uses h->fd meanwhile: at open the
  * handle is not published yet, and when reconnecting the link is RESUMING.
  */
+#define LIBHALO_STR_(x) #x
+#define LIBHALO_STR(x) LIBHALO_STR_(x)
+/* What halod logs of a client: this library's version, from halo.h. */
+#define LIBHALO_CLIENT "libhalo/" LIBHALO_STR(HALO_VERSION_MAJOR) "." LIBHALO_STR(HALO_VERSION_MINOR)
+
 int halo__link_hello(halo *h, const struct timespec *deadline) {
     Halo__Link__Hello hi = HALO__LINK__HELLO__INIT;
     LinkMsg m = HALO__LINK__MSG__INIT;
@@ -216,7 +221,7 @@ int halo__link_hello(halo *h, const struct timespec *deadline) {
 
     hi.version = LINK_PROTOCOL_VERSION;
     hi.pid = (uint32_t)getpid();
-    hi.client = (char *)"libhalo/0.3";
+    hi.client = (char *)LIBHALO_CLIENT;
     m.body_case = HALO__LINK__MSG__BODY_HELLO;
     m.hello = &hi;
     r = halo__link_send(h, &m, deadline);
