@@ -349,19 +349,34 @@ typedef enum halo_lifecycle {
     HALO_PROCESS_RECOVERY_FAILED = 6, /* back to TRANSIENT; the next STARTING tries again */
 } halo_lifecycle;
 
+/* A participant of a recovery: a live member of the recovering process's pool (since 0.5). */
+typedef struct halo_participant {
+    const char *object; /* "process:ios-a" */
+    const char *name;   /* its component's name */
+    const char *node;   /* the node it runs on */
+    const char *state;  /* its HA state as published when the recovery started ("ONLINE") */
+} halo_participant;
+
 /* What halod says of a restarted pool process's recovery, after its
  * entrypoint request: "recover" with its failure vector (the HA events of its
- * epoch that concern it, in order, in parts: last is set on the final part),
- * or "refused" with the reason (a FAILED device, or more failures in its pool
- * than the pool tolerates); the next entrypoint request asks again. */
+ * epoch that concern it, in order, in parts: last is set on the final part,
+ * which also lists the recovery's participants), or "refused" with the
+ * reason (a FAILED device, or more failures in its pool than the pool
+ * tolerates; the next entrypoint request asks again), or "aborted" with the
+ * reason (since 0.5: the attempt in progress is over, by a device of its own
+ * that failed or failures in its pool past its tolerance; a RECOVERED of it
+ * is refused, and the next STARTING tries again). */
 typedef struct halo_recovery_note {
     uint64_t epoch;                  /* the epoch the vector belongs to */
-    const char *state;               /* "recover" or "refused" */
-    const char *reason;              /* refused: why; "" otherwise */
+    const char *state;               /* "recover", "refused" or "aborted" */
+    const char *reason;              /* refused, aborted: why; "" otherwise */
     const halo_object_state *events; /* this part of the vector */
     size_t n_events;
     uint64_t nr_failures; /* the whole vector's length */
     int last;             /* 1 on the vector's last part */
+    /* Since 0.5, on the last "recover" part (n_participants 0 otherwise). */
+    const halo_participant *participants;
+    size_t n_participants;
 } halo_recovery_note;
 
 typedef void (*halo_recovery_cb)(halo *h, const halo_recovery_note *note, void *userdata);
@@ -378,6 +393,19 @@ int halo_recovery_set_callback(halo *h, halo_recovery_cb cb);
  * RECOVERED or RECOVERY_FAILED), -HALO_ENOTREG, -EINVAL, -ENOTCONN.
  */
 int halo_process_event(halo *h, halo_lifecycle event, const char *reason);
+
+/*
+ * A participant of another pool process's recovery says it has served its
+ * part (since 0.5): process is that process's object ("process:ios-b"), as
+ * the participant was told it RECOVERING, and seq the seq of that state as
+ * told (0: whichever attempt is current).  Counted in a pool with
+ * `participants: report`, whose recovering process goes ONLINE only once
+ * every participant still ONLINE has reported; elsewhere accepted and not
+ * recorded.  Returns 0, -HALO_EBADSTATE (process is not RECOVERING, or seq
+ * names an attempt that is over), -HALO_EUNKNOWN (process is not another
+ * member of the caller's pool), -HALO_ENOTREG, -EINVAL, -ENOTCONN.
+ */
+int halo_recovery_participant_done(halo *h, const char *process, uint64_t seq);
 
 #ifdef __cplusplus
 }

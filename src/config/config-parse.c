@@ -106,10 +106,10 @@ static void cdb_parse(struct loader *l, yaml_node_t *n, struct config_cdb *cdb) 
                     DESCRIBE(v[CDB_DEAD_AFTER]));
 }
 
-/* pools: {NAME: {processes: [COMPONENT, ...], tolerate: N}} */
+/* pools: {NAME: {processes: [COMPONENT, ...], tolerate: N, participants: list|report}} */
 static int pools_parse(struct loader *l, yaml_node_t *n, struct config *c) {
-    enum { POOL_PROCESSES, POOL_TOLERATE, _POOL_MAX };
-    static const char *const keys[] = {"processes", "tolerate", NULL};
+    enum { POOL_PROCESSES, POOL_TOLERATE, POOL_PARTICIPANTS, _POOL_MAX };
+    static const char *const keys[] = {"processes", "tolerate", "participants", NULL};
     _cleanup_free_ struct map_entry *e = NULL;
     size_t n_e = 0;
 
@@ -163,6 +163,16 @@ static int pools_parse(struct loader *l, yaml_node_t *n, struct config *c) {
         if (v[POOL_TOLERATE] && !config_yaml_uint(v[POOL_TOLERATE], &pool->tolerate) && !(pool->tolerate = 0))
             config_diag(l, v[POOL_TOLERATE], "'tolerate' must be a non-negative integer (without quotes), got %s",
                         DESCRIBE(v[POOL_TOLERATE]));
+        if (v[POOL_PARTICIPANTS]) {
+            const char *s = v[POOL_PARTICIPANTS]->type == YAML_SCALAR_NODE
+                                ? (const char *)v[POOL_PARTICIPANTS]->data.scalar.value
+                                : "";
+            if (streq(s, "report"))
+                pool->report = true;
+            else if (!streq(s, "list"))
+                config_diag(l, v[POOL_PARTICIPANTS], "'participants' must be list or report, got %s",
+                            DESCRIBE(v[POOL_PARTICIPANTS]));
+        }
     }
     return 0;
 }

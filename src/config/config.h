@@ -135,6 +135,7 @@ struct config_pool {
     char **processes; /* component names ("su" or "su/comp"), each in one pool at most */
     size_t n_processes;
     unsigned tolerate; /* failures among the others the pool survives (default 1) */
+    bool report;       /* participants: report (each participant reports its completion); default list */
 };
 
 /* The configuration database's replication (the 'cdb' section). */

@@ -162,6 +162,15 @@ static void dispatch_process_event(struct manager *m, struct conn *conn, const H
     (void)server_conn_reply(conn, e->seq, r, NULL);
 }
 
+/* A participant served its part of a pool peer's recovery. */
+static void dispatch_participant_done(struct manager *m, struct conn *conn, const Halo__Link__ParticipantDone *d) {
+    struct comp *c = amf_comp_by_conn(m->amf, conn);
+    int r = !c            ? -HALO_ENOTREG
+            : m->recovery ? recovery_local_participant_done(m->recovery, c, d->process, d->attempt)
+                          : -HALO_EUNKNOWN;
+    (void)server_conn_reply(conn, d->seq, r, NULL);
+}
+
 /*
  * Whether conn may change the state of component name on its behalf (an
  * error report fails it over): root and halod's own user may, and so may the
@@ -233,6 +242,9 @@ void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg) {
         return;
     case HALO__LINK__MSG__BODY_PROCESS_EVENT:
         dispatch_process_event(m, c, msg->process_event);
+        return;
+    case HALO__LINK__MSG__BODY_PARTICIPANT_DONE:
+        dispatch_participant_done(m, c, msg->participant_done);
         return;
     case HALO__LINK__MSG__BODY_OBJECT_STATE_GET: {
         /* Any connected process may ask (the seeds' nvec get); the link validated the names. */

@@ -489,10 +489,19 @@ static void commit_retry_hint(halo *h, int error, const Halo__Link__Reply *reply
     ((struct retry_hint *)arg)->msec = reply->retry_msec;
 }
 
+/* A request whose Reply carries only its error. */
+static int request_ack(halo *h, LinkMsg *m, uint64_t *seq) {
+    LinkMsg *reply = NULL;
+    int r = halo__request_full(h, m, seq, NULL, NULL, NULL, &reply);
+    if (r < 0)
+        return r;
+    link_msg_free(reply);
+    return 0;
+}
+
 HALO_EXPORT int halo_process_event(halo *h, halo_lifecycle event, const char *reason) {
     Halo__Link__ProcessEvent e = HALO__LINK__PROCESS_EVENT__INIT;
     LinkMsg m = HALO__LINK__MSG__INIT;
-    LinkMsg *reply = NULL;
 
     assert_return(h, -EINVAL);
     assert_return(event >= HALO_PROCESS_STARTING && event <= HALO_PROCESS_RECOVERY_FAILED, -EINVAL);
@@ -501,11 +510,20 @@ HALO_EXPORT int halo_process_event(halo *h, halo_lifecycle event, const char *re
     e.reason = (char *)(reason ? reason : "");
     m.body_case = HALO__LINK__MSG__BODY_PROCESS_EVENT;
     m.process_event = &e;
-    int r = halo__request_full(h, &m, &e.seq, NULL, NULL, NULL, &reply);
-    if (r < 0)
-        return r;
-    link_msg_free(reply);
-    return 0;
+    return request_ack(h, &m, &e.seq);
+}
+
+HALO_EXPORT int halo_recovery_participant_done(halo *h, const char *process, uint64_t seq) {
+    Halo__Link__ParticipantDone d = HALO__LINK__PARTICIPANT_DONE__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+
+    assert_return(h && process, -EINVAL);
+    assert_return(*process && strlen(process) <= LINK_OBJECT_MAX && strchr(process, ':'), -EINVAL);
+    d.process = (char *)process;
+    d.attempt = seq;
+    m.body_case = HALO__LINK__MSG__BODY_PARTICIPANT_DONE;
+    m.participant_done = &d;
+    return request_ack(h, &m, &d.seq);
 }
 
 HALO_EXPORT int halo_entrypoint(halo *h, char **ret_json, unsigned *ret_retry_msec) {

@@ -206,13 +206,21 @@ static bool run_callback(halo *h, const LinkMsg *m) {
             return false;
         for (size_t i = 0; i < rn->n_events; i++)
             halo__amf_object_state_copy(&st[i], rn->events[i]);
+        halo_participant pa[LINK_PARTICIPANTS_MAX]; /* bounded by link_validate() */
+        for (size_t i = 0; i < rn->n_participants; i++)
+            pa[i] = (halo_participant){.object = rn->participants[i]->object,
+                                       .name = rn->participants[i]->name,
+                                       .node = rn->participants[i]->node,
+                                       .state = rn->participants[i]->state};
         halo_recovery_note note = {.epoch = rn->epoch,
                                    .state = rn->state,
                                    .reason = rn->reason,
                                    .events = st,
                                    .n_events = rn->n_events,
                                    .nr_failures = rn->nr_failures,
-                                   .last = rn->last};
+                                   .last = rn->last,
+                                   .participants = rn->n_participants ? pa : NULL,
+                                   .n_participants = rn->n_participants};
         h->recovery_cb(h, &note, h->userdata);
         free(st);
         return true;

@@ -138,14 +138,28 @@ int link_pack_object_states(const struct link_object_state *states, size_t n, si
 
 int link_pack_recovery_note(const struct link_recovery_note *m, uint8_t *buf, size_t size) {
     Halo__Link__ObjectState st[LINK_OBJECTS_MAX], *pst[LINK_OBJECTS_MAX];
+    Halo__Link__Participant pa[LINK_PARTICIPANTS_MAX], *ppa[LINK_PARTICIPANTS_MAX];
     Halo__Link__RecoveryNote note = HALO__LINK__RECOVERY_NOTE__INIT;
     LinkMsg msg = HALO__LINK__MSG__INIT;
-    if (!m->state || m->n_events > LINK_OBJECTS_MAX)
+    if (!m->state || m->n_events > LINK_OBJECTS_MAX || m->n_participants > LINK_PARTICIPANTS_MAX)
         return -EINVAL;
     for (size_t i = 0; i < m->n_events; i++) {
         object_state_fill(&st[i], &m->events[i]);
         pst[i] = &st[i];
     }
+    for (size_t i = 0; i < m->n_participants; i++) {
+        const struct link_participant *p = &m->participants[i];
+        if (!p->object || !p->name || !p->node)
+            return -EINVAL;
+        pa[i] = (Halo__Link__Participant)HALO__LINK__PARTICIPANT__INIT;
+        pa[i].object = (char *)p->object;
+        pa[i].name = (char *)p->name;
+        pa[i].node = (char *)p->node;
+        pa[i].state = (char *)(p->state ? p->state : "");
+        ppa[i] = &pa[i];
+    }
+    note.participants = ppa;
+    note.n_participants = m->n_participants;
     note.epoch = m->epoch;
     note.state = (char *)m->state;
     note.reason = (char *)(m->reason ? m->reason : "");

@@ -46,7 +46,13 @@ struct link_object_state {
  */
 int link_pack_object_states(const struct link_object_state *states, size_t n, size_t *ret_taken, uint8_t *buf,
                             size_t size);
-/* A RecoveryNote: state "recover" with the vector's events (at most LINK_OBJECTS_MAX), or "refused" with reason. */
+/* A participant of a recovery, as a RecoveryNote lists it. */
+struct link_participant {
+    const char *object, *name, *node, *state;
+};
+/* A RecoveryNote: state "recover" with the vector's events (at most
+ * LINK_OBJECTS_MAX) and, on the last part, the participants (at most
+ * LINK_PARTICIPANTS_MAX); "refused" or "aborted" with reason. */
 struct link_recovery_note {
     uint64_t epoch;
     const char *state, *reason;
@@ -54,6 +60,8 @@ struct link_recovery_note {
     size_t n_events;
     bool last;
     uint64_t nr_failures;
+    const struct link_participant *participants;
+    size_t n_participants;
 };
 int link_pack_recovery_note(const struct link_recovery_note *m, uint8_t *buf, size_t size);
 

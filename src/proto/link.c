@@ -277,9 +277,19 @@ int link_validate(const LinkMsg *m) {
         return strnlen(m->process_event->reason, LINK_REASON_MAX + 1) > LINK_REASON_MAX ? -EBADMSG : 0;
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
         CHECK(check_name(m->recovery_note->state, 1));
-        if (strnlen(m->recovery_note->reason, LINK_REASON_MAX + 1) > LINK_REASON_MAX)
+        if (strnlen(m->recovery_note->reason, LINK_REASON_MAX + 1) > LINK_REASON_MAX ||
+            m->recovery_note->n_participants > LINK_PARTICIPANTS_MAX)
             return -EBADMSG;
+        for (size_t i = 0; i < m->recovery_note->n_participants; i++) {
+            const Halo__Link__Participant *p = m->recovery_note->participants[i];
+            CHECK(check_object(p->object));
+            CHECK(check_name(p->name, 1));
+            CHECK(check_name(p->node, 1));
+            CHECK(check_name(p->state, 0));
+        }
         return check_object_states(m->recovery_note->events, m->recovery_note->n_events);
+    case HALO__LINK__MSG__BODY_PARTICIPANT_DONE:
+        return check_object(m->participant_done->process);
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
         CHECK(check_name(m->pg_track_notify->csi, 1));
         if (m->pg_track_notify->n_members > LINK_ATTRS_MAX)

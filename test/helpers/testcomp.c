@@ -27,8 +27,16 @@
  *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists, and
  *                       then STARTING again once that file is gone (a new attempt)
  *                       ("PROCESS_EVENT <event> <result>" each)
+ *                       The last "recover" note's participants are logged ("PARTICIPANT
+ *                       <object> <name> <node> <state>" each).  After an "aborted" note, a
+ *                       RECOVERED that halod refuses (or none pending) makes it report
+ *                       STARTING again every second until halod takes it
  *   ask-again           (with recovery) after a "refused" note, ask for the entrypoint
  *                       again 1 s later, as a component should
+ *   participant         (with object-states) when told another process is RECOVERING,
+ *                       report having served it (halo_recovery_participant_done() with
+ *                       the seq it was told) as soon as the file $TESTCOMP_LOG.<comp>.serve-hold
+ *                       is absent, each RECOVERING in the order told ("DONE <object> <seq> <result>")
  *   lifecycle           right after registering (before the entrypoint), report every
  *                       process event once and log "LIFECYCLE <event> <result>" for each:
  *                       what halod accepts depends on where the process is
@@ -63,8 +71,18 @@ static char stop_file[4096];
 static bool refuse_active, error_report, component_hc, state_get, ignore_terminate, terminated, object_states;
 static char query_file[4096], stall_file[4096], hold_file[4096], fail_file[4096];
 static bool recovery, lifecycle;
-/* 1: the vector is complete, report STARTING; 2: then RECOVERED; 3: failed, STARTING again once allowed */
+/* 1: the vector is complete, report STARTING; 2: then RECOVERED; 3: failed, STARTING again once allowed;
+ * 4: aborted, STARTING again every second until taken */
 static int recovery_step;
+static bool aborted;
+static long long restart_at; /* step 4: ms */
+static bool participant;
+static char serve_hold_file[4096];
+static struct {
+    char object[HALO_OBJECT_MAX];
+    uint64_t seq;
+} served[32]; /* participant: RECOVERING states told, not reported yet */
+static size_t n_served;
 static bool stall_states;
 static bool entrypoint;
 static bool ask_again;          /* a refused recovery asks for the entrypoint again (as api.md says to) */
@@ -186,8 +204,26 @@ static void on_pg(halo *h, const char *csi, const halo_pg_member *m, size_t n, i
 static void on_object_states(halo *h, const halo_object_state *st, size_t n, void *userdata) {
     while (stall_states && access(stall_file, F_OK) == 0)
         usleep(20000);
-    for (size_t i = 0; i < n; i++)
+    char mine[HALO_OBJECT_MAX];
+    snprintf(mine, sizeof(mine), "process:%s", me);
+    for (size_t i = 0; i < n; i++) {
         logf_("OBJ %s %s %llu", st[i].object, st[i].state, (unsigned long long)st[i].seq);
+        if (participant && strcmp(st[i].state, "RECOVERING") == 0 && strcmp(st[i].object, mine) != 0 &&
+            n_served < sizeof(served) / sizeof(served[0])) {
+            snprintf(served[n_served].object, sizeof(served[n_served].object), "%s", st[i].object);
+            served[n_served++].seq = st[i].seq;
+        }
+    }
+}
+
+/* participant: report each RECOVERING served, once allowed. */
+static void serve(halo *h) {
+    if (!n_served || access(serve_hold_file, F_OK) == 0)
+        return;
+    for (size_t i = 0; i < n_served; i++)
+        logf_("DONE %s %llu %d", served[i].object, (unsigned long long)served[i].seq,
+              halo_recovery_participant_done(h, served[i].object, served[i].seq));
+    n_served = 0;
 }
 
 static void run_query(halo *h) {
@@ -220,8 +256,18 @@ static void on_recovery(halo *h, const halo_recovery_note *n, void *userdata) {
           *n->reason ? n->reason : "-");
     for (size_t i = 0; i < n->n_events; i++)
         logf_("FV %s %s %llu", n->events[i].object, n->events[i].state, (unsigned long long)n->events[i].seq);
+    for (size_t i = 0; i < n->n_participants; i++)
+        logf_("PARTICIPANT %s %s %s %s", n->participants[i].object, n->participants[i].name, n->participants[i].node,
+              n->participants[i].state);
     if (n->last && strcmp(n->state, "recover") == 0)
         recovery_step = 1;
+    if (strcmp(n->state, "aborted") == 0) {
+        aborted = true;
+        if (recovery_step != 2) { /* no RECOVERED pending: start again */
+            recovery_step = 4;
+            restart_at = now_ms();
+        }
+    }
     if (ask_again && strcmp(n->state, "refused") == 0)
         ask_again_at = now_ms() + 1000;
 }
@@ -237,8 +283,19 @@ static void recovery_run(halo *h) {
                                    fail ? "testcomp was told to fail" : NULL);
         logf_("PROCESS_EVENT %s %d", fail ? "RECOVERY_FAILED" : "RECOVERED", r);
         recovery_step = fail && r == 0 ? 3 : 0;
+        if (r < 0 && aborted) {
+            recovery_step = 4;
+            restart_at = now_ms() + 1000;
+        }
     } else if (recovery_step == 3 && access(fail_file, F_OK) != 0)
         recovery_step = 1;
+    else if (recovery_step == 4 && now_ms() >= restart_at && access(fail_file, F_OK) != 0) {
+        int r = halo_process_event(h, HALO_PROCESS_STARTING, NULL);
+        logf_("PROCESS_EVENT STARTING %d", r);
+        aborted = r < 0;
+        recovery_step = r == 0 ? 2 : 4;
+        restart_at = now_ms() + 1000;
+    }
 }
 
 int main(void) {
@@ -251,6 +308,7 @@ int main(void) {
         snprintf(stall_file, sizeof(stall_file), "%s.%s.stall", path, me);
         snprintf(hold_file, sizeof(hold_file), "%s.%s.hold", path, me);
         snprintf(fail_file, sizeof(fail_file), "%s.%s.fail", path, me);
+        snprintf(serve_hold_file, sizeof(serve_hold_file), "%s.%s.serve-hold", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -278,6 +336,8 @@ int main(void) {
             recovery = true;
         else if (strcmp(t, "lifecycle") == 0)
             lifecycle = true;
+        else if (strcmp(t, "participant") == 0)
+            participant = true;
         else if (strcmp(t, "intervals") == 0 && path) {
             char ipath[4096];
             snprintf(ipath, sizeof(ipath), "%s.%s.intervals", path, me);
@@ -365,6 +425,8 @@ int main(void) {
         }
         if (recovery)
             recovery_run(h);
+        if (participant)
+            serve(h);
         if (report_at && now >= report_at) {
             report_at = 0;
             r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);

@@ -17,7 +17,8 @@ from test_sim import Sim
 NODES = ("n1", "n2", "n3")
 
 
-def yaml(log, tolerate=1, modes="object-states,entrypoint,recovery"):
+def yaml(log, tolerate=1, modes="object-states,entrypoint,recovery", participants=None):
+    extra = f", participants: {participants}" if participants else ""
     return f"""
 cluster: rc
 nodes: {{n1: {{}}, n2: {{}}, n3: {{}}}}
@@ -39,7 +40,7 @@ service-groups:
       outsider: {{node: n1}}
     service-instances: {{si2: {{csis: {{c2: {{}}}}}}}}
 pools:
-  storage: {{processes: [ios-a, ios-b, ios-c], tolerate: {tolerate}}}
+  storage: {{processes: [ios-a, ios-b, ios-c], tolerate: {tolerate}{extra}}}
 """
 
 
@@ -107,10 +108,10 @@ def told(log, comp, obj):
     return [s for o, s, _ in notes(log, comp) if o == obj]
 
 
-def cluster(sim, log, tolerate=1, modes="object-states,entrypoint,recovery"):
+def cluster(sim, log, tolerate=1, modes="object-states,entrypoint,recovery", participants=None):
     """haloctl sim up --nodes 3 with this test's description; the nodes and their HTTP ports."""
     cfg = sim.dir.parent / "rc.yaml"
-    cfg.write_text(yaml(log, tolerate, modes))
+    cfg.write_text(yaml(log, tolerate, modes, participants))
     sim.up("--nodes", "3", "--config", str(cfg))
     hs = {n: SimNode(sim, n) for n in NODES}
     http = {n["name"]: int(n["http"].rstrip("/").rsplit(":", 1)[1]) for n in sim.record()["nodes"]}

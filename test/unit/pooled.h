@@ -20,4 +20,4 @@ static const char POOLED[] = "nodes: {n1: {}, n2: {}, n3: {}}\n"
                              "    service-instances: {si2: {csis: {c2: {type: t}}}}\n"
                              "pools:\n"
                              "  p1: {processes: [a, b, c]}\n"
-                             "  p2: {processes: [d/y], tolerate: 0}\n";
+                             "  p2: {processes: [d/y], tolerate: 0, participants: report}\n";

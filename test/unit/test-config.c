@@ -1124,6 +1124,8 @@ TEST(pools_services_and_devices) {
     ASSERT_EQ(c->pools[0].tolerate, 1); /* the default */
     ASSERT_EQ(c->pools[0].n_processes, 3);
     ASSERT_EQ(c->pools[1].tolerate, 0);
+    ASSERT(!c->pools[0].report); /* participants: list, the default */
+    ASSERT(c->pools[1].report);
     const char *node = NULL;
     ASSERT(config_find_component(c, "d/x", &node) != NULL);
     ASSERT_STREQ(node, "n1");
@@ -1149,7 +1151,8 @@ TEST(pool_errors) {
                         "  p2: {processes: [b], tolerate: x}\n"
                         "  p3: {}\n"
                         "  p4: {processes: []}\n"
-                        "  p5: {processes: [a], tolerate: 0, members: 1}\n",
+                        "  p5: {processes: [a], tolerate: 0, members: 1}\n"
+                        "  p6: {processes: [c], tolerate: 0, participants: all}\n",
                         &path);
     ASSERT(has_error(e, path, "3:47: service 'ios' is listed twice"));
     ASSERT(has_error(e, path, "3:52: invalid service name 'x y'"));
@@ -1161,6 +1164,7 @@ TEST(pool_errors) {
     ASSERT(has_error(e, path, "11:7: pool 'p3' has no 'processes'"));
     ASSERT(has_error(e, path, "12:19: pool 'p4' has no processes"));
     ASSERT(has_error(e, path, "13:37: unknown key 'members'"));
+    ASSERT(has_error(e, path, "14:51: 'participants' must be list or report, got 'all'"));
     /* 'tolerate: 2' of a pool of 4 listed names is fine; 'tolerate: x' is reported once. */
     ASSERT(!strstr(e, "'tolerate' (2)"));
     ASSERT(!strstr(e, "'tolerate' (1)"));

@@ -35,6 +35,7 @@ enum key_dir {
     KEY_FAILVEC,      /* failvec/<process>/...     epochs and failure vectors */
     KEY_RECOVERY,     /* recovery/<process>        a local recovery's state */
     KEY_CDB_ALONE,    /* cdb-alone/<sg>            the node whose CDB acknowledged commits alone */
+    KEY_COMPLETED,    /* completed/<process>/<p>   a participant served a recovery's attempt */
     _KEY_DIR_MAX,
 };
 

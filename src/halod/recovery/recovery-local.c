@@ -7,15 +7,19 @@
  *   vector sent, TRANSIENT reported) --STARTING--> RECOVERING (reported)
  *   --RECOVERED--> IDLE (ONLINE reported; the coordinator opens the next epoch)
  *
- * RECOVERING stays RECOVERING when the process dies (its next start recovers
- * again); RECOVERY_FAILED goes back to TRANSIENT and waits for the next
- * STARTING.  The entrypoint request of a process with a FAILED device, or
- * of a pool with more failures than it tolerates, is REFUSED (the reason is
- * in haloctl status; the next entrypoint request asks again).  Each state is
- * written to P recovery/<process> before it is reported, so a new halod (or
- * a restarted process) carries on from it.  A store read that fails (the
- * vector, or the recovery states at the start) is no refusal: it is tried
- * again after 100 ms, doubling to 2 s, until it succeeds or the process goes.
+ * In a pool with `participants: report`, RECOVERED goes to WAITING until
+ * every participant still ONLINE has reported serving the attempt
+ * (recovery-dtm.h).  RECOVERING (and WAITING) stays so when the process dies
+ * (its next start recovers again); RECOVERY_FAILED goes back to TRANSIENT
+ * and waits for the next STARTING, and so does an attempt aborted by a
+ * failed device of its own or failures in its pool past its limit.  The
+ * entrypoint request of a process with a FAILED device, or of a pool with
+ * more failures than it tolerates, is REFUSED (the reason is in haloctl
+ * status; the next entrypoint request asks again).  Each state is written to
+ * P recovery/<process> before it is reported, so a new halod (or a restarted
+ * process) carries on from it.  A store read that fails (the vector, or the
+ * recovery states at the start) is no refusal: it is tried again after
+ * 100 ms, doubling to 2 s, until it succeeds or the process goes.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -26,6 +30,8 @@
 #include <string.h>
 
 #include "recovery-local.h"
+
+#include "recovery-dtm.h"
 
 #include "keys.h"
 #include "link-pack.h"
@@ -47,11 +53,11 @@ struct retry {
     unsigned msec; /* the last delay; 0: no failure since the last success */
 };
 
-enum rl_state { RL_IDLE, RL_FAILED, RL_TRANSIENT, RL_RECOVERING, RL_REFUSED, _RL_MAX };
+enum rl_state { RL_IDLE, RL_FAILED, RL_TRANSIENT, RL_RECOVERING, RL_REFUSED, RL_WAITING, _RL_MAX };
 
 static const char *const rl_state_table[_RL_MAX] = {
-    [RL_IDLE] = "idle",       [RL_FAILED] = "failed", [RL_TRANSIENT] = "transient", [RL_RECOVERING] = "recovering",
-    [RL_REFUSED] = "refused",
+    [RL_IDLE] = "idle",       [RL_FAILED] = "failed",   [RL_TRANSIENT] = "transient", [RL_RECOVERING] = "recovering",
+    [RL_REFUSED] = "refused", [RL_WAITING] = "waiting",
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(rl_state, enum rl_state);
 
@@ -63,10 +69,14 @@ struct rl {
     int64_t epoch;
     char *reason;
     bool loaded, entrypoint_waiting, reading;
-    bool online_waiting; /* registered before its state was read: ONLINE, if idle, once it is */
-    bool force;          /* haloctl recover --force: the next recovery skips the pool's tolerance */
-    unsigned gen;        /* bumped when a vector read goes stale */
-    struct retry retry;  /* the vector's read failed: tried again */
+    bool online_waiting;   /* registered before its state was read: ONLINE, if idle, once it is */
+    bool force;            /* haloctl recover --force: the next recovery skips the pool's tolerance */
+    unsigned gen;          /* bumped when a vector read goes stale */
+    struct retry retry;    /* the vector's read failed: tried again */
+    struct dtm_list parts; /* the recovery's participants */
+    unsigned limit;        /* the failures among the others an attempt may not pass */
+    unsigned attempts;     /* attempts started here (the RECOVERING's reason); 0: unknown (a new halod) */
+    uint64_t attempt;      /* the seq of the attempt's published RECOVERING; 0 until seen */
 };
 
 struct recovery_local {
@@ -77,6 +87,7 @@ struct recovery_local {
     struct queue *q;
     struct queue_reporter *reporter;
     const struct recovery_model *model;
+    struct dtm *dtm;
     struct rl *rls;
     size_t n;
     struct retry load_retry; /* the first read of the recovery states failed: tried again */
@@ -93,6 +104,7 @@ static void rec_unref(struct recovery_local *r) {
     }
     free(r->rls);
     free(r->prefix);
+    dtm_free(r->dtm);
     free(r);
 }
 
@@ -162,6 +174,14 @@ static void rl_set(struct recovery_local *r, struct rl *rl, enum rl_state st, co
     json_t *j = json_pack("{s:s, s:I}", "state", rl_state_to_string(st), "epoch", (json_int_t)rl->epoch);
     if (j && reason)
         json_object_set_new(j, "reason", json_string(reason));
+    if (j && st != RL_IDLE && rl->limit > rl->p->pool->tolerate)
+        json_object_set_new(j, "limit", json_integer(rl->limit));
+    if (j && st != RL_IDLE && rl->p->pool->report) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < rl->parts.n; i++)
+            json_array_append_new(a, json_string(rl->parts.parts[i].p->name));
+        json_object_set_new(j, "participants", a);
+    }
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     if (!text) {
@@ -198,7 +218,17 @@ static void send_note(struct rl *rl, const char *state, const char *reason, cons
                       size_t n, bool last, uint64_t total) {
     if (!rl->c->conn)
         return;
+    /* The last part of a vector lists the participants. */
+    struct link_participant parts[CONFIG_POOL_PROCESSES_MAX];
+    size_t n_parts = 0;
+    for (size_t i = 0; last && streq(state, "recover") && i < rl->parts.n; i++) {
+        const struct rm_process *p = rl->parts.parts[i].p;
+        parts[n_parts++] = (struct link_participant){
+            .object = p->object, .name = p->name, .node = p->node, .state = queue_ha_state_to_string(QUEUE_HA_ONLINE)};
+    }
     struct link_recovery_note note = {
+        .participants = parts,
+        .n_participants = n_parts,
         .epoch = rl->epoch < 0 ? 0 : (uint64_t)rl->epoch,
         .state = state,
         .reason = reason,
@@ -306,8 +336,10 @@ static void on_read(store *s, int error, const store_result *res, void *userdata
         read_vector(r, rl, 1);
         goto out;
     }
-    /* The vector is read: the process gets it, then the cluster is told TRANSIENT. */
+    /* The vector is read: the process gets it with its participants, then the cluster is told TRANSIENT. */
     retry_reset(&rl->retry);
+    dtm_list_live(&rl->parts, r->q, r->model, rl->p);
+    rl->attempt = 0;
     vector_send(rl, res);
     rl_set(r, rl, RL_TRANSIENT, NULL);
     report(r, rl, QUEUE_HA_TRANSIENT);
@@ -340,10 +372,6 @@ static void read_vector(struct recovery_local *r, struct rl *rl, int step) {
 
 /* ---- transient or permanent, tolerated or not ---- */
 
-static bool device_failed(int st) {
-    return st == QUEUE_HA_FAILED || st == QUEUE_HA_REPAIR || st == QUEUE_HA_REPAIRED || st == QUEUE_HA_REBALANCE;
-}
-
 /*
  * Newest data first.  Beyond its tolerance a pool that failed as a whole (a
  * power cut, every node fenced at once) could never recover the usual way:
@@ -374,39 +402,20 @@ static bool newest_first(struct recovery_local *r, const struct rm_process *p, c
     return true;
 }
 
-/* NULL if the recovery may start, else why not (malloc'ed). */
+/* NULL if the recovery may start, else why not (malloc'ed).  Sets the limit
+ * of its attempts: the pool's tolerance, or the failures it was let through
+ * with beyond it. */
 static char *refusal(struct recovery_local *r, struct rl *rl) {
     const struct rm_process *p = rl->p;
-    char obj[QUEUE_OBJECT_MAX + QUEUE_NAME_MAX + 2];
-    const char *part = p->object + strlen("process:");
-    for (size_t i = 0; i < p->cc->n_devices; i++) {
-        snprintf(obj, sizeof(obj), "device:%s:%s", part, p->cc->devices[i]);
-        int st = published(r, obj);
-        if (device_failed(st))
-            return strprintf("%s is %s: not a transient failure; it recovers once the device is repaired", obj,
-                             queue_ha_state_to_string((enum queue_ha_state)st));
-    }
+    char obj[QUEUE_OBJECT_MAX + QUEUE_NAME_MAX + 2], list[512];
+    int st = dtm_device_failed(r->q, p, obj, sizeof(obj));
+    if (st >= 0)
+        return strprintf("%s is %s: not a transient failure; it recovers once the device is repaired", obj,
+                         queue_ha_state_to_string((enum queue_ha_state)st));
     const struct rm_process *members[CONFIG_POOL_PROCESSES_MAX];
     size_t n = MIN(rm_pool_members(r->model, p->pool, members, ELEMENTSOF(members)), ELEMENTSOF(members));
-    unsigned failures = 0;
-    char list[512] = "";
-    for (size_t i = 0; i < n; i++) {
-        if (members[i] == p)
-            continue;
-        int st = published(r, members[i]->object);
-        bool bad = st != QUEUE_HA_ONLINE;
-        const char *mpart = members[i]->object + strlen("process:");
-        for (size_t d = 0; !bad && d < members[i]->cc->n_devices; d++) {
-            snprintf(obj, sizeof(obj), "device:%s:%s", mpart, members[i]->cc->devices[d]);
-            bad = device_failed(published(r, obj));
-        }
-        if (bad) {
-            failures++;
-            size_t len = strlen(list);
-            snprintf(list + len, sizeof(list) - len, "%s%s %s", len ? ", " : "", members[i]->name,
-                     st >= 0 ? queue_ha_state_to_string((enum queue_ha_state)st) : "unknown");
-        }
-    }
+    unsigned failures = dtm_failures(r->q, r->model, p, list, sizeof(list));
+    rl->limit = MAX(failures, p->pool->tolerate);
     if (failures > p->pool->tolerate && rl->force) {
         log_notice("'%s' recovers past the tolerance of pool '%s' (%u failures: %s): forced by the operator", p->name,
                    p->pool->name, failures, list);
@@ -444,6 +453,87 @@ static void begin(struct recovery_local *r, struct rl *rl) {
     }
 }
 
+/* ---- the end of an attempt: complete, waiting, aborted ---- */
+
+/* The seq of the published RECOVERING of the attempt in progress, 0 if not
+ * known yet.  A new halod (attempts 0) takes the published one of its epoch. */
+static uint64_t current_attempt(struct recovery_local *r, struct rl *rl) {
+    struct queue_state st;
+    if (rl->attempt == 0 && rl->attempts == 0 && queue_state_of(r->q, rl->p->object, &st) == 0 &&
+        st.state == QUEUE_HA_RECOVERING && st.epoch == rl->epoch)
+        rl->attempt = st.seq;
+    return rl->attempt;
+}
+
+static void go_online(struct recovery_local *r, struct rl *rl) {
+    free(rl->reason);
+    rl->reason = NULL;
+    report(r, rl, QUEUE_HA_ONLINE);
+    rl->epoch++; /* the ONLINE opens the next epoch */
+    rl->parts.n = 0;
+    rl->attempt = 0;
+    rl_set(r, rl, RL_IDLE, NULL);
+}
+
+/* The process said RECOVERED (state WAITING): ONLINE once no participant is awaited. */
+static void try_complete(struct recovery_local *r, struct rl *rl) {
+    char names[512];
+    size_t n = dtm_awaited(&rl->parts, r->q, current_attempt(r, rl), names, sizeof(names));
+    if (n == 0) {
+        go_online(r, rl);
+        return;
+    }
+    _cleanup_free_ char *why = strprintf("waiting for %zu participant%s: %s", n, n == 1 ? "" : "s", names);
+    if (why && (rl->state != RL_WAITING || !rl->reason || !streq(rl->reason, why)))
+        rl_set(r, rl, RL_WAITING, why);
+}
+
+/* The attempt in progress is over: back to TRANSIENT; the process is told, and its next STARTING tries again. */
+static void abort_attempt(struct recovery_local *r, struct rl *rl, const char *why) {
+    _cleanup_free_ char *reason = strprintf("the recovery was aborted: %s", why);
+    if (!reason)
+        return;
+    log_notice("Recovery of '%s' aborted (epoch %" PRId64 "): %s", rl->c->name, rl->epoch, why);
+    rl->attempt = 0;
+    rl_set(r, rl, RL_TRANSIENT, reason);
+    report(r, rl, QUEUE_HA_TRANSIENT);
+    send_note(rl, "aborted", reason, NULL, 0, true, 0);
+}
+
+/* Something was published about a member of rl's pool (about: the process it
+ * concerns) while rl recovers: abort, strike a participant, or complete. */
+static void attempt_check(struct recovery_local *r, struct rl *rl, const struct rm_process *about) {
+    if (rl->state != RL_RECOVERING && rl->state != RL_WAITING)
+        return;
+    _cleanup_free_ char *why = dtm_abort_reason(r->q, r->model, rl->p, rl->limit);
+    struct dtm_part *pt = dtm_list_find(&rl->parts, about);
+    if (pt && published(r, about->object) != QUEUE_HA_ONLINE && !pt->struck) {
+        pt->struck = true;
+        log_info("Recovery of '%s': participant '%s' is not ONLINE any more; no longer awaited%s", rl->c->name,
+                 about->name, why ? "" : " (within the pool's tolerance: the recovery goes on)");
+    }
+    if (why)
+        abort_attempt(r, rl, why);
+    else if (rl->state == RL_WAITING)
+        try_complete(r, rl);
+}
+
+/* A participant reported serving an attempt (completed/ in the store). */
+static void on_completed(void *userdata, const struct rm_process *x, const struct rm_process *y, uint64_t attempt) {
+    struct recovery_local *r = userdata;
+    for (size_t i = 0; i < r->n; i++) {
+        struct rl *rl = &r->rls[i];
+        struct dtm_part *pt = rl->p == x ? dtm_list_find(&rl->parts, y) : NULL;
+        if (!pt || pt->reported == attempt)
+            continue;
+        pt->reported = attempt;
+        log_info("Recovery of '%s': participant '%s' reported attempt %llu%s", rl->c->name, y->name,
+                 (unsigned long long)attempt, attempt == current_attempt(r, rl) ? "" : " (not the current one)");
+        if (rl->state == RL_WAITING)
+            try_complete(r, rl);
+    }
+}
+
 /* ---- what the AMF tells ---- */
 
 /* A pool process registered: true if it must recover before it is ONLINE. */
@@ -471,8 +561,8 @@ static void process_ended(struct recovery_local *r, struct comp *c) {
     if (!rl)
         return;
     retry_reset(&rl->retry); /* no read to try again for a process that is gone */
-    if (rl->state == RL_RECOVERING || rl->state == RL_FAILED)
-        return; /* RECOVERING stays: its next start recovers again */
+    if (rl->state == RL_RECOVERING || rl->state == RL_WAITING || rl->state == RL_FAILED)
+        return; /* RECOVERING (WAITING) stays: its next start recovers again */
     rl->gen++;  /* a vector being read is for a process that is gone */
     rl->reading = false;
     rl_set(r, rl, RL_FAILED, NULL);
@@ -524,15 +614,27 @@ static void published_failed(struct recovery_local *r, struct rl *rl, const stru
     begin(r, rl);
 }
 
+/* Our own RECOVERING, published: the seq that names the attempt (its reason says which attempt it is). */
+static void own_recovering(struct recovery_local *r, struct rl *rl, uint64_t seq, const struct queue_event *ev) {
+    char mine[32];
+    snprintf(mine, sizeof(mine), "attempt %u", rl->attempts);
+    if ((rl->state != RL_RECOVERING && rl->state != RL_WAITING) || ev->epoch != rl->epoch ||
+        (rl->attempts > 0 && !streq(ev->reason, mine)))
+        return; /* an earlier attempt's, or not recovering here */
+    rl->attempt = seq;
+    if (rl->state == RL_WAITING)
+        try_complete(r, rl);
+}
+
 static void on_published(struct queue *q, uint64_t seq, const struct queue_event *ev, void *userdata) {
     struct recovery_local *r = userdata;
     char object[QUEUE_OBJECT_MAX];
-    if (ev->kind != QUEUE_KIND_PROCESS || queue_event_object(ev, object) < 0)
+    if ((ev->kind != QUEUE_KIND_PROCESS && ev->kind != QUEUE_KIND_DEVICE) || queue_event_object(ev, object) < 0)
         return;
-    const struct rm_process *p = rm_find(r->model, object);
+    const struct rm_process *p = rm_owner(r->model, object);
     if (!p || !p->pool)
         return;
-    if (ev->state == QUEUE_HA_ONLINE) { /* it may be ACTIVE again */
+    if (ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_ONLINE) { /* it may be ACTIVE again */
         amf_readiness_changed(r->amf, p->name);
         /* A member is back: this node's processes refused because of the
          * others are looked at again now, not only when they ask again. */
@@ -540,9 +642,17 @@ static void on_published(struct queue *q, uint64_t seq, const struct queue_event
             if (r->rls[i].p != p && r->rls[i].p->pool == p->pool && r->rls[i].state == RL_REFUSED && r->rls[i].c->conn)
                 begin(r, &r->rls[i]);
     }
-    for (size_t i = 0; ev->state == QUEUE_HA_FAILED && i < r->n; i++)
-        if (r->rls[i].p == p)
-            published_failed(r, &r->rls[i], ev);
+    for (size_t i = 0; i < r->n; i++) {
+        struct rl *rl = &r->rls[i];
+        if (rl->p->pool != p->pool)
+            continue;
+        if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_FAILED)
+            published_failed(r, rl, ev);
+        else if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_RECOVERING)
+            own_recovering(r, rl, seq, ev);
+        else
+            attempt_check(r, rl, p); /* a device of its own, or a member's state */
+    }
 }
 
 /* ---- who may be ACTIVE ---- */
@@ -592,6 +702,17 @@ static void on_loaded(store *s, int error, const store_result *res, void *userda
             const char *why = json_string_value(json_object_get(jv, "reason"));
             free(rl->reason);
             rl->reason = why ? strdup(why) : NULL;
+            json_t *lim = json_object_get(jv, "limit");
+            rl->limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (unsigned)json_integer_value(lim)
+                                                                            : rl->p->pool->tolerate;
+            json_t *ps = json_object_get(jv, "participants"), *name;
+            size_t ni;
+            rl->parts.n = 0;
+            json_array_foreach(ps, ni, name) {
+                const struct rm_process *pp = rm_component(r->model, json_string_value(name) ?: "");
+                if (pp && pp->pool == rl->p->pool && pp != rl->p && rl->parts.n < ELEMENTSOF(rl->parts.parts))
+                    rl->parts.parts[rl->parts.n++] = (struct dtm_part){.p = pp};
+            }
             json_decref(jv);
             if (rl->state != RL_IDLE)
                 log_info("Recovery of '%s' carries on: %s (epoch %" PRId64 ")", rl->c->name,
@@ -618,6 +739,13 @@ static void on_loaded(store *s, int error, const store_result *res, void *userda
         if (rl->entrypoint_waiting)
             recovery_local_entrypoint(r, rl->c);
     }
+    /* The participants' reports, once the recoveries they count for are known. */
+    bool reports = false;
+    for (size_t j = 0; j < r->n; j++)
+        reports = reports || r->rls[j].p->pool->report;
+    int e = reports ? dtm_follow(r->dtm) : 0;
+    if (e < 0 && e != -EBUSY)
+        log_warning_errno(e, "Failed to follow the participants' completion reports: %m");
 out:
     free(k);
     rec_unref(r);
@@ -649,11 +777,13 @@ int recovery_local_new(const struct recovery_local_params *p, struct recovery_lo
                 if (!pr || !pr->pool)
                     continue;
                 struct rl *rl = &r->rls[r->n++];
-                *rl = (struct rl){.c = &su->comps[i], .p = pr, .epoch = -1};
+                *rl = (struct rl){.c = &su->comps[i], .p = pr, .epoch = -1, .limit = pr->pool->tolerate};
                 if (key_name(key, r->prefix, KEY_RECOVERY, pr->object) < 0 || !(rl->key = strdup(key)))
                     e = -ENOMEM;
             }
         }
+    if (e == 0 && p->model)
+        e = dtm_new(p->store, p->prefix, p->queue, p->model, on_completed, r, &r->dtm);
     if (e == 0)
         e = amf_observe(p->amf, &observer, r);
     if (e < 0) {
@@ -714,6 +844,7 @@ struct recovery_local *recovery_local_free(struct recovery_local *r) {
     retry_close(&r->load_retry);
     for (size_t i = 0; i < r->n; i++)
         retry_close(&r->rls[i].retry);
+    r->dtm = dtm_free(r->dtm); /* no report after this */
     rec_unref(r);
     return NULL;
 }
@@ -754,6 +885,34 @@ bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c) {
     return true;
 }
 
+/* STARTING of a TRANSIENT process: a new attempt, unless one of its own
+ * devices failed or its pool is past its limit meanwhile. */
+static int attempt_start(struct recovery_local *r, struct rl *rl) {
+    char *why = dtm_abort_reason(r->q, r->model, rl->p, rl->limit);
+    if (why) {
+        _cleanup_free_ char *reason = strprintf("it may not start recovering: %s", why);
+        free(why);
+        if (reason && (!rl->reason || !streq(rl->reason, reason)))
+            rl_set(r, rl, RL_TRANSIENT, reason);
+        return -HALO_EBADSTATE;
+    }
+    char attempt[32];
+    rl->attempts++;
+    rl->attempt = 0;
+    dtm_list_restart(&rl->parts, r->q);
+    rl_set(r, rl, RL_RECOVERING, NULL);
+    snprintf(attempt, sizeof(attempt), "attempt %u", rl->attempts);
+    queue_report(r->reporter, QUEUE_KIND_PROCESS, rl->c->name, QUEUE_HA_RECOVERING, attempt, rl->epoch);
+    return 0;
+}
+
+int recovery_local_participant_done(struct recovery_local *r, struct comp *c, const char *process, uint64_t attempt) {
+    struct rl *rl = rl_of(r, c);
+    if (!rl)
+        return -HALO_EUNKNOWN; /* in no pool: a participant of nothing */
+    return dtm_report(r->dtm, rl->p, process, attempt);
+}
+
 int recovery_local_event(struct recovery_local *r, struct comp *c, halo_lifecycle event, const char *reason) {
     struct rl *rl = rl_of(r, c);
     if (!rl) {
@@ -764,26 +923,26 @@ int recovery_local_event(struct recovery_local *r, struct comp *c, halo_lifecycl
     }
     switch (event) {
     case HALO_PROCESS_STARTING:
-        if (rl->state == RL_IDLE || rl->state == RL_RECOVERING)
+        if (rl->state == RL_IDLE || rl->state == RL_RECOVERING || rl->state == RL_WAITING)
             return 0;
         if (rl->state != RL_TRANSIENT)
             return -HALO_EBADSTATE; /* ask for the entrypoint first (or refused: see status) */
-        rl_set(r, rl, RL_RECOVERING, NULL);
-        report(r, rl, QUEUE_HA_RECOVERING);
-        return 0;
+        return attempt_start(r, rl);
     case HALO_PROCESS_STARTED:
     case HALO_PROCESS_RECOVERED:
-        if (rl->state == RL_IDLE)
+        if (rl->state == RL_IDLE || rl->state == RL_WAITING)
             return 0;
         if (rl->state != RL_RECOVERING)
-            return -HALO_EBADSTATE;
-        report(r, rl, QUEUE_HA_ONLINE);
-        rl->epoch++; /* the ONLINE opens the next epoch */
-        rl_set(r, rl, RL_IDLE, NULL);
+            return -HALO_EBADSTATE; /* not recovering: never started, or the attempt was aborted */
+        if (rl->p->pool->report)
+            try_complete(r, rl);
+        else
+            go_online(r, rl);
         return 0;
     case HALO_PROCESS_RECOVERY_FAILED:
-        if (rl->state != RL_RECOVERING)
+        if (rl->state != RL_RECOVERING && rl->state != RL_WAITING)
             return -HALO_EBADSTATE;
+        rl->attempt = 0;
         rl_set(r, rl, RL_TRANSIENT, reason && *reason ? reason : "the recovery failed");
         report(r, rl, QUEUE_HA_TRANSIENT);
         return 0;

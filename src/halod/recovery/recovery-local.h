@@ -48,5 +48,10 @@ bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c);
 int recovery_local_force(struct recovery_local *r, const char *comp);
 /* A process event of a registered process: 0 or -HALO_EBADSTATE. */
 int recovery_local_event(struct recovery_local *r, struct comp *c, halo_lifecycle event, const char *reason);
+/* A process (comp) served its part of the recovery of process (an object
+ * name), attempt the seq of the RECOVERING it served (0: the current one):
+ * recorded for the recovering process's halod (recovery-dtm.h).  0,
+ * -HALO_EUNKNOWN, -HALO_EBADSTATE, or -errno. */
+int recovery_local_participant_done(struct recovery_local *r, struct comp *c, const char *process, uint64_t attempt);
 /* Adds "recovery": {pool, state, epoch, reason} to a component's status object. */
 void recovery_local_status(struct recovery_local *r, const struct comp *c, json_t *obj);

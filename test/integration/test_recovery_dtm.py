@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: MIT
+"""A recovery's participants, their completion, and the abort (seed 003's
+r.DTM.participants, r.DTM.complete, "participating process failure"; issue 14,
+point 11), each on a `haloctl sim` cluster (a real etcd, three real halods):
+the recovering process is told who its participants are; with `participants:
+report` its RECOVERED ends the recovery only once each participant has
+reported; a device of its own that fails, or failures in its pool past its
+tolerance, abort the recovery (back to TRANSIENT), and a RECOVERED of the
+aborted attempt is refused."""
+import os
+
+import pytest
+
+from test_events import post
+from test_recovery import cluster, down, held_recovering, kill, lines, told
+from test_recovery import sim  # noqa: F401  (the fixture)
+from halo_harness import wait_for
+
+EBADSTATE = "-10001"
+PARTICIPANT_MODES = "object-states,entrypoint,recovery,participant"
+
+
+def rec(hs, node="n2", comp="ios-b"):
+    return hs[node].comp(comp).get("recovery", {})
+
+
+def test_the_recovering_process_is_told_its_participants(sim, tmp_path):
+    """The last part of the vector lists the live members of the pool: each with
+    its component, node and published state; a member that is not ONLINE (ios-c,
+    held RECOVERING) is not a participant."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"] and
+             len(told(log, "ios-a", "process:ios-b")) > 1, timeout=30, what="ios-b recovered")
+    assert lines(log, "ios-b", "PARTICIPANT") == [["process:ios-a", "ios-a", "n1", "ONLINE"],
+                                                  ["process:ios-c", "ios-c", "n3", "ONLINE"]]
+
+    hold = f"{log}.ios-c.hold"
+    open(hold, "w").close()
+    kill(hs["n3"], "ios-c")
+    wait_for(lambda: told(log, "ios-a", "process:ios-c")[-1:] == ["RECOVERING"], timeout=30, what="ios-c RECOVERING")
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: len(lines(log, "ios-b", "RECOVERY")) == 2, timeout=30, what="ios-b's second recovery")
+    wait_for(lambda: len(lines(log, "ios-b", "PARTICIPANT")) == 3, timeout=10, what="its participants")
+    assert lines(log, "ios-b", "PARTICIPANT")[2:] == [["process:ios-a", "ios-a", "n1", "ONLINE"]]
+    os.unlink(hold)
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"] and
+             told(log, "ios-a", "process:ios-c")[-1:] == ["ONLINE"], timeout=30, what="both ONLINE")
+    down(sim)
+
+
+def dones(log, comp):
+    return [(x[0], x[1], x[2]) for x in lines(log, comp, "DONE")]
+
+
+def test_recovered_waits_for_every_participant(sim, tmp_path):
+    """participants: report.  ios-b says RECOVERED while its participants have
+    not served it: it stays RECOVERING, and haloctl status says whom it waits
+    for; each report counts; ONLINE once both reported."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, modes=PARTICIPANT_MODES, participants="report")
+    holds = {p: f"{log}.{p}.serve-hold" for p in ("ios-a", "ios-c")}
+    for h in holds.values():
+        open(h, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: ["RECOVERED", "0"] in lines(log, "ios-b", "PROCESS_EVENT"), timeout=30, what="RECOVERED said")
+    wait_for(lambda: rec(hs).get("reason") == "waiting for 2 participants: ios-a, ios-c", timeout=10,
+             what="waiting for both")
+    assert rec(hs)["state"] == "waiting"
+    assert "waiting for 2 participants: ios-a, ios-c" in hs["n2"].ctl("status").stdout
+    assert told(log, "ios-a", "process:ios-b")[-1] == "RECOVERING"
+
+    os.unlink(holds["ios-a"])
+    wait_for(lambda: rec(hs).get("reason") == "waiting for 1 participant: ios-c", timeout=10, what="ios-a's report")
+    [(obj, seq, r)] = dones(log, "ios-a")
+    assert (obj, r) == ("process:ios-b", "0")
+    assert told(log, "ios-c", "process:ios-b")[-1] == "RECOVERING"
+
+    os.unlink(holds["ios-c"])
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
+    assert told(log, "ios-a", "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
+    assert dones(log, "ios-c") == [("process:ios-b", seq, "0")]
+    wait_for(lambda: rec(hs) == {"pool": "storage", "state": "idle", "epoch": 1}, timeout=10, what="idle, epoch 1")
+    down(sim)
+
+
+def test_a_report_counts_for_its_attempt_only(sim, tmp_path):
+    """participants: report.  ios-b's first attempt fails (RECOVERY_FAILED), the
+    second succeeds; ios-a serves only after both: its report of the first
+    attempt is refused, that of the second counts."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, modes=PARTICIPANT_MODES, participants="report")
+    hold, fail = f"{log}.ios-a.serve-hold", f"{log}.ios-b.fail"
+    open(hold, "w").close()
+    open(fail, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-2:] == ["RECOVERING", "TRANSIENT"], timeout=30,
+             what="the first attempt failed")
+    os.unlink(fail)
+    wait_for(lambda: rec(hs).get("reason") == "waiting for 1 participant: ios-a", timeout=30,
+             what="the second attempt waits for ios-a")
+    assert len(dones(log, "ios-c")) == 2  # ios-c served both at once
+    os.unlink(hold)
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
+    d = dones(log, "ios-a")
+    assert [r for _, _, r in d] == [EBADSTATE, "0"], d
+    assert int(d[0][1]) < int(d[1][1])
+    down(sim)
+
+
+def aborted_and_refused(log, hold, why):
+    """ios-b's recovery was aborted for why (it was told so, once); its hold is lifted: its RECOVERED is refused."""
+    aborted = [x for x in lines(log, "ios-b", "RECOVERY") if x[0] == "aborted"]
+    assert len(aborted) == 1 and why in " ".join(aborted[0][3:]), aborted
+    os.unlink(hold)
+    wait_for(lambda: ["RECOVERED", EBADSTATE] in lines(log, "ios-b", "PROCESS_EVENT"), timeout=30,
+             what="RECOVERED refused")
+
+
+def test_a_failed_device_of_its_own_aborts_the_recovery(sim, tmp_path):
+    """ios-b is RECOVERING when its own device is published FAILED: the
+    recovery is aborted (TRANSIENT again, ios-b told why); its RECOVERED then
+    is refused and it does not go ONLINE; STARTING is refused until the device
+    is repaired, and then ios-b recovers."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    hold = held_recovering(hs, log)
+    assert post(http["n1"], {"object": "device:ios-b:sda", "state": "FAILED"})[0] == 202
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["TRANSIENT"], timeout=30, what="back to TRANSIENT")
+    aborted_and_refused(log, hold, "device:ios-b:sda is FAILED")
+    wait_for(lambda: ["STARTING", EBADSTATE] in lines(log, "ios-b", "PROCESS_EVENT"), timeout=30,
+             what="STARTING refused")
+    assert told(log, "ios-a", "process:ios-b") == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "TRANSIENT"]
+    assert rec(hs)["state"] == "transient" and "device:ios-b:sda is FAILED" in rec(hs)["reason"]
+    for st in ("REPAIR", "REPAIRED", "ONLINE"):
+        assert post(http["n1"], {"object": "device:ios-b:sda", "state": st})[0] == 202
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE after repair")
+    assert told(log, "ios-a", "process:ios-b")[-3:] == ["TRANSIENT", "RECOVERING", "ONLINE"]
+    down(sim)
+
+
+def test_participant_failures_abort_past_the_tolerance_only(sim, tmp_path):
+    """tolerate 1.  A participant's failure within the tolerance (ios-c's
+    device) lets ios-b's recovery go on to ONLINE; in its next recovery a
+    second failure (ios-a's device) passes the tolerance: aborted, and its
+    RECOVERED refused."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    hold = held_recovering(hs, log)
+    assert post(http["n1"], {"object": "device:ios-c:sda", "state": "FAILED"})[0] == 202
+    wait_for(lambda: told(log, "ios-b", "device:ios-c:sda") == ["FAILED"], timeout=10, what="ios-b told")
+    os.unlink(hold)
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
+    assert not [x for x in lines(log, "ios-b", "RECOVERY") if x[0] == "aborted"]
+
+    hold = held_recovering(hs, log)
+    assert post(http["n1"], {"object": "device:ios-a:sda", "state": "FAILED"})[0] == 202
+    wait_for(lambda: told(log, "ios-c", "process:ios-b")[-1:] == ["TRANSIENT"], timeout=30, what="aborted")
+    aborted_and_refused(log, hold, "2 failures in pool 'storage'")
+    assert told(log, "ios-c", "process:ios-b")[-1] == "TRANSIENT"
+    down(sim)
