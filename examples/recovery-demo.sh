@@ -55,7 +55,7 @@ PY
 
 step "halod restarts replog-b: it gets its failure vector, replays what it missed, then serves"
 wait_for "replog-b to catch up" serving "$port_b" 8
-grep "replog replog-b:" "$work/halod.log" | tail -n 5 | sed 's/^/   /'
+grep "replog replog-b:" "$work/halod.log" | tail -n 6 | sed 's/^/   /'
 for p in $port_a $port_b $port_c; do echo "   port $p: COUNT -> $(ask "$p" COUNT)"; done
 echo "   replog-b, entry 6 -> $(ask "$port_b" "GET 6")"
 

@@ -8,6 +8,8 @@
  * told by halod (its entrypoint answer says "recovery") and receives its
  * failure vector; it reports STARTING, fetches what it missed from a peer
  * whose process is ONLINE, reports RECOVERED, and only then serves again.
+ * A recovery halod aborts (a device of its own, or too many peers, failed
+ * meanwhile) is not over: it asks for its entrypoint again and starts over.
  *
  * Environment: REPLOG_PORT (its port on 127.0.0.1), REPLOG_PEERS ("name=port,
  * ..." of the others), REPLOG_DIR (where <name>.log lives; the "device").
@@ -329,12 +331,29 @@ static void on_recovery(halo *h, const halo_recovery_note *note, void *userdata)
         R.entrypoint_at = now_ms() + 2000;
         return;
     }
+    if (strcmp(note->state, "aborted") == 0) {
+        /* A device of ours or too many peers failed meanwhile: not caught up after all. */
+        say("recovery aborted: %s (asking again in 1 s)", note->reason);
+        R.serving = false;
+        R.recovering = true;
+        R.recovery_step = 0;
+        R.entrypoint_at = now_ms() + 1000;
+        return;
+    }
     R.epoch = note->epoch;
     R.vector_len = note->nr_failures;
     for (size_t i = 0; i < note->n_events; i++)
         if (strcmp(note->events[i].state, "FAILED") == 0 && strncmp(note->events[i].object, "process:", 8) == 0 &&
             strcmp(note->events[i].object + 8, R.name) != 0)
             R.peer_failures++;
+    char parts[256] = "";
+    for (size_t i = 0, len = 0; i < note->n_participants && len < sizeof(parts); i++) {
+        int k = snprintf(parts + len, sizeof(parts) - len, "%s%s on %s", i ? ", " : "", note->participants[i].name,
+                         note->participants[i].node);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    if (note->n_participants)
+        say("the participants of my recovery: %s", parts);
     if (note->last)
         R.recovery_step = 1;
 }
@@ -380,8 +399,10 @@ static void recover(void) {
         return;
     }
     r = halo_process_event(R.h, HALO_PROCESS_RECOVERED, NULL);
-    if (r < 0)
-        say("RECOVERED: %s", halo_strerror(r));
+    if (r < 0) {
+        say("RECOVERED: %s", halo_strerror(r)); /* aborted meanwhile: its note says so, and we ask again */
+        return;
+    }
     R.recovering = false;
     R.serving = true;
     say("recovered: serving %zu entries", R.n);

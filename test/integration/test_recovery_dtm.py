@@ -160,3 +160,24 @@ def test_participant_failures_abort_past_the_tolerance_only(sim, tmp_path):
     aborted_and_refused(log, hold, "2 failures in pool 'storage'")
     assert told(log, "ios-c", "process:ios-b")[-1] == "TRANSIENT"
     down(sim)
+
+
+def test_a_new_halod_carries_on_waiting(sim, tmp_path):
+    """participants: report.  The halod of a process waiting for a participant
+    is killed and started again: the new one reads the recovery's participants
+    back and follows the reports; the participant's report then ends the
+    recovery."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, modes=PARTICIPANT_MODES, participants="report")
+    hold = f"{log}.ios-a.serve-hold"
+    open(hold, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: rec(hs).get("reason") == "waiting for 1 participant: ios-a", timeout=30, what="waiting")
+    hs["n2"].kill_halod()
+    hs["n2"].start()
+    wait_for(lambda: rec(hs).get("state") == "waiting", timeout=15, what="the new halod carries on")
+    wait_for(lambda: rec(hs).get("reason") == "waiting for 1 participant: ios-a", timeout=15, what="still ios-a")
+    os.unlink(hold)
+    wait_for(lambda: told(log, "ios-c", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
+    assert [r for _, _, r in dones(log, "ios-a")] == ["0"]
+    down(sim)

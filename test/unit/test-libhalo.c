@@ -662,6 +662,9 @@ TEST(bad_arguments_send_nothing) {
     ASSERT_EQ(halo_pg_track_stop(h, NULL), -EINVAL);
     ASSERT_EQ(halo_ha_state_get(h, "c", "csi-1", NULL), -EINVAL);
     ASSERT_EQ(halo_ha_state_get(h, "c", NULL, &st), -EINVAL);
+    ASSERT_EQ(halo_recovery_participant_done(h, NULL, 0), -EINVAL);
+    ASSERT_EQ(halo_recovery_participant_done(h, "ios-b", 0), -EINVAL); /* not an object name */
+    ASSERT_EQ(halo_recovery_participant_done(NULL, "process:ios-b", 0), -EINVAL);
     ASSERT_EQ(halo_dispatch(h, 0), -EINVAL);
     ASSERT_EQ(halo_dispatch(NULL, HALO_DISPATCH_ALL), -EINVAL);
     ASSERT_EQ(halo_fd(NULL), -EINVAL);

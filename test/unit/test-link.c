@@ -13,15 +13,20 @@
 
 /* Every body case the protocol defines. */
 static const int all_cases[] = {
-    HALO__LINK__MSG__BODY_HELLO,        HALO__LINK__MSG__BODY_HELLO_REPLY,   HALO__LINK__MSG__BODY_REPLY,
-    HALO__LINK__MSG__BODY_REGISTER,     HALO__LINK__MSG__BODY_UNREGISTER,    HALO__LINK__MSG__BODY_RESPONSE,
-    HALO__LINK__MSG__BODY_HC_START,     HALO__LINK__MSG__BODY_HC_CONFIRM,    HALO__LINK__MSG__BODY_HC_STOP,
-    HALO__LINK__MSG__BODY_ERROR_REPORT, HALO__LINK__MSG__BODY_PG_TRACK,      HALO__LINK__MSG__BODY_PG_TRACK_STOP,
-    HALO__LINK__MSG__BODY_HA_STATE_GET, HALO__LINK__MSG__BODY_CSI_SET,       HALO__LINK__MSG__BODY_CSI_REMOVE,
-    HALO__LINK__MSG__BODY_TERMINATE,    HALO__LINK__MSG__BODY_HEALTHCHECK,   HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
-    HALO__LINK__MSG__BODY_ADMIN,        HALO__LINK__MSG__BODY_CDB_GET,       HALO__LINK__MSG__BODY_CDB_LIST,
-    HALO__LINK__MSG__BODY_CDB_COMMIT,   HALO__LINK__MSG__BODY_CDB_SUBSCRIBE, HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE,
-    HALO__LINK__MSG__BODY_CDB_CHANGE,   HALO__LINK__MSG__BODY_PROCESS_EVENT, HALO__LINK__MSG__BODY_RECOVERY_NOTE,
+    HALO__LINK__MSG__BODY_HELLO,         HALO__LINK__MSG__BODY_HELLO_REPLY,
+    HALO__LINK__MSG__BODY_REPLY,         HALO__LINK__MSG__BODY_REGISTER,
+    HALO__LINK__MSG__BODY_UNREGISTER,    HALO__LINK__MSG__BODY_RESPONSE,
+    HALO__LINK__MSG__BODY_HC_START,      HALO__LINK__MSG__BODY_HC_CONFIRM,
+    HALO__LINK__MSG__BODY_HC_STOP,       HALO__LINK__MSG__BODY_ERROR_REPORT,
+    HALO__LINK__MSG__BODY_PG_TRACK,      HALO__LINK__MSG__BODY_PG_TRACK_STOP,
+    HALO__LINK__MSG__BODY_HA_STATE_GET,  HALO__LINK__MSG__BODY_CSI_SET,
+    HALO__LINK__MSG__BODY_CSI_REMOVE,    HALO__LINK__MSG__BODY_TERMINATE,
+    HALO__LINK__MSG__BODY_HEALTHCHECK,   HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
+    HALO__LINK__MSG__BODY_ADMIN,         HALO__LINK__MSG__BODY_CDB_GET,
+    HALO__LINK__MSG__BODY_CDB_LIST,      HALO__LINK__MSG__BODY_CDB_COMMIT,
+    HALO__LINK__MSG__BODY_CDB_SUBSCRIBE, HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE,
+    HALO__LINK__MSG__BODY_CDB_CHANGE,    HALO__LINK__MSG__BODY_PROCESS_EVENT,
+    HALO__LINK__MSG__BODY_RECOVERY_NOTE, HALO__LINK__MSG__BODY_PARTICIPANT_DONE,
 };
 
 /*
@@ -61,6 +66,8 @@ static size_t build(int which, uint8_t *buf) {
     Halo__Link__ProcessEvent pev = HALO__LINK__PROCESS_EVENT__INIT;
     Halo__Link__ObjectState ost = HALO__LINK__OBJECT_STATE__INIT, *posts[] = {&ost};
     Halo__Link__RecoveryNote rnote = HALO__LINK__RECOVERY_NOTE__INIT;
+    Halo__Link__Participant part = HALO__LINK__PARTICIPANT__INIT, *parts[] = {&part};
+    Halo__Link__ParticipantDone pdone = HALO__LINK__PARTICIPANT_DONE__INIT;
     Halo__Link__CdbChange cch = HALO__LINK__CDB_CHANGE__INIT;
     Halo__Link__CdbOp o1 = HALO__LINK__CDB_OP__INIT, o2 = HALO__LINK__CDB_OP__INIT;
     Halo__Link__CdbOp *cops[] = {&o1, &o2};
@@ -262,7 +269,19 @@ static size_t build(int which, uint8_t *buf) {
         rnote.n_events = 1;
         rnote.last = 1;
         rnote.nr_failures = 1;
+        part.object = (char *)"process:ios-a";
+        part.name = (char *)"ios-a";
+        part.node = (char *)"n1";
+        part.state = (char *)"ONLINE";
+        rnote.participants = parts;
+        rnote.n_participants = 1;
         m.recovery_note = &rnote;
+        break;
+    case HALO__LINK__MSG__BODY_PARTICIPANT_DONE:
+        pdone.seq = 22;
+        pdone.process = (char *)"process:ios-b";
+        pdone.attempt = 41;
+        m.participant_done = &pdone;
         break;
     default:
         CHECK_FAIL("unknown case %d", which);
@@ -908,5 +927,45 @@ TEST(validate_recovery_messages) {
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     rn.state = (char *)"refused";
     st.object = (char *)"no-colon";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    st.object = (char *)"process:ios-a";
+
+    /* The participants: a full vector part with the most a pool has still fits one packet; one more does not pass. */
+    Halo__Link__Participant pa = HALO__LINK__PARTICIPANT__INIT, *ppa[LINK_PARTICIPANTS_MAX + 1];
+    pa.object = (char *)"process:ios-c";
+    pa.name = (char *)"ios-c";
+    pa.node = (char *)"n3";
+    pa.state = (char *)"ONLINE";
+    for (size_t i = 0; i < ELEMENTSOF(ppa); i++)
+        ppa[i] = &pa;
+    rn.state = (char *)"recover";
+    rn.n_events = LINK_OBJECTS_MAX;
+    rn.participants = ppa;
+    rn.n_participants = LINK_PARTICIPANTS_MAX;
+    ASSERT_EQ(link_validate(&m), 0);
+    n = link_encode(&m, buf, sizeof(buf));
+    ASSERT(n > 0);
+    ASSERT_EQ(link_decode(buf, (size_t)n, &d), 0);
+    ASSERT_EQ(d->recovery_note->n_participants, LINK_PARTICIPANTS_MAX);
+    ASSERT_STREQ(d->recovery_note->participants[3]->node, "n3");
+    link_msg_free(d);
+    rn.n_participants = LINK_PARTICIPANTS_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    rn.n_participants = 1;
+    pa.object = (char *)"ios-c"; /* not an object name */
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pa.object = (char *)"process:ios-c";
+    pa.node = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    Halo__Link__ParticipantDone pd = HALO__LINK__PARTICIPANT_DONE__INIT;
+    pd.seq = 2;
+    pd.process = (char *)"process:ios-b";
+    m.body_case = HALO__LINK__MSG__BODY_PARTICIPANT_DONE;
+    m.participant_done = &pd;
+    ASSERT_EQ(link_validate(&m), 0);
+    pd.process = (char *)"ios-b";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pd.process = (char *)"";
     ASSERT_EQ(link_validate(&m), -EBADMSG);
 }

@@ -137,8 +137,8 @@ int dtm_new(store *s, const char *prefix, const struct queue *q, const struct re
     struct dtm *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
-    *d = (struct dtm){.store = s, .prefix = strdup(prefix), .q = q, .model = m, .completed = completed,
-                      .userdata = userdata};
+    *d = (struct dtm){
+        .store = s, .prefix = strdup(prefix), .q = q, .model = m, .completed = completed, .userdata = userdata};
     if (!d->prefix) {
         free(d);
         return -ENOMEM;
@@ -161,8 +161,7 @@ static void handle(struct dtm *d, const store_kv *kv) {
     const char *rest;
     size_t len;
     char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
-    if (key_parse(d->prefix, kv->key, kv->key_len, &rest, &len) != KEY_COMPLETED ||
-        key_split_pair(rest, len, a, b) < 0)
+    if (key_parse(d->prefix, kv->key, kv->key_len, &rest, &len) != KEY_COMPLETED || key_split_pair(rest, len, a, b) < 0)
         return;
     const struct rm_process *x = rm_find(d->model, a), *y = rm_find(d->model, b);
     json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
