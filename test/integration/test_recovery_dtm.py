@@ -143,8 +143,8 @@ def test_a_failed_device_of_its_own_aborts_the_recovery(sim, tmp_path):
 def test_participant_failures_abort_past_the_tolerance_only(sim, tmp_path):
     """tolerate 1.  A participant's failure within the tolerance (ios-c's
     device) lets ios-b's recovery go on to ONLINE; in its next recovery a
-    second failure (ios-a's device) passes the tolerance: aborted, and its
-    RECOVERED refused."""
+    second failure (ios-a's device) passes the tolerance: aborted, its
+    RECOVERED refused, and so is STARTING until the operator forces it."""
     log = str(tmp_path / "comp.log")
     hs, http = cluster(sim, log)
     hold = held_recovering(hs, log)
@@ -158,7 +158,12 @@ def test_participant_failures_abort_past_the_tolerance_only(sim, tmp_path):
     assert post(http["n1"], {"object": "device:ios-a:sda", "state": "FAILED"})[0] == 202
     wait_for(lambda: told(log, "ios-c", "process:ios-b")[-1:] == ["TRANSIENT"], timeout=30, what="aborted")
     aborted_and_refused(log, hold, "2 failures in pool 'storage'")
+    wait_for(lambda: ["STARTING", EBADSTATE] in lines(log, "ios-b", "PROCESS_EVENT"), timeout=30,
+             what="STARTING refused")
     assert told(log, "ios-c", "process:ios-b")[-1] == "TRANSIENT"
+    # Past the tolerance, the operator may take the risk: its next STARTING is let through.
+    assert "forced the recovery of 'ios-b'" in hs["n1"].ctl("recover", "--force", "ios-b").stdout
+    wait_for(lambda: told(log, "ios-c", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE, forced")
     down(sim)
 
 

@@ -415,16 +415,21 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
     const struct rm_process *members[CONFIG_POOL_PROCESSES_MAX];
     size_t n = MIN(rm_pool_members(r->model, p->pool, members, ELEMENTSOF(members)), ELEMENTSOF(members));
     unsigned failures = dtm_failures(r->q, r->model, p, list, sizeof(list));
-    rl->limit = MAX(failures, p->pool->tolerate);
-    if (failures > p->pool->tolerate && rl->force) {
-        log_notice("'%s' recovers past the tolerance of pool '%s' (%u failures: %s): forced by the operator", p->name,
-                   p->pool->name, failures, list);
+    if (failures <= p->pool->tolerate) {
+        rl->limit = p->pool->tolerate;
         return NULL;
     }
-    if (failures > p->pool->tolerate && newest_first(r, p, members, n)) {
+    if (rl->force) {
+        log_notice("'%s' recovers past the tolerance of pool '%s' (%u failures: %s): forced by the operator", p->name,
+                   p->pool->name, failures, list);
+        rl->limit = failures;
+        return NULL;
+    }
+    if (newest_first(r, p, members, n)) {
         log_notice("'%s' recovers beyond the tolerance of pool '%s' (%u failures: %s): newest data first, and every "
                    "process that failed after it is back",
                    p->name, p->pool->name, failures, list);
+        rl->limit = failures;
         return NULL;
     }
     if (failures > p->pool->tolerate)
@@ -856,7 +861,7 @@ int recovery_local_force(struct recovery_local *r, const char *comp) {
             rl = &r->rls[i];
     if (!rl)
         return -HALO_EUNKNOWN; /* not a pool process of this node */
-    if (rl->state != RL_REFUSED && rl->state != RL_FAILED)
+    if (rl->state != RL_REFUSED && rl->state != RL_FAILED && rl->state != RL_TRANSIENT)
         return -HALO_EBADSTATE; /* not waiting for a recovery: nothing to force */
     log_notice("Recovery of '%s' forced by the operator: the tolerance of pool '%s' is not checked", rl->c->name,
                rl->p->pool->name);
@@ -888,7 +893,18 @@ bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c) {
 /* STARTING of a TRANSIENT process: a new attempt, unless one of its own
  * devices failed or its pool is past its limit meanwhile. */
 static int attempt_start(struct recovery_local *r, struct rl *rl) {
+    char obj[QUEUE_OBJECT_MAX + QUEUE_NAME_MAX + 2];
     char *why = dtm_abort_reason(r->q, r->model, rl->p, rl->limit);
+    if (why && dtm_device_failed(r->q, rl->p, obj, sizeof(obj)) < 0) {
+        /* Past its limit: the operator's --force, or newest data first, may let it through, as at the entrypoint. */
+        char *again = refusal(r, rl);
+        if (!again) {
+            free(why);
+            why = NULL;
+            rl->force = false;
+        }
+        free(again);
+    }
     if (why) {
         _cleanup_free_ char *reason = strprintf("it may not start recovering: %s", why);
         free(why);

@@ -41,9 +41,10 @@ struct recovery_local *recovery_local_free(struct recovery_local *r);
 /* A registered process asked for its entrypoint: true if a recovery (or its
  * refusal) follows by RecoveryNote, and the answer says "recovery": true. */
 bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c);
-/* haloctl recover --force: the next recovery of comp (a pool process of this
- * node, refused or failed) skips its pool's tolerance check (its own devices
- * are still checked); a refused one that asked already recovers now.  0,
+/* haloctl recover --force: the next recovery (or attempt) of comp (a pool
+ * process of this node, refused, failed, or transient with its STARTING
+ * refused) skips its pool's tolerance check (its own devices are still
+ * checked); a refused one that asked already recovers now.  0,
  * -HALO_EUNKNOWN (not a pool process here), -HALO_EBADSTATE (not waiting). */
 int recovery_local_force(struct recovery_local *r, const char *comp);
 /* A process event of a registered process: 0 or -HALO_EBADSTATE. */
