@@ -57,8 +57,10 @@ struct cluster {
     usec_t renewed; /* when the last successful keepalive (or the grant) was sent */
     usec_t ka_sent;
     bool ka_inflight, lead_inflight;
-    unsigned inflight; /* store calls whose callbacks still refer to us */
-    bool closing;
+    unsigned inflight;     /* store calls whose callbacks still refer to us */
+    unsigned handles_open; /* timers initialised and not yet closed (their close callbacks refer to us) */
+    bool closed;           /* cluster_close() ran: no callback acts any more */
+    bool closing;          /* cluster_free() ran: the last call or handle to end frees us */
 
     bool coordinator;
     bool fence_waiting; /* the fence's killed processes are not all gone: no revoke, no rejoin yet */
@@ -103,15 +105,21 @@ static void call_abandon(struct call *k) {
     }
 }
 
+/* Frees c once cluster_free() ran and nothing refers to it any more: no
+ * store call in flight, no timer still closing. */
+static void maybe_free(struct cluster *c) {
+    if (c->closing && c->inflight == 0 && c->handles_open == 0)
+        free(c);
+}
+
 /* Ends a call; returns the cluster if its answer still matters, else NULL. */
 static struct cluster *call_end(struct call *k, struct call *out) {
     struct cluster *c = k->c;
     *out = *k;
     free(k);
     c->inflight--;
-    if (c->closing) {
-        if (c->inflight == 0)
-            free(c); /* cluster_free() ran while calls were in flight */
+    if (c->closed) {
+        maybe_free(c);
         return NULL;
     }
     return out->epoch == c->epoch ? c : NULL;
@@ -134,7 +142,7 @@ static void set_coordinator(struct cluster *c, bool on) {
 static void arm_fence(struct cluster *c);
 
 static void fence(struct cluster *c, const char *why) {
-    if (c->phase == PHASE_FENCED || c->phase == PHASE_LEAVING)
+    if (c->closed || c->phase == PHASE_FENCED || c->phase == PHASE_LEAVING)
         return;
     log_error("Fencing node '%s': %s", c->node, why);
     c->phase = PHASE_FENCED;
@@ -156,7 +164,7 @@ void cluster_fence_wait(struct cluster *c) {
 }
 
 void cluster_fence_done(struct cluster *c) {
-    if (!c->fence_waiting)
+    if (!c->fence_waiting || c->closed)
         return;
     c->fence_waiting = false;
     if (c->phase == PHASE_FENCED)
@@ -412,7 +420,7 @@ static void lease_end(struct cluster *c) {
 }
 
 static void join(struct cluster *c) {
-    if (c->closing || c->phase == PHASE_LEAVING)
+    if (c->closed || c->phase == PHASE_LEAVING)
         return;
     if (c->fence_waiting) {
         log_warning("Processes killed by the fence of node '%s' are not gone after %d ms; rejoining anyway", c->node,
@@ -461,6 +469,7 @@ int cluster_new(const struct cluster_params *p, struct cluster **ret) {
     uv_timer_init(c->loop, &c->fence);
     uv_timer_init(c->loop, &c->retry);
     c->keepalive.data = c->fence.data = c->retry.data = c;
+    c->handles_open = 3;
     *ret = c;
     return 0;
 }
@@ -529,30 +538,35 @@ void cluster_leave(struct cluster *c) {
 }
 
 static void on_timer_closed(uv_handle_t *h) {
+    struct cluster *c = h->data;
+    c->handles_open--;
+    maybe_free(c);
 }
 
 void cluster_close(struct cluster *c) {
-    if (!c)
+    if (!c || c->closed)
         return;
+    c->closed = true;
     c->follow = store_follow_free(c->follow);
     uv_close((uv_handle_t *)&c->keepalive, on_timer_closed);
     uv_close((uv_handle_t *)&c->fence, on_timer_closed);
     uv_close((uv_handle_t *)&c->retry, on_timer_closed);
 }
 
+/* Safe at any time, closed or not: the memory goes once the loop has run
+ * the timers' close callbacks and the store has answered every call. */
 struct cluster *cluster_free(struct cluster *c) {
     if (!c)
         return NULL;
+    cluster_close(c);
     c->closing = true;
-    c->follow = store_follow_free(c->follow);
     free(c->prefix);
     free(c->node);
     free(c->node_key);
     free(c->leader_key);
     free(c->leader_name);
     c->prefix = c->node = c->node_key = c->leader_key = c->leader_name = NULL;
-    if (c->inflight == 0)
-        free(c);
+    maybe_free(c);
     return NULL;
 }
 

@@ -54,7 +54,11 @@ int cluster_new(const struct cluster_params *p, struct cluster **ret);
 int cluster_start(struct cluster *c);
 /* Revokes the lease (a clean leave: the others take over at once), then closes. */
 void cluster_leave(struct cluster *c);
+/* Closes the timers and the watch: no handler runs afterwards.  Idempotent. */
 void cluster_close(struct cluster *c);
+/* Closes (if cluster_close() did not) and frees; accepts NULL, returns NULL.
+ * Safe at any time: the memory itself goes once the loop has run the timers'
+ * close callbacks and the store has answered every call in flight. */
 struct cluster *cluster_free(struct cluster *c);
 
 void cluster_fence_wait(struct cluster *c);
