@@ -475,20 +475,19 @@ TEST(amf_register_refused_when_not_ready_or_lying) {
     fixture_stop(&f);
 }
 
+/* a on this node (n1), b on another (n2). */
+#define TWO_NODES                                         \
+    "cluster: t\n"                                        \
+    "nodes: {n1: {}, n2: {}}\n"                           \
+    "service-groups:\n"                                   \
+    "  g:\n"                                              \
+    "    component: {command: /bin/true}\n"               \
+    "    service-units: {a: {node: n1}, b: {node: n2}}\n" \
+    "    service-instances: {si: {csis: {csi: {}}}}\n"
+
 TEST(amf_placement_of_several_nodes) {
     struct fixture f = {0};
-    fixture_start(&f, "cluster: t\n"
-                      "nodes:\n"
-                      "  n1: {}\n"
-                      "  n2: {}\n"
-                      "service-groups:\n"
-                      "  g:\n"
-                      "    component: {command: /bin/true}\n"
-                      "    service-units:\n"
-                      "      a: {node: n1}\n"
-                      "      b: {node: n2}\n"
-                      "    service-instances:\n"
-                      "      si: {csis: {csi: {}}}\n");
+    fixture_start(&f, TWO_NODES);
     amf_set_placement(f.amf, &remote_placement, NULL);
     amf_set_deciding(f.amf, false);
     amf_set_ready(f.amf);
@@ -521,6 +520,47 @@ TEST(amf_placement_of_several_nodes) {
     amf_su_remote(sb, NULL, true);
     ASSERT(seen("forget si b"));
     ASSERT(amf_si_find_su(si, sb) == NULL);
+    fixture_stop(&f);
+}
+
+static void count_sg(void *u, struct sg *sg) {
+    (*(unsigned *)u)++;
+}
+
+/* What another node published of its unit, built the way a decoder fills a
+ * stack variable: padding bytes hold whatever was there (fill). */
+static struct su_remote remote_of(unsigned char fill, bool in_service) {
+    struct su_remote r;
+    memset(&r, fill, sizeof(r));
+    r.known = true;
+    r.in_service = in_service;
+    r.failing = r.fenced = false;
+    r.lease = 7;
+    return r;
+}
+
+/* The same report again is nothing new, whatever its padding: the service
+ * group is not evaluated again (nor, in cluster sync, republished).  Where
+ * the compiler copies the struct field by field, the padding compared is
+ * uninitialised instead: valgrind reports that compare. */
+TEST(amf_a_remote_unit_reported_again_unchanged_is_no_change) {
+    struct fixture f = {0};
+    fixture_start(&f, TWO_NODES);
+    amf_set_placement(f.amf, &remote_placement, NULL);
+    unsigned evaluated = 0;
+    static const struct amf_observer sg_observer = {.sg_changed = count_sg};
+    ASSERT_OK(amf_observe(f.amf, &sg_observer, &evaluated));
+    struct su *sb = amf_find_su(f.amf, "b");
+    struct su_remote r = remote_of(0xaa, true);
+    amf_su_remote(sb, &r, false);
+    ASSERT_EQ(evaluated, 1);
+    r = remote_of(0x55, true);
+    amf_su_remote(sb, &r, false);
+    ASSERT_EQ(evaluated, 1);
+    r = remote_of(0x55, false); /* a change: evaluated */
+    amf_su_remote(sb, &r, false);
+    ASSERT_EQ(evaluated, 2);
+    amf_unobserve(f.amf, &sg_observer, &evaluated);
     fixture_stop(&f);
 }
 

@@ -74,6 +74,12 @@ struct su_remote {
     int64_t lease; /* the lease of its node when it published: the unit's incarnation */
 };
 
+/* Field by field: memcmp() would compare the padding too, which nobody sets. */
+static inline bool amf_su_remote_equal(const struct su_remote *a, const struct su_remote *b) {
+    return a->known == b->known && a->in_service == b->in_service && a->failing == b->failing &&
+           a->fenced == b->fenced && a->lease == b->lease;
+}
+
 struct su {
     struct amf *amf;
     struct sg *sg;

@@ -51,7 +51,7 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
      * dead; the lease it was last seen under is kept, to know it again. */
     struct su_remote now = gone ? (struct su_remote){.fenced = !r || r->fenced, .lease = su->remote.lease} : *r;
     now.known = !gone;
-    if (memcmp(&now, &su->remote, sizeof(now)) == 0)
+    if (amf_su_remote_equal(&now, &su->remote))
         return;
     /* Published under another lease of its node: a new incarnation.  Its
      * node fenced itself and rejoined; what the old one held is void (its

@@ -203,7 +203,7 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
         .fenced = fenced,
         .lease = lease,
     };
-    if (!force && pb->known && memcmp(&now, &pb->r, sizeof(now)) == 0)
+    if (!force && pb->known && amf_su_remote_equal(&now, &pb->r))
         return;
     pb->known = true;
     pb->r = now;
