@@ -57,7 +57,7 @@ char *status_json(struct manager *m) {
     const char *coordinator = status_coordinator(m);
     json_t *root =
         json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "cluster", m->config->cluster, "node", m->node, "store",
-                  m->cluster ? "etcd" : "sqlite", "coordinator", coordinator ? json_string(coordinator) : json_null(),
+                  store_backend_name(m->store), "coordinator", coordinator ? json_string(coordinator) : json_null(),
                   "nodes", nodes_json(m), "service_groups", amf_status_sgs(m->amf, decorate_comp, m));
     json_t *cdb = root ? cdb_json(m) : NULL;
     if (cdb)

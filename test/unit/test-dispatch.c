@@ -331,6 +331,7 @@ TEST(dispatch_admin_commands) {
     send_admin(&f, &f.admin, 41, HALO__LINK__ADMIN__OP__STATUS, "");
     ASSERT_EQ(reply_to(&f.admin, 41, &json), 0);
     ASSERT(json && strstr(json, "\"service_groups\"") && strstr(json, "\"coordinator\":\"n1\""));
+    ASSERT(strstr(json, "\"store\":\"memory\"")); /* the backend it runs on, whatever it is */
     send_admin(&f, &f.admin, 42, HALO__LINK__ADMIN__OP__REPAIR, "a");
     ASSERT_EQ(reply_to(&f.admin, 42, NULL), -HALO_EBADSTATE); /* not disabled */
     send_admin(&f, &f.admin, 43, HALO__LINK__ADMIN__OP__UNLOCK, "a");
