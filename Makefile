@@ -20,8 +20,8 @@ demo: build
 	@./examples/demo.sh $(BUILD)
 	@./examples/recovery-demo.sh $(BUILD)
 
-# Unit and integration tests, a short chaos run (seed 202, 100 s), then the tests
-# once more under ASan+UBSan.
+# Unit and integration tests (halod's unit tests under valgrind too), a short chaos
+# run (seed 202, 100 s), then the tests once more under ASan+UBSan.
 check: build
 	@./test/run-all $(BUILD) $(BUILD_SAN)
 
