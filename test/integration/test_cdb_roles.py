@@ -4,6 +4,7 @@ primary and its STANDBY unit's node the secondary; on node failover the new prim
 commit the old one acknowledged.  Two real halods over a real etcd."""
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -161,10 +162,26 @@ def notifications(h):
     return p
 
 
-def notifications_seen(p):
+def notifications_seen(p, until=None, timeout=20):
+    """What p printed; with until, first waits (up to timeout) for a notification of that type:
+    halod sends it after the log line a test waits for, and a slow (sanitized) build takes a while.
+    Reads the pipe's descriptor itself: communicate() reads the descriptors too, past any buffer."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    while until and time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.1)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        got += chunk
+        complete = got.decode().split("\n")[:-1]  # what follows the last newline is not a line yet
+        if any(json.loads(line).get("type") == until for line in complete if line.strip()):
+            break
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=10)
-    return [json.loads(line) for line in out.splitlines()]
+    return [json.loads(line) for line in (got.decode() + out).splitlines() if line.strip()]
 
 
 def items(h, path):
@@ -314,7 +331,8 @@ def test_a_rejoin_keeps_every_acknowledged_commit_and_names_what_it_discards(etc
                  what="the old primary SECONDARY")
         said = f"discarded 1 transaction of this node that primary '{secondary}' does not have: "
         wait_for(lambda: said in hp.logtext(), timeout=10, what="the discarded commit named in the log")
-        init = [n for n in notifications_seen(notes) if n["type"] == "SECONDARY_INITIALIZED"]
+        seen = notifications_seen(notes, until="SECONDARY_INITIALIZED")
+        init = [n for n in seen if n["type"] == "SECONDARY_INITIALIZED"]
         assert init and init[-1]["full_copy"], init
         assert said in init[-1]["reason"] and init[-1]["reason"].endswith(f"@{primary} (/unacked)"), init
 
@@ -358,7 +376,7 @@ def test_a_hello_naming_the_secondary_without_the_token_changes_nothing(etcd, ha
         pass
     assert time.monotonic() - t0 < 5
     s.close()
-    died = [n for n in notifications_seen(notes) if n["type"] == "SECONDARY_DIED"]
+    died = [n for n in notifications_seen(notes, until="SECONDARY_DIED") if n["type"] == "SECONDARY_DIED"]
     assert not died and "Lost the CDB primary" not in hs.logtext(), died
 
     # The primary fails over: everything it acknowledged is on the new primary.
