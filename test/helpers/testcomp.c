@@ -22,7 +22,8 @@
  *                       coordinator ("ENTRYPOINT <json>"), retrying as it says
  *   recovery            (with entrypoint) log the recovery notes ("RECOVERY <state> <epoch>
  *                       <nr_failures> <reason>", then "FV <object> <state> <seq>" for each
- *                       event of the vector); once the vector is complete report STARTING,
+ *                       event of the vector); once the vector is complete (and the file
+ *                       $TESTCOMP_LOG.<comp>.start-hold is absent) report STARTING,
  *                       then RECOVERED as soon as the file $TESTCOMP_LOG.<comp>.hold is
  *                       absent, or RECOVERY_FAILED if $TESTCOMP_LOG.<comp>.fail exists, and
  *                       then STARTING again once that file is gone (a new attempt)
@@ -77,7 +78,7 @@ static int recovery_step;
 static bool aborted;
 static long long restart_at; /* step 4: ms */
 static bool participant;
-static char serve_hold_file[4096];
+static char serve_hold_file[4096], start_hold_file[4096];
 static struct {
     char object[HALO_OBJECT_MAX];
     uint64_t seq;
@@ -273,7 +274,7 @@ static void on_recovery(halo *h, const halo_recovery_note *n, void *userdata) {
 }
 
 static void recovery_run(halo *h) {
-    if (recovery_step == 1) {
+    if (recovery_step == 1 && access(start_hold_file, F_OK) != 0) {
         int r = halo_process_event(h, HALO_PROCESS_STARTING, NULL);
         logf_("PROCESS_EVENT STARTING %d", r);
         recovery_step = r == 0 ? 2 : 0;
@@ -307,6 +308,7 @@ int main(void) {
         snprintf(query_file, sizeof(query_file), "%s.%s.query", path, me);
         snprintf(stall_file, sizeof(stall_file), "%s.%s.stall", path, me);
         snprintf(hold_file, sizeof(hold_file), "%s.%s.hold", path, me);
+        snprintf(start_hold_file, sizeof(start_hold_file), "%s.%s.start-hold", path, me);
         snprintf(fail_file, sizeof(fail_file), "%s.%s.fail", path, me);
         snprintf(serve_hold_file, sizeof(serve_hold_file), "%s.%s.serve-hold", path, me);
     }

@@ -186,3 +186,31 @@ def test_a_new_halod_carries_on_waiting(sim, tmp_path):
     wait_for(lambda: told(log, "ios-c", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ONLINE")
     assert [r for _, _, r in dones(log, "ios-a")] == ["0"]
     down(sim)
+
+
+def test_the_first_starting_after_the_entrypoint_is_taken(sim, tmp_path):
+    """ios-b got its vector (TRANSIENT) and, before it says STARTING, ios-a and
+    ios-c fail too (3 failures, tolerate 1).  Its STARTING is still taken: the
+    entrypoint let it through, and a failure since is the attempt's to abort,
+    which the process is told of.  It used to be refused, with no note: the
+    process stayed TRANSIENT, and the others, which wait for it (newest data
+    first), with it, for good (chaos seed 606)."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, modes="object-states,entrypoint,recovery,ask-again")
+    hold = f"{log}.ios-b.start-hold"
+    open(hold, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: lines(log, "ios-b", "RECOVERY")[-1:] and lines(log, "ios-b", "RECOVERY")[-1][0] == "recover",
+             timeout=30, what="ios-b's vector")
+    kill(hs["n1"], "ios-a")
+    kill(hs["n3"], "ios-c")
+    wait_for(lambda: told(log, "ios-b", "process:ios-c")[-1:] in (["FAILED"], ["TRANSIENT"]) and
+             told(log, "ios-b", "process:ios-a")[-1:] in (["FAILED"], ["TRANSIENT"]), timeout=30,
+             what="ios-a and ios-c failed, as ios-b is told")
+    os.unlink(hold)
+    wait_for(lambda: lines(log, "ios-b", "PROCESS_EVENT")[:1], timeout=10, what="ios-b's STARTING")
+    assert lines(log, "ios-b", "PROCESS_EVENT")[0] == ["STARTING", "0"]
+    # And the pool comes back whole: every process ONLINE in the end.
+    wait_for(lambda: all(told(log, "ios-b", f"process:{p}")[-1:] == ["ONLINE"] for p in ("ios-a", "ios-c")) and
+             told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=60, what="the whole pool ONLINE")
+    down(sim)

@@ -460,6 +460,10 @@ static void begin(struct recovery_local *r, struct rl *rl) {
 
 /* ---- the end of an attempt: complete, waiting, aborted ---- */
 
+/* The reasons of a TRANSIENT after an abort (attempt_start() reads them back). */
+#define ABORTED_PREFIX "the recovery was aborted: "
+#define REFUSED_START_PREFIX "it may not start recovering: "
+
 /* The seq of the published RECOVERING of the attempt in progress, 0 if not
  * known yet.  A new halod (attempts 0) takes the published one of its epoch. */
 static uint64_t current_attempt(struct recovery_local *r, struct rl *rl) {
@@ -495,7 +499,7 @@ static void try_complete(struct recovery_local *r, struct rl *rl) {
 
 /* The attempt in progress is over: back to TRANSIENT; the process is told, and its next STARTING tries again. */
 static void abort_attempt(struct recovery_local *r, struct rl *rl, const char *why) {
-    _cleanup_free_ char *reason = strprintf("the recovery was aborted: %s", why);
+    _cleanup_free_ char *reason = strprintf(ABORTED_PREFIX "%s", why);
     if (!reason)
         return;
     log_notice("Recovery of '%s' aborted (epoch %" PRId64 "): %s", rl->c->name, rl->epoch, why);
@@ -890,11 +894,20 @@ bool recovery_local_entrypoint(struct recovery_local *r, struct comp *c) {
     return true;
 }
 
-/* STARTING of a TRANSIENT process: a new attempt, unless one of its own
- * devices failed or its pool is past its limit meanwhile. */
+/*
+ * STARTING of a TRANSIENT process: a new attempt.  After an abort (the
+ * process was told, and tries again until taken), not while one of its own
+ * devices failed or its pool is past its limit.  The first STARTING after the
+ * entrypoint is always taken: the entrypoint's checks let it through, and a
+ * failure since is the running attempt's to abort (the process then knows to
+ * try again; a refused first STARTING left it, and the pool members that wait
+ * for it, newest data first, stuck for good: chaos seed 606).
+ */
 static int attempt_start(struct recovery_local *r, struct rl *rl) {
     char obj[QUEUE_OBJECT_MAX + QUEUE_NAME_MAX + 2];
-    char *why = dtm_abort_reason(r->q, r->model, rl->p, rl->limit);
+    bool after_abort = rl->reason && (strncmp(rl->reason, ABORTED_PREFIX, strlen(ABORTED_PREFIX)) == 0 ||
+                                      strncmp(rl->reason, REFUSED_START_PREFIX, strlen(REFUSED_START_PREFIX)) == 0);
+    char *why = after_abort ? dtm_abort_reason(r->q, r->model, rl->p, rl->limit) : NULL;
     if (why && dtm_device_failed(r->q, rl->p, obj, sizeof(obj)) < 0) {
         /* Past its limit: the operator's --force, or newest data first, may let it through, as at the entrypoint. */
         char *again = refusal(r, rl);
@@ -906,7 +919,7 @@ static int attempt_start(struct recovery_local *r, struct rl *rl) {
         free(again);
     }
     if (why) {
-        _cleanup_free_ char *reason = strprintf("it may not start recovering: %s", why);
+        _cleanup_free_ char *reason = strprintf(REFUSED_START_PREFIX "%s", why);
         free(why);
         if (reason && (!rl->reason || !streq(rl->reason, reason)))
             rl_set(r, rl, RL_TRANSIENT, reason);
