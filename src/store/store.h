@@ -111,6 +111,10 @@ typedef struct store_txn {
     size_t n_success;
     const store_op *failure;
     size_t n_failure;
+    /* A lease holder's renewal: sent at once beside the calls in order, with
+     * a renewal's short timeout, and sent again elsewhere after a timeout, so
+     * it must do no harm applied twice (etcd; the local backends ignore it). */
+    bool renewal;
 } store_txn;
 
 /* Result of a get, range or txn; valid only during the callback. */

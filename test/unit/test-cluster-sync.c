@@ -44,6 +44,7 @@
 
 struct fixture {
     uv_loop_t loop;
+    int fences; /* times this node fenced itself */
     char path[64];
     char prefix[STORE_KEY_MAX];
     struct config *cfg;
@@ -124,6 +125,16 @@ static const char *pair(struct fixture *f, enum key_dir dir, const char *si, con
     return g->value;
 }
 
+/* The value of <dir>/<name>, "" if missing. */
+static const char *named(struct fixture *f, enum key_dir dir, const char *name, struct got *g) {
+    char key[STORE_KEY_MAX];
+    ASSERT(key_name(key, f->prefix, dir, name) >= 0);
+    *g = (struct got){0};
+    ASSERT_OK(store_get(f->store, key, on_got, g));
+    run_until(f, &g->done);
+    return g->value;
+}
+
 /* ---- this node's halod, as the manager wires it ---- */
 
 static void on_loaded(void *userdata, int error) {
@@ -155,7 +166,9 @@ static void on_coordinator(struct cluster *c, bool coordinator, void *userdata) 
 }
 
 static void on_fence(struct cluster *c, void *userdata) {
-    cluster_sync_fenced(((struct fixture *)userdata)->sync);
+    struct fixture *f = userdata;
+    f->fences++;
+    cluster_sync_fenced(f->sync);
 }
 
 static void on_renewed(struct cluster *c, uint64_t deadline_usec, void *userdata) {
@@ -584,5 +597,70 @@ TEST(cluster_sync_forgets_its_unwritten_decisions_once_deposed) {
         CHECK_FAIL("this node's view of b is not the store's (STANDBY, gen %d): %s%s, gen %llu", gen,
                    as ? halo_ha_state_to_string(as->state) : "none", as && as->pending ? " (pending)" : "",
                    as ? (unsigned long long)as->gen : 0ULL);
+    fixture_stop(&f);
+}
+
+/* n2's node key as its halod writes it: a registration or a beat. */
+static void n2_beats(struct fixture *f, int64_t ttl) {
+    char node[160];
+    snprintf(node, sizeof(node), "{\"node\":\"n2\",\"pid\":4242,\"lease\":\"%lld\",\"ttl\":%lld,\"beats\":true}",
+             (long long)f->n2_lease, (long long)ttl);
+    put(f, KEY_NODES, "n2", NULL, node, f->n2_lease);
+}
+
+/*
+ * n2 (lease TTL 60 s in the store, but it says 2 s) stops beating: its
+ * processes are dead by libhalo's deadline 2 s - 100 ms after its last beat
+ * was sent.  This node declares it dead then (doom/n2, its key and unit
+ * states deleted, its lease revoked) and a takes the ACTIVE, long before
+ * etcd would end the lease.  It used to wait for the lease.
+ */
+TEST(cluster_sync_declares_a_node_dead_when_its_beats_stop) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    n2_beats(&f, 2);
+    uint64_t t0 = now_monotonic_usec();
+    run_for(&f, 1700);
+    ASSERT_EQ((int)answer_csi_sets(&f), 0); /* not before its deadline */
+    struct got g;
+    ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n2", &g)), 0);
+    run_for(&f, 500);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    uint64_t ms = (now_monotonic_usec() - t0) / 1000;
+    if (ms < 1900 || ms > 2300)
+        CHECK_FAIL("a ACTIVE %llu ms after n2's last beat, expected 1950 ms", (unsigned long long)ms);
+    ASSERT(strstr(named(&f, KEY_DOOM, "n2", &g), "\"by\":\"n1\""));
+    ASSERT_EQ(cluster_sync_node(f.sync, "n2"), 0);
+    fixture_stop(&f);
+}
+
+/* n2 beats every 600 ms (TTL 2 s): never declared dead. */
+TEST(cluster_sync_leaves_a_node_that_beats_alone) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    for (int i = 0; i < 7; i++) {
+        n2_beats(&f, 2);
+        run_for(&f, 600);
+    }
+    ASSERT_EQ((int)answer_csi_sets(&f), 0);
+    ASSERT_EQ(cluster_sync_node(f.sync, "n2"), 1);
+    struct got g;
+    ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n2", &g)), 0);
+    fixture_stop(&f);
+}
+
+/* Another node declared this one dead: its next beat is refused, and it
+ * fences itself (and rejoins under a new lease, the doom cleared). */
+TEST(cluster_fences_once_declared_dead) {
+    struct fixture f = {.ttl = 3};
+    coordinator_with_a_standby(&f);
+    int64_t lease = cluster_lease(f.cluster);
+    put(&f, KEY_DOOM, "n1", NULL, "{\"node\":\"n1\",\"by\":\"n2\"}", 0);
+    run_for(&f, 1200); /* a beat goes every TTL/3 */
+    ASSERT_EQ(f.fences, 1);
+    run_for(&f, 500);
+    ASSERT(cluster_lease(f.cluster) != lease && cluster_lease(f.cluster) != 0);
+    struct got g;
+    ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n1", &g)), 0);
     fixture_stop(&f);
 }

@@ -31,6 +31,11 @@ struct node_info {
     int64_t lease;    /* the lease its node key was last seen under: its incarnation */
     usec_t fenced_at; /* its lease ended in a way the store could not vouch for: its units count
                        * as fenced from then on (0: no such wait) */
+    bool beats;       /* it rewrites its node key at each renewal (cluster.c) */
+    int64_t beat_rev; /* the mod revision of its node key as last seen */
+    int64_t ttl_ms;   /* its lease TTL */
+    usec_t doom_at;   /* no beat since: it is dead by then, whatever it does (0: not watched) */
+    bool dooming;     /* the doom transaction is in flight */
 };
 
 /* What this node last published in sustate/<su> of one of its units. */
@@ -60,7 +65,8 @@ struct cluster_sync {
     bool fence_waiting;   /* this node fenced itself; processes it killed still run */
     bool decided;         /* it decided as the coordinator since the targets were last read */
     char *cdb_alone;      /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
-    uv_timer_t untrusted; /* the earliest node_info.fenced_at */
+    uv_timer_t untrusted; /* the earliest node_info.fenced_at or doom_at */
+    int64_t doom_rev;     /* the revision of the last doom/<node> seen: its deletions are proven fences */
 };
 
 static void sync_unref(struct cluster_sync *s) {
@@ -301,14 +307,19 @@ static void on_untrusted(uv_timer_t *t);
 
 static void arm_untrusted(struct cluster_sync *s) {
     usec_t first = 0, now = now_monotonic_usec();
-    for (size_t i = 0; i < s->n_nodes; i++)
+    for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
             first = s->nodes[i].fenced_at;
+        if (s->nodes[i].doom_at && !s->nodes[i].dooming && (!first || s->nodes[i].doom_at < first))
+            first = s->nodes[i].doom_at;
+    }
     if (!first)
         uv_timer_stop(&s->untrusted);
     else
         uv_timer_start(&s->untrusted, on_untrusted, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
 }
+
+static void doom(struct cluster_sync *s, struct node_info *n);
 
 static void on_untrusted(uv_timer_t *t) {
     struct cluster_sync *s = t->data;
@@ -317,6 +328,8 @@ static void on_untrusted(uv_timer_t *t) {
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct node_info *n = &s->nodes[i];
+        if (n->doom_at && !n->dooming && n->doom_at <= now)
+            doom(s, n);
         if (!n->fenced_at || n->fenced_at > now)
             continue;
         n->fenced_at = 0;
@@ -330,10 +343,120 @@ static void on_untrusted(uv_timer_t *t) {
     arm_untrusted(s);
 }
 
+/* ---- beats: a node whose renewals stopped is declared dead ---- */
+
+/*
+ * A node that says it beats rewrites its node key with every renewal, and
+ * extends its processes' deadline (libhalo: the last renewal sent + TTL -
+ * CLUSTER_PROCESS_MARGIN_USEC) only once that write succeeded.  When its key
+ * has not changed for that long since this node saw it change, plus
+ * DOOM_SLACK_USEC, its processes are dead, whatever its halod does: this node
+ * writes doom/<node> in a transaction that holds only if the key is still at
+ * the revision it saw, deletes the node's key and its units' states in the
+ * same transaction (a proven fence: amf_su_remote() counts them fenced), and
+ * revokes its lease.  The node's next beat, which holds only while no doom
+ * exists, fails, and it fences itself.  Faster than etcd's own expiry (the
+ * TTL plus up to 500 ms): docs/design.md, "Beats".
+ */
+#define DOOM_SLACK_USEC (50 * USEC_PER_MSEC)
+
+struct doom_call {
+    struct cluster_sync *s;
+    char name[]; /* the node declared dead */
+};
+
+static void on_doomed(store *st, int error, const store_result *r, void *userdata) {
+    struct doom_call *k = userdata;
+    struct cluster_sync *s = k->s;
+    struct node_info *n = s->amf ? node_find(s, k->name, false) : NULL;
+    if (n) {
+        n->dooming = false;
+        if (error < 0 && n->alive)
+            n->doom_at = now_monotonic_usec() + 100 * USEC_PER_MSEC; /* the store did not answer: again soon */
+        else if (error == 0 && r->succeeded) {
+            n->doom_at = 0;
+            log_notice("Node '%s' renewed nothing for its lease TTL (%lld ms): declared dead, its lease revoked",
+                       n->name, (long long)n->ttl_ms);
+            (void)store_lease_revoke(s->store, n->lease, NULL, NULL);
+        }
+        /* else a newer beat: its event set the next wait */
+        arm_untrusted(s);
+    }
+    free(k);
+    sync_unref(s);
+}
+
+static void doom(struct cluster_sync *s, struct node_info *n) {
+    n->doom_at = 0;
+    if (!s->cluster || !cluster_joined(s->cluster) || !n->alive || !n->beats)
+        return;
+    size_t n_sgs, n_ops = 0, n_keys = 0;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        n_keys += sgs[g].n_sus;
+    char node_key[STORE_KEY_MAX], doom_key[STORE_KEY_MAX], value[256];
+    char(*keys)[STORE_KEY_MAX] = calloc(n_keys ?: 1, STORE_KEY_MAX);
+    store_op *ops = calloc(n_keys + 2, sizeof(*ops));
+    struct doom_call *k = malloc(sizeof(*k) + strlen(n->name) + 1);
+    if (!keys || !ops || !k || key_name(node_key, s->prefix, KEY_NODES, n->name) < 0 ||
+        key_name(doom_key, s->prefix, KEY_DOOM, n->name) < 0)
+        goto fail;
+    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"lease\":\"%lld\",\"by\":\"%s\"}", n->name, (long long)n->lease,
+             s->node);
+    /* The doom first: its event comes before the deletions it proves. */
+    ops[n_ops++] = (store_op){
+        .type = STORE_OP_PUT, .key = doom_key, .key_len = strlen(doom_key), .value = value, .value_len = strlen(value)};
+    ops[n_ops++] = (store_op){.type = STORE_OP_DELETE, .key = node_key, .key_len = strlen(node_key)};
+    for (size_t g = 0, i = 0; g < n_sgs; g++)
+        for (size_t u = 0; u < sgs[g].n_sus && n_ops < STORE_TXN_OPS_MAX; u++)
+            if (streq(sgs[g].sus[u].cfg->node, n->name) &&
+                key_name(keys[i], s->prefix, KEY_SUSTATE, sgs[g].sus[u].name) >= 0) {
+                ops[n_ops++] = (store_op){.type = STORE_OP_DELETE, .key = keys[i], .key_len = strlen(keys[i])};
+                i++;
+            }
+    store_compare cmp = {.key = node_key,
+                         .key_len = strlen(node_key),
+                         .target = STORE_CMP_MOD,
+                         .result = STORE_CMP_EQUAL,
+                         .number = n->beat_rev};
+    store_txn t = {.compares = &cmp, .n_compares = 1, .success = ops, .n_success = n_ops};
+    k->s = s;
+    strcpy(k->name, n->name);
+    s->refs++;
+    if (store_transaction(s->store, &t, on_doomed, k) < 0) {
+        s->refs--;
+        goto fail;
+    }
+    n->dooming = true;
+    free(keys);
+    free(ops);
+    return;
+fail:
+    free(keys);
+    free(ops);
+    free(k);
+    n->doom_at = now_monotonic_usec() + 100 * USEC_PER_MSEC;
+}
+
+/* Its node key changed (a beat, or its registration): dead a TTL later without another. */
+static void beat_seen(struct cluster_sync *s, struct node_info *n, int64_t rev, json_t *j) {
+    n->beats = json_is_true(json_object_get(j, "beats"));
+    int64_t ttl = json_integer_value(json_object_get(j, "ttl"));
+    n->ttl_ms = ttl > 0 ? ttl * 1000 : (s->cluster ? cluster_ttl(s->cluster) * 1000 : 0);
+    if (!n->beats || n->ttl_ms <= 0 || streq(n->name, s->node) || rev <= n->beat_rev)
+        return;
+    n->beat_rev = rev;
+    n->doom_at =
+        now_monotonic_usec() + (usec_t)n->ttl_ms * USEC_PER_MSEC - CLUSTER_PROCESS_MARGIN_USEC + DOOM_SLACK_USEC;
+    arm_untrusted(s);
+}
+
 static void handle_node(struct cluster_sync *s, const char *name, int64_t lease, bool deleted, bool trusted) {
     struct node_info *n = node_find(s, name, true);
     if (n && !deleted)
         n->lease = lease;
+    if (n && deleted)
+        n->doom_at = 0;
     if (n && !deleted && n->fenced_at) {
         n->fenced_at = 0; /* back: it fenced itself first (amf_su_remote() takes its units back) */
         arm_untrusted(s);
@@ -448,7 +571,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     size_t len;
     int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
     if (d != KEY_ADMIN && d != KEY_NODES && d != KEY_SUSTATE && d != KEY_TARGET && d != KEY_CONFIRMED &&
-        d != KEY_CDB_ALONE)
+        d != KEY_CDB_ALONE && d != KEY_DOOM)
         return;
     if (len == 0 || len >= STORE_KEY_MAX)
         return;
@@ -460,7 +583,8 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     char name[STORE_KEY_MAX];
     memcpy(name, rest, len);
     name[len] = '\0';
-    bool trusted = !deleted || store_lease_end_trusted(s->store, kv->mod_revision);
+    /* A doom's deletions are proven fences (beats, above). */
+    bool trusted = !deleted || kv->mod_revision == s->doom_rev || store_lease_end_trusted(s->store, kv->mod_revision);
     switch (d) {
     case KEY_ADMIN:
         if (s->forward)
@@ -468,6 +592,17 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         break;
     case KEY_NODES:
         handle_node(s, name, kv->lease, deleted, trusted);
+        if (!deleted) {
+            struct node_info *n = node_find(s, name, false);
+            if (n)
+                beat_seen(s, n, kv->mod_revision, j);
+        }
+        break;
+    case KEY_DOOM:
+        if (!deleted) {
+            s->doom_rev = kv->mod_revision;
+            log_warning("Node '%s' was declared dead: it renewed nothing for a lease TTL", name);
+        }
         break;
     case KEY_SUSTATE:
         handle_sustate(s, name, j, kv->lease, deleted, trusted);

@@ -46,17 +46,20 @@ struct cluster {
     store *store;
     char *prefix;
     char *node;
-    char *node_key, *leader_key;
+    char *node_key, *leader_key, *doom_key;
     int64_t ttl_asked, ttl;
     const struct cluster_handlers *h;
     void *userdata;
 
     enum cluster_phase phase;
     int64_t lease;
-    unsigned epoch; /* bumped on each new lease: callbacks of an older one are ignored */
-    usec_t renewed; /* when the last successful keepalive (or the grant) was sent */
-    usec_t ka_sent;
-    bool ka_inflight, lead_inflight;
+    unsigned epoch;      /* bumped on each new lease: callbacks of an older one are ignored */
+    usec_t renewed;      /* min(ka_ok, beat_ok): the processes' deadline and the fence follow it */
+    usec_t ka_ok;        /* when the last successful keepalive (or the grant) was sent */
+    usec_t beat_ok;      /* when the last successful beat (or the registration) was sent; 0: none yet */
+    int64_t node_create; /* create revision of our node key: what a beat compares */
+    bool takeover;       /* the lease was taken over from the previous halod: no deadline before a beat */
+    bool ka_inflight, lead_inflight, beat_inflight;
     unsigned inflight;     /* store calls whose callbacks still refer to us */
     unsigned handles_open; /* timers initialised and not yet closed (their close callbacks refer to us) */
     bool closed;           /* cluster_close() ran: no callback acts any more */
@@ -184,6 +187,16 @@ static void arm_fence(struct cluster *c) {
         c->h->on_renewed(c, c->renewed + (usec_t)c->ttl * USEC_PER_SEC - CLUSTER_PROCESS_MARGIN_USEC, c->userdata);
 }
 
+/* A keepalive or a beat succeeded: the lease is held, and no other node can
+ * have declared this one dead, until min(both) + TTL (docs/design.md, "Beats"). */
+static void renewed(struct cluster *c) {
+    usec_t r = MIN(c->ka_ok, c->beat_ok);
+    if (c->beat_ok == 0 || r <= c->renewed)
+        return;
+    c->renewed = r;
+    arm_fence(c);
+}
+
 static void send_keepalive(uv_timer_t *t);
 
 static void on_keepalive(store *s, int error, int64_t lease, int64_t ttl, void *userdata) {
@@ -203,14 +216,81 @@ static void on_keepalive(store *s, int error, int64_t lease, int64_t ttl, void *
         uv_timer_start(&c->keepalive, send_keepalive, CLUSTER_RETRY_MSEC, 0);
         return;
     }
-    if (k.sent > c->renewed)
-        c->renewed = k.sent;
-    arm_fence(c);
+    if (k.sent > c->ka_ok)
+        c->ka_ok = k.sent;
+    renewed(c);
     uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+}
+
+static char *node_value(const struct cluster *c) {
+    char *v = NULL;
+    /* "beats": its renewals rewrite this key, so that another node may declare
+     * it dead when they stop (a halod that does not say so is left to its lease). */
+    if (asprintf(&v, "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld,\"beats\":true}", c->node,
+                 (int)getpid(), (long long)c->lease, (long long)c->ttl) < 0)
+        return NULL;
+    return v;
+}
+
+/* The beat: the node key written again, only while it is the one this
+ * incarnation created and no other node has declared this one dead
+ * (doom/<node>).  Another node that sees no beat for a TTL declares it dead
+ * (cluster-sync.c); the two transactions exclude each other. */
+static void on_beat(store *s, int error, const store_result *r, void *userdata) {
+    struct call k;
+    struct cluster *c = call_end(userdata, &k);
+    if (!c)
+        return;
+    c->beat_inflight = false;
+    if (c->phase != PHASE_JOINED)
+        return;
+    if (error == 0 && !r->succeeded) {
+        fence(c, "another node found this node's renewals too late and declared it dead");
+        return;
+    }
+    if (error < 0) {
+        log_warning_errno(error, "Node beat failed: %m");
+        return; /* the next round tries again */
+    }
+    if (k.sent > c->beat_ok)
+        c->beat_ok = k.sent;
+    renewed(c);
+}
+
+static void send_beat(struct cluster *c) {
+    if (c->beat_inflight || c->phase != PHASE_JOINED || !c->node_create)
+        return;
+    char *v = node_value(c);
+    struct call *k = v ? call_new(c) : NULL;
+    store_compare cmp[2] = {
+        {.key = c->node_key,
+         .key_len = strlen(c->node_key),
+         .target = STORE_CMP_CREATE,
+         .result = STORE_CMP_EQUAL,
+         .number = c->node_create},
+        {.key = c->doom_key,
+         .key_len = strlen(c->doom_key),
+         .target = STORE_CMP_VERSION,
+         .result = STORE_CMP_EQUAL,
+         .number = 0},
+    };
+    store_op put = {.type = STORE_OP_PUT,
+                    .key = c->node_key,
+                    .key_len = strlen(c->node_key),
+                    .value = v,
+                    .value_len = v ? strlen(v) : 0,
+                    .lease = c->lease};
+    store_txn t = {.compares = cmp, .n_compares = 2, .success = &put, .n_success = 1, .renewal = true};
+    if (!k || store_transaction(c->store, &t, on_beat, k) < 0)
+        call_abandon(k);
+    else
+        c->beat_inflight = true;
+    free(v);
 }
 
 static void send_keepalive(uv_timer_t *t) {
     struct cluster *c = t->data;
+    send_beat(c);
     if (c->ka_inflight || !c->lease)
         return;
     struct call *k = call_new(c);
@@ -352,12 +432,22 @@ static void on_registered(store *s, int error, const store_result *r, void *user
     struct cluster *c = call_end(userdata, &k);
     if (!c || c->phase != PHASE_REGISTERING)
         return;
+    if (error == 0 && (!r->succeeded || r->n_kvs != 1)) {
+        /* A takeover of a lease whose node was declared dead meanwhile. */
+        fence(c, "another node declared this node dead before this halod took its lease over");
+        return;
+    }
     if (error < 0) {
         log_warning_errno(error, "Failed to register node '%s': %m", c->node);
         c->phase = PHASE_FENCED;
         uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
         return;
     }
+    c->node_create = r->kvs[0].create_revision;
+    if (k.sent > c->beat_ok)
+        c->beat_ok = k.sent; /* the registration is the first beat */
+    c->takeover = false;
+    renewed(c);
     c->phase = PHASE_JOINED;
     log_notice("Node '%s' joined (lease %lld, TTL %llds)", c->node, (long long)c->lease, (long long)c->ttl);
     if (c->h->on_joined)
@@ -366,18 +456,38 @@ static void on_registered(store *s, int error, const store_result *r, void *user
         try_lead(c);
 }
 
-/* Puts the node key under the lease held. */
+/* Puts the node key under the lease held, and reads its create revision
+ * back.  A new incarnation clears a doom left for an earlier one; a takeover
+ * holds only if its node was not declared dead meanwhile. */
 static void register_node(struct cluster *c) {
-    char value[512];
-    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld}", c->node,
-             (int)getpid(), (long long)c->lease, (long long)c->ttl);
+    char *value = node_value(c);
     c->phase = PHASE_REGISTERING;
-    struct call *k = call_new(c);
-    if (!k || store_put(c->store, c->node_key, value, strlen(value), c->lease, on_registered, k) < 0) {
+    store_compare absent = {.key = c->doom_key,
+                            .key_len = strlen(c->doom_key),
+                            .target = STORE_CMP_VERSION,
+                            .result = STORE_CMP_EQUAL,
+                            .number = 0};
+    store_op ops[3] = {
+        {.type = STORE_OP_PUT,
+         .key = c->node_key,
+         .key_len = strlen(c->node_key),
+         .value = value,
+         .value_len = value ? strlen(value) : 0,
+         .lease = c->lease},
+        {.type = STORE_OP_GET, .key = c->node_key, .key_len = strlen(c->node_key), .keys_only = true},
+        {.type = STORE_OP_DELETE, .key = c->doom_key, .key_len = strlen(c->doom_key)},
+    };
+    store_txn t = {.compares = c->takeover ? &absent : NULL,
+                   .n_compares = c->takeover ? 1 : 0,
+                   .success = ops,
+                   .n_success = c->takeover ? 2 : 3};
+    struct call *k = value ? call_new(c) : NULL;
+    if (!k || store_transaction(c->store, &t, on_registered, k) < 0) {
         call_abandon(k);
         c->phase = PHASE_FENCED;
         uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
     }
+    free(value);
 }
 
 /* The lease is ours (granted, or taken over from the previous halod): the
@@ -385,8 +495,16 @@ static void register_node(struct cluster *c) {
 static void lease_held(struct cluster *c, int64_t lease, int64_t ttl, usec_t sent) {
     c->lease = lease;
     c->ttl = ttl;
-    c->renewed = sent;
-    arm_fence(c);
+    c->ka_ok = sent;
+    c->node_create = 0;
+    c->beat_inflight = false;
+    if (!c->takeover) {
+        /* A new incarnation: no other node can have seen a beat of it before
+         * the grant, nor have its processes been given anything. */
+        c->renewed = c->beat_ok = sent;
+        arm_fence(c);
+    } else
+        c->renewed = c->beat_ok = 0; /* the previous halod's deadline stands until a beat */
     uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
     register_node(c);
 }
@@ -429,6 +547,7 @@ static void join(struct cluster *c) {
     }
     lease_end(c); /* after a fence: never reuse a lease we stopped trusting */
     c->epoch++;
+    c->takeover = false;
     c->ka_inflight = c->lead_inflight = false;
     c->phase = PHASE_GRANTING;
     struct call *k = call_new(c);
@@ -452,16 +571,19 @@ int cluster_new(const struct cluster_params *p, struct cluster **ret) {
     c->ttl_asked = c->ttl = p->ttl > 0 ? p->ttl : 2;
     c->prefix = strdup(p->prefix);
     c->node = strdup(p->node);
-    char node_key[STORE_KEY_MAX], leader_key[STORE_KEY_MAX];
-    if (key_name(node_key, p->prefix, KEY_NODES, p->node) >= 0 && key_leader(leader_key, p->prefix) >= 0) {
+    char node_key[STORE_KEY_MAX], leader_key[STORE_KEY_MAX], doom_key[STORE_KEY_MAX];
+    if (key_name(node_key, p->prefix, KEY_NODES, p->node) >= 0 && key_leader(leader_key, p->prefix) >= 0 &&
+        key_name(doom_key, p->prefix, KEY_DOOM, p->node) >= 0) {
         c->node_key = strdup(node_key);
         c->leader_key = strdup(leader_key);
+        c->doom_key = strdup(doom_key);
     }
-    if (!c->prefix || !c->node || !c->node_key || !c->leader_key) {
+    if (!c->prefix || !c->node || !c->node_key || !c->leader_key || !c->doom_key) {
         free(c->prefix);
         free(c->node);
         free(c->node_key);
         free(c->leader_key);
+        free(c->doom_key);
         free(c);
         return -ENOMEM;
     }
@@ -498,6 +620,7 @@ static void on_old_lease(store *s, int error, int64_t lease, int64_t ttl, void *
     }
     log_notice("Taking over the lease of this node's previous halod (TTL %llds)", (long long)ttl);
     c->epoch++;
+    c->takeover = true;
     lease_held(c, lease, ttl, k.sent);
 }
 
@@ -564,8 +687,9 @@ struct cluster *cluster_free(struct cluster *c) {
     free(c->node);
     free(c->node_key);
     free(c->leader_key);
+    free(c->doom_key);
     free(c->leader_name);
-    c->prefix = c->node = c->node_key = c->leader_key = c->leader_name = NULL;
+    c->prefix = c->node = c->node_key = c->leader_key = c->doom_key = c->leader_name = NULL;
     maybe_free(c);
     return NULL;
 }

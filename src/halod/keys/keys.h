@@ -36,6 +36,7 @@ enum key_dir {
     KEY_RECOVERY,     /* recovery/<process>        a local recovery's state */
     KEY_CDB_ALONE,    /* cdb-alone/<sg>            the node whose CDB acknowledged commits alone */
     KEY_COMPLETED,    /* completed/<process>/<p>   a participant served a recovery's attempt */
+    KEY_DOOM,         /* doom/<node>               another node declared it dead: its beats stopped */
     _KEY_DIR_MAX,
 };
 

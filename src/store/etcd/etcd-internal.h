@@ -73,7 +73,8 @@ struct etcd_request {
     struct etcd_buf resp;
     unsigned attempts;
     unsigned endpoint; /* where the attempt in flight went */
-    bool side;         /* a keepalive: sent at once beside the ordered requests, on s->side */
+    bool side;         /* a keepalive or a renewal txn: sent at once beside the ordered requests, on s->side */
+    bool renewal;      /* a renewal txn: a keepalive's timeout */
 };
 
 struct etcd_watch {

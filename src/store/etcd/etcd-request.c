@@ -134,7 +134,7 @@ static bool retryable(struct etcd_request *r, CURLcode cc, int error) {
 }
 
 static long request_timeout(const struct etcd_request *r) {
-    if (r->kind == REQ_LEASE_KEEPALIVE)
+    if (r->kind == REQ_LEASE_KEEPALIVE || r->renewal)
         return STORE_ETCD_KEEPALIVE_TIMEOUT_MSEC;
     return r->writes ? STORE_ETCD_REQUEST_TIMEOUT_MSEC : STORE_ETCD_READ_TIMEOUT_MSEC;
 }

@@ -102,6 +102,13 @@ static int etcd_txn(store *st, const store_txn *txn, store_cb cb, void *userdata
     r->writes = ops_write(txn->success, txn->n_success) || ops_write(txn->failure, txn->n_failure);
     r->cb = cb;
     r->userdata = userdata;
+    if (txn->renewal) {
+        /* Like a keepalive (lease_call()): never behind other requests, and
+         * sent again after a timeout (the caller vouches it may be applied twice). */
+        r->writes = false;
+        r->renewal = true;
+        return etcd_request_send_side(r);
+    }
     etcd_request_enqueue(r);
     return 0;
 }
