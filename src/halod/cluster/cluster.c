@@ -438,9 +438,10 @@ static void on_registered(store *s, int error, const store_result *r, void *user
         return;
     }
     if (error < 0) {
+        /* A fence, not a mere retry: a takeover's adopted processes run, and
+         * the rejoin revokes this lease (another node may promote at once). */
         log_warning_errno(error, "Failed to register node '%s': %m", c->node);
-        c->phase = PHASE_FENCED;
-        uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
+        fence(c, "its registration failed");
         return;
     }
     c->node_create = r->kvs[0].create_revision;
