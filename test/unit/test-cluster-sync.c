@@ -627,7 +627,7 @@ TEST(cluster_sync_declares_a_node_dead_when_its_beats_stop) {
     run_for(&f, 500);
     ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
     uint64_t ms = (now_monotonic_usec() - t0) / 1000;
-    if (ms < 1900 || ms > 2300)
+    if (ms < 1900 || ms > 3000) /* never before its deadline; the upper bound is generous (a loaded machine) */
         CHECK_FAIL("a ACTIVE %llu ms after n2's last beat, expected 1950 ms", (unsigned long long)ms);
     ASSERT(strstr(named(&f, KEY_DOOM, "n2", &g), "\"by\":\"n1\""));
     ASSERT_EQ(cluster_sync_node(f.sync, "n2"), 0);
