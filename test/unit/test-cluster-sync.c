@@ -664,3 +664,35 @@ TEST(cluster_fences_once_declared_dead) {
     ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n1", &g)), 0);
     fixture_stop(&f);
 }
+
+/*
+ * This node, the coordinator, loses its lease and rejoins under a new one; its
+ * unit a, STANDBY, survives the fence.  The others take a's state published
+ * under the new lease as a new incarnation and void what it held: the
+ * coordinator must publish a's STANDBY again, under the new lease, or the
+ * others show the SI without its STANDBY for good (chaos seed 202).
+ */
+TEST(cluster_sync_publishes_its_units_again_after_its_own_rejoin) {
+    struct fixture f = {.ttl = 3};
+    coordinator_with_a_standby(&f);
+    int64_t old = cluster_lease(f.cluster);
+    struct got g;
+    char want[64];
+    snprintf(want, sizeof(want), "\"lease\":%lld", (long long)old);
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), want));
+    bool done = false;
+    ASSERT_OK(store_lease_revoke(f.store, old, on_lease_done, &done));
+    run_until(&f, &done);
+    for (int i = 0;
+         i < 60 && !(cluster_lease(f.cluster) && cluster_lease(f.cluster) != old && cluster_is_coordinator(f.cluster));
+         i++)
+        run_for(&f, 50);
+    ASSERT(cluster_is_coordinator(f.cluster) && cluster_lease(f.cluster) != old);
+    run_for(&f, 100);
+    ASSERT_EQ(f.fences, 1);
+    snprintf(want, sizeof(want), "\"lease\":%lld", (long long)cluster_lease(f.cluster));
+    const char *v = pair(&f, KEY_TARGET, "si", "a", &g);
+    if (!strstr(v, want) || !strstr(v, "\"state\":\"STANDBY\""))
+        CHECK_FAIL("a's target after the rejoin: %s (want STANDBY under %s)", v, want);
+    fixture_stop(&f);
+}

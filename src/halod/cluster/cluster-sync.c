@@ -64,6 +64,7 @@ struct cluster_sync {
     size_t n_pub;
     bool fence_waiting;   /* this node fenced itself; processes it killed still run */
     bool decided;         /* it decided as the coordinator since the targets were last read */
+    bool fenced_since;    /* this node fenced itself since it last took over as the coordinator */
     char *cdb_alone;      /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
     uv_timer_t untrusted; /* the earliest node_info.fenced_at or doom_at */
     int64_t doom_rev;     /* the revision of the last doom/<node> seen: its deletions are proven fences */
@@ -755,6 +756,25 @@ static void take_over(struct cluster_sync *s) {
             for (size_t u = 0; u < sgs[g].n_sus; u++)
                 if (!amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
                     forget(s, &sgs[g].sis[i], &sgs[g].sus[u]);
+    /* After this node's fence and rejoin, what its own units hold is
+     * published again, under the lease it holds now: the others voided what
+     * they held under the old one (a new incarnation, amf_su_remote()), while
+     * a STANDBY that the fence spared still holds its CSI here, and nobody
+     * would decide for it again (chaos seed 202: the others showed the SI
+     * without its STANDBY for good).  Not after a mere restart of halod
+     * within its lease: nothing changed for the others. */
+    bool again = s->fenced_since;
+    s->fenced_since = false;
+    for (size_t g = 0; again && g < n_sgs; g++)
+        for (size_t i = 0; i < sgs[g].n_sis; i++)
+            for (size_t u = 0; u < sgs[g].n_sus; u++) {
+                struct assignment *as = amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]);
+                if (!as || !sgs[g].sus[u].local || !as->confirmed || as->pending || as->removing ||
+                    as->state != as->target)
+                    continue;
+                (void)publish_target(s, &sgs[g].sis[i], as);
+                publish_confirmed(s, &sgs[g].sis[i], as, false);
+            }
     s->decided = true;
     amf_set_deciding(s->amf, true);
 }
@@ -771,6 +791,7 @@ void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {
 }
 
 void cluster_sync_fenced(struct cluster_sync *s) {
+    s->fenced_since = true;
     for (size_t i = 0; i < s->n_pub; i++)
         s->pub[i].known = false; /* republished in full on rejoin */
     amf_set_deciding(s->amf, false);
