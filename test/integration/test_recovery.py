@@ -637,3 +637,26 @@ def test_an_operator_forces_a_refused_recovery(sim, tmp_path):
     wait_for(lambda: told(log, "ios-a", "process:ios-c")[-1:] == ["ONLINE"], timeout=30, what="ios-c ONLINE")
     assert "forced by the operator" in hs["n3"].logtext()
     down(sim)
+
+
+def test_a_failure_published_during_a_recovery_starts_it_again(sim, tmp_path):
+    """ios-b got its vector (TRANSIENT published) when a FAILED of its current
+    epoch is published (its node's lease ended, say, and the coordinator
+    failed its processes with it).  Its recovery starts again (a new vector,
+    TRANSIENT), and it ends ONLINE.  It used to go on with the void attempt:
+    its RECOVERING and ONLINE were refused (they must follow TRANSIENT), and it
+    stayed FAILED in the cluster's eyes while its halod counted it recovered
+    (chaos seed 404)."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log)
+    hold = f"{log}.ios-b.start-hold"
+    open(hold, "w").close()
+    kill(hs["n2"], "ios-b")
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["TRANSIENT"], timeout=30, what="ios-b TRANSIENT")
+    before = len(told(log, "ios-a", "process:ios-b"))
+    inject(sim, "n3", {"object": "process:ios-b", "state": "FAILED", "node": "n3", "epoch": 0, "reason": "its node"})
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[before:][:1] == ["FAILED"], timeout=10, what="FAILED")
+    os.unlink(hold)
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ios-b ONLINE again")
+    assert told(log, "ios-a", "process:ios-b")[before:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
+    down(sim)

@@ -608,17 +608,21 @@ static const struct amf_observer observer = {
 /* ---- following the published states ---- */
 
 /* A FAILED published for one of this node's pool processes that runs and
- * counts as recovered here (its node's lease ended, and the coordinator
- * failed its processes with it): the cluster's view wins, and the process
- * recovers again, as after a restart.  A FAILED of an earlier epoch than
- * this node's is old news (delivered late; the process recovered since). */
+ * counts as recovered here, or is recovering (its node's lease ended, and the
+ * coordinator failed its processes with it): the cluster's view wins, and the
+ * process recovers again, as after a restart; an attempt under way is void
+ * (its RECOVERING and ONLINE would be refused: they must follow a TRANSIENT,
+ * chaos seed 404).  A FAILED of an earlier epoch than this node's is old news
+ * (delivered late; the process recovered since). */
 static void published_failed(struct recovery_local *r, struct rl *rl, const struct queue_event *ev) {
-    if (!rl->loaded || rl->state != RL_IDLE || !rl->c->conn)
-        return; /* not running, or its recovery is under way, or decided when its state is read */
+    if (!rl->loaded || !rl->c->conn || rl->reading ||
+        (rl->state != RL_IDLE && rl->state != RL_TRANSIENT && rl->state != RL_RECOVERING && rl->state != RL_WAITING))
+        return; /* not running, failed or refused already, or decided when its state is read */
     if (ev->epoch != QUEUE_EPOCH_NONE && rl->epoch != QUEUE_EPOCH_NONE && ev->epoch < rl->epoch)
         return;
-    log_notice("'%s' runs, but the cluster was told it FAILED (epoch %lld, reported by '%s'%s%s): it recovers again",
-               rl->c->name, (long long)ev->epoch, ev->node, ev->reason[0] ? ": " : "", ev->reason);
+    log_notice("'%s' runs%s, but the cluster was told it FAILED (epoch %lld, reported by '%s'%s%s): it recovers again",
+               rl->c->name, rl->state == RL_IDLE ? "" : " and recovers", (long long)ev->epoch, ev->node,
+               ev->reason[0] ? ": " : "", ev->reason);
     rl_set(r, rl, RL_FAILED, NULL);
     begin(r, rl);
 }
