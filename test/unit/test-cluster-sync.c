@@ -115,20 +115,10 @@ static void on_got(store *s, int error, const store_result *r, void *userdata) {
     g->done = true;
 }
 
-/* The value of target/ or confirmed/<si>/<su>, "" if there is none. */
+/* The value of <dir>/<si>/<su>, or of <dir>/<si> with su NULL; "" if missing. */
 static const char *pair(struct fixture *f, enum key_dir dir, const char *si, const char *su, struct got *g) {
     char key[STORE_KEY_MAX];
-    ASSERT(key_pair(key, f->prefix, dir, si, su) >= 0);
-    *g = (struct got){0};
-    ASSERT_OK(store_get(f->store, key, on_got, g));
-    run_until(f, &g->done);
-    return g->value;
-}
-
-/* The value of <dir>/<name>, "" if missing. */
-static const char *named(struct fixture *f, enum key_dir dir, const char *name, struct got *g) {
-    char key[STORE_KEY_MAX];
-    ASSERT(key_name(key, f->prefix, dir, name) >= 0);
+    ASSERT(su ? key_pair(key, f->prefix, dir, si, su) >= 0 : key_name(key, f->prefix, dir, si) >= 0);
     *g = (struct got){0};
     ASSERT_OK(store_get(f->store, key, on_got, g));
     run_until(f, &g->done);
@@ -623,13 +613,13 @@ TEST(cluster_sync_declares_a_node_dead_when_its_beats_stop) {
     run_for(&f, 1700);
     ASSERT_EQ((int)answer_csi_sets(&f), 0); /* not before its deadline */
     struct got g;
-    ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n2", &g)), 0);
+    ASSERT_EQ(strlen(pair(&f, KEY_DOOM, "n2", NULL, &g)), 0);
     run_for(&f, 500);
     ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
     uint64_t ms = (now_monotonic_usec() - t0) / 1000;
     if (ms < 1900 || ms > 3000) /* never before its deadline; the upper bound is generous (a loaded machine) */
         CHECK_FAIL("a ACTIVE %llu ms after n2's last beat, expected 1950 ms", (unsigned long long)ms);
-    ASSERT(strstr(named(&f, KEY_DOOM, "n2", &g), "\"by\":\"n1\""));
+    ASSERT(strstr(pair(&f, KEY_DOOM, "n2", NULL, &g), "\"by\":\"n1\""));
     ASSERT_EQ(cluster_sync_node(f.sync, "n2"), 0);
     fixture_stop(&f);
 }
@@ -645,7 +635,7 @@ TEST(cluster_sync_leaves_a_node_that_beats_alone) {
     ASSERT_EQ((int)answer_csi_sets(&f), 0);
     ASSERT_EQ(cluster_sync_node(f.sync, "n2"), 1);
     struct got g;
-    ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n2", &g)), 0);
+    ASSERT_EQ(strlen(pair(&f, KEY_DOOM, "n2", NULL, &g)), 0);
     fixture_stop(&f);
 }
 
@@ -661,7 +651,7 @@ TEST(cluster_fences_once_declared_dead) {
     run_for(&f, 500);
     ASSERT(cluster_lease(f.cluster) != lease && cluster_lease(f.cluster) != 0);
     struct got g;
-    ASSERT_EQ(strlen(named(&f, KEY_DOOM, "n1", &g)), 0);
+    ASSERT_EQ(strlen(pair(&f, KEY_DOOM, "n1", NULL, &g)), 0);
     fixture_stop(&f);
 }
 

@@ -62,12 +62,12 @@ struct cluster_sync {
     size_t n_nodes;
     struct published *pub;
     size_t n_pub;
-    bool fence_waiting;   /* this node fenced itself; processes it killed still run */
-    bool decided;         /* it decided as the coordinator since the targets were last read */
-    bool fenced_since;    /* this node fenced itself since it last took over as the coordinator */
-    char *cdb_alone;      /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
-    uv_timer_t untrusted; /* the earliest node_info.fenced_at or doom_at */
-    int64_t doom_rev;     /* the revision of the last doom/<node> seen: its deletions are proven fences */
+    bool fence_waiting;    /* this node fenced itself; processes it killed still run */
+    bool decided;          /* it decided as the coordinator since the targets were last read */
+    bool fenced_since;     /* this node fenced itself since it last took over as the coordinator */
+    char *cdb_alone;       /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
+    uv_timer_t node_timer; /* the earliest node_info.fenced_at or doom_at */
+    int64_t doom_rev;      /* the revision of the last doom/<node> seen: its deletions are proven fences */
 };
 
 static void sync_unref(struct cluster_sync *s) {
@@ -303,10 +303,11 @@ static struct node_info *node_find(struct cluster_sync *s, const char *name, boo
  * store_lease_end_trusted()) may have been renewed a moment before: its
  * processes are certainly gone only once a TTL has passed (the node fences
  * itself, and libhalo kills them, a TTL after its last renewal), or once the
- * node is back under a new lease (it rejoins only after its fence). */
-static void on_untrusted(uv_timer_t *t);
+ * node is back under a new lease (it rejoins only after its fence).  One
+ * timer serves these waits and the beats' (below): the earliest of them. */
+static void on_node_timer(uv_timer_t *t);
 
-static void arm_untrusted(struct cluster_sync *s) {
+static void arm_node_timer(struct cluster_sync *s) {
     usec_t first = 0, now = now_monotonic_usec();
     for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
@@ -315,14 +316,14 @@ static void arm_untrusted(struct cluster_sync *s) {
             first = s->nodes[i].doom_at;
     }
     if (!first)
-        uv_timer_stop(&s->untrusted);
+        uv_timer_stop(&s->node_timer);
     else
-        uv_timer_start(&s->untrusted, on_untrusted, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
+        uv_timer_start(&s->node_timer, on_node_timer, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
 }
 
 static void doom(struct cluster_sync *s, struct node_info *n);
 
-static void on_untrusted(uv_timer_t *t) {
+static void on_node_timer(uv_timer_t *t) {
     struct cluster_sync *s = t->data;
     usec_t now = now_monotonic_usec();
     size_t n_sgs;
@@ -341,7 +342,7 @@ static void on_untrusted(uv_timer_t *t) {
                     amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
             }
     }
-    arm_untrusted(s);
+    arm_node_timer(s);
 }
 
 /* ---- beats: a node whose renewals stopped is declared dead ---- */
@@ -381,7 +382,7 @@ static void on_doomed(store *st, int error, const store_result *r, void *userdat
             (void)store_lease_revoke(s->store, n->lease, NULL, NULL);
         }
         /* else a newer beat: its event set the next wait */
-        arm_untrusted(s);
+        arm_node_timer(s);
     }
     free(k);
     sync_unref(s);
@@ -449,7 +450,7 @@ static void beat_seen(struct cluster_sync *s, struct node_info *n, int64_t rev, 
     n->beat_rev = rev;
     n->doom_at =
         now_monotonic_usec() + (usec_t)n->ttl_ms * USEC_PER_MSEC - CLUSTER_PROCESS_MARGIN_USEC + DOOM_SLACK_USEC;
-    arm_untrusted(s);
+    arm_node_timer(s);
 }
 
 static void handle_node(struct cluster_sync *s, const char *name, int64_t lease, bool deleted, bool trusted) {
@@ -460,7 +461,7 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
         n->doom_at = 0;
     if (n && !deleted && n->fenced_at) {
         n->fenced_at = 0; /* back: it fenced itself first (amf_su_remote() takes its units back) */
-        arm_untrusted(s);
+        arm_node_timer(s);
     }
     if (!n || n->alive == !deleted)
         return;
@@ -475,7 +476,7 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
                     "when it rejoins",
                     name, (long long)ttl_ms);
         n->fenced_at = now_monotonic_usec() + (usec_t)ttl_ms * USEC_PER_MSEC;
-        arm_untrusted(s);
+        arm_node_timer(s);
     }
     /* Every node that sees it reports it; the coordinator publishes it once. */
     if (deleted)
@@ -850,21 +851,21 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
     amf_set_placement(p->amf, &placement, s);
     amf_set_deciding(p->amf, false);                      /* until this node wins the leader key */
     (void)amf_add_active_readiness(p->amf, cdb_ready, s); /* at most one per layer: room enough */
-    (void)uv_timer_init(p->store->loop, &s->untrusted);
-    s->untrusted.data = s;
+    (void)uv_timer_init(p->store->loop, &s->node_timer);
+    s->node_timer.data = s;
     s->refs++; /* the timer's, until it is closed */
     *ret = s;
     return 0;
 }
 
-static void on_untrusted_closed(uv_handle_t *h) {
+static void on_node_timer_closed(uv_handle_t *h) {
     sync_unref(h->data);
 }
 
 struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
     if (!s)
         return NULL;
-    uv_close((uv_handle_t *)&s->untrusted, on_untrusted_closed);
+    uv_close((uv_handle_t *)&s->node_timer, on_node_timer_closed);
     s->follow = store_follow_free(s->follow);
     amf_unobserve(s->amf, &observer, s);
     amf_remove_active_readiness(s->amf, cdb_ready, s);

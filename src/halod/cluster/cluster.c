@@ -232,6 +232,25 @@ static char *node_value(const struct cluster *c) {
     return v;
 }
 
+/* What a beat and a takeover's registration hold on: no other node declared this one dead. */
+static store_compare no_doom(const struct cluster *c) {
+    return (store_compare){.key = c->doom_key,
+                           .key_len = strlen(c->doom_key),
+                           .target = STORE_CMP_VERSION,
+                           .result = STORE_CMP_EQUAL,
+                           .number = 0};
+}
+
+/* The node key under the lease held, with value (a registration or a beat). */
+static store_op node_put(const struct cluster *c, const char *value) {
+    return (store_op){.type = STORE_OP_PUT,
+                      .key = c->node_key,
+                      .key_len = strlen(c->node_key),
+                      .value = value,
+                      .value_len = value ? strlen(value) : 0,
+                      .lease = c->lease};
+}
+
 /* The beat: the node key written again, only while it is the one this
  * incarnation created and no other node has declared this one dead
  * (doom/<node>).  Another node that sees no beat for a TTL declares it dead
@@ -268,18 +287,9 @@ static void send_beat(struct cluster *c) {
          .target = STORE_CMP_CREATE,
          .result = STORE_CMP_EQUAL,
          .number = c->node_create},
-        {.key = c->doom_key,
-         .key_len = strlen(c->doom_key),
-         .target = STORE_CMP_VERSION,
-         .result = STORE_CMP_EQUAL,
-         .number = 0},
+        no_doom(c),
     };
-    store_op put = {.type = STORE_OP_PUT,
-                    .key = c->node_key,
-                    .key_len = strlen(c->node_key),
-                    .value = v,
-                    .value_len = v ? strlen(v) : 0,
-                    .lease = c->lease};
+    store_op put = node_put(c, v);
     store_txn t = {.compares = cmp, .n_compares = 2, .success = &put, .n_success = 1, .renewal = true};
     if (!k || store_transaction(c->store, &t, on_beat, k) < 0)
         call_abandon(k);
@@ -463,18 +473,9 @@ static void on_registered(store *s, int error, const store_result *r, void *user
 static void register_node(struct cluster *c) {
     char *value = node_value(c);
     c->phase = PHASE_REGISTERING;
-    store_compare absent = {.key = c->doom_key,
-                            .key_len = strlen(c->doom_key),
-                            .target = STORE_CMP_VERSION,
-                            .result = STORE_CMP_EQUAL,
-                            .number = 0};
+    store_compare absent = no_doom(c);
     store_op ops[3] = {
-        {.type = STORE_OP_PUT,
-         .key = c->node_key,
-         .key_len = strlen(c->node_key),
-         .value = value,
-         .value_len = value ? strlen(value) : 0,
-         .lease = c->lease},
+        node_put(c, value),
         {.type = STORE_OP_GET, .key = c->node_key, .key_len = strlen(c->node_key), .keys_only = true},
         {.type = STORE_OP_DELETE, .key = c->doom_key, .key_len = strlen(c->doom_key)},
     };
