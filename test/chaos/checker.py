@@ -315,12 +315,33 @@ def check_gaps(run):
     return violations
 
 
+def pool_holds(run, si):
+    """Why every unit of si is kept from ACTIVE at the end by its pool's rules, as halo
+    states it (a pool past its tolerance waits for the operator: docs/recovery.md), or None."""
+    pools = run.meta.get("final", {}).get("pools", {})
+    units = run.meta["sis"][si]["units"]
+    why = []
+    for comp in units:
+        st = pools.get(comp)
+        if not st or st.get("state") == "ONLINE" or not st.get("reason"):
+            return None
+        why.append(f"{comp} {st['state']}: {st['reason']}")
+    return "; ".join(why) if why else None
+
+
 def check_end(run):
-    """At the end: every SI has one running ACTIVE, and every halod shows that one."""
-    violations = []
+    """At the end: every SI has one running ACTIVE, and every halod shows that one.  An SI
+    whose every unit its pool holds back, with the reason stated, may end without one
+    (a note)."""
+    violations, notes = [], []
     final = run.meta.get("final", {})
     for si, d in run.meta["sis"].items():
         active = [comp for comp in d["units"] for iv in run.intervals[comp] if iv["end_by"] == "open at the end"]
+        held = not active and pool_holds(run, si)
+        if held:
+            notes.append({"kind": "end", "si": si, "t": run.t_end, "context": [],
+                          "text": f"END si {si}: no ACTIVE at the end, every unit held by its pool ({held})"})
+            continue
         if len(active) != 1:
             violations.append({"kind": "end", "si": si, "t": run.t_end, "context": [],
                                "text": f"END si {si}: {len(active)} running ACTIVE components at the end {active}"})
@@ -330,7 +351,7 @@ def check_end(run):
                 violations.append({"kind": "view", "si": si, "t": run.t_end, "context": [],
                                    "text": f"VIEW si {si}: halod {node} shows ACTIVE {view.get(si)!r}, the running "
                                            f"ACTIVE component is {active[0]}"})
-    return violations
+    return violations, notes
 
 
 def check_cdb(run):
@@ -373,18 +394,33 @@ def check_pools(run):
         out.append({"kind": "pool", "si": "-", "t": run.t_end, "context": [],
                     "text": f"POOL process:{proc} ends {st.get('state')!r} with no reason stated "
                             f"(its halod's recovery state: {st.get('recovery')!r})"})
-    stuck = {p: st for p, st in pools.items() if st.get("state") != "ONLINE"}
-    if stuck and all("which tolerates" in (st.get("reason") or "") for st in stuck.values()):
-        out.append({"kind": "pool", "si": "-", "t": run.t_end, "context": [],
-                    "text": f"POOL STUCK: every pool process that is not ONLINE ({', '.join(sorted(stuck))}) is "
-                            f"refused its recovery because of the others' failures: none can ever recover; "
-                            f"e.g. {next(iter(stuck))}: {next(iter(stuck.values()))['reason']}"})
+    # A whole pool down, each member refused for the others' failures: newest data first
+    # must let one through.  (Past its tolerance with members still ONLINE, a pool waits
+    # for the operator's recover --force, with the reason stated: docs/recovery.md.)
+    by_pool = {}
+    for proc, st in pools.items():
+        by_pool.setdefault((st.get("recovery") or {}).get("pool"), {})[proc] = st
+    for members in by_pool.values():
+        stuck = {p: st for p, st in members.items() if st.get("state") != "ONLINE"}
+        if stuck and len(stuck) == len(members) and \
+                all(re.search(r"which tolerates|, past \d", st.get("reason") or "") for st in stuck.values()):
+            out.append({"kind": "pool", "si": "-", "t": run.t_end, "context": [],
+                        "text": f"POOL STUCK: every pool process ({', '.join(sorted(stuck))}) is refused its "
+                                f"recovery because of the others' failures: none can ever recover; "
+                                f"e.g. {next(iter(stuck))}: {next(iter(stuck.values()))['reason']}"})
     return out
 
 
 def check_settle(run):
-    return [{"kind": "settle", "si": "-", "t": run.t_end, "context": [], "text": f"SETTLE {why}"}
-            for why in run.meta.get("final", {}).get("unsettled", [])]
+    """(violations, notes): a halod whose view did not settle; an SI it shows without ACTIVE
+    because its pool holds every unit back (pool_holds()) is a note."""
+    v, notes = [], []
+    for why in run.meta.get("final", {}).get("unsettled", []):
+        m = re.search(r" sees SI (\S+) active=None ", why)
+        held = m and m.group(1) in run.meta["sis"] and pool_holds(run, m.group(1))
+        (notes if held else v).append({"kind": "settle", "si": m.group(1) if m else "-", "t": run.t_end,
+                                       "context": [], "text": f"SETTLE {why}" + (" (held by its pool)" if held else "")})
+    return v, notes
 
 
 def check_teardown(run):
@@ -402,8 +438,10 @@ def check(run):
     """(violations, notes), each a list of dicts with "kind" and "text"."""
     overlaps, notes = check_overlaps(run)
     crashes, leftovers = check_teardown(run)
-    v = overlaps + check_gaps(run) + check_end(run) + check_cdb(run) + check_pools(run) + check_settle(run)
-    return v + crashes, notes + leftovers
+    end, end_notes = check_end(run)
+    settle, settle_notes = check_settle(run)
+    v = overlaps + check_gaps(run) + end + check_cdb(run) + check_pools(run) + settle
+    return v + crashes, notes + end_notes + settle_notes + leftovers
 
 
 def summary(run, violations, notes):

@@ -13,9 +13,9 @@ T0 = 1000.0
 
 
 def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=(),
-             wall_t0=None):
+             wall_t0=None, unsettled=()):
     """A run directory: SI g1 with units g1-a on n1 and g1-b on n2; times relative to T0."""
-    final = {"views": {"n1": {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": [], "teardown": list(teardown)}
+    final = {"views": {"n1": {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": list(unsettled), "teardown": list(teardown)}
     if cdb is not None:
         final["cdb"] = cdb
     meta = {"seed": 1, "seconds": end, "t0": T0, "t_check": T0, "t_end": T0 + end, "comps": ["g1-a", "g1-b"],
@@ -115,6 +115,12 @@ def test_pool_processes_end_online_or_with_a_reason_that_can_change(tmp_path):
     stuck = {"p1": {"state": "FAILED", "reason": why.format(2)}, "p2": {"state": "FAILED", "reason": why.format(1)}}
     k, _, v = kinds(make_run(tmp_path, ivs, watcher=UP, pools=stuck))
     assert k == ["pool"] and "POOL STUCK" in v[0]["text"]
+    # The same wording after an aborted attempt ("past N") is stuck too.
+    stuck["p2"]["reason"] = "it may not start recovering: 2 failures in pool 'storage' (p1 FAILED), past 0"
+    assert kinds(make_run(tmp_path, ivs, watcher=UP, pools=stuck))[0] == ["pool"]
+    # With a member ONLINE the pool did not fail as a whole: it waits for the operator, reasons stated.
+    stuck["p3"] = {"state": "ONLINE"}
+    assert kinds(make_run(tmp_path, ivs, watcher=UP, pools=stuck))[0] == []
 
 
 def test_a_halod_that_crashed_is_a_violation_processes_left_behind_a_note(tmp_path):
@@ -145,3 +151,24 @@ def test_a_unit_the_pool_holds_back_is_not_a_healthy_one(tmp_path):
     # Without the refusal, the same history is a gap.
     (tmp_path / "halod-n2.log").write_text("")
     assert kinds(make_run(tmp_path, ivs, watcher=UP, timeline=timeline, wall_t0=wall_t0))[0] == ["gap"]
+
+
+def test_an_si_whose_every_unit_its_pool_holds_may_end_without_active(tmp_path):
+    # The pool lost more than it tolerates: halo waits for the operator and
+    # says why; the SI ending without ACTIVE is then a note, not a violation.
+    ivs = {"g1-a": [("ACTIVE", 1.0, 10), ("END", 5.0, 10)]}
+    why = "3 failures in pool 'storage' (...), which tolerates 2"
+    unsettled = ["not settled 60 s after the last fault was undone: n1 sees SI g1 active=None standby=None pending=[]"]
+    held = {"g1-a": {"state": "FAILED", "reason": why}, "g1-b": {"state": "TRANSIENT", "reason": why},
+            "p3": {"state": "ONLINE"}}
+    k, notes, _ = kinds(make_run(tmp_path, ivs, watcher=UP, end=7.0, pools=held, unsettled=unsettled))
+    assert k == [] and sorted(notes) == ["end", "settle"]
+    # One unit free (ONLINE, or no reason stated): both are violations.
+    for free in ({"state": "ONLINE"}, {"state": "TRANSIENT"}):
+        pools = {**held, "g1-b": free}
+        k, _, _ = kinds(make_run(tmp_path, ivs, watcher=UP, end=7.0, pools=pools, unsettled=unsettled))
+        assert sorted(set(k) - {"pool"}) == ["end", "settle"]
+    # A halod that did not settle for another reason stays a violation.
+    other = ["not settled 60 s after the last fault was undone: n1 sees SI g1 active='g1-a' standby=None pending=['x']"]
+    k, _, _ = kinds(make_run(tmp_path, ivs, watcher=UP, end=7.0, pools=held, unsettled=other))
+    assert k == ["settle"]

@@ -485,13 +485,18 @@ TEST(amf_register_refused_when_not_ready_or_lying) {
     "    service-units: {a: {node: n1}, b: {node: n2}}\n" \
     "    service-instances: {si: {csis: {csi: {}}}}\n"
 
+/* Two nodes' units, this node's 'a' registered; this node does not decide (yet). */
+static struct conn *two_nodes_follower(struct fixture *f) {
+    fixture_start(f, TWO_NODES);
+    amf_set_placement(f->amf, &remote_placement, NULL);
+    amf_set_deciding(f->amf, false);
+    amf_set_ready(f->amf);
+    return registered(f, 0, "a");
+}
+
 TEST(amf_placement_of_several_nodes) {
     struct fixture f = {0};
-    fixture_start(&f, TWO_NODES);
-    amf_set_placement(f.amf, &remote_placement, NULL);
-    amf_set_deciding(f.amf, false);
-    amf_set_ready(f.amf);
-    struct conn *a = registered(&f, 0, "a");
+    struct conn *a = two_nodes_follower(&f);
     ASSERT(!seen("target a ACTIVE")); /* not the coordinator: it decides nothing */
     /* b's node says b is in service; this node becomes the coordinator. */
     struct su *sb = amf_find_su(f.amf, "b");
@@ -520,6 +525,34 @@ TEST(amf_placement_of_several_nodes) {
     amf_su_remote(sb, NULL, true);
     ASSERT(seen("forget si b"));
     ASSERT(amf_si_find_su(si, sb) == NULL);
+    fixture_stop(&f);
+}
+
+/* Chaos seed 202: a node's unit held ACTIVE, its node was declared dead (a
+ * proven fence), and this node then read the targets again (after its own
+ * fence) and found the dead unit's ACTIVE target, which nobody deletes.
+ * Mirrored, it came back as an ACTIVE on a unit gone: taking over, this node
+ * quiesced it (a step nobody can confirm) instead of assigning ACTIVE here. */
+TEST(amf_a_target_for_a_unit_gone_with_its_node_is_void) {
+    struct fixture f = {0};
+    struct conn *a = two_nodes_follower(&f);
+    struct su *sb = amf_find_su(f.amf, "b");
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su_remote r = {.known = true, .in_service = true, .lease = 7};
+    amf_su_remote(sb, &r, false);
+    amf_target(si, sb, HALO_HA_ACTIVE, 5);
+    amf_confirmed(si, sb, HALO_HA_ACTIVE, 5);
+    ASSERT(amf_si_find(si, HALO_HA_ACTIVE) && amf_si_find(si, HALO_HA_ACTIVE)->su == sb);
+    amf_su_remote(sb, NULL, true); /* gone, fenced */
+    ASSERT(amf_si_find_su(si, sb) == NULL);
+    amf_target(si, sb, HALO_HA_ACTIVE, 5); /* the targets read again */
+    ASSERT(amf_si_find_su(si, sb) == NULL);
+    n_events = 0;
+    amf_set_deciding(f.amf, true);
+    ASSERT(!seen("target b QUIESCING"));
+    ASSERT(seen("target a ACTIVE"));
+    answer(&f, a, expect_csi_set(a, HALO_HA_ACTIVE));
+    ASSERT(seen("confirmed a ACTIVE"));
     fixture_stop(&f);
 }
 
