@@ -290,7 +290,9 @@ def test_recovery_states(sim, tmp_path):
         return json.loads(v) if v else None
     assert state() is None  # never failed: nothing written
     hold = held_recovering(hs, log)
-    assert state() == {"state": "recovering", "epoch": 0}
+    # "down": the seq of the published FAILED with which it left ONLINE (newest data first).
+    failed = [q for o, s, q in notes(log, "ios-a") if o == "process:ios-b" and s == "FAILED"][-1]
+    assert state() == {"state": "recovering", "epoch": 0, "down": failed}
     assert hs["n2"].comp("ios-b")["recovery"] == {"pool": "storage", "state": "recovering", "epoch": 0}
     # The steps' order in ios-b's halod log: failed, transient, recovering.
     steps = [ln.split("Recovery of 'ios-b': ")[1].strip() for ln in hs["n2"].logtext().splitlines()
@@ -493,6 +495,44 @@ def test_a_whole_pool_failure_recovers_newest_data_first(sim, tmp_path):
     assert min(where, key=lambda p: online[p]) == newest, (seqs, online)
     text = "".join(hs[n].logtext() for n in NODES)
     assert "newest data first" in text
+
+
+def test_a_crash_while_recovering_newest_data_first_keeps_its_place(sim, tmp_path):
+    """A whole pool fails (tolerate 0); the newest recovers; the next one,
+    let through newest data first, crashes while it recovers.  Its data is
+    no newer than it was (it never came back), so it is let through again:
+    judged by its new FAILED, the member that came back meanwhile looked
+    ONLINE since before it failed, it was refused for good, and the oldest
+    waited for it: the pool stuck with one member ONLINE."""
+    log = str(tmp_path / "comp.log")
+    hs, http = cluster(sim, log, tolerate=0)
+    where = {"ios-a": "n1", "ios-b": "n2", "ios-c": "n3"}
+    for p in where:
+        open(f"{log}.{p}.hold", "w").close()
+    for p in where:
+        kill(hs[where[p]], p)
+
+    def state(p):
+        # A RECOVERING goes to the pool's processes only (api.md): the latest any of them was told.
+        seen = [(int(q), s) for c in where for o, s, q in notes(log, c) if o == f"process:{p}"]
+        return max(seen)[1] if seen else None
+
+    def recovering():
+        r = [p for p in where if state(p) == "RECOVERING"]
+        return r[0] if len(r) == 1 else None
+    wait_for(recovering, timeout=30, what="the newest recovering")
+    first = recovering()
+    os.unlink(f"{log}.{first}.hold")
+    wait_for(lambda: state(first) == "ONLINE" and recovering(), timeout=30, what="the next one recovering")
+    second = recovering()
+    failed = len(told(log, "outsider", f"process:{second}"))
+    kill(hs[where[second]], second)
+    wait_for(lambda: len(told(log, "outsider", f"process:{second}")) > failed and state(second) == "RECOVERING",
+             timeout=30, what=f"{second} recovering again after its crash")
+    for p in where:
+        if os.path.exists(f"{log}.{p}.hold"):
+            os.unlink(f"{log}.{p}.hold")
+    wait_for(lambda: all(state(p) == "ONLINE" for p in where), timeout=60, what="every pool process ONLINE")
 
 
 def etcd_call(sim, path, doc):

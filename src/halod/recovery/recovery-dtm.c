@@ -107,6 +107,43 @@ unsigned dtm_failures(const struct queue *q, const struct recovery_model *m, con
     return failures;
 }
 
+/*
+ * Newest data first.  Beyond its tolerance a pool that failed as a whole (a
+ * power cut, every node fenced at once) could never recover the usual way:
+ * each process is refused because of the others.  Then the processes recover
+ * in the order they failed, the last one first: it holds the newest data.  p
+ * may recover once every member whose current state was published after p's
+ * is ONLINE again, and no member is ONLINE that has been so since before p
+ * failed (then the pool did not fail as a whole: the tolerance stands).
+ * "After" is by the broadcast seq of the entry that set each state; ties go
+ * by name.  When p failed is the seq with which it left ONLINE: an aborted
+ * attempt, or a crash while it recovers, does not make its data newer than
+ * that of a member that came back meanwhile.
+ */
+bool dtm_newest_first(const struct queue *q, const struct recovery_model *m, const struct rm_process *p,
+                      uint64_t failed) {
+    const struct rm_process *members[CONFIG_POOL_PROCESSES_MAX];
+    size_t n = MIN(rm_pool_members(m, p->pool, members, ELEMENTSOF(members)), ELEMENTSOF(members));
+    uint64_t mine;
+    if (queue_state_info(q, p->object, &mine, NULL) < 0)
+        return false;
+    if (failed == 0 || failed > mine)
+        failed = mine;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq;
+        if (members[i] == p)
+            continue;
+        int st = queue_state_info(q, members[i]->object, &seq, NULL);
+        if (st == QUEUE_HA_ONLINE && seq > failed)
+            continue; /* back after p failed: a newer one, recovered first */
+        if (st == QUEUE_HA_ONLINE)
+            return false; /* ONLINE since before p failed: not a whole-pool failure */
+        if (st < 0 || seq > mine || (seq == mine && strcmp(members[i]->name, p->name) < 0))
+            return false; /* newer data (or unknown) elsewhere, not back yet */
+    }
+    return true;
+}
+
 char *dtm_abort_reason(const struct queue *q, const struct recovery_model *m, const struct rm_process *p,
                        unsigned limit) {
     char obj[QUEUE_OBJECT_MAX + QUEUE_NAME_MAX + 2], list[512];

@@ -53,6 +53,12 @@ bool dtm_device_state_failed(int state);
 /* The first of p's own devices in such a state: its state, and its object in
  * obj; -ENOENT if none. */
 int dtm_device_failed(const struct queue *q, const struct rm_process *p, char *obj, size_t size);
+/* Whether p may recover beyond its pool's tolerance, newest data first (the
+ * pool failed as a whole and every member that failed after p is back);
+ * failed: the seq of the published state with which p left ONLINE, 0 if not
+ * known (then its current state's). */
+bool dtm_newest_first(const struct queue *q, const struct recovery_model *m, const struct rm_process *p,
+                      uint64_t failed);
 /* Why an attempt of p's recovery may not go on (one of its own devices
  * failed, or the failures among the others are past limit), malloc'ed; NULL
  * if it may go on (or out of memory, logged by nobody: the check runs again

@@ -77,6 +77,7 @@ struct rl {
     unsigned limit;        /* the failures among the others an attempt may not pass */
     unsigned attempts;     /* attempts started here (the RECOVERING's reason); 0: unknown (a new halod) */
     uint64_t attempt;      /* the seq of the attempt's published RECOVERING; 0 until seen */
+    uint64_t down_seq;     /* the seq of the published state with which it left ONLINE; 0: ONLINE, or not known */
 };
 
 struct recovery_local {
@@ -174,6 +175,8 @@ static void rl_set(struct recovery_local *r, struct rl *rl, enum rl_state st, co
     json_t *j = json_pack("{s:s, s:I}", "state", rl_state_to_string(st), "epoch", (json_int_t)rl->epoch);
     if (j && reason)
         json_object_set_new(j, "reason", json_string(reason));
+    if (j && st != RL_IDLE && rl->down_seq)
+        json_object_set_new(j, "down", json_integer((json_int_t)rl->down_seq));
     if (j && st != RL_IDLE && rl->limit > rl->p->pool->tolerate)
         json_object_set_new(j, "limit", json_integer(rl->limit));
     if (j && st != RL_IDLE && rl->p->pool->report) {
@@ -372,36 +375,6 @@ static void read_vector(struct recovery_local *r, struct rl *rl, int step) {
 
 /* ---- transient or permanent, tolerated or not ---- */
 
-/*
- * Newest data first.  Beyond its tolerance a pool that failed as a whole (a
- * power cut, every node fenced at once) could never recover the usual way:
- * each process is refused because of the others.  Then the processes recover
- * in the order they failed, the last one first: it holds the newest data.  p
- * may recover once every member that failed after it is ONLINE again, and no
- * member is ONLINE that has been so since before p failed (then the pool did
- * not fail as a whole: the tolerance stands).  "After" is by the broadcast
- * seq of the entry that set each state; ties go by name.
- */
-static bool newest_first(struct recovery_local *r, const struct rm_process *p, const struct rm_process *const *members,
-                         size_t n) {
-    uint64_t mine;
-    if (queue_state_info(r->q, p->object, &mine, NULL) < 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t seq;
-        if (members[i] == p)
-            continue;
-        int st = queue_state_info(r->q, members[i]->object, &seq, NULL);
-        if (st == QUEUE_HA_ONLINE && seq > mine)
-            continue; /* back after p failed: a newer one, recovered first */
-        if (st == QUEUE_HA_ONLINE)
-            return false; /* ONLINE since before p failed: not a whole-pool failure */
-        if (st < 0 || seq > mine || (seq == mine && strcmp(members[i]->name, p->name) < 0))
-            return false; /* newer data (or unknown) elsewhere, not back yet */
-    }
-    return true;
-}
-
 /* NULL if the recovery may start, else why not (malloc'ed).  Sets the limit
  * of its attempts: the pool's tolerance, or the failures it was let through
  * with beyond it. */
@@ -412,8 +385,6 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
     if (st >= 0)
         return strprintf("%s is %s: not a transient failure; it recovers once the device is repaired", obj,
                          queue_ha_state_to_string((enum queue_ha_state)st));
-    const struct rm_process *members[CONFIG_POOL_PROCESSES_MAX];
-    size_t n = MIN(rm_pool_members(r->model, p->pool, members, ELEMENTSOF(members)), ELEMENTSOF(members));
     unsigned failures = dtm_failures(r->q, r->model, p, list, sizeof(list));
     if (failures <= p->pool->tolerate) {
         rl->limit = p->pool->tolerate;
@@ -425,7 +396,7 @@ static char *refusal(struct recovery_local *r, struct rl *rl) {
         rl->limit = failures;
         return NULL;
     }
-    if (newest_first(r, p, members, n)) {
+    if (dtm_newest_first(r->q, r->model, p, rl->down_seq)) {
         log_notice("'%s' recovers beyond the tolerance of pool '%s' (%u failures: %s): newest data first, and every "
                    "process that failed after it is back",
                    p->name, p->pool->name, failures, list);
@@ -659,6 +630,8 @@ static void on_published(struct queue *q, uint64_t seq, const struct queue_event
         struct rl *rl = &r->rls[i];
         if (rl->p->pool != p->pool)
             continue;
+        if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS)
+            rl->down_seq = ev->state == QUEUE_HA_ONLINE ? 0 : rl->down_seq ? rl->down_seq : seq;
         if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_FAILED)
             published_failed(r, rl, ev);
         else if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_RECOVERING)
@@ -715,6 +688,9 @@ static void on_loaded(store *s, int error, const store_result *res, void *userda
             const char *why = json_string_value(json_object_get(jv, "reason"));
             free(rl->reason);
             rl->reason = why ? strdup(why) : NULL;
+            json_t *down = json_object_get(jv, "down"); /* else what on_published() saw, if anything */
+            if (json_is_integer(down) && json_integer_value(down) > 0 && rl->state != RL_IDLE)
+                rl->down_seq = (uint64_t)json_integer_value(down);
             json_t *lim = json_object_get(jv, "limit");
             rl->limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (unsigned)json_integer_value(lim)
                                                                             : rl->p->pool->tolerate;
