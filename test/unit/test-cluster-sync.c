@@ -686,3 +686,113 @@ TEST(cluster_sync_publishes_its_units_again_after_its_own_rejoin) {
         CHECK_FAIL("a's target after the rejoin: %s (want STANDBY under %s)", v, want);
     fixture_stop(&f);
 }
+
+/*
+ * n2 fenced itself and rejoined; the coordinator (n2 still) wrote b's next
+ * target for the new lease before this node saw b's state under it (n2's
+ * state write had failed and was written again later): the target was
+ * ignored, written for a lease b did not have yet.  Once b's state under the
+ * new lease arrives, the targets are read again and the target taken: this
+ * node's view of the SI had no STANDBY for good (chaos seed 303).
+ */
+TEST(cluster_sync_takes_a_target_written_before_its_units_new_lease_was_seen) {
+    struct fixture f = {.n2_leads = true};
+    fixture_start(&f);
+    ASSERT_OK(cluster_start(f.cluster));
+    run_until(&f, &f.loaded);
+    ASSERT(!cluster_is_coordinator(f.cluster));
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *b = amf_find_su(f.amf, "b");
+    int64_t l2 = 0;
+    ASSERT_OK(store_lease_grant(f.store, 60, on_granted, &l2));
+    while (!l2)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"STANDBY\",\"gen\":5,\"lease\":%lld}",
+             (long long)l2);
+    put(&f, KEY_TARGET, "si", "b", v, 0);
+    run_for(&f, 20);
+    put(&f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", l2);
+    run_for(&f, 100);
+    struct assignment *as = amf_si_find_su(si, b);
+    if (!as || as->target != HALO_HA_STANDBY || as->gen != 5)
+        CHECK_FAIL("b's assignment in this node's view: %s", as ? halo_ha_state_to_string(as->target) : "none");
+    fixture_stop(&f);
+}
+
+/* The memory store, with the writes of keys that hold fail_keys failing (later,
+ * as a real store's would: a lease that does not exist). */
+static const char *fail_keys;
+static store_ops real_ops;
+
+static int failing_txn(store *s, const store_txn *txn, store_cb cb, void *userdata) {
+    if (fail_keys && txn->n_compares == 0 && txn->n_success == 1 && txn->success[0].type == STORE_OP_PUT &&
+        memmem(txn->success[0].key, txn->success[0].key_len, fail_keys, strlen(fail_keys))) {
+        store_op op = txn->success[0];
+        op.lease = INT64_MAX / 2;
+        store_txn t = *txn;
+        t.success = &op;
+        return real_ops.txn(s, &t, cb, userdata);
+    }
+    return real_ops.txn(s, txn, cb, userdata);
+}
+
+static void failing_writes(struct fixture *f, store_ops *ops) {
+    real_ops = *f->store->ops;
+    *ops = real_ops;
+    ops->txn = failing_txn;
+    f->store->ops = ops;
+}
+
+/* This node, not the coordinator, with its unit a registered while the store
+ * refuses the writes of keys that hold what; returns once the store takes them again. */
+static void registered_while_writes_fail(struct fixture *f, store_ops *ops, const char *what) {
+    fixture_start(f);
+    failing_writes(f, ops);
+    ASSERT_OK(cluster_start(f->cluster));
+    run_until(f, &f->loaded);
+    ASSERT(!cluster_is_coordinator(f->cluster));
+    fail_keys = what;
+    struct comp *c = amf_find_comp(f->amf, "a");
+    f->a.pid = c->pid;
+    amf_comp_register(f->amf, &f->a, 7, "a", NULL, false, false);
+    run_for(f, 50);
+}
+
+/* A unit state whose write failed is written again: the others would see a
+ * out of service (or under its old lease) for good. */
+TEST(cluster_sync_writes_a_unit_state_again_after_a_failed_write) {
+    struct fixture f = {.n2_leads = true};
+    store_ops ops;
+    registered_while_writes_fail(&f, &ops, "/sustate/");
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_SUSTATE, "a", NULL, &g), "\"in_service\":false"));
+    fail_keys = NULL;
+    run_for(&f, 400);
+    const char *v = pair(&f, KEY_SUSTATE, "a", NULL, &g);
+    if (!strstr(v, "\"in_service\":true"))
+        CHECK_FAIL("a's state after its write failed once: %s", v);
+    fixture_stop(&f);
+}
+
+/* A confirmation whose write failed is written again: the coordinator waits
+ * for it, and the SI's next step with it. */
+TEST(cluster_sync_writes_a_confirmation_again_after_a_failed_write) {
+    struct fixture f = {.n2_leads = true};
+    store_ops ops;
+    registered_while_writes_fail(&f, &ops, "/confirmed/");
+    put_target_a(&f, "STANDBY", 2, cluster_lease(f.cluster));
+    run_for(&f, 50);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_STANDBY);
+    run_for(&f, 50);
+    struct got g;
+    ASSERT(!strstr(pair(&f, KEY_CONFIRMED, "si", "a", &g), "STANDBY"));
+    fail_keys = NULL;
+    run_for(&f, 400);
+    const char *v = pair(&f, KEY_CONFIRMED, "si", "a", &g);
+    if (!strstr(v, "\"state\":\"STANDBY\""))
+        CHECK_FAIL("a's confirmation after its write failed once: %s", v ? v : "(none)");
+    fixture_stop(&f);
+}

@@ -45,6 +45,13 @@ struct published {
     struct su_remote r;
 };
 
+/* A confirmation being written, or whose write failed: the coordinator waits for it. */
+struct unwritten {
+    struct cluster_sync *s;
+    char *key, *value;
+    int64_t lease; /* this node's when it was written: void under another */
+};
+
 struct cluster_sync {
     store *store;
     char *prefix, *node;
@@ -62,17 +69,36 @@ struct cluster_sync {
     size_t n_nodes;
     struct published *pub;
     size_t n_pub;
-    bool fence_waiting;    /* this node fenced itself; processes it killed still run */
-    bool decided;          /* it decided as the coordinator since the targets were last read */
-    bool fenced_since;     /* this node fenced itself since it last took over as the coordinator */
-    char *cdb_alone;       /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
-    uv_timer_t node_timer; /* the earliest node_info.fenced_at or doom_at */
-    int64_t doom_rev;      /* the revision of the last doom/<node> seen: its deletions are proven fences */
+    bool fence_waiting;           /* this node fenced itself; processes it killed still run */
+    bool decided;                 /* it decided as the coordinator since the targets were last read */
+    bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
+    char *cdb_alone;              /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
+    uv_timer_t node_timer;        /* the earliest node_info.fenced_at or doom_at, pub_retry_at, targets_again */
+    usec_t pub_retry_at;          /* a unit state's write failed: written again then (0: none) */
+    unsigned pub_retry_msec;      /* its backoff: 100 ms, doubled up to 2 s, reset by a write that succeeds */
+    bool targets_again;           /* a remote unit came back under a new lease: read the targets again */
+    struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
+    size_t n_unwritten;
+    int64_t doom_rev; /* the revision of the last doom/<node> seen: its deletions are proven fences */
 };
+
+static void unwritten_free(struct unwritten *u) {
+    free(u->key);
+    free(u->value);
+    free(u);
+}
+
+static void unwritten_drop(struct cluster_sync *s, size_t i) {
+    unwritten_free(s->unwritten[i]);
+    s->unwritten[i] = s->unwritten[--s->n_unwritten];
+}
 
 static void sync_unref(struct cluster_sync *s) {
     if (--s->refs > 0)
         return;
+    while (s->n_unwritten)
+        unwritten_drop(s, 0);
+    free(s->unwritten);
     free(s->cdb_alone);
     for (size_t i = 0; i < s->n_nodes; i++)
         free(s->nodes[i].name);
@@ -97,9 +123,33 @@ static void on_written(store *st, int error, const store_result *r, void *userda
     sync_unref(s);
 }
 
-static void on_put(store *st, int error, const store_result *r, void *userdata) {
-    if (error < 0 && error != -ECANCELED)
-        log_warning_errno(error, "Failed to write the cluster state: %m");
+static void arm_node_timer(struct cluster_sync *s);
+
+/* A unit state or a confirmation not written: they are written again after
+ * a backoff. */
+static void write_again_later(struct cluster_sync *s, int error, const char *what) {
+    s->pub_retry_msec = s->pub_retry_msec ? MIN(s->pub_retry_msec * 2, 2000U) : 100U;
+    log_warning_errno(error, "Failed to write %s (written again in %u ms): %m", what, s->pub_retry_msec);
+    s->pub_retry_at = now_monotonic_usec() + s->pub_retry_msec * USEC_PER_MSEC;
+    arm_node_timer(s);
+}
+
+/* A unit state not written: every one is written again (a node that rejoined
+ * and could not say so under its new lease would have the others ignore the
+ * targets written for its units for good: chaos seed 303). */
+static void sustate_failed(struct cluster_sync *s, int error) {
+    for (size_t i = 0; i < s->n_pub; i++)
+        s->pub[i].known = false;
+    write_again_later(s, error, "a unit state");
+}
+
+static void on_sustate_put(store *st, int error, const store_result *r, void *userdata) {
+    struct cluster_sync *s = userdata;
+    if (error >= 0)
+        s->pub_retry_msec = 0;
+    else if (error != -ECANCELED && s->amf)
+        sustate_failed(s, error);
+    sync_unref(s);
 }
 
 /* Runs ops under the coordinator's guard: a deposed coordinator writes nothing. */
@@ -152,6 +202,45 @@ static int publish_target(void *p, struct si *si, struct assignment *as) {
     return as->su->local ? 0 : 1; /* another node's unit: its node applies it and confirms */
 }
 
+static void on_confirm_put(store *st, int error, const store_result *r, void *userdata) {
+    struct unwritten *u = userdata, **list;
+    struct cluster_sync *s = u->s;
+    bool superseded = false;
+    for (size_t i = 0; i < s->n_unwritten; i++)
+        superseded = superseded || streq(s->unwritten[i]->key, u->key);
+    if (error < 0 && error != -ECANCELED && s->amf && !superseded &&
+        (list = reallocarray(s->unwritten, s->n_unwritten + 1, sizeof(*list)))) {
+        s->unwritten = list;
+        list[s->n_unwritten++] = TAKE_PTR(u);
+        write_again_later(s, error, "a confirmation");
+    }
+    if (u)
+        unwritten_free(u);
+    sync_unref(s);
+}
+
+/* Writes a confirmation; one that fails is written again after a backoff,
+ * unless a newer one of the same key was written meanwhile (the coordinator
+ * would wait for it for good: the SI's step never ends). */
+static void confirm_put(struct cluster_sync *s, const char *key, const char *value) {
+    for (size_t i = 0; i < s->n_unwritten; i++)
+        if (streq(s->unwritten[i]->key, key))
+            unwritten_drop(s, i--);
+    struct unwritten *u = calloc(1, sizeof(*u));
+    if (u)
+        *u = (struct unwritten){.s = s, .key = strdup(key), .value = strdup(value), .lease = cluster_lease(s->cluster)};
+    if (!u || !u->key || !u->value) {
+        log_warning("Out of memory writing '%s'", key);
+        if (u)
+            unwritten_free(u);
+        return;
+    }
+    s->refs++;
+    int r = store_put(s->store, key, value, strlen(value), 0, on_confirm_put, u);
+    if (r < 0)
+        on_confirm_put(s->store, r, NULL, u);
+}
+
 static void publish_confirmed(void *p, struct si *si, const struct assignment *as, bool removed) {
     struct cluster_sync *s = p;
     char key[STORE_KEY_MAX];
@@ -159,9 +248,7 @@ static void publish_confirmed(void *p, struct si *si, const struct assignment *a
         pair_value(si, as->su, s->node, removed ? 0 : (int)as->state, as->gen, cluster_lease(s->cluster));
     if (!v || key_pair(key, s->prefix, KEY_CONFIRMED, si->name, as->su->name) < 0)
         return;
-    int r = store_put(s->store, key, v, strlen(v), 0, on_put, NULL);
-    if (r < 0)
-        log_warning_errno(r, "Failed to write '%s': %m", key);
+    confirm_put(s, key, v);
 }
 
 static void forget(void *p, struct si *si, struct su *su) {
@@ -219,9 +306,12 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
                                             now.in_service, "failing", now.failing, "fenced", fenced));
     if (!v || key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
         return;
-    int r = store_put(s->store, key, v, strlen(v), lease, on_put, NULL);
-    if (r < 0)
-        log_warning_errno(r, "Failed to write '%s': %m", key);
+    s->refs++;
+    int r = store_put(s->store, key, v, strlen(v), lease, on_sustate_put, s);
+    if (r < 0) {
+        s->refs--;
+        sustate_failed(s, r);
+    }
 }
 
 static void on_read_again(store *st, int error, const store_result *r, void *userdata);
@@ -308,7 +398,7 @@ static struct node_info *node_find(struct cluster_sync *s, const char *name, boo
 static void on_node_timer(uv_timer_t *t);
 
 static void arm_node_timer(struct cluster_sync *s) {
-    usec_t first = 0, now = now_monotonic_usec();
+    usec_t first = s->targets_again ? 1 : s->pub_retry_at, now = now_monotonic_usec();
     for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
             first = s->nodes[i].fenced_at;
@@ -328,6 +418,25 @@ static void on_node_timer(uv_timer_t *t) {
     usec_t now = now_monotonic_usec();
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    if (s->targets_again) {
+        s->targets_again = false;
+        read_again(s, KEY_TARGET, "the targets after a unit came back under a new lease");
+    }
+    if (s->pub_retry_at && s->pub_retry_at <= now) {
+        s->pub_retry_at = 0;
+        for (size_t i = 0; i < s->n_pub; i++)
+            publish_sustate(s, s->pub[i].su, false);
+        /* Confirmations of this lease; one of an earlier lease is void (its node fenced since). */
+        size_t n = s->n_unwritten;
+        struct unwritten **u = TAKE_PTR(s->unwritten);
+        s->n_unwritten = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (u[i]->lease == cluster_lease(s->cluster))
+                confirm_put(s, u[i]->key, u[i]->value);
+            unwritten_free(u[i]);
+        }
+        free(u);
+    }
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct node_info *n = &s->nodes[i];
         if (n->doom_at && !n->dooming && n->doom_at <= now)
@@ -495,6 +604,14 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .fenced = deleted ? trusted : json_is_true(json_object_get(j, "fenced")),
         .lease = lease,
     };
+    /* Back under a new lease of its node: a target written for that lease
+     * before this state arrived was ignored (written for a lease the unit
+     * did not have yet, handle_pair()); read the targets again.  The node's
+     * state write may have failed and come late (sustate_failed()). */
+    if (!deleted && !su->local && su->remote.lease && lease != su->remote.lease && !s->targets_again) {
+        s->targets_again = true;
+        arm_node_timer(s);
+    }
     amf_su_remote(su, &r, deleted);
 }
 
