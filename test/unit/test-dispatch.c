@@ -465,6 +465,19 @@ static bool a_transient(struct fixture *f) {
     return vector && queue_state_get(f->m.queue, "process:a") == QUEUE_HA_TRANSIENT;
 }
 
+/* a, ACTIVE and ONLINE, dies; b takes over; a's new process (a2) registers. */
+static void a_killed_and_registered_again(struct fixture *f) {
+    assigned(f);
+    ASSERT(run_until(f, a_online, 5000));
+    struct comp *ca = amf_find_comp(f->m.amf, "a");
+    fake_proc_exit(ca->proc, 9);
+    dispatch_conn_closed(&f->m, &f->a, "its process died");
+    send_response(f, &f->b, 3, next_csi_set(&f->b)->invocation, false); /* b: ACTIVE */
+    ASSERT(run_until(f, a_restarted, 5000));
+    f->a2.pid = ca->pid;
+    send_register(f, &f->a2, 1, "a");
+}
+
 static const char *admin_status(struct fixture *f, uint64_t seq) {
     const char *json = NULL;
     send_admin(f, &f->admin, seq, HALO__LINK__ADMIN__OP__STATUS, "");
@@ -483,15 +496,7 @@ static const char *admin_status(struct fixture *f, uint64_t seq) {
 TEST(dispatch_recovery_retries_a_failed_store_read) {
     struct fixture f = {.description = pooled};
     fixture_start(&f);
-    assigned(&f);
-    ASSERT(run_until(&f, a_online, 5000));
-    struct comp *ca = amf_find_comp(f.m.amf, "a");
-    fake_proc_exit(ca->proc, 9);
-    dispatch_conn_closed(&f.m, &f.a, "its process died");
-    send_response(&f, &f.b, 3, next_csi_set(&f.b)->invocation, false); /* b: ACTIVE */
-    ASSERT(run_until(&f, a_restarted, 5000));
-    f.a2.pid = ca->pid;
-    send_register(&f, &f.a2, 1, "a");
+    a_killed_and_registered_again(&f);
     ASSERT_EQ(reply_to(&f.a2, 1, NULL), 0);
 
     char key[STORE_KEY_MAX];
@@ -545,5 +550,68 @@ TEST(dispatch_recovery_states_are_read_again_after_a_failed_read) {
     fixture_start(&f);
     ASSERT(!a_carries_on(&f));
     ASSERT(run_until(&f, a_carries_on, 3000));
+    fixture_stop(&f);
+}
+
+static void process_event(struct fixture *f, struct conn *c, uint64_t seq, Halo__Link__ProcessEvent__Event event) {
+    Halo__Link__ProcessEvent pe = HALO__LINK__PROCESS_EVENT__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    pe.seq = seq, pe.event = event, pe.reason = "";
+    m.body_case = HALO__LINK__MSG__BODY_PROCESS_EVENT, m.process_event = &pe;
+    dispatch_msg(&f->m, c, &m);
+}
+
+static bool a_failed(struct fixture *f) {
+    return queue_state_get(f->m.queue, "process:a") == QUEUE_HA_FAILED;
+}
+
+/* a was sent its vector again: a second "recover" note ended. */
+static bool a_told_to_recover_again(struct fixture *f) {
+    int n = 0;
+    for (size_t i = 0; i < f->a2.n_msgs; i++) {
+        const LinkMsg *m = f->a2.msgs[i];
+        n += m->body_case == HALO__LINK__MSG__BODY_RECOVERY_NOTE && streq(m->recovery_note->state, "recover") &&
+             m->recovery_note->last;
+    }
+    return n >= 2;
+}
+
+/*
+ * a recovers; another node's report that a FAILED in the epoch being
+ * recovered (its node's lease ended, say) is consumed before a's RECOVERING
+ * and ONLINE: it is published, and the coordinator refuses what follows
+ * ("RECOVERING follows TRANSIENT", "a pool process comes back ONLINE by
+ * recovering").  a's halod counted a recovered
+ * and took the FAILED for old news (of an epoch before its own): a ran,
+ * FAILED for the whole cluster, for good (chaos seed 404).  It recovers again.
+ */
+TEST(dispatch_recovery_again_when_a_failure_is_published_before_its_online) {
+    struct fixture f = {.description = pooled};
+    fixture_start(&f);
+    a_killed_and_registered_again(&f);
+    ASSERT_EQ(entrypoint_get(&f, &f.a2, 2, NULL), 0);
+    ASSERT(run_until(&f, a_transient, 3000));
+    struct queue_state st;
+    ASSERT_OK(queue_state_of(f.m.queue, "process:a", &st));
+
+    /* The coordinator pauses; n2's report goes into the event queue, then a's RECOVERING and ONLINE. */
+    recovery_coord_set(f.m.coord, false);
+    struct queue_event ev;
+    ASSERT_OK(queue_event_init(&ev, "process:a", QUEUE_HA_FAILED));
+    snprintf(ev.node, sizeof(ev.node), "n2");
+    snprintf(ev.reason, sizeof(ev.reason), "its node's lease ended");
+    ev.epoch = st.epoch;
+    ASSERT_OK(eq_append(f.m.queue, &ev, 1, NULL, NULL));
+    run(&f);
+    process_event(&f, &f.a2, 3, HALO__LINK__PROCESS_EVENT__EVENT__STARTING);
+    ASSERT_EQ(reply_to(&f.a2, 3, NULL), 0);
+    run(&f);
+    process_event(&f, &f.a2, 4, HALO__LINK__PROCESS_EVENT__EVENT__RECOVERED);
+    ASSERT_EQ(reply_to(&f.a2, 4, NULL), 0);
+    run(&f);
+    recovery_coord_set(f.m.coord, true);
+    ASSERT(run_until(&f, a_failed, 3000));
+    if (!run_until(&f, a_told_to_recover_again, 3000))
+        CHECK_FAIL("a is published FAILED and was not told to recover again");
     fixture_stop(&f);
 }

@@ -78,6 +78,7 @@ struct rl {
     unsigned attempts;     /* attempts started here (the RECOVERING's reason); 0: unknown (a new halod) */
     uint64_t attempt;      /* the seq of the attempt's published RECOVERING; 0 until seen */
     uint64_t down_seq;     /* the seq of the published state with which it left ONLINE; 0: ONLINE, or not known */
+    bool online_unseen;    /* its recovery's ONLINE was reported and has not been seen published */
 };
 
 struct recovery_local {
@@ -449,6 +450,7 @@ static void go_online(struct recovery_local *r, struct rl *rl) {
     free(rl->reason);
     rl->reason = NULL;
     report(r, rl, QUEUE_HA_ONLINE);
+    rl->online_unseen = true;
     rl->epoch++; /* the ONLINE opens the next epoch */
     rl->parts.n = 0;
     rl->attempt = 0;
@@ -589,7 +591,12 @@ static void published_failed(struct recovery_local *r, struct rl *rl, const stru
     if (!rl->loaded || !rl->c->conn || rl->reading ||
         (rl->state != RL_IDLE && rl->state != RL_TRANSIENT && rl->state != RL_RECOVERING && rl->state != RL_WAITING))
         return; /* not running, failed or refused already, or decided when its state is read */
-    if (ev->epoch != QUEUE_EPOCH_NONE && rl->epoch != QUEUE_EPOCH_NONE && ev->epoch < rl->epoch)
+    /* Old news, unless it is of the epoch this node's ONLINE closed and that
+     * ONLINE has not been published: then the FAILED went first, and the
+     * coordinator refuses the ONLINE that follows it (chaos seed 404: the
+     * process counted recovered here, FAILED everywhere else, for good). */
+    if (ev->epoch != QUEUE_EPOCH_NONE && rl->epoch != QUEUE_EPOCH_NONE && ev->epoch < rl->epoch &&
+        !(rl->online_unseen && ev->epoch == rl->epoch - 1))
         return;
     log_notice("'%s' runs%s, but the cluster was told it FAILED (epoch %lld, reported by '%s'%s%s): it recovers again",
                rl->c->name, rl->state == RL_IDLE ? "" : " and recovers", (long long)ev->epoch, ev->node,
@@ -630,8 +637,11 @@ static void on_published(struct queue *q, uint64_t seq, const struct queue_event
         struct rl *rl = &r->rls[i];
         if (rl->p->pool != p->pool)
             continue;
-        if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS)
+        if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS) {
             rl->down_seq = ev->state == QUEUE_HA_ONLINE ? 0 : rl->down_seq ? rl->down_seq : seq;
+            if (ev->state == QUEUE_HA_ONLINE)
+                rl->online_unseen = false;
+        }
         if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_FAILED)
             published_failed(r, rl, ev);
         else if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_RECOVERING)
