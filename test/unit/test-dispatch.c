@@ -576,6 +576,21 @@ static bool a_told_to_recover_again(struct fixture *f) {
     return n >= 2;
 }
 
+/* The coordinator stops consuming; n2 reports a FAILED in a's current epoch
+ * (its node's lease ended, say): it waits in the event queue. */
+static void n2_reports_a_failed_while_nobody_consumes(struct fixture *f) {
+    struct queue_state st;
+    ASSERT_OK(queue_state_of(f->m.queue, "process:a", &st));
+    recovery_coord_set(f->m.coord, false);
+    struct queue_event ev;
+    ASSERT_OK(queue_event_init(&ev, "process:a", QUEUE_HA_FAILED));
+    snprintf(ev.node, sizeof(ev.node), "n2");
+    snprintf(ev.reason, sizeof(ev.reason), "its node's lease ended");
+    ev.epoch = st.epoch;
+    ASSERT_OK(eq_append(f->m.queue, &ev, 1, NULL, NULL));
+    run(f);
+}
+
 /*
  * a recovers; another node's report that a FAILED in the epoch being
  * recovered (its node's lease ended, say) is consumed before a's RECOVERING
@@ -591,18 +606,8 @@ TEST(dispatch_recovery_again_when_a_failure_is_published_before_its_online) {
     a_killed_and_registered_again(&f);
     ASSERT_EQ(entrypoint_get(&f, &f.a2, 2, NULL), 0);
     ASSERT(run_until(&f, a_transient, 3000));
-    struct queue_state st;
-    ASSERT_OK(queue_state_of(f.m.queue, "process:a", &st));
-
     /* The coordinator pauses; n2's report goes into the event queue, then a's RECOVERING and ONLINE. */
-    recovery_coord_set(f.m.coord, false);
-    struct queue_event ev;
-    ASSERT_OK(queue_event_init(&ev, "process:a", QUEUE_HA_FAILED));
-    snprintf(ev.node, sizeof(ev.node), "n2");
-    snprintf(ev.reason, sizeof(ev.reason), "its node's lease ended");
-    ev.epoch = st.epoch;
-    ASSERT_OK(eq_append(f.m.queue, &ev, 1, NULL, NULL));
-    run(&f);
+    n2_reports_a_failed_while_nobody_consumes(&f);
     process_event(&f, &f.a2, 3, HALO__LINK__PROCESS_EVENT__EVENT__STARTING);
     ASSERT_EQ(reply_to(&f.a2, 3, NULL), 0);
     run(&f);
@@ -613,5 +618,50 @@ TEST(dispatch_recovery_again_when_a_failure_is_published_before_its_online) {
     ASSERT(run_until(&f, a_failed, 3000));
     if (!run_until(&f, a_told_to_recover_again, 3000))
         CHECK_FAIL("a is published FAILED and was not told to recover again");
+    fixture_stop(&f);
+}
+
+static bool a_online_here_and_published(struct fixture *f) {
+    json_t *j = json_object();
+    recovery_local_status(f->m.recovery, amf_find_comp(f->m.amf, "a"), j);
+    const char *st = json_string_value(json_object_get(json_object_get(j, "recovery"), "state"));
+    bool idle = st && streq(st, "idle");
+    json_decref(j);
+    return idle && a_online(f);
+}
+
+/*
+ * The same report of a's failure from another node, consumed before a's
+ * recovery's TRANSIENT this time: the whole recovery follows it (TRANSIENT,
+ * RECOVERING, ONLINE are taken) and stands.  Recovering again then (chaos
+ * seed 404, with the rule above taken too far) left a second attempt whose
+ * ONLINE was refused as stale: a RECOVERING for good.
+ */
+TEST(dispatch_a_failure_published_before_the_recovery_is_followed_by_it) {
+    struct fixture f = {.description = pooled};
+    fixture_start(&f);
+    assigned(&f);
+    ASSERT(run_until(&f, a_online, 5000));
+    n2_reports_a_failed_while_nobody_consumes(&f);
+    struct comp *ca = amf_find_comp(f.m.amf, "a");
+    fake_proc_exit(ca->proc, 9);
+    dispatch_conn_closed(&f.m, &f.a, "its process died");
+    send_response(&f, &f.b, 3, next_csi_set(&f.b)->invocation, false); /* b: ACTIVE */
+    ASSERT(run_until(&f, a_restarted, 5000));
+    f.a2.pid = ca->pid;
+    send_register(&f, &f.a2, 1, "a");
+    ASSERT_EQ(entrypoint_get(&f, &f.a2, 2, NULL), 0);
+    run(&f);
+    process_event(&f, &f.a2, 3, HALO__LINK__PROCESS_EVENT__EVENT__STARTING);
+    run(&f);
+    process_event(&f, &f.a2, 4, HALO__LINK__PROCESS_EVENT__EVENT__RECOVERED);
+    ASSERT_EQ(reply_to(&f.a2, 4, NULL), 0);
+    run(&f);
+    recovery_coord_set(f.m.coord, true);
+    if (!run_until(&f, a_online_here_and_published, 3000))
+        CHECK_FAIL("a is not ONLINE, here and published, after its recovery");
+    run_until(&f, a_told_to_recover_again, 300);
+    ASSERT(!a_told_to_recover_again(&f));
+    ASSERT(a_online_here_and_published(&f));
     fixture_stop(&f);
 }

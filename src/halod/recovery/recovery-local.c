@@ -79,6 +79,7 @@ struct rl {
     uint64_t attempt;      /* the seq of the attempt's published RECOVERING; 0 until seen */
     uint64_t down_seq;     /* the seq of the published state with which it left ONLINE; 0: ONLINE, or not known */
     bool online_unseen;    /* its recovery's ONLINE was reported and has not been seen published */
+    bool transient_seen;   /* the TRANSIENT this node reported last has been seen published */
 };
 
 struct recovery_local {
@@ -213,6 +214,8 @@ static int64_t current_epoch(struct recovery_local *r, const struct rl *rl) {
 }
 
 static void report(struct recovery_local *r, struct rl *rl, enum queue_ha_state state) {
+    if (state == QUEUE_HA_TRANSIENT)
+        rl->transient_seen = false;
     queue_report(r->reporter, QUEUE_KIND_PROCESS, rl->c->name, state, rl->reason, rl->epoch);
 }
 
@@ -591,12 +594,14 @@ static void published_failed(struct recovery_local *r, struct rl *rl, const stru
     if (!rl->loaded || !rl->c->conn || rl->reading ||
         (rl->state != RL_IDLE && rl->state != RL_TRANSIENT && rl->state != RL_RECOVERING && rl->state != RL_WAITING))
         return; /* not running, failed or refused already, or decided when its state is read */
-    /* Old news, unless it is of the epoch this node's ONLINE closed and that
-     * ONLINE has not been published: then the FAILED went first, and the
-     * coordinator refuses the ONLINE that follows it (chaos seed 404: the
-     * process counted recovered here, FAILED everywhere else, for good). */
+    /* Old news, unless it is of the epoch this node's ONLINE closed, after
+     * the recovery's TRANSIENT was published and before its ONLINE was: the
+     * coordinator refuses the RECOVERING or ONLINE that follows it (chaos
+     * seed 404: the process counted recovered here, FAILED everywhere else,
+     * for good).  A FAILED published before that TRANSIENT is followed by the
+     * whole recovery, which stands. */
     if (ev->epoch != QUEUE_EPOCH_NONE && rl->epoch != QUEUE_EPOCH_NONE && ev->epoch < rl->epoch &&
-        !(rl->online_unseen && ev->epoch == rl->epoch - 1))
+        !(rl->online_unseen && rl->transient_seen && ev->epoch == rl->epoch - 1))
         return;
     log_notice("'%s' runs%s, but the cluster was told it FAILED (epoch %lld, reported by '%s'%s%s): it recovers again",
                rl->c->name, rl->state == RL_IDLE ? "" : " and recovers", (long long)ev->epoch, ev->node,
@@ -641,6 +646,9 @@ static void on_published(struct queue *q, uint64_t seq, const struct queue_event
             rl->down_seq = ev->state == QUEUE_HA_ONLINE ? 0 : rl->down_seq ? rl->down_seq : seq;
             if (ev->state == QUEUE_HA_ONLINE)
                 rl->online_unseen = false;
+            if (ev->state == QUEUE_HA_TRANSIENT &&
+                (ev->epoch == rl->epoch || (rl->online_unseen && ev->epoch == rl->epoch - 1)))
+                rl->transient_seen = true;
         }
         if (rl->p == p && ev->kind == QUEUE_KIND_PROCESS && ev->state == QUEUE_HA_FAILED)
             published_failed(r, rl, ev);
