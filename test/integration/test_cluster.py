@@ -332,6 +332,26 @@ def test_processes_stop_when_halod_stays_away_past_the_lease(etcd, halod_factory
     assert h2.stop() == 0
 
 
+def test_a_stopped_process_dies_at_its_lease_deadline(etcd, halod_factory, tmp_path):
+    """The ACTIVE process is frozen (SIGSTOP: a debugger, a stalled VM) and
+    its node's halod is SIGKILLed: no thread of the process can run libhalo's
+    check at the deadline, and once n2 takes over two processes hold the same
+    ACTIVE (chaos seed 404: 438 ms).  The deadline is the kernel's: a POSIX
+    timer sends SIGKILL at it, which kills a stopped process; it is dead
+    before n2's ACTIVE starts, without ever being resumed."""
+    h1, h2, logs, victim, _ = two_nodes_logging_intervals(etcd, halod_factory, tmp_path, etcd.endpoints)
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        h1.proc.kill()
+        h1.proc.wait()
+        h1.log.close()
+        n1_dies_before_n2_takes_over(h2, logs, victim, "a stopped ACTIVE process outlived its node's lease")
+    finally:
+        if pid_alive(victim):
+            os.kill(victim, signal.SIGCONT)
+    assert h2.stop() == 0
+
+
 def test_switchover_across_nodes(etcd, halod_factory, tmp_path):
     c = Cluster(etcd, halod_factory, tmp_path).start()
     h1, h2 = c.nodes["n1"], c.nodes["n2"]
