@@ -84,7 +84,7 @@ int status_entrypoint(struct manager *m, bool recovery, char **ret) {
             if (!si->cfg->entrypoint)
                 continue;
             const struct assignment *act = NULL;
-            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
+            for (size_t k = 0; k < si->n_asg; k++)
                 if (si->asg[k].su && si->asg[k].confirmed && si->asg[k].state == HALO_HA_ACTIVE)
                     act = &si->asg[k];
             json_t *csis = json_array();

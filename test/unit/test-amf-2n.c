@@ -42,7 +42,7 @@ bool amf_su_may_be_active(const struct su *su) {
 /* Like amf.c: the assignment goes in flight (pending) until the test confirms it. */
 int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_transition transition) {
     struct assignment *a = amf_si_find_su(si, su);
-    for (size_t i = 0; !a && i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; !a && i < si->n_asg; i++)
         if (!si->asg[i].su) {
             a = &si->asg[i];
             *a = (struct assignment){.su = su};
@@ -82,6 +82,7 @@ void amf_su_check_lock_done(struct su *su) {
 static struct comp comps[3];
 static struct config_su su_cfg[3];
 static struct si si;
+static struct assignment si_asg[3];
 static struct config_si si_cfg = {.name = "si"};
 static struct config_sg sg_cfg = {.name = "sg"};
 static struct sg sg;
@@ -110,7 +111,8 @@ static void setup(size_t n_sus) {
         comps[i] = (struct comp){
             .su = &sus[i], .cfg = &fake_comp_cfg, .name = names[i], .presence = PRESENCE_INSTANTIATED, .restarts = 1};
     }
-    si = (struct si){.sg = &sg, .cfg = &si_cfg, .name = "si"};
+    memset(si_asg, 0, sizeof(si_asg));
+    si = (struct si){.sg = &sg, .cfg = &si_cfg, .name = "si", .asg = si_asg, .n_asg = n_sus};
 }
 
 static void evaluate(void) {
@@ -119,7 +121,7 @@ static void evaluate(void) {
 
 /* Completes every in-flight step, as the components' responses would. */
 static void confirm_all(void) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++) {
+    for (size_t i = 0; i < si.n_asg; i++) {
         struct assignment *a = &si.asg[i];
         if (!a->su || !a->pending)
             continue;
@@ -148,7 +150,7 @@ static size_t settle(void) {
 }
 
 static const char *role_of(const char *su) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si.n_asg; i++)
         if (si.asg[i].su && streq(si.asg[i].su->name, su))
             return halo_ha_state_to_string(si.asg[i].state);
     return "NONE";
@@ -166,7 +168,7 @@ static void expect(size_t i, const char *what, const char *su, halo_ha_state sta
 /* A failure as amf.c's su_fail() leaves it: assignments of the SU dropped. */
 static void fail_su(struct su *su) {
     su->failing = true;
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si.n_asg; i++)
         if (si.asg[i].su == su)
             si.asg[i] = (struct assignment){0};
 }

@@ -83,7 +83,7 @@ static void evaluate_si(struct si *si) {
     if (amf_si_busy(si) || si->fencing)
         return;
     /* A restarted halod adopted running processes: their roles stand until they registered again. */
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].su->adopting)
             return;
 

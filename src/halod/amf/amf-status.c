@@ -55,7 +55,7 @@ static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, voi
 static json_t *si_json(const struct si *si) {
     json_t *asg = json_array();
     const char *active = NULL, *standby = NULL;
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++) {
+    for (size_t i = 0; i < si->n_asg; i++) {
         const struct assignment *a = &si->asg[i];
         if (!a->su)
             continue;
@@ -122,7 +122,7 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
         for (size_t i = 0; i < sg->n_sis; i++) {
             const struct si *si = &sg->sis[i];
             unsigned act = 0, sb = 0;
-            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
+            for (size_t k = 0; k < si->n_asg; k++)
                 if (si->asg[k].su && si->asg[k].confirmed) {
                     act += si->asg[k].state == HALO_HA_ACTIVE;
                     sb += si->asg[k].state == HALO_HA_STANDBY;

@@ -376,6 +376,11 @@ static int model_alloc(struct amf *a, const struct config *cfg) {
         sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
         if (!sg->sus || !sg->sis)
             return -ENOMEM;
+        for (size_t i = 0; i < cg->n_sis; i++) {
+            if (!(sg->sis[i].asg = calloc(cg->n_sus ?: 1, sizeof(struct assignment))))
+                return -ENOMEM;
+            sg->sis[i].n_asg = cg->n_sus;
+        }
         for (size_t u = 0; u < cg->n_sus; u++)
             if (!(sg->sus[u].comps = calloc(cg->sus[u].n_components ?: 1, sizeof(struct comp))))
                 return -ENOMEM;
@@ -394,8 +399,10 @@ static void model_free(struct amf *a, size_t n_sgs) {
                 free(su->comps[i].last_exit);
             free(su->comps);
         }
-        for (size_t i = 0; sg->sis && i < sg->n_sis; i++)
+        for (size_t i = 0; sg->sis && i < a->config->sgs[g].n_sis; i++) {
             free(sg->sis[i].preferred_active);
+            free(sg->sis[i].asg);
+        }
         free(sg->sus);
         free(sg->sis);
     }
