@@ -163,3 +163,14 @@ def test_n_way_active_across_three_nodes(etcd, halod_factory, tmp_path):
     for h in hs.values():
         h.stop()
 
+
+def test_2n_switchover_moves_the_groups_sis_together(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(group_yaml(log, "2N", ["t-a", "t-b", "t-c"], {"s0": "", "s1": ""})).start()
+    active, standby = h.wait_assigned("s0")
+    assert h.wait_assigned("s1") == (active, standby)  # together
+    h.ctl("switchover", "s0")
+    # Both SIs moved: still one unit ACTIVE for the group, another STANDBY.
+    for si in ("s0", "s1"):
+        assert h.wait_assigned(si) == (standby, active)
+    h.stop()
