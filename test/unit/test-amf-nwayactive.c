@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the N-way-active model (src/halod/amf/amf-nwayactive.c) with the stubs of amf-fixture.c. */
 #include "amf-fixture.h"
+#include "macro.h"
 
 TEST(active_on_every_unit_by_default) {
     fx_setup(&amf_nwayactive_ops, 3, 1);
@@ -105,4 +106,20 @@ TEST(a_unit_not_ready_is_not_made_active) {
     not_ready[2] = false;
     fx_settle();
     ASSERT_STREQ(fx_role(0, "c"), "ACTIVE");
+}
+
+TEST(no_si_is_dropped_for_an_extra_active_of_another) {
+    fx_setup(&amf_nwayactive_ops, 3, 2);
+    sg_cfg.max_active_sis_per_su = 1;
+    si_cfg[0].active_assignments = 2;
+    si_cfg[1].active_assignments = 1;
+    fx_settle();
+    ASSERT_EQ(fx_count(0, HALO_HA_ACTIVE), 2);
+    ASSERT_EQ(fx_count(1, HALO_HA_ACTIVE), 1);
+    /* s0 loses one of its units, keeps the other: s1 keeps its unit. */
+    size_t s1_unit = streq(fx_role(1, "a"), "ACTIVE") ? 0 : streq(fx_role(1, "b"), "ACTIVE") ? 1 : 2;
+    fx_fail_su(&sus[s1_unit == 0 ? 1 : 0]);
+    ASSERT_EQ(fx_settle(), 0);
+    ASSERT_EQ(fx_count(0, HALO_HA_ACTIVE), 1);
+    ASSERT_STREQ(fx_role(1, sus[s1_unit].name), "ACTIVE");
 }

@@ -16,12 +16,13 @@
  *   3. A sponsor (depends-on) left without any ACTIVE or STANDBY: remove this
  *      SI's ACTIVEs.
  *   4. Too few ACTIVEs: promote a STANDBY, else a new ACTIVE on the best unit
- *      the model allows, else make room by dropping a lower-ranked SI.  Only
- *      once every sponsor is ACTIVE.
+ *      the model allows, else (none at all) make room by dropping a
+ *      lower-ranked SI.  Only once every sponsor is ACTIVE.
  *   5. ACTIVE confirmed and an old QUIESCED one left: STANDBY, or remove it.
  *   6. A STANDBY on an SU out of service, one the model no longer allows, or
  *      one too many: remove it.
- *   7. Too few STANDBYs: assign one to the best unit the model allows.
+ *   7. Too few STANDBYs: assign one to the best unit the model allows, else
+ *      (none at all) make room by dropping a lower-ranked SI's.
  *   8. auto-failback: a STANDBY that ranks before the ACTIVE gets ACTIVE back
  *      through a switchover.
  * The SIs of a group are evaluated in rank order (amf.c sorts them), so a
@@ -189,7 +190,8 @@ static bool make_room(struct si *si, halo_ha_state role, const struct amf_policy
             continue;
         for (size_t i = 0; i < victim->n_asg; i++) {
             struct assignment *a = &victim->asg[i];
-            if (!a->su || a->removing || (role == HALO_HA_STANDBY ? a->target != HALO_HA_STANDBY : !activeish(a->target)))
+            if (!a->su || a->removing ||
+                (role == HALO_HA_STANDBY ? a->target != HALO_HA_STANDBY : !activeish(a->target)))
                 continue;
             /* Would a->su take si without a?  (The count ignores a target of 0.) */
             halo_ha_state t = a->target;
@@ -283,7 +285,8 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
             (void)amf_assign(si, su, HALO_HA_ACTIVE, HALO_CSI_NEW_ASSIGN);
             return;
         }
-        if (!wait && make_room(si, HALO_HA_ACTIVE, p))
+        /* Room is made to keep an SI in service, not for an extra ACTIVE. */
+        if (!wait && n_act == 0 && make_room(si, HALO_HA_ACTIVE, p))
             return;
         if (n_act == 0) {
             if (!si->unassigned_since) {
@@ -327,14 +330,15 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
         struct su *su = best_su(si, HALO_HA_STANDBY, p, &wait);
         if (su)
             (void)amf_assign(si, su, HALO_HA_STANDBY, 0);
-        else
+        else if (n_sb == 0)
             (void)make_room(si, HALO_HA_STANDBY, p);
         if (su || n_sb == 0)
             return;
     }
     /* 8. auto-failback: the STANDBY ranks before the ACTIVE (it came back after a
      * failure): hand ACTIVE back to it, gracefully, as a switchover would. */
-    if (si->sg->cfg->auto_failback && want_act == 1 && sb && !si->switchover && sb->su->cfg->rank < act->su->cfg->rank) {
+    if (si->sg->cfg->auto_failback && want_act == 1 && sb && !si->switchover &&
+        sb->su->cfg->rank < act->su->cfg->rank) {
         log_notice("Failing '%s' back to '%s'", si->name, sb->su->name);
         si->switchover = true;
         reconcile_si(si, p);
