@@ -125,6 +125,20 @@ def test_n_plus_m_three_plus_one(halod_factory, tmp_path):
     h.stop()
 
 
+def test_n_way_two_standbys_the_best_one_takes_over(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(group_yaml(log, "N-way", ["y-a", "y-b", "y-c"], {"s0": "standby-assignments: 2, "})).start()
+    wait_roles(h, "s0", "ACTIVE", ["y-a"])
+    wait_roles(h, "s0", "STANDBY", ["y-b", "y-c"])
+    pid_c = h.pid_of("y-c")
+    os.kill(h.pid_of("y-a"), signal.SIGKILL)
+    wait_roles(h, "s0", "ACTIVE", ["y-b"])  # the best-ranked STANDBY, failed over (NOT_QUIESCED)
+    assert events(log, "y-b", "CSI_SET")[-1][3:5] == ["ACTIVE", "transition=3"]
+    wait_roles(h, "s0", "STANDBY", ["y-a", "y-c"])  # y-a back as STANDBY; y-c untouched
+    assert h.pid_of("y-c") == pid_c and len(events(log, "y-c", "CSI_SET")) == 1
+    h.stop()
+
+
 def test_check_rejects_impossible_models(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(group_yaml("/dev/null", "N+M", ["a", "b"], {"s0": "depends-on: [nope], "},
