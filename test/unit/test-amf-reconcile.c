@@ -18,8 +18,9 @@ TEST(a_dependent_si_is_assigned_active_only_after_its_sponsor) {
     ASSERT_EQ(n_actions, 1);
     fx_expect(0, "assign", "a", HALO_HA_ACTIVE);
     ASSERT_STREQ(actions[0].si, "s1");
-    fx_evaluate(); /* s1 not confirmed yet: s0 waits */
+    fx_evaluate(); /* s1 not confirmed yet: s0 waits, unassigned */
     ASSERT_EQ(n_actions, 1);
+    ASSERT(sis[0].unassigned_since > 0);
     fx_confirm_all();
     fx_evaluate();
     fx_expect(1, "assign", "a", HALO_HA_ACTIVE);

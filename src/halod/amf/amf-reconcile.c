@@ -288,17 +288,15 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
         /* Room is made to keep an SI in service, not for an extra ACTIVE. */
         if (!wait && n_act == 0 && make_room(si, HALO_HA_ACTIVE, p))
             return;
-        if (n_act == 0) {
-            if (!si->unassigned_since) {
-                si->unassigned_since = now_monotonic_usec();
-                log_debug("No service unit can take '%s' as ACTIVE", si->name);
-            }
-            return;
-        }
     }
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
-    if (!act)
+    if (!act) {
+        if (!si->unassigned_since) {
+            si->unassigned_since = now_monotonic_usec();
+            log_debug("No service unit can take '%s' as ACTIVE now", si->name);
+        }
         return;
+    }
     si->unassigned_since = 0;
     if (!act->confirmed)
         return;
