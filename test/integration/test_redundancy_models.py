@@ -9,7 +9,7 @@ import urllib.request
 from halo_harness import HALOD, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 
 
-def group_yaml(log, redundancy, sus, sis, sg_keys="", nodes=None, modes=""):
+def group_yaml(log, redundancy, sus, sis, sg_keys="", nodes=None, modes="", delay="50ms"):
     """One group of testcomp units (sus: names, or {name: node}) and SIs of one CSI each."""
     if nodes:
         node_lines = "nodes:\n" + "".join(f"  {n}: {{}}\n" for n in nodes)
@@ -23,7 +23,7 @@ cluster: models
 {node_lines}defaults:
   component:
     health-check: {{period: 200ms, timeout: 600ms}}
-    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 200ms}}
+    restart: {{max: 10, window: 60s, delay: {delay}, delay-max: 5s}}
     timeouts: {{terminate: 2s}}
 service-groups:
   g:
@@ -106,6 +106,21 @@ def test_no_redundancy_moves_a_failed_units_si_to_the_spare(halod_factory, tmp_p
     wait_for(lambda: h.su("n-a")["readiness"] == "IN-SERVICE", what="n-a back in service")
     assert confirmed(h, "s0", "ACTIVE") == ["n-c"] and confirmed(h, "s1", "ACTIVE") == ["n-b"]
     assert h.pid_of("n-b") == pid_b
+    h.stop()
+
+
+def test_rank_not_the_listing_order_says_which_si_gives_way(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(group_yaml(log, "no-redundancy", ["r-a", "r-b"], {"low": "rank: 5, ", "high": "rank: 0, "},
+                                 delay="3s")).start()
+    wait_for(lambda: confirmed(h, "low", "ACTIVE") and confirmed(h, "high", "ACTIVE"), what="both SIs assigned")
+    high_unit, low_unit = confirmed(h, "high", "ACTIVE")[0], confirmed(h, "low", "ACTIVE")[0]
+    os.kill(h.pid_of(high_unit), signal.SIGKILL)
+    # One unit left: the SI of higher rank takes it, though it is listed second.
+    wait_roles(h, "high", "ACTIVE", [low_unit])
+    assert confirmed(h, "low", "ACTIVE") == []
+    assert h.si("low")["assignment"] == "UNASSIGNED"
+    wait_roles(h, "low", "ACTIVE", [high_unit])  # back after its restart delay
     h.stop()
 
 
