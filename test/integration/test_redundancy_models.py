@@ -203,3 +203,28 @@ def test_2n_switchover_moves_the_groups_sis_together(halod_factory, tmp_path):
     for si in ("s0", "s1"):
         assert h.wait_assigned(si) == (standby, active)
     h.stop()
+
+
+def test_n_plus_m_two_plus_one_across_three_nodes(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    nodes = ("n1", "n2", "n3")
+    yaml = group_yaml(log, "N+M", {"p-1": "n1", "p-2": "n2", "p-3": "n3"}, {"s0": "", "s1": ""}, nodes=nodes,
+                      sg_keys="    active-sus: 2\n    standby-sus: 1\n    max-active-sis-per-su: 1\n")
+    hs, _ = start_nodes(halod_factory, yaml, etcd.endpoints, nodes=nodes)
+    h = hs["n3"]  # any node's view will do: every node holds the same
+    wait_for(lambda: confirmed(h, "s0", "ACTIVE") and confirmed(h, "s1", "ACTIVE") and
+             confirmed(h, "s0", "STANDBY") and confirmed(h, "s1", "STANDBY"), timeout=30, what="2+1 assigned")
+    act = {si: confirmed(h, si, "ACTIVE")[0] for si in ("s0", "s1")}
+    standby_unit = confirmed(h, "s0", "STANDBY")[0]
+    assert len(set(act.values())) == 2 and confirmed(h, "s1", "STANDBY") == [standby_unit]
+    assert standby_unit not in act.values()  # never ACTIVE and STANDBY on one unit
+    victim = act["s0"]
+    node = {"p-1": "n1", "p-2": "n2", "p-3": "n3"}[victim]
+    os.kill(hs[node].pid_of(victim), signal.SIGKILL)
+    for v in hs.values():
+        wait_roles(v, "s0", "ACTIVE", [standby_unit], timeout=30)
+        wait_roles(v, "s1", "ACTIVE", [act["s1"]], timeout=30)
+        for si in ("s0", "s1"):  # the failed unit, back, is the standby unit now
+            wait_roles(v, si, "STANDBY", [victim], timeout=30)
+    for v in hs.values():
+        v.stop()
