@@ -185,6 +185,13 @@ def test_n_way_active_across_three_nodes(etcd, halod_factory, tmp_path):
         wait_roles(h, "web", "ACTIVE", ["w-1", "w-2", "w-3"], timeout=30)
     assert events(log, "w-2", "CSI_SET")[-1][3] == "ACTIVE"
     assert hs["n1"].pid_of("w-1") == pid1 and len(events(log, "w-3", "CSI_SET")) == sets3
+    # The store holds one target, one confirmation per unit, and the SI's record lists all three.
+    keys = etcd.get_prefix("/halo/models/")
+    for su in ("w-1", "w-2", "w-3"):
+        assert '"ACTIVE"' in keys[f"/halo/models/confirmed/web/{su}"]
+    wait_for(lambda: sorted(a["su"] for a in json.loads(etcd.get_prefix("/halo/models/assignments/web")
+                                                        ["/halo/models/assignments/web"])["assignments"])
+             == ["w-1", "w-2", "w-3"], what="the assignments record lists the three")
     # Clients asking where the service is get its best-ranked ACTIVE.
     with urllib.request.urlopen(f"http://127.0.0.1:{http['n3']}/v1/entrypoint", timeout=5) as r:
         ep = json.loads(r.read())["entrypoints"][0]
