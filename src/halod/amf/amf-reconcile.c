@@ -168,15 +168,19 @@ static struct su *best_su(struct si *si, halo_ha_state role, const struct amf_po
     return best;
 }
 
-/* The STANDBY of si to promote: confirmed, may be ACTIVE, the lowest rank; or NULL. */
+/* Whether a, a STANDBY of si, may be promoted: confirmed, its unit may be
+ * ACTIVE and has room for one more (max-active-sis-per-su). */
+static bool may_promote(const struct assignment *a) {
+    return a->su && a->target == HALO_HA_STANDBY && a->confirmed && !a->removing && amf_su_may_be_active(a->su) &&
+           amf_su_has_room(a->su, HALO_HA_ACTIVE);
+}
+
+/* The STANDBY of si to promote, the lowest rank; or NULL. */
 static struct assignment *promotable(struct si *si) {
     struct assignment *best = NULL;
-    for (size_t i = 0; i < si->n_asg; i++) {
-        struct assignment *a = &si->asg[i];
-        if (a->su && a->target == HALO_HA_STANDBY && a->confirmed && !a->removing && amf_su_may_be_active(a->su) &&
-            (!best || a->su->cfg->rank < best->su->cfg->rank))
-            best = a;
-    }
+    for (size_t i = 0; i < si->n_asg; i++)
+        if (may_promote(&si->asg[i]) && (!best || si->asg[i].su->cfg->rank < best->su->cfg->rank))
+            best = &si->asg[i];
     return best;
 }
 
@@ -193,10 +197,12 @@ static bool make_room(struct si *si, halo_ha_state role, const struct amf_policy
             if (!a->su || a->removing ||
                 (role == HALO_HA_STANDBY ? a->target != HALO_HA_STANDBY : !activeish(a->target)))
                 continue;
-            /* Would a->su take si without a?  (The count ignores a target of 0.) */
+            /* Would a->su take si without a, or its STANDBY of si be promoted?
+             * (The counts ignore a target of 0.) */
+            struct assignment *own = amf_si_find_su(si, a->su);
             halo_ha_state t = a->target;
             a->target = 0;
-            bool ok = su_score(si, a->su, role, p) >= 0;
+            bool ok = su_score(si, a->su, role, p) >= 0 || (role == HALO_HA_ACTIVE && own && may_promote(own));
             a->target = t;
             if (!ok)
                 continue;
