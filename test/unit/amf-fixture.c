@@ -170,6 +170,11 @@ void fx_expect(size_t i, const char *what, const char *su, halo_ha_state state) 
         ASSERT_EQ(actions[i].state, state);
 }
 
+void fx_expect_si(size_t i, const char *what, const char *si, const char *su, halo_ha_state state) {
+    fx_expect(i, what, su, state);
+    ASSERT_STREQ(actions[i].si, si);
+}
+
 void fx_fail_su(struct su *su) {
     su->failing = true;
     for (size_t s = 0; s < sg.n_sis; s++)

@@ -49,6 +49,8 @@ const char *fx_role(size_t si, const char *su);
 unsigned fx_count(size_t si, halo_ha_state state);
 /* Action i is what on su (NULL: any) with state (0: any). */
 void fx_expect(size_t i, const char *what, const char *su, halo_ha_state state);
+/* The same, and for SI si. */
+void fx_expect_si(size_t i, const char *what, const char *si, const char *su, halo_ha_state state);
 /* A failure as amf.c's su_fail() leaves it: the unit's assignments dropped. */
 void fx_fail_su(struct su *su);
 /* The unit is back: restarted and registered again. */

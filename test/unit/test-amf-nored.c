@@ -42,12 +42,10 @@ TEST(capacity_short_the_lower_ranked_si_is_dropped) {
     fx_fail_su(&sus[0]); /* s0 (rank 0) lost its unit; only b is left */
     size_t base = n_actions;
     fx_evaluate();
-    fx_expect(base, "unassign", "b", 0);
-    ASSERT_STREQ(actions[base].si, "s1");
+    fx_expect_si(base, "unassign", "s1", "b", 0);
     fx_confirm_all();
     fx_evaluate();
-    fx_expect(base + 1, "assign", "b", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[base + 1].si, "s0");
+    fx_expect_si(base + 1, "assign", "s0", "b", HALO_HA_ACTIVE);
     fx_confirm_all();
     ASSERT_EQ(fx_settle(), 0);
     ASSERT_STREQ(fx_role(0, "b"), "ACTIVE");

@@ -30,8 +30,7 @@ TEST(an_active_units_failure_promotes_the_standby_unit_which_gives_up_its_standb
     fx_fail_su(&sus[1]);
     size_t base = n_actions;
     fx_evaluate();
-    fx_expect(base, "assign", "d", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[base].si, "s1");
+    fx_expect_si(base, "assign", "s1", "d", HALO_HA_ACTIVE);
     ASSERT_EQ(actions[base].transition, HALO_CSI_NOT_QUIESCED);
     fx_confirm_all();
     fx_settle();

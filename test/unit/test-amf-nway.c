@@ -86,10 +86,8 @@ TEST(a_promotion_keeps_max_active_sis_per_su_the_lower_ranked_si_gives_way) {
     fx_fail_su(&sus[0]); /* s0's STANDBY is on b, which holds s1 ACTIVE already */
     size_t base = n_actions;
     fx_settle();
-    fx_expect(base, "unassign", "b", 0);
-    ASSERT_STREQ(actions[base].si, "s1");
-    fx_expect(base + 1, "assign", "b", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[base + 1].si, "s0");
+    fx_expect_si(base, "unassign", "s1", "b", 0);
+    fx_expect_si(base + 1, "assign", "s0", "b", HALO_HA_ACTIVE);
     ASSERT_EQ(actions[base + 1].transition, HALO_CSI_NOT_QUIESCED);
     ASSERT_STREQ(fx_role(1, "b"), "NONE"); /* never two ACTIVEs on b */
     fx_repair_su(&sus[0]);

@@ -16,15 +16,13 @@ TEST(a_dependent_si_is_assigned_active_only_after_its_sponsor) {
     depends();
     fx_evaluate();
     ASSERT_EQ(n_actions, 1);
-    fx_expect(0, "assign", "a", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[0].si, "s1");
+    fx_expect_si(0, "assign", "s1", "a", HALO_HA_ACTIVE);
     fx_evaluate(); /* s1 not confirmed yet: s0 waits, unassigned */
     ASSERT_EQ(n_actions, 1);
     ASSERT(sis[0].unassigned_since > 0);
     fx_confirm_all();
     fx_evaluate();
-    fx_expect(1, "assign", "a", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[1].si, "s0");
+    fx_expect_si(1, "assign", "s0", "a", HALO_HA_ACTIVE);
     fx_settle();
     ASSERT_STREQ(fx_role(0, "a"), "ACTIVE");
     ASSERT_STREQ(fx_role(0, "b"), "STANDBY");
@@ -38,12 +36,10 @@ TEST(failover_promotes_the_sponsor_first) {
     size_t base = n_actions;
     fx_evaluate();
     ASSERT_EQ(n_actions, base + 1);
-    fx_expect(base, "assign", "b", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[base].si, "s1");
+    fx_expect_si(base, "assign", "s1", "b", HALO_HA_ACTIVE);
     fx_confirm_all();
     fx_evaluate();
-    fx_expect(base + 1, "assign", "b", HALO_HA_ACTIVE);
-    ASSERT_STREQ(actions[base + 1].si, "s0");
+    fx_expect_si(base + 1, "assign", "s0", "b", HALO_HA_ACTIVE);
 }
 
 TEST(lock_removes_the_dependent_first) {
@@ -54,8 +50,7 @@ TEST(lock_removes_the_dependent_first) {
     size_t base = n_actions;
     fx_evaluate();
     ASSERT_EQ(n_actions, base + 1); /* the sponsor waits */
-    fx_expect(base, "assign", "a", HALO_HA_QUIESCING);
-    ASSERT_STREQ(actions[base].si, "s0");
+    fx_expect_si(base, "assign", "s0", "a", HALO_HA_QUIESCING);
     fx_settle();
     /* s1 quiesced only once s0 had left a. */
     size_t q1 = 0, gone0 = 0;
@@ -79,8 +74,7 @@ TEST(a_dependent_is_removed_when_its_sponsor_is_left_without_a_unit) {
     fx_fail_su(&sus[0]); /* s1 has nowhere to go: b holds s0, which ranks before it */
     size_t base = n_actions;
     fx_settle();
-    fx_expect(base, "unassign", "b", 0);
-    ASSERT_STREQ(actions[base].si, "s0");
+    fx_expect_si(base, "unassign", "s0", "b", 0);
     /* b is free now: the sponsor takes it, then nothing for s0. */
     ASSERT_STREQ(fx_role(1, "b"), "ACTIVE");
     ASSERT_STREQ(fx_role(0, "b"), "NONE");
