@@ -120,3 +120,13 @@ TEST(an_active_unit_still_starting_is_waited_for_not_packed_over) {
     for (size_t i = 0; i < 3; i++)
         ASSERT_STREQ(fx_role(i, "d"), "STANDBY");
 }
+
+TEST(a_unit_is_not_kept_for_active_when_no_si_needs_one) {
+    fx_setup(&amf_npm_ops, 3, 1);
+    sg_cfg.active_sus = 2;
+    sg_cfg.standby_sus = 1;
+    fx_fail_su(&sus[2]); /* c, the unit that would be the standby, is down */
+    fx_settle();
+    ASSERT_STREQ(fx_role(0, "a"), "ACTIVE");
+    ASSERT_STREQ(fx_role(0, "b"), "STANDBY"); /* b is not idled for a second SI that does not exist */
+}

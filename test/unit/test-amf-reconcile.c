@@ -116,3 +116,93 @@ TEST(switchover_without_a_standby_model_is_refused) {
         ASSERT_STREQ(fx_role(0, "a"), "ACTIVE");
     }
 }
+
+/* ---- random sequences: what must hold whatever happens ---- */
+
+/* At most one ACTIVE (or QUIESCING: still serving) per SI where the model allows one. */
+static void check_one_active(size_t n_sis) {
+    for (size_t s = 0; s < n_sis; s++) {
+        unsigned n = 0;
+        for (size_t i = 0; i < sis[s].n_asg; i++)
+            n += sis[s].asg[i].su &&
+                 (sis[s].asg[i].target == HALO_HA_ACTIVE || sis[s].asg[i].target == HALO_HA_QUIESCING);
+        ASSERT(n <= 1);
+    }
+}
+
+/* Settled: the limits and roles of the model hold. */
+static void check_settled(const struct redundancy_ops *ops, size_t n_sus, size_t n_sis) {
+    for (size_t u = 0; u < n_sus; u++) {
+        unsigned act = 0, sb = 0;
+        for (size_t s = 0; s < n_sis; s++) {
+            act += streq(fx_role(s, sus[u].name), "ACTIVE");
+            sb += streq(fx_role(s, sus[u].name), "STANDBY");
+        }
+        if (sg_cfg.max_active_sis_per_su)
+            ASSERT(act <= sg_cfg.max_active_sis_per_su);
+        if (ops == &amf_nored_ops)
+            ASSERT(act + sb <= 1);
+        if (ops == &amf_npm_ops)
+            ASSERT(act == 0 || sb == 0);
+        if (!amf_su_in_service(&sus[u]))
+            ASSERT(act + sb == 0);
+    }
+}
+
+TEST(random_failures_locks_and_repairs_keep_every_models_rules) {
+    const struct redundancy_ops *models[] = {&amf_2n_ops, &amf_npm_ops, &amf_nway_ops, &amf_nwayactive_ops,
+                                             &amf_nored_ops};
+    srand(15);
+    for (size_t m = 0; m < ELEMENTSOF(models); m++)
+        for (int round = 0; round < 20; round++) {
+            size_t n_sus = 3 + (size_t)(rand() % 3), n_sis = 1 + (size_t)(rand() % 3);
+            fx_setup(models[m], n_sus, n_sis);
+            sg_cfg.active_sus = (unsigned)n_sus - 1;
+            sg_cfg.standby_sus = 1;
+            if (models[m] != &amf_2n_ops && models[m] != &amf_nored_ops && rand() % 2)
+                sg_cfg.max_active_sis_per_su = 1 + (unsigned)(rand() % 2);
+            for (int step = 0; step < 60; step++) {
+                struct su *su = &sus[rand() % (int)n_sus];
+                switch (rand() % 5) {
+                case 0:
+                    fx_fail_su(su);
+                    break;
+                case 1:
+                    fx_repair_su(su);
+                    break;
+                case 2:
+                    su->admin = su->admin == SU_LOCKED ? SU_UNLOCKED : SU_LOCKED;
+                    break;
+                case 3:
+                    not_ready[su - sus] = !not_ready[su - sus];
+                    break;
+                default:
+                    sis[rand() % (int)n_sis].switchover = models[m] != &amf_nwayactive_ops;
+                    break;
+                }
+                /* Some steps complete, some are still in flight at the next change. */
+                fx_evaluate();
+                if (models[m] != &amf_nwayactive_ops)
+                    check_one_active(n_sis);
+                if (rand() % 3)
+                    fx_confirm_all();
+            }
+            fx_settle();
+            check_settled(models[m], n_sus, n_sis);
+            /* Everything healthy again: every SI gets what the model wants (units allowing). */
+            for (size_t u = 0; u < n_sus; u++) {
+                fx_repair_su(&sus[u]);
+                sus[u].admin = SU_UNLOCKED;
+                not_ready[u] = false;
+            }
+            fx_settle();
+            check_settled(models[m], n_sus, n_sis);
+            if (sg_cfg.max_active_sis_per_su)
+                continue; /* the limit may leave SIs unassigned */
+            const struct amf_policy *p = models[m]->policy;
+            for (size_t s = 0; s < n_sis; s++) {
+                ASSERT_EQ(fx_count(s, HALO_HA_ACTIVE), p->actives(&sis[s]));
+                ASSERT_EQ(fx_count(s, HALO_HA_STANDBY), p->standbys(&sis[s]));
+            }
+        }
+}

@@ -26,11 +26,21 @@ static bool available(const struct su *su) {
     return su->admin == SU_UNLOCKED && su->oper == SU_ENABLED && !su->failing;
 }
 
+/* Whether an SI of the group has nothing that serves (no ACTIVE, QUIESCING or QUIESCED). */
+static bool si_without_active(struct sg *sg) {
+    for (size_t i = 0; i < sg->n_sis; i++)
+        if (!amf_si_find(&sg->sis[i], HALO_HA_ACTIVE) && !amf_si_find(&sg->sis[i], HALO_HA_QUIESCING) &&
+            !amf_si_find(&sg->sis[i], HALO_HA_QUIESCED))
+            return true;
+    return false;
+}
+
 /* Whether su, holding no role, is among the best-ranked available units
- * without a role that the active units still lack: kept for ACTIVE. */
+ * without a role that the active units still lack while an SI waits for an
+ * ACTIVE: kept for ACTIVE. */
 static bool kept_for_active(struct sg *sg, const struct su *su) {
     unsigned acts = units_in_role(sg, HALO_HA_ACTIVE), before = 0;
-    if (acts >= sg->cfg->active_sus)
+    if (acts >= sg->cfg->active_sus || !si_without_active(sg))
         return false;
     for (size_t u = 0; u < sg->n_sus; u++) {
         const struct su *o = &sg->sus[u];
