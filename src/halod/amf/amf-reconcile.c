@@ -13,9 +13,10 @@
  *      quiesce it, once no dependent SI is ACTIVE on that SU any more.
  *   2. A QUIESCED assignment and too few ACTIVEs: hand ACTIVE to a STANDBY
  *      that may take it; else take it back, or remove it.
- *   3. A sponsor (depends-on) left without any ACTIVE or STANDBY: remove this
- *      SI's ACTIVEs.
- *   4. Too few ACTIVEs: promote a STANDBY, else a new ACTIVE on the best unit
+ *   3. A sponsor (depends-on) left without any assignment: remove this SI's
+ *      ACTIVEs.
+ *   4. Too few ACTIVEs: promote a STANDBY (on a unit below
+ *      max-active-sis-per-su), else a new ACTIVE on the best unit
  *      the model allows, else (none at all) make room by dropping a
  *      lower-ranked SI.  Only once every sponsor is ACTIVE.
  *   5. ACTIVE confirmed and an old QUIESCED one left: STANDBY, or remove it.
