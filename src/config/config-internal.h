@@ -174,3 +174,5 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
 
 /* Check what no single section can: references, names, roles, pools.  0 or -ENOMEM. */
 int config_verify(struct loader *l, struct config *c);
+/* config-models.c: each group's redundancy model, its keys and numbers, the SIs' depends-on; 0 or -ENOMEM. */
+int config_models_verify(struct loader *l, const struct config *c);

@@ -51,14 +51,35 @@ static int csi_parse(struct loader *l, const struct map_entry *e, struct config_
     return 0;
 }
 
-static int si_parse(struct loader *l, const struct map_entry *e, struct config_si *si) {
-    static const char *const keys[] = {"csis", "entrypoint", NULL};
-    yaml_node_t *k[2], *v[2];
+/* A non-negative integer key; false (problem recorded) for anything else. */
+static bool uint_parse(struct loader *l, yaml_node_t *v, const char *key, unsigned *ret, struct config_pos *ret_pos) {
+    if (!v)
+        return true;
+    if (ret_pos)
+        *ret_pos = config_yaml_pos(v);
+    if (config_yaml_uint(v, ret))
+        return true;
+    config_diag(l, v, "'%s' must be a non-negative integer (without quotes), got %s", key, DESCRIBE(v));
+    return false;
+}
+
+/* A positive integer key (0 means "not given" to the models). */
+static void count_parse(struct loader *l, yaml_node_t *v, const char *key, unsigned *ret, struct config_pos *ret_pos) {
+    if (uint_parse(l, v, key, ret, ret_pos) && v && *ret == 0)
+        config_diag(l, v, "'%s' must be at least 1", key);
+}
+
+static int si_parse(struct loader *l, const struct map_entry *e, unsigned position, struct config_si *si) {
+    enum { SI_CSIS, SI_ENTRYPOINT, SI_RANK, SI_ACTIVE, SI_STANDBY, SI_DEPENDS_ON, _SI_MAX };
+    static const char *const keys[] = {"csis",       "entrypoint", "rank", "active-assignments", "standby-assignments",
+                                       "depends-on", NULL};
+    yaml_node_t *k[_SI_MAX], *v[_SI_MAX];
     _cleanup_free_ struct map_entry *csis = NULL;
     size_t n_csis = 0;
     char what[QUOTE_MAX + 32];
 
     si->pos = config_yaml_pos(e->key_node);
+    si->rank = position;
     si->name = config_diag_strdup(l, e->key);
     if (!si->name)
         return -ENOMEM;
@@ -68,14 +89,29 @@ static int si_parse(struct loader *l, const struct map_entry *e, struct config_s
     if (r <= 0)
         return r;
 
-    if (v[1] && !config_yaml_bool(v[1], &si->entrypoint))
-        config_diag(l, v[1], "'entrypoint' must be true or false, got %s", DESCRIBE(v[1]));
-    if (v[0]) {
-        r = config_yaml_map(l, v[0], "'csis'", &csis, &n_csis);
+    if (v[SI_ENTRYPOINT] && !config_yaml_bool(v[SI_ENTRYPOINT], &si->entrypoint))
+        config_diag(l, v[SI_ENTRYPOINT], "'entrypoint' must be true or false, got %s", DESCRIBE(v[SI_ENTRYPOINT]));
+    (void)uint_parse(l, v[SI_RANK], "rank", &si->rank, NULL);
+    count_parse(l, v[SI_ACTIVE], "active-assignments", &si->active_assignments, &si->active_assignments_pos);
+    count_parse(l, v[SI_STANDBY], "standby-assignments", &si->standby_assignments, &si->standby_assignments_pos);
+    if (v[SI_DEPENDS_ON]) {
+        yaml_node_item_t *items;
+        size_t n_items;
+        si->depends_on_pos = config_yaml_pos(v[SI_DEPENDS_ON]);
+        if (config_yaml_seq(l, v[SI_DEPENDS_ON], "'depends-on'", &items, &n_items)) {
+            for (size_t i = 0; i < n_items; i++)
+                (void)config_yaml_name(l, yaml_document_get_node(l->doc, items[i]), "service instance");
+            r = config_yaml_strv(l, v[SI_DEPENDS_ON], &si->depends_on, &si->n_depends_on);
+            if (r < 0)
+                return r;
+        }
+    }
+    if (v[SI_CSIS]) {
+        r = config_yaml_map(l, v[SI_CSIS], "'csis'", &csis, &n_csis);
         if (r < 0)
             return r;
         if (r > 0 && n_csis == 0)
-            config_diag(l, v[0], "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
+            config_diag(l, v[SI_CSIS], "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
     } else
         config_diag(l, e->key_node, "service instance '%s' needs at least one CSI in 'csis'", Q(e->key));
     if (n_csis == 0)
@@ -174,37 +210,63 @@ static int su_parse(struct loader *l, const struct map_entry *e, const struct co
     return 0;
 }
 
-static const char *const config_redundancy_table[] = {
+static const char *const config_redundancy_table[_CONFIG_REDUNDANCY_MAX] = {
     [CONFIG_REDUNDANCY_2N] = "2N",
+    [CONFIG_REDUNDANCY_N_PLUS_M] = "N+M",
+    [CONFIG_REDUNDANCY_N_WAY] = "N-way",
+    [CONFIG_REDUNDANCY_N_WAY_ACTIVE] = "N-way-active",
+    [CONFIG_REDUNDANCY_NO_REDUNDANCY] = "no-redundancy",
 };
-DEFINE_PRIVATE_STRING_TABLE_LOOKUP(config_redundancy, enum config_redundancy);
+DEFINE_STRING_TABLE_TO_STRING(config_redundancy, enum config_redundancy);
 
+/* The canonical spellings, the SA Forum's (NWayActive, NoRedundancy, ...) and
+ * any case: compared without case, '-', '_' and spaces. */
 static void redundancy_parse(struct loader *l, yaml_node_t *n, struct config_sg *sg) {
-    /* Models of the AMF specification halo does not implement (yet), told apart from typos. */
-    static const char *const later[] = {"N+M",          "NWay",         "N-Way",        "NWayActive",
-                                        "N-Way-Active", "NoRedundancy", "No-Redundancy"};
     const char *s = config_yaml_scalar(l, n, "'redundancy'");
+    char folded[32];
+    size_t k = 0;
 
     if (!s)
         return;
-    int r = config_redundancy_from_string(s);
-    if (r >= 0) {
-        sg->redundancy = r;
-        return;
-    }
-    for (size_t i = 0; i < ELEMENTSOF(later); i++)
-        if (strcasecmp(s, later[i]) == 0) {
-            config_diag(l, n, "redundancy model '%s' is not supported yet (supported: 2N)", Q(s));
+    sg->redundancy_pos = config_yaml_pos(n);
+    for (const char *p = s; *p && k < sizeof(folded) - 1; p++)
+        if (*p != '-' && *p != '_' && *p != ' ')
+            folded[k++] = *p;
+    folded[k] = 0;
+    for (size_t i = 0; i < _CONFIG_REDUNDANCY_MAX; i++) {
+        char canon[32];
+        size_t c = 0;
+        for (const char *p = config_redundancy_table[i]; *p; p++)
+            if (*p != '-')
+                canon[c++] = *p;
+        canon[c] = 0;
+        if (strcasecmp(folded, canon) == 0) {
+            sg->redundancy = i;
             return;
         }
-    config_diag(l, n, "unknown redundancy model '%s' (supported: 2N)", Q(s));
+    }
+    config_diag(l, n, "unknown redundancy model '%s' (supported: 2N, N+M, N-way, N-way-active, no-redundancy)", Q(s));
 }
 
 int config_parse_sg(struct loader *l, const struct map_entry *e, const struct config_layer *defaults,
                     struct config_sg *sg) {
-    enum { SG_REDUNDANCY, SG_AUTO_FAILBACK, SG_COMPONENT, SG_SUS, SG_SIS, SG_CDB_ROLES, _SG_MAX };
-    static const char *const keys[] = {"redundancy",        "auto-failback", "component", "service-units",
-                                       "service-instances", "cdb-roles",     NULL};
+    enum {
+        SG_REDUNDANCY,
+        SG_AUTO_FAILBACK,
+        SG_COMPONENT,
+        SG_SUS,
+        SG_SIS,
+        SG_CDB_ROLES,
+        SG_ACTIVE_SUS,
+        SG_STANDBY_SUS,
+        SG_MAX_ACTIVE,
+        SG_MAX_STANDBY,
+        _SG_MAX
+    };
+    static const char *const keys[] = {
+        "redundancy", "auto-failback", "component",   "service-units",         "service-instances",
+        "cdb-roles",  "active-sus",    "standby-sus", "max-active-sis-per-su", "max-standby-sis-per-su",
+        NULL};
     yaml_node_t *k[_SG_MAX], *v[_SG_MAX];
     _cleanup_free_ struct map_entry *sus = NULL, *sis = NULL;
     size_t n_sus = 0, n_sis = 0;
@@ -225,6 +287,10 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
 
     if (v[SG_REDUNDANCY])
         redundancy_parse(l, v[SG_REDUNDANCY], sg);
+    count_parse(l, v[SG_ACTIVE_SUS], "active-sus", &sg->active_sus, &sg->active_sus_pos);
+    count_parse(l, v[SG_STANDBY_SUS], "standby-sus", &sg->standby_sus, &sg->standby_sus_pos);
+    count_parse(l, v[SG_MAX_ACTIVE], "max-active-sis-per-su", &sg->max_active_sis_per_su, &sg->max_active_pos);
+    count_parse(l, v[SG_MAX_STANDBY], "max-standby-sis-per-su", &sg->max_standby_sis_per_su, &sg->max_standby_pos);
     if (v[SG_AUTO_FAILBACK] && !config_yaml_bool(v[SG_AUTO_FAILBACK], &sg->auto_failback))
         config_diag(l, v[SG_AUTO_FAILBACK], "'auto-failback' must be true or false, got %s",
                     DESCRIBE(v[SG_AUTO_FAILBACK]));
@@ -274,10 +340,17 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
             return -ENOMEM;
         for (size_t i = 0; i < n_sis && !l->too_big; i++) {
             sg->n_sis++;
-            r = si_parse(l, &sis[i], &sg->sis[i]);
+            r = si_parse(l, &sis[i], (unsigned)i, &sg->sis[i]);
             if (r < 0)
                 return r;
         }
+    }
+    /* N+M: M defaults to 1 and N to the other units (config-models.c checks the sum). */
+    if (sg->redundancy == CONFIG_REDUNDANCY_N_PLUS_M) {
+        if (!sg->standby_sus)
+            sg->standby_sus = 1;
+        if (!sg->active_sus && sg->n_sus > sg->standby_sus)
+            sg->active_sus = (unsigned)(sg->n_sus - sg->standby_sus);
     }
     return 0;
 }

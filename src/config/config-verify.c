@@ -107,10 +107,6 @@ static int su_nodes_verify(struct loader *l, struct config *c) {
 }
 
 static void sg_verify(struct loader *l, const struct config_sg *sg) {
-    if (sg->redundancy == CONFIG_REDUNDANCY_2N && sg->n_sus == 1)
-        config_diag_at(l, sg->pos, "service group '%s': redundancy 2N needs at least 2 service units, found 1",
-                       Q(sg->name));
-
     for (size_t i = 0; i < sg->n_sis; i++)
         for (size_t j = 0; j < sg->sis[i].n_csis; j++) {
             const struct config_csi *csi = &sg->sis[i].csis[j];
@@ -159,6 +155,10 @@ static void cdb_roles_verify(struct loader *l, const struct config *c) {
             continue;
         }
         first = sg;
+        if (sg->redundancy != CONFIG_REDUNDANCY_2N)
+            config_diag_at(l, sg->cdb_roles_pos,
+                           "service group '%s': 'cdb-roles' needs redundancy 2N (one primary, one secondary), not %s",
+                           Q(sg->name), config_redundancy_to_string(sg->redundancy));
         if (!c->cdb.token_file)
             config_diag_at(l, sg->cdb_roles_pos,
                            "service group '%s': 'cdb-roles' needs the nodes' shared token: set 'token-file' in 'cdb'",
@@ -255,6 +255,9 @@ int config_verify(struct loader *l, struct config *c) {
         return r;
     for (size_t g = 0; g < c->n_sgs && !l->too_big; g++)
         sg_verify(l, &c->sgs[g]);
+    r = config_models_verify(l, c);
+    if (r < 0)
+        return r;
     cdb_roles_verify(l, c);
     pools_verify(l, c);
     r = node_pools_verify(l, c);

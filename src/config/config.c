@@ -53,6 +53,7 @@ static void si_done(struct config_si *si) {
         config_kv_free(si->csis[i].attrs, si->csis[i].n_attrs);
     }
     free(si->csis);
+    config_strv_free(si->depends_on, si->n_depends_on);
 }
 
 static void sg_done(struct config_sg *sg) {

@@ -94,16 +94,35 @@ struct config_si {
     bool entrypoint; /* listed by the entrypoint query (the seeds' confd list) */
     struct config_csi *csis;
     size_t n_csis;
+    unsigned rank;                /* lower is assigned first and dropped last; default: its position */
+    unsigned active_assignments;  /* N-way-active: ACTIVEs wanted; 0: one per SU of the group */
+    unsigned standby_assignments; /* N-way: STANDBYs wanted; 0: the default, 1 */
+    struct config_pos active_assignments_pos, standby_assignments_pos; /* line 0 when absent */
+    char **depends_on; /* SIs of the same group that must be ACTIVE before this one (names) */
+    size_t n_depends_on;
+    struct config_pos depends_on_pos;
 };
 
 enum config_redundancy {
     CONFIG_REDUNDANCY_2N,
+    CONFIG_REDUNDANCY_N_PLUS_M,
+    CONFIG_REDUNDANCY_N_WAY,
+    CONFIG_REDUNDANCY_N_WAY_ACTIVE,
+    CONFIG_REDUNDANCY_NO_REDUNDANCY,
+    _CONFIG_REDUNDANCY_MAX,
 };
+/* The canonical spelling of a model ("2N", "N+M", "N-way", "N-way-active", "no-redundancy"). */
+const char *config_redundancy_to_string(enum config_redundancy r);
 
 struct config_sg {
     char *name;
     struct config_pos pos;
     enum config_redundancy redundancy;
+    struct config_pos redundancy_pos;
+    unsigned active_sus, standby_sus; /* N+M: N and M (0: not given) */
+    struct config_pos active_sus_pos, standby_sus_pos;
+    unsigned max_active_sis_per_su, max_standby_sis_per_su; /* 0: no limit */
+    struct config_pos max_active_pos, max_standby_pos;
     bool auto_failback; /* move ACTIVE back to the most preferred SU when it returns */
     bool cdb_roles;     /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
     struct config_pos cdb_roles_pos;

@@ -162,6 +162,18 @@ static const char *jstr(json_t *o, const char *k) {
     return s ?: "-";
 }
 
+/* The names of a JSON list joined by ',' ("-" for none), cut to size. */
+static const char *join_names(json_t *list, char *buf, size_t size) {
+    size_t i, len = 0;
+    json_t *v;
+    buf[0] = 0;
+    json_array_foreach(list, i, v) {
+        if (json_is_string(v) && len < size)
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "," : "", json_string_value(v));
+    }
+    return buf[0] ? buf : "-";
+}
+
 static void print_status(json_t *root) {
     size_t i, j, k, l;
     json_t *n, *sg, *su, *c, *si;
@@ -226,9 +238,12 @@ static void print_status(json_t *root) {
             }
         }
         printf("\n  %-22s %-19s %-20s %s\n", "SERVICE INSTANCE", "ASSIGNMENT", "ACTIVE", "STANDBY");
-        json_array_foreach(json_object_get(sg, "service_instances"), k, si)
-            printf("  %-22s %-19s %-20s %s\n", jstr(si, "name"), jstr(si, "assignment"), jstr(si, "active"),
-                   jstr(si, "standby"));
+        json_array_foreach(json_object_get(sg, "service_instances"), k, si) {
+            char act[256], sb[256];
+            printf("  %-22s %-19s %-20s %s\n", jstr(si, "name"), jstr(si, "assignment"),
+                   join_names(json_object_get(si, "actives"), act, sizeof(act)),
+                   join_names(json_object_get(si, "standbys"), sb, sizeof(sb)));
+        }
     }
 }
 

@@ -83,9 +83,10 @@ int status_entrypoint(struct manager *m, bool recovery, char **ret) {
             const struct si *si = &sgs[g].sis[i];
             if (!si->cfg->entrypoint)
                 continue;
-            const struct assignment *act = NULL;
-            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
-                if (si->asg[k].su && si->asg[k].confirmed && si->asg[k].state == HALO_HA_ACTIVE)
+            const struct assignment *act = NULL; /* several (N-way-active): the best-ranked */
+            for (size_t k = 0; k < si->n_asg; k++)
+                if (si->asg[k].su && si->asg[k].confirmed && si->asg[k].state == HALO_HA_ACTIVE &&
+                    (!act || si->asg[k].su->cfg->rank < act->su->cfg->rank))
                     act = &si->asg[k];
             json_t *csis = json_array();
             for (size_t k = 0; k < si->cfg->n_csis; k++) {

@@ -66,6 +66,16 @@ def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def testcomp_events(log, comp=None, kind=None):
+    """The lines testcomp logged to log, split in words; only comp's, of kind, when given."""
+    try:
+        with open(log) as f:
+            lines = [l.split() for l in f.read().splitlines()]
+    except FileNotFoundError:
+        return []
+    return [l for l in lines if (comp is None or l[0] == comp) and (kind is None or l[1] == kind)]
+
+
 def descendants(pid):
     """Pids of every process whose ancestry leads to pid (via /proc)."""
     parent = {}

@@ -3,7 +3,7 @@
 import os
 import signal
 
-from halo_harness import TESTCOMP, proc_state, wait_for
+from halo_harness import TESTCOMP, proc_state, testcomp_events as events, wait_for
 
 
 def svc_yaml(log, modes_a="", modes_b="", extra_sg=""):
@@ -26,15 +26,6 @@ service-groups:
         csis:
           svc-csi: {{attributes: {{colour: blue, size: "3"}}}}
 {extra_sg}"""
-
-
-def events(log, comp=None, kind=None):
-    try:
-        with open(log) as f:
-            lines = [l.split() for l in f.read().splitlines()]
-    except FileNotFoundError:
-        return []
-    return [l for l in lines if (comp is None or l[0] == comp) and (kind is None or l[1] == kind)]
 
 
 def test_descriptor_carries_attributes_transitions_and_active_name(halod_factory, tmp_path):

@@ -712,6 +712,21 @@ TEST(cdb_roles_and_their_checks) {
     ASSERT_ERROR(e, p, 9, 16,
                  "service group 'h': 'cdb-roles' is already set by service group 'g' (a node has one role)");
     free(e);
+
+    e = load_fail("nodes: {n1: {cdb-address: 127.0.0.1:4571}, n2: {cdb-address: 127.0.0.1:4572}}\n"
+                  "cdb: {token-file: token}\n"
+                  "service-groups:\n"
+                  "  g:\n"
+                  "    redundancy: N-way-active\n"
+                  "    cdb-roles: true\n"
+                  "    component: {command: /bin/sleep}\n"
+                  "    service-units: {a: {node: n1}, b: {node: n2}}\n"
+                  "    service-instances: {si: {csis: {csi: {}}}}\n",
+                  &p);
+    ASSERT_ERROR(e, p, 6, 16,
+                 "service group 'g': 'cdb-roles' needs redundancy 2N (one primary, one secondary), not N-way-active");
+    ASSERT_EQ(count_lines(e), 1);
+    free(e);
 }
 
 /* What the start opens, --check opens the same way: a token file that cannot be read is an error of the
@@ -798,22 +813,142 @@ TEST(error_2n_needs_two_units) {
     free(e);
 }
 
-TEST(error_redundancy_not_supported) {
+TEST(error_redundancy_unknown) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  h:\n"
+                        "    redundancy: 3N\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 17, "unknown redundancy model '3N' (supported: 2N, N+M, N-way, N-way-active, no-redundancy)");
+    ASSERT_ERROR(e, p, 2, 3, "service group 'h' needs at least one service unit in 'service-units'");
+    ASSERT_EQ(count_lines(e), 3);
+    free(e);
+}
+
+/* The canonical spellings, the SA Forum's and any case give the same model. */
+TEST(redundancy_spellings) {
+    static const struct {
+        const char *text;
+        enum config_redundancy model;
+    } cases[] = {
+        {"2N", CONFIG_REDUNDANCY_2N},
+        {"N+M", CONFIG_REDUNDANCY_N_PLUS_M},
+        {"n+m", CONFIG_REDUNDANCY_N_PLUS_M},
+        {"N-way", CONFIG_REDUNDANCY_N_WAY},
+        {"NWay", CONFIG_REDUNDANCY_N_WAY},
+        {"N-Way-Active", CONFIG_REDUNDANCY_N_WAY_ACTIVE},
+        {"NWayActive", CONFIG_REDUNDANCY_N_WAY_ACTIVE},
+        {"n-way-active", CONFIG_REDUNDANCY_N_WAY_ACTIVE},
+        {"no-redundancy", CONFIG_REDUNDANCY_NO_REDUNDANCY},
+        {"NoRedundancy", CONFIG_REDUNDANCY_NO_REDUNDANCY},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        char y[512];
+        snprintf(y, sizeof(y),
+                 "service-groups:\n"
+                 "  g:\n"
+                 "    redundancy: %s\n"
+                 "    component: {command: /bin/sleep}\n"
+                 "    service-units: {a: {}, b: {}}\n"
+                 "    service-instances: {si: {csis: {csi: {}}}}\n",
+                 cases[i].text);
+        struct config *c = load_ok(y);
+        ASSERT_EQ(c->sgs[0].redundancy, cases[i].model);
+        config_free(c);
+    }
+}
+
+TEST(models_keys) {
+    struct config *c = load_ok("service-groups:\n"
+                               "  g:\n"
+                               "    redundancy: N+M\n"
+                               "    max-active-sis-per-su: 2\n"
+                               "    max-standby-sis-per-su: 3\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {a: {}, b: {}, c: {}, d: {}}\n"
+                               "    service-instances:\n"
+                               "      x: {csis: {x: {}}}\n"
+                               "      y: {rank: 0, depends-on: [x], csis: {y: {}}}\n"
+                               "  w:\n"
+                               "    redundancy: N-way-active\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {e: {}, f: {}, h: {}}\n"
+                               "    service-instances: {z: {active-assignments: 2, csis: {z: {}}}}\n");
+    const struct config_sg *g = &c->sgs[0];
+    ASSERT_EQ(g->active_sus, 3); /* N defaults to the units besides M, M to 1 */
+    ASSERT_EQ(g->standby_sus, 1);
+    ASSERT_EQ(g->max_active_sis_per_su, 2);
+    ASSERT_EQ(g->max_standby_sis_per_su, 3);
+    ASSERT_EQ(g->sis[0].rank, 0); /* its position */
+    ASSERT_EQ(g->sis[1].rank, 0); /* given */
+    ASSERT_EQ(g->sis[1].n_depends_on, 1);
+    ASSERT_STREQ(g->sis[1].depends_on[0], "x");
+    ASSERT_EQ(c->sgs[1].sis[0].active_assignments, 2);
+    config_free(c);
+}
+
+TEST(error_models_impossible) {
     const char *p;
     char *e = load_fail("service-groups:\n"
                         "  g:\n"
                         "    redundancy: N+M\n"
+                        "    active-sus: 2\n"
+                        "    standby-sus: 2\n"
                         "    component: {command: /bin/sleep}\n"
-                        "    service-units: {a: {}, b: {}}\n"
-                        "    service-instances: {si: {csis: {csi: {}}}}\n"
-                        "  h:\n"
-                        "    redundancy: 3N\n",
+                        "    service-units: {a: {}, b: {}, c: {}}\n"
+                        "    service-instances:\n"
+                        "      x: {active-assignments: 2, depends-on: [y], csis: {x: {}}}\n"
+                        "      y: {depends-on: [x], csis: {y: {}}}\n"
+                        "      q: {depends-on: [nope, q], csis: {q: {}}}\n"
+                        "  w:\n"
+                        "    redundancy: N-way-active\n"
+                        "    active-sus: 1\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {e: {}, f: {}}\n"
+                        "    service-instances: {z: {active-assignments: 3, csis: {z: {}}}}\n"
+                        "  v:\n"
+                        "    redundancy: no-redundancy\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {h: {}}\n"
+                        "    service-instances: {s1: {csis: {s1: {}}}, s2: {csis: {s2: {}}}}\n"
+                        "  u:\n"
+                        "    redundancy: N-way\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {i: {}, j: {}}\n"
+                        "    service-instances: {t: {standby-assignments: 2, csis: {t: {}}}}\n",
                         &p);
-    ASSERT_ERROR(e, p, 3, 17, "redundancy model 'N+M' is not supported yet (supported: 2N)");
-    ASSERT_ERROR(e, p, 8, 17, "unknown redundancy model '3N' (supported: 2N)");
-    ASSERT_ERROR(e, p, 7, 3, "service group 'h' needs at least one service unit in 'service-units'");
-    ASSERT_ERROR(e, p, 7, 3, "service group 'h' needs at least one service instance in 'service-instances'");
-    ASSERT_EQ(count_lines(e), 4);
+    ASSERT_ERROR(e, p, 4, 17,
+                 "service group 'g': redundancy N+M with 2 active and 2 standby service units needs 4 service units, "
+                 "found 3");
+    ASSERT_ERROR(e, p, 9, 31, "'active-assignments' is for redundancy N-way-active only; service group 'g' is N+M");
+    ASSERT_ERROR(e, p, 10, 23, "service instance 'y': 'depends-on' makes a cycle through 'x'");
+    ASSERT_ERROR(e, p, 11, 23,
+                 "service instance 'q': 'depends-on' names 'nope', which is not a service instance of service group "
+                 "'g'");
+    ASSERT_ERROR(e, p, 11, 23, "service instance 'q' depends on itself");
+    ASSERT_ERROR(e, p, 14, 17, "'active-sus' is for redundancy N+M only; service group 'w' is N-way-active");
+    ASSERT_ERROR(e, p, 17, 49,
+                 "service instance 'z': 'active-assignments' 3 is more than the 2 service units of service group 'w'");
+    ASSERT_ERROR(e, p, 18, 3,
+                 "service group 'v': with redundancy no-redundancy a service unit takes one service instance at most: "
+                 "2 service instances need at least 2 service units, found 1");
+    ASSERT_ERROR(e, p, 27, 50,
+                 "service instance 't': 'standby-assignments' 2 needs 2 service units besides the ACTIVE one; service "
+                 "group 'u' has 2 in all");
+    ASSERT_EQ(count_lines(e), 9);
+    free(e);
+
+    e = load_fail("service-groups:\n"
+                  "  g:\n"
+                  "    redundancy: N-way-active\n"
+                  "    active-sus: 0\n"
+                  "    component: {command: /bin/sleep}\n"
+                  "    service-units: {a: {}, b: {}}\n"
+                  "    service-instances: {x: {rank: -1, active-assignments: 0, csis: {x: {}}}}\n",
+                  &p);
+    ASSERT_ERROR(e, p, 4, 17, "'active-sus' must be at least 1");
+    ASSERT_ERROR(e, p, 7, 35, "'rank' must be a non-negative integer (without quotes), got '-1'");
+    ASSERT_ERROR(e, p, 7, 59, "'active-assignments' must be at least 1");
     free(e);
 }
 

@@ -27,7 +27,20 @@ int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
     log_info("Switchover of '%s' from '%s' to '%s' requested", si->name, act->su->name, sb->su->name);
     si->switchover = true;
     si->waiter = w;
-    amf_sg_evaluate(si->sg);
+    /* A model keeping the group's SIs together (2N) swaps them all, as the SA
+     * Forum's SI swap does: those ACTIVE on the same unit go along. */
+    struct sg *sg = si->sg;
+    for (size_t i = 0; sg->ops->policy->together && i < sg->n_sis; i++) {
+        struct si *o = &sg->sis[i];
+        struct assignment *oa = amf_si_find(o, HALO_HA_ACTIVE), *osb = amf_si_find(o, HALO_HA_STANDBY);
+        if (o != si && !o->switchover && !amf_si_busy(o) && oa && oa->confirmed && oa->su == act->su && osb &&
+            osb->confirmed && osb->su == sb->su) {
+            log_info("Switchover of '%s' from '%s' to '%s' along with '%s'", o->name, oa->su->name, osb->su->name,
+                     si->name);
+            o->switchover = true;
+        }
+    }
+    amf_sg_evaluate(sg);
     return 1;
 }
 

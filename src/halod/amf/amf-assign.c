@@ -19,7 +19,7 @@ struct assignment *amf_asg_slot(struct si *si, struct su *su) {
     struct assignment *a = amf_si_find_su(si, su);
     if (a)
         return a;
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si->n_asg; i++)
         if (!si->asg[i].su) {
             si->asg[i] = (struct assignment){.su = su};
             return &si->asg[i];

@@ -64,12 +64,44 @@ void amf_notify_su(struct su *su, enum amf_su_event ev);
 void amf_notify_comp(struct comp *c, enum amf_comp_event ev, const char *reason);
 
 /* ---- the redundancy models ---- */
+struct amf_policy;
 struct redundancy_ops {
     const char *name;
-    /* Looks at the SG and issues the next actions; called after every change. */
+    /* What it wants of each SI (status reads it too). */
+    const struct amf_policy *policy;
+    /* Looks at the SG and issues the next actions; called after every
+     * change.  NULL: the reconciler with the policy (amf_reconcile()). */
     void (*evaluate)(struct sg *sg);
 };
 extern const struct redundancy_ops amf_2n_ops;
+extern const struct redundancy_ops amf_npm_ops;
+extern const struct redundancy_ops amf_nway_ops;
+extern const struct redundancy_ops amf_nwayactive_ops;
+extern const struct redundancy_ops amf_nored_ops;
+
+/* What a model wants of each SI, for the reconciler every model runs (amf-reconcile.c). */
+struct amf_policy {
+    unsigned (*actives)(const struct si *si);  /* ACTIVE assignments wanted */
+    unsigned (*standbys)(const struct si *si); /* STANDBY assignments wanted */
+    /* Whether su (in service, holding nothing of si) may take role for si; NULL: any unit. */
+    bool (*allowed)(struct si *si, struct su *su, halo_ha_state role);
+    /* Whether su may keep its STANDBY of si; NULL: while it is in service. */
+    bool (*keep_standby)(struct si *si, struct su *su);
+    bool together; /* prefer the unit holding the same role for the group's other SIs */
+    bool spread;   /* prefer the unit holding the fewest SIs in that role */
+};
+/* Policy parts several models share: 1 and 0 assignments; a unit with room (amf_su_has_room()). */
+unsigned amf_policy_one(const struct si *si);
+unsigned amf_policy_none(const struct si *si);
+bool amf_policy_room(struct si *si, struct su *su, halo_ha_state role);
+/* Runs the reconciler over sg's SIs (in rank order) with the model's policy. */
+void amf_reconcile(struct sg *sg, const struct amf_policy *p);
+/* The SIs of su's group su holds as role (ACTIVE: also quiescing or quiesced), targets included. */
+unsigned amf_su_load(const struct su *su, halo_ha_state role);
+/* Whether su holds fewer SIs as role than the group's max-active/standby-sis-per-su. */
+bool amf_su_has_room(const struct su *su, halo_ha_state role);
+/* The assignments of si whose target is role. */
+unsigned amf_si_count(struct si *si, halo_ha_state role);
 /* Runs the model of sg if this node decides (after telling the observers). */
 void amf_sg_evaluate(struct sg *sg);
 

@@ -114,14 +114,15 @@ struct assignment {
     uint64_t gen;         /* several nodes: the generation of the target (target/<si>/<su>) */
 };
 
-#define SI_ASSIGNMENTS_MAX 2
-
 struct si {
     struct amf *amf;
     struct sg *sg;
     const struct config_si *cfg;
     const char *name;
-    struct assignment asg[SI_ASSIGNMENTS_MAX];
+    /* One slot per SU of the group (an SU holds an SI once at most), so a
+     * model may give an SI as many assignments as the group has SUs. */
+    struct assignment *asg;
+    size_t n_asg;
     bool switchover;        /* an operator asked to move ACTIVE to the standby */
     uint64_t generation;    /* bumped on every confirmed change, persisted */
     char *preferred_active; /* from the store after a restart */
@@ -143,9 +144,9 @@ struct sg {
     const struct redundancy_ops *ops;
 };
 
-/* The SI's assignment whose target is state, or NULL. */
+/* The SI's (first) assignment whose target is state, or NULL. */
 static inline struct assignment *amf_si_find(struct si *si, halo_ha_state state) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].target == state)
             return &si->asg[i];
     return NULL;
@@ -153,7 +154,7 @@ static inline struct assignment *amf_si_find(struct si *si, halo_ha_state state)
 
 /* The SI's assignment on su, or NULL. */
 static inline struct assignment *amf_si_find_su(struct si *si, const struct su *su) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su == su)
             return &si->asg[i];
     return NULL;
@@ -161,7 +162,7 @@ static inline struct assignment *amf_si_find_su(struct si *si, const struct su *
 
 /* Whether an invocation for one of the SI's assignments is in flight. */
 static inline bool amf_si_busy(const struct si *si) {
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].pending)
             return true;
     return false;

@@ -51,7 +51,7 @@ static void on_persisted(store *s, int error, const store_result *r, void *userd
 
 static json_t *si_record(const struct si *si) {
     json_t *arr = json_array();
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++)
+    for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].confirmed)
             json_array_append_new(arr, json_pack("{s:s, s:s}", "su", si->asg[i].su->name, "ha_state",
                                                  halo_ha_state_to_string(si->asg[i].state)));

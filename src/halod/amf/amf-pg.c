@@ -51,7 +51,7 @@ static bool tracker_listed(struct amf *a, const struct tracker *t) {
 /* Current members of a CSI's protection group. */
 static size_t pg_members(struct si *si, const struct config_csi *csi, const char **comps, halo_ha_state *states) {
     size_t n = 0;
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++) {
+    for (size_t i = 0; i < si->n_asg; i++) {
         struct assignment *a = &si->asg[i];
         if (!a->su || !a->confirmed || a->removing)
             continue;
@@ -89,11 +89,19 @@ static void tracker_remember(struct tracker *t, const char **comps, const halo_h
 static void tracker_send(struct amf *a, struct tracker *t, bool initial) {
     const struct config_csi *csi;
     struct si *si = amf_find_csi(a, t->csi, &csi);
-    const char *comps[SI_ASSIGNMENTS_MAX];
-    halo_ha_state states[SI_ASSIGNMENTS_MAX];
+    size_t max = si ? si->n_asg : 0;
+    /* Every member of the group, and every one last reported (REMOVED), as the
+     * HA link carries them (LINK_ATTRS_MAX at most: a group that large is cut). */
+    _cleanup_free_ const char **comps = calloc(max ?: 1, sizeof(char *));
+    _cleanup_free_ halo_ha_state *states = calloc(max ?: 1, sizeof(halo_ha_state));
+    _cleanup_free_ halo_pg_member *mem = calloc(max + t->n_last ?: 1, sizeof(halo_pg_member));
+    if (!comps || !states || !mem) {
+        log_warning("Out of memory telling the protection group of '%s'", t->csi);
+        return;
+    }
     size_t n = si ? pg_members(si, csi, comps, states) : 0;
+    size_t room = MIN(max + t->n_last, (size_t)LINK_ATTRS_MAX);
 
-    halo_pg_member mem[2 * SI_ASSIGNMENTS_MAX];
     size_t k = 0;
     bool changed = initial;
     for (size_t i = 0; i < n; i++) {
@@ -105,7 +113,7 @@ static void tracker_send(struct amf *a, struct tracker *t, bool initial) {
             ch = HALO_PG_NO_CHANGE;
         if (ch != HALO_PG_NO_CHANGE)
             changed = true;
-        if (ch == HALO_PG_NO_CHANGE && (t->flags & HALO_TRACK_CHANGES_ONLY) && !initial)
+        if ((ch == HALO_PG_NO_CHANGE && (t->flags & HALO_TRACK_CHANGES_ONLY) && !initial) || k >= room)
             continue;
         mem[k++] = (halo_pg_member){.comp_name = comps[i], .ha_state = states[i], .change = ch};
     }
@@ -113,7 +121,7 @@ static void tracker_send(struct amf *a, struct tracker *t, bool initial) {
         bool still = false;
         for (size_t i = 0; i < n; i++)
             still = still || streq(t->last_comp[j], comps[i]);
-        if (still || k >= ELEMENTSOF(mem))
+        if (still || k >= room)
             continue;
         changed = true;
         mem[k++] =

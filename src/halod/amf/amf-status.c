@@ -53,9 +53,9 @@ static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, voi
 }
 
 static json_t *si_json(const struct si *si) {
-    json_t *asg = json_array();
-    const char *active = NULL, *standby = NULL;
-    for (size_t i = 0; i < SI_ASSIGNMENTS_MAX; i++) {
+    json_t *asg = json_array(), *actives = json_array(), *standbys = json_array();
+    unsigned n_act = 0, n_sb = 0;
+    for (size_t i = 0; i < si->n_asg; i++) {
         const struct assignment *a = &si->asg[i];
         if (!a->su)
             continue;
@@ -65,18 +65,26 @@ static json_t *si_json(const struct si *si) {
         if (e && a->pending)
             json_object_set_new(e, "target", json_string(a->removing ? "REMOVED" : halo_ha_state_to_string(a->target)));
         json_array_append_new(asg, e);
-        if (a->confirmed && a->state == HALO_HA_ACTIVE)
-            active = a->su->name;
-        if (a->confirmed && a->state == HALO_HA_STANDBY)
-            standby = a->su->name;
+        if (a->confirmed && a->state == HALO_HA_ACTIVE) {
+            n_act++;
+            json_array_append_new(actives, json_string(a->su->name));
+        }
+        if (a->confirmed && a->state == HALO_HA_STANDBY) {
+            n_sb++;
+            json_array_append_new(standbys, json_string(a->su->name));
+        }
     }
     json_t *csis = json_array();
     for (size_t k = 0; k < si->cfg->n_csis; k++)
         json_array_append_new(csis, json_string(si->cfg->csis[k].name));
-    const char *state = active ? (standby ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "assignment", state, "active",
-                     active ? json_string(active) : json_null(), "standby",
-                     standby ? json_string(standby) : json_null(), "assignments", asg, "csis", csis, "generation",
+    /* Fully assigned: every ACTIVE and STANDBY the model wants is there. */
+    const struct amf_policy *p = si->sg->ops->policy;
+    bool full = n_act >= p->actives(si) && n_sb >= p->standbys(si);
+    const char *state = n_act ? (full ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
+    json_t *first_act = json_array_get(actives, 0), *first_sb = json_array_get(standbys, 0);
+    return json_pack("{s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "assignment", state,
+                     "active", first_act ? first_act : json_null(), "standby", first_sb ? first_sb : json_null(),
+                     "actives", actives, "standbys", standbys, "assignments", asg, "csis", csis, "generation",
                      (json_int_t)si->generation, "switchover", si->switchover);
 }
 
@@ -122,7 +130,7 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
         for (size_t i = 0; i < sg->n_sis; i++) {
             const struct si *si = &sg->sis[i];
             unsigned act = 0, sb = 0;
-            for (size_t k = 0; k < SI_ASSIGNMENTS_MAX; k++)
+            for (size_t k = 0; k < si->n_asg; k++)
                 if (si->asg[k].su && si->asg[k].confirmed) {
                     act += si->asg[k].state == HALO_HA_ACTIVE;
                     sb += si->asg[k].state == HALO_HA_STANDBY;

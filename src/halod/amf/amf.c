@@ -216,7 +216,10 @@ void amf_sg_evaluate(struct sg *sg) {
     amf_notify_sg(sg);
     if (sg->amf->stopping || !sg->amf->deciding)
         return;
-    sg->ops->evaluate(sg);
+    if (sg->ops->evaluate)
+        sg->ops->evaluate(sg);
+    else
+        amf_reconcile(sg, sg->ops->policy);
 }
 
 void amf_set_deciding(struct amf *a, bool deciding) {
@@ -326,11 +329,19 @@ void amf_kill_all(struct amf *a) {
 
 /* ---- construction ------------------------------------------------------------ */
 
+static const struct redundancy_ops *const model_ops[_CONFIG_REDUNDANCY_MAX] = {
+    [CONFIG_REDUNDANCY_2N] = &amf_2n_ops,
+    [CONFIG_REDUNDANCY_N_PLUS_M] = &amf_npm_ops,
+    [CONFIG_REDUNDANCY_N_WAY] = &amf_nway_ops,
+    [CONFIG_REDUNDANCY_N_WAY_ACTIVE] = &amf_nwayactive_ops,
+    [CONFIG_REDUNDANCY_NO_REDUNDANCY] = &amf_nored_ops,
+};
+
 static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *cg) {
     sg->amf = a;
     sg->cfg = cg;
     sg->name = cg->name;
-    sg->ops = &amf_2n_ops;
+    sg->ops = model_ops[cg->redundancy];
     sg->n_sus = cg->n_sus;
     sg->n_sis = cg->n_sis;
     for (size_t u = 0; u < cg->n_sus; u++) {
@@ -355,11 +366,20 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
             c->timer.data = c;
         }
     }
+    /* The SIs in rank order (then as described): the models assign them in this
+     * order, so a higher-ranked SI takes the capacity first. */
+    for (size_t i = 0; i < cg->n_sis; i++) {
+        size_t j = i;
+        while (j > 0 && sg->sis[j - 1].cfg->rank > cg->sis[i].rank) {
+            sg->sis[j].cfg = sg->sis[j - 1].cfg;
+            j--;
+        }
+        sg->sis[j].cfg = &cg->sis[i];
+    }
     for (size_t i = 0; i < cg->n_sis; i++) {
         struct si *si = &sg->sis[i];
         si->amf = a;
         si->sg = sg;
-        si->cfg = &cg->sis[i];
         si->name = si->cfg->name;
     }
 }
@@ -376,6 +396,11 @@ static int model_alloc(struct amf *a, const struct config *cfg) {
         sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
         if (!sg->sus || !sg->sis)
             return -ENOMEM;
+        for (size_t i = 0; i < cg->n_sis; i++) {
+            if (!(sg->sis[i].asg = calloc(cg->n_sus ?: 1, sizeof(struct assignment))))
+                return -ENOMEM;
+            sg->sis[i].n_asg = cg->n_sus;
+        }
         for (size_t u = 0; u < cg->n_sus; u++)
             if (!(sg->sus[u].comps = calloc(cg->sus[u].n_components ?: 1, sizeof(struct comp))))
                 return -ENOMEM;
@@ -394,8 +419,10 @@ static void model_free(struct amf *a, size_t n_sgs) {
                 free(su->comps[i].last_exit);
             free(su->comps);
         }
-        for (size_t i = 0; sg->sis && i < sg->n_sis; i++)
+        for (size_t i = 0; sg->sis && i < a->config->sgs[g].n_sis; i++) {
             free(sg->sis[i].preferred_active);
+            free(sg->sis[i].asg);
+        }
         free(sg->sus);
         free(sg->sis);
     }
