@@ -899,3 +899,47 @@ TEST(amf_non_sa_aware_adopted_keeps_its_active) {
     fake_adopt_ok = false;
     fixture_stop(&f);
 }
+
+/* The process exits on its own while its terminate command still runs, and that command hangs:
+ * the terminate timeout still bounds it (the step waits for it, never for ever). */
+TEST(amf_non_sa_aware_a_hung_terminate_command_is_killed) {
+    struct fixture f = {0};
+    nsa_start(&f, "      terminate: [/bin/echo, stop]\n");
+    nsa_assigned(&f);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
+    struct proc *helper = ca->helper;
+    ASSERT(helper && !ca->helper_cleanup);
+    proc_exit(ca, SIGTERM);
+    RUN_UNTIL(&f, helper->killed == SIGKILL); /* timeouts.terminate: 50ms */
+    ASSERT(!cb->proc);
+    fake_proc_exit(helper, SIGKILL);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    ASSERT(!seen("comp a failed"));
+    fixture_stop(&f);
+}
+
+/* Neither the process nor its terminate command ends: both get SIGKILL after the terminate
+ * timeout, and the cleanup runs once both are gone, before the other unit starts. */
+TEST(amf_non_sa_aware_killed_with_its_terminate_command_is_cleaned_up) {
+    struct fixture f = {0};
+    nsa_start(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n");
+    nsa_assigned(&f);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct proc *pa = ca->proc;
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
+    struct proc *helper = ca->helper;
+    RUN_UNTIL(&f, pa->killed == SIGKILL && helper->killed == SIGKILL);
+    proc_exit(ca, SIGKILL);
+    ASSERT(ca->helper == helper); /* the cleanup waits for it */
+    fake_proc_exit(helper, SIGKILL);
+    ASSERT(ca->helper && ca->helper_cleanup);
+    ASSERT_STREQ(fake_spawn_argv[1], "clean");
+    ASSERT(!cb->proc);
+    fake_proc_exit(ca->helper, 0);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    ASSERT(!seen("comp a failed"));
+    fixture_stop(&f);
+}

@@ -110,6 +110,7 @@ static struct invocation *pending_inv(struct comp *c) {
 
 static void helper_exited(struct proc *p, int status, void *userdata);
 static void progress(struct comp *c);
+static void after_stop(struct comp *c);
 
 static void start_helper(struct comp *c, bool cleanup) {
     char *const *argv = cleanup ? c->cfg->cleanup : c->cfg->terminate;
@@ -139,9 +140,9 @@ static void helper_exited(struct proc *p, int status, void *userdata) {
         log_info("The %s command of component '%s' %s", cleanup ? "cleanup" : "terminate", c->name, buf);
     else
         log_warning("The %s command of component '%s' %s", cleanup ? "cleanup" : "terminate", c->name, buf);
-    if (cleanup)
-        uv_timer_stop(&c->timer);
-    else if (status != 0 && c->proc) {
+    if (cleanup || !c->proc)
+        uv_timer_stop(&c->timer); /* what it bounded is over */
+    if (!cleanup && status != 0 && c->proc) {
         /* It could not stop it: as when it takes too long. */
         c->killed = true;
         (void)proc_kill(c->proc, SIGKILL);
@@ -150,6 +151,8 @@ static void helper_exited(struct proc *p, int status, void *userdata) {
         amf_stop_check(a);
     else if (c->su->failing)
         amf_su_failure_settled(c->su);
+    else if (!cleanup && !c->proc)
+        after_stop(c);
     else
         progress(c);
 }
@@ -317,13 +320,25 @@ static void progress(struct comp *c) {
         amf_inv_succeed_soon(inv);
 }
 
-void amf_nsa_stopped(struct comp *c) {
+/* c's process is gone after a stop: its cleanup if it needed SIGKILL, then the next step. */
+static void after_stop(struct comp *c) {
+    if (c->helper)
+        return; /* its terminate command still runs */
     if (c->killed && c->unclean && c->cfg->cleanup) {
         c->unclean = false;
         start_helper(c, true);
+        if (c->helper)
+            return;
     }
-    c->unclean = c->unclean && c->killed; /* a clean stop leaves nothing to clean up */
+    if (!c->killed)
+        c->unclean = false; /* a clean stop leaves nothing to clean up */
     progress(c);
+}
+
+void amf_nsa_stopped(struct comp *c) {
+    if (c->helper) /* its terminate command outlives it: still bounded by the terminate timeout */
+        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+    after_stop(c);
 }
 
 int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state) {
