@@ -698,6 +698,13 @@ TEST(amf_non_sa_aware_active_runs_the_command_and_standby_nothing) {
 
 static void waiter_done(struct amf_waiter *w, int error);
 
+/* a ACTIVE and b STANDBY, then a locked: its process is being stopped. */
+static void nsa_lock_a(struct fixture *f, const char *extra, struct amf_waiter *w) {
+    nsa_start(f, extra);
+    nsa_assigned(f);
+    ASSERT_EQ(amf_su_lock(f->amf, "a", w), 1);
+}
+
 TEST(amf_non_sa_aware_switchover_stops_before_it_starts) {
     struct fixture f = {0};
     nsa_start(&f, "");
@@ -756,12 +763,10 @@ TEST(amf_non_sa_aware_exit_while_active_is_a_failure_cleaned_up_before_failover)
 
 TEST(amf_non_sa_aware_terminate_command_then_sigkill_then_cleanup) {
     struct fixture f = {0};
-    nsa_start(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n");
-    nsa_assigned(&f);
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n", &w);
     struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
     struct proc *pa = ca->proc;
-    struct amf_waiter w = {.done = waiter_done};
-    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
     /* The terminate command, instead of SIGTERM. */
     ASSERT(ca->helper && !ca->helper_cleanup);
     ASSERT_STREQ(fake_spawn_argv[1], "stop");
@@ -786,12 +791,10 @@ TEST(amf_non_sa_aware_terminate_command_then_sigkill_then_cleanup) {
 
 TEST(amf_non_sa_aware_sigterm_then_sigkill_after_the_terminate_timeout) {
     struct fixture f = {0};
-    nsa_start(&f, "");
-    nsa_assigned(&f);
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "", &w);
     struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
     struct proc *pa = ca->proc;
-    struct amf_waiter w = {.done = waiter_done};
-    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
     ASSERT_EQ(pa->killed, SIGTERM);
     RUN_UNTIL(&f, pa->killed == SIGKILL); /* timeouts.terminate: 50ms */
     ASSERT(!cb->proc);
@@ -904,11 +907,9 @@ TEST(amf_non_sa_aware_adopted_keeps_its_active) {
  * the terminate timeout still bounds it (the step waits for it, never for ever). */
 TEST(amf_non_sa_aware_a_hung_terminate_command_is_killed) {
     struct fixture f = {0};
-    nsa_start(&f, "      terminate: [/bin/echo, stop]\n");
-    nsa_assigned(&f);
-    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
     struct amf_waiter w = {.done = waiter_done};
-    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
+    nsa_lock_a(&f, "      terminate: [/bin/echo, stop]\n", &w);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
     struct proc *helper = ca->helper;
     ASSERT(helper && !ca->helper_cleanup);
     proc_exit(ca, SIGTERM);
@@ -924,12 +925,10 @@ TEST(amf_non_sa_aware_a_hung_terminate_command_is_killed) {
  * timeout, and the cleanup runs once both are gone, before the other unit starts. */
 TEST(amf_non_sa_aware_killed_with_its_terminate_command_is_cleaned_up) {
     struct fixture f = {0};
-    nsa_start(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n");
-    nsa_assigned(&f);
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n", &w);
     struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
     struct proc *pa = ca->proc;
-    struct amf_waiter w = {.done = waiter_done};
-    ASSERT_EQ(amf_su_lock(f.amf, "a", &w), 1);
     struct proc *helper = ca->helper;
     RUN_UNTIL(&f, pa->killed == SIGKILL && helper->killed == SIGKILL);
     proc_exit(ca, SIGKILL);
