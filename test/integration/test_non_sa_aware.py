@@ -225,3 +225,27 @@ def test_check_names_the_mistakes(tmp_path):
     assert r.returncode != 0
     assert f"{p}:3:47: 'pidfile' is for non-sa-aware components only" in r.stderr
     assert f"{p}:6:55: 'terminate' command 'no-such-command-halo' not found" in r.stderr
+
+
+def test_two_nodes_over_etcd_fail_the_server_over(etcd, halod_factory):
+    """Each node's halod runs its own unit's server; the coordinator moves ACTIVE."""
+    ports = (free_port(), free_port())
+    yaml_text = http_yaml(ports).replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n").replace(
+        "web-a: {component:", "web-a: {node: n1, component:").replace("web-b: {component:", "web-b: {node: n2, component:")
+    hs = {n: halod_factory(yaml_text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
+                                                          "--lease-ttl", "1"]).start() for n in ("n1", "n2")}
+    port = {"web-a": ports[0], "web-b": ports[1]}
+    node = {"web-a": "n1", "web-b": "n2"}
+    act, sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and not any(
+        a["pending"] for a in s["assignments"]) else None)(hs["n1"].si("web")), timeout=20, what="web assigned")
+    wait_for(lambda: answers(port[act]), what="the ACTIVE's server answering")
+    assert not answers(port[sb]) and hs[node[sb]].pid_of(sb) is None
+    owner = hs[node[act]]
+    victim = owner.pid_of(act)
+    owner.remember_children()
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: answers(port[sb]), timeout=20, what="the other node's server answering")
+    wait_for(lambda: hs["n2"].si("web")["active"] == sb, timeout=20, what="the other unit ACTIVE")
+    wait_for(lambda: proc_state(victim) is None, timeout=5, what="the killed server reaped")
+    for h in hs.values():
+        assert h.stop() == 0
