@@ -942,3 +942,19 @@ TEST(amf_non_sa_aware_killed_with_its_terminate_command_is_cleaned_up) {
     ASSERT(!seen("comp a failed"));
     fixture_stop(&f);
 }
+
+/* A command that cannot be started is a failed CSI set: a failure of the component, and the
+ * other unit is tried. */
+TEST(amf_non_sa_aware_a_failed_start_is_a_failure) {
+    struct fixture f = {0};
+    nsa_start(&f, "");
+    fake_spawn_error = -EMFILE;
+    amf_set_ready(f.amf);
+    fake_spawn_error = 0;
+    struct su *sa = amf_find_su(f.amf, "a");
+    ASSERT(sa->failing && seen("comp a failed"));
+    ASSERT(strstr(sa->last_failure, "component 'a' could not be started"));
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    ASSERT(amf_find_comp(f.amf, "b")->proc);
+    fixture_stop(&f);
+}
