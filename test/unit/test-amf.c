@@ -632,7 +632,7 @@ static void nsa_start(struct fixture *f, const char *extra) {
              "      args: [\"600\"]\n"
              "      env: {MY_VAR: x}\n"
              "      restart: {max: 3, window: 1m, delay: 1ms}\n"
-             "      timeouts: {terminate: 50ms}\n"
+             "      timeouts: {terminate: 50ms, instantiate: 200ms}\n"
              "%s"
              "    service-units: {a: {node: n1}, b: {node: n1}}\n"
              "    service-instances:\n"
@@ -956,5 +956,21 @@ TEST(amf_non_sa_aware_a_failed_start_is_a_failure) {
     ASSERT(strstr(sa->last_failure, "component 'a' could not be started"));
     RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
     ASSERT(amf_find_comp(f.amf, "b")->proc);
+    fixture_stop(&f);
+}
+
+/* The command of a pidfile daemon must exit within timeouts.instantiate. */
+TEST(amf_non_sa_aware_a_pidfile_command_that_does_not_exit_fails) {
+    struct fixture f = {0};
+    char extra[128];
+    snprintf(extra, sizeof(extra), "      pidfile: /tmp/test-amf-nsa-%d.pid\n", (int)getpid());
+    nsa_start(&f, extra);
+    amf_set_ready(f.amf);
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    struct proc *pa = ca->proc;
+    ASSERT(pa && ca->starting);
+    RUN_UNTIL(&f, amf_find_su(f.amf, "a")->failing); /* 200ms */
+    ASSERT_EQ(pa->killed, SIGKILL);
+    ASSERT(strstr(amf_find_su(f.amf, "a")->last_failure, "did not start within its instantiate timeout (200ms)"));
     fixture_stop(&f);
 }
