@@ -55,6 +55,10 @@ enum {
     CK_CSI_TYPES,
     CK_SERVICES,
     CK_DEVICES,
+    CK_TYPE,
+    CK_TERMINATE,
+    CK_CLEANUP,
+    CK_PIDFILE,
     CK_RESTART,
     CK_HEALTH_CHECK,
     CK_TIMEOUTS,
@@ -65,9 +69,22 @@ enum {
 
 static const char *const component_keys[] = {
     [CK_COMMAND] = "command",           [CK_ARGS] = "args",         [CK_ENV] = "env",         [CK_WORKDIR] = "workdir",
-    [CK_CSI_TYPES] = "csi-types",       [CK_SERVICES] = "services", [CK_DEVICES] = "devices", [CK_RESTART] = "restart",
+    [CK_CSI_TYPES] = "csi-types",       [CK_SERVICES] = "services", [CK_DEVICES] = "devices", [CK_TYPE] = "type",
+    [CK_TERMINATE] = "terminate",       [CK_CLEANUP] = "cleanup",   [CK_PIDFILE] = "pidfile", [CK_RESTART] = "restart",
     [CK_HEALTH_CHECK] = "health-check", [CK_TIMEOUTS] = "timeouts", [_CK_KEYS] = NULL,
 };
+
+static const char *const comp_type_names[] = {
+    [CONFIG_COMP_SA_AWARE] = "sa-aware",
+    [CONFIG_COMP_NON_SA_AWARE] = "non-sa-aware",
+};
+
+/* The type a valid 'type' value names. */
+static enum config_comp_type comp_type_of(const yaml_node_t *v) {
+    return streq((const char *)v->data.scalar.value, comp_type_names[CONFIG_COMP_NON_SA_AWARE])
+               ? CONFIG_COMP_NON_SA_AWARE
+               : CONFIG_COMP_SA_AWARE;
+}
 
 /* struct config_layer is sized in config-internal.h, which does not see the tables above. */
 static_assert(_CK_MAX == CONFIG_LAYER_SETTINGS, "CONFIG_LAYER_SETTINGS must count the component settings");
@@ -128,7 +145,7 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
     if (r <= 0)
         return r;
 
-    for (size_t k = CK_COMMAND; k <= CK_DEVICES; k++) {
+    for (size_t k = CK_COMMAND; k <= CK_PIDFILE; k++) {
         yaml_node_t *v = values[k];
         yaml_node_item_t *items;
         size_t n_items;
@@ -144,6 +161,34 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
             break;
         case CK_WORKDIR:
             ok = config_yaml_string(l, v, "'workdir'");
+            break;
+        case CK_PIDFILE:
+            ok = config_yaml_is_null(v) || config_yaml_string(l, v, "'pidfile'");
+            break;
+        case CK_TYPE: {
+            const char *t = config_yaml_scalar(l, v, "'type'");
+            ok = t && (streq(t, comp_type_names[0]) || streq(t, comp_type_names[1]));
+            if (t && !ok)
+                config_diag(l, v, "'type' must be sa-aware or non-sa-aware, got %s", DESCRIBE(v));
+            break;
+        }
+        case CK_TERMINATE:
+        case CK_CLEANUP:
+            if (config_yaml_is_null(v))
+                break; /* none: a unit drops what its group's template gives */
+            snprintf(item_what, sizeof(item_what), "'%s'", component_keys[k]);
+            ok = config_yaml_seq(l, v, item_what, &items, &n_items);
+            if (ok && n_items == 0) {
+                config_diag(l, v, "'%s' must name a command: [COMMAND, ARGS...]", component_keys[k]);
+                ok = false;
+            }
+            for (size_t i = 0; ok && i < n_items; i++) {
+                yaml_node_t *item = config_yaml_node(l, items[i]);
+                snprintf(item_what, sizeof(item_what), "each item of '%s'", component_keys[k]);
+                if (!item ||
+                    !(i == 0 ? config_yaml_string(l, item, item_what) : config_yaml_scalar(l, item, item_what)))
+                    ok = false;
+            }
             break;
         case CK_ARGS:
             ok = config_yaml_seq(l, v, "'args'", &items, &n_items);
@@ -248,6 +293,60 @@ static int kv_merge(struct config_kv **kv, size_t *n, struct config_kv *add, siz
     return 0;
 }
 
+/* A command list of key (checked by config_inherit_layer()): argv[0] resolved as a command. */
+static int command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n) {
+    yaml_node_item_t *items;
+    size_t n_items;
+    char what[32];
+
+    if (!config_yaml_seq(l, n, key, &items, &n_items) || n_items == 0)
+        return 0;
+    char **v = calloc(n_items + 1, sizeof(char *));
+    if (!v)
+        return -ENOMEM;
+    snprintf(what, sizeof(what), "'%s' command", key);
+    for (size_t i = 0; i < n_items; i++) {
+        yaml_node_t *item = config_yaml_node(l, items[i]);
+        const char *s = (const char *)item->data.scalar.value;
+        int r;
+        if (i == 0)
+            r = config_path_command(l, item, what, s, &v[0]);
+        else
+            r = (v[i] = config_diag_strdup(l, s)) ? 0 : -ENOMEM;
+        if (r < 0 || !v[i]) {
+            config_strv_free(v, n_items);
+            return r; /* 0: the command does not resolve (reported) */
+        }
+    }
+    *ret = v;
+    *ret_n = n_items;
+    return 0;
+}
+
+/* type, and the settings only a non-SA-aware component takes. */
+static int component_type(struct loader *l, const struct config_layer *m, struct config_component *c) {
+    static const size_t nsa_keys[] = {CK_TERMINATE, CK_CLEANUP, CK_PIDFILE};
+    int r = 0;
+
+    if (m->v[CK_TYPE] && !m->bad[CK_TYPE])
+        c->type = comp_type_of(m->v[CK_TYPE]);
+    for (size_t i = 0; i < ELEMENTSOF(nsa_keys) && r >= 0; i++) {
+        size_t k = nsa_keys[i];
+        yaml_node_t *v = m->v[k];
+        if (!v || m->bad[k] || config_yaml_is_null(v))
+            continue;
+        if (c->type != CONFIG_COMP_NON_SA_AWARE)
+            config_diag(l, v, "'%s' is for non-sa-aware components only (set 'type: non-sa-aware')", component_keys[k]);
+        else if (k == CK_PIDFILE)
+            r = (c->pidfile = config_path_resolve(l, (const char *)v->data.scalar.value)) ? 0 : -ENOMEM;
+        else if (k == CK_TERMINATE)
+            r = command_list(l, v, component_keys[k], &c->terminate, &c->n_terminate);
+        else
+            r = command_list(l, v, component_keys[k], &c->cleanup, &c->n_cleanup);
+    }
+    return r;
+}
+
 /* Builds one component from its layers (later wins, setting by setting). */
 int config_inherit_component(struct loader *l, const struct config_layer *const layers[], size_t n_layers,
                              const char *name, struct config_pos pos, struct config_component *c) {
@@ -298,7 +397,8 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
     if (!m.v[CK_COMMAND])
         config_diag_at(l, pos, "component '%s' has no 'command'", Q(name));
     else if (!m.bad[CK_COMMAND]) {
-        r = config_path_command(l, m.v[CK_COMMAND], (const char *)m.v[CK_COMMAND]->data.scalar.value, &c->command);
+        r = config_path_command(l, m.v[CK_COMMAND], "command", (const char *)m.v[CK_COMMAND]->data.scalar.value,
+                                &c->command);
         if (r < 0)
             return r;
     }
@@ -349,5 +449,5 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
         if (r < 0)
             return r;
     }
-    return 0;
+    return component_type(l, &m, c);
 }

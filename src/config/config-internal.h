@@ -133,7 +133,7 @@ int config_yaml_kv(struct loader *l, yaml_node_t *n, const char *what, struct co
 
 /* The number of component settings: the keys of a component map and the numbers and durations
  * of its restart, health-check and timeouts sections. */
-#define CONFIG_LAYER_SETTINGS 22
+#define CONFIG_LAYER_SETTINGS 26
 
 /*
  * One level of component settings (defaults.component, an SG's or SU's `component`, or an explicit
@@ -154,9 +154,9 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
 
 /* ---- config-path.c: commands and working directories -------------------------------------- */
 
-/* The absolute path of command cmd (value of node n) in *ret, or NULL with a problem recorded.
- * 0 or -ENOMEM. */
-int config_path_command(struct loader *l, yaml_node_t *n, const char *cmd, char **ret);
+/* The absolute path of command cmd (value of node n) in *ret, or NULL with a problem recorded
+ * that names it what ("command", "'terminate' command").  0 or -ENOMEM. */
+int config_path_command(struct loader *l, yaml_node_t *n, const char *what, const char *cmd, char **ret);
 /* The absolute path of directory dir in *ret (a problem recorded if it is none).  0 or -ENOMEM. */
 int config_path_workdir(struct loader *l, yaml_node_t *n, const char *dir, char **ret);
 /* path, or, when it is relative, the description's directory joined with it.  NULL on -ENOMEM. */

@@ -83,7 +83,7 @@ static const char *executable_error(int r) {
  * without one, in that directory first and then in the absolute directories of $PATH.
  * *ret is the absolute path, or NULL when it does not resolve (problem recorded).
  */
-int config_path_command(struct loader *l, yaml_node_t *n, const char *cmd, char **ret) {
+int config_path_command(struct loader *l, yaml_node_t *n, const char *what, const char *cmd, char **ret) {
     _cleanup_free_ char *p = NULL;
     int r;
 
@@ -95,9 +95,9 @@ int config_path_command(struct loader *l, yaml_node_t *n, const char *cmd, char 
         r = check_executable(p);
         if (r < 0) {
             if (streq(p, cmd))
-                config_diag(l, n, "command '%s' %s", Q(cmd), executable_error(r));
+                config_diag(l, n, "%s '%s' %s", what, Q(cmd), executable_error(r));
             else
-                config_diag(l, n, "command '%s' ('%s') %s", Q(cmd), Q(p), executable_error(r));
+                config_diag(l, n, "%s '%s' ('%s') %s", what, Q(cmd), Q(p), executable_error(r));
             return 0;
         }
         if (cmd[0] != '/')
@@ -135,7 +135,7 @@ int config_path_command(struct loader *l, yaml_node_t *n, const char *cmd, char 
         if (*d == ':')
             d++;
     }
-    config_diag(l, n, "command '%s' not found in '%s' or $PATH", Q(cmd), Q(l->basedir));
+    config_diag(l, n, "%s '%s' not found in '%s' or $PATH", what, Q(cmd), Q(l->basedir));
     return 0;
 }
 

@@ -141,6 +141,40 @@ static void sg_verify(struct loader *l, const struct config_sg *sg) {
         }
 }
 
+/* A non-SA-aware component's process is its one assignment: it takes exactly one CSI of its group. */
+static void non_sa_aware_verify(struct loader *l, const struct config_sg *sg) {
+    size_t n_csis = 0;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        n_csis += sg->sis[i].n_csis;
+    for (size_t u = 0; u < sg->n_sus; u++) {
+        const struct config_su *su = &sg->sus[u];
+        for (size_t k = 0; k < su->n_components; k++) {
+            const struct config_component *cc = &su->components[k];
+            const struct config_csi *first = NULL;
+            if (cc->type != CONFIG_COMP_NON_SA_AWARE)
+                continue;
+            if (!config_diag_charge(l, n_csis + 1))
+                return;
+            for (size_t i = 0; i < sg->n_sis; i++)
+                for (size_t j = 0; j < sg->sis[i].n_csis; j++) {
+                    const struct config_csi *csi = &sg->sis[i].csis[j];
+                    if (config_csi_component(su, csi) != k)
+                        continue;
+                    if (first)
+                        config_diag_at(l, csi->pos,
+                                       "component '%s' is non-sa-aware and takes CSI '%s' and CSI '%s': it takes one "
+                                       "(its process is its assignment)",
+                                       Q(cc->name), Q(first->name), Q(csi->name));
+                    first = first ?: csi;
+                }
+            if (!first && sg->n_sis > 0)
+                config_diag_at(l, cc->pos,
+                               "component '%s' is non-sa-aware and takes no CSI of its group: it would never run",
+                               Q(cc->name));
+        }
+    }
+}
+
 /* cdb-roles: one 2N group whose units sit on different nodes, each with a cdb-address, and a token. */
 static void cdb_roles_verify(struct loader *l, const struct config *c) {
     const struct config_sg *first = NULL;
@@ -208,11 +242,17 @@ static void pools_verify(struct loader *l, const struct config *c) {
             const char *p = pool->processes[k];
             if (!config_diag_charge(l, c->n_sgs + i + k + 1))
                 return;
-            if (!config_find_component(c, p, NULL)) {
+            const struct config_component *cc = config_find_component(c, p, NULL);
+            if (!cc) {
                 config_diag_at(l, pool->pos, "pool '%s': process '%s' is not a component of the description",
                                Q(pool->name), Q(p));
                 continue;
             }
+            if (cc->type != CONFIG_COMP_SA_AWARE)
+                config_diag_at(l, pool->pos,
+                               "pool '%s': process '%s' is non-sa-aware (a pool process takes part in recovery "
+                               "through libhalo)",
+                               Q(pool->name), Q(p));
             for (size_t j = 0; j < k; j++)
                 if (streq(pool->processes[j], p))
                     config_diag_at(l, pool->pos, "pool '%s' lists process '%s' twice", Q(pool->name), Q(p));
@@ -253,8 +293,10 @@ int config_verify(struct loader *l, struct config *c) {
     int r = su_nodes_verify(l, c);
     if (r < 0)
         return r;
-    for (size_t g = 0; g < c->n_sgs && !l->too_big; g++)
+    for (size_t g = 0; g < c->n_sgs && !l->too_big; g++) {
         sg_verify(l, &c->sgs[g]);
+        non_sa_aware_verify(l, &c->sgs[g]);
+    }
     r = config_models_verify(l, c);
     if (r < 0)
         return r;

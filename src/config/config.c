@@ -35,6 +35,9 @@ static void component_done(struct config_component *c) {
     config_strv_free(c->csi_types, c->n_csi_types);
     config_strv_free(c->services, c->n_services);
     config_strv_free(c->devices, c->n_devices);
+    config_strv_free(c->terminate, c->n_terminate);
+    config_strv_free(c->cleanup, c->n_cleanup);
+    free(c->pidfile);
 }
 
 static void su_done(struct config_su *su) {
@@ -114,6 +117,21 @@ const struct config_component *config_find_component(const struct config *c, con
                     return &c->sgs[g].sus[u].components[k];
                 }
     return NULL;
+}
+
+size_t config_csi_component(const struct config_su *su, const struct config_csi *csi) {
+    size_t any = SIZE_MAX;
+    if (su->n_components == 1)
+        return 0;
+    for (size_t i = 0; i < su->n_components; i++) {
+        const struct config_component *cc = &su->components[i];
+        if (cc->n_csi_types == 0 && any == SIZE_MAX)
+            any = i;
+        for (size_t t = 0; t < cc->n_csi_types; t++)
+            if (csi->type && streq(cc->csi_types[t], csi->type))
+                return i;
+    }
+    return any;
 }
 
 const struct config_pool *config_find_pool_of(const struct config *c, const char *component) {

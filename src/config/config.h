@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "time-util.h"
 
@@ -49,6 +50,12 @@ struct config_timeouts {
     usec_t terminate; /* terminate callback -> exit; then SIGKILL (cleanup) */
 };
 
+/* How halod runs a component (docs/configuration.md, "Component types"). */
+enum config_comp_type {
+    CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
+    CONFIG_COMP_NON_SA_AWARE, /* an unmodified program: its process runs while its unit holds its CSI ACTIVE */
+};
+
 struct config_component {
     char *name;
     struct config_pos pos;
@@ -67,6 +74,13 @@ struct config_component {
     struct config_healthcheck healthcheck;
     struct config_restart restart;
     struct config_timeouts timeouts;
+    enum config_comp_type type;
+    /* Non-SA-aware only (each NULL when not given): */
+    char **terminate; /* run instead of SIGTERM to stop it; argv[0] absolute; NULL-terminated */
+    size_t n_terminate;
+    char **cleanup; /* run once its process was killed or died, to release what it held */
+    size_t n_cleanup;
+    char *pidfile; /* absolute: the command forks a daemon and writes its pid here, then exits 0 */
 };
 
 struct config_su {
@@ -201,5 +215,9 @@ struct config *config_free(struct config *c); /* accepts NULL; returns NULL */
 const struct config_node *config_find_node(const struct config *c, const char *name);
 /* The component named "su" or "su/comp", and its SU's node. */
 const struct config_component *config_find_component(const struct config *c, const char *name, const char **ret_node);
+/* The index in su->components of the component that takes csi: the SU's only
+ * component, else the first whose csi-types lists the CSI's type, else the
+ * first that takes any type; SIZE_MAX when none does. */
+size_t config_csi_component(const struct config_su *su, const struct config_csi *csi);
 /* The pool a component belongs to. */
 const struct config_pool *config_find_pool_of(const struct config *c, const char *component);

@@ -220,7 +220,7 @@ static void print_status(json_t *root) {
             printf("  %-22s %-10s %-9s %-8s %-15s %s\n", jstr(su, "name"), jstr(su, "node"), jstr(su, "admin"),
                    jstr(su, "oper"), jstr(su, "readiness"), *roles ? roles : "-");
         }
-        printf("\n  %-22s %-15s %-8s %s\n", "COMPONENT", "PRESENCE", "PID", "LAST EXIT");
+        printf("\n  %-22s %-12s %-15s %-8s %s\n", "COMPONENT", "TYPE", "PRESENCE", "PID", "LAST EXIT");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
             if (strcmp(jstr(su, "node"), jstr(root, "node")) != 0)
                 continue; /* another node's processes: ask that node */
@@ -228,7 +228,8 @@ static void print_status(json_t *root) {
                 char pid[16] = "-";
                 if (json_is_integer(json_object_get(c, "pid")))
                     snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(c, "pid")));
-                printf("  %-22s %-15s %-8s %s\n", jstr(c, "name"), jstr(c, "presence"), pid, jstr(c, "last_exit"));
+                printf("  %-22s %-12s %-15s %-8s %s\n", jstr(c, "name"), jstr(c, "type"), jstr(c, "presence"), pid,
+                       jstr(c, "last_exit"));
                 json_t *rec = json_object_get(c, "recovery");
                 if (rec)
                     printf("  %-22s recovery in pool '%s': %s, epoch %lld%s%s\n", "", jstr(rec, "pool"),

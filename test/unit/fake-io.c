@@ -18,11 +18,48 @@ static pid_t next_pid = 1000;
 int fake_spawn_error;
 unsigned fake_spawn_calls;
 
+char **fake_spawn_argv, **fake_spawn_env;
+bool fake_adopt_ok;
+
+static char **strv_copy(char *const *v) {
+    size_t n = 0;
+    while (v && v[n])
+        n++;
+    char **c = calloc(n + 1, sizeof(char *));
+    ASSERT(c);
+    for (size_t i = 0; i < n; i++)
+        ASSERT((c[i] = strdup(v[i])));
+    return c;
+}
+
+static char **strv_free(char **v) {
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+    return NULL;
+}
+
+void fake_io_done(void) {
+    fake_spawn_argv = strv_free(fake_spawn_argv);
+    fake_spawn_env = strv_free(fake_spawn_env);
+}
+
+const char *fake_spawn_getenv(const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; fake_spawn_env && fake_spawn_env[i]; i++)
+        if (strncmp(fake_spawn_env[i], name, n) == 0 && fake_spawn_env[i][n] == '=')
+            return fake_spawn_env[i] + n + 1;
+    return NULL;
+}
+
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret) {
     fake_spawn_calls++;
     if (fake_spawn_error)
         return fake_spawn_error;
+    fake_io_done();
+    fake_spawn_argv = strv_copy(p->argv);
+    fake_spawn_env = strv_copy(p->env);
     struct proc *pr = calloc(1, sizeof(*pr));
     ASSERT(pr);
     *pr = (struct proc){.pid = next_pid++, .cb = cb, .userdata = userdata};
@@ -31,7 +68,13 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
 }
 
 int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *userdata, struct proc **ret) {
-    return -ESRCH;
+    if (!fake_adopt_ok)
+        return -ESRCH;
+    struct proc *pr = calloc(1, sizeof(*pr));
+    ASSERT(pr);
+    *pr = (struct proc){.pid = pid, .cb = cb, .userdata = userdata};
+    *ret = pr;
+    return 0;
 }
 
 pid_t proc_pid(const struct proc *p) {

@@ -45,6 +45,14 @@ struct conn {
 /* supervisor_spawn() fails with this while it is non-zero; how often it was called. */
 extern int fake_spawn_error;
 extern unsigned fake_spawn_calls;
+/* The argv and the env entries of the last supervisor_spawn() (copies, NULL-terminated). */
+extern char **fake_spawn_argv, **fake_spawn_env;
+/* The env entry NAME=... of the last spawn, or NULL. */
+const char *fake_spawn_getenv(const char *name);
+/* supervisor_adopt() watches any pid (a fake process) while this is set; else -ESRCH. */
+extern bool fake_adopt_ok;
+/* Frees what the fakes keep between calls. */
+void fake_io_done(void);
 
 /* The process of userdata's owner ends with status, as its pidfd would tell. */
 void fake_proc_exit(struct proc *p, int status);

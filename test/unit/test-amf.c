@@ -20,6 +20,7 @@
 #include "fake-io.h"
 #include "link.h"
 #include "macro.h"
+#include "process-util.h"
 #include "tests.h"
 
 /* The process of a component ends, as its pidfd would tell. */
@@ -152,6 +153,7 @@ static void fixture_stop(struct fixture *f) {
     for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
         fake_conn_done(&f->conns[i]);
     unlink(f->path);
+    fake_io_done();
 }
 
 /* The component's process registers on the fixture's link i. */
@@ -611,5 +613,364 @@ TEST(amf_observers_come_and_go) {
     for (size_t i = 0; i < n_events; i++)
         spawned += streq(events[i], "comp a spawned");
     ASSERT_EQ(spawned, 1);
+    fixture_stop(&f);
+}
+
+/* ---- non-SA-aware components ---------------------------------------------- */
+
+/* Two units of an unmodified program on this node; extra: more component settings. */
+static void nsa_start(struct fixture *f, const char *extra) {
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "cluster: t\n"
+             "nodes: {n1: {}, n2: {}}\n"
+             "service-groups:\n"
+             "  g:\n"
+             "    component:\n"
+             "      type: non-sa-aware\n"
+             "      command: /bin/sleep\n"
+             "      args: [\"600\"]\n"
+             "      env: {MY_VAR: x}\n"
+             "      restart: {max: 3, window: 1m, delay: 1ms}\n"
+             "      timeouts: {terminate: 50ms, instantiate: 200ms}\n"
+             "%s"
+             "    service-units: {a: {node: n1}, b: {node: n1}}\n"
+             "    service-instances:\n"
+             "      si: {csis: {web-csi: {attributes: {doc-root: /srv, port: \"80\"}}}}\n",
+             extra);
+    fixture_start(f, yaml);
+}
+
+/* Turns of the loop until cond holds (a step's answer comes from the next turn). */
+#define RUN_UNTIL(f, cond)                                            \
+    do {                                                              \
+        for (int _i = 0; _i < 1000 && !(cond); _i++)                  \
+            uv_run(&(f)->loop, UV_RUN_ONCE);                          \
+        if (!(cond))                                                  \
+            CHECK_FAIL("the loop ran 1000 times and not: %s", #cond); \
+    } while (0)
+
+static bool confirmed_as(struct fixture *f, const char *su, halo_ha_state state) {
+    struct assignment *a = amf_si_find(amf_find_si(f->amf, "si"), state);
+    return a && a->confirmed && a->state == state && !a->pending && a->su == amf_find_su(f->amf, su);
+}
+
+/* a ACTIVE (its process running), b STANDBY (nothing running), both confirmed. */
+static void nsa_assigned(struct fixture *f) {
+    amf_set_ready(f->amf);
+    RUN_UNTIL(f, confirmed_as(f, "a", HALO_HA_ACTIVE) && confirmed_as(f, "b", HALO_HA_STANDBY));
+}
+
+TEST(amf_non_sa_aware_active_runs_the_command_and_standby_nothing) {
+    struct fixture f = {0};
+    nsa_start(&f, "");
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    unsigned calls = fake_spawn_calls;
+    amf_set_ready(f.amf);
+    /* Only the ACTIVE runs, with its CSI in its environment. */
+    ASSERT(ca->proc && !cb->proc);
+    ASSERT_EQ(fake_spawn_calls, calls + 1);
+    ASSERT_STREQ(fake_spawn_argv[0], "/bin/sleep");
+    ASSERT_STREQ(fake_spawn_argv[1], "600");
+    ASSERT_STREQ(fake_spawn_getenv("HALO_HA_STATE"), "ACTIVE");
+    ASSERT_STREQ(fake_spawn_getenv("HALO_CSI_WEB_CSI_DOC_ROOT"), "/srv");
+    ASSERT_STREQ(fake_spawn_getenv("HALO_CSI_WEB_CSI_PORT"), "80");
+    ASSERT_STREQ(fake_spawn_getenv("HALO_COMPONENT"), "a");
+    ASSERT_STREQ(fake_spawn_getenv("HALO_NODE"), "n1");
+    ASSERT_STREQ(fake_spawn_getenv("MY_VAR"), "x");
+    ASSERT(!fake_spawn_getenv("HALO_SOCKET") && !fake_spawn_getenv("HALO_PID"));
+    /* Confirmed from the next turn of the loop, not inside the call that asked. */
+    ASSERT(!confirmed_as(&f, "a", HALO_HA_ACTIVE));
+    RUN_UNTIL(&f, confirmed_as(&f, "a", HALO_HA_ACTIVE) && confirmed_as(&f, "b", HALO_HA_STANDBY));
+    ASSERT(!cb->proc);
+    ASSERT_EQ(fake_spawn_calls, calls + 1);
+    ASSERT_STREQ(presence_to_string(ca->presence), "INSTANTIATED");
+    ASSERT_STREQ(presence_to_string(cb->presence), "UNINSTANTIATED");
+    ASSERT(seen("comp a spawned") && !seen("comp b spawned"));
+    /* Neither registers, and neither may. */
+    ASSERT(amf_su_in_service(amf_find_su(f.amf, "b")));
+    struct conn *c = &f.conns[0];
+    c->pid = ca->pid;
+    amf_comp_register(f.amf, c, 1, "a", NULL, false, false);
+    ASSERT_EQ(c->reply_err[0], -HALO_EBADSTATE);
+    fixture_stop(&f);
+}
+
+static void waiter_done(struct amf_waiter *w, int error);
+
+/* a ACTIVE and b STANDBY, then a locked: its process is being stopped. */
+static void nsa_lock_a(struct fixture *f, const char *extra, struct amf_waiter *w) {
+    nsa_start(f, extra);
+    nsa_assigned(f);
+    ASSERT_EQ(amf_su_lock(f->amf, "a", w), 1);
+}
+
+TEST(amf_non_sa_aware_switchover_stops_before_it_starts) {
+    struct fixture f = {0};
+    nsa_start(&f, "");
+    nsa_assigned(&f);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct proc *pa = ca->proc;
+    unsigned calls = fake_spawn_calls;
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_si_switchover(f.amf, "si", &w), 1);
+    /* QUIESCING stops the process: SIGTERM to its group, confirmed only once it is gone. */
+    ASSERT_EQ(pa->killed, SIGTERM);
+    ASSERT_STREQ(presence_to_string(ca->presence), "TERMINATING");
+    for (int i = 0; i < 5; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT(!amf_si_find(amf_find_si(f.amf, "si"), HALO_HA_QUIESCED));
+    ASSERT(!cb->proc && fake_spawn_calls == calls);
+    proc_exit(ca, SIGTERM);
+    RUN_UNTIL(&f, cb->proc != NULL);
+    ASSERT(!ca->proc);
+    RUN_UNTIL(&f, seen("waiter ok"));
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE) && confirmed_as(&f, "a", HALO_HA_STANDBY));
+    ASSERT(!ca->proc);
+    ASSERT(!seen("comp a failed"));
+    fixture_stop(&f);
+}
+
+TEST(amf_non_sa_aware_exit_while_active_is_a_failure_cleaned_up_before_failover) {
+    struct fixture f = {0};
+    nsa_start(&f, "      cleanup: [/bin/echo, cleaned]\n");
+    nsa_assigned(&f);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct su *sa = amf_find_su(f.amf, "a");
+    pid_t pid = ca->pid;
+    char want[32];
+    /* Even a clean exit: nobody stopped it. */
+    proc_exit(ca, 0);
+    ASSERT(sa->failing && seen("comp a failed"));
+    ASSERT(ca->helper && ca->helper_cleanup);
+    ASSERT_STREQ(fake_spawn_argv[0], "/bin/echo");
+    ASSERT_STREQ(fake_spawn_argv[1], "cleaned");
+    snprintf(want, sizeof(want), "%d", (int)pid);
+    ASSERT_STREQ(fake_spawn_getenv("HALO_PID"), want);
+    ASSERT(!fake_spawn_getenv("HALO_HA_STATE"));
+    ASSERT_STREQ(fake_spawn_getenv("HALO_CSI_WEB_CSI_PORT"), "80");
+    /* The standby takes the work only once what a held is released. */
+    ASSERT(!cb->proc);
+    ASSERT(amf_find_si(f.amf, "si")->fencing == sa);
+    fake_proc_exit(ca->helper, 0);
+    ASSERT(cb->proc);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    /* a restarts as a STANDBY: nothing runs. */
+    RUN_UNTIL(&f, confirmed_as(&f, "a", HALO_HA_STANDBY));
+    ASSERT(!ca->proc && !ca->helper);
+    fixture_stop(&f);
+}
+
+TEST(amf_non_sa_aware_terminate_command_then_sigkill_then_cleanup) {
+    struct fixture f = {0};
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n", &w);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct proc *pa = ca->proc;
+    /* The terminate command, instead of SIGTERM. */
+    ASSERT(ca->helper && !ca->helper_cleanup);
+    ASSERT_STREQ(fake_spawn_argv[1], "stop");
+    ASSERT(fake_spawn_getenv("HALO_PID"));
+    ASSERT_EQ(pa->killed, 0);
+    /* It fails (exit status 1): SIGKILL at once. */
+    fake_proc_exit(ca->helper, 1 << 8);
+    ASSERT_EQ(pa->killed, SIGKILL);
+    /* Killed: the cleanup runs before the step is done. */
+    proc_exit(ca, SIGKILL);
+    ASSERT(ca->helper && ca->helper_cleanup);
+    ASSERT_STREQ(fake_spawn_argv[1], "clean");
+    for (int i = 0; i < 5; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT(!cb->proc);
+    fake_proc_exit(ca->helper, 0);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    RUN_UNTIL(&f, seen("waiter ok"));
+    ASSERT(!seen("comp a failed"));
+    fixture_stop(&f);
+}
+
+TEST(amf_non_sa_aware_sigterm_then_sigkill_after_the_terminate_timeout) {
+    struct fixture f = {0};
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "", &w);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct proc *pa = ca->proc;
+    ASSERT_EQ(pa->killed, SIGTERM);
+    RUN_UNTIL(&f, pa->killed == SIGKILL); /* timeouts.terminate: 50ms */
+    ASSERT(!cb->proc);
+    proc_exit(ca, SIGKILL);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    fixture_stop(&f);
+}
+
+TEST(amf_non_sa_aware_never_two_copies) {
+    struct fixture f = {0};
+    nsa_start(&f, "");
+    amf_set_placement(f.amf, &remote_placement, NULL);
+    amf_set_deciding(f.amf, false);
+    amf_set_ready(f.amf);
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *sa = amf_find_su(f.amf, "a");
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    /* The coordinator's targets for a: ACTIVE, removed, ACTIVE again, faster than a stops. */
+    amf_target(si, sa, HALO_HA_ACTIVE, 1);
+    ASSERT(ca->proc);
+    pid_t first = ca->pid;
+    struct proc *p1 = ca->proc;
+    amf_target(si, sa, 0, 2);
+    ASSERT_EQ(p1->killed, SIGTERM);
+    unsigned calls = fake_spawn_calls;
+    amf_target(si, sa, HALO_HA_ACTIVE, 3);
+    for (int i = 0; i < 5; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(fake_spawn_calls, calls);
+    ASSERT_EQ(ca->pid, first);
+    /* Started once the first is gone. */
+    proc_exit(ca, SIGTERM);
+    ASSERT_EQ(fake_spawn_calls, calls + 1);
+    ASSERT(ca->proc && ca->pid != first);
+    RUN_UNTIL(&f, seen("confirmed a ACTIVE"));
+    fixture_stop(&f);
+}
+
+TEST(amf_non_sa_aware_pidfile_daemon) {
+    struct fixture f = {0};
+    char pidfile[64], extra[128];
+    snprintf(pidfile, sizeof(pidfile), "/tmp/test-amf-nsa-%d.pid", (int)getpid());
+    snprintf(extra, sizeof(extra), "      pidfile: %s\n", pidfile);
+    nsa_start(&f, extra);
+    FILE *fp = fopen(pidfile, "w");
+    ASSERT(fp);
+    fputs("12345\n", fp); /* stale: removed before the command starts */
+    fclose(fp);
+    fake_adopt_ok = true;
+    amf_set_ready(f.amf);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct su *sa = amf_find_su(f.amf, "a"), *sb = amf_find_su(f.amf, "b");
+    ASSERT(ca->proc && ca->starting);
+    ASSERT(access(pidfile, F_OK) < 0 && errno == ENOENT);
+    ASSERT_STREQ(presence_to_string(ca->presence), "INSTANTIATING");
+    for (int i = 0; i < 5; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT(!confirmed_as(&f, "a", HALO_HA_ACTIVE));
+    /* The command forked its daemon, wrote its pid and exited 0: the daemon is a's process. */
+    fp = fopen(pidfile, "w");
+    ASSERT(fp);
+    fputs("4242\n", fp);
+    fclose(fp);
+    proc_exit(ca, 0);
+    ASSERT_EQ(ca->pid, 4242);
+    ASSERT(ca->proc && !ca->starting);
+    RUN_UNTIL(&f, confirmed_as(&f, "a", HALO_HA_ACTIVE));
+    /* The daemon dies: a failure; b's command exits 0 and leaves no pid: a failure too. */
+    proc_exit(ca, PROC_STATUS_UNKNOWN);
+    ASSERT(sa->failing);
+    ASSERT(cb->proc && cb->starting);
+    proc_exit(cb, 0);
+    ASSERT(sb->failing);
+    ASSERT(strstr(sb->last_failure, "left no running process in its pidfile"));
+    fake_adopt_ok = false;
+    unlink(pidfile);
+    fixture_stop(&f);
+}
+
+TEST(amf_non_sa_aware_adopted_keeps_its_active) {
+    struct fixture f = {0};
+    nsa_start(&f, "");
+    fake_adopt_ok = true;
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct su *sa = amf_find_su(f.amf, "a"), *sb = amf_find_su(f.amf, "b");
+    struct si *si = amf_find_si(f.amf, "si");
+    /* A previous halod left a running ACTIVE (this test's own process stands in for it),
+     * and a process of b whose unit held nothing. */
+    amf_comp_restore(ca, getpid(), process_start_time(getpid()));
+    amf_comp_restore(cb, getppid(), process_start_time(getppid()));
+    amf_si_restore_assignment(si, sa, HALO_HA_ACTIVE);
+    unsigned calls = fake_spawn_calls;
+    amf_set_ready(f.amf);
+    /* a is ours at once, with its ACTIVE: it never registers, nobody waits for it. */
+    ASSERT(!sa->adopting && seen("su a adopted"));
+    ASSERT_EQ(ca->pid, getpid());
+    ASSERT(confirmed_as(&f, "a", HALO_HA_ACTIVE));
+    /* b's stray process is stopped as a failure. */
+    ASSERT(sb->failing);
+    ASSERT_EQ(cb->proc->killed, SIGKILL);
+    proc_exit(cb, SIGKILL);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_STANDBY));
+    ASSERT_EQ(fake_spawn_calls, calls);
+    ASSERT_EQ(ca->pid, getpid());
+    fake_adopt_ok = false;
+    fixture_stop(&f);
+}
+
+/* The process exits on its own while its terminate command still runs, and that command hangs:
+ * the terminate timeout still bounds it (the step waits for it, never for ever). */
+TEST(amf_non_sa_aware_a_hung_terminate_command_is_killed) {
+    struct fixture f = {0};
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "      terminate: [/bin/echo, stop]\n", &w);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct proc *helper = ca->helper;
+    ASSERT(helper && !ca->helper_cleanup);
+    proc_exit(ca, SIGTERM);
+    RUN_UNTIL(&f, helper->killed == SIGKILL); /* timeouts.terminate: 50ms */
+    ASSERT(!cb->proc);
+    fake_proc_exit(helper, SIGKILL);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    ASSERT(!seen("comp a failed"));
+    fixture_stop(&f);
+}
+
+/* Neither the process nor its terminate command ends: both get SIGKILL after the terminate
+ * timeout, and the cleanup runs once both are gone, before the other unit starts. */
+TEST(amf_non_sa_aware_killed_with_its_terminate_command_is_cleaned_up) {
+    struct fixture f = {0};
+    struct amf_waiter w = {.done = waiter_done};
+    nsa_lock_a(&f, "      terminate: [/bin/echo, stop]\n      cleanup: [/bin/echo, clean]\n", &w);
+    struct comp *ca = amf_find_comp(f.amf, "a"), *cb = amf_find_comp(f.amf, "b");
+    struct proc *pa = ca->proc;
+    struct proc *helper = ca->helper;
+    RUN_UNTIL(&f, pa->killed == SIGKILL && helper->killed == SIGKILL);
+    proc_exit(ca, SIGKILL);
+    ASSERT(ca->helper == helper); /* the cleanup waits for it */
+    fake_proc_exit(helper, SIGKILL);
+    ASSERT(ca->helper && ca->helper_cleanup);
+    ASSERT_STREQ(fake_spawn_argv[1], "clean");
+    ASSERT(!cb->proc);
+    fake_proc_exit(ca->helper, 0);
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    ASSERT(!seen("comp a failed"));
+    fixture_stop(&f);
+}
+
+/* A command that cannot be started is a failed CSI set: a failure of the component, and the
+ * other unit is tried. */
+TEST(amf_non_sa_aware_a_failed_start_is_a_failure) {
+    struct fixture f = {0};
+    nsa_start(&f, "");
+    fake_spawn_error = -EMFILE;
+    amf_set_ready(f.amf);
+    fake_spawn_error = 0;
+    struct su *sa = amf_find_su(f.amf, "a");
+    ASSERT(sa->failing && seen("comp a failed"));
+    ASSERT(strstr(sa->last_failure, "component 'a' could not be started"));
+    RUN_UNTIL(&f, confirmed_as(&f, "b", HALO_HA_ACTIVE));
+    ASSERT(amf_find_comp(f.amf, "b")->proc);
+    fixture_stop(&f);
+}
+
+/* The command of a pidfile daemon must exit within timeouts.instantiate. */
+TEST(amf_non_sa_aware_a_pidfile_command_that_does_not_exit_fails) {
+    struct fixture f = {0};
+    char extra[128];
+    snprintf(extra, sizeof(extra), "      pidfile: /tmp/test-amf-nsa-%d.pid\n", (int)getpid());
+    nsa_start(&f, extra);
+    amf_set_ready(f.amf);
+    struct comp *ca = amf_find_comp(f.amf, "a");
+    struct proc *pa = ca->proc;
+    ASSERT(pa && ca->starting);
+    RUN_UNTIL(&f, amf_find_su(f.amf, "a")->failing); /* 200ms */
+    ASSERT_EQ(pa->killed, SIGKILL);
+    ASSERT(strstr(amf_find_su(f.amf, "a")->last_failure, "did not start within its instantiate timeout (200ms)"));
     fixture_stop(&f);
 }

@@ -483,7 +483,7 @@ TEST(error_unknown_keys) {
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(e, p, 5, 58,
                  "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-                 "csi-types, services, devices, restart, health-check, timeouts)");
+                 "csi-types, services, devices, type, terminate, cleanup, pidfile, restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1364,4 +1364,61 @@ TEST(pool_caps) {
     ASSERT_EQ(c->n_pools, 2);
     config_free(c);
     free(t);
+}
+
+TEST(non_sa_aware_settings) {
+    struct config *c = load_ok("service-groups:\n"
+                               "  web:\n"
+                               "    component:\n"
+                               "      type: non-sa-aware\n"
+                               "      command: /bin/sleep\n"
+                               "      terminate: [sh, -c, \"kill $HALO_PID\"]\n"
+                               "      cleanup: [/bin/rm, -f, /tmp/lock]\n"
+                               "      pidfile: run/web.pid\n"
+                               "    service-units:\n"
+                               "      a: {}\n"
+                               "      b: {component: {type: sa-aware, terminate: ~, cleanup: ~, pidfile: ~}}\n"
+                               "    service-instances: {web: {csis: {www: {}}}}\n");
+    ASSERT(c);
+    const struct config_component *a = &c->sgs[0].sus[0].components[0];
+    ASSERT_EQ(a->type, CONFIG_COMP_NON_SA_AWARE);
+    ASSERT_EQ(a->n_terminate, 3);
+    ASSERT(a->terminate[0][0] == '/' && strstr(a->terminate[0], "/sh"));
+    ASSERT_STREQ(a->terminate[2], "kill $HALO_PID");
+    ASSERT(a->terminate[3] == NULL);
+    ASSERT_EQ(a->n_cleanup, 3);
+    ASSERT_STREQ(a->cleanup[0], "/bin/rm");
+    ASSERT(a->pidfile && a->pidfile[0] == '/' && strstr(a->pidfile, "/run/web.pid"));
+    /* b goes back to the default: no command of its own is kept. */
+    const struct config_component *b = &c->sgs[0].sus[1].components[0];
+    ASSERT_EQ(b->type, CONFIG_COMP_SA_AWARE);
+    config_free(c);
+}
+
+TEST(error_non_sa_aware_settings) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep, pidfile: x.pid, terminate: [/bin/true]}\n"
+                        "    service-units:\n"
+                        "      a: {component: {type: nonsa}}\n"
+                        "      b: {component: {type: non-sa-aware, cleanup: [], terminate: [/no/such/kill]}}\n"
+                        "    service-instances: {si: {csis: {c1: {}, c2: {}}}}\n"
+                        "  h:\n"
+                        "    component: {command: /bin/sleep, type: non-sa-aware, csi-types: [x]}\n"
+                        "    service-units:\n"
+                        "      c: {components: {p: {}, q: {type: sa-aware, csi-types: [y]}}}\n"
+                        "      d: {components: {p: {}, q: {type: sa-aware, csi-types: [y]}}}\n"
+                        "    service-instances: {si2: {csis: {c3: {type: y}}}}\n"
+                        "pools: {pool: {processes: [c/q, d/p]}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 47, "'pidfile' is for non-sa-aware components only (set 'type: non-sa-aware')");
+    ASSERT_ERROR(e, p, 3, 65, "'terminate' is for non-sa-aware components only");
+    ASSERT_ERROR(e, p, 5, 29, "'type' must be sa-aware or non-sa-aware, got 'nonsa'");
+    ASSERT_ERROR(e, p, 6, 52, "'cleanup' must name a command: [COMMAND, ARGS...]");
+    ASSERT_ERROR(e, p, 6, 68, "'terminate' command '/no/such/kill' does not exist");
+    ASSERT_ERROR(e, p, 7, 45, "component 'b' is non-sa-aware and takes CSI 'c1' and CSI 'c2': it takes one");
+    ASSERT_ERROR(e, p, 11, 24, "component 'c/p' is non-sa-aware and takes no CSI of its group: it would never run");
+    ASSERT_ERROR(e, p, 14, 9, "pool 'pool': process 'd/p' is non-sa-aware");
+    free(e);
 }

@@ -98,10 +98,12 @@ int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_cs
     for (size_t k = 0; k < si->cfg->n_csis; k++) {
         const struct config_csi *csi = &si->cfg->csis[k];
         struct comp *c = amf_csi_comp(su, csi);
-        if (!c || !c->conn)
+        if (!c || (!c->conn && amf_comp_sa_aware(c)))
             continue;
         a->pending++;
-        int r = send_csi_set(si, c, csi, state, transition, state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        int r = !amf_comp_sa_aware(c) ? amf_nsa_csi(si, c, state)
+                                      : send_csi_set(si, c, csi, state, transition,
+                                                     state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
         if (r < 0) {
             a->pending--;
             return r;
@@ -117,6 +119,15 @@ int amf_asg_send_remove(struct si *si, struct assignment *a) {
     for (size_t k = 0; k < si->cfg->n_csis && a->su; k++) {
         const struct config_csi *csi = &si->cfg->csis[k];
         struct comp *c = amf_csi_comp(su, csi);
+        if (c && !amf_comp_sa_aware(c)) {
+            a->pending++;
+            int r = amf_nsa_csi(si, c, 0);
+            if (r < 0) {
+                a->pending--;
+                return r;
+            }
+            continue;
+        }
         if (!c || !c->conn)
             continue;
         struct invocation *inv = amf_inv_new(c, INV_CSI_REMOVE, c->cfg->timeouts.csi_remove);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "amf-internal.h"
 #include "link-pack.h"
@@ -19,6 +20,8 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
     struct comp *c = userdata;
     char buf[128];
 
+    if (c->starting && amf_nsa_start_done(c, status))
+        return;
     proc_status_to_string(status, buf, sizeof(buf));
     free(c->last_exit);
     c->last_exit = strdup(buf);
@@ -33,6 +36,8 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
             amf_stop_check(c->amf);
         else if (c->su->failing)
             amf_su_failure_settled(c->su);
+        else if (!amf_comp_sa_aware(c))
+            amf_nsa_stopped(c);
         else
             amf_comp_fail(c, "ended after terminate");
         return;
@@ -43,7 +48,9 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
 void amf_comp_on_timer(uv_timer_t *t) {
     struct comp *c = t->data;
     char buf[32];
-    if (c->presence == PRESENCE_INSTANTIATING)
+    if (!amf_comp_sa_aware(c))
+        amf_nsa_on_timer(c);
+    else if (c->presence == PRESENCE_INSTANTIATING)
         amf_comp_fail(c, "did not register within its instantiate timeout");
     else if (c->presence == PRESENCE_TERMINATING && c->proc) {
         log_warning("Component '%s' did not exit within %s of terminate; killing it", c->name,
@@ -52,8 +59,36 @@ void amf_comp_on_timer(uv_timer_t *t) {
     }
 }
 
+int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
+                   struct proc **ret) {
+    const struct config_component *cc = c->cfg;
+    char **env = calloc(cc->n_env + n_extra + 1, sizeof(char *));
+    struct spawn_params sp = {.path = argv[0], .argv = argv, .env = env, .workdir = cc->workdir};
+    size_t k = 0;
+    int r = -ENOMEM;
+
+    if (!env)
+        return -ENOMEM;
+    for (; k < cc->n_env; k++)
+        if (asprintf(&env[k], "%s=%s", cc->env[k].name, cc->env[k].value) < 0) {
+            env[k] = NULL;
+            goto out;
+        }
+    memcpy(env + k, extra, n_extra * sizeof(char *)); /* the caller's: only the first k are freed */
+    r = supervisor_spawn(c->amf->sup, &sp, cb, c, ret);
+out:
+    for (size_t i = 0; i < k; i++)
+        free(env[i]);
+    free(env);
+    return r;
+}
+
 void amf_comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    if (!amf_comp_sa_aware(c)) {
+        amf_nsa_ready(c); /* started only for an ACTIVE assignment */
+        return;
+    }
     if (c->proc) {
         /* Never a second copy beside the first: the unit's restart starts it
          * once the first is gone. */
@@ -65,38 +100,18 @@ void amf_comp_instantiate(struct comp *c) {
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
     char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
-    char **env = calloc(cc->n_env + 4, sizeof(char *));
-    char **envbufs = calloc(cc->n_env + 1, sizeof(char *));
     int r = -ENOMEM;
 
-    if (!argv || !env || !envbufs)
-        goto out;
-    argv[0] = cc->command;
-    for (size_t i = 0; i < cc->n_args; i++)
-        argv[i + 1] = cc->args[i];
-    size_t k = 0;
-    for (size_t i = 0; i < cc->n_env; i++) {
-        if (asprintf(&envbufs[i], "%s=%s", cc->env[i].name, cc->env[i].value) < 0) {
-            envbufs[i] = NULL;
-            goto out;
-        }
-        env[k++] = envbufs[i];
+    if (argv) {
+        argv[0] = cc->command;
+        for (size_t i = 0; i < cc->n_args; i++)
+            argv[i + 1] = cc->args[i];
+        snprintf(env_sock, sizeof(env_sock), "HALO_SOCKET=%s", a->socket_path);
+        snprintf(env_comp, sizeof(env_comp), "HALO_COMPONENT=%s", c->name);
+        snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
+        char *const extra[] = {env_sock, env_comp, env_node};
+        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra), amf_proc_exited, &c->proc);
     }
-    snprintf(env_sock, sizeof(env_sock), "HALO_SOCKET=%s", a->socket_path);
-    snprintf(env_comp, sizeof(env_comp), "HALO_COMPONENT=%s", c->name);
-    snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
-    env[k++] = env_sock;
-    env[k++] = env_comp;
-    env[k++] = env_node;
-
-    struct spawn_params sp = {.path = cc->command, .argv = argv, .env = env, .workdir = cc->workdir};
-    r = supervisor_spawn(a->sup, &sp, amf_proc_exited, c, &c->proc);
-out:
-    if (envbufs)
-        for (size_t i = 0; i < cc->n_env; i++)
-            free(envbufs[i]);
-    free(envbufs);
-    free(env);
     free(argv);
     if (r < 0) {
         log_error_errno(r, "Failed to spawn component '%s': %m", c->name);
@@ -118,6 +133,10 @@ out:
 void amf_comp_terminate(struct comp *c) {
     if (!c->proc)
         return;
+    if (!amf_comp_sa_aware(c)) {
+        amf_nsa_stop(c);
+        return;
+    }
     c->presence = PRESENCE_TERMINATING;
     amf_hc_stop_all(c);
     uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);

@@ -53,8 +53,11 @@ static void on_fence_timeout(uv_timer_t *t) {
 void amf_su_failure_settled(struct su *su) {
     struct amf *a = su->amf;
     for (size_t i = 0; i < su->n_comps; i++)
-        if (su->comps[i].proc)
+        if (su->comps[i].proc || su->comps[i].helper)
             return;
+    /* What the processes held is released before anything takes their place. */
+    if (amf_nsa_cleanup(su))
+        return;
     su_fence_done(su);
     if (a->stopping) {
         amf_stop_check(a);
@@ -113,8 +116,12 @@ static bool su_count_failure(struct su *su) {
 static void su_fence(struct su *su) {
     for (size_t i = 0; i < su->n_comps; i++) {
         struct comp *c = &su->comps[i];
-        if (c->proc)
+        if (c->proc) {
+            c->killed = true;
             (void)proc_kill(c->proc, SIGKILL);
+        }
+        if (c->helper && !c->helper_cleanup) /* a terminate command: the process is killed */
+            (void)proc_kill(c->helper, SIGKILL);
         uv_timer_stop(&c->timer);
         amf_hc_stop_all(c);
         amf_inv_cancel_comp(c);
@@ -172,7 +179,8 @@ static void su_fail(struct su *su, const char *why, struct comp *failed, const c
      * not once the loop has told us of its exit. */
     bool alive = false;
     for (size_t i = 0; i < su->n_comps; i++)
-        alive = alive || (su->comps[i].proc && !proc_has_exited(su->comps[i].proc));
+        alive =
+            alive || (su->comps[i].proc && !proc_has_exited(su->comps[i].proc)) || amf_nsa_cleanup_due(&su->comps[i]);
 
     /* Drop every assignment of the SU; the model reacts in amf_sg_evaluate(). */
     struct sg *sg = su->sg;

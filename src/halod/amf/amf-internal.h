@@ -140,6 +140,7 @@ struct invocation {
     halo_ha_state state;
     struct hc *hc; /* health check */
     bool acked;    /* QUIESCING: answered, waiting for quiescing complete */
+    bool answered; /* amf_inv_succeed_soon(): its success is on its way */
     uv_timer_t timer;
 };
 struct invocation *amf_inv_new(struct comp *c, enum inv_kind kind, usec_t timeout);
@@ -148,6 +149,11 @@ struct invocation *amf_inv_find(struct amf *a, uint64_t id);
 void amf_inv_free(struct invocation *inv);
 /* Forgets every invocation of a component (it failed or went away). */
 void amf_inv_cancel_comp(struct comp *c);
+/* The invocation is answered (error 0 or -errno), as amf_response() does for the component's answer. */
+void amf_inv_complete(struct invocation *inv, int error, bool quiescing_complete);
+/* Answers it with success from the next turn of the loop: a step halod carried out itself
+ * (a non-SA-aware component) completes as an answer would, never inside the call that asked it. */
+void amf_inv_succeed_soon(struct invocation *inv);
 /* Sends a packed message to c's link; a failure closes the link, which fails c. */
 void amf_comp_send(struct comp *c, const uint8_t *buf, int len);
 
@@ -161,6 +167,35 @@ void amf_su_failure_settled(struct su *su);
 void amf_comp_on_timer(uv_timer_t *t);
 void amf_proc_exited(struct proc *p, int status, void *userdata);
 void amf_stop_check(struct amf *a);
+
+/* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
+ * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
+int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
+                   struct proc **ret);
+/* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
+void amf_su_adoption_check(struct su *su);
+
+/* ---- non-SA-aware components (amf-nsa.c) ---- */
+/* A CSI set (state) or, with state 0, a CSI remove for c: in flight as an invocation that
+ * halod itself answers once c's process runs (ACTIVE) or is gone (anything else).  0 or -ENOMEM. */
+int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state);
+/* Instead of a spawn: c may be assigned (its unit's restart, the start, a repair). */
+void amf_nsa_ready(struct comp *c);
+/* Stops c's process: its terminate command, or SIGTERM to its process group. */
+void amf_nsa_stop(struct comp *c);
+/* c's terminate or instantiate timer fired. */
+void amf_nsa_on_timer(struct comp *c);
+/* c's start command ended with status: true when its pidfile daemon took over as c's process
+ * (or its failure was handled), false when the end is c's process ending. */
+bool amf_nsa_start_done(struct comp *c, int status);
+/* c's process ended after halod stopped it (not a failure). */
+void amf_nsa_stopped(struct comp *c);
+/* su failed and its processes are gone: the cleanup commands that are due start; true while any runs. */
+bool amf_nsa_cleanup(struct su *su);
+/* Whether c still has to be cleaned up (or is) after a failure of its unit. */
+bool amf_nsa_cleanup_due(const struct comp *c);
+/* The start: an adopted process of c whose unit does not hold its CSI ACTIVE is stopped as a failure. */
+void amf_nsa_adopted_check(struct comp *c);
 
 /* ---- health checks (amf-health.c) ---- */
 int amf_hc_add(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery);

@@ -67,6 +67,15 @@ struct invocation *amf_inv_new(struct comp *c, enum inv_kind kind, usec_t timeou
     return inv;
 }
 
+static void on_inv_succeeded(uv_timer_t *t) {
+    amf_inv_complete(t->data, 0, true);
+}
+
+void amf_inv_succeed_soon(struct invocation *inv) {
+    inv->answered = true;
+    uv_timer_start(&inv->timer, on_inv_succeeded, 0, 0);
+}
+
 /* Gives an invocation in flight timeout more from now. */
 void amf_inv_extend(struct invocation *inv, usec_t timeout) {
     uv_timer_start(&inv->timer, on_inv_timeout, (timeout + 999) / 1000, 0);
@@ -96,6 +105,10 @@ void amf_response(struct amf *a, struct conn *conn, uint64_t seq, uint64_t invoc
         if (!inv)
             return;
     }
+    amf_inv_complete(inv, error, quiescing_complete);
+}
+
+void amf_inv_complete(struct invocation *inv, int error, bool quiescing_complete) {
     struct comp *c = inv->comp;
     struct si *si = inv->si;
     struct su *su = inv->su;

@@ -40,6 +40,11 @@ static int comp_register(struct amf *a, struct conn *conn, struct comp *c, const
         return -EOPNOTSUPP;
     if (c->conn)
         return -HALO_EEXIST;
+    if (!amf_comp_sa_aware(c)) {
+        log_warning("Process %d tried to register '%s', which is non-sa-aware; refused", (int)server_conn_pid(conn),
+                    c->name);
+        return -HALO_EBADSTATE;
+    }
     if (c->presence != PRESENCE_INSTANTIATING || !c->proc)
         return -HALO_EBADSTATE;
     if (resume && !c->adopted) {
@@ -56,12 +61,11 @@ static int comp_register(struct amf *a, struct conn *conn, struct comp *c, const
     return 0;
 }
 
-/* Every component of an adopted unit registered again: it is ours, with its assignments. */
-static void su_adoption_check(struct su *su) {
+void amf_su_adoption_check(struct su *su) {
     if (!su->adopting)
         return;
     for (size_t i = 0; i < su->n_comps; i++)
-        if (su->comps[i].presence != PRESENCE_INSTANTIATED)
+        if (amf_comp_sa_aware(&su->comps[i]) && su->comps[i].presence != PRESENCE_INSTANTIATED)
             return;
     su->adopting = false;
     log_notice("Service unit '%s' adopted with its assignments", su->name);
@@ -79,7 +83,7 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         c->object_states = object_states;
         uv_timer_stop(&c->timer);
         log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
-        su_adoption_check(c->su);
+        amf_su_adoption_check(c->su);
     }
     (void)server_conn_reply(conn, seq, r, NULL);
     if (r < 0 || c->conn != conn)

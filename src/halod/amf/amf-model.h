@@ -63,7 +63,19 @@ struct comp {
     char *last_exit;
     bool adopted;       /* started by a previous halod, watched through a pidfd */
     bool object_states; /* its registration asked for the cluster's object states */
+    /* A non-SA-aware component (amf-nsa.c): its process runs while its unit holds its CSI ACTIVE. */
+    struct proc *helper; /* its terminate or cleanup command, while it runs */
+    bool helper_cleanup; /* the helper is the cleanup command */
+    bool starting;       /* proc is the command that starts a pidfile daemon, not the daemon yet */
+    bool unclean;        /* a process of it ran and did not stop cleanly: its cleanup is due */
+    bool killed;         /* its process got SIGKILL */
+    pid_t last_pid;      /* the process it had, for its terminate and cleanup commands */
 };
+
+/* Whether c links libhalo (registers, answers callbacks); else halod carries out its CSIs itself. */
+static inline bool amf_comp_sa_aware(const struct comp *c) {
+    return c->cfg->type == CONFIG_COMP_SA_AWARE;
+}
 
 /* What another node's halod published of one of its units (several nodes). */
 struct su_remote {

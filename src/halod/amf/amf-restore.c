@@ -37,9 +37,16 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
         log_notice("Adopting component '%s' (pid %d), left running by the previous halod", c->name, (int)pid);
         c->pid = pid;
         c->adopted = true;
-        c->presence = PRESENCE_INSTANTIATING;
         c->su->adopting = true;
         c->spawned_at = now_monotonic_usec();
+        if (!amf_comp_sa_aware(c)) {
+            /* It never registers: it runs, so it was started for ACTIVE (amf_nsa_adopted_check()). */
+            c->presence = PRESENCE_INSTANTIATED;
+            c->unclean = true;
+            c->last_pid = pid;
+            return;
+        }
+        c->presence = PRESENCE_INSTANTIATING;
         uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.instantiate / 1000, 0);
         return;
     }

@@ -14,6 +14,7 @@ static json_t *comp_json(const struct comp *c, amf_status_decorate_cb decorate, 
                           c->conn != NULL);
     if (!j)
         return NULL;
+    json_object_set_new(j, "type", json_string(amf_comp_sa_aware(c) ? "sa-aware" : "non-sa-aware"));
     json_object_set_new(j, "pid", c->pid ? json_integer(c->pid) : json_null());
     json_object_set_new(j, "instantiations", json_integer(c->restarts));
     if (c->last_exit)

@@ -153,18 +153,8 @@ struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi 
 }
 
 struct comp *amf_csi_comp(struct su *su, const struct config_csi *csi) {
-    struct comp *any = NULL;
-    if (su->n_comps == 1)
-        return &su->comps[0];
-    for (size_t i = 0; i < su->n_comps; i++) {
-        const struct config_component *cc = su->comps[i].cfg;
-        if (cc->n_csi_types == 0 && !any)
-            any = &su->comps[i];
-        for (size_t t = 0; t < cc->n_csi_types; t++)
-            if (csi->type && streq(cc->csi_types[t], csi->type))
-                return &su->comps[i];
-    }
-    return any;
+    size_t i = config_csi_component(su->cfg, csi);
+    return i < su->n_comps ? &su->comps[i] : NULL;
 }
 
 bool amf_su_in_service(const struct su *su) {
@@ -172,9 +162,16 @@ bool amf_su_in_service(const struct su *su) {
         return su->remote.known && su->remote.in_service && !su->remote.failing && !su->amf->stopping;
     if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
         return false;
-    for (size_t i = 0; i < su->n_comps; i++)
-        if (su->comps[i].presence != PRESENCE_INSTANTIATED || !su->comps[i].conn)
+    for (size_t i = 0; i < su->n_comps; i++) {
+        const struct comp *c = &su->comps[i];
+        if (!amf_comp_sa_aware(c)) {
+            /* It runs only once it is ACTIVE: ready once this halod has taken
+             * over what a previous one left, and not failed. */
+            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED)
+                return false;
+        } else if (c->presence != PRESENCE_INSTANTIATED || !c->conn)
             return false;
+    }
     return true;
 }
 
@@ -245,6 +242,12 @@ void amf_set_ready(struct amf *a) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
+            /* An adopted non-SA-aware process never registers: it is ours
+             * now, if its unit holds its CSI ACTIVE. */
+            for (size_t i = 0; su->local && i < su->n_comps; i++)
+                amf_nsa_adopted_check(&su->comps[i]);
+            if (su->local && su->adopting)
+                amf_su_adoption_check(su);
             /* A unit that failed (an adopted process found gone) is being
              * fenced or waits for its restart, which starts it. */
             if (!su->local || su->oper == SU_DISABLED || su->failing || uv_is_active((uv_handle_t *)&su->restart_timer))
@@ -292,7 +295,7 @@ void amf_stop_check(struct amf *a) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
             for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
-                if (a->sgs[g].sus[u].comps[i].proc)
+                if (a->sgs[g].sus[u].comps[i].proc || a->sgs[g].sus[u].comps[i].helper)
                     return;
     /* Report from the loop, not from inside whatever callback got us here. */
     uv_idle_start(&a->stop_check, on_stop_idle);
@@ -322,9 +325,13 @@ bool amf_stopping(const struct amf *a) {
 void amf_kill_all(struct amf *a) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
-            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
-                if (a->sgs[g].sus[u].comps[i].proc)
-                    (void)proc_kill(a->sgs[g].sus[u].comps[i].proc, SIGKILL);
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++) {
+                struct comp *c = &a->sgs[g].sus[u].comps[i];
+                if (c->proc)
+                    (void)proc_kill(c->proc, SIGKILL);
+                if (c->helper)
+                    (void)proc_kill(c->helper, SIGKILL);
+            }
 }
 
 /* ---- construction ------------------------------------------------------------ */
@@ -478,6 +485,8 @@ void amf_close(struct amf *a) {
                 amf_hc_stop_all(c);
                 if (c->proc)
                     proc_detach(c->proc);
+                if (c->helper)
+                    proc_detach(c->helper);
                 uv_close((uv_handle_t *)&c->timer, noop_close);
             }
         }

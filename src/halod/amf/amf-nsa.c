@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Non-SA-aware components: unmodified programs that know nothing of halo.
+ * halod carries out their one CSI itself: the process runs while the unit
+ * holds the CSI ACTIVE (cold standby) and is stopped for anything else.  A
+ * CSI set or remove is an invocation like any other (its timeout, its
+ * cancellation by a failure), answered by halod once the process runs (ACTIVE)
+ * or is gone (STANDBY, QUIESCING, remove); the answer comes from the next turn
+ * of the loop, never inside the call that asked.  The process ending by
+ * itself is a failure of the component, as for any other.
+ *
+ * What a later kind of component driven by commands needs (an OCF agent's
+ * start, stop and monitor) is here already: a step is "run this, then
+ * answer", the stop is a command or a signal bounded by timeouts.terminate,
+ * and a cleanup runs once a failed process is gone, before anything takes its
+ * place.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+#include "parse-util.h"
+#include "strprintf.h"
+
+/* The CSI c takes (the description gives a non-SA-aware component exactly one) and its SI. */
+static const struct config_csi *comp_csi(struct comp *c, struct si **ret_si) {
+    struct sg *sg = c->su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        for (size_t k = 0; k < sg->sis[i].cfg->n_csis; k++) {
+            const struct config_csi *csi = &sg->sis[i].cfg->csis[k];
+            if (amf_csi_comp(c->su, csi) == c) {
+                if (ret_si)
+                    *ret_si = &sg->sis[i];
+                return csi;
+            }
+        }
+    return NULL;
+}
+
+/* "HALO_CSI_<CSI>_<ATTR>=value": upper-cased, every character but letters and digits as '_'. */
+static char *csi_env(const char *csi, const char *attr, const char *value) {
+    char *s = strprintf("HALO_CSI_%s_%s=%s", csi, attr, value);
+    char *end = s ? s + strlen("HALO_CSI_") + strlen(csi) + 1 + strlen(attr) : NULL;
+    for (char *p = s ? s + strlen("HALO_CSI_") : NULL; p && p < end; p++)
+        *p = isalnum((unsigned char)*p) ? (char)toupper((unsigned char)*p) : '_';
+    return s;
+}
+
+/*
+ * The environment of c's commands over the description's env: HALO_COMPONENT,
+ * HALO_NODE, every attribute of its CSI, and HALO_HA_STATE (the command) or
+ * HALO_PID (terminate and cleanup: the process they act on).  NULL-terminated;
+ * *ret_n entries to free.  0 or -ENOMEM.
+ */
+static int env_build(struct comp *c, const char *ha_state, pid_t pid, char ***ret, size_t *ret_n) {
+    const struct config_csi *csi = comp_csi(c, NULL);
+    size_t n_attrs = csi ? csi->n_attrs : 0, n = 0;
+    char **env = calloc(n_attrs + 4, sizeof(char *));
+    if (!env)
+        return -ENOMEM;
+    env[n++] = strprintf("HALO_COMPONENT=%s", c->name);
+    env[n++] = strprintf("HALO_NODE=%s", amf_node(c->amf));
+    env[n++] = ha_state ? strprintf("HALO_HA_STATE=%s", ha_state) : strprintf("HALO_PID=%d", (int)pid);
+    for (size_t i = 0; i < n_attrs; i++)
+        env[n++] = csi_env(csi->name, csi->attrs[i].name, csi->attrs[i].value);
+    for (size_t i = 0; i < n; i++)
+        if (!env[i]) {
+            for (size_t k = 0; k < n; k++)
+                free(env[k]);
+            free(env);
+            return -ENOMEM;
+        }
+    *ret = env;
+    *ret_n = n;
+    return 0;
+}
+
+/* Runs argv for c (ha_state: the command, with HALO_HA_STATE; else a helper, with HALO_PID). */
+static int run(struct comp *c, char *const *argv, const char *ha_state, proc_exit_cb cb, struct proc **ret) {
+    char **env;
+    size_t n;
+    int r = env_build(c, ha_state, c->last_pid, &env, &n);
+    if (r < 0)
+        return r;
+    r = amf_comp_spawn(c, argv, env, n, cb, ret);
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    free(env);
+    return r;
+}
+
+/* The CSI set or remove in flight for c and not answered yet: the newest one. */
+static struct invocation *pending_inv(struct comp *c) {
+    struct invocation *i;
+    LIST_FOREACH (invs, i, &c->amf->invs)
+        if (i->comp == c && (i->kind == INV_CSI_SET || i->kind == INV_CSI_REMOVE) && !i->answered)
+            return i;
+    return NULL;
+}
+
+static void helper_exited(struct proc *p, int status, void *userdata);
+static void progress(struct comp *c);
+static void after_stop(struct comp *c);
+
+static void start_helper(struct comp *c, bool cleanup) {
+    char *const *argv = cleanup ? c->cfg->cleanup : c->cfg->terminate;
+    int r = run(c, argv, NULL, helper_exited, &c->helper);
+    if (r < 0) {
+        log_error_errno(r, "Failed to run the %s command of component '%s': %m", cleanup ? "cleanup" : "terminate",
+                        c->name);
+        c->helper = NULL;
+        return;
+    }
+    c->helper_cleanup = cleanup;
+    log_info("Running the %s command of component '%s' (pid %d)", cleanup ? "cleanup" : "terminate", c->name,
+             (int)proc_pid(c->helper));
+    if (cleanup) /* bounded like a stop */
+        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+}
+
+static void helper_exited(struct proc *p, int status, void *userdata) {
+    struct comp *c = userdata;
+    struct amf *a = c->amf;
+    char buf[128];
+    bool cleanup = c->helper_cleanup;
+
+    c->helper = NULL;
+    proc_status_to_string(status, buf, sizeof(buf));
+    if (status == 0)
+        log_info("The %s command of component '%s' %s", cleanup ? "cleanup" : "terminate", c->name, buf);
+    else
+        log_warning("The %s command of component '%s' %s", cleanup ? "cleanup" : "terminate", c->name, buf);
+    if (cleanup || !c->proc)
+        uv_timer_stop(&c->timer); /* what it bounded is over */
+    if (!cleanup && status != 0 && c->proc) {
+        /* It could not stop it: as when it takes too long. */
+        c->killed = true;
+        (void)proc_kill(c->proc, SIGKILL);
+    }
+    if (a->stopping)
+        amf_stop_check(a);
+    else if (c->su->failing)
+        amf_su_failure_settled(c->su);
+    else if (!cleanup && !c->proc)
+        after_stop(c);
+    else
+        progress(c);
+}
+
+/* The pid a pidfile names: decimal digits, a newline after them allowed.  0 or -errno. */
+static int pidfile_read(const char *path, pid_t *ret) {
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
+    char buf[32];
+    uint64_t pid;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EBADF;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0)
+        return -errno;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        n--;
+    int r = parse_u64_n(buf, (size_t)n, &pid);
+    if (r < 0)
+        return r;
+    if (pid <= 1 || pid > INT32_MAX || (pid_t)pid == getpid())
+        return -ERANGE;
+    *ret = (pid_t)pid;
+    return 0;
+}
+
+static void started(struct comp *c) {
+    struct invocation *inv = pending_inv(c);
+    c->presence = PRESENCE_INSTANTIATED;
+    if (inv && inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE)
+        amf_inv_succeed_soon(inv);
+}
+
+bool amf_nsa_start_done(struct comp *c, int status) {
+    char buf[PATH_MAX + 96];
+    pid_t pid = 0;
+
+    c->starting = false;
+    if (status != 0 || c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING)
+        return false; /* its end is the component's process ending */
+    uv_timer_stop(&c->timer);
+    int r = pidfile_read(c->cfg->pidfile, &pid);
+    if (r >= 0)
+        r = supervisor_adopt(c->amf->sup, pid, amf_proc_exited, c, &c->proc);
+    if (r < 0) {
+        /* The start command's process is ending: it is not the component's any more. */
+        c->proc = NULL;
+        c->pid = 0;
+        snprintf(buf, sizeof(buf), "left no running process in its pidfile '%s' (%s)", c->cfg->pidfile,
+                 r == -ESRCH ? "no such process" : strerror(-r));
+        free(c->last_exit);
+        c->last_exit = strdup(buf);
+        amf_comp_fail(c, buf);
+        return true;
+    }
+    log_info("Component '%s' runs as pid %d (from its pidfile)", c->name, (int)pid);
+    c->pid = c->last_pid = pid;
+    amf_notify_comp(c, AMF_COMP_SPAWNED, NULL); /* recorded: the next halod adopts the daemon */
+    started(c);
+    return true;
+}
+
+/* Starts c's command for si's ACTIVE; false when that failed c. */
+static bool start(struct comp *c) {
+    const struct config_component *cc = c->cfg;
+    char **argv = calloc(cc->n_args + 2, sizeof(char *));
+    int r = -ENOMEM;
+
+    /* A stale pidfile would name another process. */
+    if (cc->pidfile && unlink(cc->pidfile) < 0 && errno != ENOENT)
+        log_warning_errno(errno, "Failed to remove the old pidfile '%s' of component '%s': %m", cc->pidfile, c->name);
+    if (argv) {
+        argv[0] = cc->command;
+        for (size_t i = 0; i < cc->n_args; i++)
+            argv[i + 1] = cc->args[i];
+        r = run(c, argv, "ACTIVE", amf_proc_exited, &c->proc);
+    }
+    free(argv);
+    c->spawned_at = now_monotonic_usec();
+    if (r < 0) {
+        char buf[128];
+        c->proc = NULL;
+        log_error_errno(r, "Failed to start component '%s': %m", c->name);
+        snprintf(buf, sizeof(buf), "could not be started (%s)", strerror(-r));
+        amf_comp_fail(c, buf);
+        return false;
+    }
+    c->pid = c->last_pid = proc_pid(c->proc);
+    c->restarts++;
+    c->unclean = true;
+    c->killed = false;
+    c->adopted = false;
+    log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    amf_notify_comp(c, AMF_COMP_SPAWNED, NULL);
+    if (cc->pidfile) {
+        /* Its own process is the start command; the daemon's pid comes from the pidfile once it exits 0. */
+        c->starting = true;
+        c->presence = PRESENCE_INSTANTIATING;
+        uv_timer_start(&c->timer, amf_comp_on_timer, cc->timeouts.instantiate / 1000, 0);
+        return true;
+    }
+    started(c);
+    return true;
+}
+
+void amf_nsa_stop(struct comp *c) {
+    if (!c->proc || c->presence == PRESENCE_TERMINATING)
+        return;
+    c->presence = PRESENCE_TERMINATING;
+    log_info("Stopping component '%s' (pid %d)", c->name, (int)c->pid);
+    uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+    if (c->cfg->terminate && !c->starting && !c->helper) {
+        start_helper(c, false);
+        if (c->helper)
+            return;
+    }
+    (void)proc_kill(c->proc, SIGTERM);
+}
+
+void amf_nsa_on_timer(struct comp *c) {
+    char buf[32];
+    format_duration(buf, sizeof(buf), c->starting ? c->cfg->timeouts.instantiate : c->cfg->timeouts.terminate);
+    if (c->starting) {
+        char why[96];
+        snprintf(why, sizeof(why), "did not start within its instantiate timeout (%s)", buf);
+        amf_comp_fail(c, why);
+        return;
+    }
+    if (c->proc && c->presence == PRESENCE_TERMINATING) {
+        log_warning("Component '%s' did not exit within %s of terminate; killing it", c->name, buf);
+        c->killed = true;
+        (void)proc_kill(c->proc, SIGKILL);
+    }
+    if (c->helper) {
+        log_warning("The %s command of component '%s' did not end within %s; killing it",
+                    c->helper_cleanup ? "cleanup" : "terminate", c->name, buf);
+        (void)proc_kill(c->helper, SIGKILL);
+    }
+}
+
+/*
+ * The next step of c's CSI in flight: ACTIVE wants its process running, any
+ * other state (or a remove) none.  Never two copies: a start waits until the
+ * previous process and its terminate or cleanup command are gone.
+ */
+static void progress(struct comp *c) {
+    struct invocation *inv = pending_inv(c);
+    if (!inv || c->helper || c->su->failing || c->amf->stopping)
+        return;
+    if (inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE) {
+        if (!c->proc)
+            (void)start(c);
+        else if (c->presence == PRESENCE_INSTANTIATED)
+            amf_inv_succeed_soon(inv); /* runs already (adopted, or ACTIVE again) */
+        return;                        /* else starting, or the previous copy is going */
+    }
+    if (c->proc)
+        amf_nsa_stop(c);
+    else
+        amf_inv_succeed_soon(inv);
+}
+
+/* c's process is gone after a stop: its cleanup if it needed SIGKILL, then the next step. */
+static void after_stop(struct comp *c) {
+    if (c->helper)
+        return; /* its terminate command still runs */
+    if (c->killed && c->unclean && c->cfg->cleanup) {
+        c->unclean = false;
+        start_helper(c, true);
+        if (c->helper)
+            return;
+    }
+    if (!c->killed)
+        c->unclean = false; /* a clean stop leaves nothing to clean up */
+    progress(c);
+}
+
+void amf_nsa_stopped(struct comp *c) {
+    if (c->helper) /* its terminate command outlives it: still bounded by the terminate timeout */
+        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+    after_stop(c);
+}
+
+int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state) {
+    usec_t timeout = state == HALO_HA_ACTIVE ? c->cfg->timeouts.instantiate + c->cfg->timeouts.csi_set
+                                             : c->cfg->timeouts.terminate + c->cfg->timeouts.csi_remove;
+    /* A newer target replaces one still in flight (several nodes): the older one is done. */
+    struct invocation *old = pending_inv(c);
+    if (old)
+        amf_inv_succeed_soon(old);
+    struct invocation *inv = amf_inv_new(c, state ? INV_CSI_SET : INV_CSI_REMOVE, timeout);
+    if (!inv)
+        return -ENOMEM;
+    inv->si = si;
+    inv->su = c->su;
+    inv->state = state;
+    log_debug("CSI %s '%s' %s -> '%s' (non-sa-aware)", state ? "set" : "remove", comp_csi(c, NULL)->name,
+              state ? halo_ha_state_to_string(state) : "", c->name);
+    progress(c);
+    return 0;
+}
+
+void amf_nsa_ready(struct comp *c) {
+    if (c->proc || c->helper)
+        return;
+    c->presence = PRESENCE_UNINSTANTIATED;
+    amf_sg_evaluate(c->su->sg); /* its unit may be in service now */
+}
+
+bool amf_nsa_cleanup_due(const struct comp *c) {
+    return !amf_comp_sa_aware(c) && ((c->unclean && c->cfg->cleanup) || c->helper);
+}
+
+bool amf_nsa_cleanup(struct su *su) {
+    bool any = false;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        if (amf_comp_sa_aware(c) || !c->unclean)
+            continue;
+        c->unclean = false;
+        if (c->cfg->cleanup)
+            start_helper(c, true);
+        any = any || c->helper;
+    }
+    return any;
+}
+
+void amf_nsa_adopted_check(struct comp *c) {
+    struct si *si = NULL;
+    if (amf_comp_sa_aware(c) || !c->proc || !c->adopted || !comp_csi(c, &si))
+        return;
+    struct assignment *as = amf_si_find_su(si, c->su);
+    if (as && as->target == HALO_HA_ACTIVE)
+        return;
+    amf_comp_fail(c, "was left running by the previous halod, but its unit does not hold its CSI ACTIVE");
+}

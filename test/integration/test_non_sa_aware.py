@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: MIT
+"""Non-SA-aware components end to end: unmodified programs (python3 -m http.server,
+sh, sleep) run by a real halod as a 2N group, only while they are ACTIVE."""
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from halo_harness import HALOD, free_port, pid_alive, proc_state, wait_for
+
+PYTHON = "/usr/bin/python3"
+
+
+def http_yaml(ports, extra=""):
+    return f"""
+cluster: test
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
+    timeouts: {{terminate: 2s}}
+service-groups:
+  web:
+    component:
+      type: non-sa-aware
+      command: {PYTHON}
+{extra}    service-units:
+      web-a: {{component: {{args: ["-m", "http.server", "{ports[0]}", "--bind", "127.0.0.1"]}}}}
+      web-b: {{component: {{args: ["-m", "http.server", "{ports[1]}", "--bind", "127.0.0.1"]}}}}
+    service-instances:
+      web:
+        csis:
+          www: {{attributes: {{port: "{ports[0]}"}}}}
+"""
+
+
+def answers(port):
+    """Whether an HTTP server answers on 127.0.0.1:port."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
+@pytest.fixture
+def web(halod_factory):
+    ports = (free_port(), free_port())
+    h = halod_factory(http_yaml(ports)).start()
+    h.ports = dict(zip(("web-a", "web-b"), ports))
+    assert h.wait_assigned("web") == ("web-a", "web-b")
+    wait_for(lambda: answers(h.ports["web-a"]), what="web-a's server answering")
+    yield h
+    if h.proc.poll() is None:
+        assert h.stop() == 0
+
+
+def test_only_the_active_runs_and_kill9_moves_it(web):
+    h = web
+    assert h.comp("web-a")["type"] == "non-sa-aware"
+    assert h.comp("web-a")["presence"] == "INSTANTIATED" and h.pid_of("web-a")
+    # Cold standby: nothing runs for web-b.
+    assert h.comp("web-b")["presence"] == "UNINSTANTIATED" and h.pid_of("web-b") is None
+    assert not answers(h.ports["web-b"])
+    status = h.ctl("status").stdout
+    assert "non-sa-aware" in status
+    victim = h.pid_of("web-a")
+    h.remember_children()
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: h.si("web")["active"] == "web-b", timeout=5, what="web-b ACTIVE")
+    wait_for(lambda: answers(h.ports["web-b"]), what="web-b's server answering")
+    # web-a comes back as STANDBY, running nothing; its old process was reaped.
+    assert h.wait_assigned("web") == ("web-b", "web-a")
+    assert h.pid_of("web-a") is None and not answers(h.ports["web-a"])
+    wait_for(lambda: proc_state(victim) is None, timeout=5, what="the killed server reaped")
+    assert "killed by signal 9" in h.comp("web-a")["last_exit"]
+    assert "component 'web-a' killed by signal 9" in h.su("web-a")["last_failure"]
+
+
+def test_switchover_stops_one_server_then_starts_the_other(web):
+    h = web
+    old = h.pid_of("web-a")
+    h.ctl("switchover", "web")
+    assert h.si("web")["active"] == "web-b"
+    wait_for(lambda: answers(h.ports["web-b"]), what="web-b's server answering")
+    assert not pid_alive(old) and not answers(h.ports["web-a"])
+    assert h.su("web-a").get("last_failure") is None  # a stop, not a failure
+
+
+def test_the_csi_attributes_reach_the_environment(halod_factory, tmp_path):
+    out = tmp_path / "env"
+    h = halod_factory(f"""
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sh
+      args: ["-c", "env > {out}.$HALO_COMPONENT; exec sleep 600"]
+      env: {{MY_SETTING: on}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances:
+      si: {{csis: {{web-csi: {{attributes: {{doc-root: /srv/www, port: 8080}}}}}}}}
+""").start()
+    h.wait_assigned("si")
+    env = wait_for(lambda: (lambda t: dict(line.split("=", 1) for line in t.splitlines() if "=" in line)
+                            if "MY_SETTING" in t else None)(open(f"{out}.a").read()), what="a's environment")
+    assert env["HALO_CSI_WEB_CSI_DOC_ROOT"] == "/srv/www"
+    assert env["HALO_CSI_WEB_CSI_PORT"] == "8080"
+    assert env["HALO_HA_STATE"] == "ACTIVE"
+    assert env["HALO_COMPONENT"] == "a" and env["HALO_NODE"] == "local"
+    assert env["MY_SETTING"] == "on"
+    assert "HALO_SOCKET" not in env
+    assert not os.path.exists(f"{out}.b")  # the STANDBY ran nothing
+    assert h.stop() == 0
+
+
+def test_terminate_and_cleanup_run_when_they_should(halod_factory, tmp_path):
+    log = tmp_path / "events"
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sh
+      args: ["-c", "echo start $HALO_COMPONENT >> {log}; exec sleep 600"]
+      terminate: [/bin/sh, -c, "echo terminate $HALO_PID >> {log}; kill $HALO_PID"]
+      cleanup: [/bin/sh, -c, "sleep 0.3; echo cleanup $HALO_PID >> {log}"]
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    assert h.wait_assigned("si") == ("a", "b")
+
+    def events():
+        return open(log).read().split("\n")[:-1] if os.path.exists(log) else []
+
+    wait_for(lambda: events() == ["start a"], what="a started")
+    pid_a = h.pid_of("a")
+    # A switchover stops a with its terminate command (on its pid); a clean stop needs no cleanup.
+    h.ctl("switchover", "si")
+    wait_for(lambda: len(events()) == 3, what="b started")
+    assert events() == ["start a", f"terminate {pid_a}", "start b"]
+    assert h.wait_assigned("si") == ("b", "a")
+    # b is killed: a failure; its cleanup runs, on its pid, before a starts again.
+    pid_b = h.pid_of("b")
+    os.kill(pid_b, signal.SIGKILL)
+    wait_for(lambda: len(events()) == 5, what="a started again")
+    assert events()[3:] == [f"cleanup {pid_b}", "start a"]
+    assert h.wait_assigned("si") == ("a", "b")
+    # halod's stop stops the ACTIVE with its terminate command too.
+    pid_a = h.pid_of("a")
+    assert h.stop() == 0
+    assert events()[5:] == [f"terminate {pid_a}"]
+
+
+def test_a_pidfile_daemon_is_watched_by_its_pid(halod_factory, tmp_path):
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sh
+    service-units:
+      a: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/a.pid"], pidfile: {tmp_path}/a.pid}}}}
+      b: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/b.pid"], pidfile: {tmp_path}/b.pid}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    assert h.wait_assigned("si") == ("a", "b")
+    daemon = h.pid_of("a")
+    assert daemon == int(open(tmp_path / "a.pid").read())
+    with open(f"/proc/{daemon}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sleep", b"600"]
+    h.remember_children()
+    # The daemon dies: a failure of a, b's daemon takes over.
+    os.kill(daemon, signal.SIGKILL)
+    wait_for(lambda: h.si("si")["active"] == "b", timeout=5, what="b ACTIVE")
+    assert "component 'a'" in h.su("a")["last_failure"]
+    assert h.pid_of("b") == int(open(tmp_path / "b.pid").read())
+    wait_for(lambda: proc_state(daemon) is None, timeout=5, what="the dead daemon reaped")
+    assert h.wait_assigned("si") == ("b", "a")
+    assert h.stop() == 0
+
+
+def test_halod_kill9_and_restart_keeps_the_active_server(web):
+    h = web
+    pid = h.pid_of("web-a")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    assert answers(h.ports["web-a"])  # nobody supervises it, and it serves
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: h.si("web")["active"] == "web-a" and h.pid_of("web-a") == pid, timeout=10,
+             what="web-a adopted")
+    assert h.wait_assigned("web") == ("web-a", "web-b")
+    assert answers(h.ports["web-a"]) and not answers(h.ports["web-b"])
+    after = h.logtext()[mark:]
+    assert "Service unit 'web-a' adopted with its assignments" in after
+    assert "Started component" not in after, after
+    # Still a normal unit: its death is a failover.
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: h.si("web")["active"] == "web-b", timeout=5, what="failover after the adoption")
+    wait_for(lambda: answers(h.ports["web-b"]), what="web-b's server answering")
+
+
+def test_check_names_the_mistakes(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("""service-groups:
+  g:
+    component: {command: /bin/sleep, pidfile: x.pid}
+    service-units:
+      a: {}
+      b: {component: {type: non-sa-aware, terminate: [no-such-command-halo]}}
+    service-instances: {si: {csis: {c: {}}}}
+""")
+    r = subprocess.run([HALOD, "--check", str(p)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert f"{p}:3:47: 'pidfile' is for non-sa-aware components only" in r.stderr
+    assert f"{p}:6:55: 'terminate' command 'no-such-command-halo' not found" in r.stderr
+
+
+def test_two_nodes_over_etcd_fail_the_server_over(etcd, halod_factory):
+    """Each node's halod runs its own unit's server; the coordinator moves ACTIVE."""
+    ports = (free_port(), free_port())
+    yaml_text = http_yaml(ports).replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n").replace(
+        "web-a: {component:", "web-a: {node: n1, component:").replace("web-b: {component:", "web-b: {node: n2, component:")
+    hs = {n: halod_factory(yaml_text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
+                                                          "--lease-ttl", "1"]).start() for n in ("n1", "n2")}
+    port = {"web-a": ports[0], "web-b": ports[1]}
+    node = {"web-a": "n1", "web-b": "n2"}
+    act, sb = wait_for(lambda: (lambda s: (s["active"], s["standby"]) if s["active"] and s["standby"] and not any(
+        a["pending"] for a in s["assignments"]) else None)(hs["n1"].si("web")), timeout=20, what="web assigned")
+    wait_for(lambda: answers(port[act]), what="the ACTIVE's server answering")
+    assert not answers(port[sb]) and hs[node[sb]].pid_of(sb) is None
+    owner = hs[node[act]]
+    victim = owner.pid_of(act)
+    owner.remember_children()
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: answers(port[sb]), timeout=20, what="the other node's server answering")
+    wait_for(lambda: hs["n2"].si("web")["active"] == sb, timeout=20, what="the other unit ACTIVE")
+    wait_for(lambda: proc_state(victim) is None, timeout=5, what="the killed server reaped")
+    for h in hs.values():
+        assert h.stop() == 0
