@@ -130,6 +130,7 @@ static bool run_callback(halo *h, const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_CSI_SET: {
         const Halo__Link__CsiSet *c = m->csi_set;
         halo_csi_attr attrs[LINK_ATTRS_MAX]; /* link_validate() bounds n_attrs */
+        halo__lease_refresh();
         for (size_t i = 0; i < c->n_attrs; i++)
             attrs[i] = (halo_csi_attr){.name = c->attrs[i]->name, .value = c->attrs[i]->value};
         halo_csi_descriptor d = {

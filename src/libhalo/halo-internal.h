@@ -183,6 +183,8 @@ void halo__leave(halo *h);
 void halo__lease_watch(halo *h, const char *path);
 /* A handle closes: with the last one, nothing is enforced any more. */
 void halo__lease_unwatch(halo *h);
+/* Arms the lease timers for the deadline in the file now (before a CSI set reaches the application). */
+void halo__lease_refresh(void);
 
 /* ---- halo-link.c ---------------------------------------------------------- */
 

@@ -140,6 +140,17 @@ void halo__lease_watch(halo *h, const char *path) {
     close(fd);
 }
 
+/* Before the application takes a role: the deadline as it is now is enforced
+ * (a deadline that began since the last check, ahead of a process stopped
+ * right after it became ACTIVE, would not be: the check reads the file only
+ * every LEASE_IDLE_CHECK_USEC while none runs). */
+void halo__lease_refresh(void) {
+    pthread_mutex_lock(&lease.lock);
+    if (lease.deadline && lease.users > 0)
+        lease_arm(__atomic_load_n(lease.deadline, __ATOMIC_ACQUIRE), monotonic_usec());
+    pthread_mutex_unlock(&lease.lock);
+}
+
 /* A handle closes: with the last one, nothing is enforced any more. */
 void halo__lease_unwatch(halo *h) {
     if (!h->leased)
