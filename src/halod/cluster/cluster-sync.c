@@ -420,7 +420,9 @@ static void on_node_timer(uv_timer_t *t) {
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     if (s->targets_again) {
         s->targets_again = false;
+        /* The confirmations too, after them: those that followed the ignored targets were dropped. */
         read_again(s, KEY_TARGET, "the targets after a unit came back under a new lease");
+        read_again(s, KEY_CONFIRMED, "the confirmations after a unit came back under a new lease");
     }
     if (s->pub_retry_at && s->pub_retry_at <= now) {
         s->pub_retry_at = 0;
