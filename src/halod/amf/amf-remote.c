@@ -72,8 +72,10 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
     if (reincarnated) {
         log_info("Service unit '%s' is back under a new lease of its node: what it held is void", su->name);
         remote_su_down(su, true, true);
-    } else if (!now.in_service)
+    } else if (!now.in_service && (now.failing || now.admin == SU_UNLOCKED || gone))
         remote_su_down(su, now.fenced, false);
+    /* Out of service only because an operator locked it or shuts it down: its
+     * roles leave it as on this node, QUIESCED or QUIESCING first (amf-reconcile.c). */
     amf_sg_evaluate(su->sg);
 }
 
