@@ -136,7 +136,8 @@ int ctl_admin_main(int argc, char **argv, bool json) {
     const char *colon = strchr(target, ':');
     size_t k = ELEMENTSOF(kind_names);
     for (size_t i = 0; colon && i < ELEMENTSOF(kind_names); i++)
-        if (strlen(kind_names[i]) == (size_t)(colon - target) && strncmp(target, kind_names[i], strlen(kind_names[i])) == 0)
+        if (strlen(kind_names[i]) == (size_t)(colon - target) &&
+            strncmp(target, kind_names[i], strlen(kind_names[i])) == 0)
             k = i;
     char kinds[64];
     if (k == ELEMENTSOF(kind_names) || !colon[1]) {
@@ -159,7 +160,8 @@ int ctl_admin_main(int argc, char **argv, bool json) {
     }
     if (r != -ECONNREFUSED && r != -ENOENT) {
         char why[512];
-        fprintf(stderr, "haloctl: admin %s %s: %s\n", name, target, ctl_admin_explain(o->op, target, r, why, sizeof(why)));
+        fprintf(stderr, "haloctl: admin %s %s: %s\n", name, target,
+                ctl_admin_explain(o->op, target, r, why, sizeof(why)));
     }
     return 1;
 }

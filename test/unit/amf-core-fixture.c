@@ -107,7 +107,6 @@ const struct amf_placement_ops remote_placement = {
 
 /* ---- the fixture: a description, an AMF, two units' links ------------------- */
 
-
 void fixture_start(struct fixture *f, const char *yaml) {
     char *errors = NULL;
     snprintf(f->path, sizeof(f->path), "/tmp/test-amf-%d.yaml", (int)getpid());
@@ -154,7 +153,6 @@ void answer(struct fixture *f, struct conn *conn, const Halo__Link__CsiSet *cs) 
     amf_response(f->amf, conn, 0, cs->invocation, 0, true);
 }
 
-
 /* Both units registered, a ACTIVE and b STANDBY, every CSI set answered. */
 void fully_assigned(struct fixture *f, struct conn **ret_a, struct conn **ret_b) {
     amf_set_ready(f->amf);
@@ -169,7 +167,6 @@ void fully_assigned(struct fixture *f, struct conn **ret_a, struct conn **ret_b)
     *ret_a = a;
     *ret_b = b;
 }
-
 
 void waiter_done(struct amf_waiter *w, int error) {
     record("waiter %s", error == 0 ? "ok" : "error");

@@ -227,17 +227,17 @@ TEST(admin_sg_adjust_moves_active_back_to_the_preferred_unit_gracefully) {
     fixture_stop(&f);
 }
 
-#define ADJUSTING(probation)                                   \
-    "cluster: t\n"                                             \
-    "nodes: {n1: {}}\n"                                        \
-    "service-groups:\n"                                        \
-    "  g:\n"                                                   \
-    "    auto-adjust: true\n"                                  \
-    "    auto-adjust-probation: " probation "\n"               \
-    "    component:\n"                                         \
-    "      command: /bin/true\n"                               \
-    "      restart: {max: 3, window: 1m, delay: 1ms}\n"        \
-    "    service-units: {a: {}, b: {}}\n"                      \
+#define ADJUSTING(probation)                            \
+    "cluster: t\n"                                      \
+    "nodes: {n1: {}}\n"                                 \
+    "service-groups:\n"                                 \
+    "  g:\n"                                            \
+    "    auto-adjust: true\n"                           \
+    "    auto-adjust-probation: " probation "\n"        \
+    "    component:\n"                                  \
+    "      command: /bin/true\n"                        \
+    "      restart: {max: 3, window: 1m, delay: 1ms}\n" \
+    "    service-units: {a: {}, b: {}}\n"               \
     "    service-instances: {si: {csis: {csi: {}}}}\n"
 
 TEST(admin_auto_adjust_waits_for_the_probation) {
