@@ -200,6 +200,16 @@ TEST(shutdown_of_the_active_quiesces_gracefully_then_hands_over_and_removes_it) 
     active_leaves(SU_SHUTTING_DOWN, HALO_HA_QUIESCING);
 }
 
+TEST(a_lock_of_every_unit_leaves_nothing_assigned) {
+    setup(2);
+    fx_settle();
+    sus[0].admin = SU_LOCKED;
+    sus[1].admin = SU_LOCKED;
+    fx_settle();
+    ASSERT_STREQ(role_of("a"), "NONE");
+    ASSERT_STREQ(role_of("b"), "NONE"); /* no ACTIVE left: the STANDBY of a locked unit goes too */
+}
+
 TEST(a_locked_si_quiesces_its_active_at_once_then_gives_up_everything) {
     setup(2);
     fx_settle();

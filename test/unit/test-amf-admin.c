@@ -202,6 +202,20 @@ TEST(admin_node_switchover_drains_then_stops_every_unit) {
     fixture_stop(&f);
 }
 
+TEST(admin_a_node_operation_whose_requester_went_away_tells_nobody) {
+    start(TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_LOCK, "node:n1", &w), 1);
+    amf_waiter_forget(f.amf, &w); /* haloctl gave up */
+    answer(&f, a, expect_csi_set(a, HALO_HA_QUIESCED));
+    expect_remove(a);
+    expect_remove(b);
+    ASSERT(!seen("waiter ok") && !seen("waiter error"));
+    ASSERT_STREQ(su_admin_to_string(su("a")->admin), "LOCKED");
+    ASSERT_STREQ(su_admin_to_string(su("b")->admin), "LOCKED");
+    fixture_stop(&f);
+}
+
 /* a fails, b takes over, a comes back STANDBY. */
 static void failed_over_and_back(void) {
     struct comp *ca = amf_find_comp(f.amf, "a");

@@ -61,6 +61,8 @@ struct part {
     bool then_stop; /* a node switchover: lock-instantiation once the shutdown is done */
 };
 struct group_op {
+    struct group_op *next; /* in amf->groups while an answer is awaited */
+    struct amf *amf;
     struct amf_waiter *outer;
     unsigned left;
     int error;
@@ -75,6 +77,11 @@ static void group_part_end(struct group_op *g, int error) {
         return;
     struct amf_waiter *outer = g->outer;
     int r = g->error;
+    for (struct group_op **p = &g->amf->groups; *p; p = &(*p)->next)
+        if (*p == g) {
+            *p = g->next;
+            break;
+        }
     free(g);
     if (outer)
         outer->done(outer, r);
@@ -115,6 +122,7 @@ static int collect(struct amf *a, struct sg *only, const char *node, struct grou
             *ret = calloc(1, sizeof(struct group_op) + n * sizeof(struct part));
             if (!*ret)
                 return -ENOMEM;
+            (*ret)->amf = a;
         }
     }
     return 0;
@@ -195,8 +203,16 @@ static int group_run(struct group_op *g, int op, struct amf_waiter *w) {
         return r;
     }
     g->outer = w;
+    g->next = g->amf->groups;
+    g->amf->groups = g;
     group_part_end(g, 0);
     return 1;
+}
+
+void amf_admin_forget(struct amf *a, struct amf_waiter *w) {
+    for (struct group_op *g = a->groups; g; g = g->next)
+        if (g->outer == w)
+            g->outer = NULL;
 }
 
 /* ---- SIs and groups ------------------------------------------------------ */

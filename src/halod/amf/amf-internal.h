@@ -10,6 +10,7 @@
 
 struct invocation;
 struct tracker;
+struct group_op;
 
 struct amf {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ struct amf {
         amf_ready_fn fn;
         void *data;
     } active_ready[AMF_READINESS_MAX]; /* amf_add_active_readiness() */
+    struct group_op *groups;           /* operations on several units under way (amf-admin-group.c) */
 };
 
 /* A health check of a component (amf-health.c). */
@@ -114,6 +116,8 @@ int amf_unassign(struct si *si, struct assignment *a);
 void amf_switchover_done(struct si *si, int error);
 /* Lock waiters: su may have lost its last assignment (a shutdown ends LOCKED). */
 void amf_su_check_lock_done(struct su *su);
+/* A waiter's requester went away: an operation on several units forgets it (amf-admin-group.c). */
+void amf_admin_forget(struct amf *a, struct amf_waiter *w);
 /* A locked or shutting-down SI holds nothing any more (amf-admin.c). */
 void amf_si_drained(struct si *si);
 /* Looks at sg again after delay (auto-adjust's probation; amf-admin.c). */

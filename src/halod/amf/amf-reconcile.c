@@ -272,6 +272,20 @@ static bool may_adjust_to(struct si *si, struct su *su) {
     return false;
 }
 
+/* Removes a STANDBY on a unit out of service (policy: or one the model no
+ * longer allows); true if it did. */
+static bool drop_standby(struct si *si, const struct amf_policy *p, bool policy) {
+    for (size_t i = 0; i < si->n_asg; i++) {
+        struct assignment *a = &si->asg[i];
+        if (a->su && a->target == HALO_HA_STANDBY && !a->removing &&
+            (!amf_su_in_service(a->su) || (policy && p->keep_standby && !p->keep_standby(si, a->su)))) {
+            (void)amf_unassign(si, a);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void reconcile_si(struct si *si, const struct amf_policy *p) {
     /* Never two ACTIVEs: while the failed former ACTIVE is still dying
      * (SIGKILL sent, not yet reaped) it may hold the service's resources. */
@@ -346,6 +360,10 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
             return;
     }
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
+    /* 6, without an ACTIVE: a STANDBY on a unit out of service goes (a lock
+     * of every unit would wait for it for ever). */
+    if (!act && drop_standby(si, p, false))
+        return;
     if (!act) {
         if (!si->unassigned_since) {
             si->unassigned_since = now_monotonic_usec();
@@ -367,14 +385,8 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
         return;
     }
     /* 6. */
-    for (size_t i = 0; i < si->n_asg; i++) {
-        struct assignment *a = &si->asg[i];
-        if (a->su && a->target == HALO_HA_STANDBY && !a->removing &&
-            (!amf_su_in_service(a->su) || (p->keep_standby && !p->keep_standby(si, a->su)))) {
-            (void)amf_unassign(si, a);
-            return;
-        }
-    }
+    if (drop_standby(si, p, true))
+        return;
     if (n_sb > want_sb) {
         (void)amf_unassign(si, worst(si, HALO_HA_STANDBY));
         return;

@@ -279,6 +279,7 @@ void amf_waiter_done(struct amf_waiter **w, int error) {
 }
 
 void amf_waiter_forget(struct amf *a, struct amf_waiter *w) {
+    amf_admin_forget(a, w);
     for (size_t g = 0; g < a->n_sgs; g++) {
         struct sg *sg = &a->sgs[g];
         for (size_t i = 0; i < sg->n_sis; i++)
