@@ -230,49 +230,38 @@ def settled(h, si):
     return (act[0], sb[0]) if act and sb and len(act) == len(sb) == 1 else None
 
 
-def test_node_switchover_on_two_nodes_without_a_failover(etcd, halod_factory, tmp_path):
-    log = str(tmp_path / "comp.log")
-    hs, _ = start_nodes(halod_factory, two_groups_yaml(log), etcd.endpoints)
-    node = {"a1": "n1", "b2": "n1", "b1": "n2", "a2": "n2"}
-    roles = {si: wait_for(lambda: settled(hs["n1"], si), timeout=30, what=f"{si} settled") for si in ("s1", "s2")}
-    for si in ("s1", "s2"):
-        wait_for(lambda: settled(hs["n2"], si) == roles[si], timeout=30, what=f"n2 sees {si} as n1 does")
-    # The node that is not the coordinator is drained: the coordinator moves
-    # its roles as that node's units shut down, through the store.
-    coord = hs["n1"].status()["coordinator"]
-    drained, other = ("n2", "n1") if coord == "n1" else ("n1", "n2")
+def drain(hs, log, node, drained, asked_of):
+    """Node switchover of drained, asked of node asked_of: every ACTIVE it holds
+    moves to the other node gracefully, its processes stop, nothing fails."""
+    other = "n1" if drained == "n2" else "n2"
     gone_units = [u for u in node if node[u] == drained]
     kept_units = [u for u in node if node[u] == other]
-    # Both ACTIVEs on the drained node first (whoever registered first took them).
-    for si in ("s1", "s2"):
-        if node[roles[si][0]] != drained:
-            hs[other].ctl("admin", "si-swap", f"si:{si}")
-            roles[si] = roles[si][::-1]
-        for h in hs.values():
-            wait_for(lambda: settled(h, si) == roles[si], timeout=20, what=f"{si} ACTIVE on {drained}")
-    moved = {si: roles[si][1] for si in ("s1", "s2")}
+    roles = {si: settled(hs[other], si) for si in ("s1", "s2")}
+    moved = {si: roles[si][1] for si in roles if node[roles[si][0]] == drained}
+    assert moved, "the drained node holds no ACTIVE: nothing to check"
     old_pids = {c: hs[drained].pid_of(c) for c in gone_units}
     kept_pids = {c: hs[other].pid_of(c) for c in kept_units}
     n_sets = {c: len(sets(log, c, "ACTIVE")) for c in kept_units}
-    # Asked of the other node, run by the drained node's own halod.
-    hs[other].ctl("admin", "switchover", f"node:{drained}")
+    n_terms = {c: len(events(log, c, "TERMINATE")) for c in gone_units}
+    hs[asked_of].ctl("admin", "switchover", f"node:{drained}")
     for h in hs.values():
         for si in ("s1", "s2"):
             wait_for(lambda: confirmed(h, si, "ACTIVE") == [u for u in kept_units if u[1] == si[1]] and
                      confirmed(h, si, "STANDBY") == [], timeout=20, what=f"{si} ACTIVE on {other} alone")
     # Every new ACTIVE was told QUIESCED (a switchover, not a failover), after
-    # the old one had been told QUIESCING: nothing failed over.
+    # the old one had been told QUIESCING.
     for si, new in moved.items():
-        old = roles[si][0]
         assert len(sets(log, new, "ACTIVE")) == n_sets[new] + 1
         assert sets(log, new, "ACTIVE")[-1][4] == "transition=2", si
-        assert index_of(log, old, "CSI_SET", f"{si}-csi", "QUIESCING") < \
-            [i for i, e in enumerate(events(log)) if e[:2] == [new, "CSI_SET"] and e[3] == "ACTIVE"][-1]
+        last_quiescing = [i for i, e in enumerate(events(log)) if e[:2] == [roles[si][0], "CSI_SET"] and
+                          e[3] == "QUIESCING"][-1]
+        assert last_quiescing < [i for i, e in enumerate(events(log)) if e[:2] == [new, "CSI_SET"] and
+                                 e[3] == "ACTIVE"][-1]
     # The drained node's processes stopped (terminated, not killed), the
     # other's kept running: no process killed, no failure.
     for c, pid in old_pids.items():
         assert gone(pid), c
-        assert events(log, c, "TERMINATE"), c
+        assert len(events(log, c, "TERMINATE")) == n_terms[c] + 1, c
     assert {c: hs[other].pid_of(c) for c in kept_units} == kept_pids
     for h in hs.values():
         assert not failures(h)
@@ -286,5 +275,29 @@ def test_node_switchover_on_two_nodes_without_a_failover(etcd, halod_factory, tm
         for si in ("s1", "s2"):
             wait_roles(h, si, "STANDBY", [u for u in gone_units if u[1] == si[1]], timeout=20)
     assert {c: hs[other].pid_of(c) for c in kept_units} == kept_pids
+
+
+def test_node_switchover_on_two_nodes_without_a_failover(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    hs, _ = start_nodes(halod_factory, two_groups_yaml(log), etcd.endpoints)
+    node = {"a1": "n1", "b2": "n1", "b1": "n2", "a2": "n2"}
+    roles = {si: wait_for(lambda: settled(hs["n1"], si), timeout=30, what=f"{si} settled") for si in ("s1", "s2")}
+    for si in ("s1", "s2"):
+        wait_for(lambda: settled(hs["n2"], si) == roles[si], timeout=30, what=f"n2 sees {si} as n1 does")
+    # First the node that is not the coordinator: the coordinator moves its
+    # roles as that node's units shut down, through the store.  Both ACTIVEs
+    # there first (whoever registered first took them).
+    coord = hs["n1"].status()["coordinator"]
+    drained, other = ("n2", "n1") if coord == "n1" else ("n1", "n2")
+    for si in ("s1", "s2"):
+        if node[roles[si][0]] != drained:
+            hs[other].ctl("admin", "si-swap", f"si:{si}")
+            roles[si] = roles[si][::-1]
+        for h in hs.values():
+            wait_for(lambda: settled(h, si) == roles[si], timeout=20, what=f"{si} ACTIVE on {drained}")
+    # Asked of the other node, run by the drained node's own halod.
+    drain(hs, log, node, drained, asked_of=other)
+    # Then the coordinator's own node, which now holds every ACTIVE.
+    drain(hs, log, node, other, asked_of=other)
     for h in hs.values():
         assert h.stop() == 0
