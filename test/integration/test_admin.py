@@ -301,3 +301,32 @@ def test_node_switchover_on_two_nodes_without_a_failover(etcd, halod_factory, tm
     drain(hs, log, node, other, asked_of=other)
     for h in hs.values():
         assert h.stop() == 0
+
+
+def test_lock_of_an_active_on_another_node_hands_over_without_a_failover(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    hs, _ = start_nodes(halod_factory, two_groups_yaml(log), etcd.endpoints)
+    node = {"a1": "n1", "b2": "n1", "b1": "n2", "a2": "n2"}
+    act, sb = wait_for(lambda: settled(hs["n1"], "s1"), timeout=30, what="s1 settled")
+    coord = hs["n1"].status()["coordinator"]
+    if node[act] == coord:  # the ACTIVE on the node that is not the coordinator
+        hs[coord].ctl("admin", "si-swap", "si:s1")
+        act, sb = sb, act
+    for h in hs.values():
+        wait_for(lambda: settled(h, "s1") == (act, sb), timeout=20, what="s1 ACTIVE off the coordinator")
+    pids = {u: hs[node[u]].pid_of(u) for u in (act, sb)}
+    hs[coord].ctl("admin", "lock", f"su:{act}")  # forwarded to the unit's node
+    for h in hs.values():
+        wait_for(lambda: confirmed(h, "s1", "ACTIVE") == [sb] and confirmed(h, "s1", "STANDBY") == [],
+                 timeout=20, what="s1 handed over")
+    assert sets(log, act, "QUIESCED") and not sets(log, act, "QUIESCING")
+    assert sets(log, sb, "ACTIVE")[-1][4] == "transition=2"
+    assert {u: hs[node[u]].pid_of(u) for u in (act, sb)} == pids
+    for h in hs.values():
+        assert not failures(h)
+    assert hs[coord].su(act)["admin"] == "LOCKED"
+    hs[coord].ctl("admin", "unlock", f"su:{act}")
+    for h in hs.values():
+        wait_roles(h, "s1", "STANDBY", [act], timeout=20)
+    for h in hs.values():
+        assert h.stop() == 0
