@@ -216,6 +216,28 @@ TEST(admin_a_node_operation_whose_requester_went_away_tells_nobody) {
     fixture_stop(&f);
 }
 
+TEST(admin_a_group_operation_acts_on_each_unit_and_answers_once) {
+    start(TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_LOCK_INSTANTIATION, "sg:g", &w), -HALO_EBADSTATE); /* not locked */
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_SG_ADJUST, "sg:nope", &w), -HALO_EUNKNOWN);
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_SHUTDOWN, "sg:g", &w), 1);
+    amf_response(f.amf, a, 0, expect_csi_set(a, HALO_HA_QUIESCING)->invocation, 0, true);
+    expect_remove(a);
+    ASSERT(!seen("waiter ok"));
+    expect_remove(b);
+    size_t told = 0;
+    for (size_t i = 0; i < n_events; i++)
+        told += streq(events[i], "waiter ok");
+    ASSERT_EQ(told, 1); /* one answer for the group */
+    ASSERT_STREQ(su_admin_to_string(su("a")->admin), "LOCKED");
+    ASSERT_STREQ(su_admin_to_string(su("b")->admin), "LOCKED");
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_UNLOCK, "sg:g", &w), 0);
+    answer(&f, a, expect_csi_set(a, HALO_HA_ACTIVE));
+    answer(&f, b, expect_csi_set(b, HALO_HA_STANDBY));
+    fixture_stop(&f);
+}
+
 /* a fails, b takes over, a comes back STANDBY. */
 static void failed_over_and_back(void) {
     struct comp *ca = amf_find_comp(f.amf, "a");
