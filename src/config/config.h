@@ -137,8 +137,9 @@ struct config_sg {
     struct config_pos active_sus_pos, standby_sus_pos;
     unsigned max_active_sis_per_su, max_standby_sis_per_su; /* 0: no limit */
     struct config_pos max_active_pos, max_standby_pos;
-    bool auto_failback; /* move ACTIVE back to the most preferred SU when it returns */
-    bool cdb_roles;     /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    bool auto_failback; /* auto-adjust (alias auto-failback): ACTIVE back to the most preferred SU when it returns */
+    usec_t auto_adjust_probation; /* how long a unit must be back before a role moves onto it */
+    bool cdb_roles;               /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
     struct config_pos cdb_roles_pos;
     struct config_su *sus;
     size_t n_sus;

@@ -197,6 +197,7 @@ TEST(example_2n_inherits) {
     ASSERT_EQ(sg->pos.column, 3);
     ASSERT_EQ(sg->redundancy, CONFIG_REDUNDANCY_2N);
     ASSERT(sg->auto_failback);
+    ASSERT_EQ(sg->auto_adjust_probation, 10 * USEC_PER_SEC); /* the default */
     ASSERT_EQ(sg->n_sus, 2);
 
     /* rank is the order in the file, not alphabetical */
@@ -406,6 +407,24 @@ TEST(error_not_a_map) {
 
     e = load_fail("nodes: [a]\n" SG_OK, &p);
     ASSERT_ERROR(e, p, 1, 8, "'nodes' must be a map, got a list");
+    free(e);
+}
+
+TEST(error_auto_adjust) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    auto-failback: true\n"
+                        "    auto-adjust: maybe\n"
+                        "    auto-adjust-probation: soon\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 20, "'auto-failback' is the old name of 'auto-adjust': give one of them");
+    ASSERT_ERROR(e, p, 4, 18, "'auto-adjust' must be true or false, got 'maybe'");
+    ASSERT_ERROR(e, p, 5, 28, "'auto-adjust-probation' must be a duration (like 10s), got 'soon'");
+    ASSERT_EQ(count_lines(e), 3);
     free(e);
 }
 

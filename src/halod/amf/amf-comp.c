@@ -38,7 +38,7 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
             amf_su_failure_settled(c->su);
         else if (!amf_comp_sa_aware(c))
             amf_nsa_stopped(c);
-        else
+        else if (!amf_admin_comp_stopped(c)) /* an operator's restart in place or lock-instantiation */
             amf_comp_fail(c, "ended after terminate");
         return;
     }

@@ -123,6 +123,7 @@ static void su_fence(struct su *su) {
         if (c->helper && !c->helper_cleanup) /* a terminate command: the process is killed */
             (void)proc_kill(c->helper, SIGKILL);
         uv_timer_stop(&c->timer);
+        c->restart_in_place = false; /* the unit's failure recovery takes over */
         amf_hc_stop_all(c);
         amf_inv_cancel_comp(c);
         if (c->conn) {

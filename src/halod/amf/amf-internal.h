@@ -10,6 +10,7 @@
 
 struct invocation;
 struct tracker;
+struct group_op;
 
 struct amf {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ struct amf {
         amf_ready_fn fn;
         void *data;
     } active_ready[AMF_READINESS_MAX]; /* amf_add_active_readiness() */
+    struct group_op *groups;           /* operations on several units under way (amf-admin-group.c) */
 };
 
 /* A health check of a component (amf-health.c). */
@@ -112,8 +114,14 @@ int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_trans
 int amf_unassign(struct si *si, struct assignment *a);
 /* A switchover the model drove has completed or was abandoned. */
 void amf_switchover_done(struct si *si, int error);
-/* Lock waiters: su may have lost its last assignment. */
+/* Lock waiters: su may have lost its last assignment (a shutdown ends LOCKED). */
 void amf_su_check_lock_done(struct su *su);
+/* A waiter's requester went away: an operation on several units forgets it (amf-admin-group.c). */
+void amf_admin_forget(struct amf *a, struct amf_waiter *w);
+/* A locked or shutting-down SI holds nothing any more (amf-admin.c). */
+void amf_si_drained(struct si *si);
+/* Looks at sg again after delay (auto-adjust's probation; amf-admin.c). */
+void amf_sg_adjust_later(struct sg *sg, usec_t delay);
 
 /* ---- assignments (amf-assign.c) ---- */
 struct assignment *amf_asg_slot(struct si *si, struct su *su);
@@ -125,6 +133,8 @@ void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */
 int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition);
 int amf_asg_send_remove(struct si *si, struct assignment *a);
+/* The same to component c alone, with the state a holds (a restart in place); 0 or -errno. */
+int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a);
 void amf_waiter_done(struct amf_waiter **w, int error);
 
 /* ---- invocations (amf-invoke.c) ---- */
@@ -167,6 +177,11 @@ void amf_su_failure_settled(struct su *su);
 void amf_comp_on_timer(uv_timer_t *t);
 void amf_proc_exited(struct proc *p, int status, void *userdata);
 void amf_stop_check(struct amf *a);
+/* c's process ended after halod terminated it for an operator's command (restart
+ * in place, lock-instantiation): true when amf-admin.c took it over. */
+bool amf_admin_comp_stopped(struct comp *c);
+/* c registered: a restart in place sets its CSIs again, with the roles its unit holds. */
+void amf_admin_comp_registered(struct comp *c);
 
 /* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
  * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
@@ -196,6 +211,16 @@ bool amf_nsa_cleanup(struct su *su);
 bool amf_nsa_cleanup_due(const struct comp *c);
 /* The start: an adopted process of c whose unit does not hold its CSI ACTIVE is stopped as a failure. */
 void amf_nsa_adopted_check(struct comp *c);
+
+/* ---- the operator's maintenance operations (amf-admin.c, amf-admin-group.c) ----
+ * Each returns 0 when done; 1 when w is told how it ends; or -errno (then w never is). */
+int amf_su_op_lock(struct su *su, bool shutdown, struct amf_waiter *w);
+int amf_su_op_unlock(struct su *su);
+int amf_su_op_lock_instantiation(struct su *su, struct amf_waiter *w);
+int amf_su_op_unlock_instantiation(struct su *su);
+int amf_su_op_restart(struct su *su);
+int amf_su_op_repair(struct su *su);
+int amf_comp_op_restart(struct comp *c);
 
 /* ---- health checks (amf-health.c) ---- */
 int amf_hc_add(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery);

@@ -90,6 +90,8 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         return;
     amf_notify_comp(c, AMF_COMP_REGISTERED, NULL);
     if (c->conn == conn) /* an observer's send may have failed the component */
+        amf_admin_comp_registered(c);
+    if (c->conn == conn)
         amf_sg_evaluate(c->su->sg);
 }
 

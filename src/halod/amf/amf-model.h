@@ -35,7 +35,14 @@ enum presence {
 };
 const char *presence_to_string(enum presence p);
 
-enum su_admin { SU_UNLOCKED, SU_LOCKED };
+/* The administrative state of a unit (SA Forum AMF): LOCKED and SHUTTING_DOWN
+ * take it out of service (its ACTIVEs go QUIESCED at once, or QUIESCING and
+ * it waits for quiescing complete), LOCKED_INSTANTIATION stops its processes. */
+enum su_admin { SU_UNLOCKED, SU_LOCKED, SU_LOCKED_INSTANTIATION, SU_SHUTTING_DOWN, _SU_ADMIN_MAX };
+const char *su_admin_to_string(enum su_admin s);
+int su_admin_from_string(const char *s); /* the state, or -EINVAL */
+/* The administrative state of an SI: LOCKED and SHUTTING_DOWN remove its assignments. */
+enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN };
 enum su_oper { SU_ENABLED, SU_DISABLED };
 
 /*
@@ -64,12 +71,13 @@ struct comp {
     bool adopted;       /* started by a previous halod, watched through a pidfd */
     bool object_states; /* its registration asked for the cluster's object states */
     /* A non-SA-aware component (amf-nsa.c): its process runs while its unit holds its CSI ACTIVE. */
-    struct proc *helper; /* its terminate or cleanup command, while it runs */
-    bool helper_cleanup; /* the helper is the cleanup command */
-    bool starting;       /* proc is the command that starts a pidfile daemon, not the daemon yet */
-    bool unclean;        /* a process of it ran and did not stop cleanly: its cleanup is due */
-    bool killed;         /* its process got SIGKILL */
-    pid_t last_pid;      /* the process it had, for its terminate and cleanup commands */
+    struct proc *helper;   /* its terminate or cleanup command, while it runs */
+    bool helper_cleanup;   /* the helper is the cleanup command */
+    bool starting;         /* proc is the command that starts a pidfile daemon, not the daemon yet */
+    bool unclean;          /* a process of it ran and did not stop cleanly: its cleanup is due */
+    bool killed;           /* its process got SIGKILL */
+    pid_t last_pid;        /* the process it had, for its terminate and cleanup commands */
+    bool restart_in_place; /* an operator's restart: its unit keeps its roles, its CSIs are set again */
 };
 
 /* Whether c links libhalo (registers, answers callbacks); else halod carries out its CSIs itself. */
@@ -84,12 +92,13 @@ struct su_remote {
     bool failing;  /* fencing or restarting after a failure */
     bool fenced;   /* none of its processes runs */
     int64_t lease; /* the lease of its node when it published: the unit's incarnation */
+    enum su_admin admin;
 };
 
 /* Field by field: memcmp() would compare the padding too, which nobody sets. */
 static inline bool amf_su_remote_equal(const struct su_remote *a, const struct su_remote *b) {
     return a->known == b->known && a->in_service == b->in_service && a->failing == b->failing &&
-           a->fenced == b->fenced && a->lease == b->lease;
+           a->fenced == b->fenced && a->lease == b->lease && a->admin == b->admin;
 }
 
 struct su {
@@ -114,6 +123,8 @@ struct su {
     char *last_failure;
     struct amf_waiter *waiter; /* lock: done when the SU holds no assignment */
     struct su_remote remote;   /* a unit of another node: what its node published */
+    bool was_in_service;       /* as the deciding node saw it last (amf-reconcile.c) */
+    usec_t back_at;            /* when it last came (back) into service, as the deciding node saw it */
 };
 
 struct assignment {
@@ -141,6 +152,7 @@ struct si {
     struct amf_waiter *waiter;
     usec_t unassigned_since;
     struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
+    enum si_admin admin;
 };
 
 struct redundancy_ops;
@@ -154,6 +166,8 @@ struct sg {
     struct si *sis;
     size_t n_sis;
     const struct redundancy_ops *ops;
+    bool adjusting;          /* sg-adjust: ACTIVEs move back to the most preferred units in this pass */
+    uv_timer_t adjust_timer; /* auto-adjust: the end of the earliest probation */
 };
 
 /* The SI's (first) assignment whose target is state, or NULL. */
@@ -176,6 +190,18 @@ static inline struct assignment *amf_si_find_su(struct si *si, const struct su *
 static inline bool amf_si_busy(const struct si *si) {
     for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].pending)
+            return true;
+    return false;
+}
+
+/* The unit's administrative state (on another node: as its node last published). */
+static inline enum su_admin amf_su_admin(const struct su *su) {
+    return su->local ? su->admin : su->remote.admin;
+}
+/* Whether a component of the unit restarts in place (its roles stand meanwhile). */
+static inline bool amf_su_restarting(const struct su *su) {
+    for (size_t i = 0; su->local && !su->failing && i < su->n_comps; i++)
+        if (su->comps[i].restart_in_place)
             return true;
     return false;
 }

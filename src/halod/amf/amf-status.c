@@ -39,7 +39,7 @@ static const char *su_readiness(const struct su *su) {
 
 static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, void *userdata) {
     json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "name", su->name, "node", su->cfg->node, "rank",
-                          (int)su->cfg->rank, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED", "oper",
+                          (int)su->cfg->rank, "admin", su_admin_to_string(amf_su_admin(su)), "oper",
                           su->oper == SU_DISABLED ? "DISABLED" : "ENABLED", "readiness", su_readiness(su));
     if (!j)
         return NULL;

@@ -296,14 +296,16 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
         .failing = su->failing,
         .fenced = fenced,
         .lease = lease,
+        .admin = su->admin,
     };
     if (!force && pb->known && amf_su_remote_equal(&now, &pb->r))
         return;
     pb->known = true;
     pb->r = now;
     char key[STORE_KEY_MAX];
-    _cleanup_free_ char *v = dump(json_pack("{s:s, s:s, s:b, s:b, s:b}", "su", su->name, "node", s->node, "in_service",
-                                            now.in_service, "failing", now.failing, "fenced", fenced));
+    _cleanup_free_ char *v =
+        dump(json_pack("{s:s, s:s, s:b, s:b, s:b, s:s}", "su", su->name, "node", s->node, "in_service", now.in_service,
+                       "failing", now.failing, "fenced", fenced, "admin", su_admin_to_string(su->admin)));
     if (!v || key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
         return;
     s->refs++;
@@ -608,6 +610,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .failing = json_is_true(json_object_get(j, "failing")),
         .fenced = deleted ? trusted : json_is_true(json_object_get(j, "fenced")),
         .lease = lease,
+        .admin = (enum su_admin)MAX(su_admin_from_string(json_string_value(json_object_get(j, "admin"))), 0),
     };
     /* Back under a new lease of its node: a target written for that lease
      * before this state arrived was ignored (written for a lease the unit
