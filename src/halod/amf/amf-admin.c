@@ -142,6 +142,10 @@ int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w) 
         return amf_su_repair(a, target);
     case AMF_OP_FAIL:
         return amf_comp_report_failed(a, target);
+    case AMF_OP_EAM_START:
+        return amf_comp_eam_start(a, target);
+    case AMF_OP_EAM_STOP:
+        return amf_comp_eam_stop(a, target);
     default:
         return -EOPNOTSUPP;
     }
@@ -158,6 +162,8 @@ const char *amf_op_where(struct amf *a, int op, const char *target) {
         return amf_find_si(a, target) && !a->deciding ? "" : NULL;
     case AMF_OP_RESTART:
     case AMF_OP_FAIL:
+    case AMF_OP_EAM_START:
+    case AMF_OP_EAM_STOP:
         c = amf_find_comp(a, target);
         return c && !c->su->local ? c->su->cfg->node : NULL;
     case AMF_OP_LOCK:

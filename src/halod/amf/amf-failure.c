@@ -124,6 +124,7 @@ static void su_fence(struct su *su) {
             (void)proc_kill(c->helper, SIGKILL);
         uv_timer_stop(&c->timer);
         amf_hc_stop_all(c);
+        amf_monitor_cancel(c);
         amf_inv_cancel_comp(c);
         if (c->conn) {
             struct conn *conn = c->conn;
