@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from halo_harness import HALOD, free_port, pid_alive, proc_state, wait_for
+from halo_harness import HALOD, TESTCOMP, free_port, pid_alive, proc_state, wait_for
 
 PYTHON = "/usr/bin/python3"
 
@@ -353,3 +353,30 @@ service-groups:
         assert h.stop() == 0
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_an_sa_aware_component_is_monitored_from_its_registration(halod_factory, tmp_path):
+    # monitor: is for any component: an sa-aware one (testcomp, linking libhalo) too; STANDBY units run it as well.
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      command: {TESTCOMP}
+      monitor: {{period: 100ms, command: [/bin/sh, -c,
+        "echo >> {tmp_path}/runs-$HALO_COMPONENT; ! test -e {tmp_path}/fail-$HALO_COMPONENT"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    assert h.wait_assigned("si") == ("a", "b")
+    wait_for(lambda: os.path.exists(tmp_path / "runs-b"), what="the STANDBY's monitor running")
+    victim = h.pid_of("a")
+    (tmp_path / "fail-a").touch()
+    wait_for(lambda: h.si("si")["active"] == "b", timeout=5, what="b ACTIVE")
+    assert "component 'a' failed its monitor: the monitor command exited with status 1" in h.su("a")["last_failure"]
+    wait_for(lambda: not pid_alive(victim), timeout=5, what="a's process fenced")
+    os.unlink(tmp_path / "fail-a")
+    assert h.wait_assigned("si") == ("b", "a")
+    assert h.stop() == 0

@@ -4,6 +4,7 @@ ocf:heartbeat:IPaddr2) run by a real halod as 2N groups, started while ACTIVE,
 monitored, stopped as the cleanup of a failure, validated by halod --check."""
 import ctypes
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -196,3 +197,98 @@ service-groups:
     assert holder(netns) == side[active]
     assert h.stop() == 0
     assert holder(netns) is None
+
+
+# ---- an agent of the test's own, to make each action hang or fail ------------------------------
+
+FLAKY = r"""#!/bin/sh
+# A test agent: every action is logged; files in $OCF_RESKEY_dir make one hang or fail.
+d=$OCF_RESKEY_dir; i=$OCF_RESOURCE_INSTANCE
+echo "$1 $i $OCF_RESKEY_CRM_meta_timeout" >> "$d/log"
+case "$1" in
+meta-data) cat <<END
+<?xml version="1.0"?>
+<resource-agent name="Flaky" version="1.0"><version>1.1</version>
+<parameters><parameter name="dir" required="1"><content type="string"/></parameter></parameters>
+<actions>
+<action name="start" timeout="1s" />
+<action name="stop" timeout="2s" />
+<action name="monitor" timeout="2s" interval="200ms" />
+<action name="meta-data" timeout="5s" />
+</actions></resource-agent>
+END
+    exit 0;;
+start) test -e "$d/start-hangs-$i" && exec sleep 600
+    touch "$d/up-$i"; exit 0;;
+stop) test -e "$d/stop-fails-$i" && { echo "ERROR: $i cannot stop" >&2; exit 1; }
+    rm -f "$d/up-$i"; exit 0;;
+monitor) test -e "$d/up-$i" && exit 0; exit 7;;
+validate-all) exit 0;;
+*) exit 3;;
+esac
+"""
+
+
+@pytest.fixture
+def flaky():
+    """A provider of the test's own under /usr/lib/ocf/resource.d, removed afterwards: its agent spec."""
+    provider = f"halotest{uuid.uuid4().hex[:8]}"
+    d = f"/usr/lib/ocf/resource.d/{provider}"
+    try:
+        os.makedirs(d)
+    except OSError as e:
+        pytest.skip(f"cannot add an agent under /usr/lib/ocf: {e}")
+    try:
+        with open(f"{d}/Flaky", "w") as f:
+            f.write(FLAKY)
+        os.chmod(f"{d}/Flaky", 0o755)
+        yield f"ocf:{provider}:Flaky"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod_factory, tmp_path, flaky):
+    for su in ("a", "b"):
+        (tmp_path / f"start-hangs-{su}").touch()
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 200ms}}
+service-groups:
+  g:
+    component: {{type: ocf, agent: "{flaky}", params: {{dir: {tmp_path}}}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    wait_for(lambda: "Component 'b' is OCF agent" in h.logtext() and "Component 'a' is OCF agent" in h.logtext(),
+             what="both meta-data read")
+    assert "start 1s, stop 2s, monitor every 200ms within 2s" in h.logtext()
+    # The start hangs past the 1 s the agent advertises (not halod's 20 s): a failure.
+    first = wait_for(lambda: next((s for s in ("a", "b") if "did not start within its OCF start timeout (1s)"
+                                   in (h.su(s).get("last_failure") or "")), None), timeout=10,
+                     what="a start timed out")
+    assert f"start {first} 1000" in open(tmp_path / "log").read()  # OCF_RESKEY_CRM_meta_timeout, in ms
+    for su in ("a", "b"):
+        os.unlink(tmp_path / f"start-hangs-{su}")
+    active, standby = h.wait_assigned("si", timeout=20)
+    assert os.path.exists(tmp_path / f"up-{active}") and not os.path.exists(tmp_path / f"up-{standby}")
+    # The resource goes; its cleanup (stop) fails: it may still be held, so its unit is disabled.
+    (tmp_path / f"stop-fails-{active}").touch()
+    os.unlink(tmp_path / f"up-{active}")
+    wait_for(lambda: h.su(active)["oper"] == "DISABLED", timeout=10, what=f"{active} disabled")
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert "OCF stop failed: OCF_ERR_GENERIC (1: generic error): " + active + " cannot stop" in \
+        h.comp(active)["last_exit"]
+    assert f"service unit '{active}' is disabled until 'haloctl repair {active}'" in h.logtext()
+    # Repaired, it comes back as STANDBY; then a switchover whose stop fails is a failure of the old ACTIVE.
+    os.unlink(tmp_path / f"stop-fails-{active}")
+    h.ctl("repair", active)
+    assert h.wait_assigned("si") == (standby, active)
+    (tmp_path / f"stop-fails-{standby}").touch()
+    h.ctl("switchover", "si", check=False)
+    wait_for(lambda: h.si("si")["active"] == active, timeout=10, what=f"{active} ACTIVE again")
+    assert f"component '{standby}' OCF stop failed" in h.su(standby)["last_failure"]
+    assert h.su(standby)["oper"] == "DISABLED"  # its cleanup, the stop again, failed too
+    os.unlink(tmp_path / f"stop-fails-{standby}")
+    assert h.stop() == 0
+

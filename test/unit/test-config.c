@@ -481,10 +481,11 @@ TEST(error_unknown_keys) {
                  "service-groups, cdb, pools)");
     ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
-    ASSERT_ERROR(e, p, 5, 58,
-                 "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-                 "csi-types, services, devices, type, terminate, cleanup, pidfile, monitor, agent, params, user, group, "
-                 "restart, health-check, timeouts)");
+    ASSERT_ERROR(
+        e, p, 5, 58,
+        "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
+        "csi-types, services, devices, type, terminate, cleanup, pidfile, monitor, agent, params, user, group, "
+        "restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1425,13 +1426,14 @@ TEST(error_non_sa_aware_settings) {
 }
 
 TEST(monitor_agent_user) {
-    struct config *c = load_ok("service-groups:\n"
-                               "  g:\n"
-                               "    service-units:\n"
-                               "      a: {component: {type: non-sa-aware, command: /bin/sleep, user: nobody, group: nogroup,\n"
-                               "                      monitor: {command: [/bin/true, x], period: 250ms}}}\n"
-                               "      b: {component: {type: ocf, agent: ocf:heartbeat:Dummy, params: {state: /x}}}\n"
-                               "    service-instances: {si: {csis: {c: {}}}}\n");
+    struct config *c =
+        load_ok("service-groups:\n"
+                "  g:\n"
+                "    service-units:\n"
+                "      a: {component: {type: non-sa-aware, command: /bin/sleep, user: nobody, group: nogroup,\n"
+                "                      monitor: {command: [/bin/true, x], period: 250ms}}}\n"
+                "      b: {component: {type: ocf, agent: ocf:heartbeat:Dummy, params: {state: /x}}}\n"
+                "    service-instances: {si: {csis: {c: {}}}}\n");
     const struct config_component *a = &c->sgs[0].sus[0].components[0], *b = &c->sgs[0].sus[1].components[0];
     ASSERT(a->monitor.given);
     ASSERT_STREQ(a->monitor.command[0], "/bin/true");
@@ -1466,8 +1468,9 @@ TEST(error_monitor_agent_user) {
     ASSERT_ERROR(e, p, 5, 41, "monitor 'period' must be a duration longer than 0");
     ASSERT_ERROR(e, p, 5, 52, "'user' 'no-such-user-here' is not a user of this system");
     ASSERT_ERROR(e, p, 5, 79, "'params' is for ocf components only (set 'type: ocf')");
-    ASSERT_ERROR(e, p, 6, 41, "'agent' 'heartbeat:NoSuchAgent': '/usr/lib/ocf/resource.d/heartbeat/NoSuchAgent' is "
-                              "not an executable agent");
+    ASSERT_ERROR(e, p, 6, 41,
+                 "'agent' 'heartbeat:NoSuchAgent': '/usr/lib/ocf/resource.d/heartbeat/NoSuchAgent' is "
+                 "not an executable agent");
     ASSERT_ERROR(e, p, 6, 70, "'user' is for non-sa-aware components only: an ocf agent runs as root");
     ASSERT_ERROR(e, p, 3, 26, "'command' is not for ocf components");
     ASSERT_ERROR(e, p, 7, 41, "'agent' must be PROVIDER:TYPE (ocf:PROVIDER:TYPE also)");

@@ -498,6 +498,11 @@ int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state) {
 void amf_nsa_ready(struct comp *c) {
     if (amf_comp_ocf(c) && !amf_ocf_prepare(c))
         return; /* once its meta-data is read */
+    if (amf_comp_ocf(c) && !c->proc && !c->helper && c->ocf.up) {
+        /* Only a repair starts a unit whose cleanup failed: the operator took care of what it left. */
+        log_info("Component '%s': its resource is taken as stopped (repaired)", c->name);
+        c->ocf.up = false;
+    }
     if (present(c) || c->helper)
         return;
     c->presence = PRESENCE_UNINSTANTIATED;
