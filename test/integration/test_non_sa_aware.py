@@ -271,10 +271,10 @@ service-groups:
 
 
 def test_a_failing_monitor_fails_the_unit_over_and_eam_stop_silences_it(halod_factory, tmp_path):
-    # The monitor counts its runs and fails while a file names its component.
+    # The monitor counts its runs and fails while a file names its component, its last line saying why.
     h = halod_factory(monitored_yaml(tmp_path, f"""{{period: 200ms, command: [/bin/sh, -c,
         "echo >> {tmp_path}/runs-$HALO_COMPONENT; kill -0 $HALO_PID || exit 3; ! test -e {tmp_path}/fail-$HALO_COMPONENT ||
-         {{ echo $HALO_COMPONENT is broken; exit 1; }}"]}}""")).start()
+         {{ seq 1 2000; echo $HALO_COMPONENT is broken; exit 1; }}"]}}""")).start()
     assert h.wait_assigned("si") == ("a", "b")
 
     def runs(comp):

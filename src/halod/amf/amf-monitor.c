@@ -61,7 +61,7 @@ static void on_exit_(struct proc *p, int status, void *userdata) {
     else {
         char st[128];
         proc_status_to_string(status, st, sizeof(st));
-        ssize_t n = proc_output(p, out, sizeof(out));
+        ssize_t n = proc_output(p, out, sizeof(out), true);
         while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
             out[--n] = '\0';
         char *last = n > 0 ? strrchr(out, '\n') : NULL;

@@ -167,7 +167,7 @@ const char *amf_ocf_reason(char *out, char *buf, size_t n) {
 char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf, size_t n) {
     char code[128], out[4096], reason[256];
     amf_ocf_status_to_string(status, code, sizeof(code));
-    if (proc_output(p, out, sizeof(out)) > 0 && *amf_ocf_reason(out, reason, sizeof(reason)))
+    if (proc_output(p, out, sizeof(out), true) > 0 && *amf_ocf_reason(out, reason, sizeof(reason)))
         snprintf(buf, n, "OCF %s failed: %s: %s", action, code, reason);
     else
         snprintf(buf, n, "OCF %s failed: %s", action, code);
@@ -181,7 +181,7 @@ static void meta_data_done(struct proc *p, int status, void *userdata) {
 
     c->ocf.prep = NULL;
     uv_timer_stop(&c->timer);
-    if (status == 0 && xml && proc_output(p, xml, 64 * 1024) > 0)
+    if (status == 0 && xml && proc_output(p, xml, 64 * 1024, false) > 0)
         amf_ocf_meta_parse(xml, &meta);
     else
         log_warning("Component '%s': %s; its timeouts are halod's defaults", c->name,

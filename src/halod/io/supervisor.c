@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -295,16 +296,25 @@ int proc_kill(struct proc *p, int sig) {
     return 0;
 }
 
-ssize_t proc_output(struct proc *p, char *buf, size_t n) {
+ssize_t proc_output(struct proc *p, char *buf, size_t n, bool last) {
+    struct stat st;
+    off_t from = 0;
     if (n == 0)
         return -EINVAL;
     buf[0] = '\0';
     if (p->output_fd < 0)
         return 0;
-    ssize_t k = pread(p->output_fd, buf, n - 1, 0);
+    if (last && fstat(p->output_fd, &st) == 0 && st.st_size > (off_t)(n - 1))
+        from = st.st_size - (off_t)(n - 1);
+    ssize_t k = pread(p->output_fd, buf, n - 1, from);
     if (k < 0)
         return -errno;
     buf[k] = '\0';
+    char *nl = from > 0 ? memchr(buf, '\n', (size_t)k) : NULL;
+    if (nl) { /* a line cut in two: from the next one */
+        k -= nl + 1 - buf;
+        memmove(buf, nl + 1, (size_t)k + 1);
+    }
     return k;
 }
 

@@ -59,9 +59,10 @@ int proc_kill(struct proc *p, int sig);
  * is still to come).  Asks the kernel now, without waiting for the loop to
  * tell: the pidfd polls readable from the moment the process is a zombie. */
 bool proc_has_exited(const struct proc *p);
-/* What a process spawned with capture wrote to stdout and stderr, its first n - 1 bytes at most,
- * NUL-terminated in buf (from its exit callback: the proc is freed after it).  The length, or -errno. */
-ssize_t proc_output(struct proc *p, char *buf, size_t n);
+/* What a process spawned with capture wrote to stdout and stderr, NUL-terminated in buf (from its
+ * exit callback: the proc is freed after it): its first n - 1 bytes at most, or with last its last
+ * ones, from the start of a line.  The length, or -errno. */
+ssize_t proc_output(struct proc *p, char *buf, size_t n, bool last);
 /* Forgets the exit callback (used when its owner goes away; the proc is still reaped). */
 void proc_detach(struct proc *p);
 
