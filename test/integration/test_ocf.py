@@ -64,7 +64,9 @@ def test_dummy_fails_over_when_its_monitor_says_not_running(halod_factory, tmp_p
 
 def test_a_switchover_stops_one_resource_then_starts_the_other(halod_factory, tmp_path):
     h = halod_factory(dummy_yaml(tmp_path, period="10s")).start()
+    # At start the unit preferred for ACTIVE (the first) gets it, whichever agent answered meta-data first.
     active, standby = h.wait_assigned("si")
+    assert (active, standby) == ("a", "b")
     h.ctl("switchover", "si")
     assert h.wait_assigned("si") == (standby, active)
     assert os.path.exists(tmp_path / f"{standby}.state") and not os.path.exists(tmp_path / f"{active}.state")

@@ -216,6 +216,8 @@ bool amf_ocf_prepare(struct comp *c) {
         c->ocf.monitor_interval = OCF_DEFAULT_INTERVAL;
         return true;
     }
+    /* Instantiating meanwhile: the models wait for a unit preferred for ACTIVE whose agent has not answered yet. */
+    c->presence = PRESENCE_INSTANTIATING;
     uv_timer_start(&c->timer, amf_comp_on_timer, OCF_META_DATA_TIMEOUT / 1000, 0);
     return false;
 }
