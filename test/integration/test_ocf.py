@@ -294,3 +294,22 @@ service-groups:
     os.unlink(tmp_path / f"stop-fails-{standby}")
     assert h.stop() == 0
 
+
+
+def test_halod_stopping_during_a_start_stops_the_resource(halod_factory, tmp_path, flaky):
+    for su in ("a", "b"):
+        (tmp_path / f"start-hangs-{su}").touch()
+    h = halod_factory(f"""
+service-groups:
+  g:
+    component: {{type: ocf, agent: "{flaky}", params: {{dir: {tmp_path}}}, timeouts: {{instantiate: 30s}}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+
+    def actions():
+        return [line.split()[:2] for line in open(tmp_path / "log")] if os.path.exists(tmp_path / "log") else []
+
+    wait_for(lambda: ["start", "a"] in actions(), what="a's start")
+    assert h.stop() == 0  # the start is killed, and then the agent's stop runs
+    assert actions()[actions().index(["start", "a"]):] == [["start", "a"], ["stop", "a"]]

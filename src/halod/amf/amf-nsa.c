@@ -286,6 +286,16 @@ bool amf_nsa_start_done(struct comp *c, int status) {
     pid_t pid = 0;
 
     c->starting = false;
+    if (amf_comp_ocf(c) && c->amf->stopping) {
+        /* halod stops while the agent started it: whatever the start did, the stop undoes. */
+        uv_timer_stop(&c->timer);
+        c->proc = NULL;
+        c->pid = 0;
+        start_helper(c, true);
+        if (!c->helper)
+            amf_stop_check(c->amf);
+        return true;
+    }
     if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING)
         return false; /* its end is the component's process ending */
     if (amf_comp_ocf(c)) {
