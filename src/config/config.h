@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "time-util.h"
 
@@ -54,6 +55,25 @@ struct config_timeouts {
 enum config_comp_type {
     CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
     CONFIG_COMP_NON_SA_AWARE, /* an unmodified program: its process runs while its unit holds its CSI ACTIVE */
+    CONFIG_COMP_OCF,          /* an OCF resource agent: started while its unit holds its CSI ACTIVE, stopped else */
+};
+
+/* External active monitoring: a command halod runs every period while the component runs. */
+struct config_monitor {
+    char **command; /* argv[0] absolute; NULL-terminated; NULL: none (an OCF agent's own monitor action) */
+    size_t n_command;
+    usec_t period;  /* 0: not given (OCF: the agent's advertised monitor interval, else 10s) */
+    usec_t timeout; /* 0: not given (OCF: the agent's advertised monitor timeout, else 20s) */
+    bool given;     /* a 'monitor' key was given (an OCF component is monitored without one too) */
+};
+
+/* `user:` and `group:`, resolved when the description is loaded. */
+struct config_ids {
+    bool set_uid, set_gid;
+    uid_t uid;
+    gid_t gid;     /* the group's, else the user's primary group */
+    gid_t *groups; /* supplementary groups: the user's, as initgroups() would set them; NULL: none */
+    size_t n_groups;
 };
 
 struct config_component {
@@ -81,6 +101,14 @@ struct config_component {
     char **cleanup; /* run once its process was killed or died, to release what it held */
     size_t n_cleanup;
     char *pidfile; /* absolute: the command forks a daemon and writes its pid here, then exits 0 */
+    struct config_monitor monitor;
+    struct config_ids ids;
+    /* OCF only: the agent (command is its absolute path), its provider and type, and its parameters. */
+    char *ocf_provider, *ocf_type;
+    struct config_kv *ocf_params;
+    size_t n_ocf_params;
+    /* Timeouts given in the description (else an OCF agent's advertised ones apply). */
+    bool instantiate_given, terminate_given;
 };
 
 struct config_su {

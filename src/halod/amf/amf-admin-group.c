@@ -41,6 +41,8 @@ static enum kind bare_kind(int op) {
         return KIND_SI;
     case AMF_OP_RESTART:
     case AMF_OP_FAIL:
+    case AMF_OP_EAM_START:
+    case AMF_OP_EAM_STOP:
         return KIND_COMP;
     case AMF_OP_SG_ADJUST:
         return KIND_SG;
@@ -340,6 +342,10 @@ static int comp_run(struct amf *a, int op, struct comp *c) {
         return amf_comp_op_restart(c);
     case AMF_OP_FAIL:
         return amf_comp_report_failed(a, c->name);
+    case AMF_OP_EAM_START:
+        return amf_comp_eam_start(a, c->name);
+    case AMF_OP_EAM_STOP:
+        return amf_comp_eam_stop(a, c->name);
     default:
         return -EINVAL;
     }
@@ -355,7 +361,8 @@ int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w) 
     struct group_op *g = NULL;
     int r;
     if (op != AMF_OP_SWITCHOVER && op != AMF_OP_FAIL && op != AMF_OP_REPAIR && op != AMF_OP_SG_ADJUST &&
-        op != AMF_OP_NODE_SWITCHOVER && op != AMF_OP_RESTART && !group_op(op))
+        op != AMF_OP_NODE_SWITCHOVER && op != AMF_OP_RESTART && op != AMF_OP_EAM_START && op != AMF_OP_EAM_STOP &&
+        !group_op(op))
         return -EOPNOTSUPP;
     switch (target_parse(target, bare_kind(op), &name)) {
     case KIND_SU: {

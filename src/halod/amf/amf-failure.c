@@ -125,6 +125,7 @@ static void su_fence(struct su *su) {
         uv_timer_stop(&c->timer);
         c->restart_in_place = false; /* the unit's failure recovery takes over */
         amf_hc_stop_all(c);
+        amf_monitor_cancel(c);
         amf_inv_cancel_comp(c);
         if (c->conn) {
             struct conn *conn = c->conn;

@@ -187,10 +187,17 @@ void amf_admin_comp_registered(struct comp *c);
  * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
 int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
                    struct proc **ret);
+/* The same; with capture, what it writes is kept for proc_output() instead of going to halod's stdout. */
+int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
+                           proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
 
 /* ---- non-SA-aware components (amf-nsa.c) ---- */
+/* An environment of n entries built with strprintf(): in *ret (NULL-terminated), or -ENOMEM if an entry is NULL
+ * (then freed). */
+int amf_env_finish(char **env, size_t n, char ***ret, size_t *ret_n);
+void amf_env_free(char **env, size_t n);
 /* A CSI set (state) or, with state 0, a CSI remove for c: in flight as an invocation that
  * halod itself answers once c's process runs (ACTIVE) or is gone (anything else).  0 or -ENOMEM. */
 int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state);
@@ -221,6 +228,36 @@ int amf_su_op_unlock_instantiation(struct su *su);
 int amf_su_op_restart(struct su *su);
 int amf_su_op_repair(struct su *su);
 int amf_comp_op_restart(struct comp *c);
+
+/* ---- OCF resource agents (amf-ocf.c) ---- */
+/* The timeouts and the monitor interval an agent advertises in its meta-data; 0 where it does not. */
+struct ocf_meta {
+    usec_t start, stop, monitor_timeout, monitor_interval;
+};
+void amf_ocf_meta_parse(const char *xml, struct ocf_meta *ret);
+/* An OCF exit status in words: "OCF_NOT_RUNNING (7: not running)"; a signal as proc_status_to_string(). */
+char *amf_ocf_status_to_string(int status, char *buf, size_t n);
+/* The environment of an action of the agent of cc for resource instance: the OCF_* variables Pacemaker
+ * sets and each parameter as OCF_RESKEY_<name>.  NULL-terminated, *ret_n entries to free; 0 or -ENOMEM. */
+int amf_ocf_env(const struct config_component *cc, const char *instance, usec_t timeout, usec_t interval, char ***ret,
+                size_t *ret_n);
+/* The agent's own words in its output out (changed): its ERROR lines and ocf-exit-reason, else its last line. */
+const char *amf_ocf_reason(char *out, char *buf, size_t n);
+/* Runs action of c's agent (its output kept for amf_ocf_failure()); 0 or -errno. */
+int amf_ocf_run(struct comp *c, const char *action, usec_t timeout, usec_t interval, proc_exit_cb cb,
+                struct proc **ret);
+/* "OCF start failed: OCF_ERR_CONFIGURED (6: ...): <the agent's ocf-exit-reason>" for p's exit (in its callback). */
+char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf, size_t n);
+/* Whether c's meta-data is known; else runs its meta-data action, which calls amf_nsa_ready() once done. */
+bool amf_ocf_prepare(struct comp *c);
+
+/* ---- external active monitoring (amf-monitor.c) ---- */
+void amf_monitor_init(struct comp *c);
+void amf_monitor_close(struct comp *c);
+/* c is instantiated (a new process, or an OCF start): its monitor runs every period from now. */
+void amf_monitor_arm(struct comp *c);
+/* c stops or failed: no run of its monitor is left. */
+void amf_monitor_cancel(struct comp *c);
 
 /* ---- health checks (amf-health.c) ---- */
 int amf_hc_add(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery);

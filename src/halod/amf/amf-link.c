@@ -82,6 +82,7 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         c->presence = PRESENCE_INSTANTIATED;
         c->object_states = object_states;
         uv_timer_stop(&c->timer);
+        amf_monitor_arm(c);
         log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
         amf_su_adoption_check(c->su);
     }

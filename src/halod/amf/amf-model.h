@@ -78,11 +78,30 @@ struct comp {
     bool killed;           /* its process got SIGKILL */
     pid_t last_pid;        /* the process it had, for its terminate and cleanup commands */
     bool restart_in_place; /* an operator's restart: its unit keeps its roles, its CSIs are set again */
+    /* External active monitoring (amf-monitor.c): the description's monitor, or an OCF agent's. */
+    struct {
+        uv_timer_t timer;     /* the next run; while one runs, its timeout */
+        struct proc *proc;    /* the run in flight */
+        unsigned incarnation; /* restarts when it was armed: a run of an earlier process is void */
+        bool stopped;         /* haloctl eam-stop */
+    } monitor;
+    /* An OCF resource agent (amf-ocf.c). */
+    struct {
+        struct proc *prep; /* its meta-data action, before the unit is first in service */
+        bool ready;        /* its meta-data was read (or could not be: the defaults apply) */
+        bool up;           /* its start succeeded and no stop or cleanup succeeded since */
+        usec_t start, stop, monitor_timeout, monitor_interval; /* the timeouts that apply */
+    } ocf;
 };
 
 /* Whether c links libhalo (registers, answers callbacks); else halod carries out its CSIs itself. */
 static inline bool amf_comp_sa_aware(const struct comp *c) {
     return c->cfg->type == CONFIG_COMP_SA_AWARE;
+}
+
+/* Whether c is an OCF resource agent (a kind of non-SA-aware component whose actions halod runs). */
+static inline bool amf_comp_ocf(const struct comp *c) {
+    return c->cfg->type == CONFIG_COMP_OCF;
 }
 
 /* What another node's halod published of one of its units (several nodes). */

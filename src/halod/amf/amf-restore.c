@@ -45,6 +45,7 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
             c->presence = PRESENCE_INSTANTIATED;
             c->unclean = true;
             c->last_pid = pid;
+            amf_monitor_arm(c);
             return;
         }
         c->presence = PRESENCE_INSTANTIATING;

@@ -179,7 +179,8 @@ bool amf_su_in_service(const struct su *su) {
         if (!amf_comp_sa_aware(c)) {
             /* It runs only once it is ACTIVE: ready once this halod has taken
              * over what a previous one left, and not failed. */
-            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED)
+            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED ||
+                (amf_comp_ocf(c) && !c->ocf.ready))
                 return false;
         } else if (c->presence != PRESENCE_INSTANTIATED || !c->conn)
             return false;
@@ -387,6 +388,7 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
             c->name = c->cfg->name;
             uv_timer_init(a->loop, &c->timer);
             c->timer.data = c;
+            amf_monitor_init(c);
         }
     }
     /* The SIs in rank order (then as described): the models assign them in this
@@ -504,6 +506,9 @@ void amf_close(struct amf *a) {
                     proc_detach(c->proc);
                 if (c->helper)
                     proc_detach(c->helper);
+                if (c->ocf.prep)
+                    proc_detach(c->ocf.prep);
+                amf_monitor_close(c);
                 uv_close((uv_handle_t *)&c->timer, noop_close);
             }
         }

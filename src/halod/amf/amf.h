@@ -13,6 +13,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "amf-model.h"
@@ -196,6 +197,8 @@ enum amf_op {
     AMF_OP_UNLOCK_INSTANTIATION = 15, /* su, sg, node: start them again (the unit stays locked) */
     AMF_OP_SG_ADJUST = 16,            /* sg: ACTIVEs back to the most preferred units, gracefully */
     AMF_OP_NODE_SWITCHOVER = 17,      /* node: shut down every unit, then lock-instantiation */
+    AMF_OP_EAM_START = 30,            /* comp: its external monitor runs again */
+    AMF_OP_EAM_STOP = 31,             /* comp: its external monitor stops */
     AMF_OP_FAIL = 100,                /* comp; an outside report of its failure (never on the link) */
 };
 /* Runs op on target; -EOPNOTSUPP for another number, -EINVAL for a kind op
@@ -214,8 +217,18 @@ int amf_comp_restart(struct amf *a, const char *comp);
  * end was published already), -HALO_EUNKNOWN. */
 int amf_comp_report_failed(struct amf *a, const char *comp);
 int amf_su_repair(struct amf *a, const char *su);
+/* Stop or start comp's external monitor (its `monitor`, or its OCF agent's): 0, -HALO_EUNKNOWN,
+ * -HALO_EBADSTATE (it has none), -HALO_EEXIST (stopped or running already). */
+int amf_comp_eam_stop(struct amf *a, const char *comp);
+int amf_comp_eam_start(struct amf *a, const char *comp);
+/* "enabled" or "stopped" (eam-stop), or NULL when c has no external monitor. */
+const char *amf_comp_monitor_state(const struct comp *c);
 /* A waiter's requester went away: the command goes on, nobody is told. */
 void amf_waiter_forget(struct amf *a, struct amf_waiter *w);
+
+/* halod --check: runs validate-all of every OCF component's agent with its params, and writes a
+ * "FILE:LINE:COLUMN: ..." line with the agent's message to err for each that fails.  The number that failed. */
+int amf_ocf_check(const struct config *c, FILE *err);
 
 /* ---- several nodes: what the store says (cluster/cluster-sync.c) ------------ */
 
