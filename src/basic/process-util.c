@@ -23,7 +23,20 @@
 
 extern char **environ;
 
-/* Builds environ + extra, extra overriding entries with the same name.  The strings are not copied. */
+/* The service manager's variables for halod itself (sd_notify(3), sd_listen_fds(3)): a component that
+ * found them would talk to systemd in halod's name. */
+static bool env_private(const char *e) {
+    static const char *const names[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                        "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+    size_t len = strcspn(e, "=");
+    for (size_t i = 0; i < ELEMENTSOF(names); i++)
+        if (strlen(names[i]) == len && strncmp(names[i], e, len) == 0)
+            return true;
+    return false;
+}
+
+/* Builds environ + extra, extra overriding entries with the same name, without the service
+ * manager's (env_private()).  The strings are not copied. */
 static char **env_merge(char *const *extra) {
     size_t n = 0, m = 0;
     while (environ[n])
@@ -39,7 +52,7 @@ static char **env_merge(char *const *extra) {
         bool overridden = false;
         for (size_t j = 0; j < m && !overridden; j++)
             overridden = strncmp(extra[j], environ[i], len) == 0 && extra[j][len] == '=';
-        if (!overridden)
+        if (!overridden && !env_private(environ[i]))
             e[k++] = environ[i];
     }
     for (size_t j = 0; j < m; j++)
@@ -134,11 +147,10 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
     sigset_t all, saved;
 
     assert_return(o && o->path && o->argv && ret_pid, -EINVAL);
-    if (o->env) {
-        envp = env_merge(o->env);
-        if (!envp)
-            return -ENOMEM;
-    }
+    static char *const none[] = {NULL};
+    envp = env_merge(o->env ? o->env : none);
+    if (!envp)
+        return -ENOMEM;
     if (o->exec_error) {
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
@@ -154,7 +166,7 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
     pid_t pid = fork();
     int fork_errno = errno;
     if (pid == 0)
-        child_exec(o, envp ? envp : environ, errfd_write);
+        child_exec(o, envp, errfd_write);
     (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
     safe_close(errfd_write);
     if (pid < 0)

@@ -364,6 +364,8 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return r;
     if ((r = manager_build_coord(m)) < 0)
         return r;
+    if ((r = notifier_new(m->loop, &m->notify)) < 0)
+        return log_error_errno(r, "Out of memory");
     uv_signal_init(m->loop, &m->sigterm);
     uv_signal_init(m->loop, &m->sigint);
     m->signals = true;
@@ -385,6 +387,10 @@ static void ready(struct manager *m) {
     if (!m->cluster)
         recovery_coord_set(m->coord, true);
     amf_set_ready(m->amf);
+    _cleanup_free_ char *status = NULL;
+    if (asprintf(&status, "Serving node '%s' of cluster '%s' on %s (store %s)", m->node, m->config->cluster, m->socket,
+                 m->store_name) >= 0)
+        notifier_ready(m->notify, status);
 }
 
 static void on_synced(void *userdata, int error) {
@@ -457,6 +463,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     struct manager *m = h->data;
     if (m->n_term++ == 0) {
         log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        notifier_stopping(m->notify);
         amf_stop(m->amf, on_stopped, m);
     } else {
         log_warning("Received %s again, killing every component now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -495,6 +502,9 @@ struct manager *manager_free(struct manager *m) {
     m->amf = amf_free(m->amf);
     m->model = rm_free(m->model);
     m->lease = lease_file_close(m->lease);
+    m->notify = notifier_free(m->notify);
+    if (m->loop)
+        uv_run(m->loop, UV_RUN_DEFAULT); /* its watchdog timer closes */
     m->config = config_free(m->config);
     if (m->loop)
         (void)uv_loop_close(m->loop);
