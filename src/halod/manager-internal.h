@@ -64,8 +64,8 @@ struct manager {
     /* haloctl's commands waiting for the AMF (dispatch.c). */
     LIST_HEAD(struct admin_wait) waits;
     struct notifier *notify; /* the service manager (systemd), if it listens */
-    uv_signal_t sigterm, sigint;
-    bool signals;        /* sigterm and sigint are open */
+    uv_signal_t sigterm, sigint, sighup;
+    bool signals;        /* sigterm, sigint and sighup are open */
     bool amf_closed;     /* its handles are closing */
     bool cluster_closed; /* the lease is given up, the timers are closing */
     unsigned n_term;

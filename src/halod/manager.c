@@ -318,6 +318,14 @@ static int open_http(struct manager *m) {
 
 static void on_signal(uv_signal_t *h, int signum);
 
+/* The usual "reload" signal, sent by a terminal that closes too: it must not
+ * end halod and leave its components unsupervised.  Reload itself is not
+ * built yet. */
+static void on_sighup(uv_signal_t *h, int signum) {
+    log_warning("Received SIGHUP: halod does not reload its description yet (restart it: its components are "
+                "adopted); ignored");
+}
+
 int manager_new(const struct manager_options *o, struct manager **ret) {
     _cleanup_free_ char *errors = NULL;
     struct manager *m = calloc(1, sizeof(*m));
@@ -368,10 +376,12 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return log_error_errno(r, "Out of memory");
     uv_signal_init(m->loop, &m->sigterm);
     uv_signal_init(m->loop, &m->sigint);
+    uv_signal_init(m->loop, &m->sighup);
     m->signals = true;
-    m->sigterm.data = m->sigint.data = m;
+    m->sigterm.data = m->sigint.data = m->sighup.data = m;
     uv_signal_start(&m->sigterm, on_signal, SIGTERM);
     uv_signal_start(&m->sigint, on_signal, SIGINT);
+    uv_signal_start(&m->sighup, on_sighup, SIGHUP);
     return open_http(m);
 }
 
@@ -446,6 +456,7 @@ static void close_all(struct manager *m) {
     if (m->signals) {
         uv_close((uv_handle_t *)&m->sigterm, NULL);
         uv_close((uv_handle_t *)&m->sigint, NULL);
+        uv_close((uv_handle_t *)&m->sighup, NULL);
         m->signals = false;
     }
 }

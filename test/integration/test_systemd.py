@@ -98,3 +98,16 @@ def test_no_service_manager_no_notification(halod_factory, manager):
     with pytest.raises(socket.timeout):
         sock.recv(4096)
     assert h.stop() == 0
+
+
+def test_sighup_does_not_end_halod(halod_factory):
+    """A terminal that closes sends SIGHUP: halod logs it and goes on serving, its
+    components untouched (reload itself is not built)."""
+    h = halod_factory(YAML.format(env_file="/dev/null")).start()
+    active, _ = h.wait_assigned("svc")
+    pid = h.pid_of(active)
+    h.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Received SIGHUP" in h.logtext(), what="the SIGHUP logged")
+    assert h.proc.poll() is None
+    assert h.pid_of(active) == pid and h.si("svc")["active"] == active
+    assert h.stop() == 0
