@@ -345,6 +345,35 @@ TEST(amf_a_target_for_a_unit_gone_with_its_node_is_void) {
     fixture_stop(&f);
 }
 
+/*
+ * A remote ACTIVE unit goes out of service while its processes may still run
+ * (its node restarted it before it had rejoined: never published failing or
+ * fenced), then comes back in service under the same lease.  Its node
+ * restarts a unit only once every process of it is gone: it counts as fenced
+ * then, and the SI gets an ACTIVE again.  It waited for a fence for good
+ * (chaos seed 404 --cut: g2 without ACTIVE, its STANDBY healthy, 60 s).
+ */
+TEST(amf_a_remote_unit_back_in_service_counts_as_fenced) {
+    struct fixture f = {0};
+    struct conn *a = two_nodes_follower(&f);
+    struct su *sb = amf_find_su(f.amf, "b");
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su_remote r = {.known = true, .in_service = true, .lease = 7};
+    amf_su_remote(sb, &r, false);
+    amf_target(si, sb, HALO_HA_ACTIVE, 5);
+    amf_confirmed(si, sb, HALO_HA_ACTIVE, 5);
+    amf_set_deciding(f.amf, true);
+    answer(&f, a, expect_csi_set(a, HALO_HA_STANDBY));
+    n_events = 0;
+    r.in_service = false; /* its process died; a new one is starting; nothing says fenced */
+    amf_su_remote(sb, &r, false);
+    ASSERT(!seen("target a ACTIVE")); /* the old process may still run */
+    r.in_service = true; /* registered again: the old one is gone */
+    amf_su_remote(sb, &r, false);
+    ASSERT(seen("target a ACTIVE") || seen("target b ACTIVE"));
+    fixture_stop(&f);
+}
+
 static void count_sg(void *u, struct sg *sg) {
     (*(unsigned *)u)++;
 }

@@ -74,6 +74,13 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
         remote_su_down(su, true, true);
     } else if (!now.in_service && (now.failing || now.admin == SU_UNLOCKED || gone))
         remote_su_down(su, now.fenced, false);
+    else if (now.in_service)
+        /* Back in service under the same lease: its node restarted it, and a
+         * node restarts a unit only once every process of it is gone (a
+         * failure it had before it rejoined was never published as fenced). */
+        for (size_t i = 0; i < su->sg->n_sis; i++)
+            if (su->sg->sis[i].fencing == su)
+                su->sg->sis[i].fencing = NULL;
     /* Out of service only because an operator locked it or shuts it down: its
      * roles leave it as on this node, QUIESCED or QUIESCING first (amf-reconcile.c). */
     amf_sg_evaluate(su->sg);
