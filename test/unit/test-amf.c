@@ -368,7 +368,7 @@ TEST(amf_a_remote_unit_back_in_service_counts_as_fenced) {
     r.in_service = false; /* its process died; a new one is starting; nothing says fenced */
     amf_su_remote(sb, &r, false);
     ASSERT(!seen("target a ACTIVE")); /* the old process may still run */
-    r.in_service = true; /* registered again: the old one is gone */
+    r.in_service = true;              /* registered again: the old one is gone */
     amf_su_remote(sb, &r, false);
     ASSERT(seen("target a ACTIVE") || seen("target b ACTIVE"));
     fixture_stop(&f);
