@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "amf-core.h"
 #include "amf-internal.h"
 #include "fake-io.h"
 #include "link.h"
@@ -124,35 +125,20 @@ struct fixture {
     uv_loop_t loop;
     struct config *cfg;
     struct amf *amf;
-    char path[64];
+    char path[AMF_CORE_PATH_MAX];
     struct conn conns[4];
 };
 
 static void fixture_start(struct fixture *f, const char *yaml) {
-    char *errors = NULL;
-    snprintf(f->path, sizeof(f->path), "/tmp/test-amf-%d.yaml", (int)getpid());
-    FILE *fp = fopen(f->path, "w");
-    ASSERT(fp);
-    fputs(yaml, fp);
-    fclose(fp);
-    if (config_load(f->path, &f->cfg, &errors) < 0)
-        CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
-    ASSERT_OK(uv_loop_init(&f->loop));
-    struct amf_params p = {.loop = &f->loop, .config = f->cfg, .node = "n1", .socket_path = "/x"};
-    ASSERT_OK(amf_new(&p, &f->amf));
+    amf_core_start(&f->loop, yaml, f->path, &f->cfg, &f->amf);
     ASSERT_OK(amf_observe(f->amf, &observer, NULL));
     n_events = 0;
 }
 
 static void fixture_stop(struct fixture *f) {
-    amf_close(f->amf);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    f->amf = amf_free(f->amf);
-    f->cfg = config_free(f->cfg);
-    ASSERT_OK(uv_loop_close(&f->loop));
+    amf_core_stop(&f->loop, f->path, &f->cfg, &f->amf);
     for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
         fake_conn_done(&f->conns[i]);
-    unlink(f->path);
     fake_io_done();
 }
 

@@ -114,6 +114,22 @@ int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_cs
     return 0;
 }
 
+int amf_asg_send_comp(struct si *si, struct comp *c, struct assignment *a) {
+    for (size_t k = 0; k < si->cfg->n_csis && c->conn && a->su; k++) {
+        const struct config_csi *csi = &si->cfg->csis[k];
+        if (amf_csi_comp(c->su, csi) != c)
+            continue;
+        a->pending++;
+        int r = send_csi_set(si, c, csi, a->state, HALO_CSI_NOT_QUIESCED,
+                             a->state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        if (r < 0) {
+            a->pending--;
+            return r;
+        }
+    }
+    return 0;
+}
+
 int amf_asg_send_remove(struct si *si, struct assignment *a) {
     struct su *su = a->su;
     for (size_t k = 0; k < si->cfg->n_csis && a->su; k++) {

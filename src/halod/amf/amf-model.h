@@ -64,18 +64,25 @@ struct comp {
     bool adopted;       /* started by a previous halod, watched through a pidfd */
     bool object_states; /* its registration asked for the cluster's object states */
     /* A non-SA-aware component (amf-nsa.c): its process runs while its unit holds its CSI ACTIVE. */
-    struct proc *helper; /* its terminate or cleanup command, while it runs */
-    bool helper_cleanup; /* the helper is the cleanup command */
-    bool starting;       /* proc is the command that starts a pidfile daemon, not the daemon yet */
-    bool unclean;        /* a process of it ran and did not stop cleanly: its cleanup is due */
-    bool killed;         /* its process got SIGKILL */
-    pid_t last_pid;      /* the process it had, for its terminate and cleanup commands */
+    struct proc *helper;   /* its terminate or cleanup command, while it runs */
+    bool helper_cleanup;   /* the helper is the cleanup command */
+    bool starting;         /* proc is the command that starts a pidfile daemon, not the daemon yet */
+    bool unclean;          /* a process of it ran and did not stop cleanly: its cleanup is due */
+    bool killed;           /* its process got SIGKILL */
+    bool restart_in_place; /* killed to restart alone (amf-ladder.c): it gets its unit's CSIs again */
+    pid_t last_pid;        /* the process it had, for its terminate and cleanup commands */
 };
 
 /* Whether c links libhalo (registers, answers callbacks); else halod carries out its CSIs itself. */
 static inline bool amf_comp_sa_aware(const struct comp *c) {
     return c->cfg->type == CONFIG_COMP_SA_AWARE;
 }
+
+/* A rung of the escalation ladder (amf-ladder.c): its recoveries within the probation. */
+struct amf_rung_count {
+    unsigned count;
+    uv_timer_t probation; /* the count goes back to 0 when it fires */
+};
 
 /* What another node's halod published of one of its units (several nodes). */
 struct su_remote {
@@ -114,6 +121,9 @@ struct su {
     char *last_failure;
     struct amf_waiter *waiter; /* lock: done when the SU holds no assignment */
     struct su_remote remote;   /* a unit of another node: what its node published */
+    bool restarting;           /* components restart in place: the unit keeps its assignments meanwhile */
+    struct amf_rung_count comp_restarts, su_restarts; /* the escalation ladder's counts (amf-ladder.c) */
+    char *last_recovery;                              /* which rung acted last and why */
 };
 
 struct assignment {
@@ -182,6 +192,10 @@ static inline bool amf_si_busy(const struct si *si) {
 
 /* Whether the unit can take an assignment now (on another node: as its node last published). */
 bool amf_su_in_service(const struct su *su);
+/* Whether the unit keeps what it holds: in service, or restarting in place after a component failure. */
+static inline bool amf_su_keeps(const struct su *su) {
+    return amf_su_in_service(su) || (su->local && su->restarting && !su->failing && su->admin == SU_UNLOCKED);
+}
 /* Whether it can be given ACTIVE now: in service, and ready as the readiness
  * hooks say (amf_add_active_readiness()); a unit that is not may be STANDBY. */
 bool amf_su_may_be_active(const struct su *su);

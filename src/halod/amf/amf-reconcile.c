@@ -250,7 +250,7 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     /* 1. (With one ACTIVE: once one is QUIESCED the hand-over is under way, step 5.) */
     for (size_t i = 0; i < si->n_asg && (want_act > 1 || !q); i++) {
         struct assignment *a = &si->asg[i];
-        if (!a->su || a->target != HALO_HA_ACTIVE || (amf_su_in_service(a->su) && !si->switchover))
+        if (!a->su || a->target != HALO_HA_ACTIVE || (amf_su_keeps(a->su) && !si->switchover))
             continue;
         if (si->switchover && !sb) {
             amf_switchover_done(si, -HALO_EBADSTATE);
@@ -321,7 +321,7 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     for (size_t i = 0; i < si->n_asg; i++) {
         struct assignment *a = &si->asg[i];
         if (a->su && a->target == HALO_HA_STANDBY && !a->removing &&
-            (!amf_su_in_service(a->su) || (p->keep_standby && !p->keep_standby(si, a->su)))) {
+            (!amf_su_keeps(a->su) || (p->keep_standby && !p->keep_standby(si, a->su)))) {
             (void)amf_unassign(si, a);
             return;
         }
