@@ -279,3 +279,31 @@ def test_a_component_restarts_in_place_on_two_nodes(etcd, halod_factory, tmp_pat
     assert n1.su("a")["last_recovery"].startswith("component-restart 2/2")
     for h in (n1, n2):
         h.stop()
+
+
+def test_a_non_sa_aware_component_restarts_alone(halod_factory, tmp_path):
+    """An unmodified program beside an SA-aware component: its crash runs its cleanup and its
+    command again for the ACTIVE its unit kept; its sibling and the standby are untouched."""
+    log = str(tmp_path / "comp.log")
+    marks = tmp_path / "cleanups"
+    yaml_text = two_by_two(log, ESCALATE).replace(
+        "y: {csi-types: [ty]}",
+        "y: {csi-types: [ty], type: non-sa-aware, command: /bin/sleep, args: ['1000'], "
+        f"cleanup: [/bin/sh, -c, 'echo $HALO_PID >> {marks}']}}")
+    h = halod_factory(yaml_text).start()
+    wait_active(h, "a")
+    wait_for(lambda: h.si("si")["standbys"] == ["b"], what="b STANDBY")
+    before = pids(h, ["a/x", "a/y", "b/x"])
+    assert h.pid_of("b/y") is None  # cold standby: nothing runs on b for cy
+    os.kill(before["a/y"], signal.SIGKILL)
+
+    def back():
+        assert actives(h) in (None, ["a"]), h.si("si")
+        return h.pid_of("a/y") not in (None, before["a/y"]) and actives(h) == ["a"]
+
+    wait_for(back, what="a/y running again")
+    assert pids(h, ["a/x", "b/x"]) == {c: before[c] for c in ("a/x", "b/x")}
+    assert h.pid_of("b/y") is None
+    assert marks.read_text().split() == [str(before["a/y"])]
+    assert h.su("a")["last_recovery"].startswith("component-restart 1/2: component 'a/y'")
+    h.stop()

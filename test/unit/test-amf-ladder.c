@@ -433,3 +433,40 @@ TEST(ladder_a_component_may_take_over_a_described_check) {
     ASSERT_EQ(amf_hc_find(comp(&f, "a"), "alive")->invoked, HALO_HC_COMPONENT_INVOKED);
     fx_stop(&f);
 }
+
+TEST(ladder_a_non_sa_aware_component_restarts_alone) {
+    struct fx f = {0};
+    fx_start(&f, "cluster: t\n"
+                 "nodes: {n1: {}}\n"
+                 "service-groups:\n"
+                 "  g:\n"
+                 "    escalation: " ESCALATE "\n"
+                 "    component: {command: /bin/true, restart: {delay: 1ms}}\n"
+                 "    service-units:\n"
+                 "      a: {components: {x: {csi-types: [tx]}, w: {type: non-sa-aware, csi-types: [tw]}}}\n"
+                 "      b: {components: {x: {csi-types: [tx]}, w: {type: non-sa-aware, csi-types: [tw]}}}\n"
+                 "    service-instances: {si: {csis: {cx: {type: tx}, cw: {type: tw}}}}\n");
+    struct conn *ax = reg(&f, "a/x");
+    reg(&f, "b/x");
+    ASSERT_STREQ(answer_all(&f, ax), "cx:ACTIVE ");
+    while (!streq(active_of(&f, "si"), "a"))
+        uv_run(&f.loop, UV_RUN_ONCE); /* halod answers w's CSI set itself, from the loop */
+    struct comp *w = comp(&f, "a/w"), *x = comp(&f, "a/x");
+    pid_t w_pid = w->pid;
+    ASSERT(w->proc && !comp(&f, "b/w")->proc);
+
+    fake_proc_exit(w->proc, 9);
+    ASSERT(!amf_find_su(f.amf, "a")->failing);
+    ASSERT_EQ(x->proc->killed, 0);
+    ASSERT(strstr(amf_find_su(f.amf, "a")->last_recovery, "component-restart 1/2") ==
+           amf_find_su(f.amf, "a")->last_recovery);
+    /* Its command runs again for the ACTIVE its unit kept. */
+    struct assignment *as = amf_si_find_su(amf_find_si(f.amf, "si"), amf_find_su(f.amf, "a"));
+    while (!w->proc || as->pending)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT(w->pid != w_pid);
+    ASSERT_STREQ(active_of(&f, "si"), "a");
+    ASSERT(!comp(&f, "b/w")->proc);
+    ASSERT(!amf_find_su(f.amf, "a")->restarting);
+    fx_stop(&f);
+}

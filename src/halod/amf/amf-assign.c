@@ -115,13 +115,14 @@ int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_cs
 }
 
 int amf_asg_send_comp(struct si *si, struct comp *c, struct assignment *a) {
-    for (size_t k = 0; k < si->cfg->n_csis && c->conn && a->su; k++) {
+    for (size_t k = 0; k < si->cfg->n_csis && (c->conn || !amf_comp_sa_aware(c)) && a->su; k++) {
         const struct config_csi *csi = &si->cfg->csis[k];
         if (amf_csi_comp(c->su, csi) != c)
             continue;
         a->pending++;
-        int r = send_csi_set(si, c, csi, a->state, HALO_CSI_NOT_QUIESCED,
-                             a->state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        int r = !amf_comp_sa_aware(c) ? amf_nsa_csi(si, c, a->state)
+                                      : send_csi_set(si, c, csi, a->state, HALO_CSI_NOT_QUIESCED,
+                                                     a->state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
         if (r < 0) {
             a->pending--;
             return r;

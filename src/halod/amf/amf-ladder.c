@@ -100,15 +100,11 @@ bool amf_rung_count_climb(struct amf_rung_count *r, const struct config_escalati
 
 /* ---- restart in place ---- */
 
-/* Whether su's components may restart in place: every one SA-aware (a
- * non-SA-aware one is carried out by halod's own CSI steps, which a restart
- * in place does not replay yet), and no role of the unit changing (a CSI set
- * or remove in flight, QUIESCING or QUIESCED: as OpenSAF, such a failure
+/* Whether su's components may restart in place: not while a role of the unit
+ * changes (a CSI set or remove in flight, QUIESCING or QUIESCED: the new
+ * process could not be given that state again; as OpenSAF, such a failure
  * fails over).  NULL, or why not. */
-static const char *in_place_refused(struct su *su, const struct comp *only) {
-    for (size_t i = 0; i < su->n_comps; i++)
-        if ((!only || &su->comps[i] == only) && !amf_comp_sa_aware(&su->comps[i]))
-            return "a non-sa-aware component does not restart in place";
+static const char *in_place_refused(struct su *su) {
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++) {
         struct assignment *a = amf_si_find_su(&sg->sis[i], su);
@@ -121,12 +117,44 @@ static const char *in_place_refused(struct su *su, const struct comp *only) {
     return NULL;
 }
 
+/* Its CSIs again, with the roles its unit kept (a non-SA-aware component: halod's own CSI step runs it again). */
+static void comp_csis_again(struct comp *c) {
+    struct sg *sg = c->su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        struct assignment *a = amf_si_find_su(&sg->sis[i], c->su);
+        if (a && a->confirmed && a->target == a->state && !a->removing &&
+            (a->state == HALO_HA_ACTIVE || a->state == HALO_HA_STANDBY))
+            (void)amf_asg_send_comp(&sg->sis[i], c, a);
+    }
+}
+
+/* c restarted in place is back: its unit is whole again once every component is. */
+static void comp_back(struct comp *c) {
+    struct su *su = c->su;
+    c->restart_in_place = false;
+    bool any = false;
+    for (size_t i = 0; i < su->n_comps; i++)
+        any = any || su->comps[i].restart_in_place;
+    if (!any)
+        su->restarting = false;
+}
+
 static void on_comp_restart_timer(uv_timer_t *t) {
     struct comp *c = t->data;
     if (c->amf->stopping || c->su->failing || !c->restart_in_place || c->proc)
         return;
     log_info("Restarting component '%s' in place", c->name);
-    amf_comp_instantiate(c);
+    if (amf_comp_sa_aware(c)) {
+        amf_comp_instantiate(c); /* its CSIs once it registers */
+        return;
+    }
+    /* Its cleanup first (it failed), then its CSI set again starts it. */
+    c->presence = PRESENCE_UNINSTANTIATED;
+    c->killed = true;
+    comp_back(c);
+    amf_nsa_stopped(c);
+    comp_csis_again(c);
+    amf_notify_su(c->su, AMF_SU_STATE);
 }
 
 /* c's process is gone: it starts again after its restart delay. */
@@ -153,24 +181,11 @@ static void comp_restart_in_place(struct comp *c, const char *note) {
 }
 
 void amf_ladder_comp_registered(struct comp *c) {
-    struct su *su = c->su;
     if (!c->restart_in_place)
         return;
-    c->restart_in_place = false;
-    bool any = false;
-    for (size_t i = 0; i < su->n_comps; i++)
-        any = any || su->comps[i].restart_in_place;
-    if (!any)
-        su->restarting = false;
-    /* Its CSIs again, with the roles its unit kept. */
-    struct sg *sg = su->sg;
-    for (size_t i = 0; i < sg->n_sis && c->conn; i++) {
-        struct assignment *a = amf_si_find_su(&sg->sis[i], su);
-        if (a && a->confirmed && a->target == a->state && !a->removing &&
-            (a->state == HALO_HA_ACTIVE || a->state == HALO_HA_STANDBY))
-            (void)amf_asg_send_comp(&sg->sis[i], c, a);
-    }
-    amf_notify_su(su, AMF_SU_STATE);
+    comp_back(c);
+    comp_csis_again(c);
+    amf_notify_su(c->su, AMF_SU_STATE);
 }
 
 /* ---- the recoveries ---- */
@@ -204,7 +219,7 @@ static enum amf_rung climb(struct comp *c, enum amf_rung start, char *note, size
 
     snprintf(note, size, "%s", amf_rung_to_string(start));
     if (r == AMF_RUNG_COMP_RESTART) {
-        if ((refused = in_place_refused(su, c))) {
+        if ((refused = in_place_refused(su))) {
             snprintf(note, size, "su-failover (%s)", refused);
             return AMF_RUNG_SU_FAILOVER;
         }
@@ -223,7 +238,7 @@ static enum amf_rung climb(struct comp *c, enum amf_rung start, char *note, size
         if (start != r && sg->comp_restart.max > 0)
             snprintf(esc, sizeof(esc), "escalated to su-restart (more than %u component restarts within %s), ",
                      sg->comp_restart.max, format_duration(d, sizeof(d), sg->comp_restart.probation));
-        if ((refused = in_place_refused(su, NULL))) {
+        if ((refused = in_place_refused(su))) {
             snprintf(note, size, "su-failover (%s)", refused);
             r = AMF_RUNG_SU_FAILOVER;
         } else if (amf_rung_count_climb(&su->su_restarts, &sg->su_restart)) {
