@@ -145,12 +145,13 @@ def test_repeated_crashes_escalate_to_su_restart_then_su_failover(halod_factory,
 
 def test_counts_reset_after_the_probation(halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
-    h = halod_factory(two_by_two(log, "{component-restart: {max: 1, probation: 1s}}")).start()
+    # The probation is long enough for a restart under load, and short enough to wait out.
+    h = halod_factory(two_by_two(log, "{component-restart: {max: 1, probation: 4s}}")).start()
     wait_active(h, "a")
     crash(h, log, "a/x")
     assert h.su("a")["component_restarts"] == 1
     # The probation ends: the count is 0 again, and the next crash is a restart in place again.
-    wait_for(lambda: h.su("a")["component_restarts"] == 0, timeout=5, what="the count reset")
+    wait_for(lambda: h.su("a")["component_restarts"] == 0, timeout=10, what="the count reset")
     crash(h, log, "a/x")
     assert h.su("a")["last_recovery"].startswith("component-restart 1/1")
     # Within the probation the next one climbs (su-restart max 0 by default: failover).

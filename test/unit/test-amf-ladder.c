@@ -215,7 +215,7 @@ TEST(ladder_escalates_to_su_restart_then_su_failover) {
 TEST(ladder_counts_reset_after_their_probation) {
     struct fx f = {0};
     struct two t;
-    two_assigned(&f, &t, TWO_BY_TWO("", "{component-restart: {max: 1, probation: 50ms}}", "component-restart"));
+    two_assigned(&f, &t, TWO_BY_TWO("", "{component-restart: {max: 1, probation: 1s}}", "component-restart"));
     struct comp *ax = comp(&f, "a/x");
     struct su *a = amf_find_su(f.amf, "a");
     fake_proc_exit(ax->proc, 9);
