@@ -191,10 +191,12 @@ def two_nodes(etcd, halod_factory, yaml_text):
     """n1 and n2 over etcd; a (n1) ACTIVE for si and c (n1) for sj, b and d (n2) STANDBY."""
     hs, _ = start_nodes(halod_factory, yaml_text, etcd.endpoints)
     n1, n2 = hs["n1"], hs["n2"]
-    wait_active(n1, "a", timeout=30)
-    wait_active(n1, "c", si="sj", timeout=30)
-    wait_for(lambda: n1.si("si")["standbys"] == ["b"] and n1.si("sj")["standbys"] == ["d"], timeout=30,
-             what="b and d STANDBY")
+    for si, act, sb in (("si", "a", "b"), ("sj", "c", "d")):
+        wait_for(lambda: actives(n1, si) and n1.si(si)["standbys"], timeout=30, what=f"{si} assigned")
+        if actives(n1, si) != [act]:  # n2's unit was known first: the operator moves it
+            n1.ctl("switchover", si)
+        wait_active(n1, act, si=si, timeout=30)
+        wait_for(lambda: n1.si(si)["standbys"] == [sb], timeout=30, what=f"{sb} STANDBY")
     return n1, n2
 
 

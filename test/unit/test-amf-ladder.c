@@ -470,3 +470,20 @@ TEST(ladder_a_non_sa_aware_component_restarts_alone) {
     ASSERT(!amf_find_su(f.amf, "a")->restarting);
     fx_stop(&f);
 }
+
+/* At start ACTIVE waits for the preferred unit while any of its components is still starting:
+ * it went to b when a's first component registered before b's and a's second after them. */
+TEST(ladder_start_waits_for_every_component_of_the_preferred_unit) {
+    struct fx f = {0};
+    fx_start(&f, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    struct conn *ax = reg(&f, "a/x");
+    struct conn *bx = reg(&f, "b/x"), *by = reg(&f, "b/y");
+    ASSERT_STREQ(answer_all(&f, bx), "");
+    struct conn *ay = reg(&f, "a/y");
+    ASSERT_STREQ(answer_all(&f, ax), "cx:ACTIVE ");
+    ASSERT_STREQ(answer_all(&f, ay), "cy:ACTIVE ");
+    ASSERT_STREQ(answer_all(&f, bx), "cx:STANDBY ");
+    ASSERT_STREQ(answer_all(&f, by), "cy:STANDBY ");
+    ASSERT_STREQ(active_of(&f, "si"), "a");
+    fx_stop(&f);
+}
