@@ -200,7 +200,7 @@ def two_nodes(etcd, halod_factory, yaml_text):
     return n1, n2
 
 
-@pytest.mark.parametrize("recommended", ["node-failover", "node-failfast", "node-switchover"])
+@pytest.mark.parametrize("recommended", ["node-failover", "node-failfast"])
 def test_a_recommended_node_recovery_fails_every_unit_of_the_node_over(etcd, halod_factory, tmp_path, recommended):
     log = str(tmp_path / "comp.log")
     yaml_text = two_by_two(log, ESCALATE, nodes={"n1": "", "n2": ""}, modes=f"report={recommended}",
@@ -309,4 +309,25 @@ def test_a_non_sa_aware_component_restarts_alone(halod_factory, tmp_path):
     assert h.pid_of("b/y") is None
     assert marks.read_text().split() == [str(before["a/y"])]
     assert h.su("a")["last_recovery"].startswith("component-restart 1/2: component 'a/y'")
+    h.stop()
+
+
+def test_a_recommended_node_switchover_hands_the_other_units_over(halod_factory, tmp_path):
+    """The reporting unit fails over; the node's other unit hands its ACTIVE over gracefully:
+    QUIESCING, its standby ACTIVE with transition QUIESCED, and its process is kept."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(two_by_two(log, ESCALATE, modes="report=node-switchover",
+                                 other={"g": {"a": "n1", "b": "n1"}, "h": {"c": "n1", "d": "n1"}})).start()
+    wait_active(h, "a")
+    wait_active(h, "c", si="sj")
+    wait_for(lambda: h.si("si")["standbys"] == ["b"] and h.si("sj")["standbys"] == ["d"], what="b and d STANDBY")
+    before = pids(h, ["a/x", "a/y", "b/x", "c", "d"])
+    report(log, "a/x")
+    wait_active(h, "b")
+    wait_active(h, "d", si="sj")
+    wait_for(lambda: h.si("sj")["standbys"] == ["c"], what="c STANDBY")
+    assert pids(h, ["b/x", "c", "d"]) == {k: before[k] for k in ("b/x", "c", "d")}
+    wait_for(lambda: h.pid_of("a/y") not in (None, before["a/y"]), what="a restarted")
+    assert [e[3] for e in events(log, "c", "CSI_SET")][-2:] == ["QUIESCING", "STANDBY"]
+    assert events(log, "d", "CSI_SET")[-1][3:5] == ["ACTIVE", "transition=2"]  # HALO_CSI_QUIESCED
     h.stop()

@@ -334,16 +334,52 @@ TEST(ladder_a_recommended_node_failover_fails_every_unit_of_the_node) {
     fx_stop(&f);
 }
 
-TEST(ladder_node_failfast_and_switchover) {
-    static const halo_recovery recs[] = {HALO_RECOVERY_NODE_FAILFAST, HALO_RECOVERY_NODE_SWITCHOVER};
-    for (size_t i = 0; i < ELEMENTSOF(recs); i++) {
-        struct fx f = {0};
-        struct two t;
-        two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
-        report(&f, t.ax, recs[i]);
-        expect_node_failover(&f, &t);
-        fx_stop(&f);
-    }
+TEST(ladder_node_failfast) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    report(&f, t.ax, HALO_RECOVERY_NODE_FAILFAST);
+    expect_node_failover(&f, &t);
+    fx_stop(&f);
+}
+
+/* Node switchover: the failed unit fails over; another unit of the node hands its ACTIVE over
+ * gracefully (QUIESCING, then its standby takes it with transition QUIESCED), its process kept. */
+TEST(ladder_node_switchover_hands_the_other_units_over) {
+    struct fx f = {0};
+    fx_start(&f, "cluster: t\n"
+                 "nodes: {n1: {}}\n"
+                 "service-groups:\n"
+                 "  g:\n"
+                 "    component: {command: /bin/true, restart: {delay: 1ms}}\n"
+                 "    service-units: {a: {}, b: {}}\n"
+                 "    service-instances: {si: {csis: {cx: {}}}}\n"
+                 "  h:\n"
+                 "    component: {command: /bin/true, restart: {delay: 1ms}}\n"
+                 "    service-units: {c: {}, d: {}}\n"
+                 "    service-instances: {sj: {csis: {cj: {}}}}\n");
+    struct conn *a = reg(&f, "a"), *b = reg(&f, "b"), *c = reg(&f, "c"), *d = reg(&f, "d");
+    answer_all(&f, a);
+    answer_all(&f, b);
+    answer_all(&f, c);
+    answer_all(&f, d);
+    ASSERT_STREQ(active_of(&f, "si"), "a");
+    ASSERT_STREQ(active_of(&f, "sj"), "c");
+    amf_error_report(f.amf, a, 9, "a", HALO_RECOVERY_NODE_SWITCHOVER);
+    ASSERT(amf_find_su(f.amf, "a")->failing);
+    reap(&f, "a");
+    ASSERT_STREQ(answer_all(&f, b), "cx:ACTIVE ");
+    /* c: QUIESCING, then d ACTIVE (transition QUIESCED), then c STANDBY; c is never killed. */
+    ASSERT_STREQ(answer_all(&f, c), "cj:QUIESCING ");
+    LinkMsg *m = fake_conn_next(d);
+    ASSERT(m && m->body_case == HALO__LINK__MSG__BODY_CSI_SET && m->csi_set->ha_state == HALO_HA_ACTIVE);
+    ASSERT_EQ(m->csi_set->transition, HALO_CSI_QUIESCED);
+    amf_response(f.amf, d, 0, m->csi_set->invocation, 0, true);
+    ASSERT_STREQ(answer_all(&f, c), "cj:STANDBY ");
+    ASSERT_STREQ(active_of(&f, "sj"), "d");
+    ASSERT(!amf_find_su(f.amf, "c")->failing);
+    ASSERT_EQ(comp(&f, "c")->proc->killed, 0);
+    fx_stop(&f);
 }
 
 TEST(ladder_su_failovers_past_the_node_max_fail_the_node_over) {

@@ -190,7 +190,7 @@ enum amf_rung {
     AMF_RUNG_COMP_RESTART,
     AMF_RUNG_SU_RESTART,
     AMF_RUNG_SU_FAILOVER,
-    AMF_RUNG_NODE_SWITCHOVER, /* carried out as a node failover (partial) */
+    AMF_RUNG_NODE_SWITCHOVER, /* the failed unit fails over, the node's others switch over */
     AMF_RUNG_NODE_FAILOVER,
     AMF_RUNG_NODE_FAILFAST,
     _AMF_RUNG_MAX,

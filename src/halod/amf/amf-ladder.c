@@ -195,17 +195,44 @@ static void set_note(struct su *su, const char *note) {
     su->last_recovery = strdup(note);
 }
 
-/* Every unit of this node fails over, the failed one (su) counted against its restart limit. */
-static void node_failover(struct amf *a, struct su *su, const char *why, struct comp *c, const char *c_why) {
+/* other, a unit of the node that did not fail, fails over: not counted, no backoff. */
+static void fail_bystander(struct su *other, const char *why) {
+    other->admin_restart = true;
+    amf_su_fail(other, why);
+}
+
+/* Whether other switched every ACTIVE SI it holds over (switchover, QUIESCING first): only the
+ * deciding halod moves roles, and an SI without a standby ready (or with several ACTIVEs) cannot. */
+static bool switch_over(struct amf *a, struct su *other) {
+    struct sg *sg = other->sg;
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        struct si *si = &sg->sis[i];
+        struct assignment *as = amf_si_find_su(si, other);
+        if (!as || !as->confirmed || as->state != HALO_HA_ACTIVE || as->target != HALO_HA_ACTIVE || si->switchover)
+            continue; /* not ACTIVE here (or only becoming so), or going along with another SI */
+        if (!a->deciding || amf_si_switchover(a, si->name, NULL) < 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Node failover: the failed unit (su, counted against its restart limit) and
+ * every other unit of this node fail over.  Node switchover (graceful): the
+ * failed unit fails over, the others hand their ACTIVE SIs over gracefully
+ * and keep running, or fail over where they cannot.
+ */
+static void node_recover(struct amf *a, struct su *su, const char *why, struct comp *c, const char *c_why,
+                         bool graceful) {
     amf_su_failover(su, why, c, c_why);
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *other = &a->sgs[g].sus[u];
             if (!other->local || other->failing || other == su || other->oper == SU_DISABLED)
                 continue;
-            other->admin_restart = true; /* not its failure: not counted, no backoff */
             set_note(other, why);
-            amf_su_fail(other, why);
+            if (!graceful || !switch_over(a, other))
+                fail_bystander(other, why);
         }
 }
 
@@ -297,12 +324,15 @@ void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended
         log_error("Node failfast asked by component '%s': halod does not reboot the host; every component of node "
                   "'%s' is killed and its work fails over",
                   c->name, a->node);
-        node_failover(a, su, buf, c, why);
+        node_recover(a, su, buf, c, why, false);
         break;
-    case AMF_RUNG_NODE_SWITCHOVER: /* partial: carried out as a node failover */
+    case AMF_RUNG_NODE_SWITCHOVER:
+        log_warning("Node switchover of '%s': %s", a->node, buf);
+        node_recover(a, su, buf, c, why, true);
+        break;
     case AMF_RUNG_NODE_FAILOVER:
         log_warning("Node failover of '%s': %s", a->node, buf);
-        node_failover(a, su, buf, c, why);
+        node_recover(a, su, buf, c, why, false);
         break;
     default:
         break;
