@@ -523,3 +523,50 @@ TEST(ladder_start_waits_for_every_component_of_the_preferred_unit) {
     ASSERT_STREQ(active_of(&f, "si"), "a");
     fx_stop(&f);
 }
+
+/* ---- several nodes: another node decides ---- */
+
+static halo_ha_state last_confirmed;
+static void remote_confirmed(void *p, struct si *si, const struct assignment *a, bool removed) {
+    last_confirmed = removed ? 0 : a->state;
+}
+static int remote_publish_target(void *p, struct si *si, struct assignment *a) {
+    return 1;
+}
+static void remote_forget(void *p, struct si *si, struct su *su) {
+}
+static const struct amf_placement_ops remote = {
+    .distributed = true,
+    .publish_target = remote_publish_target,
+    .publish_confirmed = remote_confirmed,
+    .forget = remote_forget,
+};
+
+/* The coordinator, seeing the unit in service (it restarts in place), sends it a new target
+ * while every one of its components restarts: they get it when they register again. */
+TEST(ladder_a_target_during_an_su_restart_reaches_the_components_when_back) {
+    struct fx f = {0};
+    fx_start(&f, TWO_BY_TWO("", "{su-restart: {max: 1, probation: 1h}}", "component-restart"));
+    amf_set_placement(f.amf, &remote, NULL);
+    amf_set_deciding(f.amf, false);
+    struct conn *ax = reg(&f, "a/x"), *ay = reg(&f, "a/y");
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *a = amf_find_su(f.amf, "a");
+    amf_target(si, a, HALO_HA_ACTIVE, 1);
+    ASSERT_STREQ(answer_all(&f, ax), "cx:ACTIVE ");
+    ASSERT_STREQ(answer_all(&f, ay), "cy:ACTIVE ");
+    ASSERT_EQ(last_confirmed, HALO_HA_ACTIVE);
+    /* a/x fails: component-restart max 0 climbs to an SU restart (max 1): both restart in place. */
+    fake_proc_exit(comp(&f, "a/x")->proc, 9);
+    reap(&f, "a");
+    ASSERT(a->restarting && !a->failing && amf_su_keeps(a));
+    /* The coordinator moves a to STANDBY meanwhile. */
+    amf_target(si, a, HALO_HA_STANDBY, 2);
+    ax = reg(&f, "a/x");
+    ay = reg(&f, "a/y");
+    ASSERT_STREQ(answer_all(&f, ax), "cx:STANDBY ");
+    ASSERT_STREQ(answer_all(&f, ay), "cy:STANDBY ");
+    ASSERT_EQ(last_confirmed, HALO_HA_STANDBY);
+    ASSERT(!a->restarting);
+    fx_stop(&f);
+}

@@ -120,9 +120,9 @@ int amf_asg_send_comp(struct si *si, struct comp *c, struct assignment *a) {
         if (amf_csi_comp(c->su, csi) != c)
             continue;
         a->pending++;
-        int r = !amf_comp_sa_aware(c) ? amf_nsa_csi(si, c, a->state)
-                                      : send_csi_set(si, c, csi, a->state, HALO_CSI_NOT_QUIESCED,
-                                                     a->state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        int r = !amf_comp_sa_aware(c) ? amf_nsa_csi(si, c, a->target)
+                                      : send_csi_set(si, c, csi, a->target, HALO_CSI_NOT_QUIESCED,
+                                                     a->target == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
         if (r < 0) {
             a->pending--;
             return r;

@@ -207,7 +207,7 @@ bool amf_rung_count_climb(struct amf_rung_count *r, const struct config_escalati
 void amf_ladder_comp_gone(struct comp *c);
 /* c registered: if it restarted in place, it gets its unit's CSIs again, with the same HA states. */
 void amf_ladder_comp_registered(struct comp *c);
-/* Sends CSI set (a's state) for every CSI of si that c takes; 0 or -errno. */
+/* Sends CSI set (a's target) for every CSI of si that c takes; 0 or -errno. */
 int amf_asg_send_comp(struct si *si, struct comp *c, struct assignment *a);
 
 /* ---- non-SA-aware components (amf-nsa.c) ---- */

@@ -117,13 +117,16 @@ static const char *in_place_refused(struct su *su) {
     return NULL;
 }
 
-/* Its CSIs again, with the roles its unit kept (a non-SA-aware component: halod's own CSI step runs it again). */
+/* Its CSIs again, with the roles its unit holds (a non-SA-aware component: halod's own CSI
+ * step runs it again): the target, which is the confirmed state unless another node's
+ * coordinator, seeing the unit in service, changed it meanwhile (the components that were
+ * there got it then; this one had no link).  Called as c registers, before anything else
+ * can have been sent to it. */
 static void comp_csis_again(struct comp *c) {
     struct sg *sg = c->su->sg;
     for (size_t i = 0; i < sg->n_sis; i++) {
         struct assignment *a = amf_si_find_su(&sg->sis[i], c->su);
-        if (a && a->confirmed && a->target == a->state && !a->removing &&
-            (a->state == HALO_HA_ACTIVE || a->state == HALO_HA_STANDBY))
+        if (a && !a->removing && (a->target == HALO_HA_ACTIVE || a->target == HALO_HA_STANDBY))
             (void)amf_asg_send_comp(&sg->sis[i], c, a);
     }
 }

@@ -106,7 +106,9 @@ static void apply_target(struct si *si, struct su *su, halo_ha_state state, uint
         (void)amf_asg_send_remove(si, as);
         return;
     }
-    if (!amf_su_in_service(su)) {
+    /* A unit restarting in place is published in service: its components get the
+     * target as they register again (amf-ladder.c). */
+    if (!amf_su_keeps(su)) {
         log_info("Target %s of '%s' for '%s' ignored: the unit is not in service", halo_ha_state_to_string(state),
                  si->name, su->name);
         return;
