@@ -257,10 +257,7 @@ static enum amf_rung climb(struct comp *c, enum amf_rung start, char *note, size
             snprintf(note, size, "component-restart %u/%u", su->comp_restarts.count, sg->comp_restart.max);
             return r;
         }
-        r = AMF_RUNG_SU_RESTART;
-        if (sg->comp_restart.max > 0)
-            snprintf(note, size, "escalated to su-restart (more than %u component restarts within %s)",
-                     sg->comp_restart.max, format_duration(d, sizeof(d), sg->comp_restart.probation));
+        r = AMF_RUNG_SU_RESTART; /* the note says so below */
     }
     if (r == AMF_RUNG_SU_RESTART) {
         char esc[160] = "";
