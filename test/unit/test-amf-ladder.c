@@ -429,7 +429,7 @@ TEST(ladder_health_check_keys_start_at_registration) {
              "nodes: {n1: {}}\n"
              "service-groups:\n"
              "  g:\n"
-             "    component: {command: /bin/true, health-check: {period: 10ms, timeout: 20ms, keys: [alive, deep]}}\n"
+             "    component: {command: /bin/true, health-check: {period: 50ms, timeout: 400ms, keys: [alive, deep]}}\n"
              "    service-units: {a: {}, b: {}}\n"
              "    service-instances: {si: {csis: {csi: {}}}}\n");
     struct conn *a = reg(&f, "a");
