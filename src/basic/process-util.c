@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,11 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         rl.rlim_cur = MIN((rlim_t)o->nofile_soft, rl.rlim_max);
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* Groups first, while we may still change them; the workdir is entered as the user. */
+    if (o->set_gid && (setgroups(o->n_groups, o->groups) < 0 || setgid(o->gid) < 0))
+        child_fail(errfd, errno, 126);
+    if (o->set_uid && setuid(o->uid) < 0)
+        child_fail(errfd, errno, 126);
     if (o->workdir && chdir(o->workdir) < 0)
         child_fail(errfd, errno, 126);
     execve(o->path, o->argv, envp);

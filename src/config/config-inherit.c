@@ -46,6 +46,8 @@ static const struct numeric_field {
 };
 #define NUMERIC_RESTART_DELAY 2
 #define NUMERIC_RESTART_DELAY_MAX 3
+#define NUMERIC_INSTANTIATE 7
+#define NUMERIC_TERMINATE 11
 
 enum {
     CK_COMMAND,
@@ -60,6 +62,11 @@ enum {
     CK_CLEANUP,
     CK_PIDFILE,
     CK_RECOVERY,
+    CK_MONITOR, /* CK_MONITOR..CK_GROUP: checked by config_ext_component() */
+    CK_AGENT,
+    CK_PARAMS,
+    CK_USER,
+    CK_GROUP,
     CK_RESTART,
     CK_HEALTH_CHECK,
     CK_TIMEOUTS,
@@ -85,19 +92,26 @@ static const char *const component_keys[] = {
     [CK_RESTART] = "restart",
     [CK_HEALTH_CHECK] = "health-check",
     [CK_TIMEOUTS] = "timeouts",
+    [CK_MONITOR] = "monitor",
+    [CK_AGENT] = "agent",
+    [CK_PARAMS] = "params",
+    [CK_USER] = "user",
+    [CK_GROUP] = "group",
     [_CK_KEYS] = NULL,
 };
 
 static const char *const comp_type_names[] = {
     [CONFIG_COMP_SA_AWARE] = "sa-aware",
     [CONFIG_COMP_NON_SA_AWARE] = "non-sa-aware",
+    [CONFIG_COMP_OCF] = "ocf",
 };
 
-/* The type a valid 'type' value names. */
-static enum config_comp_type comp_type_of(const yaml_node_t *v) {
-    return streq((const char *)v->data.scalar.value, comp_type_names[CONFIG_COMP_NON_SA_AWARE])
-               ? CONFIG_COMP_NON_SA_AWARE
-               : CONFIG_COMP_SA_AWARE;
+/* The type a 'type' value names; -1 for none. */
+static int comp_type_of(const char *t) {
+    for (size_t i = 0; i < ELEMENTSOF(comp_type_names); i++)
+        if (streq(t, comp_type_names[i]))
+            return (int)i;
+    return -1;
 }
 
 /* struct config_layer is sized in config-internal.h, which does not see the tables above. */
@@ -185,7 +199,7 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
     if (r <= 0)
         return r;
 
-    for (size_t k = CK_COMMAND; k <= CK_RECOVERY; k++) {
+    for (size_t k = CK_COMMAND; k < CK_RESTART; k++) {
         yaml_node_t *v = values[k];
         yaml_node_item_t *items;
         size_t n_items;
@@ -212,9 +226,9 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
         }
         case CK_TYPE: {
             const char *t = config_yaml_scalar(l, v, "'type'");
-            ok = t && (streq(t, comp_type_names[0]) || streq(t, comp_type_names[1]));
+            ok = t && comp_type_of(t) >= 0;
             if (t && !ok)
-                config_diag(l, v, "'type' must be sa-aware or non-sa-aware, got %s", DESCRIBE(v));
+                config_diag(l, v, "'type' must be sa-aware, non-sa-aware or ocf, got %s", DESCRIBE(v));
             break;
         }
         case CK_TERMINATE:
@@ -295,6 +309,8 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
             }
             break;
         }
+        default: /* CK_MONITOR..CK_GROUP */
+            break;
         }
         layer.v[k] = v;
         layer.bad[k] = !ok;
@@ -338,8 +354,7 @@ static int kv_merge(struct config_kv **kv, size_t *n, struct config_kv *add, siz
     return 0;
 }
 
-/* A command list of key (checked by config_inherit_layer()): argv[0] resolved as a command. */
-static int command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n) {
+int config_command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n) {
     yaml_node_item_t *items;
     size_t n_items;
     char what[32];
@@ -373,21 +388,21 @@ static int component_type(struct loader *l, const struct config_layer *m, struct
     static const size_t nsa_keys[] = {CK_TERMINATE, CK_CLEANUP, CK_PIDFILE};
     int r = 0;
 
-    if (m->v[CK_TYPE] && !m->bad[CK_TYPE])
-        c->type = comp_type_of(m->v[CK_TYPE]);
     for (size_t i = 0; i < ELEMENTSOF(nsa_keys) && r >= 0; i++) {
         size_t k = nsa_keys[i];
         yaml_node_t *v = m->v[k];
         if (!v || m->bad[k] || config_yaml_is_null(v))
             continue;
         if (c->type != CONFIG_COMP_NON_SA_AWARE)
-            config_diag(l, v, "'%s' is for non-sa-aware components only (set 'type: non-sa-aware')", component_keys[k]);
+            config_diag(l, v, "'%s' is for non-sa-aware components only (set 'type: non-sa-aware')%s",
+                        component_keys[k],
+                        c->type == CONFIG_COMP_OCF ? ": an ocf component's agent starts and stops it" : "");
         else if (k == CK_PIDFILE)
             r = (c->pidfile = config_path_resolve(l, (const char *)v->data.scalar.value)) ? 0 : -ENOMEM;
         else if (k == CK_TERMINATE)
-            r = command_list(l, v, component_keys[k], &c->terminate, &c->n_terminate);
+            r = config_command_list(l, v, component_keys[k], &c->terminate, &c->n_terminate);
         else
-            r = command_list(l, v, component_keys[k], &c->cleanup, &c->n_cleanup);
+            r = config_command_list(l, v, component_keys[k], &c->cleanup, &c->n_cleanup);
     }
     return r;
 }
@@ -439,7 +454,17 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
                        format_duration(b, sizeof(b), c->restart.delay_max));
     }
 
-    if (!m.v[CK_COMMAND])
+    if (m.v[CK_TYPE] && !m.bad[CK_TYPE])
+        c->type = (enum config_comp_type)comp_type_of((const char *)m.v[CK_TYPE]->data.scalar.value);
+    c->instantiate_given = m.v[CK_NUMERIC + NUMERIC_INSTANTIATE] && !m.bad[CK_NUMERIC + NUMERIC_INSTANTIATE];
+    c->terminate_given = m.v[CK_NUMERIC + NUMERIC_TERMINATE] && !m.bad[CK_NUMERIC + NUMERIC_TERMINATE];
+    if (c->type == CONFIG_COMP_OCF) {
+        /* Its agent is its command. */
+        if (m.v[CK_COMMAND] || m.v[CK_ARGS])
+            config_diag(l, m.v[CK_COMMAND] ?: m.v[CK_ARGS],
+                        "'%s' is not for ocf components: halod runs their 'agent' with its actions",
+                        m.v[CK_COMMAND] ? "command" : "args");
+    } else if (!m.v[CK_COMMAND])
         config_diag_at(l, pos, "component '%s' has no 'command'", Q(name));
     else if (!m.bad[CK_COMMAND]) {
         r = config_path_command(l, m.v[CK_COMMAND], "command", (const char *)m.v[CK_COMMAND]->data.scalar.value,
@@ -502,9 +527,11 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
             return r;
     }
     r = component_type(l, &m, c);
-    if (r >= 0 && c->n_hc_keys > 0 && c->type != CONFIG_COMP_SA_AWARE)
+    if (r < 0)
+        return r;
+    if (c->n_hc_keys > 0 && c->type != CONFIG_COMP_SA_AWARE)
         config_diag(l, m.v[CK_HC_KEYS],
                     "health-check 'keys' are for sa-aware components only (halod asks the "
                     "component through libhalo)");
-    return r;
+    return config_ext_component(l, &m.v[CK_MONITOR], c);
 }

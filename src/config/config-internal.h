@@ -133,7 +133,7 @@ int config_yaml_kv(struct loader *l, yaml_node_t *n, const char *what, struct co
 
 /* The number of component settings: the keys of a component map and the numbers and durations
  * of its restart, health-check and timeouts sections, and the health-check keys. */
-#define CONFIG_LAYER_SETTINGS 28
+#define CONFIG_LAYER_SETTINGS 33
 
 /*
  * One level of component settings (defaults.component, an SG's or SU's `component`, or an explicit
@@ -151,6 +151,16 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
 /* Build component c named name from its layers (later wins, setting by setting).  0 or -ENOMEM. */
 int config_inherit_component(struct loader *l, const struct config_layer *const layers[], size_t n_layers,
                              const char *name, struct config_pos pos, struct config_component *c);
+
+/* A command list of key, its items checked as scalars already: argv[0] resolved as a command.
+ * *ret NULL when it does not resolve (reported).  0 or -ENOMEM. */
+int config_command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n);
+
+/* ---- config-ext.c: monitor, the OCF agent and its params, user and group ---------------- */
+
+/* The component's monitor, agent, params, user and group (v[0..4]: their nodes, NULL when not
+ * given; its type is set).  0 or -ENOMEM; problems are recorded. */
+int config_ext_component(struct loader *l, yaml_node_t *const v[5], struct config_component *c);
 
 /* ---- config-path.c: commands and working directories -------------------------------------- */
 

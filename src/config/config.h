@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "time-util.h"
 
@@ -74,6 +75,25 @@ struct config_escalation {
 enum config_comp_type {
     CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
     CONFIG_COMP_NON_SA_AWARE, /* an unmodified program: its process runs while its unit holds its CSI ACTIVE */
+    CONFIG_COMP_OCF,          /* an OCF resource agent: started while its unit holds its CSI ACTIVE, stopped else */
+};
+
+/* External active monitoring: a command halod runs every period while the component runs. */
+struct config_monitor {
+    char **command; /* argv[0] absolute; NULL-terminated; NULL: none (an OCF agent's own monitor action) */
+    size_t n_command;
+    usec_t period;  /* 0: not given (OCF: the agent's advertised monitor interval, else 10s) */
+    usec_t timeout; /* 0: not given (OCF: the agent's advertised monitor timeout, else 20s) */
+    bool given;     /* a 'monitor' key was given (an OCF component is monitored without one too) */
+};
+
+/* `user:` and `group:`, resolved when the description is loaded. */
+struct config_ids {
+    bool set_uid, set_gid;
+    uid_t uid;
+    gid_t gid;     /* the group's, else the user's primary group */
+    gid_t *groups; /* supplementary groups: the user's, as initgroups() would set them; NULL: none */
+    size_t n_groups;
 };
 
 struct config_component {
@@ -104,6 +124,14 @@ struct config_component {
     enum config_recovery recovery;
     char **hc_keys; /* health-check keys: AMF-invoked checks halod starts at registration; NULL: none */
     size_t n_hc_keys;
+    struct config_monitor monitor;
+    struct config_ids ids;
+    /* OCF only: the agent (command is its absolute path), its provider and type, and its parameters. */
+    char *ocf_provider, *ocf_type;
+    struct config_kv *ocf_params;
+    size_t n_ocf_params;
+    /* Timeouts given in the description (else an OCF agent's advertised ones apply). */
+    bool instantiate_given, terminate_given;
 };
 
 struct config_su {
@@ -160,7 +188,8 @@ struct config_sg {
     struct config_pos active_sus_pos, standby_sus_pos;
     unsigned max_active_sis_per_su, max_standby_sis_per_su; /* 0: no limit */
     struct config_pos max_active_pos, max_standby_pos;
-    bool auto_failback;                    /* move ACTIVE back to the most preferred SU when it returns */
+    bool auto_failback; /* auto-adjust (alias auto-failback): ACTIVE back to the most preferred SU when it returns */
+    usec_t auto_adjust_probation;          /* how long a unit must be back before a role moves onto it */
     bool cdb_roles;                        /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
     struct config_escalation comp_restart; /* component restarts of one SU before an SU restart */
     struct config_escalation su_restart;   /* SU restarts before an SU failover */

@@ -54,6 +54,8 @@
  *                       socket's path) it first connects there and sends "<comp> <pid>\n", and
  *                       keeps the connection open: the checker sees its end when the process
  *                       dies, SIGKILL included.
+ *   quiesce-hold        complete a QUIESCING only once the file $TESTCOMP_LOG.<comp>.quiesce-hold
+ *                       is absent (logs "QUIESCING_COMPLETE" then)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -100,6 +102,9 @@ static long long report_at;   /* ms, 0 = none */
 static int intervals_fd = -1; /* intervals: the log, and whether an ACTIVE line has no END yet */
 static bool holds_active;
 static bool amf_hc;
+static bool quiesce_hold;
+static char quiesce_hold_file[4096];
+static halo_invocation quiescing; /* quiesce-hold: the QUIESCING not completed yet (0: none) */
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -160,6 +165,11 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
     logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
           (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
     if (state == HALO_HA_QUIESCING) {
+        if (quiesce_hold) {
+            halo_response(h, inv, 0); /* answered; complete once allowed (main loop) */
+            quiescing = inv;
+            return;
+        }
         interval(false, "QUIESCING-done");
         halo_quiescing_complete(h, inv, 0);
         return;
@@ -318,6 +328,7 @@ int main(void) {
         snprintf(start_hold_file, sizeof(start_hold_file), "%s.%s.start-hold", path, me);
         snprintf(fail_file, sizeof(fail_file), "%s.%s.fail", path, me);
         snprintf(serve_hold_file, sizeof(serve_hold_file), "%s.%s.serve-hold", path, me);
+        snprintf(quiesce_hold_file, sizeof(quiesce_hold_file), "%s.%s.quiesce-hold", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -347,6 +358,8 @@ int main(void) {
             lifecycle = true;
         else if (strcmp(t, "participant") == 0)
             participant = true;
+        else if (strcmp(t, "quiesce-hold") == 0)
+            quiesce_hold = true;
         else if (strcmp(t, "intervals") == 0 && path) {
             char ipath[4096];
             snprintf(ipath, sizeof(ipath), "%s.%s.intervals", path, me);
@@ -447,6 +460,11 @@ int main(void) {
         if (report_recovery && access(report_file, F_OK) == 0 && unlink(report_file) == 0) {
             r = halo_error_report(h, NULL, report_recovery);
             logf_("ERROR_REPORT %d", r);
+        }
+        if (quiescing && access(quiesce_hold_file, F_OK) != 0) {
+            logf_("QUIESCING_COMPLETE");
+            halo_quiescing_complete(h, quiescing, 0);
+            quiescing = 0;
         }
         if (report_at && now >= report_at) {
             report_at = 0;

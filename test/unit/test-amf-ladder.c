@@ -13,12 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "amf-core.h"
-#include "amf-internal.h"
-#include "fake-io.h"
-#include "link.h"
-#include "macro.h"
-#include "tests.h"
+#include "amf-core-fixture.h"
 
 struct fx {
     uv_loop_t loop;
@@ -31,15 +26,15 @@ struct fx {
 
 /* The reason of the last FAILED the observers were told (the broadcast queue's note). */
 static char failed_reason[1024];
-static void obs_comp(void *u, struct comp *c, enum amf_comp_event ev, const char *reason) {
+static void obs_failed(void *u, struct comp *c, enum amf_comp_event ev, const char *reason) {
     if (ev == AMF_COMP_FAILED)
         snprintf(failed_reason, sizeof(failed_reason), "%s %s", c->name, reason);
 }
-static const struct amf_observer observer = {.comp_event = obs_comp};
+static const struct amf_observer failed_observer = {.comp_event = obs_failed};
 
 static void fx_start(struct fx *f, const char *yaml) {
     amf_core_start(&f->loop, yaml, f->path, &f->cfg, &f->amf);
-    ASSERT_OK(amf_observe(f->amf, &observer, NULL));
+    ASSERT_OK(amf_observe(f->amf, &failed_observer, NULL));
     amf_set_ready(f->amf);
 }
 
@@ -149,7 +144,7 @@ TEST(ladder_a_component_restarts_alone_and_gets_its_active_again) {
 
     fake_proc_exit(ax->proc, 9);
     /* Its sibling is untouched, the unit keeps ACTIVE, nothing goes to b. */
-    ASSERT(!a->failing && a->restarting);
+    ASSERT(!a->failing && amf_su_restarting(a));
     ASSERT_EQ(ay->pid, ay_pid);
     ASSERT_EQ(ay->proc->killed, 0);
     ASSERT_STREQ(active_of(&f, "si"), "a");
@@ -161,9 +156,69 @@ TEST(ladder_a_component_restarts_alone_and_gets_its_active_again) {
     t.ax = reg(&f, "a/x");
     ASSERT(ax->pid != ax_pid);
     ASSERT_STREQ(answer_all(&f, t.ax), "cx:ACTIVE ");
-    ASSERT(!a->restarting);
+    ASSERT(!amf_su_restarting(a));
     ASSERT_STREQ(active_of(&f, "si"), "a");
     ASSERT_EQ(a->comp_restarts.count, 1u);
+    fx_stop(&f);
+}
+
+/* A restarted process that ends before it registers is a new failure, counted: the ladder does
+ * not restart it in place for ever. */
+TEST(ladder_a_restarted_process_that_dies_before_registering_climbs) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    struct comp *ax = comp(&f, "a/x");
+    struct su *a = amf_find_su(f.amf, "a");
+
+    fake_proc_exit(ax->proc, 9);
+    while (!ax->proc)
+        uv_run(&f.loop, UV_RUN_ONCE); /* its restart delay */
+    fake_proc_exit(ax->proc, 9);      /* the new one, before it registered */
+    ASSERT(!a->failing && amf_su_restarting(a));
+    ASSERT(strstr(a->last_recovery, "component-restart 2/2") == a->last_recovery);
+    while (!ax->proc)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    fake_proc_exit(ax->proc, 9); /* a third: the unit restarts in place */
+    ASSERT(strstr(a->last_recovery, "escalated to su-restart") == a->last_recovery);
+    ASSERT_STREQ(active_of(&f, "si"), "a");
+    fx_stop(&f);
+}
+
+/* The operator's restart (haloctl restart, admin restart comp:X) is the rung's restart in place,
+ * uncounted and no failure: terminated, started at once, its ACTIVE set again; refused where
+ * the rung would fail over (a role of the unit changing). */
+TEST(ladder_the_operators_restart_is_the_same_restart_in_place_uncounted) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    struct comp *ax = comp(&f, "a/x"), *ay = comp(&f, "a/y");
+    pid_t ax_pid = ax->pid, ay_pid = ay->pid;
+    struct su *a = amf_find_su(f.amf, "a");
+    failed_reason[0] = 0;
+
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_RESTART, "comp:a/x", NULL), 0);
+    ASSERT_EQ(ax->presence, PRESENCE_TERMINATING); /* its terminate callback, not SIGKILL */
+    ASSERT_EQ(ax->proc->killed, 0);
+    ASSERT(amf_su_restarting(a) && amf_su_keeps(a));
+    LinkMsg *m = fake_conn_next(t.ax);
+    ASSERT(m && m->body_case == HALO__LINK__MSG__BODY_TERMINATE);
+    amf_response(f.amf, t.ax, 0, m->terminate->invocation, 0, false);
+    amf_conn_closed(f.amf, t.ax, "exited");
+    fake_proc_exit(ax->proc, 0);
+    ASSERT(ax->proc && ax->pid != ax_pid); /* at once, no restart delay */
+    t.ax = reg(&f, "a/x");
+    ASSERT_STREQ(answer_all(&f, t.ax), "cx:ACTIVE ");
+    ASSERT(!amf_su_restarting(a));
+    ASSERT_EQ(ay->pid, ay_pid);
+    ASSERT_STREQ(answer_all(&f, t.bx), "");
+    ASSERT_STREQ(active_of(&f, "si"), "a");
+    ASSERT_EQ(a->comp_restarts.count, 0u); /* not counted */
+    ASSERT_STREQ(failed_reason, "");       /* no failure */
+
+    /* While a's ACTIVE quiesces (a switchover), the rung fails over and the operator is refused. */
+    ASSERT(amf_si_switchover(f.amf, "si", NULL) >= 0);
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_RESTART, "comp:a/y", NULL), -HALO_EBADSTATE);
     fx_stop(&f);
 }
 
@@ -503,7 +558,7 @@ TEST(ladder_a_non_sa_aware_component_restarts_alone) {
     ASSERT(w->pid != w_pid);
     ASSERT_STREQ(active_of(&f, "si"), "a");
     ASSERT(!comp(&f, "b/w")->proc);
-    ASSERT(!amf_find_su(f.amf, "a")->restarting);
+    ASSERT(!amf_su_restarting(amf_find_su(f.amf, "a")));
     fx_stop(&f);
 }
 
@@ -559,7 +614,7 @@ TEST(ladder_a_target_during_an_su_restart_reaches_the_components_when_back) {
     /* a/x fails: component-restart max 0 climbs to an SU restart (max 1): both restart in place. */
     fake_proc_exit(comp(&f, "a/x")->proc, 9);
     reap(&f, "a");
-    ASSERT(a->restarting && !a->failing && amf_su_keeps(a));
+    ASSERT(amf_su_restarting(a) && !a->failing && amf_su_keeps(a));
     /* The coordinator moves a to STANDBY meanwhile. */
     amf_target(si, a, HALO_HA_STANDBY, 2);
     ax = reg(&f, "a/x");
@@ -567,6 +622,6 @@ TEST(ladder_a_target_during_an_su_restart_reaches_the_components_when_back) {
     ASSERT_STREQ(answer_all(&f, ax), "cx:STANDBY ");
     ASSERT_STREQ(answer_all(&f, ay), "cy:STANDBY ");
     ASSERT_EQ(last_confirmed, HALO_HA_STANDBY);
-    ASSERT(!a->restarting);
+    ASSERT(!amf_su_restarting(a));
     fx_stop(&f);
 }

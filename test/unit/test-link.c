@@ -494,7 +494,7 @@ TEST(validate_enums) {
     m.admin = &adm;
     adm.op = HALO__LINK__ADMIN__OP__OP_UNSPECIFIED;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
-    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__RECOVER_FORCE + 1);
+    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__NODE_SWITCHOVER + 1);
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     adm.op = HALO__LINK__ADMIN__OP__STATUS;
     ASSERT_EQ(link_validate(&m), 0);

@@ -118,6 +118,7 @@ static void su_fence(struct su *su) {
         struct comp *c = &su->comps[i];
         if (c->helper && !c->helper_cleanup) /* a terminate command: the process is killed */
             (void)proc_kill(c->helper, SIGKILL);
+        c->restart_in_place = false; /* the unit's failure recovery takes over */
         amf_comp_kill(c);
     }
 }
@@ -129,6 +130,7 @@ void amf_comp_kill(struct comp *c) {
     }
     uv_timer_stop(&c->timer);
     amf_hc_stop_all(c);
+    amf_monitor_cancel(c);
     amf_inv_cancel_comp(c);
     if (c->conn) {
         struct conn *conn = c->conn;
@@ -150,7 +152,6 @@ void amf_su_failover(struct su *su, const char *why, struct comp *failed, const 
     su->failing = true;
     su->adopting = false;
     /* A restart in place under way is over: the whole unit restarts now. */
-    su->restarting = false;
     for (size_t i = 0; i < su->n_comps; i++)
         su->comps[i].restart_in_place = false;
     free(su->last_failure);

@@ -100,11 +100,11 @@ bool amf_rung_count_climb(struct amf_rung_count *r, const struct config_escalati
 
 /* ---- restart in place ---- */
 
-/* Whether su's components may restart in place: not while a role of the unit
- * changes (a CSI set or remove in flight, QUIESCING or QUIESCED: the new
- * process could not be given that state again; as OpenSAF, such a failure
- * fails over).  NULL, or why not. */
-static const char *in_place_refused(struct su *su) {
+/* Whether c's unit may restart components in place: not while a role of the unit changes (a
+ * CSI set or remove in flight, QUIESCING or QUIESCED: the new process could not be given that
+ * state again; as OpenSAF, such a failure fails over).  NULL, or why not. */
+const char *amf_comp_restart_refused(const struct comp *c) {
+    struct su *su = c->su;
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++) {
         struct assignment *a = amf_si_find_su(&sg->sis[i], su);
@@ -112,7 +112,8 @@ static const char *in_place_refused(struct su *su) {
                   a->state == HALO_HA_QUIESCED))
             return "its unit was changing roles";
     }
-    if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || !su->local)
+    if (su->oper != SU_ENABLED || !su->local || su->failing || su->adopting ||
+        (su->admin != SU_UNLOCKED && su->admin != SU_LOCKED))
         return "its unit is not in service";
     return NULL;
 }
@@ -127,28 +128,24 @@ static void comp_csis_again(struct comp *c) {
     for (size_t i = 0; i < sg->n_sis; i++) {
         struct assignment *a = amf_si_find_su(&sg->sis[i], c->su);
         if (a && !a->removing && (a->target == HALO_HA_ACTIVE || a->target == HALO_HA_STANDBY))
-            (void)amf_asg_send_comp(&sg->sis[i], c, a);
+            (void)amf_asg_send_set_comp(&sg->sis[i], c, a);
     }
 }
 
-/* c restarted in place is back: its unit is whole again once every component is. */
+/* c restarted in place is back (its unit is whole again once every component is). */
 static void comp_back(struct comp *c) {
-    struct su *su = c->su;
     c->restart_in_place = false;
-    bool any = false;
-    for (size_t i = 0; i < su->n_comps; i++)
-        any = any || su->comps[i].restart_in_place;
-    if (!any)
-        su->restarting = false;
+    c->restart_at_once = false;
+    c->restart_spawned = false;
 }
 
-static void on_comp_restart_timer(uv_timer_t *t) {
-    struct comp *c = t->data;
+static void comp_start_again(struct comp *c) {
     if (c->amf->stopping || c->su->failing || !c->restart_in_place || c->proc)
         return;
     log_info("Restarting component '%s' in place", c->name);
     if (amf_comp_sa_aware(c)) {
-        amf_comp_instantiate(c); /* its CSIs once it registers */
+        c->restart_spawned = true; /* its end before it registers is a failure */
+        amf_comp_instantiate(c);   /* its CSIs once it registers */
         return;
     }
     /* Its cleanup first (it failed), then its CSI set again starts it. */
@@ -160,32 +157,40 @@ static void on_comp_restart_timer(uv_timer_t *t) {
     amf_notify_su(c->su, AMF_SU_STATE);
 }
 
-/* c's process is gone: it starts again after its restart delay. */
-static void comp_restart_when_gone(struct comp *c) {
-    c->presence = PRESENCE_RESTARTING;
-    uv_timer_start(&c->timer, on_comp_restart_timer, c->cfg->restart.delay / 1000, 0);
+static void on_comp_restart_timer(uv_timer_t *t) {
+    comp_start_again(t->data);
 }
 
 void amf_ladder_comp_gone(struct comp *c) {
     if (c->su->failing || c->amf->stopping)
         return;
-    comp_restart_when_gone(c);
+    c->presence = PRESENCE_RESTARTING;
+    if (c->restart_at_once)
+        comp_start_again(c);
+    else
+        uv_timer_start(&c->timer, on_comp_restart_timer, c->cfg->restart.delay / 1000, 0);
 }
 
-/* Kills c alone; it starts again once its process is gone. */
-static void comp_restart_in_place(struct comp *c, const char *note) {
-    struct su *su = c->su;
-    amf_notify_comp(c, AMF_COMP_FAILED, note);
+void amf_comp_restart_in_place(struct comp *c, const char *failed) {
     c->restart_in_place = true;
-    su->restarting = true;
-    amf_comp_kill(c);
+    c->restart_at_once = !failed;
+    c->restart_spawned = false;
+    if (failed) {
+        amf_notify_comp(c, AMF_COMP_FAILED, failed);
+        amf_comp_kill(c);
+    } else {
+        log_info("Restarting component '%s' in place (pid %d): its unit '%s' keeps its roles", c->name, (int)c->pid,
+                 c->su->name);
+        amf_comp_terminate(c);
+    }
     if (!c->proc) /* else amf_proc_exited() calls amf_ladder_comp_gone() */
-        comp_restart_when_gone(c);
+        amf_ladder_comp_gone(c);
 }
 
 void amf_ladder_comp_registered(struct comp *c) {
     if (!c->restart_in_place)
         return;
+    log_info("Component '%s' restarted in place (pid %d); setting its CSIs again", c->name, (int)c->pid);
     comp_back(c);
     comp_csis_again(c);
     amf_notify_su(c->su, AMF_SU_STATE);
@@ -239,6 +244,11 @@ static void node_recover(struct amf *a, struct su *su, const char *why, struct c
         }
 }
 
+/* A failure restarts in place only in an unlocked unit (a locked one holds nothing to keep). */
+static const char *restart_refused(struct su *su) {
+    return su->admin != SU_UNLOCKED ? "its unit is not in service" : amf_comp_restart_refused(&su->comps[0]);
+}
+
 /* The rung a failure of c climbs to from start, counting on the way; note says which and why. */
 static enum amf_rung climb(struct comp *c, enum amf_rung start, char *note, size_t size) {
     struct su *su = c->su;
@@ -249,7 +259,7 @@ static enum amf_rung climb(struct comp *c, enum amf_rung start, char *note, size
 
     snprintf(note, size, "%s", amf_rung_to_string(start));
     if (r == AMF_RUNG_COMP_RESTART) {
-        if ((refused = in_place_refused(su))) {
+        if ((refused = restart_refused(su))) {
             snprintf(note, size, "su-failover (%s)", refused);
             return AMF_RUNG_SU_FAILOVER;
         }
@@ -265,7 +275,7 @@ static enum amf_rung climb(struct comp *c, enum amf_rung start, char *note, size
         if (start != r && sg->comp_restart.max > 0)
             snprintf(esc, sizeof(esc), "escalated to su-restart (more than %u component restarts within %s), ",
                      sg->comp_restart.max, format_duration(d, sizeof(d), sg->comp_restart.probation));
-        if ((refused = in_place_refused(su))) {
+        if ((refused = restart_refused(su))) {
             snprintf(note, size, "su-failover (%s)", refused);
             r = AMF_RUNG_SU_FAILOVER;
         } else if (amf_rung_count_climb(&su->su_restarts, &sg->su_restart)) {
@@ -310,12 +320,12 @@ void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended
     switch (r) {
     case AMF_RUNG_COMP_RESTART:
         log_warning("Component '%s' of '%s' failed (%s): %s", c->name, su->name, why, note);
-        comp_restart_in_place(c, buf);
+        amf_comp_restart_in_place(c, buf);
         break;
     case AMF_RUNG_SU_RESTART:
         log_warning("Service unit '%s' restarts in place: %s", su->name, buf);
         for (size_t i = 0; i < su->n_comps; i++)
-            comp_restart_in_place(&su->comps[i], buf);
+            amf_comp_restart_in_place(&su->comps[i], buf);
         break;
     case AMF_RUNG_SU_FAILOVER:
         amf_su_failover(su, buf, c, why);

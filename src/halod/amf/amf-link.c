@@ -82,6 +82,7 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         c->presence = PRESENCE_INSTANTIATED;
         c->object_states = object_states;
         uv_timer_stop(&c->timer);
+        amf_monitor_arm(c);
         log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
         amf_su_adoption_check(c->su);
     }
@@ -94,9 +95,9 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
             amf_hc_add(c, c->cfg->hc_keys[i], HALO_HC_AMF_INVOKED, HALO_RECOVERY_NONE) == 0)
             amf_hc_find(c, c->cfg->hc_keys[i])->configured = true;
     amf_notify_comp(c, AMF_COMP_REGISTERED, NULL);
-    if (c->conn == conn)
-        amf_ladder_comp_registered(c);
     if (c->conn == conn) /* an observer's send may have failed the component */
+        amf_ladder_comp_registered(c);
+    if (c->conn == conn)
         amf_sg_evaluate(c->su->sg);
 }
 

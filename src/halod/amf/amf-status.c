@@ -14,7 +14,12 @@ static json_t *comp_json(const struct comp *c, amf_status_decorate_cb decorate, 
                           c->conn != NULL);
     if (!j)
         return NULL;
-    json_object_set_new(j, "type", json_string(amf_comp_sa_aware(c) ? "sa-aware" : "non-sa-aware"));
+    json_object_set_new(j, "type",
+                        json_string(amf_comp_ocf(c)        ? "ocf"
+                                    : amf_comp_sa_aware(c) ? "sa-aware"
+                                                           : "non-sa-aware"));
+    if (amf_comp_monitor_state(c))
+        json_object_set_new(j, "monitor", json_string(amf_comp_monitor_state(c)));
     json_object_set_new(j, "pid", c->pid ? json_integer(c->pid) : json_null());
     json_object_set_new(j, "instantiations", json_integer(c->restarts));
     if (c->last_exit)
@@ -39,7 +44,7 @@ static const char *su_readiness(const struct su *su) {
 
 static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, void *userdata) {
     json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "name", su->name, "node", su->cfg->node, "rank",
-                          (int)su->cfg->rank, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED", "oper",
+                          (int)su->cfg->rank, "admin", su_admin_to_string(amf_su_admin(su)), "oper",
                           su->oper == SU_DISABLED ? "DISABLED" : "ENABLED", "readiness", su_readiness(su));
     if (!j)
         return NULL;

@@ -31,6 +31,14 @@ static const char *const presence_table[_PRESENCE_MAX] = {
 };
 DEFINE_STRING_TABLE_TO_STRING(presence, enum presence);
 
+static const char *const su_admin_table[_SU_ADMIN_MAX] = {
+    [SU_UNLOCKED] = "UNLOCKED",
+    [SU_LOCKED] = "LOCKED",
+    [SU_LOCKED_INSTANTIATION] = "LOCKED-INSTANTIATION",
+    [SU_SHUTTING_DOWN] = "SHUTTING-DOWN",
+};
+DEFINE_STRING_TABLE_LOOKUP(su_admin, enum su_admin);
+
 /* ---- observers ----------------------------------------------------------- */
 
 int amf_observe(struct amf *a, const struct amf_observer *o, void *userdata) {
@@ -162,12 +170,17 @@ bool amf_su_in_service(const struct su *su) {
         return su->remote.known && su->remote.in_service && !su->remote.failing && !su->amf->stopping;
     if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
         return false;
+    /* An operator's restart in place: the unit keeps its roles meanwhile
+     * (the models give it nothing new, amf-reconcile.c). */
+    if (amf_su_restarting(su))
+        return true;
     for (size_t i = 0; i < su->n_comps; i++) {
         const struct comp *c = &su->comps[i];
         if (!amf_comp_sa_aware(c)) {
             /* It runs only once it is ACTIVE: ready once this halod has taken
              * over what a previous one left, and not failed. */
-            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED)
+            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED ||
+                (amf_comp_ocf(c) && !c->ocf.ready))
                 return false;
         } else if (c->presence != PRESENCE_INSTANTIATED || !c->conn)
             return false;
@@ -250,7 +263,8 @@ void amf_set_ready(struct amf *a) {
                 amf_su_adoption_check(su);
             /* A unit that failed (an adopted process found gone) is being
              * fenced or waits for its restart, which starts it. */
-            if (!su->local || su->oper == SU_DISABLED || su->failing || uv_is_active((uv_handle_t *)&su->restart_timer))
+            if (!su->local || su->oper == SU_DISABLED || su->admin == SU_LOCKED_INSTANTIATION || su->failing ||
+                uv_is_active((uv_handle_t *)&su->restart_timer))
                 continue;
             for (size_t i = 0; i < su->n_comps; i++)
                 if (!su->comps[i].proc)
@@ -266,6 +280,7 @@ void amf_waiter_done(struct amf_waiter **w, int error) {
 }
 
 void amf_waiter_forget(struct amf *a, struct amf_waiter *w) {
+    amf_admin_forget(a, w);
     for (size_t g = 0; g < a->n_sgs; g++) {
         struct sg *sg = &a->sgs[g];
         for (size_t i = 0; i < sg->n_sis; i++)
@@ -349,6 +364,8 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
     sg->cfg = cg;
     sg->name = cg->name;
     sg->ops = model_ops[cg->redundancy];
+    uv_timer_init(a->loop, &sg->adjust_timer);
+    sg->adjust_timer.data = sg;
     sg->n_sus = cg->n_sus;
     sg->n_sis = cg->n_sis;
     for (size_t u = 0; u < cg->n_sus; u++) {
@@ -373,6 +390,7 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
             c->name = c->cfg->name;
             uv_timer_init(a->loop, &c->timer);
             c->timer.data = c;
+            amf_monitor_init(c);
         }
     }
     /* The SIs in rank order (then as described): the models assign them in this
@@ -480,6 +498,7 @@ void amf_close(struct amf *a) {
         amf_inv_free(inv);
     for (size_t g = 0; g < a->n_sgs; g++) {
         struct sg *sg = &a->sgs[g];
+        uv_close((uv_handle_t *)&sg->adjust_timer, noop_close);
         for (size_t u = 0; u < sg->n_sus; u++) {
             struct su *su = &sg->sus[u];
             uv_close((uv_handle_t *)&su->restart_timer, noop_close);
@@ -493,6 +512,9 @@ void amf_close(struct amf *a) {
                     proc_detach(c->proc);
                 if (c->helper)
                     proc_detach(c->helper);
+                if (c->ocf.prep)
+                    proc_detach(c->ocf.prep);
+                amf_monitor_close(c);
                 uv_close((uv_handle_t *)&c->timer, noop_close);
             }
         }
