@@ -61,6 +61,7 @@ enum {
     CK_TERMINATE,
     CK_CLEANUP,
     CK_PIDFILE,
+    CK_RECOVERY,
     CK_MONITOR, /* CK_MONITOR..CK_GROUP: checked by config_ext_component() */
     CK_AGENT,
     CK_PARAMS,
@@ -69,9 +70,10 @@ enum {
     CK_RESTART,
     CK_HEALTH_CHECK,
     CK_TIMEOUTS,
-    _CK_KEYS,              /* the keys of a component map end here */
-    CK_NUMERIC = _CK_KEYS, /* then numeric_fields[i] is setting CK_NUMERIC + i */
-    _CK_MAX = CK_NUMERIC + ELEMENTSOF(numeric_fields),
+    _CK_KEYS,                                             /* the keys of a component map end here */
+    CK_NUMERIC = _CK_KEYS,                                /* then numeric_fields[i] is setting CK_NUMERIC + i */
+    CK_HC_KEYS = CK_NUMERIC + ELEMENTSOF(numeric_fields), /* health-check: keys */
+    _CK_MAX,
 };
 
 static const char *const component_keys[] = {
@@ -86,6 +88,7 @@ static const char *const component_keys[] = {
     [CK_TERMINATE] = "terminate",
     [CK_CLEANUP] = "cleanup",
     [CK_PIDFILE] = "pidfile",
+    [CK_RECOVERY] = "recovery",
     [CK_RESTART] = "restart",
     [CK_HEALTH_CHECK] = "health-check",
     [CK_TIMEOUTS] = "timeouts",
@@ -118,16 +121,42 @@ static bool env_name_is_valid(const char *s) {
     return *s && !strchr(s, '=');
 }
 
+/* health-check 'keys': a list of distinct names. */
+static void hc_keys_check(struct loader *l, yaml_node_t *v, struct config_layer *layer) {
+    yaml_node_item_t *items;
+    size_t n_items;
+    bool ok = config_yaml_seq(l, v, "'keys'", &items, &n_items);
+    for (size_t i = 0; ok && i < n_items; i++) {
+        yaml_node_t *item = config_yaml_node(l, items[i]);
+        const char *name = item ? config_yaml_string(l, item, "each item of 'keys'") : NULL;
+        if (!name)
+            ok = false;
+        for (size_t j = 0; name && j < i; j++) {
+            yaml_node_t *prev = config_yaml_node(l, items[j]);
+            if (prev && prev->type == YAML_SCALAR_NODE && streq((const char *)prev->data.scalar.value, name)) {
+                config_diag(l, item, "health-check key '%s' is listed twice", Q(name));
+                ok = false;
+            }
+        }
+    }
+    layer->v[CK_HC_KEYS] = v;
+    layer->bad[CK_HC_KEYS] = !ok;
+}
+
 /* Reads restart, health-check or timeouts (sections[section]) into layer, key by key. */
 static int layer_numeric(struct loader *l, yaml_node_t *n, size_t section, struct config_layer *layer) {
+    static const char *const hc_keys[] = {"period", "timeout", "keys", NULL};
     yaml_node_t *keys[6], *values[6];
     size_t first = sections[section].first;
+    bool hc = streq(sections[section].name, "health-check");
     char what[64];
 
     snprintf(what, sizeof(what), "'%s'", sections[section].name);
-    int r = config_yaml_fields(l, n, what, sections[section].keys, keys, values);
+    int r = config_yaml_fields(l, n, what, hc ? hc_keys : sections[section].keys, keys, values);
     if (r <= 0)
         return r;
+    if (hc && values[2])
+        hc_keys_check(l, values[2], layer);
     for (size_t i = 0; sections[section].keys[i]; i++) {
         yaml_node_t *v = values[i];
         const struct numeric_field *f = &numeric_fields[first + i];
@@ -190,6 +219,11 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
         case CK_PIDFILE:
             ok = config_yaml_is_null(v) || config_yaml_string(l, v, "'pidfile'");
             break;
+        case CK_RECOVERY: {
+            enum config_recovery rec;
+            ok = config_recovery_parse(l, v, &rec);
+            break;
+        }
         case CK_TYPE: {
             const char *t = config_yaml_scalar(l, v, "'type'");
             ok = t && comp_type_of(t) >= 0;
@@ -485,8 +519,19 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
         if (r < 0)
             return r;
     }
+    if (m.v[CK_RECOVERY] && !m.bad[CK_RECOVERY])
+        (void)config_recovery_parse(l, m.v[CK_RECOVERY], &c->recovery);
+    if (m.v[CK_HC_KEYS] && !m.bad[CK_HC_KEYS]) {
+        r = config_yaml_strv(l, m.v[CK_HC_KEYS], &c->hc_keys, &c->n_hc_keys);
+        if (r < 0)
+            return r;
+    }
     r = component_type(l, &m, c);
     if (r < 0)
         return r;
+    if (c->n_hc_keys > 0 && c->type != CONFIG_COMP_SA_AWARE)
+        config_diag(l, m.v[CK_HC_KEYS],
+                    "health-check 'keys' are for sa-aware components only (halod asks the "
+                    "component through libhalo)");
     return config_ext_component(l, &m.v[CK_MONITOR], c);
 }

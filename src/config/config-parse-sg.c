@@ -263,6 +263,7 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
         SG_MAX_STANDBY,
         SG_AUTO_ADJUST,
         SG_AUTO_ADJUST_PROBATION,
+        SG_ESCALATION,
         _SG_MAX
     };
     static const char *const keys[] = {"redundancy",
@@ -277,6 +278,7 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
                                        "max-standby-sis-per-su",
                                        "auto-adjust",
                                        "auto-adjust-probation",
+                                       "escalation",
                                        NULL};
     yaml_node_t *k[_SG_MAX], *v[_SG_MAX];
     _cleanup_free_ struct map_entry *sus = NULL, *sis = NULL;
@@ -302,6 +304,7 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
     count_parse(l, v[SG_STANDBY_SUS], "standby-sus", &sg->standby_sus, &sg->standby_sus_pos);
     count_parse(l, v[SG_MAX_ACTIVE], "max-active-sis-per-su", &sg->max_active_sis_per_su, &sg->max_active_pos);
     count_parse(l, v[SG_MAX_STANDBY], "max-standby-sis-per-su", &sg->max_standby_sis_per_su, &sg->max_standby_pos);
+    config_sg_escalation_parse(l, v[SG_ESCALATION], sg);
     /* auto-failback is the old name of auto-adjust (kept, deprecated). */
     if (v[SG_AUTO_FAILBACK] && v[SG_AUTO_ADJUST])
         config_diag(l, v[SG_AUTO_FAILBACK], "'auto-failback' is the old name of 'auto-adjust': give one of them");

@@ -51,6 +51,26 @@ struct config_timeouts {
     usec_t terminate; /* terminate callback -> exit; then SIGKILL (cleanup) */
 };
 
+/* What a failure of a component calls for first (docs/configuration.md, "Recovery"); in
+ * the order of their strength: the AMF never does less than a component recommends. */
+enum config_recovery {
+    CONFIG_RECOVERY_COMPONENT_RESTART,  /* its process alone restarts, its unit keeps its role (the default) */
+    CONFIG_RECOVERY_COMPONENT_FAILOVER, /* its unit fails over and restarts */
+    CONFIG_RECOVERY_NODE_SWITCHOVER,    /* every unit of its node fails over (node switchover: partial) */
+    CONFIG_RECOVERY_NODE_FAILOVER,      /* every unit of its node fails over */
+    CONFIG_RECOVERY_NODE_FAILFAST,      /* every unit of its node is killed and fails over at once */
+    _CONFIG_RECOVERY_MAX,
+};
+/* "component-restart", ... */
+const char *config_recovery_to_string(enum config_recovery r);
+
+/* A rung of the escalation ladder: more than max within probation climbs to the next. */
+struct config_escalation {
+    unsigned max;
+    usec_t probation; /* the count restarts from 0 this long after its first */
+    bool given;       /* in the description (a node's su-failover: absent means never) */
+};
+
 /* How halod runs a component (docs/configuration.md, "Component types"). */
 enum config_comp_type {
     CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
@@ -101,6 +121,9 @@ struct config_component {
     char **cleanup; /* run once its process was killed or died, to release what it held */
     size_t n_cleanup;
     char *pidfile; /* absolute: the command forks a daemon and writes its pid here, then exits 0 */
+    enum config_recovery recovery;
+    char **hc_keys; /* health-check keys: AMF-invoked checks halod starts at registration; NULL: none */
+    size_t n_hc_keys;
     struct config_monitor monitor;
     struct config_ids ids;
     /* OCF only: the agent (command is its absolute path), its provider and type, and its parameters. */
@@ -166,8 +189,10 @@ struct config_sg {
     unsigned max_active_sis_per_su, max_standby_sis_per_su; /* 0: no limit */
     struct config_pos max_active_pos, max_standby_pos;
     bool auto_failback; /* auto-adjust (alias auto-failback): ACTIVE back to the most preferred SU when it returns */
-    usec_t auto_adjust_probation; /* how long a unit must be back before a role moves onto it */
-    bool cdb_roles;               /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    usec_t auto_adjust_probation;          /* how long a unit must be back before a role moves onto it */
+    bool cdb_roles;                        /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    struct config_escalation comp_restart; /* component restarts of one SU before an SU restart */
+    struct config_escalation su_restart;   /* SU restarts before an SU failover */
     struct config_pos cdb_roles_pos;
     struct config_su *sus;
     size_t n_sus;
@@ -178,7 +203,8 @@ struct config_sg {
 struct config_node {
     char *name;
     struct config_pos pos;
-    char *cdb_address; /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
+    char *cdb_address;                    /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
+    struct config_escalation su_failover; /* SU failovers on it before a node failover (given: else never) */
 };
 
 /* Most processes in one pool: a pool member's event is written to every

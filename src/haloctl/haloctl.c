@@ -224,6 +224,8 @@ static void print_status(json_t *root) {
             }
             printf("  %-22s %-10s %-20s %-8s %-15s %s\n", jstr(su, "name"), jstr(su, "node"), jstr(su, "admin"),
                    jstr(su, "oper"), jstr(su, "readiness"), *roles ? roles : "-");
+            if (json_is_string(json_object_get(su, "last_recovery")))
+                printf("  %-22s last recovery: %s\n", "", jstr(su, "last_recovery"));
         }
         printf("\n  %-22s %-12s %-15s %-8s %s\n", "COMPONENT", "TYPE", "PRESENCE", "PID", "LAST EXIT");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {

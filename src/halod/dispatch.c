@@ -207,7 +207,7 @@ static void dispatch_error_report(struct manager *m, struct conn *conn, const Ha
         (void)server_conn_reply(conn, e->seq, -EPERM, NULL);
         return;
     }
-    amf_error_report(m->amf, conn, e->seq, e->comp);
+    amf_error_report(m->amf, conn, e->seq, e->comp, (halo_recovery)e->recovery);
 }
 
 void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg) {

@@ -6,6 +6,10 @@
  *   refuse-active       answer CSI set ACTIVE with -EIO
  *   error-report        200 ms after becoming ACTIVE, report an error
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
+ *                       (every health check halod asks for is answered and logged: "HC <key>")
+ *   report=RECOVERY     when the file $TESTCOMP_LOG.<comp>.report appears, remove it and report an
+ *                       error recommending RECOVERY (none, component-restart, component-failover,
+ *                       node-switchover, node-failover, node-failfast); "ERROR_REPORT <r>"
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
  *   track=CSI           track CSI's protection group (current and changes)
@@ -80,6 +84,8 @@ static int recovery_step;
 static bool aborted;
 static long long restart_at; /* step 4: ms */
 static bool participant;
+static halo_recovery report_recovery; /* report=: 0 when not asked */
+static char report_file[4096];
 static char serve_hold_file[4096], start_hold_file[4096];
 static struct {
     char object[HALO_OBJECT_MAX];
@@ -200,6 +206,7 @@ static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *u
 }
 
 static void on_healthcheck(halo *h, halo_invocation inv, const char *comp, const char *key, void *userdata) {
+    logf_("HC %s", key ?: "-");
     halo_response(h, inv, 0);
 }
 
@@ -361,6 +368,14 @@ int main(void) {
                 watch_connect(getenv("TESTCOMP_WATCH"));
         } else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
+        else if (strncmp(t, "report=", 7) == 0 && path) {
+            static const char *const names[] = {
+                "none", "component-restart", "component-failover", "node-switchover", "node-failover", "node-failfast"};
+            for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (strcmp(t + 7, names[i]) == 0)
+                    report_recovery = (halo_recovery)(HALO_RECOVERY_NONE + i);
+            snprintf(report_file, sizeof(report_file), "%s.%s.report", path, me);
+        }
     }
 
     halo_callbacks cb = {.csi_set = on_csi_set,
@@ -442,6 +457,10 @@ int main(void) {
             recovery_run(h);
         if (participant)
             serve(h);
+        if (report_recovery && access(report_file, F_OK) == 0 && unlink(report_file) == 0) {
+            r = halo_error_report(h, NULL, report_recovery);
+            logf_("ERROR_REPORT %d", r);
+        }
         if (quiescing && access(quiesce_hold_file, F_OK) != 0) {
             logf_("QUIESCING_COMPLETE");
             halo_quiescing_complete(h, quiescing, 0);

@@ -107,31 +107,40 @@ const struct amf_placement_ops remote_placement = {
 
 /* ---- the fixture: a description, an AMF, two units' links ------------------- */
 
-void fixture_start(struct fixture *f, const char *yaml) {
+void amf_core_start(uv_loop_t *loop, const char *yaml, char path[AMF_CORE_PATH_MAX], struct config **ret_cfg,
+                    struct amf **ret_amf) {
     char *errors = NULL;
-    snprintf(f->path, sizeof(f->path), "/tmp/test-amf-%d.yaml", (int)getpid());
-    FILE *fp = fopen(f->path, "w");
+    snprintf(path, AMF_CORE_PATH_MAX, "/tmp/test-amf-%d.yaml", (int)getpid());
+    FILE *fp = fopen(path, "w");
     ASSERT(fp);
     fputs(yaml, fp);
     fclose(fp);
-    if (config_load(f->path, &f->cfg, &errors) < 0)
+    if (config_load(path, ret_cfg, &errors) < 0)
         CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
-    ASSERT_OK(uv_loop_init(&f->loop));
-    struct amf_params p = {.loop = &f->loop, .config = f->cfg, .node = "n1", .socket_path = "/x"};
-    ASSERT_OK(amf_new(&p, &f->amf));
+    ASSERT_OK(uv_loop_init(loop));
+    struct amf_params p = {.loop = loop, .config = *ret_cfg, .node = "n1", .socket_path = "/x"};
+    ASSERT_OK(amf_new(&p, ret_amf));
+}
+
+void amf_core_stop(uv_loop_t *loop, const char *path, struct config **cfg, struct amf **amf) {
+    amf_close(*amf);
+    uv_run(loop, UV_RUN_DEFAULT);
+    *amf = amf_free(*amf);
+    *cfg = config_free(*cfg);
+    ASSERT_OK(uv_loop_close(loop));
+    unlink(path);
+}
+
+void fixture_start(struct fixture *f, const char *yaml) {
+    amf_core_start(&f->loop, yaml, f->path, &f->cfg, &f->amf);
     ASSERT_OK(amf_observe(f->amf, &observer, NULL));
     n_events = 0;
 }
 
 void fixture_stop(struct fixture *f) {
-    amf_close(f->amf);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    f->amf = amf_free(f->amf);
-    f->cfg = config_free(f->cfg);
-    ASSERT_OK(uv_loop_close(&f->loop));
+    amf_core_stop(&f->loop, f->path, &f->cfg, &f->amf);
     for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
         fake_conn_done(&f->conns[i]);
-    unlink(f->path);
     fake_io_done();
 }
 

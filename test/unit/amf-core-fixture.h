@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A fixture for the unit tests of the AMF core (test-amf.c, test-amf-admin.c):
+ * A fixture for the unit tests of the AMF core (test-amf.c, test-amf-admin.c,
+ * test-amf-ladder.c):
  * the AMF library linked with no io; processes and HA links are fakes
  * (fake-io.c), the observers record what they hear ("comp a spawned",
  * "su a admin", "assignment si", "waiter ok"), and a placement of several
@@ -31,11 +32,20 @@ LinkMsg *next_msg(struct conn *c);
 /* The next message on c is a CSI set of state (else the test fails). */
 const Halo__Link__CsiSet *expect_csi_set(struct conn *c, halo_ha_state state);
 
+#define AMF_CORE_PATH_MAX 64
+
+/* Writes yaml to path (a file of this process), loads it into *ret_cfg (a failure fails the
+ * test), inits loop and makes *ret_amf, an AMF of node n1 on it. */
+void amf_core_start(uv_loop_t *loop, const char *yaml, char path[AMF_CORE_PATH_MAX], struct config **ret_cfg,
+                    struct amf **ret_amf);
+/* Closes and frees *amf and *cfg, runs loop until its handles are closed and closes it, removes path. */
+void amf_core_stop(uv_loop_t *loop, const char *path, struct config **cfg, struct amf **amf);
+
 struct fixture {
     uv_loop_t loop;
     struct config *cfg;
     struct amf *amf;
-    char path[64];
+    char path[AMF_CORE_PATH_MAX];
     struct conn conns[4];
 };
 

@@ -498,13 +498,13 @@ TEST(error_unknown_keys) {
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
                  "service-groups, cdb, pools)");
-    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address)");
+    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address, su-failover)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(
         e, p, 5, 58,
         "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-        "csi-types, services, devices, type, terminate, cleanup, pidfile, monitor, agent, params, user, group, "
-        "restart, health-check, timeouts)");
+        "csi-types, services, devices, type, terminate, cleanup, pidfile, recovery, monitor, agent, params, user, "
+        "group, restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1441,6 +1441,68 @@ TEST(error_non_sa_aware_settings) {
     ASSERT_ERROR(e, p, 7, 45, "component 'b' is non-sa-aware and takes CSI 'c1' and CSI 'c2': it takes one");
     ASSERT_ERROR(e, p, 11, 24, "component 'c/p' is non-sa-aware and takes no CSI of its group: it would never run");
     ASSERT_ERROR(e, p, 14, 9, "pool 'pool': process 'd/p' is non-sa-aware");
+    free(e);
+}
+
+TEST(recovery_escalation_and_health_check_keys) {
+    struct config *c = load_ok("nodes: {n1: {su-failover: {max: 2, probation: 30s}}, n2: {}}\n"
+                               "defaults: {component: {recovery: component-failover}}\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    escalation: {component-restart: {max: 3, probation: 10s}, su-restart: {max: 1}}\n"
+                               "    component: {command: /bin/sleep, health-check: {period: 2s, keys: [alive, deep]}}\n"
+                               "    service-units:\n"
+                               "      a: {node: n1, component: {recovery: component-restart}}\n"
+                               "      b: {node: n2, component: {recovery: node-failfast}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n"
+                               "  h:\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {c: {node: n1}, d: {node: n2}}\n"
+                               "    service-instances: {sj: {csis: {csj: {}}}}\n");
+    const struct config_sg *g = &c->sgs[0], *h = &c->sgs[1];
+    ASSERT_EQ(g->comp_restart.max, 3u);
+    ASSERT_EQ(g->comp_restart.probation, 10 * USEC_PER_SEC);
+    ASSERT_EQ(g->su_restart.max, 1u);
+    ASSERT_EQ(g->su_restart.probation, 60 * USEC_PER_SEC); /* the default */
+    /* No escalation: the first failure climbs to an SU failover, as before the ladder. */
+    ASSERT_EQ(h->comp_restart.max, 0u);
+    ASSERT_EQ(h->su_restart.max, 0u);
+    ASSERT(config_find_node(c, "n1")->su_failover.given);
+    ASSERT_EQ(config_find_node(c, "n1")->su_failover.max, 2u);
+    ASSERT(!config_find_node(c, "n2")->su_failover.given);
+    ASSERT_EQ(find_su(c, "a")->components[0].recovery, CONFIG_RECOVERY_COMPONENT_RESTART);
+    ASSERT_EQ(find_su(c, "b")->components[0].recovery, CONFIG_RECOVERY_NODE_FAILFAST);
+    ASSERT_EQ(find_su(c, "c")->components[0].recovery, CONFIG_RECOVERY_COMPONENT_FAILOVER);
+    const struct config_component *ca = &find_su(c, "a")->components[0];
+    ASSERT_EQ(ca->n_hc_keys, 2u);
+    ASSERT_STREQ(ca->hc_keys[0], "alive");
+    ASSERT_STREQ(ca->hc_keys[1], "deep");
+    ASSERT_EQ(ca->healthcheck.period, 2 * USEC_PER_SEC);
+    ASSERT_EQ(find_su(c, "c")->components[0].n_hc_keys, 0u);
+    ASSERT_STREQ(config_recovery_to_string(CONFIG_RECOVERY_NODE_SWITCHOVER), "node-switchover");
+    config_free(c);
+}
+
+TEST(error_recovery_escalation_and_health_check_keys) {
+    const char *p;
+    char *e = load_fail("nodes: {n1: {su-failover: {max: -1}}}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    escalation: {component-restart: {probation: 0s}, su-restrat: {}}\n"
+                        "    component: {command: /bin/sleep, recovery: node-reboot, health-check: {keys: [a, a]}}\n"
+                        "    service-units: {a: {}, b: {component: {type: non-sa-aware, health-check: {keys: [x]}}}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 1, 33, "'max' must be a non-negative integer (without quotes), got '-1'");
+    ASSERT_ERROR(e, p, 4, 49, "'probation' must be longer than 0");
+    ASSERT_ERROR(e, p, 4, 54, "unknown key 'su-restrat' in 'escalation' (allowed: component-restart, su-restart)");
+    ASSERT_ERROR(e, p, 5, 48,
+                 "'recovery' must be component-restart, component-failover, node-switchover, node-failover or "
+                 "node-failfast, got 'node-reboot'");
+    ASSERT_ERROR(e, p, 5, 86, "health-check key 'a' is listed twice");
+    ASSERT_ERROR(e, p, 6, 85,
+                 "health-check 'keys' are for sa-aware components only (halod asks the component "
+                 "through libhalo)");
     free(e);
 }
 

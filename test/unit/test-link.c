@@ -425,7 +425,7 @@ TEST(validate_enums) {
     hcs.invoked = HALO_HC_AMF_INVOKED;
     hcs.recovery = 0;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
-    hcs.recovery = HALO_RECOVERY_NODE_FAILOVER + 1;
+    hcs.recovery = HALO_RECOVERY_NODE_FAILFAST + 1;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
 
     Halo__Link__ErrorReport er = HALO__LINK__ERROR_REPORT__INIT;

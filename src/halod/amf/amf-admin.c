@@ -115,45 +115,27 @@ int amf_su_op_unlock_instantiation(struct su *su) {
 }
 
 bool amf_admin_comp_stopped(struct comp *c) {
-    if (c->restart_in_place) {
-        log_info("Component '%s' stopped for its restart in place; starting it again", c->name);
-        amf_comp_instantiate(c);
-        return true;
-    }
     if (c->su->admin != SU_LOCKED_INSTANTIATION)
         return false;
     lock_instantiation_check(c->su);
     return true;
 }
 
-/* Whether c may restart in place now: its unit holds its roles steadily. */
+/* Whether c may restart in place now: running, registered, its unit holding its roles steadily. */
 static int restart_check(struct comp *c) {
-    struct su *su = c->su;
     if (!amf_comp_sa_aware(c))
-        return -EOPNOTSUPP; /* halod runs it only while ACTIVE: a restart in place is not offered yet */
-    if (c->presence != PRESENCE_INSTANTIATED || !c->conn || su->failing || su->adopting || c->restart_in_place ||
-        su->oper != SU_ENABLED)
+        return -EOPNOTSUPP; /* halod runs it only while ACTIVE: an operator's restart in place is not offered yet */
+    if (c->presence != PRESENCE_INSTANTIATED || !c->conn || c->restart_in_place || amf_comp_restart_refused(c))
         return -HALO_EBADSTATE;
-    for (size_t i = 0; i < su->sg->n_sis; i++) {
-        struct assignment *as = amf_si_find_su(&su->sg->sis[i], su);
-        if (as && (as->pending || as->target != as->state))
-            return -HALO_EBADSTATE; /* a change is under way */
-    }
     return 0;
 }
 
-static void restart_one(struct comp *c) {
-    log_info("Restarting component '%s' in place (pid %d): its unit '%s' keeps its roles", c->name, (int)c->pid,
-             c->su->name);
-    c->restart_in_place = true;
-    amf_comp_terminate(c);
-}
-
+/* The ladder's restart in place (amf-ladder.c), not counted and not a failure. */
 int amf_comp_op_restart(struct comp *c) {
     int r = restart_check(c);
     if (r < 0)
         return r;
-    restart_one(c);
+    amf_comp_restart_in_place(c, NULL);
     return 0;
 }
 
@@ -165,22 +147,8 @@ int amf_su_op_restart(struct su *su) {
     }
     log_info("Restarting service unit '%s' in place", su->name);
     for (size_t i = 0; i < su->n_comps; i++)
-        restart_one(&su->comps[i]);
+        amf_comp_restart_in_place(&su->comps[i], NULL);
     return 0;
-}
-
-void amf_admin_comp_registered(struct comp *c) {
-    if (!c->restart_in_place)
-        return;
-    c->restart_in_place = false;
-    struct su *su = c->su;
-    log_info("Component '%s' restarted in place (pid %d); setting its CSIs again", c->name, (int)c->pid);
-    for (size_t i = 0; i < su->sg->n_sis && c->conn; i++) {
-        struct si *si = &su->sg->sis[i];
-        struct assignment *as = amf_si_find_su(si, su);
-        if (as && as->confirmed && !as->removing && as->target == as->state)
-            (void)amf_asg_send_set_comp(si, c, as);
-    }
 }
 
 int amf_su_repair(struct amf *a, const char *name) {

@@ -29,6 +29,11 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
     c->pid = 0;
     uv_timer_stop(&c->timer);
     amf_notify_comp(c, AMF_COMP_EXITED, buf);
+    if (c->restart_in_place && !c->restart_spawned && !c->su->failing && !c->amf->stopping) {
+        log_debug("Component '%s' (%s) %s; it restarts in place", c->name, c->su->name, buf);
+        amf_ladder_comp_gone(c);
+        return;
+    }
     if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING) {
         log_debug("Component '%s' (%s) %s", c->name, c->su->name, buf);
         c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
@@ -38,7 +43,7 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
             amf_su_failure_settled(c->su);
         else if (!amf_comp_sa_aware(c))
             amf_nsa_stopped(c);
-        else if (!amf_admin_comp_stopped(c)) /* an operator's restart in place or lock-instantiation */
+        else if (!amf_admin_comp_stopped(c)) /* an operator's lock-instantiation */
             amf_comp_fail(c, "ended after terminate");
         return;
     }

@@ -39,8 +39,9 @@ struct amf {
     struct {
         amf_ready_fn fn;
         void *data;
-    } active_ready[AMF_READINESS_MAX]; /* amf_add_active_readiness() */
-    struct group_op *groups;           /* operations on several units under way (amf-admin-group.c) */
+    } active_ready[AMF_READINESS_MAX];  /* amf_add_active_readiness() */
+    struct amf_rung_count su_failovers; /* of this node's units: the node's rung of the ladder */
+    struct group_op *groups;            /* operations on several units under way (amf-admin-group.c) */
 };
 
 /* A health check of a component (amf-health.c). */
@@ -55,6 +56,7 @@ struct hc {
     uint64_t pending; /* invocation of the check in flight */
     uint64_t due;     /* loop time (ms) the timeout is due */
     bool grace;       /* given one more timeout after a stall of halod's loop */
+    bool configured;  /* started by halod from the description (health-check keys) */
     unsigned closing; /* timers still closing */
 };
 
@@ -170,18 +172,23 @@ void amf_comp_send(struct comp *c, const uint8_t *buf, int len);
 /* ---- components and failures (amf-comp.c, amf-failure.c) ---- */
 void amf_comp_instantiate(struct comp *c);
 void amf_comp_terminate(struct comp *c);
+/* c failed: its configured recovery, escalated by the ladder (amf-ladder.c). */
 void amf_comp_fail(struct comp *c, const char *why);
+/* The same with the recovery c's error report or health check recommended: never less is done. */
+void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended);
+/* SU failover (fence, SIs fail over, restart): for su as a whole, or for failed (failed_why) in it. */
+void amf_su_failover(struct su *su, const char *why, struct comp *failed, const char *failed_why);
 void amf_su_fail(struct su *su, const char *why);
+/* SIGKILL to c's process; its timer, checks, invocations and link are dropped. */
+void amf_comp_kill(struct comp *c);
 /* The SU's processes are all gone: its restart, or its end as disabled. */
 void amf_su_failure_settled(struct su *su);
 void amf_comp_on_timer(uv_timer_t *t);
 void amf_proc_exited(struct proc *p, int status, void *userdata);
 void amf_stop_check(struct amf *a);
-/* c's process ended after halod terminated it for an operator's command (restart
- * in place, lock-instantiation): true when amf-admin.c took it over. */
+/* c's process ended after halod terminated it for an operator's lock-instantiation:
+ * true when amf-admin.c took it over. */
 bool amf_admin_comp_stopped(struct comp *c);
-/* c registered: a restart in place sets its CSIs again, with the roles its unit holds. */
-void amf_admin_comp_registered(struct comp *c);
 
 /* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
  * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
@@ -192,6 +199,38 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
                            proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
+
+/* ---- the escalation ladder (amf-ladder.c) ---- */
+/* In the order of their strength. */
+enum amf_rung {
+    AMF_RUNG_COMP_RESTART,
+    AMF_RUNG_SU_RESTART,
+    AMF_RUNG_SU_FAILOVER,
+    AMF_RUNG_NODE_SWITCHOVER, /* the failed unit fails over, the node's others switch over */
+    AMF_RUNG_NODE_FAILOVER,
+    AMF_RUNG_NODE_FAILFAST,
+    _AMF_RUNG_MAX,
+};
+const char *amf_rung_to_string(enum amf_rung r);
+/* Where a failure starts on the ladder: the stronger of the configured and the recommended recovery. */
+enum amf_rung amf_rung_of(enum config_recovery configured, halo_recovery recommended);
+void amf_rung_count_init(uv_loop_t *loop, struct amf_rung_count *r);
+void amf_rung_count_reset(struct amf_rung_count *r);
+/* Counts one recovery on the rung (its probation starts with the first): true while the count is
+ * within e->max; else false, and the count is reset (the failure climbs to the next rung). */
+bool amf_rung_count_climb(struct amf_rung_count *r, const struct config_escalation *e);
+/* Why c cannot restart in place now (its unit changes roles, or is not in service), or NULL. */
+const char *amf_comp_restart_refused(const struct comp *c);
+/* The one restart in place, of the ladder's component-restart and SU-restart rungs and of the
+ * operator's restart: c's process alone stops, its unit keeps its roles, and the new process gets
+ * its CSIs again with the same HA states.  A failure (failed: the note for its FAILED) is killed
+ * and starts after its restart delay; an operator's restart (failed NULL) is terminated and
+ * starts at once.  The new process ending before it registered is a failure of c. */
+void amf_comp_restart_in_place(struct comp *c, const char *failed);
+/* c, restarting in place, has no process any more: it starts again. */
+void amf_ladder_comp_gone(struct comp *c);
+/* c registered: if it restarted in place, it gets its unit's CSIs again, with the same HA states. */
+void amf_ladder_comp_registered(struct comp *c);
 
 /* ---- non-SA-aware components (amf-nsa.c) ---- */
 /* An environment of n entries built with strprintf(): in *ret (NULL-terminated), or -ENOMEM if an entry is NULL

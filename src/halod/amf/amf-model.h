@@ -71,13 +71,17 @@ struct comp {
     bool adopted;       /* started by a previous halod, watched through a pidfd */
     bool object_states; /* its registration asked for the cluster's object states */
     /* A non-SA-aware component (amf-nsa.c): its process runs while its unit holds its CSI ACTIVE. */
-    struct proc *helper;   /* its terminate or cleanup command, while it runs */
-    bool helper_cleanup;   /* the helper is the cleanup command */
-    bool starting;         /* proc is the command that starts a pidfile daemon, not the daemon yet */
-    bool unclean;          /* a process of it ran and did not stop cleanly: its cleanup is due */
-    bool killed;           /* its process got SIGKILL */
-    pid_t last_pid;        /* the process it had, for its terminate and cleanup commands */
-    bool restart_in_place; /* an operator's restart: its unit keeps its roles, its CSIs are set again */
+    struct proc *helper; /* its terminate or cleanup command, while it runs */
+    bool helper_cleanup; /* the helper is the cleanup command */
+    bool starting;       /* proc is the command that starts a pidfile daemon, not the daemon yet */
+    bool unclean;        /* a process of it ran and did not stop cleanly: its cleanup is due */
+    bool killed;         /* its process got SIGKILL */
+    pid_t last_pid;      /* the process it had, for its terminate and cleanup commands */
+    /* Restart in place (amf-ladder.c), for a failure (the ladder's component-restart rung) or an
+     * operator's restart: its unit keeps its roles, and the new process gets its CSIs again. */
+    bool restart_in_place;
+    bool restart_at_once; /* an operator's restart: no restart delay, no failure */
+    bool restart_spawned; /* the new process runs: its end before registering is a failure */
     /* External active monitoring (amf-monitor.c): the description's monitor, or an OCF agent's. */
     struct {
         uv_timer_t timer;     /* the next run; while one runs, its timeout */
@@ -99,6 +103,11 @@ static inline bool amf_comp_sa_aware(const struct comp *c) {
     return c->cfg->type == CONFIG_COMP_SA_AWARE;
 }
 
+/* A rung of the escalation ladder (amf-ladder.c): its recoveries within the probation. */
+struct amf_rung_count {
+    unsigned count;
+    uv_timer_t probation; /* the count goes back to 0 when it fires */
+};
 /* Whether c is an OCF resource agent (a kind of non-SA-aware component whose actions halod runs). */
 static inline bool amf_comp_ocf(const struct comp *c) {
     return c->cfg->type == CONFIG_COMP_OCF;
@@ -144,6 +153,8 @@ struct su {
     struct su_remote remote;   /* a unit of another node: what its node published */
     bool was_in_service;       /* as the deciding node saw it last (amf-reconcile.c) */
     usec_t back_at;            /* when it last came (back) into service, as the deciding node saw it */
+    struct amf_rung_count comp_restarts, su_restarts; /* the escalation ladder's counts (amf-ladder.c) */
+    char *last_recovery;                              /* which rung acted last and why */
 };
 
 struct assignment {
@@ -227,6 +238,10 @@ static inline bool amf_su_restarting(const struct su *su) {
 
 /* Whether the unit can take an assignment now (on another node: as its node last published). */
 bool amf_su_in_service(const struct su *su);
+/* Whether the unit keeps what it holds: in service, or restarting in place after a component failure. */
+static inline bool amf_su_keeps(const struct su *su) {
+    return amf_su_in_service(su) || (amf_su_restarting(su) && su->admin == SU_UNLOCKED);
+}
 /* Whether it can be given ACTIVE now: in service, and ready as the readiness
  * hooks say (amf_add_active_readiness()); a unit that is not may be STANDBY. */
 bool amf_su_may_be_active(const struct su *su);

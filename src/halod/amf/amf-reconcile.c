@@ -145,6 +145,15 @@ static long long su_score(struct si *si, struct su *su, halo_ha_state role, cons
     return su_fit(si, su, role, p);
 }
 
+/* Whether a component of su is still being instantiated for the first time (any of them:
+ * a unit whose first component registered first is not in service before its others). */
+static bool first_instantiation(const struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].restarts <= 1 && su->comps[i].presence == PRESENCE_INSTANTIATING)
+            return true;
+    return false;
+}
+
 /* The best unit for role in si, or NULL; *ret_wait: NULL because a better
  * unit is still starting for the first time. */
 static struct su *best_su(struct si *si, halo_ha_state role, const struct amf_policy *p, bool *ret_wait) {
@@ -165,8 +174,8 @@ static struct su *best_su(struct si *si, halo_ha_state role, const struct amf_po
     if (best && role == HALO_HA_ACTIVE)
         for (size_t u = 0; u < sg->n_sus; u++) {
             struct su *o = &sg->sus[u];
-            if (o != best && o->local && o->admin == SU_UNLOCKED && !o->failing && o->comps[0].restarts <= 1 &&
-                o->comps[0].presence == PRESENCE_INSTANTIATING && su_fit(si, o, role, p) > best_score) {
+            if (o != best && o->local && o->admin == SU_UNLOCKED && !o->failing && first_instantiation(o) &&
+                su_fit(si, o, role, p) > best_score) {
                 *ret_wait = true;
                 return NULL;
             }
@@ -278,7 +287,7 @@ static bool drop_standby(struct si *si, const struct amf_policy *p, bool policy)
     for (size_t i = 0; i < si->n_asg; i++) {
         struct assignment *a = &si->asg[i];
         if (a->su && a->target == HALO_HA_STANDBY && !a->removing &&
-            (!amf_su_in_service(a->su) || (policy && p->keep_standby && !p->keep_standby(si, a->su)))) {
+            (!amf_su_keeps(a->su) || (policy && p->keep_standby && !p->keep_standby(si, a->su)))) {
             (void)amf_unassign(si, a);
             return true;
         }
@@ -313,7 +322,7 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     /* 1. (With one ACTIVE: once one is QUIESCED the hand-over is under way, step 5.) */
     for (size_t i = 0; i < si->n_asg && (want_act > 1 || !q); i++) {
         struct assignment *a = &si->asg[i];
-        if (!a->su || a->target != HALO_HA_ACTIVE || (amf_su_in_service(a->su) && !si->switchover))
+        if (!a->su || a->target != HALO_HA_ACTIVE || (amf_su_keeps(a->su) && !si->switchover))
             continue;
         if (si->switchover && !sb) {
             amf_switchover_done(si, -HALO_EBADSTATE);

@@ -127,9 +127,11 @@ static void apply_target(struct si *si, struct su *su, halo_ha_state state, uint
         (void)amf_asg_send_remove(si, as);
         return;
     }
-    /* A unit an operator locked or shuts down still quiesces what it holds. */
+    /* A unit an operator locked or shuts down still quiesces what it holds; a unit
+     * restarting in place is published in service: its components get the target as
+     * they register again (amf-ladder.c). */
     bool quiesce = (state == HALO_HA_QUIESCING || state == HALO_HA_QUIESCED) && as && !su->failing;
-    if (!amf_su_in_service(su) && !quiesce) {
+    if (!amf_su_keeps(su) && !quiesce) {
         log_info("Target %s of '%s' for '%s' ignored: the unit is not in service", halo_ha_state_to_string(state),
                  si->name, su->name);
         return;

@@ -51,6 +51,10 @@ static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, voi
     if (su->last_failure)
         json_object_set_new(j, "last_failure", json_string(su->last_failure));
     json_object_set_new(j, "recent_failures", json_integer(su->n_fail_times));
+    if (su->last_recovery)
+        json_object_set_new(j, "last_recovery", json_string(su->last_recovery));
+    json_object_set_new(j, "component_restarts", json_integer(su->comp_restarts.count));
+    json_object_set_new(j, "su_restarts", json_integer(su->su_restarts.count));
     json_t *comps = json_array();
     for (size_t i = 0; i < su->n_comps; i++)
         json_array_append_new(comps, comp_json(&su->comps[i], decorate, userdata));

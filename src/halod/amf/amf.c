@@ -379,6 +379,8 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
         su->restart_timer.data = su;
         uv_timer_init(a->loop, &su->fence_timer);
         su->fence_timer.data = su;
+        amf_rung_count_init(a->loop, &su->comp_restarts);
+        amf_rung_count_init(a->loop, &su->su_restarts);
         su->n_comps = su->cfg->n_components;
         for (size_t i = 0; i < su->n_comps; i++) {
             struct comp *c = &su->comps[i];
@@ -439,6 +441,7 @@ static void model_free(struct amf *a, size_t n_sgs) {
         for (size_t u = 0; sg->sus && u < a->config->sgs[g].n_sus; u++) {
             struct su *su = &sg->sus[u];
             free(su->last_failure);
+            free(su->last_recovery);
             free(su->fail_times);
             for (size_t i = 0; su->comps && i < su->n_comps; i++)
                 free(su->comps[i].last_exit);
@@ -478,6 +481,7 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     }
     uv_idle_init(a->loop, &a->stop_check);
     a->stop_check.data = a;
+    amf_rung_count_init(a->loop, &a->su_failovers);
     a->n_sgs = p->config->n_sgs;
     for (size_t g = 0; g < a->n_sgs; g++)
         model_init_sg(a, &a->sgs[g], &p->config->sgs[g]);
@@ -499,6 +503,8 @@ void amf_close(struct amf *a) {
             struct su *su = &sg->sus[u];
             uv_close((uv_handle_t *)&su->restart_timer, noop_close);
             uv_close((uv_handle_t *)&su->fence_timer, noop_close);
+            uv_close((uv_handle_t *)&su->comp_restarts.probation, noop_close);
+            uv_close((uv_handle_t *)&su->su_restarts.probation, noop_close);
             for (size_t i = 0; i < su->n_comps; i++) {
                 struct comp *c = &su->comps[i];
                 amf_hc_stop_all(c);
@@ -514,6 +520,7 @@ void amf_close(struct amf *a) {
         }
     }
     uv_close((uv_handle_t *)&a->stop_check, noop_close);
+    uv_close((uv_handle_t *)&a->su_failovers.probation, noop_close);
 }
 
 struct amf *amf_free(struct amf *a) {

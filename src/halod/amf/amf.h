@@ -171,7 +171,7 @@ void amf_hc_start(struct amf *a, struct conn *conn, uint64_t seq, const char *co
                   halo_hc_invoked invoked, halo_recovery recovery);
 void amf_hc_confirm(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key, int result);
 void amf_hc_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key);
-void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *comp);
+void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, halo_recovery recommended);
 void amf_pg_track(struct amf *a, struct conn *conn, uint64_t seq, const char *csi, unsigned flags);
 void amf_pg_track_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *csi);
 void amf_ha_state_get(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *csi);

@@ -234,7 +234,7 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
             fenced = false;
     struct su_remote now = {
         .known = true,
-        .in_service = amf_su_in_service(su) || su->adopting, /* adopted: it still serves */
+        .in_service = amf_su_keeps(su) || su->adopting, /* adopted or restarting in place: it still serves */
         .failing = su->failing,
         .fenced = fenced,
         .lease = lease,
