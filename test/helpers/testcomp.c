@@ -5,6 +5,7 @@
  * misbehaves on request.  $TESTCOMP holds comma-separated modes:
  *   refuse-active       answer CSI set ACTIVE with -EIO
  *   error-report        200 ms after becoming ACTIVE, report an error
+ *   segv-on-active      200 ms after becoming ACTIVE, write through a NULL pointer (SIGSEGV)
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
@@ -90,8 +91,11 @@ static bool ask_again;          /* a refused recovery asks for the entrypoint ag
 static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
-static long long report_at;   /* ms, 0 = none */
-static int intervals_fd = -1; /* intervals: the log, and whether an ACTIVE line has no END yet */
+static long long report_at; /* ms, 0 = none */
+static bool segv_on_active;
+static long long segv_at;      /* ms, 0 = none */
+static int *volatile null_ptr; /* volatile: the compiler cannot know it is NULL and make the store a trap */
+static int intervals_fd = -1;  /* intervals: the log, and whether an ACTIVE line has no END yet */
 static bool holds_active;
 static bool amf_hc;
 
@@ -166,6 +170,8 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
     halo_response(h, inv, r);
     if (state == HALO_HA_ACTIVE && error_report && r == 0)
         report_at = now_ms() + 200;
+    if (state == HALO_HA_ACTIVE && segv_on_active && r == 0)
+        segv_at = now_ms() + 200;
     if (state_get && csi->csi_name) {
         halo_ha_state s = 0;
         r = halo_ha_state_get(h, NULL, csi->csi_name, &s);
@@ -318,6 +324,8 @@ int main(void) {
             refuse_active = true;
         else if (strcmp(t, "error-report") == 0)
             error_report = true;
+        else if (strcmp(t, "segv-on-active") == 0)
+            segv_on_active = true;
         else if (strcmp(t, "amf-hc") == 0)
             amf_hc = true;
         else if (strcmp(t, "component-hc") == 0)
@@ -433,6 +441,10 @@ int main(void) {
             report_at = 0;
             r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
             logf_("ERROR_REPORT %d", r);
+        }
+        if (segv_at && now >= segv_at) {
+            logf_("SEGV");
+            *null_ptr = 1;
         }
         struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
         if (poll(&p, 1, 50) < 0 && errno != EINTR)

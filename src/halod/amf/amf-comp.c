@@ -18,11 +18,11 @@
 
 void amf_proc_exited(struct proc *p, int status, void *userdata) {
     struct comp *c = userdata;
-    char buf[128];
+    char buf[2048];
 
     if (c->starting && amf_nsa_start_done(c, status))
         return;
-    proc_status_to_string(status, buf, sizeof(buf));
+    (void)amf_crash_describe(c, proc_pid(p), status, buf, sizeof(buf));
     free(c->last_exit);
     c->last_exit = strdup(buf);
     c->proc = NULL;
@@ -99,7 +99,8 @@ void amf_comp_instantiate(struct comp *c) {
     c->object_states = false;
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
-    char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
+    char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16],
+        env_crash[PATH_MAX + 32];
     int r = -ENOMEM;
 
     if (argv) {
@@ -109,8 +110,9 @@ void amf_comp_instantiate(struct comp *c) {
         snprintf(env_sock, sizeof(env_sock), "HALO_SOCKET=%s", a->socket_path);
         snprintf(env_comp, sizeof(env_comp), "HALO_COMPONENT=%s", c->name);
         snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
-        char *const extra[] = {env_sock, env_comp, env_node};
-        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra), amf_proc_exited, &c->proc);
+        char *const extra[] = {env_sock, env_comp, env_node, env_crash};
+        bool crash = amf_crash_env(c, env_crash, sizeof(env_crash));
+        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra) - !crash, amf_proc_exited, &c->proc);
     }
     free(argv);
     if (r < 0) {

@@ -16,6 +16,7 @@ struct amf {
     const struct config *config;
     char *node;
     char *socket_path;
+    char *crash_dir; /* NULL: no crash capture by libhalo */
     struct supervisor *sup;
     struct sg *sgs;
     size_t n_sgs;
@@ -174,6 +175,15 @@ int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t
                    struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
+
+/* ---- crash capture (amf-crash.c) ---- */
+/* The environment entry naming c's crash file ("HALO_CRASH_FILE=..."), the file's
+ * earlier content removed; false when there is none (no crash directory, or too long). */
+bool amf_crash_env(struct comp *c, char *buf, size_t size);
+/* Describes how c's process pid ended with status ("exited with status 3"); for a fatal
+ * signal, with what libhalo captured of it ("killed by SIGSEGV (signal 11) at 0x0, backtrace:
+ * ...").  Returns true for a fatal signal, which was logged. */
+bool amf_crash_describe(struct comp *c, pid_t pid, int status, char *buf, size_t size);
 
 /* ---- non-SA-aware components (amf-nsa.c) ---- */
 /* A CSI set (state) or, with state 0, a CSI remove for c: in flight as an invocation that

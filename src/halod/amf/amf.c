@@ -450,9 +450,11 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
         .next_inv = now_realtime_usec(), /* never reuse a previous halod's ids */
         .node = strdup(p->node),
         .socket_path = strdup(p->socket_path),
+        .crash_dir = p->crash_dir ? strdup(p->crash_dir) : NULL,
     };
-    if (!a->node || !a->socket_path || model_alloc(a, p->config) < 0) {
+    if (!a->node || !a->socket_path || (p->crash_dir && !a->crash_dir) || model_alloc(a, p->config) < 0) {
         model_free(a, p->config->n_sgs);
+        free(a->crash_dir);
         free(a->node);
         free(a->socket_path);
         free(a);
@@ -508,6 +510,7 @@ struct amf *amf_free(struct amf *a) {
     model_free(a, a->n_sgs);
     free(a->node);
     free(a->socket_path);
+    free(a->crash_dir);
     free(a);
     return NULL;
 }

@@ -27,6 +27,7 @@ struct amf_params {
     const struct config *config;
     const char *node;        /* this node's name */
     const char *socket_path; /* given to components as HALO_SOCKET */
+    const char *crash_dir;   /* where libhalo writes a component's crash (amf-crash.c); NULL: nowhere */
     struct supervisor *sup;
 };
 
