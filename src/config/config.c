@@ -38,6 +38,7 @@ static void component_done(struct config_component *c) {
     config_strv_free(c->terminate, c->n_terminate);
     config_strv_free(c->cleanup, c->n_cleanup);
     free(c->pidfile);
+    free(c->proxy);
 }
 
 static void su_done(struct config_su *su) {

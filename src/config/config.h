@@ -54,7 +54,11 @@ struct config_timeouts {
 enum config_comp_type {
     CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
     CONFIG_COMP_NON_SA_AWARE, /* an unmodified program: its process runs while its unit holds its CSI ACTIVE */
+    CONFIG_COMP_PROXIED,      /* no process of halod's: its proxy (an SA-aware component) acts for it */
 };
+
+/* "sa-aware", "non-sa-aware", "proxied". */
+const char *config_comp_type_to_string(enum config_comp_type t);
 
 struct config_component {
     char *name;
@@ -81,6 +85,9 @@ struct config_component {
     char **cleanup; /* run once its process was killed or died, to release what it held */
     size_t n_cleanup;
     char *pidfile; /* absolute: the command forks a daemon and writes its pid here, then exits 0 */
+    /* Proxied only: the name of its proxy, an SA-aware component of another unit of its node. */
+    char *proxy;
+    struct config_pos proxy_pos;
 };
 
 struct config_su {

@@ -94,7 +94,8 @@ struct halo {
     int epfd; /* the selection object: fd + evfd + tfd */
 
     halo_callbacks cb;
-    halo_recovery_cb recovery_cb; /* since 0.4 */
+    halo_recovery_cb recovery_cb;                         /* since 0.4 */
+    halo_proxied_cb proxied_instantiate, proxied_cleanup; /* since 0.6 */
     void *userdata;
     char *path; /* halod's socket, for reconnecting */
     int reconnect_max_msec;

@@ -6,6 +6,11 @@
  *   refuse-active       answer CSI set ACTIVE with -EIO
  *   error-report        200 ms after becoming ACTIVE, report an error
  *   segv-on-active      200 ms after becoming ACTIVE, write through a NULL pointer (SIGSEGV)
+ *   proxy               act as the proxy of proxied components: on the proxied-instantiate
+ *                       callback register the component ("PROXIED_INSTANTIATE <result>"),
+ *                       answer its CSI sets, removes and terminate, log its cleanup
+ *                       ("PROXIED_CLEANUP"); each of these lines starts with the proxied
+ *                       component's name, not the proxy's
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
@@ -92,7 +97,7 @@ static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
 static long long report_at; /* ms, 0 = none */
-static bool segv_on_active;
+static bool segv_on_active, proxy;
 static long long segv_at;      /* ms, 0 = none */
 static int *volatile null_ptr; /* volatile: the compiler cannot know it is NULL and make the store a trap */
 static int intervals_fd = -1;  /* intervals: the log, and whether an ACTIVE line has no END yet */
@@ -153,8 +158,39 @@ static void watch_connect(const char *path) {
     } /* else: deliberately left open */
 }
 
+static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const halo_csi_descriptor *csi);
+
+/* proxy: the lines of a callback for a proxied component start with its name. */
+static const char *speak_for(const char *comp) {
+    const char *was = me;
+    if (comp && strcmp(comp, me) != 0)
+        me = comp;
+    return was;
+}
+
+static void on_proxied_instantiate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    const char *was = speak_for(comp);
+    int r = halo_register(h, comp, was);
+    logf_("PROXIED_INSTANTIATE %d", r);
+    me = was;
+    halo_response(h, inv, r);
+}
+
+static void on_proxied_cleanup(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    const char *was = speak_for(comp);
+    logf_("PROXIED_CLEANUP");
+    me = was;
+    halo_response(h, inv, 0);
+}
+
 static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
                        const halo_csi_descriptor *csi, void *userdata) {
+    const char *was = speak_for(comp);
+    csi_set(h, inv, state, csi);
+    me = was;
+}
+
+static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const halo_csi_descriptor *csi) {
     logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
           (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
     if (state == HALO_HA_QUIESCING) {
@@ -181,12 +217,21 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
 
 static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags,
                           void *userdata) {
+    const char *was = speak_for(comp);
     logf_("CSI_REMOVE %s", csi ?: "-");
+    me = was;
     interval(false, "REMOVE");
     halo_response(h, inv, 0);
 }
 
 static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    if (comp && strcmp(comp, me) != 0) { /* proxy: a proxied component's, which has nothing to stop */
+        const char *was = speak_for(comp);
+        logf_("TERMINATE");
+        me = was;
+        halo_response(h, inv, 0);
+        return;
+    }
     logf_("TERMINATE");
     if (ignore_terminate)
         return;
@@ -326,6 +371,8 @@ int main(void) {
             error_report = true;
         else if (strcmp(t, "segv-on-active") == 0)
             segv_on_active = true;
+        else if (strcmp(t, "proxy") == 0)
+            proxy = true;
         else if (strcmp(t, "amf-hc") == 0)
             amf_hc = true;
         else if (strcmp(t, "component-hc") == 0)
@@ -368,6 +415,8 @@ int main(void) {
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r == 0 && recovery)
         r = halo_recovery_set_callback(h, on_recovery);
+    if (r == 0 && proxy)
+        r = halo_proxy_set_callbacks(h, on_proxied_instantiate, on_proxied_cleanup);
     if (r == 0)
         r = halo_register(h, NULL, NULL);
     if (r < 0) {

@@ -5,17 +5,13 @@ signal (a program without libhalo) as its unit's last failure."""
 import os
 import re
 
-from halo_harness import TESTCOMP, testcomp_events as events, wait_for
+from halo_harness import FAST_RESTART_HEAD, TESTCOMP, testcomp_events as events, wait_for
 
 PYTHON = "/usr/bin/python3"
-HEAD = """cluster: test
-defaults: {component: {restart: {max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}}
-service-groups:
-"""
 
 
 def segv_yaml(log, env_a=""):
-    return HEAD + f"""  svc:
+    return FAST_RESTART_HEAD + f"""  svc:
     component:
       command: {TESTCOMP}
       env: {{TESTCOMP_LOG: "{log}"}}
@@ -61,7 +57,7 @@ def test_the_handler_is_opt_out(halod_factory, tmp_path):
 
 
 def abort_yaml():
-    return HEAD + f"""  plain:
+    return FAST_RESTART_HEAD + f"""  plain:
     component:
       type: non-sa-aware
       command: {PYTHON}

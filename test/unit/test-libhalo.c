@@ -646,7 +646,8 @@ TEST(bad_arguments_send_nothing) {
     long_name[sizeof(long_name) - 1] = '\0';
     unsetenv("HALO_COMPONENT");
     ASSERT_EQ(halo_register(h, NULL, NULL), -EINVAL);
-    ASSERT_EQ(halo_register(h, "comp-a", "proxy"), -EINVAL);
+    ASSERT_EQ(halo_register(h, NULL, "proxy"), -EINVAL); /* a proxied component is named */
+    ASSERT_EQ(halo_register(h, "comp-a", "bad\nproxy"), -EINVAL);
     ASSERT_EQ(halo_register(h, "", NULL), -EINVAL);
     ASSERT_EQ(halo_register(h, "bad\nname", NULL), -EINVAL);
     ASSERT_EQ(halo_register(h, long_name, NULL), -ENAMETOOLONG);

@@ -48,7 +48,9 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
 void amf_comp_on_timer(uv_timer_t *t) {
     struct comp *c = t->data;
     char buf[32];
-    if (!amf_comp_sa_aware(c))
+    if (amf_comp_proxied(c))
+        amf_proxied_on_timer(c);
+    else if (!amf_comp_sa_aware(c))
         amf_nsa_on_timer(c);
     else if (c->presence == PRESENCE_INSTANTIATING)
         amf_comp_fail(c, "did not register within its instantiate timeout");
@@ -85,6 +87,10 @@ out:
 
 void amf_comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    if (amf_comp_proxied(c)) {
+        amf_proxied_instantiate(c); /* no process: its proxy acts for it */
+        return;
+    }
     if (!amf_comp_sa_aware(c)) {
         amf_nsa_ready(c); /* started only for an ACTIVE assignment */
         return;
@@ -133,6 +139,10 @@ void amf_comp_instantiate(struct comp *c) {
 }
 
 void amf_comp_terminate(struct comp *c) {
+    if (amf_comp_proxied(c)) {
+        amf_proxied_terminate(c);
+        return;
+    }
     if (!c->proc)
         return;
     if (!amf_comp_sa_aware(c)) {

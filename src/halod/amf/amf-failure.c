@@ -125,7 +125,9 @@ static void su_fence(struct su *su) {
         uv_timer_stop(&c->timer);
         amf_hc_stop_all(c);
         amf_inv_cancel_comp(c);
-        if (c->conn) {
+        if (amf_comp_proxied(c))
+            amf_proxied_fence(c); /* the link is its proxy's, which is not fenced */
+        else if (c->conn) {
             struct conn *conn = c->conn;
             c->conn = NULL;
             /* The link of a fenced process is of no further use. */
@@ -204,6 +206,7 @@ static void su_fail(struct su *su, const char *why, struct comp *failed, const c
         amf_pg_notify(a, &sg->sis[i]);
     }
     amf_su_failure_settled(su);
+    amf_proxied_proxy_failed(su);
 }
 
 void amf_su_fail(struct su *su, const char *why) {

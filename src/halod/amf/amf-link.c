@@ -37,7 +37,12 @@ static int comp_register(struct amf *a, struct conn *conn, struct comp *c, const
     if (!c || !c->su->local)
         return -HALO_EUNKNOWN;
     if (proxy && *proxy)
-        return -EOPNOTSUPP;
+        return amf_proxied_may_register(c, conn, proxy);
+    if (amf_comp_proxied(c)) {
+        log_warning("Process %d tried to register '%s', which is proxied: its proxy '%s' registers it; refused",
+                    (int)server_conn_pid(conn), c->name, c->cfg->proxy);
+        return -HALO_EBADSTATE;
+    }
     if (c->conn)
         return -HALO_EEXIST;
     if (!amf_comp_sa_aware(c)) {
@@ -82,7 +87,10 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         c->presence = PRESENCE_INSTANTIATED;
         c->object_states = object_states;
         uv_timer_stop(&c->timer);
-        log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
+        if (amf_comp_proxied(c))
+            log_info("Component '%s' registered by its proxy '%s'", c->name, c->cfg->proxy);
+        else
+            log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
         amf_su_adoption_check(c->su);
     }
     (void)server_conn_reply(conn, seq, r, NULL);
@@ -91,6 +99,8 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
     amf_notify_comp(c, AMF_COMP_REGISTERED, NULL);
     if (c->conn == conn) /* an observer's send may have failed the component */
         amf_sg_evaluate(c->su->sg);
+    if (c->conn == conn)
+        amf_proxied_proxy_registered(c);
 }
 
 void amf_comp_unregister(struct amf *a, struct conn *conn, uint64_t seq, const char *name) {
@@ -103,6 +113,9 @@ void amf_comp_unregister(struct amf *a, struct conn *conn, uint64_t seq, const c
         log_info("Component '%s' unregistered", c->name);
     }
     (void)server_conn_reply(conn, seq, r, NULL);
+    /* A proxied component is there while its proxy has it registered. */
+    if (c && r == 0 && amf_comp_proxied(c) && c->presence != PRESENCE_TERMINATING)
+        amf_comp_fail(c, "was unregistered by its proxy");
 }
 
 void amf_hc_start(struct amf *a, struct conn *conn, uint64_t seq, const char *name, const char *key,

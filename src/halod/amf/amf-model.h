@@ -70,11 +70,19 @@ struct comp {
     bool unclean;        /* a process of it ran and did not stop cleanly: its cleanup is due */
     bool killed;         /* its process got SIGKILL */
     pid_t last_pid;      /* the process it had, for its terminate and cleanup commands */
+    /* A proxied component (amf-proxied.c): the component acting for it (NULL on another node). */
+    struct comp *proxy;
+    bool proxy_asked; /* its proxy was asked to instantiate it (or has: it registered it) */
 };
 
-/* Whether c links libhalo (registers, answers callbacks); else halod carries out its CSIs itself. */
+/* Whether c registers and answers callbacks (itself, or through its proxy); else halod carries out its CSIs itself. */
 static inline bool amf_comp_sa_aware(const struct comp *c) {
-    return c->cfg->type == CONFIG_COMP_SA_AWARE;
+    return c->cfg->type != CONFIG_COMP_NON_SA_AWARE;
+}
+
+/* Whether c has no process of halod's: its proxy instantiates it, registers it and takes its callbacks. */
+static inline bool amf_comp_proxied(const struct comp *c) {
+    return c->cfg->type == CONFIG_COMP_PROXIED;
 }
 
 /* What another node's halod published of one of its units (several nodes). */

@@ -14,7 +14,9 @@ static json_t *comp_json(const struct comp *c, amf_status_decorate_cb decorate, 
                           c->conn != NULL);
     if (!j)
         return NULL;
-    json_object_set_new(j, "type", json_string(amf_comp_sa_aware(c) ? "sa-aware" : "non-sa-aware"));
+    json_object_set_new(j, "type", json_string(config_comp_type_to_string(c->cfg->type)));
+    if (c->cfg->proxy)
+        json_object_set_new(j, "proxy", json_string(c->cfg->proxy));
     json_object_set_new(j, "pid", c->pid ? json_integer(c->pid) : json_null());
     json_object_set_new(j, "instantiations", json_integer(c->restarts));
     if (c->last_exit)

@@ -465,6 +465,13 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     a->n_sgs = p->config->n_sgs;
     for (size_t g = 0; g < a->n_sgs; g++)
         model_init_sg(a, &a->sgs[g], &p->config->sgs[g]);
+    /* A proxied component's proxy (of its node, as the description is verified to say). */
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++) {
+                struct comp *c = &a->sgs[g].sus[u].comps[i];
+                c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
+            }
     *ret = a;
     return 0;
 }

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: MIT
+"""Proxied components end to end: a 2N group of proxied components, each acted
+for by a proxy (testcomp in its proxy mode) in a unit of its own; the proxy
+instantiates and registers its proxied component and takes its CSI sets, and
+the proxied SI fails over when the proxy of its ACTIVE dies."""
+import os
+import signal
+
+from halo_harness import FAST_RESTART_HEAD, TESTCOMP, testcomp_events as events, wait_for
+
+
+def proxied_yaml(log):
+    return FAST_RESTART_HEAD + f"""  proxies:
+    redundancy: no-redundancy
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{log}", TESTCOMP: proxy}}
+    service-units:
+      proxy-a: {{}}
+      proxy-b: {{}}
+    service-instances:
+      proxy-1: {{csis: {{proxy-1: {{}}}}}}
+      proxy-2: {{csis: {{proxy-2: {{}}}}}}
+  px:
+    redundancy: 2N
+    component: {{type: proxied}}
+    service-units:
+      px-a: {{component: {{proxy: proxy-a}}}}
+      px-b: {{component: {{proxy: proxy-b}}}}
+    service-instances:
+      px:
+        csis:
+          px-csi: {{}}
+"""
+
+
+def kinds(log, comp):
+    return [e[1:] for e in events(log, comp)]
+
+
+def test_the_proxy_instantiates_registers_and_takes_the_csis(halod_factory, tmp_path):
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log)).start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    for comp, role in (("px-a", "ACTIVE"), ("px-b", "STANDBY")):
+        c = h.comp(comp)
+        assert (c["type"], c["proxy"], c["presence"], c["registered"], c["pid"]) == \
+            ("proxied", "proxy-" + comp[-1], "INSTANTIATED", True, None)
+        # Instantiated (and registered: result 0) through its proxy, then its CSI set, in that order.
+        ev = kinds(log, comp)
+        assert ev[0] == ["PROXIED_INSTANTIATE", "0"], ev
+        assert ev[1][:3] == ["CSI_SET", "px-csi", role], ev
+    assert "proxied" in h.ctl("status").stdout
+    assert "Component 'px-a' registered by its proxy 'proxy-a'" in h.logtext()
+    assert h.stop() == 0
+
+
+def test_killing_the_active_sides_proxy_fails_the_proxied_si_over(halod_factory, tmp_path):
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log)).start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    victim, other = h.pid_of("proxy-a"), h.pid_of("proxy-b")
+    os.kill(victim, signal.SIGKILL)
+    # px-b's proxy takes px ACTIVE for it; px-a failed with its proxy ...
+    wait_for(lambda: h.si("px")["active"] == "px-b", timeout=5, what="px-b ACTIVE")
+    assert any(e[:3] == ["CSI_SET", "px-csi", "ACTIVE"] for e in kinds(log, "px-b"))
+    assert h.su("px-a")["last_failure"] == "component 'px-a' lost its proxy 'proxy-a'"
+    # ... and comes back through the restarted proxy as the STANDBY.
+    assert h.wait_assigned("px") == ("px-b", "px-a")
+    assert h.pid_of("proxy-a") not in (None, victim) and h.pid_of("proxy-b") == other
+    ev = kinds(log, "px-a")
+    assert [e[0] for e in ev].count("PROXIED_INSTANTIATE") == 2, ev
+    assert ev[-1][:3] == ["CSI_SET", "px-csi", "STANDBY"], ev
+    assert h.stop() == 0
+
+
+def test_a_failed_proxied_component_is_cleaned_up_by_its_proxy(halod_factory, tmp_path):
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log)).start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    proxy_pid = h.pid_of("proxy-a")
+    h.ctl("restart", "px-a")
+    # Its proxy cleans it up, instantiates it again, and keeps running itself.
+    wait_for(lambda: [e[0] for e in kinds(log, "px-a")].count("PROXIED_INSTANTIATE") == 2, what="px-a again")
+    assert "PROXIED_CLEANUP" in [e[0] for e in kinds(log, "px-a")]
+    assert h.wait_assigned("px") == ("px-b", "px-a")
+    assert h.pid_of("proxy-a") == proxy_pid
+    assert h.stop() == 0
