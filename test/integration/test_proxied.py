@@ -7,6 +7,9 @@ import os
 import signal
 
 from halo_harness import FAST_RESTART_HEAD, TESTCOMP, testcomp_events as events, wait_for
+from rawlink import RawLink, register
+
+HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
 
 def proxied_yaml(log):
@@ -85,4 +88,25 @@ def test_a_failed_proxied_component_is_cleaned_up_by_its_proxy(halod_factory, tm
     assert "PROXIED_CLEANUP" in [e[0] for e in kinds(log, "px-a")]
     assert h.wait_assigned("px") == ("px-b", "px-a")
     assert h.pid_of("proxy-a") == proxy_pid
+    assert h.stop() == 0
+
+
+def test_only_its_proxy_registers_a_proxied_component(halod_factory, tmp_path):
+    h = halod_factory(proxied_yaml(tmp_path / "comp.log")).start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    link = RawLink(h.socket)
+    assert link.hello() == 0
+    # Itself, without its proxy; through a proxy that is not its own; through its proxy,
+    # but on a link its proxy is not registered on; a proxy for a component that is not proxied.
+    for seq, (comp, proxy, error) in enumerate([("px-b", None, HALO_EBADSTATE), ("px-b", "proxy-a", EPERM),
+                                                 ("px-b", "proxy-b", HALO_ENOTREG),
+                                                 ("proxy-a", "proxy-b", HALO_EBADSTATE)], 1):
+        link.send(register(comp, seq=seq, proxy=proxy))
+        assert link.reply() == (seq, -error), (comp, proxy)
+    link.close()
+    # None of it changed anything.
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    assert h.comp("px-b")["registered"] and h.su("px-b").get("last_failure") is None
+    assert "Component 'proxy-a' is not proxied; 'proxy-b' cannot register it as its proxy" in h.logtext()
+    assert "'proxy-a' tried to register component 'px-b', whose proxy is 'proxy-b'; refused" in h.logtext()
     assert h.stop() == 0
