@@ -6,21 +6,27 @@ the proxied SI fails over when the proxy of its ACTIVE dies."""
 import os
 import signal
 
-from halo_harness import FAST_RESTART_HEAD, TESTCOMP, testcomp_events as events, wait_for
+from halo_harness import FAST_RESTART_HEAD, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 from rawlink import RawLink, register
 
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
 
-def proxied_yaml(log):
-    return FAST_RESTART_HEAD + f"""  proxies:
+def proxied_yaml(log, nodes=None):
+    """Without nodes, one node; with nodes (two), the units ending in -a on the first, -b on the second."""
+    head = FAST_RESTART_HEAD
+    if nodes:
+        head = head.replace("cluster: test\n", "cluster: test\nnodes: {" + ", ".join(f"{n}: {{}}" for n in nodes) + "}\n")
+    where = {"a": f"node: {nodes[0]}" if nodes else "", "b": f"node: {nodes[1]}" if nodes else ""}
+    on = {k: v + ", " if v else "" for k, v in where.items()}
+    return head + f"""  proxies:
     redundancy: no-redundancy
     component:
       command: {TESTCOMP}
       env: {{TESTCOMP_LOG: "{log}", TESTCOMP: proxy}}
     service-units:
-      proxy-a: {{}}
-      proxy-b: {{}}
+      proxy-a: {{{where["a"]}}}
+      proxy-b: {{{where["b"]}}}
     service-instances:
       proxy-1: {{csis: {{proxy-1: {{}}}}}}
       proxy-2: {{csis: {{proxy-2: {{}}}}}}
@@ -28,8 +34,8 @@ def proxied_yaml(log):
     redundancy: 2N
     component: {{type: proxied}}
     service-units:
-      px-a: {{component: {{proxy: proxy-a}}}}
-      px-b: {{component: {{proxy: proxy-b}}}}
+      px-a: {{{on["a"]}component: {{proxy: proxy-a}}}}
+      px-b: {{{on["b"]}component: {{proxy: proxy-b}}}}
     service-instances:
       px:
         csis:
@@ -110,3 +116,22 @@ def test_only_its_proxy_registers_a_proxied_component(halod_factory, tmp_path):
     assert "Component 'proxy-a' is not proxied; 'proxy-b' cannot register it as its proxy" in h.logtext()
     assert "'proxy-a' tried to register component 'px-b', whose proxy is 'proxy-b'; refused" in h.logtext()
     assert h.stop() == 0
+
+
+def test_each_node_has_its_proxy_and_the_si_moves_to_the_other_node(etcd, halod_factory, tmp_path):
+    """Two nodes over etcd, each unit of the 2N group and its proxy on one node."""
+    log = tmp_path / "comp.log"
+    hs, _ = start_nodes(halod_factory, proxied_yaml(log, nodes=("n1", "n2")), etcd.endpoints)
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b")
+    assert kinds(log, "px-b")[0] == ["PROXIED_INSTANTIATE", "0"]
+    victim = hs["n1"].pid_of("proxy-a")
+    os.kill(victim, signal.SIGKILL)
+    # n2's proxy takes px ACTIVE for px-b; px-a comes back through n1's restarted proxy as STANDBY.
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-b", "px-a")
+    assert kinds(log, "px-b")[-1][:3] == ["CSI_SET", "px-csi", "ACTIVE"]
+    assert hs["n1"].pid_of("proxy-a") not in (None, victim)
+    assert [e[0] for e in kinds(log, "px-a")].count("PROXIED_INSTANTIATE") == 2
+    for h in hs.values():
+        assert h.stop() == 0
