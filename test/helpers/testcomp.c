@@ -11,6 +11,8 @@
  *                       answer its CSI sets, removes and terminate, log its cleanup
  *                       ("PROXIED_CLEANUP"); each of these lines starts with the proxied
  *                       component's name, not the proxy's
+ *   proxied-error-report  (with proxy) 200 ms after a proxied component became ACTIVE,
+ *                       report an error of it
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
@@ -97,6 +99,9 @@ static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
 static long long report_at; /* ms, 0 = none */
+static bool proxied_error_report;
+static const char *self;      /* this process's component (me changes while speaking for a proxied one) */
+static char report_comp[256]; /* the component the error report is for; "" = this one */
 static bool segv_on_active, proxy;
 static long long segv_at;      /* ms, 0 = none */
 static int *volatile null_ptr; /* volatile: the compiler cannot know it is NULL and make the store a trap */
@@ -206,6 +211,10 @@ static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const hal
     halo_response(h, inv, r);
     if (state == HALO_HA_ACTIVE && error_report && r == 0)
         report_at = now_ms() + 200;
+    if (state == HALO_HA_ACTIVE && proxied_error_report && r == 0 && me != self) {
+        snprintf(report_comp, sizeof(report_comp), "%s", me);
+        report_at = now_ms() + 200;
+    }
     if (state == HALO_HA_ACTIVE && segv_on_active && r == 0)
         segv_at = now_ms() + 200;
     if (state_get && csi->csi_name) {
@@ -351,7 +360,7 @@ static void recovery_run(halo *h) {
 }
 
 int main(void) {
-    me = getenv("HALO_COMPONENT") ?: "?";
+    me = self = getenv("HALO_COMPONENT") ?: "?";
     const char *path = getenv("TESTCOMP_LOG");
     if (path) {
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -373,6 +382,8 @@ int main(void) {
             segv_on_active = true;
         else if (strcmp(t, "proxy") == 0)
             proxy = true;
+        else if (strcmp(t, "proxied-error-report") == 0)
+            proxied_error_report = true;
         else if (strcmp(t, "amf-hc") == 0)
             amf_hc = true;
         else if (strcmp(t, "component-hc") == 0)
@@ -488,7 +499,7 @@ int main(void) {
             serve(h);
         if (report_at && now >= report_at) {
             report_at = 0;
-            r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
+            r = halo_error_report(h, report_comp[0] ? report_comp : NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
             logf_("ERROR_REPORT %d", r);
         }
         if (segv_at && now >= segv_at) {

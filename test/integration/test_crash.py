@@ -29,6 +29,7 @@ def test_a_segv_shows_signal_address_and_backtrace(halod_factory, tmp_path):
     log = tmp_path / "comp.log"
     h = halod_factory(segv_yaml(log)).start()
     wait_for(lambda: any(e[1] == "SEGV" for e in events(log, "svc-a")), what="svc-a crashing")
+    wait_for(lambda: h.si("svc")["active"] == "svc-b", what="svc-b ACTIVE")
     # The standby takes over; the crashed unit comes back as the standby.
     assert h.wait_assigned("svc") == ("svc-b", "svc-a")
     failure = h.su("svc-a")["last_failure"]
@@ -50,6 +51,7 @@ def test_the_handler_is_opt_out(halod_factory, tmp_path):
     log = tmp_path / "comp.log"
     h = halod_factory(segv_yaml(log, ', HALO_CRASH_HANDLER: "0"')).start()
     wait_for(lambda: any(e[1] == "SEGV" for e in events(log, "svc-a")), what="svc-a crashing")
+    wait_for(lambda: h.si("svc")["active"] == "svc-b", what="svc-b ACTIVE")
     assert h.wait_assigned("svc") == ("svc-b", "svc-a")
     # Without the handler only the wait status tells: the signal, no address, no frames.
     assert h.su("svc-a")["last_failure"] == "component 'svc-a' killed by SIGSEGV (signal 11)"

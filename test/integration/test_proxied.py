@@ -12,7 +12,7 @@ from rawlink import RawLink, register
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
 
-def proxied_yaml(log, nodes=None):
+def proxied_yaml(log, nodes=None, modes_a="proxy"):
     """Without nodes, one node; with nodes (two), the units ending in -a on the first, -b on the second."""
     head = FAST_RESTART_HEAD
     if nodes:
@@ -25,7 +25,7 @@ def proxied_yaml(log, nodes=None):
       command: {TESTCOMP}
       env: {{TESTCOMP_LOG: "{log}", TESTCOMP: proxy}}
     service-units:
-      proxy-a: {{{where["a"]}}}
+      proxy-a: {{{on["a"]}component: {{env: {{TESTCOMP: "{modes_a}"}}}}}}
       proxy-b: {{{where["b"]}}}
     service-instances:
       proxy-1: {{csis: {{proxy-1: {{}}}}}}
@@ -97,6 +97,21 @@ def test_a_failed_proxied_component_is_cleaned_up_by_its_proxy(halod_factory, tm
     assert h.stop() == 0
 
 
+def test_the_proxy_reports_an_error_of_its_proxied_component(halod_factory, tmp_path):
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log, modes_a="proxy,proxied-error-report")).start()
+    proxies = (h.pid_of("proxy-a"), h.pid_of("proxy-b"))
+    # px-a's proxy reports its error: px fails over, px-a is cleaned up and instantiated again.
+    wait_for(lambda: h.su("px-a").get("last_failure") == "component 'px-a' reported an error", what="px-a failed")
+    assert ["ERROR_REPORT", "0"] in kinds(log, "proxy-a")
+    assert h.wait_assigned("px") == ("px-b", "px-a")
+    assert "PROXIED_CLEANUP" in [e[0] for e in kinds(log, "px-a")]
+    assert h.su("px-b").get("last_failure") is None
+    # Not the proxies: neither was restarted.
+    assert (h.pid_of("proxy-a"), h.pid_of("proxy-b")) == proxies
+    assert h.stop() == 0
+
+
 def test_only_its_proxy_registers_a_proxied_component(halod_factory, tmp_path):
     h = halod_factory(proxied_yaml(tmp_path / "comp.log")).start()
     assert h.wait_assigned("px") == ("px-a", "px-b")
@@ -129,6 +144,7 @@ def test_each_node_has_its_proxy_and_the_si_moves_to_the_other_node(etcd, halod_
     os.kill(victim, signal.SIGKILL)
     # n2's proxy takes px ACTIVE for px-b; px-a comes back through n1's restarted proxy as STANDBY.
     for h in hs.values():
+        wait_for(lambda: h.si("px")["active"] == "px-b", timeout=30, what="px-b ACTIVE")
         assert h.wait_assigned("px", timeout=30) == ("px-b", "px-a")
     assert kinds(log, "px-b")[-1][:3] == ["CSI_SET", "px-csi", "ACTIVE"]
     assert hs["n1"].pid_of("proxy-a") not in (None, victim)

@@ -157,7 +157,7 @@ void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char
     int r = 0;
     if (!c || !c->su->local)
         r = -HALO_EUNKNOWN;
-    else if (!c->proc)
+    else if (!c->proc && !(amf_comp_proxied(c) && c->conn)) /* a proxied one runs while registered */
         r = -HALO_EBADSTATE;
     (void)server_conn_reply(conn, seq, r, NULL);
     if (r == 0)

@@ -117,7 +117,8 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
             for (size_t i = 0; su->local && i < su->n_comps; i++)
-                if (su->comps[i].conn == conn && su->comps[i].presence == PRESENCE_INSTANTIATED)
+                if (su->comps[i].conn == conn && su->comps[i].presence == PRESENCE_INSTANTIATED &&
+                    !amf_comp_proxied(&su->comps[i])) /* those its proxy registered on the same link */
                     return &su->comps[i];
         }
     return NULL;
