@@ -13,6 +13,8 @@
  *                       component's name, not the proxy's
  *   proxied-error-report  (with proxy) 200 ms after a proxied component became ACTIVE,
  *                       report an error of it
+ *   proxied-unregister  (with proxy) likewise, but unregister it
+ *   proxy-no-register   (with proxy) answer the instantiate without registering the component
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
@@ -99,7 +101,7 @@ static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
 static long long report_at; /* ms, 0 = none */
-static bool proxied_error_report;
+static bool proxied_error_report, proxied_unregister, proxy_no_register;
 static const char *self;      /* this process's component (me changes while speaking for a proxied one) */
 static char report_comp[256]; /* the component the error report is for; "" = this one */
 static bool segv_on_active, proxy;
@@ -175,7 +177,7 @@ static const char *speak_for(const char *comp) {
 
 static void on_proxied_instantiate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
     const char *was = speak_for(comp);
-    int r = halo_register(h, comp, was);
+    int r = proxy_no_register ? 0 : halo_register(h, comp, was);
     logf_("PROXIED_INSTANTIATE %d", r);
     me = was;
     halo_response(h, inv, r);
@@ -211,7 +213,7 @@ static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const hal
     halo_response(h, inv, r);
     if (state == HALO_HA_ACTIVE && error_report && r == 0)
         report_at = now_ms() + 200;
-    if (state == HALO_HA_ACTIVE && proxied_error_report && r == 0 && me != self) {
+    if (state == HALO_HA_ACTIVE && (proxied_error_report || proxied_unregister) && r == 0 && me != self) {
         snprintf(report_comp, sizeof(report_comp), "%s", me);
         report_at = now_ms() + 200;
     }
@@ -384,6 +386,10 @@ int main(void) {
             proxy = true;
         else if (strcmp(t, "proxied-error-report") == 0)
             proxied_error_report = true;
+        else if (strcmp(t, "proxied-unregister") == 0)
+            proxied_unregister = true;
+        else if (strcmp(t, "proxy-no-register") == 0)
+            proxy_no_register = true;
         else if (strcmp(t, "amf-hc") == 0)
             amf_hc = true;
         else if (strcmp(t, "component-hc") == 0)
@@ -499,8 +505,13 @@ int main(void) {
             serve(h);
         if (report_at && now >= report_at) {
             report_at = 0;
-            r = halo_error_report(h, report_comp[0] ? report_comp : NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
-            logf_("ERROR_REPORT %d", r);
+            if (proxied_unregister) {
+                r = halo_unregister(h, report_comp);
+                logf_("UNREGISTER %s %d", report_comp, r);
+            } else {
+                r = halo_error_report(h, report_comp[0] ? report_comp : NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
+                logf_("ERROR_REPORT %d", r);
+            }
         }
         if (segv_at && now >= segv_at) {
             logf_("SEGV");

@@ -62,6 +62,10 @@ def test_the_proxy_instantiates_registers_and_takes_the_csis(halod_factory, tmp_
     assert "proxied" in h.ctl("status").stdout
     assert "Component 'px-a' registered by its proxy 'proxy-a'" in h.logtext()
     assert h.stop() == 0
+    # Stopping halod terminates each proxied component through its proxy, before the proxy.
+    lines = [" ".join(e[:2]) for e in events(log)]
+    for x in "ab":
+        assert lines.index(f"px-{x} TERMINATE") < lines.index(f"proxy-{x} TERMINATE"), lines
 
 
 def test_killing_the_active_sides_proxy_fails_the_proxied_si_over(halod_factory, tmp_path):
@@ -109,6 +113,30 @@ def test_the_proxy_reports_an_error_of_its_proxied_component(halod_factory, tmp_
     assert h.su("px-b").get("last_failure") is None
     # Not the proxies: neither was restarted.
     assert (h.pid_of("proxy-a"), h.pid_of("proxy-b")) == proxies
+    assert h.stop() == 0
+
+
+def test_a_proxied_component_its_proxy_unregisters_has_failed(halod_factory, tmp_path):
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log, modes_a="proxy,proxied-unregister")).start()
+    wait_for(lambda: h.su("px-a").get("last_failure") == "component 'px-a' was unregistered by its proxy",
+             what="px-a failed")
+    assert ["UNREGISTER", "px-a", "0"] in kinds(log, "proxy-a")
+    wait_for(lambda: h.si("px")["active"] == "px-b", what="px-b ACTIVE")
+    assert h.wait_assigned("px") == ("px-b", "px-a")
+    assert h.stop() == 0
+
+
+def test_a_proxied_component_not_registered_in_time_has_failed(halod_factory, tmp_path):
+    log = tmp_path / "comp.log"
+    yaml = proxied_yaml(log, modes_a="proxy,proxy-no-register").replace(
+        "component: {type: proxied}", "component: {type: proxied, timeouts: {instantiate: 300ms}}")
+    h = halod_factory(yaml).start()
+    wait_for(lambda: h.su("px-a").get("last_failure") ==
+             "component 'px-a' was not registered by its proxy within its instantiate timeout", what="px-a failed")
+    assert ["PROXIED_INSTANTIATE", "0"] in kinds(log, "px-a")
+    # px-b, whose proxy registers it, serves meanwhile.
+    assert h.si("px")["active"] == "px-b" and h.comp("px-a")["registered"] is False
     assert h.stop() == 0
 
 

@@ -309,13 +309,16 @@ void amf_stop(struct amf *a, amf_stopped_cb cb, void *userdata) {
     a->stopped_cb = cb;
     a->stopped_userdata = userdata;
     log_info("Stopping all components");
-    for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
-            struct su *su = &a->sgs[g].sus[u];
-            uv_timer_stop(&su->restart_timer);
-            for (size_t i = 0; i < su->n_comps; i++)
-                amf_comp_terminate(&su->comps[i]);
-        }
+    /* Proxied components first, while their proxies still run to hear it. */
+    for (int proxied = 1; proxied >= 0; proxied--)
+        for (size_t g = 0; g < a->n_sgs; g++)
+            for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+                struct su *su = &a->sgs[g].sus[u];
+                uv_timer_stop(&su->restart_timer);
+                for (size_t i = 0; i < su->n_comps; i++)
+                    if (amf_comp_proxied(&su->comps[i]) == proxied)
+                        amf_comp_terminate(&su->comps[i]);
+            }
     amf_stop_check(a);
 }
 
