@@ -19,6 +19,7 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	@./examples/demo.sh $(BUILD)
 	@./examples/recovery-demo.sh $(BUILD)
+	@./examples/web-demo.sh $(BUILD)
 
 # Unit and integration tests (halod's unit tests under valgrind too), a short chaos
 # run (seed 202, 100 s), then the tests once more under ASan+UBSan.

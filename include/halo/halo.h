@@ -88,6 +88,7 @@ typedef enum halo_recovery {
     HALO_RECOVERY_COMPONENT_FAILOVER = 3,
     HALO_RECOVERY_NODE_SWITCHOVER = 4,
     HALO_RECOVERY_NODE_FAILOVER = 5,
+    HALO_RECOVERY_NODE_FAILFAST = 6,
 } halo_recovery;
 
 /* Who drives a health check. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,20 @@
 
 extern char **environ;
 
-/* Builds environ + extra, extra overriding entries with the same name.  The strings are not copied. */
+/* The service manager's variables for halod itself (sd_notify(3), sd_listen_fds(3)): a component that
+ * found them would talk to systemd in halod's name. */
+static bool env_private(const char *e) {
+    static const char *const names[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                        "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+    size_t len = strcspn(e, "=");
+    for (size_t i = 0; i < ELEMENTSOF(names); i++)
+        if (strlen(names[i]) == len && strncmp(names[i], e, len) == 0)
+            return true;
+    return false;
+}
+
+/* Builds environ + extra, extra overriding entries with the same name, without the service
+ * manager's (env_private()).  The strings are not copied. */
 static char **env_merge(char *const *extra) {
     size_t n = 0, m = 0;
     while (environ[n])
@@ -38,7 +52,7 @@ static char **env_merge(char *const *extra) {
         bool overridden = false;
         for (size_t j = 0; j < m && !overridden; j++)
             overridden = strncmp(extra[j], environ[i], len) == 0 && extra[j][len] == '=';
-        if (!overridden)
+        if (!overridden && !env_private(environ[i]))
             e[k++] = environ[i];
     }
     for (size_t j = 0; j < m; j++)
@@ -115,6 +129,11 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         rl.rlim_cur = MIN((rlim_t)o->nofile_soft, rl.rlim_max);
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* Groups first, while we may still change them; the workdir is entered as the user. */
+    if (o->set_gid && (setgroups(o->n_groups, o->groups) < 0 || setgid(o->gid) < 0))
+        child_fail(errfd, errno, 126);
+    if (o->set_uid && setuid(o->uid) < 0)
+        child_fail(errfd, errno, 126);
     if (o->workdir && chdir(o->workdir) < 0)
         child_fail(errfd, errno, 126);
     execve(o->path, o->argv, envp);
@@ -128,11 +147,10 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
     sigset_t all, saved;
 
     assert_return(o && o->path && o->argv && ret_pid, -EINVAL);
-    if (o->env) {
-        envp = env_merge(o->env);
-        if (!envp)
-            return -ENOMEM;
-    }
+    static char *const none[] = {NULL};
+    envp = env_merge(o->env ? o->env : none);
+    if (!envp)
+        return -ENOMEM;
     if (o->exec_error) {
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
@@ -148,7 +166,7 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
     pid_t pid = fork();
     int fork_errno = errno;
     if (pid == 0)
-        child_exec(o, envp ? envp : environ, errfd_write);
+        child_exec(o, envp, errfd_write);
     (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
     safe_close(errfd_write);
     if (pid < 0)

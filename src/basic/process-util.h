@@ -19,6 +19,13 @@ struct process_spawn_options {
     bool new_session;          /* setsid(): the child leads a session and a process group of its own */
     unsigned long nofile_soft; /* the child's soft RLIMIT_NOFILE (at most the hard one); 0: ours */
     bool exec_error;           /* see process_spawn() */
+    /* The user and groups the child runs as (set_uid, set_gid: else ours); groups replace our
+     * supplementary groups whenever set_gid is. */
+    bool set_uid, set_gid;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t n_groups;
 };
 
 /*
@@ -30,7 +37,8 @@ struct process_spawn_options {
  *
  * Returns 0 and the child's pid (the caller reaps it), or -errno when the
  * fork fails.  What fails in the child shows as its exit status: 126 when it
- * cannot enter workdir, 127 when it cannot open the log or exec.  With
+ * cannot take its user or groups or enter workdir, 127 when it cannot open the
+ * log or exec.  With
  * o->exec_error, process_spawn() waits instead until the child has exec'd,
  * and returns such a failure as -errno, the child reaped.
  */

@@ -46,6 +46,8 @@ static const struct numeric_field {
 };
 #define NUMERIC_RESTART_DELAY 2
 #define NUMERIC_RESTART_DELAY_MAX 3
+#define NUMERIC_INSTANTIATE 7
+#define NUMERIC_TERMINATE 11
 
 enum {
     CK_COMMAND,
@@ -60,36 +62,36 @@ enum {
     CK_CLEANUP,
     CK_PIDFILE,
     CK_PROXY,
+    CK_RECOVERY,
+    CK_MONITOR, /* CK_MONITOR..CK_GROUP: checked by config_ext_component() */
+    CK_AGENT,
+    CK_PARAMS,
+    CK_USER,
+    CK_GROUP,
     CK_RESTART,
     CK_HEALTH_CHECK,
     CK_TIMEOUTS,
-    _CK_KEYS,              /* the keys of a component map end here */
-    CK_NUMERIC = _CK_KEYS, /* then numeric_fields[i] is setting CK_NUMERIC + i */
-    _CK_MAX = CK_NUMERIC + ELEMENTSOF(numeric_fields),
+    _CK_KEYS,                                             /* the keys of a component map end here */
+    CK_NUMERIC = _CK_KEYS,                                /* then numeric_fields[i] is setting CK_NUMERIC + i */
+    CK_HC_KEYS = CK_NUMERIC + ELEMENTSOF(numeric_fields), /* health-check: keys */
+    _CK_MAX,
 };
 
 static const char *const component_keys[] = {
-    [CK_COMMAND] = "command",
-    [CK_ARGS] = "args",
-    [CK_ENV] = "env",
-    [CK_WORKDIR] = "workdir",
-    [CK_CSI_TYPES] = "csi-types",
-    [CK_SERVICES] = "services",
-    [CK_DEVICES] = "devices",
-    [CK_TYPE] = "type",
-    [CK_TERMINATE] = "terminate",
-    [CK_CLEANUP] = "cleanup",
-    [CK_PIDFILE] = "pidfile",
-    [CK_PROXY] = "proxy",
-    [CK_RESTART] = "restart",
-    [CK_HEALTH_CHECK] = "health-check",
-    [CK_TIMEOUTS] = "timeouts",
+    [CK_COMMAND] = "command",   [CK_ARGS] = "args",           [CK_ENV] = "env",
+    [CK_WORKDIR] = "workdir",   [CK_CSI_TYPES] = "csi-types", [CK_SERVICES] = "services",
+    [CK_DEVICES] = "devices",   [CK_TYPE] = "type",           [CK_TERMINATE] = "terminate",
+    [CK_CLEANUP] = "cleanup",   [CK_PIDFILE] = "pidfile",     [CK_PROXY] = "proxy",
+    [CK_RECOVERY] = "recovery", [CK_RESTART] = "restart",     [CK_HEALTH_CHECK] = "health-check",
+    [CK_TIMEOUTS] = "timeouts", [CK_MONITOR] = "monitor",     [CK_AGENT] = "agent",
+    [CK_PARAMS] = "params",     [CK_USER] = "user",           [CK_GROUP] = "group",
     [_CK_KEYS] = NULL,
 };
 
 static const char *const comp_type_names[] = {
     [CONFIG_COMP_SA_AWARE] = "sa-aware",
     [CONFIG_COMP_NON_SA_AWARE] = "non-sa-aware",
+    [CONFIG_COMP_OCF] = "ocf",
     [CONFIG_COMP_PROXIED] = "proxied",
 };
 
@@ -112,16 +114,42 @@ static bool env_name_is_valid(const char *s) {
     return *s && !strchr(s, '=');
 }
 
+/* health-check 'keys': a list of distinct names. */
+static void hc_keys_check(struct loader *l, yaml_node_t *v, struct config_layer *layer) {
+    yaml_node_item_t *items;
+    size_t n_items;
+    bool ok = config_yaml_seq(l, v, "'keys'", &items, &n_items);
+    for (size_t i = 0; ok && i < n_items; i++) {
+        yaml_node_t *item = config_yaml_node(l, items[i]);
+        const char *name = item ? config_yaml_string(l, item, "each item of 'keys'") : NULL;
+        if (!name)
+            ok = false;
+        for (size_t j = 0; name && j < i; j++) {
+            yaml_node_t *prev = config_yaml_node(l, items[j]);
+            if (prev && prev->type == YAML_SCALAR_NODE && streq((const char *)prev->data.scalar.value, name)) {
+                config_diag(l, item, "health-check key '%s' is listed twice", Q(name));
+                ok = false;
+            }
+        }
+    }
+    layer->v[CK_HC_KEYS] = v;
+    layer->bad[CK_HC_KEYS] = !ok;
+}
+
 /* Reads restart, health-check or timeouts (sections[section]) into layer, key by key. */
 static int layer_numeric(struct loader *l, yaml_node_t *n, size_t section, struct config_layer *layer) {
+    static const char *const hc_keys[] = {"period", "timeout", "keys", NULL};
     yaml_node_t *keys[6], *values[6];
     size_t first = sections[section].first;
+    bool hc = streq(sections[section].name, "health-check");
     char what[64];
 
     snprintf(what, sizeof(what), "'%s'", sections[section].name);
-    int r = config_yaml_fields(l, n, what, sections[section].keys, keys, values);
+    int r = config_yaml_fields(l, n, what, hc ? hc_keys : sections[section].keys, keys, values);
     if (r <= 0)
         return r;
+    if (hc && values[2])
+        hc_keys_check(l, values[2], layer);
     for (size_t i = 0; sections[section].keys[i]; i++) {
         yaml_node_t *v = values[i];
         const struct numeric_field *f = &numeric_fields[first + i];
@@ -164,7 +192,7 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
     if (r <= 0)
         return r;
 
-    for (size_t k = CK_COMMAND; k <= CK_PROXY; k++) {
+    for (size_t k = CK_COMMAND; k < CK_RESTART; k++) {
         yaml_node_t *v = values[k];
         yaml_node_item_t *items;
         size_t n_items;
@@ -187,11 +215,16 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
         case CK_PROXY:
             ok = config_yaml_string(l, v, "'proxy'");
             break;
+        case CK_RECOVERY: {
+            enum config_recovery rec;
+            ok = config_recovery_parse(l, v, &rec);
+            break;
+        }
         case CK_TYPE: {
             const char *t = config_yaml_scalar(l, v, "'type'");
             ok = t && comp_type_of(t) >= 0;
             if (t && !ok)
-                config_diag(l, v, "'type' must be sa-aware, non-sa-aware or proxied, got %s", DESCRIBE(v));
+                config_diag(l, v, "'type' must be sa-aware, non-sa-aware, ocf or proxied, got %s", DESCRIBE(v));
             break;
         }
         case CK_TERMINATE:
@@ -272,6 +305,8 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
             }
             break;
         }
+        default: /* CK_MONITOR..CK_GROUP */
+            break;
         }
         layer.v[k] = v;
         layer.bad[k] = !ok;
@@ -315,8 +350,7 @@ static int kv_merge(struct config_kv **kv, size_t *n, struct config_kv *add, siz
     return 0;
 }
 
-/* A command list of key (checked by config_inherit_layer()): argv[0] resolved as a command. */
-static int command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n) {
+int config_command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n) {
     yaml_node_item_t *items;
     size_t n_items;
     char what[32];
@@ -375,13 +409,15 @@ static int component_type(struct loader *l, const struct config_layer *m, struct
         if (!v || m->bad[k] || config_yaml_is_null(v))
             continue;
         if (c->type != CONFIG_COMP_NON_SA_AWARE)
-            config_diag(l, v, "'%s' is for non-sa-aware components only (set 'type: non-sa-aware')", component_keys[k]);
+            config_diag(l, v, "'%s' is for non-sa-aware components only (set 'type: non-sa-aware')%s",
+                        component_keys[k],
+                        c->type == CONFIG_COMP_OCF ? ": an ocf component's agent starts and stops it" : "");
         else if (k == CK_PIDFILE)
             r = (c->pidfile = config_path_resolve(l, (const char *)v->data.scalar.value)) ? 0 : -ENOMEM;
         else if (k == CK_TERMINATE)
-            r = command_list(l, v, component_keys[k], &c->terminate, &c->n_terminate);
+            r = config_command_list(l, v, component_keys[k], &c->terminate, &c->n_terminate);
         else
-            r = command_list(l, v, component_keys[k], &c->cleanup, &c->n_cleanup);
+            r = config_command_list(l, v, component_keys[k], &c->cleanup, &c->n_cleanup);
     }
     return r;
 }
@@ -435,10 +471,18 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
 
     if (m.v[CK_TYPE] && !m.bad[CK_TYPE])
         c->type = (enum config_comp_type)comp_type_of((const char *)m.v[CK_TYPE]->data.scalar.value);
+    c->instantiate_given = m.v[CK_NUMERIC + NUMERIC_INSTANTIATE] && !m.bad[CK_NUMERIC + NUMERIC_INSTANTIATE];
+    c->terminate_given = m.v[CK_NUMERIC + NUMERIC_TERMINATE] && !m.bad[CK_NUMERIC + NUMERIC_TERMINATE];
     if (c->type == CONFIG_COMP_PROXIED) {
         if (m.v[CK_COMMAND])
             config_diag(l, m.v[CK_COMMAND],
                         "component '%s' is proxied: it has no 'command' (its proxy instantiates it)", Q(name));
+    } else if (c->type == CONFIG_COMP_OCF) {
+        /* Its agent is its command. */
+        if (m.v[CK_COMMAND] || m.v[CK_ARGS])
+            config_diag(l, m.v[CK_COMMAND] ?: m.v[CK_ARGS],
+                        "'%s' is not for ocf components: halod runs their 'agent' with its actions",
+                        m.v[CK_COMMAND] ? "command" : "args");
     } else if (!m.v[CK_COMMAND])
         config_diag_at(l, pos, "component '%s' has no 'command'", Q(name));
     else if (!m.bad[CK_COMMAND]) {
@@ -494,5 +538,19 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
         if (r < 0)
             return r;
     }
-    return component_type(l, &m, c);
+    if (m.v[CK_RECOVERY] && !m.bad[CK_RECOVERY])
+        (void)config_recovery_parse(l, m.v[CK_RECOVERY], &c->recovery);
+    if (m.v[CK_HC_KEYS] && !m.bad[CK_HC_KEYS]) {
+        r = config_yaml_strv(l, m.v[CK_HC_KEYS], &c->hc_keys, &c->n_hc_keys);
+        if (r < 0)
+            return r;
+    }
+    r = component_type(l, &m, c);
+    if (r < 0)
+        return r;
+    if (c->n_hc_keys > 0 && c->type != CONFIG_COMP_SA_AWARE)
+        config_diag(l, m.v[CK_HC_KEYS],
+                    "health-check 'keys' are for sa-aware components only (halod asks the "
+                    "component through libhalo)");
+    return config_ext_component(l, &m.v[CK_MONITOR], c);
 }

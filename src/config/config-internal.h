@@ -132,8 +132,8 @@ int config_yaml_kv(struct loader *l, yaml_node_t *n, const char *what, struct co
 /* ---- config-inherit.c: component settings, layer by layer --------------------------------- */
 
 /* The number of component settings: the keys of a component map and the numbers and durations
- * of its restart, health-check and timeouts sections. */
-#define CONFIG_LAYER_SETTINGS 27
+ * of its restart, health-check and timeouts sections, and the health-check keys. */
+#define CONFIG_LAYER_SETTINGS 34
 
 /*
  * One level of component settings (defaults.component, an SG's or SU's `component`, or an explicit
@@ -152,6 +152,16 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
 int config_inherit_component(struct loader *l, const struct config_layer *const layers[], size_t n_layers,
                              const char *name, struct config_pos pos, struct config_component *c);
 
+/* A command list of key, its items checked as scalars already: argv[0] resolved as a command.
+ * *ret NULL when it does not resolve (reported).  0 or -ENOMEM. */
+int config_command_list(struct loader *l, yaml_node_t *n, const char *key, char ***ret, size_t *ret_n);
+
+/* ---- config-ext.c: monitor, the OCF agent and its params, user and group ---------------- */
+
+/* The component's monitor, agent, params, user and group (v[0..4]: their nodes, NULL when not
+ * given; its type is set).  0 or -ENOMEM; problems are recorded. */
+int config_ext_component(struct loader *l, yaml_node_t *const v[5], struct config_component *c);
+
 /* ---- config-path.c: commands and working directories -------------------------------------- */
 
 /* The absolute path of command cmd (value of node n) in *ret, or NULL with a problem recorded
@@ -169,6 +179,17 @@ int config_parse(struct loader *l, yaml_node_t *root, struct config *c);
 /* Parse service group e into sg, its components inheriting from defaults.  0 or -ENOMEM. */
 int config_parse_sg(struct loader *l, const struct map_entry *e, const struct config_layer *defaults,
                     struct config_sg *sg);
+
+/* ---- config-recovery.c: recovery and escalation ------------------------------------------- */
+
+/* The probation of an escalation rung when the description gives none. */
+#define CONFIG_PROBATION_DEFAULT (60 * USEC_PER_SEC)
+/* A component's 'recovery' value; false with a problem recorded. */
+bool config_recovery_parse(struct loader *l, yaml_node_t *v, enum config_recovery *ret);
+/* {max, probation} of key over the defaults in *e (given set when n is a map). */
+void config_escalation_parse(struct loader *l, yaml_node_t *n, const char *key, struct config_escalation *e);
+/* An SG's 'escalation' (n NULL: the defaults, max 0). */
+void config_sg_escalation_parse(struct loader *l, yaml_node_t *n, struct config_sg *sg);
 
 /* ---- config-verify.c: the description as a whole ------------------------------------------ */
 

@@ -261,12 +261,25 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
         SG_STANDBY_SUS,
         SG_MAX_ACTIVE,
         SG_MAX_STANDBY,
+        SG_AUTO_ADJUST,
+        SG_AUTO_ADJUST_PROBATION,
+        SG_ESCALATION,
         _SG_MAX
     };
-    static const char *const keys[] = {
-        "redundancy", "auto-failback", "component",   "service-units",         "service-instances",
-        "cdb-roles",  "active-sus",    "standby-sus", "max-active-sis-per-su", "max-standby-sis-per-su",
-        NULL};
+    static const char *const keys[] = {"redundancy",
+                                       "auto-failback",
+                                       "component",
+                                       "service-units",
+                                       "service-instances",
+                                       "cdb-roles",
+                                       "active-sus",
+                                       "standby-sus",
+                                       "max-active-sis-per-su",
+                                       "max-standby-sis-per-su",
+                                       "auto-adjust",
+                                       "auto-adjust-probation",
+                                       "escalation",
+                                       NULL};
     yaml_node_t *k[_SG_MAX], *v[_SG_MAX];
     _cleanup_free_ struct map_entry *sus = NULL, *sis = NULL;
     size_t n_sus = 0, n_sis = 0;
@@ -291,9 +304,17 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
     count_parse(l, v[SG_STANDBY_SUS], "standby-sus", &sg->standby_sus, &sg->standby_sus_pos);
     count_parse(l, v[SG_MAX_ACTIVE], "max-active-sis-per-su", &sg->max_active_sis_per_su, &sg->max_active_pos);
     count_parse(l, v[SG_MAX_STANDBY], "max-standby-sis-per-su", &sg->max_standby_sis_per_su, &sg->max_standby_pos);
-    if (v[SG_AUTO_FAILBACK] && !config_yaml_bool(v[SG_AUTO_FAILBACK], &sg->auto_failback))
-        config_diag(l, v[SG_AUTO_FAILBACK], "'auto-failback' must be true or false, got %s",
-                    DESCRIBE(v[SG_AUTO_FAILBACK]));
+    config_sg_escalation_parse(l, v[SG_ESCALATION], sg);
+    /* auto-failback is the old name of auto-adjust (kept, deprecated). */
+    if (v[SG_AUTO_FAILBACK] && v[SG_AUTO_ADJUST])
+        config_diag(l, v[SG_AUTO_FAILBACK], "'auto-failback' is the old name of 'auto-adjust': give one of them");
+    int adjust = v[SG_AUTO_ADJUST] ? SG_AUTO_ADJUST : SG_AUTO_FAILBACK;
+    if (v[adjust] && !config_yaml_bool(v[adjust], &sg->auto_failback))
+        config_diag(l, v[adjust], "'%s' must be true or false, got %s", keys[adjust], DESCRIBE(v[adjust]));
+    sg->auto_adjust_probation = 10 * USEC_PER_SEC;
+    if (v[SG_AUTO_ADJUST_PROBATION] && !config_yaml_duration(v[SG_AUTO_ADJUST_PROBATION], &sg->auto_adjust_probation))
+        config_diag(l, v[SG_AUTO_ADJUST_PROBATION], "'auto-adjust-probation' must be a duration (like 10s), got %s",
+                    DESCRIBE(v[SG_AUTO_ADJUST_PROBATION]));
     if (v[SG_CDB_ROLES]) {
         sg->cdb_roles_pos = config_yaml_pos(v[SG_CDB_ROLES]);
         if (!config_yaml_bool(v[SG_CDB_ROLES], &sg->cdb_roles))

@@ -44,9 +44,9 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     if (!c->nodes)
         return -ENOMEM;
     for (size_t i = 0; i < n_e; i++) {
-        yaml_node_t *k[1], *v[1] = {NULL};
+        yaml_node_t *k[2], *v[2] = {NULL, NULL};
         char what[QUOTE_MAX + 16];
-        static const char *const keys[] = {"cdb-address", NULL};
+        static const char *const keys[] = {"cdb-address", "su-failover", NULL};
 
         (void)config_yaml_name(l, e[i].key_node, "node");
         c->nodes[i].pos = config_yaml_pos(e[i].key_node);
@@ -58,6 +58,9 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
         r = config_yaml_fields(l, e[i].value, what, keys, k, v);
         if (r < 0)
             return r;
+        c->nodes[i].su_failover.probation = CONFIG_PROBATION_DEFAULT;
+        if (v[1])
+            config_escalation_parse(l, v[1], "su-failover", &c->nodes[i].su_failover);
         if (v[0]) {
             const char *a = config_yaml_string(l, v[0], "'cdb-address'");
             if (a && !address_is_valid(a))

@@ -151,7 +151,7 @@ static void non_sa_aware_verify(struct loader *l, const struct config_sg *sg) {
         for (size_t k = 0; k < su->n_components; k++) {
             const struct config_component *cc = &su->components[k];
             const struct config_csi *first = NULL;
-            if (cc->type != CONFIG_COMP_NON_SA_AWARE)
+            if (cc->type == CONFIG_COMP_SA_AWARE)
                 continue;
             if (!config_diag_charge(l, n_csis + 1))
                 return;
@@ -162,15 +162,15 @@ static void non_sa_aware_verify(struct loader *l, const struct config_sg *sg) {
                         continue;
                     if (first)
                         config_diag_at(l, csi->pos,
-                                       "component '%s' is non-sa-aware and takes CSI '%s' and CSI '%s': it takes one "
+                                       "component '%s' is %s and takes CSI '%s' and CSI '%s': it takes one "
                                        "(its process is its assignment)",
-                                       Q(cc->name), Q(first->name), Q(csi->name));
+                                       Q(cc->name), cc->type == CONFIG_COMP_OCF ? "ocf" : "non-sa-aware",
+                                       Q(first->name), Q(csi->name));
                     first = first ?: csi;
                 }
             if (!first && sg->n_sis > 0)
-                config_diag_at(l, cc->pos,
-                               "component '%s' is non-sa-aware and takes no CSI of its group: it would never run",
-                               Q(cc->name));
+                config_diag_at(l, cc->pos, "component '%s' is %s and takes no CSI of its group: it would never run",
+                               Q(cc->name), cc->type == CONFIG_COMP_OCF ? "ocf" : "non-sa-aware");
         }
     }
 }

@@ -39,6 +39,12 @@ static void component_done(struct config_component *c) {
     config_strv_free(c->cleanup, c->n_cleanup);
     free(c->pidfile);
     free(c->proxy);
+    config_strv_free(c->hc_keys, c->n_hc_keys);
+    config_strv_free(c->monitor.command, c->monitor.n_command);
+    free(c->ids.groups);
+    free(c->ocf_provider);
+    free(c->ocf_type);
+    config_kv_free(c->ocf_params, c->n_ocf_params);
 }
 
 static void su_done(struct config_su *su) {

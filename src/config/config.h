@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "time-util.h"
 
@@ -50,14 +51,53 @@ struct config_timeouts {
     usec_t terminate; /* terminate callback -> exit; then SIGKILL (cleanup) */
 };
 
+/* What a failure of a component calls for first (docs/configuration.md, "Recovery"); in
+ * the order of their strength: the AMF never does less than a component recommends. */
+enum config_recovery {
+    CONFIG_RECOVERY_COMPONENT_RESTART,  /* its process alone restarts, its unit keeps its role (the default) */
+    CONFIG_RECOVERY_COMPONENT_FAILOVER, /* its unit fails over and restarts */
+    CONFIG_RECOVERY_NODE_SWITCHOVER,    /* every unit of its node fails over (node switchover: partial) */
+    CONFIG_RECOVERY_NODE_FAILOVER,      /* every unit of its node fails over */
+    CONFIG_RECOVERY_NODE_FAILFAST,      /* every unit of its node is killed and fails over at once */
+    _CONFIG_RECOVERY_MAX,
+};
+/* "component-restart", ... */
+const char *config_recovery_to_string(enum config_recovery r);
+
+/* A rung of the escalation ladder: more than max within probation climbs to the next. */
+struct config_escalation {
+    unsigned max;
+    usec_t probation; /* the count restarts from 0 this long after its first */
+    bool given;       /* in the description (a node's su-failover: absent means never) */
+};
+
 /* How halod runs a component (docs/configuration.md, "Component types"). */
 enum config_comp_type {
     CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
     CONFIG_COMP_NON_SA_AWARE, /* an unmodified program: its process runs while its unit holds its CSI ACTIVE */
+    CONFIG_COMP_OCF,          /* an OCF resource agent: started while its unit holds its CSI ACTIVE, stopped else */
     CONFIG_COMP_PROXIED,      /* no process of halod's: its proxy (an SA-aware component) acts for it */
 };
 
-/* "sa-aware", "non-sa-aware", "proxied". */
+/* External active monitoring: a command halod runs every period while the component runs. */
+struct config_monitor {
+    char **command; /* argv[0] absolute; NULL-terminated; NULL: none (an OCF agent's own monitor action) */
+    size_t n_command;
+    usec_t period;  /* 0: not given (OCF: the agent's advertised monitor interval, else 10s) */
+    usec_t timeout; /* 0: not given (OCF: the agent's advertised monitor timeout, else 20s) */
+    bool given;     /* a 'monitor' key was given (an OCF component is monitored without one too) */
+};
+
+/* `user:` and `group:`, resolved when the description is loaded. */
+struct config_ids {
+    bool set_uid, set_gid;
+    uid_t uid;
+    gid_t gid;     /* the group's, else the user's primary group */
+    gid_t *groups; /* supplementary groups: the user's, as initgroups() would set them; NULL: none */
+    size_t n_groups;
+};
+
+/* "sa-aware", "non-sa-aware", "ocf", "proxied". */
 const char *config_comp_type_to_string(enum config_comp_type t);
 
 struct config_component {
@@ -85,6 +125,17 @@ struct config_component {
     char **cleanup; /* run once its process was killed or died, to release what it held */
     size_t n_cleanup;
     char *pidfile; /* absolute: the command forks a daemon and writes its pid here, then exits 0 */
+    enum config_recovery recovery;
+    char **hc_keys; /* health-check keys: AMF-invoked checks halod starts at registration; NULL: none */
+    size_t n_hc_keys;
+    struct config_monitor monitor;
+    struct config_ids ids;
+    /* OCF only: the agent (command is its absolute path), its provider and type, and its parameters. */
+    char *ocf_provider, *ocf_type;
+    struct config_kv *ocf_params;
+    size_t n_ocf_params;
+    /* Timeouts given in the description (else an OCF agent's advertised ones apply). */
+    bool instantiate_given, terminate_given;
     /* Proxied only: the name of its proxy, an SA-aware component of another unit of its node. */
     char *proxy;
     struct config_pos proxy_pos;
@@ -144,8 +195,11 @@ struct config_sg {
     struct config_pos active_sus_pos, standby_sus_pos;
     unsigned max_active_sis_per_su, max_standby_sis_per_su; /* 0: no limit */
     struct config_pos max_active_pos, max_standby_pos;
-    bool auto_failback; /* move ACTIVE back to the most preferred SU when it returns */
-    bool cdb_roles;     /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    bool auto_failback; /* auto-adjust (alias auto-failback): ACTIVE back to the most preferred SU when it returns */
+    usec_t auto_adjust_probation;          /* how long a unit must be back before a role moves onto it */
+    bool cdb_roles;                        /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    struct config_escalation comp_restart; /* component restarts of one SU before an SU restart */
+    struct config_escalation su_restart;   /* SU restarts before an SU failover */
     struct config_pos cdb_roles_pos;
     struct config_su *sus;
     size_t n_sus;
@@ -156,7 +210,8 @@ struct config_sg {
 struct config_node {
     char *name;
     struct config_pos pos;
-    char *cdb_address; /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
+    char *cdb_address;                    /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
+    struct config_escalation su_failover; /* SU failovers on it before a node failover (given: else never) */
 };
 
 /* Most processes in one pool: a pool member's event is written to every

@@ -18,6 +18,7 @@
 #include "hlc.h"
 #include "link.h"
 #include "macro.h"
+#include "ctl-admin.h"
 #include "ctl-cdb.h"
 #include "ctl-ha.h"
 #include "sim.h"
@@ -151,6 +152,10 @@ static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) 
     return r;
 }
 
+int ctl_request(Halo__Link__Admin__Op op, const char *target, char **ret_json) {
+    return admin(op, target, ret_json);
+}
+
 int ctl_status_json(char **ret_json) {
     return admin(HALO__LINK__ADMIN__OP__STATUS, NULL, ret_json);
 }
@@ -203,7 +208,7 @@ static void print_status(json_t *root) {
 
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
         printf("\nService group %s (%s)\n", jstr(sg, "name"), jstr(sg, "redundancy"));
-        printf("  %-22s %-10s %-9s %-8s %-15s %s\n", "SERVICE UNIT", "NODE", "ADMIN", "OPER", "READINESS", "HA STATE");
+        printf("  %-22s %-10s %-20s %-8s %-15s %s\n", "SERVICE UNIT", "NODE", "ADMIN", "OPER", "READINESS", "HA STATE");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
             /* The SU's roles, from the SIs. */
             char roles[256] = "";
@@ -217,8 +222,10 @@ static void print_status(json_t *root) {
                              jstr(si, "name"), json_is_true(json_object_get(a, "pending")) ? "*" : "");
                 }
             }
-            printf("  %-22s %-10s %-9s %-8s %-15s %s\n", jstr(su, "name"), jstr(su, "node"), jstr(su, "admin"),
+            printf("  %-22s %-10s %-20s %-8s %-15s %s\n", jstr(su, "name"), jstr(su, "node"), jstr(su, "admin"),
                    jstr(su, "oper"), jstr(su, "readiness"), *roles ? roles : "-");
+            if (json_is_string(json_object_get(su, "last_recovery")))
+                printf("  %-22s last recovery: %s\n", "", jstr(su, "last_recovery"));
         }
         printf("\n  %-22s %-12s %-15s %-8s %s\n", "COMPONENT", "TYPE", "PRESENCE", "PID", "LAST EXIT");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
@@ -426,13 +433,22 @@ struct verb {
 static const struct verb verbs[] = {
     {"status", NULL, HALO__LINK__ADMIN__OP__STATUS, NULL, "show nodes, service groups, units, components, instances"},
     {"switchover", "SI", HALO__LINK__ADMIN__OP__SWITCHOVER, "switched over",
-     "move ACTIVE of SI to its standby, gracefully"},
-    {"lock", "SU", HALO__LINK__ADMIN__OP__LOCK, "locked", "take SU out of service (its work moves away)"},
-    {"unlock", "SU", HALO__LINK__ADMIN__OP__UNLOCK, "unlocked", "put SU back into service"},
-    {"restart", "COMPONENT", HALO__LINK__ADMIN__OP__RESTART, "restart requested for",
-     "restart a component (its SU fails over)"},
-    {"repair", "SU", HALO__LINK__ADMIN__OP__REPAIR, "repaired", "clear a disabled SU and start it again"},
-    {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping", "stop halod and every component"},
+     "move ACTIVE of SI to its standby, gracefully (admin si-swap si:SI)"},
+    {"lock", "SU", HALO__LINK__ADMIN__OP__LOCK, "locked",
+     "take SU out of service at once: QUIESCED, then removed (admin lock su:SU)"},
+    {"unlock", "SU", HALO__LINK__ADMIN__OP__UNLOCK, "unlocked", "put SU back into service (admin unlock su:SU)"},
+    {"restart", "COMPONENT", HALO__LINK__ADMIN__OP__RESTART, "restarted in place",
+     "restart a component in place: its SU keeps its roles (admin restart comp:COMPONENT)"},
+    {"repair", "SU", HALO__LINK__ADMIN__OP__REPAIR, "repaired",
+     "clear a disabled SU and start it again (admin repaired su:SU)"},
+    {"stop-halod", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping",
+     "stop halod and every component of this node"},
+    {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping",
+     "deprecated name of stop-halod (the AMF's shutdown is 'admin shutdown')"},
+    {"eam-start", "COMPONENT", HALO__LINK__ADMIN__OP__EAM_START, "started the monitor of",
+     "run the component's external monitor again"},
+    {"eam-stop", "COMPONENT", HALO__LINK__ADMIN__OP__EAM_STOP, "stopped the monitor of",
+     "stop the component's external monitor (its failures are not seen)"},
     {"failvec", "PROCESS", HALO__LINK__ADMIN__OP__FAILVEC, NULL,
      "a pool process's epochs and failure vectors (docs/recovery.md)"},
     {"recover", "PROCESS", HALO__LINK__ADMIN__OP__RECOVER_FORCE, "forced the recovery of",
@@ -443,6 +459,7 @@ static void help(void) {
     printf("Usage: haloctl [OPTIONS] COMMAND [ARG]\n\nCommands:\n");
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         printf("  %-12s %-10s %s\n", verbs[i].name, verbs[i].arg ?: "", verbs[i].help);
+    ctl_admin_help();
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
            "                          --follow: then every entry as it is delivered, until ^C\n");
     printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE]\n"
@@ -553,6 +570,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "haloctl: events: %s\n", halo_strerror(r));
         return r < 0 ? 1 : 0;
     }
+    if (streq(cmd, "admin"))
+        return ctl_admin_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "cdb"))
         return ctl_cdb_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
                         argv + optind, arg_json);
@@ -575,6 +594,9 @@ int main(int argc, char **argv) {
                         "which is there to protect its data (docs/recovery.md).\n");
         return 2;
     }
+    if (streq(v->name, "shutdown"))
+        fprintf(stderr, "haloctl: 'shutdown' is deprecated: it stops halod; say 'haloctl stop-halod' (the AMF's "
+                        "shutdown of a unit is 'haloctl admin shutdown su:NAME')\n");
     if (v->op == HALO__LINK__ADMIN__OP__STATUS)
         r = cmd_status(argc, argv);
     else if (v->op == HALO__LINK__ADMIN__OP__FAILVEC) {
@@ -594,9 +616,13 @@ int main(int argc, char **argv) {
                 printf("%s: %s '%s'\n", v->name, v->done, target);
             else
                 printf("%s\n", v->done);
-        } else if (r != -ECONNREFUSED && r != -ENOENT)
-            fprintf(stderr, "haloctl: %s%s%s%s: %s\n", v->name, target ? " '" : "", target ?: "", target ? "'" : "",
-                    halo_strerror(r));
+        } else if (r != -ECONNREFUSED && r != -ENOENT) {
+            char why[512] = "";
+            if (target)
+                ctl_admin_explain(v->op, target, r, why, sizeof(why));
+            fprintf(stderr, "haloctl: %s%s%s%s: %s%s%s\n", v->name, target ? " '" : "", target ?: "", target ? "'" : "",
+                    halo_strerror(r), *why ? ": " : "", why);
+        }
     }
     if (r < 0 && v->op == HALO__LINK__ADMIN__OP__STATUS && r != -ECONNREFUSED && r != -ENOENT)
         fprintf(stderr, "haloctl: status: %s\n", halo_strerror(r));

@@ -22,6 +22,13 @@ _Static_assert((int)AMF_OP_LOCK == (int)HALO__LINK__ADMIN__OP__LOCK, "AMF_OP_LOC
 _Static_assert((int)AMF_OP_UNLOCK == (int)HALO__LINK__ADMIN__OP__UNLOCK, "AMF_OP_UNLOCK");
 _Static_assert((int)AMF_OP_RESTART == (int)HALO__LINK__ADMIN__OP__RESTART, "AMF_OP_RESTART");
 _Static_assert((int)AMF_OP_REPAIR == (int)HALO__LINK__ADMIN__OP__REPAIR, "AMF_OP_REPAIR");
+_Static_assert((int)AMF_OP_SHUTDOWN == (int)HALO__LINK__ADMIN__OP__AMF_SHUTDOWN, "AMF_OP_SHUTDOWN");
+_Static_assert((int)AMF_OP_LOCK_INSTANTIATION == (int)HALO__LINK__ADMIN__OP__LOCK_INSTANTIATION, "LOCK_INST");
+_Static_assert((int)AMF_OP_UNLOCK_INSTANTIATION == (int)HALO__LINK__ADMIN__OP__UNLOCK_INSTANTIATION, "UNLOCK_INST");
+_Static_assert((int)AMF_OP_SG_ADJUST == (int)HALO__LINK__ADMIN__OP__SG_ADJUST, "AMF_OP_SG_ADJUST");
+_Static_assert((int)AMF_OP_NODE_SWITCHOVER == (int)HALO__LINK__ADMIN__OP__NODE_SWITCHOVER, "AMF_OP_NODE_SWITCHOVER");
+_Static_assert((int)AMF_OP_EAM_START == (int)HALO__LINK__ADMIN__OP__EAM_START, "AMF_OP_EAM_START");
+_Static_assert((int)AMF_OP_EAM_STOP == (int)HALO__LINK__ADMIN__OP__EAM_STOP, "AMF_OP_EAM_STOP");
 _Static_assert((int)HALO_PROCESS_STARTING == (int)HALO__LINK__PROCESS_EVENT__EVENT__STARTING &&
                    (int)HALO_PROCESS_RECOVERY_FAILED == (int)HALO__LINK__PROCESS_EVENT__EVENT__RECOVERY_FAILED,
                "halo_lifecycle");
@@ -121,6 +128,13 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
     case HALO__LINK__ADMIN__OP__UNLOCK:
     case HALO__LINK__ADMIN__OP__RESTART:
     case HALO__LINK__ADMIN__OP__REPAIR:
+    case HALO__LINK__ADMIN__OP__AMF_SHUTDOWN:
+    case HALO__LINK__ADMIN__OP__LOCK_INSTANTIATION:
+    case HALO__LINK__ADMIN__OP__UNLOCK_INSTANTIATION:
+    case HALO__LINK__ADMIN__OP__SG_ADJUST:
+    case HALO__LINK__ADMIN__OP__NODE_SWITCHOVER:
+    case HALO__LINK__ADMIN__OP__EAM_START:
+    case HALO__LINK__ADMIN__OP__EAM_STOP:
         admin_command(m, conn, a->seq, (int)a->op, target);
         return;
     case HALO__LINK__ADMIN__OP__RECOVER_FORCE:
@@ -196,7 +210,7 @@ static void dispatch_error_report(struct manager *m, struct conn *conn, const Ha
         (void)server_conn_reply(conn, e->seq, -EPERM, NULL);
         return;
     }
-    amf_error_report(m->amf, conn, e->seq, e->comp);
+    amf_error_report(m->amf, conn, e->seq, e->comp, (halo_recovery)e->recovery);
 }
 
 void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg) {

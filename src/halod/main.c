@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "amf.h"
 #include "config.h"
 #include "halo/halo.h"
 #include "http.h"
@@ -148,7 +149,10 @@ static int run_check(void) {
             fprintf(stderr, "%s: %s\n", arg_check, halo_strerror(r));
         return EXIT_FAILURE;
     }
+    int failed = amf_ocf_check(c, stderr);
     config_free(c);
+    if (failed > 0)
+        return EXIT_FAILURE;
     printf("configuration OK\n");
     return EXIT_SUCCESS;
 }

@@ -18,6 +18,7 @@
 #include "link.h"
 #include "list.h"
 #include "manager.h"
+#include "notify.h"
 #include "queue-report.h"
 #include "queue.h"
 #include "recovery-coord.h"
@@ -62,8 +63,9 @@ struct manager {
     struct amf_roles *roles;
     /* haloctl's commands waiting for the AMF (dispatch.c). */
     LIST_HEAD(struct admin_wait) waits;
-    uv_signal_t sigterm, sigint;
-    bool signals;        /* sigterm and sigint are open */
+    struct notifier *notify; /* the service manager (systemd), if it listens */
+    uv_signal_t sigterm, sigint, sighup;
+    bool signals;        /* sigterm, sigint and sighup are open */
     bool amf_closed;     /* its handles are closing */
     bool cluster_closed; /* the lease is given up, the timers are closing */
     unsigned n_term;

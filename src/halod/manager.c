@@ -329,6 +329,14 @@ static int open_http(struct manager *m) {
 
 static void on_signal(uv_signal_t *h, int signum);
 
+/* The usual "reload" signal, sent by a terminal that closes too: it must not
+ * end halod and leave its components unsupervised.  Reload itself is not
+ * built yet. */
+static void on_sighup(uv_signal_t *h, int signum) {
+    log_warning("Received SIGHUP: halod does not reload its description yet (restart it: its components are "
+                "adopted); ignored");
+}
+
 int manager_new(const struct manager_options *o, struct manager **ret) {
     _cleanup_free_ char *errors = NULL;
     struct manager *m = calloc(1, sizeof(*m));
@@ -375,12 +383,16 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return r;
     if ((r = manager_build_coord(m)) < 0)
         return r;
+    if ((r = notifier_new(m->loop, &m->notify)) < 0)
+        return log_error_errno(r, "Out of memory");
     uv_signal_init(m->loop, &m->sigterm);
     uv_signal_init(m->loop, &m->sigint);
+    uv_signal_init(m->loop, &m->sighup);
     m->signals = true;
-    m->sigterm.data = m->sigint.data = m;
+    m->sigterm.data = m->sigint.data = m->sighup.data = m;
     uv_signal_start(&m->sigterm, on_signal, SIGTERM);
     uv_signal_start(&m->sigint, on_signal, SIGINT);
+    uv_signal_start(&m->sighup, on_sighup, SIGHUP);
     return open_http(m);
 }
 
@@ -396,6 +408,10 @@ static void ready(struct manager *m) {
     if (!m->cluster)
         recovery_coord_set(m->coord, true);
     amf_set_ready(m->amf);
+    _cleanup_free_ char *status = NULL;
+    if (asprintf(&status, "Serving node '%s' of cluster '%s' on %s (store %s)", m->node, m->config->cluster, m->socket,
+                 m->store_name) >= 0)
+        notifier_ready(m->notify, status);
 }
 
 static void on_synced(void *userdata, int error) {
@@ -451,6 +467,7 @@ static void close_all(struct manager *m) {
     if (m->signals) {
         uv_close((uv_handle_t *)&m->sigterm, NULL);
         uv_close((uv_handle_t *)&m->sigint, NULL);
+        uv_close((uv_handle_t *)&m->sighup, NULL);
         m->signals = false;
     }
 }
@@ -468,6 +485,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     struct manager *m = h->data;
     if (m->n_term++ == 0) {
         log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        notifier_stopping(m->notify);
         amf_stop(m->amf, on_stopped, m);
     } else {
         log_warning("Received %s again, killing every component now", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -506,6 +524,9 @@ struct manager *manager_free(struct manager *m) {
     m->amf = amf_free(m->amf);
     m->model = rm_free(m->model);
     m->lease = lease_file_close(m->lease);
+    m->notify = notifier_free(m->notify);
+    if (m->loop)
+        uv_run(m->loop, UV_RUN_DEFAULT); /* its watchdog timer closes */
     m->config = config_free(m->config);
     if (m->loop)
         (void)uv_loop_close(m->loop);

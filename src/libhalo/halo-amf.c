@@ -40,7 +40,7 @@ static int check_comp(const char *comp) {
 }
 
 static bool recovery_valid(halo_recovery r) {
-    return r >= HALO_RECOVERY_NONE && r <= HALO_RECOVERY_NODE_FAILOVER;
+    return r >= HALO_RECOVERY_NONE && r <= HALO_RECOVERY_NODE_FAILFAST;
 }
 
 /* Copies a string known to be NUL-terminated, truncated to size - 1 bytes. */

@@ -180,7 +180,7 @@ int link_validate(const LinkMsg *m) {
         CHECK(check_name(m->hc_start->comp, 1));
         CHECK(check_name(m->hc_start->key, 1));
         CHECK(check_range(m->hc_start->invoked, HALO_HC_AMF_INVOKED, HALO_HC_COMPONENT_INVOKED));
-        CHECK(check_range(m->hc_start->recovery, HALO_RECOVERY_NONE, HALO_RECOVERY_NODE_FAILOVER));
+        CHECK(check_range(m->hc_start->recovery, HALO_RECOVERY_NONE, HALO_RECOVERY_NODE_FAILFAST));
         return 0;
     case HALO__LINK__MSG__BODY_HC_CONFIRM:
         CHECK(check_name(m->hc_confirm->comp, 1));
@@ -192,7 +192,7 @@ int link_validate(const LinkMsg *m) {
         return 0;
     case HALO__LINK__MSG__BODY_ERROR_REPORT:
         CHECK(check_name(m->error_report->comp, 1));
-        CHECK(check_range(m->error_report->recovery, HALO_RECOVERY_NONE, HALO_RECOVERY_NODE_FAILOVER));
+        CHECK(check_range(m->error_report->recovery, HALO_RECOVERY_NONE, HALO_RECOVERY_NODE_FAILFAST));
         return 0;
     case HALO__LINK__MSG__BODY_PG_TRACK:
         CHECK(check_name(m->pg_track->csi, 1));
@@ -308,7 +308,8 @@ int link_validate(const LinkMsg *m) {
         return 0;
     case HALO__LINK__MSG__BODY_ADMIN:
         if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED ||
-            m->admin->op > HALO__LINK__ADMIN__OP__RECOVER_FORCE)
+            (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
+             m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;

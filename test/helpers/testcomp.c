@@ -14,8 +14,13 @@
  *   proxied-error-report  (with proxy) 200 ms after a proxied component became ACTIVE,
  *                       report an error of it
  *   proxied-unregister  (with proxy) likewise, but unregister it
+ *   once                (with proxied-error-report or proxied-unregister) only the first time
  *   proxy-no-register   (with proxy) answer the instantiate without registering the component
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
+ *                       (every health check halod asks for is answered and logged: "HC <key>")
+ *   report=RECOVERY     when the file $TESTCOMP_LOG.<comp>.report appears, remove it and report an
+ *                       error recommending RECOVERY (none, component-restart, component-failover,
+ *                       node-switchover, node-failover, node-failfast); "ERROR_REPORT <r>"
  *   component-hc        run a component-invoked health check, confirming every
  *                       100 ms while the file $TESTCOMP_LOG.<comp>.stop-confirm is absent
  *   track=CSI           track CSI's protection group (current and changes)
@@ -60,6 +65,8 @@
  *                       socket's path) it first connects there and sends "<comp> <pid>\n", and
  *                       keeps the connection open: the checker sees its end when the process
  *                       dies, SIGKILL included.
+ *   quiesce-hold        complete a QUIESCING only once the file $TESTCOMP_LOG.<comp>.quiesce-hold
+ *                       is absent (logs "QUIESCING_COMPLETE" then)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -88,6 +95,8 @@ static int recovery_step;
 static bool aborted;
 static long long restart_at; /* step 4: ms */
 static bool participant;
+static halo_recovery report_recovery; /* report=: 0 when not asked */
+static char report_file[4096];
 static char serve_hold_file[4096], start_hold_file[4096];
 static struct {
     char object[HALO_OBJECT_MAX];
@@ -101,7 +110,7 @@ static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
 static long long report_at; /* ms, 0 = none */
-static bool proxied_error_report, proxied_unregister, proxy_no_register;
+static bool proxied_error_report, proxied_unregister, proxy_no_register, report_once;
 static const char *self;      /* this process's component (me changes while speaking for a proxied one) */
 static char report_comp[256]; /* the component the error report is for; "" = this one */
 static bool segv_on_active, proxy;
@@ -110,6 +119,9 @@ static int *volatile null_ptr; /* volatile: the compiler cannot know it is NULL 
 static int intervals_fd = -1;  /* intervals: the log, and whether an ACTIVE line has no END yet */
 static bool holds_active;
 static bool amf_hc;
+static bool quiesce_hold;
+static char quiesce_hold_file[4096];
+static halo_invocation quiescing; /* quiesce-hold: the QUIESCING not completed yet (0: none) */
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -201,6 +213,11 @@ static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const hal
     logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
           (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
     if (state == HALO_HA_QUIESCING) {
+        if (quiesce_hold) {
+            halo_response(h, inv, 0); /* answered; complete once allowed (main loop) */
+            quiescing = inv;
+            return;
+        }
         interval(false, "QUIESCING-done");
         halo_quiescing_complete(h, inv, 0);
         return;
@@ -252,6 +269,7 @@ static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *u
 }
 
 static void on_healthcheck(halo *h, halo_invocation inv, const char *comp, const char *key, void *userdata) {
+    logf_("HC %s", key ?: "-");
     halo_response(h, inv, 0);
 }
 
@@ -373,6 +391,7 @@ int main(void) {
         snprintf(start_hold_file, sizeof(start_hold_file), "%s.%s.start-hold", path, me);
         snprintf(fail_file, sizeof(fail_file), "%s.%s.fail", path, me);
         snprintf(serve_hold_file, sizeof(serve_hold_file), "%s.%s.serve-hold", path, me);
+        snprintf(quiesce_hold_file, sizeof(quiesce_hold_file), "%s.%s.quiesce-hold", path, me);
     }
     char *modes = strdup(getenv("TESTCOMP") ?: "");
     for (char *save = NULL, *t = strtok_r(modes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -388,6 +407,8 @@ int main(void) {
             proxied_error_report = true;
         else if (strcmp(t, "proxied-unregister") == 0)
             proxied_unregister = true;
+        else if (strcmp(t, "once") == 0)
+            report_once = true;
         else if (strcmp(t, "proxy-no-register") == 0)
             proxy_no_register = true;
         else if (strcmp(t, "amf-hc") == 0)
@@ -412,6 +433,8 @@ int main(void) {
             lifecycle = true;
         else if (strcmp(t, "participant") == 0)
             participant = true;
+        else if (strcmp(t, "quiesce-hold") == 0)
+            quiesce_hold = true;
         else if (strcmp(t, "intervals") == 0 && path) {
             char ipath[4096];
             snprintf(ipath, sizeof(ipath), "%s.%s.intervals", path, me);
@@ -420,6 +443,14 @@ int main(void) {
                 watch_connect(getenv("TESTCOMP_WATCH"));
         } else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
+        else if (strncmp(t, "report=", 7) == 0 && path) {
+            static const char *const names[] = {
+                "none", "component-restart", "component-failover", "node-switchover", "node-failover", "node-failfast"};
+            for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (strcmp(t + 7, names[i]) == 0)
+                    report_recovery = (halo_recovery)(HALO_RECOVERY_NONE + i);
+            snprintf(report_file, sizeof(report_file), "%s.%s.report", path, me);
+        }
     }
 
     halo_callbacks cb = {.csi_set = on_csi_set,
@@ -503,6 +534,15 @@ int main(void) {
             recovery_run(h);
         if (participant)
             serve(h);
+        if (report_recovery && access(report_file, F_OK) == 0 && unlink(report_file) == 0) {
+            r = halo_error_report(h, NULL, report_recovery);
+            logf_("ERROR_REPORT %d", r);
+        }
+        if (quiescing && access(quiesce_hold_file, F_OK) != 0) {
+            logf_("QUIESCING_COMPLETE");
+            halo_quiescing_complete(h, quiescing, 0);
+            quiescing = 0;
+        }
         if (report_at && now >= report_at) {
             report_at = 0;
             if (proxied_unregister) {
@@ -512,6 +552,8 @@ int main(void) {
                 r = halo_error_report(h, report_comp[0] ? report_comp : NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
                 logf_("ERROR_REPORT %d", r);
             }
+            if (report_once)
+                proxied_error_report = proxied_unregister = false;
         }
         if (segv_at && now >= segv_at) {
             logf_("SEGV");

@@ -10,9 +10,9 @@ from halo_harness import FAST_RESTART_HEAD, TESTCOMP, testcomp_events as events,
 PYTHON = "/usr/bin/python3"
 
 
-def segv_yaml(log, env_a=""):
+def segv_yaml(log, env_a="", group=""):
     return FAST_RESTART_HEAD + f"""  svc:
-    component:
+{group}    component:
       command: {TESTCOMP}
       env: {{TESTCOMP_LOG: "{log}"}}
     service-units:
@@ -33,7 +33,8 @@ def test_a_segv_shows_signal_address_and_backtrace(halod_factory, tmp_path):
     # The standby takes over; the crashed unit comes back as the standby.
     assert h.wait_assigned("svc") == ("svc-b", "svc-a")
     failure = h.su("svc-a")["last_failure"]
-    assert failure.startswith("component 'svc-a' killed by SIGSEGV (signal 11) at 0x0, backtrace: "), failure
+    # After the rung of the recovery ladder that acted (the default escalation: su-failover).
+    assert failure.startswith("su-failover: component 'svc-a' killed by SIGSEGV (signal 11) at 0x0, backtrace: "), failure
     frames = failure.split("backtrace: ", 1)[1].split(" | ")
     # backtrace_symbols_fd() lines: "module(symbol+offset) [0xaddress]"; one of them is testcomp's own code.
     assert all(re.search(r"\[0x[0-9a-f]+\]$", f) for f in frames), frames
@@ -47,6 +48,18 @@ def test_a_segv_shows_signal_address_and_backtrace(halod_factory, tmp_path):
     assert h.stop() == 0
 
 
+def test_a_crash_restarting_in_place_shows_the_signal_in_the_last_recovery(halod_factory, tmp_path):
+    # The ladder's component restart: no unit failure, the crash is the restart's reason (the
+    # broken link, which comes first, is replaced by it), after the rung.
+    log = tmp_path / "comp.log"
+    h = halod_factory(segv_yaml(log, group="    escalation: {component-restart: {max: 3, probation: 1m}}\n")).start()
+    wait_for(lambda: "killed by SIGSEGV" in (h.su("svc-a").get("last_recovery") or ""), what="svc-a's crash recorded")
+    recovery = h.su("svc-a")["last_recovery"]
+    assert re.match(r"component-restart [123]/3: component 'svc-a' killed by SIGSEGV \(signal 11\) at 0x0, "
+                    r"backtrace: ", recovery), recovery
+    assert h.stop() == 0
+
+
 def test_the_handler_is_opt_out(halod_factory, tmp_path):
     log = tmp_path / "comp.log"
     h = halod_factory(segv_yaml(log, ', HALO_CRASH_HANDLER: "0"')).start()
@@ -54,7 +67,7 @@ def test_the_handler_is_opt_out(halod_factory, tmp_path):
     wait_for(lambda: h.si("svc")["active"] == "svc-b", what="svc-b ACTIVE")
     assert h.wait_assigned("svc") == ("svc-b", "svc-a")
     # Without the handler only the wait status tells: the signal, no address, no frames.
-    assert h.su("svc-a")["last_failure"] == "component 'svc-a' killed by SIGSEGV (signal 11)"
+    assert h.su("svc-a")["last_failure"] == "su-failover: component 'svc-a' killed by SIGSEGV (signal 11)"
     assert h.stop() == 0
 
 
@@ -75,9 +88,10 @@ def abort_yaml():
 
 def test_a_program_without_libhalo_killed_by_sigabrt_shows_the_signal(halod_factory):
     h = halod_factory(abort_yaml()).start()
-    wait_for(lambda: (h.su("plain-a").get("last_failure") or "").startswith("component 'plain-a' killed by SIGABRT"),
-             what="plain-a's abort recorded")
-    assert h.su("plain-a")["last_failure"] == "component 'plain-a' killed by SIGABRT (signal 6)"
+    # The recovery ladder's rung comes first ("su-failover: ", the default escalation).
+    wait_for(lambda: (h.su("plain-a").get("last_failure") or "").startswith(
+        "su-failover: component 'plain-a' killed by SIGABRT"), what="plain-a's abort recorded")
+    assert h.su("plain-a")["last_failure"] == "su-failover: component 'plain-a' killed by SIGABRT (signal 6)"
     assert h.wait_assigned("plain") == ("plain-b", "plain-a")
     assert "killed by SIGABRT (signal 6)" in h.ctl("status").stdout
     assert "Component 'plain-a' (pid" in h.logtext()

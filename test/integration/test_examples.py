@@ -55,3 +55,24 @@ def test_failover_demo():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "answered CSI set ACTIVE" in r.stdout and "(the count survived the failover)" in r.stdout, r.stdout
     assert "no component process is left" in r.stdout and "Demo complete." in r.stdout
+
+
+def test_web_demo_floating_address_follows_the_failover():
+    """An unmodified python3 -m http.server behind IPaddr2's floating address, in a
+    network namespace of the demo's own: the client on the floating address sees
+    web-a, an outage, then web-b after the SIGKILL, and web-a again after the
+    switchover; halod's stop releases the address and leaves no process."""
+    r = subprocess.run([os.path.join(TOP, "examples", "web-demo.sh"), BUILD], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "web demo skipped" not in out, out
+    assert "configuration OK" in out, out  # IPaddr2's validate-all took the params, in the namespace
+    kill = out[out.index("Kill the ACTIVE web server"):out.index("switch the service back")]
+    assert "served by web-a for" in kill and "then no answer" in kill and "then served by web-b" in kill, out
+    back = out[out.index("switch the service back"):out.index("Stop halod")]
+    assert "then served by web-a" in back, out
+    assert "169.254.100.100" not in out[out.index("Stop halod"):], out  # released
+    assert "Web demo complete." in out, out
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "halo-web-" not in netns, netns

@@ -2,14 +2,16 @@
 """Non-SA-aware components end to end: unmodified programs (python3 -m http.server,
 sh, sleep) run by a real halod as a 2N group, only while they are ACTIVE."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 
 import pytest
 
-from halo_harness import HALOD, free_port, pid_alive, proc_state, wait_for
+from halo_harness import HALOD, TESTCOMP, free_port, pid_alive, proc_state, wait_for
 
 PYTHON = "/usr/bin/python3"
 
@@ -249,3 +251,132 @@ def test_two_nodes_over_etcd_fail_the_server_over(etcd, halod_factory):
     wait_for(lambda: proc_state(victim) is None, timeout=5, what="the killed server reaped")
     for h in hs.values():
         assert h.stop() == 0
+
+
+def monitored_yaml(tmp_path, monitor):
+    return f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sleep
+      args: ["600"]
+      monitor: {monitor}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+"""
+
+
+def test_a_failing_monitor_fails_the_unit_over_and_eam_stop_silences_it(halod_factory, tmp_path):
+    # The monitor counts its runs and fails while a file names its component, its last line saying why.
+    h = halod_factory(monitored_yaml(tmp_path, f"""{{period: 200ms, command: [/bin/sh, -c,
+        "echo >> {tmp_path}/runs-$HALO_COMPONENT; kill -0 $HALO_PID || exit 3; ! test -e {tmp_path}/fail-$HALO_COMPONENT ||
+         {{ seq 1 2000; echo $HALO_COMPONENT is broken; exit 1; }}"]}}""")).start()
+    assert h.wait_assigned("si") == ("a", "b")
+
+    def runs(comp):
+        return open(tmp_path / f"runs-{comp}").read().count("\n") if os.path.exists(tmp_path / f"runs-{comp}") else 0
+
+    wait_for(lambda: runs("a") >= 2, what="a's monitor running")
+    assert runs("b") == 0  # a STANDBY runs nothing, its monitor neither
+    assert h.comp("a")["monitor"] == "enabled"
+    victim = h.pid_of("a")
+    (tmp_path / "fail-a").touch()
+    wait_for(lambda: h.si("si")["active"] == "b", timeout=5, what="b ACTIVE")
+    assert not pid_alive(victim)
+    assert ("component 'a' failed its monitor: the monitor command exited with status 1: a is broken"
+            in h.su("a")["last_failure"])
+    assert h.wait_assigned("si") == ("b", "a")
+    # eam-stop: b's monitor stops; a failure it would see goes unseen.
+    wait_for(lambda: runs("b") >= 1, what="b's monitor running")
+    r = h.ctl("eam-stop", "b")
+    assert "stopped the monitor of 'b'" in r.stdout
+    assert h.comp("b")["monitor"] == "stopped"
+    assert h.ctl("eam-stop", "b", check=False).returncode != 0  # stopped already
+    seen = runs("b")
+    (tmp_path / "fail-b").touch()
+    # 5 periods without a run (and so without a failover); then eam-start runs it again, and it fails b over.
+    with pytest.raises(AssertionError):
+        wait_for(lambda: runs("b") > seen or h.si("si")["active"] != "b", timeout=1, what="b's monitor to run")
+    assert h.si("si")["active"] == "b"
+    os.unlink(tmp_path / "fail-a")
+    h.ctl("eam-start", "b")
+    assert h.comp("b")["monitor"] == "enabled"
+    wait_for(lambda: h.si("si")["active"] == "a", timeout=5, what="a ACTIVE again")
+    assert "component 'b' failed its monitor" in h.su("b")["last_failure"]
+    assert h.ctl("eam-stop", "no-such-comp", check=False).returncode != 0
+    assert h.stop() == 0
+
+
+def test_a_monitor_that_hangs_is_killed_and_is_a_failure(halod_factory, tmp_path):
+    h = halod_factory(monitored_yaml(tmp_path, f"""{{period: 100ms, timeout: 300ms, command: [/bin/sh, -c,
+        "test $HALO_COMPONENT = b || {{ echo $$ > {tmp_path}/hung-$HALO_COMPONENT; exec sleep 600; }}"]}}""")).start()
+    wait_for(lambda: os.path.exists(tmp_path / "hung-a"), what="a's monitor running")
+    h.remember_children()
+    wait_for(lambda: h.si("si")["active"] == "b", timeout=5, what="b ACTIVE")
+    assert "component 'a' failed its monitor: no answer within its timeout (300ms)" in h.su("a")["last_failure"]
+    hung = int(open(tmp_path / "hung-a").read())
+    wait_for(lambda: proc_state(hung) is None, timeout=5, what="the hung monitor killed and reaped")
+    h.kill_all()
+
+
+def test_a_component_runs_as_its_user(halod_factory, tmp_path):
+    # Somewhere the user nobody may write: the test's own directory is root's alone.
+    out = tempfile.mkdtemp(prefix="halo-user-")
+    os.chmod(out, 0o777)
+    try:
+        h = halod_factory(f"""
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sleep
+      args: ["600"]
+      user: nobody
+      workdir: /
+      monitor: {{period: 100ms, command: [/bin/sh, -c, "id -u > {out}/monitor-uid; id -G > {out}/monitor-groups"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+        assert h.wait_assigned("si") == ("a", "b")
+        pid = h.pid_of("a")
+        with open(f"/proc/{pid}/status") as f:
+            ids = dict(line.split(":", 1) for line in f.read().splitlines())
+        assert ids["Uid"].split() == ["65534"] * 4
+        assert ids["Gid"].split() == ["65534"] * 4  # nobody's primary group, nogroup
+        assert ids["Groups"].split() == ["65534"]   # its own groups, not halod's
+        wait_for(lambda: os.path.exists(f"{out}/monitor-groups"), what="the monitor's run")
+        assert open(f"{out}/monitor-uid").read().strip() == "65534"
+        assert h.stop() == 0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_an_sa_aware_component_is_monitored_from_its_registration(halod_factory, tmp_path):
+    # monitor: is for any component: an sa-aware one (testcomp, linking libhalo) too; STANDBY units run it as well.
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      command: {TESTCOMP}
+      monitor: {{period: 100ms, command: [/bin/sh, -c,
+        "echo >> {tmp_path}/runs-$HALO_COMPONENT; ! test -e {tmp_path}/fail-$HALO_COMPONENT"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    assert h.wait_assigned("si") == ("a", "b")
+    wait_for(lambda: os.path.exists(tmp_path / "runs-b"), what="the STANDBY's monitor running")
+    victim = h.pid_of("a")
+    (tmp_path / "fail-a").touch()
+    wait_for(lambda: h.si("si")["active"] == "b", timeout=5, what="b ACTIVE")
+    assert "component 'a' failed its monitor: the monitor command exited with status 1" in h.su("a")["last_failure"]
+    wait_for(lambda: not pid_alive(victim), timeout=5, what="a's process fenced")
+    os.unlink(tmp_path / "fail-a")
+    assert h.wait_assigned("si") == ("b", "a")
+    assert h.stop() == 0

@@ -12,16 +12,18 @@ from rawlink import RawLink, register
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
 
-def proxied_yaml(log, nodes=None, modes_a="proxy"):
-    """Without nodes, one node; with nodes (two), the units ending in -a on the first, -b on the second."""
+def proxied_yaml(log, nodes=None, modes_a="proxy", escalation=""):
+    """Without nodes, one node; with nodes (two), the units ending in -a on the first, -b on the second.
+    escalation: the groups' `escalation` (none: the default, every failure fails its unit over)."""
     head = FAST_RESTART_HEAD
     if nodes:
         head = head.replace("cluster: test\n", "cluster: test\nnodes: {" + ", ".join(f"{n}: {{}}" for n in nodes) + "}\n")
     where = {"a": f"node: {nodes[0]}" if nodes else "", "b": f"node: {nodes[1]}" if nodes else ""}
     on = {k: v + ", " if v else "" for k, v in where.items()}
+    esc = f"    escalation: {escalation}\n" if escalation else ""
     return head + f"""  proxies:
     redundancy: no-redundancy
-    component:
+{esc}    component:
       command: {TESTCOMP}
       env: {{TESTCOMP_LOG: "{log}", TESTCOMP: proxy}}
     service-units:
@@ -32,7 +34,7 @@ def proxied_yaml(log, nodes=None, modes_a="proxy"):
       proxy-2: {{csis: {{proxy-2: {{}}}}}}
   px:
     redundancy: 2N
-    component: {{type: proxied}}
+{esc}    component: {{type: proxied}}
     service-units:
       px-a: {{{on["a"]}component: {{proxy: proxy-a}}}}
       px-b: {{{on["b"]}component: {{proxy: proxy-b}}}}
@@ -77,7 +79,7 @@ def test_killing_the_active_sides_proxy_fails_the_proxied_si_over(halod_factory,
     # px-b's proxy takes px ACTIVE for it; px-a failed with its proxy ...
     wait_for(lambda: h.si("px")["active"] == "px-b", timeout=5, what="px-b ACTIVE")
     assert any(e[:3] == ["CSI_SET", "px-csi", "ACTIVE"] for e in kinds(log, "px-b"))
-    assert h.su("px-a")["last_failure"] == "component 'px-a' lost its proxy 'proxy-a'"
+    assert h.su("px-a")["last_failure"] == "su-failover: component 'px-a' lost its proxy 'proxy-a'"
     # ... and comes back through the restarted proxy as the STANDBY.
     assert h.wait_assigned("px") == ("px-b", "px-a")
     assert h.pid_of("proxy-a") not in (None, victim) and h.pid_of("proxy-b") == other
@@ -87,17 +89,63 @@ def test_killing_the_active_sides_proxy_fails_the_proxied_si_over(halod_factory,
     assert h.stop() == 0
 
 
-def test_a_failed_proxied_component_is_cleaned_up_by_its_proxy(halod_factory, tmp_path):
+def test_an_operators_restart_of_a_proxied_component_goes_through_its_proxy(halod_factory, tmp_path):
+    # haloctl restart is a restart in place (the maintenance operations): px-a's proxy terminates
+    # it and instantiates it again, px-a gets px ACTIVE again, and nothing else moves.
     log = tmp_path / "comp.log"
     h = halod_factory(proxied_yaml(log)).start()
     assert h.wait_assigned("px") == ("px-a", "px-b")
-    proxy_pid = h.pid_of("proxy-a")
-    h.ctl("restart", "px-a")
-    # Its proxy cleans it up, instantiates it again, and keeps running itself.
+    proxies = (h.pid_of("proxy-a"), h.pid_of("proxy-b"))
+    assert h.ctl("restart", "px-a").returncode == 0
     wait_for(lambda: [e[0] for e in kinds(log, "px-a")].count("PROXIED_INSTANTIATE") == 2, what="px-a again")
-    assert "PROXIED_CLEANUP" in [e[0] for e in kinds(log, "px-a")]
-    assert h.wait_assigned("px") == ("px-b", "px-a")
-    assert h.pid_of("proxy-a") == proxy_pid
+    wait_for(lambda: [e[:3] for e in kinds(log, "px-a")].count(["CSI_SET", "px-csi", "ACTIVE"]) == 2,
+             what="px-a ACTIVE again")
+    ev = [e[0] for e in kinds(log, "px-a")]
+    assert ev.index("TERMINATE") < len(ev) - 1 - ev[::-1].index("PROXIED_INSTANTIATE"), ev
+    assert "PROXIED_CLEANUP" not in ev, ev  # a restart, not a failure
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    assert not any(e[:3] == ["CSI_SET", "px-csi", "ACTIVE"] for e in kinds(log, "px-b"))
+    assert (h.pid_of("proxy-a"), h.pid_of("proxy-b")) == proxies
+    assert h.su("px-a").get("last_failure") is None
+    assert h.stop() == 0
+
+
+def test_a_failed_proxied_component_restarts_in_place_through_its_proxy(halod_factory, tmp_path):
+    # The ladder's component restart: its proxy cleans it up and instantiates it again, and it
+    # gets px ACTIVE again; px-b stays the STANDBY and neither proxy restarts.
+    log = tmp_path / "comp.log"
+    yaml = proxied_yaml(log, modes_a="proxy,proxied-unregister,once",
+                        escalation="{component-restart: {max: 3, probation: 1m}}")
+    h = halod_factory(yaml).start()
+    wait_for(lambda: ["UNREGISTER", "px-a", "0"] in kinds(log, "proxy-a"), what="px-a unregistered")
+    proxies = (h.pid_of("proxy-a"), h.pid_of("proxy-b"))
+    wait_for(lambda: [e[:3] for e in kinds(log, "px-a")].count(["CSI_SET", "px-csi", "ACTIVE"]) == 2,
+             what="px-a ACTIVE again")
+    ev = [e[0] for e in kinds(log, "px-a")]
+    assert ev.count("PROXIED_INSTANTIATE") == 2 and ev.index("PROXIED_CLEANUP") < 3, ev
+    assert h.su("px-a")["last_recovery"] == "component-restart 1/3: component 'px-a' was unregistered by its proxy"
+    assert h.su("px-a").get("last_failure") is None
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    assert not any(e[:3] == ["CSI_SET", "px-csi", "ACTIVE"] for e in kinds(log, "px-b"))
+    assert (h.pid_of("proxy-a"), h.pid_of("proxy-b")) == proxies
+    assert h.stop() == 0
+
+
+def test_a_proxy_restarting_in_place_instantiates_its_proxied_component_again(halod_factory, tmp_path):
+    # The proxy's own component restart: px-a, lost with it, restarts in place too and is
+    # instantiated by the new proxy process; px stays ACTIVE on px-a.
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log, escalation="{component-restart: {max: 3, probation: 1m}}")).start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    victim, other = h.pid_of("proxy-a"), h.pid_of("proxy-b")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: [e[:3] for e in kinds(log, "px-a")].count(["CSI_SET", "px-csi", "ACTIVE"]) == 2,
+             what="px-a ACTIVE again")
+    assert h.pid_of("proxy-a") not in (None, victim) and h.pid_of("proxy-b") == other
+    assert [e[0] for e in kinds(log, "px-a")].count("PROXIED_INSTANTIATE") == 2
+    assert h.su("px-a")["last_recovery"] == "component-restart 1/3: component 'px-a' lost its proxy 'proxy-a'"
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    assert not any(e[:3] == ["CSI_SET", "px-csi", "ACTIVE"] for e in kinds(log, "px-b"))
     assert h.stop() == 0
 
 
@@ -106,7 +154,9 @@ def test_the_proxy_reports_an_error_of_its_proxied_component(halod_factory, tmp_
     h = halod_factory(proxied_yaml(log, modes_a="proxy,proxied-error-report")).start()
     proxies = (h.pid_of("proxy-a"), h.pid_of("proxy-b"))
     # px-a's proxy reports its error: px fails over, px-a is cleaned up and instantiated again.
-    wait_for(lambda: h.su("px-a").get("last_failure") == "component 'px-a' reported an error", what="px-a failed")
+    wait_for(lambda: h.su("px-a").get("last_failure") ==
+             "su-failover: component 'px-a' reported an error (recommended recovery: su-failover)",
+             what="px-a failed")
     assert ["ERROR_REPORT", "0"] in kinds(log, "proxy-a")
     assert h.wait_assigned("px") == ("px-b", "px-a")
     assert "PROXIED_CLEANUP" in [e[0] for e in kinds(log, "px-a")]
@@ -119,7 +169,7 @@ def test_the_proxy_reports_an_error_of_its_proxied_component(halod_factory, tmp_
 def test_a_proxied_component_its_proxy_unregisters_has_failed(halod_factory, tmp_path):
     log = tmp_path / "comp.log"
     h = halod_factory(proxied_yaml(log, modes_a="proxy,proxied-unregister")).start()
-    wait_for(lambda: h.su("px-a").get("last_failure") == "component 'px-a' was unregistered by its proxy",
+    wait_for(lambda: h.su("px-a").get("last_failure") == "su-failover: component 'px-a' was unregistered by its proxy",
              what="px-a failed")
     assert ["UNREGISTER", "px-a", "0"] in kinds(log, "proxy-a")
     wait_for(lambda: h.si("px")["active"] == "px-b", what="px-b ACTIVE")
@@ -133,7 +183,8 @@ def test_a_proxied_component_not_registered_in_time_has_failed(halod_factory, tm
         "component: {type: proxied}", "component: {type: proxied, timeouts: {instantiate: 300ms}}")
     h = halod_factory(yaml).start()
     wait_for(lambda: h.su("px-a").get("last_failure") ==
-             "component 'px-a' was not registered by its proxy within its instantiate timeout", what="px-a failed")
+             "su-failover: component 'px-a' was not registered by its proxy within its instantiate timeout",
+             what="px-a failed")
     assert ["PROXIED_INSTANTIATE", "0"] in kinds(log, "px-a")
     # px-b, whose proxy registers it, serves meanwhile.
     assert h.si("px")["active"] == "px-b" and h.comp("px-a")["registered"] is False

@@ -83,7 +83,7 @@ def test_n_way_active_lock_removes_one_the_others_stay(halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
     h = halod_factory(group_yaml(log, "NWayActive", ["w-a", "w-b", "w-c"], {"web": "active-assignments: 2, "})).start()
     wait_roles(h, "web", "ACTIVE", ["w-a", "w-b"])
-    h.ctl("lock", "w-a")
+    h.ctl("admin", "shutdown", "su:w-a")
     # QUIESCING first (gracefully), then removed; the spare w-c takes its place.
     wait_roles(h, "web", "ACTIVE", ["w-b", "w-c"])
     assert [e[3] for e in events(log, "w-a", "CSI_SET")][-1] == "QUIESCING"

@@ -72,6 +72,17 @@ void amf_switchover_done(struct si *si, int error) {
 void amf_su_check_lock_done(struct su *su) {
 }
 
+void amf_si_drained(struct si *si) {
+    si->admin = SI_LOCKED;
+    record("drained", si, NULL);
+}
+
+usec_t fx_adjust_delay;
+
+void amf_sg_adjust_later(struct sg *group, usec_t delay) {
+    fx_adjust_delay = delay;
+}
+
 /* ---- the fixture ---- */
 
 void fx_setup(const struct redundancy_ops *ops, size_t n_sus, size_t n_sis) {
@@ -85,6 +96,7 @@ void fx_setup(const struct redundancy_ops *ops, size_t n_sus, size_t n_sis) {
     memset(&sg, 0, sizeof(sg));
     memset(not_ready, 0, sizeof(not_ready));
     n_actions = 0;
+    fx_adjust_delay = 0;
     sg_cfg = (struct config_sg){.name = "sg"};
     sg = (struct sg){.name = "sg", .cfg = &sg_cfg, .sus = sus, .n_sus = n_sus, .sis = sis, .n_sis = n_sis, .ops = ops};
     for (size_t i = 0; i < n_sus; i++) {

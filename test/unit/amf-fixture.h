@@ -32,6 +32,8 @@ extern struct si sis[FX_SIS];
 extern struct config_si si_cfg[FX_SIS];
 extern struct config_sg sg_cfg;
 extern struct sg sg;
+/* The last delay the reconciler asked to be called again after (auto-adjust's probation). */
+extern usec_t fx_adjust_delay;
 /* The readiness hook's answer, per unit (amf.c asks the hook the recovery sets). */
 extern bool not_ready[FX_SUS];
 

@@ -246,3 +246,9 @@ int http_metrics_finish(struct http_metrics_buf *b, char **ret_text) {
 
 void http_metrics_done(struct http_metrics_buf *b) {
 }
+
+ssize_t proc_output(struct proc *p, char *buf, size_t n, bool last) {
+    if (n > 0)
+        buf[0] = '\0';
+    return 0;
+}

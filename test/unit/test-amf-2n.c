@@ -169,21 +169,84 @@ TEST(new_active_failing_during_switchover_gives_back_to_quiesced) {
     ASSERT_EQ(actions[base + 1].transition, HALO_CSI_STILL_ACTIVE);
 }
 
-TEST(lock_active_moves_work_to_standby_and_removes_it) {
+/* a, ACTIVE, leaves by q (QUIESCED for a lock, QUIESCING for a shutdown);
+ * b takes over once a is quiesced, then a holds nothing. */
+static void active_leaves(enum su_admin admin, halo_ha_state q) {
     setup(2);
     fx_settle();
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = admin;
     size_t base = n_actions;
+    fx_evaluate();
+    fx_expect(base, "assign", "a", q);
+    fx_evaluate(); /* nothing more until a is quiesced */
+    ASSERT_EQ(n_actions, base + 1);
     fx_settle();
-    fx_expect(base, "assign", "a", HALO_HA_QUIESCING);
     fx_expect(base + 1, "assign", "b", HALO_HA_ACTIVE);
+    ASSERT_EQ(actions[base + 1].transition, HALO_CSI_QUIESCED);
     fx_expect(base + 2, "unassign", "a", 0);
     ASSERT_STREQ(role_of("b"), "ACTIVE");
     ASSERT_STREQ(role_of("a"), "NONE");
+}
+
+TEST(lock_active_quiesces_it_at_once_then_hands_over_and_removes_it) {
+    active_leaves(SU_LOCKED, HALO_HA_QUIESCED); /* a lock does not wait for the work to complete */
     /* Unlock: back as STANDBY. */
     sus[0].admin = SU_UNLOCKED;
     fx_settle();
     ASSERT_STREQ(role_of("a"), "STANDBY");
+}
+
+TEST(shutdown_of_the_active_quiesces_gracefully_then_hands_over_and_removes_it) {
+    active_leaves(SU_SHUTTING_DOWN, HALO_HA_QUIESCING);
+}
+
+TEST(a_lock_of_every_unit_leaves_nothing_assigned) {
+    setup(2);
+    fx_settle();
+    sus[0].admin = SU_LOCKED;
+    sus[1].admin = SU_LOCKED;
+    fx_settle();
+    ASSERT_STREQ(role_of("a"), "NONE");
+    ASSERT_STREQ(role_of("b"), "NONE"); /* no ACTIVE left: the STANDBY of a locked unit goes too */
+}
+
+TEST(a_locked_si_quiesces_its_active_at_once_then_gives_up_everything) {
+    setup(2);
+    fx_settle();
+    sis[0].admin = SI_LOCKED;
+    size_t base = n_actions;
+    fx_settle();
+    fx_expect(base, "assign", "a", HALO_HA_QUIESCED);
+    ASSERT_STREQ(role_of("a"), "NONE");
+    ASSERT_STREQ(role_of("b"), "NONE");
+    fx_expect(n_actions - 1, "drained", NULL, 0);
+    sis[0].admin = SI_UNLOCKED;
+    fx_settle();
+    ASSERT_STREQ(role_of("a"), "ACTIVE");
+    ASSERT_STREQ(role_of("b"), "STANDBY");
+}
+
+TEST(a_shutting_down_si_quiesces_its_active_gracefully) {
+    setup(2);
+    fx_settle();
+    sis[0].admin = SI_SHUTTING_DOWN;
+    size_t base = n_actions;
+    fx_settle();
+    fx_expect(base, "assign", "a", HALO_HA_QUIESCING);
+    ASSERT_EQ(fx_count(0, HALO_HA_ACTIVE) + fx_count(0, HALO_HA_STANDBY), 0);
+    ASSERT_EQ(sis[0].admin, SI_LOCKED);
+}
+
+TEST(a_standby_restarting_in_place_is_not_promoted) {
+    setup(3);
+    fx_settle();
+    ASSERT_STREQ(role_of("b"), "STANDBY");
+    comps[1].restart_in_place = true; /* b's process is being restarted: in service meanwhile (amf.c) */
+    fx_fail_su(&sus[0]);
+    size_t base = n_actions;
+    fx_evaluate();
+    fx_expect(base, "assign", "c", HALO_HA_ACTIVE);
+    ASSERT_STREQ(role_of("b"), "STANDBY");
 }
 
 TEST(a_standby_not_ready_is_not_made_active) {
@@ -192,7 +255,7 @@ TEST(a_standby_not_ready_is_not_made_active) {
     setup(2);
     fx_settle();
     not_ready[1] = true;
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_settle();
     fx_expect(base, "assign", "a", HALO_HA_QUIESCING);
@@ -228,7 +291,7 @@ TEST(lock_active_without_standby_quiesces_and_removes) {
     setup(2);
     fx_settle();
     fx_fail_su(&sus[1]);
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_settle();
     fx_expect(base, "assign", "a", HALO_HA_QUIESCING);

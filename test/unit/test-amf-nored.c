@@ -59,7 +59,7 @@ TEST(capacity_short_the_lower_ranked_si_is_dropped) {
 TEST(lock_quiesces_removes_and_moves_to_the_spare) {
     fx_setup(&amf_nored_ops, 2, 1);
     fx_settle();
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_settle();
     fx_expect(base, "assign", "a", HALO_HA_QUIESCING);

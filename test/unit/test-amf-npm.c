@@ -57,7 +57,7 @@ TEST(the_standby_units_failure_leaves_the_actives_alone) {
 
 TEST(lock_of_an_active_unit_hands_over_gracefully) {
     setup_3_1(4);
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_settle();
     fx_expect(base, "assign", "a", HALO_HA_QUIESCING);

@@ -66,7 +66,7 @@ TEST(lock_of_the_active_hands_over_to_a_standby) {
     fx_setup(&amf_nway_ops, 3, 1);
     si_cfg[0].standby_assignments = 2;
     fx_settle();
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_settle();
     fx_expect(base, "assign", "a", HALO_HA_QUIESCING);

@@ -55,7 +55,7 @@ TEST(active_assignments_bounds_the_actives_and_a_spare_takes_over) {
 TEST(lock_quiesces_and_removes_one_the_others_stay) {
     fx_setup(&amf_nwayactive_ops, 3, 1);
     fx_settle();
-    sus[1].admin = SU_LOCKED;
+    sus[1].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_settle();
     fx_expect(base, "assign", "b", HALO_HA_QUIESCING);

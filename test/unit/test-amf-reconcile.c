@@ -46,7 +46,7 @@ TEST(lock_removes_the_dependent_first) {
     fx_setup(&amf_2n_ops, 2, 2);
     depends();
     fx_settle();
-    sus[0].admin = SU_LOCKED;
+    sus[0].admin = SU_SHUTTING_DOWN;
     size_t base = n_actions;
     fx_evaluate();
     ASSERT_EQ(n_actions, base + 1); /* the sponsor waits */

@@ -197,6 +197,7 @@ TEST(example_2n_inherits) {
     ASSERT_EQ(sg->pos.column, 3);
     ASSERT_EQ(sg->redundancy, CONFIG_REDUNDANCY_2N);
     ASSERT(sg->auto_failback);
+    ASSERT_EQ(sg->auto_adjust_probation, 10 * USEC_PER_SEC); /* the default */
     ASSERT_EQ(sg->n_sus, 2);
 
     /* rank is the order in the file, not alphabetical */
@@ -409,6 +410,24 @@ TEST(error_not_a_map) {
     free(e);
 }
 
+TEST(error_auto_adjust) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    auto-failback: true\n"
+                        "    auto-adjust: maybe\n"
+                        "    auto-adjust-probation: soon\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {}, b: {}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 3, 20, "'auto-failback' is the old name of 'auto-adjust': give one of them");
+    ASSERT_ERROR(e, p, 4, 18, "'auto-adjust' must be true or false, got 'maybe'");
+    ASSERT_ERROR(e, p, 5, 28, "'auto-adjust-probation' must be a duration (like 10s), got 'soon'");
+    ASSERT_EQ(count_lines(e), 3);
+    free(e);
+}
+
 TEST(error_wrong_scalar_type) {
     const char *p;
     char *e = load_fail("defaults:\n"
@@ -479,12 +498,13 @@ TEST(error_unknown_keys) {
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
                  "service-groups, cdb, pools)");
-    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address)");
+    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address, su-failover)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(
         e, p, 5, 58,
         "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-        "csi-types, services, devices, type, terminate, cleanup, pidfile, proxy, restart, health-check, timeouts)");
+        "csi-types, services, devices, type, terminate, cleanup, pidfile, proxy, recovery, monitor, agent, params, "
+        "user, group, restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1473,11 +1493,129 @@ TEST(error_non_sa_aware_settings) {
                         &p);
     ASSERT_ERROR(e, p, 3, 47, "'pidfile' is for non-sa-aware components only (set 'type: non-sa-aware')");
     ASSERT_ERROR(e, p, 3, 65, "'terminate' is for non-sa-aware components only");
-    ASSERT_ERROR(e, p, 5, 29, "'type' must be sa-aware, non-sa-aware or proxied, got 'nonsa'");
+    ASSERT_ERROR(e, p, 5, 29, "'type' must be sa-aware, non-sa-aware, ocf or proxied, got 'nonsa'");
     ASSERT_ERROR(e, p, 6, 52, "'cleanup' must name a command: [COMMAND, ARGS...]");
     ASSERT_ERROR(e, p, 6, 68, "'terminate' command '/no/such/kill' does not exist");
     ASSERT_ERROR(e, p, 7, 45, "component 'b' is non-sa-aware and takes CSI 'c1' and CSI 'c2': it takes one");
     ASSERT_ERROR(e, p, 11, 24, "component 'c/p' is non-sa-aware and takes no CSI of its group: it would never run");
     ASSERT_ERROR(e, p, 14, 9, "pool 'pool': process 'd/p' is non-sa-aware");
+    free(e);
+}
+
+TEST(recovery_escalation_and_health_check_keys) {
+    struct config *c = load_ok("nodes: {n1: {su-failover: {max: 2, probation: 30s}}, n2: {}}\n"
+                               "defaults: {component: {recovery: component-failover}}\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    escalation: {component-restart: {max: 3, probation: 10s}, su-restart: {max: 1}}\n"
+                               "    component: {command: /bin/sleep, health-check: {period: 2s, keys: [alive, deep]}}\n"
+                               "    service-units:\n"
+                               "      a: {node: n1, component: {recovery: component-restart}}\n"
+                               "      b: {node: n2, component: {recovery: node-failfast}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n"
+                               "  h:\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {c: {node: n1}, d: {node: n2}}\n"
+                               "    service-instances: {sj: {csis: {csj: {}}}}\n");
+    const struct config_sg *g = &c->sgs[0], *h = &c->sgs[1];
+    ASSERT_EQ(g->comp_restart.max, 3u);
+    ASSERT_EQ(g->comp_restart.probation, 10 * USEC_PER_SEC);
+    ASSERT_EQ(g->su_restart.max, 1u);
+    ASSERT_EQ(g->su_restart.probation, 60 * USEC_PER_SEC); /* the default */
+    /* No escalation: the first failure climbs to an SU failover, as before the ladder. */
+    ASSERT_EQ(h->comp_restart.max, 0u);
+    ASSERT_EQ(h->su_restart.max, 0u);
+    ASSERT(config_find_node(c, "n1")->su_failover.given);
+    ASSERT_EQ(config_find_node(c, "n1")->su_failover.max, 2u);
+    ASSERT(!config_find_node(c, "n2")->su_failover.given);
+    ASSERT_EQ(find_su(c, "a")->components[0].recovery, CONFIG_RECOVERY_COMPONENT_RESTART);
+    ASSERT_EQ(find_su(c, "b")->components[0].recovery, CONFIG_RECOVERY_NODE_FAILFAST);
+    ASSERT_EQ(find_su(c, "c")->components[0].recovery, CONFIG_RECOVERY_COMPONENT_FAILOVER);
+    const struct config_component *ca = &find_su(c, "a")->components[0];
+    ASSERT_EQ(ca->n_hc_keys, 2u);
+    ASSERT_STREQ(ca->hc_keys[0], "alive");
+    ASSERT_STREQ(ca->hc_keys[1], "deep");
+    ASSERT_EQ(ca->healthcheck.period, 2 * USEC_PER_SEC);
+    ASSERT_EQ(find_su(c, "c")->components[0].n_hc_keys, 0u);
+    ASSERT_STREQ(config_recovery_to_string(CONFIG_RECOVERY_NODE_SWITCHOVER), "node-switchover");
+    config_free(c);
+}
+
+TEST(error_recovery_escalation_and_health_check_keys) {
+    const char *p;
+    char *e = load_fail("nodes: {n1: {su-failover: {max: -1}}}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    escalation: {component-restart: {probation: 0s}, su-restrat: {}}\n"
+                        "    component: {command: /bin/sleep, recovery: node-reboot, health-check: {keys: [a, a]}}\n"
+                        "    service-units: {a: {}, b: {component: {type: non-sa-aware, health-check: {keys: [x]}}}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 1, 33, "'max' must be a non-negative integer (without quotes), got '-1'");
+    ASSERT_ERROR(e, p, 4, 49, "'probation' must be longer than 0");
+    ASSERT_ERROR(e, p, 4, 54, "unknown key 'su-restrat' in 'escalation' (allowed: component-restart, su-restart)");
+    ASSERT_ERROR(e, p, 5, 48,
+                 "'recovery' must be component-restart, component-failover, node-switchover, node-failover or "
+                 "node-failfast, got 'node-reboot'");
+    ASSERT_ERROR(e, p, 5, 86, "health-check key 'a' is listed twice");
+    ASSERT_ERROR(e, p, 6, 85,
+                 "health-check 'keys' are for sa-aware components only (halod asks the component "
+                 "through libhalo)");
+    free(e);
+}
+
+TEST(monitor_agent_user) {
+    struct config *c =
+        load_ok("service-groups:\n"
+                "  g:\n"
+                "    service-units:\n"
+                "      a: {component: {type: non-sa-aware, command: /bin/sleep, user: nobody, group: nogroup,\n"
+                "                      monitor: {command: [/bin/true, x], period: 250ms}}}\n"
+                "      b: {component: {type: ocf, agent: ocf:heartbeat:Dummy, params: {state: /x}}}\n"
+                "    service-instances: {si: {csis: {c: {}}}}\n");
+    const struct config_component *a = &c->sgs[0].sus[0].components[0], *b = &c->sgs[0].sus[1].components[0];
+    ASSERT(a->monitor.given);
+    ASSERT_STREQ(a->monitor.command[0], "/bin/true");
+    ASSERT_STREQ(a->monitor.command[1], "x");
+    ASSERT_EQ(a->monitor.period, 250 * USEC_PER_MSEC);
+    ASSERT_EQ(a->monitor.timeout, 0u); /* halod's default */
+    ASSERT(a->ids.set_uid && a->ids.uid == 65534 && a->ids.set_gid && a->ids.gid == 65534);
+    ASSERT_EQ(b->type, CONFIG_COMP_OCF);
+    ASSERT_STREQ(b->command, "/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    ASSERT_STREQ(b->ocf_provider, "heartbeat");
+    ASSERT_STREQ(b->ocf_type, "Dummy");
+    ASSERT_EQ(b->n_ocf_params, 1u);
+    ASSERT_STREQ(b->ocf_params[0].name, "state");
+    ASSERT(!b->ids.set_uid && !b->monitor.given);
+    config_free(c);
+}
+
+TEST(error_monitor_agent_user) {
+    const char *p;
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep, type: non-sa-aware}\n"
+                        "    service-units:\n"
+                        "      a: {component: {monitor: {period: 0s}, user: no-such-user-here, params: {x: 1}}}\n"
+                        "      b: {component: {type: ocf, agent: heartbeat:NoSuchAgent, user: nobody}}\n"
+                        "      c: {component: {type: ocf, agent: Dummy, monitor: {command: [/bin/true]}}}\n"
+                        "      d: {component: {type: sa-aware, group: no-such-group-here, agent: heartbeat:Dummy}}\n"
+                        "      e: {component: {type: ocf}}\n"
+                        "    service-instances: {si: {csis: {c: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 5, 32, "'monitor' must have a 'command'");
+    ASSERT_ERROR(e, p, 5, 41, "monitor 'period' must be a duration longer than 0");
+    ASSERT_ERROR(e, p, 5, 52, "'user' 'no-such-user-here' is not a user of this system");
+    ASSERT_ERROR(e, p, 5, 79, "'params' is for ocf components only (set 'type: ocf')");
+    ASSERT_ERROR(e, p, 6, 41,
+                 "'agent' 'heartbeat:NoSuchAgent': '/usr/lib/ocf/resource.d/heartbeat/NoSuchAgent' is "
+                 "not an executable agent");
+    ASSERT_ERROR(e, p, 6, 70, "'user' is for non-sa-aware components only: an ocf agent runs as root");
+    ASSERT_ERROR(e, p, 3, 26, "'command' is not for ocf components");
+    ASSERT_ERROR(e, p, 7, 41, "'agent' must be PROVIDER:TYPE (ocf:PROVIDER:TYPE also)");
+    ASSERT_ERROR(e, p, 7, 67, "monitor 'command' is not for ocf components");
+    ASSERT_ERROR(e, p, 8, 46, "'group' is for non-sa-aware components only: an sa-aware one must reach halod's socket");
+    ASSERT_ERROR(e, p, 8, 73, "'agent' is for ocf components only (set 'type: ocf')");
+    ASSERT_ERROR(e, p, 9, 7, "component 'e' is of type ocf and has no 'agent'");
     free(e);
 }

@@ -363,7 +363,8 @@ TEST(dispatch_admin_commands) {
     ASSERT_EQ(reply_to(&f.stranger, 48, NULL), -EOPNOTSUPP);
     send_admin(&f, &f.stranger, 49, HALO__LINK__ADMIN__OP__RESTART, "b");
     ASSERT_EQ(reply_to(&f.stranger, 49, NULL), 0);
-    ASSERT(amf_find_su(f.m.amf, "b")->failing);
+    /* In place: b keeps its role while its process restarts. */
+    ASSERT(!amf_find_su(f.m.amf, "b")->failing && amf_find_comp(f.m.amf, "b")->restart_in_place);
     fixture_stop(&f);
 }
 

@@ -453,7 +453,7 @@ TEST(validate_enums) {
     hcs.invoked = HALO_HC_AMF_INVOKED;
     hcs.recovery = 0;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
-    hcs.recovery = HALO_RECOVERY_NODE_FAILOVER + 1;
+    hcs.recovery = HALO_RECOVERY_NODE_FAILFAST + 1;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
 
     Halo__Link__ErrorReport er = HALO__LINK__ERROR_REPORT__INIT;
@@ -522,7 +522,7 @@ TEST(validate_enums) {
     m.admin = &adm;
     adm.op = HALO__LINK__ADMIN__OP__OP_UNSPECIFIED;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
-    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__RECOVER_FORCE + 1);
+    adm.op = (Halo__Link__Admin__Op)(HALO__LINK__ADMIN__OP__NODE_SWITCHOVER + 1);
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     adm.op = HALO__LINK__ADMIN__OP__STATUS;
     ASSERT_EQ(link_validate(&m), 0);

@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* The operator's verbs: switchover of an SI, lock and unlock of an SU, restart of a component, repair of an SU. */
+/*
+ * The operator's maintenance operations on one service unit or component, as
+ * the SA Forum AMF defines them: lock (its ACTIVEs go QUIESCED at once),
+ * shutdown (QUIESCING: their work completes first), unlock, lock- and
+ * unlock-instantiation (its processes stop and start), restart in place of a
+ * component or of the whole unit (the unit keeps its roles; the new processes
+ * get their CSIs again), repair, and the report of a failure from outside.
+ * The operations on groups, nodes and SIs are in amf-admin-group.c.
+ */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
 
@@ -12,91 +20,158 @@ static bool su_ours(const struct amf *a, const struct su *su) {
     return su->local || !a->placement->distributed;
 }
 
-int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
-    struct si *si = amf_find_si(a, name);
-    if (!si)
-        return -HALO_EUNKNOWN;
-    if (!a->deciding) {
-        log_warning("Switchover of '%s' refused: only the coordinator's halod moves roles", si->name);
-        return -HALO_EBADSTATE;
-    }
-    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
-    if (si->switchover || amf_si_busy(si) || !act || !act->confirmed || !sb || !sb->confirmed ||
-        !amf_su_may_be_active(sb->su))
-        return -HALO_EBADSTATE; /* nothing to switch to, or a change is already under way */
-    log_info("Switchover of '%s' from '%s' to '%s' requested", si->name, act->su->name, sb->su->name);
-    si->switchover = true;
-    si->waiter = w;
-    /* A model keeping the group's SIs together (2N) swaps them all, as the SA
-     * Forum's SI swap does: those ACTIVE on the same unit go along. */
-    struct sg *sg = si->sg;
-    for (size_t i = 0; sg->ops->policy->together && i < sg->n_sis; i++) {
-        struct si *o = &sg->sis[i];
-        struct assignment *oa = amf_si_find(o, HALO_HA_ACTIVE), *osb = amf_si_find(o, HALO_HA_STANDBY);
-        if (o != si && !o->switchover && !amf_si_busy(o) && oa && oa->confirmed && oa->su == act->su && osb &&
-            osb->confirmed && osb->su == sb->su) {
-            log_info("Switchover of '%s' from '%s' to '%s' along with '%s'", o->name, oa->su->name, osb->su->name,
-                     si->name);
-            o->switchover = true;
-        }
-    }
-    amf_sg_evaluate(sg);
-    return 1;
+static bool su_holds_any(struct su *su) {
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        if (amf_si_find_su(&sg->sis[i], su))
+            return true;
+    return false;
 }
 
-static struct su *su_for_lock(struct amf *a, const char *name, int *ret) {
-    struct su *su = amf_find_su(a, name);
-    if (!su) {
-        *ret = -HALO_EUNKNOWN;
-        return NULL;
-    }
-    if (!su_ours(a, su)) {
-        log_warning("Lock or unlock of '%s' refused: send it to its node, '%s'", su->name, su->cfg->node);
-        *ret = -HALO_EBADSTATE;
-        return NULL;
-    }
-    return su;
+static bool su_has_processes(const struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].proc || su->comps[i].helper)
+            return true;
+    return false;
 }
 
-int amf_su_lock(struct amf *a, const char *name, struct amf_waiter *w) {
-    int r = 0;
-    struct su *su = su_for_lock(a, name, &r);
-    if (!su)
-        return r;
-    if (su->admin == SU_LOCKED)
-        return -HALO_EEXIST;
-    log_info("Locking service unit '%s'", su->name);
-    su->admin = SU_LOCKED;
+static void set_admin(struct su *su, enum su_admin admin) {
+    log_info("Service unit '%s' is %s (was %s)", su->name, su_admin_to_string(admin), su_admin_to_string(su->admin));
+    su->admin = admin;
     amf_notify_su(su, AMF_SU_ADMIN);
+}
+
+/* A waiter is told once: a second command on a unit already waited for answers at once. */
+static int wait_for(struct su *su, struct amf_waiter *w) {
+    if (su->waiter || !w)
+        return 0;
     su->waiter = w;
-    amf_sg_evaluate(su->sg);
-    amf_su_check_lock_done(su);
     return 1;
 }
 
-int amf_su_unlock(struct amf *a, const char *name) {
-    int r = 0;
-    struct su *su = su_for_lock(a, name, &r);
-    if (!su)
-        return r;
+int amf_su_op_lock(struct su *su, bool shutdown, struct amf_waiter *w) {
+    if (su->admin == SU_LOCKED || su->admin == SU_LOCKED_INSTANTIATION || (shutdown && su->admin == SU_SHUTTING_DOWN))
+        return -HALO_EEXIST;
+    /* A lock during a shutdown stops waiting for the quiescing: what is left goes at once. */
+    set_admin(su, shutdown ? SU_SHUTTING_DOWN : SU_LOCKED);
+    int r = wait_for(su, w);
+    amf_sg_evaluate(su->sg);
+    amf_su_check_lock_done(su); /* holds nothing: w is told from inside this call */
+    return r;
+}
+
+int amf_su_op_unlock(struct su *su) {
     if (su->admin == SU_UNLOCKED)
         return -HALO_EEXIST;
-    log_info("Unlocking service unit '%s'", su->name);
-    su->admin = SU_UNLOCKED;
-    amf_notify_su(su, AMF_SU_ADMIN);
+    if (su->admin == SU_LOCKED_INSTANTIATION)
+        return -HALO_EBADSTATE; /* its processes first: unlock-instantiation */
+    set_admin(su, SU_UNLOCKED);
+    amf_waiter_done(&su->waiter, -ECANCELED); /* a lock or shutdown still under way is called off */
     amf_sg_evaluate(su->sg);
     return 0;
 }
 
-int amf_comp_restart(struct amf *a, const char *name) {
-    struct comp *c = amf_find_comp(a, name);
-    if (!c || !c->su->local)
-        return -HALO_EUNKNOWN;
-    if (c->presence != PRESENCE_INSTANTIATED || c->su->failing)
+/* Its processes are all gone: a lock-instantiation is done. */
+static void lock_instantiation_check(struct su *su) {
+    if (su->admin != SU_LOCKED_INSTANTIATION || su_has_processes(su))
+        return;
+    log_info("Service unit '%s': every process stopped", su->name);
+    amf_notify_su(su, AMF_SU_STATE);
+    amf_waiter_done(&su->waiter, 0);
+    amf_sg_evaluate(su->sg);
+}
+
+int amf_su_op_lock_instantiation(struct su *su, struct amf_waiter *w) {
+    if (su->admin == SU_LOCKED_INSTANTIATION)
+        return -HALO_EEXIST;
+    if (su->admin != SU_LOCKED || su_holds_any(su) || su->failing)
+        return -HALO_EBADSTATE; /* locked first, its work gone, no failure being recovered */
+    set_admin(su, SU_LOCKED_INSTANTIATION);
+    uv_timer_stop(&su->restart_timer);
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        c->restart_in_place = false;
+        if (c->proc)
+            amf_comp_terminate(c);
+        else if (c->presence == PRESENCE_RESTARTING)
+            c->presence = PRESENCE_UNINSTANTIATED;
+    }
+    if (!su_has_processes(su)) {
+        amf_notify_su(su, AMF_SU_STATE);
+        return 0;
+    }
+    return wait_for(su, w);
+}
+
+int amf_su_op_unlock_instantiation(struct su *su) {
+    if (su->admin != SU_LOCKED_INSTANTIATION)
         return -HALO_EBADSTATE;
-    log_info("Restart of component '%s' requested", c->name);
-    c->su->admin_restart = true;
-    amf_comp_fail(c, "restarted by the operator");
+    if (su->waiter || su_has_processes(su))
+        return -EBUSY; /* still stopping */
+    set_admin(su, SU_LOCKED);
+    for (size_t i = 0; su->oper == SU_ENABLED && i < su->n_comps; i++)
+        amf_comp_instantiate(&su->comps[i]);
+    return 0;
+}
+
+bool amf_admin_comp_stopped(struct comp *c) {
+    if (c->su->admin != SU_LOCKED_INSTANTIATION)
+        return false;
+    lock_instantiation_check(c->su);
+    return true;
+}
+
+/* Whether c may restart in place now: running, registered, its unit holding its roles steadily. */
+static int restart_check(struct comp *c) {
+    if (!amf_comp_sa_aware(c))
+        return -EOPNOTSUPP; /* halod runs it only while ACTIVE: an operator's restart in place is not offered yet */
+    if (c->presence != PRESENCE_INSTANTIATED || !c->conn || c->restart_in_place || amf_comp_restart_refused(c))
+        return -HALO_EBADSTATE;
+    return 0;
+}
+
+/* The ladder's restart in place (amf-ladder.c), not counted and not a failure. */
+int amf_comp_op_restart(struct comp *c) {
+    int r = restart_check(c);
+    if (r < 0)
+        return r;
+    amf_comp_restart_in_place(c, NULL);
+    return 0;
+}
+
+int amf_su_op_restart(struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++) {
+        int r = restart_check(&su->comps[i]);
+        if (r < 0)
+            return r;
+    }
+    log_info("Restarting service unit '%s' in place", su->name);
+    for (size_t i = 0; i < su->n_comps; i++)
+        amf_comp_restart_in_place(&su->comps[i], NULL);
+    return 0;
+}
+
+int amf_su_repair(struct amf *a, const char *name) {
+    struct su *su = amf_find_su(a, name);
+    if (!su || !su->local)
+        return -HALO_EUNKNOWN;
+    return amf_su_op_repair(su);
+}
+
+int amf_su_op_repair(struct su *su) {
+    if (su->oper != SU_DISABLED)
+        return -HALO_EBADSTATE;
+    log_info("Service unit '%s' repaired by the operator", su->name);
+    su->oper = SU_ENABLED;
+    su->n_fail_times = 0;
+    su->delay = 0;
+    su->failing = false;
+    amf_notify_su(su, AMF_SU_ADMIN);
+    for (size_t i = 0; su->admin != SU_LOCKED_INSTANTIATION && i < su->n_comps; i++)
+        if (!su->comps[i].proc)
+            amf_comp_instantiate(&su->comps[i]);
+        else
+            su->comps[i].presence = PRESENCE_UNINSTANTIATED;
     return 0;
 }
 
@@ -110,63 +185,43 @@ int amf_comp_report_failed(struct amf *a, const char *name) {
     return 0;
 }
 
-int amf_su_repair(struct amf *a, const char *name) {
+/* ---- the verbs of amf.h on one unit -------------------------------------- */
+
+static struct su *su_for_op(struct amf *a, const char *name, int *ret) {
     struct su *su = amf_find_su(a, name);
-    if (!su || !su->local)
+    if (!su) {
+        *ret = -HALO_EUNKNOWN;
+        return NULL;
+    }
+    if (!su_ours(a, su)) {
+        log_warning("Operation on '%s' refused: send it to its node, '%s'", su->name, su->cfg->node);
+        *ret = -HALO_EBADSTATE;
+        return NULL;
+    }
+    return su;
+}
+
+int amf_su_lock(struct amf *a, const char *name, struct amf_waiter *w) {
+    int r = 0;
+    struct su *su = su_for_op(a, name, &r);
+    return su ? amf_su_op_lock(su, false, w) : r;
+}
+
+int amf_su_shutdown(struct amf *a, const char *name, struct amf_waiter *w) {
+    int r = 0;
+    struct su *su = su_for_op(a, name, &r);
+    return su ? amf_su_op_lock(su, true, w) : r;
+}
+
+int amf_su_unlock(struct amf *a, const char *name) {
+    int r = 0;
+    struct su *su = su_for_op(a, name, &r);
+    return su ? amf_su_op_unlock(su) : r;
+}
+
+int amf_comp_restart(struct amf *a, const char *name) {
+    struct comp *c = amf_find_comp(a, name);
+    if (!c || !c->su->local)
         return -HALO_EUNKNOWN;
-    if (su->oper != SU_DISABLED)
-        return -HALO_EBADSTATE;
-    log_info("Service unit '%s' repaired by the operator", su->name);
-    su->oper = SU_ENABLED;
-    su->n_fail_times = 0;
-    su->delay = 0;
-    su->failing = false;
-    amf_notify_su(su, AMF_SU_ADMIN);
-    for (size_t i = 0; i < su->n_comps; i++)
-        if (!su->comps[i].proc)
-            amf_comp_instantiate(&su->comps[i]);
-    return 0;
-}
-
-int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w) {
-    switch (op) {
-    case AMF_OP_SWITCHOVER:
-        return amf_si_switchover(a, target, w);
-    case AMF_OP_LOCK:
-        return amf_su_lock(a, target, w);
-    case AMF_OP_UNLOCK:
-        return amf_su_unlock(a, target);
-    case AMF_OP_RESTART:
-        return amf_comp_restart(a, target);
-    case AMF_OP_REPAIR:
-        return amf_su_repair(a, target);
-    case AMF_OP_FAIL:
-        return amf_comp_report_failed(a, target);
-    default:
-        return -EOPNOTSUPP;
-    }
-}
-
-const char *amf_op_where(struct amf *a, int op, const char *target) {
-    struct su *su;
-    struct comp *c;
-    if (!a->placement->distributed)
-        return NULL;
-    switch (op) {
-    case AMF_OP_SWITCHOVER:
-        /* The coordinator moves roles. */
-        return amf_find_si(a, target) && !a->deciding ? "" : NULL;
-    case AMF_OP_RESTART:
-    case AMF_OP_FAIL:
-        c = amf_find_comp(a, target);
-        return c && !c->su->local ? c->su->cfg->node : NULL;
-    case AMF_OP_LOCK:
-    case AMF_OP_UNLOCK:
-    case AMF_OP_REPAIR:
-        /* A unit's own node locks, unlocks and repairs it. */
-        su = amf_find_su(a, target);
-        return su && !su->local ? su->cfg->node : NULL;
-    default:
-        return NULL;
-    }
+    return amf_comp_op_restart(c);
 }

@@ -93,12 +93,14 @@ static const char *active_comp_for(struct si *si, const struct config_csi *csi) 
     return c ? c->name : NULL;
 }
 
-int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition) {
+/* The CSI sets of a to su's components (only: to that one alone). */
+static int send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition,
+                    const struct comp *only) {
     halo_ha_state state = a->target;
     for (size_t k = 0; k < si->cfg->n_csis; k++) {
         const struct config_csi *csi = &si->cfg->csis[k];
         struct comp *c = amf_csi_comp(su, csi);
-        if (!c || (!c->conn && amf_comp_sa_aware(c)))
+        if (!c || (!c->conn && amf_comp_sa_aware(c)) || (only && c != only))
             continue;
         a->pending++;
         int r = !amf_comp_sa_aware(c) ? amf_nsa_csi(si, c, state)
@@ -112,6 +114,14 @@ int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_cs
             return -ENOTCONN;
     }
     return 0;
+}
+
+int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition) {
+    return send_set(si, su, a, transition, NULL);
+}
+
+int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a) {
+    return send_set(si, c->su, a, HALO_CSI_NEW_ASSIGN, c);
 }
 
 int amf_asg_send_remove(struct si *si, struct assignment *a) {
@@ -208,13 +218,19 @@ void amf_switchover_done(struct si *si, int error) {
 }
 
 void amf_su_check_lock_done(struct su *su) {
-    if (!su->waiter)
+    if (!su->waiter && su->admin != SU_SHUTTING_DOWN)
         return;
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++)
         if (amf_si_find_su(&sg->sis[i], su))
             return;
-    amf_waiter_done(&su->waiter, 0);
+    if (su->admin == SU_SHUTTING_DOWN) { /* the shutdown is complete: the unit is LOCKED */
+        log_info("Service unit '%s' is LOCKED: its shutdown is complete", su->name);
+        su->admin = SU_LOCKED;
+        amf_notify_su(su, AMF_SU_ADMIN);
+    }
+    if (su->admin != SU_LOCKED_INSTANTIATION) /* that one waits for its processes */
+        amf_waiter_done(&su->waiter, 0);
 }
 
 uint64_t amf_si_next_generation(struct si *si) {

@@ -29,6 +29,11 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
     c->pid = 0;
     uv_timer_stop(&c->timer);
     amf_notify_comp(c, AMF_COMP_EXITED, buf);
+    if (c->restart_in_place && !c->restart_spawned && !c->su->failing && !c->amf->stopping) {
+        log_debug("Component '%s' (%s) %s; it restarts in place", c->name, c->su->name, buf);
+        amf_ladder_comp_gone(c);
+        return;
+    }
     if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING) {
         log_debug("Component '%s' (%s) %s", c->name, c->su->name, buf);
         c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
@@ -38,7 +43,7 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
             amf_su_failure_settled(c->su);
         else if (!amf_comp_sa_aware(c))
             amf_nsa_stopped(c);
-        else
+        else if (!amf_admin_comp_stopped(c)) /* an operator's lock-instantiation */
             amf_comp_fail(c, "ended after terminate");
         return;
     }
@@ -63,9 +68,25 @@ void amf_comp_on_timer(uv_timer_t *t) {
 
 int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
                    struct proc **ret) {
+    return amf_comp_spawn_capture(c, argv, extra, n_extra, false, cb, ret);
+}
+
+int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
+                           proc_exit_cb cb, struct proc **ret) {
     const struct config_component *cc = c->cfg;
     char **env = calloc(cc->n_env + n_extra + 1, sizeof(char *));
-    struct spawn_params sp = {.path = argv[0], .argv = argv, .env = env, .workdir = cc->workdir};
+    const struct config_ids *ids = &cc->ids;
+    struct spawn_params sp = {.path = argv[0],
+                              .argv = argv,
+                              .env = env,
+                              .workdir = cc->workdir,
+                              .capture = capture,
+                              .set_uid = ids->set_uid,
+                              .set_gid = ids->set_gid,
+                              .uid = ids->uid,
+                              .gid = ids->gid,
+                              .groups = ids->groups,
+                              .n_groups = ids->n_groups};
     size_t k = 0;
     int r = -ENOMEM;
 
@@ -143,14 +164,15 @@ void amf_comp_terminate(struct comp *c) {
         amf_proxied_terminate(c);
         return;
     }
-    if (!c->proc)
-        return;
     if (!amf_comp_sa_aware(c)) {
-        amf_nsa_stop(c);
+        amf_nsa_stop(c); /* an OCF resource may be up without a process */
         return;
     }
+    if (!c->proc)
+        return;
     c->presence = PRESENCE_TERMINATING;
     amf_hc_stop_all(c);
+    amf_monitor_cancel(c);
     uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
     if (!c->conn) {
         (void)proc_kill(c->proc, SIGTERM);

@@ -125,6 +125,20 @@ static bool crash_parse(char *text, int sig, char *out, size_t size, size_t *len
     return true;
 }
 
+/* *note ("RUNG: component 'c' REASON", or "component 'c' REASON") with how as c's reason; the
+ * rung is kept.  A note of another component (its unit failed for that one) stays. */
+static void better_reason(const struct comp *c, char **note, const char *how) {
+    char who[CONFIG_NAME_MAX + 16], *why = NULL;
+    snprintf(who, sizeof(who), "component '%s' ", c->name);
+    const char *at = *note ? strstr(*note, who) : NULL;
+    if (!at)
+        return;
+    if (asprintf(&why, "%.*s%s%s", (int)(at - *note), *note, who, how) < 0)
+        return;
+    free(*note);
+    *note = why;
+}
+
 bool amf_crash_describe(struct comp *c, pid_t pid, int status, char *buf, size_t size) {
     if (status == PROC_STATUS_UNKNOWN || !WIFSIGNALED(status) || !fatal_signal(WTERMSIG(status))) {
         proc_status_to_string(status, buf, size);
@@ -144,13 +158,12 @@ bool amf_crash_describe(struct comp *c, pid_t pid, int status, char *buf, size_t
                     coredump ? "; systemd-coredump may hold its core ('coredumpctl info' with that pid)" : "");
     } else
         log_warning("Component '%s' (pid %d) %s", c->name, (int)pid, buf);
-    /* Its unit failed already when its link broke, which comes first: the crash is the better reason. */
-    if (c->su->failing && !c->amf->stopping) {
-        char *why = NULL;
-        if (asprintf(&why, "component '%s' %s", c->name, buf) >= 0) {
-            free(c->su->last_failure);
-            c->su->last_failure = why;
-        }
+    /* Its unit failed (or it restarts in place) already when its link broke, which comes first:
+     * the crash is the better reason, after the rung of the ladder that acted. */
+    if ((c->su->failing || c->restart_in_place) && !c->amf->stopping) {
+        if (c->su->failing)
+            better_reason(c, &c->su->last_failure, buf);
+        better_reason(c, &c->su->last_recovery, buf);
     }
     return true;
 }

@@ -116,37 +116,46 @@ static bool su_count_failure(struct su *su) {
 static void su_fence(struct su *su) {
     for (size_t i = 0; i < su->n_comps; i++) {
         struct comp *c = &su->comps[i];
-        if (c->proc) {
-            c->killed = true;
-            (void)proc_kill(c->proc, SIGKILL);
-        }
         if (c->helper && !c->helper_cleanup) /* a terminate command: the process is killed */
             (void)proc_kill(c->helper, SIGKILL);
-        uv_timer_stop(&c->timer);
-        amf_hc_stop_all(c);
-        amf_inv_cancel_comp(c);
-        if (amf_comp_proxied(c))
-            amf_proxied_fence(c); /* the link is its proxy's, which is not fenced */
-        else if (c->conn) {
-            struct conn *conn = c->conn;
-            c->conn = NULL;
-            /* The link of a fenced process is of no further use. */
-            server_conn_set_data(conn, NULL);
-        }
-        c->presence = c->proc ? PRESENCE_TERMINATING : PRESENCE_RESTARTING;
+        c->restart_in_place = false; /* the unit's failure recovery takes over */
+        amf_comp_kill(c);
     }
+}
+
+void amf_comp_kill(struct comp *c) {
+    if (c->proc) {
+        c->killed = true;
+        (void)proc_kill(c->proc, SIGKILL);
+    }
+    uv_timer_stop(&c->timer);
+    amf_hc_stop_all(c);
+    amf_monitor_cancel(c);
+    amf_inv_cancel_comp(c);
+    if (amf_comp_proxied(c))
+        amf_proxied_fence(c); /* the link is its proxy's, which is not killed: the proxy cleans it up */
+    else if (c->conn) {
+        struct conn *conn = c->conn;
+        c->conn = NULL;
+        /* The link of a killed process is of no further use. */
+        server_conn_set_data(conn, NULL);
+    }
+    c->presence = c->proc ? PRESENCE_TERMINATING : PRESENCE_RESTARTING;
 }
 
 /*
  * Recovery of an SU (SU failover, the 2N default): fence it, drop its
  * assignments so the model promotes the standby at once, then restart it.
  */
-static void su_fail(struct su *su, const char *why, struct comp *failed, const char *failed_why) {
+void amf_su_failover(struct su *su, const char *why, struct comp *failed, const char *failed_why) {
     struct amf *a = su->amf;
     if (su->failing)
         return;
     su->failing = true;
     su->adopting = false;
+    /* A restart in place under way is over: the whole unit restarts now. */
+    for (size_t i = 0; i < su->n_comps; i++)
+        su->comps[i].restart_in_place = false;
     free(su->last_failure);
     su->last_failure = strdup(why);
     if (!a->stopping)
@@ -156,7 +165,7 @@ static void su_fail(struct su *su, const char *why, struct comp *failed, const c
     for (size_t i = 0; i < su->n_comps; i++) {
         struct comp *c = &su->comps[i];
         if (c == failed)
-            amf_notify_comp(c, AMF_COMP_FAILED, failed_why);
+            amf_notify_comp(c, AMF_COMP_FAILED, why);
         else if (c->proc && !a->stopping) {
             char buf[512];
             snprintf(buf, sizeof(buf), "its service unit failed: %s", why);
@@ -210,13 +219,7 @@ static void su_fail(struct su *su, const char *why, struct comp *failed, const c
 }
 
 void amf_su_fail(struct su *su, const char *why) {
-    su_fail(su, why, NULL, NULL);
-}
-
-void amf_comp_fail(struct comp *c, const char *why) {
-    char buf[512];
-    snprintf(buf, sizeof(buf), "component '%s' %s", c->name, why);
-    su_fail(c->su, buf, c, why);
+    amf_su_failover(su, why, NULL, NULL);
 }
 
 /* ---- several nodes ---- */

@@ -74,7 +74,7 @@ static void on_hc_timeout(uv_timer_t *t) {
     }
     snprintf(buf, sizeof(buf), "missed health check '%s' (no answer within %s)", hc->key,
              format_duration(d, sizeof(d), hc->comp->cfg->healthcheck.timeout));
-    amf_comp_fail(hc->comp, buf);
+    amf_comp_recover(hc->comp, buf, hc->recovery);
 }
 
 static void on_hc_period(uv_timer_t *t) {

@@ -10,6 +10,7 @@
 
 struct invocation;
 struct tracker;
+struct group_op;
 
 struct amf {
     uv_loop_t *loop;
@@ -39,7 +40,9 @@ struct amf {
     struct {
         amf_ready_fn fn;
         void *data;
-    } active_ready[AMF_READINESS_MAX]; /* amf_add_active_readiness() */
+    } active_ready[AMF_READINESS_MAX];  /* amf_add_active_readiness() */
+    struct amf_rung_count su_failovers; /* of this node's units: the node's rung of the ladder */
+    struct group_op *groups;            /* operations on several units under way (amf-admin-group.c) */
 };
 
 /* A health check of a component (amf-health.c). */
@@ -54,6 +57,7 @@ struct hc {
     uint64_t pending; /* invocation of the check in flight */
     uint64_t due;     /* loop time (ms) the timeout is due */
     bool grace;       /* given one more timeout after a stall of halod's loop */
+    bool configured;  /* started by halod from the description (health-check keys) */
     unsigned closing; /* timers still closing */
 };
 
@@ -113,8 +117,14 @@ int amf_assign(struct si *si, struct su *su, halo_ha_state state, halo_csi_trans
 int amf_unassign(struct si *si, struct assignment *a);
 /* A switchover the model drove has completed or was abandoned. */
 void amf_switchover_done(struct si *si, int error);
-/* Lock waiters: su may have lost its last assignment. */
+/* Lock waiters: su may have lost its last assignment (a shutdown ends LOCKED). */
 void amf_su_check_lock_done(struct su *su);
+/* A waiter's requester went away: an operation on several units forgets it (amf-admin-group.c). */
+void amf_admin_forget(struct amf *a, struct amf_waiter *w);
+/* A locked or shutting-down SI holds nothing any more (amf-admin.c). */
+void amf_si_drained(struct si *si);
+/* Looks at sg again after delay (auto-adjust's probation; amf-admin.c). */
+void amf_sg_adjust_later(struct sg *sg, usec_t delay);
 
 /* ---- assignments (amf-assign.c) ---- */
 struct assignment *amf_asg_slot(struct si *si, struct su *su);
@@ -126,6 +136,8 @@ void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */
 int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition);
 int amf_asg_send_remove(struct si *si, struct assignment *a);
+/* The same to component c alone, with the state a holds (a restart in place); 0 or -errno. */
+int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a);
 void amf_waiter_done(struct amf_waiter **w, int error);
 
 /* ---- invocations (amf-invoke.c) ---- */
@@ -168,18 +180,31 @@ void amf_comp_send(struct comp *c, const uint8_t *buf, int len);
 /* ---- components and failures (amf-comp.c, amf-failure.c) ---- */
 void amf_comp_instantiate(struct comp *c);
 void amf_comp_terminate(struct comp *c);
+/* c failed: its configured recovery, escalated by the ladder (amf-ladder.c). */
 void amf_comp_fail(struct comp *c, const char *why);
+/* The same with the recovery c's error report or health check recommended: never less is done. */
+void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended);
+/* SU failover (fence, SIs fail over, restart): for su as a whole, or for failed (failed_why) in it. */
+void amf_su_failover(struct su *su, const char *why, struct comp *failed, const char *failed_why);
 void amf_su_fail(struct su *su, const char *why);
+/* SIGKILL to c's process; its timer, checks, invocations and link are dropped. */
+void amf_comp_kill(struct comp *c);
 /* The SU's processes are all gone: its restart, or its end as disabled. */
 void amf_su_failure_settled(struct su *su);
 void amf_comp_on_timer(uv_timer_t *t);
 void amf_proc_exited(struct proc *p, int status, void *userdata);
 void amf_stop_check(struct amf *a);
+/* c's process ended after halod terminated it for an operator's lock-instantiation:
+ * true when amf-admin.c took it over. */
+bool amf_admin_comp_stopped(struct comp *c);
 
 /* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
  * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
 int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
                    struct proc **ret);
+/* The same; with capture, what it writes is kept for proc_output() instead of going to halod's stdout. */
+int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
+                           proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
 
@@ -209,10 +234,47 @@ int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *prox
 void amf_proxied_proxy_registered(struct comp *p);
 /* su failed: the proxied components its components act for fail too. */
 void amf_proxied_proxy_failed(struct su *su);
+/* p failed (it restarts in place): the proxied components it acts for fail too. */
+void amf_proxied_proxy_lost(struct comp *p);
 /* The link c's proxy registers on, for an invocation of kind to c. */
 struct conn *amf_proxied_conn(const struct comp *c, enum inv_kind kind);
+/* ---- the escalation ladder (amf-ladder.c) ---- */
+/* In the order of their strength. */
+enum amf_rung {
+    AMF_RUNG_COMP_RESTART,
+    AMF_RUNG_SU_RESTART,
+    AMF_RUNG_SU_FAILOVER,
+    AMF_RUNG_NODE_SWITCHOVER, /* the failed unit fails over, the node's others switch over */
+    AMF_RUNG_NODE_FAILOVER,
+    AMF_RUNG_NODE_FAILFAST,
+    _AMF_RUNG_MAX,
+};
+const char *amf_rung_to_string(enum amf_rung r);
+/* Where a failure starts on the ladder: the stronger of the configured and the recommended recovery. */
+enum amf_rung amf_rung_of(enum config_recovery configured, halo_recovery recommended);
+void amf_rung_count_init(uv_loop_t *loop, struct amf_rung_count *r);
+void amf_rung_count_reset(struct amf_rung_count *r);
+/* Counts one recovery on the rung (its probation starts with the first): true while the count is
+ * within e->max; else false, and the count is reset (the failure climbs to the next rung). */
+bool amf_rung_count_climb(struct amf_rung_count *r, const struct config_escalation *e);
+/* Why c cannot restart in place now (its unit changes roles, or is not in service), or NULL. */
+const char *amf_comp_restart_refused(const struct comp *c);
+/* The one restart in place, of the ladder's component-restart and SU-restart rungs and of the
+ * operator's restart: c's process alone stops, its unit keeps its roles, and the new process gets
+ * its CSIs again with the same HA states.  A failure (failed: the note for its FAILED) is killed
+ * and starts after its restart delay; an operator's restart (failed NULL) is terminated and
+ * starts at once.  The new process ending before it registered is a failure of c. */
+void amf_comp_restart_in_place(struct comp *c, const char *failed);
+/* c, restarting in place, has no process any more: it starts again. */
+void amf_ladder_comp_gone(struct comp *c);
+/* c registered: if it restarted in place, it gets its unit's CSIs again, with the same HA states. */
+void amf_ladder_comp_registered(struct comp *c);
 
 /* ---- non-SA-aware components (amf-nsa.c) ---- */
+/* An environment of n entries built with strprintf(): in *ret (NULL-terminated), or -ENOMEM if an entry is NULL
+ * (then freed). */
+int amf_env_finish(char **env, size_t n, char ***ret, size_t *ret_n);
+void amf_env_free(char **env, size_t n);
 /* A CSI set (state) or, with state 0, a CSI remove for c: in flight as an invocation that
  * halod itself answers once c's process runs (ACTIVE) or is gone (anything else).  0 or -ENOMEM. */
 int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state);
@@ -233,6 +295,46 @@ bool amf_nsa_cleanup(struct su *su);
 bool amf_nsa_cleanup_due(const struct comp *c);
 /* The start: an adopted process of c whose unit does not hold its CSI ACTIVE is stopped as a failure. */
 void amf_nsa_adopted_check(struct comp *c);
+
+/* ---- the operator's maintenance operations (amf-admin.c, amf-admin-group.c) ----
+ * Each returns 0 when done; 1 when w is told how it ends; or -errno (then w never is). */
+int amf_su_op_lock(struct su *su, bool shutdown, struct amf_waiter *w);
+int amf_su_op_unlock(struct su *su);
+int amf_su_op_lock_instantiation(struct su *su, struct amf_waiter *w);
+int amf_su_op_unlock_instantiation(struct su *su);
+int amf_su_op_restart(struct su *su);
+int amf_su_op_repair(struct su *su);
+int amf_comp_op_restart(struct comp *c);
+
+/* ---- OCF resource agents (amf-ocf.c) ---- */
+/* The timeouts and the monitor interval an agent advertises in its meta-data; 0 where it does not. */
+struct ocf_meta {
+    usec_t start, stop, monitor_timeout, monitor_interval;
+};
+void amf_ocf_meta_parse(const char *xml, struct ocf_meta *ret);
+/* An OCF exit status in words: "OCF_NOT_RUNNING (7: not running)"; a signal as proc_status_to_string(). */
+char *amf_ocf_status_to_string(int status, char *buf, size_t n);
+/* The environment of an action of the agent of cc for resource instance: the OCF_* variables Pacemaker
+ * sets and each parameter as OCF_RESKEY_<name>.  NULL-terminated, *ret_n entries to free; 0 or -ENOMEM. */
+int amf_ocf_env(const struct config_component *cc, const char *instance, usec_t timeout, usec_t interval, char ***ret,
+                size_t *ret_n);
+/* The agent's own words in its output out (changed): its ERROR lines and ocf-exit-reason, else its last line. */
+const char *amf_ocf_reason(char *out, char *buf, size_t n);
+/* Runs action of c's agent (its output kept for amf_ocf_failure()); 0 or -errno. */
+int amf_ocf_run(struct comp *c, const char *action, usec_t timeout, usec_t interval, proc_exit_cb cb,
+                struct proc **ret);
+/* "OCF start failed: OCF_ERR_CONFIGURED (6: ...): <the agent's ocf-exit-reason>" for p's exit (in its callback). */
+char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf, size_t n);
+/* Whether c's meta-data is known; else runs its meta-data action, which calls amf_nsa_ready() once done. */
+bool amf_ocf_prepare(struct comp *c);
+
+/* ---- external active monitoring (amf-monitor.c) ---- */
+void amf_monitor_init(struct comp *c);
+void amf_monitor_close(struct comp *c);
+/* c is instantiated (a new process, or an OCF start): its monitor runs every period from now. */
+void amf_monitor_arm(struct comp *c);
+/* c stops or failed: no run of its monitor is left. */
+void amf_monitor_cancel(struct comp *c);
 
 /* ---- health checks (amf-health.c) ---- */
 int amf_hc_add(struct comp *c, const char *key, halo_hc_invoked invoked, halo_recovery recovery);

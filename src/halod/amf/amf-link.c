@@ -87,6 +87,7 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         c->presence = PRESENCE_INSTANTIATED;
         c->object_states = object_states;
         uv_timer_stop(&c->timer);
+        amf_monitor_arm(c);
         if (amf_comp_proxied(c))
             log_info("Component '%s' registered by its proxy '%s'", c->name, c->cfg->proxy);
         else
@@ -96,8 +97,15 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
     (void)server_conn_reply(conn, seq, r, NULL);
     if (r < 0 || c->conn != conn)
         return;
+    /* The description's health checks start by themselves. */
+    for (size_t i = 0; i < c->cfg->n_hc_keys && c->conn == conn; i++)
+        if (!amf_hc_find(c, c->cfg->hc_keys[i]) &&
+            amf_hc_add(c, c->cfg->hc_keys[i], HALO_HC_AMF_INVOKED, HALO_RECOVERY_NONE) == 0)
+            amf_hc_find(c, c->cfg->hc_keys[i])->configured = true;
     amf_notify_comp(c, AMF_COMP_REGISTERED, NULL);
     if (c->conn == conn) /* an observer's send may have failed the component */
+        amf_ladder_comp_registered(c);
+    if (c->conn == conn)
         amf_sg_evaluate(c->su->sg);
     if (c->conn == conn)
         amf_proxied_proxy_registered(c);
@@ -122,6 +130,9 @@ void amf_hc_start(struct amf *a, struct conn *conn, uint64_t seq, const char *na
                   halo_hc_invoked invoked, halo_recovery recovery) {
     int r = 0;
     struct comp *c = conn_comp(a, conn, name, &r);
+    struct hc *old = c ? amf_hc_find(c, key) : NULL;
+    if (old && old->configured) /* the component's own start of a described check: its terms win */
+        (void)amf_hc_remove(c, key);
     if (c)
         r = amf_hc_add(c, key, invoked, recovery);
     (void)server_conn_reply(conn, seq, r, NULL);
@@ -135,9 +146,11 @@ void amf_hc_confirm(struct amf *a, struct conn *conn, uint64_t seq, const char *
         r = -ENOENT;
     else if (hc && hc->invoked != HALO_HC_COMPONENT_INVOKED)
         r = -HALO_EBADSTATE;
-    if (r == 0 && result < 0)
-        amf_comp_fail(c, "reported a failed health check");
-    else if (r == 0)
+    if (r == 0 && result < 0) {
+        char buf[160];
+        snprintf(buf, sizeof(buf), "reported a failed health check '%s'", key);
+        amf_comp_recover(c, buf, hc->recovery);
+    } else if (r == 0)
         amf_hc_rearm(hc);
     /* Last: a reply that cannot be sent closes the link and fails the
      * component, which frees its checks (hc among them). */
@@ -152,7 +165,7 @@ void amf_hc_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *nam
     (void)server_conn_reply(conn, seq, r, NULL);
 }
 
-void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *name) {
+void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *name, halo_recovery recommended) {
     struct comp *c = amf_find_comp(a, name);
     int r = 0;
     if (!c || !c->su->local)
@@ -160,7 +173,12 @@ void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char
     else if (!c->proc && !(amf_comp_proxied(c) && c->conn)) /* a proxied one runs while registered */
         r = -HALO_EBADSTATE;
     (void)server_conn_reply(conn, seq, r, NULL);
-    if (r == 0)
+    if (r == 0 && recommended > HALO_RECOVERY_NONE) {
+        char buf[96];
+        snprintf(buf, sizeof(buf), "reported an error (recommended recovery: %s)",
+                 amf_rung_to_string(amf_rung_of(CONFIG_RECOVERY_COMPONENT_RESTART, recommended)));
+        amf_comp_recover(c, buf, recommended);
+    } else if (r == 0)
         amf_comp_fail(c, "reported an error");
 }
 

@@ -35,7 +35,14 @@ enum presence {
 };
 const char *presence_to_string(enum presence p);
 
-enum su_admin { SU_UNLOCKED, SU_LOCKED };
+/* The administrative state of a unit (SA Forum AMF): LOCKED and SHUTTING_DOWN
+ * take it out of service (its ACTIVEs go QUIESCED at once, or QUIESCING and
+ * it waits for quiescing complete), LOCKED_INSTANTIATION stops its processes. */
+enum su_admin { SU_UNLOCKED, SU_LOCKED, SU_LOCKED_INSTANTIATION, SU_SHUTTING_DOWN, _SU_ADMIN_MAX };
+const char *su_admin_to_string(enum su_admin s);
+int su_admin_from_string(const char *s); /* the state, or -EINVAL */
+/* The administrative state of an SI: LOCKED and SHUTTING_DOWN remove its assignments. */
+enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN };
 enum su_oper { SU_ENABLED, SU_DISABLED };
 
 /*
@@ -73,16 +80,45 @@ struct comp {
     /* A proxied component (amf-proxied.c): the component acting for it (NULL on another node). */
     struct comp *proxy;
     bool proxy_asked; /* its proxy was asked to instantiate it (or has: it registered it) */
+    /* Restart in place (amf-ladder.c), for a failure (the ladder's component-restart rung) or an
+     * operator's restart: its unit keeps its roles, and the new process gets its CSIs again. */
+    bool restart_in_place;
+    bool restart_at_once; /* an operator's restart: no restart delay, no failure */
+    bool restart_spawned; /* the new process runs: its end before registering is a failure */
+    /* External active monitoring (amf-monitor.c): the description's monitor, or an OCF agent's. */
+    struct {
+        uv_timer_t timer;     /* the next run; while one runs, its timeout */
+        struct proc *proc;    /* the run in flight */
+        unsigned incarnation; /* restarts when it was armed: a run of an earlier process is void */
+        bool stopped;         /* haloctl eam-stop */
+    } monitor;
+    /* An OCF resource agent (amf-ocf.c). */
+    struct {
+        struct proc *prep; /* its meta-data action, before the unit is first in service */
+        bool ready;        /* its meta-data was read (or could not be: the defaults apply) */
+        bool up;           /* its start succeeded and no stop or cleanup succeeded since */
+        usec_t start, stop, monitor_timeout, monitor_interval; /* the timeouts that apply */
+    } ocf;
 };
 
 /* Whether c registers and answers callbacks (itself, or through its proxy); else halod carries out its CSIs itself. */
 static inline bool amf_comp_sa_aware(const struct comp *c) {
-    return c->cfg->type != CONFIG_COMP_NON_SA_AWARE;
+    return c->cfg->type == CONFIG_COMP_SA_AWARE || c->cfg->type == CONFIG_COMP_PROXIED;
 }
 
 /* Whether c has no process of halod's: its proxy instantiates it, registers it and takes its callbacks. */
 static inline bool amf_comp_proxied(const struct comp *c) {
     return c->cfg->type == CONFIG_COMP_PROXIED;
+}
+
+/* A rung of the escalation ladder (amf-ladder.c): its recoveries within the probation. */
+struct amf_rung_count {
+    unsigned count;
+    uv_timer_t probation; /* the count goes back to 0 when it fires */
+};
+/* Whether c is an OCF resource agent (a kind of non-SA-aware component whose actions halod runs). */
+static inline bool amf_comp_ocf(const struct comp *c) {
+    return c->cfg->type == CONFIG_COMP_OCF;
 }
 
 /* What another node's halod published of one of its units (several nodes). */
@@ -92,12 +128,13 @@ struct su_remote {
     bool failing;  /* fencing or restarting after a failure */
     bool fenced;   /* none of its processes runs */
     int64_t lease; /* the lease of its node when it published: the unit's incarnation */
+    enum su_admin admin;
 };
 
 /* Field by field: memcmp() would compare the padding too, which nobody sets. */
 static inline bool amf_su_remote_equal(const struct su_remote *a, const struct su_remote *b) {
     return a->known == b->known && a->in_service == b->in_service && a->failing == b->failing &&
-           a->fenced == b->fenced && a->lease == b->lease;
+           a->fenced == b->fenced && a->lease == b->lease && a->admin == b->admin;
 }
 
 struct su {
@@ -122,6 +159,10 @@ struct su {
     char *last_failure;
     struct amf_waiter *waiter; /* lock: done when the SU holds no assignment */
     struct su_remote remote;   /* a unit of another node: what its node published */
+    bool was_in_service;       /* as the deciding node saw it last (amf-reconcile.c) */
+    usec_t back_at;            /* when it last came (back) into service, as the deciding node saw it */
+    struct amf_rung_count comp_restarts, su_restarts; /* the escalation ladder's counts (amf-ladder.c) */
+    char *last_recovery;                              /* which rung acted last and why */
 };
 
 struct assignment {
@@ -149,6 +190,7 @@ struct si {
     struct amf_waiter *waiter;
     usec_t unassigned_since;
     struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
+    enum si_admin admin;
 };
 
 struct redundancy_ops;
@@ -162,6 +204,8 @@ struct sg {
     struct si *sis;
     size_t n_sis;
     const struct redundancy_ops *ops;
+    bool adjusting;          /* sg-adjust: ACTIVEs move back to the most preferred units in this pass */
+    uv_timer_t adjust_timer; /* auto-adjust: the end of the earliest probation */
 };
 
 /* The SI's (first) assignment whose target is state, or NULL. */
@@ -188,8 +232,24 @@ static inline bool amf_si_busy(const struct si *si) {
     return false;
 }
 
+/* The unit's administrative state (on another node: as its node last published). */
+static inline enum su_admin amf_su_admin(const struct su *su) {
+    return su->local ? su->admin : su->remote.admin;
+}
+/* Whether a component of the unit restarts in place (its roles stand meanwhile). */
+static inline bool amf_su_restarting(const struct su *su) {
+    for (size_t i = 0; su->local && !su->failing && i < su->n_comps; i++)
+        if (su->comps[i].restart_in_place)
+            return true;
+    return false;
+}
+
 /* Whether the unit can take an assignment now (on another node: as its node last published). */
 bool amf_su_in_service(const struct su *su);
+/* Whether the unit keeps what it holds: in service, or restarting in place after a component failure. */
+static inline bool amf_su_keeps(const struct su *su) {
+    return amf_su_in_service(su) || (amf_su_restarting(su) && su->admin == SU_UNLOCKED);
+}
 /* Whether it can be given ACTIVE now: in service, and ready as the readiness
  * hooks say (amf_add_active_readiness()); a unit that is not may be STANDBY. */
 bool amf_su_may_be_active(const struct su *su);

@@ -73,16 +73,24 @@ static int env_build(struct comp *c, const char *ha_state, pid_t pid, char ***re
     env[n++] = ha_state ? strprintf("HALO_HA_STATE=%s", ha_state) : strprintf("HALO_PID=%d", (int)pid);
     for (size_t i = 0; i < n_attrs; i++)
         env[n++] = csi_env(csi->name, csi->attrs[i].name, csi->attrs[i].value);
+    return amf_env_finish(env, n, ret, ret_n);
+}
+
+int amf_env_finish(char **env, size_t n, char ***ret, size_t *ret_n) {
     for (size_t i = 0; i < n; i++)
         if (!env[i]) {
-            for (size_t k = 0; k < n; k++)
-                free(env[k]);
-            free(env);
+            amf_env_free(env, n);
             return -ENOMEM;
         }
     *ret = env;
     *ret_n = n;
     return 0;
+}
+
+void amf_env_free(char **env, size_t n) {
+    for (size_t i = 0; env && i < n; i++)
+        free(env[i]);
+    free(env);
 }
 
 /* Runs argv for c (ha_state: the command, with HALO_HA_STATE; else a helper, with HALO_PID). */
@@ -93,9 +101,7 @@ static int run(struct comp *c, char *const *argv, const char *ha_state, proc_exi
     if (r < 0)
         return r;
     r = amf_comp_spawn(c, argv, env, n, cb, ret);
-    for (size_t i = 0; i < n; i++)
-        free(env[i]);
-    free(env);
+    amf_env_free(env, n);
     return r;
 }
 
@@ -112,20 +118,75 @@ static void helper_exited(struct proc *p, int status, void *userdata);
 static void progress(struct comp *c);
 static void after_stop(struct comp *c);
 
+/* Whether c holds anything: its process, or an OCF resource it started. */
+static bool present(const struct comp *c) {
+    return c->proc || c->ocf.up;
+}
+
+/* Whether a failure of c needs a cleanup: its cleanup command, or an OCF agent's stop. */
+static bool has_cleanup(const struct comp *c) {
+    return c->cfg->cleanup || amf_comp_ocf(c);
+}
+
+/* "terminate command", "OCF stop action"... for the log. */
+static const char *helper_name(const struct comp *c, bool cleanup) {
+    if (amf_comp_ocf(c))
+        return cleanup ? "OCF stop action (cleanup)" : "OCF stop action";
+    return cleanup ? "cleanup command" : "terminate command";
+}
+
+/* The stop, or what is left of it: SIGTERM and SIGKILL, or an OCF agent's stop. */
+static usec_t stop_timeout(const struct comp *c) {
+    return amf_comp_ocf(c) ? c->ocf.stop : c->cfg->timeouts.terminate;
+}
+
 static void start_helper(struct comp *c, bool cleanup) {
     char *const *argv = cleanup ? c->cfg->cleanup : c->cfg->terminate;
-    int r = run(c, argv, NULL, helper_exited, &c->helper);
+    int r = amf_comp_ocf(c) ? amf_ocf_run(c, "stop", c->ocf.stop, 0, helper_exited, &c->helper)
+                            : run(c, argv, NULL, helper_exited, &c->helper);
     if (r < 0) {
-        log_error_errno(r, "Failed to run the %s command of component '%s': %m", cleanup ? "cleanup" : "terminate",
-                        c->name);
+        log_error_errno(r, "Failed to run the %s of component '%s': %m", helper_name(c, cleanup), c->name);
         c->helper = NULL;
         return;
     }
     c->helper_cleanup = cleanup;
-    log_info("Running the %s command of component '%s' (pid %d)", cleanup ? "cleanup" : "terminate", c->name,
-             (int)proc_pid(c->helper));
+    log_info("Running the %s of component '%s' (pid %d)", helper_name(c, cleanup), c->name, (int)proc_pid(c->helper));
     if (cleanup) /* bounded like a stop */
-        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+        uv_timer_start(&c->timer, amf_comp_on_timer, stop_timeout(c) / 1000, 0);
+}
+
+/* An OCF agent's stop or cleanup ended: its resource is gone, or its stop failed. */
+static bool ocf_stop_done(struct comp *c, struct proc *p, int status, bool cleanup) {
+    char why[640];
+    if (status == 0) {
+        c->ocf.up = false;
+        if (!cleanup && c->presence == PRESENCE_TERMINATING)
+            c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
+        if (!cleanup)
+            c->unclean = false;
+        return false;
+    }
+    amf_ocf_failure(p, "stop", status, why, sizeof(why));
+    free(c->last_exit);
+    c->last_exit = strdup(why);
+    if (c->amf->stopping) {
+        log_error("Component '%s': %s; its resource may still be held", c->name, why);
+        return false;
+    }
+    if (cleanup) {
+        /* Its resource may still be held: nothing of it starts here again until an operator looks. */
+        log_error("Component '%s': %s; service unit '%s' is disabled until 'haloctl repair %s'", c->name, why,
+                  c->su->name, c->su->name);
+        c->su->oper = SU_DISABLED;
+        c->presence = PRESENCE_FAILED;
+        amf_notify_su(c->su, AMF_SU_ADMIN);
+        return false;
+    }
+    if (c->su->failing)
+        return false;
+    /* A stop that failed: a failure of the component, whose cleanup is the stop once more. */
+    amf_comp_fail(c, why);
+    return true;
 }
 
 static void helper_exited(struct proc *p, int status, void *userdata) {
@@ -135,13 +196,20 @@ static void helper_exited(struct proc *p, int status, void *userdata) {
     bool cleanup = c->helper_cleanup;
 
     c->helper = NULL;
-    proc_status_to_string(status, buf, sizeof(buf));
-    if (status == 0)
-        log_info("The %s command of component '%s' %s", cleanup ? "cleanup" : "terminate", c->name, buf);
+    if (amf_comp_ocf(c))
+        amf_ocf_status_to_string(status, buf, sizeof(buf));
     else
-        log_warning("The %s command of component '%s' %s", cleanup ? "cleanup" : "terminate", c->name, buf);
+        proc_status_to_string(status, buf, sizeof(buf));
+    if (status == 0)
+        log_info("The %s of component '%s' %s%s", helper_name(c, cleanup), c->name, amf_comp_ocf(c) ? "ended: " : "",
+                 buf);
+    else
+        log_warning("The %s of component '%s' %s%s", helper_name(c, cleanup), c->name, amf_comp_ocf(c) ? "ended: " : "",
+                    buf);
     if (cleanup || !c->proc)
         uv_timer_stop(&c->timer); /* what it bounded is over */
+    if (amf_comp_ocf(c) && ocf_stop_done(c, p, status, cleanup))
+        return;
     if (!cleanup && status != 0 && c->proc) {
         /* It could not stop it: as when it takes too long. */
         c->killed = true;
@@ -187,8 +255,30 @@ static int pidfile_read(const char *path, pid_t *ret) {
 static void started(struct comp *c) {
     struct invocation *inv = pending_inv(c);
     c->presence = PRESENCE_INSTANTIATED;
+    amf_monitor_arm(c);
     if (inv && inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE)
         amf_inv_succeed_soon(inv);
+    else if (amf_comp_ocf(c))
+        progress(c); /* its CSI went while it started */
+}
+
+/* An OCF agent's start ended: its resource is up, or its start failed (a failure of c). */
+static void ocf_start_done(struct comp *c, int status) {
+    char why[640];
+    uv_timer_stop(&c->timer);
+    if (status != 0)
+        amf_ocf_failure(c->proc, "start", status, why, sizeof(why));
+    c->proc = NULL; /* the action, not the resource */
+    c->pid = 0;
+    if (status != 0) {
+        free(c->last_exit);
+        c->last_exit = strdup(why);
+        amf_comp_fail(c, why); /* its cleanup, the stop action, runs before anything takes its place */
+        return;
+    }
+    log_info("Component '%s' started (OCF start of %s:%s succeeded)", c->name, c->cfg->ocf_provider, c->cfg->ocf_type);
+    c->ocf.up = true;
+    started(c);
 }
 
 bool amf_nsa_start_done(struct comp *c, int status) {
@@ -196,8 +286,24 @@ bool amf_nsa_start_done(struct comp *c, int status) {
     pid_t pid = 0;
 
     c->starting = false;
-    if (status != 0 || c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING)
+    if (amf_comp_ocf(c) && c->amf->stopping) {
+        /* halod stops while the agent started it: whatever the start did, the stop undoes. */
+        uv_timer_stop(&c->timer);
+        c->proc = NULL;
+        c->pid = 0;
+        start_helper(c, true);
+        if (!c->helper)
+            amf_stop_check(c->amf);
+        return true;
+    }
+    if (c->su->failing || c->amf->stopping || c->presence == PRESENCE_TERMINATING)
         return false; /* its end is the component's process ending */
+    if (amf_comp_ocf(c)) {
+        ocf_start_done(c, status);
+        return true;
+    }
+    if (status != 0)
+        return false;
     uv_timer_stop(&c->timer);
     int r = pidfile_read(c->cfg->pidfile, &pid);
     if (r >= 0)
@@ -229,7 +335,9 @@ static bool start(struct comp *c) {
     /* A stale pidfile would name another process. */
     if (cc->pidfile && unlink(cc->pidfile) < 0 && errno != ENOENT)
         log_warning_errno(errno, "Failed to remove the old pidfile '%s' of component '%s': %m", cc->pidfile, c->name);
-    if (argv) {
+    if (amf_comp_ocf(c))
+        r = amf_ocf_run(c, "start", c->ocf.start, 0, amf_proc_exited, &c->proc);
+    else if (argv) {
         argv[0] = cc->command;
         for (size_t i = 0; i < cc->n_args; i++)
             argv[i + 1] = cc->args[i];
@@ -250,6 +358,15 @@ static bool start(struct comp *c) {
     c->unclean = true;
     c->killed = false;
     c->adopted = false;
+    if (amf_comp_ocf(c)) {
+        /* Present once its start exits 0; the action is no process to adopt after a restart of halod. */
+        log_info("Starting component '%s': OCF start of %s:%s (pid %d)", c->name, cc->ocf_provider, cc->ocf_type,
+                 (int)c->pid);
+        c->starting = true;
+        c->presence = PRESENCE_INSTANTIATING;
+        uv_timer_start(&c->timer, amf_comp_on_timer, c->ocf.start / 1000, 0);
+        return true;
+    }
     log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
     amf_notify_comp(c, AMF_COMP_SPAWNED, NULL);
     if (cc->pidfile) {
@@ -263,10 +380,31 @@ static bool start(struct comp *c) {
     return true;
 }
 
-void amf_nsa_stop(struct comp *c) {
-    if (!c->proc || c->presence == PRESENCE_TERMINATING)
-        return;
+/* An OCF resource stops by its agent's stop action; a start in flight is killed, and its cleanup stops it. */
+static void ocf_stop(struct comp *c) {
     c->presence = PRESENCE_TERMINATING;
+    amf_monitor_cancel(c);
+    uv_timer_start(&c->timer, amf_comp_on_timer, c->ocf.stop / 1000, 0);
+    if (c->proc) {
+        c->killed = true;
+        (void)proc_kill(c->proc, SIGKILL);
+        return;
+    }
+    if (!c->helper)
+        start_helper(c, false);
+    if (!c->helper && !c->amf->stopping)
+        amf_comp_fail(c, "could not run its OCF stop action");
+}
+
+void amf_nsa_stop(struct comp *c) {
+    if (!present(c) || c->presence == PRESENCE_TERMINATING)
+        return;
+    if (amf_comp_ocf(c)) {
+        ocf_stop(c);
+        return;
+    }
+    c->presence = PRESENCE_TERMINATING;
+    amf_monitor_cancel(c);
     log_info("Stopping component '%s' (pid %d)", c->name, (int)c->pid);
     uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
     if (c->cfg->terminate && !c->starting && !c->helper) {
@@ -279,10 +417,17 @@ void amf_nsa_stop(struct comp *c) {
 
 void amf_nsa_on_timer(struct comp *c) {
     char buf[32];
-    format_duration(buf, sizeof(buf), c->starting ? c->cfg->timeouts.instantiate : c->cfg->timeouts.terminate);
+    if (c->ocf.prep) {
+        log_warning("The OCF meta-data action of component '%s' did not end in time; killing it", c->name);
+        (void)proc_kill(c->ocf.prep, SIGKILL);
+        return;
+    }
+    format_duration(buf, sizeof(buf),
+                    c->starting ? (amf_comp_ocf(c) ? c->ocf.start : c->cfg->timeouts.instantiate) : stop_timeout(c));
     if (c->starting) {
         char why[96];
-        snprintf(why, sizeof(why), "did not start within its instantiate timeout (%s)", buf);
+        snprintf(why, sizeof(why), "did not start within its %s timeout (%s)",
+                 amf_comp_ocf(c) ? "OCF start" : "instantiate", buf);
         amf_comp_fail(c, why);
         return;
     }
@@ -292,8 +437,8 @@ void amf_nsa_on_timer(struct comp *c) {
         (void)proc_kill(c->proc, SIGKILL);
     }
     if (c->helper) {
-        log_warning("The %s command of component '%s' did not end within %s; killing it",
-                    c->helper_cleanup ? "cleanup" : "terminate", c->name, buf);
+        log_warning("The %s of component '%s' did not end within %s; killing it", helper_name(c, c->helper_cleanup),
+                    c->name, buf);
         (void)proc_kill(c->helper, SIGKILL);
     }
 }
@@ -308,13 +453,13 @@ static void progress(struct comp *c) {
     if (!inv || c->helper || c->su->failing || c->amf->stopping)
         return;
     if (inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE) {
-        if (!c->proc)
+        if (!present(c))
             (void)start(c);
         else if (c->presence == PRESENCE_INSTANTIATED)
             amf_inv_succeed_soon(inv); /* runs already (adopted, or ACTIVE again) */
         return;                        /* else starting, or the previous copy is going */
     }
-    if (c->proc)
+    if (present(c))
         amf_nsa_stop(c);
     else
         amf_inv_succeed_soon(inv);
@@ -324,7 +469,7 @@ static void progress(struct comp *c) {
 static void after_stop(struct comp *c) {
     if (c->helper)
         return; /* its terminate command still runs */
-    if (c->killed && c->unclean && c->cfg->cleanup) {
+    if (c->killed && c->unclean && has_cleanup(c)) {
         c->unclean = false;
         start_helper(c, true);
         if (c->helper)
@@ -337,7 +482,7 @@ static void after_stop(struct comp *c) {
 
 void amf_nsa_stopped(struct comp *c) {
     if (c->helper) /* its terminate command outlives it: still bounded by the terminate timeout */
-        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
+        uv_timer_start(&c->timer, amf_comp_on_timer, stop_timeout(c) / 1000, 0);
     after_stop(c);
 }
 
@@ -361,14 +506,21 @@ int amf_nsa_csi(struct si *si, struct comp *c, halo_ha_state state) {
 }
 
 void amf_nsa_ready(struct comp *c) {
-    if (c->proc || c->helper)
+    if (amf_comp_ocf(c) && !amf_ocf_prepare(c))
+        return; /* once its meta-data is read */
+    if (amf_comp_ocf(c) && !c->proc && !c->helper && c->ocf.up) {
+        /* Only a repair starts a unit whose cleanup failed: the operator took care of what it left. */
+        log_info("Component '%s': its resource is taken as stopped (repaired)", c->name);
+        c->ocf.up = false;
+    }
+    if (present(c) || c->helper)
         return;
     c->presence = PRESENCE_UNINSTANTIATED;
     amf_sg_evaluate(c->su->sg); /* its unit may be in service now */
 }
 
 bool amf_nsa_cleanup_due(const struct comp *c) {
-    return !amf_comp_sa_aware(c) && ((c->unclean && c->cfg->cleanup) || c->helper);
+    return !amf_comp_sa_aware(c) && ((c->unclean && has_cleanup(c)) || c->helper);
 }
 
 bool amf_nsa_cleanup(struct su *su) {
@@ -378,7 +530,7 @@ bool amf_nsa_cleanup(struct su *su) {
         if (amf_comp_sa_aware(c) || !c->unclean)
             continue;
         c->unclean = false;
-        if (c->cfg->cleanup)
+        if (has_cleanup(c))
             start_helper(c, true);
         any = any || c->helper;
     }

@@ -59,7 +59,7 @@ static json_t *si_record(const struct si *si) {
 }
 
 static json_t *su_record(const struct su *su) {
-    return json_pack("{s:s, s:s, s:s}", "su", su->name, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED", "oper",
+    return json_pack("{s:s, s:s, s:s}", "su", su->name, "admin", su_admin_to_string(su->admin), "oper",
                      su->oper == SU_DISABLED ? "DISABLED" : "ENABLED");
 }
 
@@ -242,8 +242,9 @@ static void restore_su(struct amf *a, json_t *j) {
     struct su *su = amf_find_su(a, json_string_value(json_object_get(j, "su")) ?: "");
     const char *admin = json_string_value(json_object_get(j, "admin"));
     const char *oper = json_string_value(json_object_get(j, "oper"));
+    int st = su_admin_from_string(admin);
     if (su)
-        amf_su_restore(su, admin && streq(admin, "LOCKED"), oper && streq(oper, "DISABLED"));
+        amf_su_restore(su, st < 0 ? SU_UNLOCKED : (enum su_admin)st, oper && streq(oper, "DISABLED"));
 }
 
 static void restore_comp(struct amf *a, json_t *j) {

@@ -89,11 +89,14 @@ static void gone(struct comp *c, const char *how) {
     amf_notify_comp(c, AMF_COMP_EXITED, how);
     if (c->amf->stopping)
         amf_stop_check(c->amf);
+    else if (c->restart_in_place && !c->restart_spawned && !c->su->failing)
+        amf_ladder_comp_gone(c); /* an operator's restart: its proxy instantiates it again */
 }
 
 void amf_proxied_terminate(struct comp *c) {
     amf_inv_cancel_comp(c); /* an instantiate in flight: the proxy is not waited for */
     amf_hc_stop_all(c);
+    amf_monitor_cancel(c);
     if (!c->conn) {
         c->proxy_asked = false;
         if (c->presence == PRESENCE_INSTANTIATING)
@@ -170,8 +173,8 @@ int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *prox
     return 0;
 }
 
-void amf_proxied_proxy_failed(struct su *su) {
-    struct amf *a = su->amf;
+void amf_proxied_proxy_lost(struct comp *p) {
+    struct amf *a = p->amf;
     if (a->stopping)
         return;
     for (size_t g = 0; g < a->n_sgs; g++)
@@ -179,16 +182,21 @@ void amf_proxied_proxy_failed(struct su *su) {
             struct su *other = &a->sgs[g].sus[u];
             for (size_t i = 0; other->local && i < other->n_comps; i++) {
                 struct comp *c = &other->comps[i];
-                if (!c->proxy || c->proxy->su != su || other->failing || (!c->conn && !c->proxy_asked))
+                if (c->proxy != p || other->failing || (!c->conn && !c->proxy_asked))
                     continue;
                 /* Its proxy's link is of no use any more: no cleanup goes there. */
                 c->conn = NULL;
                 c->proxy_asked = false;
                 char buf[CONFIG_NAME_MAX + 64];
-                snprintf(buf, sizeof(buf), "lost its proxy '%s'", c->proxy->name);
+                snprintf(buf, sizeof(buf), "lost its proxy '%s'", p->name);
                 amf_comp_fail(c, buf);
             }
         }
+}
+
+void amf_proxied_proxy_failed(struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++)
+        amf_proxied_proxy_lost(&su->comps[i]);
 }
 
 struct conn *amf_proxied_conn(const struct comp *c, enum inv_kind kind) {

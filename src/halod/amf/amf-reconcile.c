@@ -24,8 +24,12 @@
  *      one too many: remove it.
  *   7. Too few STANDBYs: assign one to the best unit the model allows, else
  *      (none at all) make room by dropping a lower-ranked SI's.
- *   8. auto-failback: a STANDBY that ranks before the ACTIVE gets ACTIVE back
+ *   8. sg-adjust (auto-adjust: once the unit's probation has passed since it
+ *      came back): a STANDBY that ranks before the ACTIVE gets ACTIVE back
  *      through a switchover.
+ * An ACTIVE leaves a unit out of service by QUIESCING (a failure, a shutdown),
+ * or at once by QUIESCED when an operator locked the unit.  A locked or
+ * shutting-down SI gives up every assignment the same way.
  * The SIs of a group are evaluated in rank order (amf.c sorts them), so a
  * higher-ranked SI takes the capacity first.
  */
@@ -135,9 +139,19 @@ static long long su_fit(struct si *si, struct su *su, halo_ha_state role, const 
 
 /* How much an SU is wanted for role in si now, or -1. */
 static long long su_score(struct si *si, struct su *su, halo_ha_state role, const struct amf_policy *p) {
-    if (!amf_su_in_service(su) || (role == HALO_HA_ACTIVE && !amf_su_may_be_active(su)))
+    /* A unit restarting in place keeps its roles and takes nothing new. */
+    if (!amf_su_in_service(su) || amf_su_restarting(su) || (role == HALO_HA_ACTIVE && !amf_su_may_be_active(su)))
         return -1;
     return su_fit(si, su, role, p);
+}
+
+/* Whether a component of su is still being instantiated for the first time (any of them:
+ * a unit whose first component registered first is not in service before its others). */
+static bool first_instantiation(const struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].restarts <= 1 && su->comps[i].presence == PRESENCE_INSTANTIATING)
+            return true;
+    return false;
 }
 
 /* The best unit for role in si, or NULL; *ret_wait: NULL because a better
@@ -160,8 +174,8 @@ static struct su *best_su(struct si *si, halo_ha_state role, const struct amf_po
     if (best && role == HALO_HA_ACTIVE)
         for (size_t u = 0; u < sg->n_sus; u++) {
             struct su *o = &sg->sus[u];
-            if (o != best && o->local && o->admin == SU_UNLOCKED && !o->failing && o->comps[0].restarts <= 1 &&
-                o->comps[0].presence == PRESENCE_INSTANTIATING && su_fit(si, o, role, p) > best_score) {
+            if (o != best && o->local && o->admin == SU_UNLOCKED && !o->failing && first_instantiation(o) &&
+                su_fit(si, o, role, p) > best_score) {
                 *ret_wait = true;
                 return NULL;
             }
@@ -173,7 +187,7 @@ static struct su *best_su(struct si *si, halo_ha_state role, const struct amf_po
  * ACTIVE and has room for one more (max-active-sis-per-su). */
 static bool may_promote(const struct assignment *a) {
     return a->su && a->target == HALO_HA_STANDBY && a->confirmed && !a->removing && amf_su_may_be_active(a->su) &&
-           amf_su_has_room(a->su, HALO_HA_ACTIVE);
+           !amf_su_restarting(a->su) && amf_su_has_room(a->su, HALO_HA_ACTIVE);
 }
 
 /* The STANDBY of si to promote, the lowest rank; or NULL. */
@@ -227,6 +241,60 @@ static struct assignment *worst(struct si *si, halo_ha_state state) {
     return w;
 }
 
+/* How an ACTIVE leaves su: QUIESCED at once when an operator locked the unit,
+ * else QUIESCING (its work completes first: a shutdown, a switchover). */
+static halo_ha_state quiesce_state(struct si *si, struct su *su) {
+    return amf_su_admin(su) == SU_LOCKED && !si->switchover ? HALO_HA_QUIESCED : HALO_HA_QUIESCING;
+}
+
+/* A locked or shutting-down SI: its ACTIVEs are quiesced (at once, or
+ * QUIESCING for a shutdown), then every assignment is removed. */
+static void si_drain(struct si *si) {
+    halo_ha_state q = si->admin == SI_LOCKED ? HALO_HA_QUIESCED : HALO_HA_QUIESCING;
+    if (si->switchover)
+        amf_switchover_done(si, -HALO_EBADSTATE);
+    for (size_t i = 0; i < si->n_asg; i++)
+        if (si->asg[i].su && !si->asg[i].removing && si->asg[i].target == HALO_HA_ACTIVE) {
+            (void)amf_assign(si, si->asg[i].su, q, 0);
+            return;
+        }
+    for (size_t i = 0; i < si->n_asg; i++)
+        if (si->asg[i].su && !si->asg[i].removing) {
+            (void)amf_unassign(si, &si->asg[i]);
+            return;
+        }
+    amf_si_drained(si);
+}
+
+/* sg-adjust, or auto-adjust once su's probation has passed since it came
+ * back (the group is looked at again when it ends). */
+static bool may_adjust_to(struct si *si, struct su *su) {
+    const struct config_sg *c = si->sg->cfg;
+    if (si->sg->adjusting)
+        return true;
+    if (!c->auto_failback)
+        return false;
+    usec_t now = now_monotonic_usec(), end = su->back_at + c->auto_adjust_probation;
+    if (now >= end)
+        return true;
+    amf_sg_adjust_later(si->sg, end - now);
+    return false;
+}
+
+/* Removes a STANDBY on a unit out of service (policy: or one the model no
+ * longer allows); true if it did. */
+static bool drop_standby(struct si *si, const struct amf_policy *p, bool policy) {
+    for (size_t i = 0; i < si->n_asg; i++) {
+        struct assignment *a = &si->asg[i];
+        if (a->su && a->target == HALO_HA_STANDBY && !a->removing &&
+            (!amf_su_keeps(a->su) || (policy && p->keep_standby && !p->keep_standby(si, a->su)))) {
+            (void)amf_unassign(si, a);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void reconcile_si(struct si *si, const struct amf_policy *p) {
     /* Never two ACTIVEs: while the failed former ACTIVE is still dying
      * (SIGKILL sent, not yet reaped) it may hold the service's resources. */
@@ -236,6 +304,10 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].su->adopting)
             return;
+    if (si->admin != SI_UNLOCKED) {
+        si_drain(si);
+        return;
+    }
 
     unsigned want_act = p->actives(si), want_sb = p->standbys(si);
     unsigned n_act = amf_si_count(si, HALO_HA_ACTIVE), n_sb = amf_si_count(si, HALO_HA_STANDBY);
@@ -250,7 +322,7 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     /* 1. (With one ACTIVE: once one is QUIESCED the hand-over is under way, step 5.) */
     for (size_t i = 0; i < si->n_asg && (want_act > 1 || !q); i++) {
         struct assignment *a = &si->asg[i];
-        if (!a->su || a->target != HALO_HA_ACTIVE || (amf_su_in_service(a->su) && !si->switchover))
+        if (!a->su || a->target != HALO_HA_ACTIVE || (amf_su_keeps(a->su) && !si->switchover))
             continue;
         if (si->switchover && !sb) {
             amf_switchover_done(si, -HALO_EBADSTATE);
@@ -258,7 +330,7 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
         }
         if (!si->switchover && dependent_on(si, a->su))
             return; /* its dependents leave the unit first */
-        (void)amf_assign(si, a->su, HALO_HA_QUIESCING, 0);
+        (void)amf_assign(si, a->su, quiesce_state(si, a->su), 0);
         return;
     }
     /* 2. */
@@ -297,6 +369,10 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
             return;
     }
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
+    /* 6, without an ACTIVE: a STANDBY on a unit out of service goes (a lock
+     * of every unit would wait for it for ever). */
+    if (!act && drop_standby(si, p, false))
+        return;
     if (!act) {
         if (!si->unassigned_since) {
             si->unassigned_since = now_monotonic_usec();
@@ -318,14 +394,8 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
         return;
     }
     /* 6. */
-    for (size_t i = 0; i < si->n_asg; i++) {
-        struct assignment *a = &si->asg[i];
-        if (a->su && a->target == HALO_HA_STANDBY && !a->removing &&
-            (!amf_su_in_service(a->su) || (p->keep_standby && !p->keep_standby(si, a->su)))) {
-            (void)amf_unassign(si, a);
-            return;
-        }
-    }
+    if (drop_standby(si, p, true))
+        return;
     if (n_sb > want_sb) {
         (void)amf_unassign(si, worst(si, HALO_HA_STANDBY));
         return;
@@ -340,11 +410,11 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
         if (su || n_sb == 0)
             return;
     }
-    /* 8. auto-failback: the STANDBY ranks before the ACTIVE (it came back after a
+    /* 8. sg-adjust: the STANDBY ranks before the ACTIVE (it came back after a
      * failure): hand ACTIVE back to it, gracefully, as a switchover would. */
-    if (si->sg->cfg->auto_failback && want_act == 1 && sb && !si->switchover &&
-        sb->su->cfg->rank < act->su->cfg->rank) {
-        log_notice("Failing '%s' back to '%s'", si->name, sb->su->name);
+    if (want_act == 1 && sb && !si->switchover && sb->su->cfg->rank < act->su->cfg->rank && may_adjust_to(si, sb->su)) {
+        log_notice("Adjusting '%s': ACTIVE back to '%s', which ranks before '%s'", si->name, sb->su->name,
+                   act->su->name);
         si->switchover = true;
         reconcile_si(si, p);
     }
@@ -363,6 +433,14 @@ bool amf_policy_room(struct si *si, struct su *su, halo_ha_state role) {
 }
 
 void amf_reconcile(struct sg *sg, const struct amf_policy *p) {
+    /* When each unit came (back) into service, for auto-adjust's probation. */
+    for (size_t u = 0; u < sg->n_sus; u++) {
+        struct su *su = &sg->sus[u];
+        bool in = amf_su_in_service(su);
+        if (in && !su->was_in_service)
+            su->back_at = now_monotonic_usec();
+        su->was_in_service = in;
+    }
     for (size_t i = 0; i < sg->n_sis; i++)
         reconcile_si(&sg->sis[i], p);
     for (size_t u = 0; u < sg->n_sus; u++)

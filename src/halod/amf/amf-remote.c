@@ -72,8 +72,17 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
     if (reincarnated) {
         log_info("Service unit '%s' is back under a new lease of its node: what it held is void", su->name);
         remote_su_down(su, true, true);
-    } else if (!now.in_service)
+    } else if (!now.in_service && (now.failing || now.admin == SU_UNLOCKED || gone))
         remote_su_down(su, now.fenced, false);
+    else if (now.in_service)
+        /* Back in service under the same lease: its node restarted it, and a
+         * node restarts a unit only once every process of it is gone (a
+         * failure it had before it rejoined was never published as fenced). */
+        for (size_t i = 0; i < su->sg->n_sis; i++)
+            if (su->sg->sis[i].fencing == su)
+                su->sg->sis[i].fencing = NULL;
+    /* Out of service only because an operator locked it or shuts it down: its
+     * roles leave it as on this node, QUIESCED or QUIESCING first (amf-reconcile.c). */
     amf_sg_evaluate(su->sg);
 }
 
@@ -88,6 +97,18 @@ static void mirror_target(struct si *si, struct su *su, halo_ha_state state, uin
         as->target = state;
     as->pending = 1;
     amf_notify_assignment(si);
+}
+
+/* Another unit holds si quiesced, or was told to quiesce it (its target was
+ * written, and mirrored here, before the one that hands ACTIVE over). */
+static bool other_quiesced(struct si *si, struct su *su) {
+    for (size_t i = 0; i < si->n_asg; i++) {
+        const struct assignment *o = &si->asg[i];
+        if (o->su && o->su != su && !o->removing &&
+            (o->target == HALO_HA_QUIESCED || o->target == HALO_HA_QUIESCING || o->state == HALO_HA_QUIESCED))
+            return true;
+    }
+    return false;
 }
 
 static void apply_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
@@ -106,16 +127,22 @@ static void apply_target(struct si *si, struct su *su, halo_ha_state state, uint
         (void)amf_asg_send_remove(si, as);
         return;
     }
-    if (!amf_su_in_service(su)) {
+    /* A unit an operator locked or shuts down still quiesces what it holds; a unit
+     * restarting in place is published in service: its components get the target as
+     * they register again (amf-ladder.c). */
+    bool quiesce = (state == HALO_HA_QUIESCING || state == HALO_HA_QUIESCED) && as && !su->failing;
+    if (!amf_su_keeps(su) && !quiesce) {
         log_info("Target %s of '%s' for '%s' ignored: the unit is not in service", halo_ha_state_to_string(state),
                  si->name, su->name);
         return;
     }
     halo_csi_transition tr = HALO_CSI_NEW_ASSIGN;
-    if (state == HALO_HA_ACTIVE && as)
-        tr = as->state == HALO_HA_QUIESCED ? HALO_CSI_STILL_ACTIVE : HALO_CSI_NOT_QUIESCED;
-    else if (state == HALO_HA_ACTIVE && amf_si_find(si, HALO_HA_QUIESCED))
-        tr = HALO_CSI_QUIESCED;
+    if (state == HALO_HA_ACTIVE && as && as->state == HALO_HA_QUIESCED)
+        tr = HALO_CSI_STILL_ACTIVE;
+    else if (state == HALO_HA_ACTIVE && other_quiesced(si, su))
+        tr = HALO_CSI_QUIESCED; /* a switchover, a shutdown: the old ACTIVE was quiesced first */
+    else if (state == HALO_HA_ACTIVE && as)
+        tr = HALO_CSI_NOT_QUIESCED;
     as = amf_asg_slot(si, su);
     if (!as)
         return;

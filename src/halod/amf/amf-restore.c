@@ -32,7 +32,8 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
         return;
     if (process_start_time(pid) != starttime)
         return;
-    if (c->su->oper != SU_DISABLED && c->su->admin == SU_UNLOCKED && !c->proc &&
+    /* A unit shutting down still holds its work: adopted too, its shutdown goes on. */
+    if (c->su->oper != SU_DISABLED && (c->su->admin == SU_UNLOCKED || c->su->admin == SU_SHUTTING_DOWN) && !c->proc &&
         supervisor_adopt(a->sup, pid, amf_proc_exited, c, &c->proc) == 0) {
         log_notice("Adopting component '%s' (pid %d), left running by the previous halod", c->name, (int)pid);
         c->pid = pid;
@@ -44,6 +45,7 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
             c->presence = PRESENCE_INSTANTIATED;
             c->unclean = true;
             c->last_pid = pid;
+            amf_monitor_arm(c);
             return;
         }
         c->presence = PRESENCE_INSTANTIATING;
@@ -66,10 +68,10 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
     close(pidfd);
 }
 
-void amf_su_restore(struct su *su, bool locked, bool disabled) {
-    if (locked) {
-        su->admin = SU_LOCKED;
-        log_info("Service unit '%s' stays locked, as it was before the restart", su->name);
+void amf_su_restore(struct su *su, enum su_admin admin, bool disabled) {
+    if (admin != SU_UNLOCKED) {
+        su->admin = admin;
+        log_info("Service unit '%s' stays %s, as it was before the restart", su->name, su_admin_to_string(admin));
     }
     if (disabled) {
         su->oper = SU_DISABLED;

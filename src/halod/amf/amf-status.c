@@ -17,6 +17,8 @@ static json_t *comp_json(const struct comp *c, amf_status_decorate_cb decorate, 
     json_object_set_new(j, "type", json_string(config_comp_type_to_string(c->cfg->type)));
     if (c->cfg->proxy)
         json_object_set_new(j, "proxy", json_string(c->cfg->proxy));
+    if (amf_comp_monitor_state(c))
+        json_object_set_new(j, "monitor", json_string(amf_comp_monitor_state(c)));
     json_object_set_new(j, "pid", c->pid ? json_integer(c->pid) : json_null());
     json_object_set_new(j, "instantiations", json_integer(c->restarts));
     if (c->last_exit)
@@ -41,13 +43,17 @@ static const char *su_readiness(const struct su *su) {
 
 static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, void *userdata) {
     json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "name", su->name, "node", su->cfg->node, "rank",
-                          (int)su->cfg->rank, "admin", su->admin == SU_LOCKED ? "LOCKED" : "UNLOCKED", "oper",
+                          (int)su->cfg->rank, "admin", su_admin_to_string(amf_su_admin(su)), "oper",
                           su->oper == SU_DISABLED ? "DISABLED" : "ENABLED", "readiness", su_readiness(su));
     if (!j)
         return NULL;
     if (su->last_failure)
         json_object_set_new(j, "last_failure", json_string(su->last_failure));
     json_object_set_new(j, "recent_failures", json_integer(su->n_fail_times));
+    if (su->last_recovery)
+        json_object_set_new(j, "last_recovery", json_string(su->last_recovery));
+    json_object_set_new(j, "component_restarts", json_integer(su->comp_restarts.count));
+    json_object_set_new(j, "su_restarts", json_integer(su->su_restarts.count));
     json_t *comps = json_array();
     for (size_t i = 0; i < su->n_comps; i++)
         json_array_append_new(comps, comp_json(&su->comps[i], decorate, userdata));

@@ -31,6 +31,14 @@ static const char *const presence_table[_PRESENCE_MAX] = {
 };
 DEFINE_STRING_TABLE_TO_STRING(presence, enum presence);
 
+static const char *const su_admin_table[_SU_ADMIN_MAX] = {
+    [SU_UNLOCKED] = "UNLOCKED",
+    [SU_LOCKED] = "LOCKED",
+    [SU_LOCKED_INSTANTIATION] = "LOCKED-INSTANTIATION",
+    [SU_SHUTTING_DOWN] = "SHUTTING-DOWN",
+};
+DEFINE_STRING_TABLE_LOOKUP(su_admin, enum su_admin);
+
 /* ---- observers ----------------------------------------------------------- */
 
 int amf_observe(struct amf *a, const struct amf_observer *o, void *userdata) {
@@ -163,12 +171,17 @@ bool amf_su_in_service(const struct su *su) {
         return su->remote.known && su->remote.in_service && !su->remote.failing && !su->amf->stopping;
     if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
         return false;
+    /* An operator's restart in place: the unit keeps its roles meanwhile
+     * (the models give it nothing new, amf-reconcile.c). */
+    if (amf_su_restarting(su))
+        return true;
     for (size_t i = 0; i < su->n_comps; i++) {
         const struct comp *c = &su->comps[i];
         if (!amf_comp_sa_aware(c)) {
             /* It runs only once it is ACTIVE: ready once this halod has taken
              * over what a previous one left, and not failed. */
-            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED)
+            if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED ||
+                (amf_comp_ocf(c) && !c->ocf.ready))
                 return false;
         } else if (c->presence != PRESENCE_INSTANTIATED || !c->conn)
             return false;
@@ -251,7 +264,8 @@ void amf_set_ready(struct amf *a) {
                 amf_su_adoption_check(su);
             /* A unit that failed (an adopted process found gone) is being
              * fenced or waits for its restart, which starts it. */
-            if (!su->local || su->oper == SU_DISABLED || su->failing || uv_is_active((uv_handle_t *)&su->restart_timer))
+            if (!su->local || su->oper == SU_DISABLED || su->admin == SU_LOCKED_INSTANTIATION || su->failing ||
+                uv_is_active((uv_handle_t *)&su->restart_timer))
                 continue;
             for (size_t i = 0; i < su->n_comps; i++)
                 if (!su->comps[i].proc)
@@ -267,6 +281,7 @@ void amf_waiter_done(struct amf_waiter **w, int error) {
 }
 
 void amf_waiter_forget(struct amf *a, struct amf_waiter *w) {
+    amf_admin_forget(a, w);
     for (size_t g = 0; g < a->n_sgs; g++) {
         struct sg *sg = &a->sgs[g];
         for (size_t i = 0; i < sg->n_sis; i++)
@@ -353,6 +368,8 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
     sg->cfg = cg;
     sg->name = cg->name;
     sg->ops = model_ops[cg->redundancy];
+    uv_timer_init(a->loop, &sg->adjust_timer);
+    sg->adjust_timer.data = sg;
     sg->n_sus = cg->n_sus;
     sg->n_sis = cg->n_sis;
     for (size_t u = 0; u < cg->n_sus; u++) {
@@ -366,6 +383,8 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
         su->restart_timer.data = su;
         uv_timer_init(a->loop, &su->fence_timer);
         su->fence_timer.data = su;
+        amf_rung_count_init(a->loop, &su->comp_restarts);
+        amf_rung_count_init(a->loop, &su->su_restarts);
         su->n_comps = su->cfg->n_components;
         for (size_t i = 0; i < su->n_comps; i++) {
             struct comp *c = &su->comps[i];
@@ -375,6 +394,7 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
             c->name = c->cfg->name;
             uv_timer_init(a->loop, &c->timer);
             c->timer.data = c;
+            amf_monitor_init(c);
         }
     }
     /* The SIs in rank order (then as described): the models assign them in this
@@ -425,6 +445,7 @@ static void model_free(struct amf *a, size_t n_sgs) {
         for (size_t u = 0; sg->sus && u < a->config->sgs[g].n_sus; u++) {
             struct su *su = &sg->sus[u];
             free(su->last_failure);
+            free(su->last_recovery);
             free(su->fail_times);
             for (size_t i = 0; su->comps && i < su->n_comps; i++)
                 free(su->comps[i].last_exit);
@@ -466,6 +487,7 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     }
     uv_idle_init(a->loop, &a->stop_check);
     a->stop_check.data = a;
+    amf_rung_count_init(a->loop, &a->su_failovers);
     a->n_sgs = p->config->n_sgs;
     for (size_t g = 0; g < a->n_sgs; g++)
         model_init_sg(a, &a->sgs[g], &p->config->sgs[g]);
@@ -489,10 +511,13 @@ void amf_close(struct amf *a) {
         amf_inv_free(inv);
     for (size_t g = 0; g < a->n_sgs; g++) {
         struct sg *sg = &a->sgs[g];
+        uv_close((uv_handle_t *)&sg->adjust_timer, noop_close);
         for (size_t u = 0; u < sg->n_sus; u++) {
             struct su *su = &sg->sus[u];
             uv_close((uv_handle_t *)&su->restart_timer, noop_close);
             uv_close((uv_handle_t *)&su->fence_timer, noop_close);
+            uv_close((uv_handle_t *)&su->comp_restarts.probation, noop_close);
+            uv_close((uv_handle_t *)&su->su_restarts.probation, noop_close);
             for (size_t i = 0; i < su->n_comps; i++) {
                 struct comp *c = &su->comps[i];
                 amf_hc_stop_all(c);
@@ -500,11 +525,15 @@ void amf_close(struct amf *a) {
                     proc_detach(c->proc);
                 if (c->helper)
                     proc_detach(c->helper);
+                if (c->ocf.prep)
+                    proc_detach(c->ocf.prep);
+                amf_monitor_close(c);
                 uv_close((uv_handle_t *)&c->timer, noop_close);
             }
         }
     }
     uv_close((uv_handle_t *)&a->stop_check, noop_close);
+    uv_close((uv_handle_t *)&a->su_failovers.probation, noop_close);
 }
 
 struct amf *amf_free(struct amf *a) {

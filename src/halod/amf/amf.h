@@ -13,6 +13,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "amf-model.h"
@@ -148,8 +149,8 @@ unsigned long long amf_comp_starttime(const struct comp *c);
 
 /* ---- restoring a previous halod's state ------------------------------------ */
 
-/* Keeps a unit locked and/or disabled, as a previous halod left it. */
-void amf_su_restore(struct su *su, bool locked, bool disabled);
+/* Keeps a unit's administrative state and/or disabled, as a previous halod left it. */
+void amf_su_restore(struct su *su, enum su_admin admin, bool disabled);
 /* A process a previous halod started for c (pid, start time in clock ticks
  * since boot): adopted if it still runs and c may run, else killed and waited
  * for.  Before amf_set_ready() only. */
@@ -172,7 +173,7 @@ void amf_hc_start(struct amf *a, struct conn *conn, uint64_t seq, const char *co
                   halo_hc_invoked invoked, halo_recovery recovery);
 void amf_hc_confirm(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key, int result);
 void amf_hc_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *key);
-void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *comp);
+void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, halo_recovery recommended);
 void amf_pg_track(struct amf *a, struct conn *conn, uint64_t seq, const char *csi, unsigned flags);
 void amf_pg_track_stop(struct amf *a, struct conn *conn, uint64_t seq, const char *csi);
 void amf_ha_state_get(struct amf *a, struct conn *conn, uint64_t seq, const char *comp, const char *csi);
@@ -184,22 +185,33 @@ void amf_conn_closed(struct amf *a, struct conn *conn, const char *reason);
  * maybe already, from inside the call); or -HALO_EUNKNOWN, -HALO_EBADSTATE,
  * -HALO_EEXIST, -ENOMEM, and then w is never called. */
 
-/* The commands, numbered as the HA link and the store's admin/ keys number them. */
+/* The commands, numbered as the HA link and the store's admin/ keys number them.
+ * The target is "KIND:NAME" (KIND su, sg, si, node or comp), or a bare name of
+ * the kind the command took before kinds existed (the first listed). */
 enum amf_op {
-    AMF_OP_SWITCHOVER = 2, /* target: an SI */
-    AMF_OP_LOCK = 3,       /* target: an SU */
-    AMF_OP_UNLOCK = 4,     /* target: an SU */
-    AMF_OP_RESTART = 5,    /* target: a component */
-    AMF_OP_REPAIR = 7,     /* target: an SU */
-    AMF_OP_FAIL = 100,     /* target: a component; an outside report of its failure (never on the link) */
+    AMF_OP_SWITCHOVER = 2,            /* si (si-swap) */
+    AMF_OP_LOCK = 3,                  /* su, sg, node, si: ACTIVEs go QUIESCED at once, then removed */
+    AMF_OP_UNLOCK = 4,                /* su, sg, node, si */
+    AMF_OP_RESTART = 5,               /* comp, su: in place, the unit keeps its roles */
+    AMF_OP_REPAIR = 7,                /* su */
+    AMF_OP_SHUTDOWN = 13,             /* su, sg, node, si: QUIESCING, waits for quiescing complete */
+    AMF_OP_LOCK_INSTANTIATION = 14,   /* su, sg, node: stop the processes of a locked unit */
+    AMF_OP_UNLOCK_INSTANTIATION = 15, /* su, sg, node: start them again (the unit stays locked) */
+    AMF_OP_SG_ADJUST = 16,            /* sg: ACTIVEs back to the most preferred units, gracefully */
+    AMF_OP_NODE_SWITCHOVER = 17,      /* node: shut down every unit, then lock-instantiation */
+    AMF_OP_EAM_START = 30,            /* comp: its external monitor runs again */
+    AMF_OP_EAM_STOP = 31,             /* comp: its external monitor stops */
+    AMF_OP_FAIL = 100,                /* comp; an outside report of its failure (never on the link) */
 };
-/* Runs op on target (the verbs below); -EOPNOTSUPP for another number. */
+/* Runs op on target; -EOPNOTSUPP for another number, -EINVAL for a kind op
+ * does not take. */
 int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w);
 /* Where op on target runs: NULL here, "" the deciding node (the coordinator), else a node's name. */
 const char *amf_op_where(struct amf *a, int op, const char *target);
 
 int amf_si_switchover(struct amf *a, const char *si, struct amf_waiter *w);
 int amf_su_lock(struct amf *a, const char *su, struct amf_waiter *w);
+int amf_su_shutdown(struct amf *a, const char *su, struct amf_waiter *w);
 int amf_su_unlock(struct amf *a, const char *su);
 int amf_comp_restart(struct amf *a, const char *comp);
 /* An outside report (POST /v1/events) that comp FAILED: an error report, with
@@ -207,8 +219,18 @@ int amf_comp_restart(struct amf *a, const char *comp);
  * end was published already), -HALO_EUNKNOWN. */
 int amf_comp_report_failed(struct amf *a, const char *comp);
 int amf_su_repair(struct amf *a, const char *su);
+/* Stop or start comp's external monitor (its `monitor`, or its OCF agent's): 0, -HALO_EUNKNOWN,
+ * -HALO_EBADSTATE (it has none), -HALO_EEXIST (stopped or running already). */
+int amf_comp_eam_stop(struct amf *a, const char *comp);
+int amf_comp_eam_start(struct amf *a, const char *comp);
+/* "enabled" or "stopped" (eam-stop), or NULL when c has no external monitor. */
+const char *amf_comp_monitor_state(const struct comp *c);
 /* A waiter's requester went away: the command goes on, nobody is told. */
 void amf_waiter_forget(struct amf *a, struct amf_waiter *w);
+
+/* halod --check: runs validate-all of every OCF component's agent with its params, and writes a
+ * "FILE:LINE:COLUMN: ..." line with the agent's message to err for each that fails.  The number that failed. */
+int amf_ocf_check(const struct config *c, FILE *err);
 
 /* ---- several nodes: what the store says (cluster/cluster-sync.c) ------------ */
 

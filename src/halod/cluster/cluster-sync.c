@@ -2,6 +2,7 @@
 /* The AMF on several nodes, kept in step through the store (cluster-sync.h). */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "cluster-sync.h"
+#include "cluster-sync-internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -25,63 +26,6 @@ static const char *const role_table[] = {
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(role, int);
 
-struct node_info {
-    char *name;
-    bool alive;       /* its node key exists (its lease is held) */
-    int64_t lease;    /* the lease its node key was last seen under: its incarnation */
-    usec_t fenced_at; /* its lease ended in a way the store could not vouch for: its units count
-                       * as fenced from then on (0: no such wait) */
-    bool beats;       /* it rewrites its node key at each renewal (cluster.c) */
-    int64_t beat_rev; /* the mod revision of its node key as last seen */
-    int64_t ttl_ms;   /* its lease TTL */
-    usec_t doom_at;   /* no beat since: it is dead by then, whatever it does (0: not watched) */
-    bool dooming;     /* the doom transaction is in flight */
-};
-
-/* What this node last published in sustate/<su> of one of its units. */
-struct published {
-    struct su *su;
-    bool known;
-    struct su_remote r;
-};
-
-/* A confirmation being written, or whose write failed: the coordinator waits for it. */
-struct unwritten {
-    struct cluster_sync *s;
-    char *key, *value;
-    int64_t lease; /* this node's when it was written: void under another */
-};
-
-struct cluster_sync {
-    store *store;
-    char *prefix, *node;
-    struct amf *amf;
-    struct cluster *cluster;
-    struct cluster_forward *forward;
-    struct queue_reporter *reporter;
-    struct store_follow *follow;
-    bool synced;      /* the first read is applied */
-    bool taking_over; /* this node is the coordinator: take over once synced */
-    unsigned refs;    /* store calls in flight, and the owner */
-    cluster_sync_loaded_cb loaded;
-    void *loaded_userdata;
-    struct node_info *nodes;
-    size_t n_nodes;
-    struct published *pub;
-    size_t n_pub;
-    bool fence_waiting;           /* this node fenced itself; processes it killed still run */
-    bool decided;                 /* it decided as the coordinator since the targets were last read */
-    bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
-    char *cdb_alone;              /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
-    uv_timer_t node_timer;        /* the earliest node_info.fenced_at or doom_at, pub_retry_at, targets_again */
-    usec_t pub_retry_at;          /* a unit state's write failed: written again then (0: none) */
-    unsigned pub_retry_msec;      /* its backoff: 100 ms, doubled up to 2 s, reset by a write that succeeds */
-    bool targets_again;           /* a remote unit came back under a new lease: read the targets again */
-    struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
-    size_t n_unwritten;
-    int64_t doom_rev; /* the revision of the last doom/<node> seen: its deletions are proven fences */
-};
-
 static void unwritten_free(struct unwritten *u) {
     free(u->key);
     free(u->value);
@@ -93,7 +37,7 @@ static void unwritten_drop(struct cluster_sync *s, size_t i) {
     s->unwritten[i] = s->unwritten[--s->n_unwritten];
 }
 
-static void sync_unref(struct cluster_sync *s) {
+void cluster_sync__unref(struct cluster_sync *s) {
     if (--s->refs > 0)
         return;
     while (s->n_unwritten)
@@ -113,17 +57,15 @@ static void on_written(store *st, int error, const store_result *r, void *userda
     struct cluster_sync *s = userdata;
     if (error == -ECANCELED || !s) {
         if (s)
-            sync_unref(s);
+            cluster_sync__unref(s);
         return;
     }
     if (error < 0)
         log_warning_errno(error, "Failed to write the cluster state: %m");
     else if (!r->succeeded && s->cluster)
         cluster_deposed(s->cluster);
-    sync_unref(s);
+    cluster_sync__unref(s);
 }
-
-static void arm_node_timer(struct cluster_sync *s);
 
 /* A unit state or a confirmation not written: they are written again after
  * a backoff. */
@@ -131,7 +73,7 @@ static void write_again_later(struct cluster_sync *s, int error, const char *wha
     s->pub_retry_msec = s->pub_retry_msec ? MIN(s->pub_retry_msec * 2, 2000U) : 100U;
     log_warning_errno(error, "Failed to write %s (written again in %u ms): %m", what, s->pub_retry_msec);
     s->pub_retry_at = now_monotonic_usec() + s->pub_retry_msec * USEC_PER_MSEC;
-    arm_node_timer(s);
+    cluster_sync__arm_node_timer(s);
 }
 
 /* A unit state not written: every one is written again (a node that rejoined
@@ -149,7 +91,7 @@ static void on_sustate_put(store *st, int error, const store_result *r, void *us
         s->pub_retry_msec = 0;
     else if (error != -ECANCELED && s->amf)
         sustate_failed(s, error);
-    sync_unref(s);
+    cluster_sync__unref(s);
 }
 
 /* Runs ops under the coordinator's guard: a deposed coordinator writes nothing. */
@@ -216,7 +158,7 @@ static void on_confirm_put(store *st, int error, const store_result *r, void *us
     }
     if (u)
         unwritten_free(u);
-    sync_unref(s);
+    cluster_sync__unref(s);
 }
 
 /* Writes a confirmation; one that fails is written again after a backoff,
@@ -292,18 +234,20 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
             fenced = false;
     struct su_remote now = {
         .known = true,
-        .in_service = amf_su_in_service(su) || su->adopting, /* adopted: it still serves */
+        .in_service = amf_su_keeps(su) || su->adopting, /* adopted or restarting in place: it still serves */
         .failing = su->failing,
         .fenced = fenced,
         .lease = lease,
+        .admin = su->admin,
     };
     if (!force && pb->known && amf_su_remote_equal(&now, &pb->r))
         return;
     pb->known = true;
     pb->r = now;
     char key[STORE_KEY_MAX];
-    _cleanup_free_ char *v = dump(json_pack("{s:s, s:s, s:b, s:b, s:b}", "su", su->name, "node", s->node, "in_service",
-                                            now.in_service, "failing", now.failing, "fenced", fenced));
+    _cleanup_free_ char *v =
+        dump(json_pack("{s:s, s:s, s:b, s:b, s:b, s:s}", "su", su->name, "node", s->node, "in_service", now.in_service,
+                       "failing", now.failing, "fenced", fenced, "admin", su_admin_to_string(su->admin)));
     if (!v || key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
         return;
     s->refs++;
@@ -368,7 +312,7 @@ static const struct amf_observer observer = {
 
 /* ---- what the store says ---- */
 
-static struct node_info *node_find(struct cluster_sync *s, const char *name, bool create) {
+struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create) {
     for (size_t i = 0; i < s->n_nodes; i++)
         if (streq(s->nodes[i].name, name))
             return &s->nodes[i];
@@ -397,7 +341,7 @@ static struct node_info *node_find(struct cluster_sync *s, const char *name, boo
  * timer serves these waits and the beats' (below): the earliest of them. */
 static void on_node_timer(uv_timer_t *t);
 
-static void arm_node_timer(struct cluster_sync *s) {
+void cluster_sync__arm_node_timer(struct cluster_sync *s) {
     usec_t first = s->targets_again ? 1 : s->pub_retry_at, now = now_monotonic_usec();
     for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
@@ -410,8 +354,6 @@ static void arm_node_timer(struct cluster_sync *s) {
     else
         uv_timer_start(&s->node_timer, on_node_timer, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
 }
-
-static void doom(struct cluster_sync *s, struct node_info *n);
 
 static void on_node_timer(uv_timer_t *t) {
     struct cluster_sync *s = t->data;
@@ -442,7 +384,7 @@ static void on_node_timer(uv_timer_t *t) {
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct node_info *n = &s->nodes[i];
         if (n->doom_at && !n->dooming && n->doom_at <= now)
-            doom(s, n);
+            cluster_doom(s, n);
         if (!n->fenced_at || n->fenced_at > now)
             continue;
         n->fenced_at = 0;
@@ -453,126 +395,18 @@ static void on_node_timer(uv_timer_t *t) {
                     amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
             }
     }
-    arm_node_timer(s);
-}
-
-/* ---- beats: a node whose renewals stopped is declared dead ---- */
-
-/*
- * A node that says it beats rewrites its node key with every renewal, and
- * extends its processes' deadline (libhalo: the last renewal sent + TTL -
- * CLUSTER_PROCESS_MARGIN_USEC) only once that write succeeded.  When its key
- * has not changed for that long since this node saw it change, plus
- * DOOM_SLACK_USEC, its processes are dead, whatever its halod does: this node
- * writes doom/<node> in a transaction that holds only if the key is still at
- * the revision it saw, deletes the node's key and its units' states in the
- * same transaction (a proven fence: amf_su_remote() counts them fenced), and
- * revokes its lease.  The node's next beat, which holds only while no doom
- * exists, fails, and it fences itself.  Faster than etcd's own expiry (the
- * TTL plus up to 500 ms): docs/design.md, "Beats".
- */
-#define DOOM_SLACK_USEC (50 * USEC_PER_MSEC)
-
-struct doom_call {
-    struct cluster_sync *s;
-    char name[]; /* the node declared dead */
-};
-
-static void on_doomed(store *st, int error, const store_result *r, void *userdata) {
-    struct doom_call *k = userdata;
-    struct cluster_sync *s = k->s;
-    struct node_info *n = s->amf ? node_find(s, k->name, false) : NULL;
-    if (n) {
-        n->dooming = false;
-        if (error < 0 && n->alive)
-            n->doom_at = now_monotonic_usec() + 100 * USEC_PER_MSEC; /* the store did not answer: again soon */
-        else if (error == 0 && r->succeeded) {
-            n->doom_at = 0;
-            log_notice("Node '%s' renewed nothing for its lease TTL (%lld ms): declared dead, its lease revoked",
-                       n->name, (long long)n->ttl_ms);
-            (void)store_lease_revoke(s->store, n->lease, NULL, NULL);
-        }
-        /* else a newer beat: its event set the next wait */
-        arm_node_timer(s);
-    }
-    free(k);
-    sync_unref(s);
-}
-
-static void doom(struct cluster_sync *s, struct node_info *n) {
-    n->doom_at = 0;
-    if (!s->cluster || !cluster_joined(s->cluster) || !n->alive || !n->beats)
-        return;
-    size_t n_sgs, n_ops = 0, n_keys = 0;
-    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    for (size_t g = 0; g < n_sgs; g++)
-        n_keys += sgs[g].n_sus;
-    char node_key[STORE_KEY_MAX], doom_key[STORE_KEY_MAX], value[256];
-    char(*keys)[STORE_KEY_MAX] = calloc(n_keys ?: 1, STORE_KEY_MAX);
-    store_op *ops = calloc(n_keys + 2, sizeof(*ops));
-    struct doom_call *k = malloc(sizeof(*k) + strlen(n->name) + 1);
-    if (!keys || !ops || !k || key_name(node_key, s->prefix, KEY_NODES, n->name) < 0 ||
-        key_name(doom_key, s->prefix, KEY_DOOM, n->name) < 0)
-        goto fail;
-    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"lease\":\"%lld\",\"by\":\"%s\"}", n->name, (long long)n->lease,
-             s->node);
-    /* The doom first: its event comes before the deletions it proves. */
-    ops[n_ops++] = (store_op){
-        .type = STORE_OP_PUT, .key = doom_key, .key_len = strlen(doom_key), .value = value, .value_len = strlen(value)};
-    ops[n_ops++] = (store_op){.type = STORE_OP_DELETE, .key = node_key, .key_len = strlen(node_key)};
-    for (size_t g = 0, i = 0; g < n_sgs; g++)
-        for (size_t u = 0; u < sgs[g].n_sus && n_ops < STORE_TXN_OPS_MAX; u++)
-            if (streq(sgs[g].sus[u].cfg->node, n->name) &&
-                key_name(keys[i], s->prefix, KEY_SUSTATE, sgs[g].sus[u].name) >= 0) {
-                ops[n_ops++] = (store_op){.type = STORE_OP_DELETE, .key = keys[i], .key_len = strlen(keys[i])};
-                i++;
-            }
-    store_compare cmp = {.key = node_key,
-                         .key_len = strlen(node_key),
-                         .target = STORE_CMP_MOD,
-                         .result = STORE_CMP_EQUAL,
-                         .number = n->beat_rev};
-    store_txn t = {.compares = &cmp, .n_compares = 1, .success = ops, .n_success = n_ops};
-    k->s = s;
-    strcpy(k->name, n->name);
-    s->refs++;
-    if (store_transaction(s->store, &t, on_doomed, k) < 0) {
-        s->refs--;
-        goto fail;
-    }
-    n->dooming = true;
-    free(keys);
-    free(ops);
-    return;
-fail:
-    free(keys);
-    free(ops);
-    free(k);
-    n->doom_at = now_monotonic_usec() + 100 * USEC_PER_MSEC;
-}
-
-/* Its node key changed (a beat, or its registration): dead a TTL later without another. */
-static void beat_seen(struct cluster_sync *s, struct node_info *n, int64_t rev, json_t *j) {
-    n->beats = json_is_true(json_object_get(j, "beats"));
-    int64_t ttl = json_integer_value(json_object_get(j, "ttl"));
-    n->ttl_ms = ttl > 0 ? ttl * 1000 : (s->cluster ? cluster_ttl(s->cluster) * 1000 : 0);
-    if (!n->beats || n->ttl_ms <= 0 || streq(n->name, s->node) || rev <= n->beat_rev)
-        return;
-    n->beat_rev = rev;
-    n->doom_at =
-        now_monotonic_usec() + (usec_t)n->ttl_ms * USEC_PER_MSEC - CLUSTER_PROCESS_MARGIN_USEC + DOOM_SLACK_USEC;
-    arm_node_timer(s);
+    cluster_sync__arm_node_timer(s);
 }
 
 static void handle_node(struct cluster_sync *s, const char *name, int64_t lease, bool deleted, bool trusted) {
-    struct node_info *n = node_find(s, name, true);
+    struct node_info *n = cluster_sync__node_find(s, name, true);
     if (n && !deleted)
         n->lease = lease;
     if (n && deleted)
         n->doom_at = 0;
     if (n && !deleted && n->fenced_at) {
         n->fenced_at = 0; /* back: it fenced itself first (amf_su_remote() takes its units back) */
-        arm_node_timer(s);
+        cluster_sync__arm_node_timer(s);
     }
     if (!n || n->alive == !deleted)
         return;
@@ -587,7 +421,7 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
                     "when it rejoins",
                     name, (long long)ttl_ms);
         n->fenced_at = now_monotonic_usec() + (usec_t)ttl_ms * USEC_PER_MSEC;
-        arm_node_timer(s);
+        cluster_sync__arm_node_timer(s);
     }
     /* Every node that sees it reports it; the coordinator publishes it once. */
     if (deleted)
@@ -605,6 +439,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .failing = json_is_true(json_object_get(j, "failing")),
         .fenced = deleted ? trusted : json_is_true(json_object_get(j, "fenced")),
         .lease = lease,
+        .admin = (enum su_admin)MAX(su_admin_from_string(json_string_value(json_object_get(j, "admin"))), 0),
     };
     /* Back under a new lease of its node: a target written for that lease
      * before this state arrived was ignored (written for a lease the unit
@@ -612,7 +447,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
      * state write may have failed and come late (sustate_failed()). */
     if (!deleted && !su->local && su->remote.lease && lease != su->remote.lease && !s->targets_again) {
         s->targets_again = true;
-        arm_node_timer(s);
+        cluster_sync__arm_node_timer(s);
     }
     amf_su_remote(su, &r, deleted);
 }
@@ -714,9 +549,9 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     case KEY_NODES:
         handle_node(s, name, kv->lease, deleted, trusted);
         if (!deleted) {
-            struct node_info *n = node_find(s, name, false);
+            struct node_info *n = cluster_sync__node_find(s, name, false);
             if (n)
-                beat_seen(s, n, kv->mod_revision, j);
+                cluster_doom_beat_seen(s, n, kv->mod_revision, j);
         }
         break;
     case KEY_DOOM:
@@ -744,7 +579,7 @@ static void on_read_again(store *st, int error, const store_result *r, void *use
         log_warning_errno(error, "Failed to read the cluster's keys again: %m");
     for (size_t i = 0; error >= 0 && s->amf && i < r->n_kvs; i++)
         handle_kv(s, &r->kvs[i], false);
-    sync_unref(s);
+    cluster_sync__unref(s);
 }
 
 /* The first read, or a read again after the watch fell behind the store's
@@ -960,7 +795,7 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
     s->pub = calloc(n ?: 1, sizeof(*s->pub));
     int r = s->prefix && s->node && s->pub ? amf_observe(p->amf, &observer, s) : -ENOMEM;
     if (r < 0) {
-        sync_unref(s);
+        cluster_sync__unref(s);
         return r;
     }
     for (size_t g = 0; g < n_sgs; g++)
@@ -978,7 +813,7 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
 }
 
 static void on_node_timer_closed(uv_handle_t *h) {
-    sync_unref(h->data);
+    cluster_sync__unref(h->data);
 }
 
 struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
@@ -992,6 +827,6 @@ struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
     s->amf = NULL;
     s->cluster = NULL;
     s->forward = NULL;
-    sync_unref(s);
+    cluster_sync__unref(s);
     return NULL;
 }

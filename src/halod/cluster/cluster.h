@@ -21,8 +21,10 @@ struct cluster;
 
 /* How long before the lease can expire the local processes must be gone if
  * halod is: later than halod's own fence, so that a living halod fences
- * first and its STANDBY processes survive. */
-#define CLUSTER_PROCESS_MARGIN_USEC (100 * 1000)
+ * first and its STANDBY processes survive (it has 100 ms to say so, with a
+ * 250 ms fence margin), and early enough that a process slow to die still
+ * dies before another node promotes (DOOM_SLACK_USEC, cluster-sync.c). */
+#define CLUSTER_PROCESS_MARGIN_USEC (150 * 1000)
 
 struct cluster_handlers {
     /* The lease is held (first time, or again after a fence): keys may be put under it. */

@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@ struct proc {
     LIST_FIELDS(struct proc, procs);
     pid_t pid;
     int pidfd;
+    int output_fd; /* capture: a memfd the child wrote to; -1 */
     uv_poll_t poll;
     proc_exit_cb cb;
     void *userdata;
@@ -54,6 +57,7 @@ static void proc_finish(struct proc *p, int status) {
     if (p->cb)
         p->cb(p, status, p->userdata);
     p->pidfd = safe_close(p->pidfd);
+    p->output_fd = safe_close(p->output_fd);
     uv_close((uv_handle_t *)&p->poll, proc_close_cb);
 }
 
@@ -184,7 +188,7 @@ static int proc_watch(struct supervisor *s, struct proc *pr, pid_t pid, proc_exi
 
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret) {
-    const struct process_spawn_options o = {
+    struct process_spawn_options o = {
         .path = p->path,
         .argv = p->argv,
         .env = p->env,
@@ -193,14 +197,31 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         .stderr_fd = -1,
         .new_session = true, /* so that its whole tree can be killed as a group */
         .nofile_soft = s->nofile_soft,
+        .set_uid = p->set_uid,
+        .set_gid = p->set_gid,
+        .uid = p->uid,
+        .gid = p->gid,
+        .groups = p->groups,
+        .n_groups = p->n_groups,
     };
     struct proc *pr = calloc(1, sizeof(*pr));
     if (!pr)
         return -ENOMEM;
+    pr->output_fd = -1;
+    if (p->capture) {
+        /* In memory, never full: the child never blocks on it, and it is read once it has exited. */
+        pr->output_fd = memfd_create("halo-output", MFD_CLOEXEC);
+        if (pr->output_fd < 0) {
+            free(pr);
+            return -errno;
+        }
+        o.stdout_fd = o.stderr_fd = pr->output_fd;
+    }
 
     pid_t pid;
     int r = process_spawn(&o, &pid);
     if (r < 0) {
+        safe_close(pr->output_fd);
         free(pr);
         return r;
     }
@@ -212,6 +233,7 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         r = pr->pidfd;
         kill(pid, SIGKILL);
         (void)process_wait(pid, NULL);
+        safe_close(pr->output_fd);
         free(pr);
         return r;
     }
@@ -220,6 +242,7 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         kill(pid, SIGKILL);
         (void)process_wait(pid, NULL);
         close(pr->pidfd);
+        safe_close(pr->output_fd);
         free(pr);
         return r;
     }
@@ -238,6 +261,7 @@ int supervisor_adopt(struct supervisor *s, pid_t pid, proc_exit_cb cb, void *use
         return r;
     }
     pr->adopted = true;
+    pr->output_fd = -1;
     int r = proc_watch(s, pr, pid, cb, userdata);
     if (r < 0) {
         close(pr->pidfd);
@@ -270,6 +294,28 @@ int proc_kill(struct proc *p, int sig) {
     if (kill(-p->pid, sig) < 0 && kill(p->pid, sig) < 0)
         return -errno;
     return 0;
+}
+
+ssize_t proc_output(struct proc *p, char *buf, size_t n, bool last) {
+    struct stat st;
+    off_t from = 0;
+    if (n == 0)
+        return -EINVAL;
+    buf[0] = '\0';
+    if (p->output_fd < 0)
+        return 0;
+    if (last && fstat(p->output_fd, &st) == 0 && st.st_size > (off_t)(n - 1))
+        from = st.st_size - (off_t)(n - 1);
+    ssize_t k = pread(p->output_fd, buf, n - 1, from);
+    if (k < 0)
+        return -errno;
+    buf[k] = '\0';
+    char *nl = from > 0 ? memchr(buf, '\n', (size_t)k) : NULL;
+    if (nl) { /* a line cut in two: from the next one */
+        k -= nl + 1 - buf;
+        memmove(buf, nl + 1, (size_t)k + 1);
+    }
+    return k;
 }
 
 void proc_detach(struct proc *p) {

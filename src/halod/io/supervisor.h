@@ -10,10 +10,16 @@ struct supervisor;
 struct proc;
 
 struct spawn_params {
-    const char *path;    /* absolute path of the executable */
-    char *const *argv;   /* argv[0] included, NULL-terminated */
-    char *const *env;    /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
-    const char *workdir; /* NULL: inherit */
+    const char *path;      /* absolute path of the executable */
+    char *const *argv;     /* argv[0] included, NULL-terminated */
+    char *const *env;      /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
+    const char *workdir;   /* NULL: inherit */
+    bool capture;          /* stdout and stderr kept for proc_output(), instead of halod's */
+    bool set_uid, set_gid; /* run as uid, and as gid with groups (process_spawn_options) */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t n_groups;
 };
 
 /* status is a wait status as from waitpid(); the proc is freed after the callback returns. */
@@ -53,6 +59,10 @@ int proc_kill(struct proc *p, int sig);
  * is still to come).  Asks the kernel now, without waiting for the loop to
  * tell: the pidfd polls readable from the moment the process is a zombie. */
 bool proc_has_exited(const struct proc *p);
+/* What a process spawned with capture wrote to stdout and stderr, NUL-terminated in buf (from its
+ * exit callback: the proc is freed after it): its first n - 1 bytes at most, or with last its last
+ * ones, from the start of a line.  The length, or -errno. */
+ssize_t proc_output(struct proc *p, char *buf, size_t n, bool last);
 /* Forgets the exit callback (used when its owner goes away; the proc is still reaped). */
 void proc_detach(struct proc *p);
 

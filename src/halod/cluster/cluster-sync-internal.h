@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What cluster-sync.c shares with cluster-doom.c: the state of the AMF kept in
+ * step through the store, and the helpers both use.  Not for other modules
+ * (cluster-sync.h is their interface).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "amf.h"
+#include "cluster-sync.h"
+#include "store.h"
+#include "time-util.h"
+
+struct node_info {
+    char *name;
+    bool alive;       /* its node key exists (its lease is held) */
+    int64_t lease;    /* the lease its node key was last seen under: its incarnation */
+    usec_t fenced_at; /* its lease ended in a way the store could not vouch for: its units count
+                       * as fenced from then on (0: no such wait) */
+    bool beats;       /* it rewrites its node key at each renewal (cluster.c) */
+    int64_t beat_rev; /* the mod revision of its node key as last seen */
+    int64_t ttl_ms;   /* its lease TTL */
+    usec_t doom_at;   /* no beat since: it is dead by then, whatever it does (0: not watched) */
+    bool dooming;     /* the doom transaction is in flight */
+};
+
+/* What this node last published in sustate/<su> of one of its units. */
+struct published {
+    struct su *su;
+    bool known;
+    struct su_remote r;
+};
+
+/* A confirmation being written, or whose write failed: the coordinator waits for it. */
+struct unwritten {
+    struct cluster_sync *s;
+    char *key, *value;
+    int64_t lease; /* this node's when it was written: void under another */
+};
+
+struct cluster_sync {
+    store *store;
+    char *prefix, *node;
+    struct amf *amf;
+    struct cluster *cluster;
+    struct cluster_forward *forward;
+    struct queue_reporter *reporter;
+    struct store_follow *follow;
+    bool synced;      /* the first read is applied */
+    bool taking_over; /* this node is the coordinator: take over once synced */
+    unsigned refs;    /* store calls in flight, and the owner */
+    cluster_sync_loaded_cb loaded;
+    void *loaded_userdata;
+    struct node_info *nodes;
+    size_t n_nodes;
+    struct published *pub;
+    size_t n_pub;
+    bool fence_waiting;           /* this node fenced itself; processes it killed still run */
+    bool decided;                 /* it decided as the coordinator since the targets were last read */
+    bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
+    char *cdb_alone;              /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
+    uv_timer_t node_timer;        /* the earliest node_info.fenced_at or doom_at, pub_retry_at, targets_again */
+    usec_t pub_retry_at;          /* a unit state's write failed: written again then (0: none) */
+    unsigned pub_retry_msec;      /* its backoff: 100 ms, doubled up to 2 s, reset by a write that succeeds */
+    bool targets_again;           /* a remote unit came back under a new lease: read the targets again */
+    struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
+    size_t n_unwritten;
+    int64_t doom_rev; /* the revision of the last doom/<node> seen: its deletions are proven fences */
+};
+
+void cluster_sync__unref(struct cluster_sync *s);
+struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create);
+/* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
+void cluster_sync__arm_node_timer(struct cluster_sync *s);
+
+/* cluster-doom.c: node n, whose key has not changed since its deadline, is declared dead. */
+void cluster_doom(struct cluster_sync *s, struct node_info *n);
+/* n's node key changed (a beat, or its registration) at revision rev, with value j. */
+void cluster_doom_beat_seen(struct cluster_sync *s, struct node_info *n, int64_t rev, json_t *j);

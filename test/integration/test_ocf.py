@@ -1,0 +1,317 @@
+# SPDX-License-Identifier: MIT
+"""OCF resource agents end to end: Debian's resource-agents (ocf:heartbeat:Dummy,
+ocf:heartbeat:IPaddr2) run by a real halod as 2N groups, started while ACTIVE,
+monitored, stopped as the cleanup of a failure, validated by halod --check."""
+import ctypes
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from halo_harness import HALOD, wait_for
+
+AGENTS = "/usr/lib/ocf/resource.d/heartbeat"
+pytestmark = pytest.mark.skipif(not os.access(f"{AGENTS}/Dummy", os.X_OK),
+                                reason="Debian's resource-agents package is not installed (tools/install-deps)")
+
+
+def dummy_yaml(tmp_path, period="300ms"):
+    return f"""
+cluster: test
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
+service-groups:
+  g:
+    component:
+      type: ocf
+      agent: ocf:heartbeat:Dummy
+      monitor: {{period: {period}}}
+    service-units:
+      a: {{component: {{params: {{state: {tmp_path}/a.state}}}}}}
+      b: {{component: {{params: {{state: {tmp_path}/b.state}}}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+"""
+
+
+def test_dummy_fails_over_when_its_monitor_says_not_running(halod_factory, tmp_path):
+    h = halod_factory(dummy_yaml(tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    c = h.comp(active)
+    assert c["type"] == "ocf" and c["presence"] == "INSTANTIATED" and c["monitor"] == "enabled"
+    assert h.comp(standby)["presence"] == "UNINSTANTIATED"
+    # Cold standby: only the ACTIVE's start ran (Dummy's start writes its state file).
+    assert os.path.exists(tmp_path / f"{active}.state")
+    assert not os.path.exists(tmp_path / f"{standby}.state")
+    assert "ocf" in h.ctl("status").stdout
+    # The resource goes away behind halod's back: its monitor exits 7 (not running).
+    os.unlink(tmp_path / f"{active}.state")
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    # The new ACTIVE ran its start; the failed one comes back as STANDBY, holding nothing.
+    assert os.path.exists(tmp_path / f"{standby}.state")
+    assert h.wait_assigned("si") == (standby, active)
+    assert not os.path.exists(tmp_path / f"{active}.state")
+    failure = h.su(active)["last_failure"]
+    assert f"component '{active}' OCF monitor failed: OCF_NOT_RUNNING (7: not running)" in failure
+    log = h.logtext()
+    assert f"Running the OCF stop action (cleanup) of component '{active}'" in log
+    # halod's stop stops the ACTIVE's resource with the agent's stop action.
+    assert h.stop() == 0
+    assert not os.path.exists(tmp_path / f"{standby}.state")
+
+
+def test_a_switchover_stops_one_resource_then_starts_the_other(halod_factory, tmp_path):
+    h = halod_factory(dummy_yaml(tmp_path, period="10s")).start()
+    # At start the unit preferred for ACTIVE (the first) gets it, whichever agent answered meta-data first.
+    active, standby = h.wait_assigned("si")
+    assert (active, standby) == ("a", "b")
+    h.ctl("switchover", "si")
+    assert h.wait_assigned("si") == (standby, active)
+    assert os.path.exists(tmp_path / f"{standby}.state") and not os.path.exists(tmp_path / f"{active}.state")
+    assert h.su(active).get("last_failure") is None  # a stop, not a failure
+    assert h.stop() == 0
+
+
+def test_a_failing_start_is_a_failure_with_the_agents_words(halod_factory, tmp_path):
+    # Dummy cannot write its state file in a directory that does not exist: its start fails, on each unit.
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 0}}
+service-groups:
+  g:
+    component: {{type: ocf, agent: heartbeat:Dummy, params: {{state: {tmp_path}/no/such/dir/x.state}}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    for su in ("a", "b"):
+        wait_for(lambda: h.su(su)["oper"] == "DISABLED", what=f"{su} disabled")
+        assert f"component '{su}' OCF start failed: OCF_ERR_GENERIC (1: generic error)" in h.su(su)["last_failure"]
+    assert h.si("si")["active"] is None
+    assert h.stop() == 0
+
+
+def test_check_runs_validate_all_and_reports_the_agents_message(tmp_path):
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text("""
+service-groups:
+  g:
+    component: {type: ocf, agent: heartbeat:IPaddr2}
+    service-units:
+      a: {component: {params: {ip: 999.1.1.1, cidr_netmask: 16}}}
+      b: {component: {params: {ip: 999.1.1.1, cidr_netmask: 16}}}
+    service-instances: {si: {csis: {c: {}}}}
+""")
+    r = subprocess.run([HALOD, "--check", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "configuration OK" not in r.stdout
+    assert (f"{cfg}:6:7: component 'a': agent heartbeat:IPaddr2 refused its params (validate-all: "
+            "OCF_ERR_CONFIGURED (6: not configured: the parameters are wrong)): IP address [999.1.1.1] not valid."
+            in r.stderr), r.stderr
+    assert f"{cfg}:7:7: component 'b'" in r.stderr
+    # Valid params pass.
+    cfg.write_text(dummy_yaml(tmp_path))
+    r = subprocess.run([HALOD, "--check", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stderr
+
+
+# ---- IPaddr2 in a network namespace ------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+FLOATING = "169.254.77.77"
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def netns():
+    """A namespace with two veth links, ha (unit a's side) and hb (unit b's), deleted afterwards."""
+    name = f"halo-ocf-{uuid.uuid4().hex[:8]}"
+    r = ip("netns", "add", name, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {r.stderr.strip()}")
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        for side, addr in (("ha", "169.254.10.1/16"), ("hb", "169.254.20.1/16")):
+            ip("-n", name, "link", "add", side, "type", "veth", "peer", "name", side + "p")
+            ip("-n", name, "link", "set", side, "up")
+            ip("-n", name, "link", "set", side + "p", "up")
+            ip("-n", name, "addr", "add", addr, "dev", side)
+        yield name
+    finally:
+        ip("netns", "del", name, check=False)
+
+
+def in_netns(name):
+    """A preexec_fn: halod (and so its agents) runs in the namespace, as under `ip netns exec`."""
+    def enter():
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            os._exit(111)
+        os.close(fd)
+    return enter
+
+
+def holder(ns):
+    """The link that holds the floating address, or None."""
+    out = ip("-n", ns, "-o", "-4", "addr", "show").stdout
+    sides = [line.split()[1] for line in out.splitlines() if f" {FLOATING}/16 " in line]
+    assert len(sides) <= 1, f"the floating address is on several links: {out}"
+    return sides[0] if sides else None
+
+
+def test_ipaddr2_floating_address_follows_the_active(halod_factory, netns):
+    h = halod_factory(f"""
+cluster: test
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
+service-groups:
+  vip:
+    component:
+      type: ocf
+      agent: heartbeat:IPaddr2
+      monitor: {{period: 300ms}}
+    # Gratuitous ARPs sent by the start itself (arp_bg: false): no process of the agent outlives its action,
+    # which halod's stop (and this test) would find left behind.
+    service-units:
+      a: {{component: {{params: {{ip: {FLOATING}, cidr_netmask: 16, nic: ha, arp_count: 1, arp_bg: "false"}}}}}}
+      b: {{component: {{params: {{ip: {FLOATING}, cidr_netmask: 16, nic: hb, arp_count: 1, arp_bg: "false"}}}}}}
+    service-instances: {{vip: {{csis: {{addr: {{}}}}}}}}
+""", extra_args=("--http", "none"), preexec_fn=in_netns(netns)).start()
+    active, standby = h.wait_assigned("vip")
+    side = {"a": "ha", "b": "hb"}
+    assert holder(netns) == side[active]
+    # The ACTIVE unit fails (its address is taken away: IPaddr2's monitor says not running).
+    ip("-n", netns, "addr", "del", f"{FLOATING}/16", "dev", side[active])
+    wait_for(lambda: h.si("vip")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    wait_for(lambda: holder(netns) == side[standby], timeout=5, what="the address on the new ACTIVE's link")
+    assert h.wait_assigned("vip") == (standby, active)
+    assert holder(netns) == side[standby]
+    # A switchover moves it back: stopped on one side, then started on the other.
+    h.ctl("switchover", "vip")
+    assert h.wait_assigned("vip") == (active, standby)
+    assert holder(netns) == side[active]
+    assert h.stop() == 0
+    assert holder(netns) is None
+
+
+# ---- an agent of the test's own, to make each action hang or fail ------------------------------
+
+FLAKY = r"""#!/bin/sh
+# A test agent: every action is logged; files in $OCF_RESKEY_dir make one hang or fail.
+d=$OCF_RESKEY_dir; i=$OCF_RESOURCE_INSTANCE
+echo "$1 $i $OCF_RESKEY_CRM_meta_timeout" >> "$d/log"
+case "$1" in
+meta-data) cat <<END
+<?xml version="1.0"?>
+<resource-agent name="Flaky" version="1.0"><version>1.1</version>
+<parameters><parameter name="dir" required="1"><content type="string"/></parameter></parameters>
+<actions>
+<action name="start" timeout="1s" />
+<action name="stop" timeout="2s" />
+<action name="monitor" timeout="2s" interval="200ms" />
+<action name="meta-data" timeout="5s" />
+</actions></resource-agent>
+END
+    exit 0;;
+start) test -e "$d/start-hangs-$i" && exec sleep 600
+    touch "$d/up-$i"; exit 0;;
+stop) test -e "$d/stop-fails-$i" && { echo "ERROR: $i cannot stop" >&2; exit 1; }
+    rm -f "$d/up-$i"; exit 0;;
+monitor) test -e "$d/up-$i" && exit 0; exit 7;;
+validate-all) exit 0;;
+*) exit 3;;
+esac
+"""
+
+
+@pytest.fixture
+def flaky():
+    """A provider of the test's own under /usr/lib/ocf/resource.d, removed afterwards: its agent spec."""
+    provider = f"halotest{uuid.uuid4().hex[:8]}"
+    d = f"/usr/lib/ocf/resource.d/{provider}"
+    try:
+        os.makedirs(d)
+    except OSError as e:
+        pytest.skip(f"cannot add an agent under /usr/lib/ocf: {e}")
+    try:
+        with open(f"{d}/Flaky", "w") as f:
+            f.write(FLAKY)
+        os.chmod(f"{d}/Flaky", 0o755)
+        yield f"ocf:{provider}:Flaky"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod_factory, tmp_path, flaky):
+    for su in ("a", "b"):
+        (tmp_path / f"start-hangs-{su}").touch()
+    h = halod_factory(f"""
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 200ms}}
+service-groups:
+  g:
+    component: {{type: ocf, agent: "{flaky}", params: {{dir: {tmp_path}}}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    wait_for(lambda: "Component 'b' is OCF agent" in h.logtext() and "Component 'a' is OCF agent" in h.logtext(),
+             what="both meta-data read")
+    assert "start 1s, stop 2s, monitor every 200ms within 2s" in h.logtext()
+    # The start hangs past the 1 s the agent advertises (not halod's 20 s): a failure.
+    first = wait_for(lambda: next((s for s in ("a", "b") if "did not start within its OCF start timeout (1s)"
+                                   in (h.su(s).get("last_failure") or "")), None), timeout=10,
+                     what="a start timed out")
+    assert f"start {first} 1000" in open(tmp_path / "log").read()  # OCF_RESKEY_CRM_meta_timeout, in ms
+    for su in ("a", "b"):
+        os.unlink(tmp_path / f"start-hangs-{su}")
+    active, standby = h.wait_assigned("si", timeout=20)
+    assert os.path.exists(tmp_path / f"up-{active}") and not os.path.exists(tmp_path / f"up-{standby}")
+    # The resource goes; its cleanup (stop) fails: it may still be held, so its unit is disabled.
+    (tmp_path / f"stop-fails-{active}").touch()
+    os.unlink(tmp_path / f"up-{active}")
+    wait_for(lambda: h.su(active)["oper"] == "DISABLED", timeout=10, what=f"{active} disabled")
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert "OCF stop failed: OCF_ERR_GENERIC (1: generic error): " + active + " cannot stop" in \
+        h.comp(active)["last_exit"]
+    assert f"service unit '{active}' is disabled until 'haloctl repair {active}'" in h.logtext()
+    # Repaired, it comes back as STANDBY; then a switchover whose stop fails is a failure of the old ACTIVE.
+    os.unlink(tmp_path / f"stop-fails-{active}")
+    h.ctl("repair", active)
+    assert h.wait_assigned("si") == (standby, active)
+    (tmp_path / f"stop-fails-{standby}").touch()
+    h.ctl("switchover", "si", check=False)
+    wait_for(lambda: h.si("si")["active"] == active, timeout=10, what=f"{active} ACTIVE again")
+    assert f"component '{standby}' OCF stop failed" in h.su(standby)["last_failure"]
+    assert h.su(standby)["oper"] == "DISABLED"  # its cleanup, the stop again, failed too
+    os.unlink(tmp_path / f"stop-fails-{standby}")
+    assert h.stop() == 0
+
+
+
+def test_halod_stopping_during_a_start_stops_the_resource(halod_factory, tmp_path, flaky):
+    for su in ("a", "b"):
+        (tmp_path / f"start-hangs-{su}").touch()
+    h = halod_factory(f"""
+service-groups:
+  g:
+    component: {{type: ocf, agent: "{flaky}", params: {{dir: {tmp_path}}}, timeouts: {{instantiate: 30s}}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+
+    def actions():
+        return [line.split()[:2] for line in open(tmp_path / "log")] if os.path.exists(tmp_path / "log") else []
+
+    wait_for(lambda: ["start", "a"] in actions(), what="a's start")
+    assert h.stop() == 0  # the start is killed, and then the agent's stop runs
+    # a's actions (b's meta-data runs at the same time as a's, and may be logged in between)
+    of_a = [x for x in actions() if x[1] == "a"]
+    assert of_a[of_a.index(["start", "a"]):] == [["start", "a"], ["stop", "a"]]
