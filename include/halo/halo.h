@@ -258,18 +258,52 @@ int halo_dispatch(halo *h, halo_dispatch_flags flags);
 
 /*
  * Registers a component (comp NULL: $HALO_COMPONENT) with halod; from then on
- * halod may assign CSIs to it.  proxy is reserved and must be NULL.
+ * halod may assign CSIs to it.
+ *
+ * With proxy NULL, comp is the caller's own component; a handle registers one.
+ * With proxy set (since 0.6), the caller is a proxy: proxy is the component
+ * this handle registered, and comp a proxied component of it (`type: proxied`,
+ * `proxy: PROXY` in the description) that halod asked it to instantiate (the
+ * proxied_instantiate callback, see halo_proxy_set_callbacks()).  From then on
+ * the CSI sets, removes and terminate of comp come to this handle's
+ * callbacks with comp naming it; comp (NULL for a proxied one is -EINVAL)
+ * counts as running until its proxy's link ends or halod cleans it up.
+ *
  * Returns 0, -EINVAL, -HALO_EUNKNOWN (not in the model), -HALO_EEXIST (already
  * registered), -EPERM (the caller is not the process halod started for comp, nor
- * in its process group), -HALO_EBADSTATE (comp is not being started),
- * -EOPNOTSUPP (proxy given), -ENOTCONN.
+ * in its process group; or, with proxy, proxy is not comp's proxy),
+ * -HALO_EBADSTATE (comp is not being started; or a proxied comp registered
+ * without its proxy, or a proxy given for a component that is not proxied),
+ * -HALO_ENOTREG (proxy is not registered on this handle), -ENOTCONN.
  */
 int halo_register(halo *h, const char *comp, const char *proxy);
 
 /* Unregisters: halod stops health checks and expects the process to exit; its
  * assignments stay until it does, and its exit is then handled as a failure
- * (the standby takes over).  Returns 0, -HALO_ENOTREG, -ENOTCONN. */
+ * (the standby takes over).  A proxy unregistering a proxied component that
+ * halod did not terminate fails it.  Returns 0, -HALO_ENOTREG, -ENOTCONN. */
 int halo_unregister(halo *h, const char *comp);
+
+/* ---- proxies (since 0.6) ---------------------------------------------------- */
+
+/*
+ * A proxy's callback for a proxied component comp: instantiate it (start or
+ * take charge of whatever it is, then halo_register(h, comp, proxy) and
+ * halo_response(h, inv, 0); an error answer fails comp), or clean it up
+ * (it failed, or its unit did: stop it by force and release what it holds,
+ * then halo_response()).  comp is valid during the callback only.
+ */
+typedef void (*halo_proxied_cb)(halo *h, halo_invocation inv, const char *comp, void *userdata);
+
+/*
+ * Makes the handle a proxy: halo_dispatch() calls instantiate and cleanup
+ * (with the handle's userdata) for the proxied components halod hands it.
+ * Set it before registering the proxy's own component: halod asks the proxy
+ * to instantiate its proxied components as soon as it registers.  A handle
+ * without them answers halod's asks with -EOPNOTSUPP (the proxied component
+ * fails).  Returns 0, -EINVAL (a NULL handle or instantiate).
+ */
+int halo_proxy_set_callbacks(halo *h, halo_proxied_cb instantiate, halo_proxied_cb cleanup);
 
 /* Answers a callback: error 0 for success, or a negative error.
  * Returns 0, -HALO_EBADINVOCATION (unknown or already answered), -EINVAL

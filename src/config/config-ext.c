@@ -191,6 +191,8 @@ int config_ext_component(struct loader *l, yaml_node_t *const v[5], struct confi
         if (v[k] && c->type != CONFIG_COMP_NON_SA_AWARE) {
             config_diag(l, v[k], "'%s' is for non-sa-aware components only: %s", k == EXT_USER ? "user" : "group",
                         ocf ? "an ocf agent runs as root, as Pacemaker runs it"
+                        : c->type == CONFIG_COMP_PROXIED
+                            ? "a proxied one has no process of halod's"
                             : "an sa-aware one must reach halod's socket, which only halod's user can");
             return 0;
         }

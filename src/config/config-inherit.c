@@ -61,6 +61,7 @@ enum {
     CK_TERMINATE,
     CK_CLEANUP,
     CK_PIDFILE,
+    CK_PROXY,
     CK_RECOVERY,
     CK_MONITOR, /* CK_MONITOR..CK_GROUP: checked by config_ext_component() */
     CK_AGENT,
@@ -77,26 +78,13 @@ enum {
 };
 
 static const char *const component_keys[] = {
-    [CK_COMMAND] = "command",
-    [CK_ARGS] = "args",
-    [CK_ENV] = "env",
-    [CK_WORKDIR] = "workdir",
-    [CK_CSI_TYPES] = "csi-types",
-    [CK_SERVICES] = "services",
-    [CK_DEVICES] = "devices",
-    [CK_TYPE] = "type",
-    [CK_TERMINATE] = "terminate",
-    [CK_CLEANUP] = "cleanup",
-    [CK_PIDFILE] = "pidfile",
-    [CK_RECOVERY] = "recovery",
-    [CK_RESTART] = "restart",
-    [CK_HEALTH_CHECK] = "health-check",
-    [CK_TIMEOUTS] = "timeouts",
-    [CK_MONITOR] = "monitor",
-    [CK_AGENT] = "agent",
-    [CK_PARAMS] = "params",
-    [CK_USER] = "user",
-    [CK_GROUP] = "group",
+    [CK_COMMAND] = "command",   [CK_ARGS] = "args",           [CK_ENV] = "env",
+    [CK_WORKDIR] = "workdir",   [CK_CSI_TYPES] = "csi-types", [CK_SERVICES] = "services",
+    [CK_DEVICES] = "devices",   [CK_TYPE] = "type",           [CK_TERMINATE] = "terminate",
+    [CK_CLEANUP] = "cleanup",   [CK_PIDFILE] = "pidfile",     [CK_PROXY] = "proxy",
+    [CK_RECOVERY] = "recovery", [CK_RESTART] = "restart",     [CK_HEALTH_CHECK] = "health-check",
+    [CK_TIMEOUTS] = "timeouts", [CK_MONITOR] = "monitor",     [CK_AGENT] = "agent",
+    [CK_PARAMS] = "params",     [CK_USER] = "user",           [CK_GROUP] = "group",
     [_CK_KEYS] = NULL,
 };
 
@@ -104,6 +92,7 @@ static const char *const comp_type_names[] = {
     [CONFIG_COMP_SA_AWARE] = "sa-aware",
     [CONFIG_COMP_NON_SA_AWARE] = "non-sa-aware",
     [CONFIG_COMP_OCF] = "ocf",
+    [CONFIG_COMP_PROXIED] = "proxied",
 };
 
 /* The type a 'type' value names; -1 for none. */
@@ -112,6 +101,10 @@ static int comp_type_of(const char *t) {
         if (streq(t, comp_type_names[i]))
             return (int)i;
     return -1;
+}
+
+const char *config_comp_type_to_string(enum config_comp_type t) {
+    return t < ELEMENTSOF(comp_type_names) ? comp_type_names[t] : "?";
 }
 
 /* struct config_layer is sized in config-internal.h, which does not see the tables above. */
@@ -219,6 +212,9 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
         case CK_PIDFILE:
             ok = config_yaml_is_null(v) || config_yaml_string(l, v, "'pidfile'");
             break;
+        case CK_PROXY:
+            ok = config_yaml_string(l, v, "'proxy'");
+            break;
         case CK_RECOVERY: {
             enum config_recovery rec;
             ok = config_recovery_parse(l, v, &rec);
@@ -228,7 +224,7 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
             const char *t = config_yaml_scalar(l, v, "'type'");
             ok = t && comp_type_of(t) >= 0;
             if (t && !ok)
-                config_diag(l, v, "'type' must be sa-aware, non-sa-aware or ocf, got %s", DESCRIBE(v));
+                config_diag(l, v, "'type' must be sa-aware, non-sa-aware, ocf or proxied, got %s", DESCRIBE(v));
             break;
         }
         case CK_TERMINATE:
@@ -383,10 +379,29 @@ int config_command_list(struct loader *l, yaml_node_t *n, const char *key, char 
     return 0;
 }
 
-/* type, and the settings only a non-SA-aware component takes. */
+/* proxy: given for a proxied component, and for no other. */
+static int component_proxy(struct loader *l, const struct config_layer *m, struct config_component *c) {
+    yaml_node_t *v = m->v[CK_PROXY];
+    if (c->type != CONFIG_COMP_PROXIED) {
+        if (v && !m->bad[CK_PROXY])
+            config_diag(l, v, "'proxy' is for proxied components only (set 'type: proxied')");
+        return 0;
+    }
+    if (!v) {
+        config_diag_at(l, c->pos, "component '%s' is proxied and has no 'proxy' (the component that acts for it)",
+                       Q(c->name));
+        return 0;
+    }
+    if (m->bad[CK_PROXY])
+        return 0;
+    c->proxy_pos = config_yaml_pos(v);
+    return (c->proxy = config_diag_strdup(l, (const char *)v->data.scalar.value)) ? 0 : -ENOMEM;
+}
+
+/* type, and the settings only a non-SA-aware or a proxied component takes. */
 static int component_type(struct loader *l, const struct config_layer *m, struct config_component *c) {
     static const size_t nsa_keys[] = {CK_TERMINATE, CK_CLEANUP, CK_PIDFILE};
-    int r = 0;
+    int r = component_proxy(l, m, c);
 
     for (size_t i = 0; i < ELEMENTSOF(nsa_keys) && r >= 0; i++) {
         size_t k = nsa_keys[i];
@@ -458,7 +473,11 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
         c->type = (enum config_comp_type)comp_type_of((const char *)m.v[CK_TYPE]->data.scalar.value);
     c->instantiate_given = m.v[CK_NUMERIC + NUMERIC_INSTANTIATE] && !m.bad[CK_NUMERIC + NUMERIC_INSTANTIATE];
     c->terminate_given = m.v[CK_NUMERIC + NUMERIC_TERMINATE] && !m.bad[CK_NUMERIC + NUMERIC_TERMINATE];
-    if (c->type == CONFIG_COMP_OCF) {
+    if (c->type == CONFIG_COMP_PROXIED) {
+        if (m.v[CK_COMMAND])
+            config_diag(l, m.v[CK_COMMAND],
+                        "component '%s' is proxied: it has no 'command' (its proxy instantiates it)", Q(name));
+    } else if (c->type == CONFIG_COMP_OCF) {
         /* Its agent is its command. */
         if (m.v[CK_COMMAND] || m.v[CK_ARGS])
             config_diag(l, m.v[CK_COMMAND] ?: m.v[CK_ARGS],

@@ -133,7 +133,7 @@ int config_yaml_kv(struct loader *l, yaml_node_t *n, const char *what, struct co
 
 /* The number of component settings: the keys of a component map and the numbers and durations
  * of its restart, health-check and timeouts sections, and the health-check keys. */
-#define CONFIG_LAYER_SETTINGS 33
+#define CONFIG_LAYER_SETTINGS 34
 
 /*
  * One level of component settings (defaults.component, an SG's or SU's `component`, or an explicit

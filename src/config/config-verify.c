@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Checks of the parsed description as a whole: unique names, nodes, CSI types, cdb roles and pools. */
+/* Checks of the parsed description as a whole: unique names, nodes, CSI types, cdb roles, proxies and pools. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +175,57 @@ static void non_sa_aware_verify(struct loader *l, const struct config_sg *sg) {
     }
 }
 
+/* The component named name, and its unit; NULL if none. */
+static const struct config_component *component_find(const struct config *c, const char *name,
+                                                     const struct config_su **ret_su) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t u = 0; u < c->sgs[g].n_sus; u++)
+            for (size_t k = 0; k < c->sgs[g].sus[u].n_components; k++)
+                if (streq(c->sgs[g].sus[u].components[k].name, name)) {
+                    *ret_su = &c->sgs[g].sus[u];
+                    return &c->sgs[g].sus[u].components[k];
+                }
+    return NULL;
+}
+
+/*
+ * A proxied component's proxy: an SA-aware component (so no chain of proxies,
+ * and no cycle), of another unit (one failure would fence both), of the same
+ * node (its halod hands the proxy its callbacks).
+ */
+static void proxied_verify(struct loader *l, const struct config *c) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t u = 0; u < c->sgs[g].n_sus; u++) {
+            const struct config_su *su = &c->sgs[g].sus[u], *psu = NULL;
+            for (size_t k = 0; k < su->n_components; k++) {
+                const struct config_component *cc = &su->components[k];
+                if (cc->type != CONFIG_COMP_PROXIED || !cc->proxy)
+                    continue;
+                if (!config_diag_charge(l, 1))
+                    return;
+                const struct config_component *p = component_find(c, cc->proxy, &psu);
+                if (!p)
+                    config_diag_at(l, cc->proxy_pos, "component '%s': proxy '%s' is no component of the description",
+                                   Q(cc->name), Q(cc->proxy));
+                else if (p->type != CONFIG_COMP_SA_AWARE)
+                    config_diag_at(l, cc->proxy_pos,
+                                   "component '%s': proxy '%s' is %s; a proxy is sa-aware (it links libhalo), so "
+                                   "proxies do not chain or form a cycle",
+                                   Q(cc->name), Q(cc->proxy), config_comp_type_to_string(p->type));
+                else if (psu == su)
+                    config_diag_at(l, cc->proxy_pos,
+                                   "component '%s': proxy '%s' is in its own service unit '%s', which a failure of "
+                                   "either would fence as a whole; give the proxy a unit of its own",
+                                   Q(cc->name), Q(cc->proxy), Q(su->name));
+                else if (!streq(psu->node, su->node))
+                    config_diag_at(l, cc->proxy_pos,
+                                   "component '%s' is on node '%s' and its proxy '%s' on node '%s': a proxy acts "
+                                   "for the components of its own node",
+                                   Q(cc->name), Q(su->node), Q(cc->proxy), Q(psu->node));
+            }
+        }
+}
+
 /* cdb-roles: one 2N group whose units sit on different nodes, each with a cdb-address, and a token. */
 static void cdb_roles_verify(struct loader *l, const struct config *c) {
     const struct config_sg *first = NULL;
@@ -250,9 +301,9 @@ static void pools_verify(struct loader *l, const struct config *c) {
             }
             if (cc->type != CONFIG_COMP_SA_AWARE)
                 config_diag_at(l, pool->pos,
-                               "pool '%s': process '%s' is non-sa-aware (a pool process takes part in recovery "
+                               "pool '%s': process '%s' is %s (a pool process takes part in recovery "
                                "through libhalo)",
-                               Q(pool->name), Q(p));
+                               Q(pool->name), Q(p), config_comp_type_to_string(cc->type));
             for (size_t j = 0; j < k; j++)
                 if (streq(pool->processes[j], p))
                     config_diag_at(l, pool->pos, "pool '%s' lists process '%s' twice", Q(pool->name), Q(p));
@@ -301,6 +352,7 @@ int config_verify(struct loader *l, struct config *c) {
     if (r < 0)
         return r;
     cdb_roles_verify(l, c);
+    proxied_verify(l, c);
     pools_verify(l, c);
     r = node_pools_verify(l, c);
     if (r < 0)

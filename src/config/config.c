@@ -38,6 +38,7 @@ static void component_done(struct config_component *c) {
     config_strv_free(c->terminate, c->n_terminate);
     config_strv_free(c->cleanup, c->n_cleanup);
     free(c->pidfile);
+    free(c->proxy);
     config_strv_free(c->hc_keys, c->n_hc_keys);
     config_strv_free(c->monitor.command, c->monitor.n_command);
     free(c->ids.groups);

@@ -76,6 +76,7 @@ enum config_comp_type {
     CONFIG_COMP_SA_AWARE,     /* links libhalo: registers, takes its CSIs by callbacks (the default) */
     CONFIG_COMP_NON_SA_AWARE, /* an unmodified program: its process runs while its unit holds its CSI ACTIVE */
     CONFIG_COMP_OCF,          /* an OCF resource agent: started while its unit holds its CSI ACTIVE, stopped else */
+    CONFIG_COMP_PROXIED,      /* no process of halod's: its proxy (an SA-aware component) acts for it */
 };
 
 /* External active monitoring: a command halod runs every period while the component runs. */
@@ -95,6 +96,9 @@ struct config_ids {
     gid_t *groups; /* supplementary groups: the user's, as initgroups() would set them; NULL: none */
     size_t n_groups;
 };
+
+/* "sa-aware", "non-sa-aware", "ocf", "proxied". */
+const char *config_comp_type_to_string(enum config_comp_type t);
 
 struct config_component {
     char *name;
@@ -132,6 +136,9 @@ struct config_component {
     size_t n_ocf_params;
     /* Timeouts given in the description (else an OCF agent's advertised ones apply). */
     bool instantiate_given, terminate_given;
+    /* Proxied only: the name of its proxy, an SA-aware component of another unit of its node. */
+    char *proxy;
+    struct config_pos proxy_pos;
 };
 
 struct config_su {

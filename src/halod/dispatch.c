@@ -188,13 +188,16 @@ static void dispatch_participant_done(struct manager *m, struct conn *conn, cons
 /*
  * Whether conn may change the state of component name on its behalf (an
  * error report fails it over): root and halod's own user may, and so may the
- * component's own process or a member of its process group, as for Register.
+ * component's own process or a member of its process group, as for Register,
+ * and for a proxied component its proxy.
  * Anyone else in the socket's group may not.  A name the AMF does not know is
  * left to it to refuse.
  */
 static bool may_act_for(struct manager *m, struct conn *conn, const char *name) {
     const struct comp *c = amf_find_comp(m->amf, name);
     if (!c || server_conn_is_privileged(conn))
+        return true;
+    if (c->proxy && c->proxy->conn == conn) /* a proxied component's proxy acts for it */
         return true;
     pid_t pid = server_conn_pid(conn);
     return c->pid > 0 && (pid == c->pid || getpgid(pid) == c->pid);

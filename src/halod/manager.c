@@ -10,6 +10,7 @@
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,8 +244,18 @@ static int open_cdb(struct manager *m) {
 
 /* The AMF, the event queues and the recovery around it. */
 static int build_amf(struct manager *m) {
+    char crash_dir[PATH_MAX];
     struct amf_params ap = {
         .loop = m->loop, .config = m->config, .node = m->node, .socket_path = m->socket, .sup = m->sup};
+    /* Where libhalo writes a crash for halod to read (amf-crash.c): without it, only the signal is known. */
+    int n = snprintf(crash_dir, sizeof(crash_dir), "%s/crash", m->opt.state_dir);
+    if (n >= (int)sizeof(crash_dir))
+        errno = ENAMETOOLONG;
+    else if (mkdir(crash_dir, 0700) == 0 || errno == EEXIST)
+        ap.crash_dir = crash_dir;
+    if (!ap.crash_dir)
+        (void)log_warning_errno(errno, "Failed to create '%s/crash'; crashes are recorded without a backtrace: %m",
+                                m->opt.state_dir);
     int r = amf_new(&ap, &m->amf);
     if (r >= 0)
         r = amf_persist_new(m->loop, m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);

@@ -168,14 +168,43 @@ static void commit_register(halo *h, int error, const Halo__Link__Reply *reply, 
         h->comp = TAKE_PTR(*comp);
 }
 
+/* A proxy registers one of its proxied components: the handle's own component stays what it is. */
+static int register_proxied(halo *h, const char *comp, const char *proxy) {
+    Halo__Link__Register reg = HALO__LINK__REGISTER__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    int r;
+
+    r = check_name(comp);
+    if (r < 0)
+        return r;
+    r = check_name(proxy);
+    if (r < 0)
+        return r;
+    reg.comp = (char *)comp;
+    reg.proxy = (char *)proxy;
+    m.body_case = HALO__LINK__MSG__BODY_REGISTER;
+    m.register_ = &reg;
+    return halo__request(h, &m, &reg.seq, NULL);
+}
+
+HALO_EXPORT int halo_proxy_set_callbacks(halo *h, halo_proxied_cb instantiate, halo_proxied_cb cleanup) {
+    assert_return(h && instantiate, -EINVAL);
+    pthread_mutex_lock(&h->lock);
+    h->proxied_instantiate = instantiate;
+    h->proxied_cleanup = cleanup;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
 HALO_EXPORT int halo_register(halo *h, const char *comp, const char *proxy) {
     Halo__Link__Register reg = HALO__LINK__REGISTER__INIT;
     LinkMsg m = HALO__LINK__MSG__INIT;
     int r;
 
     assert_return(h, -EINVAL);
-    assert_return(!proxy, -EINVAL);
     assert_return(h->cb.csi_set && h->cb.terminate, -EINVAL);
+    if (proxy)
+        return register_proxied(h, comp, proxy);
     if (!comp)
         comp = getenv("HALO_COMPONENT");
     r = check_name(comp);

@@ -159,6 +159,20 @@ static bool run_callback(halo *h, const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_TERMINATE:
         h->cb.terminate(h, m->terminate->invocation, m->terminate->comp, h->userdata);
         return true;
+    case HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE:
+    case HALO__LINK__MSG__BODY_PROXIED_CLEANUP: {
+        bool cleanup = m->body_case == HALO__LINK__MSG__BODY_PROXIED_CLEANUP;
+        halo_proxied_cb cb = cleanup ? h->proxied_cleanup : h->proxied_instantiate;
+        uint64_t inv = cleanup ? m->proxied_cleanup->invocation : m->proxied_instantiate->invocation;
+        const char *comp = cleanup ? m->proxied_cleanup->comp : m->proxied_instantiate->comp;
+        if (!cb) {
+            /* Not a proxy, or one with nothing to clean up. */
+            auto_respond(h, inv, cleanup ? 0 : -EOPNOTSUPP);
+            return false;
+        }
+        cb(h, inv, comp, h->userdata);
+        return true;
+    }
     case HALO__LINK__MSG__BODY_HEALTHCHECK:
         if (!h->cb.healthcheck) {
             /* halod runs a check nobody can answer: say so, so it recovers now

@@ -168,6 +168,7 @@ static int open_handle(const char *socket_path, const halo_callbacks *callbacks,
     if (r < 0)
         return r == -ENOTCONN ? -ECONNRESET : r;
 
+    halo__crash_install();
     *ret = TAKE_PTR(h);
     return 0;
 }

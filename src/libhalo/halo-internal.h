@@ -6,7 +6,7 @@
  * halo-request.c sends a request and waits for its Reply; halo-dispatch.c
  * queues what halod sends and runs the callbacks; halo-amf.c, halo-cdb.c and
  * halo-ha.c are the calls of include/halo/halo.h, cdb.h and ha.h;
- * halo-lease.c enforces the node lease.
+ * halo-lease.c enforces the node lease; halo-crash.c captures a crash for halod.
  *
  * Locking: h->lock protects everything in struct halo but the fds and the
  * callbacks, which do not change while the handle is open.  A function whose
@@ -94,7 +94,8 @@ struct halo {
     int epfd; /* the selection object: fd + evfd + tfd */
 
     halo_callbacks cb;
-    halo_recovery_cb recovery_cb; /* since 0.4 */
+    halo_recovery_cb recovery_cb;                         /* since 0.4 */
+    halo_proxied_cb proxied_instantiate, proxied_cleanup; /* since 0.6 */
     void *userdata;
     char *path; /* halod's socket, for reconnecting */
     int reconnect_max_msec;
@@ -185,6 +186,11 @@ void halo__lease_watch(halo *h, const char *path);
 void halo__lease_unwatch(halo *h);
 /* Arms the lease timers for the deadline in the file now (before a CSI set reaches the application). */
 void halo__lease_refresh(void);
+
+/* ---- halo-crash.c -------------------------------------------------------- */
+
+/* Installs the fatal-signal handler of crash capture, once per process (see halo-crash.c). */
+void halo__crash_install(void);
 
 /* ---- halo-link.c ---------------------------------------------------------- */
 

@@ -74,6 +74,26 @@ int link_pack_terminate(uint64_t invocation, const char *comp, uint8_t *buf, siz
     return pack(&msg, buf, size);
 }
 
+int link_pack_proxied(uint64_t invocation, const char *comp, bool cleanup, uint8_t *buf, size_t size) {
+    Halo__Link__ProxiedInstantiate pi = HALO__LINK__PROXIED_INSTANTIATE__INIT;
+    Halo__Link__ProxiedCleanup pc = HALO__LINK__PROXIED_CLEANUP__INIT;
+    LinkMsg msg = HALO__LINK__MSG__INIT;
+    if (!comp)
+        return -EINVAL;
+    if (cleanup) {
+        pc.invocation = invocation;
+        pc.comp = (char *)comp;
+        msg.body_case = HALO__LINK__MSG__BODY_PROXIED_CLEANUP;
+        msg.proxied_cleanup = &pc;
+    } else {
+        pi.invocation = invocation;
+        pi.comp = (char *)comp;
+        msg.body_case = HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE;
+        msg.proxied_instantiate = &pi;
+    }
+    return pack(&msg, buf, size);
+}
+
 int link_pack_healthcheck(uint64_t invocation, const char *comp, const char *key, uint8_t *buf, size_t size) {
     Halo__Link__Healthcheck h = HALO__LINK__HEALTHCHECK__INIT;
     LinkMsg msg = HALO__LINK__MSG__INIT;

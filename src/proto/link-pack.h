@@ -29,6 +29,8 @@ int link_pack_csi_set(const struct link_csi_set *m, uint8_t *buf, size_t size);
 int link_pack_csi_remove(uint64_t invocation, const char *comp, const char *csi, unsigned flags, uint8_t *buf,
                          size_t size);
 int link_pack_terminate(uint64_t invocation, const char *comp, uint8_t *buf, size_t size);
+/* ProxiedInstantiate, or with cleanup ProxiedCleanup, of the proxied component comp, to its proxy. */
+int link_pack_proxied(uint64_t invocation, const char *comp, bool cleanup, uint8_t *buf, size_t size);
 int link_pack_healthcheck(uint64_t invocation, const char *comp, const char *key, uint8_t *buf, size_t size);
 /* The members of csi's protection group (at most LINK_OBJECTS_MAX). */
 int link_pack_pg_notify(const char *csi, const halo_pg_member *members, size_t n, uint8_t *buf, size_t size);

@@ -237,6 +237,12 @@ int link_validate(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_TERMINATE:
         CHECK(check_name(m->terminate->comp, 1));
         return m->terminate->invocation ? 0 : -EBADMSG;
+    case HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE:
+        CHECK(check_name(m->proxied_instantiate->comp, 1));
+        return m->proxied_instantiate->invocation ? 0 : -EBADMSG;
+    case HALO__LINK__MSG__BODY_PROXIED_CLEANUP:
+        CHECK(check_name(m->proxied_cleanup->comp, 1));
+        return m->proxied_cleanup->invocation ? 0 : -EBADMSG;
     case HALO__LINK__MSG__BODY_HEALTHCHECK:
         CHECK(check_name(m->healthcheck->comp, 1));
         CHECK(check_name(m->healthcheck->key, 1));

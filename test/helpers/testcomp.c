@@ -5,6 +5,17 @@
  * misbehaves on request.  $TESTCOMP holds comma-separated modes:
  *   refuse-active       answer CSI set ACTIVE with -EIO
  *   error-report        200 ms after becoming ACTIVE, report an error
+ *   segv-on-active      200 ms after becoming ACTIVE, write through a NULL pointer (SIGSEGV)
+ *   proxy               act as the proxy of proxied components: on the proxied-instantiate
+ *                       callback register the component ("PROXIED_INSTANTIATE <result>"),
+ *                       answer its CSI sets, removes and terminate, log its cleanup
+ *                       ("PROXIED_CLEANUP"); each of these lines starts with the proxied
+ *                       component's name, not the proxy's
+ *   proxied-error-report  (with proxy) 200 ms after a proxied component became ACTIVE,
+ *                       report an error of it
+ *   proxied-unregister  (with proxy) likewise, but unregister it
+ *   once                (with proxied-error-report or proxied-unregister) only the first time
+ *   proxy-no-register   (with proxy) answer the instantiate without registering the component
  *   amf-hc              start an AMF-invoked health check (key "amf"), answered at once
  *                       (every health check halod asks for is answered and logged: "HC <key>")
  *   report=RECOVERY     when the file $TESTCOMP_LOG.<comp>.report appears, remove it and report an
@@ -98,8 +109,14 @@ static bool ask_again;          /* a refused recovery asks for the entrypoint ag
 static long long ask_again_at;  /* ms, 0 = not now */
 static long long entrypoint_at; /* ms, 0 = done */
 static const char *track;
-static long long report_at;   /* ms, 0 = none */
-static int intervals_fd = -1; /* intervals: the log, and whether an ACTIVE line has no END yet */
+static long long report_at; /* ms, 0 = none */
+static bool proxied_error_report, proxied_unregister, proxy_no_register, report_once;
+static const char *self;      /* this process's component (me changes while speaking for a proxied one) */
+static char report_comp[256]; /* the component the error report is for; "" = this one */
+static bool segv_on_active, proxy;
+static long long segv_at;      /* ms, 0 = none */
+static int *volatile null_ptr; /* volatile: the compiler cannot know it is NULL and make the store a trap */
+static int intervals_fd = -1;  /* intervals: the log, and whether an ACTIVE line has no END yet */
 static bool holds_active;
 static bool amf_hc;
 static bool quiesce_hold;
@@ -160,8 +177,39 @@ static void watch_connect(const char *path) {
     } /* else: deliberately left open */
 }
 
+static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const halo_csi_descriptor *csi);
+
+/* proxy: the lines of a callback for a proxied component start with its name. */
+static const char *speak_for(const char *comp) {
+    const char *was = me;
+    if (comp && strcmp(comp, me) != 0)
+        me = comp;
+    return was;
+}
+
+static void on_proxied_instantiate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    const char *was = speak_for(comp);
+    int r = proxy_no_register ? 0 : halo_register(h, comp, was);
+    logf_("PROXIED_INSTANTIATE %d", r);
+    me = was;
+    halo_response(h, inv, r);
+}
+
+static void on_proxied_cleanup(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    const char *was = speak_for(comp);
+    logf_("PROXIED_CLEANUP");
+    me = was;
+    halo_response(h, inv, 0);
+}
+
 static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state state,
                        const halo_csi_descriptor *csi, void *userdata) {
+    const char *was = speak_for(comp);
+    csi_set(h, inv, state, csi);
+    me = was;
+}
+
+static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const halo_csi_descriptor *csi) {
     logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
           (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
     if (state == HALO_HA_QUIESCING) {
@@ -182,6 +230,12 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
     halo_response(h, inv, r);
     if (state == HALO_HA_ACTIVE && error_report && r == 0)
         report_at = now_ms() + 200;
+    if (state == HALO_HA_ACTIVE && (proxied_error_report || proxied_unregister) && r == 0 && me != self) {
+        snprintf(report_comp, sizeof(report_comp), "%s", me);
+        report_at = now_ms() + 200;
+    }
+    if (state == HALO_HA_ACTIVE && segv_on_active && r == 0)
+        segv_at = now_ms() + 200;
     if (state_get && csi->csi_name) {
         halo_ha_state s = 0;
         r = halo_ha_state_get(h, NULL, csi->csi_name, &s);
@@ -191,12 +245,21 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
 
 static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags,
                           void *userdata) {
+    const char *was = speak_for(comp);
     logf_("CSI_REMOVE %s", csi ?: "-");
+    me = was;
     interval(false, "REMOVE");
     halo_response(h, inv, 0);
 }
 
 static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    if (comp && strcmp(comp, me) != 0) { /* proxy: a proxied component's, which has nothing to stop */
+        const char *was = speak_for(comp);
+        logf_("TERMINATE");
+        me = was;
+        halo_response(h, inv, 0);
+        return;
+    }
     logf_("TERMINATE");
     if (ignore_terminate)
         return;
@@ -317,7 +380,7 @@ static void recovery_run(halo *h) {
 }
 
 int main(void) {
-    me = getenv("HALO_COMPONENT") ?: "?";
+    me = self = getenv("HALO_COMPONENT") ?: "?";
     const char *path = getenv("TESTCOMP_LOG");
     if (path) {
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -336,6 +399,18 @@ int main(void) {
             refuse_active = true;
         else if (strcmp(t, "error-report") == 0)
             error_report = true;
+        else if (strcmp(t, "segv-on-active") == 0)
+            segv_on_active = true;
+        else if (strcmp(t, "proxy") == 0)
+            proxy = true;
+        else if (strcmp(t, "proxied-error-report") == 0)
+            proxied_error_report = true;
+        else if (strcmp(t, "proxied-unregister") == 0)
+            proxied_unregister = true;
+        else if (strcmp(t, "once") == 0)
+            report_once = true;
+        else if (strcmp(t, "proxy-no-register") == 0)
+            proxy_no_register = true;
         else if (strcmp(t, "amf-hc") == 0)
             amf_hc = true;
         else if (strcmp(t, "component-hc") == 0)
@@ -388,6 +463,8 @@ int main(void) {
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r == 0 && recovery)
         r = halo_recovery_set_callback(h, on_recovery);
+    if (r == 0 && proxy)
+        r = halo_proxy_set_callbacks(h, on_proxied_instantiate, on_proxied_cleanup);
     if (r == 0)
         r = halo_register(h, NULL, NULL);
     if (r < 0) {
@@ -468,8 +545,19 @@ int main(void) {
         }
         if (report_at && now >= report_at) {
             report_at = 0;
-            r = halo_error_report(h, NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
-            logf_("ERROR_REPORT %d", r);
+            if (proxied_unregister) {
+                r = halo_unregister(h, report_comp);
+                logf_("UNREGISTER %s %d", report_comp, r);
+            } else {
+                r = halo_error_report(h, report_comp[0] ? report_comp : NULL, HALO_RECOVERY_COMPONENT_FAILOVER);
+                logf_("ERROR_REPORT %d", r);
+            }
+            if (report_once)
+                proxied_error_report = proxied_unregister = false;
+        }
+        if (segv_at && now >= segv_at) {
+            logf_("SEGV");
+            *null_ptr = 1;
         }
         struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
         if (poll(&p, 1, 50) < 0 && errno != EINTR)

@@ -26,6 +26,16 @@ TESTCOMP = os.path.join(BUILD, "test", "testcomp")
 CDBCLIENT = os.path.join(BUILD, "test", "cdbclient")
 
 
+# The head of a description whose units restart fast (tests that fail units on purpose).
+FAST_RESTART_HEAD = """cluster: test
+defaults:
+  component:
+    restart: {max: 10, window: 60s, delay: 50ms, delay-max: 500ms}
+    timeouts: {terminate: 2s}
+service-groups:
+"""
+
+
 def free_port():
     """A loopback TCP port that was free a moment ago."""
     s = socket.socket()

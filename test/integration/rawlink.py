@@ -40,8 +40,9 @@ def hello(version=PROTOCOL_VERSION, client="rawlink/1"):
     return field_bytes(1, body)
 
 
-def register(comp, seq=1):
-    return field_bytes(10, field_varint(1, seq) + field_bytes(2, comp))
+def register(comp, seq=1, proxy=None):
+    body = field_varint(1, seq) + field_bytes(2, comp)
+    return field_bytes(10, body + (field_bytes(3, proxy) if proxy else b""))
 
 
 def error_report(comp, seq=1, recovery=3):  # HALO_RECOVERY_COMPONENT_FAILOVER

@@ -259,7 +259,7 @@ TEST(amf_register_refused_when_not_ready_or_lying) {
     amf_comp_register(f.amf, c, 4, "a", NULL, true, false);
     ASSERT_EQ(c->reply_err[3], -HALO_EBADSTATE); /* resume, but not adopted */
     amf_comp_register(f.amf, c, 5, "a", "proxy", false, false);
-    ASSERT_EQ(c->reply_err[4], -EOPNOTSUPP);
+    ASSERT_EQ(c->reply_err[4], -HALO_EBADSTATE); /* a proxy, for a component that is not proxied */
     ASSERT(!seen("comp a registered"));
     fixture_stop(&f);
 }

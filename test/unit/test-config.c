@@ -503,8 +503,8 @@ TEST(error_unknown_keys) {
     ASSERT_ERROR(
         e, p, 5, 58,
         "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-        "csi-types, services, devices, type, terminate, cleanup, pidfile, recovery, monitor, agent, params, user, "
-        "group, restart, health-check, timeouts)");
+        "csi-types, services, devices, type, terminate, cleanup, pidfile, proxy, recovery, monitor, agent, params, "
+        "user, group, restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1416,6 +1416,64 @@ TEST(non_sa_aware_settings) {
     config_free(c);
 }
 
+TEST(proxied_settings) {
+    struct config *c = load_ok("service-groups:\n"
+                               "  proxies:\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {pa: {}, pb: {}}\n"
+                               "    service-instances: {p: {csis: {p: {}}}}\n"
+                               "  px:\n"
+                               "    component: {type: proxied}\n"
+                               "    service-units:\n"
+                               "      xa: {component: {proxy: pa}}\n"
+                               "      xb: {component: {proxy: pb}}\n"
+                               "    service-instances: {x: {csis: {x: {}}}}\n");
+    ASSERT(c);
+    const struct config_component *xa = &c->sgs[1].sus[0].components[0];
+    ASSERT_EQ(xa->type, CONFIG_COMP_PROXIED);
+    ASSERT_STREQ(xa->proxy, "pa");
+    ASSERT(!xa->command);
+    ASSERT_STREQ(config_comp_type_to_string(xa->type), "proxied");
+    config_free(c);
+}
+
+TEST(error_proxied_settings) {
+    const char *p;
+    char *e = load_fail("nodes: {n1: {}, n2: {}}\n"
+                        "service-groups:\n"
+                        "  px:\n"
+                        "    component: {type: proxied}\n"
+                        "    service-units:\n"
+                        "      a: {node: n1, component: {proxy: nobody}}\n"
+                        "      b: {node: n1, component: {proxy: c}}\n"
+                        "      c: {node: n1, component: {proxy: sa}}\n"
+                        "      d: {node: n1, component: {command: /bin/sleep}}\n"
+                        "      e: {node: n1, components: {p: {proxy: e/q}, q: {type: sa-aware, command: /bin/sleep}}}\n"
+                        "      f: {node: n1, component: {proxy: sb}}\n"
+                        "      g: {node: n1, component: {type: sa-aware, command: /bin/sleep, proxy: sa}}\n"
+                        "      h: {node: n1, component: {proxy: nsa}}\n"
+                        "    service-instances: {x: {csis: {x: {}}}}\n"
+                        "  plain:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units:\n"
+                        "      sa: {node: n1}\n"
+                        "      sb: {node: n2}\n"
+                        "      nsa: {node: n1, component: {type: non-sa-aware}}\n"
+                        "    service-instances: {y: {csis: {y: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 6, 40, "component 'a': proxy 'nobody' is no component of the description");
+    ASSERT_ERROR(e, p, 7, 40,
+                 "component 'b': proxy 'c' is proxied; a proxy is sa-aware (it links libhalo), so "
+                 "proxies do not chain or form a cycle");
+    ASSERT_ERROR(e, p, 9, 42, "component 'd' is proxied: it has no 'command' (its proxy instantiates it)");
+    ASSERT_ERROR(e, p, 9, 7, "component 'd' is proxied and has no 'proxy'");
+    ASSERT_ERROR(e, p, 10, 45, "component 'e/p': proxy 'e/q' is in its own service unit 'e'");
+    ASSERT_ERROR(e, p, 11, 40, "component 'f' is on node 'n1' and its proxy 'sb' on node 'n2'");
+    ASSERT_ERROR(e, p, 12, 77, "'proxy' is for proxied components only (set 'type: proxied')");
+    ASSERT_ERROR(e, p, 13, 40, "component 'h': proxy 'nsa' is non-sa-aware; a proxy is sa-aware");
+    free(e);
+}
+
 TEST(error_non_sa_aware_settings) {
     const char *p;
     char *e = load_fail("service-groups:\n"
@@ -1435,7 +1493,7 @@ TEST(error_non_sa_aware_settings) {
                         &p);
     ASSERT_ERROR(e, p, 3, 47, "'pidfile' is for non-sa-aware components only (set 'type: non-sa-aware')");
     ASSERT_ERROR(e, p, 3, 65, "'terminate' is for non-sa-aware components only");
-    ASSERT_ERROR(e, p, 5, 29, "'type' must be sa-aware, non-sa-aware or ocf, got 'nonsa'");
+    ASSERT_ERROR(e, p, 5, 29, "'type' must be sa-aware, non-sa-aware, ocf or proxied, got 'nonsa'");
     ASSERT_ERROR(e, p, 6, 52, "'cleanup' must name a command: [COMMAND, ARGS...]");
     ASSERT_ERROR(e, p, 6, 68, "'terminate' command '/no/such/kill' does not exist");
     ASSERT_ERROR(e, p, 7, 45, "component 'b' is non-sa-aware and takes CSI 'c1' and CSI 'c2': it takes one");

@@ -646,7 +646,8 @@ TEST(bad_arguments_send_nothing) {
     long_name[sizeof(long_name) - 1] = '\0';
     unsetenv("HALO_COMPONENT");
     ASSERT_EQ(halo_register(h, NULL, NULL), -EINVAL);
-    ASSERT_EQ(halo_register(h, "comp-a", "proxy"), -EINVAL);
+    ASSERT_EQ(halo_register(h, NULL, "proxy"), -EINVAL); /* a proxied component is named */
+    ASSERT_EQ(halo_register(h, "comp-a", "bad\nproxy"), -EINVAL);
     ASSERT_EQ(halo_register(h, "", NULL), -EINVAL);
     ASSERT_EQ(halo_register(h, "bad\nname", NULL), -EINVAL);
     ASSERT_EQ(halo_register(h, long_name, NULL), -ENAMETOOLONG);
@@ -774,6 +775,66 @@ TEST(healthcheck_without_callback_is_answered) {
 
     /* Without a pg_track callback there is nothing to deliver to. */
     ASSERT_EQ(halo_pg_track(h, "csi-1", HALO_TRACK_CURRENT), -EINVAL);
+    halo_close(h);
+    fake_free(f);
+    free(s);
+}
+
+static void send_proxied(struct fake *f, uint64_t inv, bool cleanup) {
+    Halo__Link__ProxiedInstantiate pi = HALO__LINK__PROXIED_INSTANTIATE__INIT;
+    Halo__Link__ProxiedCleanup pc = HALO__LINK__PROXIED_CLEANUP__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    pi.invocation = pc.invocation = inv;
+    pi.comp = pc.comp = (char *)"px-a";
+    m.body_case = cleanup ? HALO__LINK__MSG__BODY_PROXIED_CLEANUP : HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE;
+    if (cleanup)
+        m.proxied_cleanup = &pc;
+    else
+        m.proxied_instantiate = &pi;
+    fake_send(f, &m);
+}
+
+static uint64_t proxied_inv;
+static char proxied_comp[64];
+
+static void on_proxied(halo *h, halo_invocation inv, const char *comp, void *userdata) {
+    proxied_inv = inv;
+    snprintf(proxied_comp, sizeof(proxied_comp), "%s", comp);
+}
+
+TEST(a_proxy_gets_its_proxied_components_and_registers_them) {
+    struct fake *f = fake_new(NULL);
+    struct seen *s = seen_new();
+    fake_start(f);
+    halo *h = open_registered(f, &all_callbacks, s);
+
+    /* Not a proxy (yet): an instantiate is refused, a cleanup has nothing to do. */
+    send_proxied(f, 51, false);
+    send_proxied(f, 52, true);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 0);
+    const LinkMsg *m = fake_wait(f, HALO__LINK__MSG__BODY_RESPONSE, 1);
+    ASSERT(m->response->invocation == 51 && m->response->error == -EOPNOTSUPP);
+    m = fake_wait(f, HALO__LINK__MSG__BODY_RESPONSE, 2);
+    ASSERT(m->response->invocation == 52 && m->response->error == 0);
+
+    ASSERT_EQ(halo_proxy_set_callbacks(h, NULL, on_proxied), -EINVAL);
+    ASSERT_EQ(halo_proxy_set_callbacks(h, on_proxied, on_proxied), 0);
+    send_proxied(f, 53, false);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 1);
+    ASSERT_EQ(proxied_inv, 53);
+    ASSERT_STREQ(proxied_comp, "px-a");
+    send_proxied(f, 54, true);
+    ASSERT_EQ(halo_dispatch(h, HALO_DISPATCH_ALL), 1);
+    ASSERT_EQ(proxied_inv, 54);
+
+    /* The proxy registers it by name, for itself; the handle's own component stays its own. */
+    ASSERT_EQ(halo_register(h, "px-a", "comp-a"), 0);
+    m = fake_wait(f, HALO__LINK__MSG__BODY_REGISTER, 2);
+    ASSERT_STREQ(m->register_->comp, "px-a");
+    ASSERT_STREQ(m->register_->proxy, "comp-a");
+    ASSERT_EQ(halo_unregister(h, NULL), 0);
+    m = fake_wait(f, HALO__LINK__MSG__BODY_UNREGISTER, 1);
+    ASSERT_STREQ(m->unregister->comp, "comp-a");
     halo_close(h);
     fake_free(f);
     free(s);

@@ -13,20 +13,36 @@
 
 /* Every body case the protocol defines. */
 static const int all_cases[] = {
-    HALO__LINK__MSG__BODY_HELLO,         HALO__LINK__MSG__BODY_HELLO_REPLY,
-    HALO__LINK__MSG__BODY_REPLY,         HALO__LINK__MSG__BODY_REGISTER,
-    HALO__LINK__MSG__BODY_UNREGISTER,    HALO__LINK__MSG__BODY_RESPONSE,
-    HALO__LINK__MSG__BODY_HC_START,      HALO__LINK__MSG__BODY_HC_CONFIRM,
-    HALO__LINK__MSG__BODY_HC_STOP,       HALO__LINK__MSG__BODY_ERROR_REPORT,
-    HALO__LINK__MSG__BODY_PG_TRACK,      HALO__LINK__MSG__BODY_PG_TRACK_STOP,
-    HALO__LINK__MSG__BODY_HA_STATE_GET,  HALO__LINK__MSG__BODY_CSI_SET,
-    HALO__LINK__MSG__BODY_CSI_REMOVE,    HALO__LINK__MSG__BODY_TERMINATE,
-    HALO__LINK__MSG__BODY_HEALTHCHECK,   HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
-    HALO__LINK__MSG__BODY_ADMIN,         HALO__LINK__MSG__BODY_CDB_GET,
-    HALO__LINK__MSG__BODY_CDB_LIST,      HALO__LINK__MSG__BODY_CDB_COMMIT,
-    HALO__LINK__MSG__BODY_CDB_SUBSCRIBE, HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE,
-    HALO__LINK__MSG__BODY_CDB_CHANGE,    HALO__LINK__MSG__BODY_PROCESS_EVENT,
-    HALO__LINK__MSG__BODY_RECOVERY_NOTE, HALO__LINK__MSG__BODY_PARTICIPANT_DONE,
+    HALO__LINK__MSG__BODY_HELLO,
+    HALO__LINK__MSG__BODY_HELLO_REPLY,
+    HALO__LINK__MSG__BODY_REPLY,
+    HALO__LINK__MSG__BODY_REGISTER,
+    HALO__LINK__MSG__BODY_UNREGISTER,
+    HALO__LINK__MSG__BODY_RESPONSE,
+    HALO__LINK__MSG__BODY_HC_START,
+    HALO__LINK__MSG__BODY_HC_CONFIRM,
+    HALO__LINK__MSG__BODY_HC_STOP,
+    HALO__LINK__MSG__BODY_ERROR_REPORT,
+    HALO__LINK__MSG__BODY_PG_TRACK,
+    HALO__LINK__MSG__BODY_PG_TRACK_STOP,
+    HALO__LINK__MSG__BODY_HA_STATE_GET,
+    HALO__LINK__MSG__BODY_CSI_SET,
+    HALO__LINK__MSG__BODY_CSI_REMOVE,
+    HALO__LINK__MSG__BODY_TERMINATE,
+    HALO__LINK__MSG__BODY_HEALTHCHECK,
+    HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY,
+    HALO__LINK__MSG__BODY_ADMIN,
+    HALO__LINK__MSG__BODY_CDB_GET,
+    HALO__LINK__MSG__BODY_CDB_LIST,
+    HALO__LINK__MSG__BODY_CDB_COMMIT,
+    HALO__LINK__MSG__BODY_CDB_SUBSCRIBE,
+    HALO__LINK__MSG__BODY_CDB_UNSUBSCRIBE,
+    HALO__LINK__MSG__BODY_CDB_CHANGE,
+    HALO__LINK__MSG__BODY_PROCESS_EVENT,
+    HALO__LINK__MSG__BODY_RECOVERY_NOTE,
+    HALO__LINK__MSG__BODY_PARTICIPANT_DONE,
+    HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE,
+    HALO__LINK__MSG__BODY_PROXIED_CLEANUP,
 };
 
 /*
@@ -53,6 +69,8 @@ static size_t build(int which, uint8_t *buf) {
     Halo__Link__Attr *attrs[] = {&a1, &a2};
     Halo__Link__CsiRemove cr = HALO__LINK__CSI_REMOVE__INIT;
     Halo__Link__Terminate term = HALO__LINK__TERMINATE__INIT;
+    Halo__Link__ProxiedInstantiate pinst = HALO__LINK__PROXIED_INSTANTIATE__INIT;
+    Halo__Link__ProxiedCleanup pclean = HALO__LINK__PROXIED_CLEANUP__INIT;
     Halo__Link__Healthcheck hc = HALO__LINK__HEALTHCHECK__INIT;
     Halo__Link__PgTrackNotify pn = HALO__LINK__PG_TRACK_NOTIFY__INIT;
     Halo__Link__PgMember p1 = HALO__LINK__PG_MEMBER__INIT, p2 = HALO__LINK__PG_MEMBER__INIT;
@@ -183,6 +201,16 @@ static size_t build(int which, uint8_t *buf) {
         term.invocation = 13;
         term.comp = (char *)"web-a";
         m.terminate = &term;
+        break;
+    case HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE:
+        pinst.invocation = 15;
+        pinst.comp = (char *)"px-a";
+        m.proxied_instantiate = &pinst;
+        break;
+    case HALO__LINK__MSG__BODY_PROXIED_CLEANUP:
+        pclean.invocation = 16;
+        pclean.comp = (char *)"px-a";
+        m.proxied_cleanup = &pclean;
         break;
     case HALO__LINK__MSG__BODY_HEALTHCHECK:
         hc.invocation = 14;
@@ -582,6 +610,25 @@ TEST(validate_zero_invocations) {
     m.terminate = &t;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     t.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    /* A proxy's instantiate and cleanup: an invocation and a component name. */
+    Halo__Link__ProxiedInstantiate pi = HALO__LINK__PROXIED_INSTANTIATE__INIT;
+    pi.comp = (char *)"c";
+    m.body_case = HALO__LINK__MSG__BODY_PROXIED_INSTANTIATE;
+    m.proxied_instantiate = &pi;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pi.invocation = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+    pi.comp = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    Halo__Link__ProxiedCleanup pc = HALO__LINK__PROXIED_CLEANUP__INIT;
+    pc.comp = (char *)"c\n";
+    pc.invocation = 1;
+    m.body_case = HALO__LINK__MSG__BODY_PROXIED_CLEANUP;
+    m.proxied_cleanup = &pc;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    pc.comp = (char *)"c";
     ASSERT_EQ(link_validate(&m), 0);
 
     hc.comp = hc.key = (char *)"c";

@@ -18,11 +18,11 @@
 
 void amf_proc_exited(struct proc *p, int status, void *userdata) {
     struct comp *c = userdata;
-    char buf[128];
+    char buf[2048];
 
     if (c->starting && amf_nsa_start_done(c, status))
         return;
-    proc_status_to_string(status, buf, sizeof(buf));
+    (void)amf_crash_describe(c, proc_pid(p), status, buf, sizeof(buf));
     free(c->last_exit);
     c->last_exit = strdup(buf);
     c->proc = NULL;
@@ -53,7 +53,9 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
 void amf_comp_on_timer(uv_timer_t *t) {
     struct comp *c = t->data;
     char buf[32];
-    if (!amf_comp_sa_aware(c))
+    if (amf_comp_proxied(c))
+        amf_proxied_on_timer(c);
+    else if (!amf_comp_sa_aware(c))
         amf_nsa_on_timer(c);
     else if (c->presence == PRESENCE_INSTANTIATING)
         amf_comp_fail(c, "did not register within its instantiate timeout");
@@ -106,6 +108,10 @@ out:
 
 void amf_comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    if (amf_comp_proxied(c)) {
+        amf_proxied_instantiate(c); /* no process: its proxy acts for it */
+        return;
+    }
     if (!amf_comp_sa_aware(c)) {
         amf_nsa_ready(c); /* started only for an ACTIVE assignment */
         return;
@@ -120,7 +126,8 @@ void amf_comp_instantiate(struct comp *c) {
     c->object_states = false;
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
-    char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16];
+    char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16],
+        env_crash[PATH_MAX + 32];
     int r = -ENOMEM;
 
     if (argv) {
@@ -130,8 +137,9 @@ void amf_comp_instantiate(struct comp *c) {
         snprintf(env_sock, sizeof(env_sock), "HALO_SOCKET=%s", a->socket_path);
         snprintf(env_comp, sizeof(env_comp), "HALO_COMPONENT=%s", c->name);
         snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
-        char *const extra[] = {env_sock, env_comp, env_node};
-        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra), amf_proc_exited, &c->proc);
+        char *const extra[] = {env_sock, env_comp, env_node, env_crash};
+        bool crash = amf_crash_env(c, env_crash, sizeof(env_crash));
+        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra) - !crash, amf_proc_exited, &c->proc);
     }
     free(argv);
     if (r < 0) {
@@ -152,6 +160,10 @@ void amf_comp_instantiate(struct comp *c) {
 }
 
 void amf_comp_terminate(struct comp *c) {
+    if (amf_comp_proxied(c)) {
+        amf_proxied_terminate(c);
+        return;
+    }
     if (!amf_comp_sa_aware(c)) {
         amf_nsa_stop(c); /* an OCF resource may be up without a process */
         return;

@@ -132,7 +132,9 @@ void amf_comp_kill(struct comp *c) {
     amf_hc_stop_all(c);
     amf_monitor_cancel(c);
     amf_inv_cancel_comp(c);
-    if (c->conn) {
+    if (amf_comp_proxied(c))
+        amf_proxied_fence(c); /* the link is its proxy's, which is not killed: the proxy cleans it up */
+    else if (c->conn) {
         struct conn *conn = c->conn;
         c->conn = NULL;
         /* The link of a killed process is of no further use. */
@@ -213,6 +215,7 @@ void amf_su_failover(struct su *su, const char *why, struct comp *failed, const 
         amf_pg_notify(a, &sg->sis[i]);
     }
     amf_su_failure_settled(su);
+    amf_proxied_proxy_failed(su);
 }
 
 void amf_su_fail(struct su *su, const char *why) {

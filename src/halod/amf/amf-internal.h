@@ -17,6 +17,7 @@ struct amf {
     const struct config *config;
     char *node;
     char *socket_path;
+    char *crash_dir; /* NULL: no crash capture by libhalo */
     struct supervisor *sup;
     struct sg *sgs;
     size_t n_sgs;
@@ -140,7 +141,14 @@ int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a);
 void amf_waiter_done(struct amf_waiter **w, int error);
 
 /* ---- invocations (amf-invoke.c) ---- */
-enum inv_kind { INV_CSI_SET, INV_CSI_REMOVE, INV_TERMINATE, INV_HEALTHCHECK };
+enum inv_kind {
+    INV_CSI_SET,
+    INV_CSI_REMOVE,
+    INV_TERMINATE,
+    INV_HEALTHCHECK,
+    INV_PROXIED_INSTANTIATE,
+    INV_PROXIED_CLEANUP
+};
 struct invocation {
     LIST_FIELDS(struct invocation, invs);
     struct amf *amf;
@@ -200,6 +208,36 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
 
+/* ---- crash capture (amf-crash.c) ---- */
+/* The environment entry naming c's crash file ("HALO_CRASH_FILE=..."), the file's
+ * earlier content removed; false when there is none (no crash directory, or too long). */
+bool amf_crash_env(struct comp *c, char *buf, size_t size);
+/* Describes how c's process pid ended with status ("exited with status 3"); for a fatal
+ * signal, with what libhalo captured of it ("killed by SIGSEGV (signal 11) at 0x0, backtrace:
+ * ...").  Returns true for a fatal signal, which was logged. */
+bool amf_crash_describe(struct comp *c, pid_t pid, int status, char *buf, size_t size);
+
+/* ---- proxied components (amf-proxied.c) ---- */
+/* Instead of a spawn: asks c's proxy to instantiate c, or waits until a proxy registers. */
+void amf_proxied_instantiate(struct comp *c);
+/* Instead of a terminate callback to a process: the proxy's terminate callback for c. */
+void amf_proxied_terminate(struct comp *c);
+/* c's instantiate or terminate timer fired. */
+void amf_proxied_on_timer(struct comp *c);
+/* An invocation of c's (instantiate, cleanup, terminate) was answered with error. */
+void amf_proxied_answered(struct comp *c, enum inv_kind kind, int error);
+/* c is fenced: its proxy is asked to clean it up (it is no longer on the proxy's link). */
+void amf_proxied_fence(struct comp *c);
+/* Whether conn may register c for its proxy named proxy: 0 or the error for the reply. */
+int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy);
+/* Component p registered: the proxied components waiting for it are instantiated through it. */
+void amf_proxied_proxy_registered(struct comp *p);
+/* su failed: the proxied components its components act for fail too. */
+void amf_proxied_proxy_failed(struct su *su);
+/* p failed (it restarts in place): the proxied components it acts for fail too. */
+void amf_proxied_proxy_lost(struct comp *p);
+/* The link c's proxy registers on, for an invocation of kind to c. */
+struct conn *amf_proxied_conn(const struct comp *c, enum inv_kind kind);
 /* ---- the escalation ladder (amf-ladder.c) ---- */
 /* In the order of their strength. */
 enum amf_rung {

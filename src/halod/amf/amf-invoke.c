@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Invocations: the callbacks halod asks of a component (CSI set, CSI remove,
- * terminate, health check), each with an id, a timeout, and the answer that
- * completes it (amf_response()).
+ * terminate, health check; a proxy's instantiate and cleanup of a proxied
+ * component), each with an id, a timeout, and the answer that completes it
+ * (amf_response()).
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -46,7 +47,9 @@ static void on_inv_timeout(uv_timer_t *t) {
         break;
     case INV_TERMINATE:
     case INV_HEALTHCHECK:
-        amf_inv_free(inv); /* the terminate / health check timers decide */
+    case INV_PROXIED_INSTANTIATE:
+    case INV_PROXIED_CLEANUP:
+        amf_inv_free(inv); /* the instantiate, terminate and health check timers decide */
         break;
     }
 }
@@ -91,7 +94,7 @@ void amf_inv_cancel_comp(struct comp *c) {
 void amf_response(struct amf *a, struct conn *conn, uint64_t seq, uint64_t invocation, int error,
                   bool quiescing_complete) {
     struct invocation *inv = amf_inv_find(a, invocation);
-    if (!inv || inv->comp->conn != conn) {
+    if (!inv || amf_proxied_conn(inv->comp, inv->kind) != conn) {
         log_debug("Response for unknown invocation %" PRIu64 " from %s", invocation, server_conn_name(conn));
         if (seq)
             (void)server_conn_reply(conn, seq, -HALO_EBADINVOCATION, NULL);
@@ -140,7 +143,16 @@ void amf_inv_complete(struct invocation *inv, int error, bool quiescing_complete
     case INV_TERMINATE:
         amf_inv_free(inv);
         /* Now it should exit; the terminate timer still runs and kills it if not. */
+        if (amf_comp_proxied(c))
+            amf_proxied_answered(c, INV_TERMINATE, error); /* no process to exit: done */
         return;
+    case INV_PROXIED_INSTANTIATE:
+    case INV_PROXIED_CLEANUP: {
+        enum inv_kind kind = inv->kind;
+        amf_inv_free(inv);
+        amf_proxied_answered(c, kind, error);
+        return;
+    }
     case INV_HEALTHCHECK: {
         struct hc *hc = inv->hc;
         amf_inv_free(inv);

@@ -178,12 +178,15 @@ void amf_comp_restart_in_place(struct comp *c, const char *failed) {
     if (failed) {
         amf_notify_comp(c, AMF_COMP_FAILED, failed);
         amf_comp_kill(c);
+        amf_proxied_proxy_lost(c); /* the proxied components it acts for fail with it */
     } else {
         log_info("Restarting component '%s' in place (pid %d): its unit '%s' keeps its roles", c->name, (int)c->pid,
                  c->su->name);
         amf_comp_terminate(c);
     }
-    if (!c->proc) /* else amf_proc_exited() calls amf_ladder_comp_gone() */
+    /* Else amf_proc_exited() calls amf_ladder_comp_gone(), or for a proxied component its
+     * proxy's answer to the terminate (amf-proxied.c). */
+    if (!c->proc && !(amf_comp_proxied(c) && c->presence == PRESENCE_TERMINATING))
         amf_ladder_comp_gone(c);
 }
 

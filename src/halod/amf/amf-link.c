@@ -37,7 +37,12 @@ static int comp_register(struct amf *a, struct conn *conn, struct comp *c, const
     if (!c || !c->su->local)
         return -HALO_EUNKNOWN;
     if (proxy && *proxy)
-        return -EOPNOTSUPP;
+        return amf_proxied_may_register(c, conn, proxy);
+    if (amf_comp_proxied(c)) {
+        log_warning("Process %d tried to register '%s', which is proxied: its proxy '%s' registers it; refused",
+                    (int)server_conn_pid(conn), c->name, c->cfg->proxy);
+        return -HALO_EBADSTATE;
+    }
     if (c->conn)
         return -HALO_EEXIST;
     if (!amf_comp_sa_aware(c)) {
@@ -83,7 +88,10 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         c->object_states = object_states;
         uv_timer_stop(&c->timer);
         amf_monitor_arm(c);
-        log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
+        if (amf_comp_proxied(c))
+            log_info("Component '%s' registered by its proxy '%s'", c->name, c->cfg->proxy);
+        else
+            log_info("Component '%s' registered (pid %d)%s", c->name, (int)c->pid, c->adopted ? ", adopted" : "");
         amf_su_adoption_check(c->su);
     }
     (void)server_conn_reply(conn, seq, r, NULL);
@@ -99,6 +107,8 @@ void amf_comp_register(struct amf *a, struct conn *conn, uint64_t seq, const cha
         amf_ladder_comp_registered(c);
     if (c->conn == conn)
         amf_sg_evaluate(c->su->sg);
+    if (c->conn == conn)
+        amf_proxied_proxy_registered(c);
 }
 
 void amf_comp_unregister(struct amf *a, struct conn *conn, uint64_t seq, const char *name) {
@@ -111,6 +121,9 @@ void amf_comp_unregister(struct amf *a, struct conn *conn, uint64_t seq, const c
         log_info("Component '%s' unregistered", c->name);
     }
     (void)server_conn_reply(conn, seq, r, NULL);
+    /* A proxied component is there while its proxy has it registered. */
+    if (c && r == 0 && amf_comp_proxied(c) && c->presence != PRESENCE_TERMINATING)
+        amf_comp_fail(c, "was unregistered by its proxy");
 }
 
 void amf_hc_start(struct amf *a, struct conn *conn, uint64_t seq, const char *name, const char *key,
@@ -157,7 +170,7 @@ void amf_error_report(struct amf *a, struct conn *conn, uint64_t seq, const char
     int r = 0;
     if (!c || !c->su->local)
         r = -HALO_EUNKNOWN;
-    else if (!c->proc)
+    else if (!c->proc && !(amf_comp_proxied(c) && c->conn)) /* a proxied one runs while registered */
         r = -HALO_EBADSTATE;
     (void)server_conn_reply(conn, seq, r, NULL);
     if (r == 0 && recommended > HALO_RECOVERY_NONE) {

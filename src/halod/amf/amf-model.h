@@ -77,6 +77,9 @@ struct comp {
     bool unclean;        /* a process of it ran and did not stop cleanly: its cleanup is due */
     bool killed;         /* its process got SIGKILL */
     pid_t last_pid;      /* the process it had, for its terminate and cleanup commands */
+    /* A proxied component (amf-proxied.c): the component acting for it (NULL on another node). */
+    struct comp *proxy;
+    bool proxy_asked; /* its proxy was asked to instantiate it (or has: it registered it) */
     /* Restart in place (amf-ladder.c), for a failure (the ladder's component-restart rung) or an
      * operator's restart: its unit keeps its roles, and the new process gets its CSIs again. */
     bool restart_in_place;
@@ -98,9 +101,14 @@ struct comp {
     } ocf;
 };
 
-/* Whether c links libhalo (registers, answers callbacks); else halod carries out its CSIs itself. */
+/* Whether c registers and answers callbacks (itself, or through its proxy); else halod carries out its CSIs itself. */
 static inline bool amf_comp_sa_aware(const struct comp *c) {
-    return c->cfg->type == CONFIG_COMP_SA_AWARE;
+    return c->cfg->type == CONFIG_COMP_SA_AWARE || c->cfg->type == CONFIG_COMP_PROXIED;
+}
+
+/* Whether c has no process of halod's: its proxy instantiates it, registers it and takes its callbacks. */
+static inline bool amf_comp_proxied(const struct comp *c) {
+    return c->cfg->type == CONFIG_COMP_PROXIED;
 }
 
 /* A rung of the escalation ladder (amf-ladder.c): its recoveries within the probation. */

@@ -14,10 +14,9 @@ static json_t *comp_json(const struct comp *c, amf_status_decorate_cb decorate, 
                           c->conn != NULL);
     if (!j)
         return NULL;
-    json_object_set_new(j, "type",
-                        json_string(amf_comp_ocf(c)        ? "ocf"
-                                    : amf_comp_sa_aware(c) ? "sa-aware"
-                                                           : "non-sa-aware"));
+    json_object_set_new(j, "type", json_string(config_comp_type_to_string(c->cfg->type)));
+    if (c->cfg->proxy)
+        json_object_set_new(j, "proxy", json_string(c->cfg->proxy));
     if (amf_comp_monitor_state(c))
         json_object_set_new(j, "monitor", json_string(amf_comp_monitor_state(c)));
     json_object_set_new(j, "pid", c->pid ? json_integer(c->pid) : json_null());

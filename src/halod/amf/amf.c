@@ -125,7 +125,8 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
         for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
             for (size_t i = 0; su->local && i < su->n_comps; i++)
-                if (su->comps[i].conn == conn && su->comps[i].presence == PRESENCE_INSTANTIATED)
+                if (su->comps[i].conn == conn && su->comps[i].presence == PRESENCE_INSTANTIATED &&
+                    !amf_comp_proxied(&su->comps[i])) /* those its proxy registered on the same link */
                     return &su->comps[i];
         }
     return NULL;
@@ -323,13 +324,16 @@ void amf_stop(struct amf *a, amf_stopped_cb cb, void *userdata) {
     a->stopped_cb = cb;
     a->stopped_userdata = userdata;
     log_info("Stopping all components");
-    for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
-            struct su *su = &a->sgs[g].sus[u];
-            uv_timer_stop(&su->restart_timer);
-            for (size_t i = 0; i < su->n_comps; i++)
-                amf_comp_terminate(&su->comps[i]);
-        }
+    /* Proxied components first, while their proxies still run to hear it. */
+    for (int proxied = 1; proxied >= 0; proxied--)
+        for (size_t g = 0; g < a->n_sgs; g++)
+            for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+                struct su *su = &a->sgs[g].sus[u];
+                uv_timer_stop(&su->restart_timer);
+                for (size_t i = 0; i < su->n_comps; i++)
+                    if (amf_comp_proxied(&su->comps[i]) == proxied)
+                        amf_comp_terminate(&su->comps[i]);
+            }
     amf_stop_check(a);
 }
 
@@ -471,9 +475,11 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
         .next_inv = now_realtime_usec(), /* never reuse a previous halod's ids */
         .node = strdup(p->node),
         .socket_path = strdup(p->socket_path),
+        .crash_dir = p->crash_dir ? strdup(p->crash_dir) : NULL,
     };
-    if (!a->node || !a->socket_path || model_alloc(a, p->config) < 0) {
+    if (!a->node || !a->socket_path || (p->crash_dir && !a->crash_dir) || model_alloc(a, p->config) < 0) {
         model_free(a, p->config->n_sgs);
+        free(a->crash_dir);
         free(a->node);
         free(a->socket_path);
         free(a);
@@ -485,6 +491,13 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     a->n_sgs = p->config->n_sgs;
     for (size_t g = 0; g < a->n_sgs; g++)
         model_init_sg(a, &a->sgs[g], &p->config->sgs[g]);
+    /* A proxied component's proxy (of its node, as the description is verified to say). */
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++) {
+                struct comp *c = &a->sgs[g].sus[u].comps[i];
+                c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
+            }
     *ret = a;
     return 0;
 }
@@ -537,6 +550,7 @@ struct amf *amf_free(struct amf *a) {
     model_free(a, a->n_sgs);
     free(a->node);
     free(a->socket_path);
+    free(a->crash_dir);
     free(a);
     return NULL;
 }

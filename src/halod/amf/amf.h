@@ -28,6 +28,7 @@ struct amf_params {
     const struct config *config;
     const char *node;        /* this node's name */
     const char *socket_path; /* given to components as HALO_SOCKET */
+    const char *crash_dir;   /* where libhalo writes a component's crash (amf-crash.c); NULL: nowhere */
     struct supervisor *sup;
 };
 
@@ -140,7 +141,8 @@ struct si *amf_find_si(struct amf *a, const char *name);
 struct comp *amf_find_comp(struct amf *a, const char *name);
 /* The SI owning a CSI, and the CSI's description; NULL if none. */
 struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi **ret);
-/* The registered component of this node on conn (a process registers one), or NULL. */
+/* The registered component of this node on conn (a process registers one, besides the proxied
+ * components a proxy registers on its link, which are not it), or NULL. */
 struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn);
 /* The start time of c's process (clock ticks since boot, /proc/PID/stat), 0 if none or unknown. */
 unsigned long long amf_comp_starttime(const struct comp *c);
