@@ -22,7 +22,16 @@ struct fx {
     char path[AMF_CORE_PATH_MAX];
     struct conn conns[16];
     size_t n_conns;
+    uv_timer_t tick;
 };
+
+/* The tests wait with `while (!cond) uv_run(UV_RUN_ONCE)`.  A callback that
+ * was already due runs at the top of that iteration, and the poll after it
+ * then sleeps until the next timer: minutes away (a step timeout), and the
+ * wait hangs.  A tick every 5 ms bounds that sleep (about 5 % of runs hung
+ * without it: the 1 ms restart delay had passed when the wait began). */
+static void on_tick(uv_timer_t *t) {
+}
 
 /* The reason of the last FAILED the observers were told (the broadcast queue's note). */
 static char failed_reason[1024];
@@ -36,9 +45,13 @@ static void fx_start(struct fx *f, const char *yaml) {
     amf_core_start(&f->loop, yaml, f->path, &f->cfg, &f->amf);
     ASSERT_OK(amf_observe(f->amf, &failed_observer, NULL));
     amf_set_ready(f->amf);
+    uv_timer_init(&f->loop, &f->tick);
+    uv_timer_start(&f->tick, on_tick, 5, 5);
+    uv_unref((uv_handle_t *)&f->tick);
 }
 
 static void fx_stop(struct fx *f) {
+    uv_close((uv_handle_t *)&f->tick, NULL);
     amf_core_stop(&f->loop, f->path, &f->cfg, &f->amf);
     for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
         fake_conn_done(&f->conns[i]);
