@@ -317,6 +317,18 @@ TEST(amf_placement_of_several_nodes) {
     fixture_stop(&f);
 }
 
+/* This node follows; another node's unit b (lease 7, in service, as r says) holds si ACTIVE, confirmed. */
+static struct conn *follower_with_b_active(struct fixture *f, struct su **sb, struct si **si, struct su_remote *r) {
+    struct conn *a = two_nodes_follower(f);
+    *sb = amf_find_su(f->amf, "b");
+    *si = amf_find_si(f->amf, "si");
+    *r = (struct su_remote){.known = true, .in_service = true, .lease = 7};
+    amf_su_remote(*sb, r, false);
+    amf_target(*si, *sb, HALO_HA_ACTIVE, 5);
+    amf_confirmed(*si, *sb, HALO_HA_ACTIVE, 5);
+    return a;
+}
+
 /* Chaos seed 202: a node's unit held ACTIVE, its node was declared dead (a
  * proven fence), and this node then read the targets again (after its own
  * fence) and found the dead unit's ACTIVE target, which nobody deletes.
@@ -324,13 +336,10 @@ TEST(amf_placement_of_several_nodes) {
  * quiesced it (a step nobody can confirm) instead of assigning ACTIVE here. */
 TEST(amf_a_target_for_a_unit_gone_with_its_node_is_void) {
     struct fixture f = {0};
-    struct conn *a = two_nodes_follower(&f);
-    struct su *sb = amf_find_su(f.amf, "b");
-    struct si *si = amf_find_si(f.amf, "si");
-    struct su_remote r = {.known = true, .in_service = true, .lease = 7};
-    amf_su_remote(sb, &r, false);
-    amf_target(si, sb, HALO_HA_ACTIVE, 5);
-    amf_confirmed(si, sb, HALO_HA_ACTIVE, 5);
+    struct su *sb;
+    struct si *si;
+    struct su_remote r;
+    struct conn *a = follower_with_b_active(&f, &sb, &si, &r);
     ASSERT(amf_si_find(si, HALO_HA_ACTIVE) && amf_si_find(si, HALO_HA_ACTIVE)->su == sb);
     amf_su_remote(sb, NULL, true); /* gone, fenced */
     ASSERT(amf_si_find_su(si, sb) == NULL);
@@ -355,13 +364,10 @@ TEST(amf_a_target_for_a_unit_gone_with_its_node_is_void) {
  */
 TEST(amf_a_remote_unit_back_in_service_counts_as_fenced) {
     struct fixture f = {0};
-    struct conn *a = two_nodes_follower(&f);
-    struct su *sb = amf_find_su(f.amf, "b");
-    struct si *si = amf_find_si(f.amf, "si");
-    struct su_remote r = {.known = true, .in_service = true, .lease = 7};
-    amf_su_remote(sb, &r, false);
-    amf_target(si, sb, HALO_HA_ACTIVE, 5);
-    amf_confirmed(si, sb, HALO_HA_ACTIVE, 5);
+    struct su *sb;
+    struct si *si;
+    struct su_remote r;
+    struct conn *a = follower_with_b_active(&f, &sb, &si, &r);
     amf_set_deciding(f.amf, true);
     answer(&f, a, expect_csi_set(a, HALO_HA_STANDBY));
     n_events = 0;
