@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: MIT
+# bash completion for haloctl(8).  test_packaging.py checks that every command
+# of `haloctl --help` is offered here.
+
+_haloctl_objects()
+{
+    # Names from halod's status (what follows each name in its JSON says the
+    # kind), when it answers within a second; nothing otherwise.
+    local next
+    case $1 in
+    su) next=node ;;
+    sg) next=redundancy ;;
+    si) next=assignment ;;
+    node) next=state ;;
+    comp) next=presence ;;
+    esac
+    local sock=()
+    [[ -n $_haloctl_socket ]] && sock=(--socket "$_haloctl_socket")
+    haloctl "${sock[@]}" --timeout 1 --json status 2>/dev/null |
+        grep -o "\"name\":\"[^\"]*\",\"$next\"" | cut -d'"' -f4 | sort -u
+}
+
+_haloctl()
+{
+    # Words split on blanks only (bash also splits on ':', which su:NAME has).
+    local line=${COMP_LINE:0:COMP_POINT} words cur prev cword
+    read -ra words <<<"$line"
+    if [[ $line == *[[:blank:]] ]]; then words+=(""); fi
+    cword=$((${#words[@]} - 1))
+    cur=${words[cword]}
+    prev=${words[cword - 1]}
+    local commands="status switchover lock unlock restart repair stop-halod shutdown
+        eam-start eam-stop failvec recover admin events sim cdb ha"
+    local options="--socket --json --follow --force --timeout --help"
+    local admin_ops="lock shutdown unlock lock-instantiation unlock-instantiation
+        restart repaired si-swap sg-adjust switchover"
+
+    local i cmd="" sub="" _haloctl_socket=""
+    for ((i = 1; i < cword; i++)); do
+        case ${words[i]} in
+        -s | --socket) _haloctl_socket=${words[i + 1]}; ((i++)) ;;
+        -t | --timeout | --token | --ha-socket | --dir | --nodes | --etcd-members | --config) ((i++)) ;;
+        -*) ;;
+        *) if [[ -z $cmd ]]; then cmd=${words[i]}; elif [[ -z $sub ]]; then sub=${words[i]}; fi ;;
+        esac
+    done
+
+    case $prev in
+    -s | --socket | --config | --ha-socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    -t | --timeout | --token | --nodes | --etcd-members) return ;;
+    esac
+
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$options" -- "$cur"))
+        return
+    fi
+    case $cmd in
+    "") COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
+    admin)
+        if [[ -z $sub ]]; then
+            COMPREPLY=($(compgen -W "$admin_ops" -- "$cur"))
+        else
+            local kind=${cur%%:*} o objs=()
+            if [[ $cur == *:* ]]; then
+                for o in $(_haloctl_objects "$kind"); do objs+=("$kind:$o"); done
+                COMPREPLY=($(compgen -W "${objs[*]}" -- "$cur"))
+                # bash replaces only what follows the last ':' of the word.
+                COMPREPLY=("${COMPREPLY[@]#"${cur%:*}":}")
+            else
+                COMPREPLY=($(compgen -W "su: sg: si: node: comp:" -- "$cur"))
+                compopt -o nospace 2>/dev/null
+            fi
+        fi ;;
+    sim) [[ -z $sub ]] && COMPREPLY=($(compgen -W "up down status start-node" -- "$cur")) ;;
+    cdb) [[ -z $sub ]] && COMPREPLY=($(compgen -W "get list set delete watch" -- "$cur")) ;;
+    ha) [[ -z $sub ]] && COMPREPLY=($(compgen -W "status beprimary besecondary berelay benone secondary-dead notifications" -- "$cur")) ;;
+    switchover) [[ -z $sub ]] && COMPREPLY=($(compgen -W "$(_haloctl_objects si)" -- "$cur")) ;;
+    lock | unlock | repair) [[ -z $sub ]] && COMPREPLY=($(compgen -W "$(_haloctl_objects su)" -- "$cur")) ;;
+    restart | eam-start | eam-stop | failvec | recover)
+        [[ -z $sub ]] && COMPREPLY=($(compgen -W "$(_haloctl_objects comp)" -- "$cur")) ;;
+    esac
+}
+complete -F _haloctl haloctl
