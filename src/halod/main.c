@@ -34,6 +34,11 @@ static void help(void) {
            "      --node NAME         this node's name (default: the only node of the description)\n"
            "      --etcd URL[,URL...] share the cluster through etcd (several nodes) instead of the\n"
            "                          local SQLite store; also $HALO_ETCD\n"
+           "      --etcd-cacert FILE  the CA (PEM) that signed the etcd members' certificates\n"
+           "                          (default: the system's); https:// endpoints\n"
+           "      --etcd-cert FILE, --etcd-key FILE\n"
+           "                          this node's client certificate and key (PEM), for etcd's\n"
+           "                          --client-cert-auth\n"
            "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
            "      --http ADDR:PORT    the HTTP/JSON API (default 127.0.0.1:" HTTP_DEFAULT_PORT "; 'none': off)\n"
            "      --ha-socket PATH    the HA control socket of the CDB roles (default: ha.sock next to the\n"
@@ -49,13 +54,23 @@ static void help(void) {
 
 static int parse_argv(int argc, char **argv) {
     static const struct option opts[] = {
-        {"check", required_argument, NULL, 'n'},      {"state-dir", required_argument, NULL, 'd'},
-        {"socket", required_argument, NULL, 's'},     {"node", required_argument, NULL, 'N'},
-        {"log-level", required_argument, NULL, 'l'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},          {"etcd", required_argument, NULL, 'E'},
-        {"lease-ttl", required_argument, NULL, 'T'},  {"http", required_argument, NULL, 'H'},
-        {"ha-socket", required_argument, NULL, 'A'},  {"ha-control", required_argument, NULL, 'C'},
-        {"cdb-listen", required_argument, NULL, 'L'}, {},
+        {"check", required_argument, NULL, 'n'},
+        {"state-dir", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},
+        {"node", required_argument, NULL, 'N'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"etcd", required_argument, NULL, 'E'},
+        {"lease-ttl", required_argument, NULL, 'T'},
+        {"http", required_argument, NULL, 'H'},
+        {"ha-socket", required_argument, NULL, 'A'},
+        {"ha-control", required_argument, NULL, 'C'},
+        {"cdb-listen", required_argument, NULL, 'L'},
+        {"etcd-cacert", required_argument, NULL, 'R'},
+        {"etcd-cert", required_argument, NULL, 'c'},
+        {"etcd-key", required_argument, NULL, 'k'},
+        {},
     };
     int c;
     while ((c = getopt_long(argc, argv, "n:d:s:l:h", opts, NULL)) >= 0) {
@@ -74,6 +89,15 @@ static int parse_argv(int argc, char **argv) {
             break;
         case 'E':
             arg.etcd = optarg;
+            break;
+        case 'R':
+            arg.etcd_cacert = optarg;
+            break;
+        case 'c':
+            arg.etcd_cert = optarg;
+            break;
+        case 'k':
+            arg.etcd_key = optarg;
             break;
         case 'H':
             arg.http = optarg;

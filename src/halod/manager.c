@@ -157,16 +157,63 @@ static const struct cluster_handlers cluster_handlers = {
 
 /* ---- building ---- */
 
+/* A TLS file given on the command line: a readable regular file (libcurl
+ * reads it at each connection, where a mistake would only show as failed
+ * requests). */
+static int check_tls_file(const char *option, const char *path) {
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return log_error_errno(-errno, "%s %s: %m", option, path);
+    int r = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+    close(fd);
+    if (r == -EINVAL)
+        return log_error("%s %s: not a regular file", option, path), r;
+    if (r < 0)
+        return log_error_errno(r, "%s %s: %m", option, path);
+    return 0;
+}
+
+static int check_etcd_tls(const struct manager_options *o, const char *const *eps, size_t n) {
+    const struct {
+        const char *option, *path;
+    } files[] = {{"--etcd-cacert", o->etcd_cacert}, {"--etcd-cert", o->etcd_cert}, {"--etcd-key", o->etcd_key}};
+    bool any = false;
+    int r;
+
+    for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+        if (!files[i].path)
+            continue;
+        if (!o->etcd)
+            return log_error("%s is for an etcd store: give --etcd too", files[i].option), -EINVAL;
+        if ((r = check_tls_file(files[i].option, files[i].path)) < 0)
+            return r;
+        any = true;
+    }
+    if (!o->etcd_cert != !o->etcd_key)
+        return log_error("--etcd-cert and --etcd-key go together: give both or neither"), -EINVAL;
+    for (size_t i = 0; any && i < n; i++)
+        if (strncmp(eps[i], "https://", 8) != 0)
+            return log_error("--etcd-cacert, --etcd-cert and --etcd-key are for https:// endpoints, not %s", eps[i]),
+                   -EINVAL;
+    return 0;
+}
+
 static int open_store(struct manager *m) {
     int r;
+    if (!m->opt.etcd && (r = check_etcd_tls(&m->opt, NULL, 0)) < 0)
+        return r; /* TLS options without --etcd */
     if (m->opt.etcd) {
         const char *eps[16];
         _cleanup_free_ char *copy = strdup(m->opt.etcd);
         size_t n = copy ? split_endpoints(copy, eps, ELEMENTSOF(eps)) : 0;
         if (n == 0)
             return log_error("--etcd wants one or more URLs separated by commas, like http://127.0.0.1:2379"), -EINVAL;
+        if ((r = check_etcd_tls(&m->opt, eps, n)) < 0)
+            return r;
         snprintf(m->store_name, sizeof(m->store_name), "etcd %s", m->opt.etcd);
-        r = store_etcd_new(m->loop, eps, n, &m->store);
+        const store_etcd_tls tls = {m->opt.etcd_cacert, m->opt.etcd_cert, m->opt.etcd_key};
+        r = store_etcd_new_tls(m->loop, eps, n, &tls, &m->store);
     } else {
         snprintf(m->store_name, sizeof(m->store_name), "%s/store.db", m->opt.state_dir);
         r = store_sqlite_new(m->loop, m->store_name, &m->store);

@@ -28,6 +28,8 @@ struct manager_options {
     const char *ha_socket;  /* NULL: ha.sock next to the socket */
     const char *ha_control; /* loopback ADDR:PORT, or NULL */
     const char *cdb_listen; /* NULL: the node's cdb-address, else 0.0.0.0:4570 */
+
+    const char *etcd_cacert, *etcd_cert, *etcd_key; /* TLS towards https:// etcd endpoints, or NULL */
 };
 
 /* Builds every subsystem (logging what fails).  0 or -errno. */

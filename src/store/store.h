@@ -198,6 +198,19 @@ int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
  */
 int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret);
 
+/* TLS towards https:// endpoints (PEM files, read by libcurl at each new
+ * connection).  cacert NULL: the system's trust store; cert and key NULL: no
+ * client certificate (etcd's --client-cert-auth wants one). */
+typedef struct store_etcd_tls {
+    const char *cacert;
+    const char *cert;
+    const char *key;
+} store_etcd_tls;
+
+/* store_etcd_new() with TLS options (tls may be NULL); the strings are copied. */
+int store_etcd_new_tls(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, const store_etcd_tls *tls,
+                       store **ret);
+
 /*
  * Dispatch helpers: thin wrappers so callers never touch ops directly.  The
  * callback may be NULL for writes and lease calls (fire and forget), not for

@@ -38,17 +38,26 @@ class Etcd:
         self.heartbeat = heartbeat
         self.election = election
 
+    scheme = "http"  # TlsEtcd (test_etcd_tls.py): https
+
     @property
     def endpoints(self):
-        return ",".join(f"http://127.0.0.1:{m['client']}" for m in self.members)
+        return ",".join(f"{self.scheme}://127.0.0.1:{m['client']}" for m in self.members)
+
+    def tls_args(self):
+        """The members' TLS options for their clients (none here)."""
+        return []
+
+    def urlopen(self, url, timeout):
+        return urllib.request.urlopen(url, timeout=timeout)
 
     def start_member(self, m):
         cluster = ",".join(f"{x['name']}=http://127.0.0.1:{x['peer']}" for x in self.members)
         log = open(os.path.join(self.dir, m["name"] + ".log"), "ab")
         m["proc"] = subprocess.Popen(
             [ETCD, "--name", m["name"], "--data-dir", os.path.join(self.dir, m["name"]),
-             "--listen-client-urls", f"http://127.0.0.1:{m['client']}",
-             "--advertise-client-urls", f"http://127.0.0.1:{m['client']}",
+             "--listen-client-urls", f"{self.scheme}://127.0.0.1:{m['client']}",
+             "--advertise-client-urls", f"{self.scheme}://127.0.0.1:{m['client']}", *self.tls_args(),
              "--listen-peer-urls", f"http://127.0.0.1:{m['peer']}",
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{m['peer']}",
              "--initial-cluster", cluster, "--initial-cluster-state", "new",
@@ -73,7 +82,7 @@ class Etcd:
 
     def healthy(self, m):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{m['client']}/health", timeout=1) as r:
+            with self.urlopen(f"{self.scheme}://127.0.0.1:{m['client']}/health", timeout=1) as r:
                 return b'"true"' in r.read()
         except OSError:
             return False

@@ -26,6 +26,7 @@ static const struct {
     SYM(easy_getinfo, "curl_easy_getinfo"),
     SYM(easy_perform, "curl_easy_perform"),
     SYM(easy_cleanup, "curl_easy_cleanup"),
+    SYM(easy_strerror, "curl_easy_strerror"),
     SYM(multi_init, "curl_multi_init"),
     SYM(multi_setopt, "curl_multi_setopt"),
     SYM(multi_add_handle, "curl_multi_add_handle"),

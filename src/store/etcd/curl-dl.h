@@ -17,6 +17,7 @@ struct curl_dl {
     CURLcode (*easy_getinfo)(CURL *h, CURLINFO info, ...);
     CURLcode (*easy_perform)(CURL *h);
     void (*easy_cleanup)(CURL *h);
+    const char *(*easy_strerror)(CURLcode cc);
     CURLM *(*multi_init)(void);
     CURLMcode (*multi_setopt)(CURLM *m, CURLMoption option, ...);
     CURLMcode (*multi_add_handle)(CURLM *m, CURL *h);
@@ -45,6 +46,7 @@ int curl_dl_load(void);
 #define curl_easy_getinfo (curl_dl.easy_getinfo)
 #define curl_easy_perform (curl_dl.easy_perform)
 #define curl_easy_cleanup (curl_dl.easy_cleanup)
+#define curl_easy_strerror (curl_dl.easy_strerror)
 #define curl_multi_init (curl_dl.multi_init)
 #define curl_multi_setopt (curl_dl.multi_setopt)
 #define curl_multi_add_handle (curl_dl.multi_add_handle)

@@ -61,6 +61,9 @@ CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *pat
          * (etcd_endpoint_failed()). */
         (timeout_msec == 0 ? curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L)
                            : curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_msec)) != CURLE_OK ||
+        (s->cacert && curl_easy_setopt(e, CURLOPT_CAINFO, s->cacert) != CURLE_OK) ||
+        (s->cert && curl_easy_setopt(e, CURLOPT_SSLCERT, s->cert) != CURLE_OK) ||
+        (s->key && curl_easy_setopt(e, CURLOPT_SSLKEY, s->key) != CURLE_OK) ||
         curl_multi_add_handle(s->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
         return NULL;

@@ -113,6 +113,10 @@ struct store_etcd {
     store head;
     CURLM *multi;
     struct curl_slist *headers;
+    char *cacert, *cert, *key; /* TLS (store_etcd_tls), or NULL */
+    int tls_logged;            /* the last TLS failure logged (a CURLcode); 0 after a success */
+    int unanswered_logged;     /* why etcd has not answered yet, as last logged */
+    bool answered;             /* etcd answered a request once */
     char **endpoints;
     size_t n_endpoints;
     unsigned endpoint; /* the one unary calls use; moves on failure */

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "etcd-internal.h"
+#include "log.h"
 #include "macro.h"
 
 static struct etcd_request *request_free(struct etcd_request *r) {
@@ -114,11 +115,60 @@ static void request_answer(struct etcd_request *r, json_t *j) {
     etcd_json_kvs_free(kvs, res.n_kvs);
 }
 
+/* A failure of the TLS handshake (a certificate refused either way, a file
+ * that cannot be read): nothing reached etcd. */
+static bool tls_failure(CURLcode cc) {
+    switch (cc) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Says once (until a request succeeds again) why etcd could not be asked: a
+ * TLS set-up that does not match the members' is a configuration error that
+ * the retries alone would hide. */
+static void log_tls_failure(struct store_etcd *s, unsigned endpoint, CURLcode cc) {
+    if (s->tls_logged == (int)cc)
+        return;
+    s->tls_logged = (int)cc;
+    log_error("etcd at %s: TLS failed: %s (check the endpoint's scheme and --etcd-cacert, --etcd-cert, "
+              "--etcd-key)",
+              s->endpoints[endpoint], curl_easy_strerror(cc));
+}
+
+/* Before etcd ever answered, says once per reason why not: an https endpoint
+ * that closes the connection is how an etcd with --client-cert-auth refuses a
+ * client without a certificate under TLS 1.3 (a send or receive error, not a
+ * handshake failure). */
+static void log_unanswered(struct store_etcd *s, unsigned endpoint, CURLcode cc, int error) {
+    bool closed = cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR || cc == CURLE_GOT_NOTHING;
+    int why = closed ? (int)CURLE_RECV_ERROR : cc != CURLE_OK ? (int)cc : -1000 + error;
+    if (s->answered || tls_failure(cc) || s->unanswered_logged == why)
+        return;
+    s->unanswered_logged = why;
+    bool https = strncmp(s->endpoints[endpoint], "https://", 8) == 0;
+    log_warning("etcd at %s has not answered yet: %s%s", s->endpoints[endpoint],
+                cc != CURLE_OK ? curl_easy_strerror(cc) : strerror(-error),
+                closed && https && !s->cert ? " (an etcd that wants client certificates closes the connection of a "
+                                              "client without one: --etcd-cert, --etcd-key)"
+                                            : "");
+}
+
 static bool retryable(struct etcd_request *r, CURLcode cc, int error) {
     if (r->attempts >= 2 * r->s->n_endpoints)
         return false;
     if (error == -EAGAIN)
         return true; /* etcd answered "unavailable": nothing was applied */
+    if (tls_failure(cc))
+        return true; /* the handshake failed: nothing was sent */
     switch (cc) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -152,7 +202,7 @@ static int request_send(struct etcd_request *r) {
 /* Whether a failed attempt says its endpoint is dead, stuck or cut off (as
  * opposed to an answer about the call itself). */
 static bool endpoint_fault(CURLcode cc, int error) {
-    return error == -EAGAIN || cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT ||
+    return error == -EAGAIN || tls_failure(cc) || cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT ||
            cc == CURLE_GOT_NOTHING || cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR;
 }
 
@@ -167,6 +217,10 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     etcd_curl_remove(s, &r->easy);
 
+    if (tls_failure(cc))
+        log_tls_failure(s, r->endpoint, cc);
+    else if (cc == CURLE_OK)
+        s->tls_logged = 0;
     if (cc == CURLE_OK) {
         j = json_loadb(r->resp.data ? r->resp.data : "", r->resp.len, JSON_DECODE_ANY, NULL);
         if (!json_is_object(j))
@@ -182,6 +236,10 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
     else
         error = -EIO;
 
+    if (error < 0)
+        log_unanswered(s, r->endpoint, cc, error);
+    else
+        s->answered = true;
     if (error < 0 && endpoint_fault(cc, error))
         etcd_endpoint_failed(s, r->endpoint);
     if (error < 0 && retryable(r, cc, error)) {

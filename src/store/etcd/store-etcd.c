@@ -163,6 +163,9 @@ static void store_etcd_free_memory(struct store_etcd *s) {
     curl_multi_cleanup(s->multi);
     curl_slist_free_all(s->headers);
     free(s->members);
+    free(s->cacert);
+    free(s->cert);
+    free(s->key);
     if (s->endpoints)
         for (size_t i = 0; i < s->n_endpoints; i++)
             free(s->endpoints[i]);
@@ -225,7 +228,19 @@ static bool endpoint_ok(const char *e) {
     return e && (strncmp(e, "http://", 7) == 0 || strncmp(e, "https://", 8) == 0) && strlen(e) < 256;
 }
 
+static int copy_opt(const char *v, char **ret) {
+    if (!v)
+        return 0;
+    *ret = strdup(v);
+    return *ret ? 0 : -ENOMEM;
+}
+
 int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret) {
+    return store_etcd_new_tls(loop, endpoints, n_endpoints, NULL, ret);
+}
+
+int store_etcd_new_tls(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, const store_etcd_tls *tls,
+                       store **ret) {
     struct store_etcd *s;
     struct etcd_request *r;
     int k;
@@ -253,6 +268,11 @@ int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpo
         return -ENOMEM;
     }
     s->n_endpoints = n_endpoints;
+    if (tls && (copy_opt(tls->cacert, &s->cacert) < 0 || copy_opt(tls->cert, &s->cert) < 0 ||
+                copy_opt(tls->key, &s->key) < 0)) {
+        store_etcd_free_memory(s);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < n_endpoints; i++) {
         size_t n = strlen(endpoints[i]);
         while (n > 0 && endpoints[i][n - 1] == '/')
