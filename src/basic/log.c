@@ -3,9 +3,13 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "halo/halo.h"
 #include "string-table.h"
@@ -21,9 +25,23 @@ static const char *const log_level_table[] = {[LOG_ERR_] = "error",
                                               [LOG_DEBUG_] = "debug"};
 DEFINE_STRING_TABLE_FROM_STRING(log_level, enum log_level);
 static const char *log_prefix = "halo";
+static bool log_journal; /* stderr is a journald stream: "<N>" priority prefixes, no time */
+
+/* systemd sets $JOURNAL_STREAM to "DEVICE:INODE" of the stream it connected
+ * to stderr (systemd.exec(5)); a stderr redirected since is not it. */
+static bool stderr_is_journal(void) {
+    const char *e = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    int n = 0;
+    if (!e || sscanf(e, "%llu:%llu%n", &dev, &ino, &n) != 2 || e[n] != 0)
+        return false;
+    return fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
 
 void log_set_prefix(const char *prefix) {
     log_prefix = prefix;
+    log_journal = stderr_is_journal();
 }
 
 void log_set_level(int level) {
@@ -74,6 +92,14 @@ int log_internal(int level, enum log_area area, int err, const char *file, int l
 #pragma GCC diagnostic pop
     va_end(ap);
 
+    if (log_journal) {
+        /* journald stamps the time and keeps the priority (journalctl -p). */
+        if (level >= LOG_DEBUG_)
+            fprintf(stderr, "<%d>[%s] %s (%s:%d)\n", level, log_area_table[area], out, file, line);
+        else
+            fprintf(stderr, "<%d>[%s] %s\n", level, log_area_table[area], out);
+        return -e;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

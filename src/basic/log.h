@@ -25,6 +25,9 @@ void log_set_level(int level);                       /* all areas */
 int log_set_level_area(const char *area, int level); /* -EINVAL on unknown area */
 int log_level_from_string(const char *s);            /* -EINVAL on unknown */
 void log_set_prefix(const char *prefix);             /* program name shown on each line */
+/* log_set_prefix() also finds out whether stderr is journald's stream
+ * ($JOURNAL_STREAM): each line then starts with its syslog priority, "<3>" for
+ * an error, and carries no time (journald stamps it). */
 
 /* Logs and returns -abs(err); %m in fmt prints strerror(err). */
 int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...)

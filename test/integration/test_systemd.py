@@ -3,6 +3,7 @@
 WATCHDOG=1 from its loop, STOPPING=1 on SIGTERM; the components do not inherit
 the manager's variables.  The service manager is a datagram socket of the test's."""
 import os
+import re
 import signal
 import socket
 import time
@@ -111,3 +112,40 @@ def test_sighup_does_not_end_halod(halod_factory):
     assert h.proc.poll() is None
     assert h.pid_of(active) == pid and h.si("svc")["active"] == active
     assert h.stop() == 0
+
+
+def journal_stream(path):
+    """What systemd puts in $JOURNAL_STREAM for the stream it gave as stderr: DEVICE:INODE."""
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+@pytest.mark.parametrize("stream", ["journald's", "another file's"])
+def test_log_lines_carry_their_priority_when_stderr_is_journald(stream, halod_factory, tmp_path):
+    """Under journald (stderr is the stream named by $JOURNAL_STREAM) each line starts
+    with its syslog priority, so `journalctl -p err` finds the errors; with stderr
+    elsewhere (redirected since), lines stay as they are, with their time."""
+    other = tmp_path / "other"
+    other.write_text("")
+    h = halod_factory(YAML.format(env_file="/dev/null"))
+    named = h.log_path if stream == "journald's" else str(other)
+
+    def under_systemd():  # halod's stderr is h.log_path, opened before the exec
+        os.environ["JOURNAL_STREAM"] = journal_stream(named)
+
+    open(h.log_path, "ab").close()
+    h.preexec_fn = under_systemd
+    h.start()
+    active, _ = h.wait_assigned("svc")
+    os.kill(h.pid_of(active), signal.SIGKILL)  # a failure: logged as a warning
+    wait_for(lambda: "failed" in h.logtext(), what="the failure logged")
+    assert h.stop() == 0
+    lines = [x for x in h.logtext().splitlines() if x]
+    failure = next(x for x in lines if f"Service unit '{active}' failed" in x)
+    if stream == "journald's":
+        assert all(re.match(r"<[3-7]>\[[a-z]+\] ", x) for x in lines), lines[:5]
+        assert failure.startswith("<4>[amf] "), failure
+        assert any(x.startswith("<6>[main] ") for x in lines)
+    else:
+        assert not any(x.startswith("<") for x in lines)
+        assert re.match(r"\d\d:\d\d:\d\d\.\d{3} halod\[amf\] warning: ", failure), failure
