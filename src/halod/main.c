@@ -118,7 +118,7 @@ static int parse_argv(int argc, char **argv) {
             help();
             return 0;
         case 'V':
-            printf("halod %d.%d\n", HALO_VERSION_MAJOR, HALO_VERSION_MINOR);
+            printf("halod %s\n", HALO_VERSION_STRING);
             return 0;
         default:
             fprintf(stderr, "Try 'halod --help'.\n");

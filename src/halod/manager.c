@@ -259,6 +259,8 @@ static int build_amf(struct manager *m) {
     int r = amf_new(&ap, &m->amf);
     if (r >= 0)
         r = amf_persist_new(m->loop, m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
+    if (r >= 0)
+        r = metrics_new(m->amf, &m->metrics);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
     return manager_build_observers(m);
@@ -521,6 +523,7 @@ struct manager *manager_free(struct manager *m) {
     if (m->loop)
         uv_run(m->loop, UV_RUN_DEFAULT);
     dispatch_free(m);
+    m->metrics = metrics_free(m->metrics);
     m->amf = amf_free(m->amf);
     m->model = rm_free(m->model);
     m->lease = lease_file_close(m->lease);
