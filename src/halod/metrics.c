@@ -101,7 +101,8 @@ static void look(struct metrics *mt, struct metrics_si *ms) {
     const struct su *next = NULL; /* the best-ranked unit confirmed ACTIVE now */
     for (size_t i = 0; i < si->n_asg; i++) {
         const struct su *su = si->asg[i].su;
-        if (su && (!ms->lost_at || su != ms->active) && confirmed_active(si, su) && (!next || su->cfg->rank < next->cfg->rank))
+        if (su && (!ms->lost_at || su != ms->active) && confirmed_active(si, su) &&
+            (!next || su->cfg->rank < next->cfg->rank))
             next = su;
     }
     if (!next)
