@@ -85,6 +85,8 @@ static void look(struct metrics *mt, struct metrics_si *ms) {
     const struct si *si = ms->si;
     usec_t now = now_monotonic_usec();
     enum reason why;
+    if (ms->active && ms->lost_at && still_active(si, ms->active, &why))
+        ms->lost_at = 0; /* the same unit serves again (no other could take over): no failover */
     if (ms->active && !ms->lost_at && !still_active(si, ms->active, &why)) {
         ms->lost_at = now;
         ms->reason = why;

@@ -194,3 +194,59 @@ def test_a_lost_node_is_counted_as_reason_node(two):
     assert value(text, "halo_failovers_total", sg="counter", si="counter", reason="node") == 1
     assert value(text, "halo_failovers_total", sg="counter", si="counter", reason="failure") == 0
     assert value(text, "halo_failover_duration_seconds_count") == 1
+
+
+def test_the_same_unit_back_is_no_failover_and_starts_no_clock(h):
+    """With its standby locked, the killed ACTIVE comes back ACTIVE itself: no failover.  A later
+    failover's duration starts at its own failure, not at that earlier one."""
+    import time
+    h.ctl("lock", "counter-b")
+    wait_for(lambda: not h.si("counter")["standby"], what="counter-b out of the SI")
+    first = h.pid_of("counter-a")
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: h.pid_of("counter-a") not in (None, first) and h.si("counter")["active"] == "counter-a",
+             timeout=10, what="counter-a ACTIVE again")
+    text = scrape(h.http)
+    assert all(v == 0 for _, v in family(text, "halo_failovers_total")), family(text, "halo_failovers_total")
+    assert value(text, "halo_failover_duration_seconds_count") == 0
+    time.sleep(1.5)  # lets a clock wrongly started at the first failure run visibly
+    h.ctl("unlock", "counter-b")
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    t0 = time.monotonic()
+    os.kill(h.pid_of("counter-a"), signal.SIGKILL)
+    wait_for(lambda: h.si("counter")["active"] == "counter-b", timeout=10, what="counter-b ACTIVE")
+    took = time.monotonic() - t0
+    text = scrape(h.http)
+    assert value(text, "halo_failovers_total", sg="counter", si="counter", reason="failure") == 1
+    assert value(text, "halo_failover_duration_seconds_count") == 1
+    assert value(text, "halo_failover_duration_seconds_sum") <= took
+
+
+def test_a_lock_is_counted_as_admin_and_an_operators_restart_is_no_restart(h):
+    h.ctl("admin", "restart", "su:counter-a")
+    wait_for(lambda: h.comp("counter-a")["instantiations"] == 2 and h.comp("counter-a")["presence"] == "INSTANTIATED",
+             timeout=10, what="counter-a restarted by the operator")
+    h.ctl("lock", "counter-a")
+    assert h.si("counter")["active"] == "counter-b"
+    text = scrape(h.http)
+    promtool_ok(text)
+    assert value(text, "halo_failovers_total", sg="counter", si="counter", reason="admin") == 1
+    assert value(text, "halo_failovers_total", sg="counter", si="counter", reason="failure") == 0
+    assert value(text, "halo_su_restarts_total", su="counter-a") == 0
+
+
+def test_the_cdb_role_follows_the_ha_calls(halod_factory):
+    from halo_harness import cdb_only_yaml
+    http, repl = free_port(), free_port()
+    h = halod_factory(cdb_only_yaml("ha", "{tick: 100ms, dead-after: 600ms}"),
+                      extra_args=["--http", f"127.0.0.1:{http}", "--cdb-listen", f"127.0.0.1:{repl}"]).start()
+
+    def roles():
+        text = scrape(http)
+        promtool_ok(text)
+        return {ls["role"]: v for ls, v in family(text, "halo_cdb_role")}
+
+    assert roles() == {"NONE": 1, "SECONDARY": 0, "PRIMARY": 0, "SECONDARY_RELAY": 0}
+    h.ctl("ha", "--token", "s3cret", "beprimary", "n1")
+    assert roles() == {"NONE": 0, "SECONDARY": 0, "PRIMARY": 1, "SECONDARY_RELAY": 0}
+    assert h.stop() == 0
