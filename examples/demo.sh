@@ -11,9 +11,11 @@ halod=$build/src/halod/halod
 haloctl=$build/src/haloctl/haloctl
 work=$(mktemp -d /tmp/halo-demo.XXXXXX)
 sock=$work/halod.sock
-port=${HALO_DEMO_PORT:-7700}
 export HALO_SOCKET=$sock
 . "$top/examples/demo-lib.sh"
+# The service's port and the two instances' standby ports: the example's, or free ones.
+port=$(pick_ports HALO_DEMO_PORT 7700 1)
+standby=$(pick_ports HALO_DEMO_STANDBY_PORT 7711 2)
 status_field() { # SI FIELD
     "$haloctl" status --json | python3 -c '
 import json, sys
@@ -28,7 +30,7 @@ fully_assigned() { [ -n "$(status_field counter active)" ] && [ -n "$(status_fie
 # The example description, pointed at this build and this run's files.
 sed -e "s|command: .*counter$|command: $build/examples/counter|" \
     -e "s|/tmp/halo-counter.state|$work/counter.state|" \
-    -e "s|\"7700\"|\"$port\"|" \
+    -e "s|\"7700\"|\"$port\"|" -e "s|\"7711\"|\"$standby\"|" -e "s|\"7712\"|\"$((standby + 1))\"|" \
     "$top/examples/counter.yaml" > "$work/counter.yaml"
 
 step "Check the cluster description"

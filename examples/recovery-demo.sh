@@ -12,9 +12,9 @@ halod=$build/src/halod/halod
 haloctl=$build/src/haloctl/haloctl
 work=$(mktemp -d /tmp/halo-recovery-demo.XXXXXX)
 sock=$work/halod.sock
-base=${HALO_DEMO_REPLOG_PORT:-7801}
 export HALO_SOCKET=$sock
 . "$top/examples/demo-lib.sh"
+base=$(pick_ports HALO_DEMO_REPLOG_PORT 7801 3) # the example's ports, or free ones
 pid_of() { # COMPONENT
     "$haloctl" status --json | python3 -c '
 import json, sys

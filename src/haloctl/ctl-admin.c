@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl-exit.h"
 #include "halo/halo.h"
 #include "macro.h"
 
@@ -166,5 +167,5 @@ int ctl_admin_main(int argc, char **argv, bool json) {
         fprintf(stderr, "haloctl: admin %s %s: %s\n", name, target,
                 ctl_admin_explain(o->op, target, r, why, sizeof(why)));
     }
-    return 1;
+    return ctl_exit_code(r);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl-exit.h"
 #include "halo/cdb.h"
 #include "macro.h"
 
@@ -231,7 +232,7 @@ int ctl_cdb_main(const char *socket, int argc, char **argv, bool json) {
     r = halo_open(socket, &cb, NULL, &h);
     if (r < 0) {
         fprintf(stderr, "haloctl: cannot reach halod at '%s': %s\n", socket, halo_strerror(r));
-        return 1;
+        return CTL_EXIT_UNREACHABLE;
     }
     argc -= 2;
     argv += 2;
@@ -246,5 +247,5 @@ int ctl_cdb_main(const char *socket, int argc, char **argv, bool json) {
     else
         r = do_watch(h, argc, argv, json);
     halo_close(h);
-    return r == -EINVAL ? 2 : r < 0 ? 1 : 0;
+    return r == -EINVAL ? CTL_EXIT_USAGE : ctl_exit_code(r);
 }

@@ -20,6 +20,8 @@
 #include "macro.h"
 #include "ctl-admin.h"
 #include "ctl-cdb.h"
+#include "ctl-exit.h"
+#include "paths.h"
 #include "ctl-ha.h"
 #include "sim.h"
 
@@ -28,6 +30,29 @@ static bool arg_json;
 static bool arg_follow;
 static bool arg_force;
 static int arg_timeout_ms = 30000;
+/* connect_halod() failed: the command's error means "halod unreachable" (CTL_EXIT_UNREACHABLE). */
+static bool halod_unreachable;
+
+int ctl_exit_code(int r) {
+    if (r >= 0)
+        return CTL_EXIT_OK;
+    if (halod_unreachable)
+        return CTL_EXIT_UNREACHABLE;
+    switch (r) {
+    case -HALO_EUNKNOWN:
+    case -ENOENT:
+        return CTL_EXIT_NO_OBJECT;
+    case -HALO_EBADSTATE:
+    case -HALO_EEXIST:
+    case -HALO_EREADONLY:
+    case -EBUSY:
+        return CTL_EXIT_REFUSED;
+    case -ETIMEDOUT:
+        return CTL_EXIT_TIMEOUT;
+    default:
+        return CTL_EXIT_FAILURE;
+    }
+}
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -56,8 +81,29 @@ static int recv_until(int fd, int64_t deadline, LinkMsg **ret) {
     }
 }
 
+static int connect_halod_once(int *ret_fd);
+
+/* --socket, $HALO_SOCKET, else where halod puts it by default: under
+ * /run/halo (halod.service, or halod without --state-dir), else in its default
+ * state directory. */
+static const char *default_socket(void) {
+    if (arg_socket)
+        return arg_socket;
+    if (getenv("HALO_SOCKET") && *getenv("HALO_SOCKET"))
+        return getenv("HALO_SOCKET");
+    if (access(HALO_RUNTIME_DIR "/halod.sock", F_OK) == 0)
+        return HALO_RUNTIME_DIR "/halod.sock";
+    return HALO_STATE_DIR "/halod.sock";
+}
+
 static int connect_halod(int *ret_fd) {
-    const char *path = arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock";
+    int r = connect_halod_once(ret_fd);
+    halod_unreachable = r < 0;
+    return r;
+}
+
+static int connect_halod_once(int *ret_fd) {
+    const char *path = default_socket();
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
@@ -227,18 +273,24 @@ static void print_status(json_t *root) {
             if (json_is_string(json_object_get(su, "last_recovery")))
                 printf("  %-22s last recovery: %s\n", "", jstr(su, "last_recovery"));
         }
-        printf("\n  %-22s %-12s %-15s %-8s %s\n", "COMPONENT", "TYPE", "PRESENCE", "PID", "LAST EXIT");
+        printf("\n  %-22s %-10s %-12s %-20s %-8s %s\n", "COMPONENT", "NODE", "TYPE", "PRESENCE", "PID", "LAST EXIT");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
-            if (strcmp(jstr(su, "node"), jstr(root, "node")) != 0)
-                continue; /* another node's processes: ask that node */
+            /* Another node's: what its node published of the unit (the processes are known there). */
+            bool here = strcmp(jstr(su, "node"), jstr(root, "node")) == 0;
             json_array_foreach(json_object_get(su, "components"), k, c) {
-                char pid[16] = "-";
-                if (json_is_integer(json_object_get(c, "pid")))
+                char pid[16] = "-", presence[32];
+                if (here && json_is_integer(json_object_get(c, "pid")))
                     snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(c, "pid")));
-                printf("  %-22s %-12s %-15s %-8s %s\n", jstr(c, "name"), jstr(c, "type"), jstr(c, "presence"), pid,
-                       jstr(c, "last_exit"));
+                if (here)
+                    snprintf(presence, sizeof(presence), "%s", jstr(c, "presence"));
+                else if (strcmp(jstr(su, "readiness"), "OTHER-NODE") == 0)
+                    snprintf(presence, sizeof(presence), "not known here");
+                else
+                    snprintf(presence, sizeof(presence), "unit %s", jstr(su, "readiness"));
+                printf("  %-22s %-10s %-12s %-20s %-8s %s\n", jstr(c, "name"), jstr(su, "node"), jstr(c, "type"),
+                       presence, pid, here ? jstr(c, "last_exit") : "-");
                 json_t *rec = json_object_get(c, "recovery");
-                if (rec)
+                if (rec && here)
                     printf("  %-22s recovery in pool '%s': %s, epoch %lld%s%s\n", "", jstr(rec, "pool"),
                            jstr(rec, "state"), (long long)json_integer_value(json_object_get(rec, "epoch")),
                            json_object_get(rec, "reason") ? ": " : "",
@@ -481,24 +533,31 @@ static void help(void) {
            "      status | beprimary NODEID | besecondary NODEID PRIMARY_ID PRIMARY_ADDR [--nowait]\n"
            "      | berelay | benone | secondary-dead NODEID | notifications (until ^C)\n");
     printf("\nOptions:\n"
-           "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else /var/lib/halo/halod.sock)\n"
+           "  -s, --socket PATH   halod's socket (default $HALO_SOCKET, else " HALO_RUNTIME_DIR "/halod.sock if it\n"
+           "                      exists, else " HALO_STATE_DIR "/halod.sock)\n"
            "  -j, --json          print JSON (read commands; events --follow: one object a line)\n"
            "  -f, --follow        events: keep printing them as they come\n"
            "      --force         recover: skip the pool's tolerance check\n"
            "  -t, --timeout SEC   how long to wait for halod (default 30)\n"
+           "  -V, --version       print haloctl's version (halod's: status --json, GET /v1/health)\n"
            "  -h, --help          this text\n");
+    printf("\nExit status:\n"
+           "  0  done\n"
+           "  1  failed otherwise (the message says why)\n"
+           "  2  usage: unknown command or option, wrong arguments\n"
+           "  3  halod unreachable: no socket, nobody listening, or no answer to the hello\n"
+           "  4  no such object (unit, SI, group, node, component, process, CDB path)\n"
+           "  5  refused in this state (not allowed now, already so, a read-only CDB)\n"
+           "  6  timeout: halod did not answer within --timeout\n");
 }
 
 /* Parses the global options.  Returns -1 to go on, or the exit status. */
 static int parse_options(int argc, char **argv, const char *optstring) {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"follow", no_argument, NULL, 'f'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {"force", no_argument, NULL, 'F'},
-        {},
+        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"follow", no_argument, NULL, 'f'},       {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},         {"force", no_argument, NULL, 'F'},
+        {"version", no_argument, NULL, 'V'},      {},
     };
     int c;
     while ((c = getopt_long(argc, argv, optstring, opts, NULL)) >= 0) {
@@ -520,7 +579,7 @@ static int parse_options(int argc, char **argv, const char *optstring) {
             double t = strtod(optarg, &end);
             if (*end || t <= 0 || t > 86400) {
                 fprintf(stderr, "haloctl: bad timeout '%s'\n", optarg);
-                return 2;
+                return CTL_EXIT_USAGE;
             }
             arg_timeout_ms = (int)(t * 1000);
             break;
@@ -528,9 +587,12 @@ static int parse_options(int argc, char **argv, const char *optstring) {
         case 'h':
             help();
             return 0;
+        case 'V':
+            printf("haloctl %s\n", HALO_VERSION_STRING);
+            return 0;
         default:
             fprintf(stderr, "Try 'haloctl --help'.\n");
-            return 2;
+            return CTL_EXIT_USAGE;
         }
     }
     return -1;
@@ -538,61 +600,59 @@ static int parse_options(int argc, char **argv, const char *optstring) {
 
 int main(int argc, char **argv) {
     /* Up to the command only ('+'): 'sim' has options of its own. */
-    int r = parse_options(argc, argv, "+s:jft:h");
+    int r = parse_options(argc, argv, "+s:jft:hV");
     if (r >= 0)
         return r;
     if (optind < argc && streq(argv[optind], "sim"))
         return sim_main(argc - optind, argv + optind, arg_json);
     if (optind < argc && streq(argv[optind], "ha"))
-        return ctl_ha_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
-                       argv + optind, arg_json);
+        return ctl_ha_main(default_socket(), argc - optind, argv + optind, arg_json);
     /* The other commands take the global options after them too ('haloctl status --json'). */
     optind = 0;
-    r = parse_options(argc, argv, "s:jft:h");
+    r = parse_options(argc, argv, "s:jft:hV");
     if (r >= 0)
         return r;
     if (optind >= argc) {
         fprintf(stderr, "haloctl: missing command. Try 'haloctl --help'.\n");
-        return 2;
+        return CTL_EXIT_USAGE;
     }
     const char *cmd = argv[optind];
     if (arg_follow && !streq(cmd, "events")) {
         fprintf(stderr, "haloctl: --follow goes with 'events' only.\n");
-        return 2;
+        return CTL_EXIT_USAGE;
     }
     if (streq(cmd, "events")) {
         if (optind + 1 < argc) {
             fprintf(stderr, "haloctl: 'events' takes no argument.\n");
-            return 2;
+            return CTL_EXIT_USAGE;
         }
         r = cmd_events(arg_follow);
-        if (r < 0 && r != -ECONNREFUSED && r != -ENOENT)
+        if (r < 0 && !halod_unreachable)
             fprintf(stderr, "haloctl: events: %s\n", halo_strerror(r));
-        return r < 0 ? 1 : 0;
+        return ctl_exit_code(r);
     }
     if (streq(cmd, "admin"))
         return ctl_admin_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "cdb"))
-        return ctl_cdb_main(arg_socket ?: getenv("HALO_SOCKET") ?: "/var/lib/halo/halod.sock", argc - optind,
-                        argv + optind, arg_json);
+        return ctl_cdb_main(default_socket(), argc - optind, argv + optind, arg_json);
     const struct verb *v = NULL;
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         if (streq(verbs[i].name, cmd))
             v = &verbs[i];
     if (!v) {
         fprintf(stderr, "haloctl: unknown command '%s'. Try 'haloctl --help'.\n", cmd);
-        return 2;
+        return CTL_EXIT_USAGE;
     }
     int nargs = argc - optind - 1;
     if ((v->arg && nargs != 1) || (!v->arg && nargs != 0)) {
         fprintf(stderr, v->arg ? "haloctl: '%s' takes one argument, %s.\n" : "haloctl: '%s' takes no argument.\n",
                 v->name, v->arg);
-        return 2;
+        return CTL_EXIT_USAGE;
     }
     if (v->op == HALO__LINK__ADMIN__OP__RECOVER_FORCE && !arg_force) {
         fprintf(stderr, "haloctl: 'recover' needs --force: it skips the tolerance check of the process's pool, "
                         "which is there to protect its data (docs/recovery.md).\n");
-        return 2;
+        return CTL_EXIT_USAGE;
     }
     if (streq(v->name, "shutdown"))
         fprintf(stderr, "haloctl: 'shutdown' is deprecated: it stops halod; say 'haloctl stop-halod' (the AMF's "
@@ -601,7 +661,7 @@ int main(int argc, char **argv) {
         r = cmd_status(argc, argv);
     else if (v->op == HALO__LINK__ADMIN__OP__FAILVEC) {
         r = cmd_failvec(argv[optind + 1]);
-        if (r < 0 && r != -ECONNREFUSED && r != -ENOENT)
+        if (r < 0 && !halod_unreachable)
             fprintf(stderr, "haloctl: failvec '%s': %s\n", argv[optind + 1],
                     r == -HALO_EUNKNOWN ? "no such process"
                     : r == -EINVAL      ? "not a pool process"
@@ -616,7 +676,7 @@ int main(int argc, char **argv) {
                 printf("%s: %s '%s'\n", v->name, v->done, target);
             else
                 printf("%s\n", v->done);
-        } else if (r != -ECONNREFUSED && r != -ENOENT) {
+        } else if (!halod_unreachable) {
             char why[512] = "";
             if (target)
                 ctl_admin_explain(v->op, target, r, why, sizeof(why));
@@ -624,7 +684,7 @@ int main(int argc, char **argv) {
                     halo_strerror(r), *why ? ": " : "", why);
         }
     }
-    if (r < 0 && v->op == HALO__LINK__ADMIN__OP__STATUS && r != -ECONNREFUSED && r != -ENOENT)
+    if (r < 0 && v->op == HALO__LINK__ADMIN__OP__STATUS && !halod_unreachable)
         fprintf(stderr, "haloctl: status: %s\n", halo_strerror(r));
-    return r < 0 ? 1 : 0;
+    return ctl_exit_code(r);
 }

@@ -16,10 +16,11 @@
 #include "macro.h"
 #include "manager.h"
 #include "parse-util.h"
+#include "paths.h"
 
 static const char *arg_check;
 static struct manager_options arg = {
-    .state_dir = "/var/lib/halo",
+    .state_dir = HALO_STATE_DIR,
     .lease_ttl = 2,
     .http = "127.0.0.1:" HTTP_DEFAULT_PORT,
 };
@@ -30,7 +31,8 @@ static void help(void) {
            "The halo node daemon: supervises the components of this node and assigns their roles.\n\n"
            "  -n, --check             validate the description, print 'configuration OK' or every error\n"
            "  -d, --state-dir DIR     where the store and the socket live (default /var/lib/halo)\n"
-           "  -s, --socket PATH       HA link socket (default STATE_DIR/halod.sock)\n"
+           "  -s, --socket PATH       HA link socket (default STATE_DIR/halod.sock with --state-dir,\n"
+           "                          else " HALO_RUNTIME_DIR "/halod.sock)\n"
            "      --node NAME         this node's name (default: the only node of the description)\n"
            "      --etcd URL[,URL...] share the cluster through etcd (several nodes) instead of the\n"
            "                          local SQLite store; also $HALO_ETCD\n"
@@ -80,6 +82,7 @@ static int parse_argv(int argc, char **argv) {
             break;
         case 'd':
             arg.state_dir = optarg;
+            arg.state_dir_given = true;
             break;
         case 's':
             arg.socket = optarg;
@@ -142,7 +145,7 @@ static int parse_argv(int argc, char **argv) {
             help();
             return 0;
         case 'V':
-            printf("halod %d.%d\n", HALO_VERSION_MAJOR, HALO_VERSION_MINOR);
+            printf("halod %s\n", HALO_VERSION_STRING);
             return 0;
         default:
             fprintf(stderr, "Try 'halod --help'.\n");

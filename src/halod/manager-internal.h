@@ -18,6 +18,7 @@
 #include "link.h"
 #include "list.h"
 #include "manager.h"
+#include "metrics.h"
 #include "notify.h"
 #include "queue-report.h"
 #include "queue.h"
@@ -46,6 +47,7 @@ struct manager {
     /* The AMF and its observers. */
     struct amf *amf;
     struct amf_persist *persist;
+    struct metrics *metrics; /* failovers and their durations (metrics.c) */
     struct queue *queue;
     struct queue_reporter *reporter;
     struct recovery_model *model;

@@ -23,6 +23,7 @@
 #include "macro.h"
 #include "manager-internal.h"
 #include "parse-util.h"
+#include "paths.h"
 
 /* Exactly one halod per state directory. */
 static int take_lock(const char *dir, int *ret_fd) {
@@ -228,8 +229,14 @@ static int socket_path(struct manager *m) {
     char *sock = m->socket;
     if (m->opt.socket)
         snprintf(sock, sizeof(m->socket), "%s", m->opt.socket);
-    else
+    else if (m->opt.state_dir_given)
         snprintf(sock, sizeof(m->socket), "%s/halod.sock", m->opt.state_dir);
+    else {
+        /* Where haloctl looks first, and where halod.service puts it. */
+        if (mkdir(HALO_RUNTIME_DIR, 0755) < 0 && errno != EEXIST)
+            return log_error_errno(errno, "Failed to create '%s' for the socket: %m", HALO_RUNTIME_DIR);
+        snprintf(sock, sizeof(m->socket), "%s/halod.sock", HALO_RUNTIME_DIR);
+    }
     if (sock[0] == '/')
         return 0;
     char cwd[PATH_MAX];
@@ -306,6 +313,8 @@ static int build_amf(struct manager *m) {
     int r = amf_new(&ap, &m->amf);
     if (r >= 0)
         r = amf_persist_new(m->loop, m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
+    if (r >= 0)
+        r = metrics_new(m->amf, &m->metrics);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
     return manager_build_observers(m);
@@ -568,6 +577,7 @@ struct manager *manager_free(struct manager *m) {
     if (m->loop)
         uv_run(m->loop, UV_RUN_DEFAULT);
     dispatch_free(m);
+    m->metrics = metrics_free(m->metrics);
     m->amf = amf_free(m->amf);
     m->model = rm_free(m->model);
     m->lease = lease_file_close(m->lease);

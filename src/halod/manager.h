@@ -19,7 +19,8 @@ struct manager;
 struct manager_options {
     const char *config_path;
     const char *state_dir;
-    const char *socket;     /* NULL: STATE_DIR/halod.sock */
+    bool state_dir_given;   /* --state-dir: the socket's default goes there */
+    const char *socket;     /* NULL: STATE_DIR/halod.sock with --state-dir, else /run/halo/halod.sock */
     const char *node;       /* NULL: the only node, or this host's name */
     const char *etcd;       /* "URL,URL,...": several nodes; NULL: SQLite */
     int64_t lease_ttl;      /* seconds */

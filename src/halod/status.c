@@ -59,6 +59,8 @@ char *status_json(struct manager *m) {
         json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "cluster", m->config->cluster, "node", m->node, "store",
                   store_backend_name(m->store), "coordinator", coordinator ? json_string(coordinator) : json_null(),
                   "nodes", nodes_json(m), "service_groups", amf_status_sgs(m->amf, decorate_comp, m));
+    if (root)
+        json_object_set_new(root, "version", json_string(HALO_VERSION_STRING));
     json_t *cdb = root ? cdb_json(m) : NULL;
     if (cdb)
         json_object_set_new(root, "cdb", cdb);
@@ -136,6 +138,8 @@ int status_metrics(struct manager *m, char **ret) {
     }
     if (r >= 0)
         r = amf_status_metrics(m->amf, &b);
+    if (r >= 0)
+        r = metrics_write(m, &b);
     struct queue_stats qs = {0};
     if (m->queue)
         queue_get_stats(m->queue, &qs);

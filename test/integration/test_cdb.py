@@ -30,7 +30,7 @@ def test_set_get_list_delete_through_haloctl(halod_factory):
     assert json.loads(h.ctl("cdb", "list", "--json").stdout) == [{"path": "/net-x", "value": "sibling"}]
 
     missing = h.ctl("cdb", "get", "/net/eth0/mtu", check=False)
-    assert missing.returncode == 1 and "'/net/eth0/mtu': no value at this path" in missing.stderr
+    assert missing.returncode == 4 and "'/net/eth0/mtu': no value at this path" in missing.stderr
     for bad in ("net", "/a//b", "/a/", "/"):
         r = h.ctl("cdb", "set", bad, "v", check=False)
         assert r.returncode == 2 and "not a valid path" in r.stderr, (bad, r.stderr)

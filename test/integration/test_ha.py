@@ -134,7 +134,7 @@ def test_transitions_allowed_and_refused(halod_factory):
     b.cdb("set", "/own", "2")
     a.ha("besecondary", "n1", "n2", b.addr)
     r = a.cdb("set", "/x", "1", check=False)
-    assert r.returncode == 1 and "read-only on a secondary" in r.stderr
+    assert r.returncode == 5 and "read-only on a secondary" in r.stderr  # 5: refused in this state
     assert a.h.stop() == 0 and b.h.stop() == 0
 
 
@@ -296,7 +296,7 @@ def test_the_tcp_control_needs_the_token_from_the_description(halod_factory, tmp
 
     # Nothing ran: one PRIMARY, b still its secondary, taking no writes, with the same token as a.
     assert a.state()["state"] == "PRIMARY" and b.state()["state"] == "SECONDARY"
-    assert b.cdb("set", "/x", "2", check=False).returncode == 1
+    assert b.cdb("set", "/x", "2", check=False).returncode == 5  # refused: read-only
     a.cdb("set", "/k", "3")
     assert b.items() == {"/k": "3"}
     # A client that knows the token gets control over TCP too.
@@ -378,7 +378,7 @@ def test_relay_chain_and_losing_the_primary(halod_factory):
     c.ha("besecondary", "n3", "n2", b.addr)
     a.cdb("set", "/after", "2")
     wait_for(lambda: c.items() == {"/before": "1", "/after": "2"}, what="the relay's secondary to have both")
-    assert c.cdb("set", "/x", "1", check=False).returncode == 1  # read-only down the chain
+    assert c.cdb("set", "/x", "1", check=False).returncode == 5  # read-only down the chain
 
     notes_c = Notifications(c)
     try:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """What `meson install` puts beside the binaries: the systemd unit passes
 systemd-analyze verify with no warning, and says what halod needs of systemd."""
+import json
 import os
 import re
 import shutil
@@ -181,3 +182,38 @@ service-groups:
     assert complete("restart u", h.socket) == ["ua", "ub"]
     # No halod answering: no names, and no error on the terminal.
     assert complete("admin lock su:", str(tmp_path / "nothing.sock")) == []
+
+
+def test_halod_and_haloctl_meet_in_run_halo_by_default(tmp_path):
+    """halod with neither --state-dir nor --socket binds /run/halo/halod.sock (state in
+    /var/lib/halo); haloctl with neither --socket nor $HALO_SOCKET finds it there.  Run in
+    a mount namespace of the test's own, with tmpfs over /run and /var/lib, so the
+    machine's own directories are not touched."""
+    desc = tmp_path / "c.yaml"
+    desc.write_text(f"""
+service-groups:
+  g:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{tmp_path}/log"}}
+    service-units: {{ua: {{}}, ub: {{}}}}
+    service-instances: {{web: {{csis: {{c: {{}}}}}}}}
+""")
+    script = f"""
+set -e
+mount -t tmpfs none /run
+mount -t tmpfs none /var/lib
+env -u HALO_SOCKET {HALOD} --http none {desc} 2>{tmp_path}/halod.log &
+pid=$!
+for i in $(seq 200); do [ -S /run/halo/halod.sock ] && break; sleep 0.05; done
+ls -ld /run/halo /var/lib/halo | cut -c1-10
+env -u HALO_SOCKET {HALOCTL} --json status > {tmp_path}/status.json
+env -u HALO_SOCKET {HALOCTL} stop-halod >/dev/null
+wait $pid
+"""
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr + (tmp_path / "halod.log").read_text()
+    assert r.stdout.split() == ["drwxr-xr-x", "drwx------"], r.stdout
+    with open(tmp_path / "status.json") as f:
+        assert json.load(f)["service_groups"][0]["name"] == "g"

@@ -182,7 +182,7 @@ def test_happy_path(sim, tmp_path):
     bad = hs["n1"].ctl("failvec", "outsider", check=False)
     assert bad.returncode == 1 and "not a pool process" in bad.stderr
     bad = hs["n1"].ctl("failvec", "nobody", check=False)
-    assert bad.returncode == 1 and "no such process" in bad.stderr
+    assert bad.returncode == 4 and "no such process" in bad.stderr  # 4: no such object
     out = hs["n1"].ctl("events").stdout
     rows = [ln.split() for ln in out.splitlines()[1:]]
     b = [r[3] for r in rows if r[2] == "process:ios-b"]
@@ -674,7 +674,7 @@ def test_an_operator_forces_a_refused_recovery(sim, tmp_path):
     r = hs["n1"].ctl("recover", "ios-c", check=False)
     assert r.returncode == 2 and "--force" in r.stderr
     r = hs["n1"].ctl("recover", "--force", "ios-a", check=False)
-    assert r.returncode == 1, r.stdout + r.stderr  # ONLINE: nothing to force
+    assert r.returncode == 5, r.stdout + r.stderr  # ONLINE: nothing to force (5: refused in this state)
     r = hs["n1"].ctl("recover", "--force", "ios-c")
     assert "forced the recovery of 'ios-c'" in r.stdout
     wait_for(lambda: told(log, "ios-a", "process:ios-c")[-1:] == ["ONLINE"], timeout=30, what="ios-c ONLINE")

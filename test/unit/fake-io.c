@@ -193,6 +193,11 @@ int http_metrics_add(struct http_metrics_buf *b, const char *name, const char *h
     return 0;
 }
 
+int http_metrics_add_histogram(struct http_metrics_buf *b, const char *name, const char *help, const char *labels,
+                               const double *bounds, const uint64_t *counts, size_t n, double sum, uint64_t count) {
+    return 0;
+}
+
 int http_metrics_labels(char *buf, size_t size, ...) {
     if (size)
         buf[0] = 0;

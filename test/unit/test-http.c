@@ -426,6 +426,60 @@ static int check_exposition(const char *text) {
 
 /* ---- the tests ---- */
 
+TEST(metrics_histogram) {
+    struct http_metrics_buf m = {0};
+    char *text = NULL;
+    const double bounds[] = {0.5, 1, 2.5};
+    const uint64_t counts[] = {1, 1, 3};
+
+    ASSERT_OK(http_metrics_add(&m, "x_total", "Before.", "counter", NULL, 2));
+    ASSERT_OK(http_metrics_add_histogram(&m, "x_seconds", "How long.", "sg=\"a\"", bounds, counts, 3, 4.25, 4));
+    ASSERT_OK(http_metrics_add_histogram(&m, "x_seconds", NULL, NULL, NULL, NULL, 0, 0, 0));
+    ASSERT_OK(http_metrics_finish(&m, &text));
+    ASSERT_STREQ(text, "# HELP x_total Before.\n"
+                       "# TYPE x_total counter\n"
+                       "x_total 2\n"
+                       "# HELP x_seconds How long.\n"
+                       "# TYPE x_seconds histogram\n"
+                       "x_seconds_bucket{sg=\"a\",le=\"0.5\"} 1\n"
+                       "x_seconds_bucket{sg=\"a\",le=\"1\"} 1\n"
+                       "x_seconds_bucket{sg=\"a\",le=\"2.5\"} 3\n"
+                       "x_seconds_bucket{sg=\"a\",le=\"+Inf\"} 4\n"
+                       "x_seconds_sum{sg=\"a\"} 4.25\n"
+                       "x_seconds_count{sg=\"a\"} 4\n"
+                       "x_seconds_bucket{le=\"+Inf\"} 0\n"
+                       "x_seconds_sum 0\n"
+                       "x_seconds_count 0\n");
+    free(text);
+
+    /* Bounds that do not ascend, counts that are not cumulative or exceed the count: refused. */
+    const double down[] = {1, 0.5};
+    const uint64_t c2[] = {1, 1}, shrinking[] = {2, 1};
+    ASSERT_EQ(http_metrics_add_histogram(&m, "y", "h", NULL, down, c2, 2, 0, 2), -EINVAL);
+    ASSERT_EQ(http_metrics_add_histogram(&m, "y", "h", NULL, bounds, shrinking, 2, 0, 2), -EINVAL);
+    ASSERT_EQ(http_metrics_add_histogram(&m, "y", "h", NULL, bounds, c2, 2, 0, 0), -EINVAL);
+    ASSERT_EQ(http_metrics_add_histogram(&m, "y", "h", "le=\"x", bounds, c2, 2, 0, 2), -EINVAL);
+    /* A name already used by another type. */
+    ASSERT_OK(http_metrics_add(&m, "z", "h", "gauge", NULL, 1));
+    ASSERT_EQ(http_metrics_add_histogram(&m, "z", "h", NULL, bounds, c2, 2, 0, 2), -EINVAL);
+    text = NULL;
+    ASSERT_EQ(http_metrics_finish(&m, &text), -EINVAL);
+    ASSERT(text == NULL);
+}
+
+TEST(health_answers_with_the_version) {
+    struct fixture f;
+    struct call c;
+    fixture_init(&f);
+    fixture_start(&f, &handlers, NULL);
+    get(&f, &c, "/v1/health");
+    ASSERT_EQ(c.code, 200);
+    ASSERT_STREQ(c.resp.p, "{\"status\":\"ok\",\"version\":\"" HALO_VERSION_STRING "\"}");
+    call_done(&c);
+    ASSERT_EQ(f.n_status, 0);
+    fixture_done(&f);
+}
+
 TEST(status_answers_json) {
     struct fixture f;
     struct call c;

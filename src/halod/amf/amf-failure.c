@@ -19,6 +19,7 @@ static void on_restart_timer(uv_timer_t *t) {
     struct su *su = t->data;
     if (su->amf->stopping || su->oper == SU_DISABLED)
         return;
+    su->restarts_total += !su->admin_restart;
     su->failing = false;
     su->admin_restart = false;
     log_info("Restarting service unit '%s'", su->name);

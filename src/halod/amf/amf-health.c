@@ -74,6 +74,7 @@ static void on_hc_timeout(uv_timer_t *t) {
     }
     snprintf(buf, sizeof(buf), "missed health check '%s' (no answer within %s)", hc->key,
              format_duration(d, sizeof(d), hc->comp->cfg->healthcheck.timeout));
+    hc->comp->hc_failures++;
     amf_comp_recover(hc->comp, buf, hc->recovery);
 }
 

@@ -159,6 +159,7 @@ void amf_inv_complete(struct invocation *inv, int error, bool quiescing_complete
         amf_hc_answered(hc);
         if (error != 0) {
             snprintf(buf, sizeof(buf), "failed health check '%s'", hc->key);
+            c->hc_failures++;
             amf_comp_recover(c, buf, hc->recovery);
         }
         return;

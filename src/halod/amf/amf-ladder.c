@@ -327,6 +327,7 @@ void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended
         break;
     case AMF_RUNG_SU_RESTART:
         log_warning("Service unit '%s' restarts in place: %s", su->name, buf);
+        su->restarts_total++;
         for (size_t i = 0; i < su->n_comps; i++)
             amf_comp_restart_in_place(&su->comps[i], buf);
         break;

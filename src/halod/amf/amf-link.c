@@ -149,6 +149,7 @@ void amf_hc_confirm(struct amf *a, struct conn *conn, uint64_t seq, const char *
     if (r == 0 && result < 0) {
         char buf[160];
         snprintf(buf, sizeof(buf), "reported a failed health check '%s'", key);
+        c->hc_failures++;
         amf_comp_recover(c, buf, hc->recovery);
     } else if (r == 0)
         amf_hc_rearm(hc);

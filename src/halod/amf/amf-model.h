@@ -66,7 +66,8 @@ struct comp {
     uv_timer_t timer;  /* instantiate or terminate timeout */
     struct hc *hcs;
     usec_t spawned_at;
-    unsigned restarts; /* processes started, for status */
+    unsigned restarts;    /* processes started, for status */
+    uint64_t hc_failures; /* health checks missed or failed, for halo_health_check_failures_total */
     char *last_exit;
     bool adopted;       /* started by a previous halod, watched through a pidfd */
     bool object_states; /* its registration asked for the cluster's object states */
@@ -163,6 +164,7 @@ struct su {
     usec_t back_at;            /* when it last came (back) into service, as the deciding node saw it */
     struct amf_rung_count comp_restarts, su_restarts; /* the escalation ladder's counts (amf-ladder.c) */
     char *last_recovery;                              /* which rung acted last and why */
+    uint64_t restarts_total; /* started again after a failure (su-restart, or after failover): metrics */
 };
 
 struct assignment {

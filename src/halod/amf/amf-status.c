@@ -149,8 +149,9 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
             http_metrics_labels(l, sizeof(l), "si", si->name, "role", "standby", NULL);
             ADD("halo_si_assignments", "Confirmed assignments of the service instance, by role.", "gauge", sb);
             http_metrics_labels(l, sizeof(l), "si", si->name, NULL);
-            ADD("halo_si_generation", "Changes of the service instance's assignments.", "counter",
-                (double)si->generation);
+            ADD("halo_si_generation",
+                "The version of the service instance's assignments (bumped on each confirmed change; persisted).",
+                "gauge", (double)si->generation);
         }
     }
 #undef ADD

@@ -69,7 +69,7 @@ struct http_metrics_family {
     struct sbuf text; /* HELP and TYPE lines, then the samples */
 };
 
-static const char *const metric_types[] = {"counter", "gauge", "untyped"};
+static const char *const metric_types[] = {"counter", "gauge", "untyped", "histogram"};
 
 static bool metric_name_valid(const char *s) {
     if (!s || !*s)
@@ -195,36 +195,77 @@ oom:
     return NULL;
 }
 
+/* Appends one sample line to f: NAME{LABELS,LE} VALUE (LE: an le="..." pair of a bucket, or NULL). */
+static int sample_add(struct http_metrics_family *f, const char *name, const char *labels, const char *le,
+                      double value) {
+    char v[64];
+    format_value(v, sizeof(v), value);
+    bool has_labels = labels && *labels;
+    size_t undo = f->text.len;
+    int r = sbuf_adds(&f->text, name);
+    if (has_labels || le) {
+        r = r < 0 ? r : sbuf_adds(&f->text, "{");
+        r = r < 0 || !has_labels ? r : sbuf_adds(&f->text, labels);
+        r = r < 0 || !has_labels || !le ? r : sbuf_adds(&f->text, ",");
+        r = r < 0 || !le ? r : sbuf_adds(&f->text, le);
+        r = r < 0 ? r : sbuf_adds(&f->text, "}");
+    }
+    r = r < 0 ? r : sbuf_adds(&f->text, " ");
+    r = r < 0 ? r : sbuf_adds(&f->text, v);
+    r = r < 0 ? r : sbuf_adds(&f->text, "\n");
+    if (r < 0 && f->text.p) {
+        f->text.len = undo; /* no half sample */
+        f->text.p[undo] = '\0';
+    }
+    return r;
+}
+
 static int metrics_add(struct http_metrics_buf *b, const char *name, const char *help, const char *type,
                        const char *labels, double value) {
     const char *t = NULL;
     for (size_t i = 0; i < ELEMENTSOF(metric_types); i++)
         if (type && streq(type, metric_types[i]))
             t = metric_types[i];
-    if (!t || !metric_name_valid(name) || !labels_valid(labels))
+    if (!t || streq(t, "histogram") || !metric_name_valid(name) || !labels_valid(labels))
         return -EINVAL;
 
     int r = 0;
     struct http_metrics_family *f = family_get(b, name, help, t, &r);
+    return f ? sample_add(f, name, labels, NULL, value) : r;
+}
+
+static int histogram_add(struct http_metrics_buf *b, const char *name, const char *help, const char *labels,
+                         const double *bounds, const uint64_t *counts, size_t n, double sum, uint64_t count) {
+    char sample[256], le[80], v[64];
+    if (!metric_name_valid(name) || strlen(name) + sizeof("_bucket") > sizeof(sample) || !labels_valid(labels) ||
+        (n > 0 && (!bounds || !counts)))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (isnan(bounds[i]) || (i > 0 && (bounds[i] <= bounds[i - 1] || counts[i] < counts[i - 1])) ||
+            counts[i] > count)
+            return -EINVAL;
+    int r = 0;
+    struct http_metrics_family *f = family_get(b, name, help, "histogram", &r);
     if (!f)
         return r;
+    snprintf(sample, sizeof(sample), "%s_bucket", name);
+    for (size_t i = 0; r >= 0 && i <= n; i++) {
+        format_value(v, sizeof(v), i < n ? bounds[i] : INFINITY);
+        snprintf(le, sizeof(le), "le=\"%s\"", v);
+        r = sample_add(f, sample, labels, le, (double)(i < n ? counts[i] : count));
+    }
+    snprintf(sample, sizeof(sample), "%s_sum", name);
+    r = r < 0 ? r : sample_add(f, sample, labels, NULL, sum);
+    snprintf(sample, sizeof(sample), "%s_count", name);
+    return r < 0 ? r : sample_add(f, sample, labels, NULL, (double)count);
+}
 
-    char v[64];
-    format_value(v, sizeof(v), value);
-    size_t undo = f->text.len;
-    r = sbuf_adds(&f->text, name);
-    if (labels && *labels) {
-        r = r < 0 ? r : sbuf_adds(&f->text, "{");
-        r = r < 0 ? r : sbuf_adds(&f->text, labels);
-        r = r < 0 ? r : sbuf_adds(&f->text, "}");
-    }
-    r = r < 0 ? r : sbuf_adds(&f->text, " ");
-    r = r < 0 ? r : sbuf_adds(&f->text, v);
-    r = r < 0 ? r : sbuf_adds(&f->text, "\n");
-    if (r < 0) {
-        f->text.len = undo; /* no half sample */
-        f->text.p[undo] = '\0';
-    }
+int http_metrics_add_histogram(struct http_metrics_buf *b, const char *name, const char *help, const char *labels,
+                               const double *bounds, const uint64_t *counts, size_t n, double sum, uint64_t count) {
+    assert_return(b, -EINVAL);
+    int r = histogram_add(b, name, help, labels, bounds, counts, n, sum, count);
+    if (r < 0 && b->error == 0)
+        b->error = r;
     return r;
 }
 
@@ -304,6 +345,7 @@ enum route {
     ROUTE_METRICS,
     ROUTE_EVENTS,
     ROUTE_ENTRYPOINT,
+    ROUTE_HEALTH,
 };
 
 static const struct {
@@ -311,7 +353,7 @@ static const struct {
     enum route route;
 } routes[] = {
     {"/", ROUTE_STATUS},          {"/v1/status", ROUTE_STATUS},         {"/metrics", ROUTE_METRICS},
-    {"/v1/events", ROUTE_EVENTS}, {"/v1/entrypoint", ROUTE_ENTRYPOINT},
+    {"/v1/events", ROUTE_EVENTS}, {"/v1/entrypoint", ROUTE_ENTRYPOINT}, {"/v1/health", ROUTE_HEALTH},
 };
 
 /* The status codes counted one by one in halo_http_requests_total; the rest count as "other". */
@@ -586,6 +628,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         return serve_json(s, mc, s->h.entrypoint);
     case ROUTE_METRICS:
         return serve_metrics(s, mc);
+    case ROUTE_HEALTH: /* halod's loop answers: it is alive (docs/http.md) */
+        return respond(s, mc, MHD_HTTP_OK, CT_JSON,
+                       strdup("{\"status\":\"ok\",\"version\":\"" HALO_VERSION_STRING "\"}"), NULL, false);
     case ROUTE_EVENTS:
         return events_start(s, mc, con_cls);
     case ROUTE_NONE:

@@ -101,13 +101,24 @@ struct http_metrics_buf {
 
 /*
  * Adds one sample.  name: [a-zA-Z_:][a-zA-Z0-9_:]*; help: any text (backslashes and newlines are
- * escaped), used the first time name is seen; type: "counter", "gauge" or "untyped", and the same on
+ * escaped), used the first time name is seen; type: "counter", "gauge" or "untyped" (a histogram: the
+ * next call), and the same on
  * every call for one name; labels: NULL, "" or comma-separated name="value" pairs with values escaped
  * as the format says (what http_metrics_labels() writes); value: any double (NaN and ±Inf too).
  * Returns 0, -EINVAL (bad name, type or labels; a type that differs from the name's first), -ENOMEM.
  */
 int http_metrics_add(struct http_metrics_buf *b, const char *name, const char *help, const char *type,
                      const char *labels, double value);
+
+/*
+ * Adds a histogram (its family's type is "histogram"): NAME_bucket{LABELS,le="B"} for each of the n
+ * ascending bounds with counts[i] the observations <= bounds[i] (cumulative), NAME_bucket{le="+Inf"}
+ * with count, then NAME_sum and NAME_count.  labels as for http_metrics_add(), without "le".
+ * Returns 0, -EINVAL (bad name or labels, bounds not ascending, counts not cumulative or above count,
+ * the name already used by another type), -ENOMEM.
+ */
+int http_metrics_add_histogram(struct http_metrics_buf *b, const char *name, const char *help, const char *labels,
+                               const double *bounds, const uint64_t *counts, size_t n, double sum, uint64_t count);
 
 /*
  * Writes name="value" pairs, given as a NULL-terminated list of name, value strings, into buf as one
