@@ -24,6 +24,8 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(os.environ.get("HALO_BUILD") or os.path.join(TOP, "build"))
 HALOD = os.path.join(BUILD, "src", "halod", "halod")
+HTTP_TOKEN = "halo-bench-http-token-0123456789"
+HTTP_AUTH = {"Authorization": "Bearer " + HTTP_TOKEN}
 HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
 COMPONENT = os.path.join(BUILD, "bench", "bench-component")
 
@@ -193,8 +195,12 @@ class Run:
         if r.returncode != 0:
             raise BenchError(f"halod rejects the generated description {self.config}:\n{r.stderr.strip()}")
         self.log = open(self.halod_log, "ab")
+        # Writes over HTTP (POST /v1/events) need a token: this one, HTTP_AUTH's.
+        token_file = self.path("http.token")
+        with open(token_file, "w") as f:
+            f.write(HTTP_TOKEN + "\n")
         argv = [HALOD, "--state-dir", self.state, "--socket", self.socket, "--log-level", log_level,
-                *extra_args, self.config]
+                "--http-token-file", token_file, *extra_args, self.config]
         t0 = mono_ns()
         # A session of its own: a ^C on the terminal reaches only us, and we stop halod.
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,

@@ -2,6 +2,7 @@
 /* Strict decimal and HOST:PORT parsers (parse-util.h). */
 #include "parse-util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -81,4 +82,12 @@ int parse_host_port(const char *s, char *host, size_t host_size, uint16_t *ret_p
     host[e - h] = '\0';
     *ret_port = (uint16_t)port;
     return 0;
+}
+
+bool address_is_loopback(const char *host) {
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }

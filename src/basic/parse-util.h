@@ -2,6 +2,8 @@
 /* Strict parsers of the numbers and addresses halo reads from files, keys, options and the wire. */
 #pragma once
 
+#include <stdbool.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,3 +27,6 @@ int parse_u64_range(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
  * Checks the form only, not that host is an address.  0 or -EINVAL.
  */
 int parse_host_port(const char *s, char *host, size_t host_size, uint16_t *ret_port);
+
+/* Whether host is a numeric loopback address: 127.0.0.0/8 or ::1. */
+bool address_is_loopback(const char *host);

@@ -43,6 +43,11 @@ static void help(void) {
            "                          --client-cert-auth\n"
            "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
            "      --http ADDR:PORT    the HTTP/JSON API (default 127.0.0.1:" HTTP_DEFAULT_PORT "; 'none': off)\n"
+           "      --http-token-file FILE  the bearer token that writes over HTTP (POST) need; without\n"
+           "                          it they are refused\n"
+           "      --http-cert FILE, --http-key FILE\n"
+           "                          serve HTTPS with this certificate and key (PEM); an --http\n"
+           "                          address that is not loopback needs them and a token\n"
            "      --ha-socket PATH    the HA control socket of the CDB roles (default: ha.sock next to the\n"
            "                          HA link socket)\n"
            "      --ha-control ADDR:PORT  the HA control socket on TCP too (loopback addresses only)\n"
@@ -72,6 +77,9 @@ static int parse_argv(int argc, char **argv) {
         {"etcd-cacert", required_argument, NULL, 'R'},
         {"etcd-cert", required_argument, NULL, 'c'},
         {"etcd-key", required_argument, NULL, 'k'},
+        {"http-token-file", required_argument, NULL, 'O'},
+        {"http-cert", required_argument, NULL, 'P'},
+        {"http-key", required_argument, NULL, 'Q'},
         {},
     };
     int c;
@@ -101,6 +109,15 @@ static int parse_argv(int argc, char **argv) {
             break;
         case 'k':
             arg.etcd_key = optarg;
+            break;
+        case 'O':
+            arg.http_token_file = optarg;
+            break;
+        case 'P':
+            arg.http_cert = optarg;
+            break;
+        case 'Q':
+            arg.http_key = optarg;
             break;
         case 'H':
             arg.http = optarg;

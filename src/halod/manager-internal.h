@@ -43,7 +43,8 @@ struct manager {
     struct supervisor *sup;
     struct server *server;
     struct http_server *http;
-    struct lease_file *lease; /* several nodes: the deadline the processes enforce */
+    char *http_token, *http_cert_pem, *http_key_pem; /* read at start; kept while the server runs */
+    struct lease_file *lease;                        /* several nodes: the deadline the processes enforce */
     /* The AMF and its observers. */
     struct amf *amf;
     struct amf_persist *persist;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http-auth.h"
 #include "keys.h"
 #include "log.h"
 #include "macro.h"
@@ -364,6 +365,41 @@ static int build_cluster(struct manager *m) {
     return 0;
 }
 
+/* --http-token-file, --http-cert, --http-key: read once, at start. */
+static int read_http_secrets(struct manager *m) {
+    const struct manager_options *o = &m->opt;
+    int r;
+    if (!o->http_cert != !o->http_key)
+        return log_error("--http-cert and --http-key go together: give both or neither"), -EINVAL;
+    if (o->http_token_file) {
+        r = http_secret_file_read(o->http_token_file, HTTP_TOKEN_MAX + 2, &m->http_token, NULL);
+        if (r >= 0 && (r = http_token_parse(m->http_token)) < 0)
+            return log_error("--http-token-file %s: want one line of %d to %d printable bytes without spaces",
+                             o->http_token_file, HTTP_TOKEN_MIN, HTTP_TOKEN_MAX),
+                   r;
+        if (r == -EFBIG)
+            return log_error("--http-token-file %s: too large for a token", o->http_token_file), r;
+        if (r == -EINVAL)
+            return log_error("--http-token-file %s: not a regular file", o->http_token_file), r;
+        if (r < 0)
+            return log_error_errno(r, "--http-token-file %s: %m", o->http_token_file);
+    }
+    const struct {
+        const char *option, *path;
+        char **ret;
+    } pem[] = {{"--http-cert", o->http_cert, &m->http_cert_pem}, {"--http-key", o->http_key, &m->http_key_pem}};
+    for (size_t i = 0; i < ELEMENTSOF(pem); i++) {
+        if (!pem[i].path)
+            continue;
+        r = http_secret_file_read(pem[i].path, 1024 * 1024, pem[i].ret, NULL);
+        if (r == -EINVAL || r == -EFBIG)
+            return log_error("%s %s: not a regular file of at most 1 MiB", pem[i].option, pem[i].path), r;
+        if (r < 0)
+            return log_error_errno(r, "%s %s: %m", pem[i].option, pem[i].path);
+    }
+    return 0;
+}
+
 static int open_http(struct manager *m) {
     char addr[128];
     uint16_t port = 0;
@@ -372,14 +408,27 @@ static int open_http(struct manager *m) {
     if (parse_host_port(m->opt.http, addr, sizeof(addr), &port) < 0 || !*addr)
         return log_error("--http wants ADDR:PORT (like 127.0.0.1:7680 or [::1]:7680) or 'none', not '%s'", m->opt.http),
                -EINVAL;
-    int r = http_server_new(m->loop, addr, port, &http_handlers, m, &m->http);
+    int r = read_http_secrets(m);
+    if (r < 0)
+        return r;
+    bool tls = m->http_cert_pem;
+    if (!address_is_loopback(addr) && !(tls && m->http_token))
+        return log_error("--http %s is not a loopback address: serving it needs --http-cert and --http-key (TLS) "
+                         "and --http-token-file",
+                         m->opt.http),
+               -EINVAL;
+    const struct http_limits limits = {.tls_cert_pem = m->http_cert_pem, .tls_key_pem = m->http_key_pem};
+    r = http_server_new_with_limits(m->loop, addr, port, &http_handlers, m, &limits, &m->http);
+    if (r >= 0)
+        r = http_server_set_writes(m->http, m->http_token ? HTTP_WRITES_TOKEN : HTTP_WRITES_REFUSED, m->http_token);
     if (r < 0 && m->opt.http_given)
         return log_error_errno(r, "Failed to serve HTTP on %s: %m", m->opt.http);
     if (r < 0)
         log_warning_errno(r, "No HTTP API: cannot listen on %s (another halod?): %m; pick one with --http",
                           m->opt.http);
     else
-        log_info("HTTP API on http://%s:%u/", addr, (unsigned)http_server_port(m->http));
+        log_info("HTTP API on %s://%s:%u/ (writes %s)", tls ? "https" : "http", addr,
+                 (unsigned)http_server_port(m->http), m->http_token ? "with the token" : "refused: no token");
     return 0;
 }
 
@@ -501,6 +550,15 @@ static void on_flushed(store *s, int error, const store_result *r, void *userdat
 /* Closes what holds the loop, in order; the store stays for the last writes. */
 static void close_all(struct manager *m) {
     m->http = http_server_free(m->http);
+    /* close_all() runs on stop and again at manager_free(). */
+    free(m->http_token);
+    m->http_token = NULL;
+    free(m->http_cert_pem);
+    m->http_cert_pem = NULL;
+    if (m->http_key_pem)
+        explicit_bzero(m->http_key_pem, strlen(m->http_key_pem));
+    free(m->http_key_pem);
+    m->http_key_pem = NULL;
     if (m->cluster && !m->cluster_closed) {
         cluster_leave(m->cluster); /* the others take over now, not when the lease runs out */
         cluster_close(m->cluster);

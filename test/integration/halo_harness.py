@@ -23,6 +23,9 @@ HALOD = os.path.join(BUILD, "src", "halod", "halod")
 HALOCTL = os.path.join(BUILD, "src", "haloctl", "haloctl")
 COUNTER = os.path.join(BUILD, "examples", "counter")
 TESTCOMP = os.path.join(BUILD, "test", "testcomp")
+# The bearer token of POST /v1/events for the tests' halods (Halod writes it to a file of its own).
+HTTP_TOKEN = "halo-test-http-token-0123456789"
+AUTH = {"Authorization": "Bearer " + HTTP_TOKEN}
 CDBCLIENT = os.path.join(BUILD, "test", "cdbclient")
 
 
@@ -169,6 +172,10 @@ class Halod(StatusViews):
         self.log_path = os.path.join(self.dir, "halod.log")
         with open(self.config, "w") as f:
             f.write(yaml_text)
+        # Writes over HTTP need a token (docs/configuration.md): every test halod has this one.
+        self.token_file = os.path.join(self.dir, "http.token")
+        with open(self.token_file, "w") as f:
+            f.write(HTTP_TOKEN + "\n")
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.preexec_fn = preexec_fn  # runs in halod's process before the exec (limits, say)
@@ -182,8 +189,9 @@ class Halod(StatusViews):
             os.unlink(self.socket)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [HALOD, "--state-dir", self.state, "--socket", self.socket,
-             "--log-level", self.log_level, *self.extra_args, self.config],
+            [HALOD, "--state-dir", self.state, "--socket", self.socket, "--log-level", self.log_level,
+             *([] if "--http-token-file" in self.extra_args else ["--http-token-file", self.token_file]),
+             *self.extra_args, self.config],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=self.preexec_fn)
         if wait:
             wait_for(lambda: os.path.exists(self.socket) or self.proc.poll() is not None,

@@ -7,7 +7,7 @@ import os
 import urllib.error
 import urllib.request
 
-from halo_harness import TESTCOMP, free_port, start_nodes, wait_for
+from halo_harness import AUTH, TESTCOMP, free_port, start_nodes, wait_for
 
 
 def yaml(log):
@@ -33,7 +33,7 @@ service-groups:
 
 def post(port, body):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=json.dumps(body).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})
+                                 method="POST", headers={"Content-Type": "application/json", **AUTH})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.loads(r.read())

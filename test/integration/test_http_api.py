@@ -4,7 +4,7 @@ import json
 import urllib.error
 import urllib.request
 
-from halo_harness import free_port
+from halo_harness import AUTH, free_port
 from test_2n import counter_yaml
 
 
@@ -15,7 +15,7 @@ def get(port, path):
 
 def post(port, path, body, ctype="application/json"):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
-                                 headers={"Content-Type": ctype})
+                                 headers={"Content-Type": ctype, **AUTH})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.loads(r.read() or b"null")

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "http-auth.h"
 #include "http-conns.h"
 #include "listener.h"
 #include "log.h"
@@ -357,7 +358,7 @@ static const struct {
 };
 
 /* The status codes counted one by one in halo_http_requests_total; the rest count as "other". */
-static const unsigned counted_codes[] = {200, 202, 400, 404, 405, 413, 415, 500, 503};
+static const unsigned counted_codes[] = {200, 202, 400, 401, 404, 405, 413, 415, 500, 503};
 
 /* One POST /v1/events being received. */
 struct req {
@@ -376,6 +377,8 @@ struct http_server {
     void *userdata;
     struct http_limits limits;
     uint16_t port;
+    enum http_writes writes; /* who may POST */
+    char *token;             /* HTTP_WRITES_TOKEN: the bearer token */
 
     struct http_conns *conns;
 
@@ -406,7 +409,10 @@ static enum MHD_Result respond(struct http_server *s, struct MHD_Connection *mc,
     bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type) == MHD_YES &&
               MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
               (!allow || MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES) &&
-              (!retry || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") == MHD_YES);
+              (!retry || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") == MHD_YES) &&
+              /* RFC 9110: a 401 says how to authenticate. */
+              (code != MHD_HTTP_UNAUTHORIZED ||
+               MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"halo\"") == MHD_YES);
     enum MHD_Result r = ok ? MHD_queue_response(mc, code, resp) : MHD_NO;
     MHD_destroy_response(resp);
     if (r == MHD_YES)
@@ -621,6 +627,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         return respond_error_full(s, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                   "this path takes GET and HEAD only", "GET, HEAD", false);
 
+    if (route == ROUTE_EVENTS) {
+        if (s->writes == HTTP_WRITES_REFUSED)
+            return respond_error(s, mc, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                 "writes over HTTP need a token: start halod with --http-token-file");
+        if (s->writes == HTTP_WRITES_TOKEN &&
+            !http_bearer_ok(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), s->token))
+            return respond_error(s, mc, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                 "this path needs the header 'Authorization: Bearer TOKEN' with halod's token");
+    }
+
     switch (route) {
     case ROUTE_STATUS:
         return serve_json(s, mc, s->h.status);
@@ -713,6 +729,7 @@ static void on_close(uv_handle_t *h) {
     struct http_server *s = h->data;
     if (--s->open_handles == 0) {
         http_conns_free(s->conns);
+        free(s->token);
         free(s);
     }
 }
@@ -801,12 +818,16 @@ int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t p
     /* The connections come from our own listener (io/listener.c), which makes room for each and pauses
      * when out of descriptors; libmicrohttpd's own accept would spin on EMFILE with no connection open. */
     errno = 0;
-    s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_access, s,
-                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_CONNECTION_LIMIT,
-                              l.connections_max + HTTP_CONNS_CLOSING_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-                              l.idle_timeout_sec, MHD_OPTION_CONNECTION_MEMORY_LIMIT, l.connection_memory,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-                              s, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+    bool tls = l.tls_cert_pem && l.tls_key_pem;
+    s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0), 0,
+                              NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                              MHD_OPTION_CONNECTION_LIMIT, l.connections_max + HTTP_CONNS_CLOSING_MAX,
+                              MHD_OPTION_CONNECTION_TIMEOUT, l.idle_timeout_sec, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                              l.connection_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                              /* The key and certificate: their PEM text, read by the caller. */
+                              tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, l.tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT,
+                              l.tls_cert_pem, MHD_OPTION_END);
     const union MHD_DaemonInfo *di = s->mhd ? MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     r = !s->mhd ? (errno == ENOMEM || errno == EMFILE || errno == ENFILE ? -errno : -EIO)
         : di    ? uv_poll_init(loop, &s->poll, di->epoll_fd)
@@ -837,6 +858,18 @@ int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t p
 int http_server_new(uv_loop_t *loop, const char *address, uint16_t port, const struct http_handlers *h, void *userdata,
                     struct http_server **ret) {
     return http_server_new_with_limits(loop, address, port, h, userdata, NULL, ret);
+}
+
+int http_server_set_writes(struct http_server *s, enum http_writes writes, const char *token) {
+    assert_return(s, -EINVAL);
+    assert_return(writes != HTTP_WRITES_TOKEN || token, -EINVAL);
+    char *t = NULL;
+    if (writes == HTTP_WRITES_TOKEN && !(t = strdup(token)))
+        return -ENOMEM;
+    free(s->token);
+    s->token = t;
+    s->writes = writes;
+    return 0;
 }
 
 uint16_t http_server_port(const struct http_server *s) {

@@ -53,6 +53,15 @@ struct http_limits {
                                   * a client that trickles bytes (slowloris) is cut off after it */
     unsigned header_timeout_ms;  /* 5000: the same for the request line and headers alone */
     size_t connection_memory;    /* 32 KiB: per connection; bounds the request line and headers */
+    const char *tls_cert_pem;    /* with tls_key_pem: HTTPS (libmicrohttpd's GnuTLS), the PEM text of */
+    const char *tls_key_pem;     /* the certificate (chain) and of its unencrypted key; NULL: HTTP */
+};
+
+/* Who may write (POST /v1/events).  A new server starts HTTP_WRITES_OPEN; halod sets TOKEN or REFUSED. */
+enum http_writes {
+    HTTP_WRITES_OPEN,    /* anyone who can connect */
+    HTTP_WRITES_TOKEN,   /* "Authorization: Bearer TOKEN"; otherwise 401 */
+    HTTP_WRITES_REFUSED, /* nobody: 401, saying a token must be configured */
 };
 
 /*
@@ -69,6 +78,9 @@ int http_server_new(uv_loop_t *loop, const char *address, uint16_t port, const s
 /* The same with explicit limits (NULL: all defaults). */
 int http_server_new_with_limits(uv_loop_t *loop, const char *address, uint16_t port, const struct http_handlers *h,
                                 void *userdata, const struct http_limits *limits, struct http_server **ret);
+
+/* Sets who may write; token (copied) for HTTP_WRITES_TOKEN.  0, -EINVAL or -ENOMEM. */
+int http_server_set_writes(struct http_server *s, enum http_writes writes, const char *token);
 
 /* The port the server listens on (the one picked when it was started with port 0). */
 uint16_t http_server_port(const struct http_server *s);
