@@ -30,7 +30,7 @@ _haloctl()
     cur=${words[cword]}
     prev=${words[cword - 1]}
     local commands="status switchover lock unlock restart repair stop-halod shutdown
-        eam-start eam-stop failvec recover admin events sim cdb ha"
+        eam-start eam-stop failvec recover log-level admin events sim cdb ha"
     local options="--socket --json --follow --force --timeout --help"
     local admin_ops="lock shutdown unlock lock-instantiation unlock-instantiation
         restart repaired si-swap sg-adjust switchover"
@@ -72,6 +72,10 @@ _haloctl()
                 compopt -o nospace 2>/dev/null
             fi
         fi ;;
+    log-level)
+        [[ -z $sub ]] && COMPREPLY=($(compgen -W "error warning notice info debug main= amf= link= supervisor=
+            store= cluster=" -- "$cur"))
+        [[ $cur == *= ]] && compopt -o nospace 2>/dev/null ;;
     sim) [[ -z $sub ]] && COMPREPLY=($(compgen -W "up down status start-node" -- "$cur")) ;;
     cdb) [[ -z $sub ]] && COMPREPLY=($(compgen -W "get list set delete watch" -- "$cur")) ;;
     ha) [[ -z $sub ]] && COMPREPLY=($(compgen -W "status beprimary besecondary berelay benone secondary-dead notifications" -- "$cur")) ;;

@@ -57,6 +57,31 @@ int log_set_level_area(const char *area, int level) {
     return 0;
 }
 
+const char *log_area_name(enum log_area area) {
+    return area >= 0 && area < _LOG_AREA_MAX ? log_area_table[area] : NULL;
+}
+
+const char *log_level_name(int level) {
+    return level >= LOG_ERR_ && level <= LOG_DEBUG_ ? log_level_table[level] : NULL;
+}
+
+int log_set_level_spec(const char *spec) {
+    const char *eq = strchr(spec, '=');
+    int lvl = log_level_from_string(eq ? eq + 1 : spec);
+    if (lvl < 0)
+        return -EINVAL;
+    if (!eq) {
+        log_set_level(lvl);
+        return 0;
+    }
+    char area[32];
+    if ((size_t)(eq - spec) >= sizeof(area))
+        return -ENOENT;
+    memcpy(area, spec, (size_t)(eq - spec));
+    area[eq - spec] = 0;
+    return log_set_level_area(area, lvl) < 0 ? -ENOENT : 0;
+}
+
 int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...) {
     char buf[2048];
     char out[2304];

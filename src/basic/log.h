@@ -24,7 +24,11 @@ extern int log_levels[_LOG_AREA_MAX];
 void log_set_level(int level);                       /* all areas */
 int log_set_level_area(const char *area, int level); /* -EINVAL on unknown area */
 int log_level_from_string(const char *s);            /* -EINVAL on unknown */
-void log_set_prefix(const char *prefix);             /* program name shown on each line */
+const char *log_level_name(int level);               /* NULL on unknown */
+const char *log_area_name(enum log_area area);       /* NULL on unknown */
+/* "LEVEL" (every area) or "AREA=LEVEL": sets it.  0, or -EINVAL (unknown level), -ENOENT (unknown area). */
+int log_set_level_spec(const char *spec);
+void log_set_prefix(const char *prefix); /* program name shown on each line */
 /* log_set_prefix() also finds out whether stderr is journald's stream
  * ($JOURNAL_STREAM): each line then starts with its syslog priority, "<3>" for
  * an error, and carries no time (journald stamps it). */

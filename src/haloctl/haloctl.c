@@ -507,11 +507,52 @@ static const struct verb verbs[] = {
      "with --force: a refused pool process recovers past its pool's tolerance"},
 };
 
+/* haloctl log-level [[AREA=]LEVEL]: halod's levels, or a new one from now on. */
+static int cmd_log_level(int argc, char **argv) {
+    if (argc > 1) {
+        fprintf(stderr, "haloctl: 'log-level' takes at most one argument, LEVEL or AREA=LEVEL.\n");
+        return CTL_EXIT_USAGE;
+    }
+    _cleanup_free_ char *json = NULL;
+    int r = admin(HALO__LINK__ADMIN__OP__LOG_LEVEL, argc ? argv[0] : NULL, &json);
+    if (r == -EINVAL || r == -ENOENT) {
+        fprintf(stderr,
+                "haloctl: log-level '%s': %s; levels: error warning notice info debug; areas: main amf link "
+                "supervisor store cluster\n",
+                argv[0], r == -EINVAL ? "unknown level" : "unknown area");
+        return CTL_EXIT_USAGE;
+    }
+    if (r < 0) {
+        if (!halod_unreachable)
+            fprintf(stderr, "haloctl: log-level: %s\n", halo_strerror(r));
+        return ctl_exit_code(r);
+    }
+    if (argc) {
+        if (arg_json)
+            printf("{\"ok\":true}\n");
+        else
+            printf("log-level: halod logs '%s' from now on\n", argv[0]);
+        return 0;
+    }
+    if (arg_json) {
+        printf("%s\n", json ?: "{}");
+        return 0;
+    }
+    json_t *doc = json_loads(json ?: "", 0, NULL);
+    const char *area;
+    json_t *lvl;
+    json_object_foreach(doc, area, lvl) printf("%-12s %s\n", area, json_string_value(lvl) ?: "?");
+    json_decref(doc);
+    return doc ? 0 : CTL_EXIT_FAILURE;
+}
+
 static void help(void) {
     printf("Usage: haloctl [OPTIONS] COMMAND [ARG]\n\nCommands:\n");
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         printf("  %-12s %-10s %s\n", verbs[i].name, verbs[i].arg ?: "", verbs[i].help);
     ctl_admin_help();
+    printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
+           "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
            "                          --follow: then every entry as it is delivered, until ^C\n");
     printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE]\n"
@@ -631,6 +672,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "haloctl: events: %s\n", halo_strerror(r));
         return ctl_exit_code(r);
     }
+    if (streq(cmd, "log-level"))
+        return cmd_log_level(argc - optind - 1, argv + optind + 1);
     if (streq(cmd, "admin"))
         return ctl_admin_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "cdb"))

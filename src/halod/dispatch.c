@@ -7,6 +7,7 @@
  */
 #define LOG_AREA LOG_AREA_LINK
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -101,6 +102,24 @@ static void admin_status(struct manager *m, struct conn *conn, uint64_t seq) {
         (void)server_conn_reply(conn, seq, -ENOMEM, NULL);
 }
 
+/* haloctl log-level: the levels of every area, or a new one (operators only, as every Admin). */
+static void admin_log_level(struct conn *conn, uint64_t seq, const char *spec) {
+    if (*spec) {
+        int r = log_set_level_spec(spec);
+        if (r >= 0)
+            log_notice("Log level set to '%s' by %s", spec, server_conn_name(conn));
+        (void)server_conn_reply(conn, seq, r, NULL);
+        return;
+    }
+    json_t *o = json_object();
+    for (int i = 0; o && i < _LOG_AREA_MAX; i++)
+        if (json_object_set_new(o, log_area_name(i), json_string(log_level_name(log_levels[i]))) < 0)
+            json_decref(TAKE_PTR(o));
+    _cleanup_free_ char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    (void)server_conn_reply(conn, seq, json ? 0 : -ENOMEM, json);
+}
+
 static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Link__Admin *a) {
     const char *target = a->target ?: "";
     if (!server_conn_is_admin(conn)) {
@@ -143,6 +162,9 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
     case HALO__LINK__ADMIN__OP__SHUTDOWN:
         (void)server_conn_reply(conn, a->seq, 0, NULL);
         raise(SIGTERM);
+        return;
+    case HALO__LINK__ADMIN__OP__LOG_LEVEL:
+        admin_log_level(conn, a->seq, target);
         return;
     default:
         (void)server_conn_reply(conn, a->seq, -EOPNOTSUPP, NULL);

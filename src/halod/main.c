@@ -54,7 +54,7 @@ static void help(void) {
            "      --cdb-listen ADDR:PORT  where this node, as CDB primary, takes secondaries\n"
            "                          (default: the node's cdb-address, else 0.0.0.0:4570)\n"
            "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
-           "                          (areas: main amf link supervisor store); may be repeated\n"
+           "                          (areas: main amf link supervisor store cluster); may be repeated\n"
            "  -h, --help              this text\n"
            "      --version           print the version\n");
 }
@@ -142,20 +142,12 @@ static int parse_argv(int argc, char **argv) {
             break;
         }
         case 'l': {
-            char *eq = strchr(optarg, '=');
-            int lvl = log_level_from_string(eq ? eq + 1 : optarg);
-            if (lvl < 0) {
-                fprintf(stderr, "halod: unknown log level '%s'\n", eq ? eq + 1 : optarg);
+            int k = log_set_level_spec(optarg);
+            if (k < 0) {
+                fprintf(stderr, "halod: %s in --log-level '%s'\n",
+                        k == -ENOENT ? "unknown log area" : "unknown log level", optarg);
                 return -EINVAL;
             }
-            if (eq) {
-                *eq = 0;
-                if (log_set_level_area(optarg, lvl) < 0) {
-                    fprintf(stderr, "halod: unknown log area '%s'\n", optarg);
-                    return -EINVAL;
-                }
-            } else
-                log_set_level(lvl);
             break;
         }
         case 'h':

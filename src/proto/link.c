@@ -309,7 +309,8 @@ int link_validate(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_ADMIN:
         if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED ||
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
-             m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP))
+             m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
+             m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;
