@@ -77,6 +77,12 @@ static inline const char *jstr(json_t *o, const char *k) {
     return json_string_value(json_object_get(o, k)) ?: "";
 }
 
+/* ---- sim-proc.c (the token) --------------------------------------------------- */
+
+/* DIR/http.token, written if missing ($HALO_SIM_HTTP_TOKEN, else random); its path.  0, -EINVAL (a bad
+ * $HALO_SIM_HTTP_TOKEN), -errno. */
+int sim_proc_token(struct sim *s, char **ret_path);
+
 /* ---- sim-layout.c ------------------------------------------------------------ */
 
 /* Frees what s points to (not s). */

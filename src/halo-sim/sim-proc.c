@@ -5,14 +5,19 @@
  * opened while its pid has the start time recorded: by then the pid may belong to another process.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "macro.h"
 #include "process-util.h"
+#include "strprintf.h"
 #include "sim-internal.h"
 
 /* Opens a pidfd for p while it runs as the process sim up started.  Returns 0 and the pidfd; -ESRCH if it has
@@ -92,12 +97,53 @@ int sim_proc_start_member(struct sim *s, size_t i, const char *etcd) {
     return start_proc(&m->proc, etcd, argv);
 }
 
+/* DIR/http.token: the bearer token of the nodes' HTTP writes (POST /v1/events), written once by sim up:
+ * $HALO_SIM_HTTP_TOKEN when set (the tests', 16 to 4096 printable bytes), else 32 random hex digits. */
+int sim_proc_token(struct sim *s, char **ret_path) {
+    _cleanup_free_ char *path = strprintf("%s/http.token", s->dir);
+    if (!path)
+        return -ENOMEM;
+    if (access(path, R_OK) == 0) {
+        *ret_path = TAKE_PTR(path);
+        return 0;
+    }
+    char token[4097];
+    const char *given = getenv("HALO_SIM_HTTP_TOKEN");
+    if (given && *given) {
+        size_t n = strlen(given);
+        if (n < 16 || n > 4096 ||
+            strspn(given, "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+                          "abcdefghijklmnopqrstuvwxyz{|}~") != n)
+            return -EINVAL;
+        memcpy(token, given, n + 1);
+    } else {
+        uint8_t raw[16];
+        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+            return -EIO;
+        for (size_t k = 0; k < sizeof(raw); k++)
+            snprintf(token + 2 * k, 3, "%02x", raw[k]);
+    }
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (dprintf(fd, "%s\n", token) < 0)
+        return -EIO;
+    *ret_path = TAKE_PTR(path);
+    return 0;
+}
+
 int sim_proc_start_node(struct sim *s, size_t i, const char *halod, const char *eps) {
     struct node *n = &s->nodes[i];
     char http[64];
+    _cleanup_free_ char *token = NULL;
+    int r = sim_proc_token(s, &token);
+    if (r < 0)
+        return r;
     snprintf(http, sizeof(http), "127.0.0.1:%d", n->http_port);
-    char *argv[] = {"halod",      "--node",   n->proc.name, "--etcd", (char *)eps, "--lease-ttl", "1", "--state-dir",
-                    n->state_dir, "--socket", n->socket,    "--http", http,        s->config,     NULL};
+    char *argv[] = {
+        "halod",       "--node",     n->proc.name, "--etcd",  (char *)eps, "--lease-ttl", "1",
+        "--state-dir", n->state_dir, "--socket",   n->socket, "--http",    http,          "--http-token-file",
+        token,         s->config,    NULL};
     return start_proc(&n->proc, halod, argv);
 }
 

@@ -4,7 +4,8 @@
  * start (so that sim down finds whatever a crash of ours would leave behind), and the files a simulation keeps in
  * DIR, all that sim down removes there:
  *
- *   sim.json  cluster.yaml  counter.state  etcd/mK/ (data)  etcd/mK.log  nK/ (state dir: halod.sock, halod.log)
+ *   sim.json  cluster.yaml  counter.state  http.token  etcd/mK/ (data)  etcd/mK.log  nK/ (state dir: halod.sock,
+ *   halod.log)
  */
 #include <errno.h>
 #include <ftw.h>
@@ -151,8 +152,9 @@ static int remove_tree(const char *path) {
  * in it.  Returns 1 if DIR is gone, 0 if it stays, -errno. */
 int sim_record_remove(const struct sim *s, bool keep_dir) {
     _cleanup_free_ char *etcd = strprintf("%s/etcd", s->dir), *state = strprintf("%s/counter.state", s->dir),
-                        *record = strprintf("%s/sim.json", s->dir), *tmp = strprintf("%s/sim.json.tmp", s->dir);
-    if (!etcd || !state || !record || !tmp)
+                        *record = strprintf("%s/sim.json", s->dir), *tmp = strprintf("%s/sim.json.tmp", s->dir),
+                        *token = strprintf("%s/http.token", s->dir);
+    if (!etcd || !state || !record || !tmp || !token)
         return -ENOMEM;
     int r = remove_tree(etcd);
     for (size_t i = 0; r >= 0 && i < s->n_nodes; i++)
@@ -161,7 +163,7 @@ int sim_record_remove(const struct sim *s, bool keep_dir) {
         return r;
     if (s->generated && ((unlink(s->config) < 0 && errno != ENOENT) || (unlink(state) < 0 && errno != ENOENT)))
         return -errno;
-    if ((unlink(tmp) < 0 && errno != ENOENT) || unlink(record) < 0)
+    if ((unlink(tmp) < 0 && errno != ENOENT) || (unlink(token) < 0 && errno != ENOENT) || unlink(record) < 0)
         return -errno;
     if (keep_dir)
         return 0;
@@ -190,11 +192,13 @@ int sim_record_prepare(const struct sim *s) {
     if (r < 0 && r != -ENOENT && r != -EBADMSG)
         fprintf(stderr, "haloctl: cannot read '%s/sim.json': %s\n", s->dir, strerror(-r));
     if (r == -ENOENT) {
-        _cleanup_free_ char *etcd = strprintf("%s/etcd", s->dir), *state = strprintf("%s/counter.state", s->dir);
-        const char *mine[SIM_NODES_MAX + 3] = {etcd, s->generated ? s->config : NULL, s->generated ? state : NULL};
+        _cleanup_free_ char *etcd = strprintf("%s/etcd", s->dir), *state = strprintf("%s/counter.state", s->dir),
+                            *token = strprintf("%s/http.token", s->dir);
+        const char *mine[SIM_NODES_MAX + 4] = {etcd, s->generated ? s->config : NULL, s->generated ? state : NULL,
+                                               token};
         for (size_t i = 0; i < s->n_nodes; i++)
-            mine[3 + i] = s->nodes[i].state_dir;
-        for (size_t i = 0; i < s->n_nodes + 3; i++)
+            mine[4 + i] = s->nodes[i].state_dir;
+        for (size_t i = 0; i < s->n_nodes + 4; i++)
             if (mine[i] && lstat(mine[i], &st) == 0) {
                 fprintf(stderr,
                         "haloctl: '%s' exists, and no simulation recorded in '%s' made it; choose another --dir\n",

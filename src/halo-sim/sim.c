@@ -114,7 +114,7 @@ static void print_summary(const struct sim *s, json_t *st, const char *dir_opt) 
     for (i = 0; i < s->n_nodes; i++)
         printf("  halod %-3s pid %-8d %s  http://127.0.0.1:%d/%s\n", s->nodes[i].proc.name, (int)s->nodes[i].proc.pid,
                s->nodes[i].socket, s->nodes[i].http_port, streq(coord, s->nodes[i].proc.name) ? "  (coordinator)" : "");
-    printf("\n");
+    printf("\n  HTTP writes (POST /v1/events) take 'Authorization: Bearer <the token in %s/http.token>'\n\n", s->dir);
     json_array_foreach(json_object_get(st, "service_groups"), i, sg) {
         json_array_foreach(json_object_get(sg, "service_instances"), j, si) {
             printf("  SI %s: ACTIVE %s on %s, STANDBY %s on %s\n", jstr(si, "name"), jstr(si, "active"),

@@ -7,11 +7,12 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
-from halo_harness import HALOCTL, descendants, proc_state, reap, wait_for
+from halo_harness import HALOCTL, HTTP_TOKEN, descendants, proc_state, reap, wait_for
 
 
 def stat_fields(pid):
@@ -45,13 +46,15 @@ class Sim:
         self.known = {}
 
     def run(self, *args, timeout=90):
-        r = subprocess.run([HALOCTL, "sim", *args, "--dir", str(self.dir)],
-                           capture_output=True, text=True, timeout=timeout)
+        # The nodes' HTTP writes take the tests' token (halo_harness.AUTH).
+        r = subprocess.run([HALOCTL, "sim", *args, "--dir", str(self.dir)], capture_output=True, text=True,
+                           timeout=timeout, env=dict(os.environ, HALO_SIM_HTTP_TOKEN=HTTP_TOKEN))
         self.remember()
         return r
 
     def up(self, *args):
         r = self.run("up", *args)
+        self.up_output = r.stdout
         assert r.returncode == 0, f"sim up failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{self.logs()}"
         return r
 
@@ -150,6 +153,22 @@ def test_sim_up_status_down(sim):
     r = sim.run("status")
     assert r.returncode == 0, r.stderr
     assert "coordinator" in r.stdout and "FULLY-ASSIGNED" in r.stdout and "n3" in r.stdout
+
+    # HTTP writes take the token sim up wrote (the tests': $HALO_SIM_HTTP_TOKEN), and only it.
+    token = sim.dir / "http.token"
+    assert token.read_text() == HTTP_TOKEN + "\n" and (token.stat().st_mode & 0o777) == 0o600
+    assert f"{sim.dir}/http.token" in sim.up_output
+    url = doc["nodes"][0]["http"] + "v1/events"
+    body = json.dumps({"object": "node:n3", "state": "FAILED"}).encode()
+    for headers, code in (({}, 401), ({"Authorization": "Bearer " + HTTP_TOKEN}, 409)):  # n3 holds its lease: 409
+        req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json",
+                                                                             **headers})
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            got = 202
+        except urllib.error.HTTPError as e:
+            got = e.code
+        assert got == code, headers
 
     # A second one on the same directory is refused, and the first keeps running.
     r = sim.run("up", "--nodes", "3")
