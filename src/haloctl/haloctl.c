@@ -251,6 +251,8 @@ static void print_status(json_t *root) {
             printf("  %-22s %-19s %-20s %s\n", jstr(si, "name"), jstr(si, "assignment"),
                    join_names(json_object_get(si, "actives"), act, sizeof(act)),
                    join_names(json_object_get(si, "standbys"), sb, sizeof(sb)));
+            if (json_is_string(json_object_get(si, "admin")) && strcmp(jstr(si, "admin"), "UNLOCKED") != 0)
+                printf("  %-22s admin: %s\n", "", jstr(si, "admin"));
         }
     }
 }

@@ -251,12 +251,27 @@ int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
     return 1;
 }
 
+static void si_set_admin(struct si *si, enum si_admin to) {
+    si->admin = to;
+    amf_notify_si_admin(si); /* persisted: a new coordinator keeps it */
+}
+
 void amf_si_drained(struct si *si) {
     if (si->admin == SI_SHUTTING_DOWN) {
         log_info("Service instance '%s' is LOCKED: its shutdown is complete", si->name);
-        si->admin = SI_LOCKED;
+        si_set_admin(si, SI_LOCKED);
     }
     amf_waiter_done(&si->waiter, 0);
+}
+
+void amf_admin_state_restore(struct amf *a, const char *target, const char *admin) {
+    const char *name;
+    struct si *si = target_parse(target, KIND_SU, &name) == KIND_SI ? amf_find_si(a, name) : NULL;
+    int st = si_admin_from_string(admin);
+    if (!si || (a->deciding && a->ready) || si->admin == (st < 0 ? SI_UNLOCKED : (enum si_admin)st))
+        return;
+    si->admin = st < 0 ? SI_UNLOCKED : (enum si_admin)st;
+    log_info("Service instance '%s' is %s, as the coordinator left it", si->name, si_admin_to_string(si->admin));
 }
 
 static int si_op(struct amf *a, int op, struct si *si, struct amf_waiter *w) {
@@ -271,9 +286,8 @@ static int si_op(struct amf *a, int op, struct si *si, struct amf_waiter *w) {
         return -HALO_EEXIST;
     if (si->waiter && si->switchover)
         return -HALO_EBADSTATE; /* a switchover is under way */
-    static const char *const names[] = {"UNLOCKED", "LOCKED", "SHUTTING-DOWN"};
-    log_info("Service instance '%s' is %s", si->name, names[to]);
-    si->admin = to;
+    log_info("Service instance '%s' is %s", si->name, si_admin_to_string(to));
+    si_set_admin(si, to);
     amf_waiter_done(&si->waiter, to == SI_UNLOCKED ? -ECANCELED : 0);
     if (to != SI_UNLOCKED && w)
         si->waiter = w;

@@ -64,6 +64,7 @@ struct hc {
 /* ---- observers (amf.c) ---- */
 void amf_notify_assignment(struct si *si);
 void amf_notify_si(struct si *si);
+void amf_notify_si_admin(struct si *si);
 void amf_notify_sg(struct sg *sg);
 void amf_notify_su(struct su *su, enum amf_su_event ev);
 void amf_notify_comp(struct comp *c, enum amf_comp_event ev, const char *reason);

@@ -42,7 +42,9 @@ enum su_admin { SU_UNLOCKED, SU_LOCKED, SU_LOCKED_INSTANTIATION, SU_SHUTTING_DOW
 const char *su_admin_to_string(enum su_admin s);
 int su_admin_from_string(const char *s); /* the state, or -EINVAL */
 /* The administrative state of an SI: LOCKED and SHUTTING_DOWN remove its assignments. */
-enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN };
+enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN, _SI_ADMIN_MAX };
+const char *si_admin_to_string(enum si_admin s);
+int si_admin_from_string(const char *s); /* the state, or -EINVAL */
 enum su_oper { SU_ENABLED, SU_DISABLED };
 
 /*

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +17,8 @@
 /* An object whose record is to be written: built when it is, from the model as it is then. */
 struct record {
     LIST_FIELDS(struct record, records);
-    enum key_dir dir;   /* KEY_ASSIGNMENTS, KEY_SU or KEY_COMPONENTS */
-    const void *object; /* struct si, su or comp */
+    enum key_dir dir;   /* KEY_ASSIGNMENTS, KEY_SU, KEY_COMPONENTS or KEY_ADMINSTATE */
+    const void *object; /* struct si, su or comp; struct si again for KEY_ADMINSTATE */
 };
 
 struct amf_persist {
@@ -63,6 +64,10 @@ static json_t *su_record(const struct su *su) {
                      su->oper == SU_DISABLED ? "DISABLED" : "ENABLED");
 }
 
+static json_t *si_admin_record(const char *target, const struct si *si) {
+    return json_pack("{s:s, s:s}", "target", target, "admin", si_admin_to_string(si->admin));
+}
+
 static json_t *comp_record(const struct amf_persist *p, const struct comp *c) {
     return json_pack("{s:s, s:s, s:i, s:I}", "component", c->name, "node", amf_node(p->amf), "pid", (int)c->pid,
                      "starttime", (json_int_t)amf_comp_starttime(c));
@@ -71,9 +76,15 @@ static json_t *comp_record(const struct amf_persist *p, const struct comp *c) {
 /* The record's key and value (both malloc'ed), or -errno. */
 static int record_build(const struct amf_persist *p, const struct record *rec, char **ret_key, char **ret_value) {
     char key[STORE_KEY_MAX];
+    char target[STORE_KEY_MAX];
     const char *name;
     json_t *j;
     switch (rec->dir) {
+    case KEY_ADMINSTATE:
+        snprintf(target, sizeof(target), "si:%s", ((const struct si *)rec->object)->name);
+        name = target;
+        j = si_admin_record(target, rec->object);
+        break;
     case KEY_ASSIGNMENTS:
         name = ((const struct si *)rec->object)->name;
         j = si_record(rec->object);
@@ -153,7 +164,7 @@ static void mark(struct amf_persist *p, enum key_dir dir, const void *object, bo
     struct record *rec;
     bool found = false;
     LIST_FOREACH (records, rec, &p->records)
-        if (rec->object == object) {
+        if (rec->object == object && rec->dir == dir) {
             found = true;
             break;
         }
@@ -179,6 +190,11 @@ static void on_si_changed(void *userdata, struct si *si) {
         mark(p, KEY_ASSIGNMENTS, si, false);
 }
 
+static void on_si_admin_changed(void *userdata, struct si *si) {
+    /* At once: the operator is answered soon after, and a coordinator killed then must leave it. */
+    mark(userdata, KEY_ADMINSTATE, si, true);
+}
+
 static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
     if (ev == AMF_SU_ADMIN)
         mark(userdata, KEY_SU, su, false);
@@ -195,6 +211,7 @@ static const struct amf_observer observer = {
     .si_changed = on_si_changed,
     .su_event = on_su_event,
     .comp_event = on_comp_event,
+    .si_admin_changed = on_si_admin_changed,
 };
 
 int amf_persist_new(uv_loop_t *loop, struct amf *a, store *s, const char *prefix, bool adopt_assignments,
@@ -236,7 +253,7 @@ struct amf_persist *amf_persist_free(struct amf_persist *p) {
 
 /* Units first (a locked or disabled one is not adopted), then the processes
  * to adopt, then the assignments they hold. */
-static const enum key_dir load_order[] = {KEY_SU, KEY_COMPONENTS, KEY_ASSIGNMENTS};
+static const enum key_dir load_order[] = {KEY_SU, KEY_ADMINSTATE, KEY_COMPONENTS, KEY_ASSIGNMENTS};
 
 static void restore_su(struct amf *a, json_t *j) {
     struct su *su = amf_find_su(a, json_string_value(json_object_get(j, "su")) ?: "");
@@ -296,6 +313,9 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
         json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
         if (j && d == KEY_SU)
             restore_su(p->amf, j);
+        else if (j && d == KEY_ADMINSTATE)
+            amf_admin_state_restore(p->amf, json_string_value(json_object_get(j, "target")) ?: "",
+                                    json_string_value(json_object_get(j, "admin")));
         else if (j && d == KEY_COMPONENTS)
             restore_comp(p->amf, j);
         else if (j && d == KEY_ASSIGNMENTS)

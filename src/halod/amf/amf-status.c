@@ -91,10 +91,11 @@ static json_t *si_json(const struct si *si) {
     bool full = n_act >= p->actives(si) && n_sb >= p->standbys(si);
     const char *state = n_act ? (full ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
     json_t *first_act = json_array_get(actives, 0), *first_sb = json_array_get(standbys, 0);
-    return json_pack("{s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "assignment", state,
-                     "active", first_act ? first_act : json_null(), "standby", first_sb ? first_sb : json_null(),
-                     "actives", actives, "standbys", standbys, "assignments", asg, "csis", csis, "generation",
-                     (json_int_t)si->generation, "switchover", si->switchover);
+    return json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "admin",
+                     si_admin_to_string(si->admin), "assignment", state, "active", first_act ? first_act : json_null(),
+                     "standby", first_sb ? first_sb : json_null(), "actives", actives, "standbys", standbys,
+                     "assignments", asg, "csis", csis, "generation", (json_int_t)si->generation, "switchover",
+                     si->switchover);
 }
 
 json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *userdata) {

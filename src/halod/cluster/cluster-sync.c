@@ -527,7 +527,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     size_t len;
     int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
     if (d != KEY_ADMIN && d != KEY_NODES && d != KEY_SUSTATE && d != KEY_TARGET && d != KEY_CONFIRMED &&
-        d != KEY_CDB_ALONE && d != KEY_DOOM)
+        d != KEY_CDB_ALONE && d != KEY_DOOM && d != KEY_ADMINSTATE)
         return;
     if (len == 0 || len >= STORE_KEY_MAX)
         return;
@@ -565,6 +565,9 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         break;
     case KEY_CDB_ALONE:
         handle_cdb_alone(s, name, j, deleted);
+        break;
+    case KEY_ADMINSTATE: /* the coordinator's: this node decides with it if it takes over */
+        amf_admin_state_restore(s->amf, name, deleted ? NULL : json_string_value(json_object_get(j, "admin")));
         break;
     default:
         handle_pair(s, (enum key_dir)d, rest, len, j, deleted);
