@@ -230,6 +230,16 @@ def settled(h, si):
     return (act[0], sb[0]) if act and sb and len(act) == len(sb) == 1 else None
 
 
+def actives_onto(hs, roles, node, onto, asked_of):
+    """Swaps each SI of roles ({si: (ACTIVE, STANDBY)}, updated) whose ACTIVE is not on node onto."""
+    for si in roles:
+        if node[roles[si][0]] != onto:
+            hs[asked_of].ctl("admin", "si-swap", f"si:{si}")
+            roles[si] = roles[si][::-1]
+        for h in hs.values():
+            wait_for(lambda: settled(h, si) == roles[si], timeout=20, what=f"{si} ACTIVE on {onto}")
+
+
 def drain(hs, log, node, drained, asked_of):
     """Node switchover of drained, asked of node asked_of: every ACTIVE it holds
     moves to the other node gracefully, its processes stop, nothing fails."""
@@ -289,12 +299,7 @@ def test_node_switchover_on_two_nodes_without_a_failover(etcd, halod_factory, tm
     # there first (whoever registered first took them).
     coord = hs["n1"].status()["coordinator"]
     drained, other = ("n2", "n1") if coord == "n1" else ("n1", "n2")
-    for si in ("s1", "s2"):
-        if node[roles[si][0]] != drained:
-            hs[other].ctl("admin", "si-swap", f"si:{si}")
-            roles[si] = roles[si][::-1]
-        for h in hs.values():
-            wait_for(lambda: settled(h, si) == roles[si], timeout=20, what=f"{si} ACTIVE on {drained}")
+    actives_onto(hs, roles, node, drained, asked_of=other)
     # Asked of the other node, run by the drained node's own halod.
     drain(hs, log, node, drained, asked_of=other)
     # Then the coordinator's own node, which now holds every ACTIVE.

@@ -219,6 +219,12 @@ void amf_admin_forget(struct amf *a, struct amf_waiter *w) {
 
 /* ---- SIs and groups ------------------------------------------------------ */
 
+bool amf_si_may_switch_over(struct si *si) {
+    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
+    return !si->switchover && si->admin == SI_UNLOCKED && !amf_si_busy(si) && act && act->confirmed && sb &&
+           sb->confirmed && amf_su_may_be_active(sb->su);
+}
+
 int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
     struct si *si = amf_find_si(a, name);
     if (!si)
@@ -227,10 +233,9 @@ int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
         log_warning("Switchover of '%s' refused: only the coordinator's halod moves roles", si->name);
         return -HALO_EBADSTATE;
     }
-    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
-    if (si->switchover || si->admin != SI_UNLOCKED || amf_si_busy(si) || !act || !act->confirmed || !sb ||
-        !sb->confirmed || !amf_su_may_be_active(sb->su))
+    if (!amf_si_may_switch_over(si))
         return -HALO_EBADSTATE; /* nothing to switch to, or a change is already under way */
+    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE), *sb = amf_si_find(si, HALO_HA_STANDBY);
     log_info("Switchover of '%s' from '%s' to '%s' requested", si->name, act->su->name, sb->su->name);
     si->switchover = true;
     si->waiter = w;

@@ -65,6 +65,8 @@ struct hc {
 void amf_notify_assignment(struct si *si);
 void amf_notify_si(struct si *si);
 void amf_notify_si_admin(struct si *si);
+/* Whether si's ACTIVE may be switched over to its STANDBY now (as this node sees them). */
+bool amf_si_may_switch_over(struct si *si);
 void amf_notify_sg(struct sg *sg);
 void amf_notify_su(struct su *su, enum amf_su_event ev);
 void amf_notify_comp(struct comp *c, enum amf_comp_event ev, const char *reason);

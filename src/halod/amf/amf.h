@@ -93,6 +93,9 @@ struct amf_placement_ops {
     void (*publish_confirmed)(void *p, struct si *si, const struct assignment *a, bool removed);
     /* The deciding node dropped su's assignment of si. */
     void (*forget)(void *p, struct si *si, struct su *su);
+    /* A node that does not decide asks the deciding one to run op (enum amf_op) on target, as
+     * haloctl would from here; nobody waits for the answer.  0 when sent, -errno.  May be NULL. */
+    int (*request)(void *p, int op, const char *target);
 };
 /* One node: everything is applied here (amf-placement-local.c); the default. */
 extern const struct amf_placement_ops amf_placement_local;

@@ -207,11 +207,17 @@ static void forget(void *p, struct si *si, struct su *su) {
     guarded(s, ops, ELEMENTSOF(ops));
 }
 
+static int request(void *p, int op, const char *target) {
+    struct cluster_sync *s = p;
+    return s->forward ? cluster_forward_send(s->forward, NULL, 0, op, target, "") : -EOPNOTSUPP;
+}
+
 static const struct amf_placement_ops placement = {
     .distributed = true,
     .publish_target = publish_target,
     .publish_confirmed = publish_confirmed,
     .forget = forget,
+    .request = request,
 };
 
 /* ---- this node's units, published ---- */
