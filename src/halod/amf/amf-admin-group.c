@@ -13,6 +13,7 @@
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,7 @@ struct part {
     struct group_op *g;
     struct su *su;
     bool then_stop; /* a node switchover: lock-instantiation once the shutdown is done */
+    bool remote;    /* another node's unit: sent to its node, which answers */
 };
 struct group_op {
     struct group_op *next; /* in amf->groups while an answer is awaited */
@@ -91,6 +93,9 @@ static void group_part_end(struct group_op *g, int error) {
 
 static void part_done(struct amf_waiter *w, int error) {
     struct part *p = (struct part *)w;
+    if (error < 0 && error != -HALO_EEXIST)
+        log_warning("Operation on the units of '%s': '%s' (node '%s') refused or failed: %s", p->su->sg->name,
+                    p->su->name, p->su->cfg->node, halo_strerror(error));
     if (p->then_stop && error == 0) {
         p->then_stop = false;
         log_info("Node switchover: '%s' holds nothing any more; stopping its processes", p->su->name);
@@ -102,7 +107,8 @@ static void part_done(struct amf_waiter *w, int error) {
     group_part_end(p->g, error);
 }
 
-/* The units of sg (or, sg NULL, of node) this node runs; -HALO_EBADSTATE when one is another node's. */
+/* The units of sg (or, sg NULL, of node).  Another node's unit is one of sg's only: it is sent to
+ * its node (-HALO_EBADSTATE when that cannot be, or for a node's units). */
 static int collect(struct amf *a, struct sg *only, const char *node, struct group_op **ret) {
     size_t n = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -111,13 +117,14 @@ static int collect(struct amf *a, struct sg *only, const char *node, struct grou
                 struct su *su = &a->sgs[g].sus[u];
                 if (only ? su->sg != only : !streq(su->cfg->node, node))
                     continue;
-                if (!su->local && a->placement->distributed) {
+                bool remote = !su->local && a->placement->distributed;
+                if (remote && (!only || !a->placement->request)) {
                     log_warning("Operation on the units of '%s' refused: '%s' runs on node '%s'; ask each node",
                                 only ? only->name : node, su->name, su->cfg->node);
                     return -HALO_EBADSTATE;
                 }
                 if (pass == 1)
-                    (*ret)->parts[(*ret)->n++] = (struct part){.su = su, .g = *ret};
+                    (*ret)->parts[(*ret)->n++] = (struct part){.su = su, .g = *ret, .remote = remote};
                 n += pass == 0;
             }
         if (pass == 0) {
@@ -134,22 +141,23 @@ static int collect(struct amf *a, struct sg *only, const char *node, struct grou
 static int group_check(struct group_op *g, int op) {
     for (size_t i = 0; i < g->n; i++) {
         struct su *su = g->parts[i].su;
+        enum su_admin admin = amf_su_admin(su); /* another node's: as it published it */
         bool ok;
         switch (op) {
         case AMF_OP_LOCK_INSTANTIATION:
-            ok = su->admin == SU_LOCKED || su->admin == SU_LOCKED_INSTANTIATION;
+            ok = admin == SU_LOCKED || admin == SU_LOCKED_INSTANTIATION;
             break;
         case AMF_OP_UNLOCK:
-            ok = su->admin != SU_LOCKED_INSTANTIATION;
+            ok = admin != SU_LOCKED_INSTANTIATION;
             break;
         case AMF_OP_NODE_SWITCHOVER:
-            ok = su->admin != SU_SHUTTING_DOWN || !su->waiter;
+            ok = admin != SU_SHUTTING_DOWN || !su->waiter;
             break;
         default:
             ok = true;
         }
         if (!ok) {
-            log_warning("Operation refused: service unit '%s' is %s", su->name, su_admin_to_string(su->admin));
+            log_warning("Operation refused: service unit '%s' is %s", su->name, su_admin_to_string(admin));
             return -HALO_EBADSTATE;
         }
     }
@@ -168,6 +176,15 @@ static int group_run(struct group_op *g, int op, struct amf_waiter *w) {
         struct part *p = &g->parts[i];
         struct su *su = p->su;
         p->w.done = part_done;
+        if (p->remote) {
+            char target[256];
+            snprintf(target, sizeof(target), "su:%s", su->name);
+            struct amf *a = g->amf;
+            r = a->placement->request(a->placement_data, op, target, su->cfg->node, &p->w);
+            if (r < 0)
+                part_done(&p->w, r);
+            continue;
+        }
         switch (op) {
         case AMF_OP_LOCK:
         case AMF_OP_SHUTDOWN:

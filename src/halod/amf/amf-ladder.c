@@ -244,7 +244,7 @@ static bool switch_over(struct amf *a, struct su *other) {
         if (!a->deciding && other->sg->ops->policy->together && sb == along)
             continue;
         int r = a->deciding ? amf_si_switchover(a, si->name, NULL)
-                            : a->placement->request(a->placement_data, AMF_OP_SWITCHOVER, si->name);
+                            : a->placement->request(a->placement_data, AMF_OP_SWITCHOVER, si->name, "", NULL);
         if (r < 0 && !moved)
             return false; /* nothing moved yet: the unit fails over */
         if (r < 0)

@@ -93,9 +93,10 @@ struct amf_placement_ops {
     void (*publish_confirmed)(void *p, struct si *si, const struct assignment *a, bool removed);
     /* The deciding node dropped su's assignment of si. */
     void (*forget)(void *p, struct si *si, struct su *su);
-    /* A node that does not decide asks the deciding one to run op (enum amf_op) on target, as
-     * haloctl would from here; nobody waits for the answer.  0 when sent, -errno.  May be NULL. */
-    int (*request)(void *p, int op, const char *target);
+    /* Asks another node to run op (enum amf_op) on target, as haloctl would from here: the node
+     * to, or "" the deciding one.  w (NULL: nobody waits) is told the answer, or -ECANCELED if
+     * it never comes before halod stops.  0 when sent, else -errno and w is never told.  May be NULL. */
+    int (*request)(void *p, int op, const char *target, const char *to, struct amf_waiter *w);
 };
 /* One node: everything is applied here (amf-placement-local.c); the default. */
 extern const struct amf_placement_ops amf_placement_local;

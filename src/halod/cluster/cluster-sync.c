@@ -207,9 +207,9 @@ static void forget(void *p, struct si *si, struct su *su) {
     guarded(s, ops, ELEMENTSOF(ops));
 }
 
-static int request(void *p, int op, const char *target) {
+static int request(void *p, int op, const char *target, const char *to, struct amf_waiter *w) {
     struct cluster_sync *s = p;
-    return s->forward ? cluster_forward_send(s->forward, NULL, 0, op, target, "") : -EOPNOTSUPP;
+    return s->forward ? cluster_forward_request(s->forward, op, target, to, w) : -EOPNOTSUPP;
 }
 
 static const struct amf_placement_ops placement = {
