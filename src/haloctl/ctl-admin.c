@@ -102,6 +102,8 @@ const char *ctl_admin_explain(Halo__Link__Admin__Op op, const char *target, int 
         fmt = "called off: {} was unlocked meanwhile";
     else if (error == -EBUSY)
         fmt = "{} is still stopping its processes";
+    else if (error == -EACCES)
+        fmt = "{} stays locked while the lock of its service group or node holds it: unlock that";
     if (!fmt)
         snprintf(buf, size, "%s", halo_strerror(error));
     else

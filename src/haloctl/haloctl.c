@@ -187,9 +187,11 @@ static void print_status(json_t *root) {
            jstr(root, "store"), jstr(root, "coordinator"));
     printf("%-20s %s\n", "NODE", "STATE");
     json_array_foreach(json_object_get(root, "nodes"), i, n)
-        printf("%-20s %s%s%s\n", jstr(n, "name"), jstr(n, "state"),
+        printf("%-20s %s%s%s%s%s\n", jstr(n, "name"), jstr(n, "state"),
                json_is_true(json_object_get(n, "coordinator")) ? " (coordinator)" : "",
-               json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
+               json_is_true(json_object_get(n, "local")) ? " (this node)" : "",
+               json_is_true(json_object_get(n, "local")) ? ", admin " : "",
+               json_is_true(json_object_get(n, "local")) ? jstr(root, "node_admin") : "");
 
     json_t *cdb = json_object_get(root, "cdb");
     if (json_is_object(cdb)) {
@@ -207,7 +209,7 @@ static void print_status(json_t *root) {
     }
 
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
-        printf("\nService group %s (%s)\n", jstr(sg, "name"), jstr(sg, "redundancy"));
+        printf("\nService group %s (%s), admin %s\n", jstr(sg, "name"), jstr(sg, "redundancy"), jstr(sg, "admin"));
         printf("  %-22s %-10s %-20s %-8s %-15s %s\n", "SERVICE UNIT", "NODE", "ADMIN", "OPER", "READINESS", "HA STATE");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
             /* The SU's roles, from the SIs. */

@@ -357,6 +357,9 @@ def test_an_sg_whose_units_run_on_two_nodes_is_operated_at_once(etcd, halod_fact
             wait_for(lambda: h.su(su)["admin"] == "LOCKED", what=f"{su} LOCKED")
     assert sets(log, act, "QUIESCING")  # shut down gracefully
     assert {u: hs[node[u]].pid_of(u) for u in node} == pids
+    for h in hs.values():  # the group's own state, which every node follows
+        wait_for(lambda: [g["admin"] for g in h.status()["service_groups"] if g["name"] == "g1"] == ["LOCKED"],
+                 what="g1 LOCKED")
     asked.ctl("admin", "lock-instantiation", "sg:g1")
     assert gone(pids["a1"]) and gone(pids["b1"])  # answered once both processes are gone
     r = asked.ctl("admin", "unlock", "sg:g1", check=False)
@@ -367,6 +370,8 @@ def test_an_sg_whose_units_run_on_two_nodes_is_operated_at_once(etcd, halod_fact
     hs["n1"].ctl("admin", "unlock", "sg:g1")
     for h in hs.values():
         wait_for(lambda: settled(h, "s1") is not None, timeout=20, what="s1 assigned again")
+        wait_for(lambda: [g["admin"] for g in h.status()["service_groups"] if g["name"] == "g1"] == ["UNLOCKED"],
+                 what="g1 UNLOCKED")
     assert {u: hs[node[u]].pid_of(u) for u in ("a2", "b2")} == {u: pids[u] for u in ("a2", "b2")}
     for h in hs.values():
         assert not failures(h)

@@ -61,3 +61,49 @@ def test_a_new_coordinator_keeps_a_locked_si_unassigned(etcd, halod_factory, tmp
     wait_roles(h, "s1", "ACTIVE", [survivor_s1], timeout=20)
     assert h.si("s1")["admin"] == "UNLOCKED"
     assert h.stop() == 0
+
+
+def sg_admin(h, name):
+    return [sg for sg in h.status()["service_groups"] if sg["name"] == name][0]["admin"]
+
+
+def test_sg_and_node_locks_are_states_of_their_own(halod_factory, tmp_path):
+    """A lock of a group or a node is its own state: persisted, shown, and its unlock undoes
+    exactly what it did (a unit locked by itself before stays locked; a unit the group's lock
+    holds cannot be unlocked alone)."""
+    h, log = two_units(halod_factory, tmp_path, modes="")
+    h.ctl("admin", "lock", "su:b")
+    h.ctl("admin", "lock", "sg:g")
+    wait_for(lambda: unassigned(h, "s"), what="s gave up its assignments")
+    assert sg_admin(h, "g") == "LOCKED" and h.su("a")["admin"] == "LOCKED"
+    assert "Service group g (2N), admin LOCKED" in h.ctl("status").stdout
+    r = h.ctl("admin", "unlock", "su:a", check=False)
+    assert r.returncode != 0 and "su:a stays locked while the lock of its service group or node holds it" in r.stderr
+    r = h.ctl("admin", "lock", "sg:g", check=False)
+    assert r.returncode != 0 and "sg:g is locked already" in r.stderr
+    # Kept across a kill -9.
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    for su in ("a", "b"):
+        wait_for(lambda: h.su(su)["components"][0]["registered"], what=f"{su} registered")
+    assert sg_admin(h, "g") == "LOCKED" and h.si("s")["assignments"] == []
+    # The group's unlock unlocks a (its lock took it), not b (locked by itself before).
+    h.ctl("admin", "unlock", "sg:g")
+    wait_roles(h, "s", "ACTIVE", ["a"])
+    assert sg_admin(h, "g") == "UNLOCKED" and h.su("b")["admin"] == "LOCKED"
+    assert confirmed(h, "s", "STANDBY") == []
+    # The same for the node: its unlock gives back what its lock took.
+    node = h.status()["node"]
+    h.ctl("admin", "lock", f"node:{node}")
+    wait_for(lambda: unassigned(h, "s"), what="s gave up its assignments")
+    assert h.status()["node_admin"] == "LOCKED" and ", admin LOCKED" in h.ctl("status").stdout
+    r = h.ctl("admin", "unlock", "su:a", check=False)
+    assert r.returncode != 0 and "stays locked while the lock" in r.stderr
+    h.ctl("admin", "unlock", f"node:{node}")
+    wait_roles(h, "s", "ACTIVE", ["a"])
+    assert h.status()["node_admin"] == "UNLOCKED" and h.su("b")["admin"] == "LOCKED"
+    h.ctl("admin", "unlock", "su:b")
+    wait_roles(h, "s", "STANDBY", ["b"])
+    assert h.stop() == 0

@@ -107,7 +107,8 @@ json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *use
             json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
         for (size_t i = 0; i < sg->n_sis; i++)
             json_array_append_new(sis, si_json(&sg->sis[i]));
-        json_array_append_new(sgs, json_pack("{s:s, s:s, s:o, s:o}", "name", sg->name, "redundancy", sg->ops->name,
+        json_array_append_new(sgs, json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", sg->name, "admin",
+                                             su_admin_to_string(sg->admin), "redundancy", sg->ops->name,
                                              "service_units", sus, "service_instances", sis));
     }
     return sgs;

@@ -88,6 +88,10 @@ void amf_notify_si_admin(struct si *si) {
     NOTIFY(si->amf, si_admin_changed, si);
 }
 
+void amf_notify_group_admin(struct amf *a, struct sg *sg) {
+    NOTIFY(a, group_admin_changed, sg);
+}
+
 void amf_notify_sg(struct sg *sg) {
     NOTIFY(sg->amf, sg_changed, sg);
 }
