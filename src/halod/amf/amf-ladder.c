@@ -240,8 +240,9 @@ static bool switch_over(struct amf *a, struct su *other) {
     struct su *along = NULL; /* a model keeping the SIs together (2N) swaps them all with the first */
     bool moved = false;
     for (i = 0; (si = next_active(other, &i));) {
-        struct su *sb = amf_si_find(si, HALO_HA_STANDBY)->su;
-        if (!a->deciding && other->sg->ops->policy->together && sb == along)
+        struct assignment *sba = amf_si_find(si, HALO_HA_STANDBY);
+        struct su *sb = sba ? sba->su : NULL;
+        if (!a->deciding && other->sg->ops->policy->together && sb && sb == along)
             continue;
         int r = a->deciding ? amf_si_switchover(a, si->name, NULL)
                             : a->placement->request(a->placement_data, AMF_OP_SWITCHOVER, si->name, "", NULL);
