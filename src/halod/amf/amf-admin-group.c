@@ -10,6 +10,12 @@
  * over with transition QUIESCED once the quiescing is complete), then its
  * processes are stopped (lock-instantiation).  Every unit goes its own way;
  * the operator is answered when the last one is done.
+ *
+ * A group and a node have an administrative state of their own (SA Forum
+ * AMF): their lock marks the units it takes out of service as held by it
+ * (su->held_by), and their unlock gives back those, and no others.  A group
+ * whose units run on several nodes sends each other node its part
+ * ("sg:NAME@NODE") through the placement, and answers once every part is done.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -124,8 +130,7 @@ static void part_done(struct amf_waiter *w, int error) {
     group_part_end(p->g, error);
 }
 
-/* The units of sg (or, sg NULL, of node).  Another node's unit is one of sg's only: it is sent to
- * its node (-HALO_EBADSTATE when that cannot be, or for a node's units). */
+/* Whether g has a part for su's node already (another node's units of a group: one request). */
 static bool remote_part_of(struct su *su, struct group_op *g, size_t upto) {
     for (size_t i = 0; i < upto; i++)
         if (g->parts[i].remote && streq(g->parts[i].su->cfg->node, su->cfg->node))
@@ -133,6 +138,9 @@ static bool remote_part_of(struct su *su, struct group_op *g, size_t upto) {
     return false;
 }
 
+/* The units of sg (or, sg NULL, of node; sg and node: sg's units of this node, a part sent here).
+ * Another node's units are one part per node, sent there; -HALO_EBADSTATE for a node's units on
+ * another node, or where nothing can be sent. */
 static int collect(struct amf *a, struct sg *only, const char *node, struct group_op **ret) {
     size_t n = 0;
     bool local_only = only && node; /* a part of an operation on the group, sent here */
@@ -164,7 +172,6 @@ static int collect(struct amf *a, struct sg *only, const char *node, struct grou
     return 0;
 }
 
-/* Whether op may start on every unit; the first refusal's error. */
 /* Whether op on the group g applies to its unit su (of this node): a group's lock takes the units
  * that are unlocked, or held by another group's lock, and marks them held by this group; its
  * unlock and instantiation operations apply to the units it holds, and no others. */
@@ -208,6 +215,7 @@ static enum su_admin group_state_after(int op) {
     }
 }
 
+/* Whether op may start on every unit it applies to; the first refusal's error. */
 static int group_check(struct group_op *g, int op) {
     for (size_t i = 0; i < g->n; i++) {
         struct su *su = g->parts[i].su;
