@@ -25,13 +25,12 @@ struct admin_op {
 static const struct admin_op ops[] = {
     {"lock", HALO__LINK__ADMIN__OP__LOCK, K_SU | K_SG | K_NODE | K_SI,
      "out of service at once: every ACTIVE goes QUIESCED, then is removed",
-     "{} cannot be locked here: a group whose units run on several nodes is locked unit by unit (or node by "
-     "node), an SI by the coordinator, a unit by its node while that node is in the cluster",
+     "{} cannot be locked now: an SI by the coordinator, a unit by its node while that node is in the cluster",
      "{} is locked already"},
     {"shutdown", HALO__LINK__ADMIN__OP__AMF_SHUTDOWN, K_SU | K_SG | K_NODE | K_SI,
      "out of service gracefully: every ACTIVE goes QUIESCING; answered once it holds nothing (then LOCKED)",
-     "{} cannot be shut down here: a group whose units run on several nodes is shut down unit by unit (or node "
-     "by node), an SI by the coordinator, a unit by its node while that node is in the cluster",
+     "{} cannot be shut down now: an SI by the coordinator, a unit by its node while that node is in the "
+     "cluster",
      "{} is locked or shutting down already"},
     {"unlock", HALO__LINK__ADMIN__OP__UNLOCK, K_SU | K_SG | K_NODE | K_SI, "back into service",
      "{} is LOCKED-INSTANTIATION: 'haloctl admin unlock-instantiation {}' first", "{} is unlocked already"},
@@ -104,6 +103,8 @@ const char *ctl_admin_explain(Halo__Link__Admin__Op op, const char *target, int 
         fmt = "called off: {} was unlocked meanwhile";
     else if (error == -EBUSY)
         fmt = "{} is still stopping its processes";
+    else if (error == -EACCES)
+        fmt = "{} stays locked while the lock of its service group or node holds it: unlock that";
     if (!fmt)
         snprintf(buf, size, "%s", halo_strerror(error));
     else

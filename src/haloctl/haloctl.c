@@ -233,9 +233,11 @@ static void print_status(json_t *root) {
            jstr(root, "store"), jstr(root, "coordinator"));
     printf("%-20s %s\n", "NODE", "STATE");
     json_array_foreach(json_object_get(root, "nodes"), i, n)
-        printf("%-20s %s%s%s\n", jstr(n, "name"), jstr(n, "state"),
+        printf("%-20s %s%s%s%s%s\n", jstr(n, "name"), jstr(n, "state"),
                json_is_true(json_object_get(n, "coordinator")) ? " (coordinator)" : "",
-               json_is_true(json_object_get(n, "local")) ? " (this node)" : "");
+               json_is_true(json_object_get(n, "local")) ? " (this node)" : "",
+               json_is_true(json_object_get(n, "local")) ? ", admin " : "",
+               json_is_true(json_object_get(n, "local")) ? jstr(root, "node_admin") : "");
 
     json_t *cdb = json_object_get(root, "cdb");
     if (json_is_object(cdb)) {
@@ -253,7 +255,7 @@ static void print_status(json_t *root) {
     }
 
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
-        printf("\nService group %s (%s)\n", jstr(sg, "name"), jstr(sg, "redundancy"));
+        printf("\nService group %s (%s), admin %s\n", jstr(sg, "name"), jstr(sg, "redundancy"), jstr(sg, "admin"));
         printf("  %-22s %-10s %-20s %-8s %-15s %s\n", "SERVICE UNIT", "NODE", "ADMIN", "OPER", "READINESS", "HA STATE");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
             /* The SU's roles, from the SIs. */
@@ -303,6 +305,8 @@ static void print_status(json_t *root) {
             printf("  %-22s %-19s %-20s %s\n", jstr(si, "name"), jstr(si, "assignment"),
                    join_names(json_object_get(si, "actives"), act, sizeof(act)),
                    join_names(json_object_get(si, "standbys"), sb, sizeof(sb)));
+            if (json_is_string(json_object_get(si, "admin")) && strcmp(jstr(si, "admin"), "UNLOCKED") != 0)
+                printf("  %-22s admin: %s\n", "", jstr(si, "admin"));
         }
     }
 }

@@ -230,6 +230,16 @@ def settled(h, si):
     return (act[0], sb[0]) if act and sb and len(act) == len(sb) == 1 else None
 
 
+def actives_onto(hs, roles, node, onto, asked_of):
+    """Swaps each SI of roles ({si: (ACTIVE, STANDBY)}, updated) whose ACTIVE is not on node onto."""
+    for si in roles:
+        if node[roles[si][0]] != onto:
+            hs[asked_of].ctl("admin", "si-swap", f"si:{si}")
+            roles[si] = roles[si][::-1]
+        for h in hs.values():
+            wait_for(lambda: settled(h, si) == roles[si], timeout=20, what=f"{si} ACTIVE on {onto}")
+
+
 def drain(hs, log, node, drained, asked_of):
     """Node switchover of drained, asked of node asked_of: every ACTIVE it holds
     moves to the other node gracefully, its processes stop, nothing fails."""
@@ -289,12 +299,7 @@ def test_node_switchover_on_two_nodes_without_a_failover(etcd, halod_factory, tm
     # there first (whoever registered first took them).
     coord = hs["n1"].status()["coordinator"]
     drained, other = ("n2", "n1") if coord == "n1" else ("n1", "n2")
-    for si in ("s1", "s2"):
-        if node[roles[si][0]] != drained:
-            hs[other].ctl("admin", "si-swap", f"si:{si}")
-            roles[si] = roles[si][::-1]
-        for h in hs.values():
-            wait_for(lambda: settled(h, si) == roles[si], timeout=20, what=f"{si} ACTIVE on {drained}")
+    actives_onto(hs, roles, node, drained, asked_of=other)
     # Asked of the other node, run by the drained node's own halod.
     drain(hs, log, node, drained, asked_of=other)
     # Then the coordinator's own node, which now holds every ACTIVE.
@@ -329,4 +334,45 @@ def test_lock_of_an_active_on_another_node_hands_over_without_a_failover(etcd, h
     for h in hs.values():
         wait_roles(h, "s1", "STANDBY", [act], timeout=20)
     for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_an_sg_whose_units_run_on_two_nodes_is_operated_at_once(etcd, halod_factory, tmp_path):
+    """shutdown, lock-instantiation, unlock-instantiation, unlock of sg:g1 (a1 on n1, b1 on n2),
+    asked of one node: its halod runs its own unit's part and sends the other node its part
+    through the store, and answers once both are done."""
+    log = str(tmp_path / "comp.log")
+    hs, _ = start_nodes(halod_factory, two_groups_yaml(log), etcd.endpoints)
+    node = {"a1": "n1", "b2": "n1", "b1": "n2", "a2": "n2"}
+    act, sb = wait_for(lambda: settled(hs["n1"], "s1"), timeout=30, what="s1 settled")
+    wait_for(lambda: settled(hs["n2"], "s1") == (act, sb), timeout=30, what="n2 sees s1 as n1 does")
+    pids = {u: hs[node[u]].pid_of(u) for u in node}
+    asked = hs["n2"]
+    asked.ctl("admin", "shutdown", "sg:g1")  # answered once both units hold nothing
+    for h in hs.values():
+        assert confirmed(h, "s1", "ACTIVE") == [] or wait_for(
+            lambda: confirmed(h, "s1", "ACTIVE") == [] and confirmed(h, "s1", "STANDBY") == [], timeout=20,
+            what="s1 unassigned")
+        for su in ("a1", "b1"):
+            wait_for(lambda: h.su(su)["admin"] == "LOCKED", what=f"{su} LOCKED")
+    assert sets(log, act, "QUIESCING")  # shut down gracefully
+    assert {u: hs[node[u]].pid_of(u) for u in node} == pids
+    for h in hs.values():  # the group's own state, which every node follows
+        wait_for(lambda: [g["admin"] for g in h.status()["service_groups"] if g["name"] == "g1"] == ["LOCKED"],
+                 what="g1 LOCKED")
+    asked.ctl("admin", "lock-instantiation", "sg:g1")
+    assert gone(pids["a1"]) and gone(pids["b1"])  # answered once both processes are gone
+    r = asked.ctl("admin", "unlock", "sg:g1", check=False)
+    assert r.returncode != 0 and "unlock-instantiation sg:g1" in r.stderr
+    asked.ctl("admin", "unlock-instantiation", "sg:g1")
+    for su in ("a1", "b1"):
+        wait_for(lambda: hs[node[su]].pid_of(su) not in (None, pids[su]), what=f"{su} started again")
+    hs["n1"].ctl("admin", "unlock", "sg:g1")
+    for h in hs.values():
+        wait_for(lambda: settled(h, "s1") is not None, timeout=20, what="s1 assigned again")
+        wait_for(lambda: [g["admin"] for g in h.status()["service_groups"] if g["name"] == "g1"] == ["UNLOCKED"],
+                 what="g1 UNLOCKED")
+    assert {u: hs[node[u]].pid_of(u) for u in ("a2", "b2")} == {u: pids[u] for u in ("a2", "b2")}
+    for h in hs.values():
+        assert not failures(h)
         assert h.stop() == 0

@@ -321,3 +321,51 @@ TEST(admin_si_lock_and_unlock) {
     answer(&f, b, expect_csi_set(b, HALO_HA_STANDBY));
     fixture_stop(&f);
 }
+
+/* The group's lock holds the units it took out of service, and its unlock gives back those only. */
+TEST(admin_a_group_unlock_undoes_exactly_what_its_lock_did) {
+    start(TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct amf_waiter w = {.done = waiter_done};
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_LOCK, "su:b", &w), 1);
+    expect_remove(b);
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_LOCK, "sg:g", &w), 1);
+    ASSERT_STREQ(su_admin_to_string(first_sg()->admin), "LOCKED");
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_LOCK, "sg:g", &w), -HALO_EEXIST);
+    answer(&f, a, expect_csi_set(a, HALO_HA_QUIESCED));
+    expect_remove(a);
+    ASSERT_EQ(su("a")->held_by, AMF_HELD_BY_SG);
+    ASSERT_EQ(su("b")->held_by, 0u); /* locked by itself before */
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_UNLOCK, "su:a", &w), -EACCES);
+    ASSERT_EQ(amf_su_unlock(f.amf, "a"), -EACCES);
+    /* The node's lock holds a too: the group's unlock alone does not bring it back. */
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_LOCK, "node:n1", &w), 0);
+    ASSERT_EQ(su("a")->held_by, AMF_HELD_BY_SG | AMF_HELD_BY_NODE);
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_UNLOCK, "sg:g", &w), 0);
+    ASSERT_STREQ(su_admin_to_string(su("a")->admin), "LOCKED");
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_UNLOCK, "node:n1", &w), 0);
+    ASSERT_STREQ(su_admin_to_string(su("a")->admin), "UNLOCKED");
+    ASSERT_STREQ(su_admin_to_string(su("b")->admin), "LOCKED");
+    ASSERT_STREQ(amf_node_admin(f.amf), "UNLOCKED");
+    answer(&f, a, expect_csi_set(a, HALO_HA_ACTIVE));
+    ASSERT(amf_si_find_su(amf_find_si(f.amf, "si"), su("b")) == NULL);
+    fixture_stop(&f);
+}
+
+/* The state the store holds: the deciding node, once ready, keeps its own (its writes come back). */
+TEST(admin_si_state_from_the_store) {
+    start(TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    amf_admin_state_restore(f.amf, "si:si", "LOCKED");
+    ASSERT_STREQ(si_admin_to_string(amf_find_si(f.amf, "si")->admin), "UNLOCKED");
+    amf_set_deciding(f.amf, false);
+    amf_admin_state_restore(f.amf, "si:si", "LOCKED");
+    ASSERT_STREQ(si_admin_to_string(amf_find_si(f.amf, "si")->admin), "LOCKED");
+    amf_admin_state_restore(f.amf, "si:si", "bogus"); /* reads as UNLOCKED */
+    ASSERT_STREQ(si_admin_to_string(amf_find_si(f.amf, "si")->admin), "UNLOCKED");
+    amf_admin_state_restore(f.amf, "si:nope", "LOCKED"); /* not in the description: nothing */
+    amf_admin_state_restore(f.amf, "sg:g", "LOCKED");
+    ASSERT_STREQ(su_admin_to_string(first_sg()->admin), "LOCKED");
+    amf_admin_state_restore(f.amf, "node:elsewhere", "LOCKED"); /* another node's: not ours to keep */
+    ASSERT_STREQ(amf_node_admin(f.amf), "UNLOCKED");
+    amf_set_deciding(f.amf, true);
+    fixture_stop(&f);
+}

@@ -60,6 +60,16 @@ int amf_su_op_lock(struct su *su, bool shutdown, struct amf_waiter *w) {
     return r;
 }
 
+int amf_su_held(const struct su *su) {
+    log_warning("Service unit '%s' stays %s while the lock of its %s holds it: unlock that", su->name,
+                su_admin_to_string(su->admin), su->held_by & AMF_HELD_BY_SG ? "service group" : "node");
+    return -EACCES;
+}
+
+int amf_su_op_unlock_own(struct su *su) {
+    return su->held_by ? amf_su_held(su) : amf_su_op_unlock(su);
+}
+
 int amf_su_op_unlock(struct su *su) {
     if (su->admin == SU_UNLOCKED)
         return -HALO_EEXIST;
@@ -216,7 +226,7 @@ int amf_su_shutdown(struct amf *a, const char *name, struct amf_waiter *w) {
 int amf_su_unlock(struct amf *a, const char *name) {
     int r = 0;
     struct su *su = su_for_op(a, name, &r);
-    return su ? amf_su_op_unlock(su) : r;
+    return su ? amf_su_op_unlock_own(su) : r;
 }
 
 int amf_comp_restart(struct amf *a, const char *name) {

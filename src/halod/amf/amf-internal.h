@@ -43,6 +43,7 @@ struct amf {
     } active_ready[AMF_READINESS_MAX];  /* amf_add_active_readiness() */
     struct amf_rung_count su_failovers; /* of this node's units: the node's rung of the ladder */
     struct group_op *groups;            /* operations on several units under way (amf-admin-group.c) */
+    enum su_admin node_admin;           /* this node's own administrative state (lock node:NAME), persisted */
 };
 
 /* A health check of a component (amf-health.c). */
@@ -64,6 +65,11 @@ struct hc {
 /* ---- observers (amf.c) ---- */
 void amf_notify_assignment(struct si *si);
 void amf_notify_si(struct si *si);
+void amf_notify_si_admin(struct si *si);
+/* An SG's (sg) or this node's (sg NULL) own administrative state changed. */
+void amf_notify_group_admin(struct amf *a, struct sg *sg);
+/* Whether si's ACTIVE may be switched over to its STANDBY now (as this node sees them). */
+bool amf_si_may_switch_over(struct si *si);
 void amf_notify_sg(struct sg *sg);
 void amf_notify_su(struct su *su, enum amf_su_event ev);
 void amf_notify_comp(struct comp *c, enum amf_comp_event ev, const char *reason);
@@ -300,6 +306,10 @@ void amf_nsa_adopted_check(struct comp *c);
  * Each returns 0 when done; 1 when w is told how it ends; or -errno (then w never is). */
 int amf_su_op_lock(struct su *su, bool shutdown, struct amf_waiter *w);
 int amf_su_op_unlock(struct su *su);
+/* The operator's unlock of the unit itself: -EACCES while the lock of its group or node holds it. */
+int amf_su_op_unlock_own(struct su *su);
+/* Logs why su stays locked (held by its group's or node's lock); -EACCES. */
+int amf_su_held(const struct su *su);
 int amf_su_op_lock_instantiation(struct su *su, struct amf_waiter *w);
 int amf_su_op_unlock_instantiation(struct su *su);
 int amf_su_op_restart(struct su *su);

@@ -212,17 +212,46 @@ static void fail_bystander(struct su *other, const char *why) {
     amf_su_fail(other, why);
 }
 
-/* Whether other switched every ACTIVE SI it holds over (switchover, QUIESCING first): only the
- * deciding halod moves roles, and an SI without a standby ready (or with several ACTIVEs) cannot. */
-static bool switch_over(struct amf *a, struct su *other) {
+/* The ACTIVE SI of other that a node switchover hands over (i from 0 on), or NULL when none is left. */
+static struct si *next_active(struct su *other, size_t *i) {
     struct sg *sg = other->sg;
-    for (size_t i = 0; i < sg->n_sis; i++) {
-        struct si *si = &sg->sis[i];
+    for (; *i < sg->n_sis; (*i)++) {
+        struct si *si = &sg->sis[*i];
         struct assignment *as = amf_si_find_su(si, other);
-        if (!as || !as->confirmed || as->state != HALO_HA_ACTIVE || as->target != HALO_HA_ACTIVE || si->switchover)
-            continue; /* not ACTIVE here (or only becoming so), or going along with another SI */
-        if (!a->deciding || amf_si_switchover(a, si->name, NULL) < 0)
+        if (as && as->confirmed && as->state == HALO_HA_ACTIVE && as->target == HALO_HA_ACTIVE && !si->switchover)
+            return &sg->sis[(*i)++];
+        /* Else not ACTIVE here (or only becoming so), or going along with another SI. */
+    }
+    return NULL;
+}
+
+/* Whether other switched every ACTIVE SI it holds over (switchover, QUIESCING first): the
+ * deciding halod moves the roles; another node asks it to, as haloctl switchover would from
+ * here.  None is moved unless every one may be, as this node sees them (an SI without a
+ * standby ready, or with several ACTIVEs, cannot). */
+static bool switch_over(struct amf *a, struct su *other) {
+    struct si *si;
+    size_t i = 0;
+    if (!a->deciding && !a->placement->request)
+        return false;
+    while ((si = next_active(other, &i)))
+        if (!amf_si_may_switch_over(si))
             return false;
+    struct su *along = NULL; /* a model keeping the SIs together (2N) swaps them all with the first */
+    bool moved = false;
+    for (i = 0; (si = next_active(other, &i));) {
+        struct assignment *sba = amf_si_find(si, HALO_HA_STANDBY);
+        struct su *sb = sba ? sba->su : NULL;
+        if (!a->deciding && other->sg->ops->policy->together && sb && sb == along)
+            continue;
+        int r = a->deciding ? amf_si_switchover(a, si->name, NULL)
+                            : a->placement->request(a->placement_data, AMF_OP_SWITCHOVER, si->name, "", NULL);
+        if (r < 0 && !moved)
+            return false; /* nothing moved yet: the unit fails over */
+        if (r < 0)
+            log_warning("Node switchover: '%s' stays ACTIVE on '%s': %s", si->name, other->name, halo_strerror(r));
+        moved = true;
+        along = sb;
     }
     return true;
 }

@@ -42,8 +42,11 @@ enum su_admin { SU_UNLOCKED, SU_LOCKED, SU_LOCKED_INSTANTIATION, SU_SHUTTING_DOW
 const char *su_admin_to_string(enum su_admin s);
 int su_admin_from_string(const char *s); /* the state, or -EINVAL */
 /* The administrative state of an SI: LOCKED and SHUTTING_DOWN remove its assignments. */
-enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN };
+enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN, _SI_ADMIN_MAX };
+const char *si_admin_to_string(enum si_admin s);
+int si_admin_from_string(const char *s); /* the state, or -EINVAL */
 enum su_oper { SU_ENABLED, SU_DISABLED };
+enum { AMF_HELD_BY_SG = 1u << 0, AMF_HELD_BY_NODE = 1u << 1 };
 
 /*
  * Someone waiting for an operator command to complete (haloctl on this node,
@@ -147,6 +150,9 @@ struct su {
     struct comp *comps;
     size_t n_comps;
     enum su_admin admin;
+    /* Whose lock holds it out of service (AMF_HELD_BY_*): its group's, its node's; 0 when its
+     * own state is its own (unlocked, or locked as a unit).  Their unlock unlocks it. */
+    unsigned held_by;
     enum su_oper oper;
     bool failing;                          /* a failure is being recovered: waiting for its processes to end */
     bool admin_restart;                    /* the failure is an operator's restart: no backoff, not counted */
@@ -207,6 +213,7 @@ struct sg {
     size_t n_sis;
     const struct redundancy_ops *ops;
     bool adjusting;          /* sg-adjust: ACTIVEs move back to the most preferred units in this pass */
+    enum su_admin admin;     /* its own administrative state (lock sg:NAME), persisted */
     uv_timer_t adjust_timer; /* auto-adjust: the end of the earliest probation */
 };
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +17,9 @@
 /* An object whose record is to be written: built when it is, from the model as it is then. */
 struct record {
     LIST_FIELDS(struct record, records);
-    enum key_dir dir;   /* KEY_ASSIGNMENTS, KEY_SU or KEY_COMPONENTS */
-    const void *object; /* struct si, su or comp */
+    enum key_dir dir;   /* KEY_ASSIGNMENTS, KEY_SU, KEY_COMPONENTS or KEY_ADMINSTATE */
+    const void *object; /* struct si, su or comp; for KEY_ADMINSTATE a struct si, sg, or amf (this node) */
+    char kind;          /* KEY_ADMINSTATE: 'i' an SI, 'g' an SG, 'n' this node */
 };
 
 struct amf_persist {
@@ -59,8 +61,31 @@ static json_t *si_record(const struct si *si) {
 }
 
 static json_t *su_record(const struct su *su) {
-    return json_pack("{s:s, s:s, s:s}", "su", su->name, "admin", su_admin_to_string(su->admin), "oper",
-                     su->oper == SU_DISABLED ? "DISABLED" : "ENABLED");
+    json_t *held = json_array();
+    if (su->held_by & AMF_HELD_BY_SG)
+        json_array_append_new(held, json_string("sg"));
+    if (su->held_by & AMF_HELD_BY_NODE)
+        json_array_append_new(held, json_string("node"));
+    return json_pack("{s:s, s:s, s:s, s:o}", "su", su->name, "admin", su_admin_to_string(su->admin), "oper",
+                     su->oper == SU_DISABLED ? "DISABLED" : "ENABLED", "held_by", held);
+}
+
+/* adminstate/<kind>:<name>: the record's target into buf, and the record. */
+static json_t *admin_state_record(const struct amf_persist *p, const struct record *rec, char *buf, size_t size) {
+    const char *admin;
+    if (rec->kind == 'i') {
+        const struct si *si = rec->object;
+        snprintf(buf, size, "si:%s", si->name);
+        admin = si_admin_to_string(si->admin);
+    } else if (rec->kind == 'g') {
+        const struct sg *sg = rec->object;
+        snprintf(buf, size, "sg:%s", sg->name);
+        admin = su_admin_to_string(sg->admin);
+    } else {
+        snprintf(buf, size, "node:%s", amf_node(p->amf));
+        admin = amf_node_admin(p->amf);
+    }
+    return json_pack("{s:s, s:s}", "target", buf, "admin", admin);
 }
 
 static json_t *comp_record(const struct amf_persist *p, const struct comp *c) {
@@ -71,9 +96,14 @@ static json_t *comp_record(const struct amf_persist *p, const struct comp *c) {
 /* The record's key and value (both malloc'ed), or -errno. */
 static int record_build(const struct amf_persist *p, const struct record *rec, char **ret_key, char **ret_value) {
     char key[STORE_KEY_MAX];
+    char target[STORE_KEY_MAX];
     const char *name;
     json_t *j;
     switch (rec->dir) {
+    case KEY_ADMINSTATE:
+        j = admin_state_record(p, rec, target, sizeof(target));
+        name = target;
+        break;
     case KEY_ASSIGNMENTS:
         name = ((const struct si *)rec->object)->name;
         j = si_record(rec->object);
@@ -149,11 +179,17 @@ static void on_timer(uv_timer_t *t) {
  */
 #define PERSIST_GROUP_MSEC 1
 
+static void mark_kind(struct amf_persist *p, enum key_dir dir, const void *object, char kind, bool now);
+
 static void mark(struct amf_persist *p, enum key_dir dir, const void *object, bool now) {
+    mark_kind(p, dir, object, 0, now);
+}
+
+static void mark_kind(struct amf_persist *p, enum key_dir dir, const void *object, char kind, bool now) {
     struct record *rec;
     bool found = false;
     LIST_FOREACH (records, rec, &p->records)
-        if (rec->object == object) {
+        if (rec->object == object && rec->dir == dir) {
             found = true;
             break;
         }
@@ -163,7 +199,7 @@ static void mark(struct amf_persist *p, enum key_dir dir, const void *object, bo
             log_warning("Out of memory: a record is not written to the store");
             return;
         }
-        *rec = (struct record){.dir = dir, .object = object};
+        *rec = (struct record){.dir = dir, .object = object, .kind = kind};
         LIST_APPEND(records, &p->records, rec);
         p->n_records++;
     }
@@ -177,6 +213,16 @@ static void on_si_changed(void *userdata, struct si *si) {
     struct amf_persist *p = userdata;
     if (amf_deciding(p->amf)) /* several nodes: only the coordinator writes the SI's record */
         mark(p, KEY_ASSIGNMENTS, si, false);
+}
+
+static void on_si_admin_changed(void *userdata, struct si *si) {
+    /* At once: the operator is answered soon after, and a coordinator killed then must leave it. */
+    mark_kind(userdata, KEY_ADMINSTATE, si, 'i', true);
+}
+
+static void on_group_admin_changed(void *userdata, struct sg *sg) {
+    struct amf_persist *p = userdata;
+    mark_kind(p, KEY_ADMINSTATE, sg ? (const void *)sg : (const void *)p->amf, sg ? 'g' : 'n', true);
 }
 
 static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
@@ -195,6 +241,8 @@ static const struct amf_observer observer = {
     .si_changed = on_si_changed,
     .su_event = on_su_event,
     .comp_event = on_comp_event,
+    .si_admin_changed = on_si_admin_changed,
+    .group_admin_changed = on_group_admin_changed,
 };
 
 int amf_persist_new(uv_loop_t *loop, struct amf *a, store *s, const char *prefix, bool adopt_assignments,
@@ -236,15 +284,22 @@ struct amf_persist *amf_persist_free(struct amf_persist *p) {
 
 /* Units first (a locked or disabled one is not adopted), then the processes
  * to adopt, then the assignments they hold. */
-static const enum key_dir load_order[] = {KEY_SU, KEY_COMPONENTS, KEY_ASSIGNMENTS};
+static const enum key_dir load_order[] = {KEY_SU, KEY_ADMINSTATE, KEY_COMPONENTS, KEY_ASSIGNMENTS};
 
 static void restore_su(struct amf *a, json_t *j) {
     struct su *su = amf_find_su(a, json_string_value(json_object_get(j, "su")) ?: "");
     const char *admin = json_string_value(json_object_get(j, "admin"));
     const char *oper = json_string_value(json_object_get(j, "oper"));
     int st = su_admin_from_string(admin);
-    if (su)
-        amf_su_restore(su, st < 0 ? SU_UNLOCKED : (enum su_admin)st, oper && streq(oper, "DISABLED"));
+    if (!su)
+        return;
+    amf_su_restore(su, st < 0 ? SU_UNLOCKED : (enum su_admin)st, oper && streq(oper, "DISABLED"));
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(j, "held_by"), i, h) {
+        const char *by = json_string_value(h);
+        su->held_by |= !by ? 0 : streq(by, "sg") ? AMF_HELD_BY_SG : streq(by, "node") ? AMF_HELD_BY_NODE : 0;
+    }
 }
 
 static void restore_comp(struct amf *a, json_t *j) {
@@ -296,6 +351,9 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
         json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
         if (j && d == KEY_SU)
             restore_su(p->amf, j);
+        else if (j && d == KEY_ADMINSTATE)
+            amf_admin_state_restore(p->amf, json_string_value(json_object_get(j, "target")) ?: "",
+                                    json_string_value(json_object_get(j, "admin")));
         else if (j && d == KEY_COMPONENTS)
             restore_comp(p->amf, j);
         else if (j && d == KEY_ASSIGNMENTS)

@@ -134,6 +134,14 @@ static void apply_target(struct si *si, struct su *su, halo_ha_state state, uint
     if (!amf_su_keeps(su) && !quiesce) {
         log_info("Target %s of '%s' for '%s' ignored: the unit is not in service", halo_ha_state_to_string(state),
                  si->name, su->name);
+        if (!su->failing && su->admin != SU_UNLOCKED && (!as || as->confirmed)) {
+            /* Locked meanwhile (an operation on its group, from another node, crossed the
+             * coordinator's decision): the coordinator learns what the unit holds instead, and
+             * takes its roles away as from any locked unit.  A failing unit's roles are dropped. */
+            struct assignment held = as ? *as : (struct assignment){.su = su};
+            held.gen = gen;
+            a->placement->publish_confirmed(a->placement_data, si, &held, !as);
+        }
         return;
     }
     halo_csi_transition tr = HALO_CSI_NEW_ASSIGN;
@@ -223,11 +231,17 @@ void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t g
     struct assignment *as = amf_si_find_su(si, su);
     if (!as || gen != as->gen || !as->pending)
         return;
-    if (a->deciding) {
+    /* Its node did not carry the target out (the unit was locked meanwhile): it holds state. */
+    bool refused = a->deciding && !as->removing && state != as->target &&
+                   !(as->target == HALO_HA_QUIESCING && state == HALO_HA_QUIESCED);
+    if (a->deciding && !refused) {
         amf_asg_step_done(si, su);
         return;
     }
-    /* A mirror. */
+    if (refused)
+        log_info("'%s' did not take %s for '%s': it holds %s", su->name, halo_ha_state_to_string(as->target), si->name,
+                 state ? halo_ha_state_to_string(state) : "nothing");
+    /* A mirror, or what a unit that refused holds. */
     as->pending = 0;
     if (state == 0)
         amf_asg_clear(si, as);
@@ -236,4 +250,8 @@ void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t g
         as->confirmed = true;
     }
     amf_notify_assignment(si);
+    if (refused) {
+        amf_notify_si(si);
+        amf_sg_evaluate(si->sg);
+    }
 }

@@ -91,10 +91,11 @@ static json_t *si_json(const struct si *si) {
     bool full = n_act >= p->actives(si) && n_sb >= p->standbys(si);
     const char *state = n_act ? (full ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
     json_t *first_act = json_array_get(actives, 0), *first_sb = json_array_get(standbys, 0);
-    return json_pack("{s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "assignment", state,
-                     "active", first_act ? first_act : json_null(), "standby", first_sb ? first_sb : json_null(),
-                     "actives", actives, "standbys", standbys, "assignments", asg, "csis", csis, "generation",
-                     (json_int_t)si->generation, "switchover", si->switchover);
+    return json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "admin",
+                     si_admin_to_string(si->admin), "assignment", state, "active", first_act ? first_act : json_null(),
+                     "standby", first_sb ? first_sb : json_null(), "actives", actives, "standbys", standbys,
+                     "assignments", asg, "csis", csis, "generation", (json_int_t)si->generation, "switchover",
+                     si->switchover);
 }
 
 json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *userdata) {
@@ -106,7 +107,8 @@ json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *use
             json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
         for (size_t i = 0; i < sg->n_sis; i++)
             json_array_append_new(sis, si_json(&sg->sis[i]));
-        json_array_append_new(sgs, json_pack("{s:s, s:s, s:o, s:o}", "name", sg->name, "redundancy", sg->ops->name,
+        json_array_append_new(sgs, json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", sg->name, "admin",
+                                             su_admin_to_string(sg->admin), "redundancy", sg->ops->name,
                                              "service_units", sus, "service_instances", sis));
     }
     return sgs;

@@ -39,6 +39,13 @@ static const char *const su_admin_table[_SU_ADMIN_MAX] = {
 };
 DEFINE_STRING_TABLE_LOOKUP(su_admin, enum su_admin);
 
+static const char *const si_admin_table[_SI_ADMIN_MAX] = {
+    [SI_UNLOCKED] = "UNLOCKED",
+    [SI_LOCKED] = "LOCKED",
+    [SI_SHUTTING_DOWN] = "SHUTTING-DOWN",
+};
+DEFINE_STRING_TABLE_LOOKUP(si_admin, enum si_admin);
+
 /* ---- observers ----------------------------------------------------------- */
 
 int amf_observe(struct amf *a, const struct amf_observer *o, void *userdata) {
@@ -75,6 +82,14 @@ void amf_notify_assignment(struct si *si) {
 
 void amf_notify_si(struct si *si) {
     NOTIFY(si->amf, si_changed, si);
+}
+
+void amf_notify_si_admin(struct si *si) {
+    NOTIFY(si->amf, si_admin_changed, si);
+}
+
+void amf_notify_group_admin(struct amf *a, struct sg *sg) {
+    NOTIFY(a, group_admin_changed, sg);
 }
 
 void amf_notify_sg(struct sg *sg) {

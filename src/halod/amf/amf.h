@@ -70,6 +70,10 @@ struct amf_observer {
     void (*sg_changed)(void *userdata, struct sg *sg);
     void (*su_event)(void *userdata, struct su *su, enum amf_su_event ev);
     void (*comp_event)(void *userdata, struct comp *c, enum amf_comp_event ev, const char *reason);
+    /* The administrative state of si changed (the deciding node's operator command, or a shutdown done). */
+    void (*si_admin_changed)(void *userdata, struct si *si);
+    /* The administrative state of sg of its own, or (sg NULL) of this node, changed. */
+    void (*group_admin_changed)(void *userdata, struct sg *sg);
 };
 #define AMF_OBSERVERS_MAX 8
 /* Observers are called in the order they were added.  0, -ENOSPC. */
@@ -91,6 +95,10 @@ struct amf_placement_ops {
     void (*publish_confirmed)(void *p, struct si *si, const struct assignment *a, bool removed);
     /* The deciding node dropped su's assignment of si. */
     void (*forget)(void *p, struct si *si, struct su *su);
+    /* Asks another node to run op (enum amf_op) on target, as haloctl would from here: the node
+     * to, or "" the deciding one.  w (NULL: nobody waits) is told the answer, or -ECANCELED if
+     * it never comes before halod stops.  0 when sent, else -errno and w is never told.  May be NULL. */
+    int (*request)(void *p, int op, const char *target, const char *to, struct amf_waiter *w);
 };
 /* One node: everything is applied here (amf-placement-local.c); the default. */
 extern const struct amf_placement_ops amf_placement_local;
@@ -157,6 +165,15 @@ void amf_su_restore(struct su *su, enum su_admin admin, bool disabled);
 void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime);
 /* The SI's generation and its ACTIVE unit when the previous halod stopped. */
 void amf_si_restore(struct si *si, uint64_t generation, const char *active_su);
+/* The administrative state of target ("si:NAME", "sg:NAME", "node:NAME": this node's only) as
+ * the halod that ran the operation left it in the store
+ * (adminstate/ records; admin as haloctl shows it, anything else reads as UNLOCKED): kept at
+ * start, and mirrored on the other nodes so that one taking over decides with it.  Ignored by
+ * the deciding node once ready (its own writes come back to it, perhaps after a later change),
+ * and for a target not in the description. */
+void amf_admin_state_restore(struct amf *a, const char *target, const char *admin);
+/* This node's own administrative state (haloctl admin lock node:NAME), as haloctl shows it. */
+const char *amf_node_admin(const struct amf *a);
 /* One node: what an adopted unit held (ACTIVE or STANDBY) stands until it registers again. */
 void amf_si_restore_assignment(struct si *si, struct su *su, halo_ha_state state);
 

@@ -23,6 +23,7 @@ struct forward {
     char *key;
     struct conn *conn; /* haloctl, waiting */
     uint64_t seq;
+    struct amf_waiter *w; /* or halod itself (an operation on several nodes' units) */
 };
 
 /* A command another node sent, running here; answered in its key. */
@@ -58,8 +59,7 @@ static struct forward *forward_free(struct forward *fw) {
     return NULL;
 }
 
-int cluster_forward_send(struct cluster_forward *f, struct conn *conn, uint64_t seq, int op, const char *target,
-                         const char *to) {
+static int forward_put(struct cluster_forward *f, int op, const char *target, const char *to, struct forward **ret) {
     char key[STORE_KEY_MAX];
     int64_t lease = cluster_lease(f->cluster);
     if (!lease)
@@ -81,10 +81,29 @@ int cluster_forward_send(struct cluster_forward *f, struct conn *conn, uint64_t 
     }
     f->n_sent++;
     log_info("Operator command for '%s' sent to %s%s", target, *to ? "node " : "the coordinator", to);
-    fw->conn = conn;
-    fw->seq = seq;
     LIST_PREPEND(forwards, &f->forwards, fw);
+    *ret = fw;
     return 0;
+}
+
+int cluster_forward_send(struct cluster_forward *f, struct conn *conn, uint64_t seq, int op, const char *target,
+                         const char *to) {
+    struct forward *fw;
+    int r = forward_put(f, op, target, to, &fw);
+    if (r >= 0) {
+        fw->conn = conn;
+        fw->seq = seq;
+    }
+    return r;
+}
+
+int cluster_forward_request(struct cluster_forward *f, int op, const char *target, const char *to,
+                            struct amf_waiter *w) {
+    struct forward *fw;
+    int r = forward_put(f, op, target, to, &fw);
+    if (r >= 0)
+        fw->w = w;
+    return r;
 }
 
 void cluster_forward_conn_closed(struct cluster_forward *f, struct conn *conn) {
@@ -120,12 +139,15 @@ static void handle_result(struct cluster_forward *f, const store_kv *kv, json_t 
     LIST_FOREACH (forwards, fw, &f->forwards) {
         if (strlen(fw->key) != kv->key_len || memcmp(fw->key, kv->key, kv->key_len) != 0)
             continue;
+        int error = json_is_integer(res) ? (int)json_integer_value(res) : -EIO;
+        struct amf_waiter *w = fw->w;
         if (fw->conn)
-            (void)server_conn_reply(fw->conn, fw->seq, json_is_integer(res) ? (int)json_integer_value(res) : -EIO,
-                                    NULL);
+            (void)server_conn_reply(fw->conn, fw->seq, error, NULL);
         (void)store_delete(f->store, fw->key, on_written, NULL);
         LIST_REMOVE(forwards, &f->forwards, fw);
         forward_free(fw);
+        if (w)
+            w->done(w, error);
         return;
     }
 }
@@ -223,8 +245,12 @@ struct cluster_forward *cluster_forward_free(struct cluster_forward *f) {
     if (!f)
         return NULL;
     struct forward *fw;
-    while ((fw = LIST_POP(forwards, &f->forwards)))
+    while ((fw = LIST_POP(forwards, &f->forwards))) {
+        struct amf_waiter *w = fw->w;
         forward_free(fw);
+        if (w)
+            w->done(w, -ECANCELED);
+    }
     if (f->reading) {
         f->amf = NULL; /* the read's callback frees the rest */
         return NULL;

@@ -43,6 +43,10 @@ struct cluster_forward *cluster_forward_free(struct cluster_forward *f);
  * cluster now), -ENOMEM, or a store error. */
 int cluster_forward_send(struct cluster_forward *f, struct conn *conn, uint64_t seq, int op, const char *target,
                          const char *to);
+/* The same for halod itself: w (NULL: nobody) is told the result, or -ECANCELED when f is freed
+ * first.  0, or -errno and w is never told. */
+int cluster_forward_request(struct cluster_forward *f, int op, const char *target, const char *to,
+                            struct amf_waiter *w);
 /* haloctl closed its connection: nobody waits for its commands any more. */
 void cluster_forward_conn_closed(struct cluster_forward *f, struct conn *conn);
 /* An admin/ key as the store shows it (j: its value, NULL when deleted). */

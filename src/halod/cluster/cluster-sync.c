@@ -207,11 +207,17 @@ static void forget(void *p, struct si *si, struct su *su) {
     guarded(s, ops, ELEMENTSOF(ops));
 }
 
+static int request(void *p, int op, const char *target, const char *to, struct amf_waiter *w) {
+    struct cluster_sync *s = p;
+    return s->forward ? cluster_forward_request(s->forward, op, target, to, w) : -EOPNOTSUPP;
+}
+
 static const struct amf_placement_ops placement = {
     .distributed = true,
     .publish_target = publish_target,
     .publish_confirmed = publish_confirmed,
     .forget = forget,
+    .request = request,
 };
 
 /* ---- this node's units, published ---- */
@@ -527,7 +533,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
     size_t len;
     int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
     if (d != KEY_ADMIN && d != KEY_NODES && d != KEY_SUSTATE && d != KEY_TARGET && d != KEY_CONFIRMED &&
-        d != KEY_CDB_ALONE && d != KEY_DOOM)
+        d != KEY_CDB_ALONE && d != KEY_DOOM && d != KEY_ADMINSTATE)
         return;
     if (len == 0 || len >= STORE_KEY_MAX)
         return;
@@ -565,6 +571,9 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         break;
     case KEY_CDB_ALONE:
         handle_cdb_alone(s, name, j, deleted);
+        break;
+    case KEY_ADMINSTATE: /* the coordinator's: this node decides with it if it takes over */
+        amf_admin_state_restore(s->amf, name, deleted ? NULL : json_string_value(json_object_get(j, "admin")));
         break;
     default:
         handle_pair(s, (enum key_dir)d, rest, len, j, deleted);

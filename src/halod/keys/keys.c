@@ -30,6 +30,7 @@ static const char *const key_dir_table[_KEY_DIR_MAX] = {
     [KEY_CDB_ALONE] = "cdb-alone",
     [KEY_COMPLETED] = "completed",
     [KEY_DOOM] = "doom",
+    [KEY_ADMINSTATE] = "adminstate",
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(key_dir, enum key_dir);
 

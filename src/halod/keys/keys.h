@@ -37,6 +37,7 @@ enum key_dir {
     KEY_CDB_ALONE,    /* cdb-alone/<sg>            the node whose CDB acknowledged commits alone */
     KEY_COMPLETED,    /* completed/<process>/<p>   a participant served a recovery's attempt */
     KEY_DOOM,         /* doom/<node>               another node declared it dead: its beats stopped */
+    KEY_ADMINSTATE,   /* adminstate/<kind>:<name>  an SI's administrative state */
     _KEY_DIR_MAX,
 };
 
