@@ -418,6 +418,47 @@ TEST(ladder_node_failfast) {
     fx_stop(&f);
 }
 
+static int failfast_calls;
+static char failfast_why[512];
+static void on_failfast(struct amf *a, const char *why, void *userdata) {
+    failfast_calls++;
+    snprintf(failfast_why, sizeof(failfast_why), "%s", why);
+}
+
+/* With the node's failfast action: every component of the node is killed, none restarts and
+ * nothing fails over here, and the action is called once, only when every one of them has ended
+ * (the peers take over after that, when the node leaves the cluster). */
+TEST(ladder_node_failfast_with_an_action_kills_the_node_then_runs_it) {
+    static const char *const on_n1[] = {"a/x", "a/y", "b/x", "b/y", "c"};
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("failfast: reboot", ESCALATE, "component-restart"));
+    amf_set_failfast(f.amf, on_failfast, NULL);
+    report(&f, t.ax, HALO_RECOVERY_NODE_FAILFAST);
+    for (size_t i = 0; i < ELEMENTSOF(on_n1); i++)
+        ASSERT_EQ(comp(&f, on_n1[i])->proc->killed, SIGKILL);
+    ASSERT(!comp(&f, "d")->proc); /* n2's, not this node's */
+    reap(&f, "a");
+    reap(&f, "b");
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(failfast_calls, 0); /* c still runs */
+    reap(&f, "c");
+    while (failfast_calls == 0)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT_EQ(failfast_calls, 1);
+    ASSERT(strstr(failfast_why, "component 'a/x' reported an error (recommended recovery: node-failfast)"));
+    ASSERT(strstr(amf_find_su(f.amf, "a")->last_failure, "node-failfast"));
+    ASSERT(strstr(failed_reason, "a/x ")); /* published FAILED */
+    /* Nothing restarts: the node is going down. */
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    for (size_t i = 0; i < ELEMENTSOF(on_n1); i++)
+        ASSERT(!comp(&f, on_n1[i])->proc);
+    ASSERT_EQ(failfast_calls, 1);
+    fx_stop(&f);
+}
+
 /* Node switchover: the failed unit fails over; another unit of the node hands its ACTIVE over
  * gracefully (QUIESCING, then its standby takes it with transition QUIESCED), its process kept. */
 TEST(ladder_node_switchover_hands_the_other_units_over) {

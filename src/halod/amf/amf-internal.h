@@ -43,6 +43,9 @@ struct amf {
     } active_ready[AMF_READINESS_MAX];  /* amf_add_active_readiness() */
     struct amf_rung_count su_failovers; /* of this node's units: the node's rung of the ladder */
     struct group_op *groups;            /* operations on several units under way (amf-admin-group.c) */
+    amf_failfast_fn failfast_fn;        /* amf_set_failfast(); NULL: a failfast is a node failover */
+    void *failfast_userdata;
+    char *failfast_why; /* a node failfast under way: what asked for it */
 };
 
 /* A health check of a component (amf-health.c). */
