@@ -22,16 +22,7 @@ struct fx {
     char path[AMF_CORE_PATH_MAX];
     struct conn conns[16];
     size_t n_conns;
-    uv_timer_t tick;
 };
-
-/* The tests wait with `while (!cond) uv_run(UV_RUN_ONCE)`.  A callback that
- * was already due runs at the top of that iteration, and the poll after it
- * then sleeps until the next timer: minutes away (a step timeout), and the
- * wait hangs.  A tick every 5 ms bounds that sleep (about 5 % of runs hung
- * without it: the 1 ms restart delay had passed when the wait began). */
-static void on_tick(uv_timer_t *t) {
-}
 
 /* The reason of the last FAILED the observers were told (the broadcast queue's note). */
 static char failed_reason[1024];
@@ -44,14 +35,10 @@ static const struct amf_observer failed_observer = {.comp_event = obs_failed};
 static void fx_start(struct fx *f, const char *yaml) {
     amf_core_start(&f->loop, yaml, f->path, &f->cfg, &f->amf);
     ASSERT_OK(amf_observe(f->amf, &failed_observer, NULL));
-    amf_set_ready(f->amf);
-    uv_timer_init(&f->loop, &f->tick);
-    uv_timer_start(&f->tick, on_tick, 5, 5);
-    uv_unref((uv_handle_t *)&f->tick);
+    amf_set_ready(f->amf); /* the fixture's tick bounds each wait's poll (amf-core-fixture.c) */
 }
 
 static void fx_stop(struct fx *f) {
-    uv_close((uv_handle_t *)&f->tick, NULL);
     amf_core_stop(&f->loop, f->path, &f->cfg, &f->amf);
     for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
         fake_conn_done(&f->conns[i]);
@@ -182,6 +169,27 @@ TEST(ladder_a_component_restarts_alone_and_gets_its_active_again) {
 
 /* A restarted process that ends before it registers is a new failure, counted: the ladder does
  * not restart it in place for ever. */
+/* The fixture's tick: a wait whose callback is due already when the wait begins (the restart
+ * delay has passed) ends at once, not when the next timer fires (a step timeout, 10 minutes
+ * here): without the tick the poll after the callback sleeps until then. */
+TEST(ladder_a_wait_for_a_callback_already_due_ends_at_once) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    struct comp *ax = comp(&f, "a/x");
+    ((struct config_component *)ax->cfg)->restart.delay = 300 * USEC_PER_MSEC;
+    fake_proc_exit(ax->proc, 9); /* restarts in place after its delay */
+    while (uv_backend_timeout(&f.loop) == 0 && !ax->proc)
+        uv_run(&f.loop, UV_RUN_NOWAIT); /* what the exit closed is closed: no poll is cut short */
+    ASSERT(!ax->proc);
+    usleep(350 * 1000); /* the delay is over before the wait begins */
+    usec_t t0 = now_monotonic_usec();
+    t.ax = reg(&f, "a/x");
+    ASSERT(now_monotonic_usec() - t0 < 2 * USEC_PER_SEC);
+    ASSERT_STREQ(answer_all(&f, t.ax), "cx:ACTIVE ");
+    fx_stop(&f);
+}
+
 TEST(ladder_a_restarted_process_that_dies_before_registering_climbs) {
     struct fx f = {0};
     struct two t;
