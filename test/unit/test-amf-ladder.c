@@ -467,6 +467,28 @@ TEST(ladder_node_failfast_with_an_action_kills_the_node_then_runs_it) {
     fx_stop(&f);
 }
 
+/* A process SIGKILL does not end (stuck in the kernel) holds the node up only for its unit's
+ * terminate timeout: then the action runs anyway, once. */
+TEST(ladder_node_failfast_runs_its_action_after_the_terminate_timeout_anyway) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("failfast: {command: [/bin/true]}", ESCALATE, "component-restart"));
+    ((struct config_component *)comp(&f, "c")->cfg)->timeouts.terminate = 50 * USEC_PER_MSEC;
+    amf_set_failfast(f.amf, on_failfast, NULL);
+    failfast_calls = 0;
+    report(&f, t.ax, HALO_RECOVERY_NODE_FAILFAST);
+    reap(&f, "a");
+    reap(&f, "b");
+    while (failfast_calls == 0)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT(comp(&f, "c")->proc); /* still there */
+    reap(&f, "c");
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(failfast_calls, 1);
+    fx_stop(&f);
+}
+
 /* Node switchover: the failed unit fails over; another unit of the node hands its ACTIVE over
  * gracefully (QUIESCING, then its standby takes it with transition QUIESCED), its process kept. */
 TEST(ladder_node_switchover_hands_the_other_units_over) {

@@ -257,9 +257,31 @@ void amf_set_failfast(struct amf *a, amf_failfast_fn fn, void *userdata) {
     a->failfast_userdata = userdata;
 }
 
+/* The action's turn, once (the fence is over, or timed out). */
+static void failfast_fenced(struct amf *a) {
+    _cleanup_free_ char *why = TAKE_PTR(a->failfast_why);
+    if (!why)
+        return;
+    a->stopped_cb = NULL;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            uv_timer_stop(&a->sgs[g].sus[u].fence_timer);
+    a->failfast_fn(a, why, a->failfast_userdata);
+}
+
 static void on_failfast_fenced(struct amf *a, void *userdata) {
     log_notice("Node failfast of '%s': every component of the node is gone", a->node);
-    a->failfast_fn(a, a->failfast_why, a->failfast_userdata);
+    failfast_fenced(a);
+}
+
+/* A process that SIGKILL does not end (stuck in the kernel) does not hold the node up for ever:
+ * the action (a halt or reboot ends it anyway) runs after the unit's terminate timeout. */
+static void on_failfast_fence_timeout(uv_timer_t *t) {
+    struct su *su = t->data;
+    log_error("Node failfast: processes of service unit '%s' did not die within its terminate timeout after "
+              "SIGKILL; the failfast action runs anyway",
+              su->name);
+    failfast_fenced(su->amf);
 }
 
 /*
@@ -291,6 +313,8 @@ static bool node_failfast(struct amf *a, struct su *su, const char *why, struct 
             if (!other->local)
                 continue;
             uv_timer_stop(&other->restart_timer);
+            uv_timer_start(&other->fence_timer, on_failfast_fence_timeout,
+                           other->comps[0].cfg->timeouts.terminate / 1000, 0);
             for (size_t i = 0; i < other->n_comps; i++) {
                 struct comp *k = &other->comps[i];
                 if (k->helper)
