@@ -8,6 +8,7 @@ or SIGINT (halt), instead of the host (reboot(2), "Behavior inside PID namespace
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -130,6 +131,25 @@ def test_a_command_runs_once_every_component_is_gone_then_halod_exits(halod_fact
     assert node == "n1"
     assert "component 'a' reported an error (recommended recovery: node-failfast)" in reason, reason
     assert "the failfast command succeeded; halod exits" in h.logtext()
+
+
+def test_the_action_runs_after_2s_when_the_store_does_not_answer(etcd, halod_factory, tmp_path):
+    log, out = str(tmp_path / "comp.log"), tmp_path / "failfast.out"
+    text = description(log, {"n1": f"failfast: {{command: [/bin/sh, -c, 'echo ran > {out}']}}"})
+    # A long lease: the paused store does not fence the node meanwhile.
+    h = halod_factory(text, name="n1", extra_args=["--node", "n1", "--etcd", etcd.endpoints, "--lease-ttl", "30",
+                                                   "--http", "none"]).start()
+    assert h.wait_assigned("si", timeout=30) == ("a", "b")
+    etcd.pause_member(0)
+    try:
+        t0 = time.monotonic()
+        ask_failfast(log, "a")
+        wait_for(out.exists, timeout=20, what="the failfast command")
+        assert time.monotonic() - t0 >= 2
+        assert "the store did not answer within 2000 ms; the failfast action runs anyway" in h.logtext()
+    finally:
+        etcd.resume_member(0)
+    assert h.proc.wait(timeout=60) == 1, h.logtext()[-3000:]
 
 
 def test_without_an_action_a_failfast_is_a_node_failover(halod_factory, tmp_path):
