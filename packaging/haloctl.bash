@@ -4,20 +4,10 @@
 
 _haloctl_objects()
 {
-    # Names from halod's status (what follows each name in its JSON says the
-    # kind), when it answers within a second; nothing otherwise.
-    local next
-    case $1 in
-    su) next=node ;;
-    sg) next=redundancy ;;
-    si) next=assignment ;;
-    node) next=state ;;
-    comp) next=presence ;;
-    esac
+    # Names from halod (haloctl names KIND), when it answers within a second; nothing otherwise.
     local sock=()
     [[ -n $_haloctl_socket ]] && sock=(--socket "$_haloctl_socket")
-    haloctl "${sock[@]}" --timeout 1 --json status 2>/dev/null |
-        grep -o "\"name\":\"[^\"]*\",\"$next\"" | cut -d'"' -f4 | sort -u
+    haloctl "${sock[@]}" --timeout 1 names "$1" 2>/dev/null
 }
 
 _haloctl()
@@ -30,7 +20,7 @@ _haloctl()
     cur=${words[cword]}
     prev=${words[cword - 1]}
     local commands="status switchover lock unlock restart repair stop-halod shutdown
-        eam-start eam-stop failvec recover log-level admin events sim cdb ha"
+        eam-start eam-stop failvec recover names log-level admin events sim cdb ha"
     local options="--socket --json --follow --force --timeout --help"
     local admin_ops="lock shutdown unlock lock-instantiation unlock-instantiation
         restart repaired si-swap sg-adjust switchover"
@@ -72,6 +62,7 @@ _haloctl()
                 compopt -o nospace 2>/dev/null
             fi
         fi ;;
+    names) [[ -z $sub ]] && COMPREPLY=($(compgen -W "node sg su si comp" -- "$cur")) ;;
     log-level)
         [[ -z $sub ]] && COMPREPLY=($(compgen -W "error warning notice info debug main= amf= link= supervisor=
             store= cluster=" -- "$cur"))

@@ -21,6 +21,52 @@ static bool address_is_valid(const char *s) {
     return inet_pton(s[0] == '[' ? AF_INET6 : AF_INET, host, buf) == 1;
 }
 
+/* failfast: halt | reboot | {command: [COMMAND, ARGS...]}.  0 or -ENOMEM; problems are recorded. */
+static int failfast_parse(struct loader *l, yaml_node_t *n, struct config_node *node) {
+    static const char *const keys[] = {"command", NULL};
+    static const char usage[] = "'failfast' must be halt, reboot or {command: [COMMAND, ARGS...]}";
+    yaml_node_t *k[1], *v[1];
+    yaml_node_item_t *items;
+    size_t n_items;
+
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = (const char *)n->data.scalar.value;
+        if (streq(s, "halt"))
+            node->failfast = CONFIG_FAILFAST_HALT;
+        else if (streq(s, "reboot"))
+            node->failfast = CONFIG_FAILFAST_REBOOT;
+        else
+            config_diag(l, n, "%s, got %s", usage, DESCRIBE(n));
+        return 0;
+    }
+    if (n->type != YAML_MAPPING_NODE) {
+        config_diag(l, n, "%s, got %s", usage, DESCRIBE(n));
+        return 0;
+    }
+    int r = config_yaml_fields(l, n, "'failfast'", keys, k, v);
+    if (r <= 0)
+        return r;
+    if (!v[0]) {
+        config_diag(l, n, "%s: 'command' is missing", usage);
+        return 0;
+    }
+    if (!config_yaml_seq(l, v[0], "failfast 'command'", &items, &n_items))
+        return 0;
+    if (n_items == 0) {
+        config_diag(l, v[0], "failfast 'command' must name a command: [COMMAND, ARGS...]");
+        return 0;
+    }
+    for (size_t i = 0; i < n_items; i++) {
+        yaml_node_t *item = config_yaml_node(l, items[i]);
+        if (!item || !config_yaml_scalar(l, item, "each item of failfast 'command'"))
+            return 0;
+    }
+    r = config_command_list(l, v[0], "failfast", &node->failfast_command, &node->n_failfast_command);
+    if (r >= 0 && node->failfast_command)
+        node->failfast = CONFIG_FAILFAST_COMMAND;
+    return r;
+}
+
 static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     _cleanup_free_ struct map_entry *e = NULL;
     size_t n_e = 0;
@@ -44,9 +90,9 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
     if (!c->nodes)
         return -ENOMEM;
     for (size_t i = 0; i < n_e; i++) {
-        yaml_node_t *k[2], *v[2] = {NULL, NULL};
+        yaml_node_t *k[3], *v[3] = {NULL, NULL, NULL};
         char what[QUOTE_MAX + 16];
-        static const char *const keys[] = {"cdb-address", "su-failover", NULL};
+        static const char *const keys[] = {"cdb-address", "su-failover", "failfast", NULL};
 
         (void)config_yaml_name(l, e[i].key_node, "node");
         c->nodes[i].pos = config_yaml_pos(e[i].key_node);
@@ -61,6 +107,8 @@ static int nodes_parse(struct loader *l, yaml_node_t *n, struct config *c) {
         c->nodes[i].su_failover.probation = CONFIG_PROBATION_DEFAULT;
         if (v[1])
             config_escalation_parse(l, v[1], "su-failover", &c->nodes[i].su_failover);
+        if (v[2] && (r = failfast_parse(l, v[2], &c->nodes[i])) < 0)
+            return r;
         if (v[0]) {
             const char *a = config_yaml_string(l, v[0], "'cdb-address'");
             if (a && !address_is_valid(a))

@@ -85,6 +85,7 @@ struct config *config_free(struct config *c) {
     for (size_t i = 0; i < c->n_nodes; i++) {
         free(c->nodes[i].name);
         free(c->nodes[i].cdb_address);
+        config_strv_free(c->nodes[i].failfast_command, c->nodes[i].n_failfast_command);
     }
     free(c->nodes);
     free(c->cdb.token_file);

@@ -207,11 +207,22 @@ struct config_sg {
     size_t n_sis;
 };
 
+/* What a node failfast does once every component of the node is killed (docs/configuration.md). */
+enum config_failfast {
+    CONFIG_FAILFAST_NONE,    /* not given: a node failover (every unit fails over and restarts) */
+    CONFIG_FAILFAST_HALT,    /* sync(), then reboot(RB_POWER_OFF) */
+    CONFIG_FAILFAST_REBOOT,  /* sync(), then reboot(RB_AUTOBOOT) */
+    CONFIG_FAILFAST_COMMAND, /* failfast_command is run, then halod exits */
+};
+
 struct config_node {
     char *name;
     struct config_pos pos;
     char *cdb_address;                    /* where its halod takes CDB secondaries, "ADDR:PORT"; NULL if not given */
     struct config_escalation su_failover; /* SU failovers on it before a node failover (given: else never) */
+    enum config_failfast failfast;
+    char **failfast_command; /* CONFIG_FAILFAST_COMMAND: argv, argv[0] an absolute path, NULL-terminated */
+    size_t n_failfast_command;
 };
 
 /* Most processes in one pool: a pool member's event is written to every

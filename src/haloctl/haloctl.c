@@ -331,6 +331,47 @@ static int cmd_status(int argc, char **argv) {
     return 0;
 }
 
+/* haloctl names KIND: the names of the cluster's objects of one kind, one a line (for scripts and
+ * bash completion), from the status document. */
+static int cmd_names(int argc, char **argv) {
+    static const char *const kinds[] = {"node", "sg", "su", "si", "comp"};
+    size_t k = 0;
+    while (argc == 1 && k < ELEMENTSOF(kinds) && !streq(kinds[k], argv[0]))
+        k++;
+    if (argc != 1 || k == ELEMENTSOF(kinds)) {
+        fprintf(stderr, "haloctl: 'names' takes one kind: node, sg, su, si or comp.\n");
+        return CTL_EXIT_USAGE;
+    }
+    _cleanup_free_ char *json = NULL;
+    int r = admin(HALO__LINK__ADMIN__OP__STATUS, NULL, &json);
+    json_t *root = r >= 0 ? json_loads(json, 0, NULL) : NULL;
+    if (r >= 0 && !root)
+        r = -EBADMSG;
+    if (r < 0) {
+        if (!halod_unreachable)
+            fprintf(stderr, "haloctl: names: %s\n", halo_strerror(r));
+        return ctl_exit_code(r);
+    }
+    size_t i, j, c;
+    json_t *n, *sg, *su, *si, *comp;
+    if (k == 0)
+        json_array_foreach(json_object_get(root, "nodes"), i, n) printf("%s\n", jstr(n, "name"));
+    json_array_foreach(json_object_get(root, "service_groups"), i, sg) {
+        if (k == 1)
+            printf("%s\n", jstr(sg, "name"));
+        json_array_foreach(json_object_get(sg, "service_units"), j, su) {
+            if (k == 2)
+                printf("%s\n", jstr(su, "name"));
+            json_array_foreach(json_object_get(su, "components"), c, comp) if (k == 4)
+                printf("%s\n", jstr(comp, "name"));
+        }
+        json_array_foreach(json_object_get(sg, "service_instances"), j, si) if (k == 3)
+            printf("%s\n", jstr(si, "name"));
+    }
+    json_decref(root);
+    return 0;
+}
+
 /* ---- events and failure vectors ----------------------------------------- */
 
 static void print_event_row(json_t *ev) {
@@ -555,6 +596,8 @@ static void help(void) {
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         printf("  %-12s %-10s %s\n", verbs[i].name, verbs[i].arg ?: "", verbs[i].help);
     ctl_admin_help();
+    printf("  names KIND              the names of the cluster's objects of KIND (node, sg, su, si, comp),\n"
+           "                          one a line\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
@@ -676,6 +719,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "haloctl: events: %s\n", halo_strerror(r));
         return ctl_exit_code(r);
     }
+    if (streq(cmd, "names"))
+        return cmd_names(argc - optind - 1, argv + optind + 1);
     if (streq(cmd, "log-level"))
         return cmd_log_level(argc - optind - 1, argv + optind + 1);
     if (streq(cmd, "admin"))

@@ -73,6 +73,8 @@ struct manager {
     bool cluster_closed; /* the lease is given up, the timers are closing */
     unsigned n_term;
     int lock_fd;
+    struct failfast *failfast; /* a node failfast's action, armed once every component is gone */
+    bool failed_fast;          /* halod ends because of a node failfast: it exits with a failure */
 };
 
 /* manager.c, also for the unit tests that wire the layers above io as halod does:

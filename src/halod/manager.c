@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "failfast.h"
 #include "http-auth.h"
 #include "keys.h"
 #include "log.h"
@@ -297,6 +298,8 @@ static int open_cdb(struct manager *m) {
     return 0;
 }
 
+static void on_amf_failfast(struct amf *a, const char *why, void *userdata);
+
 /* The AMF, the event queues and the recovery around it. */
 static int build_amf(struct manager *m) {
     char crash_dir[PATH_MAX];
@@ -312,6 +315,8 @@ static int build_amf(struct manager *m) {
         (void)log_warning_errno(errno, "Failed to create '%s/crash'; crashes are recorded without a backtrace: %m",
                                 m->opt.state_dir);
     int r = amf_new(&ap, &m->amf);
+    if (r >= 0)
+        amf_set_failfast(m->amf, on_amf_failfast, m);
     if (r >= 0)
         r = amf_persist_new(m->loop, m->amf, m->store, m->prefix, !m->opt.etcd, &m->persist);
     if (r >= 0)
@@ -545,6 +550,7 @@ static void on_flushed(store *s, int error, const store_result *r, void *userdat
     struct manager *m = userdata;
     m->cluster = cluster_free(m->cluster);
     m->store = store_free(m->store);
+    failfast_act(m->failfast); /* a node failfast: the lease is given up, the last records are written */
 }
 
 /* Closes what holds the loop, in order; the store stays for the last writes. */
@@ -595,6 +601,27 @@ static void on_stopped(struct amf *a, void *userdata) {
         on_flushed(m->store, -ECANCELED, NULL, m);
 }
 
+static void on_failfast_done(void *userdata) {
+    struct manager *m = userdata;
+    m->failfast = failfast_free(m->failfast); /* the loop ends once the store is closed too */
+}
+
+/* A node failfast: every component of this node is gone (amf_set_failfast()).  The others take
+ * over once this node has left the cluster (its lease given up: close_all()); then the action. */
+static void on_amf_failfast(struct amf *a, const char *why, void *userdata) {
+    struct manager *m = userdata;
+    m->failed_fast = true;
+    notifier_stopping(m->notify);
+    int r = failfast_new(m->loop, config_find_node(m->config, m->node), why, on_failfast_done, m, &m->failfast);
+    if (r < 0)
+        log_error_errno(r, "Node failfast: cannot run the failfast action: %m; halod exits");
+    else
+        log_notice("Node failfast: giving up this node's place in the cluster, then the failfast action");
+    close_all(m);
+    if (store_get(m->store, m->prefix, on_flushed, m) < 0)
+        on_flushed(m->store, -ECANCELED, NULL, m);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     struct manager *m = h->data;
     if (m->n_term++ == 0) {
@@ -616,7 +643,8 @@ int manager_run(struct manager *m) {
     log_info("halod %d.%d on node '%s', cluster '%s', socket '%s', store '%s'", HALO_VERSION_MAJOR, HALO_VERSION_MINOR,
              m->node, m->config->cluster, m->socket, m->store_name);
     uv_run(m->loop, UV_RUN_DEFAULT);
-    return 0;
+    /* A node failfast whose action did not end halod (a command, or a reboot that failed). */
+    return m->failed_fast ? -ESHUTDOWN : 0;
 }
 
 struct manager *manager_free(struct manager *m) {
@@ -625,6 +653,7 @@ struct manager *manager_free(struct manager *m) {
     /* Every handle but the store's is closed (after a failed start: closed
      * here); flush the store and leave. */
     close_all(m);
+    m->failfast = failfast_free(m->failfast);
     m->forward = cluster_forward_free(m->forward);
     m->cluster = cluster_free(m->cluster);
     m->store = store_free(m->store);

@@ -164,7 +164,7 @@ class StatusViews:
 
 
 class Halod(StatusViews):
-    def __init__(self, yaml_text, name="halo", extra_args=(), log_level="debug", preexec_fn=None):
+    def __init__(self, yaml_text, name="halo", extra_args=(), log_level="debug", preexec_fn=None, wrapper=()):
         self.dir = tempfile.mkdtemp(prefix=f"halo-test-{name}-")
         self.state = os.path.join(self.dir, "state")
         self.socket = os.path.join(self.dir, "halod.sock")
@@ -179,6 +179,7 @@ class Halod(StatusViews):
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.preexec_fn = preexec_fn  # runs in halod's process before the exec (limits, say)
+        self.wrapper = list(wrapper)  # a command halod runs under (unshare, say): proc is the wrapper's
         self.proc = None
         self.known_pids = set()
 
@@ -189,7 +190,7 @@ class Halod(StatusViews):
             os.unlink(self.socket)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [HALOD, "--state-dir", self.state, "--socket", self.socket, "--log-level", self.log_level,
+            [*self.wrapper, HALOD, "--state-dir", self.state, "--socket", self.socket, "--log-level", self.log_level,
              *([] if "--http-token-file" in self.extra_args else ["--http-token-file", self.token_file]),
              *self.extra_args, self.config],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=self.preexec_fn)

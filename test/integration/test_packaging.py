@@ -180,6 +180,8 @@ service-groups:
     assert complete("admin si-swap si:w", h.socket) == ["web"]
     assert complete("switchover ", h.socket) == ["web"]
     assert complete("restart u", h.socket) == ["ua", "ub"]
+    assert h.ctl("names", "node").stdout.split() == ["local"] and h.ctl("names", "sg").stdout.split() == ["g"]
+    assert h.ctl("names", "volume", check=False).returncode == 2
     # No halod answering: no names, and no error on the terminal.
     assert complete("admin lock su:", str(tmp_path / "nothing.sock")) == []
 

@@ -107,6 +107,18 @@ const struct amf_placement_ops remote_placement = {
 
 /* ---- the fixture: a description, an AMF, two units' links ------------------- */
 
+/* The tests wait with `while (!cond) uv_run(UV_RUN_ONCE)`.  A callback that was
+ * already due runs at the top of that iteration, and the poll after it then
+ * sleeps until the next timer: seconds or minutes away (a step timeout), and the
+ * wait hangs.  A tick every 5 ms bounds that sleep; unreferenced, it keeps no
+ * loop running by itself.  (test-amf-ladder hung in about 5 % of its runs
+ * without it: a 1 ms restart delay had passed when the wait began.)  One AMF,
+ * one loop, one tick per test process. */
+static uv_timer_t tick;
+
+static void on_tick(uv_timer_t *t) {
+}
+
 void amf_core_start(uv_loop_t *loop, const char *yaml, char path[AMF_CORE_PATH_MAX], struct config **ret_cfg,
                     struct amf **ret_amf) {
     char *errors = NULL;
@@ -120,9 +132,14 @@ void amf_core_start(uv_loop_t *loop, const char *yaml, char path[AMF_CORE_PATH_M
     ASSERT_OK(uv_loop_init(loop));
     struct amf_params p = {.loop = loop, .config = *ret_cfg, .node = "n1", .socket_path = "/x"};
     ASSERT_OK(amf_new(&p, ret_amf));
+    ASSERT(!tick.loop || uv_is_closing((uv_handle_t *)&tick));
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, on_tick, 5, 5);
+    uv_unref((uv_handle_t *)&tick);
 }
 
 void amf_core_stop(uv_loop_t *loop, const char *path, struct config **cfg, struct amf **amf) {
+    uv_close((uv_handle_t *)&tick, NULL);
     amf_close(*amf);
     uv_run(loop, UV_RUN_DEFAULT);
     *amf = amf_free(*amf);

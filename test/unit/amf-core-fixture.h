@@ -35,7 +35,9 @@ const Halo__Link__CsiSet *expect_csi_set(struct conn *c, halo_ha_state state);
 #define AMF_CORE_PATH_MAX 64
 
 /* Writes yaml to path (a file of this process), loads it into *ret_cfg (a failure fails the
- * test), inits loop and makes *ret_amf, an AMF of node n1 on it. */
+ * test), inits loop and makes *ret_amf, an AMF of node n1 on it.  The loop gets an
+ * unreferenced 5 ms tick, so that a test may wait with `while (!cond) uv_run(UV_RUN_ONCE)`:
+ * no poll sleeps past a callback that was due already (amf-core-fixture.c says why). */
 void amf_core_start(uv_loop_t *loop, const char *yaml, char path[AMF_CORE_PATH_MAX], struct config **ret_cfg,
                     struct amf **ret_amf);
 /* Closes and frees *amf and *cfg, runs loop until its handles are closed and closes it, removes path. */

@@ -22,16 +22,7 @@ struct fx {
     char path[AMF_CORE_PATH_MAX];
     struct conn conns[16];
     size_t n_conns;
-    uv_timer_t tick;
 };
-
-/* The tests wait with `while (!cond) uv_run(UV_RUN_ONCE)`.  A callback that
- * was already due runs at the top of that iteration, and the poll after it
- * then sleeps until the next timer: minutes away (a step timeout), and the
- * wait hangs.  A tick every 5 ms bounds that sleep (about 5 % of runs hung
- * without it: the 1 ms restart delay had passed when the wait began). */
-static void on_tick(uv_timer_t *t) {
-}
 
 /* The reason of the last FAILED the observers were told (the broadcast queue's note). */
 static char failed_reason[1024];
@@ -44,14 +35,10 @@ static const struct amf_observer failed_observer = {.comp_event = obs_failed};
 static void fx_start(struct fx *f, const char *yaml) {
     amf_core_start(&f->loop, yaml, f->path, &f->cfg, &f->amf);
     ASSERT_OK(amf_observe(f->amf, &failed_observer, NULL));
-    amf_set_ready(f->amf);
-    uv_timer_init(&f->loop, &f->tick);
-    uv_timer_start(&f->tick, on_tick, 5, 5);
-    uv_unref((uv_handle_t *)&f->tick);
+    amf_set_ready(f->amf); /* the fixture's tick bounds each wait's poll (amf-core-fixture.c) */
 }
 
 static void fx_stop(struct fx *f) {
-    uv_close((uv_handle_t *)&f->tick, NULL);
     amf_core_stop(&f->loop, f->path, &f->cfg, &f->amf);
     for (size_t i = 0; i < ELEMENTSOF(f->conns); i++)
         fake_conn_done(&f->conns[i]);
@@ -182,6 +169,27 @@ TEST(ladder_a_component_restarts_alone_and_gets_its_active_again) {
 
 /* A restarted process that ends before it registers is a new failure, counted: the ladder does
  * not restart it in place for ever. */
+/* The fixture's tick: a wait whose callback is due already when the wait begins (the restart
+ * delay has passed) ends at once, not when the next timer fires (a step timeout, 10 minutes
+ * here): without the tick the poll after the callback sleeps until then. */
+TEST(ladder_a_wait_for_a_callback_already_due_ends_at_once) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    struct comp *ax = comp(&f, "a/x");
+    ((struct config_component *)ax->cfg)->restart.delay = 300 * USEC_PER_MSEC;
+    fake_proc_exit(ax->proc, 9); /* restarts in place after its delay */
+    while (uv_backend_timeout(&f.loop) == 0 && !ax->proc)
+        uv_run(&f.loop, UV_RUN_NOWAIT); /* what the exit closed is closed: no poll is cut short */
+    ASSERT(!ax->proc);
+    usleep(350 * 1000); /* the delay is over before the wait begins */
+    usec_t t0 = now_monotonic_usec();
+    t.ax = reg(&f, "a/x");
+    ASSERT(now_monotonic_usec() - t0 < 2 * USEC_PER_SEC);
+    ASSERT_STREQ(answer_all(&f, t.ax), "cx:ACTIVE ");
+    fx_stop(&f);
+}
+
 TEST(ladder_a_restarted_process_that_dies_before_registering_climbs) {
     struct fx f = {0};
     struct two t;
@@ -415,6 +423,69 @@ TEST(ladder_node_failfast) {
     two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
     report(&f, t.ax, HALO_RECOVERY_NODE_FAILFAST);
     expect_node_failover(&f, &t);
+    fx_stop(&f);
+}
+
+static int failfast_calls;
+static char failfast_why[512];
+static void on_failfast(struct amf *a, const char *why, void *userdata) {
+    failfast_calls++;
+    snprintf(failfast_why, sizeof(failfast_why), "%s", why);
+}
+
+/* With the node's failfast action: every component of the node is killed, none restarts and
+ * nothing fails over here, and the action is called once, only when every one of them has ended
+ * (the peers take over after that, when the node leaves the cluster). */
+TEST(ladder_node_failfast_with_an_action_kills_the_node_then_runs_it) {
+    static const char *const on_n1[] = {"a/x", "a/y", "b/x", "b/y", "c"};
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("failfast: reboot", ESCALATE, "component-restart"));
+    amf_set_failfast(f.amf, on_failfast, NULL);
+    report(&f, t.ax, HALO_RECOVERY_NODE_FAILFAST);
+    for (size_t i = 0; i < ELEMENTSOF(on_n1); i++)
+        ASSERT_EQ(comp(&f, on_n1[i])->proc->killed, SIGKILL);
+    ASSERT(!comp(&f, "d")->proc); /* n2's, not this node's */
+    reap(&f, "a");
+    reap(&f, "b");
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(failfast_calls, 0); /* c still runs */
+    reap(&f, "c");
+    while (failfast_calls == 0)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT_EQ(failfast_calls, 1);
+    ASSERT(strstr(failfast_why, "component 'a/x' reported an error (recommended recovery: node-failfast)"));
+    ASSERT(strstr(amf_find_su(f.amf, "a")->last_failure, "node-failfast"));
+    ASSERT(strstr(failed_reason, "a/x ")); /* published FAILED */
+    /* Nothing restarts: the node is going down. */
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    for (size_t i = 0; i < ELEMENTSOF(on_n1); i++)
+        ASSERT(!comp(&f, on_n1[i])->proc);
+    ASSERT_EQ(failfast_calls, 1);
+    fx_stop(&f);
+}
+
+/* A process SIGKILL does not end (stuck in the kernel) holds the node up only for its unit's
+ * terminate timeout: then the action runs anyway, once. */
+TEST(ladder_node_failfast_runs_its_action_after_the_terminate_timeout_anyway) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("failfast: {command: [/bin/true]}", ESCALATE, "component-restart"));
+    ((struct config_component *)comp(&f, "c")->cfg)->timeouts.terminate = 50 * USEC_PER_MSEC;
+    amf_set_failfast(f.amf, on_failfast, NULL);
+    failfast_calls = 0;
+    report(&f, t.ax, HALO_RECOVERY_NODE_FAILFAST);
+    reap(&f, "a");
+    reap(&f, "b");
+    while (failfast_calls == 0)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT(comp(&f, "c")->proc); /* still there */
+    reap(&f, "c");
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(failfast_calls, 1);
     fx_stop(&f);
 }
 

@@ -498,7 +498,7 @@ TEST(error_unknown_keys) {
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
                  "service-groups, cdb, pools)");
-    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address, su-failover)");
+    ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address, su-failover, failfast)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(
         e, p, 5, 58,
@@ -1617,5 +1617,48 @@ TEST(error_monitor_agent_user) {
     ASSERT_ERROR(e, p, 8, 46, "'group' is for non-sa-aware components only: an sa-aware one must reach halod's socket");
     ASSERT_ERROR(e, p, 8, 73, "'agent' is for ocf components only (set 'type: ocf')");
     ASSERT_ERROR(e, p, 9, 7, "component 'e' is of type ocf and has no 'agent'");
+    free(e);
+}
+
+TEST(node_failfast_action) {
+    struct config *c = load_ok("nodes: {n1: {failfast: reboot}, n2: {failfast: halt},\n"
+                               "        n3: {failfast: {command: [/bin/sh, -c, 'echo $HALO_NODE']}}, n4: {}}\n"
+                               "service-groups:\n"
+                               "  g:\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {a: {node: n1}, b: {node: n2}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n");
+    ASSERT_EQ(config_find_node(c, "n1")->failfast, CONFIG_FAILFAST_REBOOT);
+    ASSERT_EQ(config_find_node(c, "n2")->failfast, CONFIG_FAILFAST_HALT);
+    const struct config_node *n3 = config_find_node(c, "n3");
+    ASSERT_EQ(n3->failfast, CONFIG_FAILFAST_COMMAND);
+    ASSERT_EQ(n3->n_failfast_command, 3u);
+    ASSERT_STREQ(n3->failfast_command[0], "/bin/sh");
+    ASSERT_STREQ(n3->failfast_command[2], "echo $HALO_NODE");
+    ASSERT(!n3->failfast_command[3]);
+    /* Not given: a node failfast is a node failover, as before the key. */
+    ASSERT_EQ(config_find_node(c, "n4")->failfast, CONFIG_FAILFAST_NONE);
+    config_free(c);
+}
+
+TEST(error_node_failfast_action) {
+    const char *p;
+    char *e = load_fail("nodes:\n"
+                        "  n1: {failfast: shutdown}\n"
+                        "  n2: {failfast: {command: []}}\n"
+                        "  n3: {failfast: {cmd: [/bin/true]}}\n"
+                        "  n4: {failfast: {command: [no-such-command-here]}}\n"
+                        "  n5: {failfast: [/bin/true]}\n"
+                        "service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units: {a: {node: n1}, b: {node: n2}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    ASSERT_ERROR(e, p, 2, 18, "'failfast' must be halt, reboot or {command: [COMMAND, ARGS...]}, got 'shutdown'");
+    ASSERT_ERROR(e, p, 3, 28, "failfast 'command' must name a command: [COMMAND, ARGS...]");
+    ASSERT_ERROR(e, p, 4, 19, "unknown key 'cmd' in 'failfast' (allowed: command)");
+    ASSERT_ERROR(e, p, 5, 29, "'failfast' command");
+    ASSERT_ERROR(e, p, 6, 18, "'failfast' must be halt, reboot or {command: [COMMAND, ARGS...]}, got a list");
     free(e);
 }

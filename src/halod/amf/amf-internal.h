@@ -44,6 +44,9 @@ struct amf {
     struct amf_rung_count su_failovers; /* of this node's units: the node's rung of the ladder */
     struct group_op *groups;            /* operations on several units under way (amf-admin-group.c) */
     enum su_admin node_admin;           /* this node's own administrative state (lock node:NAME), persisted */
+    amf_failfast_fn failfast_fn;        /* amf_set_failfast(); NULL: a failfast is a node failover */
+    void *failfast_userdata;
+    char *failfast_why; /* a node failfast under way: what asked for it */
 };
 
 /* A health check of a component (amf-health.c). */

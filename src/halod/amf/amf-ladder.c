@@ -12,6 +12,9 @@
  *   SU failover        the unit is fenced, its SIs fail over, it restarts
  *                      (amf-failure.c; its restart limit disables it)
  *   node failover      every unit of this node fails over
+ *   node failfast      with the node's `failfast` action: every component of
+ *                      the node is killed, then the action runs (halod's
+ *                      top); without one, a node failover
  *
  * Each rung counts its recoveries (component restarts and SU restarts per
  * unit, SU failovers per node); one more than its `max` within its
@@ -276,6 +279,83 @@ static void node_recover(struct amf *a, struct su *su, const char *why, struct c
         }
 }
 
+/* ---- node failfast ---- */
+
+void amf_set_failfast(struct amf *a, amf_failfast_fn fn, void *userdata) {
+    a->failfast_fn = fn;
+    a->failfast_userdata = userdata;
+}
+
+/* The action's turn, once (the fence is over, or timed out). */
+static void failfast_fenced(struct amf *a) {
+    _cleanup_free_ char *why = TAKE_PTR(a->failfast_why);
+    if (!why)
+        return;
+    a->stopped_cb = NULL;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            uv_timer_stop(&a->sgs[g].sus[u].fence_timer);
+    a->failfast_fn(a, why, a->failfast_userdata);
+}
+
+static void on_failfast_fenced(struct amf *a, void *userdata) {
+    log_notice("Node failfast of '%s': every component of the node is gone", a->node);
+    failfast_fenced(a);
+}
+
+/* A process that SIGKILL does not end (stuck in the kernel) does not hold the node up for ever:
+ * the action (a halt or reboot ends it anyway) runs after the unit's terminate timeout. */
+static void on_failfast_fence_timeout(uv_timer_t *t) {
+    struct su *su = t->data;
+    log_error("Node failfast: processes of service unit '%s' did not die within its terminate timeout after "
+              "SIGKILL; the failfast action runs anyway",
+              su->name);
+    failfast_fenced(su->amf);
+}
+
+/*
+ * Whether the node's failfast action takes the failure over: the AMF stops at
+ * once (no restart, no assignment, no terminate callback, no cleanup: the node
+ * goes down), every component and helper of the node gets SIGKILL, and the
+ * action runs only once all of them are reaped.  A peer takes the work only
+ * after that (this node's lease is given up, or runs out, then; a coordinator
+ * elsewhere waits for the units to be fenced), so two ACTIVEs never overlap.
+ */
+static bool node_failfast(struct amf *a, struct su *su, const char *why, struct comp *c) {
+    const struct config_node *n = config_find_node(a->config, a->node);
+    if (!n || n->failfast == CONFIG_FAILFAST_NONE || !a->failfast_fn || a->stopping)
+        return false;
+    free(a->failfast_why);
+    if (!(a->failfast_why = strdup(why)))
+        return false; /* out of memory: a node failover instead */
+    log_error("Node failfast of '%s': %s; every component of the node is killed, then its failfast action runs",
+              a->node, why);
+    free(su->last_failure);
+    su->last_failure = strdup(why);
+    amf_notify_comp(c, AMF_COMP_FAILED, why);
+    a->stopping = true;
+    a->stopped_cb = on_failfast_fenced;
+    a->stopped_userdata = NULL;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *other = &a->sgs[g].sus[u];
+            if (!other->local)
+                continue;
+            uv_timer_stop(&other->restart_timer);
+            uv_timer_start(&other->fence_timer, on_failfast_fence_timeout,
+                           other->comps[0].cfg->timeouts.terminate / 1000, 0);
+            for (size_t i = 0; i < other->n_comps; i++) {
+                struct comp *k = &other->comps[i];
+                if (k->helper)
+                    (void)proc_kill(k->helper, SIGKILL);
+                k->restart_in_place = false;
+                amf_comp_kill(k);
+            }
+        }
+    amf_stop_check(a);
+    return true;
+}
+
 /* A failure restarts in place only in an unlocked unit (a locked one holds nothing to keep). */
 static const char *restart_refused(struct su *su) {
     return su->admin != SU_UNLOCKED ? "its unit is not in service" : amf_comp_restart_refused(&su->comps[0]);
@@ -364,9 +444,11 @@ void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended
         amf_su_failover(su, buf, c, why);
         break;
     case AMF_RUNG_NODE_FAILFAST:
-        log_error("Node failfast asked by component '%s': halod does not reboot the host; every component of node "
-                  "'%s' is killed and its work fails over",
-                  c->name, a->node);
+        if (node_failfast(a, su, buf, c))
+            break;
+        log_error("Node failfast of '%s' asked by component '%s', and the node has no 'failfast' action: every unit "
+                  "of the node is killed and fails over",
+                  a->node, c->name);
         node_recover(a, su, buf, c, why, false);
         break;
     case AMF_RUNG_NODE_SWITCHOVER:

@@ -566,6 +566,7 @@ struct amf *amf_free(struct amf *a) {
     free(a->node);
     free(a->socket_path);
     free(a->crash_dir);
+    free(a->failfast_why);
     free(a);
     return NULL;
 }

@@ -139,6 +139,14 @@ bool amf_stopping(const struct amf *a);
 /* Immediate stop: SIGKILL every component now (second SIGTERM). */
 void amf_kill_all(struct amf *a);
 
+/* A node failfast (a component's recovery or recommendation) on a node whose description gives
+ * a `failfast` action: the AMF stops at once, as amf_stop() but with SIGKILL to every component
+ * and helper (no terminate callback, no cleanup command), and fn runs once every one of them
+ * has been reaped; why says which component asked and how.  The action is fn's (halod's top).
+ * Without fn, or without an action, a failfast is a node failover. */
+typedef void (*amf_failfast_fn)(struct amf *a, const char *why, void *userdata);
+void amf_set_failfast(struct amf *a, amf_failfast_fn fn, void *userdata);
+
 /* ---- the model, read-only ------------------------------------------------ */
 
 const char *amf_node(const struct amf *a);
