@@ -232,9 +232,12 @@ class Run:
             self.intervals[comp] = build_intervals(lines, self.procs, kills, self.t_end)
         self.faults = Faults(self.timeline, self.t_end)
         self.recovery = {}
-        for node in sorted({n for d in self.meta["sis"].values() for n in d["units"].values()}):
+        for node in self.nodes():
             self.recovery.update(read_recovery(os.path.join(d, f"halod-{node}.log"), self.meta.get("wall_t0"),
                                                self.t0))
+
+    def nodes(self):
+        return sorted({n for d in self.meta["sis"].values() for n in d["units"].values()})
 
     def held(self, comp, t):
         """Whether the pool's rules keep comp's unit from ACTIVE at t: its recovery,
@@ -554,6 +557,27 @@ def check(run, strict=False):
     return [x for x in v if x not in known], notes + end_notes + settle_notes + leftovers + known
 
 
+# The recovery ladder's rungs as the halods log them (amf-ladder.c): "...: component-restart
+# 1/2", "... escalated to su-restart (...)", "... escalated to su-failover (...)".
+LADDER_LINE = re.compile(r"(?:\): (component-restart) \d+/\d+$|escalated to (su-restart|su-failover) )")
+
+
+def ladder_rungs(run):
+    """{rung: how many times} over every halod's log."""
+    out = {}
+    for node in run.nodes():
+        try:
+            with open(os.path.join(run.dir, f"halod-{node}.log"), errors="replace") as f:
+                for line in f:
+                    m = LADDER_LINE.search(line.rstrip("\n"))
+                    if m:
+                        rung = m[1] or m[2]
+                        out[rung] = out.get(rung, 0) + 1
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def summary(run, violations, notes):
     """The summary lines of a run."""
     m = run.meta
@@ -567,6 +591,7 @@ def summary(run, violations, notes):
     skipped = sum(1 for e in run.timeline if e.get("phase") == "skipped")
     n_iv = sum(len(v) for v in run.intervals.values())
     acks = read_jsonl(os.path.join(run.dir, "cdb.jsonl"))
+    rungs = ladder_rungs(run)
     wall = ""
     if m.get("wall_t0"):
         ms = int(m["wall_t0"] % 1 * 1000)
@@ -580,6 +605,8 @@ def summary(run, violations, notes):
         f"cdb: {sum(1 for a in acks if a['ok'])} commits acknowledged, {sum(1 for a in acks if not a['ok'])} refused"
         " or failed" if m.get("final", {}).get("cdb") is not None else "cdb: not part of this run",
         f"pools: {len(m.get('final', {}).get('pools', {}))} pool processes checked",
+        "ladder: " + (", ".join(f"{k} {n}" for k, n in sorted(rungs.items())) or "no rung taken") +
+        " (the halods' logs)",
         f"violations: {len(violations)}" + (f" (and {len(notes)} notes)" if notes else "") +
         (f"; {n_known} known gap(s) not counted" if (n_known := sum(1 for x in notes if x.get("known"))) else ""),
     ]

@@ -356,3 +356,19 @@ def test_a_crashloop_kills_each_new_process_up_to_its_count(tmp_path):
     assert [e["kind"] for e in kills] == ["comp-kill"] * 3 and {e["target"] for e in kills} == {"nsa-b"}
     assert [e["pid"] for e in kills] == c.pids[:3] and [e["left"] for e in kills] == [3, 2, 1]
     assert log[0]["phase"] == "crashloop" and log[0]["target"] == "nsa-b"
+
+
+def test_the_summary_counts_the_ladders_rungs_from_the_halods_logs(tmp_path):
+    (tmp_path / "halod-n1.log").write_text(
+        "18:39:27.514 halod[amf] warning: Component 'web-a' of 'web-a' failed (lost its HA link (closed the link)): "
+        "component-restart 1/2\n"
+        "18:39:27.614 halod[amf] warning: Component 'web-a' of 'web-a' failed (killed by signal 9 (KILL)): "
+        "component-restart 2/2\n"
+        "18:39:57.784 halod[amf] warning: Service unit 'web-a' restarts in place: escalated to su-restart (more than "
+        "2 component restarts within 30s), su-restart 1/1: component 'web-a' killed by signal 9 (KILL)\n")
+    (tmp_path / "halod-n2.log").write_text(
+        "18:40:01.994 halod[amf] warning: Service unit 'web-b' failed: escalated to su-failover (more than 1 su "
+        "restarts within 30s): component 'web-b' killed by signal 9 (KILL)\n")
+    run = web_run(tmp_path, {"web-a": [("ACTIVE", 1.0, 10)], "web-b": [("ACTIVE", 1.0, 20)]})
+    lines = checker.summary(run, *checker.check(run))
+    assert "ladder: component-restart 2, su-failover 1, su-restart 1 (the halods' logs)" in lines
