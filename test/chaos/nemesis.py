@@ -10,10 +10,9 @@ Faults, each undone after its duration (a kill by a restart, a stop by SIGCONT):
   comp-kill   SIGKILL of a test component (halod restarts it; nothing to undo)
   comp-stop   SIGSTOP of a test component
   crashloop   SIGKILL of a component of a group with a recovery ladder (of another unit of
-              its group if it runs nothing), again each time it comes back, up to `count` kills within the duration: the ladder climbs
-              (component restart, SU restart, SU failover)
-  etcd-kill   SIGKILL of an etcd member, the leader or a follower, restarted later
-  etcd-stop   SIGSTOP of an etcd member, the leader or a follower
+              its group if it runs nothing), again each time it comes back, up to `count`
+              kills within the duration: the ladder climbs (component restart, SU restart,
+              SU failover)
   cut         (with --cut only) a node's halod cut off from every etcd member by its
               proxies (connections dropped, new ones black-holed), healed later
 At most one etcd member and at most one node (its halod) are disturbed at a time,
