@@ -344,15 +344,17 @@ def check_overlaps(run):
 
 def unfenced_nsa(run, d, ivs, t, first):
     """Whether the overlap that began at t is KNOWN_GAPS' unfenced-nsa: first, the ACTIVE that
-    was there before t, is cold (non-SA-aware), its node's halod was killed or stopped at t, and
-    its process died before that halod had run again for NODE_SETTLE."""
+    was there before t, is cold (non-SA-aware), its node's halod was killed or stopped at t or
+    had run again for less than NODE_SETTLE (its lease ended meanwhile: the halod that runs
+    again stops the copy it finds), and its process died before that halod had run again for
+    NODE_SETTLE."""
     if not d.get("cold"):
         return False
     comp = next((c for iv, c in ivs if iv is first), None)
     if comp is None or first["start"] >= t or first["end_by"] == "open at the end":
         return False
     node = d["units"][comp]
-    return any(w[1] == node and w[0] in ("halod-kill", "halod-stop") and w[2] <= t <= w[3] and
+    return any(w[1] == node and w[0] in ("halod-kill", "halod-stop") and w[2] <= t <= w[3] + NODE_SETTLE and
                first["end"] <= w[3] + NODE_SETTLE for w in run.faults.windows)
 
 

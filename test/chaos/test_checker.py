@@ -281,6 +281,13 @@ def test_a_non_sa_aware_copy_left_running_by_a_stopped_halod_is_a_known_gap(tmp_
     assert notes[0]["text"].startswith("KNOWN GAP unfenced-nsa: OVERLAP si nsa")
     assert [x["kind"] for x in checker.check(run, strict=True)[0]] == ["overlap"]
     assert "1 known gap(s) not counted" in "\n".join(checker.summary(run, v, notes))
+    # Also when nsa-b started just after nsa-a's halod was restarted (its lease had ended
+    # meanwhile), and that halod stopped nsa-a's copy 0.5 s later.
+    ivs_late = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 8.03, 20)]}
+    watch_late = [("UP", "nsa-a", 10, 1.0), ("UP", "nsa-b", 20, 8.03), ("DOWN", "nsa-a", 10, 8.5)]
+    kill = [{**e, "kind": "halod-kill"} if e["phase"] == "fault" else {**e, "fault": "halod-kill"} for e in timeline]
+    v, notes = checker.check(nsa_run(tmp_path, ivs_late, watch_late, timeline=kill))
+    assert v == [] and [n["known"] for n in notes] == ["unfenced-nsa"]
     # The same two copies while its halod ran (or when the copy outlived the halod's return) are
     # a violation.
     assert kinds(nsa_run(tmp_path, ivs, watcher))[0] == ["overlap"]
