@@ -17,19 +17,33 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from etcd_harness import Etcd  # noqa: E402
-from halo_harness import HALOCTL, TESTCOMP, Halod, free_port, reap, wait_for  # noqa: E402
+from halo_harness import BUILD, HALOCTL, TESTCOMP, Halod, free_port, reap, wait_for  # noqa: E402
+
+NSACOMP = os.path.join(BUILD, "test", "nsacomp")
 
 NODES = ("n1", "n2", "n3")
 TOKEN = "chaos-token"
 
-# The service groups: 2N, their two units on two different nodes, each SI with
-# one CSI.  The g* units form one recovery pool; db drives the CDB's roles.
+# The service groups, each with one SI of one CSI named after it, their units on
+# different nodes.  The g* units form one recovery pool; db drives the CDB's roles;
+# nsa runs an unmodified-style program (nsacomp), only while ACTIVE; web is
+# N-way-active.  nsa and web climb the recovery ladder (LADDER) before they fail over.
 GROUPS = {
     "g1": {"g1-a": "n1", "g1-b": "n2"},
     "g2": {"g2-a": "n2", "g2-b": "n3"},
     "g3": {"g3-a": "n3", "g3-b": "n1"},
     "db": {"db-a": "n1", "db-b": "n2"},
+    "nsa": {"nsa-a": "n3", "nsa-b": "n1"},
+    "web": {"web-a": "n1", "web-b": "n2", "web-c": "n3"},
 }
+# Per group: its redundancy model, how many ACTIVEs its SI has when enough units are
+# healthy (and at most), and whether its STANDBY runs nothing (cold: non-SA-aware).
+MODELS = {g: {"model": "2N", "actives": 1, "cold": False} for g in GROUPS}
+MODELS["nsa"]["cold"] = True
+MODELS["web"].update(model="N-way-active", actives=2)
+# Two component restarts in place, then one SU restart, then an SU failover, within 30 s.
+LADDER = {"nsa", "web"}
+ESCALATION = "{component-restart: {max: 2, probation: 30s}, su-restart: {max: 1, probation: 30s}}"
 POOL = ["g1-a", "g1-b", "g2-a", "g2-b", "g3-a", "g3-b"]
 POOL_TOLERATE = 2  # one node down fails two of the six; one more may fail meanwhile
 CDB_NODES = ("n1", "n2")
@@ -79,24 +93,35 @@ def description(d, cdb_ports, watch_sock):
                       for n in NODES)
     groups = []
     for g, units in GROUPS.items():
-        modes = "intervals,amf-hc" if g == "db" else "intervals,amf-hc,entrypoint,recovery,ask-again"
         unit_lines = "\n".join(f"      {u}: {{node: {n}}}" for u, n in units.items())
+        keys = [f"redundancy: {MODELS[g]['model']}"] if g != "db" else ["cdb-roles: true"]
+        si_keys = ""
+        if MODELS[g]["model"] == "N-way-active":
+            si_keys = f"active-assignments: {MODELS[g]['actives']}, "
+        if g in LADDER:
+            keys.append(f"escalation: {ESCALATION}")
+        if MODELS[g]["cold"]:
+            keys.append(f"component: {{type: non-sa-aware, command: {NSACOMP}, args: [{g}-csi], "
+                        "recovery: component-restart}")
+            csis = f"{g}-csi: {{attributes: {{si: {g}}}}}"
+        else:
+            modes = "intervals,amf-hc" if g in ("db", "web") else "intervals,amf-hc,entrypoint,recovery,ask-again"
+            keys.append(f"component: {{command: {TESTCOMP}, health-check: {{period: 200ms, timeout: 600ms}}, "
+                        f"env: {{TESTCOMP: \"{modes}\"}}}}")
+            csis = f"{g}-csi: {{}}"
         groups.append(f"""  {g}:
-{"    cdb-roles: true" if g == "db" else "    redundancy: 2N"}
-    component: {{env: {{TESTCOMP: "{modes}"}}}}
+{chr(10).join("    " + k for k in keys)}
     service-units:
 {unit_lines}
     service-instances:
-      {g}: {{csis: {{{g}-csi: {{}}}}}}""")
+      {g}: {{{si_keys}csis: {{{csis}}}}}""")
     return f"""cluster: chaos
 nodes:
 {nodes}
 cdb: {{token-file: "{token}", tick: 100ms, dead-after: 600ms}}
 defaults:
   component:
-    command: {TESTCOMP}
     env: {{TESTCOMP_LOG: "{log}", TESTCOMP_WATCH: "{watch_sock}"}}
-    health-check: {{period: 200ms, timeout: 600ms}}
     restart: {{max: 1000, window: 60s, delay: 50ms, delay-max: 500ms}}
     timeouts: {{terminate: 2s}}
 service-groups:
@@ -221,6 +246,7 @@ class Proxies:
 class Cluster:
     def __init__(self, d, cut=False):
         self.dir = d
+        self.groups = GROUPS
         self.t0 = time.monotonic()
         self.watcher = Watcher(d)
         self.etcd = KeptEtcd(members=3)
@@ -251,13 +277,13 @@ class Cluster:
         return next(units[comp] for units in GROUPS.values() if comp in units)
 
     def view(self, node):
-        """{si: ACTIVE unit} as node's halod shows it, or None if it does not answer."""
+        """{si: [its ACTIVE units, sorted]} as node's halod shows it, or None if it does not answer."""
         h = self.halods[node]
         try:
             st = h.status()
         except Exception:
             return None
-        return {si["name"]: si["active"] for sg in st["service_groups"] for si in sg["service_instances"]}
+        return {si["name"]: sorted(si["actives"]) for sg in st["service_groups"] for si in sg["service_instances"]}
 
     def settled(self):
         """What still keeps the cluster from its settled state, as [(what, text)]: [] once every
@@ -279,12 +305,21 @@ class Cluster:
                 why.append(("si", f"{n} sees nodes {down} not ONLINE"))
             for sg in st["service_groups"]:
                 for si in sg["service_instances"]:
-                    if not si["active"] or not si["standby"] or any(a["pending"] for a in si["assignments"]):
-                        why.append(("si", f"{n} sees SI {si['name']} active={si['active']} standby={si['standby']}"
-                                          f" pending={[a['su'] for a in si['assignments'] if a['pending']]}"))
-        missing = [c for c in self.comps() if not self.watcher.pid(c)]
+                    m = MODELS[si["name"]]
+                    standbys = 1 if m["model"] == "2N" else 0
+                    if len(si["actives"]) != m["actives"] or len(si["standbys"]) != standbys or \
+                            any(a["pending"] for a in si["assignments"]):
+                        why.append(("si", f"{n} sees SI {si['name']} active={si['actives'] or None} "
+                                          f"standby={si['standbys'] or None} assignments="
+                                          f"{[(a['su'], a['ha_state']) for a in si['assignments']]} "
+                                          f"pending={[a['su'] for a in si['assignments'] if a['pending']]}"))
+        # A cold (non-SA-aware) group runs its ACTIVE's process only; the others run every unit.
+        missing = [c for g, units in GROUPS.items() if not MODELS[g]["cold"] for c in units if not self.watcher.pid(c)]
+        missing += [g for g, units in GROUPS.items() if MODELS[g]["cold"] and
+                    sum(1 for c in units if self.watcher.pid(c)) != MODELS[g]["actives"]]
         if missing:
-            why.append(("comp", f"components not running: {missing}"))
+            why.append(("comp", f"components not running (or, for {sorted(g for g in GROUPS if MODELS[g]['cold'])}, "
+                                f"not one running): {missing}"))
         not_online = {p: s["state"] for p, s in self.pool_states().items() if s["state"] != "ONLINE"}
         if not_online:
             why.append(("pool", f"pool processes not ONLINE: {not_online}"))
@@ -380,4 +415,4 @@ def wait_settled(cluster, timeout):
     return why
 
 
-__all__ = ["Cluster", "wait_settled", "wait_for", "GROUPS", "POOL", "NODES"]
+__all__ = ["Cluster", "wait_settled", "wait_for", "GROUPS", "MODELS", "LADDER", "POOL", "NODES"]

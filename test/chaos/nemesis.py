@@ -9,8 +9,10 @@ Faults, each undone after its duration (a kill by a restart, a stop by SIGCONT):
   halod-stop  SIGSTOP of a node's halod
   comp-kill   SIGKILL of a test component (halod restarts it; nothing to undo)
   comp-stop   SIGSTOP of a test component
-  etcd-kill   SIGKILL of an etcd member, the leader or a follower, restarted later
-  etcd-stop   SIGSTOP of an etcd member, the leader or a follower
+  crashloop   SIGKILL of a component of a group with a recovery ladder (of another unit of
+              its group if it runs nothing), again each time it comes back, up to `count`
+              kills within the duration: the ladder climbs (component restart, SU restart,
+              SU failover)
   cut         (with --cut only) a node's halod cut off from every etcd member by its
               proxies (connections dropped, new ones black-holed), healed later
 At most one etcd member and at most one node (its halod) are disturbed at a time,
@@ -33,18 +35,22 @@ KINDS = {  # kind: (weight, what it disturbs, shortest and longest duration in s
     "etcd-kill": (1.5, "etcd", 1.0, 5.0),
     "etcd-stop": (2, "etcd", 1.0, 8.0),
     "cut": (2, "node", 1.0, 5.0),
+    "crashloop": (1.5, "comp", 2.0, 8.0),
 }
+CRASHLOOP_KILLS = (2, 5)  # how many kills a crashloop makes at most
+CRASHLOOP_POLL = 0.05  # s between looks for the next process to kill
 GAP = (0.5, 3.0)  # between the starts of two faults, s
 REST = 1.0  # a node or etcd member rests this long after a fault before the next one on its class
 
 
-def schedule(seed, seconds, nodes, comps, cut=False):
-    """[{"at", "kind", "target", "duration"}], at relative to the start of the faults."""
+def schedule(seed, seconds, nodes, comps, cut=False, ladder=()):
+    """[{"at", "kind", "target", "duration", "pick"}], at relative to the start of the faults
+    (and "count" for a crashloop).  A crashloop targets a component of ladder (none without)."""
     rng = random.Random(seed)
     busy = {"node": 0.0, "etcd": 0.0, "comp": 0.0}
     out = []
     t = rng.uniform(*GAP)
-    kinds = sorted(k for k in KINDS if cut or k != "cut")
+    kinds = sorted(k for k in KINDS if (cut or k != "cut") and (ladder or k != "crashloop"))
     weights = [KINDS[k][0] for k in kinds]
     while t < seconds:
         kind = rng.choices(kinds, weights)[0]
@@ -54,11 +60,15 @@ def schedule(seed, seconds, nodes, comps, cut=False):
             target = rng.choice(nodes)
         elif cls == "etcd":
             target = rng.choice(["leader", "follower"])
+        elif kind == "crashloop":
+            target = rng.choice(list(ladder))
         else:
             target = rng.choice(comps)
         pick = round(rng.random(), 3)  # which follower, when there are two
+        extra = {"count": rng.randint(*CRASHLOOP_KILLS)} if kind == "crashloop" else {}
         if busy[cls] <= t:
-            out.append({"at": round(t, 3), "kind": kind, "target": target, "duration": duration, "pick": pick})
+            out.append({"at": round(t, 3), "kind": kind, "target": target, "duration": duration, "pick": pick,
+                        **extra})
             if cls != "comp":
                 busy[cls] = t + duration + REST
         t += rng.uniform(*GAP)
@@ -177,6 +187,15 @@ class Nemesis:
                 c.proxies[target].tell("heal")
                 self.record(phase="restore", fault=kind, target=target)
             self.later(time.monotonic() + dur, heal)
+        elif kind == "crashloop":
+            # A cold STANDBY runs nothing: its group's running unit is the one to loop on.
+            group = next((units for units in c.groups.values() if target in units), {target: None})
+            target = next((u for u in [target, *sorted(group)] if c.watcher.pid(u)), target)
+            pid = c.watcher.pid(target)
+            if not pid or start_time(pid) is None or proc_state(pid) in (None, "Z"):
+                return self.record(phase="skipped", kind=kind, target=target, why="no running process")
+            self.record(phase="crashloop", kind=kind, target=target, pid=pid, count=step["count"], duration=dur)
+            self.crashloop(target, pid, step["count"], time.monotonic() + dur)
         elif kind.startswith("comp-"):
             pid = c.watcher.pid(target)
             st = start_time(pid) if pid else None
@@ -217,6 +236,25 @@ class Nemesis:
                 self.record(phase="fault", kind=kind, target=name, role=role, pid=pid)
                 self.later(time.monotonic() + dur, lambda: self.cont(kind, name, pid, start_time(pid)))
         self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def crashloop(self, target, pid, left, until):
+        """SIGKILL of target's process pid, then of each new one as soon as the watcher sees it,
+        left kills in all, none after until.  Each kill is logged as a comp-kill (with "left",
+        how many the crashloop may still make counting this one)."""
+        os.kill(pid, signal.SIGKILL)
+        self.record(phase="fault", kind="comp-kill", target=target, pid=pid, left=left)
+        if left <= 1:
+            return
+
+        def look():
+            new = self.c.watcher.pid(target)
+            if time.monotonic() >= until or self.stopping.is_set():
+                return
+            if new and new != pid and proc_state(new) not in (None, "Z"):
+                self.crashloop(target, new, left - 1, until)
+            else:
+                self.later(time.monotonic() + CRASHLOOP_POLL, look)
+        self.later(time.monotonic() + CRASHLOOP_POLL, look)
 
     def cont(self, kind, target, pid, st):
         """SIGCONT of a process the nemesis stopped, if it is still that process."""

@@ -3,23 +3,29 @@
 violation is found, and a clean history gives none."""
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
+import cluster  # noqa: E402  (puts test/integration on the path)
+import nemesis  # noqa: E402
 
 T0 = 1000.0
 
 
 def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=(),
-             wall_t0=None, unsettled=()):
-    """A run directory: SI g1 with units g1-a on n1 and g1-b on n2; times relative to T0."""
-    final = {"views": {"n1": {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": list(unsettled), "teardown": list(teardown)}
+             wall_t0=None, unsettled=(), sis=None, views=None):
+    """A run directory: SI g1 with units g1-a on n1 and g1-b on n2 (or sis); times relative to T0."""
+    sis = sis or {"g1": {"units": {"g1-a": "n1", "g1-b": "n2"}}}
+    final = {"views": {"n1": views or {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": list(unsettled),
+             "teardown": list(teardown)}
     if cdb is not None:
         final["cdb"] = cdb
-    meta = {"seed": 1, "seconds": end, "t0": T0, "t_check": T0, "t_end": T0 + end, "comps": ["g1-a", "g1-b"],
-            "sis": {"g1": {"units": {"g1-a": "n1", "g1-b": "n2"}}}, "final": final, "wall_t0": wall_t0}
+    meta = {"seed": 1, "seconds": end, "t0": T0, "t_check": T0, "t_end": T0 + end,
+            "comps": [u for d in sis.values() for u in d["units"]], "sis": sis, "final": final, "wall_t0": wall_t0}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     for comp, lines in intervals.items():
         (tmp_path / f"comp.{comp}.intervals").write_text(
@@ -172,3 +178,204 @@ def test_an_si_whose_every_unit_its_pool_holds_may_end_without_active(tmp_path):
     other = ["not settled 60 s after the last fault was undone: n1 sees SI g1 active='g1-a' standby=None pending=['x']"]
     k, _, _ = kinds(make_run(tmp_path, ivs, watcher=UP, end=7.0, pools=held, unsettled=other))
     assert k == ["settle"]
+
+
+# N-way-active, active-assignments 2, over three units (as the cluster's web group).
+WEB = {"web": {"units": {"web-a": "n1", "web-b": "n2", "web-c": "n3"}, "model": "N-way-active", "actives": 2}}
+WEB_UP = [("UP", u, p, 0.0) for u, p in (("web-a", 10), ("web-b", 20), ("web-c", 30))]
+
+
+def web_run(tmp_path, ivs, watcher=WEB_UP, views=None, **kw):
+    return make_run(tmp_path, ivs, watcher=watcher, sis=WEB, views=views or {"web": ["web-a", "web-b"]}, **kw)
+
+
+def test_n_way_active_two_actives_at_once_and_a_handover_to_the_spare_are_legal(tmp_path):
+    # web-b is killed at 5.0; the spare web-c takes its place at 5.3; web-b comes back as the spare.
+    timeline = [{"phase": "fault", "kind": "comp-kill", "target": "web-b", "pid": 20, "t": 5.0}]
+    ivs = {"web-a": [("ACTIVE", 1.0, 10)], "web-b": [("ACTIVE", 1.0, 20)], "web-c": [("ACTIVE", 5.3, 30)]}
+    watcher = WEB_UP + [("DOWN", "web-b", 20, 5.01), ("UP", "web-b", 21, 5.2)]
+    run = web_run(tmp_path, ivs, watcher=watcher, timeline=timeline, views={"web": ["web-c", "web-a"]})
+    assert kinds(run)[:2] == ([], [])
+
+
+def test_n_way_active_more_actives_than_active_assignments(tmp_path):
+    ivs = {"web-a": [("ACTIVE", 1.0, 10)], "web-b": [("ACTIVE", 1.0, 20), ("END", 5.05, 20)],
+           "web-c": [("ACTIVE", 5.0, 30)]}
+    k, _, v = kinds(web_run(tmp_path, ivs, views={"web": ["web-a", "web-c"]}))
+    assert k == ["overlap"] and "more than its 2 ACTIVE at once (N-way-active) for 50.0 ms" in v[0]["text"]
+    assert all(u in v[0]["text"] for u in ("web-a", "web-b", "web-c"))
+    # An end and a start at the same instant are a handover, not three at once.
+    ivs["web-b"][1] = ("END", 5.0, 20)
+    assert kinds(web_run(tmp_path, ivs, views={"web": ["web-a", "web-c"]}))[0] == []
+
+
+def test_a_unit_holding_its_si_twice_is_an_overlap_in_every_model(tmp_path):
+    # web-a's first process (pid 10) was not fenced when its restart (pid 11) took the SI: two
+    # ACTIVEs, within active-assignments, but one unit holds the SI twice.
+    ivs = {"web-a": [("ACTIVE", 1.0, 10), ("ACTIVE", 5.0, 11)], "web-b": []}
+    watcher = WEB_UP + [("DOWN", "web-a", 10, 5.2), ("UP", "web-a", 11, 4.9)]
+    k, _, v = kinds(web_run(tmp_path, ivs, watcher=watcher, views={"web": ["web-a"]}, end=5.5))
+    assert "overlap" in k and any("unit web-a holds it twice" in x["text"] for x in v)
+
+
+def test_n_way_active_short_of_its_actives_while_enough_units_are_healthy(tmp_path):
+    # Only web-a ACTIVE from 5.0 on, web-b's END logged, web-b and web-c running and idle.
+    ivs = {"web-a": [("ACTIVE", 1.0, 10)], "web-b": [("ACTIVE", 1.0, 20), ("END", 5.0, 20)],
+           "web-c": []}
+    k, _, v = kinds(web_run(tmp_path, ivs, views={"web": ["web-a"]}, end=5.0 + checker.MAX_GAP + 1))
+    assert k[0] == "short" and "SHORT si web: 1 ACTIVE of its 2" in v[0]["text"]
+    # With web-b and web-c both on disturbed nodes, one ACTIVE is all there can be.
+    timeline = [{"phase": "fault", "kind": "halod-stop", "target": n, "pid": 1, "t": 4.9} for n in ("n2", "n3")]
+    timeline += [{"phase": "restore", "fault": "halod-stop", "target": n, "pid": 1, "t": 60.0} for n in ("n2", "n3")]
+    run = web_run(tmp_path, ivs, views={"web": ["web-a"]}, end=5.0 + checker.MAX_GAP + 1, timeline=timeline)
+    assert "short" not in kinds(run)[0]
+    # The end wants both ACTIVEs.
+    assert kinds(web_run(tmp_path, ivs, views={"web": ["web-a"]}, end=5.5))[0] == ["end"]
+
+
+# A non-SA-aware 2N group (as the cluster's nsa group): only the ACTIVE runs (nsacomp), its
+# interval ends with its process.
+NSA = {"nsa": {"units": {"nsa-a": "n3", "nsa-b": "n1"}, "model": "2N", "actives": 1, "cold": True}}
+
+
+def nsa_run(tmp_path, ivs, watcher, **kw):
+    return make_run(tmp_path, ivs, watcher=watcher, sis=NSA, views={"nsa": "nsa-b"}, **kw)
+
+
+def test_a_non_sa_aware_active_lasts_until_its_process_dies(tmp_path):
+    ivs = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 5.1, 20)]}
+    up = [("UP", "nsa-a", 10, 1.0), ("UP", "nsa-b", 20, 5.1)]
+    # nsa-a died at 5.0 (its halod stopped it): a clean handover.
+    assert kinds(nsa_run(tmp_path, ivs, up + [("DOWN", "nsa-a", 10, 5.0)]))[:2] == ([], [])
+    # nsa-a still ran when nsa-b started: two copies.
+    k, _, v = kinds(nsa_run(tmp_path, ivs, up + [("DOWN", "nsa-a", 10, 5.6)]))
+    assert k == ["overlap"] and "500.0 ms both ACTIVE" in v[0]["text"] and "death seen by the watcher" in v[0]["text"]
+    # It never died: both run at the end.
+    k, _, v = kinds(nsa_run(tmp_path, ivs, up))
+    assert k == ["overlap", "end"]
+
+
+def test_a_cold_standby_counts_as_healthy_without_a_process(tmp_path):
+    # nsa-a dies at 5.0 and nobody starts nsa-b: nsa-b runs nothing, yet its node is fine.
+    ivs = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 5.0 + checker.MAX_GAP + 1, 20)]}
+    watcher = [("UP", "nsa-a", 10, 1.0), ("DOWN", "nsa-a", 10, 5.0), ("UP", "nsa-b", 20, 5.0 + checker.MAX_GAP + 1)]
+    k, _, v = kinds(nsa_run(tmp_path, ivs, watcher))
+    assert k == ["gap"] and "e.g. nsa-a, nsa-b" in v[0]["text"]
+    # Not while both units' nodes are disturbed.
+    timeline = [{"phase": "fault", "kind": "halod-kill", "target": n, "pid": 1, "t": 4.0} for n in ("n1", "n3")]
+    timeline += [{"phase": "restore", "fault": "halod-kill", "target": n, "pid": 2, "t": 5.0 + checker.MAX_GAP}
+                 for n in ("n1", "n3")]
+    assert kinds(nsa_run(tmp_path, ivs, watcher, timeline=timeline))[0] == []
+
+
+def test_a_non_sa_aware_copy_left_running_by_a_stopped_halod_is_a_known_gap(tmp_path):
+    # nsa-a's halod (n3) is stopped 3.0-8.0; nsa-b starts at 5.0; nsa-a dies at 8.1, when its
+    # halod runs again and fences it: the process had no deadline of its own.
+    ivs = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 5.0, 20)]}
+    watcher = [("UP", "nsa-a", 10, 1.0), ("UP", "nsa-b", 20, 5.0), ("DOWN", "nsa-a", 10, 8.1)]
+    timeline = [{"phase": "fault", "kind": "halod-stop", "target": "n3", "pid": 1, "t": 3.0},
+                {"phase": "restore", "fault": "halod-stop", "target": "n3", "pid": 1, "t": 8.0}]
+    run = nsa_run(tmp_path, ivs, watcher, timeline=timeline)
+    v, notes = checker.check(run)
+    assert v == [] and [n["known"] for n in notes] == ["unfenced-nsa"]
+    assert notes[0]["text"].startswith("KNOWN GAP unfenced-nsa: OVERLAP si nsa")
+    assert [x["kind"] for x in checker.check(run, strict=True)[0]] == ["overlap"]
+    assert "1 known gap(s) not counted" in "\n".join(checker.summary(run, v, notes))
+    # Also when nsa-b started just after nsa-a's halod was restarted (its lease had ended
+    # meanwhile), and that halod stopped nsa-a's copy 0.5 s later.
+    ivs_late = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 8.03, 20)]}
+    watch_late = [("UP", "nsa-a", 10, 1.0), ("UP", "nsa-b", 20, 8.03), ("DOWN", "nsa-a", 10, 8.5)]
+    kill = [{**e, "kind": "halod-kill"} if e["phase"] == "fault" else {**e, "fault": "halod-kill"} for e in timeline]
+    v, notes = checker.check(nsa_run(tmp_path, ivs_late, watch_late, timeline=kill))
+    assert v == [] and [n["known"] for n in notes] == ["unfenced-nsa"]
+    # The same two copies while its halod ran (or when the copy outlived the halod's return) are
+    # a violation.
+    assert kinds(nsa_run(tmp_path, ivs, watcher))[0] == ["overlap"]
+    late = watcher[:2] + [("DOWN", "nsa-a", 10, 8.0 + checker.NODE_SETTLE + 0.5)]
+    assert kinds(nsa_run(tmp_path, ivs, late, timeline=timeline))[0] == ["overlap"]
+    # An SA-aware unit has libhalo's deadline: no known gap there.
+    run = make_run(tmp_path, {"g1-a": [("ACTIVE", 1.0, 10)], "g1-b": [("ACTIVE", 5.0, 20)]},
+                   watcher=UP + [("DOWN", "g1-a", 10, 8.1)],
+                   timeline=[{**e, "target": "n1"} for e in timeline])
+    assert kinds(run)[0] == ["overlap"]
+
+
+def test_crashloops_are_drawn_for_the_ladder_groups_only():
+    ladder = [u for g in sorted(cluster.LADDER) for u in cluster.GROUPS[g]]
+    comps = [u for units in cluster.GROUPS.values() for u in units]
+    plan = nemesis.schedule(5, 600, list(cluster.NODES), comps, ladder=ladder)
+    loops = [s for s in plan if s["kind"] == "crashloop"]
+    assert loops and all(s["target"] in ladder and nemesis.CRASHLOOP_KILLS[0] <= s["count"] <=
+                         nemesis.CRASHLOOP_KILLS[1] for s in loops)
+    assert plan == nemesis.schedule(5, 600, list(cluster.NODES), comps, ladder=ladder)  # a seed replays
+    assert all(s["kind"] != "crashloop" for s in nemesis.schedule(5, 600, list(cluster.NODES), comps))
+
+
+class Respawner:
+    """A stand-in for a cluster: one cold group whose ACTIVE, a sleep, is started again 30 ms
+    after it dies (as a component restart would), its pid known to a watcher stand-in."""
+
+    def __init__(self):
+        self.groups = {"nsa": {"nsa-a": "n1", "nsa-b": "n2"}}
+        self.halods = {}
+        self.watcher = self
+        self.pids = []
+        self.proc = None
+        self.done = threading.Event()
+        self.spawn()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def spawn(self):
+        self.proc = subprocess.Popen(["sleep", "60"])
+        self.pids.append(self.proc.pid)
+
+    def loop(self):
+        while not self.done.is_set():
+            if self.proc.poll() is not None:
+                time.sleep(0.03)
+                self.spawn()
+            time.sleep(0.005)
+
+    def pid(self, comp):
+        p = self.proc
+        return p.pid if comp == "nsa-b" and p.poll() is None else None
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_a_crashloop_kills_each_new_process_up_to_its_count(tmp_path):
+    c = Respawner()
+    try:
+        # Its target nsa-a runs nothing (a cold STANDBY): the loop takes nsa-b, which runs.
+        plan = [{"at": 0.0, "kind": "crashloop", "target": "nsa-a", "duration": 5.0, "pick": 0.0, "count": 3}]
+        nem = nemesis.Nemesis(c, plan, str(tmp_path / "timeline.jsonl"))
+        nem.run(time.monotonic())
+        nem.close()
+    finally:
+        c.stop()
+    log = [json.loads(x) for x in (tmp_path / "timeline.jsonl").read_text().splitlines()]
+    kills = [e for e in log if e["phase"] == "fault"]
+    assert [e["kind"] for e in kills] == ["comp-kill"] * 3 and {e["target"] for e in kills} == {"nsa-b"}
+    assert [e["pid"] for e in kills] == c.pids[:3] and [e["left"] for e in kills] == [3, 2, 1]
+    assert log[0]["phase"] == "crashloop" and log[0]["target"] == "nsa-b"
+
+
+def test_the_summary_counts_the_ladders_rungs_from_the_halods_logs(tmp_path):
+    (tmp_path / "halod-n1.log").write_text(
+        "18:39:27.514 halod[amf] warning: Component 'web-a' of 'web-a' failed (lost its HA link (closed the link)): "
+        "component-restart 1/2\n"
+        "18:39:27.614 halod[amf] warning: Component 'web-a' of 'web-a' failed (killed by signal 9 (KILL)): "
+        "component-restart 2/2\n"
+        "18:39:57.784 halod[amf] warning: Service unit 'web-a' restarts in place: escalated to su-restart (more than "
+        "2 component restarts within 30s), su-restart 1/1: component 'web-a' killed by signal 9 (KILL)\n")
+    (tmp_path / "halod-n2.log").write_text(
+        "18:40:01.994 halod[amf] warning: Service unit 'web-b' failed: escalated to su-failover (more than 1 su "
+        "restarts within 30s): component 'web-b' killed by signal 9 (KILL)\n")
+    run = web_run(tmp_path, {"web-a": [("ACTIVE", 1.0, 10)], "web-b": [("ACTIVE", 1.0, 20)]})
+    lines = checker.summary(run, *checker.check(run))
+    assert "ladder: component-restart 2, su-failover 1, su-restart 1 (the halods' logs)" in lines
