@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: MIT
 """halo.component's configuration database (get, list, transactions, subscriptions), the exceptions of
 callbacks, and its argument checks, from this process against a real halod (docs/python.md)."""
+import asyncio
 import errno
 import gc
 import os
 import select
 import sys
+import threading
 import time
 
 import pytest
@@ -144,6 +146,62 @@ def test_an_exception_in_a_callback_propagates_out_of_dispatch(handle, halod):
     assert handle.dispatch() == 1
     with pytest.raises(ValueError, match="the handle is closed"):
         handle.fileno()
+
+
+def test_blocking_dispatch_in_a_thread_releases_the_gil_and_ends_on_close(handle, halod):
+    got = []
+
+    def changed(h, sub, txid, changes):
+        got.append(changes[0].value)
+        if len(got) == 2:
+            h.close()  # ends the blocking dispatch()
+
+    handle.cdb_subscribe("/t", changed)
+    out = []
+    th = threading.Thread(target=lambda: out.append(handle.dispatch(hc.DISPATCH_BLOCKING)))
+    th.start()
+    # The thread sits in poll() without the GIL: this thread's calls on the same handle go on.
+    for v in ("1", "2"):
+        with handle.cdb_transaction() as t:
+            t.set("/t/v", v)
+    th.join(10)
+    assert not th.is_alive() and got == [b"1", b"2"] and out == [2]
+
+
+def test_asyncio_reads_the_handle_with_add_reader(handle, halod):
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        handle.cdb_subscribe("/aio", lambda h, sub, txid, changes: done.done() or done.set_result(changes[0].value))
+        loop.add_reader(handle.fileno(), handle.dispatch)
+        await loop.run_in_executor(None, lambda: halod.ctl("cdb", "set", "/aio/k", "from haloctl"))
+        try:
+            return await asyncio.wait_for(done, 10)
+        finally:
+            loop.remove_reader(handle.fileno())
+    assert asyncio.run(main()) == b"from haloctl"
+
+
+def test_a_transaction_outlives_its_closed_handle(halod):
+    h = hc.open(halod.socket)
+    t = h.cdb_transaction()
+    t.set("/late/k", "v")
+    h.close()
+    del h
+    with pytest.raises(ValueError, match="the handle is closed"):
+        t.commit()
+    with pytest.raises(ValueError, match="already committed or aborted"):
+        t.commit()
+
+
+def test_an_exception_leaves_a_blocking_dispatch(handle, halod):
+    def bad(h, *a):
+        raise LookupError("from the callback")
+
+    handle.cdb_subscribe("/b", bad)
+    halod.ctl("cdb", "set", "/b/1", "x")
+    with pytest.raises(LookupError, match="from the callback"):
+        handle.dispatch(hc.DISPATCH_BLOCKING)
 
 
 def test_bad_arguments_raise_typeerror_or_valueerror_with_clear_messages(handle):

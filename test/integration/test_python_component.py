@@ -233,6 +233,18 @@ def test_error_report_fails_the_python_active_over(cluster):
     wait_for(lambda: cluster.h.pid_of("py-a") not in (None, pid), timeout=10, what="py-a restarted")
 
 
+def test_component_invoked_health_check_confirmed_then_failed(cluster):
+    assert cluster.call("py-a", "healthcheck_stop", "default") == {"ok": None}
+    assert cluster.call("py-a", "healthcheck_stop", "default")["code"] == -2  # -ENOENT: not started
+    assert cluster.call("py-a", "healthcheck_start", "default", hc.HC_COMPONENT_INVOKED) == {"ok": None}
+    assert cluster.call("py-a", "healthcheck_start", "default")["code"] == -hc.EEXIST
+    assert cluster.call("py-a", "healthcheck_confirm", "default", 0) == {"ok": None}
+    assert cluster.h.si("si")["active"] == "py-a"
+    # A confirmed failure fails it over (the reply may be cut short as halod stops py-a).
+    assert cluster.call("py-a", "healthcheck_confirm", "default", -5) in ({"ok": None}, None)
+    wait_for(lambda: cluster.h.si("si")["active"] == "py-b", timeout=10, what="py-b ACTIVE after the failed check")
+
+
 def test_switchover_quiesces_the_python_active_until_it_completes(cluster):
     # haloctl switchover waits for the switchover's end: in the background.
     sw = subprocess.Popen([HALOCTL, "--socket", cluster.h.socket, "switchover", "si"], stdout=subprocess.PIPE,
