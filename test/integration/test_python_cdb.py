@@ -168,6 +168,21 @@ def test_blocking_dispatch_in_a_thread_releases_the_gil_and_ends_on_close(handle
     assert not th.is_alive() and got == [b"1", b"2"] and out == [2]
 
 
+def test_close_from_another_thread_ends_a_blocking_dispatch(halod):
+    h = hc.open(halod.socket)
+    out = []
+    th = threading.Thread(target=lambda: out.append(h.dispatch(hc.DISPATCH_BLOCKING)))
+    th.start()
+    wait_for_thread_in_poll = time.monotonic() + 0.2
+    while time.monotonic() < wait_for_thread_in_poll:  # either way: before or in its poll()
+        time.sleep(0.01)
+    h.close()
+    th.join(10)
+    assert not th.is_alive() and out == [0]
+    with pytest.raises(ValueError, match="the handle is closed"):
+        h.cdb_get("/a")
+
+
 def test_asyncio_reads_the_handle_with_add_reader(handle, halod):
     async def main():
         loop = asyncio.get_running_loop()

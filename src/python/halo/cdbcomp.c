@@ -31,7 +31,7 @@ static PyObject *cdb_get(Handle *self, PyObject *args, PyObject *kw) {
         return NULL;
     void *v = NULL;
     size_t len = 0;
-    int r = COMP_CALL(halo_cdb_get(h, path, &v, &len));
+    int r = COMP_CALL(self, halo_cdb_get(h, path, &v, &len));
     if (r == -ENOENT && dflt)
         return Py_NewRef(dflt);
     if (r < 0)
@@ -51,7 +51,7 @@ static PyObject *cdb_list(Handle *self, PyObject *args, PyObject *kw) {
         return NULL;
     halo_cdb_item *items = NULL;
     size_t n = 0;
-    int r = COMP_CALL(halo_cdb_list(h, path, &items, &n));
+    int r = COMP_CALL(self, halo_cdb_list(h, path, &items, &n));
     if (r < 0)
         return comp_raise(r, "cdb_list");
     PyObject *list = PyList_New((Py_ssize_t)n);
@@ -117,13 +117,13 @@ static PyObject *cdb_subscribe(Handle *self, PyObject *args, PyObject *kw) {
         return NULL;
     unsigned sub = 0;
     /* Changes are delivered only by dispatch() on the thread holding the GIL: the id is in subs first. */
-    int r = COMP_CALL(halo_cdb_subscribe(h, path, on_change, self, &sub));
+    int r = COMP_CALL(self, halo_cdb_subscribe(h, path, on_change, self, &sub));
     if (r < 0)
         return comp_raise(r, "cdb_subscribe");
     PyObject *key = PyLong_FromUnsignedLong(sub);
     if (!key || PyDict_SetItem(self->subs, key, cb) < 0) {
         Py_XDECREF(key);
-        (void)COMP_CALL(halo_cdb_unsubscribe(h, sub));
+        (void)COMP_CALL(self, halo_cdb_unsubscribe(h, sub));
         return NULL;
     }
     return key;
@@ -137,7 +137,7 @@ static PyObject *cdb_unsubscribe(Handle *self, PyObject *args, PyObject *kw) {
     halo *h = comp_handle(self);
     if (!h)
         return NULL;
-    int r = COMP_CALL(halo_cdb_unsubscribe(h, (unsigned)sub));
+    int r = COMP_CALL(self, halo_cdb_unsubscribe(h, (unsigned)sub));
     if (r < 0)
         return comp_raise(r, "cdb_unsubscribe");
     PyObject *key = PyLong_FromUnsignedLong(sub);
@@ -236,7 +236,7 @@ static PyObject *txn_commit(Txn *x, PyObject *unused) {
     char txid[HALO_CDB_TXID_MAX];
     halo_cdb_txn *t = x->t;
     x->t = NULL; /* committed and freed whatever the result */
-    int r = COMP_CALL(halo_cdb_txn_commit(t, txid));
+    int r = COMP_CALL(x->handle, halo_cdb_txn_commit(t, txid));
     if (r < 0)
         return comp_raise(r, "commit");
     PyObject *id = PyUnicode_FromString(txid);

@@ -31,14 +31,25 @@ typedef struct {
     /* The first exception a callback raised during the current dispatch(), re-raised by it. */
     PyObject *exc_type, *exc_value, *exc_tb;
     unsigned long ncalls; /* callbacks run by the current dispatch() */
+    /* Calls in progress with the GIL released.  close() while another thread is in one leaves
+     * halo_close() to the last to return (it would free the halo that a call about to start
+     * holds), and wakes a blocking dispatch() through wake_fd. */
+    unsigned busy;
+    halo *closing;
+    int wake_fd;                   /* an eventfd */
+    unsigned long dispatch_thread; /* the thread in dispatch(), 0 when none */
 } Handle;
 
-/* Runs a blocking libhalo call with the GIL released. */
-#define COMP_CALL(expr)                     \
-    ({                                      \
-        int _r;                             \
-        Py_BEGIN_ALLOW_THREADS _r = (expr); \
-        Py_END_ALLOW_THREADS _r;            \
+void comp_leave(Handle *self);
+
+/* Runs a blocking libhalo call on self's halo with the GIL released. */
+#define COMP_CALL(self, expr)                  \
+    ({                                         \
+        int _r;                                \
+        (self)->busy++;                        \
+        Py_BEGIN_ALLOW_THREADS _r = (expr);    \
+        Py_END_ALLOW_THREADS comp_leave(self); \
+        _r;                                    \
     })
 
 /* Raises halo.component.Error for libhalo's negative r returned by function fn; returns NULL. */

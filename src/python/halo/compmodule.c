@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 static PyObject *CompError;
 static PyTypeObject HandleType;
@@ -30,6 +32,15 @@ PyObject *comp_raise(int r, const char *fn) {
         PyErr_SetObject(CompError, e);
     Py_DECREF(e);
     return NULL;
+}
+
+void comp_leave(Handle *self) {
+    if (--self->busy > 0 || !self->closing)
+        return;
+    halo *h = self->closing;
+    self->closing = NULL;
+    Py_BEGIN_ALLOW_THREADS halo_close(h);
+    Py_END_ALLOW_THREADS
 }
 
 halo *comp_handle(Handle *self) {
@@ -251,10 +262,19 @@ static PyObject *comp_open(PyObject *module, PyObject *args, PyObject *kw) {
     self->h = NULL;
     self->exc_type = self->exc_value = self->exc_tb = NULL;
     self->ncalls = 0;
+    self->busy = 0;
+    self->closing = NULL;
+    self->dispatch_thread = 0;
+    self->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     for (int i = 0; i < CB_MAX; i++)
         self->cb[i] = Py_XNewRef(cb[i]);
     self->subs = PyDict_New();
     PyObject_GC_Track(self);
+    if (self->wake_fd < 0) {
+        int r = -errno;
+        Py_DECREF(self);
+        return comp_raise(r, "open");
+    }
     if (!self->subs) {
         Py_DECREF(self);
         return NULL;
@@ -270,9 +290,9 @@ static PyObject *comp_open(PyObject *module, PyObject *args, PyObject *kw) {
         .object_states = cb[CB_OBJECT_STATES] ? on_object_states : NULL,
     };
     halo *h = NULL;
-    int r = COMP_CALL(halo_open(path, &c, self, &h));
-    if (r >= 0 && cb[CB_RECOVERY])
-        r = halo_recovery_set_callback(h, on_recovery);
+    int r;
+    Py_BEGIN_ALLOW_THREADS r = halo_open(path, &c, self, &h);
+    Py_END_ALLOW_THREADS if (r >= 0 && cb[CB_RECOVERY]) r = halo_recovery_set_callback(h, on_recovery);
     if (r < 0) {
         halo_close(h);
         Py_DECREF(self);
@@ -285,6 +305,16 @@ static PyObject *comp_open(PyObject *module, PyObject *args, PyObject *kw) {
 static PyObject *handle_close(Handle *self, PyObject *unused) {
     halo *h = self->h;
     self->h = NULL;
+    if (!h)
+        Py_RETURN_NONE;
+    /* From a callback, the dispatch() in progress on this thread is libhalo's to end (-EBADF). */
+    bool in_callback = self->dispatch_thread == PyThread_get_thread_ident();
+    if (self->busy > (in_callback ? 1u : 0u)) {
+        self->closing = h;
+        uint64_t one = 1;
+        (void)!write(self->wake_fd, &one, sizeof(one));
+        Py_RETURN_NONE;
+    }
     Py_BEGIN_ALLOW_THREADS halo_close(h);
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
@@ -311,15 +341,17 @@ static int handle_clear(Handle *self) {
 
 static void handle_dealloc(Handle *self) {
     PyObject_GC_UnTrack(self);
-    halo_close(self->h); /* no callback can run any more: only dispatch() runs them */
+    halo_close(self->h); /* no callback can run any more: only dispatch() runs them; no call is busy */
     self->h = NULL;
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
     handle_clear(self);
     PyObject_GC_Del(self);
 }
 
 /* halo_dispatch() once; returns its result, the callbacks' count kept in self->ncalls. */
 static int dispatch_once(Handle *self, halo *h, halo_dispatch_flags flags) {
-    return COMP_CALL(halo_dispatch(h, flags));
+    return COMP_CALL(self, halo_dispatch(h, flags));
 }
 
 /* Re-raises a callback's exception kept by comp_invoke(); true if there was one. */
@@ -337,8 +369,11 @@ static int dispatch_blocking(Handle *self) {
         halo *h = self->h;
         if (!h)
             return 0;
-        struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
-        int n = COMP_CALL(poll(&p, 1, -1) < 0 ? -errno : 1);
+        struct pollfd p[2] = {{.fd = halo_fd(h), .events = POLLIN}, {.fd = self->wake_fd, .events = POLLIN}};
+        int n = COMP_CALL(self, poll(p, 2, -1) < 0 ? -errno : 1);
+        h = self->h; /* closed meanwhile by another thread: the wake fd said so */
+        if (!h)
+            return 0;
         if (n == -EINTR) {
             if (PyErr_CheckSignals() < 0)
                 return -EINTR;
@@ -365,7 +400,10 @@ static PyObject *handle_dispatch(Handle *self, PyObject *args, PyObject *kw) {
         return NULL;
     Py_INCREF(self); /* a callback may drop the last other reference */
     self->ncalls = 0;
+    unsigned long outer = self->dispatch_thread;
+    self->dispatch_thread = PyThread_get_thread_ident();
     int r = flags == HALO_DISPATCH_BLOCKING ? dispatch_blocking(self) : dispatch_once(self, h, flags);
+    self->dispatch_thread = outer;
     PyObject *ret = NULL;
     if (reraise(self) || (r == -EINTR && PyErr_Occurred()))
         ret = NULL;
@@ -401,7 +439,7 @@ static PyObject *handle_register(Handle *self, PyObject *args, PyObject *kw) {
     if (!self->cb[CB_CSI_SET] || !self->cb[CB_TERMINATE])
         return PyErr_Format(PyExc_ValueError, "register(): open() needs the csi_set and terminate callbacks "
                                               "for a component halod can drive");
-    return result(COMP_CALL(halo_register(h, comp, proxy)), "register");
+    return result(COMP_CALL(self, halo_register(h, comp, proxy)), "register");
 }
 
 /* A call f(h, comp) with comp an optional string. */
@@ -411,7 +449,7 @@ static PyObject *comp_call(Handle *self, PyObject *args, PyObject *kw, const cha
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|z", kwlist, &comp))
         return NULL;
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(f(h, comp)), fn) : NULL;
+    return h ? result(COMP_CALL(self, f(h, comp)), fn) : NULL;
 }
 
 static PyObject *handle_unregister(Handle *self, PyObject *args, PyObject *kw) {
@@ -453,7 +491,7 @@ static PyObject *answer(Handle *self, PyObject *args, PyObject *kw, const char *
         !error_ok(error, fn))
         return NULL;
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(f(h, inv, error)), fn) : NULL;
+    return h ? result(COMP_CALL(self, f(h, inv, error)), fn) : NULL;
 }
 
 static PyObject *handle_response(Handle *self, PyObject *args, PyObject *kw) {
@@ -484,7 +522,7 @@ static PyObject *handle_healthcheck_start(Handle *self, PyObject *args, PyObject
                             "HC_COMPONENT_INVOKED, not %d",
                             invoked);
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_healthcheck_start(h, comp, key, invoked, rec)), "healthcheck_start") : NULL;
+    return h ? result(COMP_CALL(self, halo_healthcheck_start(h, comp, key, invoked, rec)), "healthcheck_start") : NULL;
 }
 
 static PyObject *handle_healthcheck_confirm(Handle *self, PyObject *args, PyObject *kw) {
@@ -495,7 +533,7 @@ static PyObject *handle_healthcheck_confirm(Handle *self, PyObject *args, PyObje
         !error_ok(res, "healthcheck_confirm"))
         return NULL;
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_healthcheck_confirm(h, comp, key, res)), "healthcheck_confirm") : NULL;
+    return h ? result(COMP_CALL(self, halo_healthcheck_confirm(h, comp, key, res)), "healthcheck_confirm") : NULL;
 }
 
 static PyObject *handle_healthcheck_stop(Handle *self, PyObject *args, PyObject *kw) {
@@ -504,7 +542,7 @@ static PyObject *handle_healthcheck_stop(Handle *self, PyObject *args, PyObject 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|z$z", kwlist, &key, &comp))
         return NULL;
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_healthcheck_stop(h, comp, key)), "healthcheck_stop") : NULL;
+    return h ? result(COMP_CALL(self, halo_healthcheck_stop(h, comp, key)), "healthcheck_stop") : NULL;
 }
 
 static PyObject *handle_error_report(Handle *self, PyObject *args, PyObject *kw) {
@@ -514,7 +552,7 @@ static PyObject *handle_error_report(Handle *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|i$z", kwlist, &rec, &comp) || !recovery_ok(rec, "error_report"))
         return NULL;
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_error_report(h, comp, rec)), "error_report") : NULL;
+    return h ? result(COMP_CALL(self, halo_error_report(h, comp, rec)), "error_report") : NULL;
 }
 
 static PyObject *handle_pg_track(Handle *self, PyObject *args, PyObject *kw) {
@@ -533,7 +571,7 @@ static PyObject *handle_pg_track(Handle *self, PyObject *args, PyObject *kw) {
                             "not %d",
                             flags);
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_pg_track(h, csi, (unsigned)flags)), "pg_track") : NULL;
+    return h ? result(COMP_CALL(self, halo_pg_track(h, csi, (unsigned)flags)), "pg_track") : NULL;
 }
 
 static PyObject *handle_pg_track_stop(Handle *self, PyObject *args, PyObject *kw) {
@@ -542,7 +580,7 @@ static PyObject *handle_pg_track_stop(Handle *self, PyObject *args, PyObject *kw
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s", kwlist, &csi))
         return NULL;
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_pg_track_stop(h, csi)), "pg_track_stop") : NULL;
+    return h ? result(COMP_CALL(self, halo_pg_track_stop(h, csi)), "pg_track_stop") : NULL;
 }
 
 static PyObject *handle_ha_state_get(Handle *self, PyObject *args, PyObject *kw) {
@@ -554,7 +592,7 @@ static PyObject *handle_ha_state_get(Handle *self, PyObject *args, PyObject *kw)
     if (!h)
         return NULL;
     halo_ha_state st;
-    int r = COMP_CALL(halo_ha_state_get(h, comp, csi, &st));
+    int r = COMP_CALL(self, halo_ha_state_get(h, comp, csi, &st));
     return r < 0 ? comp_raise(r, "ha_state_get") : PyLong_FromLong(st);
 }
 
@@ -593,7 +631,7 @@ static PyObject *handle_object_state_get(Handle *self, PyObject *args, PyObject 
     halo *h = comp_handle(self);
     if (!h)
         goto out;
-    int r = COMP_CALL(halo_object_state_get(h, names, (size_t)n, st));
+    int r = COMP_CALL(self, halo_object_state_get(h, names, (size_t)n, st));
     ret = r < 0 ? comp_raise(r, "object_state_get") : object_states(st, (size_t)n);
 out:
     PyMem_Free(names);
@@ -608,7 +646,7 @@ static PyObject *handle_entrypoint(Handle *self, PyObject *unused) {
         return NULL;
     char *json = NULL;
     unsigned retry = 0;
-    int r = COMP_CALL(halo_entrypoint(h, &json, &retry));
+    int r = COMP_CALL(self, halo_entrypoint(h, &json, &retry));
     if (r < 0) {
         comp_raise(r, "entrypoint");
         if (r == -HALO_ETRYAGAIN) { /* the caller learns when to ask again */
@@ -641,7 +679,7 @@ static PyObject *handle_process_event(Handle *self, PyObject *args, PyObject *kw
                             "not %d",
                             event);
     halo *h = comp_handle(self);
-    return h ? result(COMP_CALL(halo_process_event(h, event, reason)), "process_event") : NULL;
+    return h ? result(COMP_CALL(self, halo_process_event(h, event, reason)), "process_event") : NULL;
 }
 
 static PyObject *handle_enter(Handle *self, PyObject *unused) {
