@@ -30,6 +30,7 @@ class Comp:
         self.name = os.environ["HALO_COMPONENT"]
         self.log_f = open(os.environ["PYCOMP_LOG"], "a")
         self.answer_hc = True
+        self.hc_count = 0
         self.hold_quiescing = None  # the invocation of a QUIESCING held until a "complete" command
         self.raise_in = os.environ.get("PYCOMP_RAISE_IN")
         self.h = hc.open(csi_set=self.csi_set, csi_remove=self.csi_remove, terminate=self.terminate,
@@ -63,6 +64,7 @@ class Comp:
         sys.exit(0)
 
     def healthcheck(self, h, inv, comp, key):
+        self.hc_count += 1
         if self.answer_hc:
             h.response(inv)
 
@@ -72,6 +74,10 @@ class Comp:
 
     def command(self, cmd):
         op, args = cmd[0], cmd[1:]
+        if op == "blocks":  # for a leak check: the interpreter's allocated blocks, and the checks answered
+            import gc
+            gc.collect()
+            return [sys.getallocatedblocks(), self.hc_count]
         if op == "hc_silent":
             self.answer_hc = False
             return None
@@ -205,6 +211,19 @@ def test_python_components_register_and_get_active_and_standby(cluster):
     assert cluster.call("py-b", "ha_state_get", "csi") == {"ok": hc.STANDBY}
     r = cluster.call("py-a", "ha_state_get", "no-such-csi")
     assert r["err"] == "Error" and r["code"] in (-hc.EUNKNOWN, -2), r
+
+
+def test_callbacks_leak_nothing(cluster):
+    """Each health check runs the healthcheck callback through the module: over 60 more of them the
+    component's interpreter holds about as many memory blocks as before (a leak of one object per callback
+    would show 60)."""
+    def blocks_after(k):
+        wait_for(lambda: cluster.call("py-a", "blocks")["ok"][1] >= k, timeout=30, what=f"{k} health checks")
+        return cluster.call("py-a", "blocks")["ok"]
+    _, n = blocks_after(10)  # warmed up
+    before, n = blocks_after(n + 1)
+    after, _ = blocks_after(n + 60)
+    assert after - before < 30, (before, after)
 
 
 def test_kill9_of_the_python_active_and_the_python_standby_takes_over(cluster):
