@@ -34,7 +34,7 @@ class Comp:
         self.hold_quiescing = None  # the invocation of a QUIESCING held until a "complete" command
         self.raise_in = os.environ.get("PYCOMP_RAISE_IN")
         self.h = hc.open(csi_set=self.csi_set, csi_remove=self.csi_remove, terminate=self.terminate,
-                         healthcheck=self.healthcheck, pg_track=self.pg_track)
+                         healthcheck=self.healthcheck, pg_track=self.pg_track, link_state=self.link_state)
 
     def log(self, ev, **kw):
         self.log_f.write(json.dumps({"ev": ev, "comp": self.name, "pid": os.getpid(), **kw}) + "\n")
@@ -71,6 +71,10 @@ class Comp:
     def pg_track(self, h, csi, members, error):
         self.log("pg_track", csi=csi, error=error,
                  members=sorted([m.comp_name, STATES.get(m.ha_state), m.change] for m in members))
+
+    def link_state(self, h, state, error):
+        self.log("link_state", state={hc.LINK_LOST: "LOST", hc.LINK_RESTORED: "RESTORED",
+                                      hc.LINK_FAILED: "FAILED"}[state], error=error)
 
     def command(self, cmd):
         op, args = cmd[0], cmd[1:]
@@ -278,6 +282,25 @@ def test_switchover_quiesces_the_python_active_until_it_completes(cluster):
     e = cluster.wait_event("csi_set", "py-b", lambda e: e["state"] == "ACTIVE")
     assert e["transition"] == hc.CSI_QUIESCED
     assert cluster.h.wait_assigned("si") == ("py-b", "py-a")
+
+
+def test_python_components_ride_through_a_halod_restart(cluster):
+    h = cluster.h
+    pids = {c: h.pid_of(c) for c in ("py-a", "py-b")}
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    for c in pids:
+        cluster.wait_event("link_state", c, lambda e: e["state"] == "LOST")
+    h.start()
+    for c in pids:
+        e = cluster.wait_event("link_state", c, lambda e: e["state"] == "RESTORED")
+        assert e["error"] == 0
+    # Adopted with their roles: same processes, no new CSI set.
+    assert {c: h.pid_of(c) for c in pids} == pids
+    assert h.wait_assigned("si") == ("py-a", "py-b")
+    assert len(cluster.events("csi_set")) == 2
 
 
 def test_halod_stop_terminates_python_components(halod_factory, tmp_path):
