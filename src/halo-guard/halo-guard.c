@@ -10,16 +10,17 @@
  * stopped nothing would.  So, on several nodes, halod starts one guard beside
  * each such ACTIVE component, in a session of its own (it outlives halod):
  *
- *   halo-guard --lease FILE [--pid PID --start-time TICKS] [--pidfile PATH] [-- STOP-COMMAND...]
+ *   halo-guard --lease FILE [--while FILE] [--pid PID --start-time TICKS] [--pidfile PATH] [-- STOP-COMMAND...]
  *
  * It watches the lease file (one uint64_t: the CLOCK_MONOTONIC deadline in
  * microseconds, 0 for none; io/lease-file.h) and sleeps until the deadline.
  * If it has not moved by then, the node's lease may have run out: it kills
  * the process group of PID (and of the pidfile's process) with SIGKILL and
- * runs STOP-COMMAND (an OCF agent's stop), then exits 3.  It exits 0 when PID
- * ends (nothing left to guard), and on SIGTERM or SIGINT (halod stops the
- * component itself).  A deadline of 0 means halod fenced the node itself or
- * runs alone: nothing is done until a deadline runs again.
+ * runs STOP-COMMAND (an OCF agent's stop), then exits 3.  It exits 0 on
+ * SIGTERM or SIGINT, when the --while file is removed (halod stopped the
+ * component: every guard of it ends, a previous halod's included), and when
+ * PID ends if there is neither a pidfile nor a stop command to see to.  A deadline of 0 means halod fenced the node
+ * itself or runs alone: nothing is done until a deadline runs again.
  *
  * Exit status: 0 nothing to guard any more, 2 usage or set-up error, 3 fenced.
  */
@@ -32,6 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -46,7 +50,7 @@
 #define IDLE_CHECK_USEC (200 * 1000ULL) /* while no deadline runs */
 #define STOP_TIMEOUT_SEC 20             /* the stop command's, as an OCF stop's default */
 
-static const char *arg_lease, *arg_pidfile;
+static const char *arg_lease, *arg_pidfile, *arg_while;
 static pid_t arg_pid;
 static uint64_t arg_start_time;
 static char **arg_stop;
@@ -115,6 +119,23 @@ static void run_stop(void) {
     (void)waitpid(p, NULL, 0);
 }
 
+/* Reads the inotify events: whether the --while file (named name) went. */
+static bool while_removed(int ifd, const char *name) {
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool gone = false;
+    for (;;) {
+        ssize_t n = read(ifd, buf, sizeof(buf));
+        if (n <= 0)
+            return gone;
+        for (char *q = buf; q < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)q;
+            if (ev->len && strcmp(ev->name, name) == 0)
+                gone = true;
+            q += sizeof(*ev) + ev->len;
+        }
+    }
+}
+
 static int fence(uint64_t deadline) {
     fprintf(stderr,
             "halo-guard: pid %d: the node lease was not renewed by its deadline (%.3f s ago); another node may take "
@@ -129,11 +150,10 @@ static int fence(uint64_t deadline) {
 }
 
 static int parse(int argc, char **argv) {
-    static const struct option opts[] = {{"lease", required_argument, NULL, 'l'},
-                                         {"pid", required_argument, NULL, 'p'},
-                                         {"start-time", required_argument, NULL, 't'},
-                                         {"pidfile", required_argument, NULL, 'f'},
-                                         {}};
+    static const struct option opts[] = {
+        {"lease", required_argument, NULL, 'l'},      {"pid", required_argument, NULL, 'p'},
+        {"start-time", required_argument, NULL, 't'}, {"pidfile", required_argument, NULL, 'f'},
+        {"while", required_argument, NULL, 'w'},      {}};
     uint64_t v;
     int c;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) >= 0)
@@ -154,20 +174,24 @@ static int parse(int argc, char **argv) {
         case 'f':
             arg_pidfile = optarg;
             break;
+        case 'w':
+            arg_while = optarg;
+            break;
         default:
             return -EINVAL;
         }
     if (optind < argc)
         arg_stop = argv + optind;
-    if (!arg_lease || (!arg_pid && !arg_stop) || (arg_stop && arg_stop[0][0] != '/'))
+    if (!arg_lease || (!arg_pid && !arg_stop) || (arg_stop && arg_stop[0][0] != '/') ||
+        (arg_while && (arg_while[0] != '/' || strlen(arg_while) >= PATH_MAX)))
         return -EINVAL;
     return 0;
 }
 
 int main(int argc, char **argv) {
     if (parse(argc, argv) < 0) {
-        fprintf(stderr, "usage: halo-guard --lease FILE [--pid PID --start-time TICKS] [--pidfile PATH] "
-                        "[-- /ABSOLUTE/STOP-COMMAND ARGS...]\n");
+        fprintf(stderr, "usage: halo-guard --lease FILE [--while /ABSOLUTE/FILE] [--pid PID --start-time TICKS] "
+                        "[--pidfile PATH] [-- /ABSOLUTE/STOP-COMMAND ARGS...]\n");
         return 2;
     }
     /* The signals halod stops it with, and its own children's end, come through a descriptor. */
@@ -178,6 +202,24 @@ int main(int argc, char **argv) {
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+    /* The --while file: its directory is watched for its removal. */
+    int ifd = -1;
+    const char *while_name = NULL;
+    if (arg_while) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", arg_while);
+        char *slash = strrchr(dir, '/');
+        while_name = arg_while + (slash - dir) + 1;
+        *slash = 0;
+        ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (ifd < 0 || inotify_add_watch(ifd, *dir ? dir : "/", IN_DELETE | IN_MOVED_FROM) < 0) {
+            fprintf(stderr, "halo-guard: cannot watch '%s': %s\n", arg_while, strerror(errno));
+            return 2;
+        }
+        if (access(arg_while, F_OK) < 0)
+            return 0; /* halod removed it already: nothing to guard */
+    }
 
     int pfd = -1;
     if (arg_pid) {
@@ -210,14 +252,23 @@ int main(int argc, char **argv) {
             arm(tfd, IDLE_CHECK_USEC, false);
         else
             arm(tfd, d, true);
-        struct pollfd p[3] = {
-            {.fd = tfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
-        if (poll(p, pfd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR)
+        struct pollfd p[4] = {{.fd = tfd, .events = POLLIN},
+                              {.fd = sfd, .events = POLLIN},
+                              {.fd = ifd, .events = POLLIN},
+                              {.fd = pfd, .events = POLLIN}};
+        if (poll(p, 4, -1) < 0 && errno != EINTR)
             return 2;
         if (p[1].revents)
             return 0; /* halod stops the component itself */
-        if (pfd >= 0 && p[2].revents)
-            return 0; /* the process ended */
+        if (p[2].revents && while_removed(ifd, while_name))
+            return 0; /* halod stopped it: every guard of it ends */
+        if (p[3].revents && !arg_pidfile && !arg_stop)
+            return 0; /* the process ended, and nothing else is left to see to */
+        if (p[3].revents) {
+            close(pfd); /* ended: poll no more on it, and kill no later process that gets its pid */
+            pfd = -1;
+            arg_pid = 0;
+        }
         uint64_t ticks;
         if (p[0].revents)
             (void)read(tfd, &ticks, sizeof(ticks));

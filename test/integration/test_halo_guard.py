@@ -132,3 +132,39 @@ def test_bad_arguments_are_a_usage_error(tmp_path):
                  ["--lease", lease.path, "--", "relative-stop"], ["--lease", str(tmp_path / "none"), "--pid", "1"]):
         r = subprocess.run([GUARD, *args], capture_output=True, text=True, timeout=10)
         assert r.returncode == 2, (args, r.stderr)
+
+
+def test_every_guard_of_a_component_ends_when_its_while_file_goes(tmp_path):
+    """halod marks a component it must fence with a file; a guard of a previous halod and
+    the current one's both end when it is removed (the component was stopped for good)."""
+    lease = Lease(str(tmp_path / "lease"))
+    lease.expires_in(30)
+    mark = tmp_path / "comp"
+    mark.write_text("")
+    stop = ["--", "/bin/true"]  # an OCF resource: no process, a stop command
+    g1 = guard(lease, "--while", str(mark), *stop)
+    g2 = guard(lease, "--while", str(mark), *stop)
+    time.sleep(0.3)
+    assert g1.poll() is None and g2.poll() is None
+    (tmp_path / "other").write_text("")
+    (tmp_path / "other").unlink()  # another file of the directory: nothing
+    time.sleep(0.3)
+    assert g1.poll() is None and g2.poll() is None
+    mark.unlink()
+    assert g1.wait(5) == 0 and g2.wait(5) == 0
+    # A file already gone: nothing to guard.
+    assert guard(lease, "--while", str(mark), *stop).wait(5) == 0
+
+
+def test_a_pidfile_daemon_is_guarded_after_its_launcher_ended(tmp_path):
+    lease = Lease(str(tmp_path / "lease"))
+    lease.expires_in(1.0)
+    launcher = subprocess.Popen(["sleep", "0.2"], start_new_session=True)
+    d = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    pidfile = tmp_path / "d.pid"
+    pidfile.write_text(f"{d.pid}\n")
+    g = guard(lease, "--pid", str(launcher.pid), "--pidfile", str(pidfile))
+    launcher.wait()
+    time.sleep(0.3)
+    assert g.poll() is None  # the launcher's end is not the daemon's
+    assert g.wait(5) == 3 and d.wait(5) == -signal.SIGKILL
