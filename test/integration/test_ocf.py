@@ -117,6 +117,102 @@ service-groups:
     assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stderr
 
 
+# ---- a restarted halod probes first (as Pacemaker does) ---------------------------------------
+
+def kill9(h):
+    """SIGKILL halod (its resources stay as they are); the offset of the next halod's log."""
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    return len(h.logtext())
+
+
+def test_a_restarted_halod_adopts_the_running_resource_of_its_active_and_stops_a_stray_one(halod_factory, tmp_path):
+    h = halod_factory(dummy_yaml(tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    st = os.stat(tmp_path / f"{active}.state")
+    mark = kill9(h)
+    # Left behind as if the previous halod died while the standby's resource was up too.
+    (tmp_path / f"{standby}.state").touch()
+    h.start()
+    wait_for(lambda: not os.path.exists(tmp_path / f"{standby}.state"), timeout=10, what="the stray resource stopped")
+    assert h.wait_assigned("si") == (active, standby)
+    after = h.logtext()[mark:]
+    # Probed (monitor first), adopted: its start did not run again, its state file is the one it wrote.
+    assert f"Probing component '{active}'" in after and f"Probing component '{standby}'" in after
+    assert f"Adopting component '{active}': its resource runs, and its unit '{active}' holds it ACTIVE" in after
+    assert "OCF start of" not in after, after
+    assert os.stat(tmp_path / f"{active}.state").st_ino == st.st_ino
+    assert os.stat(tmp_path / f"{active}.state").st_mtime_ns == st.st_mtime_ns
+    assert f"Component '{standby}': its resource runs, but its unit '{standby}' does not hold it ACTIVE" in after
+    assert h.comp(active)["presence"] == "INSTANTIATED" and h.comp(standby)["presence"] == "UNINSTANTIATED"
+    assert h.su(active).get("last_failure") is None and h.su(standby).get("last_failure") is None
+    # The periodic monitor resumed: the resource going away fails it over.
+    os.unlink(tmp_path / f"{active}.state")
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert os.path.exists(tmp_path / f"{standby}.state")
+    assert h.stop() == 0
+
+
+def test_a_restarted_halod_fails_over_an_active_whose_resource_is_gone(halod_factory, tmp_path):
+    h = halod_factory(dummy_yaml(tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    mark = kill9(h)
+    os.unlink(tmp_path / f"{active}.state")  # gone while nobody watched
+    h.start()
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert os.path.exists(tmp_path / f"{standby}.state")
+    assert ("is not running (OCF probe: not running), though its unit held its CSI ACTIVE"
+            in h.su(active)["last_failure"])
+    # Its start ran once, on the new ACTIVE only.
+    after = h.logtext()[mark:]
+    assert f"Starting component '{standby}': OCF start" in after
+    assert f"Starting component '{active}': OCF start" not in after
+    assert h.stop() == 0
+
+
+def test_a_probe_that_fails_is_a_failure_whose_cleanup_stops_the_resource(halod_factory, tmp_path, flaky):
+    h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    kill9(h)
+    (tmp_path / f"monitor-fails-{active}").touch()
+    os.unlink(tmp_path / "log")
+    h.start()
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert "OCF probe (monitor) failed: OCF_ERR_GENERIC (1: generic error)" in h.su(active)["last_failure"]
+
+    def actions(su):
+        return [line.split()[0] for line in open(tmp_path / "log") if line.split()[1] == su]
+    # The failed unit: probed, then stopped (the cleanup), before the other's start.
+    acts = actions(active)
+    assert acts[:3] == ["meta-data", "monitor", "stop"], acts
+    os.unlink(tmp_path / f"monitor-fails-{active}")
+    assert h.stop() == 0
+
+
+def test_no_unit_is_given_active_while_a_stray_resource_is_being_stopped(halod_factory, tmp_path, flaky):
+    h = halod_factory(flaky_yaml(flaky, tmp_path, "a", "b", "c")).start()
+    active, standby = h.wait_assigned("si")
+    spare = ({"a", "b", "c"} - {active, standby}).pop()
+    kill9(h)
+    # The ACTIVE's resource went while nobody watched, and the spare's runs (its stop is slow): the SI goes to the
+    # standby, but only once the spare's resource is stopped, never two at once.
+    os.unlink(tmp_path / f"up-{active}")
+    (tmp_path / f"up-{spare}").touch()
+    (tmp_path / f"stop-slow-{spare}").touch()
+    os.unlink(tmp_path / "log")
+    h.start()
+
+    def log():
+        return [line.split()[:2] for line in open(tmp_path / "log")]
+    wait_for(lambda: h.si("si")["active"] == standby and os.path.exists(tmp_path / f"up-{standby}") and
+             ["stopped", spare] in log(), timeout=15, what=f"{standby} ACTIVE, {spare}'s resource stopped")
+    log = log()
+    assert log.index(["stopped", spare]) < log.index(["start", standby]), log
+    assert not os.path.exists(tmp_path / f"up-{spare}")
+    assert h.stop() == 0
+
+
 # ---- IPaddr2 in a network namespace ------------------------------------------------------------
 
 CLONE_NEWNET = 0x40000000
@@ -223,8 +319,9 @@ END
 start) test -e "$d/start-hangs-$i" && exec sleep 600
     touch "$d/up-$i"; exit 0;;
 stop) test -e "$d/stop-fails-$i" && { echo "ERROR: $i cannot stop" >&2; exit 1; }
-    rm -f "$d/up-$i"; exit 0;;
-monitor) test -e "$d/up-$i" && exit 0; exit 7;;
+    test -e "$d/stop-slow-$i" && sleep 1
+    rm -f "$d/up-$i"; echo "stopped $i" >> "$d/log"; exit 0;;
+monitor) test -e "$d/monitor-fails-$i" && exit 1; test -e "$d/up-$i" && exit 0; exit 7;;
 validate-all) exit 0;;
 *) exit 3;;
 esac
@@ -249,19 +346,25 @@ def flaky():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod_factory, tmp_path, flaky):
-    for su in ("a", "b"):
-        (tmp_path / f"start-hangs-{su}").touch()
-    h = halod_factory(f"""
+def flaky_yaml(flaky, tmp_path, *units):
+    """A 2N group of Flaky agents (units a and b, unless named), restarts allowed."""
+    sus = ", ".join(f"{u}: {{}}" for u in units or ("a", "b"))
+    return f"""
 defaults:
   component:
     restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 200ms}}
 service-groups:
   g:
     component: {{type: ocf, agent: "{flaky}", params: {{dir: {tmp_path}}}}}
-    service-units: {{a: {{}}, b: {{}}}}
+    service-units: {{{sus}}}
     service-instances: {{si: {{csis: {{c: {{}}}}}}}}
-""").start()
+"""
+
+
+def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod_factory, tmp_path, flaky):
+    for su in ("a", "b"):
+        (tmp_path / f"start-hangs-{su}").touch()
+    h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
     wait_for(lambda: "Component 'b' is OCF agent" in h.logtext() and "Component 'a' is OCF agent" in h.logtext(),
              what="both meta-data read")
     assert "start 1s, stop 2s, monitor every 200ms within 2s" in h.logtext()
@@ -314,4 +417,6 @@ service-groups:
     assert h.stop() == 0  # the start is killed, and then the agent's stop runs
     # a's actions (b's meta-data runs at the same time as a's, and may be logged in between)
     of_a = [x for x in actions() if x[1] == "a"]
-    assert of_a[of_a.index(["start", "a"]):] == [["start", "a"], ["stop", "a"]]
+    assert of_a[of_a.index(["start", "a"]):] == [["start", "a"], ["stop", "a"], ["stopped", "a"]]
+    # Probed first, as every resource of a starting halod.
+    assert of_a[:3] == [["meta-data", "a"], ["monitor", "a"], ["start", "a"]]

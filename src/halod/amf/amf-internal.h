@@ -295,6 +295,10 @@ bool amf_nsa_cleanup(struct su *su);
 bool amf_nsa_cleanup_due(const struct comp *c);
 /* The start: an adopted process of c whose unit does not hold its CSI ACTIVE is stopped as a failure. */
 void amf_nsa_adopted_check(struct comp *c);
+/* The probe of OCF component c ended: its resource runs, does not, or the probe failed (failure: why).  Adopted
+ * where its unit holds it ACTIVE; stopped where it runs otherwise; a failure of c where it should run and does
+ * not, or when the probe failed. */
+void amf_nsa_probed(struct comp *c, bool running, const char *failure);
 
 /* ---- the operator's maintenance operations (amf-admin.c, amf-admin-group.c) ----
  * Each returns 0 when done; 1 when w is told how it ends; or -errno (then w never is). */
@@ -325,8 +329,12 @@ int amf_ocf_run(struct comp *c, const char *action, usec_t timeout, usec_t inter
                 struct proc **ret);
 /* "OCF start failed: OCF_ERR_CONFIGURED (6: ...): <the agent's ocf-exit-reason>" for p's exit (in its callback). */
 char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf, size_t n);
-/* Whether c's meta-data is known; else runs its meta-data action, which calls amf_nsa_ready() once done. */
+/* Whether c's meta-data is known and c was probed; else runs its meta-data action or its probe (the monitor
+ * action, as Pacemaker runs it first), which calls amf_nsa_ready() or amf_nsa_probed() once done. */
 bool amf_ocf_prepare(struct comp *c);
+/* Before amf_set_ready(): whether su's restored assignments stand while its OCF components are probed (then it
+ * is adopting); true when every component of su is an OCF one or an adopted process. */
+bool amf_ocf_adopts(struct su *su);
 
 /* ---- external active monitoring (amf-monitor.c) ---- */
 void amf_monitor_init(struct comp *c);

@@ -70,7 +70,8 @@ void amf_su_adoption_check(struct su *su) {
     if (!su->adopting)
         return;
     for (size_t i = 0; i < su->n_comps; i++)
-        if (amf_comp_sa_aware(&su->comps[i]) && su->comps[i].presence != PRESENCE_INSTANTIATED)
+        if ((amf_comp_sa_aware(&su->comps[i]) && su->comps[i].presence != PRESENCE_INSTANTIATED) ||
+            (amf_comp_ocf(&su->comps[i]) && !su->comps[i].ocf.probed))
             return;
     su->adopting = false;
     log_notice("Service unit '%s' adopted with its assignments", su->name);

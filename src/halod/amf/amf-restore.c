@@ -91,7 +91,7 @@ void amf_si_restore(struct si *si, uint64_t generation, const char *active_su) {
 }
 
 void amf_si_restore_assignment(struct si *si, struct su *su, halo_ha_state state) {
-    if (!su->adopting || su->sg != si->sg)
+    if ((!su->adopting && !amf_ocf_adopts(su)) || su->sg != si->sg)
         return;
     struct assignment *as = amf_asg_slot(si, su);
     if (!as)
