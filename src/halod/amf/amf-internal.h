@@ -207,6 +207,10 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
                            proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
+/* Before amf_set_ready(), restoring an assignment of su: whether it stands although no process of su was adopted
+ * by pid (then su is adopting).  True when every component of su is an OCF one (probed, amf-ocf.c), a proxied one
+ * whose proxy was adopted (registered again, resuming), or an adopted process. */
+bool amf_su_adopts(struct su *su);
 
 /* ---- crash capture (amf-crash.c) ---- */
 /* The environment entry naming c's crash file ("HALO_CRASH_FILE=..."), the file's
@@ -229,7 +233,7 @@ void amf_proxied_answered(struct comp *c, enum inv_kind kind, int error);
 /* c is fenced: its proxy is asked to clean it up (it is no longer on the proxy's link). */
 void amf_proxied_fence(struct comp *c);
 /* Whether conn may register c for its proxy named proxy: 0 or the error for the reply. */
-int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy);
+int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy, bool resume);
 /* Component p registered: the proxied components waiting for it are instantiated through it. */
 void amf_proxied_proxy_registered(struct comp *p);
 /* su failed: the proxied components its components act for fail too. */
@@ -332,9 +336,6 @@ char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf,
 /* Whether c's meta-data is known and c was probed; else runs its meta-data action or its probe (the monitor
  * action, as Pacemaker runs it first), which calls amf_nsa_ready() or amf_nsa_probed() once done. */
 bool amf_ocf_prepare(struct comp *c);
-/* Before amf_set_ready(): whether su's restored assignments stand while its OCF components are probed (then it
- * is adopting); true when every component of su is an OCF one or an adopted process. */
-bool amf_ocf_adopts(struct su *su);
 
 /* ---- external active monitoring (amf-monitor.c) ---- */
 void amf_monitor_init(struct comp *c);

@@ -37,7 +37,7 @@ static int comp_register(struct amf *a, struct conn *conn, struct comp *c, const
     if (!c || !c->su->local)
         return -HALO_EUNKNOWN;
     if (proxy && *proxy)
-        return amf_proxied_may_register(c, conn, proxy);
+        return amf_proxied_may_register(c, conn, proxy, resume);
     if (amf_comp_proxied(c)) {
         log_warning("Process %d tried to register '%s', which is proxied: its proxy '%s' registers it; refused",
                     (int)server_conn_pid(conn), c->name, c->cfg->proxy);

@@ -234,22 +234,6 @@ static void probe(struct comp *c) {
     uv_timer_start(&c->timer, amf_comp_on_timer, c->ocf.monitor_timeout / 1000, 0);
 }
 
-bool amf_ocf_adopts(struct su *su) {
-    bool any = false;
-    if (!su->local || su->amf->ready || su->oper == SU_DISABLED ||
-        (su->admin != SU_UNLOCKED && su->admin != SU_SHUTTING_DOWN))
-        return false;
-    for (size_t i = 0; i < su->n_comps; i++) {
-        const struct comp *c = &su->comps[i];
-        if (!amf_comp_ocf(c) && !c->adopted)
-            return false; /* a process of it must start again, and would get no CSI */
-        any = any || amf_comp_ocf(c);
-    }
-    if (any)
-        su->adopting = true;
-    return any;
-}
-
 bool amf_ocf_prepare(struct comp *c) {
     if (c->ocf.prep)
         return false;
