@@ -91,6 +91,28 @@ def test_switchover_stops_one_server_then_starts_the_other(web):
     assert h.su("web-a").get("last_failure") is None  # a stop, not a failure
 
 
+def test_an_operators_restart_restarts_the_server_in_place(web):
+    h = web
+    for n, cmd in enumerate((("restart", "web-a"), ("admin", "restart", "comp:web-a"))):
+        pid = h.pid_of("web-a")
+        mark = len(h.logtext())
+        assert h.ctl(*cmd).returncode == 0
+        # A new process on the same unit, with the same HA state; the standby is told nothing and runs nothing.
+        wait_for(lambda: h.pid_of("web-a") not in (None, pid) and answers(h.ports["web-a"]), timeout=10,
+                 what="web-a's new server answering")
+        assert h.wait_assigned("web") == ("web-a", "web-b")
+        assert h.pid_of("web-b") is None and not answers(h.ports["web-b"])
+        after = h.logtext()[mark:]
+        assert "Restarting component 'web-a' in place" in after
+        assert "web-b" not in after, after
+        assert not pid_alive(pid)
+    # Not a failure, and not counted by the ladder.
+    assert h.su("web-a").get("last_failure") is None and h.su("web-a").get("last_recovery") is None
+    # The standby has nothing to restart.
+    r = h.ctl("restart", "web-b", check=False)
+    assert r.returncode != 0 and h.pid_of("web-b") is None
+
+
 def test_the_csi_attributes_reach_the_environment(halod_factory, tmp_path):
     out = tmp_path / "env"
     h = halod_factory(f"""

@@ -74,6 +74,24 @@ def test_a_switchover_stops_one_resource_then_starts_the_other(halod_factory, tm
     assert h.stop() == 0
 
 
+def test_an_operators_restart_stops_and_starts_the_resource_in_place(halod_factory, tmp_path, flaky):
+    h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    for cmd in (("restart", active), ("admin", "restart", f"comp:{active}")):
+        os.unlink(tmp_path / "log")
+        assert h.ctl(*cmd).returncode == 0
+        wait_for(lambda: os.path.exists(tmp_path / "log") and ["start", active] in
+                 [line.split()[:2] for line in open(tmp_path / "log")] and h.comp(active)["presence"] ==
+                 "INSTANTIATED", timeout=10, what=f"{active} started again")
+        # The agent's stop, then its start, on the same unit; nothing for the standby.
+        acts = [line.split()[:2] for line in open(tmp_path / "log") if line.split()[0] != "monitor"]
+        assert acts == [["stop", active], ["stopped", active], ["start", active]], acts
+        assert h.wait_assigned("si") == (active, standby)
+        assert os.path.exists(tmp_path / f"up-{active}") and not os.path.exists(tmp_path / f"up-{standby}")
+    assert h.su(active).get("last_failure") is None and h.su(active).get("last_recovery") is None
+    assert h.stop() == 0
+
+
 def test_a_failing_start_is_a_failure_with_the_agents_words(halod_factory, tmp_path):
     # Dummy cannot write its state file in a directory that does not exist: its start fails, on each unit.
     h = halod_factory(f"""

@@ -299,6 +299,8 @@ bool amf_nsa_cleanup(struct su *su);
 bool amf_nsa_cleanup_due(const struct comp *c);
 /* The start: an adopted process of c whose unit does not hold its CSI ACTIVE is stopped as a failure. */
 void amf_nsa_adopted_check(struct comp *c);
+/* Whether non-SA-aware c runs: its process (started, not a pidfile daemon's start command), or its OCF resource. */
+bool amf_nsa_running(const struct comp *c);
 /* The probe of OCF component c ended: its resource runs, does not, or the probe failed (failure: why).  Adopted
  * where its unit holds it ACTIVE; stopped where it runs otherwise; a failure of c where it should run and does
  * not, or when the probe failed. */

@@ -211,6 +211,10 @@ static void helper_exited(struct proc *p, int status, void *userdata) {
         uv_timer_stop(&c->timer); /* what it bounded is over */
     if (amf_comp_ocf(c) && ocf_stop_done(c, p, status, cleanup))
         return;
+    if (amf_comp_ocf(c) && !cleanup && status == 0 && c->restart_in_place && !a->stopping && !c->su->failing) {
+        amf_ladder_comp_gone(c); /* an operator's restart in place: its start again, with its CSI */
+        return;
+    }
     if (probe_stop && !a->stopping && !c->su->failing) {
         /* What the probe found running is stopped: the unit may be in service, and the models go on. */
         amf_su_adoption_check(c->su);
@@ -553,6 +557,10 @@ void amf_nsa_adopted_check(struct comp *c) {
     if (as && as->target == HALO_HA_ACTIVE)
         return;
     amf_comp_fail(c, "was left running by the previous halod, but its unit does not hold its CSI ACTIVE");
+}
+
+bool amf_nsa_running(const struct comp *c) {
+    return (c->proc && !c->starting && !amf_comp_ocf(c)) || (amf_comp_ocf(c) && c->ocf.up && !c->helper);
 }
 
 /* Whether c's unit holds c's CSI ACTIVE (restored, for a restarted halod). */
