@@ -175,10 +175,16 @@ service-groups:
     wait_for(lambda: len(events()) == 5, what="a started again")
     assert events()[3:] == [f"cleanup {pid_b}", "start a"]
     assert h.wait_assigned("si") == ("a", "b")
+    # An operator's restart in place: its terminate command, no cleanup (a clean stop), then its command again.
+    pid_a = h.pid_of("a")
+    h.ctl("restart", "a")
+    wait_for(lambda: len(events()) == 7, what="a restarted")
+    assert events()[5:] == [f"terminate {pid_a}", "start a"]
+    assert h.wait_assigned("si") == ("a", "b")
     # halod's stop stops the ACTIVE with its terminate command too.
     pid_a = h.pid_of("a")
     assert h.stop() == 0
-    assert events()[5:] == [f"terminate {pid_a}"]
+    assert events()[7:] == [f"terminate {pid_a}"]
 
 
 def test_a_pidfile_daemon_is_watched_by_its_pid(halod_factory, tmp_path):
