@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Non-SA-aware components end to end: unmodified programs (python3 -m http.server,
 sh, sleep) run by a real halod as a 2N group, only while they are ACTIVE."""
+import json
 import os
 import shutil
 import signal
@@ -79,6 +80,28 @@ def test_only_the_active_runs_and_kill9_moves_it(web):
     wait_for(lambda: proc_state(victim) is None, timeout=5, what="the killed server reaped")
     assert "killed by signal 9" in h.comp("web-a")["last_exit"]
     assert "component 'web-a' killed by signal 9" in h.su("web-a")["last_failure"]
+
+
+def process_states(h, comp):
+    """The states the broadcast queue published for comp's process, oldest first."""
+    return [e["state"] for e in json.loads(h.ctl("--json", "events").stdout)["events"]
+            if e["object"] == f"process:{comp}"]
+
+
+def test_the_server_is_published_online_when_it_runs_again(web):
+    h = web
+    wait_for(lambda: process_states(h, "web-a") == ["ONLINE"], what="web-a ONLINE")
+    victim = h.pid_of("web-a")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: h.si("web")["active"] == "web-b", timeout=5, what="web-b ACTIVE")
+    # web-b's server started: ONLINE; web-a failed, and it runs nothing as the standby: FAILED stays.
+    wait_for(lambda: process_states(h, "web-b") == ["ONLINE"], what="web-b ONLINE")
+    assert process_states(h, "web-a") == ["ONLINE", "FAILED"]
+    assert h.wait_assigned("web") == ("web-b", "web-a")
+    # A switchover starts web-a's server again: ONLINE again.
+    h.ctl("switchover", "web")
+    assert h.wait_assigned("web") == ("web-a", "web-b")
+    wait_for(lambda: process_states(h, "web-a") == ["ONLINE", "FAILED", "ONLINE"], what="web-a ONLINE again")
 
 
 def test_switchover_stops_one_server_then_starts_the_other(web):

@@ -263,10 +263,16 @@ static int pidfile_read(const char *path, pid_t *ret) {
     return 0;
 }
 
+/* c serves as a registered component would: published ONLINE (recovery-local), as at a registration. */
+static void serves(struct comp *c) {
+    amf_notify_comp(c, AMF_COMP_REGISTERED, NULL);
+}
+
 static void started(struct comp *c) {
     struct invocation *inv = pending_inv(c);
     c->presence = PRESENCE_INSTANTIATED;
     amf_monitor_arm(c);
+    serves(c);
     if (inv && inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE)
         amf_inv_succeed_soon(inv);
     else if (amf_comp_ocf(c))
@@ -554,8 +560,10 @@ void amf_nsa_adopted_check(struct comp *c) {
     if (amf_comp_sa_aware(c) || !c->proc || !c->adopted || !comp_csi(c, &si))
         return;
     struct assignment *as = amf_si_find_su(si, c->su);
-    if (as && as->target == HALO_HA_ACTIVE)
+    if (as && as->target == HALO_HA_ACTIVE) {
+        serves(c);
         return;
+    }
     amf_comp_fail(c, "was left running by the previous halod, but its unit does not hold its CSI ACTIVE");
 }
 
@@ -603,6 +611,7 @@ void amf_nsa_probed(struct comp *c, bool running, const char *failure) {
         log_notice("Adopting component '%s': its resource runs, and its unit '%s' holds it ACTIVE", c->name,
                    c->su->name);
         amf_monitor_arm(c);
+        serves(c);
         amf_su_adoption_check(c->su);
         amf_sg_evaluate(c->su->sg);
         return;
