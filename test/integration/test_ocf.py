@@ -235,6 +235,57 @@ def test_no_unit_is_given_active_while_a_stray_resource_is_being_stopped(halod_f
     assert h.stop() == 0
 
 
+def settled(h):
+    """(active, standby) once h sees si fully assigned with nothing pending."""
+    s = h.si("si")
+    if s["active"] and s["standby"] and not any(a["pending"] for a in s["assignments"]):
+        return s["active"], s["standby"]
+    return None
+
+
+def test_two_nodes_a_restarted_non_coordinator_adopts_or_stops_what_it_left(etcd, halod_factory, tmp_path):
+    """Unit a on n1, b on n2, over etcd; the non-coordinator's halod is killed and back within its lease."""
+    yaml_text = dummy_yaml(tmp_path).replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n").replace(
+        "a: {component:", "a: {node: n1, component:").replace("b: {component:", "b: {node: n2, component:")
+    hs = {n: halod_factory(yaml_text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
+                                                          "--lease-ttl", "3"]).start() for n in ("n1", "n2")}
+    unit = {"n1": "a", "n2": "b"}
+    wait_for(lambda: settled(hs["n1"]) and settled(hs["n2"]), timeout=20, what="si assigned")
+    coord = hs["n1"].status()["coordinator"]
+    other = "n2" if coord == "n1" else "n1"
+    h, mine, theirs = hs[other], unit[other], unit[coord]
+    if settled(h)[0] != mine:
+        hs[coord].ctl("switchover", "si")
+        wait_for(lambda: settled(h) == (mine, theirs) and settled(hs[coord]) == (mine, theirs), timeout=20,
+                 what=f"{mine} ACTIVE")
+    for holds, stray in (("ACTIVE", False), ("STANDBY", True)):
+        gen = hs[coord].si("si")["generation"]
+        mark = kill9(h)
+        if stray:  # left running by the previous halod on a unit that is the STANDBY
+            (tmp_path / f"{mine}.state").touch()
+        h.start()
+        wait_for(lambda: f"Service unit '{mine}' adopted with its assignments" in h.logtext()[mark:], timeout=20,
+                 what=f"{mine} adopted")
+        after = h.logtext()[mark:]
+        assert f"Probing component '{mine}'" in after and "OCF start of" not in after, after
+        want = (mine, theirs) if holds == "ACTIVE" else (theirs, mine)
+        wait_for(lambda: not os.path.exists(tmp_path / f"{mine}.state") if stray else True, timeout=10,
+                 what="the stray resource stopped")
+        for n in hs:
+            assert wait_for(lambda: settled(hs[n]), timeout=20, what="si settled") == want
+        assert hs[coord].si("si")["generation"] == gen, "the coordinator saw a change of assignment"
+        assert os.path.exists(tmp_path / f"{want[0]}.state") and not os.path.exists(tmp_path / f"{want[1]}.state")
+        if holds == "ACTIVE":
+            assert f"Adopting component '{mine}'" in after
+            hs[coord].ctl("switchover", "si")
+            wait_for(lambda: settled(h) == (theirs, mine) and settled(hs[coord]) == (theirs, mine), timeout=20,
+                     what=f"{theirs} ACTIVE")
+        else:
+            assert f"Component '{mine}': its resource runs, but its unit '{mine}' does not hold it ACTIVE" in after
+    for x in hs.values():
+        assert x.stop() == 0
+
+
 # ---- IPaddr2 in a network namespace ------------------------------------------------------------
 
 CLONE_NEWNET = 0x40000000
