@@ -193,22 +193,25 @@ def test_a_restarted_halod_fails_over_an_active_whose_resource_is_gone(halod_fac
     assert h.stop() == 0
 
 
-def test_a_probe_that_fails_is_a_failure_whose_cleanup_stops_the_resource(halod_factory, tmp_path, flaky):
+@pytest.mark.parametrize("how", ["fails", "hangs"])
+def test_a_probe_that_fails_is_a_failure_whose_cleanup_stops_the_resource(halod_factory, tmp_path, flaky, how):
     h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
     active, standby = h.wait_assigned("si")
     kill9(h)
-    (tmp_path / f"monitor-fails-{active}").touch()
+    (tmp_path / f"monitor-{how}-{active}").touch()
     os.unlink(tmp_path / "log")
     h.start()
     wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
-    assert "OCF probe (monitor) failed: OCF_ERR_GENERIC (1: generic error)" in h.su(active)["last_failure"]
+    # Hanging: killed past the monitor timeout the agent advertises (2 s).
+    why = "OCF_ERR_GENERIC (1: generic error)" if how == "fails" else "killed by signal 9"
+    assert f"OCF probe (monitor) failed: {why}" in h.su(active)["last_failure"], h.su(active)["last_failure"]
 
     def actions(su):
         return [line.split()[0] for line in open(tmp_path / "log") if line.split()[1] == su]
     # The failed unit: probed, then stopped (the cleanup), before the other's start.
     acts = actions(active)
     assert acts[:3] == ["meta-data", "monitor", "stop"], acts
-    os.unlink(tmp_path / f"monitor-fails-{active}")
+    os.unlink(tmp_path / f"monitor-{how}-{active}")
     assert h.stop() == 0
 
 
@@ -394,7 +397,7 @@ start) test -e "$d/start-hangs-$i" && exec sleep 600
 stop) test -e "$d/stop-fails-$i" && { echo "ERROR: $i cannot stop" >&2; exit 1; }
     test -e "$d/stop-slow-$i" && sleep 1
     rm -f "$d/up-$i"; echo "stopped $i" >> "$d/log"; exit 0;;
-monitor) test -e "$d/monitor-fails-$i" && exit 1; test -e "$d/up-$i" && exit 0; exit 7;;
+monitor) test -e "$d/monitor-hangs-$i" && exec sleep 600; test -e "$d/monitor-fails-$i" && exit 1; test -e "$d/up-$i" && exit 0; exit 7;;
 validate-all) exit 0;;
 *) exit 3;;
 esac
