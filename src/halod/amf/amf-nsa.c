@@ -617,7 +617,7 @@ void amf_nsa_probed(struct comp *c, bool running, const char *failure) {
         return;
     }
     if (running) {
-        /* Stopped before any unit may be given ACTIVE (amf_ocf_probing()): never two. */
+        /* Stopped before any unit of its group may be given ACTIVE (ocf_probing(), amf-reconcile.c): never two. */
         log_warning("Component '%s': its resource runs, but its unit '%s' does not hold it ACTIVE; stopping it",
                     c->name, c->su->name);
         c->presence = PRESENCE_INSTANTIATED;

@@ -48,6 +48,7 @@ static void ask(struct comp *c) {
         return;
     }
     c->proxy_asked = true;
+    c->adopted = false; /* asked by this halod: registered, not resumed */
     c->spawned_at = now_monotonic_usec();
     c->restarts++;
     uv_timer_start(&c->timer, amf_comp_on_timer, cc->timeouts.instantiate / 1000, 0);
