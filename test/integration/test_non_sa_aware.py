@@ -4,6 +4,7 @@ sh, sleep) run by a real halod as a 2N group, only while they are ACTIVE."""
 import json
 import os
 import shutil
+import sqlite3
 import signal
 import subprocess
 import tempfile
@@ -80,6 +81,18 @@ def test_only_the_active_runs_and_kill9_moves_it(web):
     wait_for(lambda: proc_state(victim) is None, timeout=5, what="the killed server reaped")
     assert "killed by signal 9" in h.comp("web-a")["last_exit"]
     assert "component 'web-a' killed by signal 9" in h.su("web-a")["last_failure"]
+
+
+def recorded(h, si):
+    """(ACTIVE unit, STANDBY unit) of si as its record in halod's store says (one node): what a halod killed now
+    leaves to the next one."""
+    db = sqlite3.connect(f"file:{h.state}/store.db?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT value FROM kv WHERE CAST(key AS TEXT) LIKE ?", (f"%/assignments/{si}",)).fetchone()
+    finally:
+        db.close()
+    roles = {a["ha_state"]: a["su"] for a in json.loads(row[0])["assignments"]} if row else {}
+    return roles.get("ACTIVE"), roles.get("STANDBY")
 
 
 def process_states(h, comp):
@@ -244,6 +257,7 @@ service-groups:
 def test_halod_kill9_and_restart_keeps_the_active_server(web):
     h = web
     pid = h.pid_of("web-a")
+    wait_for(lambda: recorded(h, "web") == ("web-a", "web-b"), what="the roles recorded")
     h.remember_children()
     h.proc.kill()
     h.proc.wait()

@@ -8,6 +8,7 @@ import signal
 
 from halo_harness import FAST_RESTART_HEAD, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 from rawlink import RawLink, register
+from test_non_sa_aware import recorded
 
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
@@ -240,6 +241,7 @@ def test_a_restarted_halod_adopts_the_proxied_components_with_their_assignments(
     assert h.wait_assigned("px") == ("px-a", "px-b")
     proxies = (h.pid_of("proxy-a"), h.pid_of("proxy-b"))
     before = {c: kinds(log, c) for c in ("px-a", "px-b")}
+    wait_for(lambda: recorded(h, "px") == ("px-a", "px-b"), what="the roles recorded")
     h.remember_children()
     h.proc.kill()
     h.proc.wait()
