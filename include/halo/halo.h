@@ -267,7 +267,9 @@ int halo_dispatch(halo *h, halo_dispatch_flags flags);
  * proxied_instantiate callback, see halo_proxy_set_callbacks()).  From then on
  * the CSI sets, removes and terminate of comp come to this handle's
  * callbacks with comp naming it; comp (NULL for a proxied one is -EINVAL)
- * counts as running until its proxy's link ends or halod cleans it up.
+ * counts as running until its proxy's link ends or halod cleans it up.  The
+ * handle keeps comp's name until it unregisters it: after a reconnection to a
+ * restarted halod it registers comp again (resuming) after its own component.
  *
  * Returns 0, -EINVAL, -HALO_EUNKNOWN (not in the model), -HALO_EEXIST (already
  * registered), -EPERM (the caller is not the process halod started for comp, nor

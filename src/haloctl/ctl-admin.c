@@ -43,8 +43,8 @@ static const struct admin_op ops[] = {
      "{} is not LOCKED-INSTANTIATION (or its processes are still stopping)", "{} is instantiated already"},
     {"restart", HALO__LINK__ADMIN__OP__RESTART, K_COMP | K_SU,
      "restart in place: the unit keeps its roles, the new processes get their CSIs again",
-     "{} cannot restart in place now: it must be registered and its unit hold its roles steadily (not failing, "
-     "no change under way)",
+     "{} cannot restart in place now: it must run (registered; a non-SA-aware one runs only while ACTIVE) and "
+     "its unit hold its roles steadily (not failing, no change under way)",
      NULL},
     {"repaired", HALO__LINK__ADMIN__OP__REPAIR, K_SU, "clear a DISABLED unit's failures and start it again",
      "{} is not DISABLED", NULL},
@@ -97,8 +97,6 @@ const char *ctl_admin_explain(Halo__Link__Admin__Op op, const char *target, int 
         fmt = o->already;
     else if (error == -HALO_EUNKNOWN)
         fmt = "no such object: {}";
-    else if (error == -EOPNOTSUPP && op == HALO__LINK__ADMIN__OP__RESTART)
-        fmt = "{} cannot restart in place: not offered for non-SA-aware components yet";
     else if (error == -ECANCELED)
         fmt = "called off: {} was unlocked meanwhile";
     else if (error == -EBUSY)

@@ -74,11 +74,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct hc *, hc_free);
 void halo__amf_tracked_clear(halo *h) {
     struct hc *c;
     struct pg *g;
+    struct proxied *p;
 
     while ((c = LIST_POP(hcs, &h->hcs)))
         hc_free(c);
     while ((g = LIST_POP(pgs, &h->pgs)))
         free(g);
+    while ((p = LIST_POP(proxied, &h->proxied)))
+        free(p);
 }
 
 /*
@@ -107,11 +110,33 @@ static void queue_pg_error(halo *h, const char *csi, int error) {
     halo__dispatch_push(h, q, copy);
 }
 
+/* Sends m (seq: its seq field) on the new link; *ret_refused is halod's error, if any ("already" is none). */
+static int resume_one(halo *h, LinkMsg *m, uint64_t *seq, const struct timespec *deadline, int *ret_refused) {
+    int e = 0, r = halo__request_resume(h, m, seq, deadline, &e);
+    if (r >= 0)
+        *ret_refused = e == -HALO_EEXIST ? 0 : e;
+    return r;
+}
+
 int halo__amf_resume(halo *h, const struct timespec *deadline) {
     LinkMsg m = HALO__LINK__MSG__INIT;
+    struct proxied *p;
     struct hc *c;
     struct pg *g;
     int r, e = 0;
+
+    /* The proxied components first: their health checks name them. */
+    LIST_FOREACH (proxied, p, &h->proxied) {
+        Halo__Link__Register reg = HALO__LINK__REGISTER__INIT;
+        reg.comp = p->comp;
+        reg.proxy = h->comp;
+        reg.resume = true;
+        m.body_case = HALO__LINK__MSG__BODY_REGISTER;
+        m.register_ = &reg;
+        r = resume_one(h, &m, &reg.seq, deadline, &p->refused);
+        if (r < 0)
+            return r;
+    }
 
     LIST_FOREACH (hcs, c, &h->hcs) {
         Halo__Link__HealthcheckStart hc = HALO__LINK__HEALTHCHECK_START__INIT;
@@ -121,10 +146,9 @@ int halo__amf_resume(halo *h, const struct timespec *deadline) {
         hc.recovery = c->recovery;
         m.body_case = HALO__LINK__MSG__BODY_HC_START;
         m.hc_start = &hc;
-        r = halo__request_resume(h, &m, &hc.seq, deadline, &e);
+        r = resume_one(h, &m, &hc.seq, deadline, &c->refused);
         if (r < 0)
             return r;
-        c->refused = e == -HALO_EEXIST ? 0 : e;
     }
 
     LIST_FOREACH (pgs, g, &h->pgs) {
@@ -142,8 +166,16 @@ int halo__amf_resume(halo *h, const struct timespec *deadline) {
 }
 
 void halo__amf_resume_done(halo *h) {
+    struct proxied *p, *pn;
     struct hc *c, *cn;
     struct pg *g, *gn;
+
+    /* A proxied component halod did not adopt: it asks the proxy to instantiate it again, or to clean it up. */
+    LIST_FOREACH_SAFE (proxied, p, pn, &h->proxied)
+        if (p->refused < 0) {
+            LIST_REMOVE(proxied, &h->proxied, p);
+            free(p);
+        }
 
     /* A check halod will not run: the next halo_healthcheck_confirm() says why. */
     LIST_FOREACH_SAFE (hcs, c, cn, &h->hcs)
@@ -168,10 +200,32 @@ static void commit_register(halo *h, int error, const Halo__Link__Reply *reply, 
         h->comp = TAKE_PTR(*comp);
 }
 
-/* A proxy registers one of its proxied components: the handle's own component stays what it is. */
+/* Forgets proxied component comp, if the handle registered it.  Lock held. */
+static void proxied_forget(halo *h, const char *comp) {
+    struct proxied *p;
+    LIST_FOREACH (proxied, p, &h->proxied)
+        if (streq(p->comp, comp)) {
+            LIST_REMOVE(proxied, &h->proxied, p);
+            free(p);
+            return;
+        }
+}
+
+static void commit_register_proxied(halo *h, int error, const Halo__Link__Reply *reply, void *arg) {
+    struct proxied **p = arg;
+    if (error != 0)
+        return;
+    proxied_forget(h, (*p)->comp); /* registered again: one entry */
+    LIST_PREPEND(proxied, &h->proxied, *p);
+    *p = NULL; /* the list owns it */
+}
+
+/* A proxy registers one of its proxied components: the handle's own component stays what it is.  The handle
+ * keeps its name, to register it again after a reconnection. */
 static int register_proxied(halo *h, const char *comp, const char *proxy) {
     Halo__Link__Register reg = HALO__LINK__REGISTER__INIT;
     LinkMsg m = HALO__LINK__MSG__INIT;
+    _cleanup_free_ struct proxied *p = NULL;
     int r;
 
     r = check_name(comp);
@@ -180,11 +234,15 @@ static int register_proxied(halo *h, const char *comp, const char *proxy) {
     r = check_name(proxy);
     if (r < 0)
         return r;
+    p = calloc(1, sizeof(*p) + strlen(comp) + 1);
+    if (!p)
+        return -ENOMEM;
+    strcpy(p->comp, comp);
     reg.comp = (char *)comp;
     reg.proxy = (char *)proxy;
     m.body_case = HALO__LINK__MSG__BODY_REGISTER;
     m.register_ = &reg;
-    return halo__request(h, &m, &reg.seq, NULL);
+    return halo__request_full(h, &m, &reg.seq, NULL, commit_register_proxied, &p, NULL);
 }
 
 HALO_EXPORT int halo_proxy_set_callbacks(halo *h, halo_proxied_cb instantiate, halo_proxied_cb cleanup) {
@@ -236,7 +294,8 @@ static void commit_unregister(halo *h, int error, const Halo__Link__Reply *reply
         free(h->comp);
         h->comp = NULL;
         halo__amf_tracked_clear(h);
-    }
+    } else if (error == 0 && comp)
+        proxied_forget(h, comp);
 }
 
 HALO_EXPORT int halo_unregister(halo *h, const char *comp) {

@@ -74,6 +74,13 @@ struct pg {
     char csi[];
 };
 
+/* A proxied component this handle registered as its proxy: registered again after a reconnection. */
+struct proxied {
+    LIST_FIELDS(struct proxied, proxied);
+    int refused; /* halod's answer when registered again, if an error */
+    char comp[];
+};
+
 struct halo_cdb_sub; /* halo-cdb.c's */
 
 enum link_state {
@@ -104,8 +111,9 @@ struct halo {
     uint64_t seq; /* last seq used */
     LIST_HEAD(struct queued) queue;
     LIST_HEAD(struct waiter) waiters;
-    LIST_HEAD(struct hc) hcs; /* newest first: started again in that order */
-    LIST_HEAD(struct pg) pgs; /* likewise */
+    LIST_HEAD(struct hc) hcs;          /* newest first: started again in that order */
+    LIST_HEAD(struct pg) pgs;          /* likewise */
+    LIST_HEAD(struct proxied) proxied; /* likewise */
     LIST_HEAD(struct halo_cdb_sub) cdb_subs;
     bool reading; /* a thread is polling the socket without the lock */
     bool closed;  /* halo_close() was called */

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Non-SA-aware components end to end: unmodified programs (python3 -m http.server,
 sh, sleep) run by a real halod as a 2N group, only while they are ACTIVE."""
+import json
 import os
 import shutil
+import sqlite3
 import signal
 import subprocess
 import tempfile
@@ -81,6 +83,40 @@ def test_only_the_active_runs_and_kill9_moves_it(web):
     assert "component 'web-a' killed by signal 9" in h.su("web-a")["last_failure"]
 
 
+def recorded(h, si):
+    """(ACTIVE unit, STANDBY unit) of si as its record in halod's store says (one node): what a halod killed now
+    leaves to the next one."""
+    db = sqlite3.connect(f"file:{h.state}/store.db?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT value FROM kv WHERE CAST(key AS TEXT) LIKE ?", (f"%/assignments/{si}",)).fetchone()
+    finally:
+        db.close()
+    roles = {a["ha_state"]: a["su"] for a in json.loads(row[0])["assignments"]} if row else {}
+    return roles.get("ACTIVE"), roles.get("STANDBY")
+
+
+def process_states(h, comp):
+    """The states the broadcast queue published for comp's process, oldest first."""
+    return [e["state"] for e in json.loads(h.ctl("--json", "events").stdout)["events"]
+            if e["object"] == f"process:{comp}"]
+
+
+def test_the_server_is_published_online_when_it_runs_again(web):
+    h = web
+    wait_for(lambda: process_states(h, "web-a") == ["ONLINE"], what="web-a ONLINE")
+    victim = h.pid_of("web-a")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: h.si("web")["active"] == "web-b", timeout=5, what="web-b ACTIVE")
+    # web-b's server started: ONLINE; web-a failed, and it runs nothing as the standby: FAILED stays.
+    wait_for(lambda: process_states(h, "web-b") == ["ONLINE"], what="web-b ONLINE")
+    assert process_states(h, "web-a") == ["ONLINE", "FAILED"]
+    assert h.wait_assigned("web") == ("web-b", "web-a")
+    # A switchover starts web-a's server again: ONLINE again.
+    h.ctl("switchover", "web")
+    assert h.wait_assigned("web") == ("web-a", "web-b")
+    wait_for(lambda: process_states(h, "web-a") == ["ONLINE", "FAILED", "ONLINE"], what="web-a ONLINE again")
+
+
 def test_switchover_stops_one_server_then_starts_the_other(web):
     h = web
     old = h.pid_of("web-a")
@@ -89,6 +125,28 @@ def test_switchover_stops_one_server_then_starts_the_other(web):
     wait_for(lambda: answers(h.ports["web-b"]), what="web-b's server answering")
     assert not pid_alive(old) and not answers(h.ports["web-a"])
     assert h.su("web-a").get("last_failure") is None  # a stop, not a failure
+
+
+def test_an_operators_restart_restarts_the_server_in_place(web):
+    h = web
+    for n, cmd in enumerate((("restart", "web-a"), ("admin", "restart", "comp:web-a"))):
+        pid = h.pid_of("web-a")
+        mark = len(h.logtext())
+        assert h.ctl(*cmd).returncode == 0
+        # A new process on the same unit, with the same HA state; the standby is told nothing and runs nothing.
+        wait_for(lambda: h.pid_of("web-a") not in (None, pid) and answers(h.ports["web-a"]), timeout=10,
+                 what="web-a's new server answering")
+        assert h.wait_assigned("web") == ("web-a", "web-b")
+        assert h.pid_of("web-b") is None and not answers(h.ports["web-b"])
+        after = h.logtext()[mark:]
+        assert "Restarting component 'web-a' in place" in after
+        assert "web-b" not in after, after
+        assert not pid_alive(pid)
+    # Not a failure, and not counted by the ladder.
+    assert h.su("web-a").get("last_failure") is None and h.su("web-a").get("last_recovery") is None
+    # The standby has nothing to restart.
+    r = h.ctl("restart", "web-b", check=False)
+    assert r.returncode != 0 and h.pid_of("web-b") is None
 
 
 def test_the_csi_attributes_reach_the_environment(halod_factory, tmp_path):
@@ -153,10 +211,16 @@ service-groups:
     wait_for(lambda: len(events()) == 5, what="a started again")
     assert events()[3:] == [f"cleanup {pid_b}", "start a"]
     assert h.wait_assigned("si") == ("a", "b")
+    # An operator's restart in place: its terminate command, no cleanup (a clean stop), then its command again.
+    pid_a = h.pid_of("a")
+    h.ctl("restart", "a")
+    wait_for(lambda: len(events()) == 7, what="a restarted")
+    assert events()[5:] == [f"terminate {pid_a}", "start a"]
+    assert h.wait_assigned("si") == ("a", "b")
     # halod's stop stops the ACTIVE with its terminate command too.
     pid_a = h.pid_of("a")
     assert h.stop() == 0
-    assert events()[5:] == [f"terminate {pid_a}"]
+    assert events()[7:] == [f"terminate {pid_a}"]
 
 
 def test_a_pidfile_daemon_is_watched_by_its_pid(halod_factory, tmp_path):
@@ -193,6 +257,7 @@ service-groups:
 def test_halod_kill9_and_restart_keeps_the_active_server(web):
     h = web
     pid = h.pid_of("web-a")
+    wait_for(lambda: recorded(h, "web") == ("web-a", "web-b"), what="the roles recorded")
     h.remember_children()
     h.proc.kill()
     h.proc.wait()

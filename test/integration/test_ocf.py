@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from halo_harness import HALOD, wait_for
+from test_non_sa_aware import process_states, recorded
 
 AGENTS = "/usr/lib/ocf/resource.d/heartbeat"
 pytestmark = pytest.mark.skipif(not os.access(f"{AGENTS}/Dummy", os.X_OK),
@@ -55,6 +56,9 @@ def test_dummy_fails_over_when_its_monitor_says_not_running(halod_factory, tmp_p
     assert not os.path.exists(tmp_path / f"{active}.state")
     failure = h.su(active)["last_failure"]
     assert f"component '{active}' OCF monitor failed: OCF_NOT_RUNNING (7: not running)" in failure
+    # Published as processes are: ONLINE once started, FAILED.
+    wait_for(lambda: process_states(h, active) == ["ONLINE", "FAILED"], what=f"{active} ONLINE, FAILED")
+    wait_for(lambda: process_states(h, standby) == ["ONLINE"], what=f"{standby} ONLINE")
     log = h.logtext()
     assert f"Running the OCF stop action (cleanup) of component '{active}'" in log
     # halod's stop stops the ACTIVE's resource with the agent's stop action.
@@ -71,6 +75,24 @@ def test_a_switchover_stops_one_resource_then_starts_the_other(halod_factory, tm
     assert h.wait_assigned("si") == (standby, active)
     assert os.path.exists(tmp_path / f"{standby}.state") and not os.path.exists(tmp_path / f"{active}.state")
     assert h.su(active).get("last_failure") is None  # a stop, not a failure
+    assert h.stop() == 0
+
+
+def test_an_operators_restart_stops_and_starts_the_resource_in_place(halod_factory, tmp_path, flaky):
+    h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    for cmd in (("restart", active), ("admin", "restart", f"comp:{active}")):
+        os.unlink(tmp_path / "log")
+        assert h.ctl(*cmd).returncode == 0
+        wait_for(lambda: os.path.exists(tmp_path / "log") and ["start", active] in
+                 [line.split()[:2] for line in open(tmp_path / "log")] and h.comp(active)["presence"] ==
+                 "INSTANTIATED", timeout=10, what=f"{active} started again")
+        # The agent's stop, then its start, on the same unit; nothing for the standby.
+        acts = [line.split()[:2] for line in open(tmp_path / "log") if line.split()[0] != "monitor"]
+        assert acts == [["stop", active], ["stopped", active], ["start", active]], acts
+        assert h.wait_assigned("si") == (active, standby)
+        assert os.path.exists(tmp_path / f"up-{active}") and not os.path.exists(tmp_path / f"up-{standby}")
+    assert h.su(active).get("last_failure") is None and h.su(active).get("last_recovery") is None
     assert h.stop() == 0
 
 
@@ -115,6 +137,160 @@ service-groups:
     cfg.write_text(dummy_yaml(tmp_path))
     r = subprocess.run([HALOD, "--check", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stderr
+
+
+# ---- a restarted halod probes first (as Pacemaker does) ---------------------------------------
+
+def kill9(h, si="si"):
+    """SIGKILL halod (its resources stay as they are) once what it shows of si is recorded (one node); the offset
+    of the next halod's log."""
+    if "--etcd" not in h.extra_args:
+        roles = (h.si(si)["active"], h.si(si)["standby"])
+        wait_for(lambda: recorded(h, si) == roles, what="the roles recorded")
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    return len(h.logtext())
+
+
+def test_a_restarted_halod_adopts_the_running_resource_of_its_active_and_stops_a_stray_one(halod_factory, tmp_path):
+    h = halod_factory(dummy_yaml(tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    st = os.stat(tmp_path / f"{active}.state")
+    mark = kill9(h)
+    # Left behind as if the previous halod died while the standby's resource was up too.
+    (tmp_path / f"{standby}.state").touch()
+    h.start()
+    wait_for(lambda: not os.path.exists(tmp_path / f"{standby}.state"), timeout=10, what="the stray resource stopped")
+    assert h.wait_assigned("si") == (active, standby)
+    after = h.logtext()[mark:]
+    # Probed (monitor first), adopted: its start did not run again, its state file is the one it wrote.
+    assert f"Probing component '{active}'" in after and f"Probing component '{standby}'" in after
+    assert f"Adopting component '{active}': its resource runs, and its unit '{active}' holds it ACTIVE" in after
+    assert "OCF start of" not in after, after
+    assert os.stat(tmp_path / f"{active}.state").st_ino == st.st_ino
+    assert os.stat(tmp_path / f"{active}.state").st_mtime_ns == st.st_mtime_ns
+    assert f"Component '{standby}': its resource runs, but its unit '{standby}' does not hold it ACTIVE" in after
+    assert h.comp(active)["presence"] == "INSTANTIATED" and h.comp(standby)["presence"] == "UNINSTANTIATED"
+    assert h.su(active).get("last_failure") is None and h.su(standby).get("last_failure") is None
+    # The periodic monitor resumed: the resource going away fails it over.
+    os.unlink(tmp_path / f"{active}.state")
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert os.path.exists(tmp_path / f"{standby}.state")
+    assert h.stop() == 0
+
+
+def test_a_restarted_halod_fails_over_an_active_whose_resource_is_gone(halod_factory, tmp_path):
+    h = halod_factory(dummy_yaml(tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    mark = kill9(h)
+    os.unlink(tmp_path / f"{active}.state")  # gone while nobody watched
+    h.start()
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    assert os.path.exists(tmp_path / f"{standby}.state")
+    assert ("is not running (OCF probe: not running), though its unit held its CSI ACTIVE"
+            in h.su(active)["last_failure"])
+    # Its start ran once, on the new ACTIVE only.
+    after = h.logtext()[mark:]
+    assert f"Starting component '{standby}': OCF start" in after
+    assert f"Starting component '{active}': OCF start" not in after
+    assert h.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["fails", "hangs"])
+def test_a_probe_that_fails_is_a_failure_whose_cleanup_stops_the_resource(halod_factory, tmp_path, flaky, how):
+    h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
+    active, standby = h.wait_assigned("si")
+    kill9(h)
+    (tmp_path / f"monitor-{how}-{active}").touch()
+    os.unlink(tmp_path / "log")
+    h.start()
+    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
+    # Hanging: killed past the monitor timeout the agent advertises (2 s).
+    why = "OCF_ERR_GENERIC (1: generic error)" if how == "fails" else "killed by signal 9"
+    assert f"OCF probe (monitor) failed: {why}" in h.su(active)["last_failure"], h.su(active)["last_failure"]
+
+    def actions(su):
+        return [line.split()[0] for line in open(tmp_path / "log") if line.split()[1] == su]
+    # The failed unit: probed, then stopped (the cleanup), before the other's start.
+    acts = actions(active)
+    assert acts[:3] == ["meta-data", "monitor", "stop"], acts
+    os.unlink(tmp_path / f"monitor-{how}-{active}")
+    assert h.stop() == 0
+
+
+def test_no_unit_is_given_active_while_a_stray_resource_is_being_stopped(halod_factory, tmp_path, flaky):
+    h = halod_factory(flaky_yaml(flaky, tmp_path, "a", "b", "c")).start()
+    active, standby = h.wait_assigned("si")
+    spare = ({"a", "b", "c"} - {active, standby}).pop()
+    kill9(h)
+    # The ACTIVE's resource went while nobody watched, and the spare's runs (its stop is slow): the SI goes to the
+    # standby, but only once the spare's resource is stopped, never two at once.
+    os.unlink(tmp_path / f"up-{active}")
+    (tmp_path / f"up-{spare}").touch()
+    (tmp_path / f"stop-slow-{spare}").touch()
+    os.unlink(tmp_path / "log")
+    h.start()
+
+    def log():
+        return [line.split()[:2] for line in open(tmp_path / "log")]
+    wait_for(lambda: h.si("si")["active"] == standby and os.path.exists(tmp_path / f"up-{standby}") and
+             ["stopped", spare] in log(), timeout=15, what=f"{standby} ACTIVE, {spare}'s resource stopped")
+    log = log()
+    assert log.index(["stopped", spare]) < log.index(["start", standby]), log
+    assert not os.path.exists(tmp_path / f"up-{spare}")
+    assert h.stop() == 0
+
+
+def settled(h):
+    """(active, standby) once h sees si fully assigned with nothing pending."""
+    s = h.si("si")
+    if s["active"] and s["standby"] and not any(a["pending"] for a in s["assignments"]):
+        return s["active"], s["standby"]
+    return None
+
+
+def test_two_nodes_a_restarted_non_coordinator_adopts_or_stops_what_it_left(etcd, halod_factory, tmp_path):
+    """Unit a on n1, b on n2, over etcd; the non-coordinator's halod is killed and back within its lease."""
+    yaml_text = dummy_yaml(tmp_path).replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n").replace(
+        "a: {component:", "a: {node: n1, component:").replace("b: {component:", "b: {node: n2, component:")
+    hs = {n: halod_factory(yaml_text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
+                                                          "--lease-ttl", "3"]).start() for n in ("n1", "n2")}
+    unit = {"n1": "a", "n2": "b"}
+    wait_for(lambda: settled(hs["n1"]) and settled(hs["n2"]), timeout=20, what="si assigned")
+    coord = hs["n1"].status()["coordinator"]
+    other = "n2" if coord == "n1" else "n1"
+    h, mine, theirs = hs[other], unit[other], unit[coord]
+    if settled(h)[0] != mine:
+        hs[coord].ctl("switchover", "si")
+        wait_for(lambda: settled(h) == (mine, theirs) and settled(hs[coord]) == (mine, theirs), timeout=20,
+                 what=f"{mine} ACTIVE")
+    for holds, stray in (("ACTIVE", False), ("STANDBY", True)):
+        gen = hs[coord].si("si")["generation"]
+        mark = kill9(h)
+        if stray:  # left running by the previous halod on a unit that is the STANDBY
+            (tmp_path / f"{mine}.state").touch()
+        h.start()
+        wait_for(lambda: f"Service unit '{mine}' adopted with its assignments" in h.logtext()[mark:], timeout=20,
+                 what=f"{mine} adopted")
+        after = h.logtext()[mark:]
+        assert f"Probing component '{mine}'" in after and "OCF start of" not in after, after
+        want = (mine, theirs) if holds == "ACTIVE" else (theirs, mine)
+        wait_for(lambda: not os.path.exists(tmp_path / f"{mine}.state") if stray else True, timeout=10,
+                 what="the stray resource stopped")
+        for n in hs:
+            assert wait_for(lambda: settled(hs[n]), timeout=20, what="si settled") == want
+        assert hs[coord].si("si")["generation"] == gen, "the coordinator saw a change of assignment"
+        assert os.path.exists(tmp_path / f"{want[0]}.state") and not os.path.exists(tmp_path / f"{want[1]}.state")
+        if holds == "ACTIVE":
+            assert f"Adopting component '{mine}'" in after
+            hs[coord].ctl("switchover", "si")
+            wait_for(lambda: settled(h) == (theirs, mine) and settled(hs[coord]) == (theirs, mine), timeout=20,
+                     what=f"{theirs} ACTIVE")
+        else:
+            assert f"Component '{mine}': its resource runs, but its unit '{mine}' does not hold it ACTIVE" in after
+    for x in hs.values():
+        assert x.stop() == 0
 
 
 # ---- IPaddr2 in a network namespace ------------------------------------------------------------
@@ -223,8 +399,9 @@ END
 start) test -e "$d/start-hangs-$i" && exec sleep 600
     touch "$d/up-$i"; exit 0;;
 stop) test -e "$d/stop-fails-$i" && { echo "ERROR: $i cannot stop" >&2; exit 1; }
-    rm -f "$d/up-$i"; exit 0;;
-monitor) test -e "$d/up-$i" && exit 0; exit 7;;
+    test -e "$d/stop-slow-$i" && sleep 1
+    rm -f "$d/up-$i"; echo "stopped $i" >> "$d/log"; exit 0;;
+monitor) test -e "$d/monitor-hangs-$i" && exec sleep 600; test -e "$d/monitor-fails-$i" && exit 1; test -e "$d/up-$i" && exit 0; exit 7;;
 validate-all) exit 0;;
 *) exit 3;;
 esac
@@ -249,19 +426,25 @@ def flaky():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod_factory, tmp_path, flaky):
-    for su in ("a", "b"):
-        (tmp_path / f"start-hangs-{su}").touch()
-    h = halod_factory(f"""
+def flaky_yaml(flaky, tmp_path, *units):
+    """A 2N group of Flaky agents (units a and b, unless named), restarts allowed."""
+    sus = ", ".join(f"{u}: {{}}" for u in units or ("a", "b"))
+    return f"""
 defaults:
   component:
     restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 200ms}}
 service-groups:
   g:
     component: {{type: ocf, agent: "{flaky}", params: {{dir: {tmp_path}}}}}
-    service-units: {{a: {{}}, b: {{}}}}
+    service-units: {{{sus}}}
     service-instances: {{si: {{csis: {{c: {{}}}}}}}}
-""").start()
+"""
+
+
+def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod_factory, tmp_path, flaky):
+    for su in ("a", "b"):
+        (tmp_path / f"start-hangs-{su}").touch()
+    h = halod_factory(flaky_yaml(flaky, tmp_path)).start()
     wait_for(lambda: "Component 'b' is OCF agent" in h.logtext() and "Component 'a' is OCF agent" in h.logtext(),
              what="both meta-data read")
     assert "start 1s, stop 2s, monitor every 200ms within 2s" in h.logtext()
@@ -314,4 +497,6 @@ service-groups:
     assert h.stop() == 0  # the start is killed, and then the agent's stop runs
     # a's actions (b's meta-data runs at the same time as a's, and may be logged in between)
     of_a = [x for x in actions() if x[1] == "a"]
-    assert of_a[of_a.index(["start", "a"]):] == [["start", "a"], ["stop", "a"]]
+    assert of_a[of_a.index(["start", "a"]):] == [["start", "a"], ["stop", "a"], ["stopped", "a"]]
+    # Probed first, as every resource of a starting halod.
+    assert of_a[:3] == [["meta-data", "a"], ["monitor", "a"], ["start", "a"]]

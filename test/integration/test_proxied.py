@@ -8,6 +8,7 @@ import signal
 
 from halo_harness import FAST_RESTART_HEAD, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 from rawlink import RawLink, register
+from test_non_sa_aware import recorded
 
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
@@ -230,3 +231,39 @@ def test_each_node_has_its_proxy_and_the_si_moves_to_the_other_node(etcd, halod_
     assert [e[0] for e in kinds(log, "px-a")].count("PROXIED_INSTANTIATE") == 2
     for h in hs.values():
         assert h.stop() == 0
+
+
+def test_a_restarted_halod_adopts_the_proxied_components_with_their_assignments(halod_factory, tmp_path):
+    """SIGKILL of halod alone: the proxies keep running, register again (libhalo reconnects) and register their
+    proxied components again; the next halod takes them back with their roles, nothing instantiated again."""
+    log = tmp_path / "comp.log"
+    h = halod_factory(proxied_yaml(log)).start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    proxies = (h.pid_of("proxy-a"), h.pid_of("proxy-b"))
+    before = {c: kinds(log, c) for c in ("px-a", "px-b")}
+    wait_for(lambda: recorded(h, "px") == ("px-a", "px-b"), what="the roles recorded")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: "Service unit 'px-a' adopted with its assignments" in h.logtext()[mark:] and
+             "Service unit 'px-b' adopted with its assignments" in h.logtext()[mark:], timeout=15,
+             what="both proxied units adopted")
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    assert (h.pid_of("proxy-a"), h.pid_of("proxy-b")) == proxies
+    for comp in ("px-a", "px-b"):
+        c = h.comp(comp)
+        assert (c["presence"], c["registered"]) == ("INSTANTIATED", True), c
+        # Not instantiated again, no CSI set again: what the proxy does for it goes on.
+        assert kinds(log, comp) == before[comp], kinds(log, comp)
+        assert h.su(comp).get("last_failure") is None
+    status = h.ctl("status").stdout.splitlines()
+    assert [line.split() for line in status if line.split()[:1] == ["px"]] == [["px", "FULLY-ASSIGNED", "px-a", "px-b"]]
+    assert ["px-a", "local", "UNLOCKED", "ENABLED", "IN-SERVICE", "ACTIVE(px)"] in [line.split() for line in status]
+    # Still a proxied unit like any other: its proxy's death fails the SI over.
+    os.kill(proxies[0], signal.SIGKILL)
+    wait_for(lambda: h.si("px")["active"] == "px-b", timeout=10, what="px-b ACTIVE")
+    assert h.wait_assigned("px") == ("px-b", "px-a")
+    assert h.stop() == 0

@@ -133,9 +133,9 @@ bool amf_admin_comp_stopped(struct comp *c) {
 
 /* Whether c may restart in place now: running, registered, its unit holding its roles steadily. */
 static int restart_check(struct comp *c) {
-    if (!amf_comp_sa_aware(c))
-        return -EOPNOTSUPP; /* halod runs it only while ACTIVE: an operator's restart in place is not offered yet */
-    if (c->presence != PRESENCE_INSTANTIATED || !c->conn || c->restart_in_place || amf_comp_restart_refused(c))
+    /* A non-SA-aware component runs while ACTIVE only: its process, or its OCF resource (amf-nsa.c). */
+    bool running = amf_comp_sa_aware(c) ? c->conn != NULL : amf_nsa_running(c);
+    if (c->presence != PRESENCE_INSTANTIATED || !running || c->restart_in_place || amf_comp_restart_refused(c))
         return -HALO_EBADSTATE;
     return 0;
 }
@@ -149,15 +149,21 @@ int amf_comp_op_restart(struct comp *c) {
     return 0;
 }
 
+/* A non-SA-aware component that runs nothing (its unit is not ACTIVE) has nothing to restart. */
+static bool restart_skipped(const struct comp *c) {
+    return !amf_comp_sa_aware(c) && c->presence == PRESENCE_UNINSTANTIATED && !amf_nsa_running(c);
+}
+
 int amf_su_op_restart(struct su *su) {
     for (size_t i = 0; i < su->n_comps; i++) {
-        int r = restart_check(&su->comps[i]);
+        int r = restart_skipped(&su->comps[i]) ? 0 : restart_check(&su->comps[i]);
         if (r < 0)
             return r;
     }
     log_info("Restarting service unit '%s' in place", su->name);
     for (size_t i = 0; i < su->n_comps; i++)
-        amf_comp_restart_in_place(&su->comps[i], NULL);
+        if (!restart_skipped(&su->comps[i]))
+            amf_comp_restart_in_place(&su->comps[i], NULL);
     return 0;
 }
 

@@ -216,6 +216,10 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
                            proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
 void amf_su_adoption_check(struct su *su);
+/* Before amf_set_ready(), restoring an assignment of su: whether it stands although no process of su was adopted
+ * by pid (then su is adopting).  True when every component of su is an OCF one (probed, amf-ocf.c), a proxied one
+ * whose proxy was adopted (registered again, resuming), or an adopted process. */
+bool amf_su_adopts(struct su *su);
 
 /* ---- crash capture (amf-crash.c) ---- */
 /* The environment entry naming c's crash file ("HALO_CRASH_FILE=..."), the file's
@@ -238,7 +242,7 @@ void amf_proxied_answered(struct comp *c, enum inv_kind kind, int error);
 /* c is fenced: its proxy is asked to clean it up (it is no longer on the proxy's link). */
 void amf_proxied_fence(struct comp *c);
 /* Whether conn may register c for its proxy named proxy: 0 or the error for the reply. */
-int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy);
+int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy, bool resume);
 /* Component p registered: the proxied components waiting for it are instantiated through it. */
 void amf_proxied_proxy_registered(struct comp *p);
 /* su failed: the proxied components its components act for fail too. */
@@ -304,6 +308,12 @@ bool amf_nsa_cleanup(struct su *su);
 bool amf_nsa_cleanup_due(const struct comp *c);
 /* The start: an adopted process of c whose unit does not hold its CSI ACTIVE is stopped as a failure. */
 void amf_nsa_adopted_check(struct comp *c);
+/* Whether non-SA-aware c runs: its process (started, not a pidfile daemon's start command), or its OCF resource. */
+bool amf_nsa_running(const struct comp *c);
+/* The probe of OCF component c ended: its resource runs, does not, or the probe failed (failure: why).  Adopted
+ * where its unit holds it ACTIVE; stopped where it runs otherwise; a failure of c where it should run and does
+ * not, or when the probe failed. */
+void amf_nsa_probed(struct comp *c, bool running, const char *failure);
 
 /* ---- the operator's maintenance operations (amf-admin.c, amf-admin-group.c) ----
  * Each returns 0 when done; 1 when w is told how it ends; or -errno (then w never is). */
@@ -338,7 +348,8 @@ int amf_ocf_run(struct comp *c, const char *action, usec_t timeout, usec_t inter
                 struct proc **ret);
 /* "OCF start failed: OCF_ERR_CONFIGURED (6: ...): <the agent's ocf-exit-reason>" for p's exit (in its callback). */
 char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf, size_t n);
-/* Whether c's meta-data is known; else runs its meta-data action, which calls amf_nsa_ready() once done. */
+/* Whether c's meta-data is known and c was probed; else runs its meta-data action or its probe (the monitor
+ * action, as Pacemaker runs it first), which calls amf_nsa_ready() or amf_nsa_probed() once done. */
 bool amf_ocf_prepare(struct comp *c);
 
 /* ---- external active monitoring (amf-monitor.c) ---- */

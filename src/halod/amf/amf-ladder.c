@@ -151,9 +151,9 @@ static void comp_start_again(struct comp *c) {
         amf_comp_instantiate(c);   /* its CSIs once it registers */
         return;
     }
-    /* Its cleanup first (it failed), then its CSI set again starts it. */
+    /* Its cleanup first if it failed (or needed SIGKILL to stop), then its CSI set again starts it. */
     c->presence = PRESENCE_UNINSTANTIATED;
-    c->killed = true;
+    c->killed = c->killed || !c->restart_at_once;
     comp_back(c);
     amf_nsa_stopped(c);
     comp_csis_again(c);

@@ -37,7 +37,7 @@ static int comp_register(struct amf *a, struct conn *conn, struct comp *c, const
     if (!c || !c->su->local)
         return -HALO_EUNKNOWN;
     if (proxy && *proxy)
-        return amf_proxied_may_register(c, conn, proxy);
+        return amf_proxied_may_register(c, conn, proxy, resume);
     if (amf_comp_proxied(c)) {
         log_warning("Process %d tried to register '%s', which is proxied: its proxy '%s' registers it; refused",
                     (int)server_conn_pid(conn), c->name, c->cfg->proxy);
@@ -70,7 +70,8 @@ void amf_su_adoption_check(struct su *su) {
     if (!su->adopting)
         return;
     for (size_t i = 0; i < su->n_comps; i++)
-        if (amf_comp_sa_aware(&su->comps[i]) && su->comps[i].presence != PRESENCE_INSTANTIATED)
+        if ((amf_comp_sa_aware(&su->comps[i]) && su->comps[i].presence != PRESENCE_INSTANTIATED) ||
+            (amf_comp_ocf(&su->comps[i]) && !su->comps[i].ocf.probed))
             return;
     su->adopting = false;
     log_notice("Service unit '%s' adopted with its assignments", su->name);

@@ -98,9 +98,10 @@ struct comp {
     } monitor;
     /* An OCF resource agent (amf-ocf.c). */
     struct {
-        struct proc *prep; /* its meta-data action, before the unit is first in service */
+        struct proc *prep; /* its meta-data action, then its probe, before the unit is first in service */
         bool ready;        /* its meta-data was read (or could not be: the defaults apply) */
         bool up;           /* its start succeeded and no stop or cleanup succeeded since */
+        bool probed;       /* its probe ran in this halod's life, and a resource it found left running was dealt with */
         usec_t start, stop, monitor_timeout, monitor_interval; /* the timeouts that apply */
     } ocf;
 };

@@ -158,6 +158,7 @@ static void start_helper(struct comp *c, bool cleanup) {
 /* An OCF agent's stop or cleanup ended: its resource is gone, or its stop failed. */
 static bool ocf_stop_done(struct comp *c, struct proc *p, int status, bool cleanup) {
     char why[640];
+    c->ocf.probed = true; /* what a probe found running is stopped, or its failure is recovered */
     if (status == 0) {
         c->ocf.up = false;
         if (!cleanup && c->presence == PRESENCE_TERMINATING)
@@ -193,7 +194,7 @@ static void helper_exited(struct proc *p, int status, void *userdata) {
     struct comp *c = userdata;
     struct amf *a = c->amf;
     char buf[128];
-    bool cleanup = c->helper_cleanup;
+    bool cleanup = c->helper_cleanup, probe_stop = amf_comp_ocf(c) && !c->ocf.probed;
 
     c->helper = NULL;
     if (amf_comp_ocf(c))
@@ -210,6 +211,16 @@ static void helper_exited(struct proc *p, int status, void *userdata) {
         uv_timer_stop(&c->timer); /* what it bounded is over */
     if (amf_comp_ocf(c) && ocf_stop_done(c, p, status, cleanup))
         return;
+    if (amf_comp_ocf(c) && !cleanup && status == 0 && c->restart_in_place && !a->stopping && !c->su->failing) {
+        amf_ladder_comp_gone(c); /* an operator's restart in place: its start again, with its CSI */
+        return;
+    }
+    if (probe_stop && !a->stopping && !c->su->failing) {
+        /* What the probe found running is stopped: the unit may be in service, and the models go on. */
+        amf_su_adoption_check(c->su);
+        amf_nsa_ready(c);
+        return;
+    }
     if (!cleanup && status != 0 && c->proc) {
         /* It could not stop it: as when it takes too long. */
         c->killed = true;
@@ -252,10 +263,16 @@ static int pidfile_read(const char *path, pid_t *ret) {
     return 0;
 }
 
+/* c serves as a registered component would: published ONLINE (recovery-local), as at a registration. */
+static void serves(struct comp *c) {
+    amf_notify_comp(c, AMF_COMP_REGISTERED, NULL);
+}
+
 static void started(struct comp *c) {
     struct invocation *inv = pending_inv(c);
     c->presence = PRESENCE_INSTANTIATED;
     amf_monitor_arm(c);
+    serves(c);
     if (inv && inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE)
         amf_inv_succeed_soon(inv);
     else if (amf_comp_ocf(c))
@@ -418,7 +435,8 @@ void amf_nsa_stop(struct comp *c) {
 void amf_nsa_on_timer(struct comp *c) {
     char buf[32];
     if (c->ocf.prep) {
-        log_warning("The OCF meta-data action of component '%s' did not end in time; killing it", c->name);
+        log_warning("The OCF %s action of component '%s' did not end in time; killing it",
+                    c->ocf.ready ? "monitor (probe)" : "meta-data", c->name);
         (void)proc_kill(c->ocf.prep, SIGKILL);
         return;
     }
@@ -542,7 +560,77 @@ void amf_nsa_adopted_check(struct comp *c) {
     if (amf_comp_sa_aware(c) || !c->proc || !c->adopted || !comp_csi(c, &si))
         return;
     struct assignment *as = amf_si_find_su(si, c->su);
-    if (as && as->target == HALO_HA_ACTIVE)
+    if (as && as->target == HALO_HA_ACTIVE) {
+        serves(c);
         return;
+    }
     amf_comp_fail(c, "was left running by the previous halod, but its unit does not hold its CSI ACTIVE");
+}
+
+bool amf_nsa_running(const struct comp *c) {
+    return (c->proc && !c->starting && !amf_comp_ocf(c)) || (amf_comp_ocf(c) && c->ocf.up && !c->helper);
+}
+
+/* Whether c's unit holds c's CSI ACTIVE (restored, for a restarted halod). */
+static bool holds_active(struct comp *c) {
+    struct si *si = NULL;
+    if (!comp_csi(c, &si))
+        return false;
+    struct assignment *as = amf_si_find_su(si, c->su);
+    return as && as->target == HALO_HA_ACTIVE;
+}
+
+void amf_nsa_probed(struct comp *c, bool running, const char *failure) {
+    struct amf *a = c->amf;
+    bool active = holds_active(c);
+
+    if (running || failure) {
+        c->ocf.up = true; /* it is, or may be: a stop is due */
+        c->unclean = true;
+    }
+    if (a->stopping || c->su->failing) {
+        c->ocf.probed = true;
+        if (c->ocf.up && !c->helper)
+            start_helper(c, true); /* halod stops: what runs is stopped, as every ACTIVE is */
+        if (a->stopping && !c->helper)
+            amf_stop_check(a);
+        return;
+    }
+    if (failure) {
+        /* A failure: its cleanup, the stop, runs before anything takes its place. */
+        c->ocf.probed = true;
+        free(c->last_exit);
+        c->last_exit = strdup(failure);
+        amf_comp_fail(c, failure);
+        return;
+    }
+    if (running && active) {
+        c->ocf.probed = true;
+        c->adopted = true;
+        c->presence = PRESENCE_INSTANTIATED;
+        log_notice("Adopting component '%s': its resource runs, and its unit '%s' holds it ACTIVE", c->name,
+                   c->su->name);
+        amf_monitor_arm(c);
+        serves(c);
+        amf_su_adoption_check(c->su);
+        amf_sg_evaluate(c->su->sg);
+        return;
+    }
+    if (running) {
+        /* Stopped before any unit of its group may be given ACTIVE (ocf_probing(), amf-reconcile.c): never two. */
+        log_warning("Component '%s': its resource runs, but its unit '%s' does not hold it ACTIVE; stopping it",
+                    c->name, c->su->name);
+        c->presence = PRESENCE_INSTANTIATED;
+        ocf_stop(c);
+        return;
+    }
+    c->ocf.probed = true;
+    c->ocf.up = false;
+    if (active) {
+        c->ocf.up = c->unclean = true; /* whatever is left of it: its cleanup stops it */
+        amf_comp_fail(c, "is not running (OCF probe: not running), though its unit held its CSI ACTIVE");
+        return;
+    }
+    amf_su_adoption_check(c->su);
+    amf_nsa_ready(c);
 }

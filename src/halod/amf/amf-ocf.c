@@ -3,9 +3,11 @@
  * OCF resource agents (the Open Cluster Framework's, as Pacemaker runs them):
  * the environment of an action, the exit codes, the timeouts an agent
  * advertises in its meta-data, and that meta-data read once before the
- * component's unit is first in service.  The life cycle (start while ACTIVE,
- * stop, cleanup) is the non-SA-aware one (amf-nsa.c); the monitor action is
- * the external monitor (amf-monitor.c).
+ * component's unit is first in service, and the probe that follows it (the
+ * monitor action, run once before anything is started, as Pacemaker does: a
+ * resource a killed halod left running is adopted or stopped).  The life cycle
+ * (start while ACTIVE, stop, cleanup) is the non-SA-aware one (amf-nsa.c); the
+ * periodic monitor action is the external monitor (amf-monitor.c).
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -200,13 +202,47 @@ static void meta_data_done(struct proc *p, int status, void *userdata) {
              format_duration(e, sizeof(e), c->ocf.monitor_timeout));
     if (!c->amf->stopping)
         amf_nsa_ready(c);
+    else
+        amf_stop_check(c->amf);
+}
+
+/* The probe: OCF_SUCCESS (running) and OCF_NOT_RUNNING are answers, anything else a failure. */
+static void probe_done(struct proc *p, int status, void *userdata) {
+    struct comp *c = userdata;
+    char why[640], code[128];
+
+    c->ocf.prep = NULL;
+    uv_timer_stop(&c->timer);
+    bool answer = WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 7);
+    log_info("The probe of component '%s' ended: %s", c->name, amf_ocf_status_to_string(status, code, sizeof(code)));
+    amf_nsa_probed(c, answer && WEXITSTATUS(status) == 0,
+                   answer ? NULL : amf_ocf_failure(p, "probe (monitor)", status, why, sizeof(why)));
+}
+
+static void probe(struct comp *c) {
+    /* Interval 0: a probe, for the agent as for Pacemaker (ocf_is_probe). */
+    int r = amf_ocf_run(c, "monitor", c->ocf.monitor_timeout, 0, probe_done, &c->ocf.prep);
+    if (r < 0) {
+        log_error_errno(r, "Failed to run the probe (monitor action) of component '%s': %m", c->name);
+        c->ocf.prep = NULL;
+        amf_nsa_probed(c, false, "could not run its OCF probe (monitor)");
+        return;
+    }
+    log_info("Probing component '%s': is its resource running? (OCF monitor, pid %d)", c->name,
+             (int)proc_pid(c->ocf.prep));
+    c->presence = PRESENCE_INSTANTIATING;
+    uv_timer_start(&c->timer, amf_comp_on_timer, c->ocf.monitor_timeout / 1000, 0);
 }
 
 bool amf_ocf_prepare(struct comp *c) {
-    if (c->ocf.ready)
-        return true;
     if (c->ocf.prep)
         return false;
+    if (c->ocf.ready && c->ocf.probed)
+        return true;
+    if (c->ocf.ready) {
+        probe(c);
+        return false;
+    }
     int r = amf_ocf_run(c, "meta-data", OCF_META_DATA_TIMEOUT, 0, meta_data_done, &c->ocf.prep);
     if (r < 0) {
         log_error_errno(r, "Failed to run the meta-data action of component '%s': %m", c->name);
@@ -214,7 +250,7 @@ bool amf_ocf_prepare(struct comp *c) {
         c->ocf.ready = true; /* the defaults, as for an agent that cannot tell */
         c->ocf.start = c->ocf.stop = c->ocf.monitor_timeout = OCF_DEFAULT_TIMEOUT;
         c->ocf.monitor_interval = OCF_DEFAULT_INTERVAL;
-        return true;
+        return amf_ocf_prepare(c);
     }
     /* Instantiating meanwhile: the models wait for a unit preferred for ACTIVE whose agent has not answered yet. */
     c->presence = PRESENCE_INSTANTIATING;

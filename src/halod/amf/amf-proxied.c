@@ -48,6 +48,7 @@ static void ask(struct comp *c) {
         return;
     }
     c->proxy_asked = true;
+    c->adopted = false; /* asked by this halod: registered, not resumed */
     c->spawned_at = now_monotonic_usec();
     c->restarts++;
     uv_timer_start(&c->timer, amf_comp_on_timer, cc->timeouts.instantiate / 1000, 0);
@@ -154,7 +155,7 @@ void amf_proxied_fence(struct comp *c) {
     }
 }
 
-int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy) {
+int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *proxy, bool resume) {
     if (!amf_comp_proxied(c)) {
         log_warning("Component '%s' is not proxied; '%s' cannot register it as its proxy", c->name, proxy);
         return -HALO_EBADSTATE;
@@ -170,6 +171,12 @@ int amf_proxied_may_register(struct comp *c, struct conn *conn, const char *prox
         return -HALO_EEXIST;
     if (c->presence != PRESENCE_INSTANTIATING || !c->proxy_asked)
         return -HALO_EBADSTATE;
+    if (resume != c->adopted) {
+        /* Not adopted: its proxy is asked to instantiate it again (and registers it then, not resuming). */
+        log_warning("Proxy '%s' %s component '%s', which this halod %s; refused", proxy,
+                    resume ? "resumed" : "registered", c->name, resume ? "did not adopt" : "waits to be resumed");
+        return -HALO_EBADSTATE;
+    }
     return 0;
 }
 

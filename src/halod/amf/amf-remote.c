@@ -211,7 +211,8 @@ void amf_target_deleted(struct si *si, struct su *su) {
 
 /* What our adopted processes hold, as the previous halod confirmed it. */
 static void adopt_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t gen) {
-    if (!su->adopting || amf_si_find_su(si, su) || (state != HALO_HA_ACTIVE && state != HALO_HA_STANDBY) || gen == 0)
+    if ((!su->adopting && !amf_su_adopts(su)) || amf_si_find_su(si, su) ||
+        (state != HALO_HA_ACTIVE && state != HALO_HA_STANDBY) || gen == 0)
         return;
     struct assignment *as = amf_asg_slot(si, su);
     if (!as)

@@ -68,6 +68,39 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
     close(pidfd);
 }
 
+/* Whether c is adopted without a process of its own: an OCF resource (its probe says what runs), or a proxied
+ * component whose proxy was adopted (it registers it again, resuming). */
+static bool adopts_without_process(const struct comp *c) {
+    return amf_comp_ocf(c) || (amf_comp_proxied(c) && c->proxy && c->proxy->adopted);
+}
+
+bool amf_su_adopts(struct su *su) {
+    bool any = false;
+    if (!su->local || su->amf->ready || su->oper == SU_DISABLED ||
+        (su->admin != SU_UNLOCKED && su->admin != SU_SHUTTING_DOWN))
+        return false;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        if (!adopts_without_process(&su->comps[i]) && !su->comps[i].adopted)
+            return false; /* a process of it must start again, and would get no CSI */
+        any = any || adopts_without_process(&su->comps[i]);
+    }
+    if (!any)
+        return false;
+    su->adopting = true;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        if (!amf_comp_proxied(c) || c->adopted)
+            continue;
+        /* Its proxy registers it again once it resumed; within its instantiate timeout, or it has failed. */
+        log_notice("Adopting component '%s', which its proxy '%s' registers again", c->name, c->proxy->name);
+        c->adopted = c->proxy_asked = true;
+        c->presence = PRESENCE_INSTANTIATING;
+        c->spawned_at = now_monotonic_usec();
+        uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.instantiate / 1000, 0);
+    }
+    return true;
+}
+
 void amf_su_restore(struct su *su, enum su_admin admin, bool disabled) {
     if (admin != SU_UNLOCKED) {
         su->admin = admin;
@@ -91,7 +124,7 @@ void amf_si_restore(struct si *si, uint64_t generation, const char *active_su) {
 }
 
 void amf_si_restore_assignment(struct si *si, struct su *su, halo_ha_state state) {
-    if (!su->adopting || su->sg != si->sg)
+    if ((!su->adopting && !amf_su_adopts(su)) || su->sg != si->sg)
         return;
     struct assignment *as = amf_asg_slot(si, su);
     if (!as)

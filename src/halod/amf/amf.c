@@ -196,7 +196,7 @@ bool amf_su_in_service(const struct su *su) {
             /* It runs only once it is ACTIVE: ready once this halod has taken
              * over what a previous one left, and not failed. */
             if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED ||
-                (amf_comp_ocf(c) && !c->ocf.ready))
+                (amf_comp_ocf(c) && (!c->ocf.ready || !c->ocf.probed)))
                 return false;
         } else if (c->presence != PRESENCE_INSTANTIATED || !c->conn)
             return false;
@@ -326,7 +326,8 @@ void amf_stop_check(struct amf *a) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
             for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
-                if (a->sgs[g].sus[u].comps[i].proc || a->sgs[g].sus[u].comps[i].helper)
+                if (a->sgs[g].sus[u].comps[i].proc || a->sgs[g].sus[u].comps[i].helper ||
+                    a->sgs[g].sus[u].comps[i].ocf.prep)
                     return;
     /* Report from the loop, not from inside whatever callback got us here. */
     uv_idle_start(&a->stop_check, on_stop_idle);

@@ -49,7 +49,8 @@ enum amf_su_event {
 
 enum amf_comp_event {
     AMF_COMP_SPAWNED,    /* a process runs it (pid, start time) */
-    AMF_COMP_REGISTERED, /* it registered on its HA link (after the reply) */
+    AMF_COMP_REGISTERED, /* it registered on its HA link (after the reply); a non-SA-aware one, which never
+                          * registers: its process runs, or its OCF resource is up (started or adopted) */
     AMF_COMP_FAILED,     /* its unit failed (it, or a sibling, or the unit as a whole); reason says why */
     AMF_COMP_EXITED,     /* its process ended (reason: how), or halod stopped watching it */
 };
