@@ -327,6 +327,8 @@ static int build_amf(struct manager *m) {
 }
 
 /* Several nodes: membership, the forwarded commands, the sync of the AMF. */
+static int set_up_guard(struct manager *m, const char *lease);
+
 static int build_cluster(struct manager *m) {
     struct cluster_params cp = {.loop = m->loop,
                                 .store = m->store,
@@ -367,6 +369,56 @@ static int build_cluster(struct manager *m) {
         r = server_set_lease_file(m->server, lease);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the lease file '%s': %m", lease);
+    return set_up_guard(m, lease);
+}
+
+/* halo-guard: next to halod in the build tree (src/halod/halod, src/halo-guard/halo-guard), else installed. */
+static int find_guard(char *buf, size_t n) {
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (k > 0) {
+        exe[k] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            if (snprintf(buf, n, "%s/../halo-guard/halo-guard", exe) < (int)n && access(buf, X_OK) == 0)
+                return 0;
+        }
+    }
+    if (snprintf(buf, n, "%s/halo/halo-guard", HALO_LIBEXECDIR) < (int)n && access(buf, X_OK) == 0)
+        return 0;
+    return -ENOENT;
+}
+
+/* On several nodes the non-SA-aware and OCF components of this node are guarded (amf-guard.c). */
+static int set_up_guard(struct manager *m, const char *lease) {
+    char guard[PATH_MAX], dir[PATH_MAX];
+    bool needed = false;
+    for (size_t g = 0; g < m->config->n_sgs && !needed; g++)
+        for (size_t u = 0; u < m->config->sgs[g].n_sus && !needed; u++) {
+            const struct config_su *su = &m->config->sgs[g].sus[u];
+            for (size_t c = 0; c < su->n_components && streq(su->node, m->node); c++)
+                needed = needed || su->components[c].type == CONFIG_COMP_NON_SA_AWARE ||
+                         su->components[c].type == CONFIG_COMP_OCF;
+        }
+    if (!needed)
+        return 0;
+    if (find_guard(guard, sizeof(guard)) < 0)
+        return log_error("halo-guard is missing (next to halod, or in %s/halo): without it a non-SA-aware or OCF "
+                         "component of this node could outlive a killed halod into another node's ACTIVE",
+                         HALO_LIBEXECDIR),
+               -ENOENT;
+    if (snprintf(dir, sizeof(dir), "%s/guards", m->opt.state_dir) >= (int)sizeof(dir))
+        return -ENAMETOOLONG;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return log_error_errno(errno, "Failed to create '%s': %m", dir);
+    char abs_lease[PATH_MAX];
+    if (!realpath(lease, abs_lease))
+        return log_error_errno(errno, "Failed to resolve '%s': %m", lease);
+    int r = amf_set_guard(m->amf, guard, abs_lease, dir);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the guards: %m");
+    log_debug("Non-SA-aware and OCF components are guarded by %s", guard);
     return 0;
 }
 

@@ -50,16 +50,11 @@ ETCD_SETTLE = 1.0
 WATCH_SLACK = 0.002
 
 # Known gaps (docs/design.md, "Known gaps"): violations that come from a limit halo
-# documents, reported apart ("KNOWN GAP", not counted; --strict counts them).
-#
-# unfenced-nsa: a non-SA-aware process has no deadline of its own.  An SA-aware one
-# stops itself (libhalo) when its halod's lease deadline passes; a non-SA-aware one
-# lives on while its halod is killed or stopped, until a halod runs there again and
-# stops it, and meanwhile the lease has ended and another node started its copy.
-KNOWN_GAPS = {
-    "unfenced-nsa": "a non-SA-aware process outlives the lease of its halod killed or stopped (docs/design.md, "
-                    "Known gaps)",
-}
+# documents, reported apart ("KNOWN GAP", not counted; --strict counts them).  None at
+# present: unfenced-nsa (a non-SA-aware copy outliving its killed or stopped halod's
+# lease) was one until halo-guard fenced such components (docs/design.md, "The lease's
+# fence of non-SA-aware and OCF components"); it is an overlap like any other now.
+KNOWN_GAPS = {}
 
 # Sampling step of the gap check.
 STEP = 0.01
@@ -333,29 +328,9 @@ def check_overlaps(run):
             entry = {"kind": "overlap", "si": si, "text": text, "t": t, "context": run.describe_faults(t)}
             if overlap <= WATCH_SLACK and ended["end_by"] == "death seen by the watcher":
                 notes.append(entry)
-            elif unfenced_nsa(run, d, ivs, t, first):
-                entry["known"] = "unfenced-nsa"
-                entry["text"] = f"KNOWN GAP unfenced-nsa: {text}"
-                violations.append(entry)
             else:
                 violations.append(entry)
     return violations, notes
-
-
-def unfenced_nsa(run, d, ivs, t, first):
-    """Whether the overlap that began at t is KNOWN_GAPS' unfenced-nsa: first, the ACTIVE that
-    was there before t, is cold (non-SA-aware), its node's halod was killed or stopped at t or
-    had run again for less than NODE_SETTLE (its lease ended meanwhile: the halod that runs
-    again stops the copy it finds), and its process died before that halod had run again for
-    NODE_SETTLE."""
-    if not d.get("cold"):
-        return False
-    comp = next((c for iv, c in ivs if iv is first), None)
-    if comp is None or first["start"] >= t or first["end_by"] == "open at the end":
-        return False
-    node = d["units"][comp]
-    return any(w[1] == node and w[0] in ("halod-kill", "halod-stop") and w[2] <= t <= w[3] + NODE_SETTLE and
-               first["end"] <= w[3] + NODE_SETTLE for w in run.faults.windows)
 
 
 def active_counts(ivs, t_from, t_to):

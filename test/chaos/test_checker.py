@@ -268,36 +268,20 @@ def test_a_cold_standby_counts_as_healthy_without_a_process(tmp_path):
     assert kinds(nsa_run(tmp_path, ivs, watcher, timeline=timeline))[0] == []
 
 
-def test_a_non_sa_aware_copy_left_running_by_a_stopped_halod_is_a_known_gap(tmp_path):
-    # nsa-a's halod (n3) is stopped 3.0-8.0; nsa-b starts at 5.0; nsa-a dies at 8.1, when its
-    # halod runs again and fences it: the process had no deadline of its own.
+def test_a_non_sa_aware_copy_left_running_by_a_stopped_halod_is_an_overlap(tmp_path):
+    # nsa-a's halod (n3) is stopped 3.0-8.0; nsa-b starts at 5.0; nsa-a dies at 8.1: its guard
+    # should have killed it at the lease deadline, before nsa-b started (it was a known gap,
+    # unfenced-nsa, before halo-guard).
     ivs = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 5.0, 20)]}
     watcher = [("UP", "nsa-a", 10, 1.0), ("UP", "nsa-b", 20, 5.0), ("DOWN", "nsa-a", 10, 8.1)]
     timeline = [{"phase": "fault", "kind": "halod-stop", "target": "n3", "pid": 1, "t": 3.0},
                 {"phase": "restore", "fault": "halod-stop", "target": "n3", "pid": 1, "t": 8.0}]
-    run = nsa_run(tmp_path, ivs, watcher, timeline=timeline)
-    v, notes = checker.check(run)
-    assert v == [] and [n["known"] for n in notes] == ["unfenced-nsa"]
-    assert notes[0]["text"].startswith("KNOWN GAP unfenced-nsa: OVERLAP si nsa")
-    assert [x["kind"] for x in checker.check(run, strict=True)[0]] == ["overlap"]
-    assert "1 known gap(s) not counted" in "\n".join(checker.summary(run, v, notes))
-    # Also when nsa-b started just after nsa-a's halod was restarted (its lease had ended
-    # meanwhile), and that halod stopped nsa-a's copy 0.5 s later.
-    ivs_late = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 8.03, 20)]}
-    watch_late = [("UP", "nsa-a", 10, 1.0), ("UP", "nsa-b", 20, 8.03), ("DOWN", "nsa-a", 10, 8.5)]
-    kill = [{**e, "kind": "halod-kill"} if e["phase"] == "fault" else {**e, "fault": "halod-kill"} for e in timeline]
-    v, notes = checker.check(nsa_run(tmp_path, ivs_late, watch_late, timeline=kill))
-    assert v == [] and [n["known"] for n in notes] == ["unfenced-nsa"]
-    # The same two copies while its halod ran (or when the copy outlived the halod's return) are
-    # a violation.
-    assert kinds(nsa_run(tmp_path, ivs, watcher))[0] == ["overlap"]
-    late = watcher[:2] + [("DOWN", "nsa-a", 10, 8.0 + checker.NODE_SETTLE + 0.5)]
-    assert kinds(nsa_run(tmp_path, ivs, late, timeline=timeline))[0] == ["overlap"]
-    # An SA-aware unit has libhalo's deadline: no known gap there.
-    run = make_run(tmp_path, {"g1-a": [("ACTIVE", 1.0, 10)], "g1-b": [("ACTIVE", 5.0, 20)]},
-                   watcher=UP + [("DOWN", "g1-a", 10, 8.1)],
-                   timeline=[{**e, "target": "n1"} for e in timeline])
-    assert kinds(run)[0] == ["overlap"]
+    v, notes = checker.check(nsa_run(tmp_path, ivs, watcher, timeline=timeline))
+    assert [x["kind"] for x in v] == ["overlap"] and not [n for n in notes if n.get("known")]
+    # Killed at the deadline, before the other copy began: no overlap.
+    fenced = watcher[:1] + [("DOWN", "nsa-a", 10, 4.5)] + watcher[1:2]
+    assert kinds(nsa_run(tmp_path, {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 5.0, 20)]}, fenced,
+                         timeline=timeline))[0] == []
 
 
 def test_crashloops_are_drawn_for_the_ladder_groups_only():

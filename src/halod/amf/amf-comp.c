@@ -28,6 +28,8 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
     c->proc = NULL;
     c->pid = 0;
     uv_timer_stop(&c->timer);
+    if (!amf_comp_sa_aware(c) && !amf_comp_ocf(c))
+        amf_guard_end(c); /* its process is gone */
     amf_notify_comp(c, AMF_COMP_EXITED, buf);
     if (c->restart_in_place && !c->restart_spawned && !c->su->failing && !c->amf->stopping) {
         log_debug("Component '%s' (%s) %s; it restarts in place", c->name, c->su->name, buf);

@@ -18,6 +18,11 @@ struct amf {
     char *node;
     char *socket_path;
     char *crash_dir; /* NULL: no crash capture by libhalo */
+    struct {
+        char *path;  /* halo-guard; NULL: nothing is guarded (one node, no lease) */
+        char *lease; /* the lease file it watches */
+        char *dir;   /* the components' --while files */
+    } guard;
     struct supervisor *sup;
     struct sg *sgs;
     size_t n_sgs;
@@ -287,6 +292,13 @@ void amf_ladder_comp_registered(struct comp *c);
 /* An environment of n entries built with strprintf(): in *ret (NULL-terminated), or -ENOMEM if an entry is NULL
  * (then freed). */
 int amf_env_finish(char **env, size_t n, char ***ret, size_t *ret_n);
+/* amf-guard.c: the lease's fence of non-SA-aware and OCF components (halo-guard) on several nodes. */
+bool amf_guarded(const struct comp *c);
+/* Marks c guarded and starts a guard of pid (0: none, an OCF resource: its agent's stop).  0 or -errno. */
+int amf_guard_begin(struct comp *c, pid_t pid);
+/* c is stopped for good: every guard of it ends. */
+void amf_guard_end(struct comp *c);
+void amf_guard_free(struct amf *a);
 void amf_env_free(char **env, size_t n);
 /* A CSI set (state) or, with state 0, a CSI remove for c: in flight as an invocation that
  * halod itself answers once c's process runs (ACTIVE) or is gone (anything else).  0 or -ENOMEM. */

@@ -161,6 +161,7 @@ static bool ocf_stop_done(struct comp *c, struct proc *p, int status, bool clean
     c->ocf.probed = true; /* what a probe found running is stopped, or its failure is recovered */
     if (status == 0) {
         c->ocf.up = false;
+        amf_guard_end(c); /* its resource is down */
         if (!cleanup && c->presence == PRESENCE_TERMINATING)
             c->presence = c->su->oper == SU_DISABLED ? PRESENCE_FAILED : PRESENCE_UNINSTANTIATED;
         if (!cleanup)
@@ -352,9 +353,12 @@ static bool start(struct comp *c) {
     /* A stale pidfile would name another process. */
     if (cc->pidfile && unlink(cc->pidfile) < 0 && errno != ENOENT)
         log_warning_errno(errno, "Failed to remove the old pidfile '%s' of component '%s': %m", cc->pidfile, c->name);
-    if (amf_comp_ocf(c))
-        r = amf_ocf_run(c, "start", c->ocf.start, 0, amf_proc_exited, &c->proc);
-    else if (argv) {
+    if (amf_comp_ocf(c)) {
+        /* Guarded before its start runs: a half-started resource is stopped too if halod goes. */
+        r = amf_guard_begin(c, 0);
+        if (r >= 0)
+            r = amf_ocf_run(c, "start", c->ocf.start, 0, amf_proc_exited, &c->proc);
+    } else if (argv) {
         argv[0] = cc->command;
         for (size_t i = 0; i < cc->n_args; i++)
             argv[i + 1] = cc->args[i];
@@ -385,6 +389,17 @@ static bool start(struct comp *c) {
         return true;
     }
     log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    r = amf_guard_begin(c, c->pid);
+    if (r < 0) {
+        char buf[128];
+        /* Unguarded, it could outlive a killed halod into another node's ACTIVE: it does not run. */
+        log_error_errno(r, "Failed to guard component '%s': %m; stopping it", c->name);
+        c->killed = true;
+        (void)proc_kill(c->proc, SIGKILL);
+        snprintf(buf, sizeof(buf), "could not be guarded (%s)", strerror(-r));
+        amf_comp_fail(c, buf);
+        return false;
+    }
     amf_notify_comp(c, AMF_COMP_SPAWNED, NULL);
     if (cc->pidfile) {
         /* Its own process is the start command; the daemon's pid comes from the pidfile once it exits 0. */
@@ -561,6 +576,10 @@ void amf_nsa_adopted_check(struct comp *c) {
         return;
     struct assignment *as = amf_si_find_su(si, c->su);
     if (as && as->target == HALO_HA_ACTIVE) {
+        if (amf_guard_begin(c, c->pid) < 0) {
+            amf_comp_fail(c, "was adopted, but could not be guarded");
+            return;
+        }
         serves(c);
         return;
     }
@@ -610,6 +629,10 @@ void amf_nsa_probed(struct comp *c, bool running, const char *failure) {
         c->presence = PRESENCE_INSTANTIATED;
         log_notice("Adopting component '%s': its resource runs, and its unit '%s' holds it ACTIVE", c->name,
                    c->su->name);
+        if (amf_guard_begin(c, 0) < 0) {
+            amf_comp_fail(c, "was adopted, but could not be guarded");
+            return;
+        }
         amf_monitor_arm(c);
         serves(c);
         amf_su_adoption_check(c->su);

@@ -568,6 +568,7 @@ struct amf *amf_free(struct amf *a) {
     free(a->socket_path);
     free(a->crash_dir);
     free(a->failfast_why);
+    amf_guard_free(a);
     free(a);
     return NULL;
 }

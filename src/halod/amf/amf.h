@@ -38,6 +38,9 @@ int amf_new(const struct amf_params *p, struct amf **ret);
 void amf_close(struct amf *a);
 /* Every waiter still registered is done with -ECANCELED.  Accepts NULL; returns NULL. */
 struct amf *amf_free(struct amf *a);
+/* On several nodes: halo-guard's path, the lease file it watches, and the directory of the guarded components'
+ * files (docs/design.md, "The lease's fence of what libhalo cannot fence").  0 or -ENOMEM. */
+int amf_set_guard(struct amf *a, const char *guard, const char *lease, const char *dir);
 
 /* ---- observers ---------------------------------------------------------- */
 
