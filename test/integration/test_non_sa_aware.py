@@ -83,38 +83,46 @@ def test_only_the_active_runs_and_kill9_moves_it(web):
     assert "component 'web-a' killed by signal 9" in h.su("web-a")["last_failure"]
 
 
+def stored(h, suffix):
+    """The JSON value of the key of halod's store ending in suffix (one node), or None."""
+    db = sqlite3.connect(f"file:{h.state}/store.db?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT value FROM kv WHERE CAST(key AS TEXT) LIKE ?", (f"%/{suffix}",)).fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0]) if row else None
+
+
 def recorded(h, si):
     """(ACTIVE unit, STANDBY unit) of si as its record in halod's store says (one node): what a halod killed now
     leaves to the next one."""
-    db = sqlite3.connect(f"file:{h.state}/store.db?mode=ro", uri=True, timeout=5)
-    try:
-        row = db.execute("SELECT value FROM kv WHERE CAST(key AS TEXT) LIKE ?", (f"%/assignments/{si}",)).fetchone()
-    finally:
-        db.close()
-    roles = {a["ha_state"]: a["su"] for a in json.loads(row[0])["assignments"]} if row else {}
+    rec = stored(h, f"assignments/{si}")
+    roles = {a["ha_state"]: a["su"] for a in rec["assignments"]} if rec else {}
     return roles.get("ACTIVE"), roles.get("STANDBY")
 
 
-def process_states(h, comp):
-    """The states the broadcast queue published for comp's process, oldest first."""
-    return [e["state"] for e in json.loads(h.ctl("--json", "events").stdout)["events"]
-            if e["object"] == f"process:{comp}"]
+def process_state(h, comp):
+    """The object state of comp's process as published (the cluster's object states, kept in the store)."""
+    rec = stored(h, f"state/process:{comp}")
+    return rec and rec["state"]
 
 
 def test_the_server_is_published_online_when_it_runs_again(web):
     h = web
-    wait_for(lambda: process_states(h, "web-a") == ["ONLINE"], what="web-a ONLINE")
+    wait_for(lambda: process_state(h, "web-a") == "ONLINE", timeout=20, what="web-a ONLINE")
+    assert process_state(h, "web-b") is None  # never ran
     victim = h.pid_of("web-a")
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: h.si("web")["active"] == "web-b", timeout=5, what="web-b ACTIVE")
+    wait_for(lambda: h.si("web")["active"] == "web-b", timeout=20, what="web-b ACTIVE")
     # web-b's server started: ONLINE; web-a failed, and it runs nothing as the standby: FAILED stays.
-    wait_for(lambda: process_states(h, "web-b") == ["ONLINE"], what="web-b ONLINE")
-    assert process_states(h, "web-a") == ["ONLINE", "FAILED"]
-    assert h.wait_assigned("web") == ("web-b", "web-a")
+    wait_for(lambda: process_state(h, "web-b") == "ONLINE", timeout=20, what="web-b ONLINE")
+    wait_for(lambda: process_state(h, "web-a") == "FAILED", timeout=20, what="web-a FAILED")
+    assert h.wait_assigned("web", timeout=30) == ("web-b", "web-a")
+    assert process_state(h, "web-a") == "FAILED"
     # A switchover starts web-a's server again: ONLINE again.
     h.ctl("switchover", "web")
-    assert h.wait_assigned("web") == ("web-a", "web-b")
-    wait_for(lambda: process_states(h, "web-a") == ["ONLINE", "FAILED", "ONLINE"], what="web-a ONLINE again")
+    assert h.wait_assigned("web", timeout=30) == ("web-a", "web-b")
+    wait_for(lambda: process_state(h, "web-a") == "ONLINE", timeout=20, what="web-a ONLINE again")
 
 
 def test_switchover_stops_one_server_then_starts_the_other(web):

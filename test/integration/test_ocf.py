@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from halo_harness import HALOD, wait_for
-from test_non_sa_aware import process_states, recorded
+from test_non_sa_aware import process_state, recorded
 
 AGENTS = "/usr/lib/ocf/resource.d/heartbeat"
 pytestmark = pytest.mark.skipif(not os.access(f"{AGENTS}/Dummy", os.X_OK),
@@ -57,8 +57,8 @@ def test_dummy_fails_over_when_its_monitor_says_not_running(halod_factory, tmp_p
     failure = h.su(active)["last_failure"]
     assert f"component '{active}' OCF monitor failed: OCF_NOT_RUNNING (7: not running)" in failure
     # Published as processes are: ONLINE once started, FAILED.
-    wait_for(lambda: process_states(h, active) == ["ONLINE", "FAILED"], what=f"{active} ONLINE, FAILED")
-    wait_for(lambda: process_states(h, standby) == ["ONLINE"], what=f"{standby} ONLINE")
+    wait_for(lambda: process_state(h, active) == "FAILED", timeout=20, what=f"{active} FAILED")
+    wait_for(lambda: process_state(h, standby) == "ONLINE", timeout=20, what=f"{standby} ONLINE")
     log = h.logtext()
     assert f"Running the OCF stop action (cleanup) of component '{active}'" in log
     # halod's stop stops the ACTIVE's resource with the agent's stop action.
