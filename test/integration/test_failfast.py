@@ -188,3 +188,27 @@ def test_the_other_node_takes_the_active_when_a_node_reboots(etcd, halod_factory
     assert n2.pid_of("b") == b
     assert [e for e in events(log, "b", "CSI_SET") if e[3] == "ACTIVE"]
     assert n2.stop() == 0
+
+
+def test_a_failfast_stops_the_nodes_ocf_resources_before_its_action(halod_factory, tmp_path):
+    """What the processes held outside themselves (an OCF resource: Dummy's state file stands
+    for a floating address) is stopped by its agent once they are gone, before the action."""
+    log, out = str(tmp_path / "comp.log"), tmp_path / "failfast.out"
+    state = tmp_path / "r.state"
+    script = f'[ -e {state} ] && echo "resource still up" > {out} || echo "resource stopped" > {out}'
+    text = description(log, {"n1": f"failfast: {{command: [/bin/sh, -c, '{script}']}}"}) + f"""  r:
+    component:
+      type: ocf
+      agent: "ocf:heartbeat:Dummy"
+      params: {{state: {state}}}
+    service-units: {{ra: {{node: n1}}, rb: {{node: n1, component: {{params: {{state: {state}.b}}}}}}}}
+    service-instances: {{rs: {{csis: {{rc: {{}}}}}}}}
+"""
+    h = halod_factory(text).start()
+    assert h.wait_assigned("si") == ("a", "b")
+    h.wait_assigned("rs")
+    wait_for(state.exists, what="the resource started")
+    ask_failfast(log, "a")
+    assert h.proc.wait(timeout=60) == 1, h.logtext()[-3000:]
+    assert out.read_text() == "resource stopped\n", h.logtext()[-3000:]
+    assert "stopping its OCF resources" in h.logtext()

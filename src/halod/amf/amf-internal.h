@@ -51,7 +51,8 @@ struct amf {
     enum su_admin node_admin;           /* this node's own administrative state (lock node:NAME), persisted */
     amf_failfast_fn failfast_fn;        /* amf_set_failfast(); NULL: a failfast is a node failover */
     void *failfast_userdata;
-    char *failfast_why; /* a node failfast under way: what asked for it */
+    char *failfast_why;    /* a node failfast under way: what asked for it */
+    bool failfast_cleaned; /* its OCF stops and cleanup commands ran */
 };
 
 /* A health check of a component (amf-health.c). */

@@ -299,6 +299,28 @@ static void failfast_fenced(struct amf *a) {
 }
 
 static void on_failfast_fenced(struct amf *a, void *userdata) {
+    if (!a->failfast_cleaned) {
+        /* Every process is gone; what they held outside themselves is not: an OCF resource (a floating
+         * address) and what a non-SA-aware component's cleanup releases.  Their stop and cleanup run
+         * now, each bounded by its own timeout, before the lease is given up and a peer takes over. */
+        a->failfast_cleaned = true;
+        bool any = false;
+        for (size_t g = 0; g < a->n_sgs; g++)
+            for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+                if (a->sgs[g].sus[u].local)
+                    any = amf_nsa_cleanup(&a->sgs[g].sus[u]) || any;
+        if (any) {
+            log_notice("Node failfast of '%s': every process is gone; stopping its OCF resources and running "
+                       "cleanup commands",
+                       a->node);
+            for (size_t g = 0; g < a->n_sgs; g++)
+                for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+                    uv_timer_stop(&a->sgs[g].sus[u].fence_timer); /* each cleanup has its own bound */
+            a->stopped_cb = on_failfast_fenced;
+            amf_stop_check(a);
+            return;
+        }
+    }
     log_notice("Node failfast of '%s': every component of the node is gone", a->node);
     failfast_fenced(a);
 }
