@@ -46,8 +46,10 @@ static const struct admin_op ops[] = {
      "{} cannot restart in place now: it must run (registered; a non-SA-aware one runs only while ACTIVE) and "
      "its unit hold its roles steadily (not failing, no change under way)",
      NULL},
-    {"repaired", HALO__LINK__ADMIN__OP__REPAIR, K_SU, "clear a DISABLED unit's failures and start it again",
-     "{} is not DISABLED", NULL},
+    {"repaired", HALO__LINK__ADMIN__OP__REPAIR, K_SU | K_NODE,
+     "clear a DISABLED unit's failures and start it again (a node: every DISABLED unit of it, and its su-failover "
+     "count)",
+     "{} is not DISABLED (a node: none of its units is, and its su-failover count is 0)", NULL},
     {"si-swap", HALO__LINK__ADMIN__OP__SWITCHOVER, K_SI, "swap the ACTIVE and STANDBY of an SI, gracefully",
      "{} has no confirmed ACTIVE and STANDBY to swap, is locked, or a change is under way", NULL},
     {"sg-adjust", HALO__LINK__ADMIN__OP__SG_ADJUST, K_SG,

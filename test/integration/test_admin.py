@@ -376,3 +376,21 @@ def test_an_sg_whose_units_run_on_two_nodes_is_operated_at_once(etcd, halod_fact
     for h in hs.values():
         assert not failures(h)
         assert h.stop() == 0
+
+
+def test_repaired_of_a_node_repairs_its_disabled_units(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(group_yaml(log, "2N", ["a", "b"], {"s": ""}).replace("restart: {max: 10,", "restart: {max: 0,"))
+    h.start()
+    wait_roles(h, "s", "ACTIVE", ["a"])
+    r = h.ctl("admin", "repaired", "node:local", check=False)
+    assert r.returncode == 5 and "none of its units is" in r.stderr, r.stderr  # nothing to repair
+    pid = h.pid_of("a")
+    os.kill(pid, signal.SIGKILL)  # max 0: the unit is disabled at its first failover
+    wait_for(lambda: h.su("a")["oper"] == "DISABLED", what="a DISABLED")
+    wait_roles(h, "s", "ACTIVE", ["b"])
+    h.ctl("admin", "repaired", "node:local")
+    wait_for(lambda: h.su("a")["oper"] == "ENABLED" and h.comp("a")["pid"] not in (None, pid), what="a repaired")
+    wait_roles(h, "s", "STANDBY", ["a"])
+    assert "Node 'local' repaired by the operator: 1 disabled unit(s) repaired" in h.logtext()
+    assert h.stop() == 0

@@ -520,6 +520,27 @@ static int comp_run(struct amf *a, int op, struct comp *c) {
     }
 }
 
+/* repaired node:NAME: every DISABLED unit of the node is repaired, and the node's rung of the ladder
+ * (its su-failover count) starts again from 0.  Run by the node's own halod (amf_op_where()). */
+static int node_repair(struct amf *a, const char *node) {
+    unsigned n = 0;
+    if (a->placement->distributed && !streq(node, a->node))
+        return -HALO_EBADSTATE;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+            struct su *su = &a->sgs[g].sus[u];
+            if (streq(su->cfg->node, node) && su->oper == SU_DISABLED && amf_su_op_repair(su) >= 0)
+                n++;
+        }
+    bool counted = a->su_failovers.count > 0;
+    amf_rung_count_reset(&a->su_failovers);
+    if (n == 0 && !counted)
+        return -HALO_EBADSTATE; /* nothing to repair */
+    log_info("Node '%s' repaired by the operator: %u disabled unit(s) repaired, its su-failover count cleared", node,
+             n);
+    return 0;
+}
+
 static bool group_op(int op) {
     return op == AMF_OP_LOCK || op == AMF_OP_SHUTDOWN || op == AMF_OP_UNLOCK || op == AMF_OP_LOCK_INSTANTIATION ||
            op == AMF_OP_UNLOCK_INSTANTIATION;
@@ -569,6 +590,8 @@ int amf_run_op(struct amf *a, int op, const char *target, struct amf_waiter *w) 
     case KIND_NODE:
         if (!node_known(a, name))
             return -HALO_EUNKNOWN;
+        if (op == AMF_OP_REPAIR)
+            return node_repair(a, name);
         if (!group_op(op) && op != AMF_OP_NODE_SWITCHOVER)
             return -EINVAL;
         if (a->placement->distributed && !streq(name, a->node))
