@@ -99,7 +99,8 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
             env[k] = NULL;
             goto out;
         }
-    memcpy(env + k, extra, n_extra * sizeof(char *)); /* the caller's: only the first k are freed */
+    if (n_extra) /* the caller's: only the first k are freed */
+        memcpy(env + k, extra, n_extra * sizeof(char *));
     r = supervisor_spawn(c->amf->sup, &sp, cb, c, ret);
 out:
     for (size_t i = 0; i < k; i++)

@@ -159,9 +159,19 @@ static void sup_close_cb(uv_handle_t *h) {
 struct supervisor *supervisor_free(struct supervisor *s) {
     if (!s)
         return NULL;
-    struct proc *p;
-    LIST_FOREACH (procs, p, &s->procs)
+    /* What still runs (a guard, halo-guard, outlives halod on purpose) is left running and no
+     * longer watched: no callback, and nothing of it refers to the supervisor any more. */
+    while (s->procs.first) {
+        struct proc *p = s->procs.first;
+        LIST_REMOVE(procs, &s->procs, p);
+        s->n_procs--;
         p->cb = NULL;
+        p->exited = true;
+        uv_poll_stop(&p->poll);
+        p->pidfd = safe_close(p->pidfd);
+        p->output_fd = safe_close(p->output_fd);
+        uv_close((uv_handle_t *)&p->poll, proc_close_cb);
+    }
     uv_close((uv_handle_t *)&s->sigchld, sup_close_cb);
     return NULL;
 }
