@@ -227,7 +227,16 @@ class Halod(StatusViews):
             self.kill_all()
             raise AssertionError("halod did not stop within %ss:\n%s" % (timeout, self.logtext()[-4000:]))
         self.log.close()
-        reap(self.known_pids)
+
+        def gone():
+            reap(self.known_pids)
+            return not [p for p in self.known_pids if pid_alive(p)]
+
+        # A component's halo-guard ends when halod removes its file, a few ms after halod's own exit.
+        try:
+            wait_for(gone, timeout=5, what="halod's processes to end")
+        except AssertionError:
+            pass
         left = [p for p in self.known_pids if pid_alive(p)]
         self.kill_pids(left)
         assert not left, f"processes left behind by halod: {left}"
