@@ -3,6 +3,7 @@
 ocf:heartbeat:IPaddr2) run by a real halod as 2N groups, started while ACTIVE,
 monitored, stopped as the cleanup of a failure, validated by halod --check."""
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -250,17 +251,23 @@ def settled(h):
     return None
 
 
-def test_two_nodes_a_restarted_non_coordinator_adopts_or_stops_what_it_left(etcd, halod_factory, tmp_path):
-    """Unit a on n1, b on n2, over etcd; the non-coordinator's halod is killed and back within its lease."""
-    yaml_text = dummy_yaml(tmp_path).replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n").replace(
-        "a: {component:", "a: {node: n1, component:").replace("b: {component:", "b: {node: n2, component:")
-    hs = {n: halod_factory(yaml_text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
-                                                          "--lease-ttl", "3"]).start() for n in ("n1", "n2")}
+def two_nodes(etcd, halod_factory, text):
+    """halods n1 and n2 over etcd running text (unit a on n1, b on n2) once si is assigned: (halods, coordinator's
+    name, the other's halod, the other's unit, the coordinator's unit)."""
+    hs = {n: halod_factory(text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
+                                                     "--lease-ttl", "3"]).start() for n in ("n1", "n2")}
     unit = {"n1": "a", "n2": "b"}
     wait_for(lambda: settled(hs["n1"]) and settled(hs["n2"]), timeout=20, what="si assigned")
     coord = hs["n1"].status()["coordinator"]
     other = "n2" if coord == "n1" else "n1"
-    h, mine, theirs = hs[other], unit[other], unit[coord]
+    return hs, coord, hs[other], unit[other], unit[coord]
+
+
+def test_two_nodes_a_restarted_non_coordinator_adopts_or_stops_what_it_left(etcd, halod_factory, tmp_path):
+    """Unit a on n1, b on n2, over etcd; the non-coordinator's halod is killed and back within its lease."""
+    yaml_text = dummy_yaml(tmp_path).replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n").replace(
+        "a: {component:", "a: {node: n1, component:").replace("b: {component:", "b: {node: n2, component:")
+    hs, coord, h, mine, theirs = two_nodes(etcd, halod_factory, yaml_text)
     if settled(h)[0] != mine:
         hs[coord].ctl("switchover", "si")
         wait_for(lambda: settled(h) == (mine, theirs) and settled(hs[coord]) == (mine, theirs), timeout=20,
@@ -289,6 +296,44 @@ def test_two_nodes_a_restarted_non_coordinator_adopts_or_stops_what_it_left(etcd
                      what=f"{theirs} ACTIVE")
         else:
             assert f"Component '{mine}': its resource runs, but its unit '{mine}' does not hold it ACTIVE" in after
+    for x in hs.values():
+        assert x.stop() == 0
+
+
+def test_two_nodes_no_unit_is_given_active_while_another_nodes_probe_may_find_a_stray(etcd, halod_factory, tmp_path,
+                                                                                         flaky):
+    """The coordinator holds the group while a restarted non-coordinator probes: its resource may run (here a stray,
+    found by a slow probe and stopped slowly), and only once it is stopped may the SI's resource start elsewhere."""
+    text = flaky_yaml(flaky, tmp_path).replace("defaults:", "nodes: {n1: {}, n2: {}}\ndefaults:", 1).replace(
+        "a: {}", "a: {node: n1}").replace("b: {}", "b: {node: n2}")
+    hs, coord, h, mine, theirs = two_nodes(etcd, halod_factory, text)
+    hs[coord].ctl("admin", "lock", "si:si")
+    wait_for(lambda: not os.path.exists(tmp_path / f"up-{mine}") and not os.path.exists(tmp_path / f"up-{theirs}"),
+             timeout=10, what="both resources stopped by the lock")
+    kill9(h)
+    # Left running where halo does not know it, found by a slow probe, stopped slowly.
+    for f in (f"up-{mine}", f"monitor-slow-{mine}", f"stop-slow-{mine}"):
+        (tmp_path / f).touch()
+    os.unlink(tmp_path / "log")
+    h.start()
+
+    def published():
+        for k, v in etcd.get_prefix("/").items():
+            if k.endswith(f"/sustate/{mine}"):
+                return json.loads(v)
+        return {}
+    # The restarted node says its unit is probing before its probe ends; then the operator unlocks the SI.
+    wait_for(lambda: published().get("probing"), timeout=20, what=f"{mine} published as probing")
+    hs[coord].ctl("admin", "unlock", "si:si")
+    wait_for(lambda: ["stopped", mine] in [ln.split()[:2] for ln in open(tmp_path / "log")], timeout=20,
+             what="the stray resource stopped")
+    wait_for(lambda: settled(hs[coord]) and os.path.exists(tmp_path / f"up-{settled(hs[coord])[0]}"), timeout=20,
+             what="si ACTIVE again")
+    log = [ln.split()[:2] for ln in open(tmp_path / "log")]
+    starts = [i for i, x in enumerate(log) if x[0] == "start"]
+    assert starts and log.index(["stopped", mine]) < starts[0], log
+    wait_for(lambda: published().get("probing") is False, timeout=10, what=f"{mine} no longer probing")
+    os.unlink(tmp_path / f"monitor-slow-{mine}")
     for x in hs.values():
         assert x.stop() == 0
 
@@ -401,7 +446,7 @@ start) test -e "$d/start-hangs-$i" && exec sleep 600
 stop) test -e "$d/stop-fails-$i" && { echo "ERROR: $i cannot stop" >&2; exit 1; }
     test -e "$d/stop-slow-$i" && sleep 1
     rm -f "$d/up-$i"; echo "stopped $i" >> "$d/log"; exit 0;;
-monitor) test -e "$d/monitor-hangs-$i" && exec sleep 600; test -e "$d/monitor-fails-$i" && exit 1; test -e "$d/up-$i" && exit 0; exit 7;;
+monitor) test -e "$d/monitor-hangs-$i" && exec sleep 600; test -e "$d/monitor-slow-$i" && sleep 1.5; test -e "$d/monitor-fails-$i" && exit 1; test -e "$d/up-$i" && exit 0; exit 7;;
 validate-all) exit 0;;
 *) exit 3;;
 esac

@@ -132,6 +132,7 @@ struct su_remote {
     bool in_service;
     bool failing;  /* fencing or restarting after a failure */
     bool fenced;   /* none of its processes runs */
+    bool probing;  /* an OCF resource of it may run unknown to halo: probed, or found running and being stopped */
     int64_t lease; /* the lease of its node when it published: the unit's incarnation */
     enum su_admin admin;
 };
@@ -139,7 +140,7 @@ struct su_remote {
 /* Field by field: memcmp() would compare the padding too, which nobody sets. */
 static inline bool amf_su_remote_equal(const struct su_remote *a, const struct su_remote *b) {
     return a->known == b->known && a->in_service == b->in_service && a->failing == b->failing &&
-           a->fenced == b->fenced && a->lease == b->lease && a->admin == b->admin;
+           a->fenced == b->fenced && a->probing == b->probing && a->lease == b->lease && a->admin == b->admin;
 }
 
 struct su {
@@ -260,6 +261,9 @@ bool amf_su_in_service(const struct su *su);
 static inline bool amf_su_keeps(const struct su *su) {
     return amf_su_in_service(su) || (amf_su_restarting(su) && su->admin == SU_UNLOCKED);
 }
+/* Whether a unit of this node may hold an OCF resource nobody knows of yet: probed, or found running and being
+ * stopped (amf-reconcile.c).  No unit of its group is given ACTIVE meanwhile, on any node. */
+bool amf_su_probing(const struct su *su);
 /* Whether it can be given ACTIVE now: in service, and ready as the readiness
  * hooks say (amf_add_active_readiness()); a unit that is not may be STANDBY. */
 bool amf_su_may_be_active(const struct su *su);

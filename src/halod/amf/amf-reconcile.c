@@ -295,16 +295,23 @@ static bool drop_standby(struct si *si, const struct amf_policy *p, bool policy)
     return false;
 }
 
-/* Whether a local unit of sg may hold an OCF resource nobody knows of yet: its probe (amf-ocf.c), or the stop of
- * what a probe found running on a unit that does not hold it ACTIVE, is pending. */
+/* Whether a unit of this node may hold an OCF resource nobody knows of yet: its probe (amf-ocf.c), or the stop of what
+ * a probe found running on a unit that does not hold it ACTIVE, is pending.  Its node publishes it (sustate). */
+bool amf_su_probing(const struct su *su) {
+    if (!su->local || su->oper == SU_DISABLED || su->admin == SU_LOCKED_INSTANTIATION)
+        return false; /* not instantiated: not probed either (a repair or an unlock probes it) */
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (amf_comp_ocf(&su->comps[i]) && !su->comps[i].ocf.probed)
+            return true;
+    return false;
+}
+
+/* Whether a unit of sg, here or on a node that said so and is still there, is probing. */
 static bool ocf_probing(const struct sg *sg) {
     for (size_t u = 0; u < sg->n_sus; u++) {
         const struct su *su = &sg->sus[u];
-        if (!su->local || su->oper == SU_DISABLED || su->admin == SU_LOCKED_INSTANTIATION)
-            continue; /* not instantiated: not probed either (a repair or an unlock probes it) */
-        for (size_t i = 0; i < su->n_comps; i++)
-            if (amf_comp_ocf(&su->comps[i]) && !su->comps[i].ocf.probed)
-                return true;
+        if (su->local ? amf_su_probing(su) : su->remote.known && su->remote.probing)
+            return true;
     }
     return false;
 }
@@ -314,7 +321,8 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
      * (SIGKILL sent, not yet reaped) it may hold the service's resources. */
     if (amf_si_busy(si) || si->fencing)
         return;
-    /* Nor while an OCF resource may be left running here: probed, or found running and being stopped. */
+    /* Nor while an OCF resource may be left running on a unit of the group: probed, or found running and being
+     * stopped, on this node or on another that published it (a restarted halod's probe). */
     if (ocf_probing(si->sg))
         return;
     /* A restarted halod adopted running processes: their roles stand until they registered again. */

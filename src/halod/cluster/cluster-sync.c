@@ -243,6 +243,7 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
         .in_service = amf_su_keeps(su) || su->adopting, /* adopted or restarting in place: it still serves */
         .failing = su->failing,
         .fenced = fenced,
+        .probing = amf_su_probing(su),
         .lease = lease,
         .admin = su->admin,
     };
@@ -251,9 +252,9 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
     pb->known = true;
     pb->r = now;
     char key[STORE_KEY_MAX];
-    _cleanup_free_ char *v =
-        dump(json_pack("{s:s, s:s, s:b, s:b, s:b, s:s}", "su", su->name, "node", s->node, "in_service", now.in_service,
-                       "failing", now.failing, "fenced", fenced, "admin", su_admin_to_string(su->admin)));
+    _cleanup_free_ char *v = dump(json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:s}", "su", su->name, "node", s->node,
+                                            "in_service", now.in_service, "failing", now.failing, "fenced", fenced,
+                                            "probing", now.probing, "admin", su_admin_to_string(su->admin)));
     if (!v || key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
         return;
     s->refs++;
@@ -444,6 +445,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .in_service = json_is_true(json_object_get(j, "in_service")),
         .failing = json_is_true(json_object_get(j, "failing")),
         .fenced = deleted ? trusted : json_is_true(json_object_get(j, "fenced")),
+        .probing = !deleted && json_is_true(json_object_get(j, "probing")),
         .lease = lease,
         .admin = (enum su_admin)MAX(su_admin_from_string(json_string_value(json_object_get(j, "admin"))), 0),
     };
