@@ -391,7 +391,7 @@ static struct su_remote remote_of(unsigned char fill, bool in_service) {
     memset(&r, fill, sizeof(r));
     r.known = true;
     r.in_service = in_service;
-    r.failing = r.fenced = false;
+    r.failing = r.fenced = r.probing = false;
     r.lease = 7;
     r.admin = SU_UNLOCKED;
     return r;
