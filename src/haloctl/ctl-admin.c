@@ -104,7 +104,8 @@ const char *ctl_admin_explain(Halo__Link__Admin__Op op, const char *target, int 
     else if (error == -EBUSY)
         fmt = "{} is still stopping its processes";
     else if (error == -EACCES)
-        fmt = "{} stays locked while the lock of its service group or node holds it: unlock that";
+        fmt = "{} stays locked while the lock of its service group or node (or its node's switchover) holds it: "
+              "unlock that";
     if (!fmt)
         snprintf(buf, size, "%s", halo_strerror(error));
     else

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Administrative states that outlive the halod that set them (an SI's, kept in the
 store's adminstate/ keys), on one node and over a real etcd with two nodes."""
-from halo_harness import start_nodes, testcomp_events as events, wait_for
+from halo_harness import pid_alive, start_nodes, testcomp_events as events, wait_for
 from test_admin import settled, two_groups_yaml, two_units
 from test_redundancy_models import confirmed, wait_roles
 
@@ -78,7 +78,7 @@ def test_sg_and_node_locks_are_states_of_their_own(halod_factory, tmp_path):
     assert sg_admin(h, "g") == "LOCKED" and h.su("a")["admin"] == "LOCKED"
     assert "Service group g (2N), admin LOCKED" in h.ctl("status").stdout
     r = h.ctl("admin", "unlock", "su:a", check=False)
-    assert r.returncode != 0 and "su:a stays locked while the lock of its service group or node holds it" in r.stderr
+    assert r.returncode != 0 and "su:a stays locked while the lock of its service group or node" in r.stderr
     r = h.ctl("admin", "lock", "sg:g", check=False)
     assert r.returncode != 0 and "sg:g is locked already" in r.stderr
     # Kept across a kill -9.
@@ -104,6 +104,38 @@ def test_sg_and_node_locks_are_states_of_their_own(halod_factory, tmp_path):
     h.ctl("admin", "unlock", f"node:{node}")
     wait_roles(h, "s", "ACTIVE", ["a"])
     assert h.status()["node_admin"] == "UNLOCKED" and h.su("b")["admin"] == "LOCKED"
+    h.ctl("admin", "unlock", "su:b")
+    wait_roles(h, "s", "STANDBY", ["b"])
+    assert h.stop() == 0
+
+
+def test_a_node_switchover_stops_a_unit_locked_by_itself_and_its_undo_starts_it_again_still_locked(
+        halod_factory, tmp_path):
+    """A unit the operator locked before a node switchover: the switchover stops its processes too; the node's
+    unlock-instantiation starts them again (across a kill -9 of halod), and the unit stays LOCKED, as it was."""
+    h, log = two_units(halod_factory, tmp_path, modes="")
+    node = h.status()["node"]
+    h.ctl("admin", "lock", "su:b")
+    pid_b = h.pid_of("b")
+    h.ctl("admin", "switchover", f"node:{node}")
+    for su in ("a", "b"):
+        wait_for(lambda: h.su(su)["admin"] == "LOCKED-INSTANTIATION" and h.pid_of(su) is None,
+                 what=f"{su}'s processes stopped")
+    assert not pid_alive(pid_b)
+    r = h.ctl("admin", "unlock-instantiation", "su:b", check=False)
+    assert r.returncode != 0 and "su:b stays locked" in r.stderr and "switchover" in r.stderr, r
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    wait_for(lambda: h.status()["node_admin"] == "LOCKED-INSTANTIATION", what="the node's state restored")
+    h.ctl("admin", "unlock-instantiation", f"node:{node}")
+    for su in ("a", "b"):
+        wait_for(lambda: h.su(su)["components"][0]["registered"], what=f"{su} started again")
+        assert h.su(su)["admin"] == "LOCKED"
+    h.ctl("admin", "unlock", f"node:{node}")
+    wait_roles(h, "s", "ACTIVE", ["a"])
+    assert h.su("b")["admin"] == "LOCKED" and confirmed(h, "s", "STANDBY") == []
     h.ctl("admin", "unlock", "su:b")
     wait_roles(h, "s", "STANDBY", ["b"])
     assert h.stop() == 0

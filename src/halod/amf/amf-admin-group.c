@@ -179,7 +179,9 @@ static bool applies(const struct group_op *g, int op, const struct su *su) {
     if (op == AMF_OP_NODE_SWITCHOVER)
         return true; /* every process of the node stops; the unlocked units are held by the node's lock */
     if (op == AMF_OP_LOCK || op == AMF_OP_SHUTDOWN)
-        return su->admin == SU_UNLOCKED || su->held_by;
+        return su->admin == SU_UNLOCKED || (su->held_by & AMF_HELD_LOCKS);
+    if (op == AMF_OP_UNLOCK_INSTANTIATION && g->held == AMF_HELD_BY_NODE)
+        return su->held_by & (AMF_HELD_BY_NODE | AMF_HELD_INST_BY_NODE);
     return su->held_by & g->held;
 }
 
@@ -280,8 +282,13 @@ static int group_run(struct group_op *g, int op, struct amf_waiter *w) {
             continue;
         }
         if ((op == AMF_OP_LOCK || op == AMF_OP_SHUTDOWN || op == AMF_OP_NODE_SWITCHOVER) &&
-            (su->admin == SU_UNLOCKED || su->held_by)) {
+            (su->admin == SU_UNLOCKED || (su->held_by & AMF_HELD_LOCKS))) {
             su->held_by |= g->held;
+            amf_notify_su(su, AMF_SU_ADMIN);
+        } else if (op == AMF_OP_NODE_SWITCHOVER && su->admin == SU_LOCKED) {
+            /* Locked by itself: it stays so, but its processes stop by the node's operation, whose
+             * unlock-instantiation starts them again. */
+            su->held_by |= AMF_HELD_INST_BY_NODE;
             amf_notify_su(su, AMF_SU_ADMIN);
         }
         switch (op) {
@@ -298,7 +305,9 @@ static int group_run(struct group_op *g, int op, struct amf_waiter *w) {
             r = amf_su_op_lock_instantiation(su, &p->w);
             break;
         case AMF_OP_UNLOCK_INSTANTIATION:
+            su->held_by &= ~AMF_HELD_INST_BY_NODE;
             r = amf_su_op_unlock_instantiation(su);
+            amf_notify_su(su, AMF_SU_ADMIN);
             break;
         case AMF_OP_NODE_SWITCHOVER:
             p->then_stop = su->admin != SU_LOCKED_INSTANTIATION;

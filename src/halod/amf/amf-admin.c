@@ -61,8 +61,12 @@ int amf_su_op_lock(struct su *su, bool shutdown, struct amf_waiter *w) {
 }
 
 int amf_su_held(const struct su *su) {
-    log_warning("Service unit '%s' stays %s while the lock of its %s holds it: unlock that", su->name,
-                su_admin_to_string(su->admin), su->held_by & AMF_HELD_BY_SG ? "service group" : "node");
+    if (!(su->held_by & AMF_HELD_LOCKS))
+        log_warning("Service unit '%s' stays %s while its node's switchover holds it: unlock-instantiation the node",
+                    su->name, su_admin_to_string(su->admin));
+    else
+        log_warning("Service unit '%s' stays %s while the lock of its %s holds it: unlock that", su->name,
+                    su_admin_to_string(su->admin), su->held_by & AMF_HELD_BY_SG ? "service group" : "node");
     return -EACCES;
 }
 

@@ -46,7 +46,11 @@ enum si_admin { SI_UNLOCKED, SI_LOCKED, SI_SHUTTING_DOWN, _SI_ADMIN_MAX };
 const char *si_admin_to_string(enum si_admin s);
 int si_admin_from_string(const char *s); /* the state, or -EINVAL */
 enum su_oper { SU_ENABLED, SU_DISABLED };
-enum { AMF_HELD_BY_SG = 1u << 0, AMF_HELD_BY_NODE = 1u << 1 };
+/* AMF_HELD_INST_BY_NODE: a unit locked by itself whose processes a node switchover stopped (it is
+ * LOCKED-INSTANTIATION through the node's operation, LOCKED by itself): the node's unlock-instantiation
+ * starts them again, and leaves it LOCKED. */
+enum { AMF_HELD_BY_SG = 1u << 0, AMF_HELD_BY_NODE = 1u << 1, AMF_HELD_INST_BY_NODE = 1u << 2 };
+#define AMF_HELD_LOCKS (AMF_HELD_BY_SG | AMF_HELD_BY_NODE)
 
 /*
  * Someone waiting for an operator command to complete (haloctl on this node,

@@ -66,6 +66,8 @@ static json_t *su_record(const struct su *su) {
         json_array_append_new(held, json_string("sg"));
     if (su->held_by & AMF_HELD_BY_NODE)
         json_array_append_new(held, json_string("node"));
+    if (su->held_by & AMF_HELD_INST_BY_NODE)
+        json_array_append_new(held, json_string("node-instantiation"));
     return json_pack("{s:s, s:s, s:s, s:o}", "su", su->name, "admin", su_admin_to_string(su->admin), "oper",
                      su->oper == SU_DISABLED ? "DISABLED" : "ENABLED", "held_by", held);
 }
@@ -298,7 +300,11 @@ static void restore_su(struct amf *a, json_t *j) {
     json_t *h;
     json_array_foreach(json_object_get(j, "held_by"), i, h) {
         const char *by = json_string_value(h);
-        su->held_by |= !by ? 0 : streq(by, "sg") ? AMF_HELD_BY_SG : streq(by, "node") ? AMF_HELD_BY_NODE : 0;
+        su->held_by |= !by                               ? 0
+                       : streq(by, "sg")                 ? AMF_HELD_BY_SG
+                       : streq(by, "node")               ? AMF_HELD_BY_NODE
+                       : streq(by, "node-instantiation") ? AMF_HELD_INST_BY_NODE
+                                                         : 0;
     }
 }
 
