@@ -369,3 +369,42 @@ TEST(admin_si_state_from_the_store) {
     amf_set_deciding(f.amf, true);
     fixture_stop(&f);
 }
+
+/* The other node's part of a group operation: refused (the store was unreachable), or carried out. */
+static int request_error;
+static int fake_request(void *p, int op, const char *target, const char *to, struct amf_waiter *w) {
+    record("request %s to %s", target, to);
+    if (request_error < 0)
+        return request_error;
+    w->done(w, 0);
+    return 1;
+}
+
+/* A group's shutdown whose other node's part failed stays SHUTTING-DOWN, says so, and may be asked again:
+ * then it ends LOCKED (it answered "shutting down already" before). */
+TEST(admin_a_group_shutdown_whose_part_failed_may_be_asked_again) {
+    memset(&f, 0, sizeof(f));
+    fixture_start(&f, "cluster: t\n"
+                      "nodes: {n1: {}, n2: {}}\n"
+                      "service-groups:\n"
+                      "  g:\n"
+                      "    component: {command: /bin/true}\n"
+                      "    service-units: {a: {node: n1}, b: {node: n2}}\n"
+                      "    service-instances: {si: {csis: {csi: {}}}}\n");
+    static struct amf_placement_ops ops;
+    ops = remote_placement;
+    ops.request = fake_request;
+    amf_set_placement(f.amf, &ops, NULL);
+    amf_set_ready(f.amf);
+    struct amf_waiter w = {.done = waiter_done};
+    request_error = -EIO;
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_SHUTDOWN, "sg:g", &w), -EIO);
+    ASSERT(seen("request sg:g@n2 to n2"));
+    ASSERT_STREQ(su_admin_to_string(first_sg()->admin), "SHUTTING-DOWN");
+    ASSERT_STREQ(su_admin_to_string(su("a")->admin), "LOCKED");
+    request_error = 0;
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_SHUTDOWN, "sg:g", &w), 0);
+    ASSERT_STREQ(su_admin_to_string(first_sg()->admin), "LOCKED");
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_SHUTDOWN, "sg:g", &w), -HALO_EEXIST);
+    fixture_stop(&f);
+}

@@ -104,6 +104,11 @@ static void group_part_end(struct group_op *g, int error) {
     int r = g->error;
     if (r == 0 && g->state && *g->state == SU_SHUTTING_DOWN)
         group_set_admin(g->amf, g->sg, g->state, g->op == AMF_OP_NODE_SWITCHOVER ? SU_LOCKED_INSTANTIATION : SU_LOCKED);
+    else if (g->state && *g->state == SU_SHUTTING_DOWN)
+        /* Some units hold what they held: the state says so, and the operation may be asked again. */
+        log_warning("%s '%s' stays SHUTTING-DOWN: a part of its %s failed (%s); ask it again, or lock or unlock it",
+                    g->sg ? "Service group" : "Node", g->sg ? g->sg->name : g->amf->node,
+                    g->op == AMF_OP_NODE_SWITCHOVER ? "switchover" : "shutdown", halo_strerror(r));
     for (struct group_op **p = &g->amf->groups; *p; p = &(*p)->next)
         if (*p == g) {
             *p = g->next;
@@ -185,13 +190,21 @@ static bool applies(const struct group_op *g, int op, const struct su *su) {
     return su->held_by & g->held;
 }
 
-/* The group's own state allows op; -HALO_EEXIST, -HALO_EBADSTATE. */
-static int group_state_check(enum su_admin st, int op) {
+/* Whether an operation on the group whose own state is state is under way. */
+static bool group_busy(const struct amf *a, const enum su_admin *state) {
+    for (const struct group_op *g = a->groups; g; g = g->next)
+        if (g->state == state)
+            return true;
+    return false;
+}
+
+/* The group's own state allows op (busy: an operation on it is under way); -HALO_EEXIST, -HALO_EBADSTATE. */
+static int group_state_check(enum su_admin st, bool busy, int op) {
     switch (op) {
     case AMF_OP_LOCK:
         return st == SU_LOCKED || st == SU_LOCKED_INSTANTIATION ? -HALO_EEXIST : 0;
-    case AMF_OP_SHUTDOWN:
-        return st != SU_UNLOCKED ? -HALO_EEXIST : 0;
+    case AMF_OP_SHUTDOWN: /* again after a shutdown that ended with a part failed: what is left shuts down */
+        return st != SU_UNLOCKED && (st != SU_SHUTTING_DOWN || busy) ? -HALO_EEXIST : 0;
     case AMF_OP_UNLOCK:
         return st == SU_UNLOCKED ? -HALO_EEXIST : st == SU_LOCKED_INSTANTIATION ? -HALO_EBADSTATE : 0;
     case AMF_OP_LOCK_INSTANTIATION:
@@ -248,7 +261,7 @@ static int group_check(struct group_op *g, int op) {
 
 /* Runs op on each unit of g; frees g.  0, 1 (w is told when the last is done), -errno. */
 static int group_run(struct group_op *g, int op, struct amf_waiter *w) {
-    int r = g->state ? group_state_check(*g->state, op) : 0;
+    int r = g->state ? group_state_check(*g->state, group_busy(g->amf, g->state), op) : 0;
     if (r >= 0)
         r = group_check(g, op);
     if (r < 0) {
