@@ -2,6 +2,7 @@
 """halo on several nodes: real halods sharing a real etcd, real counter components."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -618,3 +619,19 @@ def test_a_halod_restarted_after_its_lease_ran_out_does_not_fence_its_new_client
             assert h.stop() == 0
     finally:
         proxy.close()
+
+
+def test_an_unreachable_store_is_logged_once_then_every_few_seconds(etcd, halod_factory, tmp_path):
+    """halod retries its lease every 100 ms while etcd is away: the log says so once (then once every 10 s), not at
+    each attempt, and says when the lease came."""
+    etcd.kill_member(0)
+    h = Cluster(etcd, halod_factory, tmp_path).nodes["n1"].start(wait=False)
+    wait_for(lambda: "Failed to get a node lease" in h.logtext(), timeout=5, what="the first failure logged")
+    time.sleep(3)  # some 30 attempts
+    text = h.logtext()
+    assert text.count("Failed to get a node lease") == 1 and "retrying every 100 ms" in text, text
+    assert "Still no node lease" not in text
+    etcd.start_member(etcd.members[0])
+    wait_for(lambda: re.search(r"Got a node lease after \d+ failed attempts", h.logtext()), timeout=30,
+             what="the lease, logged")
+    assert h.stop() == 0

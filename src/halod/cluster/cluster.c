@@ -53,6 +53,8 @@ struct cluster {
 
     enum cluster_phase phase;
     int64_t lease;
+    unsigned grant_failures; /* lease grants failed in a row: logged at the first, then every few seconds */
+    usec_t grant_logged;
     unsigned epoch;      /* bumped on each new lease: callbacks of an older one are ignored */
     usec_t renewed;      /* min(ka_ok, beat_ok): the processes' deadline and the fence follow it */
     usec_t ka_ok;        /* when the last successful keepalive (or the grant) was sent */
@@ -517,11 +519,23 @@ static void on_granted(store *s, int error, int64_t lease, int64_t ttl, void *us
     if (!c || c->phase != PHASE_GRANTING)
         return;
     if (error < 0 || ttl <= 0) {
-        log_warning_errno(error ?: -EIO, "Failed to get a node lease: %m");
+        /* Retried every CLUSTER_RETRY_MSEC while the store is away: one line, then one every 10 s. */
+        usec_t now = now_monotonic_usec();
+        if (c->grant_failures++ == 0 || now - c->grant_logged >= 10 * USEC_PER_SEC) {
+            c->grant_logged = now;
+            if (c->grant_failures == 1)
+                log_warning_errno(error ?: -EIO, "Failed to get a node lease: %m; retrying every %d ms",
+                                  CLUSTER_RETRY_MSEC);
+            else
+                log_warning_errno(error ?: -EIO, "Still no node lease after %u attempts: %m", c->grant_failures);
+        }
         c->phase = PHASE_FENCED;
         uv_timer_start(&c->retry, on_retry_join, CLUSTER_RETRY_MSEC, 0);
         return;
     }
+    if (c->grant_failures > 0)
+        log_info("Got a node lease after %u failed attempts", c->grant_failures);
+    c->grant_failures = 0;
     lease_held(c, lease, ttl, k.sent);
 }
 
