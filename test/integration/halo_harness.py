@@ -64,6 +64,18 @@ def reap(pids):
             pass
 
 
+def local_defaults(hc_period="200ms", hc_timeout="600ms", timeouts="terminate: 2s"):
+    """The nodes and defaults of a one-node description: health checks, quick restarts, short timeouts."""
+    return f"""nodes:
+  local: {{}}
+defaults:
+  component:
+    health-check: {{period: {hc_period}, timeout: {hc_timeout}}}
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
+    timeouts: {{{timeouts}}}
+"""
+
+
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
     """Polls pred() until it returns a true value; returns it, or raises."""
     deadline = time.monotonic() + timeout

@@ -8,20 +8,13 @@ import time
 
 import pytest
 
-from halo_harness import COUNTER, HALOD, free_port, pid_alive, wait_for
+from halo_harness import COUNTER, HALOD, free_port, local_defaults, pid_alive, wait_for
 
 
 def counter_yaml(tmpdir, port, hc_period="200ms", hc_timeout="600ms", extra_sg=""):
     return f"""
 cluster: test
-nodes:
-  local: {{}}
-defaults:
-  component:
-    health-check: {{period: {hc_period}, timeout: {hc_timeout}}}
-    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
-    timeouts: {{terminate: 2s}}
-service-groups:
+{local_defaults(hc_period, hc_timeout)}service-groups:
   counter:
     redundancy: 2N
     component:

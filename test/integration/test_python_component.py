@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from halo_harness import BUILD, HALOCTL, wait_for
+from halo_harness import BUILD, HALOCTL, local_defaults, wait_for
 
 PYPATH = os.path.join(BUILD, "src", "python")
 sys.path.insert(0, PYPATH)
@@ -136,14 +136,7 @@ def component_main():
 def yaml(tmp, hc_period="200ms", hc_timeout="600ms", env=""):
     return f"""
 cluster: pytest
-nodes:
-  local: {{}}
-defaults:
-  component:
-    health-check: {{period: {hc_period}, timeout: {hc_timeout}}}
-    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
-    timeouts: {{terminate: 2s, quiescing: 10s}}
-service-groups:
+{local_defaults(hc_period, hc_timeout, "terminate: 2s, quiescing: 10s")}service-groups:
   py:
     redundancy: 2N
     component:
