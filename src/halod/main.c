@@ -41,6 +41,9 @@ static void help(void) {
            "      --etcd-cert FILE, --etcd-key FILE\n"
            "                          this node's client certificate and key (PEM), for etcd's\n"
            "                          --client-cert-auth\n"
+           "      --etcd-user USER, --etcd-password-file FILE\n"
+           "                          authenticate to etcd as USER with the password in FILE (one\n"
+           "                          line; a file others may read is refused)\n"
            "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
            "      --http ADDR:PORT    the HTTP/JSON API (default 127.0.0.1:" HTTP_DEFAULT_PORT "; 'none': off)\n"
            "      --http-token-file FILE  the bearer token that writes over HTTP (POST) need; without\n"
@@ -77,6 +80,8 @@ static int parse_argv(int argc, char **argv) {
         {"etcd-cacert", required_argument, NULL, 'R'},
         {"etcd-cert", required_argument, NULL, 'c'},
         {"etcd-key", required_argument, NULL, 'k'},
+        {"etcd-user", required_argument, NULL, 'u'},
+        {"etcd-password-file", required_argument, NULL, 'p'},
         {"http-token-file", required_argument, NULL, 'O'},
         {"http-cert", required_argument, NULL, 'P'},
         {"http-key", required_argument, NULL, 'Q'},
@@ -109,6 +114,12 @@ static int parse_argv(int argc, char **argv) {
             break;
         case 'k':
             arg.etcd_key = optarg;
+            break;
+        case 'u':
+            arg.etcd_user = optarg;
+            break;
+        case 'p':
+            arg.etcd_password_file = optarg;
             break;
         case 'O':
             arg.http_token_file = optarg;
