@@ -306,7 +306,10 @@ static int socket_path(struct manager *m) {
 }
 
 static int open_cdb(struct manager *m) {
+    const struct manager_options *o = &m->opt;
     char cdb_path[PATH_MAX], ha_path[PATH_MAX];
+    if ((o->cdb_tls_cert || o->cdb_tls_key || o->cdb_tls_ca) && !(o->cdb_tls_cert && o->cdb_tls_key && o->cdb_tls_ca))
+        return log_error("--cdb-tls-cert, --cdb-tls-key and --cdb-tls-ca go together: give all three or none"), -EINVAL;
     snprintf(cdb_path, sizeof(cdb_path), "%s/cdb.db", m->opt.state_dir);
     int r = cdb_open(m->loop, cdb_path, m->node, &m->cdb);
     if (r >= 0)
@@ -346,6 +349,15 @@ static int open_cdb(struct manager *m) {
                r;
     if (r < 0)
         return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path);
+    if (m->opt.cdb_tls_cert) {
+        char why[512];
+        r = ha_set_tls(m->ha, m->opt.cdb_tls_cert, m->opt.cdb_tls_key, m->opt.cdb_tls_ca, why, sizeof(why));
+        if (r == -EINVAL)
+            return log_error("%s", why), r;
+        if (r < 0)
+            return log_error_errno(r, "Failed to set up TLS for the CDB replication: %m");
+        log_info("CDB replication over TLS: certificates both ways, signed by %s", m->opt.cdb_tls_ca);
+    }
     r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
                       &m->roles);
     if (r < 0)

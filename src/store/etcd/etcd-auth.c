@@ -99,8 +99,8 @@ bool etcd_auth_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc) {
         return false;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     etcd_curl_remove(s, &s->auth_easy);
-    json_t *j = cc == CURLE_OK ? json_loadb(s->auth_resp.data ? s->auth_resp.data : "", s->auth_resp.len, 0, NULL)
-                               : NULL;
+    json_t *j =
+        cc == CURLE_OK ? json_loadb(s->auth_resp.data ? s->auth_resp.data : "", s->auth_resp.len, 0, NULL) : NULL;
     etcd_buf_done(&s->auth_resp);
     const char *token = json_string_value(json_object_get(j, "token"));
     const char *message = json_string_value(json_object_get(j, "error"));
