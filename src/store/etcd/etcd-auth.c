@@ -52,7 +52,7 @@ static int auth_send(struct store_etcd *s) {
         return -ENOMEM;
     s->auth_endpoint = s->endpoint;
     s->auth_easy = etcd_curl_post(s, s->endpoints[s->auth_endpoint], "/v3/auth/authenticate", body, &s->auth_resp,
-                                  STORE_ETCD_READ_TIMEOUT_MSEC);
+                                  STORE_ETCD_AUTH_TIMEOUT_MSEC);
     explicit_bzero(body, strlen(body));
     if (!s->auth_easy)
         return -ENOMEM;

@@ -34,6 +34,9 @@
 #define STORE_ETCD_CONNECT_TIMEOUT_MSEC 500L
 #define STORE_ETCD_WATCH_RETRY_MSEC 200
 #define STORE_ETCD_AUTH_RETRY_MSEC 1000 /* a watch after its authentication failed */
+/* etcd checks a password with bcrypt (cost 10: about 70 ms of a core when
+ * idle, several times that on a loaded machine). */
+#define STORE_ETCD_AUTH_TIMEOUT_MSEC 3000L
 /* After a raft term change: how often a member that has not answered in the
  * new term is asked again, and how long after the last one did a lease end
  * is trusted again (etcd-members.c; a stale leader revokes within its
