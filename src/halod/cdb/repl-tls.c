@@ -179,9 +179,9 @@ static void handshake_failed(struct peer *p, int k) {
 int repl_tls_send(struct peer *p, const uint8_t *data, size_t len) {
     if (!p->tls_ready)
         return -ENOTCONN;
-    while (len > 0) {
+    for (unsigned tries = 0; len > 0;) {
         ssize_t k = gnutls_record_send(p->tls, data, len);
-        if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+        if ((k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) && ++tries < 8)
             continue; /* the push never says EAGAIN; an interrupted one goes again */
         if (k < 0)
             return -EIO;
