@@ -33,7 +33,7 @@
 #define STORE_ETCD_KEEPALIVE_TIMEOUT_MSEC 200L /* a lease renewal: retried elsewhere */
 #define STORE_ETCD_CONNECT_TIMEOUT_MSEC 500L
 #define STORE_ETCD_WATCH_RETRY_MSEC 200
-#define STORE_ETCD_AUTH_RETRY_MSEC 1000 /* a watch after its authentication failed */
+#define STORE_ETCD_AUTH_RETRY_MSEC 1000 /* a watch after its authentication failed, or refused again */
 /* etcd checks a password with bcrypt (cost 10: about 70 ms of a core when
  * idle, several times that on a loaded machine). */
 #define STORE_ETCD_AUTH_TIMEOUT_MSEC 3000L
@@ -98,10 +98,11 @@ struct etcd_watch {
     struct etcd_buf buf;
     uv_timer_t retry;
     bool started, ended, cancelled, linked;
-    unsigned endpoint;  /* where the stream is, or goes next */
-    unsigned failures;  /* streams in a row that ended without delivering */
-    bool auth_wait;     /* waits for a token (etcd-auth.c) */
-    unsigned token_gen; /* the token its stream was opened with */
+    unsigned endpoint;      /* where the stream is, or goes next */
+    unsigned failures;      /* streams in a row that ended without delivering */
+    bool auth_wait;         /* waits for a token (etcd-auth.c) */
+    unsigned auth_refusals; /* streams in a row refused for their token */
+    unsigned token_gen;     /* the token its stream was opened with */
 };
 
 /* A member as etcd-members.c asks it: its status call in flight, the term it last answered in. */

@@ -155,11 +155,16 @@ static bool watch_line(struct etcd_watch *w, const char *line, size_t len) {
     if (json_is_true(json_object_get(res, "canceled"))) {
         int64_t compact = etcd_json_int64(res, "compact_revision");
         if (s->user && etcd_auth_token_refused(0, json_string_value(json_object_get(res, "cancel_reason")))) {
-            /* Opened with a token that had ended: again, with a new one. */
+            /* Opened with a token that had ended: again, with a new one (at
+             * once the first times; a member that refuses fresh tokens too
+             * is asked again later, not in a loop). */
             json_decref(j);
             watch_stop_stream(w);
             etcd_auth_refused(s, w->token_gen);
-            watch_connect(w);
+            if (++w->auth_refusals <= 2)
+                watch_connect(w);
+            else
+                (void)uv_timer_start(&w->retry, on_watch_retry, STORE_ETCD_AUTH_RETRY_MSEC, 0);
             return false;
         }
         json_decref(j);
@@ -178,6 +183,7 @@ static bool watch_line(struct etcd_watch *w, const char *line, size_t len) {
         if (ev[i].kv.mod_revision > s->revision)
             s->revision = ev[i].kv.mod_revision;
     w->next_revision = ev[n - 1].kv.mod_revision + 1;
+    w->auth_refusals = 0;
     watch_call(w, 0, ev, n);
     etcd_json_events_free(ev, n);
     return true;
