@@ -41,6 +41,9 @@ static void help(void) {
            "      --etcd-cert FILE, --etcd-key FILE\n"
            "                          this node's client certificate and key (PEM), for etcd's\n"
            "                          --client-cert-auth\n"
+           "      --etcd-user USER, --etcd-password-file FILE\n"
+           "                          authenticate to etcd as USER with the password in FILE (one\n"
+           "                          line; a file others may read is refused)\n"
            "      --lease-ttl SEC     node lease TTL asked of etcd (default 2; etcd may grant more)\n"
            "      --http ADDR:PORT    the HTTP/JSON API (default 127.0.0.1:" HTTP_DEFAULT_PORT "; 'none': off)\n"
            "      --http-token-file FILE  the bearer token that writes over HTTP (POST) need; without\n"
@@ -53,6 +56,9 @@ static void help(void) {
            "      --ha-control ADDR:PORT  the HA control socket on TCP too (loopback addresses only)\n"
            "      --cdb-listen ADDR:PORT  where this node, as CDB primary, takes secondaries\n"
            "                          (default: the node's cdb-address, else 0.0.0.0:4570)\n"
+           "      --cdb-tls-cert FILE, --cdb-tls-key FILE, --cdb-tls-ca FILE\n"
+           "                          CDB replication over mutual TLS: this node's certificate\n"
+           "                          and key, the CA that signed every node's (PEM; all three)\n"
            "  -l, --log-level LEVEL   error|warning|notice|info|debug, or AREA=LEVEL\n"
            "                          (areas: main amf link supervisor store cluster); may be repeated\n"
            "  -h, --help              this text\n"
@@ -77,6 +83,11 @@ static int parse_argv(int argc, char **argv) {
         {"etcd-cacert", required_argument, NULL, 'R'},
         {"etcd-cert", required_argument, NULL, 'c'},
         {"etcd-key", required_argument, NULL, 'k'},
+        {"etcd-user", required_argument, NULL, 'u'},
+        {"cdb-tls-cert", required_argument, NULL, 'x'},
+        {"cdb-tls-key", required_argument, NULL, 'y'},
+        {"cdb-tls-ca", required_argument, NULL, 'z'},
+        {"etcd-password-file", required_argument, NULL, 'p'},
         {"http-token-file", required_argument, NULL, 'O'},
         {"http-cert", required_argument, NULL, 'P'},
         {"http-key", required_argument, NULL, 'Q'},
@@ -109,6 +120,21 @@ static int parse_argv(int argc, char **argv) {
             break;
         case 'k':
             arg.etcd_key = optarg;
+            break;
+        case 'u':
+            arg.etcd_user = optarg;
+            break;
+        case 'x':
+            arg.cdb_tls_cert = optarg;
+            break;
+        case 'y':
+            arg.cdb_tls_key = optarg;
+            break;
+        case 'z':
+            arg.cdb_tls_ca = optarg;
+            break;
+        case 'p':
+            arg.etcd_password_file = optarg;
             break;
         case 'O':
             arg.http_token_file = optarg;

@@ -27,6 +27,9 @@
 #include "parse-util.h"
 #include "paths.h"
 
+/* etcd takes longer passwords, but a file larger than this is no password file. */
+#define ETCD_PASSWORD_MAX 1024
+
 /* Exactly one halod per state directory. */
 static int take_lock(const char *dir, int *ret_fd) {
     char path[PATH_MAX];
@@ -202,10 +205,61 @@ static int check_etcd_tls(const struct manager_options *o, const char *const *ep
     return 0;
 }
 
+/* --etcd-password-file: one line, readable by no one but its owner and
+ * group (as ssh wants of a key: a password others can read is no secret). */
+static int read_etcd_password(const struct manager_options *o, char **ret) {
+    const char *path = o->etcd_password_file;
+    _cleanup_free_ char *text = NULL;
+    mode_t mode = 0;
+
+    if (!o->etcd_user != !path)
+        return log_error("--etcd-user and --etcd-password-file go together: give both or neither"), -EINVAL;
+    if (!path)
+        return 0;
+    if (!o->etcd)
+        return log_error("--etcd-user is for an etcd store: give --etcd too"), -EINVAL;
+    int r = http_secret_file_read(path, ETCD_PASSWORD_MAX + 2, &text, NULL, &mode);
+    if (r == -EFBIG)
+        return log_error("--etcd-password-file %s: too large for a password (at most %d bytes)", path,
+                         ETCD_PASSWORD_MAX),
+               r;
+    if (r == -EINVAL)
+        return log_error("--etcd-password-file %s: not a regular file", path), r;
+    if (r < 0)
+        return log_error_errno(r, "--etcd-password-file %s: %m", path);
+    if (mode & S_IRWXO) {
+        explicit_bzero(text, strlen(text));
+        return log_error("--etcd-password-file %s: permissions %04o are too open: others may read it; "
+                         "chmod o-rwx %s",
+                         path, (unsigned)mode, path),
+               -EPERM;
+    }
+    size_t n = strcspn(text, "\n");
+    bool one_line = text[n] == 0 || text[n + 1] == 0;
+    text[n] = 0;
+    if (n > 0 && text[n - 1] == '\r')
+        text[--n] = 0;
+    if (!one_line || n == 0) {
+        explicit_bzero(text, strlen(text));
+        return log_error("--etcd-password-file %s: want the password on one line, alone", path), -EINVAL;
+    }
+    *ret = TAKE_PTR(text);
+    return 0;
+}
+
+static void password_free(char **p) {
+    if (*p)
+        explicit_bzero(*p, strlen(*p));
+    free(*p);
+}
+
 static int open_store(struct manager *m) {
+    _cleanup_(password_free) char *password = NULL;
     int r;
     if (!m->opt.etcd && (r = check_etcd_tls(&m->opt, NULL, 0)) < 0)
         return r; /* TLS options without --etcd */
+    if ((r = read_etcd_password(&m->opt, &password)) < 0)
+        return r;
     if (m->opt.etcd) {
         const char *eps[16];
         _cleanup_free_ char *copy = strdup(m->opt.etcd);
@@ -215,8 +269,9 @@ static int open_store(struct manager *m) {
         if ((r = check_etcd_tls(&m->opt, eps, n)) < 0)
             return r;
         snprintf(m->store_name, sizeof(m->store_name), "etcd %s", m->opt.etcd);
-        const store_etcd_tls tls = {m->opt.etcd_cacert, m->opt.etcd_cert, m->opt.etcd_key};
-        r = store_etcd_new_tls(m->loop, eps, n, &tls, &m->store);
+        const store_etcd_options eo = {m->opt.etcd_cacert, m->opt.etcd_cert, m->opt.etcd_key, m->opt.etcd_user,
+                                       password};
+        r = store_etcd_new_with(m->loop, eps, n, &eo, &m->store);
     } else {
         snprintf(m->store_name, sizeof(m->store_name), "%s/store.db", m->opt.state_dir);
         r = store_sqlite_new(m->loop, m->store_name, &m->store);
@@ -251,7 +306,10 @@ static int socket_path(struct manager *m) {
 }
 
 static int open_cdb(struct manager *m) {
+    const struct manager_options *o = &m->opt;
     char cdb_path[PATH_MAX], ha_path[PATH_MAX];
+    if ((o->cdb_tls_cert || o->cdb_tls_key || o->cdb_tls_ca) && !(o->cdb_tls_cert && o->cdb_tls_key && o->cdb_tls_ca))
+        return log_error("--cdb-tls-cert, --cdb-tls-key and --cdb-tls-ca go together: give all three or none"), -EINVAL;
     snprintf(cdb_path, sizeof(cdb_path), "%s/cdb.db", m->opt.state_dir);
     int r = cdb_open(m->loop, cdb_path, m->node, &m->cdb);
     if (r >= 0)
@@ -291,6 +349,15 @@ static int open_cdb(struct manager *m) {
                r;
     if (r < 0)
         return log_error_errno(r, "Failed to open the HA control socket '%s': %m", ha_path);
+    if (m->opt.cdb_tls_cert) {
+        char why[512];
+        r = ha_set_tls(m->ha, m->opt.cdb_tls_cert, m->opt.cdb_tls_key, m->opt.cdb_tls_ca, why, sizeof(why));
+        if (r == -EINVAL)
+            return log_error("%s", why), r;
+        if (r < 0)
+            return log_error_errno(r, "Failed to set up TLS for the CDB replication: %m");
+        log_info("CDB replication over TLS: certificates both ways, signed by %s", m->opt.cdb_tls_ca);
+    }
     r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
                       &m->roles);
     if (r < 0)
@@ -429,7 +496,7 @@ static int read_http_secrets(struct manager *m) {
     if (!o->http_cert != !o->http_key)
         return log_error("--http-cert and --http-key go together: give both or neither"), -EINVAL;
     if (o->http_token_file) {
-        r = http_secret_file_read(o->http_token_file, HTTP_TOKEN_MAX + 2, &m->http_token, NULL);
+        r = http_secret_file_read(o->http_token_file, HTTP_TOKEN_MAX + 2, &m->http_token, NULL, NULL);
         if (r >= 0 && (r = http_token_parse(m->http_token)) < 0)
             return log_error("--http-token-file %s: want one line of %d to %d printable bytes without spaces",
                              o->http_token_file, HTTP_TOKEN_MIN, HTTP_TOKEN_MAX),
@@ -448,7 +515,7 @@ static int read_http_secrets(struct manager *m) {
     for (size_t i = 0; i < ELEMENTSOF(pem); i++) {
         if (!pem[i].path)
             continue;
-        r = http_secret_file_read(pem[i].path, 1024 * 1024, pem[i].ret, NULL);
+        r = http_secret_file_read(pem[i].path, 1024 * 1024, pem[i].ret, NULL, NULL);
         if (r == -EINVAL || r == -EFBIG)
             return log_error("%s %s: not a regular file of at most 1 MiB", pem[i].option, pem[i].path), r;
         if (r < 0)

@@ -29,8 +29,10 @@ struct manager_options {
     const char *ha_socket;  /* NULL: ha.sock next to the socket */
     const char *ha_control; /* loopback ADDR:PORT, or NULL */
     const char *cdb_listen; /* NULL: the node's cdb-address, else 0.0.0.0:4570 */
+    const char *cdb_tls_cert, *cdb_tls_key, *cdb_tls_ca; /* CDB replication over mutual TLS (all three), or NULL */
 
     const char *etcd_cacert, *etcd_cert, *etcd_key; /* TLS towards https:// etcd endpoints, or NULL */
+    const char *etcd_user, *etcd_password_file;     /* etcd authentication (both or neither), or NULL */
     const char *http_token_file;                    /* the bearer token writes over HTTP need, or NULL */
     const char *http_cert, *http_key;               /* HTTPS, or NULL */
 };

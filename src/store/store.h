@@ -194,22 +194,28 @@ int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
  * across the endpoints; a call still in flight when store_free() runs gets
  * -ECANCELED (a write may or may not have been applied).  Errors from etcd
  * map to -ENOENT (unknown lease), -ESTALE (compacted), -ETIMEDOUT,
- * -ECONNREFUSED, -E2BIG, -EIO.  See etcd/ for the details.
+ * -ECONNREFUSED, -E2BIG, -EACCES, -EIO.  See etcd/ for the details.
  */
 int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret);
 
-/* TLS towards https:// endpoints (PEM files, read by libcurl at each new
- * connection).  cacert NULL: the system's trust store; cert and key NULL: no
- * client certificate (etcd's --client-cert-auth wants one). */
-typedef struct store_etcd_tls {
+/* How halod reaches a secured etcd.  TLS towards https:// endpoints (PEM
+ * files, read by libcurl at each new connection): cacert NULL, the system's
+ * trust store; cert and key NULL, no client certificate (etcd's
+ * --client-cert-auth wants one).  user and password (both or neither): the
+ * etcd user whose token goes with every call (etcd/etcd-auth.c); a token that
+ * ends is replaced without the caller noticing; a refused user or password
+ * ends the calls with -EACCES, said once in the log. */
+typedef struct store_etcd_options {
     const char *cacert;
     const char *cert;
     const char *key;
-} store_etcd_tls;
+    const char *user;
+    const char *password;
+} store_etcd_options;
 
-/* store_etcd_new() with TLS options (tls may be NULL); the strings are copied. */
-int store_etcd_new_tls(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, const store_etcd_tls *tls,
-                       store **ret);
+/* store_etcd_new() with options (opt may be NULL); the strings are copied. */
+int store_etcd_new_with(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints,
+                        const store_etcd_options *opt, store **ret);
 
 /*
  * Dispatch helpers: thin wrappers so callers never touch ops directly.  The

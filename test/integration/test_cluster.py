@@ -47,8 +47,10 @@ def ask(port, line, timeout=2):
 
 
 class Cluster:
-    def __init__(self, etcd, factory, tmp_path, nodes=("n1", "n2"), ttl=1, endpoints=None):
+    def __init__(self, etcd, factory, tmp_path, nodes=("n1", "n2"), ttl=1, endpoints=None, args=()):
+        """args: more halod options for every node (etcd TLS or authentication)."""
         self.etcd = etcd
+        self.args = list(args)
         self.endpoints = endpoints or etcd.endpoints
         self.ttl = ttl
         self.port = free_port()
@@ -60,7 +62,8 @@ class Cluster:
 
     def make(self, n):
         return self.factory(self.yaml, name=n,
-                            extra_args=["--node", n, "--etcd", self.endpoints, "--lease-ttl", str(self.ttl)])
+                            extra_args=["--node", n, "--etcd", self.endpoints, "--lease-ttl", str(self.ttl),
+                                        *self.args])
 
     def start(self):
         for h in self.nodes.values():

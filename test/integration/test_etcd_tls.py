@@ -82,23 +82,12 @@ def tls_etcd(pki):
     e.stop()
 
 
-class TlsCluster(Cluster):
-    def __init__(self, *a, tls=(), **kw):
-        self.tls = list(tls)
-        super().__init__(*a, **kw)
-
-    def make(self, n):
-        h = super().make(n)
-        h.extra_args = list(h.extra_args) + self.tls
-        return h
-
-
 def client_tls(pki):
     return ["--etcd-cacert", pki("ca.pem"), "--etcd-cert", pki("client.pem"), "--etcd-key", pki("client.key")]
 
 
 def test_two_nodes_over_mutual_tls_assign_and_fail_over(tls_etcd, pki, halod_factory, tmp_path):
-    c = TlsCluster(tls_etcd, halod_factory, tmp_path, tls=client_tls(pki)).start()
+    c = Cluster(tls_etcd, halod_factory, tmp_path, args=client_tls(pki)).start()
     h1, h2 = c.nodes["n1"], c.nodes["n2"]
     act, sb = wait_for(lambda: c.settled(h1), timeout=30, what="SI assigned over TLS")
     assert wait_for(lambda: c.settled(h2) == (act, sb), what="n2 agrees (its watches run over TLS too)")
@@ -119,7 +108,7 @@ def test_a_tls_set_up_that_does_not_match_says_so(case, says, tls_etcd, pki, hal
     tls = {"no client certificate": ["--etcd-cacert", pki("ca.pem")],
            "another CA": ["--etcd-cacert", pki("other-ca.pem"), "--etcd-cert", pki("client.pem"),
                           "--etcd-key", pki("client.key")]}[case]
-    c = TlsCluster(tls_etcd, halod_factory, tmp_path, tls=tls)
+    c = Cluster(tls_etcd, halod_factory, tmp_path, args=tls)
     h = c.nodes["n1"]
     h.start(wait=False)
     text = wait_for(lambda: says in h.logtext() and h.logtext(), timeout=30, what="the reason logged")

@@ -157,6 +157,61 @@ TEST(etcd_lease_ends_trusted_once_every_member_settled) {
     run_etcd(check_etcd_lease_trust);
 }
 
+/* An etcd with authentication on (etcd/etcd-auth.c): a wrong password gets
+ * -EACCES; the right one works, within the user's permissions; a restart of
+ * etcd ends every "simple" token, and the calls and the watch carry on with a
+ * new one, missing nothing. */
+static void check_etcd_auth(struct fixture *f) {
+    static const char *const setup[][2] = {
+        {"/v3/auth/user/add", "{\"name\":\"root\",\"password\":\"rootpw\"}"},
+        {"/v3/auth/user/grant", "{\"user\":\"root\",\"role\":\"root\"}"},
+        {"/v3/auth/user/add", "{\"name\":\"halo\",\"password\":\"pw\"}"},
+        {"/v3/auth/role/add", "{\"name\":\"halo\"}"},
+        /* readwrite on a/ ("YS8=") to a0 ("YTA="): the prefix a/ */
+        {"/v3/auth/role/grant",
+         "{\"name\":\"halo\",\"perm\":{\"permType\":\"READWRITE\",\"key\":\"YS8=\",\"range_end\":\"YTA=\"}}"},
+        {"/v3/auth/user/grant", "{\"user\":\"halo\",\"role\":\"halo\"}"},
+        {"/v3/auth/enable", "{}"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(setup); i++)
+        ASSERT_EQ(etcd_http(f, setup[i][0], setup[i][1]), 200);
+    const char *const eps[] = {f->endpoint};
+
+    const store_etcd_options wrong = {.user = "halo", .password = "nope"};
+    fixture_close_store(f);
+    ASSERT_OK(store_etcd_new_with(&f->loop, eps, 1, &wrong, &f->s));
+    ASSERT_EQ(get(f, "a/k")->error, -EACCES);
+    ASSERT_EQ(put(f, "a/k", "v")->error, -EACCES);
+
+    const store_etcd_options right = {.user = "halo", .password = "pw"};
+    fixture_close_store(f);
+    ASSERT_OK(store_etcd_new_with(&f->loop, eps, 1, &right, &f->s));
+    int64_t rev = put_ok(f, "a/1", "1");
+    ASSERT_KV(get_kv(f, "a/1"), "a/1", "1");
+    ASSERT_EQ(put(f, "b", "v")->error, -EACCES); /* outside the role's prefix */
+    struct reply *g = lease_grant(f, 60);
+    ASSERT_EQ(g->error, 0);
+    struct wrec *w = watch(f, "a/", 0);
+    ASSERT_EQ(put_ok(f, "a/2", "2"), rev + 1);
+    run_until_events(f, w, 1);
+
+    /* Every token ends with the restart: the watch reopens with the old one
+     * first (refused), the put is refused once; both authenticate again. */
+    etcd_stop(f);
+    etcd_start(f);
+    ASSERT_EQ(put_ok(f, "a/3", "3"), rev + 2);
+    ASSERT_EQ(lease_keepalive(f, g->lease)->error, 0);
+    ASSERT_EQ(lease_revoke(f, g->lease)->error, 0);
+    run_until_events(f, w, 2);
+    assert_event(w, 0, STORE_EVENT_PUT, "a/2", rev + 1);
+    assert_event(w, 1, STORE_EVENT_PUT, "a/3", rev + 2);
+    ASSERT(!w->ended);
+    w->w = store_watch_cancel(w->w);
+}
+TEST(etcd_authenticates_and_outlives_its_tokens) {
+    run_etcd(check_etcd_auth);
+}
+
 /* A local backend vouches for every lease end. */
 static void check_local_lease_trust(struct fixture *f) {
     ASSERT(store_lease_end_trusted(f->s, 1));

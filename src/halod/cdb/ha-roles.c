@@ -172,6 +172,10 @@ int ha_set_token(struct ha *h, const char *token) {
     return 0;
 }
 
+int ha_set_tls(struct ha *h, const char *cert, const char *key, const char *ca, char *why, size_t n) {
+    return repl_set_tls(h->repl, cert, key, ca, why, n);
+}
+
 /* ---- what replication tells us ------------------------------------------------------- */
 
 static void on_secondary_arrived(void *userdata, const char *nodeid) {

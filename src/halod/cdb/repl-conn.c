@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "halo/halo.h"
+#include "log.h"
 #include "repl-internal.h"
 
 /* One write of one or more blobs (a group's transactions go out in one writev). */
@@ -53,23 +54,51 @@ struct blob *repl_conn_blob_pack(const HaRepl *m) {
     return b;
 }
 
-static void on_written(uv_write_t *req, int status) {
-    struct write_req *w = (struct write_req *)req;
-    struct peer *p = w->peer;
-    for (size_t i = 0; i < w->n; i++)
-        repl_conn_blob_unref(w->blobs[i]);
-    free(w);
+/* Why a TLS primary ended the connection of this secondary early, or NULL. */
+static const char *tls_end_reason(const struct peer *p) {
+    if (!p->tls || p->role != PEER_UP || p->authed)
+        return NULL;
+    if (!p->tls_ready)
+        return "it ended the connection during the TLS handshake: does it have --cdb-tls-cert, --cdb-tls-key and "
+               "--cdb-tls-ca?";
+    /* TLS 1.3: the client's handshake is over before the server has checked its certificate. */
+    return "it ended the connection before the HMAC handshake: " REPL_TLS_CERT_HINT;
+}
+
+void repl_conn_written(struct peer *p, int status) {
     if (p->phase == PHASE_CLOSING)
         return;
     if (status < 0) {
-        repl_conn_close(p, -HALO_ECLOSED, "the connection broke");
+        repl_conn_close(p, -HALO_ECLOSED, tls_end_reason(p) ?: "the connection broke");
         return;
     }
     if (p->snap)
         repl_serve_pump_copy(p);
 }
 
+static void on_written(uv_write_t *req, int status) {
+    struct write_req *w = (struct write_req *)req;
+    struct peer *p = w->peer;
+    for (size_t i = 0; i < w->n; i++)
+        repl_conn_blob_unref(w->blobs[i]);
+    free(w);
+    repl_conn_written(p, status);
+}
+
+/* Through the TLS session: each blob is encrypted into writes of its own (repl-tls.c). */
+static int send_blobs_tls(struct peer *p, struct blob *const *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int r = repl_tls_send(p, b[i]->data, b[i]->len);
+        if (r < 0)
+            return r;
+    }
+    p->last_tx = repl_now_ms(p->r);
+    return 0;
+}
+
 int repl_conn_send_blobs(struct peer *p, struct blob *const *b, size_t n) {
+    if (p->tls)
+        return send_blobs_tls(p, b, n);
     struct write_req *w = malloc(sizeof(*w) + n * sizeof(w->blobs[0]));
     uv_buf_t stack[16] = {{0}}, *bufs = n <= ELEMENTSOF(stack) ? stack : malloc(n * sizeof(*bufs));
     if (!w || !bufs) {
@@ -127,6 +156,7 @@ static void peer_release(struct peer *p) {
     struct repl *r = p->r;
     repl_serve_release(p);
     frame_reader_done(&p->reader);
+    repl_tls_done(p);
     free(p->token);
     free(p->discarded);
     if (r->up == p)
@@ -226,19 +256,45 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = sizeof(slab);
 }
 
+/* Whether the first bytes of a plaintext connection are a TLS record (a
+ * handshake or an alert): the other node has TLS and this one has not. */
+static bool looks_like_tls(const uint8_t *d, size_t n) {
+    return n >= 2 && (d[0] == 0x15 || d[0] == 0x16) && d[1] == 0x03;
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     struct peer *p = s->data;
-    const uint8_t *body;
-    size_t len;
+    bool first = !p->received;
 
     if (n == 0)
         return;
     if (n < 0) {
-        repl_conn_close(p, -HALO_ECLOSED, n == UV_EOF ? "it closed the connection" : "the connection broke");
+        repl_conn_close(p, -HALO_ECLOSED,
+                        tls_end_reason(p)
+                            ?: n == UV_EOF ? "it closed the connection"
+                                           : "the connection broke");
         return;
     }
     p->last_rx = repl_now_ms(p->r);
-    int k = frame_reader_feed(&p->reader, (const uint8_t *)buf->base, (size_t)n);
+    p->received = true;
+    if (p->tls) {
+        repl_tls_feed(p, (const uint8_t *)buf->base, (size_t)n);
+        return;
+    }
+    if (first && looks_like_tls((const uint8_t *)buf->base, (size_t)n)) {
+        const char *why = "it speaks TLS and this node has no --cdb-tls-cert, --cdb-tls-key and --cdb-tls-ca";
+        if (p->role == PEER_DOWN)
+            log_warning("CDB replication connection from %s: %s", p->addr, why);
+        repl_conn_close(p, -EPROTO, why);
+        return;
+    }
+    repl_conn_feed(p, (const uint8_t *)buf->base, (size_t)n);
+}
+
+void repl_conn_feed(struct peer *p, const uint8_t *data, size_t n) {
+    const uint8_t *body;
+    size_t len;
+    int k = frame_reader_feed(&p->reader, data, n);
     if (k < 0) {
         repl_conn_close(p, -EPROTO, k == -EMSGSIZE ? "a message over the size limit" : "out of memory");
         return;
@@ -268,7 +324,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 }
 
 int repl_conn_start_reading(struct peer *p) {
-    return uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
+    int r = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
+    if (r >= 0 && p->r->tls)
+        r = repl_tls_start(p);
+    return r;
 }
 
 void repl_conn_peer_addr(uv_tcp_t *tcp, char *out, size_t n) {

@@ -305,7 +305,8 @@ static void on_connected(uv_connect_t *req, int status) {
     /* The connect timeout is over: from now on ticks and the dead check, as on every connection. */
     uint64_t every = repl_check_msec(p->r);
     uv_timer_start(&p->timer, repl_conn_on_timer, every, every);
-    if (repl_conn_start_reading(p) < 0 || repl_auth_send_hello(p) < 0)
+    /* Over TLS, the Hello goes once the handshake is over (repl-tls.c). */
+    if (repl_conn_start_reading(p) < 0 || (!p->tls && repl_auth_send_hello(p) < 0))
         repl_conn_close(p, -HALO_ECONNECT, "cannot use the connection");
 }
 

@@ -2,6 +2,7 @@
 /* The replication engine's objects, shared by repl.c, repl-conn.c, repl-auth.c, repl-serve.c and repl-follow.c only. */
 #pragma once
 
+#include <gnutls/gnutls.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -38,6 +39,12 @@ struct queued_txn {
     struct blob *blob;
 };
 
+/* Ciphertext read and not yet taken by GnuTLS. */
+struct peer_tls_in {
+    uint8_t *data;
+    size_t len, off, cap;
+};
+
 struct peer {
     struct repl *r;
     LIST_FIELDS(struct peer, downs); /* r->downs */
@@ -57,7 +64,11 @@ struct peer {
     uint64_t acked;            /* down: highest seq acknowledged (durable there) */
     uint64_t base_seq;         /* down: the stream seq when it joined */
     bool full_copy;
-    bool authed;     /* the other side proved it holds the token: its name counts, large frames are taken */
+    bool authed;          /* the other side proved it holds the token: its name counts, large frames are taken */
+    bool received;        /* a byte came */
+    gnutls_session_t tls; /* with --cdb-tls-*: the session, else NULL */
+    bool tls_ready;       /* its handshake is over: the other side's certificate is verified */
+    struct peer_tls_in tls_in;
     uint64_t gen;    /* up: which join this is */
     char *discarded; /* up, copying: this node's transactions the copy drops (text), or NULL */
     /* down, streaming: the transactions of the group being committed, written at its end */
@@ -92,6 +103,7 @@ struct repl {
     void *userdata;
     char *token;
     char nodeid[LINK_NAME_MAX + 1];
+    struct repl_tls *tls; /* every connection over TLS, or NULL (repl-tls.c) */
 
     uv_tcp_t *listener;           /* while serving; freed by its close callback */
     unsigned n_open;              /* peers and listeners not released yet: the last frees r once freeing */
@@ -151,6 +163,27 @@ int repl_conn_send_blobs(struct peer *p, struct blob *const *b, size_t n);
 int repl_conn_send_blob(struct peer *p, struct blob *b);
 int repl_conn_send_msg(struct peer *p, const HaRepl *m);
 void repl_conn_send_error(struct peer *p, int error, const char *text);
+
+/* Feeds bytes read (plaintext, or decrypted) to the framing: each complete message goes to its side. */
+void repl_conn_feed(struct peer *p, const uint8_t *data, size_t n);
+/* A write of p ended with status: a failure closes it, a copy in progress sends more. */
+void repl_conn_written(struct peer *p, int status);
+
+/* repl-tls.c: the TLS layer */
+#define REPL_TLS_CERT_HINT \
+    "does it take this node's certificate (--cdb-tls-cert, signed by the CA of its --cdb-tls-ca)?"
+struct repl_tls;
+/* The credentials from the PEM files: 0, -ENOMEM, or -EINVAL with why filled in. */
+int repl_tls_new(const char *cert, const char *key, const char *ca, struct repl_tls **ret, char *why, size_t n);
+void repl_tls_free(struct repl_tls *t);
+/* Starts p's session (the client sends its hello); 0, -ENOMEM or -EIO. */
+int repl_tls_start(struct peer *p);
+/* Frees p's session and buffer (accepts none). */
+void repl_tls_done(struct peer *p);
+/* Ciphertext came: runs the handshake (then, up, sends our Hello), hands plaintext to repl_conn_feed(). */
+void repl_tls_feed(struct peer *p, const uint8_t *data, size_t n);
+/* Encrypts data into writes of p; -ENOTCONN before the handshake is over, -EIO. */
+int repl_tls_send(struct peer *p, const uint8_t *data, size_t len);
 
 /* repl-auth.c: the HMAC handshake */
 int repl_auth_send_hello(struct peer *p);

@@ -29,9 +29,14 @@
 
 #define REPL_DEFAULT_PORT 4570
 
+static void repl_release(struct repl *r) {
+    repl_tls_free(r->tls); /* after the last session that used it */
+    free(r);
+}
+
 void repl_unref(struct repl *r) {
     if (--r->n_open == 0 && r->freeing)
-        free(r);
+        repl_release(r);
 }
 
 /* Without a port: "host", "[v6]", or an IPv6 address without brackets (more than one ':'). */
@@ -109,7 +114,7 @@ struct repl *repl_free(struct repl *r) {
     r->token = NULL;
     repl_serve_close_listener(r);
     if (r->n_open == 0)
-        free(r);
+        repl_release(r);
     return NULL;
 }
 
@@ -119,6 +124,16 @@ int repl_set_token(struct repl *r, const char *token) {
         return -ENOMEM;
     free(r->token);
     r->token = t;
+    return 0;
+}
+
+int repl_set_tls(struct repl *r, const char *cert, const char *key, const char *ca, char *why, size_t n) {
+    struct repl_tls *t;
+    int k = repl_tls_new(cert, key, ca, &t, why, n);
+    if (k < 0)
+        return k;
+    repl_tls_free(r->tls);
+    r->tls = t;
     return 0;
 }
 

@@ -39,6 +39,11 @@ struct repl *repl_free(struct repl *r);
 
 /* The shared secret (copied); never sent.  Connections made before keep theirs. */
 int repl_set_token(struct repl *r, const char *token);
+/* Every connection made from now on over mutual TLS (repl-tls.c): this
+ * node's certificate and key, and the CA that signed every node's (PEM
+ * files, read now).  0, -ENOMEM, or -EINVAL with why (n bytes) saying which
+ * file is wrong. */
+int repl_set_tls(struct repl *r, const char *cert, const char *key, const char *ca, char *why, size_t n);
 /* This node's name in the HA cluster (copied). */
 int repl_set_nodeid(struct repl *r, const char *nodeid);
 

@@ -10,7 +10,7 @@
 #include "http-auth.h"
 #include "macro.h"
 
-int http_secret_file_read(const char *path, size_t max, char **ret, size_t *ret_len) {
+int http_secret_file_read(const char *path, size_t max, char **ret, size_t *ret_len, mode_t *ret_mode) {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     struct stat st;
     if (fd < 0)
@@ -40,6 +40,8 @@ int http_secret_file_read(const char *path, size_t max, char **ret, size_t *ret_
     *ret = buf;
     if (ret_len)
         *ret_len = n;
+    if (ret_mode)
+        *ret_mode = st.st_mode & 07777;
     return 0;
 }
 

@@ -40,18 +40,54 @@ void etcd_buf_done(struct etcd_buf *b) {
     *b = (struct etcd_buf){0};
 }
 
+/* The headers of a call that carries the token: the common ones and its
+ * Authorization, owned by the transfer (CURLOPT_PRIVATE, freed by
+ * etcd_curl_remove()): a new token must not change the list of a transfer
+ * in flight. */
+static struct curl_slist *token_headers(struct store_etcd *s) {
+    struct curl_slist *l = NULL, *n;
+    char *auth = malloc(strlen(s->token) + sizeof("Authorization: "));
+    if (!auth)
+        return NULL;
+    strcpy(auth, "Authorization: ");
+    strcat(auth, s->token);
+    for (const struct curl_slist *h = s->headers; h; h = h->next) {
+        if (!(n = curl_slist_append(l, h->data)))
+            goto fail;
+        l = n;
+    }
+    if (!(n = curl_slist_append(l, auth)))
+        goto fail;
+    free(auth);
+    return n;
+fail:
+    free(auth);
+    curl_slist_free_all(l);
+    return NULL;
+}
+
 CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *path, const char *body,
                      struct etcd_buf *resp, long timeout_msec) {
+    struct curl_slist *own = NULL;
     char url[512];
     CURL *e;
 
+    if (etcd_auth_wanted(s, path) && s->token && *s->token && !(own = token_headers(s)))
+        return NULL;
     snprintf(url, sizeof(url), "%s%s", endpoint, path);
     e = curl_easy_init();
-    if (!e)
+    if (!e) {
+        curl_slist_free_all(own);
         return NULL;
+    }
+    if (curl_easy_setopt(e, CURLOPT_PRIVATE, own) != CURLE_OK) {
+        curl_slist_free_all(own);
+        curl_easy_cleanup(e);
+        return NULL;
+    }
     if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, own ? own : s->headers) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, resp) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
@@ -65,6 +101,7 @@ CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *pat
         (s->cert && curl_easy_setopt(e, CURLOPT_SSLCERT, s->cert) != CURLE_OK) ||
         (s->key && curl_easy_setopt(e, CURLOPT_SSLKEY, s->key) != CURLE_OK) ||
         curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+        curl_slist_free_all(own);
         curl_easy_cleanup(e);
         return NULL;
     }
@@ -72,10 +109,13 @@ CURL *etcd_curl_post(struct store_etcd *s, const char *endpoint, const char *pat
 }
 
 void etcd_curl_remove(struct store_etcd *s, CURL **e) {
+    char *own = NULL;
     if (!*e)
         return;
     curl_multi_remove_handle(s->multi, *e);
+    (void)curl_easy_getinfo(*e, CURLINFO_PRIVATE, &own);
     curl_easy_cleanup(*e);
+    curl_slist_free_all((struct curl_slist *)own);
     *e = NULL;
 }
 

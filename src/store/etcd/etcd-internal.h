@@ -9,6 +9,7 @@
  *   etcd-watch.c    watch streams: one connection per watch, resumed after a failure
  *   etcd-json.c     the JSON gateway's bodies and answers (keys and values in base64)
  *   etcd-members.c  the raft term, and whether a lease that ended can be trusted
+ *   etcd-auth.c     user/password authentication: the token, and a new one when it ends
  *   store-etcd.c    the store_ops table, the dispatch step, opening and closing
  */
 
@@ -32,6 +33,10 @@
 #define STORE_ETCD_KEEPALIVE_TIMEOUT_MSEC 200L /* a lease renewal: retried elsewhere */
 #define STORE_ETCD_CONNECT_TIMEOUT_MSEC 500L
 #define STORE_ETCD_WATCH_RETRY_MSEC 200
+#define STORE_ETCD_AUTH_RETRY_MSEC 1000 /* a watch after its authentication failed, or refused again */
+/* etcd checks a password with bcrypt (cost 10: about 70 ms of a core when
+ * idle, several times that on a loaded machine). */
+#define STORE_ETCD_AUTH_TIMEOUT_MSEC 3000L
 /* After a raft term change: how often a member that has not answered in the
  * new term is asked again, and how long after the last one did a lease end
  * is trusted again (etcd-members.c; a stale leader revokes within its
@@ -72,9 +77,12 @@ struct etcd_request {
     CURL *easy;
     struct etcd_buf resp;
     unsigned attempts;
-    unsigned endpoint; /* where the attempt in flight went */
-    bool side;         /* a keepalive or a renewal txn: sent at once beside the ordered requests, on s->side */
-    bool renewal;      /* a renewal txn: a keepalive's timeout */
+    unsigned endpoint;  /* where the attempt in flight went */
+    bool side;          /* a keepalive or a renewal txn: sent at once beside the ordered requests, on s->side */
+    bool renewal;       /* a renewal txn: a keepalive's timeout */
+    bool parked;        /* waits for a token (etcd-auth.c): no transfer */
+    bool auth_retried;  /* was refused for its token once, and sent again */
+    unsigned token_gen; /* the token its attempt in flight carries */
 };
 
 struct etcd_watch {
@@ -90,8 +98,11 @@ struct etcd_watch {
     struct etcd_buf buf;
     uv_timer_t retry;
     bool started, ended, cancelled, linked;
-    unsigned endpoint; /* where the stream is, or goes next */
-    unsigned failures; /* streams in a row that ended without delivering */
+    unsigned endpoint;      /* where the stream is, or goes next */
+    unsigned failures;      /* streams in a row that ended without delivering */
+    bool auth_wait;         /* waits for a token (etcd-auth.c) */
+    unsigned auth_refusals; /* streams in a row refused for their token */
+    unsigned token_gen;     /* the token its stream was opened with */
 };
 
 /* A member as etcd-members.c asks it: its status call in flight, the term it last answered in. */
@@ -113,10 +124,18 @@ struct store_etcd {
     store head;
     CURLM *multi;
     struct curl_slist *headers;
-    char *cacert, *cert, *key; /* TLS (store_etcd_tls), or NULL */
-    int tls_logged;            /* the last TLS failure logged (a CURLcode); 0 after a success */
-    int unanswered_logged;     /* why etcd has not answered yet, as last logged */
-    bool answered;             /* etcd answered a request once */
+    char *cacert, *cert, *key; /* TLS (store_etcd_options), or NULL */
+    /* etcd-auth.c */
+    char *user, *password; /* NULL: no authentication */
+    char *token;           /* NULL: none yet, or refused; "": etcd has authentication off */
+    unsigned token_gen;    /* counts the tokens received */
+    CURL *auth_easy;       /* the authentication in flight */
+    struct etcd_buf auth_resp;
+    unsigned auth_endpoint, auth_attempts;
+    bool auth_logged, auth_off_logged;
+    int tls_logged;        /* the last TLS failure logged (a CURLcode); 0 after a success */
+    int unanswered_logged; /* why etcd has not answered yet, as last logged */
+    bool answered;         /* etcd answered a request once */
     char **endpoints;
     size_t n_endpoints;
     unsigned endpoint; /* the one unary calls use; moves on failure */
@@ -209,6 +228,36 @@ void etcd_members_seen(struct store_etcd *s, const json_t *response);
 bool etcd_members_trusted(const struct store_etcd *s, int64_t revision);
 /* The transfer e ended: if it is a status call, returns true. */
 bool etcd_members_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc);
+
+/* etcd-request.c, the transfers of the other files */
+/* A transfer to endpoint ended with cc (not CURLE_OK): logs the reason once,
+ * moves on from an endpoint at fault.  -EAGAIN: worth trying on the next
+ * endpoint; else the errno for the caller. */
+int etcd_request_failed(struct store_etcd *s, unsigned endpoint, CURLcode cc);
+/* The authentication the parked requests waited for ended: 0 sends them, an error ends them with it. */
+void etcd_request_auth_done(struct store_etcd *s, int error);
+
+/* etcd-watch.c */
+/* The authentication ended: 0 opens the streams that waited for it, an error retries them later. */
+void etcd_watch_auth_done(struct store_etcd *s, int error);
+
+/* etcd-auth.c */
+/* Whether a call to path carries the token (a store with a user). */
+bool etcd_auth_wanted(const struct store_etcd *s, const char *path);
+/* Whether there is a token to send now (or none is needed). */
+bool etcd_auth_ready(const struct store_etcd *s);
+/* Starts an authentication unless one is in flight; 0 or -ENOMEM.  Its end
+ * calls etcd_request_auth_done() and etcd_watch_auth_done(). */
+int etcd_auth_start(struct store_etcd *s);
+/* A call that carried token number token_gen was refused for it: unless a
+ * newer token came meanwhile, it is dropped (the next call authenticates). */
+void etcd_auth_refused(struct store_etcd *s, unsigned token_gen);
+/* Whether an error (gRPC code and message, or a watch's cancel reason) says the token was refused. */
+bool etcd_auth_token_refused(int64_t code, const char *message);
+/* The transfer e ended: if it is the authentication, returns true. */
+bool etcd_auth_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc);
+void etcd_auth_release(struct store_etcd *s);
+void etcd_auth_free(struct store_etcd *s);
 
 /* etcd-json.c */
 /* An int64 field, as a decimal string (proto3 JSON) or a number; 0 if absent or invalid. */

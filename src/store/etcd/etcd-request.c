@@ -192,6 +192,11 @@ static long request_timeout(const struct etcd_request *r) {
 static int request_send(struct etcd_request *r) {
     struct store_etcd *s = r->s;
     r->endpoint = s->endpoint;
+    r->parked = etcd_auth_wanted(s, r->path) && !etcd_auth_ready(s);
+    if (r->parked)
+        /* Sent by etcd_request_auth_done(). */
+        return etcd_auth_start(s) < 0 ? (r->parked = false, -ENOMEM) : 0;
+    r->token_gen = s->token_gen;
     r->easy = etcd_curl_post(s, s->endpoints[s->endpoint], r->path, r->body, &r->resp, request_timeout(r));
     if (!r->easy)
         return -ENOMEM;
@@ -236,6 +241,21 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
     else
         error = -EIO;
 
+    if (error < 0 && cc == CURLE_OK && !r->auth_retried && s->user &&
+        etcd_auth_token_refused(etcd_json_int64(j, "code"), json_string_value(json_object_get(j, "error")))) {
+        /* The token ended (or etcd restarted): nothing was applied; once
+         * more, with a new one. */
+        r->auth_retried = true;
+        json_decref(j);
+        etcd_buf_done(&r->resp);
+        etcd_auth_refused(s, r->token_gen);
+        if (request_send(r) >= 0) {
+            if (!r->side)
+                s->current = r;
+            return;
+        }
+        j = NULL;
+    }
     if (error < 0)
         log_unanswered(s, r->endpoint, cc, error);
     else
@@ -277,6 +297,45 @@ bool etcd_request_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc) {
         return true;
     }
     return false;
+}
+
+int etcd_request_failed(struct store_etcd *s, unsigned endpoint, CURLcode cc) {
+    int error = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
+                : cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
+                : cc == CURLE_OUT_OF_MEMORY    ? -ENOMEM
+                                               : -EIO;
+    if (tls_failure(cc))
+        log_tls_failure(s, endpoint, cc);
+    log_unanswered(s, endpoint, cc, error);
+    if (cc != CURLE_OK && !endpoint_fault(cc, error))
+        return error;
+    etcd_endpoint_failed(s, endpoint);
+    return -EAGAIN;
+}
+
+/* A request that waited for the token: sent now, or ended with error.
+ * Returns false if it ended (and is to be freed). */
+static bool request_unpark(struct etcd_request *r, int error) {
+    r->parked = false;
+    if (error >= 0 && request_send(r) >= 0)
+        return true;
+    request_complete(r, error < 0 ? error : -ENOMEM, NULL, 0, 0);
+    return false;
+}
+
+void etcd_request_auth_done(struct store_etcd *s, int error) {
+    struct etcd_request *r, *next;
+
+    LIST_FOREACH_SAFE (requests, r, next, &s->side)
+        if (r->parked && !request_unpark(r, error)) {
+            LIST_REMOVE(requests, &s->side, r);
+            request_free(r);
+        }
+    r = s->current;
+    if (r && r->parked && !request_unpark(r, error)) {
+        s->current = NULL;
+        request_free(r);
+    }
 }
 
 static void on_pump(uv_timer_t *t) {

@@ -98,7 +98,12 @@ static void watch_connect(struct etcd_watch *w) {
     _cleanup_free_ char *body = etcd_json_watch_body(w->create_key, w->create_end, w->next_revision);
 
     w->endpoint = s->endpoint;
-    if (body)
+    if (!etcd_auth_ready(s) && body && etcd_auth_start(s) >= 0) {
+        w->auth_wait = true; /* etcd_watch_auth_done() connects */
+        return;
+    }
+    w->token_gen = s->token_gen;
+    if (body && etcd_auth_ready(s))
         w->easy = etcd_curl_post(s, s->endpoints[w->endpoint], "/v3/watch", body, &w->buf, 0);
     if (!w->easy)
         /* Out of memory: try again later rather than end the watch. */
@@ -149,6 +154,19 @@ static bool watch_line(struct etcd_watch *w, const char *line, size_t len) {
     etcd_members_seen(s, res); /* before the events: a lease end in a new term is not trusted */
     if (json_is_true(json_object_get(res, "canceled"))) {
         int64_t compact = etcd_json_int64(res, "compact_revision");
+        if (s->user && etcd_auth_token_refused(0, json_string_value(json_object_get(res, "cancel_reason")))) {
+            /* Opened with a token that had ended: again, with a new one (at
+             * once the first times; a member that refuses fresh tokens too
+             * is asked again later, not in a loop). */
+            json_decref(j);
+            watch_stop_stream(w);
+            etcd_auth_refused(s, w->token_gen);
+            if (++w->auth_refusals <= 2)
+                watch_connect(w);
+            else
+                (void)uv_timer_start(&w->retry, on_watch_retry, STORE_ETCD_AUTH_RETRY_MSEC, 0);
+            return false;
+        }
         json_decref(j);
         watch_end(w, compact > 0 ? -ESTALE : -EIO);
         return true;
@@ -165,6 +183,7 @@ static bool watch_line(struct etcd_watch *w, const char *line, size_t len) {
         if (ev[i].kv.mod_revision > s->revision)
             s->revision = ev[i].kv.mod_revision;
     w->next_revision = ev[n - 1].kv.mod_revision + 1;
+    w->auth_refusals = 0;
     watch_call(w, 0, ev, n);
     etcd_json_events_free(ev, n);
     return true;
@@ -206,7 +225,7 @@ void etcd_watch_deliver(struct store_etcd *s) {
                 again = true;
                 break;
             }
-            if (!w->easy && w->started && !uv_is_active((uv_handle_t *)&w->retry))
+            if (!w->easy && w->started && !w->auth_wait && !uv_is_active((uv_handle_t *)&w->retry))
                 /* The stream ended and every complete line is handled: resume. */
                 watch_retry_later(w);
         }
@@ -224,6 +243,23 @@ bool etcd_watch_transfer_done(struct store_etcd *s, CURL *e) {
             return true;
         }
     return false;
+}
+
+void etcd_watch_auth_done(struct store_etcd *s, int error) {
+    struct etcd_watch *w;
+
+    LIST_FOREACH (watches, w, &s->watches) {
+        if (!w->auth_wait)
+            continue;
+        w->auth_wait = false;
+        if (w->ended || w->cancelled)
+            continue;
+        if (error >= 0)
+            watch_connect(w);
+        else
+            /* Refused or unreachable: again later (a caller's retry may come first). */
+            (void)uv_timer_start(&w->retry, on_watch_retry, STORE_ETCD_AUTH_RETRY_MSEC, 0);
+    }
 }
 
 void etcd_watch_start(struct etcd_watch *w) {

@@ -54,7 +54,8 @@ void store_etcd_dispatch(struct store_etcd *s) {
         if (m->msg != CURLMSG_DONE)
             continue;
         CURL *e = m->easy_handle;
-        if (!etcd_request_transfer_done(s, e, m->data.result) && !etcd_members_transfer_done(s, e, m->data.result))
+        if (!etcd_request_transfer_done(s, e, m->data.result) && !etcd_members_transfer_done(s, e, m->data.result) &&
+            !etcd_auth_transfer_done(s, e, m->data.result))
             (void)etcd_watch_transfer_done(s, e);
     }
     etcd_watch_deliver(s);
@@ -166,6 +167,7 @@ static void store_etcd_free_memory(struct store_etcd *s) {
     free(s->cacert);
     free(s->cert);
     free(s->key);
+    etcd_auth_free(s);
     if (s->endpoints)
         for (size_t i = 0; i < s->n_endpoints; i++)
             free(s->endpoints[i]);
@@ -190,6 +192,7 @@ static void etcd_release(struct store_etcd *s) {
     s->released = true;
     etcd_watch_destroy_all(s);
     etcd_members_release(s);
+    etcd_auth_release(s);
     etcd_curl_release(s);
     uv_close((uv_handle_t *)&s->pump, on_pump_closed);
 }
@@ -236,11 +239,11 @@ static int copy_opt(const char *v, char **ret) {
 }
 
 int store_etcd_new(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, store **ret) {
-    return store_etcd_new_tls(loop, endpoints, n_endpoints, NULL, ret);
+    return store_etcd_new_with(loop, endpoints, n_endpoints, NULL, ret);
 }
 
-int store_etcd_new_tls(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints, const store_etcd_tls *tls,
-                       store **ret) {
+int store_etcd_new_with(uv_loop_t *loop, const char *const *endpoints, size_t n_endpoints,
+                        const store_etcd_options *opt, store **ret) {
     struct store_etcd *s;
     struct etcd_request *r;
     int k;
@@ -249,6 +252,7 @@ int store_etcd_new_tls(uv_loop_t *loop, const char *const *endpoints, size_t n_e
     assert_return(endpoints, -EINVAL);
     assert_return(n_endpoints > 0, -EINVAL);
     assert_return(ret, -EINVAL);
+    assert_return(!opt || !opt->user == !opt->password, -EINVAL);
     for (size_t i = 0; i < n_endpoints; i++)
         assert_return(endpoint_ok(endpoints[i]), -EINVAL);
 
@@ -268,8 +272,9 @@ int store_etcd_new_tls(uv_loop_t *loop, const char *const *endpoints, size_t n_e
         return -ENOMEM;
     }
     s->n_endpoints = n_endpoints;
-    if (tls && (copy_opt(tls->cacert, &s->cacert) < 0 || copy_opt(tls->cert, &s->cert) < 0 ||
-                copy_opt(tls->key, &s->key) < 0)) {
+    if (opt && (copy_opt(opt->cacert, &s->cacert) < 0 || copy_opt(opt->cert, &s->cert) < 0 ||
+                copy_opt(opt->key, &s->key) < 0 || copy_opt(opt->user, &s->user) < 0 ||
+                copy_opt(opt->password, &s->password) < 0)) {
         store_etcd_free_memory(s);
         return -ENOMEM;
     }
