@@ -33,6 +33,8 @@ struct loader {
     size_t work;
     bool oom;     /* a problem could not be recorded; config_load returns -ENOMEM */
     bool too_big; /* the work budget ran out; everything stops */
+    char *text;   /* the file's bytes as read (config_read()), handed to the config */
+    size_t text_size;
 };
 
 /* ---- config.c ---------------------------------------------------------------------------- */

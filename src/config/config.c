@@ -81,6 +81,7 @@ struct config *config_free(struct config *c) {
         return NULL;
     free(c->path);
     free(c->basedir);
+    free(c->text);
     free(c->cluster);
     for (size_t i = 0; i < c->n_nodes; i++) {
         free(c->nodes[i].name);
@@ -221,6 +222,8 @@ int config_load(const char *path, struct config **ret, char **errors) {
     if (l.n_problems > 0 && errors && config_diag_format(&l, errors) < 0)
         r = -ENOMEM;
     config_diag_done(&l);
+    c->text = TAKE_PTR(l.text);
+    c->text_size = l.text_size;
     if (r < 0)
         return r;
 
