@@ -151,6 +151,11 @@ void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */
 int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition);
 int amf_asg_send_remove(struct si *si, struct assignment *a);
+/* One CSI set of csi (state) to c, an invocation whose answer completes a step of c's unit's assignment of si. */
+int amf_asg_send_csi_set(struct si *si, struct comp *c, const struct config_csi *csi, halo_ha_state state,
+                         halo_csi_transition transition, const char *active_comp);
+/* The component of si's ACTIVE assignment taking csi (a STANDBY's descriptor names it), or NULL. */
+const char *amf_asg_active_comp(struct si *si, const struct config_csi *csi);
 /* The same to component c alone, with the state a holds (a restart in place); 0 or -errno. */
 int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a);
 void amf_waiter_done(struct amf_waiter **w, int error);

@@ -277,3 +277,13 @@ void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t g
 void amf_fence_local(struct amf *a, const char *why);
 /* The next generation of si, for a decision being published. */
 uint64_t amf_si_next_generation(struct si *si);
+
+/* ---- reload (amf-reload.c) ---------------------------------------------------- */
+
+/* Whether si's CSIs may be set again now: 0; -EBUSY while an assignment of it on this node changes
+ * (its CSI sets or removes are in flight); -HALO_EUNKNOWN. */
+int amf_csi_reload_check(struct amf *a, const char *si);
+/* The attributes of csi of si changed in the description the AMF was built from (its caller
+ * changed them in place): each of this node's SA-aware components holding it ACTIVE or STANDBY
+ * gets a CSI set with the same state and the new attributes.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
+int amf_csi_reload(struct amf *a, const char *si, const char *csi);

@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: MIT
+"""Reloading the description (SIGHUP, haloctl reload): a valid one is applied where it can be
+applied live (a CSI's attributes, by a CSI set to its holders), anything else is refused as a
+whole with every error, and the running description stays.  (issue 16, point 3)"""
+import os
+import re
+import signal
+
+from halo_harness import TESTCOMP, start_nodes, testcomp_events as events, wait_for
+
+
+def yaml(log, port=7700, extra=""):
+    return f"""
+service-groups:
+  g:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{log}"}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances:
+      s:
+        csis:
+          c: {{attributes: {{port: {port}, bind: 127.0.0.1}}}}
+  other:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{log}"}}
+    service-units: {{x: {{}}, y: {{}}}}
+    service-instances: {{t: {{csis: {{d: {{}}}}}}}}
+{extra}"""
+
+
+def rewrite(h, text):
+    with open(h.config, "w") as f:
+        f.write(text)
+
+
+def pids(h):
+    return {c: h.pid_of(c) for c in ("a", "b", "x", "y")}
+
+
+def csi_sets(log, comp):
+    return events(log, comp, "CSI_SET")
+
+
+def test_sighup_sends_changed_csi_attributes_to_their_holders(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    sets = {c: len(csi_sets(log, c)) for c in ("a", "b", "x", "y")}
+    assert "port=7700" in csi_sets(log, active)[-1]
+
+    rewrite(h, yaml(log, port=7701))
+    h.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(csi_sets(log, active)) > sets[active] and len(csi_sets(log, standby)) > sets[standby],
+             what="the holders' CSI sets with the new attributes")
+    last = csi_sets(log, active)[-1]
+    assert last[2:5] == ["c", "ACTIVE", "transition=4"] and "port=7701" in last  # STILL_ACTIVE, same role
+    last = csi_sets(log, standby)[-1]
+    assert last[2:4] == ["c", "STANDBY"] and "port=7701" in last and f"active_comp={active}" in last
+    assert h.wait_assigned("s") == (active, standby)
+    assert pids(h) == before  # nobody restarted
+    assert {c: len(csi_sets(log, c)) for c in ("x", "y")} == {c: sets[c] for c in ("x", "y")}  # the others untouched
+    assert h.proc.poll() is None
+    assert "Reloaded" in h.logtext() and "attributes of 1 CSI changed, 2 CSI sets sent" in h.logtext()
+    assert "SIGHUP" in h.logtext() and "does not reload" not in h.logtext()
+    assert h.status()["description"]["digest"] != ""
+
+    # Nothing changed: nothing is sent.
+    r = h.ctl("reload")
+    assert r.returncode == 0 and "applied: no change" in r.stdout
+    assert len(csi_sets(log, active)) == sets[active] + 1
+
+
+def test_an_invalid_description_is_refused_with_its_errors(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    before, digest = pids(h), h.status()["description"]["digest"]
+    n_sets = len(csi_sets(log, active))
+
+    bad = yaml(log, port=7701).replace("bind: 127.0.0.1}}", "bind: 127.0.0.1}, atributes: {x: 1}}")
+    rewrite(h, bad.replace("    service-units: {x: {}, y: {}}", "    redundancy: 3N\n    service-units: {x: {}, y: {}}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5, r
+    assert "reload refused" in r.stderr
+    assert re.search(r"cluster\.yaml:\d+:\d+: unknown key 'atributes'", r.stderr), r.stderr
+    assert re.search(r"cluster\.yaml:\d+:\d+: .*3N", r.stderr), r.stderr  # every error, not the first
+    assert "Reload refused: 2 problems; the running description stays" in h.logtext()
+    assert "unknown key 'atributes'" in h.logtext()
+
+    h.proc.send_signal(signal.SIGHUP)  # the same by the signal: logged, halod carries on
+    wait_for(lambda: h.logtext().count("Reload refused") == 2, what="the second refusal")
+    assert h.proc.poll() is None
+    assert pids(h) == before and h.wait_assigned("s") == (active, standby)
+    assert len(csi_sets(log, active)) == n_sets  # the new port never reached anyone
+    assert h.status()["description"]["digest"] == digest
+
+
+def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, _ = h.wait_assigned("s")
+    before = pids(h)
+    n_sets = len(csi_sets(log, active))
+    extra = f"""  h:
+    component: {{command: {TESTCOMP}}}
+    service-units: {{p: {{}}, q: {{}}}}
+    service-instances: {{u: {{csis: {{e: {{}}}}}}}}
+"""
+    # A new group and a new CSI attribute together: refused as a whole, the attribute too.
+    rewrite(h, yaml(log, port=7701, extra=extra))
+    r = h.ctl("--json", "reload", check=False)
+    assert r.returncode == 5
+    assert "service-groups.h' added: cannot be applied live" in r.stdout
+    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
+    assert pids(h) == before and len(csi_sets(log, active)) == n_sets
+    assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+
+    rewrite(h, yaml(log))  # back as it runs: nothing to do
+    assert "applied: no change" in h.ctl("reload").stdout
+
+
+def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    def nodes_yaml(port):
+        return "nodes: {n1: {}, n2: {}}\n" + yaml(log, port=port) \
+            .replace("service-units: {a: {}, b: {}}", "service-units: {a: {node: n1}, b: {node: n2}}") \
+            .replace("service-units: {x: {}, y: {}}", "service-units: {x: {node: n1}, y: {node: n2}}")
+    text = nodes_yaml(7700)
+    hs, _ = start_nodes(halod_factory, text, etcd.endpoints)
+    for h in hs.values():
+        wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"], what="s assigned")
+    assert not hs["n1"].status().get("warnings")
+
+    rewrite(hs["n2"], nodes_yaml(7701))
+    assert "applied" in hs["n2"].ctl("reload").stdout
+    d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]
+    assert d1 != d2
+    want = f"description differs: n1 {d1[:12]}\u2026, n2 {d2[:12]}\u2026"
+    for h in hs.values():
+        wait_for(lambda: h.status().get("warnings") == [want], what="the warning on " + h.config)
+        assert f"WARNING: {want}" in h.ctl("status").stdout
+        assert {n["name"]: n.get("description") for n in h.status()["nodes"]} == {"n1": d1, "n2": d2}
+
+    rewrite(hs["n1"], nodes_yaml(7701))
+    hs["n1"].proc.send_signal(signal.SIGHUP)
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="the warning gone on " + h.config)
+        assert "WARNING" not in h.ctl("status").stdout
