@@ -5,17 +5,18 @@ whole with every error, and the running description stays.  (issue 16, point 3)"
 import os
 import re
 import signal
+import subprocess
 
-from halo_harness import TESTCOMP, start_nodes, testcomp_events as events, wait_for
+from halo_harness import HALOCTL, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 
 
-def yaml(log, port=7700, extra=""):
+def yaml(log, port=7700, extra="", modes=""):
     return f"""
 service-groups:
   g:
     component:
       command: {TESTCOMP}
-      env: {{TESTCOMP_LOG: "{log}"}}
+      env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "{modes}"}}
     service-units: {{a: {{}}, b: {{}}}}
     service-instances:
       s:
@@ -123,6 +124,34 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
 
     rewrite(h, yaml(log))  # back as it runs: nothing to do
     assert "applied: no change" in h.ctl("reload").stdout
+
+
+def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
+    """A CSI set of new attributes never crosses a change of roles: while a switchover
+    waits for the ACTIVE's quiescing, the reload is refused; once done, it goes through
+    and the new ACTIVE gets the new attributes."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log, modes="quiesce-hold"), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    hold = f"{log}.{active}.quiesce-hold"
+    open(hold, "w").close()
+    ctl = subprocess.Popen([HALOCTL, "-s", h.socket, "switchover", "s"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: csi_sets(log, active)[-1][3] == "QUIESCING", what="the ACTIVE told QUIESCING")
+    rewrite(h, yaml(log, port=7701, modes="quiesce-hold"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5
+    assert "'service-groups.g.service-instances.s.csis.c.attributes.port' changed: its service instance is " \
+           "changing its assignments; reload again later" in r.stderr, r.stderr
+    assert not any("port=7701" in e for e in csi_sets(log, active) + csi_sets(log, standby))
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert h.wait_assigned("s") == (standby, active)
+    n = len(csi_sets(log, standby))
+    assert "applied: attributes of 1 CSI changed, 2 CSI sets sent" in h.ctl("reload").stdout
+    wait_for(lambda: len(csi_sets(log, standby)) > n, what="the new ACTIVE's CSI set")
+    assert csi_sets(log, standby)[-1][3] == "ACTIVE" and "port=7701" in csi_sets(log, standby)[-1]
 
 
 def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_factory, tmp_path):
