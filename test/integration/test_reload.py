@@ -154,6 +154,26 @@ def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
     assert csi_sets(log, standby)[-1][3] == "ACTIVE" and "port=7701" in csi_sets(log, standby)[-1]
 
 
+def test_a_non_sa_aware_holder_is_not_told(halod_factory, tmp_path):
+    """A non-SA-aware component reads its CSI's attributes when it starts: a reload
+    changes the description and nothing else (its process runs on, no CSI set)."""
+    def text(port):
+        return f"""
+service-groups:
+  g:
+    component: {{type: non-sa-aware, command: /bin/sleep, args: ["1000"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{attributes: {{port: {port}}}}}}}}}}}
+"""
+    h = halod_factory(text(7700), log_level="info").start()
+    wait_for(lambda: h.si("s")["active"] and h.comp(h.si("s")["active"])["pid"], what="the ACTIVE running")
+    active = h.si("s")["active"]
+    pid = h.pid_of(active)
+    rewrite(h, text(7701))
+    assert "applied: attributes of 1 CSI changed, 0 CSI sets sent" in h.ctl("reload").stdout
+    assert h.pid_of(active) == pid and h.si("s")["active"] == active
+
+
 def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
     def nodes_yaml(port):
