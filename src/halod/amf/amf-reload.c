@@ -52,7 +52,8 @@ int amf_csi_reload(struct amf *a, const char *si_name, const char *csi_name) {
             as->pending--;
             return r;
         }
-        sent++;
+        if (as->su) /* else the send failed, which failed the unit and dropped its assignment */
+            sent++;
     }
     return sent;
 }
