@@ -62,7 +62,8 @@ static int check(struct manager *m, const struct config *new, const struct confi
         int r = 0;
         if (!ch->csi_attributes)
             r = problem(errors, new->path, ch, "cannot be applied live (restart halod to apply it)");
-        else if (!find_csi(m->config, ch->sg, ch->si, ch->csi) || !find_csi((struct config *)new, ch->sg, ch->si, ch->csi))
+        else if (!find_csi(m->config, ch->sg, ch->si, ch->csi) ||
+                 !find_csi((struct config *)new, ch->sg, ch->si, ch->csi))
             r = problem(errors, new->path, ch, "its CSI is new or gone: cannot be applied live");
         else if (amf_csi_reload_check(m->amf, ch->si) == -EBUSY)
             r = problem(errors, new->path, ch, "its service instance is changing its assignments; reload again later");
@@ -86,7 +87,8 @@ static int apply(struct manager *m, struct config *new, const struct config_diff
             seen = seen || (streq(d->changes[j].si, ch->si) && streq(d->changes[j].csi, ch->csi));
         if (seen)
             continue;
-        struct config_csi *run = find_csi(m->config, ch->sg, ch->si, ch->csi), *nc = find_csi(new, ch->sg, ch->si, ch->csi);
+        struct config_csi *run = find_csi(m->config, ch->sg, ch->si, ch->csi),
+                          *nc = find_csi(new, ch->sg, ch->si, ch->csi);
         SWAP(run->attrs, nc->attrs);
         SWAP(run->n_attrs, nc->n_attrs);
         int r = amf_csi_reload(m->amf, ch->si, ch->csi);
@@ -127,8 +129,8 @@ int manager_reload(struct manager *m, const char *who, char **ret_json) {
         else
             json_array_append_new(errors, json_sprintf("%s: %s", m->opt.config_path, halo_strerror(r)));
     } else if ((r = config_diff(m->config, new, &d)) < 0)
-        json_array_append_new(errors, json_sprintf("%s: cannot compare it with the running one: %s",
-                                                   m->opt.config_path, halo_strerror(r)));
+        json_array_append_new(errors, json_sprintf("%s: cannot compare it with the running one: %s", m->opt.config_path,
+                                                   halo_strerror(r)));
     else if ((r = check(m, new, d, errors)) < 0) {
         json_decref(errors);
         return r;
