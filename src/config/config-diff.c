@@ -66,7 +66,11 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
     }
     struct config_change *c = &d->changes[d->n_changes++];
     *c = (struct config_change){.kind = kind, .key = key, .pos = config_yaml_pos(at)};
-    if (path_is_csi_attributes(w->path, w->depth)) {
+    if (w->depth == 2 && streq(w->path[0], "service-groups") && kind != CONFIG_CHANGE_CHANGED) {
+        c->service_group = true;
+        if (!(c->sg = strdup(w->path[1])))
+            w->error = -ENOMEM;
+    } else if (path_is_csi_attributes(w->path, w->depth)) {
         c->csi_attributes = true;
         c->sg = strdup(w->path[1]);
         c->si = strdup(w->path[3]);

@@ -41,7 +41,6 @@ struct loader {
 
 /* Free the first n items and the array; accept NULL. */
 void config_strv_free(char **v, size_t n);
-void config_kv_free(struct config_kv *kv, size_t n);
 
 /* ---- config-diag.c: problems and the work budget ------------------------------------------ */
 

@@ -16,6 +16,19 @@ void config_strv_free(char **v, size_t n) {
     free(v);
 }
 
+int config_kv_dup(const struct config_kv *kv, size_t n, struct config_kv **ret) {
+    struct config_kv *c = calloc(n ?: 1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(c[i].name = strdup(kv[i].name)) || !(c[i].value = strdup(kv[i].value))) {
+            config_kv_free(c, i + 1);
+            return -ENOMEM;
+        }
+    *ret = c;
+    return 0;
+}
+
 void config_kv_free(struct config_kv *kv, size_t n) {
     if (!kv)
         return;

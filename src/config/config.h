@@ -286,6 +286,10 @@ int config_load(const char *path, struct config **ret, char **errors);
 
 struct config *config_free(struct config *c); /* accepts NULL; returns NULL */
 
+/* A copy of n attributes (0, -ENOMEM); free with config_kv_free(), which accepts NULL. */
+int config_kv_dup(const struct config_kv *kv, size_t n, struct config_kv **ret);
+void config_kv_free(struct config_kv *kv, size_t n);
+
 /* Lookups; NULL when absent. */
 const struct config_node *config_find_node(const struct config *c, const char *name);
 /* The component named "su" or "su/comp", and its SU's node. */
@@ -308,6 +312,8 @@ struct config_change {
     struct config_pos pos; /* in the new description (removed: in the old one) */
     /* A key under service-groups.SG.service-instances.SI.csis.CSI.attributes: these are its names. */
     bool csi_attributes;
+    /* A whole service group added or removed (the key service-groups.SG): sg is its name. */
+    bool service_group;
     char *sg, *si, *csi;
 };
 

@@ -38,6 +38,8 @@ struct manager {
     uv_loop_t *loop;
     struct manager_options opt;
     struct config *config;
+    struct config **retired; /* descriptions a reload replaced: the AMF's older objects point into them */
+    size_t n_retired;
     const char *node;
     char prefix[STORE_KEY_MAX]; /* "/halo/<cluster>/" */
     char socket[PATH_MAX];

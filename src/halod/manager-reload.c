@@ -55,18 +55,37 @@ static int problem(json_t *errors, const char *path, const struct config_change 
     return json_array_append_new(errors, json_string(s)) < 0 ? -ENOMEM : 0;
 }
 
+static const struct config_sg *find_sg(const struct config *c, const char *name) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        if (streq(c->sgs[g].name, name))
+            return &c->sgs[g];
+    return NULL;
+}
+
+/* Why a change cannot be applied now, or NULL. */
+static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+    if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
+        const struct config_sg *sg = find_sg(new, ch->sg);
+        if (m->cluster)
+            return "a service group is added live on one node only (restart halod to apply it)";
+        if (sg && sg->cdb_roles)
+            return "a cdb-roles group cannot be added live (restart halod to apply it)";
+        return NULL;
+    }
+    if (!ch->csi_attributes)
+        return "cannot be applied live (restart halod to apply it)";
+    if (!find_csi(m->config, ch->sg, ch->si, ch->csi) || !find_csi((struct config *)new, ch->sg, ch->si, ch->csi))
+        return "its CSI is new or gone: cannot be applied live";
+    if (amf_csi_reload_check(m->amf, ch->si) == -EBUSY)
+        return "its service instance is changing its assignments; reload again later";
+    return NULL;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     for (size_t i = 0; i < d->n_changes; i++) {
-        const struct config_change *ch = &d->changes[i];
-        int r = 0;
-        if (!ch->csi_attributes)
-            r = problem(errors, new->path, ch, "cannot be applied live (restart halod to apply it)");
-        else if (!find_csi(m->config, ch->sg, ch->si, ch->csi) ||
-                 !find_csi((struct config *)new, ch->sg, ch->si, ch->csi))
-            r = problem(errors, new->path, ch, "its CSI is new or gone: cannot be applied live");
-        else if (amf_csi_reload_check(m->amf, ch->si) == -EBUSY)
-            r = problem(errors, new->path, ch, "its service instance is changing its assignments; reload again later");
+        const char *why = refusal(m, new, &d->changes[i]);
+        int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;
     }
@@ -76,34 +95,77 @@ static int check(struct manager *m, const struct config *new, const struct confi
     return 0;
 }
 
-/* Applies d (checked): the new attributes go into the running description, and to their holders. */
-static int apply(struct manager *m, struct config *new, const struct config_diff *d, char **ret_summary) {
+/* The new attributes of a CSI go into the description its SI was built from, then to its holders:
+ * the count of CSI sets sent. */
+static size_t apply_attributes(struct manager *m, const struct config *new, const struct config_change *ch) {
+    const struct config_csi *run = NULL, *nc = find_csi((struct config *)new, ch->sg, ch->si, ch->csi);
+    struct config_kv *kv = NULL;
+    int r = amf_find_csi(m->amf, ch->csi, &run) && nc ? config_kv_dup(nc->attrs, nc->n_attrs, &kv) : -ENOENT;
+    if (r >= 0) {
+        /* The manager owns every description the AMF was built from (the running one, retired ones). */
+        struct config_csi *w = (struct config_csi *)run;
+        config_kv_free(w->attrs, w->n_attrs);
+        w->attrs = kv;
+        w->n_attrs = nc->n_attrs;
+        r = amf_csi_reload(m->amf, ch->si, ch->csi);
+    }
+    if (r < 0)
+        log_warning_errno(r, "CSI '%s' of '%s': cannot send its new attributes: %m", ch->csi, ch->si);
+    return r > 0 ? (size_t)r : 0;
+}
+
+/* The new description runs from now on (a group was added): the old one is kept, as the AMF's
+ * existing objects still point into it. */
+static int retire(struct manager *m, struct config **new) {
+    struct config **r = realloc(m->retired, (m->n_retired + 1) * sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    m->retired = r;
+    m->retired[m->n_retired++] = m->config;
+    m->config = TAKE_PTR(*new);
+    return 0;
+}
+
+/* Applies d (checked): the new attributes go to their holders, new groups start. */
+static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
-    size_t n_csis = 0, n_sets = 0;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
         for (size_t j = 0; j < i; j++)
-            seen = seen || (streq(d->changes[j].si, ch->si) && streq(d->changes[j].csi, ch->csi));
-        if (seen)
+            seen = seen || (d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
+                            streq(d->changes[j].csi, ch->csi));
+        n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
+        if (seen || !ch->csi_attributes)
             continue;
-        struct config_csi *run = find_csi(m->config, ch->sg, ch->si, ch->csi),
-                          *nc = find_csi(new, ch->sg, ch->si, ch->csi);
-        SWAP(run->attrs, nc->attrs);
-        SWAP(run->n_attrs, nc->n_attrs);
-        int r = amf_csi_reload(m->amf, ch->si, ch->csi);
-        if (r < 0)
-            log_warning_errno(r, "CSI '%s' of '%s': cannot send its new attributes: %m", ch->csi, ch->si);
+        n_sets += apply_attributes(m, *new, ch);
         n_csis++;
-        n_sets += r > 0 ? (size_t)r : 0;
     }
-    SWAP(m->config->text, new->text);
-    SWAP(m->config->text_size, new->text_size);
-    if (n_csis == 0)
-        summary = strdup("no change");
-    else if (asprintf(&summary, "attributes of %zu CSI%s changed, %zu CSI set%s sent", n_csis, n_csis == 1 ? "" : "s",
-                      n_sets, n_sets == 1 ? "" : "s") < 0)
+    if (n_sgs == 0) {
+        SWAP(m->config->text, (*new)->text);
+        SWAP(m->config->text_size, (*new)->text_size);
+    } else {
+        int r = retire(m, new);
+        if (r < 0)
+            return r;
+        for (size_t i = 0; i < d->n_changes; i++)
+            if (d->changes[i].service_group &&
+                (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
+                log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
+    }
+    char sgs[64] = "", csis[128] = "";
+    if (n_sgs)
+        snprintf(sgs, sizeof(sgs), "%zu service group%s added", n_sgs, n_sgs == 1 ? "" : "s");
+    if (n_csis)
+        snprintf(csis, sizeof(csis), "attributes of %zu CSI%s changed, %zu CSI set%s sent", n_csis,
+                 n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");
+    if (asprintf(&summary, "%s%s%s", *sgs ? sgs : "", *sgs && *csis ? ", " : "", *csis ? csis : "") < 0)
         summary = NULL;
+    else if (!*summary) {
+        free(summary);
+        summary = strdup("no change");
+    }
     if (!summary)
         return -ENOMEM;
     *ret_summary = TAKE_PTR(summary);
@@ -146,7 +208,7 @@ int manager_reload(struct manager *m, const char *who, char **ret_json) {
         r = -HALO_EBADSTATE;
     } else {
         json_decref(errors);
-        r = apply(m, new, d, &summary);
+        r = apply(m, &new, d, &summary);
         if (r < 0)
             return r;
         manager_digest(m->config, m->digest);

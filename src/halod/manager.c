@@ -724,6 +724,9 @@ struct manager *manager_free(struct manager *m) {
     if (m->loop)
         uv_run(m->loop, UV_RUN_DEFAULT); /* its watchdog timer closes */
     m->config = config_free(m->config);
+    for (size_t i = 0; i < m->n_retired; i++)
+        config_free(m->retired[i]);
+    free(m->retired);
     if (m->loop)
         (void)uv_loop_close(m->loop);
     safe_close(m->lock_fd);

@@ -117,11 +117,17 @@ static void look(struct metrics *mt, struct metrics_si *ms) {
     ms->lost_at = 0;
 }
 
-static struct metrics_si *find(struct metrics *mt, const struct si *si) {
+static struct metrics_si *find(struct metrics *mt, struct si *si) {
     for (size_t i = 0; i < mt->n_sis; i++)
         if (mt->sis[i].si == si)
             return &mt->sis[i];
-    return NULL;
+    /* An SI of a group a reload added. */
+    struct metrics_si *sis = realloc(mt->sis, (mt->n_sis + 1) * sizeof(*sis));
+    if (!sis)
+        return NULL;
+    mt->sis = sis;
+    sis[mt->n_sis] = (struct metrics_si){.si = si};
+    return &sis[mt->n_sis++];
 }
 
 static void on_si(void *userdata, struct si *si) {

@@ -44,13 +44,17 @@ def csi_sets(log, comp):
     return events(log, comp, "CSI_SET")
 
 
-def test_sighup_sends_changed_csi_attributes_to_their_holders(halod_factory, tmp_path):
+def started(halod_factory, tmp_path):
+    """A halod of yaml() with both groups assigned: (halod, log, active, standby, pids, CSI sets so far)."""
     log = str(tmp_path / "comp.log")
     h = halod_factory(yaml(log), log_level="info").start()
     active, standby = h.wait_assigned("s")
     h.wait_assigned("t")
-    before = pids(h)
-    sets = {c: len(csi_sets(log, c)) for c in ("a", "b", "x", "y")}
+    return h, log, active, standby, pids(h), {c: len(csi_sets(log, c)) for c in ("a", "b", "x", "y")}
+
+
+def test_sighup_sends_changed_csi_attributes_to_their_holders(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
     assert "port=7700" in csi_sets(log, active)[-1]
 
     rewrite(h, yaml(log, port=7701))
@@ -100,22 +104,48 @@ def test_an_invalid_description_is_refused_with_its_errors(halod_factory, tmp_pa
     assert h.status()["description"]["digest"] == digest
 
 
+NEW_GROUP = f"""  h:
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "@LOG@"}}}}
+    service-units: {{p: {{}}, q: {{}}}}
+    service-instances: {{u: {{csis: {{e: {{attributes: {{colour: blue}}}}}}}}}}
+"""
+
+
+def test_a_new_group_starts_and_the_others_run_on(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+
+    rewrite(h, yaml(log, extra=NEW_GROUP.replace("@LOG@", log)))
+    h.proc.send_signal(signal.SIGHUP)
+    p, q = h.wait_assigned("u")
+    assert (p, q) == ("p", "q")
+    assert "blue" in " ".join(csi_sets(log, "p")[-1])
+    assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other", "h"]
+    assert pids(h) == before  # the others neither restarted
+    assert {c: len(csi_sets(log, c)) for c in sets} == sets  # nor told anything
+    assert "Reloaded" in h.logtext() and ": 1 service group added (description" in h.logtext()
+
+    # The new group's attributes and the old groups' change live afterwards too.
+    rewrite(h, yaml(log, port=7702, extra=NEW_GROUP.replace("@LOG@", log).replace("blue", "red")))
+    r = h.ctl("reload")
+    assert "applied: attributes of 2 CSIs changed, 4 CSI sets sent" in r.stdout
+    wait_for(lambda: "port=7702" in csi_sets(log, active)[-1] and "colour=red" in csi_sets(log, p)[-1],
+             what="the new attributes in both groups")
+    assert pids(h) == before and h.pid_of("p") and h.wait_assigned("u") == (p, q)
+    assert h.stop() == 0  # the added group's components stop with the others
+
+
 def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
     h = halod_factory(yaml(log), log_level="info").start()
     active, _ = h.wait_assigned("s")
     before = pids(h)
     n_sets = len(csi_sets(log, active))
-    extra = f"""  h:
-    component: {{command: {TESTCOMP}}}
-    service-units: {{p: {{}}, q: {{}}}}
-    service-instances: {{u: {{csis: {{e: {{}}}}}}}}
-"""
-    # A new group and a new CSI attribute together: refused as a whole, the attribute too.
-    rewrite(h, yaml(log, port=7701, extra=extra))
+    # A removed group and a new CSI attribute together: refused as a whole, the attribute too.
+    text = yaml(log, port=7701)
+    rewrite(h, text[:text.index("  other:")])
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert "service-groups.h' added: cannot be applied live" in r.stdout
+    assert "'service-groups.other' removed: cannot be applied live" in r.stdout
     rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
     r = h.ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
@@ -186,6 +216,10 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
         wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"], what="s assigned")
     assert not hs["n1"].status().get("warnings")
 
+    rewrite(hs["n2"], nodes_yaml(7700) + NEW_GROUP.replace("@LOG@", log).replace("{p: {}, q: {}}",
+                                                                              "{p: {node: n1}, q: {node: n2}}"))
+    r = hs["n2"].ctl("reload", check=False)  # a group is added live on one node only
+    assert r.returncode == 5 and "'service-groups.h' added: a service group is added live on one node only" in r.stderr
     rewrite(hs["n2"], nodes_yaml(7701))
     assert "applied" in hs["n2"].ctl("reload").stdout
     d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]

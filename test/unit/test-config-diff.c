@@ -102,6 +102,8 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT_STREQ(d->changes[0].key, "service-groups.h"); /* the new group, as a whole */
     ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_ADDED);
     ASSERT_EQ(d->changes[0].pos.line, 8u);
+    ASSERT(d->changes[0].service_group);
+    ASSERT_STREQ(d->changes[0].sg, "h");
     ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
     ASSERT_EQ(d->changes[1].pos.line, 3u);
     ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b");
@@ -110,6 +112,6 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT_STREQ(d->changes[3].key, "service-groups.g.service-units.c");
     ASSERT_EQ(d->changes[3].kind, CONFIG_CHANGE_ADDED);
     for (size_t i = 0; i < d->n_changes; i++)
-        ASSERT(!d->changes[i].csi_attributes);
+        ASSERT(!d->changes[i].csi_attributes && (i == 0) == d->changes[i].service_group);
     config_diff_free(d);
 }

@@ -24,8 +24,8 @@ struct amf {
         char *dir;   /* the components' --while files */
     } guard;
     struct supervisor *sup;
-    struct sg *sgs;
-    size_t n_sgs;
+    struct sg *sgs; /* cap_sgs allocated, n_sgs in use: a reload adds groups without moving any */
+    size_t n_sgs, cap_sgs;
     LIST_HEAD(struct invocation) invs;
     uint64_t next_inv;
     LIST_HEAD(struct tracker) trackers;
@@ -70,6 +70,12 @@ struct hc {
     bool configured;  /* started by halod from the description (health-check keys) */
     unsigned closing; /* timers still closing */
 };
+
+/* ---- the model's construction (amf.c) ---- */
+/* sg's arrays for cg (0, -ENOMEM: free what was allocated with amf_sg_free()); then its handles and names. */
+int amf_sg_alloc(struct sg *sg, const struct config_sg *cg);
+void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg);
+void amf_sg_free(struct sg *sg);
 
 /* ---- observers (amf.c) ---- */
 void amf_notify_assignment(struct si *si);

@@ -2,7 +2,8 @@
 /*
  * A reloaded description, as far as the AMF applies it live: a CSI whose attributes changed
  * goes again, by a CSI set with the state it holds, to the components of this node that hold
- * it.  What else a reload may change is decided above (manager-reload.c), which refuses it.
+ * it; a new service group joins the model and starts.  What else a reload may change is
+ * decided above (manager-reload.c), which refuses it.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -56,4 +57,34 @@ int amf_csi_reload(struct amf *a, const char *si_name, const char *csi_name) {
             sent++;
     }
     return sent;
+}
+
+int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg) {
+    if (a->n_sgs >= a->cap_sgs)
+        return -ENOSPC;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (streq(a->sgs[g].name, cg->name))
+            return -HALO_EEXIST;
+    struct sg *sg = &a->sgs[a->n_sgs];
+    int r = amf_sg_alloc(sg, cg);
+    if (r < 0) {
+        amf_sg_free(sg);
+        *sg = (struct sg){0};
+        return r;
+    }
+    amf_sg_init(a, sg, cg);
+    a->n_sgs++;
+    a->config = config; /* the same nodes; the new group's description lives there */
+    for (size_t u = 0; u < sg->n_sus; u++)
+        for (size_t i = 0; i < sg->sus[u].n_comps; i++) {
+            struct comp *c = &sg->sus[u].comps[i];
+            c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
+        }
+    log_info("Service group '%s' added (%s, %zu units, %zu SIs)", sg->name, sg->ops->name, sg->n_sus, sg->n_sis);
+    if (a->ready && !a->stopping)
+        for (size_t u = 0; u < sg->n_sus; u++)
+            for (size_t i = 0; sg->sus[u].local && i < sg->sus[u].n_comps; i++)
+                amf_comp_instantiate(&sg->sus[u].comps[i]);
+    amf_sg_evaluate(sg);
+    return 0;
 }

@@ -287,3 +287,8 @@ int amf_csi_reload_check(struct amf *a, const char *si);
  * changed them in place): each of this node's SA-aware components holding it ACTIVE or STANDBY
  * gets a CSI set with the same state and the new attributes.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
 int amf_csi_reload(struct amf *a, const char *si, const char *csi);
+/* A service group of config (the description the reload applies, which outlives the AMF) joins the
+ * model: its units' components of this node start, and its SIs are assigned as they register.
+ * One node only (the other layers of several nodes learn their units at start).  0, -ENOSPC (too
+ * many groups added since halod started), -HALO_EEXIST, -ENOMEM. */
+int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg);
