@@ -49,8 +49,12 @@ static struct config_csi *find_csi(struct config *c, const char *sg, const char 
 /* Appends one problem to errors ("FILE:LINE:COLUMN: message"): the reload is refused. */
 static int problem(json_t *errors, const char *path, const struct config_change *ch, const char *why) {
     _cleanup_free_ char *s = NULL;
-    if (asprintf(&s, "%s:%u:%u: '%s' %s: %s", path, ch->pos.line, ch->pos.column, ch->key,
-                 config_change_kind_to_string(ch->kind), why) < 0)
+    int r = ch->kind == CONFIG_CHANGE_REMOVED /* its line is the running description's, not the file's */
+                ? asprintf(&s, "%s: '%s' removed (line %u of the running description): %s", path, ch->key, ch->pos.line,
+                           why)
+                : asprintf(&s, "%s:%u:%u: '%s' %s: %s", path, ch->pos.line, ch->pos.column, ch->key,
+                           config_change_kind_to_string(ch->kind), why);
+    if (r < 0)
         return -ENOMEM;
     return json_array_append_new(errors, json_string(s)) < 0 ? -ENOMEM : 0;
 }

@@ -145,7 +145,8 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     rewrite(h, text[:text.index("  other:")])
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert "'service-groups.other' removed: cannot be applied live" in r.stdout
+    assert re.search(r"cluster\.yaml: 'service-groups\.other' removed \(line 12 of the running description\): "
+                     r"cannot be applied live", r.stdout), r.stdout
     rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
     r = h.ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
