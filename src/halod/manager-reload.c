@@ -68,6 +68,8 @@ static const struct config_sg *find_sg(const struct config *c, const char *name)
 
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+    if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
+        return m->cluster ? "a service group is removed live on one node only (restart halod to apply it)" : NULL;
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
         const struct config_sg *sg = find_sg(new, ch->sg);
         if (m->cluster)
@@ -133,7 +135,7 @@ static int retire(struct manager *m, struct config **new) {
 /* Applies d (checked): the new attributes go to their holders, new groups start. */
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
-    size_t n_csis = 0, n_sets = 0, n_sgs = 0;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -141,12 +143,13 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             seen = seen || (d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
                             streq(d->changes[j].csi, ch->csi));
         n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
+        n_removed += ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
-    if (n_sgs == 0) {
+    if (n_sgs == 0 && n_removed == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -154,22 +157,26 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         if (r < 0)
             return r;
         for (size_t i = 0; i < d->n_changes; i++)
-            if (d->changes[i].service_group &&
+            if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
                 (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
+        for (size_t i = 0; i < d->n_changes; i++)
+            if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
+                (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
+                log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
     }
-    char sgs[64] = "", csis[128] = "";
+    /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
+    char text[256] = "";
+    size_t n = 0;
     if (n_sgs)
-        snprintf(sgs, sizeof(sgs), "%zu service group%s added", n_sgs, n_sgs == 1 ? "" : "s");
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s added", n_sgs, n_sgs == 1 ? "" : "s");
+    if (n_removed)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s removed", n_removed,
+                              n_removed == 1 ? "" : "s");
     if (n_csis)
-        snprintf(csis, sizeof(csis), "attributes of %zu CSI%s changed, %zu CSI set%s sent", n_csis,
-                 n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");
-    if (asprintf(&summary, "%s%s%s", *sgs ? sgs : "", *sgs && *csis ? ", " : "", *csis ? csis : "") < 0)
-        summary = NULL;
-    else if (!*summary) {
-        free(summary);
-        summary = strdup("no change");
-    }
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
+                              n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");
+    summary = strdup(n ? text + 2 : "no change");
     if (!summary)
         return -ENOMEM;
     *ret_summary = TAKE_PTR(summary);

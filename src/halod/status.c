@@ -127,7 +127,7 @@ int status_entrypoint(struct manager *m, bool recovery, char **ret) {
     json_t *eps = json_array();
     struct sg *sgs = amf_sgs(m->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
-        for (size_t i = 0; i < sgs[g].n_sis; i++) {
+        for (size_t i = 0; !sgs[g].removed && i < sgs[g].n_sis; i++) {
             const struct si *si = &sgs[g].sis[i];
             if (!si->cfg->entrypoint)
                 continue;

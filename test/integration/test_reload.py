@@ -134,19 +134,51 @@ def test_a_new_group_starts_and_the_others_run_on(halod_factory, tmp_path):
     assert h.stop() == 0  # the added group's components stop with the others
 
 
+def test_a_removed_group_gives_up_its_sis_and_stops(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    x_active = h.si("t")["active"]
+    text = yaml(log)
+    rewrite(h, text[:text.index("  other:")])
+    r = h.ctl("reload")
+    assert "applied: 1 service group removed" in r.stdout
+    wait_for(lambda: not any(os.path.exists(f"/proc/{before[c]}") for c in ("x", "y")), what="x and y gone")
+    # As a lock would: the ACTIVE quiesced, the SI removed, then the processes terminated.
+    assert [e[1:4] for e in events(log, x_active)][-3:] == [["CSI_SET", "d", "QUIESCED"], ["CSI_REMOVE", "d"],
+                                                            ["TERMINATE"]]
+    wait_for(lambda: [sg["name"] for sg in h.status()["service_groups"]] == ["g"], what="the group gone from status")
+    assert "Service group 'other' removed" in h.logtext()
+    assert h.ctl("admin", "unlock", "sg:other", check=False).returncode == 4  # no such object any more
+    assert {c: h.pid_of(c) for c in ("a", "b")} == {c: before[c] for c in ("a", "b")}
+    assert {c: len(csi_sets(log, c)) for c in ("a", "b")} == {c: sets[c] for c in ("a", "b")}
+
+    # Back in the description: it starts again, new processes, its SI assigned; and so after a
+    # restart (the store kept no lock of it).
+    rewrite(h, text)
+    assert "applied: 1 service group added" in h.ctl("reload").stdout
+    h.wait_assigned("t")
+    assert h.pid_of("x") != before["x"] and [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+    rewrite(h, text[:text.index("  other:")])
+    assert "applied: 1 service group removed" in h.ctl("reload").stdout
+    wait_for(lambda: [sg["name"] for sg in h.status()["service_groups"]] == ["g"], what="the group gone again")
+    assert h.stop() == 0
+    rewrite(h, text)
+    h.start()
+    h.wait_assigned("t")
+    assert h.su("x")["admin"] == "UNLOCKED" and h.status()["service_groups"][1]["admin"] == "UNLOCKED"
+
+
 def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
     h = halod_factory(yaml(log), log_level="info").start()
     active, _ = h.wait_assigned("s")
     before = pids(h)
     n_sets = len(csi_sets(log, active))
-    # A removed group and a new CSI attribute together: refused as a whole, the attribute too.
-    text = yaml(log, port=7701)
-    rewrite(h, text[:text.index("  other:")])
+    # A unit added to a group and a new CSI attribute together: refused as a whole, the attribute too.
+    rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert re.search(r"cluster\.yaml: 'service-groups\.other' removed \(line 12 of the running description\): "
-                     r"cannot be applied live", r.stdout), r.stdout
+    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.service-units\.z' added: cannot be applied live",
+                     r.stdout), r.stdout
     rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
     r = h.ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
@@ -221,6 +253,10 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
                                                                               "{p: {node: n1}, q: {node: n2}}"))
     r = hs["n2"].ctl("reload", check=False)  # a group is added live on one node only
     assert r.returncode == 5 and "'service-groups.h' added: a service group is added live on one node only" in r.stderr
+    rewrite(hs["n2"], nodes_yaml(7700)[:nodes_yaml(7700).index("  other:")])
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "removed (line 13 of the running description): a service group is removed live on " \
+        "one node only" in r.stderr, r.stderr
     rewrite(hs["n2"], nodes_yaml(7701))
     assert "applied" in hs["n2"].ctl("reload").stdout
     d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]

@@ -102,6 +102,8 @@ json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *use
     json_t *sgs = json_array();
     for (size_t g = 0; sgs && g < a->n_sgs; g++) {
         const struct sg *sg = &a->sgs[g];
+        if (sg->removed)
+            continue;
         json_t *sus = json_array(), *sis = json_array();
         for (size_t u = 0; u < sg->n_sus; u++)
             json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));

@@ -126,7 +126,7 @@ struct sg *amf_sgs(struct amf *a, size_t *ret_n) {
 
 struct comp *amf_find_comp(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
             for (size_t i = 0; i < su->n_comps; i++)
                 if (streq(su->comps[i].name, name))
@@ -149,7 +149,7 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
 
 struct su *amf_find_su(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
             if (streq(a->sgs[g].sus[u].name, name))
                 return &a->sgs[g].sus[u];
     return NULL;
@@ -157,7 +157,7 @@ struct su *amf_find_su(struct amf *a, const char *name) {
 
 struct si *amf_find_si(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t i = 0; i < a->sgs[g].n_sis; i++)
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++)
             if (streq(a->sgs[g].sis[i].name, name))
                 return &a->sgs[g].sis[i];
     return NULL;
@@ -165,7 +165,7 @@ struct si *amf_find_si(struct amf *a, const char *name) {
 
 struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi **ret) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t i = 0; i < a->sgs[g].n_sis; i++) {
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++) {
             struct si *si = &a->sgs[g].sis[i];
             for (size_t k = 0; k < si->cfg->n_csis; k++)
                 if (streq(si->cfg->csis[k].name, csi)) {
@@ -239,6 +239,8 @@ void amf_readiness_changed(struct amf *a, const char *comp) {
 /* ---- the model ------------------------------------------------------------- */
 
 void amf_sg_evaluate(struct sg *sg) {
+    if (sg->removed) /* by a reload: nothing of it runs any more (amf_sg_remove()) */
+        return;
     amf_notify_sg(sg);
     if (sg->amf->stopping || !sg->amf->deciding)
         return;
