@@ -6,8 +6,9 @@ import os
 import re
 import signal
 import subprocess
+import urllib.request
 
-from halo_harness import HALOCTL, TESTCOMP, start_nodes, testcomp_events as events, wait_for
+from halo_harness import HALOCTL, TESTCOMP, free_port, start_nodes, testcomp_events as events, wait_for
 
 
 def yaml(log, port=7700, extra="", modes=""):
@@ -44,10 +45,10 @@ def csi_sets(log, comp):
     return events(log, comp, "CSI_SET")
 
 
-def started(halod_factory, tmp_path):
+def started(halod_factory, tmp_path, extra_args=()):
     """A halod of yaml() with both groups assigned: (halod, log, active, standby, pids, CSI sets so far)."""
     log = str(tmp_path / "comp.log")
-    h = halod_factory(yaml(log), log_level="info").start()
+    h = halod_factory(yaml(log), log_level="info", extra_args=extra_args).start()
     active, standby = h.wait_assigned("s")
     h.wait_assigned("t")
     return h, log, active, standby, pids(h), {c: len(csi_sets(log, c)) for c in ("a", "b", "x", "y")}
@@ -135,7 +136,8 @@ def test_a_new_group_starts_and_the_others_run_on(halod_factory, tmp_path):
 
 
 def test_a_removed_group_gives_up_its_sis_and_stops(halod_factory, tmp_path):
-    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    http = free_port()
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path, ["--http", f"127.0.0.1:{http}"])
     x_active = h.si("t")["active"]
     text = yaml(log)
     rewrite(h, text[:text.index("  other:")])
@@ -157,6 +159,10 @@ def test_a_removed_group_gives_up_its_sis_and_stops(halod_factory, tmp_path):
     assert "applied: 1 service group added" in h.ctl("reload").stdout
     h.wait_assigned("t")
     assert h.pid_of("x") != before["x"] and [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    series = [l.split(" ")[0] for l in metrics.splitlines() if l and not l.startswith("#")]
+    assert 'halo_su_restarts_total{su="x"}' in series and len(series) == len(set(series))  # the old 'x' is gone
     rewrite(h, text[:text.index("  other:")])
     assert "applied: 1 service group removed" in h.ctl("reload").stdout
     wait_for(lambda: [sg["name"] for sg in h.status()["service_groups"]] == ["g"], what="the group gone again")

@@ -126,6 +126,8 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
     } while (0)
     for (size_t g = 0; g < a->n_sgs; g++) {
         const struct sg *sg = &a->sgs[g];
+        if (sg->removed)
+            continue;
         for (size_t u = 0; u < sg->n_sus; u++) {
             const struct su *su = &sg->sus[u];
             http_metrics_labels(l, sizeof(l), "su", su->name, "node", su->cfg->node, NULL);
