@@ -89,8 +89,14 @@ static const char *refusal(struct manager *m, const struct config *new, const st
 
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
+    size_t added = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
-        const char *why = refusal(m, new, &d->changes[i]);
+        const struct config_change *ch = &d->changes[i];
+        bool adds = ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
+        added += adds;
+        const char *why = adds && added > amf_sg_room(m->amf)
+                              ? "more service groups added since halod started than it has room for (restart halod)"
+                              : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;

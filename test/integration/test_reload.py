@@ -173,6 +173,20 @@ def test_a_removed_group_gives_up_its_sis_and_stops(halod_factory, tmp_path):
     assert h.su("x")["admin"] == "UNLOCKED" and h.status()["service_groups"][1]["admin"] == "UNLOCKED"
 
 
+def test_more_groups_than_halod_has_room_for_are_refused(halod_factory, tmp_path):
+    """halod keeps room for 32 groups added by reloads: the 33rd refuses the reload, and
+    nothing of it starts."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    groups = "".join(f"  n{i:02}:\n    component: {{type: non-sa-aware, command: /bin/sleep, args: ['1000']}}\n"
+                     f"    redundancy: no-redundancy\n    service-units: {{n{i:02}u: {{}}}}\n"
+                     f"    service-instances: {{n{i:02}s: {{csis: {{n{i:02}c: {{}}}}}}}}\n" for i in range(33))
+    rewrite(h, yaml(log, extra=groups))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and r.stderr.count("than it has room for") == 1, r.stderr
+    assert "'service-groups.n32' added: more service groups added since halod started" in r.stderr
+    assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"] and pids(h) == before
+
+
 def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
     h = halod_factory(yaml(log), log_level="info").start()

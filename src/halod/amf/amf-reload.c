@@ -61,6 +61,10 @@ int amf_csi_reload(struct amf *a, const char *si_name, const char *csi_name) {
     return sent;
 }
 
+size_t amf_sg_room(const struct amf *a) {
+    return a->cap_sgs - a->n_sgs;
+}
+
 int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg) {
     if (a->n_sgs >= a->cap_sgs)
         return -ENOSPC;

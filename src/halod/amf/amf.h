@@ -292,6 +292,8 @@ int amf_csi_reload(struct amf *a, const char *si, const char *csi);
  * One node only (the other layers of several nodes learn their units at start).  0, -ENOSPC (too
  * many groups added since halod started), -HALO_EEXIST, -ENOMEM. */
 int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg);
+/* How many more groups amf_sg_add() takes. */
+size_t amf_sg_room(const struct amf *a);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
