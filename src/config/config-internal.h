@@ -33,13 +33,14 @@ struct loader {
     size_t work;
     bool oom;     /* a problem could not be recorded; config_load returns -ENOMEM */
     bool too_big; /* the work budget ran out; everything stops */
+    char *text;   /* the file's bytes as read (config_read()), handed to the config */
+    size_t text_size;
 };
 
 /* ---- config.c ---------------------------------------------------------------------------- */
 
 /* Free the first n items and the array; accept NULL. */
 void config_strv_free(char **v, size_t n);
-void config_kv_free(struct config_kv *kv, size_t n);
 
 /* ---- config-diag.c: problems and the work budget ------------------------------------------ */
 

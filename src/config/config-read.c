@@ -262,5 +262,7 @@ int config_read(struct loader *l, yaml_document_t *ret_doc) {
         return 0;
     }
     yaml_parser_delete(&p);
+    l->text = TAKE_PTR(buf);
+    l->text_size = size;
     return 1;
 }

@@ -16,6 +16,19 @@ void config_strv_free(char **v, size_t n) {
     free(v);
 }
 
+int config_kv_dup(const struct config_kv *kv, size_t n, struct config_kv **ret) {
+    struct config_kv *c = calloc(n ?: 1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(c[i].name = strdup(kv[i].name)) || !(c[i].value = strdup(kv[i].value))) {
+            config_kv_free(c, i + 1);
+            return -ENOMEM;
+        }
+    *ret = c;
+    return 0;
+}
+
 void config_kv_free(struct config_kv *kv, size_t n) {
     if (!kv)
         return;
@@ -81,6 +94,7 @@ struct config *config_free(struct config *c) {
         return NULL;
     free(c->path);
     free(c->basedir);
+    free(c->text);
     free(c->cluster);
     for (size_t i = 0; i < c->n_nodes; i++) {
         free(c->nodes[i].name);
@@ -221,6 +235,8 @@ int config_load(const char *path, struct config **ret, char **errors) {
     if (l.n_problems > 0 && errors && config_diag_format(&l, errors) < 0)
         r = -ENOMEM;
     config_diag_done(&l);
+    c->text = TAKE_PTR(l.text);
+    c->text_size = l.text_size;
     if (r < 0)
         return r;
 

@@ -259,6 +259,8 @@ struct config_cdb {
 struct config {
     char *path;    /* the description file */
     char *basedir; /* its directory, for relative commands */
+    char *text;    /* the file's bytes as read (not NUL-terminated), for config_diff() and the digest */
+    size_t text_size;
     char *cluster; /* cluster name, default "halo" */
     struct config_node *nodes;
     size_t n_nodes;
@@ -284,6 +286,10 @@ int config_load(const char *path, struct config **ret, char **errors);
 
 struct config *config_free(struct config *c); /* accepts NULL; returns NULL */
 
+/* A copy of n attributes (0, -ENOMEM); free with config_kv_free(), which accepts NULL. */
+int config_kv_dup(const struct config_kv *kv, size_t n, struct config_kv **ret);
+void config_kv_free(struct config_kv *kv, size_t n);
+
 /* Lookups; NULL when absent. */
 const struct config_node *config_find_node(const struct config *c, const char *name);
 /* The component named "su" or "su/comp", and its SU's node. */
@@ -294,3 +300,36 @@ const struct config_component *config_find_component(const struct config *c, con
 size_t config_csi_component(const struct config_su *su, const struct config_csi *csi);
 /* The pool a component belongs to. */
 const struct config_pool *config_find_pool_of(const struct config *c, const char *component);
+
+/* ---- reload: what changed between two descriptions (config-diff.c) ---- */
+
+enum config_change_kind { CONFIG_CHANGE_ADDED, CONFIG_CHANGE_REMOVED, CONFIG_CHANGE_CHANGED };
+const char *config_change_kind_to_string(enum config_change_kind k); /* "added", "removed", "changed" */
+
+struct config_change {
+    enum config_change_kind kind;
+    char *key;             /* the key's path, "service-groups.web.service-units.a.node", a list's item as "args[2]" */
+    struct config_pos pos; /* in the new description (removed: in the old one) */
+    /* A key under service-groups.SG.service-instances.SI.csis.CSI.attributes: these are its names. */
+    bool csi_attributes;
+    /* A whole service group added or removed (the key service-groups.SG): sg is its name. */
+    bool service_group;
+    char *sg, *si, *csi;
+};
+
+/* The most changes one diff lists; more set truncated. */
+#define CONFIG_DIFF_MAX 64
+
+struct config_diff {
+    struct config_change *changes; /* in the order of the old description's keys, then the new one's */
+    size_t n_changes;
+    bool truncated;
+};
+
+/*
+ * Compares the texts two config_load() calls read (their YAML trees, key by key): 0 and *ret
+ * (free with config_diff_free(); no change: n_changes 0), -EINVAL when a description was not
+ * loaded from a file, -ENOMEM.  Files the descriptions name (commands, token files) are not read.
+ */
+int config_diff(const struct config *old, const struct config *new, struct config_diff **ret);
+struct config_diff *config_diff_free(struct config_diff *d); /* accepts NULL; returns NULL */

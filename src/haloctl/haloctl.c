@@ -184,6 +184,8 @@ static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) 
             len += n;
         } else if (r == 0)
             r = len + n >= HALOCTL_REPLY_MAX ? -EMSGSIZE : -ENOMEM;
+        if (r < 0 && ret_json && *part && !json) /* a refusal that says why (reload) */
+            json = strdup(part);
         link_msg_free(rep);
         if (r < 0 || !more)
             break;
@@ -193,7 +195,7 @@ static int admin(Halo__Link__Admin__Op op, const char *target, char **ret_json) 
         if (r < 0)
             return r;
     }
-    if (r == 0 && ret_json)
+    if (ret_json)
         *ret_json = TAKE_PTR(json);
     return r;
 }
@@ -231,6 +233,9 @@ static void print_status(json_t *root) {
 
     printf("Cluster %s, node %s, store %s, coordinator %s\n\n", jstr(root, "cluster"), jstr(root, "node"),
            jstr(root, "store"), jstr(root, "coordinator"));
+    json_array_foreach(json_object_get(root, "warnings"), i, n) printf("WARNING: %s\n", json_string_value(n) ?: "?");
+    if (json_array_size(json_object_get(root, "warnings")))
+        printf("\n");
     printf("%-20s %s\n", "NODE", "STATE");
     json_array_foreach(json_object_get(root, "nodes"), i, n)
         printf("%-20s %s%s%s%s%s\n", jstr(n, "name"), jstr(n, "state"),
@@ -591,6 +596,30 @@ static int cmd_log_level(int argc, char **argv) {
     return doc ? 0 : CTL_EXIT_FAILURE;
 }
 
+/* haloctl reload: halod reads its description again and applies it, or refuses it with its errors. */
+static int cmd_reload(int argc) {
+    if (argc > 0) {
+        fprintf(stderr, "haloctl: 'reload' takes no argument.\n");
+        return CTL_EXIT_USAGE;
+    }
+    _cleanup_free_ char *json = NULL;
+    int r = admin(HALO__LINK__ADMIN__OP__RELOAD, NULL, &json);
+    json_t *doc = json ? json_loads(json, 0, NULL) : NULL;
+    if (arg_json && doc)
+        printf("%s\n", json);
+    else if (r == 0)
+        printf("reload: applied: %s\n", jstr(doc, "summary"));
+    else if (r == -HALO_EBADSTATE && doc) {
+        size_t i;
+        json_t *e;
+        fprintf(stderr, "haloctl: reload refused; halod keeps its running description:\n");
+        json_array_foreach(json_object_get(doc, "errors"), i, e) fprintf(stderr, "  %s\n", json_string_value(e));
+    } else if (!halod_unreachable)
+        fprintf(stderr, "haloctl: reload: %s\n", halo_strerror(r));
+    json_decref(doc);
+    return ctl_exit_code(r);
+}
+
 static void help(void) {
     printf("Usage: haloctl [OPTIONS] COMMAND [ARG]\n\nCommands:\n");
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
@@ -598,6 +627,8 @@ static void help(void) {
     ctl_admin_help();
     printf("  names KIND              the names of the cluster's objects of KIND (node, sg, su, si, comp),\n"
            "                          one a line\n");
+    printf("  reload                  read the description again: apply what changed, or refuse it all\n"
+           "                          with its errors (exit 5)\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
@@ -723,6 +754,8 @@ int main(int argc, char **argv) {
         return cmd_names(argc - optind - 1, argv + optind + 1);
     if (streq(cmd, "log-level"))
         return cmd_log_level(argc - optind - 1, argv + optind + 1);
+    if (streq(cmd, "reload"))
+        return cmd_reload(argc - optind - 1);
     if (streq(cmd, "admin"))
         return ctl_admin_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "cdb"))

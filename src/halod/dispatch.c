@@ -166,6 +166,12 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
     case HALO__LINK__ADMIN__OP__LOG_LEVEL:
         admin_log_level(conn, a->seq, target);
         return;
+    case HALO__LINK__ADMIN__OP__RELOAD: {
+        _cleanup_free_ char *json = NULL;
+        int r = manager_reload(m, server_conn_name(conn), &json);
+        (void)server_conn_reply(conn, a->seq, r, json);
+        return;
+    }
     default:
         (void)server_conn_reply(conn, a->seq, -EOPNOTSUPP, NULL);
         return;

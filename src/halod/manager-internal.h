@@ -31,10 +31,15 @@
 
 struct admin_wait;
 
+/* A description's digest: sha256 in hex, and the NUL. */
+#define MANAGER_DIGEST_MAX 65
+
 struct manager {
     uv_loop_t *loop;
     struct manager_options opt;
     struct config *config;
+    struct config **retired; /* descriptions a reload replaced: the AMF's older objects point into them */
+    size_t n_retired;
     const char *node;
     char prefix[STORE_KEY_MAX]; /* "/halo/<cluster>/" */
     char socket[PATH_MAX];
@@ -73,8 +78,9 @@ struct manager {
     bool cluster_closed; /* the lease is given up, the timers are closing */
     unsigned n_term;
     int lock_fd;
-    struct failfast *failfast; /* a node failfast's action, armed once every component is gone */
-    bool failed_fast;          /* halod ends because of a node failfast: it exits with a failure */
+    struct failfast *failfast;       /* a node failfast's action, armed once every component is gone */
+    bool failed_fast;                /* halod ends because of a node failfast: it exits with a failure */
+    char digest[MANAGER_DIGEST_MAX]; /* sha256 of the running description's bytes, hex (docs/store.md) */
 };
 
 /* manager.c, also for the unit tests that wire the layers above io as halod does:
@@ -85,6 +91,14 @@ int manager_build_observers(struct manager *m);
 /* dispatch.c: an operator command that is not the AMF's (for cluster-forward too). */
 int dispatch_run_other(void *userdata, int op, const char *target);
 int manager_build_coord(struct manager *m);
+
+/* manager-reload.c: SIGHUP and haloctl reload (who: for the log).  Loads the description again and
+ * applies what changed, or refuses it all: 0 applied, -HALO_EBADSTATE refused (the errors logged),
+ * -ENOMEM.  *ret_json (may be NULL) gets the outcome: {"applied": true, "summary", "digest"} or
+ * {"applied": false, "errors": ["FILE:LINE:COLUMN: message", ...]}. */
+int manager_reload(struct manager *m, const char *who, char **ret_json);
+/* The sha256 of c's bytes as read, in hex. */
+void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX]);
 
 /* dispatch.c: the HA link's messages, one switch per peer. */
 void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg);

@@ -558,12 +558,9 @@ static int open_http(struct manager *m) {
 
 static void on_signal(uv_signal_t *h, int signum);
 
-/* The usual "reload" signal, sent by a terminal that closes too: it must not
- * end halod and leave its components unsupervised.  Reload itself is not
- * built yet. */
+/* The usual "reload" signal (systemctl reload): the description is read again (manager-reload.c). */
 static void on_sighup(uv_signal_t *h, int signum) {
-    log_warning("Received SIGHUP: halod does not reload its description yet (restart it: its components are "
-                "adopted); ignored");
+    (void)manager_reload(h->data, "SIGHUP", NULL);
 }
 
 int manager_new(const struct manager_options *o, struct manager **ret) {
@@ -580,6 +577,7 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
             fputs(errors, stderr);
         return log_error_errno(r, "Failed to load the cluster description '%s': %m", o->config_path);
     }
+    manager_digest(m->config, m->digest);
     m->node = pick_node(m->config, o->node);
     if (!m->node)
         return log_error(o->node ? "Node '%s' is not in the cluster description"
@@ -610,6 +608,8 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return log_error_errno(r, "Failed to listen on '%s': %m", m->socket);
     if (o->etcd && (r = build_cluster(m)) < 0)
         return r;
+    if (m->cluster)
+        cluster_set_digest(m->cluster, m->digest);
     if ((r = manager_build_coord(m)) < 0)
         return r;
     if ((r = notifier_new(m->loop, &m->notify)) < 0)
@@ -791,6 +791,9 @@ struct manager *manager_free(struct manager *m) {
     if (m->loop)
         uv_run(m->loop, UV_RUN_DEFAULT); /* its watchdog timer closes */
     m->config = config_free(m->config);
+    for (size_t i = 0; i < m->n_retired; i++)
+        config_free(m->retired[i]);
+    free(m->retired);
     if (m->loop)
         (void)uv_loop_close(m->loop);
     safe_close(m->lock_fd);

@@ -117,11 +117,17 @@ static void look(struct metrics *mt, struct metrics_si *ms) {
     ms->lost_at = 0;
 }
 
-static struct metrics_si *find(struct metrics *mt, const struct si *si) {
+static struct metrics_si *find(struct metrics *mt, struct si *si) {
     for (size_t i = 0; i < mt->n_sis; i++)
         if (mt->sis[i].si == si)
             return &mt->sis[i];
-    return NULL;
+    /* An SI of a group a reload added. */
+    struct metrics_si *sis = realloc(mt->sis, (mt->n_sis + 1) * sizeof(*sis));
+    if (!sis)
+        return NULL;
+    mt->sis = sis;
+    sis[mt->n_sis] = (struct metrics_si){.si = si};
+    return &sis[mt->n_sis++];
 }
 
 static void on_si(void *userdata, struct si *si) {
@@ -197,7 +203,7 @@ static int write_failovers(struct metrics *mt, struct http_metrics_buf *b) {
     char l[512];
     int r = 0;
     for (size_t i = 0; mt && i < mt->n_sis; i++)
-        for (size_t k = 0; k < _REASON_MAX; k++) {
+        for (size_t k = 0; !mt->sis[i].si->sg->removed && k < _REASON_MAX; k++) {
             const struct si *si = mt->sis[i].si;
             http_metrics_labels(l, sizeof(l), "sg", si->sg->name, "si", si->name, "reason", reason_names[k], NULL);
             ADD("halo_failovers_total",
@@ -222,6 +228,8 @@ static int write_units(struct manager *m, struct http_metrics_buf *b) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(m->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++) {
+        if (sgs[g].removed) /* by a reload; its name may be a new group's */
+            continue;
         for (size_t i = 0; i < sgs[g].n_sis; i++) {
             const struct si *si = &sgs[g].sis[i];
             for (size_t k = 0; k < si->n_asg; k++) {

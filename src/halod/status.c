@@ -29,16 +29,54 @@ static void decorate_comp(void *userdata, const struct comp *c, json_t *obj) {
         recovery_local_status(m->recovery, c, obj);
 }
 
+/* The digest of node's description: this node's own, another's as its node key says (NULL: unknown). */
+static const char *node_digest(struct manager *m, const char *node) {
+    if (streq(node, m->node))
+        return m->digest;
+    return m->sync ? cluster_sync_node_digest(m->sync, node) : NULL;
+}
+
 static json_t *nodes_json(struct manager *m) {
     const char *coordinator = status_coordinator(m);
     json_t *nodes = json_array();
     for (size_t i = 0; nodes && i < m->config->n_nodes; i++) {
-        const char *n = m->config->nodes[i].name;
+        const char *n = m->config->nodes[i].name, *digest = node_digest(m, n);
         const char *state = node_up(m, n) ? "ONLINE" : m->cluster ? "OFFLINE" : "UNKNOWN";
-        json_array_append_new(nodes, json_pack("{s:s, s:s, s:b, s:b}", "name", n, "state", state, "local",
-                                               streq(n, m->node), "coordinator", coordinator && streq(n, coordinator)));
+        json_t *o = json_pack("{s:s, s:s, s:b, s:b}", "name", n, "state", state, "local", streq(n, m->node),
+                              "coordinator", coordinator && streq(n, coordinator));
+        if (o && digest)
+            json_object_set_new(o, "description", json_string(digest));
+        json_array_append_new(nodes, o);
     }
     return nodes;
+}
+
+/* "description differs: n1 abc123…, n2 def456…" when the nodes that published a digest disagree; else NULL. */
+static char *digest_warning(struct manager *m) {
+    const char *first = NULL;
+    bool differ = false;
+    for (size_t i = 0; i < m->config->n_nodes; i++) {
+        const char *d = node_digest(m, m->config->nodes[i].name);
+        if (d && first && !streq(d, first))
+            differ = true;
+        first = first ?: d;
+    }
+    if (!differ)
+        return NULL;
+    _cleanup_free_ char *s = strdup("description differs:");
+    const char *sep = " ";
+    for (size_t i = 0; s && i < m->config->n_nodes; i++) {
+        const char *d = node_digest(m, m->config->nodes[i].name);
+        char *t = NULL;
+        if (!d)
+            continue;
+        if (asprintf(&t, "%s%s%s %.12s\u2026", s, sep, m->config->nodes[i].name, d) < 0)
+            return NULL;
+        free(s);
+        s = t;
+        sep = ", ";
+    }
+    return TAKE_PTR(s);
 }
 
 /* The configuration database's role on this node. */
@@ -66,6 +104,12 @@ char *status_json(struct manager *m) {
         json_object_set_new(root, "cdb", cdb);
     if (root) /* this node's own administrative state (haloctl admin lock node:NAME) */
         json_object_set_new(root, "node_admin", json_string(amf_node_admin(m->amf)));
+    if (root)
+        json_object_set_new(root, "description",
+                            json_pack("{s:s, s:s}", "path", m->opt.config_path, "digest", m->digest));
+    _cleanup_free_ char *warning = root ? digest_warning(m) : NULL;
+    if (warning)
+        json_object_set_new(root, "warnings", json_pack("[s]", warning));
     if (root && m->cluster) /* whether a node's lease end now counts as its fence (docs/design.md) */
         json_object_set_new(root, "lease_ends_vouched", json_boolean(store_lease_end_trusted(m->store, INT64_MAX)));
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
@@ -83,7 +127,7 @@ int status_entrypoint(struct manager *m, bool recovery, char **ret) {
     json_t *eps = json_array();
     struct sg *sgs = amf_sgs(m->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
-        for (size_t i = 0; i < sgs[g].n_sis; i++) {
+        for (size_t i = 0; !sgs[g].removed && i < sgs[g].n_sis; i++) {
             const struct si *si = &sgs[g].sis[i];
             if (!si->cfg->entrypoint)
                 continue;

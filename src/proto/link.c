@@ -310,7 +310,7 @@ int link_validate(const LinkMsg *m) {
         if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED ||
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
              m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
-             m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL))
+             m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer entry point for the cluster description loader: any bytes in, no crash, no leak. */
+/* libFuzzer entry point for the cluster description loader (and its diff): any bytes in, no crash, no leak. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -61,6 +61,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     if (r == -EINVAL && (!errors || !*errors))
         abort();
+    /* A reload of the same file changes nothing (config_diff()). */
+    struct config_diff *d = NULL;
+    if (c && config_diff(c, c, &d) == 0 && d->n_changes != 0)
+        abort();
+    config_diff_free(d);
     config_free(c);
     free(errors);
     return 0;

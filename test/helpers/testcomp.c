@@ -218,8 +218,12 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
 }
 
 static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const halo_csi_descriptor *csi) {
-    logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu", csi->csi_name ?: "-", halo_ha_state_to_string(state),
-          (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs);
+    /* The attributes follow as NAME=VALUE words (the reload tests read them). */
+    char values[512] = "";
+    for (size_t i = 0, n = 0; i < csi->n_attrs && n < sizeof(values); i++)
+        n += (size_t)snprintf(values + n, sizeof(values) - n, " %s=%s", csi->attrs[i].name, csi->attrs[i].value);
+    logf_("CSI_SET %s %s transition=%d active_comp=%s attrs=%zu%s", csi->csi_name ?: "-",
+          halo_ha_state_to_string(state), (int)csi->transition, csi->active_comp ?: "-", csi->n_attrs, values);
     if (state == HALO_HA_QUIESCING) {
         if (quiesce_hold) {
             halo_response(h, inv, 0); /* answered; complete once allowed (main loop) */

@@ -102,13 +102,14 @@ def test_no_service_manager_no_notification(halod_factory, manager):
 
 
 def test_sighup_does_not_end_halod(halod_factory):
-    """A terminal that closes sends SIGHUP: halod logs it and goes on serving, its
-    components untouched (reload itself is not built)."""
+    """A terminal that closes sends SIGHUP: halod reloads its description (unchanged:
+    nothing to do) and goes on serving, its components untouched (test_reload.py)."""
     h = halod_factory(YAML.format(env_file="/dev/null")).start()
     active, _ = h.wait_assigned("svc")
     pid = h.pid_of(active)
     h.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "Received SIGHUP" in h.logtext(), what="the SIGHUP logged")
+    wait_for(lambda: "(asked by SIGHUP)" in h.logtext() and ": no change (description " in h.logtext(),
+             what="the reload by SIGHUP logged")
     assert h.proc.poll() is None
     assert h.pid_of(active) == pid and h.si("svc")["active"] == active
     assert h.stop() == 0

@@ -51,8 +51,8 @@ void amf_comp_send(struct comp *c, const uint8_t *buf, int len) {
     (void)server_conn_send_packed(c->conn, buf, (size_t)len);
 }
 
-static int send_csi_set(struct si *si, struct comp *c, const struct config_csi *csi, halo_ha_state state,
-                        halo_csi_transition transition, const char *active_comp) {
+int amf_asg_send_csi_set(struct si *si, struct comp *c, const struct config_csi *csi, halo_ha_state state,
+                         halo_csi_transition transition, const char *active_comp) {
     usec_t timeout = state == HALO_HA_QUIESCING ? c->cfg->timeouts.quiescing : c->cfg->timeouts.csi_set;
     struct invocation *inv = amf_inv_new(c, INV_CSI_SET, timeout);
     if (!inv)
@@ -84,8 +84,7 @@ static int send_csi_set(struct si *si, struct comp *c, const struct config_csi *
     return 0;
 }
 
-/* The component of the active assignment holding csi, for a STANDBY's descriptor. */
-static const char *active_comp_for(struct si *si, const struct config_csi *csi) {
+const char *amf_asg_active_comp(struct si *si, const struct config_csi *csi) {
     struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
     if (!act)
         return NULL;
@@ -103,9 +102,10 @@ static int send_set(struct si *si, struct su *su, struct assignment *a, halo_csi
         if (!c || (!c->conn && amf_comp_sa_aware(c)) || (only && c != only))
             continue;
         a->pending++;
-        int r = !amf_comp_sa_aware(c) ? amf_nsa_csi(si, c, state)
-                                      : send_csi_set(si, c, csi, state, transition,
-                                                     state == HALO_HA_STANDBY ? active_comp_for(si, csi) : NULL);
+        int r = !amf_comp_sa_aware(c)
+                    ? amf_nsa_csi(si, c, state)
+                    : amf_asg_send_csi_set(si, c, csi, state, transition,
+                                           state == HALO_HA_STANDBY ? amf_asg_active_comp(si, csi) : NULL);
         if (r < 0) {
             a->pending--;
             return r;

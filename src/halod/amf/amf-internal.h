@@ -24,8 +24,8 @@ struct amf {
         char *dir;   /* the components' --while files */
     } guard;
     struct supervisor *sup;
-    struct sg *sgs;
-    size_t n_sgs;
+    struct sg *sgs; /* cap_sgs allocated, n_sgs in use: a reload adds groups without moving any */
+    size_t n_sgs, cap_sgs;
     LIST_HEAD(struct invocation) invs;
     uint64_t next_inv;
     LIST_HEAD(struct tracker) trackers;
@@ -70,6 +70,12 @@ struct hc {
     bool configured;  /* started by halod from the description (health-check keys) */
     unsigned closing; /* timers still closing */
 };
+
+/* ---- the model's construction (amf.c) ---- */
+/* sg's arrays for cg (0, -ENOMEM: free what was allocated with amf_sg_free()); then its handles and names. */
+int amf_sg_alloc(struct sg *sg, const struct config_sg *cg);
+void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg);
+void amf_sg_free(struct sg *sg);
 
 /* ---- observers (amf.c) ---- */
 void amf_notify_assignment(struct si *si);
@@ -151,6 +157,11 @@ void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */
 int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition);
 int amf_asg_send_remove(struct si *si, struct assignment *a);
+/* One CSI set of csi (state) to c, an invocation whose answer completes a step of c's unit's assignment of si. */
+int amf_asg_send_csi_set(struct si *si, struct comp *c, const struct config_csi *csi, halo_ha_state state,
+                         halo_csi_transition transition, const char *active_comp);
+/* The component of si's ACTIVE assignment taking csi (a STANDBY's descriptor names it), or NULL. */
+const char *amf_asg_active_comp(struct si *si, const struct config_csi *csi);
 /* The same to component c alone, with the state a holds (a restart in place); 0 or -errno. */
 int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a);
 void amf_waiter_done(struct amf_waiter **w, int error);

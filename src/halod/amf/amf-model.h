@@ -221,6 +221,10 @@ struct sg {
     bool adjusting;          /* sg-adjust: ACTIVEs move back to the most preferred units in this pass */
     enum su_admin admin;     /* its own administrative state (lock sg:NAME), persisted */
     uv_timer_t adjust_timer; /* auto-adjust: the end of the earliest probation */
+    /* A reload removed it from the description (amf_sg_remove()): its processes stopped, it is no
+     * object of the cluster's any more (no lookup, operation or status finds it); kept, unused,
+     * until halod exits, as the other layers may still point into it. */
+    bool removed;
 };
 
 /* The SI's (first) assignment whose target is state, or NULL. */

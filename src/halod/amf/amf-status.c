@@ -102,6 +102,8 @@ json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *use
     json_t *sgs = json_array();
     for (size_t g = 0; sgs && g < a->n_sgs; g++) {
         const struct sg *sg = &a->sgs[g];
+        if (sg->removed)
+            continue;
         json_t *sus = json_array(), *sis = json_array();
         for (size_t u = 0; u < sg->n_sus; u++)
             json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
@@ -124,6 +126,8 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
     } while (0)
     for (size_t g = 0; g < a->n_sgs; g++) {
         const struct sg *sg = &a->sgs[g];
+        if (sg->removed)
+            continue;
         for (size_t u = 0; u < sg->n_sus; u++) {
             const struct su *su = &sg->sus[u];
             http_metrics_labels(l, sizeof(l), "su", su->name, "node", su->cfg->node, NULL);

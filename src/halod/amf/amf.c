@@ -126,7 +126,7 @@ struct sg *amf_sgs(struct amf *a, size_t *ret_n) {
 
 struct comp *amf_find_comp(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
             for (size_t i = 0; i < su->n_comps; i++)
                 if (streq(su->comps[i].name, name))
@@ -149,7 +149,7 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
 
 struct su *amf_find_su(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
             if (streq(a->sgs[g].sus[u].name, name))
                 return &a->sgs[g].sus[u];
     return NULL;
@@ -157,7 +157,7 @@ struct su *amf_find_su(struct amf *a, const char *name) {
 
 struct si *amf_find_si(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t i = 0; i < a->sgs[g].n_sis; i++)
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++)
             if (streq(a->sgs[g].sis[i].name, name))
                 return &a->sgs[g].sis[i];
     return NULL;
@@ -165,7 +165,7 @@ struct si *amf_find_si(struct amf *a, const char *name) {
 
 struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi **ret) {
     for (size_t g = 0; g < a->n_sgs; g++)
-        for (size_t i = 0; i < a->sgs[g].n_sis; i++) {
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++) {
             struct si *si = &a->sgs[g].sis[i];
             for (size_t k = 0; k < si->cfg->n_csis; k++)
                 if (streq(si->cfg->csis[k].name, csi)) {
@@ -239,6 +239,8 @@ void amf_readiness_changed(struct amf *a, const char *comp) {
 /* ---- the model ------------------------------------------------------------- */
 
 void amf_sg_evaluate(struct sg *sg) {
+    if (sg->removed) /* by a reload: nothing of it runs any more (amf_sg_remove()) */
+        return;
     amf_notify_sg(sg);
     if (sg->amf->stopping || !sg->amf->deciding)
         return;
@@ -379,7 +381,7 @@ static const struct redundancy_ops *const model_ops[_CONFIG_REDUNDANCY_MAX] = {
     [CONFIG_REDUNDANCY_NO_REDUNDANCY] = &amf_nored_ops,
 };
 
-static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *cg) {
+void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
     sg->amf = a;
     sg->cfg = cg;
     sg->name = cg->name;
@@ -431,49 +433,63 @@ static void model_init_sg(struct amf *a, struct sg *sg, const struct config_sg *
     }
 }
 
-/* Every allocation first, then the handles: a failure leaves nothing to close. */
-static int model_alloc(struct amf *a, const struct config *cfg) {
-    a->sgs = calloc(cfg->n_sgs ?: 1, sizeof(struct sg));
-    if (!a->sgs)
+/* sg's arrays for cg (their counts set), before any handle: a failure leaves nothing to close. */
+int amf_sg_alloc(struct sg *sg, const struct config_sg *cg) {
+    sg->cfg = cg;
+    sg->sus = calloc(cg->n_sus ?: 1, sizeof(struct su));
+    sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
+    if (!sg->sus || !sg->sis)
         return -ENOMEM;
-    for (size_t g = 0; g < cfg->n_sgs; g++) {
-        const struct config_sg *cg = &cfg->sgs[g];
-        struct sg *sg = &a->sgs[g];
-        sg->sus = calloc(cg->n_sus ?: 1, sizeof(struct su));
-        sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
-        if (!sg->sus || !sg->sis)
+    sg->n_sis = cg->n_sis;
+    for (size_t i = 0; i < cg->n_sis; i++) {
+        if (!(sg->sis[i].asg = calloc(cg->n_sus ?: 1, sizeof(struct assignment))))
             return -ENOMEM;
-        for (size_t i = 0; i < cg->n_sis; i++) {
-            if (!(sg->sis[i].asg = calloc(cg->n_sus ?: 1, sizeof(struct assignment))))
-                return -ENOMEM;
-            sg->sis[i].n_asg = cg->n_sus;
-        }
-        for (size_t u = 0; u < cg->n_sus; u++)
-            if (!(sg->sus[u].comps = calloc(cg->sus[u].n_components ?: 1, sizeof(struct comp))))
-                return -ENOMEM;
+        sg->sis[i].n_asg = cg->n_sus;
+    }
+    sg->n_sus = cg->n_sus;
+    for (size_t u = 0; u < cg->n_sus; u++) {
+        if (!(sg->sus[u].comps = calloc(cg->sus[u].n_components ?: 1, sizeof(struct comp))))
+            return -ENOMEM;
+        sg->sus[u].n_comps = cg->sus[u].n_components;
     }
     return 0;
 }
 
-static void model_free(struct amf *a, size_t n_sgs) {
-    for (size_t g = 0; a->sgs && g < n_sgs; g++) {
-        struct sg *sg = &a->sgs[g];
-        for (size_t u = 0; sg->sus && u < a->config->sgs[g].n_sus; u++) {
-            struct su *su = &sg->sus[u];
-            free(su->last_failure);
-            free(su->last_recovery);
-            free(su->fail_times);
-            for (size_t i = 0; su->comps && i < su->n_comps; i++)
-                free(su->comps[i].last_exit);
-            free(su->comps);
-        }
-        for (size_t i = 0; sg->sis && i < a->config->sgs[g].n_sis; i++) {
-            free(sg->sis[i].preferred_active);
-            free(sg->sis[i].asg);
-        }
-        free(sg->sus);
-        free(sg->sis);
+void amf_sg_free(struct sg *sg) {
+    for (size_t u = 0; sg->sus && u < sg->n_sus; u++) {
+        struct su *su = &sg->sus[u];
+        free(su->last_failure);
+        free(su->last_recovery);
+        free(su->fail_times);
+        for (size_t i = 0; su->comps && i < su->n_comps; i++)
+            free(su->comps[i].last_exit);
+        free(su->comps);
     }
+    for (size_t i = 0; sg->sis && i < sg->n_sis; i++) {
+        free(sg->sis[i].preferred_active);
+        free(sg->sis[i].asg);
+    }
+    free(sg->sus);
+    free(sg->sis);
+}
+
+/* Room for the groups a reload may add (amf_sg_add()): the model's groups never move. */
+#define AMF_SGS_ADDED_MAX 32
+
+static int model_alloc(struct amf *a, const struct config *cfg) {
+    a->cap_sgs = cfg->n_sgs + AMF_SGS_ADDED_MAX;
+    a->sgs = calloc(a->cap_sgs, sizeof(struct sg));
+    if (!a->sgs)
+        return -ENOMEM;
+    for (size_t g = 0; g < cfg->n_sgs; g++)
+        if (amf_sg_alloc(&a->sgs[g], &cfg->sgs[g]) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+static void model_free(struct amf *a) {
+    for (size_t g = 0; a->sgs && g < a->cap_sgs; g++)
+        amf_sg_free(&a->sgs[g]);
     free(a->sgs);
     a->sgs = NULL;
 }
@@ -494,7 +510,7 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
         .crash_dir = p->crash_dir ? strdup(p->crash_dir) : NULL,
     };
     if (!a->node || !a->socket_path || (p->crash_dir && !a->crash_dir) || model_alloc(a, p->config) < 0) {
-        model_free(a, p->config->n_sgs);
+        model_free(a);
         free(a->crash_dir);
         free(a->node);
         free(a->socket_path);
@@ -506,7 +522,7 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
     amf_rung_count_init(a->loop, &a->su_failovers);
     a->n_sgs = p->config->n_sgs;
     for (size_t g = 0; g < a->n_sgs; g++)
-        model_init_sg(a, &a->sgs[g], &p->config->sgs[g]);
+        amf_sg_init(a, &a->sgs[g], &p->config->sgs[g]);
     /* A proxied component's proxy (of its node, as the description is verified to say). */
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
@@ -563,7 +579,7 @@ struct amf *amf_free(struct amf *a) {
             amf_waiter_done(&sg->sus[u].waiter, -ECANCELED);
     }
     amf_pg_free_all(a);
-    model_free(a, a->n_sgs);
+    model_free(a);
     free(a->node);
     free(a->socket_path);
     free(a->crash_dir);

@@ -277,3 +277,24 @@ void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t g
 void amf_fence_local(struct amf *a, const char *why);
 /* The next generation of si, for a decision being published. */
 uint64_t amf_si_next_generation(struct si *si);
+
+/* ---- reload (amf-reload.c) ---------------------------------------------------- */
+
+/* Whether si's CSIs may be set again now: 0; -EBUSY while an assignment of it on this node changes
+ * (its CSI sets or removes are in flight); -HALO_EUNKNOWN. */
+int amf_csi_reload_check(struct amf *a, const char *si);
+/* The attributes of csi of si changed in the description the AMF was built from (its caller
+ * changed them in place): each of this node's SA-aware components holding it ACTIVE or STANDBY
+ * gets a CSI set with the same state and the new attributes.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
+int amf_csi_reload(struct amf *a, const char *si, const char *csi);
+/* A service group of config (the description the reload applies, which outlives the AMF) joins the
+ * model: its units' components of this node start, and its SIs are assigned as they register.
+ * One node only (the other layers of several nodes learn their units at start).  0, -ENOSPC (too
+ * many groups added since halod started), -HALO_EEXIST, -ENOMEM. */
+int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg);
+/* How many more groups amf_sg_add() takes. */
+size_t amf_sg_room(const struct amf *a);
+/* The service group name left the description: it is locked (its SIs removed from its units, as
+ * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
+ * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
+int amf_sg_remove(struct amf *a, const char *name);

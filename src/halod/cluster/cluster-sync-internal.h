@@ -27,6 +27,7 @@ struct node_info {
     int64_t ttl_ms;   /* its lease TTL */
     usec_t doom_at;   /* no beat since: it is dead by then, whatever it does (0: not watched) */
     bool dooming;     /* the doom transaction is in flight */
+    char digest[65];  /* of its description, as its node key says (cluster.c); "": not published */
 };
 
 /* What this node last published in sustate/<su> of one of its units. */

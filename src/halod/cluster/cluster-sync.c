@@ -554,14 +554,17 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         if (s->forward)
             cluster_forward_key(s->forward, kv, j, deleted);
         break;
-    case KEY_NODES:
+    case KEY_NODES: {
         handle_node(s, name, kv->lease, deleted, trusted);
-        if (!deleted) {
-            struct node_info *n = cluster_sync__node_find(s, name, false);
-            if (n)
-                cluster_doom_beat_seen(s, n, kv->mod_revision, j);
+        struct node_info *n = cluster_sync__node_find(s, name, false);
+        if (n) {
+            const char *digest = json_string_value(json_object_get(j, "description"));
+            snprintf(n->digest, sizeof(n->digest), "%s", !deleted && digest ? digest : "");
         }
+        if (n && !deleted)
+            cluster_doom_beat_seen(s, n, kv->mod_revision, j);
         break;
+    }
     case KEY_DOOM:
         if (!deleted) {
             s->doom_rev = kv->mod_revision;
@@ -772,6 +775,13 @@ int cluster_sync_node(const struct cluster_sync *s, const char *node) {
         if (streq(s->nodes[i].name, node))
             return s->nodes[i].alive;
     return -ENOENT;
+}
+
+const char *cluster_sync_node_digest(const struct cluster_sync *s, const char *node) {
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (streq(s->nodes[i].name, node))
+            return s->nodes[i].alive && *s->nodes[i].digest ? s->nodes[i].digest : NULL;
+    return NULL;
 }
 
 size_t cluster_sync_live_nodes(const struct cluster_sync *s, const char **out, size_t max) {

@@ -54,5 +54,8 @@ void cluster_sync_fenced(struct cluster_sync *s);
 
 /* Whether node holds its lease, as the store says: 1, 0 (it left), -ENOENT (never seen). */
 int cluster_sync_node(const struct cluster_sync *s, const char *node);
+/* The digest of node's description as its node key published it (docs/store.md); NULL when it holds no
+ * lease or published none. */
+const char *cluster_sync_node_digest(const struct cluster_sync *s, const char *node);
 /* The nodes holding their lease: writes at most max into out, returns how many there are (max 0: counts). */
 size_t cluster_sync_live_nodes(const struct cluster_sync *s, const char **out, size_t max);

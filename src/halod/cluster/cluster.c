@@ -74,6 +74,7 @@ struct cluster {
 
     struct store_follow *follow; /* the leader key */
     uv_timer_t keepalive, fence, retry;
+    char digest[CLUSTER_DIGEST_MAX]; /* of this node's description, published in its node key; "": none */
 };
 
 struct call {
@@ -228,8 +229,9 @@ static char *node_value(const struct cluster *c) {
     char *v = NULL;
     /* "beats": its renewals rewrite this key, so that another node may declare
      * it dead when they stop (a halod that does not say so is left to its lease). */
-    if (asprintf(&v, "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld,\"beats\":true}", c->node,
-                 (int)getpid(), (long long)c->lease, (long long)c->ttl) < 0)
+    if (asprintf(&v, "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld,\"beats\":true%s%s%s}", c->node,
+                 (int)getpid(), (long long)c->lease, (long long)c->ttl, *c->digest ? ",\"description\":\"" : "",
+                 c->digest, *c->digest ? "\"" : "") < 0)
         return NULL;
     return v;
 }
@@ -575,6 +577,11 @@ static void join(struct cluster *c) {
 }
 
 /* ---- public ---- */
+
+void cluster_set_digest(struct cluster *c, const char *digest) {
+    snprintf(c->digest, sizeof(c->digest), "%s", digest ?: "");
+    send_beat(c); /* now, not at the next renewal: the others see the reload at once */
+}
 
 int cluster_new(const struct cluster_params *p, struct cluster **ret) {
     struct cluster *c = calloc(1, sizeof(*c));

@@ -52,6 +52,12 @@ struct cluster_params {
     void *userdata;
 };
 
+/* A description's digest: 64 hex digits and the NUL. */
+#define CLUSTER_DIGEST_MAX 65
+/* The digest of this node's description (hex; docs/store.md), published in its node key from the
+ * next write of it on (sent now when joined). */
+void cluster_set_digest(struct cluster *c, const char *digest);
+
 int cluster_new(const struct cluster_params *p, struct cluster **ret);
 int cluster_start(struct cluster *c);
 /* Revokes the lease (a clean leave: the others take over at once), then closes. */

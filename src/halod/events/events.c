@@ -210,9 +210,22 @@ static struct sub *sub_of(struct events *e, const struct comp *c) {
     return NULL;
 }
 
+/* A component of this node the subscriptions do not know yet: one of a group a reload added. */
+static struct sub *sub_add(struct events *e, struct comp *c) {
+    struct sub *subs = realloc(e->subs, (e->n_subs + 1) * sizeof(*subs));
+    if (!subs)
+        return NULL;
+    e->subs = subs;
+    const struct config *cfg = amf_config(e->amf);
+    subs[e->n_subs] = (struct sub){.c = c, .pool = cfg->n_pools ? config_find_pool_of(cfg, c->name) : NULL};
+    return &subs[e->n_subs++];
+}
+
 static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev, const char *reason) {
     struct events *e = userdata;
     struct sub *s = sub_of(e, c);
+    if (!s && ev == AMF_COMP_SPAWNED && c->su->local)
+        s = sub_add(e, c);
     if (!s)
         return;
     if (ev == AMF_COMP_SPAWNED || ev == AMF_COMP_EXITED)

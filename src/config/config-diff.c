@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What changed between two descriptions, for a reload: their YAML trees are compared key by
+ * key, so that a change is named by the key the operator edited (and its line), whatever the
+ * defaults and templates it feeds.  Maps compare by key (their order is not a change), lists
+ * item by item, values by their text.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "config-internal.h"
+
+/* Deeper than any description halod reads; a difference below is reported at this depth. */
+#define DIFF_DEPTH_MAX 32
+
+struct walk {
+    yaml_document_t *old, *new;
+    const char *path[DIFF_DEPTH_MAX];
+    size_t depth;
+    struct config_diff *d;
+    int error;
+};
+
+static bool scalar_eq(const yaml_node_t *a, const yaml_node_t *b) {
+    return a->data.scalar.length == b->data.scalar.length &&
+           memcmp(a->data.scalar.value, b->data.scalar.value, a->data.scalar.length) == 0;
+}
+
+static const char *scalar_text(const yaml_node_t *n) {
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* Whether path (depth segments) is service-groups.SG.service-instances.SI.csis.CSI.attributes[...]:
+ * a change there is carried out by a CSI set. */
+static bool path_is_csi_attributes(const char *const *path, size_t depth) {
+    return depth >= 7 && streq(path[0], "service-groups") && streq(path[2], "service-instances") &&
+           streq(path[4], "csis") && streq(path[6], "attributes");
+}
+
+static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t *at) {
+    struct config_diff *d = w->d;
+    if (w->error < 0)
+        return;
+    if (d->n_changes >= CONFIG_DIFF_MAX) {
+        d->truncated = true;
+        return;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < w->depth; i++)
+        len += strlen(w->path[i]) + 1;
+    char *key = malloc(len + 1);
+    if (!key) {
+        w->error = -ENOMEM;
+        return;
+    }
+    char *p = key;
+    *p = '\0';
+    for (size_t i = 0; i < w->depth; i++) {
+        /* A list item's segment ("[2]") follows its list without a dot. */
+        if (i > 0 && w->path[i][0] != '[')
+            *p++ = '.';
+        p = stpcpy(p, w->path[i]);
+    }
+    struct config_change *c = &d->changes[d->n_changes++];
+    *c = (struct config_change){.kind = kind, .key = key, .pos = config_yaml_pos(at)};
+    if (w->depth == 2 && streq(w->path[0], "service-groups") && kind != CONFIG_CHANGE_CHANGED) {
+        c->service_group = true;
+        if (!(c->sg = strdup(w->path[1])))
+            w->error = -ENOMEM;
+    } else if (path_is_csi_attributes(w->path, w->depth)) {
+        c->csi_attributes = true;
+        c->sg = strdup(w->path[1]);
+        c->si = strdup(w->path[3]);
+        c->csi = strdup(w->path[5]);
+        if (!c->sg || !c->si || !c->csi)
+            w->error = -ENOMEM;
+    }
+}
+
+static void walk(struct walk *w, yaml_node_t *a, yaml_node_t *b);
+
+static bool push(struct walk *w, const char *segment) {
+    if (w->depth >= DIFF_DEPTH_MAX)
+        return false;
+    w->path[w->depth++] = segment;
+    return true;
+}
+
+static yaml_node_t *map_get(yaml_document_t *doc, const yaml_node_t *map, const yaml_node_t *key) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && scalar_eq(k, key))
+            return yaml_document_get_node(doc, p->value);
+    }
+    return NULL;
+}
+
+/* Every key of a that b lacks is kind (removed: a is the old map; added: the new one). */
+static void map_missing(struct walk *w, yaml_document_t *da, const yaml_node_t *a, yaml_document_t *db,
+                        const yaml_node_t *b, enum config_change_kind kind) {
+    for (yaml_node_pair_t *p = a->data.mapping.pairs.start; p < a->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(da, p->key);
+        if (!k || k->type != YAML_SCALAR_NODE || map_get(db, b, k))
+            continue;
+        if (push(w, scalar_text(k))) {
+            add(w, kind, k);
+            w->depth--;
+        }
+    }
+}
+
+static void walk_map(struct walk *w, yaml_node_t *a, yaml_node_t *b) {
+    map_missing(w, w->old, a, w->new, b, CONFIG_CHANGE_REMOVED);
+    map_missing(w, w->new, b, w->old, a, CONFIG_CHANGE_ADDED);
+    for (yaml_node_pair_t *p = b->data.mapping.pairs.start; p < b->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(w->new, p->key);
+        yaml_node_t *old = k && k->type == YAML_SCALAR_NODE ? map_get(w->old, a, k) : NULL;
+        if (!old)
+            continue;
+        if (!push(w, scalar_text(k))) {
+            add(w, CONFIG_CHANGE_CHANGED, b);
+            return;
+        }
+        walk(w, old, yaml_document_get_node(w->new, p->value));
+        w->depth--;
+    }
+}
+
+static void walk_seq(struct walk *w, yaml_node_t *a, yaml_node_t *b) {
+    size_t na = (size_t)(a->data.sequence.items.top - a->data.sequence.items.start);
+    size_t nb = (size_t)(b->data.sequence.items.top - b->data.sequence.items.start);
+    if (na != nb) {
+        add(w, CONFIG_CHANGE_CHANGED, b);
+        return;
+    }
+    for (size_t i = 0; i < na; i++) {
+        char segment[24];
+        snprintf(segment, sizeof(segment), "[%zu]", i);
+        if (!push(w, segment)) {
+            add(w, CONFIG_CHANGE_CHANGED, b);
+            return;
+        }
+        walk(w, yaml_document_get_node(w->old, a->data.sequence.items.start[i]),
+             yaml_document_get_node(w->new, b->data.sequence.items.start[i]));
+        w->depth--;
+    }
+}
+
+static void walk(struct walk *w, yaml_node_t *a, yaml_node_t *b) {
+    if (!a || !b || a->type != b->type) {
+        if (b || a)
+            add(w, CONFIG_CHANGE_CHANGED, b ?: a);
+        return;
+    }
+    switch (b->type) {
+    case YAML_SCALAR_NODE:
+        if (!scalar_eq(a, b))
+            add(w, CONFIG_CHANGE_CHANGED, b);
+        return;
+    case YAML_MAPPING_NODE:
+        walk_map(w, a, b);
+        return;
+    case YAML_SEQUENCE_NODE:
+        walk_seq(w, a, b);
+        return;
+    default:
+        return;
+    }
+}
+
+static int load(const struct config *c, yaml_document_t *ret) {
+    yaml_parser_t p;
+    if (!c->text)
+        return -EINVAL;
+    if (!yaml_parser_initialize(&p))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&p, (const unsigned char *)c->text, c->text_size);
+    int r = yaml_parser_load(&p, ret) ? 0 : -EINVAL;
+    yaml_parser_delete(&p);
+    return r;
+}
+
+int config_diff(const struct config *old, const struct config *new, struct config_diff **ret) {
+    assert_return(old && new &&ret, -EINVAL);
+    yaml_document_t da, db;
+    int r = load(old, &da);
+    if (r < 0)
+        return r;
+    r = load(new, &db);
+    if (r < 0) {
+        yaml_document_delete(&da);
+        return r;
+    }
+    struct walk w = {.old = &da, .new = &db};
+    w.d = calloc(1, sizeof(*w.d));
+    if (w.d && !(w.d->changes = calloc(CONFIG_DIFF_MAX, sizeof(struct config_change)))) {
+        free(w.d);
+        w.d = NULL;
+    }
+    if (!w.d)
+        r = -ENOMEM;
+    else {
+        walk(&w, yaml_document_get_root_node(&da), yaml_document_get_root_node(&db));
+        r = w.error;
+    }
+    yaml_document_delete(&da);
+    yaml_document_delete(&db);
+    if (r < 0) {
+        config_diff_free(w.d);
+        return r;
+    }
+    *ret = w.d;
+    return 0;
+}
+
+struct config_diff *config_diff_free(struct config_diff *d) {
+    if (!d)
+        return NULL;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        free(d->changes[i].key);
+        free(d->changes[i].sg);
+        free(d->changes[i].si);
+        free(d->changes[i].csi);
+    }
+    free(d->changes);
+    free(d);
+    return NULL;
+}
+
+const char *config_change_kind_to_string(enum config_change_kind k) {
+    return k == CONFIG_CHANGE_ADDED ? "added" : k == CONFIG_CHANGE_REMOVED ? "removed" : "changed";
+}

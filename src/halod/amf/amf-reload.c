@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A reloaded description, as far as the AMF applies it live: a CSI whose attributes changed
+ * goes again, by a CSI set with the state it holds, to the components of this node that hold
+ * it; a new service group joins the model and starts.  What else a reload may change is
+ * decided above (manager-reload.c), which refuses it.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+
+/* Whether a holds a role that a CSI set may repeat: confirmed ACTIVE or STANDBY, nothing in flight. */
+static bool steady(const struct assignment *a) {
+    return a->su && a->su->local && a->confirmed && !a->pending && !a->removing && a->state == a->target &&
+           (a->state == HALO_HA_ACTIVE || a->state == HALO_HA_STANDBY);
+}
+
+int amf_csi_reload_check(struct amf *a, const char *si_name) {
+    struct si *si = amf_find_si(a, si_name);
+    if (!si)
+        return -HALO_EUNKNOWN;
+    for (size_t i = 0; i < si->n_asg; i++) {
+        const struct assignment *as = &si->asg[i];
+        if (as->su && as->su->local && (as->pending || as->removing || as->state != as->target))
+            return -EBUSY;
+    }
+    return 0;
+}
+
+int amf_csi_reload(struct amf *a, const char *si_name, const char *csi_name) {
+    const struct config_csi *csi = NULL;
+    struct si *si = amf_find_csi(a, csi_name, &csi);
+    if (!si || !streq(si->name, si_name))
+        return -HALO_EUNKNOWN;
+    int sent = 0;
+    for (size_t i = 0; i < si->n_asg; i++) {
+        struct assignment *as = &si->asg[i];
+        if (!steady(as))
+            continue;
+        struct comp *c = amf_csi_comp(as->su, csi);
+        /* A non-SA-aware or OCF component reads its CSI's attributes when it starts: not told now. */
+        if (!c || !amf_comp_sa_aware(c) || !c->conn)
+            continue;
+        log_info("CSI '%s' of '%s' changed: CSI set %s to '%s' again", csi->name, si->name,
+                 halo_ha_state_to_string(as->state), c->name);
+        as->pending++;
+        int r = amf_asg_send_csi_set(si, c, csi, as->state, HALO_CSI_STILL_ACTIVE,
+                                     as->state == HALO_HA_STANDBY ? amf_asg_active_comp(si, csi) : NULL);
+        if (r < 0) {
+            as->pending--;
+            return r;
+        }
+        if (as->su) /* else the send failed, which failed the unit and dropped its assignment */
+            sent++;
+    }
+    return sent;
+}
+
+size_t amf_sg_room(const struct amf *a) {
+    return a->cap_sgs - a->n_sgs;
+}
+
+int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg) {
+    if (a->n_sgs >= a->cap_sgs)
+        return -ENOSPC;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, cg->name))
+            return -HALO_EEXIST; /* still there (its removal under way) */
+    struct sg *sg = &a->sgs[a->n_sgs];
+    int r = amf_sg_alloc(sg, cg);
+    if (r < 0) {
+        amf_sg_free(sg);
+        *sg = (struct sg){0};
+        return r;
+    }
+    amf_sg_init(a, sg, cg);
+    a->n_sgs++;
+    a->config = config; /* the same nodes; the new group's description lives there */
+    for (size_t u = 0; u < sg->n_sus; u++)
+        for (size_t i = 0; i < sg->sus[u].n_comps; i++) {
+            struct comp *c = &sg->sus[u].comps[i];
+            c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
+        }
+    log_info("Service group '%s' added (%s, %zu units, %zu SIs)", sg->name, sg->ops->name, sg->n_sus, sg->n_sis);
+    if (a->ready && !a->stopping)
+        for (size_t u = 0; u < sg->n_sus; u++)
+            for (size_t i = 0; sg->sus[u].local && i < sg->sus[u].n_comps; i++)
+                amf_comp_instantiate(&sg->sus[u].comps[i]);
+    amf_sg_evaluate(sg);
+    return 0;
+}
+
+/* A group being removed: locked (its SIs removed from its units), then its processes stopped. */
+struct removal {
+    struct amf_waiter w; /* first: the AMF hands it back */
+    struct amf *amf;
+    struct sg *sg;
+    int op; /* the operation under way */
+    char target[CONFIG_NAME_MAX + 8];
+};
+
+static void removal_step(struct removal *rm, int error);
+
+static void removal_done(struct amf_waiter *w, int error) {
+    removal_step((struct removal *)w, error);
+}
+
+/* The operation rm->op ended with error (0, -errno); the next one, or the end. */
+static void removal_step(struct removal *rm, int error) {
+    if (error == -HALO_EEXIST) /* already so */
+        error = 0;
+    for (;;) {
+        if (error == -ECANCELED || (error < 0 && rm->op == AMF_OP_LOCK_INSTANTIATION)) {
+            log_error("Service group '%s' removed from the description, but %s: %s; it stays until halod restarts",
+                      rm->sg->name, rm->op == AMF_OP_LOCK ? "not locked" : "its processes were not stopped",
+                      halo_strerror(error));
+            free(rm);
+            return;
+        }
+        if (rm->op == AMF_OP_LOCK_INSTANTIATION) {
+            struct sg *sg = rm->sg;
+            sg->removed = true;
+            /* What the store keeps of its states goes back to unlocked: the group added again,
+             * by a reload or at a restart, starts as a new one. */
+            for (size_t u = 0; u < sg->n_sus; u++) {
+                sg->sus[u].admin = SU_UNLOCKED;
+                sg->sus[u].held_by = 0;
+                amf_notify_su(&sg->sus[u], AMF_SU_ADMIN);
+            }
+            sg->admin = SU_UNLOCKED;
+            amf_notify_group_admin(rm->amf, sg);
+            log_notice("Service group '%s' removed: its SIs were taken from its units and its processes stopped",
+                       rm->sg->name);
+            free(rm);
+            return;
+        }
+        /* Locked (or not lockable: a lock-instantiation takes the units out anyway): stop the processes. */
+        rm->op = AMF_OP_LOCK_INSTANTIATION;
+        int r = amf_run_op(rm->amf, rm->op, rm->target, &rm->w);
+        if (r == 1)
+            return; /* removal_done() follows */
+        error = r;
+    }
+}
+
+int amf_sg_remove(struct amf *a, const char *name) {
+    struct sg *sg = NULL;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
+            sg = &a->sgs[g];
+    if (!sg)
+        return -HALO_EUNKNOWN;
+    struct removal *rm = calloc(1, sizeof(*rm));
+    if (!rm)
+        return -ENOMEM;
+    *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .op = AMF_OP_LOCK};
+    snprintf(rm->target, sizeof(rm->target), "sg:%s", name);
+    log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes", name);
+    int r = amf_run_op(a, AMF_OP_LOCK, rm->target, &rm->w);
+    if (r != 1)
+        removal_step(rm, r);
+    return 0;
+}

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reloading the description (SIGHUP, haloctl reload): the file is loaded and verified as at
+ * start, compared with the running one key by key (config_diff()), and applied only when every
+ * change can be applied live; else the whole reload is refused and the running description
+ * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()).
+ */
+#define LOG_AREA LOG_AREA_MAIN
+#include <errno.h>
+#include <jansson.h>
+#include <nettle/sha2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manager-internal.h"
+
+#define SWAP(a, b)              \
+    do {                        \
+        __typeof__(a) _t = (a); \
+        (a) = (b);              \
+        (b) = _t;               \
+    } while (0)
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct config *, config_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct config_diff *, config_diff_free);
+
+void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX]) {
+    struct sha256_ctx ctx;
+    uint8_t d[SHA256_DIGEST_SIZE];
+    sha256_init(&ctx);
+    sha256_update(&ctx, c->text_size, (const uint8_t *)(c->text ?: ""));
+    sha256_digest(&ctx, sizeof(d), d);
+    for (size_t i = 0; i < sizeof(d); i++)
+        snprintf(ret + 2 * i, 3, "%02x", d[i]);
+}
+
+static struct config_csi *find_csi(struct config *c, const char *sg, const char *si, const char *csi) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        for (size_t i = 0; streq(c->sgs[g].name, sg) && i < c->sgs[g].n_sis; i++)
+            for (size_t k = 0; streq(c->sgs[g].sis[i].name, si) && k < c->sgs[g].sis[i].n_csis; k++)
+                if (streq(c->sgs[g].sis[i].csis[k].name, csi))
+                    return &c->sgs[g].sis[i].csis[k];
+    return NULL;
+}
+
+/* Appends one problem to errors ("FILE:LINE:COLUMN: message"): the reload is refused. */
+static int problem(json_t *errors, const char *path, const struct config_change *ch, const char *why) {
+    _cleanup_free_ char *s = NULL;
+    int r = ch->kind == CONFIG_CHANGE_REMOVED /* its line is the running description's, not the file's */
+                ? asprintf(&s, "%s: '%s' removed (line %u of the running description): %s", path, ch->key, ch->pos.line,
+                           why)
+                : asprintf(&s, "%s:%u:%u: '%s' %s: %s", path, ch->pos.line, ch->pos.column, ch->key,
+                           config_change_kind_to_string(ch->kind), why);
+    if (r < 0)
+        return -ENOMEM;
+    return json_array_append_new(errors, json_string(s)) < 0 ? -ENOMEM : 0;
+}
+
+static const struct config_sg *find_sg(const struct config *c, const char *name) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        if (streq(c->sgs[g].name, name))
+            return &c->sgs[g];
+    return NULL;
+}
+
+/* Why a change cannot be applied now, or NULL. */
+static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+    if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
+        return m->cluster ? "a service group is removed live on one node only (restart halod to apply it)" : NULL;
+    if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
+        const struct config_sg *sg = find_sg(new, ch->sg);
+        if (m->cluster)
+            return "a service group is added live on one node only (restart halod to apply it)";
+        if (sg && sg->cdb_roles)
+            return "a cdb-roles group cannot be added live (restart halod to apply it)";
+        return NULL;
+    }
+    if (!ch->csi_attributes)
+        return "cannot be applied live (restart halod to apply it)";
+    if (!find_csi(m->config, ch->sg, ch->si, ch->csi) || !find_csi((struct config *)new, ch->sg, ch->si, ch->csi))
+        return "its CSI is new or gone: cannot be applied live";
+    if (amf_csi_reload_check(m->amf, ch->si) == -EBUSY)
+        return "its service instance is changing its assignments; reload again later";
+    return NULL;
+}
+
+/* What of d cannot be applied now, into errors. */
+static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
+    size_t added = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        bool adds = ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
+        added += adds;
+        const char *why = adds && added > amf_sg_room(m->amf)
+                              ? "more service groups added since halod started than it has room for (restart halod)"
+                              : refusal(m, new, ch);
+        int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
+        if (r < 0)
+            return r;
+    }
+    if (d->truncated && json_array_append_new(errors, json_sprintf("%s: more changes than %d: not applied live",
+                                                                   new->path, CONFIG_DIFF_MAX)) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* The new attributes of a CSI go into the description its SI was built from, then to its holders:
+ * the count of CSI sets sent. */
+static size_t apply_attributes(struct manager *m, const struct config *new, const struct config_change *ch) {
+    const struct config_csi *run = NULL, *nc = find_csi((struct config *)new, ch->sg, ch->si, ch->csi);
+    struct config_kv *kv = NULL;
+    int r = amf_find_csi(m->amf, ch->csi, &run) && nc ? config_kv_dup(nc->attrs, nc->n_attrs, &kv) : -ENOENT;
+    if (r >= 0) {
+        /* The manager owns every description the AMF was built from (the running one, retired ones). */
+        struct config_csi *w = (struct config_csi *)run;
+        config_kv_free(w->attrs, w->n_attrs);
+        w->attrs = kv;
+        w->n_attrs = nc->n_attrs;
+        r = amf_csi_reload(m->amf, ch->si, ch->csi);
+    }
+    if (r < 0)
+        log_warning_errno(r, "CSI '%s' of '%s': cannot send its new attributes: %m", ch->csi, ch->si);
+    return r > 0 ? (size_t)r : 0;
+}
+
+/* The new description runs from now on (a group was added): the old one is kept, as the AMF's
+ * existing objects still point into it. */
+static int retire(struct manager *m, struct config **new) {
+    struct config **r = realloc(m->retired, (m->n_retired + 1) * sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    m->retired = r;
+    m->retired[m->n_retired++] = m->config;
+    m->config = TAKE_PTR(*new);
+    return 0;
+}
+
+/* Applies d (checked): the new attributes go to their holders, new groups start. */
+static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
+    _cleanup_free_ char *summary = NULL;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        bool seen = false; /* several attributes of one CSI: one CSI set */
+        for (size_t j = 0; j < i; j++)
+            seen = seen || (d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
+                            streq(d->changes[j].csi, ch->csi));
+        n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
+        n_removed += ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED;
+        if (seen || !ch->csi_attributes)
+            continue;
+        n_sets += apply_attributes(m, *new, ch);
+        n_csis++;
+    }
+    if (n_sgs == 0 && n_removed == 0) {
+        SWAP(m->config->text, (*new)->text);
+        SWAP(m->config->text_size, (*new)->text_size);
+    } else {
+        int r = retire(m, new);
+        if (r < 0)
+            return r;
+        for (size_t i = 0; i < d->n_changes; i++)
+            if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
+                (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
+                log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
+        for (size_t i = 0; i < d->n_changes; i++)
+            if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
+                (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
+                log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
+    }
+    /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
+    char text[256] = "";
+    size_t n = 0;
+    if (n_sgs)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s added", n_sgs, n_sgs == 1 ? "" : "s");
+    if (n_removed)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s removed", n_removed,
+                              n_removed == 1 ? "" : "s");
+    if (n_csis)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
+                              n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");
+    summary = strdup(n ? text + 2 : "no change");
+    if (!summary)
+        return -ENOMEM;
+    *ret_summary = TAKE_PTR(summary);
+    return 0;
+}
+
+int manager_reload(struct manager *m, const char *who, char **ret_json) {
+    _cleanup_(config_freep) struct config *new = NULL;
+    _cleanup_(config_diff_freep) struct config_diff *d = NULL;
+    _cleanup_free_ char *text = NULL, *summary = NULL;
+    json_t *errors = json_array();
+    int r;
+
+    if (!errors)
+        return -ENOMEM;
+    log_info("Reloading '%s' (asked by %s)", m->opt.config_path, who);
+    if (amf_stopping(m->amf))
+        json_array_append_new(errors, json_string("halod is stopping"));
+    else if ((r = config_load(m->opt.config_path, &new, &text)) < 0) {
+        if (text && *text)
+            for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+                json_array_append_new(errors, json_string(line));
+        else
+            json_array_append_new(errors, json_sprintf("%s: %s", m->opt.config_path, halo_strerror(r)));
+    } else if ((r = config_diff(m->config, new, &d)) < 0)
+        json_array_append_new(errors, json_sprintf("%s: cannot compare it with the running one: %s", m->opt.config_path,
+                                                   halo_strerror(r)));
+    else if ((r = check(m, new, d, errors)) < 0) {
+        json_decref(errors);
+        return r;
+    }
+    json_t *reply;
+    if (json_array_size(errors) > 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(errors, i, e) log_error("%s", json_string_value(e));
+        log_error("Reload refused: %zu problem%s; the running description stays", json_array_size(errors),
+                  json_array_size(errors) == 1 ? "" : "s");
+        reply = json_pack("{s:b, s:o}", "applied", false, "errors", errors);
+        r = -HALO_EBADSTATE;
+    } else {
+        json_decref(errors);
+        r = apply(m, &new, d, &summary);
+        if (r < 0)
+            return r;
+        manager_digest(m->config, m->digest);
+        if (m->cluster)
+            cluster_set_digest(m->cluster, m->digest);
+        log_notice("Reloaded '%s': %s (description %.12s)", m->opt.config_path, summary, m->digest);
+        reply = json_pack("{s:b, s:s, s:s}", "applied", true, "summary", summary, "digest", m->digest);
+    }
+    if (ret_json)
+        *ret_json = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+    json_decref(reply);
+    if (ret_json && !*ret_json)
+        return -ENOMEM;
+    return r;
+}

@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: MIT
+"""Reloading the description (SIGHUP, haloctl reload): a valid one is applied where it can be
+applied live (a CSI's attributes, by a CSI set to its holders), anything else is refused as a
+whole with every error, and the running description stays.  (issue 16, point 3)"""
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+
+from halo_harness import HALOCTL, TESTCOMP, free_port, start_nodes, testcomp_events as events, wait_for
+
+
+def yaml(log, port=7700, extra="", modes=""):
+    return f"""
+service-groups:
+  g:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "{modes}"}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances:
+      s:
+        csis:
+          c: {{attributes: {{port: {port}, bind: 127.0.0.1}}}}
+  other:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP_LOG: "{log}"}}
+    service-units: {{x: {{}}, y: {{}}}}
+    service-instances: {{t: {{csis: {{d: {{}}}}}}}}
+{extra}"""
+
+
+def rewrite(h, text):
+    with open(h.config, "w") as f:
+        f.write(text)
+
+
+def pids(h):
+    return {c: h.pid_of(c) for c in ("a", "b", "x", "y")}
+
+
+def csi_sets(log, comp):
+    return events(log, comp, "CSI_SET")
+
+
+def started(halod_factory, tmp_path, extra_args=()):
+    """A halod of yaml() with both groups assigned: (halod, log, active, standby, pids, CSI sets so far)."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info", extra_args=extra_args).start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    return h, log, active, standby, pids(h), {c: len(csi_sets(log, c)) for c in ("a", "b", "x", "y")}
+
+
+def test_sighup_sends_changed_csi_attributes_to_their_holders(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    assert "port=7700" in csi_sets(log, active)[-1]
+
+    rewrite(h, yaml(log, port=7701))
+    h.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(csi_sets(log, active)) > sets[active] and len(csi_sets(log, standby)) > sets[standby],
+             what="the holders' CSI sets with the new attributes")
+    last = csi_sets(log, active)[-1]
+    assert last[2:5] == ["c", "ACTIVE", "transition=4"] and "port=7701" in last  # STILL_ACTIVE, same role
+    last = csi_sets(log, standby)[-1]
+    assert last[2:4] == ["c", "STANDBY"] and "port=7701" in last and f"active_comp={active}" in last
+    assert h.wait_assigned("s") == (active, standby)
+    assert pids(h) == before  # nobody restarted
+    assert {c: len(csi_sets(log, c)) for c in ("x", "y")} == {c: sets[c] for c in ("x", "y")}  # the others untouched
+    assert h.proc.poll() is None
+    assert "Reloaded" in h.logtext() and "attributes of 1 CSI changed, 2 CSI sets sent" in h.logtext()
+    assert "SIGHUP" in h.logtext() and "does not reload" not in h.logtext()
+    assert h.status()["description"]["digest"] != ""
+
+    # Nothing changed: nothing is sent.
+    r = h.ctl("reload")
+    assert r.returncode == 0 and "applied: no change" in r.stdout
+    assert len(csi_sets(log, active)) == sets[active] + 1
+
+
+def test_an_invalid_description_is_refused_with_its_errors(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    before, digest = pids(h), h.status()["description"]["digest"]
+    n_sets = len(csi_sets(log, active))
+
+    bad = yaml(log, port=7701).replace("bind: 127.0.0.1}}", "bind: 127.0.0.1}, atributes: {x: 1}}")
+    rewrite(h, bad.replace("    service-units: {x: {}, y: {}}", "    redundancy: 3N\n    service-units: {x: {}, y: {}}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5, r
+    assert "reload refused" in r.stderr
+    assert re.search(r"cluster\.yaml:\d+:\d+: unknown key 'atributes'", r.stderr), r.stderr
+    assert re.search(r"cluster\.yaml:\d+:\d+: .*3N", r.stderr), r.stderr  # every error, not the first
+    assert "Reload refused: 2 problems; the running description stays" in h.logtext()
+    assert "unknown key 'atributes'" in h.logtext()
+
+    h.proc.send_signal(signal.SIGHUP)  # the same by the signal: logged, halod carries on
+    wait_for(lambda: h.logtext().count("Reload refused") == 2, what="the second refusal")
+    assert h.proc.poll() is None
+    assert pids(h) == before and h.wait_assigned("s") == (active, standby)
+    assert len(csi_sets(log, active)) == n_sets  # the new port never reached anyone
+    assert h.status()["description"]["digest"] == digest
+
+
+NEW_GROUP = f"""  h:
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "@LOG@"}}}}
+    service-units: {{p: {{}}, q: {{}}}}
+    service-instances: {{u: {{csis: {{e: {{attributes: {{colour: blue}}}}}}}}}}
+"""
+
+
+def test_a_new_group_starts_and_the_others_run_on(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+
+    rewrite(h, yaml(log, extra=NEW_GROUP.replace("@LOG@", log)))
+    h.proc.send_signal(signal.SIGHUP)
+    p, q = h.wait_assigned("u")
+    assert (p, q) == ("p", "q")
+    assert "blue" in " ".join(csi_sets(log, "p")[-1])
+    assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other", "h"]
+    assert pids(h) == before  # the others neither restarted
+    assert {c: len(csi_sets(log, c)) for c in sets} == sets  # nor told anything
+    assert "Reloaded" in h.logtext() and ": 1 service group added (description" in h.logtext()
+
+    # The new group's attributes and the old groups' change live afterwards too.
+    rewrite(h, yaml(log, port=7702, extra=NEW_GROUP.replace("@LOG@", log).replace("blue", "red")))
+    r = h.ctl("reload")
+    assert "applied: attributes of 2 CSIs changed, 4 CSI sets sent" in r.stdout
+    wait_for(lambda: "port=7702" in csi_sets(log, active)[-1] and "colour=red" in csi_sets(log, p)[-1],
+             what="the new attributes in both groups")
+    assert pids(h) == before and h.pid_of("p") and h.wait_assigned("u") == (p, q)
+    assert h.stop() == 0  # the added group's components stop with the others
+
+
+def test_a_removed_group_gives_up_its_sis_and_stops(halod_factory, tmp_path):
+    http = free_port()
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path, ["--http", f"127.0.0.1:{http}"])
+    x_active = h.si("t")["active"]
+    text = yaml(log)
+    rewrite(h, text[:text.index("  other:")])
+    r = h.ctl("reload")
+    assert "applied: 1 service group removed" in r.stdout
+    wait_for(lambda: not any(os.path.exists(f"/proc/{before[c]}") for c in ("x", "y")), what="x and y gone")
+    # As a lock would: the ACTIVE quiesced, the SI removed, then the processes terminated.
+    assert [e[1:4] for e in events(log, x_active)][-3:] == [["CSI_SET", "d", "QUIESCED"], ["CSI_REMOVE", "d"],
+                                                            ["TERMINATE"]]
+    wait_for(lambda: [sg["name"] for sg in h.status()["service_groups"]] == ["g"], what="the group gone from status")
+    assert "Service group 'other' removed" in h.logtext()
+    assert h.ctl("admin", "unlock", "sg:other", check=False).returncode == 4  # no such object any more
+    assert {c: h.pid_of(c) for c in ("a", "b")} == {c: before[c] for c in ("a", "b")}
+    assert {c: len(csi_sets(log, c)) for c in ("a", "b")} == {c: sets[c] for c in ("a", "b")}
+
+    # Back in the description: it starts again, new processes, its SI assigned; and so after a
+    # restart (the store kept no lock of it).
+    rewrite(h, text)
+    assert "applied: 1 service group added" in h.ctl("reload").stdout
+    h.wait_assigned("t")
+    assert h.pid_of("x") != before["x"] and [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    series = [l.split(" ")[0] for l in metrics.splitlines() if l and not l.startswith("#")]
+    assert 'halo_su_restarts_total{su="x"}' in series and len(series) == len(set(series))  # the old 'x' is gone
+    rewrite(h, text[:text.index("  other:")])
+    assert "applied: 1 service group removed" in h.ctl("reload").stdout
+    wait_for(lambda: [sg["name"] for sg in h.status()["service_groups"]] == ["g"], what="the group gone again")
+    assert h.stop() == 0
+    rewrite(h, text)
+    h.start()
+    h.wait_assigned("t")
+    assert h.su("x")["admin"] == "UNLOCKED" and h.status()["service_groups"][1]["admin"] == "UNLOCKED"
+
+
+def test_more_groups_than_halod_has_room_for_are_refused(halod_factory, tmp_path):
+    """halod keeps room for 32 groups added by reloads: the 33rd refuses the reload, and
+    nothing of it starts."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    groups = "".join(f"  n{i:02}:\n    component: {{type: non-sa-aware, command: /bin/sleep, args: ['1000']}}\n"
+                     f"    redundancy: no-redundancy\n    service-units: {{n{i:02}u: {{}}}}\n"
+                     f"    service-instances: {{n{i:02}s: {{csis: {{n{i:02}c: {{}}}}}}}}\n" for i in range(33))
+    rewrite(h, yaml(log, extra=groups))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and r.stderr.count("than it has room for") == 1, r.stderr
+    assert "'service-groups.n32' added: more service groups added since halod started" in r.stderr
+    assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"] and pids(h) == before
+
+
+def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, _ = h.wait_assigned("s")
+    before = pids(h)
+    n_sets = len(csi_sets(log, active))
+    # A unit added to a group and a new CSI attribute together: refused as a whole, the attribute too.
+    rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
+    r = h.ctl("--json", "reload", check=False)
+    assert r.returncode == 5
+    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.service-units\.z' added: cannot be applied live",
+                     r.stdout), r.stdout
+    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
+    assert pids(h) == before and len(csi_sets(log, active)) == n_sets
+    assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+
+    rewrite(h, yaml(log))  # back as it runs: nothing to do
+    assert "applied: no change" in h.ctl("reload").stdout
+
+
+def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
+    """A CSI set of new attributes never crosses a change of roles: while a switchover
+    waits for the ACTIVE's quiescing, the reload is refused; once done, it goes through
+    and the new ACTIVE gets the new attributes."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log, modes="quiesce-hold"), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    hold = f"{log}.{active}.quiesce-hold"
+    open(hold, "w").close()
+    ctl = subprocess.Popen([HALOCTL, "-s", h.socket, "switchover", "s"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: csi_sets(log, active)[-1][3] == "QUIESCING", what="the ACTIVE told QUIESCING")
+    rewrite(h, yaml(log, port=7701, modes="quiesce-hold"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5
+    assert "'service-groups.g.service-instances.s.csis.c.attributes.port' changed: its service instance is " \
+           "changing its assignments; reload again later" in r.stderr, r.stderr
+    assert not any("port=7701" in e for e in csi_sets(log, active) + csi_sets(log, standby))
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert h.wait_assigned("s") == (standby, active)
+    n = len(csi_sets(log, standby))
+    assert "applied: attributes of 1 CSI changed, 2 CSI sets sent" in h.ctl("reload").stdout
+    wait_for(lambda: len(csi_sets(log, standby)) > n, what="the new ACTIVE's CSI set")
+    assert csi_sets(log, standby)[-1][3] == "ACTIVE" and "port=7701" in csi_sets(log, standby)[-1]
+
+
+def test_a_non_sa_aware_holder_is_not_told(halod_factory, tmp_path):
+    """A non-SA-aware component reads its CSI's attributes when it starts: a reload
+    changes the description and nothing else (its process runs on, no CSI set)."""
+    def text(port):
+        return f"""
+service-groups:
+  g:
+    component: {{type: non-sa-aware, command: /bin/sleep, args: ["1000"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{attributes: {{port: {port}}}}}}}}}}}
+"""
+    h = halod_factory(text(7700), log_level="info").start()
+    wait_for(lambda: h.si("s")["active"] and h.comp(h.si("s")["active"])["pid"], what="the ACTIVE running")
+    active = h.si("s")["active"]
+    pid = h.pid_of(active)
+    rewrite(h, text(7701))
+    assert "applied: attributes of 1 CSI changed, 0 CSI sets sent" in h.ctl("reload").stdout
+    assert h.pid_of(active) == pid and h.si("s")["active"] == active
+
+
+def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    def nodes_yaml(port):
+        return "nodes: {n1: {}, n2: {}}\n" + yaml(log, port=port) \
+            .replace("service-units: {a: {}, b: {}}", "service-units: {a: {node: n1}, b: {node: n2}}") \
+            .replace("service-units: {x: {}, y: {}}", "service-units: {x: {node: n1}, y: {node: n2}}")
+    text = nodes_yaml(7700)
+    hs, _ = start_nodes(halod_factory, text, etcd.endpoints)
+    for h in hs.values():
+        wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"], what="s assigned")
+    assert not hs["n1"].status().get("warnings")
+
+    rewrite(hs["n2"], nodes_yaml(7700) + NEW_GROUP.replace("@LOG@", log).replace("{p: {}, q: {}}",
+                                                                              "{p: {node: n1}, q: {node: n2}}"))
+    r = hs["n2"].ctl("reload", check=False)  # a group is added live on one node only
+    assert r.returncode == 5 and "'service-groups.h' added: a service group is added live on one node only" in r.stderr
+    rewrite(hs["n2"], nodes_yaml(7700)[:nodes_yaml(7700).index("  other:")])
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "removed (line 13 of the running description): a service group is removed live on " \
+        "one node only" in r.stderr, r.stderr
+    rewrite(hs["n2"], nodes_yaml(7701))
+    assert "applied" in hs["n2"].ctl("reload").stdout
+    d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]
+    assert d1 != d2
+    want = f"description differs: n1 {d1[:12]}\u2026, n2 {d2[:12]}\u2026"
+    for h in hs.values():
+        wait_for(lambda: h.status().get("warnings") == [want], what="the warning on " + h.config)
+        assert f"WARNING: {want}" in h.ctl("status").stdout
+        assert {n["name"]: n.get("description") for n in h.status()["nodes"]} == {"n1": d1, "n2": d2}
+
+    rewrite(hs["n1"], nodes_yaml(7701))
+    hs["n1"].proc.send_signal(signal.SIGHUP)
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="the warning gone on " + h.config)
+        assert "WARNING" not in h.ctl("status").stdout

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests for config_diff(): what a reload sees changed between two descriptions, named by key and line. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "macro.h"
+#include "tests.h"
+
+#define BASE                                              \
+    "service-groups:\n"                                   \
+    "  g:\n"                                              \
+    "    component: {command: /bin/sleep, args: ['1']}\n" \
+    "    service-units: {a: {}, b: {}}\n"                 \
+    "    service-instances:\n"                            \
+    "      si:\n"                                         \
+    "        csis: {csi: {attributes: {port: 7700, bind: 127.0.0.1}}}\n"
+
+/* Loads text from a file of its own (the description is read from a file, as halod reads it). */
+static struct config *load(const char *text) {
+    char path[] = "/tmp/halo-test-diff.XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct config *c = NULL;
+    char *errors = NULL;
+    int r = config_load(path, &c, &errors);
+    unlink(path);
+    if (r < 0)
+        CHECK_FAIL("config_load: %s\n%s", strerror(-r), errors ?: "");
+    return c;
+}
+
+static struct config_diff *diff(const char *a, const char *b) {
+    struct config *ca = load(a), *cb = load(b);
+    struct config_diff *d = NULL;
+    ASSERT_OK(config_diff(ca, cb, &d));
+    config_free(ca);
+    config_free(cb);
+    return d;
+}
+
+TEST(same_text_no_change) {
+    struct config_diff *d = diff(BASE, BASE);
+    ASSERT_EQ(d->n_changes, 0u);
+    config_diff_free(d);
+}
+
+TEST(comments_and_key_order_are_no_change) {
+    struct config_diff *d = diff(BASE, "# a comment\n"
+                                       "service-groups:\n"
+                                       "  g:\n"
+                                       "    service-units: {b: {}, a: {}}\n"
+                                       "    component: {args: ['1'], command: /bin/sleep}\n"
+                                       "    service-instances:\n"
+                                       "      si: {csis: {csi: {attributes: {bind: 127.0.0.1, port: 7700}}}}\n");
+    ASSERT_EQ(d->n_changes, 0u);
+    config_diff_free(d);
+}
+
+TEST(csi_attribute_changed) {
+    struct config_diff *d = diff(BASE, "service-groups:\n"
+                                       "  g:\n"
+                                       "    component: {command: /bin/sleep, args: ['1']}\n"
+                                       "    service-units: {a: {}, b: {}}\n"
+                                       "    service-instances:\n"
+                                       "      si:\n"
+                                       "        csis: {csi: {attributes: {port: 7701, bind: 127.0.0.1, x: y}}}\n");
+    ASSERT_EQ(d->n_changes, 2u);
+    for (size_t i = 0; i < d->n_changes; i++) {
+        ASSERT(d->changes[i].csi_attributes);
+        ASSERT_STREQ(d->changes[i].sg, "g");
+        ASSERT_STREQ(d->changes[i].si, "si");
+        ASSERT_STREQ(d->changes[i].csi, "csi");
+        ASSERT_EQ(d->changes[i].pos.line, 7u);
+    }
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.service-instances.si.csis.csi.attributes.x");
+    ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_ADDED);
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.service-instances.si.csis.csi.attributes.port");
+    ASSERT_EQ(d->changes[1].kind, CONFIG_CHANGE_CHANGED);
+    config_diff_free(d);
+}
+
+TEST(other_changes_are_named_by_key_and_line) {
+    struct config_diff *d = diff(BASE, "service-groups:\n"
+                                       "  g:\n"
+                                       "    component: {command: /bin/sleep, args: ['2']}\n"
+                                       "    service-units: {a: {}, c: {}}\n"
+                                       "    service-instances:\n"
+                                       "      si:\n"
+                                       "        csis: {csi: {attributes: {port: 7700, bind: 127.0.0.1}}}\n"
+                                       "  h:\n"
+                                       "    component: {command: /bin/sleep}\n"
+                                       "    service-units: {d: {}, e: {}}\n"
+                                       "    service-instances: {si2: {csis: {csi2: {}}}}\n");
+    ASSERT_EQ(d->n_changes, 4u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.h"); /* the new group, as a whole */
+    ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_ADDED);
+    ASSERT_EQ(d->changes[0].pos.line, 8u);
+    ASSERT(d->changes[0].service_group);
+    ASSERT_STREQ(d->changes[0].sg, "h");
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
+    ASSERT_EQ(d->changes[1].pos.line, 3u);
+    ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b");
+    ASSERT_EQ(d->changes[2].kind, CONFIG_CHANGE_REMOVED);
+    ASSERT_EQ(d->changes[2].pos.line, 4u); /* in the old description */
+    ASSERT_STREQ(d->changes[3].key, "service-groups.g.service-units.c");
+    ASSERT_EQ(d->changes[3].kind, CONFIG_CHANGE_ADDED);
+    for (size_t i = 0; i < d->n_changes; i++)
+        ASSERT(!d->changes[i].csi_attributes && (i == 0) == d->changes[i].service_group);
+    config_diff_free(d);
+}
