@@ -3,7 +3,7 @@
 BUILD ?= build
 BUILD_SAN ?= build-san
 
-.PHONY: all deps build demo check check-fast check-etcd chaos bench clean
+.PHONY: all deps build demo check check-fast check-etcd chaos bench deb deb-check clean
 
 all: build
 
@@ -45,5 +45,19 @@ chaos: build
 bench: build
 	./bench/failover 50 && ./bench/coldstart 10 && ./bench/footprint
 
+# The Debian packages (debian/; docs/configuration.md, "Debian packages"): dpkg-buildpackage on a copy of
+# this tree in build-deb/src, so the tree stays clean; the .debs land in build-deb/.
+deb:
+	@./tools/install-deps deb
+	rm -rf build-deb && mkdir -p build-deb/src
+	tar -c --exclude='./build*' --exclude=./.git . | tar -x -C build-deb/src
+	cd build-deb/src && nice -n 10 dpkg-buildpackage -us -uc -b
+	@ls build-deb/*.deb
+
+# Builds the packages, checks them with lintian and dpkg -c, installs them in a
+# fresh root and runs what they installed (test/deb/test_deb.py).
+deb-check: deb
+	HALO_DEB=$(abspath build-deb) /usr/bin/python3 -m pytest -q -p no:cacheprovider test/deb/test_deb.py
+
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) build-deb

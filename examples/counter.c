@@ -15,8 +15,12 @@
  *   QUIESCING  stops accepting, answers what clients already sent, then tells halod.
  *
  * One thread: one poll() loop over halo_fd(), the listeners and the clients.
- * Build: see examples/meson.build; run under halod with examples/counter.yaml.
+ * Build: see examples/meson.build, or alone: README's "Use it from your code"; run under halod
+ * with examples/counter.yaml.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4(), ppoll() */
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
