@@ -442,7 +442,9 @@ TEST(amf_observers_come_and_go) {
 /* ---- non-SA-aware components ---------------------------------------------- */
 
 /* Two units of an unmodified program on this node; extra: more component settings. */
-static void nsa_start(struct fixture *f, const char *extra) {
+/* instantiate: the timeout of a pidfile command; long enough for valgrind on a loaded machine, but for the test of
+ * the timeout itself. */
+static void nsa_start_instantiate(struct fixture *f, const char *extra, const char *instantiate) {
     char yaml[2048];
     snprintf(yaml, sizeof(yaml),
              "cluster: t\n"
@@ -455,13 +457,17 @@ static void nsa_start(struct fixture *f, const char *extra) {
              "      args: [\"600\"]\n"
              "      env: {MY_VAR: x}\n"
              "      restart: {max: 3, window: 1m, delay: 1ms}\n"
-             "      timeouts: {terminate: 50ms, instantiate: 200ms}\n"
+             "      timeouts: {terminate: 50ms, instantiate: %s}\n"
              "%s"
              "    service-units: {a: {node: n1}, b: {node: n1}}\n"
              "    service-instances:\n"
              "      si: {csis: {web-csi: {attributes: {doc-root: /srv, port: \"80\"}}}}\n",
-             extra);
+             instantiate, extra);
     fixture_start(f, yaml);
+}
+
+static void nsa_start(struct fixture *f, const char *extra) {
+    nsa_start_instantiate(f, extra, "5s");
 }
 
 /* Turns of the loop until cond holds (a step's answer comes from the next turn). */
@@ -785,7 +791,7 @@ TEST(amf_non_sa_aware_a_pidfile_command_that_does_not_exit_fails) {
     struct fixture f = {0};
     char extra[128];
     snprintf(extra, sizeof(extra), "      pidfile: /tmp/test-amf-nsa-%d.pid\n", (int)getpid());
-    nsa_start(&f, extra);
+    nsa_start_instantiate(&f, extra, "200ms");
     amf_set_ready(f.amf);
     struct comp *ca = amf_find_comp(f.amf, "a");
     struct proc *pa = ca->proc;
