@@ -146,7 +146,7 @@ void amf_comp_instantiate(struct comp *c) {
     }
     free(argv);
     if (r < 0) {
-        log_error_errno(r, "Failed to spawn component '%s': %m", c->name);
+        (void)log_full_fields(LOG_ERR_, r, AMF_FIELDS_COMP(c, NULL), "Failed to spawn component '%s': %m", c->name);
         c->proc = NULL;
         /* A run that did not even start is no stable one: the restart delay grows as after a crash. */
         c->spawned_at = now_monotonic_usec();
@@ -157,7 +157,7 @@ void amf_comp_instantiate(struct comp *c) {
     c->presence = PRESENCE_INSTANTIATING;
     c->spawned_at = now_monotonic_usec();
     c->restarts++;
-    log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Started component '%s' as pid %d", c->name, (int)c->pid);
     uv_timer_start(&c->timer, amf_comp_on_timer, cc->timeouts.instantiate / 1000, 0);
     amf_notify_comp(c, AMF_COMP_SPAWNED, NULL);
 }
