@@ -90,7 +90,7 @@ int log_set_level_spec(const char *spec) {
 static int log_va(int level, enum log_area area, int err, const char *file, int line, const struct log_field *fields,
                   const char *fmt, va_list ap) {
     char buf[2048];
-    char out[2304];
+    char out[8192]; /* a component's line of up to 4 KiB, tagged (output-lines.h) */
     size_t j = 0;
     int e = err < 0 ? -err : err;
 

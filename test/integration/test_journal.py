@@ -161,3 +161,17 @@ def test_the_catalog_explains_every_message_id(tmp_path):
     listed = subprocess.run(["journalctl", f"--root={tmp_path}", "--list-catalog"], check=True,
                             capture_output=True, text=True).stdout
     assert {line.split()[0] for line in listed.splitlines() if " halo: " in line} == ids, listed
+
+
+def test_a_components_lines_carry_its_name(halod_factory, journal):
+    """stdout: journal: each line of the component is a record of its own, named after it."""
+    talks = YAML.replace('command: /bin/sleep, args: ["1000"]',
+                         'command: /bin/sh, args: ["-c", "echo ready; exec sleep 1000"], stdout: journal')
+    h = halod_factory(talks, log_level="info", wrapper=journal.wrapper())
+    under_journald(h)
+    h.start()
+    active, standby = h.wait_assigned("web")
+    line = journal.wait(lambda r: r.get("MESSAGE") == f"{active}: ready", "the component's line")
+    assert line["SYSLOG_IDENTIFIER"] == active and line["HALO_COMPONENT"] == active and line["PRIORITY"] == "6"
+    assert line["HALO_AREA"] == "supervisor"
+    assert h.stop() == 0

@@ -215,10 +215,12 @@ void amf_stop_check(struct amf *a);
 bool amf_admin_comp_stopped(struct comp *c);
 
 /* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
- * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
+ * description's env and then the n_extra "NAME=value" entries of extra laid over it, its stdout and
+ * stderr where the component's `stdout` key says; 0 or -errno. */
 int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
                    struct proc **ret);
-/* The same; with capture, what it writes is kept for proc_output() instead of going to halod's stdout. */
+/* The same, with halod's stdout and stderr whatever `stdout` says; with capture, what it writes is kept
+ * for proc_output() instead. */
 int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
                            proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
