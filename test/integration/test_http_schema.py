@@ -55,8 +55,8 @@ pools:
 
 def test_docs_name_every_path_halod_serves():
     with open(os.path.join(SRC, "halod", "io", "http.c")) as f:
-        paths = set(re.findall(r'\{"(/[a-z0-9/]*)", ROUTE_', f.read()))
-    assert {"/v1/status", "/v1/events", "/metrics"} <= paths
+        paths = set(re.findall(r'\{"(/[a-z0-9/-]*)", ROUTE_', f.read()))
+    assert {"/v1/status", "/v1/events", "/metrics", "/v1/log-level"} <= paths
     with open(os.path.join(DOCS, "http.md")) as f:
         doc = f.read()
     assert not [p for p in sorted(paths) if f"`{p}`" not in doc]

@@ -25,7 +25,6 @@ struct reader {
 struct output_lines {
     uv_loop_t *loop;
     LIST_HEAD(struct reader) readers;
-    unsigned n;
 };
 
 static void log_line(const struct reader *r, const char *line, size_t n) {
@@ -49,7 +48,6 @@ static void on_closed(uv_handle_t *h) {
 
 static void reader_close(struct reader *r) {
     LIST_REMOVE(readers, &r->set->readers, r);
-    r->set->n--;
     uv_close((uv_handle_t *)&r->pipe, on_closed);
 }
 
@@ -115,7 +113,6 @@ int output_lines_open(struct output_lines *s, const char *name, int *ret_fd) {
     r->pipe.data = r;
     r->set = s;
     LIST_PREPEND(readers, &s->readers, r);
-    s->n++;
     k = uv_pipe_open(&r->pipe, fds[0]); /* the handle owns it from here (and makes it non-blocking) */
     if (k < 0)
         close(fds[0]);
@@ -128,8 +125,4 @@ int output_lines_open(struct output_lines *s, const char *name, int *ret_fd) {
     }
     *ret_fd = fds[1];
     return 0;
-}
-
-unsigned output_lines_count(const struct output_lines *s) {
-    return s->n;
 }

@@ -25,6 +25,3 @@ struct output_lines *output_lines_free(struct output_lines *s);
  * Returns 0, or -errno.
  */
 int output_lines_open(struct output_lines *s, const char *name, int *ret_fd);
-
-/* Pipes being read now (for tests and status). */
-unsigned output_lines_count(const struct output_lines *s);
