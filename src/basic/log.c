@@ -26,6 +26,7 @@ static const char *const log_level_table[] = {[LOG_ERR_] = "error",
 DEFINE_STRING_TABLE_FROM_STRING(log_level, enum log_level);
 static const char *log_prefix = "halo";
 static bool log_journal; /* stderr is a journald stream: "<N>" priority prefixes, no time */
+static log_journal_sink journal_sink;
 
 /* systemd sets $JOURNAL_STREAM to "DEVICE:INODE" of the stream it connected
  * to stderr (systemd.exec(5)); a stderr redirected since is not it. */
@@ -42,6 +43,10 @@ static bool stderr_is_journal(void) {
 void log_set_prefix(const char *prefix) {
     log_prefix = prefix;
     log_journal = stderr_is_journal();
+}
+
+void log_set_journal_sink(log_journal_sink sink) {
+    journal_sink = sink;
 }
 
 void log_set_level(int level) {
@@ -82,9 +87,10 @@ int log_set_level_spec(const char *spec) {
     return log_set_level_area(area, lvl) < 0 ? -ENOENT : 0;
 }
 
-int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...) {
+static int log_va(int level, enum log_area area, int err, const char *file, int line, const struct log_field *fields,
+                  const char *fmt, va_list ap) {
     char buf[2048];
-    char out[2304];
+    char out[8192]; /* a component's line of up to 4 KiB, tagged (output-lines.h) */
     size_t j = 0;
     int e = err < 0 ? -err : err;
 
@@ -109,14 +115,13 @@ int log_internal(int level, enum log_area area, int err, const char *file, int l
     }
     buf[j] = 0;
 
-    va_list ap;
-    va_start(ap, fmt);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
     vsnprintf(out, sizeof(out), buf, ap);
 #pragma GCC diagnostic pop
-    va_end(ap);
 
+    if (log_journal && journal_sink && journal_sink(level, log_area_table[area], out, file, line, fields) >= 0)
+        return -e;
     if (log_journal) {
         /* journald stamps the time and keeps the priority (journalctl -p). */
         if (level >= LOG_DEBUG_)
@@ -136,4 +141,21 @@ int log_internal(int level, enum log_area area, int err, const char *file, int l
         fprintf(stderr, "%02d:%02d:%02d.%03ld %s[%s] %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
                 log_prefix, log_area_table[area], log_level_table[level], out);
     return -e;
+}
+
+int log_internal(int level, enum log_area area, int err, const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = log_va(level, area, err, file, line, NULL, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int log_internal_fields(int level, enum log_area area, int err, const char *file, int line,
+                        const struct log_field *fields, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = log_va(level, area, err, file, line, fields, fmt, ap);
+    va_end(ap);
+    return r;
 }

@@ -63,6 +63,7 @@ enum {
     CK_PIDFILE,
     CK_PROXY,
     CK_RECOVERY,
+    CK_STDOUT,
     CK_MONITOR, /* CK_MONITOR..CK_GROUP: checked by config_ext_component() */
     CK_AGENT,
     CK_PARAMS,
@@ -78,13 +79,28 @@ enum {
 };
 
 static const char *const component_keys[] = {
-    [CK_COMMAND] = "command",   [CK_ARGS] = "args",           [CK_ENV] = "env",
-    [CK_WORKDIR] = "workdir",   [CK_CSI_TYPES] = "csi-types", [CK_SERVICES] = "services",
-    [CK_DEVICES] = "devices",   [CK_TYPE] = "type",           [CK_TERMINATE] = "terminate",
-    [CK_CLEANUP] = "cleanup",   [CK_PIDFILE] = "pidfile",     [CK_PROXY] = "proxy",
-    [CK_RECOVERY] = "recovery", [CK_RESTART] = "restart",     [CK_HEALTH_CHECK] = "health-check",
-    [CK_TIMEOUTS] = "timeouts", [CK_MONITOR] = "monitor",     [CK_AGENT] = "agent",
-    [CK_PARAMS] = "params",     [CK_USER] = "user",           [CK_GROUP] = "group",
+    [CK_COMMAND] = "command",
+    [CK_ARGS] = "args",
+    [CK_ENV] = "env",
+    [CK_WORKDIR] = "workdir",
+    [CK_CSI_TYPES] = "csi-types",
+    [CK_SERVICES] = "services",
+    [CK_DEVICES] = "devices",
+    [CK_TYPE] = "type",
+    [CK_TERMINATE] = "terminate",
+    [CK_CLEANUP] = "cleanup",
+    [CK_PIDFILE] = "pidfile",
+    [CK_PROXY] = "proxy",
+    [CK_RECOVERY] = "recovery",
+    [CK_RESTART] = "restart",
+    [CK_HEALTH_CHECK] = "health-check",
+    [CK_TIMEOUTS] = "timeouts",
+    [CK_MONITOR] = "monitor",
+    [CK_AGENT] = "agent",
+    [CK_PARAMS] = "params",
+    [CK_USER] = "user",
+    [CK_GROUP] = "group",
+    [CK_STDOUT] = "stdout",
     [_CK_KEYS] = NULL,
 };
 
@@ -214,6 +230,9 @@ int config_inherit_layer(struct loader *l, yaml_node_t *n, const char *what, str
             break;
         case CK_PROXY:
             ok = config_yaml_string(l, v, "'proxy'");
+            break;
+        case CK_STDOUT:
+            ok = config_yaml_string(l, v, "'stdout' (journal, inherit or a file)");
             break;
         case CK_RECOVERY: {
             enum config_recovery rec;
@@ -398,6 +417,29 @@ static int component_proxy(struct loader *l, const struct config_layer *m, struc
     return (c->proxy = config_diag_strdup(l, (const char *)v->data.scalar.value)) ? 0 : -ENOMEM;
 }
 
+/* stdout: journal, inherit (the default) or a file, for a component halod starts a process of. */
+static int component_output(struct loader *l, const struct config_layer *m, struct config_component *c) {
+    yaml_node_t *v = m->v[CK_STDOUT];
+    if (!v || m->bad[CK_STDOUT])
+        return 0;
+    if (c->type == CONFIG_COMP_OCF || c->type == CONFIG_COMP_PROXIED) {
+        config_diag(l, v, "'stdout' is for sa-aware and non-sa-aware components only%s",
+                    c->type == CONFIG_COMP_OCF ? " (an OCF agent's output is kept for its failure message)"
+                                               : " (a proxied component has no process of its own)");
+        return 0;
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    if (streq(s, "journal"))
+        c->output = CONFIG_OUTPUT_JOURNAL;
+    else if (streq(s, "inherit"))
+        c->output = CONFIG_OUTPUT_INHERIT;
+    else {
+        c->output = CONFIG_OUTPUT_FILE;
+        return config_path_output(l, v, s, &c->output_file);
+    }
+    return 0;
+}
+
 /* type, and the settings only a non-SA-aware or a proxied component takes. */
 static int component_type(struct loader *l, const struct config_layer *m, struct config_component *c) {
     static const size_t nsa_keys[] = {CK_TERMINATE, CK_CLEANUP, CK_PIDFILE};
@@ -546,6 +588,8 @@ int config_inherit_component(struct loader *l, const struct config_layer *const 
             return r;
     }
     r = component_type(l, &m, c);
+    if (r >= 0)
+        r = component_output(l, &m, c);
     if (r < 0)
         return r;
     if (c->n_hc_keys > 0 && c->type != CONFIG_COMP_SA_AWARE)

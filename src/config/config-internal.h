@@ -134,7 +134,7 @@ int config_yaml_kv(struct loader *l, yaml_node_t *n, const char *what, struct co
 
 /* The number of component settings: the keys of a component map and the numbers and durations
  * of its restart, health-check and timeouts sections, and the health-check keys. */
-#define CONFIG_LAYER_SETTINGS 34
+#define CONFIG_LAYER_SETTINGS 35
 
 /*
  * One level of component settings (defaults.component, an SG's or SU's `component`, or an explicit
@@ -170,6 +170,9 @@ int config_ext_component(struct loader *l, yaml_node_t *const v[5], struct confi
 int config_path_command(struct loader *l, yaml_node_t *n, const char *what, const char *cmd, char **ret);
 /* The absolute path of directory dir in *ret (a problem recorded if it is none).  0 or -ENOMEM. */
 int config_path_workdir(struct loader *l, yaml_node_t *n, const char *dir, char **ret);
+/* A component's `stdout` FILE: absolute, in a directory that exists, not something other than a
+ * regular file or a character device; reported on n otherwise (*ret stays NULL).  0 or -ENOMEM. */
+int config_path_output(struct loader *l, yaml_node_t *n, const char *file, char **ret);
 /* path, or, when it is relative, the description's directory joined with it.  NULL on -ENOMEM. */
 char *config_path_resolve(struct loader *l, const char *path);
 

@@ -139,6 +139,29 @@ int config_path_command(struct loader *l, yaml_node_t *n, const char *what, cons
     return 0;
 }
 
+int config_path_output(struct loader *l, yaml_node_t *n, const char *file, char **ret) {
+    _cleanup_free_ char *p = file[0] == '/' ? strdup(file) : path_join(l->basedir, file);
+    struct stat st;
+
+    if (!p)
+        return -ENOMEM;
+    char *slash = strrchr(p, '/');
+    if (!slash[1]) {
+        config_diag(l, n, "'stdout' '%s' names a directory, not a file", Q(p));
+        return 0;
+    }
+    *slash = 0;
+    bool dir_ok = stat(*p ? p : "/", &st) == 0 && S_ISDIR(st.st_mode);
+    *slash = '/';
+    if (!dir_ok)
+        config_diag(l, n, "'stdout' '%s': its directory does not exist", Q(p));
+    else if (stat(p, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+        config_diag(l, n, "'stdout' '%s' is not a regular file", Q(p));
+    else
+        *ret = TAKE_PTR(p);
+    return 0;
+}
+
 int config_path_workdir(struct loader *l, yaml_node_t *n, const char *dir, char **ret) {
     _cleanup_free_ char *p = dir[0] == '/' ? strdup(dir) : path_join(l->basedir, dir);
     struct stat st;

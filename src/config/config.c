@@ -45,6 +45,7 @@ static void component_done(struct config_component *c) {
     config_strv_free(c->args, c->n_args);
     config_kv_free(c->env, c->n_env);
     free(c->workdir);
+    free(c->output_file);
     config_strv_free(c->csi_types, c->n_csi_types);
     config_strv_free(c->services, c->n_services);
     config_strv_free(c->devices, c->n_devices);

@@ -100,6 +100,13 @@ struct config_ids {
 /* "sa-aware", "non-sa-aware", "ocf", "proxied". */
 const char *config_comp_type_to_string(enum config_comp_type t);
 
+/* Where a component's stdout and stderr go (its `stdout` key, docs/logging.md). */
+enum config_output {
+    CONFIG_OUTPUT_INHERIT, /* halod's own stdout and stderr, as they are (the default) */
+    CONFIG_OUTPUT_JOURNAL, /* each line into halod's log, tagged with the component's name */
+    CONFIG_OUTPUT_FILE,    /* appended to output_file */
+};
+
 struct config_component {
     char *name;
     struct config_pos pos;
@@ -108,8 +115,10 @@ struct config_component {
     size_t n_args;
     struct config_kv *env;
     size_t n_env;
-    char *workdir;    /* absolute; defaults to the description file's directory */
-    char **csi_types; /* CSI types this component takes (never empty); NULL: any */
+    char *workdir; /* absolute; defaults to the description file's directory */
+    enum config_output output;
+    char *output_file; /* CONFIG_OUTPUT_FILE: absolute */
+    char **csi_types;  /* CSI types this component takes (never empty); NULL: any */
     size_t n_csi_types;
     char **services; /* the services this process runs (recovery model), names unique in it */
     size_t n_services;

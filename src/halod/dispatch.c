@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "link-pack.h"
+#include "log-level.h"
 #include "log.h"
 #include "macro.h"
 #include "manager-internal.h"
@@ -111,12 +112,7 @@ static void admin_log_level(struct conn *conn, uint64_t seq, const char *spec) {
         (void)server_conn_reply(conn, seq, r, NULL);
         return;
     }
-    json_t *o = json_object();
-    for (int i = 0; o && i < _LOG_AREA_MAX; i++)
-        if (json_object_set_new(o, log_area_name(i), json_string(log_level_name(log_levels[i]))) < 0)
-            json_decref(TAKE_PTR(o));
-    _cleanup_free_ char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    _cleanup_free_ char *json = log_level_json();
     (void)server_conn_reply(conn, seq, json ? 0 : -ENOMEM, json);
 }
 

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "halo/halo.h"
 #include "http.h"
+#include "journal.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -222,7 +223,8 @@ static int run_check(void) {
 int main(int argc, char **argv) {
     struct manager *m = NULL;
     log_set_prefix("halod");
-    tzset(); /* now, not at the first log line, which may be a failover's */
+    journal_install(); /* records with their fields, when stderr is the journal */
+    tzset();           /* now, not at the first log line, which may be a failover's */
     int r = parse_argv(argc, argv);
     if (r <= 0)
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

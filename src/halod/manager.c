@@ -21,6 +21,7 @@
 #include "failfast.h"
 #include "http-auth.h"
 #include "keys.h"
+#include "log-level.h"
 #include "log.h"
 #include "macro.h"
 #include "manager-internal.h"
@@ -121,11 +122,24 @@ static int on_http_events(void *userdata, const char *body, size_t len, char **r
     return events_post(m->events, body, len, &owners, reply, error);
 }
 
+/* GET /v1/log-level (body NULL) and PUT (an operator's: http.c checked the token). */
+static int on_http_log_level(void *userdata, const char *body, size_t len, char **reply, const char **error) {
+    if (body) {
+        _cleanup_free_ char *spec = NULL;
+        int r = log_level_put(body, len, &spec, error);
+        if (r < 0)
+            return r;
+        log_notice("Log level set to '%s' over HTTP", spec);
+    }
+    return (*reply = log_level_json()) ? 0 : -ENOMEM;
+}
+
 static const struct http_handlers http_handlers = {
     .status = on_http_status,
     .events = on_http_events,
     .metrics = on_http_metrics,
     .entrypoint = on_http_entrypoint,
+    .log_level = on_http_log_level,
 };
 
 /* ---- membership ---- */

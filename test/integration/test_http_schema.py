@@ -55,8 +55,8 @@ pools:
 
 def test_docs_name_every_path_halod_serves():
     with open(os.path.join(SRC, "halod", "io", "http.c")) as f:
-        paths = set(re.findall(r'\{"(/[a-z0-9/]*)", ROUTE_', f.read()))
-    assert {"/v1/status", "/v1/events", "/metrics"} <= paths
+        paths = set(re.findall(r'\{"(/[a-z0-9/-]*)", ROUTE_', f.read()))
+    assert {"/v1/status", "/v1/events", "/metrics", "/v1/log-level"} <= paths
     with open(os.path.join(DOCS, "http.md")) as f:
         doc = f.read()
     assert not [p for p in sorted(paths) if f"`{p}`" not in doc]
@@ -94,6 +94,9 @@ def test_live_answers_match_the_schema_on_two_nodes(etcd, halod_factory):
     ("POST", "/v1/events", b"[" + b"1," * 40000 + b"1]", AUTH, 413),
     ("POST", "/v1/events", b"{}", {"Content-Type": "text/plain", **AUTH}, 415),
     ("PUT", "/v1/events", b"{}", AUTH, 405),
+    ("PUT", "/v1/log-level", b'{"level": "debug"}', {}, 401),
+    ("PUT", "/v1/log-level", b'{"level": "loud"}', AUTH, 400),
+    ("POST", "/v1/log-level", b'{"level": "debug"}', AUTH, 405),
     ("POST", "/v1/status", b"{}", AUTH, 405),
     ("GET", "/nope", None, {}, 404),
 ])
@@ -108,3 +111,15 @@ def test_every_error_is_the_documented_object(method, path, body, headers, code,
     got, raw = call(http, "/v1/events", "POST", b'{"object": "device:a:d1", "state": "FAILED"}', AUTH)
     assert got == 202 and check("events_accepted", json.loads(raw)), raw
     assert h.stop() == 0
+
+
+def test_log_level_answers_and_body_match_the_schema(halod_factory):
+    http = free_port()
+    halod_factory(YAML, extra_args=["--node", "n1", "--http", f"127.0.0.1:{http}"], log_level="info").start()
+    code, raw = wait_for(lambda: call(http, "/v1/log-level"), what="HTTP up")
+    assert code == 200 and check("log_levels", json.loads(raw))["amf"] == "info"
+    for body in ({"level": "notice"}, {"area": "amf", "level": "debug"}):
+        code, raw = call(http, "/v1/log-level", "PUT", json.dumps(check("log_level_put", body)).encode(), AUTH)
+        assert code == 200, raw
+        got = check("log_levels", json.loads(raw))
+    assert got["amf"] == "debug" and got["main"] == "notice", got

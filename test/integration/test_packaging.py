@@ -80,7 +80,7 @@ def test_meson_install_puts_everything_an_operator_needs_in_place(tmp_path):
     files = installed(tmp_path)
     for suffix in ["bin/halod", "bin/haloctl", "include/halo/halo.h", "pkgconfig/halo.pc", "halod.service",
                    "tmpfiles.d/halo.conf", "bash-completion/completions/haloctl", "etc/halo/cluster.yaml.example",
-                   "libexec/halo/halo-guard"]:
+                   "libexec/halo/halo-guard", "systemd/catalog/halo.catalog"]:
         find(files, suffix)
     assert any(re.search(r"/libhalo\.so\.\d+", rel) for rel in files), sorted(files)
     for page, section in PAGES.items():

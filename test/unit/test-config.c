@@ -500,11 +500,11 @@ TEST(error_unknown_keys) {
                  "service-groups, cdb, pools)");
     ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address, su-failover, failfast)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
-    ASSERT_ERROR(
-        e, p, 5, 58,
-        "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
-        "csi-types, services, devices, type, terminate, cleanup, pidfile, proxy, recovery, monitor, agent, params, "
-        "user, group, restart, health-check, timeouts)");
+    ASSERT_ERROR(e, p, 5, 58,
+                 "unknown key 'healthcheck' in 'component' (allowed: command, args, env, workdir, "
+                 "csi-types, services, devices, type, terminate, cleanup, pidfile, proxy, recovery, stdout, monitor, "
+                 "agent, params, "
+                 "user, group, restart, health-check, timeouts)");
     ASSERT_ERROR(e, p, 6, 25, "unknown key 'nod' in service unit 'a' (allowed: node, component, components)");
     ASSERT_ERROR(e, p, 7, 43, "unknown key 'attrs' in CSI 'csi' (allowed: type, attributes)");
     ASSERT_EQ(count_lines(e), 6);
@@ -1660,5 +1660,57 @@ TEST(error_node_failfast_action) {
     ASSERT_ERROR(e, p, 4, 19, "unknown key 'cmd' in 'failfast' (allowed: command)");
     ASSERT_ERROR(e, p, 5, 29, "'failfast' command");
     ASSERT_ERROR(e, p, 6, 18, "'failfast' must be halt, reboot or {command: [COMMAND, ARGS...]}, got a list");
+    free(e);
+}
+
+TEST(component_stdout) {
+    const char *p;
+    char base[PATH_MAX], expect[PATH_MAX + 32];
+    ASSERT(realpath(tmpdir(), base));
+    struct config *c = load_ok("service-groups:\n"
+                               "  g:\n"
+                               "    component: {command: /bin/sleep, stdout: journal}\n"
+                               "    service-units:\n"
+                               "      a: {}\n"
+                               "      b: {component: {stdout: inherit}}\n"
+                               "      c: {component: {stdout: c.log}}\n"
+                               "      d: {component: {stdout: /dev/null}}\n"
+                               "    service-instances: {si: {csis: {csi: {}}}}\n"
+                               "  h:\n"
+                               "    component: {command: /bin/sleep}\n"
+                               "    service-units: {e: {}, f: {}}\n"
+                               "    service-instances: {si2: {csis: {csi2: {}}}}\n");
+    ASSERT_EQ(find_su(c, "a")->components[0].output, CONFIG_OUTPUT_JOURNAL);
+    ASSERT_EQ(find_su(c, "b")->components[0].output, CONFIG_OUTPUT_INHERIT);
+    ASSERT_EQ(find_su(c, "c")->components[0].output, CONFIG_OUTPUT_FILE);
+    snprintf(expect, sizeof(expect), "%s/c.log", base); /* relative to the description */
+    ASSERT_STREQ(find_su(c, "c")->components[0].output_file, expect);
+    ASSERT_STREQ(find_su(c, "d")->components[0].output_file, "/dev/null");
+    ASSERT_EQ(find_su(c, "e")->components[0].output, CONFIG_OUTPUT_INHERIT); /* the default */
+    config_free(c);
+
+    char *e = load_fail("service-groups:\n"
+                        "  g:\n"
+                        "    component: {command: /bin/sleep}\n"
+                        "    service-units:\n"
+                        "      a: {component: {stdout: /nonexistent/dir/a.log}}\n"
+                        "      b: {component: {stdout: [journal]}}\n"
+                        "      c: {component: {stdout: /tmp}}\n"
+                        "      d: {component: {stdout: /tmp/}}\n"
+                        "      e: {component: {type: ocf, agent: \"heartbeat:Dummy\", stdout: journal}}\n"
+                        "    service-instances: {si: {csis: {csi: {}}}}\n",
+                        &p);
+    static const struct {
+        int line, column;
+        const char *text;
+    } want[] = {
+        {5, 31, "'stdout' '/nonexistent/dir/a.log': its directory does not exist"},
+        {6, 31, "'stdout' (journal, inherit or a file) must be a single value, got a list"},
+        {7, 31, "'stdout' '/tmp' is not a regular file"},
+        {8, 31, "'stdout' '/tmp/' names a directory, not a file"},
+        {9, 68, "'stdout' is for sa-aware and non-sa-aware components only (an OCF agent's output"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(want); i++)
+        ASSERT_ERROR(e, p, want[i].line, want[i].column, want[i].text);
     free(e);
 }

@@ -68,13 +68,10 @@ void amf_comp_on_timer(uv_timer_t *t) {
     }
 }
 
-int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
-                   struct proc **ret) {
-    return amf_comp_spawn_capture(c, argv, extra, n_extra, false, cb, ret);
-}
-
-int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
-                           proc_exit_cb cb, struct proc **ret) {
+/* own_output: its stdout and stderr where the component's `stdout` says (its command, and a
+ * non-SA-aware one's terminate and cleanup); else halod's, or captured. */
+static int comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
+                      bool own_output, proc_exit_cb cb, struct proc **ret) {
     const struct config_component *cc = c->cfg;
     char **env = calloc(cc->n_env + n_extra + 1, sizeof(char *));
     const struct config_ids *ids = &cc->ids;
@@ -83,6 +80,8 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
                               .env = env,
                               .workdir = cc->workdir,
                               .capture = capture,
+                              .output_tag = own_output && cc->output == CONFIG_OUTPUT_JOURNAL ? c->name : NULL,
+                              .output_file = own_output && cc->output == CONFIG_OUTPUT_FILE ? cc->output_file : NULL,
                               .set_uid = ids->set_uid,
                               .set_gid = ids->set_gid,
                               .uid = ids->uid,
@@ -107,6 +106,16 @@ out:
         free(env[i]);
     free(env);
     return r;
+}
+
+int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
+                   struct proc **ret) {
+    return comp_spawn(c, argv, extra, n_extra, false, true, cb, ret);
+}
+
+int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
+                           proc_exit_cb cb, struct proc **ret) {
+    return comp_spawn(c, argv, extra, n_extra, capture, false, cb, ret);
 }
 
 void amf_comp_instantiate(struct comp *c) {
@@ -146,7 +155,7 @@ void amf_comp_instantiate(struct comp *c) {
     }
     free(argv);
     if (r < 0) {
-        log_error_errno(r, "Failed to spawn component '%s': %m", c->name);
+        (void)log_full_fields(LOG_ERR_, r, AMF_FIELDS_COMP(c, NULL), "Failed to spawn component '%s': %m", c->name);
         c->proc = NULL;
         /* A run that did not even start is no stable one: the restart delay grows as after a crash. */
         c->spawned_at = now_monotonic_usec();
@@ -157,7 +166,7 @@ void amf_comp_instantiate(struct comp *c) {
     c->presence = PRESENCE_INSTANTIATING;
     c->spawned_at = now_monotonic_usec();
     c->restarts++;
-    log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Started component '%s' as pid %d", c->name, (int)c->pid);
     uv_timer_start(&c->timer, amf_comp_on_timer, cc->timeouts.instantiate / 1000, 0);
     amf_notify_comp(c, AMF_COMP_SPAWNED, NULL);
 }

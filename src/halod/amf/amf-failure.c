@@ -22,7 +22,7 @@ static void on_restart_timer(uv_timer_t *t) {
     su->restarts_total += !su->admin_restart;
     su->failing = false;
     su->admin_restart = false;
-    log_info("Restarting service unit '%s'", su->name);
+    log_info_fields(AMF_FIELDS_SU(su, NULL), "Restarting service unit '%s'", su->name);
     for (size_t i = 0; i < su->n_comps; i++)
         if (!su->comps[i].proc)
             amf_comp_instantiate(&su->comps[i]);
@@ -73,7 +73,8 @@ void amf_su_failure_settled(struct su *su) {
         su->delay = MIN(delay * 2, rc->delay_max);
     }
     char buf[32];
-    log_info("Service unit '%s' restarts in %s", su->name, format_duration(buf, sizeof(buf), delay));
+    log_info_fields(AMF_FIELDS_SU(su, NULL), "Service unit '%s' restarts in %s", su->name,
+                    format_duration(buf, sizeof(buf), delay));
     for (size_t i = 0; i < su->n_comps; i++)
         su->comps[i].presence = PRESENCE_RESTARTING;
     uv_timer_start(&su->restart_timer, on_restart_timer, delay / 1000, 0);
@@ -160,7 +161,7 @@ void amf_su_failover(struct su *su, const char *why, struct comp *failed, const 
     free(su->last_failure);
     su->last_failure = strdup(why);
     if (!a->stopping)
-        log_warning("Service unit '%s' failed: %s", su->name, why);
+        log_warning_fields(AMF_FIELDS_SU(su, AMF_MESSAGE_ID_SU_FAILED), "Service unit '%s' failed: %s", su->name, why);
     /* Every process the unit loses fails, not only the one that started it:
      * each is published FAILED (and ONLINE again once it is back). */
     for (size_t i = 0; i < su->n_comps; i++) {
@@ -178,8 +179,10 @@ void amf_su_failover(struct su *su, const char *why, struct comp *failed, const 
     bool may_restart = su->admin_restart || a->stopping || su_count_failure(su);
     if (!may_restart) {
         su->oper = SU_DISABLED;
-        log_error("Service unit '%s' failed %u times within its restart window; disabled until 'haloctl repair %s'",
-                  su->name, su->n_fail_times, su->name);
+        log_error_fields(
+            AMF_FIELDS_SU(su, AMF_MESSAGE_ID_SU_DISABLED),
+            "Service unit '%s' failed %u times within its restart window; disabled until 'haloctl repair %s'", su->name,
+            su->n_fail_times, su->name);
         for (size_t i = 0; i < su->n_comps; i++)
             if (!su->comps[i].proc)
                 su->comps[i].presence = PRESENCE_FAILED;

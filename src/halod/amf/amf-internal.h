@@ -7,6 +7,7 @@
 
 #include "amf.h"
 #include "list.h"
+#include "log.h"
 
 struct invocation;
 struct tracker;
@@ -225,10 +226,12 @@ void amf_stop_check(struct amf *a);
 bool amf_admin_comp_stopped(struct comp *c);
 
 /* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
- * description's env and then the n_extra "NAME=value" entries of extra laid over it; 0 or -errno. */
+ * description's env and then the n_extra "NAME=value" entries of extra laid over it, its stdout and
+ * stderr where the component's `stdout` key says; 0 or -errno. */
 int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
                    struct proc **ret);
-/* The same; with capture, what it writes is kept for proc_output() instead of going to halod's stdout. */
+/* The same, with halod's stdout and stderr whatever `stdout` says; with capture, what it writes is kept
+ * for proc_output() instead. */
 int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
                            proc_exit_cb cb, struct proc **ret);
 /* Every component of an adopted unit that registers did so: the unit is ours, with its assignments. */
@@ -403,3 +406,22 @@ void amf_pg_free_all(struct amf *a);
 /* The component of su that takes csi: the only one, else the first listing
  * the CSI's type, else the first that takes any type (no csi-types). */
 struct comp *amf_csi_comp(struct su *su, const struct config_csi *csi);
+
+/*
+ * The journal fields of the AMF's records (log.h, docs/logging.md): the unit, its node, and the
+ * component or SI the record is about.  MESSAGE_IDs are fixed for good: journalctl MESSAGE_ID=...
+ * finds every failover of every version (the catalog, docs/halo.catalog, explains each).
+ */
+#define AMF_MESSAGE_ID_FAILOVER "39a0b9f74ad642dfa84e8d9f4cd9213a"
+#define AMF_MESSAGE_ID_SU_FAILED "259a6749245a4906892050adc5f6650e"
+#define AMF_MESSAGE_ID_SU_DISABLED "36e2684b89664ba1a0da307fb6b9867d"
+
+#define AMF_FIELDS_SU(su, id)                                                              \
+    LOG_FIELDS({"MESSAGE_ID", (id)}, {"HALO_SU", (su)->name}, {"HALO_SG", (su)->sg->name}, \
+               {"HALO_NODE", (su)->cfg->node})
+#define AMF_FIELDS_COMP(c, id)                                                                  \
+    LOG_FIELDS({"MESSAGE_ID", (id)}, {"HALO_COMPONENT", (c)->name}, {"HALO_SU", (c)->su->name}, \
+               {"HALO_SG", (c)->su->sg->name}, {"HALO_NODE", (c)->su->cfg->node})
+#define AMF_FIELDS_SI(si, su, id)                                                                                   \
+    LOG_FIELDS({"MESSAGE_ID", (id)}, {"HALO_SI", (si)->name}, {"HALO_SU", (su)->name}, {"HALO_SG", (su)->sg->name}, \
+               {"HALO_NODE", (su)->cfg->node})

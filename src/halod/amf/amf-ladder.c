@@ -145,7 +145,7 @@ static void comp_back(struct comp *c) {
 static void comp_start_again(struct comp *c) {
     if (c->amf->stopping || c->su->failing || !c->restart_in_place || c->proc)
         return;
-    log_info("Restarting component '%s' in place", c->name);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Restarting component '%s' in place", c->name);
     if (amf_comp_sa_aware(c)) {
         c->restart_spawned = true; /* its end before it registers is a failure */
         amf_comp_instantiate(c);   /* its CSIs once it registers */
@@ -183,8 +183,9 @@ void amf_comp_restart_in_place(struct comp *c, const char *failed) {
         amf_comp_kill(c);
         amf_proxied_proxy_lost(c); /* the proxied components it acts for fail with it */
     } else {
-        log_info("Restarting component '%s' in place (pid %d): its unit '%s' keeps its roles", c->name, (int)c->pid,
-                 c->su->name);
+        log_info_fields(AMF_FIELDS_COMP(c, NULL),
+                        "Restarting component '%s' in place (pid %d): its unit '%s' keeps its roles", c->name,
+                        (int)c->pid, c->su->name);
         amf_comp_terminate(c);
     }
     /* Else amf_proc_exited() calls amf_ladder_comp_gone(), or for a proxied component its
@@ -196,7 +197,8 @@ void amf_comp_restart_in_place(struct comp *c, const char *failed) {
 void amf_ladder_comp_registered(struct comp *c) {
     if (!c->restart_in_place)
         return;
-    log_info("Component '%s' restarted in place (pid %d); setting its CSIs again", c->name, (int)c->pid);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Component '%s' restarted in place (pid %d); setting its CSIs again",
+                    c->name, (int)c->pid);
     comp_back(c);
     comp_csis_again(c);
     amf_notify_su(c->su, AMF_SU_STATE);
@@ -453,11 +455,12 @@ void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended
     set_note(su, buf);
     switch (r) {
     case AMF_RUNG_COMP_RESTART:
-        log_warning("Component '%s' of '%s' failed (%s): %s", c->name, su->name, why, note);
+        log_warning_fields(AMF_FIELDS_COMP(c, NULL), "Component '%s' of '%s' failed (%s): %s", c->name, su->name, why,
+                           note);
         amf_comp_restart_in_place(c, buf);
         break;
     case AMF_RUNG_SU_RESTART:
-        log_warning("Service unit '%s' restarts in place: %s", su->name, buf);
+        log_warning_fields(AMF_FIELDS_SU(su, NULL), "Service unit '%s' restarts in place: %s", su->name, buf);
         su->restarts_total++;
         for (size_t i = 0; i < su->n_comps; i++)
             amf_comp_restart_in_place(&su->comps[i], buf);
@@ -474,11 +477,11 @@ void amf_comp_recover(struct comp *c, const char *why, halo_recovery recommended
         node_recover(a, su, buf, c, why, false);
         break;
     case AMF_RUNG_NODE_SWITCHOVER:
-        log_warning("Node switchover of '%s': %s", a->node, buf);
+        log_warning_fields(AMF_FIELDS_COMP(c, NULL), "Node switchover of '%s': %s", a->node, buf);
         node_recover(a, su, buf, c, why, true);
         break;
     case AMF_RUNG_NODE_FAILOVER:
-        log_warning("Node failover of '%s': %s", a->node, buf);
+        log_warning_fields(AMF_FIELDS_COMP(c, NULL), "Node failover of '%s': %s", a->node, buf);
         node_recover(a, su, buf, c, why, false);
         break;
     default:

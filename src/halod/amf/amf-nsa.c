@@ -177,8 +177,9 @@ static bool ocf_stop_done(struct comp *c, struct proc *p, int status, bool clean
     }
     if (cleanup) {
         /* Its resource may still be held: nothing of it starts here again until an operator looks. */
-        log_error("Component '%s': %s; service unit '%s' is disabled until 'haloctl repair %s'", c->name, why,
-                  c->su->name, c->su->name);
+        log_error_fields(AMF_FIELDS_COMP(c, AMF_MESSAGE_ID_SU_DISABLED),
+                         "Component '%s': %s; service unit '%s' is disabled until 'haloctl repair %s'", c->name, why,
+                         c->su->name, c->su->name);
         c->su->oper = SU_DISABLED;
         c->presence = PRESENCE_FAILED;
         amf_notify_su(c->su, AMF_SU_ADMIN);
@@ -294,7 +295,8 @@ static void ocf_start_done(struct comp *c, int status) {
         amf_comp_fail(c, why); /* its cleanup, the stop action, runs before anything takes its place */
         return;
     }
-    log_info("Component '%s' started (OCF start of %s:%s succeeded)", c->name, c->cfg->ocf_provider, c->cfg->ocf_type);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Component '%s' started (OCF start of %s:%s succeeded)", c->name,
+                    c->cfg->ocf_provider, c->cfg->ocf_type);
     c->ocf.up = true;
     started(c);
 }
@@ -388,7 +390,7 @@ static bool start(struct comp *c) {
         uv_timer_start(&c->timer, amf_comp_on_timer, c->ocf.start / 1000, 0);
         return true;
     }
-    log_info("Started component '%s' as pid %d", c->name, (int)c->pid);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Started component '%s' as pid %d", c->name, (int)c->pid);
     r = amf_guard_begin(c, c->pid);
     if (r < 0) {
         char buf[128];
@@ -437,7 +439,7 @@ void amf_nsa_stop(struct comp *c) {
     }
     c->presence = PRESENCE_TERMINATING;
     amf_monitor_cancel(c);
-    log_info("Stopping component '%s' (pid %d)", c->name, (int)c->pid);
+    log_info_fields(AMF_FIELDS_COMP(c, NULL), "Stopping component '%s' (pid %d)", c->name, (int)c->pid);
     uv_timer_start(&c->timer, amf_comp_on_timer, c->cfg->timeouts.terminate / 1000, 0);
     if (c->cfg->terminate && !c->starting && !c->helper) {
         start_helper(c, false);

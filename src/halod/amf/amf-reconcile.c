@@ -380,7 +380,8 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     /* 4. */
     if (n_act < want_act && !q && sponsors_active(si)) {
         if (want_act == 1 && sb) {
-            log_notice("Failing over '%s' to '%s'", si->name, sb->su->name);
+            log_notice_fields(AMF_FIELDS_SI(si, sb->su, AMF_MESSAGE_ID_FAILOVER), "Failing over '%s' to '%s'", si->name,
+                              sb->su->name);
             (void)amf_assign(si, sb->su, HALO_HA_ACTIVE, HALO_CSI_NOT_QUIESCED);
             return;
         }

@@ -110,8 +110,10 @@ void amf_su_restore(struct su *su, enum su_admin admin, bool disabled) {
         su->oper = SU_DISABLED;
         for (size_t i = 0; i < su->n_comps; i++)
             su->comps[i].presence = PRESENCE_FAILED;
-        log_warning("Service unit '%s' stays disabled, as it was before the restart; 'haloctl repair %s' starts it",
-                    su->name, su->name);
+        log_warning_fields(
+            AMF_FIELDS_SU(su, AMF_MESSAGE_ID_SU_DISABLED),
+            "Service unit '%s' stays disabled, as it was before the restart; 'haloctl repair %s' starts it", su->name,
+            su->name);
     }
 }
 

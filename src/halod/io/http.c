@@ -347,21 +347,28 @@ enum route {
     ROUTE_EVENTS,
     ROUTE_ENTRYPOINT,
     ROUTE_HEALTH,
+    ROUTE_LOG_LEVEL,
 };
 
 static const struct {
     const char *path;
     enum route route;
 } routes[] = {
-    {"/", ROUTE_STATUS},          {"/v1/status", ROUTE_STATUS},         {"/metrics", ROUTE_METRICS},
-    {"/v1/events", ROUTE_EVENTS}, {"/v1/entrypoint", ROUTE_ENTRYPOINT}, {"/v1/health", ROUTE_HEALTH},
+    {"/", ROUTE_STATUS},
+    {"/v1/status", ROUTE_STATUS},
+    {"/metrics", ROUTE_METRICS},
+    {"/v1/events", ROUTE_EVENTS},
+    {"/v1/entrypoint", ROUTE_ENTRYPOINT},
+    {"/v1/health", ROUTE_HEALTH},
+    {"/v1/log-level", ROUTE_LOG_LEVEL},
 };
 
 /* The status codes counted one by one in halo_http_requests_total; the rest count as "other". */
 static const unsigned counted_codes[] = {200, 202, 400, 401, 404, 405, 413, 415, 500, 503};
 
-/* One POST /v1/events being received. */
+/* One POST /v1/events or PUT /v1/log-level being received. */
 struct req {
+    enum route route;
     struct sbuf body;
     bool too_large; /* the rest is discarded, the answer is 413 */
 };
@@ -526,8 +533,8 @@ static bool is_json_type(const char *ct) {
     return *ct == '\0' || *ct == ';';
 }
 
-static enum MHD_Result events_start(struct http_server *s, struct MHD_Connection *mc, void **con_cls) {
-    if (!s->h.events)
+static enum MHD_Result body_start(struct http_server *s, struct MHD_Connection *mc, enum route route, void **con_cls) {
+    if (route == ROUTE_EVENTS ? !s->h.events : !s->h.log_level)
         return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "not provided by this node");
     if (!is_json_type(MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return respond_error(s, mc, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
@@ -543,11 +550,12 @@ static enum MHD_Result events_start(struct http_server *s, struct MHD_Connection
     struct req *r = calloc(1, sizeof(*r));
     if (!r)
         return MHD_NO;
+    r->route = route;
     *con_cls = r;
     return MHD_YES;
 }
 
-static void events_data(struct req *r, const char *data, size_t n) {
+static void body_data(struct req *r, const char *data, size_t n) {
     if (r->too_large)
         return;
     if (r->body.len + n > HTTP_BODY_MAX || sbuf_add(&r->body, data, n) < 0) {
@@ -559,7 +567,7 @@ static void events_data(struct req *r, const char *data, size_t n) {
     }
 }
 
-static enum MHD_Result events_end(struct http_server *s, struct MHD_Connection *mc, struct req *r) {
+static enum MHD_Result body_end(struct http_server *s, struct MHD_Connection *mc, struct req *r) {
     if (r->too_large)
         return respond_error(s, mc, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "the body is larger than 64 KiB");
 
@@ -578,12 +586,28 @@ static enum MHD_Result events_end(struct http_server *s, struct MHD_Connection *
 
     char *reply = NULL;
     const char *msg = NULL;
-    int k = s->h.events(s->userdata, r->body.p, r->body.len, &reply, &msg);
+    int k = r->route == ROUTE_EVENTS ? s->h.events(s->userdata, r->body.p, r->body.len, &reply, &msg)
+                                     : s->h.log_level(s->userdata, r->body.p, r->body.len, &reply, &msg);
     if (k < 0) {
         free(reply);
         return respond_handler_error(s, mc, k, msg);
     }
+    if (r->route == ROUTE_LOG_LEVEL)
+        return reply ? respond(s, mc, MHD_HTTP_OK, CT_JSON, reply, NULL, false)
+                     : respond_error(s, mc, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "the handler produced nothing");
     return respond(s, mc, MHD_HTTP_ACCEPTED, CT_JSON, reply ? reply : strdup("{\"accepted\":true}"), NULL, false);
+}
+
+/* GET /v1/log-level: the handler without a body answers the levels. */
+static enum MHD_Result serve_log_levels(struct http_server *s, struct MHD_Connection *mc) {
+    char *json = NULL;
+    const char *msg = NULL;
+    int r = s->h.log_level(s->userdata, NULL, 0, &json, &msg);
+    if (r < 0) {
+        free(json);
+        return respond_handler_error(s, mc, r, msg);
+    }
+    return json ? respond(s, mc, MHD_HTTP_OK, CT_JSON, json, NULL, false) : MHD_NO;
 }
 
 static struct hconn *hconn_of(struct MHD_Connection *mc) {
@@ -603,11 +627,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
 
     if (r) { /* the body of POST /v1/events, then its end */
         if (*upload_data_size > 0) {
-            events_data(r, upload_data, *upload_data_size);
+            body_data(r, upload_data, *upload_data_size);
             *upload_data_size = 0;
             return MHD_YES;
         }
-        return events_end(s, mc, r);
+        return body_end(s, mc, r);
     }
 
     /* The headers are in: route, then answer at once unless a body must be read. */
@@ -620,14 +644,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
 
     bool get = streq(method, MHD_HTTP_METHOD_GET) || streq(method, MHD_HTTP_METHOD_HEAD);
+    bool write = route == ROUTE_EVENTS || (route == ROUTE_LOG_LEVEL && streq(method, MHD_HTTP_METHOD_PUT));
     if (route == ROUTE_EVENTS && !streq(method, MHD_HTTP_METHOD_POST))
         return respond_error_full(s, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "this path takes POST only",
                                   "POST", false);
-    if (route != ROUTE_EVENTS && !get)
+    if (route == ROUTE_LOG_LEVEL && !get && !write)
+        return respond_error_full(s, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                  "this path takes GET, HEAD and PUT only", "GET, HEAD, PUT", false);
+    if (!write && !get)
         return respond_error_full(s, mc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                   "this path takes GET and HEAD only", "GET, HEAD", false);
 
-    if (route == ROUTE_EVENTS) {
+    if (write) {
         if (s->writes == HTTP_WRITES_REFUSED)
             return respond_error(s, mc, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                                  "writes over HTTP need a token: start halod with --http-token-file");
@@ -648,7 +676,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         return respond(s, mc, MHD_HTTP_OK, CT_JSON,
                        strdup("{\"status\":\"ok\",\"version\":\"" HALO_VERSION_STRING "\"}"), NULL, false);
     case ROUTE_EVENTS:
-        return events_start(s, mc, con_cls);
+        return body_start(s, mc, route, con_cls);
+    case ROUTE_LOG_LEVEL:
+        if (write)
+            return body_start(s, mc, route, con_cls);
+        if (!s->h.log_level)
+            return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "not provided by this node");
+        return serve_log_levels(s, mc);
     case ROUTE_NONE:
         break;
     }

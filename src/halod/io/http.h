@@ -30,6 +30,10 @@ struct http_server;
  * left it NULL; -EINVAL → 400, -ENOENT → 404 "unknown_object", -EAGAIN → 503 with "Retry-After: 1",
  * anything else → 500.  On failure it may point *ret_error_msg at a static string that becomes the
  * "message" of the error answer.
+ *
+ * log_level gets the body of PUT /v1/log-level as events gets its own (well-formed JSON, an object or
+ * an array), or body NULL for GET /v1/log-level; it returns 0 → 200 with *ret_reply_json (malloc'ed,
+ * freed by http.c: the levels), failures as events.  PUT is a write: it needs the token as POST does.
  */
 struct http_handlers {
     int (*status)(void *userdata, char **ret_json);  /* GET /v1/status and GET / */
@@ -37,6 +41,8 @@ struct http_handlers {
     int (*events)(void *userdata, const char *body, size_t len, char **ret_reply_json,
                   const char **ret_error_msg);          /* POST /v1/events */
     int (*entrypoint)(void *userdata, char **ret_json); /* GET /v1/entrypoint */
+    int (*log_level)(void *userdata, const char *body, size_t len, char **ret_reply_json,
+                     const char **ret_error_msg); /* GET and PUT /v1/log-level */
 };
 
 /* Bounds on what one client can hold.  A field left 0 takes the default named next to it. */
@@ -57,7 +63,8 @@ struct http_limits {
     const char *tls_key_pem;     /* the certificate (chain) and of its unencrypted key; NULL: HTTP */
 };
 
-/* Who may write (POST /v1/events).  A new server starts HTTP_WRITES_OPEN; halod sets TOKEN or REFUSED. */
+/* Who may write (POST /v1/events, PUT /v1/log-level).  A new server starts HTTP_WRITES_OPEN; halod sets TOKEN or
+ * REFUSED. */
 enum http_writes {
     HTTP_WRITES_OPEN,    /* anyone who can connect */
     HTTP_WRITES_TOKEN,   /* "Authorization: Bearer TOKEN"; otherwise 401 */

@@ -4,6 +4,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "list.h"
 #include "log.h"
 #include "macro.h"
+#include "output-lines.h"
 #include "process-util.h"
 
 struct proc {
@@ -40,6 +42,7 @@ struct supervisor {
     unsigned long nofile_soft; /* the soft RLIMIT_NOFILE halod started with, its children's; 0: unchanged */
     LIST_HEAD(struct proc) procs;
     unsigned n_procs;
+    struct output_lines *lines; /* the pipes of spawn_params.output_tag */
 };
 
 static void proc_close_cb(uv_handle_t *h) {
@@ -133,11 +136,16 @@ int supervisor_new(uv_loop_t *loop, struct supervisor **ret) {
     if (!s)
         return -ENOMEM;
     s->loop = loop;
+    if (output_lines_new(loop, &s->lines) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
     s->nofile_soft = raise_nofile();
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
         log_warning_errno(errno, "Failed to become a child subreaper, orphans may linger: %m");
     int r = uv_signal_init(loop, &s->sigchld);
     if (r < 0) {
+        output_lines_free(s->lines);
         free(s);
         return r;
     }
@@ -145,6 +153,7 @@ int supervisor_new(uv_loop_t *loop, struct supervisor **ret) {
     r = uv_signal_start(&s->sigchld, on_sigchld, SIGCHLD);
     if (r < 0) {
         uv_close((uv_handle_t *)&s->sigchld, NULL);
+        output_lines_free(s->lines);
         free(s); /* safe: the loop is not run again before exit on this path */
         return r;
     }
@@ -172,6 +181,7 @@ struct supervisor *supervisor_free(struct supervisor *s) {
         p->output_fd = safe_close(p->output_fd);
         uv_close((uv_handle_t *)&p->poll, proc_close_cb);
     }
+    s->lines = output_lines_free(s->lines);
     uv_close((uv_handle_t *)&s->sigchld, sup_close_cb);
     return NULL;
 }
@@ -227,9 +237,22 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         }
         o.stdout_fd = o.stderr_fd = pr->output_fd;
     }
+    _cleanup_close_ int out = -1; /* the child's stdout and stderr, its own once it runs */
+    int r = 0;
+    if (!p->capture && p->output_tag)
+        r = output_lines_open(s->lines, p->output_tag, &out);
+    else if (!p->capture && p->output_file &&
+             (out = open(p->output_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640)) < 0)
+        r = log_error_errno(errno, "Failed to open '%s' for the output of '%s': %m", p->output_file, p->argv[0]);
+    if (r < 0) {
+        free(pr);
+        return r;
+    }
+    if (out >= 0)
+        o.stdout_fd = o.stderr_fd = out;
 
     pid_t pid;
-    int r = process_spawn(&o, &pid);
+    r = process_spawn(&o, &pid);
     if (r < 0) {
         safe_close(pr->output_fd);
         free(pr);

@@ -10,12 +10,15 @@ struct supervisor;
 struct proc;
 
 struct spawn_params {
-    const char *path;      /* absolute path of the executable */
-    char *const *argv;     /* argv[0] included, NULL-terminated */
-    char *const *env;      /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
-    const char *workdir;   /* NULL: inherit */
-    bool capture;          /* stdout and stderr kept for proc_output(), instead of halod's */
-    bool set_uid, set_gid; /* run as uid, and as gid with groups (process_spawn_options) */
+    const char *path;    /* absolute path of the executable */
+    char *const *argv;   /* argv[0] included, NULL-terminated */
+    char *const *env;    /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
+    const char *workdir; /* NULL: inherit */
+    bool capture;        /* stdout and stderr kept for proc_output(), instead of halod's */
+    /* Else (each NULL: halod's stdout and stderr): */
+    const char *output_tag;  /* each line of stdout and stderr into halod's log, tagged so (output-lines.h) */
+    const char *output_file; /* stdout and stderr appended to this file, created 0640 */
+    bool set_uid, set_gid;   /* run as uid, and as gid with groups (process_spawn_options) */
     uid_t uid;
     gid_t gid;
     const gid_t *groups;
@@ -36,7 +39,8 @@ struct supervisor *supervisor_free(struct supervisor *s);
  * killed as a group), default signal dispositions, an empty signal mask,
  * stdin from /dev/null, and no fds but 0-2.  Returns 0 and *ret (owned by the
  * supervisor until the exit callback returned), or -errno (e.g. when fork
- * fails; an exec failure shows as exit status 127 instead).
+ * fails, or p->output_file cannot be opened; an exec failure shows as exit
+ * status 127 instead).
  */
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret);
