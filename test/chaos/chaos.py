@@ -49,8 +49,12 @@ def main():
         f"make chaos SECONDS={a.seconds:g} SEED={seed}"
     print(f"chaos: seed {seed} (replay: {replay})", flush=True)
     comps = [u for units in chaos_cluster.GROUPS.values() for u in units]
+    # The processes the nemesis may kill or stop (an OCF resource is none), and the units whose monitor it breaks.
+    procs = [u for g, units in chaos_cluster.GROUPS.items() if chaos_cluster.MODELS[g]["type"] != "ocf" for u in units]
     ladder = [u for g in sorted(chaos_cluster.LADDER) for u in chaos_cluster.GROUPS[g]]
-    plan = nemesis.schedule(seed, a.seconds, list(chaos_cluster.NODES), comps, cut=a.cut, ladder=ladder)
+    monitored = [u for g in sorted(chaos_cluster.MONITORED) for u in chaos_cluster.GROUPS[g]]
+    plan = nemesis.schedule(seed, a.seconds, list(chaos_cluster.NODES), procs, cut=a.cut, ladder=ladder,
+                            monitored=monitored)
     if a.plan:
         for s in plan:
             print(json.dumps(s))
@@ -62,10 +66,14 @@ def main():
         f.writelines(json.dumps(s) + "\n" for s in plan)
     become_subreaper()
 
-    c = chaos_cluster.Cluster(d, cut=a.cut)
+    try:
+        c = chaos_cluster.Cluster(d, cut=a.cut)
+    except PermissionError as e:  # the OCF agent goes under /usr/lib/ocf/resource.d
+        print(f"chaos: cannot set the cluster up: {e} (the run needs root)")
+        return 2
     wall_t0 = time.time() - (time.monotonic() - c.t0)  # the halods' logs show wall-clock times
     meta = {"seed": seed, "seconds": a.seconds, "cut": a.cut, "t0": c.t0, "wall_t0": wall_t0, "comps": comps,
-            "sis": {g: {"units": units, **chaos_cluster.MODELS[g]} for g, units in chaos_cluster.GROUPS.items()},
+            "sis": chaos_cluster.si_meta(),
             "halod_dirs": {}}
     nem = writer = None
     try:

@@ -50,11 +50,20 @@ ETCD_SETTLE = 1.0
 WATCH_SLACK = 0.002
 
 # Known gaps (docs/design.md, "Known gaps"): violations that come from a limit halo
-# documents, reported apart ("KNOWN GAP", not counted; --strict counts them).  None at
-# present: unfenced-nsa (a non-SA-aware copy outliving its killed or stopped halod's
-# lease) was one until halo-guard fenced such components (docs/design.md, "The lease's
-# fence of non-SA-aware and OCF components"); it is an overlap like any other now.
-KNOWN_GAPS = {}
+# documents, reported apart ("KNOWN GAP", not counted; --strict counts them).
+# unfenced-nsa (a non-SA-aware copy outliving its killed or stopped halod's lease) was one
+# until halo-guard fenced such components (docs/design.md, "The lease's fence of non-SA-aware
+# and OCF components"); it is an overlap like any other now.  That fence has one documented
+# bound: a cut-off node's halo-guard runs an OCF agent's stop at the lease deadline, 150 ms
+# before a peer may promote its unit, and "a guard's stop command must finish within that
+# slack to keep two ACTIVEs from overlapping".  An OCF overlap whose earlier resource was
+# stopped by its guard, the stop begun before the other resource's start, is that limit
+# (the agent's stop took longer than the slack); a stop begun later (the guard late, or
+# none) is a violation.
+KNOWN_GAPS = {
+    "ocf-guard-stop": "docs/design.md, \"The lease's fence of non-SA-aware and OCF components\": the guard's "
+                      "stop began in time, the agent's stop outlasted the 150 ms slack",
+}
 
 # Sampling step of the gap check.
 STEP = 0.01
@@ -85,14 +94,18 @@ def read_watcher(path):
 
 
 def read_interval_lines(path):
-    """[(kind, t, pid, what)] of one component's intervals file."""
+    """[(kind, t, pid, what, csi)] of one component's intervals file: "ACTIVE <ns> <pid> <csi>",
+    "END <ns> <pid> <why> [<csi>]" (without a CSI: every CSI the pid held), and an OCF
+    agent's "STOP <ns> <id> <caller>" (its stop began; the END follows once it is done)."""
     out = []
     try:
         with open(path) as f:
             for line in f:
                 w = line.split()
-                if len(w) >= 3 and w[0] in ("ACTIVE", "END"):
-                    out.append((w[0], int(w[1]) / 1e9, int(w[2]), w[3] if len(w) > 3 else "-"))
+                if len(w) >= 3 and w[0] in ("ACTIVE", "END", "STOP"):
+                    what = w[3] if len(w) > 3 else "-"
+                    csi = what if w[0] == "ACTIVE" else w[4] if w[0] == "END" and len(w) > 4 else None
+                    out.append((w[0], int(w[1]) / 1e9, int(w[2]), what, csi))
     except FileNotFoundError:
         pass
     return out
@@ -135,20 +148,26 @@ def kill_times(timeline):
 
 
 def build_intervals(lines, procs, kills, t_end):
-    """One component's ACTIVE intervals: [{"start", "end", "pid", "end_by"}].  An
-    interval without its END line ends when its process died (the nemesis's
-    SIGKILL, or the watcher's view of the death, whichever is first), or is still
-    open at t_end."""
+    """One component's ACTIVE intervals: [{"start", "end", "pid", "csi", "end_by", "stop"}], one
+    per CSI it held.  An interval without its END line ends when its process died (the
+    nemesis's SIGKILL, or the watcher's view of the death, whichever is first), or is still
+    open at t_end.  "stop" is (time, caller) of the OCF stop that began before its END, or None.
+    For an OCF resource, pass no procs and no kills: its id is no process."""
     out = []
-    open_ = {}
-    for kind, t, pid, what in lines:
+    open_ = {}  # (pid, csi) -> interval
+    for kind, t, pid, what, csi in lines:
         if kind == "ACTIVE":
-            open_.setdefault(pid, {"start": t, "end": None, "pid": pid, "end_by": None, "csi": what})
-        elif pid in open_:
-            iv = open_.pop(pid)
+            open_.setdefault((pid, csi), {"start": t, "end": None, "pid": pid, "csi": csi, "end_by": None,
+                                          "stop": None})
+            continue
+        for key in [k for k in open_ if k[0] == pid and (csi is None or k[1] == csi)]:
+            if kind == "STOP":
+                open_[key]["stop"] = open_[key]["stop"] or (t, what)
+                continue
+            iv = open_.pop(key)
             iv["end"], iv["end_by"] = t, "END " + what
             out.append(iv)
-    for pid, iv in open_.items():
+    for (pid, _), iv in open_.items():
         ends = []
         if pid in kills and kills[pid] >= iv["start"]:
             ends.append((kills[pid], "SIGKILL by the nemesis"))
@@ -196,7 +215,7 @@ class Faults:
                    w[2] <= t <= w[3] + NODE_SETTLE for w in self.windows)
 
     def comp_disturbed(self, comp, t):
-        return any(w[1] == comp and w[0] in ("comp-kill", "comp-stop") and
+        return any(w[1] == comp and w[0] in ("comp-kill", "comp-stop", "monitor-fail") and
                    w[2] <= t <= w[3] + COMP_SETTLE for w in self.windows)
 
     def etcd_down(self, t):
@@ -221,15 +240,47 @@ class Run:
         self.timeline = read_jsonl(os.path.join(d, "timeline.jsonl"))
         self.procs = read_watcher(os.path.join(d, "watcher.log"))
         kills = kill_times(self.timeline)
+        ocf = {c for si in self.meta["sis"].values() if si.get("type") == "ocf" for c in si["units"]}
         self.intervals = {}
         for comp in self.meta["comps"]:
             lines = read_interval_lines(os.path.join(d, f"comp.{comp}.intervals"))
-            self.intervals[comp] = build_intervals(lines, self.procs, kills, self.t_end)
+            self.intervals[comp] = build_intervals(lines, {} if comp in ocf else self.procs,
+                                                   {} if comp in ocf else kills, self.t_end)
         self.faults = Faults(self.timeline, self.t_end)
+        self._si_ivs = {}
         self.recovery = {}
         for node in self.nodes():
             self.recovery.update(read_recovery(os.path.join(d, f"halod-{node}.log"), self.meta.get("wall_t0"),
                                                self.t0))
+
+    def free_units(self, si, t):
+        """The healthy units (healthy_units()) that may take si at t: with a max-active-sis-per-su
+        ("max_active"), those holding fewer of its group's SIs ACTIVE, or si itself."""
+        units = self.healthy_units(si, t)
+        cap = self.meta["sis"][si].get("max_active")
+        if not cap:
+            return units
+        others = [s for s in self.group_sis(si) if s != si]
+        return [u for u in units if self.load(u, [si], t) or self.load(u, others, t) < cap]
+
+    def si_intervals(self, si):
+        """[(interval, unit)] of si's CSIs (every interval of its units when it names none), by start."""
+        if si not in self._si_ivs:
+            d = self.meta["sis"][si]
+            csis = d.get("csis")
+            ivs = [(iv, comp) for comp in d["units"] for iv in self.intervals[comp] if not csis or iv["csi"] in csis]
+            self._si_ivs[si] = sorted(ivs, key=lambda x: x[0]["start"])
+        return self._si_ivs[si]
+
+    def group_sis(self, si):
+        """The SIs of si's group (si alone when the meta names no group)."""
+        g = self.meta["sis"][si].get("group")
+        return [s for s, d in self.meta["sis"].items() if g and d.get("group") == g] or [si]
+
+    def load(self, comp, sis, t):
+        """How many of sis comp holds ACTIVE at t (by its intervals)."""
+        return sum(1 for si in sis if any(c == comp and iv["start"] <= t < iv["end"]
+                                          for iv, c in self.si_intervals(si)))
 
     def nodes(self):
         return sorted({n for d in self.meta["sis"].values() for n in d["units"].values()})
@@ -281,14 +332,33 @@ def describe_iv(run, iv, comp):
     return f"{comp} (pid {iv['pid']}) ACTIVE {run.rel(iv['start'])}-{run.rel(iv['end'])} ({iv['end_by']})"
 
 
+def excess(ivs, k):
+    """[(from, to, members, n)]: the spans in which more than k of ivs [(interval, x)] are open
+    at once (an end and a start at one instant are a handover, not both open), members the
+    indexes of every interval open in the span, n the one whose end closed it."""
+    events = sorted([(iv["start"], 1, n) for n, (iv, _) in enumerate(ivs)] +
+                    [(iv["end"], 0, n) for n, (iv, _) in enumerate(ivs)])
+    live, cur, out = set(), None, []
+    for t, starts, n in events:
+        if starts:
+            live.add(n)
+            if len(live) > k:
+                cur = (t, set(live)) if cur is None else (cur[0], cur[1] | live)
+            continue
+        live.discard(n)
+        if cur is not None and len(live) <= k:
+            out.append((cur[0], t, sorted(cur[1]), n))
+            cur = None
+    return out
+
+
 def check_overlaps(run):
     """No SI has more ACTIVE intervals at once than its model allows (allowed()), and no unit
     holds one SI twice at once (two processes of it ACTIVE: the old one not fenced)."""
     violations, notes = [], []
     for si, d in run.meta["sis"].items():
         k = allowed(d)
-        ivs = [(iv, comp) for comp in d["units"] for iv in run.intervals[comp]]
-        ivs.sort(key=lambda x: x[0]["start"])
+        ivs = run.si_intervals(si)
         found = []  # (start, duration, text, the interval whose end closed it)
         for i, (a, ca) in enumerate(ivs):
             for b, cb in ivs[i + 1:]:
@@ -304,33 +374,48 @@ def check_overlaps(run):
                               f"{run.rel(b['start'])}-{run.rel(b['end'])}: {overlap * 1000:.1f} ms both ACTIVE",
                               a if a["end"] <= b["end"] else b, a))
         if k > 1:
-            # Sweep: ends before starts at the same instant (a handover at one instant is legal).
-            events = sorted([(iv["start"], 1, n) for n, (iv, _) in enumerate(ivs)] +
-                            [(iv["end"], 0, n) for n, (iv, _) in enumerate(ivs)])
-            live, excess = set(), None
-            for t, starts, n in events:
-                if starts:
-                    live.add(n)
-                    if len(live) > k and excess is None:
-                        excess = (t, sorted(live))
-                    elif excess is not None:
-                        excess = (excess[0], sorted(set(excess[1]) | live))
-                    continue
-                live.discard(n)
-                if excess is not None and len(live) <= k:
-                    t0, members = excess
-                    excess = None
-                    what = "; ".join(describe_iv(run, ivs[m][0], ivs[m][1]) for m in members)
-                    found.append((t0, t - t0, f"OVERLAP si {si}: more than its {k} ACTIVE at once "
-                                              f"({d.get('model', '2N')}) for {(t - t0) * 1000:.1f} ms from "
-                                              f"{run.rel(t0)}: {what}", ivs[n][0], ivs[members[0]][0]))
+            for t0, t, members, n in excess(ivs, k):
+                what = "; ".join(describe_iv(run, ivs[m][0], ivs[m][1]) for m in members)
+                found.append((t0, t - t0, f"OVERLAP si {si}: more than its {k} ACTIVE at once "
+                                          f"({d.get('model', '2N')}) for {(t - t0) * 1000:.1f} ms from "
+                                          f"{run.rel(t0)}: {what}", ivs[n][0], ivs[members[0]][0]))
         for t, overlap, text, ended, first in found:
             entry = {"kind": "overlap", "si": si, "text": text, "t": t, "context": run.describe_faults(t)}
+            stop = first["stop"]
             if overlap <= WATCH_SLACK and ended["end_by"] == "death seen by the watcher":
                 notes.append(entry)
+            elif d.get("type") == "ocf" and stop and stop[1] == "halo-guard" and stop[0] <= t:
+                # The guard's stop began before the other start: the agent's stop outlasted the slack.
+                entry["known"] = "ocf-guard-stop"
+                entry["text"] = (f"KNOWN GAP ocf-guard-stop: {text} (its halo-guard began the stop at "
+                                 f"{run.rel(stop[0])}, {(t - stop[0]) * 1000:.1f} ms before; the stop took "
+                                 f"{(first['end'] - stop[0]) * 1000:.1f} ms)")
+                violations.append(entry)
             else:
                 violations.append(entry)
-    return violations, notes
+    return violations + check_capacity(run), notes
+
+
+def check_capacity(run):
+    """No unit holds more ACTIVE SIs of its group at once than the group's max-active-sis-per-su
+    ("max_active" in the meta)."""
+    out, seen = [], set()
+    for si, d in run.meta["sis"].items():
+        cap, group = d.get("max_active"), d.get("group")
+        if not cap or group in seen:
+            continue
+        seen.add(group)
+        sis = run.group_sis(si)
+        for comp in d["units"]:
+            ivs = [(iv, s) for s in sis for iv, c in run.si_intervals(s) if c == comp]
+            for t0, t, members, _ in excess(ivs, cap):
+                what = "; ".join(f"{ivs[m][1]} (pid {ivs[m][0]['pid']}) {run.rel(ivs[m][0]['start'])}-"
+                                 f"{run.rel(ivs[m][0]['end'])}" for m in members)
+                out.append({"kind": "capacity", "si": si, "t": t0, "context": run.describe_faults(t0),
+                            "text": f"CAPACITY unit {comp} of group {group} holds more than its "
+                                    f"max-active-sis-per-su {cap} ACTIVE SIs at once for "
+                                    f"{(t - t0) * 1000:.1f} ms from {run.rel(t0)}: {what}"})
+    return out
 
 
 def active_counts(ivs, t_from, t_to):
@@ -354,7 +439,7 @@ def check_gaps(run):
     start = run.meta["t_check"]
     for si, d in run.meta["sis"].items():
         k = allowed(d)
-        ivs = [(iv["start"], iv["end"]) for comp in d["units"] for iv in run.intervals[comp]]
+        ivs = [(iv["start"], iv["end"]) for iv, _ in run.si_intervals(si)]
         counts = active_counts(ivs, start, run.t_end)
         starts = [a for a, _, _ in counts]
         # Spans with fewer than k ACTIVEs (merged), longer than MAX_GAP: sampled.
@@ -372,7 +457,7 @@ def check_gaps(run):
             best, run_start, low, t = (0.0, None, None, k), None, k, g0
             while t <= g1:
                 n = counts[max(0, bisect.bisect_right(starts, t) - 1)][2]
-                if n < min(k, len(run.healthy_units(si, t))):
+                if n < min(k, len(run.free_units(si, t))):
                     if run_start is None:
                         run_start, low = t, n
                     low = min(low, n)
@@ -383,7 +468,7 @@ def check_gaps(run):
                 t += STEP
             if best[0] <= MAX_GAP:
                 continue
-            healthy = run.healthy_units(si, best[1] + MAX_GAP)
+            healthy = run.free_units(si, best[1] + MAX_GAP)
             waiting = (f"healthy unit(s) waiting {run.rel(best[1])}-{run.rel(best[2])} ({best[0]:.2f} s > "
                        f"MAX_GAP {MAX_GAP} s), e.g. {', '.join(healthy)}")
             if best[3] == 0:
@@ -418,7 +503,7 @@ def check_end(run):
     violations, notes = [], []
     final = run.meta.get("final", {})
     for si, d in run.meta["sis"].items():
-        active = sorted(comp for comp in d["units"] for iv in run.intervals[comp] if iv["end_by"] == "open at the end")
+        active = sorted(comp for iv, comp in run.si_intervals(si) if iv["end_by"] == "open at the end")
         held = not active and pool_holds(run, si)
         if held:
             notes.append({"kind": "end", "si": si, "t": run.t_end, "context": [],
@@ -601,12 +686,13 @@ def timeline(run):
         what = e.get("fault", e.get("kind", ""))
         rows.append((e["t"], f"{e['phase']:8} {what} {e.get('target', '')} {e.get('role', '')} "
                              f"pid {e.get('pid', '-')} {e.get('why', '')}".rstrip()))
-    for si, d in run.meta["sis"].items():
-        for comp in d["units"]:
-            for iv in run.intervals[comp]:
-                rows.append((iv["start"], f"ACTIVE   {si}: {comp} pid {iv['pid']} until {run.rel(iv['end'])} "
-                                          f"({iv['end_by']})"))
-                rows.append((iv["end"], f"ended    {si}: {comp} pid {iv['pid']} ({iv['end_by']})"))
+    for si in run.meta["sis"]:
+        for iv, comp in run.si_intervals(si):
+            rows.append((iv["start"], f"ACTIVE   {si}: {comp} pid {iv['pid']} until {run.rel(iv['end'])} "
+                                      f"({iv['end_by']})"))
+            if iv["stop"]:
+                rows.append((iv["stop"][0], f"stop     {si}: {comp} pid {iv['pid']} begun by {iv['stop'][1]}"))
+            rows.append((iv["end"], f"ended    {si}: {comp} pid {iv['pid']} ({iv['end_by']})"))
     for pid, p in sorted(run.procs.items()):
         if p["down"] is not None:
             rows.append((p["down"], f"died     {p['comp']} pid {pid}"))

@@ -20,14 +20,19 @@ from etcd_harness import Etcd  # noqa: E402
 from halo_harness import BUILD, HALOCTL, TESTCOMP, Halod, free_port, reap, wait_for  # noqa: E402
 
 NSACOMP = os.path.join(BUILD, "test", "nsacomp")
+STAMP = os.path.join(BUILD, "test", "chaos-stamp")
+OCF_AGENT = os.path.join(HERE, "ocf-logged")
+OCF_RESOURCE_D = "/usr/lib/ocf/resource.d"
 
 NODES = ("n1", "n2", "n3")
 TOKEN = "chaos-token"
 
-# The service groups, each with one SI of one CSI named after it, their units on
-# different nodes.  The g* units form one recovery pool; db drives the CDB's roles;
-# nsa runs an unmodified-style program (nsacomp), only while ACTIVE; web is
-# N-way-active.  nsa and web climb the recovery ladder (LADDER) before they fail over.
+# The service groups, their units on different nodes (npm's four over the three nodes).
+# The g* units form one recovery pool; db drives the CDB's roles; nsa runs an
+# unmodified-style program (nsacomp), only while ACTIVE, under an external monitor; web is
+# N-way-active; npm is N+M with three SIs; ocf is an OCF resource agent (ocf-logged, a
+# wrapped ocf:heartbeat:Dummy), started only while ACTIVE.  nsa and web climb the recovery
+# ladder (LADDER) before they fail over.
 GROUPS = {
     "g1": {"g1-a": "n1", "g1-b": "n2"},
     "g2": {"g2-a": "n2", "g2-b": "n3"},
@@ -35,12 +40,25 @@ GROUPS = {
     "db": {"db-a": "n1", "db-b": "n2"},
     "nsa": {"nsa-a": "n3", "nsa-b": "n1"},
     "web": {"web-a": "n1", "web-b": "n2", "web-c": "n3"},
+    "npm": {"npm-a": "n1", "npm-b": "n2", "npm-c": "n3", "npm-d": "n2"},
+    "ocf": {"ocf-a": "n2", "ocf-b": "n3"},
 }
-# Per group: its redundancy model, how many ACTIVEs its SI has when enough units are
-# healthy (and at most), and whether its STANDBY runs nothing (cold: non-SA-aware).
-MODELS = {g: {"model": "2N", "actives": 1, "cold": False} for g in GROUPS}
-MODELS["nsa"]["cold"] = True
-MODELS["web"].update(model="N-way-active", actives=2)
+# Per group: its redundancy model, how many ACTIVEs each SI has when enough units are
+# healthy (and at most), how many STANDBYs once settled, whether its STANDBY runs nothing
+# (cold: non-SA-aware, OCF), and the most SIs one unit may hold ACTIVE (None: no limit).
+MODELS = {g: {"model": "2N", "actives": 1, "standbys": 1, "cold": False, "max_active": None, "type": "sa-aware"}
+          for g in GROUPS}
+MODELS["nsa"].update(cold=True, type="non-sa-aware")
+MODELS["ocf"].update(cold=True, type="ocf")
+MODELS["web"].update(model="N-way-active", actives=2, standbys=0)
+MODELS["npm"].update(model="N+M", max_active=2)
+NPM = {"active-sus": 3, "standby-sus": 1}
+# The SIs, each of one CSI named <si>-csi: one per group, named after it, but npm's three.
+SIS = {si: g for g in GROUPS for si in ([f"{g}-{i}" for i in (1, 2, 3)] if g == "npm" else [g])}
+# The groups whose ACTIVE runs an external monitor that the nemesis's monitor-fail breaks
+# (nsa: a monitor command; ocf: the agent's monitor action), while DIR/monitor-fail.<unit> exists.
+MONITORED = {"nsa", "ocf"}
+MONITOR_PERIOD = "500ms"
 # Two component restarts in place, then one SU restart, then an SU failover, within 30 s.
 LADDER = {"nsa", "web"}
 ESCALATION = "{component-restart: {max: 2, probation: 30s}, su-restart: {max: 1, probation: 30s}}"
@@ -84,7 +102,23 @@ class KeptEtcd(Etcd):
         return None
 
 
-def description(d, cdb_ports, watch_sock):
+def si_meta():
+    """{si: {"group", "units", "csis", and its group's MODELS entry}}: what the checker judges."""
+    return {si: {"group": g, "units": GROUPS[g], "csis": [f"{si}-csi"], **MODELS[g]} for si, g in SIS.items()}
+
+
+def install_ocf_agent():
+    """Copies ocf-logged to a provider of the run's own under /usr/lib/ocf/resource.d (halod
+    runs agents from there only); returns (its agent spec, the provider's directory)."""
+    provider = f"halochaos{os.getpid()}"
+    d = os.path.join(OCF_RESOURCE_D, provider)
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(OCF_AGENT, os.path.join(d, "Logged"))
+    os.chmod(os.path.join(d, "Logged"), 0o755)
+    return f"ocf:{provider}:Logged", d
+
+
+def description(d, cdb_ports, watch_sock, ocf_agent):
     log = os.path.join(d, "comp")
     token = os.path.join(d, "token")
     with open(token, "w") as f:
@@ -93,28 +127,41 @@ def description(d, cdb_ports, watch_sock):
                       for n in NODES)
     groups = []
     for g, units in GROUPS.items():
+        m = MODELS[g]
         unit_lines = "\n".join(f"      {u}: {{node: {n}}}" for u, n in units.items())
-        keys = [f"redundancy: {MODELS[g]['model']}"] if g != "db" else ["cdb-roles: true"]
+        keys = [f"redundancy: {m['model']}"] if g != "db" else ["cdb-roles: true"]
         si_keys = ""
-        if MODELS[g]["model"] == "N-way-active":
-            si_keys = f"active-assignments: {MODELS[g]['actives']}, "
+        if m["model"] == "N-way-active":
+            si_keys = f"active-assignments: {m['actives']}, "
+        if m["model"] == "N+M":
+            keys += [f"{k}: {v}" for k, v in NPM.items()]
+        if m["max_active"]:
+            keys.append(f"max-active-sis-per-su: {m['max_active']}")
         if g in LADDER:
             keys.append(f"escalation: {ESCALATION}")
-        if MODELS[g]["cold"]:
+        if m["type"] == "non-sa-aware":
+            monitor = (f"monitor: {{command: [/bin/sh, -c, 'test ! -e {d}/monitor-fail.$HALO_COMPONENT'], "
+                       f"period: {MONITOR_PERIOD}, timeout: 2s}}")
             keys.append(f"component: {{type: non-sa-aware, command: {NSACOMP}, args: [{g}-csi], "
-                        "recovery: component-restart}")
-            csis = f"{g}-csi: {{attributes: {{si: {g}}}}}"
+                        f"recovery: component-restart, {monitor}}}")
+            attrs = f"attributes: {{si: {g}}}"
+        elif m["type"] == "ocf":
+            keys.append(f"component: {{type: ocf, agent: \"{ocf_agent}\", params: {{dir: \"{d}\", stamp: \"{STAMP}\", "
+                        f"csi: {g}-csi}}, monitor: {{period: {MONITOR_PERIOD}, timeout: 5s}}, "
+                        "timeouts: {instantiate: 5s, terminate: 5s}}")
+            attrs = ""
         else:
-            modes = "intervals,amf-hc" if g in ("db", "web") else "intervals,amf-hc,entrypoint,recovery,ask-again"
+            modes = "intervals,amf-hc" if g in ("db", "web", "npm") else "intervals,amf-hc,entrypoint,recovery,ask-again"
             keys.append(f"component: {{command: {TESTCOMP}, health-check: {{period: 200ms, timeout: 600ms}}, "
                         f"env: {{TESTCOMP: \"{modes}\"}}}}")
-            csis = f"{g}-csi: {{}}"
+            attrs = ""
+        sis = "\n".join(f"      {si}: {{{si_keys}csis: {{{si}-csi: {{{attrs}}}}}}}" for si, sg in SIS.items() if sg == g)
         groups.append(f"""  {g}:
 {chr(10).join("    " + k for k in keys)}
     service-units:
 {unit_lines}
     service-instances:
-      {g}: {{{si_keys}csis: {{{csis}}}}}""")
+{sis}""")
     return f"""cluster: chaos
 nodes:
 {nodes}
@@ -247,6 +294,7 @@ class Cluster:
     def __init__(self, d, cut=False):
         self.dir = d
         self.groups = GROUPS
+        self.ocf_agent, self.ocf_dir = install_ocf_agent()  # first: it needs root
         self.t0 = time.monotonic()
         self.watcher = Watcher(d)
         self.etcd = KeptEtcd(members=3)
@@ -254,7 +302,7 @@ class Cluster:
         # With cut: each halod reaches etcd through proxies of its own, which the nemesis cuts.
         self.proxies = {n: Proxies(self.etcd) for n in NODES} if cut else {}
         cdb_ports = {n: free_port() for n in NODES}
-        self.yaml = description(d, cdb_ports, self.watcher.sock)
+        self.yaml = description(d, cdb_ports, self.watcher.sock, self.ocf_agent)
         with open(os.path.join(d, "cluster.yaml"), "w") as f:
             f.write(self.yaml)
         self.halods = {}
@@ -305,18 +353,18 @@ class Cluster:
                 why.append(("si", f"{n} sees nodes {down} not ONLINE"))
             for sg in st["service_groups"]:
                 for si in sg["service_instances"]:
-                    m = MODELS[si["name"]]
-                    standbys = 1 if m["model"] == "2N" else 0
-                    if len(si["actives"]) != m["actives"] or len(si["standbys"]) != standbys or \
+                    m = MODELS[SIS[si["name"]]]
+                    if len(si["actives"]) != m["actives"] or len(si["standbys"]) != m["standbys"] or \
                             any(a["pending"] for a in si["assignments"]):
                         why.append(("si", f"{n} sees SI {si['name']} active={si['actives'] or None} "
                                           f"standby={si['standbys'] or None} assignments="
                                           f"{[(a['su'], a['ha_state']) for a in si['assignments']]} "
                                           f"pending={[a['su'] for a in si['assignments'] if a['pending']]}"))
-        # A cold (non-SA-aware) group runs its ACTIVE's process only; the others run every unit.
+        # A cold (non-SA-aware, OCF) group runs its ACTIVE's process (holds its resource) only;
+        # the others run every unit.
         missing = [c for g, units in GROUPS.items() if not MODELS[g]["cold"] for c in units if not self.watcher.pid(c)]
         missing += [g for g, units in GROUPS.items() if MODELS[g]["cold"] and
-                    sum(1 for c in units if self.watcher.pid(c)) != MODELS[g]["actives"]]
+                    sum(1 for c in units if self.running(g, c)) != MODELS[g]["actives"]]
         if missing:
             why.append(("comp", f"components not running (or, for {sorted(g for g in GROUPS if MODELS[g]['cold'])}, "
                                 f"not one running): {missing}"))
@@ -327,6 +375,15 @@ class Cluster:
         if sorted(str(r) for r in roles.values()) != ["PRIMARY", "SECONDARY"]:
             why.append(("cdb", f"CDB roles {roles}"))
         return why
+
+    def running(self, group, comp):
+        """Whether comp runs: its process (the watcher's word), or its OCF resource (its state file)."""
+        if MODELS[group]["type"] == "ocf":
+            return os.path.exists(os.path.join(self.dir, f"ocf.{comp}.state"))
+        return bool(self.watcher.pid(comp))
+
+    def running_unit(self, comp):
+        return self.running(next(g for g, units in GROUPS.items() if comp in units), comp)
 
     def cdb_state(self, node):
         try:
@@ -399,6 +456,7 @@ class Cluster:
         self.etcd.stop()
         for p in self.proxies.values():
             p.stop()
+        shutil.rmtree(self.ocf_dir, ignore_errors=True)
         self.watcher.reap()
         self.watcher.stop()
         return problems
@@ -415,4 +473,4 @@ def wait_settled(cluster, timeout):
     return why
 
 
-__all__ = ["Cluster", "wait_settled", "wait_for", "GROUPS", "MODELS", "LADDER", "POOL", "NODES"]
+__all__ = ["Cluster", "wait_settled", "wait_for", "GROUPS", "MODELS", "SIS", "LADDER", "MONITORED", "POOL", "NODES"]

@@ -15,6 +15,9 @@ Faults, each undone after its duration (a kill by a restart, a stop by SIGCONT):
               SU failover)
   cut         (with --cut only) a node's halod cut off from every etcd member by its
               proxies (connections dropped, new ones black-holed), healed later
+  monitor-fail  the external monitor of a monitored unit (of its group's running unit when
+              the one drawn runs nothing) fails while DIR/monitor-fail.<unit> exists: the
+              file is created, and removed after the duration
 At most one etcd member and at most one node (its halod) are disturbed at a time,
 so etcd keeps its quorum and every SI has a node left; components any time."""
 import heapq
@@ -36,6 +39,7 @@ KINDS = {  # kind: (weight, what it disturbs, shortest and longest duration in s
     "etcd-stop": (2, "etcd", 1.0, 8.0),
     "cut": (2, "node", 1.0, 5.0),
     "crashloop": (1.5, "comp", 2.0, 8.0),
+    "monitor-fail": (1.5, "comp", 1.0, 4.0),
 }
 CRASHLOOP_KILLS = (2, 5)  # how many kills a crashloop makes at most
 CRASHLOOP_POLL = 0.05  # s between looks for the next process to kill
@@ -43,14 +47,16 @@ GAP = (0.5, 3.0)  # between the starts of two faults, s
 REST = 1.0  # a node or etcd member rests this long after a fault before the next one on its class
 
 
-def schedule(seed, seconds, nodes, comps, cut=False, ladder=()):
+def schedule(seed, seconds, nodes, comps, cut=False, ladder=(), monitored=()):
     """[{"at", "kind", "target", "duration", "pick"}], at relative to the start of the faults
-    (and "count" for a crashloop).  A crashloop targets a component of ladder (none without)."""
+    (and "count" for a crashloop).  A crashloop targets a component of ladder (none without), a
+    monitor-fail one of monitored (none without)."""
     rng = random.Random(seed)
     busy = {"node": 0.0, "etcd": 0.0, "comp": 0.0}
     out = []
     t = rng.uniform(*GAP)
-    kinds = sorted(k for k in KINDS if (cut or k != "cut") and (ladder or k != "crashloop"))
+    kinds = sorted(k for k in KINDS if (cut or k != "cut") and (ladder or k != "crashloop") and
+                   (monitored or k != "monitor-fail"))
     weights = [KINDS[k][0] for k in kinds]
     while t < seconds:
         kind = rng.choices(kinds, weights)[0]
@@ -62,6 +68,8 @@ def schedule(seed, seconds, nodes, comps, cut=False, ladder=()):
             target = rng.choice(["leader", "follower"])
         elif kind == "crashloop":
             target = rng.choice(list(ladder))
+        elif kind == "monitor-fail":
+            target = rng.choice(list(monitored))
         else:
             target = rng.choice(comps)
         pick = round(rng.random(), 3)  # which follower, when there are two
@@ -196,6 +204,21 @@ class Nemesis:
                 return self.record(phase="skipped", kind=kind, target=target, why="no running process")
             self.record(phase="crashloop", kind=kind, target=target, pid=pid, count=step["count"], duration=dur)
             self.crashloop(target, pid, step["count"], time.monotonic() + dur)
+        elif kind == "monitor-fail":
+            # The monitor runs on the running unit only (cold STANDBYs run nothing): that one.
+            group = next((units for units in c.groups.values() if target in units), {target: None})
+            target = next((u for u in [target, *sorted(group)] if c.running_unit(u)), target)
+            path = os.path.join(c.dir, f"monitor-fail.{target}")
+            if os.path.exists(path):
+                return self.record(phase="skipped", kind=kind, target=target, why="its monitor fails already")
+            with open(path, "w"):
+                pass
+            self.record(phase="fault", kind=kind, target=target)
+
+            def fix():
+                os.unlink(path)
+                self.record(phase="restore", fault=kind, target=target)
+            self.later(time.monotonic() + dur, fix)
         elif kind.startswith("comp-"):
             pid = c.watcher.pid(target)
             st = start_time(pid) if pid else None

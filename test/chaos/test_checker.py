@@ -18,7 +18,8 @@ T0 = 1000.0
 
 def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=(),
              wall_t0=None, unsettled=(), sis=None, views=None):
-    """A run directory: SI g1 with units g1-a on n1 and g1-b on n2 (or sis); times relative to T0."""
+    """A run directory: SI g1 with units g1-a on n1 and g1-b on n2 (or sis); times relative to T0.
+    An intervals line is (kind, t, pid) or (kind, t, pid, word...): "x" when no word is given."""
     sis = sis or {"g1": {"units": {"g1-a": "n1", "g1-b": "n2"}}}
     final = {"views": {"n1": views or {"g1": "g1-b"}}, "pools": pools or {}, "unsettled": list(unsettled),
              "teardown": list(teardown)}
@@ -29,7 +30,7 @@ def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, a
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     for comp, lines in intervals.items():
         (tmp_path / f"comp.{comp}.intervals").write_text(
-            "".join(f"{k} {int((T0 + t) * 1e9)} {pid} x\n" for k, t, pid in lines))
+            "".join(f"{k} {int((T0 + t) * 1e9)} {pid} {' '.join(rest) or 'x'}\n" for k, t, pid, *rest in lines))
     (tmp_path / "watcher.log").write_text("".join(f"{k} {c} {pid} {T0 + t:.6f}\n" for k, c, pid, t in watcher))
     (tmp_path / "timeline.jsonl").write_text("".join(json.dumps({**e, "t": T0 + e["t"]}) + "\n" for e in timeline))
     (tmp_path / "cdb.jsonl").write_text("".join(json.dumps({**a, "t": T0 + a["t"]}) + "\n" for a in acks))
@@ -363,3 +364,144 @@ def test_the_summary_counts_the_ladders_rungs_from_the_halods_logs(tmp_path):
     run = web_run(tmp_path, {"web-a": [("ACTIVE", 1.0, 10)], "web-b": [("ACTIVE", 1.0, 20)]})
     lines = checker.summary(run, *checker.check(run))
     assert "ladder: component-restart 2, su-failover 1, su-restart 1 (the halods' logs)" in lines
+
+
+# N+M (as the cluster's npm group): three SIs, one CSI each, over four units, at most two
+# ACTIVE SIs per unit.
+NPM_UNITS = {"npm-a": "n1", "npm-b": "n2", "npm-c": "n3", "npm-d": "n2"}
+NPM = {f"npm-{i}": {"group": "npm", "units": NPM_UNITS, "csis": [f"npm-{i}-csi"], "model": "N+M", "actives": 1,
+                    "max_active": 2} for i in (1, 2, 3)}
+NPM_UP = [("UP", u, p, 0.0) for u, p in (("npm-a", 10), ("npm-b", 20), ("npm-c", 30), ("npm-d", 40))]
+
+
+def npm_run(tmp_path, ivs, views=None, **kw):
+    views = views or {"npm-1": ["npm-a"], "npm-2": ["npm-b"], "npm-3": ["npm-c"]}
+    return make_run(tmp_path, ivs, watcher=kw.pop("watcher", NPM_UP), sis=NPM, views=views, **kw)
+
+
+def test_n_plus_m_two_actives_of_one_si_overlap_but_two_sis_of_one_unit_do_not(tmp_path):
+    # npm-b fails over npm-2 to npm-a, which holds npm-1 too (two SIs: its limit).  The END
+    # lines name their CSI: npm-a's REMOVE of npm-2 ends npm-2 only.
+    ivs = {"npm-a": [("ACTIVE", 1.0, 10, "npm-1-csi"), ("ACTIVE", 5.0, 10, "npm-2-csi")],
+           "npm-b": [("ACTIVE", 1.0, 20, "npm-2-csi"), ("END", 4.9, 20, "TERMINATE", "npm-2-csi")],
+           "npm-c": [("ACTIVE", 1.0, 30, "npm-3-csi")]}
+    views = {"npm-1": ["npm-a"], "npm-2": ["npm-a"], "npm-3": ["npm-c"]}
+    assert kinds(npm_run(tmp_path, ivs, views=views))[:2] == ([], [])
+    # npm-b's END comes 100 ms after npm-a's start: two ACTIVEs of npm-2.
+    ivs["npm-b"][1] = ("END", 5.1, 20, "TERMINATE", "npm-2-csi")
+    k, _, v = kinds(npm_run(tmp_path, ivs, views=views))
+    assert k == ["overlap"] and "OVERLAP si npm-2" in v[0]["text"] and "100.0 ms both ACTIVE" in v[0]["text"]
+    # An END naming another CSI ends nothing of npm-2: npm-b holds it to the end.
+    ivs["npm-b"][1] = ("END", 4.9, 20, "TERMINATE", "npm-3-csi")
+    k, _, v = kinds(npm_run(tmp_path, ivs, views=views))
+    assert "overlap" in k and "end" in k
+
+
+def test_n_plus_m_a_unit_over_max_active_sis_per_su(tmp_path):
+    ivs = {"npm-a": [("ACTIVE", 1.0, 10, "npm-1-csi"), ("ACTIVE", 1.0, 10, "npm-2-csi"),
+                     ("ACTIVE", 5.0, 10, "npm-3-csi"), ("END", 5.2, 10, "REMOVE", "npm-3-csi")],
+           "npm-c": [("ACTIVE", 5.3, 30, "npm-3-csi")]}
+    views = {"npm-1": ["npm-a"], "npm-2": ["npm-a"], "npm-3": ["npm-c"]}
+    k, _, v = kinds(npm_run(tmp_path, ivs, views=views))
+    assert k == ["capacity"] and "CAPACITY unit npm-a of group npm" in v[0]["text"] and "200.0 ms" in v[0]["text"]
+
+
+def test_n_plus_m_an_si_waits_only_while_a_healthy_unit_has_room(tmp_path):
+    # npm-3 loses its ACTIVE at 5.0 and gets none again; every other unit's node is down but
+    # npm-a's, which holds npm-1 and npm-2: at its limit, so npm-3 may wait.
+    ivs = {"npm-a": [("ACTIVE", 1.0, 10, "npm-1-csi"), ("ACTIVE", 1.0, 10, "npm-2-csi")],
+           "npm-c": [("ACTIVE", 1.0, 30, "npm-3-csi"), ("END", 5.0, 30, "TERMINATE", "npm-3-csi")]}
+    timeline = [{"phase": "fault", "kind": "halod-kill", "target": n, "pid": 1, "t": 4.9} for n in ("n2", "n3")]
+    views = {"npm-1": ["npm-a"], "npm-2": ["npm-a"]}
+    run = npm_run(tmp_path, ivs, views=views, timeline=timeline, end=5.0 + checker.MAX_GAP + 2)
+    assert "gap" not in kinds(run)[0]
+    # With npm-a holding one SI only, it had room: a gap.
+    ivs["npm-a"].append(("END", 2.0, 10, "REMOVE", "npm-2-csi"))
+    run = npm_run(tmp_path, ivs, views=views, timeline=timeline, end=5.0 + checker.MAX_GAP + 2)
+    k, _, v = kinds(run)
+    assert "gap" in k and any("NO ACTIVE si npm-3" in x["text"] and "e.g. npm-a" in x["text"] for x in v)
+
+
+# An OCF 2N group (as the cluster's ocf group): ocf-logged's lines, the resource's id its start's pid.
+OCF = {"ocf": {"group": "ocf", "units": {"ocf-a": "n2", "ocf-b": "n3"}, "csis": ["ocf-csi"], "model": "2N",
+               "actives": 1, "cold": True, "type": "ocf"}}
+
+
+def ocf_run(tmp_path, ivs, **kw):
+    return make_run(tmp_path, ivs, sis=OCF, views={"ocf": "ocf-b"}, **kw)
+
+
+def test_ocf_resources_of_two_nodes_started_at_once(tmp_path):
+    # ocf-a's halod is stopped at 3.0; its guard stops the resource (STOP at 4.0, END at 4.01);
+    # ocf-b starts at 4.2: a fence in time.
+    timeline = [{"phase": "fault", "kind": "halod-stop", "target": "n2", "pid": 1, "t": 3.0},
+                {"phase": "restore", "fault": "halod-stop", "target": "n2", "pid": 1, "t": 8.0}]
+    ivs = {"ocf-a": [("ACTIVE", 1.0, 100, "ocf-csi"), ("STOP", 4.0, 100, "halo-guard"),
+                     ("END", 4.01, 100, "stop-by-halo-guard", "ocf-csi")],
+           "ocf-b": [("ACTIVE", 4.2, 200, "ocf-csi")]}
+    assert kinds(ocf_run(tmp_path, ivs, timeline=timeline))[:2] == ([], [])
+    # The guard's stop began 50 ms before ocf-b's start but took 300 ms: the documented slack
+    # (a known gap: a note, a violation with --strict).
+    ivs["ocf-a"][1:] = [("STOP", 4.15, 100, "halo-guard"), ("END", 4.45, 100, "stop-by-halo-guard", "ocf-csi")]
+    run = ocf_run(tmp_path, ivs, timeline=timeline)
+    v, notes = checker.check(run)
+    assert v == [] and [n["known"] for n in notes] == ["ocf-guard-stop"] and "250.0 ms both" in notes[0]["text"]
+    assert [x.get("known") for x in checker.check(run, strict=True)[0]] == ["ocf-guard-stop"]
+    # Beyond the lease's bound: the guard's stop began after ocf-b's start.
+    ivs["ocf-a"][1:] = [("STOP", 4.3, 100, "halo-guard"), ("END", 4.32, 100, "stop-by-halo-guard", "ocf-csi")]
+    v, notes = checker.check(ocf_run(tmp_path, ivs, timeline=timeline))
+    assert [x["kind"] for x in v] == ["overlap"] and not v[0].get("known") and "120.0 ms both" in v[0]["text"]
+    # Stopped by halod itself, which must wait for the stop before the work moves: no allowance.
+    ivs["ocf-a"][1:] = [("STOP", 4.15, 100, "halod"), ("END", 4.45, 100, "stop-by-halod", "ocf-csi")]
+    v, _ = checker.check(ocf_run(tmp_path, ivs, timeline=timeline))
+    assert [x["kind"] for x in v] == ["overlap"] and not v[0].get("known")
+    # Never stopped at all: both held at the end.
+    del ivs["ocf-a"][1:]
+    k, _, _ = kinds(ocf_run(tmp_path, ivs, timeline=timeline))
+    assert k == ["overlap", "end"]
+
+
+class MonitorCluster:
+    """A stand-in for a cluster: nsa's unit nsa-b runs, nsa-a (a cold STANDBY) does not."""
+
+    def __init__(self, d):
+        self.dir = d
+        self.groups = {"nsa": {"nsa-a": "n1", "nsa-b": "n2"}}
+        self.halods = {}
+
+    def running_unit(self, comp):
+        return comp == "nsa-b"
+
+
+def test_monitor_fail_breaks_the_running_units_monitor_for_its_duration(tmp_path):
+    monitored = ["nsa-a", "nsa-b"]
+    plan = nemesis.schedule(5, 600, list(cluster.NODES), ["g1-a"], monitored=monitored)
+    assert any(s["kind"] == "monitor-fail" for s in plan)
+    assert all(s["target"] in monitored for s in plan if s["kind"] == "monitor-fail")
+    assert all(s["kind"] != "monitor-fail" for s in nemesis.schedule(5, 600, list(cluster.NODES), ["g1-a"]))
+    c = MonitorCluster(str(tmp_path))
+    plan = [{"at": 0.0, "kind": "monitor-fail", "target": "nsa-a", "duration": 0.3, "pick": 0.0}]
+    nem = nemesis.Nemesis(c, plan, str(tmp_path / "timeline.jsonl"))
+    seen = []
+
+    def look():  # whether the fault file exists, while the fault lasts
+        for _ in range(4):
+            seen.append((tmp_path / "monitor-fail.nsa-b").exists())
+            time.sleep(0.05)
+    t = threading.Thread(target=look)
+    t.start()
+    nem.run(time.monotonic())
+    nem.close()
+    t.join()
+    log = [json.loads(x) for x in (tmp_path / "timeline.jsonl").read_text().splitlines()]
+    assert [(e["phase"], e["target"]) for e in log] == [("fault", "nsa-b"), ("restore", "nsa-b")]
+    assert log[1]["t"] - log[0]["t"] >= 0.3 and True in seen and not (tmp_path / "monitor-fail.nsa-b").exists()
+    # The unit whose monitor fails is not a healthy one: no gap while only it could be ACTIVE.
+    ivs = {"nsa-a": [("ACTIVE", 1.0, 10)], "nsa-b": [("ACTIVE", 5.0 + checker.MAX_GAP + 1, 20)]}
+    watcher = [("UP", "nsa-a", 10, 1.0), ("DOWN", "nsa-a", 10, 5.0), ("UP", "nsa-b", 20, 5.0 + checker.MAX_GAP + 1)]
+    timeline = [{"phase": "fault", "kind": "monitor-fail", "target": "nsa-a", "t": 4.9},
+                {"phase": "restore", "fault": "monitor-fail", "target": "nsa-a", "t": 60.0},
+                {"phase": "fault", "kind": "halod-stop", "target": "n1", "pid": 1, "t": 4.9},
+                {"phase": "restore", "fault": "halod-stop", "target": "n1", "pid": 1, "t": 60.0}]
+    assert kinds(nsa_run(tmp_path, ivs, watcher, timeline=timeline))[0] == []
+    assert kinds(nsa_run(tmp_path, ivs, watcher, timeline=timeline[2:]))[0] == ["gap"]

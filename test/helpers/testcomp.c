@@ -58,9 +58,10 @@
  *                       what halod accepts depends on where the process is
  *   intervals           log when this process holds an ACTIVE assignment, for an external
  *                       checker (test/chaos): "ACTIVE <ns> <pid> <csi>" before answering the
- *                       CSI set ACTIVE, "END <ns> <pid> <why>" before answering whatever ends
- *                       it (STANDBY, QUIESCED, the QUIESCING completion, a removal, terminate,
- *                       exit), <ns> on CLOCK_MONOTONIC, one O_APPEND write(2) each, to
+ *                       CSI set ACTIVE, "END <ns> <pid> <why> <csi>" before answering whatever
+ *                       ends it (STANDBY, QUIESCED, the QUIESCING completion, a removal,
+ *                       terminate, exit; one line per CSI it held), <ns> on CLOCK_MONOTONIC,
+ *                       one O_APPEND write(2) each, to
  *                       $TESTCOMP_LOG.<comp>.intervals.  With $TESTCOMP_WATCH (a Unix stream
  *                       socket's path) it first connects there and sends "<comp> <pid>\n", and
  *                       keeps the connection open: the checker sees its end when the process
@@ -116,8 +117,8 @@ static char report_comp[256]; /* the component the error report is for; "" = thi
 static bool segv_on_active, proxy;
 static long long segv_at;      /* ms, 0 = none */
 static int *volatile null_ptr; /* volatile: the compiler cannot know it is NULL and make the store a trap */
-static int intervals_fd = -1;  /* intervals: the log, and whether an ACTIVE line has no END yet */
-static bool holds_active;
+static int intervals_fd = -1;  /* intervals: the log, and the CSIs whose ACTIVE line has no END yet */
+static char held_csis[16][256];
 static bool amf_hc;
 static bool quiesce_hold;
 static char quiesce_hold_file[4096];
@@ -151,19 +152,38 @@ static void logf_(const char *fmt, ...) {
         (void)!write(log_fd, line, (size_t)n);
 }
 
-/* intervals: one line per change of "this process holds ACTIVE", written before halod hears of it. */
-static void interval(bool active, const char *what) {
+static void interval_line(const char *kind, const char *what, const char *csi) {
     struct timespec ts;
     char line[512];
 
-    if (intervals_fd < 0 || holds_active == active)
-        return;
-    holds_active = active;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int n = snprintf(line, sizeof(line), "%s %lld %d %s\n", active ? "ACTIVE" : "END",
-                     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, (int)getpid(), what);
+    int n = snprintf(line, sizeof(line), "%s %lld %d %s%s%s\n", kind, (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
+                     (int)getpid(), what, csi ? " " : "", csi ?: "");
     if (n > 0 && n < (int)sizeof(line))
         (void)!write(intervals_fd, line, (size_t)n);
+}
+
+/* intervals: one line per change of "this process holds csi ACTIVE", written before halod hears
+ * of it; an end with no csi ends every CSI held. */
+static void interval(bool active, const char *csi, const char *what) {
+    if (intervals_fd < 0)
+        return;
+    for (size_t i = 0; i < sizeof(held_csis) / sizeof(held_csis[0]); i++) {
+        if (!held_csis[i][0] || (csi && strcmp(held_csis[i], csi) != 0))
+            continue;
+        if (active)
+            return; /* held already */
+        interval_line("END", what, held_csis[i]);
+        held_csis[i][0] = '\0';
+    }
+    if (!active || !csi)
+        return;
+    for (size_t i = 0; i < sizeof(held_csis) / sizeof(held_csis[0]); i++)
+        if (!held_csis[i][0]) {
+            snprintf(held_csis[i], sizeof(held_csis[i]), "%s", csi);
+            interval_line("ACTIVE", csi, NULL);
+            return;
+        }
 }
 
 /* intervals: a connection to the checker's watcher, held open until this process ends. */
@@ -230,15 +250,15 @@ static void csi_set(halo *h, halo_invocation inv, halo_ha_state state, const hal
             quiescing = inv;
             return;
         }
-        interval(false, "QUIESCING-done");
+        interval(false, csi->csi_name, "QUIESCING-done");
         halo_quiescing_complete(h, inv, 0);
         return;
     }
     int r = state == HALO_HA_ACTIVE && refuse_active ? -EIO : 0;
     if (state == HALO_HA_ACTIVE && r == 0)
-        interval(true, csi->csi_name ?: "-");
+        interval(true, csi->csi_name ?: "-", NULL);
     else if (state != HALO_HA_ACTIVE)
-        interval(false, halo_ha_state_to_string(state));
+        interval(false, csi->csi_name, halo_ha_state_to_string(state));
     halo_response(h, inv, r);
     if (state == HALO_HA_ACTIVE && error_report && r == 0)
         report_at = now_ms() + 200;
@@ -260,7 +280,7 @@ static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const 
     const char *was = speak_for(comp);
     logf_("CSI_REMOVE %s", csi ?: "-");
     me = was;
-    interval(false, "REMOVE");
+    interval(false, csi, "REMOVE");
     halo_response(h, inv, 0);
 }
 
@@ -275,7 +295,7 @@ static void on_terminate(halo *h, halo_invocation inv, const char *comp, void *u
     logf_("TERMINATE");
     if (ignore_terminate)
         return;
-    interval(false, "TERMINATE");
+    interval(false, NULL, "TERMINATE");
     halo_response(h, inv, 0);
     terminated = true;
 }
@@ -577,7 +597,7 @@ int main(void) {
         if (halo_dispatch(h, HALO_DISPATCH_ALL) < 0)
             break;
     }
-    interval(false, "EXIT");
+    interval(false, NULL, "EXIT");
     halo_close(h);
     free(modes);
     return 0;

@@ -243,6 +243,38 @@ def test_no_unit_is_given_active_while_a_stray_resource_is_being_stopped(halod_f
     assert h.stop() == 0
 
 
+def test_two_nodes_a_failed_resource_is_stopped_before_the_other_node_starts_its_own(etcd, halod_factory, tmp_path,
+                                                                                       flaky):
+    """Unit a on n1, b on n2, over etcd: the ACTIVE's monitor fails on the node that is not the
+    coordinator, and its stop (the failure's cleanup) takes a second; the coordinator's node
+    starts its resource only once that stop has ended
+    (the failed unit is published fenced only then; the chaos checker's seed 202 saw 26 ms of
+    both resources started)."""
+    yaml_text = flaky_yaml(flaky, tmp_path).replace("a: {}, b: {}", "a: {node: n1}, b: {node: n2}")
+    yaml_text = "cluster: test\nnodes: {n1: {}, n2: {}}\n" + yaml_text
+    hs = {n: halod_factory(yaml_text, name=n, extra_args=["--node", n, "--etcd", etcd.endpoints,
+                                                          "--lease-ttl", "3"]).start() for n in ("n1", "n2")}
+    wait_for(lambda: settled(hs["n1"]) and settled(hs["n2"]), timeout=20, what="si assigned")
+    # The failing unit is the other node's: the coordinator learns of its fence from the store.
+    coord = hs["n1"].status()["coordinator"]
+    active, standby = ("b", "a") if coord == "n1" else ("a", "b")
+    if settled(hs[coord])[0] != active:
+        hs[coord].ctl("switchover", "si")
+        wait_for(lambda: settled(hs["n1"]) == (active, standby) and settled(hs["n2"]) == (active, standby),
+                 timeout=20, what=f"{active} ACTIVE")
+    (tmp_path / f"stop-slow-{active}").touch()
+    os.unlink(tmp_path / "log")
+    (tmp_path / f"monitor-fails-{active}").touch()
+
+    def log():
+        return [line.split()[:2] for line in open(tmp_path / "log")]
+    wait_for(lambda: os.path.exists(tmp_path / f"up-{standby}") and ["stopped", active] in log(), timeout=20,
+             what=f"{standby}'s resource started, {active}'s stopped")
+    log = log()
+    assert log.index(["stopped", active]) < log.index(["start", standby]), log
+    assert hs["n1"].stop() == 0 and hs["n2"].stop() == 0
+
+
 def settled(h):
     """(active, standby) once h sees si fully assigned with nothing pending."""
     s = h.si("si")

@@ -33,12 +33,12 @@ static void su_fence_done(struct su *su) {
     struct sg *sg = su->sg;
     bool any = false;
     uv_timer_stop(&su->fence_timer);
-    amf_notify_su(su, AMF_SU_STATE);
     for (size_t i = 0; i < sg->n_sis; i++)
         if (sg->sis[i].fencing == su) {
             sg->sis[i].fencing = NULL;
             any = true;
         }
+    amf_notify_su(su, AMF_SU_STATE); /* now fenced (amf_su_fenced()): published so */
     if (any && su->amf->deciding)
         amf_sg_evaluate(sg);
 }
@@ -49,6 +49,16 @@ static void on_fence_timeout(uv_timer_t *t) {
               "failing over anyway",
               su->name);
     su_fence_done(su);
+}
+
+bool amf_su_fenced(const struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (su->comps[i].proc && !proc_has_exited(su->comps[i].proc))
+            return false;
+    for (size_t i = 0; i < su->sg->n_sis; i++)
+        if (su->sg->sis[i].fencing == su)
+            return false;
+    return true;
 }
 
 void amf_su_failure_settled(struct su *su) {

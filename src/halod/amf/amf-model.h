@@ -263,6 +263,10 @@ static inline bool amf_su_restarting(const struct su *su) {
     return false;
 }
 
+/* Whether nothing of this node's unit may still hold what it held: none of its processes
+ * runs, and no SI waits for it to be fenced (its cleanup command or OCF stop still to run,
+ * amf_su_failover()).  Published to the other nodes as the unit's "fenced". */
+bool amf_su_fenced(const struct su *su);
 /* Whether the unit can take an assignment now (on another node: as its node last published). */
 bool amf_su_in_service(const struct su *su);
 /* Whether the unit keeps what it holds: in service, or restarting in place after a component failure. */

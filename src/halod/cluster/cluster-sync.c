@@ -234,10 +234,7 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
     int64_t lease = cluster_lease(s->cluster);
     if (!pb || !lease)
         return;
-    bool fenced = true; /* none of its processes runs (an ended one may not be reaped yet) */
-    for (size_t i = 0; i < su->n_comps; i++)
-        if (su->comps[i].proc && !proc_has_exited(su->comps[i].proc))
-            fenced = false;
+    bool fenced = amf_su_fenced(su); /* an ended process may not be reaped yet; a cleanup must have run */
     struct su_remote now = {
         .known = true,
         .in_service = amf_su_keeps(su) || su->adopting, /* adopted or restarting in place: it still serves */
