@@ -526,6 +526,19 @@ static int pair_gen(struct fixture *f, enum key_dir dir, const char *si, const c
     return atoi(v + strlen("\"gen\":"));
 }
 
+/* This node, deposed, learns it, fences itself (a's restarted process c is killed and reaped) and
+ * rejoins under a lease other than lease, as a node that does not decide. */
+static void deposed_fences_and_rejoins(struct fixture *f, struct comp *c, int64_t lease) {
+    for (int i = 0; i < 100 && (cluster_lease(f->cluster) == 0 || cluster_lease(f->cluster) == lease); i++) {
+        run_for(f, 20);
+        if (c->proc && c->proc->killed == SIGKILL)
+            fake_proc_exit(c->proc, SIGKILL);
+    }
+    ASSERT(cluster_lease(f->cluster) != 0 && cluster_lease(f->cluster) != lease);
+    ASSERT(!cluster_is_coordinator(f->cluster));
+    run_for(f, 100);
+}
+
 /*
  * The coordinator (this node) is deposed before it knows it: its halod was
  * stopped, its lease ran out, another node leads.  Still believing it decides,
@@ -571,22 +584,61 @@ TEST(cluster_sync_forgets_its_unwritten_decisions_once_deposed) {
     as = amf_si_find_su(si, b);
     ASSERT(as && as->pending && as->target == HALO_HA_ACTIVE && as->gen > (uint64_t)gen);
 
-    /* It learns it, fences itself (a's restarted process is killed and
-     * reaped) and rejoins under a new lease. */
-    for (int i = 0; i < 100 && (cluster_lease(f.cluster) == 0 || cluster_lease(f.cluster) == lease); i++) {
-        run_for(&f, 20);
-        if (c->proc && c->proc->killed == SIGKILL)
-            fake_proc_exit(c->proc, SIGKILL);
-    }
-    ASSERT(cluster_lease(f.cluster) != 0 && cluster_lease(f.cluster) != lease);
-    ASSERT(!cluster_is_coordinator(f.cluster));
-    run_for(&f, 100);
+    /* It learns it, fences itself and rejoins under a new lease. */
+    deposed_fences_and_rejoins(&f, c, lease);
     ASSERT_EQ(pair_gen(&f, KEY_TARGET, "si", "b"), gen); /* the refused write is not in the store */
     as = amf_si_find_su(si, b);
     if (!as || as->pending || !as->confirmed || as->state != HALO_HA_STANDBY || as->gen != (uint64_t)gen)
         CHECK_FAIL("this node's view of b is not the store's (STANDBY, gen %d): %s%s, gen %llu", gen,
                    as ? halo_ha_state_to_string(as->state) : "none", as && as->pending ? " (pending)" : "",
                    as ? (unsigned long long)as->gen : 0ULL);
+    fixture_stop(&f);
+}
+
+/*
+ * The same, for a pair the store has no key of: the new coordinator withdrew b (deleted its target and
+ * confirmation) before this node, deposed without knowing it yet, decided b ACTIVE.  The refused write
+ * leaves no key that a read again could take: the decision stayed pending in this node's view for good
+ * (chaos seed 15 --cut: an SI shown with a unit pending that no node would ever confirm).
+ */
+TEST(cluster_sync_drops_its_unwritten_decision_for_a_pair_the_store_lacks) {
+    struct fixture f = {0};
+    struct comp *c = coordinator_with_a_standby(&f);
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *b = amf_find_su(f.amf, "b");
+    int64_t l2 = n2_back_under_a_new_lease(&f); /* a is made ACTIVE, b STANDBY, which n2 confirms */
+    run_for(&f, 50);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    run_for(&f, 50);
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"STANDBY\",\"gen\":%d,\"lease\":%lld}",
+             pair_gen(&f, KEY_TARGET, "si", "b"), (long long)l2);
+    put(&f, KEY_CONFIRMED, "si", "b", v, 0);
+    run_for(&f, 50);
+    char leader[STORE_KEY_MAX], target[STORE_KEY_MAX], confirmed[STORE_KEY_MAX];
+    ASSERT(key_leader(leader, f.prefix) >= 0);
+    ASSERT(key_pair(target, f.prefix, KEY_TARGET, "si", "b") >= 0);
+    ASSERT(key_pair(confirmed, f.prefix, KEY_CONFIRMED, "si", "b") >= 0);
+    bool deleted = false, put_done = false, t_gone = false, c_gone = false;
+    /* Seen while this node decides: its own view stands (a coordinator takes no target from the store). */
+    ASSERT_OK(store_delete(f.store, target, on_done, &t_gone));
+    ASSERT_OK(store_delete(f.store, confirmed, on_done, &c_gone));
+    run_for(&f, 50);
+    ASSERT(cluster_is_coordinator(f.cluster) && amf_si_find_su(si, b));
+    ASSERT_OK(store_delete(f.store, leader, on_done, &deleted));
+    ASSERT_OK(store_put(f.store, leader, "{\"node\":\"n2\"}", 13, l2, on_done, &put_done));
+    int64_t lease = cluster_lease(f.cluster);
+    fake_proc_exit(c->proc, 9); /* a fails: this node, deciding still, makes b ACTIVE; its write is refused */
+    struct assignment *as = amf_si_find_su(si, b);
+    ASSERT(as && as->pending && as->target == HALO_HA_ACTIVE);
+    deposed_fences_and_rejoins(&f, c, lease);
+    struct got g;
+    ASSERT_STREQ(pair(&f, KEY_TARGET, "si", "b", &g), ""); /* the refused write is not in the store */
+    as = amf_si_find_su(si, b);
+    if (as && as->pending)
+        CHECK_FAIL("this node's view keeps its unwritten %s of b pending (gen %llu); the store has no key",
+                   halo_ha_state_to_string(as->target), (unsigned long long)as->gen);
     fixture_stop(&f);
 }
 

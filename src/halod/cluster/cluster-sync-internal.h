@@ -72,6 +72,7 @@ struct cluster_sync {
     struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
     size_t n_unwritten;
     int64_t doom_rev; /* the revision of the last doom/<node> seen: its deletions are proven fences */
+    int64_t seen_rev; /* the newest mod revision of a key handled (read or watched) */
 };
 
 void cluster_sync__unref(struct cluster_sync *s);

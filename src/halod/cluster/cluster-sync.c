@@ -264,16 +264,21 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
 
 static void on_read_again(store *st, int error, const store_result *r, void *userdata);
 
-static void read_again(struct cluster_sync *s, enum key_dir d, const char *what) {
+/* Reads the keys of dir d again; cb takes them (on_read_again(), unless told otherwise). */
+static void read_again_with(struct cluster_sync *s, enum key_dir d, const char *what, store_cb cb) {
     char key[STORE_KEY_MAX];
     if (key_dir(key, s->prefix, d) < 0)
         return;
     s->refs++;
-    int r = store_range(s->store, key, on_read_again, s);
+    int r = store_range(s->store, key, cb, s);
     if (r < 0) {
         s->refs--;
         log_warning_errno(r, "Failed to read %s: %m", what);
     }
+}
+
+static void read_again(struct cluster_sync *s, enum key_dir d, const char *what) {
+    read_again_with(s, d, what, on_read_again);
 }
 
 static void on_sg_changed(void *userdata, struct sg *sg) {
@@ -530,6 +535,8 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
 static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) {
     const char *rest;
     size_t len;
+    if (kv->mod_revision > s->seen_rev)
+        s->seen_rev = kv->mod_revision;
     int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
     if (d != KEY_ADMIN && d != KEY_NODES && d != KEY_SUSTATE && d != KEY_TARGET && d != KEY_CONFIRMED &&
         d != KEY_CDB_ALONE && d != KEY_DOOM && d != KEY_ADMINSTATE)
@@ -693,10 +700,59 @@ int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *
  * confirmed) and show the SI without its ACTIVE: the targets and their
  * confirmations are read again, and the store's win (amf_target()).
  */
+static void on_resync_targets(store *st, int error, const store_result *r, void *userdata);
+
+static void resync_targets(struct cluster_sync *s) {
+    read_again_with(s, KEY_TARGET, "the targets after this node stopped deciding", on_resync_targets);
+}
+
+/* Whether r holds the target key of si and su. */
+static bool read_has_target(struct cluster_sync *s, const store_result *r, const struct si *si, const struct su *su) {
+    char key[STORE_KEY_MAX];
+    int n = key_pair(key, s->prefix, KEY_TARGET, si->name, su->name);
+    for (size_t i = 0; n >= 0 && i < r->n_kvs; i++)
+        if (r->kvs[i].key_len == (size_t)n && memcmp(r->kvs[i].key, key, (size_t)n) == 0)
+            return true;
+    return false;
+}
+
+/* The targets read again after this node stopped deciding: the store's win.  A decision of ours for
+ * another node's unit whose pair has no key at all was never written (the guarded write of a deposed
+ * coordinator is refused): nothing would ever overwrite or confirm it, and it would stay pending in
+ * this node's view for good (chaos seed 15 --cut: an SI shown with a third unit pending).  It is
+ * dropped, once the read is at least as new as everything the watch brought. */
+static void on_resync_targets(store *st, int error, const store_result *r, void *userdata) {
+    struct cluster_sync *s = userdata;
+    if (error < 0 && error != -ECANCELED)
+        log_warning_errno(error, "Failed to read the targets again: %m");
+    for (size_t i = 0; error >= 0 && s->amf && i < r->n_kvs; i++)
+        handle_kv(s, &r->kvs[i], false);
+    if (error >= 0 && s->amf && r->revision < s->seen_rev)
+        resync_targets(s); /* the watch is ahead of this read: a key it lacks may be newer */
+    else if (error >= 0 && s->amf) {
+        size_t n_sgs;
+        struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+        for (size_t g = 0; g < n_sgs; g++)
+            for (size_t i = 0; i < sgs[g].n_sis; i++)
+                for (size_t u = 0; u < sgs[g].n_sus; u++) {
+                    struct si *si = &sgs[g].sis[i];
+                    struct su *su = &sgs[g].sus[u];
+                    struct assignment *as = amf_si_find_su(si, su);
+                    if (as && !su->local && as->pending && !read_has_target(s, r, si, su)) {
+                        log_info("Dropping '%s' on '%s' from this node's view: decided here as the coordinator, "
+                                 "never written",
+                                 si->name, su->name);
+                        amf_target_deleted(si, su);
+                    }
+                }
+    }
+    cluster_sync__unref(s);
+}
+
 static void resync(struct cluster_sync *s) {
     if (!s->decided)
         return;
-    read_again(s, KEY_TARGET, "the targets after this node stopped deciding");
+    resync_targets(s);
     read_again(s, KEY_CONFIRMED, "the confirmations after this node stopped deciding");
 }
 
