@@ -11,6 +11,7 @@
  * each failover once.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 
 #include "macro.h"
@@ -31,11 +32,23 @@ struct metrics_si {
     uint64_t failovers[_REASON_MAX];
 };
 
+/* One failover as this node saw it, for the status document's "failovers" (the live page). */
+struct metrics_failover {
+    const struct si *si;
+    const struct su *from, *to;
+    enum reason reason; /* known on the deciding node only */
+    bool counted;       /* this node decided it, and counted it in halo_failovers_total */
+    double seconds;
+    usec_t at; /* wall clock, when the new ACTIVE was confirmed */
+};
+
 struct metrics {
     struct amf *amf;
     struct metrics_si *sis;
     size_t n_sis;
-    uint64_t counts[ELEMENTSOF(buckets)]; /* observations <= buckets[i] (not cumulative) */
+    struct metrics_failover recent[METRICS_RECENT_FAILOVERS]; /* a ring, the newest at recent[n_recent - 1] */
+    uint64_t n_recent;                                        /* recorded in all; the ring keeps the last ones */
+    uint64_t counts[ELEMENTSOF(buckets)];                     /* observations <= buckets[i] (not cumulative) */
     uint64_t n_observed;
     double sum;
 };
@@ -109,9 +122,20 @@ static void look(struct metrics *mt, struct metrics_si *ms) {
     }
     if (!next)
         return;
-    if (ms->lost_at && amf_deciding(mt->amf)) {
-        ms->failovers[ms->reason]++;
-        observe(mt, (double)(now - ms->lost_at) / USEC_PER_SEC);
+    if (ms->lost_at) {
+        double seconds = (double)(now - ms->lost_at) / USEC_PER_SEC;
+        bool deciding = amf_deciding(mt->amf);
+        mt->recent[mt->n_recent++ % METRICS_RECENT_FAILOVERS] = (struct metrics_failover){.si = si,
+                                                                                          .from = ms->active,
+                                                                                          .to = next,
+                                                                                          .reason = ms->reason,
+                                                                                          .counted = deciding,
+                                                                                          .seconds = seconds,
+                                                                                          .at = now_realtime_usec()};
+        if (deciding) {
+            ms->failovers[ms->reason]++;
+            observe(mt, seconds);
+        }
     }
     ms->active = next;
     ms->lost_at = 0;
@@ -189,6 +213,20 @@ struct metrics *metrics_free(struct metrics *mt) {
     free(mt->sis);
     free(mt);
     return NULL;
+}
+
+json_t *metrics_failovers_json(const struct metrics *mt) {
+    json_t *a = json_array();
+    uint64_t n = mt ? MIN(mt->n_recent, (uint64_t)METRICS_RECENT_FAILOVERS) : 0;
+    for (uint64_t i = 0; a && i < n; i++) { /* the newest first */
+        const struct metrics_failover *f = &mt->recent[(mt->n_recent - 1 - i) % METRICS_RECENT_FAILOVERS];
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:b, s:f, s:f}", "sg", f->si->sg->name,
+                                           "si", f->si->name, "from", f->from->name, "from_node", f->from->cfg->node,
+                                           "to", f->to->name, "to_node", f->to->cfg->node, "reason",
+                                           f->counted ? json_string(reason_names[f->reason]) : json_null(), "counted",
+                                           f->counted, "seconds", f->seconds, "at", (double)f->at / USEC_PER_SEC));
+    }
+    return a;
 }
 
 /* ---- the exposition ---- */

@@ -102,6 +102,8 @@ char *status_json(struct manager *m) {
     json_t *cdb = root ? cdb_json(m) : NULL;
     if (cdb)
         json_object_set_new(root, "cdb", cdb);
+    if (root) /* the failovers this node saw, for the live page (docs/http.md) */
+        json_object_set_new(root, "failovers", metrics_failovers_json(m->metrics));
     if (root) /* this node's own administrative state (haloctl admin lock node:NAME) */
         json_object_set_new(root, "node_admin", json_string(amf_node_admin(m->amf)));
     if (root)

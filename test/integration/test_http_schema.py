@@ -56,6 +56,9 @@ pools:
 def test_docs_name_every_path_halod_serves():
     with open(os.path.join(SRC, "halod", "io", "http.c")) as f:
         paths = set(re.findall(r'\{"(/[a-z0-9/-]*)", ROUTE_', f.read()))
+    with open(os.path.join(SRC, "halod", "meson.build")) as f:  # the live page's files (tools/embed-files)
+        paths |= set(re.findall(r"'(/[a-z0-9/.]*)=@INPUT", f.read()))
+    assert {"/ui", "/ui/app.js"} <= paths
     assert {"/v1/status", "/v1/events", "/metrics", "/v1/log-level"} <= paths
     with open(os.path.join(DOCS, "http.md")) as f:
         doc = f.read()

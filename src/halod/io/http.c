@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "http-assets.h"
 #include "http-auth.h"
 #include "http-conns.h"
 #include "listener.h"
@@ -348,6 +349,7 @@ enum route {
     ROUTE_ENTRYPOINT,
     ROUTE_HEALTH,
     ROUTE_LOG_LEVEL,
+    ROUTE_ASSET, /* a file of the live page (http-assets.h) */
 };
 
 static const struct {
@@ -440,6 +442,28 @@ static enum MHD_Result respond_error_full(struct http_server *s, struct MHD_Conn
 static enum MHD_Result respond_error(struct http_server *s, struct MHD_Connection *mc, unsigned code, const char *error,
                                      const char *message) {
     return respond_error_full(s, mc, code, error, message, NULL, false);
+}
+
+/* The live page's files: read-only, no token; scripts and styles only from halod itself (no inline
+ * script, no other origin), never framed, no referrer sent on. */
+#define UI_CSP                                                                                                   \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri " \
+    "'none'; form-action 'none'"
+
+static enum MHD_Result serve_asset(struct http_server *s, struct MHD_Connection *mc, const struct http_asset *a) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->type) == MHD_YES &&
+              MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") == MHD_YES &&
+              MHD_add_response_header(resp, "Content-Security-Policy", UI_CSP) == MHD_YES &&
+              MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES &&
+              MHD_add_response_header(resp, "Referrer-Policy", "no-referrer") == MHD_YES;
+    enum MHD_Result r = ok ? MHD_queue_response(mc, MHD_HTTP_OK, resp) : MHD_NO;
+    MHD_destroy_response(resp);
+    if (r == MHD_YES)
+        count_code(s, MHD_HTTP_OK);
+    return r;
 }
 
 /* Maps a handler's failure to its answer. */
@@ -640,6 +664,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     for (size_t i = 0; i < ELEMENTSOF(routes) && route == ROUTE_NONE; i++)
         if (streq(url, routes[i].path))
             route = routes[i].route;
+    const struct http_asset *asset = NULL;
+    for (size_t i = 0; i < http_n_assets && route == ROUTE_NONE; i++)
+        if (streq(url, http_assets[i].path)) {
+            asset = &http_assets[i];
+            route = ROUTE_ASSET;
+        }
     if (route == ROUTE_NONE)
         return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
 
@@ -683,6 +713,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         if (!s->h.log_level)
             return respond_error(s, mc, MHD_HTTP_NOT_FOUND, "not_found", "not provided by this node");
         return serve_log_levels(s, mc);
+    case ROUTE_ASSET:
+        return serve_asset(s, mc, asset);
     case ROUTE_NONE:
         break;
     }
