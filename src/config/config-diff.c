@@ -33,11 +33,15 @@ static const char *scalar_text(const yaml_node_t *n) {
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
+/* Whether path (6 segments or more) starts with service-groups.SG.service-instances.SI.csis.CSI. */
+static bool path_is_csi(const char *const *path) {
+    return streq(path[0], "service-groups") && streq(path[2], "service-instances") && streq(path[4], "csis");
+}
+
 /* Whether path (depth segments) is service-groups.SG.service-instances.SI.csis.CSI.attributes[...]:
  * a change there is carried out by a CSI set. */
 static bool path_is_csi_attributes(const char *const *path, size_t depth) {
-    return depth >= 7 && streq(path[0], "service-groups") && streq(path[2], "service-instances") &&
-           streq(path[4], "csis") && streq(path[6], "attributes");
+    return depth >= 7 && path_is_csi(path) && streq(path[6], "attributes");
 }
 
 static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t *at) {
@@ -70,8 +74,10 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
         c->service_group = true;
         if (!(c->sg = strdup(w->path[1])))
             w->error = -ENOMEM;
-    } else if (path_is_csi_attributes(w->path, w->depth)) {
-        c->csi_attributes = true;
+    } else if (path_is_csi_attributes(w->path, w->depth) ||
+               (w->depth == 6 && path_is_csi(w->path) && kind != CONFIG_CHANGE_CHANGED)) {
+        c->csi_attributes = w->depth > 6;
+        c->whole_csi = w->depth == 6;
         c->sg = strdup(w->path[1]);
         c->si = strdup(w->path[3]);
         c->csi = strdup(w->path[5]);

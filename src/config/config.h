@@ -323,6 +323,8 @@ struct config_change {
     bool csi_attributes;
     /* A whole service group added or removed (the key service-groups.SG): sg is its name. */
     bool service_group;
+    /* A CSI added to or removed from an SI of both (service-groups.SG.service-instances.SI.csis.CSI). */
+    bool whole_csi;
     char *sg, *si, *csi;
 };
 

@@ -3,7 +3,8 @@
  * Reloading the description (SIGHUP, haloctl reload): the file is loaded and verified as at
  * start, compared with the running one key by key (config_diff()), and applied only when every
  * change can be applied live; else the whole reload is refused and the running description
- * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()).
+ * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
+ * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (one node).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -66,6 +67,14 @@ static const struct config_sg *find_sg(const struct config *c, const char *name)
     return NULL;
 }
 
+static const struct config_si *find_si(const struct config *c, const char *sg, const char *si) {
+    const struct config_sg *g = find_sg(c, sg);
+    for (size_t i = 0; g && i < g->n_sis; i++)
+        if (streq(g->sis[i].name, si))
+            return &g->sis[i];
+    return NULL;
+}
+
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
     if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
@@ -77,6 +86,16 @@ static const char *refusal(struct manager *m, const struct config *new, const st
         if (sg && sg->cdb_roles)
             return "a cdb-roles group cannot be added live (restart halod to apply it)";
         return NULL;
+    }
+    if (ch->whole_csi) {
+        const struct config_si *si = find_si(new, ch->sg, ch->si);
+        int r = m->cluster ? 0 : si ? amf_si_csis_check(m->amf, ch->si, si) : -HALO_EUNKNOWN;
+        return m->cluster         ? "a CSI is added to or removed from a service instance live on one node only "
+                                    "(restart halod to apply it)"
+               : r == -EBUSY      ? "its service instance is changing its assignments; reload again later"
+               : r == -EOPNOTSUPP ? "its component is not SA-aware: cannot be applied live (restart halod to apply it)"
+               : r < 0            ? "its service instance is not found"
+                                  : NULL;
     }
     if (!ch->csi_attributes)
         return "cannot be applied live (restart halod to apply it)";
@@ -126,6 +145,25 @@ static size_t apply_attributes(struct manager *m, const struct config *new, cons
     return r > 0 ? (size_t)r : 0;
 }
 
+/* The SIs that gained or lost a CSI take their CSIs from the new running description (m->config):
+ * the count of CSI sets and removes sent. */
+static size_t apply_csis(struct manager *m, const struct config_diff *d) {
+    size_t sent = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        bool seen = false; /* several CSIs of one SI: once */
+        for (size_t j = 0; j < i; j++)
+            seen = seen || (d->changes[j].whole_csi && streq(d->changes[j].si, ch->si));
+        if (!ch->whole_csi || seen)
+            continue;
+        int r = amf_si_csis_reload(m->amf, ch->si, find_si(m->config, ch->sg, ch->si));
+        if (r < 0)
+            log_warning_errno(r, "Service instance '%s': cannot send its CSIs added or removed: %m", ch->si);
+        sent += r > 0 ? (size_t)r : 0;
+    }
+    return sent;
+}
+
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
  * existing objects still point into it. */
 static int retire(struct manager *m, struct config **new) {
@@ -141,7 +179,7 @@ static int retire(struct manager *m, struct config **new) {
 /* Applies d (checked): the new attributes go to their holders, new groups start. */
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
-    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -150,12 +188,13 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
                             streq(d->changes[j].csi, ch->csi));
         n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
         n_removed += ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED;
+        n_whole += ch->whole_csi;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
-    if (n_sgs == 0 && n_removed == 0) {
+    if (n_sgs == 0 && n_removed == 0 && n_whole == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -170,6 +209,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
+        n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
     char text[256] = "";
@@ -182,6 +222,10 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
     if (n_csis)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
                               n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");
+    if (n_whole)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              ", %zu CSI%s added or removed, %zu CSI set%s or remove%s sent", n_whole,
+                              n_whole == 1 ? "" : "s", n_calls, n_calls == 1 ? "" : "s", n_calls == 1 ? "" : "s");
     summary = strdup(n ? text + 2 : "no change");
     if (!summary)
         return -ENOMEM;

@@ -237,6 +237,50 @@ def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
     assert csi_sets(log, standby)[-1][3] == "ACTIVE" and "port=7701" in csi_sets(log, standby)[-1]
 
 
+def with_csi(text, line):
+    """text with one more CSI line in s (after c)."""
+    c = "          c: {attributes: {port: 7700, bind: 127.0.0.1}}\n"
+    assert c in text
+    return text.replace(c, c + line)
+
+
+def test_a_csi_added_to_or_removed_from_an_si_goes_to_its_holders_alone(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, with_csi(yaml(log), "          c2: {attributes: {mode: fast}}\n"))
+    r = h.ctl("reload")
+    assert "applied: 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: len(events(log, active)) > n[active] and len(events(log, standby)) > n[standby],
+             what="the holders' CSI sets of c2")
+    new = events(log, active)[n[active]:]
+    assert [e[1:5] for e in new] == [["CSI_SET", "c2", "ACTIVE", "transition=1"]] and "mode=fast" in new[0]
+    new = events(log, standby)[n[standby]:]
+    assert [e[1:4] for e in new] == [["CSI_SET", "c2", "STANDBY"]] and f"active_comp={active}" in new[0]
+    assert h.si("s")["csis"] == ["c", "c2"] and h.wait_assigned("s") == (active, standby)
+    assert pids(h) == before  # nobody restarted
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}  # the others untouched
+
+    # c removed (c2 stays): a CSI remove of c to each holder, nothing else.
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+    rewrite(h, with_csi(yaml(log), "          c2: {attributes: {mode: fast}}\n").replace(
+        "          c: {attributes: {port: 7700, bind: 127.0.0.1}}\n", ""))
+    assert "applied: 1 CSI added or removed, 2 CSI sets or removes sent" in h.ctl("reload").stdout
+    wait_for(lambda: len(events(log, active)) > n[active] and len(events(log, standby)) > n[standby],
+             what="the holders' CSI removes of c")
+    assert [e[1:3] for e in events(log, active)[n[active]:]] == [["CSI_REMOVE", "c"]]
+    assert [e[1:3] for e in events(log, standby)[n[standby]:]] == [["CSI_REMOVE", "c"]]
+    assert h.si("s")["csis"] == ["c2"] and h.wait_assigned("s") == (active, standby)
+    assert pids(h) == before
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}
+
+    # The roles move by the new description: the new ACTIVE is set c2 alone.
+    n = len(csi_sets(log, standby))
+    h.ctl("switchover", "s")
+    assert h.wait_assigned("s") == (standby, active)
+    assert {e[2] for e in csi_sets(log, standby)[n:]} == {"c2"}
+
+
 def test_a_non_sa_aware_holder_is_not_told(halod_factory, tmp_path):
     """A non-SA-aware component reads its CSI's attributes when it starts: a reload
     changes the description and nothing else (its process runs on, no CSI set)."""
@@ -255,6 +299,37 @@ service-groups:
     rewrite(h, text(7701))
     assert "applied: attributes of 1 CSI changed, 0 CSI sets sent" in h.ctl("reload").stdout
     assert h.pid_of(active) == pid and h.si("s")["active"] == active
+
+
+
+def test_a_csi_of_a_non_sa_aware_component_is_not_added_or_removed_live(halod_factory, tmp_path):
+    """Its process is its assignment: it would start or stop.  Refused."""
+    log = str(tmp_path / "comp.log")
+    nsa = "{csi-types: [ty], type: non-sa-aware, command: /bin/sleep, args: ['1000']}"
+
+    def text(sis):
+        return f"""
+service-groups:
+  g:
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}"}}, csi-types: [tx]}}
+    service-units:
+      a: {{components: {{x: {{}}, n: {nsa}}}}}
+      b: {{components: {{x: {{}}, n: {nsa}}}}}
+    service-instances: {{{sis}}}
+"""
+    h = halod_factory(text("s: {csis: {c: {type: tx}, d: {type: ty}}}, t: {csis: {e: {type: tx}}}"),
+                      log_level="info").start()
+    active, _ = h.wait_assigned("s")
+    wait_for(lambda: h.pid_of(active + "/n"), what="the ACTIVE's non-SA-aware component running")
+    before = {c: h.pid_of(c) for c in ("a/x", "b/x", "a/n", "b/n")}
+    rewrite(h, text("s: {csis: {c: {type: tx}}}, t: {csis: {e: {type: tx}, d: {type: ty}}}"))  # d moves to t
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5
+    assert "'service-groups.g.service-instances.s.csis.d' removed (line 8 of the running description): its " \
+        "component is not SA-aware: cannot be applied live" in r.stderr, r.stderr
+    assert re.search(r"cluster\.yaml:8:\d+: .service-groups\.g\.service-instances\.t\.csis\.d' added: its component "
+                     r"is not SA-aware", r.stderr), r.stderr
+    assert {c: h.pid_of(c) for c in before} == before and h.si("s")["csis"] == ["c", "d"]
 
 
 def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_factory, tmp_path):
@@ -277,6 +352,10 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
     r = hs["n2"].ctl("reload", check=False)
     assert r.returncode == 5 and "removed (line 13 of the running description): a service group is removed live on " \
         "one node only" in r.stderr, r.stderr
+    rewrite(hs["n2"], with_csi(nodes_yaml(7700), "          c2: {}\n"))
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-instances.s.csis.c2' added: a CSI is added to or removed " \
+        "from a service instance live on one node only" in r.stderr, r.stderr
     rewrite(hs["n2"], nodes_yaml(7701))
     assert "applied" in hs["n2"].ctl("reload").stdout
     d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]

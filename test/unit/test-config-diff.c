@@ -11,14 +11,17 @@
 #include "macro.h"
 #include "tests.h"
 
-#define BASE                                              \
+/* A description of one group whose SI has the CSIs given (a YAML map). */
+#define WITH_CSIS(csis)                                   \
     "service-groups:\n"                                   \
     "  g:\n"                                              \
     "    component: {command: /bin/sleep, args: ['1']}\n" \
     "    service-units: {a: {}, b: {}}\n"                 \
     "    service-instances:\n"                            \
     "      si:\n"                                         \
-    "        csis: {csi: {attributes: {port: 7700, bind: 127.0.0.1}}}\n"
+    "        csis: " csis "\n"
+
+#define BASE WITH_CSIS("{csi: {attributes: {port: 7700, bind: 127.0.0.1}}}")
 
 /* Loads text from a file of its own (the description is read from a file, as halod reads it). */
 static struct config *load(const char *text) {
@@ -64,16 +67,10 @@ TEST(comments_and_key_order_are_no_change) {
 }
 
 TEST(csi_attribute_changed) {
-    struct config_diff *d = diff(BASE, "service-groups:\n"
-                                       "  g:\n"
-                                       "    component: {command: /bin/sleep, args: ['1']}\n"
-                                       "    service-units: {a: {}, b: {}}\n"
-                                       "    service-instances:\n"
-                                       "      si:\n"
-                                       "        csis: {csi: {attributes: {port: 7701, bind: 127.0.0.1, x: y}}}\n");
+    struct config_diff *d = diff(BASE, WITH_CSIS("{csi: {attributes: {port: 7701, bind: 127.0.0.1, x: y}}}"));
     ASSERT_EQ(d->n_changes, 2u);
     for (size_t i = 0; i < d->n_changes; i++) {
-        ASSERT(d->changes[i].csi_attributes);
+        ASSERT(d->changes[i].csi_attributes && !d->changes[i].whole_csi);
         ASSERT_STREQ(d->changes[i].sg, "g");
         ASSERT_STREQ(d->changes[i].si, "si");
         ASSERT_STREQ(d->changes[i].csi, "csi");
@@ -83,6 +80,24 @@ TEST(csi_attribute_changed) {
     ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_ADDED);
     ASSERT_STREQ(d->changes[1].key, "service-groups.g.service-instances.si.csis.csi.attributes.port");
     ASSERT_EQ(d->changes[1].kind, CONFIG_CHANGE_CHANGED);
+    config_diff_free(d);
+}
+
+TEST(csi_added_and_removed_within_an_si) {
+    struct config_diff *d = diff(BASE, WITH_CSIS("{other: {}}"));
+    ASSERT_EQ(d->n_changes, 2u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.service-instances.si.csis.csi");
+    ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_REMOVED);
+    ASSERT_STREQ(d->changes[0].csi, "csi");
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.service-instances.si.csis.other");
+    ASSERT_EQ(d->changes[1].kind, CONFIG_CHANGE_ADDED);
+    ASSERT_STREQ(d->changes[1].csi, "other");
+    for (size_t i = 0; i < d->n_changes; i++) {
+        ASSERT(d->changes[i].whole_csi && !d->changes[i].csi_attributes && !d->changes[i].service_group);
+        ASSERT_STREQ(d->changes[i].sg, "g");
+        ASSERT_STREQ(d->changes[i].si, "si");
+        ASSERT_EQ(d->changes[i].pos.line, 7u);
+    }
     config_diff_free(d);
 }
 
@@ -112,6 +127,6 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT_STREQ(d->changes[3].key, "service-groups.g.service-units.c");
     ASSERT_EQ(d->changes[3].kind, CONFIG_CHANGE_ADDED);
     for (size_t i = 0; i < d->n_changes; i++)
-        ASSERT(!d->changes[i].csi_attributes && (i == 0) == d->changes[i].service_group);
+        ASSERT(!d->changes[i].csi_attributes && !d->changes[i].whole_csi && (i == 0) == d->changes[i].service_group);
     config_diff_free(d);
 }

@@ -124,6 +124,18 @@ int amf_asg_send_set_comp(struct si *si, struct comp *c, struct assignment *a) {
     return send_set(si, c->su, a, HALO_CSI_NEW_ASSIGN, c);
 }
 
+int amf_asg_send_csi_remove(struct si *si, struct comp *c, const struct config_csi *csi, struct assignment *a) {
+    struct invocation *inv = amf_inv_new(c, INV_CSI_REMOVE, c->cfg->timeouts.csi_remove);
+    if (!inv)
+        return -ENOMEM;
+    inv->si = si;
+    inv->su = c->su;
+    a->pending++;
+    uint8_t buf[LINK_MSG_MAX];
+    amf_comp_send(c, buf, link_pack_csi_remove(inv->id, c->name, csi->name, HALO_CSI_TARGET_ONE, buf, sizeof(buf)));
+    return 0;
+}
+
 int amf_asg_send_remove(struct si *si, struct assignment *a) {
     struct su *su = a->su;
     for (size_t k = 0; k < si->cfg->n_csis && a->su; k++) {
@@ -140,14 +152,9 @@ int amf_asg_send_remove(struct si *si, struct assignment *a) {
         }
         if (!c || !c->conn)
             continue;
-        struct invocation *inv = amf_inv_new(c, INV_CSI_REMOVE, c->cfg->timeouts.csi_remove);
-        if (!inv)
-            return -ENOMEM;
-        inv->si = si;
-        inv->su = su;
-        a->pending++;
-        uint8_t buf[LINK_MSG_MAX];
-        amf_comp_send(c, buf, link_pack_csi_remove(inv->id, c->name, csi->name, HALO_CSI_TARGET_ONE, buf, sizeof(buf)));
+        int r = amf_asg_send_csi_remove(si, c, csi, a);
+        if (r < 0)
+            return r;
     }
     if (a->su && a->pending == 0) {
         /* Nothing to tell (no CSI, no link): removed at once. */

@@ -158,6 +158,8 @@ void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */
 int amf_asg_send_set(struct si *si, struct su *su, struct assignment *a, halo_csi_transition transition);
 int amf_asg_send_remove(struct si *si, struct assignment *a);
+/* One CSI remove of csi to c (SA-aware, linked), a step of a, c's unit's assignment of si; 0, -ENOMEM. */
+int amf_asg_send_csi_remove(struct si *si, struct comp *c, const struct config_csi *csi, struct assignment *a);
 /* One CSI set of csi (state) to c, an invocation whose answer completes a step of c's unit's assignment of si. */
 int amf_asg_send_csi_set(struct si *si, struct comp *c, const struct config_csi *csi, halo_ha_state state,
                          halo_csi_transition transition, const char *active_comp);

@@ -2,7 +2,8 @@
 /*
  * A reloaded description, as far as the AMF applies it live: a CSI whose attributes changed
  * goes again, by a CSI set with the state it holds, to the components of this node that hold
- * it; a new service group joins the model and starts.  What else a reload may change is
+ * it; a CSI added to or removed from an SI goes to (a CSI set) or leaves (a CSI remove) the
+ * components that hold the SI; a new service group joins the model and starts.  What else a reload may change is
  * decided above (manager-reload.c), which refuses it.
  */
 #define LOG_AREA LOG_AREA_AMF
@@ -14,10 +15,15 @@
 #include "log.h"
 #include "macro.h"
 
-/* Whether a holds a role that a CSI set may repeat: confirmed ACTIVE or STANDBY, nothing in flight. */
-static bool steady(const struct assignment *a) {
-    return a->su && a->su->local && a->confirmed && !a->pending && !a->removing && a->state == a->target &&
+/* Whether a, of this node, holds a confirmed ACTIVE or STANDBY that no change is taking away. */
+static bool holds(const struct assignment *a) {
+    return a->su && a->su->local && a->confirmed && !a->removing && a->state == a->target &&
            (a->state == HALO_HA_ACTIVE || a->state == HALO_HA_STANDBY);
+}
+
+/* Whether a holds a role that a CSI set may repeat: held, nothing in flight. */
+static bool steady(const struct assignment *a) {
+    return holds(a) && !a->pending;
 }
 
 int amf_csi_reload_check(struct amf *a, const char *si_name) {
@@ -59,6 +65,87 @@ int amf_csi_reload(struct amf *a, const char *si_name, const char *csi_name) {
             sent++;
     }
     return sent;
+}
+
+static const struct config_csi *csi_in(const struct config_si *cfg, const char *name) {
+    for (size_t k = 0; k < cfg->n_csis; k++)
+        if (streq(cfg->csis[k].name, name))
+            return &cfg->csis[k];
+    return NULL;
+}
+
+/* Whether csi (added or removed) is taken by a component that is not SA-aware in a unit of si's group. */
+static bool taken_by_nsa(struct si *si, const struct config_csi *csi) {
+    for (size_t u = 0; u < si->sg->n_sus; u++) {
+        struct comp *c = amf_csi_comp(&si->sg->sus[u], csi);
+        if (c && !amf_comp_sa_aware(c))
+            return true;
+    }
+    return false;
+}
+
+int amf_si_csis_check(struct amf *a, const char *si_name, const struct config_si *cfg) {
+    int r = amf_csi_reload_check(a, si_name);
+    if (r < 0)
+        return r;
+    struct si *si = amf_find_si(a, si_name);
+    for (size_t k = 0; k < si->cfg->n_csis; k++)
+        if (!csi_in(cfg, si->cfg->csis[k].name) && taken_by_nsa(si, &si->cfg->csis[k]))
+            return -EOPNOTSUPP;
+    for (size_t k = 0; k < cfg->n_csis; k++)
+        if (!csi_in(si->cfg, cfg->csis[k].name) && taken_by_nsa(si, &cfg->csis[k]))
+            return -EOPNOTSUPP;
+    return 0;
+}
+
+/* The SA-aware, linked component taking csi in a's unit when a holds its role, else NULL. */
+static struct comp *holder(struct assignment *as, const struct config_csi *csi) {
+    struct comp *c = holds(as) ? amf_csi_comp(as->su, csi) : NULL;
+    return c && amf_comp_sa_aware(c) && c->conn ? c : NULL;
+}
+
+/* To each holder of si, for each CSI of from that in lacks: a CSI set of it (add) or a CSI remove.
+ * The count sent, or -errno. */
+static int send_missing(struct si *si, const struct config_si *from, const struct config_si *in, bool add) {
+    int sent = 0;
+    for (size_t k = 0; k < from->n_csis; k++) {
+        const struct config_csi *csi = &from->csis[k];
+        for (size_t i = 0; !csi_in(in, csi->name) && i < si->n_asg; i++) {
+            struct assignment *as = &si->asg[i];
+            struct comp *c = holder(as, csi);
+            if (!c)
+                continue;
+            if (add)
+                log_info("CSI '%s' joined '%s': CSI set %s to '%s'", csi->name, si->name,
+                         halo_ha_state_to_string(as->state), c->name);
+            else
+                log_info("CSI '%s' left '%s': CSI remove to '%s'", csi->name, si->name, c->name);
+            as->pending += add;
+            int r = !add ? amf_asg_send_csi_remove(si, c, csi, as)
+                         : amf_asg_send_csi_set(si, c, csi, as->state, HALO_CSI_NEW_ASSIGN,
+                                                as->state == HALO_HA_STANDBY ? amf_asg_active_comp(si, csi) : NULL);
+            if (r < 0) {
+                as->pending -= add;
+                return r;
+            }
+            sent += as->su != NULL; /* else the send failed, which failed the unit */
+        }
+    }
+    return sent;
+}
+
+int amf_si_csis_reload(struct amf *a, const char *si_name, const struct config_si *cfg) {
+    struct si *si = amf_find_si(a, si_name);
+    if (!si)
+        return -HALO_EUNKNOWN;
+    /* The CSIs gone first, from the description the holders got; then the new ones. */
+    const struct config_si *old = si->cfg;
+    int removes = send_missing(si, old, cfg, false);
+    if (removes < 0)
+        return removes;
+    si->cfg = cfg;
+    int sets = send_missing(si, cfg, old, true);
+    return sets < 0 ? sets : removes + sets;
 }
 
 size_t amf_sg_room(const struct amf *a) {

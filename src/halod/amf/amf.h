@@ -287,6 +287,14 @@ int amf_csi_reload_check(struct amf *a, const char *si);
  * changed them in place): each of this node's SA-aware components holding it ACTIVE or STANDBY
  * gets a CSI set with the same state and the new attributes.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
 int amf_csi_reload(struct amf *a, const char *si, const char *csi);
+/* Whether si's CSIs may change to those of cfg now: 0; -EBUSY as amf_csi_reload_check(); -EOPNOTSUPP
+ * when a CSI added or removed is taken, in a unit of si's group, by a component that is not
+ * SA-aware (it would have to start or stop); -HALO_EUNKNOWN. */
+int amf_si_csis_check(struct amf *a, const char *si, const struct config_si *cfg);
+/* si's CSIs become cfg's (a description that outlives the AMF): each of this node's units holding
+ * si ACTIVE or STANDBY gets a CSI remove for each CSI gone, then a CSI set (its state; an ACTIVE's
+ * transition NEW_ASSIGN) for each CSI added.  One node only.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
+int amf_si_csis_reload(struct amf *a, const char *si, const struct config_si *cfg);
 /* A service group of config (the description the reload applies, which outlives the AMF) joins the
  * model: its units' components of this node start, and its SIs are assigned as they register.
  * One node only (the other layers of several nodes learn their units at start).  0, -ENOSPC (too
