@@ -105,13 +105,16 @@ static void put(struct fixture *f, enum key_dir dir, const char *a, const char *
 struct got {
     bool done;
     char value[512];
+    int64_t rev; /* the key's mod revision */
 };
 
 static void on_got(store *s, int error, const store_result *r, void *userdata) {
     struct got *g = userdata;
     ASSERT_OK(error);
-    if (r->n_kvs == 1)
+    if (r->n_kvs == 1) {
         snprintf(g->value, sizeof(g->value), "%.*s", (int)r->kvs[0].value_len, r->kvs[0].value);
+        g->rev = r->kvs[0].mod_revision;
+    }
     g->done = true;
 }
 
@@ -311,20 +314,26 @@ static void put_target_a(struct fixture *f, const char *state, int gen, int64_t 
  * stopped etcd member catches up) must not make the unit ACTIVE: that was one
  * of the two-ACTIVE overlaps of issue 14.  A target for the lease it holds is.
  */
-TEST(cluster_sync_ignores_a_target_for_an_earlier_lease) {
-    struct fixture f = {.n2_leads = true};
-    fixture_start(&f);
-    ASSERT_OK(cluster_start(f.cluster));
-    run_until(&f, &f.loaded);
-    ASSERT(!cluster_is_coordinator(f.cluster));
-    int64_t lease = cluster_lease(f.cluster);
-    ASSERT(lease > 0);
-
-    struct comp *c = amf_find_comp(f.amf, "a");
+/* n2 leads; this node joined, its unit a's component registered; a's component. */
+static struct comp *follower_with_a_registered(struct fixture *f) {
+    f->n2_leads = true;
+    fixture_start(f);
+    ASSERT_OK(cluster_start(f->cluster));
+    run_until(f, &f->loaded);
+    ASSERT(!cluster_is_coordinator(f->cluster));
+    ASSERT(cluster_lease(f->cluster) > 0);
+    struct comp *c = amf_find_comp(f->amf, "a");
     ASSERT(c && c->proc);
-    f.a.pid = c->pid;
-    amf_comp_register(f.amf, &f.a, 7, "a", NULL, false, false);
-    run_for(&f, 50);
+    f->a.pid = c->pid;
+    amf_comp_register(f->amf, &f->a, 7, "a", NULL, false, false);
+    run_for(f, 50);
+    return c;
+}
+
+TEST(cluster_sync_ignores_a_target_for_an_earlier_lease) {
+    struct fixture f = {0};
+    (void)follower_with_a_registered(&f);
+    int64_t lease = cluster_lease(f.cluster);
     (void)last_csi_set(&f);
 
     put_target_a(&f, "ACTIVE", 2, lease - 1);
@@ -334,6 +343,64 @@ TEST(cluster_sync_ignores_a_target_for_an_earlier_lease) {
     ASSERT_EQ(strlen(pair(&f, KEY_CONFIRMED, "si", "a", &g)), 0);
 
     put_target_a(&f, "STANDBY", 3, lease);
+    run_for(&f, 50);
+    ASSERT_EQ((int)last_csi_set(&f), HALO_HA_STANDBY);
+    fixture_stop(&f);
+}
+
+static void put_target_a_seen(struct fixture *f, const char *state, int gen, int64_t lease, int64_t seen) {
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"si\",\"su\":\"a\",\"node\":\"n1\",\"state\":\"%s\",\"gen\":%d,\"lease\":%lld,"
+             "\"seen\":%lld}",
+             state, gen, (long long)lease, (long long)seen);
+    put(f, KEY_TARGET, "si", "a", v, 0);
+}
+
+/* The revision of a's unit state in the store, and whether it says failing. */
+static int64_t sustate_a_rev(struct fixture *f, bool *failing) {
+    char key[STORE_KEY_MAX];
+    ASSERT(key_name(key, f->prefix, KEY_SUSTATE, "a") >= 0);
+    struct got g = {0};
+    ASSERT_OK(store_get(f->store, key, on_got, &g));
+    run_until(f, &g.done);
+    *failing = strstr(g.value, "\"failing\":true") != NULL;
+    return g.rev;
+}
+
+/*
+ * A target decided on a state of the unit older than its last failure is void, though written for
+ * the lease its node still holds: the unit failed and restarted meanwhile (its roles went with the
+ * failure), and the coordinator decides again once it sees that.  A late copy carried out by the
+ * restarted unit made a second ACTIVE (chaos seed 302 --cut: 249 ms of two ACTIVEs of an N+M SI).
+ * A target decided on the state written since the failure is carried out.
+ */
+TEST(cluster_sync_ignores_a_target_decided_before_the_units_failure) {
+    struct fixture f = {0};
+    struct comp *c = follower_with_a_registered(&f);
+    int64_t lease = cluster_lease(f.cluster);
+    bool failing;
+    int64_t before = sustate_a_rev(&f, &failing); /* in service: what a coordinator decides on */
+    ASSERT(!failing);
+
+    /* a fails (its state, failing, written at a newer revision), restarts and registers again. */
+    fake_proc_exit(c->proc, 9);
+    run_for(&f, 5);
+    while (!c->proc)
+        run_for(&f, 10);
+    f.a.pid = c->pid;
+    amf_comp_register(f.amf, &f.a, 8, "a", NULL, false, false);
+    run_for(&f, 50);
+    ASSERT(amf_su_in_service(amf_find_su(f.amf, "a")));
+    (void)last_csi_set(&f);
+
+    put_target_a_seen(&f, "ACTIVE", 5, lease, before);
+    run_for(&f, 50);
+    ASSERT_EQ((int)last_csi_set(&f), 0);
+
+    int64_t now = sustate_a_rev(&f, &failing);
+    ASSERT(now > before);
+    put_target_a_seen(&f, "STANDBY", 6, lease, now);
     run_for(&f, 50);
     ASSERT_EQ((int)last_csi_set(&f), HALO_HA_STANDBY);
     fixture_stop(&f);

@@ -139,6 +139,7 @@ struct su_remote {
     bool probing;  /* an OCF resource of it may run unknown to halo: probed, or found running and being stopped */
     int64_t lease; /* the lease of its node when it published: the unit's incarnation */
     enum su_admin admin;
+    int64_t rev; /* the store revision of that state (not compared: a newer copy of the same state) */
 };
 
 /* Field by field: memcmp() would compare the padding too, which nobody sets. */

@@ -51,8 +51,12 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
      * dead; the lease it was last seen under is kept, to know it again. */
     struct su_remote now = gone ? (struct su_remote){.fenced = !r || r->fenced, .lease = su->remote.lease} : *r;
     now.known = !gone;
-    if (amf_su_remote_equal(&now, &su->remote))
+    if (gone)
+        now.rev = su->remote.rev;
+    if (amf_su_remote_equal(&now, &su->remote)) {
+        su->remote.rev = MAX(su->remote.rev, now.rev); /* the same state, written again */
         return;
+    }
     /* Published under another lease of its node: a new incarnation.  Its
      * node fenced itself and rejoined; what the old one held is void (its
      * non-STANDBY processes are gone: a node gives up a lease, or joins

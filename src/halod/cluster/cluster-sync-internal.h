@@ -35,6 +35,11 @@ struct published {
     struct su *su;
     bool known;
     struct su_remote r;
+    /* The unit's failures: begun, and covered by a state written since (the first write after a
+     * failure, at revision fail_rev).  A target decided on a state older than that failure is void. */
+    bool was_failing;
+    unsigned failures, failures_written;
+    int64_t fail_rev;
 };
 
 /* A confirmation being written, or whose write failed: the coordinator waits for it. */

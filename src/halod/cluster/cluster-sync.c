@@ -85,12 +85,28 @@ static void sustate_failed(struct cluster_sync *s, int error) {
     write_again_later(s, error, "a unit state");
 }
 
+/* A unit state being written: which unit, and how many of its failures it covers. */
+struct sustate_put {
+    struct cluster_sync *s;
+    const struct su *su;
+    unsigned failures;
+};
+
+static struct published *published_of(struct cluster_sync *s, const struct su *su);
+
 static void on_sustate_put(store *st, int error, const store_result *r, void *userdata) {
-    struct cluster_sync *s = userdata;
+    struct sustate_put *w = userdata;
+    struct cluster_sync *s = w->s;
+    struct published *pb = error >= 0 && s->amf ? published_of(s, w->su) : NULL;
+    if (pb && w->failures > pb->failures_written) {
+        pb->failures_written = w->failures;
+        pb->fail_rev = r->revision;
+    }
     if (error >= 0)
         s->pub_retry_msec = 0;
     else if (error != -ECANCELED && s->amf)
         sustate_failed(s, error);
+    free(w);
     cluster_sync__unref(s);
 }
 
@@ -122,6 +138,17 @@ static char *pair_value(const struct si *si, const struct su *su, const char *no
                           role_to_string(state) ?: "?", "gen", (json_int_t)gen, "lease", (json_int_t)lease));
 }
 
+/* A target's: with "seen", the revision of the unit's state the coordinator decided on (for one of
+ * ours, the revision of its last failure's state: it knows of it). */
+static char *target_value(struct cluster_sync *s, const struct si *si, const struct su *su, int state, uint64_t gen,
+                          int64_t lease) {
+    const struct published *pb = su->local ? published_of(s, su) : NULL;
+    int64_t seen = su->local ? (pb ? pb->fail_rev : 0) : su->remote.rev;
+    return dump(json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "si", si->name, "su", su->name, "node", su->cfg->node,
+                          "state", role_to_string(state) ?: "?", "gen", (json_int_t)gen, "lease", (json_int_t)lease,
+                          "seen", (json_int_t)seen));
+}
+
 /* The incarnation of a unit as this node knows it: for one of ours, the
  * lease we hold; for another node's, the lease its state was published under. */
 static int64_t unit_lease(const struct cluster_sync *s, const struct su *su) {
@@ -135,7 +162,7 @@ static int publish_target(void *p, struct si *si, struct assignment *as) {
     char key[STORE_KEY_MAX];
     as->gen = amf_si_next_generation(si);
     _cleanup_free_ char *v =
-        pair_value(si, as->su, as->su->cfg->node, as->removing ? 0 : (int)as->target, as->gen, unit_lease(s, as->su));
+        target_value(s, si, as->su, as->removing ? 0 : (int)as->target, as->gen, unit_lease(s, as->su));
     int n = key_pair(key, s->prefix, KEY_TARGET, si->name, as->su->name);
     if (v && n >= 0) {
         store_op op = {.type = STORE_OP_PUT, .key = key, .key_len = (size_t)n, .value = v, .value_len = strlen(v)};
@@ -232,6 +259,10 @@ static struct published *published_of(struct cluster_sync *s, const struct su *s
 static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
     struct published *pb = published_of(s, su);
     int64_t lease = cluster_lease(s->cluster);
+    if (pb && su->failing && !pb->was_failing)
+        pb->failures++; /* counted even while no state can be written */
+    if (pb)
+        pb->was_failing = su->failing;
     if (!pb || !lease)
         return;
     bool fenced = amf_su_fenced(su); /* an ended process may not be reaped yet; a cleanup must have run */
@@ -254,9 +285,16 @@ static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
                                             "probing", now.probing, "admin", su_admin_to_string(su->admin)));
     if (!v || key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
         return;
+    struct sustate_put *w = malloc(sizeof(*w));
+    if (!w) {
+        sustate_failed(s, -ENOMEM);
+        return;
+    }
+    *w = (struct sustate_put){.s = s, .su = su, .failures = pb->failures};
     s->refs++;
-    int r = store_put(s->store, key, v, strlen(v), lease, on_sustate_put, s);
+    int r = store_put(s->store, key, v, strlen(v), lease, on_sustate_put, w);
     if (r < 0) {
+        free(w);
         s->refs--;
         sustate_failed(s, r);
     }
@@ -437,8 +475,8 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
         queue_report_node(s->reporter, name, QUEUE_HA_FAILED, "its lease ended", n->lease);
 }
 
-static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, bool deleted,
-                           bool trusted) {
+static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, int64_t rev,
+                           bool deleted, bool trusted) {
     struct su *su = amf_find_su(s->amf, name);
     if (!su)
         return;
@@ -449,6 +487,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .fenced = deleted ? trusted : json_is_true(json_object_get(j, "fenced")),
         .probing = !deleted && json_is_true(json_object_get(j, "probing")),
         .lease = lease,
+        .rev = rev,
         .admin = (enum su_admin)MAX(su_admin_from_string(json_string_value(json_object_get(j, "admin"))), 0),
     };
     /* Back under a new lease of its node: a target written for that lease
@@ -523,6 +562,19 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
                   (long long)json_integer_value(json_object_get(j, "lease")), (long long)unit_lease(s, su));
         return;
     }
+    const struct published *pb = d == KEY_TARGET && su->local ? published_of(s, su) : NULL;
+    json_int_t seen = json_integer_value(json_object_get(j, "seen"));
+    if (pb && (pb->failures_written < pb->failures || seen < pb->fail_rev)) {
+        /* Decided on a state of the unit older than its last failure (the coordinator had not seen
+         * it yet): the unit's roles went with the failure, and the coordinator decides again once it
+         * sees it.  Carried out by the restarted unit, a late copy could make a second ACTIVE (chaos
+         * seed 302 --cut: a watch 500 ms late, 249 ms of two ACTIVEs of an N+M SI). */
+        log_debug("Target %s of '%s' for '%s' ignored: decided on its state of revision %lld, before its failure "
+                  "(%s)",
+                  role_to_string(st) ?: "?", si->name, su->name, (long long)seen,
+                  pb->failures_written < pb->failures ? "not written yet" : "written since");
+        return;
+    }
     if (d == KEY_TARGET) {
         if (gen > 0)
             amf_target(si, su, (halo_ha_state)st, (uint64_t)gen);
@@ -576,7 +628,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         }
         break;
     case KEY_SUSTATE:
-        handle_sustate(s, name, j, kv->lease, deleted, trusted);
+        handle_sustate(s, name, j, kv->lease, kv->mod_revision, deleted, trusted);
         break;
     case KEY_CDB_ALONE:
         handle_cdb_alone(s, name, j, deleted);
