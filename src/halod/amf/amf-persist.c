@@ -34,7 +34,18 @@ struct amf_persist {
     LIST_HEAD(struct record) records; /* one per object */
     size_t n_records;
     uv_timer_t timer;
+    unsigned retry_msec; /* a write failed: its records are written again after this backoff (0: none failed) */
 };
+
+/* A transaction in flight: which records it carries, to write them again if it fails. */
+struct written {
+    struct amf_persist *p;
+    size_t n;
+    struct record recs[STORE_TXN_OPS_MAX];
+};
+
+#define PERSIST_RETRY_MIN_MSEC 100
+#define PERSIST_RETRY_MAX_MSEC 2000
 
 static void persist_unref(struct amf_persist *p) {
     if (--p->refs > 0)
@@ -46,9 +57,25 @@ static void persist_unref(struct amf_persist *p) {
     free(p);
 }
 
+static bool enqueue(struct amf_persist *p, enum key_dir dir, const void *object, char kind);
+static void on_timer(uv_timer_t *t);
+
+/* A write that failed is not lost: its records are built again from the model as it is then, and written
+ * after a backoff.  A component's record lost this way (etcd unreachable when it was started) left its
+ * process unknown to the next halod, which started a second one beside it (chaos seed 308 --cut). */
 static void on_persisted(store *s, int error, const store_result *r, void *userdata) {
-    if (error < 0 && error != -ECANCELED)
-        log_warning_errno(error, "Failed to write state to the store: %m");
+    struct written *w = userdata;
+    struct amf_persist *p = w->p;
+    if (error < 0 && error != -ECANCELED && p->amf) {
+        p->retry_msec = MIN(MAX(p->retry_msec * 2, PERSIST_RETRY_MIN_MSEC), PERSIST_RETRY_MAX_MSEC);
+        log_warning_errno(error, "Failed to write state to the store: %m; writing it again in %u ms", p->retry_msec);
+        for (size_t i = 0; i < w->n; i++)
+            (void)enqueue(p, w->recs[i].dir, w->recs[i].object, w->recs[i].kind);
+        uv_timer_start(&p->timer, on_timer, p->retry_msec, 0);
+    } else if (error >= 0)
+        p->retry_msec = 0;
+    free(w);
+    persist_unref(p);
 }
 
 static json_t *si_record(const struct si *si) {
@@ -142,9 +169,16 @@ static void flush(struct amf_persist *p) {
         char *keys[STORE_TXN_OPS_MAX], *values[STORE_TXN_OPS_MAX];
         struct record *rec;
         size_t n = 0;
+        struct written *w = calloc(1, sizeof(*w));
+        if (!w) {
+            log_warning("Out of memory: records are not written to the store");
+            return;
+        }
+        w->p = p;
         while (n < ELEMENTSOF(ops) && (rec = LIST_POP(records, &p->records))) {
             p->n_records--;
             int r = record_build(p, rec, &keys[n], &values[n]);
+            w->recs[n] = (struct record){.dir = rec->dir, .object = rec->object, .kind = rec->kind};
             free(rec);
             if (r < 0) {
                 log_warning_errno(r, "Failed to build a record for the store: %m");
@@ -158,9 +192,15 @@ static void flush(struct amf_persist *p) {
             n++;
         }
         store_txn txn = {.success = ops, .n_success = n};
-        int r = n ? store_transaction(p->store, &txn, on_persisted, NULL) : 0;
-        if (r < 0)
-            log_warning_errno(r, "Failed to write %zu records to the store: %m", n);
+        w->n = n;
+        p->refs++;
+        int r = n ? store_transaction(p->store, &txn, on_persisted, w) : -ENODATA;
+        if (r < 0) {
+            if (r != -ENODATA)
+                log_warning_errno(r, "Failed to write %zu records to the store: %m", n);
+            free(w);
+            p->refs--;
+        }
         for (size_t i = 0; i < n; i++) {
             free(keys[i]);
             free(values[i]);
@@ -187,24 +227,26 @@ static void mark(struct amf_persist *p, enum key_dir dir, const void *object, bo
     mark_kind(p, dir, object, 0, now);
 }
 
-static void mark_kind(struct amf_persist *p, enum key_dir dir, const void *object, char kind, bool now) {
+/* The object's record waits to be written (once, whatever the number of changes); false: out of memory. */
+static bool enqueue(struct amf_persist *p, enum key_dir dir, const void *object, char kind) {
     struct record *rec;
-    bool found = false;
     LIST_FOREACH (records, rec, &p->records)
-        if (rec->object == object && rec->dir == dir) {
-            found = true;
-            break;
-        }
-    if (!found) {
-        rec = calloc(1, sizeof(*rec));
-        if (!rec) {
-            log_warning("Out of memory: a record is not written to the store");
-            return;
-        }
-        *rec = (struct record){.dir = dir, .object = object, .kind = kind};
-        LIST_APPEND(records, &p->records, rec);
-        p->n_records++;
+        if (rec->object == object && rec->dir == dir)
+            return true;
+    rec = calloc(1, sizeof(*rec));
+    if (!rec) {
+        log_warning("Out of memory: a record is not written to the store");
+        return false;
     }
+    *rec = (struct record){.dir = dir, .object = object, .kind = kind};
+    LIST_APPEND(records, &p->records, rec);
+    p->n_records++;
+    return true;
+}
+
+static void mark_kind(struct amf_persist *p, enum key_dir dir, const void *object, char kind, bool now) {
+    if (!enqueue(p, dir, object, kind))
+        return;
     if (now || p->n_records >= STORE_TXN_OPS_MAX)
         flush(p);
     else if (!uv_is_active((uv_handle_t *)&p->timer))
