@@ -60,7 +60,7 @@ function cdbView(doc) {
     ["role here", el("span", { id: "cdb-role", "data-role": c.state }, state(c.state))],
     ["primary", c.primary || "—"],
     ["secondaries", secs.length ? secs.join(", ") : "—"],
-    ["last transaction", c.last_txid],
+    ["last transaction", c.last_txid && !/^0@/.test(c.last_txid) ? c.last_txid : "none yet"],
   ];
   if (c.roles_follow) rows.push(["roles follow", c.roles_follow + " (writer: " + (c.writer || "—") + ")"]);
   return [el("table", { class: "kv" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))))];
