@@ -104,3 +104,27 @@ def test_a_stopped_component_leaves_no_guard(halod_factory, etcd, tmp_path):
     wait_for(lambda: not os.path.exists(f"{guards}/{unit}"), what="the guard's file removed after the stop")
     for h in hs.values():
         assert h.stop() == 0
+
+
+def test_a_restarted_halod_keeps_its_non_sa_aware_standby(etcd, halod_factory, tmp_path):
+    """A non-SA-aware STANDBY runs nothing: a halod killed and back within its lease learns that role from the
+    coordinator's target alone, read before its takeover of the lease completes.  It used to drop it (a target for
+    a lease it did not hold yet), its view showing the SI without its STANDBY for good (chaos seed 310)."""
+    log, yaml_text = nsa_yaml(tmp_path)
+    hs = two_nodes(etcd, halod_factory, yaml_text)
+    node = {"a": "n1", "b": "n2"}
+
+    def roles(h):
+        s = h.si("si")
+        return (s["active"], s["standby"]) if not any(a["pending"] for a in s["assignments"]) else None
+    act, sb = wait_for(lambda: roles(hs["n1"]) and roles(hs["n1"])[1] and roles(hs["n1"]), timeout=30,
+                       what="si ACTIVE and STANDBY")
+    h = hs[node[sb]]
+    wait_for(lambda: roles(h) == (act, sb), timeout=20, what="the STANDBY's node sees it")
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    wait_for(lambda: "Taking over the lease" in h.logtext(), timeout=20, what="the lease taken over")
+    assert wait_for(lambda: roles(h) == (act, sb), timeout=20, what=f"{sb} STANDBY again in its node's view")
+    for x in hs.values():
+        assert x.stop() == 0

@@ -74,6 +74,7 @@ struct cluster_sync {
     usec_t pub_retry_at;          /* a unit state's write failed: written again then (0: none) */
     unsigned pub_retry_msec;      /* its backoff: 100 ms, doubled up to 2 s, reset by a write that succeeds */
     bool targets_again;           /* a remote unit came back under a new lease: read the targets again */
+    bool targets_at_join;         /* a target of ours came before this node held a lease: read them again then */
     struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
     size_t n_unwritten;
     int64_t doom_rev; /* the revision of the last doom/<node> seen: its deletions are proven fences */

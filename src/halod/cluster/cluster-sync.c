@@ -552,6 +552,12 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
     json_int_t gen = json_integer_value(json_object_get(j, "gen"));
     if (st < 0)
         return;
+    if (d == KEY_TARGET && su->local && cluster_lease(s->cluster) == 0) {
+        /* No lease held yet (a halod taking over its predecessor's, or joining): which incarnation
+         * the target is for is known once it is held; the targets are read again then. */
+        s->targets_at_join = true;
+        return;
+    }
     if (d == KEY_TARGET && json_integer_value(json_object_get(j, "lease")) != unit_lease(s, su)) {
         /* Written for an earlier incarnation of the unit: its node has since
          * lost that lease (and fenced what it held), or this is a late copy.
@@ -814,6 +820,12 @@ void cluster_sync_joined(struct cluster_sync *s) {
         publish_sustate(s, s->pub[i].su, true);
     resync(s); /* again: when it was deposed, the store may not have answered */
     s->decided = false;
+    if (s->targets_at_join) {
+        /* Read before the lease was held (a takeover): a non-SA-aware STANDBY, which runs nothing,
+         * knows its role from its target alone (chaos seed 310: the view lost it for good). */
+        s->targets_at_join = false;
+        read_again(s, KEY_TARGET, "the targets read before this node held its lease");
+    }
 }
 
 static void take_over(struct cluster_sync *s) {
