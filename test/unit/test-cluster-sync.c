@@ -398,6 +398,12 @@ TEST(cluster_sync_ignores_a_target_decided_before_the_units_failure) {
     put_target_a_seen(&f, "ACTIVE", 5, lease, before);
     run_for(&f, 50);
     ASSERT_EQ((int)last_csi_set(&f), 0);
+    /* The coordinator hears that a holds nothing for that decision: it decides again (a node that
+     * said nothing left it believing a ACTIVE, the SI without a real ACTIVE: chaos seed 402 --cut). */
+    struct got g;
+    const char *conf = pair(&f, KEY_CONFIRMED, "si", "a", &g);
+    if (!strstr(conf, "\"state\":\"REMOVED\"") || !strstr(conf, "\"gen\":5"))
+        CHECK_FAIL("a's confirmation after the target it would not carry out: '%s'", conf);
 
     int64_t now = sustate_a_rev(&f, &failing);
     ASSERT(now > before);

@@ -189,6 +189,15 @@ void amf_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen)
      * that a takeover quiesces for ever (chaos seed 202). */
 }
 
+void amf_target_void(struct si *si, struct su *su, uint64_t gen) {
+    struct amf *a = si->amf;
+    if (a->deciding || !su->local || amf_si_find_su(si, su))
+        return; /* what it holds (from a newer target) is confirmed as it goes */
+    /* It holds nothing for si: said so for that decision, the coordinator decides again. */
+    struct assignment none = {.su = su, .gen = gen};
+    a->placement->publish_confirmed(a->placement_data, si, &none, true);
+}
+
 void amf_target_deleted(struct si *si, struct su *su) {
     struct amf *a = si->amf;
     struct assignment *as = amf_si_find_su(si, su);
@@ -234,6 +243,17 @@ void amf_confirmed(struct si *si, struct su *su, halo_ha_state state, uint64_t g
         return;
     }
     struct assignment *as = amf_si_find_su(si, su);
+    if (as && a->deciding && state == 0 && gen == as->gen && !as->pending && !as->removing && as->confirmed) {
+        /* Its node holds nothing for this decision, which it confirmed before: a restarted halod whose
+         * unit failed before it could say so, and which will not carry out a target decided before that
+         * failure (amf_target_void()). */
+        log_info("'%s' holds nothing for '%s' any more (its node says so)", su->name, si->name);
+        amf_asg_clear(si, as);
+        amf_notify_assignment(si);
+        amf_notify_si(si);
+        amf_sg_evaluate(si->sg);
+        return;
+    }
     if (!as || gen != as->gen || !as->pending)
         return;
     /* Its node did not carry the target out (the unit was locked meanwhile): it holds state. */

@@ -265,6 +265,9 @@ int amf_ocf_check(const struct config *c, FILE *err);
 
 /* Another node's unit as its node published it (gone: its key is gone with the node's lease). */
 void amf_su_remote(struct su *su, const struct su_remote *r, bool gone);
+/* A target for this node's unit su that its node does not carry out (decided before the unit's
+ * last failure): if the unit holds nothing for si, its node confirms that for decision gen. */
+void amf_target_void(struct si *si, struct su *su, uint64_t gen);
 /* The deciding node's target for su's assignment of si: state, or 0 for
  * REMOVED, with its generation.  A unit of this node applies it; another
  * node's is mirrored. */

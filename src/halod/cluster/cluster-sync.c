@@ -579,6 +579,8 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
                   "(%s)",
                   role_to_string(st) ?: "?", si->name, su->name, (long long)seen,
                   pb->failures_written < pb->failures ? "not written yet" : "written since");
+        if (gen > 0)
+            amf_target_void(si, su, (uint64_t)gen);
         return;
     }
     if (d == KEY_TARGET) {
