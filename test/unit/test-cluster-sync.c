@@ -25,27 +25,28 @@
 #include "tests.h"
 #include "time-util.h"
 
-#define DESCRIPTION                                      \
-    "cluster: t\n"                                       \
-    "nodes:\n"                                           \
-    "  n1: {}\n"                                         \
-    "  n2: {}\n"                                         \
-    "service-groups:\n"                                  \
-    "  g:\n"                                             \
-    "    component:\n"                                   \
-    "      command: /bin/true\n"                         \
-    "      restart: {max: 3, window: 1m, delay: 10ms}\n" \
-    "    service-units:\n"                               \
-    "      a: {node: n1}\n"                              \
-    "      b: {node: n2}\n"                              \
-    "    service-instances:\n"                           \
-    "      si:\n"                                        \
-    "        csis:\n"                                    \
+/* One group: a on n1, then the units between (each "      NAME: {node: n2}\n"), then si. */
+#define DESCRIPTION_WITH(units)                              \
+    "cluster: t\n"                                           \
+    "nodes:\n"                                               \
+    "  n1: {}\n"                                             \
+    "  n2: {}\n"                                             \
+    "service-groups:\n"                                      \
+    "  g:\n"                                                 \
+    "    component:\n"                                       \
+    "      command: /bin/true\n"                             \
+    "      restart: {max: 3, window: 1m, delay: 10ms}\n"     \
+    "    service-units:\n"                                   \
+    "      a: {node: n1}\n" units "    service-instances:\n" \
+    "      si:\n"                                            \
+    "        csis:\n"                                        \
     "          csi: {}\n"
+#define DESCRIPTION DESCRIPTION_WITH("      b: {node: n2}\n")
 
 struct fixture {
     uv_loop_t loop;
-    int fences; /* times this node fenced itself */
+    const char *description; /* DESCRIPTION if NULL */
+    int fences;              /* times this node fenced itself */
     char path[64];
     char prefix[STORE_KEY_MAX];
     struct config *cfg;
@@ -176,7 +177,7 @@ static void fixture_start(struct fixture *f) {
     snprintf(f->path, sizeof(f->path), "/tmp/test-cluster-sync-%d.yaml", (int)getpid());
     FILE *fp = fopen(f->path, "w");
     ASSERT(fp);
-    fputs(DESCRIPTION, fp);
+    fputs(f->description ? f->description : DESCRIPTION, fp);
     fclose(fp);
     if (config_load(f->path, &f->cfg, &errors) < 0)
         CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
@@ -961,5 +962,104 @@ TEST(cluster_sync_writes_a_confirmation_again_after_a_failed_write) {
     const char *v = pair(&f, KEY_CONFIRMED, "si", "a", &g);
     if (!strstr(v, "\"state\":\"STANDBY\""))
         CHECK_FAIL("a's confirmation after its write failed once: %s", v ? v : "(none)");
+    fixture_stop(&f);
+}
+
+/* n2 confirms for its unit su what a node that holds nothing says: REMOVED, for target gen. */
+static void n2_confirms_removed(struct fixture *f, const char *su, int gen, int64_t lease) {
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"si\",\"su\":\"%s\",\"node\":\"n2\",\"state\":\"REMOVED\",\"gen\":%d,"
+             "\"lease\":%lld}",
+             su, gen, (long long)lease);
+    put(f, KEY_CONFIRMED, "si", su, v, 0);
+}
+
+/*
+ * A restarted halod on n2 says its unit b holds nothing for a decision it had confirmed (b failed
+ * before n2's halod held its lease, so the failure was never published: amf_target_void()).  The
+ * coordinator takes it and gives ACTIVE to a.  It used to wait for a confirmation of a pending step
+ * only: the SI stayed without a real ACTIVE until n2 was declared dead (chaos seed 402 --cut, 4.7 s).
+ */
+TEST(cluster_sync_takes_a_removal_of_a_confirmed_assignment) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    run_for(&f, 50);
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *b = amf_find_su(f.amf, "b");
+    struct assignment *as = amf_si_find_su(si, b);
+    ASSERT(as && as->confirmed && as->state == HALO_HA_ACTIVE && !as->pending);
+
+    n2_confirms_removed(&f, "b", (int)as->gen, f.n2_lease);
+    run_for(&f, 100);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    struct assignment *act = amf_si_find(si, HALO_HA_ACTIVE);
+    ASSERT(act && act->su == amf_find_su(f.amf, "a"));
+    fixture_stop(&f);
+}
+
+/* c ranks before b: once in service, it is the STANDBY of choice. */
+#define DESCRIPTION_SPARE DESCRIPTION_WITH("      c: {node: n2}\n      b: {node: n2}\n")
+
+/*
+ * n2 fenced itself and rejoined: what b held under its old lease is void, and the coordinator
+ * decides again, here without b (c, in service on n2 now, ranks before it).  A STANDBY the fence
+ * spared would still hold its CSI on n2, and nobody would ever take it away: the coordinator tells
+ * b that it holds nothing (a removal target under the new lease), and forgets the pair once n2
+ * confirms.  It used to leave b's old key alone (chaos seed 406 --cut: N+M, two STANDBYs of an SI
+ * in n2's view for good).
+ */
+TEST(cluster_sync_withdraws_what_a_unit_back_under_a_new_lease_is_not_given_again) {
+    struct fixture f = {.description = DESCRIPTION_SPARE};
+    coordinator_with_a_standby(&f);
+    run_for(&f, 50);
+    /* b fails and comes back: a is ACTIVE, b STANDBY (confirmed by n2). */
+    put(&f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":false,\"failing\":true,\"fenced\":true}", f.n2_lease);
+    run_for(&f, 50);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    put(&f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", f.n2_lease);
+    run_for(&f, 100);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"STANDBY\""));
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"STANDBY\",\"gen\":%d,\"lease\":%lld}",
+             pair_gen(&f, KEY_TARGET, "si", "b"), (long long)f.n2_lease);
+    put(&f, KEY_CONFIRMED, "si", "b", v, 0);
+    run_for(&f, 50);
+    struct si *si = amf_find_si(f.amf, "si");
+    struct su *b = amf_find_su(f.amf, "b"), *c = amf_find_su(f.amf, "c");
+    struct assignment *as = amf_si_find_su(si, b);
+    ASSERT(as && as->confirmed && as->state == HALO_HA_STANDBY && !as->pending);
+
+    /* n2 rejoins under a new lease: c in service first, then b. */
+    int64_t l2 = 0;
+    ASSERT_OK(store_lease_grant(f.store, 60, on_granted, &l2));
+    while (!l2)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    put(&f, KEY_SUSTATE, "c", NULL,
+        "{\"su\":\"c\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", l2);
+    run_for(&f, 50);
+    ASSERT(amf_si_find(si, HALO_HA_STANDBY)->su == b);
+    put(&f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", l2);
+    run_for(&f, 100);
+    struct assignment *sb = amf_si_find(si, HALO_HA_STANDBY);
+    if (!sb || sb->su != c)
+        CHECK_FAIL("si's STANDBY after n2 came back: %s (want c)", sb ? sb->su->name : "none");
+    char want[64];
+    snprintf(want, sizeof(want), "\"lease\":%lld", (long long)l2);
+    const char *t = pair(&f, KEY_TARGET, "si", "b", &g);
+    if (!strstr(t, "\"state\":\"REMOVED\"") || !strstr(t, want))
+        CHECK_FAIL("b's target once the STANDBY went to c: '%s' (want REMOVED under %s)", t, want);
+    ASSERT(amf_si_find_su(si, b)); /* until n2 confirms */
+
+    n2_confirms_removed(&f, "b", pair_gen(&f, KEY_TARGET, "si", "b"), l2);
+    run_for(&f, 100);
+    ASSERT(!amf_si_find_su(si, b));
+    ASSERT_EQ(strlen(pair(&f, KEY_TARGET, "si", "b", &g)), 0);
+    ASSERT_EQ(strlen(pair(&f, KEY_CONFIRMED, "si", "b", &g)), 0);
     fixture_stop(&f);
 }

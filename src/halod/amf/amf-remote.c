@@ -15,6 +15,8 @@
  * (cluster-sync.c), or it is back under a new lease (it fenced itself first).
  */
 #define LOG_AREA LOG_AREA_AMF
+#include <stdlib.h>
+
 #include "amf-internal.h"
 #include "log.h"
 #include "macro.h"
@@ -42,6 +44,33 @@ static void remote_su_down(struct su *su, bool fenced, bool keep_keys) {
         if (fenced && si->fencing == su)
             si->fencing = NULL;
     }
+}
+
+/* A remote unit back under a new lease: what it held is void, the models decide
+ * again.  Its node may still hold a STANDBY the fence spared (its other roles
+ * went with the fence); where the new decision leaves the unit out of such an
+ * SI, the coordinator tells it so with a removal target (chaos seed 406 --cut:
+ * an N+M STANDBY went to another unit, and the spared one kept its CSI for
+ * good, two STANDBYs in its node's view).  A node that holds nothing confirms
+ * the removal at once.  A model that would have given the STANDBY back a step
+ * later does so once the removal is confirmed. */
+static void reincarnated_down(struct su *su) {
+    struct sg *sg = su->sg;
+    bool *held = calloc(sg->n_sis ? sg->n_sis : 1, sizeof(*held)); /* NULL: every SI */
+    for (size_t i = 0; held && i < sg->n_sis; i++) {
+        const struct assignment *as = amf_si_find_su(&sg->sis[i], su);
+        held[i] = as && !as->removing && (as->target == HALO_HA_STANDBY || as->state == HALO_HA_STANDBY);
+    }
+    remote_su_down(su, true, true);
+    amf_sg_evaluate(sg);
+    for (size_t i = 0; su->amf->deciding && su->remote.known && i < sg->n_sis; i++) {
+        struct si *si = &sg->sis[i];
+        struct assignment *as;
+        if ((held && !held[i]) || amf_si_find_su(si, su) || !(as = amf_asg_slot(si, su)))
+            continue;
+        (void)amf_unassign(si, as);
+    }
+    free(held);
 }
 
 void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
@@ -75,7 +104,8 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
         log_info("Service unit '%s' counts as fenced: its node's lease TTL has passed", su->name);
     if (reincarnated) {
         log_info("Service unit '%s' is back under a new lease of its node: what it held is void", su->name);
-        remote_su_down(su, true, true);
+        reincarnated_down(su);
+        return;
     } else if (!now.in_service && (now.failing || now.admin == SU_UNLOCKED || gone))
         remote_su_down(su, now.fenced, false);
     else if (now.in_service)
