@@ -34,7 +34,9 @@
  *                       exists, stay in the object-states callback (a process that
  *                       stops reading its link for a while)
  *   entrypoint          after registering, log halo_entrypoint()'s answer once there is a
- *                       coordinator ("ENTRYPOINT <json>"), retrying as it says
+ *                       coordinator ("ENTRYPOINT <json>"), retrying as it says; not while
+ *                       the file $TESTCOMP_LOG.<comp>.entrypoint-hold exists (a process
+ *                       that asked a halod that died since, and will not ask again)
  *   recovery            (with entrypoint) log the recovery notes ("RECOVERY <state> <epoch>
  *                       <nr_failures> <reason>", then "FV <object> <state> <seq>" for each
  *                       event of the vector); once the vector is complete (and the file
@@ -98,7 +100,7 @@ static long long restart_at; /* step 4: ms */
 static bool participant;
 static halo_recovery report_recovery; /* report=: 0 when not asked */
 static char report_file[4096];
-static char serve_hold_file[4096], start_hold_file[4096];
+static char serve_hold_file[4096], start_hold_file[4096], entrypoint_hold_file[4096];
 static struct {
     char object[HALO_OBJECT_MAX];
     uint64_t seq;
@@ -421,6 +423,7 @@ int main(void) {
         snprintf(stall_file, sizeof(stall_file), "%s.%s.stall", path, me);
         snprintf(hold_file, sizeof(hold_file), "%s.%s.hold", path, me);
         snprintf(start_hold_file, sizeof(start_hold_file), "%s.%s.start-hold", path, me);
+        snprintf(entrypoint_hold_file, sizeof(entrypoint_hold_file), "%s.%s.entrypoint-hold", path, me);
         snprintf(fail_file, sizeof(fail_file), "%s.%s.fail", path, me);
         snprintf(serve_hold_file, sizeof(serve_hold_file), "%s.%s.serve-hold", path, me);
         snprintf(quiesce_hold_file, sizeof(quiesce_hold_file), "%s.%s.quiesce-hold", path, me);
@@ -544,7 +547,7 @@ int main(void) {
         }
         if (entrypoint && !entrypoint_at)
             entrypoint_at = now;
-        if (entrypoint_at && now >= entrypoint_at) {
+        if (entrypoint_at && now >= entrypoint_at && access(entrypoint_hold_file, F_OK) != 0) {
             char *json = NULL;
             unsigned retry = 0;
             r = halo_entrypoint(h, &json, &retry);

@@ -284,12 +284,12 @@ class Halod(StatusViews):
     def status(self):
         return json.loads(self.ctl("status", "--json").stdout)
 
-def start_nodes(halod_factory, yaml_text, endpoints, nodes=("n1", "n2")):
-    """Starts one halod per node over etcd (lease TTL 1 s), each with its HTTP
+def start_nodes(halod_factory, yaml_text, endpoints, nodes=("n1", "n2"), ttl=1):
+    """Starts one halod per node over etcd (lease TTL ttl s), each with its HTTP
     API on a free loopback port.  Returns ({node: Halod}, {node: port})."""
     http = {n: free_port() for n in nodes}
     hs = {n: halod_factory(yaml_text, name=n, extra_args=[
-        "--node", n, "--etcd", endpoints, "--lease-ttl", "1", "--http", f"127.0.0.1:{http[n]}"]).start()
+        "--node", n, "--etcd", endpoints, "--lease-ttl", str(ttl), "--http", f"127.0.0.1:{http[n]}"]).start()
         for n in nodes}
     return hs, http
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from etcd_harness import get_prefix
-from halo_harness import HALOCTL, TESTCOMP, StatusViews, proc_state, wait_for
+from halo_harness import HALOCTL, TESTCOMP, StatusViews, proc_state, start_nodes, wait_for
 from test_events import notes, post
 from test_sim import Sim
 
@@ -703,3 +703,39 @@ def test_a_failure_published_during_a_recovery_starts_it_again(sim, tmp_path):
     wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30, what="ios-b ONLINE again")
     assert told(log, "ios-a", "process:ios-b")[before:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
     down(sim)
+
+
+
+def test_an_adopted_process_that_must_recover_is_told_without_asking(etcd, halod_factory, tmp_path):
+    """A pool process failed and was started again; it asked its halod for its
+    entrypoint (here: it never asks, the test's stand-in for a request that
+    went to a halod that died since), and that halod is killed.  The new
+    halod adopts it: it must recover, and it is told now (the vector), as a
+    running process is when the cluster says it FAILED; it recovers and is
+    ONLINE, with the same pid.  The new halod used to wait for an entrypoint
+    request that never came: the process stayed FAILED for good, its pool past
+    its tolerance (chaos seed 401)."""
+    log = str(tmp_path / "comp.log")
+    hs, http = start_nodes(halod_factory, yaml(log), etcd.endpoints, nodes=("n1", "n2", "n3"), ttl=10)
+    for p in ("ios-a", "ios-b", "ios-c"):
+        wait_for(lambda p=p: "ONLINE" in told(log, "outsider", f"process:{p}"), timeout=30, what=f"{p} ONLINE")
+    h2 = hs["n2"]
+    open(f"{log}.ios-b.entrypoint-hold", "w").close()
+    old = kill(h2, "ios-b")
+    wait_for(lambda: "FAILED" in told(log, "ios-a", "process:ios-b"), timeout=30, what="ios-b FAILED")
+    wait_for(lambda: h2.comp("ios-b")["registered"] and h2.pid_of("ios-b") != old, timeout=30,
+             what="ios-b started again")
+    pid = h2.pid_of("ios-b")
+    wait_for(lambda: "it recovers once it asks for its entrypoint" in h2.logtext(), timeout=10,
+             what="its halod waiting for its entrypoint request")
+    h2.remember_children()
+    h2.proc.kill()
+    h2.proc.wait()
+    h2.start()
+    wait_for(lambda: told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=30,
+             what="ios-b recovered without asking")
+    assert told(log, "ios-a", "process:ios-b")[-4:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
+    assert h2.pid_of("ios-b") == pid, "it kept running: adopted"
+    assert "was adopted and must recover: it is told now" in h2.logtext()
+    for h in hs.values():
+        h.stop()

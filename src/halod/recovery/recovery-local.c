@@ -536,6 +536,14 @@ static bool must_recover(struct recovery_local *r, struct comp *c) {
             return false;      /* a first start, or a halod restart: ONLINE as usual */
         rl->state = RL_FAILED; /* it failed while nobody here knew */
     }
+    if (c->adopted && (rl->state == RL_FAILED || rl->state == RL_REFUSED)) {
+        /* It outlived the previous halod, and may have asked that one for its entrypoint already: it
+         * will not ask again.  Told now, as a running process is when the cluster says it FAILED
+         * (chaos seed 401: it stayed FAILED for good, and its pool past its tolerance). */
+        log_info("'%s' was adopted and must recover: it is told now", c->name);
+        begin(r, rl);
+        return true;
+    }
     log_info("'%s' started again: it recovers once it asks for its entrypoint", c->name);
     return true;
 }
