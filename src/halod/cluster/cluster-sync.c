@@ -402,11 +402,22 @@ void cluster_sync__arm_node_timer(struct cluster_sync *s) {
         uv_timer_start(&s->node_timer, on_node_timer, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
 }
 
+/* The units of node whose end nobody vouched for count as fenced now: a TTL
+ * has passed, or the node is back under a new lease. */
+static void node_units_fenced(struct cluster_sync *s, const char *node) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = 0; u < sgs[g].n_sus; u++) {
+            struct su *su = &sgs[g].sus[u];
+            if (!su->local && !su->remote.known && !su->remote.fenced && streq(su->cfg->node, node))
+                amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
+        }
+}
+
 static void on_node_timer(uv_timer_t *t) {
     struct cluster_sync *s = t->data;
     usec_t now = now_monotonic_usec();
-    size_t n_sgs;
-    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     if (s->targets_again) {
         s->targets_again = false;
         /* The confirmations too, after them: those that followed the ignored targets were dropped. */
@@ -435,12 +446,7 @@ static void on_node_timer(uv_timer_t *t) {
         if (!n->fenced_at || n->fenced_at > now)
             continue;
         n->fenced_at = 0;
-        for (size_t g = 0; g < n_sgs; g++)
-            for (size_t u = 0; u < sgs[g].n_sus; u++) {
-                struct su *su = &sgs[g].sus[u];
-                if (!su->local && !su->remote.known && !su->remote.fenced && streq(su->cfg->node, n->name))
-                    amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
-            }
+        node_units_fenced(s, n->name);
     }
     cluster_sync__arm_node_timer(s);
 }
@@ -452,7 +458,13 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
     if (n && deleted)
         n->doom_at = 0;
     if (n && !deleted && n->fenced_at) {
-        n->fenced_at = 0; /* back: it fenced itself first (amf_su_remote() takes its units back) */
+        /* Back: it fenced itself first.  Each unit it publishes under the new
+         * lease is taken back (amf_su_remote()); one whose state has not come
+         * yet (its write failed, and is done again later) counts as fenced now,
+         * not when that state comes (chaos seed 403: an SI it held ACTIVE
+         * waited 4.4 s for it, while the node's other units were back). */
+        n->fenced_at = 0;
+        node_units_fenced(s, name);
         cluster_sync__arm_node_timer(s);
     }
     if (!n || n->alive == !deleted)
