@@ -1084,3 +1084,105 @@ TEST(cluster_sync_withdraws_what_a_unit_back_under_a_new_lease_is_not_given_agai
     ASSERT_EQ(strlen(pair(&f, KEY_CONFIRMED, "si", "b", &g)), 0);
     fixture_stop(&f);
 }
+
+/* The memory store, with the next range read of held_prefix held: its result (copied as it was
+ * then) is given only when the test calls release_held(). */
+static const char *held_prefix;
+static struct held {
+    store_cb cb;
+    void *userdata;
+    store_result r;
+    store_kv *kvs;
+    bool holding, ready;
+} held;
+
+static void on_held_read(store *s, int error, const store_result *r, void *userdata) {
+    ASSERT_OK(error);
+    held.r = *r;
+    held.kvs = calloc(r->n_kvs ? r->n_kvs : 1, sizeof(*held.kvs));
+    ASSERT(held.kvs);
+    for (size_t i = 0; i < r->n_kvs; i++) {
+        held.kvs[i] = r->kvs[i];
+        held.kvs[i].key = strndup(r->kvs[i].key, r->kvs[i].key_len);
+        held.kvs[i].value = strndup(r->kvs[i].value, r->kvs[i].value_len);
+    }
+    held.r.kvs = held.kvs;
+    held.ready = true;
+}
+
+static int holding_get(store *s, const char *key, size_t key_len, bool prefix, store_cb cb, void *userdata) {
+    if (!held_prefix || !prefix || held.holding || !memmem(key, key_len, held_prefix, strlen(held_prefix)))
+        return real_ops.get(s, key, key_len, prefix, cb, userdata);
+    held = (struct held){.cb = cb, .userdata = userdata, .holding = true};
+    return real_ops.get(s, key, key_len, prefix, on_held_read, NULL);
+}
+
+static void release_held(struct fixture *f) {
+    run_until(f, &held.ready);
+    held_prefix = NULL;
+    held.cb(f->store, 0, &held.r, held.userdata);
+    for (size_t i = 0; i < held.r.n_kvs; i++) {
+        free(held.kvs[i].key);
+        free(held.kvs[i].value);
+    }
+    free(held.kvs);
+    held = (struct held){0};
+}
+
+/*
+ * This node, deposed, reads the targets again; the read's answer comes after the watch brought a
+ * newer target and its confirmation (the new coordinator republished b's role with a new gen, say).
+ * The read's older target must not take this node's view back: its mirror of b would wait for good
+ * for a confirmation that came already (chaos seed 406 --cut: a STANDBY pending in a node's view
+ * for good).
+ */
+TEST(cluster_sync_takes_no_target_older_than_the_watch_brought) {
+    struct fixture f = {0};
+    store_ops ops;
+    coordinator_with_a_standby(&f);
+    run_for(&f, 50);
+    real_ops = *f.store->ops;
+    ops = real_ops;
+    ops.get = holding_get;
+    f.store->ops = &ops;
+    held_prefix = "/target/";
+    int64_t lease = cluster_lease(f.cluster);
+
+    /* n2 leads now: this node is deposed, and reads the targets again (held). */
+    char leader[STORE_KEY_MAX];
+    ASSERT(key_leader(leader, f.prefix) >= 0);
+    bool deleted = false, put_done = false;
+    ASSERT_OK(store_delete(f.store, leader, on_done, &deleted));
+    ASSERT_OK(store_put(f.store, leader, "{\"node\":\"n2\"}", 13, f.n2_lease, on_done, &put_done));
+    run_until(&f, &put_done);
+    for (int i = 0; i < 100 && cluster_is_coordinator(f.cluster); i++)
+        run_for(&f, 20);
+    ASSERT(!cluster_is_coordinator(f.cluster));
+    run_until(&f, &held.ready);
+
+    /* The new coordinator republishes b's ACTIVE with gen 7, target then confirmation. */
+    char v[256];
+    snprintf(v, sizeof(v), "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":7,\"lease\":%lld}",
+             (long long)f.n2_lease);
+    put(&f, KEY_TARGET, "si", "b", v, 0);
+    put(&f, KEY_CONFIRMED, "si", "b", v, 0);
+    run_for(&f, 50);
+    struct assignment *as = amf_si_find_su(amf_find_si(f.amf, "si"), amf_find_su(f.amf, "b"));
+    ASSERT(as && as->gen == 7 && !as->pending);
+
+    /* It rejoins (the leader key was deleted under it: it fenced itself), and reads again what it
+     * has to; then the held answer comes. */
+    for (int i = 0; i < 100 && cluster_lease(f.cluster) == lease; i++)
+        run_for(&f, 20);
+    ASSERT(cluster_lease(f.cluster) != lease);
+    run_for(&f, 100);
+    release_held(&f);
+    run_for(&f, 100);
+    as = amf_si_find_su(amf_find_si(f.amf, "si"), amf_find_su(f.amf, "b"));
+    if (!as || as->gen != 7 || as->pending || !as->confirmed)
+        CHECK_FAIL("b in this node's view after the late read: %s, gen %llu%s",
+                   as ? halo_ha_state_to_string(as->target) : "none", as ? (unsigned long long)as->gen : 0ULL,
+                   as && as->pending ? " (pending)" : "");
+    f.store->ops = &real_ops;
+    fixture_stop(&f);
+}

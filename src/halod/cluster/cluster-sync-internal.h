@@ -13,6 +13,7 @@
 
 #include "amf.h"
 #include "cluster-sync.h"
+#include "hashmap.h"
 #include "store.h"
 #include "time-util.h"
 
@@ -77,8 +78,9 @@ struct cluster_sync {
     bool targets_at_join;         /* a target of ours came before this node held a lease: read them again then */
     struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
     size_t n_unwritten;
-    int64_t doom_rev; /* the revision of the last doom/<node> seen: its deletions are proven fences */
-    int64_t seen_rev; /* the newest mod revision of a key handled (read or watched) */
+    int64_t doom_rev;         /* the revision of the last doom/<node> seen: its deletions are proven fences */
+    int64_t seen_rev;         /* the newest mod revision of a key handled (read or watched) */
+    struct hashmap pair_revs; /* target/ and confirmed/ keys -> int64_t *: the mod revision handled last */
 };
 
 void cluster_sync__unref(struct cluster_sync *s);

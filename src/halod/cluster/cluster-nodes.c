@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* The nodes as the store shows them (nodes/<node>): found or added, alive, their description's digest. */
+#define LOG_AREA LOG_AREA_CLUSTER
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster-sync-internal.h"
+#include "macro.h"
+
+struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create) {
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (streq(s->nodes[i].name, name))
+            return &s->nodes[i];
+    if (!create)
+        return NULL;
+    struct node_info *n = realloc(s->nodes, (s->n_nodes + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    s->nodes = n;
+    n = &s->nodes[s->n_nodes];
+    *n = (struct node_info){.name = strdup(name)};
+    if (!n->name)
+        return NULL;
+    s->n_nodes++;
+    return n;
+}
+
+int cluster_sync_node(const struct cluster_sync *s, const char *node) {
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (streq(s->nodes[i].name, node))
+            return s->nodes[i].alive;
+    return -ENOENT;
+}
+
+const char *cluster_sync_node_digest(const struct cluster_sync *s, const char *node) {
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (streq(s->nodes[i].name, node))
+            return s->nodes[i].alive && *s->nodes[i].digest ? s->nodes[i].digest : NULL;
+    return NULL;
+}
+
+size_t cluster_sync_live_nodes(const struct cluster_sync *s, const char **out, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (s->nodes[i].alive) {
+            if (n < max)
+                out[n] = s->nodes[i].name;
+            n++;
+        }
+    return n;
+}
