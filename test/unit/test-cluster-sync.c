@@ -21,6 +21,7 @@
 #include "macro.h"
 #include "queue-report.h"
 #include "queue.h"
+#include "store-engine.h"
 #include "store.h"
 #include "tests.h"
 #include "time-util.h"
@@ -1162,15 +1163,17 @@ static void register_c(struct fixture *f, struct conn *cc) {
  * state again and gives d the ACTIVE; this node publishes its own unit c (the table of published
  * units grows).  Without the read, d stayed out of service for good and hsi had no ACTIVE.
  */
-TEST(cluster_sync_learns_the_units_of_a_group_added_by_a_reload) {
+static void learns_d(unsigned failed_reads) {
     struct fixture f = {0};
     coordinator_with_a_standby(&f);
     n2_publishes_d(&f);
     run_for(&f, 50);
     ASSERT(!amf_find_su(f.amf, "d"));
 
+    if (failed_reads)
+        ASSERT_OK(store_engine_fail_reads(f.store, f.prefix, failed_reads, -ETIMEDOUT));
     struct config *cfg = reload_add_h(&f);
-    run_for(&f, 100);
+    run_for(&f, 100 + 250 * failed_reads);
     struct got g;
     ASSERT(strstr(pair(&f, KEY_SUSTATE, "c", NULL, &g), "\"node\":\"n1\""));
     struct conn cc;
@@ -1190,6 +1193,16 @@ TEST(cluster_sync_learns_the_units_of_a_group_added_by_a_reload) {
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
     stop_reloaded(&f, &cc, cfg);
+}
+
+TEST(cluster_sync_learns_the_units_of_a_group_added_by_a_reload) {
+    learns_d(0);
+}
+
+/* The read fails (etcd away): the coordinator decides nothing for the group until a read again is
+ * in; deciding without it, d stayed out of service for good. */
+TEST(cluster_sync_reads_a_group_added_again_after_a_failed_read) {
+    learns_d(1);
 }
 
 /*

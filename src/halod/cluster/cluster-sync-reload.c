@@ -15,6 +15,7 @@
 #include "keys.h"
 #include "log.h"
 #include "macro.h"
+#include "time-util.h"
 
 /* ---- the table of this node's units ---- */
 
@@ -48,6 +49,7 @@ static void pub_drop(struct cluster_sync *s, const struct su *su) {
 struct reread {
     struct cluster_sync *s;
     size_t from, to;
+    unsigned reads; /* the reads it stands for (reads that failed, folded into this one) */
 };
 
 static bool fresh(const struct reread *rr, const struct sg *sg) {
@@ -90,9 +92,8 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
 }
 
 /* Decides again once every read again is in (cluster_sync_reload_begin() stopped it). */
-static void resume(struct cluster_sync *s, size_t from, size_t to) {
-    if (s->rereads > 0)
-        s->rereads--;
+static void resume(struct cluster_sync *s, size_t from, size_t to, unsigned reads) {
+    s->rereads -= MIN(s->rereads, reads);
     if (!s->held || s->rereads > 0)
         return;
     s->held = false;
@@ -104,11 +105,27 @@ static void resume(struct cluster_sync *s, size_t from, size_t to) {
 
 static void reread_start(struct reread *rr);
 
+/* The read failed: deciding without it could give a second ACTIVE (a role an earlier coordinator
+ * gave), so it is done again in a while (the node timer), when the store may answer.  Frees rr. */
+static void reread_later(struct reread *rr, int error) {
+    struct cluster_sync *s = rr->s;
+    log_warning_errno(error, "Failed to read the keys of the service groups added (read again in 200 ms): %m");
+    s->reread_from = s->reread_failed ? MIN(s->reread_from, rr->from) : rr->from;
+    s->reread_to = s->reread_failed ? MAX(s->reread_to, rr->to) : rr->to;
+    s->reread_failed += rr->reads;
+    s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC;
+    cluster_sync__arm_node_timer(s);
+    free(rr);
+}
+
 static void on_reread(store *st, int error, const store_result *r, void *userdata) {
     struct reread *rr = userdata;
     struct cluster_sync *s = rr->s;
-    if (error < 0 && error != -ECANCELED)
-        log_warning_errno(error, "Failed to read the keys of the service groups added: %m");
+    if (error < 0 && error != -ECANCELED && s->amf) {
+        reread_later(rr, error);
+        cluster_sync__unref(s);
+        return;
+    }
     if (error >= 0 && s->amf && r->revision < s->seen_rev) {
         reread_start(rr); /* the watch is ahead of this read: a key it holds may be older than the watch's */
         cluster_sync__unref(s);
@@ -123,7 +140,7 @@ static void on_reread(store *st, int error, const store_result *r, void *userdat
                 cluster_sync__handle_kv(s, &r->kvs[i]);
         }
     if (s->amf)
-        resume(s, rr->from, rr->to);
+        resume(s, rr->from, rr->to, rr->reads);
     free(rr);
     cluster_sync__unref(s);
 }
@@ -134,9 +151,7 @@ static void reread_start(struct reread *rr) {
     int r = store_range(s->store, s->prefix, on_reread, rr);
     if (r < 0) {
         s->refs--;
-        log_warning_errno(r, "Failed to read the keys of the service groups added: %m");
-        resume(s, rr->from, rr->to);
-        free(rr);
+        reread_later(rr, r);
     }
 }
 
@@ -165,11 +180,23 @@ void cluster_sync_reload_end(struct cluster_sync *s) {
                 cluster_sync__publish_sustate(s, &sgs[g].sus[u], true);
     struct reread *rr = from < n_sgs ? malloc(sizeof(*rr)) : NULL;
     if (rr) {
-        *rr = (struct reread){.s = s, .from = from, .to = n_sgs};
+        *rr = (struct reread){.s = s, .from = from, .to = n_sgs, .reads = 1};
         s->rereads++;
         reread_start(rr);
     }
-    resume(s, from, n_sgs); /* cluster_sync_reload_begin()'s */
+    resume(s, from, n_sgs, 1); /* cluster_sync_reload_begin()'s */
+}
+
+void cluster_sync__reread_again(struct cluster_sync *s) {
+    s->reread_at = 0;
+    struct reread *rr = malloc(sizeof(*rr));
+    if (!rr) {
+        s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC; /* armed by the caller */
+        return;
+    }
+    *rr = (struct reread){.s = s, .from = s->reread_from, .to = s->reread_to, .reads = s->reread_failed};
+    s->reread_failed = 0;
+    reread_start(rr);
 }
 
 /* ---- a group removed ---- */

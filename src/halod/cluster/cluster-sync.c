@@ -405,6 +405,8 @@ static void on_node_timer(uv_timer_t *t);
 
 void cluster_sync__arm_node_timer(struct cluster_sync *s) {
     usec_t first = s->targets_again ? 1 : s->pub_retry_at, now = now_monotonic_usec();
+    if (s->reread_at && (!first || s->reread_at < first))
+        first = s->reread_at;
     for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
             first = s->nodes[i].fenced_at;
@@ -428,6 +430,8 @@ static void on_node_timer(uv_timer_t *t) {
         read_again(s, KEY_TARGET, "the targets after a unit came back under a new lease");
         read_again(s, KEY_CONFIRMED, "the confirmations after a unit came back under a new lease");
     }
+    if (s->reread_at && s->reread_at <= now)
+        cluster_sync__reread_again(s);
     if (s->pub_retry_at && s->pub_retry_at <= now) {
         s->pub_retry_at = 0;
         for (size_t i = 0; i < s->n_pub; i++)
