@@ -204,13 +204,13 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
-        if (m->sync)
+        if (m->sync && n_sgs)
             cluster_sync_reload_begin(m->sync);
         for (size_t i = 0; i < d->n_changes; i++)
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
                 (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
-        if (m->sync)
+        if (m->sync && n_sgs)
             cluster_sync_reload_end(m->sync);
         n_calls = apply_csis(m, d);
     }
