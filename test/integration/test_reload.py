@@ -350,7 +350,7 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
     assert d1 != d2
     want = f"description differs: n1 {d1[:12]}\u2026, n2 {d2[:12]}\u2026"
     for h in hs.values():
-        wait_for(lambda: h.status().get("warnings") == [want], what="the warning on " + h.config)
+        wait_for(lambda: h.status().get("warnings", [None])[0] == want, what="the warning on " + h.config)
         assert f"WARNING: {want}" in h.ctl("status").stdout
         assert {n["name"]: n.get("description") for n in h.status()["nodes"]} == {"n1": d1, "n2": d2}
 
