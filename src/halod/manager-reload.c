@@ -4,7 +4,8 @@
  * start, compared with the running one key by key (config_diff()), and applied only when every
  * change can be applied live; else the whole reload is refused and the running description
  * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
- * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (one node).
+ * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (on several nodes
+ * too: cluster_sync_reload_begin()).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -78,21 +79,17 @@ static const struct config_si *find_si(const struct config *c, const char *sg, c
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
     if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
-        return m->cluster ? "a service group is removed live on one node only (restart halod to apply it)" : NULL;
+        return NULL;
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
         const struct config_sg *sg = find_sg(new, ch->sg);
-        if (m->cluster)
-            return "a service group is added live on one node only (restart halod to apply it)";
         if (sg && sg->cdb_roles)
             return "a cdb-roles group cannot be added live (restart halod to apply it)";
         return NULL;
     }
     if (ch->whole_csi) {
         const struct config_si *si = find_si(new, ch->sg, ch->si);
-        int r = m->cluster ? 0 : si ? amf_si_csis_check(m->amf, ch->si, si) : -HALO_EUNKNOWN;
-        return m->cluster         ? "a CSI is added to or removed from a service instance live on one node only "
-                                    "(restart halod to apply it)"
-               : r == -EBUSY      ? "its service instance is changing its assignments; reload again later"
+        int r = si ? amf_si_csis_check(m->amf, ch->si, si) : -HALO_EUNKNOWN;
+        return r == -EBUSY        ? "its service instance is changing its assignments; reload again later"
                : r == -EOPNOTSUPP ? "its component is not SA-aware: cannot be applied live (restart halod to apply it)"
                : r < 0            ? "its service instance is not found"
                                   : NULL;
@@ -201,14 +198,20 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         int r = retire(m, new);
         if (r < 0)
             return r;
-        for (size_t i = 0; i < d->n_changes; i++)
-            if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
-                (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
-                log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
+        /* The groups removed first: on several nodes, the coordinator takes their SIs from every unit
+         * before a group added holds its decisions (cluster-sync.h). */
         for (size_t i = 0; i < d->n_changes; i++)
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
+        if (m->sync && n_sgs)
+            cluster_sync_reload_begin(m->sync);
+        for (size_t i = 0; i < d->n_changes; i++)
+            if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
+                (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
+                log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
+        if (m->sync && n_sgs)
+            cluster_sync_reload_end(m->sync);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */

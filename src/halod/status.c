@@ -110,8 +110,14 @@ char *status_json(struct manager *m) {
         json_object_set_new(root, "description",
                             json_pack("{s:s, s:s}", "path", m->opt.config_path, "digest", m->digest));
     _cleanup_free_ char *warning = root ? digest_warning(m) : NULL;
+    const char *cd = coordinator && !streq(coordinator, m->node) ? node_digest(m, coordinator) : NULL;
     if (warning)
         json_object_set_new(root, "warnings", json_pack("[s]", warning));
+    if (warning && cd && !streq(cd, m->digest)) /* docs/configuration.md, Reload on several nodes */
+        json_array_append_new(json_object_get(root, "warnings"),
+                              json_sprintf("the coordinator (%s) runs another description: the service groups it "
+                                           "does not have are not assigned",
+                                           coordinator));
     if (root && m->cluster) /* whether a node's lease end now counts as its fence (docs/design.md) */
         json_object_set_new(root, "lease_ends_vouched", json_boolean(store_lease_end_trusted(m->store, INT64_MAX)));
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;

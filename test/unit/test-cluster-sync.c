@@ -21,6 +21,7 @@
 #include "macro.h"
 #include "queue-report.h"
 #include "queue.h"
+#include "store-engine.h"
 #include "store.h"
 #include "tests.h"
 #include "time-util.h"
@@ -130,6 +131,16 @@ static const char *pair(struct fixture *f, enum key_dir dir, const char *si, con
     return g->value;
 }
 
+/* su of n2 holds si ACTIVE: the target of gen, and its confirmation. */
+static void n2_holds_active(struct fixture *f, const char *si, const char *su, int gen) {
+    char v[256];
+    snprintf(v, sizeof(v),
+             "{\"si\":\"%s\",\"su\":\"%s\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":%d,\"lease\":%lld}", si, su,
+             gen, (long long)f->n2_lease);
+    put(f, KEY_TARGET, si, su, v, 0);
+    put(f, KEY_CONFIRMED, si, su, v, 0);
+}
+
 /* ---- this node's halod, as the manager wires it ---- */
 
 static void on_loaded(void *userdata, int error) {
@@ -196,12 +207,7 @@ static void fixture_start(struct fixture *f) {
     put(f, KEY_NODES, "n2", NULL, node, f->n2_lease);
     put(f, KEY_SUSTATE, "b", NULL,
         "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", f->n2_lease);
-    char pair_value[256];
-    snprintf(pair_value, sizeof(pair_value),
-             "{\"si\":\"si\",\"su\":\"b\",\"node\":\"n2\",\"state\":\"ACTIVE\",\"gen\":1,\"lease\":%lld}",
-             (long long)f->n2_lease);
-    put(f, KEY_TARGET, "si", "b", pair_value, 0);
-    put(f, KEY_CONFIRMED, "si", "b", pair_value, 0);
+    n2_holds_active(f, "si", "b", 1);
     if (f->n2_leads) {
         char leader[STORE_KEY_MAX];
         ASSERT(key_leader(leader, f->prefix) >= 0);
@@ -1185,4 +1191,201 @@ TEST(cluster_sync_takes_no_target_older_than_the_watch_brought) {
                    as && as->pending ? " (pending)" : "");
     f.store->ops = &real_ops;
     fixture_stop(&f);
+}
+
+/* ---- a reload that adds or removes a group (cluster_sync_reload_begin()) ---- */
+
+/* DESCRIPTION and a group h: c on n1, d on n2, its SI hsi. */
+#define DESCRIPTION_H                        \
+    DESCRIPTION "  h:\n"                     \
+                "    component:\n"           \
+                "      command: /bin/true\n" \
+                "    service-units:\n"       \
+                "      c: {node: n1}\n"      \
+                "      d: {node: n2}\n"      \
+                "    service-instances:\n"   \
+                "      hsi:\n"               \
+                "        csis:\n"            \
+                "          hcsi: {}\n"
+
+/* What manager_reload() does for a group added: the description with h, applied; returned (the
+ * AMF points into it: freed by the test after fixture_stop()). */
+static struct config *reload_add_h(struct fixture *f) {
+    char *errors = NULL;
+    FILE *fp = fopen(f->path, "w");
+    ASSERT(fp);
+    fputs(DESCRIPTION_H, fp);
+    fclose(fp);
+    struct config *cfg = NULL;
+    if (config_load(f->path, &cfg, &errors) < 0)
+        CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
+    ASSERT_EQ((int)cfg->n_sgs, 2);
+    cluster_sync_reload_begin(f->sync);
+    ASSERT_OK(amf_sg_add(f->amf, cfg, &cfg->sgs[1]));
+    cluster_sync_reload_end(f->sync);
+    return cfg;
+}
+
+/* n2's halod as it would answer: d's state in service, and the confirmation of d's target. */
+static void n2_publishes_d(struct fixture *f) {
+    put(f, KEY_SUSTATE, "d", NULL,
+        "{\"su\":\"d\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":false}", f->n2_lease);
+}
+
+static void n2_confirms_d(struct fixture *f) {
+    struct got g;
+    const char *t = pair(f, KEY_TARGET, "hsi", "d", &g);
+    const char *st = strstr(t, "\"state\":\"");
+    if (!st)
+        return;
+    char state[16] = "";
+    sscanf(st + strlen("\"state\":\""), "%15[A-Z]", state);
+    char v[256];
+    snprintf(v, sizeof(v), "{\"si\":\"hsi\",\"su\":\"d\",\"node\":\"n2\",\"state\":\"%s\",\"gen\":%d,\"lease\":%lld}",
+             state, pair_gen(f, KEY_TARGET, "hsi", "d"), (long long)f->n2_lease);
+    struct got c;
+    if (!streq(pair(f, KEY_CONFIRMED, "hsi", "d", &c), v))
+        put(f, KEY_CONFIRMED, "hsi", "d", v, 0);
+}
+
+/* n2 published d in service, and d holds hsi ACTIVE (decided by an earlier coordinator, gen 7). */
+static void n2_holds_d_active(struct fixture *f) {
+    n2_publishes_d(f);
+    n2_holds_active(f, "hsi", "d", 7);
+    run_for(f, 50);
+}
+
+/* This node coordinates, n2 holds hsi ACTIVE on d, and this node reloads with h: its description. */
+static struct config *coordinator_adds_h_held_by_d(struct fixture *f) {
+    coordinator_with_a_standby(f);
+    n2_holds_d_active(f);
+    struct config *cfg = reload_add_h(f);
+    run_for(f, 100);
+    return cfg;
+}
+
+/* Stops the fixture, then frees what a test with c registered on cc and the description cfg kept. */
+static void stop_reloaded(struct fixture *f, struct conn *cc, struct config *cfg) {
+    fixture_stop(f);
+    if (cc)
+        fake_conn_done(cc);
+    config_free(cfg);
+}
+
+/* c's component registers on the link cc. */
+static void register_c(struct fixture *f, struct conn *cc) {
+    struct comp *c = amf_find_comp(f->amf, "c");
+    ASSERT(c && c->proc);
+    *cc = (struct conn){.pid = c->pid};
+    amf_comp_register(f->amf, cc, 8, "c", NULL, false, false);
+}
+
+/*
+ * A group added by a reload on several nodes: n2 reloaded first, so d's state was written while the
+ * coordinator (this node) did not know d, and ignored.  Once the coordinator reloads, it reads d's
+ * state again and gives d the ACTIVE; this node publishes its own unit c (the table of published
+ * units grows).  Without the read, d stayed out of service for good and hsi had no ACTIVE.
+ */
+static void learns_d(unsigned failed_reads) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    n2_publishes_d(&f);
+    run_for(&f, 50);
+    ASSERT(!amf_find_su(f.amf, "d"));
+
+    if (failed_reads)
+        ASSERT_OK(store_engine_fail_reads(f.store, f.prefix, failed_reads, -ETIMEDOUT));
+    struct config *cfg = reload_add_h(&f);
+    run_for(&f, 100 + 250 * failed_reads);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_SUSTATE, "c", NULL, &g), "\"node\":\"n1\""));
+    struct conn cc;
+    register_c(&f, &cc);
+    run_for(&f, 50);
+    LinkMsg *m;
+    while ((m = fake_conn_next(&cc)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET)
+            amf_response(f.amf, &cc, 0, m->csi_set->invocation, 0, false);
+    run_for(&f, 100);
+    /* c ranks first: ACTIVE; d, known from the state read again, STANDBY. */
+    const char *t = pair(&f, KEY_TARGET, "hsi", "d", &g);
+    if (!strstr(t, "\"state\":\"STANDBY\""))
+        CHECK_FAIL("d's target after the coordinator's reload: '%s' (want STANDBY)", t);
+    ASSERT(strstr(pair(&f, KEY_TARGET, "hsi", "c", &g), "\"state\":\"ACTIVE\""));
+    /* The group that was there is untouched: b ACTIVE, a STANDBY. */
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
+    stop_reloaded(&f, &cc, cfg);
+}
+
+TEST(cluster_sync_learns_the_units_of_a_group_added_by_a_reload) {
+    learns_d(0);
+}
+
+/* The read fails (etcd away): the coordinator decides nothing for the group until a read again is
+ * in; deciding without it, d stayed out of service for good. */
+TEST(cluster_sync_reads_a_group_added_again_after_a_failed_read) {
+    learns_d(1);
+}
+
+/*
+ * The coordinator that reloads takes the roles the store already gives the group's units (another
+ * coordinator, which had the group, decided them before it died): d stays ACTIVE under the same
+ * decision (its gen), and c, once in service, is STANDBY, never ACTIVE beside d.
+ */
+TEST(cluster_sync_takes_the_roles_of_a_group_added_from_the_store) {
+    struct fixture f = {0};
+    struct config *cfg = coordinator_adds_h_held_by_d(&f);
+    ASSERT_EQ(pair_gen(&f, KEY_TARGET, "hsi", "d"), 7);
+    struct conn cc;
+    register_c(&f, &cc);
+    run_for(&f, 100);
+    LinkMsg *m;
+    bool standby = false;
+    while ((m = fake_conn_next(&cc)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
+            ASSERT(m->csi_set->ha_state != HALO_HA_ACTIVE);
+            standby |= m->csi_set->ha_state == HALO_HA_STANDBY;
+        }
+    ASSERT(standby);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_TARGET, "hsi", "d", &g), "\"state\":\"ACTIVE\""));
+    stop_reloaded(&f, &cc, cfg);
+}
+
+/*
+ * A group removed by the coordinator's reload: its SIs are taken from every node's units (d on n2,
+ * which has not reloaded, holds nothing from then on but keeps running), this node's units stop, and
+ * every key of the group goes from the store; the other group keeps its roles.
+ */
+TEST(cluster_sync_deletes_the_keys_of_a_group_removed_by_a_reload) {
+    struct fixture f = {0};
+    struct config *cfg = coordinator_adds_h_held_by_d(&f);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_CONFIRMED, "hsi", "d", &g), "\"state\":\"ACTIVE\""));
+    ASSERT(strlen(pair(&f, KEY_SUSTATE, "c", NULL, &g)) > 0);
+
+    ASSERT_OK(amf_sg_remove(f.amf, "h"));
+    for (int i = 0; i < 200 && amf_find_su(f.amf, "c"); i++) {
+        run_for(&f, 20);
+        n2_confirms_d(&f);
+        size_t n_sgs;
+        struct sg *sgs = amf_sgs(f.amf, &n_sgs);
+        struct comp *c = &sgs[1].sus[0].comps[0];
+        if (c->proc && c->proc->killed)
+            fake_proc_exit(c->proc, c->proc->killed);
+    }
+    ASSERT(!amf_find_su(f.amf, "c"));
+    run_for(&f, 50);
+    const char *keys[][3] = {{"t", "hsi", "c"}, {"t", "hsi", "d"}, {"c", "hsi", "c"},
+                             {"c", "hsi", "d"}, {"s", "c", NULL},  {"s", "d", NULL}};
+    for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+        enum key_dir d = keys[i][0][0] == 't' ? KEY_TARGET : keys[i][0][0] == 'c' ? KEY_CONFIRMED : KEY_SUSTATE;
+        const char *v = pair(&f, d, keys[i][1], keys[i][2], &g);
+        if (*v)
+            CHECK_FAIL("%s/%s still in the store after h was removed: '%s'", keys[i][1], keys[i][2] ?: "", v);
+    }
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
+    stop_reloaded(&f, NULL, cfg);
 }

@@ -182,16 +182,29 @@ int amf_sg_add(struct amf *a, const struct config *config, const struct config_s
     return 0;
 }
 
-/* A group being removed: locked (its SIs removed from its units), then its processes stopped. */
+/* A group being removed: locked (its SIs removed from its units), then its processes stopped.  On
+ * several nodes, only this node's units ("sg:NAME@NODE"): another node stops its own when it reloads;
+ * the deciding node first locks each SI of the group, which takes them from every node's units
+ * without moving them (a group it no longer has is assigned nowhere). */
 struct removal {
     struct amf_waiter w; /* first: the AMF hands it back */
     struct amf *amf;
     struct sg *sg;
-    int op; /* the operation under way */
-    char target[CONFIG_NAME_MAX + 8];
+    int op;         /* the operation under way */
+    size_t si_next; /* the SIs locked so far (the deciding node of several) */
+    bool locked;    /* the units' lock is asked */
+    char target[2 * CONFIG_NAME_MAX + 8];
 };
 
 static void removal_step(struct removal *rm, int error);
+
+/* The group, or on several nodes this node's part of it. */
+static void removal_target(struct removal *rm) {
+    if (rm->amf->placement->distributed)
+        snprintf(rm->target, sizeof(rm->target), "sg:%s@%s", rm->sg->name, rm->amf->node);
+    else
+        snprintf(rm->target, sizeof(rm->target), "sg:%s", rm->sg->name);
+}
 
 static void removal_done(struct amf_waiter *w, int error) {
     removal_step((struct removal *)w, error);
@@ -212,6 +225,10 @@ static void removal_step(struct removal *rm, int error) {
         if (rm->op == AMF_OP_LOCK_INSTANTIATION) {
             struct sg *sg = rm->sg;
             sg->removed = true;
+            for (size_t i = 0; i < rm->si_next; i++) {
+                sg->sis[i].admin = SI_UNLOCKED; /* the SI locks above, cleared from the store */
+                amf_notify_si_admin(&sg->sis[i]);
+            }
             /* What the store keeps of its states goes back to unlocked: the group added again,
              * by a reload or at a restart, starts as a new one. */
             for (size_t u = 0; u < sg->n_sus; u++) {
@@ -226,9 +243,20 @@ static void removal_step(struct removal *rm, int error) {
             free(rm);
             return;
         }
-        /* Locked (or not lockable: a lock-instantiation takes the units out anyway): stop the processes. */
-        rm->op = AMF_OP_LOCK_INSTANTIATION;
-        int r = amf_run_op(rm->amf, rm->op, rm->target, &rm->w);
+        int r;
+        if (!rm->locked && rm->si_next < rm->sg->n_sis && rm->amf->placement->distributed && rm->amf->deciding) {
+            snprintf(rm->target, sizeof(rm->target), "si:%s", rm->sg->sis[rm->si_next++].name);
+            r = amf_run_op(rm->amf, AMF_OP_LOCK, rm->target, &rm->w);
+        } else if (!rm->locked) {
+            rm->locked = true;
+            removal_target(rm);
+            r = amf_run_op(rm->amf, AMF_OP_LOCK, rm->target, &rm->w);
+        } else {
+            /* Locked (or not lockable: a lock-instantiation takes the units out anyway): stop the processes. */
+            rm->op = AMF_OP_LOCK_INSTANTIATION;
+            removal_target(rm);
+            r = amf_run_op(rm->amf, rm->op, rm->target, &rm->w);
+        }
         if (r == 1)
             return; /* removal_done() follows */
         error = r;
@@ -246,10 +274,8 @@ int amf_sg_remove(struct amf *a, const char *name) {
     if (!rm)
         return -ENOMEM;
     *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .op = AMF_OP_LOCK};
-    snprintf(rm->target, sizeof(rm->target), "sg:%s", name);
-    log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes", name);
-    int r = amf_run_op(a, AMF_OP_LOCK, rm->target, &rm->w);
-    if (r != 1)
-        removal_step(rm, r);
+    log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes%s", name,
+             a->placement->distributed ? " (those of this node)" : "");
+    removal_step(rm, 0);
     return 0;
 }

@@ -65,8 +65,14 @@ struct cluster_sync {
     void *loaded_userdata;
     struct node_info *nodes;
     size_t n_nodes;
-    struct published *pub;
-    size_t n_pub;
+    struct published *pub; /* this node's units (grows with a reload's groups: never keep an entry) */
+    size_t n_pub, cap_pub;
+    size_t n_sgs_known; /* the AMF's groups published so far: those after are a reload's, added */
+    bool held;          /* the coordinator stopped deciding until the groups a reload added are read */
+    unsigned rereads;   /* those reads in flight */
+    usec_t reread_at;   /* such a read failed: read again then (0: none), for the groups below */
+    size_t reread_from, reread_to;
+    unsigned reread_failed;       /* the reads that failed, folded into that one */
     bool fence_waiting;           /* this node fenced itself; processes it killed still run */
     bool decided;                 /* it decided as the coordinator since the targets were last read */
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
@@ -84,6 +90,19 @@ struct cluster_sync {
 };
 
 void cluster_sync__unref(struct cluster_sync *s);
+/* What this node last published of su (one of its units), or NULL; the table may move: not kept. */
+struct published *cluster_sync__published(struct cluster_sync *s, const struct su *su);
+/* Adds su to the units published: 1, 0 (there already), -ENOMEM. */
+int cluster_sync__pub_add(struct cluster_sync *s, struct su *su);
+void cluster_sync__publish_sustate(struct cluster_sync *s, struct su *su, bool force);
+/* Runs ops under the coordinator's guard: a deposed coordinator writes nothing. */
+void cluster_sync__guarded(struct cluster_sync *s, const store_op *ops, size_t n);
+/* A key read or watched, applied to the AMF. */
+void cluster_sync__handle_kv(struct cluster_sync *s, const store_kv *kv);
+void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to);
+/* cluster-sync-reload.c: a reload removed sg (its units stopped). */
+void cluster_sync__reread_again(struct cluster_sync *s);
+void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg);
 struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create);
 /* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
 void cluster_sync__arm_node_timer(struct cluster_sync *s);

@@ -93,12 +93,10 @@ struct sustate_put {
     unsigned failures;
 };
 
-static struct published *published_of(struct cluster_sync *s, const struct su *su);
-
 static void on_sustate_put(store *st, int error, const store_result *r, void *userdata) {
     struct sustate_put *w = userdata;
     struct cluster_sync *s = w->s;
-    struct published *pb = error >= 0 && s->amf ? published_of(s, w->su) : NULL;
+    struct published *pb = error >= 0 && s->amf ? cluster_sync__published(s, w->su) : NULL;
     if (pb && w->failures > pb->failures_written) {
         pb->failures_written = w->failures;
         pb->fail_rev = r->revision;
@@ -111,8 +109,7 @@ static void on_sustate_put(store *st, int error, const store_result *r, void *us
     cluster_sync__unref(s);
 }
 
-/* Runs ops under the coordinator's guard: a deposed coordinator writes nothing. */
-static void guarded(struct cluster_sync *s, const store_op *ops, size_t n) {
+void cluster_sync__guarded(struct cluster_sync *s, const store_op *ops, size_t n) {
     store_compare cmp;
     cluster_guard(s->cluster, &cmp);
     store_txn txn = {.compares = &cmp, .n_compares = 1, .success = ops, .n_success = n};
@@ -143,7 +140,7 @@ static char *pair_value(const struct si *si, const struct su *su, const char *no
  * ours, the revision of its last failure's state: it knows of it). */
 static char *target_value(struct cluster_sync *s, const struct si *si, const struct su *su, int state, uint64_t gen,
                           int64_t lease) {
-    const struct published *pb = su->local ? published_of(s, su) : NULL;
+    const struct published *pb = su->local ? cluster_sync__published(s, su) : NULL;
     int64_t seen = su->local ? (pb ? pb->fail_rev : 0) : su->remote.rev;
     return dump(json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "si", si->name, "su", su->name, "node", su->cfg->node,
                           "state", role_to_string(state) ?: "?", "gen", (json_int_t)gen, "lease", (json_int_t)lease,
@@ -167,7 +164,7 @@ static int publish_target(void *p, struct si *si, struct assignment *as) {
     int n = key_pair(key, s->prefix, KEY_TARGET, si->name, as->su->name);
     if (v && n >= 0) {
         store_op op = {.type = STORE_OP_PUT, .key = key, .key_len = (size_t)n, .value = v, .value_len = strlen(v)};
-        guarded(s, &op, 1);
+        cluster_sync__guarded(s, &op, 1);
     }
     return as->su->local ? 0 : 1; /* another node's unit: its node applies it and confirms */
 }
@@ -232,7 +229,19 @@ static void forget(void *p, struct si *si, struct su *su) {
         {.type = STORE_OP_DELETE, .key = k1, .key_len = (size_t)n1},
         {.type = STORE_OP_DELETE, .key = k2, .key_len = (size_t)n2},
     };
-    guarded(s, ops, ELEMENTSOF(ops));
+    cluster_sync__guarded(s, ops, ELEMENTSOF(ops));
+}
+
+/* Keys of pairs of sgs[from..to) with no assignment in this node's view are left over (a node
+ * restarted, a coordinator died mid-change): deleted. */
+void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = from; g < to && g < n_sgs; g++)
+        for (size_t i = 0; !sgs[g].removed && i < sgs[g].n_sis; i++)
+            for (size_t u = 0; u < sgs[g].n_sus; u++)
+                if (!amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
+                    forget(s, &sgs[g].sis[i], &sgs[g].sus[u]);
 }
 
 static int request(void *p, int op, const char *target, const char *to, struct amf_waiter *w) {
@@ -250,15 +259,15 @@ static const struct amf_placement_ops placement = {
 
 /* ---- this node's units, published ---- */
 
-static struct published *published_of(struct cluster_sync *s, const struct su *su) {
+struct published *cluster_sync__published(struct cluster_sync *s, const struct su *su) {
     for (size_t i = 0; i < s->n_pub; i++)
         if (s->pub[i].su == su)
             return &s->pub[i];
     return NULL;
 }
 
-static void publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
-    struct published *pb = published_of(s, su);
+void cluster_sync__publish_sustate(struct cluster_sync *s, struct su *su, bool force) {
+    struct published *pb = cluster_sync__published(s, su);
     int64_t lease = cluster_lease(s->cluster);
     if (pb && su->failing && !pb->was_failing)
         pb->failures++; /* counted even while no state can be written */
@@ -324,7 +333,7 @@ static void on_sg_changed(void *userdata, struct sg *sg) {
     struct cluster_sync *s = userdata;
     for (size_t u = 0; u < sg->n_sus; u++)
         if (sg->sus[u].local)
-            publish_sustate(s, &sg->sus[u], false);
+            cluster_sync__publish_sustate(s, &sg->sus[u], false);
 }
 
 /* Whether every process of this node's failed units is gone. */
@@ -348,14 +357,20 @@ static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
         cluster_fence_done(s->cluster);
     }
     if (ev == AMF_SU_STATE && su->local)
-        publish_sustate(s, su, false);
+        cluster_sync__publish_sustate(s, su, false);
     else if (ev == AMF_SU_ADOPTED) /* a target may have changed while nobody could apply it */
         read_again(s, KEY_TARGET, "the targets after an adoption");
+}
+
+static void on_group_admin_changed(void *userdata, struct sg *sg) {
+    if (sg && sg->removed) /* by a reload, done: its units hold nothing and run nothing here */
+        cluster_sync__group_removed(userdata, sg);
 }
 
 static const struct amf_observer observer = {
     .sg_changed = on_sg_changed,
     .su_event = on_su_event,
+    .group_admin_changed = on_group_admin_changed,
 };
 
 /* ---- what the store says ---- */
@@ -373,6 +388,8 @@ static void on_node_timer(uv_timer_t *t);
 
 void cluster_sync__arm_node_timer(struct cluster_sync *s) {
     usec_t first = s->targets_again ? 1 : s->pub_retry_at, now = now_monotonic_usec();
+    if (s->reread_at && (!first || s->reread_at < first))
+        first = s->reread_at;
     for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
             first = s->nodes[i].fenced_at;
@@ -407,10 +424,12 @@ static void on_node_timer(uv_timer_t *t) {
         read_again(s, KEY_TARGET, "the targets after a unit came back under a new lease");
         read_again(s, KEY_CONFIRMED, "the confirmations after a unit came back under a new lease");
     }
+    if (s->reread_at && s->reread_at <= now)
+        cluster_sync__reread_again(s);
     if (s->pub_retry_at && s->pub_retry_at <= now) {
         s->pub_retry_at = 0;
         for (size_t i = 0; i < s->n_pub; i++)
-            publish_sustate(s, s->pub[i].su, false);
+            cluster_sync__publish_sustate(s, s->pub[i].su, false);
         /* Confirmations of this lease; one of an earlier lease is void (its node fenced since). */
         size_t n = s->n_unwritten;
         struct unwritten **u = TAKE_PTR(s->unwritten);
@@ -563,7 +582,7 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
                   (long long)json_integer_value(json_object_get(j, "lease")), (long long)unit_lease(s, su));
         return;
     }
-    const struct published *pb = d == KEY_TARGET && su->local ? published_of(s, su) : NULL;
+    const struct published *pb = d == KEY_TARGET && su->local ? cluster_sync__published(s, su) : NULL;
     json_int_t seen = json_integer_value(json_object_get(j, "seen"));
     if (pb && (pb->failures_written < pb->failures || seen < pb->fail_rev)) {
         /* Decided on a state of the unit older than its last failure (the coordinator had not seen
@@ -667,6 +686,10 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         break;
     }
     json_decref(j);
+}
+
+void cluster_sync__handle_kv(struct cluster_sync *s, const store_kv *kv) {
+    handle_kv(s, kv, false);
 }
 
 static void on_read_again(store *st, int error, const store_result *r, void *userdata) {
@@ -837,7 +860,7 @@ static void resync(struct cluster_sync *s) {
 void cluster_sync_joined(struct cluster_sync *s) {
     queue_report_node(s->reporter, s->node, QUEUE_HA_ONLINE, NULL, cluster_lease(s->cluster));
     for (size_t i = 0; i < s->n_pub; i++)
-        publish_sustate(s, s->pub[i].su, true);
+        cluster_sync__publish_sustate(s, s->pub[i].su, true);
     resync(s); /* again: when it was deposed, the store may not have answered */
     s->decided = false;
     if (s->targets_at_join) {
@@ -852,16 +875,11 @@ static void take_over(struct cluster_sync *s) {
     s->taking_over = false;
     if (s->forward)
         cluster_forward_run_waiting(s->forward);
-    /* Take over: what other nodes hold is known from the store.  Keys of
-     * pairs with no assignment in our view are left over (a node restarted, a
-     * coordinator died mid-change): delete them. */
+    /* Take over: what other nodes hold is known from the store. */
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    for (size_t g = 0; g < n_sgs; g++)
-        for (size_t i = 0; i < sgs[g].n_sis; i++)
-            for (size_t u = 0; u < sgs[g].n_sus; u++)
-                if (!amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
-                    forget(s, &sgs[g].sis[i], &sgs[g].sus[u]);
+    s->held = false; /* a reload's read again may still come: decided from now on */
+    cluster_sync__forget_leftovers(s, 0, n_sgs);
     /* After this node's fence and rejoin, what its own units hold is
      * published again, under the lease it holds now: the others voided what
      * they held under the old one (a new incarnation, amf_su_remote()), while
@@ -887,6 +905,7 @@ static void take_over(struct cluster_sync *s) {
 
 void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {
     s->taking_over = coordinator;
+    s->held = false;
     if (!coordinator) {
         amf_set_deciding(s->amf, false);
         resync(s);
@@ -921,20 +940,20 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
                                .refs = 1,
                                .prefix = strdup(p->prefix),
                                .node = strdup(p->node)};
-    size_t n_sgs, n = 0;
+    size_t n_sgs;
     struct sg *sgs = amf_sgs(p->amf, &n_sgs);
-    for (size_t g = 0; g < n_sgs; g++)
-        n += sgs[g].n_sus;
-    s->pub = calloc(n ?: 1, sizeof(*s->pub));
-    int r = s->prefix && s->node && s->pub ? amf_observe(p->amf, &observer, s) : -ENOMEM;
+    s->n_sgs_known = n_sgs;
+    int r = s->prefix && s->node ? 0 : -ENOMEM;
+    for (size_t g = 0; r >= 0 && g < n_sgs; g++)
+        for (size_t u = 0; r >= 0 && u < sgs[g].n_sus; u++)
+            if (sgs[g].sus[u].local)
+                r = cluster_sync__pub_add(s, &sgs[g].sus[u]);
+    if (r >= 0)
+        r = amf_observe(p->amf, &observer, s);
     if (r < 0) {
         cluster_sync__unref(s);
         return r;
     }
-    for (size_t g = 0; g < n_sgs; g++)
-        for (size_t u = 0; u < sgs[g].n_sus; u++)
-            if (sgs[g].sus[u].local)
-                s->pub[s->n_pub++].su = &sgs[g].sus[u];
     amf_set_placement(p->amf, &placement, s);
     amf_set_deciding(p->amf, false);                      /* until this node wins the leader key */
     (void)amf_add_active_readiness(p->amf, cdb_ready, s); /* at most one per layer: room enough */

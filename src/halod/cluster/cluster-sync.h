@@ -47,6 +47,13 @@ struct cluster_sync *cluster_sync_free(struct cluster_sync *s);
 typedef void (*cluster_sync_loaded_cb)(void *userdata, int error);
 int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *userdata);
 
+/* A reload adds or removes service groups (docs/configuration.md, Reload): begin before the AMF
+ * adds them (the coordinator stops deciding), end after; the units of the groups added are published
+ * and the store's keys of those groups read again, after which the coordinator decides again.  A
+ * group removed is dealt with once its removal is done (its keys deleted). */
+void cluster_sync_reload_begin(struct cluster_sync *s);
+void cluster_sync_reload_end(struct cluster_sync *s);
+
 /* The membership's events (cluster.h). */
 void cluster_sync_joined(struct cluster_sync *s);
 void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator);

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A reload on several nodes, as far as the store is concerned (cluster-sync.h): the units of a
+ * group added are published and the group's keys read again; the keys of a group removed are
+ * deleted.
+ */
+#define LOG_AREA LOG_AREA_CLUSTER
+#include "cluster-sync-internal.h"
+#include "cluster-sync.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+#include "log.h"
+#include "macro.h"
+#include "time-util.h"
+
+/* ---- the table of this node's units ---- */
+
+int cluster_sync__pub_add(struct cluster_sync *s, struct su *su) {
+    if (cluster_sync__published(s, su))
+        return 0;
+    if (s->n_pub == s->cap_pub) {
+        /* Entries are looked up by unit each time (cluster_sync__published()), never kept: the table may move. */
+        size_t cap = s->cap_pub ? 2 * s->cap_pub : 8;
+        struct published *p = reallocarray(s->pub, cap, sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        s->pub = p;
+        s->cap_pub = cap;
+    }
+    s->pub[s->n_pub++] = (struct published){.su = su};
+    return 1;
+}
+
+static void pub_drop(struct cluster_sync *s, const struct su *su) {
+    for (size_t i = 0; i < s->n_pub; i++)
+        if (s->pub[i].su == su) {
+            s->pub[i] = s->pub[--s->n_pub];
+            return;
+        }
+}
+
+/* ---- a group added ---- */
+
+/* A read again of the keys of the groups added by one reload: sgs[from..to). */
+struct reread {
+    struct cluster_sync *s;
+    size_t from, to;
+    unsigned reads; /* the reads it stands for (reads that failed, folded into this one) */
+};
+
+static bool fresh(const struct reread *rr, const struct sg *sg) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
+    return sg && !sg->removed && sg >= sgs + rr->from && sg < sgs + rr->to;
+}
+
+/* Whether kv is a key of a unit, SI or pair of a group of rr; its pass (below) into ret_pass. */
+static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass) {
+    struct cluster_sync *s = rr->s;
+    const char *rest;
+    size_t len;
+    char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
+    int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
+    if (len == 0 || len >= STORE_KEY_MAX)
+        return false;
+    memcpy(a, rest, len);
+    a[len] = '\0';
+    switch (d) {
+    case KEY_SUSTATE: {
+        struct su *su = amf_find_su(s->amf, a);
+        *ret_pass = 0;
+        return su && fresh(rr, su->sg);
+    }
+    case KEY_TARGET:
+    case KEY_CONFIRMED: {
+        struct si *si = key_split_pair(rest, len, a, b) >= 0 ? amf_find_si(s->amf, a) : NULL;
+        *ret_pass = d == KEY_TARGET ? 1 : 2;
+        return si && fresh(rr, si->sg);
+    }
+    case KEY_ADMINSTATE: {
+        struct si *si = strncmp(a, "si:", 3) == 0 ? amf_find_si(s->amf, a + 3) : NULL;
+        *ret_pass = 2;
+        return si && fresh(rr, si->sg);
+    }
+    default:
+        return false;
+    }
+}
+
+/* Decides again once every read again is in (cluster_sync_reload_begin() stopped it). */
+static void resume(struct cluster_sync *s, size_t from, size_t to, unsigned reads) {
+    s->rereads -= MIN(s->rereads, reads);
+    if (!s->held || s->rereads > 0)
+        return;
+    s->held = false;
+    if (!cluster_is_coordinator(s->cluster) || !s->synced || s->taking_over)
+        return;
+    cluster_sync__forget_leftovers(s, from, to);
+    amf_set_deciding(s->amf, true);
+}
+
+static void reread_start(struct reread *rr);
+
+/* The read failed: deciding without it could give a second ACTIVE (a role an earlier coordinator
+ * gave), so it is done again in a while (the node timer), when the store may answer.  Frees rr. */
+static void reread_later(struct reread *rr, int error) {
+    struct cluster_sync *s = rr->s;
+    log_warning_errno(error, "Failed to read the keys of the service groups added (read again in 200 ms): %m");
+    s->reread_from = s->reread_failed ? MIN(s->reread_from, rr->from) : rr->from;
+    s->reread_to = s->reread_failed ? MAX(s->reread_to, rr->to) : rr->to;
+    s->reread_failed += rr->reads;
+    s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC;
+    cluster_sync__arm_node_timer(s);
+    free(rr);
+}
+
+static void on_reread(store *st, int error, const store_result *r, void *userdata) {
+    struct reread *rr = userdata;
+    struct cluster_sync *s = rr->s;
+    if (error < 0 && error != -ECANCELED && s->amf) {
+        reread_later(rr, error);
+        cluster_sync__unref(s);
+        return;
+    }
+    if (error >= 0 && s->amf && r->revision < s->seen_rev) {
+        reread_start(rr); /* the watch is ahead of this read: a key it holds may be older than the watch's */
+        cluster_sync__unref(s);
+        return;
+    }
+    /* Unit states first (a target is only taken for a unit whose state is known), then the targets,
+     * then the confirmations: as at the first read. */
+    for (int pass = 0; error >= 0 && s->amf && pass < 3; pass++)
+        for (size_t i = 0; i < r->n_kvs; i++) {
+            int want = -1;
+            if (of_fresh(rr, &r->kvs[i], &want) && want == pass)
+                cluster_sync__handle_kv(s, &r->kvs[i]);
+        }
+    if (s->amf)
+        resume(s, rr->from, rr->to, rr->reads);
+    free(rr);
+    cluster_sync__unref(s);
+}
+
+static void reread_start(struct reread *rr) {
+    struct cluster_sync *s = rr->s;
+    s->refs++;
+    int r = store_range(s->store, s->prefix, on_reread, rr);
+    if (r < 0) {
+        s->refs--;
+        reread_later(rr, r);
+    }
+}
+
+void cluster_sync_reload_begin(struct cluster_sync *s) {
+    s->rereads++; /* this reload's, until cluster_sync_reload_end() */
+    if (!amf_deciding(s->amf))
+        return;
+    /* The coordinator decides for a group added once it knows what the store says of it: its
+     * units' states published before it knew them, and the roles another coordinator gave. */
+    s->held = true;
+    amf_set_deciding(s->amf, false);
+}
+
+void cluster_sync_reload_end(struct cluster_sync *s) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    size_t from = s->n_sgs_known;
+    s->n_sgs_known = n_sgs;
+    for (size_t g = from; g < n_sgs; g++)
+        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+            if (sgs[g].sus[u].local && cluster_sync__pub_add(s, &sgs[g].sus[u]) < 0)
+                log_warning("Out of memory: unit '%s' is not published", sgs[g].sus[u].name);
+    for (size_t g = from; g < n_sgs; g++)
+        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+            if (sgs[g].sus[u].local)
+                cluster_sync__publish_sustate(s, &sgs[g].sus[u], true);
+    struct reread *rr = from < n_sgs ? malloc(sizeof(*rr)) : NULL;
+    if (rr) {
+        *rr = (struct reread){.s = s, .from = from, .to = n_sgs, .reads = 1};
+        s->rereads++;
+        reread_start(rr);
+    }
+    resume(s, from, n_sgs, 1); /* cluster_sync_reload_begin()'s */
+}
+
+void cluster_sync__reread_again(struct cluster_sync *s) {
+    s->reread_at = 0;
+    struct reread *rr = malloc(sizeof(*rr));
+    if (!rr) {
+        s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC; /* armed by the caller */
+        return;
+    }
+    *rr = (struct reread){.s = s, .from = s->reread_from, .to = s->reread_to, .reads = s->reread_failed};
+    s->reread_failed = 0;
+    reread_start(rr);
+}
+
+/* ---- a group removed ---- */
+
+static void on_deleted(store *st, int error, const store_result *r, void *userdata) {
+    struct cluster_sync *s = userdata;
+    if (error < 0 && error != -ECANCELED)
+        log_warning_errno(error, "Failed to delete the state of a unit of a service group removed: %m");
+    cluster_sync__unref(s);
+}
+
+void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg) {
+    char key[STORE_KEY_MAX];
+    /* This node's units: no longer published, their states gone (the coordinator, if it still has
+     * the group, sees them out of service). */
+    for (size_t u = 0; u < sg->n_sus; u++) {
+        struct su *su = &sg->sus[u];
+        if (!su->local)
+            continue;
+        pub_drop(s, su);
+        if (key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
+            continue;
+        s->refs++;
+        if (store_delete(s->store, key, on_deleted, s) < 0)
+            s->refs--;
+    }
+    if (!amf_deciding(s->amf))
+        return;
+    /* The coordinator: every key of the group, so that the group added back starts as a new one. */
+    log_info("Service group '%s' removed: deleting its targets, confirmations and unit states", sg->name);
+    char k1[STORE_KEY_MAX], k2[STORE_KEY_MAX];
+    for (size_t u = 0; u < sg->n_sus; u++) {
+        for (size_t i = 0; i < sg->n_sis; i++) {
+            int n1 = key_pair(k1, s->prefix, KEY_TARGET, sg->sis[i].name, sg->sus[u].name);
+            int n2 = key_pair(k2, s->prefix, KEY_CONFIRMED, sg->sis[i].name, sg->sus[u].name);
+            store_op ops[] = {
+                {.type = STORE_OP_DELETE, .key = k1, .key_len = (size_t)n1},
+                {.type = STORE_OP_DELETE, .key = k2, .key_len = (size_t)n2},
+            };
+            if (n1 >= 0 && n2 >= 0)
+                cluster_sync__guarded(s, ops, ELEMENTSOF(ops));
+        }
+        int n = key_name(k1, s->prefix, KEY_SUSTATE, sg->sus[u].name);
+        store_op op = {.type = STORE_OP_DELETE, .key = k1, .key_len = (size_t)n};
+        if (n >= 0 && !sg->sus[u].local)
+            cluster_sync__guarded(s, &op, 1);
+    }
+}

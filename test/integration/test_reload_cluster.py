@@ -1,0 +1,227 @@
+# SPDX-License-Identifier: MIT
+"""Reloading on several nodes (halod --etcd): a service group added or removed, a CSI added to or
+removed from an SI, each node reloaded on its own, one after the other; and the coordinator killed
+between two reloads.  (issue 16, point 3; docs/configuration.md, Reload)"""
+import signal
+
+from halo_harness import start_nodes, testcomp_events as events, wait_for
+from test_reload import NEW_GROUP, rewrite, with_csi, yaml
+
+UNITS = {"a": "n1", "b": "n2", "x": "n1", "y": "n2", "p": "n1", "q": "n2"}
+MINE = {"n1": "p", "n2": "q"}  # each node's unit of h
+
+
+def texts(log):
+    """The description without the group h, and with it: each unit on its node."""
+    base = "nodes: {n1: {}, n2: {}}\n" + yaml(log) \
+        .replace("service-units: {a: {}, b: {}}", "service-units: {a: {node: n1}, b: {node: n2}}") \
+        .replace("service-units: {x: {}, y: {}}", "service-units: {x: {node: n1}, y: {node: n2}}")
+    return base, base + NEW_GROUP.replace("@LOG@", log).replace("{p: {}, q: {}}", "{p: {node: n1}, q: {node: n2}}")
+
+
+def two_nodes(etcd, halod_factory, tmp_path, h=False):
+    """Both halods, with h or not, every SI assigned: ({node: halod}, coordinator node, other node,
+    the description without h, with h, the components' log)."""
+    log = str(tmp_path / "comp.log")
+    without, with_h = texts(log)
+    hs, _ = start_nodes(halod_factory, with_h if h else without, etcd.endpoints)
+    for h in hs.values():
+        h.wait_assigned("s", timeout=30)
+        h.wait_assigned("t", timeout=30)
+    coord = hs["n1"].status()["coordinator"]
+    wait_for(lambda: hs["n2"].status()["coordinator"] == coord, what="both nodes agree on the coordinator")
+    return hs, coord, "n2" if coord == "n1" else "n1", without, with_h, log
+
+
+def own_pids(hs, comps):
+    """The pid of each component, as its own node says."""
+    return {c: hs[UNITS[c]].pid_of(c) for c in comps}
+
+
+def groups(h):
+    return [sg["name"] for sg in h.status()["service_groups"]]
+
+
+def roles(h, si):
+    s = h.si(si)
+    return s["active"], s["standby"]
+
+
+def reload(h, want):
+    r = h.ctl("reload")
+    assert f"applied: {want}" in r.stdout, r.stdout
+
+
+def h_keys(etcd):
+    """The store's keys of the group h (its SI u, its units p and q)."""
+    return sorted(k for k in etcd.get_prefix("/halo/") if k.endswith(("/u/p", "/u/q", "/sustate/p", "/sustate/q")))
+
+
+def test_a_group_added_then_removed_node_by_node(etcd, halod_factory, tmp_path):
+    hs, coord, other, without, with_h, log = two_nodes(etcd, halod_factory, tmp_path)
+    before = own_pids(hs, "abxy")
+    s_roles = roles(hs["n1"], "s")
+
+    # The other node first: its unit of h starts and publishes its state; the coordinator does not
+    # know the group yet, so nothing is assigned for it anywhere, and status warns.
+    rewrite(hs[other], with_h)
+    reload(hs[other], "1 service group added")
+    wait_for(lambda: hs[other].comp(MINE[other])["presence"] == "INSTANTIATED", what="its unit of h running")
+    assert "h" not in groups(hs[coord])
+    for h in hs.values():
+        wait_for(lambda: h.status().get("warnings"), what="the digest warning")
+        assert "description differs" in h.status()["warnings"][0]
+    # Why u is not assigned, on the node that has it (the coordinator's own status has no such line).
+    why = f"the coordinator ({coord}) runs another description: the service groups it does not have are not assigned"
+    assert hs[other].status()["warnings"][1:] == [why] and f"WARNING: {why}" in hs[other].ctl("status").stdout
+    assert len(hs[coord].status()["warnings"]) == 1
+    assert roles(hs[other], "u") == (None, None)
+
+    # Then the coordinator: it reads what the other node published, and assigns h; both nodes agree.
+    rewrite(hs[coord], with_h)
+    reload(hs[coord], "1 service group added")
+    act, sb = hs[coord].wait_assigned("u", timeout=30)
+    assert {act, sb} == {"p", "q"}
+    assert wait_for(lambda: hs[other].wait_assigned("u") == (act, sb), what="the other node agrees")
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="the warning gone once both reloaded")
+    assert own_pids(hs, "abxy") == before and roles(hs["n1"], "s") == s_roles  # nobody else restarted or moved
+    assert "blue" in " ".join(events(log, act, "CSI_SET")[-1])
+
+    # Removed, the other node first: its unit locks and stops; the coordinator, which still has h,
+    # gives u to its own unit alone.
+    p_pid = hs[coord].pid_of(MINE[coord])
+    rewrite(hs[other], without)
+    reload(hs[other], "1 service group removed")
+    wait_for(lambda: "h" not in groups(hs[other]), timeout=30, what="h gone from the other node")
+    wait_for(lambda: roles(hs[coord], "u") == (MINE[coord], None), timeout=30, what="u ACTIVE on the coordinator")
+    assert hs[coord].pid_of(MINE[coord]) == p_pid
+    assert [e[1] for e in events(log, MINE[other])][-1] == "TERMINATE"
+
+    # Then the coordinator: h is gone everywhere, and so are its keys.
+    rewrite(hs[coord], without)
+    reload(hs[coord], "1 service group removed")
+    wait_for(lambda: "h" not in groups(hs[coord]), timeout=30, what="h gone from the coordinator")
+    wait_for(lambda: not h_keys(etcd), what="h's keys deleted from the store")
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning")
+    assert own_pids(hs, "abxy") == before and roles(hs["n1"], "s") == s_roles
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_group_removed_by_the_coordinator_first(etcd, halod_factory, tmp_path):
+    """The coordinator reloads first: u is taken from both nodes' units (no failover to the node that
+    has not reloaded), the coordinator's unit stops, the other node's keeps running, holding
+    nothing, until its node reloads.  Added back, the group starts as a new one."""
+    hs, coord, other, without, with_h, log = two_nodes(etcd, halod_factory, tmp_path, h=True)
+    for h in hs.values():
+        h.wait_assigned("u", timeout=30)
+    kept = hs[other].pid_of(MINE[other])
+
+    rewrite(hs[coord], without)
+    reload(hs[coord], "1 service group removed")
+    wait_for(lambda: "h" not in groups(hs[coord]), timeout=30, what="h gone from the coordinator")
+    wait_for(lambda: roles(hs[other], "u") == (None, None), timeout=30, what="u held nowhere")
+    wait_for(lambda: not h_keys(etcd) or h_keys(etcd) == [k for k in h_keys(etcd) if k.endswith("/sustate/" +
+                                                                                              MINE[other])],
+             what="h's keys deleted (but for a state the other node writes again)")
+    assert hs[other].pid_of(MINE[other]) == kept  # still running, holding nothing
+    assert [e[1:3] for e in events(log, MINE[other]) if e[1] in ("CSI_SET", "CSI_REMOVE")][-1][0] == "CSI_REMOVE"
+
+    rewrite(hs[other], without)
+    reload(hs[other], "1 service group removed")
+    wait_for(lambda: "h" not in groups(hs[other]), timeout=30, what="h gone from the other node")
+    wait_for(lambda: not h_keys(etcd), what="no key of h left")
+
+    # Back on both: a new group, assigned again.
+    for n in (coord, other):
+        rewrite(hs[n], with_h)
+        reload(hs[n], "1 service group added")
+    act, sb = hs[coord].wait_assigned("u", timeout=30)
+    assert {act, sb} == {"p", "q"} and hs[other].wait_assigned("u", timeout=30) == (act, sb)
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_csi_added_and_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """Each node sends the CSI set or remove to its own holder of the SI when it reloads; the roles
+    stay where they are."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    before = own_pids(hs, "abxy")
+    act, sb = roles(hs["n1"], "s")
+    holder = {UNITS[act]: act, UNITS[sb]: sb}
+    added = with_csi(without, "          c2: {}\n")
+
+    def c2(comp, kind):
+        return [e for e in events(log, comp, kind) if e[2] == "c2"]
+
+    for n in ("n1", "n2"):
+        rewrite(hs[n], added)
+        reload(hs[n], "1 CSI added or removed, 1 CSI set or remove sent")
+        wait_for(lambda: c2(holder[n], "CSI_SET"), what=f"the CSI set of c2 to {holder[n]}")
+        assert c2(holder[n], "CSI_SET")[-1][3] == ("ACTIVE" if holder[n] == act else "STANDBY")
+        if n == "n1":  # the other node's holder is told only once its node reloads
+            assert not c2(holder["n2"], "CSI_SET")
+    for n in ("n2", "n1"):
+        rewrite(hs[n], without)
+        reload(hs[n], "1 CSI added or removed, 1 CSI set or remove sent")
+        wait_for(lambda: c2(holder[n], "CSI_REMOVE"), what=f"the CSI remove of c2 to {holder[n]}")
+    assert roles(hs["n1"], "s") == (act, sb) and roles(hs["n2"], "s") == (act, sb)
+    assert own_pids(hs, "abxy") == before
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_the_coordinator_killed_between_the_reloads(etcd, halod_factory, tmp_path):
+    """h added on the other node only, then the coordinator's halod is killed (SIGKILL): the other
+    node takes over, knows h and gives u to its own unit, the only one in service.  The killed node
+    comes back with h in its description: its unit is STANDBY, never a second ACTIVE."""
+    hs, coord, other, without, with_h, log = two_nodes(etcd, halod_factory, tmp_path)
+
+    rewrite(hs[other], with_h)
+    reload(hs[other], "1 service group added")
+    wait_for(lambda: hs[other].comp(MINE[other])["presence"] == "INSTANTIATED", what="its unit of h running")
+    assert roles(hs[other], "u") == (None, None)
+
+    rewrite(hs[coord], with_h)  # read when it starts again
+    hs[coord].proc.send_signal(signal.SIGKILL)
+    hs[coord].proc.wait()
+    wait_for(lambda: hs[other].status()["coordinator"] == other, timeout=30, what="the other node takes over")
+    wait_for(lambda: roles(hs[other], "u") == (MINE[other], None), timeout=30, what="u ACTIVE on the survivor")
+    wait_for(lambda: hs[other].si("s")["active"] in ("a", "b") and UNITS[hs[other].si("s")["active"]] == other,
+             timeout=30, what="s ACTIVE on the survivor")
+
+    hs[coord].start()
+    assert wait_for(lambda: hs[other].wait_assigned("u", timeout=30) == (MINE[other], MINE[coord]),
+                    timeout=40, what="the restarted node's unit STANDBY")
+    wait_for(lambda: hs[coord].si("u")["active"] == MINE[other], timeout=30, what="the restarted node agrees")
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning: both have h")
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_the_coordinator_killed_after_reloading_alone(etcd, halod_factory, tmp_path):
+    """h added on the coordinator only (its unit ACTIVE, the other node's not in service), then the
+    coordinator's halod is killed: the other node takes over without h, so u is held nowhere.  Once
+    it reloads, it reads what the dead coordinator left of u, takes none of it (that unit is gone
+    with its node), and gives u to its own unit; the killed node, back, is STANDBY."""
+    hs, coord, other, without, with_h, log = two_nodes(etcd, halod_factory, tmp_path)
+
+    rewrite(hs[coord], with_h)
+    reload(hs[coord], "1 service group added")
+    wait_for(lambda: roles(hs[coord], "u") == (MINE[coord], None), timeout=30, what="u ACTIVE on the coordinator")
+    hs[coord].proc.send_signal(signal.SIGKILL)
+    hs[coord].proc.wait()
+    wait_for(lambda: hs[other].status()["coordinator"] == other, timeout=30, what="the other node takes over")
+    assert "h" not in groups(hs[other])
+
+    rewrite(hs[other], with_h)
+    reload(hs[other], "1 service group added")
+    wait_for(lambda: roles(hs[other], "u") == (MINE[other], None), timeout=30, what="u ACTIVE on the survivor")
+    hs[coord].start()
+    assert hs[other].wait_assigned("u", timeout=40) == (MINE[other], MINE[coord])
+    wait_for(lambda: roles(hs[coord], "u") == (MINE[other], MINE[coord]), timeout=30, what="the restarted node agrees")
+    for h in hs.values():
+        assert h.stop() == 0
