@@ -74,6 +74,13 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
         c->service_group = true;
         if (!(c->sg = strdup(w->path[1])))
             w->error = -ENOMEM;
+    } else if (w->depth == 4 && streq(w->path[0], "service-groups") && streq(w->path[2], "service-instances") &&
+               kind != CONFIG_CHANGE_CHANGED) {
+        c->whole_si = true;
+        c->sg = strdup(w->path[1]);
+        c->si = strdup(w->path[3]);
+        if (!c->sg || !c->si)
+            w->error = -ENOMEM;
     } else if (path_is_csi_attributes(w->path, w->depth) ||
                (w->depth == 6 && path_is_csi(w->path) && kind != CONFIG_CHANGE_CHANGED)) {
         c->csi_attributes = w->depth > 6;

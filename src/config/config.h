@@ -325,6 +325,8 @@ struct config_change {
     bool service_group;
     /* A CSI added to or removed from an SI of both (service-groups.SG.service-instances.SI.csis.CSI). */
     bool whole_csi;
+    /* An SI added to or removed from a group of both (service-groups.SG.service-instances.SI): sg, si. */
+    bool whole_si;
     char *sg, *si, *csi;
 };
 

@@ -4,7 +4,8 @@
  * start, compared with the running one key by key (config_diff()), and applied only when every
  * change can be applied live; else the whole reload is refused and the running description
  * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
- * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (one node).
+ * added to or removed from an SI (amf_si_csis_reload()), a group added or removed, an SI added to
+ * or removed from a running group (amf_si_add(), amf_si_remove(); one node).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -106,6 +107,33 @@ static const char *refusal(struct manager *m, const struct config *new, const st
     return NULL;
 }
 
+/* Why the SI added to or removed from a running group by d's change at cannot be applied now, or NULL. */
+static const char *si_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at) {
+    const struct config_change *ch = &d->changes[at];
+    bool removed = ch->kind == CONFIG_CHANGE_REMOVED;
+    const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
+    if (m->cluster)
+        return "a service instance is added to or removed from a group live on one node only (restart halod to "
+               "apply it)";
+    if (sg && sg->cdb_roles)
+        return "the SIs of a cdb-roles group are not changed live (restart halod to apply it)";
+    size_t before = 0; /* SIs added to the same group by earlier changes */
+    for (size_t j = 0; j < at; j++)
+        before +=
+            d->changes[j].whole_si && d->changes[j].kind == CONFIG_CHANGE_ADDED && streq(d->changes[j].sg, ch->sg);
+    const struct config_si *si = find_si(new, ch->sg, ch->si);
+    int r = removed ? amf_si_remove_check(m->amf, ch->si)
+            : si    ? amf_si_add_check(m->amf, ch->sg, si, before)
+                    : -HALO_EUNKNOWN;
+    return r == -EBUSY         ? "its service group is changing its assignments; reload again later"
+           : r == -ENOSPC      ? "more service instances added to its group since halod started than it has room for "
+                                 "(restart halod)"
+           : r == -HALO_EEXIST ? "its name or a CSI's is still a running service instance's (one this reload "
+                                 "removes, or one removed whose removal is under way): add it in a later reload"
+           : r < 0             ? "its service group or service instance is not found"
+                               : NULL;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
@@ -115,7 +143,8 @@ static int check(struct manager *m, const struct config *new, const struct confi
         added += adds;
         const char *why = adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
-                              : refusal(m, new, ch);
+                          : ch->whole_si ? si_refusal(m, new, d, i)
+                                         : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;
@@ -164,6 +193,21 @@ static size_t apply_csis(struct manager *m, const struct config_diff *d) {
     return sent;
 }
 
+/* The SIs removed from running groups leave their units, then the SIs added join theirs (their
+ * descriptions in the new running one, m->config). */
+static void apply_sis(struct manager *m, const struct config_diff *d) {
+    for (int add = 0; add <= 1; add++)
+        for (size_t i = 0; i < d->n_changes; i++) {
+            const struct config_change *ch = &d->changes[i];
+            if (!ch->whole_si || (ch->kind == CONFIG_CHANGE_ADDED) != add)
+                continue;
+            int r =
+                add ? amf_si_add(m->amf, ch->sg, find_si(m->config, ch->sg, ch->si)) : amf_si_remove(m->amf, ch->si);
+            if (r < 0)
+                log_error_errno(r, "Service instance '%s' not %s: %m", ch->si, add ? "added" : "removed");
+        }
+}
+
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
  * existing objects still point into it. */
 static int retire(struct manager *m, struct config **new) {
@@ -179,7 +223,7 @@ static int retire(struct manager *m, struct config **new) {
 /* Applies d (checked): the new attributes go to their holders, new groups start. */
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
-    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -189,12 +233,14 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
         n_removed += ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED;
         n_whole += ch->whole_csi;
+        n_si_added += ch->whole_si && ch->kind == CONFIG_CHANGE_ADDED;
+        n_si_removed += ch->whole_si && ch->kind == CONFIG_CHANGE_REMOVED;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
-    if (n_sgs == 0 && n_removed == 0 && n_whole == 0) {
+    if (n_sgs == 0 && n_removed == 0 && n_whole == 0 && n_si_added == 0 && n_si_removed == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -209,6 +255,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
+        apply_sis(m, d);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
@@ -219,6 +266,12 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
     if (n_removed)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s removed", n_removed,
                               n_removed == 1 ? "" : "s");
+    if (n_si_added)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service instance%s added", n_si_added,
+                              n_si_added == 1 ? "" : "s");
+    if (n_si_removed)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service instance%s removed", n_si_removed,
+                              n_si_removed == 1 ? "" : "s");
     if (n_csis)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
                               n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");

@@ -209,10 +209,9 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     assert "applied: no change" in h.ctl("reload").stdout
 
 
-def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
-    """A CSI set of new attributes never crosses a change of roles: while a switchover
-    waits for the ACTIVE's quiescing, the reload is refused; once done, it goes through
-    and the new ACTIVE gets the new attributes."""
+def held_switchover(halod_factory, tmp_path):
+    """A halod of yaml() whose switchover of s waits for the ACTIVE's quiescing (held until the file
+    hold is removed): (halod, log, active, standby, hold, the haloctl switchover's process)."""
     log = str(tmp_path / "comp.log")
     h = halod_factory(yaml(log, modes="quiesce-hold"), log_level="info").start()
     active, standby = h.wait_assigned("s")
@@ -221,6 +220,14 @@ def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
     ctl = subprocess.Popen([HALOCTL, "-s", h.socket, "switchover", "s"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     wait_for(lambda: csi_sets(log, active)[-1][3] == "QUIESCING", what="the ACTIVE told QUIESCING")
+    return h, log, active, standby, hold, ctl
+
+
+def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
+    """A CSI set of new attributes never crosses a change of roles: while a switchover
+    waits for the ACTIVE's quiescing, the reload is refused; once done, it goes through
+    and the new ACTIVE gets the new attributes."""
+    h, log, active, standby, hold, ctl = held_switchover(halod_factory, tmp_path)
     rewrite(h, yaml(log, port=7701, modes="quiesce-hold"))
     r = h.ctl("reload", check=False)
     assert r.returncode == 5
@@ -356,6 +363,10 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
     r = hs["n2"].ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.service-instances.s.csis.c2' added: a CSI is added to or removed " \
         "from a service instance live on one node only" in r.stderr, r.stderr
+    rewrite(hs["n2"], with_si(nodes_yaml(7700)))
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-instances.s2' added: a service instance is added to or " \
+        "removed from a group live on one node only" in r.stderr, r.stderr
     rewrite(hs["n2"], nodes_yaml(7701))
     assert "applied" in hs["n2"].ctl("reload").stdout
     d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]
@@ -371,3 +382,134 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
     for h in hs.values():
         wait_for(lambda: not h.status().get("warnings"), what="the warning gone on " + h.config)
         assert "WARNING" not in h.ctl("status").stdout
+
+
+S2 = "      s2: {csis: {c2: {attributes: {mode: fast}}}}\n"
+
+
+def with_si(text, line=S2):
+    """text with one more SI in g (after s)."""
+    c = "          c: {attributes: {port: 7700, bind: 127.0.0.1}}\n"
+    assert c in text
+    return text.replace(c, c + line)
+
+
+def sis_of(h, sg="g"):
+    return [si["name"] for g in h.status()["service_groups"] if g["name"] == sg for si in g["service_instances"]]
+
+
+def test_an_si_added_to_a_running_group_is_assigned_and_nobody_else_is_told(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, with_si(yaml(log)))
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (active, standby)  # 2N: with the group's other SI
+    assert sis_of(h) == ["s", "s2"] and h.si("s2")["csis"] == ["c2"]
+    new = events(log, active)[n[active]:]
+    assert [e[1:5] for e in new] == [["CSI_SET", "c2", "ACTIVE", "transition=1"]] and "mode=fast" in new[0]
+    assert [e[1:4] for e in events(log, standby)[n[standby]:]] == [["CSI_SET", "c2", "STANDBY"]]
+    assert pids(h) == before  # nobody restarted
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}  # the other group untouched
+    assert h.wait_assigned("s") == (active, standby)
+    assert "Service instance 's2' added to service group 'g'" in h.logtext()
+
+    # It moves with the group afterwards, as any SI of it.
+    h.ctl("switchover", "s")
+    assert h.wait_assigned("s") == (standby, active) and h.wait_assigned("s2") == (standby, active)
+
+
+def metric_sis(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return set(re.findall(r'halo_si_generation\{si="([^"]+)"\}', r.read().decode()))
+
+
+def test_a_removed_si_leaves_its_units_as_a_lock_does(halod_factory, tmp_path):
+    http = free_port()
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path, ["--http", f"127.0.0.1:{http}"])
+    text = with_si(yaml(log))
+    rewrite(h, text)
+    h.ctl("reload")
+    h.wait_assigned("s2")
+    assert metric_sis(http) == {"s", "s2", "t"}
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, yaml(log))
+    assert "applied: 1 service instance removed" in h.ctl("reload").stdout
+    wait_for(lambda: len(events(log, standby)) > n[standby] and len(events(log, active)) > n[active] + 1,
+             what="the CSI removes of c2")
+    # As haloctl admin lock si:s2 would: the ACTIVE quiesced, then both removed; nothing else.
+    assert [e[1:4] for e in events(log, active)[n[active]:]] == [["CSI_SET", "c2", "QUIESCED"], ["CSI_REMOVE", "c2"]]
+    assert [e[1:3] for e in events(log, standby)[n[standby]:]] == [["CSI_REMOVE", "c2"]]
+    wait_for(lambda: "Service instance 's2' removed" in h.logtext(), what="the removal logged")
+    assert sis_of(h) == ["s"] and h.wait_assigned("s") == (active, standby)
+    assert metric_sis(http) == {"s", "t"}
+    assert h.ctl("admin", "lock", "si:s2", check=False).returncode == 4  # no such object any more
+    assert pids(h) == before
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}
+
+    # Locked by the operator, then removed: the store forgets the lock.  Added back, it is assigned,
+    # and so after halod is killed and restarted on the new file.
+    rewrite(h, text)
+    h.ctl("reload")
+    h.wait_assigned("s2")
+    h.ctl("admin", "lock", "si:s2")
+    assert h.si("s2")["admin"] == "LOCKED"
+    rewrite(h, yaml(log))
+    assert "applied: 1 service instance removed" in h.ctl("reload").stdout
+    rewrite(h, text)
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (active, standby) and h.si("s2")["admin"] == "UNLOCKED"
+    h.remember_children()
+    h.proc.kill()  # SIGKILL: the new halod reads the file on disk, which has s2
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s2") == (active, standby) and h.wait_assigned("s") == (active, standby)
+    assert sis_of(h) == ["s", "s2"] and h.si("s2")["admin"] == "UNLOCKED"
+    assert pids(h) == before  # adopted, not restarted
+    rewrite(h, yaml(log))
+    assert "applied: 1 service instance removed" in h.ctl("reload").stdout
+    wait_for(lambda: sis_of(h) == ["s"], what="s2 gone")
+    assert h.stop() == 0
+
+
+def test_an_si_change_waits_until_its_group_is_steady(halod_factory, tmp_path):
+    """An SI added or removed while an SI of its group changes roles is refused; once done, applied.
+    An SI moved from one group to another in one reload is refused (its name is still taken)."""
+    h, log, active, standby, hold, ctl = held_switchover(halod_factory, tmp_path)
+    rewrite(h, with_si(yaml(log, modes="quiesce-hold")))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5
+    assert "'service-groups.g.service-instances.s2' added: its service group is changing its assignments; " \
+           "reload again later" in r.stderr, r.stderr
+    assert sis_of(h) == ["s"]
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (standby, active)
+
+    # s2 moved to the other group in one reload: refused.
+    text = with_si(yaml(log, modes="quiesce-hold"))
+    moved = text.replace(S2, "").replace("{t: {csis: {d: {}}}}", "{t: {csis: {d: {}}}, s2: {csis: {c2: {}}}}")
+    rewrite(h, moved)
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.other.service-instances.s2' added: its name or a CSI's is still " \
+        "a running service instance's" in r.stderr, r.stderr
+    assert sis_of(h) == ["s", "s2"]
+
+
+def test_more_sis_than_a_group_has_room_for_are_refused(halod_factory, tmp_path):
+    """A group keeps room for 16 SIs added by reloads: the 17th refuses the reload, and nothing of it
+    is assigned."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    sis = "".join(f"      n{i:02}: {{csis: {{n{i:02}c: {{}}}}}}\n" for i in range(17))
+    rewrite(h, with_si(yaml(log), sis))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and r.stderr.count("than it has room for") == 1, r.stderr
+    assert "'service-groups.g.service-instances.n16' added: more service instances added to its group" in r.stderr
+    assert sis_of(h) == ["s"] and pids(h) == before
+    rewrite(h, with_si(yaml(log), sis.replace("      n16: {csis: {n16c: {}}}\n", "")))
+    assert "applied: 16 service instances added" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.si(f"n{i:02}")["active"] for i in range(16)), what="the 16 SIs assigned")
+    assert len(sis_of(h)) == 17 and pids(h) == before

@@ -101,6 +101,29 @@ TEST(csi_added_and_removed_within_an_si) {
     config_diff_free(d);
 }
 
+TEST(si_added_and_removed_within_a_group) {
+    struct config_diff *d = diff(BASE, "service-groups:\n"
+                                       "  g:\n"
+                                       "    component: {command: /bin/sleep, args: ['1']}\n"
+                                       "    service-units: {a: {}, b: {}}\n"
+                                       "    service-instances:\n"
+                                       "      si2: {csis: {csi2: {}}}\n");
+    ASSERT_EQ(d->n_changes, 2u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.service-instances.si");
+    ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_REMOVED);
+    ASSERT_EQ(d->changes[0].pos.line, 6u); /* in the old description */
+    ASSERT_STREQ(d->changes[0].si, "si");
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.service-instances.si2");
+    ASSERT_EQ(d->changes[1].kind, CONFIG_CHANGE_ADDED);
+    ASSERT_EQ(d->changes[1].pos.line, 6u);
+    ASSERT_STREQ(d->changes[1].si, "si2");
+    for (size_t i = 0; i < d->n_changes; i++) {
+        ASSERT(d->changes[i].whole_si && !d->changes[i].whole_csi && !d->changes[i].service_group);
+        ASSERT_STREQ(d->changes[i].sg, "g");
+    }
+    config_diff_free(d);
+}
+
 TEST(other_changes_are_named_by_key_and_line) {
     struct config_diff *d = diff(BASE, "service-groups:\n"
                                        "  g:\n"
@@ -127,6 +150,7 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT_STREQ(d->changes[3].key, "service-groups.g.service-units.c");
     ASSERT_EQ(d->changes[3].kind, CONFIG_CHANGE_ADDED);
     for (size_t i = 0; i < d->n_changes; i++)
-        ASSERT(!d->changes[i].csi_attributes && !d->changes[i].whole_csi && (i == 0) == d->changes[i].service_group);
+        ASSERT(!d->changes[i].csi_attributes && !d->changes[i].whole_csi && !d->changes[i].whole_si &&
+               (i == 0) == d->changes[i].service_group);
     config_diff_free(d);
 }

@@ -73,6 +73,8 @@ struct hc {
 };
 
 /* ---- the model's construction (amf.c) ---- */
+/* Room for the SIs reloads may add to one group (amf_si_add()): a group's SIs never move. */
+#define AMF_SIS_ADDED_MAX 16
 /* sg's arrays for cg (0, -ENOMEM: free what was allocated with amf_sg_free()); then its handles and names. */
 int amf_sg_alloc(struct sg *sg, const struct config_sg *cg);
 void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg);

@@ -206,6 +206,11 @@ struct si {
     usec_t unassigned_since;
     struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
     enum si_admin admin;
+    /* A reload removed it from the description (amf_si_remove()): no lookup, operation, status or
+     * metric finds it; the model takes it from its units as a lock does (ACTIVE QUIESCED, then
+     * removed), then it holds nothing for good.  Kept, unused, until halod exits (pointers). */
+    bool removed;
+    bool gone; /* removed, and its units hold nothing of it any more (logged once) */
 };
 
 struct redundancy_ops;
@@ -216,8 +221,8 @@ struct sg {
     const char *name;
     struct su *sus;
     size_t n_sus;
-    struct si *sis;
-    size_t n_sis;
+    struct si *sis; /* cap_sis allocated, n_sis in use: a reload adds SIs without moving any */
+    size_t n_sis, cap_sis;
     const struct redundancy_ops *ops;
     bool adjusting;          /* sg-adjust: ACTIVEs move back to the most preferred units in this pass */
     enum su_admin admin;     /* its own administrative state (lock sg:NAME), persisted */

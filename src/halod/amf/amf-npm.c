@@ -29,8 +29,8 @@ static bool available(const struct su *su) {
 /* Whether an SI of the group has nothing that serves (no ACTIVE, QUIESCING or QUIESCED). */
 static bool si_without_active(struct sg *sg) {
     for (size_t i = 0; i < sg->n_sis; i++)
-        if (!amf_si_find(&sg->sis[i], HALO_HA_ACTIVE) && !amf_si_find(&sg->sis[i], HALO_HA_QUIESCING) &&
-            !amf_si_find(&sg->sis[i], HALO_HA_QUIESCED))
+        if (!sg->sis[i].removed && !amf_si_find(&sg->sis[i], HALO_HA_ACTIVE) &&
+            !amf_si_find(&sg->sis[i], HALO_HA_QUIESCING) && !amf_si_find(&sg->sis[i], HALO_HA_QUIESCED))
             return true;
     return false;
 }

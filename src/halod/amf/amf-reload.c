@@ -253,3 +253,106 @@ int amf_sg_remove(struct amf *a, const char *name) {
         removal_step(rm, r);
     return 0;
 }
+
+static struct sg *sg_named(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
+            return &a->sgs[g];
+    return NULL;
+}
+
+static bool holds_any(const struct si *si) {
+    for (size_t i = 0; i < si->n_asg; i++)
+        if (si->asg[i].su)
+            return true;
+    return false;
+}
+
+/* Whether an SI of sg is changing its assignments (an invocation in flight, a switchover or an
+ * operation waited for), or one removed still holds something. */
+static bool sg_changing(const struct sg *sg) {
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        const struct si *si = &sg->sis[i];
+        if ((si->removed && holds_any(si)) || si->switchover || si->waiter)
+            return true;
+        for (size_t k = 0; k < si->n_asg; k++) {
+            const struct assignment *as = &si->asg[k];
+            if (as->su && (as->pending || as->removing || as->state != as->target))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Whether an SI of the model that still holds something (a removed one) or is not removed is named
+ * name or has a CSI named csi. */
+static bool name_taken(struct amf *a, const char *name, const char *csi) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++) {
+            const struct si *si = &a->sgs[g].sis[i];
+            if (si->removed && !holds_any(si))
+                continue;
+            if (name && streq(si->name, name))
+                return true;
+            for (size_t k = 0; csi && k < si->cfg->n_csis; k++)
+                if (streq(si->cfg->csis[k].name, csi))
+                    return true;
+        }
+    return false;
+}
+
+int amf_si_add_check(struct amf *a, const char *sg_name, const struct config_si *cfg, size_t n_before) {
+    struct sg *sg = sg_named(a, sg_name);
+    if (!sg)
+        return -HALO_EUNKNOWN;
+    if (sg->n_sis + n_before >= sg->cap_sis)
+        return -ENOSPC;
+    if (name_taken(a, cfg->name, NULL))
+        return -HALO_EEXIST;
+    for (size_t k = 0; k < cfg->n_csis; k++)
+        if (name_taken(a, NULL, cfg->csis[k].name))
+            return -HALO_EEXIST;
+    return sg_changing(sg) ? -EBUSY : 0;
+}
+
+int amf_si_add(struct amf *a, const char *sg_name, const struct config_si *cfg) {
+    struct sg *sg = sg_named(a, sg_name);
+    if (!sg || !cfg)
+        return -HALO_EUNKNOWN;
+    if (sg->n_sis >= sg->cap_sis)
+        return -ENOSPC;
+    struct si *si = &sg->sis[sg->n_sis];
+    /* One slot per unit of the group, as at start (amf_sg_alloc()). */
+    if (!(si->asg = calloc(sg->n_sus ?: 1, sizeof(struct assignment))))
+        return -ENOMEM;
+    si->n_asg = sg->n_sus;
+    si->amf = a;
+    si->sg = sg;
+    si->cfg = cfg;
+    si->name = cfg->name;
+    sg->n_sis++;
+    log_info("Service instance '%s' added to service group '%s' (%zu CSIs)", si->name, sg->name, cfg->n_csis);
+    amf_sg_evaluate(sg);
+    return 0;
+}
+
+int amf_si_remove_check(struct amf *a, const char *name) {
+    struct si *si = amf_find_si(a, name);
+    if (!si)
+        return -HALO_EUNKNOWN;
+    return sg_changing(si->sg) ? -EBUSY : 0;
+}
+
+int amf_si_remove(struct amf *a, const char *name) {
+    struct si *si = amf_find_si(a, name);
+    if (!si)
+        return -HALO_EUNKNOWN;
+    log_info("Service instance '%s' is no longer in the description: taking it from its units", name);
+    si->removed = true;
+    if (si->admin != SI_UNLOCKED) { /* the store forgets its lock: added again, it starts unlocked */
+        si->admin = SI_UNLOCKED;
+        amf_notify_si_admin(si);
+    }
+    amf_sg_evaluate(si->sg);
+    return 0;
+}

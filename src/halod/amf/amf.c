@@ -158,7 +158,7 @@ struct su *amf_find_su(struct amf *a, const char *name) {
 struct si *amf_find_si(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++)
-            if (streq(a->sgs[g].sis[i].name, name))
+            if (!a->sgs[g].sis[i].removed && streq(a->sgs[g].sis[i].name, name))
                 return &a->sgs[g].sis[i];
     return NULL;
 }
@@ -167,7 +167,7 @@ struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi 
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++) {
             struct si *si = &a->sgs[g].sis[i];
-            for (size_t k = 0; k < si->cfg->n_csis; k++)
+            for (size_t k = 0; !si->removed && k < si->cfg->n_csis; k++)
                 if (streq(si->cfg->csis[k].name, csi)) {
                     *ret = &si->cfg->csis[k];
                     return si;
@@ -437,7 +437,8 @@ void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
 int amf_sg_alloc(struct sg *sg, const struct config_sg *cg) {
     sg->cfg = cg;
     sg->sus = calloc(cg->n_sus ?: 1, sizeof(struct su));
-    sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
+    sg->cap_sis = cg->n_sis + AMF_SIS_ADDED_MAX;
+    sg->sis = calloc(sg->cap_sis, sizeof(struct si));
     if (!sg->sus || !sg->sis)
         return -ENOMEM;
     sg->n_sis = cg->n_sis;

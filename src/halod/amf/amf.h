@@ -305,6 +305,21 @@ int amf_si_csis_reload(struct amf *a, const char *si, const struct config_si *cf
 int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg);
 /* How many more groups amf_sg_add() takes. */
 size_t amf_sg_room(const struct amf *a);
+/* Whether the SI cfg may join the running group sg now (after n_before SIs added to it by the same
+ * reload): 0; -HALO_EUNKNOWN (no such group); -ENOSPC (no room: at most AMF_SIS_ADDED_MAX SIs are
+ * added to a group in halod's life); -HALO_EEXIST (an SI of the model still has its name or one of
+ * its CSIs' names: one being removed); -EBUSY (an SI of the group is changing its assignments). */
+int amf_si_add_check(struct amf *a, const char *sg, const struct config_si *cfg, size_t n_before);
+/* The SI cfg (of the description the reload applies, which outlives the AMF) joins the running
+ * group sg, after its SIs: the group's model assigns it as at start.  One node only.  0, -errno. */
+int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
+/* Whether the SI name may leave the model now: 0, -HALO_EUNKNOWN, -EBUSY (an SI of its group is
+ * changing its assignments, or an operation on it is under way). */
+int amf_si_remove_check(struct amf *a, const char *name);
+/* The SI name left the description: no operation finds it any more, and the model takes it from
+ * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
+ * what the store kept of its lock is cleared.  One node only.  0 when under way, -HALO_EUNKNOWN. */
+int amf_si_remove(struct amf *a, const char *name);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
