@@ -74,12 +74,14 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
         c->service_group = true;
         if (!(c->sg = strdup(w->path[1])))
             w->error = -ENOMEM;
-    } else if (w->depth == 4 && streq(w->path[0], "service-groups") && streq(w->path[2], "service-instances") &&
-               kind != CONFIG_CHANGE_CHANGED) {
-        c->whole_si = true;
+    } else if (w->depth == 4 && streq(w->path[0], "service-groups") && kind != CONFIG_CHANGE_CHANGED &&
+               (streq(w->path[2], "service-instances") || streq(w->path[2], "service-units"))) {
+        c->whole_si = streq(w->path[2], "service-instances");
+        c->whole_su = !c->whole_si;
         c->sg = strdup(w->path[1]);
-        c->si = strdup(w->path[3]);
-        if (!c->sg || !c->si)
+        char **name = c->whole_si ? &c->si : &c->su;
+        *name = strdup(w->path[3]);
+        if (!c->sg || !*name)
             w->error = -ENOMEM;
     } else if (path_is_csi_attributes(w->path, w->depth) ||
                (w->depth == 6 && path_is_csi(w->path) && kind != CONFIG_CHANGE_CHANGED)) {
@@ -237,6 +239,7 @@ struct config_diff *config_diff_free(struct config_diff *d) {
         free(d->changes[i].sg);
         free(d->changes[i].si);
         free(d->changes[i].csi);
+        free(d->changes[i].su);
     }
     free(d->changes);
     free(d);

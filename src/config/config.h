@@ -327,7 +327,9 @@ struct config_change {
     bool whole_csi;
     /* An SI added to or removed from a group of both (service-groups.SG.service-instances.SI): sg, si. */
     bool whole_si;
-    char *sg, *si, *csi;
+    /* A unit added to or removed from a group of both (service-groups.SG.service-units.SU): sg, su. */
+    bool whole_su;
+    char *sg, *si, *csi, *su;
 };
 
 /* The most changes one diff lists; more set truncated. */

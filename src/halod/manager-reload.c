@@ -5,7 +5,8 @@
  * change can be applied live; else the whole reload is refused and the running description
  * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
  * added to or removed from an SI (amf_si_csis_reload()), a group added or removed, an SI added to
- * or removed from a running group (amf_si_add(), amf_si_remove(); one node).
+ * or removed from a running group (amf_si_add(), amf_si_remove()), a unit added to or removed from
+ * a running group (amf_su_add(), amf_su_remove(); one node).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -107,30 +108,50 @@ static const char *refusal(struct manager *m, const struct config *new, const st
     return NULL;
 }
 
-/* Why the SI added to or removed from a running group by d's change at cannot be applied now, or NULL. */
-static const char *si_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at) {
+static const struct config_su *find_su(const struct config *c, const char *sg, const char *su) {
+    const struct config_sg *g = find_sg(c, sg);
+    size_t u = 0;
+    while (g && u < g->n_sus && !streq(g->sus[u].name, su))
+        u++;
+    return g && u < g->n_sus ? &g->sus[u] : NULL;
+}
+
+/* Whether ch is an SI (si) or a unit (!si) added to or removed from a running group. */
+static bool member(const struct config_change *ch, bool si) {
+    return si ? ch->whole_si : ch->whole_su;
+}
+
+/* Why the SI or unit added to or removed from a running group by d's change at cannot be applied
+ * now, or NULL. */
+static const char *member_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at) {
     const struct config_change *ch = &d->changes[at];
-    bool removed = ch->kind == CONFIG_CHANGE_REMOVED;
+    bool removed = ch->kind == CONFIG_CHANGE_REMOVED, si = ch->whole_si;
     const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
     if (m->cluster)
-        return "a service instance is added to or removed from a group live on one node only (restart halod to "
-               "apply it)";
+        return si ? "a service instance is added to or removed from a group live on one node only (restart halod to "
+                    "apply it)"
+                  : "a service unit is added to or removed from a group live on one node only (restart halod to "
+                    "apply it)";
     if (sg && sg->cdb_roles)
-        return "the SIs of a cdb-roles group are not changed live (restart halod to apply it)";
-    size_t before = 0; /* SIs added to the same group by earlier changes */
+        return "the SIs and units of a cdb-roles group are not changed live (restart halod to apply it)";
+    size_t before = 0; /* SIs or units added to the same group by earlier changes */
     for (size_t j = 0; j < at; j++)
         before +=
-            d->changes[j].whole_si && d->changes[j].kind == CONFIG_CHANGE_ADDED && streq(d->changes[j].sg, ch->sg);
-    const struct config_si *si = find_si(new, ch->sg, ch->si);
-    int r = removed ? amf_si_remove_check(m->amf, ch->si)
-            : si    ? amf_si_add_check(m->amf, ch->sg, si, before)
+            member(&d->changes[j], si) && d->changes[j].kind == CONFIG_CHANGE_ADDED && streq(d->changes[j].sg, ch->sg);
+    const struct config_si *nsi = si ? find_si(new, ch->sg, ch->si) : NULL;
+    const struct config_su *nsu = si ? NULL : find_su(new, ch->sg, ch->su);
+    int r = removed ? amf_member_remove_check(m->amf, !si, si ? ch->si : ch->su)
+            : nsi   ? amf_si_add_check(m->amf, ch->sg, nsi, before)
+            : nsu   ? amf_su_add_check(m->amf, ch->sg, nsu, before)
                     : -HALO_EUNKNOWN;
+    if (r == -ENOSPC)
+        return si ? "more service instances added to its group since halod started than it has room for (restart "
+                    "halod)"
+                  : "more service units added to its group since halod started than it has room for (restart halod)";
     return r == -EBUSY         ? "its service group is changing its assignments; reload again later"
-           : r == -ENOSPC      ? "more service instances added to its group since halod started than it has room for "
-                                 "(restart halod)"
-           : r == -HALO_EEXIST ? "its name or a CSI's is still a running service instance's (one this reload "
+           : r == -HALO_EEXIST ? "its name or a CSI's or component's is still a running one's (one this reload "
                                  "removes, or one removed whose removal is under way): add it in a later reload"
-           : r < 0             ? "its service group or service instance is not found"
+           : r < 0             ? "its service group, service instance or service unit is not found"
                                : NULL;
 }
 
@@ -143,8 +164,8 @@ static int check(struct manager *m, const struct config *new, const struct confi
         added += adds;
         const char *why = adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
-                          : ch->whole_si ? si_refusal(m, new, d, i)
-                                         : refusal(m, new, ch);
+                          : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
+                                                         : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;
@@ -181,7 +202,7 @@ static size_t apply_csis(struct manager *m, const struct config_diff *d) {
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several CSIs of one SI: once */
-        for (size_t j = 0; j < i; j++)
+        for (size_t j = 0; ch->whole_csi && j < i; j++)
             seen = seen || (d->changes[j].whole_csi && streq(d->changes[j].si, ch->si));
         if (!ch->whole_csi || seen)
             continue;
@@ -193,18 +214,23 @@ static size_t apply_csis(struct manager *m, const struct config_diff *d) {
     return sent;
 }
 
-/* The SIs removed from running groups leave their units, then the SIs added join theirs (their
- * descriptions in the new running one, m->config). */
-static void apply_sis(struct manager *m, const struct config_diff *d) {
-    for (int add = 0; add <= 1; add++)
+/* The SIs and then the units removed from running groups leave them, then the units and then the
+ * SIs added join theirs (their descriptions in the new running one, m->config). */
+static void apply_members(struct manager *m, const struct config_diff *d) {
+    static const struct { bool add, si; } order[] = {{false, true}, {false, false}, {true, false}, {true, true}};
+    for (size_t o = 0; o < ELEMENTSOF(order); o++)
         for (size_t i = 0; i < d->n_changes; i++) {
             const struct config_change *ch = &d->changes[i];
-            if (!ch->whole_si || (ch->kind == CONFIG_CHANGE_ADDED) != add)
+            bool add = order[o].add, si = order[o].si;
+            if (!member(ch, si) || (ch->kind == CONFIG_CHANGE_ADDED) != add)
                 continue;
-            int r =
-                add ? amf_si_add(m->amf, ch->sg, find_si(m->config, ch->sg, ch->si)) : amf_si_remove(m->amf, ch->si);
+            int r = si && add ? amf_si_add(m->amf, ch->sg, find_si(m->config, ch->sg, ch->si))
+                    : si      ? amf_si_remove(m->amf, ch->si)
+                    : add     ? amf_su_add(m->amf, ch->sg, find_su(m->config, ch->sg, ch->su))
+                              : amf_su_remove(m->amf, ch->su);
             if (r < 0)
-                log_error_errno(r, "Service instance '%s' not %s: %m", ch->si, add ? "added" : "removed");
+                log_error_errno(r, "Service %s '%s' not %s: %m", si ? "instance" : "unit", si ? ch->si : ch->su,
+                                add ? "added" : "removed");
         }
 }
 
@@ -223,24 +249,27 @@ static int retire(struct manager *m, struct config **new) {
 /* Applies d (checked): the new attributes go to their holders, new groups start. */
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
-    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
+           n_su_added = 0, n_su_removed = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
         for (size_t j = 0; j < i; j++)
-            seen = seen || (d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
+            seen = seen || (ch->csi_attributes && d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
                             streq(d->changes[j].csi, ch->csi));
         n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
         n_removed += ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED;
         n_whole += ch->whole_csi;
         n_si_added += ch->whole_si && ch->kind == CONFIG_CHANGE_ADDED;
         n_si_removed += ch->whole_si && ch->kind == CONFIG_CHANGE_REMOVED;
+        n_su_added += ch->whole_su && ch->kind == CONFIG_CHANGE_ADDED;
+        n_su_removed += ch->whole_su && ch->kind == CONFIG_CHANGE_REMOVED;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
-    if (n_sgs == 0 && n_removed == 0 && n_whole == 0 && n_si_added == 0 && n_si_removed == 0) {
+    if (n_sgs == 0 && n_removed == 0 && n_whole == 0 && n_si_added + n_si_removed + n_su_added + n_su_removed == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -255,23 +284,24 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
-        apply_sis(m, d);
+        apply_members(m, d);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
-    char text[256] = "";
+    char text[512] = "";
     size_t n = 0;
-    if (n_sgs)
-        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s added", n_sgs, n_sgs == 1 ? "" : "s");
-    if (n_removed)
-        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s removed", n_removed,
-                              n_removed == 1 ? "" : "s");
-    if (n_si_added)
-        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service instance%s added", n_si_added,
-                              n_si_added == 1 ? "" : "s");
-    if (n_si_removed)
-        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service instance%s removed", n_si_removed,
-                              n_si_removed == 1 ? "" : "s");
+    const struct {
+        size_t n;
+        const char *what, *done;
+    } counts[] = {
+        {n_sgs, "service group", "added"},         {n_removed, "service group", "removed"},
+        {n_su_added, "service unit", "added"},     {n_su_removed, "service unit", "removed"},
+        {n_si_added, "service instance", "added"}, {n_si_removed, "service instance", "removed"},
+    };
+    for (size_t k = 0; k < ELEMENTSOF(counts); k++)
+        if (counts[k].n)
+            n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu %s%s %s", counts[k].n, counts[k].what,
+                                  counts[k].n == 1 ? "" : "s", counts[k].done);
     if (n_csis)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
                               n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");

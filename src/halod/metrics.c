@@ -281,7 +281,7 @@ static int write_units(struct manager *m, struct http_metrics_buf *b) {
         }
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             const struct su *su = &sgs[g].sus[u];
-            if (!su->local)
+            if (!su->local || su->removed)
                 continue;
             http_metrics_labels(l, sizeof(l), "su", su->name, NULL);
             ADD("halo_su_restarts_total",

@@ -193,12 +193,13 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     active, _ = h.wait_assigned("s")
     before = pids(h)
     n_sets = len(csi_sets(log, active))
-    # A unit added to a group and a new CSI attribute together: refused as a whole, the attribute too.
-    rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
+    # A group's setting changed and a new CSI attribute together: refused as a whole, the attribute too.
+    rewrite(h, yaml(log, port=7701).replace("    service-units: {x: {}, y: {}}",
+                                            "    auto-adjust: true\n    service-units: {x: {}, y: {}}"))
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.service-units\.z' added: cannot be applied live",
-                     r.stdout), r.stdout
+    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.auto-adjust' added: cannot be "
+                     r"applied live", r.stdout), r.stdout
     rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
     r = h.ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
@@ -494,8 +495,8 @@ def test_an_si_change_waits_until_its_group_is_steady(halod_factory, tmp_path):
     moved = text.replace(S2, "").replace("{t: {csis: {d: {}}}}", "{t: {csis: {d: {}}}, s2: {csis: {c2: {}}}}")
     rewrite(h, moved)
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.other.service-instances.s2' added: its name or a CSI's is still " \
-        "a running service instance's" in r.stderr, r.stderr
+    assert r.returncode == 5 and "'service-groups.other.service-instances.s2' added: its name or a CSI's or " \
+        "component's is still a running one's" in r.stderr, r.stderr
     assert sis_of(h) == ["s", "s2"]
 
 
@@ -513,3 +514,83 @@ def test_more_sis_than_a_group_has_room_for_are_refused(halod_factory, tmp_path)
     assert "applied: 16 service instances added" in h.ctl("reload").stdout
     wait_for(lambda: all(h.si(f"n{i:02}")["active"] for i in range(16)), what="the 16 SIs assigned")
     assert len(sis_of(h)) == 17 and pids(h) == before
+
+
+def units_of(h, sg="g"):
+    return [su["name"] for g in h.status()["service_groups"] if g["name"] == sg for su in g["service_units"]]
+
+
+def test_a_unit_added_to_a_running_group_starts_and_takes_the_missing_standby(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    h.ctl("admin", "lock", f"su:{standby}")  # s has no STANDBY now
+    wait_for(lambda: h.si("s")["standby"] is None, what="the STANDBY gone")
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, yaml(log).replace("service-units: {a: {}, b: {}}", "service-units: {a: {}, b: {}, c: {}}"))
+    assert "applied: 1 service unit added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s") == (active, "c")
+    assert units_of(h) == ["a", "b", "c"] and h.pid_of("c")
+    assert [e[1:4] for e in csi_sets(log, "c")] == [["CSI_SET", "c", "STANDBY"]]
+    assert pids(h) == before  # nobody else restarted
+    assert {c: len(events(log, c)) for c in n} == n  # nor told anything
+    assert h.su(standby)["admin"] == "LOCKED"
+    assert "Service unit 'c' added to service group 'g'" in h.logtext()
+    h.ctl("switchover", "s")  # a unit of the group as any other
+    assert h.wait_assigned("s") == ("c", active)
+    assert h.stop() == 0
+
+
+def test_a_removed_unit_hands_its_active_over_and_stops(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    units = "service-units: {a: {}, b: {}, c: {}}"
+    text = yaml(log).replace("service-units: {a: {}, b: {}}", units)
+    h = halod_factory(text, log_level="info").start()
+    act, sb = h.wait_assigned("s")
+    spare = ({"a", "b", "c"} - {act, sb}).pop()
+    h.wait_assigned("t")
+    before = {c: h.pid_of(c) for c in ("a", "b", "c", "x", "y")}
+    n = {c: len(events(log, c)) for c in ("a", "b", "c", "x", "y")}
+    rewrite(h, yaml(log).replace("service-units: {a: {}, b: {}}", units.replace(f"{act}: {{}}, ", "")
+                                 .replace(f", {act}: {{}}", "")))
+    assert "applied: 1 service unit removed" in h.ctl("reload").stdout
+    wait_for(lambda: not os.path.exists(f"/proc/{before[act]}"), what="the ACTIVE unit's process gone")
+    # As haloctl admin lock su:NAME, then lock-instantiation: quiesced, removed, terminated; the STANDBY
+    # takes over, the spare becomes STANDBY.
+    assert [e[1:4] for e in events(log, act)[n[act]:]] == [["CSI_SET", "c", "QUIESCED"], ["CSI_REMOVE", "c"],
+                                                           ["TERMINATE"]]
+    assert h.wait_assigned("s") == (sb, spare)
+    assert [e[1:4] for e in events(log, sb)[n[sb]:]] == [["CSI_SET", "c", "ACTIVE"]]
+    wait_for(lambda: f"Service unit '{act}' removed" in h.logtext(), what="the removal logged")
+    assert units_of(h) == sorted([sb, spare])
+    assert h.ctl("admin", "lock", f"su:{act}", check=False).returncode == 4  # no such object any more
+    assert {c: h.pid_of(c) for c in (sb, spare, "x", "y")} == {c: before[c] for c in (sb, spare, "x", "y")}
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}
+
+    # Back in the description: a new process, which the model may use; and so after halod is killed
+    # and restarted on the file.
+    rewrite(h, text)
+    assert "applied: 1 service unit added" in h.ctl("reload").stdout
+    wait_for(lambda: h.comp(act)["pid"] and h.su(act)["readiness"] == "IN-SERVICE", what="it in service")
+    assert h.pid_of(act) != before[act] and units_of(h) == sorted([sb, spare]) + [act]
+    h.ctl("admin", "lock", f"su:{spare}")
+    assert h.wait_assigned("s") == (sb, act)
+    pid = h.pid_of(act)
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s") == (sb, act) and h.su(act)["admin"] == "UNLOCKED"
+    assert h.pid_of(act) == pid and h.pid_of(sb) == before[sb]  # adopted, not restarted
+    assert units_of(h) == ["a", "b", "c"] and h.su(spare)["admin"] == "LOCKED"
+    assert h.stop() == 0
+
+
+def test_a_unit_added_and_an_attribute_changed_in_one_reload(halod_factory, tmp_path):
+    """Both applied (a reload with changes of several kinds; it crashed halod once)."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
+    r = h.ctl("reload")
+    assert "applied: 1 service unit added, attributes of 1 CSI changed, 2 CSI sets sent" in r.stdout, r.stdout
+    wait_for(lambda: "port=7701" in csi_sets(log, active)[-1], what="the new attributes")
+    wait_for(lambda: h.pid_of("z") and h.su("z")["readiness"] == "IN-SERVICE", what="z in service")
+    assert pids(h) == before and units_of(h, "other") == ["x", "y", "z"]

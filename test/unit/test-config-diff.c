@@ -145,6 +145,10 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
     ASSERT_EQ(d->changes[1].pos.line, 3u);
     ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b");
+    ASSERT(d->changes[2].whole_su && d->changes[3].whole_su);
+    ASSERT_STREQ(d->changes[2].su, "b");
+    ASSERT_STREQ(d->changes[3].su, "c");
+    ASSERT_STREQ(d->changes[2].sg, "g");
     ASSERT_EQ(d->changes[2].kind, CONFIG_CHANGE_REMOVED);
     ASSERT_EQ(d->changes[2].pos.line, 4u); /* in the old description */
     ASSERT_STREQ(d->changes[3].key, "service-groups.g.service-units.c");

@@ -153,7 +153,7 @@ static int collect(struct amf *a, struct sg *only, const char *node, struct grou
         for (size_t g = 0; g < a->n_sgs; g++)
             for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
                 struct su *su = &a->sgs[g].sus[u];
-                if (only ? su->sg != only : !streq(su->cfg->node, node) || su->sg->removed)
+                if (su->removed || (only ? su->sg != only : !streq(su->cfg->node, node) || su->sg->removed))
                     continue;
                 bool remote = !su->local && a->placement->distributed;
                 if (remote && (local_only || (pass == 1 && remote_part_of(su, *ret, (*ret)->n))))

@@ -23,7 +23,7 @@ static unsigned units_in_role(struct sg *sg, halo_ha_state role) {
 static bool available(const struct su *su) {
     if (!su->local)
         return amf_su_in_service(su);
-    return su->admin == SU_UNLOCKED && su->oper == SU_ENABLED && !su->failing;
+    return su->admin == SU_UNLOCKED && su->oper == SU_ENABLED && !su->failing && !su->removed;
 }
 
 /* Whether an SI of the group has nothing that serves (no ACTIVE, QUIESCING or QUIESCED). */

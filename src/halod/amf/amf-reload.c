@@ -148,6 +148,18 @@ int amf_si_csis_reload(struct amf *a, const char *si_name, const struct config_s
     return sets < 0 ? sets : removes + sets;
 }
 
+/* A unit a reload added: its proxied components find their proxies, and its components of this node start. */
+static void unit_start(struct su *su) {
+    struct amf *a = su->amf;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
+    }
+    if (a->ready && !a->stopping)
+        for (size_t i = 0; su->local && i < su->n_comps; i++)
+            amf_comp_instantiate(&su->comps[i]);
+}
+
 size_t amf_sg_room(const struct amf *a) {
     return a->cap_sgs - a->n_sgs;
 }
@@ -168,30 +180,36 @@ int amf_sg_add(struct amf *a, const struct config *config, const struct config_s
     amf_sg_init(a, sg, cg);
     a->n_sgs++;
     a->config = config; /* the same nodes; the new group's description lives there */
-    for (size_t u = 0; u < sg->n_sus; u++)
-        for (size_t i = 0; i < sg->sus[u].n_comps; i++) {
-            struct comp *c = &sg->sus[u].comps[i];
-            c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
-        }
     log_info("Service group '%s' added (%s, %zu units, %zu SIs)", sg->name, sg->ops->name, sg->n_sus, sg->n_sis);
-    if (a->ready && !a->stopping)
-        for (size_t u = 0; u < sg->n_sus; u++)
-            for (size_t i = 0; sg->sus[u].local && i < sg->sus[u].n_comps; i++)
-                amf_comp_instantiate(&sg->sus[u].comps[i]);
+    for (size_t u = 0; u < sg->n_sus; u++)
+        unit_start(&sg->sus[u]);
     amf_sg_evaluate(sg);
     return 0;
 }
 
-/* A group being removed: locked (its SIs removed from its units), then its processes stopped. */
+/* A group or a unit being removed: locked (its SIs removed from its units), then its processes stopped. */
 struct removal {
     struct amf_waiter w; /* first: the AMF hands it back */
     struct amf *amf;
     struct sg *sg;
-    int op; /* the operation under way */
+    struct su *su; /* a unit of sg; NULL: the whole group */
+    int op;        /* the operation under way */
     char target[CONFIG_NAME_MAX + 8];
 };
 
 static void removal_step(struct removal *rm, int error);
+
+/* su is locked and its processes are stopped: it leaves the model. */
+static void unit_removed(struct su *su) {
+    su->removed = true;
+    /* What the store keeps of its state goes back to unlocked: the unit added again, by a reload
+     * or at a restart, starts as a new one. */
+    su->admin = SU_UNLOCKED;
+    su->held_by = 0;
+    amf_notify_su(su, AMF_SU_ADMIN);
+    log_notice("Service unit '%s' removed: its SIs were taken from it and its processes stopped", su->name);
+    amf_sg_evaluate(su->sg);
+}
 
 static void removal_done(struct amf_waiter *w, int error) {
     removal_step((struct removal *)w, error);
@@ -203,9 +221,14 @@ static void removal_step(struct removal *rm, int error) {
         error = 0;
     for (;;) {
         if (error == -ECANCELED || (error < 0 && rm->op == AMF_OP_LOCK_INSTANTIATION)) {
-            log_error("Service group '%s' removed from the description, but %s: %s; it stays until halod restarts",
-                      rm->sg->name, rm->op == AMF_OP_LOCK ? "not locked" : "its processes were not stopped",
-                      halo_strerror(error));
+            log_error("Service %s '%s' removed from the description, but %s: %s; it stays until halod restarts",
+                      rm->su ? "unit" : "group", rm->su ? rm->su->name : rm->sg->name,
+                      rm->op == AMF_OP_LOCK ? "not locked" : "its processes were not stopped", halo_strerror(error));
+            free(rm);
+            return;
+        }
+        if (rm->op == AMF_OP_LOCK_INSTANTIATION && rm->su) {
+            unit_removed(rm->su);
             free(rm);
             return;
         }
@@ -235,23 +258,27 @@ static void removal_step(struct removal *rm, int error) {
     }
 }
 
+/* Locks sg (su NULL) or su, then stops its processes (removal_step()). */
+static int removal_start(struct amf *a, struct sg *sg, struct su *su) {
+    struct removal *rm = calloc(1, sizeof(*rm));
+    if (!rm)
+        return -ENOMEM;
+    *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .su = su, .op = AMF_OP_LOCK};
+    snprintf(rm->target, sizeof(rm->target), "%s:%s", su ? "su" : "sg", su ? su->name : sg->name);
+    log_info("Service %s '%s' is no longer in the description: locking it, then stopping its processes",
+             su ? "unit" : "group", su ? su->name : sg->name);
+    int r = amf_run_op(a, AMF_OP_LOCK, rm->target, &rm->w);
+    if (r != 1)
+        removal_step(rm, r);
+    return 0;
+}
+
 int amf_sg_remove(struct amf *a, const char *name) {
     struct sg *sg = NULL;
     for (size_t g = 0; g < a->n_sgs; g++)
         if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
             sg = &a->sgs[g];
-    if (!sg)
-        return -HALO_EUNKNOWN;
-    struct removal *rm = calloc(1, sizeof(*rm));
-    if (!rm)
-        return -ENOMEM;
-    *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .op = AMF_OP_LOCK};
-    snprintf(rm->target, sizeof(rm->target), "sg:%s", name);
-    log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes", name);
-    int r = amf_run_op(a, AMF_OP_LOCK, rm->target, &rm->w);
-    if (r != 1)
-        removal_step(rm, r);
-    return 0;
+    return sg ? removal_start(a, sg, NULL) : -HALO_EUNKNOWN;
 }
 
 static struct sg *sg_named(struct amf *a, const char *name) {
@@ -301,12 +328,20 @@ static bool name_taken(struct amf *a, const char *name, const char *csi) {
     return false;
 }
 
-int amf_si_add_check(struct amf *a, const char *sg_name, const struct config_si *cfg, size_t n_before) {
+/* The running group sg_name if it has room for n_before + 1 more units (units) or SIs; else NULL, and
+ * *ret is -HALO_EUNKNOWN or -ENOSPC. */
+static struct sg *room_in(struct amf *a, const char *sg_name, bool units, size_t n_before, int *ret) {
     struct sg *sg = sg_named(a, sg_name);
+    bool full = sg && (units ? sg->n_sus + n_before >= sg->cap_sus : sg->n_sis + n_before >= sg->cap_sis);
+    *ret = !sg ? -HALO_EUNKNOWN : full ? -ENOSPC : 0;
+    return *ret < 0 ? NULL : sg;
+}
+
+int amf_si_add_check(struct amf *a, const char *sg_name, const struct config_si *cfg, size_t n_before) {
+    int r;
+    struct sg *sg = room_in(a, sg_name, false, n_before, &r);
     if (!sg)
-        return -HALO_EUNKNOWN;
-    if (sg->n_sis + n_before >= sg->cap_sis)
-        return -ENOSPC;
+        return r;
     if (name_taken(a, cfg->name, NULL))
         return -HALO_EEXIST;
     for (size_t k = 0; k < cfg->n_csis; k++)
@@ -316,14 +351,13 @@ int amf_si_add_check(struct amf *a, const char *sg_name, const struct config_si 
 }
 
 int amf_si_add(struct amf *a, const char *sg_name, const struct config_si *cfg) {
-    struct sg *sg = sg_named(a, sg_name);
-    if (!sg || !cfg)
-        return -HALO_EUNKNOWN;
-    if (sg->n_sis >= sg->cap_sis)
-        return -ENOSPC;
+    int r;
+    struct sg *sg = cfg ? room_in(a, sg_name, false, 0, &r) : NULL;
+    if (!sg)
+        return cfg ? r : -HALO_EUNKNOWN;
     struct si *si = &sg->sis[sg->n_sis];
     /* One slot per unit of the group, as at start (amf_sg_alloc()). */
-    if (!(si->asg = calloc(sg->n_sus ?: 1, sizeof(struct assignment))))
+    if (!(si->asg = calloc(sg->cap_sus, sizeof(struct assignment))))
         return -ENOMEM;
     si->n_asg = sg->n_sus;
     si->amf = a;
@@ -334,13 +368,6 @@ int amf_si_add(struct amf *a, const char *sg_name, const struct config_si *cfg) 
     log_info("Service instance '%s' added to service group '%s' (%zu CSIs)", si->name, sg->name, cfg->n_csis);
     amf_sg_evaluate(sg);
     return 0;
-}
-
-int amf_si_remove_check(struct amf *a, const char *name) {
-    struct si *si = amf_find_si(a, name);
-    if (!si)
-        return -HALO_EUNKNOWN;
-    return sg_changing(si->sg) ? -EBUSY : 0;
 }
 
 int amf_si_remove(struct amf *a, const char *name) {
@@ -355,4 +382,58 @@ int amf_si_remove(struct amf *a, const char *name) {
     }
     amf_sg_evaluate(si->sg);
     return 0;
+}
+
+/* Whether a component of the model (of a unit not removed) is named name. */
+static bool comp_taken(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; !a->sgs[g].sus[u].removed && i < a->sgs[g].sus[u].n_comps; i++)
+                if (streq(a->sgs[g].sus[u].comps[i].name, name))
+                    return true;
+    return false;
+}
+
+int amf_su_add_check(struct amf *a, const char *sg_name, const struct config_su *cfg, size_t n_before) {
+    int r;
+    struct sg *sg = room_in(a, sg_name, true, n_before, &r);
+    if (!sg)
+        return r;
+    if (amf_find_su(a, cfg->name))
+        return -HALO_EEXIST;
+    for (size_t i = 0; i < cfg->n_components; i++)
+        if (comp_taken(a, cfg->components[i].name))
+            return -HALO_EEXIST;
+    return sg_changing(sg) ? -EBUSY : 0;
+}
+
+int amf_su_add(struct amf *a, const char *sg_name, const struct config_su *cfg) {
+    int r;
+    struct sg *sg = cfg ? room_in(a, sg_name, true, 0, &r) : NULL;
+    if (!sg)
+        return cfg ? r : -HALO_EUNKNOWN;
+    struct su *su = &sg->sus[sg->n_sus];
+    if (!(su->comps = calloc(cfg->n_components ?: 1, sizeof(struct comp))))
+        return -ENOMEM;
+    amf_su_init(sg, su, cfg);
+    sg->n_sus++;
+    /* Each SI has a slot for it (allocated for cap_sus units, amf_sg_alloc()). */
+    for (size_t i = 0; i < sg->n_sis; i++)
+        sg->sis[i].n_asg = sg->n_sus;
+    log_info("Service unit '%s' added to service group '%s' (%zu components)", su->name, sg->name, su->n_comps);
+    unit_start(su);
+    amf_sg_evaluate(sg);
+    return 0;
+}
+
+int amf_member_remove_check(struct amf *a, bool unit, const char *name) {
+    struct su *su = unit ? amf_find_su(a, name) : NULL;
+    struct si *si = unit ? NULL : amf_find_si(a, name);
+    struct sg *sg = su ? su->sg : si ? si->sg : NULL;
+    return !sg ? -HALO_EUNKNOWN : sg_changing(sg) ? -EBUSY : 0;
+}
+
+int amf_su_remove(struct amf *a, const char *name) {
+    struct su *su = amf_find_su(a, name);
+    return su ? removal_start(a, su->sg, su) : -HALO_EUNKNOWN;
 }

@@ -106,7 +106,8 @@ json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *use
             continue;
         json_t *sus = json_array(), *sis = json_array();
         for (size_t u = 0; u < sg->n_sus; u++)
-            json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
+            if (!sg->sus[u].removed) /* by a reload */
+                json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
         for (size_t i = 0; i < sg->n_sis; i++)
             if (!sg->sis[i].removed) /* by a reload */
                 json_array_append_new(sis, si_json(&sg->sis[i]));
@@ -131,6 +132,8 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
             continue;
         for (size_t u = 0; u < sg->n_sus; u++) {
             const struct su *su = &sg->sus[u];
+            if (su->removed) /* by a reload; its name may be a new unit's */
+                continue;
             http_metrics_labels(l, sizeof(l), "su", su->name, "node", su->cfg->node, NULL);
             ADD("halo_su_in_service", "Whether the service unit is in service.", "gauge", amf_su_in_service(su));
             if (!su->local)

@@ -128,7 +128,7 @@ struct comp *amf_find_comp(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
-            for (size_t i = 0; i < su->n_comps; i++)
+            for (size_t i = 0; !su->removed && i < su->n_comps; i++)
                 if (streq(su->comps[i].name, name))
                     return &su->comps[i];
         }
@@ -150,7 +150,7 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
 struct su *amf_find_su(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
-            if (streq(a->sgs[g].sus[u].name, name))
+            if (!a->sgs[g].sus[u].removed && streq(a->sgs[g].sus[u].name, name))
                 return &a->sgs[g].sus[u];
     return NULL;
 }
@@ -184,7 +184,7 @@ struct comp *amf_csi_comp(struct su *su, const struct config_csi *csi) {
 bool amf_su_in_service(const struct su *su) {
     if (!su->local)
         return su->remote.known && su->remote.in_service && !su->remote.failing && !su->amf->stopping;
-    if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
+    if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping || su->removed)
         return false;
     /* An operator's restart in place: the unit keeps its roles meanwhile
      * (the models give it nothing new, amf-reconcile.c). */
@@ -381,6 +381,32 @@ static const struct redundancy_ops *const model_ops[_CONFIG_REDUNDANCY_MAX] = {
     [CONFIG_REDUNDANCY_NO_REDUNDANCY] = &amf_nored_ops,
 };
 
+void amf_su_init(struct sg *sg, struct su *su, const struct config_su *cfg) {
+    struct amf *a = sg->amf;
+    su->amf = a;
+    su->sg = sg;
+    su->cfg = cfg;
+    su->name = su->cfg->name;
+    su->local = streq(su->cfg->node, a->node);
+    uv_timer_init(a->loop, &su->restart_timer);
+    su->restart_timer.data = su;
+    uv_timer_init(a->loop, &su->fence_timer);
+    su->fence_timer.data = su;
+    amf_rung_count_init(a->loop, &su->comp_restarts);
+    amf_rung_count_init(a->loop, &su->su_restarts);
+    su->n_comps = su->cfg->n_components;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        c->amf = a;
+        c->su = su;
+        c->cfg = &su->cfg->components[i];
+        c->name = c->cfg->name;
+        uv_timer_init(a->loop, &c->timer);
+        c->timer.data = c;
+        amf_monitor_init(c);
+    }
+}
+
 void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
     sg->amf = a;
     sg->cfg = cg;
@@ -390,31 +416,8 @@ void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
     sg->adjust_timer.data = sg;
     sg->n_sus = cg->n_sus;
     sg->n_sis = cg->n_sis;
-    for (size_t u = 0; u < cg->n_sus; u++) {
-        struct su *su = &sg->sus[u];
-        su->amf = a;
-        su->sg = sg;
-        su->cfg = &cg->sus[u];
-        su->name = su->cfg->name;
-        su->local = streq(su->cfg->node, a->node);
-        uv_timer_init(a->loop, &su->restart_timer);
-        su->restart_timer.data = su;
-        uv_timer_init(a->loop, &su->fence_timer);
-        su->fence_timer.data = su;
-        amf_rung_count_init(a->loop, &su->comp_restarts);
-        amf_rung_count_init(a->loop, &su->su_restarts);
-        su->n_comps = su->cfg->n_components;
-        for (size_t i = 0; i < su->n_comps; i++) {
-            struct comp *c = &su->comps[i];
-            c->amf = a;
-            c->su = su;
-            c->cfg = &su->cfg->components[i];
-            c->name = c->cfg->name;
-            uv_timer_init(a->loop, &c->timer);
-            c->timer.data = c;
-            amf_monitor_init(c);
-        }
-    }
+    for (size_t u = 0; u < cg->n_sus; u++)
+        amf_su_init(sg, &sg->sus[u], &cg->sus[u]);
     /* The SIs in rank order (then as described): the models assign them in this
      * order, so a higher-ranked SI takes the capacity first. */
     for (size_t i = 0; i < cg->n_sis; i++) {
@@ -436,14 +439,15 @@ void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
 /* sg's arrays for cg (their counts set), before any handle: a failure leaves nothing to close. */
 int amf_sg_alloc(struct sg *sg, const struct config_sg *cg) {
     sg->cfg = cg;
-    sg->sus = calloc(cg->n_sus ?: 1, sizeof(struct su));
+    sg->cap_sus = cg->n_sus + AMF_SUS_ADDED_MAX;
+    sg->sus = calloc(sg->cap_sus, sizeof(struct su));
     sg->cap_sis = cg->n_sis + AMF_SIS_ADDED_MAX;
     sg->sis = calloc(sg->cap_sis, sizeof(struct si));
     if (!sg->sus || !sg->sis)
         return -ENOMEM;
     sg->n_sis = cg->n_sis;
     for (size_t i = 0; i < cg->n_sis; i++) {
-        if (!(sg->sis[i].asg = calloc(cg->n_sus ?: 1, sizeof(struct assignment))))
+        if (!(sg->sis[i].asg = calloc(sg->cap_sus, sizeof(struct assignment)))) /* a slot per unit, added too */
             return -ENOMEM;
         sg->sis[i].n_asg = cg->n_sus;
     }

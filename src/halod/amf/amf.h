@@ -313,13 +313,26 @@ int amf_si_add_check(struct amf *a, const char *sg, const struct config_si *cfg,
 /* The SI cfg (of the description the reload applies, which outlives the AMF) joins the running
  * group sg, after its SIs: the group's model assigns it as at start.  One node only.  0, -errno. */
 int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
-/* Whether the SI name may leave the model now: 0, -HALO_EUNKNOWN, -EBUSY (an SI of its group is
- * changing its assignments, or an operation on it is under way). */
-int amf_si_remove_check(struct amf *a, const char *name);
+/* Whether the unit (unit) or SI name may leave the model now: 0, -HALO_EUNKNOWN, -EBUSY (an SI of its
+ * group is changing its assignments, or an operation on one is under way). */
+int amf_member_remove_check(struct amf *a, bool unit, const char *name);
 /* The SI name left the description: no operation finds it any more, and the model takes it from
  * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
  * what the store kept of its lock is cleared.  One node only.  0 when under way, -HALO_EUNKNOWN. */
 int amf_si_remove(struct amf *a, const char *name);
+/* Whether the unit cfg may join the running group sg now (after n_before units added to it by the
+ * same reload): 0; -HALO_EUNKNOWN; -ENOSPC (at most AMF_SUS_ADDED_MAX units are added to a group in
+ * halod's life); -HALO_EEXIST (a unit or component of the model still has its name or one of its
+ * components' names: one being removed); -EBUSY (an SI of the group is changing its assignments). */
+int amf_su_add_check(struct amf *a, const char *sg, const struct config_su *cfg, size_t n_before);
+/* The unit cfg (of the description the reload applies) joins the running group sg: its components
+ * of this node start, and the model may give it roles once it is in service.  One node only. */
+int amf_su_add(struct amf *a, const char *sg, const struct config_su *cfg);
+/* The unit name left the description: it is locked (its ACTIVEs QUIESCED and handed to their
+ * STANDBYs, as haloctl admin lock su:NAME does), then its processes are stopped (lock-instantiation),
+ * then it is no object of the cluster's any more and the store keeps no lock of it.  One node only.
+ * 0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
+int amf_su_remove(struct amf *a, const char *name);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
