@@ -329,6 +329,9 @@ struct config_change {
     bool whole_si;
     /* A unit added to or removed from a group of both (service-groups.SG.service-units.SU): sg, su. */
     bool whole_su;
+    /* A setting of a component that a restart in place applies (command, args, env, workdir, stdout,
+     * timeouts), under the group's component template or a unit's components (sg). */
+    bool component_setting;
     char *sg, *si, *csi, *su;
 };
 

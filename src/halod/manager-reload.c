@@ -155,6 +155,19 @@ static const char *member_refusal(struct manager *m, const struct config *new, c
                                : NULL;
 }
 
+/* Why a component setting changed (ch->component_setting) cannot be applied now, or NULL. */
+static const char *comp_refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+    const struct config_sg *sg = find_sg(new, ch->sg);
+    int r = sg && !m->cluster && !sg->cdb_roles ? amf_comps_reload_check(m->amf, sg) : 0;
+    return m->cluster            ? "a component's settings change live on one node only (restart halod to apply it)"
+           : sg && sg->cdb_roles ? "the components of a cdb-roles group are not restarted by a reload (restart halod "
+                                   "to apply it)"
+           : r == -EBUSY         ? "a component it changes is starting or stopping, or its unit is changing its roles; "
+                                   "reload again later"
+           : r < 0               ? "its service group is not found"
+                                 : NULL;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
@@ -165,6 +178,7 @@ static int check(struct manager *m, const struct config *new, const struct confi
         const char *why = adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
+                          : ch->component_setting        ? comp_refusal(m, new, ch)
                                                          : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
@@ -234,6 +248,24 @@ static void apply_members(struct manager *m, const struct config_diff *d) {
         }
 }
 
+/* The components whose settings changed take them, once per group: the count restarted in place. */
+static size_t apply_comps(struct manager *m, const struct config_diff *d) {
+    size_t restarted = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        bool seen = false;
+        for (size_t j = 0; ch->component_setting && j < i; j++)
+            seen = seen || (d->changes[j].component_setting && streq(d->changes[j].sg, ch->sg));
+        if (!ch->component_setting || seen)
+            continue;
+        int r = amf_comps_reload(m->amf, find_sg(m->config, ch->sg));
+        if (r < 0)
+            log_warning_errno(r, "Service group '%s': cannot apply its components' new settings: %m", ch->sg);
+        restarted += r > 0 ? (size_t)r : 0;
+    }
+    return restarted;
+}
+
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
  * existing objects still point into it. */
 static int retire(struct manager *m, struct config **new) {
@@ -250,7 +282,7 @@ static int retire(struct manager *m, struct config **new) {
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
     size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
-           n_su_added = 0, n_su_removed = 0;
+           n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -264,12 +296,14 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         n_si_removed += ch->whole_si && ch->kind == CONFIG_CHANGE_REMOVED;
         n_su_added += ch->whole_su && ch->kind == CONFIG_CHANGE_ADDED;
         n_su_removed += ch->whole_su && ch->kind == CONFIG_CHANGE_REMOVED;
+        n_settings += ch->component_setting;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
-    if (n_sgs == 0 && n_removed == 0 && n_whole == 0 && n_si_added + n_si_removed + n_su_added + n_su_removed == 0) {
+    if (n_sgs == 0 && n_removed == 0 && n_whole == 0 &&
+        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -285,6 +319,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
         apply_members(m, d);
+        n_restarted = apply_comps(m, d);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
@@ -302,6 +337,9 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         if (counts[k].n)
             n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu %s%s %s", counts[k].n, counts[k].what,
                                   counts[k].n == 1 ? "" : "s", counts[k].done);
+    if (n_settings)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", components' settings changed (%zu restarted in place)",
+                              n_restarted);
     if (n_csis)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
                               n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");

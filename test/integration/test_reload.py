@@ -200,9 +200,10 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     assert r.returncode == 5
     assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.auto-adjust' added: cannot be "
                      r"applied live", r.stdout), r.stdout
-    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
+    # A component's setting that a restart in place does not apply (its restart policy).
+    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      restart: {{max: 5}}\n", 1))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
+    assert r.returncode == 5 and "'service-groups.g.component.restart' added: cannot be applied live" in r.stderr
     assert pids(h) == before and len(csi_sets(log, active)) == n_sets
     assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
 
@@ -368,6 +369,10 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
     r = hs["n2"].ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.service-instances.s2' added: a service instance is added to or " \
         "removed from a group live on one node only" in r.stderr, r.stderr
+    rewrite(hs["n2"], nodes_yaml(7700).replace("      command: ", "      timeouts: {csi-set: 4s}\n      command: ", 1))
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.timeouts' added: a component's settings change live " \
+        "on one node only" in r.stderr, r.stderr
     rewrite(hs["n2"], nodes_yaml(7701))
     assert "applied" in hs["n2"].ctl("reload").stdout
     d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]
@@ -594,3 +599,93 @@ def test_a_unit_added_and_an_attribute_changed_in_one_reload(halod_factory, tmp_
     wait_for(lambda: "port=7701" in csi_sets(log, active)[-1], what="the new attributes")
     wait_for(lambda: h.pid_of("z") and h.su("z")["readiness"] == "IN-SERVICE", what="z in service")
     assert pids(h) == before and units_of(h, "other") == ["x", "y", "z"]
+
+
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def test_a_component_whose_settings_changed_restarts_in_place_alone(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+
+    def text(mode):
+        return yaml(log).replace("service-units: {a: {}, b: {}}",
+                                 f"service-units: {{a: {{component: {{env: {{MODE: {mode}}}}}}}, b: {{}}}}")
+    h = halod_factory(text("one"), log_level="info").start()
+    h.wait_assigned("s")
+    h.wait_assigned("t")
+    role = "ACTIVE" if h.si("s")["active"] == "a" else "STANDBY"
+    placement = (h.si("s")["active"], h.si("s")["standby"])
+    before = pids(h)
+    assert "MODE=one" in environ(before["a"])
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, text("two"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of("a") not in (None, 0, before["a"]) and h.comp("a")["presence"] == "INSTANTIATED",
+             what="a's new process registered")
+    assert h.wait_assigned("s") == placement  # the roles stayed where they were
+    new = h.pid_of("a")
+    assert "MODE=two" in environ(new) and not os.path.exists(f"/proc/{before['a']}")
+    # The old process was terminated; the new one got its CSI with the same HA state.
+    wait_for(lambda: any(e[1] == "CSI_SET" for e in events(log, "a")[n["a"]:]), what="a's CSI set")
+    kinds = [e[1:4] for e in events(log, "a")[n["a"]:]]
+    assert kinds[0] == ["TERMINATE"] and ["CSI_SET", "c", role] in kinds, kinds
+    assert {c: h.pid_of(c) for c in ("b", "x", "y")} == {c: before[c] for c in ("b", "x", "y")}
+    assert {c: len(events(log, c)) for c in ("b", "x", "y")} == {c: n[c] for c in ("b", "x", "y")}
+
+    # halod killed and restarted on the new file: it adopts the new process, roles as they were.
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s") == placement and h.pid_of("a") == new and h.pid_of("b") == before["b"]
+    assert h.stop() == 0
+
+
+def test_a_non_sa_aware_component_restarts_only_where_it_runs(halod_factory, tmp_path):
+    """It runs while its unit is ACTIVE: that process is stopped and started with the new settings,
+    the unit stays ACTIVE; the STANDBY's runs nothing, and takes them when it next starts."""
+    def text(arg):
+        return f"""
+service-groups:
+  g:
+    component: {{type: non-sa-aware, command: /bin/sleep, args: ["{arg}"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+    h = halod_factory(text("1000"), log_level="info").start()
+    wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"] and h.pid_of(h.si("s")["active"]),
+             what="the ACTIVE running")
+    active, standby = h.si("s")["active"], h.si("s")["standby"]
+    pid = h.pid_of(active)
+    rewrite(h, text("2000"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of(active) not in (None, 0, pid), what="the ACTIVE's new process")
+    with open(f"/proc/{h.pid_of(active)}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1] == b"2000"
+    assert (h.si("s")["active"], h.si("s")["standby"]) == (active, standby) and not h.pid_of(standby)
+    h.ctl("switchover", "s")
+    wait_for(lambda: h.si("s")["active"] == standby and h.pid_of(standby), what="the new ACTIVE running")
+    with open(f"/proc/{h.pid_of(standby)}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1] == b"2000"
+    assert h.stop() == 0
+
+
+def test_a_component_change_waits_until_its_unit_is_steady(halod_factory, tmp_path):
+    h, log, active, standby, hold, ctl = held_switchover(halod_factory, tmp_path)
+    pid = h.pid_of(active)
+    rewrite(h, yaml(log, modes="quiesce-hold").replace("      command: ", "      timeouts: {csi-set: 4s}\n"
+                                                       "      command: ", 1))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.timeouts' added: a component it changes is " \
+        "starting or stopping, or its unit is changing its roles; reload again later" in r.stderr, r.stderr
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert h.pid_of(active) == pid
+    assert "applied: components' settings changed (2 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of(active) not in (None, 0, pid) and h.comp(active)["presence"] == "INSTANTIATED",
+             what="the new process")
+    assert h.wait_assigned("s") == (standby, active)

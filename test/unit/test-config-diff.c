@@ -143,6 +143,7 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT(d->changes[0].service_group);
     ASSERT_STREQ(d->changes[0].sg, "h");
     ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
+    ASSERT(d->changes[1].component_setting && !d->changes[0].component_setting && !d->changes[2].component_setting);
     ASSERT_EQ(d->changes[1].pos.line, 3u);
     ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b");
     ASSERT(d->changes[2].whole_su && d->changes[3].whole_su);
@@ -156,5 +157,24 @@ TEST(other_changes_are_named_by_key_and_line) {
     for (size_t i = 0; i < d->n_changes; i++)
         ASSERT(!d->changes[i].csi_attributes && !d->changes[i].whole_csi && !d->changes[i].whole_si &&
                (i == 0) == d->changes[i].service_group);
+    config_diff_free(d);
+}
+
+TEST(component_settings_a_restart_applies_are_marked) {
+    struct config_diff *d = diff(BASE, "service-groups:\n"
+                                       "  g:\n"
+                                       "    component: {command: /bin/sleep, args: ['2'], restart: {max: 5}}\n"
+                                       "    service-units: {a: {}, b: {component: {env: {X: '1'}}}}\n"
+                                       "    service-instances:\n"
+                                       "      si:\n"
+                                       "        csis: {csi: {attributes: {port: 7700, bind: 127.0.0.1}}}\n");
+    ASSERT_EQ(d->n_changes, 3u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.component.restart"); /* a restart does not apply it */
+    ASSERT(!d->changes[0].component_setting);
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
+    ASSERT(d->changes[1].component_setting);
+    ASSERT_STREQ(d->changes[1].sg, "g");
+    ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b.component");
+    ASSERT(!d->changes[2].component_setting); /* the unit's component map added as a whole */
     config_diff_free(d);
 }

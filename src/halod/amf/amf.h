@@ -333,6 +333,13 @@ int amf_su_add(struct amf *a, const char *sg, const struct config_su *cfg);
  * then it is no object of the cluster's any more and the store keeps no lock of it.  One node only.
  * 0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
 int amf_su_remove(struct amf *a, const char *name);
+/* Whether the components of the running group cg->name whose settings cg (its new description)
+ * changes may take them now (amf-reload-comp.c): 0; -EBUSY (one runs and cannot restart in place
+ * now: starting, stopping, or its unit changing roles); -HALO_EUNKNOWN. */
+int amf_comps_reload_check(struct amf *a, const struct config_sg *cg);
+/* They take their new descriptions (cg outlives the AMF) and those that run restart in place, as
+ * haloctl restart does (their units keep their roles); one node only.  The count restarted, or -errno. */
+int amf_comps_reload(struct amf *a, const struct config_sg *cg);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
