@@ -148,7 +148,9 @@ static const char *member_refusal(struct manager *m, const struct config *new, c
         return si ? "more service instances added to its group since halod started than it has room for (restart "
                     "halod)"
                   : "more service units added to its group since halod started than it has room for (restart halod)";
-    return r == -EBUSY         ? "its service group is changing its assignments; reload again later"
+    return r == -EACCES  ? "its service group or this node is locked, or an operation on several units is under way: "
+                           "unlock it, then reload"
+           : r == -EBUSY ? "its service group is changing its assignments; reload again later"
            : r == -HALO_EEXIST ? "its name or a CSI's or component's is still a running one's (one this reload "
                                  "removes, or one removed whose removal is under way): add it in a later reload"
            : r < 0             ? "its service group, service instance or service unit is not found"

@@ -594,6 +594,13 @@ def test_a_unit_added_and_an_attribute_changed_in_one_reload(halod_factory, tmp_
     """Both applied (a reload with changes of several kinds; it crashed halod once)."""
     h, log, active, standby, before, sets = started(halod_factory, tmp_path)
     rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
+    # Not while its group is locked: the new unit would escape the lock.
+    h.ctl("admin", "lock", "sg:other")
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.other.service-units.z' added: its service group or this node is " \
+        "locked" in r.stderr, r.stderr
+    h.ctl("admin", "unlock", "sg:other")
+    h.wait_assigned("t")
     r = h.ctl("reload")
     assert "applied: 1 service unit added, attributes of 1 CSI changed, 2 CSI sets sent" in r.stdout, r.stdout
     wait_for(lambda: "port=7701" in csi_sets(log, active)[-1], what="the new attributes")

@@ -384,6 +384,12 @@ int amf_si_remove(struct amf *a, const char *name) {
     return 0;
 }
 
+/* Whether sg's or this node's own lock holds its units, or an operation on several units is under
+ * way: a unit added would escape the lock (or the operation), one removed would be locked twice. */
+static bool group_held(const struct amf *a, const struct sg *sg) {
+    return sg->admin != SU_UNLOCKED || a->node_admin != SU_UNLOCKED || a->groups;
+}
+
 /* Whether a component of the model (of a unit not removed) is named name. */
 static bool comp_taken(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
@@ -404,7 +410,7 @@ int amf_su_add_check(struct amf *a, const char *sg_name, const struct config_su 
     for (size_t i = 0; i < cfg->n_components; i++)
         if (comp_taken(a, cfg->components[i].name))
             return -HALO_EEXIST;
-    return sg_changing(sg) ? -EBUSY : 0;
+    return group_held(a, sg) ? -EACCES : sg_changing(sg) ? -EBUSY : 0;
 }
 
 int amf_su_add(struct amf *a, const char *sg_name, const struct config_su *cfg) {
@@ -430,7 +436,7 @@ int amf_member_remove_check(struct amf *a, bool unit, const char *name) {
     struct su *su = unit ? amf_find_su(a, name) : NULL;
     struct si *si = unit ? NULL : amf_find_si(a, name);
     struct sg *sg = su ? su->sg : si ? si->sg : NULL;
-    return !sg ? -HALO_EUNKNOWN : sg_changing(sg) ? -EBUSY : 0;
+    return !sg ? -HALO_EUNKNOWN : unit && group_held(a, sg) ? -EACCES : sg_changing(sg) ? -EBUSY : 0;
 }
 
 int amf_su_remove(struct amf *a, const char *name) {

@@ -313,8 +313,9 @@ int amf_si_add_check(struct amf *a, const char *sg, const struct config_si *cfg,
 /* The SI cfg (of the description the reload applies, which outlives the AMF) joins the running
  * group sg, after its SIs: the group's model assigns it as at start.  One node only.  0, -errno. */
 int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
-/* Whether the unit (unit) or SI name may leave the model now: 0, -HALO_EUNKNOWN, -EBUSY (an SI of its
- * group is changing its assignments, or an operation on one is under way). */
+/* Whether the unit (unit) or SI name may leave the model now: 0, -HALO_EUNKNOWN, -EACCES (a unit:
+ * as amf_su_add_check()), -EBUSY (an SI of its group is changing its assignments, or an operation
+ * on one is under way). */
 int amf_member_remove_check(struct amf *a, bool unit, const char *name);
 /* The SI name left the description: no operation finds it any more, and the model takes it from
  * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
@@ -323,7 +324,8 @@ int amf_si_remove(struct amf *a, const char *name);
 /* Whether the unit cfg may join the running group sg now (after n_before units added to it by the
  * same reload): 0; -HALO_EUNKNOWN; -ENOSPC (at most AMF_SUS_ADDED_MAX units are added to a group in
  * halod's life); -HALO_EEXIST (a unit or component of the model still has its name or one of its
- * components' names: one being removed); -EBUSY (an SI of the group is changing its assignments). */
+ * components' names: one being removed); -EACCES (the group or this node is locked, or an operation on
+ * several units is under way); -EBUSY (an SI of the group is changing its assignments). */
 int amf_su_add_check(struct amf *a, const char *sg, const struct config_su *cfg, size_t n_before);
 /* The unit cfg (of the description the reload applies) joins the running group sg: its components
  * of this node start, and the model may give it roles once it is in service.  One node only. */
