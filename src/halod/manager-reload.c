@@ -158,8 +158,15 @@ static const char *member_refusal(struct manager *m, const struct config *new, c
 }
 
 /* Why a component setting changed (ch->component_setting) cannot be applied now, or NULL. */
-static const char *comp_refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+static const char *comp_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
+                                const struct config_change *ch) {
     const struct config_sg *sg = find_sg(new, ch->sg);
+    bool members = false; /* the model would assign them while the components restart: one thing at a time */
+    for (size_t j = 0; j < d->n_changes; j++)
+        members = members || ((d->changes[j].whole_si || d->changes[j].whole_su) && streq(d->changes[j].sg, ch->sg));
+    if (members && !m->cluster)
+        return "its group's SIs or units are added or removed by the same reload: change its components in a reload "
+               "of their own";
     int r = sg && !m->cluster && !sg->cdb_roles ? amf_comps_reload_check(m->amf, sg) : 0;
     return m->cluster            ? "a component's settings change live on one node only (restart halod to apply it)"
            : sg && sg->cdb_roles ? "the components of a cdb-roles group are not restarted by a reload (restart halod "
@@ -180,7 +187,7 @@ static int check(struct manager *m, const struct config *new, const struct confi
         const char *why = adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
-                          : ch->component_setting        ? comp_refusal(m, new, ch)
+                          : ch->component_setting        ? comp_refusal(m, new, d, ch)
                                                          : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
@@ -320,8 +327,9 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
-        apply_members(m, d);
+        /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
         n_restarted = apply_comps(m, d);
+        apply_members(m, d);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */

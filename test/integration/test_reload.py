@@ -696,3 +696,25 @@ def test_a_component_change_waits_until_its_unit_is_steady(halod_factory, tmp_pa
     wait_for(lambda: h.pid_of(active) not in (None, 0, pid) and h.comp(active)["presence"] == "INSTANTIATED",
              what="the new process")
     assert h.wait_assigned("s") == (standby, active)
+
+
+def test_an_si_added_and_a_component_changed_in_one_reload(halod_factory, tmp_path):
+    """Refused in one group (the model would assign the SI while the components restart); applied in
+    two reloads."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    timeouts = yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n"
+                                 "      timeouts: {csi-set: 4s}\n", 1)
+    rewrite(h, with_si(timeouts))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.timeouts' added: its group's SIs or units are added or " \
+        "removed by the same reload" in r.stderr, r.stderr
+    assert sis_of(h) == ["s"] and pids(h) == before
+    rewrite(h, timeouts)
+    assert "applied: components' settings changed (2 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.pid_of(c) not in (None, 0, before[c]) and h.comp(c)["presence"] == "INSTANTIATED"
+                         for c in (active, standby)), what="both restarted")
+    assert h.wait_assigned("s") == (active, standby)
+    rewrite(h, with_si(timeouts))
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (active, standby)
+    assert {c: h.pid_of(c) for c in ("x", "y")} == {c: before[c] for c in ("x", "y")}
