@@ -102,6 +102,15 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
         *name = strdup(w->path[3]);
         if (!c->sg || !*name)
             w->error = -ENOMEM;
+    } else if (w->depth == 6 && streq(w->path[0], "service-groups") && streq(w->path[2], "service-units") &&
+               streq(w->path[4], "components") && kind != CONFIG_CHANGE_CHANGED) {
+        c->whole_comp = true;
+        c->sg = strdup(w->path[1]);
+        c->su = strdup(w->path[3]);
+        if (asprintf(&c->comp, "%s/%s", w->path[3], w->path[5]) < 0) /* its name, as config-parse-sg.c makes it */
+            c->comp = NULL;
+        if (!c->sg || !c->su || !c->comp)
+            w->error = -ENOMEM;
     } else if (path_is_comp_setting(w->path, w->depth)) {
         c->component_setting = true;
         if (!(c->sg = strdup(w->path[1])))
@@ -263,6 +272,7 @@ struct config_diff *config_diff_free(struct config_diff *d) {
         free(d->changes[i].si);
         free(d->changes[i].csi);
         free(d->changes[i].su);
+        free(d->changes[i].comp);
     }
     free(d->changes);
     free(d);

@@ -332,7 +332,10 @@ struct config_change {
     /* A setting of a component that a restart in place applies (command, args, env, workdir, stdout,
      * timeouts), under the group's component template or a unit's components (sg). */
     bool component_setting;
-    char *sg, *si, *csi, *su;
+    /* A component added to or removed from a unit of both (service-groups.SG.service-units.SU.components.C):
+     * sg, su, comp ("SU/C", its name). */
+    bool whole_comp;
+    char *sg, *si, *csi, *su, *comp;
 };
 
 /* The most changes one diff lists; more set truncated. */

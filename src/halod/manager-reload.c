@@ -177,6 +177,39 @@ static const char *comp_refusal(struct manager *m, const struct config *new, con
                                  : NULL;
 }
 
+/* Why the component added to a running unit by d's change at (ch->whole_comp) cannot be applied now, or NULL. */
+static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
+                                    size_t at) {
+    const struct config_change *ch = &d->changes[at];
+    const struct config_sg *sg = find_sg(new, ch->sg);
+    if (ch->kind == CONFIG_CHANGE_REMOVED)
+        return "a component is not removed from a running unit live (restart halod to apply it)";
+    if (m->cluster)
+        return "a component is added to a unit live on one node only (restart halod to apply it)";
+    if (!sg || sg->cdb_roles)
+        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+    size_t before = 0;
+    bool other = false; /* the group's SIs, units or components' settings changed by the same reload */
+    for (size_t j = 0; j < d->n_changes; j++) {
+        const struct config_change *o = &d->changes[j];
+        before += j < at && o->whole_comp && o->kind == CONFIG_CHANGE_ADDED && streq(o->su, ch->su);
+        other = other || ((o->whole_si || o->whole_su || o->component_setting) && streq(o->sg, ch->sg));
+    }
+    if (other)
+        return "its group's SIs, units or components' settings change in the same reload: add it in a reload of its "
+               "own";
+    int r = amf_comp_add_check(m->amf, find_su(new, ch->sg, ch->su), ch->comp, before);
+    return r == -ENOSPC        ? "more components added to its unit since halod started than it has room for (restart "
+                                 "halod)"
+           : r == -EOPNOTSUPP  ? "only an SA-aware component is added live (restart halod to apply it)"
+           : r == -HALO_EEXIST ? "a running component has its name: add it in a later reload"
+           : r == -EXDEV       ? "it would take a CSI of its group's SIs from another component (restart halod to "
+                                 "apply it)"
+           : r == -EBUSY       ? "its unit is failing, restarting or adopting its processes; reload again later"
+           : r < 0             ? "its service unit is not found"
+                               : NULL;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
@@ -188,6 +221,7 @@ static int check(struct manager *m, const struct config *new, const struct confi
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
                           : ch->component_setting        ? comp_refusal(m, new, d, ch)
+                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
                                                          : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
@@ -275,6 +309,22 @@ static size_t apply_comps(struct manager *m, const struct config_diff *d) {
     return restarted;
 }
 
+/* The components added to running units join them: the count added. */
+static size_t apply_comp_adds(struct manager *m, const struct config_diff *d) {
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        if (!ch->whole_comp || ch->kind != CONFIG_CHANGE_ADDED)
+            continue;
+        const struct config_su *su = find_su(m->config, ch->sg, ch->su);
+        int r = su ? amf_comp_add(m->amf, su, ch->comp) : -HALO_EUNKNOWN;
+        if (r < 0)
+            log_error_errno(r, "Component '%s' not added to '%s': %m", ch->comp, ch->su);
+        n += r >= 0;
+    }
+    return n;
+}
+
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
  * existing objects still point into it. */
 static int retire(struct manager *m, struct config **new) {
@@ -291,7 +341,7 @@ static int retire(struct manager *m, struct config **new) {
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
     size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
-           n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0;
+           n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0, n_comps = 0, n_comps_added = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -306,13 +356,14 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         n_su_added += ch->whole_su && ch->kind == CONFIG_CHANGE_ADDED;
         n_su_removed += ch->whole_su && ch->kind == CONFIG_CHANGE_REMOVED;
         n_settings += ch->component_setting;
+        n_comps += ch->whole_comp;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
     if (n_sgs == 0 && n_removed == 0 && n_whole == 0 &&
-        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings == 0) {
+        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings + n_comps == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -330,6 +381,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
         n_restarted = apply_comps(m, d);
         apply_members(m, d);
+        n_comps_added = apply_comp_adds(m, d);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
@@ -347,6 +399,9 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         if (counts[k].n)
             n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu %s%s %s", counts[k].n, counts[k].what,
                                   counts[k].n == 1 ? "" : "s", counts[k].done);
+    if (n_comps)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu component%s added", n_comps_added,
+                              n_comps_added == 1 ? "" : "s");
     if (n_settings)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", components' settings changed (%zu restarted in place)",
                               n_restarted);

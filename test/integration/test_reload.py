@@ -718,3 +718,52 @@ def test_an_si_added_and_a_component_changed_in_one_reload(halod_factory, tmp_pa
     assert "applied: 1 service instance added" in h.ctl("reload").stdout
     assert h.wait_assigned("s2") == (active, standby)
     assert {c: h.pid_of(c) for c in ("x", "y")} == {c: before[c] for c in ("x", "y")}
+
+
+def test_a_component_added_to_a_running_unit_starts_and_its_unit_keeps_its_roles(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+
+    def text(a_comps):
+        return f"""
+service-groups:
+  g:
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}"}}, csi-types: [main]}}
+    service-units:
+      a: {{components: {{{a_comps}}}}}
+      b: {{components: {{b1: {{}}}}}}
+    service-instances: {{s: {{csis: {{c: {{type: main}}}}}}}}
+"""
+    h = halod_factory(text("a1: {}"), log_level="info").start()
+    placement = h.wait_assigned("s")
+    before = {c: h.pid_of(c) for c in ("a/a1", "b/b1")}
+    n = {c: len(events(log, c)) for c in ("a/a1", "b/b1")}
+    assert all(n.values())  # their CSI sets, logged under their names
+
+    # One that would take c from a1 (listed first with its type): refused.
+    rewrite(h, text("a0: {}, a1: {}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.a0' added: it would take a CSI of its " \
+        "group's SIs from another component" in r.stderr, r.stderr
+
+    rewrite(h, text("a1: {}, a2: {csi-types: [side]}"))
+    assert "applied: 1 component added" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of("a/a2") and h.comp("a/a2")["presence"] == "INSTANTIATED", what="a/a2 registered")
+    assert h.wait_assigned("s") == placement  # a kept its role meanwhile
+    assert {c: h.pid_of(c) for c in before} == before and {c: len(events(log, c)) for c in n} == n
+    assert events(log, "a/a2") and not any(e[1] == "CSI_SET" for e in events(log, "a/a2"))  # it takes no CSI
+    assert [c["name"] for c in h.su("a")["components"]] == ["a/a1", "a/a2"]
+
+    # Removed again: refused (restart halod); killed and restarted, halod adopts it.
+    rewrite(h, text("a1: {}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.a2' removed (line 6 of the running " \
+        "description): a component is not removed from a running unit live" in r.stderr, r.stderr
+    rewrite(h, text("a1: {}, a2: {csi-types: [side]}"))
+    a2 = h.pid_of("a/a2")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s") == placement
+    assert h.pid_of("a/a2") == a2 and {c: h.pid_of(c) for c in before} == before
+    assert h.stop() == 0

@@ -178,3 +178,22 @@ TEST(component_settings_a_restart_applies_are_marked) {
     ASSERT(!d->changes[2].component_setting); /* the unit's component map added as a whole */
     config_diff_free(d);
 }
+
+/* A group whose units are given (a YAML map) and whose one CSI has type t. */
+#define TYPED_UNITS(units)                                   \
+    "service-groups:\n"                                      \
+    "  g:\n"                                                 \
+    "    component: {command: /bin/sleep, csi-types: [t]}\n" \
+    "    service-units: " units "\n"                         \
+    "    service-instances: {si: {csis: {csi: {type: t}}}}\n"
+
+TEST(component_added_to_a_unit_is_named_as_halod_names_it) {
+    struct config_diff *d = diff(TYPED_UNITS("{a: {components: {x: {}}}, b: {components: {y: {}}}}"),
+                                 TYPED_UNITS("{a: {components: {x: {}, z: {}}}, b: {components: {y: {}}}}"));
+    ASSERT_EQ(d->n_changes, 1u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.service-units.a.components.z");
+    ASSERT(d->changes[0].whole_comp && !d->changes[0].whole_su && !d->changes[0].component_setting);
+    ASSERT_STREQ(d->changes[0].su, "a");
+    ASSERT_STREQ(d->changes[0].comp, "a/z");
+    config_diff_free(d);
+}

@@ -153,9 +153,9 @@ struct su {
     struct sg *sg;
     const struct config_su *cfg;
     const char *name;
-    bool local; /* on this node */
-    struct comp *comps;
-    size_t n_comps;
+    bool local;         /* on this node */
+    struct comp *comps; /* cap_comps allocated, n_comps in use: a reload adds components without moving any */
+    size_t n_comps, cap_comps;
     enum su_admin admin;
     /* Whose lock holds it out of service (AMF_HELD_BY_*): its group's, its node's; 0 when its
      * own state is its own (unlocked, or locked as a unit).  Their unlock unlocks it. */

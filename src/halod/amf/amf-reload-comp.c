@@ -108,3 +108,61 @@ static int apply_one(struct comp *c, const struct config_component *nc) {
 int amf_comps_reload(struct amf *a, const struct config_sg *cg) {
     return each_changed(a, cg, apply_one);
 }
+
+/* The component of cfg (a unit's description) that takes csi, by name; NULL when none. */
+static const char *taker(const struct config_su *cfg, const struct config_csi *csi) {
+    size_t i = config_csi_component(cfg, csi);
+    return i < cfg->n_components ? cfg->components[i].name : NULL;
+}
+
+int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *name, size_t n_before) {
+    struct su *su = amf_find_su(a, nsu->name);
+    const struct config_component *nc = NULL;
+    for (size_t i = 0; i < nsu->n_components; i++)
+        if (streq(nsu->components[i].name, name))
+            nc = &nsu->components[i];
+    if (!su || !nc)
+        return -HALO_EUNKNOWN;
+    if (su->n_comps + n_before >= su->cap_comps)
+        return -ENOSPC;
+    if (nc->type != CONFIG_COMP_SA_AWARE)
+        return -EOPNOTSUPP;
+    if (amf_find_comp(a, name))
+        return -HALO_EEXIST;
+    /* Every CSI of the group's SIs stays with the component that takes it: the new one takes none. */
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        for (size_t k = 0; !sg->sis[i].removed && k < sg->sis[i].cfg->n_csis; k++) {
+            const struct config_csi *csi = &sg->sis[i].cfg->csis[k];
+            const char *was = taker(su->cfg, csi), *now = taker(nsu, csi);
+            if ((was == NULL) != (now == NULL) || (was && !streq(was, now)))
+                return -EXDEV;
+        }
+    /* Its unit steady: not failing, restarting or adopting. */
+    if (su->failing || su->adopting || amf_su_restarting(su) || uv_is_active((uv_handle_t *)&su->restart_timer))
+        return -EBUSY;
+    return 0;
+}
+
+int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name) {
+    int r = amf_comp_add_check(a, nsu, name, 0);
+    if (r < 0)
+        return r;
+    struct su *su = amf_find_su(a, nsu->name);
+    struct comp *c = &su->comps[su->n_comps];
+    for (size_t i = 0; i < nsu->n_components; i++)
+        if (streq(nsu->components[i].name, name))
+            amf_comp_init(su, c, &nsu->components[i]);
+    su->n_comps++;
+    su->cfg = nsu; /* which component takes which CSI: by name (amf_csi_comp()) */
+    log_info("Component '%s' added to service unit '%s'", c->name, su->name);
+    if (!a->ready || a->stopping || !su->local || su->admin == SU_LOCKED_INSTANTIATION || su->oper != SU_ENABLED)
+        return 0; /* it starts with its unit's other components */
+    /* Started as a restart in place is: its unit keeps its roles until it registers, and its end
+     * before that is a failure of it (amf-ladder.c). */
+    c->restart_in_place = true;
+    c->restart_at_once = true;
+    c->restart_spawned = true;
+    amf_comp_instantiate(c);
+    return 0;
+}

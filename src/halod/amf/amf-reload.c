@@ -419,7 +419,8 @@ int amf_su_add(struct amf *a, const char *sg_name, const struct config_su *cfg) 
     if (!sg)
         return cfg ? r : -HALO_EUNKNOWN;
     struct su *su = &sg->sus[sg->n_sus];
-    if (!(su->comps = calloc(cfg->n_components ?: 1, sizeof(struct comp))))
+    su->cap_comps = cfg->n_components + AMF_COMPS_ADDED_MAX;
+    if (!(su->comps = calloc(su->cap_comps, sizeof(struct comp))))
         return -ENOMEM;
     amf_su_init(sg, su, cfg);
     sg->n_sus++;

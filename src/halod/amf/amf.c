@@ -178,7 +178,13 @@ struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi 
 
 struct comp *amf_csi_comp(struct su *su, const struct config_csi *csi) {
     size_t i = config_csi_component(su->cfg, csi);
-    return i < su->n_comps ? &su->comps[i] : NULL;
+    if (i >= su->cfg->n_components)
+        return NULL;
+    /* By name: a component a reload added comes last in comps, wherever su->cfg lists it. */
+    for (size_t k = 0; k < su->n_comps; k++)
+        if (streq(su->comps[(i + k) % su->n_comps].name, su->cfg->components[i].name))
+            return &su->comps[(i + k) % su->n_comps];
+    return NULL;
 }
 
 bool amf_su_in_service(const struct su *su) {
@@ -395,16 +401,18 @@ void amf_su_init(struct sg *sg, struct su *su, const struct config_su *cfg) {
     amf_rung_count_init(a->loop, &su->comp_restarts);
     amf_rung_count_init(a->loop, &su->su_restarts);
     su->n_comps = su->cfg->n_components;
-    for (size_t i = 0; i < su->n_comps; i++) {
-        struct comp *c = &su->comps[i];
-        c->amf = a;
-        c->su = su;
-        c->cfg = &su->cfg->components[i];
-        c->name = c->cfg->name;
-        uv_timer_init(a->loop, &c->timer);
-        c->timer.data = c;
-        amf_monitor_init(c);
-    }
+    for (size_t i = 0; i < su->n_comps; i++)
+        amf_comp_init(su, &su->comps[i], &su->cfg->components[i]);
+}
+
+void amf_comp_init(struct su *su, struct comp *c, const struct config_component *cfg) {
+    c->amf = su->amf;
+    c->su = su;
+    c->cfg = cfg;
+    c->name = c->cfg->name;
+    uv_timer_init(su->amf->loop, &c->timer);
+    c->timer.data = c;
+    amf_monitor_init(c);
 }
 
 void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
@@ -453,7 +461,8 @@ int amf_sg_alloc(struct sg *sg, const struct config_sg *cg) {
     }
     sg->n_sus = cg->n_sus;
     for (size_t u = 0; u < cg->n_sus; u++) {
-        if (!(sg->sus[u].comps = calloc(cg->sus[u].n_components ?: 1, sizeof(struct comp))))
+        sg->sus[u].cap_comps = cg->sus[u].n_components + AMF_COMPS_ADDED_MAX;
+        if (!(sg->sus[u].comps = calloc(sg->sus[u].cap_comps, sizeof(struct comp))))
             return -ENOMEM;
         sg->sus[u].n_comps = cg->sus[u].n_components;
     }

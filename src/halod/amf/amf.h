@@ -342,6 +342,15 @@ int amf_comps_reload_check(struct amf *a, const struct config_sg *cg);
 /* They take their new descriptions (cg outlives the AMF) and those that run restart in place, as
  * haloctl restart does (their units keep their roles); one node only.  The count restarted, or -errno. */
 int amf_comps_reload(struct amf *a, const struct config_sg *cg);
+/* Whether the component name of nsu (a running unit's new description) may join that unit now,
+ * after n_before added to it by the same reload: 0; -HALO_EUNKNOWN; -ENOSPC (at most
+ * AMF_COMPS_ADDED_MAX per unit in halod's life); -EOPNOTSUPP (not SA-aware); -HALO_EEXIST (a
+ * component has its name); -EXDEV (a CSI of the group's SIs would change component: the new one
+ * would take one); -EBUSY (its unit is failing, restarting or adopting). */
+int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *name, size_t n_before);
+/* It joins the unit (nsu outlives the AMF), and starts as a restart in place does: the unit keeps
+ * its roles while it registers.  One node only.  0 or -errno. */
+int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
