@@ -187,29 +187,16 @@ int amf_sg_add(struct amf *a, const struct config *config, const struct config_s
     return 0;
 }
 
-/* A group or a unit being removed: locked (its SIs removed from its units), then its processes stopped. */
+/* A group being removed: locked (its SIs removed from its units), then its processes stopped. */
 struct removal {
     struct amf_waiter w; /* first: the AMF hands it back */
     struct amf *amf;
     struct sg *sg;
-    struct su *su; /* a unit of sg; NULL: the whole group */
-    int op;        /* the operation under way */
+    int op; /* the operation under way */
     char target[CONFIG_NAME_MAX + 8];
 };
 
 static void removal_step(struct removal *rm, int error);
-
-/* su is locked and its processes are stopped: it leaves the model. */
-static void unit_removed(struct su *su) {
-    su->removed = true;
-    /* What the store keeps of its state goes back to unlocked: the unit added again, by a reload
-     * or at a restart, starts as a new one. */
-    su->admin = SU_UNLOCKED;
-    su->held_by = 0;
-    amf_notify_su(su, AMF_SU_ADMIN);
-    log_notice("Service unit '%s' removed: its SIs were taken from it and its processes stopped", su->name);
-    amf_sg_evaluate(su->sg);
-}
 
 static void removal_done(struct amf_waiter *w, int error) {
     removal_step((struct removal *)w, error);
@@ -221,14 +208,9 @@ static void removal_step(struct removal *rm, int error) {
         error = 0;
     for (;;) {
         if (error == -ECANCELED || (error < 0 && rm->op == AMF_OP_LOCK_INSTANTIATION)) {
-            log_error("Service %s '%s' removed from the description, but %s: %s; it stays until halod restarts",
-                      rm->su ? "unit" : "group", rm->su ? rm->su->name : rm->sg->name,
-                      rm->op == AMF_OP_LOCK ? "not locked" : "its processes were not stopped", halo_strerror(error));
-            free(rm);
-            return;
-        }
-        if (rm->op == AMF_OP_LOCK_INSTANTIATION && rm->su) {
-            unit_removed(rm->su);
+            log_error("Service group '%s' removed from the description, but %s: %s; it stays until halod restarts",
+                      rm->sg->name, rm->op == AMF_OP_LOCK ? "not locked" : "its processes were not stopped",
+                      halo_strerror(error));
             free(rm);
             return;
         }
@@ -258,27 +240,23 @@ static void removal_step(struct removal *rm, int error) {
     }
 }
 
-/* Locks sg (su NULL) or su, then stops its processes (removal_step()). */
-static int removal_start(struct amf *a, struct sg *sg, struct su *su) {
-    struct removal *rm = calloc(1, sizeof(*rm));
-    if (!rm)
-        return -ENOMEM;
-    *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .su = su, .op = AMF_OP_LOCK};
-    snprintf(rm->target, sizeof(rm->target), "%s:%s", su ? "su" : "sg", su ? su->name : sg->name);
-    log_info("Service %s '%s' is no longer in the description: locking it, then stopping its processes",
-             su ? "unit" : "group", su ? su->name : sg->name);
-    int r = amf_run_op(a, AMF_OP_LOCK, rm->target, &rm->w);
-    if (r != 1)
-        removal_step(rm, r);
-    return 0;
-}
-
 int amf_sg_remove(struct amf *a, const char *name) {
     struct sg *sg = NULL;
     for (size_t g = 0; g < a->n_sgs; g++)
         if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
             sg = &a->sgs[g];
-    return sg ? removal_start(a, sg, NULL) : -HALO_EUNKNOWN;
+    if (!sg)
+        return -HALO_EUNKNOWN;
+    struct removal *rm = calloc(1, sizeof(*rm));
+    if (!rm)
+        return -ENOMEM;
+    *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .op = AMF_OP_LOCK};
+    snprintf(rm->target, sizeof(rm->target), "sg:%s", name);
+    log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes", name);
+    int r = amf_run_op(a, AMF_OP_LOCK, rm->target, &rm->w);
+    if (r != 1)
+        removal_step(rm, r);
+    return 0;
 }
 
 static struct sg *sg_named(struct amf *a, const char *name) {
@@ -440,7 +418,50 @@ int amf_member_remove_check(struct amf *a, bool unit, const char *name) {
     return !sg ? -HALO_EUNKNOWN : unit && group_held(a, sg) ? -EACCES : sg_changing(sg) ? -EBUSY : 0;
 }
 
+/* A unit being removed: locked (its SIs leave it), then lock-instantiated (its processes stopped). */
+struct unit_removal {
+    struct amf_waiter w; /* first: the AMF hands it back */
+    struct su *su;
+    bool stopping; /* the lock is done: its lock-instantiation is under way */
+};
+
+static void unit_removal_done(struct amf_waiter *w, int error) {
+    struct unit_removal *rm = (struct unit_removal *)w;
+    struct su *su = rm->su;
+    if (error == -HALO_EEXIST) /* already so */
+        error = 0;
+    if (error >= 0 && !rm->stopping) {
+        rm->stopping = true;
+        int r = amf_su_op_lock_instantiation(su, &rm->w);
+        if (r == 1)
+            return; /* here again once its processes are stopped */
+        error = r == -HALO_EEXIST ? 0 : r;
+    }
+    free(rm);
+    if (error < 0) {
+        log_error("Service unit '%s' removed from the description, but %s: %s; it stays until halod restarts", su->name,
+                  su->admin == SU_LOCKED ? "its processes were not stopped" : "not locked", halo_strerror(error));
+        return;
+    }
+    su->removed = true;
+    /* What the store keeps of its state goes back to unlocked: the unit added again, by a reload
+     * or at a restart, starts as a new one. */
+    su->admin = SU_UNLOCKED;
+    su->held_by = 0;
+    amf_notify_su(su, AMF_SU_ADMIN);
+    log_notice("Service unit '%s' removed: its SIs were taken from it and its processes stopped", su->name);
+    amf_sg_evaluate(su->sg);
+}
+
 int amf_su_remove(struct amf *a, const char *name) {
     struct su *su = amf_find_su(a, name);
-    return su ? removal_start(a, su->sg, su) : -HALO_EUNKNOWN;
+    struct unit_removal *rm = su ? calloc(1, sizeof(*rm)) : NULL;
+    if (!rm)
+        return su ? -ENOMEM : -HALO_EUNKNOWN;
+    *rm = (struct unit_removal){.w.done = unit_removal_done, .su = su};
+    log_info("Service unit '%s' is no longer in the description: locking it, then stopping its processes", name);
+    int r = amf_su_op_lock(su, false, &rm->w);
+    if (r != 1)
+        unit_removal_done(&rm->w, r);
+    return 0;
 }
