@@ -44,6 +44,25 @@ static bool path_is_csi_attributes(const char *const *path, size_t depth) {
     return depth >= 7 && path_is_csi(path) && streq(path[6], "attributes");
 }
 
+/* Whether path (depth segments) is a setting a component's restart applies: COMP.KEY... where COMP is
+ * service-groups.SG.component, ...service-units.SU.component or ...service-units.SU.components.C. */
+static bool path_is_comp_setting(const char *const *path, size_t depth) {
+    static const char *const keys[] = {"command", "args", "env", "workdir", "stdout", "timeouts"};
+    const char *k = NULL;
+    if (depth >= 4 && streq(path[0], "service-groups") && streq(path[2], "component"))
+        k = path[3];
+    else if (depth >= 6 && streq(path[0], "service-groups") && streq(path[2], "service-units") &&
+             streq(path[4], "component"))
+        k = path[5];
+    else if (depth >= 7 && streq(path[0], "service-groups") && streq(path[2], "service-units") &&
+             streq(path[4], "components"))
+        k = path[6];
+    for (size_t i = 0; k && i < ELEMENTSOF(keys); i++)
+        if (streq(k, keys[i]))
+            return true;
+    return false;
+}
+
 static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t *at) {
     struct config_diff *d = w->d;
     if (w->error < 0)
@@ -72,6 +91,28 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
     *c = (struct config_change){.kind = kind, .key = key, .pos = config_yaml_pos(at)};
     if (w->depth == 2 && streq(w->path[0], "service-groups") && kind != CONFIG_CHANGE_CHANGED) {
         c->service_group = true;
+        if (!(c->sg = strdup(w->path[1])))
+            w->error = -ENOMEM;
+    } else if (w->depth == 4 && streq(w->path[0], "service-groups") && kind != CONFIG_CHANGE_CHANGED &&
+               (streq(w->path[2], "service-instances") || streq(w->path[2], "service-units"))) {
+        c->whole_si = streq(w->path[2], "service-instances");
+        c->whole_su = !c->whole_si;
+        c->sg = strdup(w->path[1]);
+        char **name = c->whole_si ? &c->si : &c->su;
+        *name = strdup(w->path[3]);
+        if (!c->sg || !*name)
+            w->error = -ENOMEM;
+    } else if (w->depth == 6 && streq(w->path[0], "service-groups") && streq(w->path[2], "service-units") &&
+               streq(w->path[4], "components") && kind != CONFIG_CHANGE_CHANGED) {
+        c->whole_comp = true;
+        c->sg = strdup(w->path[1]);
+        c->su = strdup(w->path[3]);
+        if (asprintf(&c->comp, "%s/%s", w->path[3], w->path[5]) < 0) /* its name, as config-parse-sg.c makes it */
+            c->comp = NULL;
+        if (!c->sg || !c->su || !c->comp)
+            w->error = -ENOMEM;
+    } else if (path_is_comp_setting(w->path, w->depth)) {
+        c->component_setting = true;
         if (!(c->sg = strdup(w->path[1])))
             w->error = -ENOMEM;
     } else if (path_is_csi_attributes(w->path, w->depth) ||
@@ -230,6 +271,8 @@ struct config_diff *config_diff_free(struct config_diff *d) {
         free(d->changes[i].sg);
         free(d->changes[i].si);
         free(d->changes[i].csi);
+        free(d->changes[i].su);
+        free(d->changes[i].comp);
     }
     free(d->changes);
     free(d);

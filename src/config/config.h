@@ -325,7 +325,17 @@ struct config_change {
     bool service_group;
     /* A CSI added to or removed from an SI of both (service-groups.SG.service-instances.SI.csis.CSI). */
     bool whole_csi;
-    char *sg, *si, *csi;
+    /* An SI added to or removed from a group of both (service-groups.SG.service-instances.SI): sg, si. */
+    bool whole_si;
+    /* A unit added to or removed from a group of both (service-groups.SG.service-units.SU): sg, su. */
+    bool whole_su;
+    /* A setting of a component that a restart in place applies (command, args, env, workdir, stdout,
+     * timeouts), under the group's component template or a unit's components (sg). */
+    bool component_setting;
+    /* A component added to or removed from a unit of both (service-groups.SG.service-units.SU.components.C):
+     * sg, su, comp ("SU/C", its name). */
+    bool whole_comp;
+    char *sg, *si, *csi, *su, *comp;
 };
 
 /* The most changes one diff lists; more set truncated. */

@@ -5,7 +5,9 @@
  * change can be applied live; else the whole reload is refused and the running description
  * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
  * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (on several nodes
- * too: cluster_sync_reload_begin()).
+ * too: cluster_sync_reload_begin()), an SI added to or removed from a running group (amf_si_add(),
+ * amf_si_remove()), a unit added to or removed from a running group (amf_su_add(), amf_su_remove();
+ * one node), a component's settings (a restart in place) or an SA-aware component added (one node).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -103,6 +105,108 @@ static const char *refusal(struct manager *m, const struct config *new, const st
     return NULL;
 }
 
+static const struct config_su *find_su(const struct config *c, const char *sg, const char *su) {
+    const struct config_sg *g = find_sg(c, sg);
+    size_t u = 0;
+    while (g && u < g->n_sus && !streq(g->sus[u].name, su))
+        u++;
+    return g && u < g->n_sus ? &g->sus[u] : NULL;
+}
+
+/* Whether ch is an SI (si) or a unit (!si) added to or removed from a running group. */
+static bool member(const struct config_change *ch, bool si) {
+    return si ? ch->whole_si : ch->whole_su;
+}
+
+/* Why the SI or unit added to or removed from a running group by d's change at cannot be applied
+ * now, or NULL. */
+static const char *member_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at) {
+    const struct config_change *ch = &d->changes[at];
+    bool removed = ch->kind == CONFIG_CHANGE_REMOVED, si = ch->whole_si;
+    const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
+    if (m->cluster)
+        return si ? "a service instance is added to or removed from a group live on one node only (restart halod to "
+                    "apply it)"
+                  : "a service unit is added to or removed from a group live on one node only (restart halod to "
+                    "apply it)";
+    if (sg && sg->cdb_roles)
+        return "the SIs and units of a cdb-roles group are not changed live (restart halod to apply it)";
+    size_t before = 0; /* SIs or units added to the same group by earlier changes */
+    for (size_t j = 0; j < at; j++)
+        before +=
+            member(&d->changes[j], si) && d->changes[j].kind == CONFIG_CHANGE_ADDED && streq(d->changes[j].sg, ch->sg);
+    const struct config_si *nsi = si ? find_si(new, ch->sg, ch->si) : NULL;
+    const struct config_su *nsu = si ? NULL : find_su(new, ch->sg, ch->su);
+    int r = removed ? amf_member_remove_check(m->amf, !si, si ? ch->si : ch->su)
+            : nsi   ? amf_si_add_check(m->amf, ch->sg, nsi, before)
+            : nsu   ? amf_su_add_check(m->amf, ch->sg, nsu, before)
+                    : -HALO_EUNKNOWN;
+    if (r == -ENOSPC)
+        return si ? "more service instances added to its group since halod started than it has room for (restart "
+                    "halod)"
+                  : "more service units added to its group since halod started than it has room for (restart halod)";
+    return r == -EACCES  ? "its service group or this node is locked, or an operation on several units is under way: "
+                           "unlock it, then reload"
+           : r == -EBUSY ? "its service group is changing its assignments; reload again later"
+           : r == -HALO_EEXIST ? "its name or a CSI's or component's is still a running one's (one this reload "
+                                 "removes, or one removed whose removal is under way): add it in a later reload"
+           : r < 0             ? "its service group, service instance or service unit is not found"
+                               : NULL;
+}
+
+/* Why a component setting changed (ch->component_setting) cannot be applied now, or NULL. */
+static const char *comp_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
+                                const struct config_change *ch) {
+    const struct config_sg *sg = find_sg(new, ch->sg);
+    bool members = false; /* the model would assign them while the components restart: one thing at a time */
+    for (size_t j = 0; j < d->n_changes; j++)
+        members = members || ((d->changes[j].whole_si || d->changes[j].whole_su) && streq(d->changes[j].sg, ch->sg));
+    if (members && !m->cluster)
+        return "its group's SIs or units are added or removed by the same reload: change its components in a reload "
+               "of their own";
+    int r = sg && !m->cluster && !sg->cdb_roles ? amf_comps_reload_check(m->amf, sg) : 0;
+    return m->cluster            ? "a component's settings change live on one node only (restart halod to apply it)"
+           : sg && sg->cdb_roles ? "the components of a cdb-roles group are not restarted by a reload (restart halod "
+                                   "to apply it)"
+           : r == -EBUSY         ? "a component it changes is starting or stopping, or its unit is changing its roles; "
+                                   "reload again later"
+           : r < 0               ? "its service group is not found"
+                                 : NULL;
+}
+
+/* Why the component added to a running unit by d's change at (ch->whole_comp) cannot be applied now, or NULL. */
+static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
+                                    size_t at) {
+    const struct config_change *ch = &d->changes[at];
+    const struct config_sg *sg = find_sg(new, ch->sg);
+    if (ch->kind == CONFIG_CHANGE_REMOVED)
+        return "a component is not removed from a running unit live (restart halod to apply it)";
+    if (m->cluster)
+        return "a component is added to a unit live on one node only (restart halod to apply it)";
+    if (!sg || sg->cdb_roles)
+        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+    size_t before = 0;
+    bool other = false; /* the group's SIs, units or components' settings changed by the same reload */
+    for (size_t j = 0; j < d->n_changes; j++) {
+        const struct config_change *o = &d->changes[j];
+        before += j < at && o->whole_comp && o->kind == CONFIG_CHANGE_ADDED && streq(o->su, ch->su);
+        other = other || ((o->whole_si || o->whole_su || o->component_setting) && streq(o->sg, ch->sg));
+    }
+    if (other)
+        return "its group's SIs, units or components' settings change in the same reload: add it in a reload of its "
+               "own";
+    int r = amf_comp_add_check(m->amf, find_su(new, ch->sg, ch->su), ch->comp, before);
+    return r == -ENOSPC        ? "more components added to its unit since halod started than it has room for (restart "
+                                 "halod)"
+           : r == -EOPNOTSUPP  ? "only an SA-aware component is added live (restart halod to apply it)"
+           : r == -HALO_EEXIST ? "a running component has its name: add it in a later reload"
+           : r == -EXDEV       ? "it would take a CSI of its group's SIs from another component (restart halod to "
+                                 "apply it)"
+           : r == -EBUSY       ? "its unit is failing, restarting or adopting its processes; reload again later"
+           : r < 0             ? "its service unit is not found"
+                               : NULL;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
@@ -112,7 +216,10 @@ static int check(struct manager *m, const struct config *new, const struct confi
         added += adds;
         const char *why = adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
-                              : refusal(m, new, ch);
+                          : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
+                          : ch->component_setting        ? comp_refusal(m, new, d, ch)
+                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
+                                                         : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;
@@ -149,7 +256,7 @@ static size_t apply_csis(struct manager *m, const struct config_diff *d) {
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several CSIs of one SI: once */
-        for (size_t j = 0; j < i; j++)
+        for (size_t j = 0; ch->whole_csi && j < i; j++)
             seen = seen || (d->changes[j].whole_csi && streq(d->changes[j].si, ch->si));
         if (!ch->whole_csi || seen)
             continue;
@@ -159,6 +266,60 @@ static size_t apply_csis(struct manager *m, const struct config_diff *d) {
         sent += r > 0 ? (size_t)r : 0;
     }
     return sent;
+}
+
+/* The SIs and then the units removed from running groups leave them, then the units and then the
+ * SIs added join theirs (their descriptions in the new running one, m->config). */
+static void apply_members(struct manager *m, const struct config_diff *d) {
+    static const struct { bool add, si; } order[] = {{false, true}, {false, false}, {true, false}, {true, true}};
+    for (size_t o = 0; o < ELEMENTSOF(order); o++)
+        for (size_t i = 0; i < d->n_changes; i++) {
+            const struct config_change *ch = &d->changes[i];
+            bool add = order[o].add, si = order[o].si;
+            if (!member(ch, si) || (ch->kind == CONFIG_CHANGE_ADDED) != add)
+                continue;
+            int r = si && add ? amf_si_add(m->amf, ch->sg, find_si(m->config, ch->sg, ch->si))
+                    : si      ? amf_si_remove(m->amf, ch->si)
+                    : add     ? amf_su_add(m->amf, ch->sg, find_su(m->config, ch->sg, ch->su))
+                              : amf_su_remove(m->amf, ch->su);
+            if (r < 0)
+                log_error_errno(r, "Service %s '%s' not %s: %m", si ? "instance" : "unit", si ? ch->si : ch->su,
+                                add ? "added" : "removed");
+        }
+}
+
+/* The components whose settings changed take them, once per group: the count restarted in place. */
+static size_t apply_comps(struct manager *m, const struct config_diff *d) {
+    size_t restarted = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        bool seen = false;
+        for (size_t j = 0; ch->component_setting && j < i; j++)
+            seen = seen || (d->changes[j].component_setting && streq(d->changes[j].sg, ch->sg));
+        if (!ch->component_setting || seen)
+            continue;
+        int r = amf_comps_reload(m->amf, find_sg(m->config, ch->sg));
+        if (r < 0)
+            log_warning_errno(r, "Service group '%s': cannot apply its components' new settings: %m", ch->sg);
+        restarted += r > 0 ? (size_t)r : 0;
+    }
+    return restarted;
+}
+
+/* The components added to running units join them: the count added. */
+static size_t apply_comp_adds(struct manager *m, const struct config_diff *d) {
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        if (!ch->whole_comp || ch->kind != CONFIG_CHANGE_ADDED)
+            continue;
+        const struct config_su *su = find_su(m->config, ch->sg, ch->su);
+        int r = su ? amf_comp_add(m->amf, su, ch->comp) : -HALO_EUNKNOWN;
+        if (r < 0)
+            log_error_errno(r, "Component '%s' not added to '%s': %m", ch->comp, ch->su);
+        n += r >= 0;
+    }
+    return n;
 }
 
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
@@ -176,22 +337,30 @@ static int retire(struct manager *m, struct config **new) {
 /* Applies d (checked): the new attributes go to their holders, new groups start. */
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
-    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0;
+    size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
+           n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0, n_comps = 0, n_comps_added = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
         for (size_t j = 0; j < i; j++)
-            seen = seen || (d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
+            seen = seen || (ch->csi_attributes && d->changes[j].csi_attributes && streq(d->changes[j].si, ch->si) &&
                             streq(d->changes[j].csi, ch->csi));
         n_sgs += ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
         n_removed += ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED;
         n_whole += ch->whole_csi;
+        n_si_added += ch->whole_si && ch->kind == CONFIG_CHANGE_ADDED;
+        n_si_removed += ch->whole_si && ch->kind == CONFIG_CHANGE_REMOVED;
+        n_su_added += ch->whole_su && ch->kind == CONFIG_CHANGE_ADDED;
+        n_su_removed += ch->whole_su && ch->kind == CONFIG_CHANGE_REMOVED;
+        n_settings += ch->component_setting;
+        n_comps += ch->whole_comp;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
-    if (n_sgs == 0 && n_removed == 0 && n_whole == 0) {
+    if (n_sgs == 0 && n_removed == 0 && n_whole == 0 &&
+        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings + n_comps == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -212,16 +381,33 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
         if (m->sync && n_sgs)
             cluster_sync_reload_end(m->sync);
+        /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
+        n_restarted = apply_comps(m, d);
+        apply_members(m, d);
+        n_comps_added = apply_comp_adds(m, d);
         n_calls = apply_csis(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
-    char text[256] = "";
+    char text[512] = "";
     size_t n = 0;
-    if (n_sgs)
-        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s added", n_sgs, n_sgs == 1 ? "" : "s");
-    if (n_removed)
-        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu service group%s removed", n_removed,
-                              n_removed == 1 ? "" : "s");
+    const struct {
+        size_t n;
+        const char *what, *done;
+    } counts[] = {
+        {n_sgs, "service group", "added"},         {n_removed, "service group", "removed"},
+        {n_su_added, "service unit", "added"},     {n_su_removed, "service unit", "removed"},
+        {n_si_added, "service instance", "added"}, {n_si_removed, "service instance", "removed"},
+    };
+    for (size_t k = 0; k < ELEMENTSOF(counts); k++)
+        if (counts[k].n)
+            n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu %s%s %s", counts[k].n, counts[k].what,
+                                  counts[k].n == 1 ? "" : "s", counts[k].done);
+    if (n_comps)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu component%s added", n_comps_added,
+                              n_comps_added == 1 ? "" : "s");
+    if (n_settings)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", components' settings changed (%zu restarted in place)",
+                              n_restarted);
     if (n_csis)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", attributes of %zu CSI%s changed, %zu CSI set%s sent",
                               n_csis, n_csis == 1 ? "" : "s", n_sets, n_sets == 1 ? "" : "s");

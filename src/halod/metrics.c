@@ -241,7 +241,7 @@ static int write_failovers(struct metrics *mt, struct http_metrics_buf *b) {
     char l[512];
     int r = 0;
     for (size_t i = 0; mt && i < mt->n_sis; i++)
-        for (size_t k = 0; !mt->sis[i].si->sg->removed && k < _REASON_MAX; k++) {
+        for (size_t k = 0; !mt->sis[i].si->sg->removed && !mt->sis[i].si->removed && k < _REASON_MAX; k++) {
             const struct si *si = mt->sis[i].si;
             http_metrics_labels(l, sizeof(l), "sg", si->sg->name, "si", si->name, "reason", reason_names[k], NULL);
             ADD("halo_failovers_total",
@@ -270,7 +270,7 @@ static int write_units(struct manager *m, struct http_metrics_buf *b) {
             continue;
         for (size_t i = 0; i < sgs[g].n_sis; i++) {
             const struct si *si = &sgs[g].sis[i];
-            for (size_t k = 0; k < si->n_asg; k++) {
+            for (size_t k = 0; !si->removed && k < si->n_asg; k++) {
                 const struct su *su = si->asg[k].su;
                 if (!su || !confirmed_active(si, su))
                     continue;
@@ -281,7 +281,7 @@ static int write_units(struct manager *m, struct http_metrics_buf *b) {
         }
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             const struct su *su = &sgs[g].sus[u];
-            if (!su->local)
+            if (!su->local || su->removed)
                 continue;
             http_metrics_labels(l, sizeof(l), "su", su->name, NULL);
             ADD("halo_su_restarts_total",

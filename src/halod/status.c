@@ -137,7 +137,7 @@ int status_entrypoint(struct manager *m, bool recovery, char **ret) {
     for (size_t g = 0; g < n_sgs; g++)
         for (size_t i = 0; !sgs[g].removed && i < sgs[g].n_sis; i++) {
             const struct si *si = &sgs[g].sis[i];
-            if (!si->cfg->entrypoint)
+            if (!si->cfg->entrypoint || si->removed) /* removed by a reload */
                 continue;
             const struct assignment *act = NULL; /* several (N-way-active): the best-ranked */
             for (size_t k = 0; k < si->n_asg; k++)

@@ -193,15 +193,17 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     active, _ = h.wait_assigned("s")
     before = pids(h)
     n_sets = len(csi_sets(log, active))
-    # A unit added to a group and a new CSI attribute together: refused as a whole, the attribute too.
-    rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
+    # A group's setting changed and a new CSI attribute together: refused as a whole, the attribute too.
+    rewrite(h, yaml(log, port=7701).replace("    service-units: {x: {}, y: {}}",
+                                            "    auto-adjust: true\n    service-units: {x: {}, y: {}}"))
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.service-units\.z' added: cannot be applied live",
-                     r.stdout), r.stdout
-    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      args: ['1']\n", 1))
+    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.auto-adjust' added: cannot be "
+                     r"applied live", r.stdout), r.stdout
+    # A component's setting that a restart in place does not apply (its restart policy).
+    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      restart: {{max: 5}}\n", 1))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.component.args' added: cannot be applied live" in r.stderr
+    assert r.returncode == 5 and "'service-groups.g.component.restart' added: cannot be applied live" in r.stderr
     assert pids(h) == before and len(csi_sets(log, active)) == n_sets
     assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
 
@@ -209,10 +211,9 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     assert "applied: no change" in h.ctl("reload").stdout
 
 
-def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
-    """A CSI set of new attributes never crosses a change of roles: while a switchover
-    waits for the ACTIVE's quiescing, the reload is refused; once done, it goes through
-    and the new ACTIVE gets the new attributes."""
+def held_switchover(halod_factory, tmp_path):
+    """A halod of yaml() whose switchover of s waits for the ACTIVE's quiescing (held until the file
+    hold is removed): (halod, log, active, standby, hold, the haloctl switchover's process)."""
     log = str(tmp_path / "comp.log")
     h = halod_factory(yaml(log, modes="quiesce-hold"), log_level="info").start()
     active, standby = h.wait_assigned("s")
@@ -221,6 +222,14 @@ def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
     ctl = subprocess.Popen([HALOCTL, "-s", h.socket, "switchover", "s"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     wait_for(lambda: csi_sets(log, active)[-1][3] == "QUIESCING", what="the ACTIVE told QUIESCING")
+    return h, log, active, standby, hold, ctl
+
+
+def test_attributes_wait_until_their_si_is_steady(halod_factory, tmp_path):
+    """A CSI set of new attributes never crosses a change of roles: while a switchover
+    waits for the ACTIVE's quiescing, the reload is refused; once done, it goes through
+    and the new ACTIVE gets the new attributes."""
+    h, log, active, standby, hold, ctl = held_switchover(halod_factory, tmp_path)
     rewrite(h, yaml(log, port=7701, modes="quiesce-hold"))
     r = h.ctl("reload", check=False)
     assert r.returncode == 5
@@ -344,6 +353,19 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
         wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"], what="s assigned")
     assert not hs["n1"].status().get("warnings")
 
+    rewrite(hs["n2"], with_si(nodes_yaml(7700)))
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-instances.s2' added: a service instance is added to or " \
+        "removed from a group live on one node only" in r.stderr, r.stderr
+    rewrite(hs["n2"], nodes_yaml(7700).replace("      command: ", "      timeouts: {csi-set: 4s}\n      command: ", 1))
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.timeouts' added: a component's settings change live " \
+        "on one node only" in r.stderr, r.stderr
+    rewrite(hs["n2"], nodes_yaml(7700).replace("{x: {node: n1}, y: {node: n2}}",
+                                               "{x: {node: n1}, y: {node: n2}, z: {node: n2}}"))
+    r = hs["n2"].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.other.service-units.z' added: a service unit is added to or removed " \
+        "from a group live on one node only" in r.stderr, r.stderr
     rewrite(hs["n2"], nodes_yaml(7701))
     assert "applied" in hs["n2"].ctl("reload").stdout
     d1, d2 = hs["n1"].status()["description"]["digest"], hs["n2"].status()["description"]["digest"]
@@ -359,3 +381,384 @@ def test_nodes_with_different_descriptions_are_named_in_status(etcd, halod_facto
     for h in hs.values():
         wait_for(lambda: not h.status().get("warnings"), what="the warning gone on " + h.config)
         assert "WARNING" not in h.ctl("status").stdout
+
+
+S2 = "      s2: {csis: {c2: {attributes: {mode: fast}}}}\n"
+
+
+def with_si(text, line=S2):
+    """text with one more SI in g (after s)."""
+    c = "          c: {attributes: {port: 7700, bind: 127.0.0.1}}\n"
+    assert c in text
+    return text.replace(c, c + line)
+
+
+def sis_of(h, sg="g"):
+    return [si["name"] for g in h.status()["service_groups"] if g["name"] == sg for si in g["service_instances"]]
+
+
+def test_an_si_added_to_a_running_group_is_assigned_and_nobody_else_is_told(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, with_si(yaml(log)))
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (active, standby)  # 2N: with the group's other SI
+    assert sis_of(h) == ["s", "s2"] and h.si("s2")["csis"] == ["c2"]
+    new = events(log, active)[n[active]:]
+    assert [e[1:5] for e in new] == [["CSI_SET", "c2", "ACTIVE", "transition=1"]] and "mode=fast" in new[0]
+    assert [e[1:4] for e in events(log, standby)[n[standby]:]] == [["CSI_SET", "c2", "STANDBY"]]
+    assert pids(h) == before  # nobody restarted
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}  # the other group untouched
+    assert h.wait_assigned("s") == (active, standby)
+    assert "Service instance 's2' added to service group 'g'" in h.logtext()
+
+    # It moves with the group afterwards, as any SI of it.
+    h.ctl("switchover", "s")
+    assert h.wait_assigned("s") == (standby, active) and h.wait_assigned("s2") == (standby, active)
+
+
+def metric_sis(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return set(re.findall(r'halo_si_generation\{si="([^"]+)"\}', r.read().decode()))
+
+
+def test_a_removed_si_leaves_its_units_as_a_lock_does(halod_factory, tmp_path):
+    http = free_port()
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path, ["--http", f"127.0.0.1:{http}"])
+    text = with_si(yaml(log))
+    rewrite(h, text)
+    h.ctl("reload")
+    h.wait_assigned("s2")
+    assert metric_sis(http) == {"s", "s2", "t"}
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, yaml(log))
+    assert "applied: 1 service instance removed" in h.ctl("reload").stdout
+    wait_for(lambda: len(events(log, standby)) > n[standby] and len(events(log, active)) > n[active] + 1,
+             what="the CSI removes of c2")
+    # As haloctl admin lock si:s2 would: the ACTIVE quiesced, then both removed; nothing else.
+    assert [e[1:4] for e in events(log, active)[n[active]:]] == [["CSI_SET", "c2", "QUIESCED"], ["CSI_REMOVE", "c2"]]
+    assert [e[1:3] for e in events(log, standby)[n[standby]:]] == [["CSI_REMOVE", "c2"]]
+    wait_for(lambda: "Service instance 's2' removed" in h.logtext(), what="the removal logged")
+    assert sis_of(h) == ["s"] and h.wait_assigned("s") == (active, standby)
+    assert metric_sis(http) == {"s", "t"}
+    assert h.ctl("admin", "lock", "si:s2", check=False).returncode == 4  # no such object any more
+    assert pids(h) == before
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}
+
+    # Locked by the operator, then removed: the store forgets the lock.  Added back, it is assigned,
+    # and so after halod is killed and restarted on the new file.
+    rewrite(h, text)
+    h.ctl("reload")
+    h.wait_assigned("s2")
+    h.ctl("admin", "lock", "si:s2")
+    assert h.si("s2")["admin"] == "LOCKED"
+    rewrite(h, yaml(log))
+    assert "applied: 1 service instance removed" in h.ctl("reload").stdout
+    rewrite(h, text)
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (active, standby) and h.si("s2")["admin"] == "UNLOCKED"
+    h.remember_children()
+    h.proc.kill()  # SIGKILL: the new halod reads the file on disk, which has s2
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s2") == (active, standby) and h.wait_assigned("s") == (active, standby)
+    assert sis_of(h) == ["s", "s2"] and h.si("s2")["admin"] == "UNLOCKED"
+    assert pids(h) == before  # adopted, not restarted
+    rewrite(h, yaml(log))
+    assert "applied: 1 service instance removed" in h.ctl("reload").stdout
+    wait_for(lambda: sis_of(h) == ["s"], what="s2 gone")
+    assert h.stop() == 0
+
+
+def test_an_si_change_waits_until_its_group_is_steady(halod_factory, tmp_path):
+    """An SI added or removed while an SI of its group changes roles is refused; once done, applied.
+    An SI moved from one group to another in one reload is refused (its name is still taken)."""
+    h, log, active, standby, hold, ctl = held_switchover(halod_factory, tmp_path)
+    rewrite(h, with_si(yaml(log, modes="quiesce-hold")))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5
+    assert "'service-groups.g.service-instances.s2' added: its service group is changing its assignments; " \
+           "reload again later" in r.stderr, r.stderr
+    assert sis_of(h) == ["s"]
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (standby, active)
+
+    # s2 moved to the other group in one reload: refused.
+    text = with_si(yaml(log, modes="quiesce-hold"))
+    moved = text.replace(S2, "").replace("{t: {csis: {d: {}}}}", "{t: {csis: {d: {}}}, s2: {csis: {c2: {}}}}")
+    rewrite(h, moved)
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.other.service-instances.s2' added: its name or a CSI's or " \
+        "component's is still a running one's" in r.stderr, r.stderr
+    assert sis_of(h) == ["s", "s2"]
+
+
+def test_more_sis_than_a_group_has_room_for_are_refused(halod_factory, tmp_path):
+    """A group keeps room for 16 SIs added by reloads: the 17th refuses the reload, and nothing of it
+    is assigned."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    sis = "".join(f"      n{i:02}: {{csis: {{n{i:02}c: {{}}}}}}\n" for i in range(17))
+    rewrite(h, with_si(yaml(log), sis))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and r.stderr.count("than it has room for") == 1, r.stderr
+    assert "'service-groups.g.service-instances.n16' added: more service instances added to its group" in r.stderr
+    assert sis_of(h) == ["s"] and pids(h) == before
+    rewrite(h, with_si(yaml(log), sis.replace("      n16: {csis: {n16c: {}}}\n", "")))
+    assert "applied: 16 service instances added" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.si(f"n{i:02}")["active"] for i in range(16)), what="the 16 SIs assigned")
+    assert len(sis_of(h)) == 17 and pids(h) == before
+
+
+def units_of(h, sg="g"):
+    return [su["name"] for g in h.status()["service_groups"] if g["name"] == sg for su in g["service_units"]]
+
+
+def test_a_unit_added_to_a_running_group_starts_and_takes_the_missing_standby(halod_factory, tmp_path):
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    h.ctl("admin", "lock", f"su:{standby}")  # s has no STANDBY now
+    wait_for(lambda: h.si("s")["standby"] is None, what="the STANDBY gone")
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, yaml(log).replace("service-units: {a: {}, b: {}}", "service-units: {a: {}, b: {}, c: {}}"))
+    assert "applied: 1 service unit added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s") == (active, "c")
+    assert units_of(h) == ["a", "b", "c"] and h.pid_of("c")
+    assert [e[1:4] for e in csi_sets(log, "c")] == [["CSI_SET", "c", "STANDBY"]]
+    assert pids(h) == before  # nobody else restarted
+    assert {c: len(events(log, c)) for c in n} == n  # nor told anything
+    assert h.su(standby)["admin"] == "LOCKED"
+    assert "Service unit 'c' added to service group 'g'" in h.logtext()
+    h.ctl("switchover", "s")  # a unit of the group as any other
+    assert h.wait_assigned("s") == ("c", active)
+    assert h.stop() == 0
+
+
+def test_a_removed_unit_hands_its_active_over_and_stops(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    units = "service-units: {a: {}, b: {}, c: {}}"
+    text = yaml(log).replace("service-units: {a: {}, b: {}}", units)
+    h = halod_factory(text, log_level="info").start()
+    act, sb = h.wait_assigned("s")
+    spare = ({"a", "b", "c"} - {act, sb}).pop()
+    h.wait_assigned("t")
+    before = {c: h.pid_of(c) for c in ("a", "b", "c", "x", "y")}
+    n = {c: len(events(log, c)) for c in ("a", "b", "c", "x", "y")}
+    rewrite(h, yaml(log).replace("service-units: {a: {}, b: {}}", units.replace(f"{act}: {{}}, ", "")
+                                 .replace(f", {act}: {{}}", "")))
+    assert "applied: 1 service unit removed" in h.ctl("reload").stdout
+    wait_for(lambda: not os.path.exists(f"/proc/{before[act]}"), what="the ACTIVE unit's process gone")
+    # As haloctl admin lock su:NAME, then lock-instantiation: quiesced, removed, terminated; the STANDBY
+    # takes over, the spare becomes STANDBY.
+    assert [e[1:4] for e in events(log, act)[n[act]:]] == [["CSI_SET", "c", "QUIESCED"], ["CSI_REMOVE", "c"],
+                                                           ["TERMINATE"]]
+    assert h.wait_assigned("s") == (sb, spare)
+    assert [e[1:4] for e in events(log, sb)[n[sb]:]] == [["CSI_SET", "c", "ACTIVE"]]
+    wait_for(lambda: f"Service unit '{act}' removed" in h.logtext(), what="the removal logged")
+    assert units_of(h) == sorted([sb, spare])
+    assert h.ctl("admin", "lock", f"su:{act}", check=False).returncode == 4  # no such object any more
+    assert {c: h.pid_of(c) for c in (sb, spare, "x", "y")} == {c: before[c] for c in (sb, spare, "x", "y")}
+    assert {c: len(events(log, c)) for c in ("x", "y")} == {c: n[c] for c in ("x", "y")}
+
+    # Back in the description: a new process, which the model may use; and so after halod is killed
+    # and restarted on the file.
+    rewrite(h, text)
+    assert "applied: 1 service unit added" in h.ctl("reload").stdout
+    wait_for(lambda: h.comp(act)["pid"] and h.su(act)["readiness"] == "IN-SERVICE", what="it in service")
+    assert h.pid_of(act) != before[act] and units_of(h) == sorted([sb, spare]) + [act]
+    h.ctl("admin", "lock", f"su:{spare}")
+    assert h.wait_assigned("s") == (sb, act)
+    pid = h.pid_of(act)
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s") == (sb, act) and h.su(act)["admin"] == "UNLOCKED"
+    assert h.pid_of(act) == pid and h.pid_of(sb) == before[sb]  # adopted, not restarted
+    assert units_of(h) == ["a", "b", "c"] and h.su(spare)["admin"] == "LOCKED"
+    assert h.stop() == 0
+
+
+def test_a_unit_added_and_an_attribute_changed_in_one_reload(halod_factory, tmp_path):
+    """Both applied (a reload with changes of several kinds; it crashed halod once)."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    rewrite(h, yaml(log, port=7701).replace("{x: {}, y: {}}", "{x: {}, y: {}, z: {}}"))
+    # Not while its group is locked: the new unit would escape the lock.
+    h.ctl("admin", "lock", "sg:other")
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.other.service-units.z' added: its service group or this node is " \
+        "locked" in r.stderr, r.stderr
+    h.ctl("admin", "unlock", "sg:other")
+    h.wait_assigned("t")
+    r = h.ctl("reload")
+    assert "applied: 1 service unit added, attributes of 1 CSI changed, 2 CSI sets sent" in r.stdout, r.stdout
+    wait_for(lambda: "port=7701" in csi_sets(log, active)[-1], what="the new attributes")
+    wait_for(lambda: h.pid_of("z") and h.su("z")["readiness"] == "IN-SERVICE", what="z in service")
+    assert pids(h) == before and units_of(h, "other") == ["x", "y", "z"]
+
+
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def test_a_component_whose_settings_changed_restarts_in_place_alone(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+
+    def text(mode):
+        return yaml(log).replace("service-units: {a: {}, b: {}}",
+                                 f"service-units: {{a: {{component: {{env: {{MODE: {mode}}}}}}}, b: {{}}}}")
+    h = halod_factory(text("one"), log_level="info").start()
+    h.wait_assigned("s")
+    h.wait_assigned("t")
+    role = "ACTIVE" if h.si("s")["active"] == "a" else "STANDBY"
+    placement = (h.si("s")["active"], h.si("s")["standby"])
+    before = pids(h)
+    assert "MODE=one" in environ(before["a"])
+    n = {c: len(events(log, c)) for c in ("a", "b", "x", "y")}
+
+    rewrite(h, text("two"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of("a") not in (None, 0, before["a"]) and h.comp("a")["presence"] == "INSTANTIATED",
+             what="a's new process registered")
+    assert h.wait_assigned("s") == placement  # the roles stayed where they were
+    new = h.pid_of("a")
+    assert "MODE=two" in environ(new) and not os.path.exists(f"/proc/{before['a']}")
+    # The old process was terminated; the new one got its CSI with the same HA state.
+    wait_for(lambda: any(e[1] == "CSI_SET" for e in events(log, "a")[n["a"]:]), what="a's CSI set")
+    kinds = [e[1:4] for e in events(log, "a")[n["a"]:]]
+    assert kinds[0] == ["TERMINATE"] and ["CSI_SET", "c", role] in kinds, kinds
+    assert {c: h.pid_of(c) for c in ("b", "x", "y")} == {c: before[c] for c in ("b", "x", "y")}
+    assert {c: len(events(log, c)) for c in ("b", "x", "y")} == {c: n[c] for c in ("b", "x", "y")}
+
+    # halod killed and restarted on the new file: it adopts the new process, roles as they were.
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s") == placement and h.pid_of("a") == new and h.pid_of("b") == before["b"]
+    assert h.stop() == 0
+
+
+def test_a_non_sa_aware_component_restarts_only_where_it_runs(halod_factory, tmp_path):
+    """It runs while its unit is ACTIVE: that process is stopped and started with the new settings,
+    the unit stays ACTIVE; the STANDBY's runs nothing, and takes them when it next starts."""
+    def text(arg):
+        return f"""
+service-groups:
+  g:
+    component: {{type: non-sa-aware, command: /bin/sleep, args: ["{arg}"]}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+    h = halod_factory(text("1000"), log_level="info").start()
+    wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"] and h.pid_of(h.si("s")["active"]),
+             what="the ACTIVE running")
+    active, standby = h.si("s")["active"], h.si("s")["standby"]
+    pid = h.pid_of(active)
+    rewrite(h, text("2000"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of(active) not in (None, 0, pid), what="the ACTIVE's new process")
+    with open(f"/proc/{h.pid_of(active)}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1] == b"2000"
+    assert (h.si("s")["active"], h.si("s")["standby"]) == (active, standby) and not h.pid_of(standby)
+    h.ctl("switchover", "s")
+    wait_for(lambda: h.si("s")["active"] == standby and h.pid_of(standby), what="the new ACTIVE running")
+    with open(f"/proc/{h.pid_of(standby)}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1] == b"2000"
+    assert h.stop() == 0
+
+
+def test_a_component_change_waits_until_its_unit_is_steady(halod_factory, tmp_path):
+    h, log, active, standby, hold, ctl = held_switchover(halod_factory, tmp_path)
+    pid = h.pid_of(active)
+    rewrite(h, yaml(log, modes="quiesce-hold").replace("      command: ", "      timeouts: {csi-set: 4s}\n"
+                                                       "      command: ", 1))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.timeouts' added: a component it changes is " \
+        "starting or stopping, or its unit is changing its roles; reload again later" in r.stderr, r.stderr
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert h.pid_of(active) == pid
+    # haloctl switchover answers as the old ACTIVE is sent STANDBY: steady once that is confirmed.
+    assert h.wait_assigned("s") == (standby, active)
+    assert "applied: components' settings changed (2 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of(active) not in (None, 0, pid) and h.comp(active)["presence"] == "INSTANTIATED",
+             what="the new process")
+    assert h.wait_assigned("s") == (standby, active)
+
+
+def test_an_si_added_and_a_component_changed_in_one_reload(halod_factory, tmp_path):
+    """Refused in one group (the model would assign the SI while the components restart); applied in
+    two reloads."""
+    h, log, active, standby, before, sets = started(halod_factory, tmp_path)
+    timeouts = yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n"
+                                 "      timeouts: {csi-set: 4s}\n", 1)
+    rewrite(h, with_si(timeouts))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.component.timeouts' added: its group's SIs or units are added or " \
+        "removed by the same reload" in r.stderr, r.stderr
+    assert sis_of(h) == ["s"] and pids(h) == before
+    rewrite(h, timeouts)
+    assert "applied: components' settings changed (2 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.pid_of(c) not in (None, 0, before[c]) and h.comp(c)["presence"] == "INSTANTIATED"
+                         for c in (active, standby)), what="both restarted")
+    assert h.wait_assigned("s") == (active, standby)
+    rewrite(h, with_si(timeouts))
+    assert "applied: 1 service instance added" in h.ctl("reload").stdout
+    assert h.wait_assigned("s2") == (active, standby)
+    assert {c: h.pid_of(c) for c in ("x", "y")} == {c: before[c] for c in ("x", "y")}
+
+
+def test_a_component_added_to_a_running_unit_starts_and_its_unit_keeps_its_roles(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+
+    def text(a_comps):
+        return f"""
+service-groups:
+  g:
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}"}}, csi-types: [main]}}
+    service-units:
+      a: {{components: {{{a_comps}}}}}
+      b: {{components: {{b1: {{}}}}}}
+    service-instances: {{s: {{csis: {{c: {{type: main}}}}}}}}
+"""
+    h = halod_factory(text("a1: {}"), log_level="info").start()
+    placement = h.wait_assigned("s")
+    before = {c: h.pid_of(c) for c in ("a/a1", "b/b1")}
+    n = {c: len(events(log, c)) for c in ("a/a1", "b/b1")}
+    assert all(n.values())  # their CSI sets, logged under their names
+
+    # One that would take c from a1 (listed first with its type): refused.
+    rewrite(h, text("a0: {}, a1: {}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.a0' added: it would take a CSI of its " \
+        "group's SIs from another component" in r.stderr, r.stderr
+
+    rewrite(h, text("a1: {}, a2: {csi-types: [side]}"))
+    assert "applied: 1 component added" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of("a/a2") and h.comp("a/a2")["presence"] == "INSTANTIATED", what="a/a2 registered")
+    assert h.wait_assigned("s") == placement  # a kept its role meanwhile
+    assert {c: h.pid_of(c) for c in before} == before and {c: len(events(log, c)) for c in n} == n
+    assert events(log, "a/a2") and not any(e[1] == "CSI_SET" for e in events(log, "a/a2"))  # it takes no CSI
+    assert [c["name"] for c in h.su("a")["components"]] == ["a/a1", "a/a2"]
+
+    # Removed again: refused (restart halod); killed and restarted, halod adopts it.
+    rewrite(h, text("a1: {}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.a2' removed (line 6 of the running " \
+        "description): a component is not removed from a running unit live" in r.stderr, r.stderr
+    rewrite(h, text("a1: {}, a2: {csi-types: [side]}"))
+    a2 = h.pid_of("a/a2")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.start()
+    assert h.wait_assigned("s") == placement
+    assert h.pid_of("a/a2") == a2 and {c: h.pid_of(c) for c in before} == before
+    assert h.stop() == 0

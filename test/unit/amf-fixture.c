@@ -73,7 +73,8 @@ void amf_su_check_lock_done(struct su *su) {
 }
 
 void amf_si_drained(struct si *si) {
-    si->admin = SI_LOCKED;
+    if (si->admin == SI_SHUTTING_DOWN) /* as amf-admin-group.c's: a shutdown ends LOCKED */
+        si->admin = SI_LOCKED;
     record("drained", si, NULL);
 }
 

@@ -226,6 +226,31 @@ TEST(a_locked_si_quiesces_its_active_at_once_then_gives_up_everything) {
     ASSERT_STREQ(role_of("b"), "STANDBY");
 }
 
+TEST(a_removed_si_is_drained_as_a_locked_one_then_never_assigned_again) {
+    /* amf_si_remove() (a reload): its admin stays UNLOCKED (the store keeps no lock of it), and the
+     * model takes it from its units as a lock does, at once (QUIESCED, not QUIESCING). */
+    fx_setup(&amf_2n_ops, 2, 2);
+    fx_settle();
+    ASSERT_STREQ(fx_role(1, "a"), "ACTIVE");
+    sis[1].removed = true;
+    size_t base = n_actions;
+    fx_settle();
+    fx_expect_si(base, "assign", "s1", "a", HALO_HA_QUIESCED);
+    ASSERT_STREQ(fx_role(1, "a"), "NONE");
+    ASSERT_STREQ(fx_role(1, "b"), "NONE");
+    fx_expect_si(n_actions - 1, "drained", "s1", NULL, 0);
+    ASSERT_EQ(sis[1].admin, SI_UNLOCKED);
+    /* The other SI keeps its roles, and the removed one stays empty whatever happens next. */
+    ASSERT_STREQ(fx_role(0, "a"), "ACTIVE");
+    ASSERT_STREQ(fx_role(0, "b"), "STANDBY");
+    fx_fail_su(&sus[0]);
+    fx_settle();
+    fx_repair_su(&sus[0]);
+    fx_settle();
+    ASSERT_STREQ(fx_role(0, "b"), "ACTIVE");
+    ASSERT_EQ(fx_count(1, HALO_HA_ACTIVE) + fx_count(1, HALO_HA_STANDBY), 0);
+}
+
 TEST(a_shutting_down_si_quiesces_its_active_gracefully) {
     setup(2);
     fx_settle();

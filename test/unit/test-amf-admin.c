@@ -408,3 +408,33 @@ TEST(admin_a_group_shutdown_whose_part_failed_may_be_asked_again) {
     ASSERT_EQ(amf_run_op(f.amf, AMF_OP_SHUTDOWN, "sg:g", &w), -HALO_EEXIST);
     fixture_stop(&f);
 }
+
+/* A reload (amf-reload.c): a unit removed is locked, then its processes stopped, then gone; added
+ * back, it is a new unit in the next slot, started, and the model uses it. */
+TEST(reload_removes_a_unit_gracefully_and_adds_it_back_in_a_new_slot) {
+    start(TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));
+    struct sg *sg = first_sg();
+    struct su *old = su("a");
+    ASSERT_EQ(amf_member_remove_check(f.amf, true, "a"), 0);
+    ASSERT_EQ(amf_su_remove(f.amf, "a"), 0);
+    answer(&f, a, expect_csi_set(a, HALO_HA_QUIESCED));
+    answer(&f, b, expect_csi_set(b, HALO_HA_ACTIVE));
+    expect_remove(a);
+    ASSERT(su("a") == old); /* found until its processes are stopped: not added again meanwhile */
+    ASSERT_EQ(amf_su_add_check(f.amf, "g", &f.cfg->sgs[0].sus[0], 0), -HALO_EEXIST);
+    terminates(a, "a");
+    ASSERT(old->removed && su("a") == NULL && amf_find_comp(f.amf, "a") == NULL);
+    ASSERT(old->admin == SU_UNLOCKED && !amf_su_in_service(old)); /* the store keeps no lock of it */
+    ASSERT(seen("su a admin"));
+
+    ASSERT_EQ(amf_su_add_check(f.amf, "g", &f.cfg->sgs[0].sus[0], 0), 0);
+    ASSERT_EQ(amf_su_add_check(f.amf, "g", &f.cfg->sgs[0].sus[0], AMF_SUS_ADDED_MAX), -ENOSPC);
+    ASSERT_EQ(amf_su_add(f.amf, "g", &f.cfg->sgs[0].sus[0]), 0);
+    ASSERT(su("a") == &sg->sus[2] && sg->n_sus == 3);
+    ASSERT_EQ(amf_find_si(f.amf, "si")->n_asg, 3u); /* a slot for it in each SI */
+    ASSERT(amf_find_comp(f.amf, "a")->proc);        /* started */
+    struct conn *a2 = registered(&f, 2, "a");
+    answer(&f, a2, expect_csi_set(a2, HALO_HA_STANDBY));
+    ASSERT(amf_si_find_su(amf_find_si(f.amf, "si"), su("a"))->state == HALO_HA_STANDBY);
+    fixture_stop(&f);
+}

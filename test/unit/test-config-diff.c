@@ -101,6 +101,29 @@ TEST(csi_added_and_removed_within_an_si) {
     config_diff_free(d);
 }
 
+TEST(si_added_and_removed_within_a_group) {
+    struct config_diff *d = diff(BASE, "service-groups:\n"
+                                       "  g:\n"
+                                       "    component: {command: /bin/sleep, args: ['1']}\n"
+                                       "    service-units: {a: {}, b: {}}\n"
+                                       "    service-instances:\n"
+                                       "      si2: {csis: {csi2: {}}}\n");
+    ASSERT_EQ(d->n_changes, 2u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.service-instances.si");
+    ASSERT_EQ(d->changes[0].kind, CONFIG_CHANGE_REMOVED);
+    ASSERT_EQ(d->changes[0].pos.line, 6u); /* in the old description */
+    ASSERT_STREQ(d->changes[0].si, "si");
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.service-instances.si2");
+    ASSERT_EQ(d->changes[1].kind, CONFIG_CHANGE_ADDED);
+    ASSERT_EQ(d->changes[1].pos.line, 6u);
+    ASSERT_STREQ(d->changes[1].si, "si2");
+    for (size_t i = 0; i < d->n_changes; i++) {
+        ASSERT(d->changes[i].whole_si && !d->changes[i].whole_csi && !d->changes[i].service_group);
+        ASSERT_STREQ(d->changes[i].sg, "g");
+    }
+    config_diff_free(d);
+}
+
 TEST(other_changes_are_named_by_key_and_line) {
     struct config_diff *d = diff(BASE, "service-groups:\n"
                                        "  g:\n"
@@ -120,13 +143,57 @@ TEST(other_changes_are_named_by_key_and_line) {
     ASSERT(d->changes[0].service_group);
     ASSERT_STREQ(d->changes[0].sg, "h");
     ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
+    ASSERT(d->changes[1].component_setting && !d->changes[0].component_setting && !d->changes[2].component_setting);
     ASSERT_EQ(d->changes[1].pos.line, 3u);
     ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b");
+    ASSERT(d->changes[2].whole_su && d->changes[3].whole_su);
+    ASSERT_STREQ(d->changes[2].su, "b");
+    ASSERT_STREQ(d->changes[3].su, "c");
+    ASSERT_STREQ(d->changes[2].sg, "g");
     ASSERT_EQ(d->changes[2].kind, CONFIG_CHANGE_REMOVED);
     ASSERT_EQ(d->changes[2].pos.line, 4u); /* in the old description */
     ASSERT_STREQ(d->changes[3].key, "service-groups.g.service-units.c");
     ASSERT_EQ(d->changes[3].kind, CONFIG_CHANGE_ADDED);
     for (size_t i = 0; i < d->n_changes; i++)
-        ASSERT(!d->changes[i].csi_attributes && !d->changes[i].whole_csi && (i == 0) == d->changes[i].service_group);
+        ASSERT(!d->changes[i].csi_attributes && !d->changes[i].whole_csi && !d->changes[i].whole_si &&
+               (i == 0) == d->changes[i].service_group);
+    config_diff_free(d);
+}
+
+TEST(component_settings_a_restart_applies_are_marked) {
+    struct config_diff *d = diff(BASE, "service-groups:\n"
+                                       "  g:\n"
+                                       "    component: {command: /bin/sleep, args: ['2'], restart: {max: 5}}\n"
+                                       "    service-units: {a: {}, b: {component: {env: {X: '1'}}}}\n"
+                                       "    service-instances:\n"
+                                       "      si:\n"
+                                       "        csis: {csi: {attributes: {port: 7700, bind: 127.0.0.1}}}\n");
+    ASSERT_EQ(d->n_changes, 3u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.component.restart"); /* a restart does not apply it */
+    ASSERT(!d->changes[0].component_setting);
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
+    ASSERT(d->changes[1].component_setting);
+    ASSERT_STREQ(d->changes[1].sg, "g");
+    ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b.component");
+    ASSERT(!d->changes[2].component_setting); /* the unit's component map added as a whole */
+    config_diff_free(d);
+}
+
+/* A group whose units are given (a YAML map) and whose one CSI has type t. */
+#define TYPED_UNITS(units)                                   \
+    "service-groups:\n"                                      \
+    "  g:\n"                                                 \
+    "    component: {command: /bin/sleep, csi-types: [t]}\n" \
+    "    service-units: " units "\n"                         \
+    "    service-instances: {si: {csis: {csi: {type: t}}}}\n"
+
+TEST(component_added_to_a_unit_is_named_as_halod_names_it) {
+    struct config_diff *d = diff(TYPED_UNITS("{a: {components: {x: {}}}, b: {components: {y: {}}}}"),
+                                 TYPED_UNITS("{a: {components: {x: {}, z: {}}}, b: {components: {y: {}}}}"));
+    ASSERT_EQ(d->n_changes, 1u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.service-units.a.components.z");
+    ASSERT(d->changes[0].whole_comp && !d->changes[0].whole_su && !d->changes[0].component_setting);
+    ASSERT_STREQ(d->changes[0].su, "a");
+    ASSERT_STREQ(d->changes[0].comp, "a/z");
     config_diff_free(d);
 }

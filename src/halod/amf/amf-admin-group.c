@@ -153,7 +153,7 @@ static int collect(struct amf *a, struct sg *only, const char *node, struct grou
         for (size_t g = 0; g < a->n_sgs; g++)
             for (size_t u = 0; u < a->sgs[g].n_sus; u++) {
                 struct su *su = &a->sgs[g].sus[u];
-                if (only ? su->sg != only : !streq(su->cfg->node, node) || su->sg->removed)
+                if (su->removed || (only ? su->sg != only : !streq(su->cfg->node, node) || su->sg->removed))
                     continue;
                 bool remote = !su->local && a->placement->distributed;
                 if (remote && (local_only || (pass == 1 && remote_part_of(su, *ret, (*ret)->n))))
@@ -385,8 +385,8 @@ int amf_si_switchover(struct amf *a, const char *name, struct amf_waiter *w) {
     for (size_t i = 0; sg->ops->policy->together && i < sg->n_sis; i++) {
         struct si *o = &sg->sis[i];
         struct assignment *oa = amf_si_find(o, HALO_HA_ACTIVE), *osb = amf_si_find(o, HALO_HA_STANDBY);
-        if (o != si && !o->switchover && !amf_si_busy(o) && oa && oa->confirmed && oa->su == act->su && osb &&
-            osb->confirmed && osb->su == sb->su) {
+        if (o != si && !o->removed && !o->switchover && !amf_si_busy(o) && oa && oa->confirmed && oa->su == act->su &&
+            osb && osb->confirmed && osb->su == sb->su) {
             log_info("Switchover of '%s' from '%s' to '%s' along with '%s'", o->name, oa->su->name, osb->su->name,
                      si->name);
             o->switchover = true;
@@ -402,6 +402,10 @@ static void si_set_admin(struct si *si, enum si_admin to) {
 }
 
 void amf_si_drained(struct si *si) {
+    if (si->removed && !si->gone) {
+        si->gone = true;
+        log_notice("Service instance '%s' removed: its units hold nothing of it any more", si->name);
+    }
     if (si->admin == SI_SHUTTING_DOWN) {
         log_info("Service instance '%s' is LOCKED: its shutdown is complete", si->name);
         si_set_admin(si, SI_LOCKED);

@@ -73,9 +73,19 @@ struct hc {
 };
 
 /* ---- the model's construction (amf.c) ---- */
+/* Room for the SIs reloads may add to one group (amf_si_add()): a group's SIs never move. */
+#define AMF_SIS_ADDED_MAX 16
+/* Room for the units reloads may add to one group (amf_su_add()), and so for each SI's assignment slots. */
+#define AMF_SUS_ADDED_MAX 8
+/* Room for the components reloads may add to one unit (amf_comp_add()). */
+#define AMF_COMPS_ADDED_MAX 4
 /* sg's arrays for cg (0, -ENOMEM: free what was allocated with amf_sg_free()); then its handles and names. */
 int amf_sg_alloc(struct sg *sg, const struct config_sg *cg);
 void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg);
+/* su of sg (its comps allocated) for cfg: its handles and names. */
+void amf_su_init(struct sg *sg, struct su *su, const struct config_su *cfg);
+/* c of su for cfg: its handles and names. */
+void amf_comp_init(struct su *su, struct comp *c, const struct config_component *cfg);
 void amf_sg_free(struct sg *sg);
 
 /* ---- observers (amf.c) ---- */

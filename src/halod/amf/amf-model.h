@@ -153,9 +153,9 @@ struct su {
     struct sg *sg;
     const struct config_su *cfg;
     const char *name;
-    bool local; /* on this node */
-    struct comp *comps;
-    size_t n_comps;
+    bool local;         /* on this node */
+    struct comp *comps; /* cap_comps allocated, n_comps in use: a reload adds components without moving any */
+    size_t n_comps, cap_comps;
     enum su_admin admin;
     /* Whose lock holds it out of service (AMF_HELD_BY_*): its group's, its node's; 0 when its
      * own state is its own (unlocked, or locked as a unit).  Their unlock unlocks it. */
@@ -178,6 +178,10 @@ struct su {
     struct amf_rung_count comp_restarts, su_restarts; /* the escalation ladder's counts (amf-ladder.c) */
     char *last_recovery;                              /* which rung acted last and why */
     uint64_t restarts_total; /* started again after a failure (su-restart, or after failover): metrics */
+    /* A reload removed it from the description (amf_su_remove()): it was locked, its processes
+     * stopped; no lookup, operation, status or model finds or uses it any more.  Kept, unused,
+     * until halod exits, as the other layers may still point into it. */
+    bool removed;
 };
 
 struct assignment {
@@ -196,7 +200,8 @@ struct si {
     const struct config_si *cfg;
     const char *name;
     /* One slot per SU of the group (an SU holds an SI once at most), so a
-     * model may give an SI as many assignments as the group has SUs. */
+     * model may give an SI as many assignments as the group has SUs; sg->cap_sus
+     * allocated, n_asg (the group's n_sus) in use. */
     struct assignment *asg;
     size_t n_asg;
     bool switchover;        /* an operator asked to move ACTIVE to the standby */
@@ -206,6 +211,11 @@ struct si {
     usec_t unassigned_since;
     struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
     enum si_admin admin;
+    /* A reload removed it from the description (amf_si_remove()): no lookup, operation, status or
+     * metric finds it; the model takes it from its units as a lock does (ACTIVE QUIESCED, then
+     * removed), then it holds nothing for good.  Kept, unused, until halod exits (pointers). */
+    bool removed;
+    bool gone; /* removed, and its units hold nothing of it any more (logged once) */
 };
 
 struct redundancy_ops;
@@ -214,10 +224,10 @@ struct sg {
     struct amf *amf;
     const struct config_sg *cfg;
     const char *name;
-    struct su *sus;
-    size_t n_sus;
-    struct si *sis;
-    size_t n_sis;
+    struct su *sus; /* cap_sus allocated, n_sus in use: a reload adds units without moving any */
+    size_t n_sus, cap_sus;
+    struct si *sis; /* cap_sis allocated, n_sis in use: a reload adds SIs without moving any */
+    size_t n_sis, cap_sis;
     const struct redundancy_ops *ops;
     bool adjusting;          /* sg-adjust: ACTIVEs move back to the most preferred units in this pass */
     enum su_admin admin;     /* its own administrative state (lock sg:NAME), persisted */

@@ -23,14 +23,14 @@ static unsigned units_in_role(struct sg *sg, halo_ha_state role) {
 static bool available(const struct su *su) {
     if (!su->local)
         return amf_su_in_service(su);
-    return su->admin == SU_UNLOCKED && su->oper == SU_ENABLED && !su->failing;
+    return su->admin == SU_UNLOCKED && su->oper == SU_ENABLED && !su->failing && !su->removed;
 }
 
 /* Whether an SI of the group has nothing that serves (no ACTIVE, QUIESCING or QUIESCED). */
 static bool si_without_active(struct sg *sg) {
     for (size_t i = 0; i < sg->n_sis; i++)
-        if (!amf_si_find(&sg->sis[i], HALO_HA_ACTIVE) && !amf_si_find(&sg->sis[i], HALO_HA_QUIESCING) &&
-            !amf_si_find(&sg->sis[i], HALO_HA_QUIESCED))
+        if (!sg->sis[i].removed && !amf_si_find(&sg->sis[i], HALO_HA_ACTIVE) &&
+            !amf_si_find(&sg->sis[i], HALO_HA_QUIESCING) && !amf_si_find(&sg->sis[i], HALO_HA_QUIESCED))
             return true;
     return false;
 }

@@ -10,7 +10,10 @@
 #include "amf-internal.h"
 
 static unsigned actives(const struct si *si) {
-    return si->cfg->active_assignments ?: (unsigned)si->sg->n_sus;
+    unsigned units = 0; /* those a reload removed are no more */
+    for (size_t u = 0; u < si->sg->n_sus; u++)
+        units += !si->sg->sus[u].removed;
+    return si->cfg->active_assignments ?: units;
 }
 
 static const struct amf_policy policy = {

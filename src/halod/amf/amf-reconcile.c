@@ -72,7 +72,7 @@ unsigned amf_si_count(struct si *si, halo_ha_state role) {
 /* The SI of si's group named name, or NULL. */
 static struct si *sg_si(struct sg *sg, const char *name) {
     for (size_t i = 0; i < sg->n_sis; i++)
-        if (streq(sg->sis[i].name, name))
+        if (!sg->sis[i].removed && streq(sg->sis[i].name, name))
             return &sg->sis[i];
     return NULL;
 }
@@ -247,10 +247,10 @@ static halo_ha_state quiesce_state(struct si *si, struct su *su) {
     return amf_su_admin(su) == SU_LOCKED && !si->switchover ? HALO_HA_QUIESCED : HALO_HA_QUIESCING;
 }
 
-/* A locked or shutting-down SI: its ACTIVEs are quiesced (at once, or
+/* A locked, shutting-down or removed SI: its ACTIVEs are quiesced (at once, or
  * QUIESCING for a shutdown), then every assignment is removed. */
 static void si_drain(struct si *si) {
-    halo_ha_state q = si->admin == SI_LOCKED ? HALO_HA_QUIESCED : HALO_HA_QUIESCING;
+    halo_ha_state q = si->admin == SI_LOCKED || si->removed ? HALO_HA_QUIESCED : HALO_HA_QUIESCING;
     if (si->switchover)
         amf_switchover_done(si, -HALO_EBADSTATE);
     for (size_t i = 0; i < si->n_asg; i++)
@@ -329,7 +329,7 @@ static void reconcile_si(struct si *si, const struct amf_policy *p) {
     for (size_t i = 0; i < si->n_asg; i++)
         if (si->asg[i].su && si->asg[i].su->adopting)
             return;
-    if (si->admin != SI_UNLOCKED) {
+    if (si->admin != SI_UNLOCKED || si->removed) { /* a reload's removal drains it as a lock does */
         si_drain(si);
         return;
     }

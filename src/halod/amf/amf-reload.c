@@ -148,6 +148,18 @@ int amf_si_csis_reload(struct amf *a, const char *si_name, const struct config_s
     return sets < 0 ? sets : removes + sets;
 }
 
+/* A unit a reload added: its proxied components find their proxies, and its components of this node start. */
+static void unit_start(struct su *su) {
+    struct amf *a = su->amf;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
+    }
+    if (a->ready && !a->stopping)
+        for (size_t i = 0; su->local && i < su->n_comps; i++)
+            amf_comp_instantiate(&su->comps[i]);
+}
+
 size_t amf_sg_room(const struct amf *a) {
     return a->cap_sgs - a->n_sgs;
 }
@@ -168,16 +180,9 @@ int amf_sg_add(struct amf *a, const struct config *config, const struct config_s
     amf_sg_init(a, sg, cg);
     a->n_sgs++;
     a->config = config; /* the same nodes; the new group's description lives there */
-    for (size_t u = 0; u < sg->n_sus; u++)
-        for (size_t i = 0; i < sg->sus[u].n_comps; i++) {
-            struct comp *c = &sg->sus[u].comps[i];
-            c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
-        }
     log_info("Service group '%s' added (%s, %zu units, %zu SIs)", sg->name, sg->ops->name, sg->n_sus, sg->n_sis);
-    if (a->ready && !a->stopping)
-        for (size_t u = 0; u < sg->n_sus; u++)
-            for (size_t i = 0; sg->sus[u].local && i < sg->sus[u].n_comps; i++)
-                amf_comp_instantiate(&sg->sus[u].comps[i]);
+    for (size_t u = 0; u < sg->n_sus; u++)
+        unit_start(&sg->sus[u]);
     amf_sg_evaluate(sg);
     return 0;
 }
@@ -277,5 +282,212 @@ int amf_sg_remove(struct amf *a, const char *name) {
     log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes%s", name,
              a->placement->distributed ? " (those of this node)" : "");
     removal_step(rm, 0);
+    return 0;
+}
+
+static struct sg *sg_named(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
+            return &a->sgs[g];
+    return NULL;
+}
+
+static bool holds_any(const struct si *si) {
+    for (size_t i = 0; i < si->n_asg; i++)
+        if (si->asg[i].su)
+            return true;
+    return false;
+}
+
+/* Whether an SI of sg is changing its assignments (an invocation in flight, a switchover or an
+ * operation waited for), or one removed still holds something. */
+static bool sg_changing(const struct sg *sg) {
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        const struct si *si = &sg->sis[i];
+        if ((si->removed && holds_any(si)) || si->switchover || si->waiter)
+            return true;
+        for (size_t k = 0; k < si->n_asg; k++) {
+            const struct assignment *as = &si->asg[k];
+            if (as->su && (as->pending || as->removing || as->state != as->target))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Whether an SI of the model that still holds something (a removed one) or is not removed is named
+ * name or has a CSI named csi. */
+static bool name_taken(struct amf *a, const char *name, const char *csi) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++) {
+            const struct si *si = &a->sgs[g].sis[i];
+            if (si->removed && !holds_any(si))
+                continue;
+            if (name && streq(si->name, name))
+                return true;
+            for (size_t k = 0; csi && k < si->cfg->n_csis; k++)
+                if (streq(si->cfg->csis[k].name, csi))
+                    return true;
+        }
+    return false;
+}
+
+/* The running group sg_name if it has room for n_before + 1 more units (units) or SIs; else NULL, and
+ * *ret is -HALO_EUNKNOWN or -ENOSPC. */
+static struct sg *room_in(struct amf *a, const char *sg_name, bool units, size_t n_before, int *ret) {
+    struct sg *sg = sg_named(a, sg_name);
+    bool full = sg && (units ? sg->n_sus + n_before >= sg->cap_sus : sg->n_sis + n_before >= sg->cap_sis);
+    *ret = !sg ? -HALO_EUNKNOWN : full ? -ENOSPC : 0;
+    return *ret < 0 ? NULL : sg;
+}
+
+int amf_si_add_check(struct amf *a, const char *sg_name, const struct config_si *cfg, size_t n_before) {
+    int r;
+    struct sg *sg = room_in(a, sg_name, false, n_before, &r);
+    if (!sg)
+        return r;
+    if (name_taken(a, cfg->name, NULL))
+        return -HALO_EEXIST;
+    for (size_t k = 0; k < cfg->n_csis; k++)
+        if (name_taken(a, NULL, cfg->csis[k].name))
+            return -HALO_EEXIST;
+    return sg_changing(sg) ? -EBUSY : 0;
+}
+
+int amf_si_add(struct amf *a, const char *sg_name, const struct config_si *cfg) {
+    int r;
+    struct sg *sg = cfg ? room_in(a, sg_name, false, 0, &r) : NULL;
+    if (!sg)
+        return cfg ? r : -HALO_EUNKNOWN;
+    struct si *si = &sg->sis[sg->n_sis];
+    /* One slot per unit of the group, as at start (amf_sg_alloc()). */
+    if (!(si->asg = calloc(sg->cap_sus, sizeof(struct assignment))))
+        return -ENOMEM;
+    si->n_asg = sg->n_sus;
+    si->amf = a;
+    si->sg = sg;
+    si->cfg = cfg;
+    si->name = cfg->name;
+    sg->n_sis++;
+    log_info("Service instance '%s' added to service group '%s' (%zu CSIs)", si->name, sg->name, cfg->n_csis);
+    amf_sg_evaluate(sg);
+    return 0;
+}
+
+int amf_si_remove(struct amf *a, const char *name) {
+    struct si *si = amf_find_si(a, name);
+    if (!si)
+        return -HALO_EUNKNOWN;
+    log_info("Service instance '%s' is no longer in the description: taking it from its units", name);
+    si->removed = true;
+    if (si->admin != SI_UNLOCKED) { /* the store forgets its lock: added again, it starts unlocked */
+        si->admin = SI_UNLOCKED;
+        amf_notify_si_admin(si);
+    }
+    amf_sg_evaluate(si->sg);
+    return 0;
+}
+
+/* Whether sg's or this node's own lock holds its units, or an operation on several units is under
+ * way: a unit added would escape the lock (or the operation), one removed would be locked twice. */
+static bool group_held(const struct amf *a, const struct sg *sg) {
+    return sg->admin != SU_UNLOCKED || a->node_admin != SU_UNLOCKED || a->groups;
+}
+
+/* Whether a component of the model (of a unit not removed) is named name. */
+static bool comp_taken(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; !a->sgs[g].sus[u].removed && i < a->sgs[g].sus[u].n_comps; i++)
+                if (streq(a->sgs[g].sus[u].comps[i].name, name))
+                    return true;
+    return false;
+}
+
+int amf_su_add_check(struct amf *a, const char *sg_name, const struct config_su *cfg, size_t n_before) {
+    int r;
+    struct sg *sg = room_in(a, sg_name, true, n_before, &r);
+    if (!sg)
+        return r;
+    if (amf_find_su(a, cfg->name))
+        return -HALO_EEXIST;
+    for (size_t i = 0; i < cfg->n_components; i++)
+        if (comp_taken(a, cfg->components[i].name))
+            return -HALO_EEXIST;
+    return group_held(a, sg) ? -EACCES : sg_changing(sg) ? -EBUSY : 0;
+}
+
+int amf_su_add(struct amf *a, const char *sg_name, const struct config_su *cfg) {
+    int r;
+    struct sg *sg = cfg ? room_in(a, sg_name, true, 0, &r) : NULL;
+    if (!sg)
+        return cfg ? r : -HALO_EUNKNOWN;
+    struct su *su = &sg->sus[sg->n_sus];
+    su->cap_comps = cfg->n_components + AMF_COMPS_ADDED_MAX;
+    if (!(su->comps = calloc(su->cap_comps, sizeof(struct comp))))
+        return -ENOMEM;
+    amf_su_init(sg, su, cfg);
+    sg->n_sus++;
+    /* Each SI has a slot for it (allocated for cap_sus units, amf_sg_alloc()). */
+    for (size_t i = 0; i < sg->n_sis; i++)
+        sg->sis[i].n_asg = sg->n_sus;
+    log_info("Service unit '%s' added to service group '%s' (%zu components)", su->name, sg->name, su->n_comps);
+    unit_start(su);
+    amf_sg_evaluate(sg);
+    return 0;
+}
+
+int amf_member_remove_check(struct amf *a, bool unit, const char *name) {
+    struct su *su = unit ? amf_find_su(a, name) : NULL;
+    struct si *si = unit ? NULL : amf_find_si(a, name);
+    struct sg *sg = su ? su->sg : si ? si->sg : NULL;
+    return !sg ? -HALO_EUNKNOWN : unit && group_held(a, sg) ? -EACCES : sg_changing(sg) ? -EBUSY : 0;
+}
+
+/* A unit being removed: locked (its SIs leave it), then lock-instantiated (its processes stopped). */
+struct unit_removal {
+    struct amf_waiter w; /* first: the AMF hands it back */
+    struct su *su;
+    bool stopping; /* the lock is done: its lock-instantiation is under way */
+};
+
+static void unit_removal_done(struct amf_waiter *w, int error) {
+    struct unit_removal *rm = (struct unit_removal *)w;
+    struct su *su = rm->su;
+    if (error == -HALO_EEXIST) /* already so */
+        error = 0;
+    if (error >= 0 && !rm->stopping) {
+        rm->stopping = true;
+        int r = amf_su_op_lock_instantiation(su, &rm->w);
+        if (r == 1)
+            return; /* here again once its processes are stopped */
+        error = r == -HALO_EEXIST ? 0 : r;
+    }
+    free(rm);
+    if (error < 0) {
+        log_error("Service unit '%s' removed from the description, but %s: %s; it stays until halod restarts", su->name,
+                  su->admin == SU_LOCKED ? "its processes were not stopped" : "not locked", halo_strerror(error));
+        return;
+    }
+    su->removed = true;
+    /* What the store keeps of its state goes back to unlocked: the unit added again, by a reload
+     * or at a restart, starts as a new one. */
+    su->admin = SU_UNLOCKED;
+    su->held_by = 0;
+    amf_notify_su(su, AMF_SU_ADMIN);
+    log_notice("Service unit '%s' removed: its SIs were taken from it and its processes stopped", su->name);
+    amf_sg_evaluate(su->sg);
+}
+
+int amf_su_remove(struct amf *a, const char *name) {
+    struct su *su = amf_find_su(a, name);
+    struct unit_removal *rm = su ? calloc(1, sizeof(*rm)) : NULL;
+    if (!rm)
+        return su ? -ENOMEM : -HALO_EUNKNOWN;
+    *rm = (struct unit_removal){.w.done = unit_removal_done, .su = su};
+    log_info("Service unit '%s' is no longer in the description: locking it, then stopping its processes", name);
+    int r = amf_su_op_lock(su, false, &rm->w);
+    if (r != 1)
+        unit_removal_done(&rm->w, r);
     return 0;
 }

@@ -106,9 +106,11 @@ json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *use
             continue;
         json_t *sus = json_array(), *sis = json_array();
         for (size_t u = 0; u < sg->n_sus; u++)
-            json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
+            if (!sg->sus[u].removed) /* by a reload */
+                json_array_append_new(sus, su_json(&sg->sus[u], decorate, userdata));
         for (size_t i = 0; i < sg->n_sis; i++)
-            json_array_append_new(sis, si_json(&sg->sis[i]));
+            if (!sg->sis[i].removed) /* by a reload */
+                json_array_append_new(sis, si_json(&sg->sis[i]));
         json_array_append_new(sgs, json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", sg->name, "admin",
                                              su_admin_to_string(sg->admin), "redundancy", sg->ops->name,
                                              "service_units", sus, "service_instances", sis));
@@ -130,6 +132,8 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
             continue;
         for (size_t u = 0; u < sg->n_sus; u++) {
             const struct su *su = &sg->sus[u];
+            if (su->removed) /* by a reload; its name may be a new unit's */
+                continue;
             http_metrics_labels(l, sizeof(l), "su", su->name, "node", su->cfg->node, NULL);
             ADD("halo_su_in_service", "Whether the service unit is in service.", "gauge", amf_su_in_service(su));
             if (!su->local)
@@ -144,6 +148,8 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
         }
         for (size_t i = 0; i < sg->n_sis; i++) {
             const struct si *si = &sg->sis[i];
+            if (si->removed) /* by a reload; its name may be a new SI's */
+                continue;
             unsigned act = 0, sb = 0;
             for (size_t k = 0; k < si->n_asg; k++)
                 if (si->asg[k].su && si->asg[k].confirmed) {

@@ -128,7 +128,7 @@ struct comp *amf_find_comp(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
-            for (size_t i = 0; i < su->n_comps; i++)
+            for (size_t i = 0; !su->removed && i < su->n_comps; i++)
                 if (streq(su->comps[i].name, name))
                     return &su->comps[i];
         }
@@ -150,7 +150,7 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
 struct su *amf_find_su(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
-            if (streq(a->sgs[g].sus[u].name, name))
+            if (!a->sgs[g].sus[u].removed && streq(a->sgs[g].sus[u].name, name))
                 return &a->sgs[g].sus[u];
     return NULL;
 }
@@ -158,7 +158,7 @@ struct su *amf_find_su(struct amf *a, const char *name) {
 struct si *amf_find_si(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++)
-            if (streq(a->sgs[g].sis[i].name, name))
+            if (!a->sgs[g].sis[i].removed && streq(a->sgs[g].sis[i].name, name))
                 return &a->sgs[g].sis[i];
     return NULL;
 }
@@ -167,7 +167,7 @@ struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi 
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++) {
             struct si *si = &a->sgs[g].sis[i];
-            for (size_t k = 0; k < si->cfg->n_csis; k++)
+            for (size_t k = 0; !si->removed && k < si->cfg->n_csis; k++)
                 if (streq(si->cfg->csis[k].name, csi)) {
                     *ret = &si->cfg->csis[k];
                     return si;
@@ -178,13 +178,19 @@ struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi 
 
 struct comp *amf_csi_comp(struct su *su, const struct config_csi *csi) {
     size_t i = config_csi_component(su->cfg, csi);
-    return i < su->n_comps ? &su->comps[i] : NULL;
+    if (i >= su->cfg->n_components)
+        return NULL;
+    /* By name: a component a reload added comes last in comps, wherever su->cfg lists it. */
+    for (size_t k = 0; k < su->n_comps; k++)
+        if (streq(su->comps[(i + k) % su->n_comps].name, su->cfg->components[i].name))
+            return &su->comps[(i + k) % su->n_comps];
+    return NULL;
 }
 
 bool amf_su_in_service(const struct su *su) {
     if (!su->local)
         return su->remote.known && su->remote.in_service && !su->remote.failing && !su->amf->stopping;
-    if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping)
+    if (su->admin != SU_UNLOCKED || su->oper != SU_ENABLED || su->failing || su->amf->stopping || su->removed)
         return false;
     /* An operator's restart in place: the unit keeps its roles meanwhile
      * (the models give it nothing new, amf-reconcile.c). */
@@ -381,6 +387,34 @@ static const struct redundancy_ops *const model_ops[_CONFIG_REDUNDANCY_MAX] = {
     [CONFIG_REDUNDANCY_NO_REDUNDANCY] = &amf_nored_ops,
 };
 
+void amf_su_init(struct sg *sg, struct su *su, const struct config_su *cfg) {
+    struct amf *a = sg->amf;
+    su->amf = a;
+    su->sg = sg;
+    su->cfg = cfg;
+    su->name = su->cfg->name;
+    su->local = streq(su->cfg->node, a->node);
+    uv_timer_init(a->loop, &su->restart_timer);
+    su->restart_timer.data = su;
+    uv_timer_init(a->loop, &su->fence_timer);
+    su->fence_timer.data = su;
+    amf_rung_count_init(a->loop, &su->comp_restarts);
+    amf_rung_count_init(a->loop, &su->su_restarts);
+    su->n_comps = su->cfg->n_components;
+    for (size_t i = 0; i < su->n_comps; i++)
+        amf_comp_init(su, &su->comps[i], &su->cfg->components[i]);
+}
+
+void amf_comp_init(struct su *su, struct comp *c, const struct config_component *cfg) {
+    c->amf = su->amf;
+    c->su = su;
+    c->cfg = cfg;
+    c->name = c->cfg->name;
+    uv_timer_init(su->amf->loop, &c->timer);
+    c->timer.data = c;
+    amf_monitor_init(c);
+}
+
 void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
     sg->amf = a;
     sg->cfg = cg;
@@ -390,31 +424,8 @@ void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
     sg->adjust_timer.data = sg;
     sg->n_sus = cg->n_sus;
     sg->n_sis = cg->n_sis;
-    for (size_t u = 0; u < cg->n_sus; u++) {
-        struct su *su = &sg->sus[u];
-        su->amf = a;
-        su->sg = sg;
-        su->cfg = &cg->sus[u];
-        su->name = su->cfg->name;
-        su->local = streq(su->cfg->node, a->node);
-        uv_timer_init(a->loop, &su->restart_timer);
-        su->restart_timer.data = su;
-        uv_timer_init(a->loop, &su->fence_timer);
-        su->fence_timer.data = su;
-        amf_rung_count_init(a->loop, &su->comp_restarts);
-        amf_rung_count_init(a->loop, &su->su_restarts);
-        su->n_comps = su->cfg->n_components;
-        for (size_t i = 0; i < su->n_comps; i++) {
-            struct comp *c = &su->comps[i];
-            c->amf = a;
-            c->su = su;
-            c->cfg = &su->cfg->components[i];
-            c->name = c->cfg->name;
-            uv_timer_init(a->loop, &c->timer);
-            c->timer.data = c;
-            amf_monitor_init(c);
-        }
-    }
+    for (size_t u = 0; u < cg->n_sus; u++)
+        amf_su_init(sg, &sg->sus[u], &cg->sus[u]);
     /* The SIs in rank order (then as described): the models assign them in this
      * order, so a higher-ranked SI takes the capacity first. */
     for (size_t i = 0; i < cg->n_sis; i++) {
@@ -436,19 +447,22 @@ void amf_sg_init(struct amf *a, struct sg *sg, const struct config_sg *cg) {
 /* sg's arrays for cg (their counts set), before any handle: a failure leaves nothing to close. */
 int amf_sg_alloc(struct sg *sg, const struct config_sg *cg) {
     sg->cfg = cg;
-    sg->sus = calloc(cg->n_sus ?: 1, sizeof(struct su));
-    sg->sis = calloc(cg->n_sis ?: 1, sizeof(struct si));
+    sg->cap_sus = cg->n_sus + AMF_SUS_ADDED_MAX;
+    sg->sus = calloc(sg->cap_sus, sizeof(struct su));
+    sg->cap_sis = cg->n_sis + AMF_SIS_ADDED_MAX;
+    sg->sis = calloc(sg->cap_sis, sizeof(struct si));
     if (!sg->sus || !sg->sis)
         return -ENOMEM;
     sg->n_sis = cg->n_sis;
     for (size_t i = 0; i < cg->n_sis; i++) {
-        if (!(sg->sis[i].asg = calloc(cg->n_sus ?: 1, sizeof(struct assignment))))
+        if (!(sg->sis[i].asg = calloc(sg->cap_sus, sizeof(struct assignment)))) /* a slot per unit, added too */
             return -ENOMEM;
         sg->sis[i].n_asg = cg->n_sus;
     }
     sg->n_sus = cg->n_sus;
     for (size_t u = 0; u < cg->n_sus; u++) {
-        if (!(sg->sus[u].comps = calloc(cg->sus[u].n_components ?: 1, sizeof(struct comp))))
+        sg->sus[u].cap_comps = cg->sus[u].n_components + AMF_COMPS_ADDED_MAX;
+        if (!(sg->sus[u].comps = calloc(sg->sus[u].cap_comps, sizeof(struct comp))))
             return -ENOMEM;
         sg->sus[u].n_comps = cg->sus[u].n_components;
     }

@@ -305,6 +305,52 @@ int amf_si_csis_reload(struct amf *a, const char *si, const struct config_si *cf
 int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg);
 /* How many more groups amf_sg_add() takes. */
 size_t amf_sg_room(const struct amf *a);
+/* Whether the SI cfg may join the running group sg now (after n_before SIs added to it by the same
+ * reload): 0; -HALO_EUNKNOWN (no such group); -ENOSPC (no room: at most AMF_SIS_ADDED_MAX SIs are
+ * added to a group in halod's life); -HALO_EEXIST (an SI of the model still has its name or one of
+ * its CSIs' names: one being removed); -EBUSY (an SI of the group is changing its assignments). */
+int amf_si_add_check(struct amf *a, const char *sg, const struct config_si *cfg, size_t n_before);
+/* The SI cfg (of the description the reload applies, which outlives the AMF) joins the running
+ * group sg, after its SIs: the group's model assigns it as at start.  One node only.  0, -errno. */
+int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
+/* Whether the unit (unit) or SI name may leave the model now: 0, -HALO_EUNKNOWN, -EACCES (a unit:
+ * as amf_su_add_check()), -EBUSY (an SI of its group is changing its assignments, or an operation
+ * on one is under way). */
+int amf_member_remove_check(struct amf *a, bool unit, const char *name);
+/* The SI name left the description: no operation finds it any more, and the model takes it from
+ * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
+ * what the store kept of its lock is cleared.  One node only.  0 when under way, -HALO_EUNKNOWN. */
+int amf_si_remove(struct amf *a, const char *name);
+/* Whether the unit cfg may join the running group sg now (after n_before units added to it by the
+ * same reload): 0; -HALO_EUNKNOWN; -ENOSPC (at most AMF_SUS_ADDED_MAX units are added to a group in
+ * halod's life); -HALO_EEXIST (a unit or component of the model still has its name or one of its
+ * components' names: one being removed); -EACCES (the group or this node is locked, or an operation on
+ * several units is under way); -EBUSY (an SI of the group is changing its assignments). */
+int amf_su_add_check(struct amf *a, const char *sg, const struct config_su *cfg, size_t n_before);
+/* The unit cfg (of the description the reload applies) joins the running group sg: its components
+ * of this node start, and the model may give it roles once it is in service.  One node only. */
+int amf_su_add(struct amf *a, const char *sg, const struct config_su *cfg);
+/* The unit name left the description: it is locked (its ACTIVEs QUIESCED and handed to their
+ * STANDBYs, as haloctl admin lock su:NAME does), then its processes are stopped (lock-instantiation),
+ * then it is no object of the cluster's any more and the store keeps no lock of it.  One node only.
+ * 0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
+int amf_su_remove(struct amf *a, const char *name);
+/* Whether the components of the running group cg->name whose settings cg (its new description)
+ * changes may take them now (amf-reload-comp.c): 0; -EBUSY (one runs and cannot restart in place
+ * now: starting, stopping, or its unit changing roles); -HALO_EUNKNOWN. */
+int amf_comps_reload_check(struct amf *a, const struct config_sg *cg);
+/* They take their new descriptions (cg outlives the AMF) and those that run restart in place, as
+ * haloctl restart does (their units keep their roles); one node only.  The count restarted, or -errno. */
+int amf_comps_reload(struct amf *a, const struct config_sg *cg);
+/* Whether the component name of nsu (a running unit's new description) may join that unit now,
+ * after n_before added to it by the same reload: 0; -HALO_EUNKNOWN; -ENOSPC (at most
+ * AMF_COMPS_ADDED_MAX per unit in halod's life); -EOPNOTSUPP (not SA-aware); -HALO_EEXIST (a
+ * component has its name); -EXDEV (a CSI of the group's SIs would change component: the new one
+ * would take one); -EBUSY (its unit is failing, restarting or adopting). */
+int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *name, size_t n_before);
+/* It joins the unit (nsu outlives the AMF), and starts as a restart in place does: the unit keeps
+ * its roles while it registers.  One node only.  0 or -errno. */
+int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */

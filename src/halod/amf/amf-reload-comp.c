@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A reloaded description that changes components' settings (command, args, env, workdir,
+ * stdout, timeouts; config_diff() says which keys): each component of this node whose
+ * settings differ takes its new description and restarts in place, as `haloctl restart` of
+ * it does: its unit keeps its roles, and the new process gets its CSIs again with the same HA
+ * states.  A non-SA-aware or OCF component runs only while its unit is ACTIVE: it restarts
+ * then, else the new settings apply when it next starts.  Nothing else restarts.
+ */
+#define LOG_AREA LOG_AREA_AMF
+#include <errno.h>
+#include <string.h>
+
+#include "amf-internal.h"
+#include "log.h"
+#include "macro.h"
+
+static bool str_differ(const char *a, const char *b) {
+    return (a == NULL) != (b == NULL) || (a && !streq(a, b));
+}
+
+/* Whether the settings a restart applies differ between a and b. */
+static bool settings_differ(const struct config_component *a, const struct config_component *b) {
+    if (str_differ(a->command, b->command) || str_differ(a->workdir, b->workdir) || a->output != b->output ||
+        str_differ(a->output_file, b->output_file) || a->n_args != b->n_args || a->n_env != b->n_env)
+        return true;
+    for (size_t i = 0; i < a->n_args; i++)
+        if (!streq(a->args[i], b->args[i]))
+            return true;
+    for (size_t i = 0; i < a->n_env; i++)
+        if (!streq(a->env[i].name, b->env[i].name) || !streq(a->env[i].value, b->env[i].value))
+            return true;
+    const struct config_timeouts *x = &a->timeouts, *y = &b->timeouts;
+    return x->instantiate != y->instantiate || x->csi_set != y->csi_set || x->csi_remove != y->csi_remove ||
+           x->quiescing != y->quiescing || x->terminate != y->terminate;
+}
+
+/* The description of c's in cg (its group's new one), or NULL (its unit or itself left it). */
+static const struct config_component *new_cfg(const struct comp *c, const struct config_sg *cg) {
+    for (size_t u = 0; u < cg->n_sus; u++)
+        for (size_t i = 0; streq(cg->sus[u].name, c->su->name) && i < cg->sus[u].n_components; i++)
+            if (streq(cg->sus[u].components[i].name, c->name))
+                return &cg->sus[u].components[i];
+    return NULL;
+}
+
+/* Whether c runs a process (or an OCF resource) now that a restart would replace. */
+static bool runs(const struct comp *c) {
+    return amf_comp_sa_aware(c) ? c->presence != PRESENCE_UNINSTANTIATED && c->presence != PRESENCE_RESTARTING &&
+                                      c->presence != PRESENCE_FAILED
+                                : amf_nsa_running(c) || c->presence == PRESENCE_INSTANTIATING;
+}
+
+/* Whether c, running, can restart in place now: registered (or running, non-SA-aware), its unit
+ * holding its roles steadily. */
+static bool restartable(const struct comp *c) {
+    bool up = amf_comp_sa_aware(c) ? c->conn != NULL : amf_nsa_running(c);
+    return c->presence == PRESENCE_INSTANTIATED && up && !c->restart_in_place && !amf_comp_restart_refused(c);
+}
+
+/* fn(c, its new description) for each component of the running group cg->name's units of this node
+ * whose settings cg changes: the sum of what fn returns, or the first error; -HALO_EUNKNOWN. */
+static int each_changed(struct amf *a, const struct config_sg *cg,
+                        int (*fn)(struct comp *c, const struct config_component *nc)) {
+    struct sg *sg = NULL;
+    for (size_t g = 0; !sg && g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, cg->name))
+            sg = &a->sgs[g];
+    if (!sg)
+        return -HALO_EUNKNOWN;
+    int n = 0;
+    for (size_t u = 0; u < sg->n_sus; u++) {
+        struct su *su = &sg->sus[u];
+        for (size_t i = 0; !su->removed && su->local && i < su->n_comps; i++) {
+            const struct config_component *nc = new_cfg(&su->comps[i], cg);
+            int r = nc && settings_differ(su->comps[i].cfg, nc) ? fn(&su->comps[i], nc) : 0;
+            if (r < 0)
+                return r;
+            n += r;
+        }
+    }
+    return n;
+}
+
+static int check_one(struct comp *c, const struct config_component *nc) {
+    return runs(c) && !restartable(c) ? -EBUSY : 0;
+}
+
+int amf_comps_reload_check(struct amf *a, const struct config_sg *cg) {
+    return each_changed(a, cg, check_one);
+}
+
+/* c takes its new description nc, and restarts in place if it runs: 1 if it did. */
+static int apply_one(struct comp *c, const struct config_component *nc) {
+    bool restart = runs(c);
+    c->cfg = nc; /* the description the reload applies outlives the AMF */
+    log_info("Component '%s': its settings changed, %s", c->name,
+             restart ? "restarting it in place" : "they apply when it next starts");
+    if (restart && !restartable(c)) {
+        log_warning("Component '%s' cannot restart now: its new settings apply when it next starts", c->name);
+        return 0;
+    }
+    if (restart)
+        amf_comp_restart_in_place(c, NULL);
+    return restart;
+}
+
+int amf_comps_reload(struct amf *a, const struct config_sg *cg) {
+    return each_changed(a, cg, apply_one);
+}
+
+/* The component of cfg (a unit's description) that takes csi, by name; NULL when none. */
+static const char *taker(const struct config_su *cfg, const struct config_csi *csi) {
+    size_t i = config_csi_component(cfg, csi);
+    return i < cfg->n_components ? cfg->components[i].name : NULL;
+}
+
+int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *name, size_t n_before) {
+    struct su *su = amf_find_su(a, nsu->name);
+    const struct config_component *nc = NULL;
+    for (size_t i = 0; i < nsu->n_components; i++)
+        if (streq(nsu->components[i].name, name))
+            nc = &nsu->components[i];
+    if (!su || !nc)
+        return -HALO_EUNKNOWN;
+    if (su->n_comps + n_before >= su->cap_comps)
+        return -ENOSPC;
+    if (nc->type != CONFIG_COMP_SA_AWARE)
+        return -EOPNOTSUPP;
+    if (amf_find_comp(a, name))
+        return -HALO_EEXIST;
+    /* Every CSI of the group's SIs stays with the component that takes it: the new one takes none. */
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        for (size_t k = 0; !sg->sis[i].removed && k < sg->sis[i].cfg->n_csis; k++) {
+            const struct config_csi *csi = &sg->sis[i].cfg->csis[k];
+            const char *was = taker(su->cfg, csi), *now = taker(nsu, csi);
+            if ((was == NULL) != (now == NULL) || (was && !streq(was, now)))
+                return -EXDEV;
+        }
+    /* Its unit steady: not failing, restarting or adopting. */
+    if (su->failing || su->adopting || amf_su_restarting(su) || uv_is_active((uv_handle_t *)&su->restart_timer))
+        return -EBUSY;
+    return 0;
+}
+
+int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name) {
+    int r = amf_comp_add_check(a, nsu, name, 0);
+    if (r < 0)
+        return r;
+    struct su *su = amf_find_su(a, nsu->name);
+    struct comp *c = &su->comps[su->n_comps];
+    for (size_t i = 0; i < nsu->n_components; i++)
+        if (streq(nsu->components[i].name, name))
+            amf_comp_init(su, c, &nsu->components[i]);
+    su->n_comps++;
+    su->cfg = nsu; /* which component takes which CSI: by name (amf_csi_comp()) */
+    log_info("Component '%s' added to service unit '%s'", c->name, su->name);
+    if (!a->ready || a->stopping || !su->local || su->admin == SU_LOCKED_INSTANTIATION || su->oper != SU_ENABLED)
+        return 0; /* it starts with its unit's other components */
+    /* Started as a restart in place is: its unit keeps its roles until it registers, and its end
+     * before that is a failure of it (amf-ladder.c). */
+    c->restart_in_place = true;
+    c->restart_at_once = true;
+    c->restart_spawned = true;
+    amf_comp_instantiate(c);
+    return 0;
+}
