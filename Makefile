@@ -3,7 +3,7 @@
 BUILD ?= build
 BUILD_SAN ?= build-san
 
-.PHONY: all deps build demo check check-fast check-etcd chaos bench deb deb-check clean
+.PHONY: all deps build demo check check-fast check-etcd chaos bench deb deb-check deb-test clean
 
 all: build
 
@@ -22,7 +22,8 @@ demo: build
 	@./examples/web-demo.sh $(BUILD)
 
 # Unit and integration tests (halod's unit tests under valgrind too), a short chaos
-# run (seed 202, 100 s), then the tests once more under ASan+UBSan.
+# run (seed 202, 100 s), then the tests once more under ASan+UBSan (built meanwhile,
+# in the background: test/run-all).
 check: build
 	@./test/run-all $(BUILD) $(BUILD_SAN)
 
@@ -50,13 +51,17 @@ bench: build
 deb:
 	@./tools/install-deps deb
 	rm -rf build-deb && mkdir -p build-deb/src
-	tar -c --exclude='./build*' --exclude=./.git . | tar -x -C build-deb/src
+	tar -c --exclude='./build*' --exclude=./.git --exclude=__pycache__ . | tar -x -C build-deb/src
 	cd build-deb/src && nice -n 10 dpkg-buildpackage -us -uc -b
 	@ls build-deb/*.deb
 
 # Builds the packages, checks them with lintian and dpkg -c, installs them in a
 # fresh root and runs what they installed (test/deb/test_deb.py).
 deb-check: deb
+	@$(MAKE) --no-print-directory deb-test
+
+# The checks of deb-check on the packages `make deb` built (.ci/run builds them while make check runs).
+deb-test:
 	HALO_DEB=$(abspath build-deb) /usr/bin/python3 -m pytest -q -p no:cacheprovider test/deb/test_deb.py
 
 clean:

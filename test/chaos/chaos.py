@@ -6,15 +6,20 @@ and a checker that judges from the components' own logs (see README.md).
 
 Prints the seed first.  Exits 0 when no violation was found, 1 when some were
 (the run directory, with every halod's and etcd member's log, is kept and
-printed), 2 when the cluster could not be set up."""
+printed), 2 when the cluster could not be set up, 3 when the checker itself
+failed, 128 + N when stopped by signal N (SIGTERM, SIGINT, SIGHUP).  Every
+process of the run is stopped and the OCF agent's directory removed on every
+one of those exits."""
 import argparse
 import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -22,7 +27,7 @@ sys.path.insert(0, HERE)
 import checker  # noqa: E402
 import cluster as chaos_cluster  # noqa: E402  (puts test/integration on the path)
 import nemesis  # noqa: E402
-from halo_harness import become_subreaper  # noqa: E402
+from halo_harness import become_subreaper, descendants  # noqa: E402
 
 SETUP_TIMEOUT = 60  # s for the cluster to settle before the faults
 SETTLE_TIMEOUT = 60  # s for it to settle again once every fault is undone
@@ -42,6 +47,55 @@ def parse():
     return ap.parse_args()
 
 
+class Stopped(BaseException):
+    """SIGTERM, SIGINT or SIGHUP arrived: the run stops, cleans up, and exits 128 + the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def on_signal(signum, frame):
+    for s in STOP_SIGNALS:  # the clean-up that follows is not interrupted by a second one
+        signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def sweep(timeout=10):
+    """SIGKILLs every process of the run and reaps it: they are all our descendants (we are
+    their subreaper, so the orphans of a killed halod are too), by pid.  Rounds until none is
+    left, zombies included (a halod restarts a component until it is killed itself); returns
+    the pids still there after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = descendants(os.getpid())
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not left or time.monotonic() > deadline:
+            return sorted(descendants(os.getpid()))
+        time.sleep(0.02)
+
+
+def say(text):
+    """Prints text; a reader that went away (a killed pipeline) does not stop the clean-up."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
 def main():
     a = parse()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 2**31)
@@ -59,13 +113,51 @@ def main():
         for s in plan:
             print(json.dumps(s))
         return 0
+    # Held until the try below, where a stop signal cleans up (its handler is in place before
+    # the run directory exists, and no child inherits the mask: none is started before).
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    for s in STOP_SIGNALS:
+        signal.signal(s, on_signal)
     d = tempfile.mkdtemp(prefix=f"halo-chaos-{seed}-", dir=a.dir)
     tempfile.tempdir = d  # the harness's halods and etcd make their directories in here
     print(f"chaos: run directory {d}", flush=True)
+    become_subreaper()
+    # Whatever happens below, every process of the run ends and the OCF agent's directory goes;
+    # the run directory stays when it holds a finding (violations, a cluster that would not
+    # set up, an error of the checker's own) or with --keep.
+    keep = [a.keep]
+    try:
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            rc = run(a, seed, plan, comps, d, keep)
+        except Exception:
+            say("chaos: the checker failed:\n" + traceback.format_exc())
+            keep[0] = True
+            rc = 3
+        finally:
+            for s in STOP_SIGNALS:  # nothing interrupts the clean-up below
+                signal.signal(s, signal.SIG_IGN)
+    except Stopped as e:  # on_signal raises it once at most: it ignores the signals that follow
+        say(f"chaos: stopped by {signal.Signals(e.signum).name}; stopping every process of the run")
+        rc = 128 + e.signum
+    left = sweep()
+    shutil.rmtree(os.path.join(chaos_cluster.OCF_RESOURCE_D, chaos_cluster.ocf_provider()), ignore_errors=True)
+    if left:
+        say(f"chaos: processes that would not end: {left}")
+        rc = rc or 3
+    if keep[0]:
+        say(f"chaos: run directory kept: {d} (halod-N.log, etcd-mN.log, timeline.jsonl, comp.*.intervals, "
+            "watcher.log, cdb.jsonl, report.txt; checker.py DIR --timeline)")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+    return rc
+
+
+def run(a, seed, plan, comps, d, keep):
+    """The run itself: sets the cluster up, injects the plan, stops the cluster and judges;
+    returns the exit status.  Sets keep[0] when the run directory holds a finding."""
     with open(os.path.join(d, "plan.jsonl"), "w") as f:
         f.writelines(json.dumps(s) + "\n" for s in plan)
-    become_subreaper()
-
     try:
         c = chaos_cluster.Cluster(d, cut=a.cut)
     except PermissionError as e:  # the OCF agent goes under /usr/lib/ocf/resource.d
@@ -84,7 +176,7 @@ def main():
         why = chaos_cluster.wait_settled(c, SETUP_TIMEOUT)
         if why:
             print("chaos: the cluster did not settle before the faults:\n  " + "\n  ".join(w for _, w in why))
-            print(f"chaos: logs kept in {d}")
+            keep[0] = True
             c.stop()
             return 2
         meta["t_check"] = time.monotonic()
@@ -106,13 +198,18 @@ def main():
             "cdb": c.cdb_final(),
         }
         meta["t_end"] = time.monotonic()
-    except BaseException:
+    except BaseException as e:
+        if writer:
+            writer.stopping.set()  # no new haloctl while main() kills the run's processes
+        if isinstance(e, Stopped):
+            raise
+        # An error of the checker's own: the cluster is stopped as at the end (its halods
+        # SIGTERMed, their logs kept); main() kills whatever is left.
         if nem:
             nem.restore_all()
         if writer:
             writer.stop()
         c.stop()
-        print(f"chaos: interrupted; logs kept in {d}")
         raise
     finally:
         if nem:
@@ -122,17 +219,14 @@ def main():
     with open(os.path.join(d, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
-    run = checker.Run(d)
-    violations, notes = checker.check(run, strict=a.strict)
-    lines = checker.summary(run, violations, notes)
+    result = checker.Run(d)
+    violations, notes = checker.check(result, strict=a.strict)
+    lines = checker.summary(result, violations, notes)
     with open(os.path.join(d, "report.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join("chaos: " + ln if not ln.startswith(" ") else ln for ln in lines))
-    if violations or a.keep:
-        print(f"chaos: run directory kept: {d} (halod-N.log, etcd-mN.log, timeline.jsonl, comp.*.intervals, "
-              "watcher.log, cdb.jsonl, report.txt; checker.py DIR --timeline)")
-    else:
-        shutil.rmtree(d, ignore_errors=True)
+    if violations:
+        keep[0] = True
     return 1 if violations else 0
 
 

@@ -107,10 +107,15 @@ def si_meta():
     return {si: {"group": g, "units": GROUPS[g], "csis": [f"{si}-csi"], **MODELS[g]} for si, g in SIS.items()}
 
 
+def ocf_provider():
+    """The run's own OCF provider: a directory of that name under OCF_RESOURCE_D."""
+    return f"halochaos{os.getpid()}"
+
+
 def install_ocf_agent():
     """Copies ocf-logged to a provider of the run's own under /usr/lib/ocf/resource.d (halod
     runs agents from there only); returns (its agent spec, the provider's directory)."""
-    provider = f"halochaos{os.getpid()}"
+    provider = ocf_provider()
     d = os.path.join(OCF_RESOURCE_D, provider)
     os.makedirs(d, exist_ok=True)
     shutil.copy(OCF_AGENT, os.path.join(d, "Logged"))

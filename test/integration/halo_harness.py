@@ -9,6 +9,7 @@ the real haloctl.  stop() checks that no process halod started outlives it
 import ctypes
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -39,13 +40,63 @@ service-groups:
 """
 
 
-def free_port():
-    """A loopback TCP port that was free a moment ago."""
+def port_range():
+    """[lo, hi) of the ports free_port hands out: below the kernel's ephemeral range, where
+    connect() and bind(0) pick theirs (an etcd client's connection cannot take a port a test
+    chose), from 10000; under pytest-xdist, a slice of it per worker, so that two workers
+    never hand out the same port.  None when that leaves too few."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            hi = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    lo = 10000
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and workers > 1:
+        size = (hi - lo) // workers
+        lo += int(worker[2:]) * size
+        hi = lo + size
+    return (lo, hi) if hi - lo >= 1000 else None
+
+
+PORT_BLOCK = 4  # tests use port + 1 .. port + 3 too (the STANDBYs' ports of test_cluster.cluster_yaml)
+_next_port = None
+
+
+def port_is_free(p):
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port(n=1):
+    """A loopback TCP port that was free a moment ago, with the n - 1 after it (a block of n),
+    and the PORT_BLOCK ports from it handed out to no one else: this process hands them out
+    in turn from a random start in port_range()."""
+    global _next_port
+    r = port_range()
+    if r is None:  # the kernel's choice, as a last resort
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        return p
+    lo, hi = r
+    step = max(n, PORT_BLOCK)
+    if _next_port is None:
+        _next_port = random.SystemRandom().randrange(lo, hi - step)
+    for _ in range((hi - lo) // step):
+        base = _next_port
+        _next_port = base + step if base + 2 * step <= hi else lo
+        if base + step <= hi and all(port_is_free(p) for p in range(base, base + n)):
+            return base
+    raise RuntimeError(f"no {n} free ports in a row in {lo}..{hi - 1}")
 
 
 def become_subreaper():

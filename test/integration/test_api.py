@@ -45,6 +45,9 @@ def test_descriptor_carries_attributes_transitions_and_active_name(halod_factory
     # Switchover: QUIESCING first, then the new ACTIVE hears QUIESCED.
     h.wait_assigned("svc")
     h.ctl("switchover", "svc")
+    # haloctl's answer comes as the old ACTIVE is sent STANDBY (docs/design.md, "Switchover"),
+    # which it logs a moment later.
+    wait_for(lambda: events(log, "svc-b", "CSI_SET")[-1][3] == "STANDBY", what="svc-b told STANDBY")
     a = events(log, "svc-a", "CSI_SET")
     b = events(log, "svc-b", "CSI_SET")
     assert b[-2][3] == "QUIESCING" and b[-1][3] == "STANDBY"

@@ -1,36 +1,16 @@
 # SPDX-License-Identifier: MIT
 """The demos of `make demo` run as a user would run them (no terminal: no pauses)."""
 import os
-import socket
 import subprocess
 
-from halo_harness import BUILD
+from halo_harness import BUILD, free_port
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def free_block(n):
     """A base port with the n ports from it free on loopback."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                t = socket.socket()
-                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                t.bind(("127.0.0.1", p))
-                socks.append(t)
-            return base
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
-    raise RuntimeError("no free block of ports")
+    return free_port(n)
 
 
 def test_recovery_demo_shows_a_catch_up():

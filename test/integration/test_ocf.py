@@ -164,10 +164,13 @@ def test_a_restarted_halod_adopts_the_running_resource_of_its_active_and_stops_a
     h.start()
     wait_for(lambda: not os.path.exists(tmp_path / f"{standby}.state"), timeout=10, what="the stray resource stopped")
     assert h.wait_assigned("si") == (active, standby)
+    # wait_assigned may answer before the active's probe has ended (seen under load): its adoption is awaited.
+    adopted = f"Adopting component '{active}': its resource runs, and its unit '{active}' holds it ACTIVE"
+    wait_for(lambda: adopted in h.logtext()[mark:], timeout=10, what=f"{active} adopted")
     after = h.logtext()[mark:]
     # Probed (monitor first), adopted: its start did not run again, its state file is the one it wrote.
     assert f"Probing component '{active}'" in after and f"Probing component '{standby}'" in after
-    assert f"Adopting component '{active}': its resource runs, and its unit '{active}' holds it ACTIVE" in after
+    assert adopted in after
     assert "OCF start of" not in after, after
     assert os.stat(tmp_path / f"{active}.state").st_ino == st.st_ino
     assert os.stat(tmp_path / f"{active}.state").st_mtime_ns == st.st_mtime_ns
