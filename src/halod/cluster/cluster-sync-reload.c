@@ -62,10 +62,10 @@ static bool fresh(const struct reread *rr, const struct sg *sg) {
 static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass) {
     struct cluster_sync *s = rr->s;
     const char *rest;
-    size_t len;
+    size_t len = 0;
     char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
     int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
-    if (len == 0 || len >= STORE_KEY_MAX)
+    if (d < 0 || len == 0 || len >= STORE_KEY_MAX) /* not a key of a dir (the event queues' among them) */
         return false;
     memcpy(a, rest, len);
     a[len] = '\0';
