@@ -211,16 +211,19 @@ def test_python_components_register_and_get_active_and_standby(cluster):
 
 
 def test_callbacks_leak_nothing(cluster):
-    """Each health check runs the healthcheck callback through the module: over 60 more of them the
+    """Each health check runs the healthcheck callback through the module: over 100 more of them the
     component's interpreter holds about as many memory blocks as before (a leak of one object per callback
-    would show 60)."""
+    would show 100).  The test asks for the count twice a second only: each question is a call into the
+    component too, and polled every 20 ms for the 20 s these take under load, their own leftovers came
+    near the bound (45 blocks once, in CI under sanitizers)."""
     def blocks_after(k):
-        wait_for(lambda: cluster.call("py-a", "blocks")["ok"][1] >= k, timeout=30, what=f"{k} health checks")
+        wait_for(lambda: cluster.call("py-a", "blocks")["ok"][1] >= k, timeout=60, interval=0.5,
+                 what=f"{k} health checks")
         return cluster.call("py-a", "blocks")["ok"]
     _, n = blocks_after(10)  # warmed up
     before, n = blocks_after(n + 1)
-    after, _ = blocks_after(n + 60)
-    assert after - before < 30, (before, after)
+    after, _ = blocks_after(n + 100)
+    assert after - before < 40, (before, after)
 
 
 def test_kill9_of_the_python_active_and_the_python_standby_takes_over(cluster):
