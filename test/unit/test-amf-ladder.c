@@ -249,6 +249,33 @@ TEST(ladder_the_operators_restart_is_the_same_restart_in_place_uncounted) {
     fx_stop(&f);
 }
 
+/* The old process's link closes only after its exit was seen and the new process started (the
+ * pidfd and the socket are two events): that close is not a failure of the new one.  It failed
+ * the unit over (a reload's restart in place of its component, in CI). */
+TEST(ladder_a_late_close_of_the_old_link_fails_nothing) {
+    struct fx f = {0};
+    struct two t;
+    two_assigned(&f, &t, TWO_BY_TWO("", ESCALATE, "component-restart"));
+    struct comp *ax = comp(&f, "a/x");
+    pid_t ax_pid = ax->pid;
+    struct su *a = amf_find_su(f.amf, "a");
+    failed_reason[0] = 0;
+
+    ASSERT_EQ(amf_run_op(f.amf, AMF_OP_RESTART, "comp:a/x", NULL), 0);
+    LinkMsg *m = fake_conn_next(t.ax);
+    ASSERT(m && m->body_case == HALO__LINK__MSG__BODY_TERMINATE);
+    amf_response(f.amf, t.ax, 0, m->terminate->invocation, 0, false);
+    fake_proc_exit(ax->proc, 0);
+    ASSERT(ax->proc && ax->pid != ax_pid);
+    amf_conn_closed(f.amf, t.ax, "closed the link");
+    ASSERT_STREQ(failed_reason, "");
+    ASSERT(!a->failing && amf_su_restarting(a));
+    t.ax = reg(&f, "a/x");
+    ASSERT_STREQ(answer_all(&f, t.ax), "cx:ACTIVE ");
+    ASSERT_STREQ(active_of(&f, "si"), "a");
+    fx_stop(&f);
+}
+
 TEST(ladder_escalates_to_su_restart_then_su_failover) {
     struct fx f = {0};
     struct two t;

@@ -136,6 +136,10 @@ void amf_comp_instantiate(struct comp *c) {
     }
     c->adopted = false;
     c->object_states = false;
+    /* A new process: the link of the one that ended, whose close may come after (the pidfd
+     * first), is not its link; closing, it must not fail this one (a reload's restart in
+     * place failed the unit over, in CI of 382e775). */
+    c->conn = NULL;
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
     char env_sock[PATH_MAX + 16], env_comp[CONFIG_NAME_MAX + 32], env_node[CONFIG_NAME_MAX + 16],
