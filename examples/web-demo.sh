@@ -44,10 +44,10 @@ for sg in json.load(sys.stdin)["service_groups"]:
 }
 served_by() { # what GET / on the floating address answers now, or nothing
     in_ns python3 -c '
-import sys, urllib.request
+import http.client, sys, urllib.request
 try:
     print(urllib.request.urlopen(f"http://{sys.argv[1]}:8080/", timeout=0.5).read().decode().strip())
-except OSError:
+except (OSError, http.client.HTTPException):
     pass' "$vip"
 }
 
@@ -79,12 +79,12 @@ echo "   $(in_ns ip -brief addr show web0)"
 
 # The client: every 10 ms a GET to the floating address; one line per change.
 in_ns python3 -u - "$vip" >>"$work/client.log" 2>&1 <<'PY' &
-import sys, time, urllib.request
+import http.client, sys, time, urllib.request
 last, since = None, time.monotonic()
 while True:
     try:
         now = urllib.request.urlopen(f"http://{sys.argv[1]}:8080/", timeout=0.2).read().decode().strip()
-    except OSError:
+    except (OSError, http.client.HTTPException):  # a server killed mid-answer: IncompleteRead
         now = "no answer"
     if now != last:
         t = time.monotonic()
