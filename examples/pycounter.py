@@ -66,8 +66,8 @@ class Counter:
 
     def terminate(self, h, inv, comp):
         self.unlisten()
+        self.log("terminated")  # before the answer: once answered, halod may exit before this is written
         h.response(inv)
-        self.log("terminated")
         sys.exit(0)
 
     def healthcheck(self, h, inv, comp, key):

@@ -80,28 +80,9 @@ int output_lines_new(uv_loop_t *loop, struct output_lines **ret) {
     return 0;
 }
 
-/* What is in r's pipe now, logged (halod exits: the last lines of a component that ended a
- * moment before, its "terminated" say, are not lost; test_python_example missed it under load). */
-static void reader_drain(struct reader *r) {
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&r->pipe, &fd) < 0)
-        return;
-    for (;;) { /* the pipe is non-blocking: a writer still alive ends it with EAGAIN */
-        ssize_t n = read(fd, r->buf + r->len, sizeof(r->buf) - r->len);
-        if (n <= 0)
-            break;
-        on_read((uv_stream_t *)&r->pipe, n, NULL);
-    }
-    if (r->len > 0)
-        log_line(r, r->buf, r->len);
-    r->len = 0;
-}
-
 struct output_lines *output_lines_free(struct output_lines *s) {
     if (!s)
         return NULL;
-    for (struct reader *r = s->readers.first; r; r = r->readers_next)
-        reader_drain(r);
     while (s->readers.first)
         reader_close(s->readers.first);
     free(s);
