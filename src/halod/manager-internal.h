@@ -99,6 +99,9 @@ int manager_build_coord(struct manager *m);
 int manager_reload(struct manager *m, const char *who, char **ret_json);
 /* The sha256 of c's bytes as read, in hex. */
 void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX]);
+/* Publishes m->digest and the names of the description's service groups in this node's key (several
+ * nodes): haloctl status names the groups the coordinator does not have (docs/store.md). */
+void manager_publish_description(struct manager *m);
 
 /* dispatch.c: the HA link's messages, one switch per peer. */
 void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg);

@@ -41,6 +41,17 @@ void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX])
         snprintf(ret + 2 * i, 3, "%02x", d[i]);
 }
 
+void manager_publish_description(struct manager *m) {
+    if (!m->cluster)
+        return;
+    json_t *names = json_array();
+    for (size_t g = 0; names && g < m->config->n_sgs; g++)
+        json_array_append_new(names, json_string(m->config->sgs[g].name));
+    _cleanup_free_ char *groups = names ? json_dumps(names, JSON_COMPACT) : NULL;
+    json_decref(names);
+    cluster_set_description(m->cluster, m->digest, groups);
+}
+
 static struct config_csi *find_csi(struct config *c, const char *sg, const char *si, const char *csi) {
     for (size_t g = 0; g < c->n_sgs; g++)
         for (size_t i = 0; streq(c->sgs[g].name, sg) && i < c->sgs[g].n_sis; i++)
@@ -462,8 +473,7 @@ int manager_reload(struct manager *m, const char *who, char **ret_json) {
         if (r < 0)
             return r;
         manager_digest(m->config, m->digest);
-        if (m->cluster)
-            cluster_set_digest(m->cluster, m->digest);
+        manager_publish_description(m);
         log_notice("Reloaded '%s': %s (description %.12s)", m->opt.config_path, summary, m->digest);
         reply = json_pack("{s:b, s:s, s:s}", "applied", true, "summary", summary, "digest", m->digest);
     }

@@ -622,8 +622,7 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return log_error_errno(r, "Failed to listen on '%s': %m", m->socket);
     if (o->etcd && (r = build_cluster(m)) < 0)
         return r;
-    if (m->cluster)
-        cluster_set_digest(m->cluster, m->digest);
+    manager_publish_description(m);
     if ((r = manager_build_coord(m)) < 0)
         return r;
     if ((r = notifier_new(m->loop, &m->notify)) < 0)

@@ -79,6 +79,62 @@ static char *digest_warning(struct manager *m) {
     return TAKE_PTR(s);
 }
 
+static bool names_have(json_t *names, const char *name) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) if (json_string_value(v) && streq(json_string_value(v), name)) return true;
+    return false;
+}
+
+/* The names of node's service groups: this node's own (mine), another's as its node key says (NULL:
+ * unknown, or it holds no lease). */
+static json_t *node_groups(struct manager *m, const char *node, json_t *mine) {
+    if (streq(node, m->node))
+        return mine;
+    return m->sync ? cluster_sync_node_groups(m->sync, node) : NULL;
+}
+
+/* The entry [name, nodes] of missing for group g, or NULL. */
+static json_t *missing_entry(json_t *missing, const char *g) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(missing, i, e) if (streq(json_string_value(json_array_get(e, 0)), g)) return e;
+    return NULL;
+}
+
+/* One warning for each group that this node or a live node has and the coordinator does not: nothing
+ * assigns it (docs/configuration.md, Reload on several nodes).  false when the coordinator's groups
+ * are not known (a halod that does not publish them). */
+static bool group_warnings(struct manager *m, const char *coordinator, json_t *warnings) {
+    json_t *mine = json_array(), *missing = json_array(); /* [[name, "n2, n3"], ...] in order */
+    for (size_t g = 0; mine && g < m->config->n_sgs; g++)
+        json_array_append_new(mine, json_string(m->config->sgs[g].name));
+    json_t *theirs = node_groups(m, coordinator, mine);
+    for (size_t i = 0; theirs && missing && i < m->config->n_nodes; i++) {
+        const char *n = m->config->nodes[i].name;
+        size_t k;
+        json_t *name;
+        json_array_foreach(node_groups(m, n, mine), k, name) {
+            const char *g = json_string_value(name);
+            json_t *e = g && !names_have(theirs, g) ? missing_entry(missing, g) : NULL;
+            if (e)
+                json_array_set_new(e, 1, json_sprintf("%s, %s", json_string_value(json_array_get(e, 1)), n));
+            else if (g && !names_have(theirs, g))
+                json_array_append_new(missing, json_pack("[s,s]", g, n));
+        }
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(missing, i, e)
+        json_array_append_new(warnings, json_sprintf("group '%s' is not assigned: the coordinator (%s) does not have "
+                                                     "it (reload %s to add it, or %s to remove it)",
+                                                     json_string_value(json_array_get(e, 0)), coordinator, coordinator,
+                                                     json_string_value(json_array_get(e, 1))));
+    json_decref(mine);
+    json_decref(missing);
+    return theirs != NULL;
+}
+
 /* The configuration database's role on this node. */
 static json_t *cdb_json(struct manager *m) {
     _cleanup_free_ char *cdb = m->ha ? ha_status_json(m->ha) : NULL;
@@ -111,13 +167,18 @@ char *status_json(struct manager *m) {
                             json_pack("{s:s, s:s}", "path", m->opt.config_path, "digest", m->digest));
     _cleanup_free_ char *warning = root ? digest_warning(m) : NULL;
     const char *cd = coordinator && !streq(coordinator, m->node) ? node_digest(m, coordinator) : NULL;
+    json_t *warnings = json_array();
     if (warning)
-        json_object_set_new(root, "warnings", json_pack("[s]", warning));
-    if (warning && cd && !streq(cd, m->digest)) /* docs/configuration.md, Reload on several nodes */
-        json_array_append_new(json_object_get(root, "warnings"),
-                              json_sprintf("the coordinator (%s) runs another description: the service groups it "
-                                           "does not have are not assigned",
-                                           coordinator));
+        json_array_append_new(warnings, json_string(warning));
+    /* docs/configuration.md, Reload on several nodes */
+    bool named = warnings && coordinator && m->cluster && group_warnings(m, coordinator, warnings);
+    if (!named && warning && cd && !streq(cd, m->digest))
+        json_array_append_new(warnings, json_sprintf("the coordinator (%s) runs another description: the service "
+                                                     "groups it does not have are not assigned",
+                                                     coordinator));
+    if (root && json_array_size(warnings))
+        json_object_set(root, "warnings", warnings);
+    json_decref(warnings);
     if (root && m->cluster) /* whether a node's lease end now counts as its fence (docs/design.md) */
         json_object_set_new(root, "lease_ends_vouched", json_boolean(store_lease_end_trusted(m->store, INT64_MAX)));
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;

@@ -52,6 +52,12 @@ def reload(h, want):
     assert f"applied: {want}" in r.stdout, r.stdout
 
 
+def unassigned(coord, has, group="h"):
+    """haloctl status's warning for a group that nodes have and the coordinator lacks."""
+    return (f"group '{group}' is not assigned: the coordinator ({coord}) does not have it "
+            f"(reload {coord} to add it, or {has} to remove it)")
+
+
 def h_keys(etcd):
     """The store's keys of the group h (its SI u, its units p and q)."""
     return sorted(k for k in etcd.get_prefix("/halo/") if k.endswith(("/u/p", "/u/q", "/sustate/p", "/sustate/q")))
@@ -71,10 +77,10 @@ def test_a_group_added_then_removed_node_by_node(etcd, halod_factory, tmp_path):
     for h in hs.values():
         wait_for(lambda: h.status().get("warnings"), what="the digest warning")
         assert "description differs" in h.status()["warnings"][0]
-    # Why u is not assigned, on the node that has it (the coordinator's own status has no such line).
-    why = f"the coordinator ({coord}) runs another description: the service groups it does not have are not assigned"
-    assert hs[other].status()["warnings"][1:] == [why] and f"WARNING: {why}" in hs[other].ctl("status").stdout
-    assert len(hs[coord].status()["warnings"]) == 1
+    # Why u is not assigned: on the node that has it, and on the coordinator, which lacks it.
+    for h in hs.values():
+        wait_for(lambda: h.status()["warnings"][1:] == [unassigned(coord, other)], what="the group named")
+        assert f"WARNING: {unassigned(coord, other)}" in h.ctl("status").stdout
     assert roles(hs[other], "u") == (None, None)
 
     # Then the coordinator: it reads what the other node published, and assigns h; both nodes agree.
@@ -127,6 +133,7 @@ def test_a_group_removed_by_the_coordinator_first(etcd, halod_factory, tmp_path)
                                                                                               MINE[other])],
              what="h's keys deleted (but for a state the other node writes again)")
     assert hs[other].pid_of(MINE[other]) == kept  # still running, holding nothing
+    assert hs[other].status()["warnings"][1:] == [unassigned(coord, other)]
     assert [e[1:3] for e in events(log, MINE[other]) if e[1] in ("CSI_SET", "CSI_REMOVE")][-1][0] == "CSI_REMOVE"
 
     rewrite(hs[other], without)

@@ -236,6 +236,7 @@ struct sg {
      * object of the cluster's any more (no lookup, operation or status finds it); kept, unused,
      * until halod exits, as the other layers may still point into it. */
     bool removed;
+    bool removing; /* a reload is removing it: the locks of its SIs are the removal's (amf-persist.c) */
 };
 
 /* The SI's (first) assignment whose target is state, or NULL. */

@@ -106,6 +106,10 @@ static json_t *admin_state_record(const struct amf_persist *p, const struct reco
         const struct si *si = rec->object;
         snprintf(buf, size, "si:%s", si->name);
         admin = si_admin_to_string(si->admin);
+        /* A lock that a group's removal made is no operator's: a node that still has the group (a
+         * coordinator that died in the removal) assigns the SI again (docs/store.md). */
+        if (si->sg->removing && si->admin != SI_UNLOCKED)
+            return json_pack("{s:s, s:s, s:b}", "target", buf, "admin", admin, "removal", true);
     } else if (rec->kind == 'g') {
         const struct sg *sg = rec->object;
         snprintf(buf, size, "sg:%s", sg->name);
@@ -401,7 +405,9 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
             restore_su(p->amf, j);
         else if (j && d == KEY_ADMINSTATE)
             amf_admin_state_restore(p->amf, json_string_value(json_object_get(j, "target")) ?: "",
-                                    json_string_value(json_object_get(j, "admin")));
+                                    json_is_true(json_object_get(j, "removal")) /* a group removal's */
+                                        ? NULL
+                                        : json_string_value(json_object_get(j, "admin")));
         else if (j && d == KEY_COMPONENTS)
             restore_comp(p->amf, j);
         else if (j && d == KEY_ASSIGNMENTS)

@@ -279,6 +279,7 @@ int amf_sg_remove(struct amf *a, const char *name) {
     if (!rm)
         return -ENOMEM;
     *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .op = AMF_OP_LOCK};
+    sg->removing = true;
     log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes%s", name,
              a->placement->distributed ? " (those of this node)" : "");
     removal_step(rm, 0);

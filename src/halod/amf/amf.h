@@ -182,7 +182,8 @@ void amf_si_restore(struct si *si, uint64_t generation, const char *active_su);
  * (adminstate/ records; admin as haloctl shows it, anything else reads as UNLOCKED): kept at
  * start, and mirrored on the other nodes so that one taking over decides with it.  Ignored by
  * the deciding node once ready (its own writes come back to it, perhaps after a later change),
- * and for a target not in the description. */
+ * and for a target not in the description.  A lock that a group's removal made (its record says
+ * "removal") is given as NULL (unlocked) by the callers. */
 void amf_admin_state_restore(struct amf *a, const char *target, const char *admin);
 /* This node's own administrative state (haloctl admin lock node:NAME), as haloctl shows it. */
 const char *amf_node_admin(const struct amf *a);

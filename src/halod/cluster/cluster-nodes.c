@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The nodes as the store shows them (nodes/<node>): found or added, alive, their description's digest. */
+/* The nodes as the store shows them (nodes/<node>): found or added, alive, their description's digest
+ * and service groups. */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include <errno.h>
 #include <stdlib.h>
@@ -37,6 +38,13 @@ const char *cluster_sync_node_digest(const struct cluster_sync *s, const char *n
     for (size_t i = 0; i < s->n_nodes; i++)
         if (streq(s->nodes[i].name, node))
             return s->nodes[i].alive && *s->nodes[i].digest ? s->nodes[i].digest : NULL;
+    return NULL;
+}
+
+json_t *cluster_sync_node_groups(const struct cluster_sync *s, const char *node) {
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (streq(s->nodes[i].name, node))
+            return s->nodes[i].alive ? s->nodes[i].groups : NULL;
     return NULL;
 }
 

@@ -29,6 +29,7 @@ struct node_info {
     usec_t doom_at;   /* no beat since: it is dead by then, whatever it does (0: not watched) */
     bool dooming;     /* the doom transaction is in flight */
     char digest[65];  /* of its description, as its node key says (cluster.c); "": not published */
+    json_t *groups;   /* the names of its service groups (a JSON array), as its node key says; NULL: none */
 };
 
 /* What this node last published in sustate/<su> of one of its units. */
@@ -73,6 +74,7 @@ struct cluster_sync {
     usec_t reread_at;   /* such a read failed: read again then (0: none), for the groups below */
     size_t reread_from, reread_to;
     unsigned reread_failed;       /* the reads that failed, folded into that one */
+    bool sweeping, sweep_again;   /* the keys no live node has: being read; to be read again after */
     bool fence_waiting;           /* this node fenced itself; processes it killed still run */
     bool decided;                 /* it decided as the coordinator since the targets were last read */
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
@@ -103,6 +105,9 @@ void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t 
 /* cluster-sync-reload.c: a reload removed sg (its units stopped). */
 void cluster_sync__reread_again(struct cluster_sync *s);
 void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg);
+/* The coordinator, once every live node runs its description: deletes what the store keeps of groups,
+ * SIs and units it does not have (left by a coordinator that died in a group's removal). */
+void cluster_sync__sweep(struct cluster_sync *s);
 struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create);
 /* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
 void cluster_sync__arm_node_timer(struct cluster_sync *s);

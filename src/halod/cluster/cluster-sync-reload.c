@@ -2,7 +2,8 @@
 /*
  * A reload on several nodes, as far as the store is concerned (cluster-sync.h): the units of a
  * group added are published and the group's keys read again; the keys of a group removed are
- * deleted.
+ * deleted; the keys of groups, SIs and units that no live node has any more are deleted by the
+ * coordinator.
  */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "cluster-sync-internal.h"
@@ -244,4 +245,137 @@ void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg) {
         if (n >= 0 && !sg->sus[u].local)
             cluster_sync__guarded(s, &op, 1);
     }
+}
+
+/* ---- what no live node has ---- */
+
+/* Whether every live node runs the description this node runs: then none has a group, SI or unit
+ * that this node lacks, and what the store keeps of one was left by a node gone (a coordinator that
+ * died in the middle of a group's removal). */
+static bool one_description(struct cluster_sync *s) {
+    const char *mine = s->cluster ? cluster_digest(s->cluster) : "";
+    bool me = false;
+    for (size_t i = 0; *mine && i < s->n_nodes; i++) {
+        if (!s->nodes[i].alive)
+            continue;
+        if (!streq(s->nodes[i].digest, mine))
+            return false;
+        me = me || streq(s->nodes[i].name, s->node);
+    }
+    return me;
+}
+
+/* Whether a group of this node that a reload has not removed has an SI (si) or a unit named name (one
+ * that a reload is taking out of the group counts: its removal deletes its keys). */
+static bool known(struct cluster_sync *s, const char *name, bool si) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t i = 0; !sgs[g].removed && i < (si ? sgs[g].n_sis : sgs[g].n_sus); i++)
+            if (streq(si ? sgs[g].sis[i].name : sgs[g].sus[i].name, name))
+                return true;
+    return false;
+}
+
+static bool group_known(struct cluster_sync *s, const char *name) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        if (!sgs[g].removed && streq(sgs[g].name, name))
+            return true;
+    return false;
+}
+
+/* Whether kv is a target/, confirmed/ or adminstate/ key (si: or sg:) of an SI, unit or group that this
+ * node does not have.  Unit states are left to their nodes: they are leased, and a node deletes its
+ * own when a reload removes their group. */
+static bool unknown(struct cluster_sync *s, const store_kv *kv) {
+    const char *rest;
+    size_t len = 0;
+    char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
+    int d = key_parse(s->prefix, kv->key, kv->key_len, &rest, &len);
+    if (d < 0 || len == 0 || len >= STORE_KEY_MAX)
+        return false;
+    switch (d) {
+    case KEY_TARGET:
+    case KEY_CONFIRMED:
+        return key_split_pair(rest, len, a, b) >= 0 && (!known(s, a, true) || !known(s, b, false));
+    case KEY_ADMINSTATE:
+        memcpy(a, rest, len);
+        a[len] = '\0';
+        return strncmp(a, "si:", 3) == 0   ? !known(s, a + 3, true)
+               : strncmp(a, "sg:", 3) == 0 ? !group_known(s, a + 3)
+                                           : false;
+    default:
+        return false;
+    }
+}
+
+static void on_swept(store *st, int error, const store_result *r, void *userdata) {
+    struct cluster_sync *s = userdata;
+    if (error < 0 && error != -ECANCELED)
+        log_warning_errno(error, "Failed to delete a key no live node has: %m");
+    cluster_sync__unref(s);
+}
+
+/* Deletes kv under the coordinator's guard, and only if it did not change since it was read. */
+static void sweep_key(struct cluster_sync *s, const store_kv *kv) {
+    store_compare cmp[2];
+    cluster_guard(s->cluster, &cmp[0]);
+    cmp[1] = (store_compare){.key = kv->key,
+                             .key_len = kv->key_len,
+                             .target = STORE_CMP_MOD,
+                             .result = STORE_CMP_EQUAL,
+                             .number = kv->mod_revision};
+    store_op op = {.type = STORE_OP_DELETE, .key = kv->key, .key_len = kv->key_len};
+    store_txn txn = {.compares = cmp, .n_compares = ELEMENTSOF(cmp), .success = &op, .n_success = 1};
+    s->refs++;
+    if (store_transaction(s->store, &txn, on_swept, s) < 0)
+        s->refs--;
+}
+
+static void on_sweep_read(store *st, int error, const store_result *r, void *userdata) {
+    struct cluster_sync *s = userdata;
+    if (error < 0 && error != -ECANCELED)
+        log_warning_errno(error, "Failed to read the keys of what no live node has: %m");
+    s->sweeping = false;
+    bool again = s->sweep_again;
+    s->sweep_again = false;
+    /* Decided on what holds now: a node that joined or reloaded meanwhile stops it (and sweeps again). */
+    bool go = error >= 0 && s->amf && amf_deciding(s->amf) && one_description(s);
+    size_t n = 0;
+    for (size_t i = 0; go && i < r->n_kvs; i++)
+        n += unknown(s, &r->kvs[i]);
+    if (n > 0)
+        log_notice("Deleting what the store keeps of service instances and units no live node has (%zu keys)", n);
+    for (size_t i = 0; n > 0 && i < r->n_kvs; i++)
+        if (unknown(s, &r->kvs[i])) {
+            log_debug("Deleting '%.*s': no live node has its service instance, unit or group", (int)r->kvs[i].key_len,
+                      r->kvs[i].key);
+            sweep_key(s, &r->kvs[i]);
+        }
+    if (again && s->amf)
+        cluster_sync__sweep(s);
+    cluster_sync__unref(s);
+}
+
+static void sweep_start(struct cluster_sync *s) {
+    s->sweeping = true;
+    s->refs++;
+    int r = store_range(s->store, s->prefix, on_sweep_read, s);
+    if (r < 0) {
+        s->refs--;
+        s->sweeping = false;
+        log_warning_errno(r, "Failed to read the keys of what no live node has: %m");
+    }
+}
+
+void cluster_sync__sweep(struct cluster_sync *s) {
+    if (!amf_deciding(s->amf) || !one_description(s))
+        return;
+    if (s->sweeping) {
+        s->sweep_again = true;
+        return;
+    }
+    sweep_start(s);
 }

@@ -45,8 +45,10 @@ void cluster_sync__unref(struct cluster_sync *s) {
     free(s->unwritten);
     free(s->cdb_alone);
     hashmap_done(&s->pair_revs, free);
-    for (size_t i = 0; i < s->n_nodes; i++)
+    for (size_t i = 0; i < s->n_nodes; i++) {
         free(s->nodes[i].name);
+        json_decref(s->nodes[i].groups);
+    }
     free(s->nodes);
     free(s->pub);
     free(s->prefix);
@@ -656,11 +658,20 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
             cluster_forward_key(s->forward, kv, j, deleted);
         break;
     case KEY_NODES: {
-        handle_node(s, name, kv->lease, deleted, trusted);
         struct node_info *n = cluster_sync__node_find(s, name, false);
+        bool was = n && n->alive;
+        char before[sizeof(n->digest)];
+        snprintf(before, sizeof(before), "%s", n ? n->digest : "");
+        handle_node(s, name, kv->lease, deleted, trusted);
+        n = cluster_sync__node_find(s, name, false);
         if (n) {
             const char *digest = json_string_value(json_object_get(j, "description"));
             snprintf(n->digest, sizeof(n->digest), "%s", !deleted && digest ? digest : "");
+            if (was != n->alive || !streq(before, n->digest)) /* a node left, came, or reloaded */
+                cluster_sync__sweep(s);
+            json_t *groups = json_object_get(j, "groups");
+            json_decref(n->groups);
+            n->groups = !deleted && json_is_array(groups) ? json_incref(groups) : NULL;
         }
         if (n && !deleted)
             cluster_doom_beat_seen(s, n, kv->mod_revision, j);
@@ -679,7 +690,12 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         handle_cdb_alone(s, name, j, deleted);
         break;
     case KEY_ADMINSTATE: /* the coordinator's: this node decides with it if it takes over */
-        amf_admin_state_restore(s->amf, name, deleted ? NULL : json_string_value(json_object_get(j, "admin")));
+        /* A group removal's lock: this node still has the group (else it finds no such SI), and
+         * assigns it again if it takes over (docs/configuration.md, Reload on several nodes). */
+        amf_admin_state_restore(s->amf, name,
+                                deleted || json_is_true(json_object_get(j, "removal"))
+                                    ? NULL
+                                    : json_string_value(json_object_get(j, "admin")));
         break;
     default:
         handle_pair(s, (enum key_dir)d, rest, len, j, deleted);
@@ -901,6 +917,7 @@ static void take_over(struct cluster_sync *s) {
             }
     s->decided = true;
     amf_set_deciding(s->amf, true);
+    cluster_sync__sweep(s); /* what a coordinator that died in a group's removal left */
 }
 
 void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator) {

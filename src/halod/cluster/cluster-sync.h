@@ -17,6 +17,7 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -64,5 +65,8 @@ int cluster_sync_node(const struct cluster_sync *s, const char *node);
 /* The digest of node's description as its node key published it (docs/store.md); NULL when it holds no
  * lease or published none. */
 const char *cluster_sync_node_digest(const struct cluster_sync *s, const char *node);
+/* The names of node's service groups (a JSON array of strings, borrowed) as its node key published
+ * them; NULL when it holds no lease or published none. */
+json_t *cluster_sync_node_groups(const struct cluster_sync *s, const char *node);
 /* The nodes holding their lease: writes at most max into out, returns how many there are (max 0: counts). */
 size_t cluster_sync_live_nodes(const struct cluster_sync *s, const char **out, size_t max);

@@ -75,6 +75,7 @@ struct cluster {
     struct store_follow *follow; /* the leader key */
     uv_timer_t keepalive, fence, retry;
     char digest[CLUSTER_DIGEST_MAX]; /* of this node's description, published in its node key; "": none */
+    char *groups;                    /* its service groups, a JSON array published beside it; NULL: none */
 };
 
 struct call {
@@ -229,9 +230,9 @@ static char *node_value(const struct cluster *c) {
     char *v = NULL;
     /* "beats": its renewals rewrite this key, so that another node may declare
      * it dead when they stop (a halod that does not say so is left to its lease). */
-    if (asprintf(&v, "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld,\"beats\":true%s%s%s}", c->node,
+    if (asprintf(&v, "{\"node\":\"%s\",\"pid\":%d,\"lease\":\"%lld\",\"ttl\":%lld,\"beats\":true%s%s%s%s%s}", c->node,
                  (int)getpid(), (long long)c->lease, (long long)c->ttl, *c->digest ? ",\"description\":\"" : "",
-                 c->digest, *c->digest ? "\"" : "") < 0)
+                 c->digest, *c->digest ? "\"" : "", c->groups ? ",\"groups\":" : "", c->groups ?: "") < 0)
         return NULL;
     return v;
 }
@@ -578,9 +579,18 @@ static void join(struct cluster *c) {
 
 /* ---- public ---- */
 
-void cluster_set_digest(struct cluster *c, const char *digest) {
+void cluster_set_description(struct cluster *c, const char *digest, const char *groups) {
     snprintf(c->digest, sizeof(c->digest), "%s", digest ?: "");
+    char *g = groups ? strdup(groups) : NULL;
+    if (groups && !g)
+        log_warning("Out of memory: this node's service groups are not published");
+    free(c->groups);
+    c->groups = g;
     send_beat(c); /* now, not at the next renewal: the others see the reload at once */
+}
+
+const char *cluster_digest(const struct cluster *c) {
+    return c->digest;
 }
 
 int cluster_new(const struct cluster_params *p, struct cluster **ret) {
@@ -712,7 +722,8 @@ struct cluster *cluster_free(struct cluster *c) {
     free(c->leader_key);
     free(c->doom_key);
     free(c->leader_name);
-    c->prefix = c->node = c->node_key = c->leader_key = c->doom_key = c->leader_name = NULL;
+    free(c->groups);
+    c->prefix = c->node = c->node_key = c->leader_key = c->doom_key = c->leader_name = c->groups = NULL;
     maybe_free(c);
     return NULL;
 }

@@ -54,9 +54,11 @@ struct cluster_params {
 
 /* A description's digest: 64 hex digits and the NUL. */
 #define CLUSTER_DIGEST_MAX 65
-/* The digest of this node's description (hex; docs/store.md), published in its node key from the
- * next write of it on (sent now when joined). */
-void cluster_set_digest(struct cluster *c, const char *digest);
+/* The digest of this node's description (hex; docs/store.md) and its service groups' names (a JSON
+ * array, or NULL), published in its node key from the next write of it on (sent now when joined). */
+void cluster_set_description(struct cluster *c, const char *digest, const char *groups);
+/* That digest ("": none). */
+const char *cluster_digest(const struct cluster *c);
 
 int cluster_new(const struct cluster_params *p, struct cluster **ret);
 int cluster_start(struct cluster *c);
