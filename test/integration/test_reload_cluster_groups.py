@@ -6,7 +6,7 @@ not have it.  (docs/configuration.md, Reload on several nodes; docs/store.md, Se
 import os
 import signal
 
-from halo_harness import pid_alive, start_nodes, wait_for
+from halo_harness import pid_alive, start_nodes, testcomp_events as events, wait_for
 from test_reload import rewrite
 from test_reload_cluster import MINE, groups, h_keys, reload, roles, texts, two_nodes
 
@@ -22,6 +22,12 @@ def texts3(log):
 def kill9(h):
     h.proc.send_signal(signal.SIGKILL)
     h.proc.wait()
+
+
+def active(log, comp):
+    """Whether comp's last CSI set or remove (its unit's SI is u) made it ACTIVE, as it logged it."""
+    ev = [e for e in events(log, comp) if e[1] in ("CSI_SET", "CSI_REMOVE")]
+    return bool(ev) and ev[-1][1] == "CSI_SET" and ev[-1][3] == "ACTIVE"
 
 
 def leftovers(etcd):
@@ -54,8 +60,10 @@ def test_a_group_removed_by_a_coordinator_that_dies_is_assigned_again(etcd, halo
     for n in rest:
         wait_for(lambda: set(hs[n].wait_assigned("u", timeout=30)) == survivors, timeout=40,
                  what=f"u assigned again to the survivors' units, as {n} sees it")
-    assert not pid_alive(dead_pid)  # the dead node's unit, whatever it held, runs no more: one ACTIVE
-    assert hs[new].si("u")["active"] in survivors
+    assert not pid_alive(dead_pid)  # the dead node's unit, whatever it held, runs no more
+    act = hs[new].si("u")["active"]
+    assert act in survivors and wait_for(lambda: [c for c in survivors if active(log, c)] == [act],
+                                         what="one ACTIVE, as the components see it")
 
     # The others reload too: h gone everywhere, its keys and its SI's lock with it.
     hs[coord].start()

@@ -359,10 +359,22 @@ static void on_sweep_read(store *st, int error, const store_result *r, void *use
     cluster_sync__unref(s);
 }
 
+/* Reads the three directories it deletes from, in one transaction (a snapshot, small: not the event
+ * queues' keys). */
 static void sweep_start(struct cluster_sync *s) {
+    char dirs[3][STORE_KEY_MAX];
+    enum key_dir d[] = {KEY_TARGET, KEY_CONFIRMED, KEY_ADMINSTATE};
+    store_op ops[ELEMENTSOF(d)];
+    for (size_t i = 0; i < ELEMENTSOF(d); i++) {
+        int n = key_dir(dirs[i], s->prefix, d[i]);
+        if (n < 0)
+            return;
+        ops[i] = (store_op){.type = STORE_OP_GET_PREFIX, .key = dirs[i], .key_len = (size_t)n};
+    }
+    store_txn txn = {.success = ops, .n_success = ELEMENTSOF(ops)};
     s->sweeping = true;
     s->refs++;
-    int r = store_range(s->store, s->prefix, on_sweep_read, s);
+    int r = store_transaction(s->store, &txn, on_sweep_read, s);
     if (r < 0) {
         s->refs--;
         s->sweeping = false;

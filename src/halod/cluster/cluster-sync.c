@@ -659,7 +659,6 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         break;
     case KEY_NODES: {
         struct node_info *n = cluster_sync__node_find(s, name, false);
-        bool was = n && n->alive;
         char before[sizeof(n->digest)];
         snprintf(before, sizeof(before), "%s", n ? n->digest : "");
         handle_node(s, name, kv->lease, deleted, trusted);
@@ -667,7 +666,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         if (n) {
             const char *digest = json_string_value(json_object_get(j, "description"));
             snprintf(n->digest, sizeof(n->digest), "%s", !deleted && digest ? digest : "");
-            if (was != n->alive || !streq(before, n->digest)) /* a node left, came, or reloaded */
+            if (!streq(before, n->digest)) /* a node left, joined or reloaded */
                 cluster_sync__sweep(s);
             json_t *groups = json_object_get(j, "groups");
             json_decref(n->groups);
