@@ -113,3 +113,31 @@ def test_a_dead_coordinators_leftovers_of_a_group_removed_are_deleted(etcd, halo
     assert {act, sb} == {"p", "q"} and hs[coord].wait_assigned("u", timeout=30) == (act, sb)
     for h in hs.values():
         assert h.stop() == 0
+
+
+def test_leftovers_stay_while_a_live_node_has_the_group(etcd, halod_factory, tmp_path):
+    """What a dead coordinator left of h (written here as it would be: u's lock, a pair of the other
+    node's unit) is not deleted while the other node has h, though the coordinator has not and
+    reloads meanwhile; it is once the other node reloads without h."""
+    hs, coord, other, without, with_h, log = two_nodes(etcd, halod_factory, tmp_path)
+    rewrite(hs[other], with_h)
+    reload(hs[other], "1 service group added")
+    prefix = next(k for k in etcd.get_prefix("/halo/") if k.endswith(f"/nodes/{other}"))[:-len(f"nodes/{other}")]
+    etcd.put(prefix + "adminstate/si:u", '{"admin":"LOCKED","target":"si:u"}')
+    etcd.put(prefix + f"target/u/{MINE[other]}",
+             f'{{"gen":1,"lease":1,"node":"{other}","seen":0,"si":"u","state":"REMOVED","su":"{MINE[other]}"}}')
+
+    changed = without.replace("port: 7700", "port: 7701")
+    rewrite(hs[coord], changed)  # its digest changes: it looks again, and the other node still has h
+    reload(hs[coord], "attributes of 1 CSI changed")
+    digest = hs[coord].status()["description"]["digest"]
+    wait_for(lambda: {n["name"]: n.get("description") for n in hs[other].status()["nodes"]}[coord] == digest,
+             what="the coordinator's new digest published")
+    assert {prefix + "adminstate/si:u", prefix + f"target/u/{MINE[other]}"} <= set(leftovers(etcd))
+    assert "no live node has" not in hs[coord].logtext()
+
+    rewrite(hs[other], changed)
+    reload(hs[other], "1 service group removed, attributes of 1 CSI changed")
+    wait_for(lambda: not leftovers(etcd), timeout=30, what="h's keys deleted once no live node has h")
+    for h in hs.values():
+        assert h.stop() == 0
