@@ -1389,3 +1389,36 @@ TEST(cluster_sync_deletes_the_keys_of_a_group_removed_by_a_reload) {
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
     stop_reloaded(&f, NULL, cfg);
 }
+
+/*
+ * The lock a group's removal puts on its SIs says so in the store ("removal"), so that a node that
+ * still has the group assigns the SI again if the coordinator dies in the removal; an SI an operator
+ * had locked before keeps a plain lock: the next coordinator must not unlock it.
+ */
+static void removal_lock_record(bool operator_locked, char *out, size_t size) {
+    struct fixture f = {0};
+    struct config *cfg = coordinator_adds_h_held_by_d(&f);
+    struct amf_persist *p;
+    ASSERT_OK(amf_persist_new(&f.loop, f.amf, f.store, f.prefix, false, &p));
+    if (operator_locked) {
+        ASSERT(amf_run_op(f.amf, AMF_OP_LOCK, "si:hsi", NULL) >= 0);
+        run_for(&f, 50);
+    }
+    ASSERT_OK(amf_sg_remove(f.amf, "h"));
+    run_for(&f, 50);
+    struct got g;
+    snprintf(out, size, "%s", pair(&f, KEY_ADMINSTATE, "si:hsi", NULL, &g));
+    p = amf_persist_free(p);
+    run_for(&f, 10);
+    stop_reloaded(&f, NULL, cfg);
+}
+
+TEST(cluster_sync_marks_the_lock_of_a_group_removal_and_not_an_operators) {
+    char v[512];
+    removal_lock_record(false, v, sizeof(v));
+    if (!strstr(v, "\"admin\":\"LOCKED\"") || !strstr(v, "\"removal\":true"))
+        CHECK_FAIL("hsi's lock by h's removal: '%s'", v);
+    removal_lock_record(true, v, sizeof(v));
+    if (!strstr(v, "\"admin\":\"LOCKED\"") || strstr(v, "removal"))
+        CHECK_FAIL("hsi locked by an operator, then h removed: '%s'", v);
+}

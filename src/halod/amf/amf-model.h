@@ -211,6 +211,7 @@ struct si {
     usec_t unassigned_since;
     struct su *fencing; /* the failed former ACTIVE: promote only once its processes are gone */
     enum si_admin admin;
+    bool removal_lock; /* its lock is its group's removal's, not an operator's (amf-persist.c) */
     /* A reload removed it from the description (amf_si_remove()): no lookup, operation, status or
      * metric finds it; the model takes it from its units as a lock does (ACTIVE QUIESCED, then
      * removed), then it holds nothing for good.  Kept, unused, until halod exits (pointers). */
@@ -236,7 +237,6 @@ struct sg {
      * object of the cluster's any more (no lookup, operation or status finds it); kept, unused,
      * until halod exits, as the other layers may still point into it. */
     bool removed;
-    bool removing; /* a reload is removing it: the locks of its SIs are the removal's (amf-persist.c) */
 };
 
 /* The SI's (first) assignment whose target is state, or NULL. */

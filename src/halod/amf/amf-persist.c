@@ -108,7 +108,7 @@ static json_t *admin_state_record(const struct amf_persist *p, const struct reco
         admin = si_admin_to_string(si->admin);
         /* A lock that a group's removal made is no operator's: a node that still has the group (a
          * coordinator that died in the removal) assigns the SI again (docs/store.md). */
-        if (si->sg->removing && si->admin != SI_UNLOCKED)
+        if (si->removal_lock && si->admin != SI_UNLOCKED)
             return json_pack("{s:s, s:s, s:b}", "target", buf, "admin", admin, "removal", true);
     } else if (rec->kind == 'g') {
         const struct sg *sg = rec->object;

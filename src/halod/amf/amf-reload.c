@@ -250,7 +250,10 @@ static void removal_step(struct removal *rm, int error) {
         }
         int r;
         if (!rm->locked && rm->si_next < rm->sg->n_sis && rm->amf->placement->distributed && rm->amf->deciding) {
-            snprintf(rm->target, sizeof(rm->target), "si:%s", rm->sg->sis[rm->si_next++].name);
+            struct si *si = &rm->sg->sis[rm->si_next++];
+            /* An SI an operator locked before stays the operator's lock. */
+            si->removal_lock = si->admin == SI_UNLOCKED;
+            snprintf(rm->target, sizeof(rm->target), "si:%s", si->name);
             r = amf_run_op(rm->amf, AMF_OP_LOCK, rm->target, &rm->w);
         } else if (!rm->locked) {
             rm->locked = true;
@@ -279,7 +282,6 @@ int amf_sg_remove(struct amf *a, const char *name) {
     if (!rm)
         return -ENOMEM;
     *rm = (struct removal){.w.done = removal_done, .amf = a, .sg = sg, .op = AMF_OP_LOCK};
-    sg->removing = true;
     log_info("Service group '%s' is no longer in the description: locking it, then stopping its processes%s", name,
              a->placement->distributed ? " (those of this node)" : "");
     removal_step(rm, 0);
