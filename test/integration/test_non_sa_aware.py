@@ -410,7 +410,8 @@ service-groups:
       args: ["600"]
       user: nobody
       workdir: /
-      monitor: {{period: 100ms, command: [/bin/sh, -c, "id -u > {out}/monitor-uid; id -G > {out}/monitor-groups"]}}
+      # Each run rewrites the files: written aside and renamed, a read never finds one empty.
+      monitor: {{period: 100ms, command: [/bin/sh, -c, "id -u > {out}/u; id -G > {out}/g; mv {out}/u {out}/monitor-uid; mv {out}/g {out}/monitor-groups"]}}
     service-units: {{a: {{}}, b: {{}}}}
     service-instances: {{si: {{csis: {{c: {{}}}}}}}}
 """).start()
