@@ -7,7 +7,10 @@
  * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (on several nodes
  * too: cluster_sync_reload_begin()), an SI added to or removed from a running group (amf_si_add(),
  * amf_si_remove()), a unit added to or removed from a running group (amf_su_add(), amf_su_remove();
- * one node), a component's settings (a restart in place) or an SA-aware component added (one node).
+ * one node), a component's settings (a restart in place; also through defaults or a template, as
+ * the descriptions resolve them: template_refusal()), an SA-aware or non-SA-aware component added
+ * (with the CSIs the same reload adds: their CSI sets come after the adds) or a component removed
+ * (with the CSIs it takes: their CSI removes come before its stop, comp_remove_refusal()), one node.
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>

@@ -799,9 +799,8 @@ def test_a_component_removed_from_a_running_unit_stops_alone(halod_factory, tmp_
     both = comps_yaml(log, unit_lines("@1: {}, @2: {csi-types: [side]}"), "s: {csis: {c: {type: main}, d: {type: side}}}")
     h = halod_factory(both, log_level="info").start()
     placement = h.wait_assigned("s")
-    wait_for(lambda: h.pid_of("c/c2") and h.comp("c/c2")["presence"] == "INSTANTIATED", what="the spare running")
-    spare = ({"a", "b", "c"} - set(placement)).pop()
-    assert spare == "c"
+    wait_for(lambda: all(h.comp(f"{u}/{u}2")["presence"] == "INSTANTIATED" for u in "abc"), what="all running")
+    spare = ({"a", "b", "c"} - set(placement)).pop()  # c, unless it registered before b
     firsts = {u: h.pid_of(f"{u}/{u}1") for u in "abc"}
     seconds = {u: h.pid_of(f"{u}/{u}2") for u in "abc"}
     n = {c: len(events(log, c)) for c in ("a/a1", "b/b1", "c/c1")}
@@ -823,7 +822,7 @@ def test_a_component_removed_from_a_running_unit_stops_alone(halod_factory, tmp_
     wait_for(lambda: [c["name"] for c in h.su("a")["components"]] == ["a/a1"], what="a/a2 gone from status")
     for u in placement:
         assert [e[1:3] for e in events(log, f"{u}/{u}2")[m[u]:]] == [["CSI_REMOVE", "d"], ["TERMINATE"]]
-    assert [e[1:2] for e in events(log, "c/c2")[m["c"]:]] == [["TERMINATE"]]
+    assert [e[1:2] for e in events(log, f"{spare}/{spare}2")[m[spare]:]] == [["TERMINATE"]]
     assert all([c["name"] for c in h.su(u)["components"]] == [f"{u}/{u}1"] for u in "abc")
     assert h.wait_assigned("s") == placement and h.si("s")["csis"] == ["c"]
     assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
@@ -850,6 +849,7 @@ def test_components_added_with_their_csis_take_them_with_their_units_roles(halod
     nsa = "{type: non-sa-aware, command: /bin/sleep, args: ['1000'], csi-types: [side]}"
     h = halod_factory(comps_yaml(log, unit_lines("@1: {}"), "s: {csis: {c: {type: main}}}"), log_level="info").start()
     active, standby = h.wait_assigned("s")
+    spare = ({"a", "b", "c"} - {active, standby}).pop()
     firsts = {u: h.pid_of(f"{u}/{u}1") for u in "abc"}
     n = {u: len(events(log, f"{u}/{u}1")) for u in "abc"}
 
@@ -858,7 +858,7 @@ def test_components_added_with_their_csis_take_them_with_their_units_roles(halod
     # The STANDBY's CSI set too, which halod answers at once (nothing runs there).
     assert "applied: 3 components added, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
     wait_for(lambda: h.pid_of(f"{active}/{active}n"), what="the ACTIVE's non-SA-aware component running")
-    assert not h.pid_of(f"{standby}/{standby}n") and not h.pid_of("c/cn")
+    assert not h.pid_of(f"{standby}/{standby}n") and not h.pid_of(f"{spare}/{spare}n")
     assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c", "d"]
     assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
     assert {u: len(events(log, f"{u}/{u}1")) for u in "abc"} == n
@@ -878,9 +878,25 @@ def test_components_added_with_their_csis_take_them_with_their_units_roles(halod
     for u, role in ((active, "ACTIVE"), (standby, "STANDBY")):
         wait_for(lambda: any(e[1:3] == ["CSI_SET", "e"] for e in events(log, f"{u}/{u}z")), what=f"{u}/{u}z's CSI set")
         assert [e[1:4] for e in events(log, f"{u}/{u}z") if e[1] == "CSI_SET"] == [["CSI_SET", "e", role]]
-    wait_for(lambda: h.comp("c/cz")["presence"] == "INSTANTIATED", what="the spare's new component registered")
-    assert not any(e[1] == "CSI_SET" for e in events(log, "c/cz"))
+    wait_for(lambda: h.comp(f"{spare}/{spare}z")["presence"] == "INSTANTIATED", what="the spare's new component")
+    assert not any(e[1] == "CSI_SET" for e in events(log, f"{spare}/{spare}z"))
     assert h.wait_assigned("s") == (active, standby)
+    assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
+    assert {u: len(events(log, f"{u}/{u}1")) for u in "abc"} == n
+
+    # The non-SA-aware ones removed with their CSI: the ACTIVE's process stops (its CSI remove), the
+    # roles stay, and nobody else is told.
+    nsa_pid = h.pid_of(f"{active}/{active}n")
+    zs = {u: (h.pid_of(f"{u}/{u}z"), len(events(log, f"{u}/{u}z"))) for u in "abc"}
+    rewrite(h, comps_yaml(log, unit_lines(f"@1: {{}}, @z: {sa}"),
+                          "s: {csis: {c: {type: main}, e: {type: third, attributes: {k: v}}}}"))
+    r = h.ctl("reload")
+    assert "applied: 3 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: gone(nsa_pid), what="the ACTIVE's non-SA-aware process stopped")
+    wait_for(lambda: all([c["name"] for c in h.su(u)["components"]] == [f"{u}/{u}1", f"{u}/{u}z"] for u in "abc"),
+             what="the non-SA-aware components gone from status")
+    assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c", "e"]
+    assert {u: (h.pid_of(f"{u}/{u}z"), len(events(log, f"{u}/{u}z"))) for u in "abc"} == zs
     assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
     assert {u: len(events(log, f"{u}/{u}1")) for u in "abc"} == n
     assert h.stop() == 0
