@@ -772,12 +772,12 @@ service-groups:
     assert h.stop() == 0
 
 
-def comps_yaml(log, units, sis):
-    """A 2N group g of units a, b, c (their components given, c a spare: no role) and SIs sis."""
+def comps_yaml(log, units, sis, modes=""):
+    """A 2N group g of units a, b, c (their components given; one is a spare: no role) and SIs sis."""
     return f"""
 service-groups:
   g:
-    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}"}}, csi-types: [main]}}
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "{modes}"}}, csi-types: [main]}}
     service-units:
 {units}    service-instances: {{{sis}}}
 """
@@ -931,3 +931,35 @@ def test_a_defaults_change_restarts_the_components_whose_resolved_settings_diffe
     assert all("MODE=two" in environ(h.pid_of(c)) for c in ("a", "b", "y"))
     assert h.pid_of("x") == before["x"]  # its unit's template keeps MODE=one
     assert h.wait_assigned("s") == placement
+
+
+def test_a_component_of_a_unit_changing_its_roles_is_removed_once_it_settled(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    units = unit_lines("@1: {}, @3: {csi-types: [none]}")
+    h = halod_factory(comps_yaml(log, units, "s: {csis: {c: {type: main}}}", "quiesce-hold"),
+                      log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    os.makedirs(f"{log}.{active}")
+    hold = f"{log}.{active}/{active}1.quiesce-hold"  # the component's name has its unit's and a '/'
+    open(hold, "w").close()
+    ctl = subprocess.Popen([HALOCTL, "-s", h.socket, "switchover", "s"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: csi_sets(log, f"{active}/{active}1")[-1][3] == "QUIESCING", what="the ACTIVE told QUIESCING")
+    third = h.pid_of(f"{active}/{active}3")
+    line = f"      {active}: {{components: {{{active}1: {{}}, {active}3: {{csi-types: [none]}}}}}}\n"
+    assert line in units
+    rewrite(h, comps_yaml(log, units.replace(line, f"      {active}: {{components: {{{active}1: {{}}}}}}\n"),
+                          "s: {csis: {c: {type: main}}}", "quiesce-hold"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and f"'service-groups.g.service-units.{active}.components.{active}3' removed" in r.stderr \
+        and "it or its unit is starting, stopping, failing, restarting or changing its roles; reload again later" \
+        in r.stderr, r.stderr
+    assert h.pid_of(f"{active}/{active}3") == third
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert h.wait_assigned("s") == (standby, active)
+    assert "applied: 1 component removed" in h.ctl("reload").stdout
+    wait_for(lambda: gone(third), what="the component stopped")
+    wait_for(lambda: [c["name"] for c in h.su(active)["components"]] == [f"{active}/{active}1"], what="it is gone")
+    assert h.wait_assigned("s") == (standby, active)
