@@ -963,3 +963,38 @@ def test_a_component_of_a_unit_changing_its_roles_is_removed_once_it_settled(hal
     wait_for(lambda: gone(third), what="the component stopped")
     wait_for(lambda: [c["name"] for c in h.su(active)["components"]] == [f"{active}/{active}1"], what="it is gone")
     assert h.wait_assigned("s") == (standby, active)
+
+
+def test_an_ocf_component_removed_with_its_csi_is_stopped_by_its_agent(halod_factory, tmp_path):
+    """Its CSI remove stops it (the agent's stop action); the unit stays ACTIVE, its other component runs on."""
+    if not os.access("/usr/lib/ocf/resource.d/heartbeat/Dummy", os.X_OK):
+        import pytest
+        pytest.skip("Debian's resource-agents package is not installed (tools/install-deps)")
+    log = str(tmp_path / "comp.log")
+
+    def text(with_r):
+        m = f"m: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: [main]}}"
+        units = "".join(f"      {u}: {{components: {{{m}" + (
+            f", r: {{type: ocf, agent: ocf:heartbeat:Dummy, params: {{state: {tmp_path}/{u}.state}}, "
+            "csi-types: [res]}" if with_r else "") + "}}\n" for u in "ab")
+        csis = "c: {type: main}" + (", d: {type: res}" if with_r else "")
+        return f"""
+service-groups:
+  g:
+    service-units:
+{units}    service-instances: {{s: {{csis: {{{csis}}}}}}}
+"""
+    h = halod_factory(text(True), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    wait_for(lambda: os.path.exists(tmp_path / f"{active}.state"), what="the ACTIVE's resource started")
+    ms = {u: h.pid_of(f"{u}/m") for u in (active, standby)}
+    n = {u: len(events(log, f"{u}/m")) for u in (active, standby)}
+    rewrite(h, text(False))
+    r = h.ctl("reload")
+    assert "applied: 2 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: not os.path.exists(tmp_path / f"{active}.state"), what="its agent's stop")
+    wait_for(lambda: all([c["name"] for c in h.su(u)["components"]] == [f"{u}/m"] for u in "ab"), what="r gone")
+    assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c"]
+    assert {u: h.pid_of(f"{u}/m") for u in (active, standby)} == ms
+    assert {u: len(events(log, f"{u}/m")) for u in (active, standby)} == n
+    assert "Running the OCF stop action of component" in h.logtext() and h.stop() == 0
