@@ -972,12 +972,14 @@ def test_an_ocf_component_removed_with_its_csi_is_stopped_by_its_agent(halod_fac
         pytest.skip("Debian's resource-agents package is not installed (tools/install-deps)")
     log = str(tmp_path / "comp.log")
 
-    def text(with_r):
+    def text(with_r, with_r2=False):
         m = f"m: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: [main]}}"
         units = "".join(f"      {u}: {{components: {{{m}" + (
             f", r: {{type: ocf, agent: ocf:heartbeat:Dummy, params: {{state: {tmp_path}/{u}.state}}, "
-            "csi-types: [res]}" if with_r else "") + "}}\n" for u in "ab")
-        csis = "c: {type: main}" + (", d: {type: res}" if with_r else "")
+            "csi-types: [res]}" if with_r else "") + (
+            f", r2: {{type: ocf, agent: ocf:heartbeat:Dummy, params: {{state: {tmp_path}/{u}2.state}}, "
+            "csi-types: [res2]}" if with_r2 else "") + "}}\n" for u in "ab")
+        csis = "c: {type: main}" + (", d: {type: res}" if with_r else "") + (", e: {type: res2}" if with_r2 else "")
         return f"""
 service-groups:
   g:
@@ -989,6 +991,11 @@ service-groups:
     wait_for(lambda: os.path.exists(tmp_path / f"{active}.state"), what="the ACTIVE's resource started")
     ms = {u: h.pid_of(f"{u}/m") for u in (active, standby)}
     n = {u: len(events(log, f"{u}/m")) for u in (active, standby)}
+    # Another OCF one added: refused (its agent's meta-data and probe would take its unit out of service).
+    rewrite(h, text(True, with_r2=True))  # with the CSI it takes
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.r2' added: only an SA-aware or " \
+        "non-SA-aware component is added live" in r.stderr, r.stderr
     rewrite(h, text(False))
     r = h.ctl("reload")
     assert "applied: 2 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
