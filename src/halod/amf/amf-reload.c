@@ -95,12 +95,12 @@ static bool lists(const struct config_su *nsu, const char *comp) {
 static bool taken_by_nsa(struct si *si, const struct config_csi *csi, const struct config_sg *ncg, bool added) {
     for (size_t u = 0; u < si->sg->n_sus; u++) {
         struct su *su = &si->sg->sus[u];
-        const struct config_su *nsu = su->removed ? NULL : new_su(ncg, su->name);
-        if (!nsu)
-            continue; /* its unit leaves (refused with it, manager-reload.c) */
-        if (!added) {
+        if (su->removed)
+            continue;
+        const struct config_su *nsu = new_su(ncg, su->name);
+        if (!added || !nsu) { /* a unit the same reload removes: as the running description says */
             struct comp *c = amf_csi_comp(su, csi);
-            if (c && !amf_comp_sa_aware(c) && lists(nsu, c->name))
+            if (c && !amf_comp_sa_aware(c) && (!nsu || lists(nsu, c->name)))
                 return true;
             continue;
         }
