@@ -63,6 +63,17 @@ static bool path_is_comp_setting(const char *const *path, size_t depth) {
     return false;
 }
 
+/* Whether path (depth segments) is under defaults, or is a group's or unit's component template or
+ * under one (service-groups.SG.component..., service-groups.SG.service-units.SU.component...). */
+static bool path_is_template(const char *const *path, size_t depth) {
+    if (depth >= 1 && streq(path[0], "defaults"))
+        return true;
+    if (depth < 3 || !streq(path[0], "service-groups"))
+        return false;
+    return streq(path[2], "component") ||
+           (depth >= 5 && streq(path[2], "service-units") && streq(path[4], "component"));
+}
+
 static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t *at) {
     struct config_diff *d = w->d;
     if (w->error < 0)
@@ -115,6 +126,8 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
         c->component_setting = true;
         if (!(c->sg = strdup(w->path[1])))
             w->error = -ENOMEM;
+    } else if (path_is_template(w->path, w->depth)) {
+        c->template = true;
     } else if (path_is_csi_attributes(w->path, w->depth) ||
                (w->depth == 6 && path_is_csi(w->path) && kind != CONFIG_CHANGE_CHANGED)) {
         c->csi_attributes = w->depth > 6;
@@ -281,4 +294,68 @@ struct config_diff *config_diff_free(struct config_diff *d) {
 
 const char *config_change_kind_to_string(enum config_change_kind k) {
     return k == CONFIG_CHANGE_ADDED ? "added" : k == CONFIG_CHANGE_REMOVED ? "removed" : "changed";
+}
+
+static bool str_same(const char *a, const char *b) {
+    return a == b || (a && b && streq(a, b));
+}
+
+static bool strv_same(char *const *a, size_t na, char *const *b, size_t nb) {
+    if (na != nb || (a == NULL) != (b == NULL))
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!str_same(a[i], b[i]))
+            return false;
+    return true;
+}
+
+static bool kv_same(const struct config_kv *a, size_t na, const struct config_kv *b, size_t nb) {
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!str_same(a[i].name, b[i].name) || !str_same(a[i].value, b[i].value))
+            return false;
+    return true;
+}
+
+/* The settings a restart in place applies. */
+static bool restart_settings_same(const struct config_component *a, const struct config_component *b) {
+    const struct config_timeouts *x = &a->timeouts, *y = &b->timeouts;
+    return str_same(a->command, b->command) && strv_same(a->args, a->n_args, b->args, b->n_args) &&
+           kv_same(a->env, a->n_env, b->env, b->n_env) && str_same(a->workdir, b->workdir) && a->output == b->output &&
+           str_same(a->output_file, b->output_file) && x->instantiate == y->instantiate && x->csi_set == y->csi_set &&
+           x->csi_remove == y->csi_remove && x->quiescing == y->quiescing && x->terminate == y->terminate;
+}
+
+static bool ids_same(const struct config_ids *a, const struct config_ids *b) {
+    if (a->set_uid != b->set_uid || a->set_gid != b->set_gid || a->uid != b->uid || a->gid != b->gid ||
+        a->n_groups != b->n_groups)
+        return false;
+    for (size_t i = 0; i < a->n_groups; i++)
+        if (a->groups[i] != b->groups[i])
+            return false;
+    return true;
+}
+
+bool config_component_same(const struct config_component *a, const struct config_component *b, bool restart_settings) {
+    const struct config_healthcheck *ha = &a->healthcheck, *hb = &b->healthcheck;
+    const struct config_restart *ra = &a->restart, *rb = &b->restart;
+    const struct config_monitor *ma = &a->monitor, *mb = &b->monitor;
+    if (restart_settings && !restart_settings_same(a, b))
+        return false;
+    /* An OCF agent's advertised timeouts apply where none is given. */
+    bool given = a->type != CONFIG_COMP_OCF ||
+                 (a->instantiate_given == b->instantiate_given && a->terminate_given == b->terminate_given);
+    return given && a->type == b->type && strv_same(a->csi_types, a->n_csi_types, b->csi_types, b->n_csi_types) &&
+           strv_same(a->services, a->n_services, b->services, b->n_services) &&
+           strv_same(a->devices, a->n_devices, b->devices, b->n_devices) && ha->period == hb->period &&
+           ha->timeout == hb->timeout && ra->max == rb->max && ra->window == rb->window && ra->delay == rb->delay &&
+           ra->delay_max == rb->delay_max && ra->stable == rb->stable &&
+           strv_same(a->terminate, a->n_terminate, b->terminate, b->n_terminate) &&
+           strv_same(a->cleanup, a->n_cleanup, b->cleanup, b->n_cleanup) && str_same(a->pidfile, b->pidfile) &&
+           a->recovery == b->recovery && strv_same(a->hc_keys, a->n_hc_keys, b->hc_keys, b->n_hc_keys) &&
+           strv_same(ma->command, ma->n_command, mb->command, mb->n_command) && ma->period == mb->period &&
+           ma->timeout == mb->timeout && ma->given == mb->given && ids_same(&a->ids, &b->ids) &&
+           str_same(a->ocf_provider, b->ocf_provider) && str_same(a->ocf_type, b->ocf_type) &&
+           kv_same(a->ocf_params, a->n_ocf_params, b->ocf_params, b->n_ocf_params) && str_same(a->proxy, b->proxy);
 }

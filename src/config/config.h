@@ -335,6 +335,10 @@ struct config_change {
     /* A component added to or removed from a unit of both (service-groups.SG.service-units.SU.components.C):
      * sg, su, comp ("SU/C", its name). */
     bool whole_comp;
+    /* Any other key under defaults or a group's or unit's component template, or such a template
+     * added or removed: what it changes shows only in the components' resolved settings
+     * (config_component_same()).  No name is set. */
+    bool template;
     char *sg, *si, *csi, *su, *comp;
 };
 
@@ -354,3 +358,7 @@ struct config_diff {
  */
 int config_diff(const struct config *old, const struct config *new, struct config_diff **ret);
 struct config_diff *config_diff_free(struct config_diff *d); /* accepts NULL; returns NULL */
+/* Whether a and b (one component as two descriptions resolve it) have the same settings, but for
+ * those a restart in place applies (command, args, env, workdir, stdout, timeouts); those too with
+ * restart_settings. */
+bool config_component_same(const struct config_component *a, const struct config_component *b, bool restart_settings);

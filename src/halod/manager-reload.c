@@ -7,7 +7,10 @@
  * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (on several nodes
  * too: cluster_sync_reload_begin()), an SI added to or removed from a running group (amf_si_add(),
  * amf_si_remove()), a unit added to or removed from a running group (amf_su_add(), amf_su_remove();
- * one node), a component's settings (a restart in place) or an SA-aware component added (one node).
+ * one node), a component's settings (a restart in place; also through defaults or a template, as
+ * the descriptions resolve them: template_refusal()), an SA-aware or non-SA-aware component added
+ * (with the CSIs the same reload adds: their CSI sets come after the adds) or a component removed
+ * (with the CSIs it takes: their CSI removes come before its stop, comp_remove_refusal()), one node.
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -101,11 +104,13 @@ static const char *refusal(struct manager *m, const struct config *new, const st
     }
     if (ch->whole_csi) {
         const struct config_si *si = find_si(new, ch->sg, ch->si);
-        int r = si ? amf_si_csis_check(m->amf, ch->si, si) : -HALO_EUNKNOWN;
-        return r == -EBUSY        ? "its service instance is changing its assignments; reload again later"
-               : r == -EOPNOTSUPP ? "its component is not SA-aware: cannot be applied live (restart halod to apply it)"
-               : r < 0            ? "its service instance is not found"
-                                  : NULL;
+        int r = si ? amf_si_csis_check(m->amf, ch->si, si, find_sg(new, ch->sg)) : -HALO_EUNKNOWN;
+        return r == -EBUSY ? "its service instance is changing its assignments; reload again later"
+               : r == -EOPNOTSUPP
+                   ? "its component is not SA-aware: cannot be applied live unless the same reload adds or removes "
+                     "that component (restart halod to apply it)"
+               : r < 0 ? "its service instance is not found"
+                       : NULL;
     }
     if (!ch->csi_attributes)
         return "cannot be applied live (restart halod to apply it)";
@@ -185,13 +190,46 @@ static const char *comp_refusal(struct manager *m, const struct config *new, con
                                  : NULL;
 }
 
+/* Whether o changes the SIs, units or components' settings of ch's group (a template: any group's). */
+static bool same_group_change(const struct config_change *o, const struct config_change *ch) {
+    return o->template || ((o->whole_si || o->whole_su || o->component_setting) && streq(o->sg, ch->sg));
+}
+
+/* Why the component removed from a running unit by d's change at (ch->whole_comp) cannot be removed
+ * now, or NULL.  Each CSI it takes must leave by the same reload (its CSI remove goes first). */
+static const char *comp_remove_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
+                                       size_t at) {
+    const struct config_change *ch = &d->changes[at];
+    const struct config_sg *sg = find_sg(new, ch->sg);
+    const struct config_su *su = find_su(new, ch->sg, ch->su);
+    if (m->cluster)
+        return "a component is removed from a running unit live on one node only (restart halod to apply it)";
+    if (!sg || !su || sg->cdb_roles)
+        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+    for (size_t j = 0; j < d->n_changes; j++) {
+        const struct config_change *o = &d->changes[j];
+        if (same_group_change(o, ch) || (o->whole_comp && o->kind == CONFIG_CHANGE_ADDED && streq(o->su, ch->su)))
+            return "its group's SIs, units or components' settings change in the same reload, or a component is "
+                   "added to its unit: remove it in a reload of its own";
+    }
+    int r = amf_comp_remove_check(m->amf, sg, su, ch->comp);
+    return r == -EXDEV         ? "it takes a CSI of its group's SIs that stays, or its going would move one to another "
+                                 "component: its unit could no longer take its SIs (remove its CSIs in the same reload)"
+           : r == -EOPNOTSUPP  ? "a proxied component or a proxy is not removed live (restart halod to apply it)"
+           : r == -HALO_EEXIST ? "its removal is under way"
+           : r == -EBUSY ? "it or its unit is starting, stopping, failing, restarting or changing its roles; reload "
+                           "again later"
+           : r < 0       ? "its service unit is not found"
+                         : NULL;
+}
+
 /* Why the component added to a running unit by d's change at (ch->whole_comp) cannot be applied now, or NULL. */
 static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
                                     size_t at) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     if (ch->kind == CONFIG_CHANGE_REMOVED)
-        return "a component is not removed from a running unit live (restart halod to apply it)";
+        return comp_remove_refusal(m, new, d, at);
     if (m->cluster)
         return "a component is added to a unit live on one node only (restart halod to apply it)";
     if (!sg || sg->cdb_roles)
@@ -201,15 +239,17 @@ static const char *comp_add_refusal(struct manager *m, const struct config *new,
     for (size_t j = 0; j < d->n_changes; j++) {
         const struct config_change *o = &d->changes[j];
         before += j < at && o->whole_comp && o->kind == CONFIG_CHANGE_ADDED && streq(o->su, ch->su);
-        other = other || ((o->whole_si || o->whole_su || o->component_setting) && streq(o->sg, ch->sg));
+        other = other || same_group_change(o, ch) ||
+                (o->whole_comp && o->kind == CONFIG_CHANGE_REMOVED && streq(o->su, ch->su));
     }
     if (other)
-        return "its group's SIs, units or components' settings change in the same reload: add it in a reload of its "
-               "own";
+        return "its group's SIs, units or components' settings change in the same reload, or a component of its unit "
+               "is removed: add it in a reload of its own";
     int r = amf_comp_add_check(m->amf, find_su(new, ch->sg, ch->su), ch->comp, before);
     return r == -ENOSPC        ? "more components added to its unit since halod started than it has room for (restart "
                                  "halod)"
-           : r == -EOPNOTSUPP  ? "only an SA-aware component is added live (restart halod to apply it)"
+           : r == -EOPNOTSUPP  ? "only an SA-aware or non-SA-aware component is added live (an OCF one's probe would "
+                                 "take its unit out of service; restart halod to apply it)"
            : r == -HALO_EEXIST ? "a running component has its name: add it in a later reload"
            : r == -EXDEV       ? "it would take a CSI of its group's SIs from another component (restart halod to "
                                  "apply it)"
@@ -218,18 +258,75 @@ static const char *comp_add_refusal(struct manager *m, const struct config *new,
                                : NULL;
 }
 
+/* The first component that both descriptions' group og/ng have (in a unit of both) and that
+ * differs by more than the settings a restart applies (restart_settings: by those too), or NULL. */
+static const struct config_component *comp_differing(const struct config_sg *og, const struct config_sg *ng,
+                                                     bool restart_settings) {
+    for (size_t u = 0; u < og->n_sus; u++) {
+        const struct config_su *nu = NULL;
+        for (size_t v = 0; v < ng->n_sus; v++)
+            nu = nu ?: (streq(ng->sus[v].name, og->sus[u].name) ? &ng->sus[v] : NULL);
+        for (size_t i = 0; nu && i < og->sus[u].n_components; i++)
+            for (size_t k = 0; k < nu->n_components; k++)
+                if (streq(nu->components[k].name, og->sus[u].components[i].name) &&
+                    !config_component_same(&og->sus[u].components[i], &nu->components[k], restart_settings))
+                    return &nu->components[k];
+    }
+    return NULL;
+}
+
+/* Why the changes under defaults or the component templates (ch->template) cannot be applied now,
+ * or NULL; told once, at the first of them.  Compared as the descriptions resolve every component
+ * of a group both have: applied when only the settings a restart applies differ, as a change of
+ * those is (comp_refusal(), apply_comps()).  The reason may be written into buf. */
+static const char *template_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
+                                    const struct config_change *ch, char *buf, size_t size) {
+    if (ch != &d->changes[0])
+        for (const struct config_change *o = d->changes; o < ch; o++)
+            if (o->template)
+                return NULL;
+    if (m->cluster)
+        return "a template's or the defaults' change applies live on one node only (restart halod to apply it)";
+    for (size_t g = 0; g < m->config->n_sgs; g++) {
+        const struct config_sg *og = &m->config->sgs[g], *ng = find_sg(new, og->name);
+        const struct config_component *c = ng ? comp_differing(og, ng, false) : NULL;
+        if (c) {
+            snprintf(buf, size,
+                     "it changes settings of component '%s' other than command, args, env, workdir, stdout and "
+                     "timeouts: cannot be applied live (restart halod to apply it)",
+                     c->name);
+            return buf;
+        }
+        if (!ng || !comp_differing(og, ng, true))
+            continue;
+        const struct config_change same = {.component_setting = true, .sg = ng->name};
+        const char *why = comp_refusal(m, new, d, &same);
+        for (size_t j = 0; !why && j < d->n_changes; j++)
+            if (d->changes[j].whole_comp && streq(d->changes[j].sg, ng->name))
+                why = "a component is added to or removed from a unit of a group it changes: change it in a reload "
+                      "of its own";
+        if (why) {
+            snprintf(buf, size, "group '%s': %s", ng->name, why);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool adds = ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
+        char buf[512];
         added += adds;
         const char *why = adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
                           : ch->component_setting        ? comp_refusal(m, new, d, ch)
                           : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
+                          : ch->template                 ? template_refusal(m, new, d, ch, buf, sizeof(buf))
                                                          : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
@@ -299,20 +396,30 @@ static void apply_members(struct manager *m, const struct config_diff *d) {
         }
 }
 
-/* The components whose settings changed take them, once per group: the count restarted in place. */
-static size_t apply_comps(struct manager *m, const struct config_diff *d) {
+static size_t apply_comps_of(struct manager *m, const char *sg) {
+    int r = amf_comps_reload(m->amf, find_sg(m->config, sg));
+    if (r < 0)
+        log_warning_errno(r, "Service group '%s': cannot apply its components' new settings: %m", sg);
+    return r > 0 ? (size_t)r : 0;
+}
+
+/* The components whose settings changed take them, once per group (a template's change: each group
+ * of both descriptions, old): the count restarted in place. */
+static size_t apply_comps(struct manager *m, const struct config *old, const struct config_diff *d) {
     size_t restarted = 0;
-    for (size_t i = 0; i < d->n_changes; i++) {
+    bool templates = false;
+    for (size_t i = 0; i < d->n_changes; i++)
+        templates = templates || d->changes[i].template;
+    for (size_t g = 0; templates && g < old->n_sgs; g++)
+        if (find_sg(m->config, old->sgs[g].name))
+            restarted += apply_comps_of(m, old->sgs[g].name);
+    for (size_t i = 0; !templates && i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false;
         for (size_t j = 0; ch->component_setting && j < i; j++)
             seen = seen || (d->changes[j].component_setting && streq(d->changes[j].sg, ch->sg));
-        if (!ch->component_setting || seen)
-            continue;
-        int r = amf_comps_reload(m->amf, find_sg(m->config, ch->sg));
-        if (r < 0)
-            log_warning_errno(r, "Service group '%s': cannot apply its components' new settings: %m", ch->sg);
-        restarted += r > 0 ? (size_t)r : 0;
+        if (ch->component_setting && !seen)
+            restarted += apply_comps_of(m, ch->sg);
     }
     return restarted;
 }
@@ -328,6 +435,23 @@ static size_t apply_comp_adds(struct manager *m, const struct config_diff *d) {
         int r = su ? amf_comp_add(m->amf, su, ch->comp) : -HALO_EUNKNOWN;
         if (r < 0)
             log_error_errno(r, "Component '%s' not added to '%s': %m", ch->comp, ch->su);
+        n += r >= 0;
+    }
+    return n;
+}
+
+/* The components removed from running units leave them, once the CSI removes apply_csis() sent them
+ * are answered: the count whose removal is under way. */
+static size_t apply_comp_removes(struct manager *m, const struct config_diff *d) {
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        if (!ch->whole_comp || ch->kind != CONFIG_CHANGE_REMOVED)
+            continue;
+        const struct config_su *su = find_su(m->config, ch->sg, ch->su);
+        int r = su ? amf_comp_remove(m->amf, su, ch->comp) : -HALO_EUNKNOWN;
+        if (r < 0)
+            log_error_errno(r, "Component '%s' not removed from '%s': %m", ch->comp, ch->su);
         n += r >= 0;
     }
     return n;
@@ -349,7 +473,8 @@ static int retire(struct manager *m, struct config **new) {
 static int apply(struct manager *m, struct config **new, const struct config_diff *d, char **ret_summary) {
     _cleanup_free_ char *summary = NULL;
     size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
-           n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0, n_comps = 0, n_comps_added = 0;
+           n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0, n_comps = 0, n_comps_added = 0,
+           n_comps_removed = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -363,7 +488,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         n_si_removed += ch->whole_si && ch->kind == CONFIG_CHANGE_REMOVED;
         n_su_added += ch->whole_su && ch->kind == CONFIG_CHANGE_ADDED;
         n_su_removed += ch->whole_su && ch->kind == CONFIG_CHANGE_REMOVED;
-        n_settings += ch->component_setting;
+        n_settings += ch->component_setting || ch->template;
         n_comps += ch->whole_comp;
         if (seen || !ch->csi_attributes)
             continue;
@@ -393,10 +518,11 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         if (m->sync && n_sgs)
             cluster_sync_reload_end(m->sync);
         /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
-        n_restarted = apply_comps(m, d);
+        n_restarted = apply_comps(m, m->retired[m->n_retired - 1], d);
         apply_members(m, d);
         n_comps_added = apply_comp_adds(m, d);
         n_calls = apply_csis(m, d);
+        n_comps_removed = apply_comp_removes(m, d);
     }
     /* "1 service group added, 1 service group removed, attributes of 2 CSIs changed, 3 CSI sets sent" */
     char text[512] = "";
@@ -413,9 +539,12 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         if (counts[k].n)
             n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu %s%s %s", counts[k].n, counts[k].what,
                                   counts[k].n == 1 ? "" : "s", counts[k].done);
-    if (n_comps)
+    if (n_comps_added)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu component%s added", n_comps_added,
                               n_comps_added == 1 ? "" : "s");
+    if (n_comps_removed)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu component%s removed", n_comps_removed,
+                              n_comps_removed == 1 ? "" : "s");
     if (n_settings)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", components' settings changed (%zu restarted in place)",
                               n_restarted);

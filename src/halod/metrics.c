@@ -289,6 +289,8 @@ static int write_units(struct manager *m, struct http_metrics_buf *b) {
                 "failover).",
                 "counter", (double)su->restarts_total);
             for (size_t c = 0; c < su->n_comps; c++) {
+                if (su->comps[c].removed)
+                    continue;
                 http_metrics_labels(l, sizeof(l), "component", su->comps[c].name, NULL);
                 ADD("halo_health_check_failures_total",
                     "Health checks of this node's component that failed: missed, answered or reported failed.",

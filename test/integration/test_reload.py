@@ -203,7 +203,8 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     # A component's setting that a restart in place does not apply (its restart policy).
     rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      restart: {{max: 5}}\n", 1))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.component.restart' added: cannot be applied live" in r.stderr
+    assert r.returncode == 5 and "'service-groups.g.component.restart' added: it changes settings of component 'a' " \
+        "other than command, args, env, workdir, stdout and timeouts: cannot be applied live" in r.stderr, r.stderr
     assert pids(h) == before and len(csi_sets(log, active)) == n_sets
     assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
 
@@ -748,12 +749,19 @@ service-groups:
     assert events(log, "a/a2") and not any(e[1] == "CSI_SET" for e in events(log, "a/a2"))  # it takes no CSI
     assert [c["name"] for c in h.su("a")["components"]] == ["a/a1", "a/a2"]
 
-    # Removed again: refused (restart halod); killed and restarted, halod adopts it.
+    # Removed again (it takes no CSI): stopped alone; added back, a new process.
+    a2 = h.pid_of("a/a2")
     rewrite(h, text("a1: {}"))
-    r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.a2' removed (line 6 of the running " \
-        "description): a component is not removed from a running unit live" in r.stderr, r.stderr
+    assert "applied: 1 component removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("a")["components"]] == ["a/a1"], what="a/a2 removed")
+    assert gone(a2) and events(log, "a/a2")[-1][1] == "TERMINATE"
+    assert h.wait_assigned("s") == placement and {c: h.pid_of(c) for c in before} == before
     rewrite(h, text("a1: {}, a2: {csi-types: [side]}"))
+    assert "applied: 1 component added" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of("a/a2") and h.comp("a/a2")["presence"] == "INSTANTIATED", what="a/a2 back")
+    assert h.pid_of("a/a2") != a2
+
+    # Killed and restarted, halod adopts it.
     a2 = h.pid_of("a/a2")
     h.remember_children()
     h.proc.kill()
@@ -762,3 +770,238 @@ service-groups:
     assert h.wait_assigned("s") == placement
     assert h.pid_of("a/a2") == a2 and {c: h.pid_of(c) for c in before} == before
     assert h.stop() == 0
+
+
+def comps_yaml(log, units, sis, modes=""):
+    """A 2N group g of units a, b, c (their components given; one is a spare: no role) and SIs sis."""
+    return f"""
+service-groups:
+  g:
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}", TESTCOMP: "{modes}"}}, csi-types: [main]}}
+    service-units:
+{units}    service-instances: {{{sis}}}
+"""
+
+
+def unit_lines(comps):
+    return "".join(f"      {u}: {{components: {{{comps.replace('@', u)}}}}}\n" for u in ("a", "b", "c"))
+
+
+def gone(p):
+    return not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split(")")[-1].split()[0] == "Z"
+
+
+def test_a_component_removed_from_a_running_unit_stops_alone(halod_factory, tmp_path):
+    """Removed with the CSI it takes: the ACTIVE's and the STANDBY's get the CSI remove, then
+    terminate; the spare's gets terminate alone.  Every unit keeps its role, nobody else is told,
+    and status no longer lists it; added back, it starts as a new component."""
+    log = str(tmp_path / "comp.log")
+    both = comps_yaml(log, unit_lines("@1: {}, @2: {csi-types: [side]}"), "s: {csis: {c: {type: main}, d: {type: side}}}")
+    h = halod_factory(both, log_level="info").start()
+    placement = h.wait_assigned("s")
+    wait_for(lambda: all(h.comp(f"{u}/{u}2")["presence"] == "INSTANTIATED" for u in "abc"), what="all running")
+    spare = ({"a", "b", "c"} - set(placement)).pop()  # c, unless it registered before b
+    firsts = {u: h.pid_of(f"{u}/{u}1") for u in "abc"}
+    seconds = {u: h.pid_of(f"{u}/{u}2") for u in "abc"}
+    n = {c: len(events(log, c)) for c in ("a/a1", "b/b1", "c/c1")}
+    wait_for(lambda: all(any(e[1:3] == ["CSI_SET", "d"] for e in events(log, f"{u}/{u}2")) for u in placement),
+             what="d set to the holders' second components")
+
+    # d stays: no other component of the units takes its type (the description's own check).
+    only_c = comps_yaml(log, unit_lines("@1: {}"), "s: {csis: {c: {type: main}}}")
+    rewrite(h, comps_yaml(log, unit_lines("@1: {}"), "s: {csis: {c: {type: main}, d: {type: side}}}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "no component of service unit 'a' takes type 'side'" in r.stderr, r.stderr
+    assert {u: h.pid_of(f"{u}/{u}2") for u in "abc"} == seconds
+
+    m = {u: len(events(log, f"{u}/{u}2")) for u in "abc"}
+    rewrite(h, only_c)
+    r = h.ctl("reload")
+    assert "applied: 3 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: all(gone(p) for p in seconds.values()), what="the three processes gone")
+    wait_for(lambda: [c["name"] for c in h.su("a")["components"]] == ["a/a1"], what="a/a2 gone from status")
+    for u in placement:
+        assert [e[1:3] for e in events(log, f"{u}/{u}2")[m[u]:]] == [["CSI_REMOVE", "d"], ["TERMINATE"]]
+    assert [e[1:2] for e in events(log, f"{spare}/{spare}2")[m[spare]:]] == [["TERMINATE"]]
+    assert all([c["name"] for c in h.su(u)["components"]] == [f"{u}/{u}1"] for u in "abc")
+    assert h.wait_assigned("s") == placement and h.si("s")["csis"] == ["c"]
+    assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
+    assert {c: len(events(log, c)) for c in n} == n  # nobody else told anything
+    assert all(h.su(u)["readiness"] == "IN-SERVICE" for u in "abc")
+    assert "Component 'a/a2' removed from service unit 'a'" in h.logtext()
+
+    # Added back: a new process, a new component.
+    rewrite(h, comps_yaml(log, unit_lines("@1: {}") .replace("a: {components: {a1: {}}}",
+                                                              "a: {components: {a1: {}, a2: {csi-types: [side]}}}"),
+                          "s: {csis: {c: {type: main}}}"))
+    assert "applied: 1 component added" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of("a/a2") and h.comp("a/a2")["presence"] == "INSTANTIATED", what="a/a2 back")
+    assert h.pid_of("a/a2") != seconds["a"] and h.comp("a/a2")["instantiations"] == 1
+    assert h.wait_assigned("s") == placement and h.stop() == 0
+
+
+
+def test_components_added_with_their_csis_take_them_with_their_units_roles(halod_factory, tmp_path):
+    """A non-SA-aware component added with the CSI it takes runs where its unit is ACTIVE (its CSI
+    set starts it), not on the STANDBY, and moves with the role; an SA-aware one added with its
+    CSI gets the CSI set with its unit's HA state once it registers.  Nobody else restarts."""
+    log = str(tmp_path / "comp.log")
+    nsa = "{type: non-sa-aware, command: /bin/sleep, args: ['1000'], csi-types: [side]}"
+    h = halod_factory(comps_yaml(log, unit_lines("@1: {}"), "s: {csis: {c: {type: main}}}"), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    spare = ({"a", "b", "c"} - {active, standby}).pop()
+    firsts = {u: h.pid_of(f"{u}/{u}1") for u in "abc"}
+    n = {u: len(events(log, f"{u}/{u}1")) for u in "abc"}
+
+    rewrite(h, comps_yaml(log, unit_lines(f"@1: {{}}, @n: {nsa}"), "s: {csis: {c: {type: main}, d: {type: side}}}"))
+    r = h.ctl("reload")
+    # The STANDBY's CSI set too, which halod answers at once (nothing runs there).
+    assert "applied: 3 components added, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: h.pid_of(f"{active}/{active}n"), what="the ACTIVE's non-SA-aware component running")
+    assert not h.pid_of(f"{standby}/{standby}n") and not h.pid_of(f"{spare}/{spare}n")
+    assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c", "d"]
+    assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
+    assert {u: len(events(log, f"{u}/{u}1")) for u in "abc"} == n
+
+    h.ctl("switchover", "s")
+    wait_for(lambda: h.si("s")["active"] == standby and h.pid_of(f"{standby}/{standby}n")
+             and not h.pid_of(f"{active}/{active}n"), what="the non-SA-aware process moved with the role")
+    active, standby = standby, active
+    h.wait_assigned("s")
+
+    n = {u: len(events(log, f"{u}/{u}1")) for u in "abc"}
+    sa = "{csi-types: [third]}"
+    rewrite(h, comps_yaml(log, unit_lines(f"@1: {{}}, @n: {nsa}, @z: {sa}"),
+                          "s: {csis: {c: {type: main}, d: {type: side}, e: {type: third, attributes: {k: v}}}}"))
+    r = h.ctl("reload")
+    assert "applied: 3 components added, 1 CSI added or removed, 0 CSI sets or removes sent" in r.stdout, r.stdout
+    for u, role in ((active, "ACTIVE"), (standby, "STANDBY")):
+        wait_for(lambda: any(e[1:3] == ["CSI_SET", "e"] for e in events(log, f"{u}/{u}z")), what=f"{u}/{u}z's CSI set")
+        assert [e[1:4] for e in events(log, f"{u}/{u}z") if e[1] == "CSI_SET"] == [["CSI_SET", "e", role]]
+    wait_for(lambda: h.comp(f"{spare}/{spare}z")["presence"] == "INSTANTIATED", what="the spare's new component")
+    assert not any(e[1] == "CSI_SET" for e in events(log, f"{spare}/{spare}z"))
+    assert h.wait_assigned("s") == (active, standby)
+    assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
+    assert {u: len(events(log, f"{u}/{u}1")) for u in "abc"} == n
+
+    # The non-SA-aware ones removed with their CSI: the ACTIVE's process stops (its CSI remove), the
+    # roles stay, and nobody else is told.
+    nsa_pid = h.pid_of(f"{active}/{active}n")
+    zs = {u: (h.pid_of(f"{u}/{u}z"), len(events(log, f"{u}/{u}z"))) for u in "abc"}
+    rewrite(h, comps_yaml(log, unit_lines(f"@1: {{}}, @z: {sa}"),
+                          "s: {csis: {c: {type: main}, e: {type: third, attributes: {k: v}}}}"))
+    r = h.ctl("reload")
+    assert "applied: 3 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: gone(nsa_pid), what="the ACTIVE's non-SA-aware process stopped")
+    wait_for(lambda: all([c["name"] for c in h.su(u)["components"]] == [f"{u}/{u}1", f"{u}/{u}z"] for u in "abc"),
+             what="the non-SA-aware components gone from status")
+    assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c", "e"]
+    assert {u: (h.pid_of(f"{u}/{u}z"), len(events(log, f"{u}/{u}z"))) for u in "abc"} == zs
+    assert {u: h.pid_of(f"{u}/{u}1") for u in "abc"} == firsts
+    assert {u: len(events(log, f"{u}/{u}1")) for u in "abc"} == n
+    assert h.stop() == 0
+
+
+def test_a_defaults_change_restarts_the_components_whose_resolved_settings_differ(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory("defaults: {component: {env: {MODE: one}}}\n" + yaml(log), log_level="info").start()
+    placement = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    assert "MODE=one" in environ(before["x"])
+
+    # Its restart policy too: refused, naming a component it changes.
+    rewrite(h, "defaults: {component: {env: {MODE: two}, restart: {max: 5}}}\n" + yaml(log))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'defaults.component.restart' added: it changes settings of component 'a' " \
+        "other than command, args, env, workdir, stdout and timeouts" in r.stderr, r.stderr
+    assert pids(h) == before
+
+    # A unit's template added that gives what the defaults give: no component's settings change.
+    rewrite(h, "defaults: {component: {env: {MODE: one}}}\n" +
+            yaml(log).replace("service-units: {x: {}, y: {}}", "service-units: {x: {component: {env: {MODE: one}}}, y: {}}"))
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert pids(h) == before
+
+    rewrite(h, "defaults: {component: {env: {MODE: two}}}\n" +
+            yaml(log).replace("service-units: {x: {}, y: {}}", "service-units: {x: {component: {env: {MODE: one}}}, y: {}}"))
+    assert "applied: components' settings changed (3 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.pid_of(c) not in (None, 0, before[c]) and h.comp(c)["presence"] == "INSTANTIATED"
+                         for c in ("a", "b", "y")), what="a, b and y restarted")
+    assert all("MODE=two" in environ(h.pid_of(c)) for c in ("a", "b", "y"))
+    assert h.pid_of("x") == before["x"]  # its unit's template keeps MODE=one
+    assert h.wait_assigned("s") == placement
+
+
+def test_a_component_of_a_unit_changing_its_roles_is_removed_once_it_settled(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    units = unit_lines("@1: {}, @3: {csi-types: [none]}")
+    h = halod_factory(comps_yaml(log, units, "s: {csis: {c: {type: main}}}", "quiesce-hold"),
+                      log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    os.makedirs(f"{log}.{active}")
+    hold = f"{log}.{active}/{active}1.quiesce-hold"  # the component's name has its unit's and a '/'
+    open(hold, "w").close()
+    ctl = subprocess.Popen([HALOCTL, "-s", h.socket, "switchover", "s"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: csi_sets(log, f"{active}/{active}1")[-1][3] == "QUIESCING", what="the ACTIVE told QUIESCING")
+    third = h.pid_of(f"{active}/{active}3")
+    line = f"      {active}: {{components: {{{active}1: {{}}, {active}3: {{csi-types: [none]}}}}}}\n"
+    assert line in units
+    rewrite(h, comps_yaml(log, units.replace(line, f"      {active}: {{components: {{{active}1: {{}}}}}}\n"),
+                          "s: {csis: {c: {type: main}}}", "quiesce-hold"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and f"'service-groups.g.service-units.{active}.components.{active}3' removed" in r.stderr \
+        and "it or its unit is starting, stopping, failing, restarting or changing its roles; reload again later" \
+        in r.stderr, r.stderr
+    assert h.pid_of(f"{active}/{active}3") == third
+    os.unlink(hold)
+    out, err = ctl.communicate(timeout=20)
+    assert ctl.returncode == 0, err
+    assert h.wait_assigned("s") == (standby, active)
+    assert "applied: 1 component removed" in h.ctl("reload").stdout
+    wait_for(lambda: gone(third), what="the component stopped")
+    wait_for(lambda: [c["name"] for c in h.su(active)["components"]] == [f"{active}/{active}1"], what="it is gone")
+    assert h.wait_assigned("s") == (standby, active)
+
+
+def test_an_ocf_component_removed_with_its_csi_is_stopped_by_its_agent(halod_factory, tmp_path):
+    """Its CSI remove stops it (the agent's stop action); the unit stays ACTIVE, its other component runs on."""
+    if not os.access("/usr/lib/ocf/resource.d/heartbeat/Dummy", os.X_OK):
+        import pytest
+        pytest.skip("Debian's resource-agents package is not installed (tools/install-deps)")
+    log = str(tmp_path / "comp.log")
+
+    def text(with_r, with_r2=False):
+        m = f"m: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: [main]}}"
+        units = "".join(f"      {u}: {{components: {{{m}" + (
+            f", r: {{type: ocf, agent: ocf:heartbeat:Dummy, params: {{state: {tmp_path}/{u}.state}}, "
+            "csi-types: [res]}" if with_r else "") + (
+            f", r2: {{type: ocf, agent: ocf:heartbeat:Dummy, params: {{state: {tmp_path}/{u}2.state}}, "
+            "csi-types: [res2]}" if with_r2 else "") + "}}\n" for u in "ab")
+        csis = "c: {type: main}" + (", d: {type: res}" if with_r else "") + (", e: {type: res2}" if with_r2 else "")
+        return f"""
+service-groups:
+  g:
+    service-units:
+{units}    service-instances: {{s: {{csis: {{{csis}}}}}}}
+"""
+    h = halod_factory(text(True), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    wait_for(lambda: os.path.exists(tmp_path / f"{active}.state"), what="the ACTIVE's resource started")
+    ms = {u: h.pid_of(f"{u}/m") for u in (active, standby)}
+    n = {u: len(events(log, f"{u}/m")) for u in (active, standby)}
+    # Another OCF one added: refused (its agent's meta-data and probe would take its unit out of service).
+    rewrite(h, text(True, with_r2=True))  # with the CSI it takes
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.r2' added: only an SA-aware or " \
+        "non-SA-aware component is added live" in r.stderr, r.stderr
+    rewrite(h, text(False))
+    r = h.ctl("reload")
+    assert "applied: 2 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: not os.path.exists(tmp_path / f"{active}.state"), what="its agent's stop")
+    wait_for(lambda: all([c["name"] for c in h.su(u)["components"]] == [f"{u}/m"] for u in "ab"), what="r gone")
+    assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c"]
+    assert {u: h.pid_of(f"{u}/m") for u in (active, standby)} == ms
+    assert {u: len(events(log, f"{u}/m")) for u in (active, standby)} == n
+    assert "Running the OCF stop action of component" in h.logtext() and h.stop() == 0

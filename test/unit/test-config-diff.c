@@ -176,6 +176,16 @@ TEST(component_settings_a_restart_applies_are_marked) {
     ASSERT_STREQ(d->changes[1].sg, "g");
     ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b.component");
     ASSERT(!d->changes[2].component_setting); /* the unit's component map added as a whole */
+    /* Under a template, or a template as a whole: what it changes shows in the resolved components. */
+    ASSERT(d->changes[0].template && !d->changes[1].template && d->changes[2].template);
+    config_diff_free(d);
+}
+
+TEST(defaults_are_templates) {
+    struct config_diff *d = diff(BASE, "defaults: {component: {env: {Y: '2'}}}\n" BASE);
+    ASSERT_EQ(d->n_changes, 1u);
+    ASSERT_STREQ(d->changes[0].key, "defaults");
+    ASSERT(d->changes[0].template && !d->changes[0].component_setting && !d->changes[0].sg);
     config_diff_free(d);
 }
 

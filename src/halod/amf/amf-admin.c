@@ -129,6 +129,10 @@ int amf_su_op_unlock_instantiation(struct su *su) {
 }
 
 bool amf_admin_comp_stopped(struct comp *c) {
+    if (c->removing) { /* a reload's removal stopped it */
+        amf_comp_removal_step(c);
+        return true;
+    }
     if (c->su->admin != SU_LOCKED_INSTANTIATION)
         return false;
     lock_instantiation_check(c->su);

@@ -120,6 +120,12 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
 
 void amf_comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    if (c->removing || c->removed) {
+        /* A reload removed it (its unit restarted meanwhile): it never starts again. */
+        c->restart_in_place = c->restart_at_once = c->restart_spawned = false;
+        amf_comp_removal_step(c);
+        return;
+    }
     if (amf_comp_proxied(c)) {
         amf_proxied_instantiate(c); /* no process: its proxy acts for it */
         return;

@@ -315,6 +315,12 @@ void amf_ladder_comp_gone(struct comp *c);
 /* c registered: if it restarted in place, it gets its unit's CSIs again, with the same HA states. */
 void amf_ladder_comp_registered(struct comp *c);
 
+/* ---- components a reload removes (amf-reload-comp.c) ---- */
+/* The next step of c's removal, if a reload removes it (else nothing): its CSI removes answered, it
+ * is stopped (terminate callback, or a non-SA-aware one's stop); stopped, it is removed.  Called
+ * wherever one of them may have ended. */
+void amf_comp_removal_step(struct comp *c);
+
 /* ---- non-SA-aware components (amf-nsa.c) ---- */
 /* An environment of n entries built with strprintf(): in *ret (NULL-terminated), or -ENOMEM if an entry is NULL
  * (then freed). */

@@ -139,6 +139,7 @@ void amf_inv_complete(struct invocation *inv, int error, bool quiescing_complete
             return;
         }
         amf_asg_step_done(si, su);
+        amf_comp_removal_step(c); /* a reload removes it: its stop follows its CSI removes */
         return;
     case INV_TERMINATE:
         amf_inv_free(inv);

@@ -100,6 +100,11 @@ struct comp {
         unsigned incarnation; /* restarts when it was armed: a run of an earlier process is void */
         bool stopped;         /* haloctl eam-stop */
     } monitor;
+    /* A reload removed it from its unit (amf_comp_remove(), one node): removing while its CSI
+     * removes and then its stop are under way (its unit does not wait for it to be in service);
+     * removed once it runs nothing: no lookup, status, start or CSI finds it any more.  Kept,
+     * unused, until halod exits: a unit's components never move. */
+    bool removing, removed;
     /* An OCF resource agent (amf-ocf.c). */
     struct {
         struct proc *prep; /* its meta-data action, then its probe, before the unit is first in service */

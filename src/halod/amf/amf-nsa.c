@@ -485,6 +485,10 @@ void amf_nsa_on_timer(struct comp *c) {
  */
 static void progress(struct comp *c) {
     struct invocation *inv = pending_inv(c);
+    if (!inv && c->removing && !c->helper) {
+        amf_comp_removal_step(c); /* a reload removes it: stopped, it is gone */
+        return;
+    }
     if (!inv || c->helper || c->su->failing || c->amf->stopping)
         return;
     if (inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE) {

@@ -301,7 +301,7 @@ bool amf_su_probing(const struct su *su) {
     if (!su->local || su->oper == SU_DISABLED || su->admin == SU_LOCKED_INSTANTIATION)
         return false; /* not instantiated: not probed either (a repair or an unlock probes it) */
     for (size_t i = 0; i < su->n_comps; i++)
-        if (amf_comp_ocf(&su->comps[i]) && !su->comps[i].ocf.probed)
+        if (amf_comp_ocf(&su->comps[i]) && !su->comps[i].ocf.probed && !su->comps[i].removed)
             return true;
     return false;
 }

@@ -6,6 +6,11 @@
  * it does: its unit keeps its roles, and the new process gets its CSIs again with the same HA
  * states.  A non-SA-aware or OCF component runs only while its unit is ACTIVE: it restarts
  * then, else the new settings apply when it next starts.  Nothing else restarts.
+ *
+ * A component added to a running unit starts as a restart in place does (SA-aware: its CSIs once
+ * it registers), or, not SA-aware, runs once its unit holds its CSI ACTIVE.  One removed is
+ * stopped once the CSI removes of the same reload are answered, as a lock-instantiation stops it,
+ * and is then gone; its unit keeps its roles meanwhile.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -125,8 +130,8 @@ int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *n
         return -HALO_EUNKNOWN;
     if (su->n_comps + n_before >= su->cap_comps)
         return -ENOSPC;
-    if (nc->type != CONFIG_COMP_SA_AWARE)
-        return -EOPNOTSUPP;
+    if (nc->type != CONFIG_COMP_SA_AWARE && nc->type != CONFIG_COMP_NON_SA_AWARE)
+        return -EOPNOTSUPP; /* an OCF agent's probe would take its unit out of service; a proxied one needs its proxy */
     if (amf_find_comp(a, name))
         return -HALO_EEXIST;
     /* Every CSI of the group's SIs stays with the component that takes it: the new one takes none. */
@@ -158,6 +163,10 @@ int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name) {
     log_info("Component '%s' added to service unit '%s'", c->name, su->name);
     if (!a->ready || a->stopping || !su->local || su->admin == SU_LOCKED_INSTANTIATION || su->oper != SU_ENABLED)
         return 0; /* it starts with its unit's other components */
+    if (!amf_comp_sa_aware(c)) {
+        amf_comp_instantiate(c); /* ready: it runs once its unit holds its CSI ACTIVE (the same reload's CSI set) */
+        return 0;
+    }
     /* Started as a restart in place is: its unit keeps its roles until it registers, and its end
      * before that is a failure of it (amf-ladder.c). */
     c->restart_in_place = true;
@@ -165,4 +174,115 @@ int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name) {
     c->restart_spawned = true;
     amf_comp_instantiate(c);
     return 0;
+}
+
+/* The description of the SI named name in ncg, or NULL. */
+static const struct config_si *new_si(const struct config_sg *ncg, const char *name) {
+    for (size_t i = 0; i < ncg->n_sis; i++)
+        if (streq(ncg->sis[i].name, name))
+            return &ncg->sis[i];
+    return NULL;
+}
+
+static const struct config_csi *new_csi(const struct config_si *nsi, const char *name) {
+    for (size_t k = 0; nsi && k < nsi->n_csis; k++)
+        if (streq(nsi->csis[k].name, name))
+            return &nsi->csis[k];
+    return NULL;
+}
+
+/* Whether c is the proxy of a component of the model. */
+static bool proxies(struct amf *a, const struct comp *c) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
+                if (a->sgs[g].sus[u].comps[i].proxy == c && !a->sgs[g].sus[u].comps[i].removed)
+                    return true;
+    return false;
+}
+
+/* Whether an assignment of su is changing (a CSI set or remove in flight, a role on its way). */
+static bool su_changing(struct su *su) {
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++) {
+        const struct assignment *as = amf_si_find_su(&sg->sis[i], su);
+        if (as && (as->pending || as->removing || as->state != as->target))
+            return true;
+    }
+    return false;
+}
+
+int amf_comp_remove_check(struct amf *a, const struct config_sg *ncg, const struct config_su *nsu, const char *name) {
+    struct comp *c = amf_find_comp(a, name);
+    struct su *su = c ? c->su : NULL;
+    if (!c || !streq(su->name, nsu->name))
+        return -HALO_EUNKNOWN;
+    if (c->removing)
+        return -HALO_EEXIST;
+    if (amf_comp_proxied(c) || proxies(a, c))
+        return -EOPNOTSUPP;
+    /* Every CSI of the group's SIs that stays keeps its component: the one removed takes none of
+     * them (those it takes leave with it, by the same reload's CSI removes). */
+    struct sg *sg = su->sg;
+    for (size_t i = 0; i < sg->n_sis; i++)
+        for (size_t k = 0; !sg->sis[i].removed && k < sg->sis[i].cfg->n_csis; k++) {
+            const struct config_csi *csi = &sg->sis[i].cfg->csis[k];
+            const struct config_csi *ncsi = new_csi(new_si(ncg, sg->sis[i].name), csi->name);
+            const char *was = taker(su->cfg, csi), *now = ncsi ? taker(nsu, ncsi) : NULL;
+            if (ncsi && ((was == NULL) != (now == NULL) || (was && !streq(was, now))))
+                return -EXDEV;
+        }
+    bool moving = c->presence == PRESENCE_INSTANTIATING || c->presence == PRESENCE_TERMINATING ||
+                  c->presence == PRESENCE_RESTARTING || c->helper || c->ocf.prep || c->starting;
+    if (su->failing || su->adopting || amf_su_restarting(su) || uv_is_active((uv_handle_t *)&su->restart_timer) ||
+        su_changing(su) || moving)
+        return -EBUSY;
+    return 0;
+}
+
+int amf_comp_remove(struct amf *a, const struct config_su *nsu, const char *name) {
+    struct comp *c = amf_find_comp(a, name);
+    if (!c || !streq(c->su->name, nsu->name))
+        return -HALO_EUNKNOWN;
+    /* From now on no CSI is given to it (amf_csi_comp() goes by su->cfg), and its unit is in
+     * service without it (amf_su_in_service()). */
+    c->su->cfg = nsu;
+    c->removing = true;
+    log_info("Component '%s' is no longer in the description of service unit '%s': stopping it%s", c->name, c->su->name,
+             amf_comp_sa_aware(c) ? " once its CSIs are removed" : "");
+    amf_comp_removal_step(c);
+    return 0;
+}
+
+/* Whether a CSI set or remove of c is in flight. */
+static bool csi_in_flight(struct comp *c) {
+    struct invocation *i;
+    LIST_FOREACH (invs, i, &c->amf->invs)
+        if (i->comp == c && (i->kind == INV_CSI_SET || i->kind == INV_CSI_REMOVE))
+            return true;
+    return false;
+}
+
+void amf_comp_removal_step(struct comp *c) {
+    /* A failure of its unit stops it anyway: the unit's restart (or halod's stop) comes back here. */
+    if (!c->removing || c->amf->stopping || c->su->failing || csi_in_flight(c))
+        return;
+    if (c->proc || c->helper || c->ocf.up) {
+        if (c->presence != PRESENCE_TERMINATING) {
+            c->restart_in_place = false;
+            amf_comp_terminate(c);
+        }
+        return; /* here again once it ended */
+    }
+    c->removing = false;
+    c->removed = true;
+    c->conn = NULL; /* its link, closing after its process ended, is not a failure of anything */
+    c->presence = PRESENCE_UNINSTANTIATED;
+    c->restart_in_place = c->restart_at_once = c->restart_spawned = false;
+    uv_timer_stop(&c->timer);
+    amf_hc_stop_all(c);
+    amf_monitor_cancel(c);
+    log_notice("Component '%s' removed from service unit '%s': its process stopped", c->name, c->su->name);
+    amf_notify_su(c->su, AMF_SU_STATE);
+    amf_sg_evaluate(c->su->sg);
 }

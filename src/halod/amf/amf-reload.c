@@ -74,34 +74,63 @@ static const struct config_csi *csi_in(const struct config_si *cfg, const char *
     return NULL;
 }
 
-/* Whether csi (added or removed) is taken by a component that is not SA-aware in a unit of si's group. */
-static bool taken_by_nsa(struct si *si, const struct config_csi *csi) {
+/* The description of the unit named name in ncg, or NULL. */
+static const struct config_su *new_su(const struct config_sg *ncg, const char *name) {
+    for (size_t u = 0; u < ncg->n_sus; u++)
+        if (streq(ncg->sus[u].name, name))
+            return &ncg->sus[u];
+    return NULL;
+}
+
+static bool lists(const struct config_su *nsu, const char *comp) {
+    for (size_t i = 0; i < nsu->n_components; i++)
+        if (streq(nsu->components[i].name, comp))
+            return true;
+    return false;
+}
+
+/* Whether a component that is not SA-aware and stays in ncg would have to stop (csi removed) or start
+ * (csi added) in a unit of si's group: its process is its assignment.  One that the same reload
+ * removes stops by the CSI remove; one that it adds starts by the CSI set. */
+static bool taken_by_nsa(struct si *si, const struct config_csi *csi, const struct config_sg *ncg, bool added) {
     for (size_t u = 0; u < si->sg->n_sus; u++) {
-        struct comp *c = amf_csi_comp(&si->sg->sus[u], csi);
-        if (c && !amf_comp_sa_aware(c))
+        struct su *su = &si->sg->sus[u];
+        if (su->removed)
+            continue;
+        const struct config_su *nsu = new_su(ncg, su->name);
+        if (!added || !nsu) { /* a unit the same reload removes: as the running description says */
+            struct comp *c = amf_csi_comp(su, csi);
+            if (c && !amf_comp_sa_aware(c) && (!nsu || lists(nsu, c->name)))
+                return true;
+            continue;
+        }
+        size_t i = config_csi_component(nsu, csi);
+        struct comp *c = i < nsu->n_components ? amf_find_comp(su->amf, nsu->components[i].name) : NULL;
+        if (c && c->su == su && !amf_comp_sa_aware(c))
             return true;
     }
     return false;
 }
 
-int amf_si_csis_check(struct amf *a, const char *si_name, const struct config_si *cfg) {
+int amf_si_csis_check(struct amf *a, const char *si_name, const struct config_si *cfg, const struct config_sg *ncg) {
     int r = amf_csi_reload_check(a, si_name);
     if (r < 0)
         return r;
     struct si *si = amf_find_si(a, si_name);
     for (size_t k = 0; k < si->cfg->n_csis; k++)
-        if (!csi_in(cfg, si->cfg->csis[k].name) && taken_by_nsa(si, &si->cfg->csis[k]))
+        if (!csi_in(cfg, si->cfg->csis[k].name) && taken_by_nsa(si, &si->cfg->csis[k], ncg, false))
             return -EOPNOTSUPP;
     for (size_t k = 0; k < cfg->n_csis; k++)
-        if (!csi_in(si->cfg, cfg->csis[k].name) && taken_by_nsa(si, &cfg->csis[k]))
+        if (!csi_in(si->cfg, cfg->csis[k].name) && taken_by_nsa(si, &cfg->csis[k], ncg, true))
             return -EOPNOTSUPP;
     return 0;
 }
 
-/* The SA-aware, linked component taking csi in a's unit when a holds its role, else NULL. */
+/* The component taking csi in a's unit when a holds its role and it can be told: SA-aware and
+ * linked, or not SA-aware (halod carries its CSI out: a remove stops it, a set ACTIVE starts it). */
 static struct comp *holder(struct assignment *as, const struct config_csi *csi) {
     struct comp *c = holds(as) ? amf_csi_comp(as->su, csi) : NULL;
-    return c && amf_comp_sa_aware(c) && c->conn ? c : NULL;
+    return c && (!amf_comp_sa_aware(c) || c->conn) ? c : NULL;
 }
 
 /* To each holder of si, for each CSI of from that in lacks: a CSI set of it (add) or a CSI remove.
@@ -120,12 +149,14 @@ static int send_missing(struct si *si, const struct config_si *from, const struc
                          halo_ha_state_to_string(as->state), c->name);
             else
                 log_info("CSI '%s' left '%s': CSI remove to '%s'", csi->name, si->name, c->name);
-            as->pending += add;
-            int r = !add ? amf_asg_send_csi_remove(si, c, csi, as)
-                         : amf_asg_send_csi_set(si, c, csi, as->state, HALO_CSI_NEW_ASSIGN,
-                                                as->state == HALO_HA_STANDBY ? amf_asg_active_comp(si, csi) : NULL);
+            bool nsa = !amf_comp_sa_aware(c);
+            as->pending += add || nsa;
+            int r = nsa    ? amf_nsa_csi(si, c, add ? as->state : 0)
+                    : !add ? amf_asg_send_csi_remove(si, c, csi, as)
+                           : amf_asg_send_csi_set(si, c, csi, as->state, HALO_CSI_NEW_ASSIGN,
+                                                  as->state == HALO_HA_STANDBY ? amf_asg_active_comp(si, csi) : NULL);
             if (r < 0) {
-                as->pending -= add;
+                as->pending -= add || nsa;
                 return r;
             }
             sent += as->su != NULL; /* else the send failed, which failed the unit */
@@ -402,7 +433,7 @@ static bool comp_taken(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
             for (size_t i = 0; !a->sgs[g].sus[u].removed && i < a->sgs[g].sus[u].n_comps; i++)
-                if (streq(a->sgs[g].sus[u].comps[i].name, name))
+                if (!a->sgs[g].sus[u].comps[i].removed && streq(a->sgs[g].sus[u].comps[i].name, name))
                     return true;
     return false;
 }

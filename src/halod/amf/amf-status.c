@@ -56,7 +56,8 @@ static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, voi
     json_object_set_new(j, "su_restarts", json_integer(su->su_restarts.count));
     json_t *comps = json_array();
     for (size_t i = 0; i < su->n_comps; i++)
-        json_array_append_new(comps, comp_json(&su->comps[i], decorate, userdata));
+        if (!su->comps[i].removed)
+            json_array_append_new(comps, comp_json(&su->comps[i], decorate, userdata));
     json_object_set_new(j, "components", comps);
     return j;
 }
@@ -139,6 +140,8 @@ int amf_status_metrics(struct amf *a, struct http_metrics_buf *b) {
             if (!su->local)
                 continue;
             for (size_t c = 0; c < su->n_comps; c++) {
+                if (su->comps[c].removed)
+                    continue;
                 http_metrics_labels(l, sizeof(l), "component", su->comps[c].name, NULL);
                 ADD("halo_component_registered", "Whether the component is registered on its HA link.", "gauge",
                     su->comps[c].conn != NULL);

@@ -129,7 +129,7 @@ struct comp *amf_find_comp(struct amf *a, const char *name) {
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++) {
             struct su *su = &a->sgs[g].sus[u];
             for (size_t i = 0; !su->removed && i < su->n_comps; i++)
-                if (streq(su->comps[i].name, name))
+                if (!su->comps[i].removed && streq(su->comps[i].name, name))
                     return &su->comps[i];
         }
     return NULL;
@@ -180,10 +180,13 @@ struct comp *amf_csi_comp(struct su *su, const struct config_csi *csi) {
     size_t i = config_csi_component(su->cfg, csi);
     if (i >= su->cfg->n_components)
         return NULL;
-    /* By name: a component a reload added comes last in comps, wherever su->cfg lists it. */
-    for (size_t k = 0; k < su->n_comps; k++)
-        if (streq(su->comps[(i + k) % su->n_comps].name, su->cfg->components[i].name))
-            return &su->comps[(i + k) % su->n_comps];
+    /* By name: a component a reload added comes last in comps, wherever su->cfg lists it (and one
+     * removed may have left a slot of the same name). */
+    for (size_t k = 0; k < su->n_comps; k++) {
+        struct comp *c = &su->comps[(i + k) % su->n_comps];
+        if (!c->removed && streq(c->name, su->cfg->components[i].name))
+            return c;
+    }
     return NULL;
 }
 
@@ -198,6 +201,8 @@ bool amf_su_in_service(const struct su *su) {
         return true;
     for (size_t i = 0; i < su->n_comps; i++) {
         const struct comp *c = &su->comps[i];
+        if (c->removing || c->removed)
+            continue; /* a reload takes it out: its unit keeps its roles without it */
         if (!amf_comp_sa_aware(c)) {
             /* It runs only once it is ACTIVE: ready once this halod has taken
              * over what a previous one left, and not failed. */

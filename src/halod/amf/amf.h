@@ -291,10 +291,12 @@ int amf_csi_reload_check(struct amf *a, const char *si);
  * changed them in place): each of this node's SA-aware components holding it ACTIVE or STANDBY
  * gets a CSI set with the same state and the new attributes.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
 int amf_csi_reload(struct amf *a, const char *si, const char *csi);
-/* Whether si's CSIs may change to those of cfg now: 0; -EBUSY as amf_csi_reload_check(); -EOPNOTSUPP
- * when a CSI added or removed is taken, in a unit of si's group, by a component that is not
- * SA-aware (it would have to start or stop); -HALO_EUNKNOWN. */
-int amf_si_csis_check(struct amf *a, const char *si, const struct config_si *cfg);
+/* Whether si's CSIs may change to those of cfg (of ncg, its group's new description) now: 0; -EBUSY as
+ * amf_csi_reload_check(); -EOPNOTSUPP when a CSI removed is taken, in a unit of si's group, by a
+ * component that is not SA-aware and stays in ncg (it would have to stop), or a CSI added would be
+ * taken by a running one (it would have to start: one added by the same reload is started by it);
+ * -HALO_EUNKNOWN. */
+int amf_si_csis_check(struct amf *a, const char *si, const struct config_si *cfg, const struct config_sg *ncg);
 /* si's CSIs become cfg's (a description that outlives the AMF): each of this node's units holding
  * si ACTIVE or STANDBY gets a CSI remove for each CSI gone, then a CSI set (its state; an ACTIVE's
  * transition NEW_ASSIGN) for each CSI added.  One node only.  The count sent, -HALO_EUNKNOWN, -ENOMEM. */
@@ -352,6 +354,17 @@ int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *n
 /* It joins the unit (nsu outlives the AMF), and starts as a restart in place does: the unit keeps
  * its roles while it registers.  One node only.  0 or -errno. */
 int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name);
+/* Whether the component name may leave its running unit, whose new description is nsu, of the group
+ * whose new description is ncg: 0; -HALO_EUNKNOWN; -EXDEV (a CSI of the group's running SIs that
+ * ncg keeps would change component: it takes one, or its going moves one); -EOPNOTSUPP (proxied, or
+ * the proxy of another); -HALO_EEXIST (being removed); -EBUSY (its unit is failing, restarting
+ * or adopting, changing its roles, or it is starting or stopping). */
+int amf_comp_remove_check(struct amf *a, const struct config_sg *ncg, const struct config_su *nsu, const char *name);
+/* It leaves its unit (nsu, its new description, outlives the AMF): once the CSI removes the same
+ * reload sent it are answered, it is stopped as a lock-instantiation stops it (terminate callback,
+ * SIGKILL after its terminate timeout; a non-SA-aware one by its CSI remove, its terminate command or
+ * SIGTERM), then it is gone.  Its unit keeps its roles.  One node only.  0 when under way, -errno. */
+int amf_comp_remove(struct amf *a, const struct config_su *nsu, const char *name);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then
  * it is no object of the cluster's any more.  One node only.  0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
