@@ -23,6 +23,9 @@
 #include "time-util.h"
 
 #define SIM_NODES_MAX 16
+/* The halods' lease TTL (seconds): short, so that a node killed is found dead within a second. */
+#define SIM_LEASE_TTL_DEFAULT 1
+#define SIM_LEASE_TTL_MAX 60
 #define SIM_MEMBERS_MAX 7
 #define SIM_PORTS_MAX (2 * SIM_MEMBERS_MAX + 1 + 2 * SIM_NODES_MAX)
 #define UP_TIMEOUT_USEC (30 * USEC_PER_SEC)
@@ -54,9 +57,10 @@ struct node {
 
 struct sim {
     char *dir;
-    char *config;   /* the cluster description the halods run */
-    bool generated; /* config is DIR/cluster.yaml, written by sim up */
-    int port;       /* the counter SI's port; 0 with --config */
+    char *config;       /* the cluster description the halods run */
+    bool generated;     /* config is DIR/cluster.yaml, written by sim up */
+    int port;           /* the counter SI's port; 0 with --config */
+    unsigned lease_ttl; /* the halods' --lease-ttl, seconds */
     size_t n_members, n_nodes;
     struct member members[SIM_MEMBERS_MAX];
     struct node nodes[SIM_NODES_MAX];

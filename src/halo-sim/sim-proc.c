@@ -134,14 +134,15 @@ int sim_proc_token(struct sim *s, char **ret_path) {
 
 int sim_proc_start_node(struct sim *s, size_t i, const char *halod, const char *eps) {
     struct node *n = &s->nodes[i];
-    char http[64];
+    char http[64], ttl[16];
     _cleanup_free_ char *token = NULL;
     int r = sim_proc_token(s, &token);
     if (r < 0)
         return r;
     snprintf(http, sizeof(http), "127.0.0.1:%d", n->http_port);
+    snprintf(ttl, sizeof(ttl), "%u", s->lease_ttl);
     char *argv[] = {
-        "halod",       "--node",     n->proc.name, "--etcd",  (char *)eps, "--lease-ttl", "1",
+        "halod",       "--node",     n->proc.name, "--etcd",  (char *)eps, "--lease-ttl", ttl,
         "--state-dir", n->state_dir, "--socket",   n->socket, "--http",    http,          "--http-token-file",
         token,         s->config,    NULL};
     return start_proc(&n->proc, halod, argv);

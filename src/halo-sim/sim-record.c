@@ -44,9 +44,10 @@ int sim_record_save(const struct sim *s) {
                                                (int)n->proc.pid, "start_time", (json_int_t)n->proc.start_time, "socket",
                                                n->socket, "state_dir", n->state_dir, "log", n->proc.log, "http", http));
     }
-    json_t *root = json_pack("{s:i, s:s, s:s, s:b, s:s, s:o, s:o, s:o}", "version", 1, "dir", s->dir, "config",
+    json_t *root = json_pack("{s:i, s:s, s:s, s:b, s:s, s:o, s:i, s:o, s:o}", "version", 1, "dir", s->dir, "config",
                              s->config, "generated", s->generated, "endpoints", eps, "counter_port",
-                             s->port ? json_integer(s->port) : json_null(), "etcd", etcd, "nodes", nodes);
+                             s->port ? json_integer(s->port) : json_null(), "lease_ttl", (int)s->lease_ttl, "etcd",
+                             etcd, "nodes", nodes);
     if (!root)
         return -ENOMEM;
     int r = json_dump_file(root, tmp, JSON_INDENT(2));
@@ -102,6 +103,9 @@ int sim_record_load(struct sim *s) {
     s->n_nodes = json_array_size(nodes);
     s->generated = generated;
     s->port = json_is_integer(port) ? (int)json_integer_value(port) : 0;
+    /* Missing in a record of an earlier haloctl: its halods ran with the default. */
+    json_int_t ttl = json_integer_value(json_object_get(root, "lease_ttl"));
+    s->lease_ttl = ttl >= 1 && ttl <= SIM_LEASE_TTL_MAX ? (unsigned)ttl : SIM_LEASE_TTL_DEFAULT;
     s->config = strdup(config);
     if (!s->config || (r = sim_layout(s)) < 0) {
         r = r == -EBADMSG ? -ENOMEM : r;

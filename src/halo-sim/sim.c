@@ -29,6 +29,7 @@
 /* The arguments of a verb. */
 struct sim_args {
     unsigned nodes, members;
+    unsigned lease_ttl; /* seconds; 0: the default */
     const char *dir, *config;
     const char *node; /* start-node */
     bool json;
@@ -140,7 +141,8 @@ static int save_or_say(const struct sim *s) {
 
 static int cmd_up(const struct sim_args *a) {
     static const char *const counter_paths[] = {"../../examples/counter"};
-    _cleanup_(sim_layout_done) struct sim s = {.n_nodes = a->nodes, .n_members = a->members};
+    _cleanup_(sim_layout_done) struct sim s = {
+        .n_nodes = a->nodes, .n_members = a->members, .lease_ttl = a->lease_ttl ?: SIM_LEASE_TTL_DEFAULT};
     _cleanup_free_ char *self = NULL, *halod = NULL, *counter = NULL, *eps = NULL, *dir_opt = NULL;
     int ports[SIM_PORTS_MAX], r;
     json_t *status = NULL;
@@ -392,7 +394,7 @@ struct sim_verb {
 };
 
 static const struct sim_verb sim_verbs[] = {
-    {"up", "nmdc", cmd_up},
+    {"up", "nmdct", cmd_up},
     {"down", "d", cmd_down},
     {"status", "dj", cmd_status},
     {"start-node", "d", cmd_start_node},
@@ -410,9 +412,13 @@ static int parse_count(const char *s, const char *opt, unsigned max, unsigned *r
 
 int sim_main(int argc, char **argv, bool json) {
     static const struct option opts[] = {
-        {"nodes", required_argument, NULL, 'n'}, {"etcd-members", required_argument, NULL, 'm'},
-        {"dir", required_argument, NULL, 'd'},   {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},        {},
+        {"nodes", required_argument, NULL, 'n'},
+        {"etcd-members", required_argument, NULL, 'm'},
+        {"dir", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"lease-ttl", required_argument, NULL, 't'},
+        {},
     };
     const struct sim_verb *v = NULL;
     struct sim_args a = {.nodes = 3, .members = 1, .json = json};
@@ -435,7 +441,7 @@ int sim_main(int argc, char **argv, bool json) {
     opterr = 0;
     for (;;) {
         int li = -1;
-        c = getopt_long(argc, argv, ":n:m:d:c:j", opts, &li);
+        c = getopt_long(argc, argv, ":n:m:d:c:jt:", opts, &li);
         if (c < 0)
             break;
         if (c == '?' || c == ':') {
@@ -468,6 +474,10 @@ int sim_main(int argc, char **argv, bool json) {
             break;
         case 'j':
             a.json = true;
+            break;
+        case 't':
+            if (parse_count(optarg, "--lease-ttl", SIM_LEASE_TTL_MAX, &a.lease_ttl) < 0)
+                return 2;
             break;
         }
     }

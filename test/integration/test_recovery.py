@@ -108,11 +108,11 @@ def told(log, comp, obj):
     return [s for o, s, _ in notes(log, comp) if o == obj]
 
 
-def cluster(sim, log, tolerate=1, modes="object-states,entrypoint,recovery", participants=None):
+def cluster(sim, log, tolerate=1, modes="object-states,entrypoint,recovery", participants=None, lease_ttl=1):
     """haloctl sim up --nodes 3 with this test's description; the nodes and their HTTP ports."""
     cfg = sim.dir.parent / "rc.yaml"
     cfg.write_text(yaml(log, tolerate, modes, participants))
-    sim.up("--nodes", "3", "--config", str(cfg))
+    sim.up("--nodes", "3", "--config", str(cfg), "--lease-ttl", str(lease_ttl))
     hs = {n: SimNode(sim, n) for n in NODES}
     http = {n["name"]: int(n["http"].rstrip("/").rsplit(":", 1)[1]) for n in sim.record()["nodes"]}
     for p in ("ios-a", "ios-b", "ios-c"):
@@ -363,7 +363,9 @@ def test_halod_failure_during_recovery(sim, tmp_path):
     new one reads the persisted state and carries on; the process keeps
     running and its RECOVERED ends the recovery."""
     log = str(tmp_path / "comp.log")
-    hs, http = cluster(sim, log)
+    # A lease longer than halod's restart on a loaded machine: else its components stop themselves
+    # (libhalo's fail-fast, as another node may take over), and there is nothing to carry on with.
+    hs, http = cluster(sim, log, lease_ttl=5)
     hold = held_recovering(hs, log)
     h2 = hs["n2"]
     pid = h2.pid_of("ios-b")

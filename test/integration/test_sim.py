@@ -232,7 +232,10 @@ def test_sim_down_after_a_halod_died(sim):
 
 
 def test_sim_start_node_after_a_halod_died(sim):
-    sim.up("--nodes", "2")
+    r = sim.run("up", "--nodes", "2", "--lease-ttl", "61")
+    assert r.returncode == 2 and "--lease-ttl wants a number from 1 to 60, not '61'" in r.stderr, r.stderr
+    sim.up("--nodes", "2", "--lease-ttl", "3")
+    assert sim.record()["lease_ttl"] == 3
     r = sim.run("start-node", "n2")
     assert r.returncode == 1 and "runs already" in r.stderr, r.stderr
     r = sim.run("start-node", "n9")
@@ -248,6 +251,10 @@ def test_sim_start_node_after_a_halod_died(sim):
     new = sim.record()["nodes"][1]["pid"]
     assert new != old and proc_state(new) not in (None, "Z")
     assert sim.status("n2")["node"] == "n2"
+    # Started again with the TTL the cluster was brought up with.
+    with open(sim.record()["nodes"][1]["log"]) as f:
+        joins = [ln for ln in f if "Node 'n2' joined (lease" in ln]
+    assert joins and all("TTL 3s)" in ln for ln in joins), joins
     r = sim.run("down", timeout=120)
     assert r.returncode == 0 and r.stdout.count("stopped") == 3, r.stdout + r.stderr
 
