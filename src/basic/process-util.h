@@ -16,6 +16,8 @@ struct process_spawn_options {
     const char *log;           /* stdout and stderr appended to this file (created 0644); NULL: as below */
     int stdout_fd;             /* without log: the fd of ours the child gets as stdout; -1: our stdout */
     int stderr_fd;             /* likewise for stderr */
+    const char *env_first;     /* "NAME=value" put first in the child's environment (any other NAME dropped), so
+                                * that process_scan_env_first() reads it in a bounded read; NULL: none */
     bool new_session;          /* setsid(): the child leads a session and a process group of its own */
     unsigned long nofile_soft; /* the child's soft RLIMIT_NOFILE (at most the hard one); 0: ours */
     bool exec_error;           /* see process_spawn() */
@@ -66,6 +68,20 @@ int process_pidfd_reap(int pidfd, int *ret_status);
  * not what the kernel writes, -errno.
  */
 int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
+/*
+ * One pass over /proc: cb runs for each process that leads its process group,
+ * is not a zombie, and whose environment starts with the entry prefix (NAME=
+ * and perhaps the start of the value, as process_spawn_options.env_first puts
+ * it), with that first entry's rest after prefix and the process's start time.
+ * At most PROCESS_ENV_FIRST_MAX bytes of each environment are read; a first
+ * entry longer than that is not seen.  Processes whose environment cannot be
+ * read (another user's, a kernel thread's) are passed over.  Returns the
+ * number of processes cb saw, or -errno when /proc cannot be read.
+ */
+#define PROCESS_ENV_FIRST_MAX 8192
+typedef void (*process_scan_cb)(pid_t pid, const char *rest, uint64_t start_time, void *userdata);
+int process_scan_env_first(const char *prefix, process_scan_cb cb, void *userdata);
+
 /* pid's start time as process_get_stat() reads it, or 0 when it cannot (no such process): a drop-in for
  * callers that record 0 for "none". */
 uint64_t process_start_time(pid_t pid);

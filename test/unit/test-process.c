@@ -2,7 +2,7 @@
 /*
  * Tests for process-util: what a spawned child starts with (signals, fds,
  * stdin, session, directory, environment, output), how exec failures show,
- * and the pidfd and start-time helpers.  The children are /bin/sh and cat
+ * the pidfd and start-time helpers, and the scan for marked processes.  The children are /bin/sh and cat
  * reading their own /proc entries.
  */
 #include <errno.h>
@@ -297,4 +297,101 @@ TEST(pidfd_reap_of_an_exit_status) {
     ASSERT_EQ(poll(&p, 1, 10000), 1);
     ASSERT_EQ(process_pidfd_reap(fd, &st), 1);
     ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+}
+
+struct scanned {
+    pid_t pids[8];
+    char rests[8][64];
+    uint64_t starts[8];
+    size_t n;
+};
+
+static void on_scanned(pid_t pid, const char *rest, uint64_t start_time, void *userdata) {
+    struct scanned *s = userdata;
+    if (s->n < ELEMENTSOF(s->pids)) {
+        s->pids[s->n] = pid;
+        snprintf(s->rests[s->n], sizeof(s->rests[0]), "%s", rest);
+        s->starts[s->n++] = start_time;
+    }
+}
+
+/* Whether pid's environment starts with entry (once it has exec'd, it does). */
+static bool env_starts_with(pid_t pid, const char *entry) {
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return streq(buf, entry);
+}
+
+TEST(scan_finds_the_marked_group_leaders) {
+    char prefix[64], lead[96], member[96], big[PROCESS_ENV_FIRST_MAX + 64];
+    char *sh[] = {"/bin/sh", "-c", "sleep 30 & wait", NULL};
+    char *sleeper[] = {"/bin/sleep", "30", NULL};
+    pid_t leader, follower, cut;
+    struct scanned s = {0};
+
+    /* Ours alone: a test running beside this one marks with its own pid. */
+    snprintf(prefix, sizeof(prefix), "HALO_TEST_MARK=%d:", (int)getpid());
+    snprintf(lead, sizeof(lead), "%sleader", prefix);
+    snprintf(member, sizeof(member), "%sfollower", prefix);
+    /* A group leader (its sleep, of its group, inherits the mark), and one that leads no group. */
+    char dup_entry[128];
+    snprintf(dup_entry, sizeof(dup_entry), "%sreplaced", prefix);
+    char *const extra[] = {dup_entry, "TEST_MARK_OTHER=1", NULL};
+    struct process_spawn_options o = {.path = sh[0],
+                                      .argv = sh,
+                                      .env = extra,
+                                      .env_first = lead,
+                                      .new_session = true,
+                                      .stdout_fd = -1,
+                                      .stderr_fd = -1};
+    ASSERT_OK(process_spawn(&o, &leader));
+    o = (struct process_spawn_options){
+        .path = sleeper[0], .argv = sleeper, .env_first = member, .stdout_fd = -1, .stderr_fd = -1};
+    ASSERT_OK(process_spawn(&o, &follower));
+    /* A mark longer than the bound is not seen. */
+    int k = snprintf(big, sizeof(big), "%s", prefix);
+    memset(big + k, 'x', sizeof(big) - (size_t)k - 1);
+    big[sizeof(big) - 1] = '\0';
+    o = (struct process_spawn_options){
+        .path = sleeper[0], .argv = sleeper, .env_first = big, .new_session = true, .stdout_fd = -1, .stderr_fd = -1};
+    ASSERT_OK(process_spawn(&o, &cut));
+
+    for (int i = 0; i < 1000 && !(env_starts_with(leader, lead) && env_starts_with(follower, member)); i++)
+        usleep(10000);
+    ASSERT(env_starts_with(leader, lead) && env_starts_with(follower, member));
+    /* The leader's sleep has the mark too, but leads no group.  Wait for it to be there. */
+    usleep(100000);
+    ASSERT(process_scan_env_first(prefix, on_scanned, &s) >= 0);
+    ASSERT_EQ(s.n, 1u);
+    ASSERT_EQ(s.pids[0], leader);
+    ASSERT_STREQ(s.rests[0], "leader");
+    ASSERT_EQ(s.starts[0], process_start_time(leader));
+    /* An entry of the same name among the others was dropped: the mark is the only one. */
+    char env[65536], path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)leader);
+    _cleanup_close_ int efd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = efd < 0 ? -1 : read(efd, env, sizeof(env));
+    ASSERT(n > 0);
+    ASSERT(!memmem(env, (size_t)n, "replaced", 8) && memmem(env, (size_t)n, "TEST_MARK_OTHER=1", 17));
+
+    /* A zombie is no survivor. */
+    ASSERT_OK(kill(-leader, SIGKILL));
+    _cleanup_close_ int fd = process_pidfd_open(leader);
+    ASSERT(fd >= 0);
+    siginfo_t si = {0};
+    ASSERT_OK(waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOWAIT));
+    s = (struct scanned){0};
+    ASSERT(process_scan_env_first(prefix, on_scanned, &s) >= 0);
+    ASSERT_EQ(s.n, 0u);
+
+    ASSERT_OK(process_wait(leader, NULL));
+    ASSERT_OK(kill(follower, SIGKILL));
+    ASSERT_OK(process_wait(follower, NULL));
+    ASSERT_OK(kill(cut, SIGKILL));
+    ASSERT_OK(process_wait(cut, NULL));
 }
