@@ -303,6 +303,26 @@ static bool env_first_read(pid_t pid, const char *prefix, char *buf, size_t size
     return true;
 }
 
+/* pid's real user, from /proc/PID/status: the owner of /proc/PID is not it (a process that is not dumpable shows
+ * root's).  0 or -errno. */
+static int real_uid(pid_t pid, uid_t *ret) {
+    char path[64], buf[4096];
+    uint64_t uid;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\nUid:\t");
+    if (!p || parse_u64_n(p + 6, strcspn(p + 6, "\t\n"), &uid) < 0 || uid > UINT32_MAX)
+        return -EIO;
+    *ret = (uid_t)uid;
+    return 0;
+}
+
 int process_scan_env_first(const char *prefix, process_scan_cb cb, void *userdata) {
     _cleanup_(closedirp) DIR *d = opendir("/proc");
     struct dirent *de;
@@ -315,15 +335,17 @@ int process_scan_env_first(const char *prefix, process_scan_cb cb, void *userdat
         uint64_t v, start;
         char state;
         pid_t pgrp;
+        uid_t uid = (uid_t)-1; /* real_uid() */
         if (parse_u64_n(de->d_name, strlen(de->d_name), &v) < 0 || v < 2 || v > INT32_MAX)
             continue;
         pid_t pid = (pid_t)v;
         if (!env_first_read(pid, prefix, buf, sizeof(buf)) || stat_read(pid, &state, &pgrp, &start) < 0)
             continue;
         /* Read again after the start time: a pid reused in between shows another environment. */
-        if (pgrp != pid || state == 'Z' || !env_first_read(pid, prefix, again, sizeof(again)) || !streq(buf, again))
+        if (pgrp != pid || state == 'Z' || real_uid(pid, &uid) < 0 ||
+            !env_first_read(pid, prefix, again, sizeof(again)) || !streq(buf, again))
             continue;
-        cb(pid, buf, start, userdata);
+        cb(pid, buf, start, uid, userdata);
         seen++;
     }
     return seen;

@@ -72,14 +72,16 @@ int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
  * One pass over /proc: cb runs for each process that leads its process group,
  * is not a zombie, and whose environment starts with the entry prefix (NAME=
  * and perhaps the start of the value, as process_spawn_options.env_first puts
- * it), with that first entry's rest after prefix and the process's start time.
+ * it), with that first entry's rest after prefix, the process's start time and
+ * its real user (whoever can start a process can put any entry first: the
+ * user tells who did).
  * At most PROCESS_ENV_FIRST_MAX bytes of each environment are read; a first
  * entry longer than that is not seen.  Processes whose environment cannot be
  * read (another user's, a kernel thread's) are passed over.  Returns the
  * number of processes cb saw, or -errno when /proc cannot be read.
  */
 #define PROCESS_ENV_FIRST_MAX 8192
-typedef void (*process_scan_cb)(pid_t pid, const char *rest, uint64_t start_time, void *userdata);
+typedef void (*process_scan_cb)(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata);
 int process_scan_env_first(const char *prefix, process_scan_cb cb, void *userdata);
 
 /* pid's start time as process_get_stat() reads it, or 0 when it cannot (no such process): a drop-in for

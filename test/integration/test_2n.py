@@ -440,6 +440,37 @@ def test_a_survivor_whose_record_was_lost_is_adopted_not_doubled(cluster, halod_
     assert other.stop() == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as another user")
+def test_a_mark_forged_by_another_user_is_ignored(cluster):
+    """Anyone can start a process whose environment carries a component's mark: a restarted halod takes a
+    survivor only if it runs as the user halod starts that component as (or root).  Here counter-a died with
+    halod, and a process of user nobody carries its mark: halod starts counter-a anew and leaves the
+    other process alone (neither adopted nor killed)."""
+    h = cluster
+    pid_a = h.pid_of("counter-a")
+    h.remember_children()
+    h.proc.kill()
+    os.kill(pid_a, signal.SIGKILL)
+    h.proc.wait()
+    h.log.close()
+    mark = f"counter-a@{os.path.realpath(h.state)}"
+    forged = subprocess.Popen(["/bin/sleep", "60"], env={"HALO_OWNER": mark, "PATH": "/usr/bin:/bin"}, user=65534,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: _owned_by(h.state, "counter-a") == [forged.pid], what="the forged process to run")
+        before = len(h.logtext())
+        h.start()
+        wait_for(lambda: h.comp("counter-a")["registered"], timeout=15, what="counter-a started again")
+        after = h.logtext()[before:]
+        assert h.pid_of("counter-a") != forged.pid
+        assert "runs as user 65534" in after, after
+        assert forged.poll() is None
+        assert h.stop() == 0
+    finally:
+        forged.kill()
+        forged.wait()
+
+
 def test_health_checks_survive_a_halod_restart(cluster):
     """SIGKILL of halod alone, then a new halod adopts the components: their
     AMF-invoked health checks (200 ms period, 600 ms timeout) run again, so a

@@ -306,8 +306,9 @@ struct scanned {
     size_t n;
 };
 
-static void on_scanned(pid_t pid, const char *rest, uint64_t start_time, void *userdata) {
+static void on_scanned(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata) {
     struct scanned *s = userdata;
+    ASSERT_EQ(uid, getuid());
     if (s->n < ELEMENTSOF(s->pids)) {
         s->pids[s->n] = pid;
         snprintf(s->rests[s->n], sizeof(s->rests[0]), "%s", rest);

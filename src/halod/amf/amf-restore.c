@@ -80,7 +80,7 @@ struct survivors {
     size_t n_comps;
 };
 
-static void on_survivor(pid_t pid, const char *rest, uint64_t start_time, void *userdata) {
+static void on_survivor(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata) {
     struct survivors *sv = userdata;
     /* COMPONENT@DIR: the prefix read said DIR already; a component's name has no '@'. */
     size_t len = strcspn(rest, "@");
@@ -94,6 +94,13 @@ static void on_survivor(pid_t pid, const char *rest, uint64_t start_time, void *
         log_warning("Process %d was started for component '%s' by a previous halod, and the description has no such "
                     "component any more; left running",
                     (int)pid, name);
+        return;
+    }
+    /* Anyone may start a process with the mark: only the user halod starts c as could have, or root. */
+    uid_t as = c->cfg->ids.set_uid ? c->cfg->ids.uid : geteuid();
+    if (uid != as && uid != 0) {
+        log_warning("Process %d carries the mark of component '%s' but runs as user %u, not %u; ignored", (int)pid,
+                    c->name, (unsigned)uid, (unsigned)as);
         return;
     }
     /* Its descendants that made process groups of their own carry the mark too: the component started first. */
