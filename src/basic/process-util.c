@@ -284,23 +284,34 @@ int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time) {
     return 0;
 }
 
-/* Whether pid's environment starts with prefix: its first entry's rest into buf (NUL-terminated). */
-static bool env_first_read(pid_t pid, const char *prefix, char *buf, size_t size) {
+/* The rest after prefix of pid's first environment entry that starts with it, into ret (NUL-terminated); false:
+ * none within the first size - 1 bytes, or longer than ret_size - 1.  env: size bytes to read into. */
+static bool env_entry(pid_t pid, const char *prefix, char *env, size_t size, char *ret, size_t ret_size) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
-    /* One read: the entry is the environment's first, and the kernel copies up to size from its start. */
-    ssize_t n = read(fd, buf, size - 1);
+    /* One read: the kernel copies the environment from its start up to the size asked. */
+    ssize_t n = read(fd, env, size - 1);
     if (n <= 0)
         return false;
-    buf[n] = '\0';
+    env[n] = '\0';
     size_t len = strlen(prefix);
-    if ((size_t)n < len || strncmp(buf, prefix, len) != 0 || !memchr(buf, '\0', (size_t)n))
-        return false; /* not ours, or cut by the bound */
-    memmove(buf, buf + len, strlen(buf + len) + 1);
-    return true;
+    /* Entries whole within what was read: the last one may be cut by the bound. */
+    for (const char *e = env, *end = env + n; e < end;) {
+        const char *nul = memchr(e, '\0', (size_t)(end - e));
+        if (!nul)
+            return false;
+        if (strncmp(e, prefix, len) == 0) {
+            if ((size_t)(nul - e) - len >= ret_size)
+                return false;
+            memcpy(ret, e + len, (size_t)(nul - e) - len + 1);
+            return true;
+        }
+        e = nul + 1;
+    }
+    return false;
 }
 
 /* pid's real user, from /proc/PID/status: the owner of /proc/PID is not it (a process that is not dumpable shows
@@ -323,14 +334,15 @@ static int real_uid(pid_t pid, uid_t *ret) {
     return 0;
 }
 
-int process_scan_env_first(const char *prefix, process_scan_cb cb, void *userdata) {
+int process_scan_env(const char *prefix, process_scan_cb cb, void *userdata) {
     _cleanup_(closedirp) DIR *d = opendir("/proc");
+    _cleanup_free_ char *env = malloc(PROCESS_ENV_SCAN_MAX + 1);
     struct dirent *de;
-    char buf[PROCESS_ENV_FIRST_MAX + 1], again[PROCESS_ENV_FIRST_MAX + 1];
+    char rest[PROCESS_ENV_ENTRY_MAX], again[PROCESS_ENV_ENTRY_MAX];
     int seen = 0;
 
-    if (!d)
-        return -errno;
+    if (!d || !env)
+        return d ? -ENOMEM : -errno;
     while ((de = readdir(d))) {
         uint64_t v, start;
         char state;
@@ -339,13 +351,14 @@ int process_scan_env_first(const char *prefix, process_scan_cb cb, void *userdat
         if (parse_u64_n(de->d_name, strlen(de->d_name), &v) < 0 || v < 2 || v > INT32_MAX)
             continue;
         pid_t pid = (pid_t)v;
-        if (!env_first_read(pid, prefix, buf, sizeof(buf)) || stat_read(pid, &state, &pgrp, &start) < 0)
+        if (!env_entry(pid, prefix, env, PROCESS_ENV_SCAN_MAX + 1, rest, sizeof(rest)) ||
+            stat_read(pid, &state, &pgrp, &start) < 0)
             continue;
         /* Read again after the start time: a pid reused in between shows another environment. */
         if (pgrp != pid || state == 'Z' || real_uid(pid, &uid) < 0 ||
-            !env_first_read(pid, prefix, again, sizeof(again)) || !streq(buf, again))
+            !env_entry(pid, prefix, env, PROCESS_ENV_SCAN_MAX + 1, again, sizeof(again)) || !streq(rest, again))
             continue;
-        cb(pid, buf, start, uid, userdata);
+        cb(pid, rest, start, uid, userdata);
         seen++;
     }
     return seen;

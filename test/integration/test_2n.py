@@ -371,16 +371,16 @@ def _start_time(pid):
 
 
 def _owned_by(state_dir, comp):
-    """pids of the live processes whose environment starts with the mark halod gives comp's process."""
+    """pids of the live processes whose environment holds the mark halod gives comp's process."""
     mark = f"HALO_OWNER={comp}@{os.path.realpath(state_dir)}".encode()
     out = []
     for d in os.listdir("/proc"):
         try:
             with open(f"/proc/{d}/environ", "rb") as f:
-                first = f.read(8192).split(b"\0")[0]
+                env = f.read().split(b"\0")
         except (OSError, ValueError):
             continue
-        if d.isdigit() and first == mark and pid_alive(int(d)):
+        if d.isdigit() and mark in env and pid_alive(int(d)):
             out.append(int(d))
     return out
 

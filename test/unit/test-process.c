@@ -316,69 +316,72 @@ static void on_scanned(pid_t pid, const char *rest, uint64_t start_time, uid_t u
     }
 }
 
-/* Whether pid's environment starts with entry (once it has exec'd, it does). */
-static bool env_starts_with(pid_t pid, const char *entry) {
-    char path[64], buf[256];
+/* Whether pid's environment holds entry (once it has exec'd, it does). */
+static bool env_has(pid_t pid, const char *entry) {
+    static char env[PROCESS_ENV_SCAN_MAX * 2];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    return streq(buf, entry);
+    ssize_t n = fd < 0 ? -1 : read(fd, env, sizeof(env));
+    return n > 0 && memmem(env, (size_t)n, entry, strlen(entry) + 1);
+}
+
+static pid_t spawn_marked(char *const *argv, const char *first, char *const *extra, bool leader) {
+    struct process_spawn_options o = {.path = argv[0],
+                                      .argv = argv,
+                                      .env = extra,
+                                      .env_first = first,
+                                      .new_session = leader,
+                                      .stdout_fd = -1,
+                                      .stderr_fd = -1};
+    pid_t pid;
+    ASSERT_OK(process_spawn(&o, &pid));
+    return pid;
 }
 
 TEST(scan_finds_the_marked_group_leaders) {
-    char prefix[64], lead[96], member[96], big[PROCESS_ENV_FIRST_MAX + 64];
+    char prefix[64], lead[96], member[96], later[96], beyond[96], replaced[96];
+    static char big[PROCESS_ENV_SCAN_MAX + 64];
     char *sh[] = {"/bin/sh", "-c", "sleep 30 & wait", NULL};
     char *sleeper[] = {"/bin/sleep", "30", NULL};
-    pid_t leader, follower, cut;
     struct scanned s = {0};
 
     /* Ours alone: a test running beside this one marks with its own pid. */
     snprintf(prefix, sizeof(prefix), "HALO_TEST_MARK=%d:", (int)getpid());
     snprintf(lead, sizeof(lead), "%sleader", prefix);
     snprintf(member, sizeof(member), "%sfollower", prefix);
-    /* A group leader (its sleep, of its group, inherits the mark), and one that leads no group. */
-    char dup_entry[128];
-    snprintf(dup_entry, sizeof(dup_entry), "%sreplaced", prefix);
-    char *const extra[] = {dup_entry, "TEST_MARK_OTHER=1", NULL};
-    struct process_spawn_options o = {.path = sh[0],
-                                      .argv = sh,
-                                      .env = extra,
-                                      .env_first = lead,
-                                      .new_session = true,
-                                      .stdout_fd = -1,
-                                      .stderr_fd = -1};
-    ASSERT_OK(process_spawn(&o, &leader));
-    o = (struct process_spawn_options){
-        .path = sleeper[0], .argv = sleeper, .env_first = member, .stdout_fd = -1, .stderr_fd = -1};
-    ASSERT_OK(process_spawn(&o, &follower));
-    /* A mark longer than the bound is not seen. */
-    int k = snprintf(big, sizeof(big), "%s", prefix);
+    snprintf(later, sizeof(later), "%slater", prefix);
+    snprintf(beyond, sizeof(beyond), "%sbeyond", prefix);
+    snprintf(replaced, sizeof(replaced), "%sreplaced", prefix);
+    int k = snprintf(big, sizeof(big), "TEST_BIG=");
     memset(big + k, 'x', sizeof(big) - (size_t)k - 1);
-    big[sizeof(big) - 1] = '\0';
-    o = (struct process_spawn_options){
-        .path = sleeper[0], .argv = sleeper, .env_first = big, .new_session = true, .stdout_fd = -1, .stderr_fd = -1};
-    ASSERT_OK(process_spawn(&o, &cut));
+    char *const with_replaced[] = {replaced, "TEST_MARK_OTHER=1", NULL};
+    char *const with_later[] = {later, NULL};
+    char *const with_beyond[] = {beyond, NULL};
+    /* A group leader marked first (its sleep, of its group, inherits the mark), one that leads no group, one
+     * marked last (a shell that exec'd reorders its environment), one marked past the bound. */
+    pid_t leader = spawn_marked(sh, lead, with_replaced, true);
+    pid_t follower = spawn_marked(sleeper, member, NULL, false);
+    pid_t last = spawn_marked(sleeper, NULL, with_later, true);
+    pid_t past = spawn_marked(sleeper, big, with_beyond, true);
 
-    for (int i = 0; i < 1000 && !(env_starts_with(leader, lead) && env_starts_with(follower, member)); i++)
+    for (int i = 0; i < 1000 && !(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) &&
+                                  env_has(past, beyond));
+         i++)
         usleep(10000);
-    ASSERT(env_starts_with(leader, lead) && env_starts_with(follower, member));
-    /* The leader's sleep has the mark too, but leads no group.  Wait for it to be there. */
+    ASSERT(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) && env_has(past, beyond));
+    /* The leader's sleep has the mark too, but leads no group.  Give it time to be there. */
     usleep(100000);
-    ASSERT(process_scan_env_first(prefix, on_scanned, &s) >= 0);
-    ASSERT_EQ(s.n, 1u);
-    ASSERT_EQ(s.pids[0], leader);
-    ASSERT_STREQ(s.rests[0], "leader");
-    ASSERT_EQ(s.starts[0], process_start_time(leader));
-    /* An entry of the same name among the others was dropped: the mark is the only one. */
-    char env[65536], path[64];
-    snprintf(path, sizeof(path), "/proc/%d/environ", (int)leader);
-    _cleanup_close_ int efd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = efd < 0 ? -1 : read(efd, env, sizeof(env));
-    ASSERT(n > 0);
-    ASSERT(!memmem(env, (size_t)n, "replaced", 8) && memmem(env, (size_t)n, "TEST_MARK_OTHER=1", 17));
+    ASSERT(process_scan_env(prefix, on_scanned, &s) >= 0);
+    ASSERT_EQ(s.n, 2u);
+    size_t i = s.pids[0] == leader ? 0 : 1;
+    ASSERT_EQ(s.pids[i], leader);
+    ASSERT_STREQ(s.rests[i], "leader");
+    ASSERT_EQ(s.starts[i], process_start_time(leader));
+    ASSERT_EQ(s.pids[1 - i], last);
+    ASSERT_STREQ(s.rests[1 - i], "later");
+    /* An entry of the same name among the others was dropped: the first one is the only one. */
+    ASSERT(!env_has(leader, replaced) && env_has(leader, "TEST_MARK_OTHER=1"));
 
     /* A zombie is no survivor. */
     ASSERT_OK(kill(-leader, SIGKILL));
@@ -387,12 +390,14 @@ TEST(scan_finds_the_marked_group_leaders) {
     siginfo_t si = {0};
     ASSERT_OK(waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOWAIT));
     s = (struct scanned){0};
-    ASSERT(process_scan_env_first(prefix, on_scanned, &s) >= 0);
-    ASSERT_EQ(s.n, 0u);
+    ASSERT(process_scan_env(prefix, on_scanned, &s) >= 0);
+    ASSERT_EQ(s.n, 1u);
+    ASSERT_EQ(s.pids[0], last);
 
     ASSERT_OK(process_wait(leader, NULL));
-    ASSERT_OK(kill(follower, SIGKILL));
-    ASSERT_OK(process_wait(follower, NULL));
-    ASSERT_OK(kill(cut, SIGKILL));
-    ASSERT_OK(process_wait(cut, NULL));
+    pid_t rest[] = {follower, last, past};
+    for (size_t j = 0; j < ELEMENTSOF(rest); j++) {
+        ASSERT_OK(kill(rest[j], SIGKILL));
+        ASSERT_OK(process_wait(rest[j], NULL));
+    }
 }

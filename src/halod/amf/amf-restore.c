@@ -131,7 +131,7 @@ void amf_restore_survivors(struct amf *a) {
         log_error("Out of memory: the processes a previous halod left are not looked for");
         return;
     }
-    int r = process_scan_env_first("HALO_OWNER=", on_survivor, &sv);
+    int r = process_scan_env("HALO_OWNER=", on_survivor, &sv);
     if (r < 0)
         log_error_errno(r, "Failed to look for the processes a previous halod left in /proc: %m");
     for (size_t i = 0; i < sv.n; i++) {
