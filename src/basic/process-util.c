@@ -147,7 +147,7 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         child_fail(errfd, errno, 126);
     if (o->workdir && chdir(o->workdir) < 0)
         child_fail(errfd, errno, 126);
-    /* A traced child whose parent died before this point would run unknown to the parent's successor,
+    /* A marked child whose parent died before this point would run unknown to the parent's successor,
      * which may have looked for it already: it does not start. */
     if (o->env_first && getppid() != parent)
         child_fail(errfd, ESRCH, 127);
@@ -335,14 +335,16 @@ static int real_uid(pid_t pid, uid_t *ret) {
 }
 
 int process_scan_env(const char *prefix, process_scan_cb cb, void *userdata) {
-    _cleanup_(closedirp) DIR *d = opendir("/proc");
-    _cleanup_free_ char *env = malloc(PROCESS_ENV_SCAN_MAX + 1);
     struct dirent *de;
     char rest[PROCESS_ENV_ENTRY_MAX], again[PROCESS_ENV_ENTRY_MAX];
     int seen = 0;
 
-    if (!d || !env)
-        return d ? -ENOMEM : -errno;
+    _cleanup_(closedirp) DIR *d = opendir("/proc");
+    if (!d)
+        return -errno;
+    _cleanup_free_ char *env = malloc(PROCESS_ENV_SCAN_MAX + 1);
+    if (!env)
+        return -ENOMEM;
     while ((de = readdir(d))) {
         uint64_t v, start;
         char state;

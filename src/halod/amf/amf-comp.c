@@ -94,7 +94,7 @@ static int comp_spawn(struct comp *c, char *const *argv, char *const *extra, siz
 
     if (!env)
         return -ENOMEM;
-    /* First in its environment: the next halod reads a few bytes of each process's to find it. */
+    /* First in its environment, where the next halod's bounded read of each process's finds it. */
     if (owned && c->amf->owner && asprintf(&owner, "HALO_OWNER=%s@%s", c->name, c->amf->owner) < 0) {
         owner = NULL;
         goto out;

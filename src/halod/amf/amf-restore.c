@@ -68,16 +68,18 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
     close(pidfd);
 }
 
-/* The survivors of the previous halod found in /proc: for each component, the first one started. */
+/* A process of a previous halod found in /proc by its mark. */
+struct survivor {
+    struct comp *comp;
+    pid_t pid;
+    uint64_t start_time;
+};
+
+/* For each component, the first one started. */
 struct survivors {
     struct amf *a;
-    size_t n;
-    struct survivor {
-        struct comp *comp;
-        pid_t pid;
-        uint64_t start_time;
-    } * list; /* one per component, n_comps allocated */
-    size_t n_comps;
+    struct survivor *list; /* n_comps allocated, n in use: one per component */
+    size_t n, n_comps;
 };
 
 static void on_survivor(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata) {
