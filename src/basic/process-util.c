@@ -334,6 +334,21 @@ static int real_uid(pid_t pid, uid_t *ret) {
     return 0;
 }
 
+/* Whether pid leads its process group pgrp, or that group's leader is gone (ended, perhaps not yet reaped): a
+ * daemon that outlived the command that started it, or what a process that ended left behind. */
+static bool group_first(pid_t pid, pid_t pgrp) {
+    char state;
+    pid_t leader_pgrp;
+    uint64_t start;
+    if (pgrp == pid)
+        return true;
+    if (pgrp <= 1)
+        return false;
+    if (stat_read(pgrp, &state, &leader_pgrp, &start) < 0)
+        return true;
+    return state == 'Z' || leader_pgrp != pgrp;
+}
+
 int process_scan_env(const char *prefix, process_scan_cb cb, void *userdata) {
     struct dirent *de;
     char rest[PROCESS_ENV_ENTRY_MAX], again[PROCESS_ENV_ENTRY_MAX];
@@ -357,7 +372,7 @@ int process_scan_env(const char *prefix, process_scan_cb cb, void *userdata) {
             stat_read(pid, &state, &pgrp, &start) < 0)
             continue;
         /* Read again after the start time: a pid reused in between shows another environment. */
-        if (pgrp != pid || state == 'Z' || real_uid(pid, &uid) < 0 ||
+        if (!group_first(pid, pgrp) || state == 'Z' || real_uid(pid, &uid) < 0 ||
             !env_entry(pid, prefix, env, PROCESS_ENV_SCAN_MAX + 1, again, sizeof(again)) || !streq(rest, again))
             continue;
         cb(pid, rest, start, uid, userdata);

@@ -69,8 +69,9 @@ int process_pidfd_reap(int pidfd, int *ret_status);
  */
 int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
 /*
- * One pass over /proc: cb runs for each process that leads its process group,
- * is not a zombie, and has an environment entry that starts with prefix (NAME=
+ * One pass over /proc: cb runs for each process that leads its process group
+ * (or whose group's leader has ended: a daemon that outlived the command that
+ * started it), is not a zombie, and has an environment entry that starts with prefix (NAME=
  * and perhaps the start of the value), with the rest of that entry (the first
  * such), the process's start time and its real user (whoever can start a
  * process can put any entry in its environment: the user tells who did).  At

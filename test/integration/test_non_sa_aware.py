@@ -317,6 +317,46 @@ def test_a_server_whose_record_was_lost_is_adopted_by_its_mark(web):
     assert answers(h.ports["web-a"]) and not answers(h.ports["web-b"])
 
 
+def test_a_pidfile_daemon_whose_record_was_lost_is_adopted_by_its_mark(halod_factory, tmp_path):
+    """The daemon of a pidfile outlives the command that started it, in that command's process group: a
+    restarted halod whose store lost its record finds it by its mark all the same, and adopts it."""
+    h = halod_factory(f"""
+cluster: test
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sh
+    service-units:
+      a: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/a.pid"], pidfile: {tmp_path}/a.pid}}}}
+      b: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/b.pid"], pidfile: {tmp_path}/b.pid}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    assert h.wait_assigned("si") == ("a", "b")
+    daemon = h.pid_of("a")
+    wait_for(lambda: recorded(h, "si") == ("a", "b"), what="the roles recorded")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    db = sqlite3.connect(f"{h.state}/store.db", timeout=5)
+    with db:
+        lost = '{"component":"a","node":"local","pid":0,"starttime":0}'
+        assert db.execute("UPDATE kv SET value = ? WHERE key = ?",
+                          (lost.encode(), b"/halo/test/components/a")).rowcount == 1
+    db.close()
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: h.si("si")["active"] == "a" and h.pid_of("a") == daemon, timeout=10, what="a's daemon adopted")
+    assert h.wait_assigned("si") == ("a", "b")
+    after = h.logtext()[mark:]
+    assert "found by its mark" in after and "Started component" not in after, after
+    assert h.stop() == 0
+
+
 def test_check_names_the_mistakes(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("""service-groups:

@@ -339,10 +339,10 @@ static pid_t spawn_marked(char *const *argv, const char *first, char *const *ext
     return pid;
 }
 
-TEST(scan_finds_the_marked_group_leaders) {
+TEST(scan_finds_the_marked_processes_first_in_their_group) {
     char prefix[64], lead[96], member[96], later[96], beyond[96], replaced[96];
     static char big[PROCESS_ENV_SCAN_MAX + 64];
-    char *sh[] = {"/bin/sh", "-c", "sleep 30 & wait", NULL};
+    char *shell[] = {"/bin/sh", "-c", "sleep 30 & wait", NULL};
     char *sleeper[] = {"/bin/sleep", "30", NULL};
     struct scanned s = {0};
 
@@ -360,26 +360,37 @@ TEST(scan_finds_the_marked_group_leaders) {
     char *const with_beyond[] = {beyond, NULL};
     /* A group leader marked first (its sleep, of its group, inherits the mark), one that leads no group, one
      * marked last (a shell that exec'd reorders its environment), one marked past the bound. */
-    pid_t leader = spawn_marked(sh, lead, with_replaced, true);
+    pid_t leader = spawn_marked(shell, lead, with_replaced, true);
     pid_t follower = spawn_marked(sleeper, member, NULL, false);
     pid_t last = spawn_marked(sleeper, NULL, with_later, true);
     pid_t past = spawn_marked(sleeper, big, with_beyond, true);
+    /* A daemon whose starter ended: of a group whose leader is gone. */
+    char orphan[96];
+    snprintf(orphan, sizeof(orphan), "%sdaemon", prefix);
+    struct process_spawn_options od = {.env_first = orphan, .new_session = true, .stdout_fd = -1, .stderr_fd = -1};
+    int st;
+    pid_t daemon = (pid_t)atoi(sh(&od, "sleep 30 >/dev/null & echo $!", &st));
+    ASSERT(daemon > 0 && st == 0);
 
     for (int i = 0; i < 1000 && !(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) &&
-                                  env_has(past, beyond));
+                                  env_has(past, beyond) && env_has(daemon, orphan));
          i++)
         usleep(10000);
-    ASSERT(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) && env_has(past, beyond));
+    ASSERT(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) && env_has(past, beyond) &&
+           env_has(daemon, orphan));
     /* The leader's sleep has the mark too, but leads no group.  Give it time to be there. */
     usleep(100000);
     ASSERT(process_scan_env(prefix, on_scanned, &s) >= 0);
-    ASSERT_EQ(s.n, 2u);
-    size_t i = s.pids[0] == leader ? 0 : 1;
-    ASSERT_EQ(s.pids[i], leader);
-    ASSERT_STREQ(s.rests[i], "leader");
-    ASSERT_EQ(s.starts[i], process_start_time(leader));
-    ASSERT_EQ(s.pids[1 - i], last);
-    ASSERT_STREQ(s.rests[1 - i], "later");
+    ASSERT_EQ(s.n, 3u);
+    bool seen_leader = false, seen_last = false, seen_daemon = false;
+    for (size_t i = 0; i < s.n; i++)
+        if (s.pids[i] == leader) {
+            seen_leader = streq(s.rests[i], "leader") && s.starts[i] == process_start_time(leader);
+        } else if (s.pids[i] == last)
+            seen_last = streq(s.rests[i], "later");
+        else if (s.pids[i] == daemon)
+            seen_daemon = streq(s.rests[i], "daemon");
+    ASSERT(seen_leader && seen_last && seen_daemon);
     /* An entry of the same name among the others was dropped: the first one is the only one. */
     ASSERT(!env_has(leader, replaced) && env_has(leader, "TEST_MARK_OTHER=1"));
 
@@ -391,8 +402,8 @@ TEST(scan_finds_the_marked_group_leaders) {
     ASSERT_OK(waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOWAIT));
     s = (struct scanned){0};
     ASSERT(process_scan_env(prefix, on_scanned, &s) >= 0);
-    ASSERT_EQ(s.n, 1u);
-    ASSERT_EQ(s.pids[0], last);
+    ASSERT_EQ(s.n, 2u);
+    ASSERT((s.pids[0] == last && s.pids[1] == daemon) || (s.pids[0] == daemon && s.pids[1] == last));
 
     ASSERT_OK(process_wait(leader, NULL));
     pid_t rest[] = {follower, last, past};
@@ -400,4 +411,6 @@ TEST(scan_finds_the_marked_group_leaders) {
         ASSERT_OK(kill(rest[j], SIGKILL));
         ASSERT_OK(process_wait(rest[j], NULL));
     }
+    /* Not our child: whoever reaps orphans here reaps it. */
+    ASSERT_OK(kill(daemon, SIGKILL));
 }
