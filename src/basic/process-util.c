@@ -2,6 +2,7 @@
 /* Starting a process with nothing of ours but what it is given, and knowing it again later: pidfds, start times. */
 #include "process-util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -23,6 +24,8 @@
 
 extern char **environ;
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
 /* The service manager's variables for halod itself (sd_notify(3), sd_listen_fds(3)): a component that
  * found them would talk to systemd in halod's name. */
 static bool env_private(const char *e) {
@@ -35,28 +38,36 @@ static bool env_private(const char *e) {
     return false;
 }
 
-/* Builds environ + extra, extra overriding entries with the same name, without the service
- * manager's (env_private()).  The strings are not copied. */
-static char **env_merge(char *const *extra) {
+/* Whether the entry e is named as the entry named (both "NAME=..."). */
+static bool env_same_name(const char *e, const char *named) {
+    size_t len = strcspn(named, "=");
+    return strncmp(e, named, len) == 0 && e[len] == '=';
+}
+
+/* Builds first + environ + extra, extra overriding entries with the same name, first overriding any, without the
+ * service manager's (env_private()).  The strings are not copied. */
+static char **env_merge(const char *first, char *const *extra) {
     size_t n = 0, m = 0;
     while (environ[n])
         n++;
     while (extra[m])
         m++;
-    char **e = calloc(n + m + 1, sizeof(char *));
+    char **e = calloc(n + m + 2, sizeof(char *));
     if (!e)
         return NULL;
     size_t k = 0;
+    if (first)
+        e[k++] = (char *)first;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strcspn(environ[i], "=");
-        bool overridden = false;
+        bool overridden = first && env_same_name(environ[i], first);
         for (size_t j = 0; j < m && !overridden; j++)
-            overridden = strncmp(extra[j], environ[i], len) == 0 && extra[j][len] == '=';
+            overridden = env_same_name(environ[i], extra[j]);
         if (!overridden && !env_private(environ[i]))
             e[k++] = environ[i];
     }
     for (size_t j = 0; j < m; j++)
-        e[k++] = extra[j];
+        if (!first || !env_same_name(extra[j], first))
+            e[k++] = extra[j];
     e[k] = NULL;
     return e;
 }
@@ -77,7 +88,7 @@ static int child_move_fd(int fd, int target) {
     return dup2(fd, target) < 0 ? -1 : 0;          /* the copy has no O_CLOEXEC */
 }
 
-static _Noreturn void child_exec(const struct process_spawn_options *o, char **envp, int errfd) {
+static _Noreturn void child_exec(const struct process_spawn_options *o, char **envp, int errfd, pid_t parent) {
     sigset_t none;
 
     /* Out of the way of the fds the child is given. */
@@ -136,6 +147,10 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         child_fail(errfd, errno, 126);
     if (o->workdir && chdir(o->workdir) < 0)
         child_fail(errfd, errno, 126);
+    /* A marked child whose parent died before this point would run unknown to the parent's successor,
+     * which may have looked for it already: it does not start. */
+    if (o->env_first && getppid() != parent)
+        child_fail(errfd, ESRCH, 127);
     execve(o->path, o->argv, envp);
     child_fail(errfd, errno, 127);
 }
@@ -148,7 +163,7 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
 
     assert_return(o && o->path && o->argv && ret_pid, -EINVAL);
     static char *const none[] = {NULL};
-    envp = env_merge(o->env ? o->env : none);
+    envp = env_merge(o->env_first, o->env ? o->env : none);
     if (!envp)
         return -ENOMEM;
     if (o->exec_error) {
@@ -163,10 +178,11 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
      * it has reset them; the child unblocks them then. */
     sigfillset(&all);
     (void)pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t parent = getpid();
     pid_t pid = fork();
     int fork_errno = errno;
     if (pid == 0)
-        child_exec(o, envp, errfd_write);
+        child_exec(o, envp, errfd_write, parent);
     (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
     safe_close(errfd_write);
     if (pid < 0)
@@ -219,9 +235,10 @@ int process_pidfd_reap(int pidfd, int *ret_status) {
     return 1;
 }
 
-int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time) {
+/* The state (field 3), process group (5) and start time (22) of /proc/PID/stat.  0, -ESRCH, -EIO, -errno. */
+static int stat_read(pid_t pid, char *ret_state, pid_t *ret_pgrp, uint64_t *ret_start_time) {
     char path[64], buf[1024];
-    uint64_t start;
+    uint64_t start, pgrp;
 
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -238,6 +255,8 @@ int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time) {
     p += 2;
     char state = *p;
     for (int field = 3; field < 22; field++) {
+        if (field == 5 && parse_u64_n(p, strcspn(p, " "), &pgrp) < 0)
+            return -EIO;
         p = strchr(p, ' ');
         if (!p)
             return -EIO;
@@ -245,11 +264,121 @@ int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time) {
     }
     if (parse_u64_n(p, strcspn(p, " \n"), &start) < 0)
         return -EIO;
+    *ret_state = state;
+    *ret_pgrp = (pid_t)pgrp;
+    *ret_start_time = start;
+    return 0;
+}
+
+int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time) {
+    char state;
+    pid_t pgrp;
+    uint64_t start;
+    int r = stat_read(pid, &state, &pgrp, &start);
+    if (r < 0)
+        return r;
     if (ret_state)
         *ret_state = state;
     if (ret_start_time)
         *ret_start_time = start;
     return 0;
+}
+
+/* The rest after prefix of pid's first environment entry that starts with it, into ret (NUL-terminated); false:
+ * none within the first size - 1 bytes, or longer than ret_size - 1.  env: size bytes to read into. */
+static bool env_entry(pid_t pid, const char *prefix, char *env, size_t size, char *ret, size_t ret_size) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    /* One read: the kernel copies the environment from its start up to the size asked. */
+    ssize_t n = read(fd, env, size - 1);
+    if (n <= 0)
+        return false;
+    env[n] = '\0';
+    size_t len = strlen(prefix);
+    /* Entries whole within what was read: the last one may be cut by the bound. */
+    for (const char *e = env, *end = env + n; e < end;) {
+        const char *nul = memchr(e, '\0', (size_t)(end - e));
+        if (!nul)
+            return false;
+        if (strncmp(e, prefix, len) == 0) {
+            if ((size_t)(nul - e) - len >= ret_size)
+                return false;
+            memcpy(ret, e + len, (size_t)(nul - e) - len + 1);
+            return true;
+        }
+        e = nul + 1;
+    }
+    return false;
+}
+
+/* pid's real user, from /proc/PID/status: the owner of /proc/PID is not it (a process that is not dumpable shows
+ * root's).  0 or -errno. */
+static int real_uid(pid_t pid, uid_t *ret) {
+    char path[64], buf[4096];
+    uint64_t uid;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\nUid:\t");
+    if (!p || parse_u64_n(p + 6, strcspn(p + 6, "\t\n"), &uid) < 0 || uid > UINT32_MAX)
+        return -EIO;
+    *ret = (uid_t)uid;
+    return 0;
+}
+
+/* Whether pid leads its process group pgrp, or that group's leader is gone (ended, perhaps not yet reaped): a
+ * daemon that outlived the command that started it, or what a process that ended left behind. */
+static bool group_first(pid_t pid, pid_t pgrp) {
+    char state;
+    pid_t leader_pgrp;
+    uint64_t start;
+    if (pgrp == pid)
+        return true;
+    if (pgrp <= 1)
+        return false;
+    if (stat_read(pgrp, &state, &leader_pgrp, &start) < 0)
+        return true;
+    return state == 'Z' || leader_pgrp != pgrp;
+}
+
+int process_scan_env(const char *prefix, process_scan_cb cb, void *userdata) {
+    struct dirent *de;
+    char rest[PROCESS_ENV_ENTRY_MAX], again[PROCESS_ENV_ENTRY_MAX];
+    int seen = 0;
+
+    _cleanup_(closedirp) DIR *d = opendir("/proc");
+    if (!d)
+        return -errno;
+    _cleanup_free_ char *env = malloc(PROCESS_ENV_SCAN_MAX + 1);
+    if (!env)
+        return -ENOMEM;
+    while ((de = readdir(d))) {
+        uint64_t v, start;
+        char state;
+        pid_t pgrp;
+        uid_t uid = (uid_t)-1; /* real_uid() */
+        if (parse_u64_n(de->d_name, strlen(de->d_name), &v) < 0 || v < 2 || v > INT32_MAX)
+            continue;
+        pid_t pid = (pid_t)v;
+        if (!env_entry(pid, prefix, env, PROCESS_ENV_SCAN_MAX + 1, rest, sizeof(rest)) ||
+            stat_read(pid, &state, &pgrp, &start) < 0)
+            continue;
+        /* Read again after the start time: a pid reused in between shows another environment. */
+        if (!group_first(pid, pgrp) || state == 'Z' || real_uid(pid, &uid) < 0 ||
+            !env_entry(pid, prefix, env, PROCESS_ENV_SCAN_MAX + 1, again, sizeof(again)) || !streq(rest, again))
+            continue;
+        cb(pid, rest, start, uid, userdata);
+        seen++;
+    }
+    return seen;
 }
 
 uint64_t process_start_time(pid_t pid) {

@@ -16,6 +16,8 @@ struct process_spawn_options {
     const char *log;           /* stdout and stderr appended to this file (created 0644); NULL: as below */
     int stdout_fd;             /* without log: the fd of ours the child gets as stdout; -1: our stdout */
     int stderr_fd;             /* likewise for stderr */
+    const char *env_first;     /* "NAME=value" put first in the child's environment (any other NAME dropped), where
+                                * process_scan_env()'s bounded read finds it; NULL: none */
     bool new_session;          /* setsid(): the child leads a session and a process group of its own */
     unsigned long nofile_soft; /* the child's soft RLIMIT_NOFILE (at most the hard one); 0: ours */
     bool exec_error;           /* see process_spawn() */
@@ -66,6 +68,26 @@ int process_pidfd_reap(int pidfd, int *ret_status);
  * not what the kernel writes, -errno.
  */
 int process_get_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
+/*
+ * One pass over /proc: cb runs for each process that leads its process group
+ * (or whose group's leader has ended: a daemon that outlived the command that
+ * started it), is not a zombie, and has an environment entry that starts with prefix (NAME=
+ * and perhaps the start of the value), with the rest of that entry (the first
+ * such), the process's start time and its real user (whoever can start a
+ * process can put any entry in its environment: the user tells who did).  At
+ * most PROCESS_ENV_SCAN_MAX bytes of each environment are read (an entry
+ * beyond is not seen: process_spawn_options.env_first puts one first, where a
+ * program that keeps its environment's order keeps it), and an entry whose
+ * rest is longer than PROCESS_ENV_ENTRY_MAX - 1 is passed over.  Processes
+ * whose environment cannot be read (another user's, a kernel thread's) are
+ * passed over.  Returns the number of processes cb saw, or -errno when /proc
+ * cannot be read.
+ */
+#define PROCESS_ENV_SCAN_MAX (64 * 1024)
+#define PROCESS_ENV_ENTRY_MAX 8192
+typedef void (*process_scan_cb)(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata);
+int process_scan_env(const char *prefix, process_scan_cb cb, void *userdata);
+
 /* pid's start time as process_get_stat() reads it, or 0 when it cannot (no such process): a drop-in for
  * callers that record 0 for "none". */
 uint64_t process_start_time(pid_t pid);

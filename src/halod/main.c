@@ -231,6 +231,8 @@ int main(int argc, char **argv) {
     if (arg_check)
         return run_check();
     signal(SIGPIPE, SIG_IGN);
+    /* A halod started by another one's component: the mark is the other's, not to be passed on. */
+    (void)unsetenv("HALO_OWNER");
     if (!arg.etcd && getenv("HALO_ETCD") && *getenv("HALO_ETCD"))
         arg.etcd = getenv("HALO_ETCD");
     r = manager_new(&arg, &m);

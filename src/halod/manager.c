@@ -384,8 +384,12 @@ static void on_amf_failfast(struct amf *a, const char *why, void *userdata);
 /* The AMF, the event queues and the recovery around it. */
 static int build_amf(struct manager *m) {
     char crash_dir[PATH_MAX];
+    /* The state directory names this halod and its successors alone: the lock says one halod at a time. */
+    _cleanup_free_ char *owner = realpath(m->opt.state_dir, NULL);
+    if (!owner)
+        return log_error_errno(errno, "Failed to resolve the state directory '%s': %m", m->opt.state_dir);
     struct amf_params ap = {
-        .loop = m->loop, .config = m->config, .node = m->node, .socket_path = m->socket, .sup = m->sup};
+        .loop = m->loop, .config = m->config, .node = m->node, .socket_path = m->socket, .owner = owner, .sup = m->sup};
     /* Where libhalo writes a crash for halod to read (amf-crash.c): without it, only the signal is known. */
     int n = snprintf(crash_dir, sizeof(crash_dir), "%s/crash", m->opt.state_dir);
     if (n >= (int)sizeof(crash_dir))

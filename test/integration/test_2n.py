@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """2N on one node, end to end: real halod, real counter components, real sockets."""
+import json
 import os
 import signal
 import socket
@@ -362,6 +363,112 @@ def test_halod_and_a_component_killed_together_restart_it_once(cluster):
     assert "exited with status" not in after, after
     assert _processes_with(COUNTER, sb_port) == [h.pid_of("counter-b")]
     assert h.stop() == 0
+
+
+def _start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def _owned_by(state_dir, comp):
+    """pids of the live processes whose environment holds the mark halod gives comp's process."""
+    mark = f"HALO_OWNER={comp}@{os.path.realpath(state_dir)}".encode()
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if d.isdigit() and mark in env and pid_alive(int(d)):
+            out.append(int(d))
+    return out
+
+
+def test_a_survivor_whose_record_was_lost_is_adopted_not_doubled(cluster, halod_factory, tmp_path):
+    """halod restarts a component, then is SIGKILLed before the store took the new process's record (etcd
+    unreachable, or simply the moment between the fork and the write): the store still names the process
+    that died.  The next halod finds the survivor by the mark in its environment and adopts it; it used to
+    start the component again beside it, two processes of one unit.  Another halod on the same machine (its
+    own state directory, the same cluster and node names) keeps its processes: the mark names the state
+    directory."""
+    import sqlite3
+    h = cluster
+    other_port = free_port()
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = halod_factory(counter_yaml(other_dir, other_port), name="other").start()
+    other.wait_assigned("counter")
+    others = {c: other.pid_of(c) for c in ("counter-a", "counter-b")}
+
+    old = h.pid_of("counter-b")
+    old_start = _start_time(old)
+    h.remember_children()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: h.pid_of("counter-b") not in (None, old) and h.comp("counter-b")["registered"], timeout=10,
+             what="counter-b restarted")
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    pids = {c: h.pid_of(c) for c in ("counter-a", "counter-b")}
+    assert _owned_by(h.state, "counter-b") == [pids["counter-b"]]
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    # The record of the restarted process is lost: the store names the dead one.
+    lost = json.dumps({"component": "counter-b", "node": "local", "pid": old, "starttime": old_start},
+                      separators=(",", ":"), sort_keys=True)
+    db = sqlite3.connect(f"{h.state}/store.db", timeout=5)
+    with db:
+        n = db.execute("UPDATE kv SET value = ? WHERE key = ?", (lost.encode(), b"/halo/test/components/counter-b"))
+        assert n.rowcount == 1
+    db.close()
+
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: all(h.comp(c)["registered"] for c in pids), timeout=15, what="components registered again")
+    assert h.wait_assigned("counter") == ("counter-a", "counter-b")
+    time.sleep(0.5)  # a second copy, if one were started, would be spawned by now
+    after = h.logtext()[mark:]
+    assert {c: h.pid_of(c) for c in pids} == pids, after
+    assert "found by its mark" in after, after
+    assert "Started component" not in after, after
+    assert _processes_with(COUNTER, str(h.port + 2)) == [pids["counter-b"]]
+    assert _owned_by(h.state, "counter-b") == [pids["counter-b"]]
+    # The other halod's processes, marked with its own directory, were neither adopted nor killed.
+    assert {c: other.pid_of(c) for c in others} == others
+    assert all(pid_alive(p) for p in others.values())
+    assert other.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as another user")
+def test_a_mark_forged_by_another_user_is_ignored(cluster):
+    """Anyone can start a process whose environment carries a component's mark: a restarted halod takes a
+    survivor only if it runs as the user halod starts that component as (or root).  Here counter-a died with
+    halod, and a process of user nobody carries its mark: halod starts counter-a anew and leaves the
+    other process alone (neither adopted nor killed)."""
+    h = cluster
+    pid_a = h.pid_of("counter-a")
+    h.remember_children()
+    h.proc.kill()
+    os.kill(pid_a, signal.SIGKILL)
+    h.proc.wait()
+    h.log.close()
+    mark = f"counter-a@{os.path.realpath(h.state)}"
+    forged = subprocess.Popen(["/bin/sleep", "60"], env={"HALO_OWNER": mark, "PATH": "/usr/bin:/bin"}, user=65534,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: _owned_by(h.state, "counter-a") == [forged.pid], what="the forged process to run")
+        before = len(h.logtext())
+        h.start()
+        wait_for(lambda: h.comp("counter-a")["registered"], timeout=15, what="counter-a started again")
+        after = h.logtext()[before:]
+        assert h.pid_of("counter-a") != forged.pid
+        assert "runs as user 65534" in after, after
+        assert forged.poll() is None
+        assert h.stop() == 0
+    finally:
+        forged.kill()
+        forged.wait()
 
 
 def test_health_checks_survive_a_halod_restart(cluster):

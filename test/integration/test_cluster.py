@@ -638,3 +638,60 @@ def test_an_unreachable_store_is_logged_once_then_every_few_seconds(etcd, halod_
     wait_for(lambda: re.search(r"Got a node lease after \d+ failed attempts", h.logtext()), timeout=30,
              what="the lease, logged")
     assert h.stop() == 0
+
+
+def test_a_component_restarted_while_etcd_was_unreachable_runs_once_after_halod_is_killed(etcd, halod_factory,
+                                                                                           tmp_path):
+    """n2 cannot reach etcd; its component fails and is restarted in place (component-restart), and the store
+    cannot take the new process's record; n2's halod is SIGKILLed before it could.  etcd back, the next halod
+    on n2 finds the survivor by the mark in its environment and adopts it: one process of the component, not
+    two (it used to start the component again beside the survivor: two STANDBYs here, two ACTIVEs had the
+    unit held ACTIVE)."""
+    from test_2n import _owned_by, _processes_with
+    proxy = Proxy(etcd.members[0]["client"])
+    try:
+        port = free_port()
+        yaml = cluster_yaml(tmp_path, port).replace(
+            "    redundancy: 2N\n", "    redundancy: 2N\n    escalation: {component-restart: {max: 5, probation: 1m}}\n")
+        # A lease long enough that nobody fences n2 while it is cut off.
+        h1 = halod_factory(yaml, name="n1", extra_args=["--node", "n1", "--etcd", etcd.endpoints, "--lease-ttl", "20"])
+        h2 = halod_factory(yaml, name="n2", extra_args=["--node", "n2", "--etcd", f"http://127.0.0.1:{proxy.port}",
+                                                        "--lease-ttl", "20"])
+        h1.start()
+        h2.start()
+        wait_for(lambda: h1.si("counter")["active"] and h1.si("counter")["standby"] and
+                 not any(a["pending"] for a in h1.si("counter")["assignments"]), timeout=20, what="SI assigned")
+        comp = "counter-1"  # n2's
+        sb_port = str(port + 2)
+        old = h2.pid_of(comp)
+
+        proxy.cut()
+        h2.remember_children()
+        os.kill(old, signal.SIGKILL)
+        new = wait_for(lambda: (lambda p: p if p not in (None, old) and h2.comp(comp)["registered"] else None)(
+            h2.pid_of(comp)), timeout=15, what="n2's component restarted while etcd is unreachable")
+        h2.remember_children()
+        h2.proc.kill()
+        h2.proc.wait()
+        h2.log.close()
+        assert pid_alive(new)
+        # The store never took the new process's record: it names the one that was killed.
+        record = json.loads(etcd.get_prefix("/halo/test/components/")[f"/halo/test/components/{comp}"])
+        assert record["pid"] in (old, 0), record
+        proxy.heal()
+
+        mark = len(h2.logtext())
+        h2.start()
+        wait_for(lambda: h2.comp(comp)["registered"], timeout=20, what="n2's component registered again")
+        wait_for(lambda: h1.si("counter")["standby"] and
+                 not any(a["pending"] for a in h1.si("counter")["assignments"]), timeout=30, what="SI assigned again")
+        time.sleep(0.5)  # a second copy, if one were started, would be spawned by now
+        after = h2.logtext()[mark:]
+        assert h2.pid_of(comp) == new, after
+        assert _processes_with(COUNTER, sb_port) == [new], after
+        assert _owned_by(h2.state, comp) == [new]
+        assert "Started component" not in after, after
+        for h in (h1, h2):
+            assert h.stop() == 0
+    finally:
+        proxy.close()

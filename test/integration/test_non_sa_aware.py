@@ -196,18 +196,22 @@ service-groups:
       type: non-sa-aware
       command: /bin/sh
       args: ["-c", "echo start $HALO_COMPONENT >> {log}; exec sleep 600"]
-      terminate: [/bin/sh, -c, "echo terminate $HALO_PID >> {log}; kill $HALO_PID"]
-      cleanup: [/bin/sh, -c, "sleep 0.3; echo cleanup $HALO_PID >> {log}"]
+      terminate: [/bin/sh, -c, "echo terminate $HALO_PID ${{HALO_OWNER:+marked}} >> {log}; kill $HALO_PID"]
+      cleanup: [/bin/sh, -c, "sleep 0.3; echo cleanup $HALO_PID ${{HALO_OWNER:+marked}} >> {log}"]
     service-units: {{a: {{}}, b: {{}}}}
     service-instances: {{si: {{csis: {{c: {{}}}}}}}}
 """).start()
     assert h.wait_assigned("si") == ("a", "b")
 
     def events():
-        return open(log).read().split("\n")[:-1] if os.path.exists(log) else []
+        return [e.strip() for e in open(log).read().split("\n")[:-1]] if os.path.exists(log) else []
 
     wait_for(lambda: events() == ["start a"], what="a started")
     pid_a = h.pid_of("a")
+    # The command's process carries the mark a restarted halod finds it by (the shell's exec moved it from
+    # the first place); its helpers do not ("marked").
+    with open(f"/proc/{pid_a}/environ", "rb") as f:
+        assert f"HALO_OWNER=a@{os.path.realpath(h.state)}".encode() in f.read().split(b"\0")
     # A switchover stops a with its terminate command (on its pid); a clean stop needs no cleanup.
     h.ctl("switchover", "si")
     wait_for(lambda: len(events()) == 3, what="b started")
@@ -284,6 +288,73 @@ def test_halod_kill9_and_restart_keeps_the_active_server(web):
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: h.si("web")["active"] == "web-b", timeout=5, what="failover after the adoption")
     wait_for(lambda: answers(h.ports["web-b"]), what="web-b's server answering")
+
+
+def test_a_server_whose_record_was_lost_is_adopted_by_its_mark(web):
+    """halod SIGKILLed before the store took the ACTIVE server's record: the next halod finds the
+    server by the mark in its environment and adopts it, with its ACTIVE; it does not start a
+    second one."""
+    h = web
+    pid = h.pid_of("web-a")
+    wait_for(lambda: recorded(h, "web") == ("web-a", "web-b"), what="the roles recorded")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    db = sqlite3.connect(f"{h.state}/store.db", timeout=5)
+    with db:
+        lost = '{"component":"web-a","node":"local","pid":0,"starttime":0}'
+        assert db.execute("UPDATE kv SET value = ? WHERE key = ?",
+                          (lost.encode(), b"/halo/test/components/web-a")).rowcount == 1
+    db.close()
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: h.si("web")["active"] == "web-a" and h.pid_of("web-a") == pid, timeout=10,
+             what="web-a adopted")
+    assert h.wait_assigned("web") == ("web-a", "web-b")
+    after = h.logtext()[mark:]
+    assert "found by its mark" in after and "Started component" not in after, after
+    assert answers(h.ports["web-a"]) and not answers(h.ports["web-b"])
+
+
+def test_a_pidfile_daemon_whose_record_was_lost_is_adopted_by_its_mark(halod_factory, tmp_path):
+    """The daemon of a pidfile outlives the command that started it, in that command's process group: a
+    restarted halod whose store lost its record finds it by its mark all the same, and adopts it."""
+    h = halod_factory(f"""
+cluster: test
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms}}
+service-groups:
+  g:
+    component:
+      type: non-sa-aware
+      command: /bin/sh
+    service-units:
+      a: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/a.pid"], pidfile: {tmp_path}/a.pid}}}}
+      b: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/b.pid"], pidfile: {tmp_path}/b.pid}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+    assert h.wait_assigned("si") == ("a", "b")
+    daemon = h.pid_of("a")
+    wait_for(lambda: recorded(h, "si") == ("a", "b"), what="the roles recorded")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    db = sqlite3.connect(f"{h.state}/store.db", timeout=5)
+    with db:
+        lost = '{"component":"a","node":"local","pid":0,"starttime":0}'
+        assert db.execute("UPDATE kv SET value = ? WHERE key = ?",
+                          (lost.encode(), b"/halo/test/components/a")).rowcount == 1
+    db.close()
+    mark = len(h.logtext())
+    h.start()
+    wait_for(lambda: h.si("si")["active"] == "a" and h.pid_of("a") == daemon, timeout=10, what="a's daemon adopted")
+    assert h.wait_assigned("si") == ("a", "b")
+    after = h.logtext()[mark:]
+    assert "found by its mark" in after and "Started component" not in after, after
+    assert h.stop() == 0
 
 
 def test_check_names_the_mistakes(tmp_path):

@@ -2,7 +2,7 @@
 /*
  * Tests for process-util: what a spawned child starts with (signals, fds,
  * stdin, session, directory, environment, output), how exec failures show,
- * and the pidfd and start-time helpers.  The children are /bin/sh and cat
+ * the pidfd and start-time helpers, and the scan for marked processes.  The children are /bin/sh and cat
  * reading their own /proc entries.
  */
 #include <errno.h>
@@ -297,4 +297,120 @@ TEST(pidfd_reap_of_an_exit_status) {
     ASSERT_EQ(poll(&p, 1, 10000), 1);
     ASSERT_EQ(process_pidfd_reap(fd, &st), 1);
     ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+}
+
+struct scanned {
+    pid_t pids[8];
+    char rests[8][64];
+    uint64_t starts[8];
+    size_t n;
+};
+
+static void on_scanned(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata) {
+    struct scanned *s = userdata;
+    ASSERT_EQ(uid, getuid());
+    if (s->n < ELEMENTSOF(s->pids)) {
+        s->pids[s->n] = pid;
+        snprintf(s->rests[s->n], sizeof(s->rests[0]), "%s", rest);
+        s->starts[s->n++] = start_time;
+    }
+}
+
+/* Whether pid's environment holds entry (once it has exec'd, it does). */
+static bool env_has(pid_t pid, const char *entry) {
+    static char env[PROCESS_ENV_SCAN_MAX * 2];
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, env, sizeof(env));
+    return n > 0 && memmem(env, (size_t)n, entry, strlen(entry) + 1);
+}
+
+static pid_t spawn_marked(char *const *argv, const char *first, char *const *extra, bool leader) {
+    struct process_spawn_options o = {.path = argv[0],
+                                      .argv = argv,
+                                      .env = extra,
+                                      .env_first = first,
+                                      .new_session = leader,
+                                      .stdout_fd = -1,
+                                      .stderr_fd = -1};
+    pid_t pid;
+    ASSERT_OK(process_spawn(&o, &pid));
+    return pid;
+}
+
+TEST(scan_finds_the_marked_processes_first_in_their_group) {
+    char prefix[64], lead[96], member[96], later[96], beyond[96], replaced[96];
+    static char big[PROCESS_ENV_SCAN_MAX + 64];
+    char *shell[] = {"/bin/sh", "-c", "sleep 30 & wait", NULL};
+    char *sleeper[] = {"/bin/sleep", "30", NULL};
+    struct scanned s = {0};
+
+    /* Ours alone: a test running beside this one marks with its own pid. */
+    snprintf(prefix, sizeof(prefix), "HALO_TEST_MARK=%d:", (int)getpid());
+    snprintf(lead, sizeof(lead), "%sleader", prefix);
+    snprintf(member, sizeof(member), "%sfollower", prefix);
+    snprintf(later, sizeof(later), "%slater", prefix);
+    snprintf(beyond, sizeof(beyond), "%sbeyond", prefix);
+    snprintf(replaced, sizeof(replaced), "%sreplaced", prefix);
+    int k = snprintf(big, sizeof(big), "TEST_BIG=");
+    memset(big + k, 'x', sizeof(big) - (size_t)k - 1);
+    char *const with_replaced[] = {replaced, "TEST_MARK_OTHER=1", NULL};
+    char *const with_later[] = {later, NULL};
+    char *const with_beyond[] = {beyond, NULL};
+    /* A group leader marked first (its sleep, of its group, inherits the mark), one that leads no group, one
+     * marked last (a shell that exec'd reorders its environment), one marked past the bound. */
+    pid_t leader = spawn_marked(shell, lead, with_replaced, true);
+    pid_t follower = spawn_marked(sleeper, member, NULL, false);
+    pid_t last = spawn_marked(sleeper, NULL, with_later, true);
+    pid_t past = spawn_marked(sleeper, big, with_beyond, true);
+    /* A daemon whose starter ended: of a group whose leader is gone. */
+    char orphan[96];
+    snprintf(orphan, sizeof(orphan), "%sdaemon", prefix);
+    struct process_spawn_options od = {.env_first = orphan, .new_session = true, .stdout_fd = -1, .stderr_fd = -1};
+    int st;
+    pid_t daemon = (pid_t)atoi(sh(&od, "sleep 30 >/dev/null & echo $!", &st));
+    ASSERT(daemon > 0 && st == 0);
+
+    for (int i = 0; i < 1000 && !(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) &&
+                                  env_has(past, beyond) && env_has(daemon, orphan));
+         i++)
+        usleep(10000);
+    ASSERT(env_has(leader, lead) && env_has(follower, member) && env_has(last, later) && env_has(past, beyond) &&
+           env_has(daemon, orphan));
+    /* The leader's sleep has the mark too, but leads no group.  Give it time to be there. */
+    usleep(100000);
+    ASSERT(process_scan_env(prefix, on_scanned, &s) >= 0);
+    ASSERT_EQ(s.n, 3u);
+    bool seen_leader = false, seen_last = false, seen_daemon = false;
+    for (size_t i = 0; i < s.n; i++)
+        if (s.pids[i] == leader) {
+            seen_leader = streq(s.rests[i], "leader") && s.starts[i] == process_start_time(leader);
+        } else if (s.pids[i] == last)
+            seen_last = streq(s.rests[i], "later");
+        else if (s.pids[i] == daemon)
+            seen_daemon = streq(s.rests[i], "daemon");
+    ASSERT(seen_leader && seen_last && seen_daemon);
+    /* An entry of the same name among the others was dropped: the first one is the only one. */
+    ASSERT(!env_has(leader, replaced) && env_has(leader, "TEST_MARK_OTHER=1"));
+
+    /* A zombie is no survivor. */
+    ASSERT_OK(kill(-leader, SIGKILL));
+    _cleanup_close_ int fd = process_pidfd_open(leader);
+    ASSERT(fd >= 0);
+    siginfo_t si = {0};
+    ASSERT_OK(waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOWAIT));
+    s = (struct scanned){0};
+    ASSERT(process_scan_env(prefix, on_scanned, &s) >= 0);
+    ASSERT_EQ(s.n, 2u);
+    ASSERT((s.pids[0] == last && s.pids[1] == daemon) || (s.pids[0] == daemon && s.pids[1] == last));
+
+    ASSERT_OK(process_wait(leader, NULL));
+    pid_t rest[] = {follower, last, past};
+    for (size_t j = 0; j < ELEMENTSOF(rest); j++) {
+        ASSERT_OK(kill(rest[j], SIGKILL));
+        ASSERT_OK(process_wait(rest[j], NULL));
+    }
+    /* Not our child: whoever reaps orphans here reaps it. */
+    ASSERT_OK(kill(daemon, SIGKILL));
 }

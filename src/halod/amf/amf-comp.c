@@ -71,9 +71,10 @@ void amf_comp_on_timer(uv_timer_t *t) {
 /* own_output: its stdout and stderr where the component's `stdout` says (its command, and a
  * non-SA-aware one's terminate and cleanup); else halod's, or captured. */
 static int comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
-                      bool own_output, proc_exit_cb cb, struct proc **ret) {
+                      bool own_output, bool owned, proc_exit_cb cb, struct proc **ret) {
     const struct config_component *cc = c->cfg;
     char **env = calloc(cc->n_env + n_extra + 1, sizeof(char *));
+    _cleanup_free_ char *owner = NULL;
     const struct config_ids *ids = &cc->ids;
     struct spawn_params sp = {.path = argv[0],
                               .argv = argv,
@@ -93,6 +94,12 @@ static int comp_spawn(struct comp *c, char *const *argv, char *const *extra, siz
 
     if (!env)
         return -ENOMEM;
+    /* First in its environment, where the next halod's bounded read of each process's finds it. */
+    if (owned && c->amf->owner && asprintf(&owner, "HALO_OWNER=%s@%s", c->name, c->amf->owner) < 0) {
+        owner = NULL;
+        goto out;
+    }
+    sp.env_first = owner;
     for (; k < cc->n_env; k++)
         if (asprintf(&env[k], "%s=%s", cc->env[k].name, cc->env[k].value) < 0) {
             env[k] = NULL;
@@ -108,14 +115,14 @@ out:
     return r;
 }
 
-int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
+int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool owned, proc_exit_cb cb,
                    struct proc **ret) {
-    return comp_spawn(c, argv, extra, n_extra, false, true, cb, ret);
+    return comp_spawn(c, argv, extra, n_extra, false, true, owned, cb, ret);
 }
 
 int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool capture,
                            proc_exit_cb cb, struct proc **ret) {
-    return comp_spawn(c, argv, extra, n_extra, capture, false, cb, ret);
+    return comp_spawn(c, argv, extra, n_extra, capture, false, false, cb, ret);
 }
 
 void amf_comp_instantiate(struct comp *c) {
@@ -161,7 +168,7 @@ void amf_comp_instantiate(struct comp *c) {
         snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
         char *const extra[] = {env_sock, env_comp, env_node, env_crash};
         bool crash = amf_crash_env(c, env_crash, sizeof(env_crash));
-        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra) - !crash, amf_proc_exited, &c->proc);
+        r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra) - !crash, true, amf_proc_exited, &c->proc);
     }
     free(argv);
     if (r < 0) {

@@ -19,6 +19,7 @@ struct amf {
     char *node;
     char *socket_path;
     char *crash_dir; /* NULL: no crash capture by libhalo */
+    char *owner;     /* the state directory (amf_params.owner); NULL: processes are not marked */
     struct {
         char *path;  /* halo-guard; NULL: nothing is guarded (one node, no lease) */
         char *lease; /* the lease file it watches */
@@ -239,8 +240,9 @@ bool amf_admin_comp_stopped(struct comp *c);
 
 /* Spawns argv (argv[0] an absolute path) for c in its workdir, with halod's environment, the
  * description's env and then the n_extra "NAME=value" entries of extra laid over it, its stdout and
- * stderr where the component's `stdout` key says; 0 or -errno. */
-int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, proc_exit_cb cb,
+ * stderr where the component's `stdout` key says; 0 or -errno.  owned: the process that runs c (not a
+ * helper), marked HALO_OWNER for the next halod (amf_restore_survivors()). */
+int amf_comp_spawn(struct comp *c, char *const *argv, char *const *extra, size_t n_extra, bool owned, proc_exit_cb cb,
                    struct proc **ret);
 /* The same, with halod's stdout and stderr whatever `stdout` says; with capture, what it writes is kept
  * for proc_output() instead. */

@@ -100,7 +100,7 @@ static int run(struct comp *c, char *const *argv, const char *ha_state, proc_exi
     int r = env_build(c, ha_state, c->last_pid, &env, &n);
     if (r < 0)
         return r;
-    r = amf_comp_spawn(c, argv, env, n, cb, ret);
+    r = amf_comp_spawn(c, argv, env, n, ha_state != NULL, cb, ret); /* the command is its process */
     amf_env_free(env, n);
     return r;
 }

@@ -394,12 +394,19 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
     }
     if (error < 0)
         log_warning_errno(error, "Failed to read the previous state from the store, starting afresh: %m");
-    /* The transaction's reads come in load_order, each in key order. */
+    /* The transaction's reads come in load_order, each in key order.  The processes the store did not name
+     * (their record was lost, or the store could not be read) are looked for once it named its own, before
+     * the assignments, which stand for units whose processes were adopted. */
+    bool survivors = false;
     for (size_t i = 0; error >= 0 && i < r->n_kvs; i++) {
         const store_kv *kv = &r->kvs[i];
         const char *rest;
         size_t n;
         int d = key_parse(p->prefix, kv->key, kv->key_len, &rest, &n);
+        if (d == KEY_ASSIGNMENTS && !survivors) {
+            amf_restore_survivors(p->amf);
+            survivors = true;
+        }
         json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
         if (j && d == KEY_SU)
             restore_su(p->amf, j);
@@ -414,6 +421,8 @@ static void on_loaded(store *s, int error, const store_result *r, void *userdata
             restore_si(p, j);
         json_decref(j);
     }
+    if (!survivors)
+        amf_restore_survivors(p->amf);
     p->loaded(p->loaded_userdata, error < 0 ? error : 0);
     persist_unref(p);
 }

@@ -68,6 +68,90 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
     close(pidfd);
 }
 
+/* A process of a previous halod found in /proc by its mark. */
+struct survivor {
+    struct comp *comp;
+    pid_t pid;
+    uint64_t start_time;
+};
+
+/* For each component, the first one started. */
+struct survivors {
+    struct amf *a;
+    struct survivor *list; /* n_comps allocated, n in use: one per component */
+    size_t n, n_comps;
+};
+
+static void on_survivor(pid_t pid, const char *rest, uint64_t start_time, uid_t uid, void *userdata) {
+    struct survivors *sv = userdata;
+    /* COMPONENT@DIR: the prefix read said DIR already; a component's name has no '@'. */
+    size_t len = strcspn(rest, "@");
+    char name[CONFIG_NAME_MAX * 2 + 2];
+    if (rest[len] != '@' || len >= sizeof(name) || !streq(rest + len + 1, sv->a->owner))
+        return;
+    memcpy(name, rest, len);
+    name[len] = '\0';
+    struct comp *c = amf_find_comp(sv->a, name);
+    if (!c) {
+        log_warning("Process %d was started for component '%s' by a previous halod, and the description has no such "
+                    "component any more; left running",
+                    (int)pid, name);
+        return;
+    }
+    /* Anyone may start a process with the mark: only the user halod starts c as could have, or root. */
+    uid_t as = c->cfg->ids.set_uid ? c->cfg->ids.uid : geteuid();
+    if (uid != as && uid != 0) {
+        log_warning("Process %d carries the mark of component '%s' but runs as user %u, not %u; ignored", (int)pid,
+                    c->name, (unsigned)uid, (unsigned)as);
+        return;
+    }
+    /* Its descendants that made process groups of their own carry the mark too: the component started first. */
+    for (size_t i = 0; i < sv->n; i++)
+        if (sv->list[i].comp == c) {
+            if (start_time < sv->list[i].start_time)
+                sv->list[i] = (struct survivor){c, pid, start_time};
+            return;
+        }
+    if (sv->n < sv->n_comps)
+        sv->list[sv->n++] = (struct survivor){c, pid, start_time};
+}
+
+static size_t count_comps(struct amf *a) {
+    size_t n = 0;
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; u < a->sgs[g].n_sus; u++)
+            n += a->sgs[g].sus[u].n_comps;
+    return n;
+}
+
+void amf_restore_survivors(struct amf *a) {
+    if (!a->owner || a->ready)
+        return;
+    struct survivors sv = {.a = a, .n_comps = count_comps(a)};
+    sv.list = calloc(MAX(sv.n_comps, 1u), sizeof(*sv.list));
+    if (!sv.list) {
+        log_error("Out of memory: the processes a previous halod left are not looked for");
+        return;
+    }
+    int r = process_scan_env("HALO_OWNER=", on_survivor, &sv);
+    if (r < 0)
+        log_error_errno(r, "Failed to look for the processes a previous halod left in /proc: %m");
+    for (size_t i = 0; i < sv.n; i++) {
+        struct comp *c = sv.list[i].comp;
+        if (c->proc && c->pid == sv.list[i].pid)
+            continue; /* the store named it */
+        if (c->proc) {
+            log_debug("Process %d carries the mark of component '%s', adopted as pid %d; left alone",
+                      (int)sv.list[i].pid, c->name, (int)c->pid);
+            continue;
+        }
+        log_notice("Component '%s' (pid %d) survived a previous halod, found by its mark (the store did not name it)",
+                   c->name, (int)sv.list[i].pid);
+        amf_comp_restore(c, sv.list[i].pid, sv.list[i].start_time);
+    }
+    free(sv.list);
+}
+
 /* Whether c is adopted without a process of its own: an OCF resource (its probe says what runs), or a proxied
  * component whose proxy was adopted (it registers it again, resuming). */
 static bool adopts_without_process(const struct comp *c) {

@@ -527,10 +527,13 @@ int amf_new(const struct amf_params *p, struct amf **ret) {
         .node = strdup(p->node),
         .socket_path = strdup(p->socket_path),
         .crash_dir = p->crash_dir ? strdup(p->crash_dir) : NULL,
+        .owner = p->owner ? strdup(p->owner) : NULL,
     };
-    if (!a->node || !a->socket_path || (p->crash_dir && !a->crash_dir) || model_alloc(a, p->config) < 0) {
+    if (!a->node || !a->socket_path || (p->crash_dir && !a->crash_dir) || (p->owner && !a->owner) ||
+        model_alloc(a, p->config) < 0) {
         model_free(a);
         free(a->crash_dir);
+        free(a->owner);
         free(a->node);
         free(a->socket_path);
         free(a);
@@ -602,6 +605,7 @@ struct amf *amf_free(struct amf *a) {
     free(a->node);
     free(a->socket_path);
     free(a->crash_dir);
+    free(a->owner);
     free(a->failfast_why);
     amf_guard_free(a);
     free(a);

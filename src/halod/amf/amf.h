@@ -29,6 +29,9 @@ struct amf_params {
     const char *node;        /* this node's name */
     const char *socket_path; /* given to components as HALO_SOCKET */
     const char *crash_dir;   /* where libhalo writes a component's crash (amf-crash.c); NULL: nowhere */
+    /* This halod's state directory, absolute: put in each process it starts for a component (HALO_OWNER), which
+     * the next halod on the same directory finds again (amf_restore_survivors()); NULL: neither. */
+    const char *owner;
     struct supervisor *sup;
 };
 
@@ -175,6 +178,14 @@ void amf_su_restore(struct su *su, enum su_admin admin, bool disabled);
  * since boot): adopted if it still runs and c may run, else killed and waited
  * for.  Before amf_set_ready() only. */
 void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime);
+/* The processes that a previous halod on this state directory started for
+ * components (HALO_OWNER) and that still run, the store's records restored
+ * before (amf_comp_restore()): each component without a process restored gets
+ * the first one started of its own, adopted or killed as a record's would be.
+ * It needs no store: a record that was lost (halod killed before the store
+ * took it) does not make two processes of one component.  Before
+ * amf_set_ready() only, before the assignments are restored. */
+void amf_restore_survivors(struct amf *a);
 /* The SI's generation and its ACTIVE unit when the previous halod stopped. */
 void amf_si_restore(struct si *si, uint64_t generation, const char *active_su);
 /* The administrative state of target ("si:NAME", "sg:NAME", "node:NAME": this node's only) as

@@ -212,6 +212,7 @@ int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_ex
         .path = p->path,
         .argv = p->argv,
         .env = p->env,
+        .env_first = p->env_first,
         .workdir = p->workdir,
         .stdout_fd = -1,
         .stderr_fd = -1,

@@ -10,11 +10,12 @@ struct supervisor;
 struct proc;
 
 struct spawn_params {
-    const char *path;    /* absolute path of the executable */
-    char *const *argv;   /* argv[0] included, NULL-terminated */
-    char *const *env;    /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
-    const char *workdir; /* NULL: inherit */
-    bool capture;        /* stdout and stderr kept for proc_output(), instead of halod's */
+    const char *path;      /* absolute path of the executable */
+    char *const *argv;     /* argv[0] included, NULL-terminated */
+    char *const *env;      /* extra "NAME=value" entries over halod's environment; NULL-terminated or NULL */
+    const char *env_first; /* "NAME=value" first in its environment, to find it again (process_spawn_options) */
+    const char *workdir;   /* NULL: inherit */
+    bool capture;          /* stdout and stderr kept for proc_output(), instead of halod's */
     /* Else (each NULL: halod's stdout and stderr): */
     const char *output_tag;  /* each line of stdout and stderr into halod's log, tagged so (output-lines.h) */
     const char *output_file; /* stdout and stderr appended to this file, created 0640 */
