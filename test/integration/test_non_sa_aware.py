@@ -525,3 +525,43 @@ service-groups:
     os.unlink(tmp_path / "fail-a")
     assert h.wait_assigned("si") == ("b", "a")
     assert h.stop() == 0
+
+
+ORPHAN_YAML = """
+service-groups:
+  keep:
+    component: {type: non-sa-aware, command: /bin/sleep, args: ["600"]}
+    service-units: {k: {}, k2: {}}
+    service-instances: {ksi: {csis: {kc: {}}}}
+%s"""
+GONE_GROUP = """  gone:
+    component: {type: non-sa-aware, command: /bin/sleep, args: ["601"]}
+    service-units: {g: {}, g2: {}}
+    service-instances: {gsi: {csis: {gc: {}}}}
+"""
+
+
+def test_a_survivor_of_a_component_no_longer_described_is_stopped(halod_factory):
+    """halod is SIGKILLed; while none runs, the operator removes a group from the description. The next
+    halod finds the group's process by its mark and stops it (it used to leave it running for good,
+    supervised by nobody); the process of the group that stays is adopted, not restarted."""
+    h = halod_factory(ORPHAN_YAML % GONE_GROUP).start()
+    assert h.wait_assigned("ksi") == ("k", "k2") and h.wait_assigned("gsi") == ("g", "g2")
+    keep, gone = h.pid_of("k"), h.pid_of("g")  # the ACTIVEs' (a STANDBY runs nothing)
+    assert keep and gone
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    assert pid_alive(keep) and pid_alive(gone)  # components outlive their halod
+    with open(h.config, "w") as f:
+        f.write(ORPHAN_YAML % "")
+    mark = len(h.logtext())
+    h.start()
+    h.wait_assigned("ksi")
+    wait_for(lambda: not pid_alive(gone), timeout=10, what="the removed group's process stopped")
+    after = h.logtext()[mark:]
+    assert f"Process {gone} was started for component 'g' by a previous halod, and this node has no such " \
+           "component any more; stopping it" in after, after
+    assert h.pid_of("k") == keep, after
+    assert h.stop() == 0

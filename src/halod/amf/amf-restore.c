@@ -21,6 +21,23 @@ unsigned long long amf_comp_starttime(const struct comp *c) {
     return c->pid ? process_start_time(c->pid) : 0;
 }
 
+/* SIGKILLs the leftover process pid of the component name (its process group, if it leads one) and waits
+ * for its end. */
+static void kill_leftover(const char *name, pid_t pid) {
+    /* Its pidfd polls readable once it has exited, reaped or not (it is not our child). */
+    int pidfd = process_pidfd_open(pid);
+    if (kill(-pid, SIGKILL) < 0)
+        (void)kill(pid, SIGKILL);
+    if (pidfd < 0)
+        return;
+    /* Wait before anything new starts, or the old and the new instance would overlap:
+     * this runs once at start, before the loop serves anyone, and is bounded. */
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    if (poll(&p, 1, 2000) == 0)
+        log_error("Leftover component '%s' (pid %d) did not die within 2 s of SIGKILL", name, (int)pid);
+    close(pidfd);
+}
+
 /* A previous halod died and left component processes behind (they are ours
  * by pid and start time).  Adopt them: they keep running and serving, their
  * assignments are restored, and they have their instantiate timeout to
@@ -54,18 +71,7 @@ void amf_comp_restore(struct comp *c, pid_t pid, unsigned long long starttime) {
     }
     log_warning("Component '%s' (pid %d) survived a previous halod and cannot be adopted; stopping it", c->name,
                 (int)pid);
-    /* Its pidfd polls readable once it has exited, reaped or not (it is not our child). */
-    int pidfd = process_pidfd_open(pid);
-    if (kill(-pid, SIGKILL) < 0)
-        (void)kill(pid, SIGKILL);
-    if (pidfd < 0)
-        return;
-    /* Wait before anything new starts, or the old and the new instance would overlap:
-     * this runs once at start, before the loop serves anyone, and is bounded. */
-    struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    if (poll(&p, 1, 2000) == 0)
-        log_error("Leftover component '%s' (pid %d) did not die within 2 s of SIGKILL", c->name, (int)pid);
-    close(pidfd);
+    kill_leftover(c->name, pid);
 }
 
 /* A process of a previous halod found in /proc by its mark. */
@@ -92,10 +98,14 @@ static void on_survivor(pid_t pid, const char *rest, uint64_t start_time, uid_t 
     memcpy(name, rest, len);
     name[len] = '\0';
     struct comp *c = amf_find_comp(sv->a, name);
-    if (!c) {
-        log_warning("Process %d was started for component '%s' by a previous halod, and the description has no such "
-                    "component any more; left running",
+    if (!c || !c->su->local) {
+        /* Started here for a component this node no longer runs (removed from the description, or
+         * its unit moved to another node, while no halod ran here, or by a reload its halod died
+         * in): nothing would ever stop it. */
+        log_warning("Process %d was started for component '%s' by a previous halod, and this node has no such "
+                    "component any more; stopping it",
                     (int)pid, name);
+        kill_leftover(name, pid);
         return;
     }
     /* Anyone may start a process with the mark: only the user halod starts c as could have, or root. */
