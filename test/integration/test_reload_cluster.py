@@ -9,6 +9,7 @@ from test_reload import NEW_GROUP, rewrite, with_csi, yaml
 
 UNITS = {"a": "n1", "b": "n2", "x": "n1", "y": "n2", "p": "n1", "q": "n2"}
 MINE = {"n1": "p", "n2": "q"}  # each node's unit of h
+UNITS_OF = {"n1": "a", "n2": "b"}  # each node's unit of g
 
 
 def texts(log):
@@ -19,11 +20,11 @@ def texts(log):
     return base, base + NEW_GROUP.replace("@LOG@", log).replace("{p: {}, q: {}}", "{p: {node: n1}, q: {node: n2}}")
 
 
-def two_nodes(etcd, halod_factory, tmp_path, h=False):
+def two_nodes(etcd, halod_factory, tmp_path, h=False, edit=lambda t: t):
     """Both halods, with h or not, every SI assigned: ({node: halod}, coordinator node, other node,
-    the description without h, with h, the components' log)."""
+    the description without h, with h, the components' log); edit() changes both texts first."""
     log = str(tmp_path / "comp.log")
-    without, with_h = texts(log)
+    without, with_h = (edit(t) for t in texts(log))
     hs, _ = start_nodes(halod_factory, with_h if h else without, etcd.endpoints)
     for h in hs.values():
         h.wait_assigned("s", timeout=30)
@@ -224,4 +225,106 @@ def test_the_coordinator_killed_after_reloading_alone(etcd, halod_factory, tmp_p
     assert hs[other].wait_assigned("u", timeout=40) == (MINE[other], MINE[coord])
     wait_for(lambda: roles(hs[coord], "u") == (MINE[other], MINE[coord]), timeout=30, what="the restarted node agrees")
     for h in hs.values():
+        assert h.stop() == 0
+
+
+def with_mode(mode):
+    """An edit of the description: the components of the units of s take MODE=mode."""
+    return lambda t: t.replace("{a: {node: n1}, b: {node: n2}}", f"{{a: {{node: n1, component: {{env: {{MODE: {mode}}}}}}}, "
+                               f"b: {{node: n2, component: {{env: {{MODE: {mode}}}}}}}}}")
+
+
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def test_a_component_changed_restarts_in_place_on_its_node(etcd, halod_factory, tmp_path):
+    """s ACTIVE on the unit of the node that is not the coordinator: its component's settings change,
+    each node reloading on its own (the coordinator first, then last).  Each restarts its own
+    components in place; the coordinator moves no role meanwhile (the STANDBY never becomes ACTIVE)
+    and nobody else restarts."""
+    hs, coord, other, one, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=with_mode("one"))
+    two = with_mode("two")(texts(log)[0])
+    mine = "a" if other == "n1" else "b"  # the unit of s on the other node
+    if roles(hs[coord], "s")[0] != mine:
+        hs[coord].ctl("switchover", "s")
+    wait_for(lambda: all(h.wait_assigned("s") == (mine, "b" if mine == "a" else "a") for h in hs.values()),
+             what=f"s ACTIVE on {mine}, as both nodes see it")
+    placement = roles(hs[coord], "s")
+    theirs = placement[1]
+
+    def active_sets(comp):
+        return len([e for e in events(log, comp, "CSI_SET") if e[3] == "ACTIVE"])
+
+    for text, mode, order in ((two, "two", (coord, other)), (one, "one", (other, coord))):
+        before = own_pids(hs, "abxy")
+        standby_actives = active_sets(theirs)
+        for n in order:
+            rewrite(hs[n], text)
+            reload(hs[n], f"components' settings changed (1 restarted in place)")
+            # Restarted on its own node alone: the other node's unit waits for its node's reload.
+            wait_for(lambda: hs[n].pid_of(UNITS_OF[n]) not in (None, 0, before[UNITS_OF[n]]) and
+                     hs[n].comp(UNITS_OF[n])["presence"] == "INSTANTIATED", what=f"{UNITS_OF[n]}'s new process")
+            assert f"MODE={mode}" in environ(hs[n].pid_of(UNITS_OF[n]))
+            for h in hs.values():
+                assert h.wait_assigned("s", timeout=30) == placement  # the roles stayed where they were
+        wait_for(lambda: [e[1:4] for e in events(log, mine, "CSI_SET")][-1] == ["CSI_SET", "c", "ACTIVE"],
+                 what=f"{mine}'s new process given its ACTIVE again")
+        assert active_sets(theirs) == standby_actives  # the STANDBY never took over
+        assert own_pids(hs, "xy") == {c: before[c] for c in "xy"}
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def with_units(text, *units):
+    """text with units added to g, each on its node: (name, node) pairs."""
+    added = "".join(f", {u}: {{node: {n}}}" for u, n in units)
+    return text.replace("{a: {node: n1}, b: {node: n2}}", "{a: {node: n1}, b: {node: n2}" + added + "}")
+
+
+def units_of(h, sg="g"):
+    return [su["name"] for g in h.status()["service_groups"] if g["name"] == sg for su in g["service_units"]]
+
+
+def test_a_unit_added_node_by_node(etcd, halod_factory, tmp_path):
+    """Units added to g on the node that is not the coordinator, s's STANDBY locked (so the model wants
+    a unit for it): c with that node reloading first, then the coordinator, which reads c's state from
+    the store and makes it the STANDBY; then d with the coordinator reloading first, which uses d once
+    its node reloads and publishes it.  Nobody else restarts or moves."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    act, sb = roles(hs[coord], "s")
+    before = own_pids(hs, "abxy")
+    hs[UNITS[sb]].ctl("admin", "lock", f"su:{sb}")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (act, None), timeout=30, what="s without its STANDBY")
+
+    # c: its node first.  It starts and publishes its state; the coordinator does not know it yet.
+    one = with_units(without, ("c", other))
+    rewrite(hs[other], one)
+    reload(hs[other], "1 service unit added")
+    wait_for(lambda: hs[other].comp("c")["presence"] == "INSTANTIATED", what="c running")
+    assert "c" not in units_of(hs[coord]) and roles(hs[coord], "s") == (act, None)
+    rewrite(hs[coord], one)
+    reload(hs[coord], "1 service unit added")
+    for h in hs.values():
+        assert h.wait_assigned("s", timeout=30) == (act, "c")
+    assert [e[1:4] for e in events(log, "c", "CSI_SET")] == [["CSI_SET", "c", "STANDBY"]]
+
+    # d: the coordinator first.  It knows d but not its state: not in service, given nothing.
+    hs[other].ctl("admin", "lock", "su:c")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (act, None), timeout=30, what="s without its STANDBY")
+    two = with_units(without, ("c", other), ("d", other))
+    rewrite(hs[coord], two)
+    reload(hs[coord], "1 service unit added")
+    assert hs[coord].su("d")["readiness"] != "IN-SERVICE" and roles(hs[coord], "s") == (act, None)
+    assert "d" not in units_of(hs[other])
+    rewrite(hs[other], two)
+    reload(hs[other], "1 service unit added")
+    for h in hs.values():
+        assert h.wait_assigned("s", timeout=30) == (act, "d")
+    assert own_pids(hs, "abxy") == before and roles(hs[coord], "t") == roles(hs[other], "t")
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning: both have c and d")
         assert h.stop() == 0

@@ -340,7 +340,7 @@ int amf_su_remove(struct amf *a, const char *name);
  * now: starting, stopping, or its unit changing roles); -HALO_EUNKNOWN. */
 int amf_comps_reload_check(struct amf *a, const struct config_sg *cg);
 /* They take their new descriptions (cg outlives the AMF) and those that run restart in place, as
- * haloctl restart does (their units keep their roles); one node only.  The count restarted, or -errno. */
+ * haloctl restart does (their units keep their roles); this node's only.  The count restarted, or -errno. */
 int amf_comps_reload(struct amf *a, const struct config_sg *cg);
 /* Whether the component name of nsu (a running unit's new description) may join that unit now,
  * after n_before added to it by the same reload: 0; -HALO_EUNKNOWN; -ENOSPC (at most

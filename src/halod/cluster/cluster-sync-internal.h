@@ -72,7 +72,11 @@ struct cluster_sync {
     unsigned rereads;   /* those reads in flight */
     usec_t reread_at;   /* such a read failed: read again then (0: none), for the groups below */
     size_t reread_from, reread_to;
-    unsigned reread_failed;       /* the reads that failed, folded into that one */
+    size_t *reread_su_from; /* and the units added to the groups that stay (struct reread), or NULL */
+    size_t n_reread_su_from;
+    unsigned reread_failed; /* the reads that failed, folded into that one */
+    size_t *sus_before;     /* a reload under way: each group's count of units before it, or NULL */
+    size_t n_sus_before;
     bool fence_waiting;           /* this node fenced itself; processes it killed still run */
     bool decided;                 /* it decided as the coordinator since the targets were last read */
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
@@ -100,6 +104,8 @@ void cluster_sync__guarded(struct cluster_sync *s, const store_op *ops, size_t n
 /* A key read or watched, applied to the AMF. */
 void cluster_sync__handle_kv(struct cluster_sync *s, const store_kv *kv);
 void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to);
+/* Deletes the keys of the pair of si and su (under the coordinator's guard). */
+void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su *su);
 /* cluster-sync-reload.c: a reload removed sg (its units stopped). */
 void cluster_sync__reread_again(struct cluster_sync *s);
 void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg);

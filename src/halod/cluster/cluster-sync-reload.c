@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A reload on several nodes, as far as the store is concerned (cluster-sync.h): the units of a
- * group added are published and the group's keys read again; the keys of a group removed are
- * deleted.
+ * group added, or added to a group that stays, are published and their keys read again; the keys
+ * of a group removed are deleted.
  */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "cluster-sync-internal.h"
 #include "cluster-sync.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,17 +46,34 @@ static void pub_drop(struct cluster_sync *s, const struct su *su) {
 
 /* ---- a group added ---- */
 
-/* A read again of the keys of the groups added by one reload: sgs[from..to). */
+/* A read again of the keys of the groups added by one reload, sgs[from..to), and of the units it
+ * added to groups that stay: sgs[g].sus[su_from[g]..] for g below n_su_from. */
 struct reread {
     struct cluster_sync *s;
     size_t from, to;
+    size_t *su_from; /* owned; NULL: no unit added */
+    size_t n_su_from;
     unsigned reads; /* the reads it stands for (reads that failed, folded into this one) */
 };
+
+static void reread_free(struct reread *rr) {
+    free(rr->su_from);
+    free(rr);
+}
 
 static bool fresh(const struct reread *rr, const struct sg *sg) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
     return sg && !sg->removed && sg >= sgs + rr->from && sg < sgs + rr->to;
+}
+
+/* Whether su is of a group of rr, or a unit rr's reload added to a group that stays. */
+static bool fresh_su(const struct reread *rr, const struct su *su) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
+    size_t g = su ? (size_t)(su->sg - sgs) : 0;
+    return su && !su->sg->removed &&
+           (fresh(rr, su->sg) || (g < rr->n_su_from && (size_t)(su - su->sg->sus) >= rr->su_from[g]));
 }
 
 /* Whether kv is a key of a unit, SI or pair of a group of rr; its pass (below) into ret_pass. */
@@ -70,16 +88,15 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
     memcpy(a, rest, len);
     a[len] = '\0';
     switch (d) {
-    case KEY_SUSTATE: {
-        struct su *su = amf_find_su(s->amf, a);
+    case KEY_SUSTATE:
         *ret_pass = 0;
-        return su && fresh(rr, su->sg);
-    }
+        return fresh_su(rr, amf_find_su(s->amf, a));
     case KEY_TARGET:
     case KEY_CONFIRMED: {
         struct si *si = key_split_pair(rest, len, a, b) >= 0 ? amf_find_si(s->amf, a) : NULL;
+        struct su *su = si ? amf_find_su(s->amf, b) : NULL;
         *ret_pass = d == KEY_TARGET ? 1 : 2;
-        return si && fresh(rr, si->sg);
+        return si && (fresh(rr, si->sg) || (su && su->sg == si->sg && fresh_su(rr, su)));
     }
     case KEY_ADMINSTATE: {
         struct si *si = strncmp(a, "si:", 3) == 0 ? amf_find_si(s->amf, a + 3) : NULL;
@@ -91,19 +108,50 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
     }
 }
 
+/* Keys of pairs of a unit of rr's added to a group that stays with no assignment in this node's
+ * view are left over (a coordinator died mid-change): deleted. */
+static void forget_fresh_units(struct cluster_sync *s, const struct reread *rr) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < rr->n_su_from && g < n_sgs; g++)
+        for (size_t u = rr->su_from[g]; !sgs[g].removed && u < sgs[g].n_sus; u++)
+            for (size_t i = 0; !sgs[g].sus[u].removed && i < sgs[g].n_sis; i++)
+                if (!sgs[g].sis[i].removed && !amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
+                    cluster_sync__forget_pair(s, &sgs[g].sis[i], &sgs[g].sus[u]);
+}
+
 /* Decides again once every read again is in (cluster_sync_reload_begin() stopped it). */
-static void resume(struct cluster_sync *s, size_t from, size_t to, unsigned reads) {
-    s->rereads -= MIN(s->rereads, reads);
+static void resume(struct cluster_sync *s, const struct reread *rr) {
+    s->rereads -= MIN(s->rereads, rr->reads);
     if (!s->held || s->rereads > 0)
         return;
     s->held = false;
     if (!cluster_is_coordinator(s->cluster) || !s->synced || s->taking_over)
         return;
-    cluster_sync__forget_leftovers(s, from, to);
+    cluster_sync__forget_leftovers(s, rr->from, rr->to);
+    forget_fresh_units(s, rr);
     amf_set_deciding(s->amf, true);
 }
 
 static void reread_start(struct reread *rr);
+
+/* rr's units added to groups that stay join those of the reads that failed (the first unit of each
+ * group's the smallest). */
+static int merge_units(struct cluster_sync *s, const struct reread *rr) {
+    size_t n = MAX(s->n_reread_su_from, rr->n_su_from);
+    if (n > s->n_reread_su_from) {
+        size_t *p = reallocarray(s->reread_su_from, n, sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        for (size_t g = s->n_reread_su_from; g < n; g++)
+            p[g] = SIZE_MAX;
+        s->reread_su_from = p;
+        s->n_reread_su_from = n;
+    }
+    for (size_t g = 0; g < rr->n_su_from; g++)
+        s->reread_su_from[g] = MIN(s->reread_su_from[g], rr->su_from[g]);
+    return 0;
+}
 
 /* The read failed: deciding without it could give a second ACTIVE (a role an earlier coordinator
  * gave), so it is done again in a while (the node timer), when the store may answer.  Frees rr. */
@@ -112,10 +160,17 @@ static void reread_later(struct reread *rr, int error) {
     log_warning_errno(error, "Failed to read the keys of the service groups added (read again in 200 ms): %m");
     s->reread_from = s->reread_failed ? MIN(s->reread_from, rr->from) : rr->from;
     s->reread_to = s->reread_failed ? MAX(s->reread_to, rr->to) : rr->to;
+    if (!s->reread_failed) {
+        free(s->reread_su_from);
+        s->reread_su_from = NULL;
+        s->n_reread_su_from = 0;
+    }
+    if (merge_units(s, rr) < 0)
+        log_warning("Out of memory: the keys of the units added to running groups are not read again");
     s->reread_failed += rr->reads;
     s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC;
     cluster_sync__arm_node_timer(s);
-    free(rr);
+    reread_free(rr);
 }
 
 static void on_reread(store *st, int error, const store_result *r, void *userdata) {
@@ -140,8 +195,8 @@ static void on_reread(store *st, int error, const store_result *r, void *userdat
                 cluster_sync__handle_kv(s, &r->kvs[i]);
         }
     if (s->amf)
-        resume(s, rr->from, rr->to, rr->reads);
-    free(rr);
+        resume(s, rr);
+    reread_free(rr);
     cluster_sync__unref(s);
 }
 
@@ -157,6 +212,17 @@ static void reread_start(struct reread *rr) {
 
 void cluster_sync_reload_begin(struct cluster_sync *s) {
     s->rereads++; /* this reload's, until cluster_sync_reload_end() */
+    /* Each group's units so far: those after, at the end, are the reload's, added. */
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    free(s->sus_before);
+    s->n_sus_before = 0;
+    if ((s->sus_before = n_sgs ? malloc(n_sgs * sizeof(*s->sus_before)) : NULL))
+        s->n_sus_before = n_sgs;
+    else if (n_sgs)
+        log_warning("Out of memory: the units a reload adds to running groups are not published");
+    for (size_t g = 0; g < s->n_sus_before; g++)
+        s->sus_before[g] = sgs[g].n_sus;
     if (!amf_deciding(s->amf))
         return;
     /* The coordinator decides for a group added once it knows what the store says of it: its
@@ -165,26 +231,41 @@ void cluster_sync_reload_begin(struct cluster_sync *s) {
     amf_set_deciding(s->amf, false);
 }
 
+/* The first unit of sgs[g] that the reload added (n_sus: none). */
+static size_t first_added(const struct cluster_sync *s, const struct sg *sgs, size_t g) {
+    return g >= s->n_sgs_known ? 0 : g < s->n_sus_before ? s->sus_before[g] : sgs[g].n_sus;
+}
+
 void cluster_sync_reload_end(struct cluster_sync *s) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    size_t from = s->n_sgs_known;
-    s->n_sgs_known = n_sgs;
-    for (size_t g = from; g < n_sgs; g++)
-        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+    bool units = false; /* added to a group that stays */
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++) {
+            units = units || g < s->n_sgs_known;
             if (sgs[g].sus[u].local && cluster_sync__pub_add(s, &sgs[g].sus[u]) < 0)
                 log_warning("Out of memory: unit '%s' is not published", sgs[g].sus[u].name);
-    for (size_t g = from; g < n_sgs; g++)
-        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+        }
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++)
             if (sgs[g].sus[u].local)
                 cluster_sync__publish_sustate(s, &sgs[g].sus[u], true);
-    struct reread *rr = from < n_sgs ? malloc(sizeof(*rr)) : NULL;
+    size_t from = s->n_sgs_known;
+    s->n_sgs_known = n_sgs;
+    struct reread *rr = from < n_sgs || units ? malloc(sizeof(*rr)) : NULL;
     if (rr) {
         *rr = (struct reread){.s = s, .from = from, .to = n_sgs, .reads = 1};
+        if (units) {
+            rr->su_from = TAKE_PTR(s->sus_before);
+            rr->n_su_from = MIN(s->n_sus_before, from);
+        }
         s->rereads++;
         reread_start(rr);
     }
-    resume(s, from, n_sgs, 1); /* cluster_sync_reload_begin()'s */
+    free(s->sus_before);
+    s->sus_before = NULL;
+    s->n_sus_before = 0;
+    resume(s, &(struct reread){.from = from, .to = n_sgs, .reads = 1}); /* cluster_sync_reload_begin()'s */
 }
 
 void cluster_sync__reread_again(struct cluster_sync *s) {
@@ -194,7 +275,13 @@ void cluster_sync__reread_again(struct cluster_sync *s) {
         s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC; /* armed by the caller */
         return;
     }
-    *rr = (struct reread){.s = s, .from = s->reread_from, .to = s->reread_to, .reads = s->reread_failed};
+    *rr = (struct reread){.s = s,
+                          .from = s->reread_from,
+                          .to = s->reread_to,
+                          .su_from = TAKE_PTR(s->reread_su_from),
+                          .n_su_from = s->n_reread_su_from,
+                          .reads = s->reread_failed};
+    s->n_reread_su_from = 0;
     s->reread_failed = 0;
     reread_start(rr);
 }

@@ -49,6 +49,8 @@ void cluster_sync__unref(struct cluster_sync *s) {
         free(s->nodes[i].name);
     free(s->nodes);
     free(s->pub);
+    free(s->reread_su_from);
+    free(s->sus_before);
     free(s->prefix);
     free(s->node);
     free(s);
@@ -230,6 +232,10 @@ static void forget(void *p, struct si *si, struct su *su) {
         {.type = STORE_OP_DELETE, .key = k2, .key_len = (size_t)n2},
     };
     cluster_sync__guarded(s, ops, ELEMENTSOF(ops));
+}
+
+void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su *su) {
+    forget(s, si, su);
 }
 
 /* Keys of pairs of sgs[from..to) with no assignment in this node's view are left over (a node
