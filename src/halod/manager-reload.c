@@ -8,7 +8,8 @@
  * too: cluster_sync_reload_begin()), an SI added to or removed from a running group (amf_si_add(),
  * amf_si_remove(); one node), a unit added to a running group (amf_su_add(); on several nodes too,
  * its state read by the coordinator as a group's: cluster_sync_reload_begin()) or removed from one
- * (amf_su_remove(); one node), a component's settings (a restart in place, on several nodes too: its
+ * (amf_su_remove(); on several nodes too: its node locks and stops it, the others count it as locked
+ * until it holds nothing), a component's settings (a restart in place, on several nodes too: its
  * unit stays in service meanwhile) or an SA-aware component added (one node).
  */
 #define LOG_AREA LOG_AREA_MAIN
@@ -121,14 +122,14 @@ static bool member(const struct config_change *ch, bool si) {
 }
 
 /* Why the SI or unit added to or removed from a running group by ch cannot be applied on several nodes,
- * or NULL: a unit added is (its node publishes its state, and the coordinator reads it when it reloads,
- * cluster_sync_reload_end()). */
+ * or NULL.  A unit is: one added, its node publishes its state, and the coordinator reads it when it
+ * reloads (cluster_sync_reload_end()); one removed, its node locks and stops it, and every other node
+ * counts it as locked until it holds nothing, then forgets it (amf_su_remove()). */
 static const char *cluster_refusal(struct manager *m, const struct config_change *ch) {
-    if (!m->cluster || (ch->whole_su && ch->kind == CONFIG_CHANGE_ADDED))
+    if (!m->cluster || ch->whole_su)
         return NULL;
-    return ch->whole_si ? "a service instance is added to or removed from a group live on one node only (restart "
-                          "halod to apply it)"
-                        : "a service unit is removed from a group live on one node only (restart halod to apply it)";
+    return "a service instance is added to or removed from a group live on one node only (restart halod to apply "
+           "it)";
 }
 
 /* Why the SI or unit added to or removed from a running group by d's change at cannot be applied

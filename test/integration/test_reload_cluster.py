@@ -328,3 +328,90 @@ def test_a_unit_added_node_by_node(etcd, halod_factory, tmp_path):
     for h in hs.values():
         wait_for(lambda: not h.status().get("warnings"), what="no warning: both have c and d")
         assert h.stop() == 0
+
+
+SPARE_OF = {"n1": "c", "n2": "d"}  # each node's spare unit of g (test_a_unit_removed_node_by_node)
+
+
+def settle(hs, si, want):
+    """Waits until every node sees si's roles as want (ACTIVE, STANDBY), none pending."""
+    for h in hs.values():
+        wait_for(lambda: (lambda x: x["active"] == want[0] and x["standby"] == want[1] and
+                          not any(a["pending"] for a in x["assignments"]))(h.si(si)), timeout=30,
+                 what=f"{si} {want} on {h.config}")
+
+
+def unit_keys(etcd, su):
+    """The store's keys of unit su: its state, its targets and confirmations."""
+    return sorted(k for k in etcd.get_prefix("/halo/")
+                  if k.endswith("/" + su) and any(d in k for d in ("/sustate/", "/target/", "/confirmed/")))
+
+
+def test_a_unit_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """g has a spare unit on each node (c, d).  The unit of the node that is not the coordinator holds
+    s ACTIVE and is removed, that node reloading first: it is locked there (its ACTIVE goes to the
+    coordinator's unit, the STANDBY to that node's spare) and stopped; the coordinator forgets it when
+    it reloads, and its keys go.  Then that spare, made ACTIVE, is removed with the coordinator
+    reloading first: the coordinator takes its roles as from a unit locked (QUIESCED, then removed,
+    before its own unit is ACTIVE) and forgets it; its node stops it when it reloads."""
+    units = [("a", "n1"), ("b", "n2"), ("c", "n1"), ("d", "n2")]
+
+    def text(base, gone=()):
+        kept = ", ".join(f"{u}: {{node: {n}}}" for u, n in units if u not in gone)
+        return base.replace("{a: {node: n1}, b: {node: n2}}", "{" + kept + "}")
+    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    for h in hs.values():  # started again on four units
+        h.stop()
+    base = texts(log)[0]
+    hs, _ = start_nodes(halod_factory, text(base), etcd.endpoints)
+    for h in hs.values():
+        h.wait_assigned("s", timeout=30)
+        h.wait_assigned("t", timeout=30)
+    coord = hs["n1"].status()["coordinator"]
+    other = "n2" if coord == "n1" else "n1"
+    wait_for(lambda: hs[other].status()["coordinator"] == coord, what="both nodes agree on the coordinator")
+    victim, mine, spare = UNITS_OF[other], UNITS_OF[coord], SPARE_OF[other]
+    hs[coord].ctl("admin", "lock", f"su:{SPARE_OF[coord]}")  # the STANDBY goes to the other node's spare
+    wait_for(lambda: set(hs[coord].wait_assigned("s", timeout=30)) == {victim, mine}, timeout=30,
+             what=f"s on {victim} and {mine}")
+    if roles(hs[coord], "s")[0] != victim:
+        hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (victim, mine))
+    before, t_roles = own_pids(hs, "xy"), roles(hs[coord], "t")
+
+    # Its node first: locked there, its roles move as a lock moves them, then stopped.
+    rewrite(hs[other], text(base, victim))
+    reload(hs[other], "1 service unit removed")
+    settle(hs, "s", (mine, spare))
+    wait_for(lambda: victim not in units_of(hs[other]), timeout=30, what=f"{victim} gone from its node")
+    assert [e[1] for e in events(log, victim)][-1] == "TERMINATE"
+    assert victim in units_of(hs[coord])
+    rewrite(hs[coord], text(base, victim))
+    reload(hs[coord], "1 service unit removed")
+    wait_for(lambda: victim not in units_of(hs[coord]), what=f"{victim} gone from the coordinator")
+    wait_for(lambda: not unit_keys(etcd, victim), what=f"{victim}'s keys deleted")
+    assert roles(hs[coord], "s") == (mine, spare)
+
+    # The coordinator first: the spare, made ACTIVE, is QUIESCED and then loses s before the
+    # coordinator's unit is ACTIVE; it keeps running, holding nothing, until its node reloads.
+    hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (spare, mine))
+    pid, n = hs[other].pid_of(spare), len(events(log))
+    rewrite(hs[coord], text(base, (victim, spare)))
+    reload(hs[coord], "1 service unit removed")
+    wait_for(lambda: spare not in units_of(hs[coord]), timeout=30, what=f"{spare} forgotten by the coordinator")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (mine, None), timeout=30, what=f"s ACTIVE on {mine} alone")
+    after = [e[:4] for e in events(log)[n:] if e[1] in ("CSI_SET", "CSI_REMOVE") and e[0] in (spare, mine)]
+    assert after.index([spare, "CSI_SET", "c", "QUIESCED"]) < after.index([mine, "CSI_SET", "c", "ACTIVE"]), after
+    assert [spare, "CSI_REMOVE", "c"] in [e[:3] for e in after], after
+    assert hs[other].pid_of(spare) == pid and spare in units_of(hs[other])
+    rewrite(hs[other], text(base, (victim, spare)))
+    reload(hs[other], "1 service unit removed")
+    wait_for(lambda: spare not in units_of(hs[other]), timeout=30, what=f"{spare} gone from its node")
+    assert [e[1] for e in events(log, spare)][-1] == "TERMINATE"
+    wait_for(lambda: not unit_keys(etcd, spare), what=f"{spare}'s keys deleted")
+    assert own_pids(hs, "xy") == before and roles(hs[coord], "t") == t_roles
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning")
+        assert h.stop() == 0

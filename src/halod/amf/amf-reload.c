@@ -479,8 +479,39 @@ static void unit_removal_done(struct amf_waiter *w, int error) {
     amf_sg_evaluate(su->sg);
 }
 
+void amf_unit_left(struct su *su) {
+    for (size_t i = 0; i < su->sg->n_sis; i++)
+        if (amf_si_find_su(&su->sg->sis[i], su))
+            return;
+    su->leaving = false;
+    su->removed = true;
+    log_notice("Service unit '%s' removed: it holds nothing any more (its node stops it when it reloads)", su->name);
+    amf_notify_su(su, AMF_SU_ADMIN);
+}
+
+/* Another node's unit, on several nodes: its node locks and stops it when it reloads.  Here it counts
+ * as locked from now on: the deciding node takes its roles as from a unit locked (its ACTIVEs QUIESCED
+ * and handed over, then removed), and every node forgets it once it holds nothing.  A unit of a node
+ * that is gone keeps the state it has (its roles go as with any unit gone with its node). */
+static int unit_leave(struct su *su) {
+    log_info("Service unit '%s' is no longer in the description: taking its roles (its node stops it when it "
+             "reloads)",
+             su->name);
+    su->leaving = true;
+    if (su->remote.known) {
+        su->remote.in_service = false;
+        su->remote.admin = SU_LOCKED;
+    }
+    amf_sg_evaluate(su->sg);
+    if (su->leaving)
+        amf_unit_left(su);
+    return 0;
+}
+
 int amf_su_remove(struct amf *a, const char *name) {
     struct su *su = amf_find_su(a, name);
+    if (su && !su->local && a->placement->distributed)
+        return unit_leave(su);
     struct unit_removal *rm = su ? calloc(1, sizeof(*rm)) : NULL;
     if (!rm)
         return su ? -ENOMEM : -HALO_EUNKNOWN;

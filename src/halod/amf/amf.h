@@ -332,7 +332,9 @@ int amf_su_add_check(struct amf *a, const char *sg, const struct config_su *cfg,
 int amf_su_add(struct amf *a, const char *sg, const struct config_su *cfg);
 /* The unit name left the description: it is locked (its ACTIVEs QUIESCED and handed to their
  * STANDBYs, as haloctl admin lock su:NAME does), then its processes are stopped (lock-instantiation),
- * then it is no object of the cluster's any more and the store keeps no lock of it.  One node only.
+ * then it is no object of the cluster's any more and the store keeps no lock of it.  On several
+ * nodes, another node's unit counts as locked here from now on (its roles leave it), and is no
+ * object of this node's once it holds nothing; its own node stops it when it reloads.
  * 0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
 int amf_su_remove(struct amf *a, const char *name);
 /* Whether the components of the running group cg->name whose settings cg (its new description)

@@ -109,6 +109,8 @@ void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su 
 /* cluster-sync-reload.c: a reload removed sg (its units stopped). */
 void cluster_sync__reread_again(struct cluster_sync *s);
 void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg);
+/* A reload removed su from a group that stays: its state (its node) and its pairs (the coordinator) deleted. */
+void cluster_sync__unit_removed(struct cluster_sync *s, struct su *su);
 struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create);
 /* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
 void cluster_sync__arm_node_timer(struct cluster_sync *s);

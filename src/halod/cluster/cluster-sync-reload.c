@@ -332,3 +332,27 @@ void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg) {
             cluster_sync__guarded(s, &op, 1);
     }
 }
+
+/* ---- a unit removed from a group that stays ---- */
+
+void cluster_sync__unit_removed(struct cluster_sync *s, struct su *su) {
+    char key[STORE_KEY_MAX];
+    int n = key_name(key, s->prefix, KEY_SUSTATE, su->name);
+    if (su->local) { /* locked and stopped: no longer published, its state gone */
+        pub_drop(s, su);
+        s->refs++;
+        if (n < 0 || store_delete(s->store, key, on_deleted, s) < 0)
+            s->refs--;
+    }
+    if (!amf_deciding(s->amf))
+        return;
+    /* The coordinator: every pair of the unit (it holds nothing), and the state of another node's, so
+     * that the unit added back starts as a new one.  Its node, if it has not reloaded, may write its
+     * state again: ignored by the nodes that removed it, deleted when it reloads. */
+    log_info("Service unit '%s' removed: deleting its targets, confirmations and state", su->name);
+    for (size_t i = 0; i < su->sg->n_sis; i++)
+        cluster_sync__forget_pair(s, &su->sg->sis[i], su);
+    store_op op = {.type = STORE_OP_DELETE, .key = key, .key_len = (size_t)n};
+    if (n >= 0 && !su->local)
+        cluster_sync__guarded(s, &op, 1);
+}

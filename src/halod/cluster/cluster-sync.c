@@ -362,7 +362,9 @@ static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
         s->fence_waiting = false;
         cluster_fence_done(s->cluster);
     }
-    if (ev == AMF_SU_STATE && su->local)
+    if (ev == AMF_SU_ADMIN && su->removed) /* by a reload (cluster-sync-reload.c) */
+        cluster_sync__unit_removed(s, su);
+    else if (ev == AMF_SU_STATE && su->local)
         cluster_sync__publish_sustate(s, su, false);
     else if (ev == AMF_SU_ADOPTED) /* a target may have changed while nobody could apply it */
         read_again(s, KEY_TARGET, "the targets after an adoption");
