@@ -6,8 +6,9 @@
  * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
  * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (on several nodes
  * too: cluster_sync_reload_begin()), an SI added to or removed from a running group (amf_si_add(),
- * amf_si_remove(); one node), a unit added to a running group (amf_su_add(); on several nodes too,
- * its state read by the coordinator as a group's: cluster_sync_reload_begin()) or removed from one
+ * amf_si_remove(); on several nodes too: the coordinator reads an SI added's keys when it reloads,
+ * and takes an SI removed from every node's units), a unit added to a running group (amf_su_add();
+ * on several nodes too, its state read by the coordinator as a group's) or removed from one
  * (amf_su_remove(); on several nodes too: its node locks and stops it, the others count it as locked
  * until it holds nothing), a component's settings (a restart in place, on several nodes too: its
  * unit stays in service meanwhile) or an SA-aware component added (one node).
@@ -121,26 +122,15 @@ static bool member(const struct config_change *ch, bool si) {
     return si ? ch->whole_si : ch->whole_su;
 }
 
-/* Why the SI or unit added to or removed from a running group by ch cannot be applied on several nodes,
- * or NULL.  A unit is: one added, its node publishes its state, and the coordinator reads it when it
- * reloads (cluster_sync_reload_end()); one removed, its node locks and stops it, and every other node
- * counts it as locked until it holds nothing, then forgets it (amf_su_remove()). */
-static const char *cluster_refusal(struct manager *m, const struct config_change *ch) {
-    if (!m->cluster || ch->whole_su)
-        return NULL;
-    return "a service instance is added to or removed from a group live on one node only (restart halod to apply "
-           "it)";
-}
-
 /* Why the SI or unit added to or removed from a running group by d's change at cannot be applied
- * now, or NULL. */
+ * now, or NULL.  On several nodes too: a unit or SI added, the coordinator reads its keys when it
+ * reloads (cluster_sync_reload_end()); a unit removed, its node locks and stops it, and every other
+ * node counts it as locked until it holds nothing (amf_su_remove()); an SI removed, the coordinator
+ * takes it from every node's units once it has reloaded (amf_si_remove()). */
 static const char *member_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at) {
     const struct config_change *ch = &d->changes[at];
     bool removed = ch->kind == CONFIG_CHANGE_REMOVED, si = ch->whole_si;
     const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
-    const char *several = cluster_refusal(m, ch);
-    if (several)
-        return several;
     if (sg && sg->cdb_roles)
         return "the SIs and units of a cdb-roles group are not changed live (restart halod to apply it)";
     size_t before = 0; /* SIs or units added to the same group by earlier changes */
@@ -388,7 +378,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
         /* On several nodes, the coordinator decides for the groups and units added once it has read their
          * keys (cluster-sync.h). */
-        bool held = m->sync && (n_sgs || n_su_added);
+        bool held = m->sync && (n_sgs || n_su_added || n_si_added);
         if (held)
             cluster_sync_reload_begin(m->sync);
         for (size_t i = 0; i < d->n_changes; i++)

@@ -5,7 +5,7 @@ between two reloads.  (issue 16, point 3; docs/configuration.md, Reload)"""
 import signal
 
 from halo_harness import start_nodes, testcomp_events as events, wait_for
-from test_reload import NEW_GROUP, rewrite, with_csi, yaml
+from test_reload import NEW_GROUP, rewrite, with_csi, with_si, yaml
 
 UNITS = {"a": "n1", "b": "n2", "x": "n1", "y": "n2", "p": "n1", "q": "n2"}
 MINE = {"n1": "p", "n2": "q"}  # each node's unit of h
@@ -412,6 +412,73 @@ def test_a_unit_removed_node_by_node(etcd, halod_factory, tmp_path):
     assert [e[1] for e in events(log, spare)][-1] == "TERMINATE"
     wait_for(lambda: not unit_keys(etcd, spare), what=f"{spare}'s keys deleted")
     assert own_pids(hs, "xy") == before and roles(hs[coord], "t") == t_roles
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning")
+        assert h.stop() == 0
+
+
+def si_keys(etcd, si):
+    """The store's keys of SI si: its targets and confirmations, its lock."""
+    return sorted(k for k in etcd.get_prefix("/halo/") if f"/{si}/" in k or k.endswith(f"si:{si}"))
+
+
+def test_an_si_added_and_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """s2 joins g, whose SIs are ACTIVE on the unit of the node that is not the coordinator.  Added by
+    the coordinator first: it gives s2's ACTIVE to that unit, whose node, not knowing s2 yet, takes
+    nothing until it reloads (no other unit is ACTIVE meanwhile).  Removed by that node first: it
+    keeps serving s2 until the coordinator reloads and takes s2 from both units (QUIESCED, then
+    removed), and its keys go.  Then the other way round: added by that node first (nothing
+    assigned until the coordinator reloads), removed by the coordinator first (taken from both
+    units, its node's copy left holding nothing until it reloads)."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    theirs, mine = UNITS_OF[other], UNITS_OF[coord]
+    if roles(hs[coord], "s")[0] != theirs:
+        hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (theirs, mine))
+    before, t_roles = own_pids(hs, "abxy"), roles(hs[coord], "t")
+    added = with_si(without)
+
+    def c2(comp=None):
+        return [e[:4] for e in events(log, comp) if e[1] in ("CSI_SET", "CSI_REMOVE") and e[2] == "c2"]
+
+    def sis(h):
+        return [si["name"] for g in h.status()["service_groups"] if g["name"] == "g" for si in g["service_instances"]]
+
+    for first in (coord, other):
+        second = other if first == coord else coord
+        n = len(c2())
+        rewrite(hs[first], added)
+        reload(hs[first], "1 service instance added")
+        assert "s2" in sis(hs[first]) and "s2" not in sis(hs[second])
+        if first == coord:  # its ACTIVE given to a unit whose node does not know s2 yet: held nowhere
+            wait_for(lambda: hs[coord].si("s2")["assignments"], what="s2's ACTIVE decided")
+        assert not c2(theirs)[n:] and not [e for e in c2()[n:] if e[3] == "ACTIVE"]
+        rewrite(hs[second], added)
+        reload(hs[second], "1 service instance added")
+        settle(hs, "s2", (theirs, mine))
+        assert [e for e in c2()[n:] if e[3] == "ACTIVE"] == [[theirs, "CSI_SET", "c2", "ACTIVE"]]
+
+        n = len(c2())
+        rewrite(hs[second], without)
+        reload(hs[second], "1 service instance removed")
+        assert "s2" not in sis(hs[second]) and "s2" in sis(hs[first])
+        if second == other:  # still served: the coordinator has it
+            assert roles(hs[coord], "s2") == (theirs, mine) and not c2()[n:]
+        else:  # the coordinator takes it from both units, the other node carrying its targets out
+            wait_for(lambda: len(c2()[n:]) == 3, timeout=30, what="s2 taken from both units")
+            assert c2()[n:].index([theirs, "CSI_SET", "c2", "QUIESCED"]) < c2()[n:].index([theirs, "CSI_REMOVE", "c2"])
+            assert [mine, "CSI_REMOVE", "c2"] in [e[:3] for e in c2()[n:]]
+            assert roles(hs[other], "s2") == (None, None)
+        rewrite(hs[first], without)
+        reload(hs[first], "1 service instance removed")
+        for h in hs.values():
+            wait_for(lambda: "s2" not in sis(h), what="s2 gone")
+        wait_for(lambda: len(c2()[n:]) == 3, timeout=30, what="s2 taken from both units")
+        assert sorted(e[:3] for e in c2()[n:] if e[1] == "CSI_REMOVE") == sorted([[theirs, "CSI_REMOVE", "c2"],
+                                                                                   [mine, "CSI_REMOVE", "c2"]])
+        wait_for(lambda: not si_keys(etcd, "s2"), what="s2's keys deleted")
+    assert own_pids(hs, "abxy") == before and roles(hs[coord], "t") == t_roles
+    settle(hs, "s", (theirs, mine))
     for h in hs.values():
         wait_for(lambda: not h.status().get("warnings"), what="no warning")
         assert h.stop() == 0

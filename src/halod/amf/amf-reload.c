@@ -374,11 +374,26 @@ int amf_si_add(struct amf *a, const char *sg_name, const struct config_si *cfg) 
     return 0;
 }
 
+struct si *amf_find_si_or_removed(struct amf *a, const char *name) {
+    struct si *si = amf_find_si(a, name), *removed = NULL;
+    for (size_t g = 0; !si && g < a->n_sgs; g++)
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++)
+            if (a->sgs[g].sis[i].removed && streq(a->sgs[g].sis[i].name, name))
+                removed = &a->sgs[g].sis[i]; /* the last one removed */
+    return si ?: removed;
+}
+
 int amf_si_remove(struct amf *a, const char *name) {
     struct si *si = amf_find_si(a, name);
     if (!si)
         return -HALO_EUNKNOWN;
-    log_info("Service instance '%s' is no longer in the description: taking it from its units", name);
+    /* On several nodes, a node that does not decide takes nothing itself: the coordinator, as long as
+     * it has the SI, would give it back to its units; once it has reloaded, it takes the SI from every
+     * node's units, whose nodes carry its targets out (amf_find_si_or_removed()). */
+    log_info("Service instance '%s' is no longer in the description: %s", name,
+             !a->placement->distributed || a->deciding
+                 ? "taking it from its units"
+                 : "the coordinator takes it from its units once it has reloaded");
     si->removed = true;
     if (si->admin != SI_UNLOCKED) { /* the store forgets its lock: added again, it starts unlocked */
         si->admin = SI_UNLOCKED;

@@ -17,6 +17,11 @@
 #include "store.h"
 #include "time-util.h"
 
+/* How many units and SIs a group has (before a reload: those after are the reload's, added). */
+struct group_members {
+    size_t sus, sis;
+};
+
 struct node_info {
     char *name;
     bool alive;       /* its node key exists (its lease is held) */
@@ -72,11 +77,12 @@ struct cluster_sync {
     unsigned rereads;   /* those reads in flight */
     usec_t reread_at;   /* such a read failed: read again then (0: none), for the groups below */
     size_t reread_from, reread_to;
-    size_t *reread_su_from; /* and the units added to the groups that stay (struct reread), or NULL */
-    size_t n_reread_su_from;
-    unsigned reread_failed; /* the reads that failed, folded into that one */
-    size_t *sus_before;     /* a reload under way: each group's count of units before it, or NULL */
-    size_t n_sus_before;
+    struct group_members *reread_since; /* and the units and SIs added to the groups that stay (struct
+                                         * reread), or NULL */
+    size_t n_reread_since;
+    unsigned reread_failed;       /* the reads that failed, folded into that one */
+    struct group_members *before; /* a reload under way: each group's units and SIs before it, or NULL */
+    size_t n_before;
     bool fence_waiting;           /* this node fenced itself; processes it killed still run */
     bool decided;                 /* it decided as the coordinator since the targets were last read */
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A reload on several nodes, as far as the store is concerned (cluster-sync.h): the units of a
- * group added, or added to a group that stays, are published and their keys read again; the keys
- * of a group removed are deleted.
+ * group added, or added to a group that stays, are published, and their keys and those of the SIs
+ * added read again; the keys of a group or unit removed are deleted.
  */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "cluster-sync-internal.h"
@@ -46,18 +46,19 @@ static void pub_drop(struct cluster_sync *s, const struct su *su) {
 
 /* ---- a group added ---- */
 
-/* A read again of the keys of the groups added by one reload, sgs[from..to), and of the units it
- * added to groups that stay: sgs[g].sus[su_from[g]..] for g below n_su_from. */
+/* A read again of the keys of the groups added by one reload, sgs[from..to), and of the units and
+ * SIs it added to groups that stay: sgs[g].sus[since[g].sus..] and sgs[g].sis[since[g].sis..] for g
+ * below n_since. */
 struct reread {
     struct cluster_sync *s;
     size_t from, to;
-    size_t *su_from; /* owned; NULL: no unit added */
-    size_t n_su_from;
+    struct group_members *since; /* owned; NULL: no unit or SI added */
+    size_t n_since;
     unsigned reads; /* the reads it stands for (reads that failed, folded into this one) */
 };
 
 static void reread_free(struct reread *rr) {
-    free(rr->su_from);
+    free(rr->since);
     free(rr);
 }
 
@@ -73,7 +74,16 @@ static bool fresh_su(const struct reread *rr, const struct su *su) {
     struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
     size_t g = su ? (size_t)(su->sg - sgs) : 0;
     return su && !su->sg->removed &&
-           (fresh(rr, su->sg) || (g < rr->n_su_from && (size_t)(su - su->sg->sus) >= rr->su_from[g]));
+           (fresh(rr, su->sg) || (g < rr->n_since && (size_t)(su - su->sg->sus) >= rr->since[g].sus));
+}
+
+/* Whether si is of a group of rr, or an SI rr's reload added to a group that stays. */
+static bool fresh_si(const struct reread *rr, const struct si *si) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
+    size_t g = si ? (size_t)(si->sg - sgs) : 0;
+    return si && !si->sg->removed &&
+           (fresh(rr, si->sg) || (g < rr->n_since && (size_t)(si - si->sg->sis) >= rr->since[g].sis));
 }
 
 /* Whether kv is a key of a unit, SI or pair of a group of rr; its pass (below) into ret_pass. */
@@ -96,7 +106,7 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
         struct si *si = key_split_pair(rest, len, a, b) >= 0 ? amf_find_si(s->amf, a) : NULL;
         struct su *su = si ? amf_find_su(s->amf, b) : NULL;
         *ret_pass = d == KEY_TARGET ? 1 : 2;
-        return si && (fresh(rr, si->sg) || (su && su->sg == si->sg && fresh_su(rr, su)));
+        return si && (fresh_si(rr, si) || (su && su->sg == si->sg && fresh_su(rr, su)));
     }
     case KEY_ADMINSTATE: {
         struct si *si = strncmp(a, "si:", 3) == 0 ? amf_find_si(s->amf, a + 3) : NULL;
@@ -108,16 +118,19 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
     }
 }
 
-/* Keys of pairs of a unit of rr's added to a group that stays with no assignment in this node's
- * view are left over (a coordinator died mid-change): deleted. */
-static void forget_fresh_units(struct cluster_sync *s, const struct reread *rr) {
+/* Keys of pairs of a unit or SI of rr's added to a group that stays with no assignment in this
+ * node's view are left over (a coordinator died mid-change): deleted. */
+static void forget_fresh_members(struct cluster_sync *s, const struct reread *rr) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    for (size_t g = 0; g < rr->n_su_from && g < n_sgs; g++)
-        for (size_t u = rr->su_from[g]; !sgs[g].removed && u < sgs[g].n_sus; u++)
-            for (size_t i = 0; !sgs[g].sus[u].removed && i < sgs[g].n_sis; i++)
-                if (!sgs[g].sis[i].removed && !amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
-                    cluster_sync__forget_pair(s, &sgs[g].sis[i], &sgs[g].sus[u]);
+    for (size_t g = 0; g < rr->n_since && g < n_sgs; g++)
+        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+            for (size_t i = 0; !sgs[g].sus[u].removed && i < sgs[g].n_sis; i++) {
+                struct si *si = &sgs[g].sis[i];
+                bool added = u >= rr->since[g].sus || i >= rr->since[g].sis;
+                if (added && !si->removed && !amf_si_find_su(si, &sgs[g].sus[u]))
+                    cluster_sync__forget_pair(s, si, &sgs[g].sus[u]);
+            }
 }
 
 /* Decides again once every read again is in (cluster_sync_reload_begin() stopped it). */
@@ -129,27 +142,29 @@ static void resume(struct cluster_sync *s, const struct reread *rr) {
     if (!cluster_is_coordinator(s->cluster) || !s->synced || s->taking_over)
         return;
     cluster_sync__forget_leftovers(s, rr->from, rr->to);
-    forget_fresh_units(s, rr);
+    forget_fresh_members(s, rr);
     amf_set_deciding(s->amf, true);
 }
 
 static void reread_start(struct reread *rr);
 
-/* rr's units added to groups that stay join those of the reads that failed (the first unit of each
- * group's the smallest). */
-static int merge_units(struct cluster_sync *s, const struct reread *rr) {
-    size_t n = MAX(s->n_reread_su_from, rr->n_su_from);
-    if (n > s->n_reread_su_from) {
-        size_t *p = reallocarray(s->reread_su_from, n, sizeof(*p));
+/* rr's units and SIs added to groups that stay join those of the reads that failed (the first of
+ * each group's the smallest). */
+static int merge_members(struct cluster_sync *s, const struct reread *rr) {
+    size_t n = MAX(s->n_reread_since, rr->n_since);
+    if (n > s->n_reread_since) {
+        struct group_members *p = reallocarray(s->reread_since, n, sizeof(*p));
         if (!p)
             return -ENOMEM;
-        for (size_t g = s->n_reread_su_from; g < n; g++)
-            p[g] = SIZE_MAX;
-        s->reread_su_from = p;
-        s->n_reread_su_from = n;
+        for (size_t g = s->n_reread_since; g < n; g++)
+            p[g] = (struct group_members){SIZE_MAX, SIZE_MAX};
+        s->reread_since = p;
+        s->n_reread_since = n;
     }
-    for (size_t g = 0; g < rr->n_su_from; g++)
-        s->reread_su_from[g] = MIN(s->reread_su_from[g], rr->su_from[g]);
+    for (size_t g = 0; g < rr->n_since; g++) {
+        s->reread_since[g].sus = MIN(s->reread_since[g].sus, rr->since[g].sus);
+        s->reread_since[g].sis = MIN(s->reread_since[g].sis, rr->since[g].sis);
+    }
     return 0;
 }
 
@@ -161,12 +176,12 @@ static void reread_later(struct reread *rr, int error) {
     s->reread_from = s->reread_failed ? MIN(s->reread_from, rr->from) : rr->from;
     s->reread_to = s->reread_failed ? MAX(s->reread_to, rr->to) : rr->to;
     if (!s->reread_failed) {
-        free(s->reread_su_from);
-        s->reread_su_from = NULL;
-        s->n_reread_su_from = 0;
+        free(s->reread_since);
+        s->reread_since = NULL;
+        s->n_reread_since = 0;
     }
-    if (merge_units(s, rr) < 0)
-        log_warning("Out of memory: the keys of the units added to running groups are not read again");
+    if (merge_members(s, rr) < 0)
+        log_warning("Out of memory: the keys of the units and SIs added to running groups are not read again");
     s->reread_failed += rr->reads;
     s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC;
     cluster_sync__arm_node_timer(s);
@@ -212,59 +227,59 @@ static void reread_start(struct reread *rr) {
 
 void cluster_sync_reload_begin(struct cluster_sync *s) {
     s->rereads++; /* this reload's, until cluster_sync_reload_end() */
-    /* Each group's units so far: those after, at the end, are the reload's, added. */
+    /* Each group's units and SIs so far: those after, at the end, are the reload's, added. */
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    free(s->sus_before);
-    s->n_sus_before = 0;
-    if ((s->sus_before = n_sgs ? malloc(n_sgs * sizeof(*s->sus_before)) : NULL))
-        s->n_sus_before = n_sgs;
+    free(s->before);
+    s->n_before = 0;
+    if ((s->before = n_sgs ? malloc(n_sgs * sizeof(*s->before)) : NULL))
+        s->n_before = n_sgs;
     else if (n_sgs)
-        log_warning("Out of memory: the units a reload adds to running groups are not published");
-    for (size_t g = 0; g < s->n_sus_before; g++)
-        s->sus_before[g] = sgs[g].n_sus;
+        log_warning("Out of memory: the units and SIs a reload adds to running groups are not read");
+    for (size_t g = 0; g < s->n_before; g++)
+        s->before[g] = (struct group_members){.sus = sgs[g].n_sus, .sis = sgs[g].n_sis};
     if (!amf_deciding(s->amf))
         return;
-    /* The coordinator decides for a group added once it knows what the store says of it: its
-     * units' states published before it knew them, and the roles another coordinator gave. */
+    /* The coordinator decides for a group, unit or SI added once it knows what the store says of it:
+     * the units' states published before it knew them, and the roles another coordinator gave. */
     s->held = true;
     amf_set_deciding(s->amf, false);
 }
 
 /* The first unit of sgs[g] that the reload added (n_sus: none). */
 static size_t first_added(const struct cluster_sync *s, const struct sg *sgs, size_t g) {
-    return g >= s->n_sgs_known ? 0 : g < s->n_sus_before ? s->sus_before[g] : sgs[g].n_sus;
+    return g >= s->n_sgs_known ? 0 : g < s->n_before ? s->before[g].sus : sgs[g].n_sus;
 }
 
 void cluster_sync_reload_end(struct cluster_sync *s) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    bool units = false; /* added to a group that stays */
+    bool members = false; /* units or SIs added to a group that stays */
+    for (size_t g = 0; g < s->n_before && g < s->n_sgs_known && g < n_sgs; g++)
+        members = members || sgs[g].n_sis > s->before[g].sis || sgs[g].n_sus > s->before[g].sus;
     for (size_t g = 0; g < n_sgs; g++)
-        for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++) {
-            units = units || g < s->n_sgs_known;
+        for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++)
             if (sgs[g].sus[u].local && cluster_sync__pub_add(s, &sgs[g].sus[u]) < 0)
                 log_warning("Out of memory: unit '%s' is not published", sgs[g].sus[u].name);
-        }
     for (size_t g = 0; g < n_sgs; g++)
         for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++)
             if (sgs[g].sus[u].local)
                 cluster_sync__publish_sustate(s, &sgs[g].sus[u], true);
     size_t from = s->n_sgs_known;
     s->n_sgs_known = n_sgs;
-    struct reread *rr = from < n_sgs || units ? malloc(sizeof(*rr)) : NULL;
+    struct reread *rr = from < n_sgs || members ? malloc(sizeof(*rr)) : NULL;
     if (rr) {
         *rr = (struct reread){.s = s, .from = from, .to = n_sgs, .reads = 1};
-        if (units) {
-            rr->su_from = TAKE_PTR(s->sus_before);
-            rr->n_su_from = MIN(s->n_sus_before, from);
+        if (members) {
+            rr->since = TAKE_PTR(s->before);
+            rr->n_since = MIN(s->n_before, from);
         }
         s->rereads++;
         reread_start(rr);
     }
-    free(s->sus_before);
-    s->sus_before = NULL;
-    s->n_sus_before = 0;
+    free(s->before);
+    s->before = NULL;
+    s->n_before = 0;
     resume(s, &(struct reread){.from = from, .to = n_sgs, .reads = 1}); /* cluster_sync_reload_begin()'s */
 }
 
@@ -278,10 +293,10 @@ void cluster_sync__reread_again(struct cluster_sync *s) {
     *rr = (struct reread){.s = s,
                           .from = s->reread_from,
                           .to = s->reread_to,
-                          .su_from = TAKE_PTR(s->reread_su_from),
-                          .n_su_from = s->n_reread_su_from,
+                          .since = TAKE_PTR(s->reread_since),
+                          .n_since = s->n_reread_since,
                           .reads = s->reread_failed};
-    s->n_reread_su_from = 0;
+    s->n_reread_since = 0;
     s->reread_failed = 0;
     reread_start(rr);
 }

@@ -49,8 +49,8 @@ void cluster_sync__unref(struct cluster_sync *s) {
         free(s->nodes[i].name);
     free(s->nodes);
     free(s->pub);
-    free(s->reread_su_from);
-    free(s->sus_before);
+    free(s->reread_since);
+    free(s->before);
     free(s->prefix);
     free(s->node);
     free(s);
@@ -561,7 +561,7 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
     char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
     if (key_split_pair(rest, len, a, b) < 0)
         return;
-    struct si *si = amf_find_si(s->amf, a);
+    struct si *si = amf_find_si_or_removed(s->amf, a); /* the targets that take a removed one from its units */
     struct su *su = amf_find_su(s->amf, b);
     if (!si || !su || su->sg != si->sg)
         return;
