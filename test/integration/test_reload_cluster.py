@@ -359,17 +359,8 @@ def test_a_unit_removed_node_by_node(etcd, halod_factory, tmp_path):
     def text(base, gone=()):
         kept = ", ".join(f"{u}: {{node: {n}}}" for u, n in units if u not in gone)
         return base.replace("{a: {node: n1}, b: {node: n2}}", "{" + kept + "}")
-    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path)
-    for h in hs.values():  # started again on four units
-        h.stop()
+    hs, coord, other, _, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=text)
     base = texts(log)[0]
-    hs, _ = start_nodes(halod_factory, text(base), etcd.endpoints)
-    for h in hs.values():
-        h.wait_assigned("s", timeout=30)
-        h.wait_assigned("t", timeout=30)
-    coord = hs["n1"].status()["coordinator"]
-    other = "n2" if coord == "n1" else "n1"
-    wait_for(lambda: hs[other].status()["coordinator"] == coord, what="both nodes agree on the coordinator")
     victim, mine, spare = UNITS_OF[other], UNITS_OF[coord], SPARE_OF[other]
     hs[coord].ctl("admin", "lock", f"su:{SPARE_OF[coord]}")  # the STANDBY goes to the other node's spare
     wait_for(lambda: set(hs[coord].wait_assigned("s", timeout=30)) == {victim, mine}, timeout=30,
