@@ -330,7 +330,7 @@ def test_a_unit_added_node_by_node(etcd, halod_factory, tmp_path):
         assert h.stop() == 0
 
 
-SPARE_OF = {"n1": "c", "n2": "d"}  # each node's spare unit of g (test_a_unit_removed_node_by_node)
+SPARE_OF = {"n1": "c", "n2": "d"}  # each node's spare unit of g (four_units())
 
 
 def settle(hs, si, want):
@@ -347,6 +347,49 @@ def unit_keys(etcd, su):
                   if k.endswith("/" + su) and any(d in k for d in ("/sustate/", "/target/", "/confirmed/")))
 
 
+def four_units(base, gone=()):
+    """base with a spare unit of g on each node (c, d), but for those gone."""
+    kept = ", ".join(f"{u}: {{node: {n}}}" for u, n in (("a", "n1"), ("b", "n2"), ("c", "n1"), ("d", "n2"))
+                     if u not in gone)
+    return base.replace("{a: {node: n1}, b: {node: n2}}", "{" + kept + "}")
+
+
+def test_a_unit_of_the_coordinator_removed_by_the_other_node_first(etcd, halod_factory, tmp_path):
+    """The coordinator's unit holds s ACTIVE (the spares locked).  The other node reloads first: it
+    counts the unit as locked but decides nothing, so nothing moves and it still shows the unit's
+    roles.  Then the coordinator locks and stops its unit: s's ACTIVE goes QUIESCED, then to the
+    other node's unit, and the other node forgets the removed unit once it holds nothing there
+    either."""
+    hs, coord, other, _, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=four_units)
+    base = texts(log)[0]
+    victim, theirs = UNITS_OF[coord], UNITS_OF[other]
+    for n in hs:  # s on a and b alone
+        hs[n].ctl("admin", "lock", f"su:{SPARE_OF[n]}")
+    wait_for(lambda: set(hs[coord].wait_assigned("s", timeout=30)) == {victim, theirs}, timeout=30,
+             what=f"s on {victim} and {theirs}")
+    if roles(hs[coord], "s")[0] != victim:
+        hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (victim, theirs))
+    pid = hs[coord].pid_of(victim)
+
+    rewrite(hs[other], four_units(base, victim))
+    reload(hs[other], "1 service unit removed")
+    assert roles(hs[other], "s") == (victim, theirs) and victim in units_of(hs[other])
+    assert roles(hs[coord], "s") == (victim, theirs) and hs[coord].pid_of(victim) == pid
+    rewrite(hs[coord], four_units(base, victim))
+    reload(hs[coord], "1 service unit removed")
+    settle(hs, "s", (theirs, None))
+    for h in hs.values():
+        wait_for(lambda: victim not in units_of(h), timeout=30, what=f"{victim} gone")
+    after = [e[:4] for e in events(log) if e[1] == "CSI_SET" and e[0] in (victim, theirs)]
+    assert after.index([victim, "CSI_SET", "c", "QUIESCED"]) < len(after) - 1
+    assert after[-1] == [theirs, "CSI_SET", "c", "ACTIVE"], after
+    assert [e[1] for e in events(log, victim)][-1] == "TERMINATE"
+    wait_for(lambda: not unit_keys(etcd, victim), what=f"{victim}'s keys deleted")
+    for h in hs.values():
+        assert h.stop() == 0
+
+
 def test_a_unit_removed_node_by_node(etcd, halod_factory, tmp_path):
     """g has a spare unit on each node (c, d).  The unit of the node that is not the coordinator holds
     s ACTIVE and is removed, that node reloading first: it is locked there (its ACTIVE goes to the
@@ -354,11 +397,7 @@ def test_a_unit_removed_node_by_node(etcd, halod_factory, tmp_path):
     it reloads, and its keys go.  Then that spare, made ACTIVE, is removed with the coordinator
     reloading first: the coordinator takes its roles as from a unit locked (QUIESCED, then removed,
     before its own unit is ACTIVE) and forgets it; its node stops it when it reloads."""
-    units = [("a", "n1"), ("b", "n2"), ("c", "n1"), ("d", "n2")]
-
-    def text(base, gone=()):
-        kept = ", ".join(f"{u}: {{node: {n}}}" for u, n in units if u not in gone)
-        return base.replace("{a: {node: n1}, b: {node: n2}}", "{" + kept + "}")
+    text = four_units
     hs, coord, other, _, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=text)
     base = texts(log)[0]
     victim, mine, spare = UNITS_OF[other], UNITS_OF[coord], SPARE_OF[other]
