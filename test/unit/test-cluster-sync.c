@@ -1389,3 +1389,43 @@ TEST(cluster_sync_deletes_the_keys_of_a_group_removed_by_a_reload) {
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "a", &g), "\"state\":\"STANDBY\""));
     stop_reloaded(&f, NULL, cfg);
 }
+
+/* ---- a reload that adds an SI to a group that stays ---- */
+
+/*
+ * The coordinator that reloads with si2 added to g takes the roles the store already gives it (an
+ * earlier coordinator, which had si2, decided them before it died): b stays ACTIVE under the same
+ * decision (its gen), and a, this node's unit, is never ACTIVE beside it.  Deciding before the read,
+ * it decided si2 afresh.
+ */
+TEST(cluster_sync_takes_the_roles_of_an_si_added_from_the_store) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    n2_holds_active(&f, "si2", "b", 7);
+    run_for(&f, 50);
+    FILE *fp = fopen(f.path, "w");
+    ASSERT(fp);
+    fputs(DESCRIPTION "      si2:\n        csis:\n          csi2: {}\n", fp);
+    fclose(fp);
+    struct config *cfg = NULL;
+    char *errors = NULL;
+    if (config_load(f.path, &cfg, &errors) < 0)
+        CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
+    ASSERT_EQ((int)cfg->sgs[0].n_sis, 2);
+    cluster_sync_reload_begin(f.sync);
+    ASSERT_OK(amf_si_add(f.amf, "g", &cfg->sgs[0].sis[1]));
+    cluster_sync_reload_end(f.sync);
+    run_for(&f, 100);
+    LinkMsg *m;
+    while ((m = fake_conn_next(&f.a)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
+            ASSERT(m->csi_set->ha_state != HALO_HA_ACTIVE);
+            amf_response(f.amf, &f.a, 0, m->csi_set->invocation, 0, false);
+        }
+    run_for(&f, 100);
+    ASSERT_EQ(pair_gen(&f, KEY_TARGET, "si2", "b"), 7);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si2", "b", &g), "\"state\":\"ACTIVE\""));
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    stop_reloaded(&f, NULL, cfg);
+}
