@@ -1398,24 +1398,30 @@ TEST(cluster_sync_deletes_the_keys_of_a_group_removed_by_a_reload) {
  * decision (its gen), and a, this node's unit, is never ACTIVE beside it.  Deciding before the read,
  * it decided si2 afresh.
  */
-TEST(cluster_sync_takes_the_roles_of_an_si_added_from_the_store) {
-    struct fixture f = {0};
-    coordinator_with_a_standby(&f);
-    n2_holds_active(&f, "si2", "b", 7);
-    run_for(&f, 50);
-    FILE *fp = fopen(f.path, "w");
+/* What manager_reload() does for an SI added: the description with si2 in g, applied; returned. */
+static struct config *reload_add_si2(struct fixture *f) {
+    FILE *fp = fopen(f->path, "w");
     ASSERT(fp);
     fputs(DESCRIPTION "      si2:\n        csis:\n          csi2: {}\n", fp);
     fclose(fp);
     struct config *cfg = NULL;
     char *errors = NULL;
-    if (config_load(f.path, &cfg, &errors) < 0)
+    if (config_load(f->path, &cfg, &errors) < 0)
         CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
     ASSERT_EQ((int)cfg->sgs[0].n_sis, 2);
-    cluster_sync_reload_begin(f.sync);
-    ASSERT_OK(amf_si_add(f.amf, "g", &cfg->sgs[0].sis[1]));
-    cluster_sync_reload_end(f.sync);
-    run_for(&f, 100);
+    cluster_sync_reload_begin(f->sync);
+    ASSERT_OK(amf_si_add(f->amf, "g", &cfg->sgs[0].sis[1]));
+    cluster_sync_reload_end(f->sync);
+    run_for(f, 100);
+    return cfg;
+}
+
+TEST(cluster_sync_takes_the_roles_of_an_si_added_from_the_store) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    n2_holds_active(&f, "si2", "b", 7);
+    run_for(&f, 50);
+    struct config *cfg = reload_add_si2(&f);
     LinkMsg *m;
     while ((m = fake_conn_next(&f.a)))
         if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
@@ -1427,5 +1433,21 @@ TEST(cluster_sync_takes_the_roles_of_an_si_added_from_the_store) {
     struct got g;
     ASSERT(strstr(pair(&f, KEY_TARGET, "si2", "b", &g), "\"state\":\"ACTIVE\""));
     ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    stop_reloaded(&f, NULL, cfg);
+}
+
+/* The same for the lock an earlier coordinator left of si2: it stays locked, assigned nowhere.
+ * Deciding before the read, the coordinator assigned it. */
+TEST(cluster_sync_takes_the_lock_of_an_si_added_from_the_store) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    put(&f, KEY_ADMINSTATE, "si:si2", NULL, "{\"admin\":\"LOCKED\"}", 0);
+    run_for(&f, 50);
+    struct config *cfg = reload_add_si2(&f);
+    run_for(&f, 100);
+    struct si *si2 = amf_find_si(f.amf, "si2");
+    ASSERT(si2 && si2->admin == SI_LOCKED);
+    struct got g;
+    ASSERT(!*pair(&f, KEY_TARGET, "si2", "a", &g) && !*pair(&f, KEY_TARGET, "si2", "b", &g));
     stop_reloaded(&f, NULL, cfg);
 }

@@ -111,7 +111,7 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
     case KEY_ADMINSTATE: {
         struct si *si = strncmp(a, "si:", 3) == 0 ? amf_find_si(s->amf, a + 3) : NULL;
         *ret_pass = 2;
-        return si && fresh(rr, si->sg);
+        return fresh_si(rr, si);
     }
     default:
         return false;
