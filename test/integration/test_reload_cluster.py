@@ -512,3 +512,27 @@ def test_an_si_added_and_removed_node_by_node(etcd, halod_factory, tmp_path):
     for h in hs.values():
         wait_for(lambda: not h.status().get("warnings"), what="no warning")
         assert h.stop() == 0
+
+
+def test_the_coordinator_killed_after_an_si_added_on_the_other_node(etcd, halod_factory, tmp_path):
+    """s2 added on the node that is not the coordinator only (assigned nowhere), then the
+    coordinator's halod is killed: the other node takes over, knows s2 and makes its own unit ACTIVE
+    for it.  The killed node comes back with s2 in its description: its unit STANDBY, never a second
+    ACTIVE."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    theirs, mine = UNITS_OF[other], UNITS_OF[coord]
+    added = with_si(without)
+    rewrite(hs[other], added)
+    reload(hs[other], "1 service instance added")
+    assert roles(hs[other], "s2") == (None, None)
+
+    rewrite(hs[coord], added)  # read when it starts again
+    hs[coord].proc.send_signal(signal.SIGKILL)
+    hs[coord].proc.wait()
+    wait_for(lambda: hs[other].status()["coordinator"] == other, timeout=30, what="the other node takes over")
+    wait_for(lambda: roles(hs[other], "s2") == (theirs, None), timeout=30, what="s2 ACTIVE on the survivor")
+    hs[coord].start()
+    settle(hs, "s2", (theirs, mine))
+    assert [e[0] for e in events(log, None, "CSI_SET") if e[2] == "c2" and e[3] == "ACTIVE"] == [theirs]
+    for h in hs.values():
+        assert h.stop() == 0
