@@ -6,11 +6,15 @@
  * stays.  Live today: a CSI's attributes (a CSI set to its holders, amf_csi_reload()), a CSI
  * added to or removed from an SI (amf_si_csis_reload()), a group added or removed (on several nodes
  * too: cluster_sync_reload_begin()), an SI added to or removed from a running group (amf_si_add(),
- * amf_si_remove()), a unit added to or removed from a running group (amf_su_add(), amf_su_remove();
- * one node), a component's settings (a restart in place; also through defaults or a template, as
- * the descriptions resolve them: template_refusal()), an SA-aware or non-SA-aware component added
- * (with the CSIs the same reload adds: their CSI sets come after the adds) or a component removed
- * (with the CSIs it takes: their CSI removes come before its stop, comp_remove_refusal()), one node.
+ * amf_si_remove(); on several nodes too: the coordinator reads an SI added's keys when it reloads,
+ * and takes an SI removed from every node's units), a unit added to a running group (amf_su_add();
+ * on several nodes too, its state read by the coordinator as a group's) or removed from one
+ * (amf_su_remove(); on several nodes too: its node locks and stops it, the others count it as locked
+ * until it holds nothing), a component's settings (a restart in place, on several nodes too: its
+ * unit stays in service meanwhile; also through defaults or a template, as the descriptions resolve
+ * them: template_refusal()), an SA-aware or non-SA-aware component added (with the CSIs the same
+ * reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes:
+ * their CSI removes come before its stop, comp_remove_refusal()), these last two on one node.
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -135,16 +139,14 @@ static bool member(const struct config_change *ch, bool si) {
 }
 
 /* Why the SI or unit added to or removed from a running group by d's change at cannot be applied
- * now, or NULL. */
+ * now, or NULL.  On several nodes too: a unit or SI added, the coordinator reads its keys when it
+ * reloads (cluster_sync_reload_end()); a unit removed, its node locks and stops it, and every other
+ * node counts it as locked until it holds nothing (amf_su_remove()); an SI removed, the coordinator
+ * takes it from every node's units once it has reloaded (amf_si_remove()). */
 static const char *member_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at) {
     const struct config_change *ch = &d->changes[at];
     bool removed = ch->kind == CONFIG_CHANGE_REMOVED, si = ch->whole_si;
     const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
-    if (m->cluster)
-        return si ? "a service instance is added to or removed from a group live on one node only (restart halod to "
-                    "apply it)"
-                  : "a service unit is added to or removed from a group live on one node only (restart halod to "
-                    "apply it)";
     if (sg && sg->cdb_roles)
         return "the SIs and units of a cdb-roles group are not changed live (restart halod to apply it)";
     size_t before = 0; /* SIs or units added to the same group by earlier changes */
@@ -177,17 +179,18 @@ static const char *comp_refusal(struct manager *m, const struct config *new, con
     bool members = false; /* the model would assign them while the components restart: one thing at a time */
     for (size_t j = 0; j < d->n_changes; j++)
         members = members || ((d->changes[j].whole_si || d->changes[j].whole_su) && streq(d->changes[j].sg, ch->sg));
-    if (members && !m->cluster)
+    if (members)
         return "its group's SIs or units are added or removed by the same reload: change its components in a reload "
                "of their own";
-    int r = sg && !m->cluster && !sg->cdb_roles ? amf_comps_reload_check(m->amf, sg) : 0;
-    return m->cluster            ? "a component's settings change live on one node only (restart halod to apply it)"
-           : sg && sg->cdb_roles ? "the components of a cdb-roles group are not restarted by a reload (restart halod "
-                                   "to apply it)"
-           : r == -EBUSY         ? "a component it changes is starting or stopping, or its unit is changing its roles; "
-                                   "reload again later"
-           : r < 0               ? "its service group is not found"
-                                 : NULL;
+    /* On several nodes too: the restart is this node's alone, and its units stay in service meanwhile (their
+     * published state says so, cluster_sync__publish_sustate()), so the coordinator moves no role. */
+    int r = sg && !sg->cdb_roles ? amf_comps_reload_check(m->amf, sg) : 0;
+    return sg && sg->cdb_roles ? "the components of a cdb-roles group are not restarted by a reload (restart halod "
+                                 "to apply it)"
+           : r == -EBUSY       ? "a component it changes is starting or stopping, or its unit is changing its roles; "
+                                 "reload again later"
+           : r < 0             ? "its service group is not found"
+                               : NULL;
 }
 
 /* Whether o changes the SIs, units or components' settings of ch's group (a template: any group's). */
@@ -509,17 +512,20 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_REMOVED &&
                 (r = amf_sg_remove(m->amf, d->changes[i].sg)) < 0)
                 log_error_errno(r, "Service group '%s' not removed: %m", d->changes[i].sg);
-        if (m->sync && n_sgs)
+        /* On several nodes, the coordinator decides for the groups and units added once it has read their
+         * keys (cluster-sync.h). */
+        bool held = m->sync && (n_sgs || n_su_added || n_si_added);
+        if (held)
             cluster_sync_reload_begin(m->sync);
         for (size_t i = 0; i < d->n_changes; i++)
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
                 (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
-        if (m->sync && n_sgs)
-            cluster_sync_reload_end(m->sync);
         /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
         n_restarted = apply_comps(m, m->retired[m->n_retired - 1], d);
         apply_members(m, d);
+        if (held)
+            cluster_sync_reload_end(m->sync);
         n_comps_added = apply_comp_adds(m, d);
         n_calls = apply_csis(m, d);
         n_comps_removed = apply_comp_removes(m, d);

@@ -5,10 +5,11 @@ between two reloads.  (issue 16, point 3; docs/configuration.md, Reload)"""
 import signal
 
 from halo_harness import start_nodes, testcomp_events as events, wait_for
-from test_reload import NEW_GROUP, rewrite, with_csi, yaml
+from test_reload import NEW_GROUP, rewrite, with_csi, with_si, yaml
 
 UNITS = {"a": "n1", "b": "n2", "x": "n1", "y": "n2", "p": "n1", "q": "n2"}
 MINE = {"n1": "p", "n2": "q"}  # each node's unit of h
+UNITS_OF = {"n1": "a", "n2": "b"}  # each node's unit of g
 
 
 def texts(log):
@@ -19,11 +20,11 @@ def texts(log):
     return base, base + NEW_GROUP.replace("@LOG@", log).replace("{p: {}, q: {}}", "{p: {node: n1}, q: {node: n2}}")
 
 
-def two_nodes(etcd, halod_factory, tmp_path, h=False):
+def two_nodes(etcd, halod_factory, tmp_path, h=False, edit=lambda t: t):
     """Both halods, with h or not, every SI assigned: ({node: halod}, coordinator node, other node,
-    the description without h, with h, the components' log)."""
+    the description without h, with h, the components' log); edit() changes both texts first."""
     log = str(tmp_path / "comp.log")
-    without, with_h = texts(log)
+    without, with_h = (edit(t) for t in texts(log))
     hs, _ = start_nodes(halod_factory, with_h if h else without, etcd.endpoints)
     for h in hs.values():
         h.wait_assigned("s", timeout=30)
@@ -230,5 +231,315 @@ def test_the_coordinator_killed_after_reloading_alone(etcd, halod_factory, tmp_p
     hs[coord].start()
     assert hs[other].wait_assigned("u", timeout=40) == (MINE[other], MINE[coord])
     wait_for(lambda: roles(hs[coord], "u") == (MINE[other], MINE[coord]), timeout=30, what="the restarted node agrees")
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def with_mode(mode):
+    """An edit of the description: the components of the units of s take MODE=mode."""
+    return lambda t: t.replace("{a: {node: n1}, b: {node: n2}}", f"{{a: {{node: n1, component: {{env: {{MODE: {mode}}}}}}}, "
+                               f"b: {{node: n2, component: {{env: {{MODE: {mode}}}}}}}}}")
+
+
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def test_a_component_changed_restarts_in_place_on_its_node(etcd, halod_factory, tmp_path):
+    """s ACTIVE on the unit of the node that is not the coordinator: its component's settings change,
+    each node reloading on its own (the coordinator first, then last).  Each restarts its own
+    components in place; the coordinator moves no role meanwhile (the STANDBY never becomes ACTIVE)
+    and nobody else restarts."""
+    hs, coord, other, one, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=with_mode("one"))
+    two = with_mode("two")(texts(log)[0])
+    mine = "a" if other == "n1" else "b"  # the unit of s on the other node
+    if roles(hs[coord], "s")[0] != mine:
+        hs[coord].ctl("switchover", "s")
+    wait_for(lambda: all(h.wait_assigned("s") == (mine, "b" if mine == "a" else "a") for h in hs.values()),
+             what=f"s ACTIVE on {mine}, as both nodes see it")
+    placement = roles(hs[coord], "s")
+    theirs = placement[1]
+
+    def active_sets(comp):
+        return len([e for e in events(log, comp, "CSI_SET") if e[3] == "ACTIVE"])
+
+    for text, mode, order in ((two, "two", (coord, other)), (one, "one", (other, coord))):
+        before = own_pids(hs, "abxy")
+        standby_actives = active_sets(theirs)
+        for n in order:
+            rewrite(hs[n], text)
+            reload(hs[n], f"components' settings changed (1 restarted in place)")
+            # Restarted on its own node alone: the other node's unit waits for its node's reload.
+            wait_for(lambda: hs[n].pid_of(UNITS_OF[n]) not in (None, 0, before[UNITS_OF[n]]) and
+                     hs[n].comp(UNITS_OF[n])["presence"] == "INSTANTIATED", what=f"{UNITS_OF[n]}'s new process")
+            assert f"MODE={mode}" in environ(hs[n].pid_of(UNITS_OF[n]))
+            for h in hs.values():
+                assert h.wait_assigned("s", timeout=30) == placement  # the roles stayed where they were
+        wait_for(lambda: [e[1:4] for e in events(log, mine, "CSI_SET")][-1] == ["CSI_SET", "c", "ACTIVE"],
+                 what=f"{mine}'s new process given its ACTIVE again")
+        assert active_sets(theirs) == standby_actives  # the STANDBY never took over
+        assert own_pids(hs, "xy") == {c: before[c] for c in "xy"}
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def with_units(text, *units):
+    """text with units added to g, each on its node: (name, node) pairs."""
+    added = "".join(f", {u}: {{node: {n}}}" for u, n in units)
+    return text.replace("{a: {node: n1}, b: {node: n2}}", "{a: {node: n1}, b: {node: n2}" + added + "}")
+
+
+def units_of(h, sg="g"):
+    return [su["name"] for g in h.status()["service_groups"] if g["name"] == sg for su in g["service_units"]]
+
+
+def test_a_unit_added_node_by_node(etcd, halod_factory, tmp_path):
+    """Units added to g on the node that is not the coordinator, s's STANDBY locked (so the model wants
+    a unit for it): c with that node reloading first, then the coordinator, which reads c's state from
+    the store and makes it the STANDBY; then d with the coordinator reloading first, which uses d once
+    its node reloads and publishes it.  Nobody else restarts or moves."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    act, sb = roles(hs[coord], "s")
+    before = own_pids(hs, "abxy")
+    hs[UNITS[sb]].ctl("admin", "lock", f"su:{sb}")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (act, None), timeout=30, what="s without its STANDBY")
+
+    # c: its node first.  It starts and publishes its state; the coordinator does not know it yet.
+    one = with_units(without, ("c", other))
+    rewrite(hs[other], one)
+    reload(hs[other], "1 service unit added")
+    wait_for(lambda: hs[other].comp("c")["presence"] == "INSTANTIATED", what="c running")
+    assert "c" not in units_of(hs[coord]) and roles(hs[coord], "s") == (act, None)
+    rewrite(hs[coord], one)
+    reload(hs[coord], "1 service unit added")
+    for h in hs.values():
+        assert h.wait_assigned("s", timeout=30) == (act, "c")
+    assert [e[1:4] for e in events(log, "c", "CSI_SET")] == [["CSI_SET", "c", "STANDBY"]]
+
+    # d: the coordinator first.  It knows d but not its state: not in service, given nothing.
+    hs[other].ctl("admin", "lock", "su:c")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (act, None), timeout=30, what="s without its STANDBY")
+    two = with_units(without, ("c", other), ("d", other))
+    rewrite(hs[coord], two)
+    reload(hs[coord], "1 service unit added")
+    assert hs[coord].su("d")["readiness"] != "IN-SERVICE" and roles(hs[coord], "s") == (act, None)
+    assert "d" not in units_of(hs[other])
+    rewrite(hs[other], two)
+    reload(hs[other], "1 service unit added")
+    for h in hs.values():
+        assert h.wait_assigned("s", timeout=30) == (act, "d")
+    assert own_pids(hs, "abxy") == before and roles(hs[coord], "t") == roles(hs[other], "t")
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning: both have c and d")
+        assert h.stop() == 0
+
+
+SPARE_OF = {"n1": "c", "n2": "d"}  # each node's spare unit of g (four_units())
+
+
+def settle(hs, si, want):
+    """Waits until every node sees si's roles as want (ACTIVE, STANDBY), none pending."""
+    for h in hs.values():
+        wait_for(lambda: (lambda x: x["active"] == want[0] and x["standby"] == want[1] and
+                          not any(a["pending"] for a in x["assignments"]))(h.si(si)), timeout=30,
+                 what=f"{si} {want} on {h.config}")
+
+
+def unit_keys(etcd, su):
+    """The store's keys of unit su: its state, its targets and confirmations."""
+    return sorted(k for k in etcd.get_prefix("/halo/")
+                  if k.endswith("/" + su) and any(d in k for d in ("/sustate/", "/target/", "/confirmed/")))
+
+
+def four_units(base, gone=()):
+    """base with a spare unit of g on each node (c, d), but for those gone."""
+    kept = ", ".join(f"{u}: {{node: {n}}}" for u, n in (("a", "n1"), ("b", "n2"), ("c", "n1"), ("d", "n2"))
+                     if u not in gone)
+    return base.replace("{a: {node: n1}, b: {node: n2}}", "{" + kept + "}")
+
+
+def test_a_unit_of_the_coordinator_removed_by_the_other_node_first(etcd, halod_factory, tmp_path):
+    """The coordinator's unit holds s ACTIVE (the spares locked).  The other node reloads first: it
+    counts the unit as locked but decides nothing, so nothing moves and it still shows the unit's
+    roles.  Then the coordinator locks and stops its unit: s's ACTIVE goes QUIESCED, then to the
+    other node's unit, and the other node forgets the removed unit once it holds nothing there
+    either."""
+    hs, coord, other, _, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=four_units)
+    base = texts(log)[0]
+    victim, theirs = UNITS_OF[coord], UNITS_OF[other]
+    for n in hs:  # s on a and b alone
+        hs[n].ctl("admin", "lock", f"su:{SPARE_OF[n]}")
+    wait_for(lambda: set(hs[coord].wait_assigned("s", timeout=30)) == {victim, theirs}, timeout=30,
+             what=f"s on {victim} and {theirs}")
+    if roles(hs[coord], "s")[0] != victim:
+        hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (victim, theirs))
+    pid = hs[coord].pid_of(victim)
+
+    rewrite(hs[other], four_units(base, victim))
+    reload(hs[other], "1 service unit removed")
+    assert roles(hs[other], "s") == (victim, theirs) and victim in units_of(hs[other])
+    assert roles(hs[coord], "s") == (victim, theirs) and hs[coord].pid_of(victim) == pid
+    rewrite(hs[coord], four_units(base, victim))
+    reload(hs[coord], "1 service unit removed")
+    settle(hs, "s", (theirs, None))
+    for h in hs.values():
+        wait_for(lambda: victim not in units_of(h), timeout=30, what=f"{victim} gone")
+    after = [e[:4] for e in events(log) if e[1] == "CSI_SET" and e[0] in (victim, theirs)]
+    assert after.index([victim, "CSI_SET", "c", "QUIESCED"]) < len(after) - 1
+    assert after[-1] == [theirs, "CSI_SET", "c", "ACTIVE"], after
+    assert [e[1] for e in events(log, victim)][-1] == "TERMINATE"
+    wait_for(lambda: not unit_keys(etcd, victim), what=f"{victim}'s keys deleted")
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_unit_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """g has a spare unit on each node (c, d).  The unit of the node that is not the coordinator holds
+    s ACTIVE and is removed, that node reloading first: it is locked there (its ACTIVE goes to the
+    coordinator's unit, the STANDBY to that node's spare) and stopped; the coordinator forgets it when
+    it reloads, and its keys go.  Then that spare, made ACTIVE, is removed with the coordinator
+    reloading first: the coordinator takes its roles as from a unit locked (QUIESCED, then removed,
+    before its own unit is ACTIVE) and forgets it; its node stops it when it reloads."""
+    text = four_units
+    hs, coord, other, _, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=text)
+    base = texts(log)[0]
+    victim, mine, spare = UNITS_OF[other], UNITS_OF[coord], SPARE_OF[other]
+    hs[coord].ctl("admin", "lock", f"su:{SPARE_OF[coord]}")  # the STANDBY goes to the other node's spare
+    wait_for(lambda: set(hs[coord].wait_assigned("s", timeout=30)) == {victim, mine}, timeout=30,
+             what=f"s on {victim} and {mine}")
+    if roles(hs[coord], "s")[0] != victim:
+        hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (victim, mine))
+    before, t_roles = own_pids(hs, "xy"), roles(hs[coord], "t")
+
+    # Its node first: locked there, its roles move as a lock moves them, then stopped.
+    rewrite(hs[other], text(base, victim))
+    reload(hs[other], "1 service unit removed")
+    settle(hs, "s", (mine, spare))
+    wait_for(lambda: victim not in units_of(hs[other]), timeout=30, what=f"{victim} gone from its node")
+    assert [e[1] for e in events(log, victim)][-1] == "TERMINATE"
+    assert victim in units_of(hs[coord])
+    rewrite(hs[coord], text(base, victim))
+    reload(hs[coord], "1 service unit removed")
+    wait_for(lambda: victim not in units_of(hs[coord]), what=f"{victim} gone from the coordinator")
+    wait_for(lambda: not unit_keys(etcd, victim), what=f"{victim}'s keys deleted")
+    assert roles(hs[coord], "s") == (mine, spare)
+
+    # The coordinator first: the spare, made ACTIVE, is QUIESCED and then loses s before the
+    # coordinator's unit is ACTIVE; it keeps running, holding nothing, until its node reloads.
+    hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (spare, mine))
+    pid, n = hs[other].pid_of(spare), len(events(log))
+    rewrite(hs[coord], text(base, (victim, spare)))
+    reload(hs[coord], "1 service unit removed")
+    wait_for(lambda: spare not in units_of(hs[coord]), timeout=30, what=f"{spare} forgotten by the coordinator")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (mine, None), timeout=30, what=f"s ACTIVE on {mine} alone")
+    after = [e[:4] for e in events(log)[n:] if e[1] in ("CSI_SET", "CSI_REMOVE") and e[0] in (spare, mine)]
+    assert after.index([spare, "CSI_SET", "c", "QUIESCED"]) < after.index([mine, "CSI_SET", "c", "ACTIVE"]), after
+    assert [spare, "CSI_REMOVE", "c"] in [e[:3] for e in after], after
+    assert hs[other].pid_of(spare) == pid and spare in units_of(hs[other])
+    rewrite(hs[other], text(base, (victim, spare)))
+    reload(hs[other], "1 service unit removed")
+    wait_for(lambda: spare not in units_of(hs[other]), timeout=30, what=f"{spare} gone from its node")
+    assert [e[1] for e in events(log, spare)][-1] == "TERMINATE"
+    wait_for(lambda: not unit_keys(etcd, spare), what=f"{spare}'s keys deleted")
+    assert own_pids(hs, "xy") == before and roles(hs[coord], "t") == t_roles
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning")
+        assert h.stop() == 0
+
+
+def si_keys(etcd, si):
+    """The store's keys of SI si: its targets and confirmations, its lock."""
+    return sorted(k for k in etcd.get_prefix("/halo/") if f"/{si}/" in k or k.endswith(f"si:{si}"))
+
+
+def test_an_si_added_and_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """s2 joins g, whose SIs are ACTIVE on the unit of the node that is not the coordinator.  Added by
+    the coordinator first: it gives s2's ACTIVE to that unit, whose node, not knowing s2 yet, takes
+    nothing until it reloads (no other unit is ACTIVE meanwhile).  Removed by that node first: it
+    keeps serving s2 until the coordinator reloads and takes s2 from both units (QUIESCED, then
+    removed), and its keys go.  Then the other way round: added by that node first (nothing
+    assigned until the coordinator reloads), removed by the coordinator first (taken from both
+    units, its node's copy left holding nothing until it reloads)."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    theirs, mine = UNITS_OF[other], UNITS_OF[coord]
+    if roles(hs[coord], "s")[0] != theirs:
+        hs[coord].ctl("switchover", "s")
+    settle(hs, "s", (theirs, mine))
+    before, t_roles = own_pids(hs, "abxy"), roles(hs[coord], "t")
+    added = with_si(without)
+
+    def c2(comp=None):
+        return [e[:4] for e in events(log, comp) if e[1] in ("CSI_SET", "CSI_REMOVE") and e[2] == "c2"]
+
+    def sis(h):
+        return [si["name"] for g in h.status()["service_groups"] if g["name"] == "g" for si in g["service_instances"]]
+
+    for first in (coord, other):
+        second = other if first == coord else coord
+        n = len(c2())
+        rewrite(hs[first], added)
+        reload(hs[first], "1 service instance added")
+        assert "s2" in sis(hs[first]) and "s2" not in sis(hs[second])
+        if first == coord:  # its ACTIVE given to a unit whose node does not know s2 yet: held nowhere
+            wait_for(lambda: hs[coord].si("s2")["assignments"], what="s2's ACTIVE decided")
+        assert not c2(theirs)[n:] and not [e for e in c2()[n:] if e[3] == "ACTIVE"]
+        rewrite(hs[second], added)
+        reload(hs[second], "1 service instance added")
+        settle(hs, "s2", (theirs, mine))
+        assert [e for e in c2()[n:] if e[3] == "ACTIVE"] == [[theirs, "CSI_SET", "c2", "ACTIVE"]]
+
+        n = len(c2())
+        rewrite(hs[second], without)
+        reload(hs[second], "1 service instance removed")
+        assert "s2" not in sis(hs[second]) and "s2" in sis(hs[first])
+        if second == other:  # still served: the coordinator has it
+            assert roles(hs[coord], "s2") == (theirs, mine) and not c2()[n:]
+        else:  # the coordinator takes it from both units, the other node carrying its targets out
+            wait_for(lambda: len(c2()[n:]) == 3, timeout=30, what="s2 taken from both units")
+            assert c2()[n:].index([theirs, "CSI_SET", "c2", "QUIESCED"]) < c2()[n:].index([theirs, "CSI_REMOVE", "c2"])
+            assert [mine, "CSI_REMOVE", "c2"] in [e[:3] for e in c2()[n:]]
+            assert roles(hs[other], "s2") == (None, None)
+        rewrite(hs[first], without)
+        reload(hs[first], "1 service instance removed")
+        for h in hs.values():
+            wait_for(lambda: "s2" not in sis(h), what="s2 gone")
+        wait_for(lambda: len(c2()[n:]) == 3, timeout=30, what="s2 taken from both units")
+        assert sorted(e[:3] for e in c2()[n:] if e[1] == "CSI_REMOVE") == sorted([[theirs, "CSI_REMOVE", "c2"],
+                                                                                   [mine, "CSI_REMOVE", "c2"]])
+        wait_for(lambda: not si_keys(etcd, "s2"), what="s2's keys deleted")
+    assert own_pids(hs, "abxy") == before and roles(hs[coord], "t") == t_roles
+    settle(hs, "s", (theirs, mine))
+    for h in hs.values():
+        wait_for(lambda: not h.status().get("warnings"), what="no warning")
+        assert h.stop() == 0
+
+
+def test_the_coordinator_killed_after_an_si_added_on_the_other_node(etcd, halod_factory, tmp_path):
+    """s2 added on the node that is not the coordinator only (assigned nowhere), then the
+    coordinator's halod is killed: the other node takes over, knows s2 and makes its own unit ACTIVE
+    for it.  The killed node comes back with s2 in its description: its unit STANDBY, never a second
+    ACTIVE."""
+    hs, coord, other, without, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    theirs, mine = UNITS_OF[other], UNITS_OF[coord]
+    added = with_si(without)
+    rewrite(hs[other], added)
+    reload(hs[other], "1 service instance added")
+    assert roles(hs[other], "s2") == (None, None)
+
+    rewrite(hs[coord], added)  # read when it starts again
+    hs[coord].proc.send_signal(signal.SIGKILL)
+    hs[coord].proc.wait()
+    wait_for(lambda: hs[other].status()["coordinator"] == other, timeout=30, what="the other node takes over")
+    wait_for(lambda: roles(hs[other], "s2") == (theirs, None), timeout=30, what="s2 ACTIVE on the survivor")
+    hs[coord].start()
+    settle(hs, "s2", (theirs, mine))
+    assert [e[0] for e in events(log, None, "CSI_SET") if e[2] == "c2" and e[3] == "ACTIVE"] == [theirs]
     for h in hs.values():
         assert h.stop() == 0

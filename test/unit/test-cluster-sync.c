@@ -1422,3 +1422,65 @@ TEST(cluster_sync_marks_the_lock_of_a_group_removal_and_not_an_operators) {
     if (!strstr(v, "\"admin\":\"LOCKED\"") || strstr(v, "removal"))
         CHECK_FAIL("hsi locked by an operator, then h removed: '%s'", v);
 }
+
+/* ---- a reload that adds an SI to a group that stays ---- */
+
+/*
+ * The coordinator that reloads with si2 added to g takes the roles the store already gives it (an
+ * earlier coordinator, which had si2, decided them before it died): b stays ACTIVE under the same
+ * decision (its gen), and a, this node's unit, is never ACTIVE beside it.  Deciding before the read,
+ * it decided si2 afresh.
+ */
+/* What manager_reload() does for an SI added: the description with si2 in g, applied; returned. */
+static struct config *reload_add_si2(struct fixture *f) {
+    FILE *fp = fopen(f->path, "w");
+    ASSERT(fp);
+    fputs(DESCRIPTION "      si2:\n        csis:\n          csi2: {}\n", fp);
+    fclose(fp);
+    struct config *cfg = NULL;
+    char *errors = NULL;
+    if (config_load(f->path, &cfg, &errors) < 0)
+        CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
+    ASSERT_EQ((int)cfg->sgs[0].n_sis, 2);
+    cluster_sync_reload_begin(f->sync);
+    ASSERT_OK(amf_si_add(f->amf, "g", &cfg->sgs[0].sis[1]));
+    cluster_sync_reload_end(f->sync);
+    run_for(f, 100);
+    return cfg;
+}
+
+TEST(cluster_sync_takes_the_roles_of_an_si_added_from_the_store) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    n2_holds_active(&f, "si2", "b", 7);
+    run_for(&f, 50);
+    struct config *cfg = reload_add_si2(&f);
+    LinkMsg *m;
+    while ((m = fake_conn_next(&f.a)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
+            ASSERT(m->csi_set->ha_state != HALO_HA_ACTIVE);
+            amf_response(f.amf, &f.a, 0, m->csi_set->invocation, 0, false);
+        }
+    run_for(&f, 100);
+    ASSERT_EQ(pair_gen(&f, KEY_TARGET, "si2", "b"), 7);
+    struct got g;
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si2", "b", &g), "\"state\":\"ACTIVE\""));
+    ASSERT(strstr(pair(&f, KEY_TARGET, "si", "b", &g), "\"state\":\"ACTIVE\""));
+    stop_reloaded(&f, NULL, cfg);
+}
+
+/* The same for the lock an earlier coordinator left of si2: it stays locked, assigned nowhere.
+ * Deciding before the read, the coordinator assigned it. */
+TEST(cluster_sync_takes_the_lock_of_an_si_added_from_the_store) {
+    struct fixture f = {0};
+    coordinator_with_a_standby(&f);
+    put(&f, KEY_ADMINSTATE, "si:si2", NULL, "{\"admin\":\"LOCKED\"}", 0);
+    run_for(&f, 50);
+    struct config *cfg = reload_add_si2(&f);
+    run_for(&f, 100);
+    struct si *si2 = amf_find_si(f.amf, "si2");
+    ASSERT(si2 && si2->admin == SI_LOCKED);
+    struct got g;
+    ASSERT(!*pair(&f, KEY_TARGET, "si2", "a", &g) && !*pair(&f, KEY_TARGET, "si2", "b", &g));
+    stop_reloaded(&f, NULL, cfg);
+}

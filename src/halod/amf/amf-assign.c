@@ -32,6 +32,8 @@ void amf_asg_drop(struct si *si, struct assignment *a) {
     *a = (struct assignment){0};
     if (su)
         amf_su_check_lock_done(su);
+    if (su && su->leaving)
+        amf_unit_left(su);
 }
 
 void amf_asg_clear(struct si *si, struct assignment *a) {

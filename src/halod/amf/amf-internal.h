@@ -164,6 +164,8 @@ struct assignment *amf_asg_slot(struct si *si, struct su *su);
 void amf_asg_clear(struct si *si, struct assignment *a);
 /* The same without deleting its keys in the store (the next target overwrites them). */
 void amf_asg_drop(struct si *si, struct assignment *a);
+/* amf-reload.c: su, another node's unit a reload removed (leaving), is removed if it holds nothing. */
+void amf_unit_left(struct su *su);
 /* One CSI set or remove of su's assignment of si finished well. */
 void amf_asg_step_done(struct si *si, struct su *su);
 /* Sends CSI set (state) to su's components for every CSI of si, or CSI remove; 0 or -errno. */

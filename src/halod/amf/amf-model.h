@@ -187,6 +187,10 @@ struct su {
      * stopped; no lookup, operation, status or model finds or uses it any more.  Kept, unused,
      * until halod exits, as the other layers may still point into it. */
     bool removed;
+    /* A reload removed it, on several nodes, and it is another node's (amf_su_remove()): it counts as
+     * locked whatever its node publishes, so that its roles leave it as a lock's do; it is removed
+     * once it holds nothing in this node's view (amf_unit_left()). */
+    bool leaving;
 };
 
 struct assignment {

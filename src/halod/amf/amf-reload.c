@@ -408,11 +408,26 @@ int amf_si_add(struct amf *a, const char *sg_name, const struct config_si *cfg) 
     return 0;
 }
 
+struct si *amf_find_si_or_removed(struct amf *a, const char *name) {
+    struct si *si = amf_find_si(a, name), *removed = NULL;
+    for (size_t g = 0; !si && g < a->n_sgs; g++)
+        for (size_t i = 0; !a->sgs[g].removed && i < a->sgs[g].n_sis; i++)
+            if (a->sgs[g].sis[i].removed && streq(a->sgs[g].sis[i].name, name))
+                removed = &a->sgs[g].sis[i]; /* the last one removed */
+    return si ?: removed;
+}
+
 int amf_si_remove(struct amf *a, const char *name) {
     struct si *si = amf_find_si(a, name);
     if (!si)
         return -HALO_EUNKNOWN;
-    log_info("Service instance '%s' is no longer in the description: taking it from its units", name);
+    /* On several nodes, a node that does not decide takes nothing itself: the coordinator, as long as
+     * it has the SI, would give it back to its units; once it has reloaded, it takes the SI from every
+     * node's units, whose nodes carry its targets out (amf_find_si_or_removed()). */
+    log_info("Service instance '%s' is no longer in the description: %s", name,
+             !a->placement->distributed || a->deciding
+                 ? "taking it from its units"
+                 : "the coordinator takes it from its units once it has reloaded");
     si->removed = true;
     if (si->admin != SI_UNLOCKED) { /* the store forgets its lock: added again, it starts unlocked */
         si->admin = SI_UNLOCKED;
@@ -513,8 +528,39 @@ static void unit_removal_done(struct amf_waiter *w, int error) {
     amf_sg_evaluate(su->sg);
 }
 
+void amf_unit_left(struct su *su) {
+    for (size_t i = 0; i < su->sg->n_sis; i++)
+        if (amf_si_find_su(&su->sg->sis[i], su))
+            return;
+    su->leaving = false;
+    su->removed = true;
+    log_notice("Service unit '%s' removed: it holds nothing any more (its node stops it when it reloads)", su->name);
+    amf_notify_su(su, AMF_SU_ADMIN);
+}
+
+/* Another node's unit, on several nodes: its node locks and stops it when it reloads.  Here it counts
+ * as locked from now on: the deciding node takes its roles as from a unit locked (its ACTIVEs QUIESCED
+ * and handed over, then removed), and every node forgets it once it holds nothing.  A unit of a node
+ * that is gone keeps the state it has (its roles go as with any unit gone with its node). */
+static int unit_leave(struct su *su) {
+    log_info("Service unit '%s' is no longer in the description: taking its roles (its node stops it when it "
+             "reloads)",
+             su->name);
+    su->leaving = true;
+    if (su->remote.known) {
+        su->remote.in_service = false;
+        su->remote.admin = SU_LOCKED;
+    }
+    amf_sg_evaluate(su->sg);
+    if (su->leaving)
+        amf_unit_left(su);
+    return 0;
+}
+
 int amf_su_remove(struct amf *a, const char *name) {
     struct su *su = amf_find_su(a, name);
+    if (su && !su->local && a->placement->distributed)
+        return unit_leave(su);
     struct unit_removal *rm = su ? calloc(1, sizeof(*rm)) : NULL;
     if (!rm)
         return su ? -ENOMEM : -HALO_EUNKNOWN;

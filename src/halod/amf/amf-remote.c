@@ -80,6 +80,10 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
      * dead; the lease it was last seen under is kept, to know it again. */
     struct su_remote now = gone ? (struct su_remote){.fenced = !r || r->fenced, .lease = su->remote.lease} : *r;
     now.known = !gone;
+    if (su->leaving && !gone) { /* a reload removed it: locked, whatever its node says (amf_su_remove()) */
+        now.in_service = false;
+        now.admin = SU_LOCKED;
+    }
     if (gone)
         now.rev = su->remote.rev;
     if (amf_su_remote_equal(&now, &su->remote)) {

@@ -325,7 +325,8 @@ size_t amf_sg_room(const struct amf *a);
  * its CSIs' names: one being removed); -EBUSY (an SI of the group is changing its assignments). */
 int amf_si_add_check(struct amf *a, const char *sg, const struct config_si *cfg, size_t n_before);
 /* The SI cfg (of the description the reload applies, which outlives the AMF) joins the running
- * group sg, after its SIs: the group's model assigns it as at start.  One node only.  0, -errno. */
+ * group sg, after its SIs: the group's model assigns it as at start (on several nodes, the deciding
+ * node).  0, -errno. */
 int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
 /* Whether the unit (unit) or SI name may leave the model now: 0, -HALO_EUNKNOWN, -EACCES (a unit:
  * as amf_su_add_check()), -EBUSY (an SI of its group is changing its assignments, or an operation
@@ -333,8 +334,13 @@ int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
 int amf_member_remove_check(struct amf *a, bool unit, const char *name);
 /* The SI name left the description: no operation finds it any more, and the model takes it from
  * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
- * what the store kept of its lock is cleared.  One node only.  0 when under way, -HALO_EUNKNOWN. */
+ * what the store kept of its lock is cleared.  On several nodes, the deciding node does so, on every
+ * node's units.  0 when under way, -HALO_EUNKNOWN. */
 int amf_si_remove(struct amf *a, const char *name);
+/* The SI name (as amf_find_si()), or else the last one of that name a reload removed from a group
+ * that stays: on several nodes, the coordinator's targets take it from this node's units.  NULL if
+ * none. */
+struct si *amf_find_si_or_removed(struct amf *a, const char *name);
 /* Whether the unit cfg may join the running group sg now (after n_before units added to it by the
  * same reload): 0; -HALO_EUNKNOWN; -ENOSPC (at most AMF_SUS_ADDED_MAX units are added to a group in
  * halod's life); -HALO_EEXIST (a unit or component of the model still has its name or one of its
@@ -346,7 +352,9 @@ int amf_su_add_check(struct amf *a, const char *sg, const struct config_su *cfg,
 int amf_su_add(struct amf *a, const char *sg, const struct config_su *cfg);
 /* The unit name left the description: it is locked (its ACTIVEs QUIESCED and handed to their
  * STANDBYs, as haloctl admin lock su:NAME does), then its processes are stopped (lock-instantiation),
- * then it is no object of the cluster's any more and the store keeps no lock of it.  One node only.
+ * then it is no object of the cluster's any more and the store keeps no lock of it.  On several
+ * nodes, another node's unit counts as locked here from now on (its roles leave it), and is no
+ * object of this node's once it holds nothing; its own node stops it when it reloads.
  * 0 when under way, -HALO_EUNKNOWN, -ENOMEM. */
 int amf_su_remove(struct amf *a, const char *name);
 /* Whether the components of the running group cg->name whose settings cg (its new description)
@@ -354,7 +362,7 @@ int amf_su_remove(struct amf *a, const char *name);
  * now: starting, stopping, or its unit changing roles); -HALO_EUNKNOWN. */
 int amf_comps_reload_check(struct amf *a, const struct config_sg *cg);
 /* They take their new descriptions (cg outlives the AMF) and those that run restart in place, as
- * haloctl restart does (their units keep their roles); one node only.  The count restarted, or -errno. */
+ * haloctl restart does (their units keep their roles); this node's only.  The count restarted, or -errno. */
 int amf_comps_reload(struct amf *a, const struct config_sg *cg);
 /* Whether the component name of nsu (a running unit's new description) may join that unit now,
  * after n_before added to it by the same reload: 0; -HALO_EUNKNOWN; -ENOSPC (at most

@@ -41,6 +41,17 @@ const char *cluster_sync_node_digest(const struct cluster_sync *s, const char *n
     return NULL;
 }
 
+void cluster_sync__node_description(struct cluster_sync *s, struct node_info *n, json_t *j) {
+    const char *digest = json_string_value(json_object_get(j, "description"));
+    json_t *groups = json_object_get(j, "groups");
+    bool changed = !streq(n->digest, digest ?: "");
+    snprintf(n->digest, sizeof(n->digest), "%s", digest ?: "");
+    json_decref(n->groups);
+    n->groups = json_is_array(groups) ? json_incref(groups) : NULL;
+    if (changed) /* a node left, joined or reloaded */
+        cluster_sync__sweep(s);
+}
+
 json_t *cluster_sync_node_groups(const struct cluster_sync *s, const char *node) {
     for (size_t i = 0; i < s->n_nodes; i++)
         if (streq(s->nodes[i].name, node))

@@ -17,6 +17,11 @@
 #include "store.h"
 #include "time-util.h"
 
+/* How many units and SIs a group has (before a reload: those after are the reload's, added). */
+struct group_members {
+    size_t sus, sis;
+};
+
 struct node_info {
     char *name;
     bool alive;       /* its node key exists (its lease is held) */
@@ -73,8 +78,13 @@ struct cluster_sync {
     unsigned rereads;   /* those reads in flight */
     usec_t reread_at;   /* such a read failed: read again then (0: none), for the groups below */
     size_t reread_from, reread_to;
+    struct group_members *reread_since; /* and the units and SIs added to the groups that stay (struct
+                                         * reread), or NULL */
+    size_t n_reread_since;
     unsigned reread_failed;       /* the reads that failed, folded into that one */
     bool sweeping, sweep_again;   /* the keys no live node has: being read; to be read again after */
+    struct group_members *before; /* a reload under way: each group's units and SIs before it, or NULL */
+    size_t n_before;
     bool fence_waiting;           /* this node fenced itself; processes it killed still run */
     bool decided;                 /* it decided as the coordinator since the targets were last read */
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
@@ -102,12 +112,18 @@ void cluster_sync__guarded(struct cluster_sync *s, const store_op *ops, size_t n
 /* A key read or watched, applied to the AMF. */
 void cluster_sync__handle_kv(struct cluster_sync *s, const store_kv *kv);
 void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to);
+/* Deletes the keys of the pair of si and su (under the coordinator's guard). */
+void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su *su);
 /* cluster-sync-reload.c: a reload removed sg (its units stopped). */
 void cluster_sync__reread_again(struct cluster_sync *s);
 void cluster_sync__group_removed(struct cluster_sync *s, struct sg *sg);
 /* The coordinator, once every live node runs its description: deletes what the store keeps of groups,
  * SIs and units it does not have (left by a coordinator that died in a group's removal). */
 void cluster_sync__sweep(struct cluster_sync *s);
+/* A reload removed su from a group that stays: its state (its node) and its pairs (the coordinator) deleted. */
+void cluster_sync__unit_removed(struct cluster_sync *s, struct su *su);
+/* n's node key says j (NULL: deleted): its description's digest and groups; a change sweeps (cluster-sync-reload.c). */
+void cluster_sync__node_description(struct cluster_sync *s, struct node_info *n, json_t *j);
 struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create);
 /* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
 void cluster_sync__arm_node_timer(struct cluster_sync *s);

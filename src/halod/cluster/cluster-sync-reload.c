@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A reload on several nodes, as far as the store is concerned (cluster-sync.h): the units of a
- * group added are published and the group's keys read again; the keys of a group removed are
- * deleted; the keys of groups, SIs and units that no live node has any more are deleted by the
- * coordinator.
+ * group added, or added to a group that stays, are published, and their keys and those of the SIs
+ * added read again; the keys of a group or unit removed are deleted; the keys of groups, SIs and
+ * units that no live node has any more are deleted by the coordinator.
  */
 #define LOG_AREA LOG_AREA_CLUSTER
 #include "cluster-sync-internal.h"
 #include "cluster-sync.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,17 +47,44 @@ static void pub_drop(struct cluster_sync *s, const struct su *su) {
 
 /* ---- a group added ---- */
 
-/* A read again of the keys of the groups added by one reload: sgs[from..to). */
+/* A read again of the keys of the groups added by one reload, sgs[from..to), and of the units and
+ * SIs it added to groups that stay: sgs[g].sus[since[g].sus..] and sgs[g].sis[since[g].sis..] for g
+ * below n_since. */
 struct reread {
     struct cluster_sync *s;
     size_t from, to;
+    struct group_members *since; /* owned; NULL: no unit or SI added */
+    size_t n_since;
     unsigned reads; /* the reads it stands for (reads that failed, folded into this one) */
 };
+
+static void reread_free(struct reread *rr) {
+    free(rr->since);
+    free(rr);
+}
 
 static bool fresh(const struct reread *rr, const struct sg *sg) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
     return sg && !sg->removed && sg >= sgs + rr->from && sg < sgs + rr->to;
+}
+
+/* Whether su is of a group of rr, or a unit rr's reload added to a group that stays. */
+static bool fresh_su(const struct reread *rr, const struct su *su) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
+    size_t g = su ? (size_t)(su->sg - sgs) : 0;
+    return su && !su->sg->removed &&
+           (fresh(rr, su->sg) || (g < rr->n_since && (size_t)(su - su->sg->sus) >= rr->since[g].sus));
+}
+
+/* Whether si is of a group of rr, or an SI rr's reload added to a group that stays. */
+static bool fresh_si(const struct reread *rr, const struct si *si) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(rr->s->amf, &n_sgs);
+    size_t g = si ? (size_t)(si->sg - sgs) : 0;
+    return si && !si->sg->removed &&
+           (fresh(rr, si->sg) || (g < rr->n_since && (size_t)(si - si->sg->sis) >= rr->since[g].sis));
 }
 
 /* Whether kv is a key of a unit, SI or pair of a group of rr; its pass (below) into ret_pass. */
@@ -71,40 +99,75 @@ static bool of_fresh(const struct reread *rr, const store_kv *kv, int *ret_pass)
     memcpy(a, rest, len);
     a[len] = '\0';
     switch (d) {
-    case KEY_SUSTATE: {
-        struct su *su = amf_find_su(s->amf, a);
+    case KEY_SUSTATE:
         *ret_pass = 0;
-        return su && fresh(rr, su->sg);
-    }
+        return fresh_su(rr, amf_find_su(s->amf, a));
     case KEY_TARGET:
     case KEY_CONFIRMED: {
         struct si *si = key_split_pair(rest, len, a, b) >= 0 ? amf_find_si(s->amf, a) : NULL;
+        struct su *su = si ? amf_find_su(s->amf, b) : NULL;
         *ret_pass = d == KEY_TARGET ? 1 : 2;
-        return si && fresh(rr, si->sg);
+        return si && (fresh_si(rr, si) || (su && su->sg == si->sg && fresh_su(rr, su)));
     }
     case KEY_ADMINSTATE: {
         struct si *si = strncmp(a, "si:", 3) == 0 ? amf_find_si(s->amf, a + 3) : NULL;
         *ret_pass = 2;
-        return si && fresh(rr, si->sg);
+        return fresh_si(rr, si);
     }
     default:
         return false;
     }
 }
 
+/* Keys of pairs of a unit or SI of rr's added to a group that stays with no assignment in this
+ * node's view are left over (a coordinator died mid-change): deleted. */
+static void forget_fresh_members(struct cluster_sync *s, const struct reread *rr) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < rr->n_since && g < n_sgs; g++)
+        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+            for (size_t i = 0; !sgs[g].sus[u].removed && i < sgs[g].n_sis; i++) {
+                struct si *si = &sgs[g].sis[i];
+                bool added = u >= rr->since[g].sus || i >= rr->since[g].sis;
+                if (added && !si->removed && !amf_si_find_su(si, &sgs[g].sus[u]))
+                    cluster_sync__forget_pair(s, si, &sgs[g].sus[u]);
+            }
+}
+
 /* Decides again once every read again is in (cluster_sync_reload_begin() stopped it). */
-static void resume(struct cluster_sync *s, size_t from, size_t to, unsigned reads) {
-    s->rereads -= MIN(s->rereads, reads);
+static void resume(struct cluster_sync *s, const struct reread *rr) {
+    s->rereads -= MIN(s->rereads, rr->reads);
     if (!s->held || s->rereads > 0)
         return;
     s->held = false;
     if (!cluster_is_coordinator(s->cluster) || !s->synced || s->taking_over)
         return;
-    cluster_sync__forget_leftovers(s, from, to);
+    cluster_sync__forget_leftovers(s, rr->from, rr->to);
+    forget_fresh_members(s, rr);
     amf_set_deciding(s->amf, true);
 }
 
 static void reread_start(struct reread *rr);
+
+/* rr's units and SIs added to groups that stay join those of the reads that failed (the first of
+ * each group's the smallest). */
+static int merge_members(struct cluster_sync *s, const struct reread *rr) {
+    size_t n = MAX(s->n_reread_since, rr->n_since);
+    if (n > s->n_reread_since) {
+        struct group_members *p = reallocarray(s->reread_since, n, sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        for (size_t g = s->n_reread_since; g < n; g++)
+            p[g] = (struct group_members){SIZE_MAX, SIZE_MAX};
+        s->reread_since = p;
+        s->n_reread_since = n;
+    }
+    for (size_t g = 0; g < rr->n_since; g++) {
+        s->reread_since[g].sus = MIN(s->reread_since[g].sus, rr->since[g].sus);
+        s->reread_since[g].sis = MIN(s->reread_since[g].sis, rr->since[g].sis);
+    }
+    return 0;
+}
 
 /* The read failed: deciding without it could give a second ACTIVE (a role an earlier coordinator
  * gave), so it is done again in a while (the node timer), when the store may answer.  Frees rr. */
@@ -113,10 +176,17 @@ static void reread_later(struct reread *rr, int error) {
     log_warning_errno(error, "Failed to read the keys of the service groups added (read again in 200 ms): %m");
     s->reread_from = s->reread_failed ? MIN(s->reread_from, rr->from) : rr->from;
     s->reread_to = s->reread_failed ? MAX(s->reread_to, rr->to) : rr->to;
+    if (!s->reread_failed) {
+        free(s->reread_since);
+        s->reread_since = NULL;
+        s->n_reread_since = 0;
+    }
+    if (merge_members(s, rr) < 0)
+        log_warning("Out of memory: the keys of the units and SIs added to running groups are not read again");
     s->reread_failed += rr->reads;
     s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC;
     cluster_sync__arm_node_timer(s);
-    free(rr);
+    reread_free(rr);
 }
 
 static void on_reread(store *st, int error, const store_result *r, void *userdata) {
@@ -141,8 +211,8 @@ static void on_reread(store *st, int error, const store_result *r, void *userdat
                 cluster_sync__handle_kv(s, &r->kvs[i]);
         }
     if (s->amf)
-        resume(s, rr->from, rr->to, rr->reads);
-    free(rr);
+        resume(s, rr);
+    reread_free(rr);
     cluster_sync__unref(s);
 }
 
@@ -158,34 +228,60 @@ static void reread_start(struct reread *rr) {
 
 void cluster_sync_reload_begin(struct cluster_sync *s) {
     s->rereads++; /* this reload's, until cluster_sync_reload_end() */
+    /* Each group's units and SIs so far: those after, at the end, are the reload's, added. */
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    free(s->before);
+    s->n_before = 0;
+    if ((s->before = n_sgs ? malloc(n_sgs * sizeof(*s->before)) : NULL))
+        s->n_before = n_sgs;
+    else if (n_sgs)
+        log_warning("Out of memory: the units and SIs a reload adds to running groups are not read");
+    for (size_t g = 0; g < s->n_before; g++)
+        s->before[g] = (struct group_members){.sus = sgs[g].n_sus, .sis = sgs[g].n_sis};
     if (!amf_deciding(s->amf))
         return;
-    /* The coordinator decides for a group added once it knows what the store says of it: its
-     * units' states published before it knew them, and the roles another coordinator gave. */
+    /* The coordinator decides for a group, unit or SI added once it knows what the store says of it:
+     * the units' states published before it knew them, and the roles another coordinator gave. */
     s->held = true;
     amf_set_deciding(s->amf, false);
+}
+
+/* The first unit of sgs[g] that the reload added (n_sus: none). */
+static size_t first_added(const struct cluster_sync *s, const struct sg *sgs, size_t g) {
+    return g >= s->n_sgs_known ? 0 : g < s->n_before ? s->before[g].sus : sgs[g].n_sus;
 }
 
 void cluster_sync_reload_end(struct cluster_sync *s) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    size_t from = s->n_sgs_known;
-    s->n_sgs_known = n_sgs;
-    for (size_t g = from; g < n_sgs; g++)
-        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+    bool members = false; /* units or SIs added to a group that stays */
+    for (size_t g = 0; g < s->n_before && g < s->n_sgs_known && g < n_sgs; g++)
+        members = members || sgs[g].n_sis > s->before[g].sis || sgs[g].n_sus > s->before[g].sus;
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++)
             if (sgs[g].sus[u].local && cluster_sync__pub_add(s, &sgs[g].sus[u]) < 0)
                 log_warning("Out of memory: unit '%s' is not published", sgs[g].sus[u].name);
-    for (size_t g = from; g < n_sgs; g++)
-        for (size_t u = 0; !sgs[g].removed && u < sgs[g].n_sus; u++)
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = first_added(s, sgs, g); !sgs[g].removed && u < sgs[g].n_sus; u++)
             if (sgs[g].sus[u].local)
                 cluster_sync__publish_sustate(s, &sgs[g].sus[u], true);
-    struct reread *rr = from < n_sgs ? malloc(sizeof(*rr)) : NULL;
+    size_t from = s->n_sgs_known;
+    s->n_sgs_known = n_sgs;
+    struct reread *rr = from < n_sgs || members ? malloc(sizeof(*rr)) : NULL;
     if (rr) {
         *rr = (struct reread){.s = s, .from = from, .to = n_sgs, .reads = 1};
+        if (members) {
+            rr->since = TAKE_PTR(s->before);
+            rr->n_since = MIN(s->n_before, from);
+        }
         s->rereads++;
         reread_start(rr);
     }
-    resume(s, from, n_sgs, 1); /* cluster_sync_reload_begin()'s */
+    free(s->before);
+    s->before = NULL;
+    s->n_before = 0;
+    resume(s, &(struct reread){.from = from, .to = n_sgs, .reads = 1}); /* cluster_sync_reload_begin()'s */
 }
 
 void cluster_sync__reread_again(struct cluster_sync *s) {
@@ -195,7 +291,13 @@ void cluster_sync__reread_again(struct cluster_sync *s) {
         s->reread_at = now_monotonic_usec() + 200 * USEC_PER_MSEC; /* armed by the caller */
         return;
     }
-    *rr = (struct reread){.s = s, .from = s->reread_from, .to = s->reread_to, .reads = s->reread_failed};
+    *rr = (struct reread){.s = s,
+                          .from = s->reread_from,
+                          .to = s->reread_to,
+                          .since = TAKE_PTR(s->reread_since),
+                          .n_since = s->n_reread_since,
+                          .reads = s->reread_failed};
+    s->n_reread_since = 0;
     s->reread_failed = 0;
     reread_start(rr);
 }
@@ -390,4 +492,28 @@ void cluster_sync__sweep(struct cluster_sync *s) {
         return;
     }
     sweep_start(s);
+}
+
+/* ---- a unit removed from a group that stays ---- */
+
+void cluster_sync__unit_removed(struct cluster_sync *s, struct su *su) {
+    char key[STORE_KEY_MAX];
+    int n = key_name(key, s->prefix, KEY_SUSTATE, su->name);
+    if (su->local) { /* locked and stopped: no longer published, its state gone */
+        pub_drop(s, su);
+        s->refs++;
+        if (n < 0 || store_delete(s->store, key, on_deleted, s) < 0)
+            s->refs--;
+    }
+    if (!amf_deciding(s->amf))
+        return;
+    /* The coordinator: every pair of the unit (it holds nothing), and the state of another node's, so
+     * that the unit added back starts as a new one.  Its node, if it has not reloaded, may write its
+     * state again: ignored by the nodes that removed it, deleted when it reloads. */
+    log_info("Service unit '%s' removed: deleting its targets, confirmations and state", su->name);
+    for (size_t i = 0; i < su->sg->n_sis; i++)
+        cluster_sync__forget_pair(s, &su->sg->sis[i], su);
+    store_op op = {.type = STORE_OP_DELETE, .key = key, .key_len = (size_t)n};
+    if (n >= 0 && !su->local)
+        cluster_sync__guarded(s, &op, 1);
 }

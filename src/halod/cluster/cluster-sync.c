@@ -51,6 +51,8 @@ void cluster_sync__unref(struct cluster_sync *s) {
     }
     free(s->nodes);
     free(s->pub);
+    free(s->reread_since);
+    free(s->before);
     free(s->prefix);
     free(s->node);
     free(s);
@@ -234,6 +236,10 @@ static void forget(void *p, struct si *si, struct su *su) {
     cluster_sync__guarded(s, ops, ELEMENTSOF(ops));
 }
 
+void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su *su) {
+    forget(s, si, su);
+}
+
 /* Keys of pairs of sgs[from..to) with no assignment in this node's view are left over (a node
  * restarted, a coordinator died mid-change): deleted. */
 void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to) {
@@ -358,7 +364,9 @@ static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
         s->fence_waiting = false;
         cluster_fence_done(s->cluster);
     }
-    if (ev == AMF_SU_STATE && su->local)
+    if (ev == AMF_SU_ADMIN && su->removed) /* by a reload (cluster-sync-reload.c) */
+        cluster_sync__unit_removed(s, su);
+    else if (ev == AMF_SU_STATE && su->local)
         cluster_sync__publish_sustate(s, su, false);
     else if (ev == AMF_SU_ADOPTED) /* a target may have changed while nobody could apply it */
         read_again(s, KEY_TARGET, "the targets after an adoption");
@@ -555,7 +563,7 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
     char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
     if (key_split_pair(rest, len, a, b) < 0)
         return;
-    struct si *si = amf_find_si(s->amf, a);
+    struct si *si = amf_find_si_or_removed(s->amf, a); /* the targets that take a removed one from its units */
     struct su *su = amf_find_su(s->amf, b);
     if (!si || !su || su->sg != si->sg)
         return;
@@ -658,20 +666,10 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
             cluster_forward_key(s->forward, kv, j, deleted);
         break;
     case KEY_NODES: {
-        struct node_info *n = cluster_sync__node_find(s, name, false);
-        char before[sizeof(n->digest)];
-        snprintf(before, sizeof(before), "%s", n ? n->digest : "");
         handle_node(s, name, kv->lease, deleted, trusted);
-        n = cluster_sync__node_find(s, name, false);
-        if (n) {
-            const char *digest = json_string_value(json_object_get(j, "description"));
-            snprintf(n->digest, sizeof(n->digest), "%s", !deleted && digest ? digest : "");
-            if (!streq(before, n->digest)) /* a node left, joined or reloaded */
-                cluster_sync__sweep(s);
-            json_t *groups = json_object_get(j, "groups");
-            json_decref(n->groups);
-            n->groups = !deleted && json_is_array(groups) ? json_incref(groups) : NULL;
-        }
+        struct node_info *n = cluster_sync__node_find(s, name, false);
+        if (n)
+            cluster_sync__node_description(s, n, deleted ? NULL : j);
         if (n && !deleted)
             cluster_doom_beat_seen(s, n, kv->mod_revision, j);
         break;
