@@ -185,8 +185,9 @@ def test_happy_path(sim, tmp_path):
     assert bad.returncode == 4 and "no such process" in bad.stderr  # 4: no such object
     out = hs["n1"].ctl("events").stdout
     rows = [ln.split() for ln in out.splitlines()[1:]]
-    b = [r[3] for r in rows if r[2] == "process:ios-b"]
-    assert b[-4:] == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"], out
+    b = [r[3] for r in rows if r[2] == "process:ios-b"][-4:]
+    # The queue is pruned once every halod consumed it (below): what is left is the end of the steps.
+    assert b == ["FAILED", "TRANSIENT", "RECOVERING", "ONLINE"][4 - len(b):], out
     assert all("Z" in r[1] and r[1].startswith("20") for r in rows), out
     assert "recovery in pool 'storage': idle, epoch 1" in hs["n2"].ctl("status").stdout
     follow = subprocess.Popen([HALOCTL, "--socket", hs["n3"].socket, "events", "--follow", "--json"],

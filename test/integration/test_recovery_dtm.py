@@ -202,6 +202,11 @@ def test_the_first_starting_after_the_entrypoint_is_taken(sim, tmp_path):
     kill(hs["n2"], "ios-b")
     wait_for(lambda: lines(log, "ios-b", "RECOVERY")[-1:] and lines(log, "ios-b", "RECOVERY")[-1][0] == "recover",
              timeout=30, what="ios-b's vector")
+    # Held before their own STARTING too: on a loaded machine ios-a, killed first, could otherwise
+    # recover whole (from ios-c) before ios-c's kill, and never be seen failed beside it.
+    others = [f"{log}.{p}.start-hold" for p in ("ios-a", "ios-c")]
+    for h in others:
+        open(h, "w").close()
     kill(hs["n1"], "ios-a")
     kill(hs["n3"], "ios-c")
     wait_for(lambda: told(log, "ios-b", "process:ios-c")[-1:] in (["FAILED"], ["TRANSIENT"]) and
@@ -210,6 +215,8 @@ def test_the_first_starting_after_the_entrypoint_is_taken(sim, tmp_path):
     os.unlink(hold)
     wait_for(lambda: lines(log, "ios-b", "PROCESS_EVENT")[:1], timeout=10, what="ios-b's STARTING")
     assert lines(log, "ios-b", "PROCESS_EVENT")[0] == ["STARTING", "0"]
+    for h in others:
+        os.unlink(h)
     # And the pool comes back whole: every process ONLINE in the end.
     wait_for(lambda: all(told(log, "ios-b", f"process:{p}")[-1:] == ["ONLINE"] for p in ("ios-a", "ios-c")) and
              told(log, "ios-a", "process:ios-b")[-1:] == ["ONLINE"], timeout=60, what="the whole pool ONLINE")
