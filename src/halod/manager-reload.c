@@ -14,7 +14,8 @@
  * unit stays in service meanwhile; also through defaults or a template, as the descriptions resolve
  * them: template_refusal()), an SA-aware or non-SA-aware component added (with the CSIs the same
  * reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes:
- * their CSI removes come before its stop, comp_remove_refusal()), these last two on one node.
+ * their CSI removes come before its stop, comp_remove_refusal()), these two on several nodes too
+ * (only the unit's node runs it, and the unit stays in service meanwhile: comp_add_refusal()).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -199,14 +200,15 @@ static bool same_group_change(const struct config_change *o, const struct config
 }
 
 /* Why the component removed from a running unit by d's change at (ch->whole_comp) cannot be removed
- * now, or NULL.  Each CSI it takes must leave by the same reload (its CSI remove goes first). */
+ * now, or NULL.  Each CSI it takes must leave by the same reload (its CSI remove goes first).  On
+ * several nodes too: only its unit's node runs it, and that unit stays in service without it in the
+ * state its node publishes (amf_su_in_service() skips it), so the coordinator, which decides per unit,
+ * moves no role; another node drops it from its view of the unit, which it runs nothing of. */
 static const char *comp_remove_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
                                        size_t at) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     const struct config_su *su = find_su(new, ch->sg, ch->su);
-    if (m->cluster)
-        return "a component is removed from a running unit live on one node only (restart halod to apply it)";
     if (!sg || !su || sg->cdb_roles)
         return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
     for (size_t j = 0; j < d->n_changes; j++) {
@@ -226,15 +228,16 @@ static const char *comp_remove_refusal(struct manager *m, const struct config *n
                          : NULL;
 }
 
-/* Why the component added to a running unit by d's change at (ch->whole_comp) cannot be applied now, or NULL. */
+/* Why the component added to a running unit by d's change at (ch->whole_comp) cannot be applied now, or NULL.
+ * On several nodes too: only its unit's node starts it (amf_comp_add()), SA-aware as a restart in place,
+ * so the unit stays in service in the state its node publishes until it registers; not SA-aware, it
+ * runs only where its unit holds its CSI ACTIVE.  The coordinator decides per unit: it moves no role. */
 static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
                                     size_t at) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     if (ch->kind == CONFIG_CHANGE_REMOVED)
         return comp_remove_refusal(m, new, d, at);
-    if (m->cluster)
-        return "a component is added to a unit live on one node only (restart halod to apply it)";
     if (!sg || sg->cdb_roles)
         return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
     size_t before = 0;
@@ -281,15 +284,13 @@ static const struct config_component *comp_differing(const struct config_sg *og,
 /* Why the changes under defaults or the component templates (ch->template) cannot be applied now,
  * or NULL; told once, at the first of them.  Compared as the descriptions resolve every component
  * of a group both have: applied when only the settings a restart applies differ, as a change of
- * those is (comp_refusal(), apply_comps()).  The reason may be written into buf. */
+ * those is (comp_refusal(), apply_comps()), on several nodes too.  The reason may be written into buf. */
 static const char *template_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
                                     const struct config_change *ch, char *buf, size_t size) {
     if (ch != &d->changes[0])
         for (const struct config_change *o = d->changes; o < ch; o++)
             if (o->template)
                 return NULL;
-    if (m->cluster)
-        return "a template's or the defaults' change applies live on one node only (restart halod to apply it)";
     for (size_t g = 0; g < m->config->n_sgs; g++) {
         const struct config_sg *og = &m->config->sgs[g], *ng = find_sg(new, og->name);
         const struct config_component *c = ng ? comp_differing(og, ng, false) : NULL;

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Reloading on several nodes (halod --etcd): a service group added or removed, a CSI added to or
-removed from an SI, each node reloaded on its own, one after the other; and the coordinator killed
+removed from an SI, a component added or removed or its settings changed (also through the defaults),
+each node reloaded on its own, one after the other; and the coordinator killed
 between two reloads.  (issue 16, point 3; docs/configuration.md, Reload)"""
+import os
 import signal
 
 from halo_harness import start_nodes, testcomp_events as events, wait_for
@@ -542,5 +544,149 @@ def test_the_coordinator_killed_after_an_si_added_on_the_other_node(etcd, halod_
     hs[coord].start()
     settle(hs, "s2", (theirs, mine))
     assert [e[0] for e in events(log, None, "CSI_SET") if e[2] == "c2" and e[3] == "ACTIVE"] == [theirs]
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def with_comps(extra=None):
+    """An edit of the description: g's units list their components (a/a1, b/b1); extra = (unit, text)
+    adds text to that unit's components."""
+    def comps(u):
+        return f"{u}1: {{csi-types: [main]}}" + (f", {extra[1]}" if extra and extra[0] == u else "")
+    return lambda t: t.replace("{a: {node: n1}, b: {node: n2}}", f"{{a: {{node: n1, components: {{{comps('a')}}}}}, "
+                               f"b: {{node: n2, components: {{{comps('b')}}}}}}}") \
+        .replace("c: {attributes:", "c: {type: main, attributes:")
+
+
+def s_active_on_the_other_node(hs, coord, other):
+    """s moved to the unit of the node that is not the coordinator: (its ACTIVE, its STANDBY)."""
+    mine = UNITS_OF[other]
+    if roles(hs[coord], "s")[0] != mine:
+        hs[coord].ctl("switchover", "s")
+    placement = (mine, UNITS_OF[coord])
+    wait_for(lambda: all(h.wait_assigned("s") == placement for h in hs.values()),
+             what=f"s ACTIVE on {mine}, as both nodes see it")
+    return placement
+
+
+def test_a_component_added_and_removed_on_the_other_node(etcd, halod_factory, tmp_path):
+    """An SA-aware component added to, then removed from, the unit that holds s ACTIVE on the node that
+    is not the coordinator: added with that node reloading first, removed with the coordinator
+    reloading first.  The process starts and stops on its node alone; the roles never move (the
+    STANDBY is never made ACTIVE) and nobody else restarts."""
+    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=with_comps())
+    mine, theirs = s_active_on_the_other_node(hs, coord, other)
+    new = f"{mine}/{mine}2"
+    added = with_comps((mine, f"{mine}2: {{csi-types: [side]}}"))(texts(log)[0])
+    names = [f"{u}/{u}1" for u in "ab"]
+    before = {c: hs[UNITS[c[0]]].pid_of(c) for c in names} | own_pids(hs, "xy")
+    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
+
+    def unchanged():
+        for h in hs.values():
+            assert h.wait_assigned("s", timeout=30) == (mine, theirs)  # the roles stayed where they were
+            assert h.wait_assigned("t", timeout=30)
+        assert {c: hs[UNITS[c[0]]].pid_of(c) for c in names} | own_pids(hs, "xy") == before
+        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+
+    # Added, its node first: it starts there and registers, its unit keeping s ACTIVE meanwhile; the
+    # coordinator, which does not know it yet, moves nothing.
+    rewrite(hs[other], added)
+    reload(hs[other], "1 component added")
+    wait_for(lambda: hs[other].pid_of(new) and hs[other].comp(new)["presence"] == "INSTANTIATED",
+             what=f"{new} registered")
+    pid = hs[other].pid_of(new)
+    unchanged()
+    assert events(log, new) and not events(log, new, "CSI_SET")  # it takes no CSI
+    rewrite(hs[coord], added)
+    reload(hs[coord], "1 component added")  # a component of the other node's unit: nothing starts here
+    unchanged()
+    assert hs[other].pid_of(new) == pid
+
+    # Removed, the coordinator first: the process keeps running on its node until that node reloads.
+    rewrite(hs[coord], base)
+    reload(hs[coord], "1 component removed")
+    unchanged()
+    assert hs[other].pid_of(new) == pid and hs[other].comp(new)["presence"] == "INSTANTIATED"
+    rewrite(hs[other], base)
+    reload(hs[other], "1 component removed")
+    wait_for(lambda: [c["name"] for c in hs[other].su(mine)["components"]] == [f"{mine}/{mine}1"],
+             what=f"{new} removed")
+    assert events(log, new)[-1][1] == "TERMINATE"
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+             what=f"{new}'s process ended")
+    unchanged()
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_defaults_change_restarts_components_in_place_node_by_node(etcd, halod_factory, tmp_path):
+    """The defaults' env changed, the coordinator reloading first, then the other node (whose unit
+    holds s ACTIVE): each restarts its own components in place, the other node's keep their old
+    settings until it reloads, and no role moves."""
+    def defaults(mode):
+        return lambda t: f"defaults: {{component: {{env: {{MODE: {mode}}}}}}}\n" + t
+    hs, coord, other, _, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=defaults("one"))
+    mine, theirs = s_active_on_the_other_node(hs, coord, other)
+    two = defaults("two")(texts(log)[0])
+    placement = {si: roles(hs[coord], si) for si in "st"}
+    standby_actives = len([e for e in events(log, theirs, "CSI_SET") if e[3] == "ACTIVE"])
+    before = own_pids(hs, "abxy")
+    ours = {n: [c for c in "abxy" if UNITS[c] == n] for n in hs}
+    for n in (coord, other):
+        rewrite(hs[n], two)
+        reload(hs[n], "components' settings changed (2 restarted in place)")
+        wait_for(lambda: all(hs[n].pid_of(c) not in (None, 0, before[c]) and
+                             hs[n].comp(c)["presence"] == "INSTANTIATED" for c in ours[n]),
+                 what=f"{ours[n]} restarted")
+        assert all("MODE=two" in environ(hs[n].pid_of(c)) for c in ours[n])
+        for h in hs.values():
+            assert {si: h.wait_assigned(si, timeout=30) for si in "st"} == placement
+        if n == coord:  # the other node's components wait for its own reload
+            assert all(hs[other].pid_of(c) == before[c] and "MODE=one" in environ(before[c]) for c in ours[other])
+    wait_for(lambda: [e[1:4] for e in events(log, mine, "CSI_SET")][-1] == ["CSI_SET", "c", "ACTIVE"],
+             what=f"{mine}'s new process given its ACTIVE again")
+    assert len([e for e in events(log, theirs, "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_non_sa_aware_component_added_with_its_csi_runs_where_its_unit_is_active(etcd, halod_factory, tmp_path):
+    """A non-SA-aware component added to both units of g with the CSI it takes, the node that holds s
+    ACTIVE (not the coordinator) reloading first: it runs there alone, not on the STANDBY's node, and
+    no role moves.  Removed with its CSI, the coordinator first: it stops once its own node reloads."""
+    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=with_comps())
+    mine, theirs = s_active_on_the_other_node(hs, coord, other)
+    nsa = "{type: non-sa-aware, command: /bin/sleep, args: ['1000'], csi-types: [side]}"
+    added = base.replace("a1: {csi-types: [main]}", f"a1: {{csi-types: [main]}}, an: {nsa}") \
+        .replace("b1: {csi-types: [main]}", f"b1: {{csi-types: [main]}}, bn: {nsa}") \
+        .replace("c: {type: main,", "e: {type: side}\n          c: {type: main,")
+    firsts = {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"}
+    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
+
+    def unchanged():
+        for h in hs.values():
+            assert h.wait_assigned("s", timeout=30) == (mine, theirs)
+        assert {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"} == firsts
+        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+
+    for n in (other, coord):
+        rewrite(hs[n], added)
+        reload(hs[n], "2 components added, 1 CSI added or removed")
+        unchanged()
+    wait_for(lambda: hs[other].pid_of(f"{mine}/{mine}n"), what="the ACTIVE's non-SA-aware component running")
+    pid = hs[other].pid_of(f"{mine}/{mine}n")
+    assert not hs[coord].pid_of(f"{theirs}/{theirs}n")  # the STANDBY's runs nothing
+
+    for n in (coord, other):
+        rewrite(hs[n], base)
+        reload(hs[n], "2 components removed, 1 CSI added or removed")
+        unchanged()
+        if n == coord:
+            assert hs[other].pid_of(f"{mine}/{mine}n") == pid  # until its own node reloads
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+             what="the non-SA-aware process stopped")
+    wait_for(lambda: [c["name"] for c in hs[other].su(mine)["components"]] == [f"{mine}/{mine}1"],
+             what="it is gone from status")
     for h in hs.values():
         assert h.stop() == 0
