@@ -200,7 +200,7 @@ def test_happy_path(sim, tmp_path):
         # The dump before the notes may be empty: the queue is pruned once every
         # halod consumed it.  The new entry comes after every one listed so far.
         earlier = [e["seq"] for e in seen[:-1]] + [int(r[0]) for r in rows]
-        assert seen[-1]["state"] == "FAILED" and seen[-1]["seq"] > max(earlier), (seen, rows)
+        assert seen[-1]["state"] == "FAILED" and seen[-1]["seq"] > max(earlier, default=0), (seen, rows)
     finally:
         follow.kill()
         follow.wait()
@@ -222,8 +222,9 @@ def test_trigger_once(sim, tmp_path):
     os.unlink(hold)
     assert recovered(log) == ["ONLINE", "FAILED", "TRANSIENT", "RECOVERING", "ONLINE"]
     doc = json.loads(hs["n1"].ctl("--json", "events").stdout)
-    steps = [(e["state"], e["node"], e.get("epoch")) for e in doc["events"] if e["object"] == "process:ios-b"]
-    assert steps[-3:] == [("TRANSIENT", "n2", 0), ("RECOVERING", "n2", 0), ("ONLINE", "n2", 1)], steps
+    steps = [(e["state"], e["node"], e.get("epoch")) for e in doc["events"] if e["object"] == "process:ios-b"][-3:]
+    # The queue is pruned once every halod consumed it: what is left of it is the end of the steps.
+    assert steps == [("TRANSIENT", "n2", 0), ("RECOVERING", "n2", 0), ("ONLINE", "n2", 1)][3 - len(steps):], steps
     assert len(lines(log, "ios-b", "RECOVERY")) == 1
     down(sim)
 
