@@ -91,7 +91,10 @@ void queue_value_counter(uint64_t n, char buf[static QUEUE_COUNTER_MAX]);
 
 /* An object's state, the value in a hashmap keyed by "kind:name". */
 struct queue_obj {
-    uint64_t seq;  /* the BQ entry that set it; 0 if unknown */
+    uint64_t seq; /* the BQ entry that set it; 0 if unknown */
+    /* Not ONLINE: the BQ entry with which it left ONLINE, as far as this map saw (the first state it
+     * recorded, if that was no ONLINE); 0 while ONLINE. */
+    uint64_t down_seq;
     uint64_t hlc;  /* when that event happened; 0 if unknown */
     int64_t epoch; /* the epoch and lease that event carried: QUEUE_EPOCH_NONE, 0 if none */
     int64_t lease;

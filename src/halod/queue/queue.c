@@ -32,6 +32,10 @@ int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq
     struct queue_obj *o = hashmap_get(m, object);
     if (o) {
         if (seq >= o->seq) {
+            if (state == QUEUE_HA_ONLINE)
+                o->down_seq = 0;
+            else if (o->state == QUEUE_HA_ONLINE || o->down_seq == 0)
+                o->down_seq = seq; /* it leaves ONLINE here */
             o->state = state;
             o->seq = seq;
             o->hlc = hlc;
@@ -46,7 +50,12 @@ int queue_obj_put(struct hashmap *m, const char *object, int state, uint64_t seq
         free(value);
         return -ENOMEM;
     }
-    *o = (struct queue_obj){.seq = seq, .hlc = hlc, .epoch = QUEUE_EPOCH_NONE, .state = state, .value = value};
+    *o = (struct queue_obj){.seq = seq,
+                            .down_seq = state == QUEUE_HA_ONLINE ? 0 : seq, /* its history before is not known */
+                            .hlc = hlc,
+                            .epoch = QUEUE_EPOCH_NONE,
+                            .state = state,
+                            .value = value};
     if (hashmap_put(m, object, o) < 0) {
         queue_obj_free(o);
         return -ENOMEM;
@@ -223,7 +232,8 @@ int queue_state_of(const struct queue *q, const char *object, struct queue_state
         o = d; /* decided by this node's consumer, not yet delivered here */
     if (!o)
         return -ENOENT;
-    *ret = (struct queue_state){.state = o->state, .seq = o->seq, .hlc = o->hlc, .epoch = o->epoch, .lease = o->lease};
+    *ret = (struct queue_state){
+        .state = o->state, .seq = o->seq, .down_seq = o->down_seq, .hlc = o->hlc, .epoch = o->epoch, .lease = o->lease};
     return 0;
 }
 

@@ -144,8 +144,11 @@ int queue_state_info(const struct queue *q, const char *object, uint64_t *ret_se
 
 /* An object's published state and what the event that set it carried. */
 struct queue_state {
-    int state;     /* an enum queue_ha_state */
-    uint64_t seq;  /* the BQ entry that set it, 0 if unknown */
+    int state;    /* an enum queue_ha_state */
+    uint64_t seq; /* the BQ entry that set it, 0 if unknown */
+    /* Not ONLINE: the BQ entry with which it left ONLINE (its data is no newer than that), or a later
+     * one when that is not known; 0 while ONLINE. */
+    uint64_t down_seq;
     uint64_t hlc;  /* its time, 0 if unknown */
     int64_t epoch; /* the epoch it carried (its pool process's), QUEUE_EPOCH_NONE if none */
     int64_t lease; /* the lease it carried (a node's incarnation), 0 if none */

@@ -115,31 +115,34 @@ unsigned dtm_failures(const struct queue *q, const struct recovery_model *m, con
  * may recover once every member whose current state was published after p's
  * is ONLINE again, and no member is ONLINE that has been so since before p
  * failed (then the pool did not fail as a whole: the tolerance stands).
- * "After" is by the broadcast seq of the entry that set each state; ties go
- * by name.  When p failed is the seq with which it left ONLINE: an aborted
- * attempt, or a crash while it recovers, does not make its data newer than
- * that of a member that came back meanwhile.
+ * "After" is by the broadcast seq of the entry with which each left ONLINE;
+ * ties go by name.  An aborted attempt, or a crash while it recovers, does not
+ * make a process's data newer than that of a member that failed after it, nor
+ * than that of one that came back meanwhile (a member's aborted attempt made
+ * the member look newer, and the two waited for each other for good).
  */
 bool dtm_newest_first(const struct queue *q, const struct recovery_model *m, const struct rm_process *p,
                       uint64_t failed) {
     const struct rm_process *members[CONFIG_POOL_PROCESSES_MAX];
     size_t n = MIN(rm_pool_members(m, p->pool, members, ELEMENTSOF(members)), ELEMENTSOF(members));
-    uint64_t mine;
-    if (queue_state_info(q, p->object, &mine, NULL) < 0)
+    struct queue_state mine;
+    if (queue_state_of(q, p->object, &mine) < 0)
         return false;
-    if (failed == 0 || failed > mine)
-        failed = mine;
+    if (failed == 0 || failed > mine.seq)
+        failed = mine.down_seq ? mine.down_seq : mine.seq;
     for (size_t i = 0; i < n; i++) {
-        uint64_t seq;
+        struct queue_state st;
         if (members[i] == p)
             continue;
-        int st = queue_state_info(q, members[i]->object, &seq, NULL);
-        if (st == QUEUE_HA_ONLINE && seq > failed)
+        if (queue_state_of(q, members[i]->object, &st) < 0)
+            return false; /* unknown: it may hold newer data */
+        if (st.state == QUEUE_HA_ONLINE && st.seq > failed)
             continue; /* back after p failed: a newer one, recovered first */
-        if (st == QUEUE_HA_ONLINE)
+        if (st.state == QUEUE_HA_ONLINE)
             return false; /* ONLINE since before p failed: not a whole-pool failure */
-        if (st < 0 || seq > mine || (seq == mine && strcmp(members[i]->name, p->name) < 0))
-            return false; /* newer data (or unknown) elsewhere, not back yet */
+        uint64_t down = st.down_seq ? st.down_seq : st.seq;
+        if (down > failed || (down == failed && strcmp(members[i]->name, p->name) < 0))
+            return false; /* newer data elsewhere, not back yet */
     }
     return true;
 }
