@@ -531,10 +531,16 @@ def test_a_crash_while_recovering_newest_data_first_keeps_its_place(sim, tmp_pat
     def recovering():
         r = [p for p in where if state(p) == "RECOVERING"]
         return r[0] if len(r) == 1 else None
-    # The newest is the last one killed.  On a loaded machine ios-a may begin to recover before
-    # ios-b's kill (then aborted, tolerance 0): that one is not the newest.
-    first = "ios-c"
-    wait_for(lambda: recovering() == first, timeout=30, what="the newest recovering")
+    def failed_at(p):
+        seen = [int(q) for c in where for o, s, q in notes(log, c) if o == f"process:{p}" and s == "FAILED"]
+        return max(seen) if seen else None
+
+    # The newest is the one whose FAILED was published last (not always the last killed: each halod
+    # reports its own).  On a loaded machine one may begin to recover before the others fail (then
+    # aborted, tolerance 0): that one is not the newest.
+    wait_for(lambda: all(failed_at(p) for p in where), timeout=30, what="the three FAILED")
+    first = max(where, key=failed_at)
+    wait_for(lambda: recovering() == first, timeout=30, what=f"the newest, {first}, recovering")
     os.unlink(f"{log}.{first}.hold")
     wait_for(lambda: state(first) == "ONLINE" and recovering(), timeout=30, what="the next one recovering")
     second = recovering()
