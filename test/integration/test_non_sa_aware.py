@@ -235,8 +235,9 @@ service-groups:
     assert events()[7:] == [f"terminate {pid_a}"]
 
 
-def test_a_pidfile_daemon_is_watched_by_its_pid(halod_factory, tmp_path):
-    h = halod_factory(f"""
+def pidfile_yaml(tmp_path, head=""):
+    """Two units whose shell starts a daemon and writes its pid: a pidfile component each."""
+    return head + f"""
 defaults:
   component:
     restart: {{max: 10, window: 60s, delay: 50ms}}
@@ -249,7 +250,11 @@ service-groups:
       a: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/a.pid"], pidfile: {tmp_path}/a.pid}}}}
       b: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/b.pid"], pidfile: {tmp_path}/b.pid}}}}
     service-instances: {{si: {{csis: {{c: {{}}}}}}}}
-""").start()
+"""
+
+
+def test_a_pidfile_daemon_is_watched_by_its_pid(halod_factory, tmp_path):
+    h = halod_factory(pidfile_yaml(tmp_path)).start()
     assert h.wait_assigned("si") == ("a", "b")
     daemon = h.pid_of("a")
     assert daemon == int(open(tmp_path / "a.pid").read())
@@ -320,21 +325,7 @@ def test_a_server_whose_record_was_lost_is_adopted_by_its_mark(web):
 def test_a_pidfile_daemon_whose_record_was_lost_is_adopted_by_its_mark(halod_factory, tmp_path):
     """The daemon of a pidfile outlives the command that started it, in that command's process group: a
     restarted halod whose store lost its record finds it by its mark all the same, and adopts it."""
-    h = halod_factory(f"""
-cluster: test
-defaults:
-  component:
-    restart: {{max: 10, window: 60s, delay: 50ms}}
-service-groups:
-  g:
-    component:
-      type: non-sa-aware
-      command: /bin/sh
-    service-units:
-      a: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/a.pid"], pidfile: {tmp_path}/a.pid}}}}
-      b: {{component: {{args: ["-c", "sleep 600 & echo $! > {tmp_path}/b.pid"], pidfile: {tmp_path}/b.pid}}}}
-    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
-""").start()
+    h = halod_factory(pidfile_yaml(tmp_path, "cluster: test\n")).start()
     assert h.wait_assigned("si") == ("a", "b")
     daemon = h.pid_of("a")
     wait_for(lambda: recorded(h, "si") == ("a", "b"), what="the roles recorded")
