@@ -35,7 +35,10 @@ class Counter:
         self.sel.register(self.h.fileno(), selectors.EVENT_READ, self.dispatch)
 
     def log(self, *words):
-        print(f"pycounter {self.name}:", *words, file=sys.stderr, flush=True)
+        # One write for the whole line: print() writes its words one by one, and the other
+        # instance, sharing halod's log, could write between them.
+        line = " ".join([f"pycounter {self.name}:", *map(str, words)]) + "\n"
+        os.write(2, line.encode())
 
     # -- halod's callbacks: run by dispatch() on this thread ----------------
     def csi_set(self, h, inv, comp, state, csi):
