@@ -17,6 +17,7 @@
 #include "lease-file.h"
 #include "link.h"
 #include "list.h"
+#include "logsvc.h"
 #include "manager.h"
 #include "metrics.h"
 #include "notify.h"
@@ -60,6 +61,7 @@ struct manager {
     struct recovery_local *recovery;
     struct recovery_coord *coord;
     struct events *events;
+    struct logsvc *logsvc;
     /* Several nodes (etcd). */
     struct cluster *cluster;
     struct cluster_forward *forward;

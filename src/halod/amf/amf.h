@@ -82,7 +82,7 @@ struct amf_observer {
     /* The administrative state of sg of its own, or (sg NULL) of this node, changed. */
     void (*group_admin_changed)(void *userdata, struct sg *sg);
 };
-#define AMF_OBSERVERS_MAX 8
+#define AMF_OBSERVERS_MAX 16
 /* Observers are called in the order they were added.  0, -ENOSPC. */
 int amf_observe(struct amf *a, const struct amf_observer *o, void *userdata);
 /* Removes an observer (o and userdata as added); nothing if it is not there. */
