@@ -46,22 +46,6 @@ static bool names(const char *rest, const char *name, const char **ret_key) {
     return true;
 }
 
-/* The node of either description that rest names (the longest name: a name may hold dots), and its key. */
-static const char *node_named(const struct config *old, const struct config *new, const char *rest,
-                              const char **ret_key) {
-    const char *best = NULL;
-    const struct config *both[] = {old, new};
-    for (size_t c = 0; c < ELEMENTSOF(both); c++)
-        for (size_t i = 0; i < both[c]->n_nodes; i++) {
-            const char *key, *name = both[c]->nodes[i].name;
-            if (names(rest, name, &key) && (!best || strlen(name) > strlen(best))) {
-                best = name;
-                *ret_key = key;
-            }
-        }
-    return best;
-}
-
 static const struct config_pool *find_pool(const struct config *c, const char *name) {
     for (size_t i = 0; i < c->n_pools; i++)
         if (streq(c->pools[i].name, name))
@@ -69,13 +53,15 @@ static const struct config_pool *find_pool(const struct config *c, const char *n
     return NULL;
 }
 
-static const char *pool_named(const struct config *old, const struct config *new, const char *rest,
+/* The node (or pool) of either description that rest names (the longest name: a name may hold dots),
+ * and its key. */
+static const char *item_named(const struct config *old, const struct config *new, bool pools, const char *rest,
                               const char **ret_key) {
     const char *best = NULL;
     const struct config *both[] = {old, new};
     for (size_t c = 0; c < ELEMENTSOF(both); c++)
-        for (size_t i = 0; i < both[c]->n_pools; i++) {
-            const char *key, *name = both[c]->pools[i].name;
+        for (size_t i = 0; i < (pools ? both[c]->n_pools : both[c]->n_nodes); i++) {
+            const char *key, *name = pools ? both[c]->pools[i].name : both[c]->nodes[i].name;
             if (names(rest, name, &key) && (!best || strlen(name) > strlen(best))) {
                 best = name;
                 *ret_key = key;
@@ -116,10 +102,13 @@ static const char *node_removal_refusal(struct manager *m, const char *name, cha
 }
 
 /* Why the change of node name's key (under nodes.NAME; "": the node itself) cannot be applied now, or NULL. */
-static const char *node_refusal(struct manager *m, const struct config_change *ch, const char *name, const char *key,
-                                char *buf, size_t size) {
-    if (!*key)
+static const char *node_refusal(struct manager *m, const struct config *new, const struct config_change *ch,
+                                const char *name, const char *key, char *buf, size_t size) {
+    const struct config_node *o = config_find_node(m->config, name), *n = config_find_node(new, name);
+    if (!*key && ch->kind != CONFIG_CHANGE_CHANGED)
         return ch->kind == CONFIG_CHANGE_ADDED ? NULL : node_removal_refusal(m, name, buf, size);
+    if (!*key) /* its value changed as a whole ("n1:" to "n1: {...}"): as each setting it changes */
+        key = o && n && !streq(o->cdb_address ?: "", n->cdb_address ?: "") ? "cdb-address" : "su-failover";
     if (strncmp(key, "su-failover", strlen("su-failover")) == 0 || strncmp(key, "failfast", strlen("failfast")) == 0)
         return NULL; /* read when they act (amf-ladder.c, failfast.c) */
     if (!streq(key, "cdb-address"))
@@ -148,16 +137,25 @@ static const char *pool_busy(struct manager *m, const char *name, char *buf, siz
         if (!p || !p->pool)
             return "its processes are not those halod started with (restart halod to apply it)";
         if (s == QUEUE_HA_TRANSIENT || s == QUEUE_HA_RECOVERING) {
-            snprintf(buf, size, "a recovery of its pool is under way (process '%s' is %s): reload again later",
-                     p->name, queue_ha_state_to_string(s));
+            snprintf(buf, size, "a recovery of its pool is under way (process '%s' is %s): reload again later", p->name,
+                     queue_ha_state_to_string(s));
             return buf;
         }
     }
     return NULL;
 }
 
-static const char *pool_refusal(struct manager *m, const struct config_change *ch, const char *name, const char *key,
-                                char *buf, size_t size) {
+static bool same_processes(const struct config_pool *a, const struct config_pool *b) {
+    bool same = a && b && a->n_processes == b->n_processes;
+    for (size_t i = 0; same && i < a->n_processes; i++)
+        same = streq(a->processes[i], b->processes[i]);
+    return same;
+}
+
+static const char *pool_refusal(struct manager *m, const struct config *new, const struct config_change *ch,
+                                const char *name, const char *key, char *buf, size_t size) {
+    if (!*key && ch->kind == CONFIG_CHANGE_CHANGED) /* its value changed as a whole: as what it changes */
+        key = same_processes(find_pool(m->config, name), find_pool(new, name)) ? "tolerate" : "processes";
     if (!*key)
         return "a pool added or removed: its processes' epochs and failure vectors are set up when halod starts "
                "(restart halod to apply it)";
@@ -166,7 +164,6 @@ static const char *pool_refusal(struct manager *m, const struct config_change *c
                "(restart halod to apply it)";
     if (streq(key, "tolerate") || streq(key, "participants"))
         return pool_busy(m, name, buf, size);
-    (void)ch;
     return "cannot be applied live (restart halod to apply it)";
 }
 
@@ -207,14 +204,14 @@ bool manager_reload_cluster_check(struct manager *m, const struct config *new, c
     case SECTION_NONE:
         return false;
     case SECTION_NODES:
-        name = *rest ? node_named(m->config, new, rest, &key) : NULL;
-        *ret_why = name ? node_refusal(m, ch, name, key, buf, size)
+        name = *rest ? item_named(m->config, new, false, rest, &key) : NULL;
+        *ret_why = name ? node_refusal(m, new, ch, name, key, buf, size)
                         : "the nodes section added or removed changes which node this halod is (restart halod to "
                           "apply it)";
         return true;
     case SECTION_POOLS:
-        name = *rest ? pool_named(m->config, new, rest, &key) : NULL;
-        *ret_why = name ? pool_refusal(m, ch, name, key, buf, size)
+        name = *rest ? item_named(m->config, new, true, rest, &key) : NULL;
+        *ret_why = name ? pool_refusal(m, new, ch, name, key, buf, size)
                         : "the pools section added or removed: the pool processes' epochs and failure vectors are set "
                           "up when halod starts (restart halod to apply it)";
         return true;
@@ -263,7 +260,8 @@ static size_t count_nodes(const struct config *a, const struct config *b) {
 static bool node_settings(const struct config *old, const struct config *new, const struct config_diff *d) {
     for (size_t i = 0; i < d->n_changes; i++) {
         const char *rest, *key = "";
-        if (section_of(&d->changes[i], &rest) == SECTION_NODES && *rest && node_named(old, new, rest, &key) && *key)
+        if (section_of(&d->changes[i], &rest) == SECTION_NODES && *rest && item_named(old, new, false, rest, &key) &&
+            (*key || d->changes[i].kind == CONFIG_CHANGE_CHANGED))
             return true;
     }
     return false;

@@ -16,6 +16,10 @@
  * reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes:
  * their CSI removes come before its stop, comp_remove_refusal()), these two on several nodes too
  * (only the unit's node runs it, and the unit stays in service meanwhile: comp_add_refusal()).
+ * The nodes, pools and cdb sections are manager-reload-cluster.c's: a node added or removed (its
+ * units and halod gone), a node's su-failover and failfast, a pool's tolerate and participants while
+ * it recovers nothing, the CDB replication's mode and intervals; the new description then runs (the
+ * AMF's and the recovery model's nodes are its).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>

@@ -87,18 +87,20 @@ def test_a_node_added_joins_and_runs_a_unit_added_later(etcd, halod_factory, tmp
 
 def test_a_node_removed_and_a_nodes_settings_changed(etcd, halod_factory, tmp_path):
     log = str(tmp_path / "comp.log")
-    hs, _ = start_nodes(halod_factory, description(log, ("n1", "n2", "n3")), etcd.endpoints)
+    hs, _ = start_nodes(halod_factory, description(log, ("n1", "n2", "n3")).replace("n2: {}", "n2: null", 1),
+                        etcd.endpoints)
     for h in hs.values():
         h.wait_assigned("s", timeout=30)
         assert listed(h) == {"n1": "ONLINE", "n2": "ONLINE", "n3": "OFFLINE"}
-    # n3, with no unit and no halod, removed; n1's failfast and su-failover changed.
-    two = description(log, ("n1", "n2")).replace("n1: {}", "n1: {failfast: reboot, su-failover: {max: 1, probation: 1m}}", 1)
+    # n3, with no unit and no halod, removed; n1's failfast and su-failover changed (n2 from no value to a map).
+    two = description(log, ("n1", "n2")).replace("n1: {}", "n1: {failfast: reboot, su-failover: {max: 1, probation: 1m}}", 1) \
+        .replace("n2: {}", "n2: {su-failover: {max: 2, probation: 1m}}", 1)
     for h in hs.values():
         rewrite(h, two)
         reload(h, "1 node removed, nodes' settings changed")
         assert listed(h) == {"n1": "ONLINE", "n2": "ONLINE"}
     # This node's own cdb-address: it listens where it started.
-    rewrite(hs["n1"], two.replace("n2: {}", "n2: {cdb-address: 127.0.0.1:4599}").replace(
+    rewrite(hs["n1"], two.replace("n2: {", "n2: {cdb-address: 127.0.0.1:4599, ").replace(
         "n1: {", "n1: {cdb-address: 127.0.0.1:4598, "))
     refused(hs["n1"], "'nodes.n1.cdb-address' added: this halod listens for CDB secondaries on the address it "
                       "started with (restart halod to apply it)")
