@@ -156,5 +156,8 @@ def test_a_pools_tolerance_refused_while_it_recovers_then_applied(etcd, halod_fa
     wait_for(lambda: lines(log, "ios-c", "RECOVERY"), timeout=30, what="ios-c told")
     assert lines(log, "ios-c", "RECOVERY")[0][0] != "refused", lines(log, "ios-c", "RECOVERY")
     wait_for(lambda: hs["n3"].comp("ios-c")["recovery"]["state"] == "idle", timeout=30, what="ios-c recovered")
+    # The pool's processes were told its RECOVERING, as before the reload (the running description is another).
+    wait_for(lambda: told(log, "ios-a", "process:ios-c")[-2:] == ["RECOVERING", "ONLINE"], timeout=10,
+             what="ios-a told ios-c's recovery")
     for h in hs.values():
         assert h.stop() == 0
