@@ -81,8 +81,13 @@ def test_a_node_added_joins_and_runs_a_unit_added_later(etcd, halod_factory, tmp
     rewrite(hs["n1"], description(log, ("n1", "n2"), {"q": "n1", "r": "n2"}))
     refused(hs["n1"], "its service units (p) still run there: move or remove its units first")
     assert "n3" in listed(hs["n1"]) and hs["n1"].si("u")["active"] == "p"
-    for h in hs.values():
-        assert h.stop() == 0
+
+    # The others stopped, n3's halod becomes the coordinator, and u stays ACTIVE there.
+    for n in ("n1", "n2"):
+        assert hs[n].stop() == 0
+    wait_for(lambda: hs["n3"].status()["coordinator"] == "n3", timeout=30, what="n3 the coordinator")
+    assert hs["n3"].si("u")["active"] == "p" and listed(hs["n3"])["n3"] == "ONLINE"
+    assert hs["n3"].stop() == 0
 
 
 def test_a_node_removed_and_a_nodes_settings_changed(etcd, halod_factory, tmp_path):
