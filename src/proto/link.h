@@ -28,6 +28,11 @@
 #define LINK_CDB_OP_FRAMING 16 /* what an op costs on top of its path and value, counted in LINK_CDB_TXN_MAX */
 #define LINK_CDB_SUBS_MAX 64   /* subscriptions per connection */
 #define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
+/* Checkpoints (docs/checkpoints.md): a section's data, at most LINK_CKPT_SECTION_MAX bytes, fits
+ * one packet with its names; a list reply holds at most LINK_CKPT_LIST_MAX sections. */
+#define LINK_CKPT_SECTION_MAX (60 * 1024)
+#define LINK_CKPT_LIST_MAX 1024
+#define LINK_CKPT_MODE_MAX 2 /* CkptWrite.mode: 0 create or replace, 1 create, 2 replace */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 
