@@ -7,7 +7,9 @@
  *                              "ok open <max_sections> <max_section_size> <retention> <csi>"
  *   write SEC DATA | new SEC DATA (create only) | overwrite SEC DATA     "ok write SEC"
  *   fill SEC BYTES             writes BYTES bytes of 'x' to SEC
- *   writes PREFIX N            writes PREFIX<i> = <i>, i in 0..N-1: "ok <i>" once each is acknowledged
+ *   writes PREFIX N            writes PREFIX<i> = <i>, i in 0..N-1: "ok <i>" once each is acknowledged;
+ *                              a write that fails prints "retry <i> <errno>" and is written again
+ *                              (at most 20 times: a timeout does not say whether it was written)
  *   read SEC                   "data SEC <data>"
  *   list                       "section <id> <len>" per section, then "ok list <n>"
  *   delete SEC | unlink NAME | close
@@ -118,7 +120,12 @@ static int word(halo *h, halo_ckpt **c, int argc, char **argv, int *i) {
             char sec[HALO_CKPT_NAME_MAX + 1], val[32];
             snprintf(sec, sizeof(sec), "%s%ld", argv[*i + 1], k);
             snprintf(val, sizeof(val), "%ld", k);
-            r = halo_ckpt_write(*c, sec, val, strlen(val), HALO_CKPT_WRITE);
+            for (int tries = 0; tries < 20; tries++) {
+                r = halo_ckpt_write(*c, sec, val, strlen(val), HALO_CKPT_WRITE);
+                if (r >= 0)
+                    break;
+                printf("retry %ld %d\n", k, -r);
+            }
             if (r < 0)
                 break;
             printf("ok %ld\n", k);

@@ -38,6 +38,8 @@ struct ckpt {
     uv_timer_t *retention;       /* while nobody here has it open: its end (closed and freed apart) */
 };
 
+struct ckpt_batch;
+
 struct ckpt_svc {
     uv_loop_t *loop;
     store *store;
@@ -45,11 +47,17 @@ struct ckpt_svc {
     char *prefix, *node;
     LIST_HEAD(struct ckpt) ckpts;
     LIST_HEAD(struct ckpt_req) reqs;
+    /* Writes wait here while a batch is in flight, and go together in the next (ckpt-io.c). */
+    LIST_HEAD(struct ckpt_req) queued;
+    bool batching;            /* a batch is in flight: a write alone (batched), or ... */
+    struct ckpt_batch *batch; /* ... several in one transaction */
 };
 
 /* A request waiting for the store.  conn NULL: it closed meanwhile; svc NULL: the service is gone. */
 struct ckpt_req {
     LIST_FIELDS(struct ckpt_req, reqs);
+    LIST_FIELDS(struct ckpt_req, queued);
+    bool batched; /* the write that is the batch in flight on its own: its end lets the next go */
     struct ckpt_svc *svc;
     struct conn *conn;
     uint64_t seq;
@@ -80,6 +88,11 @@ int ckpt_key_openers(struct ckpt_svc *s, char *buf, const char *name);
 int ckpt_key_opener(struct ckpt_svc *s, char *buf, const char *name, const char *node);
 /* The attributes kept in the checkpoint's key (JSON): 0 or -EBADMSG. */
 int ckpt_attrs_parse(const char *json, size_t len, struct ckpt_attrs *ret);
+
+/* ckpt-io.c: the batch in flight ended (q->batched): the writes queued meanwhile go. */
+void ckpt_batch_next(struct ckpt_svc *s);
+/* Frees the writes still queued (the service is going). */
+void ckpt_batch_drop(struct ckpt_svc *s);
 
 /* ckpt-io.c: the requests on sections, and haloctl ckpt.  Each returns 0 (answered later) or an error to answer now. */
 int ckpt_write(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptWrite *m);

@@ -17,6 +17,10 @@
 #include "macro.h"
 #include "svc.h"
 
+/* A batch: as many writes as the compares allow (two each), under etcd's request limit (1.5 MiB). */
+#define BATCH_MAX (STORE_TXN_OPS_MAX / 2)
+#define BATCH_BYTES (1024 * 1024)
+
 /* What a list reply may hold: a packet, less the Reply's own fields.  One full section always fits. */
 #define LIST_REPLY_MAX (LINK_MSG_MAX - 2048)
 #define LIST_ITEM_FRAMING 16
@@ -177,6 +181,127 @@ static int write_send(struct ckpt_req *q) {
     return store_transaction(q->svc->store, &t, on_written, q);
 }
 
+/* ---- batches --------------------------------------------------------------------------------
+ *
+ * halod's etcd client sends one call at a time, so the writes of many processes would queue one
+ * round trip each.  While a write is in flight the next ones wait here; then they go together:
+ * one transaction that puts every section if each one's checkpoint and section exist.  If any
+ * compare fails, each write of the batch goes again alone, with its own answers (missing, full,
+ * created).  A write whose section is already in the batch waits for the next one. */
+
+struct ckpt_batch {
+    struct ckpt_svc *svc; /* NULL: the service is gone */
+    size_t n;
+    struct ckpt_req *q[BATCH_MAX];
+};
+
+static void on_batch(store *st, int error, const store_result *r, void *userdata) {
+    struct ckpt_batch *b = userdata;
+    if (b->svc && error >= 0)
+        log_debug("%zu section writes in one transaction: %s", b->n, r->succeeded ? "written" : "each again alone");
+    for (size_t i = 0; i < b->n; i++) {
+        struct ckpt_req *q = b->q[i];
+        if (!q->svc || error < 0)
+            ckpt_req_done(q, error < 0 ? error : -ECANCELED, NULL);
+        else if (r->succeeded)
+            reply_revision(q, r->revision);
+        else {
+            int e = write_send(q);
+            if (e < 0)
+                ckpt_req_done(q, e, NULL);
+        }
+    }
+    struct ckpt_svc *s = b->svc;
+    free(b);
+    if (s) {
+        s->batch = NULL;
+        ckpt_batch_next(s);
+    }
+}
+
+static bool batch_has(const struct ckpt_batch *b, const struct ckpt_req *q) {
+    for (size_t i = 0; i < b->n; i++)
+        if (streq(b->q[i]->name, q->name) && streq(b->q[i]->section, q->section))
+            return true;
+    return false;
+}
+
+/* Several queued writes: one transaction.  0, or an error (the writes taken are answered with it). */
+static int batch_send(struct ckpt_svc *s, struct ckpt_batch *b) {
+    size_t bytes = 0;
+    struct ckpt_req *q;
+    while ((q = s->queued.first) && b->n < BATCH_MAX && bytes + q->len <= BATCH_BYTES && !batch_has(b, q)) {
+        LIST_REMOVE(queued, &s->queued, q);
+        b->q[b->n++] = q;
+        bytes += q->len;
+    }
+    _cleanup_free_ char *keys = malloc(2 * b->n * STORE_KEY_MAX);
+    store_compare cmp[2 * BATCH_MAX];
+    store_op put[BATCH_MAX];
+    if (!keys)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->n; i++) {
+        char *meta = keys + 2 * i * STORE_KEY_MAX, *section = meta + STORE_KEY_MAX;
+        q = b->q[i];
+        if (ckpt_key_meta(s, meta, q->name) < 0 || ckpt_key_section(s, section, q->name, q->section) < 0)
+            return -ENAMETOOLONG;
+        cmp[2 * i] = (store_compare){
+            .key = meta, .key_len = strlen(meta), .target = STORE_CMP_VERSION, .result = STORE_CMP_GREATER};
+        cmp[2 * i + 1] = (store_compare){
+            .key = section, .key_len = strlen(section), .target = STORE_CMP_VERSION, .result = STORE_CMP_GREATER};
+        put[i] = (store_op){.type = STORE_OP_PUT,
+                            .key = section,
+                            .key_len = strlen(section),
+                            .value = (const char *)q->data,
+                            .value_len = q->len};
+    }
+    store_txn t = {.compares = cmp, .n_compares = 2 * b->n, .success = put, .n_success = b->n};
+    return store_transaction(s->store, &t, on_batch, b);
+}
+
+static void batch_flush(struct ckpt_svc *s) {
+    struct ckpt_req *q = s->queued.first;
+    if (s->batching || !q)
+        return;
+    s->batching = true;
+    if (!q->queued_next) { /* alone: the usual write, which reads what it needs if it fails */
+        LIST_REMOVE(queued, &s->queued, q);
+        q->batched = true;
+        int e = write_send(q);
+        if (e < 0)
+            ckpt_req_done(q, e, NULL); /* and the next */
+        return;
+    }
+    struct ckpt_batch *b = calloc(1, sizeof(*b));
+    int e = b ? batch_send(s, b) : -ENOMEM;
+    if (e >= 0) {
+        b->svc = s;
+        s->batch = b;
+        return;
+    }
+    for (size_t i = 0; b && i < b->n; i++)
+        ckpt_req_done(b->q[i], e, NULL);
+    free(b);
+    ckpt_batch_next(s);
+}
+
+void ckpt_batch_next(struct ckpt_svc *s) {
+    s->batching = false;
+    batch_flush(s);
+}
+
+void ckpt_batch_drop(struct ckpt_svc *s) {
+    struct ckpt_req *q;
+    if (s->batch)
+        s->batch->svc = NULL;
+    s->batch = NULL;
+    s->batching = true; /* nothing goes any more */
+    while ((q = LIST_POP(queued, &s->queued))) {
+        LIST_REMOVE(reqs, &s->reqs, q);
+        free(q);
+    }
+}
+
 int ckpt_write(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptWrite *m) {
     char key[STORE_KEY_MAX];
     struct ckpt_req *q;
@@ -187,9 +312,14 @@ int ckpt_write(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptWrite *
     if (m->data.len)
         memcpy(q->data, m->data.data, m->data.len);
     q->mode = m->mode;
-    r = write_send(q);
-    if (r < 0)
-        ckpt_req_done(q, r, NULL);
+    if (q->mode == HALO_CKPT_CREATE_ONLY) { /* its answer depends on the section missing: alone */
+        r = write_send(q);
+        if (r < 0)
+            ckpt_req_done(q, r, NULL);
+        return 0;
+    }
+    LIST_APPEND(queued, &s->queued, q);
+    batch_flush(s);
     return 0;
 }
 

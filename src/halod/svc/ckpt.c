@@ -120,6 +120,7 @@ int ckpt_req_new(struct ckpt_svc *s, struct conn *c, uint64_t seq, int kind, con
 }
 
 void ckpt_req_done(struct ckpt_req *q, int error, Halo__Link__Reply *rep) {
+    struct ckpt_svc *s = q->batched ? q->svc : NULL;
     if (q->conn && q->svc) {
         if (error < 0 || !rep)
             (void)server_conn_reply(q->conn, q->seq, error, NULL);
@@ -131,6 +132,8 @@ void ckpt_req_done(struct ckpt_req *q, int error, Halo__Link__Reply *rep) {
     if (q->svc)
         LIST_REMOVE(reqs, &q->svc->reqs, q);
     free(q);
+    if (s)
+        ckpt_batch_next(s);
 }
 
 /* ---- local checkpoints --------------------------------------------------------------------- */
@@ -476,6 +479,85 @@ static int handle_close(struct ckpt_svc *s, struct conn *c, const Halo__Link__Ck
     return 0;
 }
 
+/* ---- a predecessor's marks ----------------------------------------------------------------- *
+ *
+ * A halod that died (or was killed) with checkpoints open left its marks, ckpt-open/<name>/<node>:
+ * nobody here holds them open now, so each is closed again as its last opener would have. */
+
+static bool opening(struct ckpt_svc *s, const char *name) {
+    struct ckpt_req *q;
+    LIST_FOREACH (reqs, q, &s->reqs)
+        if (q->kind == HALO__LINK__MSG__BODY_CKPT_OPEN && streq(q->name, name))
+            return true;
+    return false;
+}
+
+static void on_stale_meta(store *st, int error, const store_result *r, void *userdata) {
+    struct ckpt_req *q = userdata;
+    struct ckpt_attrs a = {0};
+    char opener[STORE_KEY_MAX];
+    struct ckpt_svc *s = q->svc;
+    /* Opened here meanwhile: its last close does the rest. */
+    if (!s || error < 0 || ckpt_find(s, q->name) || opening(s, q->name)) {
+        ckpt_req_done(q, 0, NULL);
+        return;
+    }
+    if (r->n_kvs == 1 && ckpt_attrs_parse(r->kvs[0].value, r->kvs[0].value_len, &a) >= 0) {
+        struct ckpt *k = ckpt_get(s, q->name, &a);
+        if (k) {
+            log_info("Checkpoint '%s' was held open here by a previous halod: its retention starts", k->name);
+            ckpt_last_closed(k);
+        }
+    } else if (ckpt_key_opener(s, opener, q->name, s->node) >= 0)
+        (void)store_delete(s->store, opener, NULL, NULL); /* a mark without its checkpoint */
+    ckpt_req_done(q, 0, NULL);
+}
+
+static void on_marks_read(store *st, int error, const store_result *r, void *userdata) {
+    struct ckpt_req *q = userdata;
+    char dir[STORE_KEY_MAX], meta[STORE_KEY_MAX];
+    struct ckpt_svc *s = q->svc;
+    if (!s || error < 0 || key_dir(dir, s->prefix, KEY_CKPT_OPEN) < 0) {
+        if (s && error < 0)
+            log_warning_errno(error, "Failed to read which checkpoints this node held open: %m");
+        ckpt_req_done(q, 0, NULL);
+        return;
+    }
+    size_t skip = strlen(dir), nl = strlen(s->node);
+    for (size_t i = 0; i < r->n_kvs; i++) {
+        const store_kv *kv = &r->kvs[i];
+        char name[LINK_NAME_MAX + 1];
+        const char *slash = kv->key_len > skip ? memchr(kv->key + skip, '/', kv->key_len - skip) : NULL;
+        size_t len = slash ? (size_t)(slash - kv->key - skip) : 0;
+        if (!slash || len == 0 || len > LINK_NAME_MAX || kv->key_len - (size_t)(slash + 1 - kv->key) != nl ||
+            memcmp(slash + 1, s->node, nl) != 0)
+            continue;
+        memcpy(name, kv->key + skip, len);
+        name[len] = '\0';
+        struct ckpt_req *m;
+        if (ckpt_req_new(s, NULL, 0, 0, name, 0, &m) < 0)
+            continue;
+        if (ckpt_key_meta(s, meta, name) < 0 || store_get(s->store, meta, on_stale_meta, m) < 0)
+            ckpt_req_done(m, 0, NULL);
+    }
+    ckpt_req_done(q, 0, NULL);
+}
+
+/* Reads this node's marks once, at the start. */
+static int marks_read(struct ckpt_svc *s) {
+    char dir[STORE_KEY_MAX];
+    struct ckpt_req *q;
+    int r = key_dir(dir, s->prefix, KEY_CKPT_OPEN);
+    if (r < 0 || (r = ckpt_req_new(s, NULL, 0, 0, "marks", 0, &q)) < 0)
+        return r;
+    store_op op = {.type = STORE_OP_GET_PREFIX, .key = dir, .key_len = strlen(dir), .keys_only = true};
+    store_txn t = {.success = &op, .n_success = 1};
+    r = store_transaction(s->store, &t, on_marks_read, q);
+    if (r < 0)
+        ckpt_req_done(q, 0, NULL);
+    return r;
+}
+
 /* ---- the service --------------------------------------------------------------------------- */
 
 int ckpt_svc_new(const struct ckpt_params *p, struct ckpt_svc **ret) {
@@ -487,9 +569,10 @@ int ckpt_svc_new(const struct ckpt_params *p, struct ckpt_svc **ret) {
     s->amf = p->amf;
     s->prefix = strdup(p->prefix);
     s->node = strdup(p->node);
-    if (!s->prefix || !s->node) {
+    int r = s->prefix && s->node ? marks_read(s) : -ENOMEM;
+    if (r < 0) {
         ckpt_svc_free(s);
-        return -ENOMEM;
+        return r;
     }
     *ret = s;
     return 0;
@@ -499,6 +582,7 @@ struct ckpt_svc *ckpt_svc_free(struct ckpt_svc *s) {
     if (!s)
         return NULL;
     struct ckpt_req *q;
+    ckpt_batch_drop(s);
     while ((q = LIST_POP(reqs, &s->reqs))) {
         q->svc = NULL; /* its callback comes from store_free() and finds nobody */
         q->conn = NULL;
