@@ -84,8 +84,9 @@ typedef enum halo_ckpt_write_mode {
  * Returns 0, -EINVAL (bad section id), -E2BIG (more than the checkpoint's max_section_size),
  * -ENOSPC (the checkpoint has max_sections already), -EPERM (collocated, and this handle's
  * component does not hold its CSI ACTIVE), -HALO_EEXIST, -ENOENT (the section, with
- * HALO_CKPT_OVERWRITE, or the checkpoint: unlinked), -ETIMEDOUT (no answer in time: it may or
- * may not be written), -ENOTCONN, -HALO_ETRYAGAIN, the store's error.
+ * HALO_CKPT_OVERWRITE, or the checkpoint: unlinked), -ETIMEDOUT or -EIO (the store did not
+ * answer in time, or its connection broke: it may or may not be written; halod has sent a
+ * replacing write again twice before saying so), -ENOTCONN, -HALO_ETRYAGAIN, the store's error.
  */
 int halo_ckpt_write(halo_ckpt *c, const char *section, const void *data, size_t len, halo_ckpt_write_mode mode);
 /* Reads section: *ret_data (free() it; a NUL follows the *ret_len bytes).  Returns 0, -ENOENT,

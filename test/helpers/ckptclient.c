@@ -13,7 +13,8 @@
  *   read SEC                   "data SEC <data>"
  *   list                       "section <id> <len>" per section, then "ok list <n>"
  *   delete SEC | unlink NAME | close
- *   updates N                  waits for N updates: "update <section> <data or -deleted> <revision>"
+ *   updates N                  waits for N updates: "update <section> <data, or N-bytes past 32, or -deleted>
+ * <revision>"
  *
  * A failed word prints "err <word> <errno> <message>" and the run goes on; the exit status is 1
  * if any failed.
@@ -31,7 +32,10 @@ static int updates_seen;
 
 static void on_update(halo_ckpt *c, const char *section, const void *data, size_t len, int deleted, uint64_t revision,
                       void *userdata) {
-    printf("update %s %s %llu\n", section, deleted ? "-deleted" : (const char *)data, (unsigned long long)revision);
+    if (deleted || len <= 32)
+        printf("update %s %s %llu\n", section, deleted ? "-deleted" : (const char *)data, (unsigned long long)revision);
+    else
+        printf("update %s %zu-bytes %llu\n", section, len, (unsigned long long)revision);
     updates_seen++;
 }
 

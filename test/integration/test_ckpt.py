@@ -214,6 +214,31 @@ def test_an_opener_is_told_of_updates(one):
     assert revs == sorted(revs) and len(set(revs)) == 3
 
 
+def test_an_opener_that_never_reads_its_updates_is_cut_off(one):
+    """Updates to an opener that does not read pile up to the link's limit: that opener is cut
+    off, halod and the other openers go on."""
+    link = rawlink.RawLink(one.socket)
+    assert link.hello() == 0
+    link.send(rawlink.field_bytes(90, rawlink.field_varint(1, 1) + rawlink.field_bytes(2, "slow")
+                                  + rawlink.field_varint(3, 1) + rawlink.field_varint(4, 1)
+                                  + rawlink.field_bytes(5, rawlink.field_varint(2, 60000))))
+    assert link.reply() == (1, 0)
+    n = 120  # 7 MB of updates, over the 4 MiB a connection may have waiting
+    watcher = subprocess.Popen([CKPTCLIENT, "open", "slow", "watch", "updates", str(n)],
+                               env={**os.environ, "HALO_SOCKET": one.socket}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout.readline().startswith("ok open")
+        words = [w for i in range(n) for w in ("fill", f"s{i % 4}", "60000")]
+        assert ckpt(one, "open", "slow", *words)[1:] == ["ok fill 60000"] * n
+        assert link.closed_by_peer()
+        updates = watcher.communicate(timeout=30)[0].splitlines()
+    finally:
+        watcher.kill()
+    assert len(updates) == n and all(u.startswith("update s") for u in updates)
+    assert one.proc.poll() is None
+    assert ckpt(one, "open", "slow", "list", "unlink", "slow")[-1] == "ok list 4"
+
+
 def test_retention_deletes_a_checkpoint_nobody_has_open(one):
     ckpt(one, "open", "short", "create", "retention=300", "write", "s", "x", "close")
     ckpt(one, "open", "long", "create", "retention=600000", "write", "s", "x", "close")
@@ -363,15 +388,15 @@ def test_acknowledged_writes_survive_a_replica_node_killed_mid_write(cluster):
             acked.append(int(writer.stdout.readline().split()[1]))
         nodes["n1"].kill_all()
         watcher.kill()
-        # An etcd member dies too (the store's replica): the quorum stays.
-        etcd.kill_member((etcd.leader() + 1) % 3)
+        # An etcd member dies too (the store's replica): the quorum stays.  Member 0 is the one
+        # halods talk to first: a write in flight there when it dies may or may not be applied,
+        # and halod, not the writer, sends it again elsewhere.
+        leader = etcd.leader()
+        etcd.kill_member(0 if leader != 0 else 1)
         rest = writer.stdout.read().splitlines()
         acked += [int(ln.split()[1]) for ln in rest if ln.startswith("ok ")]
         assert writer.wait(30) == 0, rest[-3:]
-        # A write may time out while etcd loses a member (it may or may not be written then):
-        # the writer writes it again, as any writer must.
-        retries = [ln for ln in rest if ln.startswith("retry ")]
-        assert len(retries) < 10, retries
+        assert [ln for ln in rest if not ln.startswith("ok ")] == []
     finally:
         watcher.kill()
         if writer:

@@ -23,8 +23,8 @@ struct ckpt_attrs {
 
 struct ckpt_opener {
     LIST_FIELDS(struct ckpt_opener, openers);
-    struct conn *conn;
-    bool updates; /* told of every change of a section (CkptUpdate) */
+    struct conn *conn; /* NULL: closed while updates went out, removed after */
+    bool updates;      /* told of every change of a section (CkptUpdate) */
 };
 
 /* A checkpoint this node has open, or whose retention runs here. */
@@ -36,6 +36,7 @@ struct ckpt {
     LIST_HEAD(struct ckpt_opener) openers;
     struct store_follow *follow; /* while an opener wants updates */
     uv_timer_t *retention;       /* while nobody here has it open: its end (closed and freed apart) */
+    bool notifying;              /* sending updates: a send may close any opener's connection */
 };
 
 struct ckpt_batch;
@@ -63,7 +64,8 @@ struct ckpt_req {
     uint64_t seq;
     int kind; /* the message's body_case, or an internal step */
     uint32_t mode;
-    unsigned step; /* a write: 0 the section exists, 1 it is created (ckpt-io.c) */
+    unsigned step;    /* a write: 0 the section exists, 1 it is created (ckpt-io.c) */
+    unsigned retries; /* a write sent again after etcd's timeout */
     bool create, updates;
     struct ckpt_attrs attrs;
     char name[LINK_NAME_MAX + 1];

@@ -17,6 +17,9 @@
 #include "macro.h"
 #include "svc.h"
 
+/* How many times a write that timed out in etcd goes again (write_again()). */
+#define WRITE_RETRIES 2
+
 /* A batch: as many writes as the compares allow (two each), under etcd's request limit (1.5 MiB). */
 #define BATCH_MAX (STORE_TXN_OPS_MAX / 2)
 #define BATCH_BYTES (1024 * 1024)
@@ -96,8 +99,28 @@ static void reply_revision(struct ckpt_req *q, int64_t revision) {
 
 static int write_send(struct ckpt_req *q);
 
+/* The store's write timed out, or its connection broke (an etcd member died under it): it may or
+ * may not be applied.  A write that replaces (mode WRITE or OVERWRITE) gives the same outcome
+ * applied twice, so it goes again from its first step, a few times (the store has moved to
+ * another endpoint meanwhile); anything else gets the error.  Returns whether it went again. */
+static bool write_again(struct ckpt_req *q, int error) {
+    if ((error != -ETIMEDOUT && error != -EIO) || !q->svc || q->mode == HALO_CKPT_CREATE_ONLY ||
+        q->retries >= WRITE_RETRIES)
+        return false;
+    q->retries++;
+    q->step = 0;
+    log_debug_errno(error, "Write of section '%s' of checkpoint '%s' failed (%m); sending it again", q->section,
+                    q->name);
+    int e = write_send(q);
+    if (e < 0)
+        ckpt_req_done(q, e, NULL);
+    return true;
+}
+
 static void on_written(store *st, int error, const store_result *r, void *userdata) {
     struct ckpt_req *q = userdata;
+    if (write_again(q, error))
+        return;
     if (!q->svc || error < 0) {
         ckpt_req_done(q, error < 0 ? error : -ECANCELED, NULL);
         return;
@@ -201,6 +224,8 @@ static void on_batch(store *st, int error, const store_result *r, void *userdata
         log_debug("%zu section writes in one transaction: %s", b->n, r->succeeded ? "written" : "each again alone");
     for (size_t i = 0; i < b->n; i++) {
         struct ckpt_req *q = b->q[i];
+        if (write_again(q, error))
+            continue;
         if (!q->svc || error < 0)
             ckpt_req_done(q, error < 0 ? error : -ECANCELED, NULL);
         else if (r->succeeded)

@@ -210,12 +210,14 @@ static void send_update(struct ckpt *k, const store_event *ev, size_t skip) {
     u.revision = (uint64_t)ev->kv.mod_revision;
     m.body_case = HALO__LINK__MSG__BODY_CKPT_UPDATE;
     m.ckpt_update = &u;
-    /* A send that fails closes that connection, which leaves the list alone until the loop runs. */
+    /* A send that fails closes that connection at once: ckpt_conn_closed() marks its opener. */
     struct ckpt_opener *o;
     LIST_FOREACH (openers, o, &k->openers)
-        if (o->updates)
+        if (o->updates && o->conn)
             (void)server_conn_send(o->conn, &m);
 }
+
+static void opener_remove(struct ckpt *k, struct ckpt_opener *o);
 
 static void on_sections_loaded(struct store_follow *f, const store_result *r, void *userdata) {
     /* The openers read the sections themselves after opening: only changes are sent. */
@@ -226,8 +228,13 @@ static void on_sections_changed(struct store_follow *f, const store_event *ev, s
     char prefix[STORE_KEY_MAX];
     if (ckpt_key_sections(k->svc, prefix, k->name) < 0)
         return;
+    k->notifying = true;
     for (size_t i = 0; i < n; i++)
         send_update(k, &ev[i], strlen(prefix));
+    k->notifying = false;
+    struct ckpt_opener *o;
+    while ((o = ckpt_opener_find(k, NULL))) /* the last one frees the follower: allowed from its callback */
+        opener_remove(k, o);
 }
 
 static const struct store_follow_ops sections_follow_ops = {
@@ -335,8 +342,8 @@ static void ckpt_last_closed(struct ckpt *k) {
     k->retention = malloc(sizeof(*k->retention));
     if (!k->retention || uv_timer_init(k->svc->loop, k->retention) < 0) {
         free(k->retention);
-        k->retention = NULL;
-        ckpt_free(k); /* kept in the store: nothing here deletes it */
+        k->retention = NULL; /* kept: nothing here deletes it */
+        log_error("Out of memory: checkpoint '%s' is kept past its retention time", k->name);
         return;
     }
     k->retention->data = k;
@@ -363,7 +370,9 @@ void ckpt_conn_closed(struct ckpt_svc *s, struct conn *c) {
             q->conn = NULL;
     LIST_FOREACH_SAFE (ckpts, k, next, &s->ckpts) {
         struct ckpt_opener *o = ckpt_opener_find(k, c);
-        if (o)
+        if (o && k->notifying)
+            o->conn = NULL; /* removed once the updates are out */
+        else if (o)
             opener_remove(k, o);
     }
 }
