@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "halo/ckpt.h"
+#include "load-stats.h"
 
 #define SECTIONS 8 /* per thread */
 
@@ -33,23 +34,11 @@ struct worker {
     const char *name;
     double seconds;
     size_t bytes;
-    double *lat_ms;
-    size_t n, cap;
+    struct lat lat;
     unsigned errors;
     int first_error;
     double t0, t1; /* the measured loop */
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void record(struct worker *w, int r, double ms) {
     if (r < 0) {
@@ -57,15 +46,7 @@ static void record(struct worker *w, int r, double ms) {
             w->first_error = r;
         return;
     }
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 4096;
-        double *p = realloc(w->lat_ms, cap * sizeof(*p));
-        if (!p)
-            return;
-        w->lat_ms = p;
-        w->cap = cap;
-    }
-    w->lat_ms[w->n++] = ms;
+    lat_add(&w->lat, ms);
 }
 
 static void *work(void *arg) {
@@ -119,7 +100,6 @@ static int run_write(const char *name, int threads, double seconds, size_t bytes
     }
     for (int i = 0; i < threads; i++) {
         pthread_join(ws[i].thread, NULL);
-        total += ws[i].n;
         errors += ws[i].errors;
         if (!first_error)
             first_error = ws[i].first_error;
@@ -129,21 +109,17 @@ static int run_write(const char *name, int threads, double seconds, size_t bytes
             t1 = ws[i].t1;
     }
     double elapsed = t1 > t0 ? t1 - t0 : 1;
-    double *all = malloc((total ? total : 1) * sizeof(*all));
-    size_t k = 0;
-    for (int i = 0; i < threads; i++) {
-        memcpy(all + k, ws[i].lat_ms, ws[i].n * sizeof(*all));
-        k += ws[i].n;
-        free(ws[i].lat_ms);
-    }
-    qsort(all, total, sizeof(*all), cmp_double);
-    double p50 = total ? all[total / 2] : 0, p99 = total ? all[(size_t)((double)(total - 1) * 0.99)] : 0;
+    double p50 = 0, p99 = 0;
+    struct lat *ls = calloc((size_t)threads, sizeof(*ls));
+    for (int i = 0; ls && i < threads; i++)
+        ls[i] = ws[i].lat;
+    total = ls ? lat_merge(ls, (size_t)threads, &p50, &p99) : 0;
+    free(ls);
     printf("{\"created\": %d, \"writes\": %zu, \"seconds\": %.3f, \"writes_per_s\": %.0f, \"p50_ms\": %.3f, "
            "\"p99_ms\": %.3f, "
            "\"errors\": %u, \"first_error\": \"%s\"}\n",
            threads * SECTIONS, total, elapsed, (double)total / elapsed, p50, p99, errors,
            first_error ? halo_strerror(first_error) : "");
-    free(all);
     free(ws);
     return errors ? 1 : 0;
 }
