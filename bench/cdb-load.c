@@ -16,28 +16,17 @@
 #include <time.h>
 
 #include "halo/cdb.h"
+#include "load-stats.h"
 
 struct worker {
     pthread_t thread;
     int id;
     double seconds;
     size_t value_bytes;
-    double *lat_ms; /* one per commit, grown as needed */
-    size_t n, cap;
+    struct lat lat;
     unsigned errors;
     int first_error;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void *work(void *arg) {
     static const halo_callbacks cb = {0};
@@ -71,15 +60,7 @@ static void *work(void *arg) {
                 w->first_error = r;
             continue;
         }
-        if (w->n == w->cap) {
-            size_t cap = w->cap ? 2 * w->cap : 4096;
-            double *p = realloc(w->lat_ms, cap * sizeof(*p));
-            if (!p)
-                break;
-            w->lat_ms = p;
-            w->cap = cap;
-        }
-        w->lat_ms[w->n++] = ms;
+        lat_add(&w->lat, ms);
     }
     halo_close(h);
     return NULL;
@@ -102,25 +83,20 @@ static int run_commit(int threads, double seconds, size_t value_bytes) {
     }
     for (int i = 0; i < threads; i++) {
         pthread_join(ws[i].thread, NULL);
-        total += ws[i].n;
         errors += ws[i].errors;
         if (!first_error)
             first_error = ws[i].first_error;
     }
     double elapsed = now_s() - t0;
-    double *all = malloc((total ? total : 1) * sizeof(*all));
-    size_t k = 0;
-    for (int i = 0; i < threads; i++) {
-        memcpy(all + k, ws[i].lat_ms, ws[i].n * sizeof(*all));
-        k += ws[i].n;
-        free(ws[i].lat_ms);
-    }
-    qsort(all, total, sizeof(*all), cmp_double);
-    double p50 = total ? all[total / 2] : 0, p99 = total ? all[(size_t)((double)(total - 1) * 0.99)] : 0;
+    double p50 = 0, p99 = 0;
+    struct lat *ls = calloc((size_t)threads, sizeof(*ls));
+    for (int i = 0; ls && i < threads; i++)
+        ls[i] = ws[i].lat;
+    total = ls ? lat_merge(ls, (size_t)threads, &p50, &p99) : 0;
+    free(ls);
     printf("{\"commits\": %zu, \"seconds\": %.3f, \"commits_per_s\": %.0f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
            "\"errors\": %u, \"first_error\": \"%s\"}\n",
            total, elapsed, (double)total / elapsed, p50, p99, errors, first_error ? halo_strerror(first_error) : "");
-    free(all);
     free(ws);
     return errors ? 1 : 0;
 }

@@ -20,6 +20,7 @@
 #include "macro.h"
 #include "ctl-admin.h"
 #include "ctl-cdb.h"
+#include "ctl-ckpt.h"
 #include "ctl-exit.h"
 #include "paths.h"
 #include "ctl-ha.h"
@@ -698,6 +699,7 @@ static void help(void) {
            "  cdb set PATH VALUE...   set one or more paths, in one transaction\n"
            "  cdb delete PATH...      delete paths and everything under them, in one transaction\n"
            "  cdb watch [PATH]        print every change under PATH as it is committed, until ^C\n"
+           "  ckpt [NAME]             the checkpoints (docs/checkpoints.md), or one checkpoint's sections\n"
            "  ha [--token T] [--ha-socket PATH] COMMAND\n"
            "                          the CDB's HA roles (token: also $HALO_HA_TOKEN; this connection\n"
            "                          takes over from the application's):\n"
@@ -812,6 +814,8 @@ int main(int argc, char **argv) {
         return ctl_admin_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "cdb"))
         return ctl_cdb_main(default_socket(), argc - optind, argv + optind, arg_json);
+    if (streq(cmd, "ckpt"))
+        return ctl_ckpt_main(argc - optind, argv + optind, arg_json);
     const struct verb *v = NULL;
     for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
         if (streq(verbs[i].name, cmd))

@@ -71,6 +71,7 @@ struct manager {
     struct cdb_link *cdb_link;
     struct ha *ha;
     struct amf_roles *roles;
+    struct ckpt_svc *ckpt; /* the checkpoint service (svc/ckpt.h) */
     /* haloctl's commands waiting for the AMF (dispatch.c). */
     LIST_HEAD(struct admin_wait) waits;
     struct notifier *notify; /* the service manager (systemd), if it listens */

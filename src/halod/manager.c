@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "failfast.h"
 #include "http-auth.h"
 #include "keys.h"
@@ -75,6 +76,8 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
         return;
     if (m->logsvc && logsvc_handle_msg(m->logsvc, c, msg))
         return;
+    if (m->ckpt && ckpt_handle_msg(m->ckpt, c, msg))
+        return;
     dispatch_msg(m, c, msg);
 }
 
@@ -84,6 +87,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
         cdb_link_conn_closed(m->cdb_link, c);
     if (m->logsvc)
         logsvc_conn_closed(m->logsvc, c);
+    if (m->ckpt)
+        ckpt_conn_closed(m->ckpt, c);
     dispatch_conn_closed(m, c, reason);
 }
 
@@ -624,6 +629,9 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return log_error_errno(r, "Failed to start the supervisor: %m");
     if ((r = build_amf(m)) < 0 || (r = open_cdb(m)) < 0)
         return r;
+    struct ckpt_params kp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node, .amf = m->amf};
+    if ((r = ckpt_svc_new(&kp, &m->ckpt)) < 0)
+        return log_error_errno(r, "Failed to set up the checkpoint service: %m");
     struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close, .on_drained = on_server_drained};
     r = server_new(m->loop, m->socket, m->node, &h, m, &m->server);
     if (r < 0)
@@ -713,6 +721,7 @@ static void close_all(struct manager *m) {
     m->roles = amf_roles_free(m->roles);
     m->ha = ha_free(m->ha); /* commits waiting for secondaries are answered while their clients are there */
     m->server = server_free(m->server);
+    m->ckpt = ckpt_svc_free(m->ckpt); /* its requests' answers had nobody to go to */
     m->sync = cluster_sync_free(m->sync);
     m->queue = queue_free(m->queue); /* before the failure vectors, its consumer's writer */
     m->coord = recovery_coord_free(m->coord);

@@ -115,9 +115,10 @@ struct halo {
     LIST_HEAD(struct pg) pgs;          /* likewise */
     LIST_HEAD(struct proxied) proxied; /* likewise */
     LIST_HEAD(struct halo_cdb_sub) cdb_subs;
-    bool reading; /* a thread is polling the socket without the lock */
-    bool closed;  /* halo_close() was called */
-    bool leased;  /* counted in the lease's users */
+    LIST_HEAD(struct halo_ckpt) ckpts; /* open checkpoints (halo-ckpt.c) */
+    bool reading;                      /* a thread is polling the socket without the lock */
+    bool closed;                       /* halo_close() was called */
+    bool leased;                       /* counted in the lease's users */
     bool evfd_on;
     unsigned dispatching; /* threads in halo_dispatch(): the eventfd is brought up to date when they leave */
 
@@ -284,3 +285,12 @@ bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m);
 int halo__cdb_resume(halo *h, const struct timespec *deadline);
 /* Frees the subscription list (lock not needed: the handle is going). */
 void halo__cdb_free(halo *h);
+
+/* ---- halo-ckpt.c ---------------------------------------------------------- */
+
+/* Runs the opener's update callback for a CkptUpdate (lock not held); false if none ran. */
+bool halo__ckpt_update(halo *h, const Halo__Link__CkptUpdate *m);
+/* Opens the checkpoints again on a new link.  Lock held, RESUMING.  As halo__amf_resume(). */
+int halo__ckpt_resume(halo *h, const struct timespec *deadline);
+/* Frees the open checkpoints (the handle is going). */
+void halo__ckpt_free(halo *h);

@@ -166,6 +166,38 @@ static int check_cdb_ops(Halo__Link__CdbOp *const *ops, size_t n, bool items) {
     return 0;
 }
 
+/* Checkpoints: names bounded (halod answers a bad one with EINVAL), data within a section's limit. */
+static int check_ckpt_data(const char *name, const char *section, size_t len) {
+    CHECK(check_name(name, 0));
+    CHECK(check_name(section, 0));
+    return len > LINK_CKPT_SECTION_MAX ? -EBADMSG : 0;
+}
+
+static int check_ckpt(const LinkMsg *m) {
+    switch (m->body_case) {
+    case HALO__LINK__MSG__BODY_CKPT_OPEN:
+        CHECK(check_name(m->ckpt_open->name, 0));
+        return m->ckpt_open->attrs ? check_name(m->ckpt_open->attrs->csi, 0) : 0;
+    case HALO__LINK__MSG__BODY_CKPT_WRITE:
+        CHECK(check_range(m->ckpt_write->mode, 0, LINK_CKPT_MODE_MAX));
+        return check_ckpt_data(m->ckpt_write->name, m->ckpt_write->section, m->ckpt_write->data.len);
+    case HALO__LINK__MSG__BODY_CKPT_READ:
+        return check_ckpt_data(m->ckpt_read->name, m->ckpt_read->section, 0);
+    case HALO__LINK__MSG__BODY_CKPT_LIST:
+        return check_ckpt_data(m->ckpt_list->name, m->ckpt_list->after, 0);
+    case HALO__LINK__MSG__BODY_CKPT_DELETE:
+        return check_ckpt_data(m->ckpt_delete->name, m->ckpt_delete->section, 0);
+    case HALO__LINK__MSG__BODY_CKPT_CLOSE:
+        return check_name(m->ckpt_close->name, 0);
+    case HALO__LINK__MSG__BODY_CKPT_UNLINK:
+        return check_name(m->ckpt_unlink->name, 0);
+    case HALO__LINK__MSG__BODY_CKPT_UPDATE:
+        return check_ckpt_data(m->ckpt_update->name, m->ckpt_update->section, m->ckpt_update->data.len);
+    default:
+        return -EBADMSG;
+    }
+}
+
 int link_validate(const LinkMsg *m) {
     switch (m->body_case) {
     case HALO__LINK__MSG__BODY_HELLO:
@@ -175,8 +207,13 @@ int link_validate(const LinkMsg *m) {
         CHECK(check_name(m->hello_reply->node, 0));
         return 0;
     case HALO__LINK__MSG__BODY_REPLY:
-        if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX || strlen(m->reply->txid) > LINK_CDB_TXID_MAX)
+        if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX || strlen(m->reply->txid) > LINK_CDB_TXID_MAX ||
+            m->reply->ckpt_data.len > LINK_CKPT_SECTION_MAX || m->reply->n_ckpt_sections > LINK_CKPT_LIST_MAX)
             return -EBADMSG;
+        for (size_t i = 0; i < m->reply->n_ckpt_sections; i++)
+            CHECK(check_ckpt_data(NULL, m->reply->ckpt_sections[i]->id, m->reply->ckpt_sections[i]->data.len));
+        if (m->reply->ckpt_attrs)
+            CHECK(check_name(m->reply->ckpt_attrs->csi, 0));
         CHECK(check_cdb_ops(m->reply->items, m->reply->n_items, true));
         return check_object_states(m->reply->states, m->reply->n_states);
     case HALO__LINK__MSG__BODY_REGISTER:
@@ -342,10 +379,19 @@ int link_validate(const LinkMsg *m) {
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
              m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD &&
-             m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE))
+             m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;
+    case HALO__LINK__MSG__BODY_CKPT_OPEN:
+    case HALO__LINK__MSG__BODY_CKPT_WRITE:
+    case HALO__LINK__MSG__BODY_CKPT_READ:
+    case HALO__LINK__MSG__BODY_CKPT_LIST:
+    case HALO__LINK__MSG__BODY_CKPT_DELETE:
+    case HALO__LINK__MSG__BODY_CKPT_CLOSE:
+    case HALO__LINK__MSG__BODY_CKPT_UNLINK:
+    case HALO__LINK__MSG__BODY_CKPT_UPDATE:
+        return check_ckpt(m);
     default:
         /* Unknown oneof (a newer peer) or no body at all. */
         return -EBADMSG;

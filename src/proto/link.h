@@ -31,6 +31,11 @@
 #define LINK_LOG_STREAM_MAX 64  /* longest log stream name */
 #define LINK_LOG_STREAMS_MAX 64 /* most streams with a level of their own */
 #define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
+/* Checkpoints (docs/checkpoints.md): a section's data, at most LINK_CKPT_SECTION_MAX bytes, fits
+ * one packet with its names; a list reply holds at most LINK_CKPT_LIST_MAX sections. */
+#define LINK_CKPT_SECTION_MAX (60 * 1024)
+#define LINK_CKPT_LIST_MAX 1024
+#define LINK_CKPT_MODE_MAX 2 /* CkptWrite.mode: 0 create or replace, 1 create, 2 replace */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 

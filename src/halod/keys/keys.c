@@ -31,6 +31,8 @@ static const char *const key_dir_table[_KEY_DIR_MAX] = {
     [KEY_COMPLETED] = "completed",
     [KEY_DOOM] = "doom",
     [KEY_ADMINSTATE] = "adminstate",
+    [KEY_CKPT] = "ckpt",
+    [KEY_CKPT_OPEN] = "ckpt-open",
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(key_dir, enum key_dir);
 
@@ -60,6 +62,10 @@ int key_dir(char *buf, const char *prefix, enum key_dir d) {
 
 int key_name(char *buf, const char *prefix, enum key_dir d, const char *name) {
     return key_format(buf, "%s%s/%s", prefix, dir(d), name);
+}
+
+int key_name_dir(char *buf, const char *prefix, enum key_dir d, const char *name) {
+    return key_format(buf, "%s%s/%s/", prefix, dir(d), name);
 }
 
 int key_pair(char *buf, const char *prefix, enum key_dir d, const char *a, const char *b) {

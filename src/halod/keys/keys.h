@@ -38,6 +38,8 @@ enum key_dir {
     KEY_COMPLETED,    /* completed/<process>/<p>   a participant served a recovery's attempt */
     KEY_DOOM,         /* doom/<node>               another node declared it dead: its beats stopped */
     KEY_ADMINSTATE,   /* adminstate/<kind>:<name>  an SI's administrative state */
+    KEY_CKPT,         /* ckpt/<name>, ckpt/<name>/<section>: a checkpoint's attributes, its sections */
+    KEY_CKPT_OPEN,    /* ckpt-open/<name>, ckpt-open/<name>/<node>: its last open, the nodes holding it open */
     _KEY_DIR_MAX,
 };
 
@@ -48,6 +50,8 @@ int key_prefix(char *buf, const char *cluster);
 int key_dir(char *buf, const char *prefix, enum key_dir d);
 /* "<prefix><dir>/<name>". */
 int key_name(char *buf, const char *prefix, enum key_dir d, const char *name);
+/* "<prefix><dir>/<name>/": what is under an object (a checkpoint's sections, its openers). */
+int key_name_dir(char *buf, const char *prefix, enum key_dir d, const char *name);
 /* "<prefix><dir>/<a>/<b>" (target/<si>/<su>, confirmed/<si>/<su>, eq/<node>/...). */
 int key_pair(char *buf, const char *prefix, enum key_dir d, const char *a, const char *b);
 
