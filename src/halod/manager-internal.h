@@ -97,6 +97,20 @@ int manager_build_coord(struct manager *m);
  * -ENOMEM.  *ret_json (may be NULL) gets the outcome: {"applied": true, "summary", "digest"} or
  * {"applied": false, "errors": ["FILE:LINE:COLUMN: message", ...]}. */
 int manager_reload(struct manager *m, const char *who, char **ret_json);
+/* manager-reload-settings.c: why the changes of components' settings of group og -> ng (its running
+ * and its new description) that d holds are not applied live, or NULL (the reason may be written
+ * into buf); whether any component of both differs. */
+const char *manager_comp_settings_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                          const struct config_diff *d, char *buf, size_t size);
+bool manager_comps_differ(const struct config_sg *og, const struct config_sg *ng);
+/* Why a group setting change ch (og -> ng) is not applied live, or NULL. */
+const char *manager_group_setting_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                          const struct config_change *ch);
+/* Why a unit's node change ch (og -> ng) is not applied live, or NULL (the same node). */
+const char *manager_unit_node_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                      const struct config_change *ch, char *buf, size_t size);
+/* The groups whose settings d changes take them (m->config, the new description): the count. */
+size_t manager_apply_group_settings(struct manager *m, const struct config_diff *d);
 /* The sha256 of c's bytes as read, in hex. */
 void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX]);
 /* Publishes m->digest and the names of the description's service groups in this node's key (several

@@ -193,20 +193,24 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     active, _ = h.wait_assigned("s")
     before = pids(h)
     n_sets = len(csi_sets(log, active))
-    # A group's setting changed and a new CSI attribute together: refused as a whole, the attribute too.
+    # A group's redundancy model changed and a new CSI attribute together: refused as a whole, the
+    # attribute too, with what to do instead.
     rewrite(h, yaml(log, port=7701).replace("    service-units: {x: {}, y: {}}",
-                                            "    auto-adjust: true\n    service-units: {x: {}, y: {}}"))
+                                            "    redundancy: N-way\n    service-units: {x: {}, y: {}}"))
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.auto-adjust' added: cannot be "
-                     r"applied live", r.stdout), r.stdout
-    # A component's setting that a restart in place does not apply (its restart policy).
-    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      restart: {{max: 5}}\n", 1))
+    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.redundancy' added: a group's redundancy "
+                     r"model does not change live: remove the group in one reload and add it back in the next, or "
+                     r"add it under a new name", r.stdout), r.stdout
+    # A component's type: refused, saying how to do it.
+    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      type: non-sa-aware\n", 1))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.component.restart' added: it changes settings of component 'a' " \
-        "other than command, args, env, workdir, stdout and timeouts: cannot be applied live" in r.stderr, r.stderr
+    assert r.returncode == 5 and "'service-groups.g.component.type' added: component 'a': its type does not change " \
+        "live: remove it from its unit (or its unit, when it is the only component) in one reload and add it back " \
+        "in the next" in r.stderr, r.stderr
     assert pids(h) == before and len(csi_sets(log, active)) == n_sets
     assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+    assert [sg["redundancy"] for sg in h.status()["service_groups"]] == ["2N", "2N"]
 
     rewrite(h, yaml(log))  # back as it runs: nothing to do
     assert "applied: no change" in h.ctl("reload").stdout
@@ -908,11 +912,11 @@ def test_a_defaults_change_restarts_the_components_whose_resolved_settings_diffe
     before = pids(h)
     assert "MODE=one" in environ(before["x"])
 
-    # Its restart policy too: refused, naming a component it changes.
-    rewrite(h, "defaults: {component: {env: {MODE: two}, restart: {max: 5}}}\n" + yaml(log))
+    # Its services too: refused, naming a component it changes and why.
+    rewrite(h, "defaults: {component: {env: {MODE: two}, services: [web]}}\n" + yaml(log))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'defaults.component.restart' added: it changes settings of component 'a' " \
-        "other than command, args, env, workdir, stdout and timeouts" in r.stderr, r.stderr
+    assert r.returncode == 5 and "'defaults.component.services' added: group 'g': component 'a': its services and " \
+        "devices feed the recovery model halod builds at start" in r.stderr, r.stderr
     assert pids(h) == before
 
     # A unit's template added that gives what the defaults give: no component's settings change.
@@ -1003,3 +1007,63 @@ service-groups:
     assert {u: h.pid_of(f"{u}/m") for u in (active, standby)} == ms
     assert {u: len(events(log, f"{u}/m")) for u in (active, standby)} == n
     assert "Running the OCF stop action of component" in h.logtext() and h.stop() == 0
+
+
+def with_g(log, settings):
+    """yaml() with settings (YAML lines) in g's component template."""
+    return yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n{settings}", 1)
+
+
+def test_a_health_check_change_restarts_in_place_with_the_new_period(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(with_g(log, "      health-check: {period: 30s, timeout: 5s, keys: [alive]}\n"),
+                      log_level="info").start()
+    placement = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    rewrite(h, with_g(log, "      health-check: {period: 200ms, timeout: 5s, keys: [alive]}\n"))
+    assert "applied: components' settings changed (2 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.pid_of(c) not in (None, 0, before[c]) and h.comp(c)["presence"] == "INSTANTIATED"
+                         for c in ("a", "b")), what="a and b restarted in place")
+    assert h.wait_assigned("s") == placement  # the roles stayed where they were
+    # The new period: health checks every 200ms (at the old one, none would come within 30s).
+    n = len(events(log, "a", "HC"))
+    wait_for(lambda: len(events(log, "a", "HC")) >= n + 5, timeout=10, what="a's health checks at the new period")
+    assert {c: h.pid_of(c) for c in ("x", "y")} == {c: before[c] for c in ("x", "y")}
+    assert h.stop() == 0
+
+
+def test_a_recovery_change_applies_without_a_restart(halod_factory, tmp_path):
+    """recovery: component-failover, applied live: no process restarts; the ACTIVE's process killed,
+    its unit fails over instead of restarting it in place."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    rewrite(h, with_g(log, "      recovery: component-failover\n      restart: {max: 7}\n"))
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert pids(h) == before and h.wait_assigned("s") == (active, standby)
+    os.kill(before[active], signal.SIGKILL)
+    wait_for(lambda: h.si("s")["active"] == standby, what="the STANDBY taking over")
+    assert {c: h.pid_of(c) for c in ("x", "y", standby)} == {c: before[c] for c in ("x", "y", standby)}
+    assert h.stop() == 0
+
+
+def test_a_groups_settings_apply_live_and_its_model_looks_again(halod_factory, tmp_path):
+    """auto-adjust turned on by a reload: the ACTIVE a switchover moved goes back to the preferred unit."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    h.ctl("switchover", "s")
+    assert h.wait_assigned("s") == (standby, active)
+    before = pids(h)
+    rewrite(h, yaml(log).replace("    service-units: {a: {}, b: {}}",
+                                 "    auto-adjust: true\n    auto-adjust-probation: 0s\n"
+                                 "    escalation: {component-restart: {max: 2}}\n"
+                                 "    service-units: {a: {}, b: {}}"))
+    assert "applied: settings of 1 service group changed" in h.ctl("reload").stdout
+    wait_for(lambda: (h.si("s")["active"], h.si("s")["standby"]) == (active, standby), what="the ACTIVE back on a")
+    assert pids(h) == before  # no process restarted
+    assert h.stop() == 0
