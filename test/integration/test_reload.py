@@ -1067,3 +1067,48 @@ def test_a_groups_settings_apply_live_and_its_model_looks_again(halod_factory, t
     wait_for(lambda: (h.si("s")["active"], h.si("s")["standby"]) == (active, standby), what="the ACTIVE back on a")
     assert pids(h) == before  # no process restarted
     assert h.stop() == 0
+
+
+def test_an_ocf_components_params_and_csi_types_change_live(halod_factory, tmp_path):
+    """An OCF agent's params: its resource is stopped and started again with them where its unit is
+    ACTIVE, the unit staying ACTIVE.  csi-types that keep each CSI with its component: no restart;
+    csi-types that would move a CSI to another component: refused, saying how."""
+    if not os.access("/usr/lib/ocf/resource.d/heartbeat/Dummy", os.X_OK):
+        import pytest
+        pytest.skip("Debian's resource-agents package is not installed (tools/install-deps)")
+    log = str(tmp_path / "comp.log")
+
+    def text(state="one", types="[main]", n_types="[other]"):
+        m = f"m: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: {types}}}"
+        n = f"n: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: {n_types}}}"
+        units = "".join(f"      {u}: {{components: {{{m}, {n}, r: {{type: ocf, agent: ocf:heartbeat:Dummy, "
+                        f"params: {{state: {tmp_path}/{u}.{state}}}, csi-types: [res]}}}}}}\n" for u in "ab")
+        return f"""
+service-groups:
+  g:
+    service-units:
+{units}    service-instances: {{s: {{csis: {{c: {{type: main}}, d: {{type: res}}}}}}}}
+"""
+    h = halod_factory(text(), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    wait_for(lambda: os.path.exists(tmp_path / f"{active}.one"), what="the ACTIVE's resource started")
+    ms = {u: h.pid_of(f"{u}/m") for u in "ab"}
+
+    rewrite(h, text(types="[main, spare]"))  # c and d stay where they are
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert {u: h.pid_of(f"{u}/m") for u in "ab"} == ms
+    rewrite(h, text(types="[spare]", n_types="[other, main]"))  # c would go to n
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "the csi-types of unit 'a' move CSI 'c' of 's' from component 'a/m' to 'a/n': not " \
+        "live (its SI would change hands); remove that CSI from its SI in one reload and add it back in the next" \
+        in r.stderr, r.stderr
+
+    rewrite(h, text(state="two", types="[main, spare]"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: os.path.exists(tmp_path / f"{active}.two") and not os.path.exists(tmp_path / f"{active}.one"),
+             what="the ACTIVE's resource started again with its new params")
+    assert h.wait_assigned("s") == (active, standby) and not os.path.exists(tmp_path / f"{standby}.two")
+    assert {u: h.pid_of(f"{u}/m") for u in "ab"} == ms
+    h.ctl("switchover", "s")
+    wait_for(lambda: os.path.exists(tmp_path / f"{standby}.two"), what="the new ACTIVE's resource, with them too")
+    assert h.stop() == 0

@@ -65,6 +65,9 @@ struct comp {
     struct amf *amf;
     struct su *su;
     const struct config_component *cfg;
+    /* A reload's description that its restart in place applies: its old process is stopped as
+     * cfg says, the new one started as this says (amf_comp_take_cfg()); NULL: none. */
+    const struct config_component *cfg_next;
     const char *name;
     enum presence presence;
     struct proc *proc;

@@ -64,7 +64,8 @@ static int each_changed(struct amf *a, const struct config_sg *cg,
         struct su *su = &sg->sus[u];
         for (size_t i = 0; !su->removed && su->local && i < su->n_comps; i++) {
             const struct config_component *nc = new_cfg(&su->comps[i], cg);
-            unsigned differ = nc ? config_component_differ(su->comps[i].cfg, nc) : 0;
+            const struct config_component *was = su->comps[i].cfg_next ?: su->comps[i].cfg;
+            unsigned differ = nc ? config_component_differ(was, nc) : 0;
             int r = differ ? fn(&su->comps[i], nc, differ) : 0;
             if (r < 0)
                 return r;
@@ -86,21 +87,32 @@ int amf_comps_reload_check(struct amf *a, const struct config_sg *cg) {
  * 1 if it did.  Its restart policy, recovery and csi-types (no CSI moves: manager-reload-settings.c)
  * are read when it fails or takes a CSI: from now on. */
 static int apply_one(struct comp *c, const struct config_component *nc, unsigned differ) {
-    bool restart = (differ & CONFIG_DIFFER_RESTART) && runs(c);
-    c->cfg = nc; /* the description the reload applies outlives the AMF */
-    if (amf_comp_ocf(c) && c->ocf.ready)
-        amf_ocf_timeouts(c); /* its timeouts and monitor given, or else its agent's */
+    bool restart = (differ & CONFIG_DIFFER_RESTART) && runs(c) && restartable(c);
+    /* The description the reload applies outlives the AMF.  A process restarting in place is
+     * stopped as its old one says (its terminate command, an OCF agent's params: its resource). */
+    c->cfg_next = nc;
+    if (!restart)
+        amf_comp_take_cfg(c);
     log_info("Component '%s': its settings changed, %s", c->name,
              restart                          ? "restarting it in place"
              : differ & CONFIG_DIFFER_RESTART ? "they apply when it next starts"
                                               : "they apply from now on, without a restart");
-    if (restart && !restartable(c)) {
+    if ((differ & CONFIG_DIFFER_RESTART) && runs(c) && !restart) {
         log_warning("Component '%s' cannot restart now: its new settings apply when it next starts", c->name);
         return 0;
     }
     if (restart)
         amf_comp_restart_in_place(c, NULL);
     return restart;
+}
+
+void amf_comp_take_cfg(struct comp *c) {
+    if (!c->cfg_next)
+        return;
+    c->cfg = c->cfg_next;
+    c->cfg_next = NULL;
+    if (amf_comp_ocf(c) && c->ocf.ready)
+        amf_ocf_timeouts(c); /* its timeouts and monitor given, or else its agent's */
 }
 
 /* The units of the running group cg->name take their new descriptions: which component takes
