@@ -103,12 +103,10 @@ int manager_reload(struct manager *m, const char *who, char **ret_json);
 const char *manager_comp_settings_refusal(const struct config_sg *og, const struct config_sg *ng,
                                           const struct config_diff *d, char *buf, size_t size);
 bool manager_comps_differ(const struct config_sg *og, const struct config_sg *ng);
-/* Why a group setting change ch (og -> ng) is not applied live, or NULL. */
-const char *manager_group_setting_refusal(const struct config_sg *og, const struct config_sg *ng,
-                                          const struct config_change *ch);
-/* Why a unit's node change ch (og -> ng) is not applied live, or NULL (the same node). */
-const char *manager_unit_node_refusal(const struct config_sg *og, const struct config_sg *ng,
-                                      const struct config_change *ch, char *buf, size_t size);
+/* Why a group's setting changed or a unit's node (ch->group_setting, ch->unit_node; og -> ng) is not
+ * applied live, or NULL (nothing to do for a unit's node given as the one it had). */
+const char *manager_settings_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                     const struct config_change *ch);
 /* The groups whose settings d changes take them (m->config, the new description): the count. */
 size_t manager_apply_group_settings(struct manager *m, const struct config_diff *d);
 /* The sha256 of c's bytes as read, in hex. */

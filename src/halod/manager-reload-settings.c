@@ -126,11 +126,10 @@ static bool starts(const char *s, const char *word) {
     return strncmp(s, word, n) == 0 && (s[n] == '\0' || s[n] == '.' || s[n] == '[');
 }
 
-const char *manager_group_setting_refusal(const struct config_sg *og, const struct config_sg *ng,
-                                          const struct config_change *ch) {
+/* Why a group setting change ch (og -> ng) is not applied live, or NULL. */
+static const char *group_setting_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                         const struct config_change *ch) {
     const char *setting = setting_of(ch);
-    if (!og || !ng)
-        return "its service group is not found";
     if (starts(setting, "redundancy") && og->redundancy != ng->redundancy)
         return "a group's redundancy model does not change live: remove the group in one reload and add it back "
                "in the next, or add it under a new name and remove the old one";
@@ -139,16 +138,17 @@ const char *manager_group_setting_refusal(const struct config_sg *og, const stru
     return NULL;
 }
 
-const char *manager_unit_node_refusal(const struct config_sg *og, const struct config_sg *ng,
-                                      const struct config_change *ch, char *buf, size_t size) {
+const char *manager_settings_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                     const struct config_change *ch) {
+    if (!og || !ng)
+        return "its service group is not found";
+    if (ch->group_setting)
+        return group_setting_refusal(og, ng, ch);
     const struct config_su *ou = unit_of(og, ch->su), *nu = unit_of(ng, ch->su);
     if (!ou || !nu || streq(ou->node, nu->node)) /* the node it defaulted to, now given: no move */
         return NULL;
-    snprintf(buf, size,
-             "a unit does not move to another node live: remove unit '%s' in one reload and add it back on node "
-             "'%s' in the next",
-             nu->name, nu->node);
-    return buf;
+    return "a unit does not move to another node live: remove the unit in one reload and add it back on its new "
+           "node in the next";
 }
 
 size_t manager_apply_group_settings(struct manager *m, const struct config_diff *d) {

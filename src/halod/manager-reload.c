@@ -15,10 +15,11 @@
  * defaults or a template, as the descriptions resolve them: template_refusal()), but its type,
  * proxy, OCF agent, services and devices, or csi-types that move a CSI (manager-reload-settings.c
  * says what to do instead), a group's settings but its redundancy model and cdb-roles (its model
- * evaluates it again, manager_apply_group_settings()), an SA-aware or non-SA-aware component added (with the CSIs the
- * same reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes: their CSI
- * removes come before its stop, comp_remove_refusal()), these two on several nodes too (only the unit's node runs it,
- * and the unit stays in service meanwhile: comp_add_refusal()).
+ * evaluates it again, manager_apply_group_settings()), an SA-aware or non-SA-aware component added
+ * (with the CSIs the same reload adds: their CSI sets come after the adds) or a component removed
+ * (with the CSIs it takes: their CSI removes come before its stop, comp_remove_refusal()), these two
+ * on several nodes too (only the unit's node runs it, and the unit stays in service meanwhile:
+ * comp_add_refusal()).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -102,6 +103,8 @@ static const struct config_si *find_si(const struct config *c, const char *sg, c
 
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+    if (ch->group_setting || ch->unit_node)
+        return manager_settings_refusal(find_sg(m->config, ch->sg), find_sg(new, ch->sg), ch);
     if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
         return NULL;
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
@@ -308,17 +311,13 @@ static int check(struct manager *m, const struct config *new, const struct confi
         bool adds = ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
         char buf[512];
         added += adds;
-        const char *why =
-            adds && added > amf_sg_room(m->amf)
-                ? "more service groups added since halod started than it has room for (restart halod)"
-            : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
-            : ch->component_setting        ? comp_refusal(m, new, d, ch, buf, sizeof(buf))
-            : ch->group_setting ? manager_group_setting_refusal(find_sg(m->config, ch->sg), find_sg(new, ch->sg), ch)
-            : ch->unit_node
-                ? manager_unit_node_refusal(find_sg(m->config, ch->sg), find_sg(new, ch->sg), ch, buf, sizeof(buf))
-            : ch->whole_comp ? comp_add_refusal(m, new, d, i)
-            : ch->template   ? template_refusal(m, new, d, ch, buf, sizeof(buf))
-                             : refusal(m, new, ch);
+        const char *why = adds && added > amf_sg_room(m->amf)
+                              ? "more service groups added since halod started than it has room for (restart halod)"
+                          : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
+                          : ch->component_setting        ? comp_refusal(m, new, d, ch, buf, sizeof(buf))
+                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
+                          : ch->template                 ? template_refusal(m, new, d, ch, buf, sizeof(buf))
+                                                         : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;

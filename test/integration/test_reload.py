@@ -1066,6 +1066,9 @@ def test_a_groups_settings_apply_live_and_its_model_looks_again(halod_factory, t
     assert "applied: settings of 1 service group changed" in h.ctl("reload").stdout
     wait_for(lambda: (h.si("s")["active"], h.si("s")["standby"]) == (active, standby), what="the ACTIVE back on a")
     assert pids(h) == before  # no process restarted
+    # Its escalation too: a failure now counts against the new component-restart limit.
+    os.kill(before[active], signal.SIGKILL)
+    wait_for(lambda: "component-restart 1/2" in h.logtext(), what="the failure counted against the new limit")
     assert h.stop() == 0
 
 
@@ -1111,4 +1114,19 @@ service-groups:
     assert {u: h.pid_of(f"{u}/m") for u in "ab"} == ms
     h.ctl("switchover", "s")
     wait_for(lambda: os.path.exists(tmp_path / f"{standby}.two"), what="the new ACTIVE's resource, with them too")
+    assert h.stop() == 0
+
+
+def test_a_restart_policy_change_applies_without_a_restart(halod_factory, tmp_path):
+    """restart: {delay} given by a reload: no process restarts; the next failure waits the new delay."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    rewrite(h, with_g(log, "      restart: {delay: 1700ms, delay-max: 1700ms}\n"))
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert pids(h) == before
+    os.kill(before[active], signal.SIGKILL)
+    wait_for(lambda: f"Service unit '{active}' restarts in 1.7s" in h.logtext(), what="the restart at the new delay")
     assert h.stop() == 0

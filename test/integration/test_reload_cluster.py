@@ -708,7 +708,7 @@ def test_a_health_check_change_restarts_in_place_node_by_node(etcd, halod_factor
     rewrite(hs[coord], moved)
     r = hs[coord].ctl("reload", check=False)
     assert r.returncode == 5 and "'service-groups.g.service-units.a.node' changed: a unit does not move to another " \
-        "node live: remove unit 'a' in one reload and add it back on node 'n2' in the next" in r.stderr, r.stderr
+        "node live: remove the unit in one reload and add it back on its new node in the next" in r.stderr, r.stderr
     fast = with_hc("200ms")(texts(log)[0])
     before = own_pids(hs, "abxy")
     for n in (coord, other):
@@ -722,5 +722,30 @@ def test_a_health_check_change_restarts_in_place_node_by_node(etcd, halod_factor
         k = len(events(log, comp, "HC"))
         wait_for(lambda: len(events(log, comp, "HC")) >= k + 5, timeout=10, what=f"{comp}'s checks at the new period")
     assert own_pids(hs, "xy") == {c: before[c] for c in "xy"}
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_groups_auto_adjust_applies_once_the_coordinator_reloaded(etcd, halod_factory, tmp_path):
+    """auto-adjust turned on for g: the coordinator decides by its own description, so the ACTIVE a
+    switchover moved goes back to the preferred unit once the coordinator has reloaded; no process
+    restarts."""
+    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    preferred, second = roles(hs[coord], "s")
+    hs[coord].ctl("switchover", "s")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (second, preferred), what="the switchover seen by both nodes")
+    before = own_pids(hs, "abxy")
+    adjusting = base.replace("    service-units: {a: {node: n1}", "    auto-adjust: true\n    auto-adjust-probation: 0s\n"
+                             "    service-units: {a: {node: n1}")
+    assert adjusting != base
+    rewrite(hs[other], adjusting)
+    reload(hs[other], "settings of 1 service group changed")
+    assert roles(hs[coord], "s") == (second, preferred)
+    rewrite(hs[coord], adjusting)
+    reload(hs[coord], "settings of 1 service group changed")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (preferred, second), timeout=30, what="the ACTIVE back on the preferred unit")
+    assert own_pids(hs, "abxy") == before
     for h in hs.values():
         assert h.stop() == 0
