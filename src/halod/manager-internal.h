@@ -17,6 +17,7 @@
 #include "lease-file.h"
 #include "link.h"
 #include "list.h"
+#include "logsvc.h"
 #include "manager.h"
 #include "metrics.h"
 #include "notify.h"
@@ -60,6 +61,7 @@ struct manager {
     struct recovery_local *recovery;
     struct recovery_coord *coord;
     struct events *events;
+    struct logsvc *logsvc;
     /* Several nodes (etcd). */
     struct cluster *cluster;
     struct cluster_forward *forward;
@@ -109,6 +111,16 @@ const char *manager_settings_refusal(const struct config_sg *og, const struct co
                                      const struct config_change *ch);
 /* The groups whose settings d changes take them (m->config, the new description): the count. */
 size_t manager_apply_group_settings(struct manager *m, const struct config_diff *d);
+/* manager-reload-cluster.c: the changes under the nodes, pools and cdb sections.  Whether ch is one;
+ * then *ret_why is why it cannot be applied now, or NULL (the reason may be written into buf). */
+bool manager_reload_cluster_check(struct manager *m, const struct config *new, const struct config_change *ch,
+                                  const char **ret_why, char *buf, size_t size);
+/* How many of d's changes are under those sections: the new description must then run (retired). */
+size_t manager_reload_cluster_changes(const struct config_diff *d);
+/* Applies them, once m->config is the new description and old the one it replaced; their summary
+ * (", 1 node added, ...") into text (size bytes): the length written. */
+size_t manager_reload_cluster_apply(struct manager *m, const struct config *old, const struct config_diff *d,
+                                    char *text, size_t size);
 /* The sha256 of c's bytes as read, in hex. */
 void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX]);
 /* Publishes m->digest and the names of the description's service groups in this node's key (several
