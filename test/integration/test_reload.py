@@ -1130,3 +1130,29 @@ def test_a_restart_policy_change_applies_without_a_restart(halod_factory, tmp_pa
     os.kill(before[active], signal.SIGKILL)
     wait_for(lambda: f"Service unit '{active}' restarts in 1.7s" in h.logtext(), what="the restart at the new delay")
     assert h.stop() == 0
+
+
+def test_a_monitor_added_restarts_the_active_in_place_and_runs(halod_factory, tmp_path):
+    """A monitor given by a reload to a non-SA-aware component: where it runs (the ACTIVE) it is
+    stopped and started again, the unit staying ACTIVE, and its monitor command runs from then on."""
+    ticks = tmp_path / "ticks"
+
+    def text(monitor=""):
+        return f"""
+service-groups:
+  g:
+    component: {{type: non-sa-aware, command: /bin/sleep, args: ["1000"]{monitor}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+    h = halod_factory(text(), log_level="info").start()
+    wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"] and h.pid_of(h.si("s")["active"]),
+             what="the ACTIVE running")
+    active, standby = h.si("s")["active"], h.si("s")["standby"]
+    pid = h.pid_of(active)
+    rewrite(h, text(f", monitor: {{command: [/bin/sh, -c, 'echo x >> {ticks}'], period: 200ms}}"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of(active) not in (None, 0, pid), what="the ACTIVE's new process")
+    wait_for(lambda: ticks.exists() and len(ticks.read_text().split()) >= 3, what="its monitor running")
+    assert (h.si("s")["active"], h.si("s")["standby"]) == (active, standby) and not h.pid_of(standby)
+    assert h.stop() == 0
