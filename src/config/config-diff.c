@@ -44,23 +44,21 @@ static bool path_is_csi_attributes(const char *const *path, size_t depth) {
     return depth >= 7 && path_is_csi(path) && streq(path[6], "attributes");
 }
 
-/* Whether path (depth segments) is a setting a component's restart applies: COMP.KEY... where COMP is
+/* Whether path (depth segments) is a component's setting: COMP.KEY... where COMP is
  * service-groups.SG.component, ...service-units.SU.component or ...service-units.SU.components.C. */
 static bool path_is_comp_setting(const char *const *path, size_t depth) {
-    static const char *const keys[] = {"command", "args", "env", "workdir", "stdout", "timeouts"};
-    const char *k = NULL;
-    if (depth >= 4 && streq(path[0], "service-groups") && streq(path[2], "component"))
-        k = path[3];
-    else if (depth >= 6 && streq(path[0], "service-groups") && streq(path[2], "service-units") &&
-             streq(path[4], "component"))
-        k = path[5];
-    else if (depth >= 7 && streq(path[0], "service-groups") && streq(path[2], "service-units") &&
-             streq(path[4], "components"))
-        k = path[6];
-    for (size_t i = 0; k && i < ELEMENTSOF(keys); i++)
-        if (streq(k, keys[i]))
-            return true;
-    return false;
+    if (depth < 4 || !streq(path[0], "service-groups"))
+        return false;
+    if (streq(path[2], "component"))
+        return true;
+    return streq(path[2], "service-units") &&
+           ((depth >= 6 && streq(path[4], "component")) || (depth >= 7 && streq(path[4], "components")));
+}
+
+/* Whether path (depth segments) is a group's setting: service-groups.SG.KEY..., KEY none of its maps. */
+static bool path_is_group_setting(const char *const *path, size_t depth) {
+    return depth >= 3 && streq(path[0], "service-groups") && !streq(path[2], "component") &&
+           !streq(path[2], "service-units") && !streq(path[2], "service-instances");
 }
 
 /* Whether path (depth segments) is under defaults, or is a group's or unit's component template or
@@ -122,9 +120,17 @@ static void add(struct walk *w, enum config_change_kind kind, const yaml_node_t 
             c->comp = NULL;
         if (!c->sg || !c->su || !c->comp)
             w->error = -ENOMEM;
-    } else if (path_is_comp_setting(w->path, w->depth)) {
-        c->component_setting = true;
+    } else if (path_is_comp_setting(w->path, w->depth) || path_is_group_setting(w->path, w->depth)) {
+        c->component_setting = path_is_comp_setting(w->path, w->depth);
+        c->group_setting = !c->component_setting;
         if (!(c->sg = strdup(w->path[1])))
+            w->error = -ENOMEM;
+    } else if (w->depth == 5 && streq(w->path[0], "service-groups") && streq(w->path[2], "service-units") &&
+               streq(w->path[4], "node")) {
+        c->unit_node = true;
+        c->sg = strdup(w->path[1]);
+        c->su = strdup(w->path[3]);
+        if (!c->sg || !c->su)
             w->error = -ENOMEM;
     } else if (path_is_template(w->path, w->depth)) {
         c->template = true;
@@ -318,15 +324,6 @@ static bool kv_same(const struct config_kv *a, size_t na, const struct config_kv
     return true;
 }
 
-/* The settings a restart in place applies. */
-static bool restart_settings_same(const struct config_component *a, const struct config_component *b) {
-    const struct config_timeouts *x = &a->timeouts, *y = &b->timeouts;
-    return str_same(a->command, b->command) && strv_same(a->args, a->n_args, b->args, b->n_args) &&
-           kv_same(a->env, a->n_env, b->env, b->n_env) && str_same(a->workdir, b->workdir) && a->output == b->output &&
-           str_same(a->output_file, b->output_file) && x->instantiate == y->instantiate && x->csi_set == y->csi_set &&
-           x->csi_remove == y->csi_remove && x->quiescing == y->quiescing && x->terminate == y->terminate;
-}
-
 static bool ids_same(const struct config_ids *a, const struct config_ids *b) {
     if (a->set_uid != b->set_uid || a->set_gid != b->set_gid || a->uid != b->uid || a->gid != b->gid ||
         a->n_groups != b->n_groups)
@@ -337,25 +334,35 @@ static bool ids_same(const struct config_ids *a, const struct config_ids *b) {
     return true;
 }
 
-bool config_component_same(const struct config_component *a, const struct config_component *b, bool restart_settings) {
+/* The settings a restart in place applies. */
+static bool restart_settings_same(const struct config_component *a, const struct config_component *b) {
+    const struct config_timeouts *x = &a->timeouts, *y = &b->timeouts;
     const struct config_healthcheck *ha = &a->healthcheck, *hb = &b->healthcheck;
-    const struct config_restart *ra = &a->restart, *rb = &b->restart;
     const struct config_monitor *ma = &a->monitor, *mb = &b->monitor;
-    if (restart_settings && !restart_settings_same(a, b))
-        return false;
-    /* An OCF agent's advertised timeouts apply where none is given. */
-    bool given = a->type != CONFIG_COMP_OCF ||
-                 (a->instantiate_given == b->instantiate_given && a->terminate_given == b->terminate_given);
-    return given && a->type == b->type && strv_same(a->csi_types, a->n_csi_types, b->csi_types, b->n_csi_types) &&
-           strv_same(a->services, a->n_services, b->services, b->n_services) &&
-           strv_same(a->devices, a->n_devices, b->devices, b->n_devices) && ha->period == hb->period &&
-           ha->timeout == hb->timeout && ra->max == rb->max && ra->window == rb->window && ra->delay == rb->delay &&
-           ra->delay_max == rb->delay_max && ra->stable == rb->stable &&
+    return str_same(a->command, b->command) && strv_same(a->args, a->n_args, b->args, b->n_args) &&
+           kv_same(a->env, a->n_env, b->env, b->n_env) && str_same(a->workdir, b->workdir) && a->output == b->output &&
+           str_same(a->output_file, b->output_file) && x->instantiate == y->instantiate && x->csi_set == y->csi_set &&
+           x->csi_remove == y->csi_remove && x->quiescing == y->quiescing && x->terminate == y->terminate &&
+           a->instantiate_given == b->instantiate_given && a->terminate_given == b->terminate_given &&
+           ha->period == hb->period && ha->timeout == hb->timeout &&
+           strv_same(a->hc_keys, a->n_hc_keys, b->hc_keys, b->n_hc_keys) &&
            strv_same(a->terminate, a->n_terminate, b->terminate, b->n_terminate) &&
            strv_same(a->cleanup, a->n_cleanup, b->cleanup, b->n_cleanup) && str_same(a->pidfile, b->pidfile) &&
-           a->recovery == b->recovery && strv_same(a->hc_keys, a->n_hc_keys, b->hc_keys, b->n_hc_keys) &&
            strv_same(ma->command, ma->n_command, mb->command, mb->n_command) && ma->period == mb->period &&
            ma->timeout == mb->timeout && ma->given == mb->given && ids_same(&a->ids, &b->ids) &&
-           str_same(a->ocf_provider, b->ocf_provider) && str_same(a->ocf_type, b->ocf_type) &&
-           kv_same(a->ocf_params, a->n_ocf_params, b->ocf_params, b->n_ocf_params) && str_same(a->proxy, b->proxy);
+           kv_same(a->ocf_params, a->n_ocf_params, b->ocf_params, b->n_ocf_params);
+}
+
+unsigned config_component_differ(const struct config_component *a, const struct config_component *b) {
+    const struct config_restart *ra = &a->restart, *rb = &b->restart;
+    bool live = ra->max == rb->max && ra->window == rb->window && ra->delay == rb->delay &&
+                ra->delay_max == rb->delay_max && ra->stable == rb->stable && a->recovery == b->recovery;
+    return (restart_settings_same(a, b) ? 0 : CONFIG_DIFFER_RESTART) | (live ? 0 : CONFIG_DIFFER_LIVE) |
+           (strv_same(a->csi_types, a->n_csi_types, b->csi_types, b->n_csi_types) ? 0 : CONFIG_DIFFER_CSI_TYPES) |
+           (a->type == b->type ? 0 : CONFIG_DIFFER_TYPE) | (str_same(a->proxy, b->proxy) ? 0 : CONFIG_DIFFER_PROXY) |
+           (strv_same(a->services, a->n_services, b->services, b->n_services) &&
+                    strv_same(a->devices, a->n_devices, b->devices, b->n_devices)
+                ? 0
+                : CONFIG_DIFFER_RECOVERY_MODEL) |
+           (str_same(a->ocf_provider, b->ocf_provider) && str_same(a->ocf_type, b->ocf_type) ? 0 : CONFIG_DIFFER_AGENT);
 }

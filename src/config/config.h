@@ -329,15 +329,21 @@ struct config_change {
     bool whole_si;
     /* A unit added to or removed from a group of both (service-groups.SG.service-units.SU): sg, su. */
     bool whole_su;
-    /* A setting of a component that a restart in place applies (command, args, env, workdir, stdout,
-     * timeouts), under the group's component template or a unit's components (sg). */
+    /* A setting of a component (any key of a component map: command, health-check, restart, type...)
+     * under the group's component template or a unit's components (sg); what it changes shows in the
+     * components' resolved settings (config_component_differ()). */
     bool component_setting;
+    /* A setting of a group of both (service-groups.SG.KEY..., KEY none of component, service-units,
+     * service-instances): sg. */
+    bool group_setting;
+    /* The node of a unit of both changed (service-groups.SG.service-units.SU.node): sg, su. */
+    bool unit_node;
     /* A component added to or removed from a unit of both (service-groups.SG.service-units.SU.components.C):
      * sg, su, comp ("SU/C", its name). */
     bool whole_comp;
     /* Any other key under defaults or a group's or unit's component template, or such a template
      * added or removed: what it changes shows only in the components' resolved settings
-     * (config_component_same()).  No name is set. */
+     * (config_component_differ()).  No name is set. */
     bool template;
     char *sg, *si, *csi, *su, *comp;
 };
@@ -358,7 +364,16 @@ struct config_diff {
  */
 int config_diff(const struct config *old, const struct config *new, struct config_diff **ret);
 struct config_diff *config_diff_free(struct config_diff *d); /* accepts NULL; returns NULL */
-/* Whether a and b (one component as two descriptions resolve it) have the same settings, but for
- * those a restart in place applies (command, args, env, workdir, stdout, timeouts); those too with
- * restart_settings. */
-bool config_component_same(const struct config_component *a, const struct config_component *b, bool restart_settings);
+/* What differs between a and b, one component as two descriptions resolve it: a set of these.  The
+ * AMF applies RESTART by a restart in place, LIVE and CSI_TYPES without one; the others not live. */
+enum {
+    CONFIG_DIFFER_RESTART = 1 << 0,   /* command, args, env, workdir, stdout, timeouts, health-check, terminate,
+                                         cleanup, pidfile, monitor, user, group, an OCF agent's params */
+    CONFIG_DIFFER_LIVE = 1 << 1,      /* restart (its policy), recovery: read when it fails */
+    CONFIG_DIFFER_CSI_TYPES = 1 << 2, /* csi-types: live while no CSI moves to another component */
+    CONFIG_DIFFER_TYPE = 1 << 3,
+    CONFIG_DIFFER_PROXY = 1 << 4,
+    CONFIG_DIFFER_RECOVERY_MODEL = 1 << 5, /* services, devices: the recovery model is built at start */
+    CONFIG_DIFFER_AGENT = 1 << 6,          /* an OCF component's agent (its meta-data is read once) */
+};
+unsigned config_component_differ(const struct config_component *a, const struct config_component *b);

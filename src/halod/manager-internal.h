@@ -100,6 +100,18 @@ int manager_build_coord(struct manager *m);
  * -ENOMEM.  *ret_json (may be NULL) gets the outcome: {"applied": true, "summary", "digest"} or
  * {"applied": false, "errors": ["FILE:LINE:COLUMN: message", ...]}. */
 int manager_reload(struct manager *m, const char *who, char **ret_json);
+/* manager-reload-settings.c: why the changes of components' settings of group og -> ng (its running
+ * and its new description) that d holds are not applied live, or NULL (the reason may be written
+ * into buf); whether any component of both differs. */
+const char *manager_comp_settings_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                          const struct config_diff *d, char *buf, size_t size);
+bool manager_comps_differ(const struct config_sg *og, const struct config_sg *ng);
+/* Why a group's setting changed or a unit's node (ch->group_setting, ch->unit_node; og -> ng) is not
+ * applied live, or NULL (nothing to do for a unit's node given as the one it had). */
+const char *manager_settings_refusal(const struct config_sg *og, const struct config_sg *ng,
+                                     const struct config_change *ch);
+/* The groups whose settings d changes take them (m->config, the new description): the count. */
+size_t manager_apply_group_settings(struct manager *m, const struct config_diff *d);
 /* manager-reload-cluster.c: the changes under the nodes, pools and cdb sections.  Whether ch is one;
  * then *ret_why is why it cannot be applied now, or NULL (the reason may be written into buf). */
 bool manager_reload_cluster_check(struct manager *m, const struct config *new, const struct config_change *ch,

@@ -10,12 +10,16 @@
  * and takes an SI removed from every node's units), a unit added to a running group (amf_su_add();
  * on several nodes too, its state read by the coordinator as a group's) or removed from one
  * (amf_su_remove(); on several nodes too: its node locks and stops it, the others count it as locked
- * until it holds nothing), a component's settings (a restart in place, on several nodes too: its
- * unit stays in service meanwhile; also through defaults or a template, as the descriptions resolve
- * them: template_refusal()), an SA-aware or non-SA-aware component added (with the CSIs the same
- * reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes:
- * their CSI removes come before its stop, comp_remove_refusal()), these two on several nodes too
- * (only the unit's node runs it, and the unit stays in service meanwhile: comp_add_refusal()).
+ * until it holds nothing), a component's settings (a restart in place, or none for those read when
+ * it fails or takes a CSI; on several nodes too: its unit stays in service meanwhile; also through
+ * defaults or a template, as the descriptions resolve them: template_refusal()), but its type,
+ * proxy, OCF agent, services and devices, or csi-types that move a CSI (manager-reload-settings.c
+ * says what to do instead), a group's settings but its redundancy model and cdb-roles (its model
+ * evaluates it again, manager_apply_group_settings()), an SA-aware or non-SA-aware component added
+ * (with the CSIs the same reload adds: their CSI sets come after the adds) or a component removed
+ * (with the CSIs it takes: their CSI removes come before its stop, comp_remove_refusal()), these two
+ * on several nodes too (only the unit's node runs it, and the unit stays in service meanwhile:
+ * comp_add_refusal()).
  * The nodes, pools and cdb sections are manager-reload-cluster.c's: a node added or removed (its
  * units and halod gone), a node's su-failover and failfast, a pool's tolerate and participants while
  * it recovers nothing, the CDB replication's mode and intervals; the new description then runs (the
@@ -103,6 +107,8 @@ static const struct config_si *find_si(const struct config *c, const char *sg, c
 
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
+    if (ch->group_setting || ch->unit_node)
+        return manager_settings_refusal(find_sg(m->config, ch->sg), find_sg(new, ch->sg), ch);
     if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
         return NULL;
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
@@ -177,10 +183,14 @@ static const char *member_refusal(struct manager *m, const struct config *new, c
                                : NULL;
 }
 
-/* Why a component setting changed (ch->component_setting) cannot be applied now, or NULL. */
+/* Why a component setting changed (ch->component_setting) cannot be applied now, or NULL; the
+ * reason may be written into buf. */
 static const char *comp_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
-                                const struct config_change *ch) {
+                                const struct config_change *ch, char *buf, size_t size) {
     const struct config_sg *sg = find_sg(new, ch->sg);
+    const char *why = manager_comp_settings_refusal(find_sg(m->config, ch->sg), sg, d, buf, size);
+    if (why)
+        return why;
     bool members = false; /* the model would assign them while the components restart: one thing at a time */
     for (size_t j = 0; j < d->n_changes; j++)
         members = members || ((d->changes[j].whole_si || d->changes[j].whole_su) && streq(d->changes[j].sg, ch->sg));
@@ -268,23 +278,6 @@ static const char *comp_add_refusal(struct manager *m, const struct config *new,
                                : NULL;
 }
 
-/* The first component that both descriptions' group og/ng have (in a unit of both) and that
- * differs by more than the settings a restart applies (restart_settings: by those too), or NULL. */
-static const struct config_component *comp_differing(const struct config_sg *og, const struct config_sg *ng,
-                                                     bool restart_settings) {
-    for (size_t u = 0; u < og->n_sus; u++) {
-        const struct config_su *nu = NULL;
-        for (size_t v = 0; v < ng->n_sus; v++)
-            nu = nu ?: (streq(ng->sus[v].name, og->sus[u].name) ? &ng->sus[v] : NULL);
-        for (size_t i = 0; nu && i < og->sus[u].n_components; i++)
-            for (size_t k = 0; k < nu->n_components; k++)
-                if (streq(nu->components[k].name, og->sus[u].components[i].name) &&
-                    !config_component_same(&og->sus[u].components[i], &nu->components[k], restart_settings))
-                    return &nu->components[k];
-    }
-    return NULL;
-}
-
 /* Why the changes under defaults or the component templates (ch->template) cannot be applied now,
  * or NULL; told once, at the first of them.  Compared as the descriptions resolve every component
  * of a group both have: applied when only the settings a restart applies differ, as a change of
@@ -297,18 +290,11 @@ static const char *template_refusal(struct manager *m, const struct config *new,
                 return NULL;
     for (size_t g = 0; g < m->config->n_sgs; g++) {
         const struct config_sg *og = &m->config->sgs[g], *ng = find_sg(new, og->name);
-        const struct config_component *c = ng ? comp_differing(og, ng, false) : NULL;
-        if (c) {
-            snprintf(buf, size,
-                     "it changes settings of component '%s' other than command, args, env, workdir, stdout and "
-                     "timeouts: cannot be applied live (restart halod to apply it)",
-                     c->name);
-            return buf;
-        }
-        if (!ng || !comp_differing(og, ng, true))
+        if (!ng || !manager_comps_differ(og, ng))
             continue;
+        char why_buf[512];
         const struct config_change same = {.component_setting = true, .sg = ng->name};
-        const char *why = comp_refusal(m, new, d, &same);
+        const char *why = comp_refusal(m, new, d, &same, why_buf, sizeof(why_buf));
         for (size_t j = 0; !why && j < d->n_changes; j++)
             if (d->changes[j].whole_comp && streq(d->changes[j].sg, ng->name))
                 why = "a component is added to or removed from a unit of a group it changes: change it in a reload "
@@ -334,7 +320,7 @@ static int check(struct manager *m, const struct config *new, const struct confi
                           : adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
-                          : ch->component_setting        ? comp_refusal(m, new, d, ch)
+                          : ch->component_setting        ? comp_refusal(m, new, d, ch, buf, sizeof(buf))
                           : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
                           : ch->template                 ? template_refusal(m, new, d, ch, buf, sizeof(buf))
                                                          : refusal(m, new, ch);
@@ -484,7 +470,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
     _cleanup_free_ char *summary = NULL;
     size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
            n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0, n_comps = 0, n_comps_added = 0,
-           n_comps_removed = 0, n_cluster = manager_reload_cluster_changes(d);
+           n_comps_removed = 0, n_cluster = manager_reload_cluster_changes(d), n_groups = 0;
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -500,13 +486,14 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         n_su_removed += ch->whole_su && ch->kind == CONFIG_CHANGE_REMOVED;
         n_settings += ch->component_setting || ch->template;
         n_comps += ch->whole_comp;
+        n_groups += ch->group_setting;
         if (seen || !ch->csi_attributes)
             continue;
         n_sets += apply_attributes(m, *new, ch);
         n_csis++;
     }
     if (n_sgs == 0 && n_removed == 0 && n_whole == 0 &&
-        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings + n_comps + n_cluster == 0) {
+        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings + n_comps + n_cluster + n_groups == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -528,7 +515,9 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
                 (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
-        /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
+        /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()), after
+         * the groups' new settings (which the model reads as the units restart). */
+        n_groups = manager_apply_group_settings(m, d);
         n_restarted = apply_comps(m, m->retired[m->n_retired - 1], d);
         apply_members(m, d);
         if (held)
@@ -560,6 +549,9 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
     if (n_comps_removed)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu component%s removed", n_comps_removed,
                               n_comps_removed == 1 ? "" : "s");
+    if (n_groups)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, ", settings of %zu service group%s changed", n_groups,
+                              n_groups == 1 ? "" : "s");
     if (n_settings)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", components' settings changed (%zu restarted in place)",
                               n_restarted);

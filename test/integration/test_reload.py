@@ -193,20 +193,24 @@ def test_a_change_that_cannot_be_applied_live_refuses_the_whole_reload(halod_fac
     active, _ = h.wait_assigned("s")
     before = pids(h)
     n_sets = len(csi_sets(log, active))
-    # A group's setting changed and a new CSI attribute together: refused as a whole, the attribute too.
+    # A group's redundancy model changed and a new CSI attribute together: refused as a whole, the
+    # attribute too, with what to do instead.
     rewrite(h, yaml(log, port=7701).replace("    service-units: {x: {}, y: {}}",
-                                            "    auto-adjust: true\n    service-units: {x: {}, y: {}}"))
+                                            "    redundancy: N-way\n    service-units: {x: {}, y: {}}"))
     r = h.ctl("--json", "reload", check=False)
     assert r.returncode == 5
-    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.auto-adjust' added: cannot be "
-                     r"applied live", r.stdout), r.stdout
-    # A component's setting that a restart in place does not apply (its restart policy).
-    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      restart: {{max: 5}}\n", 1))
+    assert re.search(r"cluster\.yaml:\d+:\d+: 'service-groups\.other\.redundancy' added: a group's redundancy "
+                     r"model does not change live: remove the group in one reload and add it back in the next, or "
+                     r"add it under a new name", r.stdout), r.stdout
+    # A component's type: refused, saying how to do it.
+    rewrite(h, yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n      type: non-sa-aware\n", 1))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.component.restart' added: it changes settings of component 'a' " \
-        "other than command, args, env, workdir, stdout and timeouts: cannot be applied live" in r.stderr, r.stderr
+    assert r.returncode == 5 and "'service-groups.g.component.type' added: component 'a': its type does not change " \
+        "live: remove it from its unit (or its unit, when it is the only component) in one reload and add it back " \
+        "in the next" in r.stderr, r.stderr
     assert pids(h) == before and len(csi_sets(log, active)) == n_sets
     assert [sg["name"] for sg in h.status()["service_groups"]] == ["g", "other"]
+    assert [sg["redundancy"] for sg in h.status()["service_groups"]] == ["2N", "2N"]
 
     rewrite(h, yaml(log))  # back as it runs: nothing to do
     assert "applied: no change" in h.ctl("reload").stdout
@@ -908,11 +912,11 @@ def test_a_defaults_change_restarts_the_components_whose_resolved_settings_diffe
     before = pids(h)
     assert "MODE=one" in environ(before["x"])
 
-    # Its restart policy too: refused, naming a component it changes.
-    rewrite(h, "defaults: {component: {env: {MODE: two}, restart: {max: 5}}}\n" + yaml(log))
+    # Its services too: refused, naming a component it changes and why.
+    rewrite(h, "defaults: {component: {env: {MODE: two}, services: [web]}}\n" + yaml(log))
     r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'defaults.component.restart' added: it changes settings of component 'a' " \
-        "other than command, args, env, workdir, stdout and timeouts" in r.stderr, r.stderr
+    assert r.returncode == 5 and "'defaults.component.services' added: group 'g': component 'a': its services and " \
+        "devices feed the recovery model halod builds at start" in r.stderr, r.stderr
     assert pids(h) == before
 
     # A unit's template added that gives what the defaults give: no component's settings change.
@@ -1003,3 +1007,152 @@ service-groups:
     assert {u: h.pid_of(f"{u}/m") for u in (active, standby)} == ms
     assert {u: len(events(log, f"{u}/m")) for u in (active, standby)} == n
     assert "Running the OCF stop action of component" in h.logtext() and h.stop() == 0
+
+
+def with_g(log, settings):
+    """yaml() with settings (YAML lines) in g's component template."""
+    return yaml(log).replace(f"      command: {TESTCOMP}\n", f"      command: {TESTCOMP}\n{settings}", 1)
+
+
+def test_a_health_check_change_restarts_in_place_with_the_new_period(halod_factory, tmp_path):
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(with_g(log, "      health-check: {period: 30s, timeout: 5s, keys: [alive]}\n"),
+                      log_level="info").start()
+    placement = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    rewrite(h, with_g(log, "      health-check: {period: 200ms, timeout: 5s, keys: [alive]}\n"))
+    assert "applied: components' settings changed (2 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: all(h.pid_of(c) not in (None, 0, before[c]) and h.comp(c)["presence"] == "INSTANTIATED"
+                         for c in ("a", "b")), what="a and b restarted in place")
+    assert h.wait_assigned("s") == placement  # the roles stayed where they were
+    # The new period: health checks every 200ms (at the old one, none would come within 30s).
+    n = len(events(log, "a", "HC"))
+    wait_for(lambda: len(events(log, "a", "HC")) >= n + 5, timeout=10, what="a's health checks at the new period")
+    assert {c: h.pid_of(c) for c in ("x", "y")} == {c: before[c] for c in ("x", "y")}
+    assert h.stop() == 0
+
+
+def test_a_recovery_change_applies_without_a_restart(halod_factory, tmp_path):
+    """recovery: component-failover, applied live: no process restarts; the ACTIVE's process killed,
+    its unit fails over instead of restarting it in place."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    rewrite(h, with_g(log, "      recovery: component-failover\n      restart: {max: 7}\n"))
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert pids(h) == before and h.wait_assigned("s") == (active, standby)
+    os.kill(before[active], signal.SIGKILL)
+    wait_for(lambda: h.si("s")["active"] == standby, what="the STANDBY taking over")
+    assert {c: h.pid_of(c) for c in ("x", "y", standby)} == {c: before[c] for c in ("x", "y", standby)}
+    assert h.stop() == 0
+
+
+def test_a_groups_settings_apply_live_and_its_model_looks_again(halod_factory, tmp_path):
+    """auto-adjust turned on by a reload: the ACTIVE a switchover moved goes back to the preferred unit."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    h.ctl("switchover", "s")
+    assert h.wait_assigned("s") == (standby, active)
+    before = pids(h)
+    rewrite(h, yaml(log).replace("    service-units: {a: {}, b: {}}",
+                                 "    auto-adjust: true\n    auto-adjust-probation: 0s\n"
+                                 "    escalation: {component-restart: {max: 2}}\n"
+                                 "    service-units: {a: {}, b: {}}"))
+    assert "applied: settings of 1 service group changed" in h.ctl("reload").stdout
+    wait_for(lambda: (h.si("s")["active"], h.si("s")["standby"]) == (active, standby), what="the ACTIVE back on a")
+    assert pids(h) == before  # no process restarted
+    # Its escalation too: a failure now counts against the new component-restart limit.
+    os.kill(before[active], signal.SIGKILL)
+    wait_for(lambda: "component-restart 1/2" in h.logtext(), what="the failure counted against the new limit")
+    assert h.stop() == 0
+
+
+def test_an_ocf_components_params_and_csi_types_change_live(halod_factory, tmp_path):
+    """An OCF agent's params: its resource is stopped and started again with them where its unit is
+    ACTIVE, the unit staying ACTIVE.  csi-types that keep each CSI with its component: no restart;
+    csi-types that would move a CSI to another component: refused, saying how."""
+    if not os.access("/usr/lib/ocf/resource.d/heartbeat/Dummy", os.X_OK):
+        import pytest
+        pytest.skip("Debian's resource-agents package is not installed (tools/install-deps)")
+    log = str(tmp_path / "comp.log")
+
+    def text(state="one", types="[main]", n_types="[other]"):
+        m = f"m: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: {types}}}"
+        n = f"n: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: \"{log}\"}}, csi-types: {n_types}}}"
+        units = "".join(f"      {u}: {{components: {{{m}, {n}, r: {{type: ocf, agent: ocf:heartbeat:Dummy, "
+                        f"params: {{state: {tmp_path}/{u}.{state}}}, csi-types: [res]}}}}}}\n" for u in "ab")
+        return f"""
+service-groups:
+  g:
+    service-units:
+{units}    service-instances: {{s: {{csis: {{c: {{type: main}}, d: {{type: res}}}}}}}}
+"""
+    h = halod_factory(text(), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    wait_for(lambda: os.path.exists(tmp_path / f"{active}.one"), what="the ACTIVE's resource started")
+    ms = {u: h.pid_of(f"{u}/m") for u in "ab"}
+
+    rewrite(h, text(types="[main, spare]"))  # c and d stay where they are
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert {u: h.pid_of(f"{u}/m") for u in "ab"} == ms
+    rewrite(h, text(types="[spare]", n_types="[other, main]"))  # c would go to n
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "the csi-types of unit 'a' move CSI 'c' of 's' from component 'a/m' to 'a/n': not " \
+        "live (its SI would change hands); remove that CSI from its SI in one reload and add it back in the next" \
+        in r.stderr, r.stderr
+
+    rewrite(h, text(state="two", types="[main, spare]"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: os.path.exists(tmp_path / f"{active}.two") and not os.path.exists(tmp_path / f"{active}.one"),
+             what="the ACTIVE's resource started again with its new params")
+    assert h.wait_assigned("s") == (active, standby) and not os.path.exists(tmp_path / f"{standby}.two")
+    assert {u: h.pid_of(f"{u}/m") for u in "ab"} == ms
+    h.ctl("switchover", "s")
+    wait_for(lambda: os.path.exists(tmp_path / f"{standby}.two"), what="the new ACTIVE's resource, with them too")
+    assert h.stop() == 0
+
+
+def test_a_restart_policy_change_applies_without_a_restart(halod_factory, tmp_path):
+    """restart: {delay} given by a reload: no process restarts; the next failure waits the new delay."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(yaml(log), log_level="info").start()
+    active, standby = h.wait_assigned("s")
+    h.wait_assigned("t")
+    before = pids(h)
+    rewrite(h, with_g(log, "      restart: {delay: 1700ms, delay-max: 1700ms}\n"))
+    assert "applied: components' settings changed (0 restarted in place)" in h.ctl("reload").stdout
+    assert pids(h) == before
+    os.kill(before[active], signal.SIGKILL)
+    wait_for(lambda: f"Service unit '{active}' restarts in 1.7s" in h.logtext(), what="the restart at the new delay")
+    assert h.stop() == 0
+
+
+def test_a_monitor_added_restarts_the_active_in_place_and_runs(halod_factory, tmp_path):
+    """A monitor given by a reload to a non-SA-aware component: where it runs (the ACTIVE) it is
+    stopped and started again, the unit staying ACTIVE, and its monitor command runs from then on."""
+    ticks = tmp_path / "ticks"
+
+    def text(monitor=""):
+        return f"""
+service-groups:
+  g:
+    component: {{type: non-sa-aware, command: /bin/sleep, args: ["1000"]{monitor}}}
+    service-units: {{a: {{}}, b: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+    h = halod_factory(text(), log_level="info").start()
+    wait_for(lambda: h.si("s")["active"] and h.si("s")["standby"] and h.pid_of(h.si("s")["active"]),
+             what="the ACTIVE running")
+    active, standby = h.si("s")["active"], h.si("s")["standby"]
+    pid = h.pid_of(active)
+    rewrite(h, text(f", monitor: {{command: [/bin/sh, -c, 'echo x >> {ticks}'], period: 200ms}}"))
+    assert "applied: components' settings changed (1 restarted in place)" in h.ctl("reload").stdout
+    wait_for(lambda: h.pid_of(active) not in (None, 0, pid), what="the ACTIVE's new process")
+    wait_for(lambda: ticks.exists() and len(ticks.read_text().split()) >= 3, what="its monitor running")
+    assert (h.si("s")["active"], h.si("s")["standby"]) == (active, standby) and not h.pid_of(standby)
+    assert h.stop() == 0

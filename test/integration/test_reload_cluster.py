@@ -690,3 +690,62 @@ def test_a_non_sa_aware_component_added_with_its_csi_runs_where_its_unit_is_acti
              what="it is gone from status")
     for h in hs.values():
         assert h.stop() == 0
+
+
+def with_hc(period):
+    """An edit of the description: g's components health-checked (key alive) every period."""
+    return lambda t: t.replace("      env: {TESTCOMP_LOG:", f"      health-check: {{period: {period}, timeout: 5s, "
+                               "keys: [alive]}\n      env: {TESTCOMP_LOG:", 1)
+
+
+def test_a_health_check_change_restarts_in_place_node_by_node(etcd, halod_factory, tmp_path):
+    """g's health-check period changed, each node reloading on its own: each restarts its own unit's
+    component in place with the new period, the roles stay.  A unit moved to the other node is
+    refused, saying how to move it."""
+    hs, coord, other, slow, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=with_hc("30s"))
+    placement = roles(hs[coord], "s")
+    moved = slow.replace("{a: {node: n1}, b: {node: n2}}", "{a: {node: n2}, b: {node: n2}}")
+    rewrite(hs[coord], moved)
+    r = hs[coord].ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.g.service-units.a.node' changed: a unit does not move to another " \
+        "node live: remove the unit in one reload and add it back on its new node in the next" in r.stderr, r.stderr
+    fast = with_hc("200ms")(texts(log)[0])
+    before = own_pids(hs, "abxy")
+    for n in (coord, other):
+        rewrite(hs[n], fast)
+        reload(hs[n], "components' settings changed (1 restarted in place)")
+        comp = UNITS_OF[n]
+        wait_for(lambda: hs[n].pid_of(comp) not in (None, 0, before[comp]) and
+                 hs[n].comp(comp)["presence"] == "INSTANTIATED", what=f"{comp}'s new process")
+        for h in hs.values():
+            assert h.wait_assigned("s", timeout=30) == placement  # the roles stayed where they were
+        k = len(events(log, comp, "HC"))
+        wait_for(lambda: len(events(log, comp, "HC")) >= k + 5, timeout=10, what=f"{comp}'s checks at the new period")
+    assert own_pids(hs, "xy") == {c: before[c] for c in "xy"}
+    for h in hs.values():
+        assert h.stop() == 0
+
+
+def test_a_groups_auto_adjust_applies_once_the_coordinator_reloaded(etcd, halod_factory, tmp_path):
+    """auto-adjust turned on for g: the coordinator decides by its own description, so the ACTIVE a
+    switchover moved goes back to the preferred unit once the coordinator has reloaded; no process
+    restarts."""
+    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path)
+    preferred, second = roles(hs[coord], "s")
+    hs[coord].ctl("switchover", "s")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (second, preferred), what="the switchover seen by both nodes")
+    before = own_pids(hs, "abxy")
+    adjusting = base.replace("    service-units: {a: {node: n1}", "    auto-adjust: true\n    auto-adjust-probation: 0s\n"
+                             "    service-units: {a: {node: n1}")
+    assert adjusting != base
+    rewrite(hs[other], adjusting)
+    reload(hs[other], "settings of 1 service group changed")
+    assert roles(hs[coord], "s") == (second, preferred)
+    rewrite(hs[coord], adjusting)
+    reload(hs[coord], "settings of 1 service group changed")
+    for h in hs.values():
+        wait_for(lambda: roles(h, "s") == (preferred, second), timeout=30, what="the ACTIVE back on the preferred unit")
+    assert own_pids(hs, "abxy") == before
+    for h in hs.values():
+        assert h.stop() == 0

@@ -160,7 +160,7 @@ TEST(other_changes_are_named_by_key_and_line) {
     config_diff_free(d);
 }
 
-TEST(component_settings_a_restart_applies_are_marked) {
+TEST(component_settings_are_marked_with_their_group) {
     struct config_diff *d = diff(BASE, "service-groups:\n"
                                        "  g:\n"
                                        "    component: {command: /bin/sleep, args: ['2'], restart: {max: 5}}\n"
@@ -169,16 +169,79 @@ TEST(component_settings_a_restart_applies_are_marked) {
                                        "      si:\n"
                                        "        csis: {csi: {attributes: {port: 7700, bind: 127.0.0.1}}}\n");
     ASSERT_EQ(d->n_changes, 3u);
-    ASSERT_STREQ(d->changes[0].key, "service-groups.g.component.restart"); /* a restart does not apply it */
-    ASSERT(!d->changes[0].component_setting);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.component.restart"); /* any key of a component */
+    ASSERT(d->changes[0].component_setting);
+    ASSERT_STREQ(d->changes[0].sg, "g");
     ASSERT_STREQ(d->changes[1].key, "service-groups.g.component.args[0]");
     ASSERT(d->changes[1].component_setting);
     ASSERT_STREQ(d->changes[1].sg, "g");
     ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.b.component");
     ASSERT(!d->changes[2].component_setting); /* the unit's component map added as a whole */
-    /* Under a template, or a template as a whole: what it changes shows in the resolved components. */
-    ASSERT(d->changes[0].template && !d->changes[1].template && d->changes[2].template);
+    /* A template as a whole: what it changes shows in the resolved components. */
+    ASSERT(!d->changes[0].template && !d->changes[1].template && d->changes[2].template);
+    for (size_t i = 0; i < d->n_changes; i++)
+        ASSERT(!d->changes[i].group_setting && !d->changes[i].unit_node);
     config_diff_free(d);
+}
+
+/* A 2N group on two nodes, with settings (YAML lines) and units (a YAML map). */
+#define ON_NODES(settings, units)                              \
+    "nodes: {n1: {}, n2: {}}\n"                                \
+    "service-groups:\n"                                        \
+    "  g:\n" settings "    component: {command: /bin/sleep}\n" \
+    "    service-units: " units "\n"                           \
+    "    service-instances: {si: {csis: {csi: {}}}}\n"
+
+TEST(group_settings_and_a_units_node_are_marked) {
+    struct config_diff *d =
+        diff(ON_NODES("", "{a: {node: n1}, b: {node: n2}}"), ON_NODES("    redundancy: N-way\n"
+                                                                      "    escalation: {component-restart: {max: 2}}\n",
+                                                                      "{a: {node: n2}, b: {node: n2}}"));
+    ASSERT_EQ(d->n_changes, 3u);
+    ASSERT_STREQ(d->changes[0].key, "service-groups.g.redundancy");
+    ASSERT_STREQ(d->changes[1].key, "service-groups.g.escalation");
+    ASSERT(d->changes[0].group_setting && d->changes[1].group_setting && !d->changes[2].group_setting);
+    ASSERT_STREQ(d->changes[0].sg, "g");
+    ASSERT_STREQ(d->changes[2].key, "service-groups.g.service-units.a.node");
+    ASSERT(d->changes[2].unit_node && !d->changes[0].unit_node);
+    ASSERT_STREQ(d->changes[2].sg, "g");
+    ASSERT_STREQ(d->changes[2].su, "a");
+    for (size_t i = 0; i < d->n_changes; i++)
+        ASSERT(!d->changes[i].component_setting && !d->changes[i].template && !d->changes[i].whole_su);
+    config_diff_free(d);
+}
+
+/* The resolved component of the only unit of a group whose template is comp (a YAML map's keys). */
+static unsigned differ(const char *a, const char *b) {
+    char ta[512], tb[512];
+    snprintf(ta, sizeof(ta),
+             "service-groups: {g: {redundancy: no-redundancy, component: {%s}, service-units: {u: {}}, "
+             "service-instances: {si: {csis: {csi: {}}}}}}\n",
+             a);
+    snprintf(tb, sizeof(tb),
+             "service-groups: {g: {redundancy: no-redundancy, component: {%s}, service-units: {u: {}}, "
+             "service-instances: {si: {csis: {csi: {}}}}}}\n",
+             b);
+    struct config *ca = load(ta), *cb = load(tb);
+    unsigned r = config_component_differ(&ca->sgs[0].sus[0].components[0], &cb->sgs[0].sus[0].components[0]);
+    config_free(ca);
+    config_free(cb);
+    return r;
+}
+
+TEST(component_differences_are_classed_by_how_they_apply) {
+    const char *sleep = "command: /bin/sleep";
+    ASSERT_EQ(differ(sleep, sleep), 0u);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, health-check: {period: 3s}"), (unsigned)CONFIG_DIFFER_RESTART);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, health-check: {keys: [k]}"), (unsigned)CONFIG_DIFFER_RESTART);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, monitor: {command: [/bin/true]}"), (unsigned)CONFIG_DIFFER_RESTART);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, restart: {max: 7}"), (unsigned)CONFIG_DIFFER_LIVE);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, recovery: component-failover"), (unsigned)CONFIG_DIFFER_LIVE);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, csi-types: [t, u]"), (unsigned)CONFIG_DIFFER_CSI_TYPES);
+    ASSERT_EQ(differ(sleep, "command: /bin/sleep, services: [web]"), (unsigned)CONFIG_DIFFER_RECOVERY_MODEL);
+    ASSERT(differ(sleep, "command: /bin/sleep, type: non-sa-aware") & CONFIG_DIFFER_TYPE);
+    ASSERT_EQ(differ(sleep, "command: /bin/true, restart: {delay: 2s}"),
+              (unsigned)(CONFIG_DIFFER_RESTART | CONFIG_DIFFER_LIVE));
 }
 
 TEST(defaults_are_templates) {

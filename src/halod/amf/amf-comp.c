@@ -133,6 +133,7 @@ void amf_comp_instantiate(struct comp *c) {
         amf_comp_removal_step(c);
         return;
     }
+    amf_comp_take_cfg(c);
     if (amf_comp_proxied(c)) {
         amf_proxied_instantiate(c); /* no process: its proxy acts for it */
         return;

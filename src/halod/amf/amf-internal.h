@@ -384,6 +384,11 @@ struct ocf_meta {
     usec_t start, stop, monitor_timeout, monitor_interval;
 };
 void amf_ocf_meta_parse(const char *xml, struct ocf_meta *ret);
+/* The timeouts of c (OCF, its meta-data read) that apply: those its description gives, else those
+ * its agent advertised, else halod's defaults; again when a reload changes its description. */
+void amf_ocf_timeouts(struct comp *c);
+/* c, about to start, takes the description a reload left for its restart (c->cfg_next), if any. */
+void amf_comp_take_cfg(struct comp *c);
 /* An OCF exit status in words: "OCF_NOT_RUNNING (7: not running)"; a signal as proc_status_to_string(). */
 char *amf_ocf_status_to_string(int status, char *buf, size_t n);
 /* The environment of an action of the agent of cc for resource instance: the OCF_* variables Pacemaker

@@ -65,6 +65,9 @@ struct comp {
     struct amf *amf;
     struct su *su;
     const struct config_component *cfg;
+    /* A reload's description that its restart in place applies: its old process is stopped as
+     * cfg says, the new one started as this says (amf_comp_take_cfg()); NULL: none. */
+    const struct config_component *cfg_next;
     const char *name;
     enum presence presence;
     struct proc *proc;
@@ -112,6 +115,7 @@ struct comp {
         bool up;           /* its start succeeded and no stop or cleanup succeeded since */
         bool probed;       /* its probe ran in this halod's life, and a resource it found left running was dealt with */
         usec_t start, stop, monitor_timeout, monitor_interval; /* the timeouts that apply */
+        usec_t meta[4]; /* those its meta-data advertises (0: none), in that order: amf_ocf_timeouts() */
     } ocf;
 };
 

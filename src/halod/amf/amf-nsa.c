@@ -348,6 +348,7 @@ bool amf_nsa_start_done(struct comp *c, int status) {
 
 /* Starts c's command for si's ACTIVE; false when that failed c. */
 static bool start(struct comp *c) {
+    amf_comp_take_cfg(c);
     const struct config_component *cc = c->cfg;
     char **argv = calloc(cc->n_args + 2, sizeof(char *));
     int r = -ENOMEM;

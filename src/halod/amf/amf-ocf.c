@@ -176,6 +176,14 @@ char *amf_ocf_failure(struct proc *p, const char *action, int status, char *buf,
     return buf;
 }
 
+void amf_ocf_timeouts(struct comp *c) {
+    const struct config_component *cc = c->cfg;
+    c->ocf.start = cc->instantiate_given ? cc->timeouts.instantiate : c->ocf.meta[0] ?: OCF_DEFAULT_TIMEOUT;
+    c->ocf.stop = cc->terminate_given ? cc->timeouts.terminate : c->ocf.meta[1] ?: OCF_DEFAULT_TIMEOUT;
+    c->ocf.monitor_timeout = cc->monitor.timeout ?: c->ocf.meta[2] ?: OCF_DEFAULT_TIMEOUT;
+    c->ocf.monitor_interval = cc->monitor.period ?: c->ocf.meta[3] ?: OCF_DEFAULT_INTERVAL;
+}
+
 static void meta_data_done(struct proc *p, int status, void *userdata) {
     struct comp *c = userdata;
     struct ocf_meta meta = {0};
@@ -190,10 +198,11 @@ static void meta_data_done(struct proc *p, int status, void *userdata) {
                     amf_ocf_failure(p, "meta-data", status, buf, sizeof(buf)));
     free(xml);
     const struct config_component *cc = c->cfg;
-    c->ocf.start = cc->instantiate_given ? cc->timeouts.instantiate : meta.start ?: OCF_DEFAULT_TIMEOUT;
-    c->ocf.stop = cc->terminate_given ? cc->timeouts.terminate : meta.stop ?: OCF_DEFAULT_TIMEOUT;
-    c->ocf.monitor_timeout = cc->monitor.timeout ?: meta.monitor_timeout ?: OCF_DEFAULT_TIMEOUT;
-    c->ocf.monitor_interval = cc->monitor.period ?: meta.monitor_interval ?: OCF_DEFAULT_INTERVAL;
+    c->ocf.meta[0] = meta.start;
+    c->ocf.meta[1] = meta.stop;
+    c->ocf.meta[2] = meta.monitor_timeout;
+    c->ocf.meta[3] = meta.monitor_interval;
+    amf_ocf_timeouts(c);
     c->ocf.ready = true;
     char a[32], b[32], d[32], e[32];
     log_info("Component '%s' is OCF agent %s:%s: start %s, stop %s, monitor every %s within %s", c->name,

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A reloaded description that changes components' settings (command, args, env, workdir,
- * stdout, timeouts; config_diff() says which keys): each component of this node whose
- * settings differ takes its new description and restarts in place, as `haloctl restart` of
- * it does: its unit keeps its roles, and the new process gets its CSIs again with the same HA
- * states.  A non-SA-aware or OCF component runs only while its unit is ACTIVE: it restarts
- * then, else the new settings apply when it next starts.  Nothing else restarts.
+ * A reloaded description that changes components' settings (config_component_differ() says
+ * which): each component of this node whose settings differ takes its new description.  When a
+ * restart applies them (command, health-check, monitor, user, ...), it restarts in place, as
+ * `haloctl restart` of it does: its unit keeps its roles, and the new process gets its CSIs again
+ * with the same HA states.  A non-SA-aware or OCF component runs only while its unit is ACTIVE: it
+ * restarts then, else the new settings apply when it next starts.  Its restart policy, recovery
+ * and csi-types are read when it fails or takes a CSI: no restart.  Nothing else restarts.
  *
  * A component added to a running unit starts as a restart in place does (SA-aware: its CSIs once
  * it registers), or, not SA-aware, runs once its unit holds its CSI ACTIVE.  One removed is
@@ -19,26 +20,6 @@
 #include "amf-internal.h"
 #include "log.h"
 #include "macro.h"
-
-static bool str_differ(const char *a, const char *b) {
-    return (a == NULL) != (b == NULL) || (a && !streq(a, b));
-}
-
-/* Whether the settings a restart applies differ between a and b. */
-static bool settings_differ(const struct config_component *a, const struct config_component *b) {
-    if (str_differ(a->command, b->command) || str_differ(a->workdir, b->workdir) || a->output != b->output ||
-        str_differ(a->output_file, b->output_file) || a->n_args != b->n_args || a->n_env != b->n_env)
-        return true;
-    for (size_t i = 0; i < a->n_args; i++)
-        if (!streq(a->args[i], b->args[i]))
-            return true;
-    for (size_t i = 0; i < a->n_env; i++)
-        if (!streq(a->env[i].name, b->env[i].name) || !streq(a->env[i].value, b->env[i].value))
-            return true;
-    const struct config_timeouts *x = &a->timeouts, *y = &b->timeouts;
-    return x->instantiate != y->instantiate || x->csi_set != y->csi_set || x->csi_remove != y->csi_remove ||
-           x->quiescing != y->quiescing || x->terminate != y->terminate;
-}
 
 /* The description of c's in cg (its group's new one), or NULL (its unit or itself left it). */
 static const struct config_component *new_cfg(const struct comp *c, const struct config_sg *cg) {
@@ -63,14 +44,19 @@ static bool restartable(const struct comp *c) {
     return c->presence == PRESENCE_INSTANTIATED && up && !c->restart_in_place && !amf_comp_restart_refused(c);
 }
 
-/* fn(c, its new description) for each component of the running group cg->name's units of this node
- * whose settings cg changes: the sum of what fn returns, or the first error; -HALO_EUNKNOWN. */
+/* The running group named name, or NULL. */
+static struct sg *running_sg(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
+            return &a->sgs[g];
+    return NULL;
+}
+
+/* fn(c, its new description, what differs) for each component of the running group cg->name's units
+ * of this node whose settings cg changes: the sum of what fn returns, or the first error; -HALO_EUNKNOWN. */
 static int each_changed(struct amf *a, const struct config_sg *cg,
-                        int (*fn)(struct comp *c, const struct config_component *nc)) {
-    struct sg *sg = NULL;
-    for (size_t g = 0; !sg && g < a->n_sgs; g++)
-        if (!a->sgs[g].removed && streq(a->sgs[g].name, cg->name))
-            sg = &a->sgs[g];
+                        int (*fn)(struct comp *c, const struct config_component *nc, unsigned differ)) {
+    struct sg *sg = running_sg(a, cg->name);
     if (!sg)
         return -HALO_EUNKNOWN;
     int n = 0;
@@ -78,7 +64,9 @@ static int each_changed(struct amf *a, const struct config_sg *cg,
         struct su *su = &sg->sus[u];
         for (size_t i = 0; !su->removed && su->local && i < su->n_comps; i++) {
             const struct config_component *nc = new_cfg(&su->comps[i], cg);
-            int r = nc && settings_differ(su->comps[i].cfg, nc) ? fn(&su->comps[i], nc) : 0;
+            const struct config_component *was = su->comps[i].cfg_next ?: su->comps[i].cfg;
+            unsigned differ = nc ? config_component_differ(was, nc) : 0;
+            int r = differ ? fn(&su->comps[i], nc, differ) : 0;
             if (r < 0)
                 return r;
             n += r;
@@ -87,21 +75,29 @@ static int each_changed(struct amf *a, const struct config_sg *cg,
     return n;
 }
 
-static int check_one(struct comp *c, const struct config_component *nc) {
-    return runs(c) && !restartable(c) ? -EBUSY : 0;
+static int check_one(struct comp *c, const struct config_component *nc, unsigned differ) {
+    return (differ & CONFIG_DIFFER_RESTART) && runs(c) && !restartable(c) ? -EBUSY : 0;
 }
 
 int amf_comps_reload_check(struct amf *a, const struct config_sg *cg) {
     return each_changed(a, cg, check_one);
 }
 
-/* c takes its new description nc, and restarts in place if it runs: 1 if it did. */
-static int apply_one(struct comp *c, const struct config_component *nc) {
-    bool restart = runs(c);
-    c->cfg = nc; /* the description the reload applies outlives the AMF */
+/* c takes its new description nc, and restarts in place if it runs and a restart applies what differs:
+ * 1 if it did.  Its restart policy, recovery and csi-types (no CSI moves: manager-reload-settings.c)
+ * are read when it fails or takes a CSI: from now on. */
+static int apply_one(struct comp *c, const struct config_component *nc, unsigned differ) {
+    bool restart = (differ & CONFIG_DIFFER_RESTART) && runs(c) && restartable(c);
+    /* The description the reload applies outlives the AMF.  A process restarting in place is
+     * stopped as its old one says (its terminate command, an OCF agent's params: its resource). */
+    c->cfg_next = nc;
+    if (!restart)
+        amf_comp_take_cfg(c);
     log_info("Component '%s': its settings changed, %s", c->name,
-             restart ? "restarting it in place" : "they apply when it next starts");
-    if (restart && !restartable(c)) {
+             restart                          ? "restarting it in place"
+             : differ & CONFIG_DIFFER_RESTART ? "they apply when it next starts"
+                                              : "they apply from now on, without a restart");
+    if ((differ & CONFIG_DIFFER_RESTART) && runs(c) && !restart) {
         log_warning("Component '%s' cannot restart now: its new settings apply when it next starts", c->name);
         return 0;
     }
@@ -110,8 +106,42 @@ static int apply_one(struct comp *c, const struct config_component *nc) {
     return restart;
 }
 
+void amf_comp_take_cfg(struct comp *c) {
+    if (!c->cfg_next)
+        return;
+    c->cfg = c->cfg_next;
+    c->cfg_next = NULL;
+    if (amf_comp_ocf(c) && c->ocf.ready)
+        amf_ocf_timeouts(c); /* its timeouts and monitor given, or else its agent's */
+}
+
+/* The units of the running group cg->name take their new descriptions: which component takes
+ * which CSI goes by them (amf_csi_comp()); a unit's components and node are the same in both. */
+static void units_take(struct amf *a, const struct config_sg *cg) {
+    for (size_t u = 0; u < cg->n_sus; u++) {
+        struct su *su = amf_find_su(a, cg->sus[u].name);
+        if (su && !su->removed && streq(su->sg->name, cg->name))
+            su->cfg = &cg->sus[u];
+    }
+}
+
 int amf_comps_reload(struct amf *a, const struct config_sg *cg) {
-    return each_changed(a, cg, apply_one);
+    int r = each_changed(a, cg, apply_one);
+    if (r >= 0)
+        units_take(a, cg);
+    return r;
+}
+
+int amf_sg_settings_reload(struct amf *a, const struct config_sg *cg) {
+    struct sg *sg = running_sg(a, cg->name);
+    if (!sg)
+        return -HALO_EUNKNOWN;
+    /* Its model reads them from its description when it decides (its redundancy model, its
+     * SIs' and units' descriptions are no group setting: they stay). */
+    sg->cfg = cg;
+    log_info("Service group '%s': its settings changed; its assignments are looked at again", sg->name);
+    amf_sg_evaluate(sg);
+    return 0;
 }
 
 /* The component of cfg (a unit's description) that takes csi, by name; NULL when none. */

@@ -365,9 +365,14 @@ int amf_su_remove(struct amf *a, const char *name);
  * changes may take them now (amf-reload-comp.c): 0; -EBUSY (one runs and cannot restart in place
  * now: starting, stopping, or its unit changing roles); -HALO_EUNKNOWN. */
 int amf_comps_reload_check(struct amf *a, const struct config_sg *cg);
-/* They take their new descriptions (cg outlives the AMF) and those that run restart in place, as
- * haloctl restart does (their units keep their roles); this node's only.  The count restarted, or -errno. */
+/* They take their new descriptions (cg outlives the AMF, and so do its units') and those that run
+ * restart in place where a restart applies what changed, as haloctl restart does (their units keep
+ * their roles); this node's only.  The count restarted, or -errno. */
 int amf_comps_reload(struct amf *a, const struct config_sg *cg);
+/* The running group cg->name takes the settings of cg (its new description: auto-adjust, its
+ * escalation, SIs per unit, N+M's counts; not its redundancy model) and its model looks at its
+ * assignments again (amf-reload-comp.c): 0, -HALO_EUNKNOWN. */
+int amf_sg_settings_reload(struct amf *a, const struct config_sg *cg);
 /* Whether the component name of nsu (a running unit's new description) may join that unit now,
  * after n_before added to it by the same reload: 0; -HALO_EUNKNOWN; -ENOSPC (at most
  * AMF_COMPS_ADDED_MAX per unit in halod's life); -EOPNOTSUPP (not SA-aware); -HALO_EEXIST (a
