@@ -205,7 +205,7 @@ static bool same_group_change(const struct config_change *o, const struct config
  * state its node publishes (amf_su_in_service() skips it), so the coordinator, which decides per unit,
  * moves no role; another node drops it from its view of the unit, which it runs nothing of. */
 static const char *comp_remove_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
-                                       size_t at) {
+                                       size_t at, char *buf, size_t size) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     const struct config_su *su = find_su(new, ch->sg, ch->su);
@@ -218,9 +218,15 @@ static const char *comp_remove_refusal(struct manager *m, const struct config *n
                    "added to its unit: remove it in a reload of its own";
     }
     int r = amf_comp_remove_check(m->amf, sg, su, ch->comp);
+    if (r == -ENOTEMPTY) {
+        snprintf(buf, size,
+                 "it is the proxy of component '%s', which would fail with it: remove that one first (a reload of its "
+                 "own, once its removal is logged), then this one",
+                 amf_comp_proxy_of(m->amf, ch->comp) ?: "?");
+        return buf;
+    }
     return r == -EXDEV         ? "it takes a CSI of its group's SIs that stays, or its going would move one to another "
                                  "component: its unit could no longer take its SIs (remove its CSIs in the same reload)"
-           : r == -EOPNOTSUPP  ? "a proxied component or a proxy is not removed live (restart halod to apply it)"
            : r == -HALO_EEXIST ? "its removal is under way"
            : r == -EBUSY ? "it or its unit is starting, stopping, failing, restarting or changing its roles; reload "
                            "again later"
@@ -232,12 +238,12 @@ static const char *comp_remove_refusal(struct manager *m, const struct config *n
  * On several nodes too: only its unit's node starts it (amf_comp_add()), SA-aware as a restart in place,
  * so the unit stays in service in the state its node publishes until it registers; not SA-aware, it
  * runs only where its unit holds its CSI ACTIVE.  The coordinator decides per unit: it moves no role. */
-static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
-                                    size_t at) {
+static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at,
+                                    char *buf, size_t size) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     if (ch->kind == CONFIG_CHANGE_REMOVED)
-        return comp_remove_refusal(m, new, d, at);
+        return comp_remove_refusal(m, new, d, at, buf, size);
     if (!sg || sg->cdb_roles)
         return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
     size_t before = 0;
@@ -254,8 +260,8 @@ static const char *comp_add_refusal(struct manager *m, const struct config *new,
     int r = amf_comp_add_check(m->amf, find_su(new, ch->sg, ch->su), ch->comp, before);
     return r == -ENOSPC        ? "more components added to its unit since halod started than it has room for (restart "
                                  "halod)"
-           : r == -EOPNOTSUPP  ? "only an SA-aware or non-SA-aware component is added live (an OCF one's probe would "
-                                 "take its unit out of service; restart halod to apply it)"
+           : r == -ENOTCONN    ? "it is proxied, and its proxy is not registered (or is being removed): reload again "
+                                 "once its proxy runs"
            : r == -HALO_EEXIST ? "a running component has its name: add it in a later reload"
            : r == -EXDEV       ? "it would take a CSI of its group's SIs from another component (restart halod to "
                                  "apply it)"
@@ -329,7 +335,7 @@ static int check(struct manager *m, const struct config *new, const struct confi
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
                           : ch->component_setting        ? comp_refusal(m, new, d, ch)
-                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
+                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i, buf, sizeof(buf))
                           : ch->template                 ? template_refusal(m, new, d, ch, buf, sizeof(buf))
                                                          : refusal(m, new, ch);
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;

@@ -9,6 +9,7 @@ import signal
 from halo_harness import FAST_RESTART_HEAD, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 from rawlink import RawLink, register
 from test_non_sa_aware import recorded
+from test_reload import rewrite
 
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
@@ -266,4 +267,80 @@ def test_a_restarted_halod_adopts_the_proxied_components_with_their_assignments(
     os.kill(proxies[0], signal.SIGKILL)
     wait_for(lambda: h.si("px")["active"] == "px-b", timeout=10, what="px-b ACTIVE")
     assert h.wait_assigned("px") == ("px-b", "px-a")
+    assert h.stop() == 0
+
+
+def reload_yaml(log, added="", proxy2=True):
+    """Proxies proxy-a/p and proxy-b/p (a second one, proxy-a/p2, when proxy2) and a 2N group px of
+    proxied px-a/m and px-b/m; added: px-a/n through proxy-a/p2 and px-b/n through proxy-b/p, taking
+    CSI side."""
+    pa = "p: {}" + (", p2: {csi-types: [none]}" if proxy2 else "")
+    na = ", n: {proxy: proxy-a/p2, csi-types: [side]}" if added else ""
+    nb = ", n: {proxy: proxy-b/p, csi-types: [side]}" if added else ""
+    side = ", side: {type: side}" if added else ""
+    return FAST_RESTART_HEAD + f"""  proxies:
+    redundancy: no-redundancy
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}", TESTCOMP: proxy}}, csi-types: [proxy]}}
+    service-units:
+      proxy-a: {{components: {{{pa}}}}}
+      proxy-b: {{components: {{p: {{}}}}}}
+    service-instances:
+      proxy-1: {{csis: {{proxy-1: {{type: proxy}}}}}}
+      proxy-2: {{csis: {{proxy-2: {{type: proxy}}}}}}
+  px:
+    redundancy: 2N
+    component: {{type: proxied, csi-types: [main]}}
+    service-units:
+      px-a: {{components: {{m: {{proxy: proxy-a/p}}{na}}}}}
+      px-b: {{components: {{m: {{proxy: proxy-b/p}}{nb}}}}}
+    service-instances:
+      px: {{csis: {{px-csi: {{type: main}}{side}}}}}
+"""
+
+
+def test_a_proxied_component_added_or_removed_by_a_reload_goes_through_its_proxy(halod_factory, tmp_path):
+    """Added: its proxy is asked to instantiate it, registers it, and it gets its CSI with its unit's
+    HA state; removed: its CSI removed, then terminated through its proxy.  The units keep their
+    roles, nothing else restarts.  A proxy still acting for a component is not removed."""
+    log = tmp_path / "comp.log"
+    h = halod_factory(reload_yaml(log), log_level="info").start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    pids = {p: h.pid_of(p) for p in ("proxy-a/p", "proxy-a/p2", "proxy-b/p")}
+    n = {c: len(events(log, c)) for c in ("px-a/m", "px-b/m")}
+
+    rewrite(h, reload_yaml(log, added="n"))
+    r = h.ctl("reload")
+    assert "applied: 2 components added, 1 CSI added or removed" in r.stdout, r.stdout
+    for comp, role in (("px-a/n", "ACTIVE"), ("px-b/n", "STANDBY")):
+        wait_for(lambda: any(e[:2] == ["CSI_SET", "side"] for e in kinds(log, comp)), what=f"{comp}'s CSI set")
+        ev = kinds(log, comp)
+        assert ev[0] == ["PROXIED_INSTANTIATE", "0"] and ev[1][:3] == ["CSI_SET", "side", role], ev
+        c = h.comp(comp)
+        assert (c["type"], c["presence"], c["registered"]) == ("proxied", "INSTANTIATED", True)
+    assert "Component 'px-a/n' registered by its proxy 'proxy-a/p2'" in h.logtext()
+    assert h.wait_assigned("px") == ("px-a", "px-b") and h.si("px")["csis"] == ["px-csi", "side"]
+    assert {p: h.pid_of(p) for p in pids} == pids and {c: len(events(log, c)) for c in n} == n
+
+    # proxy-a/p2 acts for px-a/n: not removed, and the refusal names it.
+    rewrite(h, reload_yaml(log, added="n", proxy2=False).replace("proxy: proxy-a/p2", "proxy: proxy-a/p"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.proxies.service-units.proxy-a.components.p2' removed" \
+        in r.stderr and "it is the proxy of component 'px-a/n'" in r.stderr, r.stderr
+
+    m = {c: len(events(log, c)) for c in ("px-a/n", "px-b/n")}
+    rewrite(h, reload_yaml(log))
+    assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("px-a")["components"]] == ["px-a/m"]
+             and [c["name"] for c in h.su("px-b")["components"]] == ["px-b/m"], what="px-a/n and px-b/n gone")
+    for comp in ("px-a/n", "px-b/n"):
+        assert [e[:2] for e in kinds(log, comp)[m[comp]:]] == [["CSI_REMOVE", "side"], ["TERMINATE"]], kinds(log, comp)
+    assert "Component 'px-a/n' removed from service unit 'px-a'" in h.logtext()
+    assert h.wait_assigned("px") == ("px-a", "px-b") and h.si("px")["csis"] == ["px-csi"]
+    assert {p: h.pid_of(p) for p in pids} == pids and {c: len(events(log, c)) for c in n} == n
+
+    # Now nobody uses proxy-a/p2: removed, its process stopped.
+    rewrite(h, reload_yaml(log, proxy2=False))
+    assert "applied: 1 component removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("proxy-a")["components"]] == ["proxy-a/p"], what="proxy-a/p2 gone")
+    assert h.pid_of("proxy-a/p") == pids["proxy-a/p"] and h.wait_assigned("px") == ("px-a", "px-b")
     assert h.stop() == 0
