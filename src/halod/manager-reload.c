@@ -15,7 +15,13 @@
  * them: template_refusal()), an SA-aware or non-SA-aware component added (with the CSIs the same
  * reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes:
  * their CSI removes come before its stop, comp_remove_refusal()), these two on several nodes too
- * (only the unit's node runs it, and the unit stays in service meanwhile: comp_add_refusal()).
+ * (only the unit's node runs it, and the unit stays in service meanwhile: comp_add_refusal()).  An
+ * OCF component added runs its agent's meta-data and probe while its unit stays in service without
+ * it; a proxied one is instantiated through its proxy, which must be registered; one removed gets its
+ * CSI removes, then its proxy's terminate; a proxy goes only once nothing uses it.  A cdb-roles group
+ * is added (its roles drive the CDB from then on: cdb_roles_add_refusal(), apply_cdb_roles()), and
+ * its SIs, units and components change as any group's, the CDB roles following the assignments; a
+ * unit that holds the primary with no STANDBY to hand it to is not removed (member_refusal()).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -97,15 +103,25 @@ static const struct config_si *find_si(const struct config *c, const char *sg, c
     return NULL;
 }
 
+/* Why the cdb-roles group added cannot be added now, or NULL.  The CDB roles follow it from then on, as at
+ * start (apply_cdb_roles()): only the ACTIVE unit's node is the primary.  They replace no role set through the
+ * HA control: a node whose CDB has one refuses, and one whose CDB has none is no primary before it reloads. */
+static const char *cdb_roles_add_refusal(struct manager *m) {
+    if (m->roles)
+        return "a cdb-roles group ran earlier in this halod's life (removed since): restart halod to apply it";
+    if (m->ha && ha_state(m->ha) != HA_STATE_NONE)
+        return "this node's CDB has a role set through the HA control ('haloctl ha status'), which the group's roles "
+               "would replace: make it NONE on every node first ('haloctl ha benone'), then reload";
+    return NULL;
+}
+
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
     if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
         return NULL;
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
         const struct config_sg *sg = find_sg(new, ch->sg);
-        if (sg && sg->cdb_roles)
-            return "a cdb-roles group cannot be added live (restart halod to apply it)";
-        return NULL;
+        return sg && sg->cdb_roles ? cdb_roles_add_refusal(m) : NULL;
     }
     if (ch->whole_csi) {
         const struct config_si *si = find_si(new, ch->sg, ch->si);
@@ -148,8 +164,12 @@ static const char *member_refusal(struct manager *m, const struct config *new, c
     const struct config_change *ch = &d->changes[at];
     bool removed = ch->kind == CONFIG_CHANGE_REMOVED, si = ch->whole_si;
     const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
-    if (sg && sg->cdb_roles)
-        return "the SIs and units of a cdb-roles group are not changed live (restart halod to apply it)";
+    /* A cdb-roles group's roles follow its assignments: a unit removed hands its ACTIVE, and so the CDB
+     * primary, over as a lock of it does, but not to nobody. */
+    if (sg && sg->cdb_roles && removed && !si && amf_su_sole_active(m->amf, ch->su))
+        return "it holds the ACTIVE of its cdb-roles group, so its node is the CDB primary, and no other unit holds "
+               "the STANDBY to take it over: the CDB would have no primary.  Bring the other unit in service (or "
+               "'haloctl switchover'), then reload";
     size_t before = 0; /* SIs or units added to the same group by earlier changes */
     for (size_t j = 0; j < at; j++)
         before +=
@@ -209,8 +229,8 @@ static const char *comp_remove_refusal(struct manager *m, const struct config *n
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     const struct config_su *su = find_su(new, ch->sg, ch->su);
-    if (!sg || !su || sg->cdb_roles)
-        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+    if (!sg || !su)
+        return "its service unit is not found";
     for (size_t j = 0; j < d->n_changes; j++) {
         const struct config_change *o = &d->changes[j];
         if (same_group_change(o, ch) || (o->whole_comp && o->kind == CONFIG_CHANGE_ADDED && streq(o->su, ch->su)))
@@ -244,8 +264,8 @@ static const char *comp_add_refusal(struct manager *m, const struct config *new,
     const struct config_sg *sg = find_sg(new, ch->sg);
     if (ch->kind == CONFIG_CHANGE_REMOVED)
         return comp_remove_refusal(m, new, d, at, buf, size);
-    if (!sg || sg->cdb_roles)
-        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+    if (!sg)
+        return "its service group is not found";
     size_t before = 0;
     bool other = false; /* the group's SIs, units or components' settings changed by the same reload */
     for (size_t j = 0; j < d->n_changes; j++) {
@@ -467,6 +487,21 @@ static size_t apply_comp_removes(struct manager *m, const struct config_diff *d)
     return n;
 }
 
+/* The cdb-roles group a reload added (cdb_roles_add_refusal()) drives the CDB roles from now on, before its
+ * SIs are assigned: its units' components have only started. */
+static void apply_cdb_roles(struct manager *m, const struct config_diff *d) {
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        const struct config_sg *sg = ch->service_group ? find_sg(m->config, ch->sg) : NULL;
+        if (!sg || !sg->cdb_roles || ch->kind != CONFIG_CHANGE_ADDED || m->roles)
+            continue;
+        int r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
+                              &m->roles);
+        if (r < 0)
+            log_error_errno(r, "Service group '%s': the CDB roles cannot follow it: %m", sg->name);
+    }
+}
+
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
  * existing objects still point into it. */
 static int retire(struct manager *m, struct config **new) {
@@ -528,6 +563,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
             if (d->changes[i].service_group && d->changes[i].kind == CONFIG_CHANGE_ADDED &&
                 (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
+        apply_cdb_roles(m, d);
         /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()). */
         n_restarted = apply_comps(m, m->retired[m->n_retired - 1], d);
         apply_members(m, d);

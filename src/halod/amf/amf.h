@@ -332,6 +332,9 @@ int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
  * as amf_su_add_check()), -EBUSY (an SI of its group is changing its assignments, or an operation
  * on one is under way). */
 int amf_member_remove_check(struct amf *a, bool unit, const char *name);
+/* Whether the unit name holds the ACTIVE of an SI that no other unit holds STANDBY in service: its
+ * removal would leave the SI with no ACTIVE (a cdb-roles group: the CDB with no primary). */
+bool amf_su_sole_active(struct amf *a, const char *name);
 /* The SI name left the description: no operation finds it any more, and the model takes it from
  * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
  * what the store kept of its lock is cleared.  On several nodes, the deciding node does so, on every
