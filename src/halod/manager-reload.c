@@ -343,6 +343,20 @@ static const char *template_refusal(struct manager *m, const struct config *new,
     return NULL;
 }
 
+/* Why the group or unit that ch removes cannot go while a component that it does not remove uses one
+ * of its components as its proxy, or NULL (into buf): that component would fail with its proxy. */
+static const char *proxy_refusal(struct manager *m, const struct config_change *ch, char *buf, size_t size) {
+    bool gone = ch->kind == CONFIG_CHANGE_REMOVED && (ch->service_group || ch->whole_su);
+    const char *user = gone ? amf_proxy_user_outside(m->amf, ch->sg, ch->whole_su ? ch->su : NULL) : NULL;
+    if (!user)
+        return NULL;
+    snprintf(buf, size,
+             "it holds the proxy of component '%s', which would fail with it: remove that component first (a reload "
+             "of its own), then this",
+             user);
+    return buf;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
@@ -358,6 +372,7 @@ static int check(struct manager *m, const struct config *new, const struct confi
                           : ch->whole_comp               ? comp_add_refusal(m, new, d, i, buf, sizeof(buf))
                           : ch->template                 ? template_refusal(m, new, d, ch, buf, sizeof(buf))
                                                          : refusal(m, new, ch);
+        why = why ?: proxy_refusal(m, ch, buf, sizeof(buf));
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;

@@ -344,3 +344,32 @@ def test_a_proxied_component_added_or_removed_by_a_reload_goes_through_its_proxy
     wait_for(lambda: [c["name"] for c in h.su("proxy-a")["components"]] == ["proxy-a/p"], what="proxy-a/p2 gone")
     assert h.pid_of("proxy-a/p") == pids["proxy-a/p"] and h.wait_assigned("px") == ("px-a", "px-b")
     assert h.stop() == 0
+
+
+def test_a_unit_holding_a_proxy_in_use_is_not_removed_by_a_reload(halod_factory, tmp_path):
+    """Unit proxy-c holds the proxy of px-a/n: removing the unit in the reload that removes px-a/n
+    is refused, naming px-a/n (it would fail with its proxy); once px-a/n is gone, the unit goes."""
+    log = tmp_path / "comp.log"
+    proxy_c = "      proxy-c: {components: {p: {}}}\n"
+
+    def text(n=True, c=True):
+        t = reload_yaml(log, added="n" if n else "").replace("proxy: proxy-a/p2", "proxy: proxy-c/p")
+        return t.replace("      proxy-b: {components: {p: {}}}\n", "      proxy-b: {components: {p: {}}}\n" + proxy_c) \
+            if c else t
+    h = halod_factory(text(), log_level="info").start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    wait_for(lambda: h.comp("px-a/n")["presence"] == "INSTANTIATED", what="px-a/n registered through proxy-c/p")
+
+    rewrite(h, text(n=False, c=False))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.proxies.service-units.proxy-c' removed" in r.stderr and \
+        "it holds the proxy of component 'px-a/n', which would fail with it" in r.stderr, r.stderr
+    assert h.comp("px-a/n")["presence"] == "INSTANTIATED"
+
+    rewrite(h, text(n=False))
+    assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("px-a")["components"]] == ["px-a/m"], what="px-a/n gone")
+    rewrite(h, text(n=False, c=False))
+    assert "applied: 1 service unit removed" in h.ctl("reload").stdout
+    wait_for(lambda: "Service unit 'proxy-c' removed" in h.logtext(), what="proxy-c removed")
+    assert h.wait_assigned("px") == ("px-a", "px-b") and h.stop() == 0

@@ -212,6 +212,19 @@ const char *amf_comp_proxy_of(struct amf *a, const char *name) {
     return p ? p->name : NULL;
 }
 
+const char *amf_proxy_user_outside(struct amf *a, const char *sg, const char *su) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++) {
+                const struct comp *c = &a->sgs[g].sus[u].comps[i], *p = c->proxy;
+                bool in = p && !c->removed && !p->su->sg->removed && streq(p->su->sg->name, sg) &&
+                          (!su || streq(p->su->name, su));
+                if (in && (!streq(c->su->sg->name, sg) || (su && !streq(c->su->name, su))))
+                    return c->name;
+            }
+    return NULL;
+}
+
 /* Whether an assignment of su is changing (a CSI set or remove in flight, a role on its way). */
 static bool su_changing(struct su *su) {
     struct sg *sg = su->sg;

@@ -386,6 +386,9 @@ int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name);
 int amf_comp_remove_check(struct amf *a, const struct config_sg *ncg, const struct config_su *nsu, const char *name);
 /* The name of a component whose proxy is the component name (one whose removal is under way too), or NULL. */
 const char *amf_comp_proxy_of(struct amf *a, const char *name);
+/* The name of a component outside the group sg (su: outside its unit su) whose proxy is one of its
+ * components, or NULL: removing the group (the unit), the component would fail with its proxy. */
+const char *amf_proxy_user_outside(struct amf *a, const char *sg, const char *su);
 /* It leaves its unit (nsu, its new description, outlives the AMF): once the CSI removes the same
  * reload sent it are answered, it is stopped as a lock-instantiation stops it (terminate callback,
  * SIGKILL after its terminate timeout; a non-SA-aware one by its CSI remove, its terminate command or
