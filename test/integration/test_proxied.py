@@ -373,3 +373,46 @@ def test_a_unit_holding_a_proxy_in_use_is_not_removed_by_a_reload(halod_factory,
     assert "applied: 1 service unit removed" in h.ctl("reload").stdout
     wait_for(lambda: "Service unit 'proxy-c' removed" in h.logtext(), what="proxy-c removed")
     assert h.wait_assigned("px") == ("px-a", "px-b") and h.stop() == 0
+
+
+def on_nodes(text):
+    """reload_yaml()'s description with proxy-a and px-a on n1, proxy-b and px-b on n2."""
+    for u, n in (("proxy-a", "n1"), ("px-a", "n1"), ("proxy-b", "n2"), ("px-b", "n2")):
+        text = text.replace(f"      {u}: {{components:", f"      {u}: {{node: {n}, components:")
+    return text.replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n")
+
+
+def test_proxied_components_added_and_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """Two nodes, each reloaded in turn: each node's proxy instantiates the component added to its
+    node's unit, which gets its CSI with its unit's role; removed, its CSI remove and then its
+    terminate go through the same proxy.  No role moves, no proxy restarts."""
+    log = tmp_path / "comp.log"
+    hs, _ = start_nodes(halod_factory, on_nodes(reload_yaml(log)), etcd.endpoints)
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b")
+    pids = {"proxy-a/p": hs["n1"].pid_of("proxy-a/p"), "proxy-b/p": hs["n2"].pid_of("proxy-b/p")}
+
+    for h in hs.values():
+        rewrite(h, on_nodes(reload_yaml(log, added="n")))
+        assert "applied: 2 components added, 1 CSI added or removed" in h.ctl("reload").stdout
+    for comp, role in (("px-a/n", "ACTIVE"), ("px-b/n", "STANDBY")):
+        wait_for(lambda: any(e[:2] == ["CSI_SET", "side"] for e in kinds(log, comp)), timeout=30,
+                 what=f"{comp}'s CSI set")
+        ev = kinds(log, comp)
+        assert ev[0] == ["PROXIED_INSTANTIATE", "0"] and ev[1][:3] == ["CSI_SET", "side", role], ev
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b")
+    assert {"proxy-a/p": hs["n1"].pid_of("proxy-a/p"), "proxy-b/p": hs["n2"].pid_of("proxy-b/p")} == pids
+
+    m = {c: len(kinds(log, c)) for c in ("px-a/n", "px-b/n")}
+    for h in hs.values():
+        rewrite(h, on_nodes(reload_yaml(log)))
+        assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
+    for comp in m:
+        wait_for(lambda: [e[:2] for e in kinds(log, comp)[m[comp]:]] == [["CSI_REMOVE", "side"], ["TERMINATE"]],
+                 timeout=30, what=f"{comp} removed through its proxy")
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b") and h.si("px")["csis"] == ["px-csi"]
+    assert {"proxy-a/p": hs["n1"].pid_of("proxy-a/p"), "proxy-b/p": hs["n2"].pid_of("proxy-b/p")} == pids
+    for h in hs.values():
+        assert h.stop() == 0
