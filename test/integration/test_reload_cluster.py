@@ -652,6 +652,20 @@ def test_a_defaults_change_restarts_components_in_place_node_by_node(etcd, halod
         assert h.stop() == 0
 
 
+def unchanged_check(hs, log, mine, theirs):
+    """A check, from now on: s stays ACTIVE on mine and STANDBY on theirs as both nodes see it, g's
+    first components keep their processes, and the STANDBY's is never set ACTIVE."""
+    firsts = {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"}
+    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
+
+    def unchanged():
+        for h in hs.values():
+            assert h.wait_assigned("s", timeout=30) == (mine, theirs)
+        assert {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"} == firsts
+        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+    return unchanged
+
+
 def test_a_non_sa_aware_component_added_with_its_csi_runs_where_its_unit_is_active(etcd, halod_factory, tmp_path):
     """A non-SA-aware component added to both units of g with the CSI it takes, the node that holds s
     ACTIVE (not the coordinator) reloading first: it runs there alone, not on the STANDBY's node, and
@@ -662,14 +676,7 @@ def test_a_non_sa_aware_component_added_with_its_csi_runs_where_its_unit_is_acti
     added = base.replace("a1: {csi-types: [main]}", f"a1: {{csi-types: [main]}}, an: {nsa}") \
         .replace("b1: {csi-types: [main]}", f"b1: {{csi-types: [main]}}, bn: {nsa}") \
         .replace("c: {type: main,", "e: {type: side}\n          c: {type: main,")
-    firsts = {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"}
-    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
-
-    def unchanged():
-        for h in hs.values():
-            assert h.wait_assigned("s", timeout=30) == (mine, theirs)
-        assert {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"} == firsts
-        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+    unchanged = unchanged_check(hs, log, mine, theirs)
 
     for n in (other, coord):
         rewrite(hs[n], added)
@@ -718,14 +725,7 @@ def test_an_ocf_component_added_with_its_csi_starts_where_its_unit_is_active(etc
     added = marked.replace("}@", f"}}, ar: {ocf('a')}", 1).replace("}@", f"}}, br: {ocf('b')}", 1) \
         .replace("c: {type: main,", "e: {type: side}\n          c: {type: main,")
     assert base == marked.replace("@", "") and "@" not in added
-    firsts = {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"}
-    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
-
-    def unchanged():
-        for h in hs.values():
-            assert h.wait_assigned("s", timeout=30) == (mine, theirs)
-        assert {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"} == firsts
-        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+    unchanged = unchanged_check(hs, log, mine, theirs)
 
     seen = set()
 
