@@ -369,6 +369,15 @@ def test_a_unit_holding_a_proxy_in_use_is_not_removed_by_a_reload(halod_factory,
     rewrite(h, text(n=False))
     assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
     wait_for(lambda: [c["name"] for c in h.su("px-a")["components"]] == ["px-a/m"], what="px-a/n gone")
+
+    # Its proxy stopped: px-a/n is not added back (nothing would instantiate it).
+    h.ctl("admin", "lock", "su:proxy-c")
+    h.ctl("admin", "lock-instantiation", "su:proxy-c")
+    wait_for(lambda: h.comp("proxy-c/p")["presence"] == "UNINSTANTIATED", what="proxy-c/p stopped")
+    rewrite(h, text())
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.px.service-units.px-a.components.n' added: it is proxied, and its " \
+        "proxy is not registered" in r.stderr, r.stderr
     rewrite(h, text(n=False, c=False))
     assert "applied: 1 service unit removed" in h.ctl("reload").stdout
     wait_for(lambda: "Service unit 'proxy-c' removed" in h.logtext(), what="proxy-c removed")
