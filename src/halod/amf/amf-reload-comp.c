@@ -8,9 +8,11 @@
  * then, else the new settings apply when it next starts.  Nothing else restarts.
  *
  * A component added to a running unit starts as a restart in place does (SA-aware: its CSIs once
- * it registers), or, not SA-aware, runs once its unit holds its CSI ACTIVE.  One removed is
- * stopped once the CSI removes of the same reload are answered, as a lock-instantiation stops it,
- * and is then gone; its unit keeps its roles meanwhile.
+ * it registers; proxied: through its proxy, registered already), or, not SA-aware, runs once its
+ * unit holds its CSI ACTIVE (OCF: after its agent's meta-data and probe, which its unit does not
+ * wait for to stay in service).  One removed is stopped once the CSI removes of the same reload are
+ * answered, as a lock-instantiation stops it (proxied: its proxy's terminate), and is then gone;
+ * its unit keeps its roles meanwhile.  A proxy goes only once no component uses it.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
