@@ -23,7 +23,12 @@
  * The nodes, pools and cdb sections are manager-reload-cluster.c's: a node added or removed (its
  * units and halod gone), a node's su-failover and failfast, a pool's tolerate and participants while
  * it recovers nothing, the CDB replication's mode and intervals; the new description then runs (the
- * AMF's and the recovery model's nodes are its).
+ * AMF's and the recovery model's nodes are its).  An OCF component added runs its agent's
+ * meta-data and probe while its unit stays in service without it; a proxied one is instantiated through its proxy,
+ * which must be registered; one removed gets its CSI removes, then its proxy's terminate; a proxy goes only once
+ * nothing uses it.  A cdb-roles group is added (its roles drive the CDB from then on: cdb_roles_add_refusal(),
+ * apply_cdb_roles()), and its SIs, units and components change as any group's, the CDB roles following the assignments;
+ * a unit that holds the primary with no STANDBY to hand it to is not removed (member_refusal()).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -105,6 +110,18 @@ static const struct config_si *find_si(const struct config *c, const char *sg, c
     return NULL;
 }
 
+/* Why the cdb-roles group added cannot be added now, or NULL.  The CDB roles follow it from then on, as at
+ * start (apply_cdb_roles()): only the ACTIVE unit's node is the primary.  They replace no role set through the
+ * HA control: a node whose CDB has one refuses, and one whose CDB has none is no primary before it reloads. */
+static const char *cdb_roles_add_refusal(struct manager *m) {
+    if (m->roles)
+        return "a cdb-roles group ran earlier in this halod's life (removed since): restart halod to apply it";
+    if (m->ha && ha_state(m->ha) != HA_STATE_NONE)
+        return "this node's CDB has a role set through the HA control ('haloctl ha status'), which the group's roles "
+               "would replace: make it NONE on every node first ('haloctl ha benone'), then reload";
+    return NULL;
+}
+
 /* Why a change cannot be applied now, or NULL. */
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
     if (ch->group_setting || ch->unit_node)
@@ -113,9 +130,7 @@ static const char *refusal(struct manager *m, const struct config *new, const st
         return NULL;
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
         const struct config_sg *sg = find_sg(new, ch->sg);
-        if (sg && sg->cdb_roles)
-            return "a cdb-roles group cannot be added live (restart halod to apply it)";
-        return NULL;
+        return sg && sg->cdb_roles ? cdb_roles_add_refusal(m) : NULL;
     }
     if (ch->whole_csi) {
         const struct config_si *si = find_si(new, ch->sg, ch->si);
@@ -158,8 +173,12 @@ static const char *member_refusal(struct manager *m, const struct config *new, c
     const struct config_change *ch = &d->changes[at];
     bool removed = ch->kind == CONFIG_CHANGE_REMOVED, si = ch->whole_si;
     const struct config_sg *sg = find_sg(removed ? m->config : new, ch->sg);
-    if (sg && sg->cdb_roles)
-        return "the SIs and units of a cdb-roles group are not changed live (restart halod to apply it)";
+    /* A cdb-roles group's roles follow its assignments: a unit removed hands its ACTIVE, and so the CDB
+     * primary, over as a lock of it does, but not to nobody. */
+    if (sg && sg->cdb_roles && removed && !si && amf_su_sole_active(m->amf, ch->su))
+        return "it holds the ACTIVE of its cdb-roles group, so its node is the CDB primary, and no other unit holds "
+               "the STANDBY to take it over: the CDB would have no primary.  Bring the other unit in service (or "
+               "'haloctl switchover'), then reload";
     size_t before = 0; /* SIs or units added to the same group by earlier changes */
     for (size_t j = 0; j < at; j++)
         before +=
@@ -219,12 +238,12 @@ static bool same_group_change(const struct config_change *o, const struct config
  * state its node publishes (amf_su_in_service() skips it), so the coordinator, which decides per unit,
  * moves no role; another node drops it from its view of the unit, which it runs nothing of. */
 static const char *comp_remove_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
-                                       size_t at) {
+                                       size_t at, char *buf, size_t size) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     const struct config_su *su = find_su(new, ch->sg, ch->su);
-    if (!sg || !su || sg->cdb_roles)
-        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+    if (!sg || !su)
+        return "its service unit is not found";
     for (size_t j = 0; j < d->n_changes; j++) {
         const struct config_change *o = &d->changes[j];
         if (same_group_change(o, ch) || (o->whole_comp && o->kind == CONFIG_CHANGE_ADDED && streq(o->su, ch->su)))
@@ -232,9 +251,15 @@ static const char *comp_remove_refusal(struct manager *m, const struct config *n
                    "added to its unit: remove it in a reload of its own";
     }
     int r = amf_comp_remove_check(m->amf, sg, su, ch->comp);
+    if (r == -ENOTEMPTY) {
+        snprintf(buf, size,
+                 "it is the proxy of component '%s', which would fail with it: remove that one first (a reload of its "
+                 "own, once its removal is logged), then this one",
+                 amf_comp_proxy_of(m->amf, ch->comp) ?: "?");
+        return buf;
+    }
     return r == -EXDEV         ? "it takes a CSI of its group's SIs that stays, or its going would move one to another "
                                  "component: its unit could no longer take its SIs (remove its CSIs in the same reload)"
-           : r == -EOPNOTSUPP  ? "a proxied component or a proxy is not removed live (restart halod to apply it)"
            : r == -HALO_EEXIST ? "its removal is under way"
            : r == -EBUSY ? "it or its unit is starting, stopping, failing, restarting or changing its roles; reload "
                            "again later"
@@ -246,14 +271,14 @@ static const char *comp_remove_refusal(struct manager *m, const struct config *n
  * On several nodes too: only its unit's node starts it (amf_comp_add()), SA-aware as a restart in place,
  * so the unit stays in service in the state its node publishes until it registers; not SA-aware, it
  * runs only where its unit holds its CSI ACTIVE.  The coordinator decides per unit: it moves no role. */
-static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d,
-                                    size_t at) {
+static const char *comp_add_refusal(struct manager *m, const struct config *new, const struct config_diff *d, size_t at,
+                                    char *buf, size_t size) {
     const struct config_change *ch = &d->changes[at];
     const struct config_sg *sg = find_sg(new, ch->sg);
     if (ch->kind == CONFIG_CHANGE_REMOVED)
-        return comp_remove_refusal(m, new, d, at);
-    if (!sg || sg->cdb_roles)
-        return "the units of a cdb-roles group are not changed live (restart halod to apply it)";
+        return comp_remove_refusal(m, new, d, at, buf, size);
+    if (!sg)
+        return "its service group is not found";
     size_t before = 0;
     bool other = false; /* the group's SIs, units or components' settings changed by the same reload */
     for (size_t j = 0; j < d->n_changes; j++) {
@@ -268,8 +293,8 @@ static const char *comp_add_refusal(struct manager *m, const struct config *new,
     int r = amf_comp_add_check(m->amf, find_su(new, ch->sg, ch->su), ch->comp, before);
     return r == -ENOSPC        ? "more components added to its unit since halod started than it has room for (restart "
                                  "halod)"
-           : r == -EOPNOTSUPP  ? "only an SA-aware or non-SA-aware component is added live (an OCF one's probe would "
-                                 "take its unit out of service; restart halod to apply it)"
+           : r == -ENOTCONN    ? "it is proxied, and its proxy is not registered (or is being removed): reload again "
+                                 "once its proxy runs"
            : r == -HALO_EEXIST ? "a running component has its name: add it in a later reload"
            : r == -EXDEV       ? "it would take a CSI of its group's SIs from another component (restart halod to "
                                  "apply it)"
@@ -307,6 +332,20 @@ static const char *template_refusal(struct manager *m, const struct config *new,
     return NULL;
 }
 
+/* Why the group or unit that ch removes cannot go while a component that it does not remove uses one
+ * of its components as its proxy, or NULL (into buf): that component would fail with its proxy. */
+static const char *proxy_refusal(struct manager *m, const struct config_change *ch, char *buf, size_t size) {
+    bool gone = ch->kind == CONFIG_CHANGE_REMOVED && (ch->service_group || ch->whole_su);
+    const char *user = gone ? amf_proxy_user_outside(m->amf, ch->sg, ch->whole_su ? ch->su : NULL) : NULL;
+    if (!user)
+        return NULL;
+    snprintf(buf, size,
+             "it holds the proxy of component '%s', which would fail with it: remove that component first (a reload "
+             "of its own), then this",
+             user);
+    return buf;
+}
+
 /* What of d cannot be applied now, into errors. */
 static int check(struct manager *m, const struct config *new, const struct config_diff *d, json_t *errors) {
     size_t added = 0;
@@ -321,9 +360,10 @@ static int check(struct manager *m, const struct config *new, const struct confi
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
                           : ch->component_setting        ? comp_refusal(m, new, d, ch, buf, sizeof(buf))
-                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i)
+                          : ch->whole_comp               ? comp_add_refusal(m, new, d, i, buf, sizeof(buf))
                           : ch->template                 ? template_refusal(m, new, d, ch, buf, sizeof(buf))
                                                          : refusal(m, new, ch);
+        why = why ?: proxy_refusal(m, ch, buf, sizeof(buf));
         int r = why ? problem(errors, new->path, &d->changes[i], why) : 0;
         if (r < 0)
             return r;
@@ -453,6 +493,21 @@ static size_t apply_comp_removes(struct manager *m, const struct config_diff *d)
     return n;
 }
 
+/* The cdb-roles group a reload added (cdb_roles_add_refusal()) drives the CDB roles from now on, before its
+ * SIs are assigned: its units' components have only started. */
+static void apply_cdb_roles(struct manager *m, const struct config_diff *d) {
+    for (size_t i = 0; i < d->n_changes; i++) {
+        const struct config_change *ch = &d->changes[i];
+        const struct config_sg *sg = ch->service_group ? find_sg(m->config, ch->sg) : NULL;
+        if (!sg || !sg->cdb_roles || ch->kind != CONFIG_CHANGE_ADDED || m->roles)
+            continue;
+        int r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
+                              &m->roles);
+        if (r < 0)
+            log_error_errno(r, "Service group '%s': the CDB roles cannot follow it: %m", sg->name);
+    }
+}
+
 /* The new description runs from now on (a group was added): the old one is kept, as the AMF's
  * existing objects still point into it. */
 static int retire(struct manager *m, struct config **new) {
@@ -516,8 +571,10 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
                 (r = amf_sg_add(m->amf, m->config, find_sg(m->config, d->changes[i].sg))) < 0)
                 log_error_errno(r, "Service group '%s' not added: %m", d->changes[i].sg);
         /* Restarts first (of other groups than those whose SIs or units change, comp_refusal()), after
-         * the groups' new settings (which the model reads as the units restart). */
+         * the groups' new settings (which the model reads as the units restart) and the CDB roles of a
+         * cdb-roles group added. */
         n_groups = manager_apply_group_settings(m, d);
+        apply_cdb_roles(m, d);
         n_restarted = apply_comps(m, m->retired[m->n_retired - 1], d);
         apply_members(m, d);
         if (held)

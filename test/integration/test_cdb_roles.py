@@ -15,6 +15,7 @@ import threading
 import time
 
 from halo_harness import CDBCLIENT, HALOCTL, TESTCOMP, commits_until, free_port, wait_for
+from test_reload import rewrite
 
 TOKEN = "roles-token"
 
@@ -435,3 +436,123 @@ def test_commits_acknowledged_alone_keep_the_active_on_their_node(etcd, halod_fa
             assert h.stop() == 0
     finally:
         r.close()
+
+
+def test_a_cdb_roles_group_added_and_changed_by_reloads_drives_the_roles(etcd, halod_factory, tmp_path):
+    """Added on both nodes by a reload: the ACTIVE unit's node becomes the primary, the STANDBY's its
+    secondary, the other groups run on (refused on a node whose CDB has a role of the HA control's).
+    Its SIs added and removed: the roles stay.  The ACTIVE's unit removed: it hands the ACTIVE, and so
+    the primary, over to the STANDBY's node, never two primaries; a unit holding the primary with no
+    STANDBY to take it over is not removed."""
+    r = Roles(etcd, halod_factory, tmp_path)
+    other = f"""  other:
+    component: {{command: {TESTCOMP}}}
+    service-units: {{o-a: {{node: n1}}, o-b: {{node: n2}}}}
+    service-instances: {{o: {{csis: {{o-csi: {{}}}}}}}}
+"""
+    # A third node, running nothing: a unit moved there is a unit removed and one added.
+    r.yaml = r.yaml.replace("nodes:\n", f"nodes:\n  n3: {{cdb-address: \"127.0.0.1:{free_port()}\"}}\n")
+    db = r.yaml[r.yaml.index("  db:\n"):]
+    without = r.yaml.replace(db, other)
+    # Its units' components named, so that one can be added beside them.
+    for old, new in ((f"command: {TESTCOMP}}}", f"command: {TESTCOMP}, csi-types: [main]}}"),
+                     ("db-csi: {}", "db-csi: {type: main}"), ("db-a: {node: n1}", "db-a: {node: n1, components: {m: {}}}"),
+                     ("db-b: {node: n2}", "db-b: {node: n2, components: {m: {}}}")):
+        assert old in db, old
+        db = db.replace(old, new)
+
+    def unit(u, n, extra=""):
+        return f"      {u}: {{node: {n}, components: {{m: {{}}{extra}}}}}\n"
+    for h in r.nodes.values():
+        rewrite(h, without)
+        h.start()
+    r.nodes["n1"].wait_assigned("o")
+    pids = {c: r.nodes[n].pid_of(c) for n, c in (("n1", "o-a"), ("n2", "o-b"))}
+    assert all((r.ha_state(n) or {}).get("state") == "NONE" for n in r.nodes)
+
+    h1 = r.nodes["n1"]
+    h1.ctl("ha", "--token", TOKEN, "beprimary", "n1")
+    rewrite(h1, without + db)
+    refused = h1.ctl("reload", check=False)
+    assert refused.returncode == 5 and "'service-groups.db' added: this node's CDB has a role set through the HA " \
+        "control" in refused.stderr, refused.stderr
+    h1.ctl("ha", "--token", TOKEN, "benone")
+
+    def reload_both(text, summary):
+        """Each node in turn; the second one again while the first one's change is still settling."""
+        for h in r.nodes.values():
+            rewrite(h, without + text)
+
+            def applied():
+                p = h.ctl("reload", check=False)
+                assert p.returncode == 0 or "reload again later" in p.stderr, p.stderr
+                return p.stdout if p.returncode == 0 else None
+            out = wait_for(applied, timeout=20, what="the reload applied")
+            assert summary in out, out
+
+    def roles():
+        return {n: (r.ha_state(n) or {}).get("state") for n in r.nodes}
+
+    reload_both(db, "applied: 1 service group added")
+    act, sb = wait_for(r.settled, timeout=20, what="db assigned")
+    primary, secondary = node_of(act), node_of(sb)
+    wait_for(lambda: roles() == {primary: "PRIMARY", secondary: "SECONDARY"} and
+             r.nodes[primary].status()["cdb"]["secondaries"], timeout=10, what="the roles on the units' nodes")
+    assert r.nodes[primary].status()["cdb"]["roles_follow"] == "db"
+    r.nodes[primary].ctl("cdb", "set", "/added", "live")
+    wait_for(lambda: r.nodes[secondary].ctl("cdb", "get", "/added", check=False).stdout == "live\n", timeout=10,
+             what="the commit on the secondary")
+    assert {c: r.nodes[n].pid_of(c) for n, c in (("n1", "o-a"), ("n2", "o-b"))} == pids
+
+    # A component added to each unit, then removed: the roles stay where they are.
+    xs = db
+    for u in (act, sb):
+        xs = xs.replace(unit(u, node_of(u)), unit(u, node_of(u), ", x: {csi-types: [none]}"))
+    reload_both(xs, "applied: 2 components added")
+    wait_for(lambda: r.nodes[primary].pid_of(f"{act}/x") and r.nodes[secondary].pid_of(f"{sb}/x"), timeout=20,
+             what="the components added running")
+    assert roles() == {primary: "PRIMARY", secondary: "SECONDARY"} and r.settled() == (act, sb)
+    x = r.nodes[primary].pid_of(f"{act}/x")
+    reload_both(db, "applied: 2 components removed")
+    wait_for(lambda: [c["name"] for c in r.nodes[primary].su(act)["components"]] == [f"{act}/m"], timeout=20,
+             what="the components removed")
+    assert not os.path.exists(f"/proc/{x}/cmdline") or not open(f"/proc/{x}/cmdline").read()
+    assert roles() == {primary: "PRIMARY", secondary: "SECONDARY"} and r.settled() == (act, sb)
+
+    # An SI added, then the first one removed: the roles stay where they are.
+    dbline = "      db: {csis: {db-csi: {type: main}}}\n"
+    db2 = db.replace(dbline, dbline + "      db2: {csis: {db2-csi: {type: main}}}\n")
+    assert db2 != db
+    reload_both(db2, "applied: 1 service instance added")
+    wait_for(lambda: r.nodes[primary].si("db2")["active"] == act and r.nodes[primary].si("db2")["standby"] == sb,
+             timeout=20, what="db2 assigned with db")
+    reload_both(db2.replace(dbline, ""), "applied: 1 service instance removed")
+    wait_for(lambda: "Service instance 'db' removed" in r.nodes[primary].logtext(), timeout=20, what="db removed")
+    assert roles() == {primary: "PRIMARY", secondary: "SECONDARY"}
+    r.nodes[primary].ctl("cdb", "set", "/after-si", "x")
+    db2 = db2.replace(dbline, "")
+
+    # The ACTIVE's unit moved to n3 (which runs nothing): the primary goes over to the STANDBY's node.
+    seen = set()
+    moved = db2.replace(unit(act, primary), unit("db-c", "n3"))
+    assert moved != db2
+    reload_both(moved, "applied: 1 service unit added, 1 service unit removed")
+
+    def handed_over():
+        now = roles()
+        seen.add(tuple(sorted(now.values())))
+        return now[secondary] == "PRIMARY" and now[primary] == "NONE"
+    wait_for(handed_over, timeout=20, what="the primary handed over")
+    assert not any(states.count("PRIMARY") > 1 for states in seen), seen
+    r.nodes[secondary].ctl("cdb", "set", "/after-move", "y")
+    assert r.nodes[secondary].ctl("cdb", "get", "/added").stdout == "live\n"
+
+    # Now its unit holds the ACTIVE alone: not removed (the CDB would have no primary).
+    hs = r.nodes[secondary]
+    rewrite(hs, without + moved.replace(unit(sb, secondary), unit("db-d", primary)))
+    refused = hs.ctl("reload", check=False)
+    assert refused.returncode == 5 and f"'service-groups.db.service-units.{sb}' removed" in refused.stderr and \
+        "the CDB would have no primary" in refused.stderr, refused.stderr
+    assert roles()[secondary] == "PRIMARY"
+    for h in r.nodes.values():
+        assert h.stop() == 0

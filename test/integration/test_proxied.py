@@ -9,6 +9,7 @@ import signal
 from halo_harness import FAST_RESTART_HEAD, TESTCOMP, start_nodes, testcomp_events as events, wait_for
 from rawlink import RawLink, register
 from test_non_sa_aware import recorded
+from test_reload import rewrite
 
 HALO_EBADSTATE, HALO_ENOTREG, EPERM = 10001, 10002, 1
 
@@ -267,3 +268,160 @@ def test_a_restarted_halod_adopts_the_proxied_components_with_their_assignments(
     wait_for(lambda: h.si("px")["active"] == "px-b", timeout=10, what="px-b ACTIVE")
     assert h.wait_assigned("px") == ("px-b", "px-a")
     assert h.stop() == 0
+
+
+def reload_yaml(log, added="", proxy2=True):
+    """Proxies proxy-a/p and proxy-b/p (a second one, proxy-a/p2, when proxy2) and a 2N group px of
+    proxied px-a/m and px-b/m; added: px-a/n through proxy-a/p2 and px-b/n through proxy-b/p, taking
+    CSI side."""
+    pa = "p: {}" + (", p2: {csi-types: [none]}" if proxy2 else "")
+    na = ", n: {proxy: proxy-a/p2, csi-types: [side]}" if added else ""
+    nb = ", n: {proxy: proxy-b/p, csi-types: [side]}" if added else ""
+    side = ", side: {type: side}" if added else ""
+    return FAST_RESTART_HEAD + f"""  proxies:
+    redundancy: no-redundancy
+    component: {{command: {TESTCOMP}, env: {{TESTCOMP_LOG: "{log}", TESTCOMP: proxy}}, csi-types: [proxy]}}
+    service-units:
+      proxy-a: {{components: {{{pa}}}}}
+      proxy-b: {{components: {{p: {{}}}}}}
+    service-instances:
+      proxy-1: {{csis: {{proxy-1: {{type: proxy}}}}}}
+      proxy-2: {{csis: {{proxy-2: {{type: proxy}}}}}}
+  px:
+    redundancy: 2N
+    component: {{type: proxied, csi-types: [main]}}
+    service-units:
+      px-a: {{components: {{m: {{proxy: proxy-a/p}}{na}}}}}
+      px-b: {{components: {{m: {{proxy: proxy-b/p}}{nb}}}}}
+    service-instances:
+      px: {{csis: {{px-csi: {{type: main}}{side}}}}}
+"""
+
+
+def test_a_proxied_component_added_or_removed_by_a_reload_goes_through_its_proxy(halod_factory, tmp_path):
+    """Added: its proxy is asked to instantiate it, registers it, and it gets its CSI with its unit's
+    HA state; removed: its CSI removed, then terminated through its proxy.  The units keep their
+    roles, nothing else restarts.  A proxy still acting for a component is not removed."""
+    log = tmp_path / "comp.log"
+    h = halod_factory(reload_yaml(log), log_level="info").start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    pids = {p: h.pid_of(p) for p in ("proxy-a/p", "proxy-a/p2", "proxy-b/p")}
+    n = {c: len(events(log, c)) for c in ("px-a/m", "px-b/m")}
+
+    rewrite(h, reload_yaml(log, added="n"))
+    r = h.ctl("reload")
+    assert "applied: 2 components added, 1 CSI added or removed" in r.stdout, r.stdout
+    for comp, role in (("px-a/n", "ACTIVE"), ("px-b/n", "STANDBY")):
+        wait_for(lambda: any(e[:2] == ["CSI_SET", "side"] for e in kinds(log, comp)), what=f"{comp}'s CSI set")
+        ev = kinds(log, comp)
+        assert ev[0] == ["PROXIED_INSTANTIATE", "0"] and ev[1][:3] == ["CSI_SET", "side", role], ev
+        c = h.comp(comp)
+        assert (c["type"], c["presence"], c["registered"]) == ("proxied", "INSTANTIATED", True)
+    assert "Component 'px-a/n' registered by its proxy 'proxy-a/p2'" in h.logtext()
+    assert h.wait_assigned("px") == ("px-a", "px-b") and h.si("px")["csis"] == ["px-csi", "side"]
+    assert {p: h.pid_of(p) for p in pids} == pids and {c: len(events(log, c)) for c in n} == n
+
+    # proxy-a/p2 acts for px-a/n: not removed, and the refusal names it.
+    rewrite(h, reload_yaml(log, added="n", proxy2=False).replace("proxy: proxy-a/p2", "proxy: proxy-a/p"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.proxies.service-units.proxy-a.components.p2' removed" \
+        in r.stderr and "it is the proxy of component 'px-a/n'" in r.stderr, r.stderr
+
+    m = {c: len(events(log, c)) for c in ("px-a/n", "px-b/n")}
+    rewrite(h, reload_yaml(log))
+    assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("px-a")["components"]] == ["px-a/m"]
+             and [c["name"] for c in h.su("px-b")["components"]] == ["px-b/m"], what="px-a/n and px-b/n gone")
+    for comp in ("px-a/n", "px-b/n"):
+        assert [e[:2] for e in kinds(log, comp)[m[comp]:]] == [["CSI_REMOVE", "side"], ["TERMINATE"]], kinds(log, comp)
+    assert "Component 'px-a/n' removed from service unit 'px-a'" in h.logtext()
+    assert h.wait_assigned("px") == ("px-a", "px-b") and h.si("px")["csis"] == ["px-csi"]
+    assert {p: h.pid_of(p) for p in pids} == pids and {c: len(events(log, c)) for c in n} == n
+
+    # Now nobody uses proxy-a/p2: removed, its process stopped.
+    rewrite(h, reload_yaml(log, proxy2=False))
+    assert "applied: 1 component removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("proxy-a")["components"]] == ["proxy-a/p"], what="proxy-a/p2 gone")
+    assert h.pid_of("proxy-a/p") == pids["proxy-a/p"] and h.wait_assigned("px") == ("px-a", "px-b")
+    assert h.stop() == 0
+
+
+def test_a_unit_holding_a_proxy_in_use_is_not_removed_by_a_reload(halod_factory, tmp_path):
+    """Unit proxy-c holds the proxy of px-a/n: removing the unit in the reload that removes px-a/n
+    is refused, naming px-a/n (it would fail with its proxy); once px-a/n is gone, the unit goes."""
+    log = tmp_path / "comp.log"
+    proxy_c = "      proxy-c: {components: {p: {}}}\n"
+
+    def text(n=True, c=True):
+        t = reload_yaml(log, added="n" if n else "").replace("proxy: proxy-a/p2", "proxy: proxy-c/p")
+        return t.replace("      proxy-b: {components: {p: {}}}\n", "      proxy-b: {components: {p: {}}}\n" + proxy_c) \
+            if c else t
+    h = halod_factory(text(), log_level="info").start()
+    assert h.wait_assigned("px") == ("px-a", "px-b")
+    wait_for(lambda: h.comp("px-a/n")["presence"] == "INSTANTIATED", what="px-a/n registered through proxy-c/p")
+
+    rewrite(h, text(n=False, c=False))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.proxies.service-units.proxy-c' removed" in r.stderr and \
+        "it holds the proxy of component 'px-a/n', which would fail with it" in r.stderr, r.stderr
+    assert h.comp("px-a/n")["presence"] == "INSTANTIATED"
+
+    rewrite(h, text(n=False))
+    assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
+    wait_for(lambda: [c["name"] for c in h.su("px-a")["components"]] == ["px-a/m"], what="px-a/n gone")
+
+    # Its proxy stopped: px-a/n is not added back (nothing would instantiate it).
+    h.ctl("admin", "lock", "su:proxy-c")
+    h.ctl("admin", "lock-instantiation", "su:proxy-c")
+    wait_for(lambda: h.comp("proxy-c/p")["presence"] == "UNINSTANTIATED", what="proxy-c/p stopped")
+    rewrite(h, text())
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and "'service-groups.px.service-units.px-a.components.n' added: it is proxied, and its " \
+        "proxy is not registered" in r.stderr, r.stderr
+    rewrite(h, text(n=False, c=False))
+    assert "applied: 1 service unit removed" in h.ctl("reload").stdout
+    wait_for(lambda: "Service unit 'proxy-c' removed" in h.logtext(), what="proxy-c removed")
+    assert h.wait_assigned("px") == ("px-a", "px-b") and h.stop() == 0
+
+
+def on_nodes(text):
+    """reload_yaml()'s description with proxy-a and px-a on n1, proxy-b and px-b on n2."""
+    for u, n in (("proxy-a", "n1"), ("px-a", "n1"), ("proxy-b", "n2"), ("px-b", "n2")):
+        text = text.replace(f"      {u}: {{components:", f"      {u}: {{node: {n}, components:")
+    return text.replace("cluster: test\n", "cluster: test\nnodes: {n1: {}, n2: {}}\n")
+
+
+def test_proxied_components_added_and_removed_node_by_node(etcd, halod_factory, tmp_path):
+    """Two nodes, each reloaded in turn: each node's proxy instantiates the component added to its
+    node's unit, which gets its CSI with its unit's role; removed, its CSI remove and then its
+    terminate go through the same proxy.  No role moves, no proxy restarts."""
+    log = tmp_path / "comp.log"
+    hs, _ = start_nodes(halod_factory, on_nodes(reload_yaml(log)), etcd.endpoints)
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b")
+    pids = {"proxy-a/p": hs["n1"].pid_of("proxy-a/p"), "proxy-b/p": hs["n2"].pid_of("proxy-b/p")}
+
+    for h in hs.values():
+        rewrite(h, on_nodes(reload_yaml(log, added="n")))
+        assert "applied: 2 components added, 1 CSI added or removed" in h.ctl("reload").stdout
+    for comp, role in (("px-a/n", "ACTIVE"), ("px-b/n", "STANDBY")):
+        wait_for(lambda: any(e[:2] == ["CSI_SET", "side"] for e in kinds(log, comp)), timeout=30,
+                 what=f"{comp}'s CSI set")
+        ev = kinds(log, comp)
+        assert ev[0] == ["PROXIED_INSTANTIATE", "0"] and ev[1][:3] == ["CSI_SET", "side", role], ev
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b")
+    assert {"proxy-a/p": hs["n1"].pid_of("proxy-a/p"), "proxy-b/p": hs["n2"].pid_of("proxy-b/p")} == pids
+
+    m = {c: len(kinds(log, c)) for c in ("px-a/n", "px-b/n")}
+    for h in hs.values():
+        rewrite(h, on_nodes(reload_yaml(log)))
+        assert "applied: 2 components removed, 1 CSI added or removed" in h.ctl("reload").stdout
+    for comp in m:
+        wait_for(lambda: [e[:2] for e in kinds(log, comp)[m[comp]:]] == [["CSI_REMOVE", "side"], ["TERMINATE"]],
+                 timeout=30, what=f"{comp} removed through its proxy")
+    for h in hs.values():
+        assert h.wait_assigned("px", timeout=30) == ("px-a", "px-b") and h.si("px")["csis"] == ["px-csi"]
+    assert {"proxy-a/p": hs["n1"].pid_of("proxy-a/p"), "proxy-b/p": hs["n2"].pid_of("proxy-b/p")} == pids
+    for h in hs.values():
+        assert h.stop() == 0

@@ -993,14 +993,30 @@ service-groups:
     wait_for(lambda: os.path.exists(tmp_path / f"{active}.state"), what="the ACTIVE's resource started")
     ms = {u: h.pid_of(f"{u}/m") for u in (active, standby)}
     n = {u: len(events(log, f"{u}/m")) for u in (active, standby)}
-    # Another OCF one added: refused (its agent's meta-data and probe would take its unit out of service).
-    rewrite(h, text(True, with_r2=True))  # with the CSI it takes
-    r = h.ctl("reload", check=False)
-    assert r.returncode == 5 and "'service-groups.g.service-units.a.components.r2' added: only an SA-aware or " \
-        "non-SA-aware component is added live" in r.stderr, r.stderr
+    # Another OCF one added with the CSI it takes: its agent's meta-data and probe run while its unit
+    # stays in service, then its resource starts on the ACTIVE alone; nothing else restarts or is told.
+    rewrite(h, text(True, with_r2=True))
+    r = h.ctl("reload")
+    assert "applied: 2 components added, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    seen = set()
+
+    def started_r2():
+        seen.add((h.si("s")["active"], h.su(active)["readiness"], h.su(standby)["readiness"]))
+        return os.path.exists(tmp_path / f"{active}2.state")
+    wait_for(started_r2, what="the ACTIVE's new resource started")
+    assert seen == {(active, "IN-SERVICE", "IN-SERVICE")}, seen  # the SI stayed ACTIVE, both units in service
+    wait_for(lambda: h.comp(f"{active}/r2")["presence"] == "INSTANTIATED", what="r2 instantiated")
+    assert not os.path.exists(tmp_path / f"{standby}2.state")  # nothing runs on the STANDBY
+    assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c", "d", "e"]
+    assert {u: h.pid_of(f"{u}/m") for u in (active, standby)} == ms
+    assert {u: len(events(log, f"{u}/m")) for u in (active, standby)} == n
+    assert os.path.exists(tmp_path / f"{active}.state")  # r runs on
+    assert f"Probing component '{active}/r2'" in h.logtext()
+
     rewrite(h, text(False))
     r = h.ctl("reload")
-    assert "applied: 2 components removed, 1 CSI added or removed, 2 CSI sets or removes sent" in r.stdout, r.stdout
+    assert "applied: 4 components removed, 2 CSIs added or removed, 4 CSI sets or removes sent" in r.stdout, r.stdout
+    wait_for(lambda: not os.path.exists(tmp_path / f"{active}2.state"), what="r2's agent's stop")
     wait_for(lambda: not os.path.exists(tmp_path / f"{active}.state"), what="its agent's stop")
     wait_for(lambda: all([c["name"] for c in h.su(u)["components"]] == [f"{u}/m"] for u in "ab"), what="r gone")
     assert h.wait_assigned("s") == (active, standby) and h.si("s")["csis"] == ["c"]

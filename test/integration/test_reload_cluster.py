@@ -4,6 +4,7 @@ removed from an SI, a component added or removed or its settings changed (also t
 each node reloaded on its own, one after the other; and the coordinator killed
 between two reloads.  (issue 16, point 3; docs/configuration.md, Reload)"""
 import os
+import re
 import signal
 
 from halo_harness import start_nodes, testcomp_events as events, wait_for
@@ -651,6 +652,20 @@ def test_a_defaults_change_restarts_components_in_place_node_by_node(etcd, halod
         assert h.stop() == 0
 
 
+def unchanged_check(hs, log, mine, theirs):
+    """A check, from now on: s stays ACTIVE on mine and STANDBY on theirs as both nodes see it, g's
+    first components keep their processes, and the STANDBY's is never set ACTIVE."""
+    firsts = {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"}
+    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
+
+    def unchanged():
+        for h in hs.values():
+            assert h.wait_assigned("s", timeout=30) == (mine, theirs)
+        assert {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"} == firsts
+        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+    return unchanged
+
+
 def test_a_non_sa_aware_component_added_with_its_csi_runs_where_its_unit_is_active(etcd, halod_factory, tmp_path):
     """A non-SA-aware component added to both units of g with the CSI it takes, the node that holds s
     ACTIVE (not the coordinator) reloading first: it runs there alone, not on the STANDBY's node, and
@@ -661,14 +676,7 @@ def test_a_non_sa_aware_component_added_with_its_csi_runs_where_its_unit_is_acti
     added = base.replace("a1: {csi-types: [main]}", f"a1: {{csi-types: [main]}}, an: {nsa}") \
         .replace("b1: {csi-types: [main]}", f"b1: {{csi-types: [main]}}, bn: {nsa}") \
         .replace("c: {type: main,", "e: {type: side}\n          c: {type: main,")
-    firsts = {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"}
-    standby_actives = len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"])
-
-    def unchanged():
-        for h in hs.values():
-            assert h.wait_assigned("s", timeout=30) == (mine, theirs)
-        assert {u: hs[UNITS[u]].pid_of(f"{u}/{u}1") for u in "ab"} == firsts
-        assert len([e for e in events(log, f"{theirs}/{theirs}1", "CSI_SET") if e[3] == "ACTIVE"]) == standby_actives
+    unchanged = unchanged_check(hs, log, mine, theirs)
 
     for n in (other, coord):
         rewrite(hs[n], added)
@@ -747,5 +755,53 @@ def test_a_groups_auto_adjust_applies_once_the_coordinator_reloaded(etcd, halod_
     for h in hs.values():
         wait_for(lambda: roles(h, "s") == (preferred, second), timeout=30, what="the ACTIVE back on the preferred unit")
     assert own_pids(hs, "abxy") == before
+def test_an_ocf_component_added_with_its_csi_starts_where_its_unit_is_active(etcd, halod_factory, tmp_path):
+    """An OCF component added to both units of g with the CSI it takes, the node that holds s ACTIVE
+    (not the coordinator) reloading first: its agent's meta-data and probe run while its unit stays in
+    service, then its resource starts on that node alone; no role moves.  Removed with its CSI: its
+    agent stops it."""
+    if not os.access("/usr/lib/ocf/resource.d/heartbeat/Dummy", os.X_OK):
+        import pytest
+        pytest.skip("Debian's resource-agents package is not installed (tools/install-deps)")
+    def own_command(t):
+        """g's template moved into its components (an OCF component takes no command), ended by '@'."""
+        t = with_comps()(t)
+        m = re.search(r"  g:\n    component:\n      command: (.*)\n      env: (.*)\n", t)
+        comp = f"csi-types: [main], command: {m[1]}, env: {m[2]}"
+        return t.replace(m[0], "  g:\n").replace("a1: {csi-types: [main]}", f"a1: {{{comp}}}@") \
+            .replace("b1: {csi-types: [main]}", f"b1: {{{comp}}}@")
+    hs, coord, other, base, _, log = two_nodes(etcd, halod_factory, tmp_path, edit=lambda t: own_command(t)
+                                               .replace("@", ""))
+    mine, theirs = s_active_on_the_other_node(hs, coord, other)
+
+    def ocf(u):
+        return f"{{type: ocf, agent: ocf:heartbeat:Dummy, params: {{state: {tmp_path}/{u}.state}}, csi-types: [side]}}"
+    marked = own_command(texts(log)[0])
+    added = marked.replace("}@", f"}}, ar: {ocf('a')}", 1).replace("}@", f"}}, br: {ocf('b')}", 1) \
+        .replace("c: {type: main,", "e: {type: side}\n          c: {type: main,")
+    assert base == marked.replace("@", "") and "@" not in added
+    unchanged = unchanged_check(hs, log, mine, theirs)
+
+    seen = set()
+
+    def started():
+        seen.add((hs[coord].si("s")["active"], hs[other].su(mine)["readiness"]))
+        return os.path.exists(tmp_path / f"{mine}.state")
+    rewrite(hs[other], added)
+    reload(hs[other], "2 components added, 1 CSI added or removed")
+    rewrite(hs[coord], added)
+    reload(hs[coord], "2 components added, 1 CSI added or removed")
+    wait_for(started, what="the ACTIVE's resource started")
+    assert seen == {(mine, "IN-SERVICE")}, seen  # s stayed ACTIVE there, its unit in service
+    unchanged()
+    assert not os.path.exists(tmp_path / f"{theirs}.state")  # nothing on the STANDBY's node
+
+    for n in (coord, other):
+        rewrite(hs[n], base)
+        reload(hs[n], "2 components removed, 1 CSI added or removed")
+    wait_for(lambda: not os.path.exists(tmp_path / f"{mine}.state"), what="its agent's stop")
+    wait_for(lambda: [c["name"] for c in hs[other].su(mine)["components"]] == [f"{mine}/{mine}1"],
+             what="it is gone from status")
+    unchanged()
     for h in hs.values():
         assert h.stop() == 0

@@ -273,6 +273,8 @@ void amf_proxied_instantiate(struct comp *c);
 void amf_proxied_terminate(struct comp *c);
 /* c's instantiate or terminate timer fired. */
 void amf_proxied_on_timer(struct comp *c);
+/* Whether p, a proxy, can act for a proxied component now: registered. */
+bool amf_proxied_proxy_ready(const struct comp *p);
 /* An invocation of c's (instantiate, cleanup, terminate) was answered with error. */
 void amf_proxied_answered(struct comp *c, enum inv_kind kind, int error);
 /* c is fenced: its proxy is asked to clean it up (it is no longer on the proxy's link). */

@@ -114,6 +114,7 @@ struct comp {
         bool ready;        /* its meta-data was read (or could not be: the defaults apply) */
         bool up;           /* its start succeeded and no stop or cleanup succeeded since */
         bool probed;       /* its probe ran in this halod's life, and a resource it found left running was dealt with */
+        bool joining;      /* a reload added it to a running unit: its unit stays in service without it until probed */
         usec_t start, stop, monitor_timeout, monitor_interval; /* the timeouts that apply */
         usec_t meta[4]; /* those its meta-data advertises (0: none), in that order: amf_ocf_timeouts() */
     } ocf;

@@ -479,6 +479,12 @@ void amf_nsa_on_timer(struct comp *c) {
     }
 }
 
+/* Whether c is an OCF component whose meta-data or probe has not ended yet (a reload added it to a running
+ * unit, and the same reload's CSI set came meanwhile): its CSI waits, amf_nsa_ready() goes on with it. */
+static bool ocf_preparing(const struct comp *c) {
+    return amf_comp_ocf(c) && (c->ocf.prep || !c->ocf.ready || !c->ocf.probed);
+}
+
 /*
  * The next step of c's CSI in flight: ACTIVE wants its process running, any
  * other state (or a remove) none.  Never two copies: a start waits until the
@@ -490,7 +496,7 @@ static void progress(struct comp *c) {
         amf_comp_removal_step(c); /* a reload removes it: stopped, it is gone */
         return;
     }
-    if (!inv || c->helper || c->su->failing || c->amf->stopping)
+    if (!inv || c->helper || c->su->failing || c->amf->stopping || ocf_preparing(c))
         return;
     if (inv->kind == INV_CSI_SET && inv->state == HALO_HA_ACTIVE) {
         if (!present(c))
@@ -556,7 +562,10 @@ void amf_nsa_ready(struct comp *c) {
     if (present(c) || c->helper)
         return;
     c->presence = PRESENCE_UNINSTANTIATED;
+    c->ocf.joining = false;
     amf_sg_evaluate(c->su->sg); /* its unit may be in service now */
+    if (pending_inv(c))
+        progress(c); /* its CSI set came while its agent was prepared (a reload added it) */
 }
 
 bool amf_nsa_cleanup_due(const struct comp *c) {
@@ -644,6 +653,8 @@ void amf_nsa_probed(struct comp *c, bool running, const char *failure) {
         serves(c);
         amf_su_adoption_check(c->su);
         amf_sg_evaluate(c->su->sg);
+        if (pending_inv(c))
+            progress(c); /* a reload added it with its CSI, set ACTIVE meanwhile: it runs */
         return;
     }
     if (running) {
@@ -656,7 +667,7 @@ void amf_nsa_probed(struct comp *c, bool running, const char *failure) {
     }
     c->ocf.probed = true;
     c->ocf.up = false;
-    if (active) {
+    if (active && !c->ocf.joining) {
         c->ocf.up = c->unclean = true; /* whatever is left of it: its cleanup stops it */
         amf_comp_fail(c, "is not running (OCF probe: not running), though its unit held its CSI ACTIVE");
         return;

@@ -3,7 +3,8 @@
  * OCF resource agents (the Open Cluster Framework's, as Pacemaker runs them):
  * the environment of an action, the exit codes, the timeouts an agent
  * advertises in its meta-data, and that meta-data read once before the
- * component's unit is first in service, and the probe that follows it (the
+ * component's unit is first in service (or, for one a reload adds to a running
+ * unit, while that unit stays in service: ocf.joining), and the probe that follows it (the
  * monitor action, run once before anything is started, as Pacemaker does: a
  * resource a killed halod left running is adopted or stopped).  The life cycle
  * (start while ACTIVE, stop, cleanup) is the non-SA-aware one (amf-nsa.c); the

@@ -19,15 +19,14 @@
 #include "log.h"
 #include "macro.h"
 
-/* Whether p can act for a proxied component now. */
-static bool proxy_ready(const struct comp *p) {
+bool amf_proxied_proxy_ready(const struct comp *p) {
     return p && p->conn && p->presence == PRESENCE_INSTANTIATED;
 }
 
 /* Sends c's proxy an invocation of kind for c; NULL when it could not (out of memory, or no proxy). */
 static struct invocation *proxy_invoke(struct comp *c, enum inv_kind kind, usec_t timeout) {
     struct comp *p = c->proxy;
-    if (!proxy_ready(p))
+    if (!amf_proxied_proxy_ready(p))
         return NULL;
     struct invocation *inv = amf_inv_new(c, kind, timeout);
     if (!inv)
@@ -43,7 +42,7 @@ static struct invocation *proxy_invoke(struct comp *c, enum inv_kind kind, usec_
 
 static void ask(struct comp *c) {
     const struct config_component *cc = c->cfg;
-    if (!proxy_ready(c->proxy)) {
+    if (!amf_proxied_proxy_ready(c->proxy)) {
         log_info("Component '%s' waits for its proxy '%s' to register", c->name, cc->proxy);
         return;
     }
@@ -90,6 +89,8 @@ static void gone(struct comp *c, const char *how) {
     amf_notify_comp(c, AMF_COMP_EXITED, how);
     if (c->amf->stopping)
         amf_stop_check(c->amf);
+    else if (c->removing)
+        amf_comp_removal_step(c); /* a reload removed it: its proxy terminated it, it is gone */
     else if (c->restart_in_place && !c->restart_spawned && !c->su->failing)
         amf_ladder_comp_gone(c); /* an operator's restart: its proxy instantiates it again */
 }
@@ -149,7 +150,7 @@ void amf_proxied_fence(struct comp *c) {
     bool held = c->conn || c->proxy_asked;
     c->conn = NULL;
     c->proxy_asked = false;
-    if (held && proxy_ready(c->proxy)) {
+    if (held && amf_proxied_proxy_ready(c->proxy)) {
         log_info("Asking proxy '%s' to clean up component '%s'", c->cfg->proxy, c->name);
         (void)proxy_invoke(c, INV_PROXIED_CLEANUP, c->cfg->timeouts.terminate);
     }

@@ -9,9 +9,11 @@
  * and csi-types are read when it fails or takes a CSI: no restart.  Nothing else restarts.
  *
  * A component added to a running unit starts as a restart in place does (SA-aware: its CSIs once
- * it registers), or, not SA-aware, runs once its unit holds its CSI ACTIVE.  One removed is
- * stopped once the CSI removes of the same reload are answered, as a lock-instantiation stops it,
- * and is then gone; its unit keeps its roles meanwhile.
+ * it registers; proxied: through its proxy, registered already), or, not SA-aware, runs once its
+ * unit holds its CSI ACTIVE (OCF: after its agent's meta-data and probe, which its unit does not
+ * wait for to stay in service).  One removed is stopped once the CSI removes of the same reload are
+ * answered, as a lock-instantiation stops it (proxied: its proxy's terminate), and is then gone;
+ * its unit keeps its roles meanwhile.  A proxy goes only once no component uses it.
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
@@ -160,10 +162,12 @@ int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *n
         return -HALO_EUNKNOWN;
     if (su->n_comps + n_before >= su->cap_comps)
         return -ENOSPC;
-    if (nc->type != CONFIG_COMP_SA_AWARE && nc->type != CONFIG_COMP_NON_SA_AWARE)
-        return -EOPNOTSUPP; /* an OCF agent's probe would take its unit out of service; a proxied one needs its proxy */
     if (amf_find_comp(a, name))
         return -HALO_EEXIST;
+    /* A proxied one is instantiated through its proxy (of its unit's node) at once: registered. */
+    struct comp *proxy = nc->type == CONFIG_COMP_PROXIED ? amf_find_comp(a, nc->proxy) : NULL;
+    if (nc->type == CONFIG_COMP_PROXIED && su->local && (!amf_proxied_proxy_ready(proxy) || proxy->removing))
+        return -ENOTCONN;
     /* Every CSI of the group's SIs stays with the component that takes it: the new one takes none. */
     struct sg *sg = su->sg;
     for (size_t i = 0; i < sg->n_sis; i++)
@@ -190,15 +194,19 @@ int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name) {
             amf_comp_init(su, c, &nsu->components[i]);
     su->n_comps++;
     su->cfg = nsu; /* which component takes which CSI: by name (amf_csi_comp()) */
+    c->proxy = c->cfg->proxy ? amf_find_comp(a, c->cfg->proxy) : NULL;
     log_info("Component '%s' added to service unit '%s'", c->name, su->name);
     if (!a->ready || a->stopping || !su->local || su->admin == SU_LOCKED_INSTANTIATION || su->oper != SU_ENABLED)
         return 0; /* it starts with its unit's other components */
     if (!amf_comp_sa_aware(c)) {
-        amf_comp_instantiate(c); /* ready: it runs once its unit holds its CSI ACTIVE (the same reload's CSI set) */
+        /* ready: it runs once its unit holds its CSI ACTIVE (the same reload's CSI set); an OCF agent's
+         * meta-data and probe first, while its unit stays in service without it (amf_su_in_service()) */
+        c->ocf.joining = amf_comp_ocf(c);
+        amf_comp_instantiate(c);
         return 0;
     }
-    /* Started as a restart in place is: its unit keeps its roles until it registers, and its end
-     * before that is a failure of it (amf-ladder.c). */
+    /* Started as a restart in place is (a proxied one: through its proxy): its unit keeps its roles
+     * until it registers, and its end before that is a failure of it (amf-ladder.c). */
     c->restart_in_place = true;
     c->restart_at_once = true;
     c->restart_spawned = true;
@@ -221,14 +229,32 @@ static const struct config_csi *new_csi(const struct config_si *nsi, const char 
     return NULL;
 }
 
-/* Whether c is the proxy of a component of the model. */
-static bool proxies(struct amf *a, const struct comp *c) {
+/* A component of the model whose proxy is c (its removal under way too), or NULL. */
+static const struct comp *proxied_by(struct amf *a, const struct comp *c) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; u < a->sgs[g].n_sus; u++)
             for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++)
                 if (a->sgs[g].sus[u].comps[i].proxy == c && !a->sgs[g].sus[u].comps[i].removed)
-                    return true;
-    return false;
+                    return &a->sgs[g].sus[u].comps[i];
+    return NULL;
+}
+
+const char *amf_comp_proxy_of(struct amf *a, const char *name) {
+    const struct comp *c = amf_find_comp(a, name), *p = c ? proxied_by(a, c) : NULL;
+    return p ? p->name : NULL;
+}
+
+const char *amf_proxy_user_outside(struct amf *a, const char *sg, const char *su) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)
+            for (size_t i = 0; i < a->sgs[g].sus[u].n_comps; i++) {
+                const struct comp *c = &a->sgs[g].sus[u].comps[i], *p = c->proxy;
+                bool in = p && !c->removed && !p->su->sg->removed && streq(p->su->sg->name, sg) &&
+                          (!su || streq(p->su->name, su));
+                if (in && (!streq(c->su->sg->name, sg) || (su && !streq(c->su->name, su))))
+                    return c->name;
+            }
+    return NULL;
 }
 
 /* Whether an assignment of su is changing (a CSI set or remove in flight, a role on its way). */
@@ -249,8 +275,8 @@ int amf_comp_remove_check(struct amf *a, const struct config_sg *ncg, const stru
         return -HALO_EUNKNOWN;
     if (c->removing)
         return -HALO_EEXIST;
-    if (amf_comp_proxied(c) || proxies(a, c))
-        return -EOPNOTSUPP;
+    if (proxied_by(a, c))
+        return -ENOTEMPTY; /* it would fail with its proxy */
     /* Every CSI of the group's SIs that stays keeps its component: the one removed takes none of
      * them (those it takes leave with it, by the same reload's CSI removes). */
     struct sg *sg = su->sg;
@@ -293,17 +319,22 @@ static bool csi_in_flight(struct comp *c) {
     return false;
 }
 
+/* Whether c still holds something to stop: its process, a helper, an OCF resource, or (proxied) its
+ * registration through its proxy or the instantiate asked of it. */
+static bool holds(const struct comp *c) {
+    return c->proc || c->helper || c->ocf.up || (amf_comp_proxied(c) && (c->conn || c->proxy_asked));
+}
+
 void amf_comp_removal_step(struct comp *c) {
     /* A failure of its unit stops it anyway: the unit's restart (or halod's stop) comes back here. */
     if (!c->removing || c->amf->stopping || c->su->failing || csi_in_flight(c))
         return;
-    if (c->proc || c->helper || c->ocf.up) {
-        if (c->presence != PRESENCE_TERMINATING) {
-            c->restart_in_place = false;
-            amf_comp_terminate(c);
-        }
-        return; /* here again once it ended */
+    if (holds(c) && c->presence != PRESENCE_TERMINATING) {
+        c->restart_in_place = false;
+        amf_comp_terminate(c); /* a proxied one: its proxy's terminate callback */
     }
+    if (holds(c))
+        return; /* here again once it ended */
     c->removing = false;
     c->removed = true;
     c->conn = NULL; /* its link, closing after its process ended, is not a failure of anything */

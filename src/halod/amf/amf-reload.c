@@ -497,6 +497,21 @@ int amf_member_remove_check(struct amf *a, bool unit, const char *name) {
     return !sg ? -HALO_EUNKNOWN : unit && group_held(a, sg) ? -EACCES : sg_changing(sg) ? -EBUSY : 0;
 }
 
+bool amf_su_sole_active(struct amf *a, const char *name) {
+    struct su *su = amf_find_su(a, name);
+    for (size_t i = 0; su && i < su->sg->n_sis; i++) {
+        struct si *si = &su->sg->sis[i];
+        const struct assignment *as = amf_si_find_su(si, su);
+        bool standby = false;
+        for (size_t k = 0; k < si->n_asg; k++)
+            standby = standby || (si->asg[k].su && si->asg[k].su != su && !si->asg[k].removing &&
+                                  si->asg[k].target == HALO_HA_STANDBY && amf_su_in_service(si->asg[k].su));
+        if (!si->removed && as && !as->removing && as->target == HALO_HA_ACTIVE && !standby)
+            return true;
+    }
+    return false;
+}
+
 /* A unit being removed: locked (its SIs leave it), then lock-instantiated (its processes stopped). */
 struct unit_removal {
     struct amf_waiter w; /* first: the AMF hands it back */

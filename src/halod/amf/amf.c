@@ -207,7 +207,7 @@ bool amf_su_in_service(const struct su *su) {
             /* It runs only once it is ACTIVE: ready once this halod has taken
              * over what a previous one left, and not failed. */
             if (!su->amf->ready || c->presence == PRESENCE_RESTARTING || c->presence == PRESENCE_FAILED ||
-                (amf_comp_ocf(c) && (!c->ocf.ready || !c->ocf.probed)))
+                (amf_comp_ocf(c) && !c->ocf.joining && (!c->ocf.ready || !c->ocf.probed)))
                 return false;
         } else if (c->presence != PRESENCE_INSTANTIATED || !c->conn)
             return false;

@@ -336,6 +336,9 @@ int amf_si_add(struct amf *a, const char *sg, const struct config_si *cfg);
  * as amf_su_add_check()), -EBUSY (an SI of its group is changing its assignments, or an operation
  * on one is under way). */
 int amf_member_remove_check(struct amf *a, bool unit, const char *name);
+/* Whether the unit name holds the ACTIVE of an SI that no other unit holds STANDBY in service: its
+ * removal would leave the SI with no ACTIVE (a cdb-roles group: the CDB with no primary). */
+bool amf_su_sole_active(struct amf *a, const char *name);
 /* The SI name left the description: no operation finds it any more, and the model takes it from
  * its units as haloctl admin lock si:NAME does (its ACTIVE QUIESCED, then every assignment removed);
  * what the store kept of its lock is cleared.  On several nodes, the deciding node does so, on every
@@ -375,23 +378,31 @@ int amf_comps_reload(struct amf *a, const struct config_sg *cg);
 int amf_sg_settings_reload(struct amf *a, const struct config_sg *cg);
 /* Whether the component name of nsu (a running unit's new description) may join that unit now,
  * after n_before added to it by the same reload: 0; -HALO_EUNKNOWN; -ENOSPC (at most
- * AMF_COMPS_ADDED_MAX per unit in halod's life); -EOPNOTSUPP (not SA-aware); -HALO_EEXIST (a
- * component has its name); -EXDEV (a CSI of the group's SIs would change component: the new one
- * would take one); -EBUSY (its unit is failing, restarting or adopting). */
+ * AMF_COMPS_ADDED_MAX per unit in halod's life); -ENOTCONN (proxied, of this node, and its proxy is
+ * not registered or is being removed); -HALO_EEXIST (a component has its name); -EXDEV (a CSI of the group's SIs would
+ * change component: the new one would take one); -EBUSY (its unit is failing, restarting or adopting). */
 int amf_comp_add_check(struct amf *a, const struct config_su *nsu, const char *name, size_t n_before);
-/* It joins the unit (nsu outlives the AMF), and starts as a restart in place does: the unit keeps
- * its roles while it registers.  One node only.  0 or -errno. */
+/* It joins the unit (nsu outlives the AMF), and starts as a restart in place does (a proxied one
+ * through its proxy): the unit keeps its roles while it registers.  Not SA-aware, it runs once its
+ * unit holds its CSI ACTIVE; an OCF one's meta-data and probe run first, its unit in service
+ * meanwhile.  One node only.  0 or -errno. */
 int amf_comp_add(struct amf *a, const struct config_su *nsu, const char *name);
 /* Whether the component name may leave its running unit, whose new description is nsu, of the group
  * whose new description is ncg: 0; -HALO_EUNKNOWN; -EXDEV (a CSI of the group's running SIs that
- * ncg keeps would change component: it takes one, or its going moves one); -EOPNOTSUPP (proxied, or
- * the proxy of another); -HALO_EEXIST (being removed); -EBUSY (its unit is failing, restarting
- * or adopting, changing its roles, or it is starting or stopping). */
+ * ncg keeps would change component: it takes one, or its going moves one); -ENOTEMPTY (the proxy of a
+ * component that is not removed yet: amf_comp_proxy_of()); -HALO_EEXIST (being removed); -EBUSY (its unit is failing,
+ * restarting or adopting, changing its roles, or it is starting or stopping). */
 int amf_comp_remove_check(struct amf *a, const struct config_sg *ncg, const struct config_su *nsu, const char *name);
+/* The name of a component whose proxy is the component name (one whose removal is under way too), or NULL. */
+const char *amf_comp_proxy_of(struct amf *a, const char *name);
+/* The name of a component outside the group sg (su: outside its unit su) whose proxy is one of its
+ * components, or NULL: removing the group (the unit), the component would fail with its proxy. */
+const char *amf_proxy_user_outside(struct amf *a, const char *sg, const char *su);
 /* It leaves its unit (nsu, its new description, outlives the AMF): once the CSI removes the same
  * reload sent it are answered, it is stopped as a lock-instantiation stops it (terminate callback,
  * SIGKILL after its terminate timeout; a non-SA-aware one by its CSI remove, its terminate command or
- * SIGTERM), then it is gone.  Its unit keeps its roles.  One node only.  0 when under way, -errno. */
+ * SIGTERM; a proxied one by its proxy's terminate callback), then it is gone.  Its unit keeps its roles.  One node
+ * only.  0 when under way, -errno. */
 int amf_comp_remove(struct amf *a, const struct config_su *nsu, const char *name);
 /* The service group name left the description: it is locked (its SIs removed from its units, as
  * haloctl admin lock sg:NAME does), then its processes are stopped (lock-instantiation), and then

@@ -79,12 +79,19 @@ static struct assignment *live_target(struct si *si, halo_ha_state state) {
     return a && !a->removing ? a : NULL;
 }
 
+/* The group's first SI that a reload did not remove: 2N, every SI of the group is ACTIVE on the same unit. */
+static struct si *first_si(struct sg *sg) {
+    for (size_t i = 0; i < sg->n_sis; i++)
+        if (!sg->sis[i].removed)
+            return &sg->sis[i];
+    return NULL;
+}
+
 static struct roles_want compute(struct amf_roles *r) {
     struct roles_want w = {.state = HA_STATE_NONE};
-    struct sg *sg = r->sg;
-    if (sg->n_sis == 0)
+    struct si *si = first_si(r->sg);
+    if (!si)
         return w;
-    struct si *si = &sg->sis[0]; /* 2N: every SI of the group is ACTIVE on the same unit */
     struct assignment *act = live_target(si, HALO_HA_ACTIVE), *sb = live_target(si, HALO_HA_STANDBY);
     if (!act)
         return w; /* its unit failed or was locked: no primary anywhere */
@@ -283,8 +290,9 @@ const char *amf_roles_sg(const struct amf_roles *r) {
 }
 
 const char *amf_roles_writer(const struct amf_roles *r) {
-    if (!r || r->sg->n_sis == 0)
+    struct si *si = r ? first_si(r->sg) : NULL;
+    if (!si)
         return NULL;
-    struct assignment *act = live_target(&r->sg->sis[0], HALO_HA_ACTIVE);
+    struct assignment *act = live_target(si, HALO_HA_ACTIVE);
     return act ? act->su->cfg->node : NULL;
 }
