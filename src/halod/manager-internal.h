@@ -19,6 +19,7 @@
 #include "list.h"
 #include "manager.h"
 #include "metrics.h"
+#include "name.h"
 #include "notify.h"
 #include "queue-report.h"
 #include "queue.h"
@@ -69,6 +70,8 @@ struct manager {
     struct cdb_link *cdb_link;
     struct ha *ha;
     struct amf_roles *roles;
+    /* The services (svc/). */
+    struct name_service *names;
     /* haloctl's commands waiting for the AMF (dispatch.c). */
     LIST_HEAD(struct admin_wait) waits;
     struct notifier *notify; /* the service manager (systemd), if it listens */

@@ -81,7 +81,8 @@ struct proxied {
     char comp[];
 };
 
-struct halo_cdb_sub; /* halo-cdb.c's */
+struct halo_cdb_sub;    /* halo-cdb.c's */
+struct halo_name_track; /* halo-name.c's */
 
 enum link_state {
     LINK_UP,           /* connected */
@@ -115,6 +116,7 @@ struct halo {
     LIST_HEAD(struct pg) pgs;          /* likewise */
     LIST_HEAD(struct proxied) proxied; /* likewise */
     LIST_HEAD(struct halo_cdb_sub) cdb_subs;
+    LIST_HEAD(struct halo_name_track) name_tracks;
     bool reading; /* a thread is polling the socket without the lock */
     bool closed;  /* halo_close() was called */
     bool leased;  /* counted in the lease's users */
@@ -267,3 +269,12 @@ bool halo__cdb_change(halo *h, const Halo__Link__CdbChange *m);
 int halo__cdb_resume(halo *h, const struct timespec *deadline);
 /* Frees the subscription list (lock not needed: the handle is going). */
 void halo__cdb_free(halo *h);
+
+/* ---- halo-name.c ---------------------------------------------------------- */
+
+/* Runs the track's callback for a NameNote (lock not held); false if none ran. */
+bool halo__name_note(halo *h, const Halo__Link__NameNote *m);
+/* Tracks again on a new link.  Lock held, RESUMING.  As halo__amf_resume(). */
+int halo__name_resume(halo *h, const struct timespec *deadline);
+/* Frees the track list (lock not needed: the handle is going). */
+void halo__name_free(halo *h);

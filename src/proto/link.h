@@ -28,6 +28,12 @@
 #define LINK_CDB_OP_FRAMING 16 /* what an op costs on top of its path and value, counted in LINK_CDB_TXN_MAX */
 #define LINK_CDB_SUBS_MAX 64   /* subscriptions per connection */
 #define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
+/* The name service (docs/names.md): the packet's own bounds, above the service's
+ * (include/halo/name.h), so that halod answers a name, reference or attribute too long with an
+ * error instead of cutting the client off; a packet past these is malformed. */
+#define LINK_NAME_TEXT_MAX 1024  /* a context, name, component, node or attribute name */
+#define LINK_NAME_REF_MAX 8192   /* an object reference */
+#define LINK_NAME_ENTRIES_MAX 64 /* registrations in one lookup's answer */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 

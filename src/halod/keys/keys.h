@@ -38,6 +38,7 @@ enum key_dir {
     KEY_COMPLETED,    /* completed/<process>/<p>   a participant served a recovery's attempt */
     KEY_DOOM,         /* doom/<node>               another node declared it dead: its beats stopped */
     KEY_ADMINSTATE,   /* adminstate/<kind>:<name>  an SI's administrative state */
+    KEY_NAMES,        /* names/<ctx>/<name>/<node>/<comp>  a name registration (svc/name.c) */
     _KEY_DIR_MAX,
 };
 
@@ -70,6 +71,13 @@ int key_failvec_chunk(char *buf, const char *prefix, const char *process, int64_
 int key_failvec_count(char *buf, const char *prefix, const char *process, int64_t epoch);
 /* Whether a key (or what follows failvec/<process>/<epoch> in it) is an epoch's nr_failures. */
 bool key_failvec_is_count(const char *key, size_t len);
+
+/* The name service (docs/names.md): "names/<ctx>/<name>/" (every registration of a name) and
+ * "names/<ctx>/<name>/<node>/<comp>" (one component's). */
+int key_names_of(char *buf, const char *prefix, const char *ctx, const char *name);
+int key_names_reg(char *buf, const char *prefix, const char *ctx, const char *name, const char *node, const char *comp);
+/* Splits what follows "names/" into its four parts (buffers of STORE_KEY_MAX bytes), each non-empty: 0 or -EINVAL. */
+int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *node, char *comp);
 
 /*
  * Which directory a key under prefix is in: the directory (>= 0), and in
