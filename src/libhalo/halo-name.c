@@ -15,7 +15,7 @@ struct halo_name_track {
     unsigned id;
     halo_name_track_cb cb;
     void *userdata;
-    char *name;   /* into context's block */
+    char *name; /* into context's block */
     char context[];
 };
 
@@ -35,7 +35,7 @@ static bool name_valid(const char *s, size_t max) {
 static int check_names(const char *context, const char *name) {
     if (!name_valid(context, HALO_NAME_MAX) || !name_valid(name, HALO_NAME_MAX))
         return context && name && (strlen(context) > HALO_NAME_MAX || strlen(name) > HALO_NAME_MAX) ? -ENAMETOOLONG
-                                                                                                   : -EINVAL;
+                                                                                                    : -EINVAL;
     return 0;
 }
 
@@ -199,8 +199,8 @@ static int send_track(halo *h, const struct halo_name_track *t) {
     return halo__request(h, &m, &tr.seq, NULL);
 }
 
-HALO_EXPORT int halo_name_track(halo *h, const char *context, const char *name, halo_name_track_cb cb,
-                                void *userdata, unsigned *ret_track) {
+HALO_EXPORT int halo_name_track(halo *h, const char *context, const char *name, halo_name_track_cb cb, void *userdata,
+                                unsigned *ret_track) {
     static unsigned next_id; /* ids need only differ per handle */
     struct halo_name_track *i;
     size_t n = 0;

@@ -35,8 +35,8 @@ static void say(const char *fmt, ...) {
 static const char *const changes[] = {"?", "ADDED", "REMOVED"};
 static const char *const reasons[] = {"?", "REGISTERED", "DEREGISTERED", "COMPONENT_FAILED", "NODE_LEFT"};
 
-static void on_note(halo *h, unsigned track, halo_name_change change, halo_name_reason reason,
-                    const halo_name_entry *e, void *userdata) {
+static void on_note(halo *h, unsigned track, halo_name_change change, halo_name_reason reason, const halo_name_entry *e,
+                    void *userdata) {
     say("NOTE %s %s %s/%s %s %s %u %.*s", changes[change <= 2 ? change : 0], reasons[reason <= 4 ? reason : 0],
         e->context, e->name, e->comp, e->node, e->priority, (int)e->ref_len, (const char *)e->ref);
 }
@@ -46,7 +46,8 @@ static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_s
     halo_response(h, inv, 0);
 }
 
-static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags, void *userdata) {
+static void on_csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi, unsigned flags,
+                          void *userdata) {
     halo_response(h, inv, 0);
 }
 
@@ -141,7 +142,8 @@ static int run_lookup(int argc, char **argv) {
         return 1;
     }
     for (size_t i = 0; i < n; i++)
-        printf("%s %s %u %.*s\n", *e[i].comp ? e[i].comp : "-", e[i].node, e[i].priority, (int)e[i].ref_len, (const char *)e[i].ref);
+        printf("%s %s %u %.*s\n", *e[i].comp ? e[i].comp : "-", e[i].node, e[i].priority, (int)e[i].ref_len,
+               (const char *)e[i].ref);
     free(e);
     halo_close(h);
     return 0;

@@ -161,3 +161,124 @@ TEST(name_entry_limits) {
     a.name = (char *)"no spaces";
     ASSERT_EQ(name_entry_check(&e), -EINVAL);
 }
+
+TEST(name_lookup_answer_fits_one_packet) {
+    static uint8_t ref[HALO_NAME_REF_MAX];
+    struct name_reg *regs[HALO_NAME_LOOKUP_MAX + 8];
+    size_t n = sizeof(regs) / sizeof(regs[0]);
+    memset(ref, 'r', sizeof(ref));
+    for (size_t i = 0; i < n; i++)
+        regs[i] = reg_new("k", ref, 8, 1);
+    ASSERT_EQ(name_regs_that_fit(regs, n), (size_t)HALO_NAME_LOOKUP_MAX); /* small ones: the most asked for */
+    ASSERT_EQ(name_regs_that_fit(regs, 0), (size_t)0);
+    /* The largest registrations the limits allow: fewer, and their answer encodes within a packet. */
+    char value[HALO_NAME_ATTR_VALUE_MAX + 1], attr[HALO_NAME_ATTR_NAME_MAX + 1];
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        name_reg_free(regs[i]);
+        regs[i] = reg_new("k", ref, sizeof(ref), 1);
+        json_array_clear(regs[i]->attrs);
+        for (int a = 0; a < HALO_NAME_ATTRS_MAX; a++) {
+            memset(attr, 'a' + a, sizeof(attr) - 1);
+            attr[sizeof(attr) - 1] = '\0';
+            json_array_append_new(regs[i]->attrs, json_pack("[s, s]", attr, value));
+        }
+        memset(regs[i]->context, 'c', HALO_NAME_MAX);
+        memset(regs[i]->name, 'n', HALO_NAME_MAX);
+    }
+    size_t k = name_regs_that_fit(regs, n);
+    ASSERT(k >= 1 && k < HALO_NAME_LOOKUP_MAX);
+    Halo__Link__NameEntry e[HALO_NAME_LOOKUP_MAX], *pe[HALO_NAME_LOOKUP_MAX];
+    Halo__Link__Attr a[HALO_NAME_LOOKUP_MAX][HALO_NAME_ATTRS_MAX], *pa[HALO_NAME_LOOKUP_MAX][HALO_NAME_ATTRS_MAX];
+    for (size_t i = 0; i < k; i++) {
+        name_reg_entry(regs[i], &e[i], a[i], pa[i]);
+        pe[i] = &e[i];
+    }
+    Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    rep.seq = 1;
+    rep.names = pe;
+    rep.n_names = k;
+    m.body_case = HALO__LINK__MSG__BODY_REPLY;
+    m.reply = &rep;
+    static uint8_t buf[LINK_MSG_MAX];
+    int len = link_encode(&m, buf, sizeof(buf));
+    ASSERT(len > 0);
+    LinkMsg *back = NULL;
+    ASSERT_EQ(link_decode(buf, (size_t)len, &back), 0); /* and valid as libhalo checks it */
+    ASSERT_EQ(back->reply->n_names, k);
+    link_msg_free(back);
+    for (size_t i = 0; i < n; i++)
+        name_reg_free(regs[i]);
+}
+
+TEST(name_messages_are_bounded_on_the_link) {
+    Halo__Link__NameEntry e = HALO__LINK__NAME_ENTRY__INIT;
+    Halo__Link__NameRegister reg = HALO__LINK__NAME_REGISTER__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    static char text[LINK_NAME_TEXT_MAX + 2];
+    e.context = (char *)"svc";
+    e.name = (char *)"db";
+    reg.entry = &e;
+    m.body_case = HALO__LINK__MSG__BODY_NAME_REGISTER;
+    m.name_register = &reg;
+    ASSERT_EQ(link_validate(&m), 0);
+    /* Past the service's limits but within the packet's: halod answers (name_entry_check()). */
+    memset(text, 'x', LINK_NAME_TEXT_MAX);
+    text[LINK_NAME_TEXT_MAX] = '\0';
+    e.name = text;
+    ASSERT_EQ(link_validate(&m), 0);
+    ASSERT_EQ(name_entry_check(&e), -ENAMETOOLONG);
+    /* Past the packet's: malformed, the client is cut off. */
+    text[LINK_NAME_TEXT_MAX] = 'x';
+    text[LINK_NAME_TEXT_MAX + 1] = '\0';
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    e.name = (char *)"a\nb";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    e.name = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    e.name = (char *)"db";
+    e.ref.len = LINK_NAME_REF_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    e.ref.len = 0;
+    reg.entry = NULL;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    Halo__Link__NameDeregister d = HALO__LINK__NAME_DEREGISTER__INIT;
+    d.context = (char *)"";
+    d.name = (char *)"";
+    d.comp = (char *)"";
+    d.all = true;
+    m.body_case = HALO__LINK__MSG__BODY_NAME_DEREGISTER;
+    m.name_deregister = &d;
+    ASSERT_EQ(link_validate(&m), 0);
+    d.context = (char *)"svc"; /* all names no name */
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    d.all = false;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    d.name = (char *)"db";
+    ASSERT_EQ(link_validate(&m), 0);
+
+    Halo__Link__NameTrack t = HALO__LINK__NAME_TRACK__INIT;
+    t.context = (char *)"svc";
+    t.name = (char *)"db";
+    m.body_case = HALO__LINK__MSG__BODY_NAME_TRACK;
+    m.name_track = &t;
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* id 0 */
+    t.id = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    Halo__Link__NameNote note = HALO__LINK__NAME_NOTE__INIT;
+    e.name = (char *)"db";
+    reg.entry = &e;
+    note.id = 1;
+    note.change = HALO__LINK__NAME_NOTE__CHANGE__REMOVED;
+    note.reason = HALO__LINK__NAME_NOTE__REASON__NODE_LEFT;
+    note.entry = &e;
+    m.body_case = HALO__LINK__MSG__BODY_NAME_NOTE;
+    m.name_note = &note;
+    ASSERT_EQ(link_validate(&m), 0);
+    note.reason = (Halo__Link__NameNote__Reason)5;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+}

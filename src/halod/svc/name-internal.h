@@ -74,6 +74,9 @@ void name_reg_entry(const struct name_reg *r, Halo__Link__NameEntry *e, Halo__Li
                     Halo__Link__Attr **pattrs);
 /* As haloctl names shows it. */
 json_t *name_reg_json(const struct name_reg *r);
+/* How many of regs[0 .. n) fit one answer on the HA link, at most HALO_NAME_LOOKUP_MAX (the first always
+ * does: the limits bound it). */
+size_t name_regs_that_fit(struct name_reg **regs, size_t n);
 /* Best first: the highest priority, then the oldest. */
 int name_reg_compare(const void *a, const void *b);
 /* Whether a registration's fields are within docs/names.md's limits: 0, -EINVAL, -ENAMETOOLONG, -E2BIG. */

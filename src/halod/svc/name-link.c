@@ -34,8 +34,8 @@ static int caller(struct name_service *s, struct conn *c, const char *claimed, s
         return -HALO_ENOTREG;
     }
     if (*claimed && !streq(claimed, comp->name)) {
-        log_warning("%s (component '%s') claimed to be '%s' in a name service request; refused",
-                    server_conn_name(c), comp->name, claimed);
+        log_warning("%s (component '%s') claimed to be '%s' in a name service request; refused", server_conn_name(c),
+                    comp->name, claimed);
         return -EPERM;
     }
     *ret = comp;
@@ -113,7 +113,7 @@ static void regs_free(struct name_reg **regs, size_t n) {
     free(regs);
 }
 
-/* The live registrations among kvs, best first: at most HALO_NAME_LOOKUP_MAX (all) or one. */
+/* The live registrations among kvs, best first: as many as fit one answer (all), or one. */
 static void answer_lookup(struct name_req *q, const store_kv *kvs, size_t n_kvs) {
     struct name_reg **regs = calloc(n_kvs ?: 1, sizeof(*regs));
     size_t n = 0;
@@ -133,7 +133,7 @@ static void answer_lookup(struct name_req *q, const store_kv *kvs, size_t n_kvs)
         name_req_answer(q, -ENOENT);
     else {
         if (q->conn)
-            reply_entries(q->conn, q->seq, regs, q->all ? MIN(n, (size_t)HALO_NAME_LOOKUP_MAX) : 1);
+            reply_entries(q->conn, q->seq, regs, q->all ? name_regs_that_fit(regs, n) : 1);
         req_drop(q);
     }
     regs_free(regs, n);
@@ -158,7 +158,7 @@ static int handle_lookup(struct name_service *s, struct conn *c, const Halo__Lin
         int r = name_entry_lookup(s->amf, m->name, m->all, &regs, &n);
         if (r < 0)
             return r;
-        reply_entries(c, m->seq, regs, n);
+        reply_entries(c, m->seq, regs, name_regs_that_fit(regs, n));
         regs_free(regs, n);
         return 1;
     }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "keys.h"
+#include "link.h"
 #include "macro.h"
 #include "name-internal.h"
 
@@ -62,10 +63,10 @@ static int unhex(const char *s, uint8_t **ret, size_t *ret_len) {
 
 char *name_reg_value(const struct name_reg *r, int gone) {
     _cleanup_free_ char *ref = hex(r->ref, r->ref_len);
-    json_t *v = ref ? json_pack("{s:s, s:O, s:I, s:I, s:I}", "ref", ref, "attrs", r->attrs, "priority",
-                                (json_int_t)r->priority, "pid", (json_int_t)r->pid, "starttime",
-                                (json_int_t)r->starttime)
-                    : NULL;
+    json_t *v =
+        ref ? json_pack("{s:s, s:O, s:I, s:I, s:I}", "ref", ref, "attrs", r->attrs, "priority", (json_int_t)r->priority,
+                        "pid", (json_int_t)r->pid, "starttime", (json_int_t)r->starttime)
+            : NULL;
     if (v && gone > 0 && (size_t)gone < ELEMENTSOF(gone_table) && gone_table[gone])
         json_object_set_new(v, "gone", json_string(gone_table[gone]));
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
@@ -79,10 +80,8 @@ static bool attrs_valid(json_t *attrs) {
     json_t *a;
     if (!json_is_array(attrs) || json_array_size(attrs) > HALO_NAME_ATTRS_MAX)
         return false;
-    json_array_foreach (attrs, i, a)
-        if (json_array_size(a) != 2 || !json_is_string(json_array_get(a, 0)) ||
-            !json_is_string(json_array_get(a, 1)))
-            return false;
+    json_array_foreach(attrs, i, a) if (json_array_size(a) != 2 || !json_is_string(json_array_get(a, 0)) ||
+                                        !json_is_string(json_array_get(a, 1))) return false;
     return true;
 }
 
@@ -161,7 +160,7 @@ void name_reg_entry(const struct name_reg *r, Halo__Link__NameEntry *e, Halo__Li
     e->priority = r->priority;
     e->comp = (char *)r->comp;
     e->node = (char *)r->node;
-    json_array_foreach (r->attrs, i, a) {
+    json_array_foreach(r->attrs, i, a) {
         if (i == HALO_NAME_ATTRS_MAX)
             break;
         halo__link__attr__init(&attrs[i]);
@@ -185,7 +184,7 @@ json_t *name_reg_json(const struct name_reg *r) {
     json_t *attrs = json_object();
     size_t i;
     json_t *a;
-    json_array_foreach (r->attrs, i, a)
+    json_array_foreach(r->attrs, i, a)
         json_object_set(attrs, json_string_value(json_array_get(a, 0)), json_array_get(a, 1));
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "context", r->context, "name", r->name, "comp", r->comp,
                           "node", r->node, "priority", (json_int_t)r->priority, "attributes", attrs);
@@ -198,6 +197,23 @@ json_t *name_reg_json(const struct name_reg *r) {
         json_object_set_new(j, "ref_hex", json_string(h ?: ""));
     }
     return j;
+}
+
+/* What r takes in a reply, generously: its texts, its reference and each field's tag and length. */
+static size_t entry_size(const struct name_reg *r) {
+    size_t n = strlen(r->context) + strlen(r->name) + strlen(r->comp) + strlen(r->node) + r->ref_len + 64;
+    size_t i;
+    json_t *a;
+    json_array_foreach(r->attrs, i, a) n +=
+        strlen(json_string_value(json_array_get(a, 0))) + strlen(json_string_value(json_array_get(a, 1))) + 16;
+    return n;
+}
+
+size_t name_regs_that_fit(struct name_reg **regs, size_t n) {
+    size_t k = 0, bytes = 0;
+    while (k < n && k < HALO_NAME_LOOKUP_MAX && (k == 0 || bytes + entry_size(regs[k]) <= LINK_MSG_MAX - 1024))
+        bytes += entry_size(regs[k++]);
+    return k;
 }
 
 int name_reg_compare(const void *a, const void *b) {

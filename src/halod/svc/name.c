@@ -62,9 +62,14 @@ static void own_free(struct name_reg *r) {
 /* Removes r from the own list and the store (q, if any, is answered after the delete). */
 static int own_remove(struct name_service *s, struct name_reg *r, int reason, struct name_req *q) {
     LIST_REMOVE(regs, &s->own, r);
-    int k = put(s, r, reason, NULL);
-    if (k >= 0)
-        k = store_delete(s->store, r->key, q ? on_written : NULL, q);
+    int k = 0;
+    if (s->cluster && !r->lease && q) /* never written: it waited for a lease */
+        name_req_answer(q, 0);
+    else if (!s->cluster || r->lease) {
+        k = put(s, r, reason, NULL);
+        if (k >= 0)
+            k = store_delete(s->store, r->key, q ? on_written : NULL, q);
+    }
     if (k < 0)
         log_warning_errno(k, "Failed to remove the name registration '%s': %m", r->key);
     else
@@ -218,10 +223,11 @@ static void sweep(struct name_service *s) {
         o->lease = r->lease;
         LIST_PREPEND(regs, &s->own, o);
         if (survives(s, r))
-            log_info("Name '%s/%s' of '%s' kept: its process %d was adopted", r->context, r->name, r->comp, (int)r->pid);
+            log_info("Name '%s/%s' of '%s' kept: its process %d was adopted", r->context, r->name, r->comp,
+                     (int)r->pid);
         else {
-            log_info("Name '%s/%s' of '%s' removed: its process %d did not survive halod", r->context, r->name,
-                     r->comp, (int)r->pid);
+            log_info("Name '%s/%s' of '%s' removed: its process %d did not survive halod", r->context, r->name, r->comp,
+                     (int)r->pid);
             (void)own_remove(s, o, HALO__LINK__NAME_NOTE__REASON__COMPONENT_FAILED, NULL);
         }
     }
@@ -267,8 +273,7 @@ static void on_loaded(struct store_follow *f, const store_result *res, void *use
     for (size_t i = 0; i < res->n_kvs; i++) {
         struct name_reg *n = NULL;
         if (name_reg_parse(s->prefix, &res->kvs[i], &n) < 0) {
-            log_warning("Ignoring the malformed name registration '%.*s'", (int)res->kvs[i].key_len,
-                        res->kvs[i].key);
+            log_warning("Ignoring the malformed name registration '%.*s'", (int)res->kvs[i].key_len, res->kvs[i].key);
             continue;
         }
         struct name_reg *o = cache_find(s, n->key, strlen(n->key));
