@@ -2,9 +2,11 @@
 /*
  * The name service's test client (test/integration/test_names.py).
  *
- *   nameclient comp LOG [CTX/NAME=REF@PRIO]... [--once FILE] [--track CTX/NAME]...
- *       a component: registers with halod, then each name (only if FILE does not exist yet
- *       with --once, which it creates), tracks names; writes what happens to LOG, one line each.
+ *   nameclient comp LOG [CTX/NAME=REF@PRIO]... [--once FILE] [--track CTX/NAME]... [--deregister CTX/NAME]...
+ *                  [--deregister-all]
+ *       a component: registers with halod, then in the order given registers each name (only
+ *       if FILE does not exist yet with --once, which it creates), tracks names, deregisters;
+ *       writes what happens to LOG, one line each.
  *   nameclient lookup CTX NAME [all]   prints "comp node priority ref" per registration, or the error
  *   nameclient register CTX NAME REF   as an unregistered client: prints the error
  *   nameclient track CTX NAME          prints "NOTE change reason comp node ref" per change, until killed
@@ -95,6 +97,15 @@ static int do_track(halo *h, const char *spec) {
     return r;
 }
 
+static int do_deregister(halo *h, const char *spec) {
+    char ctx[HALO_NAME_MAX + 1], name[HALO_NAME_MAX + 1];
+    if (split(spec, ctx, name) < 0)
+        return -EINVAL;
+    int r = halo_name_deregister(h, ctx, name);
+    say("DEREGISTER %s/%s %d", ctx, name, r);
+    return r;
+}
+
 static int run_comp(int argc, char **argv) {
     const char *once = NULL;
     halo_callbacks cb = {.csi_set = on_csi_set, .csi_remove = on_csi_remove, .terminate = on_terminate};
@@ -121,6 +132,10 @@ static int run_comp(int argc, char **argv) {
             i++;
         else if (strcmp(argv[i], "--track") == 0 && i + 1 < argc)
             do_track(h, argv[++i]);
+        else if (strcmp(argv[i], "--deregister") == 0 && i + 1 < argc)
+            do_deregister(h, argv[++i]);
+        else if (strcmp(argv[i], "--deregister-all") == 0)
+            say("DEREGISTER_ALL %d", halo_name_component_deregister(h));
         else if (do_names)
             do_register(h, argv[i]);
     }

@@ -61,6 +61,17 @@ service-groups:
       liar:
         csis:
           liar: {{}}
+  dereg:
+    redundancy: no-redundancy
+    component:
+      command: {NAMECLIENT}
+    service-units:
+{unit("rd", "n3", "comp", f"{d}/rd.log", "--once", f"{d}/rd.once", "--track", "svc/tmp", "--track", "svc/tmp2",
+      "svc/tmp=t1@1", "svc/tmp2=t2@1", "--deregister", "svc/tmp", "--deregister", "svc/db", "--deregister-all")}
+    service-instances:
+      dereg:
+        csis:
+          dereg: {{}}
 """
 
 
@@ -123,7 +134,7 @@ def names(tmp_path_factory):
         for h in c.nodes.values():
             h.start()
         # Every registration is in: each component said READY.
-        for comp in ("ra", "rb", "rc"):
+        for comp in ("ra", "rb", "rc", "rd"):
             wait_for(lambda: "READY" in read(f"{c.dir}/{comp}.log"), timeout=30, what=f"{comp} ready")
         yield c
     finally:
@@ -165,6 +176,22 @@ def test_unregistered_and_lying_clients_are_refused(names):
     assert names.lookup("n1", "svc", "liar") == [("rl", "n3", "1", "r")]
     assert [e[0] for e in names.lookup("n2", "svc", "db")] == ["rb", "ra"]
     assert "claimed to be 'ra' in a name service request; refused" in names.nodes["n3"].logtext()
+
+
+def test_a_component_deregisters_its_own_names_only(names):
+    log = f"{names.dir}/rd.log"
+    said = read(log)
+    for line in ("REGISTER svc/tmp 0", "REGISTER svc/tmp2 0", "DEREGISTER svc/tmp 0",
+                 f"DEREGISTER svc/db -{errno.ENOENT}", "DEREGISTER_ALL 0"):
+        assert line in said, said
+    # Its own trackers heard both names come and go, deregistered.
+    for note in ("NOTE ADDED REGISTERED svc/tmp rd n3 1 t1", "NOTE REMOVED DEREGISTERED svc/tmp rd n3 1 t1",
+                 "NOTE ADDED REGISTERED svc/tmp2 rd n3 1 t2", "NOTE REMOVED DEREGISTERED svc/tmp2 rd n3 1 t2"):
+        assert wait_for(lambda: note in read(log), what=note)
+    for name in ("tmp", "tmp2"):
+        assert names.lookup("n1", "svc", name).startswith(f"ERROR -{errno.ENOENT} ")
+    # Another component's registration of the name it tried to remove stays.
+    assert [e[0] for e in names.lookup("n1", "svc", "db")] == ["rb", "ra"]
 
 
 def register_raw(link, seq, ctx, name, ref=b"r", attrs=()):
