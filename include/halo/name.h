@@ -101,11 +101,12 @@ typedef void (*halo_name_track_cb)(halo *h, unsigned track, halo_name_change cha
 
 /*
  * From now on, calls cb for every change of name's registrations in context
- * (not the entrypoint context yet).  Look the name up after this call to
- * know where it starts.  A registered component's tracks are made again
+ * (in the entrypoint context: an ACTIVE added, or gone, told as
+ * HALO_NAME_DEREGISTERED).  Look the name up after this call to know where it
+ * starts.  A registered component's tracks are made again
  * after libhalo reconnects to a restarted halod (changes meanwhile are not
  * replayed: look up again on HALO_LINK_RESTORED); an unregistered handle's
- * end with its link.  Returns 0, -EINVAL, -EROFS, -ENOSPC (64 per handle),
+ * end with its link.  Returns 0, -EINVAL, -ENOSPC (64 per handle),
  * -ENOTCONN, -HALO_ETRYAGAIN, -ENOMEM.
  */
 int halo_name_track(halo *h, const char *context, const char *name, halo_name_track_cb cb, void *userdata,

@@ -39,8 +39,13 @@ static const char *const reasons[] = {"?", "REGISTERED", "DEREGISTERED", "COMPON
 
 static void on_note(halo *h, unsigned track, halo_name_change change, halo_name_reason reason, const halo_name_entry *e,
                     void *userdata) {
-    say("NOTE %s %s %s/%s %s %s %u %.*s", changes[change <= 2 ? change : 0], reasons[reason <= 4 ? reason : 0],
-        e->context, e->name, e->comp, e->node, e->priority, (int)e->ref_len, (const char *)e->ref);
+    char attrs[1024] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_attrs && n < sizeof(attrs); i++)
+        n += (size_t)snprintf(attrs + n, sizeof(attrs) - n, " %s=%s", e->attrs[i].name, e->attrs[i].value);
+    say("NOTE %s %s %s/%s %s %s %u %.*s%s", changes[change <= 2 ? change : 0], reasons[reason <= 4 ? reason : 0],
+        e->context, e->name, *e->comp ? e->comp : "-", e->node, e->priority, (int)e->ref_len, (const char *)e->ref,
+        attrs);
 }
 
 static void on_csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_state st, const halo_csi_descriptor *csi,

@@ -220,6 +220,7 @@ def test_bad_input_is_answered_and_halod_keeps_serving(names):
 
 def test_a_killed_component_loses_its_names_and_a_tracker_is_told(names):
     out = names.track("n3", "svc", "db")
+    ep = names.track("n2", "entrypoint", "reg")
     h1 = names.nodes["n1"]
     pid = h1.pid_of("ra")
     os.kill(pid, signal.SIGKILL)
@@ -231,6 +232,10 @@ def test_a_killed_component_loses_its_names_and_a_tracker_is_told(names):
     assert wait_for(lambda: names.lookup("n2", "svc", "db") ==
                     [("rb", "n2", "20", "ref-b"), ("ra", "n1", "10", "ref-a")], what="ra back")
     assert h1.pid_of("ra") != pid
+    # Its unit lost its ACTIVE, then got it again: the entrypoint context's tracker heard both.
+    wait_for(lambda: "NOTE REMOVED DEREGISTERED entrypoint/reg - n1 0 n1 su=ra" in read(ep), what="ra no longer ACTIVE")
+    wait_for(lambda: "NOTE ADDED REGISTERED entrypoint/reg - n1 0 n1 su=ra" in read(ep), what="ra ACTIVE again")
+    assert "su=rb" not in read(ep) and "su=rc" not in read(ep)
 
 
 def test_a_restarted_halod_keeps_adopted_registrations_and_drops_stale_ones(names):
@@ -254,7 +259,10 @@ def test_a_restarted_halod_keeps_adopted_registrations_and_drops_stale_ones(name
 
 def test_a_dead_node_loses_its_names_and_a_tracker_elsewhere_is_told(names):
     out = names.track("n1", "svc", "db")
+    ep = names.track("n3", "entrypoint", "reg")
     names.nodes["n2"].kill_all()  # the node dies: halod and its components
     wait_for(lambda: "NOTE REMOVED NODE_LEFT svc/db rb n2 20 ref-b" in read(out), timeout=TTL + 15,
              what="the tracker told of n2's end")
+    wait_for(lambda: "NOTE REMOVED DEREGISTERED entrypoint/reg - n2 0 n2 su=rb" in read(ep), timeout=TTL + 15,
+             what="the entrypoint tracker told rb is no longer ACTIVE")
     assert names.lookup("n3", "svc", "db") == [("ra", "n1", "10", "ref-a")]

@@ -98,3 +98,59 @@ int name_entry_json(struct amf *a, json_t *array) {
         }
     return 0;
 }
+
+/* ---- trackers ------------------------------------------------------------------------------------ */
+
+/* The same ACTIVE: the same unit on the same node. */
+static bool same(const struct name_reg *a, const struct name_reg *b) {
+    return streq(a->node, b->node) && json_equal(a->attrs, b->attrs);
+}
+
+static bool among(const struct name_reg *r, struct name_reg **regs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (same(r, regs[i]))
+            return true;
+    return false;
+}
+
+static void snapshot(struct amf *a, const char *si, struct name_reg ***ret, size_t *ret_n) {
+    *ret = NULL;
+    *ret_n = 0;
+    if (name_entry_lookup(a, si, true, ret, ret_n) < 0) {
+        *ret = NULL; /* none ACTIVE, no such SI, or out of memory: nothing */
+        *ret_n = 0;
+    }
+}
+
+int name_entry_track(struct name_service *s, struct name_track *t) {
+    snapshot(s->amf, t->name, &t->last, &t->n_last);
+    return 0;
+}
+
+static void refresh_track(struct name_service *s, struct name_track *t) {
+    struct name_reg **now;
+    size_t n;
+    snapshot(s->amf, t->name, &now, &n);
+    for (size_t i = 0; i < t->n_last; i++)
+        if (!among(t->last[i], now, n))
+            name_notify_one(t, HALO__LINK__NAME_NOTE__CHANGE__REMOVED, HALO__LINK__NAME_NOTE__REASON__DEREGISTERED,
+                            t->last[i]);
+    for (size_t i = 0; i < n; i++)
+        if (!among(now[i], t->last, t->n_last))
+            name_notify_one(t, HALO__LINK__NAME_NOTE__CHANGE__ADDED, HALO__LINK__NAME_NOTE__REASON__REGISTERED, now[i]);
+    for (size_t i = 0; i < t->n_last; i++)
+        name_reg_free(t->last[i]);
+    free(t->last);
+    t->last = now;
+    t->n_last = n;
+}
+
+void name_entry_refresh(struct name_service *s) {
+    struct name_track *t;
+    s->notifying = true;
+    LIST_FOREACH (tracks, t, &s->tracks)
+        if (t->conn && streq(t->context, HALO_NAME_CONTEXT_ENTRYPOINT))
+            refresh_track(s, t);
+    s->notifying = false;
+    name_tracks_sweep(s);
+}

@@ -44,6 +44,8 @@ struct name_track {
     struct conn *conn; /* NULL: closed while notes were going out, freed after */
     uint32_t id;
     char context[HALO_NAME_MAX + 1], name[HALO_NAME_MAX + 1];
+    struct name_reg **last; /* the entrypoint context: what the tracker was last told of */
+    size_t n_last;
 };
 
 struct name_service {
@@ -57,6 +59,7 @@ struct name_service {
     LIST_HEAD(struct name_reg) own;   /* this node's, as this halod wrote them */
     LIST_HEAD(struct name_req) reqs;
     LIST_HEAD(struct name_track) tracks;
+    uv_timer_t *refresh; /* an SI's assignments changed: the entrypoint trackers are told after the AMF's turn */
     bool loaded;    /* the first read is in: this node's stale registrations were dropped */
     bool notifying; /* sending notes: a send may close any tracker's connection */
 };
@@ -97,6 +100,11 @@ void name_req_answer(struct name_req *q, int error);
 
 /* Tells the trackers of r's name that it changed. */
 void name_notify(struct name_service *s, int change, int reason, const struct name_reg *r);
+/* Tells one tracker (s->notifying set by the caller, which then calls name_tracks_sweep()). */
+void name_notify_one(struct name_track *t, int change, int reason, const struct name_reg *r);
+/* Frees the trackers whose connection closed while notes went out. */
+void name_tracks_sweep(struct name_service *s);
+struct name_track *name_track_free(struct name_track *t);
 
 /* ---- name-entry.c: the entrypoint context ----------------------------------------------------- */
 
@@ -106,3 +114,7 @@ void name_notify(struct name_service *s, int change, int reason, const struct na
 int name_entry_lookup(struct amf *a, const char *si, bool all, struct name_reg ***ret, size_t *ret_n);
 /* Appends every entrypoint SI's registrations to array (haloctl names). */
 int name_entry_json(struct amf *a, json_t *array);
+/* t tracks the entrypoint context: what it starts from.  0, -ENOMEM. */
+int name_entry_track(struct name_service *s, struct name_track *t);
+/* The assignments may have changed: each entrypoint tracker is told what changed since it was last told. */
+void name_entry_refresh(struct name_service *s);

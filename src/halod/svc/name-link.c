@@ -176,32 +176,56 @@ static int handle_lookup(struct name_service *s, struct conn *c, const Halo__Lin
 
 /* ---- tracks ------------------------------------------------------------------------------------ */
 
-void name_notify(struct name_service *s, int change, int reason, const struct name_reg *r) {
+struct name_track *name_track_free(struct name_track *t) {
+    for (size_t i = 0; i < t->n_last; i++)
+        name_reg_free(t->last[i]);
+    free(t->last);
+    free(t);
+    return NULL;
+}
+
+static void send_note(struct name_track *t, int change, int reason, Halo__Link__NameEntry *e) {
+    Halo__Link__NameNote note = HALO__LINK__NAME_NOTE__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    note.id = t->id;
+    note.change = change;
+    note.reason = reason;
+    note.entry = e;
+    m.body_case = HALO__LINK__MSG__BODY_NAME_NOTE;
+    m.name_note = &note;
+    /* A failure closed the connection (and logged why). */
+    (void)server_conn_send(t->conn, &m);
+}
+
+void name_notify_one(struct name_track *t, int change, int reason, const struct name_reg *r) {
+    Halo__Link__Attr a[HALO_NAME_ATTRS_MAX], *pa[HALO_NAME_ATTRS_MAX];
+    Halo__Link__NameEntry e;
+    if (!t->conn)
+        return;
+    name_reg_entry(r, &e, a, pa);
+    send_note(t, change, reason, &e);
+}
+
+void name_tracks_sweep(struct name_service *s) {
     struct name_track *t, *next;
+    LIST_FOREACH_SAFE (tracks, t, next, &s->tracks)
+        if (!t->conn) {
+            LIST_REMOVE(tracks, &s->tracks, t);
+            name_track_free(t);
+        }
+}
+
+void name_notify(struct name_service *s, int change, int reason, const struct name_reg *r) {
+    struct name_track *t;
     Halo__Link__Attr a[HALO_NAME_ATTRS_MAX], *pa[HALO_NAME_ATTRS_MAX];
     Halo__Link__NameEntry e;
     name_reg_entry(r, &e, a, pa);
     s->notifying = true;
-    LIST_FOREACH (tracks, t, &s->tracks) {
-        if (!t->conn || !streq(t->context, r->context) || !streq(t->name, r->name))
-            continue;
-        Halo__Link__NameNote note = HALO__LINK__NAME_NOTE__INIT;
-        LinkMsg m = HALO__LINK__MSG__INIT;
-        note.id = t->id;
-        note.change = change;
-        note.reason = reason;
-        note.entry = &e;
-        m.body_case = HALO__LINK__MSG__BODY_NAME_NOTE;
-        m.name_note = &note;
-        /* A failure closed the connection (and logged why). */
-        (void)server_conn_send(t->conn, &m);
-    }
+    LIST_FOREACH (tracks, t, &s->tracks)
+        if (t->conn && streq(t->context, r->context) && streq(t->name, r->name))
+            send_note(t, change, reason, &e);
     s->notifying = false;
-    LIST_FOREACH_SAFE (tracks, t, next, &s->tracks)
-        if (!t->conn) {
-            LIST_REMOVE(tracks, &s->tracks, t);
-            free(t);
-        }
+    name_tracks_sweep(s);
 }
 
 static int handle_track(struct name_service *s, struct conn *c, const Halo__Link__NameTrack *m) {
@@ -209,8 +233,6 @@ static int handle_track(struct name_service *s, struct conn *c, const Halo__Link
     size_t n = 0;
     if (!svc_name_valid(m->context, HALO_NAME_MAX) || !svc_name_valid(m->name, HALO_NAME_MAX))
         return strlen(m->context) > HALO_NAME_MAX || strlen(m->name) > HALO_NAME_MAX ? -ENAMETOOLONG : -EINVAL;
-    if (streq(m->context, HALO_NAME_CONTEXT_ENTRYPOINT))
-        return -EROFS; /* not tracked yet (docs/names.md) */
     LIST_FOREACH (tracks, t, &s->tracks)
         if (t->conn == c) {
             if (t->id == m->id)
@@ -226,6 +248,10 @@ static int handle_track(struct name_service *s, struct conn *c, const Halo__Link
     t->id = m->id;
     strcpy(t->context, m->context);
     strcpy(t->name, m->name);
+    if (streq(t->context, HALO_NAME_CONTEXT_ENTRYPOINT) && name_entry_track(s, t) < 0) {
+        free(t);
+        return -ENOMEM;
+    }
     LIST_PREPEND(tracks, &s->tracks, t);
     return 0;
 }
@@ -235,7 +261,7 @@ static int handle_track_stop(struct name_service *s, struct conn *c, const Halo_
     LIST_FOREACH (tracks, t, &s->tracks)
         if (t->conn == c && t->id == m->id) {
             LIST_REMOVE(tracks, &s->tracks, t);
-            free(t);
+            name_track_free(t);
             return 0;
         }
     return -ENOENT;
@@ -252,7 +278,7 @@ void name_service_conn_closed(struct name_service *s, struct conn *c) {
             continue;
         }
         LIST_REMOVE(tracks, &s->tracks, t);
-        free(t);
+        name_track_free(t);
     }
     LIST_FOREACH (reqs, q, &s->reqs)
         if (q->conn == c)

@@ -157,7 +157,40 @@ static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev
         comp_ended(s, c->name);
 }
 
-static const struct amf_observer observer = {.comp_event = on_comp_event};
+static void on_refresh(uv_timer_t *t) {
+    name_entry_refresh(t->data);
+}
+
+/* The entrypoint trackers are told after the AMF's turn, not from inside it: a note that fails
+ * closes its connection, which the AMF hears of. */
+static void refresh_later(struct name_service *s) {
+    struct name_track *t;
+    LIST_FOREACH (tracks, t, &s->tracks)
+        if (streq(t->context, HALO_NAME_CONTEXT_ENTRYPOINT)) {
+            uv_timer_start(s->refresh, on_refresh, 0, 0);
+            return;
+        }
+}
+
+static void on_si_changed(void *userdata, struct si *si) {
+    refresh_later(userdata);
+}
+
+static void on_sg_changed(void *userdata, struct sg *sg) {
+    refresh_later(userdata);
+}
+
+static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
+    refresh_later(userdata);
+}
+
+/* Its own node's records come as si_changed, another node's mirrored as assignment_changed; a
+ * dead node's units' roles go with their state (su_event) or the model's next look (sg_changed). */
+static const struct amf_observer observer = {.comp_event = on_comp_event,
+                                             .si_changed = on_si_changed,
+                                             .assignment_changed = on_si_changed,
+                                             .sg_changed = on_sg_changed,
+                                             .su_event = on_su_event};
 
 void name_service_joined(struct name_service *s) {
     int64_t lease = s ? cluster_lease(s->cluster) : 0;
@@ -325,15 +358,23 @@ int name_service_new(const struct name_params *p, struct name_service **ret) {
     *s = (struct name_service){
         .loop = p->loop, .store = p->store, .amf = p->amf, .cluster = p->cluster, .prefix = strdup(p->prefix)};
     s->node = strdup(p->node);
-    int r = s->prefix && s->node ? amf_observe(p->amf, &observer, s) : -ENOMEM;
+    s->refresh = malloc(sizeof(*s->refresh));
+    int r = s->prefix && s->node && s->refresh ? amf_observe(p->amf, &observer, s) : -ENOMEM;
     if (r < 0) {
+        free(s->refresh);
         free(s->prefix);
         free(s->node);
         free(s);
         return r;
     }
+    uv_timer_init(s->loop, s->refresh);
+    s->refresh->data = s;
     *ret = s;
     return 0;
+}
+
+static void on_refresh_closed(uv_handle_t *h) {
+    free(h);
 }
 
 struct name_service *name_service_free(struct name_service *s) {
@@ -343,6 +384,7 @@ struct name_service *name_service_free(struct name_service *s) {
     if (!s)
         return NULL;
     amf_unobserve(s->amf, &observer, s);
+    uv_close((uv_handle_t *)s->refresh, on_refresh_closed); /* freed once the loop runs */
     s->follow = store_follow_free(s->follow);
     while ((r = LIST_POP(regs, &s->cache)))
         name_reg_free(r);
@@ -354,7 +396,7 @@ struct name_service *name_service_free(struct name_service *s) {
         q->svc = NULL;
     }
     while ((t = LIST_POP(tracks, &s->tracks)))
-        free(t);
+        name_track_free(t);
     free(s->prefix);
     free(s->node);
     free(s);
