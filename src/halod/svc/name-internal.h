@@ -60,8 +60,8 @@ struct name_service {
     LIST_HEAD(struct name_req) reqs;
     LIST_HEAD(struct name_track) tracks;
     uv_timer_t *refresh; /* an SI's assignments changed: the entrypoint trackers are told after the AMF's turn */
-    bool loaded;    /* the first read is in: this node's stale registrations were dropped */
-    bool notifying; /* sending notes: a send may close any tracker's connection */
+    bool loaded;         /* the first read is in: this node's stale registrations were dropped */
+    bool notifying;      /* sending notes: a send may close any tracker's connection */
 };
 
 /* ---- name-value.c: a registration's store value --------------------------------------------- */
