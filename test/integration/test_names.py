@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The name service (docs/names.md) on three real halods sharing a real etcd.
+"""The name service (docs/names.md) on three real halods sharing a real etcd, and on one node.
 
 One cluster for the module (the tests run in order, the destructive ones last): components
 ra (n1, priority 10) and rb (n2, priority 20) register svc/db; rc (n1) registers svc/stale
@@ -7,6 +7,7 @@ once in its life; rl (n3) is a raw-link component that lies about who it is."""
 import errno
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -266,3 +267,59 @@ def test_a_dead_node_loses_its_names_and_a_tracker_elsewhere_is_told(names):
     wait_for(lambda: "NOTE REMOVED DEREGISTERED entrypoint/reg - n2 0 n2 su=rb" in read(ep), timeout=TTL + 15,
              what="the entrypoint tracker told rb is no longer ACTIVE")
     assert names.lookup("n3", "svc", "db") == [("ra", "n1", "10", "ref-a")]
+
+
+def one_node_yaml(d):
+    return f"""
+cluster: one
+nodes:
+  n1: {{}}
+service-groups:
+  reg:
+    redundancy: N-way-active
+    component:
+      command: {NAMECLIENT}
+    service-units:
+      ra: {{node: n1, component: {{args: ["comp", "{d}/ra.log", "svc/db=ref-a@10"]}}}}
+      rc: {{node: n1, component: {{args: ["comp", "{d}/rc.log", "svc/stale=ref-c@5", "--once", "{d}/rc.once"]}}}}
+    service-instances:
+      reg:
+        csis:
+          reg: {{}}
+"""
+
+
+def stored_names(h):
+    db = sqlite3.connect(os.path.join(h.state, "store.db"))
+    try:
+        keys = [k.decode() if isinstance(k, bytes) else k for (k,) in db.execute("SELECT key FROM kv")]
+        return sorted(k for k in keys if k.startswith("/halo/one/names/"))
+    finally:
+        db.close()
+
+
+def test_one_node_restart_and_stop(halod_factory, tmp_path):
+    """One node (the SQLite store, no lease): a kill -9 and restart keeps the adopted
+    component's registration and drops the dead one's; a stop removes every one."""
+    d = str(tmp_path)
+    h = halod_factory(one_node_yaml(d)).start()
+    env = dict(os.environ, HALO_SOCKET=h.socket)
+
+    def lookup(name):
+        return subprocess.run([NAMECLIENT, "lookup", "svc", name], env=env, capture_output=True, text=True,
+                              timeout=20).stdout.strip()
+
+    wait_for(lambda: "READY" in read(f"{d}/ra.log") and "READY" in read(f"{d}/rc.log"), timeout=20, what="ready")
+    assert lookup("db") == "ra n1 10 ref-a" and lookup("stale") == "rc n1 5 ref-c"
+    ra, rc = h.pid_of("ra"), h.pid_of("rc")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    os.kill(rc, signal.SIGKILL)
+    h.start()
+    wait_for(lambda: h.comp("rc")["pid"] not in (None, 0, rc), timeout=20, what="rc restarted")
+    assert wait_for(lambda: lookup("stale").startswith(f"ERROR -{errno.ENOENT} "), what="the stale one removed")
+    assert h.pid_of("ra") == ra and lookup("db") == "ra n1 10 ref-a"
+    assert stored_names(h) == ["/halo/one/names/svc/db/n1/ra"]
+    assert h.stop() == 0
+    assert stored_names(h) == []
