@@ -282,6 +282,7 @@ service-groups:
     service-units:
       ra: {{node: n1, component: {{args: ["comp", "{d}/ra.log", "svc/db=ref-a@10"]}}}}
       rc: {{node: n1, component: {{args: ["comp", "{d}/rc.log", "svc/stale=ref-c@5", "--once", "{d}/rc.once"]}}}}
+      rm: {{node: n1, components: {{web: {{args: ["comp", "{d}/rm.log", "svc/web=ref-m@1"]}}}}}}
     service-instances:
       reg:
         csis:
@@ -309,8 +310,9 @@ def test_one_node_restart_and_stop(halod_factory, tmp_path):
         return subprocess.run([NAMECLIENT, "lookup", "svc", name], env=env, capture_output=True, text=True,
                               timeout=20).stdout.strip()
 
-    wait_for(lambda: "READY" in read(f"{d}/ra.log") and "READY" in read(f"{d}/rc.log"), timeout=20, what="ready")
+    wait_for(lambda: all("READY" in read(f"{d}/{c}.log") for c in ("ra", "rc", "rm")), timeout=20, what="ready")
     assert lookup("db") == "ra n1 10 ref-a" and lookup("stale") == "rc n1 5 ref-c"
+    assert lookup("web") == "rm/web n1 1 ref-m"  # a component of a unit with a components map: SU/name
     ra, rc = h.pid_of("ra"), h.pid_of("rc")
     h.remember_children()
     h.proc.kill()
@@ -320,6 +322,6 @@ def test_one_node_restart_and_stop(halod_factory, tmp_path):
     wait_for(lambda: h.comp("rc")["pid"] not in (None, 0, rc), timeout=20, what="rc restarted")
     assert wait_for(lambda: lookup("stale").startswith(f"ERROR -{errno.ENOENT} "), what="the stale one removed")
     assert h.pid_of("ra") == ra and lookup("db") == "ra n1 10 ref-a"
-    assert stored_names(h) == ["/halo/one/names/svc/db/n1/ra"]
+    assert stored_names(h) == ["/halo/one/names/svc/db/n1/ra", "/halo/one/names/svc/web/n1/rm/web"]
     assert h.stop() == 0
     assert stored_names(h) == []

@@ -47,8 +47,11 @@ TEST(name_keys) {
     /* Four parts, none empty, no fifth. */
     ASSERT_EQ(key_names_split("svc/db/n1", 9, ctx, name, node, comp), -EINVAL);
     ASSERT_EQ(key_names_split("svc//n1/c", 9, ctx, name, node, comp), -EINVAL);
-    ASSERT_EQ(key_names_split("svc/db/n1/c/d", 13, ctx, name, node, comp), -EINVAL);
     ASSERT_EQ(key_names_split("svc/db/n1/", 10, ctx, name, node, comp), -EINVAL);
+    ASSERT_EQ(key_names_split("svc/db/n1/su/", 13, ctx, name, node, comp), -EINVAL);
+    /* A component of a unit with a components map: "SU/name". */
+    ASSERT_EQ(key_names_split("svc/db/n1/su-a/web", 18, ctx, name, node, comp), 0);
+    ASSERT(streq(node, "n1") && streq(comp, "su-a/web"));
 }
 
 TEST(name_value_round_trip) {

@@ -143,7 +143,7 @@ int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *n
         return -EINVAL;
     for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
         const char *slash = i + 1 < ELEMENTSOF(parts) ? memchr(p, '/', (size_t)(end - p)) : end;
-        if (!slash || slash == p || (i + 1 == ELEMENTSOF(parts) && memchr(p, '/', (size_t)(end - p))))
+        if (!slash || slash == p || (i + 1 == ELEMENTSOF(parts) && end[-1] == '/'))
             return -EINVAL;
         memcpy(parts[i], p, (size_t)(slash - p));
         parts[i][slash - p] = '\0';

@@ -76,7 +76,8 @@ bool key_failvec_is_count(const char *key, size_t len);
  * "names/<ctx>/<name>/<node>/<comp>" (one component's). */
 int key_names_of(char *buf, const char *prefix, const char *ctx, const char *name);
 int key_names_reg(char *buf, const char *prefix, const char *ctx, const char *name, const char *node, const char *comp);
-/* Splits what follows "names/" into its four parts (buffers of STORE_KEY_MAX bytes), each non-empty: 0 or -EINVAL. */
+/* Splits what follows "names/" into its four parts (buffers of STORE_KEY_MAX bytes), each non-empty, the
+ * component's the rest (a component of a unit with a components map is "SU/name"): 0 or -EINVAL. */
 int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *node, char *comp);
 
 /*

@@ -59,7 +59,8 @@ static void own_free(struct name_reg *r) {
     name_reg_free(r);
 }
 
-/* Removes r from the own list and the store (q, if any, is answered after the delete). */
+/* Removes r from the own list and the store; q, if any, is answered after the delete (or with
+ * the error that kept it from being sent). */
 static int own_remove(struct name_service *s, struct name_reg *r, int reason, struct name_req *q) {
     LIST_REMOVE(regs, &s->own, r);
     int k = 0;
@@ -70,6 +71,8 @@ static int own_remove(struct name_service *s, struct name_reg *r, int reason, st
         if (k >= 0)
             k = store_delete(s->store, r->key, q ? on_written : NULL, q);
     }
+    if (k < 0 && q)
+        name_req_answer(q, k);
     if (k < 0)
         log_warning_errno(k, "Failed to remove the name registration '%s': %m", r->key);
     else
@@ -129,7 +132,10 @@ int name_deregister(struct name_service *s, const char *comp, const char *contex
                     struct name_req *q) {
     if (!all) {
         struct name_reg *r = own_find(s, context, name, comp);
-        return r ? own_remove(s, r, HALO__LINK__NAME_NOTE__REASON__DEREGISTERED, q) : -ENOENT;
+        if (!r)
+            return -ENOENT;
+        (void)own_remove(s, r, HALO__LINK__NAME_NOTE__REASON__DEREGISTERED, q);
+        return 0;
     }
     struct name_reg *r, *next, *last = NULL;
     LIST_FOREACH (regs, r, &s->own)
