@@ -243,6 +243,7 @@ def test_a_restarted_halod_keeps_adopted_registrations_and_drops_stale_ones(name
     h1 = names.nodes["n1"]
     ra, rc = h1.pid_of("ra"), h1.pid_of("rc")
     assert names.lookup("n2", "svc", "stale") == [("rc", "n1", "5", "ref-c")]
+    kept, stale = names.track("n3", "svc", "db"), names.track("n2", "svc", "stale")
     h1.remember_children()
     h1.proc.kill()
     h1.proc.wait()
@@ -256,6 +257,9 @@ def test_a_restarted_halod_keeps_adopted_registrations_and_drops_stale_ones(name
     assert h1.pid_of("ra") == ra
     assert names.lookup("n2", "svc", "db") == [("rb", "n2", "20", "ref-b"), ("ra", "n1", "10", "ref-a")]
     assert "Name 'svc/db' of 'ra' kept" in h1.logtext()
+    # The other nodes' trackers hear of the stale one's end, and nothing of the kept one.
+    wait_for(lambda: "NOTE REMOVED COMPONENT_FAILED svc/stale rc n1 5 ref-c" in read(stale), what="stale told")
+    assert "NOTE" not in read(kept)
 
 
 def test_a_dead_node_loses_its_names_and_a_tracker_elsewhere_is_told(names):
