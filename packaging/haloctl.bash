@@ -66,8 +66,10 @@ _haloctl()
     registrations) [[ -z $sub ]] && COMPREPLY=($(compgen -W "entrypoint" -- "$cur")) ;;
     log-level)
         [[ -z $sub ]] && COMPREPLY=($(compgen -W "error warning notice info debug main= amf= link= supervisor=
-            store= cluster=" -- "$cur"))
-        [[ $cur == *= ]] && compopt -o nospace 2>/dev/null ;;
+            store= cluster= comp: stream:" -- "$cur"))
+        [[ -n $sub && $sub == comp:* || $sub == stream:* ]] && COMPREPLY=($(compgen -W "emergency alert critical
+            error warning notice info debug trace default" -- "$cur"))
+        [[ $cur == *= || $cur == *: ]] && compopt -o nospace 2>/dev/null ;;
     sim) [[ -z $sub ]] && COMPREPLY=($(compgen -W "up down status start-node" -- "$cur")) ;;
     cdb) [[ -z $sub ]] && COMPREPLY=($(compgen -W "get list set delete watch" -- "$cur")) ;;
     ha) [[ -z $sub ]] && COMPREPLY=($(compgen -W "status beprimary besecondary berelay benone secondary-dead notifications" -- "$cur")) ;;

@@ -18,11 +18,11 @@ int log_levels[_LOG_AREA_MAX] = {LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG_INFO_, LOG
 
 static const char *const log_area_table[_LOG_AREA_MAX] = {"main", "amf", "link", "supervisor", "store", "cluster"};
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(log_area, enum log_area);
-static const char *const log_level_table[] = {[LOG_ERR_] = "error",
-                                              [LOG_WARNING_] = "warning",
-                                              [LOG_NOTICE_] = "notice",
-                                              [LOG_INFO_] = "info",
-                                              [LOG_DEBUG_] = "debug"};
+/* Below error only for what the log service forwards (a component's emergency, alert, critical). */
+static const char *const log_level_table[] = {[0] = "emergency",          [1] = "alert",
+                                              [2] = "critical",           [LOG_ERR_] = "error",
+                                              [LOG_WARNING_] = "warning", [LOG_NOTICE_] = "notice",
+                                              [LOG_INFO_] = "info",       [LOG_DEBUG_] = "debug"};
 DEFINE_STRING_TABLE_FROM_STRING(log_level, enum log_level);
 static const char *log_prefix = "halo";
 static bool log_journal; /* stderr is a journald stream: "<N>" priority prefixes, no time */
@@ -73,7 +73,7 @@ const char *log_level_name(int level) {
 int log_set_level_spec(const char *spec) {
     const char *eq = strchr(spec, '=');
     int lvl = log_level_from_string(eq ? eq + 1 : spec);
-    if (lvl < 0)
+    if (lvl < LOG_ERR_) /* halod's own records are never below error */
         return -EINVAL;
     if (!eq) {
         log_set_level(lvl);

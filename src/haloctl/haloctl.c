@@ -558,10 +558,57 @@ static const struct verb verbs[] = {
      "with --force: a refused pool process recovers past its pool's tolerance"},
 };
 
+/* haloctl log-level comp:NAME LEVEL, stream:NAME LEVEL: a component's or a stream's level (the log
+ * service, docs/logging.md), on every node. */
+static int log_level_service(const char *what, const char *level) {
+    _cleanup_free_ char *spec = NULL;
+    if (asprintf(&spec, "%s=%s", what, level) < 0)
+        return CTL_EXIT_FAILURE;
+    int r = admin(HALO__LINK__ADMIN__OP__LOG_SERVICE, spec, NULL);
+    if (r == -EINVAL) {
+        fprintf(stderr,
+                "haloctl: log-level %s %s: want comp:NAME or stream:NAME, then a level: emergency alert critical "
+                "error warning notice info debug trace, or default\n",
+                what, level);
+        return CTL_EXIT_USAGE;
+    }
+    if (r < 0) {
+        if (!halod_unreachable)
+            fprintf(stderr, "haloctl: log-level %s: %s\n", what, halo_strerror(r));
+        return ctl_exit_code(r);
+    }
+    if (arg_json)
+        printf("{\"ok\":true}\n");
+    else
+        printf("log-level: %s logs at '%s' from now on\n", what, level);
+    return 0;
+}
+
+/* The components' and streams' levels set, one per line, after halod's areas. */
+static void print_service_levels(void) {
+    _cleanup_free_ char *json = NULL;
+    if (admin(HALO__LINK__ADMIN__OP__LOG_SERVICE, NULL, &json) < 0)
+        return;
+    json_t *doc = json_loads(json ?: "", 0, NULL);
+    static const char *const kinds[][2] = {{"components", "comp"}, {"streams", "stream"}};
+    for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+        const char *name;
+        json_t *lvl;
+        json_object_foreach(json_object_get(doc, kinds[k][0]), name, lvl) {
+            char what[300];
+            snprintf(what, sizeof(what), "%s:%s", kinds[k][1], name);
+            printf("%-12s %s\n", what, json_string_value(lvl) ?: "?");
+        }
+    }
+    json_decref(doc);
+}
+
 /* haloctl log-level [[AREA=]LEVEL]: halod's levels, or a new one from now on. */
 static int cmd_log_level(int argc, char **argv) {
+    if (argc == 2 && (strncmp(argv[0], "comp:", 5) == 0 || strncmp(argv[0], "stream:", 7) == 0))
+        return log_level_service(argv[0], argv[1]);
     if (argc > 1) {
-        fprintf(stderr, "haloctl: 'log-level' takes at most one argument, LEVEL or AREA=LEVEL.\n");
+        fprintf(stderr, "haloctl: 'log-level' takes LEVEL, AREA=LEVEL, or comp:NAME LEVEL or stream:NAME LEVEL.\n");
         return CTL_EXIT_USAGE;
     }
     _cleanup_free_ char *json = NULL;
@@ -594,6 +641,8 @@ static int cmd_log_level(int argc, char **argv) {
     json_t *lvl;
     json_object_foreach(doc, area, lvl) printf("%-12s %s\n", area, json_string_value(lvl) ?: "?");
     json_decref(doc);
+    if (doc)
+        print_service_levels();
     return doc ? 0 : CTL_EXIT_FAILURE;
 }
 
@@ -631,6 +680,8 @@ static void help(void) {
     printf("  registrations [CONTEXT] the name service's live registrations (docs/names.md), best first\n");
     printf("  reload                  read the description again: apply what changed, or refuse it all\n"
            "                          with its errors (exit 5)\n");
+    printf("  log-level comp:NAME LEVEL  a component's or stream's (stream:NAME) level, on every node (LEVEL:\n"
+           "                            emergency ... info debug trace, or default)\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"

@@ -78,6 +78,12 @@ int dispatch_run_other(void *userdata, int op, const char *target) {
     struct manager *m = userdata;
     if (op == HALO__LINK__ADMIN__OP__RECOVER_FORCE)
         return m->recovery ? recovery_local_force(m->recovery, target) : -HALO_EUNKNOWN;
+    if (op == HALO__LINK__ADMIN__OP__LOG_SERVICE && m->logsvc) {
+        int r = logsvc_set(m->logsvc, target);
+        if (r >= 0)
+            log_notice("Log level of %s set by another node's operator", target);
+        return r;
+    }
     return -EOPNOTSUPP;
 }
 
@@ -114,6 +120,28 @@ static void admin_log_level(struct conn *conn, uint64_t seq, const char *spec) {
     }
     _cleanup_free_ char *json = log_level_json();
     (void)server_conn_reply(conn, seq, json ? 0 : -ENOMEM, json);
+}
+
+/* haloctl log-level comp:NAME LEVEL, stream:NAME LEVEL: set here, then on every other live node
+ * (a component's level follows it wherever its unit runs; a node down meanwhile keeps its own). */
+static void admin_log_service(struct manager *m, struct conn *conn, uint64_t seq, const char *spec) {
+    if (!*spec) {
+        _cleanup_free_ char *json = logsvc_json(m->logsvc);
+        (void)server_conn_reply(conn, seq, json ? 0 : -ENOMEM, json);
+        return;
+    }
+    int r = logsvc_set(m->logsvc, spec);
+    if (r >= 0) {
+        log_notice("Log level of %s set by %s", spec, server_conn_name(conn));
+        size_t n = m->sync && m->forward ? cluster_sync_live_nodes(m->sync, NULL, 0) : 0;
+        _cleanup_free_ const char **nodes = n ? calloc(n, sizeof(*nodes)) : NULL;
+        n = nodes ? cluster_sync_live_nodes(m->sync, nodes, n) : 0;
+        for (size_t i = 0; i < n; i++)
+            if (!streq(nodes[i], m->node) &&
+                cluster_forward_request(m->forward, HALO__LINK__ADMIN__OP__LOG_SERVICE, spec, nodes[i], NULL) < 0)
+                log_warning("Log level of %s not sent to node '%s'", spec, nodes[i]);
+    }
+    (void)server_conn_reply(conn, seq, r, NULL);
 }
 
 static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Link__Admin *a) {
@@ -161,6 +189,9 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
         return;
     case HALO__LINK__ADMIN__OP__LOG_LEVEL:
         admin_log_level(conn, a->seq, target);
+        return;
+    case HALO__LINK__ADMIN__OP__LOG_SERVICE:
+        admin_log_service(m, conn, a->seq, target);
         return;
     case HALO__LINK__ADMIN__OP__RELOAD: {
         _cleanup_free_ char *json = NULL;

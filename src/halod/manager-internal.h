@@ -17,6 +17,7 @@
 #include "lease-file.h"
 #include "link.h"
 #include "list.h"
+#include "logsvc.h"
 #include "manager.h"
 #include "metrics.h"
 #include "name.h"
@@ -61,6 +62,7 @@ struct manager {
     struct recovery_local *recovery;
     struct recovery_coord *coord;
     struct events *events;
+    struct logsvc *logsvc;
     /* Several nodes (etcd). */
     struct cluster *cluster;
     struct cluster_forward *forward;
@@ -100,6 +102,16 @@ int manager_build_coord(struct manager *m);
  * -ENOMEM.  *ret_json (may be NULL) gets the outcome: {"applied": true, "summary", "digest"} or
  * {"applied": false, "errors": ["FILE:LINE:COLUMN: message", ...]}. */
 int manager_reload(struct manager *m, const char *who, char **ret_json);
+/* manager-reload-cluster.c: the changes under the nodes, pools and cdb sections.  Whether ch is one;
+ * then *ret_why is why it cannot be applied now, or NULL (the reason may be written into buf). */
+bool manager_reload_cluster_check(struct manager *m, const struct config *new, const struct config_change *ch,
+                                  const char **ret_why, char *buf, size_t size);
+/* How many of d's changes are under those sections: the new description must then run (retired). */
+size_t manager_reload_cluster_changes(const struct config_diff *d);
+/* Applies them, once m->config is the new description and old the one it replaced; their summary
+ * (", 1 node added, ...") into text (size bytes): the length written. */
+size_t manager_reload_cluster_apply(struct manager *m, const struct config *old, const struct config_diff *d,
+                                    char *text, size_t size);
 /* The sha256 of c's bytes as read, in hex. */
 void manager_digest(const struct config *c, char ret[static MANAGER_DIGEST_MAX]);
 /* Publishes m->digest and the names of the description's service groups in this node's key (several

@@ -16,6 +16,10 @@
  * reload adds: their CSI sets come after the adds) or a component removed (with the CSIs it takes:
  * their CSI removes come before its stop, comp_remove_refusal()), these two on several nodes too
  * (only the unit's node runs it, and the unit stays in service meanwhile: comp_add_refusal()).
+ * The nodes, pools and cdb sections are manager-reload-cluster.c's: a node added or removed (its
+ * units and halod gone), a node's su-failover and failfast, a pool's tolerate and participants while
+ * it recovers nothing, the CDB replication's mode and intervals; the new description then runs (the
+ * AMF's and the recovery model's nodes are its).
  */
 #define LOG_AREA LOG_AREA_MAIN
 #include <errno.h>
@@ -324,8 +328,10 @@ static int check(struct manager *m, const struct config *new, const struct confi
         const struct config_change *ch = &d->changes[i];
         bool adds = ch->service_group && ch->kind == CONFIG_CHANGE_ADDED;
         char buf[512];
+        const char *cwhy = NULL;
         added += adds;
-        const char *why = adds && added > amf_sg_room(m->amf)
+        const char *why = manager_reload_cluster_check(m, new, ch, &cwhy, buf, sizeof(buf)) ? cwhy
+                          : adds && added > amf_sg_room(m->amf)
                               ? "more service groups added since halod started than it has room for (restart halod)"
                           : ch->whole_si || ch->whole_su ? member_refusal(m, new, d, i)
                           : ch->component_setting        ? comp_refusal(m, new, d, ch)
@@ -478,7 +484,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
     _cleanup_free_ char *summary = NULL;
     size_t n_csis = 0, n_sets = 0, n_sgs = 0, n_removed = 0, n_whole = 0, n_calls = 0, n_si_added = 0, n_si_removed = 0,
            n_su_added = 0, n_su_removed = 0, n_settings = 0, n_restarted = 0, n_comps = 0, n_comps_added = 0,
-           n_comps_removed = 0;
+           n_comps_removed = 0, n_cluster = manager_reload_cluster_changes(d);
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         bool seen = false; /* several attributes of one CSI: one CSI set */
@@ -500,7 +506,7 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         n_csis++;
     }
     if (n_sgs == 0 && n_removed == 0 && n_whole == 0 &&
-        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings + n_comps == 0) {
+        n_si_added + n_si_removed + n_su_added + n_su_removed + n_settings + n_comps + n_cluster == 0) {
         SWAP(m->config->text, (*new)->text);
         SWAP(m->config->text_size, (*new)->text_size);
     } else {
@@ -546,6 +552,8 @@ static int apply(struct manager *m, struct config **new, const struct config_dif
         if (counts[k].n)
             n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu %s%s %s", counts[k].n, counts[k].what,
                                   counts[k].n == 1 ? "" : "s", counts[k].done);
+    if (n_cluster)
+        n += manager_reload_cluster_apply(m, m->retired[m->n_retired - 1], d, text + n, sizeof(text) - n);
     if (n_comps_added)
         n += (size_t)snprintf(text + n, sizeof(text) - n, ", %zu component%s added", n_comps_added,
                               n_comps_added == 1 ? "" : "s");

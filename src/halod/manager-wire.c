@@ -38,6 +38,9 @@ int manager_build_observers(struct manager *m) {
     }
     if (r < 0)
         return log_error_errno(r, "Failed to set up the recovery and the events: %m");
+    r = logsvc_new(m->amf, &m->logsvc);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the log service: %m");
     return 0;
 }
 

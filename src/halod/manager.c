@@ -75,6 +75,8 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
         return;
     if (m->names && name_service_handle_msg(m->names, c, msg))
         return;
+    if (m->logsvc && logsvc_handle_msg(m->logsvc, c, msg))
+        return;
     dispatch_msg(m, c, msg);
 }
 
@@ -84,6 +86,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
         cdb_link_conn_closed(m->cdb_link, c);
     if (m->names)
         name_service_conn_closed(m->names, c);
+    if (m->logsvc)
+        logsvc_conn_closed(m->logsvc, c);
     dispatch_conn_closed(m, c, reason);
 }
 
@@ -732,6 +736,7 @@ static void close_all(struct manager *m) {
     m->sync = cluster_sync_free(m->sync);
     m->queue = queue_free(m->queue); /* before the failure vectors, its consumer's writer */
     m->coord = recovery_coord_free(m->coord);
+    m->logsvc = logsvc_free(m->logsvc);
     m->events = events_free(m->events);
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);

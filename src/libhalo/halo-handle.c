@@ -111,6 +111,7 @@ static int open_handle(const char *socket_path, const halo_callbacks *callbacks,
     h->userdata = userdata;
     h->state = LINK_UP;
     h->reconnect_max_msec = reconnect_max_msec();
+    halo__log_reset(h);
     clock_gettime(CLOCK_MONOTONIC, &now);
     h->rnd = ((uint32_t)getpid() * 2654435761u) ^ (uint32_t)now.tv_nsec;
     if (h->rnd == 0)

@@ -129,6 +129,16 @@ struct halo {
     int backoff_msec;
     uint32_t rnd; /* jitter */
 
+    /* The log service's levels, as halod last sent them (halo-log.c), and the records dropped since
+     * the last one sent. */
+    int log_level;
+    unsigned n_log_streams;
+    struct {
+        char name[LINK_LOG_STREAM_MAX + 1];
+        int level;
+    } log_streams[LINK_LOG_STREAMS_MAX];
+    uint32_t log_dropped;
+
     /* Link-state callbacks not delivered yet: LOST first, then the outcome. */
     bool lost_pending;
     int lost_error;
@@ -201,6 +211,13 @@ void halo__lease_refresh(void);
 
 /* Installs the fatal-signal handler of crash capture, once per process (see halo-crash.c). */
 void halo__crash_install(void);
+
+/* ---- halo-log.c ----------------------------------------------------------- */
+
+/* Back to the levels before halod sent any (a new link: its halod sends its own).  Lock held. */
+void halo__log_reset(halo *h);
+/* halod sent the levels that apply from now on.  Lock held. */
+void halo__log_levels(halo *h, const Halo__Link__LogLevels *l);
 
 /* ---- halo-link.c ---------------------------------------------------------- */
 

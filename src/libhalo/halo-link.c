@@ -78,6 +78,7 @@ void halo__link_lost(halo *h, int error) {
         return;
     h->epoch++;
     halo__dispatch_flush(h);
+    halo__log_reset(h);
     if (h->fd >= 0) {
         (void)epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->fd, NULL); /* a dead socket would poll readable forever */
         (void)shutdown(h->fd, SHUT_RDWR);
@@ -148,7 +149,11 @@ int halo__link_pump(halo *h) {
         }
         if (m->body_case == HALO__LINK__MSG__BODY_REPLY)
             halo__request_deliver(h, m);
-        else if (is_callback(m))
+        else if (m->body_case == HALO__LINK__MSG__BODY_LOG_LEVELS) {
+            /* Applied as read: the next record is filtered by them, dispatched or not. */
+            halo__log_levels(h, m->log_levels);
+            link_msg_free(m);
+        } else if (is_callback(m))
             halo__dispatch_push(h, TAKE_PTR(q), m);
         else
             link_msg_free(m);

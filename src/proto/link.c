@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "halo/halo.h"
+#include "halo/log.h"
 #include "macro.h"
 
 int link_encode(const LinkMsg *msg, uint8_t *buf, size_t size) {
@@ -101,6 +102,19 @@ int link_cdb_path_check(const char *s, int root_ok) {
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return -EINVAL;
         if (s[i] == '/' && s[i + 1] == '/')
+            return -EINVAL;
+    }
+    return 0;
+}
+
+int link_log_stream_check(const char *s) {
+    size_t n = s ? strnlen(s, LINK_LOG_STREAM_MAX + 1) : 0;
+    if (n > LINK_LOG_STREAM_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+              c == '.'))
             return -EINVAL;
     }
     return 0;
@@ -368,12 +382,29 @@ int link_validate(const LinkMsg *m) {
             CHECK(check_range(m->pg_track_notify->members[i]->change, HALO_PG_NO_CHANGE, HALO_PG_STATE_CHANGED));
         }
         return 0;
+    case HALO__LINK__MSG__BODY_LOG_RECORD:
+        CHECK(check_range(m->log_record->severity, HALO_LOG_EMERGENCY, HALO_LOG_TRACE));
+        if (link_log_stream_check(m->log_record->stream) < 0 ||
+            strnlen(m->log_record->text, LINK_LOG_TEXT_MAX + 1) > LINK_LOG_TEXT_MAX)
+            return -EBADMSG;
+        return 0;
+    case HALO__LINK__MSG__BODY_LOG_LEVELS:
+        CHECK(check_range(m->log_levels->level, HALO_LOG_EMERGENCY, HALO_LOG_TRACE));
+        if (m->log_levels->n_streams > LINK_LOG_STREAMS_MAX)
+            return -EBADMSG;
+        for (size_t i = 0; i < m->log_levels->n_streams; i++) {
+            const Halo__Link__LogStreamLevel *l = m->log_levels->streams[i];
+            CHECK(check_range(l->level, HALO_LOG_EMERGENCY, HALO_LOG_TRACE));
+            if (!*l->stream || link_log_stream_check(l->stream) < 0)
+                return -EBADMSG;
+        }
+        return 0;
     case HALO__LINK__MSG__BODY_ADMIN:
         if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED ||
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
              m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD &&
-             m->admin->op != HALO__LINK__ADMIN__OP__NAMES))
+             m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__NAMES))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;

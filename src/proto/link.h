@@ -25,8 +25,11 @@
 #define LINK_CDB_PATH_MAX 1024
 #define LINK_CDB_OPS_MAX 1024
 #define LINK_CDB_TXN_MAX (LINK_MSG_MAX - 4096)
-#define LINK_CDB_OP_FRAMING 16 /* what an op costs on top of its path and value, counted in LINK_CDB_TXN_MAX */
-#define LINK_CDB_SUBS_MAX 64   /* subscriptions per connection */
+#define LINK_CDB_OP_FRAMING 16  /* what an op costs on top of its path and value, counted in LINK_CDB_TXN_MAX */
+#define LINK_CDB_SUBS_MAX 64    /* subscriptions per connection */
+#define LINK_LOG_TEXT_MAX 4096  /* longest text of a log record */
+#define LINK_LOG_STREAM_MAX 64  /* longest log stream name */
+#define LINK_LOG_STREAMS_MAX 64 /* most streams with a level of their own */
 #define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
 /* The name service (docs/names.md): the packet's own bounds, above the service's
  * (include/halo/name.h), so that halod answers a name, reference or attribute too long with an
@@ -81,6 +84,10 @@ LinkMsg *link_msg_free(LinkMsg *m);
  * no trailing '/', no control characters, at most LINK_CDB_PATH_MAX bytes.
  * Returns 0 or -EINVAL. */
 int link_cdb_path_check(const char *path, int root_ok);
+
+/* A log stream's name: empty (the default stream), or up to LINK_LOG_STREAM_MAX letters, digits and
+ * "-_.".  0 or -EINVAL. */
+int link_log_stream_check(const char *s);
 
 /* Name of the oneof case, for logs ("csi_set"). */
 const char *link_msg_type_name(const LinkMsg *m);

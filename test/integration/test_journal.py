@@ -175,3 +175,27 @@ def test_a_components_lines_carry_its_name(halod_factory, journal):
     assert line["SYSLOG_IDENTIFIER"] == active and line["HALO_COMPONENT"] == active and line["PRIORITY"] == "6"
     assert line["HALO_AREA"] == "supervisor"
     assert h.stop() == 0
+
+
+def test_a_components_records_keep_their_priority_and_fields(halod_factory, journal, tmp_path):
+    """The log service under journald: a component's record keeps its own priority and carries
+    HALO_COMPONENT, HALO_STREAM, HALO_SEVERITY and SYSLOG_IDENTIFIER (docs/logging.md)."""
+    logcomp = os.path.join(BUILD, "test", "logcomp")
+    text = f"""
+service-groups:
+  g:
+    redundancy: no-redundancy
+    component: {{command: {logcomp}, env: {{LOGCOMP_FILE: {tmp_path}/ticks}}}}
+    service-units: {{a: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+    h = halod_factory(text, log_level="info", wrapper=journal.wrapper())
+    under_journald(h)
+    h.start()
+    err = journal.wait(lambda r: re.fullmatch(r"a\[app\] error: tick \d+ error", r.get("MESSAGE", "")), "a record")
+    assert err["PRIORITY"] == "3" and err["HALO_COMPONENT"] == "a" and err["SYSLOG_IDENTIFIER"] == "a", err
+    assert err["HALO_STREAM"] == "app" and err["HALO_SEVERITY"] == "error" and err["HALO_AREA"] == "supervisor"
+    h.ctl("log-level", "comp:a", "trace")
+    trace = journal.wait(lambda r: r.get("HALO_SEVERITY") == "trace", "a trace record")
+    assert trace["PRIORITY"] == "7" and re.fullmatch(r"a\[app\] trace: tick \d+ trace", trace["MESSAGE"]), trace
+    assert h.stop() == 0

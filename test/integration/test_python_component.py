@@ -332,3 +332,16 @@ def test_an_exception_in_a_callback_leaves_dispatch_and_the_answer_stands(halod_
 
 if __name__ == "__main__":
     component_main()
+
+
+def test_python_log_records_follow_the_level_halod_sets(cluster):
+    """halo.component's log() and log_enabled(): the log service from Python (docs/logging.md)."""
+    assert cluster.call("py-a", "log_enabled", hc.LOG_DEBUG) == {"ok": False}
+    assert cluster.call("py-a", "log", hc.LOG_WARNING, "hello from python", "audit") == {"ok": None}
+    wait_for(lambda: "py-a[audit] warning: hello from python" in cluster.h.logtext(), what="the record")
+    cluster.call("py-a", "log", hc.LOG_DEBUG, "not yet")
+    cluster.h.ctl("log-level", "comp:py-a", "debug")
+    wait_for(lambda: cluster.call("py-a", "log_enabled", hc.LOG_DEBUG) == {"ok": True}, what="the new level")
+    cluster.call("py-a", "log", hc.LOG_DEBUG, "now")
+    wait_for(lambda: "py-a[app] debug: now" in cluster.h.logtext(), what="the debug record")
+    assert "not yet" not in cluster.h.logtext()

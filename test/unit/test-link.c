@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "halo/halo.h"
+#include "halo/log.h"
 #include "link.h"
 #include "macro.h"
 #include "tests.h"
@@ -1014,5 +1015,55 @@ TEST(validate_recovery_messages) {
     pd.process = (char *)"ios-b";
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     pd.process = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+}
+
+TEST(validate_log_messages) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__LogRecord rec = HALO__LINK__LOG_RECORD__INIT;
+    static char text[LINK_LOG_TEXT_MAX + 2];
+    m.body_case = HALO__LINK__MSG__BODY_LOG_RECORD;
+    m.log_record = &rec;
+    rec.severity = HALO_LOG_TRACE;
+    rec.stream = (char *)"";
+    rec.text = (char *)"a record\nwith a newline"; /* halod makes it one line; the link takes it */
+    ASSERT_EQ(link_validate(&m), 0);
+    rec.severity = HALO_LOG_TRACE + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    rec.severity = HALO_LOG_INFO;
+    memset(text, 'x', LINK_LOG_TEXT_MAX);
+    rec.text = text;
+    ASSERT_EQ(link_validate(&m), 0); /* exactly LINK_LOG_TEXT_MAX */
+    text[LINK_LOG_TEXT_MAX] = 'x';
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    rec.text = (char *)"t";
+    const char *bad[] = {"a b", "a/b", "a:b", "\x01",
+                         "0123456789012345678901234567890123456789012345678901234567890123X"};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        rec.stream = (char *)bad[i];
+        ASSERT_EQ(link_validate(&m), -EBADMSG);
+    }
+    rec.stream = (char *)"audit-1.x_y";
+    ASSERT_EQ(link_validate(&m), 0);
+
+    Halo__Link__LogLevels lv = HALO__LINK__LOG_LEVELS__INIT;
+    Halo__Link__LogStreamLevel sl = HALO__LINK__LOG_STREAM_LEVEL__INIT, *psl[LINK_LOG_STREAMS_MAX + 1];
+    m.body_case = HALO__LINK__MSG__BODY_LOG_LEVELS;
+    m.log_levels = &lv;
+    lv.level = HALO_LOG_DEBUG;
+    sl.stream = (char *)"audit";
+    sl.level = HALO_LOG_ERROR;
+    for (size_t i = 0; i < ELEMENTSOF(psl); i++)
+        psl[i] = &sl;
+    lv.streams = psl;
+    lv.n_streams = LINK_LOG_STREAMS_MAX;
+    ASSERT_EQ(link_validate(&m), 0);
+    lv.n_streams = LINK_LOG_STREAMS_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    lv.n_streams = 1;
+    sl.stream = (char *)""; /* a level of its own needs a stream's name */
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    sl.stream = (char *)"audit";
+    sl.level = 9;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
 }

@@ -191,6 +191,10 @@ static void unit_start(struct su *su) {
             amf_comp_instantiate(&su->comps[i]);
 }
 
+void amf_set_config(struct amf *a, const struct config *config) {
+    a->config = config;
+}
+
 size_t amf_sg_room(const struct amf *a) {
     return a->cap_sgs - a->n_sgs;
 }

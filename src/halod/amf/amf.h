@@ -82,7 +82,7 @@ struct amf_observer {
     /* The administrative state of sg of its own, or (sg NULL) of this node, changed. */
     void (*group_admin_changed)(void *userdata, struct sg *sg);
 };
-#define AMF_OBSERVERS_MAX 8
+#define AMF_OBSERVERS_MAX 16
 /* Observers are called in the order they were added.  0, -ENOSPC. */
 int amf_observe(struct amf *a, const struct amf_observer *o, void *userdata);
 /* Removes an observer (o and userdata as added); nothing if it is not there. */
@@ -317,6 +317,10 @@ int amf_si_csis_reload(struct amf *a, const char *si, const struct config_si *cf
  * One node only (the other layers of several nodes learn their units at start).  0, -ENOSPC (too
  * many groups added since halod started), -HALO_EEXIST, -ENOMEM. */
 int amf_sg_add(struct amf *a, const struct config *config, const struct config_sg *cg);
+/* config (which outlives the AMF) is the running description from now on: its nodes' settings
+ * (su-failover, failfast) and the nodes a lock or an event may name.  A reload that changes the
+ * nodes; the objects keep the descriptions they were built from. */
+void amf_set_config(struct amf *a, const struct config *config);
 /* How many more groups amf_sg_add() takes. */
 size_t amf_sg_room(const struct amf *a);
 /* Whether the SI cfg may join the running group sg now (after n_before SIs added to it by the same

@@ -372,6 +372,10 @@ static void add_secondary(const char *nodeid, const char *addr, void *userdata) 
         json_array_append_new(secs, json_pack("{s:s, s:s}", "nodeid", nodeid, "addr", addr));
 }
 
+void ha_set_replication(struct ha *h, uint64_t tick_msec, uint64_t dead_msec, bool async) {
+    repl_set_timing(h->repl, tick_msec, dead_msec, async);
+}
+
 char *ha_status_json(struct ha *h) {
     json_t *o = json_object(), *secs = json_array();
     char txid[CDB_TXID_STRING_MAX];
@@ -382,6 +386,11 @@ char *ha_status_json(struct ha *h) {
     json_object_set_new(o, "primary", primary ? json_string(primary) : json_null());
     json_object_set_new(o, "secondaries", secs);
     json_object_set_new(o, "last_txid", json_string(cdb_txid_format(cdb_last(h->db), txid)));
+    uint64_t tick, dead;
+    bool async = repl_timing(h->repl, &tick, &dead);
+    json_object_set_new(o, "replication",
+                        json_pack("{s:s, s:I, s:I}", "mode", async ? "async" : "sync", "tick_ms", (json_int_t)tick,
+                                  "dead_after_ms", (json_int_t)dead));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;

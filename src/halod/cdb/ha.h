@@ -59,6 +59,8 @@ int ha_benone(struct ha *h);
 int ha_secondary_dead(struct ha *h, const char *nodeid);
 /* The token the nodes authenticate each other with (copied). */
 int ha_set_token(struct ha *h, const char *token);
+/* The replication's tick and dead intervals and mode, from now on (a reload): see repl_set_timing(). */
+void ha_set_replication(struct ha *h, uint64_t tick_msec, uint64_t dead_msec, bool async);
 /* Replication over mutual TLS: see repl_set_tls(). */
 int ha_set_tls(struct ha *h, const char *cert, const char *key, const char *ca, char *why, size_t n);
 

@@ -127,6 +127,24 @@ int repl_set_token(struct repl *r, const char *token) {
     return 0;
 }
 
+void repl_set_timing(struct repl *r, uint64_t tick_msec, uint64_t dead_msec, bool async) {
+    r->tick_msec = tick_msec;
+    r->dead_msec = dead_msec;
+    r->async = async;
+    /* Each connection's timer looks at it this often from its next look on (repl_conn_on_timer()). */
+    struct peer *p;
+    LIST_FOREACH (downs, p, &r->downs)
+        uv_timer_set_repeat(&p->timer, repl_check_msec(r));
+    if (r->up)
+        uv_timer_set_repeat(&r->up->timer, repl_check_msec(r));
+}
+
+bool repl_timing(const struct repl *r, uint64_t *ret_tick_msec, uint64_t *ret_dead_msec) {
+    *ret_tick_msec = r->tick_msec;
+    *ret_dead_msec = r->dead_msec;
+    return r->async;
+}
+
 int repl_set_tls(struct repl *r, const char *cert, const char *key, const char *ca, char *why, size_t n) {
     struct repl_tls *t;
     int k = repl_tls_new(cert, key, ca, &t, why, n);

@@ -39,6 +39,12 @@ struct repl *repl_free(struct repl *r);
 
 /* The shared secret (copied); never sent.  Connections made before keep theirs. */
 int repl_set_token(struct repl *r, const char *token);
+/* The tick and dead intervals and the replication mode, from now on (a reload): a commit made from
+ * now on waits for the secondaries unless async; every connection keeps its peer with the new
+ * intervals. */
+void repl_set_timing(struct repl *r, uint64_t tick_msec, uint64_t dead_msec, bool async);
+/* The tick and dead intervals in force; whether the replication is async. */
+bool repl_timing(const struct repl *r, uint64_t *ret_tick_msec, uint64_t *ret_dead_msec);
 /* Every connection made from now on over mutual TLS (repl-tls.c): this
  * node's certificate and key, and the CA that signed every node's (PEM
  * files, read now).  0, -ENOMEM, or -EINVAL with why (n bytes) saying which

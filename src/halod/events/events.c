@@ -33,6 +33,12 @@ static const struct config_pool *note_pool(struct events *e, const char *object,
     return p ? p->pool : NULL;
 }
 
+/* Whether a and b are one pool: by name, as a reload may run another description than the one the
+ * recovery model was built from (amf_config() is the running one). */
+static bool same_pool(const struct config_pool *a, const struct config_pool *b) {
+    return a == b || (a && b && streq(a->name, b->name));
+}
+
 /* Packs states into e->pkts: notes of as many states as fit one packet.
  * Returns 0 or -ENOMEM. */
 static int pack_states(struct events *e, const struct link_object_state *states, size_t n_states) {
@@ -99,7 +105,7 @@ static void send_states(struct events *e, enum audience to, struct conn *conn, c
     for (size_t i = 0; i < e->n_subs; i++) {
         struct sub *s = &e->subs[i];
         struct comp *cp = s->c;
-        if (!cp->conn || !cp->object_states || s->resync || (to == TO_POOL && s->pool != pool))
+        if (!cp->conn || !cp->object_states || s->resync || (to == TO_POOL && !same_pool(s->pool, pool)))
             continue;
         if (server_conn_queued(cp->conn) > EVENTS_QUEUE_SOFT) {
             /* Not read for a while (busy, stopped in a debugger): hold the
@@ -119,7 +125,7 @@ static void send_notes_to(struct events *e, enum audience to, struct conn *conn,
     for (size_t i = 0; i < e->n_notes; i++) {
         const struct note *nt = &e->notes[i];
         const struct config_pool *only = to == TO_POOL ? note_pool(e, nt->object, nt->state) : NULL;
-        if (only && only != pool)
+        if (only && !same_pool(only, pool))
             continue;
         e->st[n++] = (struct link_object_state){
             .object = nt->object, .state = queue_ha_state_to_string(nt->state), .hlc = nt->hlc, .seq = nt->seq};

@@ -139,6 +139,10 @@ const struct rm_process *rm_owner(const struct recovery_model *m, const char *ob
     return p ? p : item_owner(m, object, "device", NULL);
 }
 
+void rm_set_nodes(struct recovery_model *m, const struct config *c) {
+    m->config = c;
+}
+
 bool rm_known(const struct recovery_model *m, const char *object) {
     if (startswith(object, "node:"))
         return config_find_node(m->config, object + strlen("node:")) != NULL;

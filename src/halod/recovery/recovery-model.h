@@ -39,6 +39,10 @@ struct recovery_model;
 int rm_new(const struct config *c, struct recovery_model **ret);
 struct recovery_model *rm_free(struct recovery_model *m); /* accepts NULL; returns NULL */
 
+/* The nodes are c's from now on (a reload that changed them; c must outlive the model): the
+ * processes stay those of the description the model was built from. */
+void rm_set_nodes(struct recovery_model *m, const struct config *c);
+
 /* The process an object is or belongs to (its service or device); NULL for
  * nodes and objects outside the model. */
 const struct rm_process *rm_owner(const struct recovery_model *m, const char *object);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* halo.component: libhalo's component API for Python (docs/python.md); the CDB half is in cdbcomp.c. */
 #include "comp.h"
+#include "halo/log.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -682,6 +683,44 @@ static PyObject *handle_process_event(Handle *self, PyObject *args, PyObject *kw
     return h ? result(COMP_CALL(self, halo_process_event(h, event, reason)), "process_event") : NULL;
 }
 
+static int log_args(PyObject *args, PyObject *kw, const char *fn, int *sev, const char **text, const char **stream) {
+    static char *with_text[] = {"severity", "text", "stream", NULL}, *without[] = {"severity", "stream", NULL};
+    if (text ? !PyArg_ParseTupleAndKeywords(args, kw, "is|z", with_text, sev, text, stream)
+             : !PyArg_ParseTupleAndKeywords(args, kw, "i|z", without, sev, stream))
+        return -1;
+    if (*sev < HALO_LOG_EMERGENCY || *sev > HALO_LOG_TRACE) {
+        PyErr_Format(PyExc_ValueError, "%s(): severity must be one of the LOG_* constants, not %d", fn, *sev);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *handle_log(Handle *self, PyObject *args, PyObject *kw) {
+    int sev;
+    const char *text, *stream = NULL;
+    if (log_args(args, kw, "log", &sev, &text, &stream) < 0)
+        return NULL;
+    halo *h = comp_handle(self);
+    if (!h)
+        return NULL;
+    int r = COMP_CALL(self, halo_log(h, (halo_log_severity)sev, stream, "%s", text));
+    if (r == -EINVAL)
+        return PyErr_Format(PyExc_ValueError, "log(): bad stream name '%s'", stream);
+    /* Dropped (link full or down): counted, and halod says so; a log call never raises for it. */
+    if (r < 0 && r != -EAGAIN && r != -ENOTCONN)
+        return comp_raise(r, "log");
+    Py_RETURN_NONE;
+}
+
+static PyObject *handle_log_enabled(Handle *self, PyObject *args, PyObject *kw) {
+    int sev;
+    const char *stream = NULL;
+    if (log_args(args, kw, "log_enabled", &sev, NULL, &stream) < 0)
+        return NULL;
+    halo *h = comp_handle(self);
+    return h ? PyBool_FromLong(COMP_CALL(self, halo_log_enabled(h, (halo_log_severity)sev, stream))) : NULL;
+}
+
 static PyObject *handle_enter(Handle *self, PyObject *unused) {
     return Py_NewRef(self);
 }
@@ -732,6 +771,12 @@ static PyMethodDef handle_methods[] = {
     M(process_event, KW,
       "process_event($self, /, event, reason=None)\n--\n\nTells halod where a pool process "
       "is (PROCESS_*)."),
+    M(log, KW,
+      "log($self, /, severity, text, stream=None)\n--\n\nA record of the log service (LOG_*): dropped "
+      "below the level halod set, or when the link is full."),
+    M(log_enabled, KW,
+      "log_enabled($self, /, severity, stream=None)\n--\n\nWhether a record of severity into stream "
+      "would be sent now."),
     {"__enter__", (PyCFunction)handle_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)handle_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -865,6 +910,15 @@ PyMODINIT_FUNC PyInit_component(void) {
                      {"PROCESS_STOPPED", HALO_PROCESS_STOPPED},
                      {"PROCESS_RECOVERED", HALO_PROCESS_RECOVERED},
                      {"PROCESS_RECOVERY_FAILED", HALO_PROCESS_RECOVERY_FAILED},
+                     {"LOG_EMERGENCY", HALO_LOG_EMERGENCY},
+                     {"LOG_ALERT", HALO_LOG_ALERT},
+                     {"LOG_CRITICAL", HALO_LOG_CRITICAL},
+                     {"LOG_ERROR", HALO_LOG_ERROR},
+                     {"LOG_WARNING", HALO_LOG_WARNING},
+                     {"LOG_NOTICE", HALO_LOG_NOTICE},
+                     {"LOG_INFO", HALO_LOG_INFO},
+                     {"LOG_DEBUG", HALO_LOG_DEBUG},
+                     {"LOG_TRACE", HALO_LOG_TRACE},
                      {"CDB_SET", HALO_CDB_SET},
                      {"CDB_DELETE", HALO_CDB_DELETE},
 #define HALO__PY_ERRNO(name, value, text) {#name + 5, value},
