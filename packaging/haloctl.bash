@@ -20,7 +20,7 @@ _haloctl()
     cur=${words[cword]}
     prev=${words[cword - 1]}
     local commands="status switchover lock unlock restart repair stop-halod shutdown
-        eam-start eam-stop failvec recover names log-level reload admin events sim cdb ckpt ha"
+        eam-start eam-stop failvec recover names registrations log-level reload admin events sim cdb ckpt ha"
     local options="--socket --json --follow --force --timeout --help"
     local admin_ops="lock shutdown unlock lock-instantiation unlock-instantiation
         restart repaired si-swap sg-adjust switchover"
@@ -63,6 +63,7 @@ _haloctl()
             fi
         fi ;;
     names) [[ -z $sub ]] && COMPREPLY=($(compgen -W "node sg su si comp" -- "$cur")) ;;
+    registrations) [[ -z $sub ]] && COMPREPLY=($(compgen -W "entrypoint" -- "$cur")) ;;
     log-level)
         [[ -z $sub ]] && COMPREPLY=($(compgen -W "error warning notice info debug main= amf= link= supervisor=
             store= cluster= comp: stream:" -- "$cur"))

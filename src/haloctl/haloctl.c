@@ -24,6 +24,7 @@
 #include "ctl-exit.h"
 #include "paths.h"
 #include "ctl-ha.h"
+#include "ctl-names.h"
 #include "sim.h"
 
 static const char *arg_socket;
@@ -677,6 +678,7 @@ static void help(void) {
     ctl_admin_help();
     printf("  names KIND              the names of the cluster's objects of KIND (node, sg, su, si, comp),\n"
            "                          one a line\n");
+    printf("  registrations [CONTEXT] the name service's live registrations (docs/names.md), best first\n");
     printf("  reload                  read the description again: apply what changed, or refuse it all\n"
            "                          with its errors (exit 5)\n");
     printf("  log-level comp:NAME LEVEL  a component's or stream's (stream:NAME) level, on every node (LEVEL:\n"
@@ -812,6 +814,8 @@ int main(int argc, char **argv) {
         return cmd_reload(argc - optind - 1);
     if (streq(cmd, "admin"))
         return ctl_admin_main(argc - optind, argv + optind, arg_json);
+    if (streq(cmd, "registrations"))
+        return ctl_names_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "cdb"))
         return ctl_cdb_main(default_socket(), argc - optind, argv + optind, arg_json);
     if (streq(cmd, "ckpt"))

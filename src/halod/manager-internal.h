@@ -20,6 +20,7 @@
 #include "logsvc.h"
 #include "manager.h"
 #include "metrics.h"
+#include "name.h"
 #include "notify.h"
 #include "queue-report.h"
 #include "queue.h"
@@ -72,6 +73,8 @@ struct manager {
     struct ha *ha;
     struct amf_roles *roles;
     struct ckpt_svc *ckpt; /* the checkpoint service (svc/ckpt.h) */
+    /* The services (svc/). */
+    struct name_service *names;
     /* haloctl's commands waiting for the AMF (dispatch.c). */
     LIST_HEAD(struct admin_wait) waits;
     struct notifier *notify; /* the service manager (systemd), if it listens */

@@ -74,6 +74,8 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
     struct manager *m = userdata;
     if (m->cdb_link && cdb_link_handle_msg(m->cdb_link, c, msg))
         return;
+    if (m->names && name_service_handle_msg(m->names, c, msg))
+        return;
     if (m->logsvc && logsvc_handle_msg(m->logsvc, c, msg))
         return;
     if (m->ckpt && ckpt_handle_msg(m->ckpt, c, msg))
@@ -85,6 +87,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
     struct manager *m = userdata;
     if (m->cdb_link)
         cdb_link_conn_closed(m->cdb_link, c);
+    if (m->names)
+        name_service_conn_closed(m->names, c);
     if (m->logsvc)
         logsvc_conn_closed(m->logsvc, c);
     if (m->ckpt)
@@ -156,6 +160,7 @@ static const struct http_handlers http_handlers = {
 static void on_cluster_joined(struct cluster *c, void *userdata) {
     struct manager *m = userdata;
     cluster_sync_joined(m->sync);
+    name_service_joined(m->names);
 }
 
 static void on_cluster_coordinator(struct cluster *c, bool coordinator, void *userdata) {
@@ -466,6 +471,16 @@ static int build_cluster(struct manager *m) {
     return set_up_guard(m, lease);
 }
 
+/* The services a component calls besides the AMF (svc/). */
+static int build_services(struct manager *m) {
+    struct name_params np = {
+        .loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node, .amf = m->amf, .cluster = m->cluster};
+    int r = name_service_new(&np, &m->names);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the name service: %m");
+    return 0;
+}
+
 /* halo-guard: next to halod in the build tree (src/halod/halod, src/halo-guard/halo-guard), else installed. */
 static int find_guard(char *buf, size_t n) {
     char exe[PATH_MAX];
@@ -638,6 +653,8 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
         return log_error_errno(r, "Failed to listen on '%s': %m", m->socket);
     if (o->etcd && (r = build_cluster(m)) < 0)
         return r;
+    if ((r = build_services(m)) < 0)
+        return r;
     manager_publish_description(m);
     if ((r = manager_build_coord(m)) < 0)
         return r;
@@ -666,6 +683,9 @@ static void ready(struct manager *m) {
     if (!m->cluster)
         recovery_coord_set(m->coord, true);
     amf_set_ready(m->amf);
+    /* After the AMF restored its adopted processes: the registrations of the others are stale. */
+    if ((r = name_service_start(m->names)) < 0)
+        log_error_errno(r, "Failed to start the name service: %m");
     _cleanup_free_ char *status = NULL;
     if (asprintf(&status, "Serving node '%s' of cluster '%s' on %s (store %s)", m->node, m->config->cluster, m->socket,
                  m->store_name) >= 0)
@@ -810,6 +830,7 @@ struct manager *manager_free(struct manager *m) {
     /* The link goes first (its connections are closed: nobody waits for an answer), then the
      * database, which commits what is still queued. */
     m->cdb_link = cdb_link_free(m->cdb_link);
+    m->names = name_service_free(m->names);
     m->cdb = cdb_close(m->cdb);
     if (m->loop)
         uv_run(m->loop, UV_RUN_DEFAULT);

@@ -81,7 +81,8 @@ struct proxied {
     char comp[];
 };
 
-struct halo_cdb_sub; /* halo-cdb.c's */
+struct halo_cdb_sub;    /* halo-cdb.c's */
+struct halo_name_track; /* halo-name.c's */
 
 enum link_state {
     LINK_UP,           /* connected */
@@ -116,9 +117,10 @@ struct halo {
     LIST_HEAD(struct proxied) proxied; /* likewise */
     LIST_HEAD(struct halo_cdb_sub) cdb_subs;
     LIST_HEAD(struct halo_ckpt) ckpts; /* open checkpoints (halo-ckpt.c) */
-    bool reading;                      /* a thread is polling the socket without the lock */
-    bool closed;                       /* halo_close() was called */
-    bool leased;                       /* counted in the lease's users */
+    LIST_HEAD(struct halo_name_track) name_tracks;
+    bool reading; /* a thread is polling the socket without the lock */
+    bool closed;  /* halo_close() was called */
+    bool leased;  /* counted in the lease's users */
     bool evfd_on;
     unsigned dispatching; /* threads in halo_dispatch(): the eventfd is brought up to date when they leave */
 
@@ -294,3 +296,11 @@ bool halo__ckpt_update(halo *h, const Halo__Link__CkptUpdate *m);
 int halo__ckpt_resume(halo *h, const struct timespec *deadline);
 /* Frees the open checkpoints (the handle is going). */
 void halo__ckpt_free(halo *h);
+/* ---- halo-name.c ---------------------------------------------------------- */
+
+/* Runs the track's callback for a NameNote (lock not held); false if none ran. */
+bool halo__name_note(halo *h, const Halo__Link__NameNote *m);
+/* Tracks again on a new link.  Lock held, RESUMING.  As halo__amf_resume(). */
+int halo__name_resume(halo *h, const struct timespec *deadline);
+/* Frees the track list (lock not needed: the handle is going). */
+void halo__name_free(halo *h);

@@ -112,6 +112,7 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
     case HALO__LINK__MSG__BODY_CKPT_UPDATE:
+    case HALO__LINK__MSG__BODY_NAME_NOTE:
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
         return true;
     default:
@@ -316,6 +317,9 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
     if (r < 0)
         return r;
     r = halo__ckpt_resume(h, deadline);
+    if (r < 0)
+        return r;
+    r = halo__name_resume(h, deadline);
     if (r < 0)
         return r;
 

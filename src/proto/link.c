@@ -198,6 +198,64 @@ static int check_ckpt(const LinkMsg *m) {
     }
 }
 
+/* Text of the name service: bounded, no control characters (its own rules are halod's). */
+static int check_name_text(const char *s, int required) {
+    if (!s || !*s)
+        return required ? -EBADMSG : 0;
+    size_t n = strnlen(s, LINK_NAME_TEXT_MAX + 1);
+    if (n > LINK_NAME_TEXT_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return -EBADMSG;
+    return 0;
+}
+
+static int check_name_entry(const Halo__Link__NameEntry *e) {
+    if (!e || e->ref.len > LINK_NAME_REF_MAX || e->n_attrs > LINK_ATTRS_MAX)
+        return -EBADMSG;
+    CHECK(check_name_text(e->context, 1));
+    CHECK(check_name_text(e->name, 1));
+    CHECK(check_name_text(e->comp, 0));
+    CHECK(check_name_text(e->node, 0));
+    for (size_t i = 0; i < e->n_attrs; i++) {
+        CHECK(check_name_text(e->attrs[i]->name, 1));
+        if (strnlen(e->attrs[i]->value, LINK_VALUE_MAX + 1) > LINK_VALUE_MAX)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+static int validate_name_msg(const LinkMsg *m) {
+    switch (m->body_case) {
+    case HALO__LINK__MSG__BODY_NAME_REGISTER:
+        return check_name_entry(m->name_register->entry);
+    case HALO__LINK__MSG__BODY_NAME_DEREGISTER:
+        CHECK(check_name_text(m->name_deregister->comp, 0));
+        if (m->name_deregister->all)
+            return *m->name_deregister->context || *m->name_deregister->name ? -EBADMSG : 0;
+        CHECK(check_name_text(m->name_deregister->context, 1));
+        return check_name_text(m->name_deregister->name, 1);
+    case HALO__LINK__MSG__BODY_NAME_LOOKUP:
+        CHECK(check_name_text(m->name_lookup->context, 1));
+        return check_name_text(m->name_lookup->name, 1);
+    case HALO__LINK__MSG__BODY_NAME_TRACK:
+        CHECK(check_name_text(m->name_track->context, 1));
+        CHECK(check_name_text(m->name_track->name, 1));
+        return m->name_track->id == 0 ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_NAME_TRACK_STOP:
+        return m->name_track_stop->id == 0 ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_NAME_NOTE:
+        CHECK(check_range(m->name_note->change, HALO__LINK__NAME_NOTE__CHANGE__ADDED,
+                          HALO__LINK__NAME_NOTE__CHANGE__REMOVED));
+        CHECK(check_range(m->name_note->reason, HALO__LINK__NAME_NOTE__REASON__REGISTERED,
+                          HALO__LINK__NAME_NOTE__REASON__NODE_LEFT));
+        return m->name_note->id == 0 ? -EBADMSG : check_name_entry(m->name_note->entry);
+    default:
+        return -EBADMSG;
+    }
+}
+
 int link_validate(const LinkMsg *m) {
     switch (m->body_case) {
     case HALO__LINK__MSG__BODY_HELLO:
@@ -215,6 +273,10 @@ int link_validate(const LinkMsg *m) {
         if (m->reply->ckpt_attrs)
             CHECK(check_name(m->reply->ckpt_attrs->csi, 0));
         CHECK(check_cdb_ops(m->reply->items, m->reply->n_items, true));
+        if (m->reply->n_names > LINK_NAME_ENTRIES_MAX)
+            return -EBADMSG;
+        for (size_t i = 0; i < m->reply->n_names; i++)
+            CHECK(check_name_entry(m->reply->names[i]));
         return check_object_states(m->reply->states, m->reply->n_states);
     case HALO__LINK__MSG__BODY_REGISTER:
         CHECK(check_name(m->register_->comp, 1));
@@ -379,7 +441,8 @@ int link_validate(const LinkMsg *m) {
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
              m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD &&
-             m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT))
+             m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT &&
+             m->admin->op != HALO__LINK__ADMIN__OP__NAMES))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;
@@ -392,6 +455,13 @@ int link_validate(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_CKPT_UNLINK:
     case HALO__LINK__MSG__BODY_CKPT_UPDATE:
         return check_ckpt(m);
+    case HALO__LINK__MSG__BODY_NAME_REGISTER:
+    case HALO__LINK__MSG__BODY_NAME_DEREGISTER:
+    case HALO__LINK__MSG__BODY_NAME_LOOKUP:
+    case HALO__LINK__MSG__BODY_NAME_TRACK:
+    case HALO__LINK__MSG__BODY_NAME_TRACK_STOP:
+    case HALO__LINK__MSG__BODY_NAME_NOTE:
+        return validate_name_msg(m);
     default:
         /* Unknown oneof (a newer peer) or no body at all. */
         return -EBADMSG;

@@ -36,6 +36,12 @@
 #define LINK_CKPT_SECTION_MAX (60 * 1024)
 #define LINK_CKPT_LIST_MAX 1024
 #define LINK_CKPT_MODE_MAX 2 /* CkptWrite.mode: 0 create or replace, 1 create, 2 replace */
+/* The name service (docs/names.md): the packet's own bounds, above the service's
+ * (include/halo/name.h), so that halod answers a name, reference or attribute too long with an
+ * error instead of cutting the client off; a packet past these is malformed. */
+#define LINK_NAME_TEXT_MAX 1024  /* a context, name, component, node or attribute name */
+#define LINK_NAME_REF_MAX 8192   /* an object reference */
+#define LINK_NAME_ENTRIES_MAX 64 /* registrations in one lookup's answer */
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 

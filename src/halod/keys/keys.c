@@ -33,6 +33,7 @@ static const char *const key_dir_table[_KEY_DIR_MAX] = {
     [KEY_ADMINSTATE] = "adminstate",
     [KEY_CKPT] = "ckpt",
     [KEY_CKPT_OPEN] = "ckpt-open",
+    [KEY_NAMES] = "names",
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(key_dir, enum key_dir);
 
@@ -130,6 +131,31 @@ int key_failvec_count(char *buf, const char *prefix, const char *process, int64_
 bool key_failvec_is_count(const char *key, size_t len) {
     size_t n = strlen(KEY_COUNT_SUFFIX);
     return len >= n && memcmp(key + len - n, KEY_COUNT_SUFFIX, n) == 0;
+}
+
+int key_names_of(char *buf, const char *prefix, const char *ctx, const char *name) {
+    return key_format(buf, "%s%s/%s/%s/", prefix, dir(KEY_NAMES), ctx, name);
+}
+
+int key_names_reg(char *buf, const char *prefix, const char *ctx, const char *name, const char *node,
+                  const char *comp) {
+    return key_format(buf, "%s%s/%s/%s/%s/%s", prefix, dir(KEY_NAMES), ctx, name, node, comp);
+}
+
+int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *node, char *comp) {
+    char *parts[] = {ctx, name, node, comp};
+    const char *p = rest, *end = rest + len;
+    if (len >= STORE_KEY_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+        const char *slash = i + 1 < ELEMENTSOF(parts) ? memchr(p, '/', (size_t)(end - p)) : end;
+        if (!slash || slash == p || (i + 1 == ELEMENTSOF(parts) && end[-1] == '/'))
+            return -EINVAL;
+        memcpy(parts[i], p, (size_t)(slash - p));
+        parts[i][slash - p] = '\0';
+        p = slash + (slash < end);
+    }
+    return 0;
 }
 
 int key_parse(const char *prefix, const char *key, size_t len, const char **ret_rest, size_t *ret_len) {

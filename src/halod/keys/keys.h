@@ -40,6 +40,7 @@ enum key_dir {
     KEY_ADMINSTATE,   /* adminstate/<kind>:<name>  an SI's administrative state */
     KEY_CKPT,         /* ckpt/<name>, ckpt/<name>/<section>: a checkpoint's attributes, its sections */
     KEY_CKPT_OPEN,    /* ckpt-open/<name>, ckpt-open/<name>/<node>: its last open, the nodes holding it open */
+    KEY_NAMES,        /* names/<ctx>/<name>/<node>/<comp>  a name registration (svc/name.c) */
     _KEY_DIR_MAX,
 };
 
@@ -74,6 +75,14 @@ int key_failvec_chunk(char *buf, const char *prefix, const char *process, int64_
 int key_failvec_count(char *buf, const char *prefix, const char *process, int64_t epoch);
 /* Whether a key (or what follows failvec/<process>/<epoch> in it) is an epoch's nr_failures. */
 bool key_failvec_is_count(const char *key, size_t len);
+
+/* The name service (docs/names.md): "names/<ctx>/<name>/" (every registration of a name) and
+ * "names/<ctx>/<name>/<node>/<comp>" (one component's). */
+int key_names_of(char *buf, const char *prefix, const char *ctx, const char *name);
+int key_names_reg(char *buf, const char *prefix, const char *ctx, const char *name, const char *node, const char *comp);
+/* Splits what follows "names/" into its four parts (buffers of STORE_KEY_MAX bytes), each non-empty, the
+ * component's the rest (a component of a unit with a components map is "SU/name"): 0 or -EINVAL. */
+int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *node, char *comp);
 
 /*
  * Which directory a key under prefix is in: the directory (>= 0), and in
