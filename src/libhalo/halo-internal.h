@@ -115,6 +115,10 @@ struct halo {
     LIST_HEAD(struct pg) pgs;          /* likewise */
     LIST_HEAD(struct proxied) proxied; /* likewise */
     LIST_HEAD(struct halo_cdb_sub) cdb_subs;
+    /* halo_object_interest()'s rules as halod took them, given again on a reconnection. */
+    Halo__Link__InterestRule **interest;
+    size_t n_interest;
+    bool interest_set;
     bool reading; /* a thread is polling the socket without the lock */
     bool closed;  /* halo_close() was called */
     bool leased;  /* counted in the lease's users */
@@ -258,6 +262,13 @@ void halo__amf_tracked_clear(halo *h);
 int halo__amf_resume(halo *h, const struct timespec *deadline);
 /* The reconnection succeeded: forgets what halod refused, and says so of each refused track. */
 void halo__amf_resume_done(halo *h);
+
+/* ---- halo-events.c -------------------------------------------------------- */
+
+/* Gives the new link the interest rules, before the component registers again (its
+ * snapshot is then filtered).  Lock held, RESUMING.  Returns 0 or halo__request_resume()'s error. */
+int halo__events_resume(halo *h, const struct timespec *deadline);
+void halo__events_free(halo *h);
 
 /* ---- halo-cdb.c ----------------------------------------------------------- */
 

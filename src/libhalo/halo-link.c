@@ -289,6 +289,10 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
         return r;
     }
 
+    r = halo__events_resume(h, deadline);
+    if (r < 0)
+        return r;
+
     reg.comp = h->comp;
     reg.resume = true;
     reg.object_states = h->cb.object_states != NULL;

@@ -140,6 +140,20 @@ static int check_object_states(Halo__Link__ObjectState *const *st, size_t n) {
     return 0;
 }
 
+/* Interest rules: bounded count, known kinds, values short enough to be an
+ * object's name (what each kind accepts is halod's to say, with EINVAL). */
+static int check_interest(const Halo__Link__ObjectInterest *oi) {
+    if (oi->n_rules > LINK_INTEREST_RULES_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < oi->n_rules; i++) {
+        CHECK(check_range(oi->rules[i]->kind, HALO__LINK__INTEREST_RULE__KIND__ALL,
+                          HALO__LINK__INTEREST_RULE__KIND__POOL));
+        if (strnlen(oi->rules[i]->value, LINK_OBJECT_MAX + 1) > LINK_OBJECT_MAX)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 /* CDB ops: valid paths (the root only in a delete), a delete carries no value,
  * bounded counts.  items: a list's answer, every one a set. */
 static int check_cdb_ops(Halo__Link__CdbOp *const *ops, size_t n, bool items) {
@@ -277,6 +291,8 @@ int link_validate(const LinkMsg *m) {
         return check_cdb_ops(m->cdb_change->ops, m->cdb_change->n_ops, false);
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
         return check_object_states(m->object_state_note->states, m->object_state_note->n_states);
+    case HALO__LINK__MSG__BODY_OBJECT_INTEREST:
+        return check_interest(m->object_interest);
     case HALO__LINK__MSG__BODY_PROCESS_EVENT:
         CHECK(check_range(m->process_event->event, HALO__LINK__PROCESS_EVENT__EVENT__STARTING,
                           HALO__LINK__PROCESS_EVENT__EVENT__RECOVERY_FAILED));

@@ -15,6 +15,7 @@
 #define LINK_ATTRS_MAX 256              /* most attributes per CSI */
 #define LINK_OBJECT_MAX 272             /* longest "kind:name" of a cluster object */
 #define LINK_OBJECTS_MAX 256            /* most objects in one state note, query or reply */
+#define LINK_INTEREST_RULES_MAX 64      /* most rules in one ObjectInterest */
 #define LINK_REASON_MAX 511             /* longest reason in a process event or recovery note */
 #define LINK_PARTICIPANTS_MAX 32        /* most participants in a recovery note (CONFIG_POOL_PROCESSES_MAX) */
 #define LINK_REPLY_PART_MAX (60 * 1024) /* JSON bytes per part of a reply sent in parts */
