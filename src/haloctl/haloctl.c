@@ -20,6 +20,7 @@
 #include "macro.h"
 #include "ctl-admin.h"
 #include "ctl-cdb.h"
+#include "ctl-evt.h"
 #include "ctl-exit.h"
 #include "paths.h"
 #include "ctl-ha.h"
@@ -631,6 +632,8 @@ static void help(void) {
            "                          with its errors (exit 5)\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
+    printf("  event-channels          this node's event channels, their subscribers, what each was sent\n"
+           "                          and lost (docs/events.md)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
            "                          --follow: then every entry as it is delivered, until ^C\n");
     printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE] [--lease-ttl S]\n"
@@ -755,6 +758,8 @@ int main(int argc, char **argv) {
         return cmd_names(argc - optind - 1, argv + optind + 1);
     if (streq(cmd, "log-level"))
         return cmd_log_level(argc - optind - 1, argv + optind + 1);
+    if (streq(cmd, "event-channels"))
+        return ctl_evt_main(argc - optind - 1, argv + optind + 1, arg_json);
     if (streq(cmd, "reload"))
         return cmd_reload(argc - optind - 1);
     if (streq(cmd, "admin"))

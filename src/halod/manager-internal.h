@@ -12,6 +12,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "events.h"
+#include "evt.h"
 #include "ha.h"
 #include "http.h"
 #include "lease-file.h"
@@ -67,6 +68,7 @@ struct manager {
     /* The configuration database. */
     struct cdb *cdb;
     struct cdb_link *cdb_link;
+    struct evt *evt; /* the event channels (svc/evt.h) */
     struct ha *ha;
     struct amf_roles *roles;
     /* haloctl's commands waiting for the AMF (dispatch.c). */

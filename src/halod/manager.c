@@ -73,6 +73,8 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
     struct manager *m = userdata;
     if (m->cdb_link && cdb_link_handle_msg(m->cdb_link, c, msg))
         return;
+    if (m->evt && evt_handle_msg(m->evt, c, msg))
+        return;
     dispatch_msg(m, c, msg);
 }
 
@@ -80,6 +82,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
     struct manager *m = userdata;
     if (m->cdb_link)
         cdb_link_conn_closed(m->cdb_link, c);
+    if (m->evt)
+        evt_conn_closed(m->evt, c);
     dispatch_conn_closed(m, c, reason);
 }
 
@@ -408,6 +412,10 @@ static int build_amf(struct manager *m) {
         r = metrics_new(m->amf, &m->metrics);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
+    struct evt_params vp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
+    r = evt_new(&vp, &m->evt);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the event channels: %m");
     return manager_build_observers(m);
 }
 
@@ -713,6 +721,7 @@ static void close_all(struct manager *m) {
     m->queue = queue_free(m->queue); /* before the failure vectors, its consumer's writer */
     m->coord = recovery_coord_free(m->coord);
     m->events = events_free(m->events);
+    m->evt = evt_free(m->evt); /* before the store: its watch and writes end here */
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);
     m->persist = amf_persist_free(m->persist); /* its last records go before the store's final flush */

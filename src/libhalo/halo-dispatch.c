@@ -211,6 +211,8 @@ static bool run_callback(halo *h, const LinkMsg *m) {
     }
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
         return halo__cdb_change(h, m->cdb_change);
+    case HALO__LINK__MSG__BODY_EVT_EVENT:
+        return halo__evt_event(h, m->evt_event);
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE: {
         const Halo__Link__RecoveryNote *rn = m->recovery_note;
         if (!h->recovery_cb)

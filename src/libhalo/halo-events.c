@@ -113,3 +113,222 @@ void halo__events_free(halo *h) {
     h->interest = NULL;
     h->n_interest = 0;
 }
+
+/* ---- event channels ---- */
+
+struct halo_evt_sub {
+    LIST_FIELDS(struct halo_evt_sub, subs);
+    unsigned id;
+    halo_evt_cb cb;
+    void *userdata;
+};
+
+static int check_channel(const char *channel, halo_evt_scope scope) {
+    if (!channel || !*channel || strlen(channel) > LINK_NAME_MAX ||
+        (scope != HALO_EVT_LOCAL && scope != HALO_EVT_CLUSTER))
+        return -EINVAL;
+    for (const char *p = channel; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-_.:@", *p)))
+            return -EINVAL;
+    return 0;
+}
+
+HALO_EXPORT int halo_evt_open(halo *h, const char *channel, halo_evt_scope scope) {
+    Halo__Link__EvtOpen o = HALO__LINK__EVT_OPEN__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+
+    assert_return(h, -EINVAL);
+    int r = check_channel(channel, scope);
+    if (r < 0)
+        return r;
+    o.channel = (char *)channel;
+    o.cluster = scope == HALO_EVT_CLUSTER;
+    m.body_case = HALO__LINK__MSG__BODY_EVT_OPEN;
+    m.evt_open = &o;
+    return halo__request(h, &m, &o.seq, NULL);
+}
+
+HALO_EXPORT int halo_evt_publish(halo *h, const char *channel, halo_evt_scope scope, const halo_evt_field *pattern,
+                                 size_t n, const void *payload, size_t len, unsigned retention_ms, uint64_t *ret_id) {
+    Halo__Link__EvtPublish p = HALO__LINK__EVT_PUBLISH__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    ProtobufCBinaryData fields[HALO_EVT_FIELDS_MAX];
+    LinkMsg *reply = NULL;
+
+    assert_return(h, -EINVAL);
+    int r = check_channel(channel, scope);
+    if (r < 0)
+        return r;
+    if (n > HALO_EVT_FIELDS_MAX || (n && !pattern) || (len && !payload))
+        return -EINVAL;
+    if (len > HALO_EVT_PAYLOAD_MAX || retention_ms > HALO_EVT_RETENTION_MAX_MS)
+        return -EMSGSIZE;
+    for (size_t i = 0; i < n; i++) {
+        if (pattern[i].len > HALO_EVT_FIELD_MAX)
+            return -EMSGSIZE;
+        if (pattern[i].len && !pattern[i].data)
+            return -EINVAL;
+        fields[i] = (ProtobufCBinaryData){.len = pattern[i].len, .data = (uint8_t *)pattern[i].data};
+    }
+    p.channel = (char *)channel;
+    p.cluster = scope == HALO_EVT_CLUSTER;
+    p.pattern = fields;
+    p.n_pattern = n;
+    p.payload = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)payload};
+    p.retention_ms = retention_ms;
+    m.body_case = HALO__LINK__MSG__BODY_EVT_PUBLISH;
+    m.evt_publish = &p;
+    r = halo__request(h, &m, &p.seq, &reply);
+    if (r < 0)
+        return r;
+    if (ret_id)
+        *ret_id = reply->reply->evt_id;
+    link_msg_free(reply);
+    return 0;
+}
+
+static int send_subscribe(halo *h, const char *channel, halo_evt_scope scope, const halo_evt_filter *filters, size_t n,
+                          unsigned id) {
+    Halo__Link__EvtSubscribe q = HALO__LINK__EVT_SUBSCRIBE__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__EvtFilter f[HALO_EVT_FIELDS_MAX], *fp[HALO_EVT_FIELDS_MAX];
+
+    for (size_t i = 0; i < n; i++) {
+        halo__link__evt_filter__init(&f[i]);
+        f[i].type = (Halo__Link__EvtFilter__Type)filters[i].type;
+        f[i].value = (ProtobufCBinaryData){.len = filters[i].len, .data = (uint8_t *)filters[i].value};
+        if (filters[i].type == HALO_EVT_MASK)
+            f[i].mask = (ProtobufCBinaryData){.len = filters[i].len, .data = (uint8_t *)filters[i].mask};
+        fp[i] = &f[i];
+    }
+    q.channel = (char *)channel;
+    q.cluster = scope == HALO_EVT_CLUSTER;
+    q.id = id;
+    q.filters = fp;
+    q.n_filters = n;
+    m.body_case = HALO__LINK__MSG__BODY_EVT_SUBSCRIBE;
+    m.evt_subscribe = &q;
+    return halo__request(h, &m, &q.seq, NULL);
+}
+
+/* What halod would refuse, refused here with the clearer error. */
+static int check_filters(const halo_evt_filter *filters, size_t n) {
+    if (n > HALO_EVT_FIELDS_MAX || (n && !filters))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const halo_evt_filter *f = &filters[i];
+        if (f->len > HALO_EVT_FIELD_MAX)
+            return -EMSGSIZE;
+        if ((unsigned)f->type > HALO_EVT_MASK || (f->len && !f->value) || (f->type == HALO_EVT_PASS_ALL && f->len) ||
+            (f->type == HALO_EVT_MASK && (!f->mask || f->len == 0)))
+            return -EINVAL;
+    }
+    return 0;
+}
+
+HALO_EXPORT int halo_evt_subscribe(halo *h, const char *channel, halo_evt_scope scope, const halo_evt_filter *filters,
+                                   size_t n, halo_evt_cb cb, void *userdata, unsigned *ret_sub) {
+    static unsigned next_id; /* ids need only differ per handle */
+    struct halo_evt_sub *i;
+    size_t count = 0;
+
+    assert_return(h && cb && ret_sub, -EINVAL);
+    int r = check_channel(channel, scope);
+    if (r >= 0)
+        r = check_filters(filters, n);
+    if (r < 0)
+        return r;
+    struct halo_evt_sub *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->cb = cb;
+    s->userdata = userdata;
+    /* Listed before asking, so that an event arriving right behind the Reply finds it. */
+    pthread_mutex_lock(&h->lock);
+    LIST_FOREACH (subs, i, &h->evt_subs)
+        count++;
+    if (count >= HALO_EVT_SUBS_MAX) {
+        pthread_mutex_unlock(&h->lock);
+        free(s);
+        return -ENOSPC;
+    }
+    do
+        s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+    while (s->id == 0);
+    LIST_PREPEND(subs, &h->evt_subs, s);
+    pthread_mutex_unlock(&h->lock);
+
+    r = send_subscribe(h, channel, scope, filters, n, s->id);
+    if (r < 0) {
+        pthread_mutex_lock(&h->lock);
+        LIST_REMOVE(subs, &h->evt_subs, s);
+        pthread_mutex_unlock(&h->lock);
+        free(s);
+        return r;
+    }
+    *ret_sub = s->id;
+    return 0;
+}
+
+HALO_EXPORT int halo_evt_unsubscribe(halo *h, unsigned sub) {
+    Halo__Link__EvtUnsubscribe u = HALO__LINK__EVT_UNSUBSCRIBE__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    struct halo_evt_sub *i, *found = NULL;
+
+    assert_return(h, -EINVAL);
+    pthread_mutex_lock(&h->lock);
+    LIST_FOREACH (subs, i, &h->evt_subs)
+        if (i->id == sub) {
+            found = i;
+            LIST_REMOVE(subs, &h->evt_subs, found);
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    if (!found)
+        return -ENOENT;
+    free(found);
+    u.id = sub;
+    m.body_case = HALO__LINK__MSG__BODY_EVT_UNSUBSCRIBE;
+    m.evt_unsubscribe = &u;
+    int r = halo__request(h, &m, &u.seq, NULL);
+    return r == -ENOENT || r == -HALO_ETRYAGAIN || r == -ENOTCONN ? 0 : r;
+}
+
+bool halo__evt_event(halo *h, const Halo__Link__EvtEvent *m) {
+    halo_evt_cb cb = NULL;
+    void *userdata = NULL;
+    struct halo_evt_sub *s;
+    halo_evt_field fields[HALO_EVT_FIELDS_MAX];
+
+    pthread_mutex_lock(&h->lock);
+    LIST_FOREACH (subs, s, &h->evt_subs)
+        if (s->id == m->id) {
+            cb = s->cb;
+            userdata = s->userdata;
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    if (!cb || m->n_pattern > HALO_EVT_FIELDS_MAX) /* unsubscribed meanwhile; link_validate() bounds the rest */
+        return false;
+    for (size_t i = 0; i < m->n_pattern; i++)
+        fields[i] = (halo_evt_field){.data = m->pattern[i].data, .len = m->pattern[i].len};
+    halo_evt_event ev = {.subscription = m->id,
+                         .channel = m->channel,
+                         .pattern = fields,
+                         .n_pattern = m->n_pattern,
+                         .payload = m->payload.data,
+                         .payload_len = m->payload.len,
+                         .publisher = m->publisher,
+                         .pub_seq = m->pub_seq,
+                         .hlc = m->hlc,
+                         .lost = m->lost,
+                         .retention_ms = m->retention_ms};
+    cb(h, &ev, userdata);
+    return true;
+}
+
+void halo__evt_free(halo *h) {
+    struct halo_evt_sub *s;
+    while ((s = LIST_POP(subs, &h->evt_subs)))
+        free(s);
+}

@@ -40,6 +40,7 @@ static halo *halo_free(halo *h) {
     halo__amf_tracked_clear(h);
     halo__cdb_free(h);
     halo__events_free(h);
+    halo__evt_free(h);
     safe_close(h->epfd);
     safe_close(h->tfd);
     safe_close(h->evfd);

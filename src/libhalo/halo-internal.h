@@ -82,6 +82,7 @@ struct proxied {
 };
 
 struct halo_cdb_sub; /* halo-cdb.c's */
+struct halo_evt_sub; /* halo-events.c's */
 
 enum link_state {
     LINK_UP,           /* connected */
@@ -119,9 +120,10 @@ struct halo {
     Halo__Link__InterestRule **interest;
     size_t n_interest;
     bool interest_set;
-    bool reading; /* a thread is polling the socket without the lock */
-    bool closed;  /* halo_close() was called */
-    bool leased;  /* counted in the lease's users */
+    LIST_HEAD(struct halo_evt_sub) evt_subs; /* halo-events.c's */
+    bool reading;                            /* a thread is polling the socket without the lock */
+    bool closed;                             /* halo_close() was called */
+    bool leased;                             /* counted in the lease's users */
     bool evfd_on;
     unsigned dispatching; /* threads in halo_dispatch(): the eventfd is brought up to date when they leave */
 
@@ -269,6 +271,9 @@ void halo__amf_resume_done(halo *h);
  * snapshot is then filtered).  Lock held, RESUMING.  Returns 0 or halo__request_resume()'s error. */
 int halo__events_resume(halo *h, const struct timespec *deadline);
 void halo__events_free(halo *h);
+/* An event of a channel subscription: its callback ran (or false: none). */
+bool halo__evt_event(halo *h, const Halo__Link__EvtEvent *m);
+void halo__evt_free(halo *h);
 
 /* ---- halo-cdb.c ----------------------------------------------------------- */
 

@@ -110,6 +110,7 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_PG_TRACK_NOTIFY:
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
+    case HALO__LINK__MSG__BODY_EVT_EVENT:
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
         return true;
     default:
