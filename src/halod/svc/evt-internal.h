@@ -25,6 +25,7 @@ struct evt_sub {
 struct evt_chan {
     LIST_FIELDS(struct evt_chan, chans);
     bool cluster;
+    bool delivering;                         /* sending: a closed subscriber is only marked (evt.c's chan_sweep()) */
     uint64_t pub_seq;                        /* this halod's events of it */
     uint64_t published, delivered, filtered; /* events seen here; sent to subscribers; kept from one by its filters */
     LIST_HEAD(struct evt_event) retained;    /* oldest first */

@@ -54,6 +54,23 @@ void evt_chan_expire(struct evt_chan *ch) {
     }
 }
 
+static void sub_free(struct evt_sub *s) {
+    LIST_REMOVE(subs, &s->ch->subs, s);
+    free(s);
+}
+
+/* A send may cut off any connection (its own, or the one with the most
+ * waiting when halod's queues are full), whose close forgets its
+ * subscriptions: while a channel sends, they are only marked (conn NULL),
+ * and freed here after. */
+static void chan_sweep(struct evt_chan *ch) {
+    struct evt_sub *s, *next;
+    ch->delivering = false;
+    LIST_FOREACH_SAFE (subs, s, next, &ch->subs)
+        if (!s->conn)
+            sub_free(s);
+}
+
 /* Sends ev to sub unless its connection holds EVT_QUEUE_MAX unread bytes:
  * then the event is dropped for it and counted, and the next one it gets says
  * how many it lost. */
@@ -79,9 +96,12 @@ static void send_to(struct evt_sub *s, Halo__Link__EvtEvent *ev) {
 /* An event of ch, published here or (cluster) read from the store: to each
  * subscriber whose filters pass it, then retained if it asked to be. */
 void evt_chan_deliver(struct evt_chan *ch, struct evt_event *ev) {
-    struct evt_sub *s, *next;
+    struct evt_sub *s;
     ch->published++;
-    LIST_FOREACH_SAFE (subs, s, next, &ch->subs) {
+    ch->delivering = true;
+    LIST_FOREACH (subs, s, &ch->subs) {
+        if (!s->conn)
+            continue;
         if (!evt_filters_match(s->filters, s->n_filters, ev->ev->pattern, ev->ev->n_pattern)) {
             ch->filtered++;
             continue;
@@ -89,6 +109,7 @@ void evt_chan_deliver(struct evt_chan *ch, struct evt_event *ev) {
         send_to(s, ev->ev);
         ch->delivered++;
     }
+    chan_sweep(ch);
     if (ev->ev->retention_ms == 0) {
         event_free(ev);
         return;
@@ -189,11 +210,6 @@ static struct evt_sub *sub_find(struct evt *e, const struct conn *conn, uint32_t
     return found;
 }
 
-static void sub_free(struct evt_sub *s) {
-    LIST_REMOVE(subs, &s->ch->subs, s);
-    free(s);
-}
-
 static void handle_subscribe(struct evt *e, struct conn *conn, const Halo__Link__EvtSubscribe *q) {
     if (!channel_ok(e, conn, q->seq, q->channel))
         return;
@@ -224,9 +240,11 @@ static void handle_subscribe(struct evt *e, struct conn *conn, const Halo__Link_
     /* What the channel retains, in publish order, through the same filters. */
     evt_chan_expire(ch);
     struct evt_event *ev;
+    ch->delivering = true;
     LIST_FOREACH (events, ev, &ch->retained)
-        if (evt_filters_match(s->filters, s->n_filters, ev->ev->pattern, ev->ev->n_pattern))
+        if (s->conn && evt_filters_match(s->filters, s->n_filters, ev->ev->pattern, ev->ev->n_pattern))
             send_to(s, ev->ev);
+    chan_sweep(ch);
 }
 
 static void handle_unsubscribe(struct evt *e, struct conn *conn, const Halo__Link__EvtUnsubscribe *u) {
@@ -265,8 +283,12 @@ void evt_conn_closed(struct evt *e, struct conn *conn) {
     struct evt_sub *s, *next;
     LIST_FOREACH (chans, ch, &e->chans)
         LIST_FOREACH_SAFE (subs, s, next, &ch->subs)
-            if (s->conn == conn)
-                sub_free(s);
+            if (s->conn == conn) {
+                if (ch->delivering)
+                    s->conn = NULL; /* chan_sweep() frees it */
+                else
+                    sub_free(s);
+            }
     evt_store_conn_closed(e, conn);
 }
 
