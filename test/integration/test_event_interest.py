@@ -3,7 +3,7 @@
 halods over a real etcd: a process that asked for some objects gets exactly
 the notes about them, and is not woken for the others; one that asked for
 nothing gets every note, as before."""
-from halo_harness import TESTCOMP, start_nodes, wait_for
+from halo_harness import TESTCOMP, free_port, start_nodes, wait_for
 from test_events import notes, post
 
 
@@ -105,3 +105,50 @@ def test_filtered_notes(etcd, halod_factory, tmp_path):
     for c in ("ga-a", "gb-a", "gb-b", "gc-a"):
         seqs = [s for _, _, s in notes(log, c)]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), (c, notes(log, c))
+
+
+def test_rules_given_again_after_a_halod_restart(halod_factory, tmp_path):
+    """libhalo gives the rules again, before registering, to the halod it
+    reconnects to: the adopted process's snapshot and notes stay filtered."""
+    log = str(tmp_path / "comp.log")
+    port = free_port()
+    text = f"""
+cluster: ei1
+defaults:
+  component:
+    command: {TESTCOMP}
+    env: {{TESTCOMP: "object-states", TESTCOMP_LOG: "{log}"}}
+    devices: [d]
+service-groups:
+  ga:
+    component: {{env: {{TESTCOMP: "object-states,interest=group", TESTCOMP_LOG: "{log}"}}}}
+    service-units: {{ga-a: {{}}, ga-b: {{}}}}
+    service-instances: {{sia: {{csis: {{ca: {{}}}}}}}}
+  gc:
+    service-units: {{gc-a: {{}}, gc-b: {{}}}}
+    service-instances: {{sic: {{csis: {{cc: {{}}}}}}}}
+"""
+    h = halod_factory(text, extra_args=["--http", f"127.0.0.1:{port}"]).start()
+    wait_for(lambda: h.si("sia")["active"] and h.si("sic")["active"], timeout=20, what="SIs assigned")
+    assert post(port, {"object": "device:ga-b:d", "state": "TRANSIENT"})[0] == 202
+    wait_for(lambda: "device:ga-b:d" in objects(log, "ga-a"), what="ga-a told of its peer's device")
+    pid = h.pid_of("ga-a")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    h.start()
+
+    def posted(ev):
+        try:
+            return post(port, ev)[0] == 202
+        except OSError:  # its HTTP API is not up yet
+            return False
+    wait_for(lambda: posted({"object": "device:gc-a:d", "state": "TRANSIENT"}), what="the new halod took an event")
+    assert post(port, {"object": "device:ga-b:d", "state": "ONLINE"})[0] == 202
+    wait_for(lambda: ("device:ga-b:d", "ONLINE") in [(o, s) for o, s, _ in notes(log, "ga-a")], timeout=20,
+             what="the adopted ga-a told of its peer's device again")
+    assert h.pid_of("ga-a") == pid  # the same process, adopted: it reconnected
+    # Its snapshot after the restart, and every note since, through its rules.
+    assert set(objects(log, "ga-a")) <= {"process:ga-a", "process:ga-b", "device:ga-a:d", "device:ga-b:d"}, \
+        objects(log, "ga-a")
