@@ -124,8 +124,9 @@ int halo_evt_publish(halo *h, const char *channel, halo_evt_scope scope, const h
  * Subscribes to an open channel with n filters: cb, through halo_dispatch(),
  * gets each event that passes them (the events the channel retains first).
  * Returns 0 and *ret_sub, -EINVAL (a bad filter), -EMSGSIZE, -ENOENT,
- * -ENOSPC (HALO_EVT_SUBS_MAX), -ENOTCONN.  A reconnection to a new halod does
- * not subscribe again (not built yet): subscribe again on HALO_LINK_RESTORED.
+ * -ENOSPC (HALO_EVT_SUBS_MAX), -ENOTCONN.  A registered component's handle,
+ * whose link reconnects to a new halod, subscribes there again (events
+ * published meanwhile are not replayed, except those the channel retains).
  */
 int halo_evt_subscribe(halo *h, const char *channel, halo_evt_scope scope, const halo_evt_filter *filters, size_t n,
                        halo_evt_cb cb, void *userdata, unsigned *ret_sub);

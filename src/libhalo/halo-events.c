@@ -121,6 +121,9 @@ struct halo_evt_sub {
     unsigned id;
     halo_evt_cb cb;
     void *userdata;
+    /* The EvtSubscribe as sent (seq 0), given again to a new halod after a reconnection. */
+    uint8_t *packed;
+    size_t len;
 };
 
 static int check_channel(const char *channel, halo_evt_scope scope) {
@@ -208,7 +211,25 @@ static int send_subscribe(halo *h, const char *channel, halo_evt_scope scope, co
     q.n_filters = n;
     m.body_case = HALO__LINK__MSG__BODY_EVT_SUBSCRIBE;
     m.evt_subscribe = &q;
-    return halo__request(h, &m, &q.seq, NULL);
+    int r = halo__request(h, &m, &q.seq, NULL);
+    if (r < 0)
+        return r;
+    q.seq = 0;
+    uint8_t *packed = malloc(halo__link__evt_subscribe__get_packed_size(&q));
+    if (!packed)
+        return 0; /* subscribed; only a reconnection will not subscribe again */
+    size_t len = halo__link__evt_subscribe__pack(&q, packed);
+    pthread_mutex_lock(&h->lock);
+    struct halo_evt_sub *s;
+    LIST_FOREACH (subs, s, &h->evt_subs)
+        if (s->id == id) {
+            s->packed = packed;
+            s->len = len;
+            packed = NULL;
+        }
+    pthread_mutex_unlock(&h->lock);
+    free(packed);
+    return 0;
 }
 
 /* What halod would refuse, refused here with the clearer error. */
@@ -286,6 +307,7 @@ HALO_EXPORT int halo_evt_unsubscribe(halo *h, unsigned sub) {
     pthread_mutex_unlock(&h->lock);
     if (!found)
         return -ENOENT;
+    free(found->packed);
     free(found);
     u.id = sub;
     m.body_case = HALO__LINK__MSG__BODY_EVT_UNSUBSCRIBE;
@@ -329,6 +351,40 @@ bool halo__evt_event(halo *h, const Halo__Link__EvtEvent *m) {
 
 void halo__evt_free(halo *h) {
     struct halo_evt_sub *s;
-    while ((s = LIST_POP(subs, &h->evt_subs)))
+    while ((s = LIST_POP(subs, &h->evt_subs))) {
+        free(s->packed);
         free(s);
+    }
+}
+
+/* One subscription again on a new link: its channel opened, then the same EvtSubscribe. */
+static int evt_resume_one(halo *h, const struct halo_evt_sub *s, const struct timespec *deadline) {
+    Halo__Link__EvtSubscribe *q = halo__link__evt_subscribe__unpack(NULL, s->len, s->packed);
+    if (!q)
+        return -ENOMEM;
+    Halo__Link__EvtOpen o = HALO__LINK__EVT_OPEN__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    int e = 0;
+    o.channel = q->channel;
+    o.cluster = q->cluster;
+    m.body_case = HALO__LINK__MSG__BODY_EVT_OPEN;
+    m.evt_open = &o;
+    int r = halo__request_resume(h, &m, &o.seq, deadline, &e);
+    if (r >= 0) {
+        m.body_case = HALO__LINK__MSG__BODY_EVT_SUBSCRIBE;
+        m.evt_subscribe = q;
+        r = halo__request_resume(h, &m, &q->seq, deadline, &e);
+    }
+    halo__link__evt_subscribe__free_unpacked(q, NULL);
+    return r;
+}
+
+int halo__evt_resume(halo *h, const struct timespec *deadline) {
+    struct halo_evt_sub *s;
+    LIST_FOREACH (subs, s, &h->evt_subs) {
+        int r = s->packed ? evt_resume_one(h, s, deadline) : 0;
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }

@@ -274,6 +274,8 @@ void halo__events_free(halo *h);
 /* An event of a channel subscription: its callback ran (or false: none). */
 bool halo__evt_event(halo *h, const Halo__Link__EvtEvent *m);
 void halo__evt_free(halo *h);
+/* Subscribes again on a new link, after the component registered again.  Lock held, RESUMING. */
+int halo__evt_resume(halo *h, const struct timespec *deadline);
 
 /* ---- halo-cdb.c ----------------------------------------------------------- */
 

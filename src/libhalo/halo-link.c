@@ -314,6 +314,9 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
     r = halo__cdb_resume(h, deadline);
     if (r < 0)
         return r;
+    r = halo__evt_resume(h, deadline);
+    if (r < 0)
+        return r;
 
     halo__amf_resume_done(h);
     return 0;

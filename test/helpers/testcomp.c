@@ -34,6 +34,9 @@
  *                       RULES match ('+'-separated: all, group, pool, object:OBJ, prefix:P;
  *                       "none" for no rule); "INTEREST <result>".  Each callback then logs
  *                       "NOTES <n>" before its states (one line per wake-up)
+ *   evt-sub=CHANNEL     after registering, open the node-local event channel CHANNEL and
+ *                       subscribe to everything ("EVT_SUB <result>"); log each event's
+ *                       payload ("EVT <payload>")
  *   stall-states        with object-states: while the file $TESTCOMP_LOG.<comp>.stall
  *                       exists, stay in the object-states callback (a process that
  *                       stops reading its link for a while)
@@ -321,7 +324,11 @@ static void on_pg(halo *h, const char *csi, const halo_pg_member *m, size_t n, i
     logf_("PG %s n=%zu error=%d%s", csi, n, error, buf);
 }
 
-static const char *interest;
+static const char *interest, *evt_channel;
+
+static void on_evt(halo *h, const halo_evt_event *ev, void *userdata) {
+    logf_("EVT %.*s", (int)ev->payload_len, (const char *)ev->payload);
+}
 
 /* interest=RULES: "all", "group", "pool", "object:OBJ", "prefix:P", '+'-separated; "none": no rule. */
 static int set_interest(halo *h, const char *spec) {
@@ -518,6 +525,8 @@ int main(void) {
                 watch_connect(getenv("TESTCOMP_WATCH"));
         } else if (strncmp(t, "interest=", 9) == 0)
             interest = t + 9;
+        else if (strncmp(t, "evt-sub=", 8) == 0)
+            evt_channel = t + 8;
         else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
         else if (strncmp(t, "report=", 7) == 0 && path) {
@@ -551,6 +560,12 @@ int main(void) {
         return 1;
     }
     logf_("REGISTERED");
+    if (evt_channel) {
+        unsigned sub;
+        int e = halo_evt_open(h, evt_channel, HALO_EVT_LOCAL);
+        logf_("EVT_SUB %d",
+              e < 0 ? e : halo_evt_subscribe(h, evt_channel, HALO_EVT_LOCAL, NULL, 0, on_evt, NULL, &sub));
+    }
     if (lifecycle) {
         static const struct {
             halo_lifecycle ev;

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from halo_harness import BUILD, start_nodes, wait_for
+from halo_harness import BUILD, TESTCOMP, start_nodes, wait_for
 
 EVTCLIENT = os.path.join(BUILD, "test", "evtclient")
 NODES = ("n1", "n2", "n3")
@@ -175,3 +175,38 @@ def test_slow_subscriber_and_node_killed(etcd, halod_factory, clients):
     after.done()
     wait_for(lambda: len([e for e in sub.events() if e[1].startswith("n2/")]) == 10, timeout=20,
              what="n3 got n2's events after n1 died")
+
+
+def test_subscriptions_given_again_after_a_halod_restart(halod_factory, clients, tmp_path):
+    """A registered component's subscriptions follow it to the halod its link reconnects to."""
+    log = str(tmp_path / "comp.log")
+    h = halod_factory(f"""
+cluster: ec1
+service-groups:
+  g:
+    component:
+      command: {TESTCOMP}
+      env: {{TESTCOMP: "evt-sub=ch", TESTCOMP_LOG: "{log}"}}
+    service-units: {{g-a: {{}}, g-b: {{}}}}
+    service-instances: {{si: {{csis: {{c: {{}}}}}}}}
+""").start()
+
+    def got(comp):
+        try:
+            return [ln.split()[2] for ln in open(log) if ln.startswith(f"{comp} EVT ")]
+        except FileNotFoundError:
+            return []
+    wait_for(lambda: open(log).read().count("EVT_SUB 0") == 2 if os.path.exists(log) else False, timeout=20,
+             what="both components subscribed")
+    clients(h, "local", "ch", "pub", "1", "x").done()
+    wait_for(lambda: got("g-a") == ["n=0"], what="g-a got the event")
+    pid = h.pid_of("g-a")
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    h.start()
+    # Once it has registered again, its subscription is there too: retried until the new halod has it.
+    wait_for(lambda: (clients(h, "local", "ch", "pub", "1", "x").done() and len(got("g-a")) >= 2), timeout=20,
+             what="g-a got an event through the new halod")
+    assert h.pid_of("g-a") == pid
