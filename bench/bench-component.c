@@ -7,7 +7,9 @@
  *
  * With $HALO_BENCH_STATES it also asks for the cluster's object states:
  * "count" just takes them, "log" appends "S <object> <state> <ns> <pid>" per state
- * (one write(2) per note), for bench/events.
+ * (one write(2) per note), for bench/events.  $HALO_BENCH_INTEREST ("group",
+ * "pool", "object:OBJ", "prefix:P", '+'-separated) asks only for those notes
+ * (halo_object_interest(), before registering).
  *
  * With $HALO_BENCH_RECOVERY (a pool process, bench/recovery) it asks for its
  * entrypoint after registering and, when halod says it must recover, takes
@@ -26,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "halo/events.h"
 #include "halo/halo.h"
 
 static int log_fd = -1;
@@ -113,6 +116,28 @@ static void on_object_states(halo *h, const halo_object_state *st, size_t n, voi
     (void)!write(log_fd, buf, len);
 }
 
+/* $HALO_BENCH_INTEREST into rules; 0 or -EINVAL. */
+static int set_interest(halo *h, const char *spec) {
+    halo_interest_rule rules[HALO_INTEREST_RULES_MAX];
+    size_t n = 0;
+    char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", spec);
+    for (char *save = NULL, *t = strtok_r(copy, "+", &save); t && n < HALO_INTEREST_RULES_MAX;
+         t = strtok_r(NULL, "+", &save), n++) {
+        rules[n].value = NULL;
+        if (strcmp(t, "group") == 0)
+            rules[n].kind = HALO_INTEREST_GROUP;
+        else if (strcmp(t, "pool") == 0)
+            rules[n].kind = HALO_INTEREST_POOL;
+        else if (strncmp(t, "object:", 7) == 0 || strncmp(t, "prefix:", 7) == 0) {
+            rules[n].kind = t[0] == 'o' ? HALO_INTEREST_OBJECT : HALO_INTEREST_PREFIX;
+            rules[n].value = t + 7;
+        } else
+            return -EINVAL;
+    }
+    return halo_object_interest(h, rules, n);
+}
+
 int main(void) {
     const char *path = getenv("HALO_BENCH_LOG");
     if (path)
@@ -131,6 +156,8 @@ int main(void) {
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r == 0 && recovery)
         r = halo_recovery_set_callback(h, on_recovery);
+    if (r == 0 && getenv("HALO_BENCH_INTEREST"))
+        r = set_interest(h, getenv("HALO_BENCH_INTEREST"));
     if (r < 0) {
         fprintf(stderr, "bench-component: halo_open: %s\n", halo_strerror(r));
         return 1;

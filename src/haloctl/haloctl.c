@@ -21,6 +21,7 @@
 #include "ctl-admin.h"
 #include "ctl-cdb.h"
 #include "ctl-ckpt.h"
+#include "ctl-evt.h"
 #include "ctl-exit.h"
 #include "paths.h"
 #include "ctl-ha.h"
@@ -685,6 +686,8 @@ static void help(void) {
            "                            emergency ... info debug trace, or default)\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
+    printf("  event-channels          this node's event channels, their subscribers, what each was sent\n"
+           "                          and lost (docs/events.md)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
            "                          --follow: then every entry as it is delivered, until ^C\n");
     printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE] [--lease-ttl S]\n"
@@ -810,6 +813,8 @@ int main(int argc, char **argv) {
         return cmd_names(argc - optind - 1, argv + optind + 1);
     if (streq(cmd, "log-level"))
         return cmd_log_level(argc - optind - 1, argv + optind + 1);
+    if (streq(cmd, "event-channels"))
+        return ctl_evt_main(argc - optind - 1, argv + optind + 1, arg_json);
     if (streq(cmd, "reload"))
         return cmd_reload(argc - optind - 1);
     if (streq(cmd, "admin"))

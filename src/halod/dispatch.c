@@ -324,6 +324,10 @@ void dispatch_msg(struct manager *m, struct conn *c, const LinkMsg *msg) {
         events_object_state_get(m->events, c, g->seq, g->objects, g->n_objects);
         return;
     }
+    case HALO__LINK__MSG__BODY_OBJECT_INTEREST:
+        events_interest_set(m->events, c, msg->object_interest->seq, msg->object_interest->rules,
+                            msg->object_interest->n_rules);
+        return;
     case HALO__LINK__MSG__BODY_ADMIN:
         dispatch_admin(m, c, msg->admin);
         return;

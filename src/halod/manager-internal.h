@@ -12,6 +12,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "events.h"
+#include "evt.h"
 #include "ha.h"
 #include "http.h"
 #include "lease-file.h"
@@ -70,6 +71,7 @@ struct manager {
     /* The configuration database. */
     struct cdb *cdb;
     struct cdb_link *cdb_link;
+    struct evt *evt; /* the event channels (svc/evt.h) */
     struct ha *ha;
     struct amf_roles *roles;
     struct ckpt_svc *ckpt; /* the checkpoint service (svc/ckpt.h) */

@@ -79,6 +79,9 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
     if (m->logsvc && logsvc_handle_msg(m->logsvc, c, msg))
         return;
     if (m->ckpt && ckpt_handle_msg(m->ckpt, c, msg))
+
+        return;
+    if (m->evt && evt_handle_msg(m->evt, c, msg))
         return;
     dispatch_msg(m, c, msg);
 }
@@ -93,6 +96,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
         logsvc_conn_closed(m->logsvc, c);
     if (m->ckpt)
         ckpt_conn_closed(m->ckpt, c);
+    if (m->evt)
+        evt_conn_closed(m->evt, c);
     dispatch_conn_closed(m, c, reason);
 }
 
@@ -422,6 +427,10 @@ static int build_amf(struct manager *m) {
         r = metrics_new(m->amf, &m->metrics);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
+    struct evt_params vp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
+    r = evt_new(&vp, &m->evt);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the event channels: %m");
     return manager_build_observers(m);
 }
 
@@ -747,6 +756,7 @@ static void close_all(struct manager *m) {
     m->coord = recovery_coord_free(m->coord);
     m->logsvc = logsvc_free(m->logsvc);
     m->events = events_free(m->events);
+    m->evt = evt_free(m->evt); /* before the store: its watch and writes end here */
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);
     m->persist = amf_persist_free(m->persist); /* its last records go before the store's final flush */

@@ -215,6 +215,8 @@ static bool run_callback(halo *h, const LinkMsg *m) {
         return halo__ckpt_update(h, m->ckpt_update);
     case HALO__LINK__MSG__BODY_NAME_NOTE:
         return halo__name_note(h, m->name_note);
+    case HALO__LINK__MSG__BODY_EVT_EVENT:
+        return halo__evt_event(h, m->evt_event);
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE: {
         const Halo__Link__RecoveryNote *rn = m->recovery_note;
         if (!h->recovery_cb)

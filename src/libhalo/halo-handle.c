@@ -41,6 +41,8 @@ static halo *halo_free(halo *h) {
     halo__cdb_free(h);
     halo__ckpt_free(h);
     halo__name_free(h);
+    halo__events_free(h);
+    halo__evt_free(h);
     safe_close(h->epfd);
     safe_close(h->tfd);
     safe_close(h->evfd);

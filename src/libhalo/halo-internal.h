@@ -83,6 +83,7 @@ struct proxied {
 
 struct halo_cdb_sub;    /* halo-cdb.c's */
 struct halo_name_track; /* halo-name.c's */
+struct halo_evt_sub;    /* halo-events.c's */
 
 enum link_state {
     LINK_UP,           /* connected */
@@ -116,7 +117,12 @@ struct halo {
     LIST_HEAD(struct pg) pgs;          /* likewise */
     LIST_HEAD(struct proxied) proxied; /* likewise */
     LIST_HEAD(struct halo_cdb_sub) cdb_subs;
-    LIST_HEAD(struct halo_ckpt) ckpts; /* open checkpoints (halo-ckpt.c) */
+    /* halo_object_interest()'s rules as halod took them, given again on a reconnection. */
+    Halo__Link__InterestRule **interest;
+    size_t n_interest;
+    bool interest_set;
+    LIST_HEAD(struct halo_evt_sub) evt_subs; /* halo-events.c's */
+    LIST_HEAD(struct halo_ckpt) ckpts;       /* open checkpoints (halo-ckpt.c) */
     LIST_HEAD(struct halo_name_track) name_tracks;
     bool reading; /* a thread is polling the socket without the lock */
     bool closed;  /* halo_close() was called */
@@ -278,6 +284,18 @@ void halo__amf_tracked_clear(halo *h);
 int halo__amf_resume(halo *h, const struct timespec *deadline);
 /* The reconnection succeeded: forgets what halod refused, and says so of each refused track. */
 void halo__amf_resume_done(halo *h);
+
+/* ---- halo-events.c -------------------------------------------------------- */
+
+/* Gives the new link the interest rules, before the component registers again (its
+ * snapshot is then filtered).  Lock held, RESUMING.  Returns 0 or halo__request_resume()'s error. */
+int halo__events_resume(halo *h, const struct timespec *deadline);
+void halo__events_free(halo *h);
+/* An event of a channel subscription: its callback ran (or false: none). */
+bool halo__evt_event(halo *h, const Halo__Link__EvtEvent *m);
+void halo__evt_free(halo *h);
+/* Subscribes again on a new link, after the component registered again.  Lock held, RESUMING. */
+int halo__evt_resume(halo *h, const struct timespec *deadline);
 
 /* ---- halo-cdb.c ----------------------------------------------------------- */
 

@@ -113,6 +113,7 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
     case HALO__LINK__MSG__BODY_CKPT_UPDATE:
     case HALO__LINK__MSG__BODY_NAME_NOTE:
+    case HALO__LINK__MSG__BODY_EVT_EVENT:
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
         return true;
     default:
@@ -296,6 +297,10 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
         return r;
     }
 
+    r = halo__events_resume(h, deadline);
+    if (r < 0)
+        return r;
+
     reg.comp = h->comp;
     reg.resume = true;
     reg.object_states = h->cb.object_states != NULL;
@@ -320,6 +325,9 @@ static int resume(halo *h, const struct timespec *deadline, bool *ret_refused) {
     if (r < 0)
         return r;
     r = halo__name_resume(h, deadline);
+    if (r < 0)
+        return r;
+    r = halo__evt_resume(h, deadline);
     if (r < 0)
         return r;
 

@@ -154,6 +154,42 @@ static int check_object_states(Halo__Link__ObjectState *const *st, size_t n) {
     return 0;
 }
 
+/* Interest rules: bounded count, known kinds, values short enough to be an
+ * object's name (what each kind accepts is halod's to say, with EINVAL). */
+static int check_interest(const Halo__Link__ObjectInterest *oi) {
+    if (oi->n_rules > LINK_INTEREST_RULES_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < oi->n_rules; i++) {
+        CHECK(check_range(oi->rules[i]->kind, HALO__LINK__INTEREST_RULE__KIND__ALL,
+                          HALO__LINK__INTEREST_RULE__KIND__POOL));
+        if (strnlen(oi->rules[i]->value, LINK_OBJECT_MAX + 1) > LINK_OBJECT_MAX)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+/* An event's pattern: bounded fields of bounded bytes. */
+static int check_evt_pattern(const ProtobufCBinaryData *f, size_t n) {
+    if (n > LINK_EVT_FIELDS_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < n; i++)
+        if (f[i].len > LINK_EVT_FIELD_MAX)
+            return -EBADMSG;
+    return 0;
+}
+
+/* A subscription's filters: bounded, known types, bounded values; what each type accepts is halod's to say. */
+static int check_evt_filters(Halo__Link__EvtFilter *const *f, size_t n) {
+    if (n > LINK_EVT_FIELDS_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(check_range(f[i]->type, HALO__LINK__EVT_FILTER__TYPE__PASS_ALL, HALO__LINK__EVT_FILTER__TYPE__MASK));
+        if (f[i]->value.len > LINK_EVT_FIELD_MAX || f[i]->mask.len > LINK_EVT_FIELD_MAX)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 /* CDB ops: valid paths (the root only in a delete), a delete carries no value,
  * bounded counts.  items: a list's answer, every one a set. */
 static int check_cdb_ops(Halo__Link__CdbOp *const *ops, size_t n, bool items) {
@@ -390,6 +426,28 @@ int link_validate(const LinkMsg *m) {
         return check_cdb_ops(m->cdb_change->ops, m->cdb_change->n_ops, false);
     case HALO__LINK__MSG__BODY_OBJECT_STATE_NOTE:
         return check_object_states(m->object_state_note->states, m->object_state_note->n_states);
+    case HALO__LINK__MSG__BODY_OBJECT_INTEREST:
+        return check_interest(m->object_interest);
+    case HALO__LINK__MSG__BODY_EVT_OPEN:
+        return check_name(m->evt_open->channel, 1);
+    case HALO__LINK__MSG__BODY_EVT_PUBLISH:
+        CHECK(check_name(m->evt_publish->channel, 1));
+        CHECK(check_evt_pattern(m->evt_publish->pattern, m->evt_publish->n_pattern));
+        return m->evt_publish->payload.len > LINK_EVT_PAYLOAD_MAX ||
+                       m->evt_publish->retention_ms > LINK_EVT_RETENTION_MAX_MS
+                   ? -EBADMSG
+                   : 0;
+    case HALO__LINK__MSG__BODY_EVT_SUBSCRIBE:
+        CHECK(check_name(m->evt_subscribe->channel, 1));
+        return m->evt_subscribe->id == 0 ? -EBADMSG
+                                         : check_evt_filters(m->evt_subscribe->filters, m->evt_subscribe->n_filters);
+    case HALO__LINK__MSG__BODY_EVT_UNSUBSCRIBE:
+        return m->evt_unsubscribe->id == 0 ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_EVT_EVENT:
+        CHECK(check_name(m->evt_event->channel, 1));
+        CHECK(check_name(m->evt_event->publisher, 0));
+        CHECK(check_evt_pattern(m->evt_event->pattern, m->evt_event->n_pattern));
+        return m->evt_event->payload.len > LINK_EVT_PAYLOAD_MAX ? -EBADMSG : 0;
     case HALO__LINK__MSG__BODY_PROCESS_EVENT:
         CHECK(check_range(m->process_event->event, HALO__LINK__PROCESS_EVENT__EVENT__STARTING,
                           HALO__LINK__PROCESS_EVENT__EVENT__RECOVERY_FAILED));
@@ -442,7 +500,7 @@ int link_validate(const LinkMsg *m) {
              m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT &&
-             m->admin->op != HALO__LINK__ADMIN__OP__NAMES))
+             m->admin->op != HALO__LINK__ADMIN__OP__NAMES && m->admin->op != HALO__LINK__ADMIN__OP__EVT_CHANNELS))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;

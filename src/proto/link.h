@@ -9,12 +9,18 @@
 #include "halo.pb-c.h"
 
 #define LINK_PROTOCOL_VERSION 1
-#define LINK_MSG_MAX (64 * 1024)        /* largest packet either side accepts */
-#define LINK_NAME_MAX 255               /* longest object name (component, CSI, SI, key) */
-#define LINK_VALUE_MAX 4096             /* longest CSI attribute value */
-#define LINK_ATTRS_MAX 256              /* most attributes per CSI */
-#define LINK_OBJECT_MAX 272             /* longest "kind:name" of a cluster object */
-#define LINK_OBJECTS_MAX 256            /* most objects in one state note, query or reply */
+#define LINK_MSG_MAX (64 * 1024)   /* largest packet either side accepts */
+#define LINK_NAME_MAX 255          /* longest object name (component, CSI, SI, key) */
+#define LINK_VALUE_MAX 4096        /* longest CSI attribute value */
+#define LINK_ATTRS_MAX 256         /* most attributes per CSI */
+#define LINK_OBJECT_MAX 272        /* longest "kind:name" of a cluster object */
+#define LINK_OBJECTS_MAX 256       /* most objects in one state note, query or reply */
+#define LINK_INTEREST_RULES_MAX 64 /* most rules in one ObjectInterest */
+/* Event channels: an event's pattern fields, a payload, a filter list, retention. */
+#define LINK_EVT_FIELDS_MAX 16
+#define LINK_EVT_FIELD_MAX 255
+#define LINK_EVT_PAYLOAD_MAX 4096
+#define LINK_EVT_RETENTION_MAX_MS (24u * 3600 * 1000)
 #define LINK_REASON_MAX 511             /* longest reason in a process event or recovery note */
 #define LINK_PARTICIPANTS_MAX 32        /* most participants in a recovery note (CONFIG_POOL_PROCESSES_MAX) */
 #define LINK_REPLY_PART_MAX (60 * 1024) /* JSON bytes per part of a reply sent in parts */

@@ -30,6 +30,13 @@
  *                       ("OBJ <object> <state> <seq>"); and when the file
  *                       $TESTCOMP_LOG.<comp>.query holds object names (one per
  *                       line), ask halod for them once and log "QUERY <object> <state> <seq> <hlc>"
+ *   interest=RULES      with object-states: before registering, ask only for the notes
+ *                       RULES match ('+'-separated: all, group, pool, object:OBJ, prefix:P;
+ *                       "none" for no rule); "INTEREST <result>".  Each callback then logs
+ *                       "NOTES <n>" before its states (one line per wake-up)
+ *   evt-sub=CHANNEL     after registering, open the node-local event channel CHANNEL and
+ *                       subscribe to everything ("EVT_SUB <result>"); log each event's
+ *                       payload ("EVT <payload>")
  *   stall-states        with object-states: while the file $TESTCOMP_LOG.<comp>.stall
  *                       exists, stay in the object-states callback (a process that
  *                       stops reading its link for a while)
@@ -84,6 +91,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "halo/events.h"
 #include "halo/halo.h"
 
 static int log_fd = -1;
@@ -316,11 +324,50 @@ static void on_pg(halo *h, const char *csi, const halo_pg_member *m, size_t n, i
     logf_("PG %s n=%zu error=%d%s", csi, n, error, buf);
 }
 
+static const char *interest, *evt_channel;
+
+static void on_evt(halo *h, const halo_evt_event *ev, void *userdata) {
+    logf_("EVT %.*s", (int)ev->payload_len, (const char *)ev->payload);
+}
+
+/* interest=RULES: "all", "group", "pool", "object:OBJ", "prefix:P", '+'-separated; "none": no rule. */
+static int set_interest(halo *h, const char *spec) {
+    halo_interest_rule rules[HALO_INTEREST_RULES_MAX + 2];
+    size_t n = 0;
+    char *copy = strdup(spec);
+    for (char *save = NULL, *t = strtok_r(copy, "+", &save); t && n < sizeof(rules) / sizeof(rules[0]);
+         t = strtok_r(NULL, "+", &save)) {
+        if (strcmp(t, "none") == 0)
+            continue;
+        rules[n].value = NULL;
+        if (strcmp(t, "all") == 0)
+            rules[n].kind = HALO_INTEREST_ALL;
+        else if (strcmp(t, "group") == 0)
+            rules[n].kind = HALO_INTEREST_GROUP;
+        else if (strcmp(t, "pool") == 0)
+            rules[n].kind = HALO_INTEREST_POOL;
+        else if (strncmp(t, "object:", 7) == 0) {
+            rules[n].kind = HALO_INTEREST_OBJECT;
+            rules[n].value = t + 7;
+        } else if (strncmp(t, "prefix:", 7) == 0) {
+            rules[n].kind = HALO_INTEREST_PREFIX;
+            rules[n].value = t + 7;
+        } else
+            rules[n].kind = (halo_interest_kind)99; /* a bad rule: the call must refuse it */
+        n++;
+    }
+    int r = halo_object_interest(h, rules, n);
+    free(copy);
+    return r;
+}
+
 static void on_object_states(halo *h, const halo_object_state *st, size_t n, void *userdata) {
     while (stall_states && access(stall_file, F_OK) == 0)
         usleep(20000);
     char mine[HALO_OBJECT_MAX];
     snprintf(mine, sizeof(mine), "process:%s", me);
+    if (interest)
+        logf_("NOTES %zu", n);
     for (size_t i = 0; i < n; i++) {
         logf_("OBJ %s %s %llu", st[i].object, st[i].state, (unsigned long long)st[i].seq);
         if (participant && strcmp(st[i].state, "RECOVERING") == 0 && strcmp(st[i].object, mine) != 0 &&
@@ -476,7 +523,11 @@ int main(void) {
             intervals_fd = open(ipath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
             if (getenv("TESTCOMP_WATCH"))
                 watch_connect(getenv("TESTCOMP_WATCH"));
-        } else if (strncmp(t, "track=", 6) == 0)
+        } else if (strncmp(t, "interest=", 9) == 0)
+            interest = t + 9;
+        else if (strncmp(t, "evt-sub=", 8) == 0)
+            evt_channel = t + 8;
+        else if (strncmp(t, "track=", 6) == 0)
             track = t + 6;
         else if (strncmp(t, "report=", 7) == 0 && path) {
             static const char *const names[] = {
@@ -500,6 +551,8 @@ int main(void) {
         r = halo_recovery_set_callback(h, on_recovery);
     if (r == 0 && proxy)
         r = halo_proxy_set_callbacks(h, on_proxied_instantiate, on_proxied_cleanup);
+    if (r == 0 && interest)
+        logf_("INTEREST %d", set_interest(h, interest));
     if (r == 0)
         r = halo_register(h, NULL, NULL);
     if (r < 0) {
@@ -507,6 +560,12 @@ int main(void) {
         return 1;
     }
     logf_("REGISTERED");
+    if (evt_channel) {
+        unsigned sub;
+        int e = halo_evt_open(h, evt_channel, HALO_EVT_LOCAL);
+        logf_("EVT_SUB %d",
+              e < 0 ? e : halo_evt_subscribe(h, evt_channel, HALO_EVT_LOCAL, NULL, 0, on_evt, NULL, &sub));
+    }
     if (lifecycle) {
         static const struct {
             halo_lifecycle ev;

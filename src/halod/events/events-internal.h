@@ -5,7 +5,9 @@
 #include <stdbool.h>
 #include <sys/uio.h>
 
+#include "events-interest.h"
 #include "events.h"
+#include "hashmap.h"
 #include "link-pack.h"
 #include "list.h"
 
@@ -17,13 +19,22 @@ struct note {
     char object[QUEUE_OBJECT_MAX];
     enum queue_ha_state state;
     uint64_t hlc, seq;
+    struct interest_owner owner;    /* what the object belongs to, for interest filters */
+    const struct config_pool *only; /* NULL, or the only pool whose processes get it (note_pool()) */
 };
 
 /* A local component that may ask for object states. */
 struct sub {
     struct comp *c;
-    const struct config_pool *pool; /* NULL: in no pool */
-    bool resync;                    /* notes held back from a slow reader: a snapshot follows once it caught up */
+    struct interest_owner me;        /* its group and pool (NULL: in no pool) */
+    const struct interest *interest; /* what its connection asked for; NULL: everything */
+    bool resync;                     /* notes held back from a slow reader: a snapshot follows once it caught up */
+};
+
+/* The interest a connection asked for (ObjectInterest), before or after it registered. */
+struct conn_interest {
+    struct conn *conn;
+    struct interest *in;
 };
 
 struct admin_read;
@@ -50,6 +61,13 @@ struct events {
     struct link_object_state *st;
     LIST_HEAD(struct admin_read) reads;           /* haloctl's reads in flight */
     struct conn *followers[EVENTS_FOLLOWERS_MAX]; /* haloctl events --follow */
+    /* Interest filters: the connections' rules, each service group's id (its
+     * name -> id, from 1) and each process's of the recovery model (by index). */
+    struct conn_interest *interests;
+    size_t n_interests;
+    struct hashmap group_ids;
+    unsigned *proc_group;
+    uint64_t notes_sent, notes_filtered; /* states sent to processes, and held back by their filters */
 };
 
 /* events-admin.c */

@@ -39,6 +39,14 @@ static bool same_pool(const struct config_pool *a, const struct config_pool *b) 
     return a == b || (a && b && streq(a->name, b->name));
 }
 
+/* What object belongs to, for the interest filters: once per note, not per process. */
+static struct interest_owner owner_of(struct events *e, const char *object) {
+    const struct rm_process *p = e->model ? rm_owner(e->model, object) : NULL;
+    if (!p)
+        return (struct interest_owner){0};
+    return (struct interest_owner){.group = e->proc_group ? e->proc_group[p->index] : 0, .pool = p->pool};
+}
+
 /* Packs states into e->pkts: notes of as many states as fit one packet.
  * Returns 0 or -ENOMEM. */
 static int pack_states(struct events *e, const struct link_object_state *states, size_t n_states) {
@@ -82,16 +90,34 @@ static int pack_states(struct events *e, const struct link_object_state *states,
 /* Who a round of notes goes to. */
 enum audience {
     TO_CONN, /* one connection (a snapshot, a follower) */
-    TO_ALL,  /* every process that asked: everything */
-    TO_POOL, /* the processes of one pool (or of none): the other pools' RECOVERING left out */
+    TO_ALL,  /* every process that asked and filters nothing: everything */
+    TO_POOL, /* the processes of one pool (or of none) that filter nothing: the other pools' RECOVERING left out */
+    TO_SUB,  /* one process, its filtered round */
 };
 
-/* Sends states (at most EVENTS_NOTE_MAX) to conn, or to every local process
- * that asked for them (of pool, for TO_POOL).  The notes are packed once and
- * the same bytes go to every process, all of them at once: one wake-up per
- * process for a round, not one per note. */
-static void send_states(struct events *e, enum audience to, struct conn *conn, const struct config_pool *pool,
-                        const struct link_object_state *states, size_t n_states) {
+/* Sends the packed round to a process, unless it has not read the last ones. */
+static void send_packed_to(struct events *e, struct sub *s) {
+    if (server_conn_queued(s->c->conn) > EVENTS_QUEUE_SOFT) {
+        /* Not read for a while (busy, stopped in a debugger): hold the
+         * notes back rather than queue without end; it gets the current
+         * states once it has read the rest. */
+        log_notice("'%s' reads its object states slowly: a snapshot follows when it catches up", s->c->name);
+        s->resync = true;
+        return;
+    }
+    (void)server_conn_send_packets(s->c->conn, e->pkts, e->n_pkts);
+}
+
+static bool wants_notes(const struct sub *s) {
+    return s->c->conn && s->c->object_states && !s->resync;
+}
+
+/* Sends states (at most EVENTS_NOTE_MAX) to conn, to sub, or to every local
+ * process that asked for them and filters nothing (of pool, for TO_POOL).  The
+ * notes are packed once and the same bytes go to every process, all of them
+ * at once: one wake-up per process for a round, not one per note. */
+static void send_states(struct events *e, enum audience to, struct conn *conn, struct sub *sub,
+                        const struct config_pool *pool, const struct link_object_state *states, size_t n_states) {
     if (pack_states(e, states, n_states) < 0) {
         log_warning("Out of memory: %zu object states not sent", n_states);
         return;
@@ -102,20 +128,42 @@ static void send_states(struct events *e, enum audience to, struct conn *conn, c
         (void)server_conn_send_packets(conn, e->pkts, e->n_pkts);
         return;
     }
+    if (to == TO_SUB) {
+        e->notes_sent += n_states;
+        send_packed_to(e, sub);
+        return;
+    }
     for (size_t i = 0; i < e->n_subs; i++) {
         struct sub *s = &e->subs[i];
-        struct comp *cp = s->c;
-        if (!cp->conn || !cp->object_states || s->resync || (to == TO_POOL && !same_pool(s->pool, pool)))
+        if (!wants_notes(s) || s->interest || (to == TO_POOL && !same_pool(s->me.pool, pool)))
             continue;
-        if (server_conn_queued(cp->conn) > EVENTS_QUEUE_SOFT) {
-            /* Not read for a while (busy, stopped in a debugger): hold the
-             * notes back rather than queue without end; it gets the current
-             * states once it has read the rest. */
-            log_notice("'%s' reads its object states slowly: a snapshot follows when it catches up", cp->name);
-            s->resync = true;
+        e->notes_sent += n_states;
+        send_packed_to(e, s);
+    }
+}
+
+/* Each process that filters its notes gets what matches, halod's filter
+ * applied before anything wakes it: a process none of the round concerns is
+ * not woken at all. */
+static void send_filtered(struct events *e) {
+    for (size_t i = 0; i < e->n_subs; i++) {
+        struct sub *s = &e->subs[i];
+        if (!s->interest || !wants_notes(s))
             continue;
+        size_t n = 0;
+        for (size_t k = 0; k < e->n_notes; k++) {
+            const struct note *nt = &e->notes[k];
+            if (nt->only && nt->only != s->me.pool)
+                continue;
+            if (!interest_match(s->interest, nt->object, &nt->owner, &s->me)) {
+                e->notes_filtered++;
+                continue;
+            }
+            e->st[n++] = (struct link_object_state){
+                .object = nt->object, .state = queue_ha_state_to_string(nt->state), .hlc = nt->hlc, .seq = nt->seq};
         }
-        (void)server_conn_send_packets(cp->conn, e->pkts, e->n_pkts);
+        if (n)
+            send_states(e, TO_SUB, NULL, s, NULL, e->st, n);
     }
 }
 
@@ -124,14 +172,13 @@ static void send_notes_to(struct events *e, enum audience to, struct conn *conn,
     size_t n = 0;
     for (size_t i = 0; i < e->n_notes; i++) {
         const struct note *nt = &e->notes[i];
-        const struct config_pool *only = to == TO_POOL ? note_pool(e, nt->object, nt->state) : NULL;
-        if (only && !same_pool(only, pool))
+        if (to == TO_POOL && nt->only && !same_pool(nt->only, pool))
             continue;
         e->st[n++] = (struct link_object_state){
             .object = nt->object, .state = queue_ha_state_to_string(nt->state), .hlc = nt->hlc, .seq = nt->seq};
     }
     if (n)
-        send_states(e, to, conn, pool, e->st, n);
+        send_states(e, to, conn, NULL, pool, e->st, n);
 }
 
 static void send_notes(struct events *e) {
@@ -140,7 +187,7 @@ static void send_notes(struct events *e) {
         if (e->followers[i])
             send_notes_to(e, TO_CONN, e->followers[i], NULL);
     for (size_t i = 0; i < e->n_notes && !restricted; i++)
-        restricted = note_pool(e, e->notes[i].object, e->notes[i].state) != NULL;
+        restricted = e->notes[i].only != NULL;
     if (restricted) {
         const struct config *cfg = amf_config(e->amf);
         send_notes_to(e, TO_POOL, NULL, NULL);
@@ -148,6 +195,7 @@ static void send_notes(struct events *e) {
             send_notes_to(e, TO_POOL, NULL, &cfg->pools[p]);
     } else
         send_notes_to(e, TO_ALL, NULL, NULL);
+    send_filtered(e);
     e->n_notes = 0;
 }
 
@@ -186,9 +234,20 @@ static int snap_cmp(const void *x, const void *y) {
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-/* A process that asked for object states gets what is known now, in BQ
- * order, then the BQ as it goes. */
-static void snapshot(struct events *e, struct conn *conn) {
+/* Keeps the entries sub's filter lets through, in order; returns how many. */
+static size_t snapshot_filter(struct events *e, struct snap_entry *en, size_t n, const struct sub *sub) {
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct interest_owner o = owner_of(e, en[i].object);
+        if (interest_match(sub->interest, en[i].object, &o, &sub->me))
+            en[kept++] = en[i];
+    }
+    return kept;
+}
+
+/* A process that asked for object states gets what is known now (what its
+ * filter lets through), in BQ order, then the BQ as it goes. */
+static void snapshot(struct events *e, struct conn *conn, const struct sub *sub) {
     struct snapshot s = {0};
     /* Entries delivered but not sent yet go to the others first: the snapshot has them. */
     if (e->n_notes)
@@ -198,13 +257,15 @@ static void snapshot(struct events *e, struct conn *conn) {
         log_warning("Out of memory: a process gets no snapshot of the object states");
     else if (s.n > 0)
         qsort(s.e, s.n, sizeof(*s.e), snap_cmp);
+    if (!s.failed && sub && sub->interest)
+        s.n = snapshot_filter(e, s.e, s.n, sub);
     for (size_t off = 0; !s.failed && off < s.n; off += EVENTS_NOTE_MAX) {
         size_t n = MIN(s.n - off, (size_t)EVENTS_NOTE_MAX);
         for (size_t k = 0; k < n; k++)
             e->st[k] = (struct link_object_state){.object = s.e[off + k].object,
                                                   .state = queue_ha_state_to_string(s.e[off + k].state),
                                                   .seq = s.e[off + k].seq};
-        send_states(e, TO_CONN, conn, NULL, e->st, n);
+        send_states(e, TO_CONN, conn, NULL, NULL, e->st, n);
     }
     free(s.e);
 }
@@ -216,15 +277,91 @@ static struct sub *sub_of(struct events *e, const struct comp *c) {
     return NULL;
 }
 
+/* The id of a service group, for GROUP interests; a group a reload added gets the next one. */
+static unsigned group_id(struct events *e, const char *sg) {
+    uintptr_t id = (uintptr_t)hashmap_get(&e->group_ids, sg);
+    if (!id) {
+        id = hashmap_size(&e->group_ids) + 1;
+        if (hashmap_put(&e->group_ids, sg, (void *)id) < 0)
+            return 0; /* out of memory: its GROUP interest matches nothing */
+    }
+    return (unsigned)id;
+}
+
+static struct sub sub_make(struct events *e, struct comp *c) {
+    const struct config *cfg = amf_config(e->amf);
+    return (struct sub){
+        .c = c,
+        .me = {.group = group_id(e, c->su->sg->name), .pool = cfg->n_pools ? config_find_pool_of(cfg, c->name) : NULL}};
+}
+
 /* A component of this node the subscriptions do not know yet: one of a group a reload added. */
 static struct sub *sub_add(struct events *e, struct comp *c) {
     struct sub *subs = realloc(e->subs, (e->n_subs + 1) * sizeof(*subs));
     if (!subs)
         return NULL;
     e->subs = subs;
-    const struct config *cfg = amf_config(e->amf);
-    subs[e->n_subs] = (struct sub){.c = c, .pool = cfg->n_pools ? config_find_pool_of(cfg, c->name) : NULL};
+    subs[e->n_subs] = sub_make(e, c);
     return &subs[e->n_subs++];
+}
+
+/* ---- interest filters ---- */
+
+static struct conn_interest *conn_interest(struct events *e, const struct conn *conn) {
+    for (size_t i = 0; i < e->n_interests; i++)
+        if (e->interests[i].conn == conn)
+            return &e->interests[i];
+    return NULL;
+}
+
+static const struct interest *interest_of(struct events *e, const struct conn *conn) {
+    struct conn_interest *ci = conn ? conn_interest(e, conn) : NULL;
+    return ci ? ci->in : NULL;
+}
+
+/* The subscriptions of conn's component follow its rules (NULL: everything). */
+static void subs_follow(struct events *e, const struct conn *conn, const struct interest *old,
+                        const struct interest *in) {
+    for (size_t i = 0; i < e->n_subs; i++)
+        if ((conn && e->subs[i].c->conn == conn) || (old && e->subs[i].interest == old))
+            e->subs[i].interest = in;
+}
+
+static void interest_forget(struct events *e, struct conn *conn) {
+    struct conn_interest *ci = conn_interest(e, conn);
+    if (!ci)
+        return;
+    subs_follow(e, NULL, ci->in, NULL);
+    interest_free(ci->in);
+    *ci = e->interests[--e->n_interests];
+}
+
+void events_interest_set(struct events *e, struct conn *conn, uint64_t seq, Halo__Link__InterestRule *const *rules,
+                         size_t n) {
+    const char *error = NULL;
+    struct interest *in = NULL;
+    int r = interest_new(rules, n, &in, &error);
+    if (r == -EINVAL)
+        log_warning("%s asked for object states with a bad rule: %s; refused", server_conn_name(conn), error);
+    if (r < 0) {
+        (void)server_conn_reply(conn, seq, r, NULL);
+        return;
+    }
+    interest_forget(e, conn);
+    if (n == 0 || in->all) /* everything: no filter */
+        in = interest_free(in);
+    else {
+        struct conn_interest *v = reallocarray(e->interests, e->n_interests + 1, sizeof(*v));
+        if (!v) {
+            interest_free(in);
+            (void)server_conn_reply(conn, seq, -ENOMEM, NULL);
+            return;
+        }
+        e->interests = v;
+        v[e->n_interests++] = (struct conn_interest){.conn = conn, .in = in};
+    }
+    subs_follow(e, conn, NULL, in);
+    (void)server_conn_reply(conn, seq, 0, NULL);
 }
 
 static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev, const char *reason) {
@@ -234,11 +371,13 @@ static void on_comp_event(void *userdata, struct comp *c, enum amf_comp_event ev
         s = sub_add(e, c);
     if (!s)
         return;
-    if (ev == AMF_COMP_SPAWNED || ev == AMF_COMP_EXITED)
+    if (ev == AMF_COMP_SPAWNED || ev == AMF_COMP_EXITED) {
         s->resync = false;
-    else if (ev == AMF_COMP_REGISTERED && c->object_states) {
+        s->interest = NULL; /* a new process, a new connection: its own rules */
+    } else if (ev == AMF_COMP_REGISTERED && c->object_states) {
         s->resync = false;
-        snapshot(e, c->conn); /* what is known now; the BQ follows */
+        s->interest = interest_of(e, c->conn);
+        snapshot(e, c->conn, s); /* what is known now; the BQ follows */
     }
 }
 
@@ -251,13 +390,14 @@ void events_conn_drained(struct events *e, struct conn *conn) {
         if (e->subs[i].c->conn == conn && e->subs[i].resync) {
             e->subs[i].resync = false;
             log_info("'%s' caught up: sending it the current object states", e->subs[i].c->name);
-            snapshot(e, conn);
+            snapshot(e, conn, &e->subs[i]);
             return;
         }
 }
 
 void events_conn_closed(struct events *e, struct conn *conn) {
     events_admin_conn_closed(e, conn);
+    interest_forget(e, conn);
 }
 
 void events_object_state_get(struct events *e, struct conn *conn, uint64_t seq, char *const *objects, size_t n) {
@@ -298,11 +438,45 @@ static void on_deliver(struct queue *q, uint64_t seq, const struct queue_event *
     nt->state = ev->state;
     nt->hlc = ev->hlc;
     nt->seq = seq;
+    nt->owner = owner_of(e, nt->object);
+    nt->only = note_pool(e, nt->object, nt->state);
     schedule(e);
 }
 
 int events_start(struct events *e) {
     return bq_reader_start(e->q, on_deliver, NULL, e);
+}
+
+/* The group of each process of the recovery model, by its index: a note's
+ * group is then an array read, not a search of the AMF's components. */
+static int groups_index(struct events *e) {
+    size_t n = e->model ? rm_n_processes(e->model) : 0;
+    if (n == 0)
+        return 0;
+    e->proc_group = calloc(n, sizeof(*e->proc_group));
+    if (!e->proc_group)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const struct rm_process *p = rm_process_at(e->model, i);
+        const struct comp *c = amf_find_comp(e->amf, p->name);
+        e->proc_group[p->index] = c ? group_id(e, c->su->sg->name) : 0;
+    }
+    return 0;
+}
+
+static void events_data_free(struct events *e) {
+    for (size_t i = 0; i < e->n_interests; i++)
+        interest_free(e->interests[i].in);
+    free(e->interests);
+    hashmap_done(&e->group_ids, NULL);
+    free(e->proc_group);
+    free(e->prefix);
+    free(e->notes);
+    free(e->st);
+    free(e->subs);
+    free(e->pk_buf);
+    free(e->pkts);
+    free(e);
 }
 
 int events_new(const struct events_params *p, struct events **ret) {
@@ -319,21 +493,15 @@ int events_new(const struct events_params *p, struct events **ret) {
         for (size_t u = 0; u < sgs[g].n_sus; u++)
             n += sgs[g].sus[u].local ? sgs[g].sus[u].n_comps : 0;
     e->subs = calloc(n ?: 1, sizeof(*e->subs));
-    const struct config *cfg = amf_config(p->amf);
     for (size_t g = 0; e->subs && g < n_sgs; g++)
         for (size_t u = 0; u < sgs[g].n_sus; u++)
-            for (size_t i = 0; sgs[g].sus[u].local && i < sgs[g].sus[u].n_comps; i++) {
-                struct comp *c = &sgs[g].sus[u].comps[i];
-                e->subs[e->n_subs++] =
-                    (struct sub){.c = c, .pool = cfg->n_pools ? config_find_pool_of(cfg, c->name) : NULL};
-            }
-    int r = e->prefix && e->notes && e->st && e->subs ? amf_observe(p->amf, &observer, e) : -ENOMEM;
+            for (size_t i = 0; sgs[g].sus[u].local && i < sgs[g].sus[u].n_comps; i++)
+                e->subs[e->n_subs++] = sub_make(e, &sgs[g].sus[u].comps[i]);
+    int r = e->prefix && e->notes && e->st && e->subs ? groups_index(e) : -ENOMEM;
+    if (r >= 0)
+        r = amf_observe(p->amf, &observer, e);
     if (r < 0) {
-        free(e->prefix);
-        free(e->notes);
-        free(e->st);
-        free(e->subs);
-        free(e);
+        events_data_free(e);
         return r;
     }
     uv_timer_init(p->loop, &e->flush);
@@ -343,14 +511,7 @@ int events_new(const struct events_params *p, struct events **ret) {
 }
 
 static void on_closed(uv_handle_t *h) {
-    struct events *e = h->data;
-    free(e->prefix);
-    free(e->notes);
-    free(e->st);
-    free(e->subs);
-    free(e->pk_buf);
-    free(e->pkts);
-    free(e);
+    events_data_free(h->data);
 }
 
 struct events *events_free(struct events *e) {

@@ -41,6 +41,10 @@ struct events *events_free(struct events *e);
 
 /* A process asks for the states of objects (at most LINK_OBJECTS_MAX; "" for unknown ones). */
 void events_object_state_get(struct events *e, struct conn *conn, uint64_t seq, char *const *objects, size_t n);
+/* A process says which object-state notes it wants (ObjectInterest; no rules:
+ * every note); answered with a Reply, EINVAL for a bad rule. */
+void events_interest_set(struct events *e, struct conn *conn, uint64_t seq, Halo__Link__InterestRule *const *rules,
+                         size_t n);
 /* Everything queued for conn was sent: a process held back gets the current states. */
 void events_conn_drained(struct events *e, struct conn *conn);
 void events_conn_closed(struct events *e, struct conn *conn);

@@ -97,6 +97,14 @@ int key_eq_entry(char *buf, const char *prefix, const char *node, uint64_t hlc) 
     return key_format(buf, "%s%s/%s/%0*" PRIu64, prefix, dir(KEY_EQ), node, KEY_NUMBER_DIGITS, hlc);
 }
 
+int key_evt_dir(char *buf, const char *prefix) {
+    return key_format(buf, "%sevt/", prefix);
+}
+
+int key_evt_entry(char *buf, const char *prefix, const char *channel, const char *node, uint64_t hlc) {
+    return key_format(buf, "%sevt/%s/%s/%0*" PRIu64, prefix, channel, node, KEY_NUMBER_DIGITS, hlc);
+}
+
 int key_bq_entry(char *buf, const char *prefix, uint64_t seq) {
     return key_format(buf, "%s%s/%0*" PRIu64, prefix, dir(KEY_BQ), KEY_NUMBER_DIGITS, seq);
 }

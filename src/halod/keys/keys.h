@@ -63,6 +63,9 @@ int key_admin(char *buf, const char *prefix, const char *node, uint64_t n);
 int key_eq_node(char *buf, const char *prefix, const char *node); /* eq/<node>/: a node's entries */
 int key_eq_entry(char *buf, const char *prefix, const char *node, uint64_t hlc);
 int key_bq_entry(char *buf, const char *prefix, uint64_t seq);
+/* The event service's cluster-wide channels (svc/evt.h): evt/<channel>/<node>/<hlc>, one event each. */
+int key_evt_dir(char *buf, const char *prefix);
+int key_evt_entry(char *buf, const char *prefix, const char *channel, const char *node, uint64_t hlc);
 
 /* Recovery (docs/recovery.md): <process> is an object name, "process:<P>". */
 int key_current_epoch(char *buf, const char *prefix, const char *process);

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/* The event service's state, shared by its files (svc/evt*.c only). */
+#pragma once
+
+#include "evt.h"
+#include "hlc.h"
+#include "list.h"
+
+struct evt_event {
+    LIST_FIELDS(struct evt_event, events);
+    Halo__Link__EvtEvent *ev; /* owned, unpacked */
+    uint64_t expires_ms;      /* CLOCK_MONOTONIC: retained until then */
+};
+
+struct evt_sub {
+    LIST_FIELDS(struct evt_sub, subs);
+    struct evt_chan *ch;
+    struct conn *conn;
+    uint32_t id;
+    uint64_t delivered, lost, lost_untold; /* lost_untold: since the last event it was sent */
+    size_t n_filters;
+    struct evt_filter filters[];
+};
+
+struct evt_chan {
+    LIST_FIELDS(struct evt_chan, chans);
+    bool cluster;
+    bool delivering;                         /* sending: a closed subscriber is only marked (evt.c's chan_sweep()) */
+    uint64_t pub_seq;                        /* this halod's events of it */
+    uint64_t published, delivered, filtered; /* events seen here; sent to subscribers; kept from one by its filters */
+    LIST_HEAD(struct evt_event) retained;    /* oldest first */
+    size_t n_retained;
+    LIST_HEAD(struct evt_sub) subs;
+    char name[];
+};
+
+struct evt_pub;   /* evt-store.c: a cluster-wide publish on its way to the store */
+struct evt_own;   /* evt-store.c: a key this halod wrote, deleted once its time is past */
+struct evt_batch; /* evt-store.c: the transaction in flight */
+struct evt_range; /* evt-store.c: the first read in flight */
+
+struct evt {
+    uv_loop_t *loop;
+    store *store;
+    char *prefix, *node;
+    struct hlc clock;
+    LIST_HEAD(struct evt_chan) chans;
+    size_t n_chans;
+    uv_timer_t prune;
+    /* evt-store.c */
+    store_watch *watch;
+    struct evt_range *range;
+    bool committing;
+    LIST_HEAD(struct evt_pub) pubs;
+    LIST_HEAD(struct evt_own) owns;
+    struct evt_batch *inflight;
+};
+
+uint64_t evt_now_ms(void);
+struct evt_chan *evt_chan_find(struct evt *e, const char *name, bool cluster);
+/* The channel, created if new; NULL when out of memory or past EVT_CHANNELS_MAX. */
+struct evt_chan *evt_chan_get(struct evt *e, const char *name, bool cluster);
+void evt_chan_expire(struct evt_chan *ch);
+/* Takes ev. */
+void evt_chan_deliver(struct evt_chan *ch, struct evt_event *ev);
+Halo__Link__EvtEvent *evt_event_copy(const Halo__Link__EvtEvent *in);
+
+/* evt-store.c: cluster-wide channels.  Publish answers conn once the store has
+ * the event (0 or -errno now if it cannot be queued). */
+int evt_store_start(struct evt *e);
+void evt_store_stop(struct evt *e);
+int evt_store_publish(struct evt *e, struct conn *conn, uint64_t seq, const Halo__Link__EvtEvent *ev);
+void evt_store_conn_closed(struct evt *e, struct conn *conn);
+void evt_store_prune(struct evt *e);
+void evt_admin_channels(struct evt *e, struct conn *conn, uint64_t seq);
