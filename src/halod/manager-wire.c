@@ -41,6 +41,10 @@ int manager_build_observers(struct manager *m) {
     r = logsvc_new(m->amf, &m->logsvc);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the log service: %m");
+    struct txnsvc_params tp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node, .amf = m->amf};
+    r = txnsvc_new(&tp, &m->txnsvc);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the transactions: %m");
     return 0;
 }
 

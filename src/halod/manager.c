@@ -75,6 +75,8 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
         return;
     if (m->logsvc && logsvc_handle_msg(m->logsvc, c, msg))
         return;
+    if (m->txnsvc && txnsvc_handle_msg(m->txnsvc, c, msg))
+        return;
     dispatch_msg(m, c, msg);
 }
 
@@ -84,6 +86,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
         cdb_link_conn_closed(m->cdb_link, c);
     if (m->logsvc)
         logsvc_conn_closed(m->logsvc, c);
+    if (m->txnsvc)
+        txnsvc_conn_closed(m->txnsvc, c);
     dispatch_conn_closed(m, c, reason);
 }
 
@@ -717,6 +721,7 @@ static void close_all(struct manager *m) {
     m->queue = queue_free(m->queue); /* before the failure vectors, its consumer's writer */
     m->coord = recovery_coord_free(m->coord);
     m->logsvc = logsvc_free(m->logsvc);
+    m->txnsvc = txnsvc_free(m->txnsvc);
     m->events = events_free(m->events);
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);

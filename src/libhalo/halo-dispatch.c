@@ -211,6 +211,12 @@ static bool run_callback(halo *h, const LinkMsg *m) {
     }
     case HALO__LINK__MSG__BODY_CDB_CHANGE:
         return halo__cdb_change(h, m->cdb_change);
+    case HALO__LINK__MSG__BODY_TXN_DONE:
+        return halo__txn_done(h, m->txn_done);
+    case HALO__LINK__MSG__BODY_TXN_PREPARE:
+        return halo__txn_prepare(h, m->txn_prepare);
+    case HALO__LINK__MSG__BODY_TXN_OUTCOME:
+        return halo__txn_outcome(h, m->txn_outcome);
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE: {
         const Halo__Link__RecoveryNote *rn = m->recovery_note;
         if (!h->recovery_cb)

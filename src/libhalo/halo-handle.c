@@ -39,6 +39,7 @@ static halo *halo_free(halo *h) {
     halo__dispatch_flush(h);
     halo__amf_tracked_clear(h);
     halo__cdb_free(h);
+    halo__txn_free(h);
     safe_close(h->epfd);
     safe_close(h->tfd);
     safe_close(h->evfd);

@@ -31,6 +31,13 @@
 #define LINK_LOG_STREAM_MAX 64  /* longest log stream name */
 #define LINK_LOG_STREAMS_MAX 64 /* most streams with a level of their own */
 #define LINK_CDB_TXID_MAX (20 + 1 + LINK_NAME_MAX) /* "<hlc decimal>@<node>" */
+
+/* Transactions (src/halod/svc/txnsvc.c). */
+#define LINK_TXN_PARTS_MAX 16                /* participants of one transaction */
+#define LINK_TXN_DATA_MAX (16 * 1024)        /* what one participant is asked to apply */
+#define LINK_TXN_ID_MAX (LINK_NAME_MAX + 21) /* "<node>.<n>" */
+#define LINK_TXN_REASON_MAX 512              /* a no vote's or an abort's reason */
+
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 

@@ -38,6 +38,7 @@ enum key_dir {
     KEY_COMPLETED,    /* completed/<process>/<p>   a participant served a recovery's attempt */
     KEY_DOOM,         /* doom/<node>               another node declared it dead: its beats stopped */
     KEY_ADMINSTATE,   /* adminstate/<kind>:<name>  an SI's administrative state */
+    KEY_TXN,          /* txn/<txid>/...            a transaction across participants (key_txn()) */
     _KEY_DIR_MAX,
 };
 
@@ -70,6 +71,15 @@ int key_failvec_chunk(char *buf, const char *prefix, const char *process, int64_
 int key_failvec_count(char *buf, const char *prefix, const char *process, int64_t epoch);
 /* Whether a key (or what follows failvec/<process>/<epoch> in it) is an epoch's nr_failures. */
 bool key_failvec_is_count(const char *key, size_t len);
+
+/* A transaction's keys (docs/transactions.md): txn/<txid>/ (all of them), txn/<txid>/record,
+ * txn/<txid>/decision, and the participant's txn/<txid>/data/<comp>, vote/<comp>, ack/<comp>.
+ * part is one of KEY_TXN_PARTS; comp NULL for the first three. */
+#define KEY_TXN_PARTS "record", "decision", "data", "vote", "ack"
+int key_txn(char *buf, const char *prefix, const char *txid, const char *part, const char *comp);
+/* What follows "txn/" in a key: the txid, the part and the comp ("" for record and decision),
+ * into buffers of STORE_KEY_MAX bytes.  0, or -EINVAL for "<txid>/" or a malformed key. */
+int key_txn_parse(const char *rest, size_t len, char *txid, char *part, char *comp);
 
 /*
  * Which directory a key under prefix is in: the directory (>= 0), and in
