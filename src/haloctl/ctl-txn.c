@@ -11,7 +11,7 @@
 static void print_parts(json_t *parts) {
     size_t i;
     json_t *p;
-    json_array_foreach (parts, i, p)
+    json_array_foreach(parts, i, p)
         printf("%s%s=%s%s", i ? " " : "", json_string_value(json_object_get(p, "comp")) ?: "?",
                json_string_value(json_object_get(p, "vote")) ?: "?",
                json_is_true(json_object_get(p, "acked")) ? "+acked" : "");
@@ -32,7 +32,7 @@ int ctl_txn_print(const char *list, bool json) {
         printf("No transaction in flight.\n");
     size_t i;
     json_t *t;
-    json_array_foreach (doc, i, t) {
+    json_array_foreach(doc, i, t) {
         const char *reason = json_string_value(json_object_get(t, "reason"));
         printf("%-30s %-10s ", json_string_value(json_object_get(t, "id")) ?: "?",
                json_string_value(json_object_get(t, "state")) ?: "?");

@@ -107,12 +107,6 @@ static void csi_set(halo *h, halo_invocation inv, const char *comp, halo_ha_stat
     (void)(state == HALO_HA_QUIESCING ? halo_quiescing_complete(h, inv, 0) : halo_response(h, inv, 0));
 }
 
-static void csi_remove(halo *h, halo_invocation inv, const char *comp, const char *csi_name, unsigned flags,
-                       void *userdata) {
-    (void)comp, (void)csi_name, (void)flags, (void)userdata;
-    halo_response(h, inv, 0);
-}
-
 static void terminate(halo *h, halo_invocation inv, const char *comp, void *userdata) {
     (void)comp, (void)userdata;
     halo_response(h, inv, 0);
@@ -121,7 +115,8 @@ static void terminate(halo *h, halo_invocation inv, const char *comp, void *user
 
 static int participant(void) {
     const char *comp = getenv("HALO_COMPONENT");
-    halo_callbacks cb = {.csi_set = csi_set, .csi_remove = csi_remove, .terminate = terminate};
+    /* No csi_remove: libhalo answers it (the component holds nothing per CSI). */
+    halo_callbacks cb = {.csi_set = csi_set, .terminate = terminate};
     halo *h;
     file = getenv("TXNCOMP_FILE");
     if (!comp || !file || halo_open(NULL, &cb, NULL, &h) < 0 || halo_txn_participate(h, prepare, outcome, NULL) < 0 ||

@@ -2,21 +2,24 @@
 """Transactions across participants (issue 17, point 5; docs/transactions.md): a two-phase commit
 over components, coordinated by halod with its log in the store, so that every participant applies
 it or every one rolls back, whatever is SIGKILLed at whatever step."""
+import json
 import os
 import re
 import signal
 import subprocess
 
-from halo_harness import BUILD, wait_for
+from halo_harness import BUILD, start_nodes, wait_for
 
 TXNCOMP = os.path.join(BUILD, "test", "txncomp")
 
 
-def yaml(tmp, env_b=""):
+def yaml(tmp, env_b="", nodes=None):
+    where = (lambda u: f"node: {nodes[u]}, ") if nodes else (lambda u: "")
+    head = "cluster: test\nnodes:\n" + "".join(f"  {n}: {{}}\n" for n in sorted(set(nodes.values()))) if nodes else ""
     units = "".join(
-        f"      {u}: {{component: {{env: {{TXNCOMP_FILE: {tmp}/{u}.state{env_b if u == 'b' else ''}}}}}}}\n"
+        f"      {u}: {{{where(u)}component: {{env: {{TXNCOMP_FILE: {tmp}/{u}.state{env_b if u == 'b' else ''}}}}}}}\n"
         for u in ("a", "b"))
-    return f"""
+    return f"""{head}
 service-groups:
   g:
     redundancy: 2N
@@ -85,6 +88,7 @@ def test_commit_with_two_participants_is_applied_by_both(halod_factory, tmp_path
              what="both applied")
     wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
     assert "No transaction in flight" in in_flight(h)
+    assert json.loads(h.ctl("txn", "--json").stdout) == []
 
 
 def test_one_no_vote_rolls_back_both(halod_factory, tmp_path):
@@ -188,3 +192,37 @@ def test_participant_killed_after_its_yes_vote_applies_the_commit_when_back(halo
     wait_for(lambda: outcome(tmp_path, "b", txid) == "commit banana", timeout=20, what="b, restarted, applied")
     assert outcome(tmp_path, "a", txid) == "commit apple"
     wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+
+
+def test_participants_on_two_nodes_commit_and_roll_back_through_etcd(etcd, halod_factory, tmp_path):
+    """a on n1, b on n2: each node's halod asks its own component, through the store's keys."""
+    hs, _ = start_nodes(halod_factory, yaml(tmp_path, nodes={"a": "n1", "b": "n2"}), etcd.endpoints)
+    hs["n1"].wait_assigned("s")
+    wait_for(lambda: hs["n1"].comp("a")["registered"] and hs["n2"].comp("b")["registered"], what="a and b registered")
+    out = commit(hs["n1"], "5000", "a=apple", "b=banana")
+    txid = re.fullmatch(r"txid (\S+)\ncommitted \1\n", out)[1]
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "commit apple" and outcome(tmp_path, "b", txid) == "commit banana",
+             what="both applied")
+    assert f"Transaction {txid}: prepare sent to b" in hs["n2"].logtext()
+    # Begun on n2 this time, with a participant that does not exist.
+    assert "no such object in the cluster model" in commit(hs["n2"], "5000", "a=x", "c=y")
+    wait_for(lambda: "No transaction in flight" in in_flight(hs["n1"]) and "No transaction" in in_flight(hs["n2"]),
+             what="nothing in flight")
+
+
+def test_a_dead_coordinator_node_leaves_its_transaction_to_the_cluster_coordinator(etcd, halod_factory, tmp_path):
+    """n2 begins a transaction with a (on n1), stops after the votes, and dies whole: n1, the
+    cluster's coordinator once n2's lease ends, aborts it and a rolls back."""
+    text = yaml(tmp_path, nodes={"a": "n1", "b": "n2"})
+    hs = {n: halod_factory(text, name=n, wrapper=("env", "HALO_TEST_TXN_HOLD=votes") if n == "n2" else (),
+                           extra_args=["--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1"]).start()
+          for n in ("n1", "n2")}
+    hs["n1"].wait_assigned("s")
+    wait_for(lambda: hs["n1"].comp("a")["registered"], what="a registered")
+    p = initiator(hs["n2"], "30000", "a=apple")
+    txid = txid_of(p)
+    wait_for(lambda: f"vote {txid} yes" in state(tmp_path, "a"), what="a's vote")
+    hs["n2"].kill_all()
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort", timeout=20, what="a rolled back")
+    assert f"Transaction {txid}: abort: its coordinator node is gone (presumed abort)" in hs["n1"].logtext()
+    wait_for(lambda: txid not in in_flight(hs["n1"]), what="the transaction finished")

@@ -75,6 +75,8 @@ struct txnsvc {
     uv_loop_t *loop;
     store *store;
     struct amf *amf;
+    bool (*takes_over)(void *userdata, const char *node);
+    void *userdata;
     char prefix[STORE_KEY_MAX];
     char node[LINK_NAME_MAX + 1];
     char hold[16];
@@ -91,7 +93,6 @@ struct txnsvc {
 };
 
 static void step(struct txn *t);
-
 
 /* ---- memory ----------------------------------------------------------------- */
 
@@ -163,8 +164,8 @@ static void apply_record(struct txn *t, const char *value, size_t len) {
     const char *coord = NULL;
     json_int_t deadline = 0;
     json_t *parts = NULL;
-    if (!o || json_unpack(o, "{s:s, s:I, s:o}", "coordinator", &coord, "deadline", &deadline, "participants",
-                          &parts) < 0 ||
+    if (!o ||
+        json_unpack(o, "{s:s, s:I, s:o}", "coordinator", &coord, "deadline", &deadline, "participants", &parts) < 0 ||
         !json_is_array(parts) || strlen(coord) > LINK_NAME_MAX) {
         log_warning("Transaction %s: its record in the store is malformed, ignored", t->id);
         return;
@@ -173,7 +174,7 @@ static void apply_record(struct txn *t, const char *value, size_t len) {
     t->deadline = (usec_t)deadline;
     size_t i;
     json_t *v;
-    json_array_foreach (parts, i, v) {
+    json_array_foreach(parts, i, v) {
         struct part *p = json_is_string(v) ? find_part(t, json_string_value(v), true) : NULL;
         if (p)
             p->listed = true;
@@ -371,8 +372,8 @@ static store_compare compare_key(struct txn *t, char *key, const char *part, con
     int n = key_txn(key, t->svc->prefix, t->id, part, comp);
     store_compare c = {.key = key, .key_len = n > 0 ? (size_t)n : 0};
     if (v)
-        c = (store_compare){.key = key, .key_len = c.key_len, .target = STORE_CMP_VALUE, .value = v,
-                            .value_len = strlen(v)};
+        c = (store_compare){
+            .key = key, .key_len = c.key_len, .target = STORE_CMP_VALUE, .value = v, .value_len = strlen(v)};
     else
         c.target = STORE_CMP_VERSION;
     return c;
@@ -397,7 +398,8 @@ static void decide(struct txn *t, bool commit, const char *reason) {
     store_compare cmp = compare_key(t, key, "decision", NULL, NULL);
     if (put(t, write_new(t, WRITE_DECISION, NULL, NULL, 0), "decision", NULL, value, &cmp) >= 0) {
         t->deciding = true;
-        log_info("Transaction %s: %s%s%s", t->id, commit ? "commit" : "abort", commit ? "" : ": ", commit ? "" : reason);
+        log_info("Transaction %s: %s%s%s", t->id, commit ? "commit" : "abort", commit ? "" : ": ",
+                 commit ? "" : reason);
     }
 }
 
@@ -448,8 +450,8 @@ static void step_participants(struct txn *t) {
         struct conn *c = p->listed && !p->writing ? local_conn(s, p->comp) : NULL;
         if (!c)
             continue;
-        if (t->decision == DECISION_NONE && (p->vote == VOTE_NONE || p->vote == VOTE_PENDING) &&
-            p->prepared_on != c && !held(s, "record"))
+        if (t->decision == DECISION_NONE && (p->vote == VOTE_NONE || p->vote == VOTE_PENDING) && p->prepared_on != c &&
+            !held(s, "record"))
             prepare(t, p, c);
         else if (t->decision != DECISION_NONE && needs_outcome(t, p) && !p->acked && p->told_on != c &&
                  !held(s, "decision"))
@@ -481,15 +483,17 @@ static void step_coordinator(struct txn *t) {
                 continue;
             if (p->vote == VOTE_NO || p->vote == VOTE_LOST) {
                 snprintf(why, sizeof(why), "%s %s%s%s", p->comp,
-                         p->vote == VOTE_NO ? "voted no" : "ended before it voted", *p->reason ? ": " : "",
-                         p->reason);
+                         p->vote == VOTE_NO ? "voted no" : "ended before it voted", *p->reason ? ": " : "", p->reason);
                 return decide(t, false, why);
             }
             if (p->vote != VOTE_YES && !silent)
                 silent = p;
         }
         if (!t->mine)
-            return decide(t, false, "its coordinator restarted before a decision (presumed abort)");
+            return decide(t, false,
+                          streq(t->coordinator, s->node)
+                              ? "its coordinator restarted before a decision (presumed abort)"
+                              : "its coordinator node is gone (presumed abort)");
         if (!silent && !held(s, "votes"))
             return decide(t, true, NULL);
         if (silent && now_realtime_usec() >= t->deadline) {
@@ -521,8 +525,11 @@ static void step_coordinator(struct txn *t) {
 static void step(struct txn *t) {
     if (!t->have_record)
         return;
+    struct txnsvc *s = t->svc;
     step_participants(t);
-    if (streq(t->coordinator, t->svc->node))
+    /* A coordinator node that died leaves its transactions to the cluster's coordinator: as an
+     * orphan of a restart, an undecided one aborts. */
+    if (streq(t->coordinator, s->node) || (s->takes_over && s->takes_over(s->userdata, t->coordinator)))
         step_coordinator(t);
 }
 
@@ -581,14 +588,17 @@ static int write_record(struct txn *t, const Halo__Link__TxnCommit *c) {
     int n = key_txn(keys[0], s->prefix, t->id, "record", NULL);
     if (n < 0)
         return n;
-    ops[0] = (store_op){.type = STORE_OP_PUT, .key = keys[0], .key_len = (size_t)n, .value = record,
-                        .value_len = strlen(record)};
+    ops[0] = (store_op){
+        .type = STORE_OP_PUT, .key = keys[0], .key_len = (size_t)n, .value = record, .value_len = strlen(record)};
     for (size_t i = 0; i < c->n_parts; i++) {
         n = key_txn(keys[i + 1], s->prefix, t->id, "data", c->parts[i]->comp);
         if (n < 0)
             return n;
-        ops[i + 1] = (store_op){.type = STORE_OP_PUT, .key = keys[i + 1], .key_len = (size_t)n,
-                                .value = (const char *)c->parts[i]->data.data, .value_len = c->parts[i]->data.len};
+        ops[i + 1] = (store_op){.type = STORE_OP_PUT,
+                                .key = keys[i + 1],
+                                .key_len = (size_t)n,
+                                .value = (const char *)c->parts[i]->data.data,
+                                .value_len = c->parts[i]->data.len};
     }
     store_compare cmp = {.key = keys[0], .key_len = strlen(keys[0]), .target = STORE_CMP_VERSION};
     store_txn tx = {.compares = &cmp, .n_compares = 1, .success = ops, .n_success = 1 + c->n_parts};
@@ -642,8 +652,7 @@ static void commit(struct txnsvc *s, struct conn *conn, const Halo__Link__TxnCom
 }
 
 /* The part of txn_id that the component registered on conn is, or NULL and the error in *ret. */
-static struct part *caller_part(struct txnsvc *s, struct conn *conn, const char *txn_id, struct txn **ret_t,
-                                int *ret) {
+static struct part *caller_part(struct txnsvc *s, struct conn *conn, const char *txn_id, struct txn **ret_t, int *ret) {
     struct comp *comp = amf_comp_by_conn(s->amf, conn);
     struct txn *t = find_txn(s, txn_id);
     struct part *p = t && comp ? find_part(t, comp->name, false) : NULL;
@@ -744,11 +753,10 @@ char *txnsvc_json(const struct txnsvc *s) {
         for (size_t i = 0; i < t->n_parts; i++)
             if (t->parts[i].listed)
                 (void)json_array_append_new(parts, json_pack("{s:s, s:s, s:b}", "comp", t->parts[i].comp, "vote",
-                                                             vote_table[t->parts[i].vote], "acked",
-                                                             t->parts[i].acked));
-        (void)json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o, s:s}", "id", t->id, "coordinator",
-                                                 t->coordinator, "state", state_of(t), "participants", parts,
-                                                 "reason", t->reason));
+                                                             vote_table[t->parts[i].vote], "acked", t->parts[i].acked));
+        (void)json_array_append_new(a,
+                                    json_pack("{s:s, s:s, s:s, s:o, s:s}", "id", t->id, "coordinator", t->coordinator,
+                                              "state", state_of(t), "participants", parts, "reason", t->reason));
     }
     char *json = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
@@ -759,7 +767,8 @@ int txnsvc_new(const struct txnsvc_params *p, struct txnsvc **ret) {
     _cleanup_free_ struct txnsvc *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    *s = (struct txnsvc){.loop = p->loop, .store = p->store, .amf = p->amf};
+    *s = (struct txnsvc){
+        .loop = p->loop, .store = p->store, .amf = p->amf, .takes_over = p->takes_over, .userdata = p->userdata};
     snprintf(s->prefix, sizeof(s->prefix), "%s", p->prefix);
     snprintf(s->node, sizeof(s->node), "%s", p->node);
     const char *hold = getenv(TXNSVC_HOLD_ENV);

@@ -36,6 +36,10 @@ struct txnsvc_params {
     const char *prefix; /* the store prefix, "/halo/<cluster>/" */
     const char *node;   /* this node */
     struct amf *amf;
+    /* Several nodes: whether this node finishes the transactions that node coordinated (it is not
+     * live, and this node is the cluster's coordinator).  NULL: never. */
+    bool (*takes_over)(void *userdata, const char *node);
+    void *userdata;
 };
 
 int txnsvc_new(const struct txnsvc_params *p, struct txnsvc **ret);
