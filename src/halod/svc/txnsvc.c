@@ -88,6 +88,7 @@ struct txnsvc {
     /* Writes whose callback has not run: a txnsvc_free() meanwhile leaves the last to free it
      * (store_free() runs them after the services are gone). */
     size_t n_writes;
+    LIST_HEAD(struct write) writes;
     bool freed;
     LIST_HEAD(struct txn) txns;
 };
@@ -276,10 +277,11 @@ static const struct store_follow_ops follow_ops = {.loaded = on_loaded, .changed
 
 /* A store write that names its transaction by id, so that the callback finds it or its absence. */
 struct write {
+    LIST_FIELDS(struct write, writes);
     struct txnsvc *svc;
     char id[LINK_TXN_ID_MAX + 1];
     char comp[LINK_NAME_MAX + 1];
-    struct conn *conn; /* to answer, when still open (checked against the part) */
+    struct conn *conn; /* to answer; NULL once it closed (txnsvc_conn_closed()) */
     uint64_t seq;
     int kind;
 };
@@ -295,6 +297,7 @@ static struct write *write_new(struct txn *t, int kind, const char *comp, struct
     if (comp)
         strcpy(w->comp, comp);
     t->svc->n_writes++;
+    LIST_PREPEND(writes, &t->svc->writes, w);
     return w;
 }
 
@@ -302,6 +305,7 @@ static struct write *write_new(struct txn *t, int kind, const char *comp, struct
 static bool write_end(struct write *w) {
     struct txnsvc *s = w->svc;
     s->n_writes--;
+    LIST_REMOVE(writes, &s->writes, w);
     if (!s->freed)
         return false;
     if (s->n_writes == 0)
@@ -346,7 +350,7 @@ static void on_written(store *st, int error, const store_result *r, void *userda
             log_debug("Transaction %s: prepare sent to %s", t->id, p->comp);
     } else if (w->kind == WRITE_PENDING && p && !ok)
         p->prepared_on = NULL; /* sent again at the next tick */
-    if ((w->kind == WRITE_VOTE || w->kind == WRITE_ACK) && w->conn && p)
+    if ((w->kind == WRITE_VOTE || w->kind == WRITE_ACK) && w->conn)
         (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EBADSTATE, NULL);
 }
 
@@ -712,6 +716,10 @@ bool txnsvc_handle_msg(struct txnsvc *s, struct conn *c, const LinkMsg *msg) {
 }
 
 void txnsvc_conn_closed(struct txnsvc *s, struct conn *c) {
+    struct write *w;
+    LIST_FOREACH (writes, w, &s->writes)
+        if (w->conn == c)
+            w->conn = NULL;
     struct txn *t;
     LIST_FOREACH (txns, t, &s->txns) {
         if (t->initiator == c)
