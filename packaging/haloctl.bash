@@ -20,7 +20,7 @@ _haloctl()
     cur=${words[cword]}
     prev=${words[cword - 1]}
     local commands="status switchover lock unlock restart repair stop-halod shutdown
-        eam-start eam-stop failvec recover names registrations log-level reload admin events event-channels sim cdb ckpt ha"
+        eam-start eam-stop failvec recover names registrations log-level txn reload admin events event-channels sim cdb ckpt ha"
     local options="--socket --json --follow --force --timeout --help"
     local admin_ops="lock shutdown unlock lock-instantiation unlock-instantiation
         restart repaired si-swap sg-adjust switchover"

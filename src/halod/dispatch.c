@@ -193,6 +193,11 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
     case HALO__LINK__ADMIN__OP__LOG_SERVICE:
         admin_log_service(m, conn, a->seq, target);
         return;
+    case HALO__LINK__ADMIN__OP__TXN_LIST: {
+        _cleanup_free_ char *json = m->txnsvc ? txnsvc_json(m->txnsvc) : NULL;
+        (void)server_conn_reply(conn, a->seq, json ? 0 : -ENOMEM, json);
+        return;
+    }
     case HALO__LINK__ADMIN__OP__RELOAD: {
         _cleanup_free_ char *json = NULL;
         int r = manager_reload(m, server_conn_name(conn), &json);

@@ -19,6 +19,7 @@
 #include "link.h"
 #include "list.h"
 #include "logsvc.h"
+#include "txnsvc.h"
 #include "manager.h"
 #include "metrics.h"
 #include "name.h"
@@ -64,6 +65,7 @@ struct manager {
     struct recovery_coord *coord;
     struct events *events;
     struct logsvc *logsvc;
+    struct txnsvc *txnsvc;
     /* Several nodes (etcd). */
     struct cluster *cluster;
     struct cluster_forward *forward;

@@ -9,6 +9,19 @@
 #include "log.h"
 #include "manager-internal.h"
 
+/* The transactions of a node that is not live any more are the cluster coordinator's to finish. */
+static bool txn_takes_over(void *userdata, const char *node) {
+    struct manager *m = userdata;
+    if (!m->cluster || !m->sync || !cluster_is_coordinator(m->cluster))
+        return false;
+    const char *live[256];
+    size_t n = cluster_sync_live_nodes(m->sync, live, ELEMENTSOF(live));
+    for (size_t i = 0; i < n && i < ELEMENTSOF(live); i++)
+        if (streq(live[i], node))
+            return false;
+    return n > 0 && n <= ELEMENTSOF(live);
+}
+
 int manager_build_observers(struct manager *m) {
     struct queue_params qp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
     int r = queue_new(&qp, &m->queue);
@@ -41,6 +54,16 @@ int manager_build_observers(struct manager *m) {
     r = logsvc_new(m->amf, &m->logsvc);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the log service: %m");
+    struct txnsvc_params tp = {.loop = m->loop,
+                               .store = m->store,
+                               .prefix = m->prefix,
+                               .node = m->node,
+                               .amf = m->amf,
+                               .takes_over = txn_takes_over,
+                               .userdata = m};
+    r = txnsvc_new(&tp, &m->txnsvc);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the transactions: %m");
     return 0;
 }
 

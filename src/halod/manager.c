@@ -79,9 +79,10 @@ static void on_server_msg(struct conn *c, const LinkMsg *msg, void *userdata) {
     if (m->logsvc && logsvc_handle_msg(m->logsvc, c, msg))
         return;
     if (m->ckpt && ckpt_handle_msg(m->ckpt, c, msg))
-
         return;
     if (m->evt && evt_handle_msg(m->evt, c, msg))
+        return;
+    if (m->txnsvc && txnsvc_handle_msg(m->txnsvc, c, msg))
         return;
     dispatch_msg(m, c, msg);
 }
@@ -98,6 +99,8 @@ static void on_server_close(struct conn *c, const char *reason, void *userdata) 
         ckpt_conn_closed(m->ckpt, c);
     if (m->evt)
         evt_conn_closed(m->evt, c);
+    if (m->txnsvc)
+        txnsvc_conn_closed(m->txnsvc, c);
     dispatch_conn_closed(m, c, reason);
 }
 
@@ -755,6 +758,7 @@ static void close_all(struct manager *m) {
     m->queue = queue_free(m->queue); /* before the failure vectors, its consumer's writer */
     m->coord = recovery_coord_free(m->coord);
     m->logsvc = logsvc_free(m->logsvc);
+    m->txnsvc = txnsvc_free(m->txnsvc);
     m->events = events_free(m->events);
     m->evt = evt_free(m->evt); /* before the store: its watch and writes end here */
     m->recovery = recovery_local_free(m->recovery);

@@ -217,6 +217,12 @@ static bool run_callback(halo *h, const LinkMsg *m) {
         return halo__name_note(h, m->name_note);
     case HALO__LINK__MSG__BODY_EVT_EVENT:
         return halo__evt_event(h, m->evt_event);
+    case HALO__LINK__MSG__BODY_TXN_DONE:
+        return halo__txn_done(h, m->txn_done);
+    case HALO__LINK__MSG__BODY_TXN_PREPARE:
+        return halo__txn_prepare(h, m->txn_prepare);
+    case HALO__LINK__MSG__BODY_TXN_OUTCOME:
+        return halo__txn_outcome(h, m->txn_outcome);
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE: {
         const Halo__Link__RecoveryNote *rn = m->recovery_note;
         if (!h->recovery_cb)

@@ -43,6 +43,7 @@ static halo *halo_free(halo *h) {
     halo__name_free(h);
     halo__events_free(h);
     halo__evt_free(h);
+    halo__txn_free(h);
     safe_close(h->epfd);
     safe_close(h->tfd);
     safe_close(h->evfd);

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "halo/halo.h"
+#include "halo/txn.h"
 #include "link.h"
 #include "list.h"
 
@@ -124,6 +125,11 @@ struct halo {
     LIST_HEAD(struct halo_evt_sub) evt_subs; /* halo-events.c's */
     LIST_HEAD(struct halo_ckpt) ckpts;       /* open checkpoints (halo-ckpt.c) */
     LIST_HEAD(struct halo_name_track) name_tracks;
+    /* Transactions (halo-txn.c): the participant's callbacks, the commits waiting for an outcome. */
+    halo_txn_prepare_cb txn_prepare;
+    halo_txn_outcome_cb txn_outcome;
+    void *txn_userdata;
+    LIST_HEAD(struct halo_txn_wait) txn_waits;
     bool reading; /* a thread is polling the socket without the lock */
     bool closed;  /* halo_close() was called */
     bool leased;  /* counted in the lease's users */
@@ -225,6 +231,18 @@ void halo__crash_install(void);
 void halo__log_reset(halo *h);
 /* halod sent the levels that apply from now on.  Lock held. */
 void halo__log_levels(halo *h, const Halo__Link__LogLevels *l);
+
+/* ---- halo-txn.c ----------------------------------------------------------- */
+
+/* Run the participant's callback and answer halod (lock not held); false if none ran. */
+bool halo__txn_prepare(halo *h, const Halo__Link__TxnPrepare *p);
+bool halo__txn_outcome(halo *h, const Halo__Link__TxnOutcome *o);
+/* Runs the commit's done callback (lock not held); false if none ran. */
+bool halo__txn_done(halo *h, const Halo__Link__TxnDone *d);
+/* The link ended: every commit waiting is told so through halo_dispatch().  Lock held. */
+void halo__txn_link_lost(halo *h);
+/* Frees the commits waiting (the handle is going). */
+void halo__txn_free(halo *h);
 
 /* ---- halo-link.c ---------------------------------------------------------- */
 

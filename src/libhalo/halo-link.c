@@ -78,6 +78,7 @@ void halo__link_lost(halo *h, int error) {
         return;
     h->epoch++;
     halo__dispatch_flush(h);
+    halo__txn_link_lost(h);
     halo__log_reset(h);
     if (h->fd >= 0) {
         (void)epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->fd, NULL); /* a dead socket would poll readable forever */
@@ -115,6 +116,9 @@ static bool is_callback(const LinkMsg *m) {
     case HALO__LINK__MSG__BODY_NAME_NOTE:
     case HALO__LINK__MSG__BODY_EVT_EVENT:
     case HALO__LINK__MSG__BODY_RECOVERY_NOTE:
+    case HALO__LINK__MSG__BODY_TXN_DONE:
+    case HALO__LINK__MSG__BODY_TXN_PREPARE:
+    case HALO__LINK__MSG__BODY_TXN_OUTCOME:
         return true;
     default:
         return false;

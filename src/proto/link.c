@@ -132,6 +132,27 @@ static int check_range(uint32_t v, uint32_t lo, uint32_t hi) {
             return -EBADMSG; \
     } while (0)
 
+/* A transaction's id: present, bounded, no control characters (halod checks the rest). */
+static int check_txn_id(const char *s) {
+    if (!s || !*s || strnlen(s, LINK_TXN_ID_MAX + 1) > LINK_TXN_ID_MAX)
+        return -EBADMSG;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return -EBADMSG;
+    return 0;
+}
+
+static int check_txn_commit(const Halo__Link__TxnCommit *c) {
+    if (c->n_parts == 0 || c->n_parts > LINK_TXN_PARTS_MAX)
+        return -EBADMSG;
+    for (size_t i = 0; i < c->n_parts; i++) {
+        CHECK(check_name(c->parts[i]->comp, 1));
+        if (c->parts[i]->data.len > LINK_TXN_DATA_MAX)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 /* "kind:name": a short kind, then a name. */
 static int check_object(const char *s) {
     if (!s || !*s || strnlen(s, LINK_OBJECT_MAX + 1) > LINK_OBJECT_MAX || !strchr(s, ':'))
@@ -494,13 +515,33 @@ int link_validate(const LinkMsg *m) {
                 return -EBADMSG;
         }
         return 0;
+    case HALO__LINK__MSG__BODY_TXN_COMMIT:
+        return check_txn_commit(m->txn_commit);
+    case HALO__LINK__MSG__BODY_TXN_DONE:
+        CHECK(check_txn_id(m->txn_done->txn_id));
+        return strnlen(m->txn_done->reason, LINK_TXN_REASON_MAX + 1) > LINK_TXN_REASON_MAX ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_TXN_PREPARE:
+        CHECK(check_txn_id(m->txn_prepare->txn_id));
+        CHECK(check_name(m->txn_prepare->comp, 1));
+        return m->txn_prepare->data.len > LINK_TXN_DATA_MAX ? -EBADMSG : 0;
+    case HALO__LINK__MSG__BODY_TXN_VOTE:
+        CHECK(check_txn_id(m->txn_vote->txn_id));
+        return m->txn_vote->vote > 0 || strnlen(m->txn_vote->reason, LINK_TXN_REASON_MAX + 1) > LINK_TXN_REASON_MAX
+                   ? -EBADMSG
+                   : 0;
+    case HALO__LINK__MSG__BODY_TXN_OUTCOME:
+        CHECK(check_txn_id(m->txn_outcome->txn_id));
+        return check_name(m->txn_outcome->comp, 1);
+    case HALO__LINK__MSG__BODY_TXN_ACK:
+        return check_txn_id(m->txn_ack->txn_id);
     case HALO__LINK__MSG__BODY_ADMIN:
         if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED ||
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
              m->admin->op != HALO__LINK__ADMIN__OP__EAM_START && m->admin->op != HALO__LINK__ADMIN__OP__EAM_STOP &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT &&
-             m->admin->op != HALO__LINK__ADMIN__OP__NAMES && m->admin->op != HALO__LINK__ADMIN__OP__EVT_CHANNELS))
+             m->admin->op != HALO__LINK__ADMIN__OP__NAMES && m->admin->op != HALO__LINK__ADMIN__OP__EVT_CHANNELS &&
+             m->admin->op != HALO__LINK__ADMIN__OP__TXN_LIST))
             return -EBADMSG;
         CHECK(check_name(m->admin->target, 0));
         return 0;

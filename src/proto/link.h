@@ -48,6 +48,13 @@
 #define LINK_NAME_TEXT_MAX 1024  /* a context, name, component, node or attribute name */
 #define LINK_NAME_REF_MAX 8192   /* an object reference */
 #define LINK_NAME_ENTRIES_MAX 64 /* registrations in one lookup's answer */
+
+/* Transactions (src/halod/svc/txnsvc.c). */
+#define LINK_TXN_PARTS_MAX 16                /* participants of one transaction */
+#define LINK_TXN_DATA_MAX (16 * 1024)        /* what one participant is asked to apply */
+#define LINK_TXN_ID_MAX (LINK_NAME_MAX + 21) /* "<node>.<n>" */
+#define LINK_TXN_REASON_MAX 512              /* a no vote's or an abort's reason */
+
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0
 

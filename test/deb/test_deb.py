@@ -25,6 +25,7 @@ FILES = {
                  "usr/lib/x86_64-linux-gnu/libhalo.so.0 -> libhalo.so.0.7.0"},
     "libhalo-dev": {"usr/include/halo/halo.h", "usr/include/halo/cdb.h", "usr/include/halo/ha.h", "usr/include/halo/log.h",
                     "usr/include/halo/ckpt.h", "usr/include/halo/name.h", "usr/include/halo/events.h",
+                    "usr/include/halo/txn.h",
                     "usr/lib/x86_64-linux-gnu/pkgconfig/halo.pc", "usr/share/man/man3/libhalo.3.gz",
                     "usr/lib/x86_64-linux-gnu/libhalo.so -> libhalo.so.0"},
     "halod": {"usr/bin/halod", "usr/libexec/halo/halo-guard", "lib/systemd/system/halod.service",

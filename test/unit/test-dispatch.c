@@ -94,6 +94,7 @@ static void fixture_stop(struct fixture *f) {
         dispatch_conn_closed(m, conns[i], "the test ends");
     m->queue = queue_free(m->queue);
     m->coord = recovery_coord_free(m->coord);
+    m->txnsvc = txnsvc_free(m->txnsvc);
     m->events = events_free(m->events);
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);

@@ -1067,3 +1067,45 @@ TEST(validate_log_messages) {
     sl.level = 9;
     ASSERT_EQ(link_validate(&m), -EBADMSG);
 }
+
+TEST(validate_txn_messages) {
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    Halo__Link__TxnCommit c = HALO__LINK__TXN_COMMIT__INIT;
+    Halo__Link__TxnPart part = HALO__LINK__TXN_PART__INIT, *pparts[LINK_TXN_PARTS_MAX + 1];
+    static uint8_t data[LINK_TXN_DATA_MAX + 1];
+    m.body_case = HALO__LINK__MSG__BODY_TXN_COMMIT;
+    m.txn_commit = &c;
+    ASSERT_EQ(link_validate(&m), -EBADMSG); /* no participant */
+    part.comp = (char *)"a";
+    part.data.data = data;
+    part.data.len = LINK_TXN_DATA_MAX;
+    for (size_t i = 0; i < ELEMENTSOF(pparts); i++)
+        pparts[i] = &part;
+    c.parts = pparts;
+    c.n_parts = 1;
+    ASSERT_EQ(link_validate(&m), 0);
+    part.data.len = LINK_TXN_DATA_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    part.data.len = 1;
+    c.n_parts = LINK_TXN_PARTS_MAX + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    c.n_parts = 1;
+    part.comp = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    Halo__Link__TxnVote v = HALO__LINK__TXN_VOTE__INIT;
+    static char id[LINK_TXN_ID_MAX + 2];
+    m.body_case = HALO__LINK__MSG__BODY_TXN_VOTE;
+    m.txn_vote = &v;
+    v.txn_id = (char *)"n1.1";
+    v.reason = (char *)"";
+    ASSERT_EQ(link_validate(&m), 0);
+    v.vote = 1; /* yes is 0, no is negative */
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    v.vote = -1;
+    memset(id, 'x', LINK_TXN_ID_MAX + 1);
+    v.txn_id = id;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    v.txn_id = (char *)"n1\n.1";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+}

@@ -34,6 +34,7 @@ static const char *const key_dir_table[_KEY_DIR_MAX] = {
     [KEY_CKPT] = "ckpt",
     [KEY_CKPT_OPEN] = "ckpt-open",
     [KEY_NAMES] = "names",
+    [KEY_TXN] = "txn",
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(key_dir, enum key_dir);
 
@@ -199,4 +200,33 @@ int key_split_pair(const char *rest, size_t len, char *a, char *b) {
 int key_parse_number(const char *rest, size_t len, uint64_t *ret) {
     const char *slash = memchr(rest, '/', len);
     return parse_u64_n(rest, slash ? (size_t)(slash - rest) : len, ret) < 0 ? -EINVAL : 0;
+}
+
+int key_txn(char *buf, const char *prefix, const char *txid, const char *part, const char *comp) {
+    if (!part)
+        return key_format(buf, "%s%s/%s/", prefix, dir(KEY_TXN), txid);
+    if (!comp)
+        return key_format(buf, "%s%s/%s/%s", prefix, dir(KEY_TXN), txid, part);
+    return key_format(buf, "%s%s/%s/%s/%s", prefix, dir(KEY_TXN), txid, part, comp);
+}
+
+int key_txn_parse(const char *rest, size_t len, char *txid, char *part, char *comp) {
+    char tail[STORE_KEY_MAX];
+    int r = key_split_pair(rest, len, txid, tail);
+    if (r < 0)
+        return r;
+    const char *slash = strchr(tail, '/');
+    static const char *const parts[] = {KEY_TXN_PARTS};
+    size_t n = slash ? (size_t)(slash - tail) : strlen(tail);
+    for (size_t i = 0; i < ELEMENTSOF(parts); i++)
+        if (strlen(parts[i]) == n && strncmp(parts[i], tail, n) == 0) {
+            /* record and decision stand alone; the others name a participant. */
+            if ((i < 2) != !slash || (slash && !slash[1]) || (slash && strchr(slash + 1, '/')))
+                return -EINVAL;
+            memcpy(part, tail, n);
+            part[n] = '\0';
+            strcpy(comp, slash ? slash + 1 : "");
+            return 0;
+        }
+    return -EINVAL;
 }

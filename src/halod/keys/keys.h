@@ -41,6 +41,7 @@ enum key_dir {
     KEY_CKPT,         /* ckpt/<name>, ckpt/<name>/<section>: a checkpoint's attributes, its sections */
     KEY_CKPT_OPEN,    /* ckpt-open/<name>, ckpt-open/<name>/<node>: its last open, the nodes holding it open */
     KEY_NAMES,        /* names/<ctx>/<name>/<node>/<comp>  a name registration (svc/name.c) */
+    KEY_TXN,          /* txn/<txid>/...            a transaction across participants (key_txn()) */
     _KEY_DIR_MAX,
 };
 
@@ -86,6 +87,14 @@ int key_names_reg(char *buf, const char *prefix, const char *ctx, const char *na
 /* Splits what follows "names/" into its four parts (buffers of STORE_KEY_MAX bytes), each non-empty, the
  * component's the rest (a component of a unit with a components map is "SU/name"): 0 or -EINVAL. */
 int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *node, char *comp);
+/* A transaction's keys (docs/transactions.md): txn/<txid>/ (all of them), txn/<txid>/record,
+ * txn/<txid>/decision, and the participant's txn/<txid>/data/<comp>, vote/<comp>, ack/<comp>.
+ * part is one of KEY_TXN_PARTS; comp NULL for the first three. */
+#define KEY_TXN_PARTS "record", "decision", "data", "vote", "ack"
+int key_txn(char *buf, const char *prefix, const char *txid, const char *part, const char *comp);
+/* What follows "txn/" in a key: the txid, the part and the comp ("" for record and decision),
+ * into buffers of STORE_KEY_MAX bytes.  0, or -EINVAL for "<txid>/" or a malformed key. */
+int key_txn_parse(const char *rest, size_t len, char *txid, char *part, char *comp);
 
 /*
  * Which directory a key under prefix is in: the directory (>= 0), and in

@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: MIT
+"""Transactions across participants (issue 17, point 5; docs/transactions.md): a two-phase commit
+over components, coordinated by halod with its log in the store, so that every participant applies
+it or every one rolls back, whatever is SIGKILLed at whatever step."""
+import json
+import os
+import re
+import signal
+import subprocess
+
+from halo_harness import BUILD, start_nodes, wait_for
+
+TXNCOMP = os.path.join(BUILD, "test", "txncomp")
+
+
+def yaml(tmp, env_b="", nodes=None):
+    where = (lambda u: f"node: {nodes[u]}, ") if nodes else (lambda u: "")
+    head = "cluster: test\nnodes:\n" + "".join(f"  {n}: {{}}\n" for n in sorted(set(nodes.values()))) if nodes else ""
+    units = "".join(
+        f"      {u}: {{{where(u)}component: {{env: {{TXNCOMP_FILE: {tmp}/{u}.state{env_b if u == 'b' else ''}}}}}}}\n"
+        for u in ("a", "b"))
+    return f"""{head}
+service-groups:
+  g:
+    redundancy: 2N
+    component:
+      command: {TXNCOMP}
+    service-units:
+{units}    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+
+
+def state(tmp, unit):
+    try:
+        with open(f"{tmp}/{unit}.state") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def outcome(tmp, unit, txid):
+    """'commit DATA', 'abort' or None: what the unit's component applied of txid."""
+    m = re.search(rf"^(commit|abort) {re.escape(txid)}( .*)?$", state(tmp, unit), re.M)
+    return m and (m[1] + (m[2] or ""))
+
+
+def initiator(h, *args):
+    env = dict(os.environ, HALO_SOCKET=h.socket)
+    return subprocess.Popen([TXNCOMP, "commit", *args], env=env, stdout=subprocess.PIPE, text=True)
+
+
+def commit(h, *args, timeout=30):
+    p = initiator(h, *args)
+    out, _ = p.communicate(timeout=timeout)
+    return out
+
+
+def txid_of(p):
+    line = p.stdout.readline()
+    assert line.startswith("txid "), line
+    return line.split()[1]
+
+
+def in_flight(h):
+    return h.ctl("txn").stdout
+
+
+def ready(h):
+    h.wait_assigned("s")
+    wait_for(lambda: all(h.comp(c)["registered"] for c in ("a", "b")), what="a and b registered")
+
+
+def restart(h, mark_env=None):
+    h.remember_children()
+    h.proc.kill()
+    h.proc.wait()
+    h.log.close()
+    h.wrapper = []
+    h.start()
+
+
+def test_commit_with_two_participants_is_applied_by_both(halod_factory, tmp_path):
+    h = halod_factory(yaml(tmp_path)).start()
+    ready(h)
+    out = commit(h, "5000", "a=apple", "b=banana")
+    txid = re.fullmatch(r"txid (\S+)\ncommitted \1\n", out)[1]
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "commit apple" and outcome(tmp_path, "b", txid) == "commit banana",
+             what="both applied")
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+    assert "No transaction in flight" in in_flight(h)
+    assert json.loads(h.ctl("txn", "--json").stdout) == []
+
+
+def test_one_no_vote_rolls_back_both(halod_factory, tmp_path):
+    h = halod_factory(yaml(tmp_path, ", TXNCOMP_VOTE: no")).start()
+    ready(h)
+    out = commit(h, "5000", "a=apple", "b=banana")
+    txid = re.fullmatch(r"txid (\S+)\naborted \1: b voted no.*\n", out)[1]
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort", what="a rolled back")
+    assert f"vote {txid} yes" in state(tmp_path, "a") and f"vote {txid} no" in state(tmp_path, "b")
+    assert outcome(tmp_path, "b", txid) is None  # a no voter prepared nothing
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+
+
+def test_bad_input_is_refused_with_a_clear_error(halod_factory, tmp_path):
+    h = halod_factory(yaml(tmp_path, ", TXNCOMP_SLOW: prepare")).start()
+    ready(h)
+    assert "error: commit: no such object in the cluster model" in commit(h, "5000", "a=x", "nobody=y")
+    assert "error: add: Message too long" in commit(h, "5000", "a=@20000")
+    assert "error: commit: Invalid argument" in commit(h, "5", "a=x")  # a timeout below 100 ms
+    # b takes its time to vote: meanwhile, a process that is not b votes in its name.
+    p = initiator(h, "2000", "a=x", "b=y")
+    txid = txid_of(p)
+    wait_for(lambda: f"slow-prepare {txid}" in state(tmp_path, "b"), what="b asked")
+    liar = subprocess.run([TXNCOMP, "vote", txid], env=dict(os.environ, HALO_SOCKET=h.socket),
+                          capture_output=True, text=True, timeout=10)
+    assert liar.stdout == "error: vote: component is not registered\n"
+    assert "is not a participant of transaction" in h.logtext()
+    # b never answers: the prepare timeout aborts.
+    out, _ = p.communicate(timeout=20)
+    assert out == f"aborted {txid}: prepare timeout: b did not vote\n"
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort", what="a rolled back")
+    # halod serves on.
+    assert h.status()
+
+
+def kill_coordinator_at(halod_factory, tmp_path, step):
+    """Starts a transaction whose halod stops after step, SIGKILLs halod there and starts it again.
+    Returns (halod, txid)."""
+    h = halod_factory(yaml(tmp_path), wrapper=("env", f"HALO_TEST_TXN_HOLD={step}")).start()
+    ready(h)
+    p = initiator(h, "5000", "a=apple", "b=banana")
+    txid = txid_of(p)
+    if step == "record":
+        wait_for(lambda: txid in in_flight(h), what="the record")
+    elif step == "votes":
+        wait_for(lambda: all(f"vote {txid} yes" in state(tmp_path, u) for u in "ab"), what="both votes")
+        wait_for(lambda: in_flight(h).count("yes") == 2, what="the votes in the store")
+    else:
+        wait_for(lambda: "committing" in in_flight(h), what="the decision")
+    restart(h)
+    assert p.wait(timeout=10) == 1  # its link ended: the outcome is unknown to it
+    return h, txid
+
+
+def test_coordinator_killed_after_the_record_aborts(halod_factory, tmp_path):
+    h, txid = kill_coordinator_at(halod_factory, tmp_path, "record")
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+    assert "its coordinator restarted before a decision" in h.logtext()
+    assert not re.search(rf"(prepare|commit) {txid}", state(tmp_path, "a") + state(tmp_path, "b"))
+
+
+def test_coordinator_killed_after_the_votes_rolls_back_both(halod_factory, tmp_path):
+    h, txid = kill_coordinator_at(halod_factory, tmp_path, "votes")
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort" and outcome(tmp_path, "b", txid) == "abort",
+             what="both rolled back")
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+
+
+def test_coordinator_killed_after_the_decision_commits_both(halod_factory, tmp_path):
+    h, txid = kill_coordinator_at(halod_factory, tmp_path, "decision")
+    assert outcome(tmp_path, "a", txid) is None and outcome(tmp_path, "b", txid) is None
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "commit apple" and outcome(tmp_path, "b", txid) == "commit banana",
+             what="both applied")
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+
+
+def test_participant_killed_before_its_vote_aborts(halod_factory, tmp_path):
+    h = halod_factory(yaml(tmp_path, ", TXNCOMP_SLOW: prepare")).start()
+    ready(h)
+    p = initiator(h, "30000", "a=apple", "b=banana")
+    txid = txid_of(p)
+    wait_for(lambda: f"slow-prepare {txid}" in state(tmp_path, "b"), what="b asked")
+    os.kill(h.pid_of("b"), signal.SIGKILL)
+    out, _ = p.communicate(timeout=20)
+    assert out == f"aborted {txid}: b ended before it voted: its process ended before it voted\n"
+    # a rolls back; b, restarted, hears the abort of what it may have prepared.
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort" and outcome(tmp_path, "b", txid) == "abort",
+             timeout=20, what="both rolled back")
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+
+
+def test_participant_killed_after_its_yes_vote_applies_the_commit_when_back(halod_factory, tmp_path):
+    h = halod_factory(yaml(tmp_path, ", TXNCOMP_SLOW: outcome")).start()
+    ready(h)
+    out = commit(h, "5000", "a=apple", "b=banana")
+    txid = re.fullmatch(r"txid (\S+)\ncommitted \1\n", out)[1]
+    wait_for(lambda: f"slow-outcome {txid}" in state(tmp_path, "b"), what="b told")
+    pid = h.pid_of("b")
+    os.kill(pid, signal.SIGKILL)
+    assert outcome(tmp_path, "b", txid) is None
+    wait_for(lambda: outcome(tmp_path, "b", txid) == "commit banana", timeout=20, what="b, restarted, applied")
+    assert outcome(tmp_path, "a", txid) == "commit apple"
+    wait_for(lambda: txid not in in_flight(h), what="the transaction finished")
+
+
+def test_participants_on_two_nodes_commit_and_roll_back_through_etcd(etcd, halod_factory, tmp_path):
+    """a on n1, b on n2: each node's halod asks its own component, through the store's keys."""
+    hs, _ = start_nodes(halod_factory, yaml(tmp_path, nodes={"a": "n1", "b": "n2"}), etcd.endpoints)
+    hs["n1"].wait_assigned("s")
+    wait_for(lambda: hs["n1"].comp("a")["registered"] and hs["n2"].comp("b")["registered"], what="a and b registered")
+    out = commit(hs["n1"], "5000", "a=apple", "b=banana")
+    txid = re.fullmatch(r"txid (\S+)\ncommitted \1\n", out)[1]
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "commit apple" and outcome(tmp_path, "b", txid) == "commit banana",
+             what="both applied")
+    assert f"Transaction {txid}: prepare sent to b" in hs["n2"].logtext()
+    # Begun on n2 this time, with a participant that does not exist.
+    assert "no such object in the cluster model" in commit(hs["n2"], "5000", "a=x", "c=y")
+    wait_for(lambda: "No transaction in flight" in in_flight(hs["n1"]) and "No transaction" in in_flight(hs["n2"]),
+             what="nothing in flight")
+
+
+def test_a_dead_coordinator_node_leaves_its_transaction_to_the_cluster_coordinator(etcd, halod_factory, tmp_path):
+    """n2 begins a transaction with a (on n1), stops after the votes, and dies whole: n1, the
+    cluster's coordinator once n2's lease ends, aborts it and a rolls back."""
+    text = yaml(tmp_path, nodes={"a": "n1", "b": "n2"})
+    hs = {n: halod_factory(text, name=n, wrapper=("env", "HALO_TEST_TXN_HOLD=votes") if n == "n2" else (),
+                           extra_args=["--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1"]).start()
+          for n in ("n1", "n2")}
+    hs["n1"].wait_assigned("s")
+    wait_for(lambda: hs["n1"].comp("a")["registered"], what="a registered")
+    p = initiator(hs["n2"], "30000", "a=apple")
+    txid = txid_of(p)
+    wait_for(lambda: f"vote {txid} yes" in state(tmp_path, "a"), what="a's vote")
+    hs["n2"].kill_all()
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort", timeout=20, what="a rolled back")
+    assert f"Transaction {txid}: abort: its coordinator node is gone (presumed abort)" in hs["n1"].logtext()
+    wait_for(lambda: txid not in in_flight(hs["n1"]), what="the transaction finished")
