@@ -72,11 +72,13 @@ class Etcd:
             self.start_member(m)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self.healthy(m) for m in self.members):
-                return self
+            # A member that exited is dead even if something else answers on its port (another
+            # test's etcd that took it since: CI once saw this with a member that could not start).
             for m in self.members:
                 if m["proc"].poll() is not None:
                     raise AssertionError(f"etcd member {m['name']} exited; see {self.dir}")
+            if all(self.healthy(m) for m in self.members):
+                return self
             time.sleep(0.05)
         raise AssertionError(f"etcd did not become healthy in {timeout}s; see {self.dir}")
 

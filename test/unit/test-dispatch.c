@@ -95,6 +95,7 @@ static void fixture_stop(struct fixture *f) {
     m->queue = queue_free(m->queue);
     m->coord = recovery_coord_free(m->coord);
     m->txnsvc = txnsvc_free(m->txnsvc);
+    m->logsvc = logsvc_free(m->logsvc);
     m->events = events_free(m->events);
     m->recovery = recovery_local_free(m->recovery);
     m->reporter = queue_reporter_free(m->reporter);

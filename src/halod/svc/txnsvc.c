@@ -486,7 +486,8 @@ static void step_coordinator(struct txn *t) {
             if (!p->listed)
                 continue;
             if (p->vote == VOTE_NO || p->vote == VOTE_LOST) {
-                snprintf(why, sizeof(why), "%s %s%s%s", p->comp,
+                /* Bounded so that the whole fits: a long reason is cut (its participant's own). */
+                snprintf(why, sizeof(why), "%.255s %s%s%.230s", p->comp,
                          p->vote == VOTE_NO ? "voted no" : "ended before it voted", *p->reason ? ": " : "", p->reason);
                 return decide(t, false, why);
             }
