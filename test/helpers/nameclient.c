@@ -151,7 +151,7 @@ static int run_comp(int argc, char **argv) {
 }
 
 static int run_lookup(int argc, char **argv) {
-    halo *h;
+    halo *h = NULL;
     halo_name_entry *e;
     size_t n;
     int r = halo_open(NULL, NULL, NULL, &h);
@@ -159,6 +159,7 @@ static int run_lookup(int argc, char **argv) {
         r = halo_name_lookup(h, argv[0], argv[1], argc > 2 ? HALO_NAME_LOOKUP_ALL : 0, &e, &n);
     if (r < 0) {
         printf("ERROR %d %s\n", r, halo_strerror(r));
+        halo_close(h); /* accepts NULL; a leak would fail a sanitizer run at exit */
         return 1;
     }
     for (size_t i = 0; i < n; i++)
@@ -170,17 +171,20 @@ static int run_lookup(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* A line at a time: what was printed is read even if the process ends abnormally. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     out = stdout;
     if (argc >= 3 && strcmp(argv[1], "comp") == 0)
         return run_comp(argc - 2, argv + 2);
     if (argc >= 4 && strcmp(argv[1], "lookup") == 0)
         return run_lookup(argc - 2, argv + 2);
     if (argc == 5 && strcmp(argv[1], "register") == 0) {
-        halo *h;
+        halo *h = NULL;
         int r = halo_open(NULL, NULL, NULL, &h);
         if (r == 0)
             r = halo_name_register(h, argv[2], argv[3], argv[4], strlen(argv[4]), NULL, 0, 1);
         printf("%s %d %s\n", r < 0 ? "ERROR" : "OK", r, r < 0 ? halo_strerror(r) : "");
+        halo_close(h);
         return r < 0;
     }
     if (argc == 4 && strcmp(argv[1], "track") == 0) {

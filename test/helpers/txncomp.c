@@ -157,6 +157,7 @@ static int initiator(int argc, char **argv) {
         return fail("open", r);
     if (strcmp(argv[1], "vote") == 0) {
         r = halo_txn_vote(h, argv[2], 0, NULL);
+        halo_close(h);
         return r < 0 ? fail("vote", r) : (printf("voted\n"), 0);
     }
     r = halo_txn_begin(h, &t);
@@ -181,8 +182,12 @@ static int initiator(int argc, char **argv) {
     fflush(stdout);
     while (!finished) {
         struct pollfd p = {.fd = halo_fd(h), .events = POLLIN};
-        if (poll(&p, 1, 1000) > 0 && (r = halo_dispatch(h, HALO_DISPATCH_ALL)) < 0 && !finished)
-            return printf("unknown %s: %s\n", txid, halo_strerror(r)), 1;
+        if (poll(&p, 1, 1000) > 0 && (r = halo_dispatch(h, HALO_DISPATCH_ALL)) < 0 && !finished) {
+            printf("unknown %s: %s\n", txid, halo_strerror(r));
+            free(txid);
+            halo_close(h); /* a leak would fail a sanitizer run at exit */
+            return 1;
+        }
     }
     free(txid);
     halo_close(h);
