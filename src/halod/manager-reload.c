@@ -126,8 +126,13 @@ static const char *cdb_roles_add_refusal(struct manager *m) {
 static const char *refusal(struct manager *m, const struct config *new, const struct config_change *ch) {
     if (ch->group_setting || ch->unit_node)
         return manager_settings_refusal(find_sg(m->config, ch->sg), find_sg(new, ch->sg), ch);
-    if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED)
-        return NULL;
+    if (ch->service_group && ch->kind == CONFIG_CHANGE_REMOVED) {
+        /* Its roles would be left to nobody: every node's CDB NONE, refusing writes, until a restart. */
+        const struct config_sg *old = find_sg(m->config, ch->sg);
+        return old && old->cdb_roles ? "a cdb-roles group is not removed live: the CDB roles it drives would be "
+                                       "left to nobody (every node NONE, refusing writes); restart halod to apply it"
+                                     : NULL;
+    }
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
         const struct config_sg *sg = find_sg(new, ch->sg);
         return sg && sg->cdb_roles ? cdb_roles_add_refusal(m) : NULL;

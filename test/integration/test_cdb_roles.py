@@ -554,5 +554,13 @@ def test_a_cdb_roles_group_added_and_changed_by_reloads_drives_the_roles(etcd, h
     assert refused.returncode == 5 and f"'service-groups.db.service-units.{sb}' removed" in refused.stderr and \
         "the CDB would have no primary" in refused.stderr, refused.stderr
     assert roles()[secondary] == "PRIMARY"
+
+    # The group removed: refused (no group would drive the roles: every node NONE, no writes).
+    rewrite(hs, without)
+    refused = hs.ctl("reload", check=False)
+    assert refused.returncode == 5 and "'service-groups.db' removed" in refused.stderr and \
+        "a cdb-roles group is not removed live" in refused.stderr, refused.stderr
+    assert roles()[secondary] == "PRIMARY"
+    hs.ctl("cdb", "set", "/after-refusal", "z")
     for h in r.nodes.values():
         assert h.stop() == 0
