@@ -6,8 +6,10 @@
  * from several components never interleave).
  *
  * With $HALO_BENCH_STATES it also asks for the cluster's object states:
- * "count" just takes them, "log" appends "S <object> <state> <ns> <pid>" per state
- * (one write(2) per note), for bench/events.  $HALO_BENCH_INTEREST ("group",
+ * "count" just takes them, "log" appends "S <object> <state> <ns> <pid> <age>" per
+ * state (one write(2) per note), for bench/events; <age> is the note's age in
+ * ms when it arrived: CLOCK_REALTIME minus the physical part of its HLC, the
+ * time the halod that took the event stamped it (-1 without one).  $HALO_BENCH_INTEREST ("group",
  * "pool", "object:OBJ", "prefix:P", '+'-separated) asks only for those notes
  * (halo_object_interest(), before registering).
  *
@@ -104,11 +106,15 @@ static void on_object_states(halo *h, const halo_object_state *st, size_t n, voi
     size_t len = 0;
     if (!log_states || log_fd < 0)
         return;
+    struct timespec wall;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_REALTIME, &wall);
     long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    long long wall_ms = (long long)wall.tv_sec * 1000LL + wall.tv_nsec / 1000000;
     for (size_t i = 0; i < n; i++) {
-        int k =
-            snprintf(buf + len, sizeof(buf) - len, "S %s %s %lld %d\n", st[i].object, st[i].state, ns, (int)getpid());
+        long long age = st[i].hlc ? wall_ms - (long long)(st[i].hlc >> 16) : -1;
+        int k = snprintf(buf + len, sizeof(buf) - len, "S %s %s %lld %d %lld\n", st[i].object, st[i].state, ns,
+                         (int)getpid(), age);
         if (k < 0 || (size_t)k >= sizeof(buf) - len)
             break;
         len += (size_t)k;
