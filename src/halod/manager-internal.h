@@ -101,6 +101,9 @@ int manager_build_observers(struct manager *m);
 /* dispatch.c: an operator command that is not the AMF's (for cluster-forward too). */
 int dispatch_run_other(void *userdata, int op, const char *target);
 int manager_build_coord(struct manager *m);
+/* manager-wire.c: whether this node finishes what node left (node is not live, this node is the
+ * cluster's coordinator); userdata is the manager. */
+bool manager_takes_over(void *userdata, const char *node);
 
 /* manager-reload.c: SIGHUP and haloctl reload (who: for the log).  Loads the description again and
  * applies what changed, or refuses it all: 0 applied, -HALO_EBADSTATE refused (the errors logged),

@@ -9,8 +9,9 @@
 #include "log.h"
 #include "manager-internal.h"
 
-/* The transactions of a node that is not live any more are the cluster coordinator's to finish. */
-static bool txn_takes_over(void *userdata, const char *node) {
+/* What a node that is not live any more left (its transactions, its events) is the cluster
+ * coordinator's to finish. */
+bool manager_takes_over(void *userdata, const char *node) {
     struct manager *m = userdata;
     if (!m->cluster || !m->sync || !cluster_is_coordinator(m->cluster))
         return false;
@@ -59,7 +60,7 @@ int manager_build_observers(struct manager *m) {
                                .prefix = m->prefix,
                                .node = m->node,
                                .amf = m->amf,
-                               .takes_over = txn_takes_over,
+                               .takes_over = manager_takes_over,
                                .userdata = m};
     r = txnsvc_new(&tp, &m->txnsvc);
     if (r < 0)

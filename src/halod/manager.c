@@ -171,15 +171,31 @@ static void on_cluster_joined(struct cluster *c, void *userdata) {
     name_service_joined(m->names);
 }
 
+/* The events of nodes that left are the coordinator's to delete (svc/evt.h): read again whenever
+ * that may have changed. */
+static void sweep_events(struct manager *m) {
+    if (m->cluster && cluster_is_coordinator(m->cluster))
+        evt_sweep_scan(m->evt);
+}
+
 static void on_cluster_coordinator(struct cluster *c, bool coordinator, void *userdata) {
     struct manager *m = userdata;
     recovery_coord_set(m->coord, coordinator);
     cluster_sync_coordinator(m->sync, coordinator);
+    if (coordinator)
+        sweep_events(m);
+    else
+        evt_sweep_stop(m->evt);
+}
+
+static void on_node_left(void *userdata, const char *node) {
+    sweep_events(userdata);
 }
 
 static void on_cluster_fence(struct cluster *c, void *userdata) {
     struct manager *m = userdata;
     recovery_coord_set(m->coord, false);
+    evt_sweep_stop(m->evt);
     cluster_sync_fenced(m->sync);
     /* Its ACTIVE processes are killed: the others may stay while halod is here. */
     lease_file_set(m->lease, LINK_LEASE_NONE);
@@ -430,7 +446,12 @@ static int build_amf(struct manager *m) {
         r = metrics_new(m->amf, &m->metrics);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the AMF: %m");
-    struct evt_params vp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node};
+    struct evt_params vp = {.loop = m->loop,
+                            .store = m->store,
+                            .prefix = m->prefix,
+                            .node = m->node,
+                            .takes_over = manager_takes_over,
+                            .userdata = m};
     r = evt_new(&vp, &m->evt);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the event channels: %m");
@@ -468,6 +489,8 @@ static int build_cluster(struct manager *m) {
                                          .forward = m->forward,
                                          .reporter = m->reporter};
         r = cluster_sync_new(&sp, &m->sync);
+        if (r >= 0)
+            cluster_sync_on_node_left(m->sync, on_node_left, m);
     }
     if (r < 0)
         return log_error_errno(r, "Failed to set up the membership: %m");
@@ -706,6 +729,7 @@ static void ready(struct manager *m) {
 
 static void on_synced(void *userdata, int error) {
     ready(userdata);
+    sweep_events(userdata); /* the live nodes are known now */
 }
 
 static void on_restored(void *userdata, int error) {

@@ -16,7 +16,8 @@ ETCD = os.environ.get("HALO_ETCD_BINARY", "/usr/bin/etcd")
 
 
 def get_prefix(client_port, prefix):
-    """{key: value} of every key under prefix of the etcd at client_port, read through the JSON gateway."""
+    """{key: value} of every key under prefix of the etcd at client_port, read through the JSON gateway
+    (a value that is not UTF-8, such as a packed protobuf, with its odd bytes replaced)."""
     import base64
     import json
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -25,7 +26,7 @@ def get_prefix(client_port, prefix):
     req = urllib.request.Request(f"http://127.0.0.1:{client_port}/v3/kv/range", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=2) as r:
         doc = json.loads(r.read())
-    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode(errors="replace")
             for kv in doc.get("kvs", [])}
 
 

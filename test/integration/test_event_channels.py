@@ -2,11 +2,13 @@
 """Event channels (docs/events.md) on real halods over a real etcd: filters
 applied in halod (a subscriber gets exactly what matches), publish order per
 publisher, retention, a subscriber that never reads, bad requests refused, a
-publisher's node killed."""
+publisher's node killed, the events of a node that died deleted when their
+retention ends."""
 import json
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -178,6 +180,63 @@ def test_slow_subscriber_and_node_killed(etcd, halod_factory, clients):
     after.done()
     wait_for(lambda: len([e for e in sub.events() if e[1].startswith("n2/")]) == 10, timeout=20,
              what="n3 got n2's events after n1 died")
+
+
+def test_a_dead_nodes_events_are_kept_for_their_retention_then_deleted(etcd, halod_factory, clients):
+    """The events of a node killed for good stay in the store as long as their retention (a later
+    subscriber gets them), then the coordinator deletes them; the coordinator killed too, the next
+    one deletes what it left."""
+    hs, _ = start_nodes(halod_factory, YAML, etcd.endpoints, nodes=NODES)
+    coord = wait_for(lambda: hs["n1"].status().get("coordinator"), timeout=20, what="a coordinator")
+    b, a = [n for n in NODES if n != coord][:2]  # b dies first; a outlives the coordinator
+
+    def keys(node):
+        """{kind: count} of node's keys of channel "dead" in the store (kind: the first field)."""
+        out = {}
+        for v in etcd.get_prefix(f"/halo/ec/evt/dead/{node}/").values():
+            kind = next(w for w in ("short", "long", "mid") if w in v)  # the pattern's bytes are in the value
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def publish(who, n, field, retention):
+        pub = clients(hs[who], "cluster", "dead", "pub", n, field, "0", retention)
+        pub.done()
+        assert all(p[2] == "0" for p in pub.lines if p[0] == "PUB")
+
+    t0 = time.monotonic()
+    publish(b, "3", "short,#", "3000")
+    publish(b, "1", "long,#", "12000")
+    assert keys(b) == {"short": 3, "long": 1}
+    hs[b].kill_all()  # halod and its components, SIGKILL; it stays down
+
+    # A subscriber that comes after b died, within the long retention, gets the long one.
+    late = clients(hs[a], "cluster", "dead", "sub", "exact:long")
+    wait_for(lambda: [e[4] for e in late.events()] == ["long,0"], timeout=10, what="the late subscriber's event")
+    # The short ones go once their retention is over; the long one stays.
+    wait_for(lambda: keys(b) == {"long": 1}, timeout=15, interval=0.1, what="b's short events deleted")
+    assert time.monotonic() - t0 >= 3 - 0.5  # not before their retention (0.5 s: the clocks' grain)
+
+    # The coordinator killed too: the next one (a) deletes what it left, each in its time.
+    t1 = time.monotonic()
+    publish(coord, "2", "mid,#", "5000")
+    hs[coord].kill_all()
+    wait_for(lambda: keys(coord) == {}, timeout=20, interval=0.1, what="the dead coordinator's events deleted")
+    assert time.monotonic() - t1 >= 5 - 0.5
+    # Past their retention nobody gets them, even while an older event with a longer one is kept.
+    too_late = clients(hs[a], "cluster", "dead", "sub", "exact:mid")
+    assert subscribed(too_late)
+    clients(hs[a], "cluster", "dead", "pub", "1", "mid,marker").done()
+    wait_for(lambda: too_late.events(), timeout=10, what="the marker")
+    assert [e[4] for e in too_late.events()] == ["mid,marker"]
+    wait_for(lambda: keys(b) == {}, timeout=20, interval=0.1, what="b's long event deleted")
+    assert time.monotonic() - t0 >= 12 - 0.5
+    assert hs[a].status().get("coordinator") == a
+    # Past its retention nobody gets it: a new subscriber sees only what is published after it.
+    after = clients(hs[a], "cluster", "dead", "sub", "exact:long")
+    assert subscribed(after)
+    clients(hs[a], "cluster", "dead", "pub", "1", "long,marker").done()
+    wait_for(lambda: after.events(), timeout=10, what="the marker")
+    assert [e[4] for e in after.events()] == ["long,marker"]
 
 
 def test_subscriptions_given_again_after_a_halod_restart(halod_factory, clients, tmp_path):

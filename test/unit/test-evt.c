@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* Tests for the event service's filters: interest rules on the object-state notes (events-interest.h). */
+/* Tests for the event service's filters: interest rules on the object-state notes (events-interest.h);
+ * the coordinator's deletion of a gone node's events (evt-sweep.c). */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "events-interest.h"
 #include "evt.h"
+#include "hlc.h"
+#include "keys.h"
+#include "macro.h"
+#include "store.h"
 #include "tests.h"
 
 #define RULE(k, v) \
@@ -168,4 +175,104 @@ TEST(evt_filters_refused) {
         many[i] = (Halo__Link__EvtFilter)FILTER(HALO__LINK__EVT_FILTER__TYPE__PASS_ALL, "", "");
     ASSERT(parse_filters(many, LINK_EVT_FIELDS_MAX + 1, f) == -EINVAL);
     ASSERT(parse_filters(many, LINK_EVT_FIELDS_MAX, f) == 0);
+}
+
+/* ---- the events of nodes that left (evt-sweep.c) ---- */
+
+#define PREFIX "/halo/c/"
+
+struct call {
+    int calls, error;
+    size_t n;
+    char keys[8][STORE_KEY_MAX];
+};
+
+static void on_call(store *s, int error, const store_result *r, void *userdata) {
+    struct call *c = userdata;
+    c->calls++;
+    c->error = error;
+    for (size_t i = 0; r && i < r->n_kvs && i < ELEMENTSOF(c->keys); i++)
+        snprintf(c->keys[i], sizeof(c->keys[i]), "%s", r->kvs[i].key);
+    c->n = r ? r->n_kvs : 0;
+}
+
+static void call_wait(struct call *c) {
+    for (int i = 0; !c->calls && i < 100000; i++)
+        uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+    ASSERT(c->calls == 1 && c->error >= 0);
+}
+
+static uint64_t hlc_ago(uint64_t ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return hlc_make((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 - ms, 0);
+}
+
+/* An event of node on channel "ch", as its halod would have written it. */
+static void put_event(store *st, const char *node, uint64_t hlc, uint32_t retention_ms) {
+    char key[STORE_KEY_MAX], publisher[64];
+    uint8_t buf[256];
+    snprintf(publisher, sizeof(publisher), "%s/42", node);
+    Halo__Link__EvtEvent ev = HALO__LINK__EVT_EVENT__INIT;
+    ev.channel = "ch";
+    ev.publisher = publisher;
+    ev.hlc = hlc;
+    ev.retention_ms = retention_ms;
+    size_t len = halo__link__evt_event__pack(&ev, buf);
+    ASSERT_OK(key_evt_entry(key, PREFIX, "ch", node, hlc));
+    struct call c = {0};
+    ASSERT_OK(store_put(st, key, (const char *)buf, len, 0, on_call, &c));
+    call_wait(&c);
+}
+
+static void keys_of(store *st, struct call *c) {
+    *c = (struct call){0};
+    ASSERT_OK(store_range(st, PREFIX "evt/", on_call, c));
+    call_wait(c);
+}
+
+/* Runs the loop until the store holds n keys of evt/ at most (for ms at most); c: them. */
+static void keys_until(store *st, struct call *c, size_t n, int ms) {
+    for (int i = 0; i < ms; i++) {
+        keys_of(st, c);
+        if (c->n <= n)
+            break;
+        uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    ASSERT_EQ(c->n, n);
+}
+
+static bool gone_is_gone(void *userdata, const char *node) {
+    return streq(node, "gone"); /* "back" is live, as the coordinator sees it */
+}
+
+TEST(evt_sweep_deletes_a_gone_nodes_events_once_their_retention_is_over) {
+    store *st;
+    ASSERT_OK(store_memory_new(uv_default_loop(), &st));
+    put_event(st, "gone", hlc_ago(10000), 0);   /* over (kept 2 s at least): deleted */
+    put_event(st, "gone", hlc_ago(9000), 5000); /* over: deleted */
+    put_event(st, "gone", hlc_ago(0), 60000);   /* kept for its retention */
+    put_event(st, "back", hlc_ago(10000), 0);   /* its node is live: its own halod deletes it */
+    put_event(st, "gone", hlc_ago(1000), 0);    /* within the 2 s the others have to read it */
+    struct evt *e = NULL;
+    struct evt_params p = {
+        .loop = uv_default_loop(), .store = st, .prefix = PREFIX, .node = "n1", .takes_over = gone_is_gone};
+    ASSERT_OK(evt_new(&p, &e));
+    struct call c;
+    keys_of(st, &c);
+    ASSERT_EQ(c.n, 5); /* nothing before this node is told to sweep */
+    evt_sweep_scan(e);
+    keys_until(st, &c, 3, 1000);
+    char back[STORE_KEY_MAX];
+    ASSERT_OK(key_evt_entry(back, PREFIX, "ch", "back", 0));
+    ASSERT(strncmp(c.keys[0], back, strlen(back) - 20) == 0); /* evt/ch/back/..., first in key order */
+    ASSERT(strncmp(c.keys[1], PREFIX "evt/ch/gone/", strlen(PREFIX "evt/ch/gone/")) == 0);
+    ASSERT(strncmp(c.keys[2], PREFIX "evt/ch/gone/", strlen(PREFIX "evt/ch/gone/")) == 0);
+    /* The one within its 2 s goes in its time; the long one stays. */
+    keys_until(st, &c, 2, 3000);
+    evt_sweep_stop(e);
+    evt_free(e);
+    store_free(st);
+    uv_run(uv_default_loop(), UV_RUN_DEFAULT);
 }

@@ -27,6 +27,18 @@ struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *na
     return n;
 }
 
+void cluster_sync__node_left(struct cluster_sync *s, struct node_info *n) {
+    /* Every node that sees it reports it; the coordinator publishes it once. */
+    queue_report_node(s->reporter, n->name, QUEUE_HA_FAILED, "its lease ended", n->lease);
+    if (s->node_left)
+        s->node_left(s->node_left_userdata, n->name);
+}
+
+void cluster_sync_on_node_left(struct cluster_sync *s, void (*cb)(void *userdata, const char *node), void *userdata) {
+    s->node_left = cb;
+    s->node_left_userdata = userdata;
+}
+
 int cluster_sync_node(const struct cluster_sync *s, const char *node) {
     for (size_t i = 0; i < s->n_nodes; i++)
         if (streq(s->nodes[i].name, node))

@@ -63,6 +63,8 @@ struct cluster_sync {
     struct cluster *cluster;
     struct cluster_forward *forward;
     struct queue_reporter *reporter;
+    void (*node_left)(void *userdata, const char *node); /* cluster_sync_on_node_left() */
+    void *node_left_userdata;
     struct store_follow *follow;
     bool synced;      /* the first read is applied */
     bool taking_over; /* this node is the coordinator: take over once synced */
@@ -125,6 +127,8 @@ void cluster_sync__unit_removed(struct cluster_sync *s, struct su *su);
 /* n's node key says j (NULL: deleted): its description's digest and groups; a change sweeps (cluster-sync-reload.c). */
 void cluster_sync__node_description(struct cluster_sync *s, struct node_info *n, json_t *j);
 struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *name, bool create);
+/* Another node n left (it counts as not live now): reported FAILED, and told to cluster_sync_on_node_left()'s. */
+void cluster_sync__node_left(struct cluster_sync *s, struct node_info *n);
 /* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
 void cluster_sync__arm_node_timer(struct cluster_sync *s);
 

@@ -494,9 +494,8 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
         n->fenced_at = now_monotonic_usec() + (usec_t)ttl_ms * USEC_PER_MSEC;
         cluster_sync__arm_node_timer(s);
     }
-    /* Every node that sees it reports it; the coordinator publishes it once. */
     if (deleted)
-        queue_report_node(s->reporter, name, QUEUE_HA_FAILED, "its lease ended", n->lease);
+        cluster_sync__node_left(s, n);
 }
 
 static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, int64_t rev,

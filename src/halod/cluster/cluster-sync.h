@@ -60,6 +60,8 @@ void cluster_sync_joined(struct cluster_sync *s);
 void cluster_sync_coordinator(struct cluster_sync *s, bool coordinator);
 void cluster_sync_fenced(struct cluster_sync *s);
 
+/* cb(userdata, node) when another node left (its lease ended), once it counts as not live here. */
+void cluster_sync_on_node_left(struct cluster_sync *s, void (*cb)(void *userdata, const char *node), void *userdata);
 /* Whether node holds its lease, as the store says: 1, 0 (it left), -ENOENT (never seen). */
 int cluster_sync_node(const struct cluster_sync *s, const char *node);
 /* The digest of node's description as its node key published it (docs/store.md); NULL when it holds no

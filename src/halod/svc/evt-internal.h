@@ -34,10 +34,15 @@ struct evt_chan {
     char name[];
 };
 
-struct evt_pub;   /* evt-store.c: a cluster-wide publish on its way to the store */
-struct evt_own;   /* evt-store.c: a key this halod wrote, deleted once its time is past */
-struct evt_batch; /* evt-store.c: the transaction in flight */
-struct evt_range; /* evt-store.c: the first read in flight */
+struct evt_pub;    /* evt-store.c: a cluster-wide publish on its way to the store */
+struct evt_own;    /* evt-store.c: a key this halod wrote, deleted once its time is past */
+struct evt_batch;  /* evt-store.c: the transaction in flight */
+struct evt_range;  /* evt-store.c: the first read in flight */
+struct evt_orphan; /* evt-sweep.c: an event of a node that left, deleted here once its time is past */
+struct evt_reap;   /* evt-sweep.c: a read of evt/ or a deletion in flight */
+
+/* How long a key with no retention stays in the store: the others read it meanwhile. */
+#define EVT_STORE_KEEP_MS 2000
 
 struct evt {
     uv_loop_t *loop;
@@ -54,6 +59,13 @@ struct evt {
     LIST_HEAD(struct evt_pub) pubs;
     LIST_HEAD(struct evt_own) owns;
     struct evt_batch *inflight;
+    /* evt-sweep.c: the events of nodes that left, on the coordinator */
+    bool (*takes_over)(void *userdata, const char *node);
+    void *userdata;
+    bool sweeping, scan_again, scan_on_timer; /* scan_on_timer: a failed call is done again */
+    struct evt_reap *scan, *reap;             /* in flight */
+    uv_timer_t *sweep;
+    LIST_HEAD(struct evt_orphan) orphans;
 };
 
 uint64_t evt_now_ms(void);
@@ -69,7 +81,16 @@ Halo__Link__EvtEvent *evt_event_copy(const Halo__Link__EvtEvent *in);
  * the event (0 or -errno now if it cannot be queued). */
 int evt_store_start(struct evt *e);
 void evt_store_stop(struct evt *e);
+/* Reads every key of evt/ (the result to cb): 0 or -errno (cb does not run). */
+int evt_store_read(struct evt *e, store_cb cb, void *userdata);
 int evt_store_publish(struct evt *e, struct conn *conn, uint64_t seq, const Halo__Link__EvtEvent *ev);
 void evt_store_conn_closed(struct evt *e, struct conn *conn);
 void evt_store_prune(struct evt *e);
 void evt_admin_channels(struct evt *e, struct conn *conn, uint64_t seq);
+/* What is left of a retention of an event of HLC time hlc, in ms: it counts from the publication,
+ * so that every halod forgets the event, and the store loses it, at the same time. */
+uint64_t evt_left_ms(uint64_t hlc, uint64_t retention_ms);
+
+/* evt-sweep.c */
+int evt_sweep_new(struct evt *e);
+void evt_sweep_free(struct evt *e);

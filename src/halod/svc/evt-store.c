@@ -22,8 +22,6 @@
 #include "server.h"
 #include "svc.h"
 
-/* How long this halod keeps a key of its own with no retention: the others read it meanwhile. */
-#define EVT_STORE_KEEP_MS 2000
 /* Publishes waiting for the store, past which a publish is refused (-EAGAIN). */
 #define EVT_PUBS_MAX 4096
 
@@ -185,6 +183,11 @@ static uint64_t realtime_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t evt_left_ms(uint64_t hlc, uint64_t retention_ms) {
+    uint64_t end = hlc_physical(hlc) + retention_ms, now = realtime_ms();
+    return end > now ? end - now : 0;
+}
+
 /* A key of evt/ read from the store: delivered (fresh) or retained for its time left (at start). */
 static void on_kv(struct evt *e, const store_kv *kv, bool fresh) {
     Halo__Link__EvtEvent *ev = halo__link__evt_event__unpack(NULL, kv->value_len, (const uint8_t *)kv->value);
@@ -197,8 +200,7 @@ static void on_kv(struct evt *e, const store_kv *kv, bool fresh) {
     }
     uint64_t left = ev->retention_ms;
     if (!fresh) {
-        uint64_t end = hlc_physical(ev->hlc) + ev->retention_ms, now = realtime_ms();
-        left = end > now ? end - now : 0;
+        left = evt_left_ms(ev->hlc, ev->retention_ms);
         char mine[STORE_KEY_MAX];
         if (key_evt_entry(mine, e->prefix, ev->channel, e->node, ev->hlc) >= 0 && streq(mine, kv->key))
             own_add(e, mine, evt_now_ms() + left); /* a previous run's: deleted in its time */
@@ -272,17 +274,19 @@ static void on_range(store *s, int error, const store_result *result, void *user
         log_warning_errno(r, "Failed to watch the cluster-wide events: %m");
 }
 
-int evt_store_start(struct evt *e) {
+int evt_store_read(struct evt *e, store_cb cb, void *userdata) {
     char dir[STORE_KEY_MAX];
     int r = key_evt_dir(dir, e->prefix);
-    if (r < 0)
-        return r;
+    return r < 0 ? r : store_range(e->store, dir, cb, userdata);
+}
+
+int evt_store_start(struct evt *e) {
     struct evt_range *g = calloc(1, sizeof(*g));
     if (!g)
         return -ENOMEM;
     g->e = e;
     e->range = g;
-    r = store_range(e->store, dir, on_range, g);
+    int r = evt_store_read(e, on_range, g);
     if (r < 0) {
         e->range = NULL;
         free(g);

@@ -114,7 +114,7 @@ void evt_chan_deliver(struct evt_chan *ch, struct evt_event *ev) {
         event_free(ev);
         return;
     }
-    ev->expires_ms = evt_now_ms() + ev->ev->retention_ms;
+    ev->expires_ms = evt_now_ms() + evt_left_ms(ev->ev->hlc, ev->ev->retention_ms);
     LIST_APPEND(events, &ch->retained, ev);
     ch->n_retained++;
     evt_chan_expire(ch);
@@ -237,12 +237,16 @@ static void handle_subscribe(struct evt *e, struct conn *conn, const Halo__Link_
     *s = (struct evt_sub){.ch = ch, .conn = conn, .id = q->id, .n_filters = q->n_filters};
     LIST_APPEND(subs, &ch->subs, s);
     reply(conn, q->seq, 0, 0);
-    /* What the channel retains, in publish order, through the same filters. */
+    /* What the channel retains, in publish order, through the same filters.  The list is in
+     * publish order, not in order of expiry: an event past its time behind one that is not is
+     * still there (evt_chan_expire() frees from the oldest), and is not sent. */
     evt_chan_expire(ch);
     struct evt_event *ev;
+    uint64_t now = evt_now_ms();
     ch->delivering = true;
     LIST_FOREACH (events, ev, &ch->retained)
-        if (s->conn && evt_filters_match(s->filters, s->n_filters, ev->ev->pattern, ev->ev->n_pattern))
+        if (s->conn && ev->expires_ms > now &&
+            evt_filters_match(s->filters, s->n_filters, ev->ev->pattern, ev->ev->n_pattern))
             send_to(s, ev->ev);
     chan_sweep(ch);
 }
@@ -308,6 +312,8 @@ int evt_new(const struct evt_params *p, struct evt **ret) {
     e->store = p->store;
     e->prefix = strdup(p->prefix ? p->prefix : "");
     e->node = strdup(p->node ? p->node : "local");
+    e->takes_over = p->takes_over;
+    e->userdata = p->userdata;
     hlc_init(&e->clock, NULL, NULL);
     if (!e->prefix || !e->node) {
         free(e->prefix);
@@ -322,6 +328,9 @@ int evt_new(const struct evt_params *p, struct evt **ret) {
     int r = e->store ? evt_store_start(e) : 0;
     if (r < 0)
         log_warning_errno(r, "Cluster-wide event channels are off: %m");
+    r = evt_sweep_new(e);
+    if (r < 0)
+        log_warning_errno(r, "The events of nodes that leave will not be deleted here: %m");
     *ret = e;
     return 0;
 }
@@ -347,6 +356,7 @@ struct evt *evt_free(struct evt *e) {
     if (!e)
         return NULL;
     evt_store_stop(e);
+    evt_sweep_free(e);
     uv_close((uv_handle_t *)&e->prune, on_closed);
     return NULL;
 }

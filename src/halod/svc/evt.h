@@ -55,6 +55,10 @@ struct evt_params {
     store *store; /* NULL: node-local channels only */
     const char *prefix;
     const char *node;
+    /* Several nodes: whether this node deletes the events node published (node is not live, and
+     * this node is the cluster's coordinator).  NULL: never. */
+    bool (*takes_over)(void *userdata, const char *node);
+    void *userdata;
 };
 int evt_new(const struct evt_params *p, struct evt **ret);
 struct evt *evt_free(struct evt *e); /* accepts NULL; returns NULL; run the loop once more for its timer */
@@ -63,3 +67,12 @@ struct evt *evt_free(struct evt *e); /* accepts NULL; returns NULL; run the loop
  * EVT_CHANNELS): true if it took msg (and answered it). */
 bool evt_handle_msg(struct evt *e, struct conn *conn, const LinkMsg *msg);
 void evt_conn_closed(struct evt *e, struct conn *conn);
+
+/* Several nodes: the events of a node that left stay in the store until their retention ends (a
+ * promise to subscribers, not to the publisher's node), and are deleted then by the coordinator,
+ * since their own halod is not there to.  evt_sweep_scan() reads evt/ and keeps the events of the
+ * nodes takes_over() names, to delete each at its time: call it when this node becomes the
+ * coordinator, when a node leaves, and once the nodes are known; evt_sweep_stop() when this node is
+ * not the coordinator any more. */
+void evt_sweep_scan(struct evt *e);
+void evt_sweep_stop(struct evt *e);
