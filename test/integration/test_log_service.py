@@ -230,6 +230,14 @@ def test_a_file_stream_gets_its_records_as_lines_and_halods_log_does_not(halod_f
     h.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: len(file_lines(app)) >= 3, what="records in a new app.log after SIGHUP")
     assert h.ctl("status", timeout=10).returncode == 0
+    # The section does not change live.
+    with open(h.config) as f:
+        text = f.read()
+    with open(h.config, "w") as f:
+        f.write(text.replace("app.log}", "app.log, keep: 2}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and re.search(r"'log-streams\.app\.keep' added: cannot be applied live \(restart halod",
+                                           r.stderr), r.stderr
 
 
 def test_a_file_stream_rotates_at_its_size_and_keeps_its_number_of_files(halod_factory, tmp_path):

@@ -76,10 +76,18 @@ const char *logfile_name(const struct logfile *f) {
     return f->name;
 }
 
-/* Says how many lines were dropped and why: at most once a second, unless now is 0. */
+static void on_retry(uv_timer_t *t);
+
+/* Says how many lines were dropped and why: at most once a second, unless now is 0 (a count that
+ * must wait is said when the timer fires, should no line come meanwhile). */
 static void report(struct logfile *f, usec_t now) {
-    if (f->dropped == 0 || (now && f->dropped_report && now < f->dropped_report + USEC_PER_SEC))
+    if (f->dropped == 0)
         return;
+    if (now && f->dropped_report && now < f->dropped_report + USEC_PER_SEC) {
+        if (!f->closing && !uv_is_active((uv_handle_t *)&f->retry))
+            uv_timer_start(&f->retry, on_retry, (f->dropped_report + USEC_PER_SEC - now) / USEC_PER_MSEC + 1, 0);
+        return;
+    }
     log_warning_fields(LOG_FIELDS({"HALO_STREAM", f->name}), "Log stream '%s': %" PRIu64 " records dropped (%s)",
                        f->name, f->dropped, f->why);
     f->dropped = 0;
