@@ -6,8 +6,10 @@ operator changes a component's or a stream's level at runtime (haloctl log-level
 which the component's libhalo applies before it formats a record; the levels outlive halod."""
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 
 from halo_harness import BUILD, HALOD, start_nodes, wait_for
 
@@ -262,7 +264,7 @@ def test_a_file_stream_rotates_at_its_size_and_keeps_its_number_of_files(halod_f
     assert h.ctl("status", timeout=10).returncode == 0
 
 
-def test_a_directory_that_is_not_there_refuses_the_description(tmp_path):
+def test_a_directory_missing_or_not_writable_refuses_the_description(tmp_path):
     missing = tmp_path / "missing"
     cfg = tmp_path / "cluster.yaml"
     cfg.write_text(yaml(tmp_path, streams=f"log-streams:\n  app: {{file: {missing}/app.log}}\n"))
@@ -272,6 +274,25 @@ def test_a_directory_that_is_not_there_refuses_the_description(tmp_path):
     r = subprocess.run([HALOD, "--state-dir", str(tmp_path / "state"), "--socket", str(tmp_path / "s.sock"), str(cfg)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and want in r.stdout + r.stderr, r
+
+    # A directory halod's user cannot write: root writes anywhere, so the check runs as nobody then.
+    top = tempfile.mkdtemp(prefix="halo-test-logs-")
+    try:
+        ro = os.path.join(top, "logs")
+        os.mkdir(ro)
+        os.chmod(top, 0o755)
+        os.chmod(ro, 0o755 if os.geteuid() == 0 else 0o555)
+        cfg = os.path.join(top, "cluster.yaml")
+        with open(cfg, "w") as f:
+            f.write(yaml(tmp_path, streams=f"log-streams:\n  app: {{file: {ro}/app.log}}\n"))
+        os.chmod(cfg, 0o644)
+        who = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        r = subprocess.run([*who, HALOD, "--check", cfg], capture_output=True, text=True, timeout=30)
+        want = f"log stream 'app': the directory '{ro}' of its file is not writable: Permission denied"
+        assert r.returncode != 0 and want in r.stdout + r.stderr, r
+    finally:
+        os.chmod(ro, 0o755)
+        shutil.rmtree(top)
 
 
 def test_a_file_that_cannot_be_written_drops_records_and_halod_serves(halod_factory, tmp_path):
