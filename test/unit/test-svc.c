@@ -97,12 +97,16 @@ TEST(log_file_rotates_keeps_reopens_and_closes) {
     ASSERT_EQ(count_file_lines(path, &first0, NULL), 1u);
     ASSERT_EQ(first0, 1000u);
 
-    /* Closed with lines queued: they are written first, then f frees itself. */
-    append_lines(f, 1001, 1011);
+    /* Closed with lines queued, more than the file takes: they are written first, the file rotated,
+     * then f frees itself. */
+    append_lines(f, 1001, 1200);
     logfile_close(f);
     uv_run(&loop, UV_RUN_DEFAULT);
-    ASSERT_EQ(count_file_lines(path, NULL, &last0), 11u);
-    ASSERT_EQ(last0, 1010u);
+    ASSERT_EQ(count_file_lines(path, &first0, &last0), 20u);
+    ASSERT_EQ(first0, 1180u);
+    ASSERT_EQ(last0, 1199u);
+    ASSERT_EQ(count_file_lines(p1, &first1, &last1), 180u);
+    ASSERT_EQ(first1, 1000u);
 
     /* A file that cannot be written: the lines are dropped, tried again a second later, closed. */
     c.file = (char *)"/dev/full";

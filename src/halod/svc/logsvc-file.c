@@ -359,8 +359,6 @@ static void kick(struct logfile *f) {
         take_lines(f);
         if (f->write_len > 0)
             write_more(f);
-        else if (f->closing) /* no rotation on the way out: the rest is dropped */
-            fail(f, "not written", -ESHUTDOWN);
         else {
             f->rotate = true;
             close_file(f);

@@ -24,8 +24,8 @@ struct logfile;
 
 /* A file stream as c describes it (copied): its file is opened with its first line.  0, -ENOMEM. */
 int logfile_new(uv_loop_t *loop, const struct config_log_stream *c, struct logfile **ret);
-/* Writes what is queued (no rotation retried, no failure waited out), closes the file and frees f:
- * the loop must run for that. */
+/* Writes what is queued (rotating the file as it must; a failure drops the rest, not waited out),
+ * closes the file and frees f: the loop must run for that. */
 void logfile_close(struct logfile *f);
 
 const char *logfile_name(const struct logfile *f);
