@@ -184,6 +184,11 @@ int config_parse(struct loader *l, yaml_node_t *root, struct config *c);
 int config_parse_sg(struct loader *l, const struct map_entry *e, const struct config_layer *defaults,
                     struct config_sg *sg);
 
+/* ---- config-logs.c: the log-streams section ---------------------------------------------- */
+
+/* Parse the log-streams section (n NULL: none) into c.  0 or -ENOMEM; problems are recorded. */
+int config_parse_log_streams(struct loader *l, yaml_node_t *n, struct config *c);
+
 /* ---- config-recovery.c: recovery and escalation ------------------------------------------- */
 
 /* The probation of an escalation rung when the description gives none. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The description's top level: cluster, nodes, cdb, pools, defaults, and the list of service groups. */
+/* The description's top level: cluster, nodes, cdb, pools, log-streams (config-logs.c), defaults, and the list
+ * of service groups. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -229,8 +230,9 @@ static int pools_parse(struct loader *l, yaml_node_t *n, struct config *c) {
 }
 
 int config_parse(struct loader *l, yaml_node_t *root, struct config *c) {
-    enum { TOP_CLUSTER, TOP_NODES, TOP_DEFAULTS, TOP_SGS, TOP_CDB, TOP_POOLS, _TOP_MAX };
-    static const char *const keys[] = {"cluster", "nodes", "defaults", "service-groups", "cdb", "pools", NULL};
+    enum { TOP_CLUSTER, TOP_NODES, TOP_DEFAULTS, TOP_SGS, TOP_CDB, TOP_POOLS, TOP_LOG_STREAMS, _TOP_MAX };
+    static const char *const keys[] = {"cluster", "nodes", "defaults",    "service-groups",
+                                       "cdb",     "pools", "log-streams", NULL};
     static const char *const defaults_keys[] = {"component", NULL};
     yaml_node_t *k[_TOP_MAX], *v[_TOP_MAX], *dk[1], *dv[1] = {NULL};
     _cleanup_free_ struct map_entry *sgs = NULL;
@@ -257,6 +259,8 @@ int config_parse(struct loader *l, yaml_node_t *root, struct config *c) {
         return r;
     cdb_parse(l, v[TOP_CDB], &c->cdb);
     r = pools_parse(l, v[TOP_POOLS], c);
+    if (r >= 0)
+        r = config_parse_log_streams(l, v[TOP_LOG_STREAMS], c);
     if (r < 0)
         return r;
 

@@ -115,6 +115,11 @@ struct config *config_free(struct config *c) {
         config_strv_free(c->pools[i].processes, c->pools[i].n_processes);
     }
     free(c->pools);
+    for (size_t i = 0; i < c->n_log_streams; i++) {
+        free(c->log_streams[i].name);
+        free(c->log_streams[i].file);
+    }
+    free(c->log_streams);
     free(c);
     return NULL;
 }
@@ -155,6 +160,13 @@ size_t config_csi_component(const struct config_su *su, const struct config_csi 
                 return i;
     }
     return any;
+}
+
+const struct config_log_stream *config_find_log_stream(const struct config *c, const char *name) {
+    for (size_t i = 0; c && name && i < c->n_log_streams; i++)
+        if (streq(c->log_streams[i].name, name))
+            return &c->log_streams[i];
+    return NULL;
 }
 
 const struct config_pool *config_find_pool_of(const struct config *c, const char *component) {

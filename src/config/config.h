@@ -265,6 +265,23 @@ struct config_cdb {
 /* The longest token (the 'token-file' holds one line of 1 to this many printable bytes). */
 #define CONFIG_TOKEN_MAX 255
 
+/* A log stream halod writes to a file of its own (the 'log-streams' section, docs/logging.md). */
+struct config_log_stream {
+    char *name; /* the stream's name, as components give it to halo_log() */
+    struct config_pos pos;
+    char *file;        /* absolute; its directory existed and was writable at load */
+    uint64_t max_size; /* bytes: a record that would take the file past it rotates it first */
+    unsigned keep;     /* rotated files kept: FILE.1 (the newest) to FILE.KEEP */
+};
+
+#define CONFIG_LOG_STREAMS_MAX 64
+#define CONFIG_LOG_STREAM_NAME_MAX 64 /* the longest name a component's record carries (LINK_LOG_STREAM_MAX) */
+#define CONFIG_LOG_SIZE_DEFAULT (10 * 1024 * 1024)
+#define CONFIG_LOG_SIZE_MIN (16 * 1024)     /* four records of the longest text */
+#define CONFIG_LOG_SIZE_MAX (1024ULL << 30) /* 1024 GiB */
+#define CONFIG_LOG_KEEP_DEFAULT 5
+#define CONFIG_LOG_KEEP_MAX 99
+
 struct config {
     char *path;    /* the description file */
     char *basedir; /* its directory, for relative commands */
@@ -278,6 +295,8 @@ struct config {
     struct config_cdb cdb;
     struct config_pool *pools;
     size_t n_pools;
+    struct config_log_stream *log_streams;
+    size_t n_log_streams;
 };
 
 /*
@@ -307,6 +326,8 @@ const struct config_component *config_find_component(const struct config *c, con
  * component, else the first whose csi-types lists the CSI's type, else the
  * first that takes any type; SIZE_MAX when none does. */
 size_t config_csi_component(const struct config_su *su, const struct config_csi *csi);
+/* The log stream written to a file of that name. */
+const struct config_log_stream *config_find_log_stream(const struct config *c, const char *name);
 /* The pool a component belongs to. */
 const struct config_pool *config_find_pool_of(const struct config *c, const char *component);
 

@@ -641,6 +641,9 @@ int manager_reload(struct manager *m, const char *who, char **ret_json) {
     if (!errors)
         return -ENOMEM;
     log_info("Reloading '%s' (asked by %s)", m->opt.config_path, who);
+    /* Whatever the reload's outcome: the logrotate that moved them sends SIGHUP (docs/logging.md). */
+    if (m->logsvc)
+        logsvc_reopen(m->logsvc);
     if (amf_stopping(m->amf))
         json_array_append_new(errors, json_string("halod is stopping"));
     else if ((r = config_load(m->opt.config_path, &new, &text)) < 0) {

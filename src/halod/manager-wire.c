@@ -52,7 +52,9 @@ int manager_build_observers(struct manager *m) {
     }
     if (r < 0)
         return log_error_errno(r, "Failed to set up the recovery and the events: %m");
-    r = logsvc_new(m->amf, &m->logsvc);
+    struct logsvc_params lp = {
+        .loop = m->loop, .amf = m->amf, .config = m->config, .node = m->node, .state_dir = m->opt.state_dir};
+    r = logsvc_new(&lp, &m->logsvc);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the log service: %m");
     struct txnsvc_params tp = {.loop = m->loop,

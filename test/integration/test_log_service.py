@@ -1,22 +1,28 @@
 # SPDX-License-Identifier: MIT
 """The log service (issue 17, point 4; docs/logging.md "Components' records"): components write
-records through libhalo's halo_log(), halod logs them tagged with the component and the stream, and
-an operator changes a component's or a stream's level at runtime (haloctl log-level comp:NAME LEVEL),
-which the component's libhalo applies before it formats a record."""
+records through libhalo's halo_log(), halod logs them tagged with the component and the stream, or
+appends them to the file of a stream of the description's log-streams (rotated at its size), and an
+operator changes a component's or a stream's level at runtime (haloctl log-level comp:NAME LEVEL),
+which the component's libhalo applies before it formats a record; the levels outlive halod."""
 import os
 import re
+import shutil
+import signal
+import subprocess
+import tempfile
 
-from halo_harness import BUILD, start_nodes, wait_for
+from halo_harness import BUILD, HALOD, start_nodes, wait_for
 
 LOGCOMP = os.path.join(BUILD, "test", "logcomp")
 
 
-def yaml(tmp, nodes=None):
+def yaml(tmp, nodes=None, streams=""):
     where = (lambda u: f"node: {nodes[u]}, ") if nodes else (lambda u: "")
     head = "cluster: test\nnodes:\n" + "".join(f"  {n}: {{}}\n" for n in sorted(set(nodes.values()))) if nodes else ""
     units = "".join(f"      {u}: {{{where(u)}component: {{env: {{LOGCOMP_FILE: {tmp}/{u}.ticks}}}}}}\n"
                     for u in ("a", "b"))
     return f"""{head}
+{streams}
 service-groups:
   g:
     redundancy: 2N
@@ -137,19 +143,187 @@ def test_a_level_set_on_one_node_reaches_a_component_on_another(etcd, halod_fact
     assert "Log level of comp:b=debug set by another node's operator" in hs["n2"].logtext()
 
 
-def test_a_restarted_halod_starts_from_the_defaults_and_says_so_to_the_components(halod_factory, tmp_path):
-    """The levels live in halod's memory: after a kill -9 and a restart the adopted components
-    log at the defaults again, as the new halod says (their libhalo forgot the old ones with the
-    link), not at a level nobody can see any more."""
-    import signal
-    h = halod_factory(yaml(tmp_path), log_level="info").start()
-    h.wait_assigned("s")
-    h.ctl("log-level", "comp:a", "debug")
-    wait_ticks(tmp_path, "a", debug=1)
+def kill_and_restart(h):
+    """kill -9 of halod, and a new one that adopts the components: when a is registered again."""
     pid = h.pid_of("a")
     h.proc.send_signal(signal.SIGKILL)
     h.proc.wait()
     h.start()
     wait_for(lambda: h.comp("a")["pid"] == pid and h.comp("a")["registered"], what="a adopted and registered again")
-    wait_ticks(tmp_path, "a", debug=0)
+
+
+def test_the_levels_outlive_a_killed_halod_and_a_corrupt_file_means_the_defaults(halod_factory, tmp_path):
+    """The levels are kept in the state directory: after a kill -9 and a restart, the adopted
+    component's libhalo (which forgot them with its old link) is told them again and drops what is
+    below them again.  A levels file that is not what halod writes is a warning and the defaults."""
+    h = halod_factory(yaml(tmp_path), log_level="info").start()
+    h.wait_assigned("s")
+    h.ctl("log-level", "comp:a", "debug")
+    h.ctl("log-level", "stream:audit", "error")
+    wait_ticks(tmp_path, "a", debug=1, **{"audit-debug": 0})
+    levels = os.path.join(h.state, "log-levels.json")
+    wait_for(lambda: os.path.exists(levels) and "audit" in open(levels).read(), what="the levels kept")
+    kill_and_restart(h)
+    t = wait_ticks(tmp_path, "a", debug=1, **{"audit-debug": 0})
+    wait_for(lambda: records(h, "a", "app", "debug", t), what="a's debug records after the restart")
+    listed = h.ctl("log-level").stdout
+    assert re.search(r"^comp:a\s+debug$", listed, re.M) and re.search(r"^stream:audit\s+error$", listed, re.M)
+    assert "Log levels of 2 components and streams restored" in h.logtext()
+    # Dropped, then restarted: dropped it stays.
+    h.ctl("log-level", "comp:a", "default")
+    wait_for(lambda: '"a"' not in open(levels).read(), what="the levels kept without comp:a")
+    kill_and_restart(h)
+    wait_ticks(tmp_path, "a", debug=0, **{"audit-debug": 0})
     assert "comp:a" not in h.ctl("log-level").stdout
+
+    for corrupt in (b'{"components": {"a": "loud"}, "streams": {}}', b"\x00garbage{"):
+        h.ctl("log-level", "comp:a", "debug")
+        wait_ticks(tmp_path, "a", debug=1)
+        h.proc.send_signal(signal.SIGKILL)
+        h.proc.wait()
+        with open(levels, "wb") as f:
+            f.write(corrupt)
+        h.start()
+        wait_for(lambda: h.comp("a")["registered"], what="a adopted and registered again")
+        wait_ticks(tmp_path, "a", debug=0)  # the defaults
+        assert f"The log levels kept in '{levels}' are not used" in h.logtext()
+        assert "comp:" not in h.ctl("log-level").stdout
+
+
+LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z local (\w+)\[(\w+)\] (\w+): (.*)")
+
+
+def file_lines(path):
+    """The whole lines of a stream's file, each split in (component, stream, severity, text); a line
+    that is not of that form fails the test."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return []
+    lines = text.split("\n")[:-1]  # the last, if not ended, is being written
+    out = []
+    for ln in lines:
+        m = LINE.fullmatch(ln)
+        assert m, f"{path}: a line not of the form 'TIME NODE COMP[STREAM] SEVERITY: TEXT': {ln!r}"
+        out.append(m.groups())
+    return out
+
+
+def test_a_file_stream_gets_its_records_as_lines_and_halods_log_does_not(halod_factory, tmp_path):
+    streams = f"log-streams:\n  app: {{file: {tmp_path}/app.log}}\n"
+    h = halod_factory(yaml(tmp_path, streams=streams), log_level="info").start()
+    h.wait_assigned("s")
+    app = str(tmp_path / "app.log")
+    wait_for(lambda: {("a", "app", "error"), ("b", "app", "info")} <= {ln[:3] for ln in file_lines(app)},
+             what="a's and b's records in app.log")
+    assert os.stat(app).st_mode & 0o777 == 0o640
+    # A forged newline is a space in the file too.
+    wait_for(lambda: any(re.fullmatch(r"tick \d+ forged FAKE", ln[3]) for ln in file_lines(app)),
+             what="the forged record")
+    assert not re.search(r"^FAKE", open(app).read(), re.M)
+    # The stream goes to its file only; the others still go to halod's log.
+    h.ctl("log-level", "comp:a", "debug")
+    wait_for(lambda: records(h, "a", "audit", "debug"), what="a's audit records in halod's log")
+    wait_for(lambda: ("a", "app", "debug") in {ln[:3] for ln in file_lines(app)}, what="a's debug records in app.log")
+    assert not records(h, "a", "app", "error") and not records(h, "b", "app", "info")
+    # An external logrotate moves the file and sends SIGHUP: halod writes a new one.
+    os.rename(app, app + ".old")
+    h.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(file_lines(app)) >= 3, what="records in a new app.log after SIGHUP")
+    assert h.ctl("status", timeout=10).returncode == 0
+    # The section does not change live.
+    with open(h.config) as f:
+        text = f.read()
+    with open(h.config, "w") as f:
+        f.write(text.replace("app.log}", "app.log, keep: 2}"))
+    r = h.ctl("reload", check=False)
+    assert r.returncode == 5 and re.search(r"'log-streams\.app\.keep' added: cannot be applied live \(restart halod",
+                                           r.stderr), r.stderr
+
+
+def test_a_file_stream_rotates_at_its_size_and_keeps_its_number_of_files(halod_factory, tmp_path):
+    text = yaml(tmp_path, streams=f"log-streams:\n  app: {{file: {tmp_path}/app.log, max-size: 16KiB, keep: 2}}\n")
+    text = text.replace("component: {env: {LOGCOMP_FILE", "component: {env: {LOGCOMP: flood, LOGCOMP_FILE")
+    h = halod_factory(text, log_level="info").start()
+    h.wait_assigned("s")
+    app = str(tmp_path / "app.log")
+    wait_for(lambda: os.path.exists(app + ".2") and len(file_lines(app + ".2")) > 100, timeout=20,
+             what="app.log rotated twice")
+    for _ in range(20):  # while it keeps rotating
+        lines = 0
+        for f in (app, app + ".1", app + ".2"):
+            try:
+                size = os.stat(f).st_size
+            except FileNotFoundError:  # between its rename and the new file's creation
+                continue
+            assert size <= 16384, (f, size)
+            lines += sum(ln[3].startswith("flood ") for ln in file_lines(f))
+        assert not os.path.exists(app + ".3")
+    assert lines > 300  # ~270 records of ~60 bytes fill a file: the rotated ones are full
+    assert h.ctl("status", timeout=10).returncode == 0
+
+
+def test_a_directory_missing_or_not_writable_refuses_the_description(tmp_path):
+    missing = tmp_path / "missing"
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(yaml(tmp_path, streams=f"log-streams:\n  app: {{file: {missing}/app.log}}\n"))
+    want = f"log stream 'app': the directory '{missing}' of its file does not exist"
+    r = subprocess.run([HALOD, "--check", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and want in r.stdout + r.stderr, r
+    r = subprocess.run([HALOD, "--state-dir", str(tmp_path / "state"), "--socket", str(tmp_path / "s.sock"), str(cfg)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and want in r.stdout + r.stderr, r
+
+    # A directory halod's user cannot write: root writes anywhere, so the check runs as nobody then.
+    top = tempfile.mkdtemp(prefix="halo-test-logs-")
+    try:
+        ro = os.path.join(top, "logs")
+        os.mkdir(ro)
+        os.chmod(top, 0o755)
+        os.chmod(ro, 0o755 if os.geteuid() == 0 else 0o555)
+        cfg = os.path.join(top, "cluster.yaml")
+        with open(cfg, "w") as f:
+            f.write(yaml(tmp_path, streams=f"log-streams:\n  app: {{file: {ro}/app.log}}\n"))
+        os.chmod(cfg, 0o644)
+        who = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        r = subprocess.run([*who, HALOD, "--check", cfg], capture_output=True, text=True, timeout=30)
+        want = f"log stream 'app': the directory '{ro}' of its file is not writable: Permission denied"
+        assert r.returncode != 0 and want in r.stdout + r.stderr, r
+    finally:
+        os.chmod(ro, 0o755)
+        shutil.rmtree(top)
+
+
+def test_a_file_that_cannot_be_written_drops_records_and_halod_serves(halod_factory, tmp_path):
+    """A disk full (/dev/full) and a file replaced by a directory at run time: halod says how many
+    records it dropped and why, at most once a second, serves its operator, and writes the file
+    again once it can."""
+    streams = f"log-streams:\n  app: {{file: {tmp_path}/app.log}}\n  audit: {{file: /dev/full}}\n"
+    h = halod_factory(yaml(tmp_path, streams=streams), log_level="info").start()
+    h.wait_assigned("s")
+    h.ctl("log-level", "comp:a", "debug")  # audit's records, into /dev/full
+    full = re.compile(r"Log stream 'audit': (\d+) records dropped \('/dev/full': cannot write: No space left on device\)")
+    wait_for(lambda: len(full.findall(h.logtext())) >= 3, what="audit's drops reported thrice")
+    # At most once a second: "12:00:00.123 halod[supervisor] warning: Log stream 'audit': ..."
+    times = [int(m[0]) * 3600 + int(m[1]) * 60 + float(m[2])
+             for m in re.findall(r"^(\d\d):(\d\d):(\d\d\.\d+) .*Log stream 'audit': \d+ records dropped", h.logtext(), re.M)]
+    assert all(b - a >= 0.99 for a, b in zip(times, times[1:])), times
+    app = str(tmp_path / "app.log")
+    wait_for(lambda: file_lines(app), what="records in app.log")
+    # Removed: halod sees it within a second, counts what went into it since it last saw it, creates it again.
+    os.unlink(app)
+    removed = re.compile(rf"Log stream 'app': (\d+ records dropped \('|'){re.escape(app)}' was removed")
+    wait_for(lambda: removed.search(h.logtext()) and file_lines(app), what="app.log removed seen, and created again")
+    os.unlink(app)
+    os.mkdir(app)
+    h.proc.send_signal(signal.SIGHUP)  # opens the file again: a directory now (the reload itself is refused)
+    gone = re.compile(rf"Log stream 'app': (\d+) records dropped \('{re.escape(app)}': cannot open: Is a directory\)")
+    wait_for(lambda: gone.search(h.logtext()), what="app's drops reported")
+    for _ in range(3):
+        assert h.ctl("status", timeout=10).returncode == 0
+    h.ctl("switchover", "s")
+    h.wait_assigned("s")
+    os.rmdir(app)
+    wait_for(lambda: file_lines(app), timeout=15, what="records in app.log again")
+    assert h.proc.poll() is None

@@ -135,6 +135,8 @@ static bool has_error(const char *errors, const char *prefix, const char *text) 
     return false;
 }
 
+#define LONG_NAME_65 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
 /* One valid service group; prepend or append lines to make variants. */
 #define SG_OK                                \
     "service-groups:\n"                      \
@@ -497,7 +499,7 @@ TEST(error_unknown_keys) {
                         &p);
     ASSERT_ERROR(e, p, 1, 1,
                  "unknown key 'clster' in the description (allowed: cluster, nodes, defaults, "
-                 "service-groups, cdb, pools)");
+                 "service-groups, cdb, pools, log-streams)");
     ASSERT_ERROR(e, p, 2, 14, "unknown key 'address' in node 'n1' (allowed: cdb-address, su-failover, failfast)");
     ASSERT_ERROR(e, p, 5, 48, "unknown key 'maxx' in 'restart' (allowed: max, window, delay, delay-max, stable)");
     ASSERT_ERROR(e, p, 5, 58,
@@ -790,6 +792,73 @@ TEST(error_token_file) {
     struct config *c = load_ok(yaml);
     ASSERT_STREQ(c->cdb.token, "abc");
     config_free(c);
+}
+
+TEST(log_streams_and_their_checks) {
+    struct config *c = load_ok(SG_OK);
+    ASSERT_EQ(c->n_log_streams, 0u);
+    config_free(c);
+    c = load_ok("log-streams:\n"
+                "  audit: {file: audit.log}\n"
+                "  trade.x-1: {file: ./t.log, max-size: 16KiB, keep: 0}\n"
+                "  big: {file: /tmp/big.log, max-size: 2G, keep: 99}\n"
+                "  plain: {file: plain.log, max-size: 20000, keep: 1}\n" SG_OK);
+    ASSERT_EQ(c->n_log_streams, 4u);
+    char want[PATH_MAX + 16];
+    const struct config_log_stream *s = config_find_log_stream(c, "audit");
+    snprintf(want, sizeof(want), "%s/audit.log", tmpdir());
+    ASSERT(s);
+    ASSERT_STREQ(s->file, want);
+    ASSERT_EQ(s->max_size, 10u * 1024 * 1024); /* the defaults */
+    ASSERT_EQ(s->keep, 5u);
+    s = config_find_log_stream(c, "trade.x-1");
+    snprintf(want, sizeof(want), "%s/t.log", tmpdir());
+    ASSERT_STREQ(s->file, want);
+    ASSERT_EQ(s->max_size, 16u * 1024);
+    ASSERT_EQ(s->keep, 0u);
+    s = config_find_log_stream(c, "big");
+    ASSERT_STREQ(s->file, "/tmp/big.log");
+    ASSERT_EQ(s->max_size, 2ull << 30);
+    ASSERT_EQ(s->keep, 99u);
+    ASSERT_EQ(config_find_log_stream(c, "plain")->max_size, 20000u);
+    ASSERT(!config_find_log_stream(c, "app"));
+    config_free(c);
+
+    const char *p;
+    char *e = load_fail("log-streams:\n"
+                        "  a: {file: /nonexistent/dir/a.log}\n"
+                        "  b: {file: ., max-size: 1K}\n"
+                        "  c: {file: c.log, keep: 100, max-size: '10M'}\n"
+                        "  e: {file: e.log, max-size: 10TB}\n"
+                        "  f: {}\n"
+                        "  'g h': {file: g.log}\n"
+                        "  dup: {file: e.log}\n"
+                        "  x: {file: x.log, rotate: 1}\n"
+                        "  n: {file: halo.yaml/x.log}\n"
+                        "  " LONG_NAME_65 ": {file: l.log}\n" SG_OK,
+                        &p);
+    static const struct {
+        int line, column;
+        const char *text;
+    } errors[] = {
+        {2, 13, "log stream 'a': the directory '/nonexistent/dir' of its file does not exist"},
+        {3, 13, "log stream 'b': '"},
+        {3, 13, "/.' is a directory, not a file"},
+        {3, 26, "'max-size' must be a size from 16KiB to 1024GiB such as 10MiB (without quotes), got '1K'"},
+        {4, 26, "'keep' must be an integer from 0 to 99 (without quotes), got '100'"},
+        {4, 41, "'max-size' must be a size from 16KiB to 1024GiB such as 10MiB (without quotes), got '10M'"},
+        {5, 30, "'max-size' must be a size from 16KiB to 1024GiB such as 10MiB (without quotes), got '10TB'"},
+        {6, 6, "log stream 'f' has no 'file'"},
+        {7, 3, "invalid log stream name 'g h'"},
+        {8, 15, "/e.log' is log stream 'e''s too"},
+        {9, 20, "unknown key 'rotate' in log stream 'x' (allowed: file, max-size, keep)"},
+        {10, 13, "/halo.yaml' of its file is not a directory"},
+        {11, 3, "is longer than 64 bytes"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(errors); i++)
+        ASSERT_ERROR(e, p, errors[i].line, errors[i].column, errors[i].text);
+    ASSERT_EQ(count_lines(e), 12u);
+    free(e);
 }
 
 TEST(error_nodes) {
