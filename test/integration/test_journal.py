@@ -199,3 +199,33 @@ service-groups:
     trace = journal.wait(lambda r: r.get("HALO_SEVERITY") == "trace", "a trace record")
     assert trace["PRIORITY"] == "7" and re.fullmatch(r"a\[app\] trace: tick \d+ trace", trace["MESSAGE"]), trace
     assert h.stop() == 0
+
+
+def test_a_journal_that_takes_nothing_never_holds_halod_up(halod_factory, journal, tmp_path):
+    """journald behind (here it reads nothing for a while) must not stop halod's event loop: halod
+    goes on answering, the records journald's socket does not take are dropped and counted, and the
+    first record it takes afterwards says how many (docs/logging.md).  With a socket that blocks,
+    halod stopped at the first full queue, and so did every failover."""
+    logcomp = os.path.join(BUILD, "test", "logcomp")
+    text = f"""
+service-groups:
+  g:
+    redundancy: no-redundancy
+    component: {{command: {logcomp}, env: {{LOGCOMP: flood}}}}
+    service-units: {{a: {{}}}}
+    service-instances: {{s: {{csis: {{c: {{}}}}}}}}
+"""
+    h = halod_factory(text, log_level="info", wrapper=journal.wrapper())
+    under_journald(h)
+    h.start()
+    journal.wait(lambda r: r.get("MESSAGE", "").startswith("a[app] info: flood"), "a flood record")
+    # Not read from now on: 20,000 records a tick fill the socket's queue at once.
+    for _ in range(5):
+        t0 = time.monotonic()
+        assert h.ctl("status", "--json").returncode == 0
+        assert time.monotonic() - t0 < 5, "halod took seconds to answer while the journal was full"
+        time.sleep(0.2)
+    told = journal.wait(lambda r: re.fullmatch(r"\d+ records were dropped: the journal did not take them in time",
+                                               r.get("MESSAGE", "")), "the count of the dropped records")
+    assert told["PRIORITY"] == "4" and int(told["MESSAGE"].split()[0]) > 0, told
+    assert h.stop() == 0
