@@ -59,6 +59,8 @@ class Comp:
             return hc.TXN_VOTE_LATER
         if data == b"raise":
             raise RuntimeError(f"prepare raised in {self.name}")
+        if data == b"not-a-vote":
+            return "yes"
         return None
 
     def outcome(self, h, txid, comp, commit):
@@ -104,7 +106,7 @@ class Comp:
                     continue
                 try:
                     self.h.dispatch()
-                except RuntimeError as e:  # a callback's: the component goes on
+                except Exception as e:  # a callback's: the component goes on
                     self.log("dispatch_raised", msg=str(e))
 
 
@@ -230,7 +232,7 @@ def test_a_collocated_checkpoint_is_written_by_the_active_only(svc):
     assert (r["err"], r["errno"]) == ("Error", errno.EPERM), r
 
 
-def test_checkpoint_bad_input_is_refused_clearly(handle):
+def test_checkpoint_bad_input_is_refused_clearly(svc, handle):
     with pytest.raises(TypeError):
         handle.ckpt_open(5)
     with pytest.raises(ValueError, match="bad name 'bad/name'"):
@@ -249,6 +251,13 @@ def test_checkpoint_bad_input_is_refused_clearly(handle):
             c.write("a/b", b"")
         with pytest.raises(ValueError, match="mode must be"):
             c.write("s", b"", 7)
+        # A checkpoint whose handle was closed refuses calls (halo_close() freed it), and is freed safely.
+        other = hc.open(svc.h.socket)
+        c2 = other.ckpt_open("py-bad", updates=print)
+        other.close()
+        with pytest.raises(ValueError, match="the checkpoint is closed"):
+            c2.read("s")
+        del c2, other
     # Closed by its only opener with no retention time: halod deletes it.
     def gone():
         try:
@@ -293,7 +302,7 @@ def test_an_exception_in_an_event_callback_leaves_dispatch(svc, handle):
     def boom(h, ev):
         raise KeyError("from the callback")
     handle.evt_open("py-raise", hc.EVT_LOCAL)
-    handle.evt_subscribe("py-raise", [], boom, scope=hc.EVT_LOCAL)
+    assert handle.evt_subscribe("py-raise", [], boom, scope=hc.EVT_LOCAL) >= 0
     handle.evt_publish("py-raise", [b"x"], scope=hc.EVT_LOCAL)
     with pytest.raises(KeyError, match="from the callback"):
         dispatch_until(handle, lambda: False)
@@ -371,6 +380,11 @@ def test_a_participant_votes_later_and_one_that_raises_votes_no_and_lives(svc, h
     # pb's dispatch() raised the callback's exception in its loop, which went on.
     assert svc.wait_event("dispatch_raised", "pb", lambda e: True)["msg"] == "prepare raised in pb"
     assert outcomes(svc, txid, ["pa"]) == {"pa": False}
+    # An answer that is not a vote is a no too, and dispatch() says why.
+    txid, result, _ = commit(svc, handle, [("pa", b"ok"), ("pb", b"not-a-vote")])
+    assert result == -errno.ECANCELED
+    assert "prepare must return None or 0 (yes)" in svc.wait_event(
+        "dispatch_raised", "pb", lambda e: e["msg"] != "prepare raised in pb")["msg"]
     assert svc.h.pid_of("pb") == pid
 
 
