@@ -96,6 +96,11 @@ PyObject *comp_list(const void *items, size_t size, size_t n, PyObject *(*make)(
 /* Whether a transaction t (CDB or across participants) is still open; ValueError for fn if not. */
 bool comp_txn_live(const void *t, const char *fn);
 
+/* fn(id) (the id's keyword argname): ends, with stop(h, id), what the callable under key(id) in self->cbs
+ * was called for, and drops it. */
+PyObject *comp_cb_stop(Handle *self, PyObject *args, PyObject *kw, const char *fn, char *argname,
+                       int (*stop)(halo *, unsigned), PyObject *(*key)(unsigned));
+
 /* The callable under key in self->cbs (a new reference), or NULL (an error, if any, is reported unraisable). */
 PyObject *comp_cb_get(Handle *self, PyObject *key);
 /* Bytes of o (bytes-like, or str as UTF-8) into ret; TypeError naming what for fn if neither. */

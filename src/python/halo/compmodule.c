@@ -102,6 +102,25 @@ int comp_add_constants(PyObject *module, const comp_constant *constants, size_t 
     return 0;
 }
 
+PyObject *comp_cb_stop(Handle *self, PyObject *args, PyObject *kw, const char *fn, char *argname,
+                       int (*stop)(halo *, unsigned), PyObject *(*key)(unsigned)) {
+    char *kwlist[] = {argname, NULL};
+    unsigned int id;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "I", kwlist, &id))
+        return NULL;
+    halo *h = comp_handle(self);
+    if (!h)
+        return NULL;
+    int r = COMP_CALL(self, stop(h, id));
+    if (r < 0)
+        return comp_raise(r, fn);
+    PyObject *k = key(id);
+    if (!k || PyDict_DelItem(self->cbs, k) < 0)
+        PyErr_Clear();
+    Py_XDECREF(k);
+    Py_RETURN_NONE;
+}
+
 PyObject *comp_cb_get(Handle *self, PyObject *key) {
     PyObject *cb = key && self->cbs ? PyDict_GetItemWithError(self->cbs, key) : NULL;
     if (!cb && PyErr_Occurred())

@@ -215,21 +215,7 @@ out:
 }
 
 static PyObject *evt_unsubscribe(Handle *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"sub", NULL};
-    unsigned int sub;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "I", kwlist, &sub))
-        return NULL;
-    halo *h = comp_handle(self);
-    if (!h)
-        return NULL;
-    int r = COMP_CALL(self, halo_evt_unsubscribe(h, sub));
-    if (r < 0)
-        return comp_raise(r, "evt_unsubscribe");
-    PyObject *key = sub_key(sub);
-    if (!key || PyDict_DelItem(self->cbs, key) < 0)
-        PyErr_Clear();
-    Py_XDECREF(key);
-    Py_RETURN_NONE;
+    return comp_cb_stop(self, args, kw, "evt_unsubscribe", "sub", halo_evt_unsubscribe, sub_key);
 }
 
 #define KW (METH_VARARGS | METH_KEYWORDS)

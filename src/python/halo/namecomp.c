@@ -183,21 +183,7 @@ static PyObject *name_track(Handle *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *name_track_stop(Handle *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"track", NULL};
-    unsigned int track;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "I", kwlist, &track))
-        return NULL;
-    halo *h = comp_handle(self);
-    if (!h)
-        return NULL;
-    int r = COMP_CALL(self, halo_name_track_stop(h, track));
-    if (r < 0)
-        return comp_raise(r, "name_track_stop");
-    PyObject *key = track_key(track);
-    if (!key || PyDict_DelItem(self->cbs, key) < 0)
-        PyErr_Clear();
-    Py_XDECREF(key);
-    Py_RETURN_NONE;
+    return comp_cb_stop(self, args, kw, "name_track_stop", "track", halo_name_track_stop, track_key);
 }
 
 #define KW (METH_VARARGS | METH_KEYWORDS)
