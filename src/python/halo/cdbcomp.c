@@ -7,8 +7,8 @@
 
 static PyTypeObject *ChangeType;
 
-/* A value to store: bytes as they are, str as UTF-8. */
-static bool value_of(PyObject *o, Py_buffer *ret, const char *fn) {
+/* Bytes as they are, str as UTF-8. */
+bool comp_bytes_of(PyObject *o, Py_buffer *ret, const char *fn, const char *what) {
     if (PyUnicode_Check(o)) {
         Py_ssize_t len;
         const char *s = PyUnicode_AsUTF8AndSize(o, &len);
@@ -16,7 +16,7 @@ static bool value_of(PyObject *o, Py_buffer *ret, const char *fn) {
     }
     if (PyObject_CheckBuffer(o))
         return PyObject_GetBuffer(o, ret, PyBUF_SIMPLE) == 0;
-    PyErr_Format(PyExc_TypeError, "%s(): value must be bytes or str, not %.100s", fn, Py_TYPE(o)->tp_name);
+    PyErr_Format(PyExc_TypeError, "%s(): %s must be bytes or str, not %.100s", fn, what, Py_TYPE(o)->tp_name);
     return false;
 }
 
@@ -41,6 +41,11 @@ static PyObject *cdb_get(Handle *self, PyObject *args, PyObject *kw) {
     return ret;
 }
 
+static PyObject *item_pair(const void *p) {
+    const halo_cdb_item *item = p;
+    return Py_BuildValue("(sy#)", item->path, (const char *)item->value, (Py_ssize_t)item->len);
+}
+
 static PyObject *cdb_list(Handle *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", NULL};
     const char *path = "/";
@@ -54,36 +59,23 @@ static PyObject *cdb_list(Handle *self, PyObject *args, PyObject *kw) {
     int r = COMP_CALL(self, halo_cdb_list(h, path, &items, &n));
     if (r < 0)
         return comp_raise(r, "cdb_list");
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *t = Py_BuildValue("(sy#)", items[i].path, (const char *)items[i].value, (Py_ssize_t)items[i].len);
-        if (!t) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
+    PyObject *list = comp_list(items, sizeof(*items), n, item_pair);
     free(items);
     return list;
 }
 
 /* ---- subscriptions ---- */
 
+static PyObject *change(const void *item) {
+    const halo_cdb_change *c = item;
+    PyObject *vals[] = {PyLong_FromLong(c->op), PyUnicode_FromString(c->path),
+                        c->op == HALO_CDB_SET ? PyBytes_FromStringAndSize(c->value, (Py_ssize_t)c->len)
+                                              : Py_NewRef(Py_None)};
+    return comp_record(ChangeType, vals, 3);
+}
+
 static PyObject *changes_list(const halo_cdb_change *changes, size_t n) {
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        const halo_cdb_change *c = &changes[i];
-        PyObject *vals[] = {PyLong_FromLong(c->op), PyUnicode_FromString(c->path),
-                            c->op == HALO_CDB_SET ? PyBytes_FromStringAndSize(c->value, (Py_ssize_t)c->len)
-                                                  : Py_NewRef(Py_None)};
-        PyObject *o = comp_record(ChangeType, vals, 3);
-        if (!o) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, o);
-    }
-    return list;
+    return comp_list(changes, sizeof(*changes), n, change);
 }
 
 static void on_change(halo *h, unsigned sub, const char *txid, const halo_cdb_change *changes, size_t n,
@@ -185,10 +177,7 @@ static void txn_dealloc(Txn *x) {
 }
 
 static bool txn_open(Txn *x, const char *fn) {
-    if (x->t)
-        return true;
-    PyErr_Format(PyExc_ValueError, "%s(): the transaction was already committed or aborted", fn);
-    return false;
+    return comp_txn_live(x->t, fn);
 }
 
 static PyObject *txn_set(Txn *x, PyObject *args, PyObject *kw) {
@@ -197,7 +186,7 @@ static PyObject *txn_set(Txn *x, PyObject *args, PyObject *kw) {
     PyObject *v;
     Py_buffer buf;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sO", kwlist, &path, &v) || !txn_open(x, "set") ||
-        !value_of(v, &buf, "set"))
+        !comp_bytes_of(v, &buf, "set", "value"))
         return NULL;
     int r = halo_cdb_txn_set(x->t, path, buf.buf, (size_t)buf.len);
     PyBuffer_Release(&buf);

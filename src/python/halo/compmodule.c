@@ -50,14 +50,7 @@ halo *comp_handle(Handle *self) {
     return self->h;
 }
 
-void comp_invoke(Handle *self, PyObject *callable, PyObject *args) {
-    self->ncalls++;
-    PyObject *r = args ? PyObject_Call(callable, args, NULL) : NULL;
-    Py_XDECREF(args);
-    if (r) {
-        Py_DECREF(r);
-        return;
-    }
+void comp_keep_error(Handle *self, PyObject *callable) {
     if (self->exc_type) {
         /* Only one exception can leave dispatch(): a later one goes to sys.unraisablehook. */
         PyErr_WriteUnraisable(callable);
@@ -67,6 +60,72 @@ void comp_invoke(Handle *self, PyObject *callable, PyObject *args) {
     PyErr_NormalizeException(&self->exc_type, &self->exc_value, &self->exc_tb);
     if (self->exc_tb)
         PyException_SetTraceback(self->exc_value, self->exc_tb);
+}
+
+PyObject *comp_invoke_result(Handle *self, PyObject *callable, PyObject *args) {
+    self->ncalls++;
+    PyObject *r = args ? PyObject_Call(callable, args, NULL) : NULL;
+    Py_XDECREF(args);
+    if (!r)
+        comp_keep_error(self, callable);
+    return r;
+}
+
+void comp_invoke(Handle *self, PyObject *callable, PyObject *args) {
+    Py_XDECREF(comp_invoke_result(self, callable, args));
+}
+
+PyObject *comp_list(const void *items, size_t size, size_t n, PyObject *(*make)(const void *item)) {
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *o = make((const char *)items + i * size);
+        if (!o) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, o);
+    }
+    return list;
+}
+
+bool comp_txn_live(const void *t, const char *fn) {
+    if (t)
+        return true;
+    PyErr_Format(PyExc_ValueError, "%s(): the transaction was already committed or aborted", fn);
+    return false;
+}
+
+int comp_add_constants(PyObject *module, const comp_constant *constants, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0)
+            return -1;
+    return 0;
+}
+
+PyObject *comp_cb_stop(Handle *self, PyObject *args, PyObject *kw, const char *fn, char *argname,
+                       int (*stop)(halo *, unsigned), PyObject *(*key)(unsigned)) {
+    char *kwlist[] = {argname, NULL};
+    unsigned int id;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "I", kwlist, &id))
+        return NULL;
+    halo *h = comp_handle(self);
+    if (!h)
+        return NULL;
+    int r = COMP_CALL(self, stop(h, id));
+    if (r < 0)
+        return comp_raise(r, fn);
+    PyObject *k = key(id);
+    if (!k || PyDict_DelItem(self->cbs, k) < 0)
+        PyErr_Clear();
+    Py_XDECREF(k);
+    Py_RETURN_NONE;
+}
+
+PyObject *comp_cb_get(Handle *self, PyObject *key) {
+    PyObject *cb = key && self->cbs ? PyDict_GetItemWithError(self->cbs, key) : NULL;
+    if (!cb && PyErr_Occurred())
+        PyErr_WriteUnraisable((PyObject *)self);
+    return Py_XNewRef(cb); /* the callback may drop its own entry */
 }
 
 PyObject *comp_record(PyTypeObject *type, PyObject *const *vals, int n) {
@@ -178,23 +237,15 @@ static void on_link_state(halo *h, halo_link_state state, int error, void *userd
     trampoline(userdata, CB_LINK_STATE, "(ii)", (int)state, error);
 }
 
-static PyObject *object_state(const halo_object_state *s) {
+static PyObject *object_state(const void *item) {
+    const halo_object_state *s = item;
     PyObject *vals[] = {PyUnicode_FromString(s->object), PyUnicode_FromString(s->state),
                         PyLong_FromUnsignedLongLong(s->hlc), PyLong_FromUnsignedLongLong(s->seq)};
     return comp_record(ObjectStateType, vals, 4);
 }
 
 static PyObject *object_states(const halo_object_state *states, size_t n) {
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *o = object_state(&states[i]);
-        if (!o) {
-            Py_CLEAR(list);
-            break;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, o);
-    }
-    return list;
+    return comp_list(states, sizeof(*states), n, object_state);
 }
 
 static void on_object_states(halo *h, const halo_object_state *states, size_t n, void *userdata) {
@@ -270,13 +321,14 @@ static PyObject *comp_open(PyObject *module, PyObject *args, PyObject *kw) {
     for (int i = 0; i < CB_MAX; i++)
         self->cb[i] = Py_XNewRef(cb[i]);
     self->subs = PyDict_New();
+    self->cbs = PyDict_New();
     PyObject_GC_Track(self);
     if (self->wake_fd < 0) {
         int r = -errno;
         Py_DECREF(self);
         return comp_raise(r, "open");
     }
-    if (!self->subs) {
+    if (!self->subs || !self->cbs) {
         Py_DECREF(self);
         return NULL;
     }
@@ -324,6 +376,7 @@ static int handle_traverse(Handle *self, visitproc visit, void *arg) {
     for (int i = 0; i < CB_MAX; i++)
         Py_VISIT(self->cb[i]);
     Py_VISIT(self->subs);
+    Py_VISIT(self->cbs);
     Py_VISIT(self->exc_type);
     Py_VISIT(self->exc_value);
     Py_VISIT(self->exc_tb);
@@ -334,6 +387,7 @@ static int handle_clear(Handle *self) {
     for (int i = 0; i < CB_MAX; i++)
         Py_CLEAR(self->cb[i]);
     Py_CLEAR(self->subs);
+    Py_CLEAR(self->cbs);
     Py_CLEAR(self->exc_type);
     Py_CLEAR(self->exc_value);
     Py_CLEAR(self->exc_tb);
@@ -833,12 +887,14 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit_component(void); /* found by Python with dlsym() */
 
-/* The Handle's methods: this file's, then the CDB's of cdbcomp.c. */
-static PyMethodDef all_methods[64];
+/* The Handle's methods: this file's, then the CDB's of cdbcomp.c and the services'. */
+static PyMethodDef all_methods[96];
 
 static int join_methods(void) {
+    PyMethodDef *t[] = {handle_methods,    comp_cdb_methods, comp_ckpt_methods,
+                        comp_name_methods, comp_evt_methods, comp_txn_methods};
     size_t n = 0;
-    for (PyMethodDef *t[] = {handle_methods, comp_cdb_methods}, **p = t; p < t + 2; p++)
+    for (PyMethodDef **p = t; p < t + sizeof(t) / sizeof(t[0]); p++)
         for (PyMethodDef *m = *p; m->ml_name; m++) {
             if (n + 1 >= sizeof(all_methods) / sizeof(all_methods[0])) {
                 PyErr_SetString(PyExc_SystemError, "halo.component: too many Handle methods");
@@ -867,67 +923,64 @@ PyMODINIT_FUNC PyInit_component(void) {
         !(ObjectStateType = PyStructSequence_NewType(&object_desc)) ||
         PyModule_AddObjectRef(m, "CSIDescriptor", (PyObject *)CSIType) < 0 ||
         PyModule_AddObjectRef(m, "PGMember", (PyObject *)MemberType) < 0 ||
-        PyModule_AddObjectRef(m, "ObjectState", (PyObject *)ObjectStateType) < 0 || comp_cdb_init(m) < 0)
+        PyModule_AddObjectRef(m, "ObjectState", (PyObject *)ObjectStateType) < 0 || comp_cdb_init(m) < 0 ||
+        comp_ckpt_init(m) < 0 || comp_name_init(m) < 0 || comp_evt_init(m) < 0 || comp_txn_init(m) < 0)
         goto fail;
-    static const struct {
-        const char *name;
-        long value;
-    } constants[] = {{"ACTIVE", HALO_HA_ACTIVE},
-                     {"STANDBY", HALO_HA_STANDBY},
-                     {"QUIESCED", HALO_HA_QUIESCED},
-                     {"QUIESCING", HALO_HA_QUIESCING},
-                     {"DISPATCH_ONE", HALO_DISPATCH_ONE},
-                     {"DISPATCH_ALL", HALO_DISPATCH_ALL},
-                     {"DISPATCH_BLOCKING", HALO_DISPATCH_BLOCKING},
-                     {"RECOVERY_NONE", HALO_RECOVERY_NONE},
-                     {"RECOVERY_COMPONENT_RESTART", HALO_RECOVERY_COMPONENT_RESTART},
-                     {"RECOVERY_COMPONENT_FAILOVER", HALO_RECOVERY_COMPONENT_FAILOVER},
-                     {"RECOVERY_NODE_SWITCHOVER", HALO_RECOVERY_NODE_SWITCHOVER},
-                     {"RECOVERY_NODE_FAILOVER", HALO_RECOVERY_NODE_FAILOVER},
-                     {"RECOVERY_NODE_FAILFAST", HALO_RECOVERY_NODE_FAILFAST},
-                     {"HC_AMF_INVOKED", HALO_HC_AMF_INVOKED},
-                     {"HC_COMPONENT_INVOKED", HALO_HC_COMPONENT_INVOKED},
-                     {"CSI_ADD_ONE", HALO_CSI_ADD_ONE},
-                     {"CSI_TARGET_ONE", HALO_CSI_TARGET_ONE},
-                     {"CSI_TARGET_ALL", HALO_CSI_TARGET_ALL},
-                     {"CSI_NEW_ASSIGN", HALO_CSI_NEW_ASSIGN},
-                     {"CSI_QUIESCED", HALO_CSI_QUIESCED},
-                     {"CSI_NOT_QUIESCED", HALO_CSI_NOT_QUIESCED},
-                     {"CSI_STILL_ACTIVE", HALO_CSI_STILL_ACTIVE},
-                     {"TRACK_CURRENT", HALO_TRACK_CURRENT},
-                     {"TRACK_CHANGES", HALO_TRACK_CHANGES},
-                     {"TRACK_CHANGES_ONLY", HALO_TRACK_CHANGES_ONLY},
-                     {"PG_NO_CHANGE", HALO_PG_NO_CHANGE},
-                     {"PG_ADDED", HALO_PG_ADDED},
-                     {"PG_REMOVED", HALO_PG_REMOVED},
-                     {"PG_STATE_CHANGED", HALO_PG_STATE_CHANGED},
-                     {"LINK_LOST", HALO_LINK_LOST},
-                     {"LINK_RESTORED", HALO_LINK_RESTORED},
-                     {"LINK_FAILED", HALO_LINK_FAILED},
-                     {"PROCESS_STARTING", HALO_PROCESS_STARTING},
-                     {"PROCESS_STARTED", HALO_PROCESS_STARTED},
-                     {"PROCESS_STOPPING", HALO_PROCESS_STOPPING},
-                     {"PROCESS_STOPPED", HALO_PROCESS_STOPPED},
-                     {"PROCESS_RECOVERED", HALO_PROCESS_RECOVERED},
-                     {"PROCESS_RECOVERY_FAILED", HALO_PROCESS_RECOVERY_FAILED},
-                     {"LOG_EMERGENCY", HALO_LOG_EMERGENCY},
-                     {"LOG_ALERT", HALO_LOG_ALERT},
-                     {"LOG_CRITICAL", HALO_LOG_CRITICAL},
-                     {"LOG_ERROR", HALO_LOG_ERROR},
-                     {"LOG_WARNING", HALO_LOG_WARNING},
-                     {"LOG_NOTICE", HALO_LOG_NOTICE},
-                     {"LOG_INFO", HALO_LOG_INFO},
-                     {"LOG_DEBUG", HALO_LOG_DEBUG},
-                     {"LOG_TRACE", HALO_LOG_TRACE},
-                     {"CDB_SET", HALO_CDB_SET},
-                     {"CDB_DELETE", HALO_CDB_DELETE},
+    static const comp_constant constants[] = {{"ACTIVE", HALO_HA_ACTIVE},
+                                              {"STANDBY", HALO_HA_STANDBY},
+                                              {"QUIESCED", HALO_HA_QUIESCED},
+                                              {"QUIESCING", HALO_HA_QUIESCING},
+                                              {"DISPATCH_ONE", HALO_DISPATCH_ONE},
+                                              {"DISPATCH_ALL", HALO_DISPATCH_ALL},
+                                              {"DISPATCH_BLOCKING", HALO_DISPATCH_BLOCKING},
+                                              {"RECOVERY_NONE", HALO_RECOVERY_NONE},
+                                              {"RECOVERY_COMPONENT_RESTART", HALO_RECOVERY_COMPONENT_RESTART},
+                                              {"RECOVERY_COMPONENT_FAILOVER", HALO_RECOVERY_COMPONENT_FAILOVER},
+                                              {"RECOVERY_NODE_SWITCHOVER", HALO_RECOVERY_NODE_SWITCHOVER},
+                                              {"RECOVERY_NODE_FAILOVER", HALO_RECOVERY_NODE_FAILOVER},
+                                              {"RECOVERY_NODE_FAILFAST", HALO_RECOVERY_NODE_FAILFAST},
+                                              {"HC_AMF_INVOKED", HALO_HC_AMF_INVOKED},
+                                              {"HC_COMPONENT_INVOKED", HALO_HC_COMPONENT_INVOKED},
+                                              {"CSI_ADD_ONE", HALO_CSI_ADD_ONE},
+                                              {"CSI_TARGET_ONE", HALO_CSI_TARGET_ONE},
+                                              {"CSI_TARGET_ALL", HALO_CSI_TARGET_ALL},
+                                              {"CSI_NEW_ASSIGN", HALO_CSI_NEW_ASSIGN},
+                                              {"CSI_QUIESCED", HALO_CSI_QUIESCED},
+                                              {"CSI_NOT_QUIESCED", HALO_CSI_NOT_QUIESCED},
+                                              {"CSI_STILL_ACTIVE", HALO_CSI_STILL_ACTIVE},
+                                              {"TRACK_CURRENT", HALO_TRACK_CURRENT},
+                                              {"TRACK_CHANGES", HALO_TRACK_CHANGES},
+                                              {"TRACK_CHANGES_ONLY", HALO_TRACK_CHANGES_ONLY},
+                                              {"PG_NO_CHANGE", HALO_PG_NO_CHANGE},
+                                              {"PG_ADDED", HALO_PG_ADDED},
+                                              {"PG_REMOVED", HALO_PG_REMOVED},
+                                              {"PG_STATE_CHANGED", HALO_PG_STATE_CHANGED},
+                                              {"LINK_LOST", HALO_LINK_LOST},
+                                              {"LINK_RESTORED", HALO_LINK_RESTORED},
+                                              {"LINK_FAILED", HALO_LINK_FAILED},
+                                              {"PROCESS_STARTING", HALO_PROCESS_STARTING},
+                                              {"PROCESS_STARTED", HALO_PROCESS_STARTED},
+                                              {"PROCESS_STOPPING", HALO_PROCESS_STOPPING},
+                                              {"PROCESS_STOPPED", HALO_PROCESS_STOPPED},
+                                              {"PROCESS_RECOVERED", HALO_PROCESS_RECOVERED},
+                                              {"PROCESS_RECOVERY_FAILED", HALO_PROCESS_RECOVERY_FAILED},
+                                              {"LOG_EMERGENCY", HALO_LOG_EMERGENCY},
+                                              {"LOG_ALERT", HALO_LOG_ALERT},
+                                              {"LOG_CRITICAL", HALO_LOG_CRITICAL},
+                                              {"LOG_ERROR", HALO_LOG_ERROR},
+                                              {"LOG_WARNING", HALO_LOG_WARNING},
+                                              {"LOG_NOTICE", HALO_LOG_NOTICE},
+                                              {"LOG_INFO", HALO_LOG_INFO},
+                                              {"LOG_DEBUG", HALO_LOG_DEBUG},
+                                              {"LOG_TRACE", HALO_LOG_TRACE},
+                                              {"CDB_SET", HALO_CDB_SET},
+                                              {"CDB_DELETE", HALO_CDB_DELETE},
 #define HALO__PY_ERRNO(name, value, text) {#name + 5, value},
-                     HALO_ERRNO_MAP(HALO__PY_ERRNO)
+                                              HALO_ERRNO_MAP(HALO__PY_ERRNO)
 #undef HALO__PY_ERRNO
     };
-    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
-        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0)
-            goto fail;
+    if (comp_add_constants(m, constants, sizeof(constants) / sizeof(constants[0])) < 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);
