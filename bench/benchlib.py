@@ -354,6 +354,9 @@ def fully_assigned(si):
 def main(body):
     """Runs body() and turns a BenchError (or ^C / SIGTERM) into a message and exit status 1."""
     def on_term(signum, frame):
+        # Once: a second SIGTERM (timeout(1) passes its own on, a shell's kill another) would
+        # interrupt the cleanup the first one started, and leave halods running their components.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, also through a pipe
