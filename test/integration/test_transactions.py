@@ -290,11 +290,12 @@ def shared_etcd():
 
 
 def three_nodes(halod_factory, tmp_path, etcd, cluster, env_b="", hold=None):
-    """n1, n2 (a), n3 (b) over etcd; hold: {node: step} for HALO_TEST_TXN_HOLD."""
+    """n1, n2 (a), n3 (b) over etcd; hold: {node: step} for HALO_TEST_TXN_HOLD.  Leases of 2 s: 1 s
+    ones lapse on a loaded machine (fenced nodes, never fully assigned)."""
     text = yaml(tmp_path, env_b, nodes={"a": "n2", "b": "n3"}, cluster=cluster, spare=("n1",))
     hold = hold or {}
     hs = {n: halod_factory(text, name=n, wrapper=("env", f"HALO_TEST_TXN_HOLD={hold[n]}") if n in hold else (),
-                           extra_args=["--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1"]).start()
+                           extra_args=["--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "2"]).start()
           for n in ("n1", "n2", "n3")}
     hs["n1"].wait_assigned("s")
     wait_for(lambda: hs["n2"].comp("a")["registered"] and hs["n3"].comp("b")["registered"], what="a and b registered")
