@@ -81,8 +81,8 @@ _haloctl()
             error warning notice info debug trace default" -- "$cur"))
         [[ $cur == *= || $cur == *: ]] && compopt -o nospace 2>/dev/null ;;
     txn)
-        [[ -z $sub ]] && COMPREPLY=($(compgen -W "forget $(_haloctl_txids)" -- "$cur"))
-        [[ $sub == forget ]] && COMPREPLY=($(compgen -W "$(_haloctl_txids)" -- "$cur")) ;;
+        [[ -z $sub ]] && COMPREPLY=($(compgen -W "abort forget $(_haloctl_txids)" -- "$cur"))
+        [[ $sub == forget || $sub == abort ]] && COMPREPLY=($(compgen -W "$(_haloctl_txids)" -- "$cur")) ;;
     sim) [[ -z $sub ]] && COMPREPLY=($(compgen -W "up down status start-node" -- "$cur")) ;;
     cdb) [[ -z $sub ]] && COMPREPLY=($(compgen -W "get list set delete watch" -- "$cur")) ;;
     ha) [[ -z $sub ]] && COMPREPLY=($(compgen -W "status beprimary besecondary berelay benone secondary-dead notifications" -- "$cur")) ;;

@@ -60,31 +60,38 @@ static int print_list(const char *list) {
 
 static int failed(const char *what, const char *txid, int r) {
     const char *why = r == -HALO_EUNKNOWN    ? "no such transaction in flight, nor finished in the last hour"
-                      : r == -HALO_EBADSTATE ? "not decided yet: its prepare timeout aborts it"
-                                             : halo_strerror(r);
+                      : r != -HALO_EBADSTATE ? halo_strerror(r)
+                      : streq(what ?: "", "abort")
+                          ? "decided already (haloctl txn forget ends it if a participant is gone for good)"
+                          : "not decided yet: its prepare timeout, or haloctl txn abort, aborts it";
     if (r != -ECONNREFUSED)
         fprintf(stderr, "haloctl: txn%s%s '%s': %s\n", what ? " " : "", what ?: "", txid ?: "", why);
     return ctl_exit_code(r);
 }
 
+static Halo__Link__Admin__Op op_of(const char *verb, const char *txid) {
+    if (!verb)
+        return txid ? HALO__LINK__ADMIN__OP__TXN_SHOW : HALO__LINK__ADMIN__OP__TXN_LIST;
+    return streq(verb, "forget") ? HALO__LINK__ADMIN__OP__TXN_FORGET : HALO__LINK__ADMIN__OP__TXN_ABORT;
+}
+
 int ctl_txn_main(int argc, char **argv, bool json) {
-    bool forget = argc == 3 && streq(argv[1], "forget");
-    if (argc > 2 && !forget) {
-        fprintf(stderr, "haloctl: 'txn' takes no argument, a transaction's id, or 'forget' and an id.\n");
+    const char *verb = argc == 3 && (streq(argv[1], "forget") || streq(argv[1], "abort")) ? argv[1] : NULL;
+    if (argc > 2 && !verb) {
+        fprintf(stderr, "haloctl: 'txn' takes no argument, a transaction's id, or 'abort' or 'forget' and an id.\n");
         return CTL_EXIT_USAGE;
     }
-    const char *txid = forget ? argv[2] : argc == 2 ? argv[1] : NULL;
+    const char *txid = verb ? argv[2] : argc == 2 ? argv[1] : NULL;
     _cleanup_free_ char *text = NULL;
-    int r = ctl_request(forget ? HALO__LINK__ADMIN__OP__TXN_FORGET
-                        : txid ? HALO__LINK__ADMIN__OP__TXN_SHOW
-                               : HALO__LINK__ADMIN__OP__TXN_LIST,
-                        txid, &text);
+    int r = ctl_request(op_of(verb, txid), txid, &text);
     if (r < 0)
-        return failed(forget ? "forget" : NULL, txid, r);
-    if (forget) {
-        printf(json ? "{\"ok\":true}\n" : "Transaction %s forgotten: see haloctl txn %s\n", txid, txid);
+        return failed(verb, txid, r);
+    if (verb && json)
+        printf("{\"ok\":true}\n");
+    else if (verb)
+        printf("Transaction %s %s: see haloctl txn %s\n", txid, streq(verb, "forget") ? "forgotten" : "aborted", txid);
+    if (verb)
         return 0;
-    }
     if (json) {
         printf("%s\n", text ?: "[]");
         return 0;

@@ -687,6 +687,7 @@ static void help(void) {
            "                            emergency ... info debug trace, or default)\n");
     printf("  txn [TXID]              the transactions in flight: state, each participant's vote; or one,\n"
            "                          in flight or finished in the last hour\n");
+    printf("  txn abort TXID          abort a transaction not decided yet\n");
     printf("  txn forget TXID         finish a decided transaction without the acknowledgements still missing\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");

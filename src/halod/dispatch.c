@@ -205,10 +205,13 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
         return;
     }
     case HALO__LINK__ADMIN__OP__TXN_FORGET:
-        if (m->txnsvc)
-            txnsvc_forget(m->txnsvc, conn, a->seq, target);
-        else
+    case HALO__LINK__ADMIN__OP__TXN_ABORT:
+        if (!m->txnsvc)
             (void)server_conn_reply(conn, a->seq, -HALO_EUNKNOWN, NULL);
+        else if (a->op == HALO__LINK__ADMIN__OP__TXN_ABORT)
+            txnsvc_abort(m->txnsvc, conn, a->seq, target);
+        else
+            txnsvc_forget(m->txnsvc, conn, a->seq, target);
         return;
     case HALO__LINK__ADMIN__OP__RELOAD: {
         _cleanup_free_ char *json = NULL;

@@ -546,10 +546,11 @@ int link_validate(const LinkMsg *m) {
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT &&
              m->admin->op != HALO__LINK__ADMIN__OP__NAMES && m->admin->op != HALO__LINK__ADMIN__OP__EVT_CHANNELS &&
              m->admin->op != HALO__LINK__ADMIN__OP__TXN_LIST && m->admin->op != HALO__LINK__ADMIN__OP__TXN_SHOW &&
-             m->admin->op != HALO__LINK__ADMIN__OP__TXN_FORGET))
+             m->admin->op != HALO__LINK__ADMIN__OP__TXN_FORGET && m->admin->op != HALO__LINK__ADMIN__OP__TXN_ABORT))
             return -EBADMSG;
         /* A txid is longer than a name: "<node>.<n>". */
-        if (m->admin->op == HALO__LINK__ADMIN__OP__TXN_SHOW || m->admin->op == HALO__LINK__ADMIN__OP__TXN_FORGET)
+        if (m->admin->op == HALO__LINK__ADMIN__OP__TXN_SHOW || m->admin->op == HALO__LINK__ADMIN__OP__TXN_FORGET ||
+            m->admin->op == HALO__LINK__ADMIN__OP__TXN_ABORT)
             return check_txn_id(m->admin->target);
         CHECK(check_name(m->admin->target, 0));
         return 0;

@@ -206,7 +206,7 @@ def test_participant_killed_after_its_yes_vote_applies_the_commit_when_back(halo
 
 def test_an_initiator_killed_mid_commit_asks_the_outcome_by_its_id(halod_factory, tmp_path):
     """The initiator is SIGKILLed while b prepares; another process asks the outcome by the txid:
-    undecided, then aborted once b's process dies, and still so after the transaction finished."""
+    undecided, then aborted once an operator aborts it, and still so after it finished."""
     h = halod_factory(yaml(tmp_path, ", TXNCOMP_SLOW: prepare")).start()
     ready(h)
     p = initiator(h, "30000", "a=apple", "b=banana")
@@ -217,9 +217,14 @@ def test_an_initiator_killed_mid_commit_asks_the_outcome_by_its_id(halod_factory
     assert outcome_of(h, txid) == f"undecided {txid}\n"
     r = h.ctl("txn", "forget", txid, check=False)  # an operator cannot forget what is not decided
     assert r.returncode == 5 and "not decided yet" in r.stderr
+    assert h.ctl("txn", "abort", txid).stdout == f"Transaction {txid} aborted: see haloctl txn {txid}\n"
+    reason = "aborted by an operator"
+    assert outcome_of(h, txid) == f"aborted {txid}: {reason}\n"
+    r = h.ctl("txn", "abort", txid, check=False)
+    assert r.returncode == 5 and "decided already" in r.stderr
+    wait_for(lambda: outcome(tmp_path, "a", txid) == "abort", what="a rolled back")
+    # b, stuck in its prepare, is killed: restarted, it hears the abort.
     os.kill(h.pid_of("b"), signal.SIGKILL)
-    reason = "b ended before it voted: its process ended before it voted"
-    wait_for(lambda: outcome_of(h, txid) == f"aborted {txid}: {reason}\n", what="the abort")
     wait_for(lambda: outcome(tmp_path, "b", txid) == "abort", timeout=20, what="b, restarted, rolled back")
     wait_for(lambda: "No transaction in flight" in in_flight(h), what="the transaction finished")
     # Finished: its outcome is kept.

@@ -1125,6 +1125,8 @@ TEST(validate_txn_messages) {
     a.op = HALO__LINK__ADMIN__OP__TXN_SHOW;
     a.target = id;
     ASSERT_EQ(link_validate(&m), 0);
+    a.op = HALO__LINK__ADMIN__OP__TXN_ABORT;
+    ASSERT_EQ(link_validate(&m), 0);
     a.op = HALO__LINK__ADMIN__OP__TXN_FORGET;
     a.target = (char *)"n1.1\n";
     ASSERT_EQ(link_validate(&m), -EBADMSG);

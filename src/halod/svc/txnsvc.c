@@ -291,6 +291,8 @@ void txn_on_written(store *st, int error, const store_result *r, void *userdata)
         (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EBADSTATE, NULL);
     if (w->kind == WRITE_FINISH && w->conn) /* not decided any more: finished meanwhile */
         (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EUNKNOWN, NULL);
+    if (w->kind == WRITE_DECISION && w->conn) /* decided meanwhile */
+        (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EBADSTATE, NULL);
 }
 
 /* One put of the txn's key part/comp, if cmp holds (cmp NULL: always). */
@@ -335,15 +337,34 @@ static int write_vote(struct txn *t, struct part *p, const char *vote, const cha
 }
 
 /* The decision, once: whoever writes it first wins (compare-and-swap on its absence). */
-static void decide(struct txn *t, bool commit, const char *reason) {
+static int decide_for(struct txn *t, bool commit, const char *reason, struct conn *c, uint64_t seq) {
     char key[STORE_KEY_MAX], value[LINK_TXN_REASON_MAX + 16];
     snprintf(value, sizeof(value), "%s%s", commit ? "commit" : "abort:", commit ? "" : reason);
     store_compare cmp = compare_key(t, key, "decision", NULL, NULL);
-    if (put(t, write_new(t, WRITE_DECISION, NULL, NULL, 0), "decision", NULL, value, &cmp) >= 0) {
+    int r = put(t, write_new(t, WRITE_DECISION, NULL, c, seq), "decision", NULL, value, &cmp);
+    if (r >= 0) {
         t->deciding = true;
         log_info("Transaction %s: %s%s%s", t->id, commit ? "commit" : "abort", commit ? "" : ": ",
                  commit ? "" : reason);
     }
+    return r;
+}
+
+static void decide(struct txn *t, bool commit, const char *reason) {
+    (void)decide_for(t, commit, reason, NULL, 0);
+}
+
+void txnsvc_abort(struct txnsvc *s, struct conn *c, uint64_t seq, const char *txid) {
+    struct txn *t = txn_find(s, txid);
+    int r = !s->loaded ? -HALO_ETRYAGAIN : !t || !t->have_record ? -HALO_EUNKNOWN : 0;
+    if (r >= 0 && (t->decision != DECISION_NONE || t->deciding))
+        r = -HALO_EBADSTATE; /* decided: haloctl txn forget, if a participant is gone for good */
+    if (r >= 0) {
+        log_notice("Transaction %s aborted by %s", t->id, server_conn_name(c));
+        r = decide_for(t, false, "aborted by an operator", c, seq);
+    }
+    if (r < 0)
+        (void)server_conn_reply(c, seq, r, NULL);
 }
 
 /* ---- the steps ---------------------------------------------------------------- */

@@ -63,3 +63,6 @@ int txnsvc_show_json(struct txnsvc *s, const char *txid, char **ret);
 /* haloctl txn forget: finishes a decided transaction without the acknowledgements still missing
  * (participants whose node is gone for good); c answered (seq) once written. */
 void txnsvc_forget(struct txnsvc *s, struct conn *c, uint64_t seq, const char *txid);
+/* haloctl txn abort: decides an undecided transaction abort, as a no vote would; c answered
+ * (seq) once written (-HALO_EBADSTATE: decided already). */
+void txnsvc_abort(struct txnsvc *s, struct conn *c, uint64_t seq, const char *txid);
