@@ -249,7 +249,7 @@ def test_a_finished_outcome_is_kept_for_a_while_only(halod_factory, tmp_path):
 
 def test_participants_on_two_nodes_commit_and_roll_back_through_etcd(etcd, halod_factory, tmp_path):
     """a on n1, b on n2: each node's halod asks its own component, through the store's keys."""
-    hs, _ = start_nodes(halod_factory, yaml(tmp_path, nodes={"a": "n1", "b": "n2"}), etcd.endpoints)
+    hs, _ = start_nodes(halod_factory, yaml(tmp_path, nodes={"a": "n1", "b": "n2"}), etcd.endpoints, ttl=2)
     hs["n1"].wait_assigned("s")
     wait_for(lambda: hs["n1"].comp("a")["registered"] and hs["n2"].comp("b")["registered"], what="a and b registered")
     out = commit(hs["n1"], "5000", "a=apple", "b=banana")
@@ -268,7 +268,7 @@ def test_a_dead_coordinator_node_leaves_its_transaction_to_the_cluster_coordinat
     cluster's coordinator once n2's lease ends, aborts it and a rolls back."""
     text = yaml(tmp_path, nodes={"a": "n1", "b": "n2"})
     hs = {n: halod_factory(text, name=n, wrapper=("env", "HALO_TEST_TXN_HOLD=votes") if n == "n2" else (),
-                           extra_args=["--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "1"]).start()
+                           extra_args=["--node", n, "--etcd", etcd.endpoints, "--lease-ttl", "2"]).start()
           for n in ("n1", "n2")}
     hs["n1"].wait_assigned("s")
     wait_for(lambda: hs["n1"].comp("a")["registered"], what="a registered")
@@ -295,8 +295,9 @@ def shared_etcd():
 
 
 def three_nodes(halod_factory, tmp_path, etcd, cluster, env_b="", hold=None):
-    """n1, n2 (a), n3 (b) over etcd; hold: {node: step} for HALO_TEST_TXN_HOLD.  Leases of 2 s: 1 s
-    ones lapse on a loaded machine (fenced nodes, never fully assigned)."""
+    """n1, n2 (a), n3 (b) over etcd; hold: {node: step} for HALO_TEST_TXN_HOLD.  Leases of 2 s (as
+    every etcd test here): 1 s ones lapse on a loaded machine, the node is fenced, and libhalo
+    stops the processes of its halod (an initiator among them)."""
     text = yaml(tmp_path, env_b, nodes={"a": "n2", "b": "n3"}, cluster=cluster, spare=("n1",))
     hold = hold or {}
     hs = {n: halod_factory(text, name=n, wrapper=("env", f"HALO_TEST_TXN_HOLD={hold[n]}") if n in hold else (),
