@@ -10,6 +10,16 @@ _haloctl_objects()
     haloctl "${sock[@]}" --timeout 1 names "$1" 2>/dev/null
 }
 
+_haloctl_txids()
+{
+    # The ids of the transactions in flight: the first column of haloctl txn.
+    local sock=() id rest
+    [[ -n $_haloctl_socket ]] && sock=(--socket "$_haloctl_socket")
+    haloctl "${sock[@]}" --timeout 1 txn 2>/dev/null | while read -r id rest; do
+        [[ $id == *.* ]] && echo "$id"
+    done
+}
+
 _haloctl()
 {
     # Words split on blanks only (bash also splits on ':', which su:NAME has).
@@ -70,6 +80,9 @@ _haloctl()
         [[ -n $sub && $sub == comp:* || $sub == stream:* ]] && COMPREPLY=($(compgen -W "emergency alert critical
             error warning notice info debug trace default" -- "$cur"))
         [[ $cur == *= || $cur == *: ]] && compopt -o nospace 2>/dev/null ;;
+    txn)
+        [[ -z $sub ]] && COMPREPLY=($(compgen -W "abort forget $(_haloctl_txids)" -- "$cur"))
+        [[ $sub == forget || $sub == abort ]] && COMPREPLY=($(compgen -W "$(_haloctl_txids)" -- "$cur")) ;;
     sim) [[ -z $sub ]] && COMPREPLY=($(compgen -W "up down status start-node" -- "$cur")) ;;
     cdb) [[ -z $sub ]] && COMPREPLY=($(compgen -W "get list set delete watch" -- "$cur")) ;;
     ha) [[ -z $sub ]] && COMPREPLY=($(compgen -W "status beprimary besecondary berelay benone secondary-dead notifications" -- "$cur")) ;;

@@ -33,6 +33,8 @@ extern "C" {
 #define HALO_TXN_DATA_MAX (16 * 1024)
 /* A no vote's reason: longer ones are cut. */
 #define HALO_TXN_REASON_MAX 512
+/* How long halod keeps a finished transaction's outcome for halo_txn_outcome(). */
+#define HALO_TXN_OUTCOME_KEEP_SEC 3600
 /* prepare()'s answer when the component votes later, with halo_txn_vote(). */
 #define HALO_TXN_VOTE_LATER 1
 
@@ -83,6 +85,16 @@ int halo_txn_add(halo_txn *t, const char *comp, const void *data, size_t len);
  * transactions in flight), -HALO_ETRYAGAIN (halod is starting), a link error.
  */
 int halo_txn_commit(halo_txn *t, unsigned timeout_msec, halo_txn_done_cb done, void *userdata, char **ret_txid);
+/*
+ * The outcome of transaction txid, asked of halod: for an initiator whose link ended before done()
+ * ran, or that restarted.  halod answers from the store, on any node, for a transaction in flight
+ * and for one finished within the last hour (HALO_TXN_OUTCOME_KEEP_SEC; at most the latest 4,096
+ * of the cluster).  Returns 0 committed, -ECANCELED aborted (then *ret_reason, if ret_reason is
+ * not NULL, says why: free() it; else it is set to NULL), -EINPROGRESS not decided yet (ask again
+ * later), -HALO_EUNKNOWN no such transaction (never begun, or finished longer ago), -EINVAL, or a
+ * link error.  Since 0.7.
+ */
+int halo_txn_outcome(halo *h, const char *txid, char **ret_reason);
 /* Frees a transaction not committed.  Accepts NULL. */
 void halo_txn_free(halo_txn *t);
 

@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* haloctl txn: the transactions in flight (docs/transactions.md). */
+/* haloctl txn: the transactions in flight, one transaction, forget one (docs/transactions.md). */
 #pragma once
 
 #include <stdbool.h>
 
-/* Prints halod's list of transactions (Admin TXN_LIST's json) as a table, or as it is with json.
- * Returns the exit status. */
-int ctl_txn_print(const char *list, bool json);
+/* haloctl txn [TXID | forget TXID]; argv[0] is "txn".  Returns the exit status. */
+int ctl_txn_main(int argc, char **argv, bool json);

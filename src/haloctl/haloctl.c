@@ -606,22 +606,6 @@ static void print_service_levels(void) {
     json_decref(doc);
 }
 
-/* haloctl txn: the transactions in flight, and each participant's vote. */
-static int cmd_txn(int argc) {
-    if (argc != 0) {
-        fprintf(stderr, "haloctl: 'txn' takes no argument.\n");
-        return CTL_EXIT_USAGE;
-    }
-    _cleanup_free_ char *json = NULL;
-    int r = admin(HALO__LINK__ADMIN__OP__TXN_LIST, NULL, &json);
-    if (r < 0) {
-        if (!halod_unreachable)
-            fprintf(stderr, "haloctl: txn: %s\n", halo_strerror(r));
-        return ctl_exit_code(r);
-    }
-    return ctl_txn_print(json ?: "[]", arg_json);
-}
-
 /* haloctl log-level [[AREA=]LEVEL]: halod's levels, or a new one from now on. */
 static int cmd_log_level(int argc, char **argv) {
     if (argc == 2 && (strncmp(argv[0], "comp:", 5) == 0 || strncmp(argv[0], "stream:", 7) == 0))
@@ -701,7 +685,10 @@ static void help(void) {
            "                          with its errors (exit 5)\n");
     printf("  log-level comp:NAME LEVEL  a component's or stream's (stream:NAME) level, on every node (LEVEL:\n"
            "                            emergency ... info debug trace, or default)\n");
-    printf("  txn                     the transactions in flight: state, each participant's vote\n");
+    printf("  txn [TXID]              the transactions in flight: state, each participant's vote; or one,\n"
+           "                          in flight or finished in the last hour\n");
+    printf("  txn abort TXID          abort a transaction not decided yet\n");
+    printf("  txn forget TXID         finish a decided transaction without the acknowledgements still missing\n");
     printf("  log-level [[AREA=]LEVEL]  halod's log levels, or set one from now on (LEVEL: error warning\n"
            "                          notice info debug; AREA: main amf link supervisor store cluster)\n");
     printf("  event-channels          this node's event channels, their subscribers, what each was sent\n"
@@ -836,7 +823,7 @@ int main(int argc, char **argv) {
     if (streq(cmd, "reload"))
         return cmd_reload(argc - optind - 1);
     if (streq(cmd, "txn"))
-        return cmd_txn(argc - optind - 1);
+        return ctl_txn_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "admin"))
         return ctl_admin_main(argc - optind, argv + optind, arg_json);
     if (streq(cmd, "registrations"))

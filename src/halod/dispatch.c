@@ -198,6 +198,21 @@ static void dispatch_admin(struct manager *m, struct conn *conn, const Halo__Lin
         (void)server_conn_reply(conn, a->seq, json ? 0 : -ENOMEM, json);
         return;
     }
+    case HALO__LINK__ADMIN__OP__TXN_SHOW: {
+        _cleanup_free_ char *json = NULL;
+        int r = m->txnsvc ? txnsvc_show_json(m->txnsvc, target, &json) : -HALO_EUNKNOWN;
+        (void)server_conn_reply(conn, a->seq, r, json);
+        return;
+    }
+    case HALO__LINK__ADMIN__OP__TXN_FORGET:
+    case HALO__LINK__ADMIN__OP__TXN_ABORT:
+        if (!m->txnsvc)
+            (void)server_conn_reply(conn, a->seq, -HALO_EUNKNOWN, NULL);
+        else if (a->op == HALO__LINK__ADMIN__OP__TXN_ABORT)
+            txnsvc_abort(m->txnsvc, conn, a->seq, target);
+        else
+            txnsvc_forget(m->txnsvc, conn, a->seq, target);
+        return;
     case HALO__LINK__ADMIN__OP__RELOAD: {
         _cleanup_free_ char *json = NULL;
         int r = manager_reload(m, server_conn_name(conn), &json);

@@ -181,6 +181,28 @@ HALO_EXPORT int halo_txn_commit(halo_txn *t, unsigned timeout_msec, halo_txn_don
     return 0;
 }
 
+HALO_EXPORT int halo_txn_outcome(halo *h, const char *txid, char **ret_reason) {
+    Halo__Link__TxnQuery q = HALO__LINK__TXN_QUERY__INIT;
+    LinkMsg m = HALO__LINK__MSG__INIT;
+    LinkMsg *reply = NULL;
+
+    if (ret_reason)
+        *ret_reason = NULL;
+    assert_return(h && txid && *txid && strlen(txid) <= LINK_TXN_ID_MAX, -EINVAL);
+    q.txn_id = (char *)txid;
+    m.body_case = HALO__LINK__MSG__BODY_TXN_QUERY;
+    m.txn_query = &q;
+    int r = halo__request(h, &m, &q.seq, &reply);
+    if (r < 0)
+        return r;
+    uint32_t state = reply->reply->txn_state;
+    r = state == LINK_TXN_STATE_COMMITTED ? 0 : state == LINK_TXN_STATE_ABORTED ? -ECANCELED : -EINPROGRESS;
+    if (r == -ECANCELED && ret_reason && !(*ret_reason = strdup(reply->reply->txn_reason)))
+        r = -ENOMEM;
+    link_msg_free(reply);
+    return r;
+}
+
 bool halo__txn_done(halo *h, const Halo__Link__TxnDone *d) {
     struct halo_txn_wait *w, *found = NULL;
     pthread_mutex_lock(&h->lock);

@@ -323,7 +323,9 @@ int link_validate(const LinkMsg *m) {
         return 0;
     case HALO__LINK__MSG__BODY_REPLY:
         if (strnlen(m->reply->json, LINK_MSG_MAX) >= LINK_MSG_MAX || strlen(m->reply->txid) > LINK_CDB_TXID_MAX ||
-            m->reply->ckpt_data.len > LINK_CKPT_SECTION_MAX || m->reply->n_ckpt_sections > LINK_CKPT_LIST_MAX)
+            m->reply->ckpt_data.len > LINK_CKPT_SECTION_MAX || m->reply->n_ckpt_sections > LINK_CKPT_LIST_MAX ||
+            strnlen(m->reply->txn_reason, LINK_TXN_REASON_MAX + 1) > LINK_TXN_REASON_MAX ||
+            m->reply->txn_state > LINK_TXN_STATE_ABORTED)
             return -EBADMSG;
         for (size_t i = 0; i < m->reply->n_ckpt_sections; i++)
             CHECK(check_ckpt_data(NULL, m->reply->ckpt_sections[i]->id, m->reply->ckpt_sections[i]->data.len));
@@ -534,6 +536,8 @@ int link_validate(const LinkMsg *m) {
         return check_name(m->txn_outcome->comp, 1);
     case HALO__LINK__MSG__BODY_TXN_ACK:
         return check_txn_id(m->txn_ack->txn_id);
+    case HALO__LINK__MSG__BODY_TXN_QUERY:
+        return check_txn_id(m->txn_query->txn_id);
     case HALO__LINK__MSG__BODY_ADMIN:
         if (m->admin->op == HALO__LINK__ADMIN__OP__OP_UNSPECIFIED ||
             (m->admin->op > HALO__LINK__ADMIN__OP__NODE_SWITCHOVER &&
@@ -541,8 +545,13 @@ int link_validate(const LinkMsg *m) {
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_LEVEL && m->admin->op != HALO__LINK__ADMIN__OP__RELOAD &&
              m->admin->op != HALO__LINK__ADMIN__OP__LOG_SERVICE && m->admin->op != HALO__LINK__ADMIN__OP__CKPT &&
              m->admin->op != HALO__LINK__ADMIN__OP__NAMES && m->admin->op != HALO__LINK__ADMIN__OP__EVT_CHANNELS &&
-             m->admin->op != HALO__LINK__ADMIN__OP__TXN_LIST))
+             m->admin->op != HALO__LINK__ADMIN__OP__TXN_LIST && m->admin->op != HALO__LINK__ADMIN__OP__TXN_SHOW &&
+             m->admin->op != HALO__LINK__ADMIN__OP__TXN_FORGET && m->admin->op != HALO__LINK__ADMIN__OP__TXN_ABORT))
             return -EBADMSG;
+        /* A txid is longer than a name: "<node>.<n>". */
+        if (m->admin->op == HALO__LINK__ADMIN__OP__TXN_SHOW || m->admin->op == HALO__LINK__ADMIN__OP__TXN_FORGET ||
+            m->admin->op == HALO__LINK__ADMIN__OP__TXN_ABORT)
+            return check_txn_id(m->admin->target);
         CHECK(check_name(m->admin->target, 0));
         return 0;
     case HALO__LINK__MSG__BODY_CKPT_OPEN:

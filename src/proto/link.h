@@ -54,6 +54,8 @@
 #define LINK_TXN_DATA_MAX (16 * 1024)        /* what one participant is asked to apply */
 #define LINK_TXN_ID_MAX (LINK_NAME_MAX + 21) /* "<node>.<n>" */
 #define LINK_TXN_REASON_MAX 512              /* a no vote's or an abort's reason */
+/* Reply.txn_state of a TxnQuery. */
+enum { LINK_TXN_STATE_UNDECIDED = 1, LINK_TXN_STATE_COMMITTED = 2, LINK_TXN_STATE_ABORTED = 3 };
 
 /* The lease file's value when no deadline runs (one node, halod fenced or starting). */
 #define LINK_LEASE_NONE 0

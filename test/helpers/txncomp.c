@@ -12,6 +12,8 @@
  * "commit TIMEOUT_MSEC COMP=DATA...": an initiator (DATA "@N": N bytes "x").  Prints "txid ID",
  * then "committed ID", "aborted ID: REASON" or "unknown ID: REASON"; "error: TEXT" (exit 2).
  * "vote TXID": votes yes on a transaction it is no participant of (a liar); prints the answer.
+ * "outcome TXID": asks halod the outcome (halo_txn_outcome()); prints "committed ID", "aborted ID:
+ * REASON", "undecided ID", "unknown ID" or "error: TEXT".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -155,6 +157,20 @@ static int initiator(int argc, char **argv) {
     int r = halo_open(NULL, &cb, NULL, &h);
     if (r < 0)
         return fail("open", r);
+    if (strcmp(argv[1], "outcome") == 0) {
+        char *reason = NULL;
+        r = halo_txn_outcome(h, argv[2], &reason);
+        halo_close(h);
+        if (r == 0 || r == -ECANCELED || r == -EINPROGRESS || r == -HALO_EUNKNOWN)
+            printf("%s %s%s%s\n",
+                   r == 0              ? "committed"
+                   : r == -ECANCELED   ? "aborted"
+                   : r == -EINPROGRESS ? "undecided"
+                                       : "unknown",
+                   argv[2], reason ? ": " : "", reason ?: "");
+        free(reason);
+        return r == 0 || r == -ECANCELED || r == -EINPROGRESS || r == -HALO_EUNKNOWN ? 0 : fail("outcome", r);
+    }
     if (strcmp(argv[1], "vote") == 0) {
         r = halo_txn_vote(h, argv[2], 0, NULL);
         halo_close(h);
@@ -196,7 +212,8 @@ static int initiator(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc >= 3 && (strcmp(argv[1], "commit") == 0 || strcmp(argv[1], "vote") == 0))
+    if (argc >= 3 &&
+        (strcmp(argv[1], "commit") == 0 || strcmp(argv[1], "vote") == 0 || strcmp(argv[1], "outcome") == 0))
         return initiator(argc, argv);
     return participant();
 }

@@ -164,6 +164,7 @@ def test_bash_completion_offers_every_command_and_the_cluster_s_names(halod_fact
     assert set(complete("admin ")) == admin_operations()
     assert complete("admin lo") == ["lock", "lock-instantiation"]
     assert complete("--js") == ["--json"]
+    assert complete("txn f") == ["forget"]
     h = halod_factory(f"""
 service-groups:
   g:

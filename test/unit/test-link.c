@@ -1108,4 +1108,44 @@ TEST(validate_txn_messages) {
     ASSERT_EQ(link_validate(&m), -EBADMSG);
     v.txn_id = (char *)"n1\n.1";
     ASSERT_EQ(link_validate(&m), -EBADMSG);
+
+    /* The outcome query and haloctl txn TXID, forget TXID: a txid is longer than a name may be. */
+    Halo__Link__TxnQuery q = HALO__LINK__TXN_QUERY__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_TXN_QUERY;
+    m.txn_query = &q;
+    q.txn_id = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    memset(id, 'x', LINK_TXN_ID_MAX);
+    id[LINK_TXN_ID_MAX] = '\0';
+    q.txn_id = id;
+    ASSERT_EQ(link_validate(&m), 0);
+    Halo__Link__Admin a = HALO__LINK__ADMIN__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_ADMIN;
+    m.admin = &a;
+    a.op = HALO__LINK__ADMIN__OP__TXN_SHOW;
+    a.target = id;
+    ASSERT_EQ(link_validate(&m), 0);
+    a.op = HALO__LINK__ADMIN__OP__TXN_ABORT;
+    ASSERT_EQ(link_validate(&m), 0);
+    a.op = HALO__LINK__ADMIN__OP__TXN_FORGET;
+    a.target = (char *)"n1.1\n";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    a.target = (char *)"";
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    a.op = HALO__LINK__ADMIN__OP__TXN_LIST;
+    ASSERT_EQ(link_validate(&m), 0);
+
+    static char reason[LINK_TXN_REASON_MAX + 2];
+    Halo__Link__Reply r = HALO__LINK__REPLY__INIT;
+    m.body_case = HALO__LINK__MSG__BODY_REPLY;
+    m.reply = &r;
+    r.txn_state = LINK_TXN_STATE_ABORTED;
+    memset(reason, 'r', LINK_TXN_REASON_MAX);
+    r.txn_reason = reason;
+    ASSERT_EQ(link_validate(&m), 0);
+    reason[LINK_TXN_REASON_MAX] = 'r';
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
+    reason[LINK_TXN_REASON_MAX] = '\0';
+    r.txn_state = LINK_TXN_STATE_ABORTED + 1;
+    ASSERT_EQ(link_validate(&m), -EBADMSG);
 }

@@ -210,11 +210,23 @@ int key_txn(char *buf, const char *prefix, const char *txid, const char *part, c
     return key_format(buf, "%s%s/%s/%s/%s", prefix, dir(KEY_TXN), txid, part, comp);
 }
 
+int key_txn_done(char *buf, const char *prefix, const char *txid) {
+    return key_format(buf, "%s%s/done/%s", prefix, dir(KEY_TXN), txid);
+}
+
 int key_txn_parse(const char *rest, size_t len, char *txid, char *part, char *comp) {
     char tail[STORE_KEY_MAX];
     int r = key_split_pair(rest, len, txid, tail);
     if (r < 0)
         return r;
+    if (streq(txid, "done")) {
+        if (strchr(tail, '/'))
+            return -EINVAL;
+        strcpy(txid, tail);
+        strcpy(part, "done");
+        *comp = '\0';
+        return 0;
+    }
     const char *slash = strchr(tail, '/');
     static const char *const parts[] = {KEY_TXN_PARTS};
     size_t n = slash ? (size_t)(slash - tail) : strlen(tail);

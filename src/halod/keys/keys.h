@@ -92,8 +92,12 @@ int key_names_split(const char *rest, size_t len, char *ctx, char *name, char *n
  * part is one of KEY_TXN_PARTS; comp NULL for the first three. */
 #define KEY_TXN_PARTS "record", "decision", "data", "vote", "ack"
 int key_txn(char *buf, const char *prefix, const char *txid, const char *part, const char *comp);
-/* What follows "txn/" in a key: the txid, the part and the comp ("" for record and decision),
- * into buffers of STORE_KEY_MAX bytes.  0, or -EINVAL for "<txid>/" or a malformed key. */
+/* A finished transaction's outcome, kept a while: txn/done/<txid> ("done" is no txid: every txid
+ * has a '.'). */
+int key_txn_done(char *buf, const char *prefix, const char *txid);
+/* What follows "txn/" in a key: the txid, the part and the comp ("" for record and decision; part
+ * "done" for txn/done/<txid>), into buffers of STORE_KEY_MAX bytes.  0, or -EINVAL for "<txid>/"
+ * or a malformed key. */
 int key_txn_parse(const char *rest, size_t len, char *txid, char *part, char *comp);
 
 /*

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Transactions across participants (txnsvc.h; docs/transactions.md has the protocol). */
 #define LOG_AREA LOG_AREA_SUPERVISOR
-#include "txnsvc.h"
+#include "txnsvc-internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -26,78 +26,15 @@
  * a store write that failed). */
 #define TXNSVC_TICK_MSEC 200
 
-enum vote {
-    VOTE_NONE,    /* not asked yet */
-    VOTE_PENDING, /* asked (a halod sent it the prepare) */
-    VOTE_YES,
-    VOTE_NO,   /* the component said no */
-    VOTE_LOST, /* it ended before it voted: no, but it may hold a prepared state, so it hears the abort */
-};
-
-static const char *const vote_table[] = {
+const char *const txn_vote_names[VOTE_COUNT] = {
     [VOTE_NONE] = "none", [VOTE_PENDING] = "pending", [VOTE_YES] = "yes", [VOTE_NO] = "no", [VOTE_LOST] = "lost",
-};
-
-struct part {
-    char comp[LINK_NAME_MAX + 1];
-    bool listed; /* named by the record */
-    enum vote vote;
-    char reason[LINK_TXN_REASON_MAX + 1];
-    bool acked;
-    void *data;
-    size_t data_len;
-    struct conn *prepared_on; /* the link this halod sent the prepare to */
-    struct conn *told_on;     /* the link this halod sent the outcome to */
-    bool writing;             /* a vote or an ack of this halod on its way to the store */
-};
-
-enum decision { DECISION_NONE, DECISION_COMMIT, DECISION_ABORT };
-
-struct txn {
-    LIST_FIELDS(struct txn, txns);
-    struct txnsvc *svc;
-    char id[LINK_TXN_ID_MAX + 1];
-    bool have_record, seen;
-    char coordinator[LINK_NAME_MAX + 1];
-    usec_t deadline; /* realtime */
-    size_t n_parts;
-    struct part parts[LINK_TXN_PARTS_MAX];
-    enum decision decision;
-    char reason[LINK_TXN_REASON_MAX + 1];
-    bool mine;           /* this halod began it: not an orphan of a restart */
-    bool writing_record; /* its record is on its way to the store */
-    bool deciding, deleting;
-    struct conn *initiator; /* told the decision, if still connected */
-    uint64_t initiator_seq;
-};
-
-struct txnsvc {
-    uv_loop_t *loop;
-    store *store;
-    struct amf *amf;
-    bool (*takes_over)(void *userdata, const char *node);
-    void *userdata;
-    char prefix[STORE_KEY_MAX];
-    char node[LINK_NAME_MAX + 1];
-    char hold[16];
-    struct store_follow *follow;
-    bool loaded;
-    uv_timer_t *tick;
-    uint64_t last_id;
-    size_t n_txns;
-    /* Writes whose callback has not run: a txnsvc_free() meanwhile leaves the last to free it
-     * (store_free() runs them after the services are gone). */
-    size_t n_writes;
-    LIST_HEAD(struct write) writes;
-    bool freed;
-    LIST_HEAD(struct txn) txns;
 };
 
 static void step(struct txn *t);
 
 /* ---- memory ----------------------------------------------------------------- */
 
-static struct txn *find_txn(struct txnsvc *s, const char *id) {
+struct txn *txn_find(struct txnsvc *s, const char *id) {
     struct txn *t;
     LIST_FOREACH (txns, t, &s->txns)
         if (streq(t->id, id))
@@ -184,9 +121,9 @@ static void apply_record(struct txn *t, const char *value, size_t len) {
 }
 
 static void apply_vote(struct part *p, const char *value, size_t len) {
-    for (size_t v = VOTE_PENDING; v < ELEMENTSOF(vote_table); v++) {
-        size_t n = strlen(vote_table[v]);
-        if (len >= n && memcmp(value, vote_table[v], n) == 0 && (len == n || value[n] == ':')) {
+    for (size_t v = VOTE_PENDING; v < VOTE_COUNT; v++) {
+        size_t n = strlen(txn_vote_names[v]);
+        if (len >= n && memcmp(value, txn_vote_names[v], n) == 0 && (len == n || value[n] == ':')) {
             p->vote = (enum vote)v;
             copy_reason(p->reason, value + MIN(n + 1, len), len - MIN(n + 1, len));
             return;
@@ -218,7 +155,11 @@ static void apply_kv(struct txnsvc *s, const store_kv *kv, bool deleted) {
     char id[STORE_KEY_MAX], part[STORE_KEY_MAX], comp[STORE_KEY_MAX];
     if (key_parse(s->prefix, kv->key, kv->key_len, &rest, &n) != KEY_TXN || key_txn_parse(rest, n, id, part, comp) < 0)
         return;
-    struct txn *t = find_txn(s, id);
+    if (streq(part, "done")) {
+        txn_done_apply(s, id, deleted ? NULL : kv->value, kv->value_len);
+        return;
+    }
+    struct txn *t = txn_find(s, id);
     if (deleted) {
         /* The coordinator deletes a finished transaction whole: its record goes with it. */
         if (t && streq(part, "record") && !t->writing_record)
@@ -251,6 +192,7 @@ static void on_loaded(struct store_follow *f, const store_result *r, void *userd
     struct txn *t, *next;
     LIST_FOREACH (txns, t, &s->txns)
         t->seen = false;
+    txn_done_clear(s);
     for (size_t i = 0; i < r->n_kvs; i++)
         apply_kv(s, &r->kvs[i], false);
     /* A reload after the history was lost: what is not there any more was finished meanwhile. */
@@ -275,30 +217,22 @@ static const struct store_follow_ops follow_ops = {.loaded = on_loaded, .changed
 
 /* ---- writes ------------------------------------------------------------------ */
 
-/* A store write that names its transaction by id, so that the callback finds it or its absence. */
-struct write {
-    LIST_FIELDS(struct write, writes);
-    struct txnsvc *svc;
-    char id[LINK_TXN_ID_MAX + 1];
-    char comp[LINK_NAME_MAX + 1];
-    struct conn *conn; /* to answer; NULL once it closed (txnsvc_conn_closed()) */
-    uint64_t seq;
-    int kind;
-};
-
-enum { WRITE_VOTE, WRITE_ACK, WRITE_DECISION, WRITE_DELETE, WRITE_PENDING };
-
-static struct write *write_new(struct txn *t, int kind, const char *comp, struct conn *c, uint64_t seq) {
+struct write *txn_write_new(struct txnsvc *s, const char *id, int kind, const char *comp, struct conn *c,
+                            uint64_t seq) {
     struct write *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
-    *w = (struct write){.svc = t->svc, .conn = c, .seq = seq, .kind = kind};
-    strcpy(w->id, t->id);
+    *w = (struct write){.svc = s, .conn = c, .seq = seq, .kind = kind};
+    strcpy(w->id, id);
     if (comp)
         strcpy(w->comp, comp);
-    t->svc->n_writes++;
-    LIST_PREPEND(writes, &t->svc->writes, w);
+    s->n_writes++;
+    LIST_PREPEND(writes, &s->writes, w);
     return w;
+}
+
+static struct write *write_new(struct txn *t, int kind, const char *comp, struct conn *c, uint64_t seq) {
+    return txn_write_new(t->svc, t->id, kind, comp, c, seq);
 }
 
 /* w's callback ran (or w was never sent): whether the service is gone, and nothing must be done. */
@@ -313,28 +247,31 @@ static bool write_end(struct write *w) {
     return true;
 }
 
-static void write_cancel(struct write *w) {
+void txn_write_cancel(struct write *w) {
     if (w)
         (void)write_end(w);
     free(w);
 }
 
-static void on_written(store *st, int error, const store_result *r, void *userdata) {
+void txn_on_written(store *st, int error, const store_result *r, void *userdata) {
     (void)st;
     _cleanup_free_ struct write *w = userdata;
     if (write_end(w))
         return;
-    struct txn *t = find_txn(w->svc, w->id);
+    struct txn *t = txn_find(w->svc, w->id);
     struct part *p = t && *w->comp ? find_part(t, w->comp, false) : NULL;
     if (p)
         p->writing = false;
     if (t && w->kind == WRITE_DECISION)
         t->deciding = false;
-    if (t && w->kind == WRITE_DELETE)
+    if (t && (w->kind == WRITE_DELETE || w->kind == WRITE_FINISH))
         t->deleting = false;
+    struct txn_done *d = w->kind == WRITE_PRUNE ? txn_done_find(w->svc, w->id) : NULL;
+    if (d)
+        d->deleting = false;
     if (error < 0)
         log_warning_errno(error, "Transaction %s: a write to the store failed (tried again): %m", w->id);
-    bool ok = error >= 0 && (w->kind == WRITE_DELETE || r->succeeded);
+    bool ok = error >= 0 && (w->kind == WRITE_DELETE || w->kind == WRITE_PRUNE || r->succeeded);
     if (w->kind == WRITE_PENDING && p && ok && p->prepared_on == w->conn && w->conn) {
         Halo__Link__TxnPrepare tp = HALO__LINK__TXN_PREPARE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
@@ -352,6 +289,10 @@ static void on_written(store *st, int error, const store_result *r, void *userda
         p->prepared_on = NULL; /* sent again at the next tick */
     if ((w->kind == WRITE_VOTE || w->kind == WRITE_ACK) && w->conn)
         (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EBADSTATE, NULL);
+    if (w->kind == WRITE_FINISH && w->conn) /* not decided any more: finished meanwhile */
+        (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EUNKNOWN, NULL);
+    if (w->kind == WRITE_DECISION && w->conn) /* decided meanwhile */
+        (void)server_conn_reply(w->conn, w->seq, error < 0 ? error : ok ? 0 : -HALO_EBADSTATE, NULL);
 }
 
 /* One put of the txn's key part/comp, if cmp holds (cmp NULL: always). */
@@ -360,14 +301,14 @@ static int put(struct txn *t, struct write *w, const char *part, const char *com
     char key[STORE_KEY_MAX];
     int r = key_txn(key, t->svc->prefix, t->id, part, comp);
     if (r < 0 || !w) {
-        write_cancel(w);
+        txn_write_cancel(w);
         return r < 0 ? r : -ENOMEM;
     }
     store_op op = {.type = STORE_OP_PUT, .key = key, .key_len = (size_t)r, .value = value, .value_len = strlen(value)};
     store_txn tx = {.compares = cmp, .n_compares = cmp ? 1 : 0, .success = &op, .n_success = 1};
-    r = store_transaction(t->svc->store, &tx, on_written, w);
+    r = store_transaction(t->svc->store, &tx, txn_on_written, w);
     if (r < 0)
-        write_cancel(w);
+        txn_write_cancel(w);
     return r;
 }
 
@@ -396,15 +337,34 @@ static int write_vote(struct txn *t, struct part *p, const char *vote, const cha
 }
 
 /* The decision, once: whoever writes it first wins (compare-and-swap on its absence). */
-static void decide(struct txn *t, bool commit, const char *reason) {
+static int decide_for(struct txn *t, bool commit, const char *reason, struct conn *c, uint64_t seq) {
     char key[STORE_KEY_MAX], value[LINK_TXN_REASON_MAX + 16];
     snprintf(value, sizeof(value), "%s%s", commit ? "commit" : "abort:", commit ? "" : reason);
     store_compare cmp = compare_key(t, key, "decision", NULL, NULL);
-    if (put(t, write_new(t, WRITE_DECISION, NULL, NULL, 0), "decision", NULL, value, &cmp) >= 0) {
+    int r = put(t, write_new(t, WRITE_DECISION, NULL, c, seq), "decision", NULL, value, &cmp);
+    if (r >= 0) {
         t->deciding = true;
         log_info("Transaction %s: %s%s%s", t->id, commit ? "commit" : "abort", commit ? "" : ": ",
                  commit ? "" : reason);
     }
+    return r;
+}
+
+static void decide(struct txn *t, bool commit, const char *reason) {
+    (void)decide_for(t, commit, reason, NULL, 0);
+}
+
+void txnsvc_abort(struct txnsvc *s, struct conn *c, uint64_t seq, const char *txid) {
+    struct txn *t = txn_find(s, txid);
+    int r = !s->loaded ? -HALO_ETRYAGAIN : !t || !t->have_record ? -HALO_EUNKNOWN : 0;
+    if (r >= 0 && (t->decision != DECISION_NONE || t->deciding))
+        r = -HALO_EBADSTATE; /* decided: haloctl txn forget, if a participant is gone for good */
+    if (r >= 0) {
+        log_notice("Transaction %s aborted by %s", t->id, server_conn_name(c));
+        r = decide_for(t, false, "aborted by an operator", c, seq);
+    }
+    if (r < 0)
+        (void)server_conn_reply(c, seq, r, NULL);
 }
 
 /* ---- the steps ---------------------------------------------------------------- */
@@ -417,7 +377,7 @@ static void prepare(struct txn *t, struct part *p, struct conn *c) {
     if (p->vote == VOTE_PENDING) { /* asked before, by a halod gone since or on a link gone since */
         struct write *w = write_new(t, WRITE_PENDING, p->comp, c, 0);
         if (w)
-            on_written(t->svc->store, 0, &(store_result){.succeeded = true}, w);
+            txn_on_written(t->svc->store, 0, &(store_result){.succeeded = true}, w);
         return;
     }
     store_compare cmp = compare_key(t, key, "vote", p->comp, NULL);
@@ -427,8 +387,7 @@ static void prepare(struct txn *t, struct part *p, struct conn *c) {
         p->writing = true;
 }
 
-/* Whether p must hear the decision (and acknowledge it). */
-static bool needs_outcome(const struct txn *t, const struct part *p) {
+bool txn_needs_outcome(const struct txn *t, const struct part *p) {
     return t->decision == DECISION_COMMIT || p->vote == VOTE_YES || p->vote == VOTE_PENDING || p->vote == VOTE_LOST;
 }
 
@@ -457,7 +416,7 @@ static void step_participants(struct txn *t) {
         if (t->decision == DECISION_NONE && (p->vote == VOTE_NONE || p->vote == VOTE_PENDING) && p->prepared_on != c &&
             !held(s, "record"))
             prepare(t, p, c);
-        else if (t->decision != DECISION_NONE && needs_outcome(t, p) && !p->acked && p->told_on != c &&
+        else if (t->decision != DECISION_NONE && txn_needs_outcome(t, p) && !p->acked && p->told_on != c &&
                  !held(s, "decision"))
             tell_outcome(t, p, c);
     }
@@ -507,22 +466,15 @@ static void step_coordinator(struct txn *t) {
         }
         return;
     }
-    if (t->decision == DECISION_NONE)
+    if (t->decision == DECISION_NONE || held(s, "decision"))
         return;
-    if (t->initiator && !held(s, "decision"))
+    if (t->initiator)
         tell_initiator(t);
     for (size_t i = 0; i < t->n_parts; i++)
-        if (t->parts[i].listed && needs_outcome(t, &t->parts[i]) && !t->parts[i].acked)
+        if (t->parts[i].listed && txn_needs_outcome(t, &t->parts[i]) && !t->parts[i].acked)
             return;
-    if (t->deleting)
+    if (t->deleting || txn_finish(t, NULL, NULL, 0) < 0)
         return;
-    char key[STORE_KEY_MAX];
-    struct write *w = write_new(t, WRITE_DELETE, NULL, NULL, 0);
-    if (!w || key_txn(key, s->prefix, t->id, NULL, NULL) < 0 || store_delete_prefix(s->store, key, on_written, w) < 0) {
-        write_cancel(w);
-        return;
-    }
-    t->deleting = true;
     log_info("Transaction %s: %s by every participant", t->id,
              t->decision == DECISION_COMMIT ? "committed" : "rolled back");
 }
@@ -540,8 +492,10 @@ static void step(struct txn *t) {
 
 static void on_tick(uv_timer_t *timer) {
     struct txnsvc *s = timer->data;
-    if (s->loaded)
-        step_all(s);
+    if (!s->loaded)
+        return;
+    step_all(s);
+    txn_done_prune(s);
 }
 
 /* ---- the link ------------------------------------------------------------------ */
@@ -551,7 +505,7 @@ static void on_record_written(store *st, int error, const store_result *r, void 
     _cleanup_free_ struct write *w = userdata;
     if (write_end(w))
         return;
-    struct txn *t = find_txn(w->svc, w->id);
+    struct txn *t = txn_find(w->svc, w->id);
     if (!t)
         return;
     t->writing_record = false;
@@ -612,7 +566,7 @@ static int write_record(struct txn *t, const Halo__Link__TxnCommit *c) {
         return -ENOMEM;
     int r = store_transaction(s->store, &tx, on_record_written, w);
     if (r < 0)
-        write_cancel(w);
+        txn_write_cancel(w);
     return r;
 }
 
@@ -659,7 +613,7 @@ static void commit(struct txnsvc *s, struct conn *conn, const Halo__Link__TxnCom
 /* The part of txn_id that the component registered on conn is, or NULL and the error in *ret. */
 static struct part *caller_part(struct txnsvc *s, struct conn *conn, const char *txn_id, struct txn **ret_t, int *ret) {
     struct comp *comp = amf_comp_by_conn(s->amf, conn);
-    struct txn *t = find_txn(s, txn_id);
+    struct txn *t = txn_find(s, txn_id);
     struct part *p = t && comp ? find_part(t, comp->name, false) : NULL;
     *ret = !comp ? -HALO_ENOTREG : !t ? -HALO_EUNKNOWN : !p || !p->listed ? -EPERM : 0;
     if (*ret == -EPERM || *ret == -HALO_ENOTREG)
@@ -711,6 +665,9 @@ bool txnsvc_handle_msg(struct txnsvc *s, struct conn *c, const LinkMsg *msg) {
     case HALO__LINK__MSG__BODY_TXN_ACK:
         ack(s, c, msg->txn_ack);
         return true;
+    case HALO__LINK__MSG__BODY_TXN_QUERY:
+        txn_query(s, c, msg->txn_query);
+        return true;
     default:
         return false;
     }
@@ -742,35 +699,7 @@ void txnsvc_conn_closed(struct txnsvc *s, struct conn *c) {
     }
 }
 
-/* ---- inspection and life ----------------------------------------------------------- */
-
-static const char *state_of(const struct txn *t) {
-    if (t->decision == DECISION_COMMIT)
-        return "committing";
-    if (t->decision == DECISION_ABORT)
-        return "aborting";
-    return "preparing";
-}
-
-char *txnsvc_json(const struct txnsvc *s) {
-    json_t *a = json_array();
-    struct txn *t;
-    LIST_FOREACH (txns, t, &s->txns) {
-        if (!t->have_record)
-            continue;
-        json_t *parts = json_array();
-        for (size_t i = 0; i < t->n_parts; i++)
-            if (t->parts[i].listed)
-                (void)json_array_append_new(parts, json_pack("{s:s, s:s, s:b}", "comp", t->parts[i].comp, "vote",
-                                                             vote_table[t->parts[i].vote], "acked", t->parts[i].acked));
-        (void)json_array_append_new(a,
-                                    json_pack("{s:s, s:s, s:s, s:o, s:s}", "id", t->id, "coordinator", t->coordinator,
-                                              "state", state_of(t), "participants", parts, "reason", t->reason));
-    }
-    char *json = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    json_decref(a);
-    return json;
-}
+/* ---- life ---------------------------------------------------------------------- */
 
 int txnsvc_new(const struct txnsvc_params *p, struct txnsvc **ret) {
     _cleanup_free_ struct txnsvc *s = calloc(1, sizeof(*s));
@@ -785,6 +714,11 @@ int txnsvc_new(const struct txnsvc_params *p, struct txnsvc **ret) {
         snprintf(s->hold, sizeof(s->hold), "%s", hold);
         log_warning("%s=%s: transactions stop after that step (for tests only)", TXNSVC_HOLD_ENV, s->hold);
     }
+    const char *keep = getenv(TXNSVC_KEEP_ENV);
+    s->keep = (usec_t)(keep && *keep ? strtoul(keep, NULL, 10) : TXNSVC_KEEP_MSEC) * USEC_PER_MSEC;
+    if (keep && *keep)
+        log_warning("%s=%s: finished transactions' outcomes are kept that long (for tests only)", TXNSVC_KEEP_ENV,
+                    keep);
     char dir[STORE_KEY_MAX];
     int r = key_dir(dir, s->prefix, KEY_TXN);
     if (r < 0)
@@ -813,6 +747,7 @@ struct txnsvc *txnsvc_free(struct txnsvc *s) {
     struct txn *t;
     while ((t = LIST_POP(txns, &s->txns)))
         free_txn_data(t);
+    txn_done_clear(s);
     s->freed = true;
     if (s->n_writes == 0)
         free(s);

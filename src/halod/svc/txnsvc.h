@@ -26,6 +26,12 @@ struct txnsvc;
 #define TXNSVC_TIMEOUT_DEFAULT_MSEC 10000
 #define TXNSVC_TIMEOUT_MIN_MSEC 100
 #define TXNSVC_TIMEOUT_MAX_MSEC (10 * 60 * 1000)
+/* How long a finished transaction's outcome is kept in the store for halo_txn_outcome() and
+ * haloctl txn TXID, and how many at most (past it the oldest go first). */
+#define TXNSVC_KEEP_MSEC (60 * 60 * 1000)
+#define TXNSVC_KEEP_MAX 4096
+/* For the tests alone: the outcomes are kept this many milliseconds instead. */
+#define TXNSVC_KEEP_ENV "HALO_TEST_TXN_KEEP_MSEC"
 /* For the tests alone (docs/transactions.md): "record", "votes" or "decision" stops this halod's
  * transactions after that step, so that a test kills it there. */
 #define TXNSVC_HOLD_ENV "HALO_TEST_TXN_HOLD"
@@ -51,3 +57,12 @@ bool txnsvc_handle_msg(struct txnsvc *s, struct conn *c, const LinkMsg *msg);
 void txnsvc_conn_closed(struct txnsvc *s, struct conn *c);
 /* [{"id","coordinator","state","participants":[{"comp","vote","acked"}],"reason"}], or NULL. */
 char *txnsvc_json(const struct txnsvc *s);
+/* One transaction: in flight as above, or finished {"id","coordinator","state" ("committed" or
+ * "aborted"),"reason","finished","unacked"?}.  0, -HALO_EUNKNOWN, -ENOMEM. */
+int txnsvc_show_json(struct txnsvc *s, const char *txid, char **ret);
+/* haloctl txn forget: finishes a decided transaction without the acknowledgements still missing
+ * (participants whose node is gone for good); c answered (seq) once written. */
+void txnsvc_forget(struct txnsvc *s, struct conn *c, uint64_t seq, const char *txid);
+/* haloctl txn abort: decides an undecided transaction abort, as a no vote would; c answered
+ * (seq) once written (-HALO_EBADSTATE: decided already). */
+void txnsvc_abort(struct txnsvc *s, struct conn *c, uint64_t seq, const char *txid);
