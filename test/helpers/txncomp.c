@@ -177,10 +177,17 @@ static int initiator(int argc, char **argv) {
         return r < 0 ? fail("vote", r) : (printf("voted\n"), 0);
     }
     r = halo_txn_begin(h, &t);
+    if (r < 0) {
+        halo_close(h);
+        return fail("begin", r);
+    }
     for (int i = 3; r >= 0 && i < argc; i++) {
         char *eq = strchr(argv[i], '=');
-        if (!eq)
+        if (!eq) {
+            halo_txn_free(t); /* freed on every way out: a leak would fail a sanitizer run at exit */
+            halo_close(h);
             return fail("usage", -EINVAL);
+        }
         *eq = '\0';
         size_t len = eq[1] == '@' ? strtoul(eq + 2, NULL, 10) : strlen(eq + 1);
         char *data = eq[1] == '@' ? calloc(1, len + 1) : strdup(eq + 1);
@@ -189,11 +196,16 @@ static int initiator(int argc, char **argv) {
         r = data ? halo_txn_add(t, argv[i], data, len) : -ENOMEM;
         free(data);
     }
-    if (r < 0)
+    if (r < 0) {
+        halo_txn_free(t);
+        halo_close(h);
         return fail("add", r);
-    r = halo_txn_commit(t, (unsigned)atoi(argv[2]), done, NULL, &txid);
-    if (r < 0)
+    }
+    r = halo_txn_commit(t, (unsigned)atoi(argv[2]), done, NULL, &txid); /* frees t */
+    if (r < 0) {
+        halo_close(h);
         return fail("commit", r);
+    }
     printf("txid %s\n", txid);
     fflush(stdout);
     while (!finished) {
