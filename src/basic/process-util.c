@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -142,12 +140,10 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         rl.rlim_cur = MIN((rlim_t)o->nofile_soft, rl.rlim_max);
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
-    /* Groups first, while we may still change them; the workdir is entered as the user.  Raw
-     * syscalls: in a child sharing the parent's memory (spawn_child()), glibc's setuid() would
-     * take the parent's threads for its own and change their ids too. */
-    if (o->set_gid && (syscall(SYS_setgroups, o->n_groups, o->groups) < 0 || syscall(SYS_setgid, o->gid) < 0))
+    /* Groups first, while we may still change them; the workdir is entered as the user. */
+    if (o->set_gid && (setgroups(o->n_groups, o->groups) < 0 || setgid(o->gid) < 0))
         child_fail(errfd, errno, 126);
-    if (o->set_uid && syscall(SYS_setuid, o->uid) < 0)
+    if (o->set_uid && setuid(o->uid) < 0)
         child_fail(errfd, errno, 126);
     if (o->workdir && chdir(o->workdir) < 0)
         child_fail(errfd, errno, 126);
@@ -157,53 +153,6 @@ static _Noreturn void child_exec(const struct process_spawn_options *o, char **e
         child_fail(errfd, ESRCH, 127);
     execve(o->path, o->argv, envp);
     child_fail(errfd, errno, 127);
-}
-
-struct child_args {
-    const struct process_spawn_options *o;
-    char **envp;
-    int errfd;
-    pid_t parent;
-};
-
-static int child_main(void *userdata) {
-    struct child_args *a = userdata;
-    child_exec(a->o, a->envp, a->errfd, a->parent);
-}
-
-/* The child's stack while it shares our memory: it sets itself up and execs, in far less. */
-#define CHILD_STACK_SIZE (256 * 1024)
-
-/*
- * A new process that runs child_exec(): fork()'s pid, or -1 and errno.  It
- * shares our memory until it execs (CLONE_VM) while this thread waits
- * (CLONE_VFORK), as posix_spawn(3) does, which cannot do all child_exec()
- * does: fork() copies the page tables of a halod with hundreds of components
- * first, milliseconds a spawn on a virtual machine, and a restart of them all
- * kept the event loop from its clients for seconds (their hellos timed out,
- * and they were restarted again).  The child writes only its own stack and
- * the kernel's state.  Under AddressSanitizer, which does not follow a child
- * on its own stack in our memory, and where the flags are refused (valgrind),
- * fork().
- */
-static pid_t spawn_child(const struct process_spawn_options *o, char **envp, int errfd, pid_t parent) {
-#ifndef __SANITIZE_ADDRESS__
-    struct child_args a = {.o = o, .envp = envp, .errfd = errfd, .parent = parent};
-    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack != MAP_FAILED) {
-        pid_t pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-        int e = errno;
-        (void)munmap(stack, CHILD_STACK_SIZE); /* the child has exec'd or exited: done with it */
-        if (pid >= 0 || (e != EINVAL && e != ENOSYS && e != EPERM)) {
-            errno = e;
-            return pid;
-        }
-    }
-#endif
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(o, envp, errfd, parent);
-    return pid;
 }
 
 int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
@@ -230,8 +179,10 @@ int process_spawn(const struct process_spawn_options *o, pid_t *ret_pid) {
     sigfillset(&all);
     (void)pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid_t parent = getpid();
-    pid_t pid = spawn_child(o, envp, errfd_write, parent);
+    pid_t pid = fork();
     int fork_errno = errno;
+    if (pid == 0)
+        child_exec(o, envp, errfd_write, parent);
     (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
     safe_close(errfd_write);
     if (pid < 0)
