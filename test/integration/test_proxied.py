@@ -159,7 +159,8 @@ def test_the_proxy_reports_an_error_of_its_proxied_component(halod_factory, tmp_
     wait_for(lambda: h.su("px-a").get("last_failure") ==
              "su-failover: component 'px-a' reported an error (recommended recovery: su-failover)",
              what="px-a failed")
-    assert ["ERROR_REPORT", "0"] in kinds(log, "proxy-a")
+    # The proxy logs its report's answer once halo_error_report() returned: after halod acted on it.
+    wait_for(lambda: ["ERROR_REPORT", "0"] in kinds(log, "proxy-a"), what="the proxy's report answered 0")
     assert h.wait_assigned("px") == ("px-b", "px-a")
     assert "PROXIED_CLEANUP" in [e[0] for e in kinds(log, "px-a")]
     assert h.su("px-b").get("last_failure") is None
