@@ -344,16 +344,19 @@ static void on_sg_changed(void *userdata, struct sg *sg) {
             cluster_sync__publish_sustate(s, &sg->sus[u], false);
 }
 
-/* Whether every process of this node's failed units is gone. */
+/* Whether every process and OCF resource of this node's failed units is gone. */
 static bool local_fenced(struct cluster_sync *s) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             struct su *su = &sgs[g].sus[u];
-            for (size_t i = 0; su->local && su->failing && i < su->n_comps; i++)
-                if (su->comps[i].proc && !proc_has_exited(su->comps[i].proc))
+            for (size_t i = 0; su->local && su->failing && i < su->n_comps; i++) {
+                const struct comp *c = &su->comps[i];
+                /* An OCF resource is gone once its agent's stop succeeded (ocf.up), not with a process. */
+                if ((c->proc && !proc_has_exited(c->proc)) || c->ocf.up || (c->helper && !proc_has_exited(c->helper)))
                     return false;
+            }
         }
     return true;
 }
