@@ -47,6 +47,13 @@ ONE_WORKER = {"test_packaging.py": "meson-install", "test_python_install.py": "m
 # with 1 s leases (Chromium's start loads the machine). Each failed twice in five runs beside
 # another worker on a loaded machine, never alone.
 ALONE = {"test_examples.py", "test_haloctl_demo_ports.py", "test_ui.py"}
+# Tests alone for the same reason: what they check is timing around an etcd member stopped or
+# killed under halods with short leases. Beside another worker's etcd clusters on this machine
+# they failed in three CI runs of four on 2026-12-07 (the cluster not settled in 20 s, a node
+# fenced), and passed every time alone.
+ALONE_TESTS = {"test_one_etcd_member_killed_changes_nothing_and_failover_still_works",
+               "test_stopped_etcd_follower_neither_fences_nor_freezes_the_cluster",
+               "test_a_node_that_fenced_itself_rejoins_only_once_its_resource_is_stopped"}
 
 
 def pytest_configure(config):
@@ -58,5 +65,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         name = os.path.basename(str(item.fspath))
         item.add_marker(pytest.mark.xdist_group(ONE_WORKER.get(name, name)))
-        if name in ALONE:
+        if name in ALONE or item.originalname in ALONE_TESTS:
             item.add_marker(pytest.mark.alone)
