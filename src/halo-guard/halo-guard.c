@@ -10,13 +10,16 @@
  * stopped nothing would.  So, on several nodes, halod starts one guard beside
  * each such ACTIVE component, in a session of its own (it outlives halod):
  *
- *   halo-guard --lease FILE [--while FILE] [--pid PID --start-time TICKS] [--pidfile PATH] [-- STOP-COMMAND...]
+ *   halo-guard --lease FILE [--while FILE] [--pid PID --start-time TICKS] [--pidfile PATH]
+ *              [--stop-timeout MSEC] [-- STOP-COMMAND...]
  *
  * It watches the lease file (one uint64_t: the CLOCK_MONOTONIC deadline in
  * microseconds, 0 for none; io/lease-file.h) and sleeps until the deadline.
  * If it has not moved by then, the node's lease may have run out: it kills
  * the process group of PID (and of the pidfile's process) with SIGKILL and
- * runs STOP-COMMAND (an OCF agent's stop), then exits 3.  It exits 0 on
+ * runs STOP-COMMAND (an OCF agent's stop; killed if it outlasts MSEC, 20 s
+ * unless given: the other nodes wait that long before they take it over),
+ * then exits 3.  It exits 0 on
  * SIGTERM or SIGINT, when the --while file is removed (halod stopped the
  * component: every guard of it ends, a previous halod's included), and when
  * PID ends if there is neither a pidfile nor a stop command to see to.  A deadline of 0 means halod fenced the node
@@ -48,12 +51,13 @@
 #include "process-util.h"
 
 #define IDLE_CHECK_USEC (200 * 1000ULL) /* while no deadline runs */
-#define STOP_TIMEOUT_SEC 20             /* the stop command's, as an OCF stop's default */
+#define STOP_TIMEOUT_MSEC 20000         /* the stop command's, unless given: an OCF stop's default */
 
 static const char *arg_lease, *arg_pidfile, *arg_while;
 static pid_t arg_pid;
 static uint64_t arg_start_time;
 static char **arg_stop;
+static uint64_t arg_stop_timeout_msec = STOP_TIMEOUT_MSEC;
 
 static uint64_t now_usec(void) {
     struct timespec ts;
@@ -91,7 +95,7 @@ static void kill_group_of(pid_t pid) {
         (void)kill(pid, SIGKILL);
 }
 
-/* Runs the stop command, waiting for it at most STOP_TIMEOUT_SEC (then SIGKILL). */
+/* Runs the stop command, waiting for it (through a pidfd) at most arg_stop_timeout_msec, then SIGKILL. */
 static void run_stop(void) {
     pid_t p = fork();
     if (p == 0) {
@@ -105,18 +109,29 @@ static void run_stop(void) {
         fprintf(stderr, "halo-guard: cannot run '%s': %s\n", arg_stop[0], strerror(errno));
         return;
     }
-    for (int i = 0; i < STOP_TIMEOUT_SEC * 10; i++) {
-        int st;
+    int pfd = process_pidfd_open(p), st;
+    uint64_t end = now_usec() + arg_stop_timeout_msec * 1000;
+    for (;;) {
         if (waitpid(p, &st, WNOHANG) == p) {
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
                 fprintf(stderr, "halo-guard: '%s' failed (status 0x%x)\n", arg_stop[0], (unsigned)st);
-            return;
+            break;
         }
-        usleep(100 * 1000);
+        uint64_t now = now_usec();
+        if (now >= end) {
+            fprintf(stderr, "halo-guard: '%s' took more than %llu ms: killed\n", arg_stop[0],
+                    (unsigned long long)arg_stop_timeout_msec);
+            kill(p, SIGKILL);
+            (void)waitpid(p, NULL, 0);
+            break;
+        }
+        /* Its end wakes the poll; without a pidfd, look again every 100 ms. */
+        struct pollfd q = {.fd = pfd, .events = POLLIN};
+        uint64_t left_ms = (end - now + 999) / 1000; /* at most a day: fits */
+        (void)poll(&q, pfd >= 0 ? 1 : 0, (int)(pfd < 0 && left_ms > 100 ? 100 : left_ms));
     }
-    fprintf(stderr, "halo-guard: '%s' took more than %d s: killed\n", arg_stop[0], STOP_TIMEOUT_SEC);
-    kill(p, SIGKILL);
-    (void)waitpid(p, NULL, 0);
+    if (pfd >= 0)
+        close(pfd);
 }
 
 /* Reads the inotify events: whether the --while file (named name) went. */
@@ -150,10 +165,13 @@ static int fence(uint64_t deadline) {
 }
 
 static int parse(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"lease", required_argument, NULL, 'l'},      {"pid", required_argument, NULL, 'p'},
-        {"start-time", required_argument, NULL, 't'}, {"pidfile", required_argument, NULL, 'f'},
-        {"while", required_argument, NULL, 'w'},      {}};
+    static const struct option opts[] = {{"lease", required_argument, NULL, 'l'},
+                                         {"pid", required_argument, NULL, 'p'},
+                                         {"start-time", required_argument, NULL, 't'},
+                                         {"pidfile", required_argument, NULL, 'f'},
+                                         {"while", required_argument, NULL, 'w'},
+                                         {"stop-timeout", required_argument, NULL, 's'},
+                                         {}};
     uint64_t v;
     int c;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) >= 0)
@@ -177,6 +195,11 @@ static int parse(int argc, char **argv) {
         case 'w':
             arg_while = optarg;
             break;
+        case 's':
+            if (parse_u64_range(optarg, 1, 24 * 3600 * 1000ULL, &v) < 0)
+                return -EINVAL;
+            arg_stop_timeout_msec = v;
+            break;
         default:
             return -EINVAL;
         }
@@ -191,7 +214,7 @@ static int parse(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (parse(argc, argv) < 0) {
         fprintf(stderr, "usage: halo-guard --lease FILE [--while /ABSOLUTE/FILE] [--pid PID --start-time TICKS] "
-                        "[--pidfile PATH] [-- /ABSOLUTE/STOP-COMMAND ARGS...]\n");
+                        "[--pidfile PATH] [--stop-timeout MSEC] [-- /ABSOLUTE/STOP-COMMAND ARGS...]\n");
         return 2;
     }
     /* The signals halod stops it with, and its own children's end, come through a descriptor. */

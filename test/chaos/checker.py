@@ -55,20 +55,14 @@ ETCD_SETTLE = 1.0
 WATCH_SLACK = 0.002
 
 # Known gaps (docs/design.md, "Known gaps"): violations that come from a limit halo
-# documents, reported apart ("KNOWN GAP", not counted; --strict counts them).
+# documents, reported apart ("KNOWN GAP", not counted; --strict counts them).  None today.
 # unfenced-nsa (a non-SA-aware copy outliving its killed or stopped halod's lease) was one
 # until halo-guard fenced such components (docs/design.md, "The lease's fence of non-SA-aware
-# and OCF components"); it is an overlap like any other now.  That fence has one documented
-# bound: a cut-off node's halo-guard runs an OCF agent's stop at the lease deadline, 150 ms
-# before a peer may promote its unit, and "a guard's stop command must finish within that
-# slack to keep two ACTIVEs from overlapping".  An OCF overlap whose earlier resource was
-# stopped by its guard, the stop begun before the other resource's start, is that limit
-# (the agent's stop took longer than the slack); a stop begun later (the guard late, or
-# none) is a violation.
-KNOWN_GAPS = {
-    "ocf-guard-stop": "docs/design.md, \"The lease's fence of non-SA-aware and OCF components\": the guard's "
-                      "stop began in time, the agent's stop outlasted the 150 ms slack",
-}
+# and OCF components"); ocf-guard-stop (a cut-off node's guard began the agent's stop at the
+# lease deadline, and the stop outlasted the 150 ms before a peer promoted) was one until the
+# peers waited the agent's stop timeout after a lease end (cluster-fence.c).  Both are
+# overlaps like any other now.
+KNOWN_GAPS = {}
 
 # Sampling step of the gap check.
 STEP = 0.01
@@ -386,16 +380,8 @@ def check_overlaps(run):
                                           f"{run.rel(t0)}: {what}", ivs[n][0], ivs[members[0]][0]))
         for t, overlap, text, ended, first in found:
             entry = {"kind": "overlap", "si": si, "text": text, "t": t, "context": run.describe_faults(t)}
-            stop = first["stop"]
             if overlap <= WATCH_SLACK and ended["end_by"] == "death seen by the watcher":
                 notes.append(entry)
-            elif d.get("type") == "ocf" and stop and stop[1] == "halo-guard" and stop[0] <= t:
-                # The guard's stop began before the other start: the agent's stop outlasted the slack.
-                entry["known"] = "ocf-guard-stop"
-                entry["text"] = (f"KNOWN GAP ocf-guard-stop: {text} (its halo-guard began the stop at "
-                                 f"{run.rel(stop[0])}, {(t - stop[0]) * 1000:.1f} ms before; the stop took "
-                                 f"{(first['end'] - stop[0]) * 1000:.1f} ms)")
-                violations.append(entry)
             else:
                 violations.append(entry)
     return violations + check_capacity(run), notes
@@ -456,8 +442,10 @@ def check_gaps(run):
                 spans[-1][1] = b
             else:
                 spans.append([a, b])
+        # An OCF SI whose ACTIVE's node lost its lease waits its stop timeout more (cluster-fence.c).
+        max_gap = MAX_GAP + d.get("stop_timeout", 0.0)
         for g0, g1 in spans:
-            if g1 - g0 <= MAX_GAP:
+            if g1 - g0 <= max_gap:
                 continue
             best, run_start, low, t = (0.0, None, None, k), None, k, g0
             while t <= g1:
@@ -471,11 +459,11 @@ def check_gaps(run):
                 else:
                     run_start = None
                 t += STEP
-            if best[0] <= MAX_GAP:
+            if best[0] <= max_gap:
                 continue
-            healthy = run.free_units(si, best[1] + MAX_GAP)
+            healthy = run.free_units(si, best[1] + max_gap)
             waiting = (f"healthy unit(s) waiting {run.rel(best[1])}-{run.rel(best[2])} ({best[0]:.2f} s > "
-                       f"MAX_GAP {MAX_GAP} s), e.g. {', '.join(healthy)}")
+                       f"{max_gap:g} s), e.g. {', '.join(healthy)}")
             if best[3] == 0:
                 text = f"NO ACTIVE si {si}: from {run.rel(g0)} to {run.rel(g1)} ({g1 - g0:.2f} s); {waiting}"
                 kind = "gap"

@@ -49,7 +49,12 @@ GROUPS = {
 MODELS = {g: {"model": "2N", "actives": 1, "standbys": 1, "cold": False, "max_active": None, "type": "sa-aware"}
           for g in GROUPS}
 MODELS["nsa"].update(cold=True, type="non-sa-aware")
-MODELS["ocf"].update(cold=True, type="ocf")
+# An OCF resource's stop may take its timeout after its node's lease ended, so the other nodes
+# start it that much later (docs/design.md, "A lease end etcd cannot vouch for"): the checker
+# allows an OCF SI's gaps that much more.  Dummy stops in milliseconds; 3 s leave room for a
+# loaded machine (a stop that outlasts it fails, and disables its unit).
+OCF_STOP_TIMEOUT = 3.0
+MODELS["ocf"].update(cold=True, type="ocf", stop_timeout=OCF_STOP_TIMEOUT)
 MODELS["web"].update(model="N-way-active", actives=2, standbys=0)
 MODELS["npm"].update(model="N+M", max_active=2)
 NPM = {"active-sus": 3, "standby-sus": 1}
@@ -153,7 +158,7 @@ def description(d, cdb_ports, watch_sock, ocf_agent):
         elif m["type"] == "ocf":
             keys.append(f"component: {{type: ocf, agent: \"{ocf_agent}\", params: {{dir: \"{d}\", stamp: \"{STAMP}\", "
                         f"csi: {g}-csi}}, monitor: {{period: {MONITOR_PERIOD}, timeout: 5s}}, "
-                        "timeouts: {instantiate: 5s, terminate: 5s}}")
+                        f"timeouts: {{instantiate: 5s, terminate: {OCF_STOP_TIMEOUT:g}s}}}}")
             attrs = ""
         else:
             modes = "intervals,amf-hc" if g in ("db", "web", "npm") else "intervals,amf-hc,entrypoint,recovery,ask-again"

@@ -126,10 +126,25 @@ def test_a_reused_pid_is_left_alone_and_a_forking_daemon_is_found_by_its_pidfile
     assert d.wait(5) == -signal.SIGKILL and launcher.wait(5) == -signal.SIGKILL
 
 
+def test_a_stop_that_outlasts_its_timeout_is_killed_then(tmp_path):
+    """The other nodes start the resource elsewhere once its stop timeout has passed after the lease
+    end: the guard's stop must not run on past it."""
+    lease = Lease(str(tmp_path / "lease"))
+    lease.expires_in(0.2)
+    t0 = time.monotonic()
+    g = guard(lease, "--stop-timeout", "700", "--", "/bin/sleep", "30")
+    assert g.wait(10) == 3
+    took = time.monotonic() - t0
+    assert 0.8 < took < 3.0, took  # 0.2 s to the deadline, then 0.7 s of stop (not the 20 s default)
+    assert "'/bin/sleep' took more than 700 ms: killed" in g.stderr.read()
+
+
 def test_bad_arguments_are_a_usage_error(tmp_path):
     lease = Lease(str(tmp_path / "lease"))
     for args in ([], ["--lease", lease.path], ["--lease", lease.path, "--pid", "x"],
-                 ["--lease", lease.path, "--", "relative-stop"], ["--lease", str(tmp_path / "none"), "--pid", "1"]):
+                 ["--lease", lease.path, "--", "relative-stop"], ["--lease", str(tmp_path / "none"), "--pid", "1"],
+                 ["--lease", lease.path, "--stop-timeout", "0", "--", "/bin/true"],
+                 ["--lease", lease.path, "--stop-timeout", "1s", "--", "/bin/true"]):
         r = subprocess.run([GUARD, *args], capture_output=True, text=True, timeout=10)
         assert r.returncode == 2, (args, r.stderr)
 

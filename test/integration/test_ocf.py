@@ -278,6 +278,73 @@ def test_two_nodes_a_failed_resource_is_stopped_before_the_other_node_starts_its
     assert hs["n1"].stop() == 0 and hs["n2"].stop() == 0
 
 
+def ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky, ends):
+    """a on n1, b on n2 (2 s leases), each halod on its own etcd endpoints; a ACTIVE once settled."""
+    text = flaky_yaml(flaky, tmp_path).replace("a: {}, b: {}", "a: {node: n1}, b: {node: n2}")
+    text = "cluster: test\nnodes: {n1: {}, n2: {}}\n" + text
+    hs = {n: halod_factory(text, name=n, extra_args=["--node", n, "--etcd", ends[n], "--lease-ttl", "2"]).start()
+          for n in ("n1", "n2")}
+    wait_for(lambda: settled(hs["n1"]) and settled(hs["n2"]), timeout=20, what="si assigned")
+    if settled(hs["n2"])[0] != "a":
+        hs["n2"].ctl("switchover", "si")
+        wait_for(lambda: settled(hs["n2"]) == ("a", "b"), timeout=20, what="a ACTIVE")
+    return hs
+
+
+def agent_log(tmp_path):
+    return [line.split()[:2] for line in open(tmp_path / "log")]
+
+
+def test_a_fenced_nodes_slow_stop_ends_before_the_other_node_starts_the_resource(halod_factory, tmp_path, flaky):
+    """n1 holds the ACTIVE resource, whose stop takes a second, and talks to one etcd member only; that
+    member is SIGSTOPped and stays stopped: n1 fences itself (its lease not renewed) and stops the
+    resource, and n2 declares n1 dead (its beats stopped; the other two members keep the quorum, so
+    etcd vouches for that end).  The lease's end proves that n1's processes are gone, not that its OCF
+    resource's stop has ended: n2 starts its own only once the stop's timeout (2 s, the agent's) has
+    passed since.  Before, n2 started it while n1's stop still ran (chaos seed 202: two ACTIVEs for
+    0.4 to 2.3 s)."""
+    from etcd_harness import Etcd
+    etcd = Etcd(members=3).start()
+    try:
+        leader = wait_for(lambda: etcd.leader() is not None, what="an etcd leader") and etcd.leader()
+        f = (leader + 1) % 3
+        others = ",".join(f"http://127.0.0.1:{m['client']}" for i, m in enumerate(etcd.members) if i != f)
+        hs = ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky,
+                                   {"n1": f"http://127.0.0.1:{etcd.members[f]['client']}", "n2": others})
+        (tmp_path / "stop-slow-a").touch()
+        os.unlink(tmp_path / "log")
+        etcd.pause_member(f)
+        try:
+            wait_for(lambda: os.path.exists(tmp_path / "up-b") and ["stopped", "a"] in agent_log(tmp_path),
+                     timeout=30, what="b's resource started, a's stopped")
+            assert "Fencing node 'n1'" in hs["n1"].logtext()
+            log = agent_log(tmp_path)
+            assert log.index(["stopped", "a"]) < log.index(["start", "b"]), log
+        finally:
+            etcd.resume_member(f)
+        assert hs["n1"].stop() == 0 and hs["n2"].stop() == 0
+    finally:
+        etcd.stop()
+
+
+def test_a_killed_halods_slow_guard_stop_ends_before_the_other_node_starts_the_resource(halod_factory, tmp_path,
+                                                                                        flaky, etcd):
+    """n1's halod is SIGKILLed while its resource, whose stop takes a second, is ACTIVE: its halo-guard
+    runs the stop at the lease deadline, and n2, which declares n1 dead a moment later, starts its own
+    resource only once the stop's timeout has passed (before: 'start b' while the guard's stop ran)."""
+    hs = ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky, {"n1": etcd.endpoints, "n2": etcd.endpoints})
+    (tmp_path / "stop-slow-a").touch()
+    os.unlink(tmp_path / "log")
+    hs["n1"].proc.kill()
+    hs["n1"].proc.wait()
+    wait_for(lambda: os.path.exists(tmp_path / "up-b") and ["stopped", "a"] in agent_log(tmp_path), timeout=30,
+             what="b's resource started, a's stopped by n1's guard")
+    log = agent_log(tmp_path)
+    assert log.index(["stopped", "a"]) < log.index(["start", "b"]), log
+    assert hs["n2"].si("si")["active"] == "b"
+    assert hs["n2"].stop() == 0
+
+
 def settled(h):
     """(active, standby) once h sees si fully assigned with nothing pending."""
     s = h.si("si")

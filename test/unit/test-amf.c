@@ -394,6 +394,7 @@ static struct su_remote remote_of(unsigned char fill, bool in_service) {
     r.failing = r.fenced = r.probing = false;
     r.lease = 7;
     r.admin = SU_UNLOCKED;
+    r.stop_ms = 0;
     return r;
 }
 

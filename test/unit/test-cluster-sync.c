@@ -620,6 +620,56 @@ TEST(cluster_sync_takes_a_new_lease_as_proof_of_the_fence_of_a_unit_not_publishe
     fixture_stop(&f);
 }
 
+/* b, ACTIVE on n2, has an OCF resource whose stop may take 1.5 s; then n2's lease ends, by etcd's rules. */
+static void n2_with_a_slow_ocf_stop_gone(struct fixture *f) {
+    coordinator_with_a_standby(f);
+    put(f, KEY_SUSTATE, "b", NULL,
+        "{\"su\":\"b\",\"node\":\"n2\",\"in_service\":true,\"failing\":false,\"fenced\":true,\"stop_ms\":1500}",
+        f->n2_lease);
+    run_for(f, 50);
+    revoke_n2(f);
+}
+
+/*
+ * A lease end proves n2's processes gone, not its OCF resources: n2's fence
+ * (its halod's, or its halo-guard's at the lease deadline) only begins their
+ * stop, which may take its timeout.  a is made ACTIVE once that has passed.
+ * It used to be at once (test_ocf.py: 'start b' while the other node's
+ * stop ran; the chaos checker, seed 202: two ACTIVEs for 0.4 to 2.3 s).
+ */
+TEST(cluster_sync_waits_the_ocf_stop_timeout_after_a_lease_end) {
+    struct fixture f = {0};
+    uint64_t t0 = now_monotonic_usec();
+    n2_with_a_slow_ocf_stop_gone(&f);
+    run_for(&f, 1200);
+    ASSERT_EQ((int)answer_csi_sets(&f), 0); /* nothing yet: b's stop may still run */
+    ASSERT(!amf_si_find(amf_find_si(f.amf, "si"), HALO_HA_ACTIVE));
+    run_for(&f, 600);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    uint64_t waited_ms = (now_monotonic_usec() - t0) / 1000;
+    if (waited_ms < 1500)
+        CHECK_FAIL("a made ACTIVE %llu ms after the lease end", (unsigned long long)waited_ms);
+    fixture_stop(&f);
+}
+
+/* n2 back under a new lease before then: it joins only once its fence's stops have ended. */
+TEST(cluster_sync_takes_a_new_lease_as_proof_of_the_ocf_stop) {
+    struct fixture f = {0};
+    n2_with_a_slow_ocf_stop_gone(&f);
+    run_for(&f, 200);
+    ASSERT(!amf_si_find(amf_find_si(f.amf, "si"), HALO_HA_ACTIVE));
+    int64_t l2 = 0;
+    ASSERT_OK(store_lease_grant(f.store, 60, on_granted, &l2));
+    while (!l2)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    char node[128];
+    snprintf(node, sizeof(node), "{\"node\":\"n2\",\"pid\":4243,\"lease\":\"%lld\",\"ttl\":60}", (long long)l2);
+    put(&f, KEY_NODES, "n2", NULL, node, l2);
+    run_for(&f, 300);
+    ASSERT_EQ((int)answer_csi_sets(&f), HALO_HA_ACTIVE);
+    fixture_stop(&f);
+}
+
 /* The gen of target/ or confirmed/<si>/<su> in the store. */
 static int pair_gen(struct fixture *f, enum key_dir dir, const char *si, const char *su) {
     struct got g;

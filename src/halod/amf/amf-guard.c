@@ -67,7 +67,7 @@ bool amf_guarded(const struct comp *c) {
 
 int amf_guard_begin(struct comp *c, pid_t pid) {
     struct amf *a = c->amf;
-    char file[PATH_MAX], spid[24], start[24];
+    char file[PATH_MAX], spid[24], start[24], stop_ms[24];
     if (!amf_guarded(c))
         return 0;
     int r = file_of(c, file, sizeof(file));
@@ -76,7 +76,7 @@ int amf_guard_begin(struct comp *c, pid_t pid) {
     _cleanup_close_ int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    char *argv[16];
+    char *argv[20];
     size_t n = 0;
     argv[n++] = a->guard.path;
     argv[n++] = "--lease";
@@ -98,7 +98,11 @@ int amf_guard_begin(struct comp *c, pid_t pid) {
     char **env = NULL;
     size_t n_env = 0;
     if (amf_comp_ocf(c)) {
-        /* The agent's stop, with the environment halod gives it. */
+        /* The agent's stop, with the environment halod gives it, within its timeout: the other nodes
+         * take the resource over that long after the lease ended (cluster-fence.c). */
+        snprintf(stop_ms, sizeof(stop_ms), "%u", MAX(1u, (unsigned)(amf_ocf_stop_timeout(c) / USEC_PER_MSEC)));
+        argv[n++] = "--stop-timeout";
+        argv[n++] = stop_ms;
         argv[n++] = "--";
         argv[n++] = c->cfg->command;
         argv[n++] = "stop";

@@ -389,6 +389,8 @@ void amf_ocf_meta_parse(const char *xml, struct ocf_meta *ret);
 /* The timeouts of c (OCF, its meta-data read) that apply: those its description gives, else those
  * its agent advertised, else halod's defaults; again when a reload changes its description. */
 void amf_ocf_timeouts(struct comp *c);
+/* c's stop timeout: amf_ocf_timeouts()'s, or what it will be once the meta-data is read. */
+usec_t amf_ocf_stop_timeout(const struct comp *c);
 /* c, about to start, takes the description a reload left for its restart (c->cfg_next), if any. */
 void amf_comp_take_cfg(struct comp *c);
 /* An OCF exit status in words: "OCF_NOT_RUNNING (7: not running)"; a signal as proc_status_to_string(). */

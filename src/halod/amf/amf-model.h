@@ -149,13 +149,16 @@ struct su_remote {
     bool probing;  /* an OCF resource of it may run unknown to halo: probed, or found running and being stopped */
     int64_t lease; /* the lease of its node when it published: the unit's incarnation */
     enum su_admin admin;
-    int64_t rev; /* the store revision of that state (not compared: a newer copy of the same state) */
+    int64_t rev;      /* the store revision of that state (not compared: a newer copy of the same state) */
+    unsigned stop_ms; /* the longest stop timeout of its OCF resources (0: it has none): they may still be
+                       * being stopped that long after its node's lease ended (amf_su_ocf_stop_msec()) */
 };
 
 /* Field by field: memcmp() would compare the padding too, which nobody sets. */
 static inline bool amf_su_remote_equal(const struct su_remote *a, const struct su_remote *b) {
     return a->known == b->known && a->in_service == b->in_service && a->failing == b->failing &&
-           a->fenced == b->fenced && a->probing == b->probing && a->lease == b->lease && a->admin == b->admin;
+           a->fenced == b->fenced && a->probing == b->probing && a->lease == b->lease && a->admin == b->admin &&
+           a->stop_ms == b->stop_ms;
 }
 
 struct su {
@@ -302,6 +305,10 @@ static inline bool amf_su_keeps(const struct su *su) {
 /* Whether a unit of this node may hold an OCF resource nobody knows of yet: probed, or found running and being
  * stopped (amf-reconcile.c).  No unit of its group is given ACTIVE meanwhile, on any node. */
 bool amf_su_probing(const struct su *su);
+/* The longest stop timeout of the unit's OCF resources, in milliseconds (0: it has none): once its
+ * node fences itself (or its halo-guard does, at the lease deadline), their stop may take that long,
+ * so another node's unit takes their work only then (cluster-fence.c).  Published as "stop_ms". */
+unsigned amf_su_ocf_stop_msec(const struct su *su);
 /* Whether it can be given ACTIVE now: in service, and ready as the readiness
  * hooks say (amf_add_active_readiness()); a unit that is not may be STANDBY. */
 bool amf_su_may_be_active(const struct su *su);

@@ -12,6 +12,7 @@
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,22 @@ void amf_ocf_timeouts(struct comp *c) {
     c->ocf.stop = cc->terminate_given ? cc->timeouts.terminate : c->ocf.meta[1] ?: OCF_DEFAULT_TIMEOUT;
     c->ocf.monitor_timeout = cc->monitor.timeout ?: c->ocf.meta[2] ?: OCF_DEFAULT_TIMEOUT;
     c->ocf.monitor_interval = cc->monitor.period ?: c->ocf.meta[3] ?: OCF_DEFAULT_INTERVAL;
+}
+
+usec_t amf_ocf_stop_timeout(const struct comp *c) {
+    /* Before its meta-data is read: what amf_ocf_timeouts() will say without it. */
+    return c->ocf.stop ?: c->cfg->terminate_given ? c->cfg->timeouts.terminate : OCF_DEFAULT_TIMEOUT;
+}
+
+unsigned amf_su_ocf_stop_msec(const struct su *su) {
+    usec_t longest = 0;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        const struct comp *c = &su->comps[i];
+        if (!amf_comp_ocf(c))
+            continue;
+        longest = MAX(longest, amf_ocf_stop_timeout(c));
+    }
+    return (unsigned)MIN((longest + USEC_PER_MSEC - 1) / USEC_PER_MSEC, (usec_t)UINT_MAX);
 }
 
 static void meta_data_done(struct proc *p, int status, void *userdata) {

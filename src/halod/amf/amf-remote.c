@@ -11,8 +11,9 @@
  * drops the unit's assignments at once but promotes the standby only once it
  * is fenced: its node says so, or its node's lease is gone by the store's
  * rules (a node that cannot renew its lease has fenced itself before etcd
- * lets it expire), or a TTL after an end the store cannot vouch for
- * (cluster-sync.c), or it is back under a new lease (it fenced itself first).
+ * lets it expire) and the stop timeout of its OCF resources has passed since,
+ * or a TTL after an end the store cannot vouch for (cluster-fence.c), or it
+ * is back under a new lease (it fenced itself first).
  */
 #define LOG_AREA LOG_AREA_AMF
 #include <stdlib.h>
@@ -78,7 +79,9 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
         return; /* ours: we know better */
     /* Gone: r (NULL: fenced) says whether its processes can be counted as
      * dead; the lease it was last seen under is kept, to know it again. */
-    struct su_remote now = gone ? (struct su_remote){.fenced = !r || r->fenced, .lease = su->remote.lease} : *r;
+    struct su_remote now =
+        gone ? (struct su_remote){.fenced = !r || r->fenced, .lease = su->remote.lease, .stop_ms = su->remote.stop_ms}
+             : *r;
     now.known = !gone;
     if (su->leaving && !gone) { /* a reload removed it: locked, whatever its node says (amf_su_remove()) */
         now.in_service = false;
@@ -102,10 +105,9 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
     bool was_known = su->remote.known;
     su->remote = now;
     if (gone && was_known)
-        log_info("Service unit '%s' is gone with its node%s", su->name,
-                 now.fenced ? "" : "; it counts as fenced only once its node's lease TTL has passed");
+        log_info("Service unit '%s' is gone with its node%s", su->name, now.fenced ? "" : "; it is not fenced yet");
     else if (gone && now.fenced)
-        log_info("Service unit '%s' counts as fenced: its node's lease TTL has passed", su->name);
+        log_info("Service unit '%s' counts as fenced now", su->name);
     if (reincarnated) {
         log_info("Service unit '%s' is back under a new lease of its node: what it held is void", su->name);
         reincarnated_down(su);

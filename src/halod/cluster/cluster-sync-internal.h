@@ -49,6 +49,13 @@ struct published {
     int64_t fail_rev;
 };
 
+/* Another node's unit gone with its node's lease, whose OCF resources may still be being stopped there
+ * (cluster-fence.c): it counts as fenced at `at` (CLOCK_MONOTONIC), or when its node joins again. */
+struct stop_wait {
+    char *su;
+    usec_t at;
+};
+
 /* A confirmation being written, or whose write failed: the coordinator waits for it. */
 struct unwritten {
     struct cluster_sync *s;
@@ -98,9 +105,11 @@ struct cluster_sync {
     bool targets_at_join;         /* a target of ours came before this node held a lease: read them again then */
     struct unwritten **unwritten; /* confirmations whose write failed, written again with the unit states */
     size_t n_unwritten;
-    int64_t doom_rev;         /* the revision of the last doom/<node> seen: its deletions are proven fences */
-    int64_t seen_rev;         /* the newest mod revision of a key handled (read or watched) */
-    struct hashmap pair_revs; /* target/ and confirmed/ keys -> int64_t *: the mod revision handled last */
+    int64_t doom_rev;             /* the revision of the last doom/<node> seen: its deletions are proven fences */
+    int64_t seen_rev;             /* the newest mod revision of a key handled (read or watched) */
+    struct hashmap pair_revs;     /* target/ and confirmed/ keys -> int64_t *: the mod revision handled last */
+    struct stop_wait *stop_waits; /* the units whose OCF resources' stop may still run on their gone node */
+    size_t n_stop_waits;
 };
 
 void cluster_sync__unref(struct cluster_sync *s);
@@ -131,6 +140,23 @@ struct node_info *cluster_sync__node_find(struct cluster_sync *s, const char *na
 void cluster_sync__node_left(struct cluster_sync *s, struct node_info *n);
 /* The node timer at the earliest of its waits (struct cluster_sync.node_timer). */
 void cluster_sync__arm_node_timer(struct cluster_sync *s);
+
+/* cluster-fence.c: whether every process and OCF resource of this node's failed units is gone. */
+bool cluster_sync__local_fenced(struct cluster_sync *s);
+/* The longest stop timeout of this node's OCF resources, in milliseconds (0: none). */
+unsigned cluster_sync__local_stop_msec(struct cluster_sync *s);
+/* su, another node's unit, is gone with its node's lease; trusted: the end is vouched
+ * for (or a doom's).  It counts as fenced now, or once its OCF resources' stop timeout has passed. */
+void cluster_sync__unit_gone(struct cluster_sync *s, struct su *su, bool trusted);
+/* The units of node gone without being fenced count as fenced now: it joined again (rejoined), or a TTL
+ * has passed since an end nobody vouched for (then those with OCF resources wait their stop timeout). */
+void cluster_sync__node_units_fenced(struct cluster_sync *s, const char *node, bool rejoined);
+/* Whether a unit of node waits for its OCF resources' stop timeout. */
+bool cluster_sync__node_stopping(struct cluster_sync *s, const char *node);
+/* The earliest of those waits' ends (0: none); the units whose wait has ended count as fenced. */
+usec_t cluster_sync__stop_waits_first(struct cluster_sync *s);
+void cluster_sync__stop_waits_due(struct cluster_sync *s, usec_t now);
+void cluster_sync__stop_waits_free(struct cluster_sync *s);
 
 /* cluster-doom.c: node n, whose key has not changed since its deadline, is declared dead. */
 void cluster_doom(struct cluster_sync *s, struct node_info *n);

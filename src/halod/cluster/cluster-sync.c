@@ -50,6 +50,7 @@ void cluster_sync__unref(struct cluster_sync *s) {
         json_decref(s->nodes[i].groups);
     }
     free(s->nodes);
+    cluster_sync__stop_waits_free(s);
     free(s->pub);
     free(s->reread_since);
     free(s->before);
@@ -285,6 +286,7 @@ void cluster_sync__publish_sustate(struct cluster_sync *s, struct su *su, bool f
         return;
     bool fenced = amf_su_fenced(su); /* an ended process may not be reaped yet; a cleanup must have run */
     struct su_remote now = {
+        .stop_ms = amf_su_ocf_stop_msec(su),
         .known = true,
         .in_service = amf_su_keeps(su) || su->adopting, /* adopted or restarting in place: it still serves */
         .failing = su->failing,
@@ -298,9 +300,12 @@ void cluster_sync__publish_sustate(struct cluster_sync *s, struct su *su, bool f
     pb->known = true;
     pb->r = now;
     char key[STORE_KEY_MAX];
-    _cleanup_free_ char *v = dump(json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:s}", "su", su->name, "node", s->node,
-                                            "in_service", now.in_service, "failing", now.failing, "fenced", fenced,
-                                            "probing", now.probing, "admin", su_admin_to_string(su->admin)));
+    json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:s}", "su", su->name, "node", s->node, "in_service",
+                          now.in_service, "failing", now.failing, "fenced", fenced, "probing", now.probing, "admin",
+                          su_admin_to_string(su->admin));
+    if (j && now.stop_ms)
+        json_object_set_new(j, "stop_ms", json_integer(now.stop_ms));
+    _cleanup_free_ char *v = dump(j);
     if (!v || key_name(key, s->prefix, KEY_SUSTATE, su->name) < 0)
         return;
     struct sustate_put *w = malloc(sizeof(*w));
@@ -344,26 +349,9 @@ static void on_sg_changed(void *userdata, struct sg *sg) {
             cluster_sync__publish_sustate(s, &sg->sus[u], false);
 }
 
-/* Whether every process and OCF resource of this node's failed units is gone. */
-static bool local_fenced(struct cluster_sync *s) {
-    size_t n_sgs;
-    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    for (size_t g = 0; g < n_sgs; g++)
-        for (size_t u = 0; u < sgs[g].n_sus; u++) {
-            struct su *su = &sgs[g].sus[u];
-            for (size_t i = 0; su->local && su->failing && i < su->n_comps; i++) {
-                const struct comp *c = &su->comps[i];
-                /* An OCF resource is gone once its agent's stop succeeded (ocf.up), not with a process. */
-                if ((c->proc && !proc_has_exited(c->proc)) || c->ocf.up || (c->helper && !proc_has_exited(c->helper)))
-                    return false;
-            }
-        }
-    return true;
-}
-
 static void on_su_event(void *userdata, struct su *su, enum amf_su_event ev) {
     struct cluster_sync *s = userdata;
-    if (ev == AMF_SU_STATE && su->local && s->fence_waiting && local_fenced(s)) {
+    if (ev == AMF_SU_STATE && su->local && s->fence_waiting && cluster_sync__local_fenced(s)) {
         s->fence_waiting = false;
         cluster_fence_done(s->cluster);
     }
@@ -409,23 +397,13 @@ void cluster_sync__arm_node_timer(struct cluster_sync *s) {
         if (s->nodes[i].doom_at && !s->nodes[i].dooming && (!first || s->nodes[i].doom_at < first))
             first = s->nodes[i].doom_at;
     }
+    usec_t stop = cluster_sync__stop_waits_first(s);
+    if (stop && (!first || stop < first))
+        first = stop;
     if (!first)
         uv_timer_stop(&s->node_timer);
     else
         uv_timer_start(&s->node_timer, on_node_timer, first > now ? (first - now + 999) / USEC_PER_MSEC : 0, 0);
-}
-
-/* The units of node whose end nobody vouched for count as fenced now: a TTL
- * has passed, or the node is back under a new lease. */
-static void node_units_fenced(struct cluster_sync *s, const char *node) {
-    size_t n_sgs;
-    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    for (size_t g = 0; g < n_sgs; g++)
-        for (size_t u = 0; u < sgs[g].n_sus; u++) {
-            struct su *su = &sgs[g].sus[u];
-            if (!su->local && !su->remote.known && !su->remote.fenced && streq(su->cfg->node, node))
-                amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
-        }
 }
 
 static void on_node_timer(uv_timer_t *t) {
@@ -461,8 +439,9 @@ static void on_node_timer(uv_timer_t *t) {
         if (!n->fenced_at || n->fenced_at > now)
             continue;
         n->fenced_at = 0;
-        node_units_fenced(s, n->name);
+        cluster_sync__node_units_fenced(s, n->name, false);
     }
+    cluster_sync__stop_waits_due(s, now);
     cluster_sync__arm_node_timer(s);
 }
 
@@ -472,14 +451,15 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
         n->lease = lease;
     if (n && deleted)
         n->doom_at = 0;
-    if (n && !deleted && n->fenced_at) {
-        /* Back: it fenced itself first.  Each unit it publishes under the new
-         * lease is taken back (amf_su_remote()); one whose state has not come
-         * yet (its write failed, and is done again later) counts as fenced now,
-         * not when that state comes (chaos seed 403: an SI it held ACTIVE
-         * waited 4.4 s for it, while the node's other units were back). */
+    if (n && !deleted && (n->fenced_at || cluster_sync__node_stopping(s, name))) {
+        /* Back: it fenced itself first (and its OCF stops ended).  Each unit
+         * it publishes under the new lease is taken back (amf_su_remote());
+         * one whose state has not come yet (its write failed, and is done
+         * again later) counts as fenced now, not when that state comes (chaos
+         * seed 403: an SI it held ACTIVE waited 4.4 s for it, while the
+         * node's other units were back). */
         n->fenced_at = 0;
-        node_units_fenced(s, name);
+        cluster_sync__node_units_fenced(s, name, true);
         cluster_sync__arm_node_timer(s);
     }
     if (!n || n->alive == !deleted)
@@ -501,6 +481,12 @@ static void handle_node(struct cluster_sync *s, const char *name, int64_t lease,
         cluster_sync__node_left(s, n);
 }
 
+/* A unit state's "stop_ms": an OCF stop timeout (amf_su_ocf_stop_msec()), at most a day. */
+static unsigned stop_ms_of(json_t *j) {
+    json_int_t v = json_integer_value(json_object_get(j, "stop_ms"));
+    return v <= 0 ? 0 : (unsigned)MIN(v, (json_int_t)24 * 3600 * 1000);
+}
+
 static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, int64_t lease, int64_t rev,
                            bool deleted, bool trusted) {
     struct su *su = amf_find_su(s->amf, name);
@@ -515,6 +501,7 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         .lease = lease,
         .rev = rev,
         .admin = (enum su_admin)MAX(su_admin_from_string(json_string_value(json_object_get(j, "admin"))), 0),
+        .stop_ms = stop_ms_of(j),
     };
     /* Back under a new lease of its node: a target written for that lease
      * before this state arrived was ignored (written for a lease the unit
@@ -524,7 +511,10 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         s->targets_again = true;
         cluster_sync__arm_node_timer(s);
     }
-    amf_su_remote(su, &r, deleted);
+    if (deleted)
+        cluster_sync__unit_gone(s, su, trusted);
+    else
+        amf_su_remote(su, &r, false);
 }
 
 /* The cdb-roles group whose primary acknowledged commits alone: its ACTIVE
@@ -751,7 +741,7 @@ static void forget_missing(struct cluster_sync *s, const store_result *r) {
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             struct su *su = &sgs[g].sus[u];
             if (!su->local && su->remote.known && !read_has(s, r, KEY_SUSTATE, su->name))
-                amf_su_remote(su, &(struct su_remote){.fenced = trusted}, true);
+                cluster_sync__unit_gone(s, su, trusted);
         }
 }
 
@@ -937,9 +927,9 @@ void cluster_sync_fenced(struct cluster_sync *s) {
         s->pub[i].known = false; /* republished in full on rejoin */
     amf_set_deciding(s->amf, false);
     amf_fence_local(s->amf, "this node lost its lease");
-    s->fence_waiting = !local_fenced(s);
-    if (s->fence_waiting)
-        cluster_fence_wait(s->cluster);
+    s->fence_waiting = !cluster_sync__local_fenced(s);
+    if (s->fence_waiting) /* an OCF stop may take its timeout: wait at least that long (a second more) */
+        cluster_fence_wait(s->cluster, cluster_sync__local_stop_msec(s) + 1000);
 }
 
 /* ---- life cycle ---- */

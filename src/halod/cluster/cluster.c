@@ -30,7 +30,7 @@
 /* How long a fence waits for the processes it killed before it gives up the
  * lease anyway (a process stuck in the kernel); the lease ends by itself by
  * then, since nothing renews it. */
-#define CLUSTER_FENCE_WAIT_MAX_MSEC 5000
+#define CLUSTER_FENCE_WAIT_MAX_MSEC 5000 /* unless cluster_fence_wait() is given longer */
 
 enum cluster_phase {
     PHASE_IDLE,
@@ -68,8 +68,9 @@ struct cluster {
     bool closing;          /* cluster_free() ran: the last call or handle to end frees us */
 
     bool coordinator;
-    bool fence_waiting; /* the fence's killed processes are not all gone: no revoke, no rejoin yet */
-    int64_t leader_rev; /* create revision of the leader key we won */
+    bool fence_waiting;       /* the fence's killed processes are not all gone: no revoke, no rejoin yet */
+    unsigned fence_wait_msec; /* and how long to wait for them at most */
+    int64_t leader_rev;       /* create revision of the leader key we won */
     char *leader_name;
 
     struct store_follow *follow; /* the leader key */
@@ -162,12 +163,14 @@ static void fence(struct cluster *c, const char *why) {
     /* Rejoin with a new lease as soon as the store answers; the old one is
      * revoked then, which lets another node promote at once: not before
      * every process the fence killed is gone (cluster_fence_done()). */
-    uv_timer_start(&c->retry, on_retry_join, c->fence_waiting ? CLUSTER_FENCE_WAIT_MAX_MSEC : CLUSTER_RETRY_MSEC, 0);
+    uv_timer_start(&c->retry, on_retry_join, c->fence_waiting ? c->fence_wait_msec : CLUSTER_RETRY_MSEC, 0);
 }
 
-void cluster_fence_wait(struct cluster *c) {
-    if (c->phase == PHASE_FENCED)
-        c->fence_waiting = true;
+void cluster_fence_wait(struct cluster *c, unsigned max_msec) {
+    if (c->phase != PHASE_FENCED)
+        return;
+    c->fence_waiting = true;
+    c->fence_wait_msec = MAX(max_msec, (unsigned)CLUSTER_FENCE_WAIT_MAX_MSEC);
 }
 
 void cluster_fence_done(struct cluster *c) {
@@ -560,8 +563,9 @@ static void join(struct cluster *c) {
     if (c->closed || c->phase == PHASE_LEAVING)
         return;
     if (c->fence_waiting) {
-        log_warning("Processes killed by the fence of node '%s' are not gone after %d ms; rejoining anyway", c->node,
-                    CLUSTER_FENCE_WAIT_MAX_MSEC);
+        log_warning("Processes killed by the fence of node '%s' are not gone, or its OCF resources not stopped, "
+                    "after %u ms; rejoining anyway",
+                    c->node, c->fence_wait_msec);
         c->fence_waiting = false;
     }
     lease_end(c); /* after a fence: never reuse a lease we stopped trusting */
@@ -646,7 +650,7 @@ static void on_old_lease(store *s, int error, int64_t lease, int64_t ttl, void *
         if (c->h->on_fence)
             c->h->on_fence(c, c->userdata);
         if (c->fence_waiting)
-            uv_timer_start(&c->retry, on_retry_join, CLUSTER_FENCE_WAIT_MAX_MSEC, 0);
+            uv_timer_start(&c->retry, on_retry_join, c->fence_wait_msec, 0);
         else
             join(c);
         return;

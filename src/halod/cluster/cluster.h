@@ -32,9 +32,10 @@ struct cluster_handlers {
     /* This node became the coordinator, or stopped being it. */
     void (*on_coordinator)(struct cluster *c, bool coordinator, void *userdata);
     /* The lease may expire before the next renewal: stop every ACTIVE now.
-     * If some of the processes killed are not gone yet, call
-     * cluster_fence_wait() from here, and cluster_fence_done() once they
-     * are: the lease is revoked (and another node may promote) only then. */
+     * If some of the processes killed are not gone yet (or OCF resources
+     * not stopped), call cluster_fence_wait() from here, and
+     * cluster_fence_done() once they are: the lease is revoked (and another
+     * node may promote) only then, or after max_msec (at least 5 s). */
     void (*on_fence)(struct cluster *c, void *userdata);
     /* The lease was renewed: it is held at least until deadline_usec
      * (CLOCK_MONOTONIC), CLUSTER_PROCESS_MARGIN_USEC before it can expire
@@ -71,7 +72,7 @@ void cluster_close(struct cluster *c);
  * close callbacks and the store has answered every call in flight. */
 struct cluster *cluster_free(struct cluster *c);
 
-void cluster_fence_wait(struct cluster *c);
+void cluster_fence_wait(struct cluster *c, unsigned max_msec);
 void cluster_fence_done(struct cluster *c);
 
 bool cluster_joined(const struct cluster *c);
