@@ -359,9 +359,11 @@ def test_a_2pc_commits_on_two_python_participants_and_a_no_vote_rolls_it_back(sv
     assert outcomes(svc, txid) == {"pa": True, "pb": True}
     assert {e["comp"]: e["data"] for e in svc.events("prepare") if e["txid"] == txid} == \
         {"pa": "set x=1", "pb": "set x=1"}
+    assert handle.txn_outcome(txid) == (0, None)  # asked again by id, as a restarted initiator would
     txid, result, reason = commit(svc, handle, [("pa", b"set y=2"), ("pb", b"no")])
     assert result == -errno.ECANCELED and "pb" in reason, reason
     assert outcomes(svc, txid, ["pa"]) == {"pa": False}  # the yes voter rolls back
+    assert handle.txn_outcome(txid=txid) == (-errno.ECANCELED, reason)
 
 
 def test_a_participant_votes_later_and_one_that_raises_votes_no_and_lives(svc, handle):
@@ -412,6 +414,13 @@ def test_transaction_bad_input_is_refused_clearly(svc, handle):
     assert e.value.code == -hc.EUNKNOWN
     with pytest.raises(ValueError, match="both prepare and outcome"):
         handle.txn_participate(print, None)
+    with pytest.raises(hc.Error) as e:
+        handle.txn_outcome("no-such-transaction")
+    assert e.value.code == -hc.EUNKNOWN
+    with pytest.raises(ValueError, match="bad transaction id"):
+        handle.txn_outcome("")
+    with pytest.raises(TypeError):
+        handle.txn_outcome(None)
 
 
 # ---- names (last: pa exits) ----

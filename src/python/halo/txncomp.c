@@ -105,6 +105,27 @@ static PyObject *txn_vote(Handle *self, PyObject *args, PyObject *kw) {
     Py_RETURN_NONE;
 }
 
+/* The outcome of a transaction asked by id: (result, reason) as a commit's done() gets them, or
+ * (-EINPROGRESS, None) while undecided; an unknown one raises. */
+static PyObject *txn_outcome(Handle *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"txid", NULL};
+    const char *txid;
+    char *reason = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s", kwlist, &txid))
+        return NULL;
+    halo *h = comp_handle(self);
+    if (!h)
+        return NULL;
+    int r = COMP_CALL(self, halo_txn_outcome(h, txid, &reason));
+    if (r == -EINVAL)
+        return PyErr_Format(PyExc_ValueError, "txn_outcome(): bad transaction id '%s'", txid);
+    if (r < 0 && r != -ECANCELED && r != -EINPROGRESS)
+        return comp_raise(r, "txn_outcome");
+    PyObject *o = Py_BuildValue("(iz)", r, reason);
+    free(reason);
+    return o;
+}
+
 /* ---- initiator ---- */
 
 typedef struct {
@@ -284,6 +305,10 @@ PyMethodDef comp_txn_methods[] = {
      "txn_vote($self, /, txid, vote=0, reason=None)\n--\n\nThe vote a prepare left for later: 0 yes, a negative "
      "errno no (reason: why)."},
     {"txn_begin", (PyCFunction)txn_begin, METH_NOARGS, "txn_begin($self, /)\n--\n\nA new Txn, empty."},
+    {"txn_outcome", (PyCFunction)(void (*)(void))txn_outcome, KW,
+     "txn_outcome($self, /, txid)\n--\n\nThe outcome of transaction txid, asked of halod (any node, kept an "
+     "hour):\n(0, None) committed, (-errno.ECANCELED, reason) aborted, (-errno.EINPROGRESS, None)\nnot decided yet; "
+     "an unknown transaction raises Error (HALO_EUNKNOWN)."},
     {NULL, NULL, 0, NULL},
 };
 
