@@ -141,6 +141,16 @@ def test_channels_filters_order_retention(etcd, halod_factory, clients):
     assert subscribed(late_local)
     assert late_local.events() == []  # those had no retention
 
+    # An event past its retention behind an older one kept longer is no longer counted (nor sent).
+    clients(n1, "local", "ret", "pub", "1", "long", "0", "60000").done()
+    clients(n1, "local", "ret", "pub", "3", "short,#", "0", "500").done()
+    assert channels(n1)[("ret", "local")]["retained"] == 4
+    wait_for(lambda: channels(n1)[("ret", "local")]["retained"] == 1, timeout=10,
+             what="the short ones dropped past their retention")
+    late_ret = clients(n1, "local", "ret", "sub")
+    wait_for(lambda: len(late_ret.events()) == 1, what="the late subscriber got the long one")
+    assert [e[4] for e in late_ret.events()] == ["long"]
+
 
 def test_slow_subscriber_and_node_killed(etcd, halod_factory, clients):
     hs, _ = start_nodes(halod_factory, YAML, etcd.endpoints, nodes=NODES)

@@ -169,7 +169,8 @@ struct si *amf_find_csi(struct amf *a, const char *csi, const struct config_csi 
             struct si *si = &a->sgs[g].sis[i];
             for (size_t k = 0; !si->removed && k < si->cfg->n_csis; k++)
                 if (streq(si->cfg->csis[k].name, csi)) {
-                    *ret = &si->cfg->csis[k];
+                    if (ret)
+                        *ret = &si->cfg->csis[k];
                     return si;
                 }
         }

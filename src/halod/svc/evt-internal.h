@@ -28,8 +28,9 @@ struct evt_chan {
     bool delivering;                         /* sending: a closed subscriber is only marked (evt.c's chan_sweep()) */
     uint64_t pub_seq;                        /* this halod's events of it */
     uint64_t published, delivered, filtered; /* events seen here; sent to subscribers; kept from one by its filters */
-    LIST_HEAD(struct evt_event) retained;    /* oldest first */
+    LIST_HEAD(struct evt_event) retained;    /* oldest first (in publish order, not of expiry) */
     size_t n_retained;
+    uint64_t first_expiry_ms; /* the earliest expires_ms of them, or earlier (0: none) */
     LIST_HEAD(struct evt_sub) subs;
     char name[];
 };
@@ -73,6 +74,8 @@ struct evt_chan *evt_chan_find(struct evt *e, const char *name, bool cluster);
 /* The channel, created if new; NULL when out of memory or past EVT_CHANNELS_MAX. */
 struct evt_chan *evt_chan_get(struct evt *e, const char *name, bool cluster);
 void evt_chan_expire(struct evt_chan *ch);
+/* Keeps ev (its expires_ms set) among ch's retained events, the newest. */
+void evt_chan_retain(struct evt_chan *ch, struct evt_event *ev);
 /* Takes ev. */
 void evt_chan_deliver(struct evt_chan *ch, struct evt_event *ev);
 Halo__Link__EvtEvent *evt_event_copy(const Halo__Link__EvtEvent *in);

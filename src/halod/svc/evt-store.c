@@ -223,9 +223,7 @@ static void on_kv(struct evt *e, const store_kv *kv, bool fresh) {
             return;
         }
         item->expires_ms = evt_now_ms() + left;
-        LIST_APPEND(events, &ch->retained, item);
-        ch->n_retained++;
-        evt_chan_expire(ch);
+        evt_chan_retain(ch, item);
         return;
     }
     evt_chan_deliver(ch, item);

@@ -43,15 +43,38 @@ static void event_free(struct evt_event *ev) {
     free(ev);
 }
 
-/* Drops the retained events past their time (oldest first), and the oldest past EVT_RETAINED_MAX. */
+/* Drops the oldest retained events past EVT_RETAINED_MAX, and every one past its time: the list is
+ * in publish order, so one that expired may sit behind one that has not (a longer retention); the
+ * whole list is looked at only once the earliest expiry has come. */
 void evt_chan_expire(struct evt_chan *ch) {
-    uint64_t now = evt_now_ms();
-    struct evt_event *ev;
-    while ((ev = ch->retained.first) && (ev->expires_ms <= now || ch->n_retained > EVT_RETAINED_MAX)) {
+    struct evt_event *ev, *next;
+    while (ch->n_retained > EVT_RETAINED_MAX && (ev = ch->retained.first)) {
         LIST_REMOVE(events, &ch->retained, ev);
         ch->n_retained--;
         event_free(ev);
     }
+    uint64_t now = evt_now_ms();
+    if (!ch->first_expiry_ms || ch->first_expiry_ms > now)
+        return;
+    ch->first_expiry_ms = 0;
+    LIST_FOREACH_SAFE (events, ev, next, &ch->retained) {
+        if (ev->expires_ms > now) {
+            if (!ch->first_expiry_ms || ev->expires_ms < ch->first_expiry_ms)
+                ch->first_expiry_ms = ev->expires_ms;
+            continue;
+        }
+        LIST_REMOVE(events, &ch->retained, ev);
+        ch->n_retained--;
+        event_free(ev);
+    }
+}
+
+void evt_chan_retain(struct evt_chan *ch, struct evt_event *ev) {
+    LIST_APPEND(events, &ch->retained, ev);
+    ch->n_retained++;
+    if (!ch->first_expiry_ms || ev->expires_ms < ch->first_expiry_ms)
+        ch->first_expiry_ms = ev->expires_ms;
+    evt_chan_expire(ch);
 }
 
 static void sub_free(struct evt_sub *s) {
@@ -115,9 +138,7 @@ void evt_chan_deliver(struct evt_chan *ch, struct evt_event *ev) {
         return;
     }
     ev->expires_ms = evt_now_ms() + evt_left_ms(ev->ev->hlc, ev->ev->retention_ms);
-    LIST_APPEND(events, &ch->retained, ev);
-    ch->n_retained++;
-    evt_chan_expire(ch);
+    evt_chan_retain(ch, ev);
 }
 
 /* A copy of what the link handed in (freed when the handler returns): packed, then unpacked. */
@@ -237,9 +258,8 @@ static void handle_subscribe(struct evt *e, struct conn *conn, const Halo__Link_
     *s = (struct evt_sub){.ch = ch, .conn = conn, .id = q->id, .n_filters = q->n_filters};
     LIST_APPEND(subs, &ch->subs, s);
     reply(conn, q->seq, 0, 0);
-    /* What the channel retains, in publish order, through the same filters.  The list is in
-     * publish order, not in order of expiry: an event past its time behind one that is not is
-     * still there (evt_chan_expire() frees from the oldest), and is not sent. */
+    /* What the channel retains, in publish order, through the same filters (none past its time:
+     * evt_chan_expire() just dropped them). */
     evt_chan_expire(ch);
     struct evt_event *ev;
     uint64_t now = evt_now_ms();
