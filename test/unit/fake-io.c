@@ -52,9 +52,13 @@ const char *fake_spawn_getenv(const char *name) {
     return NULL;
 }
 
+unsigned fake_spawn_usec;
+
 int supervisor_spawn(struct supervisor *s, const struct spawn_params *p, proc_exit_cb cb, void *userdata,
                      struct proc **ret) {
     fake_spawn_calls++;
+    if (fake_spawn_usec)
+        usleep(fake_spawn_usec);
     if (fake_spawn_error)
         return fake_spawn_error;
     fake_io_done();

@@ -45,6 +45,8 @@ struct conn {
 /* supervisor_spawn() fails with this while it is non-zero; how often it was called. */
 extern int fake_spawn_error;
 extern unsigned fake_spawn_calls;
+/* How long each fake spawn takes (as a fork() of a large halod may), in microseconds; 0: none. */
+extern unsigned fake_spawn_usec;
 /* The argv and the env entries of the last supervisor_spawn() (copies, NULL-terminated). */
 extern char **fake_spawn_argv, **fake_spawn_env;
 /* The env entry NAME=... of the last spawn, or NULL. */

@@ -46,6 +46,39 @@ TEST(amf_first_assignment_waits_for_registration) {
     fixture_stop(&f);
 }
 
+/* Twelve units, each of one component; spawns of 8 ms each, as a fork() of a large halod on a slow
+ * machine: at most 20 ms of them per loop iteration (3), the others wait for the next iterations
+ * instead of holding the loop for 96 ms (hundreds of components held it for seconds: every hello
+ * timed out, and they were restarted for ever). */
+TEST(amf_spawns_take_20_ms_of_a_loop_iteration_at_most) {
+    char yaml[2048];
+    int n = snprintf(yaml, sizeof(yaml),
+                     "cluster: t\nnodes: {n1: {}}\nservice-groups:\n  g:\n    component: {command: /bin/true}\n"
+                     "    service-units:\n");
+    for (int i = 0; i < 12; i++)
+        n += snprintf(yaml + n, sizeof(yaml) - (size_t)n, "      u%d: {node: n1}\n", i);
+    snprintf(yaml + n, sizeof(yaml) - (size_t)n, "    service-instances: {si: {csis: {csi: {}}}}\n");
+    struct fixture f = {0};
+    unsigned before = fake_spawn_calls;
+    fake_spawn_usec = 8000;
+    fixture_start(&f, yaml);
+    amf_set_ready(f.amf);
+    unsigned at_start = fake_spawn_calls - before;
+    if (at_start < 1 || at_start > 4)
+        CHECK_FAIL("%u spawned at once", at_start);
+    for (int i = 0; i < 200 && fake_spawn_calls - before < 12; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT_EQ(fake_spawn_calls - before, 12);
+    char name[16];
+    for (int i = 0; i < 12; i++) {
+        snprintf(name, sizeof(name), "u%d", i);
+        struct comp *c = amf_find_comp(f.amf, name);
+        ASSERT(c && c->proc && c->presence == PRESENCE_INSTANTIATING && !c->spawn_deferred);
+    }
+    fake_spawn_usec = 0;
+    fixture_stop(&f);
+}
+
 TEST(amf_failover_promotes_the_standby_at_once) {
     struct fixture f = {0};
     fixture_start(&f, TWO_UNITS("{max: 3, window: 1m, delay: 10ms}"));

@@ -55,7 +55,12 @@ void amf_proc_exited(struct proc *p, int status, void *userdata) {
 void amf_comp_on_timer(uv_timer_t *t) {
     struct comp *c = t->data;
     char buf[32];
-    if (amf_comp_proxied(c))
+    if (c->spawn_deferred) { /* its turn to be spawned, unless its unit stopped meanwhile */
+        c->spawn_deferred = false;
+        if (!c->amf->stopping && !c->su->failing && c->su->oper != SU_DISABLED &&
+            c->su->admin != SU_LOCKED_INSTANTIATION)
+            amf_comp_instantiate(c);
+    } else if (amf_comp_proxied(c))
         amf_proxied_on_timer(c);
     else if (!amf_comp_sa_aware(c))
         amf_nsa_on_timer(c);
@@ -125,8 +130,35 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
     return comp_spawn(c, argv, extra, n_extra, capture, false, false, cb, ret);
 }
 
+/*
+ * A spawn is a fork() of halod: 5 to 40 ms each on a paravirtualised machine with a halod of
+ * 70 MB.  Hundreds at once (a node's start, or its restart after a fence, with 333 components)
+ * held the loop for seconds: every new process's hello timed out, and it was restarted again,
+ * for ever.  So the spawns of one loop iteration take 20 ms at most; the components after wait
+ * 1 ms on their timer, that is the next iteration, once the loop has read what came meanwhile.
+ */
+#define SPAWN_SLICE_USEC (20 * USEC_PER_MSEC)
+
+static bool spawn_later(struct comp *c) {
+    struct amf *a = c->amf;
+    uint64_t t = uv_now(a->loop);
+    if (a->spawn_slice_loop_ms != t) {
+        a->spawn_slice_loop_ms = t;
+        a->spawn_slice_spent = 0;
+    }
+    if (a->spawn_slice_spent < SPAWN_SLICE_USEC)
+        return false;
+    c->spawn_deferred = true;
+    uv_timer_start(&c->timer, amf_comp_on_timer, 1, 0);
+    return true;
+}
+
 void amf_comp_instantiate(struct comp *c) {
     struct amf *a = c->amf;
+    if (c->spawn_deferred) { /* asked again before its turn: once */
+        c->spawn_deferred = false;
+        uv_timer_stop(&c->timer);
+    }
     if (c->removing || c->removed) {
         /* A reload removed it (its unit restarted meanwhile): it never starts again. */
         c->restart_in_place = c->restart_at_once = c->restart_spawned = false;
@@ -148,6 +180,8 @@ void amf_comp_instantiate(struct comp *c) {
         log_warning("Component '%s' runs already as pid %d: not starting another copy", c->name, (int)c->pid);
         return;
     }
+    if (spawn_later(c))
+        return;
     c->adopted = false;
     c->object_states = false;
     /* A new process: the link of the one that ended, whose close may come after (the pidfd
@@ -169,7 +203,9 @@ void amf_comp_instantiate(struct comp *c) {
         snprintf(env_node, sizeof(env_node), "HALO_NODE=%s", a->node);
         char *const extra[] = {env_sock, env_comp, env_node, env_crash};
         bool crash = amf_crash_env(c, env_crash, sizeof(env_crash));
+        usec_t t0 = now_monotonic_usec();
         r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra) - !crash, true, amf_proc_exited, &c->proc);
+        a->spawn_slice_spent += now_monotonic_usec() - t0;
     }
     free(argv);
     if (r < 0) {
@@ -190,6 +226,10 @@ void amf_comp_instantiate(struct comp *c) {
 }
 
 void amf_comp_terminate(struct comp *c) {
+    if (c->spawn_deferred) { /* not spawned yet: it never will be */
+        c->spawn_deferred = false;
+        uv_timer_stop(&c->timer);
+    }
     if (amf_comp_proxied(c)) {
         amf_proxied_terminate(c);
         return;

@@ -136,6 +136,7 @@ static void su_fence(struct su *su) {
 }
 
 void amf_comp_kill(struct comp *c) {
+    c->spawn_deferred = false; /* its timer stops below */
     if (c->proc) {
         c->killed = true;
         (void)proc_kill(c->proc, SIGKILL);

@@ -96,6 +96,7 @@ struct comp {
     bool restart_in_place;
     bool restart_at_once; /* an operator's restart: no restart delay, no failure */
     bool restart_spawned; /* the new process runs: its end before registering is a failure */
+    bool spawn_deferred;  /* its spawn waits for the next loop iteration (c->timer: amf_comp_instantiate()) */
     /* External active monitoring (amf-monitor.c): the description's monitor, or an OCF agent's. */
     struct {
         uv_timer_t timer;     /* the next run; while one runs, its timeout */
