@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -604,24 +605,36 @@ def test_the_agents_timeouts_apply_and_a_stop_that_fails_disables_the_unit(halod
         os.unlink(tmp_path / f"start-hangs-{su}")
     active, standby = h.wait_assigned("si", timeout=20)
     assert os.path.exists(tmp_path / f"up-{active}") and not os.path.exists(tmp_path / f"up-{standby}")
-    # The resource goes; its cleanup (stop) fails: it may still be held, so its unit is disabled.
+    # The resource fails; its cleanup (stop) fails: it may still be held, so its unit is disabled,
+    # and the SI waits for an operator: starting it on the standby could make two of it.
     (tmp_path / f"stop-fails-{active}").touch()
-    os.unlink(tmp_path / f"up-{active}")
+    (tmp_path / f"monitor-fails-{active}").touch()
     wait_for(lambda: h.su(active)["oper"] == "DISABLED", timeout=10, what=f"{active} disabled")
-    wait_for(lambda: h.si("si")["active"] == standby, timeout=10, what=f"{standby} ACTIVE")
     assert "OCF stop failed: OCF_ERR_GENERIC (1: generic error): " + active + " cannot stop" in \
         h.comp(active)["last_exit"]
     assert f"service unit '{active}' is disabled until 'haloctl repair {active}'" in h.logtext()
-    # Repaired, it comes back as STANDBY; then a switchover whose stop fails is a failure of the old ACTIVE.
+    wait_for(lambda: f"the service instances of unit '{active}' wait" in h.logtext(), what="the SI waiting")
+    time.sleep(1)
+    assert not h.si("si")["active"] and os.path.exists(tmp_path / f"up-{active}")
+    assert not os.path.exists(tmp_path / f"up-{standby}")
+    # The operator stops it by hand and repairs the unit: the standby takes the SI, the unit is back.
     os.unlink(tmp_path / f"stop-fails-{active}")
+    os.unlink(tmp_path / f"monitor-fails-{active}")
+    os.unlink(tmp_path / f"up-{active}")
     h.ctl("repair", active)
     assert h.wait_assigned("si") == (standby, active)
+    # A switchover whose stop fails is a failure of the old ACTIVE, whose cleanup (the stop again)
+    # fails too: disabled, and the SI waits again.
     (tmp_path / f"stop-fails-{standby}").touch()
     h.ctl("switchover", "si", check=False)
-    wait_for(lambda: h.si("si")["active"] == active, timeout=10, what=f"{active} ACTIVE again")
+    wait_for(lambda: h.su(standby)["oper"] == "DISABLED", timeout=10, what=f"{standby} disabled")
     assert f"component '{standby}' OCF stop failed" in h.su(standby)["last_failure"]
-    assert h.su(standby)["oper"] == "DISABLED"  # its cleanup, the stop again, failed too
+    time.sleep(1)
+    assert not h.si("si")["active"] and not os.path.exists(tmp_path / f"up-{active}")
     os.unlink(tmp_path / f"stop-fails-{standby}")
+    os.unlink(tmp_path / f"up-{standby}")
+    h.ctl("repair", standby)
+    wait_for(lambda: h.si("si")["active"] == active, timeout=10, what=f"{active} ACTIVE after the repair")
     assert h.stop() == 0
 
 

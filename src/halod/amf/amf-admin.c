@@ -186,6 +186,7 @@ int amf_su_op_repair(struct su *su) {
     if (su->oper != SU_DISABLED)
         return -HALO_EBADSTATE;
     log_info("Service unit '%s' repaired by the operator", su->name);
+    amf_su_repaired_fence(su); /* an OCF resource its failed stop left: the operator says it is gone */
     su->oper = SU_ENABLED;
     su->n_fail_times = 0;
     su->delay = 0;

@@ -43,12 +43,46 @@ static void su_fence_done(struct su *su) {
         amf_sg_evaluate(sg);
 }
 
+/* The OCF component of su whose resource may still be held after its fence: its stop has not
+ * succeeded (it failed, was killed past its timeout, or still runs), or NULL. */
+static const struct comp *ocf_held(const struct su *su) {
+    for (size_t i = 0; i < su->n_comps; i++)
+        if (amf_comp_ocf(&su->comps[i]) && (su->comps[i].ocf.up || su->comps[i].helper))
+            return &su->comps[i];
+    return NULL;
+}
+
 static void on_fence_timeout(uv_timer_t *t) {
     struct su *su = t->data;
+    const struct comp *c = ocf_held(su);
+    if (c) {
+        /* A resource (an address, a mount) is no process that dies in the end: its SIs wait for
+         * its stop, which its own timeout ends; if that fails, for an operator's repair. */
+        log_warning("The OCF resource of component '%s' is not stopped yet: service unit '%s' is not fenced", c->name,
+                    su->name);
+        return;
+    }
     log_error("Processes of service unit '%s' did not die within its terminate timeout after SIGKILL; "
               "failing over anyway",
               su->name);
     su_fence_done(su);
+}
+
+void amf_su_repaired_fence(struct su *su) {
+    bool held = false;
+    for (size_t i = 0; i < su->n_comps; i++) {
+        struct comp *c = &su->comps[i];
+        if (amf_comp_ocf(c) && c->ocf.up && !c->helper) {
+            log_notice("The operator says the OCF resource of component '%s' is stopped", c->name);
+            c->ocf.up = false;
+            amf_guard_end(c);
+            held = true;
+        }
+    }
+    for (size_t i = 0; !held && i < su->sg->n_sis; i++)
+        held = su->sg->sis[i].fencing == su;
+    if (held && !ocf_held(su))
+        su_fence_done(su);
 }
 
 bool amf_su_fenced(const struct su *su) {
@@ -69,6 +103,18 @@ void amf_su_failure_settled(struct su *su) {
     /* What the processes held is released before anything takes their place. */
     if (amf_nsa_cleanup(su))
         return;
+    const struct comp *held = ocf_held(su);
+    if (held && !a->stopping) {
+        /* Its stop failed: the resource may still be held here.  Starting it elsewhere could make
+         * two of it (two nodes with one address, one file system mounted twice): its SIs wait
+         * until an operator has looked and runs 'haloctl repair' (OpenSAF reboots the node). */
+        log_error_fields(AMF_FIELDS_SU(su, NULL),
+                         "The OCF resource of component '%s' may still be held (its stop did not succeed): the "
+                         "service instances of unit '%s' wait; stop it by hand, then 'haloctl repair %s'",
+                         held->name, su->name, su->name);
+        amf_notify_su(su, AMF_SU_STATE);
+        return;
+    }
     su_fence_done(su);
     if (a->stopping) {
         amf_stop_check(a);

@@ -235,6 +235,9 @@ void amf_su_fail(struct su *su, const char *why);
 void amf_comp_kill(struct comp *c);
 /* The SU's processes are all gone: its restart, or its end as disabled. */
 void amf_su_failure_settled(struct su *su);
+/* An operator repaired su: an OCF resource its failed stop left counts as stopped, and the SIs
+ * that waited for it go on. */
+void amf_su_repaired_fence(struct su *su);
 void amf_comp_on_timer(uv_timer_t *t);
 void amf_proc_exited(struct proc *p, int status, void *userdata);
 void amf_stop_check(struct amf *a);

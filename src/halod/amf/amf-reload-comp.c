@@ -340,6 +340,7 @@ void amf_comp_removal_step(struct comp *c) {
     c->conn = NULL; /* its link, closing after its process ended, is not a failure of anything */
     c->presence = PRESENCE_UNINSTANTIATED;
     c->restart_in_place = c->restart_at_once = c->restart_spawned = false;
+    c->spawn_deferred = false; /* a spawn it waited for: never (its timer stops) */
     uv_timer_stop(&c->timer);
     amf_hc_stop_all(c);
     amf_monitor_cancel(c);
