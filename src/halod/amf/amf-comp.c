@@ -134,10 +134,13 @@ int amf_comp_spawn_capture(struct comp *c, char *const *argv, char *const *extra
  * A spawn is a fork() of halod: 5 to 40 ms each on a paravirtualised machine with a halod of
  * 70 MB.  Hundreds at once (a node's start, or its restart after a fence, with 333 components)
  * held the loop for seconds: every new process's hello timed out, and it was restarted again,
- * for ever.  So the spawns of one loop iteration take 20 ms at most; the components after wait
- * 1 ms on their timer, that is the next iteration, once the loop has read what came meanwhile.
+ * for ever.  So once 8 were spawned in one loop iteration, the spawns take 20 ms at most; the
+ * components after wait 1 ms on their timer, that is the next iteration, once the loop has
+ * read what came meanwhile.  (A few spawns are never put off: a slow fork, as under the
+ * sanitizers, does not change when a small node's components start.)
  */
 #define SPAWN_SLICE_USEC (20 * USEC_PER_MSEC)
+#define SPAWN_SLICE_MIN 8 /* spawned in one iteration before the slice counts: a few are never put off */
 
 static bool spawn_later(struct comp *c) {
     struct amf *a = c->amf;
@@ -145,8 +148,9 @@ static bool spawn_later(struct comp *c) {
     if (a->spawn_slice_loop_ms != t) {
         a->spawn_slice_loop_ms = t;
         a->spawn_slice_spent = 0;
+        a->spawn_slice_n = 0;
     }
-    if (a->spawn_slice_spent < SPAWN_SLICE_USEC)
+    if (a->spawn_slice_n < SPAWN_SLICE_MIN || a->spawn_slice_spent < SPAWN_SLICE_USEC)
         return false;
     c->spawn_deferred = true;
     uv_timer_start(&c->timer, amf_comp_on_timer, 1, 0);
@@ -206,6 +210,7 @@ void amf_comp_instantiate(struct comp *c) {
         usec_t t0 = now_monotonic_usec();
         r = amf_comp_spawn(c, argv, extra, ELEMENTSOF(extra) - !crash, true, amf_proc_exited, &c->proc);
         a->spawn_slice_spent += now_monotonic_usec() - t0;
+        a->spawn_slice_n++;
     }
     free(argv);
     if (r < 0) {

@@ -28,6 +28,7 @@ struct amf {
     struct supervisor *sup;
     uint64_t spawn_slice_loop_ms; /* the loop time (uv_now()) of the iteration whose spawns are counted */
     usec_t spawn_slice_spent;     /* the time those spawns took (amf_comp_instantiate()) */
+    unsigned spawn_slice_n;       /* and how many they were */
     struct sg *sgs;               /* cap_sgs allocated, n_sgs in use: a reload adds groups without moving any */
     size_t n_sgs, cap_sgs;
     LIST_HEAD(struct invocation) invs;
