@@ -111,12 +111,11 @@ void cluster_sync__node_units_fenced(struct cluster_sync *s, const char *node, b
             if (su->local || su->remote.known || su->remote.fenced || !streq(su->cfg->node, node))
                 continue;
             struct stop_wait *w = wait_find(s, su);
-            if (!rejoined && su->remote.stop_ms && !w) {
-                wait_add(s, su);
+            if (!rejoined && (su->remote.stop_ms || w)) {
+                if (!w) /* else its own timer says when */
+                    wait_add(s, su);
                 continue;
             }
-            if (!rejoined && w)
-                continue; /* its own timer says when */
             if (w)
                 wait_drop(s, w);
             amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
