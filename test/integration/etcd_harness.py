@@ -150,3 +150,112 @@ class Etcd:
                     p.kill()
                     p.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LateWatchProxy:
+    """A TCP proxy of the test's own between one halod and an etcd member that delays what etcd
+    sends for watch requests (POST /v3/watch, on a new connection or one kept alive) by `delay`
+    seconds, in order, and passes every other answer through at once: that halod learns of every
+    change `delay` after the answers to its own writes (a late report)."""
+
+    def __init__(self, target_port, delay):
+        import socket
+        import threading
+        self.target, self.delay = target_port, delay
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self.watches = 0  # watch requests seen, for the test to check the proxy was in the way
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, u]
+            conn = {"late": False}
+            for f in (self._to_etcd, self._from_etcd):
+                threading.Thread(target=f, args=(c, u, conn), daemon=True).start()
+
+    def _to_etcd(self, c, u, conn):
+        """The requests, at once; from a watch request on, the connection's answers are late (curl
+        sends a request once the answer before it is whole, and a watch's answer never ends)."""
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                if d.startswith(b"POST /v3/watch "):
+                    with self.lock:
+                        self.watches += 1
+                    conn["late"] = True
+                u.sendall(d)
+        except OSError:
+            pass
+        self._shut(c, u)
+
+    def _from_etcd(self, c, u, conn):
+        import queue
+        import threading
+        import time
+        q = queue.Queue()
+
+        def send():
+            while True:
+                at, d = q.get()
+                if d is None:
+                    break
+                time.sleep(max(0.0, at - time.monotonic()))
+                try:
+                    c.sendall(d)
+                except OSError:
+                    break
+            self._shut(c, u)
+
+        threading.Thread(target=send, daemon=True).start()
+        try:
+            while True:
+                d = u.recv(65536)
+                if not d:
+                    break
+                q.put((time.monotonic() + (self.delay if conn["late"] else 0.0), d))
+        except OSError:
+            pass
+        q.put((0.0, None))
+
+    @staticmethod
+    def _shut(*socks):
+        import socket
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        with self.lock:
+            self._shut(*self.socks)
+            for s in self.socks:
+                s.close()
+            self.socks = []
+        self.lsock.close()

@@ -272,6 +272,10 @@ void txn_on_written(store *st, int error, const store_result *r, void *userdata)
     if (error < 0)
         log_warning_errno(error, "Transaction %s: a write to the store failed (tried again): %m", w->id);
     bool ok = error >= 0 && (w->kind == WRITE_DELETE || w->kind == WRITE_PRUNE || r->succeeded);
+    /* The store has it: the vote is pending now, whenever this halod's watch brings its copy (the
+     * component may answer the prepare first, and its vote must count). */
+    if (w->kind == WRITE_PENDING && p && ok && p->vote == VOTE_NONE)
+        p->vote = VOTE_PENDING;
     if (w->kind == WRITE_PENDING && p && ok && p->prepared_on == w->conn && w->conn) {
         Halo__Link__TxnPrepare tp = HALO__LINK__TXN_PREPARE__INIT;
         LinkMsg m = HALO__LINK__MSG__INIT;
