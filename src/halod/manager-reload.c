@@ -506,8 +506,8 @@ static void apply_cdb_roles(struct manager *m, const struct config_diff *d) {
         const struct config_sg *sg = ch->service_group ? find_sg(m->config, ch->sg) : NULL;
         if (!sg || !sg->cdb_roles || ch->kind != CONFIG_CHANGE_ADDED || m->roles)
             continue;
-        int r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
-                              &m->roles);
+        int r = amf_roles_new(m->loop, m->amf, sg->name, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL,
+                              m->prefix, &m->roles);
         if (r < 0)
             log_error_errno(r, "Service group '%s': the CDB roles cannot follow it: %m", sg->name);
     }

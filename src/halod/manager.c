@@ -357,6 +357,14 @@ static int socket_path(struct manager *m) {
     return 0;
 }
 
+/* The service group whose assignments drive the CDB roles (config-verify.c allows one), or NULL. */
+static const char *cdb_roles_group(const struct config *c) {
+    for (size_t g = 0; g < c->n_sgs; g++)
+        if (c->sgs[g].cdb_roles)
+            return c->sgs[g].name;
+    return NULL;
+}
+
 static int open_cdb(struct manager *m) {
     const struct manager_options *o = &m->opt;
     char cdb_path[PATH_MAX], ha_path[PATH_MAX];
@@ -410,10 +418,12 @@ static int open_cdb(struct manager *m) {
             return log_error_errno(r, "Failed to set up TLS for the CDB replication: %m");
         log_info("CDB replication over TLS: certificates both ways, signed by %s", m->opt.cdb_tls_ca);
     }
-    r = amf_roles_new(m->loop, m->amf, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
-                      &m->roles);
+    const char *sg = cdb_roles_group(m->config);
+    r = sg ? amf_roles_new(m->loop, m->amf, sg, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL, m->prefix,
+                           &m->roles)
+           : 0;
     if (r < 0)
-        return log_error_errno(r, "Failed to set up the CDB roles: %m");
+        return log_error_errno(r, "Failed to set up the CDB roles of service group '%s': %m", sg);
     return 0;
 }
 

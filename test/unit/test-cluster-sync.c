@@ -46,8 +46,9 @@
 
 struct fixture {
     uv_loop_t loop;
-    const char *description; /* DESCRIPTION if NULL */
-    int fences;              /* times this node fenced itself */
+    const char *description;        /* DESCRIPTION if NULL */
+    void (*edit)(struct config *c); /* changes the description once loaded (past its checks), or NULL */
+    int fences;                     /* times this node fenced itself */
     char path[64];
     char prefix[STORE_KEY_MAX];
     struct config *cfg;
@@ -192,6 +193,8 @@ static void fixture_start(struct fixture *f) {
     fclose(fp);
     if (config_load(f->path, &f->cfg, &errors) < 0)
         CHECK_FAIL("the description does not load: %s", errors ? errors : "?");
+    if (f->edit)
+        f->edit(f->cfg);
     ASSERT_OK(uv_loop_init(&f->loop));
     ASSERT_OK(key_prefix(f->prefix, "t"));
     ASSERT_OK(store_memory_new(&f->loop, &f->store));
@@ -1533,4 +1536,120 @@ TEST(cluster_sync_takes_the_lock_of_an_si_added_from_the_store) {
     struct got g;
     ASSERT(!*pair(&f, KEY_TARGET, "si2", "a", &g) && !*pair(&f, KEY_TARGET, "si2", "b", &g));
     stop_reloaded(&f, NULL, cfg);
+}
+
+/* ---- cdb-alone/<sg>: the readiness of each cdb-roles group ---- */
+
+/* Group G: its unit Ga on n1, Gb on n2, and its SI Gsi. */
+#define CDB_GROUP(G)             \
+    "  " G ":\n"                 \
+    "    component:\n"           \
+    "      command: /bin/true\n" \
+    "    service-units:\n"       \
+    "      " G "a: {node: n1}\n" \
+    "      " G "b: {node: n2}\n" \
+    "    service-instances:\n"   \
+    "      " G "si:\n"           \
+    "        csis:\n"            \
+    "          " G "csi: {}\n"
+#define DESCRIPTION_CDB_GROUPS \
+    "cluster: t\n"             \
+    "nodes:\n"                 \
+    "  n1: {}\n"               \
+    "  n2: {}\n"               \
+    "service-groups:\n" CDB_GROUP("g1") CDB_GROUP("g2") CDB_GROUP("g3")
+
+/* g1 and g2 drive CDB roles, g3 does not.  The description's check allows one cdb-roles group (and
+ * wants a token and cdb-addresses): set past it, as the model will have them with several. */
+static void two_cdb_roles_groups(struct config *c) {
+    ASSERT_EQ((int)c->n_sgs, 3);
+    c->sgs[0].cdb_roles = true;
+    c->sgs[1].cdb_roles = true;
+}
+
+static void del(struct fixture *f, enum key_dir dir, const char *name) {
+    char key[STORE_KEY_MAX];
+    ASSERT(key_name(key, f->prefix, dir, name) >= 0);
+    bool done = false;
+    ASSERT_OK(store_delete(f->store, key, on_done, &done));
+    run_until(f, &done);
+}
+
+/* Answers every CSI set sent on cc; whether one of them was for ACTIVE. */
+static bool answer_told_active(struct fixture *f, struct conn *cc) {
+    LinkMsg *m;
+    bool active = false;
+    while ((m = fake_conn_next(cc)))
+        if (m->body_case == HALO__LINK__MSG__BODY_CSI_SET) {
+            active |= m->csi_set->ha_state == HALO_HA_ACTIVE;
+            amf_response(f->amf, cc, 0, m->csi_set->invocation, 0, false);
+        }
+    return active;
+}
+
+/* The unit that holds si ACTIVE in the model, or "" if none. */
+static const char *active_of(struct fixture *f, const char *si) {
+    struct assignment *a = amf_si_find(amf_find_si(f->amf, si), HALO_HA_ACTIVE);
+    return a && !a->removing ? a->su->name : "";
+}
+
+/*
+ * Each cdb-roles group has its own cdb-alone/<sg> record: while g1's names n2 (its CDB acknowledged
+ * commits alone there), g1's ACTIVE goes to no unit of n1, but g2's, which has no record, does.  The
+ * record of g3, which has no cdb-roles, is ignored.  With one record for "the" cdb-roles group, the
+ * first one's pinned every cdb-roles group, and a record of the second was ignored.  n2's units are out
+ * of service, so that only this node's can be ACTIVE.
+ */
+TEST(cluster_sync_pins_the_active_of_each_cdb_roles_group_to_its_own_record) {
+    struct fixture f = {.description = DESCRIPTION_CDB_GROUPS, .edit = two_cdb_roles_groups};
+    fixture_start(&f);
+    put(&f, KEY_CDB_ALONE, "g1", NULL, "{\"node\":\"n2\"}", 0);
+    put(&f, KEY_CDB_ALONE, "g3", NULL, "{\"node\":\"n2\"}", 0);
+    ASSERT_OK(cluster_start(f.cluster));
+    run_until(&f, &f.loaded);
+    ASSERT(cluster_is_coordinator(f.cluster));
+
+    static const char *const units[] = {"g1a", "g2a", "g3a"};
+    struct conn cc[ELEMENTSOF(units)];
+    bool active[ELEMENTSOF(units)] = {false};
+    for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+        struct comp *c = amf_find_comp(f.amf, units[i]);
+        ASSERT(c && c->proc);
+        cc[i] = (struct conn){.pid = c->pid};
+        amf_comp_register(f.amf, &cc[i], 10 + i, units[i], NULL, false, false);
+    }
+    for (int round = 0; round < 5; round++) {
+        run_for(&f, 50);
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+            active[i] |= answer_told_active(&f, &cc[i]);
+    }
+    if (active[0] || *active_of(&f, "g1si"))
+        CHECK_FAIL("g1's ACTIVE went to '%s' while cdb-alone/g1 names n2", active_of(&f, "g1si"));
+    if (!active[1] || !streq(active_of(&f, "g2si"), "g2a"))
+        CHECK_FAIL("g2's ACTIVE: '%s' (want g2a: cdb-alone/g1 is not g2's record)", active_of(&f, "g2si"));
+    if (!active[2] || !streq(active_of(&f, "g3si"), "g3a"))
+        CHECK_FAIL("g3's ACTIVE: '%s' (want g3a: g3 has no cdb-roles)", active_of(&f, "g3si"));
+
+    /* Then g2's own record names n2: g2a may no longer be given ACTIVE (it keeps the one it holds: the rule
+     * is who may be given it).  g1's record goes: g1a may be ACTIVE, and is. */
+    put(&f, KEY_CDB_ALONE, "g2", NULL, "{\"node\":\"n2\"}", 0);
+    del(&f, KEY_CDB_ALONE, "g1");
+    run_for(&f, 50);
+    ASSERT(!amf_su_may_be_active(amf_find_su(f.amf, "g2a")));
+    ASSERT(amf_su_may_be_active(amf_find_su(f.amf, "g3a")));
+    for (int round = 0; round < 5; round++) {
+        run_for(&f, 50);
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+            active[i] |= answer_told_active(&f, &cc[i]);
+    }
+    if (!active[0] || !streq(active_of(&f, "g1si"), "g1a"))
+        CHECK_FAIL("g1's ACTIVE once cdb-alone/g1 went: '%s' (want g1a)", active_of(&f, "g1si"));
+    ASSERT(streq(active_of(&f, "g2si"), "g2a"));
+    /* A record naming the unit's own node pins nothing away from it. */
+    put(&f, KEY_CDB_ALONE, "g2", NULL, "{\"node\":\"n1\"}", 0);
+    run_for(&f, 50);
+    ASSERT(amf_su_may_be_active(amf_find_su(f.amf, "g2a")));
+    fixture_stop(&f);
+    for (size_t i = 0; i < ELEMENTSOF(units); i++)
+        fake_conn_done(&cc[i]);
 }

@@ -147,6 +147,13 @@ struct comp *amf_comp_by_conn(struct amf *a, const struct conn *conn) {
     return NULL;
 }
 
+struct sg *amf_find_sg(struct amf *a, const char *name) {
+    for (size_t g = 0; g < a->n_sgs; g++)
+        if (!a->sgs[g].removed && streq(a->sgs[g].name, name))
+            return &a->sgs[g];
+    return NULL;
+}
+
 struct su *amf_find_su(struct amf *a, const char *name) {
     for (size_t g = 0; g < a->n_sgs; g++)
         for (size_t u = 0; !a->sgs[g].removed && u < a->sgs[g].n_sus; u++)

@@ -159,6 +159,7 @@ void amf_set_failfast(struct amf *a, amf_failfast_fn fn, void *userdata);
 const char *amf_node(const struct amf *a);
 const struct config *amf_config(const struct amf *a);
 struct sg *amf_sgs(struct amf *a, size_t *ret_n);
+struct sg *amf_find_sg(struct amf *a, const char *name);
 struct su *amf_find_su(struct amf *a, const char *name);
 struct si *amf_find_si(struct amf *a, const char *name);
 struct comp *amf_find_comp(struct amf *a, const char *name);

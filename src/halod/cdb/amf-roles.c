@@ -237,15 +237,13 @@ static const struct amf_observer observer = {
     .sg_changed = on_sg_changed,
 };
 
-int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, store *st, const char *prefix,
-                  struct amf_roles **ret) {
-    size_t n_sgs;
-    struct sg *sgs = amf_sgs(a, &n_sgs), *sg = NULL;
+int amf_roles_new(uv_loop_t *loop, struct amf *a, const char *sg_name, struct ha *ha, const char *token, store *st,
+                  const char *prefix, struct amf_roles **ret) {
+    struct sg *sg = amf_find_sg(a, sg_name);
     *ret = NULL;
-    for (size_t g = 0; g < n_sgs; g++)
-        if (sgs[g].cfg->cdb_roles)
-            sg = &sgs[g];
-    if (!sg || !ha || !token)
+    if (!sg)
+        return -ENOENT;
+    if (!ha || !token)
         return 0;
     struct amf_roles *r = calloc(1, sizeof(*r));
     if (!r)

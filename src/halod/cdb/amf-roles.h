@@ -14,13 +14,14 @@
 
 struct amf_roles;
 
-/* Follows the service group marked cdb-roles, if any, with token (the nodes'
+/* Follows service group sg (a cdb-roles group of a's) with token (the nodes'
  * shared one; NULL when not set: then the roles are not driven).  st and
  * prefix: the cluster's store (several nodes), where a primary that
- * acknowledges commits alone records so first (NULL on one node).  *ret is
- * NULL when nothing is driven.  0, -ENOMEM, -ENOSPC, -ENAMETOOLONG. */
-int amf_roles_new(uv_loop_t *loop, struct amf *a, struct ha *ha, const char *token, store *st, const char *prefix,
-                  struct amf_roles **ret);
+ * acknowledges commits alone records so first, in cdb-alone/<sg> (NULL on one
+ * node).  *ret is NULL when nothing is driven.  0, -ENOENT (a has no group
+ * sg), -ENOMEM, -ENOSPC, -ENAMETOOLONG. */
+int amf_roles_new(uv_loop_t *loop, struct amf *a, const char *sg, struct ha *ha, const char *token, store *st,
+                  const char *prefix, struct amf_roles **ret);
 /* Accepts NULL; returns NULL.  Run the loop once more for its timer to close. */
 struct amf_roles *amf_roles_free(struct amf_roles *r);
 /* The service group the roles follow (for the status), NULL if none. */

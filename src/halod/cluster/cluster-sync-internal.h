@@ -97,7 +97,8 @@ struct cluster_sync {
     bool fence_waiting;           /* this node fenced itself; processes it killed still run */
     bool decided;                 /* it decided as the coordinator since the targets were last read */
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
-    char *cdb_alone;              /* cdb-alone/<sg>: the node whose CDB acknowledged commits alone, or NULL */
+    struct hashmap cdb_alone;     /* cdb-alone/<sg> of each cdb-roles group that has one: its name -> the node
+                                   * (char *) whose CDB acknowledged commits alone */
     uv_timer_t node_timer;        /* the earliest node_info.fenced_at or doom_at, pub_retry_at, targets_again */
     usec_t pub_retry_at;          /* a unit state's write failed: written again then (0: none) */
     unsigned pub_retry_msec;      /* its backoff: 100 ms, doubled up to 2 s, reset by a write that succeeds */

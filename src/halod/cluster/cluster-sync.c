@@ -43,7 +43,7 @@ void cluster_sync__unref(struct cluster_sync *s) {
     while (s->n_unwritten)
         unwritten_drop(s, 0);
     free(s->unwritten);
-    free(s->cdb_alone);
+    hashmap_done(&s->cdb_alone, free);
     hashmap_done(&s->pair_revs, free);
     for (size_t i = 0; i < s->n_nodes; i++) {
         free(s->nodes[i].name);
@@ -517,25 +517,21 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
         amf_su_remote(su, &r, false);
 }
 
-/* The cdb-roles group whose primary acknowledged commits alone: its ACTIVE
- * may go only to that node's unit until the other has them (amf-roles.c). */
-static struct sg *cdb_roles_sg(struct cluster_sync *s) {
-    size_t n_sgs;
-    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
-    for (size_t g = 0; g < n_sgs; g++)
-        if (sgs[g].cfg->cdb_roles)
-            return &sgs[g];
-    return NULL;
-}
-
+/* cdb-alone/<sg>: the primary of cdb-roles group sg acknowledged CDB commits alone (the record names its
+ * node), or no longer does (deleted).  While it does, that group's ACTIVE may go only to that node's unit:
+ * the other lacks those commits (amf-roles.c).  The record of a group without cdb-roles is ignored. */
 static void handle_cdb_alone(struct cluster_sync *s, const char *sg_name, json_t *j, bool deleted) {
-    struct sg *sg = cdb_roles_sg(s);
+    struct sg *sg = amf_find_sg(s->amf, sg_name);
     const char *node = deleted ? NULL : json_string_value(json_object_get(j, "node"));
-    if (!sg || !streq(sg->name, sg_name) || (!node && !s->cdb_alone) ||
-        (node && s->cdb_alone && streq(node, s->cdb_alone)))
+    const char *was = sg ? hashmap_get(&s->cdb_alone, sg->name) : NULL;
+    if (!sg || !sg->cfg->cdb_roles || (!node && !was) || (node && was && streq(node, was)))
         return;
-    free(s->cdb_alone);
-    s->cdb_alone = node ? strdup(node) : NULL;
+    free(hashmap_remove(&s->cdb_alone, sg->name));
+    char *copy = node ? strdup(node) : NULL;
+    if (copy && hashmap_put(&s->cdb_alone, sg->name, copy) < 0) {
+        free(copy); /* out of memory: not pinned, as when the strdup() fails */
+        copy = NULL;
+    }
     if (node)
         log_notice("The CDB of node '%s' acknowledged commits alone: the ACTIVE of '%s' stays on its unit until "
                    "the other node has them",
@@ -546,9 +542,11 @@ static void handle_cdb_alone(struct cluster_sync *s, const char *sg_name, json_t
         amf_readiness_changed(s->amf, sg->sus[0].comps[0].name);
 }
 
+/* A unit of a cdb-roles group may be ACTIVE unless its group's record names another node. */
 static bool cdb_ready(void *userdata, const struct su *su) {
     struct cluster_sync *s = userdata;
-    return !su->sg->cfg->cdb_roles || !s->cdb_alone || streq(s->cdb_alone, su->cfg->node);
+    const char *alone = su->sg->cfg->cdb_roles ? hashmap_get(&s->cdb_alone, su->sg->name) : NULL;
+    return !alone || streq(alone, su->cfg->node);
 }
 
 static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest, size_t len, json_t *j, bool deleted) {
@@ -723,20 +721,17 @@ static bool read_has(struct cluster_sync *s, const store_result *r, enum key_dir
 
 /* A read again after the watch fell behind: what is no longer there was
  * deleted meanwhile (a node's lease ended with its unit states). */
-static void handle_cdb_alone(struct cluster_sync *s, const char *sg_name, json_t *j, bool deleted);
-static struct sg *cdb_roles_sg(struct cluster_sync *s);
-
 static void forget_missing(struct cluster_sync *s, const store_result *r) {
-    struct sg *cdb = cdb_roles_sg(s);
-    if (cdb && s->cdb_alone && !read_has(s, r, KEY_CDB_ALONE, cdb->name))
-        handle_cdb_alone(s, cdb->name, NULL, true);
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        if (hashmap_contains(&s->cdb_alone, sgs[g].name) && !read_has(s, r, KEY_CDB_ALONE, sgs[g].name))
+            handle_cdb_alone(s, sgs[g].name, NULL, true);
     /* When they went is not known: no lease end here is vouched for. */
     bool trusted = store_lease_end_trusted(s->store, 0);
     for (size_t i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].alive && !read_has(s, r, KEY_NODES, s->nodes[i].name))
             handle_node(s, s->nodes[i].name, 0, true, trusted);
-    size_t n_sgs;
-    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             struct su *su = &sgs[g].sus[u];
