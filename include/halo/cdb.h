@@ -76,6 +76,10 @@ int halo_cdb_txn_delete(halo_cdb_txn *t, const char *path);
  * or may not be committed), -ESHUTDOWN or -HALO_ECLOSED (committed here, but
  * halod stopped, or the node left its primary role, before the secondaries
  * confirmed it), -ENOMEM, or the database's error (-EIO, -ENOSPC).
+ * Where parts of the tree are replicated on their own (subtrees that service
+ * groups drive; not configurable yet), a transaction goes to one of them:
+ * -EXDEV when its paths lie in different ones, or when it deletes an ancestor
+ * of such a subtree ("/" too).  Commit those parts separately.
  */
 int halo_cdb_txn_commit(halo_cdb_txn *t, char ret_txid[HALO_CDB_TXID_MAX]);
 /* Drops t without committing; accepts NULL; returns NULL. */

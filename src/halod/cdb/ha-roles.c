@@ -291,7 +291,7 @@ int ha_new(const struct ha_params *p, struct ha **ret) {
         ha_free(h);
         return r;
     }
-    cdb_link_set_role(p->link, &link_role, h);
+    cdb_link_set_role(p->link, p->db, &link_role, h);
     *ret = h;
     return 0;
 }
@@ -300,7 +300,7 @@ struct ha *ha_free(struct ha *h) {
     if (!h)
         return NULL;
     if (h->link)
-        cdb_link_set_role(h->link, NULL, NULL);
+        cdb_link_set_role(h->link, h->db, NULL, NULL);
     ha_control_close_conns(h);
     h->join_done = NULL;
     h->repl = repl_free(h->repl);
