@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Tests for replication (repl*.c): two nodes in one loop over loopback, each with several databases on one listener. */
+/* Tests for replication (repl*.c, and the ha of each database on top): two nodes in one loop over loopback, each
+ * with several databases on one listener. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <nettle/hmac.h>
@@ -14,6 +15,7 @@
 
 #include "cdb.h"
 #include "frame.h"
+#include "ha.h"
 #include "halo/halo.h"
 #include "macro.h"
 #include "repl.h"
@@ -520,6 +522,72 @@ TEST(the_main_handshake_is_unchanged_and_a_named_one_covers_its_name) {
     check_refused(&f, FRAME_REPL_VERSION, "g", 0, NULL);
     /* A later version is closed before anything is sent, as an older halod closes at a version 2. */
     check_refused(&f, 3, "g", 0, NULL);
+    teardown(&f);
+}
+
+/* ---- an ha per database (ha-roles.c) ---------------------------------------------------- */
+
+static void on_besecondary(void *arg, int error) {
+    int *result = arg;
+    *result = error < 0 ? error : 1;
+}
+
+static struct ha *new_ha(struct fixture *f, struct node *n, struct side *s, struct ha *share, const char *name) {
+    char path[128];
+    struct ha *h;
+    snprintf(path, sizeof(path), "%s/%s-%s.db", f->dir, n->id, name ?: "main");
+    ASSERT_OK(cdb_open(&f->loop, path, n->id, &s->db));
+    struct ha_params p = {.loop = &f->loop,
+                          .db = s->db,
+                          .repl_listen = n->addr,
+                          .share = share,
+                          .name = name,
+                          .subtree = name ? "/g" : NULL,
+                          .token = TOKEN,
+                          .tick_msec = 100,
+                          .dead_msec = 3000};
+    ASSERT_OK(ha_new(&p, &h));
+    return h;
+}
+
+TEST(an_ha_per_database_shares_the_listener_and_has_no_control_socket) {
+    struct fixture f;
+    setup(&f);
+    /* The fixture's repls are not used here: each ha makes its own. */
+    close_side(&f.a.main);
+    close_side(&f.b.main);
+    struct ha *a = new_ha(&f, &f.a, &f.a.main, NULL, NULL), *ag = new_ha(&f, &f.a, &f.a.g, a, "g");
+    struct ha *b = new_ha(&f, &f.b, &f.b.main, NULL, NULL), *bg = new_ha(&f, &f.b, &f.b.g, b, "g");
+    struct ha *bad;
+    struct ha_params p = {.loop = &f.loop, .db = f.a.g.db, .control_tcp = "127.0.0.1:1", .token = TOKEN};
+    ASSERT_EQ(ha_new(&p, &bad), -EINVAL); /* a TCP control socket needs the AF_UNIX one */
+
+    ASSERT_OK(ha_beprimary(ag, "n1"));
+    ASSERT_OK(ha_beprimary(a, "n1")); /* on the port g's ha opened */
+    int joined = 0, joined_g = 0;
+    ASSERT_OK(ha_besecondary(b, "n2", "n1", f.a.addr, on_besecondary, &joined));
+    ASSERT_OK(ha_besecondary(bg, "n2", "n1", f.a.addr, on_besecondary, &joined_g));
+    RUN_UNTIL(&f, joined && joined_g);
+    ASSERT(joined == 1 && joined_g == 1);
+    ASSERT_EQ(ha_state(bg), HA_STATE_SECONDARY);
+    set(&f, &f.a.g, "/g/x", "1");
+    RUN_UNTIL(&f, has(&f.b.g, "/g/x", "1"));
+    set(&f, &f.a.main, "/m", "2");
+    RUN_UNTIL(&f, has(&f.b.main, "/m", "2"));
+    ASSERT(has(&f.b.main, "/g/x", NULL));
+
+    /* The main database's ha leaves its role: g's goes on. */
+    ASSERT_OK(ha_benone(a));
+    RUN_UNTIL(&f, ha_state(b) == HA_STATE_NONE);
+    set(&f, &f.a.g, "/g/y", "3");
+    RUN_UNTIL(&f, has(&f.b.g, "/g/y", "3"));
+    ASSERT_EQ(ha_state(bg), HA_STATE_SECONDARY);
+
+    /* Freed in any order: the main database's first. */
+    a = ha_free(a);
+    ag = ha_free(ag);
+    b = ha_free(b);
+    bg = ha_free(bg);
     teardown(&f);
 }
 
