@@ -115,11 +115,18 @@ static int validate_control(const HaControl *m) {
 static int validate_repl(const HaRepl *m) {
     switch (m->body_case) {
     case HALO__HA__REPL__BODY_HELLO:
-        return text_ok(m->hello->nodeid, LINK_NAME_MAX, true) && m->hello->nonce.len == FRAME_NONCE_LEN ? 0 : -EBADMSG;
+        /* db is empty exactly in a version-1 Hello (the main database). */
+        return text_ok(m->hello->nodeid, LINK_NAME_MAX, true) && m->hello->nonce.len == FRAME_NONCE_LEN &&
+                       text_ok(m->hello->db, LINK_NAME_MAX, false) &&
+                       (m->hello->version == FRAME_REPL_VERSION) == !*m->hello->db
+                   ? 0
+                   : -EBADMSG;
     case HALO__HA__REPL__BODY_AUTH:
         return m->auth->mac.len == FRAME_MAC_LEN ? 0 : -EBADMSG;
     case HALO__HA__REPL__BODY_JOIN:
-        return text_ok(m->join->primary_id, LINK_NAME_MAX, true) && text_ok(m->join->last_txid, LINK_CDB_TXID_MAX, true)
+        return text_ok(m->join->primary_id, LINK_NAME_MAX, true) &&
+                       text_ok(m->join->last_txid, LINK_CDB_TXID_MAX, true) &&
+                       text_ok(m->join->subtree, LINK_CDB_PATH_MAX, false)
                    ? 0
                    : -EBADMSG;
     case HALO__HA__REPL__BODY_WELCOME:

@@ -14,7 +14,8 @@
 #define FRAME_NODES_MAX 64               /* nodes in a status reply */
 #define FRAME_NONCE_LEN 32
 #define FRAME_MAC_LEN 32
-#define FRAME_REPL_VERSION 1
+#define FRAME_REPL_VERSION 1    /* a Hello for the main database (its db is "") */
+#define FRAME_REPL_VERSION_DB 2 /* a Hello that names a database (a cdb-roles group's subtree) */
 
 typedef Halo__Ha__Control HaControl;
 typedef Halo__Ha__Repl HaRepl;

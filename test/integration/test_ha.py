@@ -475,6 +475,62 @@ def test_garbage_and_bad_tokens_on_the_replication_port(halod_factory):
     assert a.h.stop() == 0 and b.h.stop() == 0
 
 
+HALO_ECONNECT = -10013
+
+
+def db_hello_frame(nodeid, db, version=2, nonce=b"\0" * 32):
+    """A framed Repl{hello: Hello{version, nodeid, nonce, db}}: a secondary of a cdb-roles group's subtree."""
+    hello = field_varint(1, version) + field_bytes(2, nodeid) + field_bytes(3, nonce) + field_bytes(4, db)
+    repl = field_bytes(1, hello)
+    return struct.pack(">I", len(repl)) + repl
+
+
+def repl_frames_until_closed(s):
+    """Every Repl message halod sends on s, parsed one level, until it closes the connection."""
+    buf = b""
+    s.settimeout(10)
+    try:
+        while d := s.recv(65536):
+            buf += d
+    except ConnectionResetError:
+        pass
+    frames = []
+    while len(buf) >= 4:
+        n = struct.unpack(">I", buf[:4])[0]
+        frames.append(parse(buf[4:4 + n]))
+        buf = buf[4 + n:]
+    return frames
+
+
+def test_a_hello_naming_a_database_the_node_does_not_serve_gets_an_error(halod_factory):
+    """A version-2 Hello names the database it wants (a cdb-roles group's subtree): a node that does
+    not serve it says so with Error -HALO_ECONNECT and closes, before it sends anything of its own;
+    its secondary of the main database goes on as before."""
+    a, b = primary_and_secondary(halod_factory)
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    s.sendall(db_hello_frame(b"n9", b"nosuch"))
+    frames = repl_frames_until_closed(s)
+    s.close()
+    assert len(frames) == 1 and 10 in frames[0], frames  # Repl.error, and nothing else
+    error = parse(frames[0][10][0])
+    assert unzigzag(error[1][0]) == HALO_ECONNECT, error
+    assert error[2][0] == b"this node does not serve the CDB of group 'nosuch' now", error
+
+    # The main database's handshake is as it was: a version-1 Hello gets the primary's Hello (version 1, no db).
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    s.sendall(hello_frame(b"n9"))
+    hdr = s.recv(4, socket.MSG_WAITALL)
+    hello = parse(parse(s.recv(struct.unpack(">I", hdr)[0], socket.MSG_WAITALL))[1][0])
+    assert hello[1] == [1] and hello[2] == [b"n1"] and 4 not in hello, hello
+    s.close()
+
+    a.cdb("set", "/still", "here")
+    assert b.items() == {"/still": "here"}
+    assert [n["nodeid"] for n in a.state()["nodes"]] == ["n2"]
+    assert "Lost the CDB primary" not in b.h.logtext()
+    assert a.h.stop() == 0 and b.h.stop() == 0
+
+
 def test_bind_failure_and_a_dead_secondary_notified(halod_factory):
     a, b = Node(halod_factory, "a"), Node(halod_factory, "b")
     # Something else holds a's replication port: beprimary cannot listen.

@@ -18,6 +18,7 @@ struct ha {
     struct cdb *db;
     struct cdb_link *link;
     struct repl *repl;
+    char *label; /* after "CDB" in log lines: "" for the main database, " /sub" */
     enum ha_state state;
     char nodeid[LINK_NAME_MAX + 1];
     char *token;

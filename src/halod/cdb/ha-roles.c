@@ -56,7 +56,7 @@ enum ha_state ha_state(const struct ha *h) {
 
 static void set_state(struct ha *h, enum ha_state s) {
     if (h->state != s)
-        log_info("CDB HA state %s -> %s", ha_state_name(h->state), ha_state_name(s));
+        log_info("CDB%s HA state %s -> %s", h->label, ha_state_name(h->state), ha_state_name(s));
     h->state = s;
 }
 
@@ -253,21 +253,29 @@ static const struct cdb_link_role link_role = {.may_write = may_write, .replicat
 /* ---- setup ------------------------------------------------------------------ */
 
 int ha_new(const struct ha_params *p, struct ha **ret) {
-    struct ha *h = calloc(1, sizeof(*h));
+    const char *name = p->name ?: "", *subtree = p->subtree ?: "";
     int r;
+    if (p->control_tcp && !p->control_path)
+        return -EINVAL;
+    if (p->control_tcp && !p->token)
+        return -ENOKEY;
+    struct ha *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
     h->loop = p->loop;
     h->db = p->db;
     h->link = p->link;
     h->state = HA_STATE_NONE;
-    if (p->control_tcp && !p->token) {
+    if (asprintf(&h->label, "%s%s", *name ? " " : "", *subtree ? subtree : name) < 0) {
         free(h);
-        return -ENOKEY;
+        return -ENOMEM;
     }
     struct repl_params rp = {.loop = p->loop,
                              .db = p->db,
                              .listen = p->repl_listen,
+                             .share = p->share ? p->share->repl : NULL,
+                             .name = name,
+                             .subtree = subtree,
                              .tick_msec = p->tick_msec,
                              .dead_msec = p->dead_msec,
                              .async = p->async,
@@ -275,6 +283,7 @@ int ha_new(const struct ha_params *p, struct ha **ret) {
                              .userdata = h};
     r = repl_new(&rp, &h->repl);
     if (r < 0) {
+        free(h->label);
         free(h);
         return r;
     }
@@ -286,12 +295,13 @@ int ha_new(const struct ha_params *p, struct ha **ret) {
         }
         h->token_fixed = true;
     }
-    r = ha_control_listen(h, p->control_path, p->control_tcp);
+    r = p->control_path ? ha_control_listen(h, p->control_path, p->control_tcp) : 0;
     if (r < 0) {
         ha_free(h);
         return r;
     }
-    cdb_link_set_role(p->link, p->db, &link_role, h);
+    if (p->link)
+        cdb_link_set_role(p->link, p->db, &link_role, h);
     *ret = h;
     return 0;
 }
@@ -306,7 +316,8 @@ struct ha *ha_free(struct ha *h) {
     h->repl = repl_free(h->repl);
     free(h->token);
     free(h->driven_by);
-    h->token = h->driven_by = NULL;
+    free(h->label);
+    h->token = h->driven_by = h->label = NULL;
     h->freeing = true;
     /* The listeners live in h: the last close callback frees it. */
     ha_control_close_listeners(h);

@@ -20,11 +20,20 @@ enum ha_state {
 struct ha_params {
     uv_loop_t *loop;
     struct cdb *db;
-    struct cdb_link *link;    /* told whether writes are allowed, and to wait for replication */
-    const char *control_path; /* the HA control socket (AF_UNIX stream), mode 0600 */
-    const char *control_tcp;  /* also on this loopback "ADDR:PORT", or NULL */
-    const char *repl_listen;  /* where a primary listens for secondaries, "ADDR:PORT" */
-    const char *token;        /* the nodes' token from the description, or NULL: see ha_new() */
+    /* Told whether writes are allowed, and to wait for replication; NULL: none (the database of a
+     * subtree, which the link does not route to yet). */
+    struct cdb_link *link;
+    /* The HA control socket (AF_UNIX stream), mode 0600; NULL: none (a subtree's database, whose
+     * roles only its service group drives): no role call, status or notification reaches it. */
+    const char *control_path;
+    const char *control_tcp; /* also on this loopback "ADDR:PORT", or NULL (needs control_path) */
+    const char *repl_listen; /* where a primary listens for secondaries, "ADDR:PORT" (not with share) */
+    /* The ha of another database of this node: replication shares its listener and TLS
+     * credentials (repl_params.share), so name is needed.  NULL: the main database's. */
+    struct ha *share;
+    const char *name;    /* NULL or "": the main database; else the cdb-roles group whose subtree it holds */
+    const char *subtree; /* that group's subtree */
+    const char *token;   /* the nodes' token from the description, or NULL: see ha_new() */
     uint64_t tick_msec, dead_msec;
     bool async;
 };
@@ -36,7 +45,8 @@ struct ha;
  * (HMAC over fresh nonces, ha.proto) and none can replace it; without, a
  * CONNECT on the AF_UNIX socket (mode 0600) sets the token, as ConfD's does.
  * Returns 0, -ENOKEY (p->control_tcp without p->token: TCP needs a secret to
- * prove), or the errors of ha_control_listen().
+ * prove), -EINVAL (p->control_tcp without p->control_path), the errors of
+ * repl_new(), or those of ha_control_listen().
  */
 int ha_new(const struct ha_params *p, struct ha **ret);
 struct ha *ha_free(struct ha *h);
@@ -61,7 +71,7 @@ int ha_secondary_dead(struct ha *h, const char *nodeid);
 int ha_set_token(struct ha *h, const char *token);
 /* The replication's tick and dead intervals and mode, from now on (a reload): see repl_set_timing(). */
 void ha_set_replication(struct ha *h, uint64_t tick_msec, uint64_t dead_msec, bool async);
-/* Replication over mutual TLS: see repl_set_tls(). */
+/* Replication over mutual TLS: see repl_set_tls() (for every ha sharing h's listener). */
 int ha_set_tls(struct ha *h, const char *cert, const char *key, const char *ca, char *why, size_t n);
 
 /*

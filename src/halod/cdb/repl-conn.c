@@ -143,8 +143,10 @@ int repl_conn_send_msg(struct peer *p, const HaRepl *m) {
 void repl_conn_send_error(struct peer *p, int error, const char *text) {
     Halo__Ha__Error e = HALO__HA__ERROR__INIT;
     HaRepl m = HALO__HA__REPL__INIT;
+    char cut[LINK_NAME_MAX + 1]; /* a longer text would make the frame malformed (frame.c) */
+    snprintf(cut, sizeof(cut), "%s", text);
     e.error = error;
-    e.text = (char *)text;
+    e.text = cut;
     m.body_case = HALO__HA__REPL__BODY_ERROR;
     m.error = &e;
     (void)repl_conn_send_msg(p, &m);
@@ -188,6 +190,24 @@ void repl_conn_close(struct peer *p, int error, const char *reason) {
     else
         repl_follow_closed(p, was, error, reason);
     repl_conn_close_handles(p);
+}
+
+int repl_conn_move(struct peer *p, struct repl *to) {
+    struct repl *from = p->r;
+    if (from == to)
+        return 0;
+    char *token = strdup(to->token ?: "");
+    if (!token)
+        return -ENOMEM;
+    free(p->token);
+    p->token = token;
+    LIST_REMOVE(downs, &from->downs, p);
+    LIST_PREPEND(downs, &to->downs, p);
+    p->r = to;
+    to->n_open++;
+    uv_timer_set_repeat(&p->timer, repl_check_msec(to));
+    repl_unref(from); /* not its last reference: a repl being freed holds no connection */
+    return 0;
 }
 
 void repl_conn_authed(struct peer *p) {
@@ -310,6 +330,7 @@ void repl_conn_feed(struct peer *p, const uint8_t *data, size_t n) {
             int error = m->error->error < 0 && m->error->error > -20000 ? m->error->error : -HALO_ECLOSED;
             snprintf(why, sizeof(why), "it said: %s", *m->error->text ? m->error->text : halo_strerror(error));
             frame_repl_free(m);
+            p->explained = true;
             repl_conn_close(p, error, why);
             return;
         }
@@ -325,7 +346,7 @@ void repl_conn_feed(struct peer *p, const uint8_t *data, size_t n) {
 
 int repl_conn_start_reading(struct peer *p) {
     int r = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
-    if (r >= 0 && p->r->tls)
+    if (r >= 0 && p->r->hub->tls)
         r = repl_tls_start(p);
     return r;
 }

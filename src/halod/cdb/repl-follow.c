@@ -111,6 +111,8 @@ static void up_auth(struct peer *p, const Halo__Ha__Auth *a) {
     char txid[CDB_TXID_STRING_MAX];
     j.primary_id = r->up_primary;
     j.last_txid = cdb_txid_format(cdb_last(r->db), txid);
+    if (*r->name)
+        j.subtree = r->subtree; /* version 2: the primary checks it (the main database's Join is as before) */
     jm.body_case = HALO__HA__REPL__BODY_JOIN;
     jm.join = &j;
     if (repl_auth_send(p, "secondary", r->nodeid, p->nodeid) < 0 || repl_conn_send_msg(p, &jm) < 0) {
@@ -166,7 +168,7 @@ static void up_welcome(struct peer *p, const Halo__Ha__Welcome *w) {
     p->full_copy = w->full_copy;
     if (!p->full_copy) {
         p->phase = PHASE_STREAM;
-        log_info("Joined the CDB primary '%s' at %s: in sync, no copy needed", r->up_primary, r->up_addr);
+        log_info("Joined the CDB%s primary '%s' at %s: in sync, no copy needed", r->label, r->up_primary, r->up_addr);
         if (r->h->joined)
             r->h->joined(r->userdata, 0, false, NULL);
         return;
@@ -176,8 +178,8 @@ static void up_welcome(struct peer *p, const Halo__Ha__Welcome *w) {
         repl_conn_close(p, k, "cannot start the copy");
         return;
     }
-    log_info("Joined the CDB primary '%s' at %s: receiving a full copy (%llu paths)", r->up_primary, r->up_addr,
-             (unsigned long long)w->paths);
+    log_info("Joined the CDB%s primary '%s' at %s: receiving a full copy (%llu paths)", r->label, r->up_primary,
+             r->up_addr, (unsigned long long)w->paths);
     p->discarded = discarded_text(r, w->upstream);
     p->phase = PHASE_COPY;
 }
@@ -203,14 +205,14 @@ static void up_copy_end(struct peer *p, const Halo__Ha__CopyEnd *end) {
         return;
     }
     p->phase = PHASE_STREAM;
-    log_info("Received the full copy from the CDB primary '%s'", r->up_primary);
+    log_info("Received the full copy from the CDB%s primary '%s'", r->label, r->up_primary);
     p->applied = end->seq; /* the copy is durable: the primary may count it */
     send_ack(p);
     if (p->phase != PHASE_STREAM)
         return;
     char reason[LINK_NAME_MAX + 1] = ""; /* a notification's reason is at most this long */
     if (p->discarded) {
-        log_warning("CDB: %s", p->discarded);
+        log_warning("CDB%s: %s", r->label, p->discarded);
         snprintf(reason, sizeof(reason), "%s", p->discarded);
         if (strlen(p->discarded) >= sizeof(reason))
             memcpy(reason + sizeof(reason) - 4, "...", 4);
@@ -223,8 +225,12 @@ void repl_follow_msg(struct peer *p, const HaRepl *m) {
     switch (p->phase) {
     case PHASE_HELLO:
         if (m->body_case == HALO__HA__REPL__BODY_HELLO && !p->nodeid[0]) {
-            if (m->hello->version != FRAME_REPL_VERSION)
-                break;
+            /* The primary answers for the database we named, with our version. */
+            if (m->hello->version != (*p->r->name ? FRAME_REPL_VERSION_DB : FRAME_REPL_VERSION) ||
+                !streq(m->hello->db, p->r->name)) {
+                repl_conn_close(p, -EPROTO, "it answered for another database");
+                return;
+            }
             snprintf(p->nodeid, sizeof(p->nodeid), "%s", m->hello->nodeid);
             memcpy(p->nonce_theirs, m->hello->nonce.data, FRAME_NONCE_LEN);
             return;
@@ -270,15 +276,22 @@ void repl_follow_msg(struct peer *p, const HaRepl *m) {
 
 void repl_follow_closed(struct peer *p, enum peer_phase was, int error, const char *reason) {
     struct repl *r = p->r;
+    char hinted[LINK_NAME_MAX + 1]; /* a notification's reason is at most this long */
+    /* A halod that knows the main database only closes at a Hello that names another, without a word. */
+    if (*r->name && was == PHASE_HELLO && !p->nodeid[0] && !p->explained && error == -HALO_ECLOSED) {
+        snprintf(hinted, sizeof(hinted), "%s (is it a halod without cdb-subtree? upgrade every node first)", reason);
+        reason = hinted;
+    }
     if (r->up == p) {
         r->up = NULL;
         if (!r->freeing) {
             if (was == PHASE_STREAM) {
-                log_warning("Lost the CDB primary '%s' at %s: %s", r->up_primary, r->up_addr, reason);
+                log_warning("Lost the CDB%s primary '%s' at %s: %s", r->label, r->up_primary, r->up_addr, reason);
                 if (r->h->lost)
                     r->h->lost(r->userdata, error, reason);
             } else {
-                log_warning("Failed to join the CDB primary '%s' at %s: %s", r->up_primary, r->up_addr, reason);
+                log_warning("Failed to join the CDB%s primary '%s' at %s: %s", r->label, r->up_primary, r->up_addr,
+                            reason);
                 if (r->h->joined)
                     r->h->joined(r->userdata, error, false, reason);
             }
@@ -314,7 +327,7 @@ int repl_follow(struct repl *r, const char *primary_id, const char *addr) {
     struct sockaddr_storage sa;
     if (!primary_id || !*primary_id || strlen(primary_id) > LINK_NAME_MAX)
         return -HALO_EBADNAME;
-    if (!addr || strlen(addr) > LINK_NAME_MAX || repl_parse_addr(addr, r->listen_port, &sa) < 0)
+    if (!addr || strlen(addr) > LINK_NAME_MAX || repl_parse_addr(addr, r->hub->listen_port, &sa) < 0)
         return -EINVAL;
     repl_unfollow(r);
     struct peer *p = repl_conn_new(r, PEER_UP);

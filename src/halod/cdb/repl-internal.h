@@ -66,6 +66,7 @@ struct peer {
     bool full_copy;
     bool authed;          /* the other side proved it holds the token: its name counts, large frames are taken */
     bool received;        /* a byte came */
+    bool explained;       /* an Error came: the other side said why it closes */
     gnutls_session_t tls; /* with --cdb-tls-*: the session, else NULL */
     bool tls_ready;       /* its handshake is over: the other side's certificate is verified */
     struct peer_tls_in tls_in;
@@ -91,22 +92,43 @@ struct waiter {
     void *arg;
 };
 
-struct repl {
+/*
+ * What the repls of one node share: the replication listener and the TLS credentials.  A
+ * connection is accepted into the hub's host (its main repl while there is one) and moves to
+ * the repl its Hello names (repl_conn_move()).  Every repl holds a reference until it is
+ * released (after its last peer: so the credentials outlive every session), and the listener
+ * holds one while it is open.
+ */
+struct repl_hub {
     uv_loop_t *loop;
-    struct cdb *db;
     char listen_addr[64];
     uint16_t listen_port;
     struct sockaddr_storage listen_sa;
+    uv_tcp_t *listener;           /* while a repl of the hub serves; freed by its close callback */
+    unsigned n_serving;           /* repls serving */
+    struct repl_tls *tls;         /* every connection over TLS, or NULL (repl-tls.c) */
+    struct repl *main;            /* the repl that made the hub, until it is freed */
+    LIST_HEAD(struct repl) repls; /* not freed yet */
+    unsigned refs;
+};
+
+struct repl {
+    uv_loop_t *loop;
+    struct cdb *db;
+    struct repl_hub *hub;
+    LIST_FIELDS(struct repl, repls); /* hub->repls */
+    char name[LINK_NAME_MAX + 1];    /* the database: "" the main one, else its cdb-roles group */
+    char subtree[LINK_CDB_PATH_MAX + 1];
+    char label[LINK_CDB_PATH_MAX + 4]; /* in log lines after "CDB": "" for the main database, " /sub" */
     uint64_t tick_msec, dead_msec;
     bool async;
     const struct repl_handlers *h;
     void *userdata;
     char *token;
     char nodeid[LINK_NAME_MAX + 1];
-    struct repl_tls *tls; /* every connection over TLS, or NULL (repl-tls.c) */
 
-    uv_tcp_t *listener;           /* while serving; freed by its close callback */
-    unsigned n_open;              /* peers and listeners not released yet: the last frees r once freeing */
+    bool serving;                 /* repl_serve(): secondaries of this database are taken */
+    unsigned n_open;              /* peers not released yet: the last frees r once freeing */
     LIST_HEAD(struct peer) downs; /* newest first */
     struct peer *up;
     char up_primary[LINK_NAME_MAX + 1], up_addr[LINK_NAME_MAX + 1];
@@ -138,8 +160,14 @@ static inline uint64_t repl_check_msec(const struct repl *r) {
 }
 
 /* repl.c */
-/* A released peer or listener: the last one frees r once repl_free() ran. */
+/* A released peer: the last one frees r once repl_free() ran. */
 void repl_unref(struct repl *r);
+/* A reference of the hub dropped: the last frees it with its TLS credentials. */
+void repl_hub_unref(struct repl_hub *hub);
+/* The repl of the hub for database name ("": the main one), or NULL. */
+struct repl *repl_hub_find(struct repl_hub *hub, const char *name);
+/* Where the hub takes a new connection until its Hello names a database; NULL when no repl is left. */
+struct repl *repl_hub_host(struct repl_hub *hub);
 /* "host", "host:port", "[v6]" or "[v6]:port", numeric only; 0 or -EINVAL. */
 int repl_parse_addr(const char *s, uint16_t default_port, struct sockaddr_storage *ret);
 
@@ -149,6 +177,9 @@ struct peer *repl_conn_new(struct repl *r, enum peer_role role);
 void repl_conn_close(struct peer *p, int error, const char *reason);
 /* Closes the handles of a connection that was never linked or whose end is reported otherwise. */
 void repl_conn_close_handles(struct peer *p);
+/* A secondary's connection whose Hello named the database of to (a repl of the same hub) moves
+ * there: it takes to's token, timing and reference.  0, or -ENOMEM (p stays where it was). */
+int repl_conn_move(struct peer *p, struct repl *to);
 void repl_conn_on_timer(uv_timer_t *t);
 /* The other side proved it holds the token: from now on its frames may be as large as any. */
 void repl_conn_authed(struct peer *p);
@@ -204,7 +235,8 @@ void repl_serve_on_commit(struct cdb *db, const cdb_txid *id, const struct cdb_o
 void repl_serve_on_group_end(struct cdb *db, void *userdata);
 /* Commits still waiting for the secondaries get error: their replication is not known. */
 void repl_serve_fail_waiters(struct repl *r, int error);
-void repl_serve_close_listener(struct repl *r);
+/* r no longer serves: the hub's listener closes when no repl of it serves. */
+void repl_serve_leave(struct repl *r, const char *reason);
 
 /* repl-follow.c: the secondary side */
 void repl_follow_msg(struct peer *p, const HaRepl *m);

@@ -15,6 +15,11 @@
  * expected one (repl_expect: the standby of roles driven by the AMF), which
  * holds every commit back until it has it, connected or not.  A name counts
  * only once its connection authenticated.
+ *
+ * The repls of a node share one listener (their hub, repl.c): a connection
+ * waits in the hub's host until its Hello names the database it wants, then
+ * moves to that database's repl, or gets an Error if the node does not serve
+ * it now.  The listener is open while any of them serves.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -87,7 +92,7 @@ void repl_expect(struct repl *r, const char *nodeid) {
             r->expect_acked = MAX(r->expect_acked, d->acked);
     }
     if (*r->expect)
-        log_info("CDB commits wait for secondary '%s'", r->expect);
+        log_info("CDB%s commits wait for secondary '%s'", r->label, r->expect);
     release_waiters(r);
 }
 
@@ -163,7 +168,7 @@ static void copy_end(struct peer *p) {
         free(q);
     }
     p->phase = PHASE_STREAM;
-    log_info("CDB secondary '%s' (%s) has the full copy", p->nodeid, p->addr);
+    log_info("CDB%s secondary '%s' (%s) has the full copy", p->r->label, p->nodeid, p->addr);
 }
 
 void repl_serve_pump_copy(struct peer *p) {
@@ -310,6 +315,16 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
         repl_conn_close(p, -EBADMSG, "a bad transaction id");
         return;
     }
+    /* A named database (a version-2 Hello): two nodes started with different descriptions. */
+    if (*r->name && !streq(j->subtree, r->subtree)) {
+        char why[sizeof(r->name) + 2 * sizeof(r->subtree) + 64];
+        snprintf(why, sizeof(why), "the primary's subtree for group '%s' is %s, this node's %s", r->name, r->subtree,
+                 *j->subtree ? j->subtree : "none");
+        log_warning("CDB%s secondary '%s' (%s) refused: %s", r->label, p->nodeid, p->addr, why);
+        repl_conn_send_error(p, -HALO_EBADNAME, why);
+        repl_conn_close(p, -HALO_EBADNAME, "it has another subtree");
+        return;
+    }
     p->base_seq = r->seq;
     w.full_copy = !cdb_txid_equal(&theirs, cdb_last(r->db));
     /* In sync: it has every commit so far.  A copy counts once the secondary acknowledged it. */
@@ -333,7 +348,7 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
         return;
     }
     p->full_copy = w.full_copy;
-    log_info("CDB secondary '%s' (%s) joined%s", p->nodeid, p->addr,
+    log_info("CDB%s secondary '%s' (%s) joined%s", r->label, p->nodeid, p->addr,
              w.full_copy ? ": sending a full copy" : ", already in sync");
     if (r->h->secondary_arrived)
         r->h->secondary_arrived(r->userdata, p->nodeid);
@@ -347,7 +362,22 @@ static void down_join(struct peer *p, const Halo__Ha__Join *j) {
 }
 
 static void down_hello(struct peer *p, const Halo__Ha__Hello *h) {
-    struct repl *r = p->r;
+    /* The database it names, served now; the main one is "". */
+    struct repl *r = repl_hub_find(p->r->hub, h->db);
+    if (!r || !r->serving) {
+        char why[LINK_NAME_MAX + 64];
+        if (*h->db)
+            snprintf(why, sizeof(why), "this node does not serve the CDB of group '%s' now", h->db);
+        else
+            snprintf(why, sizeof(why), "this node does not serve the CDB now");
+        repl_conn_send_error(p, -HALO_ECONNECT, why);
+        repl_conn_close(p, -HALO_ECONNECT, why);
+        return;
+    }
+    if (repl_conn_move(p, r) < 0) {
+        repl_conn_close(p, -ENOMEM, "out of memory");
+        return;
+    }
     /* The name is only a claim until its Auth proves it: nothing is done in its name before. */
     snprintf(p->nodeid, sizeof(p->nodeid), "%s", h->nodeid);
     memcpy(p->nonce_theirs, h->nonce.data, FRAME_NONCE_LEN);
@@ -372,14 +402,16 @@ void repl_serve_msg(struct peer *p, const HaRepl *m) {
     struct repl *r = p->r;
     switch (p->phase) {
     case PHASE_HELLO:
-        if (m->body_case != HALO__HA__REPL__BODY_HELLO || m->hello->version != FRAME_REPL_VERSION)
+        /* frame.c checked that db is empty exactly in a version-1 Hello; a later version is closed. */
+        if (m->body_case != HALO__HA__REPL__BODY_HELLO ||
+            m->hello->version != (*m->hello->db ? FRAME_REPL_VERSION_DB : FRAME_REPL_VERSION))
             break;
         down_hello(p, m->hello);
         return;
     case PHASE_AUTH:
         if (m->body_case == HALO__HA__REPL__BODY_AUTH) {
             if (!repl_auth_ok(p, m->auth, "secondary", p->nodeid, r->nodeid)) {
-                log_warning("CDB secondary '%s' (%s) does not have our token: refused", p->nodeid, p->addr);
+                log_warning("CDB%s secondary '%s' (%s) does not have our token: refused", r->label, p->nodeid, p->addr);
                 repl_conn_send_error(p, -HALO_EBADTOKEN, "bad token");
                 repl_conn_close(p, -HALO_EBADTOKEN, "bad token");
                 return;
@@ -416,7 +448,7 @@ void repl_serve_closed(struct peer *p, enum peer_phase was, const char *reason) 
     struct repl *r = p->r;
     LIST_REMOVE(downs, &r->downs, p);
     if (!r->freeing && (was == PHASE_COPY || was == PHASE_STREAM)) {
-        log_info("CDB secondary '%s' (%s) is gone: %s", p->nodeid, p->addr, reason);
+        log_info("CDB%s secondary '%s' (%s) is gone: %s", r->label, p->nodeid, p->addr, reason);
         if (r->h->secondary_died)
             r->h->secondary_died(r->userdata, p->nodeid, reason);
     }
@@ -436,13 +468,16 @@ void repl_serve_release(struct peer *p) {
 }
 
 static void on_connection(uv_stream_t *server, int status) {
-    struct repl *r = server->data;
+    struct repl_hub *hub = server->data;
+    struct repl *r = repl_hub_host(hub), *each; /* a repl serves while the listener is open */
     struct peer *d;
     size_t n = 0;
-    if (status < 0)
+    if (status < 0 || !r)
         return;
-    LIST_FOREACH (downs, d, &r->downs)
-        n++;
+    LIST_FOREACH (repls, each, &hub->repls) {
+        LIST_FOREACH (downs, d, &each->downs)
+            n++;
+    }
     struct peer *p = repl_conn_new(r, PEER_DOWN);
     if (!p)
         return;
@@ -467,51 +502,87 @@ static void on_connection(uv_stream_t *server, int status) {
 /* ---- the listener ------------------------------------------------------------------ */
 
 static void on_listener_closed(uv_handle_t *h) {
-    struct repl *r = h->data;
+    struct repl_hub *hub = h->data;
     free(h);
-    repl_unref(r);
+    repl_hub_unref(hub);
 }
 
-void repl_serve_close_listener(struct repl *r) {
-    if (!r->listener)
+static void hub_close_listener(struct repl_hub *hub) {
+    if (!hub->listener)
         return;
-    uv_close((uv_handle_t *)r->listener, on_listener_closed);
-    r->listener = NULL;
+    uv_close((uv_handle_t *)hub->listener, on_listener_closed);
+    hub->listener = NULL;
+}
+
+static int hub_listen(struct repl_hub *hub) {
+    if (hub->listener)
+        return 0;
+    hub->listener = malloc(sizeof(*hub->listener));
+    if (!hub->listener)
+        return -ENOMEM;
+    uv_tcp_init(hub->loop, hub->listener);
+    hub->listener->data = hub;
+    hub->refs++;
+    int k = uv_tcp_bind(hub->listener, (const struct sockaddr *)&hub->listen_sa, 0);
+    if (k >= 0)
+        k = uv_listen((uv_stream_t *)hub->listener, 16, on_connection);
+    if (k < 0) {
+        log_error("Failed to listen for CDB secondaries on %s: %s", hub->listen_addr, uv_strerror(k));
+        hub_close_listener(hub);
+        return -HALO_EBIND;
+    }
+    return 0;
 }
 
 int repl_serve(struct repl *r) {
-    if (r->listener)
+    if (r->serving)
         return 0;
-    r->listener = malloc(sizeof(*r->listener));
-    if (!r->listener)
-        return -ENOMEM;
-    uv_tcp_init(r->loop, r->listener);
-    r->listener->data = r;
-    r->n_open++;
-    int k = uv_tcp_bind(r->listener, (const struct sockaddr *)&r->listen_sa, 0);
-    if (k >= 0)
-        k = uv_listen((uv_stream_t *)r->listener, 16, on_connection);
-    if (k < 0) {
-        log_error("Failed to listen for CDB secondaries on %s: %s", r->listen_addr, uv_strerror(k));
-        repl_serve_close_listener(r);
-        return -HALO_EBIND;
-    }
-    log_info("Serving the CDB to secondaries on %s", r->listen_addr);
+    int k = hub_listen(r->hub);
+    if (k < 0)
+        return k;
+    r->serving = true;
+    r->hub->n_serving++;
+    log_info("Serving the CDB%s to secondaries on %s", r->label, r->hub->listen_addr);
     return 0;
 }
 
 bool repl_serving(const struct repl *r) {
-    return r->listener != NULL;
+    return r->serving;
+}
+
+void repl_serve_leave(struct repl *r, const char *reason) {
+    struct repl_hub *hub = r->hub;
+    struct repl *each;
+    struct peer *d, *next;
+    if (!r->serving)
+        return;
+    r->serving = false;
+    if (--hub->n_serving > 0)
+        return;
+    hub_close_listener(hub);
+    /* Nothing is served now: a connection whose Hello has not come has nowhere to go. */
+    LIST_FOREACH (repls, each, &hub->repls) {
+        LIST_FOREACH_SAFE (downs, d, next, &each->downs) {
+            if (d->phase != PHASE_HELLO)
+                continue;
+            repl_conn_send_error(d, -HALO_ECLOSED, reason);
+            repl_conn_close(d, -HALO_ECLOSED, reason);
+        }
+    }
 }
 
 void repl_stop_serving(struct repl *r, const char *reason) {
     struct peer *d, *next;
+    /* Another database still served: connections not yet past their Hello may be headed there. */
+    bool others = r->hub->n_serving > (r->serving ? 1u : 0u);
     repl_serve_fail_waiters(r, -HALO_ECLOSED); /* before the secondaries go: they would release them as replicated */
     LIST_FOREACH_SAFE (downs, d, next, &r->downs) {
+        if (others && d->phase == PHASE_HELLO)
+            continue;
         repl_conn_send_error(d, -HALO_ECLOSED, reason);
         repl_conn_close(d, -HALO_ECLOSED, reason);
     }
-    repl_serve_close_listener(r);
+    repl_serve_leave(r, reason);
     release_waiters(r);
 }
 

@@ -119,7 +119,7 @@ int repl_tls_start(struct peer *p) {
         return -ENOMEM;
     }
     if (gnutls_set_default_priority(p->tls) < 0 ||
-        gnutls_credentials_set(p->tls, GNUTLS_CRD_CERTIFICATE, p->r->tls->cred) < 0)
+        gnutls_credentials_set(p->tls, GNUTLS_CRD_CERTIFICATE, p->r->hub->tls->cred) < 0)
         return -ENOMEM;
     if (!client)
         gnutls_certificate_server_set_request(p->tls, GNUTLS_CERT_REQUIRE);

@@ -6,7 +6,8 @@
  * a secondary connects to it (src/proto/ha.proto has the message sequence).
  * The engine is cut by role:
  *
- *   repl.c         the engine: creation, token, name, addresses
+ *   repl.c         the engine: creation, token, name, addresses; the hub its
+ *                  databases share (one listener, one set of TLS credentials)
  *   repl-conn.c    a connection: lifetime, liveness ticks, framed reads and writes
  *   repl-auth.c    the handshake: HMAC-SHA256 over fresh nonces, names and role
  *   repl-serve.c   the primary's side: secondaries, full copies, the commit stream, acks
@@ -29,9 +30,51 @@
 
 #define REPL_DEFAULT_PORT 4570
 
+/* ---- the hub ---------------------------------------------------------------------- */
+
+static int hub_new(uv_loop_t *loop, const char *listen, struct repl_hub **ret) {
+    struct repl_hub *hub = calloc(1, sizeof(*hub));
+    if (!hub)
+        return -ENOMEM;
+    hub->loop = loop;
+    snprintf(hub->listen_addr, sizeof(hub->listen_addr), "%s", listen);
+    int k = repl_parse_addr(listen, REPL_DEFAULT_PORT, &hub->listen_sa);
+    if (k < 0) {
+        free(hub);
+        return k;
+    }
+    hub->listen_port = ntohs(hub->listen_sa.ss_family == AF_INET ? ((struct sockaddr_in *)&hub->listen_sa)->sin_port
+                                                                 : ((struct sockaddr_in6 *)&hub->listen_sa)->sin6_port);
+    *ret = hub;
+    return 0;
+}
+
+void repl_hub_unref(struct repl_hub *hub) {
+    if (--hub->refs > 0)
+        return;
+    repl_tls_free(hub->tls); /* after the last session that used it: each held its repl, each repl the hub */
+    free(hub);
+}
+
+struct repl *repl_hub_find(struct repl_hub *hub, const char *name) {
+    struct repl *r;
+    LIST_FOREACH (repls, r, &hub->repls) {
+        if (streq(r->name, name))
+            return r;
+    }
+    return NULL;
+}
+
+struct repl *repl_hub_host(struct repl_hub *hub) {
+    return hub->main ?: hub->repls.first;
+}
+
+/* ---- the engine -------------------------------------------------------------------- */
+
 static void repl_release(struct repl *r) {
-    repl_tls_free(r->tls); /* after the last session that used it */
+    struct repl_hub *hub = r->hub;
     free(r);
+    repl_hub_unref(hub);
 }
 
 void repl_unref(struct repl *r) {
@@ -73,6 +116,14 @@ int repl_parse_addr(const char *s, uint16_t default_port, struct sockaddr_storag
 }
 
 int repl_new(const struct repl_params *p, struct repl **ret) {
+    const char *name = p->name ?: "", *subtree = p->subtree ?: "";
+    struct repl_hub *hub = p->share ? p->share->hub : NULL;
+    int k;
+
+    if (strlen(name) > LINK_NAME_MAX || strlen(subtree) > LINK_CDB_PATH_MAX || (hub && !*name))
+        return -EINVAL;
+    if (hub && repl_hub_find(hub, name))
+        return -EEXIST;
     struct repl *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
@@ -83,19 +134,26 @@ int repl_new(const struct repl_params *p, struct repl **ret) {
     r->async = p->async;
     r->h = p->handlers;
     r->userdata = p->userdata;
-    snprintf(r->listen_addr, sizeof(r->listen_addr), "%s", p->listen);
-    int k = repl_parse_addr(p->listen, REPL_DEFAULT_PORT, &r->listen_sa);
-    if (k < 0) {
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    snprintf(r->subtree, sizeof(r->subtree), "%s", subtree);
+    if (*name)
+        snprintf(r->label, sizeof(r->label), " %s", *subtree ? subtree : name);
+    if (!hub && (k = hub_new(p->loop, p->listen, &hub)) < 0) {
         free(r);
         return k;
     }
-    r->listen_port = ntohs(r->listen_sa.ss_family == AF_INET ? ((struct sockaddr_in *)&r->listen_sa)->sin_port
-                                                             : ((struct sockaddr_in6 *)&r->listen_sa)->sin6_port);
     k = cdb_observe(r->db, repl_serve_on_commit, repl_serve_on_group_end, r);
     if (k < 0) {
         free(r);
+        if (hub->refs == 0)
+            free(hub);
         return k;
     }
+    r->hub = hub;
+    hub->refs++;
+    if (!p->share)
+        hub->main = r;
+    LIST_APPEND(repls, &hub->repls, r);
     r->seq_id = *cdb_last(r->db);
     *ret = r;
     return 0;
@@ -108,11 +166,15 @@ struct repl *repl_free(struct repl *r) {
     cdb_unobserve(r->db, repl_serve_on_commit, r); /* the database may commit after us, at its close */
     repl_serve_fail_waiters(r, -ESHUTDOWN);
     repl_unfollow(r);
+    /* New connections of the hub go to another repl from now on. */
+    LIST_REMOVE(repls, &r->hub->repls, r);
+    if (r->hub->main == r)
+        r->hub->main = NULL;
     while (!LIST_IS_EMPTY(&r->downs))
         repl_conn_close(r->downs.first, -ESHUTDOWN, "shutting down");
     free(r->token);
     r->token = NULL;
-    repl_serve_close_listener(r);
+    repl_serve_leave(r, "shutting down");
     if (r->n_open == 0)
         repl_release(r);
     return NULL;
@@ -150,8 +212,8 @@ int repl_set_tls(struct repl *r, const char *cert, const char *key, const char *
     int k = repl_tls_new(cert, key, ca, &t, why, n);
     if (k < 0)
         return k;
-    repl_tls_free(r->tls);
-    r->tls = t;
+    repl_tls_free(r->hub->tls);
+    r->hub->tls = t;
     return 0;
 }
 

@@ -26,14 +26,24 @@ struct repl_handlers {
 struct repl_params {
     uv_loop_t *loop;
     struct cdb *db;
-    const char *listen; /* "ADDR:PORT" the primary listens on for secondaries */
-    uint64_t tick_msec; /* send a tick when idle this long */
-    uint64_t dead_msec; /* a peer silent this long is dead */
-    bool async;         /* commits do not wait for the secondaries */
+    const char *listen; /* "ADDR:PORT" the primary listens on for secondaries (not with share) */
+    /* Another repl of this node: this one shares its listener and TLS credentials (its hub), and
+     * needs a name of its own.  NULL: a new hub, on listen, that this repl hosts (its main). */
+    struct repl *share;
+    const char *name;    /* the database, named in the Hello: NULL or "" the main one, else its cdb-roles group */
+    const char *subtree; /* a named database's subtree, which its secondaries must have too */
+    uint64_t tick_msec;  /* send a tick when idle this long */
+    uint64_t dead_msec;  /* a peer silent this long is dead */
+    bool async;          /* commits do not wait for the secondaries */
     const struct repl_handlers *handlers;
     void *userdata;
 };
 
+/*
+ * Returns 0, -EINVAL (a bad listen address, a name or subtree too long, a share without a name),
+ * -EEXIST (share already has a repl of that name), -ENOMEM, or cdb_observe()'s error.  A hub
+ * lives until its last repl is released, so the repls of a hub are freed in any order.
+ */
 int repl_new(const struct repl_params *p, struct repl **ret);
 struct repl *repl_free(struct repl *r);
 
@@ -47,15 +57,17 @@ void repl_set_timing(struct repl *r, uint64_t tick_msec, uint64_t dead_msec, boo
 bool repl_timing(const struct repl *r, uint64_t *ret_tick_msec, uint64_t *ret_dead_msec);
 /* Every connection made from now on over mutual TLS (repl-tls.c): this
  * node's certificate and key, and the CA that signed every node's (PEM
- * files, read now).  0, -ENOMEM, or -EINVAL with why (n bytes) saying which
- * file is wrong. */
+ * files, read now).  For every repl of the hub.  0, -ENOMEM, or -EINVAL
+ * with why (n bytes) saying which file is wrong. */
 int repl_set_tls(struct repl *r, const char *cert, const char *key, const char *ca, char *why, size_t n);
 /* This node's name in the HA cluster (copied). */
 int repl_set_nodeid(struct repl *r, const char *nodeid);
 
-/* Starts listening for secondaries.  Returns 0, -HALO_EBIND, -ENOMEM. */
+/* Takes secondaries of this database: the hub's listener is open while a repl of it serves.
+ * Returns 0, -HALO_EBIND, -ENOMEM. */
 int repl_serve(struct repl *r);
-/* Closes the listener and every secondary's connection (reason sent to them). */
+/* Closes every secondary's connection of this database (reason sent to them), and the listener
+ * once no repl of the hub serves. */
 void repl_stop_serving(struct repl *r, const char *reason);
 bool repl_serving(const struct repl *r);
 
