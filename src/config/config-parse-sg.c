@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cdb-path.h"
 #include "config-internal.h"
 #include "string-table.h"
 
@@ -264,6 +265,7 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
         SG_AUTO_ADJUST,
         SG_AUTO_ADJUST_PROBATION,
         SG_ESCALATION,
+        SG_CDB_SUBTREE,
         _SG_MAX
     };
     static const char *const keys[] = {"redundancy",
@@ -279,6 +281,7 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
                                        "auto-adjust",
                                        "auto-adjust-probation",
                                        "escalation",
+                                       "cdb-subtree",
                                        NULL};
     yaml_node_t *k[_SG_MAX], *v[_SG_MAX];
     _cleanup_free_ struct map_entry *sus = NULL, *sis = NULL;
@@ -319,6 +322,17 @@ int config_parse_sg(struct loader *l, const struct map_entry *e, const struct co
         sg->cdb_roles_pos = config_yaml_pos(v[SG_CDB_ROLES]);
         if (!config_yaml_bool(v[SG_CDB_ROLES], &sg->cdb_roles))
             config_diag(l, v[SG_CDB_ROLES], "'cdb-roles' must be true or false, got %s", DESCRIBE(v[SG_CDB_ROLES]));
+    }
+    if (v[SG_CDB_SUBTREE]) {
+        const char *p = config_yaml_scalar(l, v[SG_CDB_SUBTREE], "'cdb-subtree'");
+        sg->cdb_subtree_pos = config_yaml_pos(v[SG_CDB_SUBTREE]);
+        if (p && cdb_path_check(p, CONFIG_CDB_SUBTREE_MAX, false) < 0)
+            config_diag(l, v[SG_CDB_SUBTREE],
+                        "'cdb-subtree' must be a path of the configuration database other than / (like /billing: a "
+                        "'/' before each part, no empty part, at most %d bytes), got %s",
+                        CONFIG_CDB_SUBTREE_MAX, DESCRIBE(v[SG_CDB_SUBTREE]));
+        else if (p && !(sg->cdb_subtree = config_diag_strdup(l, p)))
+            return -ENOMEM;
     }
     r = config_inherit_layer(l, v[SG_COMPONENT], "'component'", &sg_layer);
     if (r < 0)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdb-path.h"
 #include "config-internal.h"
 
 struct named {
@@ -226,20 +227,46 @@ static void proxied_verify(struct loader *l, const struct config *c) {
         }
 }
 
-/* cdb-roles: one 2N group whose units sit on different nodes, each with a cdb-address, and a token. */
+/* cdb-roles: 2N groups whose units sit on different nodes, each with a cdb-address, and a token.
+ * One of them drives the main database; each other one drives a subtree of its own
+ * (cdb-subtree), none inside another. */
 static void cdb_roles_verify(struct loader *l, const struct config *c) {
-    const struct config_sg *first = NULL;
+    const struct config_sg *main_sg = NULL;
+    size_t n_subtrees = 0;
     for (size_t g = 0; g < c->n_sgs; g++) {
         const struct config_sg *sg = &c->sgs[g];
-        if (!sg->cdb_roles)
-            continue;
-        if (first) {
-            config_diag_at(l, sg->cdb_roles_pos,
-                           "service group '%s': 'cdb-roles' is already set by service group '%s' (a node has one role)",
-                           Q(sg->name), Q(first->name));
+        if (sg->cdb_subtree && !sg->cdb_roles) {
+            config_diag_at(l, sg->cdb_subtree_pos,
+                           "service group '%s': 'cdb-subtree' needs 'cdb-roles: true' (the group's roles drive it)",
+                           Q(sg->name));
             continue;
         }
-        first = sg;
+        if (!sg->cdb_roles || (!sg->cdb_subtree && sg->cdb_subtree_pos.line))
+            continue; /* a cdb-subtree that is not a path: reported already */
+        if (!sg->cdb_subtree && main_sg) {
+            config_diag_at(l, sg->cdb_roles_pos,
+                           "service group '%s': 'cdb-roles' without 'cdb-subtree' is already set by service group "
+                           "'%s' (one group drives the main database: give the others a 'cdb-subtree' each)",
+                           Q(sg->name), Q(main_sg->name));
+            continue;
+        }
+        if (!sg->cdb_subtree)
+            main_sg = sg;
+        else if (++n_subtrees == CONFIG_CDB_SUBTREES_MAX + 1)
+            config_diag_at(l, sg->cdb_subtree_pos,
+                           "service group '%s': more than %d cdb-roles groups with a 'cdb-subtree' (each is a "
+                           "database of its own on every node)",
+                           Q(sg->name), CONFIG_CDB_SUBTREES_MAX);
+        for (size_t o = 0; sg->cdb_subtree && o < g; o++) {
+            const struct config_sg *other = &c->sgs[o];
+            if (other->cdb_roles && other->cdb_subtree &&
+                (cdb_path_under(sg->cdb_subtree, other->cdb_subtree) ||
+                 cdb_path_under(other->cdb_subtree, sg->cdb_subtree)))
+                config_diag_at(l, sg->cdb_subtree_pos,
+                               "service group '%s': 'cdb-subtree' %s overlaps %s of service group '%s' (each "
+                               "subtree has one group's roles: none may hold another)",
+                               Q(sg->name), Q(sg->cdb_subtree), Q(other->cdb_subtree), Q(other->name));
+        }
         if (sg->redundancy != CONFIG_REDUNDANCY_2N)
             config_diag_at(l, sg->cdb_roles_pos,
                            "service group '%s': 'cdb-roles' needs redundancy 2N (one primary, one secondary), not %s",

@@ -82,6 +82,7 @@ static void si_done(struct config_si *si) {
 
 static void sg_done(struct config_sg *sg) {
     free(sg->name);
+    free(sg->cdb_subtree);
     for (size_t i = 0; i < sg->n_sus; i++)
         su_done(&sg->sus[i]);
     free(sg->sus);

@@ -205,11 +205,13 @@ struct config_sg {
     unsigned max_active_sis_per_su, max_standby_sis_per_su; /* 0: no limit */
     struct config_pos max_active_pos, max_standby_pos;
     bool auto_failback; /* auto-adjust (alias auto-failback): ACTIVE back to the most preferred SU when it returns */
-    usec_t auto_adjust_probation;          /* how long a unit must be back before a role moves onto it */
-    bool cdb_roles;                        /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    usec_t auto_adjust_probation; /* how long a unit must be back before a role moves onto it */
+    bool cdb_roles;               /* the ACTIVE SU's node is the CDB primary, the STANDBY's its secondary */
+    char *cdb_subtree;            /* with cdb_roles: the CDB subtree whose roles it drives (NULL: the main database) */
     struct config_escalation comp_restart; /* component restarts of one SU before an SU restart */
     struct config_escalation su_restart;   /* SU restarts before an SU failover */
     struct config_pos cdb_roles_pos;
+    struct config_pos cdb_subtree_pos;
     struct config_su *sus;
     size_t n_sus;
     struct config_si *sis;
@@ -264,6 +266,9 @@ struct config_cdb {
 
 /* The longest token (the 'token-file' holds one line of 1 to this many printable bytes). */
 #define CONFIG_TOKEN_MAX 255
+/* cdb-roles groups with a cdb-subtree: each a database file of its own on every node. */
+#define CONFIG_CDB_SUBTREES_MAX 16
+#define CONFIG_CDB_SUBTREE_MAX 255 /* the longest cdb-subtree path, in bytes */
 
 /* A log stream halod writes to a file of its own (the 'log-streams' section, docs/logging.md). */
 struct config_log_stream {

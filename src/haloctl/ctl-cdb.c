@@ -82,11 +82,26 @@ static int do_list(halo *h, int argc, char **argv, bool json) {
     return 0;
 }
 
-/* A write refused: names the node that takes them, as halod sees it. */
-static void print_not_primary(const char *what) {
+/* Whether path is prefix or lies under it (the rule of cdb-path.h, in halod). */
+static bool path_under(const char *path, const char *prefix) {
+    size_t n = strlen(prefix);
+    return n == 1 || (strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/'));
+}
+
+/* A write refused: names the node that takes writes of path, as halod sees it (the main database's,
+ * or the cdb-roles group's whose subtree holds path). */
+static void print_not_primary(const char *what, const char *path) {
     _cleanup_free_ char *text = NULL;
     json_t *root = ctl_status_json(&text) >= 0 ? json_loads(text, 0, NULL) : NULL;
-    json_t *cdb = json_object_get(root, "cdb");
+    json_t *cdb = json_object_get(root, "cdb"), *sub;
+    size_t i;
+    json_array_foreach(json_object_get(cdb, "subtrees"), i, sub) {
+        const char *subtree = json_string_value(json_object_get(sub, "subtree"));
+        if (subtree && path_under(path, subtree)) {
+            cdb = sub;
+            break;
+        }
+    }
     const char *state = json_string_value(json_object_get(cdb, "state")) ?: "not the primary";
     const char *primary = json_string_value(json_object_get(cdb, "writer"));
     bool driven = json_object_get(cdb, "roles_follow") != NULL;
@@ -131,7 +146,14 @@ static int do_write(halo *h, int argc, char **argv, bool del, bool json) {
     }
     r = halo_cdb_txn_commit(t, txid);
     if (r == -HALO_EREADONLY) {
-        print_not_primary(what);
+        print_not_primary(what, argv[0]);
+        return r;
+    }
+    if (r == -EXDEV) {
+        fprintf(stderr,
+                "haloctl: cdb %s: the paths lie in different replicated subtrees (the cdb-subtree of a "
+                "cdb-roles group, or the rest): commit them separately\n",
+                what);
         return r;
     }
     if (r < 0) {

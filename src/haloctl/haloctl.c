@@ -231,6 +231,22 @@ static const char *join_names(json_t *list, char *buf, size_t size) {
     return buf[0] ? buf : "-";
 }
 
+/* A database's role on this node: the main one, or a cdb-roles group's subtree. */
+static void print_cdb_role(const char *what, json_t *cdb) {
+    size_t i;
+    json_t *sec;
+    printf("%s: %s", what, jstr(cdb, "state"));
+    if (json_is_string(json_object_get(cdb, "nodeid")))
+        printf(" as %s", jstr(cdb, "nodeid"));
+    if (json_is_string(json_object_get(cdb, "primary")))
+        printf(", primary %s", jstr(cdb, "primary"));
+    json_array_foreach(json_object_get(cdb, "secondaries"), i, sec)
+        printf("%s%s", i ? ", " : ", secondaries ", jstr(sec, "nodeid"));
+    if (json_is_string(json_object_get(cdb, "roles_follow")))
+        printf(" (roles follow service group %s)", jstr(cdb, "roles_follow"));
+    printf("; last transaction %s\n", jstr(cdb, "last_txid"));
+}
+
 static void print_status(json_t *root) {
     size_t i, j, k, l;
     json_t *n, *sg, *su, *c, *si;
@@ -250,17 +266,14 @@ static void print_status(json_t *root) {
 
     json_t *cdb = json_object_get(root, "cdb");
     if (json_is_object(cdb)) {
-        json_t *sec;
-        printf("\nConfiguration database: %s", jstr(cdb, "state"));
-        if (json_is_string(json_object_get(cdb, "nodeid")))
-            printf(" as %s", jstr(cdb, "nodeid"));
-        if (json_is_string(json_object_get(cdb, "primary")))
-            printf(", primary %s", jstr(cdb, "primary"));
-        json_array_foreach(json_object_get(cdb, "secondaries"), j, sec)
-            printf("%s%s", j ? ", " : ", secondaries ", jstr(sec, "nodeid"));
-        if (json_is_string(json_object_get(cdb, "roles_follow")))
-            printf(" (roles follow service group %s)", jstr(cdb, "roles_follow"));
-        printf("; last transaction %s\n", jstr(cdb, "last_txid"));
+        json_t *sub;
+        printf("\n");
+        print_cdb_role("Configuration database", cdb);
+        json_array_foreach(json_object_get(cdb, "subtrees"), j, sub) {
+            char what[300];
+            snprintf(what, sizeof(what), "Configuration database %.256s", jstr(sub, "subtree"));
+            print_cdb_role(what, sub);
+        }
     }
 
     json_array_foreach(json_object_get(root, "service_groups"), i, sg) {

@@ -76,6 +76,8 @@ struct manager {
     struct evt *evt; /* the event channels (svc/evt.h) */
     struct ha *ha;
     struct amf_roles *roles;
+    struct cdb_group *cdb_groups; /* the cdb-roles groups with a cdb-subtree (manager-cdb.c) */
+    size_t n_cdb_groups;
     struct ckpt_svc *ckpt; /* the checkpoint service (svc/ckpt.h) */
     /* The services (svc/). */
     struct name_service *names;
@@ -92,6 +94,26 @@ struct manager {
     bool failed_fast;                /* halod ends because of a node failfast: it exits with a failure */
     char digest[MANAGER_DIGEST_MAX]; /* sha256 of the running description's bytes, hex (docs/store.md) */
 };
+
+/* A cdb-roles group with a cdb-subtree: its subtree of the CDB is a database of its own on every node
+ * (<state-dir>/cdb-<group>.db) whose roles follow the group's assignments, replicated over the node's
+ * replication listener, reached by the clients through the main link by path (cdb-link.c). */
+struct cdb_group {
+    char *sg, *subtree; /* copies: a reload replaces the description */
+    struct cdb *cdb;
+    struct ha *ha;
+    struct amf_roles *roles;
+};
+
+/* manager-cdb.c: opens them after the main database (m->cdb, m->cdb_link, m->ha); closes them
+ * (roles and ha first, then the files once the link is gone). */
+int manager_cdb_groups_open(struct manager *m, const char *listen);
+void manager_cdb_groups_stop(struct manager *m);
+/* A reload changed the replication's timing (cdb: tick, dead-after, replication). */
+void manager_cdb_groups_set_replication(struct manager *m, const struct config_cdb *c);
+void manager_cdb_groups_close(struct manager *m);
+/* The status of each, or NULL when there is none (status.c). */
+struct json_t *manager_cdb_groups_json(struct manager *m);
 
 /* manager.c, also for the unit tests that wire the layers above io as halod does:
  * the AMF's observers (the event queues, the reporter, the recovery model,

@@ -277,6 +277,8 @@ size_t manager_reload_cluster_apply(struct manager *m, const struct config *old,
     bool cdb = o->tick != c->tick || o->dead_after != c->dead_after || o->async != c->async;
     if (cdb && m->ha)
         ha_set_replication(m->ha, c->tick / USEC_PER_MSEC, c->dead_after / USEC_PER_MSEC, c->async);
+    if (cdb)
+        manager_cdb_groups_set_replication(m, c);
     size_t n = 0;
     if (added)
         n += (size_t)snprintf(text + n, size - MIN(n, size), ", %zu node%s added", added, added == 1 ? "" : "s");

@@ -135,6 +135,10 @@ static const char *group_setting_refusal(const struct config_sg *og, const struc
                "in the next, or add it under a new name and remove the old one";
     if (starts(setting, "cdb-roles") && og->cdb_roles != ng->cdb_roles)
         return "a group's cdb-roles does not change live (restart halod to apply it)";
+    if (starts(setting, "cdb-subtree") &&
+        (!og->cdb_subtree != !ng->cdb_subtree || (og->cdb_subtree && !streq(og->cdb_subtree, ng->cdb_subtree))))
+        return "a group's cdb-subtree does not change live (its database is opened at start: restart every halod "
+               "to apply it)";
     return NULL;
 }
 

@@ -135,6 +135,9 @@ static const char *refusal(struct manager *m, const struct config *new, const st
     }
     if (ch->service_group && ch->kind == CONFIG_CHANGE_ADDED) {
         const struct config_sg *sg = find_sg(new, ch->sg);
+        if (sg && sg->cdb_roles && sg->cdb_subtree)
+            return "a cdb-roles group with a cdb-subtree is added by a restart of halod on every node (its "
+                   "database is opened at start)";
         return sg && sg->cdb_roles ? cdb_roles_add_refusal(m) : NULL;
     }
     if (ch->whole_csi) {
@@ -504,7 +507,7 @@ static void apply_cdb_roles(struct manager *m, const struct config_diff *d) {
     for (size_t i = 0; i < d->n_changes; i++) {
         const struct config_change *ch = &d->changes[i];
         const struct config_sg *sg = ch->service_group ? find_sg(m->config, ch->sg) : NULL;
-        if (!sg || !sg->cdb_roles || ch->kind != CONFIG_CHANGE_ADDED || m->roles)
+        if (!sg || !sg->cdb_roles || sg->cdb_subtree || ch->kind != CONFIG_CHANGE_ADDED || m->roles)
             continue;
         int r = amf_roles_new(m->loop, m->amf, sg->name, m->ha, m->config->cdb.token, m->opt.etcd ? m->store : NULL,
                               m->prefix, &m->roles);

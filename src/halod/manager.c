@@ -360,7 +360,7 @@ static int socket_path(struct manager *m) {
 /* The service group whose assignments drive the CDB roles (config-verify.c allows one), or NULL. */
 static const char *cdb_roles_group(const struct config *c) {
     for (size_t g = 0; g < c->n_sgs; g++)
-        if (c->sgs[g].cdb_roles)
+        if (c->sgs[g].cdb_roles && !c->sgs[g].cdb_subtree) /* the main database's; the others: manager-cdb.c */
             return c->sgs[g].name;
     return NULL;
 }
@@ -424,7 +424,7 @@ static int open_cdb(struct manager *m) {
            : 0;
     if (r < 0)
         return log_error_errno(r, "Failed to set up the CDB roles of service group '%s': %m", sg);
-    return 0;
+    return manager_cdb_groups_open(m, listen);
 }
 
 static void on_amf_failfast(struct amf *a, const char *why, void *userdata);
@@ -785,7 +785,8 @@ static void close_all(struct manager *m) {
         m->cluster_closed = true;
     }
     m->roles = amf_roles_free(m->roles);
-    m->ha = ha_free(m->ha); /* commits waiting for secondaries are answered while their clients are there */
+    manager_cdb_groups_stop(m); /* before the main ha: theirs share its replication listener */
+    m->ha = ha_free(m->ha);     /* commits waiting for secondaries are answered while their clients are there */
     m->server = server_free(m->server);
     m->ckpt = ckpt_svc_free(m->ckpt); /* its requests' answers had nobody to go to */
     m->sync = cluster_sync_free(m->sync);
@@ -879,6 +880,7 @@ struct manager *manager_free(struct manager *m) {
      * database, which commits what is still queued. */
     m->cdb_link = cdb_link_free(m->cdb_link);
     m->names = name_service_free(m->names);
+    manager_cdb_groups_close(m);
     m->cdb = cdb_close(m->cdb);
     if (m->loop)
         uv_run(m->loop, UV_RUN_DEFAULT);

@@ -144,6 +144,11 @@ static json_t *cdb_json(struct manager *m) {
         json_object_set_new(j, "roles_follow", json_string(amf_roles_sg(m->roles)));
         json_object_set_new(j, "writer", writer ? json_string(writer) : json_null());
     }
+    json_t *subtrees = manager_cdb_groups_json(m);
+    if (j && subtrees)
+        json_object_set_new(j, "subtrees", subtrees);
+    else
+        json_decref(subtrees);
     return j;
 }
 

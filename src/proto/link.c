@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "cdb-path.h"
 #include "halo/halo.h"
 #include "halo/log.h"
 #include "macro.h"
@@ -89,22 +90,7 @@ static int check_name(const char *s, int required) {
 }
 
 int link_cdb_path_check(const char *s, int root_ok) {
-    if (!s || s[0] != '/')
-        return -EINVAL;
-    size_t n = strnlen(s, LINK_CDB_PATH_MAX + 1);
-    if (n > LINK_CDB_PATH_MAX)
-        return -EINVAL;
-    if (n == 1)
-        return root_ok ? 0 : -EINVAL;
-    if (s[n - 1] == '/')
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return -EINVAL;
-        if (s[i] == '/' && s[i + 1] == '/')
-            return -EINVAL;
-    }
-    return 0;
+    return cdb_path_check(s, LINK_CDB_PATH_MAX, root_ok);
 }
 
 int link_log_stream_check(const char *s) {

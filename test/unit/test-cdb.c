@@ -191,6 +191,30 @@ TEST(cdb_keeps_values_and_the_last_id_across_a_reopen) {
     teardown(&f);
 }
 
+/* A cdb-roles group's file is bound to its subtree: the first time once it holds nothing outside
+ * it, then only to the same one, across a reopen. */
+TEST(cdb_binds_a_file_to_one_subtree) {
+    struct fixture f;
+    setup(&f);
+    char why[128] = "";
+    struct cdb_op in[] = {SET("/bill", "root"), SET("/bill/a", "1")};
+    (void)commit(&f, in, 2);
+    ASSERT_OK(cdb_bind_subtree(f.db, "/bill", why, sizeof(why)));
+    ASSERT_OK(cdb_bind_subtree(f.db, "/bill", why, sizeof(why)));
+    reopen(&f, "n1");
+    ASSERT_OK(cdb_bind_subtree(f.db, "/bill", why, sizeof(why)));
+    ASSERT_EQ(cdb_bind_subtree(f.db, "/billing", why, sizeof(why)), -EEXIST);
+    ASSERT_STREQ(why, "it holds subtree /bill");
+    teardown(&f);
+
+    setup(&f);
+    struct cdb_op out[] = {SET("/bill/a", "1"), SET("/billing", "2")};
+    (void)commit(&f, out, 2);
+    ASSERT_EQ(cdb_bind_subtree(f.db, "/bill", why, sizeof(why)), -ENOTEMPTY);
+    ASSERT_STREQ(why, "it holds /billing, outside /bill");
+    teardown(&f);
+}
+
 TEST(cdb_applies_a_primary_transaction_with_its_id) {
     struct fixture f;
     setup(&f);

@@ -733,7 +733,8 @@ TEST(cdb_roles_and_their_checks) {
     ASSERT_ERROR(e, p, 6, 51,
                  "service unit 'c' of 'g' (cdb-roles) is on node 'n2' like 'b': the roles need one unit per node");
     ASSERT_ERROR(e, p, 9, 16,
-                 "service group 'h': 'cdb-roles' is already set by service group 'g' (a node has one role)");
+                 "service group 'h': 'cdb-roles' without 'cdb-subtree' is already set by service group 'g' (one "
+                 "group drives the main database: give the others a 'cdb-subtree' each)");
     free(e);
 
     e = load_fail("nodes: {n1: {cdb-address: 127.0.0.1:4571}, n2: {cdb-address: 127.0.0.1:4572}}\n"
@@ -749,6 +750,54 @@ TEST(cdb_roles_and_their_checks) {
     ASSERT_ERROR(e, p, 6, 16,
                  "service group 'g': 'cdb-roles' needs redundancy 2N (one primary, one secondary), not N-way-active");
     ASSERT_EQ(count_lines(e), 1);
+    free(e);
+}
+
+#define CDB_NODES                                                                     \
+    "nodes: {n1: {cdb-address: 127.0.0.1:4571}, n2: {cdb-address: 127.0.0.1:4572}}\n" \
+    "cdb: {token-file: token}\n"                                                      \
+    "service-groups:\n"
+#define CDB_GROUP(name, extra)                                              \
+    "  " name ":\n"                                                         \
+    "    cdb-roles: true\n" extra "    component: {command: /bin/sleep}\n"  \
+    "    service-units: {" name "-a: {node: n1}, " name "-b: {node: n2}}\n" \
+    "    service-instances: {" name "-si: {csis: {" name "-csi: {}}}}\n"
+
+/* Several cdb-roles groups: one drives the main database, each other one a subtree of its own. */
+TEST(cdb_roles_groups_with_subtrees) {
+    write_file_mode("token", "s3cret\n", 7, 0600);
+    struct config *c = load_ok(CDB_NODES CDB_GROUP("g", "") CDB_GROUP("bill", "    cdb-subtree: /bill\n")
+                                   CDB_GROUP("acct", "    cdb-subtree: /acct/v1\n"));
+    ASSERT(c->sgs[0].cdb_roles && !c->sgs[0].cdb_subtree);
+    ASSERT_STREQ(c->sgs[1].cdb_subtree, "/bill");
+    ASSERT_STREQ(c->sgs[2].cdb_subtree, "/acct/v1");
+    config_free(c);
+    /* Subtrees only: the main database keeps the roles the HA control gives it. */
+    c = load_ok(CDB_NODES CDB_GROUP("bill", "    cdb-subtree: /bill\n"));
+    config_free(c);
+
+    const char *p;
+    char *e = load_fail(
+        CDB_NODES CDB_GROUP("bill", "    cdb-subtree: /bill\n") CDB_GROUP("billing", "    cdb-subtree: /bill/2026\n")
+            CDB_GROUP("root", "    cdb-subtree: /\n")
+                CDB_GROUP("bad", "    cdb-subtree: a//b\n") "  plain:\n"
+                                                            "    cdb-subtree: /plain\n"
+                                                            "    component: {command: /bin/sleep}\n"
+                                                            "    service-units: {p-a: {node: n1}, p-b: {node: n2}}\n"
+                                                            "    service-instances: {p-si: {csis: {p-csi: {}}}}\n",
+        &p);
+    ASSERT_ERROR(e, p, 12, 18,
+                 "service group 'billing': 'cdb-subtree' /bill/2026 overlaps /bill of service group 'bill' (each "
+                 "subtree has one group's roles: none may hold another)");
+    ASSERT_ERROR(e, p, 18, 18,
+                 "'cdb-subtree' must be a path of the configuration database other than / (like /billing: a '/' "
+                 "before each part, no empty part, at most 255 bytes), got '/'");
+    ASSERT_ERROR(e, p, 24, 18,
+                 "'cdb-subtree' must be a path of the configuration database other than / (like /billing: a '/' "
+                 "before each part, no empty part, at most 255 bytes), got 'a//b'");
+    ASSERT_ERROR(e, p, 29, 18,
+                 "service group 'plain': 'cdb-subtree' needs 'cdb-roles: true' (the group's roles drive it)");
+    ASSERT_EQ(count_lines(e), 4);
     free(e);
 }
 

@@ -109,11 +109,52 @@ static int exec_sql(sqlite3 *db, const char *sql) {
 
 /* ---- paths and ids ----------------------------------------------------- */
 
-bool cdb_path_under(const char *path, const char *prefix) {
-    size_t n = strlen(prefix);
-    if (n == 1) /* "/" */
-        return true;
-    return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+/* The first path of a list outside the subtree in ctx->subtree, copied. */
+struct outside {
+    const char *subtree;
+    char path[LINK_CDB_PATH_MAX + 1];
+};
+
+static int first_outside(const char *path, const uint8_t *value, size_t len, void *userdata) {
+    struct outside *o = userdata;
+    if (cdb_path_under(path, o->subtree))
+        return 0;
+    snprintf(o->path, sizeof(o->path), "%s", path);
+    return 1;
+}
+
+int cdb_bind_subtree(struct cdb *c, const char *subtree, char *why, size_t n) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE name = 'subtree'", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sqlite_errno(c->db, rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *was = (const char *)sqlite3_column_text(st, 0);
+        int r = was && streq(was, subtree) ? 0 : -EEXIST;
+        if (r < 0)
+            snprintf(why, n, "it holds subtree %s", was ? was : "(none)");
+        sqlite3_finalize(st);
+        return r;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sqlite_errno(c->db, rc);
+    struct outside o = {.subtree = subtree};
+    int r = cdb_list(c, "/", NULL, first_outside, &o);
+    if (r < 0)
+        return r;
+    if (r > 0) {
+        snprintf(why, n, "it holds %s, outside %s", o.path, subtree);
+        return -ENOTEMPTY;
+    }
+    rc = sqlite3_prepare_v2(c->db, "INSERT INTO meta (name, value) VALUES ('subtree', ?1)", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, subtree, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sqlite_errno(c->db, rc);
 }
 
 /* The bounds of the paths strictly under prefix: [prefix "/", prefix "0"). */

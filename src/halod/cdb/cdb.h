@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cdb-path.h"
 #include "hlc.h"
 #include "link.h"
 
@@ -116,5 +117,7 @@ int cdb_replace_add(struct cdb *c, const char *path, const uint8_t *value, size_
 int cdb_replace_end(struct cdb *c, const cdb_txid *id);
 void cdb_replace_abort(struct cdb *c);
 
-/* Whether path is prefix itself or under it (both valid: link_cdb_path_check()). */
-bool cdb_path_under(const char *path, const char *prefix);
+/* Binds the file to subtree, the part of the CDB it holds for a cdb-roles group (a row of its own,
+ * kept by full copies): 0 the first time (once it holds nothing outside subtree) and after, with the
+ * same subtree; -EEXIST (bound to another) or -ENOTEMPTY (it holds paths outside), why says what. */
+int cdb_bind_subtree(struct cdb *c, const char *subtree, char *why, size_t n);

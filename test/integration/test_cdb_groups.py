@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: MIT
+"""Several cdb-roles groups (docs/cdb.md, "Several groups, one subtree each"): the group without a
+cdb-subtree drives the main database, a group with `cdb-subtree: /bill` drives /bill, a database
+of its own on every node.  Two real halods over a real etcd, each node the primary of one and the
+secondary of the other over one replication listener."""
+import json
+import os
+import shutil
+import sqlite3
+
+from halo_harness import TESTCOMP, commits_until, free_port, wait_for
+from test_reload import rewrite
+
+TOKEN = "groups-token"
+
+
+def groups_yaml(tmp_path, ports, bill_extra=""):
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    return f"""
+cluster: groups
+nodes:
+  n1: {{cdb-address: "127.0.0.1:{ports['n1']}"}}
+  n2: {{cdb-address: "127.0.0.1:{ports['n2']}"}}
+cdb: {{token-file: "{token}", tick: 100ms, dead-after: 600ms}}
+defaults:
+  component:
+    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
+service-groups:
+  db:
+    cdb-roles: true
+    component: {{command: {TESTCOMP}}}
+    service-units:
+      db-a: {{node: n1}}
+      db-b: {{node: n2}}
+    service-instances:
+      db: {{csis: {{db-csi: {{}}}}}}
+  bill:
+    cdb-roles: true
+    cdb-subtree: /bill{bill_extra}
+    component: {{command: {TESTCOMP}}}
+    service-units:
+      bill-a: {{node: n2}}
+      bill-b: {{node: n1}}
+    service-instances:
+      bill: {{csis: {{bill-csi: {{}}}}}}
+"""
+
+
+NODE = {"db-a": "n1", "db-b": "n2", "bill-a": "n2", "bill-b": "n1"}
+
+
+class Groups:
+    def __init__(self, etcd, factory, tmp_path):
+        self.listen = {"n1": free_port(), "n2": free_port()}
+        self.yaml = groups_yaml(tmp_path, self.listen)
+        self.etcd, self.factory = etcd, factory
+        self.nodes = {n: self.make(n) for n in ("n1", "n2")}
+
+    def make(self, n):
+        return self.factory(self.yaml, name=f"groups-{n}",
+                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "2",
+                                        "--http", "none", "--cdb-listen", f"127.0.0.1:{self.listen[n]}"])
+
+    def roles(self, n, subtree=None):
+        """This node's role of the main database, or of subtree's."""
+        cdb = self.nodes[n].status()["cdb"]
+        if subtree is None:
+            return cdb
+        return next((s for s in cdb.get("subtrees", []) if s["subtree"] == subtree), None)
+
+    def active(self, si):
+        s = self.nodes["n1"].si(si)
+        if s["active"] and s["standby"] and not any(a["pending"] for a in s["assignments"]):
+            return NODE[s["active"]], NODE[s["standby"]]
+        return None
+
+    def settle(self):
+        """Starts both; returns {None: (primary, secondary) of the main database, "/bill": the same of /bill}
+        once every role follows its group."""
+        for h in self.nodes.values():
+            h.start()
+        out = {}
+        for si, subtree in (("db", None), ("bill", "/bill")):
+            p, s = wait_for(lambda si=si: self.active(si), timeout=20, what=f"{si} assigned")
+            if subtree and p == out[None][0]:  # one primary on each node: bill's ACTIVE to the other
+                self.nodes["n1"].ctl("admin", "si-swap", f"si:{si}")
+                p, s = wait_for(lambda si=si, p=p: (self.active(si) or (p,))[0] != p and self.active(si),
+                                timeout=20, what=f"{si} swapped")
+            wait_for(lambda: (self.roles(p, subtree) or {}).get("state") == "PRIMARY" and
+                     (self.roles(s, subtree) or {}).get("state") == "SECONDARY" and
+                     self.roles(p, subtree).get("secondaries"), timeout=15, what=f"{si}'s roles")
+            out[subtree] = (p, s)
+        return out
+
+
+def test_two_groups_drive_their_own_subtrees(etcd, halod_factory, tmp_path):
+    g = Groups(etcd, halod_factory, tmp_path)
+    roles = g.settle()
+    main_p, main_s = roles[None]
+    bill_p, bill_s = roles["/bill"]
+    assert main_p != bill_p, roles
+
+    # What halod and haloctl say of both.
+    sub = g.roles(bill_p, "/bill")
+    assert sub["roles_follow"] == "bill" and sub["writer"] == bill_p and sub["nodeid"] == bill_p
+    text = g.nodes[bill_p].ctl("status").stdout
+    assert f"Configuration database /bill: PRIMARY as {bill_p}, secondaries {bill_s} (roles follow service " \
+           "group bill)" in text, text
+    assert f"Configuration database: SECONDARY as {bill_p}, primary {main_p}" in text, text
+
+    # Each subtree's writes go to its own primary, and reach the other node.
+    hp, hb = g.nodes[main_p], g.nodes[bill_p]
+    hp.ctl("cdb", "set", "/x", "main", "/billing", "not bill")
+    hb.ctl("cdb", "set", "/bill/y", "bill", "/bill", "root")
+    for h in g.nodes.values():
+        wait_for(lambda h=h: h.ctl("cdb", "get", "/bill/y", check=False).stdout == "bill\n" and
+                 h.ctl("cdb", "get", "/x", check=False).stdout == "main\n", timeout=10, what="both replicated")
+    # The wrong node names the right writer, per path.
+    r = hp.ctl("cdb", "set", "/bill/z", "1", check=False)
+    assert r.returncode != 0 and f"the primary is node '{bill_p}'" in r.stderr, r.stderr
+    r = hb.ctl("cdb", "set", "/z", "1", check=False)
+    assert r.returncode != 0 and f"the primary is node '{main_p}'" in r.stderr, r.stderr
+    # One transaction is one database's.
+    r = hp.ctl("cdb", "set", "/a", "1", "/bill/a", "2", check=False)
+    assert r.returncode != 0 and "different replicated subtrees" in r.stderr, r.stderr
+    r = hp.ctl("cdb", "delete", "/", check=False)
+    assert r.returncode != 0 and "different replicated subtrees" in r.stderr, r.stderr
+    # A list over both is one list, in path order, on either node.
+    for h in g.nodes.values():
+        paths = [i["path"] for i in json.loads(h.ctl("cdb", "list", "/", "--json").stdout)]
+        assert paths == ["/bill", "/bill/y", "/billing", "/x"], paths
+
+    # The files, on both nodes: the group's holds its subtree, the main one the rest.
+    for h in g.nodes.values():
+        assert h.stop() == 0
+    for h in g.nodes.values():
+        assert paths_in(os.path.join(h.state, "cdb-bill.db")) == ["/bill", "/bill/y"]
+        assert paths_in(os.path.join(h.state, "cdb.db")) == ["/billing", "/x"]
+
+
+def paths_in(db):
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        return [p for (p,) in c.execute("SELECT path FROM kv ORDER BY path")]
+
+
+def test_one_group_fails_over_and_the_other_stays(etcd, halod_factory, tmp_path):
+    """n2, /bill's primary, dies whole (halod and components, SIGKILL) under a stream of commits to
+    /bill: /bill moves to n1 with every acknowledged commit; the main database's primary, n1, stays."""
+    g = Groups(etcd, halod_factory, tmp_path)
+    roles = g.settle()
+    main_p, _ = roles[None]
+    bill_p, bill_s = roles["/bill"]
+    hb = g.nodes[bill_p]
+    acked = commits_until(hb.socket, "/bill/n", 200, hb.kill_all)
+    assert len(acked) >= 200
+    hs = g.nodes[bill_s]
+    wait_for(lambda: (g.roles(bill_s, "/bill") or {}).get("state") == "PRIMARY", timeout=20,
+             what="/bill's primary on the survivor")
+    items = {i["path"] for i in json.loads(hs.ctl("cdb", "list", "/bill/n", "--json").stdout)}
+    lost = [i for i in acked if f"/bill/n/{i}" not in items]
+    assert not lost, f"{len(lost)} acknowledged commits lost, first {lost[:5]}"
+    hs.ctl("cdb", "set", "/bill/after", "failover")
+    # The main database: its primary was n1 all along (bill's node was n2).
+    assert main_p == bill_s
+    assert g.roles(bill_s)["state"] == "PRIMARY"
+    hs.ctl("cdb", "set", "/after", "main")
+
+    # n2 back: the secondary of both, with what it missed.
+    back = g.make(bill_p)
+    g.nodes[bill_p] = back
+    back.start()
+    wait_for(lambda: (g.roles(bill_p, "/bill") or {}).get("state") == "SECONDARY" and
+             g.roles(bill_p).get("state") == "SECONDARY", timeout=20, what="n2 the secondary of both")
+    wait_for(lambda: back.ctl("cdb", "get", "/bill/after", check=False).stdout == "failover\n" and
+             back.ctl("cdb", "get", "/after", check=False).stdout == "main\n", timeout=10, what="n2's copies")
+    for h in g.nodes.values():
+        assert h.stop() == 0
+
+
+def refused_start(factory, yaml, etcd, state_files, what):
+    """A halod of n1 with this description and these files in its state directory: it exits at its
+    start with what in its log."""
+    h = factory(yaml, name="groups-refused",
+                extra_args=["--node", "n1", "--etcd", etcd.endpoints, "--lease-ttl", "2", "--http", "none"])
+    os.makedirs(h.state, exist_ok=True)
+    for name, src in state_files.items():
+        shutil.copy(src, os.path.join(h.state, name))
+    h.start(wait=False)
+    assert h.proc.wait(30) != 0, h.logtext()
+    assert what in h.logtext(), h.logtext()
+
+
+def test_a_start_that_would_hide_or_mix_data_is_refused(etcd, halod_factory, tmp_path):
+    """A group's file bound to another subtree; main-database paths under a subtree a new
+    description gives a group: halod says so and does not start (it neither hides nor mixes data)."""
+    g = Groups(etcd, halod_factory, tmp_path)
+    roles = g.settle()
+    main_p, _ = roles[None]
+    g.nodes[main_p].ctl("cdb", "set", "/ledger/1", "kept")
+    wait_for(lambda: g.nodes["n1"].ctl("cdb", "get", "/ledger/1", check=False).stdout == "kept\n", timeout=10,
+             what="n1's copy")
+    state = g.nodes["n1"].state
+    for n in g.nodes.values():
+        assert n.stop() == 0
+    files = {"cdb.db": os.path.join(state, "cdb.db"), "cdb-bill.db": os.path.join(state, "cdb-bill.db")}
+    refused_start(halod_factory, groups_yaml(tmp_path, g.listen, bill_extra="2"), etcd, files,
+                  "The database of service group 'bill' (")
+    refused_start(halod_factory, groups_yaml(tmp_path, g.listen).replace("/bill", "/ledger"), etcd,
+                  {"cdb.db": files["cdb.db"]}, "The configuration database holds 1 path under /ledger, the "
+                  "cdb-subtree of service group 'bill'")
+
+
+def test_a_reload_does_not_add_or_move_a_subtree(etcd, halod_factory, tmp_path):
+    """A subtree's database is opened at start: a reload that adds a group with a cdb-subtree, or
+    changes one, is refused with what to do, and changes nothing."""
+    g = Groups(etcd, halod_factory, tmp_path)
+    g.settle()
+    h = g.nodes["n1"]
+    for text, what in ((g.yaml.replace("/bill", "/bill2"), "'service-groups.bill.cdb-subtree' changed: a group's "
+                        "cdb-subtree does not change live"),
+                       (g.yaml + "  more:\n    cdb-roles: true\n    cdb-subtree: /more\n"
+                        f"    component: {{command: {TESTCOMP}}}\n"
+                        "    service-units: {more-a: {node: n1}, more-b: {node: n2}}\n"
+                        "    service-instances: {more: {csis: {more-csi: {}}}}\n",
+                        "'service-groups.more' added: a cdb-roles group with a cdb-subtree is added by a restart")):
+        rewrite(h, text)
+        refused = h.ctl("reload", check=False)
+        assert refused.returncode == 5 and what in refused.stderr, refused.stderr
+    assert [s["subtree"] for s in h.status()["cdb"]["subtrees"]] == ["/bill"]
+    for n in g.nodes.values():
+        assert n.stop() == 0
