@@ -59,7 +59,7 @@ class Groups:
 
     def make(self, n):
         return self.factory(self.yaml, name=f"groups-{n}",
-                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "2",
+                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "3",
                                         "--http", "none", "--cdb-listen", f"127.0.0.1:{self.listen[n]}"])
 
     def roles(self, n, subtree=None):
