@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdb-path.h"
 #include "ctl-exit.h"
 #include "halo/cdb.h"
 #include "macro.h"
@@ -82,12 +83,6 @@ static int do_list(halo *h, int argc, char **argv, bool json) {
     return 0;
 }
 
-/* Whether path is prefix or lies under it (the rule of cdb-path.h, in halod). */
-static bool path_under(const char *path, const char *prefix) {
-    size_t n = strlen(prefix);
-    return n == 1 || (strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/'));
-}
-
 /* A write refused: names the node that takes writes of path, as halod sees it (the main database's,
  * or the cdb-roles group's whose subtree holds path). */
 static void print_not_primary(const char *what, const char *path) {
@@ -97,7 +92,7 @@ static void print_not_primary(const char *what, const char *path) {
     size_t i;
     json_array_foreach(json_object_get(cdb, "subtrees"), i, sub) {
         const char *subtree = json_string_value(json_object_get(sub, "subtree"));
-        if (subtree && path_under(path, subtree)) {
+        if (subtree && cdb_path_under(path, subtree)) {
             cdb = sub;
             break;
         }

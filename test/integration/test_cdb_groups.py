@@ -9,33 +9,12 @@ import shutil
 import sqlite3
 
 from halo_harness import TESTCOMP, commits_until, free_port, wait_for
+from test_cdb_roles import roles_yaml
 from test_reload import rewrite
 
-TOKEN = "groups-token"
-
-
 def groups_yaml(tmp_path, ports, bill_extra=""):
-    token = tmp_path / "token"
-    token.write_text(TOKEN + "\n")
-    return f"""
-cluster: groups
-nodes:
-  n1: {{cdb-address: "127.0.0.1:{ports['n1']}"}}
-  n2: {{cdb-address: "127.0.0.1:{ports['n2']}"}}
-cdb: {{token-file: "{token}", tick: 100ms, dead-after: 600ms}}
-defaults:
-  component:
-    restart: {{max: 10, window: 60s, delay: 50ms, delay-max: 500ms}}
-service-groups:
-  db:
-    cdb-roles: true
-    component: {{command: {TESTCOMP}}}
-    service-units:
-      db-a: {{node: n1}}
-      db-b: {{node: n2}}
-    service-instances:
-      db: {{csis: {{db-csi: {{}}}}}}
-  bill:
+    """test_cdb_roles' description (its group db drives the main database), and bill on /bill."""
+    return roles_yaml(tmp_path, ports).replace("cluster: roles", "cluster: groups") + f"""  bill:
     cdb-roles: true
     cdb-subtree: /bill{bill_extra}
     component: {{command: {TESTCOMP}}}
