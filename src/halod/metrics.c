@@ -306,13 +306,25 @@ int metrics_write(struct manager *m, struct http_metrics_buf *b) {
     int r = write_failovers(m->metrics, b);
     if (r >= 0 && m->amf)
         r = write_units(m, b);
-    if (m->ha) {
-        static const enum ha_state roles[] = {HA_STATE_NONE, HA_STATE_SECONDARY, HA_STATE_PRIMARY,
-                                              HA_STATE_SECONDARY_RELAY};
-        for (size_t i = 0; i < ELEMENTSOF(roles); i++) {
-            http_metrics_labels(l, sizeof(l), "role", ha_state_name(roles[i]), NULL);
-            ADD("halo_cdb_role", "1 for the configuration database's HA role on this node, 0 for the others.", "gauge",
-                ha_state(m->ha) == roles[i]);
+    static const enum ha_state roles[] = {HA_STATE_NONE, HA_STATE_SECONDARY, HA_STATE_PRIMARY,
+                                          HA_STATE_SECONDARY_RELAY};
+    for (size_t i = 0; m->ha && i < ELEMENTSOF(roles); i++) {
+        http_metrics_labels(l, sizeof(l), "role", ha_state_name(roles[i]), NULL);
+        ADD("halo_cdb_role", "1 for the configuration database's HA role on this node, 0 for the others.", "gauge",
+            ha_state(m->ha) == roles[i]);
+    }
+    for (size_t g = 0; g < m->n_cdb_groups; g++) {
+        const struct cdb_group *cg = &m->cdb_groups[g];
+        /* A subtree (at most CONFIG_CDB_SUBTREE_MAX bytes) and a group's name, each escaped at worst to twice. */
+        char sl[2 * (CONFIG_CDB_SUBTREE_MAX + CONFIG_NAME_MAX) + 64];
+        for (size_t i = 0; cg->ha && i < ELEMENTSOF(roles); i++) {
+            http_metrics_labels(sl, sizeof(sl), "subtree", cg->subtree, "sg", cg->sg, "role", ha_state_name(roles[i]),
+                                NULL);
+            if (r >= 0)
+                r = http_metrics_add(b, "halo_cdb_subtree_role",
+                                     "1 for the HA role on this node of a subtree's database (cdb-subtree), 0 for the "
+                                     "others.",
+                                     "gauge", sl, ha_state(cg->ha) == roles[i]);
         }
     }
     http_metrics_labels(l, sizeof(l), "version", HALO_VERSION_STRING, NULL);

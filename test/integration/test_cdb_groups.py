@@ -5,11 +5,17 @@ of its own on every node.  Two real halods over a real etcd, each node the prima
 secondary of the other over one replication listener."""
 import json
 import os
-import shutil
-import sqlite3
 
-from halo_harness import TESTCOMP, commits_until, free_port, wait_for
+import pytest
+import shutil
+import signal
+import sqlite3
+import threading
+
+from chromium_harness import CHROMIUM, Chromium
+from halo_harness import TESTCOMP, commits_until, free_port, pid_alive, wait_for
 from test_cdb_roles import roles_yaml
+from test_metrics_ha import promtool_ok, scrape, value
 from test_reload import rewrite
 
 def groups_yaml(tmp_path, ports, bill_extra=""):
@@ -32,6 +38,7 @@ NODE = {"db-a": "n1", "db-b": "n2", "bill-a": "n2", "bill-b": "n1"}
 class Groups:
     def __init__(self, etcd, factory, tmp_path):
         self.listen = {"n1": free_port(), "n2": free_port()}
+        self.http = {"n1": free_port(), "n2": free_port()}
         self.yaml = groups_yaml(tmp_path, self.listen)
         self.etcd, self.factory = etcd, factory
         self.nodes = {n: self.make(n) for n in ("n1", "n2")}
@@ -39,7 +46,8 @@ class Groups:
     def make(self, n):
         return self.factory(self.yaml, name=f"groups-{n}",
                             extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "3",
-                                        "--http", "none", "--cdb-listen", f"127.0.0.1:{self.listen[n]}"])
+                                        "--http", f"127.0.0.1:{self.http[n]}",
+                                        "--cdb-listen", f"127.0.0.1:{self.listen[n]}"])
 
     def roles(self, n, subtree=None):
         """This node's role of the main database, or of subtree's."""
@@ -87,6 +95,14 @@ def test_two_groups_drive_their_own_subtrees(etcd, halod_factory, tmp_path):
     assert f"Configuration database /bill: PRIMARY as {bill_p}, secondaries {bill_s} (roles follow service " \
            "group bill)" in text, text
     assert f"Configuration database: SECONDARY as {bill_p}, primary {main_p}" in text, text
+    # The metrics: the main database's role, and each subtree's under its own name.
+    for n, main_role, bill_role in ((main_p, "PRIMARY", "SECONDARY"), (bill_p, "SECONDARY", "PRIMARY")):
+        text = scrape(g.http[n])
+        promtool_ok(text)
+        for role in ("NONE", "SECONDARY", "PRIMARY", "SECONDARY_RELAY"):
+            assert value(text, "halo_cdb_role", role=role) == (role == main_role), (n, role)
+            assert value(text, "halo_cdb_subtree_role", subtree="/bill", sg="bill", role=role) == \
+                (role == bill_role), (n, role)
 
     # Each subtree's writes go to its own primary, and reach the other node.
     hp, hb = g.nodes[main_p], g.nodes[bill_p]
@@ -116,6 +132,26 @@ def test_two_groups_drive_their_own_subtrees(etcd, halod_factory, tmp_path):
     for h in g.nodes.values():
         assert paths_in(os.path.join(h.state, "cdb-bill.db")) == ["/bill", "/bill/y"]
         assert paths_in(os.path.join(h.state, "cdb.db")) == ["/billing", "/x"]
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (tools/install-deps installs it)")
+def test_the_web_ui_shows_each_subtree(etcd, halod_factory, tmp_path):
+    """Each node's status page shows a row per subtree with its role there and its primary."""
+    browser = Chromium()
+    try:
+        g = Groups(etcd, halod_factory, tmp_path)
+        bill_p, bill_s = g.settle()["/bill"]
+        rows = "[...document.querySelectorAll('#cdb-subtrees tr.subtree')].map((r) => [r.dataset.subtree, " \
+               "r.dataset.role, r.dataset.primary, r.textContent])"
+        for n, role in ((bill_p, "PRIMARY"), (bill_s, "SECONDARY")):
+            browser.session = browser.open(f"http://127.0.0.1:{g.http[n]}/ui")
+            seen = wait_for(lambda: browser.eval(rows) or None, timeout=15, what=f"{n}'s subtree rows")
+            assert [r[:3] for r in seen] == [["/bill", role, bill_p]], seen
+            assert "bill (writer: " + bill_p + ")" in seen[0][3], seen
+        for h in g.nodes.values():
+            assert h.stop() == 0
+    finally:
+        browser.close()
 
 
 def paths_in(db):
@@ -155,6 +191,55 @@ def test_one_group_fails_over_and_the_other_stays(etcd, halod_factory, tmp_path)
              back.ctl("cdb", "get", "/after", check=False).stdout == "main\n", timeout=10, what="n2's copies")
     for h in g.nodes.values():
         assert h.stop() == 0
+
+
+def test_halod_alone_killed_while_it_holds_both_primaries(etcd, halod_factory, tmp_path):
+    """Both groups ACTIVE on one node, so its halod is the primary of the main database and of /bill;
+    that halod alone is SIGKILLed under a stream of commits to each: the other node becomes the
+    primary of both with every acknowledged commit, and the halod started again on the same state
+    directory opens both files and comes back as the secondary of both, with what it missed."""
+    g = Groups(etcd, halod_factory, tmp_path)
+    roles = g.settle()
+    both, other = roles[None]
+    g.nodes["n1"].ctl("admin", "si-swap", "si:bill")  # bill's ACTIVE to the main database's node
+    wait_for(lambda: (g.roles(both, "/bill") or {}).get("state") == "PRIMARY" and
+             (g.roles(other, "/bill") or {}).get("state") == "SECONDARY", timeout=20, what="/bill's roles swapped")
+    h = g.nodes[both]
+    h.remember_children()
+    comps = set(h.known_pids)
+    main_acked = []
+    main = threading.Thread(target=lambda: main_acked.extend(commits_until(h.socket, "/m", 10**9, lambda: None)))
+    main.start()
+    bill_acked = commits_until(h.socket, "/bill/n", 200, lambda: h.proc.send_signal(signal.SIGKILL))
+    main.join(30)
+    assert not main.is_alive() and len(bill_acked) >= 200 and main_acked, (len(bill_acked), len(main_acked))
+    h.proc.wait(10)
+    hs = g.nodes[other]
+    wait_for(lambda: g.roles(other).get("state") == "PRIMARY" and
+             (g.roles(other, "/bill") or {}).get("state") == "PRIMARY", timeout=30, what="the survivor primary of both")
+
+    def paths(node, prefix):
+        return {i["path"] for i in json.loads(g.nodes[node].ctl("cdb", "list", prefix, "--json").stdout)}
+
+    for prefix, acked in (("/m", main_acked), ("/bill/n", bill_acked)):
+        have = paths(other, prefix)
+        lost = [i for i in acked if f"{prefix}/{i}" not in have]
+        assert not lost, f"{prefix}: {len(lost)} acknowledged commits lost, first {lost[:5]}"
+    hs.ctl("cdb", "set", "/after", "main")
+    hs.ctl("cdb", "set", "/bill/after", "bill")
+
+    # Its components stop by themselves at the lease's end; then the same node's halod again, on the
+    # same state directory (as systemd would restart it).
+    wait_for(lambda: not any(pid_alive(p) for p in comps), timeout=15, what="the components to stop")
+    h.log.close()
+    h.start()
+    wait_for(lambda: (g.roles(both, "/bill") or {}).get("state") == "SECONDARY" and
+             g.roles(both).get("state") == "SECONDARY", timeout=30, what="the node back as the secondary of both")
+    for prefix in ("/m", "/bill/n", "/after", "/bill/after"):
+        wait_for(lambda prefix=prefix: paths(both, prefix) == paths(other, prefix), timeout=15,
+                 what=f"{prefix} the same on both nodes")
+    for n in g.nodes.values():
+        assert n.stop() == 0
 
 
 def refused_start(factory, yaml, etcd, state_files, what):

@@ -52,18 +52,36 @@ function nodeCards(doc) {
   n.local ? el("div", { class: "quiet" }, "this page's node") : null));
 }
 
+// The primary's name as a database's status gives it: its own on the primary, the one it follows elsewhere.
+function primaryOf(c) {
+  return c.state === "PRIMARY" ? c.nodeid : c.primary;
+}
+
 function cdbView(doc) {
   const c = doc.cdb;
   if (!c) return [el("p", { class: "quiet" }, "not configured on this node")];
   const secs = (c.secondaries || []).map((s) => (typeof s === "string" ? s : s.nodeid || JSON.stringify(s)));
   const rows = [
     ["role here", el("span", { id: "cdb-role", "data-role": c.state }, state(c.state))],
-    ["primary", c.primary || "—"],
+    ["primary", primaryOf(c) || "—"],
     ["secondaries", secs.length ? secs.join(", ") : "—"],
     ["last transaction", c.last_txid && !/^0@/.test(c.last_txid) ? c.last_txid : "none yet"],
   ];
   if (c.roles_follow) rows.push(["roles follow", c.roles_follow + " (writer: " + (c.writer || "—") + ")"]);
-  return [el("table", { class: "kv" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))))];
+  const out = [el("table", { class: "kv" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))))];
+  // The cdb-subtree groups' databases (docs/cdb.md, "Several groups, one subtree each"): one row each.
+  const subs = c.subtrees || [];
+  if (subs.length) {
+    out.push(el("table", { class: "list", id: "cdb-subtrees" },
+      el("thead", {}, el("tr", {}, ...["subtree", "role here", "primary", "secondaries", "roles follow"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...subs.map((t) => el("tr", {
+        class: "subtree", "data-subtree": t.subtree, "data-role": t.state, "data-primary": primaryOf(t) || "",
+      },
+      el("td", {}, t.subtree), el("td", {}, state(t.state)), el("td", {}, primaryOf(t) || "—"),
+      el("td", {}, (t.secondaries || []).map((s) => (typeof s === "string" ? s : s.nodeid)).join(", ") || "—"),
+      el("td", {}, t.roles_follow + " (writer: " + (t.writer || "—") + ")"))))));
+  }
+  return out;
 }
 
 function unitOf(sg, name) {
