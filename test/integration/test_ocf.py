@@ -279,9 +279,11 @@ def test_two_nodes_a_failed_resource_is_stopped_before_the_other_node_starts_its
     assert hs["n1"].stop() == 0 and hs["n2"].stop() == 0
 
 
-def ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky, ends):
-    """a on n1, b on n2 (2 s leases), each halod on its own etcd endpoints; a ACTIVE once settled."""
+def ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky, ends, component=""):
+    """a on n1, b on n2 (2 s leases), each halod on its own etcd endpoints; a ACTIVE once settled.
+    component: more keys of the group's component ("key: value, ")."""
     text = flaky_yaml(flaky, tmp_path).replace("a: {}, b: {}", "a: {node: n1}, b: {node: n2}")
+    text = text.replace("component: {type: ocf,", "component: {" + component + "type: ocf,")
     text = "cluster: test\nnodes: {n1: {}, n2: {}}\n" + text
     hs = {n: halod_factory(text, name=n, extra_args=["--node", n, "--etcd", ends[n], "--lease-ttl", "2"]).start()
           for n in ("n1", "n2")}
@@ -344,6 +346,37 @@ def test_a_killed_halods_slow_guard_stop_ends_before_the_other_node_starts_the_r
     assert log.index(["stopped", "a"]) < log.index(["start", "b"]), log
     assert hs["n2"].si("si")["active"] == "b"
     assert hs["n2"].stop() == 0
+
+
+def test_a_halod_started_during_a_dead_nodes_slow_stop_waits_for_it(halod_factory, tmp_path, flaky, etcd):
+    """n1's halod is SIGKILLed while its resource, whose stop takes a second, is ACTIVE; its halo-guard
+    runs the stop at the lease deadline.  Right after n2 sees n1's lease end, n2's halod is SIGKILLed
+    too and started again: the new halod never saw n1's units, nor the stop timeout n1 published, and
+    takes the store's ACTIVE target for n1's unit as a unit gone with its node.  It must still not
+    start b while a's stop may run: it waits the stop timeout the description gives (2 s).  Before,
+    it started b at once, while the guard's stop still ran."""
+    hs = ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky, {"n1": etcd.endpoints, "n2": etcd.endpoints},
+                               component="timeouts: {terminate: 2s}, ")
+    (tmp_path / "stop-slow-a").touch()
+    os.unlink(tmp_path / "log")
+    n2 = hs["n2"]
+    before = len(n2.logtext())
+    hs["n1"].proc.kill()
+    hs["n1"].proc.wait()
+    wait_for(lambda: "Node 'n1' left the cluster" in n2.logtext()[before:], timeout=15, interval=0.01,
+             what="n2 to see n1's lease end")
+    assert ["stopped", "a"] not in agent_log(tmp_path), "the stop was quicker than the test: it proves nothing"
+    n2.proc.kill()
+    n2.proc.wait()
+    n2.log.close()
+    n2.start()
+    wait_for(lambda: os.path.exists(tmp_path / "up-b") and ["stopped", "a"] in agent_log(tmp_path), timeout=30,
+             what="b's resource started, a's stopped by n1's guard")
+    log = agent_log(tmp_path)
+    assert log.index(["stopped", "a"]) < log.index(["start", "b"]), log
+    assert "may still be stopping its OCF resources" in n2.logtext()
+    wait_for(lambda: n2.si("si")["active"] == "b", timeout=10, what="b ACTIVE")
+    assert n2.stop() == 0
 
 
 def settled(h):

@@ -187,8 +187,13 @@ struct su {
     char *last_failure;
     struct amf_waiter *waiter; /* lock: done when the SU holds no assignment */
     struct su_remote remote;   /* a unit of another node: what its node published */
-    bool was_in_service;       /* as the deciding node saw it last (amf-reconcile.c) */
-    usec_t back_at;            /* when it last came (back) into service, as the deciding node saw it */
+    /* Another node's unit this halod never saw published, whose node held no lease when this halod
+     * first read the store: its OCF resources may still be being stopped by a fence this halod did
+     * not see, so a target for it other than STANDBY blocks the SI until it counts as fenced
+     * (amf_su_unseen_stopping()). */
+    bool unseen_stopping;
+    bool was_in_service; /* as the deciding node saw it last (amf-reconcile.c) */
+    usec_t back_at;      /* when it last came (back) into service, as the deciding node saw it */
     struct amf_rung_count comp_restarts, su_restarts; /* the escalation ladder's counts (amf-ladder.c) */
     char *last_recovery;                              /* which rung acted last and why */
     uint64_t restarts_total; /* started again after a failure (su-restart, or after failover): metrics */

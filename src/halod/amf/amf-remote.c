@@ -104,6 +104,7 @@ void amf_su_remote(struct su *su, const struct su_remote *r, bool gone) {
         !gone && su->remote.lease && now.lease != su->remote.lease && (su->remote.known || !su->remote.fenced);
     bool was_known = su->remote.known;
     su->remote = now;
+    su->unseen_stopping = false; /* known now, or counted as fenced */
     if (gone && was_known)
         log_info("Service unit '%s' is gone with its node%s", su->name, now.fenced ? "" : "; it is not fenced yet");
     else if (gone && now.fenced)
@@ -223,6 +224,24 @@ void amf_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen)
      * still in the store for it (nobody deletes a dead node's targets; a
      * read again finds them).  Mirrored, it would come back as an ACTIVE
      * that a takeover quiesces for ever (chaos seed 202). */
+}
+
+void amf_su_unseen_stopping(struct su *su) {
+    if (!su->local && !su->remote.known && !su->remote.fenced)
+        su->unseen_stopping = true;
+}
+
+void amf_target_unseen(struct si *si, struct su *su, halo_ha_state state) {
+    if (!su->unseen_stopping || su->local || su->remote.known || !state || state == HALO_HA_STANDBY ||
+        si->fencing == su)
+        return;
+    /* Not mirrored (amf_target()), but its OCF resources may still be stopping: no other unit
+     * takes the SI before that stop's timeout. */
+    log_notice("SI '%s' waits: its unit '%s' of node '%s', which left before this halod started, may still be "
+               "stopping its OCF resources",
+               si->name, su->name, su->cfg->node);
+    si->fencing = su;
+    amf_sg_evaluate(si->sg);
 }
 
 void amf_target_void(struct si *si, struct su *su, uint64_t gen) {

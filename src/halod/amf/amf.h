@@ -278,6 +278,15 @@ int amf_ocf_check(const struct config *c, FILE *err);
 
 /* Another node's unit as its node published it (gone: its key is gone with the node's lease). */
 void amf_su_remote(struct su *su, const struct su_remote *r, bool gone);
+/* Another node's unit, never published as this halod watched, whose node held no lease at this
+ * halod's first read of the store, and which has OCF resources: a fence this halod did not see
+ * may still be stopping them, so an ACTIVE (or QUIESCED...) target for it in the store blocks its
+ * SI until amf_su_remote() says it is fenced (cluster-fence.c waits its stop timeout) or its node
+ * publishes it again. */
+void amf_su_unseen_stopping(struct su *su);
+/* A target in the store for such a unit (written for its node's old lease, so not carried out): one
+ * other than STANDBY blocks si (si->fencing) until the unit counts as fenced. */
+void amf_target_unseen(struct si *si, struct su *su, halo_ha_state state);
 /* A target for this node's unit su that its node does not carry out (decided before the unit's
  * last failure): if the unit holds nothing for si, its node confirms that for decision gen. */
 void amf_target_void(struct si *si, struct su *su, uint64_t gen);

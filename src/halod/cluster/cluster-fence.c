@@ -67,6 +67,16 @@ static void wait_drop(struct cluster_sync *s, struct stop_wait *w) {
     *w = s->stop_waits[--s->n_stop_waits];
 }
 
+/* How long su's OCF resources may take to stop: what its node published; for a unit this halod
+ * never saw published (its node left before this halod started), the stop timeout the description
+ * gives, the default OCF timeout where it gives none (the agent's meta-data is read on its own
+ * node only).  0: it has none. */
+static unsigned stop_msec(const struct su *su) {
+    if (su->remote.stop_ms || su->remote.lease)
+        return su->remote.stop_ms;
+    return amf_su_ocf_stop_msec(su);
+}
+
 /* su counts as fenced once its OCF resources' stop timeout has passed from now.  Without
  * the memory to wait, at once: the only other choice would be to wait for good. */
 static void wait_add(struct cluster_sync *s, struct su *su) {
@@ -88,10 +98,11 @@ static void wait_add(struct cluster_sync *s, struct su *su) {
         w = &s->stop_waits[s->n_stop_waits++];
         w->su = name;
     }
-    w->at = now_monotonic_usec() + (usec_t)su->remote.stop_ms * USEC_PER_MSEC;
+    unsigned ms = stop_msec(su);
+    w->at = now_monotonic_usec() + (usec_t)ms * USEC_PER_MSEC;
     log_notice("Service unit '%s' of node '%s' may still be stopping its OCF resources: it counts as fenced in %s "
                "(their stop timeout), or when its node joins again",
-               su->name, su->cfg->node, format_duration(d, sizeof(d), (usec_t)su->remote.stop_ms * USEC_PER_MSEC));
+               su->name, su->cfg->node, format_duration(d, sizeof(d), (usec_t)ms * USEC_PER_MSEC));
     cluster_sync__arm_node_timer(s);
 }
 
@@ -111,7 +122,7 @@ void cluster_sync__node_units_fenced(struct cluster_sync *s, const char *node, b
             if (su->local || su->remote.known || su->remote.fenced || !streq(su->cfg->node, node))
                 continue;
             struct stop_wait *w = wait_find(s, su);
-            if (!rejoined && (su->remote.stop_ms || w)) {
+            if (!rejoined && (stop_msec(su) || w)) {
                 if (!w) /* else its own timer says when */
                     wait_add(s, su);
                 continue;
@@ -119,6 +130,23 @@ void cluster_sync__node_units_fenced(struct cluster_sync *s, const char *node, b
             if (w)
                 wait_drop(s, w);
             amf_su_remote(su, &(struct su_remote){.fenced = true}, true);
+        }
+}
+
+void cluster_sync__unseen_units(struct cluster_sync *s) {
+    size_t n_sgs;
+    struct sg *sgs = amf_sgs(s->amf, &n_sgs);
+    for (size_t g = 0; g < n_sgs; g++)
+        for (size_t u = 0; u < sgs[g].n_sus; u++) {
+            struct su *su = &sgs[g].sus[u];
+            if (su->local || su->remote.known || su->remote.fenced || su->remote.lease || !stop_msec(su) ||
+                wait_find(s, su))
+                continue;
+            const struct node_info *n = cluster_sync__node_find(s, su->cfg->node, false);
+            if (n && n->alive)
+                continue; /* its state is on its way (or its write failed: cluster-sync.c takes it when it comes) */
+            amf_su_unseen_stopping(su);
+            wait_add(s, su);
         }
 }
 

@@ -152,6 +152,11 @@ void cluster_sync__unit_gone(struct cluster_sync *s, struct su *su, bool trusted
 /* The units of node gone without being fenced count as fenced now: it joined again (rejoined), or a TTL
  * has passed since an end nobody vouched for (then those with OCF resources wait their stop timeout). */
 void cluster_sync__node_units_fenced(struct cluster_sync *s, const char *node, bool rejoined);
+/* At this halod's first read of the store, the units with OCF resources of the nodes that hold no
+ * lease, which this halod has never seen: a fence it did not see may still be stopping them, so
+ * they count as fenced only their stop timeout from now (or when their node joins again), and an
+ * SI targeted at one of them waits as long (amf_su_unseen_stopping()). */
+void cluster_sync__unseen_units(struct cluster_sync *s);
 /* Whether a unit of node waits for its OCF resources' stop timeout. */
 bool cluster_sync__node_stopping(struct cluster_sync *s, const char *node);
 /* The earliest of those waits' ends (0: none); the units whose wait has ended count as fenced. */

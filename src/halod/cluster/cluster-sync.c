@@ -573,6 +573,8 @@ static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest
         return;
     }
     if (d == KEY_TARGET && json_integer_value(json_object_get(j, "lease")) != unit_lease(s, su)) {
+        /* A unit of a node that left before this halod started: what it held may still be stopping. */
+        amf_target_unseen(si, su, (halo_ha_state)st);
         /* Written for an earlier incarnation of the unit: its node has since
          * lost that lease (and fenced what it held), or this is a late copy.
          * Carrying it out could make a second ACTIVE: the coordinator has
@@ -743,7 +745,9 @@ static void forget_missing(struct cluster_sync *s, const store_result *r) {
 static void on_loaded(struct store_follow *f, const store_result *r, void *userdata) {
     struct cluster_sync *s = userdata;
     forget_missing(s, r);
-    for (int pass = 0; pass < 3; pass++)
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1 && !s->synced)
+            cluster_sync__unseen_units(s); /* before their targets */
         for (size_t i = 0; i < r->n_kvs; i++) {
             const char *rest;
             size_t len;
@@ -752,6 +756,7 @@ static void on_loaded(struct store_follow *f, const store_result *r, void *userd
             if (want == pass)
                 handle_kv(s, &r->kvs[i], false);
         }
+    }
     if (!s->synced) {
         s->synced = true;
         if (s->taking_over)
