@@ -14,6 +14,7 @@
 #include "amf.h"
 #include "cluster-sync.h"
 #include "hashmap.h"
+#include "keys.h"
 #include "store.h"
 #include "time-util.h"
 
@@ -99,6 +100,9 @@ struct cluster_sync {
     bool fenced_since;            /* this node fenced itself since it last took over as the coordinator */
     struct hashmap cdb_alone;     /* cdb-alone/<sg> of each cdb-roles group that has one: its name -> the node
                                    * (char *) whose CDB acknowledged commits alone */
+    bool cdb_alone_lost;          /* a record could not be kept (out of memory): no unit of a cdb-roles group
+                                   * may take an ACTIVE until they are all read again (handle_cdb_alone()) */
+    usec_t cdb_alone_read_at;     /* then: when to read them (0: read under way, or none needed) */
     uv_timer_t node_timer;        /* the earliest node_info.fenced_at or doom_at, pub_retry_at, targets_again */
     usec_t pub_retry_at;          /* a unit state's write failed: written again then (0: none) */
     unsigned pub_retry_msec;      /* its backoff: 100 ms, doubled up to 2 s, reset by a write that succeeds */
@@ -123,6 +127,19 @@ void cluster_sync__publish_sustate(struct cluster_sync *s, struct su *su, bool f
 void cluster_sync__guarded(struct cluster_sync *s, const store_op *ops, size_t n);
 /* A key read or watched, applied to the AMF. */
 void cluster_sync__handle_kv(struct cluster_sync *s, const store_kv *kv);
+/* Reads the keys of dir d (what: for the log, if the read cannot start); cb takes them with a
+ * reference to s, which it drops (cluster_sync__unref()).  0, or the error of a read that did not
+ * start (then cb never runs). */
+int cluster_sync__read_again_with(struct cluster_sync *s, enum key_dir d, const char *what, store_cb cb);
+/* Whether r holds the key dir/name. */
+bool cluster_sync__read_has(struct cluster_sync *s, const store_result *r, enum key_dir dir, const char *name);
+
+/* cluster-cdb.c: the record cdb-alone/<sg_name> says j (deleted: gone). */
+void cluster_sync__cdb_alone(struct cluster_sync *s, const char *sg_name, json_t *j, bool deleted);
+/* The readiness for an ACTIVE that the records allow su (amf_add_active_readiness()). */
+bool cluster_sync__cdb_ready(void *userdata, const struct su *su);
+/* Reads every record again, after one could not be kept (the node timer, at cdb_alone_read_at). */
+void cluster_sync__cdb_alone_read(struct cluster_sync *s);
 void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to);
 /* Deletes the keys of the pair of si and su (under the coordinator's guard). */
 void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su *su);

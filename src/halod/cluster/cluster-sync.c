@@ -326,20 +326,22 @@ void cluster_sync__publish_sustate(struct cluster_sync *s, struct su *su, bool f
 static void on_read_again(store *st, int error, const store_result *r, void *userdata);
 
 /* Reads the keys of dir d again; cb takes them (on_read_again(), unless told otherwise). */
-static void read_again_with(struct cluster_sync *s, enum key_dir d, const char *what, store_cb cb) {
+int cluster_sync__read_again_with(struct cluster_sync *s, enum key_dir d, const char *what, store_cb cb) {
     char key[STORE_KEY_MAX];
-    if (key_dir(key, s->prefix, d) < 0)
-        return;
+    int r = key_dir(key, s->prefix, d);
+    if (r < 0)
+        return r;
     s->refs++;
-    int r = store_range(s->store, key, cb, s);
+    r = store_range(s->store, key, cb, s);
     if (r < 0) {
         s->refs--;
         log_warning_errno(r, "Failed to read %s: %m", what);
     }
+    return r;
 }
 
 static void read_again(struct cluster_sync *s, enum key_dir d, const char *what) {
-    read_again_with(s, d, what, on_read_again);
+    (void)cluster_sync__read_again_with(s, d, what, on_read_again);
 }
 
 static void on_sg_changed(void *userdata, struct sg *sg) {
@@ -391,6 +393,8 @@ void cluster_sync__arm_node_timer(struct cluster_sync *s) {
     usec_t first = s->targets_again ? 1 : s->pub_retry_at, now = now_monotonic_usec();
     if (s->reread_at && (!first || s->reread_at < first))
         first = s->reread_at;
+    if (s->cdb_alone_read_at && (!first || s->cdb_alone_read_at < first))
+        first = s->cdb_alone_read_at;
     for (size_t i = 0; i < s->n_nodes; i++) {
         if (s->nodes[i].fenced_at && (!first || s->nodes[i].fenced_at < first))
             first = s->nodes[i].fenced_at;
@@ -417,6 +421,10 @@ static void on_node_timer(uv_timer_t *t) {
     }
     if (s->reread_at && s->reread_at <= now)
         cluster_sync__reread_again(s);
+    if (s->cdb_alone_read_at && s->cdb_alone_read_at <= now) {
+        s->cdb_alone_read_at = 0;
+        cluster_sync__cdb_alone_read(s);
+    }
     if (s->pub_retry_at && s->pub_retry_at <= now) {
         s->pub_retry_at = 0;
         for (size_t i = 0; i < s->n_pub; i++)
@@ -520,35 +528,6 @@ static void handle_sustate(struct cluster_sync *s, const char *name, json_t *j, 
 /* cdb-alone/<sg>: the primary of cdb-roles group sg acknowledged CDB commits alone (the record names its
  * node), or no longer does (deleted).  While it does, that group's ACTIVE may go only to that node's unit:
  * the other lacks those commits (amf-roles.c).  The record of a group without cdb-roles is ignored. */
-static void handle_cdb_alone(struct cluster_sync *s, const char *sg_name, json_t *j, bool deleted) {
-    struct sg *sg = amf_find_sg(s->amf, sg_name);
-    const char *node = deleted ? NULL : json_string_value(json_object_get(j, "node"));
-    const char *was = sg ? hashmap_get(&s->cdb_alone, sg->name) : NULL;
-    if (!sg || !sg->cfg->cdb_roles || (!node && !was) || (node && was && streq(node, was)))
-        return;
-    free(hashmap_remove(&s->cdb_alone, sg->name));
-    char *copy = node ? strdup(node) : NULL;
-    if (copy && hashmap_put(&s->cdb_alone, sg->name, copy) < 0) {
-        free(copy); /* out of memory: not pinned, as when the strdup() fails */
-        copy = NULL;
-    }
-    if (node)
-        log_notice("The CDB of node '%s' acknowledged commits alone: the ACTIVE of '%s' stays on its unit until "
-                   "the other node has them",
-                   node, sg->name);
-    else
-        log_info("Every node of '%s' holds every acknowledged CDB commit again", sg->name);
-    if (sg->n_sus && sg->sus[0].n_comps)
-        amf_readiness_changed(s->amf, sg->sus[0].comps[0].name);
-}
-
-/* A unit of a cdb-roles group may be ACTIVE unless its group's record names another node. */
-static bool cdb_ready(void *userdata, const struct su *su) {
-    struct cluster_sync *s = userdata;
-    const char *alone = su->sg->cfg->cdb_roles ? hashmap_get(&s->cdb_alone, su->sg->name) : NULL;
-    return !alone || streq(alone, su->cfg->node);
-}
-
 static void handle_pair(struct cluster_sync *s, enum key_dir d, const char *rest, size_t len, json_t *j, bool deleted) {
     char a[STORE_KEY_MAX], b[STORE_KEY_MAX];
     if (key_split_pair(rest, len, a, b) < 0)
@@ -676,7 +655,7 @@ static void handle_kv(struct cluster_sync *s, const store_kv *kv, bool deleted) 
         handle_sustate(s, name, j, kv->lease, kv->mod_revision, deleted, trusted);
         break;
     case KEY_CDB_ALONE:
-        handle_cdb_alone(s, name, j, deleted);
+        cluster_sync__cdb_alone(s, name, j, deleted);
         break;
     case KEY_ADMINSTATE: /* the coordinator's: this node decides with it if it takes over */
         /* A group removal's lock: this node still has the group (else it finds no such SI), and
@@ -712,7 +691,7 @@ static void on_read_again(store *st, int error, const store_result *r, void *use
 static void take_over(struct cluster_sync *s);
 
 /* Whether r holds the key dir/name. */
-static bool read_has(struct cluster_sync *s, const store_result *r, enum key_dir dir, const char *name) {
+bool cluster_sync__read_has(struct cluster_sync *s, const store_result *r, enum key_dir dir, const char *name) {
     char key[STORE_KEY_MAX];
     int n = key_name(key, s->prefix, dir, name);
     for (size_t i = 0; n >= 0 && i < r->n_kvs; i++)
@@ -727,17 +706,17 @@ static void forget_missing(struct cluster_sync *s, const store_result *r) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t g = 0; g < n_sgs; g++)
-        if (hashmap_contains(&s->cdb_alone, sgs[g].name) && !read_has(s, r, KEY_CDB_ALONE, sgs[g].name))
-            handle_cdb_alone(s, sgs[g].name, NULL, true);
+        if (hashmap_contains(&s->cdb_alone, sgs[g].name) && !cluster_sync__read_has(s, r, KEY_CDB_ALONE, sgs[g].name))
+            cluster_sync__cdb_alone(s, sgs[g].name, NULL, true);
     /* When they went is not known: no lease end here is vouched for. */
     bool trusted = store_lease_end_trusted(s->store, 0);
     for (size_t i = 0; i < s->n_nodes; i++)
-        if (s->nodes[i].alive && !read_has(s, r, KEY_NODES, s->nodes[i].name))
+        if (s->nodes[i].alive && !cluster_sync__read_has(s, r, KEY_NODES, s->nodes[i].name))
             handle_node(s, s->nodes[i].name, 0, true, trusted);
     for (size_t g = 0; g < n_sgs; g++)
         for (size_t u = 0; u < sgs[g].n_sus; u++) {
             struct su *su = &sgs[g].sus[u];
-            if (!su->local && su->remote.known && !read_has(s, r, KEY_SUSTATE, su->name))
+            if (!su->local && su->remote.known && !cluster_sync__read_has(s, r, KEY_SUSTATE, su->name))
                 cluster_sync__unit_gone(s, su, trusted);
         }
 }
@@ -809,7 +788,8 @@ int cluster_sync_start(struct cluster_sync *s, cluster_sync_loaded_cb cb, void *
 static void on_resync_targets(store *st, int error, const store_result *r, void *userdata);
 
 static void resync_targets(struct cluster_sync *s) {
-    read_again_with(s, KEY_TARGET, "the targets after this node stopped deciding", on_resync_targets);
+    (void)cluster_sync__read_again_with(s, KEY_TARGET, "the targets after this node stopped deciding",
+                                        on_resync_targets);
 }
 
 /* Whether r holds the target key of si and su. */
@@ -961,8 +941,8 @@ int cluster_sync_new(const struct cluster_sync_params *p, struct cluster_sync **
         return r;
     }
     amf_set_placement(p->amf, &placement, s);
-    amf_set_deciding(p->amf, false);                      /* until this node wins the leader key */
-    (void)amf_add_active_readiness(p->amf, cdb_ready, s); /* at most one per layer: room enough */
+    amf_set_deciding(p->amf, false);                                    /* until this node wins the leader key */
+    (void)amf_add_active_readiness(p->amf, cluster_sync__cdb_ready, s); /* at most one per layer: room enough */
     (void)uv_timer_init(p->store->loop, &s->node_timer);
     s->node_timer.data = s;
     s->refs++; /* the timer's, until it is closed */
@@ -980,7 +960,7 @@ struct cluster_sync *cluster_sync_free(struct cluster_sync *s) {
     uv_close((uv_handle_t *)&s->node_timer, on_node_timer_closed);
     s->follow = store_follow_free(s->follow);
     amf_unobserve(s->amf, &observer, s);
-    amf_remove_active_readiness(s->amf, cdb_ready, s);
+    amf_remove_active_readiness(s->amf, cluster_sync__cdb_ready, s);
     amf_set_placement(s->amf, &amf_placement_local, NULL);
     s->amf = NULL;
     s->cluster = NULL;
