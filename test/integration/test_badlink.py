@@ -93,9 +93,10 @@ time.sleep(30)
     h = halod_factory(counter_yaml(tmp_path, port, extra_sg=extra)).start()
     h.wait_assigned("counter")
     good = (h.pid_of("counter-a"), h.pid_of("counter-b"))
-    wait_for(lambda: "malformed message" in (h.su("bad-a").get("last_failure") or ""), timeout=10,
+    # Generous bounds: each failure is a Python start (4 s under CI's load, seen).
+    wait_for(lambda: "malformed message" in (h.su("bad-a").get("last_failure") or ""), timeout=30,
              what="bad-a failed for its garbage")
-    wait_for(lambda: h.su("bad-a")["oper"] == "DISABLED", timeout=10, what="bad-a disabled")
+    wait_for(lambda: h.su("bad-a")["oper"] == "DISABLED", timeout=30, what="bad-a disabled")
     # The counter service never noticed.
     assert h.wait_assigned("counter") == ("counter-a", "counter-b")
     assert (h.pid_of("counter-a"), h.pid_of("counter-b")) == good
