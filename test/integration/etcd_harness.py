@@ -156,9 +156,12 @@ class LateWatchProxy:
     """A TCP proxy of the test's own between one halod and an etcd member that delays what etcd
     sends for watch requests (POST /v3/watch, on a new connection or one kept alive) by `delay`
     seconds, in order, and passes every other answer through at once: that halod learns of every
-    change `delay` after the answers to its own writes (a late report)."""
+    change `delay` after the answers to its own writes (a late report).  every=True (also set
+    later): every answer is that late, on every connection (an etcd that is slow to answer, as on
+    a machine short of CPU)."""
 
-    def __init__(self, target_port, delay):
+    def __init__(self, target_port, delay, every=False):
+        self.every = every
         import socket
         import threading
         self.target, self.delay = target_port, delay
@@ -237,7 +240,7 @@ class LateWatchProxy:
                 d = u.recv(65536)
                 if not d:
                     break
-                q.put((time.monotonic() + (self.delay if conn["late"] else 0.0), d))
+                q.put((time.monotonic() + (self.delay if conn["late"] or self.every else 0.0), d))
         except OSError:
             pass
         q.put((0.0, None))

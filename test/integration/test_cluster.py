@@ -540,6 +540,27 @@ def test_stopped_etcd_follower_neither_fences_nor_freezes_the_cluster(halod_fact
         etcd.stop()
 
 
+def test_an_etcd_slow_to_answer_still_renews_the_lease(etcd, halod_factory, tmp_path):
+    """A running node's etcd starts answering everything 300 ms late (a machine short of CPU, a disk
+    busy with a compile): each renewal's first attempt times out at 200 ms, the next one waits
+    400 ms and is answered.  The node keeps its lease and its process for three TTLs.  Before,
+    every renewal timed out at 200 ms and the node fenced itself within its TTL."""
+    from etcd_harness import LateWatchProxy
+    proxy = LateWatchProxy(etcd.members[0]["client"], 0.3)
+    try:
+        h = halod_factory(cluster_yaml(tmp_path, free_port()), name="n1",  # n2 never starts
+                          extra_args=["--node", "n1", "--etcd", proxy.endpoint, "--lease-ttl", "2"]).start()
+        active = wait_for(lambda: h.si("counter")["active"], timeout=30, what="counter ACTIVE")
+        pid = h.pid_of(active)
+        proxy.every = True
+        time.sleep(6)
+        assert "Fencing node" not in h.logtext(), "a slow etcd made the node fence itself"
+        assert pid_alive(pid) and h.pid_of(active) == pid, "the ACTIVE process did not outlive a slow etcd"
+        assert h.stop() == 0
+    finally:
+        proxy.close()
+
+
 def test_node_killed_with_its_components_restarts_each_unit_once(etcd, halod_factory, tmp_path):
     """SIGKILL of a node's halod and its component together, halod started
     again after the lease ran out (bench/node-failover does this every trial):

@@ -226,7 +226,11 @@ static void on_keepalive(store *s, int error, int64_t lease, int64_t ttl, void *
     if (k.sent > c->ka_ok)
         c->ka_ok = k.sent;
     renewed(c);
-    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+    /* The next one TTL/3 after this one was sent, not after its answer: through an etcd slow to
+     * answer, the renewals would otherwise drift apart by that latency each time, and the fence
+     * point (a TTL after the last one sent) come closer. */
+    usec_t next = k.sent + (usec_t)c->ttl * USEC_PER_SEC / 3, now = now_monotonic_usec();
+    uv_timer_start(&c->keepalive, send_keepalive, next > now ? (next - now) / USEC_PER_MSEC : 0, 0);
 }
 
 static char *node_value(const struct cluster *c) {
@@ -515,7 +519,9 @@ static void lease_held(struct cluster *c, int64_t lease, int64_t ttl, usec_t sen
         arm_fence(c);
     } else
         c->renewed = c->beat_ok = 0; /* the previous halod's deadline stands until a beat */
-    uv_timer_start(&c->keepalive, send_keepalive, (uint64_t)c->ttl * 1000 / 3, 0);
+    /* The first renewal TTL/3 after the grant was asked for (on_keepalive()). */
+    usec_t next = sent + (usec_t)ttl * USEC_PER_SEC / 3, now = now_monotonic_usec();
+    uv_timer_start(&c->keepalive, send_keepalive, next > now ? (next - now) / USEC_PER_MSEC : 0, 0);
     register_node(c);
 }
 
