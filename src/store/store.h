@@ -115,11 +115,6 @@ typedef struct store_txn {
      * a renewal's short timeout, and sent again elsewhere after a timeout, so
      * it must do no harm applied twice (etcd; the local backends ignore it). */
     bool renewal;
-    /* Ordered only with the other calls that ask for it: they take their turns in a second lane,
-     * beside the calls in order, with no order between the two (etcd: a FIFO and a connection of
-     * its own, so that neither waits for the other; the local backends, which execute each call
-     * at once, ignore it).  For writes that no other call of the store's user depends on. */
-    bool second_lane;
 } store_txn;
 
 /* Result of a get, range or txn; valid only during the callback. */
@@ -195,8 +190,7 @@ int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret);
  * cluster's client port, e.g. "http://127.0.0.1:2379" (copied).  Returns 0,
  * -EINVAL or -ENOMEM; it does not wait for etcd: store_revision() is 0 until
  * the first answer, and calls made meanwhile are queued.  Calls run in the
- * order they were made, one at a time (those of the second lane among
- * themselves, beside the others: store_txn), each with a 1 s timeout and retries
+ * order they were made, one at a time, each with a 1 s timeout and retries
  * across the endpoints; a call still in flight when store_free() runs gets
  * -ECANCELED (a write may or may not have been applied).  Errors from etcd
  * map to -ENOENT (unknown lease), -ESTALE (compacted), -ETIMEDOUT,

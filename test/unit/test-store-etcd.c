@@ -4,8 +4,6 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -82,51 +80,6 @@ static void check_etcd_endpoints(struct fixture *f) {
 }
 TEST(etcd_retries_across_endpoints) {
     run_etcd(check_etcd_endpoints);
-}
-
-/* A put of key = value, on the second lane or not, answered into r. */
-static void put_async(struct fixture *f, const char *key, const char *value, bool second, struct reply *r) {
-    store_op op = {
-        .type = STORE_OP_PUT, .key = key, .key_len = strlen(key), .value = value, .value_len = strlen(value)};
-    store_txn t = {.success = &op, .n_success = 1, .second_lane = second};
-    ASSERT_OK(store_transaction(f->s, &t, on_reply, r));
-}
-
-/* The second lane: its calls go in order among themselves, beside the first lane's, and wait for
- * none of them (bench/events: an event's append no longer waits behind the coordinator's other
- * transactions, nor they behind it). */
-static void check_etcd_second_lane(struct fixture *f) {
-    enum { N = 50 };
-    struct reply *first[N], *second[3];
-    char key[16];
-    for (int i = 0; i < N; i++) {
-        snprintf(key, sizeof(key), "a/%02d", i);
-        put_async(f, key, "x", false, first[i] = reply_new(f));
-    }
-    put_async(f, "b", "1", true, second[0] = reply_new(f));
-    put_async(f, "b", "2", true, second[1] = reply_new(f));
-    store_op get_b = {.type = STORE_OP_GET, .key = "b", .key_len = 1};
-    store_txn t = {.success = &get_b, .n_success = 1, .second_lane = true};
-    ASSERT_OK(store_transaction(f->s, &t, on_reply, second[2] = reply_new(f)));
-    run_until(f, &second[2]->calls);
-    int done = 0;
-    for (int i = 0; i < N; i++)
-        done += first[i]->calls;
-    if (done >= N / 2)
-        CHECK_FAIL("the second lane's 3 calls waited for %d of the first lane's %d", done, N);
-    /* In order among themselves. */
-    ASSERT(second[0]->calls == 1 && second[1]->calls == 1 && second[0]->error == 0 && second[1]->error == 0);
-    ASSERT(second[0]->revision < second[1]->revision);
-    ASSERT_EQ(second[2]->n_kvs, 1u);
-    ASSERT_KV(&second[2]->kvs[0], "b", "2");
-    /* And the first lane's, in theirs. */
-    for (int i = 0; i < N; i++)
-        run_until(f, &first[i]->calls);
-    for (int i = 1; i < N; i++)
-        ASSERT(first[i]->error == 0 && first[i - 1]->revision < first[i]->revision);
-}
-TEST(etcd_second_lane_waits_for_none_of_the_first) {
-    run_etcd(check_etcd_second_lane);
 }
 
 static void check_etcd_watch_resume(struct fixture *f) {

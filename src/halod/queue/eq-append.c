@@ -205,17 +205,12 @@ static void append_send(struct queue *q) {
                              .value_len = t->value_lens[i]};
         gets[i] = (store_op){.type = STORE_OP_GET, .key = t->keys[i], .key_len = key_len};
     }
-    /* The second lane: an append waits neither for this halod's other calls nor they for it (at the
-     * coordinator, its consumer's transactions).  Nothing of ours depends on its order with them: its
-     * keys are this node's own and new, the consumer takes them from its watch once committed, and
-     * whoever appends is told once it is (eq_append_cb). */
     store_txn txn = {.compares = cmps,
                      .n_compares = t->n_entries,
                      .success = puts,
                      .n_success = t->n_entries,
                      .failure = gets,
-                     .n_failure = t->n_entries,
-                     .second_lane = true};
+                     .n_failure = t->n_entries};
     struct call *k = queue_call_new(q, appended, 0, t);
     int r = k ? store_transaction(q->store, &txn, queue_on_call, k) : -ENOMEM;
     if (r < 0) {

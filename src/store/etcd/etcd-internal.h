@@ -62,11 +62,9 @@ struct etcd_buf {
 
 struct store_etcd;
 
-#define ETCD_LANES 2
-
 struct etcd_request {
     struct store_etcd *s;
-    LIST_FIELDS(struct etcd_request, requests); /* on its lane's queue, or on s->side */
+    LIST_FIELDS(struct etcd_request, requests); /* on s->queue, or on s->side */
     etcd_request_kind kind;
     const char *path;
     char *body;
@@ -80,7 +78,6 @@ struct etcd_request {
     struct etcd_buf resp;
     unsigned attempts;
     unsigned endpoint;  /* where the attempt in flight went */
-    unsigned lane;      /* the FIFO it takes its turn in (store_txn.second_lane: 1) */
     bool side;          /* a keepalive or a renewal txn: sent at once beside the ordered requests, on s->side */
     bool renewal;       /* a renewal txn: a keepalive's timeout */
     bool parked;        /* waits for a token (etcd-auth.c): no transfer */
@@ -145,12 +142,8 @@ struct store_etcd {
     uv_timer_t timer;  /* curl's timeouts */
     uv_timer_t pump;   /* retries sending a request that failed to start, from the loop */
     int64_t revision;
-    /* The FIFOs of unary calls, each with one in flight: lane 0 for every call, lane 1 for the
-     * transactions that ask for a lane of their own (store_txn.second_lane). */
-    struct etcd_lane {
-        LIST_HEAD(struct etcd_request) queue; /* waiting for their turn */
-        struct etcd_request *current;         /* in flight */
-    } lanes[ETCD_LANES];
+    LIST_HEAD(struct etcd_request) queue; /* unary calls waiting for their turn */
+    struct etcd_request *current;         /* in flight */
     LIST_HEAD(struct etcd_request) side;  /* keepalives in flight: never behind other requests */
     LIST_HEAD(struct etcd_watch) watches; /* in creation order */
     LIST_HEAD(struct etcd_poll) polls;

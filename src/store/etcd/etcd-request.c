@@ -1,19 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The etcd backend's unary calls: FIFOs with one request in flight each, retries and failover across the endpoints. */
+/* The etcd backend's unary calls: one FIFO with one request in flight, retries and failover across the endpoints. */
 
 /*
  * Unary calls (range, txn, lease grant/revoke) go through one FIFO with one
  * request in flight at a time, so they reuse one kept-alive connection and
  * are executed by etcd in the order they were made (a get after a put sees
- * the put, as with the local backends).  A transaction that asks for the
- * second lane (store_txn.second_lane) takes its turn in a second FIFO, in
- * order with the others of that lane only: the two lanes' requests are in
- * flight at once, on two connections, and neither waits for the other.  Each attempt has a short timeout
+ * the put, as with the local backends).  Each attempt has a short timeout
  * (etcd-internal.h: a write 1 s, a read 500 ms, a keepalive 200 ms, then
  * longer once every endpoint has had that: request_timeout()); a
  * failure to connect, an "unavailable" answer (no leader) or, for calls that
  * change nothing, a timeout, moves to the next endpoint and retries, up to
- * 2 x n_endpoints attempts.  A write that timed out is not retried (etcd may
+ * 2 x n_endpoints attempts (a renewal 3 x).  A write that timed out is not retried (etcd may
  * have applied it): its callback gets -ETIMEDOUT.
  *
  * Lease keepalives go out at once on their own transfers (the side list),
@@ -166,9 +163,9 @@ static void log_unanswered(struct store_etcd *s, unsigned endpoint, CURLcode cc,
                                             : "");
 }
 
-/* A lease renewal (a keepalive, or a renewal txn). */
 #define RENEWAL_ROUNDS 3u
 
+/* A lease renewal (a keepalive, or a renewal txn). */
 static bool renews(const struct etcd_request *r) {
     return r->kind == REQ_LEASE_KEEPALIVE || r->renewal;
 }
@@ -232,8 +229,8 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
     json_t *j = NULL;
     int error = 0;
 
-    if (!r->side && s->lanes[r->lane].current == r)
-        s->lanes[r->lane].current = NULL;
+    if (s->current == r)
+        s->current = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     etcd_curl_remove(s, &r->easy);
 
@@ -266,7 +263,7 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
         etcd_auth_refused(s, r->token_gen);
         if (request_send(r) >= 0) {
             if (!r->side)
-                s->lanes[r->lane].current = r;
+                s->current = r;
             return;
         }
         j = NULL;
@@ -282,7 +279,7 @@ static void request_done(struct store_etcd *s, struct etcd_request *r, CURLcode 
         etcd_buf_done(&r->resp);
         if (request_send(r) >= 0) {
             if (!r->side)
-                s->lanes[r->lane].current = r;
+                s->current = r;
             return;
         }
     }
@@ -307,11 +304,10 @@ bool etcd_request_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc) {
             request_done(s, r, cc);
             return true;
         }
-    for (unsigned i = 0; i < ETCD_LANES; i++)
-        if (s->lanes[i].current && s->lanes[i].current->easy == e) {
-            request_done(s, s->lanes[i].current, cc);
-            return true;
-        }
+    if (s->current && s->current->easy == e) {
+        request_done(s, s->current, cc);
+        return true;
+    }
     return false;
 }
 
@@ -347,12 +343,10 @@ void etcd_request_auth_done(struct store_etcd *s, int error) {
             LIST_REMOVE(requests, &s->side, r);
             request_free(r);
         }
-    for (unsigned i = 0; i < ETCD_LANES; i++) {
-        r = s->lanes[i].current;
-        if (r && r->parked && !request_unpark(r, error)) {
-            s->lanes[i].current = NULL;
-            request_free(r);
-        }
+    r = s->current;
+    if (r && r->parked && !request_unpark(r, error)) {
+        s->current = NULL;
+        request_free(r);
     }
 }
 
@@ -360,9 +354,9 @@ static void on_pump(uv_timer_t *t) {
     store_etcd_dispatch(t->data);
 }
 
-static void lane_pump(struct store_etcd *s, struct etcd_lane *l, bool may_call_back) {
-    while (!l->current && l->queue.first && !s->freeing) {
-        struct etcd_request *r = LIST_POP(requests, &l->queue);
+void etcd_request_pump(struct store_etcd *s, bool may_call_back) {
+    while (!s->current && s->queue.first && !s->freeing) {
+        struct etcd_request *r = LIST_POP(requests, &s->queue);
 
         if (r->kind == REQ_WATCH_START) {
             etcd_watch_start(r->watch);
@@ -372,7 +366,7 @@ static void lane_pump(struct store_etcd *s, struct etcd_lane *l, bool may_call_b
         if (request_send(r) < 0) {
             if (!may_call_back) {
                 /* No callback may run here: the pump timer tries again from the loop. */
-                LIST_PREPEND(requests, &l->queue, r);
+                LIST_PREPEND(requests, &s->queue, r);
                 (void)uv_timer_start(&s->pump, on_pump, 0, 0);
                 return;
             }
@@ -381,13 +375,8 @@ static void lane_pump(struct store_etcd *s, struct etcd_lane *l, bool may_call_b
             request_free(r);
             continue;
         }
-        l->current = r;
+        s->current = r;
     }
-}
-
-void etcd_request_pump(struct store_etcd *s, bool may_call_back) {
-    for (unsigned i = 0; i < ETCD_LANES; i++)
-        lane_pump(s, &s->lanes[i], may_call_back);
 }
 
 int etcd_request_new(struct store_etcd *s, etcd_request_kind kind, const char *path, char *body,
@@ -410,7 +399,7 @@ int etcd_request_new(struct store_etcd *s, etcd_request_kind kind, const char *p
 }
 
 void etcd_request_enqueue(struct etcd_request *r) {
-    LIST_APPEND(requests, &r->s->lanes[r->lane].queue, r);
+    LIST_APPEND(requests, &r->s->queue, r);
     etcd_request_pump(r->s, false);
 }
 
@@ -427,9 +416,9 @@ int etcd_request_send_side(struct etcd_request *r) {
 void etcd_request_drop_watch_start(struct store_etcd *s, const struct etcd_watch *w) {
     struct etcd_request *r;
 
-    LIST_FOREACH (requests, r, &s->lanes[0].queue) /* a watch's start takes its turn in lane 0 */
+    LIST_FOREACH (requests, r, &s->queue)
         if (r->watch == w) {
-            LIST_REMOVE(requests, &s->lanes[0].queue, r);
+            LIST_REMOVE(requests, &s->queue, r);
             request_free(r);
             return;
         }
@@ -438,21 +427,15 @@ void etcd_request_drop_watch_start(struct store_etcd *s, const struct etcd_watch
 void etcd_request_cancel_all(struct store_etcd *s) {
     struct etcd_request *r;
 
-    for (unsigned i = 0; i < ETCD_LANES; i++)
-        if (s->lanes[i].current) {
-            r = TAKE_PTR(s->lanes[i].current);
-            request_complete(r, -ECANCELED, NULL, 0, 0);
-            request_free(r);
-        }
-    while ((r = LIST_POP(requests, &s->side))) {
+    if (s->current) {
+        r = TAKE_PTR(s->current);
         request_complete(r, -ECANCELED, NULL, 0, 0);
         request_free(r);
     }
-    for (unsigned i = 0; i < ETCD_LANES; i++)
-        while ((r = LIST_POP(requests, &s->lanes[i].queue))) {
-            request_complete(r, -ECANCELED, NULL, 0, 0);
-            request_free(r);
-        }
+    while ((r = LIST_POP(requests, &s->side)) || (r = LIST_POP(requests, &s->queue))) {
+        request_complete(r, -ECANCELED, NULL, 0, 0);
+        request_free(r);
+    }
 }
 
 /* Sends r again, on the store's endpoint now; a request that cannot be sent
@@ -480,18 +463,16 @@ void etcd_endpoint_failed(struct store_etcd *s, unsigned e) {
             LIST_REMOVE(requests, &s->side, r);
             request_free(r);
         }
-    /* The unary calls in flight there: a read goes again; a write may have
+    /* The unary call in flight there: a read goes again; a write may have
      * been applied, so it ends as one that timed out, now rather than after
-     * its own timeout, and its FIFO moves on. */
-    for (unsigned i = 0; i < ETCD_LANES; i++) {
-        r = s->lanes[i].current;
-        if (!r || !r->easy || r->endpoint != e)
-            continue;
-        if (!r->writes && request_resend(r))
-            continue;
-        s->lanes[i].current = NULL;
-        if (r->writes)
-            request_complete(r, -ETIMEDOUT, NULL, 0, 0);
-        request_free(r);
-    }
+     * its own timeout, and the FIFO moves on. */
+    r = s->current;
+    if (!r || !r->easy || r->endpoint != e)
+        return;
+    if (!r->writes && request_resend(r))
+        return;
+    s->current = NULL;
+    if (r->writes)
+        request_complete(r, -ETIMEDOUT, NULL, 0, 0);
+    request_free(r);
 }

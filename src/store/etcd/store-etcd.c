@@ -110,7 +110,6 @@ static int etcd_txn(store *st, const store_txn *txn, store_cb cb, void *userdata
         r->renewal = true;
         return etcd_request_send_side(r);
     }
-    r->lane = txn->second_lane ? 1 : 0;
     etcd_request_enqueue(r);
     return 0;
 }
