@@ -112,7 +112,9 @@ def test_a_report_counts_for_its_attempt_only(sim, tmp_path):
 
 def aborted_and_refused(log, hold, why):
     """ios-b's recovery was aborted for why (it was told so, once); its hold is lifted: its RECOVERED is refused."""
-    aborted = [x for x in lines(log, "ios-b", "RECOVERY") if x[0] == "aborted"]
+    # Told to ios-b by its own halod, maybe after another process was told TRANSIENT (CI, once).
+    aborted = wait_for(lambda: [x for x in lines(log, "ios-b", "RECOVERY") if x[0] == "aborted"], timeout=30,
+                       what="ios-b told its recovery was aborted")
     assert len(aborted) == 1 and why in " ".join(aborted[0][3:]), aborted
     os.unlink(hold)
     wait_for(lambda: ["RECOVERED", EBADSTATE] in lines(log, "ios-b", "PROCESS_EVENT"), timeout=30,
