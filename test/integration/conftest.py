@@ -54,6 +54,9 @@ ALONE = {"test_examples.py", "test_haloctl_demo_ports.py", "test_ui.py"}
 ALONE_TESTS = {"test_one_etcd_member_killed_changes_nothing_and_failover_still_works",
                "test_stopped_etcd_follower_neither_fences_nor_freezes_the_cluster",
                "test_a_fenced_nodes_slow_stop_ends_before_the_other_node_starts_the_resource",
+               # Every etcd answer 300 ms late under a 2 s lease: beside another worker the machine's
+               # own delays come on top (failed once in two runs with -n 2, never alone).
+               "test_an_etcd_slow_to_answer_still_renews_the_lease",
                # A node SIGKILLed under a stream of commits, then back: beside another worker under
                # the sanitizers, etcd went silent for 20 s and both nodes fenced (2026-12-07).
                "test_one_group_fails_over_and_the_other_stays"}

@@ -190,6 +190,17 @@ def pid_alive(pid):
     return s is not None and s != "Z"
 
 
+def proc_start_time(pid):
+    """The process's start time (clock ticks after boot), None if it is gone: with its pid, who it is
+    (pids are recycled: pid_max is 32768 here, and a CI run starts thousands of processes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        return int(st[st.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class StatusViews:
     """Views over a halod's status; the class provides status()."""
 
@@ -245,6 +256,7 @@ class Halod(StatusViews):
         self.wrapper = list(wrapper)  # a command halod runs under (unshare, say): proc is the wrapper's
         self.proc = None
         self.known_pids = set()
+        self.pid_starts = {}  # known pid -> its start time: a recycled pid is another test's
 
     # -- lifecycle --------------------------------------------------------
     def start(self, wait=True):
@@ -272,7 +284,15 @@ class Halod(StatusViews):
 
     def remember_children(self):
         if self.proc and self.proc.poll() is None:
-            self.known_pids |= descendants(self.proc.pid)
+            for p in descendants(self.proc.pid):
+                if p not in self.known_pids:
+                    self.pid_starts[p] = proc_start_time(p)
+                    self.known_pids.add(p)
+
+    def ours(self, pid):
+        """Whether pid is still the process remembered, not another one that got its pid since."""
+        st = self.pid_starts.get(pid)
+        return st is None or proc_start_time(pid) == st
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         """Stops halod; asserts it exits 0 and leaves no process behind."""
@@ -293,22 +313,24 @@ class Halod(StatusViews):
 
         def gone():
             reap(self.known_pids)
-            return not [p for p in self.known_pids if pid_alive(p)]
+            return not [p for p in self.known_pids if pid_alive(p) and self.ours(p)]
 
         # A component's halo-guard ends when halod removes its file, a few ms after halod's own exit.
         try:
             wait_for(gone, timeout=5, what="halod's processes to end")
         except AssertionError:
             pass
-        left = [p for p in self.known_pids if pid_alive(p)]
+        left = [p for p in self.known_pids if pid_alive(p) and self.ours(p)]
         self.kill_pids(left)
         assert not left, f"processes left behind by halod: {left}"
-        zombies = [p for p in self.known_pids if proc_state(p) == "Z"]
+        zombies = [p for p in self.known_pids if proc_state(p) == "Z" and self.ours(p)]
         assert not zombies, f"zombies left behind: {zombies}"
         return rc
 
     def kill_pids(self, pids):
         for p in pids:
+            if not self.ours(p):
+                continue  # recycled since: another test's process
             try:
                 os.kill(p, signal.SIGKILL)
             except OSError:
