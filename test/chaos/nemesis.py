@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 
+from halo_harness import proc_start_time as start_time  # noqa: F401 (test_teardown takes it from here)
 from halo_harness import proc_state
 
 KINDS = {  # kind: (weight, what it disturbs, shortest and longest duration in s)
@@ -83,13 +84,6 @@ def schedule(seed, seconds, nodes, comps, cut=False, ladder=(), monitored=()):
     return out
 
 
-def start_time(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-        return int(st[st.rindex(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class Nemesis:
