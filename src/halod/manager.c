@@ -692,6 +692,10 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
     struct ckpt_params kp = {.loop = m->loop, .store = m->store, .prefix = m->prefix, .node = m->node, .amf = m->amf};
     if ((r = ckpt_svc_new(&kp, &m->ckpt)) < 0)
         return log_error_errno(r, "Failed to set up the checkpoint service: %m");
+    /* The HTTP port before the control socket: a client that waits for the socket (a test, a unit
+     * file's ExecStartPost) finds the port bound too. */
+    if ((r = open_http(m)) < 0)
+        return r;
     struct server_handlers h = {.on_msg = on_server_msg, .on_close = on_server_close, .on_drained = on_server_drained};
     r = server_new(m->loop, m->socket, m->node, &h, m, &m->server);
     if (r < 0)
@@ -713,7 +717,7 @@ int manager_new(const struct manager_options *o, struct manager **ret) {
     uv_signal_start(&m->sigterm, on_signal, SIGTERM);
     uv_signal_start(&m->sigint, on_signal, SIGINT);
     uv_signal_start(&m->sighup, on_sighup, SIGHUP);
-    return open_http(m);
+    return 0;
 }
 
 /* ---- starting ---- */
