@@ -348,13 +348,17 @@ def test_a_killed_halods_slow_guard_stop_ends_before_the_other_node_starts_the_r
     assert hs["n2"].stop() == 0
 
 
-def test_a_halod_started_during_a_dead_nodes_slow_stop_waits_for_it(halod_factory, tmp_path, flaky, etcd):
+@pytest.mark.parametrize("after_takeover", [False, True], ids=["at-once", "after-takeover"])
+def test_a_halod_started_during_a_dead_nodes_slow_stop_waits_for_it(halod_factory, tmp_path, flaky, etcd,
+                                                                   after_takeover):
     """n1's halod is SIGKILLed while its resource, whose stop takes a second, is ACTIVE; its halo-guard
-    runs the stop at the lease deadline.  Right after n2 sees n1's lease end, n2's halod is SIGKILLed
-    too and started again: the new halod never saw n1's units, nor the stop timeout n1 published, and
-    takes the store's ACTIVE target for n1's unit as a unit gone with its node.  It must still not
-    start b while a's stop may run: it waits the stop timeout the description gives (2 s).  Before,
-    it started b at once, while the guard's stop still ran."""
+    runs the stop at the lease deadline.  Right after n2 sees n1's lease end (at once, or once n2 took
+    over as the coordinator), n2's halod is SIGKILLed too and started again: the new halod never saw
+    n1's units, nor the stop timeout n1 published, and takes the store's ACTIVE target for n1's unit
+    as a unit gone with its node.  It must still not start b while a's stop may run: it waits the stop
+    timeout the description gives (2 s).  Before, it started b at once, while the guard's stop still
+    ran; and the takeover deleted that target as a leftover (CI, once), so the new halod did not know
+    that a held the SI."""
     hs = ocf_pair_on_two_nodes(halod_factory, tmp_path, flaky, {"n1": etcd.endpoints, "n2": etcd.endpoints},
                                component="timeouts: {terminate: 2s}, ")
     (tmp_path / "stop-slow-a").touch()
@@ -365,6 +369,11 @@ def test_a_halod_started_during_a_dead_nodes_slow_stop_waits_for_it(halod_factor
     hs["n1"].proc.wait()
     wait_for(lambda: "Node 'n1' left the cluster" in n2.logtext()[before:], timeout=15, interval=0.01,
              what="n2 to see n1's lease end")
+    if after_takeover:
+        left = n2.logtext().index("Node 'n1' left the cluster", before)
+        wait_for(lambda: "Node 'n2' is the coordinator" in n2.logtext()[left:], timeout=5, interval=0.01,
+                 what="n2 the coordinator")
+        time.sleep(0.2)  # its takeover's writes
     assert ["stopped", "a"] not in agent_log(tmp_path), "the stop was quicker than the test: it proves nothing"
     n2.proc.kill()
     n2.proc.wait()

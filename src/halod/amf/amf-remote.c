@@ -221,8 +221,8 @@ void amf_target(struct si *si, struct su *su, halo_ha_state state, uint64_t gen)
     else if (su->remote.known)
         mirror_target(si, su, state, gen);
     /* else: a unit gone with its node holds nothing, whatever target is
-     * still in the store for it (nobody deletes a dead node's targets; a
-     * read again finds them).  Mirrored, it would come back as an ACTIVE
+     * still in the store for it (nobody deletes a dead node's targets before
+     * it counts as fenced; a read again finds them).  Mirrored, it would come back as an ACTIVE
      * that a takeover quiesces for ever (chaos seed 202). */
 }
 

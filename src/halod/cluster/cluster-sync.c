@@ -242,15 +242,21 @@ void cluster_sync__forget_pair(struct cluster_sync *s, struct si *si, struct su 
 }
 
 /* Keys of pairs of sgs[from..to) with no assignment in this node's view are left over (a node
- * restarted, a coordinator died mid-change): deleted. */
+ * restarted, a coordinator died mid-change): deleted.  Not those of another node's unit that is
+ * neither known nor fenced (gone with its node, its fence not over: its OCF resources may still be
+ * stopping): its target is what tells a halod started meanwhile that the unit held the SI
+ * (amf_target_unseen()).  They go at a later takeover; a unit's target for a lease gone is
+ * ignored meanwhile. */
 void cluster_sync__forget_leftovers(struct cluster_sync *s, size_t from, size_t to) {
     size_t n_sgs;
     struct sg *sgs = amf_sgs(s->amf, &n_sgs);
     for (size_t g = from; g < to && g < n_sgs; g++)
         for (size_t i = 0; !sgs[g].removed && i < sgs[g].n_sis; i++)
-            for (size_t u = 0; u < sgs[g].n_sus; u++)
-                if (!amf_si_find_su(&sgs[g].sis[i], &sgs[g].sus[u]))
-                    forget(s, &sgs[g].sis[i], &sgs[g].sus[u]);
+            for (size_t u = 0; u < sgs[g].n_sus; u++) {
+                struct su *su = &sgs[g].sus[u];
+                if (!amf_si_find_su(&sgs[g].sis[i], su) && (su->local || su->remote.known || su->remote.fenced))
+                    forget(s, &sgs[g].sis[i], su);
+            }
 }
 
 static int request(void *p, int op, const char *target, const char *to, struct amf_waiter *w) {
