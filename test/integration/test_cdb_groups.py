@@ -10,10 +10,11 @@ import pytest
 import shutil
 import signal
 import sqlite3
+import subprocess
 import threading
 
 from chromium_harness import CHROMIUM, Chromium
-from halo_harness import TESTCOMP, commits_until, free_port, pid_alive, wait_for
+from halo_harness import CDBCLIENT, TESTCOMP, commits_until, free_port, pid_alive, wait_for
 from test_cdb_roles import roles_yaml
 from test_metrics_ha import promtool_ok, scrape, value
 from test_reload import rewrite
@@ -36,18 +37,24 @@ NODE = {"db-a": "n1", "db-b": "n2", "bill-a": "n2", "bill-b": "n1"}
 
 
 class Groups:
-    def __init__(self, etcd, factory, tmp_path):
+    def __init__(self, etcd, factory, tmp_path, third=False, endpoints=None):
+        """n1 and n2 hold a unit of each group; with third, n3 too, with no unit and no cdb-address.
+        endpoints: the etcd client URLs each halod is given (etcd's, in its order, by default)."""
+        self.endpoints = endpoints or etcd.endpoints
+        names = ("n1", "n2", "n3") if third else ("n1", "n2")
         self.listen = {"n1": free_port(), "n2": free_port()}
-        self.http = {"n1": free_port(), "n2": free_port()}
+        self.http = {n: free_port() for n in names}
         self.yaml = groups_yaml(tmp_path, self.listen)
+        if third:
+            self.yaml = self.yaml.replace("nodes:\n", "nodes:\n  n3: {}\n")
         self.etcd, self.factory = etcd, factory
-        self.nodes = {n: self.make(n) for n in ("n1", "n2")}
+        self.nodes = {n: self.make(n) for n in names}
 
     def make(self, n):
+        listen = ["--cdb-listen", f"127.0.0.1:{self.listen[n]}"] if n in self.listen else []
         return self.factory(self.yaml, name=f"groups-{n}",
-                            extra_args=["--node", n, "--etcd", self.etcd.endpoints, "--lease-ttl", "3",
-                                        "--http", f"127.0.0.1:{self.http[n]}",
-                                        "--cdb-listen", f"127.0.0.1:{self.listen[n]}"])
+                            extra_args=["--node", n, "--etcd", self.endpoints, "--lease-ttl", "3",
+                                        "--http", f"127.0.0.1:{self.http[n]}", *listen])
 
     def roles(self, n, subtree=None):
         """This node's role of the main database, or of subtree's."""
@@ -160,6 +167,18 @@ def test_the_web_ui_shows_each_subtree(etcd, halod_factory, tmp_path):
         browser.close()
 
 
+def paths(h, prefix):
+    """The paths under prefix that h's halod lists."""
+    return {i["path"] for i in json.loads(h.ctl("cdb", "list", prefix, "--json").stdout)}
+
+
+def assert_none_lost(h, prefix, acked, who=""):
+    """Every commit of acked (indexes under prefix) is in what h lists."""
+    have = paths(h, prefix)
+    lost = [i for i in acked if f"{prefix}/{i}" not in have]
+    assert not lost, f"{who}{prefix}: {len(lost)} acknowledged commits lost, first {lost[:5]}"
+
+
 def paths_in(db):
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
         return [p for (p,) in c.execute("SELECT path FROM kv ORDER BY path")]
@@ -178,9 +197,7 @@ def test_one_group_fails_over_and_the_other_stays(etcd, halod_factory, tmp_path)
     hs = g.nodes[bill_s]
     wait_for(lambda: (g.roles(bill_s, "/bill") or {}).get("state") == "PRIMARY", timeout=20,
              what="/bill's primary on the survivor")
-    items = {i["path"] for i in json.loads(hs.ctl("cdb", "list", "/bill/n", "--json").stdout)}
-    lost = [i for i in acked if f"/bill/n/{i}" not in items]
-    assert not lost, f"{len(lost)} acknowledged commits lost, first {lost[:5]}"
+    assert_none_lost(hs, "/bill/n", acked)
     hs.ctl("cdb", "set", "/bill/after", "failover")
     # The main database: its primary was n1 all along (bill's node was n2).
     assert main_p == bill_s
@@ -224,13 +241,8 @@ def test_halod_alone_killed_while_it_holds_both_primaries(etcd, halod_factory, t
     wait_for(lambda: g.roles(other).get("state") == "PRIMARY" and
              (g.roles(other, "/bill") or {}).get("state") == "PRIMARY", timeout=30, what="the survivor primary of both")
 
-    def paths(node, prefix):
-        return {i["path"] for i in json.loads(g.nodes[node].ctl("cdb", "list", prefix, "--json").stdout)}
-
     for prefix, acked in (("/m", main_acked), ("/bill/n", bill_acked)):
-        have = paths(other, prefix)
-        lost = [i for i in acked if f"{prefix}/{i}" not in have]
-        assert not lost, f"{prefix}: {len(lost)} acknowledged commits lost, first {lost[:5]}"
+        assert_none_lost(hs, prefix, acked)
     hs.ctl("cdb", "set", "/after", "main")
     hs.ctl("cdb", "set", "/bill/after", "bill")
 
@@ -242,10 +254,124 @@ def test_halod_alone_killed_while_it_holds_both_primaries(etcd, halod_factory, t
     wait_for(lambda: (g.roles(both, "/bill") or {}).get("state") == "SECONDARY" and
              g.roles(both).get("state") == "SECONDARY", timeout=30, what="the node back as the secondary of both")
     for prefix in ("/m", "/bill/n", "/after", "/bill/after"):
-        wait_for(lambda prefix=prefix: paths(both, prefix) == paths(other, prefix), timeout=15,
+        wait_for(lambda prefix=prefix: paths(h, prefix) == paths(hs, prefix), timeout=15,
                  what=f"{prefix} the same on both nodes")
     for n in g.nodes.values():
         assert n.stop() == 0
+
+
+def test_a_node_with_no_unit_reads_a_copy_of_each_database(etcd, halod_factory, tmp_path):
+    """n3 has no unit of either group: it follows each database's primary as a secondary, so a read
+    there answers what the primary acknowledged (never its own empty files), a write there is refused
+    with the primary's name, and it follows each primary that takes over when a node dies."""
+    g = Groups(etcd, halod_factory, tmp_path, third=True)
+    roles = g.settle()
+    main_p, main_s = roles[None]
+    bill_p, bill_s = roles["/bill"]
+
+    def follows(main, bill):
+        m, b = g.roles("n3"), g.roles("n3", "/bill") or {}
+        return (m.get("state"), m.get("primary"), b.get("state"), b.get("primary")) == \
+            ("SECONDARY", main, "SECONDARY", bill) and \
+            "n3" in [x["nodeid"] for x in g.roles(main).get("secondaries", [])] and \
+            "n3" in [x["nodeid"] for x in (g.roles(bill, "/bill") or {}).get("secondaries", [])]
+    wait_for(lambda: follows(main_p, bill_p), timeout=20, what="n3 the secondary of both primaries")
+    h3 = g.nodes["n3"]
+    # A commit the primary acknowledged is already on n3 (a connected secondary holds commits back),
+    # once n3 has its full copy (the first commit it shows).
+    for primary, path in ((main_p, "/x"), (bill_p, "/bill/y")):
+        g.nodes[primary].ctl("cdb", "set", path, "first")
+        wait_for(lambda path=path: h3.ctl("cdb", "get", path, check=False).stdout == "first\n", timeout=10,
+                 what=f"{path} on n3")
+        for i in range(5):
+            g.nodes[primary].ctl("cdb", "set", path, f"v{i}")
+            assert h3.ctl("cdb", "get", path, check=False).stdout == f"v{i}\n", (path, i)
+    paths = [i["path"] for i in json.loads(h3.ctl("cdb", "list", "/", "--json").stdout)]
+    assert paths == ["/bill/y", "/x"], paths
+    for path, primary in (("/z", main_p), ("/bill/z", bill_p)):
+        r = h3.ctl("cdb", "set", path, "1", check=False)
+        assert r.returncode != 0 and f"the primary is node '{primary}'" in r.stderr, r.stderr
+    text = h3.ctl("status").stdout
+    assert f"Configuration database: SECONDARY as n3, primary {main_p}" in text, text
+    assert f"Configuration database /bill: SECONDARY as n3, primary {bill_p}" in text, text
+
+    # /bill's primary's node dies whole: n3 follows the node that takes /bill over (and the main
+    # database's primary, the same node or another), and reads every commit acknowledged before.
+    hb = g.nodes[bill_p]
+    acked = commits_until(hb.socket, "/bill/n", 100, hb.kill_all)
+    assert len(acked) >= 100
+    main_now = main_s if main_p == bill_p else main_p
+    wait_for(lambda: follows(main_now, bill_s), timeout=30, what="n3 the secondary of the survivor")
+    assert_none_lost(h3, "/bill/n", acked, "n3: ")
+    g.nodes[bill_s].ctl("cdb", "set", "/bill/after", "failover")
+    assert h3.ctl("cdb", "get", "/bill/after", check=False).stdout == "failover\n"
+    for n, h in g.nodes.items():
+        if n != bill_p:
+            assert h.stop() == 0
+
+
+def test_an_etcd_member_stopped_under_two_groups(halod_factory, tmp_path):
+    """Three etcd members; the follower every halod talks to first is SIGSTOPped (quorum intact)
+    while each primary takes commits: no node fences, the main database keeps its primary, and
+    /bill's ACTIVE component SIGKILLed during the stall moves /bill to the other node with every
+    acknowledged commit (that node records in etcd that it acknowledges alone, through a live
+    member); once the member is back, the killed component's node follows as /bill's secondary."""
+    import time
+    from etcd_harness import Etcd
+    etcd = Etcd(members=3).start()
+    stopped = None
+    try:
+        leader = wait_for(lambda: etcd.leader() is not None, what="an etcd leader") and etcd.leader()
+        f = (leader + 1) % 3
+        g = Groups(etcd, halod_factory, tmp_path, endpoints=etcd.endpoints_from(f))
+        roles = g.settle()
+        main_p, _ = roles[None]
+        bill_p, bill_s = roles["/bill"]
+        hm, hb, hs = g.nodes[main_p], g.nodes[bill_p], g.nodes[bill_s]
+        unit = next(u for u, n in NODE.items() if u.startswith("bill") and n == bill_p)
+        hb.remember_children()
+        comp = hb.pid_of(unit)
+
+        etcd.pause_member(f)
+        stopped = f
+        t0 = time.monotonic()
+        main_acked = []
+
+        def commit_main():
+            out = subprocess.run([CDBCLIENT, "commit", "/m", "300"], capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, HALO_SOCKET=hm.socket)).stdout.split("\n")
+            main_acked.extend(line.split()[1] for line in out if line.startswith("ok "))
+        main = threading.Thread(target=commit_main)
+        main.start()
+        time.sleep(1.5)  # renewals and commits with the member stopped
+        bill_acked = commits_until(hb.socket, "/bill/n", 100, lambda: hb.kill_pids([comp]))
+        assert len(bill_acked) >= 100
+        wait_for(lambda: (g.roles(bill_s, "/bill") or {}).get("state") == "PRIMARY", timeout=15,
+                 what="/bill's primary on the other node during the stall")
+        assert_none_lost(hs, "/bill/n", bill_acked)
+        hs.ctl("cdb", "set", "/bill/during", "stall")
+        main.join(60)
+        assert not main.is_alive() and len(main_acked) == 300, len(main_acked)
+        assert g.roles(main_p)["state"] == "PRIMARY"
+        assert time.monotonic() - t0 < 10, "the failover waited for the stopped member"
+        time.sleep(max(0.0, 6 - (time.monotonic() - t0)))
+        etcd.resume_member(f)
+        stopped = None
+
+        wait_for(lambda: (g.roles(bill_p, "/bill") or {}).get("state") == "SECONDARY", timeout=20,
+                 what="the killed component's node /bill's secondary again")
+        wait_for(lambda: hb.ctl("cdb", "get", "/bill/during", check=False).stdout == "stall\n", timeout=10,
+                 what="its copy of /bill")
+        for n, h in g.nodes.items():
+            assert h.proc.poll() is None and "Fencing node" not in h.logtext(), f"{n} fenced itself"
+        assert g.roles(main_p)["state"] == "PRIMARY"
+        assert paths(hb, "/m") == {f"/m/{i}" for i in main_acked}, "the main database's secondary lacks commits"
+        for h in g.nodes.values():
+            assert h.stop() == 0
+    finally:
+        if stopped is not None:
+            etcd.resume_member(stopped)
+        etcd.stop()
 
 
 def refused_start(factory, yaml, etcd, state_files, what):

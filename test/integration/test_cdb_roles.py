@@ -543,7 +543,8 @@ def test_a_cdb_roles_group_added_and_changed_by_reloads_drives_the_roles(etcd, h
     def handed_over():
         now = roles()
         seen.add(tuple(sorted(now.values())))
-        return now[secondary] == "PRIMARY" and now[primary] == "NONE"
+        return now[secondary] == "PRIMARY" and now[primary] == "SECONDARY"
+    # The old primary's node has no unit of the group now: it follows the new primary.
     wait_for(handed_over, timeout=20, what="the primary handed over")
     assert not any(states.count("PRIMARY") > 1 for states in seen), seen
     r.nodes[secondary].ctl("cdb", "set", "/after-move", "y")

@@ -8,6 +8,12 @@
  *                                                      STANDBY unit's node
  *   this node's unit is the STANDBY target, and
  *   another node's unit the ACTIVE target           -> SECONDARY of that node
+ *   this node has no unit of the group, and
+ *   another node's unit is the ACTIVE target        -> SECONDARY of that node
+ *                                                      (a copy to read; the
+ *                                                      primary never expects
+ *                                                      it, never waits for it
+ *                                                      when it is gone)
  *   anything else (QUIESCED, no assignment, ...)    -> NONE
  *
  * Only the PRIMARY takes writes (ha-roles.c refuses them in NONE when the
@@ -87,6 +93,14 @@ static struct si *first_si(struct sg *sg) {
     return NULL;
 }
 
+/* Whether this node has a unit of sg (one a reload has not removed). */
+static bool has_unit(const struct sg *sg) {
+    for (size_t i = 0; i < sg->n_sus; i++)
+        if (sg->sus[i].local && !sg->sus[i].removed)
+            return true;
+    return false;
+}
+
 static struct roles_want compute(struct amf_roles *r) {
     struct roles_want w = {.state = HA_STATE_NONE};
     struct si *si = first_si(r->sg);
@@ -99,7 +113,7 @@ static struct roles_want compute(struct amf_roles *r) {
         const struct config_node *n = sb && !sb->su->local ? cdb_node(r, sb->su) : NULL;
         w.state = HA_STATE_PRIMARY;
         w.expect = n ? n->name : NULL;
-    } else if (sb && sb->su->local) {
+    } else if ((sb && sb->su->local) || !has_unit(r->sg)) {
         const struct config_node *n = cdb_node(r, act->su);
         if (n) {
             w.state = HA_STATE_SECONDARY;
