@@ -8,6 +8,10 @@
  *       replace them, in turn, with BYTES bytes for SECONDS, recording each write's latency;
  *       prints one JSON object:
  *       {"created": C, "writes": N, "seconds": S, "writes_per_s": R, "p50_ms": ..., "p99_ms": ..., "errors": E}
+ *   ckpt-load read NAME SECONDS store|local
+ *       opens (creates) NAME, with HALO_CKPT_LOCAL_READS for "local", makes sure its section
+ *       "r" exists, then reads it for SECONDS, one read at a time, recording each read's latency;
+ *       prints {"reads": N, "reads_per_s": R, "p50_ms": ..., "p99_ms": ..., "errors": E}
  *   ckpt-load watch NAME
  *       opens (creates) NAME asking for updates, prints "ready", and counts them until
  *       SIGTERM; then prints {"updates": N}.  The STANDBY's replica of the benchmark.
@@ -16,6 +20,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +129,45 @@ static int run_write(const char *name, int threads, double seconds, size_t bytes
     return errors ? 1 : 0;
 }
 
+static int run_read(const char *name, double seconds, bool local) {
+    static const halo_callbacks cb = {0};
+    halo_ckpt *c = NULL;
+    halo *h = NULL;
+    struct lat lat = {0};
+    unsigned errors = 0;
+    void *data;
+    size_t len;
+    int r = halo_open(NULL, &cb, NULL, &h);
+    if (r >= 0)
+        r = halo_ckpt_open(h, name, HALO_CKPT_CREATE | (local ? HALO_CKPT_LOCAL_READS : 0), &attrs, NULL, NULL, &c);
+    if (r >= 0 && (r = halo_ckpt_read(c, "r", &data, &len)) == -ENOENT)
+        r = halo_ckpt_write(c, "r", "0123456789", 10, HALO_CKPT_WRITE);
+    else if (r >= 0)
+        free(data);
+    if (r < 0) {
+        fprintf(stderr, "ckpt-load: %s\n", halo_strerror(r));
+        halo_close(h);
+        return 1;
+    }
+    double t0 = now_s(), end = t0 + seconds, t1;
+    while ((t1 = now_s()) < end) {
+        r = halo_ckpt_read(c, "r", &data, &len);
+        if (r < 0)
+            errors++;
+        else {
+            free(data);
+            lat_add(&lat, (now_s() - t1) * 1000.0);
+        }
+    }
+    double p50 = 0, p99 = 0;
+    size_t n = lat_merge(&lat, 1, &p50, &p99);
+    printf("{\"reads\": %zu, \"reads_per_s\": %.0f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"errors\": %u}\n", n,
+           (double)n / (now_s() - t0), p50, p99, errors);
+    halo_ckpt_close(c);
+    halo_close(h);
+    return errors ? 1 : 0;
+}
+
 static unsigned long n_updates;
 static volatile sig_atomic_t stop;
 
@@ -164,8 +208,11 @@ static int run_watch(const char *name) {
 int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "write") == 0)
         return run_write(argv[2], atoi(argv[3]), atof(argv[4]), argc > 5 ? strtoul(argv[5], NULL, 10) : 100);
+    if (argc == 5 && strcmp(argv[1], "read") == 0)
+        return run_read(argv[2], atof(argv[3]), strcmp(argv[4], "local") == 0);
     if (argc == 3 && strcmp(argv[1], "watch") == 0)
         return run_watch(argv[2]);
-    fprintf(stderr, "usage: ckpt-load write NAME THREADS SECONDS [BYTES] | ckpt-load watch NAME\n");
+    fprintf(stderr, "usage: ckpt-load write NAME THREADS SECONDS [BYTES] | ckpt-load read NAME SECONDS store|local | "
+                    "ckpt-load watch NAME\n");
     return 2;
 }

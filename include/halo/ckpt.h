@@ -12,6 +12,16 @@
  * asks for updates is told of every change to a section through halo_dispatch(): a STANDBY
  * keeps a warm copy that way.
  *
+ * Every node where a process has a checkpoint open keeps a replica of it: halod follows its
+ * sections in the store and holds them in memory.  Reads go to the store (a read sees every
+ * write acknowledged anywhere before it), unless the checkpoint was opened with
+ * HALO_CKPT_LOCAL_READS: then halo_ckpt_read() and halo_ckpt_sections() answer from the
+ * replica, with no round trip and while the store is out of reach.  Such a read sees every write
+ * and delete acknowledged on this node before it (it waits for the replica to have them), never
+ * goes back in time, and sees another node's write once this node's watch brought it (within
+ * milliseconds while the store is reachable): not for a new ACTIVE reading what the old one
+ * wrote.
+ *
  * Names of checkpoints and section ids are 1 to 255 bytes of letters, digits and "-_.:@".
  * A section holds 0 to HALO_CKPT_SECTION_MAX bytes.
  */
@@ -37,8 +47,9 @@ typedef enum halo_ckpt_flags {
 } halo_ckpt_flags;
 
 typedef enum halo_ckpt_open_flags {
-    HALO_CKPT_CREATE = 1 << 0,  /* create it if missing (with the attributes given) */
-    HALO_CKPT_UPDATES = 1 << 1, /* call the update callback for every change of a section */
+    HALO_CKPT_CREATE = 1 << 0,      /* create it if missing (with the attributes given) */
+    HALO_CKPT_UPDATES = 1 << 1,     /* call the update callback for every change of a section */
+    HALO_CKPT_LOCAL_READS = 1 << 2, /* read and list from this node's replica (see above) */
 } halo_ckpt_open_flags;
 
 typedef struct halo_ckpt_attrs {

@@ -60,7 +60,12 @@ static void print_one(json_t *c) {
     printf("  collocated with CSI %s; retention %.1f s; at most %lld sections of %lld bytes\n", jstr(a, "csi"),
            (double)jint(a, "retention_msec") / 1000.0, (long long)jint(a, "max_sections"),
            (long long)jint(a, "max_section_size"));
-    printf("  open on %s (%lld here)\n\n", open_on(c, nodes, sizeof(nodes)), (long long)jint(c, "open_here"));
+    printf("  open on %s (%lld here)\n", open_on(c, nodes, sizeof(nodes)), (long long)jint(c, "open_here"));
+    json_t *r = json_object_get(c, "replica_here");
+    if (json_is_object(r))
+        printf("  replica here: %lld sections at revision %lld\n", (long long)jint(r, "sections"),
+               (long long)jint(r, "revision"));
+    printf("\n");
     printf("%-40s %10s %12s\n", "SECTION", "BYTES", "REVISION");
     json_array_foreach(json_object_get(c, "section_list"), i, s)
         printf("%-40s %10lld %12lld\n", jstr(s, "id"), (long long)jint(s, "size"), (long long)jint(s, "revision"));

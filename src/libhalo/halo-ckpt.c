@@ -43,6 +43,7 @@ static int send_open(halo *h, const halo_ckpt *c, bool create, LinkMsg **ret_rep
     o.name = (char *)c->name;
     o.create = create;
     o.updates = c->open_flags & HALO_CKPT_UPDATES;
+    o.local_reads = c->open_flags & HALO_CKPT_LOCAL_READS;
     if (create) {
         a.flags = c->attrs.flags;
         a.retention_msec = c->attrs.retention_msec;
@@ -62,8 +63,8 @@ HALO_EXPORT int halo_ckpt_open(halo *h, const char *name, unsigned open_flags, c
 
     assert_return(h && ret, -EINVAL);
     bool create = open_flags & HALO_CKPT_CREATE;
-    if (!name_valid(name) || (open_flags & ~(unsigned)(HALO_CKPT_CREATE | HALO_CKPT_UPDATES)) || (create && !attrs) ||
-        ((open_flags & HALO_CKPT_UPDATES) && !cb))
+    if (!name_valid(name) || (open_flags & ~(unsigned)(HALO_CKPT_CREATE | HALO_CKPT_UPDATES | HALO_CKPT_LOCAL_READS)) ||
+        (create && !attrs) || ((open_flags & HALO_CKPT_UPDATES) && !cb))
         return -EINVAL;
     if (create &&
         ((attrs->flags & ~(unsigned)HALO_CKPT_COLLOCATED) || attrs->max_section_size > HALO_CKPT_SECTION_MAX ||
@@ -319,6 +320,7 @@ int halo__ckpt_resume(halo *h, const struct timespec *deadline) {
         int e = 0;
         o.name = c->name;
         o.updates = c->open_flags & HALO_CKPT_UPDATES;
+        o.local_reads = c->open_flags & HALO_CKPT_LOCAL_READS;
         m.body_case = HALO__LINK__MSG__BODY_CKPT_OPEN;
         m.ckpt_open = &o;
         int r = halo__request_resume(h, &m, &o.seq, deadline, &e);

@@ -3,13 +3,15 @@
  * ckptclient: a checkpoint client for the integration tests; its words run in order on one
  * handle (the socket is $HALO_SOCKET), each printing one line, flushed:
  *
- *   open NAME [create] [watch] [csi=CSI] [retention=MS] [sections=N] [size=N]
+ *   open NAME [create] [watch] [local] [csi=CSI] [retention=MS] [sections=N] [size=N]
  *                              "ok open <max_sections> <max_section_size> <retention> <csi>"
  *   write SEC DATA | new SEC DATA (create only) | overwrite SEC DATA     "ok write SEC"
  *   fill SEC BYTES             writes BYTES bytes of 'x' to SEC
  *   writes PREFIX N            writes PREFIX<i> = <i>, i in 0..N-1: "ok <i>" once each is acknowledged;
  *                              a write that fails prints "retry <i> <errno>" and is written again
  *                              (at most 20 times: a timeout does not say whether it was written)
+ *   echo SEC N                 writes SEC = <i> and reads it back at once, i in 0..N-1: "ok echo N",
+ *                              or "echo <i> read <data>" at the first read that is not <i>
  *   read SEC                   "data SEC <data>"
  *   list                       "section <id> <len>" per section, then "ok list <n>"
  *   delete SEC | unlink NAME | close
@@ -49,6 +51,8 @@ static int open_word(halo *h, int argc, char **argv, int *i, halo_ckpt **c) {
             flags |= HALO_CKPT_CREATE;
         else if (strcmp(w, "watch") == 0)
             flags |= HALO_CKPT_UPDATES;
+        else if (strcmp(w, "local") == 0)
+            flags |= HALO_CKPT_LOCAL_READS;
         else if (strncmp(w, "csi=", 4) == 0) {
             a.csi = w + 4;
             a.flags |= HALO_CKPT_COLLOCATED;
@@ -134,6 +138,26 @@ static int word(halo *h, halo_ckpt **c, int argc, char **argv, int *i) {
                 break;
             printf("ok %ld\n", k);
         }
+        *i += 2;
+    } else if (strcmp(w, "echo") == 0 && two) {
+        long n = strtol(argv[*i + 2], NULL, 10);
+        r = 0;
+        for (long k = 0; k < n && r >= 0; k++) {
+            char val[32];
+            void *data = NULL;
+            size_t len;
+            snprintf(val, sizeof(val), "%ld", k);
+            r = halo_ckpt_write(*c, argv[*i + 1], val, strlen(val), HALO_CKPT_WRITE);
+            if (r >= 0)
+                r = halo_ckpt_read(*c, argv[*i + 1], &data, &len);
+            if (r >= 0 && strcmp(data, val) != 0) {
+                printf("echo %ld read %s\n", k, (char *)data);
+                r = -EIO;
+            }
+            free(data);
+        }
+        if (r >= 0)
+            printf("ok echo %ld\n", n);
         *i += 2;
     } else if (strcmp(w, "read") == 0 && more) {
         void *data;

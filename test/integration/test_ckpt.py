@@ -214,6 +214,19 @@ def test_an_opener_is_told_of_updates(one):
     assert revs == sorted(revs) and len(set(revs)) == 3
 
 
+def test_local_reads_see_this_nodes_writes_at_once(one):
+    """An opener with local reads reads from halod's replica: every write, delete and unlink
+    acknowledged to this node is in what it reads next (the read waits for the replica)."""
+    out = ckpt(one, "open", "t6", "create", "local", "retention=60000", "echo", "e", "300", "write", "a", "1",
+               "read", "a", "list", "delete", "a", "read", "a", "close", check=False)
+    assert out == ["ok open 1024 61440 60000 -", "ok echo 300", "ok write a", "data a 1", "section a 1",
+                   "section e 3", "ok list 2", "err read 2 No such file or directory"], out
+    out = ckpt(one, "open", "t6", "local", "read", "e", "write", "b", "x", "unlink", "t6", "read", "b", "list",
+               check=False)
+    assert out == ["ok open 1024 61440 60000 -", "data e 299", "ok write b", "err read 2 No such file or directory",
+                   "ok list 0"], out
+
+
 def test_an_opener_that_never_reads_its_updates_is_cut_off(one):
     """Updates to an opener that does not read pile up to the link's limit: that opener is cut
     off, halod and the other openers go on."""
@@ -408,3 +421,4 @@ def test_acknowledged_writes_survive_a_replica_node_killed_mid_write(cluster):
         lines = wait_for(lambda: (lambda out: out if out[-1] == "ok list 300" else None)(
             ckpt(nodes[via], "open", "mid", "list", check=False)), timeout=20, what=f"the sections from {via}")
         assert sorted(int(ln.split()[1][1:]) for ln in lines if ln.startswith("section ")) == list(range(300))
+

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "ckpt.h"
+#include "hashmap.h"
 #include "list.h"
 
 /* What a checkpoint gets when its creator leaves a limit at 0. */
@@ -25,6 +26,7 @@ struct ckpt_opener {
     LIST_FIELDS(struct ckpt_opener, openers);
     struct conn *conn; /* NULL: closed while updates went out, removed after */
     bool updates;      /* told of every change of a section (CkptUpdate) */
+    bool local_reads;  /* reads and lists answered from this node's replica (ckpt-replica.c) */
 };
 
 /* A checkpoint this node has open, or whose retention runs here. */
@@ -34,9 +36,16 @@ struct ckpt {
     char *name;
     struct ckpt_attrs attrs;
     LIST_HEAD(struct ckpt_opener) openers;
-    struct store_follow *follow; /* while an opener wants updates */
-    uv_timer_t *retention;       /* while nobody here has it open: its end (closed and freed apart) */
-    bool notifying;              /* sending updates: a send may close any opener's connection */
+    uv_timer_t *retention; /* while nobody here has it open: its end (closed and freed apart) */
+    bool notifying;        /* sending updates: a send may close any opener's connection */
+    /* The replica, while a process here has it open (ckpt-replica.c): the follower of its sections,
+     * and the sections (id -> struct ckpt_section) once loaded. */
+    struct store_follow *follow;
+    struct hashmap sections;
+    bool loaded;
+    int64_t floor;                     /* the newest revision of a write or delete of it this halod acknowledged */
+    LIST_HEAD(struct ckpt_req) parked; /* local reads waiting for the replica to reach their floor */
+    size_t n_parked;
 };
 
 struct ckpt_batch;
@@ -58,6 +67,8 @@ struct ckpt_svc {
 struct ckpt_req {
     LIST_FIELDS(struct ckpt_req, reqs);
     LIST_FIELDS(struct ckpt_req, queued);
+    LIST_FIELDS(struct ckpt_req, parked);
+    int64_t wait; /* parked: the replica's revision it waits for */
     bool batched; /* the write that is the batch in flight on its own: its end lets the next go */
     struct ckpt_svc *svc;
     struct conn *conn;
@@ -66,7 +77,7 @@ struct ckpt_req {
     uint32_t mode;
     unsigned step;    /* a write: 0 the section exists, 1 it is created (ckpt-io.c) */
     unsigned retries; /* a write sent again after etcd's timeout */
-    bool create, updates;
+    bool create, updates, local_reads;
     struct ckpt_attrs attrs;
     char name[LINK_NAME_MAX + 1];
     char section[LINK_NAME_MAX + 1];
@@ -90,6 +101,33 @@ int ckpt_key_openers(struct ckpt_svc *s, char *buf, const char *name);
 int ckpt_key_opener(struct ckpt_svc *s, char *buf, const char *name, const char *node);
 /* The attributes kept in the checkpoint's key (JSON): 0 or -EBADMSG. */
 int ckpt_attrs_parse(const char *json, size_t len, struct ckpt_attrs *ret);
+
+/* ckpt.c: takes o out of k (and frees it); the last one closes the checkpoint here. */
+void ckpt_opener_remove(struct ckpt *k, struct ckpt_opener *o);
+
+/* ckpt-replica.c.  Starts following k's sections (0 if it already does, or an error). */
+int ckpt_replica_start(struct ckpt *k);
+/* Stops it and forgets the replica; each read parked there is answered error. */
+void ckpt_replica_stop(struct ckpt *k, int error);
+/* A read or list of an opener with local reads: answered from the replica (now, or once it has
+ * k's floor); false if k has no replica (its follower could not start): the store answers. */
+bool ckpt_replica_read(struct ckpt *k, struct ckpt_req *q);
+/* This halod acknowledged a write or delete of checkpoint name at revision. */
+void ckpt_replica_acked(struct ckpt_svc *s, const char *name, int64_t revision);
+/* The replica's number of sections and revision (0 and 0 before it is loaded). */
+size_t ckpt_replica_sections(const struct ckpt *k, int64_t *ret_revision);
+
+/* ckpt-io.c: a list's page of sections, built from the store's or from the replica. */
+struct ckpt_page {
+    Halo__Link__CkptSection *items, **pitems;
+    size_t n, bytes;
+    bool more;
+};
+int ckpt_page_init(struct ckpt_page *p); /* 0 or -ENOMEM */
+/* Adds a section (id and data must outlive the reply); false once the page is full (more then). */
+bool ckpt_page_add(struct ckpt_page *p, char *id, const void *data, size_t len);
+/* Answers q with the page, and frees it. */
+void ckpt_page_reply(struct ckpt_req *q, struct ckpt_page *p);
 
 /* ckpt-io.c: the batch in flight ended (q->batched): the writes queued meanwhile go. */
 void ckpt_batch_next(struct ckpt_svc *s);

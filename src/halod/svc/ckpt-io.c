@@ -3,7 +3,8 @@
  * The checkpoint service's requests on sections (write, read, list, delete), unlink, and
  * haloctl ckpt.  Each goes to the store and is answered from its callback: a write once the store
  * has it (etcd: committed by a majority of its members).  Reads go to the store too, so that
- * whoever reads after a failover sees every write acknowledged before it (docs/checkpoints.md).
+ * whoever reads after a failover sees every write acknowledged before it (docs/checkpoints.md),
+ * except those of an opener that asked for local reads (ckpt-replica.c).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -87,7 +88,11 @@ static int section_req(struct ckpt_svc *s, struct conn *c, uint64_t seq, int kin
     return 0;
 }
 
-static void reply_revision(struct ckpt_req *q, int64_t revision) {
+/* A change acknowledged at revision; floor: a local read after it waits for this node's replica to
+ * have that revision (ckpt-replica.c), which it will: the change was under the sections. */
+static void reply_revision(struct ckpt_req *q, int64_t revision, bool floor) {
+    if (q->svc && floor)
+        ckpt_replica_acked(q->svc, q->name, revision);
     Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
     rep.json = (char *)"";
     rep.txid = (char *)"";
@@ -127,7 +132,7 @@ static void on_written(store *st, int error, const store_result *r, void *userda
     }
     if (q->step == 1) { /* the section was missing: created, or someone was faster */
         if (r->succeeded)
-            reply_revision(q, r->revision);
+            reply_revision(q, r->revision, true);
         else if (q->mode == HALO_CKPT_CREATE_ONLY)
             ckpt_req_done(q, -HALO_EEXIST, NULL);
         else
@@ -138,7 +143,7 @@ static void on_written(store *st, int error, const store_result *r, void *userda
         if (q->mode == HALO_CKPT_CREATE_ONLY)
             ckpt_req_done(q, -HALO_EEXIST, NULL);
         else
-            reply_revision(q, r->revision);
+            reply_revision(q, r->revision, true);
         return;
     }
     /* The failure branch read the checkpoint's key and its sections' keys. */
@@ -229,7 +234,7 @@ static void on_batch(store *st, int error, const store_result *r, void *userdata
         if (!q->svc || error < 0)
             ckpt_req_done(q, error < 0 ? error : -ECANCELED, NULL);
         else if (r->succeeded)
-            reply_revision(q, r->revision);
+            reply_revision(q, r->revision, true);
         else {
             int e = write_send(q);
             if (e < 0)
@@ -350,6 +355,12 @@ int ckpt_write(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptWrite *
 
 /* ---- read, list, delete, unlink ------------------------------------------------------------ */
 
+/* Whether c opened k asking for its reads from this node's replica (ckpt-replica.c). */
+static bool local_reads(struct ckpt *k, struct conn *c) {
+    struct ckpt_opener *o = ckpt_opener_find(k, c);
+    return o && o->local_reads;
+}
+
 static void on_read(store *st, int error, const store_result *r, void *userdata) {
     struct ckpt_req *q = userdata;
     if (!q->svc || error < 0 || r->n_kvs == 0 || r->kvs[0].value_len > LINK_CKPT_SECTION_MAX) {
@@ -371,6 +382,8 @@ int ckpt_read(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptRead *m)
     int r = section_req(s, c, m->seq, HALO__LINK__MSG__BODY_CKPT_READ, m->name, m->section, 0, key, &k, &q);
     if (r < 0)
         return r;
+    if (local_reads(k, c) && ckpt_replica_read(k, q))
+        return 0;
     r = store_get(s->store, key, on_read, q);
     if (r < 0)
         ckpt_req_done(q, r, NULL);
@@ -384,12 +397,10 @@ static void on_listed(store *st, int error, const store_result *r, void *userdat
         ckpt_req_done(q, error < 0 ? error : -ECANCELED, NULL);
         return;
     }
-    size_t skip = strlen(prefix), n = 0, bytes = 0;
-    _cleanup_free_ Halo__Link__CkptSection *items = calloc(LINK_CKPT_LIST_MAX, sizeof(*items));
-    _cleanup_free_ Halo__Link__CkptSection **pitems = calloc(LINK_CKPT_LIST_MAX, sizeof(*pitems));
+    size_t skip = strlen(prefix);
+    struct ckpt_page page;
     _cleanup_free_ char *ids = malloc(LINK_CKPT_LIST_MAX * (LINK_NAME_MAX + 1));
-    bool more = false;
-    if (!items || !pitems || !ids) {
+    if (!ids || ckpt_page_init(&page) < 0) {
         ckpt_req_done(q, -ENOMEM, NULL);
         return;
     }
@@ -398,30 +409,53 @@ static void on_listed(store *st, int error, const store_result *r, void *userdat
         size_t idl = kv->key_len - skip;
         if (kv->key_len <= skip || idl > LINK_NAME_MAX || kv->value_len > LINK_CKPT_SECTION_MAX)
             continue;
-        char *id = ids + n * (LINK_NAME_MAX + 1);
+        char *id = ids + page.n * (LINK_NAME_MAX + 1);
         memcpy(id, kv->key + skip, idl);
         id[idl] = '\0';
         if (*q->section && strcmp(id, q->section) <= 0)
             continue;
-        if (n == LINK_CKPT_LIST_MAX || (n && bytes + idl + kv->value_len + LIST_ITEM_FRAMING > LIST_REPLY_MAX)) {
-            more = true;
+        if (!ckpt_page_add(&page, id, kv->value, kv->value_len))
             break;
-        }
-        halo__link__ckpt_section__init(&items[n]);
-        items[n].id = id;
-        items[n].data.data = (uint8_t *)kv->value;
-        items[n].data.len = kv->value_len;
-        pitems[n] = &items[n];
-        bytes += idl + kv->value_len + LIST_ITEM_FRAMING;
-        n++;
     }
+    ckpt_page_reply(q, &page);
+}
+
+int ckpt_page_init(struct ckpt_page *p) {
+    *p = (struct ckpt_page){.items = calloc(LINK_CKPT_LIST_MAX, sizeof(*p->items)),
+                            .pitems = calloc(LINK_CKPT_LIST_MAX, sizeof(*p->pitems))};
+    if (p->items && p->pitems)
+        return 0;
+    free(p->items);
+    free(p->pitems);
+    return -ENOMEM;
+}
+
+bool ckpt_page_add(struct ckpt_page *p, char *id, const void *data, size_t len) {
+    size_t idl = strlen(id);
+    if (p->n == LINK_CKPT_LIST_MAX || (p->n && p->bytes + idl + len + LIST_ITEM_FRAMING > LIST_REPLY_MAX)) {
+        p->more = true;
+        return false;
+    }
+    Halo__Link__CkptSection *it = &p->items[p->n];
+    halo__link__ckpt_section__init(it);
+    it->id = id;
+    it->data.data = (uint8_t *)data;
+    it->data.len = len;
+    p->pitems[p->n++] = it;
+    p->bytes += idl + len + LIST_ITEM_FRAMING;
+    return true;
+}
+
+void ckpt_page_reply(struct ckpt_req *q, struct ckpt_page *p) {
     Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
     rep.json = (char *)"";
     rep.txid = (char *)"";
-    rep.ckpt_sections = pitems;
-    rep.n_ckpt_sections = n;
-    rep.more = more;
+    rep.ckpt_sections = p->pitems;
+    rep.n_ckpt_sections = p->n;
+    rep.more = p->more;
     ckpt_req_done(q, 0, &rep);
+    free(p->items);
+    free(p->pitems);
 }
 
 int ckpt_list(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptList *m) {
@@ -431,6 +465,8 @@ int ckpt_list(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptList *m)
     int r = section_req(s, c, m->seq, HALO__LINK__MSG__BODY_CKPT_LIST, m->name, m->after, 0, prefix, &k, &q);
     if (r < 0)
         return r;
+    if (local_reads(k, c) && ckpt_replica_read(k, q))
+        return 0;
     r = store_range(s->store, prefix, on_listed, q);
     if (r < 0)
         ckpt_req_done(q, r, NULL);
@@ -442,7 +478,9 @@ static void on_deleted(store *st, int error, const store_result *r, void *userda
     if (!q->svc || error < 0 || !r->succeeded)
         ckpt_req_done(q, error < 0 ? error : q->svc ? -ENOENT : -ECANCELED, NULL);
     else
-        reply_revision(q, r->revision);
+        /* An unlink that deleted no section: the replicas see no change at its revision, and a
+         * local read has nothing of it to wait for. */
+        reply_revision(q, r->revision, q->kind != HALO__LINK__MSG__BODY_CKPT_UNLINK || r->n_kvs > 0);
 }
 
 int ckpt_delete(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptDelete *m) {
@@ -475,6 +513,8 @@ int ckpt_unlink(struct ckpt_svc *s, struct conn *c, const Halo__Link__CkptUnlink
     store_compare cmp = {
         .key = meta, .key_len = strlen(meta), .target = STORE_CMP_VERSION, .result = STORE_CMP_GREATER};
     store_op ops[] = {
+        /* Which sections there were (before they go: a txn's ops run in order). */
+        {.type = STORE_OP_GET_PREFIX, .key = sections, .key_len = strlen(sections), .keys_only = true},
         {.type = STORE_OP_DELETE_PREFIX, .key = sections, .key_len = strlen(sections)},
         {.type = STORE_OP_DELETE, .key = meta, .key_len = strlen(meta)},
         {.type = STORE_OP_DELETE_PREFIX, .key = openers, .key_len = strlen(openers)},
@@ -536,9 +576,10 @@ static void admin_kv(json_t *all, const store_kv *kv, size_t skip_ckpt, size_t s
                                           "retention_msec", (json_int_t)a.retention_msec, "max_sections",
                                           (json_int_t)a.max_sections, "max_section_size",
                                           (json_int_t)a.max_section_size, "csi", a.csi));
-        json_object_set_new(
-            e, "open_here",
-            json_integer(json_integer_value(json_object_get(local, json_string_value(json_object_get(e, "name"))))));
+        json_t *l = json_object_get(local, json_string_value(json_object_get(e, "name")));
+        json_object_set_new(e, "open_here", json_integer(json_integer_value(json_object_get(l, "open"))));
+        json_t *replica = json_object_get(l, "replica");
+        json_object_set(e, "replica_here", replica ? replica : json_null());
         return;
     }
     add_int(e, "sections", 1);
@@ -565,10 +606,16 @@ static void on_admin_read(store *st, int error, const store_result *r, void *use
     struct ckpt *k;
     LIST_FOREACH (ckpts, k, &q->svc->ckpts) {
         json_int_t n = 0;
+        int64_t revision;
         struct ckpt_opener *o;
         LIST_FOREACH (openers, o, &k->openers)
             n++;
-        json_object_set_new(local, k->name, json_integer(n));
+        size_t sections = ckpt_replica_sections(k, &revision);
+        json_object_set_new(local, k->name,
+                            json_pack("{s:I, s:o}", "open", n, "replica",
+                                      k->loaded ? json_pack("{s:I, s:I}", "sections", (json_int_t)sections, "revision",
+                                                            (json_int_t)revision)
+                                                : json_null()));
     }
     for (size_t i = 0; i < r->n_kvs; i++)
         admin_kv(all, &r->kvs[i], strlen(ckpts), strlen(open), q->step, local);

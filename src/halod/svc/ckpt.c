@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The checkpoint service (ckpt.h, docs/checkpoints.md): opens, closes, retention and the updates
- * an opener asked for.  The sections' requests are in ckpt-io.c.
+ * The checkpoint service (ckpt.h, docs/checkpoints.md): opens, closes and retention.  The
+ * sections' requests are in ckpt-io.c; the node's replica, its updates and local reads in
+ * ckpt-replica.c.
  *
- * Every checkpoint lives in the store only: its attributes at ckpt/<name>, its sections at
+ * Every checkpoint lives in the store: its attributes at ckpt/<name>, its sections at
  * ckpt/<name>/<section>.  What a node has open is ckpt-open/<name>/<node>; every open also puts
  * ckpt-open/<name> (the stamp), so that a retention's deletion, guarded by the stamp's revision,
  * loses to any open that came after it looked.
@@ -19,7 +20,6 @@
 #include "keys.h"
 #include "log.h"
 #include "macro.h"
-#include "store-follow.h"
 #include "svc.h"
 
 /* ---- keys ---------------------------------------------------------------------------------- */
@@ -167,7 +167,7 @@ static void retention_stop(struct ckpt *k) {
 
 static void ckpt_free(struct ckpt *k) {
     retention_stop(k);
-    store_follow_free(k->follow);
+    ckpt_replica_stop(k, -ECANCELED);
     struct ckpt_opener *o;
     while ((o = LIST_POP(openers, &k->openers)))
         free(o);
@@ -189,68 +189,6 @@ static struct ckpt *ckpt_get(struct ckpt_svc *s, const char *name, const struct 
     }
     k->attrs = *a;
     return k;
-}
-
-/* ---- updates: a follower of the sections while an opener here wants them ------------------ */
-
-static void send_update(struct ckpt *k, const store_event *ev, size_t skip) {
-    Halo__Link__CkptUpdate u = HALO__LINK__CKPT_UPDATE__INIT;
-    LinkMsg m = HALO__LINK__MSG__INIT;
-    char section[LINK_NAME_MAX + 1];
-    size_t n = ev->kv.key_len - skip;
-    if (ev->kv.key_len <= skip || n > LINK_NAME_MAX || ev->kv.value_len > LINK_CKPT_SECTION_MAX)
-        return;
-    memcpy(section, ev->kv.key + skip, n);
-    section[n] = '\0';
-    u.name = k->name;
-    u.section = section;
-    u.deleted = ev->type == STORE_EVENT_DELETE;
-    u.data.data = (uint8_t *)ev->kv.value;
-    u.data.len = u.deleted ? 0 : ev->kv.value_len;
-    u.revision = (uint64_t)ev->kv.mod_revision;
-    m.body_case = HALO__LINK__MSG__BODY_CKPT_UPDATE;
-    m.ckpt_update = &u;
-    /* A send that fails closes that connection at once: ckpt_conn_closed() marks its opener. */
-    struct ckpt_opener *o;
-    LIST_FOREACH (openers, o, &k->openers)
-        if (o->updates && o->conn)
-            (void)server_conn_send(o->conn, &m);
-}
-
-static void opener_remove(struct ckpt *k, struct ckpt_opener *o);
-
-static void on_sections_loaded(struct store_follow *f, const store_result *r, void *userdata) {
-    /* The openers read the sections themselves after opening: only changes are sent. */
-}
-
-static void on_sections_changed(struct store_follow *f, const store_event *ev, size_t n, void *userdata) {
-    struct ckpt *k = userdata;
-    char prefix[STORE_KEY_MAX];
-    if (ckpt_key_sections(k->svc, prefix, k->name) < 0)
-        return;
-    k->notifying = true;
-    for (size_t i = 0; i < n; i++)
-        send_update(k, &ev[i], strlen(prefix));
-    k->notifying = false;
-    struct ckpt_opener *o;
-    while ((o = ckpt_opener_find(k, NULL))) /* the last one frees the follower: allowed from its callback */
-        opener_remove(k, o);
-}
-
-static const struct store_follow_ops sections_follow_ops = {
-    .loaded = on_sections_loaded,
-    .changed = on_sections_changed,
-};
-
-static int follow_start(struct ckpt *k) {
-    char prefix[STORE_KEY_MAX];
-    if (k->follow)
-        return 0;
-    int r = ckpt_key_sections(k->svc, prefix, k->name);
-    if (r < 0)
-        return r;
-    struct store_follow_params p = {.prefix = prefix, .keys_only = true};
-    return store_follow(k->svc->store, &p, &sections_follow_ops, k, &k->follow);
 }
 
 /* ---- retention ----------------------------------------------------------------------------- */
@@ -336,7 +274,7 @@ static void on_retention(uv_timer_t *t) {
 /* The last opener here left: this node's mark goes, and the retention time runs. */
 static void ckpt_last_closed(struct ckpt *k) {
     char opener[STORE_KEY_MAX];
-    k->follow = store_follow_free(k->follow);
+    ckpt_replica_stop(k, -EBADF);
     if (ckpt_key_opener(k->svc, opener, k->name, k->svc->node) >= 0)
         (void)store_delete(k->svc->store, opener, NULL, NULL);
     k->retention = malloc(sizeof(*k->retention));
@@ -350,14 +288,9 @@ static void ckpt_last_closed(struct ckpt *k) {
     (void)uv_timer_start(k->retention, on_retention, k->attrs.retention_msec, 0);
 }
 
-static void opener_remove(struct ckpt *k, struct ckpt_opener *o) {
+void ckpt_opener_remove(struct ckpt *k, struct ckpt_opener *o) {
     LIST_REMOVE(openers, &k->openers, o);
     free(o);
-    bool updates = false;
-    LIST_FOREACH (openers, o, &k->openers)
-        updates |= o->updates;
-    if (!updates)
-        k->follow = store_follow_free(k->follow);
     if (LIST_IS_EMPTY(&k->openers))
         ckpt_last_closed(k);
 }
@@ -373,7 +306,7 @@ void ckpt_conn_closed(struct ckpt_svc *s, struct conn *c) {
         if (o && k->notifying)
             o->conn = NULL; /* removed once the updates are out */
         else if (o)
-            opener_remove(k, o);
+            ckpt_opener_remove(k, o);
     }
 }
 
@@ -415,9 +348,10 @@ static void on_opened(store *st, int error, const store_result *r, void *userdat
     retention_stop(k);
     o->conn = q->conn;
     o->updates = q->updates;
+    o->local_reads = q->local_reads;
     LIST_APPEND(openers, &k->openers, o);
-    if (o->updates && follow_start(k) < 0)
-        log_warning("Failed to follow checkpoint '%s': its openers get no updates", k->name);
+    if (ckpt_replica_start(k) < 0)
+        log_warning("Failed to follow checkpoint '%s': no replica here (reads go to the store, no updates)", k->name);
     Halo__Link__Reply rep = HALO__LINK__REPLY__INIT;
     Halo__Link__CkptAttrs ra = HALO__LINK__CKPT_ATTRS__INIT;
     ra.flags = a.flags;
@@ -452,6 +386,7 @@ static int handle_open(struct ckpt_svc *s, struct conn *c, const Halo__Link__Ckp
     }
     q->create = m->create;
     q->updates = m->updates;
+    q->local_reads = m->local_reads;
     q->attrs = a;
     store_compare cmp = {.key = meta,
                          .key_len = strlen(meta),
@@ -484,7 +419,7 @@ static int handle_close(struct ckpt_svc *s, struct conn *c, const Halo__Link__Ck
     struct ckpt_opener *o = k ? ckpt_opener_find(k, c) : NULL;
     if (!o)
         return -EBADF;
-    opener_remove(k, o);
+    ckpt_opener_remove(k, o);
     return 0;
 }
 

@@ -51,16 +51,16 @@ static void ckpt_release(Ckpt *x) {
 }
 
 static PyObject *ckpt_open(Handle *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"name",    "create", "retention_msec", "max_sections", "max_section_size", "csi",
-                             "updates", NULL};
+    static char *kwlist[] = {
+        "name", "create", "retention_msec", "max_sections", "max_section_size", "csi", "updates", "local_reads", NULL};
     const char *name;
-    int create = 0;
+    int create = 0, local_reads = 0;
     unsigned long long retention = 0;
     unsigned max_sections = 0, max_size = 0;
     halo_ckpt_attrs attrs = {0};
     PyObject *updates = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|p$KIIzO", kwlist, &name, &create, &retention, &max_sections,
-                                     &max_size, &attrs.csi, &updates))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|p$KIIzOp", kwlist, &name, &create, &retention, &max_sections,
+                                     &max_size, &attrs.csi, &updates, &local_reads))
         return NULL;
     if (updates == Py_None)
         updates = NULL;
@@ -82,7 +82,8 @@ static PyObject *ckpt_open(Handle *self, PyObject *args, PyObject *kw) {
     x->key = NULL;
     x->name = PyUnicode_FromString(name);
     PyObject_GC_Track(x);
-    unsigned flags = (create ? HALO_CKPT_CREATE : 0) | (updates ? HALO_CKPT_UPDATES : 0);
+    unsigned flags =
+        (create ? HALO_CKPT_CREATE : 0) | (updates ? HALO_CKPT_UPDATES : 0) | (local_reads ? HALO_CKPT_LOCAL_READS : 0);
     int r = COMP_CALL(self,
                       halo_ckpt_open(h, name, flags, create ? &attrs : NULL, updates ? on_update : NULL, self, &x->c));
     if (r == -EINVAL) {
