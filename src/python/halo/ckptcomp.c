@@ -336,9 +336,10 @@ static PyTypeObject CkptType = {
 PyMethodDef comp_ckpt_methods[] = {
     {"ckpt_open", (PyCFunction)(void (*)(void))ckpt_open, KW,
      "ckpt_open($self, /, name, create=False, *, retention_msec=0, max_sections=0, max_section_size=0, csi=None, "
-     "updates=None)\n--\n\nOpens checkpoint name (create: makes it if missing, with these attributes; csi: "
-     "collocated,\nwritten only by the component ACTIVE for csi).  updates(handle, name, section, data, revision) "
-     "runs\nfrom dispatch() for every change of a section (data None: deleted).  Returns a Checkpoint."},
+     "updates=None, local_reads=False)\n--\n\nOpens checkpoint name (create: makes it if missing, with these "
+     "attributes; csi: collocated,\nwritten only by the component ACTIVE for csi).  updates(handle, name, section, "
+     "data, revision) runs\nfrom dispatch() for every change of a section (data None: deleted).  local_reads: "
+     "reads and\nlists from this node's replica.  Returns a Checkpoint."},
     {"ckpt_unlink", (PyCFunction)(void (*)(void))ckpt_unlink, KW,
      "ckpt_unlink($self, /, name)\n--\n\nDeletes checkpoint name and its sections now."},
     {NULL, NULL, 0, NULL},
