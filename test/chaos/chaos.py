@@ -167,7 +167,8 @@ def run(a, seed, plan, comps, d, keep):
     meta = {"seed": seed, "seconds": a.seconds, "cut": a.cut, "t0": c.t0, "wall_t0": wall_t0, "comps": comps,
             "sis": chaos_cluster.si_meta(),
             "halod_dirs": {}}
-    nem = writer = None
+    nem = None
+    writers = []
     try:
         c.start()
         meta["halod_dirs"] = {n: h.dir for n, h in c.halods.items()}
@@ -182,12 +183,13 @@ def run(a, seed, plan, comps, d, keep):
         meta["t_check"] = time.monotonic()
         print(f"chaos: cluster settled in {meta['t_check'] - c.t0:.1f} s; {len(plan)} faults over "
               f"{a.seconds:g} s", flush=True)
-        writer = chaos_cluster.CdbWriter(c).start()
+        writers = [chaos_cluster.CdbWriter(c, g).start() for g in chaos_cluster.CDB_GROUPS]
         nem = nemesis.Nemesis(c, plan, os.path.join(d, "timeline.jsonl"))
         nem.run(time.monotonic())
         meta["t_faults_end"] = time.monotonic()
-        writer.stop()
-        writer = None
+        for w in writers:
+            w.stop()
+        writers = []
         unsettled = chaos_cluster.wait_settled(c, SETTLE_TIMEOUT)
         meta["final"] = {
             # A pool process that is not ONLINE is judged by the pool check (it may have a reason).
@@ -196,19 +198,20 @@ def run(a, seed, plan, comps, d, keep):
             "views": {n: v for n, v in ((n, c.view(n)) for n in c.halods) if v is not None},  # a dead one: CRASH
             "pools": c.pool_states(),
             "cdb": c.cdb_final(),
+            "cdb_groups": {g: c.cdb_final(g) for g in chaos_cluster.CDB_GROUPS if g != "db"},
         }
         meta["t_end"] = time.monotonic()
     except BaseException as e:
-        if writer:
-            writer.stopping.set()  # no new haloctl while main() kills the run's processes
+        for w in writers:
+            w.stopping.set()  # no new haloctl while main() kills the run's processes
         if isinstance(e, Stopped):
             raise
         # An error of the checker's own: the cluster is stopped as at the end (its halods
         # SIGTERMed, their logs kept); main() kills whatever is left.
         if nem:
             nem.restore_all()
-        if writer:
-            writer.stop()
+        for w in writers:
+            w.stop()
         c.stop()
         raise
     finally:

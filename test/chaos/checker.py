@@ -523,14 +523,23 @@ def check_end(run):
     return violations, notes
 
 
+def cdb_databases(run):
+    """[(name, its final {"primary", "paths"} or {"error"}, its writer's log)]: the main database's
+    (cdb.jsonl), then each cdb-roles group's with a subtree of its own (cdb-<group>.jsonl)."""
+    final = run.meta.get("final", {})
+    out = [("", final["cdb"], "cdb.jsonl")] if final.get("cdb") is not None else []
+    return out + [(f"{g}'s ", f, f"cdb-{g}.jsonl") for g, f in sorted(final.get("cdb_groups", {}).items())]
+
+
 def check_cdb(run):
-    """Every commit a client was told was committed is on the final primary."""
-    final = run.meta.get("final", {}).get("cdb")
-    if final is None:
-        return []
-    acks = [e for e in read_jsonl(os.path.join(run.dir, "cdb.jsonl")) if e["ok"]]
+    """Every commit a client was told was committed is on the final primary, of each database."""
+    return [v for name, final, log in cdb_databases(run) for v in check_cdb_one(run, name, final, log)]
+
+
+def check_cdb_one(run, name, final, log):
+    acks = [e for e in read_jsonl(os.path.join(run.dir, log)) if e["ok"]]
     if final.get("error"):
-        return [{"kind": "cdb", "si": "-", "t": run.t_end, "context": [], "text": f"CDB {final['error']}"}]
+        return [{"kind": "cdb", "si": "-", "t": run.t_end, "context": [], "text": f"CDB {name}{final['error']}"}]
     held = set(final["paths"])
     # Episodes: runs of lost acknowledgements, in the order the client got them.
     episodes, cur = [], None
@@ -544,7 +553,7 @@ def check_cdb(run):
             episodes.append(cur)
     out = []
     for es in episodes:
-        text = (f"CDB LOST {len(es)} acknowledged commit(s) made through {es[0]['node']} from {run.rel(es[0]['t'])} "
+        text = (f"CDB {name}LOST {len(es)} acknowledged commit(s) made through {es[0]['node']} from {run.rel(es[0]['t'])} "
                 f"to {run.rel(es[-1]['t'])} ({es[0]['path']} .. {es[-1]['path']}) are missing on the final "
                 f"primary {final['primary']}")
         out.append({"kind": "cdb", "si": "-", "t": es[0]["t"], "text": text, "context": run.describe_faults(es[0]["t"])})
@@ -648,7 +657,11 @@ def summary(run, violations, notes):
         kinds["comp-kill"] = f"{kinds['comp-kill']} ({looped} in crashloops)"
     skipped = sum(1 for e in run.timeline if e.get("phase") == "skipped")
     n_iv = sum(len(v) for v in run.intervals.values())
-    acks = read_jsonl(os.path.join(run.dir, "cdb.jsonl"))
+    cdb = []
+    for name, _, log in cdb_databases(run):
+        acks = read_jsonl(os.path.join(run.dir, log))
+        cdb.append(f"{name or 'main: '}{sum(1 for a in acks if a['ok'])} commits acknowledged, "
+                   f"{sum(1 for a in acks if not a['ok'])} refused or failed")
     rungs = ladder_rungs(run)
     wall = ""
     if m.get("wall_t0"):
@@ -660,8 +673,7 @@ def summary(run, violations, notes):
         "faults: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none") +
         (f" ({skipped} skipped: target not running)" if skipped else ""),
         f"intervals: {n_iv} ACTIVE intervals of {len(m['comps'])} components over {len(m['sis'])} SIs",
-        f"cdb: {sum(1 for a in acks if a['ok'])} commits acknowledged, {sum(1 for a in acks if not a['ok'])} refused"
-        " or failed" if m.get("final", {}).get("cdb") is not None else "cdb: not part of this run",
+        "cdb: " + ("; ".join(cdb) or "not part of this run"),
         f"pools: {len(m.get('final', {}).get('pools', {}))} pool processes checked",
         "ladder: " + (", ".join(f"{k} {n}" for k, n in sorted(rungs.items())) or "no rung taken") +
         " (the halods' logs)",

@@ -28,7 +28,8 @@ NODES = ("n1", "n2", "n3")
 TOKEN = "chaos-token"
 
 # The service groups, their units on different nodes (npm's four over the three nodes).
-# The g* units form one recovery pool; db drives the CDB's roles; nsa runs an
+# The g* units form one recovery pool; db drives the CDB's roles, bill those of its subtree
+# /bill (a database of its own, its primary usually on the other node); nsa runs an
 # unmodified-style program (nsacomp), only while ACTIVE, under an external monitor; web is
 # N-way-active; npm is N+M with three SIs; ocf is an OCF resource agent (ocf-logged, a
 # wrapped ocf:heartbeat:Dummy), started only while ACTIVE.  nsa and web climb the recovery
@@ -38,6 +39,7 @@ GROUPS = {
     "g2": {"g2-a": "n2", "g2-b": "n3"},
     "g3": {"g3-a": "n3", "g3-b": "n1"},
     "db": {"db-a": "n1", "db-b": "n2"},
+    "bill": {"bill-a": "n2", "bill-b": "n1"},
     "nsa": {"nsa-a": "n3", "nsa-b": "n1"},
     "web": {"web-a": "n1", "web-b": "n2", "web-c": "n3"},
     "npm": {"npm-a": "n1", "npm-b": "n2", "npm-c": "n3", "npm-d": "n2"},
@@ -72,6 +74,10 @@ ESCALATION = "{component-restart: {max: 2, probation: 30s}, su-restart: {max: 1,
 POOL = ["g1-a", "g1-b", "g2-a", "g2-b", "g3-a", "g3-b"]
 POOL_TOLERATE = 2  # one node down fails two of the six; one more may fail meanwhile
 CDB_NODES = ("n1", "n2")
+# The cdb-roles groups: the subtree each drives (None: the main database), the prefix its
+# writer commits under, and that writer's log.
+CDB_GROUPS = {"db": {"subtree": None, "prefix": "/chaos", "log": "cdb.jsonl"},
+              "bill": {"subtree": "/bill", "prefix": "/bill/chaos", "log": "cdb-bill.jsonl"}}
 
 
 class KeptEtcd(Etcd):
@@ -141,7 +147,9 @@ def description(d, cdb_ports, watch_sock, ocf_agent):
     for g, units in GROUPS.items():
         m = MODELS[g]
         unit_lines = "\n".join(f"      {u}: {{node: {n}}}" for u, n in units.items())
-        keys = [f"redundancy: {m['model']}"] if g != "db" else ["cdb-roles: true"]
+        keys = [f"redundancy: {m['model']}"] if g not in CDB_GROUPS else ["cdb-roles: true"]
+        if g in CDB_GROUPS and CDB_GROUPS[g]["subtree"]:
+            keys.append(f"cdb-subtree: {CDB_GROUPS[g]['subtree']}")
         si_keys = ""
         if m["model"] == "N-way-active":
             si_keys = f"active-assignments: {m['actives']}, "
@@ -163,7 +171,7 @@ def description(d, cdb_ports, watch_sock, ocf_agent):
                         f"timeouts: {{instantiate: 5s, terminate: {OCF_STOP_TIMEOUT:g}s}}}}")
             attrs = ""
         else:
-            modes = "intervals,amf-hc" if g in ("db", "web", "npm") else "intervals,amf-hc,entrypoint,recovery,ask-again"
+            modes = "intervals,amf-hc" if g in ("db", "bill", "web", "npm") else "intervals,amf-hc,entrypoint,recovery,ask-again"
             keys.append(f"component: {{command: {TESTCOMP}, health-check: {{period: 200ms, timeout: 600ms}}, "
                         f"env: {{TESTCOMP: \"{modes}\"}}}}")
             attrs = ""
@@ -236,15 +244,17 @@ class Watcher:
 
 
 class CdbWriter:
-    """A CDB client: commits /chaos/c<i> = <i>, one transaction each (`haloctl cdb set`), through
-    the node that took the last one, else the next node of the cdb-roles group; logs every
-    acknowledgement and refusal to cdb.jsonl.  A commit that does not answer within 3 s counts
-    as not acknowledged (its haloctl is killed)."""
+    """A CDB client of one cdb-roles group (CDB_GROUPS): commits <prefix>/c<i> = <i>, one
+    transaction each (`haloctl cdb set`), through the node that took the last one, else the next
+    node of the group; logs every acknowledgement and refusal to the group's log (cdb.jsonl for
+    the main database).  A commit that does not answer within 3 s counts as not acknowledged
+    (its haloctl is killed)."""
 
-    def __init__(self, cluster, pace=0.02):
+    def __init__(self, cluster, group="db", pace=0.02):
         self.c = cluster
         self.pace = pace
-        self.log = open(os.path.join(cluster.dir, "cdb.jsonl"), "w")
+        self.prefix = CDB_GROUPS[group]["prefix"]
+        self.log = open(os.path.join(cluster.dir, CDB_GROUPS[group]["log"]), "w")
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -256,7 +266,7 @@ class CdbWriter:
         i, k = 0, 0
         while not self.stopping.is_set():
             node = CDB_NODES[k % len(CDB_NODES)]
-            path = f"/chaos/c{i}"
+            path = f"{self.prefix}/c{i}"
             i += 1
             t_sent = time.monotonic()
             try:
@@ -383,9 +393,10 @@ class Cluster:
         not_online = {p: s["state"] for p, s in self.pool_states().items() if s["state"] != "ONLINE"}
         if not_online:
             why.append(("pool", f"pool processes not ONLINE: {not_online}"))
-        roles = {n: self.cdb_state(n) for n in CDB_NODES}
-        if sorted(str(r) for r in roles.values()) != ["PRIMARY", "SECONDARY"]:
-            why.append(("cdb", f"CDB roles {roles}"))
+        for g, cg in CDB_GROUPS.items():
+            roles = {n: self.cdb_state(n, cg["subtree"]) for n in CDB_NODES}
+            if sorted(str(r) for r in roles.values()) != ["PRIMARY", "SECONDARY"]:
+                why.append(("cdb", f"CDB roles of {cg['subtree'] or 'the main database'} {roles}"))
         return why
 
     def running(self, group, comp):
@@ -397,11 +408,15 @@ class Cluster:
     def running_unit(self, comp):
         return self.running(next(g for g, units in GROUPS.items() if comp in units), comp)
 
-    def cdb_state(self, node):
+    def cdb_state(self, node, subtree=None):
+        """The node's role of the main database, or of subtree's."""
         try:
-            return self.halods[node].status().get("cdb", {}).get("state")
+            cdb = self.halods[node].status().get("cdb", {})
         except Exception:
             return None
+        if subtree:
+            cdb = next((x for x in cdb.get("subtrees", []) if x.get("subtree") == subtree), {})
+        return cdb.get("state")
 
     def pool_states(self):
         """{process: {"state": published state, "reason", "recovery"}} for the pool's processes."""
@@ -424,12 +439,13 @@ class Cluster:
             out[p] = {"state": state, "recovery": rec, "reason": (rec or {}).get("reason")}
         return out
 
-    def cdb_final(self):
-        """{"primary", "paths"} of the one PRIMARY of the cdb-roles group, or {"error"}."""
-        prim = [n for n in CDB_NODES if self.cdb_state(n) == "PRIMARY"]
+    def cdb_final(self, group="db"):
+        """{"primary", "paths"} of the one PRIMARY of a cdb-roles group's database, or {"error"}."""
+        cg = CDB_GROUPS[group]
+        prim = [n for n in CDB_NODES if self.cdb_state(n, cg["subtree"]) == "PRIMARY"]
         if len(prim) != 1:
             return {"error": f"not one PRIMARY at the end: {prim}"}
-        r = self.halods[prim[0]].ctl("cdb", "list", "/chaos", "--json", check=False, timeout=60)
+        r = self.halods[prim[0]].ctl("cdb", "list", cg["prefix"], "--json", check=False, timeout=60)
         if r.returncode != 0:
             return {"error": f"cdb list on {prim[0]} failed: {r.stderr.strip()}"}
         return {"primary": prim[0], "paths": [i["path"] for i in json.loads(r.stdout)]}

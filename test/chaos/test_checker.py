@@ -17,7 +17,7 @@ T0 = 1000.0
 
 
 def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, acks=(), pools=None, teardown=(),
-             wall_t0=None, unsettled=(), sis=None, views=None):
+             wall_t0=None, unsettled=(), sis=None, views=None, cdb_groups=None):
     """A run directory: SI g1 with units g1-a on n1 and g1-b on n2 (or sis); times relative to T0.
     An intervals line is (kind, t, pid) or (kind, t, pid, word...): "x" when no word is given."""
     sis = sis or {"g1": {"units": {"g1-a": "n1", "g1-b": "n2"}}}
@@ -25,6 +25,9 @@ def make_run(tmp_path, intervals, watcher=(), timeline=(), end=60.0, cdb=None, a
              "teardown": list(teardown)}
     if cdb is not None:
         final["cdb"] = cdb
+    for g, (final_g, acks_g) in (cdb_groups or {}).items():  # {group: (its final, its acks)}
+        final.setdefault("cdb_groups", {})[g] = final_g
+        (tmp_path / f"cdb-{g}.jsonl").write_text("".join(json.dumps({**a, "t": T0 + a["t"]}) + "\n" for a in acks_g))
     meta = {"seed": 1, "seconds": end, "t0": T0, "t_check": T0, "t_end": T0 + end,
             "comps": [u for d in sis.values() for u in d["units"]], "sis": sis, "final": final, "wall_t0": wall_t0}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
@@ -109,6 +112,28 @@ def test_an_acknowledged_commit_missing_on_the_final_primary(tmp_path):
     assert k == ["cdb"] and "LOST 2 acknowledged" in v[0]["text"] and "/chaos/c1 .. /chaos/c2" in v[0]["text"]
     run = make_run(tmp_path, ivs, watcher=UP, acks=acks,
                    cdb={"primary": "n2", "paths": [f"/chaos/c{i}" for i in range(4)]})
+    assert kinds(run)[0] == []
+
+
+def test_each_cdb_roles_groups_database_is_checked_on_its_own_primary(tmp_path):
+    ivs = {"g1-b": [("ACTIVE", 1.0, 20)]}
+    acks = [{"path": f"/chaos/c{i}", "node": "n1", "ok": True, "t": 2.0 + i} for i in range(2)]
+    bill = [{"path": f"/bill/chaos/c{i}", "node": "n2", "ok": True, "t": 2.0 + i} for i in range(3)]
+    whole = {"primary": "n1", "paths": [a["path"] for a in acks]}
+    run = make_run(tmp_path, ivs, watcher=UP, acks=acks, cdb=whole,
+                   cdb_groups={"bill": ({"primary": "n1", "paths": ["/bill/chaos/c0"]}, bill)})
+    k, _, v = kinds(run)
+    assert k == ["cdb"] and "CDB bill's LOST 2 acknowledged" in v[0]["text"] and \
+        "/bill/chaos/c1 .. /bill/chaos/c2" in v[0]["text"], v
+    v, notes = checker.check(run)
+    text = "\n".join(checker.summary(run, v, notes))
+    assert "cdb: main: 2 commits acknowledged, 0 refused or failed; bill's 3 commits acknowledged" in text, text
+    run = make_run(tmp_path, ivs, watcher=UP, acks=acks, cdb=whole,
+                   cdb_groups={"bill": ({"error": "not one PRIMARY at the end: []"}, bill)})
+    k, _, v = kinds(run)
+    assert k == ["cdb"] and v[0]["text"] == "CDB bill's not one PRIMARY at the end: []", v
+    run = make_run(tmp_path, ivs, watcher=UP, acks=acks, cdb=whole,
+                   cdb_groups={"bill": ({"primary": "n2", "paths": [a["path"] for a in bill]}, bill)})
     assert kinds(run)[0] == []
 
 
