@@ -28,7 +28,9 @@ def two_nodes(etcd, halod_factory, tmp_path, h=False, edit=lambda t: t):
     the description without h, with h, the components' log); edit() changes both texts first."""
     log = str(tmp_path / "comp.log")
     without, with_h = (edit(t) for t in texts(log))
-    hs, _ = start_nodes(halod_factory, with_h if h else without, etcd.endpoints)
+    # A 2 s lease: these tests are about reloads, and the sanitizer build under CI's load once
+    # stalled a halod 1.75 s, which fences a node with a 1 s lease (every test of the file failed).
+    hs, _ = start_nodes(halod_factory, with_h if h else without, etcd.endpoints, ttl=2)
     for h in hs.values():
         h.wait_assigned("s", timeout=30)
         h.wait_assigned("t", timeout=30)
