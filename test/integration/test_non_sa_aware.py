@@ -258,8 +258,12 @@ def test_a_pidfile_daemon_is_watched_by_its_pid(halod_factory, tmp_path):
     assert h.wait_assigned("si") == ("a", "b")
     daemon = h.pid_of("a")
     assert daemon == int(open(tmp_path / "a.pid").read())
-    with open(f"/proc/{daemon}/cmdline", "rb") as f:
-        assert f.read().split(b"\0")[:2] == [b"sleep", b"600"]
+
+    def argv():
+        with open(f"/proc/{daemon}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:2]
+    # The shell writes $! right after its fork: the child may not have exec'd sleep yet (CI, once).
+    wait_for(lambda: argv() == [b"sleep", b"600"], timeout=5, what="the daemon's exec of sleep")
     h.remember_children()
     # The daemon dies: a failure of a, b's daemon takes over.
     os.kill(daemon, signal.SIGKILL)
