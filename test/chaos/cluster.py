@@ -81,9 +81,13 @@ CDB_GROUPS = {"db": {"subtree": None, "prefix": "/chaos", "log": "cdb.jsonl"},
 
 
 class KeptEtcd(Etcd):
-    """The harness's etcd; stop() keeps the members' logs as etcd-<member>.log in keep_dir."""
+    """The harness's etcd; stop() keeps the members' logs as etcd-<member>.log in keep_dir.  Its
+    data stays on the disk, beside everything else, as on a real node: with etcd on tmpfs (an
+    etcd that never waits for the disk while the components do), seed 202 found halod failing
+    over from processes that a disk stall kept from dying after their SIGKILL (2026-12-08)."""
 
     keep_dir = None
+    on_tmpfs = False
 
     def stop(self):
         for m in self.members:

@@ -40,7 +40,7 @@ def get_prefix(client_port, prefix):
 
 class Etcd:
     def __init__(self, members=1, heartbeat=50, election=500):
-        self.dir = tempfile.mkdtemp(prefix="halo-etcd-", dir=data_root())
+        self.dir = tempfile.mkdtemp(prefix="halo-etcd-", dir=data_root() if self.on_tmpfs else None)
         self.members = []
         for i in range(members):
             self.members.append({"name": f"m{i}", "client": free_port(), "peer": free_port(), "proc": None})
@@ -48,6 +48,7 @@ class Etcd:
         self.election = election
 
     scheme = "http"  # TlsEtcd (test_etcd_tls.py): https
+    on_tmpfs = True  # the members' data under data_root(); the chaos run keeps them on the disk
 
     @property
     def endpoints(self):
