@@ -117,6 +117,10 @@ void ckpt_replica_acked(struct ckpt_svc *s, const char *name, int64_t revision);
 /* The replica's number of sections and revision (0 and 0 before it is loaded). */
 size_t ckpt_replica_sections(const struct ckpt *k, int64_t *ret_revision);
 
+/* ckpt-replica.c: the section id of a key under a checkpoint's sections (the prefix, skip bytes,
+ * left out) into id, if it is one halod would have written; false for anything else (skipped). */
+bool ckpt_section_id(const store_kv *kv, size_t skip, char id[static LINK_NAME_MAX + 1]);
+
 /* ckpt-io.c: a list's page of sections, built from the store's or from the replica. */
 struct ckpt_page {
     Halo__Link__CkptSection *items, **pitems;

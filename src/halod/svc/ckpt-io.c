@@ -406,13 +406,8 @@ static void on_listed(store *st, int error, const store_result *r, void *userdat
     }
     for (size_t i = 0; i < r->n_kvs; i++) {
         const store_kv *kv = &r->kvs[i];
-        size_t idl = kv->key_len - skip;
-        if (kv->key_len <= skip || idl > LINK_NAME_MAX || kv->value_len > LINK_CKPT_SECTION_MAX)
-            continue;
         char *id = ids + page.n * (LINK_NAME_MAX + 1);
-        memcpy(id, kv->key + skip, idl);
-        id[idl] = '\0';
-        if (*q->section && strcmp(id, q->section) <= 0)
+        if (!ckpt_section_id(kv, skip, id) || (*q->section && strcmp(id, q->section) <= 0))
             continue;
         if (!ckpt_page_add(&page, id, kv->value, kv->value_len))
             break;

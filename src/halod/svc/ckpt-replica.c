@@ -36,9 +36,7 @@ static void replica_clear(struct ckpt *k) {
     k->loaded = false;
 }
 
-/* The section id of a key under the checkpoint's sections (prefix skipped), if it is one halod would
- * have written: false for anything else (skipped, as ckpt-io.c's list does). */
-static bool section_id(const store_kv *kv, size_t skip, char id[static LINK_NAME_MAX + 1]) {
+bool ckpt_section_id(const store_kv *kv, size_t skip, char id[static LINK_NAME_MAX + 1]) {
     size_t n = kv->key_len - skip;
     if (kv->key_len <= skip || n > LINK_NAME_MAX || kv->value_len > LINK_CKPT_SECTION_MAX)
         return false;
@@ -194,7 +192,7 @@ static void on_sections_loaded(struct store_follow *f, const store_result *r, vo
         return;
     replica_clear(k);
     for (size_t i = 0; i < r->n_kvs; i++)
-        if (section_id(&r->kvs[i], strlen(prefix), id) && replica_put(k, id, &r->kvs[i]) < 0) {
+        if (ckpt_section_id(&r->kvs[i], strlen(prefix), id) && replica_put(k, id, &r->kvs[i]) < 0) {
             replica_restart(k);
             return;
         }
@@ -211,7 +209,7 @@ static void on_sections_changed(struct store_follow *f, const store_event *ev, s
     bool whole = true;
     k->notifying = true;
     for (size_t i = 0; i < n; i++) {
-        if (!section_id(&ev[i].kv, strlen(prefix), id))
+        if (!ckpt_section_id(&ev[i].kv, strlen(prefix), id))
             continue;
         if (ev[i].type == STORE_EVENT_DELETE)
             free(hashmap_remove(&k->sections, id));
