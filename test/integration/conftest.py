@@ -19,10 +19,27 @@ def etcd():
     e.stop()
 
 
+# A failed test's report ends with the last lines of each of its halods' logs: CI keeps no
+# temporary directories, and a failure seen once there is understood from these or not at all.
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for h in getattr(item, "halods", ()):
+            tail = h.logtext().splitlines()[-LOG_TAIL_LINES:]
+            rep.sections.append((f"halod {os.path.basename(h.dir)}: last {len(tail)} lines of its log",
+                                 "\n".join(tail)))
+
+
 @pytest.fixture
-def halod_factory():
+def halod_factory(request):
     """Starts halods for a test; kills whatever is left when it ends."""
     started = []
+    request.node.halods = started
 
     def make(yaml_text, **kw):
         h = Halod(yaml_text, **kw)

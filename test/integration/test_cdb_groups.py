@@ -72,8 +72,16 @@ class Groups:
     def swap(self, si):
         """admin si-swap of si, again while the AMF says a change is under way (what n1 saw settled
         may not be settled yet on the coordinator: CI, once)."""
-        wait_for(lambda: self.nodes["n1"].ctl("admin", "si-swap", f"si:{si}", check=False).returncode == 0,
-                 timeout=20, interval=0.2, what=f"{si} swapped")
+        last = []
+
+        def swapped():
+            r = self.nodes["n1"].ctl("admin", "si-swap", f"si:{si}", check=False)
+            last[:] = [r.stderr.strip()]
+            return r.returncode == 0
+        try:
+            wait_for(swapped, timeout=20, interval=0.2, what=f"{si} swapped")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; haloctl said: {last[0]}; n1 says {self.nodes['n1'].si(si)}") from None
 
     def settle(self):
         """Starts both; returns {None: (primary, secondary) of the main database, "/bill": the same of /bill}
