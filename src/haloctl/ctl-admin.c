@@ -48,8 +48,9 @@ static const struct admin_op ops[] = {
      NULL},
     {"repaired", HALO__LINK__ADMIN__OP__REPAIR, K_SU | K_NODE,
      "clear a DISABLED unit's failures and start it again (a node: every DISABLED unit of it, and its su-failover "
-     "count)",
-     "{} is not DISABLED (a node: none of its units is, and its su-failover count is 0)", NULL},
+     "count); of an unkillable unit, say its processes are gone: its SIs fail over",
+     "{} is neither DISABLED nor unkillable (a node: none of its units is DISABLED, and its su-failover count is 0)",
+     NULL},
     {"si-swap", HALO__LINK__ADMIN__OP__SWITCHOVER, K_SI, "swap the ACTIVE and STANDBY of an SI, gracefully",
      "{} has no confirmed ACTIVE and STANDBY to swap, is locked, or a change is under way", NULL},
     {"sg-adjust", HALO__LINK__ADMIN__OP__SG_ADJUST, K_SG,

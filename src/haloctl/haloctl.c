@@ -296,6 +296,10 @@ static void print_status(json_t *root) {
                    jstr(su, "oper"), jstr(su, "readiness"), *roles ? roles : "-");
             if (json_is_string(json_object_get(su, "last_recovery")))
                 printf("  %-22s last recovery: %s\n", "", jstr(su, "last_recovery"));
+            if (json_is_true(json_object_get(su, "unkillable")))
+                printf("  %-22s its processes outlived SIGKILL past the terminate timeout: its service instances "
+                       "wait for them to die (or 'haloctl repair %s')\n",
+                       "", jstr(su, "name"));
         }
         printf("\n  %-22s %-10s %-12s %-20s %-8s %s\n", "COMPONENT", "NODE", "TYPE", "PRESENCE", "PID", "LAST EXIT");
         json_array_foreach(json_object_get(sg, "service_units"), j, su) {
@@ -329,6 +333,9 @@ static void print_status(json_t *root) {
                    join_names(json_object_get(si, "standbys"), sb, sizeof(sb)));
             if (json_is_string(json_object_get(si, "admin")) && strcmp(jstr(si, "admin"), "UNLOCKED") != 0)
                 printf("  %-22s admin: %s\n", "", jstr(si, "admin"));
+            if (json_is_string(json_object_get(si, "waits_for")))
+                printf("  %-22s waits for unit %s to be fenced (its processes gone, its resources stopped)\n", "",
+                       jstr(si, "waits_for"));
         }
     }
 }
@@ -559,7 +566,7 @@ static const struct verb verbs[] = {
     {"restart", "COMPONENT", HALO__LINK__ADMIN__OP__RESTART, "restarted in place",
      "restart a component in place: its SU keeps its roles (admin restart comp:COMPONENT)"},
     {"repair", "SU", HALO__LINK__ADMIN__OP__REPAIR, "repaired",
-     "clear a disabled SU and start it again (admin repaired su:SU)"},
+     "clear a disabled SU and start it again, or say an unkillable SU's processes are gone (admin repaired su:SU)"},
     {"stop-halod", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping",
      "stop halod and every component of this node"},
     {"shutdown", NULL, HALO__LINK__ADMIN__OP__SHUTDOWN, "halod is stopping",

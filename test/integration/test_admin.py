@@ -165,7 +165,7 @@ def test_wrong_operations_give_clear_errors(halod_factory, tmp_path):
         (("admin", "lock", "su:nope"), "no such object: su:nope"),
         (("admin", "unlock", "su:a"), "su:a is unlocked already"),
         (("admin", "unlock-instantiation", "su:a"), "su:a is not LOCKED-INSTANTIATION"),
-        (("admin", "repaired", "su:a"), "su:a is not DISABLED"),
+        (("admin", "repaired", "su:a"), "su:a is neither DISABLED nor unkillable"),
         (("admin", "switchover", "node:nowhere"), "no such object: node:nowhere"),
         (("lock", "nope"), "no such object"),
     ]

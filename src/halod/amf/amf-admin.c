@@ -183,6 +183,10 @@ int amf_su_repair(struct amf *a, const char *name) {
 }
 
 int amf_su_op_repair(struct su *su) {
+    if (su->oper != SU_DISABLED && su->unkillable) {
+        amf_su_repaired_fence(su); /* its processes outlived SIGKILL: the operator says they are gone */
+        return 0;
+    }
     if (su->oper != SU_DISABLED)
         return -HALO_EBADSTATE;
     log_info("Service unit '%s' repaired by the operator", su->name);

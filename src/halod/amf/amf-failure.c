@@ -33,6 +33,7 @@ static void su_fence_done(struct su *su) {
     struct sg *sg = su->sg;
     bool any = false;
     uv_timer_stop(&su->fence_timer);
+    su->unkillable = false;
     for (size_t i = 0; i < sg->n_sis; i++)
         if (sg->sis[i].fencing == su) {
             sg->sis[i].fencing = NULL;
@@ -62,13 +63,26 @@ static void on_fence_timeout(uv_timer_t *t) {
                     su->name);
         return;
     }
-    log_error("Processes of service unit '%s' did not die within its terminate timeout after SIGKILL; "
-              "failing over anyway",
-              su->name);
-    su_fence_done(su);
+    /* Stuck in the kernel (a disk or a file system that does not answer): SIGKILL is pending, so
+     * the process runs no more code of its own, but a write it has in the kernel may still land.
+     * Its SIs go elsewhere when it is gone, as Pacemaker's resource waits for a stop that did not
+     * succeed, or once an operator who checked says so. */
+    log_error_fields(AMF_FIELDS_SU(su, NULL),
+                     "Processes of service unit '%s' did not die within its terminate timeout after SIGKILL: "
+                     "its service instances wait until they have (if they never do, end them, then "
+                     "'haloctl repair %s')",
+                     su->name, su->name);
+    su->unkillable = true;
+    amf_notify_su(su, AMF_SU_STATE);
 }
 
 void amf_su_repaired_fence(struct su *su) {
+    if (su->unkillable) {
+        log_notice("The operator says the processes of service unit '%s' are gone: its service instances fail over",
+                   su->name);
+        su->kill_waived = true;
+        su_fence_done(su);
+    }
     bool held = false;
     for (size_t i = 0; i < su->n_comps; i++) {
         struct comp *c = &su->comps[i];
@@ -86,7 +100,7 @@ void amf_su_repaired_fence(struct su *su) {
 }
 
 bool amf_su_fenced(const struct su *su) {
-    for (size_t i = 0; i < su->n_comps; i++)
+    for (size_t i = 0; i < su->n_comps && !su->kill_waived; i++)
         if (su->comps[i].proc && !proc_has_exited(su->comps[i].proc))
             return false;
     for (size_t i = 0; i < su->sg->n_sis; i++)
@@ -100,6 +114,7 @@ void amf_su_failure_settled(struct su *su) {
     for (size_t i = 0; i < su->n_comps; i++)
         if (su->comps[i].proc || su->comps[i].helper)
             return;
+    su->kill_waived = false; /* they are gone now */
     /* What the processes held is released before anything takes their place. */
     if (amf_nsa_cleanup(su))
         return;

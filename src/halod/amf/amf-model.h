@@ -183,7 +183,9 @@ struct su {
     unsigned n_fail_times, cap_fail_times; /* grown as failures come: most units never fail */
     usec_t delay;                          /* next restart delay */
     uv_timer_t restart_timer;
-    uv_timer_t fence_timer; /* bounds the wait for fenced processes to die */
+    uv_timer_t fence_timer; /* says when fenced processes outlive their terminate timeout */
+    bool unkillable;        /* they did: its SIs wait until they die, or 'haloctl repair' */
+    bool kill_waived;       /* the operator said they are gone: counted as fenced until they are reaped */
     char *last_failure;
     struct amf_waiter *waiter; /* lock: done when the SU holds no assignment */
     struct su_remote remote;   /* a unit of another node: what its node published */

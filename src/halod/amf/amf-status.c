@@ -50,6 +50,8 @@ static json_t *su_json(const struct su *su, amf_status_decorate_cb decorate, voi
     if (su->last_failure)
         json_object_set_new(j, "last_failure", json_string(su->last_failure));
     json_object_set_new(j, "recent_failures", json_integer(su->n_fail_times));
+    if (su->unkillable)
+        json_object_set_new(j, "unkillable", json_true());
     if (su->last_recovery)
         json_object_set_new(j, "last_recovery", json_string(su->last_recovery));
     json_object_set_new(j, "component_restarts", json_integer(su->comp_restarts.count));
@@ -92,11 +94,11 @@ static json_t *si_json(const struct si *si) {
     bool full = n_act >= p->actives(si) && n_sb >= p->standbys(si);
     const char *state = n_act ? (full ? "FULLY-ASSIGNED" : "PARTIALLY-ASSIGNED") : "UNASSIGNED";
     json_t *first_act = json_array_get(actives, 0), *first_sb = json_array_get(standbys, 0);
-    return json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b}", "name", si->name, "admin",
+    return json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:o, s:I, s:b, s:s?}", "name", si->name, "admin",
                      si_admin_to_string(si->admin), "assignment", state, "active", first_act ? first_act : json_null(),
                      "standby", first_sb ? first_sb : json_null(), "actives", actives, "standbys", standbys,
                      "assignments", asg, "csis", csis, "generation", (json_int_t)si->generation, "switchover",
-                     si->switchover);
+                     si->switchover, "waits_for", si->fencing ? si->fencing->name : NULL);
 }
 
 json_t *amf_status_sgs(struct amf *a, amf_status_decorate_cb decorate, void *userdata) {
