@@ -96,7 +96,7 @@ int sim_layout(struct sim *s);
 /* The absolute simulation directory: --dir, else $XDG_RUNTIME_DIR/halo-sim, else /tmp/halo-sim-$UID. */
 int sim_layout_dir(const char *arg, char **ret);
 /* n distinct loopback TCP ports, free a moment ago.  Says nothing. */
-int sim_layout_ports(size_t n, int *ret);
+int sim_layout_ports(size_t n, unsigned first, int *ret);
 /* The etcd client URLs, comma-separated; NULL when out of memory. */
 char *sim_layout_endpoints(const struct sim *s);
 

@@ -85,8 +85,9 @@ int sim_layout_dir(const char *arg, char **ret) {
 }
 
 /* n distinct loopback TCP ports, free a moment ago.  They are taken below the kernel's ephemeral range, so that none
- * of the many connections the daemons open to etcd can take one before the component that listens on it starts. */
-int sim_layout_ports(size_t n, int *ret) {
+ * of the many connections the daemons open to etcd can take one before the component that listens on it starts;
+ * with first, they are first .. first + n - 1 (a block the caller keeps for this cluster), each free or an error. */
+int sim_layout_ports(size_t n, unsigned first, int *ret) {
     int fds[SIM_PORTS_MAX], ports[SIM_PORTS_MAX], r = 0;
     size_t k = 0;
     unsigned lo = 32768, tries = 0;
@@ -100,7 +101,9 @@ int sim_layout_ports(size_t n, int *ret) {
     while (k < n) {
         x ^= x << 13, x ^= x >> 17, x ^= x << 5; /* xorshift32: spread the guesses */
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        if (span >= 1000 && tries++ < 1000)
+        if (first)
+            a.sin_port = htons((uint16_t)(first + k));
+        else if (span >= 1000 && tries++ < 1000)
             a.sin_port = htons((uint16_t)(base + x % span));
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -111,6 +114,11 @@ int sim_layout_ports(size_t n, int *ret) {
         if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
             r = -errno;
             safe_close(fd);
+            if (r == -EADDRINUSE && first) {
+                fprintf(stderr, "haloctl: port %u of --ports %u..%u is in use\n", first + (unsigned)k, first,
+                        first + (unsigned)n - 1);
+                break;
+            }
             if (r == -EADDRINUSE && a.sin_port != 0) {
                 r = 0;
                 continue;

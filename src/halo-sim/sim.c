@@ -29,7 +29,8 @@
 /* The arguments of a verb. */
 struct sim_args {
     unsigned nodes, members;
-    unsigned lease_ttl; /* seconds; 0: the default */
+    unsigned lease_ttl;  /* seconds; 0: the default */
+    unsigned first_port; /* --ports: the first of a block; 0: ports picked at random */
     const char *dir, *config;
     const char *node; /* start-node */
     bool json;
@@ -206,9 +207,10 @@ static int cmd_up(const struct sim_args *a) {
 
     /* Ports: each member's client and peer port, the SI's port, each unit's
      * standby port, each node's HTTP API. */
-    r = sim_layout_ports(2 * s.n_members + 1 + 2 * s.n_nodes, ports);
+    r = sim_layout_ports(2 * s.n_members + 1 + 2 * s.n_nodes, a->first_port, ports);
     if (r < 0) {
-        fprintf(stderr, "haloctl: cannot find free loopback ports: %s\n", strerror(-r));
+        if (!(r == -EADDRINUSE && a->first_port)) /* which port of the block, said already */
+            fprintf(stderr, "haloctl: cannot find free loopback ports: %s\n", strerror(-r));
         return r;
     }
     for (size_t i = 0; i < s.n_members; i++) {
@@ -394,7 +396,7 @@ struct sim_verb {
 };
 
 static const struct sim_verb sim_verbs[] = {
-    {"up", "nmdct", cmd_up},
+    {"up", "nmdctp", cmd_up},
     {"down", "d", cmd_down},
     {"status", "dj", cmd_status},
     {"start-node", "d", cmd_start_node},
@@ -412,13 +414,10 @@ static int parse_count(const char *s, const char *opt, unsigned max, unsigned *r
 
 int sim_main(int argc, char **argv, bool json) {
     static const struct option opts[] = {
-        {"nodes", required_argument, NULL, 'n'},
-        {"etcd-members", required_argument, NULL, 'm'},
-        {"dir", required_argument, NULL, 'd'},
-        {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},
-        {"lease-ttl", required_argument, NULL, 't'},
-        {},
+        {"nodes", required_argument, NULL, 'n'}, {"etcd-members", required_argument, NULL, 'm'},
+        {"dir", required_argument, NULL, 'd'},   {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},        {"lease-ttl", required_argument, NULL, 't'},
+        {"ports", required_argument, NULL, 'p'}, {},
     };
     const struct sim_verb *v = NULL;
     struct sim_args a = {.nodes = 3, .members = 1, .json = json};
@@ -441,7 +440,7 @@ int sim_main(int argc, char **argv, bool json) {
     opterr = 0;
     for (;;) {
         int li = -1;
-        c = getopt_long(argc, argv, ":n:m:d:c:jt:", opts, &li);
+        c = getopt_long(argc, argv, ":n:m:d:c:jt:p:", opts, &li);
         if (c < 0)
             break;
         if (c == '?' || c == ':') {
@@ -478,6 +477,15 @@ int sim_main(int argc, char **argv, bool json) {
         case 't':
             if (parse_count(optarg, "--lease-ttl", SIM_LEASE_TTL_MAX, &a.lease_ttl) < 0)
                 return 2;
+            break;
+        case 'p':
+            /* Room for the most ports a cluster takes after it. */
+            if (parse_count(optarg, "--ports", 65535 - SIM_PORTS_MAX, &a.first_port) < 0)
+                return 2;
+            if (a.first_port < 1024) {
+                fprintf(stderr, "haloctl: --ports wants a port from 1024, not '%s'\n", optarg);
+                return 2;
+            }
             break;
         }
     }

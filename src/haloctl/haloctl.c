@@ -715,10 +715,11 @@ static void help(void) {
            "                          and lost (docs/events.md)\n");
     printf("  events [--follow]       the broadcast queue as kept in the store (seq, time, object, state);\n"
            "                          --follow: then every entry as it is delivered, until ^C\n");
-    printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE] [--lease-ttl S]\n"
+    printf("  sim up [--nodes N] [--etcd-members M] [--dir DIR] [--config FILE] [--lease-ttl S] [--ports P]\n"
            "                          run a cluster on this machine: M etcd members (default 1), N halods\n"
            "                          n1..nN (default 3) with leases of S seconds (default 1), the example\n"
-           "                          counter service unless --config\n"
+           "                          counter service unless --config; its ports P, P+1, ... (2M + 2N + 1\n"
+           "                          of them) with --ports, else free ones picked at random\n"
            "  sim down [--dir DIR]    stop that cluster and remove DIR\n"
            "  sim status [--dir DIR]  status through the first of its halods that answers\n"
            "                          (DIR defaults to $XDG_RUNTIME_DIR/halo-sim, else /tmp/halo-sim-$UID)\n"

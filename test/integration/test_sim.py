@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from halo_harness import HALOCTL, HTTP_TOKEN, descendants, proc_state, reap, wait_for
+from halo_harness import HALOCTL, HTTP_TOKEN, descendants, free_port, proc_state, reap, wait_for
 
 
 def stat_fields(pid):
@@ -53,7 +53,12 @@ class Sim:
         return r
 
     def up(self, *args):
-        r = self.run("up", *args)
+        """sim up, on a block of ports of this test's own (free_port: another test's cannot take one
+        between sim's probe and the bind; CI, once, with ports picked at random)."""
+        def arg(name, default):
+            return int(args[args.index(name) + 1]) if name in args else default
+        n = 2 * arg("--etcd-members", 1) + 1 + 2 * arg("--nodes", 3)
+        r = self.run("up", *args, *([] if "--ports" in args else ["--ports", str(free_port(n))]))
         self.up_output = r.stdout
         assert r.returncode == 0, f"sim up failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{self.logs()}"
         return r
@@ -283,3 +288,18 @@ service-groups:
     assert r.returncode == 1
     assert "must name exactly the nodes n1..n2" in r.stderr and "alpha" in r.stderr
     assert not (sim.dir / "sim.json").exists()
+
+
+def test_sim_ports_are_a_block_that_must_be_free(sim):
+    """--ports P takes P, P+1, ...: one of them in use is an error naming it, before anything starts."""
+    first = free_port(9)  # 1 member (2 ports), 3 nodes (2 each), the counter's
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", first + 3))
+        s.listen()
+        r = sim.run("up", "--ports", str(first))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr == f"haloctl: port {first + 3} of --ports {first}..{first + 8} is in use\n", r.stderr
+    assert not (sim.dir / "sim.json").exists()
+    for bad in ("80", "65530", "x"):
+        r = sim.run("up", "--ports", bad)
+        assert r.returncode == 2 and "--ports" in r.stderr, r.stderr
