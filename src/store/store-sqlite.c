@@ -40,7 +40,10 @@
  * An OS crash or power loss may lose the last writes before the latest WAL
  * checkpoint's fsync, but never leaves a torn write: the database opens at
  * some earlier consistent revision.  synchronous=FULL would close that window
- * at the cost of an fsync per write; it is not an option yet.
+ * at the cost of an fsync per write; it is not an option yet.  The WAL's
+ * checkpoints (a copy into the file, and an fsync of both) run in libuv's
+ * thread pool, not in the COMMIT on the loop (sqlite-wal.h): an fsync behind a
+ * busy disk would hold the loop, and every decision on it, for seconds.
  *
  * Memory: the page cache is capped at 512 KiB (cache_size=-512), no mmap;
  * the data itself is in the engine's memory once.
@@ -66,6 +69,7 @@
 #include "macro.h"
 #include "store-engine.h"
 #include "sqlite-errno.h"
+#include "sqlite-wal.h"
 #include "store.h"
 
 #define STORE_SQLITE_SCHEMA_VERSION 1
@@ -112,9 +116,13 @@ static const char schema_sql[] =
     "INSERT INTO meta (name, value) VALUES ('revision', 1), ('compact_revision', 1), ('lease_max', 0);"
     "PRAGMA user_version = 1;";
 
+/* Checkpoints in the thread pool past this many WAL pages (sqlite-wal.h). */
+#define STORE_SQLITE_CHECKPOINT_PAGES 1000
+
 struct store_sqlite {
     sqlite3 *db;
     sqlite3_stmt *stmt[_STMT_MAX];
+    struct sqlite_wal *wal;
 };
 
 static struct store_sqlite *store_sqlite_free(struct store_sqlite *q) {
@@ -122,6 +130,7 @@ static struct store_sqlite *store_sqlite_free(struct store_sqlite *q) {
         return NULL;
     for (size_t i = 0; i < _STMT_MAX; i++)
         sqlite3_finalize(q->stmt[i]);
+    q->wal = sqlite_wal_free(q->wal);
     /* Closing the last connection checkpoints the WAL and removes it. */
     sqlite3_close(q->db);
     free(q);
@@ -219,6 +228,7 @@ static int store_sqlite_commit(void *userdata, const store_commit *c) {
     struct store_sqlite *q = userdata;
     int r;
 
+    sqlite_wal_before_write(q->wal);
     r = stmt_run(q, STMT_BEGIN);
     if (r < 0)
         return r;
@@ -458,6 +468,9 @@ int store_sqlite_new(uv_loop_t *loop, const char *path, store **ret) {
     if (rc != SQLITE_OK)
         return q->db ? sqlite_errno(q->db, rc) : -ENOMEM;
     r = setup_connection(q->db);
+    if (r < 0)
+        return r;
+    r = sqlite_wal_new(loop, q->db, path, STORE_SQLITE_CHECKPOINT_PAGES, &q->wal);
     if (r < 0)
         return r;
     r = prepare_statements(q);

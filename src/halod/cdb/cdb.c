@@ -28,9 +28,8 @@
  *
  * The writes run on the loop: a group is a few small B-tree updates in the
  * page cache.  The WAL checkpoints, which copy the WAL into the database file
- * and fsync both, do not: automatic checkpoints are off, a WAL hook notes the
- * WAL's size after each commit, and past CDB_CHECKPOINT_PAGES a PASSIVE
- * checkpoint runs in libuv's thread pool on a connection of its own (it never
+ * and fsync both, do not: past CDB_CHECKPOINT_PAGES a PASSIVE checkpoint runs
+ * in libuv's thread pool on a connection of its own (sqlite-wal.h; it never
  * blocks the writer; the writer starts the WAL over once it is all copied).
  * A full copy's reads go through another read-only connection whose read
  * transaction pins a snapshot while commits go on (WAL readers never block
@@ -50,13 +49,13 @@
 #include "macro.h"
 #include "parse-util.h"
 #include "sqlite-errno.h"
+#include "sqlite-wal.h"
 
 #define CDB_OBSERVERS_MAX 4
 #define CDB_BUSY_TIMEOUT_MSEC 100
-#define CDB_CHECKPOINT_PAGES 4000   /* 16 MB: a hot page rewritten many times is copied once */
-#define CDB_WAL_RESTART_PAGES 16000 /* past this the loop copies the rest itself, so that the WAL starts over */
-#define CDB_OWN_MAX 4096            /* own transactions remembered (own table) */
-#define CDB_OWN_PATHS_MAX 200       /* bytes of paths remembered per transaction */
+#define CDB_CHECKPOINT_PAGES 4000 /* 16 MB: a hot page rewritten many times is copied once */
+#define CDB_OWN_MAX 4096          /* own transactions remembered (own table) */
+#define CDB_OWN_PATHS_MAX 200     /* bytes of paths remembered per transaction */
 
 struct pending {
     LIST_FIELDS(struct pending, pending);
@@ -79,13 +78,7 @@ struct cdb {
     uint64_t n_own;    /* rows in the own table, about */
     uv_timer_t flush;
     bool flush_open, closing, replacing;
-    /* checkpoints in the thread pool */
-    sqlite3 *ckpt_db; /* used by the worker thread only */
-    char *ckpt_path;  /* the file, for the worker to open */
-    uv_work_t ckpt;
-    bool ckpt_running;
-    int wal_pages;                     /* the WAL's size after the last commit */
-    unsigned refs;                     /* the flush timer and a running checkpoint: the last to end frees c */
+    struct sqlite_wal *wal;            /* checkpoints in the thread pool */
     LIST_HEAD(struct pending) pending; /* commits queued for the next flush, in order */
     struct {
         cdb_observer_fn fn;
@@ -269,56 +262,6 @@ static int read_last(struct cdb *c) {
 
 static void on_flush(uv_timer_t *t);
 
-static void cdb_unref(struct cdb *c) {
-    if (--c->refs == 0) {
-        sqlite3_close_v2(c->ckpt_db);
-        free(c->ckpt_path);
-        free(c);
-    }
-}
-
-static void on_checkpoint(uv_work_t *w) {
-    struct cdb *c = w->data;
-    /* Opened here, at the first checkpoint, and used only by the worker (closed once it is done). */
-    if (!c->ckpt_db &&
-        sqlite3_open_v2(c->ckpt_path, &c->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        sqlite3_close_v2(c->ckpt_db);
-        c->ckpt_db = NULL;
-        return;
-    }
-    (void)sqlite3_busy_timeout(c->ckpt_db, CDB_BUSY_TIMEOUT_MSEC);
-    /* A connection that has read nothing does not know the file is in WAL mode yet, and its
-     * checkpoint would do nothing: read something first. */
-    (void)sqlite3_exec(c->ckpt_db, "SELECT count(*) FROM meta", NULL, NULL, NULL);
-    /* PASSIVE: copies what it can without waiting for the writer or the readers. */
-    (void)sqlite3_wal_checkpoint_v2(c->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-}
-
-static void on_checkpoint_done(uv_work_t *w, int status) {
-    struct cdb *c = w->data;
-    c->ckpt_running = false;
-    cdb_unref(c);
-}
-
-static void checkpoint_start(struct cdb *c) {
-    if (c->ckpt_running || c->closing)
-        return;
-    c->ckpt.data = c;
-    if (uv_queue_work(c->loop, &c->ckpt, on_checkpoint, on_checkpoint_done) < 0)
-        return; /* the next commit tries again */
-    c->ckpt_running = true;
-    c->refs++;
-}
-
-/* SQLite's WAL hook: after each commit, the WAL's size in pages. */
-static int on_wal(void *userdata, sqlite3 *db, const char *name, int pages) {
-    struct cdb *c = userdata;
-    c->wal_pages = pages;
-    if (pages >= CDB_CHECKPOINT_PAGES)
-        checkpoint_start(c);
-    return SQLITE_OK;
-}
-
 int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **ret) {
     struct cdb *c;
     int r, version = -1;
@@ -332,10 +275,7 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
     snprintf(c->node, sizeof(c->node), "%s", node);
     hlc_init(&c->clock, NULL, NULL);
     c->path = strdup(path);
-    c->ckpt_path = strdup(path);
-    if (!c->path || !c->ckpt_path) {
-        free(c->path);
-        free(c->ckpt_path);
+    if (!c->path) {
         free(c);
         return -ENOMEM;
     }
@@ -357,8 +297,7 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
                             "PRAGMA synchronous = NORMAL;"
                             "PRAGMA cache_size = -2048;"
                             "PRAGMA mmap_size = 0;"
-                            "PRAGMA journal_size_limit = 67108864;"
-                            "PRAGMA wal_autocheckpoint = 0;");
+                            "PRAGMA journal_size_limit = 67108864;");
     if (r >= 0)
         r = exec_sql(c->db, schema);
 
@@ -396,11 +335,14 @@ int cdb_open(uv_loop_t *loop, const char *path, const char *node, struct cdb **r
     }
     if (c->last.hlc)
         hlc_witness(&c->clock, c->last.hlc);
-    sqlite3_wal_hook(c->db, on_wal, c);
+    r = sqlite_wal_new(loop, c->db, path, CDB_CHECKPOINT_PAGES, &c->wal);
+    if (r < 0) {
+        cdb_close(c);
+        return r;
+    }
     uv_timer_init(loop, &c->flush);
     c->flush.data = c;
     c->flush_open = true;
-    c->refs = 1;
     *ret = c;
     return 0;
 }
@@ -413,7 +355,7 @@ static void pending_free(struct pending *p) {
 }
 
 static void on_flush_closed(uv_handle_t *h) {
-    cdb_unref(h->data);
+    free(h->data);
 }
 
 static void flush_now(struct cdb *c);
@@ -436,16 +378,15 @@ struct cdb *cdb_close(struct cdb *c) {
     sqlite3_finalize(c->upstream_set);
     sqlite3_finalize(c->own_add);
     sqlite3_finalize(c->own_prune);
+    c->wal = sqlite_wal_free(c->wal);
     sqlite3_close_v2(c->db); /* the last connection out checkpoints and removes the WAL */
     c->db = NULL;
     free(c->path);
     c->path = NULL;
     if (c->flush_open)
         uv_close((uv_handle_t *)&c->flush, on_flush_closed);
-    else {
-        free(c->ckpt_path);
+    else
         free(c);
-    }
     return NULL;
 }
 
@@ -681,12 +622,7 @@ static void flush_now(struct cdb *c) {
     c->pending.first = c->pending.last = NULL;
     uv_timer_stop(&c->flush);
 
-    /* Under a steady stream of commits the pool's checkpoints never quite catch up (new frames come
-     * in while they copy), and the WAL only starts over when a write begins with every frame copied.
-     * Past CDB_WAL_RESTART_PAGES, and while no pool checkpoint runs, copy the few frames left here:
-     * this write then starts the WAL over, and the file stays bounded. */
-    if (c->wal_pages >= CDB_WAL_RESTART_PAGES && !c->ckpt_running)
-        (void)sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    sqlite_wal_before_write(c->wal); /* the WAL starts over now and then: its file stays bounded */
     r = exec_sql(c->db, "BEGIN IMMEDIATE");
     LIST_FOREACH (pending, p, &batch) {
         if (r < 0)
