@@ -3,6 +3,7 @@
 import os
 import pwd
 import subprocess
+import time
 
 from halo_harness import wait_for
 from rawlink import RawLink, error_report, register, response
@@ -143,3 +144,18 @@ print(*link.reply())
     link.send(error_report("counter-a", seq=6))
     assert link.reply() == (6, 0)
     wait_for(lambda: cluster.si("counter")["active"] == "counter-b", timeout=10, what="failover to counter-b")
+
+
+def test_a_client_that_never_sends_hello_is_closed_after_10_s(cluster):
+    """A connection that sends nothing holds a slot of the HA link only for the Hello timeout
+    (10 s); one that said Hello and then nothing stays, and so do the components."""
+    silent, quiet = RawLink(cluster.socket), RawLink(cluster.socket)
+    assert quiet.hello() == 0
+    t0 = time.monotonic()
+    assert not silent.closed_by_peer(timeout=8), "closed before its 10 s"
+    assert silent.closed_by_peer(timeout=7), "still open 15 s after its connect"
+    assert time.monotonic() - t0 < 15
+    assert "sent no hello within 10 s of its connect, disconnecting" in cluster.logtext()
+    assert not quiet.closed_by_peer(timeout=0.5)
+    assert cluster.wait_assigned("counter") == ("counter-a", "counter-b")
+    quiet.close()

@@ -27,6 +27,7 @@ struct conn {
     pid_t pid;
     uid_t uid;
     bool hello_done;
+    uint64_t accepted; /* uv_now() at the accept: Hello is due within SERVER_HELLO_TIMEOUT_MS */
     bool admin;
     bool closing;
     void *data;
@@ -52,10 +53,11 @@ struct server {
     struct listener *listener;
     LIST_HEAD(struct conn) conns;
     unsigned n_conns, conns_max;
-    uint64_t last_full_log; /* uv_now() of the last "too many connections" warning */
-    size_t queued;          /* bytes waiting in every connection's queue */
-    uint64_t cut_off;       /* connections closed for not reading */
-    char *lease_file;       /* named in HelloReply; NULL on one node */
+    uint64_t last_full_log;  /* uv_now() of the last "too many connections" warning */
+    size_t queued;           /* bytes waiting in every connection's queue */
+    uint64_t cut_off;        /* connections closed for not reading */
+    char *lease_file;        /* named in HelloReply; NULL on one node */
+    uv_timer_t *hello_timer; /* at the next Hello deadline of a connection without one */
 };
 
 static void conn_close_cb(uv_handle_t *h) {
@@ -75,6 +77,10 @@ static void conn_drop_queue(struct conn *c) {
 }
 
 static void on_conn(uv_poll_t *h, int status, int events);
+
+static void free_handle(uv_handle_t *h) {
+    free(h);
+}
 
 /* Readable always; writable while packets wait. */
 static void conn_poll(struct conn *c) {
@@ -403,6 +409,25 @@ static bool make_room(struct server *s, pid_t pid) {
     return s->n_conns < s->conns_max;
 }
 
+/* Closes the connections whose Hello is overdue; due again at the next deadline. */
+static void on_hello_timer(uv_timer_t *t) {
+    struct server *s = t->data;
+    uint64_t now = uv_now(s->loop), next = 0;
+    struct conn *c, *n;
+    LIST_FOREACH_SAFE (conns, c, n, &s->conns) {
+        if (c->hello_done || c->closing)
+            continue;
+        if (now - c->accepted >= SERVER_HELLO_TIMEOUT_MS) {
+            log_warning("%s sent no hello within %u s of its connect, disconnecting", c->name,
+                        SERVER_HELLO_TIMEOUT_MS / 1000);
+            server_conn_close(c, "no hello");
+        } else if (!next || c->accepted + SERVER_HELLO_TIMEOUT_MS - now < next)
+            next = c->accepted + SERVER_HELLO_TIMEOUT_MS - now;
+    }
+    if (next)
+        uv_timer_start(t, on_hello_timer, next, 0);
+}
+
 static void on_accept(int fd, const struct sockaddr *addr, socklen_t addrlen, void *userdata) {
     struct server *s = userdata;
     struct ucred cred = {.uid = (uid_t)-1}; /* unknown: no rights */
@@ -428,9 +453,12 @@ static void on_accept(int fd, const struct sockaddr *addr, socklen_t addrlen, vo
         return;
     }
     c->poll.data = c;
+    c->accepted = uv_now(s->loop);
     LIST_PREPEND(conns, &s->conns, c);
     s->n_conns++;
     conn_poll(c);
+    if (!uv_is_active((uv_handle_t *)s->hello_timer))
+        uv_timer_start(s->hello_timer, on_hello_timer, SERVER_HELLO_TIMEOUT_MS, 0);
 }
 
 /* The most connections to keep open: well below the open-file limit, so that
@@ -487,13 +515,18 @@ int server_new(uv_loop_t *loop, const char *path, const char *node, const struct
     s->h = *h;
     s->userdata = userdata;
     s->conns_max = conns_max();
-    r = s->path && s->node ? listener_new(loop, TAKE_FD(fd), "HA link", on_accept, s, &s->listener) : -ENOMEM;
+    s->hello_timer = malloc(sizeof(*s->hello_timer));
+    r = s->path && s->node && s->hello_timer ? listener_new(loop, TAKE_FD(fd), "HA link", on_accept, s, &s->listener)
+                                             : -ENOMEM;
     if (r < 0) {
+        free(s->hello_timer);
         free(s->path);
         free(s->node);
         free(s);
         return r;
     }
+    uv_timer_init(loop, s->hello_timer);
+    s->hello_timer->data = s;
     log_debug("At most %u HA link connections", s->conns_max);
     *ret = s;
     return 0;
@@ -503,6 +536,7 @@ struct server *server_free(struct server *s) {
     if (!s)
         return NULL;
     s->listener = listener_free(s->listener);
+    uv_close((uv_handle_t *)s->hello_timer, free_handle);
     while (s->conns.first)
         server_conn_close(s->conns.first, "halod is stopping");
     (void)unlink(s->path);

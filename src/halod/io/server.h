@@ -27,6 +27,9 @@ struct server_handlers {
  * limit, the oldest connection of the process that holds the most makes room
  * for the new one; when every process holds one, the new one is closed. */
 #define SERVER_CONNS_MAX 4096
+/* A connection that has not sent Hello this long after its accept is closed: libhalo and haloctl
+ * send it at once, so only a client that never will is left holding a slot. */
+#define SERVER_HELLO_TIMEOUT_MS 10000
 #define SERVER_CONNS_MIN 16
 #define SERVER_FD_RESERVE 256
 #define SERVER_FULL_LOG_INTERVAL_MS 10000
