@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 import os
+import shutil
 import sys
 
 import pytest
@@ -28,6 +29,8 @@ LOG_TAIL_LINES = 80
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    if rep.when == "call":
+        item.call_passed = rep.passed
     if rep.when == "call" and rep.failed:
         for h in getattr(item, "halods", ()):
             tail = h.logtext().splitlines()[-LOG_TAIL_LINES:]
@@ -37,7 +40,9 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def halod_factory(request):
-    """Starts halods for a test; kills whatever is left when it ends."""
+    """Starts halods for a test; kills whatever is left when it ends, and removes their
+    directories when the test passed (a failed test's stay, for its logs and state: CI runs
+    again and again on one machine, and its /tmp would only grow)."""
     started = []
     request.node.halods = started
 
@@ -49,6 +54,9 @@ def halod_factory(request):
     yield make
     for h in started:
         h.kill_all()
+    if getattr(request.node, "call_passed", False) and not os.environ.get("HALO_KEEP_TEST_DIRS"):
+        for h in started:
+            shutil.rmtree(h.dir, ignore_errors=True)
 
 
 # Under pytest-xdist (test/run-all: -n 2 --dist loadgroup) a file's tests run on one worker,
