@@ -149,7 +149,13 @@ bool etcd_members_transfer_done(struct store_etcd *s, CURL *e, CURLcode cc) {
         term_seen(s, term);
     }
     etcd_buf_done(&m->resp);
-    members_check(s);
+    if (cc == CURLE_OK && status == 200)
+        members_check(s);
+    else if (!uv_is_active((uv_handle_t *)&s->members_timer))
+        /* Asked again at the retry, not now: a member that is down refuses at once, and asking it
+         * again from here spun the loop (both halods at 100% CPU while a member was down, their
+         * components missing health checks for want of a CPU: CI, 2026-12-08). */
+        (void)uv_timer_start(&s->members_timer, on_members_timer, STORE_ETCD_MEMBER_RETRY_MSEC, 0);
     return true;
 }
 
