@@ -139,7 +139,8 @@ struct repl {
      * the application's mode), and the highest seq it has durably. */
     char expect[LINK_NAME_MAX + 1];
     uint64_t expect_acked;
-    bool hold; /* repl_hold(): no commit is acknowledged */
+    bool expect_joined; /* it joined in sync, or acknowledged a copy, since it was named */
+    bool hold;          /* repl_hold(): no commit is acknowledged */
     cdb_txid seq_id;
     LIST_HEAD(struct waiter) waiters; /* newest first */
     bool freeing;

@@ -62,8 +62,10 @@ static void note_durable(struct peer *p, uint64_t seq) {
     struct repl *r = p->r;
     p->acked = MAX(p->acked, seq);
     bool was = repl_expected_caught_up(r);
-    if (r->expect[0] && streq(p->nodeid, r->expect))
+    if (r->expect[0] && streq(p->nodeid, r->expect)) {
         r->expect_acked = MAX(r->expect_acked, seq);
+        r->expect_joined = true;
+    }
     release_waiters(r);
     if (!was && repl_expected_caught_up(r) && r->h->expected_caught_up)
         r->h->expected_caught_up(r->userdata);
@@ -77,8 +79,10 @@ void repl_hold(struct repl *r, bool hold) {
         release_waiters(r);
 }
 
+/* Only once it has joined: a node that has not may lack what this one acknowledged before the
+ * stream began (alone, or before a restart of this halod: seq counts this stream's commits only). */
 bool repl_expected_caught_up(const struct repl *r) {
-    return r->expect[0] && r->expect_acked >= r->seq;
+    return r->expect[0] && r->expect_joined && r->expect_acked >= r->seq;
 }
 
 void repl_expect(struct repl *r, const char *nodeid) {
@@ -87,13 +91,20 @@ void repl_expect(struct repl *r, const char *nodeid) {
         return;
     snprintf(r->expect, sizeof(r->expect), "%s", nodeid ?: "");
     r->expect_acked = 0;
+    r->expect_joined = false;
     LIST_FOREACH (downs, d, &r->downs) {
-        if (d->phase == PHASE_STREAM && streq(d->nodeid, r->expect))
+        if (d->phase == PHASE_STREAM && streq(d->nodeid, r->expect)) {
             r->expect_acked = MAX(r->expect_acked, d->acked);
+            r->expect_joined = true;
+        }
     }
     if (*r->expect)
         log_info("CDB%s commits wait for secondary '%s'", r->label, r->expect);
     release_waiters(r);
+    /* Named while it streams with every commit: caught up now, and said so, as note_durable() would
+     * (the owner may be waiting for that word; nothing else may come for a while). */
+    if (repl_expected_caught_up(r) && r->h->expected_caught_up)
+        r->h->expected_caught_up(r->userdata);
 }
 
 void repl_serve_fail_waiters(struct repl *r, int error) {
