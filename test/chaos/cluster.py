@@ -84,7 +84,9 @@ class KeptEtcd(Etcd):
     """The harness's etcd; stop() keeps the members' logs as etcd-<member>.log in keep_dir.  Its
     data stays on the disk, beside everything else, as on a real node: with etcd on tmpfs (an
     etcd that never waits for the disk while the components do), seed 202 found halod failing
-    over from processes that a disk stall kept from dying after their SIGKILL (2026-12-08)."""
+    over from processes that took 3 s to die after their SIGKILL (2026-12-08; halod waits for
+    them since; the likelier cause of the slow deaths, halods spinning at 100% CPU while an
+    etcd member was down, was found and fixed the same day)."""
 
     keep_dir = None
     on_tmpfs = False
