@@ -16,8 +16,9 @@
  * frames come in while they copy), and the WAL only starts over when a write
  * begins with every frame copied: sqlite_wal_before_write() copies what is left
  * on the writer's connection once the WAL is past 4 x `pages` and no pool
- * checkpoint runs, so that the file stays bounded (rare: the pool is usually
- * ahead).
+ * checkpoint runs.  A write never waits for a checkpoint: while a slow disk
+ * keeps the pool's checkpoints running one after the other the WAL grows, and
+ * it starts over once they catch up.
  */
 
 #include <sqlite3.h>
