@@ -85,10 +85,6 @@ void sqlite_wal_before_write(struct sqlite_wal *w) {
         (void)sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
-int sqlite_wal_pages(const struct sqlite_wal *w) {
-    return w ? w->wal_pages : 0;
-}
-
 struct sqlite_wal *sqlite_wal_free(struct sqlite_wal *w) {
     if (!w)
         return NULL;

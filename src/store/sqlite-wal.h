@@ -31,8 +31,6 @@ struct sqlite_wal;
 int sqlite_wal_new(uv_loop_t *loop, sqlite3 *db, const char *path, int pages, struct sqlite_wal **ret);
 /* Before a write transaction on the writer's connection. */
 void sqlite_wal_before_write(struct sqlite_wal *w);
-/* The WAL's size in pages after the last commit. */
-int sqlite_wal_pages(const struct sqlite_wal *w);
 /* Call before the writer's connection closes (its close checkpoints what is left); a checkpoint
  * in the pool ends by itself, and its connection closes then.  Returns NULL. */
 struct sqlite_wal *sqlite_wal_free(struct sqlite_wal *w);

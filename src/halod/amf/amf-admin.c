@@ -183,12 +183,12 @@ int amf_su_repair(struct amf *a, const char *name) {
 }
 
 int amf_su_op_repair(struct su *su) {
-    if (su->oper != SU_DISABLED && su->unkillable) {
+    if (su->oper != SU_DISABLED) {
+        if (!su->unkillable)
+            return -HALO_EBADSTATE;
         amf_su_repaired_fence(su); /* its processes outlived SIGKILL: the operator says they are gone */
         return 0;
     }
-    if (su->oper != SU_DISABLED)
-        return -HALO_EBADSTATE;
     log_info("Service unit '%s' repaired by the operator", su->name);
     amf_su_repaired_fence(su); /* an OCF resource its failed stop left: the operator says it is gone */
     su->oper = SU_ENABLED;

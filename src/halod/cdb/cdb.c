@@ -622,7 +622,7 @@ static void flush_now(struct cdb *c) {
     c->pending.first = c->pending.last = NULL;
     uv_timer_stop(&c->flush);
 
-    sqlite_wal_before_write(c->wal); /* the WAL starts over now and then: its file stays bounded */
+    sqlite_wal_before_write(c->wal); /* the WAL starts over once the pool's checkpoints caught up */
     r = exec_sql(c->db, "BEGIN IMMEDIATE");
     LIST_FOREACH (pending, p, &batch) {
         if (r < 0)
